@@ -1,0 +1,410 @@
+package escrow
+
+import (
+	"container/heap"
+	"time"
+)
+
+func (n *Node) command(c *Command) {
+	switch c.Kind {
+	case CmdHold:
+		n.hold(c)
+	case CmdGet, CmdConfirm, CmdRelease, CmdExtend:
+		n.transition(c)
+	case CmdRestock:
+		n.restock(c)
+	case CmdWriteOff:
+		n.writeOff(c)
+	case CmdStock:
+		n.stock(c)
+	default:
+		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Err: errorf(CodeInvalid, "unknown command %d", c.Kind)})
+	}
+}
+
+func (n *Node) fail(c *Command, err *Error) {
+	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Err: err})
+}
+
+func (n *Node) hold(c *Command) {
+	lines, err := NormalizeLines(c.Lines)
+	if err != nil {
+		n.fail(c, err)
+		return
+	}
+	ttl := c.TTL
+	if ttl == 0 {
+		ttl = n.cfg.DefaultTTL
+	}
+	if ttl < MinTTL || ttl > n.cfg.MaxLifetime {
+		n.fail(c, errorf(CodeInvalid, "ttl must be between %v and %v, got %v", MinTTL, n.cfg.MaxLifetime, ttl))
+		return
+	}
+	if len(c.Meta) > MaxMetaLen {
+		n.fail(c, errorf(CodeInvalid, "metadata must be at most %d bytes, got %d", MaxMetaLen, len(c.Meta)))
+		return
+	}
+	if c.IdemKey != "" {
+		if err := ValidIdemKey(c.IdemKey); err != nil {
+			n.fail(c, err)
+			return
+		}
+		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) {
+			if e.Hash != c.IdemHash {
+				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
+				return
+			}
+			h := n.holds[e.HoldID]
+			if h == nil {
+				n.fail(c, errorf(CodeNotFound, "hold %s of idempotency key %q is no longer kept", e.HoldID, c.IdemKey))
+				return
+			}
+			n.stats.Replayed++
+			hc := n.viewHold(h)
+			n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc, Replayed: true})
+			return
+		}
+		if p := n.pendingIdem[c.IdemKey]; p != nil && !p.done {
+			if p.cmd.IdemHash != c.IdemHash {
+				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
+				return
+			}
+			p.waiters = append(p.waiters, c.ReqID)
+			return
+		}
+	}
+	if len(n.holds) >= n.cfg.MaxHolds {
+		n.fail(c, errorf(CodeInsufficientStock, "region %s keeps its maximum of %d holds", n.cfg.Region, n.cfg.MaxHolds))
+		return
+	}
+	for i := range lines {
+		s := n.sku(lines[i].SKU)
+		n.noteDemand(s, lines[i].Qty)
+	}
+	cc := *c
+	cc.TTL = ttl
+	if short := n.tryGrant(&cc, lines, nil); short == nil {
+		return
+	}
+	// Not enough here: borrow from peers with known surplus, or reject now.
+	p := &pendingHold{cmd: cc, lines: lines, deadline: n.now.Add(n.cfg.BorrowTimeout)}
+	if len(n.pending) < n.cfg.MaxPending && n.borrowFor(p) {
+		n.pending = append(n.pending, p)
+		if cc.IdemKey != "" {
+			n.pendingIdem[cc.IdemKey] = p
+		}
+		return
+	}
+	n.reject(&cc, lines, nil)
+}
+
+// tryGrant grants the hold if every line is covered here and returns nil;
+// otherwise it returns the first uncovered line and changes nothing.
+func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
+	if !n.cfg.Bugs.GrantWithoutCheck {
+		for i := range lines {
+			s := n.skus[lines[i].SKU]
+			if s == nil || n.available(s) < lines[i].Qty {
+				return &lines[i]
+			}
+		}
+	}
+	for i := range lines {
+		s := n.skus[lines[i].SKU]
+		own := n.ownRow(s)
+		own.Reserved += lines[i].Qty
+		n.touchOwn(own)
+		if !n.cfg.Bugs.GrantWithoutCheck && s.rows.Available(n.cfg.Region) < 0 {
+			panic("escrow: grant drove available below zero")
+		}
+		n.noteLow(s)
+	}
+	h := &holdRec{Hold: Hold{
+		Lines:   lines,
+		State:   Held,
+		Created: n.now,
+		Expires: n.now.Add(c.TTL),
+		Updated: n.now,
+		IdemKey: c.IdemKey,
+		Meta:    c.Meta,
+	}}
+	h.MaxExpires = n.now.Add(n.cfg.MaxLifetime)
+	for {
+		h.ID = newHoldID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
+		if n.holds[h.ID] == nil {
+			break
+		}
+	}
+	n.holds[h.ID] = h
+	n.markHold(h)
+	heap.Push(&n.expiry, timeItem{at: h.Expires, id: h.ID})
+	if c.IdemKey != "" {
+		e := &IdemEntry{Key: c.IdemKey, HoldID: h.ID, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)}
+		n.idem[e.Key] = e
+		heap.Push(&n.idemExpiry, timeItem{at: e.Expires, id: e.Key})
+		n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
+	}
+	n.stats.Granted++
+	n.stats.ActiveHolds++
+	hc := h.Clone()
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
+	for _, w := range waiters {
+		hw := h.Clone()
+		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
+	}
+	return nil
+}
+
+func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
+	err := &Error{Code: CodeInsufficientStock}
+	known := false
+	for i := range lines {
+		s := n.skus[lines[i].SKU]
+		if s == nil || len(s.rows) == 0 {
+			continue
+		}
+		known = true
+		if a := n.available(s); a < lines[i].Qty {
+			err.SKU, err.Available = lines[i].SKU, a
+			s.reject++
+			break
+		}
+	}
+	if !known || err.SKU == "" {
+		// Every SKU of the cart is unknown to every region this one knows,
+		// or the shortfall moved: name the first unknown line.
+		for i := range lines {
+			if s := n.skus[lines[i].SKU]; s == nil || len(s.rows) == 0 {
+				err = errorf(CodeUnknownSKU, "sku %q is not stocked in any region known to %s", lines[i].SKU, n.cfg.Region)
+				err.SKU = lines[i].SKU
+				break
+			}
+		}
+	}
+	if err.Code == CodeInsufficientStock {
+		if err.SKU == "" {
+			err.SKU = lines[0].SKU
+		}
+		err.Detail = "not enough units of " + err.SKU + " in region " + n.cfg.Region + ": " +
+			utoa(err.Available) + " available here"
+	}
+	n.stats.Rejected++
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Err: err})
+	for _, w := range waiters {
+		n.reply(Reply{ReqID: w, Kind: CmdHold, Err: err})
+	}
+}
+
+// viewHold returns a copy of h with the state as of now.
+func (n *Node) viewHold(h *holdRec) Hold {
+	c := h.Clone()
+	c.State = h.StateAt(n.now)
+	return c
+}
+
+func (n *Node) transition(c *Command) {
+	owner, err := OwnerOf(c.HoldID)
+	if err != nil {
+		n.fail(c, err)
+		return
+	}
+	if owner != n.cfg.Region {
+		e := errorf(CodeNotOwner, "hold %s belongs to region %s", c.HoldID, owner)
+		e.Owner = owner
+		n.fail(c, e)
+		return
+	}
+	h := n.holds[c.HoldID]
+	if h == nil {
+		n.fail(c, errorf(CodeNotFound, "no hold %s", c.HoldID))
+		return
+	}
+	// The deadline is the contract: past it, the hold is expired for every
+	// operation, whether or not the sweeper has run.
+	if h.State == Held && !n.now.Before(h.Expires) {
+		n.expire(h)
+	}
+	ok := func() {
+		hc := h.Clone()
+		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
+	}
+	conflict := func(what string) {
+		n.fail(c, errorf(CodeConflict, "cannot %s hold %s: it is %s", what, h.ID, h.State))
+	}
+	switch c.Kind {
+	case CmdGet:
+		ok()
+	case CmdConfirm:
+		switch h.State {
+		case Confirmed:
+			ok()
+		case Held:
+			n.finish(h, Confirmed)
+			n.stats.Confirmed++
+			ok()
+		default:
+			conflict("confirm")
+		}
+	case CmdRelease:
+		switch h.State {
+		case Released, Expired:
+			ok() // the units are back either way
+		case Held:
+			n.finish(h, Released)
+			n.stats.ReleasedHolds++
+			ok()
+		default:
+			conflict("release")
+		}
+	case CmdExtend:
+		if h.State != Held {
+			conflict("extend")
+			return
+		}
+		if c.TTL < MinTTL || c.TTL > n.cfg.MaxLifetime {
+			n.fail(c, errorf(CodeInvalid, "ttl must be between %v and %v, got %v", MinTTL, n.cfg.MaxLifetime, c.TTL))
+			return
+		}
+		exp := n.now.Add(c.TTL)
+		if exp.After(h.MaxExpires) {
+			exp = h.MaxExpires
+		}
+		if exp.After(h.Expires) {
+			h.Expires = exp
+			h.Updated = n.now
+			n.markHold(h)
+			heap.Push(&n.expiry, timeItem{at: h.Expires, id: h.ID})
+		}
+		ok()
+	}
+}
+
+// finish moves a HELD hold to a terminal state and books its units.
+func (n *Node) finish(h *holdRec, to HoldState) {
+	if h.State != Held {
+		panic("escrow: finish of a " + h.State.String() + " hold")
+	}
+	for _, l := range h.Lines {
+		s := n.skus[l.SKU]
+		own := n.ownRow(s)
+		switch to {
+		case Confirmed:
+			own.Sold += l.Qty
+		case Released, Expired:
+			if to == Expired && n.cfg.Bugs.KeepExpiredUnits {
+				own.Sold += l.Qty // the bug: units vanish into "sold"
+			} else {
+				own.Released += l.Qty
+			}
+		}
+		n.touchOwn(own)
+	}
+	h.State = to
+	h.Updated = n.now
+	n.markHold(h)
+	n.stats.ActiveHolds--
+	heap.Push(&n.retire, timeItem{at: n.now.Add(n.cfg.HoldRetain), id: h.ID})
+	n.retryPending()
+}
+
+func (n *Node) expire(h *holdRec) {
+	n.finish(h, Expired)
+	n.stats.ExpiredHolds++
+}
+
+func (n *Node) restock(c *Command) {
+	if err := ValidSKU(c.SKU); err != nil {
+		n.fail(c, err)
+		return
+	}
+	if err := ValidQty("qty", c.Qty); err != nil {
+		n.fail(c, err)
+		return
+	}
+	s := n.sku(c.SKU)
+	own := n.ownRow(s)
+	own.Minted += c.Qty
+	n.touchOwn(own)
+	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Applied: c.Qty, Stock: n.stockView(s)})
+	n.retryPending()
+}
+
+func (n *Node) writeOff(c *Command) {
+	if err := ValidSKU(c.SKU); err != nil {
+		n.fail(c, err)
+		return
+	}
+	if err := ValidQty("qty", c.Qty); err != nil {
+		n.fail(c, err)
+		return
+	}
+	s := n.skus[c.SKU]
+	if s == nil {
+		n.fail(c, errorf(CodeUnknownSKU, "sku %q is not known in region %s", c.SKU, n.cfg.Region))
+		return
+	}
+	take := min(c.Qty, n.available(s))
+	if take > 0 {
+		own := n.ownRow(s)
+		own.Shrunk += take
+		n.touchOwn(own)
+	}
+	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Applied: take, Stock: n.stockView(s)})
+}
+
+func (n *Node) stock(c *Command) {
+	if err := ValidSKU(c.SKU); err != nil {
+		n.fail(c, err)
+		return
+	}
+	s := n.skus[c.SKU]
+	if s == nil || len(s.rows) == 0 {
+		n.fail(c, errorf(CodeUnknownSKU, "sku %q is not known in region %s", c.SKU, n.cfg.Region))
+		return
+	}
+	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Stock: n.stockView(s)})
+}
+
+func (n *Node) stockView(s *skuState) *StockView {
+	v := &StockView{SKU: s.sku, Region: n.cfg.Region, Available: n.available(s)}
+	if own := s.rows[n.cfg.Region]; own != nil {
+		v.Held, v.Sold = own.Held(), own.Sold
+	}
+	for r, row := range s.rows {
+		a := s.rows.Available(r)
+		rs := RegionStock{Region: r, Available: a, Held: row.Held(), Sold: row.Sold, Seq: row.Seq}
+		if rec := s.recs[r]; rec != nil && !rec.updated.IsZero() {
+			rs.Age = n.now.Sub(rec.updated)
+		}
+		if a > 0 {
+			v.Global += a
+		}
+		v.Regions = append(v.Regions, rs)
+	}
+	sortRegionStock(v.Regions)
+	return v
+}
+
+func sortRegionStock(rs []RegionStock) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].Region < rs[j-1].Region; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+func utoa(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[i:])
+}
+
+var _ = time.Second

@@ -1,0 +1,110 @@
+package escrow
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config configures one region's Node. Zero values take the defaults noted.
+type Config struct {
+	Region string // [a-z0-9_]{1,32}; prefixes hold ids
+
+	DefaultTTL   time.Duration // hold TTL when none is given (10m)
+	MaxLifetime  time.Duration // extend never moves a deadline past created+MaxLifetime (1h)
+	IdemTTL      time.Duration // how long idempotency keys are remembered (24h)
+	HoldRetain   time.Duration // how long terminal holds stay readable (24h)
+	BorrowTimeout time.Duration // how long a hold waits for borrowed units (50ms)
+
+	// LowWater: a region tops up a SKU in the background when its available
+	// units drop below max(LowWater, demand/s × TopUpHorizon). 0 with a zero
+	// horizon disables top-up.
+	LowWater     uint64
+	TopUpHorizon time.Duration
+	// DonorFloor: a donor never gives background (non-urgent) units below
+	// max(DonorFloor, its own top-up threshold), so top-ups cannot ping-pong.
+	DonorFloor uint64
+
+	DigestInterval time.Duration // digest broadcast period (1s; <0 disables)
+	RepairTimeout  time.Duration // re-ask for a repair after this (1s)
+	DemandTau      time.Duration // EWMA time constant of demand (30s)
+
+	MaxPending       int // holds waiting on a borrow (10,000)
+	MaxSweepPerTick  int // expiries per Tick (4,096)
+	MaxTopUpsPerTick int // top-up requests per Tick (256)
+	MaxDonations     int // remembered borrow ids for dedupe (100,000)
+	MaxHolds         int // live holds, all states (10,000,000)
+	MaxRowsPerMsg    int // rows per rows message (1,024)
+	MaxDigestSKUs    int // SKUs per digest (1,024)
+
+	// Peers, when set, is an allow-list: messages from other regions are dropped.
+	Peers []string
+
+	// Rand supplies randomness (hold id suffixes). nil: a PRNG seeded from Region.
+	Rand func() uint64
+
+	// Bugs injects known bugs so tests can prove the checkers catch them.
+	// Never set outside tests.
+	Bugs Bugs
+}
+
+// Bugs are test-only fault injections in the core.
+type Bugs struct {
+	GrantWithoutCheck bool // grant holds without checking available
+	MergeBySum        bool // merge rows by adding instead of max
+	KeepExpiredUnits  bool // expire holds without returning their units
+}
+
+func (c *Config) withDefaults() Config {
+	d := *c
+	def := func(v *time.Duration, x time.Duration) {
+		if *v == 0 {
+			*v = x
+		}
+	}
+	defInt := func(v *int, x int) {
+		if *v <= 0 {
+			*v = x
+		}
+	}
+	def(&d.DefaultTTL, DefaultTTL)
+	def(&d.MaxLifetime, DefaultMaxLife)
+	def(&d.IdemTTL, DefaultIdemTTL)
+	def(&d.HoldRetain, DefaultIdemTTL)
+	def(&d.BorrowTimeout, DefaultBorrowTO)
+	def(&d.DigestInterval, time.Second)
+	def(&d.RepairTimeout, time.Second)
+	def(&d.DemandTau, 30*time.Second)
+	defInt(&d.MaxPending, 10_000)
+	defInt(&d.MaxSweepPerTick, 4096)
+	defInt(&d.MaxTopUpsPerTick, 256)
+	defInt(&d.MaxDonations, 100_000)
+	defInt(&d.MaxHolds, 10_000_000)
+	defInt(&d.MaxRowsPerMsg, 1024)
+	defInt(&d.MaxDigestSKUs, 1024)
+	if d.MaxRowsPerMsg > MaxWireRows {
+		d.MaxRowsPerMsg = MaxWireRows
+	}
+	if d.MaxDigestSKUs > MaxWireDigest {
+		d.MaxDigestSKUs = MaxWireDigest
+	}
+	return d
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	if err := ValidRegion(c.Region); err != nil {
+		return err
+	}
+	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.IdemTTL < 0 {
+		return fmt.Errorf("escrow: negative duration in config")
+	}
+	if c.DefaultTTL != 0 && c.MaxLifetime != 0 && c.DefaultTTL > c.MaxLifetime {
+		return fmt.Errorf("escrow: default TTL %v exceeds max lifetime %v", c.DefaultTTL, c.MaxLifetime)
+	}
+	for _, p := range c.Peers {
+		if err := ValidRegion(p); err != nil {
+			return fmt.Errorf("escrow: peer allow-list: %w", err)
+		}
+	}
+	return nil
+}

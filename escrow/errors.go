@@ -1,0 +1,67 @@
+package escrow
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies an Error. Codes are stable: runtimes map them to HTTP
+// statuses and problem types, so never renumber or rename them.
+type Code uint8
+
+const (
+	CodeInvalid           Code = iota + 1 // malformed or out-of-range input
+	CodeInsufficientStock                 // not enough units here (after borrowing)
+	CodeUnknownSKU                        // no region is known to stock the SKU
+	CodeNotFound                          // no such hold
+	CodeConflict                          // transition impossible from the hold's state
+	CodeIdempotencyReuse                  // idempotency key reused with a different request
+	CodeNotOwner                          // the hold belongs to another region
+	CodeInvariant                         // an invariant check failed (a bug)
+)
+
+var codeNames = [...]string{
+	CodeInvalid:           "invalid",
+	CodeInsufficientStock: "insufficient-stock",
+	CodeUnknownSKU:        "unknown-sku",
+	CodeNotFound:          "not-found",
+	CodeConflict:          "conflict",
+	CodeIdempotencyReuse:  "idempotency-key-reuse",
+	CodeNotOwner:          "not-owner",
+	CodeInvariant:         "invariant",
+}
+
+// String returns the stable slug of the code, as used in problem types.
+func (c Code) String() string {
+	if int(c) < len(codeNames) && codeNames[c] != "" {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("code-%d", uint8(c))
+}
+
+// Error is the typed error every escrow operation returns.
+type Error struct {
+	Code   Code
+	Detail string
+	// SKU and Available are set for CodeInsufficientStock: the first SKU that
+	// could not be covered and the units available for it at this region.
+	SKU       string
+	Available uint64
+	// Owner is set for CodeNotOwner: the region that owns the hold.
+	Owner string
+}
+
+func (e *Error) Error() string { return e.Code.String() + ": " + e.Detail }
+
+func errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of err if it is an *Error, and 0 otherwise.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return 0
+}

@@ -1,0 +1,548 @@
+package escrow
+
+import (
+	"container/heap"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"time"
+)
+
+// Input is one step of the node: a client command, a peer message, or just
+// the passage of time (both nil). Now is the runtime's clock; the node's
+// clock never moves backwards.
+type Input struct {
+	Now time.Time
+	Cmd *Command
+	Msg *Message
+}
+
+// Node is one region's escrow state machine. It never blocks, never does
+// I/O and never reads the clock: Step feeds it, Ready drains it.
+type Node struct {
+	cfg Config
+	now time.Time
+	rnd func() uint64
+
+	seq        uint64 // own change sequence
+	bcastSeq   uint64 // own sequence at the last rows broadcast
+	skus       map[string]*skuState
+	skuOrder   []string // insertion order, for digests
+	digestNext int
+	holds      map[string]*holdRec
+	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
+	retire     timeHeap // terminal holds past retention
+	idem       map[string]*IdemEntry
+	idemExpiry timeHeap
+	peers      map[string]*peer
+	allow      map[string]bool
+
+	pending     []*pendingHold // holds waiting on borrowed units, FIFO
+	pendingIdem map[string]*pendingHold
+	borrowID    uint64
+	borrows     map[uint64]*borrowOut // own requests in flight
+	donations   map[donationKey]uint64
+	donationLog []donationKey
+	lastDigest  time.Time
+	adviceEpoch uint64
+	lowSKUs     map[string]struct{}
+
+	// Accumulated output since the last Ready.
+	dirtyRows  []*rowRec
+	ownChanged []*rowRec // own rows changed since the last broadcast
+	dirtyHolds []*holdRec
+	out        Ready
+	readies    int // Ready calls not yet Advanced
+
+	stats Stats
+}
+
+// Stats are cumulative counters of one node, for metrics and simulator reports.
+type Stats struct {
+	Granted, Rejected, Replayed                  uint64
+	Confirmed, ReleasedHolds, ExpiredHolds       uint64
+	BorrowsSent, BorrowsAnswered, BorrowTimeouts uint64
+	BorrowUnitsIn, DonatedUnits                  uint64
+	TopUps, AdviceApplied, AdviceIgnored         uint64
+	RepairsSent, RepairsServed                   uint64
+	MsgsRejected, Gaps                           uint64
+	ActiveHolds, PendingHolds                    uint64
+}
+
+type skuState struct {
+	sku     string
+	rows    View
+	own     *rowRec
+	recs    map[string]*rowRec
+	demand  float64 // units/s, EWMA
+	demandT time.Time
+	reject  uint64
+	topUp   uint64 // borrow id of the top-up in flight, 0 if none
+}
+
+type rowRec struct {
+	Row
+	dirty   bool
+	bcast   bool
+	updated time.Time
+}
+
+type holdRec struct {
+	Hold
+	dirty bool
+}
+
+type peer struct {
+	seen       uint64 // last contiguous sequence received (see Message)
+	chainFrom  uint64 // multi-part rows message in progress
+	chainTo    uint64
+	repairAt   time.Time // when the outstanding repair was asked, zero if none
+	suspect    bool      // a digest showed a sequence beyond seen
+	seenDirty  bool
+}
+
+type pendingHold struct {
+	cmd      Command
+	lines    []Line
+	deadline time.Time
+	asks     int      // borrow answers still awaited
+	waiters  []uint64 // extra ReqIDs retrying the same idempotency key
+	done     bool
+}
+
+type borrowOut struct {
+	sku      string
+	to       string
+	deadline time.Time
+	topUp    bool
+	pend     *pendingHold // the hold waiting on this borrow, nil for top-ups
+}
+
+type donationKey struct {
+	from string
+	id   uint64
+}
+
+// NewNode returns a node for cfg, restored from st (nil for a new region).
+func NewNode(cfg Config, st *State) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := cfg.withDefaults()
+	n := &Node{
+		cfg:         c,
+		skus:        make(map[string]*skuState),
+		holds:       make(map[string]*holdRec),
+		idem:        make(map[string]*IdemEntry),
+		peers:       make(map[string]*peer),
+		pendingIdem: make(map[string]*pendingHold),
+		borrows:     make(map[uint64]*borrowOut),
+		donations:   make(map[donationKey]uint64),
+		lowSKUs:     make(map[string]struct{}),
+		rnd:         c.Rand,
+	}
+	if n.rnd == nil {
+		var seed uint64
+		for i := 0; i < len(c.Region); i++ {
+			seed = seed*131 + uint64(c.Region[i])
+		}
+		r := rand.New(rand.NewPCG(seed, 0x686f6c6466617374))
+		n.rnd = r.Uint64
+	}
+	if len(c.Peers) > 0 {
+		n.allow = make(map[string]bool, len(c.Peers))
+		for _, p := range c.Peers {
+			n.allow[p] = true
+		}
+	}
+	if st != nil {
+		if err := n.restore(st); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *Node) restore(st *State) error {
+	n.seq = st.Seq
+	n.bcastSeq = st.Seq
+	for i := range st.Rows {
+		r := st.Rows[i].Clone()
+		if err := ValidSKU(r.SKU); err != nil {
+			return err
+		}
+		if err := ValidRegion(r.Region); err != nil {
+			return err
+		}
+		if r.Region == n.cfg.Region && r.Seq > st.Seq {
+			return errorf(CodeInvariant, "own row %s has seq %d beyond the stored sequence %d", r.SKU, r.Seq, st.Seq)
+		}
+		s := n.sku(r.SKU)
+		rec := s.rec(r.Region)
+		rec.Row = r
+		s.rows[r.Region] = &rec.Row
+		if r.Region != n.cfg.Region {
+			n.peer(r.Region)
+		}
+	}
+	for r, seq := range st.PeerSeq {
+		if err := ValidRegion(r); err != nil {
+			return err
+		}
+		n.peer(r).seen = seq
+	}
+	for i := range st.Holds {
+		h := st.Holds[i].Clone()
+		owner, err := OwnerOf(h.ID)
+		if err != nil {
+			return err
+		}
+		if owner != n.cfg.Region {
+			return errorf(CodeInvariant, "stored hold %s belongs to region %s", h.ID, owner)
+		}
+		rec := &holdRec{Hold: h}
+		n.holds[h.ID] = rec
+		if h.State == Held {
+			n.stats.ActiveHolds++
+			heap.Push(&n.expiry, timeItem{at: h.Expires, id: h.ID})
+		} else {
+			heap.Push(&n.retire, timeItem{at: h.Updated.Add(n.cfg.HoldRetain), id: h.ID})
+		}
+	}
+	for i := range st.Idem {
+		e := st.Idem[i]
+		n.idem[e.Key] = &e
+		heap.Push(&n.idemExpiry, timeItem{at: e.Expires, id: e.Key})
+	}
+	for _, s := range n.skus {
+		if a := s.rows.Available(n.cfg.Region); a < 0 {
+			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
+		}
+	}
+	return nil
+}
+
+// Region returns the node's region name.
+func (n *Node) Region() string { return n.cfg.Region }
+
+// Now returns the node's clock.
+func (n *Node) Now() time.Time { return n.now }
+
+// Seq returns the node's own change sequence.
+func (n *Node) Seq() uint64 { return n.seq }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	s := n.stats
+	s.PendingHolds = uint64(len(n.pending))
+	return s
+}
+
+// Step feeds one input to the node. It returns an error only for a peer
+// message that was rejected (and not applied); commands always get a Reply.
+func (n *Node) Step(in Input) error {
+	if in.Now.After(n.now) {
+		n.now = in.Now
+	}
+	var err error
+	switch {
+	case in.Cmd != nil:
+		n.command(in.Cmd)
+	case in.Msg != nil:
+		err = n.message(in.Msg)
+		if err != nil {
+			n.stats.MsgsRejected++
+		}
+	}
+	n.tick()
+	return err
+}
+
+// HasReady reports whether Ready would return anything.
+func (n *Node) HasReady() bool {
+	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.ownChanged) > 0 || !n.out.Empty()
+}
+
+// Ready returns everything the node produced since the last Ready. The
+// runtime must persist rd.Persist durably (one atomic, synced write), then
+// send rd.Send, then deliver rd.Reply, then call Advance. Readies must be
+// persisted in the order they were returned.
+func (n *Node) Ready() Ready {
+	rd := n.out
+	n.out = Ready{}
+	if len(n.dirtyRows) > 0 {
+		rd.Persist.Rows = make([]Row, 0, len(n.dirtyRows))
+		for _, r := range n.dirtyRows {
+			rd.Persist.Rows = append(rd.Persist.Rows, r.Row.Clone())
+			r.dirty = false
+		}
+		n.dirtyRows = n.dirtyRows[:0]
+	}
+	if len(n.dirtyHolds) > 0 {
+		rd.Persist.Holds = make([]Hold, 0, len(n.dirtyHolds))
+		for _, h := range n.dirtyHolds {
+			rd.Persist.Holds = append(rd.Persist.Holds, h.Clone())
+			h.dirty = false
+		}
+		n.dirtyHolds = n.dirtyHolds[:0]
+	}
+	for r, p := range n.peers {
+		if p.seenDirty {
+			if rd.Persist.PeerSeq == nil {
+				rd.Persist.PeerSeq = make(map[string]uint64)
+			}
+			rd.Persist.PeerSeq[r] = p.seen
+			p.seenDirty = false
+		}
+	}
+	rd.Persist.Seq = n.seq
+	if len(n.ownChanged) > 0 {
+		rows := make([]Row, 0, len(n.ownChanged))
+		for _, r := range n.ownChanged {
+			rows = append(rows, r.Row.Clone())
+			r.bcast = false
+		}
+		n.ownChanged = n.ownChanged[:0]
+		rd.Send = append(rd.Send, n.rowsMessages("", n.bcastSeq, n.seq, rows)...)
+		n.bcastSeq = n.seq
+	}
+	n.readies++
+	return rd
+}
+
+// Advance tells the node that the oldest Ready not yet advanced has been
+// persisted, sent and replied.
+func (n *Node) Advance() {
+	if n.readies <= 0 {
+		panic("escrow: Advance without Ready")
+	}
+	n.readies--
+}
+
+// rowsMessages splits rows (one atomic snapshot, changes in (prev, seq])
+// into messages of at most MaxRowsPerMsg rows, ordered by row Seq. Every
+// part but the last has More set; see Message for the receiver's rule.
+func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
+	if len(rows) <= n.cfg.MaxRowsPerMsg {
+		return []Message{{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows}}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Seq < rows[j].Seq })
+	var msgs []Message
+	from := prev
+	for len(rows) > 0 {
+		k := min(len(rows), n.cfg.MaxRowsPerMsg)
+		part := rows[:k]
+		rows = rows[k:]
+		m := Message{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: from, Rows: part}
+		if len(rows) > 0 {
+			m.Seq = part[len(part)-1].Seq
+			m.More = true
+		} else {
+			m.Seq = seq
+		}
+		from = m.Seq
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+func (n *Node) reply(r Reply) { n.out.Reply = append(n.out.Reply, r) }
+
+func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
+
+func (n *Node) sku(name string) *skuState {
+	s := n.skus[name]
+	if s == nil {
+		s = &skuState{sku: name, rows: make(View, 4), recs: make(map[string]*rowRec, 4)}
+		n.skus[name] = s
+		n.skuOrder = append(n.skuOrder, name)
+	}
+	return s
+}
+
+func (s *skuState) rec(region string) *rowRec {
+	r := s.recs[region]
+	if r == nil {
+		r = &rowRec{Row: Row{SKU: s.sku, Region: region}}
+		s.recs[region] = r
+		s.rows[region] = &r.Row
+	}
+	return r
+}
+
+// ownRow returns this region's row of s, creating it empty.
+func (n *Node) ownRow(s *skuState) *rowRec {
+	if s.own == nil {
+		s.own = s.rec(n.cfg.Region)
+	}
+	return s.own
+}
+
+// available returns available(self) for s, never negative.
+func (n *Node) available(s *skuState) uint64 {
+	a := s.rows.Available(n.cfg.Region)
+	if a < 0 {
+		if n.cfg.Bugs.GrantWithoutCheck || n.cfg.Bugs.MergeBySum || n.cfg.Bugs.KeepExpiredUnits {
+			return 0
+		}
+		panic("escrow: available(" + n.cfg.Region + ", " + s.sku + ") < 0")
+	}
+	return uint64(a)
+}
+
+// touchOwn records a change of the own row: one sequence number per change.
+func (n *Node) touchOwn(r *rowRec) {
+	n.seq++
+	r.Seq = n.seq
+	r.updated = n.now
+	n.markRow(r)
+	if !r.bcast {
+		r.bcast = true
+		n.ownChanged = append(n.ownChanged, r)
+	}
+}
+
+func (n *Node) markRow(r *rowRec) {
+	if !r.dirty {
+		r.dirty = true
+		n.dirtyRows = append(n.dirtyRows, r)
+	}
+}
+
+func (n *Node) markHold(h *holdRec) {
+	if !h.dirty {
+		h.dirty = true
+		n.dirtyHolds = append(n.dirtyHolds, h)
+	}
+}
+
+func (n *Node) peer(r string) *peer {
+	p := n.peers[r]
+	if p == nil {
+		p = &peer{}
+		n.peers[r] = p
+	}
+	return p
+}
+
+func (n *Node) noteDemand(s *skuState, qty uint64) {
+	tau := n.cfg.DemandTau.Seconds()
+	if !s.demandT.IsZero() {
+		dt := n.now.Sub(s.demandT).Seconds()
+		if dt > 0 {
+			s.demand *= math.Exp(-dt / tau)
+		}
+	}
+	s.demandT = n.now
+	s.demand += float64(qty) / tau
+}
+
+// demandNow returns the decayed demand rate of s in units/s.
+func (n *Node) demandNow(s *skuState) float64 {
+	if s.demandT.IsZero() {
+		return 0
+	}
+	dt := n.now.Sub(s.demandT).Seconds()
+	return s.demand * math.Exp(-dt/n.cfg.DemandTau.Seconds())
+}
+
+// View returns a copy of this node's view of one SKU (nil if unknown).
+func (n *Node) View(sku string) View {
+	s := n.skus[sku]
+	if s == nil {
+		return nil
+	}
+	v := make(View, len(s.rows))
+	for r, row := range s.rows {
+		c := row.Clone()
+		v[r] = &c
+	}
+	return v
+}
+
+// Rows returns copies of every row this node holds, sorted by SKU and region.
+func (n *Node) Rows() []Row {
+	var out []Row
+	for _, s := range n.skus {
+		for _, r := range s.rows {
+			out = append(out, r.Clone())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].SKU != out[j].SKU {
+			return out[i].SKU < out[j].SKU
+		}
+		return out[i].Region < out[j].Region
+	})
+	return out
+}
+
+// SKUs returns the SKUs this node knows, in the order it learned them.
+func (n *Node) SKUs() []string { return append([]string(nil), n.skuOrder...) }
+
+// Hold returns a copy of a hold owned by this node.
+func (n *Node) Hold(id string) (Hold, bool) {
+	h := n.holds[id]
+	if h == nil {
+		return Hold{}, false
+	}
+	return h.Clone(), true
+}
+
+// ForEachHold calls f for every hold this node keeps, in no order.
+func (n *Node) ForEachHold(f func(h *Hold)) {
+	for _, h := range n.holds {
+		f(&h.Hold)
+	}
+}
+
+// Available returns available(self) of sku as this node sees it.
+func (n *Node) Available(sku string) uint64 {
+	s := n.skus[sku]
+	if s == nil {
+		return 0
+	}
+	return n.available(s)
+}
+
+// Peers returns the regions this node has heard of, sorted.
+func (n *Node) Peers() []string {
+	out := make([]string, 0, len(n.peers))
+	for r := range n.peers {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PeerSeq returns the last contiguous sequence received from region r.
+func (n *Node) PeerSeq(r string) uint64 {
+	if p := n.peers[r]; p != nil {
+		return p.seen
+	}
+	return 0
+}
+
+// timeHeap is a min-heap of (time, id).
+type timeItem struct {
+	at time.Time
+	id string
+}
+
+type timeHeap []timeItem
+
+func (h timeHeap) Len() int { return len(h) }
+func (h timeHeap) Less(i, j int) bool {
+	if h[i].at.Equal(h[j].at) {
+		return h[i].id < h[j].id
+	}
+	return h[i].at.Before(h[j].at)
+}
+func (h timeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)   { *h = append(*h, x.(timeItem)) }
+func (h *timeHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}

@@ -1,0 +1,86 @@
+package escrow
+
+import (
+	"container/heap"
+	"sort"
+	"time"
+)
+
+// PeerStock is a peer's available units of one SKU as seen locally.
+type PeerStock struct {
+	Region    string
+	Available uint64
+	Qty       uint64 // in a plan: units to ask for
+}
+
+// PlanBorrow decides whom to ask for need units: peers with known surplus,
+// largest first (ties by name, for determinism), each asked for at most what
+// it is known to have. It returns nil when the known surplus cannot cover
+// need, so the hold is rejected at once instead of waiting for a deadline.
+func PlanBorrow(need uint64, peers []PeerStock) []PeerStock {
+	if need == 0 {
+		return nil
+	}
+	sort.Slice(peers, func(i, j int) bool {
+		if peers[i].Available != peers[j].Available {
+			return peers[i].Available > peers[j].Available
+		}
+		return peers[i].Region < peers[j].Region
+	})
+	var plan []PeerStock
+	for _, p := range peers {
+		if need == 0 {
+			break
+		}
+		if p.Available == 0 {
+			continue
+		}
+		q := min(need, p.Available)
+		plan = append(plan, PeerStock{Region: p.Region, Qty: q})
+		need -= q
+	}
+	if need > 0 {
+		return nil
+	}
+	return plan
+}
+
+// TopUpThreshold is the low-water mark of a slice: the larger of a fixed
+// floor and the units expected to be requested over horizon at the current
+// demand rate (units/s).
+func TopUpThreshold(lowWater uint64, demandPerSec float64, horizon time.Duration) uint64 {
+	d := uint64(demandPerSec*horizon.Seconds() + 0.5)
+	return max(lowWater, d)
+}
+
+// PlanTopUp picks the peer with the largest surplus (already net of its
+// floor) and asks for enough to reach twice the threshold, at most half of
+// that peer's surplus so that donors are never drained by top-ups.
+func PlanTopUp(avail, threshold uint64, peers []PeerStock) (to string, qty uint64) {
+	if avail >= threshold || threshold == 0 {
+		return "", 0
+	}
+	var best PeerStock
+	for _, p := range peers {
+		if p.Available > best.Available || (p.Available == best.Available && p.Available > 0 && p.Region < best.Region) {
+			best = p
+		}
+	}
+	want := 2*threshold - avail
+	q := min(want, best.Available/2)
+	if q == 0 {
+		return "", 0
+	}
+	return best.Region, q
+}
+
+// AdviceGive is how many units a region gives when advised to send qty:
+// only what lies above its floor.
+func AdviceGive(avail, floor, qty uint64) uint64 {
+	if avail <= floor {
+		return 0
+	}
+	return min(qty, avail-floor)
+}
+
+func heapPop(h *timeHeap) timeItem { return heap.Pop(h).(timeItem) }

@@ -1,0 +1,272 @@
+package escrow
+
+import "time"
+
+// Limits on every input. They bound memory, message sizes and arithmetic
+// (no counter can overflow when each step adds at most MaxQty*MaxLines).
+const (
+	MaxQty          = 1_000_000 // units per cart line, restock or write-off
+	MaxLines        = 100       // lines per cart
+	MaxSKULen       = 128       // bytes, printable UTF-8
+	MaxRegionLen    = 32        // bytes, [a-z0-9_]
+	MaxIdemKeyLen   = 128       // bytes, printable ASCII
+	MaxMetaLen      = 1024      // bytes of client metadata per hold
+	MaxHoldIDLen    = MaxRegionLen + 1 + 26
+	DefaultTTL      = 10 * time.Minute
+	DefaultMaxLife  = time.Hour
+	MinTTL          = time.Second
+	DefaultIdemTTL  = 24 * time.Hour
+	DefaultBorrowTO = 50 * time.Millisecond
+)
+
+// Line is one cart line: qty units of one SKU.
+type Line struct {
+	SKU string
+	Qty uint64
+}
+
+// HoldState is the lifecycle state of a hold.
+type HoldState uint8
+
+const (
+	Held HoldState = iota + 1
+	Confirmed
+	Released
+	Expired
+)
+
+var stateNames = [...]string{Held: "held", Confirmed: "confirmed", Released: "released", Expired: "expired"}
+
+func (s HoldState) String() string {
+	if int(s) < len(stateNames) && stateNames[s] != "" {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Terminal reports whether no further transition can leave s.
+func (s HoldState) Terminal() bool { return s != Held }
+
+// Hold is a set of units reserved for one shopper until Expires. It lives in
+// the region that granted it (the prefix of its ID).
+type Hold struct {
+	ID         string
+	Lines      []Line // sorted by SKU, no duplicates
+	State      HoldState
+	Created    time.Time
+	Expires    time.Time // deadline: at or after it the hold is expired
+	MaxExpires time.Time // extend never moves Expires past this
+	Updated    time.Time // time of the last state change
+	IdemKey    string
+	Meta       string
+}
+
+// Clone returns a deep copy of h.
+func (h *Hold) Clone() Hold {
+	c := *h
+	c.Lines = append([]Line(nil), h.Lines...)
+	return c
+}
+
+// StateAt returns the state of h as seen at now: a held hold whose deadline
+// has passed is expired even before the sweeper returns its units.
+func (h *Hold) StateAt(now time.Time) HoldState {
+	if h.State == Held && !now.Before(h.Expires) {
+		return Expired
+	}
+	return h.State
+}
+
+// CommandKind names a client command.
+type CommandKind uint8
+
+const (
+	CmdHold     CommandKind = iota + 1 // create a hold from Lines
+	CmdGet                             // read hold HoldID
+	CmdConfirm                         // HELD → CONFIRMED
+	CmdRelease                         // HELD → RELEASED
+	CmdExtend                          // push Expires forward by TTL from now
+	CmdRestock                         // admin: Minted += Qty for SKU
+	CmdWriteOff                        // admin: Shrunk += min(Qty, available) for SKU
+	CmdStock                           // read the stock view of SKU
+)
+
+var cmdNames = [...]string{CmdHold: "hold", CmdGet: "get", CmdConfirm: "confirm", CmdRelease: "release",
+	CmdExtend: "extend", CmdRestock: "restock", CmdWriteOff: "write-off", CmdStock: "stock"}
+
+func (k CommandKind) String() string {
+	if int(k) < len(cmdNames) && cmdNames[k] != "" {
+		return cmdNames[k]
+	}
+	return "unknown"
+}
+
+// Command is a client request. ReqID is chosen by the runtime and echoed in
+// the Reply; it must be unique among the commands in flight.
+type Command struct {
+	Kind    CommandKind
+	ReqID   uint64
+	HoldID  string        // get, confirm, release, extend
+	Lines   []Line        // hold
+	TTL     time.Duration // hold, extend; 0 means DefaultTTL (hold) or required (extend)
+	IdemKey string        // hold: optional idempotency key
+	// IdemHash fingerprints the request body; a retry with the same key but
+	// another hash is CodeIdempotencyReuse. The runtime computes it.
+	IdemHash uint64
+	Meta     string // hold: client metadata
+	SKU      string // restock, write-off, stock
+	Qty      uint64 // restock, write-off
+}
+
+// Reply answers one Command.
+type Reply struct {
+	ReqID uint64
+	Kind  CommandKind
+	Err   *Error
+	Hold  *Hold      // hold commands: the hold as of the reply (a copy)
+	Stock *StockView // stock
+	// Applied is the number of units a restock or write-off changed; a
+	// write-off takes at most what is available and says so here.
+	Applied uint64
+	// Replayed is true when an idempotent retry returned an existing hold.
+	Replayed bool
+}
+
+// StockView is one region's view of one SKU.
+type StockView struct {
+	SKU       string
+	Region    string
+	Available uint64 // here
+	Held      uint64
+	Sold      uint64
+	Regions   []RegionStock // every region this one knows, itself included, sorted
+	Global    int64         // estimate of units available everywhere
+}
+
+// RegionStock is one row as seen from the viewing region.
+type RegionStock struct {
+	Region    string
+	Available int64
+	Held      uint64
+	Sold      uint64
+	Seq       uint64
+	Age       time.Duration // time since the row was last updated here
+}
+
+// MsgType names a peer message.
+type MsgType uint8
+
+const (
+	MsgRows       MsgType = iota + 1 // row versions of From changed in (PrevSeq, Seq]
+	MsgRepairReq                     // To, please send your rows changed after Seq
+	MsgBorrowReq                     // From asks To for Qty units of SKU
+	MsgBorrowResp                    // To's answer: Rows carries the donor row
+	MsgDigest                        // From's current Seq and per-SKU demand summary
+	MsgAdvice                        // rebalancer advice, Epoch-ordered
+)
+
+var msgNames = [...]string{MsgRows: "rows", MsgRepairReq: "repair", MsgBorrowReq: "borrow",
+	MsgBorrowResp: "borrow-resp", MsgDigest: "digest", MsgAdvice: "advice"}
+
+func (t MsgType) String() string {
+	if int(t) < len(msgNames) && msgNames[t] != "" {
+		return msgNames[t]
+	}
+	return "unknown"
+}
+
+// Message is everything regions (and the rebalancer) say to each other.
+// To is empty for a broadcast (rows, digest, advice).
+type Message struct {
+	Type MsgType
+	From string
+	To   string
+	// ID identifies a borrow request; its answer carries the same ID.
+	ID uint64
+	// Seq: rows: the writer's sequence after the last change included;
+	// repair: send changes after Seq; digest: the writer's current sequence.
+	Seq uint64
+	// PrevSeq: rows: the writer's sequence before the first change included.
+	// A receiver that has seen less than PrevSeq detects a gap.
+	PrevSeq uint64
+	// More marks a part of a multi-part rows message that is not the last.
+	// A receiver whose last contiguous sequence L satisfies PrevSeq <= L
+	// (single part) advances L to Seq; a multi-part snapshot advances L only
+	// when every part arrived in order. Rows are merged whatever the order.
+	More    bool
+	SKU     string // borrow request
+	Qty     uint64 // borrow request: units asked; answer: units given
+	Urgent  bool   // borrow request: a shopper is waiting (donor may go to zero)
+	Rows    []Row  // rows, borrow answer
+	Digest  []SKUDigest
+	Epoch   uint64 // advice
+	Moves   []Move // advice
+}
+
+// SKUDigest summarises one SKU at one region for peers and the rebalancer.
+type SKUDigest struct {
+	SKU       string
+	Available uint64
+	Held      uint64
+	// DemandMilli is the EWMA of units requested per second, times 1000.
+	DemandMilli uint64
+	Rejected    uint64 // cumulative holds rejected for lack of stock
+}
+
+// Move is one piece of rebalancer advice: From sends Qty units of SKU to To.
+type Move struct {
+	SKU  string
+	From string
+	To   string
+	Qty  uint64
+}
+
+// IdemEntry records an idempotency key and the hold it created.
+type IdemEntry struct {
+	Key     string
+	HoldID  string
+	Hash    uint64
+	Expires time.Time
+}
+
+// Persist is what one Ready asks the runtime to write durably, in one
+// atomic batch, before it sends any message or delivers any reply.
+type Persist struct {
+	Rows         []Row       // own and peer rows at their new versions
+	Holds        []Hold      // holds created or changed
+	DeletedHolds []string    // terminal holds past retention
+	Idem         []IdemEntry // keys added
+	DeletedIdem  []string    // keys past their expiry
+	Seq          uint64      // own change sequence after this batch
+	// PeerSeq holds the last contiguous sequence seen from each peer whose
+	// value changed. Persisting it is optional (0 forces a full repair).
+	PeerSeq map[string]uint64
+}
+
+// Empty reports whether p asks for no write.
+func (p *Persist) Empty() bool {
+	return len(p.Rows) == 0 && len(p.Holds) == 0 && len(p.DeletedHolds) == 0 &&
+		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0
+}
+
+// Ready is the output of the node since the last Advance: write Persist
+// (one fsync), then send Send, then deliver Reply, then call Advance.
+type Ready struct {
+	Persist Persist
+	Send    []Message
+	Reply   []Reply
+}
+
+// Empty reports whether the Ready carries nothing.
+func (rd *Ready) Empty() bool {
+	return rd.Persist.Empty() && len(rd.Send) == 0 && len(rd.Reply) == 0
+}
+
+// State is the durable state of a node, as loaded by a runtime on start.
+type State struct {
+	Rows    []Row
+	Holds   []Hold
+	Idem    []IdemEntry
+	Seq     uint64
+	PeerSeq map[string]uint64
+}
