@@ -1,0 +1,426 @@
+// Package client is a small Go client for the holdfast region HTTP API
+// (docs/openapi.yaml). The `holdfast` client commands, the demo's load
+// generator and tests use it.
+//
+// Every method returns the decoded answer with its raw JSON body, or an
+// *Error carrying the RFC 9457 problem the region answered with. Request
+// bodies and response bodies are bounded so that a misbehaving server cannot
+// make the client allocate without limit.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults and limits.
+const (
+	// DefaultURL is the region a client talks to when none is given: the
+	// address of configs/local/eu.yaml.
+	DefaultURL = "http://127.0.0.1:8080"
+	// DefaultTimeout bounds one request, including a hold that waits for a
+	// borrow (50 ms by default on the server).
+	DefaultTimeout = 10 * time.Second
+	// MaxRequestBytes bounds a request body. A cart of the maximum 100 lines
+	// with 128-byte SKUs is about 20 KiB; regions refuse more than 64 KiB by
+	// default.
+	MaxRequestBytes = 1 << 20
+	// DefaultMaxResponseBytes bounds a response body read into memory.
+	DefaultMaxResponseBytes = 4 << 20
+)
+
+// Options configure a Client. Zero values take the defaults.
+type Options struct {
+	// Token is sent as "Authorization: Bearer <token>" when not empty.
+	Token string
+	// Timeout bounds each request (DefaultTimeout). A deadline on the
+	// context passed to a method also applies.
+	Timeout time.Duration
+	// HTTPClient replaces the default client (a shared transport that keeps
+	// up to 256 idle connections to the region).
+	HTTPClient *http.Client
+	// MaxResponseBytes bounds response bodies (DefaultMaxResponseBytes).
+	MaxResponseBytes int64
+	// UserAgent defaults to "holdfast-client".
+	UserAgent string
+}
+
+// Client talks to one region. It is safe for concurrent use.
+type Client struct {
+	base    *url.URL
+	token   string
+	timeout time.Duration
+	hc      *http.Client
+	maxResp int64
+	ua      string
+}
+
+var defaultTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Load generators run hundreds of concurrent shoppers against one
+	// region: without this, most connections would be closed after use.
+	t.MaxIdleConnsPerHost = 256
+	t.MaxIdleConns = 1024
+	return t
+}()
+
+// New returns a client for the region at baseURL (scheme, host and an
+// optional path prefix, e.g. "http://127.0.0.1:8080").
+func New(baseURL string, opt Options) (*Client, error) {
+	if baseURL == "" {
+		baseURL = DefaultURL
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("client: region URL %q: %w", baseURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("client: region URL %q must start with http:// or https://", baseURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("client: region URL %q has no host", baseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("client: region URL %q must not have a query or fragment", baseURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	if strings.ContainsAny(opt.Token, "\r\n") {
+		return nil, errors.New("client: token contains a line break")
+	}
+	c := &Client{base: u, token: opt.Token, timeout: opt.Timeout, hc: opt.HTTPClient,
+		maxResp: opt.MaxResponseBytes, ua: opt.UserAgent}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Transport: defaultTransport}
+	}
+	if c.maxResp <= 0 {
+		c.maxResp = DefaultMaxResponseBytes
+	}
+	if c.ua == "" {
+		c.ua = "holdfast-client"
+	}
+	return c, nil
+}
+
+// URL returns the region's base URL.
+func (c *Client) URL() string { return c.base.String() }
+
+// Error is a non-2xx answer of the region: an RFC 9457 problem when the
+// region sent one, otherwise the status and the start of the body.
+type Error struct {
+	Status   int    // HTTP status code
+	Type     string `json:"type"`   // stable problem type URI, e.g. ".../insufficient-stock"
+	Title    string `json:"title"`  // short summary of the type
+	Detail   string `json:"detail"` // what went wrong with this request
+	Instance string `json:"instance,omitempty"`
+	// RetryAfter is the server's Retry-After (503 overload, owner
+	// unreachable), 0 when absent.
+	RetryAfter time.Duration
+	// Body is the raw response body (bounded).
+	Body []byte
+}
+
+func (e *Error) Error() string {
+	msg := e.Detail
+	if msg == "" {
+		msg = e.Title
+	}
+	if msg == "" {
+		msg = strings.TrimSpace(string(e.Body))
+		if len(msg) > 200 {
+			msg = msg[:200] + "…"
+		}
+	}
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), msg)
+}
+
+// Code returns the last segment of the problem type ("insufficient-stock",
+// "not-found", ...), or "" when the answer was not a problem.
+func (e *Error) Code() string {
+	t := strings.TrimRight(e.Type, "/")
+	if i := strings.LastIndexAny(t, "/#:"); i >= 0 {
+		return t[i+1:]
+	}
+	return t
+}
+
+// IsCode reports whether err is an *Error whose Code is code.
+func IsCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code() == code
+}
+
+// StatusOf returns the HTTP status of an *Error in err's chain, or 0.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// Item is one cart line.
+type Item struct {
+	SKU string `json:"sku"`
+	Qty uint64 `json:"qty"`
+}
+
+// HoldRequest asks for a hold on every item (all or nothing).
+type HoldRequest struct {
+	Items []Item
+	// TTL is the hold's lifetime; 0 takes the region's default (10m).
+	TTL time.Duration
+	// IdempotencyKey, when set, makes retries return the original hold.
+	IdempotencyKey string
+	// Meta is opaque client metadata kept with the hold (≤ 1 KiB).
+	Meta string
+}
+
+// Hold is a hold as the region reports it.
+type Hold struct {
+	ID             string    `json:"id"`
+	State          string    `json:"state"` // held, confirmed, released, expired
+	Items          []Item    `json:"items"`
+	CreatedAt      time.Time `json:"created_at"`
+	ExpiresAt      time.Time `json:"expires_at"`
+	MaxExpiresAt   time.Time `json:"max_expires_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	Meta           string    `json:"meta,omitempty"`
+	// Replayed is true when an idempotent retry returned an existing hold.
+	Replayed bool `json:"replayed,omitempty"`
+	// Raw is the response body as received.
+	Raw json.RawMessage `json:"-"`
+}
+
+// RegionStock is one region's row of a SKU as seen by the answering region.
+type RegionStock struct {
+	Available int64  `json:"available"`
+	Held      uint64 `json:"held"`
+	Sold      uint64 `json:"sold"`
+	Seq       uint64 `json:"seq"`
+	AgeMs     int64  `json:"age_ms"`
+}
+
+// Stock is one region's view of a SKU.
+type Stock struct {
+	SKU       string                 `json:"sku"`
+	Region    string                 `json:"region"`
+	Available uint64                 `json:"available"`
+	Held      uint64                 `json:"held"`
+	Sold      uint64                 `json:"sold"`
+	Global    int64                  `json:"global_available"`
+	Regions   map[string]RegionStock `json:"regions"`
+	Raw       json.RawMessage        `json:"-"`
+}
+
+// AdminResult answers a restock or write-off.
+type AdminResult struct {
+	SKU string `json:"sku"`
+	// Applied is the number of units changed; a write-off takes at most
+	// what is available in the region.
+	Applied uint64          `json:"applied"`
+	Stock   *Stock          `json:"stock,omitempty"`
+	Raw     json.RawMessage `json:"-"`
+}
+
+type holdBody struct {
+	Items []Item `json:"items"`
+	TTL   string `json:"ttl,omitempty"`
+	Meta  string `json:"meta,omitempty"`
+}
+
+// CreateHold asks for a hold. It answers 201 with the new hold, or 200 with
+// the original hold of an idempotent retry.
+func (c *Client) CreateHold(ctx context.Context, req HoldRequest) (*Hold, error) {
+	body := holdBody{Items: req.Items, Meta: req.Meta}
+	if req.TTL < 0 {
+		return nil, errors.New("client: negative ttl")
+	}
+	if req.TTL > 0 {
+		body.TTL = req.TTL.String()
+	}
+	hdr := http.Header{}
+	if req.IdempotencyKey != "" {
+		if strings.ContainsAny(req.IdempotencyKey, "\r\n") {
+			return nil, errors.New("client: idempotency key contains a line break")
+		}
+		hdr.Set("Idempotency-Key", req.IdempotencyKey)
+	}
+	var h Hold
+	raw, err := c.Do(ctx, http.MethodPost, "/v1/holds", hdr, body, &h)
+	if err != nil {
+		return nil, err
+	}
+	h.Raw = raw
+	return &h, nil
+}
+
+// GetHold reads a hold (forwarded to its owner region if needed).
+func (c *Client) GetHold(ctx context.Context, id string) (*Hold, error) {
+	return c.holdOp(ctx, http.MethodGet, id, "", nil)
+}
+
+// Confirm moves a held hold to confirmed (idempotent).
+func (c *Client) Confirm(ctx context.Context, id string) (*Hold, error) {
+	return c.holdOp(ctx, http.MethodPost, id, "/confirm", nil)
+}
+
+// Release gives a hold's units back (idempotent; also succeeds on an
+// expired hold).
+func (c *Client) Release(ctx context.Context, id string) (*Hold, error) {
+	return c.holdOp(ctx, http.MethodPost, id, "/release", nil)
+}
+
+// Extend pushes a held hold's deadline to now+ttl, never past its maximum
+// lifetime.
+func (c *Client) Extend(ctx context.Context, id string, ttl time.Duration) (*Hold, error) {
+	if ttl <= 0 {
+		return nil, errors.New("client: extend needs a positive ttl")
+	}
+	return c.holdOp(ctx, http.MethodPost, id, "/extend", map[string]string{"ttl": ttl.String()})
+}
+
+func (c *Client) holdOp(ctx context.Context, method, id, suffix string, body any) (*Hold, error) {
+	if id == "" {
+		return nil, errors.New("client: empty hold id")
+	}
+	var h Hold
+	raw, err := c.Do(ctx, method, "/v1/holds/"+url.PathEscape(id)+suffix, nil, body, &h)
+	if err != nil {
+		return nil, err
+	}
+	h.Raw = raw
+	return &h, nil
+}
+
+// Stock reads the region's view of a SKU.
+func (c *Client) Stock(ctx context.Context, sku string) (*Stock, error) {
+	if sku == "" {
+		return nil, errors.New("client: empty sku")
+	}
+	var s Stock
+	raw, err := c.Do(ctx, http.MethodGet, "/v1/skus/"+url.PathEscape(sku), nil, nil, &s)
+	if err != nil {
+		return nil, err
+	}
+	s.Raw = raw
+	return &s, nil
+}
+
+// Restock adds qty units of sku to this region's slice (admin scope).
+func (c *Client) Restock(ctx context.Context, sku string, qty uint64) (*AdminResult, error) {
+	return c.admin(ctx, sku, "/restock", qty)
+}
+
+// WriteOff removes up to qty available units of sku from this region's
+// slice (admin scope); AdminResult.Applied says how many were removed.
+func (c *Client) WriteOff(ctx context.Context, sku string, qty uint64) (*AdminResult, error) {
+	return c.admin(ctx, sku, "/write-off", qty)
+}
+
+func (c *Client) admin(ctx context.Context, sku, suffix string, qty uint64) (*AdminResult, error) {
+	if sku == "" {
+		return nil, errors.New("client: empty sku")
+	}
+	var r AdminResult
+	raw, err := c.Do(ctx, http.MethodPost, "/v1/skus/"+url.PathEscape(sku)+suffix, nil,
+		map[string]uint64{"qty": qty}, &r)
+	if err != nil {
+		return nil, err
+	}
+	r.Raw = raw
+	return &r, nil
+}
+
+// Do sends one request. path is relative to the base URL and already
+// escaped; in, when not nil, is sent as JSON; a 2xx JSON answer is decoded
+// into out (when not nil). It returns the raw body of a 2xx answer, and an
+// *Error for any other status.
+func (c *Client) Do(ctx context.Context, method, path string, hdr http.Header, in, out any) ([]byte, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("client: encode request: %w", err)
+		}
+		if len(b) > MaxRequestBytes {
+			return nil, fmt.Errorf("client: request body of %d bytes exceeds the limit of %d", len(b), MaxRequestBytes)
+		}
+		body = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// path is already escaped: parsing the joined string keeps "%2F" in a
+	// SKU as one path segment.
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json, application/problem+json")
+	req.Header.Set("User-Agent", c.ua)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// err names the method and URL already.
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResp+1))
+	if err != nil {
+		return nil, fmt.Errorf("client: %s %s: read response: %w", method, path, err)
+	}
+	if int64(len(raw)) > c.maxResp {
+		return nil, fmt.Errorf("client: %s %s: response larger than %d bytes", method, path, c.maxResp)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, problem(resp, raw)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return raw, fmt.Errorf("client: %s %s: decode %d response: %w", method, path, resp.StatusCode, err)
+		}
+	}
+	return raw, nil
+}
+
+func problem(resp *http.Response, raw []byte) *Error {
+	e := &Error{Status: resp.StatusCode, Body: raw}
+	ct := resp.Header.Get("Content-Type")
+	if strings.Contains(ct, "json") {
+		// A body that is not a problem leaves the fields empty; Error()
+		// then shows the start of the body.
+		_ = json.Unmarshal(raw, e)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if s, err := strconv.Atoi(ra); err == nil && s >= 0 {
+			e.RetryAfter = time.Duration(s) * time.Second
+		} else if t, err := http.ParseTime(ra); err == nil {
+			e.RetryAfter = max(time.Until(t), 0)
+		}
+	}
+	return e
+}
