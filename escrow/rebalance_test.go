@@ -1,0 +1,441 @@
+package escrow
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+)
+
+func load(region string, avail uint64, demand float64) RegionLoad {
+	return RegionLoad{Region: region, Available: avail, DemandPerSec: demand}
+}
+
+func oneSKU(regs ...RegionLoad) RebalanceInput {
+	return RebalanceInput{SKUs: []SKULoad{{SKU: "A", Regions: regs}}}
+}
+
+// applyMoves returns the availability per SKU and region after every move
+// is applied in full, and fails on a move the donor cannot cover.
+func applyMoves(t *testing.T, in RebalanceInput, moves []Move) RebalanceInput {
+	t.Helper()
+	out := RebalanceInput{}
+	for _, s := range in.SKUs {
+		regs := append([]RegionLoad(nil), s.Regions...)
+		for _, m := range moves {
+			if m.SKU != s.SKU {
+				continue
+			}
+			var from, to *RegionLoad
+			for i := range regs {
+				switch regs[i].Region {
+				case m.From:
+					from = &regs[i]
+				case m.To:
+					to = &regs[i]
+				}
+			}
+			if from == nil || to == nil {
+				t.Fatalf("move %+v names a region not in the input", m)
+			}
+			if from.Available < m.Qty {
+				t.Fatalf("move %+v exceeds the donor's %d units", m, from.Available)
+			}
+			from.Available -= m.Qty
+			to.Available += m.Qty
+		}
+		out.SKUs = append(out.SKUs, SKULoad{SKU: s.SKU, Regions: regs})
+	}
+	return out
+}
+
+func TestRebalanceTable(t *testing.T) {
+	p := RebalancePolicy{Horizon: time.Minute, Hysteresis: 0.2}
+	tests := []struct {
+		name   string
+		in     RebalanceInput
+		policy RebalancePolicy
+		want   []Move
+	}{
+		{
+			name:   "targets follow demand",
+			in:     oneSKU(load("a", 100, 8), load("b", 100, 1), load("c", 100, 1)),
+			policy: p,
+			// targets 240/30/30
+			want: []Move{{"A", "b", "a", 70}, {"A", "c", "a", 70}},
+		},
+		{
+			name:   "balanced within the band: no move",
+			in:     oneSKU(load("a", 100, 1.1), load("b", 100, 1), load("c", 100, 0.9)),
+			policy: p,
+		},
+		{
+			name:   "no demand anywhere: no move",
+			in:     oneSKU(load("a", 0, 0), load("b", 100, 0), load("c", 7, 0)),
+			policy: p,
+		},
+		{
+			name:   "rejections count as demand",
+			in:     oneSKU(RegionLoad{Region: "a", Available: 0, Rejected: 30}, load("b", 60, 0.5)),
+			policy: p,
+			// want a = 30, b = 30: 60 units split evenly
+			want: []Move{{"A", "b", "a", 30}},
+		},
+		{
+			name:   "floor: a cold region keeps its floor",
+			in:     oneSKU(load("a", 0, 10), load("b", 100, 0), load("c", 30, 0)),
+			policy: RebalancePolicy{Horizon: time.Minute, Floor: 40},
+			// b keeps 40, c keeps its 30, the other 60 go to a.
+			want: []Move{{"A", "b", "a", 60}},
+		},
+		{
+			name:   "a donor at or below its floor gives nothing",
+			in:     oneSKU(load("a", 0, 1), load("b", 9, 0), load("c", 0, 0)),
+			policy: RebalancePolicy{Horizon: time.Minute, Floor: 10},
+		},
+		{
+			name:   "floor horizon keeps what the donor expects to sell",
+			in:     oneSKU(load("a", 0, 1), load("b", 100, 1)),
+			policy: RebalancePolicy{Horizon: time.Minute, FloorHorizon: time.Minute},
+			// b keeps 60, the other 40 split evenly.
+			want: []Move{{"A", "b", "a", 20}},
+		},
+		{
+			name:   "per-SKU cap",
+			in:     oneSKU(load("a", 0, 1), load("b", 100, 0), load("c", 100, 0)),
+			policy: RebalancePolicy{Horizon: time.Minute, MaxMovePerSKU: 25},
+			want:   []Move{{"A", "b", "a", 25}},
+		},
+		{
+			name: "total cap goes to the largest shortfall first",
+			in: RebalanceInput{SKUs: []SKULoad{
+				{SKU: "A", Regions: []RegionLoad{load("a", 0, 1), load("b", 10, 0)}},
+				{SKU: "B", Regions: []RegionLoad{load("a", 0, 1), load("b", 100, 0)}},
+			}},
+			policy: RebalancePolicy{Horizon: time.Minute, MaxMoveTotal: 105},
+			want:   []Move{{"A", "b", "a", 5}, {"B", "b", "a", 100}},
+		},
+		{
+			name:   "min move",
+			in:     oneSKU(load("a", 0, 1), load("b", 3, 0), load("c", 3, 0)),
+			policy: RebalancePolicy{Horizon: time.Minute, MinMove: 4},
+			// a wants 6 > band, but each donor has 3 < 4 to give.
+		},
+		{
+			name:   "largest donor first, ties by name",
+			in:     oneSKU(load("d", 0, 1), load("c", 50, 0), load("b", 50, 0), load("a", 20, 0)),
+			policy: RebalancePolicy{Horizon: time.Minute, MaxMovePerSKU: 60},
+			want:   []Move{{"A", "b", "d", 50}, {"A", "c", "d", 10}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Rebalance(tc.in, tc.policy)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("moves = %v, want %v\ntargets %+v", got, tc.want, RebalanceTargets(tc.in, tc.policy))
+			}
+			after := applyMoves(t, tc.in, got)
+			if tc.policy.MaxMovePerSKU == 0 && tc.policy.MaxMoveTotal == 0 {
+				// Hysteresis: once applied, the same demand asks for nothing more.
+				if again := Rebalance(after, tc.policy); len(again) != 0 {
+					t.Fatalf("second round moves again: %v", again)
+				}
+			}
+		})
+	}
+}
+
+// TestRebalanceNoPingPong: after stock has moved to the hot region, demand
+// noise within the band moves nothing back.
+func TestRebalanceNoPingPong(t *testing.T) {
+	p := RebalancePolicy{Horizon: time.Minute, Hysteresis: 0.2}
+	in := oneSKU(load("a", 100, 5), load("b", 100, 5), load("c", 100, 1))
+	moves := Rebalance(in, p)
+	if len(moves) == 0 {
+		t.Fatal("no move toward demand")
+	}
+	cur := applyMoves(t, in, moves)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for round := range 200 {
+		for i := range cur.SKUs[0].Regions {
+			r := &cur.SKUs[0].Regions[i]
+			base := map[string]float64{"a": 5, "b": 5, "c": 1}[r.Region]
+			r.DemandPerSec = base * (0.9 + 0.2*rng.Float64()) // ±10%
+		}
+		if m := Rebalance(cur, p); len(m) != 0 {
+			t.Fatalf("round %d: noise moved stock: %v (input %+v)", round, m, cur)
+		}
+	}
+}
+
+// TestRebalanceProperties checks random inputs: advice conserves stock,
+// never asks a region for more than Available − floor (or below its
+// target), respects the caps, is sorted and deterministic, and is stable
+// once applied.
+func TestRebalanceProperties(t *testing.T) {
+	for seed := uint64(1); seed <= 400; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		p := RebalancePolicy{
+			Horizon:       time.Duration(1+rng.IntN(120)) * time.Second,
+			Floor:         uint64(rng.IntN(20)),
+			FloorHorizon:  time.Duration(rng.IntN(10)) * time.Second,
+			Hysteresis:    rng.Float64() * 0.5,
+			RejectWeight:  rng.Float64() * 3,
+			MinMove:       uint64(1 + rng.IntN(3)),
+			MaxMovePerSKU: uint64(rng.IntN(3)) * uint64(rng.IntN(200)),
+			MaxMoveTotal:  uint64(rng.IntN(3)) * uint64(rng.IntN(500)),
+		}
+		var in RebalanceInput
+		for s := range 1 + rng.IntN(4) {
+			sl := SKULoad{SKU: fmt.Sprintf("s%d", s)}
+			for r := range 1 + rng.IntN(6) {
+				d := 0.0
+				if rng.IntN(3) > 0 {
+					d = rng.Float64() * 20
+				}
+				sl.Regions = append(sl.Regions, RegionLoad{Region: fmt.Sprintf("r%d", r),
+					Available: uint64(rng.IntN(500)), DemandPerSec: d, Rejected: uint64(rng.IntN(3) * rng.IntN(10))})
+			}
+			rng.Shuffle(len(sl.Regions), func(i, j int) { sl.Regions[i], sl.Regions[j] = sl.Regions[j], sl.Regions[i] })
+			in.SKUs = append(in.SKUs, sl)
+		}
+		fail := func(format string, a ...any) {
+			t.Helper()
+			t.Fatalf("seed %d: %s\npolicy %+v\ninput %+v", seed, fmt.Sprintf(format, a...), p, in)
+		}
+		moves := Rebalance(in, p)
+		if again := Rebalance(in, p); !reflect.DeepEqual(moves, again) {
+			fail("not deterministic: %v vs %v", moves, again)
+		}
+		if !sort.SliceIsSorted(moves, func(i, j int) bool {
+			a, b := moves[i], moves[j]
+			return a.SKU < b.SKU || a.SKU == b.SKU && (a.From < b.From || a.From == b.From && a.To < b.To)
+		}) {
+			fail("moves not sorted: %v", moves)
+		}
+		tg := map[[2]string]SKUTarget{}
+		targetSum := map[string]uint64{}
+		for _, x := range RebalanceTargets(in, p) {
+			tg[[2]string{x.SKU, x.Region}] = x
+			targetSum[x.SKU] += x.Target
+			if x.Target < x.Floor {
+				fail("target %+v below floor", x)
+			}
+		}
+		out := map[[2]string]uint64{}
+		perSKU := map[string]uint64{}
+		var total uint64
+		for _, m := range moves {
+			if m.Qty < p.MinMove || m.From == m.To {
+				fail("bad move %+v", m)
+			}
+			out[[2]string{m.SKU, m.From}] += m.Qty
+			perSKU[m.SKU] += m.Qty
+			total += m.Qty
+		}
+		for k, q := range out {
+			x := tg[k]
+			if x.Available < x.Floor+q {
+				fail("region %s/%s asked for %d with %d available and floor %d", k[1], k[0], q, x.Available, x.Floor)
+			}
+			if x.Available-q < x.Target {
+				fail("region %s/%s asked below its target %d", k[1], k[0], x.Target)
+			}
+		}
+		for s, q := range perSKU {
+			if p.MaxMovePerSKU > 0 && q > p.MaxMovePerSKU {
+				fail("sku %s moved %d over the cap", s, q)
+			}
+		}
+		if p.MaxMoveTotal > 0 && total > p.MaxMoveTotal {
+			fail("moved %d over the total cap", total)
+		}
+		after := applyMoves(t, in, moves)
+		for i, s := range after.SKUs {
+			var before, now uint64
+			for j := range s.Regions {
+				before += in.SKUs[i].Regions[j].Available
+				now += s.Regions[j].Available
+			}
+			if before != now || (targetSum[s.SKU] != 0 && targetSum[s.SKU] != before) {
+				fail("sku %s: %d units before, %d after, targets sum %d", s.SKU, before, now, targetSum[s.SKU])
+			}
+		}
+		if p.MaxMovePerSKU == 0 && p.MaxMoveTotal == 0 && p.MinMove == 1 {
+			if again := Rebalance(after, p); len(again) != 0 {
+				fail("not stable once applied: %v then %v", moves, again)
+			}
+		}
+	}
+}
+
+var rbT0 = time.Unix(1_700_000_000, 0).UTC()
+
+func digestMsg(from string, ds ...SKUDigest) *Message {
+	return &Message{Type: MsgDigest, From: from, Digest: ds}
+}
+
+func TestRebalancerInFlightAndStale(t *testing.T) {
+	rb, err := NewRebalancer(RebalancerConfig{ID: "rebalancer", Policy: RebalancePolicy{Horizon: time.Minute},
+		StaleAfter: 5 * time.Second, Settle: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := rbT0
+	feed := func(aAvail, bAvail uint64) {
+		for _, m := range []*Message{
+			digestMsg("a", SKUDigest{SKU: "A", Available: aAvail, DemandMilli: 9000}),
+			digestMsg("b", SKUDigest{SKU: "A", Available: bAvail, DemandMilli: 1000}),
+		} {
+			if err := rb.Step(now, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	feed(0, 100)
+	adv, ok := rb.Round(now)
+	if !ok || len(adv.Moves) != 1 || adv.Moves[0] != (Move{"A", "b", "a", 90}) || adv.From != "rebalancer" {
+		t.Fatalf("first round: %+v", adv)
+	}
+	e1 := adv.Epoch
+	// The same (stale) digests again before the move settles: no repeat.
+	now = now.Add(time.Second)
+	feed(0, 100)
+	adv, _ = rb.Round(now)
+	if len(adv.Moves) != 0 || adv.Epoch <= e1 {
+		t.Fatalf("move repeated while in flight: %+v", adv)
+	}
+	// Digests after the settle time show the move applied: nothing to do.
+	now = now.Add(2 * time.Second)
+	feed(90, 10)
+	if adv, _ = rb.Round(now); len(adv.Moves) != 0 {
+		t.Fatalf("after settle: %+v", adv)
+	}
+	// b goes silent: it leaves the plan and no move names it.
+	now = now.Add(3 * time.Second)
+	if err := rb.Step(now, digestMsg("a", SKUDigest{SKU: "A", Available: 0, DemandMilli: 9000})); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(3 * time.Second)
+	if adv, _ = rb.Round(now); len(adv.Moves) != 0 || rb.Stats().Regions != 1 {
+		t.Fatalf("silent region still planned: %+v stats %+v", adv, rb.Stats())
+	}
+}
+
+func TestRebalancerEpochAndStandby(t *testing.T) {
+	mk := func(id string) *Rebalancer {
+		rb, err := NewRebalancer(RebalancerConfig{ID: id, StandbyAfter: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rb
+	}
+	a, b := mk("rb_a"), mk("rb_b")
+	now := rbT0
+	advA, ok := a.Round(now)
+	if !ok {
+		t.Fatal("a on standby")
+	}
+	// b's clock is behind, but it saw a's advice: its epoch goes above.
+	if err := b.Step(now, &advA); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.Round(now.Add(time.Second)); ok {
+		t.Fatal("b active while a (smaller id) is publishing")
+	}
+	// a is silent past StandbyAfter: b takes over with a higher epoch even
+	// though its clock is behind a's.
+	advB, ok := b.Round(now.Add(-time.Minute + 4*time.Second))
+	if ok {
+		t.Fatal("b took over early")
+	}
+	b2 := mk("rb_b")
+	_ = b2.Step(now, &advA)
+	advB, ok = b2.Round(now.Add(4 * time.Second))
+	if !ok || advB.Epoch <= advA.Epoch {
+		t.Fatalf("takeover: ok=%v epoch %d after %d", ok, advB.Epoch, advA.Epoch)
+	}
+	// Epochs strictly grow even if the clock stands still or goes back.
+	c := mk("rb_c")
+	e := uint64(0)
+	for i := range 3 {
+		m, _ := c.Round(now.Add(-time.Duration(i) * time.Second))
+		if m.Epoch <= e {
+			t.Fatalf("epoch went from %d to %d", e, m.Epoch)
+		}
+		e = m.Epoch
+	}
+}
+
+// TestAdviceAppliedFromSurplusOnly drives a real Node: advice moves units
+// through the donor's row, never below its floor, and a stale or duplicate
+// epoch is ignored.
+func TestAdviceAppliedFromSurplusOnly(t *testing.T) {
+	n, err := NewNode(Config{Region: "b", DonorFloor: 10, DigestInterval: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(in Input) Ready {
+		t.Helper()
+		in.Now = rbT0
+		if err := n.Step(in); err != nil {
+			t.Fatal(err)
+		}
+		rd := n.Ready()
+		n.Advance()
+		return rd
+	}
+	step(Input{Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 50}})
+	step(Input{Cmd: &Command{Kind: CmdHold, ReqID: 2, Lines: []Line{{SKU: "A", Qty: 5}}, TTL: time.Minute}})
+	// 45 available, floor 10: at most 35 can go.
+	adv := Message{Type: MsgAdvice, From: "rebalancer", Epoch: 5, Moves: []Move{{"A", "b", "a", 100}, {"A", "c", "a", 1}}}
+	rd := step(Input{Msg: &adv})
+	if got := n.Available("A"); got != 10 {
+		t.Fatalf("available after advice = %d, want 10", got)
+	}
+	if len(rd.Persist.Rows) != 1 || rd.Persist.Rows[0].SentTo("a") != 35 {
+		t.Fatalf("advice not persisted through the own row: %+v", rd.Persist.Rows)
+	}
+	if len(rd.Send) == 0 || rd.Send[0].Type != MsgRows {
+		t.Fatalf("advice transfer not broadcast: %+v", rd.Send)
+	}
+	step(Input{Cmd: &Command{Kind: CmdRestock, ReqID: 3, SKU: "A", Qty: 50}})
+	adv.Moves = []Move{{"A", "b", "a", 5}}
+	step(Input{Msg: &adv}) // duplicate epoch
+	adv.Epoch = 4
+	step(Input{Msg: &adv}) // stale epoch
+	if got := n.Available("A"); got != 60 {
+		t.Fatalf("stale advice applied: available %d", got)
+	}
+	adv.Epoch = 6
+	step(Input{Msg: &adv})
+	if got := n.Available("A"); got != 55 {
+		t.Fatalf("fresh advice not applied: available %d", got)
+	}
+}
+
+func TestRebalancerStepRejectsBadInput(t *testing.T) {
+	rb, err := NewRebalancer(RebalancerConfig{ID: "rebalancer", MaxRegions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Step(rbT0, digestMsg("")); err == nil {
+		t.Fatal("digest with an invalid region accepted")
+	}
+	if err := rb.Step(rbT0, digestMsg("rebalancer")); err == nil {
+		t.Fatal("digest from the rebalancer's own id accepted")
+	}
+	for _, r := range []string{"a", "b"} {
+		if err := rb.Step(rbT0, digestMsg(r, SKUDigest{SKU: "A", Available: 1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rb.Step(rbT0, digestMsg("c")); err == nil {
+		t.Fatal("region over MaxRegions accepted")
+	}
+	if _, err := NewRebalancer(RebalancerConfig{ID: "Bad-ID"}); err == nil {
+		t.Fatal("invalid id accepted")
+	}
+}
