@@ -264,8 +264,12 @@ func targets(regs []RegionLoad, p RebalancePolicy) (target, floor []uint64) {
 	}
 	// A region keeps up to its floor of what it has; it is not topped up
 	// to its floor unless its demand says so, or stock would be pushed to
-	// regions that never sell it.
-	var sumFloor uint64
+	// regions that never sell it. A region whose kept units exceed its
+	// proportional share is pinned at them and the rest is shared among
+	// the others, until no share falls below what its region keeps. The
+	// result depends on a pinned region's own stock only through
+	// min(floor, Available), which a donor never goes below, so targets
+	// do not move when advice is applied (no ping-pong).
 	for i, r := range regs {
 		d := r.DemandPerSec
 		if d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
@@ -273,11 +277,57 @@ func targets(regs []RegionLoad, p RebalancePolicy) (target, floor []uint64) {
 		}
 		f := max(p.Floor, uint64(math.Ceil(d*p.FloorHorizon.Seconds())))
 		floor[i] = min(f, r.Available)
-		sumFloor += floor[i]
 	}
-	rest := apportion(total-sumFloor, want)
+	pinned := make([]bool, n)
+	rest := total
+	for range n {
+		var w float64
+		for i := range regs {
+			if !pinned[i] {
+				w += want[i]
+			}
+		}
+		changed := false
+		for i := range regs {
+			if pinned[i] {
+				continue
+			}
+			share := 0.0
+			if w > 0 {
+				share = float64(rest) * want[i] / w
+			}
+			if float64(floor[i]) > share {
+				pinned[i] = true
+				rest -= floor[i]
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	ws := make([]float64, n)
+	var w float64
+	for i := range regs {
+		if !pinned[i] {
+			ws[i] = want[i]
+			w += want[i]
+		}
+	}
+	if w <= 0 {
+		// Every region that wants units is pinned by its own floor.
+		for i, r := range regs {
+			target[i] = r.Available
+		}
+		return target, floor
+	}
+	share := apportion(rest, ws)
 	for i := range target {
-		target[i] = floor[i] + rest[i]
+		if pinned[i] {
+			target[i] = floor[i]
+		} else {
+			target[i] = share[i]
+		}
 	}
 	return target, floor
 }

@@ -99,8 +99,8 @@ func TestRebalanceTable(t *testing.T) {
 			name:   "floor horizon keeps what the donor expects to sell",
 			in:     oneSKU(load("a", 0, 1), load("b", 100, 1)),
 			policy: RebalancePolicy{Horizon: time.Minute, FloorHorizon: time.Minute},
-			// b keeps 60, the other 40 split evenly.
-			want: []Move{{"A", "b", "a", 20}},
+			// b's share (50) is below what it keeps (60): a gets the rest.
+			want: []Move{{"A", "b", "a", 40}},
 		},
 		{
 			name:   "per-SKU cap",
