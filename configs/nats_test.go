@@ -1,0 +1,196 @@
+// Package configs_test checks that the sample configurations in this
+// directory are accepted by the programs that read them, and that the
+// production NATS sample really restricts each region to its own subjects.
+package configs_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+func setNATSPasswords(t *testing.T) {
+	for _, v := range []string{"EU", "US", "AP", "REBALANCER", "EVENTS", "SYS"} {
+		t.Setenv("HOLDFAST_NATS_"+v+"_PASSWORD", "pw-"+v)
+	}
+}
+
+func TestNATSConfigsParse(t *testing.T) {
+	setNATSPasswords(t)
+	for _, f := range []string{"local/nats.conf", "nats-supercluster.conf"} {
+		opts, err := server.ProcessConfigFile(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if opts.MaxPayload < 1<<20 {
+			t.Errorf("%s: max_payload %d is below holdfast's 1 MiB message bound", f, opts.MaxPayload)
+		}
+	}
+}
+
+// startSupercluster starts one server with the accounts and permissions of
+// nats-supercluster.conf, on loopback and without routes or gateways.
+func startSupercluster(t *testing.T) *server.Server {
+	t.Helper()
+	setNATSPasswords(t)
+	opts, err := server.ProcessConfigFile("nats-supercluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", -1
+	opts.HTTPPort = 0
+	opts.Cluster = server.ClusterOpts{}
+	opts.Gateway = server.GatewayOpts{}
+	opts.Routes = nil
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func connect(t *testing.T, s *server.Server, user string, errs chan<- error) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, "pw-"+map[string]string{
+		"region-eu": "EU", "region-us": "US", "region-ap": "AP", "rebalancer": "REBALANCER", "events": "EVENTS",
+	}[user]), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errs != nil {
+			select {
+			case errs <- err:
+			default:
+			}
+		}
+	}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestSuperclusterPermissions: a region's user may publish only its own
+// subjects. The forbidden message is published before the allowed one on the
+// same connection, so if the allowed one arrives and the forbidden one did
+// not arrive before it, the server dropped it.
+func TestSuperclusterPermissions(t *testing.T) {
+	s := startSupercluster(t)
+	us := connect(t, s, "region-us", nil)
+	var subs []*nats.Subscription
+	for _, subj := range []string{"holdfast.prod.rows.*", "holdfast.prod.borrow.us.*", "holdfast.prod.advice"} {
+		sub, err := us.SubscribeSync(subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, sub)
+	}
+	if err := us.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	euErrs := make(chan error, 16)
+	eu := connect(t, s, "region-eu", euErrs)
+	cases := []struct {
+		forbidden, allowed string
+		sub                int
+	}{
+		{"holdfast.prod.rows.us", "holdfast.prod.rows.eu", 0},           // forge another region's rows
+		{"holdfast.prod.borrow.us.ap", "holdfast.prod.borrow.us.eu", 1}, // pretend to be ap
+		{"holdfast.prod.advice", "holdfast.prod.borrow.us.eu", 2},       // regions do not advise
+	}
+	for _, c := range cases {
+		if err := eu.Publish(c.forbidden, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		if err := eu.Publish(c.allowed, []byte("ok")); err != nil {
+			t.Fatal(err)
+		}
+		if err := eu.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if c.sub == 2 {
+			// advice: nothing may arrive at all; the permission error says so.
+			select {
+			case err := <-euErrs:
+				if !errors.Is(err, nats.ErrPermissionViolation) {
+					t.Errorf("publish %s: got error %v, want a permission violation", c.forbidden, err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("publish %s by region-eu: no permission violation reported", c.forbidden)
+			}
+			continue
+		}
+		m, err := subs[c.sub].NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("allowed publish %s: %v", c.allowed, err)
+		}
+		if m.Subject != c.allowed {
+			t.Errorf("region-eu published %s and it was delivered: permissions do not restrict it", m.Subject)
+		}
+		select {
+		case err := <-euErrs:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("publish %s: got error %v, want a permission violation", c.forbidden, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("publish %s by region-eu: no permission violation reported", c.forbidden)
+		}
+	}
+
+	// Subscribing to another region's directed messages is refused.
+	if _, err := eu.SubscribeSync("holdfast.prod.borrow.us.*"); err != nil {
+		t.Fatal(err)
+	}
+	eu.Flush()
+	select {
+	case err := <-euErrs:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Errorf("subscribe borrow.us.*: got %v, want a permission violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("region-eu could subscribe to holdfast.prod.borrow.us.*")
+	}
+}
+
+// TestSuperclusterForwarding: a forwarded hold operation (request/reply on
+// hold.<owner>) works with the sample permissions: the requester subscribes
+// to its inbox, the owner answers through allow_responses.
+func TestSuperclusterForwarding(t *testing.T) {
+	s := startSupercluster(t)
+	owner := connect(t, s, "region-us", nil)
+	if _, err := owner.Subscribe("holdfast.prod.hold.us", func(m *nats.Msg) { m.Respond([]byte("answer")) }); err != nil {
+		t.Fatal(err)
+	}
+	owner.Flush()
+	eu := connect(t, s, "region-eu", nil)
+	m, err := eu.Request("holdfast.prod.hold.us", []byte("confirm"), 5*time.Second)
+	if err != nil {
+		t.Fatalf("forwarded request from eu to us: %v", err)
+	}
+	if string(m.Data) != "answer" {
+		t.Fatalf("got %q", m.Data)
+	}
+	// The rebalancer reads digests and publishes advice.
+	reb := connect(t, s, "rebalancer", nil)
+	sub, err := reb.SubscribeSync("holdfast.prod.digest.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reb.Flush()
+	if err := eu.Publish("holdfast.prod.digest.eu", []byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	eu.Flush()
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("rebalancer did not get eu's digest: %v", err)
+	}
+}
