@@ -77,9 +77,12 @@ func (n *Node) hold(c *Command) {
 		n.fail(c, errorf(CodeInsufficientStock, "region %s keeps its maximum of %d holds", n.cfg.Region, n.cfg.MaxHolds))
 		return
 	}
+	// Demand is noted only for SKUs known here: a client naming random
+	// SKUs must not grow the node's state (an unknown SKU is rejected).
 	for i := range lines {
-		s := n.sku(lines[i].SKU)
-		n.noteDemand(s, lines[i].Qty)
+		if s := n.skus[lines[i].SKU]; s != nil {
+			n.noteDemand(s, lines[i].Qty)
+		}
 	}
 	cc := *c
 	cc.TTL = ttl
@@ -111,6 +114,9 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	}
 	for i := range lines {
 		s := n.skus[lines[i].SKU]
+		if s == nil { // only with Bugs.GrantWithoutCheck
+			s = n.sku(lines[i].SKU)
+		}
 		own := n.ownRow(s)
 		own.Reserved += lines[i].Qty
 		n.touchOwn(own)
@@ -142,6 +148,9 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 		e := &IdemEntry{Key: c.IdemKey, HoldID: h.ID, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)}
 		n.idem[e.Key] = e
 		heap.Push(&n.idemExpiry, timeItem{at: e.Expires, id: e.Key})
+		// A key deleted earlier in this Ready is re-added: drop the delete so
+		// that the batch means the same in any order of puts and deletes.
+		n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
 		n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
 	}
 	n.stats.Granted++
@@ -405,6 +414,15 @@ func utoa(v uint64) string {
 		v /= 10
 	}
 	return string(b[i:])
+}
+
+func removeString(xs []string, x string) []string {
+	for i := range xs {
+		if xs[i] == x {
+			return append(xs[:i], xs[i+1:]...)
+		}
+	}
+	return xs
 }
 
 var _ = time.Second

@@ -98,8 +98,10 @@ func (c *Config) Validate() error {
 	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.IdemTTL < 0 {
 		return fmt.Errorf("escrow: negative duration in config")
 	}
-	if c.DefaultTTL != 0 && c.MaxLifetime != 0 && c.DefaultTTL > c.MaxLifetime {
-		return fmt.Errorf("escrow: default TTL %v exceeds max lifetime %v", c.DefaultTTL, c.MaxLifetime)
+	// Compare the effective values: a default TTL above the (default)
+	// lifetime would make every hold without a TTL invalid.
+	if d := c.withDefaults(); d.DefaultTTL > d.MaxLifetime || d.DefaultTTL < MinTTL {
+		return fmt.Errorf("escrow: default TTL %v must be between %v and the max lifetime %v", d.DefaultTTL, MinTTL, d.MaxLifetime)
 	}
 	for _, p := range c.Peers {
 		if err := ValidRegion(p); err != nil {

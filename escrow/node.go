@@ -281,8 +281,14 @@ func (n *Node) Ready() Ready {
 	if len(n.dirtyHolds) > 0 {
 		rd.Persist.Holds = make([]Hold, 0, len(n.dirtyHolds))
 		for _, h := range n.dirtyHolds {
-			rd.Persist.Holds = append(rd.Persist.Holds, h.Clone())
 			h.dirty = false
+			if n.holds[h.ID] != h {
+				// Finished and retired within this Ready: it is in
+				// DeletedHolds, and writing it too would make the batch
+				// depend on the order of puts and deletes.
+				continue
+			}
+			rd.Persist.Holds = append(rd.Persist.Holds, h.Clone())
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}

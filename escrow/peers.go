@@ -181,6 +181,9 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 	for i := range p.lines {
 		l := p.lines[i]
 		s := n.skus[l.SKU]
+		if s == nil {
+			return false // unknown everywhere this node knows
+		}
 		have := n.available(s)
 		if have >= l.Qty {
 			continue
@@ -403,6 +406,14 @@ func (n *Node) sweep() {
 		it := popTime(&n.idemExpiry)
 		if e := n.idem[it.id]; e != nil && !e.Expires.After(n.now) {
 			delete(n.idem, it.id)
+			// Added and expired within this Ready (a tiny IdemTTL): the
+			// delete wins whatever order the runtime applies the batch in.
+			for i := range n.out.Persist.Idem {
+				if n.out.Persist.Idem[i].Key == it.id {
+					n.out.Persist.Idem = append(n.out.Persist.Idem[:i], n.out.Persist.Idem[i+1:]...)
+					break
+				}
+			}
 			n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, it.id)
 		}
 	}
