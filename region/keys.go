@@ -1,0 +1,193 @@
+package region
+
+// Pebble key layout of a region store (format version 1).
+//
+// Every key starts with a one-letter prefix and '/'. Numbers inside keys are
+// fixed-width big-endian so that byte order is numeric order; times are
+// UnixNano with the sign bit flipped (also big-endian), so that the order of
+// keys is the order of deadlines. SKUs are printable UTF-8 and never contain
+// 0x00, which therefore separates a SKU from what follows it.
+//
+//	m/version                      → uvarint format version (storeFormatVersion)
+//	m/region                       → region name; a store is opened only by its region
+//	m/seq                          → own change sequence, 8 bytes BE (Persist.Seq)
+//	r/<sku> 0x00 <region>          → escrow.EncodeRow: own and peer rows, by SKU then region
+//	h/<hold id>                    → escrow.EncodeHold: holds of this region, any state
+//	x/<expires 8B> <hold id>       → empty: expiry index of HELD holds only; the sweeper
+//	                                 scans it from the start up to "now"
+//	i/<idempotency key>            → idem value (idemValueVersion, hold id, hash, expires)
+//	j/<expires 8B> <key>           → empty: expiry index of idempotency keys
+//	c/<seq 8B>                     → sku: change index of own rows; exactly one entry per
+//	                                 own row, at the row's Seq (the previous entry is
+//	                                 deleted when the row changes), so "own rows changed
+//	                                 after seq N" is a scan from c/<N+1>
+//	p/<region>                     → 8 bytes BE: last contiguous sequence seen from that peer
+//
+// The x/, j/ and c/ indexes are maintained by Store.Apply from small
+// in-memory maps (hold id → indexed expiry, key → expiry, sku → own seq)
+// that OpenStore rebuilds by scanning the indexes; Load cross-checks every
+// index entry against the primary key it points to.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+const (
+	storeFormatVersion = 1
+	idemValueVersion   = 1
+	seqLen             = 8
+)
+
+var (
+	keyMetaVersion = []byte("m/version")
+	keyMetaRegion  = []byte("m/region")
+	keyMetaSeq     = []byte("m/seq")
+)
+
+// Prefixes. Each has an upper bound: the prefix with '/' replaced by '0'
+// (the next byte), used as the exclusive end of its range scan.
+const (
+	pfxMeta   = "m/"
+	pfxRow    = "r/"
+	pfxHold   = "h/"
+	pfxExpiry = "x/"
+	pfxIdem   = "i/"
+	pfxIdemX  = "j/"
+	pfxChange = "c/"
+	pfxPeer   = "p/"
+)
+
+// prefixEnd returns the exclusive upper bound of all keys starting with p.
+func prefixEnd(p string) []byte {
+	b := []byte(p)
+	b[len(b)-1]++
+	return b
+}
+
+func appendU64(dst []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(dst, v) }
+
+// timeOrd maps a time to a uint64 whose order is the order of the times.
+func timeOrd(t time.Time) uint64 { return uint64(t.UnixNano()) ^ (1 << 63) }
+
+func ordTime(v uint64) time.Time { return time.Unix(0, int64(v^(1<<63))).UTC() }
+
+func appendRowKey(dst []byte, sku, region string) []byte {
+	dst = append(dst, pfxRow...)
+	dst = append(dst, sku...)
+	dst = append(dst, 0)
+	return append(dst, region...)
+}
+
+func appendHoldKey(dst []byte, id string) []byte {
+	dst = append(dst, pfxHold...)
+	return append(dst, id...)
+}
+
+func appendExpiryKey(dst []byte, expiresOrd uint64, id string) []byte {
+	dst = append(dst, pfxExpiry...)
+	dst = appendU64(dst, expiresOrd)
+	return append(dst, id...)
+}
+
+func appendIdemKey(dst []byte, key string) []byte {
+	dst = append(dst, pfxIdem...)
+	return append(dst, key...)
+}
+
+func appendIdemExpiryKey(dst []byte, expiresOrd uint64, key string) []byte {
+	dst = append(dst, pfxIdemX...)
+	dst = appendU64(dst, expiresOrd)
+	return append(dst, key...)
+}
+
+func appendChangeKey(dst []byte, seq uint64) []byte {
+	dst = append(dst, pfxChange...)
+	return appendU64(dst, seq)
+}
+
+func appendPeerKey(dst []byte, region string) []byte {
+	dst = append(dst, pfxPeer...)
+	return append(dst, region...)
+}
+
+// splitRowKey returns the SKU and region of a row key (without checking
+// that they are valid names).
+func splitRowKey(k []byte) (sku, region string, ok bool) {
+	body := k[len(pfxRow):]
+	for i := len(body) - 1; i >= 0; i-- {
+		if body[i] == 0 {
+			return string(body[:i]), string(body[i+1:]), true
+		}
+	}
+	return "", "", false
+}
+
+// splitOrdKey splits an x/ or j/ key into its time and name parts.
+func splitOrdKey(k []byte) (ord uint64, name string, ok bool) {
+	body := k[2:]
+	if len(body) <= seqLen {
+		return 0, "", false
+	}
+	return binary.BigEndian.Uint64(body[:seqLen]), string(body[seqLen:]), true
+}
+
+func splitChangeKey(k []byte) (uint64, bool) {
+	body := k[len(pfxChange):]
+	if len(body) != seqLen {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(body), true
+}
+
+// appendIdemValue encodes an idempotency entry (the key is in the key).
+func appendIdemValue(dst []byte, e *escrow.IdemEntry) []byte {
+	dst = append(dst, idemValueVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(e.HoldID)))
+	dst = append(dst, e.HoldID...)
+	dst = appendU64(dst, e.Hash)
+	return appendU64(dst, timeOrd(e.Expires))
+}
+
+func decodeIdemValue(key string, v []byte) (escrow.IdemEntry, error) {
+	e := escrow.IdemEntry{Key: key}
+	if len(v) == 0 || v[0] != idemValueVersion {
+		return e, fmt.Errorf("idempotency entry: unknown value version")
+	}
+	n, w := binary.Uvarint(v[1:])
+	if w <= 0 || n == 0 || n > escrow.MaxHoldIDLen || uint64(len(v)-1-w) != n+2*seqLen {
+		return e, fmt.Errorf("idempotency entry: bad length (%d bytes)", len(v))
+	}
+	rest := v[1+w:]
+	e.HoldID = string(rest[:n])
+	e.Hash = binary.BigEndian.Uint64(rest[n:])
+	e.Expires = ordTime(binary.BigEndian.Uint64(rest[n+seqLen:]))
+	return e, nil
+}
+
+// fmtKey renders a store key for error messages: printable parts as they
+// are, fixed-width numbers decoded.
+func fmtKey(k []byte) string {
+	if len(k) < 2 || k[1] != '/' {
+		return strconv.Quote(string(k))
+	}
+	switch string(k[:2]) {
+	case pfxRow:
+		if sku, region, ok := splitRowKey(k); ok {
+			return strconv.Quote(pfxRow + sku + "\x00" + region)
+		}
+	case pfxExpiry, pfxIdemX:
+		if ord, name, ok := splitOrdKey(k); ok {
+			return fmt.Sprintf("%s<%s>%s", k[:2], ordTime(ord).Format(time.RFC3339Nano), strconv.Quote(name))
+		}
+	case pfxChange:
+		if seq, ok := splitChangeKey(k); ok {
+			return fmt.Sprintf("c/<%d>", seq)
+		}
+	}
+	return strconv.Quote(string(k))
+}

@@ -1,0 +1,234 @@
+package region
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// Load rebuilds the region's durable state from the whole store. Anything
+// that does not decode, a key that does not match its value, an own row
+// beyond the stored sequence, a hold or idempotency key of another region,
+// or an index entry without its data (or data without its index entry) is
+// a *CorruptStoreError naming the key: the region must refuse to start.
+func (s *Store) Load() (*escrow.State, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.db == nil {
+		if s.wedged {
+			return nil, ErrStoreWedged
+		}
+		return nil, ErrStoreClosed
+	}
+	if err := s.failed(); err != nil {
+		// The memtable may hold a batch that never became durable.
+		return nil, err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("region store: load: %w", err)
+	}
+	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int)}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err == nil {
+			err = l.entry(k, v)
+		} else {
+			err = fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
+		}
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("region store: load: %w", err)
+	}
+	if err := l.finish(); err != nil {
+		return nil, err
+	}
+	return l.st, nil
+}
+
+type loader struct {
+	s        *Store
+	st       *escrow.State
+	holdIdx  map[string]int // hold id → index in st.Holds
+	ownRows  int
+	held     int
+	expiries int // x/ entries seen
+	idemX    int // j/ entries seen
+	changes  int // c/ entries seen
+}
+
+func (l *loader) entry(k, v []byte) error {
+	s := l.s
+	if len(k) < 2 || k[1] != '/' {
+		return corrupt(k, "unknown key prefix")
+	}
+	switch string(k[:2]) {
+	case pfxMeta:
+		switch string(k) {
+		case string(keyMetaVersion), string(keyMetaRegion), string(keyMetaSeq):
+			return nil // checked by open
+		}
+		return corrupt(k, "unknown meta key")
+	case pfxRow:
+		sku, region, ok := splitRowKey(k)
+		if !ok {
+			return corrupt(k, "row key without region separator")
+		}
+		r, err := escrow.DecodeRow(v)
+		if err != nil {
+			return corrupt(k, "undecodable row: %v", err)
+		}
+		if r.SKU != sku || r.Region != region {
+			return corrupt(k, "holds the row of %s/%s", r.Region, r.SKU)
+		}
+		if region == s.region {
+			if r.Seq > s.seq {
+				return corrupt(k, "own row has seq %d beyond the stored sequence %d", r.Seq, s.seq)
+			}
+			if idx, ok := s.ownSeq[sku]; !ok || idx != r.Seq {
+				return corrupt(k, "own row at seq %d has no change index entry c/<%d> (index says %d, present %v)",
+					r.Seq, r.Seq, idx, ok)
+			}
+			l.ownRows++
+		}
+		l.st.Rows = append(l.st.Rows, r)
+	case pfxHold:
+		id := string(k[len(pfxHold):])
+		h, err := escrow.DecodeHold(v)
+		if err != nil {
+			return corrupt(k, "undecodable hold: %v", err)
+		}
+		if h.ID != id {
+			return corrupt(k, "holds hold %s", h.ID)
+		}
+		if owner, _ := escrow.OwnerOf(id); owner != s.region {
+			return corrupt(k, "hold of region %q in the store of %q", owner, s.region)
+		}
+		ord, indexed := s.heldExp[id]
+		switch {
+		case h.State == escrow.Held && !indexed:
+			return corrupt(k, "held hold has no expiry index entry")
+		case h.State == escrow.Held && ord != timeOrd(h.Expires):
+			return corrupt(k, "held hold expires at %s but its expiry index entry says %s",
+				h.Expires.Format("2006-01-02T15:04:05.999999999Z07:00"), ordTime(ord).Format("2006-01-02T15:04:05.999999999Z07:00"))
+		case h.State != escrow.Held && indexed:
+			return corrupt(k, "%s hold still has an expiry index entry", h.State)
+		}
+		if h.State == escrow.Held {
+			l.held++
+		}
+		l.holdIdx[id] = len(l.st.Holds)
+		l.st.Holds = append(l.st.Holds, h)
+	case pfxExpiry:
+		ord, id, ok := splitOrdKey(k)
+		if !ok || len(v) != 0 {
+			return corrupt(k, "malformed expiry index entry")
+		}
+		if s.heldExp[id] != ord {
+			return corrupt(k, "expiry index entry not in the index rebuilt at open")
+		}
+		l.expiries++
+	case pfxIdem:
+		key := string(k[len(pfxIdem):])
+		if key == "" || escrow.ValidIdemKey(key) != nil {
+			return corrupt(k, "invalid idempotency key")
+		}
+		e, err := decodeIdemValue(key, v)
+		if err != nil {
+			return corrupt(k, "%v", err)
+		}
+		if owner, oerr := escrow.OwnerOf(e.HoldID); oerr != nil || owner != s.region {
+			return corrupt(k, "idempotency key points to hold %q of another region", e.HoldID)
+		}
+		if ord, ok := s.idemExp[key]; !ok || ord != timeOrd(e.Expires) {
+			return corrupt(k, "idempotency key has no matching expiry entry")
+		}
+		l.st.Idem = append(l.st.Idem, e)
+	case pfxIdemX:
+		ord, key, ok := splitOrdKey(k)
+		if !ok || len(v) != 0 {
+			return corrupt(k, "malformed idempotency expiry entry")
+		}
+		if s.idemExp[key] != ord {
+			return corrupt(k, "idempotency expiry entry not in the index rebuilt at open")
+		}
+		l.idemX++
+	case pfxChange:
+		l.changes++ // checked at open; matched against own rows in finish
+	case pfxPeer:
+		region := string(k[len(pfxPeer):])
+		if escrow.ValidRegion(region) != nil || region == s.region {
+			return corrupt(k, "peer sequence of invalid region %q", region)
+		}
+		if len(v) != seqLen {
+			return corrupt(k, "peer sequence is %d bytes, want %d", len(v), seqLen)
+		}
+		if l.st.PeerSeq == nil {
+			l.st.PeerSeq = make(map[string]uint64)
+		}
+		l.st.PeerSeq[region] = beU64(v)
+	default:
+		return corrupt(k, "unknown key prefix")
+	}
+	return nil
+}
+
+// finish finds index entries whose data is missing.
+func (l *loader) finish() error {
+	s := l.s
+	if l.changes != len(s.ownSeq) || l.ownRows != len(s.ownSeq) {
+		seen := make(map[string]bool, l.ownRows)
+		for i := range l.st.Rows {
+			if l.st.Rows[i].Region == s.region {
+				seen[l.st.Rows[i].SKU] = true
+			}
+		}
+		for _, sku := range sortedKeys(s.ownSeq) {
+			if !seen[sku] {
+				return corrupt(appendChangeKey(nil, s.ownSeq[sku]), "change index entry for SKU %q without its own row", sku)
+			}
+		}
+		return fmt.Errorf("region store: change index has %d entries (%d at open) for %d own rows",
+			l.changes, len(s.ownSeq), l.ownRows)
+	}
+	if l.expiries != len(s.heldExp) || l.held != len(s.heldExp) {
+		for _, id := range sortedKeys(s.heldExp) {
+			if _, ok := l.holdIdx[id]; !ok {
+				return corrupt(appendExpiryKey(nil, s.heldExp[id], id), "expiry index entry without its hold")
+			}
+		}
+		return fmt.Errorf("region store: expiry index has %d entries (%d at open) for %d held holds",
+			l.expiries, len(s.heldExp), l.held)
+	}
+	if l.idemX != len(s.idemExp) || len(l.st.Idem) != len(s.idemExp) {
+		seen := make(map[string]bool, len(l.st.Idem))
+		for i := range l.st.Idem {
+			seen[l.st.Idem[i].Key] = true
+		}
+		for _, key := range sortedKeys(s.idemExp) {
+			if !seen[key] {
+				return corrupt(appendIdemExpiryKey(nil, s.idemExp[key], key), "idempotency expiry entry without its key")
+			}
+		}
+		return fmt.Errorf("region store: idempotency expiry index has %d entries (%d at open) for %d keys",
+			l.idemX, len(s.idemExp), len(l.st.Idem))
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
