@@ -1,0 +1,149 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/holdfast-io/holdfast/client"
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+// regionNames are the demo's regions, in order; --regions takes a prefix.
+var regionNames = []string{"eu", "us", "ap", "sa", "af", "me", "oc", "ca"}
+
+const cluster = "demo"
+
+// site is one region of the demo with everything it runs on.
+type site struct {
+	name   string
+	reg    *region.Region
+	proxy  *gossip.Proxy // the region's NATS connection runs through it, so it can be cut
+	tr     *gossip.Transport
+	ln     net.Listener
+	url    string
+	client *client.Client
+	served chan error
+}
+
+// env is the demo's world: one embedded NATS server and the regions.
+type env struct {
+	dir     string
+	nats    *server.Server
+	natsURL string
+	sites   []*site
+	keepDir bool
+}
+
+func startEnv(ctx context.Context, o *Options) (*env, error) {
+	dir, err := os.MkdirTemp("", "holdfast-demo-")
+	if err != nil {
+		return nil, fmt.Errorf("demo: temp dir: %w", err)
+	}
+	e := &env{dir: dir, keepDir: o.Keep}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e.nats, e.natsURL, err = gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1, ServerName: "holdfast-demo"})
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("demo: embedded NATS: %w", err)
+	}
+	natsAddr := strings.TrimPrefix(e.natsURL, "nats://")
+	for i := 0; i < o.Regions; i++ {
+		name := regionNames[i]
+		s := &site{name: name, served: make(chan error, 1)}
+		e.sites = append(e.sites, s)
+		if s.proxy, err = gossip.NewProxy("127.0.0.1:0", natsAddr); err != nil {
+			e.close()
+			return nil, fmt.Errorf("demo: proxy for %s: %w", name, err)
+		}
+		ecfg := escrow.Config{LowWater: 3, TopUpHorizon: 2e9, DonorFloor: 1}
+		if o.BreakRegion == name {
+			ecfg.Bugs.GrantWithoutCheck = true
+		}
+		s.reg, err = region.Open(ctx, region.Config{
+			Name:    name,
+			DataDir: filepath.Join(dir, name),
+			Cluster: cluster,
+			Escrow:  ecfg,
+			Logger:  quiet,
+		})
+		if err != nil {
+			e.close()
+			return nil, fmt.Errorf("demo: region %s: %w", name, err)
+		}
+		if s.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			e.close()
+			return nil, fmt.Errorf("demo: listen for %s: %w", name, err)
+		}
+		s.url = "http://" + s.ln.Addr().String()
+		go func(s *site) { s.served <- s.reg.Serve(ctx, s.ln) }(s)
+		reg := s.reg
+		s.tr, err = gossip.Connect(ctx, gossip.Config{
+			URL:      s.proxy.URL(),
+			Cluster:  cluster,
+			Region:   name,
+			Logger:   quiet,
+			PeerSeqs: func() map[string]uint64 { return peerSeqs(reg) },
+		}, s.reg)
+		if err != nil {
+			e.close()
+			return nil, fmt.Errorf("demo: connect %s to NATS: %w", name, err)
+		}
+		s.reg.AttachTransport(s.tr)
+		if s.client, err = client.New(s.url, client.Options{}); err != nil {
+			e.close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func peerSeqs(r *region.Region) map[string]uint64 {
+	out := map[string]uint64{}
+	_ = r.Inspect(context.Background(), func(n *escrow.Node) {
+		for _, p := range n.Peers() {
+			out[p] = n.PeerSeq(p)
+		}
+	})
+	return out
+}
+
+// close stops everything; it removes the temp dir unless the demo keeps it.
+func (e *env) close() error {
+	var errs []error
+	for _, s := range e.sites {
+		if s.tr != nil {
+			s.tr.Close()
+		}
+		if s.reg != nil {
+			if err := s.reg.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close %s: %w", s.name, err))
+			}
+		}
+		if s.ln != nil {
+			s.ln.Close()
+		}
+		if s.proxy != nil {
+			s.proxy.Close()
+		}
+	}
+	if e.nats != nil {
+		e.nats.Shutdown()
+	}
+	if !e.keepDir {
+		if err := os.RemoveAll(e.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
