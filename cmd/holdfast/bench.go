@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/loadgen"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+func init() { commands = append(commands, newBenchCmd) }
+
+type benchOpts struct {
+	concurrency int
+	duration    time.Duration
+	warmup      time.Duration
+	skus        int
+	qty         uint64
+	mix         string
+	ttl         time.Duration
+	url         string
+	token       string
+	target      string
+	noSync      bool
+	restock     bool
+	jsonOut     bool
+	quiet       bool
+	cpuProfile  string
+	dataDir     string
+}
+
+func newBenchCmd() *cobra.Command {
+	o := benchOpts{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Closed-loop hold benchmark against an in-process region (default) or --url",
+		Long: `bench drives holds from --concurrency closed-loop clients for --duration and
+prints a progress line each second and, last, one key=value line:
+  target durable concurrency skus mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
+holds_per_s counts granted holds per second of the measured window; latencies
+are those of the hold request (granted or rejected), measured by the client.
+
+By default a fresh region is opened on a temporary directory in this process
+and served on 127.0.0.1 (--target http), or driven without HTTP through its
+apply loop (--target engine). Its stock is restocked generously so that the
+run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runBench(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients, each with one hold in flight")
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "measured window")
+	f.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before the window")
+	f.IntVar(&o.skus, "skus", 1, "SKUs drawn uniformly (1 = one hot SKU)")
+	f.Uint64Var(&o.qty, "qty", 1, "units per hold")
+	f.StringVar(&o.mix, "mix", "hold", "hold, or shopper (hold, then confirm or release)")
+	f.DurationVar(&o.ttl, "ttl", 10*time.Minute, "hold lifetime")
+	f.StringVar(&o.url, "url", "", "benchmark an existing region at this URL instead of an in-process one")
+	f.StringVar(&o.token, "token", "", "bearer token for --url (needs the admin scope to restock)")
+	f.StringVar(&o.target, "target", "http", "http (the real API) or engine (the apply loop, no HTTP; in-process only)")
+	f.BoolVar(&o.noSync, "no-sync", false, "in-process region without fsync (NOT durable; for the ratio only)")
+	f.BoolVar(&o.restock, "restock", true, "restock the SKUs before the run so that stock never runs out")
+	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
+	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
+	f.StringVar(&o.dataDir, "data-dir", "", "data directory of the in-process region (default: a new temporary directory, removed after)")
+	return cmd
+}
+
+// benchMaxRate bounds the holds/s any target could reach here; restocking
+// for it (times two) keeps every run clear of running out.
+const benchMaxRate = 1_000_000
+
+func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error {
+	m, err := loadgen.ParseMix(o.mix)
+	if err != nil {
+		return err
+	}
+	wl := loadgen.Workload{SKUs: o.skus, Qty: o.qty, Mix: m, TTL: o.ttl, Seed: 1}
+	if err := wl.Validate(); err != nil {
+		return err
+	}
+	if o.target != "http" && o.target != "engine" {
+		return fmt.Errorf("--target must be http or engine, got %q", o.target)
+	}
+	if o.url != "" && (o.target == "engine" || o.noSync || o.dataDir != "") {
+		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
+	}
+	logf := func(format string, args ...any) {
+		if !o.quiet {
+			fmt.Fprintf(stderr, format+"\n", args...)
+		}
+	}
+	units := wl.RestockPlan(o.warmup+o.duration, benchMaxRate)
+	durable := "unknown" // a remote region's sync setting is not visible from here
+
+	var newOp func(w int) (loadgen.Op, error)
+	if o.url != "" {
+		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if o.restock {
+			logf("restocking %d SKUs with %d units each at %s", o.skus, units, o.url)
+			if err := restockAll(ctx, o.skus, func(ctx context.Context, sku string) error {
+				return c.Restock(ctx, sku, units, escrow.MaxQty)
+			}); err != nil {
+				return err
+			}
+		}
+		if newOp, err = c.NewOp(wl); err != nil {
+			return err
+		}
+	} else {
+		dir := o.dataDir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "holdfast-bench-")
+			if err != nil {
+				return fmt.Errorf("bench: temp dir: %w", err)
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		// The region's own logs would interleave with the progress lines.
+		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		r, err := region.Open(ctx, region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("bench: open in-process region: %w", err)
+		}
+		defer r.Close()
+		durable = strconv.FormatBool(!o.noSync)
+		if o.restock {
+			logf("restocking %d SKUs with %d units each", o.skus, units)
+			if err := restockAll(ctx, o.skus, func(ctx context.Context, sku string) error {
+				return engineRestock(ctx, r, sku, units)
+			}); err != nil {
+				return err
+			}
+		}
+		if o.target == "engine" {
+			newOp = engineOp(r, wl)
+		} else {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fmt.Errorf("bench: listen: %w", err)
+			}
+			sctx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+			served := make(chan error, 1)
+			go func() { served <- r.Serve(sctx, ln) }()
+			defer func() { stopServe(); <-served }()
+			c, err := loadgen.NewHTTPClient("http://"+ln.Addr().String(), "", o.concurrency, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if newOp, err = c.NewOp(wl); err != nil {
+				return err
+			}
+		}
+	}
+
+	cfg := loadgen.Config{Concurrency: o.concurrency, Duration: o.duration, Warmup: o.warmup, NewOp: newOp}
+	var profiling bool
+	var profErr error
+	var profFile *os.File
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		profFile = f
+		defer f.Close()
+	}
+	startProfile := func() {
+		if profFile != nil && !profiling {
+			profiling = true
+			profErr = pprof.StartCPUProfile(profFile)
+		}
+	}
+	cfg.Progress = func(p loadgen.Progress) {
+		if !p.InWarmup {
+			startProfile() // profile the measured window, not the warm-up
+		}
+		logf("bench: %s", p.String())
+	}
+	logf("bench: target=%s durable=%s concurrency=%d skus=%d mix=%s duration=%v warmup=%v",
+		o.target, durable, o.concurrency, o.skus, m, o.duration, o.warmup)
+	s, err := loadgen.Run(ctx, cfg)
+	if profiling {
+		pprof.StopCPUProfile()
+		if profErr != nil {
+			return fmt.Errorf("bench: cpu profile: %w", profErr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.Labels = []loadgen.Label{
+		{Key: "target", Value: o.target},
+		{Key: "durable", Value: durable},
+		{Key: "concurrency", Value: strconv.Itoa(o.concurrency)},
+		{Key: "skus", Value: strconv.Itoa(o.skus)},
+		{Key: "mix", Value: string(m)},
+	}
+	if s.FirstErr != "" {
+		logf("bench: %d errors, first: %s", s.Errors, s.FirstErr)
+	}
+	if o.jsonOut {
+		if err := json.NewEncoder(stdout).Encode(s.Map()); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(stdout, s.KeyValues())
+	}
+	if s.OK == 0 {
+		return fmt.Errorf("bench: no hold was granted (errors=%d rejected=%d; first error: %s)", s.Errors, s.Rejected, s.FirstErr)
+	}
+	return nil
+}
+
+// restockAll restocks every SKU, 32 at a time so that the restocks share
+// fsyncs instead of paying one each.
+func restockAll(ctx context.Context, skus int, restock func(ctx context.Context, sku string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for i := 0; i < skus && ctx.Err() == nil; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(sku string) {
+			defer func() { <-sem; wg.Done() }()
+			if err := restock(ctx, sku); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}(loadgen.SKUName(i))
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// engineRestock adds units to sku through the apply loop, in calls of at
+// most escrow.MaxQty.
+func engineRestock(ctx context.Context, r *region.Region, sku string, units uint64) error {
+	for units > 0 {
+		n := min(units, escrow.MaxQty)
+		rep, err := r.Do(ctx, escrow.Command{Kind: escrow.CmdRestock, SKU: sku, Qty: n})
+		if err != nil {
+			return fmt.Errorf("bench: restock %s: %w", sku, err)
+		}
+		if rep.Err != nil {
+			return fmt.Errorf("bench: restock %s: %w", sku, rep.Err)
+		}
+		units -= n
+	}
+	return nil
+}
+
+// engineOp drives the region's apply loop directly: the same commands the
+// HTTP handlers send, without HTTP, JSON or sockets.
+func engineOp(r *region.Region, wl loadgen.Workload) func(w int) (loadgen.Op, error) {
+	skus := make([]string, wl.SKUs)
+	for i := range skus {
+		skus[i] = loadgen.SKUName(i)
+	}
+	return func(w int) (loadgen.Op, error) {
+		pick := wl.Picker(w)
+		return func(ctx context.Context) loadgen.Result {
+			t0 := time.Now()
+			// A fresh Lines slice per hold: the region may still read the
+			// command after Do returns on a cancelled context.
+			rep, err := r.Do(ctx, escrow.Command{Kind: escrow.CmdHold, TTL: wl.TTL,
+				Lines: []escrow.Line{{SKU: skus[pick.SKU()], Qty: wl.Qty}}})
+			lat := time.Since(t0)
+			if err != nil {
+				return loadgen.Result{Outcome: loadgen.Error, Err: err}
+			}
+			if rep.Err != nil {
+				if rep.Err.Code == escrow.CodeInsufficientStock {
+					return loadgen.Result{Outcome: loadgen.Rejected, Latency: lat}
+				}
+				return loadgen.Result{Outcome: loadgen.Error, Err: rep.Err}
+			}
+			if wl.Mix != loadgen.MixShopper {
+				return loadgen.Result{Outcome: loadgen.OK, Latency: lat}
+			}
+			kind := escrow.CmdRelease
+			if pick.Confirm() {
+				kind = escrow.CmdConfirm
+			}
+			rep, err = r.Do(ctx, escrow.Command{Kind: kind, HoldID: rep.Hold.ID})
+			if err == nil && rep.Err != nil {
+				err = rep.Err
+			}
+			if err != nil {
+				return loadgen.Result{Outcome: loadgen.Error, Err: fmt.Errorf("%s: %w", kind, err), Extra: 1}
+			}
+			return loadgen.Result{Outcome: loadgen.OK, Latency: lat, Extra: 1}
+		}, nil
+	}
+}
