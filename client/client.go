@@ -125,6 +125,13 @@ type Error struct {
 	Title    string `json:"title"`  // short summary of the type
 	Detail   string `json:"detail"` // what went wrong with this request
 	Instance string `json:"instance,omitempty"`
+	// Region is the region that answered; SKU and Available are set for
+	// insufficient-stock (Available: units left at that region); Owner for
+	// a hold of another region.
+	Region    string  `json:"region,omitempty"`
+	SKU       string  `json:"sku,omitempty"`
+	Available *uint64 `json:"available,omitempty"`
+	Owner     string  `json:"owner,omitempty"`
 	// RetryAfter is the server's Retry-After (503 overload, owner
 	// unreachable), 0 when absent.
 	RetryAfter time.Duration
@@ -187,23 +194,25 @@ type HoldRequest struct {
 	TTL time.Duration
 	// IdempotencyKey, when set, makes retries return the original hold.
 	IdempotencyKey string
-	// Meta is opaque client metadata kept with the hold (≤ 1 KiB).
-	Meta string
+	// Metadata is client metadata kept with the hold: any JSON value, at
+	// most 1 KiB in compact form. nil sends none.
+	Metadata json.RawMessage
 }
 
 // Hold is a hold as the region reports it.
 type Hold struct {
-	ID             string    `json:"id"`
-	State          string    `json:"state"` // held, confirmed, released, expired
-	Items          []Item    `json:"items"`
-	CreatedAt      time.Time `json:"created_at"`
-	ExpiresAt      time.Time `json:"expires_at"`
-	MaxExpiresAt   time.Time `json:"max_expires_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	IdempotencyKey string    `json:"idempotency_key,omitempty"`
-	Meta           string    `json:"meta,omitempty"`
-	// Replayed is true when an idempotent retry returned an existing hold.
-	Replayed bool `json:"replayed,omitempty"`
+	ID           string          `json:"id"`
+	Region       string          `json:"region"` // the owner region (the id's prefix)
+	State        string          `json:"state"`  // held, confirmed, released, expired
+	Items        []Item          `json:"items"`
+	CreatedAt    time.Time       `json:"created_at"`
+	ExpiresAt    time.Time       `json:"expires_at"`
+	MaxExpiresAt time.Time       `json:"max_expires_at"`
+	UpdatedAt    time.Time       `json:"updated_at"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	// Replayed is true when an idempotent retry returned an existing hold
+	// (200 with Idempotent-Replayed: true instead of 201).
+	Replayed bool `json:"-"`
 	// Raw is the response body as received.
 	Raw json.RawMessage `json:"-"`
 }
@@ -226,29 +235,25 @@ type Stock struct {
 	Sold      uint64                 `json:"sold"`
 	Global    int64                  `json:"global_available"`
 	Regions   map[string]RegionStock `json:"regions"`
-	Raw       json.RawMessage        `json:"-"`
-}
-
-// AdminResult answers a restock or write-off.
-type AdminResult struct {
-	SKU string `json:"sku"`
-	// Applied is the number of units changed; a write-off takes at most
-	// what is available in the region.
-	Applied uint64          `json:"applied"`
-	Stock   *Stock          `json:"stock,omitempty"`
+	// Applied is set by restock and write-off: the units changed (a
+	// write-off takes at most what is available in the region).
+	Applied *uint64         `json:"applied,omitempty"`
 	Raw     json.RawMessage `json:"-"`
 }
 
 type holdBody struct {
-	Items []Item `json:"items"`
-	TTL   string `json:"ttl,omitempty"`
-	Meta  string `json:"meta,omitempty"`
+	Items    []Item          `json:"items"`
+	TTL      string          `json:"ttl,omitempty"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // CreateHold asks for a hold. It answers 201 with the new hold, or 200 with
 // the original hold of an idempotent retry.
 func (c *Client) CreateHold(ctx context.Context, req HoldRequest) (*Hold, error) {
-	body := holdBody{Items: req.Items, Meta: req.Meta}
+	body := holdBody{Items: req.Items, Metadata: req.Metadata}
+	if len(body.Metadata) > 0 && !json.Valid(body.Metadata) {
+		return nil, errors.New("client: metadata is not valid JSON")
+	}
 	if req.TTL < 0 {
 		return nil, errors.New("client: negative ttl")
 	}
@@ -263,11 +268,12 @@ func (c *Client) CreateHold(ctx context.Context, req HoldRequest) (*Hold, error)
 		hdr.Set("Idempotency-Key", req.IdempotencyKey)
 	}
 	var h Hold
-	raw, err := c.Do(ctx, http.MethodPost, "/v1/holds", hdr, body, &h)
+	resp, err := c.Do(ctx, http.MethodPost, "/v1/holds", hdr, body, &h)
 	if err != nil {
 		return nil, err
 	}
-	h.Raw = raw
+	h.Raw = resp.Body
+	h.Replayed = resp.Status == http.StatusOK || resp.Header.Get("Idempotent-Replayed") == "true"
 	return &h, nil
 }
 
@@ -301,11 +307,11 @@ func (c *Client) holdOp(ctx context.Context, method, id, suffix string, body any
 		return nil, errors.New("client: empty hold id")
 	}
 	var h Hold
-	raw, err := c.Do(ctx, method, "/v1/holds/"+url.PathEscape(id)+suffix, nil, body, &h)
+	resp, err := c.Do(ctx, method, "/v1/holds/"+url.PathEscape(id)+suffix, nil, body, &h)
 	if err != nil {
 		return nil, err
 	}
-	h.Raw = raw
+	h.Raw = resp.Body
 	return &h, nil
 }
 
@@ -315,44 +321,51 @@ func (c *Client) Stock(ctx context.Context, sku string) (*Stock, error) {
 		return nil, errors.New("client: empty sku")
 	}
 	var s Stock
-	raw, err := c.Do(ctx, http.MethodGet, "/v1/skus/"+url.PathEscape(sku), nil, nil, &s)
+	resp, err := c.Do(ctx, http.MethodGet, "/v1/skus/"+url.PathEscape(sku), nil, nil, &s)
 	if err != nil {
 		return nil, err
 	}
-	s.Raw = raw
+	s.Raw = resp.Body
 	return &s, nil
 }
 
-// Restock adds qty units of sku to this region's slice (admin scope).
-func (c *Client) Restock(ctx context.Context, sku string, qty uint64) (*AdminResult, error) {
+// Restock adds qty units of sku to this region's slice (admin scope) and
+// returns the region's view of sku afterwards, with Applied set.
+func (c *Client) Restock(ctx context.Context, sku string, qty uint64) (*Stock, error) {
 	return c.admin(ctx, sku, "/restock", qty)
 }
 
 // WriteOff removes up to qty available units of sku from this region's
-// slice (admin scope); AdminResult.Applied says how many were removed.
-func (c *Client) WriteOff(ctx context.Context, sku string, qty uint64) (*AdminResult, error) {
+// slice (admin scope); Stock.Applied says how many were removed.
+func (c *Client) WriteOff(ctx context.Context, sku string, qty uint64) (*Stock, error) {
 	return c.admin(ctx, sku, "/write-off", qty)
 }
 
-func (c *Client) admin(ctx context.Context, sku, suffix string, qty uint64) (*AdminResult, error) {
+func (c *Client) admin(ctx context.Context, sku, suffix string, qty uint64) (*Stock, error) {
 	if sku == "" {
 		return nil, errors.New("client: empty sku")
 	}
-	var r AdminResult
-	raw, err := c.Do(ctx, http.MethodPost, "/v1/skus/"+url.PathEscape(sku)+suffix, nil,
-		map[string]uint64{"qty": qty}, &r)
+	var s Stock
+	resp, err := c.Do(ctx, http.MethodPost, "/v1/skus/"+url.PathEscape(sku)+suffix, nil,
+		map[string]uint64{"qty": qty}, &s)
 	if err != nil {
 		return nil, err
 	}
-	r.Raw = raw
-	return &r, nil
+	s.Raw = resp.Body
+	return &s, nil
+}
+
+// Response is a 2xx answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte // bounded by Options.MaxResponseBytes
 }
 
 // Do sends one request. path is relative to the base URL and already
 // escaped; in, when not nil, is sent as JSON; a 2xx JSON answer is decoded
-// into out (when not nil). It returns the raw body of a 2xx answer, and an
-// *Error for any other status.
-func (c *Client) Do(ctx context.Context, method, path string, hdr http.Header, in, out any) ([]byte, error) {
+// into out (when not nil). Any other status is an *Error.
+func (c *Client) Do(ctx context.Context, method, path string, hdr http.Header, in, out any) (*Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -399,12 +412,13 @@ func (c *Client) Do(ctx context.Context, method, path string, hdr http.Header, i
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, problem(resp, raw)
 	}
+	r := &Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return raw, fmt.Errorf("client: %s %s: decode %d response: %w", method, path, resp.StatusCode, err)
+			return r, fmt.Errorf("client: %s %s: decode %d response: %w", method, path, resp.StatusCode, err)
 		}
 	}
-	return raw, nil
+	return r, nil
 }
 
 func problem(resp *http.Response, raw []byte) *Error {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,7 +112,7 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 --idempotency-key returns the original hold instead of a second one.`,
 		Example: `  holdfast hold --sku tshirt-red-m --qty 1
   holdfast hold --sku A --qty 2 --sku B --qty 1 --ttl 15m
-  holdfast hold --item A=2 --item B=1 --idempotency-key cart-8812
+  holdfast hold --item A=2 --item B=1 --idempotency-key cart-8812 --metadata '{"cart":"8812"}'
   HOLDFAST_URL=http://127.0.0.1:8081 holdfast hold --sku A --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -123,8 +124,14 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 			if err != nil {
 				return err
 			}
-			h, err := c.CreateHold(cmd.Context(), client.HoldRequest{Items: lines, TTL: ttl,
-				IdempotencyKey: idemKey, Meta: meta})
+			req := client.HoldRequest{Items: lines, TTL: ttl, IdempotencyKey: idemKey}
+			if meta != "" {
+				if !json.Valid([]byte(meta)) {
+					return fmt.Errorf("--metadata must be JSON, e.g. '{\"cart\":\"c-1\"}' or '\"text\"', got %q", meta)
+				}
+				req.Metadata = json.RawMessage(meta)
+			}
+			h, err := c.CreateHold(cmd.Context(), req)
 			if err != nil {
 				return cf.fail(cmd, err)
 			}
@@ -137,7 +144,7 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 	fs.StringArrayVar(&items, "item", nil, "cart line as SKU=QTY (repeat)")
 	fs.DurationVar(&ttl, "ttl", 0, "hold lifetime, e.g. 10m (0: the region's default)")
 	fs.StringVar(&idemKey, "idempotency-key", "", "make retries return the original hold (printable ASCII, ≤ 128 bytes)")
-	fs.StringVar(&meta, "meta", "", "opaque client metadata kept with the hold (≤ 1 KiB)")
+	fs.StringVar(&meta, "metadata", "", "client metadata kept with the hold: any JSON value, ≤ 1 KiB")
 	cf.add(cmd)
 	return cmd
 }
@@ -291,7 +298,7 @@ bound of the truth: a peer may have received or sold more since (see AGE).`,
 
 // adminCmd builds restock and write-off.
 func adminCmd(use, short, long, example, verb string,
-	call func(*client.Client, context.Context, string, uint64) (*client.AdminResult, error)) *cobra.Command {
+	call func(*client.Client, context.Context, string, uint64) (*client.Stock, error)) *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:     use + " SKU QTY",
@@ -316,16 +323,12 @@ func adminCmd(use, short, long, example, verb string,
 				writeRaw(cmd.OutOrStdout(), r.Raw)
 				return nil
 			}
-			w := cmd.OutOrStdout()
-			sku := r.SKU
-			if sku == "" {
-				sku = args[0]
+			applied := qty
+			if r.Applied != nil {
+				applied = *r.Applied
 			}
-			fmt.Fprintf(w, "%s %d of %d units of %s", verb, r.Applied, qty, sku)
-			if r.Stock != nil {
-				fmt.Fprintf(w, " at %s: available %d, held %d, sold %d", r.Stock.Region, r.Stock.Available, r.Stock.Held, r.Stock.Sold)
-			}
-			fmt.Fprintln(w)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d of %d units of %s at %s\n", verb, applied, qty, r.SKU, r.Region)
+			printStock(cmd.OutOrStdout(), r)
 			return nil
 		},
 	}
@@ -378,8 +381,8 @@ func (f *clientFlags) printHold(cmd *cobra.Command, h *client.Hold) error {
 		}
 		fmt.Fprintf(w, "  expires:  %s\n", line)
 	}
-	if h.IdempotencyKey != "" {
-		fmt.Fprintf(w, "  idempotency key: %s\n", h.IdempotencyKey)
+	if len(h.Metadata) > 0 {
+		fmt.Fprintf(w, "  metadata: %s\n", h.Metadata)
 	}
 	return nil
 }
