@@ -771,7 +771,10 @@ func (s *Store) ExpiringHolds(until time.Time, limit int) ([]ExpiringHold, error
 	if err := s.failed(); err != nil {
 		return nil, err
 	}
-	upper := appendU64([]byte(pfxExpiry), timeOrd(until)+1)
+	upper := prefixEnd(pfxExpiry)
+	if ord := timeOrd(until); ord != ^uint64(0) {
+		upper = appendU64([]byte(pfxExpiry), ord+1)
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pfxExpiry), UpperBound: upper})
 	if err != nil {
 		return nil, fmt.Errorf("region store: scan expiry index: %w", err)
