@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/rebalancer"
+)
+
+func init() { commands = append(commands, newRebalancerCmd) }
+
+func newRebalancerCmd() *cobra.Command {
+	var (
+		cfg      rebalancer.Config
+		logLevel string
+	)
+	p := escrow.DefaultRebalancePolicy()
+	cmd := &cobra.Command{
+		Use:   "rebalancer",
+		Short: "Run the global rebalancer: move stock toward demand by advice over NATS",
+		Long: `The rebalancer listens to the regions' digests on holdfast.<cluster>.digest.*,
+computes target slices per SKU in proportion to demand, and publishes advice on
+holdfast.<cluster>.advice every interval. Regions follow advice only from their
+surplus, so safety never depends on it. Run several for availability: the one
+with the smallest --id publishes, the others take over when it goes quiet.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			cfg.Policy = p
+			parent := cmd.Context()
+			if parent == nil {
+				parent = context.Background()
+			}
+			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return rebalancer.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Cluster, "cluster", "", "cluster name (subject namespace of the regions)")
+	f.StringVar(&cfg.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
+	f.StringVar(&cfg.ID, "id", rebalancer.DefaultID, "daemon id ([a-z0-9_]); with several daemons the smallest leads")
+	f.DurationVar(&cfg.Interval, "interval", rebalancer.DefaultInterval, "time between rounds")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9470", "address of /metrics and /healthz (empty disables)")
+	f.StringVar(&cfg.CredsFile, "creds", "", "NATS credentials file")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "client TLS certificate")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "client TLS key")
+	f.StringVar(&cfg.TLSCA, "tls-ca", "", "CA bundle for the NATS server")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&p.Horizon, "horizon", p.Horizon, "demand horizon: targets are proportional to expected demand over it")
+	f.Uint64Var(&p.Floor, "floor", p.Floor, "units a region is never asked to give below")
+	f.DurationVar(&p.FloorHorizon, "floor-horizon", p.FloorHorizon, "a region also keeps its demand over this time")
+	f.Float64Var(&p.Hysteresis, "hysteresis", p.Hysteresis, "move only when a region is short by more than this fraction of its target")
+	f.Uint64Var(&p.MinMove, "min-move", p.MinMove, "smallest move advised")
+	f.Uint64Var(&p.MaxMovePerSKU, "max-move-per-sku", p.MaxMovePerSKU, "units advised per SKU per round (0: no cap)")
+	f.Uint64Var(&p.MaxMoveTotal, "max-move-total", p.MaxMoveTotal, "units advised per round (0: no cap)")
+	_ = cmd.MarkFlagRequired("cluster")
+	return cmd
+}

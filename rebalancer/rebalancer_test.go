@@ -1,0 +1,272 @@
+package rebalancer
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/gossip"
+)
+
+func runNATS(t *testing.T, port int) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	return s
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
+	}
+}
+
+type adviceLog struct {
+	mu  sync.Mutex
+	all []escrow.Message
+}
+
+func (l *adviceLog) add(m escrow.Message) {
+	l.mu.Lock()
+	l.all = append(l.all, m)
+	l.mu.Unlock()
+}
+
+func (l *adviceLog) snapshot() []escrow.Message {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]escrow.Message(nil), l.all...)
+}
+
+// withMoves returns the advice that carries moves, from any daemon.
+func (l *adviceLog) withMoves() []escrow.Message {
+	var out []escrow.Message
+	for _, m := range l.snapshot() {
+		if len(m.Moves) > 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// subscribeAdvice records every advice published on the cluster.
+func subscribeAdvice(t *testing.T, url, cluster string) *adviceLog {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	l := &adviceLog{}
+	if _, err := nc.Subscribe(gossip.AdviceSubject(cluster), func(msg *nats.Msg) {
+		m, err := escrow.DecodeMessage(msg.Data)
+		if err != nil {
+			t.Errorf("undecodable advice: %v", err)
+			return
+		}
+		l.add(m)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// publishDigests plays two regions: a is hot and empty, b is cold and full.
+func publishDigests(ctx context.Context, t *testing.T, url, cluster string) {
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer nc.Close()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for seq := uint64(1); ; seq++ {
+		for _, m := range []escrow.Message{
+			{Type: escrow.MsgDigest, From: "a", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "A", Available: 0, DemandMilli: 9000, Rejected: seq}}},
+			{Type: escrow.MsgDigest, From: "b", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "A", Available: 100, DemandMilli: 1000}}},
+		} {
+			b, err := escrow.EncodeMessage(nil, &m)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = nc.Publish(gossip.DigestSubject(cluster, m.From), b) // fails only while reconnecting
+		}
+		// Garbage on the digest subject must be rejected, not crash.
+		_ = nc.Publish(gossip.DigestSubject(cluster, "c"), []byte("junk"))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func startDaemon(t *testing.T, ctx context.Context, cfg Config) (done chan error, addr chan string) {
+	t.Helper()
+	done = make(chan error, 1)
+	addr = make(chan string, 1)
+	cfg.OnListen = func(a string) { addr <- a }
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	go func() { done <- Run(ctx, cfg) }()
+	return done, addr
+}
+
+func TestDaemonAdvisesAndSurvivesReconnect(t *testing.T) {
+	s := runNATS(t, -1)
+	url := s.ClientURL()
+	const cluster = "t1"
+	advice := subscribeAdvice(t, url, cluster)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go publishDigests(ctx, t, url, cluster)
+	done, addrc := startDaemon(t, ctx, Config{NATSURL: url, Cluster: cluster, Interval: 100 * time.Millisecond,
+		HTTPAddr: "127.0.0.1:0", Settle: 400 * time.Millisecond, ReconnectWait: 50 * time.Millisecond})
+	addr := <-addrc
+
+	waitFor(t, "advice moving stock from b to a", 10*time.Second, func() bool { return len(advice.withMoves()) > 0 })
+	first := advice.withMoves()[0]
+	if first.From != DefaultID || len(first.Moves) != 1 || first.Moves[0].From != "b" || first.Moves[0].To != "a" ||
+		first.Moves[0].Qty != 90 {
+		t.Fatalf("first advice: %+v", first)
+	}
+	// The digests keep saying b has 100: while the move is in flight it is
+	// not repeated, after Settle it is (regions did not apply it).
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %s", resp.Status)
+	}
+	body := get(t, "http://"+addr+"/metrics")
+	for _, want := range []string{"holdfast_rebalancer_rounds_total", "holdfast_rebalancer_messages_rejected_total{reason=\"decode\"}",
+		"holdfast_rebalancer_nats_connected 1"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("metrics lack %q:\n%s", want, body)
+		}
+	}
+
+	// Restart NATS on the same port: the daemon reconnects and advises again.
+	port := s.Addr().(*net.TCPAddr).Port
+	s.Shutdown()
+	s.WaitForShutdown()
+	before := len(advice.snapshot())
+	s2 := runNATS(t, port)
+	defer s2.Shutdown()
+	waitFor(t, "advice after the NATS restart", 15*time.Second, func() bool { return len(advice.snapshot()) > before+3 })
+
+	all := advice.snapshot()
+	for i := 1; i < len(all); i++ {
+		if all[i].Epoch <= all[i-1].Epoch {
+			t.Fatalf("epoch went from %d to %d", all[i-1].Epoch, all[i].Epoch)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestTwoDaemonsOneLeads: with two daemons only the smaller id publishes;
+// when it stops, the other takes over with higher epochs.
+func TestTwoDaemonsOneLeads(t *testing.T) {
+	s := runNATS(t, -1)
+	defer s.Shutdown()
+	url := s.ClientURL()
+	const cluster = "t2"
+	advice := subscribeAdvice(t, url, cluster)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go publishDigests(ctx, t, url, cluster)
+	ctxA, cancelA := context.WithCancel(ctx)
+	doneA, _ := startDaemon(t, ctxA, Config{NATSURL: url, Cluster: cluster, ID: "rb_a", Interval: 50 * time.Millisecond})
+	waitFor(t, "rb_a to publish", 10*time.Second, func() bool { return len(advice.snapshot()) > 0 })
+	doneB, _ := startDaemon(t, ctx, Config{NATSURL: url, Cluster: cluster, ID: "rb_b", Interval: 50 * time.Millisecond})
+	// Let several rounds of both pass (b sees a's advice from its first round on).
+	n0 := len(advice.snapshot())
+	waitFor(t, "more rounds", 10*time.Second, func() bool { return len(advice.snapshot()) > n0+10 })
+	var fromB int
+	for _, m := range advice.snapshot()[n0+2:] {
+		if m.From == "rb_b" {
+			fromB++
+		}
+	}
+	if fromB > 0 {
+		t.Fatalf("rb_b published %d advice while rb_a leads", fromB)
+	}
+	cancelA()
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	lastA := advice.snapshot()[len(advice.snapshot())-1].Epoch
+	waitFor(t, "rb_b to take over", 10*time.Second, func() bool {
+		all := advice.snapshot()
+		return all[len(all)-1].From == "rb_b"
+	})
+	for _, m := range advice.snapshot() {
+		if m.From == "rb_b" && m.Epoch <= lastA {
+			t.Fatalf("rb_b epoch %d not above rb_a's last %d", m.Epoch, lastA)
+		}
+	}
+	cancel()
+	if err := <-doneB; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for i, c := range []Config{
+		{Cluster: "c"},
+		{NATSURL: "nats://127.0.0.1:1", Cluster: "bad.cluster"},
+		{NATSURL: "nats://127.0.0.1:1", Cluster: "c", ID: "Bad-ID"},
+		{NATSURL: "nats://127.0.0.1:1", Cluster: "c", Interval: time.Microsecond},
+		{NATSURL: "nats://127.0.0.1:1", Cluster: "c", Policy: escrow.RebalancePolicy{Hysteresis: -1}},
+	} {
+		if err := Run(context.Background(), c); err == nil {
+			t.Errorf("config %d accepted: %+v", i, c)
+		}
+	}
+}
