@@ -1,0 +1,150 @@
+package region
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Scopes a bearer token may carry. "client" may create and act on holds and
+// read stock; "admin" may restock and write off. admin does not imply
+// client: list both for a token that needs both.
+const (
+	ScopeClient = "client"
+	ScopeAdmin  = "admin"
+)
+
+// TokenFile is the YAML format of Config.TokensFile:
+//
+//	tokens:
+//	  - name: checkout-eu        # for logs only
+//	    token: "long random secret, at least 16 bytes"
+//	    scopes: [client]
+//	  - name: ops
+//	    token: "another secret"
+//	    scopes: [client, admin]
+type TokenFile struct {
+	Tokens []TokenEntry `yaml:"tokens"`
+}
+
+// TokenEntry is one bearer token.
+type TokenEntry struct {
+	Name   string   `yaml:"name"`
+	Token  string   `yaml:"token"`
+	Scopes []string `yaml:"scopes"`
+}
+
+const (
+	minTokenLen = 16
+	maxTokenLen = 512
+	maxTokens   = 10_000
+)
+
+type principal struct {
+	name   string
+	client bool
+	admin  bool
+}
+
+// tokenSet maps the SHA-256 of each token to its principal, so lookups do
+// not compare secrets byte by byte (no timing oracle on the secret).
+type tokenSet struct {
+	byHash map[[32]byte]*principal
+}
+
+func loadTokens(path string) (*tokenSet, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("region: read tokens file: %w", err)
+	}
+	if len(b) > 4<<20 {
+		return nil, fmt.Errorf("region: tokens file %s is larger than 4 MiB", path)
+	}
+	var tf TokenFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tf); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("region: tokens file %s: %w", path, err)
+	}
+	ts, err := newTokenSet(tf.Tokens)
+	if err != nil {
+		return nil, fmt.Errorf("region: tokens file %s: %w", path, err)
+	}
+	return ts, nil
+}
+
+func newTokenSet(entries []TokenEntry) (*tokenSet, error) {
+	if len(entries) == 0 {
+		return nil, errors.New("no tokens (remove tokens_file to run without auth on loopback)")
+	}
+	if len(entries) > maxTokens {
+		return nil, fmt.Errorf("%d tokens, at most %d", len(entries), maxTokens)
+	}
+	ts := &tokenSet{byHash: make(map[[32]byte]*principal, len(entries))}
+	for i, e := range entries {
+		if len(e.Token) < minTokenLen || len(e.Token) > maxTokenLen {
+			return nil, fmt.Errorf("token %d (%s): must be %d to %d bytes", i, e.Name, minTokenLen, maxTokenLen)
+		}
+		if strings.ContainsAny(e.Token, " \t\r\n") {
+			return nil, fmt.Errorf("token %d (%s): contains white space", i, e.Name)
+		}
+		p := &principal{name: e.Name}
+		if p.name == "" {
+			p.name = fmt.Sprintf("token-%d", i)
+		}
+		if len(e.Scopes) == 0 {
+			return nil, fmt.Errorf("token %d (%s): no scopes", i, e.Name)
+		}
+		for _, s := range e.Scopes {
+			switch s {
+			case ScopeClient:
+				p.client = true
+			case ScopeAdmin:
+				p.admin = true
+			default:
+				return nil, fmt.Errorf("token %d (%s): unknown scope %q (client, admin)", i, e.Name, s)
+			}
+		}
+		h := sha256.Sum256([]byte(e.Token))
+		if ts.byHash[h] != nil {
+			return nil, fmt.Errorf("token %d (%s): duplicate token", i, e.Name)
+		}
+		ts.byHash[h] = p
+	}
+	return ts, nil
+}
+
+// authenticate returns the principal of the request's bearer token, or nil.
+func (ts *tokenSet) authenticate(r *http.Request) *principal {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) || len(h) > len(prefix)+maxTokenLen {
+		return nil
+	}
+	return ts.byHash[sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))]
+}
+
+// isLoopback reports whether addr (host:port) can only be reached from this
+// machine. An empty host ("":8080) listens everywhere and is not loopback.
+func isLoopback(addr net.Addr) bool {
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return tcp.IP != nil && tcp.IP.IsLoopback()
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,138 @@
+package region
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// Defaults of Config.
+const (
+	DefaultQueueLen       = 65536
+	DefaultMaxBatch       = 8192
+	DefaultTickInterval   = 10 * time.Millisecond
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultMaxBodyBytes   = 64 << 10
+	DefaultMsgQueueLen    = 16384
+)
+
+// Config configures one region node. The YAML form uses the tags below; the
+// command line overrides it field by field.
+type Config struct {
+	Name       string `yaml:"name"`        // region name, [a-z0-9_]{1,32}
+	DataDir    string `yaml:"data_dir"`    // Pebble directory (ignored when Storage is set)
+	HTTPAddr   string `yaml:"http_addr"`   // listen address of the HTTP API
+	NATSURL    string `yaml:"nats_url"`    // empty: no peers (region on its own)
+	Cluster    string `yaml:"cluster"`     // NATS subject namespace
+	TokensFile string `yaml:"tokens_file"` // bearer tokens with scopes; empty: loopback only
+
+	// NoSync skips fsync on commit. Benchmarks only: a crash loses
+	// acknowledged holds.
+	NoSync bool `yaml:"no_sync"`
+
+	QueueLen     int           `yaml:"queue_len"`     // client requests waiting for the apply loop
+	MsgQueueLen  int           `yaml:"msg_queue_len"` // peer messages waiting for the apply loop
+	MaxBatch     int           `yaml:"max_batch"`     // inputs stepped into one Ready at most
+	TickInterval time.Duration `yaml:"tick_interval"` // node clock tick (expiry, borrow deadlines)
+
+	RequestTimeout time.Duration `yaml:"request_timeout"` // HTTP request deadline
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`  // HTTP request body limit
+
+	// Escrow overrides the core's defaults (LowWater, BorrowTimeout, ...).
+	// Escrow.Region is always Name.
+	Escrow escrow.Config `yaml:"escrow"`
+
+	// Storage, when set, is used instead of opening a Store in DataDir.
+	Storage Storage `yaml:"-"`
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// LoadConfig reads a YAML config file. Unknown keys are an error, so that a
+// misspelt option does not silently keep its default.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("region: read config: %w", err)
+	}
+	if len(b) > 1<<20 {
+		return c, fmt.Errorf("region: config %s is larger than 1 MiB", path)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // empty file: zero Config
+		return c, fmt.Errorf("region: config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.QueueLen <= 0 {
+		c.QueueLen = DefaultQueueLen
+	}
+	if c.MsgQueueLen <= 0 {
+		c.MsgQueueLen = DefaultMsgQueueLen
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Cluster == "" {
+		c.Cluster = "holdfast"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Escrow.Region = c.Name
+	return c
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	if err := escrow.ValidRegion(c.Name); err != nil {
+		return fmt.Errorf("region: name: %w", err)
+	}
+	if c.Storage == nil && c.DataDir == "" {
+		return errors.New("region: data_dir is required")
+	}
+	if c.QueueLen < 0 || c.MaxBatch < 0 || c.MsgQueueLen < 0 {
+		return errors.New("region: queue_len, msg_queue_len and max_batch must not be negative")
+	}
+	if c.QueueLen > 1<<22 || c.MsgQueueLen > 1<<22 || c.MaxBatch > 1<<20 {
+		return errors.New("region: queue_len/msg_queue_len at most 4194304, max_batch at most 1048576")
+	}
+	if c.TickInterval < 0 || (c.TickInterval > 0 && c.TickInterval > time.Second) {
+		return fmt.Errorf("region: tick_interval %v must be at most 1s (expiry runs on ticks)", c.TickInterval)
+	}
+	if c.RequestTimeout < 0 || c.MaxBodyBytes < 0 {
+		return errors.New("region: request_timeout and max_body_bytes must not be negative")
+	}
+	if len(c.Cluster) > 64 || strings.ContainsAny(c.Cluster, ".*> \t\r\n") {
+		return fmt.Errorf("region: cluster %q must be one NATS subject token of at most 64 bytes", c.Cluster)
+	}
+	e := c.Escrow
+	e.Region = c.Name
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("region: escrow: %w", err)
+	}
+	return nil
+}

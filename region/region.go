@@ -1,0 +1,660 @@
+// Package region is the runtime of one holdfast region: it drives an
+// escrow.Node from an apply loop with group commit into durable Storage,
+// ticks it for expiry and borrow deadlines, and serves the HTTP API.
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// Runtime errors of Do and Execute. Escrow errors (insufficient stock, not
+// found, ...) are not errors here: they come back in Reply.Err.
+var (
+	// ErrOverloaded: the request queue is full; retry after a short wait.
+	ErrOverloaded = errors.New("region: overloaded, request queue full")
+	// ErrStorage: the write of the request's batch failed (nothing of it was
+	// acknowledged), or the region is rebuilding its state from storage.
+	ErrStorage = errors.New("region: storage unavailable")
+	// ErrClosed: the region is shutting down.
+	ErrClosed = errors.New("region: closed")
+	// ErrOwnerUnreachable: the hold belongs to another region that cannot be
+	// reached now (no transport, or the transport gave up).
+	ErrOwnerUnreachable = errors.New("region: owner region unreachable")
+)
+
+// request is one command waiting for its durable reply. Requests are pooled:
+// the caller puts one back only after it received the reply, never after it
+// gave up waiting (the loop may still write to it).
+type request struct {
+	cmd   escrow.Command
+	reply escrow.Reply
+	err   error
+	done  chan struct{} // capacity 1: the loop never blocks on it
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// batch is one Ready on its way through the committer.
+type batch struct {
+	rd   escrow.Ready
+	reqs []*request // reqs[i] waits for rd.Reply[i]; nil when nobody waits
+	cmds int        // inputs stepped into it
+	err  error      // set by the committer when the write failed
+}
+
+var batchPool = sync.Pool{New: func() any { return &batch{} }}
+
+type inspectReq struct {
+	f    func(n *escrow.Node)
+	err  error
+	done chan struct{}
+}
+
+type transportBox struct{ t Transport }
+
+type storageBox struct{ s Storage }
+
+func (r *Region) currentStorage() Storage {
+	if b := r.storeView.Load(); b != nil {
+		return b.s
+	}
+	return nil
+}
+
+// Region is one running region node.
+type Region struct {
+	cfg  Config
+	name string
+	log  *slog.Logger
+
+	storage  Storage // replaced by the stepper during recovery, read by the committer after a handoff
+	ownStore bool    // opened from DataDir by Open: reopened on failure
+
+	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
+	tr        atomic.Pointer[transportBox]
+	tokens    *tokenSet
+	metrics   *metrics
+
+	queue    chan *request
+	msgs     chan escrow.Message
+	inspect  chan *inspectReq
+	commitCh chan *batch // stepper → committer, at most one batch in flight
+	doneCh   chan *batch // committer → stepper
+
+	stop       chan struct{} // closed by Close
+	loopDone   chan struct{} // closed when the stepper exits
+	commitDone chan struct{} // closed when the committer exits
+	closed     atomic.Bool
+	ready      atomic.Bool
+	closeOnce  sync.Once
+	closeErr   error
+
+	// Owned by the stepper goroutine.
+	node    *escrow.Node
+	pending map[uint64]*request
+	nextReq uint64
+
+	statsMu sync.Mutex
+	stats   escrow.Stats
+
+	handlerOnce sync.Once
+	handler     *api
+}
+
+// Open opens the region's storage, restores the node from it and starts the
+// apply loop. A store that cannot be loaded (corrupt, or an invariant of
+// the stored state broken) is refused with an error saying why.
+func Open(ctx context.Context, cfg Config) (*Region, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	r := &Region{
+		cfg:        cfg,
+		name:       cfg.Name,
+		log:        cfg.Logger.With("region", cfg.Name),
+		queue:      make(chan *request, cfg.QueueLen),
+		msgs:       make(chan escrow.Message, cfg.MsgQueueLen),
+		inspect:    make(chan *inspectReq),
+		commitCh:   make(chan *batch, 1),
+		doneCh:     make(chan *batch, 1),
+		stop:       make(chan struct{}),
+		loopDone:   make(chan struct{}),
+		commitDone: make(chan struct{}),
+		pending:    make(map[uint64]*request, 1024),
+	}
+	if cfg.TokensFile != "" {
+		ts, err := loadTokens(cfg.TokensFile)
+		if err != nil {
+			return nil, err
+		}
+		r.tokens = ts
+	}
+	r.storage = cfg.Storage
+	if r.storage == nil {
+		st, err := openStore(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("region %s: open store in %s: %w", cfg.Name, cfg.DataDir, err)
+		}
+		r.storage, r.ownStore = st, true
+	}
+	node, err := r.loadNode()
+	if err != nil {
+		r.storage.Close()
+		return nil, fmt.Errorf("region %s: refusing to start: %w", cfg.Name, err)
+	}
+	r.node = node
+	r.storeView.Store(&storageBox{s: r.storage})
+	r.stats = node.Stats()
+	r.metrics = newMetrics(r)
+	r.ready.Store(true)
+	go r.commitLoop()
+	go r.stepLoop()
+	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
+	return r, nil
+}
+
+func (r *Region) loadNode() (*escrow.Node, error) {
+	st, err := r.storage.Load()
+	if err != nil {
+		return nil, fmt.Errorf("load stored state: %w", err)
+	}
+	n, err := escrow.NewNode(r.cfg.Escrow, st)
+	if err != nil {
+		return nil, fmt.Errorf("restore node from stored state: %w", err)
+	}
+	return n, nil
+}
+
+// Name returns the region's name.
+func (r *Region) Name() string { return r.name }
+
+// Registry returns the region's own Prometheus registry (one per Region, so
+// that several regions can live in one process).
+func (r *Region) Registry() *prometheus.Registry { return r.metrics.reg }
+
+// Ready reports whether the region accepts requests (false while it
+// rebuilds its state after a storage failure, and after Close).
+func (r *Region) Ready() bool { return r.ready.Load() && !r.closed.Load() }
+
+// AttachTransport connects the region to its peers. Call it once, before
+// serving; nil leaves the region on its own.
+func (r *Region) AttachTransport(t Transport) {
+	if t == nil {
+		r.tr.Store(nil)
+		return
+	}
+	r.tr.Store(&transportBox{t: t})
+}
+
+func (r *Region) transport() Transport {
+	if b := r.tr.Load(); b != nil {
+		return b.t
+	}
+	return nil
+}
+
+// Do runs a command through the apply loop and waits for its durable reply.
+// The runtime assigns cmd.ReqID. A hold command on a hold of another region
+// is forwarded to its owner. The error is a runtime failure (ErrOverloaded,
+// ErrStorage, ErrClosed, ErrOwnerUnreachable, ctx errors); the command's own
+// outcome, success or escrow error, is in the Reply.
+func (r *Region) Do(ctx context.Context, cmd escrow.Command) (escrow.Reply, error) {
+	if owner := r.foreignOwner(&cmd); owner != "" {
+		return r.forward(ctx, owner, cmd)
+	}
+	rep, err := r.submit(ctx, &cmd)
+	if err == nil && rep.Err != nil && rep.Err.Code == escrow.CodeNotOwner && rep.Err.Owner != "" && rep.Err.Owner != r.name {
+		return r.forward(ctx, rep.Err.Owner, cmd)
+	}
+	return rep, err
+}
+
+// Execute runs a command forwarded by another region. It never forwards
+// again, so that two regions cannot bounce a command between them.
+func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply, error) {
+	switch cmd.Kind {
+	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend:
+	default:
+		return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid,
+			Detail: "only get, confirm, release and extend may be forwarded, not " + cmd.Kind.String()}}, nil
+	}
+	return r.submit(ctx, &cmd)
+}
+
+func (r *Region) foreignOwner(cmd *escrow.Command) string {
+	switch cmd.Kind {
+	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend:
+		if owner, err := escrow.OwnerOf(cmd.HoldID); err == nil && owner != r.name {
+			return owner
+		}
+	}
+	return ""
+}
+
+func (r *Region) forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, error) {
+	t := r.transport()
+	if t == nil {
+		r.metrics.forwards.WithLabelValues("unreachable").Inc()
+		return escrow.Reply{}, fmt.Errorf("%w: hold %s belongs to region %s and this region has no peers",
+			ErrOwnerUnreachable, cmd.HoldID, owner)
+	}
+	cmd.ReqID = 0
+	rep, err := t.Forward(ctx, owner, cmd)
+	if err != nil {
+		if ctx.Err() != nil {
+			return escrow.Reply{}, ctx.Err()
+		}
+		r.metrics.forwards.WithLabelValues("unreachable").Inc()
+		// Until gossip defines its error type, every Forward failure is an
+		// unreachable owner: the client retries later.
+		return escrow.Reply{}, fmt.Errorf("%w: region %s: %v", ErrOwnerUnreachable, owner, err)
+	}
+	r.metrics.forwards.WithLabelValues("ok").Inc()
+	return rep, nil
+}
+
+func (r *Region) submit(ctx context.Context, cmd *escrow.Command) (escrow.Reply, error) {
+	if r.closed.Load() {
+		return escrow.Reply{}, ErrClosed
+	}
+	if !r.ready.Load() {
+		return escrow.Reply{}, fmt.Errorf("%w: rebuilding state from storage", ErrStorage)
+	}
+	if err := ctx.Err(); err != nil {
+		return escrow.Reply{}, err
+	}
+	start := time.Now()
+	req := requestPool.Get().(*request)
+	req.cmd = *cmd
+	select {
+	case r.queue <- req:
+	default:
+		req.cmd = escrow.Command{}
+		requestPool.Put(req)
+		r.metrics.overloaded.Inc()
+		return escrow.Reply{}, ErrOverloaded
+	}
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		return escrow.Reply{}, ctx.Err() // req is abandoned to the loop
+	case <-r.loopDone:
+		select {
+		case <-req.done:
+		default:
+			return escrow.Reply{}, ErrClosed
+		}
+	}
+	rep, err := req.reply, req.err
+	req.cmd, req.reply, req.err = escrow.Command{}, escrow.Reply{}, nil
+	requestPool.Put(req)
+	if cmd.Kind == escrow.CmdHold {
+		r.metrics.holdLatency.Observe(time.Since(start).Seconds())
+	}
+	return rep, err
+}
+
+// Deliver enqueues a peer message for the apply loop. It never blocks: when
+// the queue is full the message is dropped (anti-entropy repairs) and counted.
+func (r *Region) Deliver(m escrow.Message) {
+	if r.closed.Load() {
+		return
+	}
+	select {
+	case r.msgs <- m:
+	default:
+		r.metrics.msgsDropped.Inc()
+	}
+}
+
+// Inspect runs f on the apply loop goroutine, between two inputs. f may read
+// the node (which may hold changes not yet durable) and must not change it.
+func (r *Region) Inspect(ctx context.Context, f func(n *escrow.Node)) error {
+	q := &inspectReq{f: f, done: make(chan struct{})}
+	select {
+	case r.inspect <- q:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.loopDone:
+		return ErrClosed
+	}
+	select {
+	case <-q.done:
+		return q.err
+	case <-r.loopDone:
+		select {
+		case <-q.done:
+			return q.err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// Stats returns the node's counters as of the last batch.
+func (r *Region) Stats() escrow.Stats {
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	return r.stats
+}
+
+// Close stops accepting requests, drains the queue, waits for the last
+// batch to be durable, and closes the storage. It is safe to call twice.
+func (r *Region) Close() error {
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		close(r.stop)
+		<-r.loopDone
+		<-r.commitDone
+		r.ready.Store(false)
+		r.storeView.Store(nil)
+		if r.storage != nil {
+			if err := r.storage.Close(); err != nil {
+				r.closeErr = fmt.Errorf("region %s: close storage: %w", r.name, err)
+			}
+		}
+		r.log.Info("region closed")
+	})
+	return r.closeErr
+}
+
+// stepLoop is the first stage of the apply loop: it steps inputs into the
+// node and cuts a Ready whenever the committer is idle, so that the inputs
+// that arrive while one batch is being synced share the next fsync.
+func (r *Region) stepLoop() {
+	defer close(r.loopDone)
+	ticker := time.NewTicker(r.cfg.TickInterval)
+	defer ticker.Stop()
+	inflight := false
+	stepped := 0 // inputs stepped since the last cut
+	for {
+		if r.node == nil {
+			if !r.recover(ticker) {
+				r.shutdown(false)
+				return
+			}
+			stepped = 0
+		}
+		if !inflight && r.node.HasReady() {
+			r.cut(stepped)
+			inflight, stepped = true, 0
+		}
+		queue := r.queue
+		if stepped >= r.cfg.MaxBatch {
+			queue = nil // back-pressure: the queue fills up and callers get ErrOverloaded
+		}
+		select {
+		case req := <-queue:
+			now := time.Now()
+			r.stepRequest(req, now)
+			stepped++
+		drain:
+			for stepped < r.cfg.MaxBatch {
+				select {
+				case req = <-r.queue:
+					r.stepRequest(req, now)
+					stepped++
+				default:
+					break drain
+				}
+			}
+		case m := <-r.msgs:
+			r.stepMessage(&m, time.Now())
+			stepped++
+		case b := <-r.doneCh:
+			inflight = false
+			r.node.Advance()
+			failed := b.err != nil
+			r.recycle(b)
+			if failed {
+				r.failNode(ErrStorage)
+			}
+		case <-ticker.C:
+			r.node.Step(escrow.Input{Now: time.Now()})
+		case q := <-r.inspect:
+			q.f(r.node)
+			close(q.done)
+		case <-r.stop:
+			r.shutdown(inflight)
+			return
+		}
+	}
+}
+
+func (r *Region) stepRequest(req *request, now time.Time) {
+	r.nextReq++
+	req.cmd.ReqID = r.nextReq
+	r.pending[r.nextReq] = req
+	r.node.Step(escrow.Input{Now: now, Cmd: &req.cmd})
+}
+
+func (r *Region) stepMessage(m *escrow.Message, now time.Time) {
+	if err := r.node.Step(escrow.Input{Now: now, Msg: m}); err != nil {
+		r.metrics.msgsRejected.Inc()
+		r.log.Debug("peer message rejected", "type", m.Type.String(), "from", m.From, "err", err)
+	}
+}
+
+// cut takes the node's Ready and hands it to the committer, with the
+// requests waiting for its replies.
+func (r *Region) cut(stepped int) {
+	b := batchPool.Get().(*batch)
+	b.rd = r.node.Ready()
+	b.cmds = stepped
+	if cap(b.reqs) < len(b.rd.Reply) {
+		b.reqs = make([]*request, len(b.rd.Reply), len(b.rd.Reply)+len(b.rd.Reply)/2)
+	} else {
+		b.reqs = b.reqs[:len(b.rd.Reply)]
+	}
+	for i := range b.rd.Reply {
+		id := b.rd.Reply[i].ReqID
+		if req, ok := r.pending[id]; ok {
+			delete(r.pending, id)
+			b.reqs[i] = req
+		} else {
+			b.reqs[i] = nil
+		}
+	}
+	st := r.node.Stats()
+	r.statsMu.Lock()
+	r.stats = st
+	r.statsMu.Unlock()
+	r.commitCh <- b // never blocks: the committer is idle
+}
+
+func (r *Region) recycle(b *batch) {
+	clear(b.reqs)
+	b.reqs = b.reqs[:0]
+	b.rd = escrow.Ready{}
+	b.err = nil
+	b.cmds = 0
+	batchPool.Put(b)
+}
+
+// commitLoop is the second stage: it makes one batch durable with one
+// Storage.Apply, then sends its messages and delivers its replies.
+func (r *Region) commitLoop() {
+	defer close(r.commitDone)
+	for b := range r.commitCh {
+		r.commit(b)
+		r.doneCh <- b
+	}
+}
+
+func (r *Region) commit(b *batch) {
+	m := r.metrics
+	m.batchSize.Observe(float64(b.cmds))
+	if !b.rd.Persist.Empty() {
+		t0 := time.Now()
+		err := r.storage.Apply(&b.rd.Persist)
+		m.fsync.Observe(time.Since(t0).Seconds())
+		if err != nil {
+			m.storageErrors.Inc()
+			r.log.Error("commit failed: failing its requests and rebuilding from storage", "err", err,
+				"requests", len(b.reqs))
+			b.err = err
+			r.ready.Store(false) // before any reply: a caller that saw the failure sees not-ready
+			werr := fmt.Errorf("%w: %v", ErrStorage, err)
+			for _, req := range b.reqs {
+				if req != nil {
+					req.err = werr
+					req.done <- struct{}{}
+				}
+			}
+			m.countHolds(b.rd.Reply, true)
+			return
+		}
+	}
+	if t := r.transport(); t != nil {
+		if len(b.rd.Send) > 0 {
+			t.Send(b.rd.Send)
+		}
+		if len(b.rd.Persist.Holds) > 0 {
+			t.HoldEvents(b.rd.Persist.Holds)
+		}
+	}
+	m.countHolds(b.rd.Reply, false)
+	for i, req := range b.reqs {
+		if req != nil {
+			req.reply = b.rd.Reply[i]
+			req.done <- struct{}{}
+		}
+	}
+}
+
+// failNode discards the node after a failed write: it has changes that were
+// never persisted, so rebuilding it from storage is exactly a crash restart.
+// Every request still waiting on it fails with err.
+func (r *Region) failNode(err error) {
+	r.ready.Store(false)
+	for id, req := range r.pending {
+		req.err = err
+		req.done <- struct{}{}
+		delete(r.pending, id)
+	}
+	r.node = nil
+}
+
+// recover reopens the storage and rebuilds the node, with backoff, while
+// failing new requests fast. It returns false when the region is closing.
+func (r *Region) recover(ticker *time.Ticker) bool {
+	backoff := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := r.reload()
+		if err == nil {
+			r.log.Warn("recovered from storage failure", "attempt", attempt, "seq", r.node.Seq())
+			r.ready.Store(true)
+			return true
+		}
+		r.log.Error("rebuilding state from storage failed", "attempt", attempt, "err", err, "retry_in", backoff)
+		timer := time.NewTimer(backoff)
+	wait:
+		for {
+			select {
+			case req := <-r.queue:
+				req.err = fmt.Errorf("%w: rebuilding state from storage", ErrStorage)
+				req.done <- struct{}{}
+			case <-r.msgs: // dropped: anti-entropy repairs after recovery
+				r.metrics.msgsDropped.Inc()
+			case q := <-r.inspect:
+				q.err = fmt.Errorf("%w: rebuilding state from storage", ErrStorage)
+				close(q.done)
+			case <-ticker.C:
+			case <-timer.C:
+				break wait
+			case <-r.stop:
+				timer.Stop()
+				return false
+			}
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (r *Region) reload() error {
+	if r.ownStore {
+		r.storeView.Store(nil)
+		if r.storage != nil {
+			if err := r.storage.Close(); err != nil {
+				r.log.Warn("closing failed store", "err", err)
+			}
+			r.storage = nil
+		}
+		st, err := openStore(r.cfg)
+		if err != nil {
+			return fmt.Errorf("reopen store: %w", err)
+		}
+		r.storage = st
+		r.storeView.Store(&storageBox{s: st})
+	}
+	n, err := r.loadNode()
+	if err != nil {
+		return err
+	}
+	r.node = n
+	return nil
+}
+
+// shutdown drains the queue into the node, commits what is left and stops
+// the committer. Requests that wait on a borrow fail with ErrClosed.
+func (r *Region) shutdown(inflight bool) {
+	defer close(r.commitCh)
+	for r.node != nil {
+		if inflight {
+			b := <-r.doneCh
+			r.node.Advance()
+			inflight = false
+			failed := b.err != nil
+			r.recycle(b)
+			if failed {
+				r.failNode(ErrStorage)
+				break
+			}
+		}
+		stepped := 0
+		now := time.Now()
+	drain:
+		for {
+			select {
+			case req := <-r.queue:
+				r.stepRequest(req, now)
+				stepped++
+			default:
+				break drain
+			}
+		}
+		if !r.node.HasReady() {
+			break
+		}
+		r.cut(stepped)
+		inflight = true
+	}
+	for {
+		select {
+		case req := <-r.queue:
+			req.err = ErrClosed
+			req.done <- struct{}{}
+		default:
+			for id, req := range r.pending {
+				req.err = ErrClosed
+				req.done <- struct{}{}
+				delete(r.pending, id)
+			}
+			return
+		}
+	}
+}

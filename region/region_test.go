@@ -1,0 +1,341 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// openMem opens a region "eu" on an in-memory storage.
+func openMem(t *testing.T, st *memStorage, mod func(c *Config)) *Region {
+	t.Helper()
+	cfg := Config{Name: "eu", Storage: st, Logger: quietLogger()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func mustDo(t *testing.T, r *Region, cmd escrow.Command) escrow.Reply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := r.Do(ctx, cmd)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd.Kind, err)
+	}
+	return rep
+}
+
+func restock(t *testing.T, r *Region, sku string, qty uint64) {
+	t.Helper()
+	if rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdRestock, SKU: sku, Qty: qty}); rep.Err != nil {
+		t.Fatalf("restock: %v", rep.Err)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestDoLifecycleIsDurable(t *testing.T) {
+	st := newMemStorage()
+	r := openMem(t, st, nil)
+	restock(t, r, "A", 3)
+	rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 2}}})
+	if rep.Err != nil || rep.Hold == nil || rep.Hold.State != escrow.Held {
+		t.Fatalf("hold: %+v %v", rep, rep.Err)
+	}
+	id := rep.Hold.ID
+	// The reply comes only after the write: storage has the hold now.
+	if h, ok := st.hold(id); !ok || h.State != escrow.Held {
+		t.Fatalf("hold %s not durable at reply time: %+v %v", id, h, ok)
+	}
+	rep = mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 2}}})
+	if rep.Err == nil || rep.Err.Code != escrow.CodeInsufficientStock || rep.Err.Available != 1 {
+		t.Fatalf("second hold: %+v %v", rep, rep.Err)
+	}
+	if rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdConfirm, HoldID: id}); rep.Err != nil || rep.Hold.State != escrow.Confirmed {
+		t.Fatalf("confirm: %+v %v", rep, rep.Err)
+	}
+	if h, _ := st.hold(id); h.State != escrow.Confirmed {
+		t.Fatalf("confirm not durable: %v", h.State)
+	}
+	if row := st.row("A", "eu"); row.Sold != 2 || row.Minted != 3 || row.Reserved != 2 {
+		t.Fatalf("row: %+v", row)
+	}
+	if rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdRelease, HoldID: id}); rep.Err == nil || rep.Err.Code != escrow.CodeConflict {
+		t.Fatalf("release after confirm: %+v", rep)
+	}
+}
+
+func TestForeignHoldWithoutTransportIsUnreachable(t *testing.T) {
+	r := openMem(t, newMemStorage(), nil)
+	_, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdGet, HoldID: "us-0123456789abcdefgh"})
+	if !errors.Is(err, ErrOwnerUnreachable) {
+		t.Fatalf("err = %v, want ErrOwnerUnreachable", err)
+	}
+}
+
+type fakeTransport struct {
+	mu      sync.Mutex
+	sent    []escrow.Message
+	events  []escrow.Hold
+	forward func(owner string, cmd escrow.Command) (escrow.Reply, error)
+}
+
+func (f *fakeTransport) Send(m []escrow.Message) {
+	f.mu.Lock()
+	f.sent = append(f.sent, m...)
+	f.mu.Unlock()
+}
+func (f *fakeTransport) HoldEvents(h []escrow.Hold) {
+	f.mu.Lock()
+	f.events = append(f.events, h...)
+	f.mu.Unlock()
+}
+func (f *fakeTransport) Forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, error) {
+	return f.forward(owner, cmd)
+}
+
+func TestForwardAndEvents(t *testing.T) {
+	st := newMemStorage()
+	r := openMem(t, st, nil)
+	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
+		if owner != "us" {
+			return escrow.Reply{}, fmt.Errorf("wrong owner %s", owner)
+		}
+		return escrow.Reply{Kind: cmd.Kind, Hold: &escrow.Hold{ID: cmd.HoldID, State: escrow.Confirmed}}, nil
+	}}
+	r.AttachTransport(ft)
+	rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdConfirm, HoldID: "us-0123456789abcdefgh"})
+	if rep.Hold == nil || rep.Hold.State != escrow.Confirmed {
+		t.Fatalf("forwarded confirm: %+v", rep)
+	}
+	ft.forward = func(string, escrow.Command) (escrow.Reply, error) { return escrow.Reply{}, errors.New("no responders") }
+	if _, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdGet, HoldID: "us-0123456789abcdefgh"}); !errors.Is(err, ErrOwnerUnreachable) {
+		t.Fatalf("err = %v", err)
+	}
+	// Execute never forwards.
+	rep, err := r.Execute(context.Background(), escrow.Command{Kind: escrow.CmdGet, HoldID: "us-0123456789abcdefgh"})
+	if err != nil || rep.Err == nil || rep.Err.Code != escrow.CodeNotOwner {
+		t.Fatalf("execute foreign: %+v %v", rep, err)
+	}
+	restock(t, r, "A", 1)
+	rep = mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if len(ft.events) == 0 || ft.events[len(ft.events)-1].ID != rep.Hold.ID {
+		t.Fatalf("no hold event for %s: %+v", rep.Hold.ID, ft.events)
+	}
+	rowsSent := false
+	for _, m := range ft.sent {
+		if m.Type == escrow.MsgRows {
+			rowsSent = true
+		}
+	}
+	if !rowsSent {
+		t.Fatalf("no rows broadcast among %d messages", len(ft.sent))
+	}
+}
+
+func TestStorageFailureFailsBatchAndRecovers(t *testing.T) {
+	st := newMemStorage()
+	r := openMem(t, st, nil)
+	restock(t, r, "A", 10)
+	st.setFailApply(1)
+	st.mu.Lock()
+	st.failLoad = 2 // the first reloads fail too: the loop backs off and retries
+	st.mu.Unlock()
+	_, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 4}}})
+	if !errors.Is(err, ErrStorage) {
+		t.Fatalf("err = %v, want ErrStorage", err)
+	}
+	waitFor(t, 10*time.Second, "recovery", r.Ready)
+	// The failed hold left nothing behind: all 10 units are there.
+	var avail uint64
+	if err := r.Inspect(context.Background(), func(n *escrow.Node) { avail = n.Available("A") }); err != nil {
+		t.Fatal(err)
+	}
+	if avail != 10 {
+		t.Fatalf("available after failed write = %d, want 10", avail)
+	}
+	rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 4}}})
+	if rep.Err != nil {
+		t.Fatal(rep.Err)
+	}
+}
+
+func TestOverloadWhenQueueFull(t *testing.T) {
+	r := openMem(t, newMemStorage(), func(c *Config) { c.QueueLen = 2 })
+	restock(t, r, "A", 100)
+	block := make(chan struct{})
+	inspecting := make(chan struct{})
+	go r.Inspect(context.Background(), func(*escrow.Node) { close(inspecting); <-block })
+	<-inspecting
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+			errs <- err
+		}()
+	}
+	waitFor(t, 5*time.Second, "queue full", func() bool { return len(r.queue) == 2 })
+	if _, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("err = %v, want ErrOverloaded", err)
+	}
+	close(block)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("queued request failed: %v", err)
+		}
+	}
+}
+
+func TestCloseDrainsAndRefuses(t *testing.T) {
+	st := newMemStorage()
+	r := openMem(t, st, nil)
+	restock(t, r, "A", 1000)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var granted []string
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+			if err == nil && rep.Err == nil {
+				mu.Lock()
+				granted = append(granted, rep.Hold.ID)
+				mu.Unlock()
+			} else if err != nil && !errors.Is(err, ErrClosed) {
+				t.Errorf("unexpected error: %v", err)
+			}
+		}()
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for _, id := range granted {
+		if _, ok := st.hold(id); !ok {
+			t.Fatalf("acknowledged hold %s not in storage after close", id)
+		}
+	}
+	if _, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdStock, SKU: "A"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}
+
+// Expiry under load: short holds expire within a second of their deadline
+// while other traffic keeps the loop busy, and their units come back.
+func TestExpiryUnderLoad(t *testing.T) {
+	st := newMemStorage()
+	r := openMem(t, st, nil)
+	const short = 300
+	restock(t, r, "S", short)
+	restock(t, r, "L", 1_000_000)
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "L", Qty: 1}}})
+			}
+		}()
+	}
+	defer func() { close(stop); load.Wait() }()
+	var ids []string
+	var lastDeadline time.Time
+	for i := 0; i < short; i++ {
+		rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, TTL: time.Second, Lines: []escrow.Line{{SKU: "S", Qty: 1}}})
+		if rep.Err != nil {
+			t.Fatal(rep.Err)
+		}
+		ids = append(ids, rep.Hold.ID)
+		lastDeadline = rep.Hold.Expires
+	}
+	waitFor(t, time.Until(lastDeadline)+time.Second, "short holds expired within 1s of their deadline", func() bool {
+		return st.row("S", "eu").Released == short
+	})
+	for _, id := range ids {
+		if h, _ := st.hold(id); h.State != escrow.Expired {
+			t.Fatalf("hold %s is %v", id, h.State)
+		}
+	}
+	if s := r.Stats(); s.ExpiredHolds < short {
+		t.Fatalf("expired stat %d", s.ExpiredHolds)
+	}
+}
+
+func TestIdempotencyAcrossRestart(t *testing.T) {
+	st := newMemStorage()
+	r := openMem(t, st, nil)
+	restock(t, r, "A", 5)
+	cmd := escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 2}}, IdemKey: "cart-42", IdemHash: 7}
+	first := mustDo(t, r, cmd)
+	if first.Err != nil {
+		t.Fatal(first.Err)
+	}
+	r.Close()
+	r2 := openMem(t, st, nil)
+	again := mustDo(t, r2, cmd)
+	if again.Err != nil || !again.Replayed || again.Hold.ID != first.Hold.ID {
+		t.Fatalf("replay after restart: %+v %v", again, again.Err)
+	}
+	cmd.IdemHash = 8
+	if rep := mustDo(t, r2, cmd); rep.Err == nil || rep.Err.Code != escrow.CodeIdempotencyReuse {
+		t.Fatalf("reuse with another body: %+v", rep)
+	}
+	var avail uint64
+	r2.Inspect(context.Background(), func(n *escrow.Node) { avail = n.Available("A") })
+	if avail != 3 {
+		t.Fatalf("available = %d, want 3 (one hold of 2)", avail)
+	}
+}
+
+func TestOpenRefusesCorruptState(t *testing.T) {
+	st := newMemStorage()
+	// A stored own row that gives more than it has: available < 0.
+	st.rows[[2]string{"A", "eu"}] = escrow.Row{SKU: "A", Region: "eu", Minted: 1, Reserved: 5, Seq: 1}
+	st.seq = 1
+	_, err := Open(context.Background(), Config{Name: "eu", Storage: st, Logger: quietLogger()})
+	if err == nil {
+		t.Fatal("Open accepted a store with available < 0")
+	}
+	t.Logf("refused as expected: %v", err)
+}
