@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# compare.sh: the holdfast hold benchmark against PostgreSQL (row lock) and
+# Redis (Lua script) on this machine, in one run, timed by the same loadgen
+# code, printed as one table. See docs/benchmarks.md.
+#
+# Usage: bash bench/compare.sh
+# Environment (defaults in brackets):
+#   DURATION [4s]  WARMUP [1s]     measured window and unmeasured warm-up per cell
+#   CONCURRENCY ["1 16 64 256"]    closed-loop clients
+#   SKUS ["1 1000"]                1 = one hot SKU
+#   SYSTEMS ["holdfast postgres redis"]
+#   NONDURABLE_CONCURRENCY ["64"]  concurrencies also run non-durable ("" = none)
+#   MIX [hold]                     hold, or shopper (hold then confirm/release)
+#   INSTALL [1]                    apt-get install postgresql / redis-server if absent (as root)
+#   RESULTS [unset]                also append every raw key=value line to this file
+#
+# PostgreSQL and Redis run from their Debian packages in a temporary
+# directory, listening on 127.0.0.1 only; everything is stopped and removed
+# on exit. holdfast runs `holdfast bench` with its in-process region over
+# real HTTP on 127.0.0.1.
+set -euo pipefail
+
+DURATION=${DURATION:-4s}
+WARMUP=${WARMUP:-1s}
+CONCURRENCY=${CONCURRENCY:-"1 16 64 256"}
+SKUS=${SKUS:-"1 1000"}
+SYSTEMS=${SYSTEMS:-"holdfast postgres redis"}
+NONDURABLE_CONCURRENCY=${NONDURABLE_CONCURRENCY-"64"}
+MIX=${MIX:-hold}
+INSTALL=${INSTALL:-1}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-compare.XXXXXX")
+chmod 755 "$WORK"
+PG_DATA="$WORK/pg"
+PG_BIN=""
+REDIS_PID=""
+PG_STARTED=0
+
+log() { printf '%s\n' "compare: $*" >&2; }
+
+cleanup() {
+	set +e
+	if [[ $PG_STARTED == 1 ]]; then
+		as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
+	fi
+	if [[ -n $REDIS_PID ]]; then
+		kill "$REDIS_PID" 2>/dev/null
+		wait "$REDIS_PID" 2>/dev/null
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 30000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# wait_for CMD...: retry CMD until it succeeds, for at most 30 s.
+wait_for() {
+	local deadline=$((SECONDS + 30))
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS > deadline)); then return 1; fi
+		sleep 0.2
+	done
+}
+
+APT_UPDATED=0
+apt_install() {
+	if [[ $INSTALL != 1 ]]; then
+		log "INSTALL=0: not installing $*"
+		return 1
+	fi
+	if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+		log "cannot install $* (needs root and apt-get)"
+		return 1
+	fi
+	if [[ $APT_UPDATED == 0 ]]; then
+		log "apt-get update"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || return 1
+		APT_UPDATED=1
+	fi
+	log "apt-get install $*"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# PostgreSQL refuses to run as root: run its tools as the postgres user then.
+as_pg() {
+	if [[ $(id -u) == 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+find_pg_bin() {
+	local d
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+		if [[ -x $d/initdb && -x $d/pg_ctl ]]; then
+			echo "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+
+PG_PORT=""
+start_postgres() {
+	PG_BIN=$(find_pg_bin) || { apt_install postgresql && PG_BIN=$(find_pg_bin); } || {
+		log "SKIP postgres: PostgreSQL server binaries not found and not installable"
+		return 1
+	}
+	if [[ $(id -u) == 0 ]] && ! id postgres >/dev/null 2>&1; then
+		log "SKIP postgres: running as root and there is no postgres user to run the server as"
+		return 1
+	fi
+	PG_PORT=$(free_port)
+	mkdir -p "$PG_DATA" "$WORK/pgrun"
+	[[ $(id -u) == 0 ]] && chown postgres "$PG_DATA" "$WORK/pgrun"
+	as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U bench --auth=trust --no-locale -E UTF8 >"$WORK/initdb.log" 2>&1 || {
+		log "SKIP postgres: initdb failed:"; tail -5 "$WORK/initdb.log" >&2; return 1
+	}
+	# Durable settings (the defaults, stated): fsync on, synchronous_commit
+	# on, full_page_writes on. Enough connections for 256 clients; a buffer
+	# cache big enough for the benchmark's tables.
+	cat >>"$PG_DATA/postgresql.conf" <<-CONF
+	listen_addresses = '127.0.0.1'
+	port = $PG_PORT
+	unix_socket_directories = '$WORK/pgrun'
+	max_connections = 300
+	shared_buffers = 256MB
+	fsync = on
+	synchronous_commit = on
+	full_page_writes = on
+	logging_collector = off
+	CONF
+	as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pgrun/server.log" -w -t 60 start >/dev/null || {
+		log "SKIP postgres: server did not start:"; tail -5 "$WORK/pgrun/server.log" >&2; return 1
+	}
+	PG_STARTED=1
+	log "postgres $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
+}
+
+REDIS_PORT=""
+start_redis() {
+	if ! command -v redis-server >/dev/null; then
+		apt_install redis-server || true
+	fi
+	if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+		log "SKIP redis: redis-server not found and not installable"
+		return 1
+	fi
+	REDIS_PORT=$(free_port)
+	mkdir -p "$WORK/redis"
+	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" \
+		--appendonly yes --appendfsync always --save '' --daemonize no \
+		--logfile "$WORK/redis.log" &
+	REDIS_PID=$!
+	if ! wait_for redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping; then
+		log "SKIP redis: server did not start:"; tail -5 "$WORK/redis.log" >&2
+		return 1
+	fi
+	log "redis $(redis-server --version | awk '{print $3}' | sed 's/v=//') on 127.0.0.1:$REDIS_PORT (appendonly yes, appendfsync always)"
+}
+
+# --- build -------------------------------------------------------------------
+log "building holdfast and the baseline client"
+(cd "$ROOT" && go build -o "$WORK/holdfast" ./cmd/holdfast)
+(cd "$ROOT/bench" && go build -o "$WORK/baseline" ./baseline)
+
+HAVE_PG=0
+HAVE_REDIS=0
+for s in $SYSTEMS; do
+	case $s in
+	postgres) start_postgres && HAVE_PG=1 || true ;;
+	redis) start_redis && HAVE_REDIS=1 || true ;;
+	holdfast) ;;
+	*) log "unknown system $s"; exit 2 ;;
+	esac
+done
+
+# --- runs ----------------------------------------------------------------------
+ROWS="$WORK/rows"
+: >"$ROWS"
+COMMON=(--duration "$DURATION" --warmup "$WARMUP" --mix "$MIX" --quiet)
+
+# run_cell SYSTEM DURABLE(1|0) SKUS CONCURRENCY
+run_cell() {
+	local sys=$1 durable=$2 skus=$3 conc=$4 out rc=0
+	local args=("${COMMON[@]}" --skus "$skus" --concurrency "$conc")
+	case $sys in
+	holdfast)
+		[[ $durable == 0 ]] && args+=(--no-sync)
+		out=$("$WORK/holdfast" bench "${args[@]}" 2>"$WORK/err") || rc=$?
+		;;
+	postgres)
+		local dsn="postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
+		[[ $durable == 0 ]] && dsn+="&synchronous_commit=off"
+		out=$("$WORK/baseline" --system postgres --dsn "$dsn" "${args[@]}" 2>"$WORK/err") || rc=$?
+		;;
+	redis)
+		local fs=always
+		[[ $durable == 0 ]] && fs=everysec
+		redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config set appendfsync "$fs" >/dev/null
+		out=$("$WORK/baseline" --system redis --addr "127.0.0.1:$REDIS_PORT" "${args[@]}" 2>"$WORK/err") || rc=$?
+		# Keep the AOF from growing through the whole script.
+		redis-cli -h 127.0.0.1 -p "$REDIS_PORT" flushall >/dev/null
+		redis-cli -h 127.0.0.1 -p "$REDIS_PORT" bgrewriteaof >/dev/null 2>&1 || true
+		;;
+	esac
+	local line
+	line=$(printf '%s\n' "$out" | tail -n 1)
+	if [[ $rc != 0 || $line != *holds_per_s=* ]]; then
+		log "FAILED $sys durable=$durable skus=$skus concurrency=$conc (exit $rc):"
+		tail -n 5 "$WORK/err" >&2
+		line="target=$sys durable=$durable concurrency=$conc skus=$skus holds_per_s=FAILED"
+	fi
+	[[ -n ${RESULTS:-} ]] && printf '%s\n' "$line" >>"$RESULTS"
+	printf '%s|%s|%s|%s|%s\n' "$sys" "$durable" "$skus" "$conc" "$line" >>"$ROWS"
+	log "$sys durable=$durable skus=$skus c=$conc: $(kv holds_per_s "$line") holds/s, p99 $(kv p99_ms "$line") ms"
+}
+
+# kv KEY LINE: the value of KEY in a key=value line (or -).
+kv() {
+	local v
+	v=$(printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1)
+	printf '%s' "${v:--}"
+}
+
+have() {
+	case $1 in
+	holdfast) return 0 ;;
+	postgres) [[ $HAVE_PG == 1 ]] ;;
+	redis) [[ $HAVE_REDIS == 1 ]] ;;
+	esac
+}
+
+start=$SECONDS
+for skus in $SKUS; do
+	for conc in $CONCURRENCY; do
+		for sys in $SYSTEMS; do
+			have "$sys" || continue
+			run_cell "$sys" 1 "$skus" "$conc"
+		done
+	done
+	for conc in $NONDURABLE_CONCURRENCY; do
+		for sys in $SYSTEMS; do
+			have "$sys" || continue
+			run_cell "$sys" 0 "$skus" "$conc"
+		done
+	done
+done
+
+# --- table ---------------------------------------------------------------------
+echo
+echo "holdfast vs PostgreSQL vs Redis: hold throughput and latency (mix=$MIX, qty=1, window $DURATION after $WARMUP warm-up)"
+echo "machine: $(nproc) cores, $(uname -sr); disk of $WORK: $(df -h "$WORK" | awk 'NR==2{print $1" "$2}')"
+echo "durable: holdfast fsync per group commit; postgres synchronous_commit=on; redis appendonly yes + appendfsync always"
+echo "NON-DURABLE rows (for the ratio only): holdfast --no-sync; postgres synchronous_commit=off; redis appendfsync everysec"
+echo
+printf '%-9s %-12s %5s %5s %11s %9s %9s %9s %8s %8s\n' system durability skus conc holds/s p50_ms p99_ms p999_ms errors rejected
+printf '%-9s %-12s %5s %5s %11s %9s %9s %9s %8s %8s\n' --------- ------------ ----- ----- ----------- --------- --------- --------- -------- --------
+while IFS='|' read -r sys durable skus conc line; do
+	d=durable
+	[[ $durable == 0 ]] && d=NON-DURABLE
+	printf '%-9s %-12s %5s %5s %11s %9s %9s %9s %8s %8s\n' "$sys" "$d" "$skus" "$conc" \
+		"$(kv holds_per_s "$line")" "$(kv p50_ms "$line")" "$(kv p99_ms "$line")" "$(kv p999_ms "$line")" \
+		"$(kv errors "$line")" "$(kv rejected "$line")"
+done < <(sort -t'|' -k3,3n -k2,2r -k4,4n -k1,1 "$ROWS")
+
+# Headline ratios: hot SKU, 64 clients, durable.
+rate() { awk -F'|' -v s="$1" -v d="$2" -v k="$3" -v c="$4" '$1==s && $2==d && $3==k && $4==c {print $5}' "$ROWS" |
+	tr ' ' '\n' | sed -n 's/^holds_per_s=//p' | head -n 1; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.0f%%", 100*a/b; else printf "n/a" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.1fx", a/b; else printf "n/a" }'; }
+echo
+for k in $SKUS; do
+	hf=$(rate holdfast 1 "$k" 64)
+	hfns=$(rate holdfast 0 "$k" 64)
+	echo "skus=$k, 64 clients, durable: holdfast/redis $(ratio "$hf" "$(rate redis 1 "$k" 64)"), holdfast/postgres $(ratio "$hf" "$(rate postgres 1 "$k" 64)"), holdfast durable = $(pct "$hf" "$hfns") of --no-sync"
+done
+log "done in $((SECONDS - start)) s of runs"
