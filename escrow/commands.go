@@ -1,7 +1,6 @@
 package escrow
 
 import (
-	"container/heap"
 	"time"
 )
 
@@ -120,7 +119,7 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 		own := n.ownRow(s)
 		own.Reserved += lines[i].Qty
 		n.touchOwn(own)
-		if !n.cfg.Bugs.GrantWithoutCheck && s.rows.Available(n.cfg.Region) < 0 {
+		if !n.cfg.Bugs.GrantWithoutCheck && s.availableOf(n.cfg.Region) < 0 {
 			panic("escrow: grant drove available below zero")
 		}
 		n.noteLow(s)
@@ -143,11 +142,11 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	}
 	n.holds[h.ID] = h
 	n.markHold(h)
-	heap.Push(&n.expiry, timeItem{at: h.Expires, id: h.ID})
+	n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
 	if c.IdemKey != "" {
 		e := &IdemEntry{Key: c.IdemKey, HoldID: h.ID, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)}
 		n.idem[e.Key] = e
-		heap.Push(&n.idemExpiry, timeItem{at: e.Expires, id: e.Key})
+		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
 		// A key deleted earlier in this Ready is re-added: drop the delete so
 		// that the batch means the same in any order of puts and deletes.
 		n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
@@ -155,10 +154,12 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	}
 	n.stats.Granted++
 	n.stats.ActiveHolds++
-	hc := h.Clone()
+	// The lines of a hold never change after it is created, so the reply
+	// shares them (see Reply.Hold) instead of copying them.
+	hc := h.Hold
 	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
 	for _, w := range waiters {
-		hw := h.Clone()
+		hw := h.Hold
 		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
 	}
 	return nil
@@ -282,7 +283,7 @@ func (n *Node) transition(c *Command) {
 			h.Expires = exp
 			h.Updated = n.now
 			n.markHold(h)
-			heap.Push(&n.expiry, timeItem{at: h.Expires, id: h.ID})
+			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
 		}
 		ok()
 	}
@@ -312,7 +313,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 	h.Updated = n.now
 	n.markHold(h)
 	n.stats.ActiveHolds--
-	heap.Push(&n.retire, timeItem{at: n.now.Add(n.cfg.HoldRetain), id: h.ID})
+	n.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: h.ID})
 	n.retryPending()
 }
 

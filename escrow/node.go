@@ -1,7 +1,6 @@
 package escrow
 
 import (
-	"container/heap"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -51,6 +50,7 @@ type Node struct {
 	dirtyRows  []*rowRec
 	ownChanged []*rowRec // own rows changed since the last broadcast
 	dirtyHolds []*holdRec
+	seenDirty  []string // peers whose seen changed since the last Ready
 	out        Ready
 	readies    int // Ready calls not yet Advanced
 
@@ -74,6 +74,7 @@ type skuState struct {
 	rows    View
 	own     *rowRec
 	recs    map[string]*rowRec
+	list    []*rowRec // the values of recs, for iteration without a map
 	demand  float64 // units/s, EWMA
 	demandT time.Time
 	reject  uint64
@@ -180,9 +181,13 @@ func (n *Node) restore(st *State) error {
 		s := n.sku(r.SKU)
 		rec := s.rec(r.Region)
 		rec.Row = r
-		s.rows[r.Region] = &rec.Row
 		if r.Region != n.cfg.Region {
 			n.peer(r.Region)
+		} else {
+			// Without this a restored region would skip its own rows in
+			// repairs, borrow answers, advice and digests until it next
+			// changed them.
+			s.own = rec
 		}
 	}
 	for r, seq := range st.PeerSeq {
@@ -204,18 +209,18 @@ func (n *Node) restore(st *State) error {
 		n.holds[h.ID] = rec
 		if h.State == Held {
 			n.stats.ActiveHolds++
-			heap.Push(&n.expiry, timeItem{at: h.Expires, id: h.ID})
+			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
 		} else {
-			heap.Push(&n.retire, timeItem{at: h.Updated.Add(n.cfg.HoldRetain), id: h.ID})
+			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: h.ID})
 		}
 	}
 	for i := range st.Idem {
 		e := st.Idem[i]
 		n.idem[e.Key] = &e
-		heap.Push(&n.idemExpiry, timeItem{at: e.Expires, id: e.Key})
+		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
 	}
 	for _, s := range n.skus {
-		if a := s.rows.Available(n.cfg.Region); a < 0 {
+		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
 		}
 	}
@@ -260,7 +265,8 @@ func (n *Node) Step(in Input) error {
 
 // HasReady reports whether Ready would return anything.
 func (n *Node) HasReady() bool {
-	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.ownChanged) > 0 || !n.out.Empty()
+	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
+		!n.out.Empty()
 }
 
 // Ready returns everything the node produced since the last Ready. The
@@ -270,12 +276,18 @@ func (n *Node) HasReady() bool {
 func (n *Node) Ready() Ready {
 	rd := n.out
 	n.out = Ready{}
+	// One backing array for the persisted rows and the broadcast rows.
+	var rowBuf []Row
+	if k := len(n.dirtyRows) + len(n.ownChanged); k > 0 {
+		rowBuf = make([]Row, 0, k)
+	}
 	if len(n.dirtyRows) > 0 {
-		rd.Persist.Rows = make([]Row, 0, len(n.dirtyRows))
 		for _, r := range n.dirtyRows {
-			rd.Persist.Rows = append(rd.Persist.Rows, r.Row.Clone())
+			rowBuf = append(rowBuf, r.Row.Clone())
 			r.dirty = false
 		}
+		rd.Persist.Rows = rowBuf[:len(rowBuf):len(rowBuf)]
+		rowBuf = rowBuf[len(rowBuf):]
 		n.dirtyRows = n.dirtyRows[:0]
 	}
 	if len(n.dirtyHolds) > 0 {
@@ -288,28 +300,33 @@ func (n *Node) Ready() Ready {
 				// depend on the order of puts and deletes.
 				continue
 			}
-			rd.Persist.Holds = append(rd.Persist.Holds, h.Clone())
+			// Lines are immutable once a hold exists: shared, not copied.
+			rd.Persist.Holds = append(rd.Persist.Holds, h.Hold)
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
-	for r, p := range n.peers {
-		if p.seenDirty {
-			if rd.Persist.PeerSeq == nil {
-				rd.Persist.PeerSeq = make(map[string]uint64)
-			}
+	if len(n.seenDirty) > 0 {
+		rd.Persist.PeerSeq = make(map[string]uint64, len(n.seenDirty))
+		for _, r := range n.seenDirty {
+			p := n.peers[r]
 			rd.Persist.PeerSeq[r] = p.seen
 			p.seenDirty = false
 		}
+		n.seenDirty = n.seenDirty[:0]
 	}
 	rd.Persist.Seq = n.seq
 	if len(n.ownChanged) > 0 {
-		rows := make([]Row, 0, len(n.ownChanged))
+		rows := rowBuf
 		for _, r := range n.ownChanged {
 			rows = append(rows, r.Row.Clone())
 			r.bcast = false
 		}
 		n.ownChanged = n.ownChanged[:0]
-		rd.Send = append(rd.Send, n.rowsMessages("", n.bcastSeq, n.seq, rows)...)
+		if msgs := n.rowsMessages("", n.bcastSeq, n.seq, rows); len(rd.Send) == 0 {
+			rd.Send = msgs
+		} else {
+			rd.Send = append(rd.Send, msgs...)
+		}
 		n.bcastSeq = n.seq
 	}
 	n.readies++
@@ -372,8 +389,33 @@ func (s *skuState) rec(region string) *rowRec {
 		r = &rowRec{Row: Row{SKU: s.sku, Region: region}}
 		s.recs[region] = r
 		s.rows[region] = &r.Row
+		s.list = append(s.list, r)
 	}
 	return r
+}
+
+// availableOf is View.Available(r) over the rows of s, iterating a slice
+// instead of the map: it runs several times per hold.
+func (s *skuState) availableOf(r string) int64 {
+	var recv int64
+	var row *Row
+	for _, rec := range s.list {
+		if rec.Region == r {
+			row = &rec.Row
+			continue
+		}
+		for i := range rec.Sent {
+			if rec.Sent[i].To == r {
+				recv += int64(rec.Sent[i].Qty)
+				break
+			}
+		}
+	}
+	if row == nil {
+		return recv
+	}
+	return int64(row.Minted) + recv - int64(row.SentTotal()) - int64(row.Reserved) +
+		int64(row.Released) - int64(row.Shrunk)
 }
 
 // ownRow returns this region's row of s, creating it empty.
@@ -386,7 +428,7 @@ func (n *Node) ownRow(s *skuState) *rowRec {
 
 // available returns available(self) for s, never negative.
 func (n *Node) available(s *skuState) uint64 {
-	a := s.rows.Available(n.cfg.Region)
+	a := s.availableOf(n.cfg.Region)
 	if a < 0 {
 		if n.cfg.Bugs.GrantWithoutCheck || n.cfg.Bugs.MergeBySum || n.cfg.Bugs.KeepExpiredUnits {
 			return 0
@@ -529,26 +571,72 @@ func (n *Node) PeerSeq(r string) uint64 {
 	return 0
 }
 
-// timeHeap is a min-heap of (time, id).
+// timeHeap is a min-heap of (time, id). It is hand-written rather than
+// built on container/heap: boxing every item into an interface cost an
+// allocation per hold on the hot path.
 type timeItem struct {
-	at time.Time
+	at int64 // Unix ns (see nanos): compares without time.Time's methods
 	id string
 }
+
+// nanos maps t to Unix nanoseconds, clamped to the int64 range, preserving order.
+func nanos(t time.Time) int64 {
+	if t.Before(minNanosTime) {
+		return math.MinInt64
+	}
+	if t.After(maxNanosTime) {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var minNanosTime, maxNanosTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
 
 type timeHeap []timeItem
 
 func (h timeHeap) Len() int { return len(h) }
-func (h timeHeap) Less(i, j int) bool {
-	if h[i].at.Equal(h[j].at) {
+
+func (h timeHeap) less(i, j int) bool {
+	if h[i].at == h[j].at {
 		return h[i].id < h[j].id
 	}
-	return h[i].at.Before(h[j].at)
+	return h[i].at < h[j].at
 }
-func (h timeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *timeHeap) Push(x any)   { *h = append(*h, x.(timeItem)) }
-func (h *timeHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
+
+func (h *timeHeap) push(it timeItem) {
+	*h = append(*h, it)
+	s := *h
+	for j := len(s) - 1; j > 0; {
+		i := (j - 1) / 2
+		if !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		j = i
+	}
+}
+
+func (h *timeHeap) pop() timeItem {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s[last] = timeItem{} // drop the id string for the GC
+	s = s[:last]
+	for i := 0; ; {
+		j := 2*i + 1
+		if j >= len(s) {
+			break
+		}
+		if r := j + 1; r < len(s) && s.less(r, j) {
+			j = r
+		}
+		if !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		i = j
+	}
+	*h = s
+	return top
 }

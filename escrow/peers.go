@@ -102,7 +102,10 @@ func (n *Node) onRows(m *Message) {
 	case m.PrevSeq <= p.seen || (p.chainTo != 0 && m.PrevSeq == p.chainTo):
 		if m.Seq > p.seen {
 			p.seen = m.Seq
-			p.seenDirty = true
+			if !p.seenDirty {
+				p.seenDirty = true
+				n.seenDirty = append(n.seenDirty, m.From)
+			}
 		}
 		p.chainFrom, p.chainTo = 0, 0
 		p.repairAt = time.Time{}
@@ -384,25 +387,25 @@ func (n *Node) tick() {
 func (n *Node) sweep() {
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.expiry.Len() > 0; {
 		it := n.expiry[0]
-		if it.at.After(n.now) {
+		if it.at > nanos(n.now) {
 			break
 		}
 		popTime(&n.expiry)
 		h := n.holds[it.id]
-		if h == nil || h.State != Held || !h.Expires.Equal(it.at) {
+		if h == nil || h.State != Held || nanos(h.Expires) != it.at {
 			continue // stale entry: extended, finished or retired
 		}
 		n.expire(h)
 		budget--
 	}
-	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.retire.Len() > 0 && !n.retire[0].at.After(n.now); budget-- {
+	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.retire.Len() > 0 && n.retire[0].at <= nanos(n.now); budget-- {
 		it := popTime(&n.retire)
 		if h := n.holds[it.id]; h != nil && h.State.Terminal() {
 			delete(n.holds, it.id)
 			n.out.Persist.DeletedHolds = append(n.out.Persist.DeletedHolds, it.id)
 		}
 	}
-	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && !n.idemExpiry[0].at.After(n.now); budget-- {
+	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && n.idemExpiry[0].at <= nanos(n.now); budget-- {
 		it := popTime(&n.idemExpiry)
 		if e := n.idem[it.id]; e != nil && !e.Expires.After(n.now) {
 			delete(n.idem, it.id)
@@ -420,6 +423,9 @@ func (n *Node) sweep() {
 }
 
 func (n *Node) expirePending() {
+	if len(n.borrows) == 0 && len(n.pending) == 0 {
+		return
+	}
 	for id, b := range n.borrows {
 		if !n.now.Before(b.deadline) {
 			delete(n.borrows, id)
@@ -522,6 +528,4 @@ func (n *Node) digest() {
 	n.send(m)
 }
 
-func popTime(h *timeHeap) timeItem {
-	return heapPop(h)
-}
+func popTime(h *timeHeap) timeItem { return h.pop() }

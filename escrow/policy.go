@@ -1,7 +1,6 @@
 package escrow
 
 import (
-	"container/heap"
 	"sort"
 	"time"
 )
@@ -82,5 +81,3 @@ func AdviceGive(avail, floor, qty uint64) uint64 {
 	}
 	return min(qty, avail-floor)
 }
-
-func heapPop(h *timeHeap) timeItem { return heap.Pop(h).(timeItem) }

@@ -251,6 +251,9 @@ func (p *Persist) Empty() bool {
 
 // Ready is the output of the node since the last Advance: write Persist
 // (one fsync), then send Send, then deliver Reply, then call Advance.
+// Everything in a Ready belongs to the runtime, except that Hold.Lines in
+// Persist.Holds and Reply.Hold are shared with the node (a hold's lines
+// never change): read them, never write them (Hold.Clone gives a copy).
 type Ready struct {
 	Persist Persist
 	Send    []Message

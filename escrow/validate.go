@@ -129,8 +129,12 @@ const base32Alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
 func isBase32(c byte) bool { return strings.IndexByte(base32Alphabet, c) >= 0 }
 
 // newHoldID builds "<region>-<10 chars of unix ms><8 chars of randomness>".
+// It builds the id in one buffer: one allocation per hold.
 func newHoldID(region string, unixMs int64, rnd uint64) string {
-	var b [18]byte
+	var buf [MaxHoldIDLen]byte
+	k := copy(buf[:MaxRegionLen], region)
+	buf[k] = '-'
+	b := buf[k+1 : k+19]
 	ms := uint64(unixMs)
 	for i := 9; i >= 0; i-- {
 		b[i] = base32Alphabet[ms&31]
@@ -140,5 +144,5 @@ func newHoldID(region string, unixMs int64, rnd uint64) string {
 		b[i] = base32Alphabet[rnd&31]
 		rnd >>= 5
 	}
-	return region + "-" + string(b[:])
+	return string(buf[:k+19])
 }

@@ -1,0 +1,184 @@
+package escrow
+
+import (
+	"testing"
+	"time"
+)
+
+// benchNode is a node with stock for chunk one-unit holds of one SKU.
+// The benchmarks replace it (timer stopped) every chunk operations so that
+// memory stays bounded whatever b.N is.
+const benchChunk = 1 << 16
+
+// cpuTimer reports CPU ns/op (all threads, GC included) when b ends.
+func cpuTimer(b *testing.B) func() {
+	start := cpuNanos()
+	return func() {
+		if d := cpuNanos() - start; d > 0 && b.N > 0 {
+			b.ReportMetric(float64(d)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+func newBenchNode(b *testing.B) *Node {
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := t0
+	for i := 0; i < benchChunk/MaxQty+1; i++ {
+		c := Command{Kind: CmdRestock, ReqID: uint64(i), SKU: "sku-000001", Qty: MaxQty}
+		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n.Ready()
+	n.Advance()
+	return n
+}
+
+// BenchmarkNodeHold: one one-line hold per op, through Step, Ready and
+// Advance, as a runtime drives it (one Ready per command: the worst case
+// for group commit). The clock moves 1µs per op.
+func BenchmarkNodeHold(b *testing.B) {
+	b.ReportAllocs()
+	n := newBenchNode(b)
+	now := t0
+	lines := []Line{{SKU: "sku-000001", Qty: 1}}
+	cmd := Command{Kind: CmdHold, Lines: lines}
+	b.ResetTimer()
+	defer cpuTimer(b)()
+	for i := 0; i < b.N; i++ {
+		if i%benchChunk == benchChunk-1 {
+			b.StopTimer()
+			n = newBenchNode(b)
+			b.StartTimer()
+		}
+		now = now.Add(time.Microsecond)
+		cmd.ReqID = uint64(i)
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			b.Fatal(err)
+		}
+		rd := n.Ready()
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+			b.Fatalf("reply %+v", rd.Reply)
+		}
+		n.Advance()
+	}
+}
+
+// BenchmarkNodeHoldConfirm: create a hold, then confirm it, each through
+// Step, Ready and Advance.
+func BenchmarkNodeHoldConfirm(b *testing.B) {
+	b.ReportAllocs()
+	n := newBenchNode(b)
+	now := t0
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
+	conf := Command{Kind: CmdConfirm}
+	b.ResetTimer()
+	defer cpuTimer(b)()
+	for i := 0; i < b.N; i++ {
+		if i%benchChunk == benchChunk-1 {
+			b.StopTimer()
+			n = newBenchNode(b)
+			b.StartTimer()
+		}
+		now = now.Add(time.Microsecond)
+		cmd.ReqID = uint64(2 * i)
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			b.Fatal(err)
+		}
+		rd := n.Ready()
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+			b.Fatalf("reply %+v", rd.Reply)
+		}
+		n.Advance()
+		conf.ReqID = uint64(2*i + 1)
+		conf.HoldID = rd.Reply[0].Hold.ID
+		if err := n.Step(Input{Now: now, Cmd: &conf}); err != nil {
+			b.Fatal(err)
+		}
+		rd = n.Ready()
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+			b.Fatalf("confirm reply %+v", rd.Reply)
+		}
+		n.Advance()
+	}
+}
+
+// BenchmarkNodeHoldSteady: holds of 1s expire and retire as the clock
+// moves 1ms per op, so each op also pays for one expiry and one deletion:
+// the steady state of a busy region (about 1,000 live holds).
+func BenchmarkNodeHoldSteady(b *testing.B) {
+	b.ReportAllocs()
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Millisecond}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := t0
+	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdRestock, SKU: "sku-000001", Qty: MaxQty}}); err != nil {
+		b.Fatal(err)
+	}
+	n.Ready()
+	n.Advance()
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}, TTL: time.Second}
+	b.ResetTimer()
+	defer cpuTimer(b)()
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Millisecond)
+		cmd.ReqID = uint64(i)
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			b.Fatal(err)
+		}
+		rd := n.Ready()
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+			b.Fatalf("reply %+v", rd.Reply)
+		}
+		n.Advance()
+	}
+}
+
+// BenchmarkNodeHoldBatched: 64 holds per Ready (group commit).
+func BenchmarkNodeHoldBatched(b *testing.B) {
+	b.ReportAllocs()
+	n := newBenchNode(b)
+	now := t0
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
+	b.ResetTimer()
+	defer cpuTimer(b)()
+	for i := 0; i < b.N; i++ {
+		if i%benchChunk == benchChunk-1 {
+			b.StopTimer()
+			n = newBenchNode(b)
+			b.StartTimer()
+		}
+		now = now.Add(time.Microsecond)
+		cmd.ReqID = uint64(i)
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			b.Fatal(err)
+		}
+		if i%64 == 63 {
+			n.Ready()
+			n.Advance()
+		}
+	}
+}
+
+func BenchmarkEncodeDecodeMessage(b *testing.B) {
+	b.ReportAllocs()
+	m := Message{Type: MsgRows, From: "eu", PrevSeq: 10, Seq: 12, Rows: []Row{
+		{SKU: "sku-000001", Region: "eu", Seq: 12, Minted: 1000, Reserved: 500, Released: 100, Sold: 300,
+			Sent: []Transfer{{To: "ap", Qty: 10}, {To: "us", Qty: 20}}},
+	}}
+	var buf []byte
+	for i := 0; i < b.N; i++ {
+		var err error
+		buf, err = EncodeMessage(buf[:0], &m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := DecodeMessage(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package escrow
+
+import (
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+)
+
+// TestTimeHeap checks the hand-written heap against sorting.
+func TestTimeHeap(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 50; round++ {
+		var h timeHeap
+		var all []timeItem
+		n := r.IntN(200)
+		for i := 0; i < n; i++ {
+			it := timeItem{at: int64(r.IntN(20)), id: string(rune('a' + r.IntN(26)))}
+			h.push(it)
+			all = append(all, it)
+			if r.IntN(4) == 0 && h.Len() > 0 {
+				got := h.pop()
+				sort.Slice(all, func(i, j int) bool {
+					return all[i].at < all[j].at || all[i].at == all[j].at && all[i].id < all[j].id
+				})
+				if got != all[0] {
+					t.Fatalf("pop %+v, want %+v", got, all[0])
+				}
+				all = all[1:]
+			}
+		}
+		sort.Slice(all, func(i, j int) bool {
+			return all[i].at < all[j].at || all[i].at == all[j].at && all[i].id < all[j].id
+		})
+		for _, want := range all {
+			if got := h.pop(); got != want {
+				t.Fatalf("pop %+v, want %+v", got, want)
+			}
+		}
+		if h.Len() != 0 {
+			t.Fatal("heap not empty")
+		}
+	}
+}
+
+func TestNanosOrder(t *testing.T) {
+	ts := []time.Time{{}, time.Unix(-1<<62, 0), t0, t0.Add(1), time.Unix(1<<62, 0)}
+	for i := 1; i < len(ts); i++ {
+		if nanos(ts[i-1]) > nanos(ts[i]) {
+			t.Fatalf("nanos(%v) > nanos(%v)", ts[i-1], ts[i])
+		}
+	}
+}
