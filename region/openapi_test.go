@@ -1,0 +1,163 @@
+package region_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+// openAPIPath is the spec, relative to this package's directory.
+var openAPIPath = filepath.Join("..", "docs", "openapi.yaml")
+
+var httpMethods = map[string]bool{"get": true, "put": true, "post": true, "delete": true, "options": true,
+	"head": true, "patch": true, "trace": true}
+
+var pathParam = regexp.MustCompile(`\{[^}/]+\}`)
+
+// normRoute turns "POST /v1/holds/{id}/confirm" into "POST /v1/holds/{}/confirm",
+// so that parameter names do not matter, only where they are.
+func normRoute(r string) string { return pathParam.ReplaceAllString(r, "{}") }
+
+type openAPIDoc struct {
+	OpenAPI string                          `yaml:"openapi"`
+	Paths   map[string]map[string]yaml.Node `yaml:"paths"`
+	Raw     string                          `yaml:"-"`
+}
+
+func loadOpenAPI(t *testing.T) openAPIDoc {
+	t.Helper()
+	b, err := os.ReadFile(openAPIPath)
+	if err != nil {
+		t.Fatalf("read spec: %v", err)
+	}
+	var doc openAPIDoc
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("parse %s: %v", openAPIPath, err)
+	}
+	doc.Raw = string(b)
+	if !strings.HasPrefix(doc.OpenAPI, "3.1") {
+		t.Errorf("openapi: %q, want 3.1.x", doc.OpenAPI)
+	}
+	return doc
+}
+
+// specRoutes lists "METHOD /path" for every operation of the spec.
+func specRoutes(doc openAPIDoc) []string {
+	var out []string
+	for path, item := range doc.Paths {
+		for key := range item {
+			if httpMethods[key] {
+				out = append(out, strings.ToUpper(key)+" "+path)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// nopStorage keeps nothing: listing routes needs a running region, not a disk.
+type nopStorage struct{}
+
+func (nopStorage) Load() (*escrow.State, error)  { return &escrow.State{}, nil }
+func (nopStorage) Apply(p *escrow.Persist) error { return nil }
+func (nopStorage) Close() error                  { return nil }
+
+func openRegion(t *testing.T) *region.Region {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := region.Open(ctx, region.Config{Name: "eu", Storage: nopStorage{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestOpenAPIMatchesRoutes: every route the region serves is in
+// docs/openapi.yaml, and every operation of the spec is served.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	r := openRegion(t)
+
+	served := map[string]string{}
+	for _, rt := range r.Routes() {
+		served[normRoute(rt)] = rt
+	}
+	spec := map[string]string{}
+	for _, rt := range specRoutes(doc) {
+		spec[normRoute(rt)] = rt
+	}
+	if len(served) == 0 {
+		t.Fatal("the region serves no routes")
+	}
+	for n, rt := range served {
+		if _, ok := spec[n]; !ok {
+			t.Errorf("route %q is served but not in %s", rt, openAPIPath)
+		}
+	}
+	for n, rt := range spec {
+		if _, ok := served[n]; !ok {
+			t.Errorf("operation %q is in %s but not served", rt, openAPIPath)
+		}
+	}
+}
+
+// TestOpenAPIProblemTypes: every problem type the region can answer with is
+// listed in the spec, so clients can rely on the enum.
+func TestOpenAPIProblemTypes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	slugs := []string{region.ProblemOverloaded, region.ProblemStorage, region.ProblemOwnerUnreachable,
+		region.ProblemUnavailable, region.ProblemTimeout, region.ProblemUnauthorized, region.ProblemForbidden,
+		region.ProblemTooLarge, region.ProblemMediaType, region.ProblemMethod, region.ProblemRoute,
+		region.ProblemNotReady}
+	for c := escrow.CodeInvalid; c <= escrow.CodeInvariant; c++ {
+		slugs = append(slugs, c.String())
+	}
+	for _, s := range slugs {
+		uri := region.ProblemTypeBase + s
+		if !strings.Contains(doc.Raw, "- "+uri+"\n") {
+			t.Errorf("problem type %s is not in the ProblemType enum of %s", uri, openAPIPath)
+		}
+	}
+}
+
+// TestOpenAPIRefsResolve: every local $ref points at a defined component.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	doc := loadOpenAPI(t)
+	var root map[string]any
+	if err := yaml.Unmarshal([]byte(doc.Raw), &root); err != nil {
+		t.Fatal(err)
+	}
+	refs := regexp.MustCompile(`\$ref: "#/([^"]+)"`).FindAllStringSubmatch(doc.Raw, -1)
+	if len(refs) == 0 {
+		t.Fatal("no $ref found: the pattern no longer matches the spec's style")
+	}
+	for _, m := range refs {
+		var cur any = root
+		for _, part := range strings.Split(m[1], "/") {
+			obj, ok := cur.(map[string]any)
+			if !ok {
+				cur = nil
+				break
+			}
+			cur = obj[part]
+		}
+		if cur == nil {
+			t.Errorf("$ref #/%s does not resolve", m[1])
+		}
+	}
+}
