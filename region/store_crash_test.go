@@ -1,0 +1,316 @@
+package region
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// Crash tests. Pebble v2 replaced vfs.NewStrictMem/ResetToSyncedState with
+// vfs.NewCrashableMem and MemFS.CrashClone: the clone is the filesystem as a
+// crash at that instant could leave it (all synced data, plus a chosen
+// share of unsynced data). As in pebble's own tests, the DB that was running
+// is closed after the clone is taken; nothing it does afterwards reaches the
+// clone.
+
+func (m *stModel) clone() *stModel {
+	c := newStModel()
+	for k, r := range m.rows {
+		c.rows[k] = r.Clone()
+	}
+	for k, h := range m.holds {
+		c.holds[k] = h.Clone()
+	}
+	for k, e := range m.idem {
+		c.idem[k] = e
+	}
+	for k, v := range m.peer {
+		c.peer[k] = v
+	}
+	c.seq = m.seq
+	return c
+}
+
+func stCrashOpts(fs vfs.FS, t testing.TB) StoreOptions {
+	// A small memtable makes flushes, WAL rotations and compactions happen
+	// within a few cycles, so crashes also land in them.
+	return StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20, MemTableBytes: 64 << 10}
+}
+
+// TestStoreCrashSynced applies batches and crashes after each one keeping
+// only synced data: every Apply that returned nil must be there exactly.
+func TestStoreCrashSynced(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	m := newStModel()
+	g := newStGen(7, m)
+	s, err := OpenStore("db", stCrashOpts(mem, t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		p := g.next()
+		if err := s.Apply(p); err != nil {
+			t.Fatalf("step %d: Apply: %v", i, err)
+		}
+		m.apply(p)
+		crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+		if err := s.Close(); err != nil { // abandon the running DB
+			t.Fatalf("step %d: Close: %v", i, err)
+		}
+		mem = crashed
+		if s, err = OpenStore("db", stCrashOpts(mem, t)); err != nil {
+			t.Fatalf("step %d: reopen after crash: %v", i, err)
+		}
+		if d := stDiff(stLoad(t, s), m.state()); d != "" {
+			t.Fatalf("step %d: after crash: %s", i, d)
+		}
+	}
+	stCheckIndexes(t, s, m)
+	s.Close()
+}
+
+// TestStoreCrashRandom crashes at a random write operation of the
+// filesystem (inside a commit, a flush, a compaction, an open), keeping a
+// random share of unsynced data. After reopening, the state must be
+// exactly what the acknowledged Applies wrote, plus possibly the whole
+// Apply that was in flight: never part of it. Cycles: 40 with -short, 150
+// by default, HOLDFAST_STORE_CRASH_CYCLES to run more; HOLDFAST_SEED replays.
+func TestStoreCrashRandom(t *testing.T) {
+	seed := stSeed(t)
+	cycles := 150
+	if testing.Short() {
+		cycles = 40
+	}
+	if v := os.Getenv("HOLDFAST_STORE_CRASH_CYCLES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("HOLDFAST_STORE_CRASH_CYCLES=%q: want a positive number", v)
+		}
+		cycles = n
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	m := newStModel()
+	g := newStGen(seed, m)
+	mem := vfs.NewCrashableMem()
+	var inflightKept, inflightLost, midCommit int
+	for cycle := 0; cycle < cycles; cycle++ {
+		batches := 1 + rng.IntN(12)
+		pct := 0
+		if rng.IntN(3) != 0 {
+			pct = rng.IntN(101)
+		}
+		cloneRNG := rand.New(rand.NewPCG(seed, uint64(cycle)))
+		cfg := vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: cloneRNG}
+		var countdown atomic.Int64
+		countdown.Store(int64(1 + rng.IntN(3*batches+6)))
+		var crashed atomic.Pointer[vfs.MemFS]
+		cur := mem
+		fs := errorfs.Wrap(cur, errorfs.InjectorFunc(func(op errorfs.Op) error {
+			if op.Kind.ReadOrWrite() == errorfs.OpIsWrite && countdown.Add(-1) == 0 {
+				crashed.Store(cur.CrashClone(cfg))
+			}
+			return nil
+		}))
+		fail := func(format string, args ...any) {
+			t.Helper()
+			t.Fatalf("seed %d cycle %d (crash after %d%% unsynced): "+format,
+				append([]any{seed, cycle, pct}, args...)...)
+		}
+		s, err := OpenStore("db", stCrashOpts(fs, t))
+		if err != nil {
+			fail("open: %v", err)
+		}
+		acked := m.clone() // state of every Apply that returned nil before the crash
+		var inflight *stModel
+		for i := 0; i < batches && crashed.Load() == nil; i++ {
+			p := g.next()
+			if err := s.Apply(p); err != nil {
+				fail("Apply %d: %v", i, err)
+			}
+			m.apply(p)
+			if crashed.Load() != nil {
+				inflight = m.clone() // the crash happened while this Apply ran
+				break
+			}
+			acked = m.clone()
+		}
+		if crashed.Load() == nil {
+			countdown.Store(math.MaxInt64)
+			crashed.Store(cur.CrashClone(cfg))
+		}
+		if err := s.Close(); err != nil {
+			fail("close: %v", err)
+		}
+		mem = crashed.Load()
+		s, err = OpenStore("db", stCrashOpts(mem, t))
+		if err != nil {
+			fail("reopen after crash: %v", err)
+		}
+		got, err := s.Load()
+		if err != nil {
+			fail("Load after crash: %v", err)
+		}
+		switch {
+		case stDiff(got, acked.state()) == "":
+			*m = *acked
+			if inflight != nil {
+				midCommit++
+				if stDiff(inflight.state(), acked.state()) != "" {
+					inflightLost++
+				}
+			}
+		case inflight != nil && stDiff(got, inflight.state()) == "":
+			*m = *inflight
+			midCommit++
+			inflightKept++
+		default:
+			fail("state after crash is neither the acknowledged one nor that plus the Apply in flight: %s",
+				stDiff(got, acked.state()))
+		}
+		stCheckIndexes(t, s, m)
+		if err := s.Close(); err != nil {
+			fail("close after check: %v", err)
+		}
+	}
+	t.Logf("%d crash cycles: %d crashed inside an Apply (%d kept it whole, %d lost it whole)",
+		cycles, midCommit, inflightKept, inflightLost)
+}
+
+// stFault injects errors into the operations a failing disk would fail,
+// while on.
+type stFault struct {
+	name string
+	hit  func(op errorfs.Op) bool
+}
+
+var stFaults = []stFault{
+	{"wal-fsync", func(op errorfs.Op) bool {
+		return strings.HasSuffix(op.Path, ".log") &&
+			(op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo)
+	}},
+	{"wal-write", func(op errorfs.Op) bool {
+		return strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt)
+	}},
+	{"disk-dead", func(op errorfs.Op) bool { return op.Kind.ReadOrWrite() == errorfs.OpIsWrite }},
+}
+
+// TestStoreFailingDisk: a write or fsync failure makes Apply return an
+// error (no panic, no exit); the store then refuses writes and reads; a
+// crash at that point keeps exactly the acknowledged state; once the fault
+// is lifted, Reopen + Load give the acknowledged state (plus, at most, the
+// whole failed batch) and the store works again.
+func TestStoreFailingDisk(t *testing.T) {
+	for _, f := range stFaults {
+		t.Run(f.name, func(t *testing.T) {
+			mem := vfs.NewCrashableMem()
+			var on atomic.Bool
+			var injected atomic.Int64
+			fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+				if on.Load() && f.hit(op) {
+					injected.Add(1)
+					return errorfs.ErrInjected
+				}
+				return nil
+			}))
+			m := newStModel()
+			g := newStGen(11, m)
+			s, err := OpenStore("db", stCrashOpts(fs, t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { s.Close() }()
+			for i := 0; i < 5; i++ {
+				p := g.next()
+				if err := s.Apply(p); err != nil {
+					t.Fatal(err)
+				}
+				m.apply(p)
+			}
+			acked := m.clone()
+			on.Store(true)
+			p := g.next()
+			err = s.Apply(p)
+			if err == nil {
+				t.Fatalf("Apply succeeded on a failing disk (%d faults injected)", injected.Load())
+			}
+			if !errors.Is(err, ErrStoreFailed) || errors.Is(err, ErrStoreWedged) {
+				t.Fatalf("Apply error %v: want ErrStoreFailed", err)
+			}
+			t.Logf("Apply on a failing disk: %v", err)
+			failed := m.clone()
+			failed.apply(p)
+			// Failed fast from now on, and no reads of possibly undurable state.
+			if err := s.Apply(g.next()); !errors.Is(err, ErrStoreFailed) {
+				t.Fatalf("second Apply: %v, want ErrStoreFailed", err)
+			}
+			if _, err := s.Load(); !errors.Is(err, ErrStoreFailed) {
+				t.Fatalf("Load of a failed store: %v, want ErrStoreFailed", err)
+			}
+			if _, err := s.OwnRowsSince(0, 0); !errors.Is(err, ErrStoreFailed) {
+				t.Fatalf("OwnRowsSince of a failed store: %v, want ErrStoreFailed", err)
+			}
+			if s.Stats().Failed == "" || s.Stats().Failures == 0 {
+				t.Fatalf("stats do not show the failure: %+v", s.Stats())
+			}
+			// A crash now keeps exactly what was acknowledged.
+			crash := mem.CrashClone(vfs.CrashCloneCfg{})
+			cs, err := OpenStore("db", stCrashOpts(crash, t))
+			if err != nil {
+				t.Fatalf("open crash clone: %v", err)
+			}
+			if d := stDiff(stLoad(t, cs), acked.state()); d != "" {
+				t.Fatalf("after a crash on the failing disk: %s", d)
+			}
+			cs.Close()
+			if f.name == "disk-dead" {
+				if err := s.Reopen(); err == nil {
+					t.Fatal("Reopen succeeded on a dead disk")
+				} else {
+					t.Logf("Reopen on a dead disk: %v", err)
+				}
+			}
+			on.Store(false)
+			if err := s.Reopen(); err != nil {
+				t.Fatalf("Reopen after the fault was lifted: %v", err)
+			}
+			got := stLoad(t, s)
+			switch {
+			case stDiff(got, acked.state()) == "":
+				*m = *acked
+				t.Log("the failed batch is absent after reopen")
+			case stDiff(got, failed.state()) == "":
+				*m = *failed
+				t.Log("the failed batch is present (whole) after reopen")
+			default:
+				t.Fatalf("state after reopen is neither the acknowledged one nor that plus the failed batch: %s",
+					stDiff(got, acked.state()))
+			}
+			for i := 0; i < 5; i++ {
+				p := g.next()
+				if err := s.Apply(p); err != nil {
+					t.Fatalf("Apply after recovery: %v", err)
+				}
+				m.apply(p)
+			}
+			if err := s.Reopen(); err != nil {
+				t.Fatal(err)
+			}
+			if d := stDiff(stLoad(t, s), m.state()); d != "" {
+				t.Fatalf("after recovery: %s", d)
+			}
+			stCheckIndexes(t, s, m)
+		})
+	}
+}
+
+var _ = escrow.Held
