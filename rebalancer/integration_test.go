@@ -1,0 +1,176 @@
+package rebalancer_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/rebalancer"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
+	}
+}
+
+type testRegion struct {
+	r  *region.Region
+	tr *gossip.Transport
+}
+
+func openRegion(t *testing.T, ctx context.Context, url, cluster, name string) *testRegion {
+	t.Helper()
+	st, err := region.OpenStore(t.TempDir(), region.StoreOptions{Region: name, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := region.Open(ctx, region.Config{Name: name, Storage: st, Cluster: cluster, Logger: quiet(),
+		TickInterval: 10 * time.Millisecond,
+		Escrow: escrow.Config{
+			// Fast digests and a short demand memory keep the test short;
+			// no top-up, so only the rebalancer moves stock in the
+			// background and only borrows move it on the hold path.
+			DigestInterval: 100 * time.Millisecond,
+			DemandTau:      5 * time.Second,
+			BorrowTimeout:  time.Second, // loopback, but a loaded CI machine
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := gossip.Connect(ctx, gossip.Config{URL: url, Cluster: cluster, Region: name, Logger: quiet()}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AttachTransport(tr)
+	t.Cleanup(func() {
+		_ = tr.Close()
+		_ = r.Close()
+		_ = st.Close()
+	})
+	return &testRegion{r: r, tr: tr}
+}
+
+func (tr *testRegion) do(t *testing.T, cmd escrow.Command) escrow.Reply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := tr.r.Do(ctx, cmd)
+	if err != nil {
+		t.Fatalf("%s %s: %v", tr.r.Name(), cmd.Kind, err)
+	}
+	return rep
+}
+
+func (tr *testRegion) hold(t *testing.T, sku string, qty uint64) escrow.Reply {
+	t.Helper()
+	return tr.do(t, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: sku, Qty: qty}}, TTL: 10 * time.Minute})
+}
+
+func (tr *testRegion) view(t *testing.T, sku string) escrow.View {
+	t.Helper()
+	var v escrow.View
+	if err := tr.r.Inspect(context.Background(), func(n *escrow.Node) { v = n.View(sku) }); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestRegionsFollowAdvice runs three real regions (Pebble, gossip) on an
+// embedded NATS server. With the daemon running, stock drifts from the
+// cold regions toward the hot one without any borrow on the hold path;
+// with the daemon killed, holds and borrows go on.
+func TestRegionsFollowAdvice(t *testing.T) {
+	srv, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const cluster = "itest"
+	regs := map[string]*testRegion{}
+	for _, n := range []string{"hot", "cold_a", "cold_b"} {
+		regs[n] = openRegion(t, ctx, url, cluster, n)
+	}
+	hot, coldA, coldB := regs["hot"], regs["cold_a"], regs["cold_b"]
+	for _, r := range regs {
+		if rep := r.do(t, escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 100}); rep.Err != nil {
+			t.Fatal(rep.Err)
+		}
+	}
+	// Every region must know every row before demand starts, or a region
+	// could borrow from a peer it has not heard of yet.
+	waitUntil(t, "rows to spread", 10*time.Second, func() bool {
+		for _, r := range regs {
+			if len(r.view(t, "A")) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Demand at hot only, within its own slice: 40 units.
+	for range 40 {
+		if rep := hot.hold(t, "A", 1); rep.Err != nil {
+			t.Fatalf("hold at hot: %v", rep.Err)
+		}
+	}
+	dctx, stopDaemon := context.WithCancel(ctx)
+	daemonDone := make(chan error, 1)
+	go func() {
+		daemonDone <- rebalancer.Run(dctx, rebalancer.Config{NATSURL: url, Cluster: cluster, Interval: 100 * time.Millisecond,
+			Settle: 500 * time.Millisecond, Logger: quiet()})
+	}()
+	// Stock drifts toward hot: the cold regions send it units by advice.
+	waitUntil(t, "stock to move toward the hot region", 20*time.Second, func() bool {
+		v := hot.view(t, "A")
+		return v.Received("hot") >= 100
+	})
+	if s := hot.r.Stats(); s.BorrowsSent != 0 {
+		t.Fatalf("hot borrowed %d times: the units should have come by advice", s.BorrowsSent)
+	}
+	if s := coldA.r.Stats(); s.AdviceApplied == 0 {
+		t.Fatalf("cold_a applied no advice: %+v", s)
+	}
+
+	stopDaemon()
+	if err := <-daemonDone; err != nil {
+		t.Fatal(err)
+	}
+	// Without the daemon: a cold region that gave its stock away still
+	// grants, by borrowing on the hold path.
+	waitUntil(t, "cold_b to see what it gave", 10*time.Second, func() bool {
+		return coldB.view(t, "A").Received("hot") >= 100
+	})
+	coldAvail := coldB.view(t, "A").Available("cold_b")
+	before := coldB.r.Stats().BorrowsSent
+	for range int(coldAvail) + 5 {
+		if rep := coldB.hold(t, "A", 1); rep.Err != nil {
+			t.Fatalf("hold at cold_b with the daemon down: %v", rep.Err)
+		}
+	}
+	if s := coldB.r.Stats(); s.BorrowsSent == before {
+		t.Fatalf("cold_b granted %d units with %d of its own and no borrow", int(coldAvail)+5, coldAvail)
+	}
+	if rep := hot.hold(t, "A", 1); rep.Err != nil {
+		t.Fatalf("hold at hot with the daemon down: %v", rep.Err)
+	}
+	for name, r := range regs {
+		if err := r.view(t, "A").CheckConservation(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+}
