@@ -67,6 +67,9 @@ type Config struct {
 	// Progress, when set, is called about once per second during the
 	// measured window with cumulative counts.
 	Progress func(Progress)
+	// WindowOpen, when set, is called once as the measured window opens
+	// (e.g. to start a CPU profile of the window only).
+	WindowOpen func()
 	// Grace is how long the generator waits, after the window closes, for
 	// operations still in flight before cancelling them (default 5s).
 	Grace time.Duration
@@ -81,12 +84,16 @@ type Progress struct {
 	OKPerSec float64 // over the last interval
 	Interval time.Duration
 	InWarmup bool
+	Final    bool // the last call, after the window closed
 }
 
 // String formats a progress line for humans.
 func (p Progress) String() string {
 	if p.InWarmup {
 		return "warming up"
+	}
+	if p.Final {
+		return fmt.Sprintf("%5.1fs  done: ok=%d rejected=%d errors=%d", p.Elapsed.Seconds(), p.OK, p.Rejected, p.Errors)
 	}
 	return fmt.Sprintf("%5.1fs  %9.0f holds/s  ok=%d rejected=%d errors=%d",
 		p.Elapsed.Seconds(), p.OKPerSec, p.OK, p.Rejected, p.Errors)
@@ -274,13 +281,18 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 
 	// The reporter also closes the window: at its end or when ctx ends.
+	// Its ticker starts when the window opens, so that progress lines fall
+	// on whole seconds of the window.
 	timer := time.NewTimer(end)
 	defer timer.Stop()
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
+	warmTimer := time.NewTimer(warmEnd)
+	defer warmTimer.Stop()
+	var tick <-chan time.Time
 	var last uint64
 	lastAt := warmEnd
-	warmReported := false
+	if cfg.Progress != nil && warmEnd > 0 {
+		cfg.Progress(Progress{InWarmup: true})
+	}
 loop:
 	for {
 		select {
@@ -292,18 +304,18 @@ loop:
 				endNs.Store(int64(now))
 			}
 			break loop
-		case <-ticker.C:
+		case <-warmTimer.C:
+			if cfg.WindowOpen != nil {
+				cfg.WindowOpen()
+			}
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			tick = t.C
+		case <-tick:
 			if cfg.Progress == nil {
 				continue
 			}
 			now := time.Since(base)
-			if now < warmEnd {
-				if !warmReported {
-					cfg.Progress(Progress{InWarmup: true, Elapsed: now})
-					warmReported = true
-				}
-				continue
-			}
 			p := Progress{Elapsed: now - warmEnd}
 			for i := range workers {
 				p.OK += workers[i].ok.Load()
@@ -343,6 +355,10 @@ loop:
 		if s.FirstErr == "" && wk.firstErr != nil {
 			s.FirstErr = wk.firstErr.Error()
 		}
+	}
+	if cfg.Progress != nil {
+		cfg.Progress(Progress{Final: true, Elapsed: s.Elapsed, OK: s.OK, Rejected: s.Rejected, Errors: s.Errors,
+			OKPerSec: s.HoldsPerSec(), Interval: s.Elapsed})
 	}
 	return s, nil
 }

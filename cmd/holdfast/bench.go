@@ -182,27 +182,19 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	cfg := loadgen.Config{Concurrency: o.concurrency, Duration: o.duration, Warmup: o.warmup, NewOp: newOp}
 	var profiling bool
 	var profErr error
-	var profFile *os.File
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return fmt.Errorf("bench: cpu profile: %w", err)
 		}
-		profFile = f
 		defer f.Close()
-	}
-	startProfile := func() {
-		if profFile != nil && !profiling {
+		// Profile the measured window, not the set-up and warm-up.
+		cfg.WindowOpen = func() {
 			profiling = true
-			profErr = pprof.StartCPUProfile(profFile)
+			profErr = pprof.StartCPUProfile(f)
 		}
 	}
-	cfg.Progress = func(p loadgen.Progress) {
-		if !p.InWarmup {
-			startProfile() // profile the measured window, not the warm-up
-		}
-		logf("bench: %s", p.String())
-	}
+	cfg.Progress = func(p loadgen.Progress) { logf("bench: %s", p.String()) }
 	logf("bench: target=%s durable=%s concurrency=%d skus=%d mix=%s duration=%v warmup=%v",
 		o.target, durable, o.concurrency, o.skus, m, o.duration, o.warmup)
 	s, err := loadgen.Run(ctx, cfg)
