@@ -1,0 +1,98 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// EmbeddedOptions configures an in-process nats-server for local runs and
+// tests. It is not a production deployment: use a real NATS cluster (or a
+// supercluster with gateways between regions) there.
+type EmbeddedOptions struct {
+	Host       string // listen host (127.0.0.1)
+	Port       int    // listen port; -1 picks a free one (4222 when 0)
+	ConfigFile string // nats-server configuration file; Host/Port override its listen address when set
+	ServerName string
+	// Logger, when set, receives the server's notices and errors (debug and
+	// trace stay off).
+	Logger *slog.Logger
+	// ReadyTimeout bounds the wait for the server to accept clients (10s).
+	ReadyTimeout time.Duration
+}
+
+// RunEmbedded starts a nats-server in this process and returns it with the
+// client URL to reach it. Call Shutdown on the server when done.
+func RunEmbedded(o EmbeddedOptions) (*server.Server, string, error) {
+	var opts *server.Options
+	if o.ConfigFile != "" {
+		var err error
+		opts, err = server.ProcessConfigFile(o.ConfigFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("gossip: nats config %s: %w", o.ConfigFile, err)
+		}
+	} else {
+		opts = &server.Options{Host: "127.0.0.1", Port: 4222}
+	}
+	if o.Host != "" {
+		opts.Host = o.Host
+	}
+	if o.Port != 0 {
+		opts.Port = o.Port
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if o.ServerName != "" {
+		opts.ServerName = o.ServerName
+	}
+	// The escrow codec bounds messages at 1 MiB; leave room for headers.
+	if opts.MaxPayload == 0 || opts.MaxPayload < escrow.MaxMessageBytes+4096 {
+		opts.MaxPayload = escrow.MaxMessageBytes + 4096
+	}
+	opts.NoSigs = true
+	opts.NoLog = o.Logger == nil
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("gossip: nats server: %w", err)
+	}
+	if o.Logger != nil {
+		s.SetLoggerV2(&slogAdapter{l: o.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	go s.Start()
+	wait := o.ReadyTimeout
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	if !s.ReadyForConnections(wait) {
+		s.Shutdown()
+		return nil, "", errors.New("gossip: embedded nats server not ready in " + wait.String())
+	}
+	addr, ok := s.Addr().(*net.TCPAddr)
+	if !ok {
+		s.Shutdown()
+		return nil, "", errors.New("gossip: embedded nats server has no TCP address")
+	}
+	host := opts.Host
+	if host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return s, "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port)), nil
+}
+
+// slogAdapter is the nats-server Logger interface over slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a *slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,148 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// Forward runs a hold command (get, confirm, release, extend) at the region
+// that owns the hold, over NATS request/reply, and returns its reply with
+// cmd.ReqID. When the owner cannot answer within ForwardTimeout (no
+// subscriber, link down, owner overloaded or failing) the error wraps
+// ErrUnreachable; a cancelled ctx returns ctx's error.
+func (t *Transport) Forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, error) {
+	start := time.Now()
+	rp, result, err := t.forward(ctx, owner, cmd)
+	t.m.forwards.WithLabelValues(result).Inc()
+	if result == "ok" {
+		t.m.forwardSeconds.Observe(time.Since(start).Seconds())
+	}
+	return rp, err
+}
+
+func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, string, error) {
+	if err := escrow.ValidRegion(owner); err != nil {
+		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward: owner: %w", err)
+	}
+	if owner == t.cfg.Region {
+		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward of a hold of %s to itself", owner)
+	}
+	data, err := EncodeForwardRequest(nil, &ForwardRequest{From: t.cfg.Region, Cmd: cmd})
+	if err != nil {
+		return escrow.Reply{}, "error", err
+	}
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	if closed {
+		return escrow.Reply{}, "error", ErrClosed
+	}
+	if !t.Connected() {
+		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %s: not connected to NATS", ErrUnreachable, owner)
+	}
+	rctx, cancel := context.WithTimeout(ctx, t.cfg.ForwardTimeout)
+	defer cancel()
+	msg, err := t.nc.RequestWithContext(rctx, HoldSubject(t.cfg.Cluster, owner), data)
+	if err != nil {
+		if ctx.Err() != nil {
+			return escrow.Reply{}, "error", fmt.Errorf("gossip: forward to %s: %w", owner, ctx.Err())
+		}
+		// No responders, our timeout, a link that dropped mid-request: the
+		// owner is not reachable from here now.
+		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %s: %v", ErrUnreachable, owner, err)
+	}
+	fr, err := DecodeForwardReply(msg.Data)
+	if err != nil {
+		t.m.decodeErrs.WithLabelValues(decodeReason(err)).Inc()
+		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward reply from %s: %w", owner, err)
+	}
+	if fr.Failure != "" {
+		return escrow.Reply{}, "failure", fmt.Errorf("%w: %s: %s", ErrUnreachable, owner, fr.Failure)
+	}
+	rp := fr.Reply
+	rp.ReqID = cmd.ReqID
+	if rp.Kind != cmd.Kind {
+		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward to %s: %s reply to a %s command", owner, rp.Kind, cmd.Kind)
+	}
+	return rp, "ok", nil
+}
+
+// serveForward answers a hold command forwarded by another region. It runs
+// on the subscription's goroutine, so the work goes to a bounded set of
+// goroutines; beyond that the caller gets a failure (→ 503) at once.
+func (t *Transport) serveForward(msg *nats.Msg) {
+	if msg.Reply == "" {
+		t.m.forwardsServed.WithLabelValues("no_reply").Inc()
+		return
+	}
+	select {
+	case t.fwdSem <- struct{}{}:
+	default:
+		t.m.forwardsServed.WithLabelValues("busy").Inc()
+		t.respond(msg, &ForwardReply{Failure: "owner " + t.cfg.Region + " is busy"})
+		return
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		<-t.fwdSem
+		return
+	}
+	t.fwdWG.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.fwdWG.Done()
+		defer func() { <-t.fwdSem }()
+		t.runForward(msg)
+	}()
+}
+
+func (t *Transport) runForward(msg *nats.Msg) {
+	req, err := DecodeForwardRequest(msg.Data)
+	if err != nil {
+		reason := decodeReason(err)
+		t.m.decodeErrs.WithLabelValues(reason).Inc()
+		t.limit.warn(t.log, "decode-forward", "dropping undecodable forwarded command", "err", err)
+		t.m.forwardsServed.WithLabelValues("bad_request").Inc()
+		t.respond(msg, &ForwardReply{Failure: "bad request: " + err.Error()})
+		return
+	}
+	if t.allow != nil && !t.allow[req.From] {
+		t.m.forwardsServed.WithLabelValues("not_allowed").Inc()
+		t.respond(msg, &ForwardReply{Failure: "region " + req.From + " is not allowed"})
+		return
+	}
+	// A hold id of another region is answered by the node itself
+	// (CodeNotOwner), so it is not checked here.
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.ForwardTimeout)
+	defer cancel()
+	rp, err := t.inbox.Execute(ctx, req.Cmd)
+	if err != nil {
+		result := "failure"
+		if errors.Is(err, context.DeadlineExceeded) {
+			result = "timeout"
+		}
+		t.m.forwardsServed.WithLabelValues(result).Inc()
+		t.respond(msg, &ForwardReply{Failure: err.Error()})
+		return
+	}
+	t.m.forwardsServed.WithLabelValues("ok").Inc()
+	t.respond(msg, &ForwardReply{Reply: rp})
+}
+
+func (t *Transport) respond(msg *nats.Msg, fr *ForwardReply) {
+	data, err := EncodeForwardReply(nil, fr)
+	if err != nil {
+		t.limit.warn(t.log, "encode-forward", "cannot encode forward reply", "err", err)
+		data, _ = EncodeForwardReply(nil, &ForwardReply{Failure: "owner cannot encode its reply"})
+	}
+	if err := msg.Respond(data); err != nil {
+		t.limit.warn(t.log, "respond-forward", "cannot answer forwarded command", "err", err)
+	}
+}
