@@ -105,6 +105,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.url != "" && (o.target == "engine" || o.noSync || o.dataDir != "") {
 		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
 	}
+	// The region logs from its own goroutines to the same stream.
+	stderr = &lockedWriter{w: stderr}
 	logf := func(format string, args ...any) {
 		if !o.quiet {
 			fmt.Fprintf(stderr, format+"\n", args...)
@@ -315,4 +317,16 @@ func engineOp(r *region.Region, wl loadgen.Workload) func(w int) (loadgen.Op, er
 			return loadgen.Result{Outcome: loadgen.OK, Latency: lat, Extra: 1}
 		}, nil
 	}
+}
+
+// lockedWriter serialises writes from several goroutines to one stream.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
