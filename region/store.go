@@ -875,10 +875,21 @@ func (s *Store) closeLocked() error {
 	s.db = nil
 	// Reports from this generation's background work no longer matter.
 	s.gen.Add(1)
-	if err := db.Close(); err != nil {
+	if err := closePebble(db); err != nil {
 		return fmt.Errorf("region store: close %s: %w", s.dir, err)
 	}
 	return nil
+}
+
+// closePebble closes db; a panic (pebble asserting on a broken DB) becomes
+// an error so that the runtime can log it and reopen.
+func closePebble(db *pebble.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble panicked during close: %v", r)
+		}
+	}()
+	return db.Close()
 }
 
 // pebbleLogger routes pebble's logging to slog. Fatalf does not exit: it

@@ -57,6 +57,7 @@ func BenchmarkStoreApply(b *testing.B) {
 			p := stBenchPersist(holds, skus)
 			ids := make([]string, holds)
 			var bytes int
+			var syncWait, total time.Duration
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
@@ -77,11 +78,16 @@ func BenchmarkStoreApply(b *testing.B) {
 				if err := s.Apply(p); err != nil {
 					b.Fatal(err)
 				}
-				bytes += s.Stats().Last.Bytes
+				last := s.Stats().Last
+				bytes += last.Bytes
+				syncWait += last.SyncWait
+				total += last.Total
 			}
 			el := time.Since(start)
 			b.ReportMetric(float64(holds*b.N)/el.Seconds(), "holds/s")
 			b.ReportMetric(float64(bytes)/float64(b.N), "batch-bytes")
+			b.ReportMetric(float64(total.Microseconds())/float64(b.N), "commit-µs")
+			b.ReportMetric(float64(syncWait.Microseconds())/float64(b.N), "syncwait-µs")
 		})
 	}
 }
