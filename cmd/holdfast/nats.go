@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast-io/holdfast/gossip"
+)
+
+func init() { commands = append(commands, newNATSCmd) }
+
+func newNATSCmd() *cobra.Command {
+	var addr, configFile, name, logLevel string
+	cmd := &cobra.Command{
+		Use:   "nats",
+		Short: "Run an embedded NATS server for local multi-process setups",
+		Long: `Runs a nats-server inside holdfast, listening on --addr (loopback by default),
+so that regions started as separate processes can find each other:
+
+  holdfast nats --addr 127.0.0.1:4222
+  holdfast region --name eu --cluster c --nats-url nats://127.0.0.1:4222 ...
+
+--config reads a nats-server configuration file (authorization, permissions,
+TLS); --addr, when given, overrides its listen address. In production run a
+real NATS cluster per region, joined by gateways (configs/nats-supercluster.conf).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			opts := gossip.EmbeddedOptions{ConfigFile: configFile, ServerName: name, Logger: log}
+			if configFile == "" || cmd.Flags().Changed("addr") {
+				host, portStr, err := net.SplitHostPort(addr)
+				if err != nil {
+					return fmt.Errorf("--addr %q: %w", addr, err)
+				}
+				port, err := strconv.Atoi(portStr)
+				if err != nil || port < 0 || port > 65535 {
+					return fmt.Errorf("--addr %q: bad port", addr)
+				}
+				if port == 0 {
+					port = -1 // any free port
+				}
+				opts.Host, opts.Port = host, port
+			}
+			srv, url, err := gossip.RunEmbedded(opts)
+			if err != nil {
+				return err
+			}
+			log.Info("NATS server ready", "url", url)
+			fmt.Fprintln(cmd.OutOrStdout(), url)
+			parent := cmd.Context()
+			if parent == nil {
+				parent = context.Background()
+			}
+			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			log.Info("shutting down NATS server")
+			srv.Shutdown()
+			done := make(chan struct{})
+			go func() { srv.WaitForShutdown(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				return fmt.Errorf("nats server did not stop within 10s")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:4222", "listen address host:port (port 0 picks a free one)")
+	f.StringVar(&configFile, "config", "", "nats-server configuration file")
+	f.StringVar(&name, "name", "", "server name (default: generated)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
