@@ -200,9 +200,9 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	for i := range skus {
 		skus[i] = fmt.Sprintf("sku-%02d", i+1)
 		for j, s := range sites {
-			qty := uint64(6)
+			qty := uint64(20)
 			if j == i%len(sites) {
-				qty = 60
+				qty = 200
 			}
 			if _, err := s.client.Restock(ctx, skus[i], qty); err != nil {
 				return nil, fmt.Errorf("demo: restock %s at %s: %w", skus[i], s.name, err)
@@ -293,6 +293,7 @@ func (r *run) shop(ctx context.Context, skus []string, d time.Duration) {
 				// Skewed choice: low-numbered SKUs are popular.
 				sku := skus[min(rng.IntN(len(skus)), rng.IntN(len(skus)))]
 				r.cart(ctx, rng, s, []client.Item{{SKU: sku, Qty: uint64(1 + rng.IntN(2))}})
+				think(ctx, time.Duration(50+rng.IntN(100))*time.Millisecond)
 			}
 		}()
 	}
@@ -356,8 +357,10 @@ func (r *run) record(d time.Duration) {
 	r.mu.Unlock()
 }
 
-// flashSale runs shoppers in every region that each try to hold and confirm
-// one unit of sku until the sale is over.
+// flashSale runs shoppers in every region that hold and confirm one unit of
+// sku at a time until every unit is sold (or the phase ends). A shopper who
+// is turned away tries again a moment later: units may still be moving
+// between regions. It returns the units confirmed and the refusals.
 func (r *run) flashSale(ctx context.Context, sku string, d time.Duration) (sold, rejected uint64) {
 	ctx, cancel := context.WithTimeout(ctx, max(d, 2*time.Second))
 	defer cancel()
@@ -379,9 +382,10 @@ func (r *run) flashSale(ctx context.Context, sku string, d time.Duration) (sold,
 					if client.IsCode(err, "insufficient-stock") {
 						r.rejected.Add(1)
 						rejN.Add(1)
-						return // sold out for this shopper
+					} else {
+						r.errors.Add(1)
 					}
-					r.errors.Add(1)
+					think(ctx, 20*time.Millisecond)
 					continue
 				}
 				r.holds.Add(1)
@@ -393,12 +397,21 @@ func (r *run) flashSale(ctx context.Context, sku string, d time.Duration) (sold,
 				}
 				r.ack(c.ID, c.State)
 				soldN.Add(1)
-				return
 			}
 		}()
 	}
 	wg.Wait()
 	return soldN.Load(), rejN.Load()
+}
+
+// think pauses a shopper, or returns early when ctx ends.
+func think(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 func (r *run) report(res *Result) {
