@@ -254,7 +254,7 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	flashSold, flashRejected := r.flashSale(ctx, flash, d*20/100)
-	r.say("   %d units sold, %d shoppers turned away, the last unit sold once", flashSold, flashRejected)
+	r.say("   %d of %d units sold; %d attempts turned away once none was left to hold", flashSold, r.o.FlashQty, flashRejected)
 
 	// 6. Summary.
 	r.setPhase("checks")
