@@ -51,3 +51,24 @@ func TestNanosOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestTotalsCountsReceiversWithoutRow: units sent to a region that never
+// wrote a row of its own are still available there, and conservation
+// counts them.
+func TestTotalsCountsReceiversWithoutRow(t *testing.T) {
+	v := View{"eu": {SKU: "A", Region: "eu", Seq: 2, Minted: 10, Sent: []Transfer{{To: "us", Qty: 3}}}}
+	if a := v.Available("us"); a != 3 {
+		t.Fatalf("available(us) = %d", a)
+	}
+	if tot := v.Totals(); tot.Available != 10 || tot.Minted != 10 {
+		t.Fatalf("totals %+v", tot)
+	}
+	if err := v.CheckConservation(); err != nil {
+		t.Fatal(err)
+	}
+	// A view that over-sends is caught through the receiver-less region.
+	v["eu"].Minted = 2
+	if err := v.CheckConservation(); err == nil {
+		t.Fatal("negative available not caught")
+	}
+}

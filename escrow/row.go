@@ -1,6 +1,9 @@
 package escrow
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // Row is one region's bounded-counter row for one SKU. The region named in
 // Region is its only writer; every field only grows, so two copies merge by
@@ -145,6 +148,10 @@ type Totals struct {
 
 // Totals sums the view. Over a merged view (every row at its latest
 // version) conservation requires Available+Held+Sold+Shrunk == Minted.
+//
+// A region that received units but never wrote a row of its own (a borrow
+// whose hold was no longer waiting, advice) still has them available:
+// Totals counts every region the view names, as a writer or as a receiver.
 func (v View) Totals() Totals {
 	var t Totals
 	for r, row := range v {
@@ -154,13 +161,36 @@ func (v View) Totals() Totals {
 		t.Sold += int64(row.Sold)
 		t.Shrunk += int64(row.Shrunk)
 	}
+	for _, r := range v.receiversWithoutRow() {
+		t.Available += v.Available(r)
+	}
 	return t
+}
+
+// receiversWithoutRow lists regions that rows of v send to but that have no
+// row in v, sorted.
+func (v View) receiversWithoutRow() []string {
+	var out []string
+	for _, row := range v {
+		for _, tr := range row.Sent {
+			if v[tr.To] == nil && !slices.Contains(out, tr.To) {
+				out = append(out, tr.To)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // CheckConservation returns an error unless the view conserves units and no
 // region's available count is negative.
 func (v View) CheckConservation() error {
 	for r := range v {
+		if a := v.Available(r); a < 0 {
+			return errorf(CodeInvariant, "available(%s) = %d < 0", r, a)
+		}
+	}
+	for _, r := range v.receiversWithoutRow() {
 		if a := v.Available(r); a < 0 {
 			return errorf(CodeInvariant, "available(%s) = %d < 0", r, a)
 		}
