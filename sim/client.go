@@ -1,0 +1,217 @@
+package sim
+
+import (
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+const (
+	planConfirm uint8 = iota + 1
+	planRelease
+	planAbandon
+)
+
+const (
+	clHold   uint8 = iota + 1 // waiting for the hold
+	clThink                   // holding, deciding
+	clFinish                  // waiting for confirm / release
+	clRetry                   // probe: waiting to try again
+	clDone
+)
+
+// client is one shopper with one cart (or one liveness probe).
+type client struct {
+	id      uint64
+	home    int
+	lines   []escrow.Line
+	idem    string
+	hash    uint64
+	plan    uint8
+	think   time.Duration
+	phase   uint8
+	attempt int
+	start   int64
+	holdID  string
+	owner   int
+	probe   bool
+	tries   int
+	granted bool
+}
+
+func hashLines(lines []escrow.Line) uint64 {
+	h := fnv.New64a()
+	for _, l := range lines {
+		h.Write([]byte(l.SKU))
+		var b [8]byte
+		for i := range b {
+			b[i] = byte(l.Qty >> (8 * i))
+		}
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
+func (w *world) clientTimeoutAfter() time.Duration {
+	bt := w.o.BorrowTimeout
+	if bt == 0 {
+		bt = escrow.DefaultBorrowTO
+	}
+	return 2*time.Second + 2*w.o.InterMax + bt
+}
+
+func (w *world) startCart(cl *client) {
+	w.active++
+	if !cl.probe {
+		w.res.Holds++
+	}
+	cl.start = w.now
+	cl.hash = hashLines(cl.lines)
+	w.beginHold(cl)
+}
+
+func (w *world) beginHold(cl *client) {
+	cl.phase = clHold
+	cl.attempt = 0
+	cl.idem = "c" + strconv.FormatUint(cl.id, 10) + "-" + strconv.Itoa(cl.tries)
+	w.sendHold(cl)
+}
+
+func (w *world) sendHold(cl *client) {
+	cl.attempt++
+	w.nextReq++
+	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: w.strat.Server(&w.setup, cl.home),
+		cmd: escrow.Command{Kind: escrow.CmdHold, ReqID: w.nextReq, Lines: cl.lines, TTL: w.o.TTL,
+			IdemKey: cl.idem, IdemHash: cl.hash}}
+	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
+	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
+}
+
+func (w *world) sendFinish(cl *client) {
+	cl.attempt++
+	w.nextReq++
+	kind := escrow.CmdConfirm
+	if cl.plan == planRelease {
+		kind = escrow.CmdRelease
+	}
+	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: cl.owner,
+		cmd: escrow.Command{Kind: kind, ReqID: w.nextReq, HoldID: cl.holdID}}
+	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
+	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
+}
+
+func (w *world) clientDone(cl *client) {
+	cl.phase = clDone
+	w.active--
+}
+
+func (w *world) recordLatency(cl *client) {
+	if !cl.probe {
+		w.res.latencies = append(w.res.latencies, w.now-cl.start)
+	}
+}
+
+// clientReply handles a reply that reached its client. Replies to an
+// attempt the client no longer waits for still go to the checkers.
+func (w *world) clientReply(req *request) {
+	cl := req.cl
+	r := &req.reply
+	w.orc.observe(req)
+	switch {
+	case cl.phase == clHold && req.cmd.Kind == escrow.CmdHold:
+		w.recordLatency(cl) // answered holds only: unanswered ones count as unavailable
+		if r.Err == nil && r.Hold != nil {
+			owner, _ := escrow.OwnerOf(r.Hold.ID)
+			cl.holdID, cl.owner = r.Hold.ID, w.byName[owner]
+			if cl.probe {
+				cl.granted = true
+			} else {
+				w.res.Granted++
+			}
+			if cl.plan == planAbandon {
+				w.res.Abandoned++
+				w.clientDone(cl)
+				return
+			}
+			cl.phase = clThink
+			w.q.push(event{at: w.at(cl.think), kind: evThink, cl: cl})
+			return
+		}
+		w.holdFailed(cl, r.Err)
+	case cl.phase == clFinish && req.cmd.Kind != escrow.CmdHold:
+		switch {
+		case r.Err == nil && req.cmd.Kind == escrow.CmdConfirm:
+			w.res.Confirmed++
+		case r.Err == nil:
+			w.res.Released++
+		default:
+			w.res.Conflicts++ // confirm after expiry, typically
+		}
+		w.clientDone(cl)
+	}
+}
+
+// holdFailed ends a cart that got no hold (err nil: the client gave up).
+func (w *world) holdFailed(cl *client, err *escrow.Error) {
+	if cl.probe {
+		if cl.tries+1 < probeTries {
+			cl.tries++
+			cl.phase = clRetry
+			w.q.push(event{at: w.at(time.Second), kind: evThink, cl: cl})
+			return
+		}
+		w.clientDone(cl)
+		return
+	}
+	if err == nil {
+		w.res.Unavailable++
+	} else {
+		w.res.Rejected++
+		if err.Code == escrow.CodeInsufficientStock {
+			w.res.StockRejects++
+			if s, ok := w.skuIdx[err.SKU]; ok {
+				w.orc.noteStockReject(s)
+			}
+		}
+	}
+	if w.orc.couldGrant(cl.lines) {
+		w.res.FalseRejects++
+	}
+	w.clientDone(cl)
+}
+
+func (w *world) clientTimeout(cl *client, attempt int) {
+	if cl.attempt != attempt {
+		return
+	}
+	switch cl.phase {
+	case clHold:
+		if cl.attempt < maxAttempts {
+			w.res.Retries++
+			w.sendHold(cl) // same idempotency key
+			return
+		}
+		w.holdFailed(cl, nil)
+	case clFinish:
+		if cl.attempt < maxAttempts {
+			w.res.Retries++
+			w.sendFinish(cl)
+			return
+		}
+		w.res.GaveUp++
+		w.clientDone(cl)
+	}
+}
+
+func (w *world) clientThink(cl *client) {
+	switch cl.phase {
+	case clThink:
+		cl.phase = clFinish
+		cl.attempt = 0
+		w.sendFinish(cl)
+	case clRetry:
+		w.beginHold(cl)
+	}
+}

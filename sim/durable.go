@@ -1,0 +1,75 @@
+package sim
+
+import (
+	"sort"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// durable is a region's simulated disk: what survives a crash. A Ready's
+// Persist lands here only when its synced write completes.
+type durable struct {
+	rows    map[[2]string]escrow.Row // (sku, writer)
+	holds   map[string]escrow.Hold
+	idem    map[string]escrow.IdemEntry
+	seq     uint64
+	peerSeq map[string]uint64
+}
+
+func newDurable() *durable {
+	return &durable{rows: map[[2]string]escrow.Row{}, holds: map[string]escrow.Hold{},
+		idem: map[string]escrow.IdemEntry{}, peerSeq: map[string]uint64{}}
+}
+
+// apply writes one Persist atomically. The slices of p are the node's
+// copies (Ready clones them), so they are kept as they are.
+func (d *durable) apply(p *escrow.Persist) {
+	for i := range p.Rows {
+		r := p.Rows[i]
+		d.rows[[2]string{r.SKU, r.Region}] = r
+	}
+	for i := range p.Holds {
+		d.holds[p.Holds[i].ID] = p.Holds[i]
+	}
+	for _, id := range p.DeletedHolds {
+		delete(d.holds, id)
+	}
+	for _, e := range p.Idem {
+		d.idem[e.Key] = e
+	}
+	for _, k := range p.DeletedIdem {
+		delete(d.idem, k)
+	}
+	d.seq = p.Seq
+	for r, s := range p.PeerSeq {
+		d.peerSeq[r] = s
+	}
+}
+
+// state returns what a restarting node loads, in a fixed order so that the
+// rebuilt node (its SKU order, its heaps) is the same on every run.
+func (d *durable) state() *escrow.State {
+	st := &escrow.State{Seq: d.seq, PeerSeq: make(map[string]uint64, len(d.peerSeq))}
+	for k, r := range d.rows {
+		_ = k
+		st.Rows = append(st.Rows, r.Clone())
+	}
+	sort.Slice(st.Rows, func(i, j int) bool {
+		if st.Rows[i].SKU != st.Rows[j].SKU {
+			return st.Rows[i].SKU < st.Rows[j].SKU
+		}
+		return st.Rows[i].Region < st.Rows[j].Region
+	})
+	for _, h := range d.holds {
+		st.Holds = append(st.Holds, h.Clone())
+	}
+	sort.Slice(st.Holds, func(i, j int) bool { return st.Holds[i].ID < st.Holds[j].ID })
+	for _, e := range d.idem {
+		st.Idem = append(st.Idem, e)
+	}
+	sort.Slice(st.Idem, func(i, j int) bool { return st.Idem[i].Key < st.Idem[j].Key })
+	for r, s := range d.peerSeq {
+		st.PeerSeq[r] = s
+	}
+	return st
+}

@@ -1,0 +1,264 @@
+package sim
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// Limits on every knob, so that a typo cannot ask for a run that never ends
+// or exhausts memory.
+const (
+	MaxRegions  = 16
+	MaxSKUs     = 10_000
+	MaxStock    = 1_000_000
+	MaxDuration = 24 * time.Hour
+	MaxRate     = 10_000 // carts per second over all regions
+	MaxSeeds    = 100_000
+)
+
+// Fault levels.
+const (
+	FaultsNone       = "none"
+	FaultsPartitions = "partitions"
+	FaultsAll        = "all"
+)
+
+// Workloads.
+var Workloads = []string{"steady", "skew", "shift", "flash"}
+
+// Options describe one simulated run (one seed) or, with Sweep, many runs
+// that differ only by seed. Zero values take the defaults of Defaults.
+type Options struct {
+	Seed     uint64
+	Regions  int
+	SKUs     int
+	Stock    uint64        // initial units of each SKU, split over the regions
+	Duration time.Duration // virtual time during which carts arrive
+	Workload string        // steady | skew | shift | flash
+	Faults   string        // none | partitions | all
+	Strategy string        // see Strategies()
+	Rate     float64       // carts per second over all regions
+
+	TTL           time.Duration // hold TTL asked by clients
+	BorrowTimeout time.Duration // escrow.Config.BorrowTimeout (0: the escrow default)
+	Tick          time.Duration // runtime tick period of every region
+	Fsync         time.Duration // mean latency of one synced write
+	ClientLatency time.Duration // one way, client to its region
+	InterMin      time.Duration // one-way inter-region latency, lower bound
+	InterMax      time.Duration // one-way inter-region latency, upper bound
+
+	// Wire round-trips every peer message through escrow's codec.
+	Wire bool
+	// Series records time series for the HTML report.
+	Series bool
+
+	// Bugs and Hooks inject known bugs so tests can show that the checkers
+	// catch them. Never set them outside tests and demonstrations.
+	Bugs  escrow.Bugs
+	Hooks Hooks
+}
+
+// Hooks are test-only bugs of the simulated runtime (not of escrow).
+type Hooks struct {
+	// ReplyBeforePersist delivers replies before the Ready is durable, and
+	// sometimes crashes the region before the write completes: the
+	// durability rule broken on purpose.
+	ReplyBeforePersist bool
+}
+
+// Defaults returns the options used for zero fields.
+func Defaults() Options {
+	return Options{
+		Seed:          1,
+		Regions:       3,
+		SKUs:          20,
+		Stock:         100,
+		Duration:      10 * time.Minute,
+		Workload:      "steady",
+		Faults:        FaultsNone,
+		Strategy:      "escrow",
+		Rate:          20,
+		TTL:           2 * time.Minute,
+		BorrowTimeout: 0,
+		Tick:          20 * time.Millisecond,
+		Fsync:         time.Millisecond,
+		ClientLatency: time.Millisecond,
+		InterMin:      20 * time.Millisecond,
+		InterMax:      150 * time.Millisecond,
+	}
+}
+
+// withDefaults fills zero fields.
+func (o Options) withDefaults() Options {
+	d := Defaults()
+	if o.Regions == 0 {
+		o.Regions = d.Regions
+	}
+	if o.SKUs == 0 {
+		o.SKUs = d.SKUs
+	}
+	if o.Stock == 0 {
+		o.Stock = d.Stock
+	}
+	if o.Duration == 0 {
+		o.Duration = d.Duration
+	}
+	if o.Workload == "" {
+		o.Workload = d.Workload
+	}
+	if o.Faults == "" {
+		o.Faults = d.Faults
+	}
+	if o.Strategy == "" {
+		o.Strategy = d.Strategy
+	}
+	if o.Rate == 0 {
+		o.Rate = d.Rate
+	}
+	if o.TTL == 0 {
+		o.TTL = d.TTL
+	}
+	if o.Tick == 0 {
+		o.Tick = d.Tick
+	}
+	if o.Fsync == 0 {
+		o.Fsync = d.Fsync
+	}
+	if o.ClientLatency == 0 {
+		o.ClientLatency = d.ClientLatency
+	}
+	if o.InterMin == 0 {
+		o.InterMin = d.InterMin
+	}
+	if o.InterMax == 0 {
+		o.InterMax = max(d.InterMax, o.InterMin)
+	}
+	return o
+}
+
+// Validate reports the first problem with o (after defaults).
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	switch {
+	case o.Regions < 2 || o.Regions > MaxRegions:
+		return fmt.Errorf("sim: regions must be between 2 and %d, got %d", MaxRegions, o.Regions)
+	case o.SKUs < 1 || o.SKUs > MaxSKUs:
+		return fmt.Errorf("sim: skus must be between 1 and %d, got %d", MaxSKUs, o.SKUs)
+	case o.Stock > MaxStock:
+		return fmt.Errorf("sim: stock must be at most %d, got %d", MaxStock, o.Stock)
+	case o.Duration < 10*time.Second || o.Duration > MaxDuration:
+		return fmt.Errorf("sim: duration must be between 10s and %v, got %v", MaxDuration, o.Duration)
+	case o.Rate < 0 || o.Rate > MaxRate:
+		return fmt.Errorf("sim: rate must be between 0 and %d carts/s, got %v", MaxRate, o.Rate)
+	case o.TTL < escrow.MinTTL || o.TTL > time.Hour:
+		return fmt.Errorf("sim: ttl must be between %v and 1h, got %v", escrow.MinTTL, o.TTL)
+	case o.Tick < time.Millisecond || o.Tick > time.Second:
+		return fmt.Errorf("sim: tick must be between 1ms and 1s, got %v", o.Tick)
+	case o.Fsync < 0 || o.Fsync > time.Second:
+		return fmt.Errorf("sim: fsync must be between 0 and 1s, got %v", o.Fsync)
+	case o.ClientLatency < 0 || o.ClientLatency > time.Second:
+		return fmt.Errorf("sim: client latency must be between 0 and 1s, got %v", o.ClientLatency)
+	case o.InterMin < 0 || o.InterMax < o.InterMin || o.InterMax > 5*time.Second:
+		return fmt.Errorf("sim: inter-region latency must satisfy 0 <= min <= max <= 5s, got %v..%v", o.InterMin, o.InterMax)
+	case o.BorrowTimeout < 0 || o.BorrowTimeout > 10*time.Second:
+		return fmt.Errorf("sim: borrow timeout must be between 0 and 10s, got %v", o.BorrowTimeout)
+	}
+	switch o.Faults {
+	case FaultsNone, FaultsPartitions, FaultsAll:
+	default:
+		return fmt.Errorf("sim: faults must be none, partitions or all, got %q", o.Faults)
+	}
+	ok := false
+	for _, w := range Workloads {
+		ok = ok || w == o.Workload
+	}
+	if !ok {
+		return fmt.Errorf("sim: workload must be one of %s, got %q", strings.Join(Workloads, ", "), o.Workload)
+	}
+	if _, err := newStrategy(o.Strategy); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Args returns the command-line flags of `holdfast sim` that reproduce o
+// for one seed, every knob spelled out so that changed defaults cannot
+// change the replay.
+func (o Options) Args(seed uint64) []string {
+	o = o.withDefaults()
+	a := []string{
+		"--seed", strconv.FormatUint(seed, 10),
+		"--regions", strconv.Itoa(o.Regions),
+		"--skus", strconv.Itoa(o.SKUs),
+		"--stock", strconv.FormatUint(o.Stock, 10),
+		"--duration", o.Duration.String(),
+		"--workload", o.Workload,
+		"--faults", o.Faults,
+		"--strategy", o.Strategy,
+		"--rate", strconv.FormatFloat(o.Rate, 'g', -1, 64),
+		"--ttl", o.TTL.String(),
+		"--tick", o.Tick.String(),
+		"--fsync", o.Fsync.String(),
+		"--client-latency", o.ClientLatency.String(),
+		"--inter-min", o.InterMin.String(),
+		"--inter-max", o.InterMax.String(),
+	}
+	if o.BorrowTimeout != 0 {
+		a = append(a, "--borrow-timeout", o.BorrowTimeout.String())
+	}
+	if o.Wire {
+		a = append(a, "--wire")
+	}
+	for _, b := range o.BugNames() {
+		a = append(a, "--bug", b)
+	}
+	return a
+}
+
+// Bug names accepted by SetBug (and the hidden --bug flag).
+const (
+	BugGrantWithoutCheck  = "grant-without-check"
+	BugMergeBySum         = "merge-by-sum"
+	BugKeepExpiredUnits   = "keep-expired-units"
+	BugReplyBeforePersist = "reply-before-persist"
+)
+
+// SetBug turns on one named test-only bug.
+func (o *Options) SetBug(name string) error {
+	switch name {
+	case BugGrantWithoutCheck:
+		o.Bugs.GrantWithoutCheck = true
+	case BugMergeBySum:
+		o.Bugs.MergeBySum = true
+	case BugKeepExpiredUnits:
+		o.Bugs.KeepExpiredUnits = true
+	case BugReplyBeforePersist:
+		o.Hooks.ReplyBeforePersist = true
+	default:
+		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s or %s)", name,
+			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist)
+	}
+	return nil
+}
+
+// BugNames lists the bugs turned on in o.
+func (o Options) BugNames() []string {
+	var out []string
+	if o.Bugs.GrantWithoutCheck {
+		out = append(out, BugGrantWithoutCheck)
+	}
+	if o.Bugs.MergeBySum {
+		out = append(out, BugMergeBySum)
+	}
+	if o.Bugs.KeepExpiredUnits {
+		out = append(out, BugKeepExpiredUnits)
+	}
+	if o.Hooks.ReplyBeforePersist {
+		out = append(out, BugReplyBeforePersist)
+	}
+	return out
+}

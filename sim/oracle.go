@@ -1,0 +1,373 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// counters are the fields of an own row that the oracle needs.
+type counters struct {
+	minted, reserved, released, sold, shrunk uint64
+}
+
+func countersOf(r *escrow.Row) counters {
+	return counters{r.Minted, r.Reserved, r.Released, r.Sold, r.Shrunk}
+}
+
+func (c *counters) add(o counters) {
+	c.minted += o.minted
+	c.reserved += o.reserved
+	c.released += o.released
+	c.sold += o.sold
+	c.shrunk += o.shrunk
+}
+
+func (c *counters) sub(o counters) {
+	c.minted -= o.minted
+	c.reserved -= o.reserved
+	c.released -= o.released
+	c.sold -= o.sold
+	c.shrunk -= o.shrunk
+}
+
+// ledger sums the durable holds of one region and SKU by state.
+type ledger struct{ reserved, sold, returned uint64 }
+
+type ackRec struct {
+	at    int64 // when the server produced the reply that acknowledged state
+	state escrow.HoldState
+	lines []escrow.Line
+	owner int
+	lost  bool
+}
+
+// oracle sees everything: every region's own rows as they leave the node
+// (in memory) and as they become durable, every durable hold, and every
+// reply that reached a client. The checkers compare the system against it.
+type oracle struct {
+	w   *world
+	S   int
+	mem []counters // [region*S+sku] own rows as of the last Ready
+	dur []counters // [region*S+sku] own rows as of the last durable write
+	agg []counters // [sku] sum of mem over regions
+	led []ledger   // [region*S+sku] durable holds
+	// holds is the durable state of every hold ever written.
+	holds   map[string]escrow.HoldState
+	deleted map[string]bool
+	maxOver []int64
+	flagged []bool
+
+	acked   map[string]*ackRec
+	ackedBy [][]string
+
+	lastReject []int64 // [sku] global available at its last stock rejection, -1 if none
+	touched    []int
+}
+
+func newOracle(w *world) *oracle {
+	S := len(w.setup.SKUs)
+	N := w.nReg
+	o := &oracle{
+		w: w, S: S,
+		mem: make([]counters, N*S), dur: make([]counters, N*S), agg: make([]counters, S),
+		led: make([]ledger, N*S), holds: map[string]escrow.HoldState{}, deleted: map[string]bool{},
+		maxOver: make([]int64, S), flagged: make([]bool, N*S),
+		acked: map[string]*ackRec{}, ackedBy: make([][]string, N),
+		lastReject: make([]int64, S),
+	}
+	for i := range o.lastReject {
+		o.lastReject[i] = -1
+	}
+	return o
+}
+
+// globalAvail is Σ available over every region's latest own row: the
+// units a shopper could get somewhere right now (transfers cancel out).
+func (o *oracle) globalAvail(s int) int64 {
+	a := &o.agg[s]
+	return int64(a.minted) - int64(a.shrunk) - int64(a.reserved) + int64(a.released)
+}
+
+func (o *oracle) couldGrant(lines []escrow.Line) bool {
+	for _, l := range lines {
+		s, ok := o.w.skuIdx[l.SKU]
+		if !ok || o.globalAvail(s) < int64(l.Qty) {
+			return false
+		}
+	}
+	return true
+}
+
+func (o *oracle) noteStockReject(s int) {
+	o.lastReject[s] = max(0, o.globalAvail(s))
+}
+
+func (o *oracle) touch(s int) {
+	for _, t := range o.touched {
+		if t == s {
+			return
+		}
+	}
+	o.touched = append(o.touched, s)
+}
+
+// onReady sees the own rows a Ready carries: the node's memory. No
+// oversell: Σ Sold + Σ held ≤ Σ Minted − Σ Shrunk, i.e. global available
+// never below zero.
+func (o *oracle) onReady(ep *endpoint, rd *escrow.Ready) {
+	o.touched = o.touched[:0]
+	for i := range rd.Persist.Rows {
+		r := &rd.Persist.Rows[i]
+		if r.Region != ep.name {
+			continue
+		}
+		s, ok := o.w.skuIdx[r.SKU]
+		if !ok {
+			continue
+		}
+		k := ep.idx*o.S + s
+		o.agg[s].sub(o.mem[k])
+		o.mem[k] = countersOf(r)
+		o.agg[s].add(o.mem[k])
+		o.touch(s)
+	}
+	for _, s := range o.touched {
+		if a := o.globalAvail(s); a < 0 && -a > o.maxOver[s] {
+			if o.maxOver[s] == 0 {
+				o.w.fail("oversell: %s: sold+held exceeds minted-shrunk by %d (at %s)", o.w.setup.SKUs[s], -a, ep.name)
+			}
+			o.maxOver[s] = -a
+		}
+	}
+}
+
+// onCrash forgets what the region had not made durable.
+func (o *oracle) onCrash(ep *endpoint) {
+	for s := 0; s < o.S; s++ {
+		k := ep.idx*o.S + s
+		o.agg[s].sub(o.mem[k])
+		o.mem[k] = o.dur[k]
+		o.agg[s].add(o.mem[k])
+	}
+}
+
+func contribution(st escrow.HoldState, qty uint64) ledger {
+	switch st {
+	case escrow.Confirmed:
+		return ledger{sold: qty}
+	case escrow.Released, escrow.Expired:
+		return ledger{returned: qty}
+	}
+	return ledger{}
+}
+
+// onDurable follows every durable write: own rows and holds. Every unit a
+// row reserved, sold or returned must match its holds' states, so units of
+// expired holds must come back as Released.
+func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
+	o.touched = o.touched[:0]
+	for i := range p.Rows {
+		r := &p.Rows[i]
+		if r.Region != ep.name {
+			continue
+		}
+		if s, ok := o.w.skuIdx[r.SKU]; ok {
+			o.dur[ep.idx*o.S+s] = countersOf(r)
+			o.touch(s)
+		}
+	}
+	for i := range p.Holds {
+		h := &p.Holds[i]
+		prev, seen := o.holds[h.ID]
+		if seen && prev == h.State {
+			continue
+		}
+		for _, l := range h.Lines {
+			s, ok := o.w.skuIdx[l.SKU]
+			if !ok {
+				continue
+			}
+			L := &o.led[ep.idx*o.S+s]
+			if !seen {
+				L.reserved += l.Qty
+			} else {
+				c := contribution(prev, l.Qty)
+				L.sold -= c.sold
+				L.returned -= c.returned
+			}
+			c := contribution(h.State, l.Qty)
+			L.sold += c.sold
+			L.returned += c.returned
+			o.touch(s)
+		}
+		o.holds[h.ID] = h.State
+	}
+	for _, id := range p.DeletedHolds {
+		o.deleted[id] = true
+	}
+	for _, s := range o.touched {
+		k := ep.idx*o.S + s
+		d, l := o.dur[k], o.led[k]
+		if (d.reserved != l.reserved || d.sold != l.sold || d.released != l.returned) && !o.flagged[k] {
+			o.flagged[k] = true
+			o.w.res.Unreturned++
+			o.w.fail("units: %s/%s row reserved=%d sold=%d released=%d but its holds say reserved=%d sold=%d returned=%d",
+				ep.name, o.w.setup.SKUs[s], d.reserved, d.sold, d.released, l.reserved, l.sold, l.returned)
+		}
+	}
+}
+
+// legal reports whether a hold acknowledged in state old may now be in
+// state cur. A held hold past its deadline is expired for every operation
+// before the sweeper writes it, so "expired" may still be stored as held.
+func legal(old, cur escrow.HoldState) bool {
+	switch old {
+	case escrow.Held:
+		return true
+	case escrow.Expired:
+		return cur == escrow.Expired || cur == escrow.Held
+	}
+	return old == cur
+}
+
+func sameLines(a, b []escrow.Line) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (o *oracle) lose(a *ackRec, id, why string) {
+	if a.lost {
+		return
+	}
+	a.lost = true
+	o.w.res.LostAcked++
+	o.w.fail("acknowledged hold %s (%s) %s", id, a.state, why)
+}
+
+// observe checks a reply that reached a client against what earlier
+// replies acknowledged, and remembers what it acknowledges.
+func (o *oracle) observe(req *request) {
+	r := &req.reply
+	if r.Hold != nil {
+		id := r.Hold.ID
+		a := o.acked[id]
+		if a == nil {
+			if req.cmd.Kind != escrow.CmdHold {
+				return
+			}
+			owner, err := escrow.OwnerOf(id)
+			if err != nil {
+				o.w.fail("hold id %q: %v", id, err)
+				return
+			}
+			oi := o.w.byName[owner]
+			a = &ackRec{at: req.replyAt, state: r.Hold.State, lines: append([]escrow.Line(nil), r.Hold.Lines...), owner: oi}
+			o.acked[id] = a
+			o.ackedBy[oi] = append(o.ackedBy[oi], id)
+			return
+		}
+		if req.replyAt < a.at {
+			return // an older snapshot overtaken on the way: not a later answer
+		}
+		if !legal(a.state, r.Hold.State) {
+			o.lose(a, id, "answered later as "+r.Hold.State.String())
+		} else if !sameLines(a.lines, r.Hold.Lines) {
+			o.lose(a, id, "answered later with other lines")
+		}
+		if a.state == escrow.Held {
+			a.state, a.at = r.Hold.State, req.replyAt
+		}
+		return
+	}
+	if r.Err != nil && r.Err.Code == escrow.CodeNotFound && req.cmd.HoldID != "" {
+		if a := o.acked[req.cmd.HoldID]; a != nil && req.replyAt >= a.at && !o.deleted[req.cmd.HoldID] {
+			o.lose(a, req.cmd.HoldID, "answered later as not found")
+		}
+	}
+}
+
+// checkAcked compares every hold a client was told about with the owner's
+// durable state (after a restart, and at the end).
+func (o *oracle) checkAcked(ep *endpoint) {
+	for _, id := range o.ackedBy[ep.idx] {
+		a := o.acked[id]
+		if a.lost {
+			continue
+		}
+		h, ok := ep.dur.holds[id]
+		switch {
+		case !ok && o.deleted[id]:
+		case !ok:
+			o.lose(a, id, "is not in "+ep.name+"'s durable state")
+		case !legal(a.state, h.State):
+			o.lose(a, id, "is stored as "+h.State.String())
+		case !sameLines(a.lines, h.Lines):
+			o.lose(a, id, "is stored with other lines")
+		}
+	}
+}
+
+// final runs the end-of-run checkers.
+func (o *oracle) final() {
+	w := o.w
+	for _, ep := range w.eps[:w.nReg] {
+		if ep.down {
+			continue
+		}
+		o.checkAcked(ep)
+		// Every hold past its deadline must have been expired (its
+		// units returned) by the sweeper.
+		now := w.nodeNow(ep)
+		stale := 0
+		for _, h := range ep.dur.holds {
+			if h.State == escrow.Held && !now.Before(h.Expires.Add(time.Second)) {
+				stale++
+			}
+		}
+		if stale > 0 {
+			w.res.Unreturned += uint64(stale)
+			w.fail("%s: %d holds past their deadline were never expired", ep.name, stale)
+		}
+	}
+	// Conservation over the owners' latest rows, and over every region's
+	// view once converged.
+	for s, sku := range w.setup.SKUs {
+		v := escrow.View{}
+		for _, ep := range w.eps[:w.nReg] {
+			if ep.down {
+				continue
+			}
+			if r := ep.node.View(sku)[ep.name]; r != nil {
+				v[ep.name] = r
+			}
+		}
+		if err := v.CheckConservation(); err != nil {
+			w.res.ConservationErrors++
+			w.fail("conservation of %s over the owners' rows: %v", sku, err)
+		}
+		if w.res.Unconverged == 0 {
+			for _, ep := range w.eps[:w.nReg] {
+				if ep.down {
+					continue
+				}
+				if err := ep.node.View(sku).CheckConservation(); err != nil {
+					w.res.ConservationErrors++
+					w.fail("conservation of %s in %s's view: %v", sku, ep.name, err)
+				}
+			}
+		}
+		w.res.Oversell += uint64(o.maxOver[s])
+		// A flash sale is about its one SKU; otherwise every SKU counts.
+		if o.lastReject[s] > 0 && (w.o.Workload != "flash" || s == 0) {
+			w.res.StrandedAtSellout += uint64(o.lastReject[s])
+		}
+	}
+}

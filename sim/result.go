@@ -1,0 +1,222 @@
+package sim
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Result is what one seed measured and what its checkers found.
+type Result struct {
+	Seed   uint64 `json:"seed"`
+	Events uint64 `json:"events"`
+
+	// Carts.
+	Holds        uint64 `json:"holds"`         // carts that asked for a hold
+	Granted      uint64 `json:"granted"`       //
+	Rejected     uint64 `json:"rejected"`      // answered with an error
+	StockRejects uint64 `json:"stock_rejects"` // of which: insufficient stock
+	Unavailable  uint64 `json:"unavailable"`   // no answer after every retry
+	FalseRejects uint64 `json:"false_rejects"` // rejected or unavailable while the units existed somewhere
+	Confirmed    uint64 `json:"confirmed"`
+	Released     uint64 `json:"released"`
+	Abandoned    uint64 `json:"abandoned"`
+	Conflicts    uint64 `json:"conflicts"` // confirm/release refused (expired first)
+	GaveUp       uint64 `json:"gave_up"`   // confirm/release never answered
+	Retries      uint64 `json:"retries"`
+	Restocks     uint64 `json:"restocks"`
+
+	// Network and faults.
+	Msgs       uint64 `json:"msgs"`       // inter-region messages put on the wire
+	Filtered   uint64 `json:"filtered"`   // messages the strategy forbids
+	MsgErrors  uint64 `json:"msg_errors"` // messages a node rejected
+	Crashes    uint64 `json:"crashes"`
+	Partitions uint64 `json:"partitions"`
+
+	// Safety and post-heal checkers: all must be zero.
+	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
+	LostAcked          uint64 `json:"lost_acked"` // acknowledged holds lost or changed
+	ConservationErrors uint64 `json:"conservation_errors"`
+	Unconverged        uint64 `json:"unconverged"`
+	Unreturned         uint64 `json:"unreturned"` // ledgers with units not returned, holds never expired
+	LivenessFailures   uint64 `json:"liveness_failures"`
+
+	// Quality.
+	StrandedAtSellout uint64  `json:"stranded_at_sellout"` // units available somewhere at each SKU's last stock rejection
+	P50HoldMs         float64 `json:"p50_hold_ms"`
+	P99HoldMs         float64 `json:"p99_hold_ms"`
+	ConvergeMs        int64   `json:"converge_ms"` // heal → every row version of heal time everywhere; -1 unknown
+
+	TraceHash uint64   `json:"trace_hash"`
+	Failures  []string `json:"failures,omitempty"`
+
+	Series    *Series `json:"-"`
+	latencies []int64
+}
+
+// Failed reports whether a safety or post-heal checker failed.
+func (r *Result) Failed() bool {
+	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.Unconverged > 0 ||
+		r.Unreturned > 0 || r.LivenessFailures > 0
+}
+
+// Summary aggregates the results of a sweep.
+type Summary struct {
+	Seeds              int      `json:"seeds"`
+	Events             uint64   `json:"events"`
+	Holds              uint64   `json:"holds"`
+	Granted            uint64   `json:"granted"`
+	Rejected           uint64   `json:"rejected"`
+	Unavailable        uint64   `json:"unavailable"`
+	Oversell           uint64   `json:"oversell"`
+	LostAcked          uint64   `json:"lost_acked"`
+	ConservationErrors uint64   `json:"conservation_errors"`
+	Unconverged        uint64   `json:"unconverged"`
+	Unreturned         uint64   `json:"unreturned"`
+	LivenessFailures   uint64   `json:"liveness_failures"`
+	FalseRejectRate    float64  `json:"false_reject_rate"`
+	StrandedAtSellout  float64  `json:"stranded_at_sellout"` // mean per seed
+	MsgsPerHold        float64  `json:"msgs_per_hold"`
+	P50HoldMs          float64  `json:"p50_hold_ms"`
+	P99HoldMs          float64  `json:"p99_hold_ms"`
+	MaxConvergeMs      int64    `json:"max_converge_ms"`
+	Crashes            uint64   `json:"crashes"`
+	Partitions         uint64   `json:"partitions"`
+	FailedSeeds        []uint64 `json:"failed_seeds,omitempty"`
+}
+
+// Summarize aggregates results (in the order given).
+func Summarize(rs []*Result) Summary {
+	var s Summary
+	var lat []int64
+	var falseRej, msgs, stranded uint64
+	s.Seeds = len(rs)
+	s.MaxConvergeMs = -1
+	for _, r := range rs {
+		s.Events += r.Events
+		s.Holds += r.Holds
+		s.Granted += r.Granted
+		s.Rejected += r.Rejected
+		s.Unavailable += r.Unavailable
+		s.Oversell += r.Oversell
+		s.LostAcked += r.LostAcked
+		s.ConservationErrors += r.ConservationErrors
+		s.Unconverged += r.Unconverged
+		s.Unreturned += r.Unreturned
+		s.LivenessFailures += r.LivenessFailures
+		s.Crashes += r.Crashes
+		s.Partitions += r.Partitions
+		falseRej += r.FalseRejects
+		msgs += r.Msgs
+		stranded += r.StrandedAtSellout
+		s.MaxConvergeMs = max(s.MaxConvergeMs, r.ConvergeMs)
+		lat = append(lat, r.latencies...)
+		if r.Failed() {
+			s.FailedSeeds = append(s.FailedSeeds, r.Seed)
+		}
+	}
+	if s.Holds > 0 {
+		s.FalseRejectRate = float64(falseRej) / float64(s.Holds)
+		s.MsgsPerHold = float64(msgs) / float64(s.Holds)
+	}
+	if s.Seeds > 0 {
+		s.StrandedAtSellout = float64(stranded) / float64(s.Seeds)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	s.P50HoldMs = pct(lat, 0.5)
+	s.P99HoldMs = pct(lat, 0.99)
+	return s
+}
+
+// KV is the machine-readable last line of `holdfast sim`.
+func (s Summary) KV() string {
+	f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+	kv := []string{
+		"seeds=" + strconv.Itoa(s.Seeds),
+		"holds=" + strconv.FormatUint(s.Holds, 10),
+		"oversell=" + strconv.FormatUint(s.Oversell, 10),
+		"lost_acked=" + strconv.FormatUint(s.LostAcked, 10),
+		"conservation_errors=" + strconv.FormatUint(s.ConservationErrors, 10),
+		"unconverged=" + strconv.FormatUint(s.Unconverged, 10),
+		"unreturned=" + strconv.FormatUint(s.Unreturned, 10),
+		"liveness_failures=" + strconv.FormatUint(s.LivenessFailures, 10),
+		"false_reject_rate=" + f(s.FalseRejectRate, 4),
+		"stranded_at_sellout=" + f(s.StrandedAtSellout, 1),
+		"msgs_per_hold=" + f(s.MsgsPerHold, 2),
+		"p50_hold_ms=" + f(s.P50HoldMs, 1),
+		"p99_hold_ms=" + f(s.P99HoldMs, 1),
+		"max_converge_ms=" + strconv.FormatInt(s.MaxConvergeMs, 10),
+		"events=" + strconv.FormatUint(s.Events, 10),
+	}
+	return strings.Join(kv, " ")
+}
+
+// WriteText writes the readable, deterministic summary of a sweep: one
+// line per seed, the failures, the totals. (No wall-clock figure: the
+// caller reports events/s separately.)
+func WriteText(w io.Writer, o Options, rs []*Result) {
+	o = o.withDefaults()
+	fmt.Fprintf(w, "holdfast sim: strategy=%s workload=%s faults=%s regions=%d skus=%d stock=%d duration=%v rate=%g/s ttl=%v\n",
+		o.Strategy, o.Workload, o.Faults, o.Regions, o.SKUs, o.Stock, o.Duration, o.Rate, o.TTL)
+	if b := o.BugNames(); len(b) > 0 {
+		fmt.Fprintf(w, "injected bugs: %s\n", strings.Join(b, ", "))
+	}
+	fmt.Fprintf(w, "%6s %7s %7s %7s %6s %6s %5s %5s %6s %8s %8s %7s %6s %s\n",
+		"seed", "holds", "granted", "reject", "unav", "false", "crash", "part", "msg/h", "p50ms", "p99ms", "conv_ms", "strand", "checks")
+	for _, r := range rs {
+		checks := "ok"
+		if r.Failed() {
+			checks = fmt.Sprintf("FAIL oversell=%d lost_acked=%d conservation=%d unconverged=%d unreturned=%d liveness=%d",
+				r.Oversell, r.LostAcked, r.ConservationErrors, r.Unconverged, r.Unreturned, r.LivenessFailures)
+		}
+		mph := 0.0
+		if r.Holds > 0 {
+			mph = float64(r.Msgs) / float64(r.Holds)
+		}
+		fmt.Fprintf(w, "%6d %7d %7d %7d %6d %6d %5d %5d %6.2f %8.1f %8.1f %7d %6d %s\n",
+			r.Seed, r.Holds, r.Granted, r.Rejected, r.Unavailable, r.FalseRejects, r.Crashes, r.Partitions,
+			mph, r.P50HoldMs, r.P99HoldMs, r.ConvergeMs, r.StrandedAtSellout, checks)
+	}
+	for _, r := range rs {
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "seed %d: %s\n", r.Seed, f)
+		}
+	}
+	s := Summarize(rs)
+	fmt.Fprintf(w, "total: %d seeds, %d holds, %d granted, %d rejected, %d unavailable, %d events (simulated)\n",
+		s.Seeds, s.Holds, s.Granted, s.Rejected, s.Unavailable, s.Events)
+	fmt.Fprintf(w, "quality: false_reject_rate=%.4f stranded_at_sellout=%.1f msgs_per_hold=%.2f p50_hold_ms=%.1f p99_hold_ms=%.1f max_converge_ms=%d\n",
+		s.FalseRejectRate, s.StrandedAtSellout, s.MsgsPerHold, s.P50HoldMs, s.P99HoldMs, s.MaxConvergeMs)
+	if len(s.FailedSeeds) == 0 {
+		fmt.Fprintf(w, "safety: all checkers passed (no oversell, no acknowledged hold lost, conservation exact, converged, units returned, live after heal)\n")
+	} else {
+		fmt.Fprintf(w, "safety: FAILED on %d seed(s): %v\n", len(s.FailedSeeds), s.FailedSeeds)
+	}
+}
+
+// WriteJSON writes the results and their summary as one JSON document.
+func WriteJSON(w io.Writer, o Options, rs []*Result) error {
+	o = o.withDefaults()
+	doc := struct {
+		Options map[string]string `json:"options"`
+		Summary Summary           `json:"summary"`
+		Seeds   []*Result         `json:"seeds"`
+	}{Options: map[string]string{}, Summary: Summarize(rs), Seeds: rs}
+	args := o.Args(0)
+	for i := 0; i+1 < len(args); i += 2 {
+		if strings.HasPrefix(args[i+1], "--") {
+			doc.Options[strings.TrimPrefix(args[i], "--")] = "true"
+			i--
+			continue
+		}
+		if args[i] != "--seed" {
+			doc.Options[strings.TrimPrefix(args[i], "--")] = args[i+1]
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
