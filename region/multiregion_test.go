@@ -205,7 +205,9 @@ func (w *mrWorld) waitKnows(name, writer, sku string, minted uint64) {
 	waitFor(w.t, 5*time.Second, func() bool {
 		v := w.view(name, sku)
 		return v != nil && v[writer] != nil && v[writer].Minted >= minted
-	}, func() string { return fmt.Sprintf("%s never saw %s's row of %s with %d minted", name, writer, sku, minted) })
+	}, func() string {
+		return fmt.Sprintf("%s never saw %s's row of %s with %d minted", name, writer, sku, minted)
+	})
 }
 
 // converged reports whether every running region sees identical rows of
