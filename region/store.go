@@ -540,10 +540,7 @@ func (s *Store) commit(b *pebble.Batch) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrStoreWedged, r)
-			s.wedged = true
-			if s.lockID != "" {
-				wedgedDirs.Store(s.lockID, true)
-			}
+			s.wedge()
 		}
 	}()
 	return s.db.Apply(b, s.wopts)
@@ -875,21 +872,34 @@ func (s *Store) closeLocked() error {
 	s.db = nil
 	// Reports from this generation's background work no longer matter.
 	s.gen.Add(1)
-	if err := closePebble(db); err != nil {
+	if panicked, err := closePebble(db); err != nil {
+		if panicked {
+			// Pebble's lock on the directory may still be held: only a new
+			// process can open it.
+			s.wedge()
+			return fmt.Errorf("region store: close %s: %w: %w", s.dir, ErrStoreWedged, err)
+		}
 		return fmt.Errorf("region store: close %s: %w", s.dir, err)
 	}
 	return nil
 }
 
+func (s *Store) wedge() {
+	s.wedged = true
+	if s.lockID != "" {
+		wedgedDirs.Store(s.lockID, true)
+	}
+}
+
 // closePebble closes db; a panic (pebble asserting on a broken DB) becomes
 // an error so that the runtime can log it and reopen.
-func closePebble(db *pebble.DB) (err error) {
+func closePebble(db *pebble.DB) (panicked bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("pebble panicked during close: %v", r)
+			panicked, err = true, fmt.Errorf("pebble panicked during close: %v", r)
 		}
 	}()
-	return db.Close()
+	return false, db.Close()
 }
 
 // pebbleLogger routes pebble's logging to slog. Fatalf does not exit: it
