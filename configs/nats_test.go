@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/holdfast-io/holdfast/gossip"
 )
 
 func setNATSPasswords(t *testing.T) {
@@ -193,4 +195,26 @@ func TestSuperclusterForwarding(t *testing.T) {
 	if _, err := sub.NextMsg(5 * time.Second); err != nil {
 		t.Fatalf("rebalancer did not get eu's digest: %v", err)
 	}
+}
+
+// TestLocalNATSConfigRuns: "holdfast nats --config configs/local/nats.conf"
+// starts (on a free loopback port here).
+func TestLocalNATSConfigRuns(t *testing.T) {
+	opts, err := server.ProcessConfigFile("local/nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Host != "127.0.0.1" || opts.Port != 4222 {
+		t.Errorf("listen %s:%d, want 127.0.0.1:4222 (configs/local/*.yaml use it)", opts.Host, opts.Port)
+	}
+	s, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{ConfigFile: "local/nats.conf", Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
 }
