@@ -132,6 +132,8 @@ type tnode struct {
 	store *memStore
 	sent  []Message
 	last  Ready // the last Ready taken
+	// replies has every reply delivered, by ReqID.
+	replies map[uint64]Reply
 }
 
 func newTNode(t testing.TB, cfg Config) *tnode {
@@ -146,7 +148,7 @@ func newTNode(t testing.TB, cfg Config) *tnode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tnode{t: t, cfg: cfg, n: n, now: t0, store: newMemStore()}
+	return &tnode{t: t, cfg: cfg, n: n, now: t0, store: newMemStore(), replies: map[uint64]Reply{}}
 }
 
 // drain takes one Ready, persists it and returns its replies.
@@ -160,6 +162,12 @@ func (tn *tnode) drain() []Reply {
 	tn.last = rd
 	tn.store.apply(tn.t, &rd.Persist, false)
 	tn.sent = append(tn.sent, rd.Send...)
+	for _, r := range rd.Reply {
+		if _, dup := tn.replies[r.ReqID]; dup && r.ReqID != 0 {
+			tn.t.Fatalf("second reply to request %d", r.ReqID)
+		}
+		tn.replies[r.ReqID] = r
+	}
 	tn.n.Advance()
 	return rd.Reply
 }

@@ -204,7 +204,7 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 		return false
 	}
 	for _, a := range asks {
-		n.borrowID++
+		n.nextBorrowID()
 		n.borrows[n.borrowID] = &borrowOut{sku: a.sku, to: a.to, deadline: p.deadline, pend: p}
 		n.stats.BorrowsSent++
 		n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: a.to, ID: n.borrowID, SKU: a.sku, Qty: a.qty, Urgent: true})
@@ -264,6 +264,18 @@ func (n *Node) onBorrowReq(m *Message) error {
 	// Sent after the Ready that made the transfer durable is persisted.
 	n.send(resp)
 	return nil
+}
+
+// nextBorrowID advances borrowID. Ids are not persisted but donors remember
+// them (per borrower) to dedupe retries, so a restarted node must not reuse
+// the ids of its previous life: they follow the clock (Unix ns) when it is
+// ahead, which a restart cannot go behind.
+func (n *Node) nextBorrowID() uint64 {
+	n.borrowID++
+	if t := n.now.UnixNano(); t > 0 && uint64(t) > n.borrowID {
+		n.borrowID = uint64(t)
+	}
+	return n.borrowID
 }
 
 func (n *Node) rememberDonation(k donationKey, given uint64) {
@@ -486,7 +498,7 @@ func (n *Node) topUps() {
 			continue
 		}
 		budget--
-		n.borrowID++
+		n.nextBorrowID()
 		s.topUp = n.borrowID
 		n.borrows[n.borrowID] = &borrowOut{sku: sku, to: to, deadline: n.now.Add(n.cfg.RepairTimeout), topUp: true}
 		n.stats.TopUps++
