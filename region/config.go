@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"gopkg.in/yaml.v3"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -53,6 +54,9 @@ type Config struct {
 
 	// Storage, when set, is used instead of opening a Store in DataDir.
 	Storage Storage `yaml:"-"`
+	// FS is the filesystem of the Store opened in DataDir; nil: the real one.
+	// Tests use it for crash and fault injection.
+	FS vfs.FS `yaml:"-"`
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }

@@ -107,6 +107,11 @@ type Region struct {
 	statsMu sync.Mutex
 	stats   escrow.Stats
 
+	// Committer totals, for benchmarks and logs.
+	commits    atomic.Int64
+	commitCmds atomic.Int64
+	applyNanos atomic.Int64
+
 	handlerOnce sync.Once
 	handler     *api
 }
@@ -501,7 +506,11 @@ func (r *Region) commit(b *batch) {
 	if !b.rd.Persist.Empty() {
 		t0 := time.Now()
 		err := r.storage.Apply(&b.rd.Persist)
-		m.fsync.Observe(time.Since(t0).Seconds())
+		d := time.Since(t0)
+		m.fsync.Observe(d.Seconds())
+		r.applyNanos.Add(int64(d))
+		r.commits.Add(1)
+		r.commitCmds.Add(int64(b.cmds))
 		if err != nil {
 			m.storageErrors.Inc()
 			r.log.Error("commit failed: failing its requests and rebuilding from storage", "err", err,
@@ -586,7 +595,11 @@ func (r *Region) recover(ticker *time.Ticker) bool {
 }
 
 func (r *Region) reload() error {
-	if r.ownStore {
+	if ro, ok := r.storage.(reopener); ok {
+		if err := ro.Reopen(); err != nil {
+			return fmt.Errorf("reopen store: %w", err)
+		}
+	} else if r.ownStore {
 		r.storeView.Store(nil)
 		if r.storage != nil {
 			if err := r.storage.Close(); err != nil {

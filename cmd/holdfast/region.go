@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast-io/holdfast/region"
+)
+
+func init() { commands = append(commands, newRegionCmd) }
+
+// attachPeers connects a region to its peers over NATS. The gossip owner
+// sets it from an init in nats.go; nil means this build has no gossip.
+var attachPeers func(ctx context.Context, cfg region.Config, r *region.Region) (io.Closer, error)
+
+func newRegionCmd() *cobra.Command {
+	var (
+		configPath string
+		flags      region.Config
+		logLevel   string
+		logJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "region",
+		Short: "Run one region node: holds API over HTTP, state in Pebble, peers over NATS",
+		Long: `Runs one region: the HTTP API (/v1/holds, /v1/skus, /metrics, /healthz, /readyz),
+an apply loop that commits every change durably (group commit) before it answers,
+and, with --nats-url, replication and quota borrowing with the other regions.
+
+Flags override the YAML file given with --config. Without --tokens-file the API
+has no auth and the region refuses to listen on anything but loopback.`,
+		Example: `  holdfast region --name eu --data-dir /var/lib/holdfast/eu --http-addr 127.0.0.1:8080
+  holdfast region --config configs/eu.yaml --nats-url nats://127.0.0.1:4222`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg region.Config
+			if configPath != "" {
+				c, err := region.LoadConfig(configPath)
+				if err != nil {
+					return err
+				}
+				cfg = c
+			}
+			f := cmd.Flags()
+			set := func(name string, dst *string, v string) {
+				if f.Changed(name) {
+					*dst = v
+				}
+			}
+			set("name", &cfg.Name, flags.Name)
+			set("data-dir", &cfg.DataDir, flags.DataDir)
+			set("http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+			set("nats-url", &cfg.NATSURL, flags.NATSURL)
+			set("cluster", &cfg.Cluster, flags.Cluster)
+			set("tokens-file", &cfg.TokensFile, flags.TokensFile)
+			if f.Changed("queue-len") {
+				cfg.QueueLen = flags.QueueLen
+			}
+			if f.Changed("max-batch") {
+				cfg.MaxBatch = flags.MaxBatch
+			}
+			if f.Changed("tick") {
+				cfg.TickInterval = flags.TickInterval
+			}
+			if f.Changed("no-sync") {
+				cfg.NoSync = flags.NoSync
+			}
+			if cfg.HTTPAddr == "" {
+				cfg.HTTPAddr = "127.0.0.1:8080"
+			}
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			hopts := &slog.HandlerOptions{Level: lvl}
+			if logJSON {
+				cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+			} else {
+				cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+			}
+			if cfg.NoSync {
+				cfg.Logger.Warn("no_sync is set: commits are NOT durable, a crash loses acknowledged holds (benchmarks only)")
+			}
+			parent := cmd.Context()
+			if parent == nil {
+				parent = context.Background()
+			}
+			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runRegion(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "YAML config file (flags override it)")
+	f.StringVar(&flags.Name, "name", "", "region name ([a-z0-9_], prefixes hold ids)")
+	f.StringVar(&flags.DataDir, "data-dir", "", "Pebble data directory")
+	f.StringVar(&flags.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
+	f.StringVar(&flags.NATSURL, "nats-url", "", "NATS URL of the peers (empty: region on its own)")
+	f.StringVar(&flags.Cluster, "cluster", "holdfast", "cluster name (NATS subject namespace)")
+	f.StringVar(&flags.TokensFile, "tokens-file", "", "bearer tokens with scopes (YAML); empty: no auth, loopback only")
+	f.IntVar(&flags.QueueLen, "queue-len", region.DefaultQueueLen, "client requests waiting for the apply loop before 503")
+	f.IntVar(&flags.MaxBatch, "max-batch", region.DefaultMaxBatch, "inputs per committed batch at most")
+	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
+	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
+	return cmd
+}
+
+// runRegion opens the region, attaches peers, serves HTTP until ctx ends,
+// then shuts down in order: HTTP (in-flight requests finish), peers, the
+// apply loop and the store.
+func runRegion(ctx context.Context, cfg region.Config) error {
+	log := cfg.Logger
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+	r, err := region.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var peers io.Closer
+	if cfg.NATSURL != "" {
+		if attachPeers == nil {
+			r.Close()
+			return errors.New("--nats-url is set but this build has no NATS transport")
+		}
+		peers, err = attachPeers(ctx, cfg, r)
+		if err != nil {
+			r.Close()
+			return fmt.Errorf("attach peers at %s: %w", cfg.NATSURL, err)
+		}
+	}
+	serveErr := r.Serve(ctx, ln)
+	log.Info("shutting down", "reason", context.Cause(ctx))
+	if peers != nil {
+		if err := peers.Close(); err != nil {
+			log.Warn("closing peers", "err", err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Close() }()
+	select {
+	case err := <-done:
+		return errors.Join(serveErr, err)
+	case <-time.After(30 * time.Second):
+		return errors.Join(serveErr, errors.New("region did not close within 30s"))
+	}
+}

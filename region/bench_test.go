@@ -1,0 +1,104 @@
+package region
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// BenchmarkRegionHoldDurable: concurrent callers create one-unit holds
+// through Do, with the real Pebble Store and synced commits. Reports
+// holds/s, p50/p99 latency and the mean commit batch size.
+//
+//	go test ./region/ -run '^$' -bench RegionHoldDurable -benchtime 200000x
+func BenchmarkRegionHoldDurable(b *testing.B) {
+	for _, callers := range []int{1, 256} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) { benchHolds(b, callers, false) })
+	}
+}
+
+// BenchmarkRegionHoldNoSync is the same without fsync: the CPU ceiling of
+// the apply loop and the store (NOT durable).
+func BenchmarkRegionHoldNoSync(b *testing.B) {
+	b.Run("callers=256", func(b *testing.B) { benchHolds(b, 256, true) })
+}
+
+func benchHolds(b *testing.B, callers int, noSync bool) {
+	const skus = 256
+	r, err := Open(context.Background(), Config{Name: "eu", DataDir: b.TempDir(), NoSync: noSync, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	names := make([]string, skus)
+	var wg sync.WaitGroup
+	for i := range names {
+		names[i] = fmt.Sprintf("sku-%04d", i)
+		wg.Add(1)
+		go func(sku string) {
+			defer wg.Done()
+			for k := 0; k < 4; k++ {
+				if rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdRestock, SKU: sku, Qty: escrow.MaxQty}); err != nil || rep.Err != nil {
+					b.Errorf("restock: %v %v", err, rep.Err)
+				}
+			}
+		}(names[i])
+	}
+	wg.Wait()
+	var next atomic.Int64
+	lat := make([][]time.Duration, callers)
+	var failed atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			mine := make([]time.Duration, 0, b.N/callers+1)
+			lines := []escrow.Line{{Qty: 1}}
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					break
+				}
+				lines[0].SKU = names[int(i)%skus]
+				t0 := time.Now()
+				rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: lines})
+				mine = append(mine, time.Since(t0))
+				if err != nil || rep.Err != nil {
+					failed.Add(1)
+				}
+			}
+			lat[c] = mine
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d holds failed", n)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	q := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "holds/s")
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(0, "ns/op")
+	if c := r.commits.Load(); c > 0 {
+		b.ReportMetric(float64(r.commitCmds.Load())/float64(c), "inputs/commit")
+		b.ReportMetric(float64(r.applyNanos.Load())/float64(c)/1000, "apply-us")
+	}
+}
