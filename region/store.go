@@ -167,6 +167,7 @@ type Store struct {
 	idemExp map[string]uint64 // idem key → timeOrd of its j/ entry
 	kbuf    []byte
 	vbuf    []byte
+	seqSeen map[uint64]struct{} // validate's scratch set
 	wedged  bool
 
 	// dbMu guards db against Reopen/Close while readers use it.
@@ -548,14 +549,31 @@ func (s *Store) commit(b *pebble.Batch) (err error) {
 
 // validate rejects a Persist that would store something Load refuses.
 func (s *Store) validate(p *escrow.Persist) error {
+	if s.seqSeen == nil {
+		s.seqSeen = make(map[uint64]struct{})
+	}
+	clear(s.seqSeen)
 	for i := range p.Rows {
 		r := &p.Rows[i]
 		if r.SKU == "" || r.Region == "" {
 			return fmt.Errorf("region store: row without SKU or region (%q/%q)", r.Region, r.SKU)
 		}
-		if r.Region == s.region && r.Seq > p.Seq {
-			return fmt.Errorf("region store: own row %s has seq %d beyond the persist sequence %d", r.SKU, r.Seq, p.Seq)
+		if r.Region != s.region {
+			continue
 		}
+		// The change index keeps one entry per seq: a changed own row must
+		// carry a sequence number no other row has (the node gives every
+		// change a fresh one, above the stored sequence).
+		if old, ok := s.ownSeq[r.SKU]; ok && old == r.Seq {
+			continue
+		}
+		if r.Seq <= s.seq || r.Seq > p.Seq {
+			return fmt.Errorf("region store: own row %s changed at seq %d, outside (%d, %d]", r.SKU, r.Seq, s.seq, p.Seq)
+		}
+		if _, dup := s.seqSeen[r.Seq]; dup {
+			return fmt.Errorf("region store: two own rows changed at seq %d", r.Seq)
+		}
+		s.seqSeen[r.Seq] = struct{}{}
 	}
 	for i := range p.Holds {
 		id := p.Holds[i].ID

@@ -443,6 +443,20 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.Apply(&escrow.Persist{Seq: 3, Holds: []escrow.Hold{hold("us-00000000000000000a", escrow.Held, time.Minute)}}); err == nil {
 		t.Fatal("Apply of another region's hold succeeded")
 	}
+	// Own row changes need fresh, distinct sequence numbers (one change
+	// index entry per seq); rewriting a row at its stored seq is fine.
+	for _, bad := range []*escrow.Persist{
+		{Seq: 5, Rows: []escrow.Row{{SKU: "C", Region: stRegion, Seq: 4}, {SKU: "D", Region: stRegion, Seq: 4}}},
+		{Seq: 5, Rows: []escrow.Row{{SKU: "C", Region: stRegion, Seq: 3}}},
+		{Seq: 5, Rows: []escrow.Row{{SKU: "C", Region: stRegion, Seq: 6}}},
+	} {
+		if err := s.Apply(bad); err == nil {
+			t.Fatalf("Apply accepted own rows %+v at persist seq %d", bad.Rows, bad.Seq)
+		}
+	}
+	if err := s.Apply(&escrow.Persist{Seq: 3, Rows: p2.Rows}); err != nil {
+		t.Fatalf("rewriting an own row at its stored seq: %v", err)
+	}
 	// Close and reopen: the same state, and the indexes were rebuilt.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
