@@ -14,13 +14,23 @@ import (
 	"time"
 )
 
-// HTTPClient speaks the region's HTTP API (/v1) for benchmarks: keep-alive
-// connections through one transport sized for the concurrency, so that each
-// worker reuses its connection instead of opening one per request.
+// HTTPClient speaks the region's HTTP API (/v1) for benchmarks. The
+// workload (NewOp) gives each worker its own keep-alive connection through
+// a minimal HTTP/1.1 client (see rawConn) unless UseStdlib is set or the
+// URL is https; Restock and the stdlib mode use net/http with one transport
+// sized for the concurrency, so that workers reuse connections instead of
+// opening one per request.
 type HTTPClient struct {
-	base   string // scheme://host[:port] without a trailing slash
-	auth   string // "Bearer <token>" or ""
-	client *http.Client
+	// UseStdlib makes NewOp use net/http instead of the minimal client.
+	UseStdlib bool
+
+	base    string // scheme://host[:port][/prefix] without a trailing slash
+	host    string // host[:port] for the minimal client
+	prefix  string // path prefix of the API
+	https   bool
+	auth    string // "Bearer <token>" or ""
+	timeout time.Duration
+	client  *http.Client
 }
 
 // NewHTTPClient returns a client for the region at rawURL.
@@ -45,8 +55,18 @@ func NewHTTPClient(rawURL, token string, concurrency int, timeout time.Duration)
 		ForceAttemptHTTP2:   false,
 	}
 	c := &HTTPClient{
-		base:   strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/"),
-		client: &http.Client{Transport: tr, Timeout: timeout},
+		base:    strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/"),
+		host:    u.Host,
+		prefix:  strings.TrimRight(u.Path, "/"),
+		https:   u.Scheme == "https",
+		timeout: timeout,
+		client:  &http.Client{Transport: tr, Timeout: timeout},
+	}
+	if !strings.Contains(u.Host, ":") {
+		c.host = u.Host + ":80"
+		if c.https {
+			c.host = u.Host + ":443"
+		}
 	}
 	if token != "" {
 		c.auth = "Bearer " + token
@@ -150,6 +170,69 @@ func (c *HTTPClient) NewOp(wl Workload) (func(w int) (Op, error), error) {
 	for i := range bodies {
 		bodies[i] = HoldBody(SKUName(i), wl.Qty, wl.TTL)
 	}
+	if c.UseStdlib || c.https {
+		return c.stdOp(wl, bodies), nil
+	}
+	reqs := make([][]byte, len(bodies))
+	for i, b := range bodies {
+		reqs[i] = appendRequest(nil, http.MethodPost, c.host, c.prefix+"/v1/holds", c.auth, b)
+	}
+	return func(w int) (Op, error) {
+		p := wl.Picker(w)
+		rc := &rawConn{addr: c.host, timeout: c.timeout}
+		buf := &bytes.Buffer{}
+		buf.Grow(4096)
+		var follow []byte
+		return func(ctx context.Context) Result {
+			t0 := time.Now()
+			st, err := rc.roundTrip(ctx, reqs[p.SKU()], buf)
+			lat := time.Since(t0)
+			if r, done := holdOutcome(st, err, lat, buf, wl.Mix); done {
+				return r
+			}
+			id, err := holdID(buf.Bytes())
+			if err != nil {
+				return Result{Outcome: Error, Err: err}
+			}
+			action := "/release"
+			if p.Confirm() {
+				action = "/confirm"
+			}
+			follow = appendRequest(follow[:0], http.MethodPost, c.host, c.prefix+"/v1/holds/"+id+action, c.auth, nil)
+			st, err = rc.roundTrip(ctx, follow, buf)
+			return followOutcome(st, err, lat, buf, action)
+		}, nil
+	}, nil
+}
+
+// holdOutcome classifies a hold response; done is false when the shopper
+// mix goes on with a confirm or release.
+func holdOutcome(st int, err error, lat time.Duration, buf *bytes.Buffer, mix Mix) (r Result, done bool) {
+	switch {
+	case err != nil:
+		return Result{Outcome: Error, Err: err}, true
+	case st == http.StatusConflict:
+		return Result{Outcome: Rejected, Latency: lat}, true
+	case st != http.StatusCreated && st != http.StatusOK:
+		return Result{Outcome: Error, Err: statusErr("hold", st, buf.Bytes())}, true
+	case mix != MixShopper:
+		return Result{Outcome: OK, Latency: lat}, true
+	}
+	return Result{}, false
+}
+
+func followOutcome(st int, err error, lat time.Duration, buf *bytes.Buffer, action string) Result {
+	if err != nil {
+		return Result{Outcome: Error, Err: err, Extra: 1}
+	}
+	if st/100 != 2 {
+		return Result{Outcome: Error, Err: statusErr(action[1:], st, buf.Bytes()), Extra: 1}
+	}
+	return Result{Outcome: OK, Latency: lat, Extra: 1}
+}
+
+// stdOp is the workload over net/http.
+func (c *HTTPClient) stdOp(wl Workload, bodies [][]byte) func(w int) (Op, error) {
 	return func(w int) (Op, error) {
 		p := wl.Picker(w)
 		buf := &bytes.Buffer{}
@@ -158,16 +241,8 @@ func (c *HTTPClient) NewOp(wl Workload) (func(w int) (Op, error), error) {
 			t0 := time.Now()
 			st, err := c.do(ctx, http.MethodPost, "/v1/holds", bodies[p.SKU()], buf)
 			lat := time.Since(t0)
-			switch {
-			case err != nil:
-				return Result{Outcome: Error, Err: err}
-			case st == http.StatusConflict:
-				return Result{Outcome: Rejected, Latency: lat}
-			case st != http.StatusCreated && st != http.StatusOK:
-				return Result{Outcome: Error, Err: statusErr("hold", st, buf.Bytes())}
-			}
-			if wl.Mix != MixShopper {
-				return Result{Outcome: OK, Latency: lat}
+			if r, done := holdOutcome(st, err, lat, buf, wl.Mix); done {
+				return r
 			}
 			id, err := holdID(buf.Bytes())
 			if err != nil {
@@ -178,13 +253,7 @@ func (c *HTTPClient) NewOp(wl Workload) (func(w int) (Op, error), error) {
 				action = "/confirm"
 			}
 			st, err = c.do(ctx, http.MethodPost, "/v1/holds/"+id+action, nil, buf)
-			if err != nil {
-				return Result{Outcome: Error, Err: err, Extra: 1}
-			}
-			if st/100 != 2 {
-				return Result{Outcome: Error, Err: statusErr(action[1:], st, buf.Bytes()), Extra: 1}
-			}
-			return Result{Outcome: OK, Latency: lat, Extra: 1}
+			return followOutcome(st, err, lat, buf, action)
 		}, nil
-	}, nil
+	}
 }

@@ -106,6 +106,12 @@ func newFakeRegion(t *testing.T, stock uint64) (*fakeRegion, *httptest.Server) {
 }
 
 func TestHTTPShopperMix(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdlib=%v", std), func(t *testing.T) { testHTTPShopperMix(t, std) })
+	}
+}
+
+func testHTTPShopperMix(t *testing.T, std bool) {
 	f, srv := newFakeRegion(t, 0)
 	const conc = 8
 	c, err := NewHTTPClient(srv.URL, "tok", conc, 5*time.Second)
@@ -113,6 +119,7 @@ func TestHTTPShopperMix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.UseStdlib = std
 	if err := c.Restock(context.Background(), SKUName(0), 2500, 1000); err != nil {
 		t.Fatal(err)
 	}
@@ -148,12 +155,19 @@ func TestHTTPShopperMix(t *testing.T) {
 }
 
 func TestHTTPRejectedWhenOutOfStock(t *testing.T) {
-	f, srv := newFakeRegion(t, 10)
+	for _, std := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdlib=%v", std), func(t *testing.T) { testHTTPRejected(t, std) })
+	}
+}
+
+func testHTTPRejected(t *testing.T, std bool) {
+	_, srv := newFakeRegion(t, 10)
 	c, err := NewHTTPClient(srv.URL, "tok", 2, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.UseStdlib = std
 	newOp, err := c.NewOp(Workload{SKUs: 1, Qty: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -165,16 +179,22 @@ func TestHTTPRejectedWhenOutOfStock(t *testing.T) {
 	if s.OK > 10 || s.Rejected == 0 || s.Errors != 0 {
 		t.Errorf("ok %d rejected %d errors %d (%s): want at most 10 ok then rejections", s.OK, s.Rejected, s.Errors, s.FirstErr)
 	}
-	_ = f
 }
 
 func TestHTTPErrorsAreCounted(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdlib=%v", std), func(t *testing.T) { testHTTPErrors(t, std) })
+	}
+}
+
+func testHTTPErrors(t *testing.T, std bool) {
 	_, srv := newFakeRegion(t, 100)
 	c, err := NewHTTPClient(srv.URL, "wrong-token", 1, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.UseStdlib = std
 	newOp, _ := c.NewOp(Workload{SKUs: 3, Qty: 1})
 	s, err := Run(context.Background(), Config{Concurrency: 1, Duration: 100 * time.Millisecond, NewOp: newOp})
 	if err != nil {
@@ -183,6 +203,9 @@ func TestHTTPErrorsAreCounted(t *testing.T) {
 	if s.OK != 0 || s.Errors == 0 || !strings.Contains(s.FirstErr, "401") {
 		t.Errorf("ok %d errors %d first %q", s.OK, s.Errors, s.FirstErr)
 	}
+}
+
+func TestHTTPRejectsBadURL(t *testing.T) {
 	if _, err := NewHTTPClient("ftp://x", "", 1, 0); err == nil {
 		t.Error("ftp URL accepted")
 	}

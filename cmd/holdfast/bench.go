@@ -42,6 +42,7 @@ type benchOpts struct {
 	quiet       bool
 	cpuProfile  string
 	dataDir     string
+	client      string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -82,6 +83,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
+	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (net/http)")
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory of the in-process region (default: a new temporary directory, removed after)")
 	return cmd
 }
@@ -101,6 +103,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.target != "http" && o.target != "engine" {
 		return fmt.Errorf("--target must be http or engine, got %q", o.target)
+	}
+	if o.client == "" {
+		o.client = "raw"
+	}
+	if o.client != "raw" && o.client != "std" {
+		return fmt.Errorf("--client must be raw or std, got %q", o.client)
 	}
 	if o.url != "" && (o.target == "engine" || o.noSync || o.dataDir != "") {
 		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
@@ -122,6 +130,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			return err
 		}
 		defer c.Close()
+		c.UseStdlib = o.client == "std"
 		if o.restock {
 			logf("restocking %d SKUs with %d units each at %s", o.skus, units, o.url)
 			if err := restockAll(ctx, o.skus, func(ctx context.Context, sku string) error {
@@ -175,6 +184,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 				return err
 			}
 			defer c.Close()
+			c.UseStdlib = o.client == "std"
 			if newOp, err = c.NewOp(wl); err != nil {
 				return err
 			}
@@ -182,6 +192,11 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 
 	cfg := loadgen.Config{Concurrency: o.concurrency, Duration: o.duration, Warmup: o.warmup, NewOp: newOp}
+	// CPU time of the whole process (clients, HTTP, region, Pebble) over the
+	// window: per hold, it is the cost that a quiet machine would turn into
+	// throughput, and it is far less noisy than holds/s on a shared one.
+	var cpuStart time.Duration
+	cfg.WindowOpen = func() { cpuStart = loadgen.ProcessCPU() }
 	var profiling bool
 	var profErr error
 	if o.cpuProfile != "" {
@@ -192,6 +207,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		defer f.Close()
 		// Profile the measured window, not the set-up and warm-up.
 		cfg.WindowOpen = func() {
+			cpuStart = loadgen.ProcessCPU()
 			profiling = true
 			profErr = pprof.StartCPUProfile(f)
 		}
@@ -200,6 +216,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	logf("bench: target=%s durable=%s concurrency=%d skus=%d mix=%s duration=%v warmup=%v",
 		o.target, durable, o.concurrency, o.skus, m, o.duration, o.warmup)
 	s, err := loadgen.Run(ctx, cfg)
+	cpu := loadgen.ProcessCPU() - cpuStart
 	if profiling {
 		pprof.StopCPUProfile()
 		if profErr != nil {
@@ -215,6 +232,15 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		{Key: "concurrency", Value: strconv.Itoa(o.concurrency)},
 		{Key: "skus", Value: strconv.Itoa(o.skus)},
 		{Key: "mix", Value: string(m)},
+	}
+	if o.target == "http" {
+		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})
+	}
+	if cpuStart > 0 && s.OK > 0 && o.url == "" {
+		// Includes the few milliseconds of the grace period after the window.
+		s.Labels = append(s.Labels,
+			loadgen.Label{Key: "cpu_cores", Value: strconv.FormatFloat(cpu.Seconds()/s.Elapsed.Seconds(), 'f', 2, 64)},
+			loadgen.Label{Key: "cpu_us_per_hold", Value: strconv.FormatFloat(float64(cpu.Microseconds())/float64(s.OK), 'f', 1, 64)})
 	}
 	if s.FirstErr != "" {
 		logf("bench: %d errors, first: %s", s.Errors, s.FirstErr)

@@ -42,6 +42,7 @@ func TestBenchInProcess(t *testing.T) {
 	}{
 		{"http-hot-hold", benchOpts{target: "http", skus: 1, mix: "hold"}},
 		{"http-shopper-nosync", benchOpts{target: "http", skus: 50, mix: "shopper", noSync: true}},
+		{"http-stdlib-client", benchOpts{target: "http", skus: 2, mix: "shopper", client: "std"}},
 		{"engine-shopper", benchOpts{target: "engine", skus: 3, mix: "shopper"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,6 +143,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		"url+engine":  func(o *benchOpts) { o.url, o.target = "http://127.0.0.1:1", "engine" },
 		"url+no-sync": func(o *benchOpts) { o.url, o.noSync = "http://127.0.0.1:1", true },
 		"concurrency": func(o *benchOpts) { o.concurrency = 0 },
+		"client":      func(o *benchOpts) { o.client = "curl" },
 	} {
 		o := base
 		mut(&o)
