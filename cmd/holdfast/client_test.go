@@ -341,3 +341,31 @@ func TestClientAuth(t *testing.T) {
 	out := mustRun(t, "hold", "--sku", "A", "--url", u)
 	holdLine(t, out)
 }
+
+func TestVersionAndCompletion(t *testing.T) {
+	out := mustRun(t, "version")
+	wantContains(t, out, "holdfast "+version, "go:       go1.")
+	out = mustRun(t, "version", "--json")
+	var bi buildInfo
+	if err := json.Unmarshal([]byte(out), &bi); err != nil || bi.Version == "" || !strings.HasPrefix(bi.GoVersion, "go") {
+		t.Errorf("version --json: %v %+v", err, bi)
+	}
+	out = mustRun(t, "completion", "bash")
+	wantContains(t, out, "bash completion", "holdfast")
+}
+
+// TestClientCommandsHaveExamples: every command of this file documents
+// itself with examples in --help.
+func TestClientCommandsHaveExamples(t *testing.T) {
+	root := newRootCmd()
+	for _, name := range []string{"hold", "get", "confirm", "release", "extend", "stock", "restock", "write-off", "version"} {
+		c, _, err := root.Find([]string{name})
+		if err != nil || c.Name() != name {
+			t.Errorf("command %s not found: %v", name, err)
+			continue
+		}
+		if !strings.Contains(c.Example, "holdfast "+name) {
+			t.Errorf("holdfast %s: no example using it", name)
+		}
+	}
+}
