@@ -45,17 +45,24 @@ type mrWorld struct {
 	// wipePeers, when set for a region, makes its next start load its
 	// store without peer rows and peer sequences.
 	wipePeers map[string]bool
+	// noSync opens regions without fsync (benchmarks of the transport only).
+	noSync bool
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newMRWorld(t testing.TB, names ...string) *mrWorld {
 	t.Helper()
+	return newMRWorldOpts(t, false, names...)
+}
+
+func newMRWorldOpts(t testing.TB, noSync bool, names ...string) *mrWorld {
+	t.Helper()
 	srv, _, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &mrWorld{t: t, srv: srv, sites: map[string]*mrSite{}, log: quietLogger(), wipePeers: map[string]bool{}}
+	w := &mrWorld{t: t, srv: srv, sites: map[string]*mrSite{}, log: quietLogger(), wipePeers: map[string]bool{}, noSync: noSync}
 	t.Cleanup(func() {
 		for _, s := range w.sites {
 			w.stop(s.name)
@@ -103,7 +110,7 @@ func (w *mrWorld) start(name string) *mrSite {
 		s = &mrSite{name: name, dir: t.TempDir(), proxy: p}
 		w.sites[name] = s
 	}
-	cfg := region.Config{Name: name, DataDir: s.dir, Cluster: mrCluster, Logger: w.log,
+	cfg := region.Config{Name: name, DataDir: s.dir, Cluster: mrCluster, Logger: w.log, NoSync: w.noSync,
 		Escrow: escrow.Config{DigestInterval: 100 * time.Millisecond, RepairTimeout: 300 * time.Millisecond}}
 	if w.wipePeers[name] {
 		st, err := region.OpenStore(s.dir, region.StoreOptions{Region: name, Logger: w.log})
