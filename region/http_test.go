@@ -1,0 +1,429 @@
+package region
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+type httpResp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (h httpResp) problem(t *testing.T) Problem {
+	t.Helper()
+	if ct := h.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q for status %d: %s", ct, h.status, h.body)
+	}
+	var p Problem
+	if err := json.Unmarshal(h.body, &p); err != nil {
+		t.Fatalf("problem body %s: %v", h.body, err)
+	}
+	if p.Status != h.status || !strings.HasPrefix(p.Type, ProblemTypeBase) || p.Title == "" || p.Detail == "" {
+		t.Fatalf("incomplete problem for status %d: %+v", h.status, p)
+	}
+	return p
+}
+
+func (h httpResp) hold(t *testing.T) HoldJSON {
+	t.Helper()
+	var v HoldJSON
+	if err := json.Unmarshal(h.body, &v); err != nil {
+		t.Fatalf("hold body %s: %v", h.body, err)
+	}
+	return v
+}
+
+func call(t *testing.T, base, method, path, ctype, body string, hdr map[string]string) httpResp {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpResp{status: res.StatusCode, header: res.Header, body: b}
+}
+
+const jsonCT = "application/json"
+
+func newHTTPRegion(t *testing.T, st *memStorage, mod func(c *Config)) (*Region, string) {
+	t.Helper()
+	r := openMem(t, st, mod)
+	srv := httptest.NewServer(r.Handler())
+	t.Cleanup(srv.Close)
+	return r, srv.URL
+}
+
+// snapshot is what a bad request must leave untouched.
+func snapshot(t *testing.T, r *Region) string {
+	t.Helper()
+	var s string
+	if err := r.Inspect(context.Background(), func(n *escrow.Node) {
+		st := n.Stats()
+		s = fmt.Sprintf("seq=%d granted=%d active=%d rows=%v", n.Seq(), st.Granted, st.ActiveHolds, n.Rows())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestHTTPHoldLifecycle(t *testing.T) {
+	r, base := newHTTPRegion(t, newMemStorage(), nil)
+	if res := call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil); res.status != 200 {
+		t.Fatalf("restock: %d %s", res.status, res.body)
+	}
+	if res := call(t, base, "POST", "/v1/skus/B/restock", jsonCT, `{"qty":10}`, nil); res.status != 200 {
+		t.Fatalf("restock: %d %s", res.status, res.body)
+	}
+	key := map[string]string{"Idempotency-Key": "cart-1"}
+	res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1},{"sku":"B","qty":2},{"sku":"A","qty":1}],"ttl":"10m","metadata":{"user": "u1"}}`, key)
+	if res.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	h := res.hold(t)
+	if h.State != "held" || h.Region != "eu" || len(h.Items) != 2 || h.Items[0] != (ItemJSON{"A", 2}) ||
+		string(h.Metadata) != `{"user":"u1"}` || res.header.Get("Location") != "/v1/holds/"+h.ID {
+		t.Fatalf("created hold: %+v %v", h, res.header)
+	}
+	if !h.ExpiresAt.After(h.CreatedAt) || !h.MaxExpiresAt.After(h.ExpiresAt) {
+		t.Fatalf("times: %+v", h)
+	}
+	// The same request spelt differently is a replay: 200, same hold.
+	res = call(t, base, "POST", "/v1/holds", jsonCT, `{"ttl":"600s","items":[{"sku":"B","qty":2},{"sku":"A","qty":2}],"metadata":{"user":"u1"}}`, key)
+	if res.status != http.StatusOK || res.hold(t).ID != h.ID {
+		t.Fatalf("replay: %d %s", res.status, res.body)
+	}
+	// Another body under the same key: 422.
+	before := snapshot(t, r)
+	res = call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":3}]}`, key)
+	if res.status != http.StatusUnprocessableEntity || res.problem(t).Type != ProblemTypeBase+"idempotency-key-reuse" {
+		t.Fatalf("reuse: %d %s", res.status, res.body)
+	}
+	if after := snapshot(t, r); after != before {
+		t.Fatalf("state changed by a rejected request:\n%s\n%s", before, after)
+	}
+	if res := call(t, base, "GET", "/v1/holds/"+h.ID, "", "", nil); res.status != 200 || res.hold(t).State != "held" {
+		t.Fatalf("get: %d %s", res.status, res.body)
+	}
+	res = call(t, base, "POST", "/v1/holds/"+h.ID+"/extend", jsonCT, `{"ttl":"30m"}`, nil)
+	if res.status != 200 || !res.hold(t).ExpiresAt.After(h.ExpiresAt) {
+		t.Fatalf("extend: %d %s", res.status, res.body)
+	}
+	if res := call(t, base, "POST", "/v1/holds/"+h.ID+"/confirm", "", "", nil); res.status != 200 || res.hold(t).State != "confirmed" {
+		t.Fatalf("confirm: %d %s", res.status, res.body)
+	}
+	if res := call(t, base, "POST", "/v1/holds/"+h.ID+"/confirm", jsonCT, `{}`, nil); res.status != 200 {
+		t.Fatalf("confirm again (idempotent): %d %s", res.status, res.body)
+	}
+	if res := call(t, base, "POST", "/v1/holds/"+h.ID+"/release", "", "", nil); res.status != 409 || res.problem(t).Type != ProblemTypeBase+"conflict" {
+		t.Fatalf("release after confirm: %d %s", res.status, res.body)
+	}
+	res = call(t, base, "GET", "/v1/skus/A", "", "", nil)
+	var sv StockJSON
+	if err := json.Unmarshal(res.body, &sv); err != nil || res.status != 200 {
+		t.Fatalf("stock: %d %s", res.status, res.body)
+	}
+	if sv.Available != 8 || sv.Sold != 2 || sv.Held != 0 || sv.Regions["eu"].Available != 8 {
+		t.Fatalf("stock view: %+v", sv)
+	}
+	res = call(t, base, "POST", "/v1/skus/A/write-off", jsonCT, `{"qty":100}`, nil)
+	if err := json.Unmarshal(res.body, &sv); err != nil || res.status != 200 || *sv.Applied != 8 || sv.Available != 0 {
+		t.Fatalf("write-off: %d %s", res.status, res.body)
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		if res := call(t, base, "GET", p, "", "", nil); res.status != 200 {
+			t.Fatalf("%s: %d", p, res.status)
+		}
+	}
+	res = call(t, base, "GET", "/metrics", "", "", nil)
+	for _, m := range []string{"holdfast_holds_total", "holdfast_hold_latency_seconds", "holdfast_commit_batch_size",
+		"holdfast_fsync_seconds", "holdfast_queue_depth", "holdfast_active_holds", "holdfast_expired_holds_total"} {
+		if !strings.Contains(string(res.body), m) {
+			t.Errorf("metric %s missing", m)
+		}
+	}
+}
+
+func TestHTTPBadInputs(t *testing.T) {
+	st := newMemStorage()
+	r, base := newHTTPRegion(t, st, func(c *Config) { c.MaxBodyBytes = 4096 })
+	restock(t, r, "A", 5)
+	held := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}).Hold.ID
+	okItems := `{"items":[{"sku":"A","qty":1}]}`
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = fmt.Sprintf(`{"sku":"S%d","qty":1}`, i)
+	}
+	cases := []struct {
+		name, method, path, ctype, body string
+		hdr                             map[string]string
+		status                          int
+		slug                            string
+	}{
+		{"no content type", "POST", "/v1/holds", "", okItems, nil, 415, ProblemMediaType},
+		{"text/plain", "POST", "/v1/holds", "text/plain", okItems, nil, 415, ProblemMediaType},
+		{"unknown field", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}],"colour":"red"}`, nil, 400, "invalid"},
+		{"unknown item field", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1,"x":1}]}`, nil, 400, "invalid"},
+		{"trailing data", "POST", "/v1/holds", jsonCT, okItems + ` {}`, nil, 400, "invalid"},
+		{"truncated JSON", "POST", "/v1/holds", jsonCT, `{"items":[`, nil, 400, "invalid"},
+		{"empty body", "POST", "/v1/holds", jsonCT, ``, nil, 400, "invalid"},
+		{"body too large", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}],"metadata":"` + strings.Repeat("x", 5000) + `"}`, nil, 413, ProblemTooLarge},
+		{"no items", "POST", "/v1/holds", jsonCT, `{"items":[]}`, nil, 400, "invalid"},
+		{"too many items", "POST", "/v1/holds", jsonCT, `{"items":[` + strings.Join(many, ",") + `]}`, nil, 400, "invalid"},
+		{"qty zero", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":0}]}`, nil, 400, "invalid"},
+		{"qty negative", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":-1}]}`, nil, 400, "invalid"},
+		{"qty too large", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1000001}]}`, nil, 400, "invalid"},
+		{"sku empty", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"","qty":1}]}`, nil, 400, "invalid"},
+		{"ttl too short", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}],"ttl":"500ms"}`, nil, 400, "invalid"},
+		{"ttl too long", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}],"ttl":"2h"}`, nil, 400, "invalid"},
+		{"ttl not a duration", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}],"ttl":"soon"}`, nil, 400, "invalid"},
+		{"ttl a number", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}],"ttl":60}`, nil, 400, "invalid"},
+		{"metadata too large", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}],"metadata":"` + strings.Repeat("x", 1100) + `"}`, nil, 400, "invalid"},
+		{"bad idempotency key", "POST", "/v1/holds", jsonCT, okItems, map[string]string{"Idempotency-Key": "has space"}, 400, "invalid"},
+		{"insufficient stock", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":5}]}`, nil, 409, "insufficient-stock"},
+		{"unknown sku", "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"nope","qty":1}]}`, nil, 404, "unknown-sku"},
+		{"malformed hold id", "GET", "/v1/holds/not-a-hold!", "", "", nil, 400, "invalid"},
+		{"unknown hold", "GET", "/v1/holds/eu-000000000000000000", "", "", nil, 404, "not-found"},
+		{"foreign hold, no peers", "POST", "/v1/holds/us-000000000000000000/confirm", "", "", nil, 503, ProblemOwnerUnreachable},
+		{"confirm with fields", "POST", "/v1/holds/" + held + "/confirm", jsonCT, `{"force":true}`, nil, 400, "invalid"},
+		{"extend without body", "POST", "/v1/holds/" + held + "/extend", "", "", nil, 400, "invalid"},
+		{"extend without ttl", "POST", "/v1/holds/" + held + "/extend", jsonCT, `{}`, nil, 400, "invalid"},
+		{"extend ttl too long", "POST", "/v1/holds/" + held + "/extend", jsonCT, `{"ttl":"3h"}`, nil, 400, "invalid"},
+		{"restock qty zero", "POST", "/v1/skus/A/restock", jsonCT, `{"qty":0}`, nil, 400, "invalid"},
+		{"restock no qty", "POST", "/v1/skus/A/restock", jsonCT, `{}`, nil, 400, "invalid"},
+		{"restock wrong type", "POST", "/v1/skus/A/restock", "application/xml", `<qty>1</qty>`, nil, 415, ProblemMediaType},
+		{"write-off unknown sku", "POST", "/v1/skus/nope/write-off", jsonCT, `{"qty":1}`, nil, 404, "unknown-sku"},
+		{"stock unknown sku", "GET", "/v1/skus/nope", "", "", nil, 404, "unknown-sku"},
+		{"method not allowed", "DELETE", "/v1/holds/" + held, "", "", nil, 405, ProblemMethod},
+		{"method not allowed on collection", "GET", "/v1/holds", "", "", nil, 405, ProblemMethod},
+		{"unknown route", "GET", "/v2/holds", "", "", nil, 404, ProblemRoute},
+		{"unknown action", "POST", "/v1/holds/" + held + "/cancel", jsonCT, `{}`, nil, 404, ProblemRoute},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := snapshot(t, r)
+			res := call(t, base, c.method, c.path, c.ctype, c.body, c.hdr)
+			if res.status != c.status {
+				t.Fatalf("status %d, want %d: %s", res.status, c.status, res.body)
+			}
+			if p := res.problem(t); p.Type != ProblemTypeBase+c.slug {
+				t.Fatalf("type %s, want %s", p.Type, c.slug)
+			}
+			if c.status == 405 && res.header.Get("Allow") == "" {
+				t.Fatal("405 without Allow")
+			}
+			if c.status == 503 && res.header.Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+			if after := snapshot(t, r); after != before {
+				t.Fatalf("state changed by a rejected request:\n%s\n%s", before, after)
+			}
+		})
+	}
+	// The insufficient-stock problem names the SKU and what is available.
+	res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":5}]}`, nil)
+	if p := res.problem(t); p.SKU != "A" || p.Available == nil || *p.Available != 4 {
+		t.Fatalf("insufficient-stock extras: %+v", p)
+	}
+}
+
+func TestHTTPOverloadAndStorageFailure(t *testing.T) {
+	st := newMemStorage()
+	r, base := newHTTPRegion(t, st, func(c *Config) { c.QueueLen = 1 })
+	restock(t, r, "A", 100)
+	// Stall the loop, fill the one-slot queue, then one more is refused.
+	block, inspecting := make(chan struct{}), make(chan struct{})
+	go r.Inspect(context.Background(), func(*escrow.Node) { close(inspecting); <-block })
+	<-inspecting
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil); res.status != 201 {
+			t.Errorf("queued request: %d %s", res.status, res.body)
+		}
+	}()
+	waitFor(t, 5*time.Second, "queue full", func() bool { return len(r.queue) == 1 })
+	res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil)
+	if res.status != 503 || res.header.Get("Retry-After") == "" || res.problem(t).Type != ProblemTypeBase+ProblemOverloaded {
+		t.Fatalf("overload: %d %v %s", res.status, res.header, res.body)
+	}
+	close(block)
+	wg.Wait()
+
+	before := st.row("A", "eu")
+	st.setFailApply(1)
+	res = call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil)
+	if res.status != 503 || res.header.Get("Retry-After") == "" || res.problem(t).Type != ProblemTypeBase+ProblemStorage {
+		t.Fatalf("storage failure: %d %s", res.status, res.body)
+	}
+	waitFor(t, 10*time.Second, "recovery", r.Ready)
+	if after := st.row("A", "eu"); !after.Equal(&before) {
+		t.Fatalf("failed write changed the row: %+v -> %+v", before, after)
+	}
+	if res := call(t, base, "GET", "/readyz", "", "", nil); res.status != 200 {
+		t.Fatalf("readyz after recovery: %d", res.status)
+	}
+	if res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil); res.status != 201 {
+		t.Fatalf("after recovery: %d %s", res.status, res.body)
+	}
+}
+
+func TestHTTPAuthScopes(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.yaml")
+	const clientTok, adminTok, bothTok = "client-token-0123456789", "admin-token-0123456789", "both-token-0123456789"
+	if err := os.WriteFile(tokens, []byte(`tokens:
+  - {name: shop, token: `+clientTok+`, scopes: [client]}
+  - {name: ops, token: `+adminTok+`, scopes: [admin]}
+  - {name: all, token: `+bothTok+`, scopes: [client, admin]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, base := newHTTPRegion(t, newMemStorage(), func(c *Config) { c.TokensFile = tokens })
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	cases := []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+		status                   int
+	}{
+		{"no token", "POST", "/v1/skus/A/restock", `{"qty":5}`, nil, 401},
+		{"wrong token", "POST", "/v1/skus/A/restock", `{"qty":5}`, bearer("not-a-token-at-all-000"), 401},
+		{"basic auth", "POST", "/v1/skus/A/restock", `{"qty":5}`, map[string]string{"Authorization": "Basic " + adminTok}, 401},
+		{"client restocks", "POST", "/v1/skus/A/restock", `{"qty":5}`, bearer(clientTok), 403},
+		{"admin restocks", "POST", "/v1/skus/A/restock", `{"qty":5}`, bearer(adminTok), 200},
+		{"admin holds", "POST", "/v1/holds", `{"items":[{"sku":"A","qty":1}]}`, bearer(adminTok), 403},
+		{"client holds", "POST", "/v1/holds", `{"items":[{"sku":"A","qty":1}]}`, bearer(clientTok), 201},
+		{"both holds", "POST", "/v1/holds", `{"items":[{"sku":"A","qty":1}]}`, bearer(bothTok), 201},
+		{"client reads stock", "GET", "/v1/skus/A", "", bearer(clientTok), 200},
+		{"admin reads stock", "GET", "/v1/skus/A", "", bearer(adminTok), 200},
+		{"anonymous stock", "GET", "/v1/skus/A", "", nil, 401},
+		{"health is open", "GET", "/healthz", "", nil, 200},
+		{"metrics are open", "GET", "/metrics", "", nil, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := call(t, base, c.method, c.path, jsonCT, c.body, c.hdr)
+			if res.status != c.status {
+				t.Fatalf("status %d, want %d: %s", res.status, c.status, res.body)
+			}
+			if c.status == 401 {
+				if res.header.Get("WWW-Authenticate") == "" || res.problem(t).Type != ProblemTypeBase+ProblemUnauthorized {
+					t.Fatalf("401 without challenge or problem: %v %s", res.header, res.body)
+				}
+			}
+			if c.status == 403 && res.problem(t).Type != ProblemTypeBase+ProblemForbidden {
+				t.Fatalf("403 problem: %s", res.body)
+			}
+		})
+	}
+	var minted uint64
+	r.Inspect(context.Background(), func(n *escrow.Node) { minted = n.View("A")["eu"].Minted })
+	if minted != 5 {
+		t.Fatalf("minted %d: a refused restock took effect", minted)
+	}
+}
+
+type fakeListener struct{ addr net.Addr }
+
+func (f fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (f fakeListener) Close() error              { return nil }
+func (f fakeListener) Addr() net.Addr            { return f.addr }
+
+func TestServeRefusesPublicAddressWithoutAuth(t *testing.T) {
+	r := openMem(t, newMemStorage(), nil)
+	err := r.Serve(context.Background(), fakeListener{&net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 8080}})
+	if err == nil || !strings.Contains(err.Error(), "without auth") {
+		t.Fatalf("Serve on a public address without tokens: %v", err)
+	}
+	err = r.Serve(context.Background(), fakeListener{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}})
+	if err == nil {
+		t.Fatal("Serve on 0.0.0.0 without tokens was accepted")
+	}
+}
+
+func TestBadTokenFilesAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"empty":     ``,
+		"short":     "tokens:\n  - {token: short, scopes: [client]}\n",
+		"scope":     "tokens:\n  - {token: long-enough-token-123, scopes: [root]}\n",
+		"no scopes": "tokens:\n  - {token: long-enough-token-123}\n",
+		"unknown":   "tokens:\n  - {token: long-enough-token-123, scopes: [client], colour: red}\n",
+		"dup":       "tokens:\n  - {token: long-enough-token-123, scopes: [client]}\n  - {token: long-enough-token-123, scopes: [admin]}\n",
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+		os.WriteFile(p, []byte(body), 0o600)
+		if _, err := Open(context.Background(), Config{Name: "eu", Storage: newMemStorage(), TokensFile: p, Logger: quietLogger()}); err == nil {
+			t.Errorf("%s: token file accepted", name)
+		}
+	}
+}
+
+func TestRoutesAreServed(t *testing.T) {
+	r := openMem(t, newMemStorage(), nil)
+	routes := r.Routes()
+	if len(routes) != 11 {
+		t.Fatalf("routes: %v", routes)
+	}
+	h := r.Handler().(*api)
+	for _, rt := range routes {
+		method, path, _ := strings.Cut(rt, " ")
+		path = strings.NewReplacer("{id}", "eu-000000000000000000", "{sku}", "A").Replace(path)
+		req := httptest.NewRequest(method, path, nil)
+		if _, pat := h.mux.Handler(req); pat != rt {
+			t.Errorf("%s is routed to %q", rt, pat)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "eu.yaml")
+	os.WriteFile(p, []byte("name: eu\ndata_dir: /tmp/x\nhttp_addr: 127.0.0.1:9000\ntick_interval: 20ms\nescrow:\n  lowwater: 5\n  borrowtimeout: 80ms\n"), 0o600)
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "eu" || c.TickInterval != 20*time.Millisecond || c.Escrow.LowWater != 5 || c.Escrow.BorrowTimeout != 80*time.Millisecond {
+		t.Fatalf("config: %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p, []byte("name: eu\ndata_dri: /tmp/x\n"), 0o600)
+	if _, err := LoadConfig(p); err == nil {
+		t.Fatal("misspelt key accepted")
+	}
+	if err := (Config{Name: "EU!", DataDir: "x"}).Validate(); err == nil {
+		t.Fatal("bad name accepted")
+	}
+}
