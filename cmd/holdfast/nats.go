@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -13,10 +14,68 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/region"
 )
 
-func init() { commands = append(commands, newNATSCmd) }
+func init() {
+	commands = append(commands, newNATSCmd)
+	attachPeers = connectPeers
+}
+
+// Environment variables with the NATS credentials and TLS files of
+// "holdfast region" (kept out of flags and YAML so that secrets' paths can
+// come from the deployment).
+const (
+	envNATSCreds   = "HOLDFAST_NATS_CREDS"
+	envNATSTLSCert = "HOLDFAST_NATS_TLS_CERT"
+	envNATSTLSKey  = "HOLDFAST_NATS_TLS_KEY"
+	envNATSTLSCA   = "HOLDFAST_NATS_TLS_CA"
+)
+
+// connectPeers joins region r to its peers over NATS: it connects a
+// gossip.Transport (reconnecting forever in the background), registers its
+// metrics with the region's, and attaches it. Closing the result closes the
+// transport.
+func connectPeers(ctx context.Context, cfg region.Config, r *region.Region) (io.Closer, error) {
+	cluster := cfg.Cluster
+	if cluster == "" {
+		cluster = "holdfast"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	tr, err := gossip.Connect(ctx, gossip.Config{
+		URL:        cfg.NATSURL,
+		Cluster:    cluster,
+		Region:     cfg.Name,
+		CredsFile:  os.Getenv(envNATSCreds),
+		TLSCert:    os.Getenv(envNATSTLSCert),
+		TLSKey:     os.Getenv(envNATSTLSKey),
+		TLSCA:      os.Getenv(envNATSTLSCA),
+		AllowPeers: cfg.Escrow.Peers,
+		Logger:     log,
+		Registerer: r.Registry(),
+		PeerSeqs: func() map[string]uint64 {
+			out := map[string]uint64{}
+			ictx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = r.Inspect(ictx, func(n *escrow.Node) {
+				for _, p := range n.Peers() {
+					out[p] = n.PeerSeq(p)
+				}
+			})
+			return out
+		},
+	}, r)
+	if err != nil {
+		return nil, err
+	}
+	r.AttachTransport(tr)
+	return tr, nil
+}
 
 func newNATSCmd() *cobra.Command {
 	var addr, configFile, name, logLevel string
