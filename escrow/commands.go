@@ -280,10 +280,12 @@ func (n *Node) transition(c *Command) {
 			exp = h.MaxExpires
 		}
 		if exp.After(h.Expires) {
+			// The expiry index keeps its entry at the old deadline; the
+			// sweeper moves it when it comes. Pushing one per extend would
+			// let a client that heartbeats fast grow the index without bound.
 			h.Expires = exp
 			h.Updated = n.now
 			n.markHold(h)
-			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
 		}
 		ok()
 	}

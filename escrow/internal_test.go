@@ -72,3 +72,33 @@ func TestTotalsCountsReceiversWithoutRow(t *testing.T) {
 		t.Fatal("negative available not caught")
 	}
 }
+
+// TestExtendKeepsIndexSmall: a client extending in a tight loop must not
+// grow the expiry index (one entry per open hold).
+func TestExtendKeepsIndexSmall(t *testing.T) {
+	tn := newTNode(t, Config{})
+	tn.restock("A", 1)
+	h := tn.hold(l("A", 1))
+	for i := 0; i < 5000; i++ {
+		tn.now = tn.now.Add(time.Millisecond)
+		if r := tn.do(Command{Kind: CmdExtend, HoldID: h.ID, TTL: 10 * time.Minute}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if got := tn.n.expiry.Len(); got > 1 {
+		t.Fatalf("expiry index has %d entries for one hold", got)
+	}
+	// Past the first deadline the entry moves; the hold stays held until
+	// its last one.
+	last, _ := tn.n.Hold(h.ID)
+	tn.now = h.Expires
+	tn.tick(0)
+	if got, _ := tn.n.Hold(h.ID); got.State != Held || tn.n.expiry.Len() != 1 {
+		t.Fatalf("state %s, index %d", got.State, tn.n.expiry.Len())
+	}
+	tn.now = last.Expires
+	tn.tick(0)
+	if got, _ := tn.n.Hold(h.ID); got.State != Expired {
+		t.Fatalf("state %s at the extended deadline", got.State)
+	}
+}

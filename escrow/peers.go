@@ -404,8 +404,12 @@ func (n *Node) sweep() {
 		}
 		popTime(&n.expiry)
 		h := n.holds[it.id]
-		if h == nil || h.State != Held || nanos(h.Expires) != it.at {
-			continue // stale entry: extended, finished or retired
+		if h == nil || h.State != Held {
+			continue // stale entry: finished or retired
+		}
+		if at := nanos(h.Expires); at > it.at {
+			n.expiry.push(timeItem{at: at, id: h.ID}) // extended: one entry per hold
+			continue
 		}
 		n.expire(h)
 		budget--

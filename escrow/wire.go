@@ -90,6 +90,12 @@ func (d *decoder) u() uint64 {
 		d.fail("truncated or overlong number")
 		return 0
 	}
+	// Only the shortest encoding is accepted, so that every value has one
+	// encoding and encode(decode(b)) == b.
+	if n > 1 && d.b[n-1] == 0 {
+		d.fail("non-minimal number")
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
@@ -136,6 +142,10 @@ func (d *decoder) t() time.Time {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail("truncated time")
+		return time.Time{}
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.fail("non-minimal time")
 		return time.Time{}
 	}
 	d.b = d.b[n:]
@@ -405,8 +415,17 @@ func DecodeHold(b []byte) (Hold, error) {
 		return Hold{}, fmt.Errorf("%w: %v", ErrWire, err)
 	}
 	lines, err := NormalizeLines(h.Lines)
-	if err != nil || len(lines) != len(h.Lines) {
+	if err != nil {
 		return Hold{}, fmt.Errorf("%w: hold %s lines: %v", ErrWire, h.ID, err)
+	}
+	// Stored lines are already normalized: sorted by SKU, no duplicates.
+	if len(lines) != len(h.Lines) {
+		return Hold{}, fmt.Errorf("%w: hold %s has duplicate lines", ErrWire, h.ID)
+	}
+	for i := range lines {
+		if lines[i] != h.Lines[i] {
+			return Hold{}, fmt.Errorf("%w: hold %s lines are not sorted", ErrWire, h.ID)
+		}
 	}
 	return h, nil
 }
