@@ -576,9 +576,19 @@ func (s *Store) validate(p *escrow.Persist) error {
 		s.seqSeen[r.Seq] = struct{}{}
 	}
 	for i := range p.Holds {
-		id := p.Holds[i].ID
+		h := &p.Holds[i]
+		id := h.ID
 		if len(id) <= len(s.region)+1 || id[:len(s.region)] != s.region || id[len(s.region)] != '-' {
 			return fmt.Errorf("region store: hold %q does not belong to region %s", id, s.region)
+		}
+		// The cheap part of what DecodeHold will insist on at Load.
+		if h.State < escrow.Held || h.State > escrow.Expired || len(h.Lines) == 0 || len(h.Lines) > escrow.MaxLines {
+			return fmt.Errorf("region store: hold %s has state %d and %d lines", id, h.State, len(h.Lines))
+		}
+		for j := range h.Lines {
+			if h.Lines[j].Qty == 0 || h.Lines[j].Qty > escrow.MaxQty || (j > 0 && h.Lines[j-1].SKU >= h.Lines[j].SKU) {
+				return fmt.Errorf("region store: hold %s lines are not sorted, distinct, with quantities in 1..%d", id, escrow.MaxQty)
+			}
 		}
 	}
 	for r := range p.PeerSeq {

@@ -118,9 +118,14 @@ func TestStoreCrashRandom(t *testing.T) {
 		var countdown atomic.Int64
 		countdown.Store(int64(1 + rng.IntN(3*batches+6)))
 		var crashed atomic.Pointer[stCrashImage]
+		// triggered is set before the images are taken: an Apply that returns
+		// before it is set completed before the crash instant; one that sees
+		// it set may have been in flight.
+		var triggered atomic.Bool
 		cur := mem
 		crash := func() {
-			// Also keep the synced-only image of the same instant: see stCrashImage.
+			triggered.Store(true)
+			// Also keep a synced-only image of (nearly) the same instant: see stCrashImage.
 			crashed.Store(&stCrashImage{partial: cur.CrashClone(cfg), synced: cur.CrashClone(vfs.CrashCloneCfg{})})
 		}
 		fs := errorfs.Wrap(cur, errorfs.InjectorFunc(func(op errorfs.Op) error {
@@ -140,21 +145,24 @@ func TestStoreCrashRandom(t *testing.T) {
 		}
 		acked := m.clone() // state of every Apply that returned nil before the crash
 		var inflight *stModel
-		for i := 0; i < batches && crashed.Load() == nil; i++ {
+		for i := 0; i < batches && !triggered.Load(); i++ {
 			p := g.next()
 			if err := s.Apply(p); err != nil {
 				fail("Apply %d: %v", i, err)
 			}
 			m.apply(p)
-			if crashed.Load() != nil {
-				inflight = m.clone() // the crash happened while this Apply ran
+			if triggered.Load() {
+				inflight = m.clone() // the crash may have happened while this Apply ran
 				break
 			}
 			acked = m.clone()
 		}
-		if crashed.Load() == nil {
+		if !triggered.Load() {
 			countdown.Store(math.MaxInt64)
 			crash()
+		}
+		for crashed.Load() == nil { // a background writer is taking the images
+			runtime.Gosched()
 		}
 		if err := s.Close(); err != nil {
 			fail("close: %v", err)

@@ -188,8 +188,8 @@ func (g *stGen) next() *escrow.Persist {
 			Expires:    stTime(g.now.Add(time.Duration(1+g.rng.IntN(600)) * time.Second)),
 			MaxExpires: stTime(g.now.Add(time.Hour)), Updated: stTime(g.now),
 			Meta: strings.Repeat("m", g.rng.IntN(3))}
-		for i, l := 0, 1+g.rng.IntN(3); i < l; i++ {
-			h.Lines = append(h.Lines, escrow.Line{SKU: "sku-" + strconv.Itoa(i*7+g.rng.IntN(7)), Qty: uint64(1 + g.rng.IntN(3))})
+		for i, l := 0, 1+g.rng.IntN(3); i < l; i++ { // sorted by SKU, distinct, as the node stores them
+			h.Lines = append(h.Lines, escrow.Line{SKU: "sku-" + strconv.Itoa(10+i*7+g.rng.IntN(7)), Qty: uint64(1 + g.rng.IntN(3))})
 		}
 		if g.rng.IntN(2) == 0 {
 			h.IdemKey = "idem-" + id
