@@ -199,7 +199,7 @@ func (tc *testCluster) add(region string, ecfg escrow.Config) *testNode {
 	}
 	tn := newTestNode(t, ecfg)
 	tr, err := Connect(context.Background(), Config{URL: p.URL(), Cluster: tc.cluster, Region: region,
-		ReconnectWait: 50 * time.Millisecond, ForwardTimeout: 500 * time.Millisecond}, tn)
+		ReconnectWait: 50 * time.Millisecond, ForwardTimeout: 500 * time.Millisecond, Logger: quietLog()}, tn)
 	if err != nil {
 		tn.Close()
 		t.Fatal(err)

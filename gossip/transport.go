@@ -185,6 +185,9 @@ func Connect(ctx context.Context, cfg Config, inbox Inbox) (*Transport, error) {
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			t.m.disconnects.Inc()
+			if err == nil {
+				return // our own Close
+			}
 			t.log.Warn("disconnected from NATS; granting from the local slice only", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -595,7 +598,8 @@ func decodeReason(err error) string {
 	switch {
 	case errors.Is(err, escrow.ErrWireVersion):
 		return "version"
-	case strings.Contains(err.Error(), "truncated"):
+	case strings.Contains(err.Error(), "truncated"), strings.Contains(err.Error(), " left)"):
+		// " left)": a length beyond the bytes that remain.
 		return "truncated"
 	case strings.Contains(err.Error(), "limit"):
 		return "oversized"
