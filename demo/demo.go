@@ -229,6 +229,11 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 
 	// 4. Heal and converge.
 	r.setPhase("heal")
+	var during []string
+	for _, s := range sites {
+		during = append(during, fmt.Sprintf("%s %d", s.name, s.grantedCut.Load()))
+	}
+	r.say("   holds granted while %s was cut off: %s (each from its own slice)", cut.name, strings.Join(during, ", "))
 	cut.proxy.Heal()
 	healed := time.Now()
 	r.say("== heal: %s reconnects; waiting for every region to agree on every row", cut.name)
@@ -316,6 +321,9 @@ func (r *run) cart(ctx context.Context, rng *rand.Rand, s *site, items []client.
 	switch {
 	case err == nil:
 		r.holds.Add(1)
+		if r.phase.Load() == "partition" {
+			s.grantedCut.Add(1)
+		}
 		r.ack(h.ID, h.State)
 	case client.IsCode(err, "insufficient-stock"):
 		r.rejected.Add(1)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -34,6 +35,8 @@ type site struct {
 	url    string
 	client *client.Client
 	served chan error
+	// grantedCut counts holds this region granted during the partition.
+	grantedCut atomic.Uint64
 }
 
 // env is the demo's world: one embedded NATS server and the regions.
