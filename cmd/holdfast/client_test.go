@@ -142,6 +142,12 @@ func TestClientCommandsHuman(t *testing.T) {
 		t.Errorf("release: state %s", st)
 	}
 
+	// Repeated --sku/--qty pairs, in order.
+	out = mustRun(t, "hold", "--sku", "mug", "--qty", "2", "--sku", "tee-red", "--qty", "1", "--url", u)
+	cart, _ = holdLine(t, out)
+	wantContains(t, out, "mug×2, tee-red×1")
+	mustRun(t, "release", cart, "--url", u)
+
 	out = mustRun(t, "stock", "tee-red", "--url", u)
 	wantContains(t, out, "tee-red at eu: available 7, held 0, sold 3")
 
