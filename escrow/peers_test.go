@@ -489,3 +489,81 @@ func checkConverged(t *testing.T, tw *tnet, sku string) {
 		}
 	}
 }
+
+// TestPeerAllowList: with Peers set, other regions' messages are refused
+// and never lend or borrow.
+func TestPeerAllowList(t *testing.T) {
+	tw := newTNet(t, Config{Peers: []string{"us"}}, "eu", "us", "zz")
+	zz := tw.nodes["zz"]
+	zz.restock("A", 5)
+	tw.collect()
+	for _, q := range tw.queue {
+		if q.to != "eu" {
+			continue
+		}
+		m := q.m
+		if err := tw.nodes["eu"].n.Step(Input{Now: t0, Msg: &m}); err == nil {
+			t.Fatalf("eu accepted %s from zz", m.Type)
+		}
+	}
+	tw.queue = nil
+	if v := tw.nodes["eu"].n.View("A"); v != nil && v["zz"] != nil {
+		t.Fatal("eu merged a row from a region outside its allow-list")
+	}
+	if s := tw.nodes["eu"].n.Stats(); s.MsgsRejected == 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestIdempotentRetryWhileBorrowing: a retry that arrives while the first
+// request waits on a borrow gets the same hold, marked Replayed.
+func TestIdempotentRetryWhileBorrowing(t *testing.T) {
+	tw := newTNet(t, Config{}, "eu", "us")
+	tw.nodes["eu"].restock("A", 5)
+	tw.flush()
+	us := tw.nodes["us"]
+	cmd := Command{Kind: CmdHold, Lines: []Line{l("A", 2)}, IdemKey: "k", IdemHash: 1}
+	for i := 0; i < 3; i++ {
+		us.req++
+		cmd.ReqID = us.req
+		if err := us.n.Step(Input{Now: us.now, Cmd: &cmd}); err != nil {
+			t.Fatal(err)
+		}
+		us.drain()
+	}
+	tw.flush()
+	first := us.replies[1]
+	if first.Err != nil || first.Replayed {
+		t.Fatalf("first: %+v", first)
+	}
+	for _, id := range []uint64{2, 3} {
+		r := us.replies[id]
+		if r.Err != nil || !r.Replayed || r.Hold.ID != first.Hold.ID {
+			t.Fatalf("retry %d: %+v", id, r)
+		}
+	}
+	if got := tw.nodes["eu"].n.View("A")["eu"].SentTo("us"); got != 2 {
+		t.Fatalf("borrowed %d for one hold of 2", got)
+	}
+	if s := us.n.Stats(); s.Granted != 1 || s.BorrowsSent != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestStockView: the stock command shows every region's row as seen here.
+func TestStockView(t *testing.T) {
+	tw := newTNet(t, Config{}, "eu", "us")
+	tw.nodes["eu"].restock("A", 5)
+	tw.nodes["us"].restock("A", 3)
+	tw.nodes["us"].hold(l("A", 1))
+	tw.flush()
+	tw.setNow(t0.Add(time.Second))
+	r := tw.nodes["eu"].do(Command{Kind: CmdStock, SKU: "A"})
+	s := r.Stock
+	if r.Err != nil || s.Available != 5 || s.Global != 7 || len(s.Regions) != 2 {
+		t.Fatalf("stock %+v", s)
+	}
+	if u := s.Regions[1]; u.Region != "us" || u.Available != 2 || u.Held != 1 || u.Age != time.Second {
+		t.Fatalf("us as seen from eu: %+v", u)
+	}
+}
