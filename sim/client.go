@@ -139,7 +139,7 @@ func (w *world) clientReply(req *request) {
 			w.q.push(event{at: w.at(cl.think), kind: evThink, cl: cl})
 			return
 		}
-		w.holdFailed(cl, r.Err)
+		w.holdFailed(cl, req)
 	case cl.phase == clFinish && req.cmd.Kind != escrow.CmdHold:
 		switch {
 		case r.Err == nil && req.cmd.Kind == escrow.CmdConfirm:
@@ -153,8 +153,9 @@ func (w *world) clientReply(req *request) {
 	}
 }
 
-// holdFailed ends a cart that got no hold (err nil: the client gave up).
-func (w *world) holdFailed(cl *client, err *escrow.Error) {
+// holdFailed ends a cart that got no hold: refused by req, or given up
+// (req nil).
+func (w *world) holdFailed(cl *client, req *request) {
 	if cl.probe {
 		if cl.tries+1 < probeTries {
 			cl.tries++
@@ -165,18 +166,21 @@ func (w *world) holdFailed(cl *client, err *escrow.Error) {
 		w.clientDone(cl)
 		return
 	}
-	if err == nil {
+	could := false
+	if req == nil {
 		w.res.Unavailable++
+		could = w.orc.couldGrant(cl.lines)
 	} else {
 		w.res.Rejected++
-		if err.Code == escrow.CodeInsufficientStock {
+		could = req.couldGrant
+		if err := req.reply.Err; err.Code == escrow.CodeInsufficientStock {
 			w.res.StockRejects++
 			if s, ok := w.skuIdx[err.SKU]; ok {
-				w.orc.noteStockReject(s)
+				w.orc.noteStockReject(cl.home, s, req.availAt)
 			}
 		}
 	}
-	if w.orc.couldGrant(cl.lines) {
+	if could {
 		w.res.FalseRejects++
 	}
 	w.clientDone(cl)

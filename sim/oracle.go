@@ -61,8 +61,8 @@ type oracle struct {
 	acked   map[string]*ackRec
 	ackedBy [][]string
 
-	lastReject []int64 // [sku] global available at its last stock rejection, -1 if none
-	touched    []int
+	touched []int
+	soldOut []bool // [region*S+sku] refused for lack of stock since the last restock
 }
 
 func newOracle(w *world) *oracle {
@@ -73,11 +73,7 @@ func newOracle(w *world) *oracle {
 		mem: make([]counters, N*S), dur: make([]counters, N*S), agg: make([]counters, S),
 		led: make([]ledger, N*S), holds: map[string]escrow.HoldState{}, deleted: map[string]bool{},
 		maxOver: make([]int64, S), flagged: make([]bool, N*S),
-		acked: map[string]*ackRec{}, ackedBy: make([][]string, N),
-		lastReject: make([]int64, S),
-	}
-	for i := range o.lastReject {
-		o.lastReject[i] = -1
+		acked: map[string]*ackRec{}, ackedBy: make([][]string, N), soldOut: make([]bool, N*S),
 	}
 	return o
 }
@@ -99,8 +95,18 @@ func (o *oracle) couldGrant(lines []escrow.Line) bool {
 	return true
 }
 
-func (o *oracle) noteStockReject(s int) {
-	o.lastReject[s] = max(0, o.globalAvail(s))
+// noteStockReject measures stranded stock: when region r first refuses
+// SKU s for lack of stock since s was last restocked (its sell-out), the
+// units still available anywhere are stranded. In a flash sale only the
+// flash SKU counts.
+func (o *oracle) noteStockReject(r, s int, avail int64) {
+	k := r*o.S + s
+	if (o.w.o.Workload == "flash" && s != 0) || o.soldOut[k] {
+		return
+	}
+	o.soldOut[k] = true
+	o.w.res.strandedSum += uint64(max(0, avail))
+	o.w.res.strandedN++
 }
 
 func (o *oracle) touch(s int) {
@@ -127,6 +133,12 @@ func (o *oracle) onReady(ep *endpoint, rd *escrow.Ready) {
 			continue
 		}
 		k := ep.idx*o.S + s
+		if r.Minted > o.mem[k].minted {
+			// Restocked: a new sell-out may come.
+			for i := 0; i < o.w.nReg; i++ {
+				o.soldOut[i*o.S+s] = false
+			}
+		}
 		o.agg[s].sub(o.mem[k])
 		o.mem[k] = countersOf(r)
 		o.agg[s].add(o.mem[k])
@@ -337,6 +349,9 @@ func (o *oracle) final() {
 			w.fail("%s: %d holds past their deadline were never expired", ep.name, stale)
 		}
 	}
+	if w.res.strandedN > 0 {
+		w.res.StrandedAtSellout = float64(w.res.strandedSum) / float64(w.res.strandedN)
+	}
 	// Conservation over the owners' latest rows, and over every region's
 	// view once converged.
 	for s, sku := range w.setup.SKUs {
@@ -365,9 +380,5 @@ func (o *oracle) final() {
 			}
 		}
 		w.res.Oversell += uint64(o.maxOver[s])
-		// A flash sale is about its one SKU; otherwise every SKU counts.
-		if o.lastReject[s] > 0 && (w.o.Workload != "flash" || s == 0) {
-			w.res.StrandedAtSellout += uint64(o.lastReject[s])
-		}
 	}
 }

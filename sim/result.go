@@ -36,6 +36,15 @@ type Result struct {
 	Crashes    uint64 `json:"crashes"`
 	Partitions uint64 `json:"partitions"`
 
+	// Escrow node counters, summed over regions and incarnations.
+	BorrowsSent    uint64 `json:"borrows_sent"`
+	BorrowTimeouts uint64 `json:"borrow_timeouts"`
+	BorrowUnitsIn  uint64 `json:"borrow_units_in"`
+	TopUps         uint64 `json:"top_ups"`
+	AdviceApplied  uint64 `json:"advice_applied"`
+	RepairsSent    uint64 `json:"repairs_sent"`
+	BorrowIDReuse  uint64 `json:"borrow_id_reuse"` // borrow requests reusing an id the donor saw before
+
 	// Safety and post-heal checkers: all must be zero.
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
 	LostAcked          uint64 `json:"lost_acked"` // acknowledged holds lost or changed
@@ -45,7 +54,10 @@ type Result struct {
 	LivenessFailures   uint64 `json:"liveness_failures"`
 
 	// Quality.
-	StrandedAtSellout uint64  `json:"stranded_at_sellout"` // units available somewhere at each SKU's last stock rejection
+	// StrandedAtSellout is the mean number of units still available
+	// somewhere when a region sells out of a SKU (first refusal for lack of
+	// stock since the SKU's last restock; flash: the flash SKU only).
+	StrandedAtSellout float64 `json:"stranded_at_sellout"`
 	P50HoldMs         float64 `json:"p50_hold_ms"`
 	P99HoldMs         float64 `json:"p99_hold_ms"`
 	ConvergeMs        int64   `json:"converge_ms"` // heal → every row version of heal time everywhere; -1 unknown
@@ -53,8 +65,10 @@ type Result struct {
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
 
-	Series    *Series `json:"-"`
-	latencies []int64
+	Series      *Series `json:"-"`
+	latencies   []int64
+	strandedSum uint64
+	strandedN   uint64
 }
 
 // Failed reports whether a safety or post-heal checker failed.
@@ -92,7 +106,7 @@ type Summary struct {
 func Summarize(rs []*Result) Summary {
 	var s Summary
 	var lat []int64
-	var falseRej, msgs, stranded uint64
+	var falseRej, msgs, stranded, strandedN uint64
 	s.Seeds = len(rs)
 	s.MaxConvergeMs = -1
 	for _, r := range rs {
@@ -111,7 +125,8 @@ func Summarize(rs []*Result) Summary {
 		s.Partitions += r.Partitions
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
-		stranded += r.StrandedAtSellout
+		stranded += r.strandedSum
+		strandedN += r.strandedN
 		s.MaxConvergeMs = max(s.MaxConvergeMs, r.ConvergeMs)
 		lat = append(lat, r.latencies...)
 		if r.Failed() {
@@ -122,8 +137,8 @@ func Summarize(rs []*Result) Summary {
 		s.FalseRejectRate = float64(falseRej) / float64(s.Holds)
 		s.MsgsPerHold = float64(msgs) / float64(s.Holds)
 	}
-	if s.Seeds > 0 {
-		s.StrandedAtSellout = float64(stranded) / float64(s.Seeds)
+	if strandedN > 0 {
+		s.StrandedAtSellout = float64(stranded) / float64(strandedN)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	s.P50HoldMs = pct(lat, 0.5)
@@ -176,7 +191,7 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 		if r.Holds > 0 {
 			mph = float64(r.Msgs) / float64(r.Holds)
 		}
-		fmt.Fprintf(w, "%6d %7d %7d %7d %6d %6d %5d %5d %6.2f %8.1f %8.1f %7d %6d %s\n",
+		fmt.Fprintf(w, "%6d %7d %7d %7d %6d %6d %5d %5d %6.2f %8.1f %8.1f %7d %6.1f %s\n",
 			r.Seed, r.Holds, r.Granted, r.Rejected, r.Unavailable, r.FalseRejects, r.Crashes, r.Partitions,
 			mph, r.P50HoldMs, r.P99HoldMs, r.ConvergeMs, r.StrandedAtSellout, checks)
 	}

@@ -76,6 +76,10 @@ type request struct {
 	server  int // region whose node executes the command
 	reply   escrow.Reply
 	replyAt int64 // when the server's node produced reply
+	// The oracle's view when a refusal was produced: could the cart have
+	// been granted somewhere, and the units of the refused SKU anywhere.
+	couldGrant bool
+	availAt    int64
 }
 
 type world struct {
@@ -91,13 +95,14 @@ type world struct {
 	byName map[string]int
 	skuIdx map[string]int
 
-	lat     []int64 // [a*E+b] base one-way latency, ns
-	lastAt  []int64 // [a*E+b] FIFO delivery horizon
-	spike   []int64 // [a*E+b] extra delay during a spike
-	blocked []bool  // [a*N+b] regions cut apart
-	dropP   float64
-	dupP    float64
-	reorder float64
+	lat         []int64  // [a*E+b] base one-way latency, ns
+	lastAt      []int64  // [a*E+b] FIFO delivery horizon
+	spike       []int64  // [a*E+b] extra delay during a spike
+	blocked     []bool   // [a*N+b] regions cut apart
+	maxBorrowID []uint64 // [a*N+b] highest borrow id a sent to b
+	dropP       float64
+	dupP        float64
+	reorder     float64
 
 	faults []fault
 	netRng *rand.Rand
@@ -210,6 +215,7 @@ func (w *world) topology(r *rand.Rand) {
 	w.lastAt = make([]int64, E*E)
 	w.spike = make([]int64, E*E)
 	w.blocked = make([]bool, w.nReg*w.nReg)
+	w.maxBorrowID = make([]uint64, w.nReg*w.nReg)
 	span := int64(w.o.InterMax - w.o.InterMin)
 	for a := 0; a < w.nReg; a++ {
 		for b := a + 1; b < w.nReg; b++ {
@@ -555,6 +561,12 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 	}
 	req.reply = *r
 	req.replyAt = w.now
+	if r.Err != nil && r.Kind == escrow.CmdHold {
+		req.couldGrant = w.orc.couldGrant(req.cmd.Lines)
+		if s, ok := w.skuIdx[r.Err.SKU]; ok {
+			req.availAt = w.orc.globalAvail(s)
+		}
+	}
 	if req.server != req.gateway {
 		w.rpc(req.server, req.gateway, evReplyArrive, req)
 		return
@@ -645,6 +657,14 @@ func (w *world) transmit(src, dst int, m *escrow.Message, extra int64) {
 		}
 		w.lastAt[k] = at
 	}
+	if m.Type == escrow.MsgBorrowReq && dst < w.nReg {
+		// A borrow id a donor has seen from this borrower before is
+		// answered from its dedupe memory, not with new units.
+		if m.ID <= w.maxBorrowID[src*w.nReg+dst] {
+			w.res.BorrowIDReuse++
+		}
+		w.maxBorrowID[src*w.nReg+dst] = max(w.maxBorrowID[src*w.nReg+dst], m.ID)
+	}
 	w.q.push(event{at: at, kind: evMsg, node: int32(dst), msg: m})
 	if w.dupP > 0 && w.netRng.Float64() < w.dupP {
 		w.q.push(event{at: at + w.netRng.Int64N(int64(50*time.Millisecond)), kind: evMsg, node: int32(dst), msg: m})
@@ -685,6 +705,7 @@ func (w *world) crash(ep *endpoint) {
 		ep.d.Reset()
 		return
 	}
+	w.addStats(ep.node.Stats())
 	ep.node = nil
 	ep.fsyncBusy = false
 	ep.inflight = escrow.Ready{}
@@ -922,6 +943,11 @@ func (w *world) sample() {
 // finish runs the end-of-run checkers and computes the metrics.
 func (w *world) finish() {
 	w.orc.final()
+	for _, ep := range w.eps[:w.nReg] {
+		if !ep.down {
+			w.addStats(ep.node.Stats())
+		}
+	}
 	lat := w.res.latencies
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	w.res.P50HoldMs = pct(lat, 0.50)
@@ -939,4 +965,14 @@ func pct(sorted []int64, p float64) float64 {
 	}
 	i := int(p * float64(len(sorted)-1))
 	return float64(sorted[i]) / 1e6
+}
+
+func (w *world) addStats(s escrow.Stats) {
+	r := &w.res
+	r.BorrowsSent += s.BorrowsSent
+	r.BorrowTimeouts += s.BorrowTimeouts
+	r.BorrowUnitsIn += s.BorrowUnitsIn
+	r.TopUps += s.TopUps
+	r.AdviceApplied += s.AdviceApplied
+	r.RepairsSent += s.RepairsSent
 }
