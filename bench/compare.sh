@@ -206,13 +206,13 @@ run_cell() {
 	postgres)
 		local dsn="postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 		[[ $durable == 0 ]] && dsn+="&synchronous_commit=off"
-		out=$("$WORK/baseline" --system postgres --dsn "$dsn" "${args[@]}" 2>"$WORK/err") || rc=$?
+		out=$("$WORK/baseline" --system postgres --dsn "$dsn" --server-pid "$(head -n 1 "$PG_DATA/postmaster.pid")" "${args[@]}" 2>"$WORK/err") || rc=$?
 		;;
 	redis)
 		local fs=always
 		[[ $durable == 0 ]] && fs=everysec
 		redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config set appendfsync "$fs" >/dev/null
-		out=$("$WORK/baseline" --system redis --addr "127.0.0.1:$REDIS_PORT" "${args[@]}" 2>"$WORK/err") || rc=$?
+		out=$("$WORK/baseline" --system redis --addr "127.0.0.1:$REDIS_PORT" --server-pid "$REDIS_PID" "${args[@]}" 2>"$WORK/err") || rc=$?
 		# Keep the AOF from growing through the whole script.
 		redis-cli -h 127.0.0.1 -p "$REDIS_PORT" flushall >/dev/null
 		redis-cli -h 127.0.0.1 -p "$REDIS_PORT" bgrewriteaof >/dev/null 2>&1 || true
@@ -267,15 +267,17 @@ echo "holdfast vs PostgreSQL vs Redis: hold throughput and latency (mix=$MIX, qt
 echo "machine: $(nproc) cores, $(uname -sr); disk of $WORK: $(df -h "$WORK" | awk 'NR==2{print $1" "$2}')"
 echo "durable: holdfast fsync per group commit; postgres synchronous_commit=on; redis appendonly yes + appendfsync always"
 echo "NON-DURABLE rows (for the ratio only): holdfast --no-sync; postgres synchronous_commit=off; redis appendfsync everysec"
+echo "cpu_us/hold: CPU time of client + server processes over the window per granted hold; cpu_cores: the same per second"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a busy machine lowers holds/s; cpu_us/hold much less)"
 echo
-printf '%-9s %-12s %5s %5s %11s %9s %9s %9s %8s %8s\n' system durability skus conc holds/s p50_ms p99_ms p999_ms errors rejected
-printf '%-9s %-12s %5s %5s %11s %9s %9s %9s %8s %8s\n' --------- ------------ ----- ----- ----------- --------- --------- --------- -------- --------
+printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s\n' system durability skus conc holds/s p50_ms p99_ms p999_ms cpu_us/hold cpu_cores errors rejected
+printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s\n' --------- ------------ ----- ----- ---------- -------- --------- --------- ----------- --------- ------ --------
 while IFS='|' read -r sys durable skus conc line; do
 	d=durable
 	[[ $durable == 0 ]] && d=NON-DURABLE
-	printf '%-9s %-12s %5s %5s %11s %9s %9s %9s %8s %8s\n' "$sys" "$d" "$skus" "$conc" \
+	printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s\n' "$sys" "$d" "$skus" "$conc" \
 		"$(kv holds_per_s "$line")" "$(kv p50_ms "$line")" "$(kv p99_ms "$line")" "$(kv p999_ms "$line")" \
-		"$(kv errors "$line")" "$(kv rejected "$line")"
+		"$(kv cpu_us_per_hold "$line")" "$(kv cpu_cores "$line")" "$(kv errors "$line")" "$(kv rejected "$line")"
 done < <(sort -t'|' -k3,3n -k2,2r -k4,4n -k1,1 "$ROWS")
 
 # Headline ratios: hot SKU, 64 clients, durable.
