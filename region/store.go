@@ -25,10 +25,15 @@ package region
 //   - A failure while rotating the WAL (closing/syncing the old log or
 //     creating the new one when a memtable fills) panics while DB.mu is
 //     unlocked inside a function that defers DB.mu.Unlock: the process dies
-//     with the unrecoverable "sync: unlock of unlocked mutex". Nothing can
-//     catch this. A large memtable (StoreOptions.MemTableBytes, 32 MiB by
-//     default) makes rotations rare; nothing acknowledged is lost since the
-//     process dies before acknowledging.
+//     with the unrecoverable "sync: unlock of unlocked mutex" (checked by
+//     TestStoreWALRotationFailureIsFatal). Nothing can catch this. A large
+//     memtable (StoreOptions.MemTableBytes, 32 MiB by default) makes
+//     rotations rare; nothing acknowledged is lost since the process dies
+//     before acknowledging, and the supervisor restarts it.
+//   - Crash recovery relies on directory entries surviving in creation
+//     order (true of journaling filesystems such as ext4 and xfs): the
+//     manifest's directory entry is made durable only by the directory sync
+//     that also publishes the marker pointing to it.
 //   - MANIFEST write/sync failures (flushes, compactions) call
 //     Logger.Fatalf from background goroutines; when Fatalf returns, the
 //     flush/compaction fails with an error and is retried later.
