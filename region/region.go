@@ -166,9 +166,10 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.stats = node.Stats()
 	r.metrics = newMetrics(r)
 	r.ready.Store(true)
+	// Log before the loop owns the node.
+	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
 	go r.commitLoop()
 	go r.stepLoop()
-	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
 	return r, nil
 }
 
