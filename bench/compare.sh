@@ -12,6 +12,7 @@
 #   NONDURABLE_CONCURRENCY ["64"]  concurrencies also run non-durable ("" = none)
 #   MIX [hold]                     hold, or shopper (hold then confirm/release)
 #   INSTALL [1]                    apt-get install postgresql / redis-server if absent (as root)
+#   RATIO_CONCURRENCY [64]         concurrency of the headline ratios
 #   RESULTS [unset]                also append every raw key=value line to this file
 #
 # PostgreSQL and Redis run from their Debian packages in a temporary
@@ -225,6 +226,13 @@ run_cell() {
 		tail -n 5 "$WORK/err" >&2
 		line="target=$sys durable=$durable concurrency=$conc skus=$skus holds_per_s=FAILED"
 	fi
+	# Trust the settings each system reports, not the ones this script asked for.
+	local want=true
+	[[ $durable == 0 ]] && want=false
+	if [[ $line == *holds_per_s=[0-9]* && $(kv durable "$line") != "$want" ]]; then
+		log "FAILED $sys skus=$skus concurrency=$conc: reports durable=$(kv durable "$line"), expected $want"
+		line="target=$sys durable=$durable concurrency=$conc skus=$skus holds_per_s=FAILED"
+	fi
 	[[ -n ${RESULTS:-} ]] && printf '%s\n' "$line" >>"$RESULTS"
 	printf '%s|%s|%s|%s|%s\n' "$sys" "$durable" "$skus" "$conc" "$line" >>"$ROWS"
 	log "$sys durable=$durable skus=$skus c=$conc: $(kv holds_per_s "$line") holds/s, p99 $(kv p99_ms "$line") ms"
@@ -280,15 +288,16 @@ while IFS='|' read -r sys durable skus conc line; do
 		"$(kv cpu_us_per_hold "$line")" "$(kv cpu_cores "$line")" "$(kv errors "$line")" "$(kv rejected "$line")"
 done < <(sort -t'|' -k3,3n -k2,2r -k4,4n -k1,1 "$ROWS")
 
-# Headline ratios: hot SKU, 64 clients, durable.
+# Headline ratios at RATIO_CONCURRENCY clients (64 by default), durable.
+RC=${RATIO_CONCURRENCY:-64}
 rate() { awk -F'|' -v s="$1" -v d="$2" -v k="$3" -v c="$4" '$1==s && $2==d && $3==k && $4==c {print $5}' "$ROWS" |
 	tr ' ' '\n' | sed -n 's/^holds_per_s=//p' | head -n 1; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.0f%%", 100*a/b; else printf "n/a" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.1fx", a/b; else printf "n/a" }'; }
 echo
 for k in $SKUS; do
-	hf=$(rate holdfast 1 "$k" 64)
-	hfns=$(rate holdfast 0 "$k" 64)
-	echo "skus=$k, 64 clients, durable: holdfast/redis $(ratio "$hf" "$(rate redis 1 "$k" 64)"), holdfast/postgres $(ratio "$hf" "$(rate postgres 1 "$k" 64)"), holdfast durable = $(pct "$hf" "$hfns") of --no-sync"
+	hf=$(rate holdfast 1 "$k" "$RC")
+	hfns=$(rate holdfast 0 "$k" "$RC")
+	echo "skus=$k, $RC clients, durable: holdfast/redis $(ratio "$hf" "$(rate redis 1 "$k" "$RC")"), holdfast/postgres $(ratio "$hf" "$(rate postgres 1 "$k" "$RC")"), holdfast durable = $(pct "$hf" "$hfns") of --no-sync"
 done
 log "done in $((SECONDS - start)) s of runs"
