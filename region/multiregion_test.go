@@ -47,6 +47,9 @@ type mrWorld struct {
 	wipePeers map[string]bool
 	// noSync opens regions without fsync (benchmarks of the transport only).
 	noSync bool
+	// natsAddr, when set, names the NATS server a region connects to
+	// (through its proxy); default: srv.
+	natsAddr map[string]string
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -103,7 +106,11 @@ func (w *mrWorld) start(name string) *mrSite {
 	t.Helper()
 	s := w.sites[name]
 	if s == nil {
-		p, err := gossip.NewProxy("127.0.0.1:0", w.srv.Addr().String())
+		target := w.srv.Addr().String()
+		if a := w.natsAddr[name]; a != "" {
+			target = a
+		}
+		p, err := gossip.NewProxy("127.0.0.1:0", target)
 		if err != nil {
 			t.Fatal(err)
 		}
