@@ -861,11 +861,15 @@ func (s *Store) Reopen() error {
 	if s.wedged {
 		return ErrStoreWedged
 	}
-	if err := s.closeLocked(); err != nil {
-		s.log.Warn("closing store before reopen", "err", err)
-	}
+	// Readers wait for the new DB instead of seeing the store closed.
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	if err := s.closeDB(); err != nil {
+		s.log.Warn("closing store before reopen", "err", err)
+		if s.wedged {
+			return err
+		}
+	}
 	if err := s.open(); err != nil {
 		return err
 	}
@@ -893,6 +897,11 @@ func (s *Store) Close() error {
 func (s *Store) closeLocked() error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	return s.closeDB()
+}
+
+// closeDB closes the DB; callers hold applyMu and dbMu.
+func (s *Store) closeDB() error {
 	if s.db == nil {
 		return nil
 	}
