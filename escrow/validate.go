@@ -27,6 +27,17 @@ func ValidSKU(s string) *Error {
 	if s == "" || len(s) > MaxSKULen {
 		return errorf(CodeInvalid, "sku must be 1 to %d bytes, got %d", MaxSKULen, len(s))
 	}
+	// Fast path: printable ASCII (checked on every cart line).
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return nil
+	}
 	if !utf8.ValidString(s) {
 		return errorf(CodeInvalid, "sku %q is not valid UTF-8", s)
 	}
@@ -73,8 +84,8 @@ func NormalizeLines(lines []Line) ([]Line, *Error) {
 		if err := ValidSKU(lines[i].SKU); err != nil {
 			return nil, err
 		}
-		if err := ValidQty("qty of "+lines[i].SKU, lines[i].Qty); err != nil {
-			return nil, err
+		if q := lines[i].Qty; q == 0 || q > MaxQty {
+			return nil, ValidQty("qty of "+lines[i].SKU, q) // the label is built only on error
 		}
 	}
 	out := make([]Line, len(lines))
