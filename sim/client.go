@@ -119,6 +119,12 @@ func (w *world) clientReply(req *request) {
 	cl := req.cl
 	r := &req.reply
 	w.orc.observe(req)
+	if req.cmd.Kind == escrow.CmdHold && r.Hold != nil && cl.holdID != "" && r.Hold.ID != cl.holdID {
+		// A retry with the same idempotency key must return the hold the
+		// client already has, never a second one.
+		w.res.LostAcked++
+		w.fail("idempotency key %s answered with hold %s after hold %s", cl.idem, r.Hold.ID, cl.holdID)
+	}
 	switch {
 	case cl.phase == clHold && req.cmd.Kind == escrow.CmdHold:
 		w.recordLatency(cl) // answered holds only: unanswered ones count as unavailable

@@ -1,0 +1,77 @@
+// Package sim is holdfast's deterministic partition simulator. It drives
+// the real escrow.Node of every region — the code the region runtime runs —
+// through a simulated world, checks the safety claims of DESIGN.md and
+// measures what partitions cost.
+//
+// # The world
+//
+// One goroutine, a seeded PRNG (math/rand/v2 PCG, independent streams for
+// topology, faults, workload, restocks and network so that strategies and
+// injected bugs see the same shoppers and faults), a virtual clock and an
+// event queue ordered by (time, insertion sequence). Each region runs the
+// runtime loop of the region package: Step, then, when no synced write is in
+// flight, Ready → persist (durable only after a simulated fsync latency;
+// one write at a time, so later Readies group-commit) → send → reply →
+// Advance. A crash loses the write in flight and all memory; the node is
+// rebuilt with escrow.NewNode(cfg, state from the simulated disk).
+//
+// Faults (--faults partitions|all) run during the first 80% of the
+// workload and then heal: partitions (halves, one region isolated, a
+// non-transitive bridge), and with "all" also message drop (2%),
+// duplication (1%), reordering (5%), delay spikes on a link, crashes and
+// restarts of regions and daemons, and clock skew (±1s per region, for the
+// whole run). Clients retry a hold with the same idempotency key when no
+// answer comes, and 20% of carts are abandoned and must expire.
+//
+// # Checkers
+//
+//   - oversell: at every Ready, over every region's latest own rows,
+//     Σ Sold + Σ held ≤ Σ Minted − Σ Shrunk (reported in units).
+//   - lost_acked: every hold whose reply reached a client is, at every
+//     restart of its owner and at the end, in the owner's durable state in
+//     that state or a legal later one, with the same lines; no later reply
+//     contradicts it.
+//   - unreturned: at every durable write, the own row's Reserved, Sold and
+//     Released equal the sums over that region's durable holds (so units of
+//     expired holds come back as Released); at the end no hold past its
+//     deadline is still held.
+//   - conservation_errors: at the end, View.CheckConservation over the
+//     owners' rows and over every converged region's view.
+//   - unconverged: every row version that existed at heal time reaches
+//     every region within 60s; after quiescence every copy of every row
+//     equals its owner's row within 30s.
+//   - liveness_failures: after quiescence, a 1-unit hold of a SKU with
+//     stock somewhere (at the region the strategy says can get it) is
+//     granted within a few tries.
+//
+// # Metrics
+//
+// false_reject_rate: carts refused (or unanswered) while every line's
+// units existed somewhere, over all carts. stranded_at_sellout: mean units
+// still available anywhere when a region first refuses a SKU for lack of
+// stock since its last restock (flash: the flash SKU). msgs_per_hold:
+// inter-region messages per cart. p50/p99_hold_ms: virtual latency of
+// answered holds. max_converge_ms: heal → every heal-time row version
+// everywhere.
+//
+// # Strategies
+//
+// escrow (borrow on miss, low-water top-up), static (fixed slices: borrow
+// requests are dropped, no top-up) and central (all stock in the first
+// region; the others forward every command to it). A strategy is one file:
+// implement Strategy and call RegisterStrategy from init. Non-region actors
+// such as the rebalancer are Daemons: they hear broadcasts, tick, send
+// advice, sit at a region's site and crash with faults=all.
+//
+// # Running
+//
+//	go run ./cmd/holdfast sim --seeds 1-20 --regions 5 --faults all --workload flash
+//	go run ./cmd/holdfast sim --seed 7 --faults all --report /tmp/seed7.html
+//	go test ./sim                                  # short sweep and bug-injection tests
+//	HOLDFAST_SIM_SEEDS=200 go test ./sim -run Sweep -timeout 1h   # long sweep
+//	go test ./sim -run XXX -bench Sim              # events/s
+//
+// The same arguments give byte-identical stdout whatever --workers is;
+// events/s goes to stderr. The last line is key=value; the exit status is 1
+// when a checker failed, after the command that replays the failing seed.
+package sim
