@@ -48,11 +48,13 @@ type RebalancePolicy struct {
 	// expected demand.
 	Horizon      time.Duration // 60s
 	RejectWeight float64       // 1
-	// Floor: a region is never asked to give below this many units of
-	// its own (it is not topped up to it either). FloorHorizon adds the units a region
-	// itself expects to sell over that time, like a region's own top-up
-	// threshold, so advice does not ask for what the donor would refuse.
-	Floor        uint64        // 0
+	// Floor: every region with demand is first given Floor units plus its
+	// demand over FloorHorizon (in proportion, when the stock is short),
+	// and is never asked to give below that. Setting them to what a
+	// region keeps by itself (twice its low-water mark and top-up
+	// horizon) stops advice and the region's own top-up from undoing each
+	// other, and keeps every selling region stocked until the next round.
+	Floor        uint64        // 0 (DefaultRebalancePolicy: 2)
 	FloorHorizon time.Duration // 0
 	// Hysteresis: a region receives only when it is short of its target
 	// by more than max(MinMove, Hysteresis × target). Donors give only down
@@ -65,10 +67,10 @@ type RebalancePolicy struct {
 	MaxMoves      int    // moves per round (MaxWireMoves)
 }
 
-// DefaultRebalancePolicy is a policy that works on the simulator's
-// workloads; see rebalancer/README.md for how it was tuned.
+// DefaultRebalancePolicy is the daemon's default policy, also run by the
+// simulator's escrow+rebalancer strategy; see rebalancer/README.md.
 func DefaultRebalancePolicy() RebalancePolicy {
-	return RebalancePolicy{}.withDefaults()
+	return RebalancePolicy{Floor: 2}.withDefaults()
 }
 
 func (p RebalancePolicy) withDefaults() RebalancePolicy {
@@ -235,8 +237,8 @@ func band(t uint64, p RebalancePolicy) uint64 {
 }
 
 // targets splits the units available of one SKU (regions sorted by name):
-// first each region keeps what it has up to its floor, then the rest goes
-// in proportion to expected demand, by largest remainder (ties to
+// first the floors of the regions that want units, then the rest in
+// proportion to expected demand, by largest remainder (ties to
 // the region that sorts first). With no expected demand anywhere, every
 // target is the region's own stock: there is nothing to aim at.
 func targets(regs []RegionLoad, p RebalancePolicy) (target, floor []uint64) {
@@ -262,72 +264,33 @@ func targets(regs []RegionLoad, p RebalancePolicy) (target, floor []uint64) {
 		}
 		return target, floor
 	}
-	// A region keeps up to its floor of what it has; it is not topped up
-	// to its floor unless its demand says so, or stock would be pushed to
-	// regions that never sell it. A region whose kept units exceed its
-	// proportional share is pinned at them and the rest is shared among
-	// the others, until no share falls below what its region keeps. The
-	// result depends on a pinned region's own stock only through
-	// min(floor, Available), which a donor never goes below, so targets
-	// do not move when advice is applied (no ping-pong).
+	// Floors first: every region that wants units gets Floor plus its
+	// demand over FloorHorizon (scaled down in proportion when the stock
+	// does not cover every floor), then the rest goes in proportion to
+	// expected demand. Targets depend on demand and the total only, not on
+	// where the units are, so they do not move when advice is applied:
+	// stock does not ping-pong.
+	var sumFloor uint64
+	fl := make([]float64, n)
 	for i, r := range regs {
+		if want[i] <= 0 {
+			continue
+		}
 		d := r.DemandPerSec
 		if d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
 			d = 0
 		}
-		f := max(p.Floor, uint64(math.Ceil(d*p.FloorHorizon.Seconds())))
-		floor[i] = min(f, r.Available)
+		f := p.Floor + uint64(math.Ceil(d*p.FloorHorizon.Seconds()))
+		floor[i] = f
+		fl[i] = float64(f)
+		sumFloor += f
 	}
-	pinned := make([]bool, n)
-	rest := total
-	for range n {
-		var w float64
-		for i := range regs {
-			if !pinned[i] {
-				w += want[i]
-			}
-		}
-		changed := false
-		for i := range regs {
-			if pinned[i] {
-				continue
-			}
-			share := 0.0
-			if w > 0 {
-				share = float64(rest) * want[i] / w
-			}
-			if float64(floor[i]) > share {
-				pinned[i] = true
-				rest -= floor[i]
-				changed = true
-			}
-		}
-		if !changed {
-			break
-		}
+	if sumFloor >= total {
+		return apportion(total, fl), apportion(total, fl)
 	}
-	ws := make([]float64, n)
-	var w float64
-	for i := range regs {
-		if !pinned[i] {
-			ws[i] = want[i]
-			w += want[i]
-		}
-	}
-	if w <= 0 {
-		// Every region that wants units is pinned by its own floor.
-		for i, r := range regs {
-			target[i] = r.Available
-		}
-		return target, floor
-	}
-	share := apportion(rest, ws)
+	rest := apportion(total-sumFloor, want)
 	for i := range target {
-		if pinned[i] {
-			target[i] = floor[i]
-		} else {
-			target[i] = share[i]
-		}
+		target[i] = floor[i] + rest[i]
 	}
 	return target, floor
 }
@@ -437,9 +400,11 @@ type RebalancerConfig struct {
 	// MaxDigestSKUs SKUs at a time, round-robin.
 	StaleAfter    time.Duration
 	SKUStaleAfter time.Duration
-	// Settle: a move advised at t is assumed applied but not yet reported
-	// until both regions' digests of the SKU arrive after t+Settle, so the
-	// same shortfall is not advised twice (2s).
+	// Settle: a move advised at t is in flight until both regions'
+	// digests of its SKU arrive after t+Settle; the SKU is not planned
+	// again meanwhile, so the same shortfall is not advised twice. Set it
+	// above the time a move takes to show in both digests: advice to the
+	// donor, its rows to the receiver, the receiver's digest back (1s).
 	Settle time.Duration
 	// StandbyAfter: while advice from another daemon with a smaller ID was
 	// seen within this time, this one only observes (3s; <0: never).
@@ -457,7 +422,7 @@ func (c RebalancerConfig) withDefaults() RebalancerConfig {
 	}
 	def(&c.StaleAfter, 5*time.Second)
 	def(&c.SKUStaleAfter, 4*c.StaleAfter)
-	def(&c.Settle, 2*time.Second)
+	def(&c.Settle, time.Second)
 	def(&c.StandbyAfter, 3*time.Second)
 	if c.MaxRegions <= 0 {
 		c.MaxRegions = 256
@@ -480,6 +445,7 @@ type RebalancerStats struct {
 	ForeignAdvice              uint64 // advice seen from other daemons
 	Regions                    int    // live at the last round
 	InFlight                   int
+	FrozenSKUs                 int // SKUs skipped at the last round: moves in flight
 	Epoch                      uint64
 	Standby                    bool
 }
@@ -629,7 +595,7 @@ func (r *Rebalancer) expire(now time.Time) {
 	}
 	w := 0
 	for _, f := range r.inflight {
-		if now.Sub(f.at) <= r.cfg.Settle+r.cfg.StaleAfter {
+		if now.Sub(f.at) <= r.cfg.Settle+r.cfg.StaleAfter && !r.settled(f) {
 			r.inflight[w] = f
 			w++
 		}
@@ -638,13 +604,27 @@ func (r *Rebalancer) expire(now time.Time) {
 	r.inflight = r.inflight[:w]
 }
 
-// Input returns what the policy would see at now: every live region's
-// latest digest of every SKU, adjusted by the moves still in flight.
+// settled reports whether both regions of a move have sent a digest of
+// its SKU at least Settle after it was advised (or are gone), so that
+// their digests show it applied or refused.
+func (r *Rebalancer) settled(f inflightMove) bool {
+	for _, name := range []string{f.From, f.To} {
+		reg := r.regions[name]
+		if reg == nil {
+			continue
+		}
+		if e := reg.skus[f.SKU]; e != nil && e.at.Before(f.at.Add(r.cfg.Settle)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Input returns what the policy sees at now: every live region's latest
+// digest of every SKU.
 func (r *Rebalancer) Input(now time.Time) RebalanceInput {
 	r.expire(now)
-	type key struct{ sku, region string }
 	loads := make(map[string][]RegionLoad)
-	idx := make(map[key]int)
 	names := make([]string, 0, len(r.regions))
 	for name := range r.regions {
 		names = append(names, name)
@@ -653,19 +633,8 @@ func (r *Rebalancer) Input(now time.Time) RebalanceInput {
 	for _, name := range names {
 		reg := r.regions[name]
 		for sku, e := range reg.skus {
-			idx[key{sku, name}] = len(loads[sku])
 			loads[sku] = append(loads[sku], RegionLoad{Region: name, Available: e.d.Available, Held: e.d.Held,
 				DemandPerSec: float64(e.d.DemandMilli) / 1000, Rejected: e.rejected})
-		}
-	}
-	for _, f := range r.inflight {
-		settled := f.at.Add(r.cfg.Settle)
-		if i, ok := idx[key{f.SKU, f.From}]; ok && r.regions[f.From].skus[f.SKU].at.Before(settled) {
-			l := &loads[f.SKU][i]
-			l.Available = subFloor(l.Available, f.Qty)
-		}
-		if i, ok := idx[key{f.SKU, f.To}]; ok && r.regions[f.To].skus[f.SKU].at.Before(settled) {
-			loads[f.SKU][i].Available += f.Qty
 		}
 	}
 	in := RebalanceInput{SKUs: make([]SKULoad, 0, len(loads))}
@@ -692,6 +661,27 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 	}
 	r.stats.Standby = false
 	r.stats.Rounds++
+	// A SKU with moves in flight is not planned again until they show in
+	// the digests: a digest sent before a move landed would make the
+	// policy advise the same move twice, and one sent after it would make
+	// any correction for the move count it twice.
+	if len(r.inflight) > 0 {
+		frozen := make(map[string]bool, len(r.inflight))
+		for _, f := range r.inflight {
+			frozen[f.SKU] = true
+		}
+		w := 0
+		for _, s := range in.SKUs {
+			if !frozen[s.SKU] {
+				in.SKUs[w] = s
+				w++
+			}
+		}
+		in.SKUs = in.SKUs[:w]
+		r.stats.FrozenSKUs = len(frozen)
+	} else {
+		r.stats.FrozenSKUs = 0
+	}
 	moves := Rebalance(in, r.cfg.Policy)
 	ms := now.UnixMilli()
 	if ms > 0 && uint64(ms) > r.epoch {

@@ -84,23 +84,32 @@ func TestRebalanceTable(t *testing.T) {
 			want: []Move{{"A", "b", "a", 30}},
 		},
 		{
-			name:   "floor: a cold region keeps its floor",
-			in:     oneSKU(load("a", 0, 10), load("b", 100, 0), load("c", 30, 0)),
+			name:   "floors first, then demand; no demand, no floor",
+			in:     oneSKU(load("a", 0, 10), load("b", 100, 1), load("c", 30, 0)),
 			policy: RebalancePolicy{Horizon: time.Minute, Floor: 40},
-			// b keeps 40, c keeps its 30, the other 60 go to a.
-			want: []Move{{"A", "b", "a", 60}},
+			// floors 40/40/0, the other 50 split 10:1: targets 85/45/0.
+			want: []Move{{"A", "b", "a", 55}, {"A", "c", "a", 30}},
 		},
 		{
-			name:   "a donor at or below its floor gives nothing",
-			in:     oneSKU(load("a", 0, 1), load("b", 9, 0), load("c", 0, 0)),
+			name:   "a slow region keeps its floor",
+			in:     oneSKU(load("a", 0, 1), load("b", 100, 0.01)),
 			policy: RebalancePolicy{Horizon: time.Minute, Floor: 10},
+			// floors 10/10, the other 80 split 100:1: targets 89/11.
+			want: []Move{{"A", "b", "a", 89}},
 		},
 		{
-			name:   "floor horizon keeps what the donor expects to sell",
-			in:     oneSKU(load("a", 0, 1), load("b", 100, 1)),
-			policy: RebalancePolicy{Horizon: time.Minute, FloorHorizon: time.Minute},
-			// b's share (50) is below what it keeps (60): a gets the rest.
-			want: []Move{{"A", "b", "a", 40}},
+			name:   "floors scaled down when stock is short",
+			in:     oneSKU(load("a", 0, 1), load("b", 9, 1), load("c", 0, 0)),
+			policy: RebalancePolicy{Horizon: time.Minute, Floor: 10},
+			// 9 units for floors of 10 and 10: 5 and 4.
+			want: []Move{{"A", "b", "a", 5}},
+		},
+		{
+			name:   "floor horizon: floors follow each region's own demand",
+			in:     oneSKU(load("a", 0, 1), load("b", 100, 0.5), load("c", 100, 0)),
+			policy: RebalancePolicy{Horizon: time.Minute, FloorHorizon: 100 * time.Second},
+			// floors 100/50/0, the other 50 split 2:1: targets 133/67/0.
+			want: []Move{{"A", "b", "a", 33}, {"A", "c", "a", 100}},
 		},
 		{
 			name:   "per-SKU cap",

@@ -44,7 +44,9 @@ type Config struct {
 	Interval time.Duration          // one round per interval (1s)
 	Policy   escrow.RebalancePolicy // see escrow.RebalancePolicy
 	// StaleAfter: regions silent this long leave the plan (5 × Interval,
-	// at least 3s). Settle: how long advice is counted as in flight (2s).
+	// at least 3s). Settle: a SKU is not planned again until both regions
+	// of its last move sent a digest this long after it (1s; see
+	// escrow.RebalancerConfig).
 	// StandbyAfter: how long a smaller-ID daemon's advice keeps this one on
 	// standby (3 × Interval).
 	StaleAfter   time.Duration
@@ -83,9 +85,6 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.StaleAfter <= 0 {
 		d.StaleAfter = max(5*d.Interval, 3*time.Second)
-	}
-	if d.Settle <= 0 {
-		d.Settle = 2 * time.Second
 	}
 	if d.StandbyAfter <= 0 {
 		d.StandbyAfter = 3 * d.Interval

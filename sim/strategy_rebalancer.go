@@ -1,30 +1,28 @@
 package sim
 
 import (
-	"fmt"
-	"os"
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
 // The escrow+rebalancer strategy is escrow (borrow on miss, low-water
-// top-up) plus the global rebalancer daemon, modelled as an actor on the
-// network next to one region: it hears the regions' digests, runs the
-// production policy (escrow.Rebalancer) every RebalanceInterval and
-// broadcasts advice. Its input and output cross the simulated network, it
-// shares the links, partitions and crashes of its site, and a crash loses
-// everything it remembered (digests, moves in flight); its epochs come from
-// the clock, so regions still accept it after a restart.
+// top-up, same region configuration) plus the global rebalancer daemon,
+// modelled as an actor on the network next to one region: it hears the
+// regions' digests, runs the production state machine and policy
+// (escrow.Rebalancer) every RebalanceInterval and broadcasts advice. Its
+// input and output cross the simulated network, it shares the links and
+// partitions of its site, it crashes and restarts like a region (the fault
+// schedule covers daemons), and a crash loses everything it remembered;
+// its epochs come from the clock, so regions accept it after a restart.
 
-// RebalanceInterval is the simulated daemon's round period.
+// RebalanceInterval is the simulated daemon's round period, the daemon's
+// default.
 const RebalanceInterval = time.Second
 
-// SimRebalancePolicy is the policy the simulated daemon runs; the daemon's
-// command-line defaults are the same (escrow.DefaultRebalancePolicy).
+// SimRebalancePolicy is the policy the simulated daemon runs: the daemon's
+// defaults (holdfast rebalancer without policy flags).
 func SimRebalancePolicy() escrow.RebalancePolicy { return escrow.DefaultRebalancePolicy() }
-
-var testPolicy *escrow.RebalancePolicy
 
 func init() {
 	RegisterStrategy("escrow+rebalancer", func() Strategy { return rebalancerStrategy{} })
@@ -44,22 +42,19 @@ type simRebalancer struct {
 
 func newSimRebalancer(s *Setup) *simRebalancer {
 	d := &simRebalancer{
-		// Next to the last region: not the first, which the fault
-		// schedules and the central strategy single out.
+		// Next to the last region: not the first, which the skew and
+		// shift workloads make hot at the start.
 		site: len(s.Regions) - 1,
 		cfg: escrow.RebalancerConfig{
 			ID:         "rebalancer",
 			Policy:     SimRebalancePolicy(),
 			StaleAfter: 5 * RebalanceInterval,
-			// Digests come every second and a move needs an
-			// inter-region round trip to show in both digests.
-			Settle: 2 * time.Second,
+			// A move shows in both digests after three one-way trips
+			// (advice, donor's rows, receiver's digest): 3 × InterMax.
+			Settle: max(3*s.Opts.InterMax+100*time.Millisecond, 300*time.Millisecond),
 			// One daemon: never on standby.
 			StandbyAfter: -1,
 		},
-	}
-	if testPolicy != nil {
-		d.cfg.Policy = *testPolicy
 	}
 	d.Reset()
 	return d
@@ -71,21 +66,7 @@ func (d *simRebalancer) TickEvery() time.Duration { return RebalanceInterval }
 func (d *simRebalancer) Delay() time.Duration     { return 2 * time.Millisecond }
 
 func (d *simRebalancer) Tick(now time.Time) []escrow.Message {
-	if dbgRB {
-		for _, s := range d.rb.Input(now).SKUs {
-			if s.SKU == os.Getenv("RBSKU") {
-				fmt.Printf("%s in %+v\n", now.Format("04:05.000"), s.Regions)
-			}
-		}
-	}
 	adv, ok := d.rb.Round(now)
-	if dbgRB {
-		for _, m := range adv.Moves {
-			if m.SKU == os.Getenv("RBSKU") {
-				fmt.Printf("   move %+v\n", m)
-			}
-		}
-	}
 	if !ok || len(adv.Moves) == 0 {
 		// Empty advice only tells other daemons this one leads; with one
 		// daemon it would be pure message overhead.
@@ -108,5 +89,3 @@ func (d *simRebalancer) Reset() {
 	}
 	d.rb = rb
 }
-
-var dbgRB = os.Getenv("RBTRACE") != ""
