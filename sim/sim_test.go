@@ -238,3 +238,24 @@ func BenchmarkSim(b *testing.B) {
 	}
 	b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
 }
+
+// staticProbeEmpty probes where a static strategy cannot deliver: the
+// region with the fewest units, which may never borrow.
+type staticProbeEmpty struct{ staticStrategy }
+
+func (staticProbeEmpty) ProbeRegion(s *Setup, local []uint64) int { return argMin(local) }
+
+// The liveness checker fails when a region cannot get units that exist
+// elsewhere after heal.
+func TestLivenessCheckerCatchesStuckStock(t *testing.T) {
+	RegisterStrategy("test-static-probe-empty", func() Strategy { return staticProbeEmpty{} })
+	defer delete(strategies, "test-static-probe-empty")
+	for seed := uint64(1); seed <= 3; seed++ {
+		r := mustRun(t, Options{Seed: seed, Strategy: "test-static-probe-empty", Regions: 3, Duration: time.Minute, Stock: 1, Rate: 0.1})
+		if r.LivenessFailures > 0 {
+			t.Logf("seed %d: caught: %v", seed, r.Failures[0])
+			return
+		}
+	}
+	t.Fatal("liveness checker never failed on seeds 1-3")
+}
