@@ -91,6 +91,11 @@ func (n *Node) onRows(m *Message) {
 	p := n.peer(m.From)
 	changed := n.mergeRows(m.Rows)
 	switch {
+	case m.Seq <= p.seen:
+		// Old news (a duplicate or a late copy): merged above, and it must
+		// neither reset a snapshot in progress nor look like a gap.
+	case m.More && p.chainTo != 0 && m.PrevSeq >= p.chainFrom && m.Seq <= p.chainTo:
+		// A duplicate of a part of the snapshot in progress.
 	case m.More && m.PrevSeq <= p.seen && m.PrevSeq >= p.chainFrom:
 		// First part of a snapshot that starts at or before what we have.
 		p.chainFrom, p.chainTo = m.PrevSeq, m.Seq

@@ -382,12 +382,42 @@ func TestMultiPartRows(t *testing.T) {
 		t.Fatalf("seen %d after the last part alone", us.n.PeerSeq("eu"))
 	}
 	tw.queue = nil // drop the repair request
+	repairs := us.n.Stats().RepairsSent
+	// In order, with duplicates of parts already received: a duplicate
+	// must not break the snapshot in progress.
 	tw.deliverMsg(parts[0])
 	tw.deliverMsg(parts[1])
-	tw.queue = nil
+	tw.deliverMsg(parts[0])
 	tw.deliverMsg(parts[2])
 	if us.n.PeerSeq("eu") != 5 {
 		t.Fatalf("seen %d after all parts in order", us.n.PeerSeq("eu"))
+	}
+	if got := us.n.Stats().RepairsSent; got != repairs {
+		t.Fatalf("%d repairs asked for a duplicate part", got-repairs)
+	}
+	// A late copy of an old last part in the middle of a newer snapshot is
+	// old news: it must not break that snapshot.
+	for _, sku := range []string{"A", "B", "C", "D", "E"} {
+		eu.req++
+		c := Command{Kind: CmdWriteOff, ReqID: eu.req, SKU: sku, Qty: 1}
+		if err := eu.n.Step(Input{Now: eu.now, Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eu.drain()
+	tw.collect()
+	newer := append([]tmsg(nil), tw.queue...)
+	tw.queue = nil
+	tw.deliverMsg(newer[0])
+	tw.deliverMsg(parts[2])
+	tw.deliverMsg(newer[1])
+	tw.deliverMsg(newer[2])
+	if us.n.PeerSeq("eu") != 10 || us.n.Stats().RepairsSent != repairs {
+		t.Fatalf("seen %d, %d repairs", us.n.PeerSeq("eu"), us.n.Stats().RepairsSent-repairs)
+	}
+	tw.collect()
+	if len(tw.queue) != 0 {
+		t.Fatalf("duplicates caused messages: %+v", tw.queue)
 	}
 	for _, sku := range []string{"A", "B", "C", "D", "E"} {
 		checkConverged(t, tw, sku)
@@ -406,11 +436,11 @@ func TestMultiPartRows(t *testing.T) {
 	tw.queue = nil
 	tw.deliverMsg(parts[0])
 	tw.deliverMsg(parts[2])
-	if us.n.PeerSeq("eu") != 5 {
+	if us.n.PeerSeq("eu") != 10 {
 		t.Fatalf("seen %d with a part missing", us.n.PeerSeq("eu"))
 	}
 	tw.flush()
-	if us.n.PeerSeq("eu") != 10 {
+	if us.n.PeerSeq("eu") != 15 {
 		t.Fatalf("seen %d after repair", us.n.PeerSeq("eu"))
 	}
 	for _, sku := range []string{"A", "B", "C", "D", "E"} {
