@@ -282,3 +282,34 @@ func TestEventsPublished(t *testing.T) {
 		t.Fatal("no event")
 	}
 }
+
+// TestConnectBeforeServer: a region started while NATS is down keeps
+// retrying in the background and joins once the server is up.
+func TestConnectBeforeServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close() // the port is free; nothing listens yet
+	in := &captureInbox{}
+	tr, err := Connect(context.Background(), Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", addr.Port), Cluster: "c",
+		Region: "eu", ReconnectWait: 20 * time.Millisecond, Logger: quietLog()}, in)
+	if err != nil {
+		t.Fatalf("connect with the server down: %v", err)
+	}
+	defer tr.Close()
+	if tr.Connected() {
+		t.Fatal("connected to nothing")
+	}
+	tr.Send([]escrow.Message{{Type: escrow.MsgDigest, From: "eu", Seq: 1}}) // dropped, counted, no block
+	if v := counterValue(tr.m.dropped.WithLabelValues("disconnected")); v != 1 {
+		t.Fatalf("dropped while disconnected = %v", v)
+	}
+	srv, _, err := RunEmbedded(EmbeddedOptions{Host: "127.0.0.1", Port: addr.Port})
+	if err != nil {
+		t.Skipf("port %d taken meanwhile: %v", addr.Port, err)
+	}
+	defer srv.Shutdown()
+	eventually(t, 10*time.Second, tr.Connected, func() string { return "never connected" })
+}

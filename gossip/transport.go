@@ -190,6 +190,11 @@ func Connect(ctx context.Context, cfg Config, inbox Inbox) (*Transport, error) {
 			}
 			t.log.Warn("disconnected from NATS; granting from the local slice only", "err", err)
 		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			// Only called when the first connection succeeded in the
+			// background (RetryOnFailedConnect).
+			t.log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			t.m.reconnects.Inc()
 			t.log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
