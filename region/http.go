@@ -344,7 +344,7 @@ func (a *api) runtimeProblem(w http.ResponseWriter, req *http.Request, err error
 	case errors.Is(err, ErrOverloaded):
 		a.problem(w, req, http.StatusServiceUnavailable, ProblemOverloaded, "the region's request queue is full; retry shortly", nil)
 	case errors.Is(err, ErrStorage):
-		a.problem(w, req, http.StatusServiceUnavailable, ProblemStorage, "the request was not stored and has no effect; retry shortly: "+err.Error(), nil)
+		a.problem(w, req, http.StatusServiceUnavailable, ProblemStorage, "the request was not acknowledged (it may or may not have been stored); retry shortly, with the same Idempotency-Key for holds: "+err.Error(), nil)
 	case errors.Is(err, ErrOwnerUnreachable):
 		a.problem(w, req, http.StatusServiceUnavailable, ProblemOwnerUnreachable, err.Error(), nil)
 	case errors.Is(err, ErrClosed):
