@@ -161,7 +161,10 @@ func TestMultiRegionPartitionSoak(t *testing.T) {
 	if tot.Minted != minted.Load() || tot.Held != held || tot.Sold != sold || tot.Available != tot.Minted-held-sold {
 		t.Fatalf("seed %d: totals %+v; acknowledged: minted %d, held %d, sold %d", seed, tot, minted.Load(), held, sold)
 	}
-	if limit := escrow.DefaultBorrowTO + 500*time.Millisecond; time.Duration(maxLat.Load()) > limit {
+	// A hold that waited on a cut-off peer ends at the borrow deadline; the
+	// slack covers fsync and a shared CI machine (a hang would be the 5 s
+	// request timeout).
+	if limit := escrow.DefaultBorrowTO + time.Second; time.Duration(maxLat.Load()) > limit {
 		t.Errorf("seed %d: hold latency %v over the borrow deadline + slack %v", seed, time.Duration(maxLat.Load()), limit)
 	}
 }
