@@ -110,9 +110,17 @@ func (p *crashChildProc) kill() {
 // its create returned 201; its state is the last acknowledged transition,
 // and pending the transition in flight when the process died (if any).
 type crashModel struct {
-	mu     sync.Mutex
-	holds  map[string]*crashHold
-	minted map[string]uint64
+	mu        sync.Mutex
+	holds     map[string]*crashHold
+	minted    map[string]uint64
+	uncertain []crashCreate // creates in flight at a crash: retried after restart
+	keys      int
+}
+
+// crashCreate is a create request sent with an Idempotency-Key.
+type crashCreate struct {
+	key, body string
+	lines     []escrow.Line
 }
 
 type crashHold struct {
@@ -129,12 +137,19 @@ type crashClient struct {
 }
 
 func (c *crashClient) post(ctx context.Context, path, body string) (int, []byte, error) {
+	return c.postKey(ctx, path, body, "")
+}
+
+func (c *crashClient) postKey(ctx context.Context, path, body, key string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
@@ -160,8 +175,16 @@ func (m *crashModel) drive(ctx context.Context, c *crashClient, rng *rand.Rand, 
 			items = append(items, fmt.Sprintf(`{"sku":%q,"qty":%d}`, sku, q))
 			lines = append(lines, escrow.Line{SKU: sku, Qty: q})
 		}
-		status, body, err := c.post(ctx, "/v1/holds", `{"items":[`+strings.Join(items, ",")+`],"ttl":"30m"}`)
+		norm, _ := escrow.NormalizeLines(lines)
+		m.mu.Lock()
+		m.keys++
+		cr := crashCreate{key: fmt.Sprintf("key-%d", m.keys), body: `{"items":[` + strings.Join(items, ",") + `],"ttl":"30m"}`, lines: norm}
+		m.mu.Unlock()
+		status, body, err := c.postKey(ctx, "/v1/holds", cr.body, cr.key)
 		if err != nil {
+			m.mu.Lock()
+			m.uncertain = append(m.uncertain, cr)
+			m.mu.Unlock()
 			return // killed, or the run is over
 		}
 		if status == http.StatusConflict {
@@ -176,7 +199,6 @@ func (m *crashModel) drive(ctx context.Context, c *crashClient, rng *rand.Rand, 
 			errs <- err
 			return
 		}
-		norm, _ := escrow.NormalizeLines(lines)
 		m.mu.Lock()
 		m.holds[h.ID] = &crashHold{lines: norm, state: escrow.Held}
 		m.mu.Unlock()
@@ -304,6 +326,7 @@ func TestCrashSafety(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
 	defer hc.CloseIdleConnections()
 	start := time.Now()
+	replays := 0
 	for cycle := 0; cycle < cycles; cycle++ {
 		p := startCrashChild(t, dir)
 		c := &crashClient{base: p.base, hc: hc}
@@ -345,6 +368,38 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("cycle %d: GET %s after restart: %d %q, want %q", cycle, id, res.StatusCode, h.State, want)
 			}
 		}
+		// Creates cut by the last crash, retried with their key: a replay
+		// (200) if they were stored, a new hold (201) if not, or 409.
+		m.mu.Lock()
+		retry := m.uncertain
+		m.uncertain = nil
+		m.mu.Unlock()
+		for i, cr := range retry {
+			status, body, err := c.postKey(context.Background(), "/v1/holds", cr.body, cr.key)
+			if err != nil || (status != 200 && status != 201 && status != 409) {
+				t.Fatalf("cycle %d: retry of %s: %d %s %v", cycle, cr.key, status, body, err)
+			}
+			if status == 200 || status == 201 {
+				var h HoldJSON
+				json.Unmarshal(body, &h)
+				m.mu.Lock()
+				if a := m.holds[h.ID]; a != nil {
+					t.Fatalf("cycle %d: retry of %s returned hold %s of another request", cycle, cr.key, h.ID)
+				}
+				m.holds[h.ID] = &crashHold{lines: cr.lines, state: escrow.Held}
+				m.mu.Unlock()
+				if status == 200 {
+					replays++
+				}
+				if i == 0 {
+					// The same key with another body is refused.
+					status, body, _ := c.postKey(context.Background(), "/v1/holds", `{"items":[{"sku":"A","qty":3}],"ttl":"1m"}`, cr.key)
+					if status != http.StatusUnprocessableEntity {
+						t.Fatalf("cycle %d: key reuse with another body: %d %s", cycle, status, body)
+					}
+				}
+			}
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		errs := make(chan error, 16)
 		var wg sync.WaitGroup
@@ -370,5 +425,6 @@ func TestCrashSafety(t *testing.T) {
 	if len(m.holds) == 0 {
 		t.Fatal("no hold was acknowledged: the test exercised nothing")
 	}
-	t.Logf("%d crash cycles, %d acknowledged holds, %v", cycles, len(m.holds), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d crash cycles, %d acknowledged holds, %d creates replayed by key after a crash, %v",
+		cycles, len(m.holds), replays, time.Since(start).Round(time.Millisecond))
 }
