@@ -406,3 +406,47 @@ func TestFailingDiskRecovers(t *testing.T) {
 		})
 	}
 }
+
+func TestMetricsWithStore(t *testing.T) {
+	r, err := Open(context.Background(), Config{Name: "eu", DataDir: t.TempDir(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	restock(t, r, "A", 10)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+		}()
+	}
+	wg.Wait()
+	mfs, err := r.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				got[mf.GetName()] += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[mf.GetName()] += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				got[mf.GetName()] += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	for name, min := range map[string]float64{
+		"holdfast_holds_total": 20, "holdfast_hold_latency_seconds": 20, "holdfast_commit_batch_size": 1,
+		"holdfast_fsync_seconds": 1, "holdfast_active_holds": 10, "holdfast_pebble_wal_files": 1,
+		"holdfast_pebble_wal_bytes_in_total": 1, "holdfast_ready": 1,
+	} {
+		if got[name] < min {
+			t.Errorf("%s = %v, want >= %v", name, got[name], min)
+		}
+	}
+}
