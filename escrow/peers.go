@@ -30,6 +30,11 @@ func (n *Node) message(m *Message) error {
 			if m.Rows[i].SentTo(m.From) != 0 {
 				return errorf(CodeInvalid, "row %s/%s sends to itself", m.From, m.Rows[i].SKU)
 			}
+			// The wire decoder checks these; messages handed over in
+			// process (the simulator) must meet the same bounds.
+			if err := checkRowBounds(&m.Rows[i]); err != nil {
+				return err
+			}
 		}
 	}
 	switch m.Type {
@@ -550,3 +555,21 @@ func (n *Node) digest() {
 }
 
 func popTime(h *timeHeap) timeItem { return h.pop() }
+
+// checkRowBounds rejects a peer row that breaks the wire limits or returns
+// more units than it reserved.
+func checkRowBounds(r *Row) *Error {
+	if r.Seq >= maxCounter || r.Minted >= maxCounter || r.Reserved >= maxCounter || r.Released >= maxCounter ||
+		r.Sold >= maxCounter || r.Shrunk >= maxCounter || len(r.Sent) > MaxRegions {
+		return errorf(CodeInvalid, "row %s/%s is out of range", r.Region, r.SKU)
+	}
+	if r.Released+r.Sold > r.Reserved {
+		return errorf(CodeInvalid, "row %s/%s returns more than it reserved", r.Region, r.SKU)
+	}
+	for i := range r.Sent {
+		if r.Sent[i].Qty >= maxCounter || ValidRegion(r.Sent[i].To) != nil || (i > 0 && r.Sent[i-1].To >= r.Sent[i].To) {
+			return errorf(CodeInvalid, "row %s/%s has a bad transfer list", r.Region, r.SKU)
+		}
+	}
+	return nil
+}

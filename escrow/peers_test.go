@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -595,5 +596,46 @@ func TestStockView(t *testing.T) {
 	}
 	if u := s.Regions[1]; u.Region != "us" || u.Available != 2 || u.Held != 1 || u.Age != time.Second {
 		t.Fatalf("us as seen from eu: %+v", u)
+	}
+}
+
+// TestBadPeerRows: rows out of range are refused, in process as on the
+// wire, so that no peer can wrap a region's available count negative.
+func TestBadPeerRows(t *testing.T) {
+	tn := newTNode(t, Config{})
+	tn.restock("A", 1)
+	bad := []Row{
+		{SKU: "A", Region: "us", Seq: 1, Sent: []Transfer{{To: "eu", Qty: maxCounter}}},
+		{SKU: "A", Region: "us", Seq: 1, Minted: maxCounter},
+		{SKU: "A", Region: "us", Seq: 1, Reserved: 1, Released: 1, Sold: 1},
+		{SKU: "A", Region: "us", Seq: 1, Sent: []Transfer{{To: "zz", Qty: 1}, {To: "ap", Qty: 1}}},
+		{SKU: "A", Region: "eu", Seq: 1},      // another writer's row
+		{SKU: "A\x00", Region: "us", Seq: 1},  // bad SKU
+		{SKU: "A", Region: "us", Seq: 1, Sent: []Transfer{{To: "us", Qty: 1}}},
+	}
+	for i, r := range bad {
+		m := Message{Type: MsgRows, From: "us", Seq: 1, Rows: []Row{r}}
+		before := snap(tn.n)
+		if err := tn.n.Step(Input{Now: tn.now, Msg: &m}); err == nil {
+			t.Errorf("row %d accepted: %+v", i, r)
+		}
+		tn.drain()
+		if after := snap(tn.n); !reflect.DeepEqual(before, after) {
+			t.Errorf("row %d changed state", i)
+		}
+	}
+	// The largest rows that are accepted, from every region at once, keep
+	// the arithmetic in range.
+	for i := 0; i < MaxRegions-1; i++ {
+		r := Row{SKU: "A", Region: "p" + utoa(uint64(i)), Seq: 1, Minted: maxCounter - 1,
+			Sent: []Transfer{{To: "eu", Qty: maxCounter - 1}}}
+		m := Message{Type: MsgRows, From: r.Region, Seq: 1, Rows: []Row{r}}
+		if err := tn.n.Step(Input{Now: tn.now, Msg: &m}); err != nil {
+			t.Fatal(err)
+		}
+		tn.drain()
+	}
+	if a := tn.n.View("A").Available("eu"); a <= 0 {
+		t.Fatalf("available wrapped: %d", a)
 	}
 }

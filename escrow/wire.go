@@ -19,7 +19,10 @@ const (
 	MaxWireDigest   = 4096    // SKU digests per message
 	MaxWireMoves    = 4096    // advice moves per message
 	MaxRegions      = 64      // Sent entries per row
-	maxCounter      = 1 << 62 // counters stay far from int64 overflow
+	// maxCounter bounds every counter so that available() cannot overflow
+	// int64 even when MaxRegions peers each claim to have sent the maximum
+	// (64 × 2^56 = 2^62): a bad peer row cannot wrap a region negative.
+	maxCounter = 1 << 56
 )
 
 const (
