@@ -10,6 +10,7 @@
 #   SKUS ["1 1000"]                1 = one hot SKU
 #   SYSTEMS ["holdfast postgres redis"]
 #   NONDURABLE_CONCURRENCY ["64"]  concurrencies also run non-durable ("" = none)
+#   ENGINE_CONCURRENCY ["256"]     also run holdfast's engine alone (no HTTP) at these ("" = none)
 #   MIX [hold]                     hold, or shopper (hold then confirm/release)
 #   INSTALL [1]                    apt-get install postgresql / redis-server if absent (as root)
 #   RATIO_CONCURRENCY [64]         concurrency of the headline ratios
@@ -27,6 +28,7 @@ CONCURRENCY=${CONCURRENCY:-"1 16 64 256"}
 SKUS=${SKUS:-"1 1000"}
 SYSTEMS=${SYSTEMS:-"holdfast postgres redis"}
 NONDURABLE_CONCURRENCY=${NONDURABLE_CONCURRENCY-"64"}
+ENGINE_CONCURRENCY=${ENGINE_CONCURRENCY-"256"}
 MIX=${MIX:-hold}
 INSTALL=${INSTALL:-1}
 
@@ -200,8 +202,9 @@ run_cell() {
 	local sys=$1 durable=$2 skus=$3 conc=$4 out rc=0
 	local args=("${COMMON[@]}" --skus "$skus" --concurrency "$conc")
 	case $sys in
-	holdfast)
+	holdfast | engine)
 		[[ $durable == 0 ]] && args+=(--no-sync)
+		[[ $sys == engine ]] && args+=(--target engine)
 		out=$("$WORK/holdfast" bench "${args[@]}" 2>"$WORK/err") || rc=$?
 		;;
 	postgres)
@@ -247,7 +250,7 @@ kv() {
 
 have() {
 	case $1 in
-	holdfast) return 0 ;;
+	holdfast | engine) return 0 ;;
 	postgres) [[ $HAVE_PG == 1 ]] ;;
 	redis) [[ $HAVE_REDIS == 1 ]] ;;
 	esac
@@ -267,6 +270,11 @@ for skus in $SKUS; do
 			run_cell "$sys" 0 "$skus" "$conc"
 		done
 	done
+	if [[ " $SYSTEMS " == *" holdfast "* ]]; then
+		for conc in $ENGINE_CONCURRENCY; do
+			run_cell engine 1 "$skus" "$conc"
+		done
+	fi
 done
 
 # --- table ---------------------------------------------------------------------
@@ -275,6 +283,7 @@ echo "holdfast vs PostgreSQL vs Redis: hold throughput and latency (mix=$MIX, qt
 echo "machine: $(nproc) cores, $(uname -sr); disk of $WORK: $(df -h "$WORK" | awk 'NR==2{print $1" "$2}')"
 echo "durable: holdfast fsync per group commit; postgres synchronous_commit=on; redis appendonly yes + appendfsync always"
 echo "NON-DURABLE rows (for the ratio only): holdfast --no-sync; postgres synchronous_commit=off; redis appendfsync everysec"
+echo "engine: holdfast's apply loop driven in process (same commands, no HTTP/JSON/sockets): the engine's ceiling, durable"
 echo "cpu_us/hold: CPU time of client + server processes over the window per granted hold; cpu_cores: the same per second"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a busy machine lowers holds/s; cpu_us/hold much less)"
 echo
