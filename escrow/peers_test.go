@@ -609,8 +609,8 @@ func TestBadPeerRows(t *testing.T) {
 		{SKU: "A", Region: "us", Seq: 1, Minted: maxCounter},
 		{SKU: "A", Region: "us", Seq: 1, Reserved: 1, Released: 1, Sold: 1},
 		{SKU: "A", Region: "us", Seq: 1, Sent: []Transfer{{To: "zz", Qty: 1}, {To: "ap", Qty: 1}}},
-		{SKU: "A", Region: "eu", Seq: 1},      // another writer's row
-		{SKU: "A\x00", Region: "us", Seq: 1},  // bad SKU
+		{SKU: "A", Region: "eu", Seq: 1},     // another writer's row
+		{SKU: "A\x00", Region: "us", Seq: 1}, // bad SKU
 		{SKU: "A", Region: "us", Seq: 1, Sent: []Transfer{{To: "us", Qty: 1}}},
 	}
 	for i, r := range bad {
