@@ -375,3 +375,98 @@ func TestClientCommandsHaveExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentedCommandsParse: every holdfast command line in the ```sh
+// blocks of docs/*.md names a real command with real flags (it is run with
+// --help, which parses the flags and stops).
+func TestDocumentedCommandsParse(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no docs found: %v", err)
+	}
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fenced, inBlock := false, false
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "```") {
+				fenced = !fenced
+				inBlock = fenced && strings.TrimSpace(line) == "```sh"
+				continue
+			}
+			if !inBlock {
+				continue
+			}
+			args := docCommand(line)
+			if args == nil {
+				continue
+			}
+			n++
+			if _, err := run(t, append(args, "--help")...); err != nil {
+				t.Errorf("%s:%d: holdfast %s: %v", filepath.Base(f), i+1, strings.Join(args, " "), err)
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("found only %d documented commands: the parser no longer matches the docs", n)
+	}
+}
+
+// docCommand returns the arguments of a documented holdfast command line, or
+// nil if the line is not one. It drops a "$ " prompt, VAR=value prefixes, a
+// trailing comment and anything after a pipe, and splits on spaces keeping
+// quoted strings together.
+func docCommand(line string) []string {
+	line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "$ "))
+	for {
+		f := strings.SplitN(line, " ", 2)
+		if len(f) == 2 && strings.Contains(f[0], "=") && !strings.HasPrefix(f[0], "-") {
+			line = f[1]
+			continue
+		}
+		break
+	}
+	switch {
+	case strings.HasPrefix(line, "holdfast "):
+		line = strings.TrimPrefix(line, "holdfast ")
+	case strings.HasPrefix(line, "go run ./cmd/holdfast "):
+		line = strings.TrimPrefix(line, "go run ./cmd/holdfast ")
+	default:
+		return nil
+	}
+	var args []string
+	var cur strings.Builder
+	quote := byte(0)
+	inArg := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				cur.WriteByte(c)
+			}
+		case c == '\'' || c == '"':
+			quote, inArg = c, true
+		case c == '#' && !inArg, c == '|' && !inArg:
+			i = len(line)
+		case c == ' ' || c == '\t':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteByte(c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args
+}
