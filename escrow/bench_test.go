@@ -182,3 +182,59 @@ func BenchmarkEncodeDecodeMessage(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNodeHoldWhileBorrowing: holds granted locally while 5,000 other
+// holds wait on borrows that are never answered (a flash sale with a slow
+// peer). The waiting holds must not make every step slower.
+func BenchmarkNodeHoldWhileBorrowing(b *testing.B) {
+	b.ReportAllocs()
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, BorrowTimeout: time.Hour, MaxLifetime: 2 * time.Hour}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := t0
+	step := func(in Input) {
+		in.Now = now
+		if err := n.Step(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// us has "scarce"; eu has none, so holds of it wait on borrows.
+	step(Input{Msg: &Message{Type: MsgRows, From: "us", Seq: 1, Rows: []Row{{SKU: "scarce", Region: "us", Seq: 1, Minted: MaxQty}}}})
+	for i := 0; i < 5000; i++ {
+		step(Input{Cmd: &Command{Kind: CmdHold, ReqID: uint64(i), Lines: []Line{{SKU: "scarce", Qty: 1}}}})
+	}
+	step(Input{Cmd: &Command{Kind: CmdRestock, SKU: "plenty", Qty: MaxQty}})
+	n.Ready()
+	n.Advance()
+	if got := n.Stats().PendingHolds; got != 5000 {
+		b.Fatalf("%d pending", got)
+	}
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "plenty", Qty: 1}}}
+	b.ResetTimer()
+	defer cpuTimer(b)()
+	for i := 0; i < b.N; i++ {
+		if i%(MaxQty-1) == MaxQty-2 {
+			b.StopTimer()
+			step(Input{Cmd: &Command{Kind: CmdRestock, SKU: "plenty", Qty: MaxQty}})
+			b.StartTimer()
+		}
+		now = now.Add(time.Microsecond)
+		cmd.ReqID = uint64(1e6 + i)
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			b.Fatal(err)
+		}
+		rd := n.Ready()
+		n.Advance()
+		// Every other hold is released: a release must not retry the
+		// waiting holds of another SKU.
+		if i%2 == 0 {
+			rel := Command{Kind: CmdRelease, ReqID: cmd.ReqID, HoldID: rd.Reply[0].Hold.ID}
+			if err := n.Step(Input{Now: now, Cmd: &rel}); err != nil {
+				b.Fatal(err)
+			}
+			n.Ready()
+			n.Advance()
+		}
+	}
+}

@@ -91,6 +91,12 @@ func (n *Node) hold(c *Command) {
 	// Not enough here: borrow from peers with known surplus, or reject now.
 	p := &pendingHold{cmd: cc, lines: lines, deadline: n.now.Add(n.cfg.BorrowTimeout)}
 	if len(n.pending) < n.cfg.MaxPending && n.borrowFor(p) {
+		for i := range lines {
+			s := n.skus[lines[i].SKU]
+			s.waiting++
+			p.skus = append(p.skus, s)
+		}
+		p.gen = p.genSum()
 		n.pending = append(n.pending, p)
 		if cc.IdemKey != "" {
 			n.pendingIdem[cc.IdemKey] = p
@@ -308,6 +314,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 			} else {
 				own.Released += l.Qty
 			}
+			n.bump(s)
 		}
 		n.touchOwn(own)
 	}
@@ -337,6 +344,7 @@ func (n *Node) restock(c *Command) {
 	own := n.ownRow(s)
 	own.Minted += c.Qty
 	n.touchOwn(own)
+	n.bump(s)
 	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Applied: c.Qty, Stock: n.stockView(s)})
 	n.retryPending()
 }

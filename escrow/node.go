@@ -37,9 +37,12 @@ type Node struct {
 	allow      map[string]bool
 
 	pending     []*pendingHold // holds waiting on borrowed units, FIFO
+	retryDue    bool           // something a pending hold waits for changed
 	pendingIdem map[string]*pendingHold
 	borrowID    uint64
 	borrows     map[uint64]*borrowOut // own requests in flight
+	// borrowScanAt is the earliest deadline in borrows (when it is not empty).
+	borrowScanAt time.Time
 	donations   map[donationKey]uint64
 	donationLog []donationKey
 	lastDigest  time.Time
@@ -79,6 +82,10 @@ type skuState struct {
 	demandT time.Time
 	reject  uint64
 	topUp   uint64 // borrow id of the top-up in flight, 0 if none
+	// gen counts changes that may have raised available here; waiting counts
+	// pending holds with a line of this SKU (see retryPending).
+	gen     uint64
+	waiting int
 }
 
 type rowRec struct {
@@ -109,6 +116,16 @@ type pendingHold struct {
 	asks     int      // borrow answers still awaited
 	waiters  []uint64 // extra ReqIDs retrying the same idempotency key
 	done     bool
+	skus     []*skuState // of lines
+	gen      uint64      // sum of the skus' gen at the last attempt
+}
+
+func (p *pendingHold) genSum() uint64 {
+	var g uint64
+	for _, s := range p.skus {
+		g += s.gen
+	}
+	return g
 }
 
 type borrowOut struct {

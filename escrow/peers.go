@@ -72,6 +72,7 @@ func (n *Node) mergeRows(rows []Row) bool {
 		if ch {
 			rec.updated = n.now
 			n.markRow(rec)
+			n.bump(s)
 			changed = true
 		}
 	}
@@ -215,7 +216,7 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 	}
 	for _, a := range asks {
 		n.nextBorrowID()
-		n.borrows[n.borrowID] = &borrowOut{sku: a.sku, to: a.to, deadline: p.deadline, pend: p}
+		n.addBorrow(&borrowOut{sku: a.sku, to: a.to, deadline: p.deadline, pend: p})
 		n.stats.BorrowsSent++
 		n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: a.to, ID: n.borrowID, SKU: a.sku, Qty: a.qty, Urgent: true})
 		p.asks++
@@ -288,6 +289,22 @@ func (n *Node) nextBorrowID() uint64 {
 	return n.borrowID
 }
 
+// bump notes a change that may raise available(self) of s.
+func (n *Node) bump(s *skuState) {
+	s.gen++
+	if s.waiting > 0 {
+		n.retryDue = true
+	}
+}
+
+// addBorrow records an own request in flight under borrowID.
+func (n *Node) addBorrow(b *borrowOut) {
+	n.borrows[n.borrowID] = b
+	if len(n.borrows) == 1 || b.deadline.Before(n.borrowScanAt) {
+		n.borrowScanAt = b.deadline
+	}
+}
+
 func (n *Node) rememberDonation(k donationKey, given uint64) {
 	if len(n.donationLog) >= n.cfg.MaxDonations {
 		old := n.donationLog[0]
@@ -316,6 +333,7 @@ func (n *Node) onBorrowResp(m *Message) {
 			}
 		} else if b.pend != nil && b.pend.asks > 0 {
 			b.pend.asks--
+			n.retryDue = true
 		}
 	}
 	n.mergeRows(m.Rows)
@@ -324,23 +342,35 @@ func (n *Node) onBorrowResp(m *Message) {
 
 // retryPending grants waiting holds that can now be covered, in arrival
 // order, and rejects those whose every borrow has been answered.
+//
+// It is called after every change that may help a waiting hold, so it
+// returns at once unless a SKU that a pending hold waits for changed (or a
+// borrow was answered or timed out), and skips holds whose SKUs did not.
 func (n *Node) retryPending() {
-	if len(n.pending) == 0 {
+	if len(n.pending) == 0 || !n.retryDue {
 		return
 	}
+	n.retryDue = false
 	w := 0
 	for _, p := range n.pending {
 		if !p.done {
-			if n.tryGrant(&p.cmd, p.lines, p.waiters) == nil {
+			if g := p.genSum(); p.asks > 0 && g == p.gen {
+				// Nothing it needs changed since the last attempt.
+			} else if n.tryGrant(&p.cmd, p.lines, p.waiters) == nil {
 				p.done = true
 			} else if p.asks <= 0 {
 				n.reject(&p.cmd, p.lines, p.waiters)
 				p.done = true
+			} else {
+				p.gen = g
 			}
 		}
 		if p.done {
 			if p.cmd.IdemKey != "" && n.pendingIdem[p.cmd.IdemKey] == p {
 				delete(n.pendingIdem, p.cmd.IdemKey)
+			}
+			for _, s := range p.skus {
+				s.waiting--
 			}
 			continue
 		}
@@ -449,33 +479,41 @@ func (n *Node) sweep() {
 }
 
 func (n *Node) expirePending() {
-	if len(n.borrows) == 0 && len(n.pending) == 0 {
-		return
-	}
-	for id, b := range n.borrows {
-		if !n.now.Before(b.deadline) {
-			delete(n.borrows, id)
-			n.stats.BorrowTimeouts++
-			if b.topUp {
-				if s := n.skus[b.sku]; s != nil && s.topUp == id {
-					s.topUp = 0
+	// This runs on every Step: scan the borrows only once the earliest
+	// deadline has come, not on every input (thousands of borrows can be in
+	// flight during a flash sale).
+	if len(n.borrows) > 0 && !n.now.Before(n.borrowScanAt) {
+		var next time.Time
+		for id, b := range n.borrows {
+			if !n.now.Before(b.deadline) {
+				delete(n.borrows, id)
+				n.stats.BorrowTimeouts++
+				if b.topUp {
+					if s := n.skus[b.sku]; s != nil && s.topUp == id {
+						s.topUp = 0
+					}
 				}
+				continue
+			}
+			if next.IsZero() || b.deadline.Before(next) {
+				next = b.deadline
 			}
 		}
+		n.borrowScanAt = next
 	}
-	if len(n.pending) == 0 {
+	// Pending holds are in arrival order and all wait BorrowTimeout, so
+	// their deadlines never decrease: only the head needs a look.
+	if len(n.pending) == 0 || n.now.Before(n.pending[0].deadline) {
 		return
 	}
-	timedOut := false
 	for _, p := range n.pending {
-		if !p.done && !n.now.Before(p.deadline) {
-			p.asks = 0
-			timedOut = true
+		if n.now.Before(p.deadline) {
+			break
 		}
+		p.asks = 0
 	}
-	if timedOut {
-		n.retryPending()
-	}
+	n.retryDue = true
+	n.retryPending()
 }
 
 func (n *Node) topUps() {
@@ -514,7 +552,7 @@ func (n *Node) topUps() {
 		budget--
 		n.nextBorrowID()
 		s.topUp = n.borrowID
-		n.borrows[n.borrowID] = &borrowOut{sku: sku, to: to, deadline: n.now.Add(n.cfg.RepairTimeout), topUp: true}
+		n.addBorrow(&borrowOut{sku: sku, to: to, deadline: n.now.Add(n.cfg.RepairTimeout), topUp: true})
 		n.stats.TopUps++
 		n.stats.BorrowsSent++
 		n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: to, ID: n.borrowID, SKU: sku, Qty: qty})

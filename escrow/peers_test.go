@@ -639,3 +639,40 @@ func TestBadPeerRows(t *testing.T) {
 		t.Fatalf("available wrapped: %d", a)
 	}
 }
+
+// TestPendingGrantedByRelease: a hold waiting on a borrow is granted as
+// soon as a release here frees the units, without waiting for the answer;
+// changes to other SKUs leave it waiting.
+func TestPendingGrantedByRelease(t *testing.T) {
+	tw := newTNet(t, Config{BorrowTimeout: time.Second}, "eu", "us")
+	eu := tw.nodes["eu"]
+	tw.nodes["us"].restock("A", 5)
+	eu.restock("A", 1)
+	eu.restock("B", 1)
+	tw.flush()
+	h1 := eu.hold(l("A", 1))
+	hb := eu.hold(l("B", 1))
+	eu.req++
+	wait := Command{Kind: CmdHold, ReqID: eu.req, Lines: []Line{l("A", 1)}}
+	if err := eu.n.Step(Input{Now: eu.now, Cmd: &wait}); err != nil {
+		t.Fatal(err)
+	}
+	eu.drain()
+	tw.dropAll() // the borrow is lost
+	if eu.n.Stats().PendingHolds != 1 {
+		t.Fatal("not waiting")
+	}
+	eu.do(Command{Kind: CmdRelease, HoldID: hb.ID})
+	eu.restock("B", 3)
+	if _, ok := eu.replies[wait.ReqID]; ok {
+		t.Fatal("granted by a change of another SKU")
+	}
+	eu.do(Command{Kind: CmdRelease, HoldID: h1.ID})
+	r, ok := eu.replies[wait.ReqID]
+	if !ok || r.Err != nil || r.Hold.State != Held {
+		t.Fatalf("waiting hold after the release: %+v (answered %v)", r, ok)
+	}
+	if eu.n.Stats().PendingHolds != 0 || eu.n.Available("A") != 0 {
+		t.Fatalf("pending %d, available %d", eu.n.Stats().PendingHolds, eu.n.Available("A"))
+	}
+}
