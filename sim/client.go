@@ -31,6 +31,7 @@ type client struct {
 	hash    uint64
 	plan    uint8
 	think   time.Duration
+	until   int64 // end of thinking; heartbeats (extend) until then
 	phase   uint8
 	attempt int
 	start   int64
@@ -102,6 +103,15 @@ func (w *world) sendFinish(cl *client) {
 	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
 }
 
+// sendExtend is fire-and-forget: a lost heartbeat is covered by the next.
+func (w *world) sendExtend(cl *client) {
+	w.nextReq++
+	w.res.Extends++
+	req := &request{cl: cl, attempt: -1, gateway: cl.home, server: cl.owner,
+		cmd: escrow.Command{Kind: escrow.CmdExtend, ReqID: w.nextReq, HoldID: cl.holdID, TTL: w.o.TTL}}
+	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
+}
+
 func (w *world) clientDone(cl *client) {
 	cl.phase = clDone
 	w.active--
@@ -142,11 +152,12 @@ func (w *world) clientReply(req *request) {
 				return
 			}
 			cl.phase = clThink
-			w.q.push(event{at: w.at(cl.think), kind: evThink, cl: cl})
+			cl.until = w.at(cl.think)
+			w.q.push(event{at: min(cl.until, w.at(w.o.TTL/2)), kind: evThink, cl: cl})
 			return
 		}
 		w.holdFailed(cl, req)
-	case cl.phase == clFinish && req.cmd.Kind != escrow.CmdHold:
+	case cl.phase == clFinish && (req.cmd.Kind == escrow.CmdConfirm || req.cmd.Kind == escrow.CmdRelease):
 		switch {
 		case r.Err == nil && req.cmd.Kind == escrow.CmdConfirm:
 			w.res.Confirmed++
@@ -218,6 +229,12 @@ func (w *world) clientTimeout(cl *client, attempt int) {
 func (w *world) clientThink(cl *client) {
 	switch cl.phase {
 	case clThink:
+		if w.now < cl.until {
+			// A live shopper keeps the hold alive with a heartbeat.
+			w.sendExtend(cl)
+			w.q.push(event{at: min(cl.until, w.at(w.o.TTL/2)), kind: evThink, cl: cl})
+			return
+		}
 		cl.phase = clFinish
 		cl.attempt = 0
 		w.sendFinish(cl)

@@ -160,6 +160,8 @@ func (wl *workload) cart(r *rand.Rand, now int64, n int) *client {
 	default:
 		plan = planAbandon
 	}
+	// Some shoppers think longer than the TTL: they send heartbeats
+	// (extend), and a few still come back after their hold expired.
 	think := time.Duration(r.ExpFloat64() * float64(15*time.Second))
 	think = min(think, wl.o.TTL*3/2)
 	if !keep {
