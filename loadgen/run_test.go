@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -162,5 +163,32 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("config %+v accepted", c)
 		}
+	}
+}
+
+// The generator's own loop must not allocate per operation: its cost would
+// be charged to the system under test.
+func TestRunDoesNotAllocatePerOp(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	s, err := Run(context.Background(), Config{
+		Concurrency: 2,
+		Duration:    300 * time.Millisecond,
+		NewOp: func(int) (Op, error) {
+			return func(context.Context) Result { return Result{Outcome: OK} }, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	ops := s.OK
+	if ops < 10_000 {
+		t.Skipf("only %d ops ran: machine too busy to tell", ops)
+	}
+	// Set-up allocates a fixed amount (workers, histograms, goroutines,
+	// timers); allow that, but nothing that grows with the op count.
+	if perOp := float64(after.Mallocs-before.Mallocs) / float64(ops); perOp > 0.01 {
+		t.Fatalf("%.3f allocations per op (%d allocations, %d ops)", perOp, after.Mallocs-before.Mallocs, ops)
 	}
 }
