@@ -531,10 +531,13 @@ func (n *Node) topUps() {
 			break
 		}
 		s := n.skus[sku]
+		delete(n.lowSKUs, sku)
 		if s.topUp != 0 {
+			// One top-up in flight per SKU. Dropped from the set rather than
+			// kept: the set is sorted on every Step, and the next grant
+			// notes the SKU again if it is still low.
 			continue
 		}
-		delete(n.lowSKUs, sku)
 		avail := n.available(s)
 		thr := n.topUpThreshold(s)
 		if avail >= thr {
