@@ -95,8 +95,9 @@ func (c *Config) Validate() error {
 	if err := ValidRegion(c.Region); err != nil {
 		return err
 	}
-	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.IdemTTL < 0 {
-		return fmt.Errorf("escrow: negative duration in config")
+	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.IdemTTL < 0 ||
+		c.HoldRetain < 0 || c.RepairTimeout < 0 || c.DemandTau < 0 || c.TopUpHorizon < 0 {
+		return fmt.Errorf("escrow: negative duration in config (only DigestInterval may be negative: off)")
 	}
 	// Compare the effective values: a default TTL above the (default)
 	// lifetime would make every hold without a TTL invalid.
