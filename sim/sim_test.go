@@ -47,6 +47,16 @@ func TestDeterminism(t *testing.T) {
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("seed 7: results differ:\n%+v\n%+v", a, b)
 	}
+	var t1, t2 bytes.Buffer
+	if _, err := RunTrace(o, &t1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunTrace(o, &t2); err != nil {
+		t.Fatal(err)
+	}
+	if t1.Len() == 0 || !bytes.Equal(t1.Bytes(), t2.Bytes()) {
+		t.Fatalf("seed 7: event traces differ (%d vs %d bytes)", t1.Len(), t2.Len())
+	}
 	o.Seed = 8
 	if c := mustRun(t, o); c.TraceHash == a.TraceHash {
 		t.Fatalf("seeds 7 and 8 have the same trace %x", a.TraceHash)

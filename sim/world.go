@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sort"
 	"time"
@@ -124,6 +125,7 @@ type world struct {
 	probes     []*client
 	convTarget []convTarget
 	hash       uint64
+	tr         io.Writer // nil: no trace
 	series     *Series
 	lastSample struct{ granted, rejected uint64 }
 }
@@ -361,6 +363,9 @@ func (w *world) run() {
 		w.res.Events++
 		w.mix(uint64(e.at))
 		w.mix(uint64(e.kind)<<40 | uint64(e.node)<<8 | uint64(e.n))
+		if w.tr != nil {
+			w.traceEvent(&e)
+		}
 		w.dispatch(&e)
 	}
 }

@@ -24,6 +24,7 @@ func newSimCmd() *cobra.Command {
 		seeds   string
 		asJSON  bool
 		report  string
+		trace   string
 		workers int
 		bugs    []string
 	)
@@ -52,7 +53,16 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 			}
 			o.Series = report != ""
 			start := time.Now()
-			rs, err := sim.Sweep(o, from, to, workers)
+			var rs []*sim.Result
+			var err error
+			if trace != "" {
+				if from != to {
+					return fmt.Errorf("sim: --trace needs a single seed")
+				}
+				rs, err = runTrace(o, from, trace)
+			} else {
+				rs, err = sim.Sweep(o, from, to, workers)
+			}
 			if err != nil {
 				return err
 			}
@@ -127,6 +137,7 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.BoolVar(&o.Wire, "wire", false, "round-trip every message through the wire codec")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON")
 	f.StringVar(&report, "report", "", "write a self-contained HTML report to this file")
+	f.StringVar(&trace, "trace", "", "write every event of the (single) seed to this file")
 	f.IntVar(&workers, "workers", 0, "parallel seeds (0: number of CPUs); output does not depend on it")
 	f.StringSliceVar(&bugs, "bug", nil, "inject a known bug to watch a checker fail (test only)")
 	_ = f.MarkHidden("bug")
@@ -156,4 +167,20 @@ func writeReport(path string, o sim.Options, r *sim.Result, s sim.Summary) error
 		return fmt.Errorf("sim: write report: %w", err)
 	}
 	return nil
+}
+
+func runTrace(o sim.Options, seed uint64, path string) ([]*sim.Result, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("sim: trace: %w", err)
+	}
+	o.Seed = seed
+	r, err := sim.RunTrace(o, f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("sim: trace: %w", cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []*sim.Result{r}, nil
 }
