@@ -399,8 +399,10 @@ func TestFailingDiskRecovers(t *testing.T) {
 			}
 			var v escrow.View
 			r.Inspect(context.Background(), func(n *escrow.Node) { v = n.View("A") })
-			if row := v["eu"]; row.Minted != 100 || row.Held() < 6 || row.Held() > 7 {
-				// 5 acknowledged + 1 after recovery, plus at most the failed one.
+			// A failed commit is not acknowledged, but its batch may survive
+			// (it reached the WAL; only the sync failed): acknowledged
+			// changes, plus at most the failed ones.
+			if row := v["eu"]; row.Minted < 100 || row.Minted > 103 || row.Held() < 6 || row.Held() > 7 {
 				t.Fatalf("row after recovery: %+v", row)
 			}
 		})
