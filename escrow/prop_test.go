@@ -26,13 +26,13 @@ import (
 var (
 	flagSeeds = flag.Int("escrow.seeds", 0, "property test: random seeds to run besides the fixed ones")
 	flagSeed  = flag.Uint64("escrow.seed", 0, "property test: run only this seed")
-	flagSteps = flag.Int("escrow.steps", 0, "property test: steps per seed (default 1500, 400 with -short)")
+	flagSteps = flag.Int("escrow.steps", 0, "property test: steps per seed (default 2500, 400 with -short)")
 )
 
 var propSeeds = []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 42, 1000, 31337, 20261125}
 
 func TestProperty(t *testing.T) {
-	steps := 1500
+	steps := 2500
 	seeds := propSeeds
 	if testing.Short() {
 		steps, seeds = 400, propSeeds[:6]
