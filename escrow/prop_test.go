@@ -21,8 +21,8 @@ import (
 // checks convergence, conservation and liveness.
 //
 //	go test ./escrow/ -run TestProperty                          # fixed seeds
-//	go test ./escrow/ -run TestProperty -escrow.seeds=500        # plus 500 random seeds
-//	go test ./escrow/ -run TestProperty -escrow.seed=N -v        # replay one seed
+//	go test ./escrow/ -run TestProperty -args -escrow.seeds=500  # plus 500 random seeds
+//	go test ./escrow/ -run TestProperty -v -args -escrow.seed=N # replay one seed
 var (
 	flagSeeds = flag.Int("escrow.seeds", 0, "property test: random seeds to run besides the fixed ones")
 	flagSeed  = flag.Uint64("escrow.seed", 0, "property test: run only this seed")
@@ -51,7 +51,7 @@ func TestProperty(t *testing.T) {
 	for _, seed := range seeds {
 		w := newPWorld(seed, Bugs{})
 		if err := w.run(steps); err != nil {
-			t.Fatalf("seed %d (replay: go test ./escrow/ -run 'TestProperty$' -escrow.seed=%d -escrow.steps=%d): %v\nlast events:\n%s",
+			t.Fatalf("seed %d (replay: go test ./escrow/ -run 'TestProperty$' -v -args -escrow.seed=%d -escrow.steps=%d): %v\nlast events:\n%s",
 				seed, seed, steps, err, w.trace())
 		}
 		if testing.Verbose() {
