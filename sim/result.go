@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -67,7 +66,7 @@ type Result struct {
 	Failures  []string `json:"failures,omitempty"`
 
 	Series      *Series `json:"-"`
-	latencies   []int64
+	latency     hist
 	strandedSum uint64
 	strandedN   uint64
 }
@@ -106,7 +105,7 @@ type Summary struct {
 // Summarize aggregates results (in the order given).
 func Summarize(rs []*Result) Summary {
 	var s Summary
-	var lat []int64
+	var lat hist
 	var falseRej, msgs, stranded, strandedN uint64
 	s.Seeds = len(rs)
 	s.MaxConvergeMs = -1
@@ -129,7 +128,7 @@ func Summarize(rs []*Result) Summary {
 		stranded += r.strandedSum
 		strandedN += r.strandedN
 		s.MaxConvergeMs = max(s.MaxConvergeMs, r.ConvergeMs)
-		lat = append(lat, r.latencies...)
+		lat.merge(&r.latency)
 		if r.Failed() {
 			s.FailedSeeds = append(s.FailedSeeds, r.Seed)
 		}
@@ -141,9 +140,8 @@ func Summarize(rs []*Result) Summary {
 	if strandedN > 0 {
 		s.StrandedAtSellout = float64(stranded) / float64(strandedN)
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	s.P50HoldMs = pct(lat, 0.5)
-	s.P99HoldMs = pct(lat, 0.99)
+	s.P50HoldMs = lat.quantileMs(0.5)
+	s.P99HoldMs = lat.quantileMs(0.99)
 	return s
 }
 

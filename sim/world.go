@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sort"
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -360,6 +359,12 @@ func (w *world) run() {
 	for w.q.len() > 0 && !w.done {
 		e := w.q.pop()
 		w.now = e.at
+		if e.kind == evPhase && e.n == phSample {
+			// Observation only: not an event of the simulated world, so
+			// that recording series changes neither counts nor trace.
+			w.phase(phSample)
+			continue
+		}
 		w.res.Events++
 		w.mix(uint64(e.at))
 		w.mix(uint64(e.kind)<<40 | uint64(e.node)<<8 | uint64(e.n))
@@ -953,23 +958,13 @@ func (w *world) finish() {
 			w.addStats(ep.node.Stats())
 		}
 	}
-	lat := w.res.latencies
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	w.res.P50HoldMs = pct(lat, 0.50)
-	w.res.P99HoldMs = pct(lat, 0.99)
+	w.res.P50HoldMs = w.res.latency.quantileMs(0.50)
+	w.res.P99HoldMs = w.res.latency.quantileMs(0.99)
 	w.res.TraceHash = w.hash
 	if w.series != nil {
 		w.series.Faults = w.faultSpans()
 		w.res.Series = w.series
 	}
-}
-
-func pct(sorted []int64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(p * float64(len(sorted)-1))
-	return float64(sorted[i]) / 1e6
 }
 
 func (w *world) addStats(s escrow.Stats) {

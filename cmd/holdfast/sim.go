@@ -51,7 +51,6 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 					return err
 				}
 			}
-			o.Series = report != ""
 			start := time.Now()
 			var rs []*sim.Result
 			var err error
@@ -83,6 +82,13 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 						r = x
 						break
 					}
+				}
+				// Replay the chosen seed recording its time series: the
+				// run is deterministic, so it is the same run.
+				ro := o
+				ro.Seed, ro.Series = r.Seed, true
+				if r, err = sim.Run(ro); err != nil {
+					return err
 				}
 				if err := writeReport(report, o, r, s); err != nil {
 					return err
