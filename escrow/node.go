@@ -58,6 +58,11 @@ type Node struct {
 	readies    int // Ready calls not yet Advanced
 
 	stats Stats
+
+	// Arenas for Ready output (see chunk).
+	replyArena chunk[Reply]
+	rowArena   chunk[Row]
+	holdArena  chunk[Hold]
 }
 
 // Stats are cumulative counters of one node, for metrics and simulator reports.
@@ -296,7 +301,7 @@ func (n *Node) Ready() Ready {
 	// One backing array for the persisted rows and the broadcast rows.
 	var rowBuf []Row
 	if k := len(n.dirtyRows) + len(n.ownChanged); k > 0 {
-		rowBuf = make([]Row, 0, k)
+		rowBuf = n.rowArena.take(k)
 	}
 	if len(n.dirtyRows) > 0 {
 		for _, r := range n.dirtyRows {
@@ -308,7 +313,7 @@ func (n *Node) Ready() Ready {
 		n.dirtyRows = n.dirtyRows[:0]
 	}
 	if len(n.dirtyHolds) > 0 {
-		rd.Persist.Holds = make([]Hold, 0, len(n.dirtyHolds))
+		rd.Persist.Holds = n.holdArena.take(len(n.dirtyHolds))
 		for _, h := range n.dirtyHolds {
 			h.dirty = false
 			if n.holds[h.ID] != h {
@@ -386,7 +391,35 @@ func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 	return msgs
 }
 
-func (n *Node) reply(r Reply) { n.out.Reply = append(n.out.Reply, r) }
+func (n *Node) reply(r Reply) {
+	if n.out.Reply == nil {
+		n.out.Reply = n.replyArena.take(1)
+	}
+	n.out.Reply = append(n.out.Reply, r)
+}
+
+// chunk hands out small slices carved from one larger allocation, so that
+// the output of most Readies costs no allocation of its own. Every slice
+// has its capacity capped (a full slice expression), so a runtime that
+// appends to one gets a copy and never writes into its neighbour. The
+// price: a slice kept by a runtime keeps its whole chunk (chunkLen
+// elements) alive, so chunks stay small and messages get no chunk of their
+// own (simulators keep messages in flight for long).
+type chunk[T any] struct{ buf []T }
+
+const chunkLen = 64
+
+func (c *chunk[T]) take(n int) []T {
+	if n > chunkLen/4 {
+		return make([]T, 0, n)
+	}
+	if len(c.buf)+n > cap(c.buf) {
+		c.buf = make([]T, 0, chunkLen)
+	}
+	s := c.buf[len(c.buf) : len(c.buf) : len(c.buf)+n]
+	c.buf = c.buf[:len(c.buf)+n]
+	return s
+}
 
 func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
 
