@@ -21,6 +21,7 @@ const (
 	DefaultQueueLen       = 65536
 	DefaultMaxBatch       = 8192
 	DefaultTickInterval   = 10 * time.Millisecond
+	DefaultMaxLinger      = time.Millisecond
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultMaxBodyBytes   = 64 << 10
 	DefaultMsgQueueLen    = 16384
@@ -44,6 +45,10 @@ type Config struct {
 	MsgQueueLen  int           `yaml:"msg_queue_len"` // peer messages waiting for the apply loop
 	MaxBatch     int           `yaml:"max_batch"`     // inputs stepped into one Ready at most
 	TickInterval time.Duration `yaml:"tick_interval"` // node clock tick (expiry, borrow deadlines)
+	// MaxLinger bounds how long the apply loop waits for the callers of the
+	// batch that just committed to come back before it cuts the next one
+	// (group commit; see stepLoop). 0: 1ms; negative: never wait.
+	MaxLinger time.Duration `yaml:"max_linger"`
 
 	RequestTimeout time.Duration `yaml:"request_timeout"` // HTTP request deadline
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`  // HTTP request body limit
@@ -90,6 +95,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.MaxLinger == 0 {
+		c.MaxLinger = DefaultMaxLinger
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = DefaultTickInterval

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
@@ -19,9 +20,10 @@ type memStorage struct {
 	peerSeq map[string]uint64
 
 	applies   int
-	failApply int  // fail this many Apply calls from now on
-	failLoad  int  // fail this many Load calls
-	closed    bool // informative only: the runtime may reopen by Load
+	delay     time.Duration // each Apply takes this long (a slow fsync)
+	failApply int           // fail this many Apply calls from now on
+	failLoad  int           // fail this many Load calls
+	closed    bool          // informative only: the runtime may reopen by Load
 }
 
 var errInjected = errors.New("injected storage failure")
@@ -69,6 +71,9 @@ func (m *memStorage) Apply(p *escrow.Persist) error {
 		return errInjected
 	}
 	m.applies++
+	if m.delay > 0 {
+		time.Sleep(m.delay) // stands for the fsync, not a synchronisation
+	}
 	for _, r := range p.Rows {
 		m.rows[[2]string{r.SKU, r.Region}] = r.Clone()
 	}

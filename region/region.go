@@ -46,10 +46,11 @@ var requestPool = sync.Pool{New: func() any { return &request{done: make(chan st
 
 // batch is one Ready on its way through the committer.
 type batch struct {
-	rd   escrow.Ready
-	reqs []*request // reqs[i] waits for rd.Reply[i]; nil when nobody waits
-	cmds int        // inputs stepped into it
-	err  error      // set by the committer when the write failed
+	rd       escrow.Ready
+	reqs     []*request // reqs[i] waits for rd.Reply[i]; nil when nobody waits
+	cmds     int        // inputs stepped into it
+	answered int        // requests answered by it (non-nil reqs)
+	err      error      // set by the committer when the write failed
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{} }}
@@ -111,6 +112,7 @@ type Region struct {
 	commits    atomic.Int64
 	commitCmds atomic.Int64
 	applyNanos atomic.Int64
+	applyEWMA  atomic.Int64 // recent Apply duration in ns, for the linger
 
 	handlerOnce sync.Once
 	handler     *api
@@ -387,17 +389,36 @@ func (r *Region) stepLoop() {
 	defer ticker.Stop()
 	inflight := false
 	stepped := 0 // inputs stepped since the last cut
+	// Linger: when a batch completes, its callers usually come back at
+	// once with their next request. Waiting for them a little (until as
+	// many inputs as the batch answered are stepped, at most half a recent
+	// write time) merges the two cohorts that a plain "cut when the
+	// committer is idle" pipeline settles into, so each fsync carries about
+	// all concurrent callers instead of half of them. A lone caller is
+	// never delayed: its batch is cut as soon as it is back.
+	target := 0
+	var lingerUntil time.Time
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	var lingerC <-chan time.Time
 	for {
 		if r.node == nil {
 			if !r.recover(ticker) {
 				r.shutdown(false)
 				return
 			}
-			stepped = 0
+			stepped, target = 0, 0
 		}
 		if !inflight && r.node.HasReady() {
-			r.cut(stepped)
-			inflight, stepped = true, 0
+			if stepped >= target || stepped >= r.cfg.MaxBatch || !time.Now().Before(lingerUntil) {
+				r.cut(stepped)
+				inflight, stepped = true, 0
+				lingerC = nil
+			} else if lingerC == nil {
+				linger.Reset(time.Until(lingerUntil))
+				lingerC = linger.C
+			}
 		}
 		queue := r.queue
 		if stepped >= r.cfg.MaxBatch {
@@ -425,10 +446,16 @@ func (r *Region) stepLoop() {
 			inflight = false
 			r.node.Advance()
 			failed := b.err != nil
+			target, lingerUntil = stepped+b.answered, time.Time{}
+			if d := r.lingerFor(); d > 0 {
+				lingerUntil = time.Now().Add(d)
+			}
 			r.recycle(b)
 			if failed {
 				r.failNode(ErrStorage)
 			}
+		case <-lingerC:
+			lingerC = nil
 		case <-ticker.C:
 			r.node.Step(escrow.Input{Now: time.Now()})
 		case q := <-r.inspect:
@@ -439,6 +466,15 @@ func (r *Region) stepLoop() {
 			return
 		}
 	}
+}
+
+// lingerFor is how long the stepper may wait for returning callers before
+// it cuts the next batch: half a recent write, at most Config.MaxLinger.
+func (r *Region) lingerFor() time.Duration {
+	if r.cfg.MaxLinger < 0 {
+		return 0
+	}
+	return min(time.Duration(r.applyEWMA.Load())/2, r.cfg.MaxLinger)
 }
 
 func (r *Region) stepRequest(req *request, now time.Time) {
@@ -466,11 +502,13 @@ func (r *Region) cut(stepped int) {
 	} else {
 		b.reqs = b.reqs[:len(b.rd.Reply)]
 	}
+	b.answered = 0
 	for i := range b.rd.Reply {
 		id := b.rd.Reply[i].ReqID
 		if req, ok := r.pending[id]; ok {
 			delete(r.pending, id)
 			b.reqs[i] = req
+			b.answered++
 		} else {
 			b.reqs[i] = nil
 		}
@@ -510,6 +548,11 @@ func (r *Region) commit(b *batch) {
 		d := time.Since(t0)
 		m.fsync.Observe(d.Seconds())
 		r.applyNanos.Add(int64(d))
+		if e := r.applyEWMA.Load(); e == 0 {
+			r.applyEWMA.Store(int64(d))
+		} else {
+			r.applyEWMA.Store(e - e/8 + int64(d)/8)
+		}
 		r.commits.Add(1)
 		r.commitCmds.Add(int64(b.cmds))
 		if err != nil {

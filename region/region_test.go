@@ -452,3 +452,38 @@ func TestMetricsWithStore(t *testing.T) {
 		}
 	}
 }
+
+// Group commit: while one batch is being written, the next one collects
+// every request that arrives, so concurrent callers share writes.
+func TestGroupCommitSharesWrites(t *testing.T) {
+	st := newMemStorage()
+	st.delay = 2 * time.Millisecond
+	r := openMem(t, st, nil)
+	restock(t, r, "A", 100_000)
+	st.mu.Lock()
+	before := st.applies
+	st.mu.Unlock()
+	const callers, each = 64, 20
+	var wg sync.WaitGroup
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}); err != nil || rep.Err != nil {
+					t.Errorf("hold: %v %v", err, rep.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st.mu.Lock()
+	writes := st.applies - before
+	st.mu.Unlock()
+	// Ticks (expiry, digests) may add a few writes of their own.
+	t.Logf("%d holds in %d writes (%.1f per write)", callers*each, writes, float64(callers*each)/float64(writes))
+	if writes > callers*each/8 {
+		t.Fatalf("%d holds took %d writes: no group commit", callers*each, writes)
+	}
+}
