@@ -399,7 +399,8 @@ func (n *Node) onAdvice(m *Message) {
 		if s == nil || s.own == nil {
 			continue
 		}
-		give := AdviceGive(n.available(s), n.donorFloor(s), mv.Qty)
+		// Units that holds waiting on a borrow need here are not surplus.
+		give := AdviceGive(n.available(s), n.donorFloor(s)+n.pendingNeed(mv.SKU), mv.Qty)
 		if give == 0 {
 			continue
 		}
@@ -411,6 +412,23 @@ func (n *Node) onAdvice(m *Message) {
 	if applied {
 		n.stats.AdviceApplied++
 	}
+}
+
+// pendingNeed returns the units of sku that holds waiting on a borrow ask
+// for (bounded by MaxPending holds).
+func (n *Node) pendingNeed(sku string) uint64 {
+	var q uint64
+	for _, p := range n.pending {
+		if p.done {
+			continue
+		}
+		for _, l := range p.lines {
+			if l.SKU == sku {
+				q += l.Qty
+			}
+		}
+	}
+	return q
 }
 
 // noteLow remembers SKUs whose own slice fell below the top-up threshold.

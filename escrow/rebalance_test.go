@@ -448,3 +448,33 @@ func TestRebalancerStepRejectsBadInput(t *testing.T) {
 		t.Fatal("invalid id accepted")
 	}
 }
+
+// TestAdviceSparesPendingHolds: a region whose own hold waits on a borrow
+// for a SKU gives none of that SKU's units away by advice.
+func TestAdviceSparesPendingHolds(t *testing.T) {
+	n, err := NewNode(Config{Region: "b", DigestInterval: -1, BorrowTimeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(in Input) Ready {
+		t.Helper()
+		in.Now = rbT0
+		if err := n.Step(in); err != nil {
+			t.Fatal(err)
+		}
+		rd := n.Ready()
+		n.Advance()
+		return rd
+	}
+	step(Input{Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 10}})
+	// Peer a is known to have 100 units, so a hold of 15 borrows 5.
+	step(Input{Msg: &Message{Type: MsgRows, From: "a", Seq: 1, Rows: []Row{{SKU: "A", Region: "a", Seq: 1, Minted: 100}}}})
+	rd := step(Input{Cmd: &Command{Kind: CmdHold, ReqID: 2, Lines: []Line{{SKU: "A", Qty: 15}}, TTL: time.Minute}})
+	if len(rd.Reply) != 0 || n.Stats().PendingHolds != 1 {
+		t.Fatalf("hold did not wait on a borrow: replies %+v, stats %+v", rd.Reply, n.Stats())
+	}
+	step(Input{Msg: &Message{Type: MsgAdvice, From: "rebalancer", Epoch: 1, Moves: []Move{{"A", "b", "c", 10}}}})
+	if got := n.Available("A"); got != 10 {
+		t.Fatalf("advice took units a waiting hold needs: available %d", got)
+	}
+}
