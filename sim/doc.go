@@ -35,8 +35,10 @@
 //     Released equal the sums over that region's durable holds (so units of
 //     expired holds come back as Released); at the end no hold past its
 //     deadline is still held.
-//   - conservation_errors: at the end, View.CheckConservation over the
-//     owners' rows and over every converged region's view.
+//   - conservation_errors: at every Ready, the stepping region's true
+//     available count (over every owner's latest row) is not negative (it
+//     spent only units it owned); at the end, View.CheckConservation over
+//     the owners' rows and over every converged region's view.
 //   - unconverged: every row version that existed at heal time reaches
 //     every region within 60s; after quiescence every copy of every row
 //     equals its owner's row within 30s.

@@ -63,6 +63,12 @@ type oracle struct {
 
 	touched []int
 	soldOut []bool // [region*S+sku] refused for lack of stock since the last restock
+
+	// Transfers as of the latest own rows, for the true available(r).
+	memSent []escrow.Row // [region*S+sku] only Sent is used
+	durSent []escrow.Row // [region*S+sku] durable Sent
+	recv    []uint64     // [region*S+sku] Σ over owners' rows of Sent[region]
+	negFlag []bool       // [region*S+sku] negative available reported
 }
 
 func newOracle(w *world) *oracle {
@@ -74,6 +80,8 @@ func newOracle(w *world) *oracle {
 		led: make([]ledger, N*S), holds: map[string]escrow.HoldState{}, deleted: map[string]bool{},
 		maxOver: make([]int64, S), flagged: make([]bool, N*S),
 		acked: map[string]*ackRec{}, ackedBy: make([][]string, N), soldOut: make([]bool, N*S),
+		memSent: make([]escrow.Row, N*S), durSent: make([]escrow.Row, N*S), recv: make([]uint64, N*S),
+		negFlag: make([]bool, N*S),
 	}
 	return o
 }
@@ -142,15 +150,47 @@ func (o *oracle) onReady(ep *endpoint, rd *escrow.Ready) {
 		o.agg[s].sub(o.mem[k])
 		o.mem[k] = countersOf(r)
 		o.agg[s].add(o.mem[k])
+		o.setSent(k, s, r.Sent)
 		o.touch(s)
 	}
 	for _, s := range o.touched {
+		o.checkAvailable(ep, s)
 		if a := o.globalAvail(s); a < 0 && -a > o.maxOver[s] {
 			if o.maxOver[s] == 0 {
 				o.w.fail("oversell: %s: sold+held exceeds minted-shrunk by %d (at %s)", o.w.setup.SKUs[s], -a, ep.name)
 			}
 			o.maxOver[s] = -a
 		}
+	}
+}
+
+// setSent replaces the transfers of own row k (of SKU s).
+func (o *oracle) setSent(k, s int, sent []escrow.Transfer) {
+	for _, t := range o.memSent[k].Sent {
+		if i, ok := o.w.byName[t.To]; ok && i < o.w.nReg {
+			o.recv[i*o.S+s] -= t.Qty
+		}
+	}
+	o.memSent[k].Sent = append(o.memSent[k].Sent[:0], sent...)
+	for _, t := range sent {
+		if i, ok := o.w.byName[t.To]; ok && i < o.w.nReg {
+			o.recv[i*o.S+s] += t.Qty
+		}
+	}
+}
+
+// checkAvailable: a region only spends what it owns, so its true
+// available count (over every owner's latest row) is never negative. Only
+// the region's own actions lower it, so it is checked when they happen.
+func (o *oracle) checkAvailable(ep *endpoint, s int) {
+	k := ep.idx*o.S + s
+	m := &o.mem[k]
+	a := int64(m.minted) + int64(o.recv[k]) - int64(o.memSent[k].SentTotal()) - int64(m.reserved) +
+		int64(m.released) - int64(m.shrunk)
+	if a < 0 && !o.negFlag[k] {
+		o.negFlag[k] = true
+		o.w.res.ConservationErrors++
+		o.w.fail("available(%s, %s) = %d: spent units it did not own", ep.name, o.w.setup.SKUs[s], a)
 	}
 }
 
@@ -161,6 +201,7 @@ func (o *oracle) onCrash(ep *endpoint) {
 		o.agg[s].sub(o.mem[k])
 		o.mem[k] = o.dur[k]
 		o.agg[s].add(o.mem[k])
+		o.setSent(k, s, o.durSent[k].Sent)
 	}
 }
 
@@ -185,7 +226,9 @@ func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
 			continue
 		}
 		if s, ok := o.w.skuIdx[r.SKU]; ok {
-			o.dur[ep.idx*o.S+s] = countersOf(r)
+			k := ep.idx*o.S + s
+			o.dur[k] = countersOf(r)
+			o.durSent[k].Sent = append(o.durSent[k].Sent[:0], r.Sent...)
 			o.touch(s)
 		}
 	}
