@@ -97,7 +97,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			}
 			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runRegion(ctx, cfg)
+			return runRegion(ctx, cfg, nil)
 		},
 	}
 	f := cmd.Flags()
@@ -119,9 +119,15 @@ has no auth and the region refuses to listen on anything but loopback.`,
 
 // runRegion opens the region, attaches peers, serves HTTP until ctx ends,
 // then shuts down in order: HTTP (in-flight requests finish), peers, the
-// apply loop and the store.
-func runRegion(ctx context.Context, cfg region.Config) error {
+// apply loop and the store. started, if set, gets the listen address once
+// the region is open.
+func runRegion(ctx context.Context, cfg region.Config, started func(addr string)) error {
 	log := cfg.Logger
+	if cfg.TokensFile == "" && !loopbackAddr(cfg.HTTPAddr) {
+		// Refuse before listening: without auth the API must not be reachable
+		// from other machines, even for a moment.
+		return fmt.Errorf("refusing to serve on %s without auth: set --tokens-file, or use 127.0.0.1 / [::1] / localhost", cfg.HTTPAddr)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
@@ -143,6 +149,9 @@ func runRegion(ctx context.Context, cfg region.Config) error {
 			return fmt.Errorf("attach peers at %s: %w", cfg.NATSURL, err)
 		}
 	}
+	if started != nil {
+		started(ln.Addr().String())
+	}
 	serveErr := r.Serve(ctx, ln)
 	log.Info("shutting down", "reason", context.Cause(ctx))
 	if peers != nil {
@@ -158,4 +167,17 @@ func runRegion(ctx context.Context, cfg region.Config) error {
 	case <-time.After(30 * time.Second):
 		return errors.Join(serveErr, errors.New("region did not close within 30s"))
 	}
+}
+
+// loopbackAddr reports whether host:port names only this machine.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
