@@ -97,6 +97,8 @@ type Region struct {
 	commitDone chan struct{} // closed when the committer exits
 	closed     atomic.Bool
 	ready      atomic.Bool
+	fatal      chan struct{} // closed when the region cannot continue (see Fatal)
+	fatalErr   atomic.Pointer[error]
 	closeOnce  sync.Once
 	closeErr   error
 
@@ -141,6 +143,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 		stop:       make(chan struct{}),
 		loopDone:   make(chan struct{}),
 		commitDone: make(chan struct{}),
+		fatal:      make(chan struct{}),
 		pending:    make(map[uint64]*request, 1024),
 	}
 	if cfg.TokensFile != "" {
@@ -350,6 +353,26 @@ func (r *Region) Inspect(ctx context.Context, f func(n *escrow.Node)) error {
 		default:
 			return ErrClosed
 		}
+	}
+}
+
+// Fatal is closed when the region cannot continue in this process (Pebble
+// panicked during a commit and its DB cannot be reopened): the process
+// should exit and be restarted. FatalErr says why.
+func (r *Region) Fatal() <-chan struct{} { return r.fatal }
+
+// FatalErr returns the reason Fatal was closed, or nil.
+func (r *Region) FatalErr() error {
+	if p := r.fatalErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (r *Region) setFatal(err error) {
+	if r.fatalErr.CompareAndSwap(nil, &err) {
+		r.log.Error("region cannot continue in this process: restart it", "err", err)
+		close(r.fatal)
 	}
 }
 
@@ -641,6 +664,9 @@ func (r *Region) recover(ticker *time.Ticker) bool {
 func (r *Region) reload() error {
 	if ro, ok := r.storage.(reopener); ok {
 		if err := ro.Reopen(); err != nil {
+			if errors.Is(err, ErrStoreWedged) {
+				r.setFatal(err)
+			}
 			return fmt.Errorf("reopen store: %w", err)
 		}
 	} else if r.ownStore {

@@ -487,3 +487,30 @@ func TestGroupCommitSharesWrites(t *testing.T) {
 		t.Fatalf("%d holds took %d writes: no group commit", callers*each, writes)
 	}
 }
+
+// wedgedStorage fails its writes and cannot be reopened, like a Store after
+// a Pebble panic.
+type wedgedStorage struct{ *memStorage }
+
+func (w wedgedStorage) Reopen() error { return ErrStoreWedged }
+
+func TestWedgedStoreIsFatal(t *testing.T) {
+	st := newMemStorage()
+	r, err := Open(context.Background(), Config{Name: "eu", Storage: wedgedStorage{st}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	st.setFailApply(1 << 30)
+	if _, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1}); !errors.Is(err, ErrStorage) {
+		t.Fatalf("err = %v", err)
+	}
+	select {
+	case <-r.Fatal():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a wedged store did not make the region fatal")
+	}
+	if !errors.Is(r.FatalErr(), ErrStoreWedged) || r.Ready() {
+		t.Fatalf("fatal err %v, ready %v", r.FatalErr(), r.Ready())
+	}
+}

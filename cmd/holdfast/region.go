@@ -152,7 +152,21 @@ func runRegion(ctx context.Context, cfg region.Config, started func(addr string)
 	if started != nil {
 		started(ln.Addr().String())
 	}
-	serveErr := r.Serve(ctx, ln)
+	// A region whose store is wedged cannot recover in this process: stop
+	// serving and exit non-zero so that the supervisor restarts it.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.Fatal():
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	serveErr := r.Serve(sctx, ln)
+	if err := r.FatalErr(); err != nil {
+		serveErr = errors.Join(serveErr, err)
+	}
 	log.Info("shutting down", "reason", context.Cause(ctx))
 	if peers != nil {
 		if err := peers.Close(); err != nil {
