@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -160,4 +161,84 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 			t.Errorf("$ref #/%s does not resolve", m[1])
 		}
 	}
+}
+
+// TestOpenAPISchemasMatchTypes: the properties of each schema are exactly
+// the JSON fields of the Go type the region encodes or decodes, and for
+// answers, the required properties are exactly the fields always present.
+func TestOpenAPISchemasMatchTypes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	var spec struct {
+		Components struct {
+			Schemas map[string]struct {
+				Required   []string       `yaml:"required"`
+				Properties map[string]any `yaml:"properties"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal([]byte(doc.Raw), &spec); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		schema string
+		typ    any
+		answer bool // encoded by the region: required = fields without omitempty
+	}{
+		{"Hold", region.HoldJSON{}, true},
+		{"Stock", region.StockJSON{}, true},
+		{"RegionStock", region.RegionStockJSON{}, true},
+		{"Problem", region.Problem{}, true},
+		{"Item", region.ItemJSON{}, false},
+		{"CreateHoldRequest", region.CreateHoldRequest{}, false},
+		{"ExtendRequest", region.ExtendRequest{}, false},
+		{"QtyRequest", region.QtyRequest{}, false},
+	}
+	for _, c := range cases {
+		sc, ok := spec.Components.Schemas[c.schema]
+		if !ok {
+			t.Errorf("schema %s missing", c.schema)
+			continue
+		}
+		fields, always := jsonFields(reflect.TypeOf(c.typ))
+		var props []string
+		for p := range sc.Properties {
+			props = append(props, p)
+		}
+		sort.Strings(props)
+		if !reflect.DeepEqual(props, fields) {
+			t.Errorf("schema %s has properties %v, type %T encodes %v", c.schema, props, c.typ, fields)
+		}
+		if c.answer {
+			req := append([]string(nil), sc.Required...)
+			sort.Strings(req)
+			if !reflect.DeepEqual(req, always) {
+				t.Errorf("schema %s requires %v, type %T always has %v", c.schema, req, c.typ, always)
+			}
+		}
+	}
+}
+
+// jsonFields lists the JSON names of a struct's fields, and those without
+// omitempty, both sorted.
+func jsonFields(t reflect.Type) (all, always []string) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		all = append(all, name)
+		if !strings.Contains(opts, "omitempty") {
+			always = append(always, name)
+		}
+	}
+	sort.Strings(all)
+	sort.Strings(always)
+	return all, always
 }
