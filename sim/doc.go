@@ -45,6 +45,8 @@
 //   - liveness_failures: after quiescence, a 1-unit hold of a SKU with
 //     stock somewhere (at the region the strategy says can get it) is
 //     granted within a few tries.
+//   - panics: escrow or the simulator panicked, or the run exceeded its
+//     event budget (a message storm); the seed fails, the sweep goes on.
 //
 // # Metrics
 //

@@ -52,6 +52,7 @@ type Result struct {
 	Unconverged        uint64 `json:"unconverged"`
 	Unreturned         uint64 `json:"unreturned"` // ledgers with units not returned, holds never expired
 	LivenessFailures   uint64 `json:"liveness_failures"`
+	Panics             uint64 `json:"panics"` // the run panicked or never settled
 
 	// Quality.
 	// StrandedAtSellout is the mean number of units still available
@@ -74,7 +75,7 @@ type Result struct {
 // Failed reports whether a safety or post-heal checker failed.
 func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.Unconverged > 0 ||
-		r.Unreturned > 0 || r.LivenessFailures > 0
+		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0
 }
 
 // Summary aggregates the results of a sweep.
@@ -91,8 +92,9 @@ type Summary struct {
 	Unconverged        uint64   `json:"unconverged"`
 	Unreturned         uint64   `json:"unreturned"`
 	LivenessFailures   uint64   `json:"liveness_failures"`
+	Panics             uint64   `json:"panics"`
 	FalseRejectRate    float64  `json:"false_reject_rate"`
-	StrandedAtSellout  float64  `json:"stranded_at_sellout"` // mean per seed
+	StrandedAtSellout  float64  `json:"stranded_at_sellout"` // mean units left anywhere when a region sells out
 	MsgsPerHold        float64  `json:"msgs_per_hold"`
 	P50HoldMs          float64  `json:"p50_hold_ms"`
 	P99HoldMs          float64  `json:"p99_hold_ms"`
@@ -121,6 +123,7 @@ func Summarize(rs []*Result) Summary {
 		s.Unconverged += r.Unconverged
 		s.Unreturned += r.Unreturned
 		s.LivenessFailures += r.LivenessFailures
+		s.Panics += r.Panics
 		s.Crashes += r.Crashes
 		s.Partitions += r.Partitions
 		falseRej += r.FalseRejects
@@ -157,6 +160,7 @@ func (s Summary) KV() string {
 		"unconverged=" + strconv.FormatUint(s.Unconverged, 10),
 		"unreturned=" + strconv.FormatUint(s.Unreturned, 10),
 		"liveness_failures=" + strconv.FormatUint(s.LivenessFailures, 10),
+		"panics=" + strconv.FormatUint(s.Panics, 10),
 		"false_reject_rate=" + f(s.FalseRejectRate, 4),
 		"stranded_at_sellout=" + f(s.StrandedAtSellout, 1),
 		"msgs_per_hold=" + f(s.MsgsPerHold, 2),
@@ -183,8 +187,8 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	for _, r := range rs {
 		checks := "ok"
 		if r.Failed() {
-			checks = fmt.Sprintf("FAIL oversell=%d lost_acked=%d conservation=%d unconverged=%d unreturned=%d liveness=%d",
-				r.Oversell, r.LostAcked, r.ConservationErrors, r.Unconverged, r.Unreturned, r.LivenessFailures)
+			checks = fmt.Sprintf("FAIL oversell=%d lost_acked=%d conservation=%d unconverged=%d unreturned=%d liveness=%d panics=%d",
+				r.Oversell, r.LostAcked, r.ConservationErrors, r.Unconverged, r.Unreturned, r.LivenessFailures, r.Panics)
 		}
 		mph := 0.0
 		if r.Holds > 0 {

@@ -29,8 +29,7 @@ func RunTrace(o Options, tr io.Writer) (*Result, error) {
 	}
 	bw := bufio.NewWriterSize(tr, 1<<16)
 	w.tr = bw
-	w.run()
-	w.finish()
+	w.runChecked()
 	for _, f := range w.res.Failures {
 		fmt.Fprintf(bw, "FAIL %s\n", f)
 	}

@@ -139,9 +139,22 @@ func Run(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.runChecked()
+	return &w.res, nil
+}
+
+// runChecked runs and finishes the world; a panic (of escrow or of the
+// simulator) is a failure of this seed, reported with it, not a crash of
+// the whole sweep.
+func (w *world) runChecked() {
+	defer func() {
+		if p := recover(); p != nil {
+			w.res.Panics++
+			w.fail("panic: %v", p)
+		}
+	}()
 	w.run()
 	w.finish()
-	return &w.res, nil
 }
 
 func newWorld(o Options) (*world, error) {
@@ -356,7 +369,13 @@ func (w *world) run() {
 	if w.series != nil {
 		w.q.push(event{at: 0, kind: evPhase, n: phSample})
 	}
+	budget := maxEvents(o)
 	for w.q.len() > 0 && !w.done {
+		if w.res.Events >= budget {
+			w.res.Panics++
+			w.fail("event budget of %d exhausted: the run does not settle", budget)
+			return
+		}
 		e := w.q.pop()
 		w.now = e.at
 		if e.kind == evPhase && e.n == phSample {
@@ -373,6 +392,14 @@ func (w *world) run() {
 		}
 		w.dispatch(&e)
 	}
+}
+
+// maxEvents bounds a run: far above what the workload needs (about 1,000
+// events per virtual second at the default rate), so that a message storm
+// is reported instead of running forever.
+func maxEvents(o *Options) uint64 {
+	secs := (o.Duration + 3*o.TTL + 5*time.Minute).Seconds()
+	return uint64(secs * (20_000 + 500*o.Rate) * float64(o.Regions))
 }
 
 // healTime is when every fault has ended: the last 20% of the workload
