@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
@@ -513,4 +514,43 @@ func TestWedgedStoreIsFatal(t *testing.T) {
 	if !errors.Is(r.FatalErr(), ErrStoreWedged) || r.Ready() {
 		t.Fatalf("fatal err %v, ready %v", r.FatalErr(), r.Ready())
 	}
+}
+
+// A store with a corrupt record is refused at Open, with a reason; and a
+// store of another region too.
+func TestOpenRefusesCorruptStore(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(context.Background(), Config{Name: "eu", DataDir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restock(t, r, "A", 3)
+	id := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}).Hold.ID
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), Config{Name: "us", DataDir: dir, Logger: quietLogger()}); err == nil {
+		t.Fatal("region us opened the store of eu")
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(appendHoldKey(nil, id), []byte("garbage"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = Open(context.Background(), Config{Name: "eu", DataDir: dir, Logger: quietLogger()})
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Open of a corrupt store: %v", err)
+	}
+	t.Logf("refused: %v", err)
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }
