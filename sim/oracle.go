@@ -351,13 +351,15 @@ func (o *oracle) observe(req *request) {
 
 // checkAcked compares every hold a client was told about with the owner's
 // durable state (after a restart, and at the end).
-func (o *oracle) checkAcked(ep *endpoint) {
+func (o *oracle) checkAcked(ep *endpoint, justLoaded bool) {
 	for _, id := range o.ackedBy[ep.idx] {
 		a := o.acked[id]
 		if a.lost {
 			continue
 		}
+		// On the simulated disk, and in the node rebuilt from it.
 		h, ok := ep.dur.holds[id]
+		nh, nok := ep.node.Hold(id)
 		switch {
 		case !ok && o.deleted[id]:
 		case !ok:
@@ -366,6 +368,12 @@ func (o *oracle) checkAcked(ep *endpoint) {
 			o.lose(a, id, "is stored as "+h.State.String())
 		case !sameLines(a.lines, h.Lines):
 			o.lose(a, id, "is stored with other lines")
+		case !justLoaded:
+			// Later the node may legally retire a terminal hold first.
+		case !nok:
+			o.lose(a, id, "is stored but not loaded by "+ep.name)
+		case !legal(a.state, nh.State) || !sameLines(a.lines, nh.Lines):
+			o.lose(a, id, "is loaded as "+nh.State.String())
 		}
 	}
 }
@@ -377,7 +385,7 @@ func (o *oracle) final() {
 		if ep.down {
 			continue
 		}
-		o.checkAcked(ep)
+		o.checkAcked(ep, false)
 		// Every hold past its deadline must have been expired (its
 		// units returned) by the sweeper.
 		now := w.nodeNow(ep)

@@ -765,7 +765,7 @@ func (w *world) restart(ep *endpoint) {
 		w.fail("%v", err)
 		return
 	}
-	w.orc.checkAcked(ep)
+	w.orc.checkAcked(ep, true)
 	w.pump(ep)
 }
 
