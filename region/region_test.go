@@ -554,3 +554,78 @@ func (quietPebble) Errorf(string, ...any) {}
 func (quietPebble) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
+
+// durableCheckTransport fails the test if it is handed a rows message or a
+// hold event before the change it carries is in storage.
+type durableCheckTransport struct {
+	t     *testing.T
+	st    *memStorage
+	mu    sync.Mutex
+	sends int
+}
+
+func (d *durableCheckTransport) Send(msgs []escrow.Message) {
+	d.st.mu.Lock()
+	seq := d.st.seq
+	d.st.mu.Unlock()
+	for _, m := range msgs {
+		if m.Type == escrow.MsgRows && m.Seq > seq {
+			d.t.Errorf("rows up to seq %d sent while storage has %d", m.Seq, seq)
+		}
+	}
+	d.mu.Lock()
+	d.sends++
+	d.mu.Unlock()
+}
+
+func (d *durableCheckTransport) HoldEvents(hs []escrow.Hold) {
+	for _, h := range hs {
+		if got, ok := d.st.hold(h.ID); !ok || got.State != h.State {
+			d.t.Errorf("event for hold %s (%v) before it is stored (%v)", h.ID, h.State, got.State)
+		}
+	}
+}
+
+func (d *durableCheckTransport) Forward(context.Context, string, escrow.Command) (escrow.Reply, error) {
+	return escrow.Reply{}, errors.New("no peers")
+}
+
+func TestSendsOnlyAfterDurable(t *testing.T) {
+	st := newMemStorage()
+	st.delay = 200 * time.Microsecond
+	r := openMem(t, st, nil)
+	tr := &durableCheckTransport{t: t, st: st}
+	r.AttachTransport(tr)
+	restock(t, r, "A", 10_000)
+	var wg sync.WaitGroup
+	for c := 0; c < 16; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+				if err != nil || rep.Err != nil {
+					t.Errorf("hold: %v %v", err, rep.Err)
+					return
+				}
+				if i%3 == 0 {
+					r.Do(context.Background(), escrow.Command{Kind: escrow.CmdRelease, HoldID: rep.Hold.ID})
+				}
+			}
+		}()
+	}
+	// A peer's messages are stepped too (rows of another region).
+	for i := 1; i <= 20; i++ {
+		r.Deliver(escrow.Message{Type: escrow.MsgRows, From: "us", PrevSeq: uint64(i - 1), Seq: uint64(i),
+			Rows: []escrow.Row{{SKU: "B", Region: "us", Minted: uint64(i), Seq: uint64(i)}}})
+	}
+	wg.Wait()
+	waitFor(t, 5*time.Second, "peer rows merged and persisted", func() bool {
+		return st.row("B", "us").Minted == 20
+	})
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.sends == 0 {
+		t.Fatal("nothing was sent")
+	}
+}
