@@ -69,6 +69,9 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			if f.Changed("max-batch") {
 				cfg.MaxBatch = flags.MaxBatch
 			}
+			if f.Changed("max-linger") {
+				cfg.MaxLinger = flags.MaxLinger
+			}
 			if f.Changed("tick") {
 				cfg.TickInterval = flags.TickInterval
 			}
@@ -110,6 +113,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.StringVar(&flags.TokensFile, "tokens-file", "", "bearer tokens with scopes (YAML); empty: no auth, loopback only")
 	f.IntVar(&flags.QueueLen, "queue-len", region.DefaultQueueLen, "client requests waiting for the apply loop before 503")
 	f.IntVar(&flags.MaxBatch, "max-batch", region.DefaultMaxBatch, "inputs per committed batch at most")
+	f.DurationVar(&flags.MaxLinger, "max-linger", region.DefaultMaxLinger, "group commit: longest wait for returning callers before a batch is cut (negative: none)")
 	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
 	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
