@@ -81,6 +81,9 @@ func (n *Node) hold(c *Command) {
 	for i := range lines {
 		if s := n.skus[lines[i].SKU]; s != nil {
 			n.noteDemand(s, lines[i].Qty)
+			// A dry slice asks for a top-up when shoppers come, not only
+			// after a grant: otherwise an empty region stays empty.
+			n.noteLow(s)
 		}
 	}
 	cc := *c

@@ -9,10 +9,10 @@ import (
 type Config struct {
 	Region string // [a-z0-9_]{1,32}; prefixes hold ids
 
-	DefaultTTL   time.Duration // hold TTL when none is given (10m)
-	MaxLifetime  time.Duration // extend never moves a deadline past created+MaxLifetime (1h)
-	IdemTTL      time.Duration // how long idempotency keys are remembered (24h)
-	HoldRetain   time.Duration // how long terminal holds stay readable (24h)
+	DefaultTTL    time.Duration // hold TTL when none is given (10m)
+	MaxLifetime   time.Duration // extend never moves a deadline past created+MaxLifetime (1h)
+	IdemTTL       time.Duration // how long idempotency keys are remembered (24h)
+	HoldRetain    time.Duration // how long terminal holds stay readable (24h)
 	BorrowTimeout time.Duration // how long a hold waits for borrowed units (50ms)
 
 	// LowWater: a region tops up a SKU in the background when its available
@@ -25,8 +25,12 @@ type Config struct {
 	DonorFloor uint64
 
 	DigestInterval time.Duration // digest broadcast period (1s; <0 disables)
-	RepairTimeout  time.Duration // re-ask for a repair after this (1s)
-	DemandTau      time.Duration // EWMA time constant of demand (30s)
+	// PeerSilence: a peer not heard from for this long (3 digest intervals,
+	// at least 1s; <0 disables) is not asked to lend: a hold is refused at
+	// once instead of waiting out the borrow deadline for a cut-off peer.
+	PeerSilence   time.Duration
+	RepairTimeout time.Duration // re-ask for a repair after this (1s)
+	DemandTau     time.Duration // EWMA time constant of demand (30s)
 
 	MaxPending       int // holds waiting on a borrow (10,000)
 	MaxSweepPerTick  int // expiries per Tick (4,096)
@@ -74,6 +78,9 @@ func (c *Config) withDefaults() Config {
 	def(&d.DigestInterval, time.Second)
 	def(&d.RepairTimeout, time.Second)
 	def(&d.DemandTau, 30*time.Second)
+	if d.PeerSilence == 0 {
+		d.PeerSilence = max(time.Second, 3*d.DigestInterval)
+	}
 	defInt(&d.MaxPending, 10_000)
 	defInt(&d.MaxSweepPerTick, 4096)
 	defInt(&d.MaxTopUpsPerTick, 256)

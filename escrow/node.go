@@ -43,11 +43,11 @@ type Node struct {
 	borrows     map[uint64]*borrowOut // own requests in flight
 	// borrowScanAt is the earliest deadline in borrows (when it is not empty).
 	borrowScanAt time.Time
-	donations   map[donationKey]uint64
-	donationLog []donationKey
-	lastDigest  time.Time
-	adviceEpoch uint64
-	lowSKUs     map[string]struct{}
+	donations    map[donationKey]uint64
+	donationLog  []donationKey
+	lastDigest   time.Time
+	adviceEpoch  uint64
+	lowSKUs      map[string]struct{}
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -83,7 +83,7 @@ type skuState struct {
 	own     *rowRec
 	recs    map[string]*rowRec
 	list    []*rowRec // the values of recs, for iteration without a map
-	demand  float64 // units/s, EWMA
+	demand  float64   // units/s, EWMA
 	demandT time.Time
 	reject  uint64
 	topUp   uint64 // borrow id of the top-up in flight, 0 if none
@@ -106,12 +106,14 @@ type holdRec struct {
 }
 
 type peer struct {
-	seen       uint64 // last contiguous sequence received (see Message)
-	chainFrom  uint64 // multi-part rows message in progress
-	chainTo    uint64
-	repairAt   time.Time // when the outstanding repair was asked, zero if none
-	suspect    bool      // a digest showed a sequence beyond seen
-	seenDirty  bool
+	seen      uint64 // last contiguous sequence received (see Message)
+	chainFrom uint64 // multi-part rows message in progress
+	chainTo   uint64
+	repairAt  time.Time // when the outstanding repair was asked, zero if none
+	suspect   bool      // a digest showed a sequence beyond seen
+	seenDirty bool
+	// heard is when the peer last said anything (see worthAsking).
+	heard time.Time
 }
 
 type pendingHold struct {

@@ -18,6 +18,9 @@ func (n *Node) message(m *Message) error {
 	if n.allow != nil && m.Type != MsgAdvice && !n.allow[m.From] {
 		return errorf(CodeInvalid, "region %s is not in the peer allow-list", m.From)
 	}
+	if m.Type != MsgAdvice {
+		n.peer(m.From).heard = n.now
+	}
 	// A region writes only its own rows: reject any row of another writer.
 	if m.Type == MsgRows || m.Type == MsgBorrowResp {
 		for i := range m.Rows {
@@ -224,7 +227,8 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 	return true
 }
 
-// peerSurplus lists peers with a positive available count of s in this view.
+// peerSurplus lists peers with a positive available count of s in this
+// view that were heard from lately.
 func (n *Node) peerSurplus(s *skuState) []PeerStock {
 	var out []PeerStock
 	for r := range s.rows {
@@ -234,11 +238,26 @@ func (n *Node) peerSurplus(s *skuState) []PeerStock {
 		if n.allow != nil && !n.allow[r] {
 			continue
 		}
+		if !n.worthAsking(r) {
+			continue
+		}
 		if a := s.rows.Available(r); a > 0 {
 			out = append(out, PeerStock{Region: r, Available: uint64(a)})
 		}
 	}
 	return out
+}
+
+// worthAsking reports whether peer r may be asked to lend. A peer silent
+// for PeerSilence (it misses its digests) is presumed cut off: asking it
+// would only make the shopper wait out the borrow deadline. A peer never
+// heard from (e.g. just after a restart) is given the benefit of the doubt.
+func (n *Node) worthAsking(r string) bool {
+	p := n.peers[r]
+	if p == nil || p.heard.IsZero() || n.cfg.PeerSilence < 0 {
+		return true
+	}
+	return n.now.Sub(p.heard) <= n.cfg.PeerSilence
 }
 
 func (n *Node) onBorrowReq(m *Message) error {

@@ -193,14 +193,14 @@ type Message struct {
 	// A receiver whose last contiguous sequence L satisfies PrevSeq <= L
 	// (single part) advances L to Seq; a multi-part snapshot advances L only
 	// when every part arrived in order. Rows are merged whatever the order.
-	More    bool
-	SKU     string // borrow request
-	Qty     uint64 // borrow request: units asked; answer: units given
-	Urgent  bool   // borrow request: a shopper is waiting (donor may go to zero)
-	Rows    []Row  // rows, borrow answer
-	Digest  []SKUDigest
-	Epoch   uint64 // advice
-	Moves   []Move // advice
+	More   bool
+	SKU    string // borrow request
+	Qty    uint64 // borrow request: units asked; answer: units given
+	Urgent bool   // borrow request: a shopper is waiting (donor may go to zero)
+	Rows   []Row  // rows, borrow answer
+	Digest []SKUDigest
+	Epoch  uint64 // advice
+	Moves  []Move // advice
 }
 
 // SKUDigest summarises one SKU at one region for peers and the rebalancer.

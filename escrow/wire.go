@@ -42,9 +42,9 @@ var ErrWireVersion = errors.New("escrow: unsupported wire version")
 
 type encoder struct{ b []byte }
 
-func (e *encoder) u(v uint64)   { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) s(v string)   { e.u(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *encoder) byte(v byte)  { e.b = append(e.b, v) }
+func (e *encoder) u(v uint64)  { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) s(v string)  { e.u(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) byte(v byte) { e.b = append(e.b, v) }
 func (e *encoder) t(v time.Time) {
 	if v.IsZero() {
 		e.b = binary.AppendVarint(e.b, 0)
