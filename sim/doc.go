@@ -70,7 +70,8 @@
 // # Running
 //
 //	go run ./cmd/holdfast sim --seeds 1-20 --regions 5 --faults all --workload flash
-//	go run ./cmd/holdfast sim --seed 7 --faults all --report /tmp/seed7.html
+//	go run ./cmd/holdfast sim --seeds 1-20 --faults all --compare escrow,static,central
+//	go run ./cmd/holdfast sim --seed 7 --faults all --report /tmp/seed7.html --trace /tmp/seed7.txt
 //	go test ./sim                                  # short sweep and bug-injection tests
 //	HOLDFAST_SIM_SEEDS=200 go test ./sim -run Sweep -timeout 1h   # long sweep
 //	go test ./sim -run XXX -bench Sim              # events/s

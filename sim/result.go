@@ -238,3 +238,26 @@ func WriteJSON(w io.Writer, o Options, rs []*Result) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
 }
+
+// WriteComparison writes one row per strategy run on the same seeds (runs[i]
+// are the results of names[i]).
+func WriteComparison(w io.Writer, o Options, names []string, runs [][]*Result) {
+	o = o.withDefaults()
+	seeds := 0
+	if len(runs) > 0 {
+		seeds = len(runs[0])
+	}
+	fmt.Fprintf(w, "holdfast sim: strategies compared on the same %d seed(s): workload=%s faults=%s regions=%d skus=%d stock=%d duration=%v rate=%g/s\n",
+		seeds, o.Workload, o.Faults, o.Regions, o.SKUs, o.Stock, o.Duration, o.Rate)
+	fmt.Fprintf(w, "%-20s %8s %8s %8s %8s %8s %8s %8s %s\n", "strategy", "false_rj", "p50_ms", "p99_ms",
+		"msgs/h", "strand", "unavail", "conv_ms", "checks")
+	for i, name := range names {
+		s := Summarize(runs[i])
+		checks := "ok"
+		if len(s.FailedSeeds) > 0 {
+			checks = fmt.Sprintf("FAIL on seeds %v", s.FailedSeeds)
+		}
+		fmt.Fprintf(w, "%-20s %8.4f %8.1f %8.1f %8.2f %8.1f %8d %8d %s\n", name, s.FalseRejectRate, s.P50HoldMs,
+			s.P99HoldMs, s.MsgsPerHold, s.StrandedAtSellout, s.Unavailable, s.MaxConvergeMs, checks)
+	}
+}

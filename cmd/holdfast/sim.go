@@ -25,6 +25,7 @@ func newSimCmd() *cobra.Command {
 		asJSON  bool
 		report  string
 		trace   string
+		compare string
 		workers int
 		bugs    []string
 	)
@@ -50,6 +51,9 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 				if err := o.SetBug(b); err != nil {
 					return err
 				}
+			}
+			if compare != "" {
+				return runCompare(o, from, to, workers, compare)
 			}
 			start := time.Now()
 			var rs []*sim.Result
@@ -143,6 +147,7 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.BoolVar(&o.Wire, "wire", false, "round-trip every message through the wire codec")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON")
 	f.StringVar(&report, "report", "", "write a self-contained HTML report to this file")
+	f.StringVar(&compare, "compare", "", "run these strategies (comma-separated, or all) on the same seeds and compare them")
 	f.StringVar(&trace, "trace", "", "write every event of the (single) seed to this file")
 	f.IntVar(&workers, "workers", 0, "parallel seeds (0: number of CPUs); output does not depend on it")
 	f.StringSliceVar(&bugs, "bug", nil, "inject a known bug to watch a checker fail (test only)")
@@ -189,4 +194,48 @@ func runTrace(o sim.Options, seed uint64, path string) ([]*sim.Result, error) {
 		return nil, err
 	}
 	return []*sim.Result{r}, nil
+}
+
+// runCompare runs several strategies on the same seeds: one table row per
+// strategy, then the replay lines, then the key=value line over all runs.
+func runCompare(o sim.Options, from, to uint64, workers int, list string) error {
+	names := sim.Strategies()
+	if list != "all" {
+		names = strings.Split(list, ",")
+	}
+	start := time.Now()
+	var runs [][]*sim.Result
+	var all []*sim.Result
+	for _, n := range names {
+		so := o
+		so.Strategy = strings.TrimSpace(n)
+		rs, err := sim.Sweep(so, from, to, workers)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, rs)
+		all = append(all, rs...)
+	}
+	s := sim.Summarize(all)
+	fmt.Fprintf(os.Stderr, "sim: %d events in %v wall: %.0f events/s\n", s.Events,
+		time.Since(start).Round(time.Millisecond), float64(s.Events)/time.Since(start).Seconds())
+	var out bytes.Buffer
+	sim.WriteComparison(&out, o, names, runs)
+	for i, rs := range runs {
+		for _, r := range rs {
+			if r.Failed() {
+				so := o
+				so.Strategy = names[i]
+				fmt.Fprintf(&out, "replay: holdfast sim %s\n", strings.Join(so.Args(r.Seed), " "))
+			}
+		}
+	}
+	fmt.Fprintf(&out, "strategies=%d %s\n", len(names), s.KV())
+	if _, err := os.Stdout.Write(out.Bytes()); err != nil {
+		return err
+	}
+	if len(s.FailedSeeds) > 0 {
+		return fmt.Errorf("sim: a safety checker failed on %d runs", len(s.FailedSeeds))
+	}
+	return nil
 }
