@@ -40,97 +40,126 @@ var ErrWire = errors.New("escrow: bad wire data")
 // ErrWireVersion is wrapped when data comes from a newer version.
 var ErrWireVersion = errors.New("escrow: unsupported wire version")
 
-type encoder struct{ b []byte }
+// WireEncoder appends the primitives of holdfast's binary formats to B:
+// uvarints, length-prefixed strings, single bytes and the magic + version +
+// kind header. It is exported so that other holdfast formats (the gossip
+// forward codec) are written with exactly the same conventions.
+type WireEncoder struct{ B []byte }
 
-func (e *encoder) u(v uint64)  { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) s(v string)  { e.u(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *encoder) byte(v byte) { e.b = append(e.b, v) }
-func (e *encoder) t(v time.Time) {
+// Uvarint appends v in its shortest uvarint form.
+func (e *WireEncoder) Uvarint(v uint64) { e.B = binary.AppendUvarint(e.B, v) }
+
+// String appends v as a uvarint length followed by its bytes.
+func (e *WireEncoder) String(v string) { e.Uvarint(uint64(len(v))); e.B = append(e.B, v...) }
+
+// Byte appends one byte.
+func (e *WireEncoder) Byte(v byte) { e.B = append(e.B, v) }
+
+// Header appends the two-byte magic, the format version and the kind byte.
+func (e *WireEncoder) Header(version, kind byte) {
+	e.B = append(e.B, magic0, magic1, version, kind)
+}
+
+func (e *WireEncoder) t(v time.Time) {
 	if v.IsZero() {
-		e.b = binary.AppendVarint(e.b, 0)
+		e.B = binary.AppendVarint(e.B, 0)
 		return
 	}
-	e.b = binary.AppendVarint(e.b, v.UnixNano())
+	e.B = binary.AppendVarint(e.B, v.UnixNano())
 }
 
-func (e *encoder) header(kind byte) {
-	e.b = append(e.b, magic0, magic1, WireVersion, kind)
-}
-
-func (e *encoder) row(r *Row) {
-	e.s(r.SKU)
-	e.s(r.Region)
-	e.u(r.Seq)
-	e.u(r.Minted)
-	e.u(r.Reserved)
-	e.u(r.Released)
-	e.u(r.Sold)
-	e.u(r.Shrunk)
-	e.u(uint64(len(r.Sent)))
+func (e *WireEncoder) row(r *Row) {
+	e.String(r.SKU)
+	e.String(r.Region)
+	e.Uvarint(r.Seq)
+	e.Uvarint(r.Minted)
+	e.Uvarint(r.Reserved)
+	e.Uvarint(r.Released)
+	e.Uvarint(r.Sold)
+	e.Uvarint(r.Shrunk)
+	e.Uvarint(uint64(len(r.Sent)))
 	for _, t := range r.Sent {
-		e.s(t.To)
-		e.u(t.Qty)
+		e.String(t.To)
+		e.Uvarint(t.Qty)
 	}
 }
 
-type decoder struct {
+// WireDecoder reads what a WireEncoder wrote. The first failure sticks:
+// later reads return zero values, and Err reports it, so a decode function
+// reads every field and checks once. Every length is checked against its
+// limit and against the bytes left before anything is allocated, and only
+// the shortest encoding of a number is accepted, so that every value has
+// one encoding and encode(decode(b)) == b.
+type WireDecoder struct {
 	b   []byte
 	err error
+	bad error // wrapped by every failure but a version mismatch
 }
 
-func (d *decoder) fail(format string, args ...any) {
+// NewWireDecoder returns a decoder of b whose errors wrap bad (ErrWire when
+// bad is nil).
+func NewWireDecoder(b []byte, bad error) WireDecoder {
+	if bad == nil {
+		bad = ErrWire
+	}
+	return WireDecoder{b: b, bad: bad}
+}
+
+// Err is the first failure, or nil.
+func (d *WireDecoder) Err() error { return d.err }
+
+// Fail records a failure (if none is recorded yet) wrapping the decoder's
+// error; decode functions use it for the checks of what they decoded.
+func (d *WireDecoder) Fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrWire}, args...)...)
+		d.err = fmt.Errorf("%w: "+format, append([]any{d.bad}, args...)...)
 	}
 }
 
-func (d *decoder) u() uint64 {
+// Uvarint reads one number in its shortest form.
+func (d *WireDecoder) Uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
-		d.fail("truncated or overlong number")
+		d.Fail("truncated or overlong number")
 		return 0
 	}
-	// Only the shortest encoding is accepted, so that every value has one
-	// encoding and encode(decode(b)) == b.
 	if n > 1 && d.b[n-1] == 0 {
-		d.fail("non-minimal number")
+		d.Fail("non-minimal number")
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
 }
 
-func (d *decoder) counter(what string) uint64 {
-	v := d.u()
-	if v >= maxCounter {
-		d.fail("%s %d out of range", what, v)
-	}
-	return v
-}
-
-func (d *decoder) s(limit int) string {
-	n := d.u()
+// Bytes reads a length-prefixed field of at most limit bytes. The result
+// aliases the input.
+func (d *WireDecoder) Bytes(limit int) []byte {
+	n := d.Uvarint()
 	if d.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(limit) || n > uint64(len(d.b)) {
-		d.fail("string of %d bytes (limit %d, %d left)", n, limit, len(d.b))
-		return ""
+		d.Fail("field of %d bytes (limit %d, %d left)", n, limit, len(d.b))
+		return nil
 	}
-	v := string(d.b[:n])
+	v := d.b[:n]
 	d.b = d.b[n:]
 	return v
 }
 
-func (d *decoder) byte() byte {
+// String reads a length-prefixed string of at most limit bytes.
+func (d *WireDecoder) String(limit int) string { return string(d.Bytes(limit)) }
+
+// Byte reads one byte.
+func (d *WireDecoder) Byte() byte {
 	if d.err != nil {
 		return 0
 	}
 	if len(d.b) == 0 {
-		d.fail("truncated")
+		d.Fail("truncated")
 		return 0
 	}
 	v := d.b[0]
@@ -138,17 +167,53 @@ func (d *decoder) byte() byte {
 	return v
 }
 
-func (d *decoder) t() time.Time {
+// Header checks the magic, the version (a mismatch wraps ErrWireVersion)
+// and the kind byte written by WireEncoder.Header.
+func (d *WireDecoder) Header(version, kind byte) {
+	if d.err != nil {
+		return
+	}
+	if len(d.b) < 4 || d.b[0] != magic0 || d.b[1] != magic1 {
+		d.Fail("missing magic")
+		return
+	}
+	if d.b[2] != version {
+		d.err = fmt.Errorf("%w %d (this build speaks %d)", ErrWireVersion, d.b[2], version)
+		return
+	}
+	if d.b[3] != kind {
+		d.Fail("kind %q, want %q", d.b[3], kind)
+		return
+	}
+	d.b = d.b[4:]
+}
+
+// End fails if any bytes are left.
+func (d *WireDecoder) End() {
+	if d.err == nil && len(d.b) != 0 {
+		d.Fail("%d trailing bytes", len(d.b))
+	}
+}
+
+func (d *WireDecoder) counter(what string) uint64 {
+	v := d.Uvarint()
+	if v >= maxCounter {
+		d.Fail("%s %d out of range", what, v)
+	}
+	return v
+}
+
+func (d *WireDecoder) t() time.Time {
 	if d.err != nil {
 		return time.Time{}
 	}
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
-		d.fail("truncated time")
+		d.Fail("truncated time")
 		return time.Time{}
 	}
 	if n > 1 && d.b[n-1] == 0 {
-		d.fail("non-minimal time")
+		d.Fail("non-minimal time")
 		return time.Time{}
 	}
 	d.b = d.b[n:]
@@ -158,46 +223,24 @@ func (d *decoder) t() time.Time {
 	return time.Unix(0, v).UTC()
 }
 
-func (d *decoder) count(what string, limit int) int {
-	n := d.u()
+func (d *WireDecoder) count(what string, limit int) int {
+	n := d.Uvarint()
 	if n > uint64(limit) {
-		d.fail("%d %s (limit %d)", n, what, limit)
+		d.Fail("%d %s (limit %d)", n, what, limit)
 		return 0
 	}
 	// Every element takes at least one byte: refuse counts the data cannot hold.
 	if n > uint64(len(d.b)) {
-		d.fail("%d %s in %d bytes", n, what, len(d.b))
+		d.Fail("%d %s in %d bytes", n, what, len(d.b))
 		return 0
 	}
 	return int(n)
 }
 
-func (d *decoder) header(kind byte) {
-	if len(d.b) < 4 || d.b[0] != magic0 || d.b[1] != magic1 {
-		d.fail("missing magic")
-		return
-	}
-	if d.b[2] != WireVersion {
-		d.err = fmt.Errorf("%w %d (this build speaks %d)", ErrWireVersion, d.b[2], WireVersion)
-		return
-	}
-	if d.b[3] != kind {
-		d.fail("kind %q, want %q", d.b[3], kind)
-		return
-	}
-	d.b = d.b[4:]
-}
-
-func (d *decoder) end() {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
-}
-
-func (d *decoder) row() Row {
+func (d *WireDecoder) row() Row {
 	var r Row
-	r.SKU = d.s(MaxSKULen)
-	r.Region = d.s(MaxRegionLen)
+	r.SKU = d.String(MaxSKULen)
+	r.Region = d.String(MaxRegionLen)
 	r.Seq = d.counter("seq")
 	r.Minted = d.counter("minted")
 	r.Reserved = d.counter("reserved")
@@ -209,15 +252,15 @@ func (d *decoder) row() Row {
 		r.Sent = make([]Transfer, 0, n)
 	}
 	for i := 0; i < n && d.err == nil; i++ {
-		t := Transfer{To: d.s(MaxRegionLen), Qty: d.counter("sent")}
+		t := Transfer{To: d.String(MaxRegionLen), Qty: d.counter("sent")}
 		if d.err != nil {
 			break
 		}
 		if ValidRegion(t.To) != nil || t.Qty == 0 || t.To == r.Region {
-			d.fail("bad sent entry %q=%d in row %s/%s", t.To, t.Qty, r.Region, r.SKU)
+			d.Fail("bad sent entry %q=%d in row %s/%s", t.To, t.Qty, r.Region, r.SKU)
 		}
 		if i > 0 && r.Sent[i-1].To >= t.To {
-			d.fail("sent entries of row %s/%s not sorted", r.Region, r.SKU)
+			d.Fail("sent entries of row %s/%s not sorted", r.Region, r.SKU)
 		}
 		r.Sent = append(r.Sent, t)
 	}
@@ -225,11 +268,11 @@ func (d *decoder) row() Row {
 		return Row{}
 	}
 	if err := ValidSKU(r.SKU); err != nil {
-		d.fail("%v", err)
+		d.Fail("%v", err)
 	} else if err := ValidRegion(r.Region); err != nil {
-		d.fail("%v", err)
+		d.Fail("%v", err)
 	} else if r.Released+r.Sold > r.Reserved {
-		d.fail("row %s/%s returns more than it reserved", r.Region, r.SKU)
+		d.Fail("row %s/%s returns more than it reserved", r.Region, r.SKU)
 	}
 	return r
 }
@@ -241,15 +284,15 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 		return dst, fmt.Errorf("escrow: message %s over limits: %d rows, %d digests, %d moves",
 			m.Type, len(m.Rows), len(m.Digest), len(m.Moves))
 	}
-	e := encoder{b: dst}
+	e := WireEncoder{B: dst}
 	start := len(dst)
-	e.header(kindMsg)
-	e.byte(byte(m.Type))
-	e.s(m.From)
-	e.s(m.To)
-	e.u(m.ID)
-	e.u(m.Seq)
-	e.u(m.PrevSeq)
+	e.Header(WireVersion, kindMsg)
+	e.Byte(byte(m.Type))
+	e.String(m.From)
+	e.String(m.To)
+	e.Uvarint(m.ID)
+	e.Uvarint(m.Seq)
+	e.Uvarint(m.PrevSeq)
 	var flags byte
 	if m.More {
 		flags |= flagMore
@@ -257,33 +300,33 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 	if m.Urgent {
 		flags |= flagUrgent
 	}
-	e.byte(flags)
-	e.s(m.SKU)
-	e.u(m.Qty)
-	e.u(m.Epoch)
-	e.u(uint64(len(m.Rows)))
+	e.Byte(flags)
+	e.String(m.SKU)
+	e.Uvarint(m.Qty)
+	e.Uvarint(m.Epoch)
+	e.Uvarint(uint64(len(m.Rows)))
 	for i := range m.Rows {
 		e.row(&m.Rows[i])
 	}
-	e.u(uint64(len(m.Digest)))
+	e.Uvarint(uint64(len(m.Digest)))
 	for _, g := range m.Digest {
-		e.s(g.SKU)
-		e.u(g.Available)
-		e.u(g.Held)
-		e.u(g.DemandMilli)
-		e.u(g.Rejected)
+		e.String(g.SKU)
+		e.Uvarint(g.Available)
+		e.Uvarint(g.Held)
+		e.Uvarint(g.DemandMilli)
+		e.Uvarint(g.Rejected)
 	}
-	e.u(uint64(len(m.Moves)))
+	e.Uvarint(uint64(len(m.Moves)))
 	for _, mv := range m.Moves {
-		e.s(mv.SKU)
-		e.s(mv.From)
-		e.s(mv.To)
-		e.u(mv.Qty)
+		e.String(mv.SKU)
+		e.String(mv.From)
+		e.String(mv.To)
+		e.Uvarint(mv.Qty)
 	}
-	if len(e.b)-start > MaxMessageBytes {
-		return dst, fmt.Errorf("escrow: message %s is %d bytes, over the %d-byte limit", m.Type, len(e.b)-start, MaxMessageBytes)
+	if len(e.B)-start > MaxMessageBytes {
+		return dst, fmt.Errorf("escrow: message %s is %d bytes, over the %d-byte limit", m.Type, len(e.B)-start, MaxMessageBytes)
 	}
-	return e.b, nil
+	return e.B, nil
 }
 
 // DecodeMessage parses one message. Any malformed, truncated, oversized or
@@ -293,23 +336,23 @@ func DecodeMessage(b []byte) (Message, error) {
 	if len(b) > MaxMessageBytes {
 		return m, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrWire, len(b), MaxMessageBytes)
 	}
-	d := decoder{b: b}
-	d.header(kindMsg)
-	m.Type = MsgType(d.byte())
-	m.From = d.s(MaxRegionLen)
-	m.To = d.s(MaxRegionLen)
-	m.ID = d.u()
+	d := NewWireDecoder(b, ErrWire)
+	d.Header(WireVersion, kindMsg)
+	m.Type = MsgType(d.Byte())
+	m.From = d.String(MaxRegionLen)
+	m.To = d.String(MaxRegionLen)
+	m.ID = d.Uvarint()
 	m.Seq = d.counter("seq")
 	m.PrevSeq = d.counter("prev seq")
-	flags := d.byte()
+	flags := d.Byte()
 	m.More = flags&flagMore != 0
 	m.Urgent = flags&flagUrgent != 0
 	if flags&^(flagMore|flagUrgent) != 0 {
-		d.fail("unknown flags %#x", flags)
+		d.Fail("unknown flags %#x", flags)
 	}
-	m.SKU = d.s(MaxSKULen)
+	m.SKU = d.String(MaxSKULen)
 	m.Qty = d.counter("qty")
-	m.Epoch = d.u()
+	m.Epoch = d.Uvarint()
 	if n := d.count("rows", MaxWireRows); n > 0 {
 		m.Rows = make([]Row, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
@@ -319,18 +362,18 @@ func DecodeMessage(b []byte) (Message, error) {
 	if n := d.count("digests", MaxWireDigest); n > 0 {
 		m.Digest = make([]SKUDigest, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
-			m.Digest = append(m.Digest, SKUDigest{SKU: d.s(MaxSKULen), Available: d.counter("available"),
+			m.Digest = append(m.Digest, SKUDigest{SKU: d.String(MaxSKULen), Available: d.counter("available"),
 				Held: d.counter("held"), DemandMilli: d.counter("demand"), Rejected: d.counter("rejected")})
 		}
 	}
 	if n := d.count("moves", MaxWireMoves); n > 0 {
 		m.Moves = make([]Move, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
-			m.Moves = append(m.Moves, Move{SKU: d.s(MaxSKULen), From: d.s(MaxRegionLen), To: d.s(MaxRegionLen),
+			m.Moves = append(m.Moves, Move{SKU: d.String(MaxSKULen), From: d.String(MaxRegionLen), To: d.String(MaxRegionLen),
 				Qty: d.counter("move qty")})
 		}
 	}
-	d.end()
+	d.End()
 	if d.err != nil {
 		return Message{}, d.err
 	}
@@ -355,59 +398,59 @@ func DecodeMessage(b []byte) (Message, error) {
 
 // EncodeRow appends the storage form of r to dst.
 func EncodeRow(dst []byte, r *Row) []byte {
-	e := encoder{b: dst}
-	e.header(kindRow)
+	e := WireEncoder{B: dst}
+	e.Header(WireVersion, kindRow)
 	e.row(r)
-	return e.b
+	return e.B
 }
 
 // DecodeRow parses a row written by EncodeRow.
 func DecodeRow(b []byte) (Row, error) {
-	d := decoder{b: b}
-	d.header(kindRow)
+	d := NewWireDecoder(b, ErrWire)
+	d.Header(WireVersion, kindRow)
 	r := d.row()
-	d.end()
+	d.End()
 	return r, d.err
 }
 
 // EncodeHold appends the storage form of h to dst.
 func EncodeHold(dst []byte, h *Hold) []byte {
-	e := encoder{b: dst}
-	e.header(kindHold)
-	e.s(h.ID)
-	e.byte(byte(h.State))
+	e := WireEncoder{B: dst}
+	e.Header(WireVersion, kindHold)
+	e.String(h.ID)
+	e.Byte(byte(h.State))
 	e.t(h.Created)
 	e.t(h.Expires)
 	e.t(h.MaxExpires)
 	e.t(h.Updated)
-	e.s(h.IdemKey)
-	e.s(h.Meta)
-	e.u(uint64(len(h.Lines)))
+	e.String(h.IdemKey)
+	e.String(h.Meta)
+	e.Uvarint(uint64(len(h.Lines)))
 	for _, l := range h.Lines {
-		e.s(l.SKU)
-		e.u(l.Qty)
+		e.String(l.SKU)
+		e.Uvarint(l.Qty)
 	}
-	return e.b
+	return e.B
 }
 
 // DecodeHold parses a hold written by EncodeHold.
 func DecodeHold(b []byte) (Hold, error) {
 	var h Hold
-	d := decoder{b: b}
-	d.header(kindHold)
-	h.ID = d.s(MaxHoldIDLen)
-	h.State = HoldState(d.byte())
+	d := NewWireDecoder(b, ErrWire)
+	d.Header(WireVersion, kindHold)
+	h.ID = d.String(MaxHoldIDLen)
+	h.State = HoldState(d.Byte())
 	h.Created = d.t()
 	h.Expires = d.t()
 	h.MaxExpires = d.t()
 	h.Updated = d.t()
-	h.IdemKey = d.s(MaxIdemKeyLen)
-	h.Meta = d.s(MaxMetaLen)
+	h.IdemKey = d.String(MaxIdemKeyLen)
+	h.Meta = d.String(MaxMetaLen)
 	n := d.count("lines", MaxLines)
 	for i := 0; i < n && d.err == nil; i++ {
-		h.Lines = append(h.Lines, Line{SKU: d.s(MaxSKULen), Qty: d.u()})
+		h.Lines = append(h.Lines, Line{SKU: d.String(MaxSKULen), Qty: d.Uvarint()})
 	}
-	d.end()
+	d.End()
 	if d.err != nil {
 		return Hold{}, d.err
 	}

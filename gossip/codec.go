@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -10,16 +9,15 @@ import (
 )
 
 // Forward codec: hold operations forwarded to the owning region and their
-// answers. Same conventions as the escrow wire format: magic, version, kind,
-// then uvarints and length-prefixed strings; every length is checked before
-// it is used, trailing bytes are refused, and decoded values are validated.
+// answers. Written with escrow's WireEncoder and WireDecoder, so it has the
+// conventions of the escrow wire format: magic, version, kind, then shortest
+// uvarints and length-prefixed strings; every length is checked before it is
+// used, trailing bytes are refused, and decoded values are validated.
 const (
 	ForwardVersion     = 1
 	MaxForwardBytes    = 64 << 10 // one encoded request or reply
 	maxDetailLen       = 4096
 	maxHoldBytes       = 32 << 10
-	fwdMagic0          = 'h'
-	fwdMagic1          = 'f'
 	kindFwdReq         = 'Q'
 	kindFwdReply       = 'P'
 	replyFlagReplayed  = 1
@@ -45,92 +43,15 @@ type ForwardReply struct {
 	Failure string
 }
 
-type wenc struct{ b []byte }
-
-func (e *wenc) u(v uint64)  { e.b = binary.AppendUvarint(e.b, v) }
-func (e *wenc) s(v string)  { e.u(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *wenc) byte(v byte) { e.b = append(e.b, v) }
-func (e *wenc) header(kind byte) {
-	e.b = append(e.b, fwdMagic0, fwdMagic1, ForwardVersion, kind)
-}
-
-type wdec struct {
-	b   []byte
-	err error
-}
-
-func (d *wdec) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrCodec}, args...)...)
+// forwardDecoder starts decoding b as a forward value of the given kind:
+// size limit, magic, version and kind are checked before any field is read.
+func forwardDecoder(b []byte, kind byte) escrow.WireDecoder {
+	d := escrow.NewWireDecoder(b, ErrCodec)
+	if len(b) > MaxForwardBytes {
+		d.Fail("%d bytes, over the %d-byte limit", len(b), MaxForwardBytes)
 	}
-}
-
-func (d *wdec) u() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("truncated or overlong number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *wdec) bytes(limit int) []byte {
-	n := d.u()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(limit) || n > uint64(len(d.b)) {
-		d.fail("field of %d bytes (limit %d, %d left)", n, limit, len(d.b))
-		return nil
-	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *wdec) s(limit int) string { return string(d.bytes(limit)) }
-
-func (d *wdec) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *wdec) header(kind byte) {
-	if len(d.b) > MaxForwardBytes {
-		d.fail("%d bytes, over the %d-byte limit", len(d.b), MaxForwardBytes)
-		return
-	}
-	if len(d.b) < 4 || d.b[0] != fwdMagic0 || d.b[1] != fwdMagic1 {
-		d.fail("missing magic")
-		return
-	}
-	if d.b[2] != ForwardVersion {
-		d.err = fmt.Errorf("%w: forward version %d (this build speaks %d)", escrow.ErrWireVersion, d.b[2], ForwardVersion)
-		return
-	}
-	if d.b[3] != kind {
-		d.fail("kind %q, want %q", d.b[3], kind)
-		return
-	}
-	d.b = d.b[4:]
-}
-
-func (d *wdec) end() {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
+	d.Header(ForwardVersion, kind)
+	return d
 }
 
 // forwardable reports whether a command kind may be forwarded to an owner.
@@ -151,27 +72,26 @@ func EncodeForwardRequest(dst []byte, r *ForwardRequest) ([]byte, error) {
 	if r.Cmd.TTL < 0 {
 		return dst, fmt.Errorf("gossip: negative TTL %v", r.Cmd.TTL)
 	}
-	e := wenc{b: dst}
-	e.header(kindFwdReq)
-	e.s(r.From)
-	e.byte(byte(r.Cmd.Kind))
-	e.s(r.Cmd.HoldID)
-	e.u(uint64(r.Cmd.TTL))
-	return e.b, nil
+	e := escrow.WireEncoder{B: dst}
+	e.Header(ForwardVersion, kindFwdReq)
+	e.String(r.From)
+	e.Byte(byte(r.Cmd.Kind))
+	e.String(r.Cmd.HoldID)
+	e.Uvarint(uint64(r.Cmd.TTL))
+	return e.B, nil
 }
 
 // DecodeForwardRequest parses a forwarded hold command.
 func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 	var r ForwardRequest
-	d := wdec{b: b}
-	d.header(kindFwdReq)
-	r.From = d.s(escrow.MaxRegionLen)
-	r.Cmd.Kind = escrow.CommandKind(d.byte())
-	r.Cmd.HoldID = d.s(escrow.MaxHoldIDLen)
-	ttl := d.u()
-	d.end()
-	if d.err != nil {
-		return ForwardRequest{}, d.err
+	d := forwardDecoder(b, kindFwdReq)
+	r.From = d.String(escrow.MaxRegionLen)
+	r.Cmd.Kind = escrow.CommandKind(d.Byte())
+	r.Cmd.HoldID = d.String(escrow.MaxHoldIDLen)
+	ttl := d.Uvarint()
+	d.End()
+	if d.Err() != nil {
+		return ForwardRequest{}, d.Err()
 	}
 	if ttl > uint64(100*365*24*time.Hour) {
 		return ForwardRequest{}, fmt.Errorf("%w: ttl %d ns out of range", ErrCodec, ttl)
@@ -191,18 +111,18 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 
 // EncodeForwardReply encodes the owner's answer.
 func EncodeForwardReply(dst []byte, r *ForwardReply) ([]byte, error) {
-	e := wenc{b: dst}
-	e.header(kindFwdReply)
+	e := escrow.WireEncoder{B: dst}
+	e.Header(ForwardVersion, kindFwdReply)
 	if r.Failure != "" {
-		e.byte(replyStatusFailure)
+		e.Byte(replyStatusFailure)
 		f := r.Failure
 		if len(f) > maxDetailLen {
 			f = f[:maxDetailLen]
 		}
-		e.s(f)
-		return e.b, nil
+		e.String(f)
+		return e.B, nil
 	}
-	e.byte(replyStatusOK)
+	e.Byte(replyStatusOK)
 	rp := &r.Reply
 	var flags byte
 	if rp.Replayed {
@@ -214,91 +134,90 @@ func EncodeForwardReply(dst []byte, r *ForwardReply) ([]byte, error) {
 	if rp.Hold != nil {
 		flags |= replyFlagHold
 	}
-	e.byte(byte(rp.Kind))
-	e.byte(flags)
-	e.u(rp.Applied)
+	e.Byte(byte(rp.Kind))
+	e.Byte(flags)
+	e.Uvarint(rp.Applied)
 	if rp.Err != nil {
 		detail := rp.Err.Detail
 		if len(detail) > maxDetailLen {
 			detail = detail[:maxDetailLen]
 		}
-		e.byte(byte(rp.Err.Code))
-		e.s(detail)
-		e.s(rp.Err.SKU)
-		e.u(rp.Err.Available)
-		e.s(rp.Err.Owner)
+		e.Byte(byte(rp.Err.Code))
+		e.String(detail)
+		e.String(rp.Err.SKU)
+		e.Uvarint(rp.Err.Available)
+		e.String(rp.Err.Owner)
 	}
 	if rp.Hold != nil {
 		hb := escrow.EncodeHold(nil, rp.Hold)
 		if len(hb) > maxHoldBytes {
 			return dst, fmt.Errorf("gossip: hold %s encodes to %d bytes, over %d", rp.Hold.ID, len(hb), maxHoldBytes)
 		}
-		e.u(uint64(len(hb)))
-		e.b = append(e.b, hb...)
+		e.Uvarint(uint64(len(hb)))
+		e.B = append(e.B, hb...)
 	}
-	if len(e.b)-len(dst) > MaxForwardBytes {
-		return dst, fmt.Errorf("gossip: forward reply of %d bytes, over %d", len(e.b)-len(dst), MaxForwardBytes)
+	if len(e.B)-len(dst) > MaxForwardBytes {
+		return dst, fmt.Errorf("gossip: forward reply of %d bytes, over %d", len(e.B)-len(dst), MaxForwardBytes)
 	}
-	return e.b, nil
+	return e.B, nil
 }
 
 // DecodeForwardReply parses the owner's answer.
 func DecodeForwardReply(b []byte) (ForwardReply, error) {
 	var r ForwardReply
-	d := wdec{b: b}
-	d.header(kindFwdReply)
-	switch status := d.byte(); {
-	case d.err != nil:
+	d := forwardDecoder(b, kindFwdReply)
+	switch status := d.Byte(); {
+	case d.Err() != nil:
 	case status == replyStatusFailure:
-		r.Failure = d.s(maxDetailLen)
-		d.end()
-		if d.err == nil && r.Failure == "" {
-			d.fail("empty failure")
+		r.Failure = d.String(maxDetailLen)
+		d.End()
+		if d.Err() == nil && r.Failure == "" {
+			d.Fail("empty failure")
 		}
-		if d.err != nil {
-			return ForwardReply{}, d.err
+		if d.Err() != nil {
+			return ForwardReply{}, d.Err()
 		}
 		return r, nil
 	case status != replyStatusOK:
-		d.fail("unknown status %d", status)
+		d.Fail("unknown status %d", status)
 	}
 	rp := &r.Reply
-	rp.Kind = escrow.CommandKind(d.byte())
-	flags := d.byte()
+	rp.Kind = escrow.CommandKind(d.Byte())
+	flags := d.Byte()
 	if flags&^(replyFlagReplayed|replyFlagErr|replyFlagHold) != 0 {
-		d.fail("unknown flags %#x", flags)
+		d.Fail("unknown flags %#x", flags)
 	}
 	rp.Replayed = flags&replyFlagReplayed != 0
-	rp.Applied = d.u()
+	rp.Applied = d.Uvarint()
 	if flags&replyFlagErr != 0 {
-		e := &escrow.Error{Code: escrow.Code(d.byte())}
-		e.Detail = d.s(maxDetailLen)
-		e.SKU = d.s(escrow.MaxSKULen)
-		e.Available = d.u()
-		e.Owner = d.s(escrow.MaxRegionLen)
-		if d.err == nil && (e.Code < escrow.CodeInvalid || e.Code > escrow.CodeInvariant) {
-			d.fail("unknown error code %d", e.Code)
+		e := &escrow.Error{Code: escrow.Code(d.Byte())}
+		e.Detail = d.String(maxDetailLen)
+		e.SKU = d.String(escrow.MaxSKULen)
+		e.Available = d.Uvarint()
+		e.Owner = d.String(escrow.MaxRegionLen)
+		if d.Err() == nil && (e.Code < escrow.CodeInvalid || e.Code > escrow.CodeInvariant) {
+			d.Fail("unknown error code %d", e.Code)
 		}
-		if d.err == nil && e.Owner != "" {
+		if d.Err() == nil && e.Owner != "" {
 			if err := escrow.ValidRegion(e.Owner); err != nil {
-				d.fail("error owner: %v", err)
+				d.Fail("error owner: %v", err)
 			}
 		}
 		rp.Err = e
 	}
 	if flags&replyFlagHold != 0 {
-		hb := d.bytes(maxHoldBytes)
-		if d.err == nil {
+		hb := d.Bytes(maxHoldBytes)
+		if d.Err() == nil {
 			h, err := escrow.DecodeHold(hb)
 			if err != nil {
-				d.fail("hold: %v", err)
+				d.Fail("hold: %v", err)
 			}
 			rp.Hold = &h
 		}
 	}
-	d.end()
-	if d.err != nil {
-		return ForwardReply{}, d.err
+	d.End()
+	if d.Err() != nil {
+		return ForwardReply{}, d.Err()
 	}
 	if !forwardable(rp.Kind) {
 		return ForwardReply{}, fmt.Errorf("%w: reply kind %d is not a forwarded command", ErrCodec, rp.Kind)

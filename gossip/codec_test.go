@@ -58,6 +58,12 @@ func TestForwardCodecRoundTrip(t *testing.T) {
 	if _, err := DecodeForwardRequest(b); !errors.Is(err, escrow.ErrWireVersion) {
 		t.Fatalf("future version: %v", err)
 	}
+	// A number must be in its shortest form: TTL 0 written as two bytes is refused.
+	b, _ = EncodeForwardRequest(nil, &ForwardRequest{From: "us", Cmd: escrow.Command{Kind: escrow.CmdGet, HoldID: testHold.ID}})
+	b = append(b[:len(b)-1], 0x80, 0x00)
+	if _, err := DecodeForwardRequest(b); !errors.Is(err, ErrCodec) {
+		t.Fatalf("non-minimal TTL: %v", err)
+	}
 }
 
 func TestEventRoundTrip(t *testing.T) {
