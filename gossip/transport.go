@@ -171,16 +171,13 @@ func Connect(ctx context.Context, cfg Config, inbox Inbox) (*Transport, error) {
 		return nil, err
 	}
 	c := t.cfg
-	opts := []nats.Option{
-		nats.Name("holdfast-" + c.Cluster + "-" + c.Region),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(c.ReconnectWait),
+	// No buffering while disconnected (DialOptions): a message published
+	// into a dead link is dropped and counted; anti-entropy repairs after
+	// reconnect.
+	auth := Auth{CredsFile: c.CredsFile, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSCA: c.TLSCA}
+	opts := append(DialOptions("holdfast-"+c.Cluster+"-"+c.Region, c.ReconnectWait, auth),
 		nats.ReconnectJitter(c.ReconnectWait/4, c.ReconnectWait/2),
-		nats.RetryOnFailedConnect(true),
 		nats.NoEcho(),
-		// No buffering while disconnected: a message published into a dead
-		// link is dropped and counted; anti-entropy repairs after reconnect.
-		nats.ReconnectBufSize(-1),
 		nats.PingInterval(c.PingInterval),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -207,16 +204,7 @@ func Connect(ctx context.Context, cfg Config, inbox Inbox) (*Transport, error) {
 			}
 			t.limit.warn(t.log, "nats-async", "asynchronous NATS error", "subject", subject, "err", err)
 		}),
-	}
-	if c.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
-	}
-	if c.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
-	}
-	if c.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(c.TLSCA))
-	}
+	)
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
 		t.unregister()

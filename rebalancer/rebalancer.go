@@ -265,14 +265,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	in := make(chan inbound, c.InboundQueueLen)
-	opts := []nats.Option{
-		nats.Name("holdfast-rebalancer-" + c.ID),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(c.ReconnectWait),
-		nats.RetryOnFailedConnect(true),
-		// Advice computed before a disconnect is stale after it: fail the
-		// publish instead of buffering it.
-		nats.ReconnectBufSize(-1),
+	// Advice computed before a disconnect is stale after it: DialOptions
+	// fails the publish instead of buffering it.
+	auth := gossip.Auth{CredsFile: c.CredsFile, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSCA: c.TLSCA}
+	opts := append(gossip.DialOptions("holdfast-rebalancer-"+c.ID, c.ReconnectWait, auth),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			m.connected.Set(0)
 			log.Warn("nats disconnected", "err", err)
@@ -283,16 +279,7 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Info("nats reconnected", "url", nc.ConnectedUrl())
 		}),
 		nats.ConnectHandler(func(*nats.Conn) { m.connected.Set(1) }),
-	}
-	if c.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
-	}
-	if c.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
-	}
-	if c.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(c.TLSCA))
-	}
+	)
 	nc, err := nats.Connect(c.NATSURL, opts...)
 	if err != nil {
 		return fmt.Errorf("rebalancer: connect to NATS %s: %w", c.NATSURL, err)
