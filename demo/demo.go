@@ -149,6 +149,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	// The progress goroutine and the phases both print: serialise their
+	// writes, since Out (a bytes.Buffer in tests) need not be safe for
+	// concurrent use.
+	o.Out = &lockedWriter{w: o.Out}
 	e, err := startEnv(ctx, &o)
 	if err != nil {
 		return nil, err
@@ -178,9 +182,22 @@ func (r *run) say(format string, args ...any) {
 		return
 	}
 	if r.o.Live {
-		fmt.Fprint(r.o.Out, "\r\033[K")
+		format = "\r\033[K" + format
 	}
+	// One Write, so that a progress line cannot land inside it.
 	fmt.Fprintf(r.o.Out, format+"\n", args...)
+}
+
+// lockedWriter makes one Write at a time reach w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func (r *run) phases(ctx context.Context) (*Result, error) {
