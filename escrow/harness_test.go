@@ -134,6 +134,9 @@ type tnode struct {
 	last  Ready // the last Ready taken
 	// replies has every reply delivered, by ReqID.
 	replies map[uint64]Reply
+	// deletesFirst is the order in which drain applies each batch
+	// (memStore.apply): a Ready must mean the same in either order.
+	deletesFirst bool
 }
 
 func newTNode(t testing.TB, cfg Config) *tnode {
@@ -160,7 +163,7 @@ func (tn *tnode) drain() []Reply {
 	}
 	rd := tn.n.Ready()
 	tn.last = rd
-	tn.store.apply(tn.t, &rd.Persist, false)
+	tn.store.apply(tn.t, &rd.Persist, tn.deletesFirst)
 	tn.sent = append(tn.sent, rd.Send...)
 	for _, r := range rd.Reply {
 		if _, dup := tn.replies[r.ReqID]; dup && r.ReqID != 0 {
@@ -194,12 +197,19 @@ func (tn *tnode) do(c Command) Reply {
 	return Reply{}
 }
 
+// step feeds one input at the node's clock (c == nil: a tick) without
+// taking the Ready, so that several inputs share one Ready.
+func (tn *tnode) step(c *Command) {
+	tn.t.Helper()
+	if err := tn.n.Step(Input{Now: tn.now, Cmd: c}); err != nil {
+		tn.t.Fatal(err)
+	}
+}
+
 func (tn *tnode) tick(d time.Duration) {
 	tn.t.Helper()
 	tn.now = tn.now.Add(d)
-	if err := tn.n.Step(Input{Now: tn.now}); err != nil {
-		tn.t.Fatal(err)
-	}
+	tn.step(nil)
 	tn.drain()
 }
 

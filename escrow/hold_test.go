@@ -271,33 +271,17 @@ func TestHoldRetention(t *testing.T) {
 // not be resurrected by the store, whatever order the batch is applied in.
 func TestRetireSameReady(t *testing.T) {
 	for _, deletesFirst := range []bool{false, true} {
-		n, err := NewNode(Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Nanosecond}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := newMemStore()
-		now := t0
-		step := func(c *Command) {
-			if err := n.Step(Input{Now: now, Cmd: c}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		step(&Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 1})
-		step(&Command{Kind: CmdHold, ReqID: 2, Lines: []Line{l("A", 1)}, TTL: time.Second})
-		rd := n.Ready()
-		st.apply(t, &rd.Persist, deletesFirst)
-		n.Advance()
-		id := rd.Reply[1].Hold.ID
-		step(&Command{Kind: CmdRelease, ReqID: 3, HoldID: id})
-		now = now.Add(time.Second)
-		step(nil) // retire
-		rd = n.Ready()
-		st.apply(t, &rd.Persist, deletesFirst)
-		n.Advance()
-		if _, ok := n.Hold(id); ok {
+		tn := newTNode(t, Config{HoldRetain: time.Nanosecond})
+		tn.deletesFirst = deletesFirst
+		tn.step(&Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 1})
+		tn.step(&Command{Kind: CmdHold, ReqID: 2, Lines: []Line{l("A", 1)}, TTL: time.Second})
+		id := tn.drain()[1].Hold.ID
+		tn.step(&Command{Kind: CmdRelease, ReqID: 3, HoldID: id})
+		tn.tick(time.Second) // retire, in the Ready of the release
+		if _, ok := tn.n.Hold(id); ok {
 			t.Fatal("hold not retired")
 		}
-		if _, ok := st.holds[id]; ok {
+		if _, ok := tn.store.holds[id]; ok {
 			t.Fatalf("deletesFirst=%v: retired hold resurrected in the store", deletesFirst)
 		}
 	}

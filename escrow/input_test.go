@@ -251,33 +251,20 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 // one Ready must survive in the store whatever the order of the batch.
 func TestIdemKeyReaddedSameReady(t *testing.T) {
 	for _, deletesFirst := range []bool{false, true} {
-		n, err := NewNode(Config{Region: "eu", DigestInterval: -1, IdemTTL: time.Minute}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := newMemStore()
-		now := t0
-		step := func(c *Command) {
-			if err := n.Step(Input{Now: now, Cmd: c}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		tn := newTNode(t, Config{IdemTTL: time.Minute})
+		tn.deletesFirst = deletesFirst
 		cmd := Command{Kind: CmdHold, ReqID: 2, Lines: []Line{l("A", 1)}, IdemKey: "k", IdemHash: 1}
-		step(&Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 5})
-		step(&cmd)
-		rd := n.Ready()
-		st.apply(t, &rd.Persist, deletesFirst)
-		n.Advance()
-		now = now.Add(time.Minute)
-		step(nil) // the key expires
+		tn.step(&Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 5})
+		tn.step(&cmd)
+		tn.drain()
+		tn.now = tn.now.Add(time.Minute)
+		tn.step(nil) // the key expires
 		cmd.ReqID = 3
-		step(&cmd) // and is used again, in the same Ready
-		rd = n.Ready()
-		st.apply(t, &rd.Persist, deletesFirst)
-		n.Advance()
-		e, ok := st.idem["k"]
-		if !ok || e.HoldID != rd.Reply[0].Hold.ID {
-			t.Fatalf("deletesFirst=%v: stored key %+v ok=%v, want hold %s", deletesFirst, e, ok, rd.Reply[0].Hold.ID)
+		tn.step(&cmd) // and is used again, in the same Ready
+		rs := tn.drain()
+		e, ok := tn.store.idem["k"]
+		if !ok || e.HoldID != rs[0].Hold.ID {
+			t.Fatalf("deletesFirst=%v: stored key %+v ok=%v, want hold %s", deletesFirst, e, ok, rs[0].Hold.ID)
 		}
 	}
 }
