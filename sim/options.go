@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,48 +97,20 @@ func Defaults() Options {
 // withDefaults fills zero fields.
 func (o Options) withDefaults() Options {
 	d := Defaults()
-	if o.Regions == 0 {
-		o.Regions = d.Regions
-	}
-	if o.SKUs == 0 {
-		o.SKUs = d.SKUs
-	}
-	if o.Stock == 0 {
-		o.Stock = d.Stock
-	}
-	if o.Duration == 0 {
-		o.Duration = d.Duration
-	}
-	if o.Workload == "" {
-		o.Workload = d.Workload
-	}
-	if o.Faults == "" {
-		o.Faults = d.Faults
-	}
-	if o.Strategy == "" {
-		o.Strategy = d.Strategy
-	}
-	if o.Rate == 0 {
-		o.Rate = d.Rate
-	}
-	if o.TTL == 0 {
-		o.TTL = d.TTL
-	}
-	if o.Tick == 0 {
-		o.Tick = d.Tick
-	}
-	if o.Fsync == 0 {
-		o.Fsync = d.Fsync
-	}
-	if o.ClientLatency == 0 {
-		o.ClientLatency = d.ClientLatency
-	}
-	if o.InterMin == 0 {
-		o.InterMin = d.InterMin
-	}
-	if o.InterMax == 0 {
-		o.InterMax = max(d.InterMax, o.InterMin)
-	}
+	o.Regions = cmp.Or(o.Regions, d.Regions)
+	o.SKUs = cmp.Or(o.SKUs, d.SKUs)
+	o.Stock = cmp.Or(o.Stock, d.Stock)
+	o.Duration = cmp.Or(o.Duration, d.Duration)
+	o.Workload = cmp.Or(o.Workload, d.Workload)
+	o.Faults = cmp.Or(o.Faults, d.Faults)
+	o.Strategy = cmp.Or(o.Strategy, d.Strategy)
+	o.Rate = cmp.Or(o.Rate, d.Rate)
+	o.TTL = cmp.Or(o.TTL, d.TTL)
+	o.Tick = cmp.Or(o.Tick, d.Tick)
+	o.Fsync = cmp.Or(o.Fsync, d.Fsync)
+	o.ClientLatency = cmp.Or(o.ClientLatency, d.ClientLatency)
+	o.InterMin = cmp.Or(o.InterMin, d.InterMin)
+	o.InterMax = cmp.Or(o.InterMax, max(d.InterMax, o.InterMin))
 	return o
 }
 
@@ -172,11 +146,7 @@ func (o Options) Validate() error {
 	default:
 		return fmt.Errorf("sim: faults must be none, partitions or all, got %q", o.Faults)
 	}
-	ok := false
-	for _, w := range Workloads {
-		ok = ok || w == o.Workload
-	}
-	if !ok {
+	if !slices.Contains(Workloads, o.Workload) {
 		return fmt.Errorf("sim: workload must be one of %s, got %q", strings.Join(Workloads, ", "), o.Workload)
 	}
 	if _, err := newStrategy(o.Strategy); err != nil {
