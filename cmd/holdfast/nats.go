@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,11 +91,10 @@ TLS); --addr, when given, overrides its listen address. In production run a
 real NATS cluster per region, joined by gateways (configs/nats-supercluster.conf).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var lvl slog.Level
-			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			log, err := textLogger(logLevel)
+			if err != nil {
+				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 			opts := gossip.EmbeddedOptions{ConfigFile: configFile, ServerName: name, Logger: log}
 			if configFile == "" || cmd.Flags().Changed("addr") {
 				host, portStr, err := net.SplitHostPort(addr)
@@ -119,11 +116,7 @@ real NATS cluster per region, joined by gateways (configs/nats-supercluster.conf
 			}
 			log.Info("NATS server ready", "url", url)
 			fmt.Fprintln(cmd.OutOrStdout(), url)
-			parent := cmd.Context()
-			if parent == nil {
-				parent = context.Background()
-			}
-			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			<-ctx.Done()
 			log.Info("shutting down NATS server")
