@@ -18,16 +18,15 @@ import (
 	"github.com/holdfast-io/holdfast/gossip"
 )
 
+// runNATS starts the embedded server holdfast ships (gossip.RunEmbedded) on
+// loopback; port -1 picks a free one. It stops with the test.
 func runNATS(t *testing.T, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	s, _, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	t.Cleanup(s.Shutdown)
 	return s
 }
 
@@ -180,8 +179,7 @@ func TestDaemonAdvisesAndSurvivesReconnect(t *testing.T) {
 	s.Shutdown()
 	s.WaitForShutdown()
 	before := len(advice.snapshot())
-	s2 := runNATS(t, port)
-	defer s2.Shutdown()
+	runNATS(t, port)
 	waitFor(t, "advice after the NATS restart", 15*time.Second, func() bool { return len(advice.snapshot()) > before+3 })
 
 	all := advice.snapshot()
@@ -214,7 +212,6 @@ func get(t *testing.T, url string) string {
 // when it stops, the other takes over with higher epochs.
 func TestTwoDaemonsOneLeads(t *testing.T) {
 	s := runNATS(t, -1)
-	defer s.Shutdown()
 	url := s.ClientURL()
 	const cluster = "t2"
 	advice := subscribeAdvice(t, url, cluster)
