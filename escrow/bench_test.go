@@ -37,6 +37,31 @@ func newBenchNode(b *testing.B) *Node {
 	return n
 }
 
+// renewEvery returns a fresh bench node (timer stopped) once every
+// benchChunk operations, n otherwise.
+func renewEvery(b *testing.B, n *Node, i int) *Node {
+	if i%benchChunk != benchChunk-1 {
+		return n
+	}
+	b.StopTimer()
+	defer b.StartTimer()
+	return newBenchNode(b)
+}
+
+// stepOK steps cmd at now and takes the Ready, which must carry one
+// successful reply; the caller advances. (No b.Helper: it is on the
+// measured path.)
+func stepOK(b *testing.B, n *Node, now time.Time, cmd *Command) Ready {
+	if err := n.Step(Input{Now: now, Cmd: cmd}); err != nil {
+		b.Fatal(err)
+	}
+	rd := n.Ready()
+	if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+		b.Fatalf("%s reply %+v", cmd.Kind, rd.Reply)
+	}
+	return rd
+}
+
 // BenchmarkNodeHold: one one-line hold per op, through Step, Ready and
 // Advance, as a runtime drives it (one Ready per command: the worst case
 // for group commit). The clock moves 1µs per op.
@@ -49,20 +74,10 @@ func BenchmarkNodeHold(b *testing.B) {
 	b.ResetTimer()
 	defer cpuTimer(b)()
 	for i := 0; i < b.N; i++ {
-		if i%benchChunk == benchChunk-1 {
-			b.StopTimer()
-			n = newBenchNode(b)
-			b.StartTimer()
-		}
+		n = renewEvery(b, n, i)
 		now = now.Add(time.Microsecond)
 		cmd.ReqID = uint64(i)
-		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
-			b.Fatal(err)
-		}
-		rd := n.Ready()
-		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
-			b.Fatalf("reply %+v", rd.Reply)
-		}
+		stepOK(b, n, now, &cmd)
 		n.Advance()
 	}
 }
@@ -78,30 +93,14 @@ func BenchmarkNodeHoldConfirm(b *testing.B) {
 	b.ResetTimer()
 	defer cpuTimer(b)()
 	for i := 0; i < b.N; i++ {
-		if i%benchChunk == benchChunk-1 {
-			b.StopTimer()
-			n = newBenchNode(b)
-			b.StartTimer()
-		}
+		n = renewEvery(b, n, i)
 		now = now.Add(time.Microsecond)
 		cmd.ReqID = uint64(2 * i)
-		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
-			b.Fatal(err)
-		}
-		rd := n.Ready()
-		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
-			b.Fatalf("reply %+v", rd.Reply)
-		}
+		rd := stepOK(b, n, now, &cmd)
 		n.Advance()
 		conf.ReqID = uint64(2*i + 1)
 		conf.HoldID = rd.Reply[0].Hold.ID
-		if err := n.Step(Input{Now: now, Cmd: &conf}); err != nil {
-			b.Fatal(err)
-		}
-		rd = n.Ready()
-		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
-			b.Fatalf("confirm reply %+v", rd.Reply)
-		}
+		stepOK(b, n, now, &conf)
 		n.Advance()
 	}
 }
@@ -127,13 +126,7 @@ func BenchmarkNodeHoldSteady(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		now = now.Add(time.Millisecond)
 		cmd.ReqID = uint64(i)
-		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
-			b.Fatal(err)
-		}
-		rd := n.Ready()
-		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
-			b.Fatalf("reply %+v", rd.Reply)
-		}
+		stepOK(b, n, now, &cmd)
 		n.Advance()
 	}
 }
@@ -147,11 +140,7 @@ func BenchmarkNodeHoldBatched(b *testing.B) {
 	b.ResetTimer()
 	defer cpuTimer(b)()
 	for i := 0; i < b.N; i++ {
-		if i%benchChunk == benchChunk-1 {
-			b.StopTimer()
-			n = newBenchNode(b)
-			b.StartTimer()
-		}
+		n = renewEvery(b, n, i)
 		now = now.Add(time.Microsecond)
 		cmd.ReqID = uint64(i)
 		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
