@@ -334,13 +334,22 @@ func (n *Node) expire(h *holdRec) {
 	n.stats.ExpiredHolds++
 }
 
-func (n *Node) restock(c *Command) {
-	if err := ValidSKU(c.SKU); err != nil {
-		n.fail(c, err)
-		return
+// validSKUQty checks the SKU and quantity of a restock or write-off; when
+// one is bad it fails c and returns false.
+func (n *Node) validSKUQty(c *Command) bool {
+	err := ValidSKU(c.SKU)
+	if err == nil {
+		err = ValidQty("qty", c.Qty)
 	}
-	if err := ValidQty("qty", c.Qty); err != nil {
+	if err != nil {
 		n.fail(c, err)
+		return false
+	}
+	return true
+}
+
+func (n *Node) restock(c *Command) {
+	if !n.validSKUQty(c) {
 		return
 	}
 	s := n.sku(c.SKU)
@@ -353,12 +362,7 @@ func (n *Node) restock(c *Command) {
 }
 
 func (n *Node) writeOff(c *Command) {
-	if err := ValidSKU(c.SKU); err != nil {
-		n.fail(c, err)
-		return
-	}
-	if err := ValidQty("qty", c.Qty); err != nil {
-		n.fail(c, err)
+	if !n.validSKUQty(c) {
 		return
 	}
 	s := n.skus[c.SKU]
