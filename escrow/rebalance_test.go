@@ -378,6 +378,21 @@ func TestRebalancerEpochAndStandby(t *testing.T) {
 	}
 }
 
+// readyStepper returns a function that steps n at now with one input and
+// takes (and advances past) the Ready it produced.
+func readyStepper(t *testing.T, n *Node, now time.Time) func(Input) Ready {
+	return func(in Input) Ready {
+		t.Helper()
+		in.Now = now
+		if err := n.Step(in); err != nil {
+			t.Fatal(err)
+		}
+		rd := n.Ready()
+		n.Advance()
+		return rd
+	}
+}
+
 // TestAdviceAppliedFromSurplusOnly drives a real Node: advice moves units
 // through the donor's row, never below its floor, and a stale or duplicate
 // epoch is ignored.
@@ -386,16 +401,7 @@ func TestAdviceAppliedFromSurplusOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := func(in Input) Ready {
-		t.Helper()
-		in.Now = rbT0
-		if err := n.Step(in); err != nil {
-			t.Fatal(err)
-		}
-		rd := n.Ready()
-		n.Advance()
-		return rd
-	}
+	step := readyStepper(t, n, rbT0)
 	step(Input{Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 50}})
 	step(Input{Cmd: &Command{Kind: CmdHold, ReqID: 2, Lines: []Line{{SKU: "A", Qty: 5}}, TTL: time.Minute}})
 	// 45 available, floor 10: at most 35 can go.
@@ -456,16 +462,7 @@ func TestAdviceSparesPendingHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := func(in Input) Ready {
-		t.Helper()
-		in.Now = rbT0
-		if err := n.Step(in); err != nil {
-			t.Fatal(err)
-		}
-		rd := n.Ready()
-		n.Advance()
-		return rd
-	}
+	step := readyStepper(t, n, rbT0)
 	step(Input{Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 10}})
 	// Peer a is known to have 100 units, so a hold of 15 borrows 5.
 	step(Input{Msg: &Message{Type: MsgRows, From: "a", Seq: 1, Rows: []Row{{SKU: "A", Region: "a", Seq: 1, Minted: 100}}}})
