@@ -118,7 +118,19 @@ func TestCheckersCatchBugs(t *testing.T) {
 //
 //	HOLDFAST_SIM_SEEDS=200 go test ./sim -run Sweep -timeout 1h
 func TestSweep(t *testing.T) {
-	seeds, dur := 2, time.Minute
+	seeds, dur := sweepSize(t)
+	for _, strat := range []string{"escrow", "static", "central"} {
+		for _, wl := range Workloads {
+			sweepOK(t, strat+"/"+wl, Options{Strategy: strat, Workload: wl, Faults: FaultsAll, Regions: 4, Duration: dur}, seeds)
+		}
+	}
+}
+
+// sweepSize is the number of seeds and the duration of a test sweep: 2
+// seeds of a minute (1 with -short), or HOLDFAST_SIM_SEEDS seeds of 5m.
+func sweepSize(t *testing.T) (seeds uint64, dur time.Duration) {
+	t.Helper()
+	seeds, dur = 2, time.Minute
 	if testing.Short() {
 		seeds = 1
 	}
@@ -127,23 +139,25 @@ func TestSweep(t *testing.T) {
 		if err != nil || n < 1 {
 			t.Fatalf("HOLDFAST_SIM_SEEDS=%q: want a positive number", v)
 		}
-		seeds, dur = n, 5*time.Minute
+		seeds, dur = uint64(n), 5*time.Minute
 	}
-	for _, strat := range []string{"escrow", "static", "central"} {
-		for _, wl := range Workloads {
-			o := Options{Strategy: strat, Workload: wl, Faults: FaultsAll, Regions: 4, Duration: dur}
-			rs, err := Sweep(o, 1, uint64(seeds), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range rs {
-				if r.Failed() {
-					t.Errorf("%s/%s seed %d failed: %v\nreplay: holdfast sim %v", strat, wl, r.Seed, r.Failures, o.Args(r.Seed))
-				}
-				if r.Holds == 0 || r.Granted == 0 {
-					t.Errorf("%s/%s seed %d: no holds granted (%d carts)", strat, wl, r.Seed, r.Holds)
-				}
-			}
+	return seeds, dur
+}
+
+// sweepOK runs o on seeds 1..seeds and fails t, with the command that
+// replays it, for every seed that breaks a checker or grants no hold.
+func sweepOK(t *testing.T, what string, o Options, seeds uint64) {
+	t.Helper()
+	rs, err := Sweep(o, 1, seeds, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Failed() {
+			t.Errorf("%s seed %d failed: %v\nreplay: holdfast sim %v", what, r.Seed, r.Failures, o.Args(r.Seed))
+		}
+		if r.Holds == 0 || r.Granted == 0 {
+			t.Errorf("%s seed %d: no holds granted (%d carts)", what, r.Seed, r.Holds)
 		}
 	}
 }

@@ -1,8 +1,6 @@
 package sim
 
 import (
-	"os"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -14,32 +12,11 @@ import (
 //
 //	HOLDFAST_SIM_SEEDS=50 go test ./sim -run RebalancerSweep -timeout 1h
 func TestRebalancerSweep(t *testing.T) {
-	seeds, dur := uint64(2), time.Minute
-	if testing.Short() {
-		seeds = 1
-	}
-	if v := os.Getenv("HOLDFAST_SIM_SEEDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("HOLDFAST_SIM_SEEDS=%q: want a positive number", v)
-		}
-		seeds, dur = uint64(n), 5*time.Minute
-	}
+	seeds, dur := sweepSize(t)
 	for _, faults := range []string{FaultsNone, FaultsPartitions, FaultsAll} {
 		for _, wl := range []string{"shift", "skew", "flash"} {
 			o := Options{Strategy: "escrow+rebalancer", Workload: wl, Faults: faults, Regions: 5, Duration: dur}
-			rs, err := Sweep(o, 1, seeds, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range rs {
-				if r.Failed() {
-					t.Errorf("%s/%s seed %d failed: %v\nreplay: holdfast sim %v", faults, wl, r.Seed, r.Failures, o.Args(r.Seed))
-				}
-				if r.Holds == 0 || r.Granted == 0 {
-					t.Errorf("%s/%s seed %d: no holds granted (%d carts)", faults, wl, r.Seed, r.Holds)
-				}
-			}
+			sweepOK(t, faults+"/"+wl, o, seeds)
 		}
 	}
 }
