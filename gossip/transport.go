@@ -385,6 +385,7 @@ func (t *Transport) HoldEvents(holds []escrow.Hold) {
 		t.m.dropped.WithLabelValues("disconnected").Add(float64(len(holds)))
 		return
 	}
+	subject := EventsSubject(t.cfg.Cluster, t.cfg.Region)
 	items := make([]outItem, 0, len(holds))
 	for i := range holds {
 		ev, err := EventOf(&holds[i])
@@ -400,7 +401,7 @@ func (t *Transport) HoldEvents(holds []escrow.Hold) {
 			t.limit.warn(t.log, "event-encode", "cannot encode hold event", "err", err)
 			continue
 		}
-		items = append(items, outItem{subject: EventsSubject(t.cfg.Cluster, t.cfg.Region), data: data})
+		items = append(items, outItem{subject: subject, data: data})
 	}
 	t.mu.Lock()
 	if t.closed {
