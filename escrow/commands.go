@@ -179,7 +179,7 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 	known := false
 	for i := range lines {
 		s := n.skus[lines[i].SKU]
-		if s == nil || len(s.rows) == 0 {
+		if s == nil || len(s.list) == 0 {
 			continue
 		}
 		known = true
@@ -193,7 +193,7 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 		// Every SKU of the cart is unknown to every region this one knows,
 		// or the shortfall moved: name the first unknown line.
 		for i := range lines {
-			if s := n.skus[lines[i].SKU]; s == nil || len(s.rows) == 0 {
+			if s := n.skus[lines[i].SKU]; s == nil || len(s.list) == 0 {
 				err = errorf(CodeUnknownSKU, "sku %q is not stocked in any region known to %s", lines[i].SKU, n.cfg.Region)
 				err.SKU = lines[i].SKU
 				break
@@ -385,7 +385,7 @@ func (n *Node) stock(c *Command) {
 		return
 	}
 	s := n.skus[c.SKU]
-	if s == nil || len(s.rows) == 0 {
+	if s == nil || len(s.list) == 0 {
 		n.fail(c, errorf(CodeUnknownSKU, "sku %q is not known in region %s", c.SKU, n.cfg.Region))
 		return
 	}
@@ -394,13 +394,13 @@ func (n *Node) stock(c *Command) {
 
 func (n *Node) stockView(s *skuState) *StockView {
 	v := &StockView{SKU: s.sku, Region: n.cfg.Region, Available: n.available(s)}
-	if own := s.rows[n.cfg.Region]; own != nil {
-		v.Held, v.Sold = own.Held(), own.Sold
+	if s.own != nil {
+		v.Held, v.Sold = s.own.Held(), s.own.Sold
 	}
-	for r, row := range s.rows {
-		a := s.rows.Available(r)
-		rs := RegionStock{Region: r, Available: a, Held: row.Held(), Sold: row.Sold, Seq: row.Seq}
-		if rec := s.recs[r]; rec != nil && !rec.updated.IsZero() {
+	for _, rec := range s.list {
+		a := s.availableOf(rec.Region)
+		rs := RegionStock{Region: rec.Region, Available: a, Held: rec.Held(), Sold: rec.Sold, Seq: rec.Seq}
+		if !rec.updated.IsZero() {
 			rs.Age = n.now.Sub(rec.updated)
 		}
 		if a > 0 {

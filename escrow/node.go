@@ -79,11 +79,10 @@ type Stats struct {
 
 type skuState struct {
 	sku     string
-	rows    View
 	own     *rowRec
-	recs    map[string]*rowRec
-	list    []*rowRec // the values of recs, for iteration without a map
-	demand  float64   // units/s, EWMA
+	recs    map[string]*rowRec // rows by writer region
+	list    []*rowRec          // the values of recs, for iteration without a map
+	demand  float64            // units/s, EWMA
 	demandT time.Time
 	reject  uint64
 	topUp   uint64 // borrow id of the top-up in flight, 0 if none
@@ -428,7 +427,7 @@ func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
 func (n *Node) sku(name string) *skuState {
 	s := n.skus[name]
 	if s == nil {
-		s = &skuState{sku: name, rows: make(View, 4), recs: make(map[string]*rowRec, 4)}
+		s = &skuState{sku: name, recs: make(map[string]*rowRec, 4)}
 		n.skus[name] = s
 		n.skuOrder = append(n.skuOrder, name)
 	}
@@ -440,7 +439,6 @@ func (s *skuState) rec(region string) *rowRec {
 	if r == nil {
 		r = &rowRec{Row: Row{SKU: s.sku, Region: region}}
 		s.recs[region] = r
-		s.rows[region] = &r.Row
 		s.list = append(s.list, r)
 	}
 	return r
@@ -552,10 +550,10 @@ func (n *Node) View(sku string) View {
 	if s == nil {
 		return nil
 	}
-	v := make(View, len(s.rows))
-	for r, row := range s.rows {
-		c := row.Clone()
-		v[r] = &c
+	v := make(View, len(s.list))
+	for _, rec := range s.list {
+		c := rec.Row.Clone()
+		v[rec.Region] = &c
 	}
 	return v
 }
@@ -564,8 +562,8 @@ func (n *Node) View(sku string) View {
 func (n *Node) Rows() []Row {
 	var out []Row
 	for _, s := range n.skus {
-		for _, r := range s.rows {
-			out = append(out, r.Clone())
+		for _, rec := range s.list {
+			out = append(out, rec.Row.Clone())
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -231,7 +231,8 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 // view that were heard from lately.
 func (n *Node) peerSurplus(s *skuState) []PeerStock {
 	var out []PeerStock
-	for r := range s.rows {
+	for _, rec := range s.list {
+		r := rec.Region
 		if r == n.cfg.Region {
 			continue
 		}
@@ -241,7 +242,7 @@ func (n *Node) peerSurplus(s *skuState) []PeerStock {
 		if !n.worthAsking(r) {
 			continue
 		}
-		if a := s.rows.Available(r); a > 0 {
+		if a := s.availableOf(r); a > 0 {
 			out = append(out, PeerStock{Region: r, Available: uint64(a)})
 		}
 	}
