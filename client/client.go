@@ -317,37 +317,27 @@ func (c *Client) holdOp(ctx context.Context, method, id, suffix string, body any
 
 // Stock reads the region's view of a SKU.
 func (c *Client) Stock(ctx context.Context, sku string) (*Stock, error) {
-	if sku == "" {
-		return nil, errors.New("client: empty sku")
-	}
-	var s Stock
-	resp, err := c.Do(ctx, http.MethodGet, "/v1/skus/"+url.PathEscape(sku), nil, nil, &s)
-	if err != nil {
-		return nil, err
-	}
-	s.Raw = resp.Body
-	return &s, nil
+	return c.skuOp(ctx, http.MethodGet, sku, "", nil)
 }
 
 // Restock adds qty units of sku to this region's slice (admin scope) and
 // returns the region's view of sku afterwards, with Applied set.
 func (c *Client) Restock(ctx context.Context, sku string, qty uint64) (*Stock, error) {
-	return c.admin(ctx, sku, "/restock", qty)
+	return c.skuOp(ctx, http.MethodPost, sku, "/restock", map[string]uint64{"qty": qty})
 }
 
 // WriteOff removes up to qty available units of sku from this region's
 // slice (admin scope); Stock.Applied says how many were removed.
 func (c *Client) WriteOff(ctx context.Context, sku string, qty uint64) (*Stock, error) {
-	return c.admin(ctx, sku, "/write-off", qty)
+	return c.skuOp(ctx, http.MethodPost, sku, "/write-off", map[string]uint64{"qty": qty})
 }
 
-func (c *Client) admin(ctx context.Context, sku, suffix string, qty uint64) (*Stock, error) {
+func (c *Client) skuOp(ctx context.Context, method, sku, suffix string, body any) (*Stock, error) {
 	if sku == "" {
 		return nil, errors.New("client: empty sku")
 	}
 	var s Stock
-	resp, err := c.Do(ctx, http.MethodPost, "/v1/skus/"+url.PathEscape(sku)+suffix, nil,
-		map[string]uint64{"qty": qty}, &s)
+	resp, err := c.Do(ctx, method, "/v1/skus/"+url.PathEscape(sku)+suffix, nil, body, &s)
 	if err != nil {
 		return nil, err
 	}
