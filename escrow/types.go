@@ -37,12 +37,7 @@ const (
 
 var stateNames = [...]string{Held: "held", Confirmed: "confirmed", Released: "released", Expired: "expired"}
 
-func (s HoldState) String() string {
-	if int(s) < len(stateNames) && stateNames[s] != "" {
-		return stateNames[s]
-	}
-	return "unknown"
-}
+func (s HoldState) String() string { return enumName(stateNames[:], s) }
 
 // Terminal reports whether no further transition can leave s.
 func (s HoldState) Terminal() bool { return s != Held }
@@ -94,12 +89,7 @@ const (
 var cmdNames = [...]string{CmdHold: "hold", CmdGet: "get", CmdConfirm: "confirm", CmdRelease: "release",
 	CmdExtend: "extend", CmdRestock: "restock", CmdWriteOff: "write-off", CmdStock: "stock"}
 
-func (k CommandKind) String() string {
-	if int(k) < len(cmdNames) && cmdNames[k] != "" {
-		return cmdNames[k]
-	}
-	return "unknown"
-}
+func (k CommandKind) String() string { return enumName(cmdNames[:], k) }
 
 // Command is a client request. ReqID is chosen by the runtime and echoed in
 // the Reply; it must be unique among the commands in flight.
@@ -168,12 +158,7 @@ const (
 var msgNames = [...]string{MsgRows: "rows", MsgRepairReq: "repair", MsgBorrowReq: "borrow",
 	MsgBorrowResp: "borrow-resp", MsgDigest: "digest", MsgAdvice: "advice"}
 
-func (t MsgType) String() string {
-	if int(t) < len(msgNames) && msgNames[t] != "" {
-		return msgNames[t]
-	}
-	return "unknown"
-}
+func (t MsgType) String() string { return enumName(msgNames[:], t) }
 
 // Message is everything regions (and the rebalancer) say to each other.
 // To is empty for a broadcast (rows, digest, advice).
@@ -272,4 +257,12 @@ type State struct {
 	Idem    []IdemEntry
 	Seq     uint64
 	PeerSeq map[string]uint64
+}
+
+// enumName is names[v], or "unknown" for a value without a name.
+func enumName[T ~uint8](names []string, v T) string {
+	if int(v) < len(names) && names[v] != "" {
+		return names[v]
+	}
+	return "unknown"
 }
