@@ -874,13 +874,19 @@ func rowsOf(ep *endpoint) map[[2]string]*escrow.Row {
 	return m
 }
 
-func (w *world) targetReached() bool {
+// liveViews returns rowsOf every region that is up, nil for those down.
+func (w *world) liveViews() []map[[2]string]*escrow.Row {
 	views := make([]map[[2]string]*escrow.Row, w.nReg)
 	for i, ep := range w.eps[:w.nReg] {
 		if !ep.down {
 			views[i] = rowsOf(ep)
 		}
 	}
+	return views
+}
+
+func (w *world) targetReached() bool {
+	views := w.liveViews()
 	for _, t := range w.convTarget {
 		name := w.eps[t.owner].name
 		for v := range views {
@@ -898,12 +904,7 @@ func (w *world) targetReached() bool {
 
 // mismatches counts row copies that differ from their owner's row.
 func (w *world) mismatches() int {
-	views := make([]map[[2]string]*escrow.Row, w.nReg)
-	for i, ep := range w.eps[:w.nReg] {
-		if !ep.down {
-			views[i] = rowsOf(ep)
-		}
-	}
+	views := w.liveViews()
 	n := 0
 	for o, ep := range w.eps[:w.nReg] {
 		if views[o] == nil {
