@@ -51,6 +51,29 @@ type batch struct {
 	cmds     int        // inputs stepped into it
 	answered int        // requests answered by it (non-nil reqs)
 	err      error      // set by the committer when the write failed
+	pc       *PendingCommit
+	start    time.Time // of its write, for the fsync histogram and the linger
+	final    bool      // synced; false: written ahead, durable with the next final batch
+}
+
+// Write-ahead: while the callers of the last fsync come back (the linger
+// below), the stepper cuts what it has stepped into write-ahead batches of
+// at least writeAheadMin inputs, which the committer writes to the WAL and
+// memtable without fsync, on the other core, while the stepper steps the
+// next callers. The final batch of the cohort is synced, which makes every
+// batch written before it durable; only then are the write-ahead batches
+// answered. So each fsync still carries about all concurrent callers, and
+// most of the store's CPU work overlaps the stepping.
+const (
+	writeAheadMin = 48
+	maxInflight   = 16 // batches cut and not yet answered (bounds write-ahead)
+)
+
+// asyncStorage is a Storage that can write a batch without waiting for its
+// fsync (Store); others are written with Apply, one at a time.
+type asyncStorage interface {
+	ApplyNoWait(p *escrow.Persist) (*PendingCommit, error)
+	WriteAhead(p *escrow.Persist) (*PendingCommit, error)
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{} }}
@@ -86,11 +109,13 @@ type Region struct {
 	tokens    *tokenSet
 	metrics   *metrics
 
-	queue    chan *request
-	msgs     chan escrow.Message
-	inspect  chan *inspectReq
-	commitCh chan *batch // stepper → committer, at most one batch in flight
-	doneCh   chan *batch // committer → stepper
+	queue     chan *request
+	msgs      chan escrow.Message
+	inspect   chan *inspectReq
+	commitCh  chan *batch   // stepper → committer: at most one batch being written
+	appliedCh chan struct{} // committer → stepper: the batch is written, cut the next one
+	syncCh    chan *batch   // committer → syncer: written batches waiting for their fsync, in order
+	doneCh    chan *batch   // syncer → stepper: durable (or failed) and answered
 
 	stop       chan struct{} // closed by Close
 	loopDone   chan struct{} // closed when the stepper exits
@@ -109,6 +134,8 @@ type Region struct {
 
 	statsMu sync.Mutex
 	stats   escrow.Stats
+
+	aheadWritten bool // owned by the committer: a write-ahead batch awaits a final one
 
 	// Committer totals, for benchmarks and logs.
 	commits    atomic.Int64
@@ -139,7 +166,9 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 		msgs:       make(chan escrow.Message, cfg.MsgQueueLen),
 		inspect:    make(chan *inspectReq),
 		commitCh:   make(chan *batch, 1),
-		doneCh:     make(chan *batch, 1),
+		appliedCh:  make(chan struct{}, maxInflight),
+		syncCh:     make(chan *batch, maxInflight),
+		doneCh:     make(chan *batch, maxInflight),
 		stop:       make(chan struct{}),
 		loopDone:   make(chan struct{}),
 		commitDone: make(chan struct{}),
@@ -173,6 +202,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
+	go r.syncLoop()
 	go r.commitLoop()
 	go r.stepLoop()
 	return r, nil
@@ -405,15 +435,24 @@ func (r *Region) Close() error {
 
 // stepLoop is the first stage of the apply loop: it steps inputs into the
 // node and cuts a Ready whenever the committer is idle, so that the inputs
-// that arrive while one batch is being synced share the next fsync.
+// that arrive while one batch is being written share the next one. Written
+// batches wait for their fsync in the syncer while the next ones are cut
+// and written (pebble groups their fsyncs); at most maxInflight batches are
+// between cut and done.
 func (r *Region) stepLoop() {
 	defer close(r.loopDone)
 	ticker := time.NewTicker(r.cfg.TickInterval)
 	defer ticker.Stop()
-	inflight := false
-	stepped := 0 // inputs stepped since the last cut
-	// Linger: when a batch completes, its callers usually come back at
-	// once with their next request. Waiting for them a little (until as
+	inflight := 0    // batches cut and not yet back on doneCh
+	applying := 0    // batches cut and not yet reported written on appliedCh
+	syncing := false // a final (synced) batch is in flight
+	stepped := 0     // inputs stepped since the last cut
+	cohort := 0      // inputs stepped since the last final cut
+	ahead := 0       // write-ahead batches cut since the last final cut
+	answered := 0    // requests answered by the batches done since the last final one
+	failing := false // a batch failed: wait for the others, then rebuild
+	// Linger: when a final batch completes, its callers usually come back
+	// at once with their next request. Waiting for them a little (until as
 	// many inputs as the batch answered are stepped, at most half a recent
 	// write time) merges the two cohorts that a plain "cut when the
 	// committer is idle" pipeline settles into, so each fsync carries about
@@ -428,28 +467,46 @@ func (r *Region) stepLoop() {
 	for {
 		if r.node == nil {
 			if !r.recover(ticker) {
-				r.shutdown(false)
+				r.shutdown(0, 0, false, false)
 				return
 			}
-			stepped, target = 0, 0
+			stepped, cohort, ahead, answered, target = 0, 0, 0, 0, 0
 		}
-		if !inflight && r.node.HasReady() {
-			if stepped >= target || stepped >= r.cfg.MaxBatch || !time.Now().Before(lingerUntil) {
-				r.cut(stepped)
-				inflight, stepped = true, 0
-				lingerC = nil
-			} else if lingerC == nil {
-				linger.Reset(time.Until(lingerUntil))
-				lingerC = linger.C
+		if failing && inflight == 0 && applying == 0 {
+			failing, syncing = false, false
+			r.failNode(ErrStorage)
+			continue
+		}
+		if applying == 0 && !failing {
+			if !syncing && (ahead > 0 || r.node.HasReady()) {
+				if cohort >= target || stepped >= r.cfg.MaxBatch || !time.Now().Before(lingerUntil) {
+					r.cut(stepped, true)
+					inflight++
+					applying++
+					syncing = true
+					stepped, cohort, ahead = 0, 0, 0
+					lingerC = nil
+				} else if lingerC == nil {
+					linger.Reset(time.Until(lingerUntil))
+					lingerC = linger.C
+				}
+			}
+			if applying == 0 && stepped >= writeAheadMin && inflight < maxInflight-1 && r.writeAhead() && r.node.HasReady() {
+				r.cut(stepped, false)
+				inflight++
+				applying++
+				ahead++
+				stepped = 0
 			}
 		}
 		queue := r.queue
-		if stepped >= r.cfg.MaxBatch {
+		if stepped >= r.cfg.MaxBatch || failing {
 			queue = nil // back-pressure: the queue fills up and callers get ErrOverloaded
 		}
 		select {
 		case req := <-queue:
 			now := time.Now()
+			n := stepped
 			r.stepRequest(req, now)
 			stepped++
 		drain:
@@ -462,21 +519,29 @@ func (r *Region) stepLoop() {
 					break drain
 				}
 			}
+			cohort += stepped - n
 		case m := <-r.msgs:
 			r.stepMessage(&m, time.Now())
 			stepped++
+			cohort++
+		case <-r.appliedCh:
+			applying--
 		case b := <-r.doneCh:
-			inflight = false
+			inflight--
 			r.node.Advance()
-			failed := b.err != nil
-			target, lingerUntil = stepped+b.answered, time.Time{}
-			if d := r.lingerFor(); d > 0 {
-				lingerUntil = time.Now().Add(d)
+			if b.err != nil {
+				failing = true
+			}
+			answered += b.answered
+			if b.final {
+				syncing = false
+				target, lingerUntil = cohort+answered, time.Time{}
+				answered = 0
+				if d := r.lingerFor(); d > 0 {
+					lingerUntil = time.Now().Add(d)
+				}
 			}
 			r.recycle(b)
-			if failed {
-				r.failNode(ErrStorage)
-			}
 		case <-lingerC:
 			lingerC = nil
 		case <-ticker.C:
@@ -485,10 +550,16 @@ func (r *Region) stepLoop() {
 			q.f(r.node)
 			close(q.done)
 		case <-r.stop:
-			r.shutdown(inflight)
+			r.shutdown(inflight, applying, ahead == 0, failing)
 			return
 		}
 	}
+}
+
+// writeAhead reports whether the storage can write batches without fsync.
+func (r *Region) writeAhead() bool {
+	_, ok := r.storage.(asyncStorage)
+	return ok
 }
 
 // lingerFor is how long the stepper may wait for returning callers before
@@ -516,10 +587,11 @@ func (r *Region) stepMessage(m *escrow.Message, now time.Time) {
 
 // cut takes the node's Ready and hands it to the committer, with the
 // requests waiting for its replies.
-func (r *Region) cut(stepped int) {
+func (r *Region) cut(stepped int, final bool) {
 	b := batchPool.Get().(*batch)
 	b.rd = r.node.Ready()
 	b.cmds = stepped
+	b.final = final
 	if cap(b.reqs) < len(b.rd.Reply) {
 		b.reqs = make([]*request, len(b.rd.Reply), len(b.rd.Reply)+len(b.rd.Reply)/2)
 	} else {
@@ -540,7 +612,7 @@ func (r *Region) cut(stepped int) {
 	r.statsMu.Lock()
 	r.stats = st
 	r.statsMu.Unlock()
-	r.commitCh <- b // never blocks: the committer is idle
+	r.commitCh <- b // the committer is idle (applying == 0), except in shutdown
 }
 
 func (r *Region) recycle(b *batch) {
@@ -548,52 +620,116 @@ func (r *Region) recycle(b *batch) {
 	b.reqs = b.reqs[:0]
 	b.rd = escrow.Ready{}
 	b.err = nil
+	b.pc = nil
+	b.start = time.Time{}
+	b.final = false
 	b.cmds = 0
 	batchPool.Put(b)
 }
 
-// commitLoop is the second stage: it makes one batch durable with one
-// Storage.Apply, then sends its messages and delivers its replies.
+// commitLoop is the second stage: it writes one batch with one Storage
+// write (not waiting for its fsync when the storage allows it), tells the
+// stepper that it may cut the next one, and passes it on to the syncer.
 func (r *Region) commitLoop() {
-	defer close(r.commitDone)
+	defer close(r.syncCh)
 	for b := range r.commitCh {
-		r.commit(b)
-		r.doneCh <- b
+		r.write(b)
+		r.appliedCh <- struct{}{} // never blocks: at most maxInflight batches are cut
+		r.syncCh <- b             // never blocks: at most maxInflight batches are cut
 	}
 }
 
-func (r *Region) commit(b *batch) {
+// syncLoop is the third stage: in the order the batches were written, it
+// waits until each final batch is durable, then sends the messages and
+// delivers the replies of the write-ahead batches before it and of itself,
+// and hands them back to the stepper. A failure fails every batch held.
+func (r *Region) syncLoop() {
+	defer close(r.commitDone)
+	var held []*batch // write-ahead batches waiting for the next final one
+	for b := range r.syncCh {
+		err := r.wait(b)
+		if err == nil && !b.final {
+			held = append(held, b)
+			continue
+		}
+		for _, h := range held {
+			r.deliver(h, err)
+			r.doneCh <- h // never blocks: at most maxInflight batches are cut
+		}
+		clear(held)
+		held = held[:0]
+		r.deliver(b, err)
+		r.doneCh <- b
+	}
+	for _, h := range held { // closing without a final batch: nothing was acknowledged
+		r.deliver(h, ErrClosed)
+		r.doneCh <- h
+	}
+}
+
+func (r *Region) write(b *batch) {
+	r.metrics.batchSize.Observe(float64(b.cmds))
+	if b.rd.Persist.Empty() && (!b.final || !r.aheadWritten) {
+		return // (a final batch after write-ahead ones syncs them, even when empty)
+	}
+	b.start = time.Now()
+	switch as, ok := r.storage.(asyncStorage); {
+	case ok && b.final:
+		b.pc, b.err = as.ApplyNoWait(&b.rd.Persist)
+		r.aheadWritten = false
+	case ok:
+		b.pc, b.err = as.WriteAhead(&b.rd.Persist)
+		r.aheadWritten = true
+	default:
+		b.err = r.storage.Apply(&b.rd.Persist)
+	}
+}
+
+// wait waits for b's write (and, for a final batch, its fsync).
+func (r *Region) wait(b *batch) error {
+	err := b.err
+	if b.pc != nil {
+		err = b.pc.Wait()
+		b.pc = nil
+	}
+	if b.start.IsZero() || !b.final {
+		return err
+	}
+	d := time.Since(b.start)
+	r.metrics.fsync.Observe(d.Seconds())
+	r.applyNanos.Add(int64(d))
+	if e := r.applyEWMA.Load(); e == 0 {
+		r.applyEWMA.Store(int64(d))
+	} else {
+		r.applyEWMA.Store(e - e/8 + int64(d)/8)
+	}
+	r.commits.Add(1)
+	return err
+}
+
+// deliver answers b's requests: with err when its batch (or one before
+// it) failed, else with its replies, after sending its messages.
+func (r *Region) deliver(b *batch, err error) {
 	m := r.metrics
-	m.batchSize.Observe(float64(b.cmds))
-	if !b.rd.Persist.Empty() {
-		t0 := time.Now()
-		err := r.storage.Apply(&b.rd.Persist)
-		d := time.Since(t0)
-		m.fsync.Observe(d.Seconds())
-		r.applyNanos.Add(int64(d))
-		if e := r.applyEWMA.Load(); e == 0 {
-			r.applyEWMA.Store(int64(d))
-		} else {
-			r.applyEWMA.Store(e - e/8 + int64(d)/8)
+	r.commitCmds.Add(int64(b.cmds))
+	if err != nil {
+		m.storageErrors.Inc()
+		r.log.Error("commit failed: failing its requests and rebuilding from storage", "err", err,
+			"requests", len(b.reqs))
+		b.err = err
+		r.ready.Store(false) // before any reply: a caller that saw the failure sees not-ready
+		werr := fmt.Errorf("%w: %v", ErrStorage, err)
+		if errors.Is(err, ErrClosed) {
+			werr = err
 		}
-		r.commits.Add(1)
-		r.commitCmds.Add(int64(b.cmds))
-		if err != nil {
-			m.storageErrors.Inc()
-			r.log.Error("commit failed: failing its requests and rebuilding from storage", "err", err,
-				"requests", len(b.reqs))
-			b.err = err
-			r.ready.Store(false) // before any reply: a caller that saw the failure sees not-ready
-			werr := fmt.Errorf("%w: %v", ErrStorage, err)
-			for _, req := range b.reqs {
-				if req != nil {
-					req.err = werr
-					req.done <- struct{}{}
-				}
+		for _, req := range b.reqs {
+			if req != nil {
+				req.err = werr
+				req.done <- struct{}{}
 			}
-			m.countHolds(b.rd.Reply, true)
-			return
 		}
+		m.countHolds(b.rd.Reply, true)
+		return
 	}
 	if t := r.transport(); t != nil {
 		if len(b.rd.Send) > 0 {
@@ -694,19 +830,27 @@ func (r *Region) reload() error {
 
 // shutdown drains the queue into the node, commits what is left and stops
 // the committer. Requests that wait on a borrow fail with ErrClosed.
-func (r *Region) shutdown(inflight bool) {
+func (r *Region) shutdown(inflight, applying int, finalCut, failed bool) {
 	defer close(r.commitCh)
+	if r.node != nil && !failed && !finalCut {
+		// Write-ahead batches are answered with the next final batch.
+		r.cut(0, true)
+		inflight++
+		applying++
+	}
 	for r.node != nil {
-		if inflight {
+		for ; inflight > 0; inflight-- {
 			b := <-r.doneCh
 			r.node.Advance()
-			inflight = false
-			failed := b.err != nil
+			failed = failed || b.err != nil
 			r.recycle(b)
-			if failed {
-				r.failNode(ErrStorage)
-				break
-			}
+		}
+		for ; applying > 0; applying-- {
+			<-r.appliedCh
+		}
+		if failed {
+			r.failNode(ErrStorage)
+			break
 		}
 		stepped := 0
 		now := time.Now()
@@ -723,8 +867,8 @@ func (r *Region) shutdown(inflight bool) {
 		if !r.node.HasReady() {
 			break
 		}
-		r.cut(stepped)
-		inflight = true
+		r.cut(stepped, true)
+		inflight, applying = 1, 1
 	}
 	for {
 		select {

@@ -164,16 +164,21 @@ type Store struct {
 	lockID string // for the wedged-directory registry; "" for non-default FS
 
 	// applyMu serialises writers and guards the fields below it.
-	applyMu sync.Mutex
-	batch   *pebble.Batch
-	seq     uint64            // stored own sequence
-	ownSeq  map[string]uint64 // sku → seq of the own row (its c/ entry)
-	heldExp map[string]uint64 // hold id → timeOrd of its x/ entry
-	idemExp map[string]uint64 // idem key → timeOrd of its j/ entry
-	kbuf    []byte
-	vbuf    []byte
-	seqSeen map[uint64]struct{} // validate's scratch set
-	wedged  bool
+	applyMu  sync.Mutex
+	seq      uint64            // stored own sequence (applied; durable is below)
+	unsynced bool              // a WriteAhead batch is written and no synced one after it
+	ownSeq   map[string]uint64 // sku → seq of the own row (its c/ entry)
+	heldExp  map[string]uint64 // hold id → timeOrd of its x/ entry
+	idemExp  map[string]uint64 // idem key → timeOrd of its j/ entry
+	kbuf     []byte
+	vbuf     []byte
+	seqSeen  map[uint64]struct{} // validate's scratch set
+	wedged   bool
+
+	// freeMu guards the recycled batches (Wait runs without applyMu).
+	freeMu      sync.Mutex
+	freeBatches []*PendingCommit // each with a reset-able batch of db
+	freePending []*PendingCommit
 
 	// dbMu guards db against Reopen/Close while readers use it.
 	dbMu sync.RWMutex
@@ -270,8 +275,8 @@ func (s *Store) open() error {
 		}
 		return err
 	}
-	s.batch = db.NewBatch()
 	s.durable.Store(s.seq)
+	s.unsynced = false
 	s.statsMu.Lock()
 	s.stats.Opens++
 	s.stats.DurableSeq = s.seq
@@ -477,79 +482,239 @@ func (s *Store) failed() error {
 // NoSync). An error means the outcome is unknown (see the failing-disk note
 // at the top of this file): the store refuses further writes until Reopen.
 func (s *Store) Apply(p *escrow.Persist) error {
+	pc, err := s.ApplyNoWait(p)
+	if err != nil {
+		return err
+	}
+	return pc.Wait()
+}
+
+// PendingCommit is a batch written to the WAL and the memtable whose fsync
+// may still be running. Wait blocks until it is durable.
+type PendingCommit struct {
+	s       *Store
+	b       *pebble.Batch // nil for an empty Persist
+	db      *pebble.DB    // the DB b belongs to (recycled only into the same DB)
+	seq     uint64
+	bytes   int
+	entries int
+	start   time.Time
+	async   bool // applied with ApplyNoSyncWait: Wait must SyncWait
+	durable bool // false for WriteAhead: Wait leaves it not yet durable
+}
+
+// ApplyNoWait is the first half of Apply: it validates and stages p and
+// hands the batch to pebble's WAL and memtable without waiting for the
+// fsync, so that the next batch can be written while this one syncs (pebble
+// syncs everything queued behind a running fsync with the next one). The
+// caller must call Wait on every PendingCommit it got, in the order of the
+// ApplyNoWait calls, before acting on the batch (replying, sending), and
+// before Reopen or Close. Readies are durable in order: the WAL is one
+// sequential log, so a durable batch implies every earlier one is.
+//
+// An error is an unknown outcome, as for Apply; no Wait is needed then.
+// A failure of a batch marks the store failed, so every batch applied
+// after it fails too (its Wait returns an error).
+func (s *Store) ApplyNoWait(p *escrow.Persist) (*PendingCommit, error) {
+	return s.applyNoWait(p, true)
+}
+
+// WriteAhead writes p like ApplyNoWait but does not ask for an fsync: the
+// batch becomes durable with the next ApplyNoWait (the WAL is one
+// sequential log and an fsync covers everything written before it). Its
+// Wait returns once it is written, without making it durable; the caller
+// must not act on it (reply, send) before the Wait of a later ApplyNoWait
+// returned nil. With StoreOptions.NoSync it is ApplyNoWait.
+func (s *Store) WriteAhead(p *escrow.Persist) (*PendingCommit, error) {
+	return s.applyNoWait(p, false)
+}
+
+func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.db == nil {
 		if s.wedged {
-			return ErrStoreWedged
+			return nil, ErrStoreWedged
 		}
-		return ErrStoreClosed
+		return nil, ErrStoreClosed
 	}
 	if err := s.failed(); err != nil {
-		return err
+		return nil, err
 	}
 	if p.Seq < s.seq {
-		return fmt.Errorf("region store: persist sequence %d is below the stored sequence %d", p.Seq, s.seq)
+		return nil, fmt.Errorf("region store: persist sequence %d is below the stored sequence %d", p.Seq, s.seq)
 	}
-	if p.Empty() && p.Seq == s.seq {
-		return nil
+	sync = sync || !s.wopts.Sync
+	// An empty synced write after written-ahead batches still needs its
+	// fsync: it writes the sequence key (unchanged) to have a batch.
+	forceSeq := sync && s.unsynced && s.wopts.Sync
+	if p.Empty() && p.Seq == s.seq && !forceSeq {
+		return s.pending(nil), nil
 	}
 	if err := s.validate(p); err != nil {
-		return err
+		return nil, err
 	}
-	b := s.batch
-	b.Reset()
-	if err := s.stage(b, p); err != nil {
+	pc := s.pending(s.takeBatch())
+	b := pc.b
+	if err := s.stage(b, p, forceSeq); err != nil {
 		// The maps may already hold staged changes: only a reopen restores them.
 		s.markFailed(err)
-		return fmt.Errorf("%w: staging batch: %w", ErrStoreFailed, err)
+		return nil, fmt.Errorf("%w: staging batch: %w", ErrStoreFailed, err)
 	}
-	bytes, entries := len(b.Repr()), int(b.Count())
-	start := time.Now()
-	err := s.commit(b)
-	total := time.Since(start)
+	pc.seq = p.Seq
+	pc.bytes, pc.entries = len(b.Repr()), int(b.Count())
+	pc.start = time.Now()
+	pc.async = s.wopts.Sync && sync
+	pc.durable = sync
+	err := s.commit(b, pc.async)
 	if err == nil {
+		// A WAL write error makes pebble call Logger.Fatalf, which marks
+		// the store failed, and return nil; the batch may then never be
+		// signalled as synced, so it is not waited for.
 		err = s.failed()
 	}
 	if err != nil {
-		s.markFailed(err)
-		s.statsMu.Lock()
-		s.stats.Failures++
-		s.statsMu.Unlock()
-		s.log.Error("store commit failed; the store must be reopened", "seq", p.Seq, "err", err)
-		if errors.Is(err, ErrStoreWedged) || errors.Is(err, ErrStoreFailed) {
-			return fmt.Errorf("region store: commit of seq %d: %w", p.Seq, err)
-		}
-		return fmt.Errorf("region store: commit of seq %d: %w: %w", p.Seq, ErrStoreFailed, err)
+		s.failCommit(p.Seq, err)
+		return nil, s.commitErr(p.Seq, err)
 	}
+	// The next batch validates against this one's sequence (stored, maybe
+	// not yet durable); readers stay bounded by s.durable.
 	s.seq = p.Seq
-	s.durable.Store(p.Seq)
-	cs := b.CommitStats()
-	st := CommitStats{Bytes: bytes, Entries: entries, Total: total, SyncWait: cs.CommitWaitDuration,
+	s.unsynced = !sync
+	return pc, nil
+}
+
+// Wait waits until the batch is durable (synced) and records it. A nil
+// error means the batch and every batch applied before it are durable
+// (for a WriteAhead batch: only that it is written).
+func (pc *PendingCommit) Wait() error {
+	s := pc.s
+	if pc.b == nil {
+		s.putPending(pc)
+		return nil
+	}
+	var err error
+	if pc.async {
+		err = pc.b.SyncWait()
+	}
+	total := time.Since(pc.start)
+	if err == nil {
+		// A failure of this generation (a later batch, a background
+		// Fatalf) makes the outcome unknown: refuse to call it durable.
+		err = s.failed()
+	}
+	if err != nil {
+		s.failCommit(pc.seq, err)
+		// A batch whose commit failed is not reusable.
+		pc.b = nil
+		s.putPending(pc)
+		return s.commitErr(pc.seq, err)
+	}
+	if pc.durable && pc.seq > s.durable.Load() {
+		s.durable.Store(pc.seq)
+	}
+	cs := pc.b.CommitStats()
+	st := CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total, SyncWait: cs.CommitWaitDuration,
 		Stall:  cs.MemTableWriteStallDuration + cs.L0ReadAmpWriteStallDuration + cs.WALRotationDuration,
-		Synced: s.wopts.Sync}
+		Synced: pc.async}
 	s.statsMu.Lock()
 	s.stats.Last = st
 	s.stats.Commits++
-	s.stats.CommitBytes += uint64(bytes)
-	s.stats.CommitEntries += uint64(entries)
-	s.stats.DurableSeq = p.Seq
+	s.stats.CommitBytes += uint64(pc.bytes)
+	s.stats.CommitEntries += uint64(pc.entries)
+	if pc.durable {
+		s.stats.DurableSeq = pc.seq
+	}
 	s.statsMu.Unlock()
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(st)
 	}
+	s.putPending(pc)
 	return nil
 }
 
-// commit applies b, turning a pebble panic into ErrStoreWedged.
-func (s *Store) commit(b *pebble.Batch) (err error) {
+func (s *Store) failCommit(seq uint64, err error) {
+	s.markFailed(err)
+	s.statsMu.Lock()
+	s.stats.Failures++
+	s.statsMu.Unlock()
+	s.log.Error("store commit failed; the store must be reopened", "seq", seq, "err", err)
+}
+
+func (s *Store) commitErr(seq uint64, err error) error {
+	if errors.Is(err, ErrStoreWedged) || errors.Is(err, ErrStoreFailed) {
+		return fmt.Errorf("region store: commit of seq %d: %w", seq, err)
+	}
+	return fmt.Errorf("region store: commit of seq %d: %w: %w", seq, ErrStoreFailed, err)
+}
+
+// takeBatch returns an empty batch of the current DB, recycled when one is
+// free. Callers hold applyMu.
+func (s *Store) takeBatch() *pebble.Batch {
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	for len(s.freeBatches) > 0 {
+		pc := s.freeBatches[len(s.freeBatches)-1]
+		s.freeBatches = s.freeBatches[:len(s.freeBatches)-1]
+		if pc.db == s.db {
+			pc.b.Reset()
+			b := pc.b
+			pc.b = nil
+			s.freePending = append(s.freePending, pc)
+			return b
+		}
+		_ = pc.b.Close()
+	}
+	return s.db.NewBatch()
+}
+
+// pending returns a PendingCommit (recycled when one is free) for b.
+// Callers hold applyMu.
+func (s *Store) pending(b *pebble.Batch) *PendingCommit {
+	s.freeMu.Lock()
+	var pc *PendingCommit
+	if n := len(s.freePending); n > 0 {
+		pc = s.freePending[n-1]
+		s.freePending = s.freePending[:n-1]
+	}
+	s.freeMu.Unlock()
+	if pc == nil {
+		pc = &PendingCommit{s: s}
+	}
+	pc.b, pc.db = b, s.db
+	return pc
+}
+
+// putPending recycles pc and its batch (when it has one that may be reused).
+func (s *Store) putPending(pc *PendingCommit) {
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	if pc.b != nil && len(s.freeBatches) < maxFreeBatches {
+		s.freeBatches = append(s.freeBatches, pc)
+		return
+	}
+	pc.b = nil
+	if len(s.freePending) < maxFreeBatches {
+		s.freePending = append(s.freePending, pc)
+	}
+}
+
+// maxFreeBatches bounds the recycled batches (a few are in flight at once).
+const maxFreeBatches = 8
+
+// commit applies b (without waiting for its fsync when the store syncs),
+// turning a pebble panic into ErrStoreWedged.
+func (s *Store) commit(b *pebble.Batch, sync bool) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrStoreWedged, r)
 			s.wedge()
 		}
 	}()
-	return s.db.Apply(b, s.wopts)
+	if sync {
+		return s.db.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	return s.db.Apply(b, pebble.NoSync)
 }
 
 // validate rejects a Persist that would store something Load refuses.
@@ -605,7 +770,7 @@ func (s *Store) validate(p *escrow.Persist) error {
 }
 
 // stage writes p into b and updates the index maps.
-func (s *Store) stage(b *pebble.Batch, p *escrow.Persist) error {
+func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	k, v := s.kbuf[:0], s.vbuf[:0]
 	defer func() { s.kbuf, s.vbuf = k, v }()
 	var errs error
@@ -705,7 +870,7 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist) error {
 		v = appendU64(v[:0], seq)
 		set(k, v)
 	}
-	if p.Seq != s.seq {
+	if p.Seq != s.seq || forceSeq {
 		v = appendU64(v[:0], p.Seq)
 		set(keyMetaSeq, v)
 	}
@@ -905,11 +1070,13 @@ func (s *Store) closeDB() error {
 	if s.db == nil {
 		return nil
 	}
-	if s.batch != nil {
-		// A batch whose commit failed is not reusable; Close releases it either way.
-		_ = s.batch.Close()
-		s.batch = nil
+	s.freeMu.Lock()
+	for _, pc := range s.freeBatches {
+		_ = pc.b.Close()
+		pc.b = nil
 	}
+	s.freeBatches = s.freeBatches[:0]
+	s.freeMu.Unlock()
 	db := s.db
 	s.db = nil
 	// Reports from this generation's background work no longer matter.
