@@ -61,6 +61,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,6 +175,7 @@ type Store struct {
 	kbuf     []byte
 	vbuf     []byte
 	seqSeen  map[uint64]struct{} // validate's scratch set
+	order    []int32             // stage's scratch order of holds
 	wedged   bool
 
 	// freeMu guards the recycled batches (Wait runs without applyMu).
@@ -769,6 +772,17 @@ func (s *Store) validate(p *escrow.Persist) error {
 	return nil
 }
 
+// holdOrder returns the indexes of holds sorted by cmp (in s.order).
+func (s *Store) holdOrder(holds []escrow.Hold, cmp func(a, b *escrow.Hold) int) []int32 {
+	o := s.order[:0]
+	for i := range holds {
+		o = append(o, int32(i))
+	}
+	slices.SortFunc(o, func(a, b int32) int { return cmp(&holds[a], &holds[b]) })
+	s.order = o
+	return o
+}
+
 // stage writes p into b and updates the index maps.
 func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	k, v := s.kbuf[:0], s.vbuf[:0]
@@ -784,11 +798,19 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 			errs = err
 		}
 	}
+	// Keys are written grouped by prefix (rows, then change index, then
+	// holds, then expiry index), not interleaved per item: pebble inserts a
+	// batch into the memtable in batch order with a splice hint from the
+	// previous key, and the keys of one group are near each other (hold ids
+	// and expiries start with the time), so most inserts skip the search.
 	for i := range p.Rows {
 		r := &p.Rows[i]
 		k = appendRowKey(k[:0], r.SKU, r.Region)
 		v = escrow.EncodeRow(v[:0], r)
 		set(k, v)
+	}
+	for i := range p.Rows {
+		r := &p.Rows[i]
 		if r.Region != s.region {
 			continue
 		}
@@ -805,11 +827,27 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		set(k, v)
 		s.ownSeq[r.SKU] = r.Seq
 	}
-	for i := range p.Holds {
+	// In key order: the splice hint only helps when each key is after the
+	// previous one (ids of one millisecond come in random order).
+	order := s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })
+	for _, i := range order {
 		h := &p.Holds[i]
 		k = appendHoldKey(k[:0], h.ID)
 		v = escrow.EncodeHold(v[:0], h)
 		set(k, v)
+	}
+	for _, id := range p.DeletedHolds {
+		k = appendHoldKey(k[:0], id)
+		del(k)
+	}
+	order = s.holdOrder(p.Holds, func(a, b *escrow.Hold) int {
+		if c := a.Expires.Compare(b.Expires); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, i := range order {
+		h := &p.Holds[i]
 		old, had := s.heldExp[h.ID]
 		if h.State == escrow.Held {
 			ord := timeOrd(h.Expires)
@@ -830,8 +868,6 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		}
 	}
 	for _, id := range p.DeletedHolds {
-		k = appendHoldKey(k[:0], id)
-		del(k)
 		if old, had := s.heldExp[id]; had {
 			k = appendExpiryKey(k[:0], old, id)
 			del(k)
