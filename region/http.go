@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -230,11 +232,25 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (a *api) wrap(rt route) http.Handler {
+	// The request counters of this route, resolved once per status code
+	// instead of a label lookup per request.
+	var byCode [600]atomic.Pointer[prometheus.Counter]
+	count := func(code int) {
+		if code < 0 || code >= len(byCode) {
+			a.r.metrics.httpRequests.WithLabelValues(rt.pattern, strconv.Itoa(code)).Inc()
+			return
+		}
+		c := byCode[code].Load()
+		if c == nil {
+			cc := a.r.metrics.httpRequests.WithLabelValues(rt.pattern, strconv.Itoa(code))
+			c = &cc
+			byCode[code].Store(c)
+		}
+		(*c).Inc()
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			a.r.metrics.httpRequests.WithLabelValues(rt.pattern, strconv.Itoa(sw.code)).Inc()
-		}()
+		defer func() { count(sw.code) }()
 		if rt.scope != scopeNone && a.r.tokens != nil {
 			p := a.r.tokens.authenticate(req)
 			if p == nil {
@@ -501,7 +517,9 @@ func (a *api) createHold(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	w.Header().Set("Location", "/v1/holds/"+rep.Hold.ID)
-	a.writeJSON(w, status, holdJSON(rep.Hold))
+	if !a.writeHold(w, status, rep.Hold) {
+		a.writeJSON(w, status, holdJSON(rep.Hold))
+	}
 }
 
 // idemHash fingerprints the normalized request: the cart as the core
@@ -570,7 +588,9 @@ func (a *api) holdCmd(kind escrow.CommandKind) func(w http.ResponseWriter, req *
 			a.escrowProblem(w, req, rep.Err)
 			return
 		}
-		a.writeJSON(w, http.StatusOK, holdJSON(rep.Hold))
+		if !a.writeHold(w, http.StatusOK, rep.Hold) {
+			a.writeJSON(w, http.StatusOK, holdJSON(rep.Hold))
+		}
 	}
 }
 
