@@ -119,3 +119,179 @@ var (
 	contentTypeJSON = []string{"application/json"}
 	cacheNoStore    = []string{"no-store"}
 )
+
+// parseCreateFast parses the common shape of a create body,
+// {"items":[{"sku":"..","qty":N},..],"ttl":".."} with JSON whitespace
+// anywhere, into body. It returns false for anything else (escapes or
+// non-ASCII in strings, other or repeated keys, metadata, nulls, other
+// number forms, trailing data, malformed JSON): the caller then decodes
+// with encoding/json, which accepts or rejects it with its own message.
+// What it accepts, encoding/json decodes to the same value.
+func parseCreateFast(buf []byte, body *CreateHoldRequest) bool {
+	p := fastParser{b: buf}
+	if !p.byte('{') {
+		return false
+	}
+	seenItems, seenTTL := false, false
+	if !p.peek('}') {
+		for {
+			key, ok := p.str()
+			if !ok || !p.byte(':') {
+				return false
+			}
+			switch {
+			case key == "items" && !seenItems:
+				seenItems = true
+				if !p.items(body) {
+					return false
+				}
+			case key == "ttl" && !seenTTL:
+				seenTTL = true
+				if body.TTL, ok = p.str(); !ok {
+					return false
+				}
+			default:
+				return false
+			}
+			if p.byte(',') {
+				continue
+			}
+			break
+		}
+	}
+	if !p.byte('}') {
+		return false
+	}
+	p.ws()
+	return p.i == len(p.b)
+}
+
+type fastParser struct {
+	b []byte
+	i int
+}
+
+func (p *fastParser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// byte consumes c after optional whitespace.
+func (p *fastParser) byte(c byte) bool {
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *fastParser) peek(c byte) bool {
+	p.ws()
+	return p.i < len(p.b) && p.b[p.i] == c
+}
+
+// str reads a string of printable ASCII without escapes.
+func (p *fastParser) str() (string, bool) {
+	if !p.byte('"') {
+		return "", false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		if c == '"' {
+			s := string(p.b[start:p.i])
+			p.i++
+			return s, true
+		}
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return "", false
+		}
+		p.i++
+	}
+	return "", false
+}
+
+// uint reads a JSON integer that fits a uint64: "0" or [1-9][0-9]*.
+func (p *fastParser) uint() (uint64, bool) {
+	p.ws()
+	start := p.i
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		p.i++
+	}
+	digits := p.b[start:p.i]
+	if len(digits) == 0 || len(digits) > 19 || (len(digits) > 1 && digits[0] == '0') {
+		return 0, false
+	}
+	if p.i < len(p.b) {
+		switch p.b[p.i] {
+		case '.', 'e', 'E':
+			return 0, false
+		}
+	}
+	var v uint64
+	for _, d := range digits {
+		v = v*10 + uint64(d-'0')
+	}
+	return v, true
+}
+
+func (p *fastParser) items(body *CreateHoldRequest) bool {
+	if !p.byte('[') {
+		return false
+	}
+	body.Items = make([]ItemJSON, 0, 4)
+	if p.byte(']') {
+		return true
+	}
+	for {
+		if len(body.Items) > escrow.MaxLines {
+			return false // let encoding/json decode the whole, longer list
+		}
+		var it ItemJSON
+		if !p.byte('{') {
+			return false
+		}
+		seenSKU, seenQty := false, false
+		if !p.peek('}') {
+			for {
+				key, ok := p.str()
+				if !ok || !p.byte(':') {
+					return false
+				}
+				switch {
+				case key == "sku" && !seenSKU:
+					seenSKU = true
+					if it.SKU, ok = p.str(); !ok {
+						return false
+					}
+				case key == "qty" && !seenQty:
+					seenQty = true
+					if it.Qty, ok = p.uint(); !ok {
+						return false
+					}
+				default:
+					return false
+				}
+				if p.byte(',') {
+					continue
+				}
+				break
+			}
+		}
+		if !p.byte('}') {
+			return false
+		}
+		body.Items = append(body.Items, it)
+		if p.byte(',') {
+			continue
+		}
+		return p.byte(']')
+	}
+}

@@ -43,3 +43,65 @@ func TestAppendHoldJSONMatchesEncoder(t *testing.T) {
 		t.Fatal("a hold with metadata must use encoding/json")
 	}
 }
+
+// TestParseCreateFastAgreesWithEncodingJSON: whatever the fast parser
+// accepts, encoding/json (strict, as decodeBody runs it) accepts with the
+// same value; and the common bodies do take the fast path.
+func TestParseCreateFastAgreesWithEncodingJSON(t *testing.T) {
+	bodies := []struct {
+		body string
+		fast bool // must take the fast path
+	}{
+		{`{"items":[{"sku":"A","qty":1}],"ttl":"10m0s"}`, true},
+		{` { "ttl" : "10m" , "items" : [ { "qty" : 2 , "sku" : "sku-1" } , {"sku":"B","qty":18446744073709551} ] } ` + "\n\t", true},
+		{`{"items":[]}`, true},
+		{`{"items":[{}]}`, true},
+		{`{}`, true},
+		{`{"items":[{"sku":"A","qty":0}]}`, true},
+		{`{"items":[{"sku":"A","qty":1}],"metadata":{"a":1}}`, false},
+		{`{"items":[{"sku":"A","qty":1}],"colour":"red"}`, false},
+		{`{"items":[{"sku":"A","qty":1,"x":1}]}`, false},
+		{`{"items":[{"sku":"A","qty":1}]} {}`, false},
+		{`{"items":[`, false},
+		{`{"items":[{"sku":"A","qty":-1}]}`, false},
+		{`{"items":[{"sku":"A","qty":1.0}]}`, false},
+		{`{"items":[{"sku":"A","qty":1e2}]}`, false},
+		{`{"items":[{"sku":"A","qty":01}]}`, false},
+		{`{"items":[{"sku":"A","qty":99999999999999999999}]}`, false},
+		{`{"items":[{"sku":"A\u0041","qty":1}]}`, false},
+		{`{"items":[{"sku":"é","qty":1}]}`, false},
+		{`{"items":[{"SKU":"A","qty":1}]}`, false},
+		{`{"items":[{"sku":"A","sku":"B","qty":1}]}`, false},
+		{`{"items":null}`, false},
+		{`{"ttl":60,"items":[]}`, false},
+		{`{"items":[{"sku":"A","qty":1},]}`, false},
+		{`{"items":[{"sku":"A","qty":1}],}`, false},
+		{`[]`, false},
+	}
+	for _, c := range bodies {
+		var fast CreateHoldRequest
+		ok := parseCreateFast([]byte(c.body), &fast)
+		if c.fast && !ok {
+			t.Errorf("%s: not parsed by the fast path", c.body)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		var std CreateHoldRequest
+		dec := json.NewDecoder(bytes.NewReader([]byte(c.body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&std); err != nil {
+			t.Errorf("%s: fast path accepted what encoding/json refuses: %v", c.body, err)
+			continue
+		}
+		if _, err := dec.Token(); err == nil {
+			t.Errorf("%s: fast path accepted trailing data", c.body)
+		}
+		fj, _ := json.Marshal(fast)
+		sj, _ := json.Marshal(std)
+		if !bytes.Equal(fj, sj) {
+			t.Errorf("%s: fast %s, encoding/json %s", c.body, fj, sj)
+		}
+	}
+}
