@@ -273,11 +273,8 @@ func (a *api) wrap(rt route) http.Handler {
 				return
 			}
 		}
-		if rt.scope != scopeNone {
-			ctx, cancel := context.WithTimeout(req.Context(), a.r.cfg.RequestTimeout)
-			defer cancel()
-			req = req.WithContext(ctx)
-		}
+		// The request deadline (Config.RequestTimeout) is applied by a.do,
+		// without a context and timer per request.
 		rt.h(sw, req)
 	})
 }
@@ -460,6 +457,11 @@ func readAllInto(b []byte, r io.Reader) ([]byte, error) {
 	}
 }
 
+// do runs cmd through the region within the request deadline.
+func (a *api) do(req *http.Request, cmd escrow.Command) (escrow.Reply, error) {
+	return a.r.DoWithin(req.Context(), cmd, a.r.cfg.RequestTimeout)
+}
+
 // parseTTL parses a Go duration within [MinTTL, the max hold lifetime].
 func (a *api) parseTTL(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
@@ -534,7 +536,7 @@ func (a *api) createHold(w http.ResponseWriter, req *http.Request) {
 	if key != "" {
 		cmd.IdemHash = a.idemHash(&cmd)
 	}
-	rep, err := a.r.Do(req.Context(), cmd)
+	rep, err := a.do(req, cmd)
 	if err != nil {
 		a.runtimeProblem(w, req, err)
 		return
@@ -611,7 +613,7 @@ func (a *api) holdCmd(kind escrow.CommandKind) func(w http.ResponseWriter, req *
 				return
 			}
 		}
-		rep, err := a.r.Do(req.Context(), cmd)
+		rep, err := a.do(req, cmd)
 		if err != nil {
 			a.runtimeProblem(w, req, err)
 			return
@@ -632,7 +634,7 @@ func (a *api) stock(w http.ResponseWriter, req *http.Request) {
 		a.escrowProblem(w, req, err)
 		return
 	}
-	rep, err := a.r.Do(req.Context(), escrow.Command{Kind: escrow.CmdStock, SKU: sku})
+	rep, err := a.do(req, escrow.Command{Kind: escrow.CmdStock, SKU: sku})
 	if err != nil {
 		a.runtimeProblem(w, req, err)
 		return
@@ -659,7 +661,7 @@ func (a *api) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req *h
 			a.escrowProblem(w, req, err)
 			return
 		}
-		rep, err := a.r.Do(req.Context(), escrow.Command{Kind: kind, SKU: sku, Qty: body.Qty})
+		rep, err := a.do(req, escrow.Command{Kind: kind, SKU: sku, Qty: body.Qty})
 		if err != nil {
 			a.runtimeProblem(w, req, err)
 			return

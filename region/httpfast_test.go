@@ -105,3 +105,26 @@ func TestParseCreateFastAgreesWithEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPRequestTimeout: a request whose durable answer takes longer than
+// Config.RequestTimeout gets 503 timeout, soon after the deadline.
+func TestHTTPRequestTimeout(t *testing.T) {
+	st := newMemStorage()
+	r, base := newHTTPRegion(t, st, func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
+	if res := call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil); res.status != 200 {
+		t.Fatalf("restock: %d %s", res.status, res.body)
+	}
+	st.mu.Lock()
+	st.delay = 400 * time.Millisecond // every later write is slower than the deadline
+	st.mu.Unlock()
+	start := time.Now()
+	res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil)
+	took := time.Since(start)
+	if res.status != 503 || !bytes.Contains(res.body, []byte(ProblemTypeBase+ProblemTimeout)) {
+		t.Fatalf("slow hold: %d %s, want 503 %s", res.status, res.body, ProblemTimeout)
+	}
+	if took > 350*time.Millisecond {
+		t.Fatalf("timeout answered after %v, deadline 50ms", took)
+	}
+	_ = r
+}

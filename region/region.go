@@ -145,6 +145,27 @@ type Region struct {
 
 	handlerOnce sync.Once
 	handler     *api
+
+	// deadlineTick is closed and replaced every deadlineTickEvery, so that
+	// callers of DoWithin notice their deadline without a timer each.
+	deadlineTick atomic.Pointer[chan struct{}]
+}
+
+// deadlineTickEvery is the granularity of DoWithin's timeout.
+const deadlineTickEvery = 25 * time.Millisecond
+
+func (r *Region) deadlineClock() {
+	t := time.NewTicker(deadlineTickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ch := make(chan struct{})
+			close(*r.deadlineTick.Swap(&ch))
+		case <-r.loopDone:
+			return
+		}
+	}
 }
 
 // Open opens the region's storage, restores the node from it and starts the
@@ -202,9 +223,12 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
+	tick := make(chan struct{})
+	r.deadlineTick.Store(&tick)
 	go r.syncLoop()
 	go r.commitLoop()
 	go r.stepLoop()
+	go r.deadlineClock()
 	return r, nil
 }
 
@@ -254,12 +278,32 @@ func (r *Region) transport() Transport {
 // ErrStorage, ErrClosed, ErrOwnerUnreachable, ctx errors); the command's own
 // outcome, success or escrow error, is in the Reply.
 func (r *Region) Do(ctx context.Context, cmd escrow.Command) (escrow.Reply, error) {
-	if owner := r.foreignOwner(&cmd); owner != "" {
+	return r.DoWithin(ctx, cmd, 0)
+}
+
+// DoWithin is Do with a timeout (0: none) that costs no timer or context
+// per call: a caller still waiting after it gets context.DeadlineExceeded
+// (within deadlineTickEvery), as with a context deadline. The HTTP API
+// uses it with Config.RequestTimeout.
+func (r *Region) DoWithin(ctx context.Context, cmd escrow.Command, timeout time.Duration) (escrow.Reply, error) {
+	fwd := func(owner string) (escrow.Reply, error) {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		return r.forward(ctx, owner, cmd)
 	}
-	rep, err := r.submit(ctx, &cmd)
+	if owner := r.foreignOwner(&cmd); owner != "" {
+		return fwd(owner)
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	rep, err := r.submit(ctx, &cmd, deadline)
 	if err == nil && rep.Err != nil && rep.Err.Code == escrow.CodeNotOwner && rep.Err.Owner != "" && rep.Err.Owner != r.name {
-		return r.forward(ctx, rep.Err.Owner, cmd)
+		return fwd(rep.Err.Owner)
 	}
 	return rep, err
 }
@@ -273,7 +317,7 @@ func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply,
 		return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid,
 			Detail: "only get, confirm, release and extend may be forwarded, not " + cmd.Kind.String()}}, nil
 	}
-	return r.submit(ctx, &cmd)
+	return r.submit(ctx, &cmd, time.Time{})
 }
 
 func (r *Region) foreignOwner(cmd *escrow.Command) string {
@@ -308,7 +352,7 @@ func (r *Region) forward(ctx context.Context, owner string, cmd escrow.Command) 
 	return rep, nil
 }
 
-func (r *Region) submit(ctx context.Context, cmd *escrow.Command) (escrow.Reply, error) {
+func (r *Region) submit(ctx context.Context, cmd *escrow.Command, deadline time.Time) (escrow.Reply, error) {
 	if r.closed.Load() {
 		return escrow.Reply{}, ErrClosed
 	}
@@ -329,15 +373,28 @@ func (r *Region) submit(ctx context.Context, cmd *escrow.Command) (escrow.Reply,
 		r.metrics.overloaded.Inc()
 		return escrow.Reply{}, ErrOverloaded
 	}
-	select {
-	case <-req.done:
-	case <-ctx.Done():
-		return escrow.Reply{}, ctx.Err() // req is abandoned to the loop
-	case <-r.loopDone:
+wait:
+	for {
+		var tick <-chan struct{}
+		if !deadline.IsZero() {
+			tick = *r.deadlineTick.Load()
+		}
 		select {
 		case <-req.done:
-		default:
-			return escrow.Reply{}, ErrClosed
+			break wait
+		case <-ctx.Done():
+			return escrow.Reply{}, ctx.Err() // req is abandoned to the loop
+		case <-tick:
+			if !time.Now().Before(deadline) {
+				return escrow.Reply{}, context.DeadlineExceeded // req is abandoned to the loop
+			}
+		case <-r.loopDone:
+			select {
+			case <-req.done:
+				break wait
+			default:
+				return escrow.Reply{}, ErrClosed
+			}
 		}
 	}
 	rep, err := req.reply, req.err
