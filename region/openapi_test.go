@@ -2,8 +2,11 @@ package region_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -241,4 +244,82 @@ func jsonFields(t reflect.Type) (all, always []string) {
 	sort.Strings(all)
 	sort.Strings(always)
 	return all, always
+}
+
+// TestOpenAPIAnswersMatchSchemas: real answers of a region (some are
+// encoded by hand) carry only properties of their schema and every required
+// one.
+func TestOpenAPIAnswersMatchSchemas(t *testing.T) {
+	doc := loadOpenAPI(t)
+	var spec struct {
+		Components struct {
+			Schemas map[string]struct {
+				Required   []string       `yaml:"required"`
+				Properties map[string]any `yaml:"properties"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal([]byte(doc.Raw), &spec); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(openRegion(t).Handler())
+	defer srv.Close()
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return resp.StatusCode, m
+	}
+	check := func(what, schema string, m map[string]any) {
+		t.Helper()
+		sc := spec.Components.Schemas[schema]
+		for k := range m {
+			if _, ok := sc.Properties[k]; !ok {
+				t.Errorf("%s: property %q is not in schema %s", what, k, schema)
+			}
+		}
+		for _, k := range sc.Required {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%s: required property %q of schema %s is missing", what, k, schema)
+			}
+		}
+	}
+	_, m := call("POST", "/v1/skus/A/restock", `{"qty":3}`)
+	check("restock", "Stock", m)
+	for name, rs := range m["regions"].(map[string]any) {
+		check("restock regions."+name, "RegionStock", rs.(map[string]any))
+	}
+	code, m := call("POST", "/v1/holds", `{"items":[{"sku":"A","qty":2}],"ttl":"1m","metadata":{"c":1}}`)
+	if code != 201 {
+		t.Fatalf("create hold: %d %v", code, m)
+	}
+	check("create hold", "Hold", m)
+	id, _ := m["id"].(string)
+	_, m = call("POST", "/v1/holds/"+id+"/extend", `{"ttl":"2m"}`)
+	check("extend", "Hold", m)
+	_, m = call("GET", "/v1/skus/A", "")
+	check("stock", "Stock", m)
+	code, m = call("POST", "/v1/holds", `{"items":[{"sku":"A","qty":5}]}`)
+	if code != 409 {
+		t.Fatalf("hold beyond stock: %d %v", code, m)
+	}
+	check("insufficient-stock", "Problem", m)
+	_, m = call("GET", "/healthz", "")
+	if m["status"] != "ok" {
+		t.Errorf("healthz: %v", m)
+	}
 }
