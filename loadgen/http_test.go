@@ -148,9 +148,18 @@ func testHTTPShopperMix(t *testing.T, std bool) {
 	if done < s.OK || f.confirms.Load() == 0 || f.releases.Load() == 0 {
 		t.Errorf("confirms %d releases %d for %d ok holds", f.confirms.Load(), f.releases.Load(), s.OK)
 	}
-	// Keep-alive: one connection per worker (plus the restock's), not one per request.
-	if n := f.conns.Load(); n > conc+1 {
-		t.Errorf("%d connections for %d workers: keep-alive is not working", n, conc)
+	// Keep-alive: one connection per worker (plus the restock's), not one
+	// per request. net/http's Transport dials a new connection when a
+	// worker's next request comes before the transport's read loop has put
+	// the previous one back in the pool, which a loaded CPU makes common:
+	// up to 14 for 8 workers seen with -cpu 1,2. Without keep-alive, or with
+	// the default idle pool of 2, it is ~230 for this run.
+	limit := int64(conc + 1)
+	if std {
+		limit = 2*conc + 1
+	}
+	if n := f.conns.Load(); n > limit {
+		t.Errorf("%d connections for %d workers (limit %d): keep-alive is not working", n, conc, limit)
 	}
 }
 
