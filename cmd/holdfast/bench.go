@@ -62,6 +62,7 @@ apply loop (--target engine). Its stock is restocked generously so that the
 run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			serverGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runBench(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())

@@ -43,6 +43,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
   holdfast region --config configs/eu.yaml --nats-url nats://127.0.0.1:4222`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			serverGC()
 			var cfg region.Config
 			if configPath != "" {
 				c, err := region.LoadConfig(configPath)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -30,4 +31,14 @@ func textLogger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// serverGC sets a garbage-collection target suited to a region under load,
+// unless the operator chose one with GOGC: the apply loop allocates a
+// little per hold and little of it lives long, so collecting 4× less often
+// saves CPU per hold for a bounded amount of extra heap.
+func serverGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }
