@@ -50,6 +50,10 @@ func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Closed-loop hold benchmark against an in-process region (default) or --url",
+		Example: `  holdfast bench --duration 10s --concurrency 64 --skus 1
+  holdfast bench --target engine --concurrency 256       # the apply loop alone, no HTTP
+  holdfast bench --mix shopper --skus 1000 --no-sync     # non-durable, for the ratio only
+  holdfast bench --url http://127.0.0.1:8080 --token "$HOLDFAST_TOKEN"`,
 		Long: `bench drives holds from --concurrency closed-loop clients for --duration and
 prints a progress line each second and, last, one key=value line:
   target durable concurrency skus mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...

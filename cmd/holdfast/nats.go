@@ -80,6 +80,8 @@ func newNATSCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "nats",
 		Short: "Run an embedded NATS server for local multi-process setups",
+		Example: `  holdfast nats --addr 127.0.0.1:4222
+  holdfast nats --config configs/local/nats.conf`,
 		Long: `Runs a nats-server inside holdfast, listening on --addr (loopback by default),
 so that regions started as separate processes can find each other:
 

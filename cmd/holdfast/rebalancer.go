@@ -18,6 +18,8 @@ func newRebalancerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rebalancer",
 		Short: "Run the global rebalancer: move stock toward demand by advice over NATS",
+		Example: `  holdfast rebalancer --cluster local --nats-url nats://127.0.0.1:4222
+  holdfast rebalancer --cluster c --nats-url nats://127.0.0.1:4222 --interval 1s --http-addr 127.0.0.1:9470`,
 		Long: `The rebalancer listens to the regions' digests on holdfast.<cluster>.digest.*,
 computes target slices per SKU in proportion to demand, and publishes advice on
 holdfast.<cluster>.advice every interval. Regions follow advice only from their

@@ -40,7 +40,7 @@ and, with --nats-url, replication and quota borrowing with the other regions.
 Flags override the YAML file given with --config. Without --tokens-file the API
 has no auth and the region refuses to listen on anything but loopback.`,
 		Example: `  holdfast region --name eu --data-dir /var/lib/holdfast/eu --http-addr 127.0.0.1:8080
-  holdfast region --config configs/eu.yaml --nats-url nats://127.0.0.1:4222`,
+  holdfast region --config configs/local/eu.yaml --nats-url nats://127.0.0.1:4222`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			serverGC()

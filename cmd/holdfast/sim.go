@@ -32,6 +32,10 @@ func newSimCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Deterministic partition simulator: safety checkers and strategy metrics",
+		Example: `  holdfast sim --seeds 1-20 --regions 5 --faults all --workload flash
+  holdfast sim --seeds 1-20 --regions 5 --workload shift --strategy escrow+rebalancer
+  holdfast sim --seeds 1-10 --compare escrow,static,central --faults partitions
+  holdfast sim --seed 3 --faults all --report /tmp/sim.html`,
 		Long: `sim drives the real escrow state machine of every region through a simulated
 world (virtual clock, network with partitions, drops, duplicates, delays,
 crashes losing what was not fsynced, clock skew, retrying and abandoning
