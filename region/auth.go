@@ -132,13 +132,21 @@ func (ts *tokenSet) authenticate(r *http.Request) *principal {
 	return ts.byHash[sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))]
 }
 
-// isLoopback reports whether addr (host:port) can only be reached from this
-// machine. An empty host ("":8080) listens everywhere and is not loopback.
+// isLoopback reports whether a listener's address can only be reached from
+// this machine.
 func isLoopback(addr net.Addr) bool {
 	if tcp, ok := addr.(*net.TCPAddr); ok {
 		return tcp.IP != nil && tcp.IP.IsLoopback()
 	}
-	host, _, err := net.SplitHostPort(addr.String())
+	return LoopbackAddr(addr.String())
+}
+
+// LoopbackAddr reports whether addr (host:port) can only be reached from
+// this machine. An empty host (":8080") listens everywhere and is not
+// loopback. The command checks it before listening; Serve checks the
+// listener again.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}

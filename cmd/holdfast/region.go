@@ -128,7 +128,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 // the region is open.
 func runRegion(ctx context.Context, cfg region.Config, started func(addr string)) error {
 	log := cfg.Logger
-	if cfg.TokensFile == "" && !loopbackAddr(cfg.HTTPAddr) {
+	if cfg.TokensFile == "" && !region.LoopbackAddr(cfg.HTTPAddr) {
 		// Refuse before listening: without auth the API must not be reachable
 		// from other machines, even for a moment.
 		return fmt.Errorf("refusing to serve on %s without auth: set --tokens-file, or use 127.0.0.1 / [::1] / localhost", cfg.HTTPAddr)
@@ -186,17 +186,4 @@ func runRegion(ctx context.Context, cfg region.Config, started func(addr string)
 	case <-time.After(30 * time.Second):
 		return errors.Join(serveErr, errors.New("region did not close within 30s"))
 	}
-}
-
-// loopbackAddr reports whether host:port names only this machine.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
