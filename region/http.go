@@ -457,9 +457,19 @@ func readAllInto(b []byte, r io.Reader) ([]byte, error) {
 	}
 }
 
-// do runs cmd through the region within the request deadline.
-func (a *api) do(req *http.Request, cmd escrow.Command) (escrow.Reply, error) {
-	return a.r.DoWithin(req.Context(), cmd, a.r.cfg.RequestTimeout)
+// do runs cmd through the region within the request deadline. When the
+// region or the core refuses it, do writes the problem and returns false.
+func (a *api) do(w http.ResponseWriter, req *http.Request, cmd escrow.Command) (escrow.Reply, bool) {
+	rep, err := a.r.DoWithin(req.Context(), cmd, a.r.cfg.RequestTimeout)
+	if err != nil {
+		a.runtimeProblem(w, req, err)
+		return rep, false
+	}
+	if rep.Err != nil {
+		a.escrowProblem(w, req, rep.Err)
+		return rep, false
+	}
+	return rep, true
 }
 
 // parseTTL parses a Go duration within [MinTTL, the max hold lifetime].
@@ -536,13 +546,8 @@ func (a *api) createHold(w http.ResponseWriter, req *http.Request) {
 	if key != "" {
 		cmd.IdemHash = a.idemHash(&cmd)
 	}
-	rep, err := a.do(req, cmd)
-	if err != nil {
-		a.runtimeProblem(w, req, err)
-		return
-	}
-	if rep.Err != nil {
-		a.escrowProblem(w, req, rep.Err)
+	rep, ok := a.do(w, req, cmd)
+	if !ok {
 		return
 	}
 	status := http.StatusCreated
@@ -613,13 +618,8 @@ func (a *api) holdCmd(kind escrow.CommandKind) func(w http.ResponseWriter, req *
 				return
 			}
 		}
-		rep, err := a.do(req, cmd)
-		if err != nil {
-			a.runtimeProblem(w, req, err)
-			return
-		}
-		if rep.Err != nil {
-			a.escrowProblem(w, req, rep.Err)
+		rep, ok := a.do(w, req, cmd)
+		if !ok {
 			return
 		}
 		if !a.writeHold(w, http.StatusOK, rep.Hold) {
@@ -634,13 +634,8 @@ func (a *api) stock(w http.ResponseWriter, req *http.Request) {
 		a.escrowProblem(w, req, err)
 		return
 	}
-	rep, err := a.do(req, escrow.Command{Kind: escrow.CmdStock, SKU: sku})
-	if err != nil {
-		a.runtimeProblem(w, req, err)
-		return
-	}
-	if rep.Err != nil {
-		a.escrowProblem(w, req, rep.Err)
+	rep, ok := a.do(w, req, escrow.Command{Kind: escrow.CmdStock, SKU: sku})
+	if !ok {
 		return
 	}
 	a.writeJSON(w, http.StatusOK, stockJSON(rep.Stock, nil))
@@ -661,13 +656,8 @@ func (a *api) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req *h
 			a.escrowProblem(w, req, err)
 			return
 		}
-		rep, err := a.do(req, escrow.Command{Kind: kind, SKU: sku, Qty: body.Qty})
-		if err != nil {
-			a.runtimeProblem(w, req, err)
-			return
-		}
-		if rep.Err != nil {
-			a.escrowProblem(w, req, rep.Err)
+		rep, ok := a.do(w, req, escrow.Command{Kind: kind, SKU: sku, Qty: body.Qty})
+		if !ok {
 			return
 		}
 		applied := rep.Applied
