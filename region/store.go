@@ -532,16 +532,22 @@ func (s *Store) WriteAhead(p *escrow.Persist) (*PendingCommit, error) {
 	return s.applyNoWait(p, false)
 }
 
+// usableLocked reports why the store cannot be written or loaded: closed,
+// wedged after a pebble panic, or failed. Callers hold applyMu.
+func (s *Store) usableLocked() error {
+	if s.db == nil {
+		if s.wedged {
+			return ErrStoreWedged
+		}
+		return ErrStoreClosed
+	}
+	return s.failed()
+}
+
 func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	if s.db == nil {
-		if s.wedged {
-			return nil, ErrStoreWedged
-		}
-		return nil, ErrStoreClosed
-	}
-	if err := s.failed(); err != nil {
+	if err := s.usableLocked(); err != nil {
 		return nil, err
 	}
 	if p.Seq < s.seq {

@@ -17,14 +17,8 @@ import (
 func (s *Store) Load() (*escrow.State, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	if s.db == nil {
-		if s.wedged {
-			return nil, ErrStoreWedged
-		}
-		return nil, ErrStoreClosed
-	}
-	if err := s.failed(); err != nil {
-		// The memtable may hold a batch that never became durable.
+	if err := s.usableLocked(); err != nil {
+		// A failed store's memtable may hold a batch that never became durable.
 		return nil, err
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{})
