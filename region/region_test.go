@@ -337,8 +337,8 @@ func TestIdempotencyAcrossRestart(t *testing.T) {
 func TestOpenRefusesCorruptState(t *testing.T) {
 	st := newMemStorage()
 	// A stored own row that gives more than it has: available < 0.
-	st.rows[[2]string{"A", "eu"}] = escrow.Row{SKU: "A", Region: "eu", Minted: 1, Reserved: 5, Seq: 1}
-	st.seq = 1
+	st.model.rows["A\x00eu"] = escrow.Row{SKU: "A", Region: "eu", Minted: 1, Reserved: 5, Seq: 1}
+	st.model.seq = 1
 	_, err := Open(context.Background(), Config{Name: "eu", Storage: st, Logger: quietLogger()})
 	if err == nil {
 		t.Fatal("Open accepted a store with available < 0")
@@ -566,7 +566,7 @@ type durableCheckTransport struct {
 
 func (d *durableCheckTransport) Send(msgs []escrow.Message) {
 	d.st.mu.Lock()
-	seq := d.st.seq
+	seq := d.st.model.seq
 	d.st.mu.Unlock()
 	for _, m := range msgs {
 		if m.Type == escrow.MsgRows && m.Seq > seq {
