@@ -35,9 +35,17 @@ var pathParam = regexp.MustCompile(`\{[^}/]+\}`)
 func normRoute(r string) string { return pathParam.ReplaceAllString(r, "{}") }
 
 type openAPIDoc struct {
-	OpenAPI string                          `yaml:"openapi"`
-	Paths   map[string]map[string]yaml.Node `yaml:"paths"`
-	Raw     string                          `yaml:"-"`
+	OpenAPI    string                          `yaml:"openapi"`
+	Paths      map[string]map[string]yaml.Node `yaml:"paths"`
+	Components struct {
+		Schemas map[string]openAPISchema `yaml:"schemas"`
+	} `yaml:"components"`
+	Raw string `yaml:"-"`
+}
+
+type openAPISchema struct {
+	Required   []string       `yaml:"required"`
+	Properties map[string]any `yaml:"properties"`
 }
 
 func loadOpenAPI(t *testing.T) openAPIDoc {
@@ -170,18 +178,7 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 // the JSON fields of the Go type the region encodes or decodes, and for
 // answers, the required properties are exactly the fields always present.
 func TestOpenAPISchemasMatchTypes(t *testing.T) {
-	doc := loadOpenAPI(t)
-	var spec struct {
-		Components struct {
-			Schemas map[string]struct {
-				Required   []string       `yaml:"required"`
-				Properties map[string]any `yaml:"properties"`
-			} `yaml:"schemas"`
-		} `yaml:"components"`
-	}
-	if err := yaml.Unmarshal([]byte(doc.Raw), &spec); err != nil {
-		t.Fatal(err)
-	}
+	spec := loadOpenAPI(t)
 	cases := []struct {
 		schema string
 		typ    any
@@ -250,18 +247,7 @@ func jsonFields(t reflect.Type) (all, always []string) {
 // encoded by hand) carry only properties of their schema and every required
 // one.
 func TestOpenAPIAnswersMatchSchemas(t *testing.T) {
-	doc := loadOpenAPI(t)
-	var spec struct {
-		Components struct {
-			Schemas map[string]struct {
-				Required   []string       `yaml:"required"`
-				Properties map[string]any `yaml:"properties"`
-			} `yaml:"schemas"`
-		} `yaml:"components"`
-	}
-	if err := yaml.Unmarshal([]byte(doc.Raw), &spec); err != nil {
-		t.Fatal(err)
-	}
+	spec := loadOpenAPI(t)
 	srv := httptest.NewServer(openRegion(t).Handler())
 	defer srv.Close()
 	call := func(method, path, body string) (int, map[string]any) {
