@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,17 +45,7 @@ func TestStoreApplyNoWaitInOrder(t *testing.T) {
 		if s.Seq() != m.seq {
 			t.Fatalf("round %d: durable seq %d, want %d", round, s.Seq(), m.seq)
 		}
-		crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-		if err := s.Close(); err != nil {
-			t.Fatalf("round %d: Close: %v", round, err)
-		}
-		mem = crashed
-		if s, err = OpenStore("db", stCrashOpts(mem, t)); err != nil {
-			t.Fatalf("round %d: reopen after crash: %v", round, err)
-		}
-		if d := stDiff(stLoad(t, s), m.state()); d != "" {
-			t.Fatalf("round %d: after crash: %s", round, d)
-		}
+		mem, s = stCrashKeepSynced(t, fmt.Sprintf("round %d", round), mem, s, m)
 	}
 	s.Close()
 }

@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -51,6 +52,25 @@ func stCrashOpts(fs vfs.FS, t testing.TB) StoreOptions {
 	return StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20, MemTableBytes: 64 << 10}
 }
 
+// stCrashKeepSynced crashes mem keeping only synced data, abandons s,
+// reopens the store on the crashed image and checks that it holds exactly
+// m. what prefixes the failures ("step 3").
+func stCrashKeepSynced(t *testing.T, what string, mem *vfs.MemFS, s *Store, m *stModel) (*vfs.MemFS, *Store) {
+	t.Helper()
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if err := s.Close(); err != nil { // abandon the running DB
+		t.Fatalf("%s: Close: %v", what, err)
+	}
+	s, err := OpenStore("db", stCrashOpts(crashed, t))
+	if err != nil {
+		t.Fatalf("%s: reopen after crash: %v", what, err)
+	}
+	if d := stDiff(stLoad(t, s), m.state()); d != "" {
+		t.Fatalf("%s: after crash: %s", what, d)
+	}
+	return crashed, s
+}
+
 // TestStoreCrashSynced applies batches and crashes after each one keeping
 // only synced data: every Apply that returned nil must be there exactly.
 func TestStoreCrashSynced(t *testing.T) {
@@ -67,17 +87,7 @@ func TestStoreCrashSynced(t *testing.T) {
 			t.Fatalf("step %d: Apply: %v", i, err)
 		}
 		m.apply(p)
-		crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-		if err := s.Close(); err != nil { // abandon the running DB
-			t.Fatalf("step %d: Close: %v", i, err)
-		}
-		mem = crashed
-		if s, err = OpenStore("db", stCrashOpts(mem, t)); err != nil {
-			t.Fatalf("step %d: reopen after crash: %v", i, err)
-		}
-		if d := stDiff(stLoad(t, s), m.state()); d != "" {
-			t.Fatalf("step %d: after crash: %s", i, d)
-		}
+		mem, s = stCrashKeepSynced(t, fmt.Sprintf("step %d", i), mem, s, m)
 	}
 	stCheckIndexes(t, s, m)
 	s.Close()
