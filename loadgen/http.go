@@ -190,19 +190,28 @@ func (c *HTTPClient) NewOp(wl Workload) (func(w int) (Op, error), error) {
 			if r, done := holdOutcome(st, err, lat, buf, wl.Mix); done {
 				return r
 			}
-			id, err := holdID(buf.Bytes())
+			id, action, err := shopperNext(buf.Bytes(), p)
 			if err != nil {
 				return Result{Outcome: Error, Err: err}
-			}
-			action := "/release"
-			if p.Confirm() {
-				action = "/confirm"
 			}
 			follow = appendRequest(follow[:0], http.MethodPost, c.host, c.prefix+"/v1/holds/"+id+action, c.auth, nil)
 			st, err = rc.roundTrip(ctx, follow, buf)
 			return followOutcome(st, err, lat, buf, action)
 		}, nil
 	}, nil
+}
+
+// shopperNext reads the id of the hold a shopper got and picks what the
+// shopper does with it next: action is "/confirm" or "/release".
+func shopperNext(body []byte, p *Picker) (id, action string, err error) {
+	if id, err = holdID(body); err != nil {
+		return "", "", err
+	}
+	action = "/release"
+	if p.Confirm() {
+		action = "/confirm"
+	}
+	return id, action, nil
 }
 
 // holdOutcome classifies a hold response; done is false when the shopper
@@ -244,13 +253,9 @@ func (c *HTTPClient) stdOp(wl Workload, bodies [][]byte) func(w int) (Op, error)
 			if r, done := holdOutcome(st, err, lat, buf, wl.Mix); done {
 				return r
 			}
-			id, err := holdID(buf.Bytes())
+			id, action, err := shopperNext(buf.Bytes(), p)
 			if err != nil {
 				return Result{Outcome: Error, Err: err}
-			}
-			action := "/release"
-			if p.Confirm() {
-				action = "/confirm"
 			}
 			st, err = c.do(ctx, http.MethodPost, "/v1/holds/"+id+action, nil, buf)
 			return followOutcome(st, err, lat, buf, action)
