@@ -129,37 +129,20 @@ var (
 // What it accepts, encoding/json decodes to the same value.
 func parseCreateFast(buf []byte, body *CreateHoldRequest) bool {
 	p := fastParser{b: buf}
-	if !p.byte('{') {
-		return false
-	}
 	seenItems, seenTTL := false, false
-	if !p.peek('}') {
-		for {
-			key, ok := p.str()
-			if !ok || !p.byte(':') {
-				return false
-			}
-			switch {
-			case key == "items" && !seenItems:
-				seenItems = true
-				if !p.items(body) {
-					return false
-				}
-			case key == "ttl" && !seenTTL:
-				seenTTL = true
-				if body.TTL, ok = p.str(); !ok {
-					return false
-				}
-			default:
-				return false
-			}
-			if p.byte(',') {
-				continue
-			}
-			break
+	if !p.object(func(key string) bool {
+		switch {
+		case key == "items" && !seenItems:
+			seenItems = true
+			return p.items(body)
+		case key == "ttl" && !seenTTL:
+			seenTTL = true
+			var ok bool
+			body.TTL, ok = p.str()
+			return ok
 		}
-	}
-	if !p.byte('}') {
+		return false
+	}) {
 		return false
 	}
 	p.ws()
@@ -242,6 +225,26 @@ func (p *fastParser) uint() (uint64, bool) {
 	return v, true
 }
 
+// object reads a JSON object: for each key, field reads the value or
+// returns false to refuse the whole body.
+func (p *fastParser) object(field func(key string) bool) bool {
+	if !p.byte('{') {
+		return false
+	}
+	if !p.peek('}') {
+		for {
+			key, ok := p.str()
+			if !ok || !p.byte(':') || !field(key) {
+				return false
+			}
+			if !p.byte(',') {
+				break
+			}
+		}
+	}
+	return p.byte('}')
+}
+
 func (p *fastParser) items(body *CreateHoldRequest) bool {
 	if !p.byte('[') {
 		return false
@@ -255,37 +258,19 @@ func (p *fastParser) items(body *CreateHoldRequest) bool {
 			return false // let encoding/json decode the whole, longer list
 		}
 		var it ItemJSON
-		if !p.byte('{') {
-			return false
-		}
 		seenSKU, seenQty := false, false
-		if !p.peek('}') {
-			for {
-				key, ok := p.str()
-				if !ok || !p.byte(':') {
-					return false
-				}
-				switch {
-				case key == "sku" && !seenSKU:
-					seenSKU = true
-					if it.SKU, ok = p.str(); !ok {
-						return false
-					}
-				case key == "qty" && !seenQty:
-					seenQty = true
-					if it.Qty, ok = p.uint(); !ok {
-						return false
-					}
-				default:
-					return false
-				}
-				if p.byte(',') {
-					continue
-				}
-				break
+		if !p.object(func(key string) bool {
+			var ok bool
+			switch {
+			case key == "sku" && !seenSKU:
+				seenSKU = true
+				it.SKU, ok = p.str()
+			case key == "qty" && !seenQty:
+				seenQty = true
+				it.Qty, ok = p.uint()
 			}
-		}
-		if !p.byte('}') {
+			return ok
+		}) {
 			return false
 		}
 		body.Items = append(body.Items, it)
