@@ -556,9 +556,7 @@ func (a *api) createHold(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	w.Header().Set("Location", "/v1/holds/"+rep.Hold.ID)
-	if !a.writeHold(w, status, rep.Hold) {
-		a.writeJSON(w, status, holdJSON(rep.Hold))
-	}
+	a.writeHold(w, status, rep.Hold)
 }
 
 // idemHash fingerprints the normalized request: the cart as the core
@@ -622,9 +620,7 @@ func (a *api) holdCmd(kind escrow.CommandKind) func(w http.ResponseWriter, req *
 		if !ok {
 			return
 		}
-		if !a.writeHold(w, http.StatusOK, rep.Hold) {
-			a.writeJSON(w, http.StatusOK, holdJSON(rep.Hold))
-		}
+		a.writeHold(w, http.StatusOK, rep.Hold)
 	}
 }
 

@@ -95,13 +95,14 @@ func appendHoldJSON(b []byte, h *escrow.Hold) ([]byte, bool) {
 
 // writeHold writes a hold reply: the hand-written JSON when it applies,
 // else writeJSON.
-func (a *api) writeHold(w http.ResponseWriter, status int, h *escrow.Hold) bool {
+func (a *api) writeHold(w http.ResponseWriter, status int, h *escrow.Hold) {
 	bp := jsonBufPool.Get().(*[]byte)
 	defer jsonBufPool.Put(bp)
 	b, ok := appendHoldJSON((*bp)[:0], h)
 	*bp = b[:0]
 	if !ok {
-		return false
+		a.writeJSON(w, status, holdJSON(h))
+		return
 	}
 	hdr := w.Header()
 	hdr["Content-Type"] = contentTypeJSON
@@ -110,7 +111,6 @@ func (a *api) writeHold(w http.ResponseWriter, status int, h *escrow.Hold) bool 
 	if _, err := w.Write(b); err != nil {
 		a.r.log.Debug("writing response", "err", err)
 	}
-	return true
 }
 
 // Shared header values: net/http only reads them (cap == len, so an
