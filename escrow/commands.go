@@ -82,13 +82,27 @@ func (n *Node) hold(c *Command) {
 		if s := n.skus[lines[i].SKU]; s != nil {
 			n.noteDemand(s, lines[i].Qty)
 			// A dry slice asks for a top-up when shoppers come, not only
-			// after a grant: otherwise an empty region stays empty.
-			n.noteLow(s)
+			// after a grant: otherwise an empty region stays empty. A SKU
+			// homed elsewhere is not pulled back here.
+			if !n.homed(s.sku) {
+				n.noteLow(s)
+			}
 		}
 	}
 	cc := *c
 	cc.TTL = ttl
+	if r, ok := n.routeKey(&cc); ok && !cc.Routed {
+		// A retry of a hold routed before goes where the first attempt
+		// went, even if the home changed: that region dedupes it.
+		n.stats.Routed++
+		n.reply(Reply{ReqID: cc.ReqID, Kind: CmdHold,
+			Err: &Error{Code: CodeRouted, Owner: r, Detail: "hold is served by region " + r + " (retry of a routed hold)"}})
+		return
+	}
 	if short := n.tryGrant(&cc, lines, nil); short == nil {
+		return
+	}
+	if n.route(&cc, lines) {
 		return
 	}
 	// Not enough here: borrow from peers with known surplus, or reject now.

@@ -34,6 +34,10 @@ type Config struct {
 	PeerSilence   time.Duration `yaml:"peer_silence"`
 	RepairTimeout time.Duration `yaml:"repair_timeout"` // re-ask for a repair after this (1s)
 	DemandTau     time.Duration `yaml:"demand_tau"`     // EWMA time constant of demand (30s)
+	// HomeTTL: the homes named by the latest rebalancer advice stay in
+	// force this long (5s; <0: homes are ignored). Advice is re-sent every
+	// round, so homes lapse soon after the daemon stops.
+	HomeTTL time.Duration `yaml:"home_ttl"`
 
 	MaxPending       int `yaml:"max_pending"`          // holds waiting on a borrow (10,000)
 	MaxSweepPerTick  int `yaml:"max_sweep_per_tick"`   // expiries per Tick (4,096)
@@ -42,6 +46,7 @@ type Config struct {
 	MaxHolds         int `yaml:"max_holds"`            // live holds, all states (10,000,000)
 	MaxRowsPerMsg    int `yaml:"max_rows_per_msg"`     // rows per rows message (1,024)
 	MaxDigestSKUs    int `yaml:"max_digest_skus"`      // SKUs per digest (1,024)
+	MaxRouted        int `yaml:"max_routed"`           // idempotency keys of routed holds remembered (100,000)
 
 	// Peers, when set, is an allow-list: messages from other regions are dropped.
 	Peers []string `yaml:"peers"`
@@ -81,6 +86,7 @@ func (c *Config) withDefaults() Config {
 	def(&d.DigestInterval, time.Second)
 	def(&d.RepairTimeout, time.Second)
 	def(&d.DemandTau, 30*time.Second)
+	def(&d.HomeTTL, 5*time.Second)
 	if d.PeerSilence == 0 {
 		d.PeerSilence = max(time.Second, 3*d.DigestInterval)
 	}
@@ -91,6 +97,7 @@ func (c *Config) withDefaults() Config {
 	defInt(&d.MaxHolds, 10_000_000)
 	defInt(&d.MaxRowsPerMsg, 1024)
 	defInt(&d.MaxDigestSKUs, 1024)
+	defInt(&d.MaxRouted, 100_000)
 	if d.MaxRowsPerMsg > MaxWireRows {
 		d.MaxRowsPerMsg = MaxWireRows
 	}

@@ -18,6 +18,10 @@ const (
 	CodeIdempotencyReuse                  // idempotency key reused with a different request
 	CodeNotOwner                          // the hold belongs to another region
 	CodeInvariant                         // an invariant check failed (a bug)
+	// CodeRouted: the hold is for a scarce SKU homed at region Owner; the
+	// runtime sends the same command there with Routed set. Nothing
+	// changed here.
+	CodeRouted
 )
 
 var codeNames = [...]string{
@@ -29,6 +33,7 @@ var codeNames = [...]string{
 	CodeIdempotencyReuse:  "idempotency-key-reuse",
 	CodeNotOwner:          "not-owner",
 	CodeInvariant:         "invariant",
+	CodeRouted:            "routed",
 }
 
 // String returns the stable slug of the code, as used in problem types.
@@ -47,7 +52,8 @@ type Error struct {
 	// could not be covered and the units available for it at this region.
 	SKU       string
 	Available uint64
-	// Owner is set for CodeNotOwner: the region that owns the hold.
+	// Owner is set for CodeNotOwner (the region that owns the hold) and
+	// CodeRouted (the region to send the hold to).
 	Owner string
 }
 

@@ -48,6 +48,7 @@ type Node struct {
 	lastDigest   time.Time
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
+	homes        homes
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -75,6 +76,9 @@ type Stats struct {
 	RepairsSent, RepairsServed                   uint64
 	MsgsRejected, Gaps                           uint64
 	ActiveHolds, PendingHolds                    uint64
+	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
+	// homes of scarce SKUs.
+	Routed, HomeUnitsSent uint64
 }
 
 type skuState struct {
@@ -163,6 +167,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		borrows:     make(map[uint64]*borrowOut),
 		donations:   make(map[donationKey]uint64),
 		lowSKUs:     make(map[string]struct{}),
+		homes:       newHomes(c.MaxRouted),
 		rnd:         c.Rand,
 	}
 	if n.rnd == nil {

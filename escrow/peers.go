@@ -407,6 +407,7 @@ func (n *Node) onAdvice(m *Message) {
 		return
 	}
 	n.adviceEpoch = m.Epoch
+	n.setHomes(m.Homes)
 	applied := false
 	for _, mv := range m.Moves {
 		if mv.From != n.cfg.Region || mv.To == n.cfg.Region || ValidRegion(mv.To) != nil || ValidSKU(mv.SKU) != nil {
@@ -471,6 +472,7 @@ func (n *Node) tick() {
 	n.sweep()
 	n.expirePending()
 	n.topUps()
+	n.pushHomes()
 	n.digest()
 }
 
@@ -570,7 +572,7 @@ func (n *Node) topUps() {
 		}
 		s := n.skus[sku]
 		delete(n.lowSKUs, sku)
-		if s.topUp != 0 {
+		if s.topUp != 0 || n.homed(sku) {
 			// One top-up in flight per SKU. Dropped from the set rather than
 			// kept: the set is sorted on every Step, and the next grant
 			// notes the SKU again if it is still low.

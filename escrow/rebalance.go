@@ -65,6 +65,11 @@ type RebalancePolicy struct {
 	MaxMovePerSKU uint64 // 0 = no cap
 	MaxMoveTotal  uint64 // 0 = no cap
 	MaxMoves      int    // moves per round (MaxWireMoves)
+	// ScarceHorizon: a SKU whose units available in all live regions are
+	// fewer than its total demand over ScarceHorizon is scarce, and gets a
+	// home (see Node.route); it stays scarce until they are more than
+	// twice that. 0: 5s; <0: no homes.
+	ScarceHorizon time.Duration
 }
 
 // DefaultRebalancePolicy is the daemon's default policy, also run by the
@@ -91,6 +96,9 @@ func (p RebalancePolicy) withDefaults() RebalancePolicy {
 	if p.MaxMoves <= 0 || p.MaxMoves > MaxWireMoves {
 		p.MaxMoves = MaxWireMoves
 	}
+	if p.ScarceHorizon == 0 {
+		p.ScarceHorizon = 5 * time.Second
+	}
 	return p
 }
 
@@ -106,6 +114,76 @@ func (p RebalancePolicy) Validate() error {
 		return fmt.Errorf("escrow: rebalance policy: reject weight %v must be finite and >= 0", p.RejectWeight)
 	}
 	return nil
+}
+
+// homeSwitch: a SKU keeps its home while the home's demand is at least
+// this share of the largest regional demand, so that a home does not flap
+// between regions of similar demand.
+const homeSwitch = 0.5
+
+// ChooseHomes returns the homes of the scarce SKUs of in, sorted by SKU:
+// a SKU is scarce when its units available in all live regions are fewer
+// than its total demand over ScarceHorizon, and stays scarce (with the
+// home it had in prev) until they exceed twice that or its demand is gone.
+// The home is the region with the largest demand (ties: more units, then
+// name), or the previous home while its demand is at least half of the
+// largest and it is still live.
+func ChooseHomes(in RebalanceInput, prev []Home, p RebalancePolicy) []Home {
+	p = p.withDefaults()
+	if p.ScarceHorizon < 0 {
+		return nil
+	}
+	was := make(map[string]string, len(prev))
+	for _, h := range prev {
+		was[h.SKU] = h.Region
+	}
+	var out []Home
+	for _, s := range in.SKUs {
+		var avail uint64
+		var demand, best float64
+		bi := -1
+		for i, r := range s.Regions {
+			avail += r.Available
+			d := r.DemandPerSec
+			if d <= 0 || math.IsNaN(d) || math.IsInf(d, 0) {
+				continue
+			}
+			demand += d
+			if bi < 0 || d > best || (d == best && homeTieBreak(r, s.Regions[bi])) {
+				bi, best = i, d
+			}
+		}
+		if bi < 0 {
+			continue // no demand: nothing to serve
+		}
+		limit := demand * p.ScarceHorizon.Seconds()
+		prevHome, homed := was[s.SKU]
+		if homed {
+			limit *= 2
+		}
+		if float64(avail) >= limit {
+			continue
+		}
+		home := s.Regions[bi].Region
+		if homed && prevHome != home {
+			for _, r := range s.Regions {
+				if r.Region == prevHome && r.DemandPerSec >= homeSwitch*best {
+					home = prevHome
+				}
+			}
+		}
+		out = append(out, Home{SKU: s.SKU, Region: home})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SKU < out[j].SKU })
+	return out
+}
+
+// homeTieBreak orders regions of equal demand: more units first, then name.
+func homeTieBreak(a, b RegionLoad) bool {
+	if a.Available != b.Available {
+		return a.Available > b.Available
+	}
+	return a.Region < b.Region
 }
 
 // SKUTarget is the policy's target slice of one region, for metrics and
@@ -446,6 +524,7 @@ type RebalancerStats struct {
 	Regions                    int    // live at the last round
 	InFlight                   int
 	FrozenSKUs                 int // SKUs skipped at the last round: moves in flight
+	Homes                      int // scarce SKUs with a home at the last round
 	Epoch                      uint64
 	Standby                    bool
 }
@@ -459,6 +538,7 @@ type Rebalancer struct {
 	inflight   []inflightMove
 	epoch      uint64
 	leaderSeen time.Time
+	homes      []Home // of the last round
 	stats      RebalancerStats
 }
 
@@ -661,6 +741,24 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 	}
 	r.stats.Standby = false
 	r.stats.Rounds++
+	// Scarce SKUs get a home instead of moves: the regions send their
+	// units there themselves, as they become available.
+	r.homes = ChooseHomes(in, r.homes, r.cfg.Policy)
+	r.stats.Homes = len(r.homes)
+	if len(r.homes) > 0 {
+		homed := make(map[string]bool, len(r.homes))
+		for _, h := range r.homes {
+			homed[h.SKU] = true
+		}
+		w := 0
+		for _, s := range in.SKUs {
+			if !homed[s.SKU] {
+				in.SKUs[w] = s
+				w++
+			}
+		}
+		in.SKUs = in.SKUs[:w]
+	}
 	// A SKU with moves in flight is not planned again until they show in
 	// the digests: a digest sent before a move landed would make the
 	// policy advise the same move twice, and one sent after it would make
@@ -694,7 +792,8 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 		r.stats.MovesAdvised++
 		r.stats.UnitsAdvised += mv.Qty
 	}
-	return Message{Type: MsgAdvice, From: r.cfg.ID, Epoch: r.epoch, Moves: moves}, true
+	return Message{Type: MsgAdvice, From: r.cfg.ID, Epoch: r.epoch, Moves: moves,
+		Homes: append([]Home(nil), r.homes...)}, true
 }
 
 // Targets returns the policy's targets at now, for metrics.

@@ -104,6 +104,10 @@ type Command struct {
 	// another hash is CodeIdempotencyReuse. The runtime computes it.
 	IdemHash uint64
 	Meta     string // hold: client metadata
+	// Routed marks a hold a runtime sends on to the region a CodeRouted
+	// reply named (or runs locally when that region cannot be reached):
+	// the node serves it here and never routes it again.
+	Routed bool
 	SKU      string // restock, write-off, stock
 	Qty      uint64 // restock, write-off
 }
@@ -186,6 +190,18 @@ type Message struct {
 	Digest []SKUDigest
 	Epoch  uint64 // advice
 	Moves  []Move // advice
+	// Homes (advice): SKUs so scarce that each is best sold from one
+	// region. The set is complete: a SKU missing from the latest advice has
+	// no home. See Node.route.
+	Homes []Home
+}
+
+// Home names the region that sells a scarce SKU for every region: the
+// others send it their units of the SKU and route holds they cannot cover
+// to it.
+type Home struct {
+	SKU    string
+	Region string
 }
 
 // SKUDigest summarises one SKU at one region for peers and the rebalancer.

@@ -18,6 +18,7 @@ const (
 	MaxWireRows     = 4096    // rows per message
 	MaxWireDigest   = 4096    // SKU digests per message
 	MaxWireMoves    = 4096    // advice moves per message
+	MaxWireHomes    = 4096    // advice homes per message
 	MaxRegions      = 64      // Sent entries per row
 	// maxCounter bounds every counter so that available() cannot overflow
 	// int64 even when MaxRegions peers each claim to have sent the maximum
@@ -32,6 +33,9 @@ const (
 	kindHold       = 'H'
 	flagMore       = 1
 	flagUrgent     = 2
+	// flagHomes: a homes section follows the moves. Messages without homes
+	// encode exactly as before homes existed.
+	flagHomes = 4
 )
 
 // ErrWire is wrapped by every decoding error.
@@ -280,9 +284,9 @@ func (d *WireDecoder) row() Row {
 // EncodeMessage appends the binary form of m to dst. It fails if m breaks
 // a wire limit, so an oversized message is never sent.
 func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
-	if len(m.Rows) > MaxWireRows || len(m.Digest) > MaxWireDigest || len(m.Moves) > MaxWireMoves {
-		return dst, fmt.Errorf("escrow: message %s over limits: %d rows, %d digests, %d moves",
-			m.Type, len(m.Rows), len(m.Digest), len(m.Moves))
+	if len(m.Rows) > MaxWireRows || len(m.Digest) > MaxWireDigest || len(m.Moves) > MaxWireMoves || len(m.Homes) > MaxWireHomes {
+		return dst, fmt.Errorf("escrow: message %s over limits: %d rows, %d digests, %d moves, %d homes",
+			m.Type, len(m.Rows), len(m.Digest), len(m.Moves), len(m.Homes))
 	}
 	e := WireEncoder{B: dst}
 	start := len(dst)
@@ -299,6 +303,9 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 	}
 	if m.Urgent {
 		flags |= flagUrgent
+	}
+	if len(m.Homes) > 0 {
+		flags |= flagHomes
 	}
 	e.Byte(flags)
 	e.String(m.SKU)
@@ -322,6 +329,13 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 		e.String(mv.From)
 		e.String(mv.To)
 		e.Uvarint(mv.Qty)
+	}
+	if len(m.Homes) > 0 {
+		e.Uvarint(uint64(len(m.Homes)))
+		for _, h := range m.Homes {
+			e.String(h.SKU)
+			e.String(h.Region)
+		}
 	}
 	if len(e.B)-start > MaxMessageBytes {
 		return dst, fmt.Errorf("escrow: message %s is %d bytes, over the %d-byte limit", m.Type, len(e.B)-start, MaxMessageBytes)
@@ -347,7 +361,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	flags := d.Byte()
 	m.More = flags&flagMore != 0
 	m.Urgent = flags&flagUrgent != 0
-	if flags&^(flagMore|flagUrgent) != 0 {
+	if flags&^(flagMore|flagUrgent|flagHomes) != 0 {
 		d.Fail("unknown flags %#x", flags)
 	}
 	m.SKU = d.String(MaxSKULen)
@@ -371,6 +385,17 @@ func DecodeMessage(b []byte) (Message, error) {
 		for i := 0; i < n && d.err == nil; i++ {
 			m.Moves = append(m.Moves, Move{SKU: d.String(MaxSKULen), From: d.String(MaxRegionLen), To: d.String(MaxRegionLen),
 				Qty: d.counter("move qty")})
+		}
+	}
+	if flags&flagHomes != 0 {
+		// Canonical: the flag is set only when there is at least one home.
+		n := d.count("homes", MaxWireHomes)
+		if n == 0 && d.err == nil {
+			d.Fail("homes flag without homes")
+		}
+		m.Homes = make([]Home, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			m.Homes = append(m.Homes, Home{SKU: d.String(MaxSKULen), Region: d.String(MaxRegionLen)})
 		}
 	}
 	d.End()

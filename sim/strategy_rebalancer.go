@@ -67,9 +67,10 @@ func (d *simRebalancer) Delay() time.Duration     { return 2 * time.Millisecond 
 
 func (d *simRebalancer) Tick(now time.Time) []escrow.Message {
 	adv, ok := d.rb.Round(now)
-	if !ok || len(adv.Moves) == 0 {
-		// Empty advice only tells other daemons this one leads; with one
-		// daemon it would be pure message overhead.
+	if !ok || len(adv.Moves) == 0 && len(adv.Homes) == 0 {
+		// Advice without moves or homes only tells other daemons this one
+		// leads; with one daemon it would be pure message overhead. Homes
+		// are re-sent every round: regions let them lapse after HomeTTL.
 		return nil
 	}
 	return []escrow.Message{adv}

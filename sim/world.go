@@ -596,6 +596,10 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 	if req.cl == nil {
 		return // admin command: nobody waits
 	}
+	if r.Err != nil && r.Err.Code == escrow.CodeRouted && r.Kind == escrow.CmdHold && !req.cmd.Routed {
+		w.route(ep, req, r.Err.Owner)
+		return
+	}
 	req.reply = *r
 	req.replyAt = w.now
 	if r.Err != nil && r.Kind == escrow.CmdHold {
@@ -609,6 +613,24 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 		return
 	}
 	w.q.push(event{at: w.at(w.clientDelay()), kind: evClientReply, req: req})
+}
+
+// route sends a hold the node answered with CodeRouted on to the region
+// it named, as the region runtime does: from the gateway, with Routed set.
+// When that region is down the gateway runs it itself (the runtime's
+// forward fails at once: no responders); a request lost to a partition is
+// retried by the client like any other.
+func (w *world) route(ep *endpoint, req *request, to string) {
+	t, ok := w.byName[to]
+	req.cmd.Routed = true
+	w.res.Routed++
+	if !ok || t >= w.nReg || w.eps[t].down {
+		req.server = req.gateway
+		w.q.push(event{at: w.now, kind: evReqArrive, node: int32(req.gateway), req: req})
+		return
+	}
+	req.server = t
+	w.rpc(ep.idx, t, evReqArrive, req)
 }
 
 func (w *world) reqArrive(i int, req *request) {

@@ -1,0 +1,190 @@
+package escrow
+
+import (
+	"sort"
+	"time"
+)
+
+// Homes of scarce SKUs.
+//
+// When a SKU is nearly sold out everywhere, its last units sit a few at a
+// time in some region while shoppers arrive in all of them. A region that
+// is out cannot borrow them in time (a borrow takes an inter-region round
+// trip, often longer than the borrow deadline), so it refuses shoppers while
+// the units exist elsewhere, and the units it borrows late chase the next
+// shopper from region to region. The rebalancer therefore names a home for
+// such a SKU (MsgAdvice.Homes): every other region sends the home its units
+// of the SKU as they become available (pushHomes), does not top up or
+// borrow the SKU itself, and answers a hold it cannot cover with CodeRouted,
+// naming the home; the runtime sends the same hold there (Command.Routed),
+// where it is granted from the home's own slice like any local hold.
+//
+// Safety does not depend on homes: every region still grants only from its
+// own slice, and units move through the same durable Sent change as a
+// borrow. Homes only change where units sit and where a hold is served.
+// They lapse HomeTTL after the latest advice, and a home that has gone
+// silent (PeerSilence) is ignored, so a dead daemon or a cut-off home
+// leaves plain escrow.
+
+// homes is the node's view of the latest advice's homes, and the
+// idempotency keys of the holds it routed, so that a client's retry goes
+// to the same region even if the home changed meanwhile.
+type homes struct {
+	list  []Home            // sorted by SKU
+	bySKU map[string]string // SKU → home region
+	until time.Time
+
+	routed    map[string]routedKey
+	routedLog []string // FIFO of routed keys, for the MaxRouted bound
+	maxRouted int
+}
+
+type routedKey struct {
+	region  string
+	hash    uint64
+	expires time.Time
+}
+
+func newHomes(maxRouted int) homes {
+	return homes{bySKU: map[string]string{}, routed: map[string]routedKey{}, maxRouted: maxRouted}
+}
+
+// setHomes replaces the homes with those of an advice received now. Homes
+// naming invalid or disallowed regions or SKUs are skipped; a SKU named
+// twice keeps its first home.
+func (n *Node) setHomes(hs []Home) {
+	h := &n.homes
+	h.list = h.list[:0]
+	clear(h.bySKU)
+	if n.cfg.HomeTTL < 0 {
+		return
+	}
+	for _, x := range hs {
+		if ValidSKU(x.SKU) != nil || ValidRegion(x.Region) != nil {
+			continue
+		}
+		if x.Region != n.cfg.Region && n.allow != nil && !n.allow[x.Region] {
+			continue
+		}
+		if _, dup := h.bySKU[x.SKU]; dup || len(h.list) >= MaxWireHomes {
+			continue
+		}
+		h.bySKU[x.SKU] = x.Region
+		h.list = append(h.list, x)
+	}
+	sort.Slice(h.list, func(i, j int) bool { return h.list[i].SKU < h.list[j].SKU })
+	h.until = n.now.Add(n.cfg.HomeTTL)
+}
+
+// homeOf returns the home of sku when it is another region that is in
+// force and not silent: the region this node routes holds to and sends
+// its units of sku to.
+func (n *Node) homeOf(sku string) (string, bool) {
+	h := &n.homes
+	if len(h.list) == 0 || n.now.After(h.until) {
+		return "", false
+	}
+	r, ok := h.bySKU[sku]
+	if !ok || r == n.cfg.Region || !n.worthAsking(r) {
+		return "", false
+	}
+	if p := n.peers[r]; p == nil || p.heard.IsZero() {
+		return "", false // never heard from: it may not exist
+	}
+	return r, true
+}
+
+// Homes returns the homes in force (sorted by SKU), for metrics and tests.
+func (n *Node) Homes() []Home {
+	if len(n.homes.list) == 0 || n.now.After(n.homes.until) {
+		return nil
+	}
+	return append([]Home(nil), n.homes.list...)
+}
+
+// routeKey returns the region an earlier attempt with this idempotency key
+// was routed to, if it is remembered and has the same request hash.
+func (n *Node) routeKey(c *Command) (string, bool) {
+	if c.IdemKey == "" {
+		return "", false
+	}
+	k, ok := n.homes.routed[c.IdemKey]
+	if !ok || n.now.After(k.expires) || k.hash != c.IdemHash || !n.worthAsking(k.region) {
+		return "", false
+	}
+	return k.region, true
+}
+
+// route decides whether a hold that this region cannot cover goes to the
+// home of one of its short lines. It answers CodeRouted and returns true
+// when it does.
+func (n *Node) route(c *Command, lines []Line) bool {
+	if c.Routed {
+		return false
+	}
+	to := ""
+	for i := range lines {
+		s := n.skus[lines[i].SKU]
+		if s == nil || n.available(s) >= lines[i].Qty {
+			continue
+		}
+		if r, ok := n.homeOf(lines[i].SKU); ok {
+			to = r
+			break
+		}
+	}
+	if to == "" {
+		return false
+	}
+	n.rememberRoute(c, to)
+	n.stats.Routed++
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold,
+		Err: &Error{Code: CodeRouted, Owner: to, Detail: "hold is served by region " + to + ", home of a scarce SKU"}})
+	return true
+}
+
+func (n *Node) rememberRoute(c *Command, to string) {
+	h := &n.homes
+	if c.IdemKey == "" || h.maxRouted <= 0 {
+		return
+	}
+	if _, ok := h.routed[c.IdemKey]; !ok {
+		if len(h.routedLog) >= h.maxRouted {
+			delete(h.routed, h.routedLog[0])
+			h.routedLog = h.routedLog[1:]
+		}
+		h.routedLog = append(h.routedLog, c.IdemKey)
+	}
+	h.routed[c.IdemKey] = routedKey{region: to, hash: c.IdemHash, expires: n.now.Add(n.cfg.IdemTTL)}
+}
+
+// homed reports whether sku has a home elsewhere: this region then neither
+// tops it up nor lends it to background requests.
+func (n *Node) homed(sku string) bool {
+	_, ok := n.homeOf(sku)
+	return ok
+}
+
+// pushHomes sends the home of every scarce SKU the units this region has
+// of it, beyond what holds waiting here on a borrow need. It runs on every
+// tick, so units released or restocked here reach the home within a tick.
+func (n *Node) pushHomes() {
+	for _, x := range n.homes.list {
+		to, ok := n.homeOf(x.SKU)
+		if !ok {
+			continue
+		}
+		s := n.skus[x.SKU]
+		if s == nil || s.own == nil {
+			continue
+		}
+		give := subFloor(n.available(s), n.pendingNeed(x.SKU))
+		if give == 0 {
+			continue
+		}
+		s.own.addSent(to, give)
+		n.touchOwn(s.own)
+		n.stats.DonatedUnits += give
+		n.stats.HomeUnitsSent += give
+	}
+}
