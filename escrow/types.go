@@ -108,8 +108,8 @@ type Command struct {
 	// reply named (or runs locally when that region cannot be reached):
 	// the node serves it here and never routes it again.
 	Routed bool
-	SKU      string // restock, write-off, stock
-	Qty      uint64 // restock, write-off
+	SKU    string // restock, write-off, stock
+	Qty    uint64 // restock, write-off
 }
 
 // Reply answers one Command.

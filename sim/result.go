@@ -26,7 +26,7 @@ type Result struct {
 	Conflicts    uint64 `json:"conflicts"` // confirm/release refused (expired first)
 	GaveUp       uint64 `json:"gave_up"`   // confirm/release never answered
 	Retries      uint64 `json:"retries"`
-	Routed       uint64 `json:"routed"` // holds sent on to a scarce SKU's home
+	Routed       uint64 `json:"routed"`  // holds sent on to a scarce SKU's home
 	Extends      uint64 `json:"extends"` // heartbeats sent
 	Restocks     uint64 `json:"restocks"`
 
