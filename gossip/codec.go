@@ -8,11 +8,21 @@ import (
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
-// Forward codec: hold operations forwarded to the owning region and their
-// answers. Written with escrow's WireEncoder and WireDecoder, so it has the
-// conventions of the escrow wire format: magic, version, kind, then shortest
-// uvarints and length-prefixed strings; every length is checked before it is
-// used, trailing bytes are refused, and decoded values are validated.
+// Forward codec: hold operations forwarded to the owning region, routed
+// holds sent to the home of a scarce SKU, and their answers. Written with
+// escrow's WireEncoder and WireDecoder, so it has the conventions of the
+// escrow wire format: magic, version, kind, then shortest uvarints and
+// length-prefixed strings; every length is checked before it is used,
+// trailing bytes are refused, and decoded values are validated.
+//
+// A request is: from, command kind, hold id, TTL; a hold command (only a
+// routed one) continues with its lines, idempotency key and hash, metadata
+// and a flags byte that must be exactly requestFlagRouted. Routed holds
+// were added without a version bump: the encodings of get, confirm,
+// release and extend are byte for byte what they were, so regions of the
+// two builds keep forwarding those to each other during a rolling upgrade,
+// and an older home refuses a routed hold as an unknown kind (its caller
+// then runs the hold locally, as for any failed forward).
 const (
 	ForwardVersion     = 1
 	MaxForwardBytes    = 64 << 10 // one encoded request or reply
@@ -25,12 +35,17 @@ const (
 	replyFlagHold      = 4
 	replyStatusOK      = 0
 	replyStatusFailure = 1
+	requestFlagRouted  = 1
+	// maxForwardTTL bounds a forwarded TTL far above any hold lifetime;
+	// the node applies its own limits.
+	maxForwardTTL = 100 * 365 * 24 * time.Hour
 )
 
 // ErrCodec is wrapped by every forward-codec decoding error.
 var ErrCodec = errors.New("gossip: bad forward data")
 
-// ForwardRequest is a hold command sent to the region that owns the hold.
+// ForwardRequest is a hold command sent to the region that owns the hold,
+// or a routed hold (Cmd.Routed) sent to the home of a scarce SKU.
 type ForwardRequest struct {
 	From string // asking region
 	Cmd  escrow.Command
@@ -54,23 +69,64 @@ func forwardDecoder(b []byte, kind byte) escrow.WireDecoder {
 	return d
 }
 
-// forwardable reports whether a command kind may be forwarded to an owner.
+// forwardable reports whether a command kind may be forwarded to another
+// region: operations on a hold, and holds (routed ones only, see
+// checkForwardCmd).
 func forwardable(k escrow.CommandKind) bool {
 	switch k {
-	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend:
+	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend, escrow.CmdHold:
 		return true
 	}
 	return false
 }
 
-// EncodeForwardRequest encodes a forwarded hold command. Only the fields
-// hold operations use travel: kind, hold id and TTL (extend).
-func EncodeForwardRequest(dst []byte, r *ForwardRequest) ([]byte, error) {
-	if !forwardable(r.Cmd.Kind) {
-		return dst, fmt.Errorf("gossip: %s commands are not forwarded", r.Cmd.Kind)
+// checkForwardCmd checks what may be forwarded, on both sides: a hold only
+// when it is routed (a plain hold is served where it arrives; forwarding it
+// would let a region spend another's slice on its own decision), with the
+// cart, key and metadata the node would accept; an operation on a hold only
+// with a well-formed hold id and never marked routed.
+func checkForwardCmd(c *escrow.Command) error {
+	if !forwardable(c.Kind) {
+		return fmt.Errorf("%s commands are not forwarded", c.Kind)
 	}
-	if r.Cmd.TTL < 0 {
-		return dst, fmt.Errorf("gossip: negative TTL %v", r.Cmd.TTL)
+	if c.TTL < 0 || c.TTL > maxForwardTTL {
+		return fmt.Errorf("ttl %v out of range", c.TTL)
+	}
+	if c.Kind != escrow.CmdHold {
+		if c.Routed {
+			return fmt.Errorf("a %s command cannot be routed", c.Kind)
+		}
+		if _, err := escrow.OwnerOf(c.HoldID); err != nil {
+			return err
+		}
+		return nil
+	}
+	if !c.Routed {
+		return errors.New("only routed holds are forwarded")
+	}
+	if c.HoldID != "" {
+		return errors.New("a hold command carries no hold id")
+	}
+	if _, err := escrow.NormalizeLines(c.Lines); err != nil {
+		return err
+	}
+	if err := escrow.ValidIdemKey(c.IdemKey); err != nil {
+		return err
+	}
+	if len(c.Meta) > escrow.MaxMetaLen {
+		return fmt.Errorf("metadata of %d bytes, over %d", len(c.Meta), escrow.MaxMetaLen)
+	}
+	return nil
+}
+
+// EncodeForwardRequest encodes a forwarded command. Only the fields its
+// kind uses travel: hold id and TTL (extend) for operations on a hold;
+// lines, TTL, idempotency key and hash, metadata and the routed flag for a
+// routed hold. A command that DecodeForwardRequest would refuse is not
+// encoded.
+func EncodeForwardRequest(dst []byte, r *ForwardRequest) ([]byte, error) {
+	if err := checkForwardCmd(&r.Cmd); err != nil {
+		return dst, fmt.Errorf("gossip: forward request: %w", err)
 	}
 	e := escrow.WireEncoder{B: dst}
 	e.Header(ForwardVersion, kindFwdReq)
@@ -78,10 +134,26 @@ func EncodeForwardRequest(dst []byte, r *ForwardRequest) ([]byte, error) {
 	e.Byte(byte(r.Cmd.Kind))
 	e.String(r.Cmd.HoldID)
 	e.Uvarint(uint64(r.Cmd.TTL))
+	if r.Cmd.Kind == escrow.CmdHold {
+		e.Uvarint(uint64(len(r.Cmd.Lines)))
+		for _, l := range r.Cmd.Lines {
+			e.String(l.SKU)
+			e.Uvarint(l.Qty)
+		}
+		e.String(r.Cmd.IdemKey)
+		e.Uvarint(r.Cmd.IdemHash)
+		e.String(r.Cmd.Meta)
+		e.Byte(requestFlagRouted)
+	}
+	if len(e.B)-len(dst) > MaxForwardBytes {
+		return dst, fmt.Errorf("gossip: forward request of %d bytes, over %d", len(e.B)-len(dst), MaxForwardBytes)
+	}
 	return e.B, nil
 }
 
-// DecodeForwardRequest parses a forwarded hold command.
+// DecodeForwardRequest parses a forwarded command. The lines of a hold
+// are kept as sent (the node normalizes them) but must pass
+// escrow.NormalizeLines.
 func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 	var r ForwardRequest
 	d := forwardDecoder(b, kindFwdReq)
@@ -89,21 +161,42 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 	r.Cmd.Kind = escrow.CommandKind(d.Byte())
 	r.Cmd.HoldID = d.String(escrow.MaxHoldIDLen)
 	ttl := d.Uvarint()
+	if d.Err() == nil && r.Cmd.Kind == escrow.CmdHold {
+		n := d.Uvarint()
+		switch {
+		case d.Err() != nil:
+		case n == 0 || n > escrow.MaxLines:
+			d.Fail("%d lines (1 to %d)", n, escrow.MaxLines)
+		default:
+			// Lines are read one by one, so a lying count fails on the
+			// data it does not have rather than allocating for it.
+			r.Cmd.Lines = make([]escrow.Line, 0, n)
+			for i := uint64(0); i < n && d.Err() == nil; i++ {
+				l := escrow.Line{SKU: d.String(escrow.MaxSKULen)}
+				l.Qty = d.Uvarint()
+				r.Cmd.Lines = append(r.Cmd.Lines, l)
+			}
+		}
+		r.Cmd.IdemKey = d.String(escrow.MaxIdemKeyLen)
+		r.Cmd.IdemHash = d.Uvarint()
+		r.Cmd.Meta = d.String(escrow.MaxMetaLen)
+		if flags := d.Byte(); d.Err() == nil && flags != requestFlagRouted {
+			d.Fail("hold flags %#x: only routed holds are forwarded", flags)
+		}
+		r.Cmd.Routed = true
+	}
 	d.End()
 	if d.Err() != nil {
 		return ForwardRequest{}, d.Err()
 	}
-	if ttl > uint64(100*365*24*time.Hour) {
+	if ttl > uint64(maxForwardTTL) {
 		return ForwardRequest{}, fmt.Errorf("%w: ttl %d ns out of range", ErrCodec, ttl)
 	}
 	r.Cmd.TTL = time.Duration(ttl)
-	if !forwardable(r.Cmd.Kind) {
-		return ForwardRequest{}, fmt.Errorf("%w: command kind %d is not forwarded", ErrCodec, r.Cmd.Kind)
-	}
 	if err := escrow.ValidRegion(r.From); err != nil {
 		return ForwardRequest{}, fmt.Errorf("%w: from: %v", ErrCodec, err)
 	}
-	if _, err := escrow.OwnerOf(r.Cmd.HoldID); err != nil {
+	if err := checkForwardCmd(&r.Cmd); err != nil {
 		return ForwardRequest{}, fmt.Errorf("%w: %v", ErrCodec, err)
 	}
 	return r, nil
@@ -195,6 +288,9 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 		e.SKU = d.String(escrow.MaxSKULen)
 		e.Available = d.Uvarint()
 		e.Owner = d.String(escrow.MaxRegionLen)
+		// CodeRouted is refused too: a forwarded hold is a routed one,
+		// which the home serves itself, and no other command is routed; a
+		// peer that answers it anyway is treated as a failed forward.
 		if d.Err() == nil && (e.Code < escrow.CodeInvalid || e.Code > escrow.CodeInvariant) {
 			d.Fail("unknown error code %d", e.Code)
 		}

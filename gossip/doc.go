@@ -2,8 +2,8 @@
 //
 // A region's escrow.Node decides everything (what to replicate, when to
 // repair, whom to borrow from); this package only routes its messages,
-// checks what comes in, forwards hold operations to the owning region, and
-// publishes hold lifecycle events. It never imports package region: the
+// checks what comes in, forwards hold operations to the owning region and
+// routed holds to the home of a scarce SKU, and publishes hold lifecycle events. It never imports package region: the
 // region runtime satisfies Inbox and uses *Transport as its region.Transport.
 //
 // # Subjects
@@ -16,7 +16,8 @@
 //	                     answer, repair request and repair answer (rows)
 //	advice               rebalancer advice (escrow.MsgAdvice)
 //	events.<region>      hold lifecycle events, JSON (see Event)
-//	hold.<owner>         NATS request/reply: hold operations forwarded to the owner
+//	hold.<owner>         NATS request/reply: hold operations forwarded to the owner,
+//	                     and routed holds sent to the home of a scarce SKU
 //
 // The sender's region is a subject token on every subject a region
 // publishes (the directed subject carries both ends), so NATS permissions
@@ -38,7 +39,8 @@
 // timeout; plain publish on a directed subject keeps the transport stateless.
 // Hold operations (confirm, release, extend, get) do use request/reply: the
 // caller is an HTTP client waiting for exactly one answer from the owner,
-// and "no responders" is the signal for a 503.
+// and "no responders" is the signal for a 503. So do routed holds, for the
+// same reason; there "no responders" makes the caller run the hold locally.
 //
 // # Faults
 //

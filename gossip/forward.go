@@ -11,11 +11,14 @@ import (
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
-// Forward runs a hold command (get, confirm, release, extend) at the region
-// that owns the hold, over NATS request/reply, and returns its reply with
-// cmd.ReqID. When the owner cannot answer within ForwardTimeout (no
-// subscriber, link down, owner overloaded or failing) the error wraps
-// ErrUnreachable; a cancelled ctx returns ctx's error.
+// Forward runs a command at another region over NATS request/reply and
+// returns its reply with cmd.ReqID: an operation on a hold (get, confirm,
+// release, extend) at the region that owns the hold, or a routed hold
+// (cmd.Routed) at the home of a scarce SKU, which serves it like a local
+// hold. A plain hold is refused (see EncodeForwardRequest). When the region
+// cannot answer within ForwardTimeout (no subscriber, link down, region
+// overloaded or failing) the error wraps ErrUnreachable; a cancelled ctx
+// returns ctx's error.
 func (t *Transport) Forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, error) {
 	start := time.Now()
 	rp, result, err := t.forward(ctx, owner, cmd)
@@ -31,7 +34,7 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward: owner: %w", err)
 	}
 	if owner == t.cfg.Region {
-		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward of a hold of %s to itself", owner)
+		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward of a %s command to %s, this region", cmd.Kind, owner)
 	}
 	data, err := EncodeForwardRequest(nil, &ForwardRequest{From: t.cfg.Region, Cmd: cmd})
 	if err != nil {
@@ -73,7 +76,8 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 	return rp, "ok", nil
 }
 
-// serveForward answers a hold command forwarded by another region. It runs
+// serveForward answers a command forwarded by another region (an operation
+// on a hold of this region, or a hold routed here). It runs
 // on the subscription's goroutine, so the work goes to a bounded set of
 // goroutines; beyond that the caller gets a failure (→ 503) at once.
 func (t *Transport) serveForward(msg *nats.Msg) {
@@ -119,7 +123,9 @@ func (t *Transport) runForward(msg *nats.Msg) {
 		return
 	}
 	// A hold id of another region is answered by the node itself
-	// (CodeNotOwner), so it is not checked here.
+	// (CodeNotOwner), so it is not checked here; a routed hold is served
+	// from this region's slice like a local one (the Inbox accepts only
+	// routed holds, and never routes them again).
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.ForwardTimeout)
 	defer cancel()
 	rp, err := t.inbox.Execute(ctx, req.Cmd)
