@@ -14,6 +14,11 @@ type Input struct {
 	Now time.Time
 	Cmd *Command
 	Msg *Message
+	// Unreachable names a region the runtime just failed to reach in a way
+	// that proves it is not there (NATS: no responders). Until the node
+	// hears from it again, it neither routes holds to it, nor sends it
+	// units of scarce SKUs, nor asks it to lend. May come with Cmd or Msg.
+	Unreachable string
 }
 
 // Node is one region's escrow state machine. It never blocks, never does
@@ -117,6 +122,9 @@ type peer struct {
 	seenDirty bool
 	// heard is when the peer last said anything (see worthAsking).
 	heard time.Time
+	// gone is when the runtime last reported it unreachable; it counts
+	// until the peer is heard from after that.
+	gone time.Time
 }
 
 type pendingHold struct {
@@ -278,6 +286,11 @@ func (n *Node) Step(in Input) error {
 		n.now = in.Now
 	}
 	var err error
+	if in.Unreachable != "" && in.Unreachable != n.cfg.Region && ValidRegion(in.Unreachable) == nil {
+		if p := n.peers[in.Unreachable]; p != nil {
+			p.gone = n.now
+		}
+	}
 	switch {
 	case in.Cmd != nil:
 		n.command(in.Cmd)

@@ -255,6 +255,9 @@ func (n *Node) peerSurplus(s *skuState) []PeerStock {
 // heard from (e.g. just after a restart) is given the benefit of the doubt.
 func (n *Node) worthAsking(r string) bool {
 	p := n.peers[r]
+	if p != nil && !p.gone.IsZero() && !p.heard.After(p.gone) {
+		return false // the runtime found it gone and it has not spoken since
+	}
 	if p == nil || p.heard.IsZero() || n.cfg.PeerSilence < 0 {
 		return true
 	}

@@ -80,6 +80,9 @@ type request struct {
 	// been granted somewhere, and the units of the refused SKU anywhere.
 	couldGrant bool
 	availAt    int64
+	// unreachable: a routed hold run at its gateway because the home was
+	// down; the gateway's node is told (escrow.Input.Unreachable).
+	unreachable string
 }
 
 type world struct {
@@ -626,6 +629,7 @@ func (w *world) route(ep *endpoint, req *request, to string) {
 	w.res.Routed++
 	if !ok || t >= w.nReg || w.eps[t].down {
 		req.server = req.gateway
+		req.unreachable = to
 		w.q.push(event{at: w.now, kind: evReqArrive, node: int32(req.gateway), req: req})
 		return
 	}
@@ -644,7 +648,7 @@ func (w *world) reqArrive(i int, req *request) {
 	}
 	ep.waiting[req.cmd.ReqID] = req
 	c := req.cmd
-	w.step(ep, escrow.Input{Cmd: &c})
+	w.step(ep, escrow.Input{Cmd: &c, Unreachable: req.unreachable})
 }
 
 // ---- network ----
