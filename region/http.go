@@ -333,6 +333,15 @@ func (a *api) problem(w http.ResponseWriter, req *http.Request, status int, slug
 
 // escrowProblem writes the problem of an escrow error.
 func (a *api) escrowProblem(w http.ResponseWriter, req *http.Request, e *escrow.Error) {
+	if e.Code == escrow.CodeRouted {
+		// DoWithin sends a routed hold to its home or runs it here: a
+		// routed answer reaching a client is a runtime bug, not a state
+		// of the hold the client could act on.
+		a.r.metrics.routed[routedBug].Inc()
+		a.r.log.Error("a routed hold answer reached the HTTP API", "owner", e.Owner, "detail", e.Detail)
+		a.problem(w, req, http.StatusInternalServerError, escrow.CodeInvariant.String(), "internal error: a routed hold was not served", nil)
+		return
+	}
 	status, ok := codeStatus[e.Code]
 	if !ok {
 		status = http.StatusInternalServerError

@@ -22,11 +22,24 @@ type metrics struct {
 	msgsDropped   prometheus.Counter
 	msgsRejected  prometheus.Counter
 	forwards      *prometheus.CounterVec
+	routed        [3]prometheus.Counter  // by routedOK, routedFallback, routedBug
 	httpRequests  *prometheus.CounterVec // by route pattern and status code
 }
 
+// Outcomes of a hold the node routed to the home of a scarce SKU, the
+// values of holdfast_routed_holds_total's "result" label.
+const (
+	routedOK       = iota // the home answered (granted or refused)
+	routedFallback        // the home could not be reached: the hold ran here
+	routedBug             // a routed answer came back where none can: a bug
+)
+
+var routedResults = [...]string{routedOK: "ok", routedFallback: "fallback", routedBug: "bug"}
+
 // Hold results, the values of the "result" label.
-var holdResults = []string{"granted", "replayed", "insufficient_stock", "unknown_sku", "invalid", "storage_error"}
+// "routed": the node sent the hold on to the home of a scarce SKU; its
+// outcome is counted where it is served (and in holdfast_routed_holds_total).
+var holdResults = []string{"granted", "replayed", "insufficient_stock", "unknown_sku", "invalid", "storage_error", "routed"}
 
 func newMetrics(r *Region) *metrics {
 	reg := prometheus.NewRegistry()
@@ -66,6 +79,14 @@ func newMetrics(r *Region) *metrics {
 			Name: "holdfast_http_requests_total", Help: "HTTP requests by route pattern and status code.",
 		}, []string{"route", "code"}),
 	}
+	routed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "holdfast_routed_holds_total",
+		Help: "Holds this region sent on to the home of a scarce SKU, by result: ok (the home answered), " +
+			"fallback (the home could not be reached: served here), bug (a routed answer to a routed hold).",
+	}, []string{"result"})
+	for i, res := range routedResults {
+		m.routed[i] = routed.WithLabelValues(res)
+	}
 	m.holdsByResult = make(map[string]prometheus.Counter, len(holdResults))
 	for _, res := range holdResults {
 		m.holdsByResult[res] = m.holds.WithLabelValues(res)
@@ -74,7 +95,7 @@ func newMetrics(r *Region) *metrics {
 		return func() float64 { s := r.Stats(); return float64(f(&s)) }
 	}
 	reg.MustRegister(m.holds, m.holdLatency, m.batchSize, m.fsync, m.overloaded, m.storageErrors,
-		m.msgsDropped, m.msgsRejected, m.forwards, m.httpRequests,
+		m.msgsDropped, m.msgsRejected, m.forwards, routed, m.httpRequests,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "holdfast_queue_depth", Help: "Client requests waiting for the apply loop.",
 		}, func() float64 { return float64(len(r.queue)) }),
@@ -102,6 +123,16 @@ func newMetrics(r *Region) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "holdfast_borrow_timeouts_total", Help: "Borrow requests that timed out since start.",
 		}, stat(func(s *escrow.Stats) uint64 { return s.BorrowTimeouts })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "holdfast_routed_answers_total",
+			Help: "Hold requests the node answered 'routed' (it could not cover them and a scarce SKU has a home elsewhere), since start.",
+		}, stat(func(s *escrow.Stats) uint64 { return s.Routed })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "holdfast_home_units_sent_total", Help: "Units sent to the homes of scarce SKUs since start.",
+		}, stat(func(s *escrow.Stats) uint64 { return s.HomeUnitsSent })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "holdfast_homes", Help: "Scarce SKUs with a home in force at this region (named by the latest rebalancer advice).",
+		}, func() float64 { return float64(r.homes.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "holdfast_ready", Help: "1 when the region accepts requests.",
 		}, func() float64 {
@@ -120,7 +151,7 @@ func newMetrics(r *Region) *metrics {
 // countHolds adds one batch's hold results, one Add per result per batch
 // rather than one per hold.
 func (m *metrics) countHolds(replies []escrow.Reply, storageFailed bool) {
-	var n [6]uint64
+	var n [7]uint64
 	for i := range replies {
 		rp := &replies[i]
 		if rp.Kind != escrow.CmdHold {
@@ -137,6 +168,8 @@ func (m *metrics) countHolds(replies []escrow.Reply, storageFailed bool) {
 			n[2]++
 		case rp.Err.Code == escrow.CodeUnknownSKU:
 			n[3]++
+		case rp.Err.Code == escrow.CodeRouted:
+			n[6]++
 		default:
 			n[4]++
 		}

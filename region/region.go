@@ -134,6 +134,7 @@ type Region struct {
 
 	statsMu sync.Mutex
 	stats   escrow.Stats
+	homes   atomic.Int64 // homes in force at the node, as of the last tick
 
 	aheadWritten bool // owned by the committer: a write-ahead batch awaits a final one
 
@@ -274,9 +275,11 @@ func (r *Region) transport() Transport {
 
 // Do runs a command through the apply loop and waits for its durable reply.
 // The runtime assigns cmd.ReqID. A hold command on a hold of another region
-// is forwarded to its owner. The error is a runtime failure (ErrOverloaded,
-// ErrStorage, ErrClosed, ErrOwnerUnreachable, ctx errors); the command's own
-// outcome, success or escrow error, is in the Reply.
+// is forwarded to its owner; a hold the node routes to the home of a scarce
+// SKU is sent there (or run here when the home cannot be reached). The
+// error is a runtime failure (ErrOverloaded, ErrStorage, ErrClosed,
+// ErrOwnerUnreachable, ctx errors); the command's own outcome, success or
+// escrow error, is in the Reply.
 func (r *Region) Do(ctx context.Context, cmd escrow.Command) (escrow.Reply, error) {
 	return r.DoWithin(ctx, cmd, 0)
 }
@@ -284,40 +287,107 @@ func (r *Region) Do(ctx context.Context, cmd escrow.Command) (escrow.Reply, erro
 // DoWithin is Do with a timeout (0: none) that costs no timer or context
 // per call: a caller still waiting after it gets context.DeadlineExceeded
 // (within deadlineTickEvery), as with a context deadline. The HTTP API
-// uses it with Config.RequestTimeout.
+// uses it with Config.RequestTimeout. A forward to another region runs
+// within what is left of the same timeout.
 func (r *Region) DoWithin(ctx context.Context, cmd escrow.Command, timeout time.Duration) (escrow.Reply, error) {
-	fwd := func(owner string) (escrow.Reply, error) {
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
-		return r.forward(ctx, owner, cmd)
-	}
-	if owner := r.foreignOwner(&cmd); owner != "" {
-		return fwd(owner)
-	}
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
+	if owner := r.foreignOwner(&cmd); owner != "" {
+		return r.forwardBy(ctx, owner, cmd, deadline)
+	}
 	rep, err := r.submit(ctx, &cmd, deadline)
-	if err == nil && rep.Err != nil && rep.Err.Code == escrow.CodeNotOwner && rep.Err.Owner != "" && rep.Err.Owner != r.name {
-		return fwd(rep.Err.Owner)
+	if err != nil || rep.Err == nil {
+		return rep, err
+	}
+	switch {
+	case rep.Err.Code == escrow.CodeNotOwner && rep.Err.Owner != "" && rep.Err.Owner != r.name:
+		return r.forwardBy(ctx, rep.Err.Owner, cmd, deadline)
+	case rep.Err.Code == escrow.CodeRouted:
+		return r.route(ctx, cmd, rep.Err.Owner, deadline)
+	}
+	return rep, nil
+}
+
+// forwardBy forwards cmd to owner, giving up at deadline (zero: none).
+func (r *Region) forwardBy(ctx context.Context, owner string, cmd escrow.Command, deadline time.Time) (escrow.Reply, error) {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return r.forward(ctx, owner, cmd)
+}
+
+// route serves a hold the node answered with CodeRouted: it sends the same
+// command, marked Routed, to the home the node named, and the home's reply
+// is the caller's. When the home cannot be reached (no transport, no
+// responders, its timeout, a failure at the home) the hold runs here with
+// Routed set, so the node serves it from its own slice or borrows as plain
+// escrow: routing never costs the client an error. A home that received
+// the hold but answered too late may still grant it; that hold lapses at
+// its TTL unconfirmed (units unavailable meanwhile, never oversold).
+//
+// The reply of route is never CodeRouted: a node does not route a Routed
+// hold, and a routed answer from the home is refused by the forward codec;
+// should one come anyway it is turned into CodeInvariant and counted.
+func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, deadline time.Time) (escrow.Reply, error) {
+	cmd.Routed = true
+	if cmd.Kind == escrow.CmdHold && home != "" && home != r.name && r.transport() != nil {
+		rep, err := r.forwardBy(ctx, home, cmd, deadline)
+		if err == nil && !isRouted(&rep) {
+			r.metrics.routed[routedOK].Inc()
+			return rep, nil
+		}
+		if ctx.Err() != nil {
+			return escrow.Reply{}, ctx.Err()
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return escrow.Reply{}, context.DeadlineExceeded
+		}
+		if err == nil {
+			err = errors.New("the home answered routed")
+			r.metrics.routed[routedBug].Inc()
+		}
+		r.log.Debug("routed hold runs here: its home cannot serve it", "home", home, "err", err)
+	}
+	r.metrics.routed[routedFallback].Inc()
+	rep, err := r.submit(ctx, &cmd, deadline)
+	if err == nil && isRouted(&rep) {
+		r.metrics.routed[routedBug].Inc()
+		r.log.Error("the node routed a hold marked routed", "home", rep.Err.Owner)
+		rep = escrow.Reply{Kind: rep.Kind, Err: &escrow.Error{Code: escrow.CodeInvariant,
+			Detail: "a routed hold was routed again (region " + rep.Err.Owner + ")"}}
 	}
 	return rep, err
 }
 
-// Execute runs a command forwarded by another region. It never forwards
-// again, so that two regions cannot bounce a command between them.
+func isRouted(rep *escrow.Reply) bool { return rep.Err != nil && rep.Err.Code == escrow.CodeRouted }
+
+// Execute runs a command forwarded by another region: an operation on a
+// hold of this region, or a hold routed here (cmd.Routed) as the home of a
+// scarce SKU. It never forwards again, so that two regions cannot bounce a
+// command between them (a node does not route a Routed hold).
 func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply, error) {
 	switch cmd.Kind {
 	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend:
+	case escrow.CmdHold:
+		if !cmd.Routed {
+			return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid,
+				Detail: "a hold is forwarded only when routed to the home of a scarce SKU"}}, nil
+		}
 	default:
 		return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid,
-			Detail: "only get, confirm, release and extend may be forwarded, not " + cmd.Kind.String()}}, nil
+			Detail: "only get, confirm, release, extend and routed holds may be forwarded, not " + cmd.Kind.String()}}, nil
 	}
-	return r.submit(ctx, &cmd, time.Time{})
+	rep, err := r.submit(ctx, &cmd, time.Time{})
+	if err == nil && isRouted(&rep) {
+		r.metrics.routed[routedBug].Inc()
+		rep = escrow.Reply{Kind: rep.Kind, Err: &escrow.Error{Code: escrow.CodeInvariant,
+			Detail: "a routed hold was routed again (region " + rep.Err.Owner + ")"}}
+	}
+	return rep, err
 }
 
 func (r *Region) foreignOwner(cmd *escrow.Command) string {
@@ -603,6 +673,10 @@ func (r *Region) stepLoop() {
 			lingerC = nil
 		case <-ticker.C:
 			r.node.Step(escrow.Input{Now: time.Now()})
+			// Homes change with advice and lapse with time: once a tick
+			// is often enough for a gauge, and keeps the copy off the
+			// per-batch path.
+			r.homes.Store(int64(len(r.node.Homes())))
 		case q := <-r.inspect:
 			q.f(r.node)
 			close(q.done)

@@ -1,0 +1,282 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// Routed holds with the fake transport: region eu knows that us has 5
+// units of A (a rows message from us) and has an advice naming us the
+// home of A, so a hold of A that eu cannot cover is routed to us.
+
+const homeHoldID = "us-0123456789abcdefgh"
+
+// forwardLog records the commands a fake transport was asked to forward.
+type forwardLog struct {
+	mu     sync.Mutex
+	owners []string
+	cmds   []escrow.Command
+}
+
+func (l *forwardLog) add(owner string, cmd escrow.Command) {
+	l.mu.Lock()
+	l.owners = append(l.owners, owner)
+	l.cmds = append(l.cmds, cmd)
+	l.mu.Unlock()
+}
+
+func (l *forwardLog) all() ([]string, []escrow.Command) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.owners...), append([]escrow.Command(nil), l.cmds...)
+}
+
+// openHomed opens eu with tr attached and waits until the home of A (us)
+// is in force.
+func openHomed(t *testing.T, tr Transport) *Region {
+	t.Helper()
+	r := openMem(t, newMemStorage(), func(c *Config) {
+		c.TickInterval = 5 * time.Millisecond
+		// Nothing lapses while the test runs on a loaded machine: the home
+		// (HomeTTL) and us, heard once (PeerSilence).
+		c.Escrow.HomeTTL = time.Minute
+		c.Escrow.PeerSilence = time.Minute
+		c.Escrow.BorrowTimeout = 100 * time.Millisecond
+	})
+	r.AttachTransport(tr)
+	r.Deliver(escrow.Message{Type: escrow.MsgRows, From: "us", PrevSeq: 0, Seq: 1,
+		Rows: []escrow.Row{{SKU: "A", Region: "us", Seq: 1, Minted: 5}}})
+	r.Deliver(escrow.Message{Type: escrow.MsgAdvice, From: "rebalancer", Epoch: 1,
+		Homes: []escrow.Home{{SKU: "A", Region: "us"}}})
+	waitFor(t, 5*time.Second, "the home of A in force at eu", func() bool {
+		var hs []escrow.Home
+		if err := r.Inspect(context.Background(), func(n *escrow.Node) { hs = n.Homes() }); err != nil {
+			t.Fatal(err)
+		}
+		return len(hs) == 1 && hs[0] == escrow.Home{SKU: "A", Region: "us"}
+	})
+	waitFor(t, 5*time.Second, "the homes gauge", func() bool { return r.homes.Load() == 1 })
+	return r
+}
+
+func routedCount(r *Region, res int) float64 {
+	var m dto.Metric
+	if err := r.metrics.routed[res].Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestRoutedHoldGoesToHome: over the HTTP API, a hold eu cannot cover is
+// sent to the home with Routed set and the client's key, hash, lines, TTL
+// and metadata, and the home's answer (its hold, or its refusal) is the
+// client's. A retry with the same key goes to the same home.
+func TestRoutedHoldGoesToHome(t *testing.T) {
+	var log forwardLog
+	homeAnswer := escrow.Reply{Kind: escrow.CmdHold, Hold: &escrow.Hold{ID: homeHoldID, State: escrow.Held,
+		Lines: []escrow.Line{{SKU: "A", Qty: 2}}, Created: time.Now(), Expires: time.Now().Add(time.Minute),
+		MaxExpires: time.Now().Add(time.Hour), Updated: time.Now()}}
+	var answerMu sync.Mutex
+	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
+		log.add(owner, cmd)
+		answerMu.Lock()
+		defer answerMu.Unlock()
+		return homeAnswer, nil
+	}}
+	r := openHomed(t, ft)
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+
+	body := `{"items":[{"sku":"A","qty":2}],"ttl":"1m","metadata":{"cart":"c1"}}`
+	res := call(t, srv.URL, "POST", "/v1/holds", jsonCT, body, map[string]string{"Idempotency-Key": "k1"})
+	if res.status != http.StatusCreated {
+		t.Fatalf("routed hold: %d %s", res.status, res.body)
+	}
+	if h := res.hold(t); h.ID != homeHoldID {
+		t.Fatalf("hold id %s, want the home's %s", h.ID, homeHoldID)
+	}
+	owners, cmds := log.all()
+	if len(cmds) != 1 || owners[0] != "us" {
+		t.Fatalf("forwards: %v", owners)
+	}
+	c := cmds[0]
+	if !c.Routed || c.Kind != escrow.CmdHold || c.IdemKey != "k1" || c.IdemHash == 0 || c.TTL != time.Minute ||
+		c.Meta != `{"cart":"c1"}` || len(c.Lines) != 1 || c.Lines[0] != (escrow.Line{SKU: "A", Qty: 2}) {
+		t.Fatalf("forwarded command %+v", c)
+	}
+	if got := routedCount(r, routedOK); got != 1 {
+		t.Fatalf("routed ok = %v", got)
+	}
+	if s := r.Stats(); s.Routed != 1 {
+		t.Fatalf("node stats routed = %d", s.Routed)
+	}
+
+	// The client's retry goes to the same home, with the same key and hash.
+	res = call(t, srv.URL, "POST", "/v1/holds", jsonCT, body, map[string]string{"Idempotency-Key": "k1"})
+	if res.status != http.StatusCreated || res.hold(t).ID != homeHoldID {
+		t.Fatalf("retry: %d %s", res.status, res.body)
+	}
+	if _, cmds := log.all(); len(cmds) != 2 || cmds[1].IdemKey != "k1" || cmds[1].IdemHash != c.IdemHash {
+		t.Fatalf("retry forwards: %+v", cmds)
+	}
+
+	// The home's refusal is the client's answer.
+	answerMu.Lock()
+	homeAnswer = escrow.Reply{Kind: escrow.CmdHold, Err: &escrow.Error{Code: escrow.CodeInsufficientStock,
+		Detail: "not enough A at us", SKU: "A"}}
+	answerMu.Unlock()
+	res = call(t, srv.URL, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil)
+	if res.status != http.StatusConflict || res.problem(t).SKU != "A" {
+		t.Fatalf("home's refusal: %d %s", res.status, res.body)
+	}
+
+	// A hold eu can cover is not routed, even of a homed SKU's cart: B is
+	// local and not homed.
+	restock(t, r, "B", 1)
+	if rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "B", Qty: 1}}}); rep.Err != nil ||
+		!strings.HasPrefix(rep.Hold.ID, "eu-") {
+		t.Fatalf("local hold: %+v %v", rep.Hold, rep.Err)
+	}
+	if _, cmds := log.all(); len(cmds) != 3 {
+		t.Fatalf("%d forwards, want 3", len(cmds))
+	}
+}
+
+// TestRoutedHoldFallsBackLocally: when the home cannot be reached the hold
+// runs at eu with Routed set, as plain escrow: with no stock and nobody
+// lending, 409 (never an error because of routing); the same with no
+// transport at all.
+func TestRoutedHoldFallsBackLocally(t *testing.T) {
+	var log forwardLog
+	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
+		log.add(owner, cmd)
+		return escrow.Reply{}, errors.New("nats: no responders available for request")
+	}}
+	r := openHomed(t, ft)
+	rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}, IdemKey: "k2", IdemHash: 7})
+	if rep.Err == nil || rep.Err.Code != escrow.CodeInsufficientStock {
+		t.Fatalf("fallback with no stock: %+v %v", rep.Hold, rep.Err)
+	}
+	if owners, cmds := log.all(); len(cmds) != 1 || owners[0] != "us" || !cmds[0].Routed {
+		t.Fatalf("forwards: %v %+v", owners, cmds)
+	}
+	if got := routedCount(r, routedFallback); got != 1 {
+		t.Fatalf("routed fallback = %v", got)
+	}
+	// The local run was plain escrow: it asked us to lend (nobody answered).
+	ft.mu.Lock()
+	asked := false
+	for _, m := range ft.sent {
+		asked = asked || m.Type == escrow.MsgBorrowReq && m.To == "us" && m.SKU == "A"
+	}
+	ft.mu.Unlock()
+	if !asked {
+		t.Fatal("the fallback did not borrow")
+	}
+
+	r.AttachTransport(nil)
+	rep = mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+	if rep.Err == nil || rep.Err.Code != escrow.CodeInsufficientStock {
+		t.Fatalf("fallback without transport: %+v %v", rep.Hold, rep.Err)
+	}
+	if got := routedCount(r, routedFallback); got != 2 {
+		t.Fatalf("routed fallback = %v", got)
+	}
+	if got := routedCount(r, routedBug); got != 0 {
+		t.Fatalf("routed bug = %v", got)
+	}
+}
+
+// lendingTransport is a fake transport whose forwards fail but whose peer
+// us lends what eu asks for: the gossip link works, the request/reply to
+// us does not (us busy, say).
+type lendingTransport struct {
+	fakeTransport
+	r atomic.Pointer[Region] // set once the region is open
+}
+
+func (l *lendingTransport) Send(msgs []escrow.Message) {
+	l.fakeTransport.Send(msgs)
+	r := l.r.Load()
+	for _, m := range msgs {
+		if r == nil || m.Type != escrow.MsgBorrowReq || m.To != "us" {
+			continue
+		}
+		r.Deliver(escrow.Message{Type: escrow.MsgBorrowResp, From: "us", To: m.From, ID: m.ID, Qty: m.Qty,
+			Rows: []escrow.Row{{SKU: m.SKU, Region: "us", Seq: 2, Minted: 5,
+				Sent: []escrow.Transfer{{To: m.From, Qty: m.Qty}}}}})
+	}
+}
+
+// TestRoutedHoldFallbackGrants: the fallback serves the hold here like any
+// plain hold; with a peer that lends, it is granted (201) with a hold of
+// eu.
+func TestRoutedHoldFallbackGrants(t *testing.T) {
+	lt := &lendingTransport{fakeTransport: fakeTransport{forward: func(string, escrow.Command) (escrow.Reply, error) {
+		return escrow.Reply{}, errors.New("gossip: owner unreachable: owner us is busy")
+	}}}
+	r := openHomed(t, lt)
+	lt.r.Store(r) // before any hold, so before any borrow request
+	rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 2}}})
+	if rep.Err != nil || rep.Hold == nil || !strings.HasPrefix(rep.Hold.ID, "eu-") {
+		t.Fatalf("fallback with a lender: %+v %v", rep.Hold, rep.Err)
+	}
+	if got := routedCount(r, routedFallback); got != 1 {
+		t.Fatalf("routed fallback = %v", got)
+	}
+	if got := routedCount(r, routedOK); got != 0 {
+		t.Fatalf("routed ok = %v", got)
+	}
+}
+
+// TestExecuteAcceptsOnlyRoutedHolds: another region may send a hold here
+// only when routed; it is served from this region's slice.
+func TestExecuteAcceptsOnlyRoutedHolds(t *testing.T) {
+	r := openMem(t, newMemStorage(), nil)
+	restock(t, r, "A", 2)
+	cmd := escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}, IdemKey: "k", IdemHash: 1}
+	rep, err := r.Execute(context.Background(), cmd)
+	if err != nil || rep.Err == nil || rep.Err.Code != escrow.CodeInvalid {
+		t.Fatalf("plain hold executed: %+v %v %v", rep.Hold, rep.Err, err)
+	}
+	cmd.Routed = true
+	rep, err = r.Execute(context.Background(), cmd)
+	if err != nil || rep.Err != nil || !strings.HasPrefix(rep.Hold.ID, "eu-") {
+		t.Fatalf("routed hold: %+v %v %v", rep.Hold, rep.Err, err)
+	}
+	// Its retry is deduplicated like a local one.
+	again, err := r.Execute(context.Background(), cmd)
+	if err != nil || again.Err != nil || !again.Replayed || again.Hold.ID != rep.Hold.ID {
+		t.Fatalf("routed retry: %+v %v %v", again.Hold, again.Err, err)
+	}
+	if rep, err := r.Execute(context.Background(), escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1}); err != nil ||
+		rep.Err == nil || rep.Err.Code != escrow.CodeInvalid {
+		t.Fatalf("restock executed: %+v %v", rep, err)
+	}
+}
+
+// TestRoutedAnswerNeverReachesClient: should a routed answer reach the HTTP
+// API anyway, it is a 500 and counted as a bug.
+func TestRoutedAnswerNeverReachesClient(t *testing.T) {
+	r := openMem(t, newMemStorage(), nil)
+	a := r.Handler().(*api)
+	rec := httptest.NewRecorder()
+	a.escrowProblem(rec, httptest.NewRequest("POST", "/v1/holds", nil), &escrow.Error{Code: escrow.CodeRouted, Owner: "us"})
+	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "routed\"") {
+		t.Fatalf("routed problem: %d %s", rec.Code, rec.Body)
+	}
+	if got := routedCount(r, routedBug); got != 1 {
+		t.Fatalf("routed bug = %v", got)
+	}
+}
