@@ -1,0 +1,481 @@
+package escrow
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// Tests of homes of scarce SKUs (homes.go): routing, pushing units to the
+// home, and every reason a home is not followed.
+
+// newHomesNet returns a network of regions that have all heard from each
+// other: each restocks one unit of the filler SKU "Z" and the rows are
+// delivered.
+func newHomesNet(t *testing.T, cfg Config, regions ...string) *tnet {
+	t.Helper()
+	tw := newTNet(t, cfg, regions...)
+	for _, r := range regions {
+		tw.nodes[r].restock("Z", 1)
+	}
+	tw.flush()
+	return tw
+}
+
+// advise delivers a rebalancer advice naming homes to every region, at
+// each region's clock, and queues what they send.
+func (tw *tnet) advise(epoch uint64, homes ...Home) {
+	tw.t.Helper()
+	for _, r := range sortedKeys(tw.nodes) {
+		tw.deliverMsg(tmsg{to: r, m: Message{Type: MsgAdvice, From: "rebal", Epoch: epoch, Homes: homes}})
+	}
+}
+
+// submit steps a hold at tn and returns its reply if it came in the same
+// Ready (nil when the hold waits on a borrow).
+func (tn *tnode) submit(c Command) *Reply {
+	tn.t.Helper()
+	tn.req++
+	c.ReqID = tn.req
+	c.Kind = CmdHold
+	tn.step(&c)
+	for _, r := range tn.drain() {
+		if r.ReqID == c.ReqID {
+			return &r
+		}
+	}
+	return nil
+}
+
+// sentType counts the messages of type typ in the last Ready.
+func (tn *tnode) sentType(typ MsgType) int {
+	k := 0
+	for _, m := range tn.last.Send {
+		if m.Type == typ {
+			k++
+		}
+	}
+	return k
+}
+
+// wantRouted checks that r is CodeRouted to owner.
+func wantRouted(t *testing.T, what string, r *Reply, owner string) {
+	t.Helper()
+	if r == nil {
+		t.Fatalf("%s: no reply, want routed to %s", what, owner)
+	}
+	wantCode(t, what, r.Err, CodeRouted)
+	if r.Err.Owner != owner || r.Hold != nil {
+		t.Fatalf("%s: routed to %q with hold %v, want %s", what, r.Err.Owner, r.Hold, owner)
+	}
+}
+
+// TestHomesRoute: what a hold does at a home, at other regions and with
+// Routed set. The regions are ap, eu and us; A is homed at us (which has
+// 5 units, plus eu's 3 that eu sends it when the advice comes) and B at
+// ap (5 units); C (2 units at ap) has no home.
+func TestHomesRoute(t *testing.T) {
+	// protectA makes eu keep 3 units of A: a hold of [A 3, C 1] at eu waits
+	// on a borrow of C from ap, and eu never sends units a waiting hold
+	// needs. The borrow request is lost, so the hold keeps waiting.
+	protectA := func(tw *tnet) {
+		if r := tw.nodes["eu"].submit(Command{Lines: []Line{l("A", 3), l("C", 1)}}); r != nil {
+			tw.t.Fatalf("protecting hold answered at once: %+v", r)
+		}
+		tw.dropAll()
+	}
+	cases := []struct {
+		name   string
+		before func(tw *tnet) // runs before the advice
+		at     string
+		lines  []Line
+		routed bool
+		// want: "routed", "granted", "borrows" or an error code.
+		want  string
+		owner string // routed: the home named
+		code  Code
+	}{
+		{name: "dry non-home routes to the home", at: "eu", lines: []Line{l("A", 1)}, want: "routed", owner: "us"},
+		{name: "short non-home routes even if no one has enough", at: "eu", lines: []Line{l("A", 100)}, want: "routed", owner: "us"},
+		{name: "enough local units grant locally", before: protectA, at: "eu", lines: []Line{l("A", 2)}, want: "granted"},
+		{name: "routed hold borrows", at: "eu", lines: []Line{l("A", 1)}, routed: true, want: "borrows"},
+		{name: "routed hold rejected as plain escrow", at: "eu", lines: []Line{l("A", 100)}, routed: true, want: "error", code: CodeInsufficientStock},
+		{name: "home grants", at: "us", lines: []Line{l("A", 8)}, want: "granted"},
+		{name: "home rejects as plain escrow", at: "us", lines: []Line{l("A", 9)}, want: "error", code: CodeInsufficientStock},
+		{name: "cart routes by its first short line with a home", at: "eu", lines: []Line{l("B", 1), l("A", 1)}, want: "routed", owner: "us"},
+		{name: "cart skips a short line without a home", at: "eu", lines: []Line{l("C", 1), l("B", 1)}, want: "routed", owner: "ap"},
+		{name: "cart skips a covered line", before: protectA, at: "eu", lines: []Line{l("A", 2), l("B", 1)}, want: "routed", owner: "ap"},
+		{name: "SKU without a home borrows", at: "eu", lines: []Line{l("C", 1)}, want: "borrows"},
+		{name: "unknown SKU", at: "eu", lines: []Line{l("X", 1)}, want: "error", code: CodeUnknownSKU},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tw := newHomesNet(t, Config{}, "ap", "eu", "us")
+			tw.nodes["us"].restock("A", 5)
+			tw.nodes["eu"].restock("A", 3)
+			tw.nodes["ap"].restock("B", 5)
+			tw.nodes["ap"].restock("C", 2)
+			tw.flush()
+			if tc.before != nil {
+				tc.before(tw)
+			}
+			tw.advise(1, Home{"A", "us"}, Home{"B", "ap"})
+			tw.flush() // eu's units of A reach us
+			tn := tw.nodes[tc.at]
+			before, routedBefore := snap(tn.n), tn.n.Stats().Routed
+			r := tn.submit(Command{Lines: tc.lines, Routed: tc.routed, IdemKey: "k", IdemHash: 1})
+			st := tn.n.Stats()
+			switch tc.want {
+			case "routed":
+				wantRouted(t, tc.name, r, tc.owner)
+				if after := snap(tn.n); !reflect.DeepEqual(before, after) {
+					t.Fatalf("routing changed the node:\n%v\n%v", before, after)
+				}
+				if !tn.last.Persist.Empty() || len(tn.last.Send) != 0 {
+					t.Fatalf("routing wrote %+v and sent %+v", tn.last.Persist, tn.last.Send)
+				}
+				if st.Routed != routedBefore+1 {
+					t.Fatalf("Stats.Routed %d, want %d", st.Routed, routedBefore+1)
+				}
+				return
+			case "granted":
+				if r == nil || r.Err != nil || r.Hold == nil {
+					t.Fatalf("want a local grant, got %+v", r)
+				}
+				if o, _ := OwnerOf(r.Hold.ID); o != tc.at {
+					t.Fatalf("hold %s granted at %s", r.Hold.ID, tc.at)
+				}
+			case "borrows":
+				if r != nil || tn.sentType(MsgBorrowReq) == 0 || st.PendingHolds == 0 {
+					t.Fatalf("want a borrow, got reply %+v, sent %+v", r, tn.last.Send)
+				}
+			case "error":
+				if r == nil {
+					t.Fatalf("no reply, want %s", tc.code)
+				}
+				wantCode(t, tc.name, r.Err, tc.code)
+				if after := snap(tn.n); !reflect.DeepEqual(before, after) {
+					t.Fatalf("a refused hold changed the node:\n%v\n%v", before, after)
+				}
+			}
+			if st.Routed != routedBefore {
+				t.Fatalf("Stats.Routed moved to %d without routing", st.Routed)
+			}
+			tw.flush()
+			checkConverged(t, tw, "A")
+		})
+	}
+}
+
+// TestHomesPush: on every tick a region sends the home what it has of a
+// homed SKU beyond what its waiting holds need; the home sends nothing.
+func TestHomesPush(t *testing.T) {
+	tw := newHomesNet(t, Config{}, "ap", "eu", "us")
+	ap, eu, us := tw.nodes["ap"], tw.nodes["eu"], tw.nodes["us"]
+	us.restock("A", 2)
+	eu.restock("A", 10)
+	ap.restock("C", 5)
+	tw.flush()
+	// A hold at eu waits on a borrow of C and needs 4 units of A.
+	if r := eu.submit(Command{Lines: []Line{l("A", 4), l("C", 3)}, TTL: time.Minute}); r != nil {
+		t.Fatalf("hold answered at once: %+v", r)
+	}
+	tw.advise(1, Home{"A", "us"})
+	row := func(tn *tnode) *Row { return tn.n.View("A")[tn.cfg.Region] }
+	if got := row(eu).SentTo("us"); got != 6 {
+		t.Fatalf("eu sent the home %d units, want 10 - 4 waiting = 6", got)
+	}
+	if s := eu.n.Stats(); s.HomeUnitsSent != 6 || eu.n.Available("A") != 4 {
+		t.Fatalf("eu: HomeUnitsSent %d, available %d", s.HomeUnitsSent, eu.n.Available("A"))
+	}
+	// Nothing new: a tick sends nothing and writes nothing.
+	seq := eu.n.Seq()
+	eu.tick(10 * time.Millisecond)
+	if eu.n.Seq() != seq || eu.n.Stats().HomeUnitsSent != 6 {
+		t.Fatalf("a second tick sent again: seq %d -> %d, %+v", seq, eu.n.Seq(), eu.n.Stats())
+	}
+	// The home does nothing special.
+	us.tick(10 * time.Millisecond)
+	if r := row(us); len(r.Sent) != 0 || us.n.Stats().HomeUnitsSent != 0 {
+		t.Fatalf("the home sent units: %+v %+v", r.Sent, us.n.Stats())
+	}
+	// The borrow of C lands: the waiting hold takes eu's 4 units.
+	tw.flush()
+	var id string
+	eu.n.ForEachHold(func(h *Hold) { id = h.ID })
+	if id == "" || eu.n.Available("A") != 0 {
+		t.Fatalf("waiting hold not granted (hold %q, available %d)", id, eu.n.Available("A"))
+	}
+	// Units released at eu go to the home in the same Step.
+	if r := eu.do(Command{Kind: CmdRelease, HoldID: id}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if got := row(eu).SentTo("us"); got != 10 || eu.n.Stats().HomeUnitsSent != 10 || eu.n.Available("A") != 0 {
+		t.Fatalf("released units not sent on: sent %d, stats %+v", got, eu.n.Stats())
+	}
+	tw.flush()
+	if got := us.n.Available("A"); got != 12 {
+		t.Fatalf("home has %d units, want 12", got)
+	}
+	checkConverged(t, tw, "A")
+}
+
+// TestHomesLapse: homes lapse HomeTTL after the latest advice; a negative
+// HomeTTL ignores them.
+func TestHomesLapse(t *testing.T) {
+	for _, ttl := range []time.Duration{2 * time.Second, -1} {
+		t.Run(fmt.Sprint(ttl), func(t *testing.T) {
+			// Peers never go silent here: only the TTL decides.
+			tw := newHomesNet(t, Config{HomeTTL: ttl, PeerSilence: -1}, "eu", "us")
+			eu, us := tw.nodes["eu"], tw.nodes["us"]
+			us.restock("A", 5)
+			tw.flush()
+			tw.advise(1, Home{"A", "us"})
+			hold := func() *Reply { return eu.submit(Command{Lines: []Line{l("A", 1)}}) }
+			if ttl < 0 {
+				if h := eu.n.Homes(); h != nil {
+					t.Fatalf("homes %v with HomeTTL < 0", h)
+				}
+				if r := hold(); r != nil || eu.sentType(MsgBorrowReq) != 1 {
+					t.Fatalf("want a plain borrow, got %+v", r)
+				}
+				eu.restock("B", 3)
+				eu.restock("A", 3)
+				if eu.n.Stats().HomeUnitsSent != 0 {
+					t.Fatal("units sent to an ignored home")
+				}
+				return
+			}
+			if h := eu.n.Homes(); !reflect.DeepEqual(h, []Home{{"A", "us"}}) {
+				t.Fatalf("homes %v", h)
+			}
+			wantRouted(t, "in force", hold(), "us")
+			eu.tick(ttl) // exactly HomeTTL after the advice: still in force
+			wantRouted(t, "at HomeTTL", hold(), "us")
+			eu.tick(time.Millisecond)
+			if h := eu.n.Homes(); h != nil {
+				t.Fatalf("homes %v after HomeTTL", h)
+			}
+			if r := hold(); r != nil || eu.sentType(MsgBorrowReq) != 1 {
+				t.Fatalf("lapsed home: want a plain borrow, got %+v", r)
+			}
+			eu.restock("A", 3)
+			if got := eu.n.View("A")["eu"].SentTo("us"); got != 0 {
+				t.Fatalf("%d units sent to a lapsed home", got)
+			}
+			// New advice puts the home back in force.
+			avail := eu.n.Available("A")
+			tw.setNow(eu.now)
+			tw.advise(2, Home{"A", "us"})
+			if got := eu.n.View("A")["eu"].SentTo("us"); got != avail || avail == 0 {
+				t.Fatalf("renewed home got %d units", got)
+			}
+		})
+	}
+}
+
+// TestHomesIgnoredWhenSilent: a home that has gone silent or was never
+// heard from is neither routed to nor sent units.
+func TestHomesIgnoredWhenSilent(t *testing.T) {
+	t.Run("silent", func(t *testing.T) {
+		tw := newHomesNet(t, Config{}, "eu", "us") // PeerSilence 1s
+		eu, us := tw.nodes["eu"], tw.nodes["us"]
+		us.restock("A", 5)
+		tw.flush()
+		tw.setNow(t0.Add(2 * time.Second))
+		tw.advise(1, Home{"A", "us"})
+		eu.restock("A", 3)
+		if eu.n.Available("A") != 3 || eu.n.Stats().HomeUnitsSent != 0 {
+			t.Fatal("units sent to a silent home")
+		}
+		// Not routed, and the silent home is not asked to lend either.
+		if r := eu.submit(Command{Lines: []Line{l("A", 4)}}); r == nil {
+			t.Fatal("hold waits on a silent peer")
+		} else {
+			wantCode(t, "silent home", r.Err, CodeInsufficientStock)
+		}
+		// The home speaks again: it is followed at the next tick.
+		tw.dropAll()
+		us.restock("Z", 1)
+		tw.flush()
+		eu.tick(time.Millisecond)
+		if got := eu.n.View("A")["eu"].SentTo("us"); got != 3 {
+			t.Fatalf("home heard again got %d units", got)
+		}
+		wantRouted(t, "home heard again", eu.submit(Command{Lines: []Line{l("A", 4)}}), "us")
+	})
+	t.Run("never heard", func(t *testing.T) {
+		tw := newHomesNet(t, Config{PeerSilence: -1}, "eu", "us")
+		eu, us := tw.nodes["eu"], tw.nodes["us"]
+		us.restock("A", 5)
+		eu.restock("A", 3)
+		tw.flush()
+		// sa is a region eu has never heard from.
+		tw.advise(1, Home{"A", "sa"})
+		if r := eu.submit(Command{Lines: []Line{l("A", 4)}}); r != nil || eu.sentType(MsgBorrowReq) != 1 {
+			t.Fatalf("want a plain borrow, got %+v", r)
+		}
+		if eu.n.Stats().HomeUnitsSent != 0 {
+			t.Fatal("units sent to a region never heard from")
+		}
+		// Just after a restart, no peer has been heard from yet.
+		tw.flush()
+		eu.restart()
+		eu.step(&Command{Kind: CmdStock, SKU: "A"}) // any input: the node loads its clock
+		eu.drain()
+		avail := eu.n.Available("A")
+		tw.advise(2, Home{"A", "us"})
+		if eu.n.Available("A") != avail || eu.n.Stats().HomeUnitsSent != 0 {
+			t.Fatalf("restarted node sent units to a home not heard from since: %+v", eu.n.Stats())
+		}
+		if r := eu.submit(Command{Lines: []Line{l("A", avail+1)}}); r != nil && r.Err != nil && r.Err.Code == CodeRouted {
+			t.Fatalf("restarted node routed to a home not heard from since: %+v", r.Err)
+		}
+	})
+}
+
+// TestHomesRetryGoesToFirstRegion: a retry with the same idempotency key
+// and body goes where the first attempt was routed, even after the home
+// changed; another body under the key does not.
+func TestHomesRetryGoesToFirstRegion(t *testing.T) {
+	tw := newHomesNet(t, Config{IdemTTL: 10 * time.Second, PeerSilence: -1, HomeTTL: time.Minute}, "ap", "eu", "us")
+	eu := tw.nodes["eu"]
+	tw.nodes["us"].restock("A", 5)
+	tw.flush()
+	tw.advise(1, Home{"A", "us"})
+	try := func(key string, hash uint64) *Reply {
+		return eu.submit(Command{Lines: []Line{l("A", 1)}, IdemKey: key, IdemHash: hash})
+	}
+	wantRouted(t, "first attempt", try("k", 1), "us")
+	tw.flush()
+	tw.advise(2, Home{"A", "ap"})
+	tw.flush()
+	wantRouted(t, "retry after the home moved", try("k", 1), "us")
+	wantRouted(t, "another key", try("k2", 1), "ap")
+	if s := eu.n.Stats(); s.Routed != 3 {
+		t.Fatalf("Stats.Routed %d, want 3", s.Routed)
+	}
+	// The runtime's own re-send (Routed) is served here, not routed again.
+	if r := eu.submit(Command{Lines: []Line{l("A", 1)}, IdemKey: "k", IdemHash: 1, Routed: true}); r != nil && r.Err != nil && r.Err.Code == CodeRouted {
+		t.Fatalf("a routed hold was routed again: %v", r.Err)
+	}
+	tw.flush()
+	// Another body under the key follows the current home.
+	wantRouted(t, "another body", try("k3", 1), "ap")
+	tw.advise(3, Home{"A", "us"})
+	wantRouted(t, "k3 other body", try("k3", 2), "us")
+	// Once the key has expired, a retry follows the current home.
+	eu.tick(11 * time.Second)
+	tw.setNow(eu.now)
+	tw.advise(4, Home{"A", "ap"})
+	wantRouted(t, "retry after IdemTTL", try("k3", 2), "ap")
+}
+
+// TestHomesAdviceEpoch: homes change only with a newer epoch; a newer
+// advice without homes clears them.
+func TestHomesAdviceEpoch(t *testing.T) {
+	tw := newHomesNet(t, Config{}, "ap", "eu", "us")
+	eu := tw.nodes["eu"]
+	want := []Home{{"A", "us"}}
+	tw.advise(5, Home{"A", "us"})
+	tw.advise(4, Home{"A", "ap"})
+	if h := eu.n.Homes(); !reflect.DeepEqual(h, want) {
+		t.Fatalf("an older epoch changed the homes to %v", h)
+	}
+	tw.advise(5)
+	if h := eu.n.Homes(); !reflect.DeepEqual(h, want) {
+		t.Fatalf("a repeated epoch changed the homes to %v", h)
+	}
+	if s := eu.n.Stats(); s.AdviceIgnored != 2 {
+		t.Fatalf("AdviceIgnored %d, want 2", s.AdviceIgnored)
+	}
+	tw.advise(6)
+	if h := eu.n.Homes(); h != nil {
+		t.Fatalf("advice without homes left %v", h)
+	}
+}
+
+// TestHomesSkipsInvalid: homes naming an invalid SKU or region, or a
+// region outside the allow-list, are skipped; a SKU named twice keeps its
+// first home; at most MaxWireHomes are kept.
+func TestHomesSkipsInvalid(t *testing.T) {
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, Peers: []string{"ap", "us"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := readyStepper(t, n, t0)
+	step(Input{Msg: &Message{Type: MsgAdvice, From: "rebal", Epoch: 1, Homes: []Home{
+		{"A", "US"},     // invalid region
+		{"", "us"},      // invalid SKU
+		{"a\x00", "us"}, // invalid SKU
+		{"B", "zz"},     // not in the allow-list
+		{"D", "eu"},     // this region: kept (it is the home)
+		{"C", "us"},
+		{"C", "ap"}, // second home of C
+	}}})
+	if h, want := n.Homes(), []Home{{"C", "us"}, {"D", "eu"}}; !reflect.DeepEqual(h, want) {
+		t.Fatalf("homes %v, want %v", h, want)
+	}
+	many := make([]Home, MaxWireHomes+10)
+	for i := range many {
+		many[i] = Home{SKU: fmt.Sprintf("s%05d", i), Region: "us"}
+	}
+	step(Input{Msg: &Message{Type: MsgAdvice, From: "rebal", Epoch: 2, Homes: many}})
+	if h := n.Homes(); len(h) != MaxWireHomes || h[0] != many[0] {
+		t.Fatalf("%d homes kept, want the first %d", len(h), MaxWireHomes)
+	}
+}
+
+// TestHomesNoTopUp: a region does not top up a SKU homed elsewhere.
+func TestHomesNoTopUp(t *testing.T) {
+	for _, homed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("homed=%v", homed), func(t *testing.T) {
+			tw := newHomesNet(t, Config{LowWater: 4}, "eu", "us")
+			eu, us := tw.nodes["eu"], tw.nodes["us"]
+			us.restock("A", 40)
+			tw.flush()
+			if homed {
+				tw.advise(1, Home{"A", "us"})
+			}
+			eu.submit(Command{Lines: []Line{l("A", 1)}})
+			eu.tick(10 * time.Millisecond)
+			tw.flush()
+			eu.tick(10 * time.Millisecond)
+			topUps := eu.n.Stats().TopUps
+			if homed && topUps != 0 {
+				t.Fatalf("%d top-ups of a SKU homed elsewhere", topUps)
+			}
+			if !homed && topUps == 0 {
+				t.Fatal("no top-up without a home: the test shows nothing")
+			}
+		})
+	}
+}
+
+// TestHomesMaxRouted: the keys of routed holds are bounded by MaxRouted,
+// oldest forgotten first.
+func TestHomesMaxRouted(t *testing.T) {
+	tw := newHomesNet(t, Config{MaxRouted: 2, PeerSilence: -1}, "ap", "eu", "us")
+	eu := tw.nodes["eu"]
+	tw.nodes["us"].restock("A", 5)
+	tw.flush()
+	tw.advise(1, Home{"A", "us"})
+	try := func(key string) *Reply {
+		return eu.submit(Command{Lines: []Line{l("A", 1)}, IdemKey: key, IdemHash: 7})
+	}
+	for _, k := range []string{"k1", "k2", "k3"} {
+		wantRouted(t, k, try(k), "us")
+	}
+	eu.submit(Command{Lines: []Line{l("A", 1)}}) // no key: nothing to remember
+	if h := &eu.n.homes; len(h.routed) != 2 || len(h.routedLog) != 2 {
+		t.Fatalf("%d routed keys, log %v, want 2", len(h.routed), h.routedLog)
+	}
+	tw.advise(2, Home{"A", "ap"})
+	wantRouted(t, "k3 remembered", try("k3"), "us")
+	wantRouted(t, "k1 forgotten", try("k1"), "ap")
+	wantRouted(t, "k2 evicted by k1", try("k2"), "ap")
+	if h := &eu.n.homes; len(h.routed) != 2 || len(h.routedLog) != 2 {
+		t.Fatalf("%d routed keys, log %v, want 2", len(h.routed), h.routedLog)
+	}
+}
