@@ -750,14 +750,7 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 		for _, h := range r.homes {
 			homed[h.SKU] = true
 		}
-		w := 0
-		for _, s := range in.SKUs {
-			if !homed[s.SKU] {
-				in.SKUs[w] = s
-				w++
-			}
-		}
-		in.SKUs = in.SKUs[:w]
+		in.SKUs = dropSKUs(in.SKUs, homed)
 	}
 	// A SKU with moves in flight is not planned again until they show in
 	// the digests: a digest sent before a move landed would make the
@@ -768,14 +761,7 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 		for _, f := range r.inflight {
 			frozen[f.SKU] = true
 		}
-		w := 0
-		for _, s := range in.SKUs {
-			if !frozen[s.SKU] {
-				in.SKUs[w] = s
-				w++
-			}
-		}
-		in.SKUs = in.SKUs[:w]
+		in.SKUs = dropSKUs(in.SKUs, frozen)
 		r.stats.FrozenSKUs = len(frozen)
 	} else {
 		r.stats.FrozenSKUs = 0
@@ -794,6 +780,18 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 	}
 	return Message{Type: MsgAdvice, From: r.cfg.ID, Epoch: r.epoch, Moves: moves,
 		Homes: append([]Home(nil), r.homes...)}, true
+}
+
+// dropSKUs removes the SKUs in drop from loads, in place.
+func dropSKUs(loads []SKULoad, drop map[string]bool) []SKULoad {
+	w := 0
+	for _, s := range loads {
+		if !drop[s.SKU] {
+			loads[w] = s
+			w++
+		}
+	}
+	return loads[:w]
 }
 
 // Targets returns the policy's targets at now, for metrics.
