@@ -427,26 +427,51 @@ func TestHomesSkipsInvalid(t *testing.T) {
 	}
 }
 
-// TestHomesNoTopUp: a region does not top up a SKU homed elsewhere.
+// TestHomesNoTopUp: a region does not top up a SKU homed elsewhere, after
+// routing a hold or after granting one locally (from units a waiting hold
+// kept here) that leaves it below its low-water mark.
 func TestHomesNoTopUp(t *testing.T) {
-	for _, homed := range []bool{false, true} {
-		t.Run(fmt.Sprintf("homed=%v", homed), func(t *testing.T) {
-			tw := newHomesNet(t, Config{LowWater: 4}, "eu", "us")
+	for _, tc := range []struct {
+		name           string
+		homed, locally bool
+	}{
+		{name: "no home"}, {name: "no home, local grant", locally: true},
+		{name: "homed", homed: true}, {name: "homed, local grant", homed: true, locally: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tw := newHomesNet(t, Config{LowWater: 4}, "ap", "eu", "us")
 			eu, us := tw.nodes["eu"], tw.nodes["us"]
 			us.restock("A", 40)
+			tw.nodes["ap"].restock("C", 5)
+			eu.restock("A", 4)
 			tw.flush()
-			if homed {
-				tw.advise(1, Home{"A", "us"})
+			if tc.locally {
+				// A hold waiting on a lost borrow of C keeps 4 units of A at eu.
+				if r := eu.submit(Command{Lines: []Line{l("A", 4), l("C", 1)}}); r != nil {
+					t.Fatalf("hold answered at once: %+v", r)
+				}
+				tw.dropAll()
+			} else {
+				eu.restock("B", 1) // a hold of A routes or borrows: eu takes all it has
+				eu.do(Command{Kind: CmdWriteOff, SKU: "A", Qty: 4})
 			}
-			eu.submit(Command{Lines: []Line{l("A", 1)}})
+			if tc.homed {
+				tw.advise(1, Home{"A", "us"})
+				tw.flush()
+			}
+			topUpsBefore := eu.n.Stats().TopUps
+			r := eu.submit(Command{Lines: []Line{l("A", 1)}})
+			if tc.locally && (r == nil || r.Hold == nil) {
+				t.Fatalf("want a local grant, got %+v", r)
+			}
 			eu.tick(10 * time.Millisecond)
 			tw.flush()
 			eu.tick(10 * time.Millisecond)
-			topUps := eu.n.Stats().TopUps
-			if homed && topUps != 0 {
+			topUps := eu.n.Stats().TopUps - topUpsBefore
+			if tc.homed && topUps != 0 {
 				t.Fatalf("%d top-ups of a SKU homed elsewhere", topUps)
 			}
-			if !homed && topUps == 0 {
+			if !tc.homed && topUps == 0 {
 				t.Fatal("no top-up without a home: the test shows nothing")
 			}
 		})
