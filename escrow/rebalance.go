@@ -158,11 +158,8 @@ func ChooseHomes(in RebalanceInput, prev []Home, p RebalancePolicy) []Home {
 		}
 		limit := demand * p.ScarceHorizon.Seconds()
 		prevHome, homed := was[s.SKU]
-		if homed {
-			limit *= 2
-		}
-		if float64(avail) >= limit {
-			continue
+		if !homed && float64(avail) >= limit || homed && float64(avail) > 2*limit {
+			continue // plentiful; a homed SKU only once over twice the limit
 		}
 		home := s.Regions[bi].Region
 		if homed && prevHome != home {
@@ -175,6 +172,11 @@ func ChooseHomes(in RebalanceInput, prev []Home, p RebalancePolicy) []Home {
 		out = append(out, Home{SKU: s.SKU, Region: home})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SKU < out[j].SKU })
+	// One advice carries every home: past the wire limit the advice would
+	// not encode and no region would get any advice at all.
+	if len(out) > MaxWireHomes {
+		out = out[:MaxWireHomes]
+	}
 	return out
 }
 

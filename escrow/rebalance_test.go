@@ -2,9 +2,11 @@ package escrow
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -474,4 +476,140 @@ func TestAdviceSparesPendingHolds(t *testing.T) {
 	if got := n.Available("A"); got != 10 {
 		t.Fatalf("advice took units a waiting hold needs: available %d", got)
 	}
+}
+
+func TestChooseHomes(t *testing.T) {
+	p := RebalancePolicy{ScarceHorizon: 10 * time.Second} // demand 1/s: scarce below 10 units
+	nan := RegionLoad{Region: "n", DemandPerSec: math.NaN()}
+	inf := RegionLoad{Region: "i", DemandPerSec: math.Inf(1)}
+	tests := []struct {
+		name   string
+		in     RebalanceInput
+		prev   []Home
+		policy *RebalancePolicy // nil: p
+		want   []Home
+	}{
+		{name: "scarce", in: oneSKU(load("a", 5, 1), load("b", 4, 0)), want: []Home{{"A", "a"}}},
+		{name: "not scarce at demand x horizon", in: oneSKU(load("a", 6, 1), load("b", 4, 0))},
+		{name: "stays scarce below twice", in: oneSKU(load("a", 19, 1)), prev: []Home{{"A", "a"}}, want: []Home{{"A", "a"}}},
+		{name: "stays scarce at twice", in: oneSKU(load("a", 20, 1)), prev: []Home{{"A", "a"}}, want: []Home{{"A", "a"}}},
+		{name: "not scarce over twice", in: oneSKU(load("a", 21, 1)), prev: []Home{{"A", "a"}}},
+		{name: "a home of another SKU is no hysteresis", in: oneSKU(load("a", 15, 1)), prev: []Home{{"B", "a"}}},
+		{name: "no demand, no home", in: oneSKU(load("a", 0, 0), load("b", 0, 0)), prev: []Home{{"A", "a"}}},
+		{name: "NaN and Inf demand are no demand", in: oneSKU(load("a", 0, 0), nan, inf)},
+		{name: "home has the largest demand", in: oneSKU(load("a", 1, 1), load("b", 0, 3), load("c", 2, 2)), want: []Home{{"A", "b"}}},
+		{name: "tie: more units", in: oneSKU(load("a", 1, 2), load("b", 3, 2)), want: []Home{{"A", "b"}}},
+		{name: "tie: then name", in: oneSKU(load("b", 1, 2), load("a", 1, 2)), want: []Home{{"A", "a"}}},
+		{name: "previous home kept at half the largest demand", in: oneSKU(load("a", 1, 4), load("c", 1, 2)),
+			prev: []Home{{"A", "c"}}, want: []Home{{"A", "c"}}},
+		{name: "previous home dropped below half", in: oneSKU(load("a", 1, 4), load("c", 1, 1.9)),
+			prev: []Home{{"A", "c"}}, want: []Home{{"A", "a"}}},
+		{name: "previous home not live", in: oneSKU(load("a", 1, 4), load("c", 1, 3)),
+			prev: []Home{{"A", "z"}}, want: []Home{{"A", "a"}}},
+		{name: "negative horizon: no homes", in: oneSKU(load("a", 0, 100)), policy: &RebalancePolicy{ScarceHorizon: -1}},
+		{name: "default horizon 5s", in: oneSKU(load("a", 4, 1)), policy: &RebalancePolicy{}, want: []Home{{"A", "a"}}},
+		{name: "default horizon 5s, at the limit", in: oneSKU(load("a", 5, 1)), policy: &RebalancePolicy{}},
+		{name: "output sorted by SKU", in: RebalanceInput{SKUs: []SKULoad{
+			{SKU: "c", Regions: []RegionLoad{load("b", 0, 1)}},
+			{SKU: "a", Regions: []RegionLoad{load("a", 0, 1)}},
+			{SKU: "x", Regions: []RegionLoad{load("a", 100, 1)}},
+			{SKU: "b", Regions: []RegionLoad{load("c", 0, 1)}},
+		}}, want: []Home{{"a", "a"}, {"b", "c"}, {"c", "b"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pol := p
+			if tc.policy != nil {
+				pol = *tc.policy
+			}
+			got := ChooseHomes(tc.in, tc.prev, pol)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("homes %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestChooseHomesBounded: however many SKUs are scarce, the homes fit in
+// one advice message.
+func TestChooseHomesBounded(t *testing.T) {
+	in := RebalanceInput{}
+	for i := 0; i < MaxWireHomes+100; i++ {
+		sku := fmt.Sprintf("%0*d", MaxSKULen, i) // the longest names
+		in.SKUs = append(in.SKUs, SKULoad{SKU: sku, Regions: []RegionLoad{load(strings.Repeat("r", MaxRegionLen), 0, 1)}})
+	}
+	hs := ChooseHomes(in, nil, RebalancePolicy{})
+	if len(hs) != MaxWireHomes {
+		t.Fatalf("%d homes, want the wire limit %d", len(hs), MaxWireHomes)
+	}
+	adv := Message{Type: MsgAdvice, From: "rebalancer", Epoch: 1, Homes: hs}
+	if _, err := EncodeMessage(nil, &adv); err != nil {
+		t.Fatalf("advice with every home does not encode: %v", err)
+	}
+}
+
+// TestRebalancerHomes: Round names the homes of scarce SKUs in every
+// advice, plans no moves for them, and drops a home once the SKU is
+// plentiful again.
+func TestRebalancerHomes(t *testing.T) {
+	rb, err := NewRebalancer(RebalancerConfig{ID: "rebalancer", Policy: RebalancePolicy{Horizon: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := rbT0
+	feed := func(aAvailA, bDemandA uint64) {
+		t.Helper()
+		for _, m := range []*Message{
+			// A: 3 units for 10/s over 5s: scarce, homed at a. B: plenty at
+			// b, demand at a: a move.
+			digestMsg("a", SKUDigest{SKU: "A", Available: aAvailA, DemandMilli: 10_000},
+				SKUDigest{SKU: "B", Available: 0, DemandMilli: 1000}),
+			digestMsg("b", SKUDigest{SKU: "A", Available: 3, DemandMilli: bDemandA}, SKUDigest{SKU: "B", Available: 1000}),
+		} {
+			if err := rb.Step(now, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	feed(0, 0)
+	adv, ok := rb.Round(now)
+	if !ok || !reflect.DeepEqual(adv.Homes, []Home{{"A", "a"}}) {
+		t.Fatalf("first round homes %v", adv.Homes)
+	}
+	if len(adv.Moves) == 0 {
+		t.Fatal("no move for B: the test shows nothing")
+	}
+	for _, mv := range adv.Moves {
+		if mv.SKU == "A" {
+			t.Fatalf("move %+v of a homed SKU", mv)
+		}
+	}
+	if rb.Stats().Homes != 1 {
+		t.Fatalf("stats %+v", rb.Stats())
+	}
+	// The next round re-sends the homes, even with no moves (B's move is
+	// in flight until digests come Settle after it).
+	now = now.Add(500 * time.Millisecond)
+	feed(0, 0)
+	if adv, _ = rb.Round(now); !reflect.DeepEqual(adv.Homes, []Home{{"A", "a"}}) || len(adv.Moves) != 0 {
+		t.Fatalf("second round: homes %v moves %v", adv.Homes, adv.Moves)
+	}
+	// A is plentiful at a, and b wants some: no home, and a move.
+	now = now.Add(time.Second)
+	feed(1000, 5000)
+	if adv, _ = rb.Round(now); adv.Homes != nil || rb.Stats().Homes != 0 {
+		t.Fatalf("plentiful SKU kept its home: %v", adv.Homes)
+	}
+	if !hasMove(adv.Moves, "A") {
+		t.Fatalf("no move for A once it lost its home: %v", adv.Moves)
+	}
+}
+
+func hasMove(moves []Move, sku string) bool {
+	for _, mv := range moves {
+		if mv.SKU == sku {
+			return true
+		}
+	}
+	return false
 }
