@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,6 +170,108 @@ func TestRegionsFollowAdvice(t *testing.T) {
 	}
 	if rep := hot.hold(t, "A", 1); rep.Err != nil {
 		t.Fatalf("hold at hot with the daemon down: %v", rep.Err)
+	}
+	for name, r := range regs {
+		if err := r.view(t, "A").CheckConservation(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestDaemonHomesScarceSKU runs the daemon with three real regions: A is
+// scarce under the policy (any demand over a one-hour horizon exceeds its
+// 8 units), so the daemon names hot, the only region with demand, its
+// home. The cold regions send hot their units and route their holds of A
+// there: a hold at cold_a is granted with a hold of hot, a confirm at
+// cold_b is forwarded to hot, and at sell-out every region answers 409.
+func TestDaemonHomesScarceSKU(t *testing.T) {
+	srv, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const cluster = "homes"
+	regs := map[string]*testRegion{}
+	for _, n := range []string{"hot", "cold_a", "cold_b"} {
+		regs[n] = openRegion(t, ctx, url, cluster, n)
+	}
+	hot, coldA, coldB := regs["hot"], regs["cold_a"], regs["cold_b"]
+	for n, q := range map[string]uint64{"hot": 2, "cold_a": 3, "cold_b": 3} {
+		if rep := regs[n].do(t, escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: q}); rep.Err != nil {
+			t.Fatal(rep.Err)
+		}
+	}
+	waitUntil(t, "rows to spread", 10*time.Second, func() bool {
+		for _, r := range regs {
+			if len(r.view(t, "A")) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	// Demand at hot only, from its own slice.
+	var ids []string
+	for range 2 {
+		rep := hot.hold(t, "A", 1)
+		if rep.Err != nil {
+			t.Fatalf("hold at hot: %v", rep.Err)
+		}
+		ids = append(ids, rep.Hold.ID)
+	}
+	policy := escrow.DefaultRebalancePolicy()
+	policy.ScarceHorizon = time.Hour
+	var homes atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- rebalancer.Run(ctx, rebalancer.Config{NATSURL: url, Cluster: cluster, Interval: 100 * time.Millisecond,
+			Policy: policy, Logger: quiet(),
+			OnRound: func(adv escrow.Message, published bool) {
+				if published {
+					homes.Store(int64(len(adv.Homes)))
+				}
+			}})
+	}()
+	for n, r := range regs {
+		waitUntil(t, n+" to put hot in force as the home of A", 10*time.Second, func() bool {
+			var hs []escrow.Home
+			if err := r.r.Inspect(context.Background(), func(node *escrow.Node) { hs = node.Homes() }); err != nil {
+				t.Fatal(err)
+			}
+			return len(hs) == 1 && hs[0] == escrow.Home{SKU: "A", Region: "hot"}
+		})
+	}
+	if homes.Load() != 1 {
+		t.Fatalf("last advice named %d homes", homes.Load())
+	}
+	waitUntil(t, "the cold regions' units to reach hot", 10*time.Second, func() bool {
+		return hot.view(t, "A").Available("hot") == 6
+	})
+	rep := coldA.hold(t, "A", 1)
+	if rep.Err != nil || !strings.HasPrefix(rep.Hold.ID, "hot-") {
+		t.Fatalf("hold at cold_a: %+v %v, want a hold of hot", rep.Hold, rep.Err)
+	}
+	if rep := coldB.do(t, escrow.Command{Kind: escrow.CmdConfirm, HoldID: rep.Hold.ID}); rep.Err != nil || rep.Hold.State != escrow.Confirmed {
+		t.Fatalf("confirm at cold_b: %+v %v", rep.Hold, rep.Err)
+	}
+	for i := range 5 {
+		r := []*testRegion{coldB, coldA, hot}[i%3]
+		if rep := r.hold(t, "A", 1); rep.Err != nil || !strings.HasPrefix(rep.Hold.ID, "hot-") {
+			t.Fatalf("hold %d at %s: %+v %v, want a hold of hot", i, r.r.Name(), rep.Hold, rep.Err)
+		}
+	}
+	for n, r := range regs {
+		if rep := r.hold(t, "A", 1); rep.Err == nil || rep.Err.Code != escrow.CodeInsufficientStock {
+			t.Fatalf("hold at %s after sell-out: %+v %v, want insufficient stock", n, rep.Hold, rep.Err)
+		}
+	}
+	if s := coldA.r.Stats(); s.Routed == 0 || s.HomeUnitsSent != 3 {
+		t.Fatalf("cold_a: routed %d, sent %d units home (want > 0, 3)", s.Routed, s.HomeUnitsSent)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 	for name, r := range regs {
 		if err := r.view(t, "A").CheckConservation(); err != nil {

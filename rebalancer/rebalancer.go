@@ -7,6 +7,12 @@
 // borrowing and top-up still move stock. Several daemons may run: the one
 // with the smallest ID publishes, the others watch its advice and take
 // over when it goes quiet; epochs only grow, across daemons and restarts.
+//
+// Each advice also names the homes of scarce SKUs (escrow.ChooseHomes):
+// the other regions send a home their units of its SKU and route the holds
+// they cannot cover to it. Advice is published every round, moves or not,
+// because regions drop homes escrow.Config.HomeTTL after the latest advice:
+// a stopped daemon leaves plain escrow within seconds.
 package rebalancer
 
 import (
@@ -140,6 +146,7 @@ type metrics struct {
 	digests, dropped, publishErrs       prometheus.Counter
 	rejected                            *prometheus.CounterVec
 	regions, inflight, epoch, standby   prometheus.Gauge
+	homes                               prometheus.Gauge
 	connected, lastRound, reconnects    prometheus.Gauge
 	roundSeconds                        prometheus.Histogram
 	all                                 []prometheus.Collector
@@ -166,6 +173,7 @@ func newMetrics() *metrics {
 		inflight:   g("moves_in_flight", "Advised moves not yet reflected in digests."),
 		epoch:      g("epoch", "Epoch of the last advice issued or seen."),
 		standby:    g("standby", "1 while another daemon leads."),
+		homes:      g("homes", "Scarce SKUs with a home in the last advice (regions route their holds there)."),
 		connected:  g("nats_connected", "1 while connected to NATS."),
 		lastRound:  g("last_round_timestamp_seconds", "Unix time of the last round."),
 		reconnects: g("nats_reconnects", "NATS reconnects since start."),
@@ -173,7 +181,7 @@ func newMetrics() *metrics {
 			Name: "round_seconds", Help: "Time to compute one round.", Buckets: prometheus.ExponentialBuckets(1e-5, 4, 10)}),
 	}
 	m.all = []prometheus.Collector{m.rounds, m.standbyRounds, m.moves, m.units, m.digests, m.dropped, m.publishErrs,
-		m.rejected, m.regions, m.inflight, m.epoch, m.standby, m.connected, m.lastRound, m.reconnects, m.roundSeconds}
+		m.rejected, m.regions, m.inflight, m.epoch, m.standby, m.homes, m.connected, m.lastRound, m.reconnects, m.roundSeconds}
 	return m
 }
 
@@ -357,6 +365,7 @@ func Run(ctx context.Context, cfg Config) error {
 			m.regions.Set(float64(st.Regions))
 			m.inflight.Set(float64(st.InFlight))
 			m.epoch.Set(float64(st.Epoch))
+			m.homes.Set(float64(st.Homes))
 			if !ok {
 				m.standby.Set(1)
 				m.standbyRounds.Inc()
@@ -364,6 +373,16 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			m.standby.Set(0)
 			m.rounds.Inc()
+			if len(adv.Homes) > escrow.MaxWireHomes {
+				// One advice cannot carry more; dropping the rest beats
+				// an advice that never encodes (no moves, no homes).
+				warn("homes", "more scarce SKUs than one advice carries: dropping the rest",
+					"homes", len(adv.Homes), "limit", escrow.MaxWireHomes)
+				adv.Homes = adv.Homes[:escrow.MaxWireHomes]
+			}
+			// Advice is published every round, with or without moves:
+			// regions keep homes only HomeTTL after the latest advice,
+			// and standby daemons watch it to stay on standby.
 			published := false
 			if !nc.IsConnected() {
 				m.publishErrs.Inc()
@@ -384,8 +403,8 @@ func Run(ctx context.Context, cfg Config) error {
 						units += mv.Qty
 					}
 					m.units.Add(float64(units))
-					if len(adv.Moves) > 0 {
-						log.Debug("advice", "epoch", adv.Epoch, "moves", len(adv.Moves), "units", units)
+					if len(adv.Moves) > 0 || len(adv.Homes) > 0 {
+						log.Debug("advice", "epoch", adv.Epoch, "moves", len(adv.Moves), "units", units, "homes", len(adv.Homes))
 					}
 				}
 			}

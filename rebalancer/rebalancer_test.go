@@ -280,3 +280,83 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonNamesHomesEveryRound: a SKU with fewer units than its demand
+// over the scarce horizon gets a home, the region with the most demand,
+// and every advice names it again (regions drop homes HomeTTL after the
+// latest advice), whether or not it has moves; the homes gauge says so.
+func TestDaemonNamesHomesEveryRound(t *testing.T) {
+	s := runNATS(t, -1)
+	url := s.ClientURL()
+	const cluster = "t3"
+	advice := subscribeAdvice(t, url, cluster)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer nc.Close()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			// 3 units of S for 6 units/s of demand: scarce over 5s. a
+			// has most of the demand.
+			for _, m := range []escrow.Message{
+				{Type: escrow.MsgDigest, From: "a", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "S", Available: 1, DemandMilli: 5000}}},
+				{Type: escrow.MsgDigest, From: "b", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "S", Available: 2, DemandMilli: 1000}}},
+			} {
+				b, err := escrow.EncodeMessage(nil, &m)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = nc.Publish(gossip.DigestSubject(cluster, m.From), b)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	done, addrc := startDaemon(t, ctx, Config{NATSURL: url, Cluster: cluster, Interval: 50 * time.Millisecond,
+		HTTPAddr: "127.0.0.1:0"})
+	addr := <-addrc
+	homed := func(m escrow.Message) bool {
+		return len(m.Homes) == 1 && m.Homes[0] == escrow.Home{SKU: "S", Region: "a"}
+	}
+	waitFor(t, "an advice naming a the home of S", 10*time.Second, func() bool {
+		for _, m := range advice.snapshot() {
+			if homed(m) {
+				return true
+			}
+		}
+		return false
+	})
+	first := 0
+	for i, m := range advice.snapshot() {
+		if homed(m) {
+			first = i
+			break
+		}
+	}
+	waitFor(t, "ten more rounds", 10*time.Second, func() bool { return len(advice.snapshot()) > first+10 })
+	for i, m := range advice.snapshot()[first:] {
+		if !homed(m) {
+			t.Fatalf("advice %d after the first home: homes %+v, moves %+v", i, m.Homes, m.Moves)
+		}
+		if len(m.Moves) > 0 {
+			t.Fatalf("a homed SKU was also moved: %+v", m.Moves)
+		}
+	}
+	if body := get(t, "http://"+addr+"/metrics"); !strings.Contains(body, "holdfast_rebalancer_homes 1\n") {
+		t.Fatalf("metrics lack the homes gauge at 1:\n%s", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
