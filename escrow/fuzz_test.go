@@ -3,6 +3,7 @@ package escrow
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -25,6 +26,9 @@ func sampleMessages() []Message {
 		{Type: MsgBorrowResp, From: "eu", To: "us", ID: 1 << 40, SKU: "sku-1", Qty: 3, Rows: []Row{row}},
 		{Type: MsgDigest, From: "eu", Seq: 99, Digest: []SKUDigest{{SKU: "sku-1", Available: 5, Held: 2, DemandMilli: 1500, Rejected: 1}}},
 		{Type: MsgAdvice, From: "rebalancer", Epoch: 3, Moves: []Move{{SKU: "sku-1", From: "eu", To: "us", Qty: 10}}},
+		{Type: MsgAdvice, From: "rebalancer", Epoch: 4, Moves: []Move{{SKU: "sku-1", From: "eu", To: "us", Qty: 10}},
+			Homes: []Home{{SKU: "sku-1", Region: "eu"}, {SKU: "sku-2", Region: "us"}}},
+		{Type: MsgAdvice, From: "rebalancer", Epoch: 5, Homes: []Home{{SKU: "sku-3", Region: "ap"}}},
 	}
 }
 
@@ -286,5 +290,104 @@ func TestDecodeRejects(t *testing.T) {
 		if _, err := DecodeHold(EncodeHold(nil, &bad)); err == nil {
 			t.Errorf("hold %s: accepted", name)
 		}
+	}
+}
+
+// TestWireHomes: the homes section of an advice round-trips; a message
+// without homes encodes exactly as before homes existed (no flag, no
+// section), so older regions still read it; a homes flag without homes and
+// more than MaxWireHomes homes are refused.
+func TestWireHomes(t *testing.T) {
+	enc := func(m Message) []byte {
+		t.Helper()
+		b, err := EncodeMessage(nil, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	adv := Message{Type: MsgAdvice, From: "rebalancer", Epoch: 1_700_000_000_123,
+		Moves: []Move{{SKU: "sku-1", From: "eu", To: "us", Qty: 10}}}
+	// Encoded by the codec as it was before homes (git bd538b2~1).
+	golden := map[string]struct {
+		m   Message
+		hex string
+	}{
+		"advice": {adv, "6866014d060a726562616c616e63657200000000000000fbd095ffbc3100000105736b752d310265750275730a"},
+		"digest": {Message{Type: MsgDigest, From: "eu", Seq: 99, Digest: []SKUDigest{{SKU: "sku-1", Available: 5, Held: 2, DemandMilli: 1500, Rejected: 1}}},
+			"6866014d050265750000630000000000000105736b752d310502dc0b0100"},
+		"urgent borrow": {Message{Type: MsgBorrowReq, From: "us", To: "eu", ID: 1 << 40, SKU: "sku-1", Qty: 3, Urgent: true},
+			"6866014d0302757302657580808080802000000205736b752d310300000000"},
+	}
+	for name, g := range golden {
+		if got := hex.EncodeToString(enc(g.m)); got != g.hex {
+			t.Errorf("%s encodes as\n%s\nbefore homes it was\n%s", name, got, g.hex)
+		}
+	}
+	empty := adv
+	empty.Homes = []Home{} // empty, not nil: still no section
+	if got := hex.EncodeToString(enc(empty)); got != golden["advice"].hex {
+		t.Errorf("advice with an empty homes slice encodes as %s", got)
+	}
+
+	withHomes := adv
+	withHomes.Homes = []Home{{SKU: "sku-1", Region: "eu"}, {SKU: strings.Repeat("x", MaxSKULen), Region: strings.Repeat("r", MaxRegionLen)}}
+	b := enc(withHomes)
+	got, err := DecodeMessage(b)
+	if err != nil || !reflect.DeepEqual(got, withHomes) {
+		t.Fatalf("round trip with homes: %+v, %v", got, err)
+	}
+	// The same bytes as without homes, but for the flag and the section
+	// after the moves. Flags: after magic, version, kind, type, from, to
+	// (empty), id, seq and prev seq (0: one byte each).
+	want := enc(adv)
+	want[4+1+1+len(adv.From)+1+3] |= flagHomes
+	want = binary.AppendUvarint(want, uint64(len(withHomes.Homes)))
+	for _, h := range withHomes.Homes {
+		want = binary.AppendUvarint(want, uint64(len(h.SKU)))
+		want = append(want, h.SKU...)
+		want = binary.AppendUvarint(want, uint64(len(h.Region)))
+		want = append(want, h.Region...)
+	}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("advice with homes encodes as\n%x\nwant\n%x", b, want)
+	}
+
+	// The flags byte follows the header, type, from, to, id, seq, prev seq.
+	head := func(flags byte) []byte {
+		x := []byte{'h', 'f', 1, 'M', byte(MsgAdvice), 2, 'r', 'b', 0, 0, 0, 0, flags, 0, 0, 1, 0, 0, 0}
+		return x
+	}
+	if _, err := DecodeMessage(head(0)); err != nil {
+		t.Fatalf("hand-built advice without homes refused: %v", err)
+	}
+	homes := func(n int) []byte {
+		x := binary.AppendUvarint(head(flagHomes), uint64(n))
+		for i := 0; i < n; i++ {
+			x = append(x, 1, 'A', 2, 'e', 'u')
+		}
+		return x
+	}
+	if m, err := DecodeMessage(homes(1)); err != nil || !reflect.DeepEqual(m.Homes, []Home{{"A", "eu"}}) {
+		t.Fatalf("hand-built advice with one home: %+v, %v", m.Homes, err)
+	}
+	for name, in := range map[string][]byte{
+		"homes flag without homes":      homes(0),
+		"homes flag without a section":  head(flagHomes),
+		"over MaxWireHomes":             homes(MaxWireHomes + 1),
+		"home cut short":                homes(1)[:len(homes(1))-1],
+		"home region over MaxRegionLen": append(append(binary.AppendUvarint(head(flagHomes), 1), 1, 'A', MaxRegionLen+1), strings.Repeat("r", MaxRegionLen+1)...),
+	} {
+		if _, err := DecodeMessage(in); !errors.Is(err, ErrWire) {
+			t.Errorf("%s: error %v, want a wire error", name, err)
+		}
+	}
+	if _, err := DecodeMessage(homes(MaxWireHomes)); err != nil {
+		t.Errorf("MaxWireHomes homes refused: %v", err)
+	}
+	big := adv
+	big.Homes = make([]Home, MaxWireHomes+1)
+	if _, err := EncodeMessage(nil, &big); err == nil {
+		t.Error("advice over MaxWireHomes encoded")
 	}
 }
