@@ -11,6 +11,13 @@ import (
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
+// ErrNoResponders is wrapped by Forward, with ErrUnreachable, when no
+// region serves the target's subject: NATS knows of no subscriber, so the
+// region is not there (stopped, or cut off from NATS) rather than slow.
+// The region runtime tells its node (escrow.Input.Unreachable), which then
+// stops routing holds to it until it is heard from again.
+var ErrNoResponders = errors.New("gossip: no responders")
+
 // Forward runs a command at another region over NATS request/reply and
 // returns its reply with cmd.ReqID: an operation on a hold (get, confirm,
 // release, extend) at the region that owns the hold, or a routed hold
@@ -56,8 +63,13 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		if ctx.Err() != nil {
 			return escrow.Reply{}, "error", fmt.Errorf("gossip: forward to %s: %w", owner, ctx.Err())
 		}
-		// No responders, our timeout, a link that dropped mid-request: the
-		// owner is not reachable from here now.
+		if errors.Is(err, nats.ErrNoResponders) {
+			// Nobody serves the region's subject: it is not there now
+			// (stopped, or its transport is down), not merely slow.
+			return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %w: %s", ErrUnreachable, ErrNoResponders, owner)
+		}
+		// Our timeout, a link that dropped mid-request: the owner is not
+		// reachable from here now.
 		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %s: %v", ErrUnreachable, owner, err)
 	}
 	fr, err := DecodeForwardReply(msg.Data)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/gossip"
 )
 
 // Runtime errors of Do and Execute. Escrow errors (insufficient stock, not
@@ -40,6 +41,9 @@ type request struct {
 	reply escrow.Reply
 	err   error
 	done  chan struct{} // capacity 1: the loop never blocks on it
+	// unreachable: a region the caller just found gone (no responders),
+	// stepped with cmd as escrow.Input.Unreachable.
+	unreachable string
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -325,7 +329,9 @@ func (r *Region) forwardBy(ctx context.Context, owner string, cmd escrow.Command
 // is the caller's. When the home cannot be reached (no transport, no
 // responders, its timeout, a failure at the home) the hold runs here with
 // Routed set, so the node serves it from its own slice or borrows as plain
-// escrow: routing never costs the client an error. A home that received
+// escrow: routing never costs the client an error. When the home has no
+// responders at all, the node is told (escrow.Input.Unreachable) and stops
+// routing there until it hears from the home again. A home that received
 // the hold but answered too late may still grant it; that hold lapses at
 // its TTL unconfirmed (units unavailable meanwhile, never oversold).
 //
@@ -334,6 +340,7 @@ func (r *Region) forwardBy(ctx context.Context, owner string, cmd escrow.Command
 // should one come anyway it is turned into CodeInvariant and counted.
 func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, deadline time.Time) (escrow.Reply, error) {
 	cmd.Routed = true
+	gone := ""
 	if cmd.Kind == escrow.CmdHold && home != "" && home != r.name && r.transport() != nil {
 		rep, err := r.forwardBy(ctx, home, cmd, deadline)
 		if err == nil && !isRouted(&rep) {
@@ -350,10 +357,16 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 			err = errors.New("the home answered routed")
 			r.metrics.routed[routedBug].Inc()
 		}
+		if errors.Is(err, gossip.ErrNoResponders) {
+			// The home is not there: the node stops routing to it (and
+			// sending it units) until it is heard from again, so the next
+			// shoppers do not each pay a failed forward.
+			gone = home
+		}
 		r.log.Debug("routed hold runs here: its home cannot serve it", "home", home, "err", err)
 	}
 	r.metrics.routed[routedFallback].Inc()
-	rep, err := r.submit(ctx, &cmd, deadline)
+	rep, err := r.submitNoting(ctx, &cmd, gone, deadline)
 	if err == nil && isRouted(&rep) {
 		r.metrics.routed[routedBug].Inc()
 		r.log.Error("the node routed a hold marked routed", "home", rep.Err.Owner)
@@ -414,15 +427,21 @@ func (r *Region) forward(ctx context.Context, owner string, cmd escrow.Command) 
 			return escrow.Reply{}, ctx.Err()
 		}
 		r.metrics.forwards.WithLabelValues("unreachable").Inc()
-		// Until gossip defines its error type, every Forward failure is an
-		// unreachable owner: the client retries later.
-		return escrow.Reply{}, fmt.Errorf("%w: region %s: %v", ErrOwnerUnreachable, owner, err)
+		// Every Forward failure is an unreachable owner: the client
+		// retries later. The cause stays wrapped (gossip.ErrNoResponders).
+		return escrow.Reply{}, fmt.Errorf("%w: region %s: %w", ErrOwnerUnreachable, owner, err)
 	}
 	r.metrics.forwards.WithLabelValues("ok").Inc()
 	return rep, nil
 }
 
 func (r *Region) submit(ctx context.Context, cmd *escrow.Command, deadline time.Time) (escrow.Reply, error) {
+	return r.submitNoting(ctx, cmd, "", deadline)
+}
+
+// submitNoting is submit that also tells the node that region unreachable
+// was just found gone (escrow.Input.Unreachable; "" for none).
+func (r *Region) submitNoting(ctx context.Context, cmd *escrow.Command, unreachable string, deadline time.Time) (escrow.Reply, error) {
 	if r.closed.Load() {
 		return escrow.Reply{}, ErrClosed
 	}
@@ -435,10 +454,11 @@ func (r *Region) submit(ctx context.Context, cmd *escrow.Command, deadline time.
 	start := time.Now()
 	req := requestPool.Get().(*request)
 	req.cmd = *cmd
+	req.unreachable = unreachable
 	select {
 	case r.queue <- req:
 	default:
-		req.cmd = escrow.Command{}
+		req.cmd, req.unreachable = escrow.Command{}, ""
 		requestPool.Put(req)
 		r.metrics.overloaded.Inc()
 		return escrow.Reply{}, ErrOverloaded
@@ -468,7 +488,7 @@ wait:
 		}
 	}
 	rep, err := req.reply, req.err
-	req.cmd, req.reply, req.err = escrow.Command{}, escrow.Reply{}, nil
+	req.cmd, req.reply, req.err, req.unreachable = escrow.Command{}, escrow.Reply{}, nil, ""
 	requestPool.Put(req)
 	if cmd.Kind == escrow.CmdHold {
 		r.metrics.holdLatency.Observe(time.Since(start).Seconds())
@@ -706,7 +726,7 @@ func (r *Region) stepRequest(req *request, now time.Time) {
 	r.nextReq++
 	req.cmd.ReqID = r.nextReq
 	r.pending[r.nextReq] = req
-	r.node.Step(escrow.Input{Now: now, Cmd: &req.cmd})
+	r.node.Step(escrow.Input{Now: now, Cmd: &req.cmd, Unreachable: req.unreachable})
 }
 
 func (r *Region) stepMessage(m *escrow.Message, now time.Time) {

@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/gossip"
 )
 
 // Routed holds with the fake transport: region eu knows that us has 5
@@ -195,6 +197,45 @@ func TestRoutedHoldFallsBackLocally(t *testing.T) {
 	}
 	if got := routedCount(r, routedBug); got != 0 {
 		t.Fatalf("routed bug = %v", got)
+	}
+}
+
+// TestRoutedHoldHomeGone: a home with no responders at all is reported to
+// the node, which serves the next holds itself without trying the home
+// again, until the home is heard from.
+func TestRoutedHoldHomeGone(t *testing.T) {
+	var log forwardLog
+	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
+		log.add(owner, cmd)
+		return escrow.Reply{}, fmt.Errorf("%w: %w: %s", gossip.ErrUnreachable, gossip.ErrNoResponders, owner)
+	}}
+	r := openHomed(t, ft)
+	hold := escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}
+	for i := range 3 {
+		if rep := mustDo(t, r, hold); rep.Err == nil || rep.Err.Code != escrow.CodeInsufficientStock {
+			t.Fatalf("hold %d: %+v %v", i, rep.Hold, rep.Err)
+		}
+	}
+	if _, cmds := log.all(); len(cmds) != 1 {
+		t.Fatalf("%d forwards to a home with no responders, want 1 (then none until it speaks)", len(cmds))
+	}
+	// us speaks again: holds are routed there again.
+	r.Deliver(escrow.Message{Type: escrow.MsgRows, From: "us", PrevSeq: 1, Seq: 2,
+		Rows: []escrow.Row{{SKU: "A", Region: "us", Seq: 2, Minted: 6}}})
+	waitFor(t, 5*time.Second, "eu to hear from us", func() bool {
+		var minted uint64
+		if err := r.Inspect(context.Background(), func(n *escrow.Node) {
+			if row := n.View("A")["us"]; row != nil {
+				minted = row.Minted
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return minted == 6
+	})
+	mustDo(t, r, hold)
+	if _, cmds := log.all(); len(cmds) != 2 {
+		t.Fatalf("%d forwards after us spoke again, want 2", len(cmds))
 	}
 }
 
