@@ -404,8 +404,14 @@ func (n *Node) retryPending() {
 	n.pending = n.pending[:w]
 }
 
+// maxAdviceLead bounds how far an advice epoch (the daemon's Unix
+// milliseconds) may be ahead of this node's clock. Without it one advice
+// with a huge epoch, from a daemon with a broken clock, would make the node
+// ignore every later advice until it restarts.
+const maxAdviceLead = time.Hour
+
 func (n *Node) onAdvice(m *Message) {
-	if m.Epoch <= n.adviceEpoch {
+	if m.Epoch <= n.adviceEpoch || m.Epoch > uint64(max(0, n.now.Add(maxAdviceLead).UnixMilli())) {
 		n.stats.AdviceIgnored++
 		return
 	}

@@ -478,6 +478,33 @@ func TestAdvice(t *testing.T) {
 	checkConverged(t, tw, "A")
 }
 
+// TestAdviceEpochFromTheFuture: an advice whose epoch (the daemon's Unix
+// milliseconds) is more than an hour ahead of the region's clock is
+// ignored, so that one broken daemon clock cannot make the region ignore
+// every later advice.
+func TestAdviceEpochFromTheFuture(t *testing.T) {
+	tw := newTNet(t, Config{}, "eu", "us")
+	eu := tw.nodes["eu"]
+	eu.restock("A", 10)
+	tw.flush()
+	move := []Move{{SKU: "A", From: "eu", To: "us", Qty: 1}}
+	future := uint64(eu.n.Now().Add(2 * time.Hour).UnixMilli())
+	tw.deliverMsg(tmsg{to: "eu", m: Message{Type: MsgAdvice, From: "rebalancer", Epoch: future, Moves: move}})
+	tw.flush()
+	if got := eu.n.View("A")["eu"].SentTo("us"); got != 0 {
+		t.Fatalf("advice from two hours ahead moved %d units", got)
+	}
+	now := uint64(eu.n.Now().UnixMilli())
+	tw.deliverMsg(tmsg{to: "eu", m: Message{Type: MsgAdvice, From: "rebalancer", Epoch: now, Moves: move}})
+	tw.flush()
+	if got := eu.n.View("A")["eu"].SentTo("us"); got != 1 {
+		t.Fatalf("advice at the current epoch after a future one moved %d units, want 1", got)
+	}
+	if s := eu.n.Stats(); s.AdviceApplied != 1 || s.AdviceIgnored != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
 // TestTopUp: a region below its low-water mark asks the richest peer in
 // the background, never draining it below its own floor.
 func TestTopUp(t *testing.T) {
