@@ -18,6 +18,17 @@ import (
 // stops routing holds to it until it is heard from again.
 var ErrNoResponders = errors.New("gossip: no responders")
 
+// ErrNotConnected is wrapped by Forward, with ErrUnreachable, when this
+// region is not connected to NATS: the command was not sent.
+var ErrNotConnected = errors.New("gossip: not connected to NATS")
+
+// ErrRefused is wrapped by Forward, with ErrUnreachable, when the target
+// region answered that it could not run the command (busy, not allowed,
+// its store failing). Together with ErrNoResponders and ErrNotConnected it
+// tells a caller that the command was certainly not applied there, so it
+// may run it elsewhere; any other failure (a timeout) leaves that unknown.
+var ErrRefused = errors.New("gossip: refused")
+
 // Forward runs a command at another region over NATS request/reply and
 // returns its reply with cmd.ReqID: an operation on a hold (get, confirm,
 // release, extend) at the region that owns the hold, or a routed hold
@@ -54,7 +65,7 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		return escrow.Reply{}, "error", ErrClosed
 	}
 	if !t.Connected() {
-		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %s: not connected to NATS", ErrUnreachable, owner)
+		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %w: %s", ErrUnreachable, ErrNotConnected, owner)
 	}
 	rctx, cancel := context.WithTimeout(ctx, t.cfg.ForwardTimeout)
 	defer cancel()
@@ -78,7 +89,7 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward reply from %s: %w", owner, err)
 	}
 	if fr.Failure != "" {
-		return escrow.Reply{}, "failure", fmt.Errorf("%w: %s: %s", ErrUnreachable, owner, fr.Failure)
+		return escrow.Reply{}, "failure", fmt.Errorf("%w: %w: %s: %s", ErrUnreachable, ErrRefused, owner, fr.Failure)
 	}
 	rp := fr.Reply
 	rp.ReqID = cmd.ReqID

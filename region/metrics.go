@@ -22,7 +22,7 @@ type metrics struct {
 	msgsDropped   prometheus.Counter
 	msgsRejected  prometheus.Counter
 	forwards      *prometheus.CounterVec
-	routed        [3]prometheus.Counter  // by routedOK, routedFallback, routedBug
+	routed        [4]prometheus.Counter  // by routedOK, routedFallback, routedUnreachable, routedBug
 	httpRequests  *prometheus.CounterVec // by route pattern and status code
 }
 
@@ -30,11 +30,14 @@ type metrics struct {
 // values of holdfast_routed_holds_total's "result" label.
 const (
 	routedOK       = iota // the home answered (granted or refused)
-	routedFallback        // the home could not be reached: the hold ran here
-	routedBug             // a routed answer came back where none can: a bug
+	routedFallback        // the home certainly did not get it: the hold ran here
+	// routedUnreachable: the home may have got it (a timeout): 503, and the
+	// client's retry goes to the same home (the node remembers the key).
+	routedUnreachable
+	routedBug // a routed answer came back where none can: a bug
 )
 
-var routedResults = [...]string{routedOK: "ok", routedFallback: "fallback", routedBug: "bug"}
+var routedResults = [...]string{routedOK: "ok", routedFallback: "fallback", routedUnreachable: "unreachable", routedBug: "bug"}
 
 // Hold results, the values of the "result" label.
 // "routed": the node sent the hold on to the home of a scarce SKU; its

@@ -356,6 +356,15 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 		if err == nil {
 			err = errors.New("the home answered routed")
 			r.metrics.routed[routedBug].Inc()
+		} else if !notApplied(err) {
+			// A timeout: the home may have granted the hold and its answer
+			// been lost. Running it here too could give this shopper a
+			// second hold, so the client gets 503 and retries; the node
+			// sends the retry (same idempotency key) to the same home,
+			// which replays it, and stops routing there once the home has
+			// been silent for peer_silence.
+			r.metrics.routed[routedUnreachable].Inc()
+			return escrow.Reply{}, err // wraps ErrOwnerUnreachable: 503 with Retry-After
 		}
 		if errors.Is(err, gossip.ErrNoResponders) {
 			// The home is not there: the node stops routing to it (and
@@ -374,6 +383,13 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 			Detail: "a routed hold was routed again (region " + rep.Err.Owner + ")"}}
 	}
 	return rep, err
+}
+
+// notApplied reports whether a forward error proves that the target did
+// not apply the command: nobody serves its subject, this region is not
+// connected, or the target answered that it could not run it.
+func notApplied(err error) bool {
+	return errors.Is(err, gossip.ErrNoResponders) || errors.Is(err, gossip.ErrNotConnected) || errors.Is(err, gossip.ErrRefused)
 }
 
 func isRouted(rep *escrow.Reply) bool { return rep.Err != nil && rep.Err.Code == escrow.CodeRouted }

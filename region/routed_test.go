@@ -155,15 +155,15 @@ func TestRoutedHoldGoesToHome(t *testing.T) {
 	}
 }
 
-// TestRoutedHoldFallsBackLocally: when the home cannot be reached the hold
-// runs at eu with Routed set, as plain escrow: with no stock and nobody
-// lending, 409 (never an error because of routing); the same with no
-// transport at all.
+// TestRoutedHoldFallsBackLocally: when the home certainly did not get the
+// hold (no responders) it runs at eu with Routed set, as plain escrow: with
+// no stock and nobody lending, 409 (never an error because of routing);
+// the same with no transport at all.
 func TestRoutedHoldFallsBackLocally(t *testing.T) {
 	var log forwardLog
 	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
 		log.add(owner, cmd)
-		return escrow.Reply{}, errors.New("nats: no responders available for request")
+		return escrow.Reply{}, fmt.Errorf("%w: %w: us", gossip.ErrUnreachable, gossip.ErrNoResponders)
 	}}
 	r := openHomed(t, ft)
 	rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}, IdemKey: "k2", IdemHash: 7})
@@ -176,17 +176,29 @@ func TestRoutedHoldFallsBackLocally(t *testing.T) {
 	if got := routedCount(r, routedFallback); got != 1 {
 		t.Fatalf("routed fallback = %v", got)
 	}
-	// The local run was plain escrow: it asked us to lend (nobody answered).
+	// The local run was plain escrow, except that us, found gone (no
+	// responders), is not asked to lend until it speaks again.
 	ft.mu.Lock()
 	asked := false
 	for _, m := range ft.sent {
 		asked = asked || m.Type == escrow.MsgBorrowReq && m.To == "us" && m.SKU == "A"
 	}
 	ft.mu.Unlock()
-	if !asked {
-		t.Fatal("the fallback did not borrow")
+	if asked {
+		t.Fatal("the fallback asked the home that has no responders to lend")
 	}
 
+	// us speaks again, so eu routes to it again; without a transport the
+	// hold runs here.
+	r.Deliver(escrow.Message{Type: escrow.MsgRows, From: "us", PrevSeq: 1, Seq: 2,
+		Rows: []escrow.Row{{SKU: "A", Region: "us", Seq: 2, Minted: 5}}})
+	waitFor(t, 5*time.Second, "eu hears us again", func() bool {
+		var seen uint64
+		if err := r.Inspect(context.Background(), func(n *escrow.Node) { seen = n.PeerSeq("us") }); err != nil {
+			t.Fatal(err)
+		}
+		return seen == 2
+	})
 	r.AttachTransport(nil)
 	rep = mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
 	if rep.Err == nil || rep.Err.Code != escrow.CodeInsufficientStock {
@@ -260,12 +272,50 @@ func (l *lendingTransport) Send(msgs []escrow.Message) {
 	}
 }
 
+// TestRoutedHoldTimeoutIsUnreachable: when the forward to the home times
+// out, the home may have granted the hold, so the hold does not run here
+// (that could give the shopper a second hold): the caller gets
+// ErrOwnerUnreachable (503), and the retry with the same idempotency key
+// goes to the same home again.
+func TestRoutedHoldTimeoutIsUnreachable(t *testing.T) {
+	var log forwardLog
+	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
+		log.add(owner, cmd)
+		return escrow.Reply{}, fmt.Errorf("%w: %s: %v", gossip.ErrUnreachable, owner, context.DeadlineExceeded)
+	}}
+	r := openHomed(t, ft)
+	cmd := escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}, IdemKey: "k-timeout", IdemHash: 9}
+	for attempt := 1; attempt <= 2; attempt++ {
+		_, err := r.Do(context.Background(), cmd)
+		if !errors.Is(err, ErrOwnerUnreachable) {
+			t.Fatalf("attempt %d: err = %v, want ErrOwnerUnreachable", attempt, err)
+		}
+		if owners, cmds := log.all(); len(cmds) != attempt || owners[attempt-1] != "us" || !cmds[attempt-1].Routed ||
+			cmds[attempt-1].IdemKey != "k-timeout" {
+			t.Fatalf("attempt %d: forwards %v %+v", attempt, owners, cmds)
+		}
+	}
+	if got := routedCount(r, routedUnreachable); got != 2 {
+		t.Fatalf("routed unreachable = %v, want 2", got)
+	}
+	if got := routedCount(r, routedFallback); got != 0 {
+		t.Fatalf("routed fallback = %v: the hold ran here after a timeout", got)
+	}
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	for _, m := range ft.sent {
+		if m.Type == escrow.MsgBorrowReq {
+			t.Fatalf("the hold ran here after a timeout (it borrowed: %+v)", m)
+		}
+	}
+}
+
 // TestRoutedHoldFallbackGrants: the fallback serves the hold here like any
 // plain hold; with a peer that lends, it is granted (201) with a hold of
 // eu.
 func TestRoutedHoldFallbackGrants(t *testing.T) {
 	lt := &lendingTransport{fakeTransport: fakeTransport{forward: func(string, escrow.Command) (escrow.Reply, error) {
-		return escrow.Reply{}, errors.New("gossip: owner unreachable: owner us is busy")
+		return escrow.Reply{}, fmt.Errorf("%w: %w: us: owner us is busy", gossip.ErrUnreachable, gossip.ErrRefused)
 	}}}
 	r := openHomed(t, lt)
 	lt.r.Store(r) // before any hold, so before any borrow request
