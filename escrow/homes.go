@@ -158,8 +158,10 @@ func (n *Node) rememberRoute(c *Command, to string) {
 	h.routed[c.IdemKey] = routedKey{region: to, hash: c.IdemHash, expires: n.now.Add(n.cfg.IdemTTL)}
 }
 
-// homed reports whether sku has a home elsewhere: this region then neither
-// tops it up nor lends it to background requests.
+// homed reports whether sku has a home elsewhere: this region then does
+// not top it up (it would pull back units it sends to the home). It still
+// answers borrow requests as usual: only regions without a home in force
+// send them, and they give up their units to a shopper waiting there.
 func (n *Node) homed(sku string) bool {
 	_, ok := n.homeOf(sku)
 	return ok
