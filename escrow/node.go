@@ -19,6 +19,11 @@ type Input struct {
 	// hears from it again, it neither routes holds to it, nor sends it
 	// units of scarce SKUs, nor asks it to lend. May come with Cmd or Msg.
 	Unreachable string
+	// Resync: the runtime's link to its peers was down and is back, so
+	// messages were lost both ways. The node asks every peer for the rows
+	// it missed and sends its digest at once, marked urgent, so that peers
+	// that missed its rows ask for them without waiting for a second digest.
+	Resync bool
 }
 
 // Node is one region's escrow state machine. It never blocks, never does
@@ -51,6 +56,7 @@ type Node struct {
 	donations    map[donationKey]uint64
 	donationLog  []donationKey
 	lastDigest   time.Time
+	urgentDigest bool // the next digest asks peers to repair at once (after a resync)
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
 	homes        homes
@@ -290,6 +296,9 @@ func (n *Node) Step(in Input) error {
 		if p := n.peers[in.Unreachable]; p != nil {
 			p.gone = n.now
 		}
+	}
+	if in.Resync {
+		n.resync()
 	}
 	switch {
 	case in.Cmd != nil:

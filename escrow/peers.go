@@ -132,6 +132,29 @@ func (n *Node) onRows(m *Message) {
 	}
 }
 
+// resync follows a reconnect of the runtime's link: ask every peer for the
+// rows changed after what we have (a repair outstanding from before the cut
+// was lost with it), and send the digest now, urgent.
+func (n *Node) resync() {
+	names := make([]string, 0, len(n.peers))
+	for name := range n.peers {
+		names = append(names, name)
+	}
+	sort.Strings(names) // determinism
+	for _, name := range names {
+		if n.allow != nil && !n.allow[name] {
+			continue
+		}
+		p := n.peers[name]
+		p.repairAt = time.Time{}
+		n.gap(name, p)
+	}
+	if n.cfg.DigestInterval >= 0 {
+		n.lastDigest = time.Time{}
+		n.urgentDigest = true
+	}
+}
+
 // gap asks the peer for its rows changed after what we have, unless a
 // repair is already outstanding and not yet timed out.
 func (n *Node) gap(from string, p *peer) {
@@ -165,8 +188,9 @@ func (n *Node) onDigest(m *Message) {
 	p := n.peer(m.From)
 	if m.Seq > p.seen {
 		// A digest can overtake the rows it counts: ask only when two
-		// digests in a row show us behind.
-		if p.suspect {
+		// digests in a row show us behind, or at once when the peer says
+		// it has just been reconnected (its rows in between were lost).
+		if p.suspect || m.Urgent {
 			n.gap(m.From, p)
 		}
 		p.suspect = true
@@ -623,7 +647,8 @@ func (n *Node) digest() {
 		return
 	}
 	n.lastDigest = n.now
-	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq}
+	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest}
+	n.urgentDigest = false
 	k := min(len(n.skuOrder), n.cfg.MaxDigestSKUs)
 	for i := 0; i < k; i++ {
 		if n.digestNext >= len(n.skuOrder) {
