@@ -35,6 +35,14 @@ type Inbox interface {
 	Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply, error)
 }
 
+// Resyncer is an Inbox that wants to know when the connection to NATS is
+// back after a loss (or up for the first time after starting without it):
+// messages were dropped meanwhile, and it can ask for them at once
+// (region.Region calls escrow.Input.Resync). Optional.
+type Resyncer interface {
+	Resync()
+}
+
 // Config configures a Transport. Zero values take the defaults noted.
 type Config struct {
 	URL     string // NATS server URL(s), comma-separated
@@ -191,10 +199,12 @@ func Connect(ctx context.Context, cfg Config, inbox Inbox) (*Transport, error) {
 			// Only called when the first connection succeeded in the
 			// background (RetryOnFailedConnect).
 			t.log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+			t.resync()
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			t.m.reconnects.Inc()
 			t.log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+			t.resync()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			t.m.asyncErrs.Inc()
@@ -250,6 +260,14 @@ func Connect(ctx context.Context, cfg Config, inbox Inbox) (*Transport, error) {
 		t.log.Warn("NATS not reachable yet; retrying in the background", "url", c.URL)
 	}
 	return t, nil
+}
+
+// resync tells the inbox, if it wants to know, that messages may have been
+// lost while the connection was down.
+func (t *Transport) resync() {
+	if rs, ok := t.inbox.(Resyncer); ok {
+		rs.Resync()
+	}
 }
 
 // newTransport builds a Transport without a connection (tests drive handle

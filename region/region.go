@@ -139,6 +139,9 @@ type Region struct {
 	statsMu sync.Mutex
 	stats   escrow.Stats
 	homes   atomic.Int64 // homes in force at the node, as of the last tick
+	// resync: the transport reconnected; the next tick tells the node
+	// (escrow.Input.Resync).
+	resync atomic.Bool
 
 	aheadWritten bool // owned by the committer: a write-ahead batch awaits a final one
 
@@ -525,6 +528,12 @@ func (r *Region) Deliver(m escrow.Message) {
 	}
 }
 
+// Resync tells the region that its transport has just reconnected, so
+// messages were lost both ways: on its next tick the node asks every peer
+// for the rows it missed and sends an urgent digest (escrow.Input.Resync),
+// instead of waiting for two digests to show the gap.
+func (r *Region) Resync() { r.resync.Store(true) }
+
 // Inspect runs f on the apply loop goroutine, between two inputs. f may read
 // the node (which may hold changes not yet durable) and must not change it.
 func (r *Region) Inspect(ctx context.Context, f func(n *escrow.Node)) error {
@@ -708,7 +717,7 @@ func (r *Region) stepLoop() {
 		case <-lingerC:
 			lingerC = nil
 		case <-ticker.C:
-			r.node.Step(escrow.Input{Now: time.Now()})
+			r.node.Step(escrow.Input{Now: time.Now(), Resync: r.resync.Swap(false)})
 			// Homes change with advice and lapse with time: once a tick
 			// is often enough for a gauge, and keeps the copy off the
 			// per-batch path.
