@@ -33,6 +33,10 @@ type homes struct {
 	list  []Home            // sorted by SKU
 	bySKU map[string]string // SKU → home region
 	until time.Time
+	// rx: units of each homed SKU this region had received from others
+	// when the latest advice came. Units received since are not pushed on
+	// until the next advice (see pushHomes).
+	rx map[string]uint64
 
 	routed    map[string]routedKey
 	routedLog []string // FIFO of routed keys, for the MaxRouted bound
@@ -46,7 +50,7 @@ type routedKey struct {
 }
 
 func newHomes(maxRouted int) homes {
-	return homes{bySKU: map[string]string{}, routed: map[string]routedKey{}, maxRouted: maxRouted}
+	return homes{bySKU: map[string]string{}, rx: map[string]uint64{}, routed: map[string]routedKey{}, maxRouted: maxRouted}
 }
 
 // setHomes replaces the homes with those of an advice received now. Homes
@@ -56,6 +60,7 @@ func (n *Node) setHomes(hs []Home) {
 	h := &n.homes
 	h.list = h.list[:0]
 	clear(h.bySKU)
+	clear(h.rx)
 	if n.cfg.HomeTTL < 0 {
 		return
 	}
@@ -71,6 +76,9 @@ func (n *Node) setHomes(hs []Home) {
 		}
 		h.bySKU[x.SKU] = x.Region
 		h.list = append(h.list, x)
+		if s := n.skus[x.SKU]; s != nil {
+			h.rx[x.SKU] = n.received(s)
+		}
 	}
 	sort.Slice(h.list, func(i, j int) bool { return h.list[i].SKU < h.list[j].SKU })
 	h.until = n.now.Add(n.cfg.HomeTTL)
@@ -170,6 +178,13 @@ func (n *Node) homed(sku string) bool {
 // pushHomes sends the home of every scarce SKU the units this region has
 // of it, beyond what holds waiting here on a borrow need. It runs on every
 // tick, so units released or restocked here reach the home within a tick.
+//
+// Units received from other regions since the latest advice are not sent
+// on before the next one: regions whose views of the homes differ (one
+// missed the latest advice) would otherwise pass the same units round a
+// cycle at message speed, a durable write per hop, until the views agree.
+// So a unit makes at most one hop per advice; meanwhile it sells here, and
+// a home short of units borrows it like any region.
 func (n *Node) pushHomes() {
 	for _, x := range n.homes.list {
 		to, ok := n.homeOf(x.SKU)
@@ -181,6 +196,11 @@ func (n *Node) pushHomes() {
 			continue
 		}
 		give := subFloor(n.available(s), n.pendingNeed(x.SKU))
+		if give > 0 {
+			// available without what was received since the advice.
+			r := &s.own.Row
+			give = min(give, subFloor(r.Minted+r.Released+n.homes.rx[x.SKU], r.Shrunk+r.Reserved+r.SentTotal()))
+		}
 		if give == 0 {
 			continue
 		}
@@ -189,4 +209,16 @@ func (n *Node) pushHomes() {
 		n.stats.DonatedUnits += give
 		n.stats.HomeUnitsSent += give
 	}
+}
+
+// received returns the units of s that other regions have sent this one,
+// as far as this region has heard.
+func (n *Node) received(s *skuState) uint64 {
+	var q uint64
+	for _, rec := range s.list {
+		if rec.Region != n.cfg.Region {
+			q += rec.SentTo(n.cfg.Region)
+		}
+	}
+	return q
 }

@@ -504,3 +504,52 @@ func TestHomesMaxRouted(t *testing.T) {
 		t.Fatalf("%d routed keys, log %v, want 2", len(h.routed), h.routedLog)
 	}
 }
+
+// TestHomesDisagreeingViews: regions whose views of a SKU's home differ
+// (advice lost or late) must not pass units round forever: units received
+// since the latest advice are not sent on before the next one.
+func TestHomesDisagreeingViews(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		homes map[string]string // region -> the home it believes in
+	}{
+		{"two regions name each other", map[string]string{"eu": "us", "us": "eu"}},
+		{"three regions in a cycle", map[string]string{"ap": "eu", "eu": "us", "us": "ap"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tw := newHomesNet(t, Config{PeerSilence: -1}, "ap", "eu", "us")
+			for _, r := range sortedKeys(tw.nodes) {
+				tw.nodes[r].restock("A", 5)
+			}
+			tw.flush()
+			for _, r := range sortedKeys(tc.homes) {
+				tw.deliverMsg(tmsg{to: r, m: Message{Type: MsgAdvice, From: "rebal", Epoch: 1, Homes: []Home{{"A", tc.homes[r]}}}})
+			}
+			// flush fails if the network never quiets.
+			tw.flush()
+			for _, r := range sortedKeys(tc.homes) {
+				tn := tw.nodes[r]
+				tn.tick(time.Millisecond)
+				if got := tn.n.Stats().HomeUnitsSent; got != 5 {
+					t.Errorf("%s sent its home %d units, want its own 5", r, got)
+				}
+			}
+			tw.flush()
+			checkConverged(t, tw, "A")
+			var total uint64
+			for _, r := range sortedKeys(tw.nodes) {
+				total += tw.nodes[r].n.Available("A")
+			}
+			if total != 15 {
+				t.Fatalf("%d units available in all, want 15", total)
+			}
+			// The views agree again: what was received goes to the home.
+			tw.advise(2, Home{"A", "us"})
+			tw.flush()
+			if got := tw.nodes["us"].n.Available("A"); got != 15 {
+				t.Fatalf("the home has %d units once the views agree, want 15", got)
+			}
+			checkConverged(t, tw, "A")
+		})
+	}
+}

@@ -18,7 +18,10 @@ import (
 // restarts from what each node persisted. After every step it checks
 // safety against the owners' own rows (the merged view) and against a model
 // of every acknowledged operation; at the end it heals the network and
-// checks convergence, conservation and liveness.
+// checks convergence, conservation and liveness. Advice names random
+// homes, and holds answered CodeRouted are re-sent to the home with Routed
+// set (or run where they came in, as when the home cannot be reached), as
+// the region runtime does.
 //
 //	go test ./escrow/ -run TestProperty                          # fixed seeds
 //	go test ./escrow/ -run TestProperty -args -escrow.seeds=500  # plus 500 random seeds
@@ -48,6 +51,7 @@ func TestProperty(t *testing.T) {
 			seeds = append(seeds, base+uint64(i))
 		}
 	}
+	routed, homeUnits := 0, uint64(0)
 	for _, seed := range seeds {
 		w := newPWorld(seed, Bugs{})
 		if err := w.run(steps); err != nil {
@@ -57,6 +61,14 @@ func TestProperty(t *testing.T) {
 		if testing.Verbose() {
 			t.Logf("seed %d: %s", seed, w.summary())
 		}
+		routed += w.stats["routed"]
+		for _, pn := range w.nodes {
+			homeUnits += pn.n.Stats().HomeUnitsSent
+		}
+	}
+	// The homes paths must have run, or the checks above say nothing of them.
+	if routed == 0 || homeUnits == 0 {
+		t.Fatalf("no hold routed (%d) or no unit sent to a home (%d) over %d seeds", routed, homeUnits, len(seeds))
 	}
 }
 
@@ -112,6 +124,8 @@ type preq struct {
 	qty    uint64
 	sku    string
 	avail  uint64 // write-off: available before
+	ttl    time.Duration
+	routed bool // a hold re-sent after CodeRouted
 }
 
 // phold is the model of one acknowledged hold.
@@ -151,6 +165,14 @@ type pworld struct {
 	retain                         time.Duration
 	events                         []string
 	stats                          map[string]int
+	// reroutes are holds answered CodeRouted, to re-send once the Ready
+	// that answered them is done (the runtime's forward).
+	reroutes []reroute
+}
+
+type reroute struct {
+	to  string
+	cmd Command
 }
 
 func newPWorld(seed uint64, bugs Bugs) *pworld {
@@ -239,9 +261,10 @@ func (w *pworld) summary() string {
 		st.RepairsServed += s.RepairsServed
 		st.ExpiredHolds += s.ExpiredHolds
 		st.Gaps += s.Gaps
+		st.HomeUnitsSent += s.HomeUnitsSent
 	}
-	fmt.Fprintf(&b, " | borrows=%d donated=%d topups=%d advice=%d repairs=%d expired=%d gaps=%d",
-		st.BorrowsSent, st.DonatedUnits, st.TopUps, st.AdviceApplied, st.RepairsServed, st.ExpiredHolds, st.Gaps)
+	fmt.Fprintf(&b, " | borrows=%d donated=%d topups=%d advice=%d repairs=%d expired=%d gaps=%d home_units=%d",
+		st.BorrowsSent, st.DonatedUnits, st.TopUps, st.AdviceApplied, st.RepairsServed, st.ExpiredHolds, st.Gaps, st.HomeUnitsSent)
 	return b.String()
 }
 
@@ -375,6 +398,21 @@ func (w *pworld) advice() error {
 		to := w.pick(w.regions)
 		m.Moves = append(m.Moves, Move{SKU: w.pick(w.skus), From: from, To: to, Qty: 1 + uint64(w.r.IntN(8))})
 	}
+	// Half the advice names homes, for about a third of the SKUs; now and
+	// then a region that does not exist (never heard from: ignored).
+	if w.r.IntN(2) == 0 {
+		for _, sku := range w.skus {
+			if w.r.IntN(3) != 0 {
+				continue
+			}
+			home := w.pick(w.regions)
+			if w.r.IntN(10) == 0 {
+				home = "zz"
+			}
+			m.Homes = append(m.Homes, Home{SKU: sku, Region: home})
+		}
+		w.stats["advice_homes"] += b2i(len(m.Homes) > 0)
+	}
 	b, err := EncodeMessage(nil, &m)
 	if err != nil {
 		return err
@@ -390,7 +428,7 @@ func (w *pworld) command(reg string, c *Command) error {
 	pn := w.nodes[reg]
 	w.reqID++
 	c.ReqID = w.reqID
-	pr := &preq{kind: c.Kind, region: reg, holdID: c.HoldID, key: c.IdemKey, qty: c.Qty, sku: c.SKU}
+	pr := &preq{kind: c.Kind, region: reg, holdID: c.HoldID, key: c.IdemKey, qty: c.Qty, sku: c.SKU, ttl: c.TTL, routed: c.Routed}
 	if c.Kind == CmdHold {
 		nl, err := NormalizeLines(c.Lines)
 		if err != nil {
@@ -404,7 +442,7 @@ func (w *pworld) command(reg string, c *Command) error {
 		pr.avail = pn.n.Available(c.SKU)
 	}
 	w.out[c.ReqID] = pr
-	w.logf("%s <- cmd %s req=%d hold=%s lines=%v sku=%s qty=%d ttl=%v key=%s", reg, c.Kind, c.ReqID, c.HoldID, c.Lines, c.SKU, c.Qty, c.TTL, c.IdemKey)
+	w.logf("%s <- cmd %s req=%d hold=%s lines=%v sku=%s qty=%d ttl=%v key=%s routed=%v", reg, c.Kind, c.ReqID, c.HoldID, c.Lines, c.SKU, c.Qty, c.TTL, c.IdemKey, c.Routed)
 	if err := pn.n.Step(Input{Now: w.now, Cmd: c}); err != nil {
 		return fmt.Errorf("%s: command step: %v", reg, err)
 	}
@@ -487,6 +525,15 @@ func (w *pworld) process(pn *pnode) error {
 			}
 		}
 		pn.n.Advance()
+	}
+	// Forward routed holds only now: the node that routed them has
+	// finished its Ready (a fallback runs on that same node).
+	for len(w.reroutes) > 0 {
+		rr := w.reroutes[0]
+		w.reroutes = w.reroutes[1:]
+		if err := w.command(rr.to, &rr.cmd); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -572,6 +619,8 @@ func (w *pworld) onHoldReply(pn *pnode, pr *preq, rep Reply) error {
 		switch rep.Err.Code {
 		case CodeInsufficientStock, CodeUnknownSKU:
 			return nil
+		case CodeRouted:
+			return w.onRouted(pn, pr, rep.Err)
 		case CodeIdempotencyReuse:
 			e := w.idem[pn.region+"/"+pr.key]
 			if pr.key == "" {
@@ -620,6 +669,27 @@ func (w *pworld) onHoldReply(pn *pnode, pr *preq, rep Reply) error {
 	for _, ln := range h.Lines {
 		w.reserved[[2]string{pn.region, ln.SKU}] += ln.Qty
 	}
+	return nil
+}
+
+// onRouted re-sends a hold answered CodeRouted as the region runtime does:
+// to the region named, with Routed set, or, when that region cannot be
+// reached (here: one time in five), where it came in, with Routed set.
+func (w *pworld) onRouted(pn *pnode, pr *preq, e *Error) error {
+	if pr.routed {
+		return fmt.Errorf("a routed hold was routed again, to %s", e.Owner)
+	}
+	if e.Owner == pn.region || w.nodes[e.Owner] == nil {
+		return fmt.Errorf("routed to %q", e.Owner)
+	}
+	w.stats["routed"]++
+	to := e.Owner
+	if w.r.IntN(5) == 0 {
+		to = pn.region
+		w.stats["routed_fallback"]++
+	}
+	w.reroutes = append(w.reroutes, reroute{to: to, cmd: Command{Kind: CmdHold, Lines: pr.lines, TTL: pr.ttl,
+		IdemKey: pr.key, Routed: true}})
 	return nil
 }
 
@@ -879,7 +949,12 @@ func (w *pworld) heal() error {
 				maxExp = m.expires
 			}
 		}
-		for len(w.net) > 0 {
+		// Delivering makes new messages; without time passing they must
+		// die out (a loop between regions never does).
+		for k := 0; len(w.net) > 0; k++ {
+			if k > 100_000 {
+				return fmt.Errorf("heal: the network is never quiet: %d messages in flight after %d deliveries", len(w.net), k)
+			}
 			if err := w.deliverOne(); err != nil {
 				return fmt.Errorf("heal: %w", err)
 			}
