@@ -37,11 +37,16 @@ type homes struct {
 	// when the latest advice came. Units received since are not pushed on
 	// until the next advice (see pushHomes).
 	rx map[string]uint64
+	// pushAt: pushHomes scans the homes again at or after this time.
+	pushAt time.Time
 
 	routed    map[string]routedKey
 	routedLog []string // FIFO of routed keys, for the MaxRouted bound
 	maxRouted int
 }
+
+// homePushEvery is the least time between two scans of pushHomes.
+const homePushEvery = 10 * time.Millisecond
 
 type routedKey struct {
 	region  string
@@ -61,6 +66,7 @@ func (n *Node) setHomes(hs []Home) {
 	h.list = h.list[:0]
 	clear(h.bySKU)
 	clear(h.rx)
+	h.pushAt = time.Time{} // new homes: send at once
 	if n.cfg.HomeTTL < 0 {
 		return
 	}
@@ -185,7 +191,15 @@ func (n *Node) homed(sku string) bool {
 // cycle at message speed, a durable write per hop, until the views agree.
 // So a unit makes at most one hop per advice; meanwhile it sells here, and
 // a home short of units borrows it like any region.
+//
+// A scan costs O(homes) and every Step ticks, so with thousands of homes
+// scanning on each command would cost more than the holds themselves: a
+// scan runs at most every homePushEvery (the runtime ticks every 10–50 ms).
 func (n *Node) pushHomes() {
+	if len(n.homes.list) == 0 || n.now.Before(n.homes.pushAt) {
+		return
+	}
+	n.homes.pushAt = n.now.Add(homePushEvery)
 	for _, x := range n.homes.list {
 		to, ok := n.homeOf(x.SKU)
 		if !ok {
@@ -195,7 +209,10 @@ func (n *Node) pushHomes() {
 		if s == nil || s.own == nil {
 			continue
 		}
-		give := subFloor(n.available(s), n.pendingNeed(x.SKU))
+		give := n.available(s)
+		if give > 0 {
+			give = subFloor(give, n.pendingNeed(x.SKU))
+		}
 		if give > 0 {
 			// available without what was received since the advice.
 			r := &s.own.Row

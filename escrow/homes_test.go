@@ -207,10 +207,12 @@ func TestHomesPush(t *testing.T) {
 	if id == "" || eu.n.Available("A") != 0 {
 		t.Fatalf("waiting hold not granted (hold %q, available %d)", id, eu.n.Available("A"))
 	}
-	// Units released at eu go to the home in the same Step.
+	// Units released at eu go to the home at the next scan, at most
+	// homePushEvery later.
 	if r := eu.do(Command{Kind: CmdRelease, HoldID: id}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
+	eu.tick(homePushEvery)
 	if got := row(eu).SentTo("us"); got != 10 || eu.n.Stats().HomeUnitsSent != 10 || eu.n.Available("A") != 0 {
 		t.Fatalf("released units not sent on: sent %d, stats %+v", got, eu.n.Stats())
 	}
@@ -242,6 +244,7 @@ func TestHomesLapse(t *testing.T) {
 				}
 				eu.restock("B", 3)
 				eu.restock("A", 3)
+				eu.tick(homePushEvery)
 				if eu.n.Stats().HomeUnitsSent != 0 {
 					t.Fatal("units sent to an ignored home")
 				}
@@ -261,6 +264,7 @@ func TestHomesLapse(t *testing.T) {
 				t.Fatalf("lapsed home: want a plain borrow, got %+v", r)
 			}
 			eu.restock("A", 3)
+			eu.tick(homePushEvery)
 			if got := eu.n.View("A")["eu"].SentTo("us"); got != 0 {
 				t.Fatalf("%d units sent to a lapsed home", got)
 			}
@@ -286,6 +290,7 @@ func TestHomesIgnoredWhenSilent(t *testing.T) {
 		tw.setNow(t0.Add(2 * time.Second))
 		tw.advise(1, Home{"A", "us"})
 		eu.restock("A", 3)
+		eu.tick(homePushEvery)
 		if eu.n.Available("A") != 3 || eu.n.Stats().HomeUnitsSent != 0 {
 			t.Fatal("units sent to a silent home")
 		}
@@ -299,7 +304,7 @@ func TestHomesIgnoredWhenSilent(t *testing.T) {
 		tw.dropAll()
 		us.restock("Z", 1)
 		tw.flush()
-		eu.tick(time.Millisecond)
+		eu.tick(homePushEvery)
 		if got := eu.n.View("A")["eu"].SentTo("us"); got != 3 {
 			t.Fatalf("home heard again got %d units", got)
 		}
@@ -550,6 +555,54 @@ func TestHomesDisagreeingViews(t *testing.T) {
 				t.Fatalf("the home has %d units once the views agree, want 15", got)
 			}
 			checkConverged(t, tw, "A")
+		})
+	}
+}
+
+// BenchmarkHoldWithHomes: a one-line hold of a SKU without a home while k
+// other SKUs have homes elsewhere. Every Step ticks, so the cost of the
+// homes scan (pushHomes) shows here unless it is bounded.
+func BenchmarkHoldWithHomes(b *testing.B) {
+	for _, k := range []int{0, 100, 1000, MaxWireHomes} {
+		b.Run(fmt.Sprint(k), func(b *testing.B) {
+			n, err := NewNode(Config{Region: "eu", DigestInterval: -1, PeerSilence: -1, HomeTTL: time.Hour}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := t0
+			step := func(in Input) {
+				in.Now = now
+				if err := n.Step(in); err != nil {
+					b.Fatal(err)
+				}
+				n.Ready()
+				n.Advance()
+			}
+			// us is heard from; eu has one unit of each homed SKU (sent to
+			// us when the advice comes) and plenty of "big".
+			step(Input{Msg: &Message{Type: MsgRows, From: "us", Seq: 1, Rows: []Row{{SKU: "Z", Region: "us", Seq: 1, Minted: 1}}}})
+			step(Input{Cmd: &Command{Kind: CmdRestock, SKU: "big", Qty: MaxQty}})
+			hs := make([]Home, 0, k)
+			for i := 0; i < k; i++ {
+				sku := fmt.Sprintf("s%05d", i)
+				step(Input{Cmd: &Command{Kind: CmdRestock, SKU: sku, Qty: 1}})
+				hs = append(hs, Home{SKU: sku, Region: "us"})
+			}
+			step(Input{Msg: &Message{Type: MsgAdvice, From: "rebalancer", Epoch: 1, Homes: hs}})
+			if got := n.Stats().HomeUnitsSent; got != uint64(k) {
+				b.Fatalf("%d units sent to homes, want %d", got, k)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				now = now.Add(time.Microsecond)
+				step(Input{Cmd: &Command{Kind: CmdHold, ReqID: uint64(i), Lines: []Line{{SKU: "big", Qty: 1}}, TTL: time.Minute}})
+				if i%(MaxQty/2) == MaxQty/2-1 {
+					b.StopTimer()
+					step(Input{Cmd: &Command{Kind: CmdRestock, SKU: "big", Qty: MaxQty}})
+					b.StartTimer()
+				}
+			}
 		})
 	}
 }
