@@ -59,8 +59,9 @@ func (tn *tnode) sentType(typ MsgType) int {
 	return k
 }
 
-// wantRouted checks that r is CodeRouted to owner.
-func wantRouted(t *testing.T, what string, r *Reply, owner string) {
+// wantRouted checks that r, the reply in tn's last Ready, is CodeRouted
+// to owner, and that the Ready wrote and sent nothing.
+func wantRouted(t *testing.T, tn *tnode, what string, r *Reply, owner string) {
 	t.Helper()
 	if r == nil {
 		t.Fatalf("%s: no reply, want routed to %s", what, owner)
@@ -68,6 +69,9 @@ func wantRouted(t *testing.T, what string, r *Reply, owner string) {
 	wantCode(t, what, r.Err, CodeRouted)
 	if r.Err.Owner != owner || r.Hold != nil {
 		t.Fatalf("%s: routed to %q with hold %v, want %s", what, r.Err.Owner, r.Hold, owner)
+	}
+	if !tn.last.Persist.Empty() || len(tn.last.Send) != 0 {
+		t.Fatalf("%s: routing wrote %+v and sent %+v", what, tn.last.Persist, tn.last.Send)
 	}
 }
 
@@ -128,12 +132,9 @@ func TestHomesRoute(t *testing.T) {
 			st := tn.n.Stats()
 			switch tc.want {
 			case "routed":
-				wantRouted(t, tc.name, r, tc.owner)
+				wantRouted(t, tn, tc.name, r, tc.owner)
 				if after := snap(tn.n); !reflect.DeepEqual(before, after) {
 					t.Fatalf("routing changed the node:\n%v\n%v", before, after)
-				}
-				if !tn.last.Persist.Empty() || len(tn.last.Send) != 0 {
-					t.Fatalf("routing wrote %+v and sent %+v", tn.last.Persist, tn.last.Send)
 				}
 				if st.Routed != routedBefore+1 {
 					t.Fatalf("Stats.Routed %d, want %d", st.Routed, routedBefore+1)
@@ -253,9 +254,9 @@ func TestHomesLapse(t *testing.T) {
 			if h := eu.n.Homes(); !reflect.DeepEqual(h, []Home{{"A", "us"}}) {
 				t.Fatalf("homes %v", h)
 			}
-			wantRouted(t, "in force", hold(), "us")
+			wantRouted(t, eu, "in force", hold(), "us")
 			eu.tick(ttl) // exactly HomeTTL after the advice: still in force
-			wantRouted(t, "at HomeTTL", hold(), "us")
+			wantRouted(t, eu, "at HomeTTL", hold(), "us")
 			eu.tick(time.Millisecond)
 			if h := eu.n.Homes(); h != nil {
 				t.Fatalf("homes %v after HomeTTL", h)
@@ -308,7 +309,7 @@ func TestHomesIgnoredWhenSilent(t *testing.T) {
 		if got := eu.n.View("A")["eu"].SentTo("us"); got != 3 {
 			t.Fatalf("home heard again got %d units", got)
 		}
-		wantRouted(t, "home heard again", eu.submit(Command{Lines: []Line{l("A", 4)}}), "us")
+		wantRouted(t, eu, "home heard again", eu.submit(Command{Lines: []Line{l("A", 4)}}), "us")
 	})
 	t.Run("never heard", func(t *testing.T) {
 		tw := newHomesNet(t, Config{PeerSilence: -1}, "eu", "us")
@@ -352,12 +353,12 @@ func TestHomesRetryGoesToFirstRegion(t *testing.T) {
 	try := func(key string, hash uint64) *Reply {
 		return eu.submit(Command{Lines: []Line{l("A", 1)}, IdemKey: key, IdemHash: hash})
 	}
-	wantRouted(t, "first attempt", try("k", 1), "us")
+	wantRouted(t, eu, "first attempt", try("k", 1), "us")
 	tw.flush()
 	tw.advise(2, Home{"A", "ap"})
 	tw.flush()
-	wantRouted(t, "retry after the home moved", try("k", 1), "us")
-	wantRouted(t, "another key", try("k2", 1), "ap")
+	wantRouted(t, eu, "retry after the home moved", try("k", 1), "us")
+	wantRouted(t, eu, "another key", try("k2", 1), "ap")
 	if s := eu.n.Stats(); s.Routed != 3 {
 		t.Fatalf("Stats.Routed %d, want 3", s.Routed)
 	}
@@ -367,14 +368,14 @@ func TestHomesRetryGoesToFirstRegion(t *testing.T) {
 	}
 	tw.flush()
 	// Another body under the key follows the current home.
-	wantRouted(t, "another body", try("k3", 1), "ap")
+	wantRouted(t, eu, "another body", try("k3", 1), "ap")
 	tw.advise(3, Home{"A", "us"})
-	wantRouted(t, "k3 other body", try("k3", 2), "us")
+	wantRouted(t, eu, "k3 other body", try("k3", 2), "us")
 	// Once the key has expired, a retry follows the current home.
 	eu.tick(11 * time.Second)
 	tw.setNow(eu.now)
 	tw.advise(4, Home{"A", "ap"})
-	wantRouted(t, "retry after IdemTTL", try("k3", 2), "ap")
+	wantRouted(t, eu, "retry after IdemTTL", try("k3", 2), "ap")
 }
 
 // TestHomesAdviceEpoch: homes change only with a newer epoch; a newer
@@ -495,16 +496,16 @@ func TestHomesMaxRouted(t *testing.T) {
 		return eu.submit(Command{Lines: []Line{l("A", 1)}, IdemKey: key, IdemHash: 7})
 	}
 	for _, k := range []string{"k1", "k2", "k3"} {
-		wantRouted(t, k, try(k), "us")
+		wantRouted(t, eu, k, try(k), "us")
 	}
 	eu.submit(Command{Lines: []Line{l("A", 1)}}) // no key: nothing to remember
 	if h := &eu.n.homes; len(h.routed) != 2 || len(h.routedLog) != 2 {
 		t.Fatalf("%d routed keys, log %v, want 2", len(h.routed), h.routedLog)
 	}
 	tw.advise(2, Home{"A", "ap"})
-	wantRouted(t, "k3 remembered", try("k3"), "us")
-	wantRouted(t, "k1 forgotten", try("k1"), "ap")
-	wantRouted(t, "k2 evicted by k1", try("k2"), "ap")
+	wantRouted(t, eu, "k3 remembered", try("k3"), "us")
+	wantRouted(t, eu, "k1 forgotten", try("k1"), "ap")
+	wantRouted(t, eu, "k2 evicted by k1", try("k2"), "ap")
 	if h := &eu.n.homes; len(h.routed) != 2 || len(h.routedLog) != 2 {
 		t.Fatalf("%d routed keys, log %v, want 2", len(h.routed), h.routedLog)
 	}
