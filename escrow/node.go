@@ -57,6 +57,7 @@ type Node struct {
 	donationLog  []donationKey
 	lastDigest   time.Time
 	urgentDigest bool // the next digest asks peers to repair at once (after a resync)
+	repairsDue   bool // some peer has askAgain set
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
 	homes        homes
@@ -124,6 +125,7 @@ type peer struct {
 	chainFrom uint64 // multi-part rows message in progress
 	chainTo   uint64
 	repairAt  time.Time // when the outstanding repair was asked, zero if none
+	askAgain  bool      // a gap came while that repair was outstanding (retryRepairs)
 	suspect   bool      // a digest showed a sequence beyond seen
 	seenDirty bool
 	// heard is when the peer last said anything (see worthAsking).

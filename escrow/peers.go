@@ -99,6 +99,11 @@ func sumInto(r *Row, o *Row) bool {
 func (n *Node) onRows(m *Message) {
 	p := n.peer(m.From)
 	changed := n.mergeRows(m.Rows)
+	if m.To == n.cfg.Region && !m.More {
+		// The answer to our repair (perhaps "nothing new"): a later sign
+		// that we are behind may ask again at once.
+		p.repairAt = time.Time{}
+	}
 	switch {
 	case m.Seq <= p.seen:
 		// Old news (a duplicate or a late copy): merged above, and it must
@@ -123,12 +128,33 @@ func (n *Node) onRows(m *Message) {
 		}
 		p.chainFrom, p.chainTo = 0, 0
 		p.repairAt = time.Time{}
+		p.askAgain = false
 		p.suspect = false
 	default:
 		n.gap(m.From, p)
 	}
 	if changed {
 		n.retryPending()
+	}
+}
+
+// retryRepairs asks again the peers whose gap came while a repair was
+// outstanding, once RepairTimeout has passed: without it a gap seen just
+// after an answer that did not cover it would wait for two more digests.
+func (n *Node) retryRepairs() {
+	if !n.repairsDue {
+		return
+	}
+	n.repairsDue = false
+	names := make([]string, 0, len(n.peers))
+	for name, p := range n.peers {
+		if p.askAgain {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names) // determinism
+	for _, name := range names {
+		n.gap(name, n.peers[name]) // sets repairsDue again while still too early
 	}
 }
 
@@ -160,8 +186,14 @@ func (n *Node) resync() {
 func (n *Node) gap(from string, p *peer) {
 	n.stats.Gaps++
 	if !p.repairAt.IsZero() && n.now.Sub(p.repairAt) < n.cfg.RepairTimeout {
+		// One repair at a time; this gap may be newer than what it asked
+		// for, so ask again once it is due (retryRepairs) unless its
+		// answer catches us up first.
+		p.askAgain = true
+		n.repairsDue = true
 		return
 	}
+	p.askAgain = false
 	p.repairAt = n.now
 	n.stats.RepairsSent++
 	n.send(Message{Type: MsgRepairReq, From: n.cfg.Region, To: from, Seq: p.seen})
@@ -505,6 +537,7 @@ func (n *Node) tick() {
 	n.sweep()
 	n.expirePending()
 	n.topUps()
+	n.retryRepairs()
 	n.pushHomes()
 	n.digest()
 }

@@ -72,3 +72,66 @@ func TestResyncRepairsAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairAskedAgain: a sign of a gap that comes while a repair is
+// outstanding is not lost: the node asks again once RepairTimeout has
+// passed. And the answer to a repair, even "nothing new", ends the
+// outstanding repair, so the next sign asks at once.
+func TestRepairAskedAgain(t *testing.T) {
+	cfg := Config{DigestInterval: time.Hour, RepairTimeout: time.Second}
+	tw := newTNet(t, cfg, "eu", "us")
+	eu, us := tw.nodes["eu"], tw.nodes["us"]
+	us.restock("B", 5)
+	tw.flush()
+	repairsTo := func(to string) int {
+		tw.collect()
+		k := 0
+		for _, q := range tw.queue {
+			if q.m.Type == MsgRepairReq && q.to == to {
+				k++
+			}
+		}
+		return k
+	}
+	urgent := func(seq uint64) Message {
+		return Message{Type: MsgDigest, From: "us", Seq: seq, Urgent: true}
+	}
+
+	// An answered repair ("nothing new") does not block the next one.
+	tw.deliverMsg(tmsg{to: "eu", m: urgent(us.n.Seq() + 1)}) // claims more than it has
+	if got := repairsTo("us"); got != 1 {
+		t.Fatalf("%d repair requests after an urgent digest, want 1", got)
+	}
+	tw.flush() // us answers: nothing new
+	us.restock("B", 1)
+	tw.dropAll() // the rows are lost
+	tw.deliverMsg(tmsg{to: "eu", m: urgent(us.n.Seq())})
+	if got := repairsTo("us"); got != 1 {
+		t.Fatalf("%d repair requests right after an answered repair, want 1", got)
+	}
+
+	// A gap while that repair is outstanding is asked again when due.
+	us.restock("B", 1)
+	tw.dropAll() // the repair request, its answer and the new rows are all lost
+	tw.deliverMsg(tmsg{to: "eu", m: urgent(us.n.Seq())})
+	if got := repairsTo("us"); got != 0 {
+		t.Fatalf("%d repair requests while one is outstanding, want 0", got)
+	}
+	eu.tick(cfg.RepairTimeout / 2)
+	if got := repairsTo("us"); got != 0 {
+		t.Fatalf("asked again before the repair timeout")
+	}
+	eu.tick(cfg.RepairTimeout)
+	if got := repairsTo("us"); got != 1 {
+		t.Fatalf("%d repair requests after the repair timeout, want 1", got)
+	}
+	tw.flush()
+	if eu.n.PeerSeq("us") != us.n.Seq() {
+		t.Fatalf("eu has us's rows up to %d of %d", eu.n.PeerSeq("us"), us.n.Seq())
+	}
+	checkConverged(t, tw, "B")
+	eu.tick(10 * cfg.RepairTimeout)
+	if got := repairsTo("us"); got != 0 {
+		t.Fatalf("%d repair requests once caught up, want 0", got)
+	}
+}

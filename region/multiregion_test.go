@@ -603,7 +603,13 @@ func TestMultiRegionReconnectResyncs(t *testing.T) {
 		w.inspect("us", func(n *escrow.Node) { usSeesEU = n.PeerSeq("eu") })
 		w.inspect("eu", func(n *escrow.Node) { euSeesUS = n.PeerSeq("us") })
 		return usSeesEU >= euSeq && euSeesUS >= usSeq
-	}, func() string { return "the regions did not catch up after the reconnect" })
+	}, func() string {
+		var usSeesEU, euSeesUS uint64
+		w.inspect("us", func(n *escrow.Node) { usSeesEU = n.PeerSeq("eu") })
+		w.inspect("eu", func(n *escrow.Node) { euSeesUS = n.PeerSeq("us") })
+		return fmt.Sprintf("after the reconnect us has eu's rows up to %d of %d, eu has us's up to %d of %d",
+			usSeesEU, euSeq, euSeesUS, usSeq)
+	})
 	t.Logf("both regions caught up %v after the reconnect", took)
 	for _, sku := range []string{"A", "B"} {
 		w.waitConverged(sku, 5*time.Second)
