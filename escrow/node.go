@@ -60,6 +60,7 @@ type Node struct {
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
 	homes        homes
+	fence        fenceState // see fence.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -90,6 +91,9 @@ type Stats struct {
 	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
 	// homes of scarce SKUs.
 	Routed, HomeUnitsSent uint64
+	// Fenced is 1 while the node refuses writes (fenced or on probation,
+	// see fence.go); FenceRefused counts the commands it refused.
+	Fenced, FenceRefused uint64
 }
 
 type skuState struct {

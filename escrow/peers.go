@@ -40,6 +40,9 @@ func (n *Node) message(m *Message) error {
 			}
 		}
 	}
+	if done, err := n.fenceMessage(m); done {
+		return err
+	}
 	switch m.Type {
 	case MsgRows:
 		n.onRows(m)
@@ -502,6 +505,9 @@ func (n *Node) topUpThreshold(s *skuState) uint64 {
 // tick runs the time-driven work: expiry, borrow deadlines, top-ups,
 // digests, retention.
 func (n *Node) tick() {
+	if n.fence.st.Fenced && n.fenceTick() {
+		return
+	}
 	n.sweep()
 	n.expirePending()
 	n.topUps()
@@ -647,7 +653,7 @@ func (n *Node) digest() {
 		return
 	}
 	n.lastDigest = n.now
-	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest}
+	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList()}
 	n.urgentDigest = false
 	k := min(len(n.skuOrder), n.cfg.MaxDigestSKUs)
 	for i := 0; i < k; i++ {
