@@ -184,7 +184,7 @@ func (n *Node) failPendingFenced() {
 // fenceMessage runs the fence's part of a peer message and reports whether
 // it handled the message entirely (err is then the message's error).
 func (n *Node) fenceMessage(m *Message) (bool, error) {
-	if len(m.Seen) > 0 {
+	if len(m.Seen) > 0 || m.Fenced {
 		if err := checkSeen(m); err != nil {
 			return true, err
 		}
@@ -192,6 +192,7 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 	switch m.Type {
 	case MsgDigest:
 		n.onDigest(m)
+		n.peer(m.From).fenced = m.Fenced
 		n.fenceOnSeen(m)
 		return true, nil
 	case MsgRepairReq:
@@ -224,11 +225,11 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 	return false, nil
 }
 
-// checkSeen rejects a Seen list that the wire decoder would refuse (the
-// simulator hands messages over in process).
+// checkSeen rejects a Seen list or a Fenced flag that the wire decoder
+// would refuse (the simulator hands messages over in process).
 func checkSeen(m *Message) *Error {
 	if m.Type != MsgDigest {
-		return errorf(CodeInvalid, "%s message from %s carries a seen list", m.Type, m.From)
+		return errorf(CodeInvalid, "%s message from %s carries a seen list or the fenced flag", m.Type, m.From)
 	}
 	if len(m.Seen) > MaxRegions {
 		return errorf(CodeInvalid, "digest from %s has %d seen entries (limit %d)", m.From, len(m.Seen), MaxRegions)

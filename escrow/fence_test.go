@@ -360,12 +360,13 @@ func TestFenceBadSeen(t *testing.T) {
 		many[i] = RegionSeq{Region: "r" + utoa(uint64(100+i)), Seq: 1}
 	}
 	cases := map[string]*Message{
-		"unsorted":  digestFrom("us", RegionSeq{Region: "us", Seq: 1}, RegionSeq{Region: "eu", Seq: 9}),
-		"duplicate": digestFrom("us", RegionSeq{Region: "eu", Seq: 9}, RegionSeq{Region: "eu", Seq: 9}),
-		"bad name":  digestFrom("us", RegionSeq{Region: "EU", Seq: 9}),
-		"too big":   digestFrom("us", RegionSeq{Region: "eu", Seq: maxCounter}),
-		"too many":  digestFrom("us", many...),
-		"on rows":   {Type: MsgRows, From: "us", Seq: 1, Seen: []RegionSeq{{Region: "eu", Seq: 9}}},
+		"unsorted":            digestFrom("us", RegionSeq{Region: "us", Seq: 1}, RegionSeq{Region: "eu", Seq: 9}),
+		"duplicate":           digestFrom("us", RegionSeq{Region: "eu", Seq: 9}, RegionSeq{Region: "eu", Seq: 9}),
+		"bad name":            digestFrom("us", RegionSeq{Region: "EU", Seq: 9}),
+		"too big":             digestFrom("us", RegionSeq{Region: "eu", Seq: maxCounter}),
+		"too many":            digestFrom("us", many...),
+		"on rows":             {Type: MsgRows, From: "us", Seq: 1, Seen: []RegionSeq{{Region: "eu", Seq: 9}}},
+		"fenced flag on rows": {Type: MsgRows, From: "us", Seq: 1, Fenced: true},
 	}
 	for name, m := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -443,5 +444,32 @@ func TestDigestSeenWire(t *testing.T) {
 	}
 	if _, err := EncodeMessage(nil, &Message{Type: MsgDigest, From: "eu", Seen: make([]RegionSeq, MaxRegions+1)}); err == nil {
 		t.Error("encoded an oversized seen list")
+	}
+}
+
+// TestFencedPeerNotAsked: a fenced region says so in its digests, and its
+// peers stop asking it to lend (it would give nothing, and a hold planned
+// on it would be refused although another peer had the units).
+func TestFencedPeerNotAsked(t *testing.T) {
+	tw := newTNet(t, Config{DigestInterval: time.Second}, "ap", "eu", "us")
+	tw.nodes["eu"].restock("A", 8)
+	tw.nodes["ap"].restock("A", 3)
+	tw.flush()
+	eu, us := tw.nodes["eu"], tw.nodes["us"]
+	eu.n.ImposeFence(FenceStatus{Fenced: true, Peer: "ap", PeerSeen: 99, OwnSeq: 1, Detail: "fenced for the test"})
+	// Before us hears eu's digest, it plans the loan on eu (the larger
+	// surplus) and is refused.
+	if r := holdVia(tw, us, l("A", 3)); r.Err == nil || r.Err.Code != CodeInsufficientStock {
+		t.Fatalf("hold planned on the fenced eu: %+v", r)
+	}
+	gossip(tw, time.Second) // eu's digest says it is fenced
+	if r := holdVia(tw, us, l("A", 3)); r.Err != nil {
+		t.Fatalf("hold at us once eu's digest said fenced: %v", r.Err)
+	}
+	if got := tw.nodes["ap"].n.View("A")["ap"].SentTo("us"); got != 3 {
+		t.Fatalf("ap lent %d", got)
+	}
+	if got := eu.n.View("A")["eu"].SentTo("us"); got != 0 {
+		t.Fatalf("the fenced eu lent %d", got)
 	}
 }

@@ -135,6 +135,8 @@ type peer struct {
 	// gone is when the runtime last reported it unreachable; it counts
 	// until the peer is heard from after that.
 	gone time.Time
+	// fenced: its last digest said it refuses writes (see fence.go).
+	fenced bool
 }
 
 type pendingHold struct {

@@ -282,6 +282,9 @@ func (n *Node) peerSurplus(s *skuState) []PeerStock {
 // heard from (e.g. just after a restart) is given the benefit of the doubt.
 func (n *Node) worthAsking(r string) bool {
 	p := n.peers[r]
+	if p != nil && p.fenced {
+		return false // its digest says it refuses writes: it would lend nothing
+	}
 	if p != nil && !p.gone.IsZero() && !p.heard.After(p.gone) {
 		return false // the runtime found it gone and it has not spoken since
 	}
@@ -653,7 +656,7 @@ func (n *Node) digest() {
 		return
 	}
 	n.lastDigest = n.now
-	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList()}
+	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(), Fenced: n.fence.st.Fenced}
 	n.urgentDigest = false
 	k := min(len(n.skuOrder), n.cfg.MaxDigestSKUs)
 	for i := 0; i < k; i++ {

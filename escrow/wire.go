@@ -41,6 +41,8 @@ const (
 	// encoding, and a decoder that predates it refuses the digest cleanly
 	// (unknown flag) instead of misreading it.
 	flagSeen = 8
+	// flagFenced: Message.Fenced (digests only), added like flagSeen.
+	flagFenced = 16
 )
 
 // ErrWire is wrapped by every decoding error.
@@ -316,6 +318,9 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 	if len(m.Seen) > 0 {
 		flags |= flagSeen
 	}
+	if m.Fenced {
+		flags |= flagFenced
+	}
 	e.Byte(flags)
 	e.String(m.SKU)
 	e.Uvarint(m.Qty)
@@ -377,7 +382,8 @@ func DecodeMessage(b []byte) (Message, error) {
 	flags := d.Byte()
 	m.More = flags&flagMore != 0
 	m.Urgent = flags&flagUrgent != 0
-	if flags&^(flagMore|flagUrgent|flagHomes|flagSeen) != 0 {
+	m.Fenced = flags&flagFenced != 0
+	if flags&^(flagMore|flagUrgent|flagHomes|flagSeen|flagFenced) != 0 {
 		d.Fail("unknown flags %#x", flags)
 	}
 	m.SKU = d.String(MaxSKULen)
@@ -437,8 +443,8 @@ func DecodeMessage(b []byte) (Message, error) {
 			return Message{}, fmt.Errorf("%w: %v", ErrWire, err)
 		}
 	}
-	if len(m.Seen) > 0 && m.Type != MsgDigest {
-		return Message{}, fmt.Errorf("%w: %s message with a seen list", ErrWire, m.Type)
+	if (len(m.Seen) > 0 || m.Fenced) && m.Type != MsgDigest {
+		return Message{}, fmt.Errorf("%w: %s message with a seen list or the fenced flag", ErrWire, m.Type)
 	}
 	return m, nil
 }
