@@ -473,3 +473,32 @@ func TestFencedPeerNotAsked(t *testing.T) {
 		t.Fatalf("the fenced eu lent %d", got)
 	}
 }
+
+// TestDigestFencedFlag: only a fence for good is announced; a probation
+// ends within seconds, and peers that skipped the region as a lender until
+// its next digest would refuse holds it could serve.
+func TestDigestFencedFlag(t *testing.T) {
+	eu := newTNode(t, Config{DigestInterval: time.Second})
+	if !eu.n.BeginProbation(time.Second, time.Minute) {
+		t.Fatal("no probation")
+	}
+	lastDigest := func() *Message {
+		t.Helper()
+		eu.sent = nil
+		eu.tick(time.Second)
+		for i := range eu.sent {
+			if eu.sent[i].Type == MsgDigest {
+				return &eu.sent[i]
+			}
+		}
+		t.Fatal("no digest")
+		return nil
+	}
+	if m := lastDigest(); m.Fenced {
+		t.Fatal("a probation was announced as a fence")
+	}
+	eu.n.ImposeFence(FenceStatus{Fenced: true, Peer: "us", PeerSeen: 5, Detail: "fenced for the test"})
+	if m := lastDigest(); !m.Fenced {
+		t.Fatal("the fence was not announced")
+	}
+}

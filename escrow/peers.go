@@ -656,7 +656,8 @@ func (n *Node) digest() {
 		return
 	}
 	n.lastDigest = n.now
-	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(), Fenced: n.fence.st.Fenced}
+	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
+		Fenced: n.fence.st.Fenced && !n.fence.st.Probation}
 	n.urgentDigest = false
 	k := min(len(n.skuOrder), n.cfg.MaxDigestSKUs)
 	for i := 0; i < k; i++ {

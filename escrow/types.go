@@ -199,8 +199,9 @@ type Message struct {
 	// most MaxRegions. A region that finds its own name with a sequence
 	// above its own store's has lost writes: it fences itself (fence.go).
 	Seen []RegionSeq
-	// Fenced (digest): the sender refuses writes (fenced, or on probation),
-	// so peers do not ask it to lend: it would answer with nothing.
+	// Fenced (digest): the sender is fenced for good (not merely on
+	// probation, which ends within seconds), so peers do not ask it to
+	// lend or route to it: it would answer with nothing.
 	Fenced bool
 }
 
