@@ -502,3 +502,35 @@ func TestDigestFencedFlag(t *testing.T) {
 		t.Fatal("the fence was not announced")
 	}
 }
+
+// TestFencedHomeNotUsed: a region whose digest says it is fenced is no
+// home: its peers neither route holds to it nor send it their units of the
+// SKU (they would be stranded there). Without the fence, the same advice
+// makes us send its unit to eu at once.
+func TestFencedHomeNotUsed(t *testing.T) {
+	for _, fenced := range []bool{false, true} {
+		tw := newTNet(t, Config{DigestInterval: time.Second}, "eu", "us")
+		eu, us := tw.nodes["eu"], tw.nodes["us"]
+		eu.restock("A", 1)
+		us.restock("A", 1)
+		tw.flush()
+		if fenced {
+			eu.n.ImposeFence(FenceStatus{Fenced: true, Peer: "us", PeerSeen: 9, OwnSeq: 1, Detail: "fenced for the test"})
+		}
+		gossip(tw, time.Second) // eu's digest
+		advice := Message{Type: MsgAdvice, From: "rebalancer", Epoch: 1, Homes: []Home{{SKU: "A", Region: "eu"}}}
+		tw.deliverMsg(tmsg{to: "us", m: advice})
+		if h := us.n.Homes(); len(h) != 1 {
+			t.Fatalf("homes at us: %+v", h)
+		}
+		sent := us.n.View("A")["us"].SentTo("eu")
+		r := us.do(Command{Kind: CmdHold, Lines: []Line{l("A", 2)}, IdemKey: "k"})
+		routed := r.Err != nil && r.Err.Code == CodeRouted
+		if fenced && (sent != 0 || routed) {
+			t.Fatalf("fenced home: us sent it %d units, hold routed %v (%v)", sent, routed, r.Err)
+		}
+		if !fenced && (sent != 1 || !routed) {
+			t.Fatalf("healthy home: us sent it %d units, hold routed %v (%v)", sent, routed, r.Err)
+		}
+	}
+}

@@ -123,15 +123,15 @@ func (r *Region) syncFence(n *escrow.Node) {
 	case st.Fenced && st.Probation:
 		f.probation.Store(true)
 	case st.Fenced:
-		if !f.fenced.Swap(true) {
+		// Logged once per process: a fence from the marker was logged by
+		// readFenceMarker, and a rebuilt node carries the same fence.
+		if !f.fenced.Swap(true) && f.sticky == nil {
 			r.log.Error("REGION FENCED: its store went back in time (wiped, or restored from an old backup); "+
 				"it refuses every write (503 fenced) until it is replaced as docs/operations.md says",
 				"peer", st.Peer, "peer_seen_seq", st.PeerSeen, "own_seq", st.OwnSeq, "detail", st.Detail)
-			if f.sticky == nil {
-				c := st
-				f.sticky = &c
-				r.writeFenceMarker(&c)
-			}
+			c := st
+			f.sticky = &c
+			r.writeFenceMarker(&c)
 		}
 		r.endProbationWait()
 	default:

@@ -353,6 +353,10 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 	gone := ""
 	if cmd.Kind == escrow.CmdHold && home != "" && home != r.name && r.transport() != nil {
 		rep, err := r.forwardBy(ctx, home, cmd, deadline)
+		if err == nil && rep.Err != nil && rep.Err.Code == escrow.CodeFenced {
+			// A fenced home sells nothing (see fence.go): serve it here.
+			err = fmt.Errorf("home %s is fenced", home)
+		}
 		if err == nil && !isRouted(&rep) {
 			r.metrics.routed[routedOK].Inc()
 			return rep, nil
