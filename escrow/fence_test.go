@@ -534,3 +534,24 @@ func TestFencedHomeNotUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestNoAdviceToFencedRegion: advice to send units to a region whose
+// digest says it is fenced is not applied (the units would be stranded).
+func TestNoAdviceToFencedRegion(t *testing.T) {
+	for _, fenced := range []bool{false, true} {
+		tw := newTNet(t, Config{DigestInterval: time.Second}, "eu", "us")
+		eu, us := tw.nodes["eu"], tw.nodes["us"]
+		us.restock("A", 10)
+		tw.flush()
+		if fenced {
+			eu.n.ImposeFence(FenceStatus{Fenced: true, Peer: "us", PeerSeen: 9, Detail: "fenced for the test"})
+		}
+		gossip(tw, time.Second)
+		tw.deliverMsg(tmsg{to: "us", m: Message{Type: MsgAdvice, From: "rebalancer", Epoch: 1,
+			Moves: []Move{{SKU: "A", From: "us", To: "eu", Qty: 4}}}})
+		sent := us.n.View("A")["us"].SentTo("eu")
+		if want := map[bool]uint64{false: 4, true: 0}[fenced]; sent != want {
+			t.Fatalf("fenced %v: us sent %d to eu, want %d", fenced, sent, want)
+		}
+	}
+}

@@ -455,6 +455,9 @@ func (n *Node) onAdvice(m *Message) {
 		if n.allow != nil && !n.allow[mv.To] {
 			continue
 		}
+		if p := n.peers[mv.To]; p != nil && p.fenced {
+			continue // units sent to a fenced region would be stranded there
+		}
 		s := n.skus[mv.SKU]
 		if s == nil || s.own == nil {
 			continue
