@@ -59,9 +59,10 @@ func (r *Region) Fence() escrow.FenceStatus {
 // probationWaits returns the minimum and maximum probation of a fresh
 // store, and whether the region has one at all: only when it has peers
 // (nats_url set, or fresh_probation set above zero for an in-process
-// transport) and fresh_probation is not negative.
+// transport), fresh_probation is not negative and digests are on.
 func (c *Config) probationWaits() (minWait, maxWait time.Duration, on bool) {
-	if c.FreshProbation < 0 || (c.NATSURL == "" && c.FreshProbation == 0) {
+	if c.FreshProbation < 0 || (c.NATSURL == "" && c.FreshProbation == 0) || c.Escrow.DigestInterval < 0 {
+		// (Without digests no peer can say that it never saw our rows.)
 		return 0, 0, false
 	}
 	minWait = c.FreshProbation
