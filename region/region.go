@@ -354,8 +354,9 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 	if cmd.Kind == escrow.CmdHold && home != "" && home != r.name && r.transport() != nil {
 		rep, err := r.forwardBy(ctx, home, cmd, deadline)
 		if err == nil && rep.Err != nil && rep.Err.Code == escrow.CodeFenced {
-			// A fenced home sells nothing (see fence.go): serve it here.
-			err = fmt.Errorf("home %s is fenced", home)
+			// A fenced home sells nothing and refused the hold before
+			// changing anything (see fence.go): serve it here.
+			err = fmt.Errorf("%w: home %s is fenced", gossip.ErrRefused, home)
 		}
 		if err == nil && !isRouted(&rep) {
 			r.metrics.routed[routedOK].Inc()
