@@ -12,15 +12,18 @@ import (
 // a region its own rows back. So when a region's store is wiped (disk
 // replaced) or restored from an old backup and the region restarts under the
 // same name, nothing in its own state says that it lost writes: it would
-// count units it already lent, sold or holds as available and grant them
-// again, an oversell. Its peers know better: each has seen the region's rows
+// count units it already lent, sold or put into holds as available and
+// grant them again, an oversell. Its peers know better: each has seen the region's rows
 // up to some sequence, and every digest carries that (Message.Seen); a repair
 // request carries it too. A region that hears a sequence of its own rows
 // above its store's sequence fences itself: it refuses every command that
-// writes (CodeFenced), lends nothing, applies no advice, expires nothing and
-// asks for no top-up, for the life of the node (a runtime that rebuilds its
-// node carries the fence over with ImposeFence). Reads (get, stock) are
-// still served, and it keeps merging peer rows and sending digests. Nothing
+// writes (CodeFenced), lends nothing, applies no advice, expires nothing,
+// asks for no top-up and sends no units to homes, for the life of the node
+// (a runtime that rebuilds its node carries the fence over with
+// ImposeFence). Reads (get, stock) are still served, and it keeps merging
+// peer rows and sending digests, which say that it is fenced
+// (Message.Fenced): peers then neither ask it to lend, route holds to it,
+// nor apply advice that sends it units. Nothing
 // is adopted from peers: their copies of the region's rows lag the lost
 // ones by the replication delay, so resuming from them could still oversell
 // (docs/operations.md has the manual procedure).
