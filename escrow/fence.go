@@ -55,6 +55,9 @@ type FenceStatus struct {
 	// Detail explains the state for operators and clients; after a
 	// probation ended (Fenced false) it says how it ended.
 	Detail string
+	// Unconfirmed: the probation ended at its maximum wait, without the
+	// peers' reports it waits for (the residual risk, see BeginProbation).
+	Unconfirmed bool
 }
 
 type fenceState struct {
@@ -287,6 +290,7 @@ func (n *Node) fenceTick() bool {
 			}
 			n.endProbation("after the maximum wait of " + f.probeMax.String() + " although " + how +
 				": if this region's store was wiped while it was cut off from its peers, it may oversell")
+			n.fence.st.Unconfirmed = true
 			return false
 		}
 	}

@@ -324,7 +324,7 @@ func TestProbation(t *testing.T) {
 			t.Fatal("ended early")
 		}
 		eu.tick(time.Millisecond)
-		if f := eu.n.Fence(); f.Fenced || !strings.Contains(f.Detail, "no peer reported") {
+		if f := eu.n.Fence(); f.Fenced || !f.Unconfirmed || !strings.Contains(f.Detail, "no peer reported") {
 			t.Fatalf("fence %+v", f)
 		}
 	})

@@ -138,8 +138,10 @@ func (r *Region) syncFence(n *escrow.Node) {
 	default:
 		if f.probation.Load() {
 			r.endProbationWait()
-			if st.Detail != "" {
-				r.log.Warn("probation over: region accepts writes", "detail", st.Detail)
+			if st.Unconfirmed {
+				r.log.Warn("probation over without the peers' confirmation: region accepts writes", "detail", st.Detail)
+			} else {
+				r.log.Info("probation over: region accepts writes", "detail", st.Detail)
 			}
 		}
 	}
