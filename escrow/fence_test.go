@@ -284,7 +284,7 @@ func TestProbation(t *testing.T) {
 			t.Fatal("probation ended before minWait")
 		}
 		eu.tick(minWait)
-		if f := eu.n.Fence(); f.Fenced || !strings.Contains(f.Detail, "us reported") {
+		if f := eu.n.Fence(); f.Fenced || f.Unconfirmed || !strings.Contains(f.Detail, "us reported") {
 			t.Fatalf("probation did not end on a clean digest: %+v", f)
 		}
 		eu.restock("A", 2)
