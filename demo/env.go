@@ -76,6 +76,9 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		s.reg, err = region.Open(ctx, region.Config{
 			Name:    name,
 			DataDir: filepath.Join(dir, name),
+			// Its peers: with it, each region starts on probation (its store
+			// is empty) until the others' digests say they never saw it.
+			NATSURL: s.proxy.URL(),
 			Cluster: cluster,
 			Escrow:  ecfg,
 			Logger:  quiet,

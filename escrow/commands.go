@@ -5,6 +5,9 @@ import (
 )
 
 func (n *Node) command(c *Command) {
+	if n.fence.st.Fenced && n.fenceRefuses(c) {
+		return
+	}
 	switch c.Kind {
 	case CmdHold:
 		n.hold(c)

@@ -64,6 +64,7 @@ type Bugs struct {
 	GrantWithoutCheck bool // grant holds without checking available
 	MergeBySum        bool // merge rows by adding instead of max
 	KeepExpiredUnits  bool // expire holds without returning their units
+	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
 }
 
 func (c *Config) withDefaults() Config {

@@ -22,6 +22,11 @@ const (
 	// runtime sends the same command there with Routed set. Nothing
 	// changed here.
 	CodeRouted
+	// CodeFenced: the region refuses every write because its store went
+	// back in time (a peer has seen more of its rows than it has), or it
+	// started with an empty store and peers have not yet confirmed that it
+	// is new (probation). See fence.go and docs/operations.md.
+	CodeFenced
 )
 
 var codeNames = [...]string{
@@ -34,6 +39,7 @@ var codeNames = [...]string{
 	CodeNotOwner:          "not-owner",
 	CodeInvariant:         "invariant",
 	CodeRouted:            "routed",
+	CodeFenced:            "fenced",
 }
 
 // String returns the stable slug of the code, as used in problem types.

@@ -25,6 +25,7 @@ func sampleMessages() []Message {
 		{Type: MsgBorrowReq, From: "us", To: "eu", ID: 1 << 40, SKU: "sku-1", Qty: 3, Urgent: true},
 		{Type: MsgBorrowResp, From: "eu", To: "us", ID: 1 << 40, SKU: "sku-1", Qty: 3, Rows: []Row{row}},
 		{Type: MsgDigest, From: "eu", Seq: 99, Digest: []SKUDigest{{SKU: "sku-1", Available: 5, Held: 2, DemandMilli: 1500, Rejected: 1}}},
+		{Type: MsgDigest, From: "eu", Seq: 99, Seen: []RegionSeq{{Region: "ap", Seq: 3}, {Region: "us", Seq: 1 << 40}}, Fenced: true},
 		{Type: MsgAdvice, From: "rebalancer", Epoch: 3, Moves: []Move{{SKU: "sku-1", From: "eu", To: "us", Qty: 10}}},
 		{Type: MsgAdvice, From: "rebalancer", Epoch: 4, Moves: []Move{{SKU: "sku-1", From: "eu", To: "us", Qty: 10}},
 			Homes: []Home{{SKU: "sku-1", Region: "eu"}, {SKU: "sku-2", Region: "us"}}},

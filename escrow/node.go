@@ -61,6 +61,7 @@ type Node struct {
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
 	homes        homes
+	fence        fenceState // see fence.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -91,6 +92,9 @@ type Stats struct {
 	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
 	// homes of scarce SKUs.
 	Routed, HomeUnitsSent uint64
+	// Fenced is 1 while the node refuses writes (fenced or on probation,
+	// see fence.go); FenceRefused counts the commands it refused.
+	Fenced, FenceRefused uint64
 }
 
 type skuState struct {
@@ -133,6 +137,8 @@ type peer struct {
 	// gone is when the runtime last reported it unreachable; it counts
 	// until the peer is heard from after that.
 	gone time.Time
+	// fenced: its last digest said it refuses writes (see fence.go).
+	fenced bool
 }
 
 type pendingHold struct {

@@ -40,6 +40,9 @@ func (n *Node) message(m *Message) error {
 			}
 		}
 	}
+	if done, err := n.fenceMessage(m); done {
+		return err
+	}
 	switch m.Type {
 	case MsgRows:
 		n.onRows(m)
@@ -311,6 +314,9 @@ func (n *Node) peerSurplus(s *skuState) []PeerStock {
 // heard from (e.g. just after a restart) is given the benefit of the doubt.
 func (n *Node) worthAsking(r string) bool {
 	p := n.peers[r]
+	if p != nil && p.fenced {
+		return false // its digest says it refuses writes: it would lend nothing
+	}
 	if p != nil && !p.gone.IsZero() && !p.heard.After(p.gone) {
 		return false // the runtime found it gone and it has not spoken since
 	}
@@ -481,6 +487,9 @@ func (n *Node) onAdvice(m *Message) {
 		if n.allow != nil && !n.allow[mv.To] {
 			continue
 		}
+		if p := n.peers[mv.To]; p != nil && p.fenced {
+			continue // units sent to a fenced region would be stranded there
+		}
 		s := n.skus[mv.SKU]
 		if s == nil || s.own == nil {
 			continue
@@ -534,6 +543,9 @@ func (n *Node) topUpThreshold(s *skuState) uint64 {
 // tick runs the time-driven work: expiry, borrow deadlines, top-ups,
 // digests, retention.
 func (n *Node) tick() {
+	if n.fence.st.Fenced && n.fenceTick() {
+		return
+	}
 	n.sweep()
 	n.expirePending()
 	n.topUps()
@@ -680,7 +692,8 @@ func (n *Node) digest() {
 		return
 	}
 	n.lastDigest = n.now
-	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest}
+	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
+		Fenced: n.fence.st.Fenced && !n.fence.st.Probation}
 	n.urgentDigest = false
 	k := min(len(n.skuOrder), n.cfg.MaxDigestSKUs)
 	for i := 0; i < k; i++ {

@@ -194,6 +194,15 @@ type Message struct {
 	// region. The set is complete: a SKU missing from the latest advice has
 	// no home. See Node.route.
 	Homes []Home
+	// Seen (digest): per region the sender has rows of, the last contiguous
+	// sequence of that region's rows it has received, sorted by region, at
+	// most MaxRegions. A region that finds its own name with a sequence
+	// above its own store's has lost writes: it fences itself (fence.go).
+	Seen []RegionSeq
+	// Fenced (digest): the sender is fenced for good (not merely on
+	// probation, which ends within seconds), so peers do not ask it to
+	// lend or route to it: it would answer with nothing.
+	Fenced bool
 }
 
 // Home names the region that sells a scarce SKU for every region: the
@@ -202,6 +211,12 @@ type Message struct {
 type Home struct {
 	SKU    string
 	Region string
+}
+
+// RegionSeq is what a digest's sender has seen of one region's rows.
+type RegionSeq struct {
+	Region string
+	Seq    uint64
 }
 
 // SKUDigest summarises one SKU at one region for peers and the rebalancer.

@@ -36,6 +36,13 @@ const (
 	// flagHomes: a homes section follows the moves. Messages without homes
 	// encode exactly as before homes existed.
 	flagHomes = 4
+	// flagSeen: a Seen list follows the homes (digests only). A flag
+	// rather than a new version: messages without it keep their exact
+	// encoding, and a decoder that predates it refuses the digest cleanly
+	// (unknown flag) instead of misreading it.
+	flagSeen = 8
+	// flagFenced: Message.Fenced (digests only), added like flagSeen.
+	flagFenced = 16
 )
 
 // ErrWire is wrapped by every decoding error.
@@ -284,9 +291,10 @@ func (d *WireDecoder) row() Row {
 // EncodeMessage appends the binary form of m to dst. It fails if m breaks
 // a wire limit, so an oversized message is never sent.
 func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
-	if len(m.Rows) > MaxWireRows || len(m.Digest) > MaxWireDigest || len(m.Moves) > MaxWireMoves || len(m.Homes) > MaxWireHomes {
-		return dst, fmt.Errorf("escrow: message %s over limits: %d rows, %d digests, %d moves, %d homes",
-			m.Type, len(m.Rows), len(m.Digest), len(m.Moves), len(m.Homes))
+	if len(m.Rows) > MaxWireRows || len(m.Digest) > MaxWireDigest || len(m.Moves) > MaxWireMoves || len(m.Homes) > MaxWireHomes ||
+		len(m.Seen) > MaxRegions {
+		return dst, fmt.Errorf("escrow: message %s over limits: %d rows, %d digests, %d moves, %d homes, %d seen",
+			m.Type, len(m.Rows), len(m.Digest), len(m.Moves), len(m.Homes), len(m.Seen))
 	}
 	e := WireEncoder{B: dst}
 	start := len(dst)
@@ -306,6 +314,12 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 	}
 	if len(m.Homes) > 0 {
 		flags |= flagHomes
+	}
+	if len(m.Seen) > 0 {
+		flags |= flagSeen
+	}
+	if m.Fenced {
+		flags |= flagFenced
 	}
 	e.Byte(flags)
 	e.String(m.SKU)
@@ -337,6 +351,13 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 			e.String(h.Region)
 		}
 	}
+	if len(m.Seen) > 0 {
+		e.Uvarint(uint64(len(m.Seen)))
+		for _, rs := range m.Seen {
+			e.String(rs.Region)
+			e.Uvarint(rs.Seq)
+		}
+	}
 	if len(e.B)-start > MaxMessageBytes {
 		return dst, fmt.Errorf("escrow: message %s is %d bytes, over the %d-byte limit", m.Type, len(e.B)-start, MaxMessageBytes)
 	}
@@ -361,7 +382,8 @@ func DecodeMessage(b []byte) (Message, error) {
 	flags := d.Byte()
 	m.More = flags&flagMore != 0
 	m.Urgent = flags&flagUrgent != 0
-	if flags&^(flagMore|flagUrgent|flagHomes) != 0 {
+	m.Fenced = flags&flagFenced != 0
+	if flags&^(flagMore|flagUrgent|flagHomes|flagSeen|flagFenced) != 0 {
 		d.Fail("unknown flags %#x", flags)
 	}
 	m.SKU = d.String(MaxSKULen)
@@ -398,6 +420,9 @@ func DecodeMessage(b []byte) (Message, error) {
 			m.Homes = append(m.Homes, Home{SKU: d.String(MaxSKULen), Region: d.String(MaxRegionLen)})
 		}
 	}
+	if flags&flagSeen != 0 {
+		m.Seen = d.seen()
+	}
 	d.End()
 	if d.err != nil {
 		return Message{}, d.err
@@ -418,7 +443,35 @@ func DecodeMessage(b []byte) (Message, error) {
 			return Message{}, fmt.Errorf("%w: %v", ErrWire, err)
 		}
 	}
+	if (len(m.Seen) > 0 || m.Fenced) && m.Type != MsgDigest {
+		return Message{}, fmt.Errorf("%w: %s message with a seen list or the fenced flag", ErrWire, m.Type)
+	}
 	return m, nil
+}
+
+// seen reads a Seen list: at least one entry (the flag is set only for a
+// non-empty list, so that every message has one encoding), valid region
+// names in strictly ascending order, sequences within the counter bound.
+func (d *WireDecoder) seen() []RegionSeq {
+	n := d.count("seen entries", MaxRegions)
+	if d.err == nil && n == 0 {
+		d.Fail("empty seen list")
+	}
+	var out []RegionSeq
+	if n > 0 {
+		out = make([]RegionSeq, 0, n)
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		rs := RegionSeq{Region: d.String(MaxRegionLen), Seq: d.counter("seen seq")}
+		if d.err != nil {
+			break
+		}
+		if ValidRegion(rs.Region) != nil || (i > 0 && out[i-1].Region >= rs.Region) {
+			d.Fail("bad or unsorted seen entry %q", rs.Region)
+		}
+		out = append(out, rs)
+	}
+	return out
 }
 
 // EncodeRow appends the storage form of r to dst.

@@ -50,6 +50,15 @@ type Config struct {
 	// (group commit; see stepLoop). 0: 1ms; negative: never wait.
 	MaxLinger time.Duration `yaml:"max_linger"`
 
+	// FreshProbation: a region whose store starts empty while it has peers
+	// (NATSURL set, or FreshProbation > 0 for an in-process transport)
+	// refuses writes until its peers confirm that they never saw its rows,
+	// for at least this long (0: 1.5 digest intervals; negative: no
+	// probation) and at most FreshProbationMax (0: 30s; negative: no limit).
+	// See docs/operations.md, "A wiped or lost region".
+	FreshProbation    time.Duration `yaml:"fresh_probation"`
+	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
+
 	RequestTimeout time.Duration `yaml:"request_timeout"` // HTTP request deadline
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`  // HTTP request body limit
 

@@ -52,6 +52,7 @@ var problemTitles = map[string]string{
 	escrow.CodeIdempotencyReuse.String():  "Idempotency key reused with a different request",
 	escrow.CodeNotOwner.String():          "Hold belongs to another region",
 	escrow.CodeInvariant.String():         "Internal invariant violated",
+	escrow.CodeFenced.String():            "Region fenced: it refuses writes",
 	ProblemOverloaded:                     "Region overloaded",
 	ProblemStorage:                        "Storage unavailable",
 	ProblemOwnerUnreachable:               "Owning region unreachable",
@@ -76,6 +77,7 @@ var codeStatus = map[escrow.Code]int{
 	escrow.CodeIdempotencyReuse:  http.StatusUnprocessableEntity,
 	escrow.CodeNotOwner:          http.StatusServiceUnavailable,
 	escrow.CodeInvariant:         http.StatusInternalServerError,
+	escrow.CodeFenced:            http.StatusServiceUnavailable,
 }
 
 // Problem is an RFC 9457 problem document.
@@ -345,6 +347,9 @@ func (a *api) escrowProblem(w http.ResponseWriter, req *http.Request, e *escrow.
 	status, ok := codeStatus[e.Code]
 	if !ok {
 		status = http.StatusInternalServerError
+	}
+	if e.Code == escrow.CodeFenced {
+		w.Header().Set("Retry-After", a.r.fenceRetryAfter())
 	}
 	a.problem(w, req, status, e.Code.String(), e.Detail, func(p *Problem) {
 		switch e.Code {
@@ -678,6 +683,11 @@ func (a *api) readyz(w http.ResponseWriter, req *http.Request) {
 	if !a.r.Ready() {
 		a.problem(w, req, http.StatusServiceUnavailable, ProblemNotReady,
 			"the region is starting, closing or rebuilding its state from storage", nil)
+		return
+	}
+	if st := a.r.Fence(); st.Fenced {
+		w.Header().Set("Retry-After", a.r.fenceRetryAfter())
+		a.problem(w, req, http.StatusServiceUnavailable, escrow.CodeFenced.String(), st.Detail, nil)
 		return
 	}
 	a.writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "region": a.r.name})

@@ -42,7 +42,8 @@ var routedResults = [...]string{routedOK: "ok", routedFallback: "fallback", rout
 // Hold results, the values of the "result" label.
 // "routed": the node sent the hold on to the home of a scarce SKU; its
 // outcome is counted where it is served (and in holdfast_routed_holds_total).
-var holdResults = []string{"granted", "replayed", "insufficient_stock", "unknown_sku", "invalid", "storage_error", "routed"}
+// "fenced": refused because the region is fenced or on probation.
+var holdResults = []string{"granted", "replayed", "insufficient_stock", "unknown_sku", "invalid", "storage_error", "routed", "fenced"}
 
 func newMetrics(r *Region) *metrics {
 	reg := prometheus.NewRegistry()
@@ -154,7 +155,7 @@ func newMetrics(r *Region) *metrics {
 // countHolds adds one batch's hold results, one Add per result per batch
 // rather than one per hold.
 func (m *metrics) countHolds(replies []escrow.Reply, storageFailed bool) {
-	var n [7]uint64
+	var n [8]uint64
 	for i := range replies {
 		rp := &replies[i]
 		if rp.Kind != escrow.CmdHold {
@@ -173,6 +174,8 @@ func (m *metrics) countHolds(replies []escrow.Reply, storageFailed bool) {
 			n[3]++
 		case rp.Err.Code == escrow.CodeRouted:
 			n[6]++
+		case rp.Err.Code == escrow.CodeFenced:
+			n[7]++
 		default:
 			n[4]++
 		}

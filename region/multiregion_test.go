@@ -53,6 +53,8 @@ type mrWorld struct {
 	natsAddr map[string]string
 	// digest is the regions' digest interval (default 100ms).
 	digest time.Duration
+	// configure, when set, adjusts a region's config before it opens.
+	configure func(c *region.Config)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -122,6 +124,9 @@ func (w *mrWorld) start(name string) *mrSite {
 	}
 	cfg := region.Config{Name: name, DataDir: s.dir, Cluster: mrCluster, Logger: w.log, NoSync: w.noSync,
 		Escrow: escrow.Config{DigestInterval: cmp.Or(w.digest, 100*time.Millisecond), RepairTimeout: 300 * time.Millisecond}}
+	if w.configure != nil {
+		w.configure(&cfg)
+	}
 	if w.wipePeers[name] {
 		st, err := region.OpenStore(s.dir, region.StoreOptions{Region: name, Logger: w.log})
 		if err != nil {

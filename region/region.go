@@ -154,6 +154,8 @@ type Region struct {
 	handlerOnce sync.Once
 	handler     *api
 
+	fence regionFence // see fence.go
+
 	// deadlineTick is closed and replaced every deadlineTickEvery, so that
 	// callers of DoWithin notice their deadline without a timer each.
 	deadlineTick atomic.Pointer[chan struct{}]
@@ -228,6 +230,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.storeView.Store(&storageBox{s: r.storage})
 	r.stats = node.Stats()
 	r.metrics = newMetrics(r)
+	r.metrics.reg.MustRegister(r.fenceCollectors()...)
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
@@ -249,6 +252,7 @@ func (r *Region) loadNode() (*escrow.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore node from stored state: %w", err)
 	}
+	r.fenceNode(n)
 	return n, nil
 }
 
@@ -297,6 +301,9 @@ func (r *Region) Do(ctx context.Context, cmd escrow.Command) (escrow.Reply, erro
 // uses it with Config.RequestTimeout. A forward to another region runs
 // within what is left of the same timeout.
 func (r *Region) DoWithin(ctx context.Context, cmd escrow.Command, timeout time.Duration) (escrow.Reply, error) {
+	if r.foreignOwner(&cmd) == "" {
+		timeout = r.awaitProbation(ctx, cmd.Kind, timeout)
+	}
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -346,6 +353,11 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 	gone := ""
 	if cmd.Kind == escrow.CmdHold && home != "" && home != r.name && r.transport() != nil {
 		rep, err := r.forwardBy(ctx, home, cmd, deadline)
+		if err == nil && rep.Err != nil && rep.Err.Code == escrow.CodeFenced {
+			// A fenced home sells nothing and refused the hold before
+			// changing anything (see fence.go): serve it here.
+			err = fmt.Errorf("%w: home %s is fenced", gossip.ErrRefused, home)
+		}
 		if err == nil && !isRouted(&rep) {
 			r.metrics.routed[routedOK].Inc()
 			return rep, nil
@@ -722,6 +734,7 @@ func (r *Region) stepLoop() {
 			// is often enough for a gauge, and keeps the copy off the
 			// per-batch path.
 			r.homes.Store(int64(len(r.node.Homes())))
+			r.syncFence(r.node)
 		case q := <-r.inspect:
 			q.f(r.node)
 			close(q.done)

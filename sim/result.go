@@ -45,6 +45,10 @@ type Result struct {
 	AdviceApplied  uint64 `json:"advice_applied"`
 	RepairsSent    uint64 `json:"repairs_sent"`
 	BorrowIDReuse  uint64 `json:"borrow_id_reuse"` // borrow requests reusing an id the donor saw before
+	// FenceRefused: commands refused because a region fenced itself (its
+	// store went back in time). Regions restart with their durable state,
+	// so any is a false alarm of the fence.
+	FenceRefused uint64 `json:"fence_refused"`
 
 	// Safety and post-heal checkers: all must be zero.
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs

@@ -1029,4 +1029,5 @@ func (w *world) addStats(s escrow.Stats) {
 	r.TopUps += s.TopUps
 	r.AdviceApplied += s.AdviceApplied
 	r.RepairsSent += s.RepairsSent
+	r.FenceRefused += s.FenceRefused
 }
