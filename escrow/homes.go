@@ -182,8 +182,9 @@ func (n *Node) homed(sku string) bool {
 }
 
 // pushHomes sends the home of every scarce SKU the units this region has
-// of it, beyond what holds waiting here on a borrow need. It runs on every
-// tick, so units released or restocked here reach the home within a tick.
+// of it, beyond what holds waiting here on a borrow need. It runs at most
+// every homePushEvery (10ms), and at once after an advice, so units
+// released or restocked here reach the home within 10ms.
 //
 // Units received from other regions since the latest advice are not sent
 // on before the next one: regions whose views of the homes differ (one
