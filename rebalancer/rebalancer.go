@@ -388,7 +388,12 @@ func Run(ctx context.Context, cfg Config) error {
 				m.publishErrs.Inc()
 				warn("publish", "not connected to NATS: skipping advice")
 			} else {
-				buf, err = escrow.EncodeMessage(buf[:0], &adv)
+				var trimmed int
+				buf, trimmed, err = encodeAdvice(buf[:0], &adv)
+				if trimmed > 0 {
+					warn("trim", "advice over the message size limit: moves left for later rounds",
+						"moves_dropped", trimmed, "moves_sent", len(adv.Moves), "homes", len(adv.Homes))
+				}
 				if err == nil {
 					err = nc.Publish(subject, buf)
 				}
@@ -445,4 +450,20 @@ func fold(rb *escrow.Rebalancer, msg inbound, cluster string) (string, error) {
 		return "digest", nil
 	}
 	return "advice", nil
+}
+
+// encodeAdvice encodes adv, dropping moves from its end (halving them) while
+// it is over the message size limit: homes must reach the regions every
+// round or they lapse, while a move left out is advised again in a later
+// round. It returns how many moves it dropped; adv.Moves is cut to what was
+// encoded.
+func encodeAdvice(dst []byte, adv *escrow.Message) ([]byte, int, error) {
+	all := len(adv.Moves)
+	for {
+		b, err := escrow.EncodeMessage(dst, adv)
+		if err == nil || len(adv.Moves) == 0 {
+			return b, all - len(adv.Moves), err
+		}
+		adv.Moves = adv.Moves[:len(adv.Moves)/2]
+	}
 }

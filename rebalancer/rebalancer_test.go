@@ -2,6 +2,7 @@ package rebalancer
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -358,5 +359,36 @@ func TestDaemonNamesHomesEveryRound(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEncodeAdviceFitsTheLimit: an advice with the most homes and moves
+// the wire allows, with the longest SKU names, is over the message size
+// limit; it still goes out, with every home and as many moves as fit.
+func TestEncodeAdviceFitsTheLimit(t *testing.T) {
+	sku := func(i int) string { return fmt.Sprintf("%0*d", escrow.MaxSKULen, i) }
+	adv := escrow.Message{Type: escrow.MsgAdvice, From: "rebalancer", Epoch: 1}
+	for i := 0; i < escrow.MaxWireHomes; i++ {
+		adv.Homes = append(adv.Homes, escrow.Home{SKU: sku(i), Region: "eu"})
+	}
+	for i := 0; i < escrow.MaxWireMoves; i++ {
+		adv.Moves = append(adv.Moves, escrow.Move{SKU: sku(escrow.MaxWireHomes + i), From: "us", To: "eu", Qty: 1})
+	}
+	if _, err := escrow.EncodeMessage(nil, &adv); err == nil {
+		t.Fatal("the full advice fits: the test needs a bigger one")
+	}
+	b, dropped, err := encodeAdvice(nil, &adv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > escrow.MaxMessageBytes || dropped == 0 || len(adv.Moves) == 0 || dropped+len(adv.Moves) != escrow.MaxWireMoves {
+		t.Fatalf("%d bytes, %d moves dropped, %d kept", len(b), dropped, len(adv.Moves))
+	}
+	m, err := escrow.DecodeMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Homes) != escrow.MaxWireHomes || len(m.Moves) != len(adv.Moves) {
+		t.Fatalf("decoded %d homes and %d moves", len(m.Homes), len(m.Moves))
 	}
 }
