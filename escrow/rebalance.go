@@ -604,6 +604,14 @@ func (r *Rebalancer) Step(now time.Time, m *Message) error {
 		r.epoch = max(r.epoch, m.Epoch)
 		if m.From < r.cfg.ID {
 			r.leaderSeen = now
+			// The leader's homes are what regions follow: start from them
+			// on taking over, so that homes do not flip with the daemon.
+			r.homes = r.homes[:0]
+			for _, h := range m.Homes {
+				if ValidSKU(h.SKU) == nil && ValidRegion(h.Region) == nil && len(r.homes) < MaxWireHomes {
+					r.homes = append(r.homes, h)
+				}
+			}
 		}
 		for _, mv := range m.Moves {
 			if ValidSKU(mv.SKU) == nil && ValidRegion(mv.From) == nil && ValidRegion(mv.To) == nil && mv.Qty > 0 {

@@ -613,3 +613,46 @@ func hasMove(moves []Move, sku string) bool {
 	}
 	return false
 }
+
+// TestRebalancerTakesOverHomes: a standby daemon adopts the leader's homes
+// from its advice, so that when it takes over it keeps them (the previous
+// home stays while its demand is at least half the largest) instead of
+// naming the region it would have picked from scratch.
+func TestRebalancerTakesOverHomes(t *testing.T) {
+	rb, err := NewRebalancer(RebalancerConfig{ID: "rebalancer_b", Policy: RebalancePolicy{Horizon: time.Minute},
+		StandbyAfter: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := rbT0
+	// A is scarce; b has the most demand, a more than half of it.
+	for _, m := range []*Message{
+		digestMsg("a", SKUDigest{SKU: "A", Available: 1, DemandMilli: 6_000}),
+		digestMsg("b", SKUDigest{SKU: "A", Available: 1, DemandMilli: 10_000}),
+	} {
+		if err := rb.Step(now, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader := Message{Type: MsgAdvice, From: "rebalancer_a", Epoch: 1, Homes: []Home{{"A", "a"}}}
+	if err := rb.Step(now, &leader); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rb.Round(now); ok {
+		t.Fatal("a standby daemon advised")
+	}
+	// The leader goes quiet; this one takes over with the leader's home.
+	now = now.Add(4 * time.Second)
+	for _, m := range []*Message{
+		digestMsg("a", SKUDigest{SKU: "A", Available: 1, DemandMilli: 6_000}),
+		digestMsg("b", SKUDigest{SKU: "A", Available: 1, DemandMilli: 10_000}),
+	} {
+		if err := rb.Step(now, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adv, ok := rb.Round(now)
+	if !ok || !reflect.DeepEqual(adv.Homes, []Home{{"A", "a"}}) {
+		t.Fatalf("after taking over: ok %v, homes %v, want the leader's home a", ok, adv.Homes)
+	}
+}
