@@ -76,7 +76,7 @@ func (n *Node) hold(c *Command) {
 		}
 	}
 	if len(n.holds) >= n.cfg.MaxHolds {
-		n.fail(c, errorf(CodeInsufficientStock, "region %s keeps its maximum of %d holds", n.cfg.Region, n.cfg.MaxHolds))
+		n.fail(c, errorf(CodeHoldCapacity, "region %s keeps its maximum of %d holds; retry when some have finished", n.cfg.Region, n.cfg.MaxHolds))
 		return
 	}
 	// Demand is noted only for SKUs known here: a client naming random

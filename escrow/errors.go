@@ -27,6 +27,10 @@ const (
 	// started with an empty store and peers have not yet confirmed that it
 	// is new (probation). See fence.go and docs/operations.md.
 	CodeFenced
+	// CodeHoldCapacity: the region keeps its maximum of live holds
+	// (Config.MaxHolds); a new hold can be granted once some finish or
+	// expire. Not a statement about stock.
+	CodeHoldCapacity
 )
 
 var codeNames = [...]string{
@@ -40,6 +44,7 @@ var codeNames = [...]string{
 	CodeInvariant:         "invariant",
 	CodeRouted:            "routed",
 	CodeFenced:            "fenced",
+	CodeHoldCapacity:      "hold-capacity",
 }
 
 // String returns the stable slug of the code, as used in problem types.

@@ -358,3 +358,22 @@ func TestMultiLineAllOrNothing(t *testing.T) {
 		t.Fatal("release did not return every line")
 	}
 }
+
+// TestHoldCapacity: at MaxHolds live holds a new hold is refused with
+// CodeHoldCapacity (not a stock refusal: the units are there), and nothing
+// changes.
+func TestHoldCapacity(t *testing.T) {
+	tn := newTNode(t, Config{MaxHolds: 2})
+	tn.restock("A", 10)
+	tn.hold(l("A", 1))
+	tn.hold(l("A", 1))
+	before := snap(tn.n)
+	r := tn.do(Command{Kind: CmdHold, Lines: []Line{l("A", 1)}})
+	wantCode(t, "third hold", r.Err, CodeHoldCapacity)
+	if after := snap(tn.n); after.String() != before.String() {
+		t.Fatalf("state changed:\n%s\n%s", before, after)
+	}
+	if CodeHoldCapacity.String() != "hold-capacity" {
+		t.Fatalf("slug %q", CodeHoldCapacity.String())
+	}
+}

@@ -53,6 +53,7 @@ var problemTitles = map[string]string{
 	escrow.CodeNotOwner.String():          "Hold belongs to another region",
 	escrow.CodeInvariant.String():         "Internal invariant violated",
 	escrow.CodeFenced.String():            "Region fenced: it refuses writes",
+	escrow.CodeHoldCapacity.String():      "Region keeps its maximum of holds",
 	ProblemOverloaded:                     "Region overloaded",
 	ProblemStorage:                        "Storage unavailable",
 	ProblemOwnerUnreachable:               "Owning region unreachable",
@@ -78,6 +79,7 @@ var codeStatus = map[escrow.Code]int{
 	escrow.CodeNotOwner:          http.StatusServiceUnavailable,
 	escrow.CodeInvariant:         http.StatusInternalServerError,
 	escrow.CodeFenced:            http.StatusServiceUnavailable,
+	escrow.CodeHoldCapacity:      http.StatusServiceUnavailable,
 }
 
 // Problem is an RFC 9457 problem document.
@@ -348,8 +350,11 @@ func (a *api) escrowProblem(w http.ResponseWriter, req *http.Request, e *escrow.
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	if e.Code == escrow.CodeFenced {
+	switch e.Code {
+	case escrow.CodeFenced:
 		w.Header().Set("Retry-After", a.r.fenceRetryAfter())
+	case escrow.CodeHoldCapacity:
+		w.Header().Set("Retry-After", "1")
 	}
 	a.problem(w, req, status, e.Code.String(), e.Detail, func(p *Problem) {
 		switch e.Code {

@@ -172,6 +172,34 @@ func TestHTTPHoldLifecycle(t *testing.T) {
 	}
 }
 
+// TestHTTPHoldCapacity: a region at its maximum of live holds answers a
+// new hold with 503 hold-capacity and Retry-After, not with a stock
+// refusal (it has units), and changes nothing.
+func TestHTTPHoldCapacity(t *testing.T) {
+	r, base := newHTTPRegion(t, newMemStorage(), func(c *Config) { c.Escrow.MaxHolds = 2 })
+	if res := call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil); res.status != 200 {
+		t.Fatalf("restock: %d %s", res.status, res.body)
+	}
+	for i := 0; i < 2; i++ {
+		if res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil); res.status != http.StatusCreated {
+			t.Fatalf("hold %d: %d %s", i, res.status, res.body)
+		}
+	}
+	before := snapshot(t, r)
+	res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil)
+	if res.status != http.StatusServiceUnavailable || res.problem(t).Type != ProblemTypeBase+"hold-capacity" ||
+		res.header.Get("Retry-After") != "1" {
+		t.Fatalf("third hold: %d %v %s", res.status, res.header, res.body)
+	}
+	if after := snapshot(t, r); after != before {
+		t.Fatalf("state changed by a refused hold:\n%s\n%s", before, after)
+	}
+	res = call(t, base, "GET", "/metrics", "", "", nil)
+	if !strings.Contains(string(res.body), `holdfast_holds_total{result="hold_capacity"} 1`) {
+		t.Fatal("holdfast_holds_total{result=\"hold_capacity\"} is not 1")
+	}
+}
+
 func TestHTTPBadInputs(t *testing.T) {
 	st := newMemStorage()
 	r, base := newHTTPRegion(t, st, func(c *Config) { c.MaxBodyBytes = 4096 })

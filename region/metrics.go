@@ -43,7 +43,8 @@ var routedResults = [...]string{routedOK: "ok", routedFallback: "fallback", rout
 // "routed": the node sent the hold on to the home of a scarce SKU; its
 // outcome is counted where it is served (and in holdfast_routed_holds_total).
 // "fenced": refused because the region is fenced or on probation.
-var holdResults = []string{"granted", "replayed", "insufficient_stock", "unknown_sku", "invalid", "storage_error", "routed", "fenced"}
+// "hold_capacity": refused because the region keeps its maximum of holds.
+var holdResults = [...]string{"granted", "replayed", "insufficient_stock", "unknown_sku", "invalid", "storage_error", "routed", "fenced", "hold_capacity"}
 
 func newMetrics(r *Region) *metrics {
 	reg := prometheus.NewRegistry()
@@ -155,7 +156,7 @@ func newMetrics(r *Region) *metrics {
 // countHolds adds one batch's hold results, one Add per result per batch
 // rather than one per hold.
 func (m *metrics) countHolds(replies []escrow.Reply, storageFailed bool) {
-	var n [8]uint64
+	var n [len(holdResults)]uint64
 	for i := range replies {
 		rp := &replies[i]
 		if rp.Kind != escrow.CmdHold {
@@ -176,6 +177,8 @@ func (m *metrics) countHolds(replies []escrow.Reply, storageFailed bool) {
 			n[6]++
 		case rp.Err.Code == escrow.CodeFenced:
 			n[7]++
+		case rp.Err.Code == escrow.CodeHoldCapacity:
+			n[8]++
 		default:
 			n[4]++
 		}
