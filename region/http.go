@@ -378,7 +378,13 @@ func (a *api) runtimeProblem(w http.ResponseWriter, req *http.Request, err error
 	case errors.Is(err, ErrStorage):
 		a.problem(w, req, http.StatusServiceUnavailable, ProblemStorage, "the request was not acknowledged (it may or may not have been stored); retry shortly, with the same Idempotency-Key for holds: "+err.Error(), nil)
 	case errors.Is(err, ErrOwnerUnreachable):
-		a.problem(w, req, http.StatusServiceUnavailable, ProblemOwnerUnreachable, err.Error(), nil)
+		var ou *OwnerUnreachableError
+		owner := ""
+		if errors.As(err, &ou) {
+			owner = ou.Owner
+		}
+		a.problem(w, req, http.StatusServiceUnavailable, ProblemOwnerUnreachable, err.Error()+"; retry shortly",
+			func(p *Problem) { p.Owner = owner })
 	case errors.Is(err, ErrClosed):
 		a.problem(w, req, http.StatusServiceUnavailable, ProblemUnavailable, "the region is shutting down", nil)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

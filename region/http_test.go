@@ -200,6 +200,18 @@ func TestHTTPHoldCapacity(t *testing.T) {
 	}
 }
 
+// TestHTTPOwnerUnreachable: a hold of a region that cannot be reached is
+// a 503 naming that region once, with why, in words.
+func TestHTTPOwnerUnreachable(t *testing.T) {
+	_, base := newHTTPRegion(t, newMemStorage(), nil)
+	res := call(t, base, "GET", "/v1/holds/us-0123456789abcdefgh", "", "", nil)
+	p := res.problem(t)
+	if res.status != http.StatusServiceUnavailable || p.Type != ProblemTypeBase+"owner-unreachable" || p.Owner != "us" ||
+		p.Detail != "region us cannot be reached now: this region has no peers; retry shortly" || res.header.Get("Retry-After") == "" {
+		t.Fatalf("%d %v %+v", res.status, res.header, p)
+	}
+}
+
 func TestHTTPBadInputs(t *testing.T) {
 	st := newMemStorage()
 	r, base := newHTTPRegion(t, st, func(c *Config) { c.MaxBodyBytes = 4096 })

@@ -33,6 +33,41 @@ var (
 	ErrOwnerUnreachable = errors.New("region: owner region unreachable")
 )
 
+// OwnerUnreachableError is the ErrOwnerUnreachable of one forward: which
+// region could not be reached, and why, in words a client can act on.
+type OwnerUnreachableError struct {
+	Owner string
+	Why   string // "it has no responders (stopped, or cut off from NATS)", ...
+	Err   error  // the transport's error, if any
+}
+
+func (e *OwnerUnreachableError) Error() string {
+	return "region " + e.Owner + " cannot be reached now: " + e.Why
+}
+
+func (e *OwnerUnreachableError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrOwnerUnreachable}
+	}
+	return []error{ErrOwnerUnreachable, e.Err}
+}
+
+// unreachableWhy says in a few words why a forward failed.
+func unreachableWhy(err error) string {
+	switch {
+	case errors.Is(err, gossip.ErrNoResponders):
+		return "it has no responders (stopped, or cut off from NATS)"
+	case errors.Is(err, gossip.ErrNotConnected):
+		return "this region is not connected to NATS"
+	case errors.Is(err, gossip.ErrRefused):
+		return "it refused the request (busy or failing)"
+	case errors.Is(err, gossip.ErrUnreachable):
+		return "no answer within the forward timeout"
+	default:
+		return err.Error()
+	}
+}
+
 // request is one command waiting for its durable reply. Requests are pooled:
 // the caller puts one back only after it received the reply, never after it
 // gave up waiting (the loop may still write to it).
@@ -448,8 +483,7 @@ func (r *Region) forward(ctx context.Context, owner string, cmd escrow.Command) 
 	t := r.transport()
 	if t == nil {
 		r.metrics.forwards.WithLabelValues("unreachable").Inc()
-		return escrow.Reply{}, fmt.Errorf("%w: hold %s belongs to region %s and this region has no peers",
-			ErrOwnerUnreachable, cmd.HoldID, owner)
+		return escrow.Reply{}, &OwnerUnreachableError{Owner: owner, Why: "this region has no peers"}
 	}
 	cmd.ReqID = 0
 	rep, err := t.Forward(ctx, owner, cmd)
@@ -460,7 +494,7 @@ func (r *Region) forward(ctx context.Context, owner string, cmd escrow.Command) 
 		r.metrics.forwards.WithLabelValues("unreachable").Inc()
 		// Every Forward failure is an unreachable owner: the client
 		// retries later. The cause stays wrapped (gossip.ErrNoResponders).
-		return escrow.Reply{}, fmt.Errorf("%w: region %s: %w", ErrOwnerUnreachable, owner, err)
+		return escrow.Reply{}, &OwnerUnreachableError{Owner: owner, Why: unreachableWhy(err), Err: err}
 	}
 	r.metrics.forwards.WithLabelValues("ok").Inc()
 	return rep, nil
