@@ -90,23 +90,31 @@ func (tr *testRegion) view(t *testing.T, sku string) escrow.View {
 	return v
 }
 
+// threeRegions starts an embedded NATS server on loopback and three real
+// regions on it (hot, cold_a, cold_b); they stop when the test ends.
+func threeRegions(t *testing.T, cluster string) (context.Context, context.CancelFunc, string, map[string]*testRegion) {
+	t.Helper()
+	srv, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	regs := map[string]*testRegion{}
+	for _, n := range []string{"hot", "cold_a", "cold_b"} {
+		regs[n] = openRegion(t, ctx, url, cluster, n)
+	}
+	return ctx, cancel, url, regs
+}
+
 // TestRegionsFollowAdvice runs three real regions (Pebble, gossip) on an
 // embedded NATS server. With the daemon running, stock drifts from the
 // cold regions toward the hot one without any borrow on the hold path;
 // with the daemon killed, holds and borrows go on.
 func TestRegionsFollowAdvice(t *testing.T) {
-	srv, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	const cluster = "itest"
-	regs := map[string]*testRegion{}
-	for _, n := range []string{"hot", "cold_a", "cold_b"} {
-		regs[n] = openRegion(t, ctx, url, cluster, n)
-	}
+	ctx, _, url, regs := threeRegions(t, cluster)
 	hot, coldA, coldB := regs["hot"], regs["cold_a"], regs["cold_b"]
 	for _, r := range regs {
 		if rep := r.do(t, escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 100}); rep.Err != nil {
@@ -185,18 +193,8 @@ func TestRegionsFollowAdvice(t *testing.T) {
 // there: a hold at cold_a is granted with a hold of hot, a confirm at
 // cold_b is forwarded to hot, and at sell-out every region answers 409.
 func TestDaemonHomesScarceSKU(t *testing.T) {
-	srv, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	const cluster = "homes"
-	regs := map[string]*testRegion{}
-	for _, n := range []string{"hot", "cold_a", "cold_b"} {
-		regs[n] = openRegion(t, ctx, url, cluster, n)
-	}
+	ctx, cancel, url, regs := threeRegions(t, cluster)
 	hot, coldA, coldB := regs["hot"], regs["cold_a"], regs["cold_b"]
 	for n, q := range map[string]uint64{"hot": 2, "cold_a": 3, "cold_b": 3} {
 		if rep := regs[n].do(t, escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: q}); rep.Err != nil {

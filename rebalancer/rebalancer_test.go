@@ -97,6 +97,18 @@ func subscribeAdvice(t *testing.T, url, cluster string) *adviceLog {
 
 // publishDigests plays two regions: a is hot and empty, b is cold and full.
 func publishDigests(ctx context.Context, t *testing.T, url, cluster string) {
+	playDigests(ctx, t, url, cluster, func(seq uint64) []escrow.Message {
+		return []escrow.Message{
+			{Type: escrow.MsgDigest, From: "a", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "A", Available: 0, DemandMilli: 9000, Rejected: seq}}},
+			{Type: escrow.MsgDigest, From: "b", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "A", Available: 100, DemandMilli: 1000}}},
+		}
+	})
+}
+
+// playDigests publishes the digests of round seq every 50ms until ctx
+// ends, and garbage on the digest subject each time, which the daemon must
+// reject without crashing.
+func playDigests(ctx context.Context, t *testing.T, url, cluster string, round func(seq uint64) []escrow.Message) {
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Error(err)
@@ -106,10 +118,7 @@ func publishDigests(ctx context.Context, t *testing.T, url, cluster string) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for seq := uint64(1); ; seq++ {
-		for _, m := range []escrow.Message{
-			{Type: escrow.MsgDigest, From: "a", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "A", Available: 0, DemandMilli: 9000, Rejected: seq}}},
-			{Type: escrow.MsgDigest, From: "b", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "A", Available: 100, DemandMilli: 1000}}},
-		} {
+		for _, m := range round(seq) {
 			b, err := escrow.EncodeMessage(nil, &m)
 			if err != nil {
 				t.Error(err)
@@ -117,7 +126,6 @@ func publishDigests(ctx context.Context, t *testing.T, url, cluster string) {
 			}
 			_ = nc.Publish(gossip.DigestSubject(cluster, m.From), b) // fails only while reconnecting
 		}
-		// Garbage on the digest subject must be rejected, not crash.
 		_ = nc.Publish(gossip.DigestSubject(cluster, "c"), []byte("junk"))
 		select {
 		case <-ctx.Done():
@@ -293,36 +301,14 @@ func TestDaemonNamesHomesEveryRound(t *testing.T) {
 	advice := subscribeAdvice(t, url, cluster)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			t.Error(err)
-			return
+	// 3 units of S for 6 units/s of demand: scarce over 5s. a has most of
+	// the demand.
+	go playDigests(ctx, t, url, cluster, func(seq uint64) []escrow.Message {
+		return []escrow.Message{
+			{Type: escrow.MsgDigest, From: "a", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "S", Available: 1, DemandMilli: 5000}}},
+			{Type: escrow.MsgDigest, From: "b", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "S", Available: 2, DemandMilli: 1000}}},
 		}
-		defer nc.Close()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint64(1); ; seq++ {
-			// 3 units of S for 6 units/s of demand: scarce over 5s. a
-			// has most of the demand.
-			for _, m := range []escrow.Message{
-				{Type: escrow.MsgDigest, From: "a", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "S", Available: 1, DemandMilli: 5000}}},
-				{Type: escrow.MsgDigest, From: "b", Seq: seq, Digest: []escrow.SKUDigest{{SKU: "S", Available: 2, DemandMilli: 1000}}},
-			} {
-				b, err := escrow.EncodeMessage(nil, &m)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				_ = nc.Publish(gossip.DigestSubject(cluster, m.From), b)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	})
 	done, addrc := startDaemon(t, ctx, Config{NATSURL: url, Cluster: cluster, Interval: 50 * time.Millisecond,
 		HTTPAddr: "127.0.0.1:0"})
 	addr := <-addrc
