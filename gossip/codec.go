@@ -288,10 +288,12 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 		e.SKU = d.String(escrow.MaxSKULen)
 		e.Available = d.Uvarint()
 		e.Owner = d.String(escrow.MaxRegionLen)
-		// CodeRouted is refused too: a forwarded hold is a routed one,
-		// which the home serves itself, and no other command is routed; a
-		// peer that answers it anyway is treated as a failed forward.
-		if d.Err() == nil && (e.Code < escrow.CodeInvalid || e.Code > escrow.CodeInvariant) {
+		// CodeRouted is refused: a forwarded hold is a routed one, which
+		// the home serves itself, and no other command is routed; a peer
+		// that answers it anyway is treated as a failed forward. CodeFenced
+		// and CodeHoldCapacity travel: the caller acts on them (a routed
+		// hold refused by a fenced home runs here).
+		if d.Err() == nil && (e.Code < escrow.CodeInvalid || e.Code > escrow.CodeHoldCapacity || e.Code == escrow.CodeRouted) {
 			d.Fail("unknown error code %d", e.Code)
 		}
 		if d.Err() == nil && e.Owner != "" {

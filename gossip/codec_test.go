@@ -373,3 +373,24 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestForwardReplyFencedAndCapacity: a region that is fenced (or on
+// probation) or at its maximum of holds answers a forwarded command with
+// that code, and the caller must get it as sent: the region runtime serves
+// a routed hold locally when its home answers "fenced", and a client must
+// see "fenced" or "hold-capacity", not "owner unreachable".
+func TestForwardReplyFencedAndCapacity(t *testing.T) {
+	for _, r := range []ForwardReply{
+		{Reply: escrow.Reply{Kind: escrow.CmdHold, Err: &escrow.Error{Code: escrow.CodeFenced, Detail: "region us is on probation"}}},
+		{Reply: escrow.Reply{Kind: escrow.CmdConfirm, Err: &escrow.Error{Code: escrow.CodeFenced, Detail: "region us is fenced"}}},
+		{Reply: escrow.Reply{Kind: escrow.CmdHold, Err: &escrow.Error{Code: escrow.CodeHoldCapacity, Detail: "max holds"}}},
+	} {
+		b, err := EncodeForwardReply(nil, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := DecodeForwardReply(b); err != nil || !reflect.DeepEqual(r, out) {
+			t.Fatalf("%s reply: got %+v, %v; want %+v", r.Reply.Err.Code, out, err, r)
+		}
+	}
+}
