@@ -600,6 +600,12 @@ func (r *Rebalancer) Step(now time.Time, m *Message) error {
 		if m.From == r.cfg.ID {
 			return nil // our own, echoed back by the transport
 		}
+		if m.Epoch > uint64(max(0, now.Add(maxAdviceLead).UnixMilli())) {
+			// Regions ignore it (onAdvice): adopting its epoch would make
+			// them ignore ours too, and standing by for it would leave
+			// them without advice.
+			return errorf(CodeInvalid, "advice from %s has epoch %d, more than %v ahead of this clock", m.From, m.Epoch, maxAdviceLead)
+		}
 		r.stats.ForeignAdvice++
 		r.epoch = max(r.epoch, m.Epoch)
 		if m.From < r.cfg.ID {

@@ -656,3 +656,43 @@ func TestRebalancerTakesOverHomes(t *testing.T) {
 		t.Fatalf("after taking over: ok %v, homes %v, want the leader's home a", ok, adv.Homes)
 	}
 }
+
+// TestRebalancerIgnoresAdviceFromTheFuture: a daemon does not adopt the
+// epoch of an advice that regions refuse (more than maxAdviceLead ahead of
+// its clock, from a daemon with a broken clock), nor stand by for it:
+// otherwise every advice it issues afterwards would carry that epoch and
+// be ignored by every region, and advice would stop for as long as the
+// broken clock is ahead.
+func TestRebalancerIgnoresAdviceFromTheFuture(t *testing.T) {
+	b, err := NewRebalancer(RebalancerConfig{ID: "rb_b", StandbyAfter: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := rbT0
+	broken := Message{Type: MsgAdvice, From: "rb_a", Epoch: uint64(now.Add(48 * time.Hour).UnixMilli()),
+		Homes: []Home{{SKU: "A", Region: "us"}}}
+	if err := b.Step(now, &broken); err == nil {
+		t.Fatal("advice two days ahead accepted")
+	}
+	adv, ok := b.Round(now.Add(time.Second))
+	if !ok {
+		t.Fatal("b stands by for a daemon whose advice every region ignores")
+	}
+	if lim := uint64(now.Add(time.Second + maxAdviceLead).UnixMilli()); adv.Epoch > lim {
+		t.Fatalf("b took the broken epoch: %d, regions accept at most %d", adv.Epoch, lim)
+	}
+	if len(adv.Homes) != 0 {
+		t.Fatalf("b adopted the homes of an ignored advice: %v", adv.Homes)
+	}
+	// A node accepts b's advice.
+	n, err := NewNode(Config{Region: "eu"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Step(Input{Now: now.Add(time.Second), Msg: &adv}); err != nil {
+		t.Fatal(err)
+	}
+	if s := n.Stats(); s.AdviceIgnored != 0 {
+		t.Fatalf("node ignored b's advice: %+v", s)
+	}
+}
