@@ -80,7 +80,11 @@ func (c *Config) probationWaits() (minWait, maxWait time.Duration, on bool) {
 	if maxWait == 0 {
 		maxWait = DefaultFreshProbationMax
 	}
-	return minWait, max(maxWait, minWait), true
+	if maxWait > 0 {
+		// (Negative: no limit, the node waits for its peers forever.)
+		maxWait = max(maxWait, minWait)
+	}
+	return minWait, maxWait, true
 }
 
 // fenceNode applies the fence to a node just loaded from storage: the

@@ -1,0 +1,36 @@
+package region
+
+import (
+	"testing"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// TestProbationWaits: the probation's bounds as docs/operations.md gives
+// them; in particular a negative fresh_probation_max waits for the peers
+// forever (it used to end the probation at its minimum, unconfirmed).
+func TestProbationWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		cfg              Config
+		minWait, maxWait time.Duration
+		on               bool
+	}{
+		{"defaults", Config{NATSURL: "nats://x"}, 1500 * time.Millisecond, DefaultFreshProbationMax, true},
+		{"no peers", Config{}, 0, 0, false},
+		{"off", Config{NATSURL: "nats://x", FreshProbation: -1}, 0, 0, false},
+		{"no digests", Config{NATSURL: "nats://x", Escrow: escrow.Config{DigestInterval: -1}}, 0, 0, false},
+		{"max below min", Config{NATSURL: "nats://x", FreshProbation: 5 * time.Second, FreshProbationMax: time.Second},
+			5 * time.Second, 5 * time.Second, true},
+		{"wait forever", Config{NATSURL: "nats://x", FreshProbationMax: -1}, 1500 * time.Millisecond, -1, true},
+		{"in-process, wait forever", Config{FreshProbation: 200 * time.Millisecond, FreshProbationMax: -time.Second},
+			200 * time.Millisecond, -time.Second, true},
+	} {
+		minWait, maxWait, on := tc.cfg.probationWaits()
+		if on != tc.on || minWait != tc.minWait || (maxWait > 0) != (tc.maxWait > 0) || (tc.maxWait > 0 && maxWait != tc.maxWait) {
+			t.Errorf("%s: got min %v max %v on %v; want min %v max %v on %v", tc.name, minWait, maxWait, on,
+				tc.minWait, tc.maxWait, tc.on)
+		}
+	}
+}
