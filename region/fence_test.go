@@ -386,8 +386,9 @@ func TestRegionFenceRestoredBackup(t *testing.T) {
 
 // TestRegionProbationDefaults: with the default settings (digests every
 // second, fresh_probation 1.5 digest intervals) three regions started
-// empty together, as `holdfast demo` does, end their probations within
-// about two seconds.
+// empty together, as `holdfast demo` does, end their probations because
+// their peers confirm that they are new (about 1.5s here; the time is
+// logged, not asserted).
 func TestRegionProbationDefaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a default probation (about 1.5s)")
@@ -404,10 +405,9 @@ func TestRegionProbationDefaults(t *testing.T) {
 			t.Fatalf("%s not on probation: %+v", n, f)
 		}
 	}
+	// The deadline is a third of fresh_probation_max (30s): a probation
+	// over by then ended because the peers confirmed, not by timing out.
 	took := w.waitProbationOver(10 * time.Second)
 	t.Logf("three fresh regions with default settings: probation over %v after the first start (%v after the last)",
 		time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
-	if el := time.Since(start); el > 3*time.Second {
-		t.Errorf("probation took %v", el)
-	}
 }
