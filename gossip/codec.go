@@ -34,7 +34,8 @@ const (
 	replyFlagErr       = 2
 	replyFlagHold      = 4
 	replyStatusOK      = 0
-	replyStatusFailure = 1
+	replyStatusFailure = 1 // the command may or may not have been applied
+	replyStatusRefused = 2 // the command was not run (ForwardReply.Refused)
 	requestFlagRouted  = 1
 	// maxForwardTTL bounds a forwarded TTL far above any hold lifetime;
 	// the node applies its own limits.
@@ -52,10 +53,14 @@ type ForwardRequest struct {
 }
 
 // ForwardReply is the owner's answer: the escrow reply, or Failure when the
-// owner could not run the command (closing, overloaded, timed out).
+// owner could not answer it (closing, overloaded, timed out, its store
+// failing). Refused, with Failure, says that the command was certainly
+// not run (busy, not allowed, bad request, the region's queue full or
+// closing: see ErrNotRun); without it the command may have been applied.
 type ForwardReply struct {
 	Reply   escrow.Reply
 	Failure string
+	Refused bool
 }
 
 // forwardDecoder starts decoding b as a forward value of the given kind:
@@ -207,7 +212,11 @@ func EncodeForwardReply(dst []byte, r *ForwardReply) ([]byte, error) {
 	e := escrow.WireEncoder{B: dst}
 	e.Header(ForwardVersion, kindFwdReply)
 	if r.Failure != "" {
-		e.Byte(replyStatusFailure)
+		if r.Refused {
+			e.Byte(replyStatusRefused)
+		} else {
+			e.Byte(replyStatusFailure)
+		}
 		f := r.Failure
 		if len(f) > maxDetailLen {
 			f = f[:maxDetailLen]
@@ -261,7 +270,8 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 	d := forwardDecoder(b, kindFwdReply)
 	switch status := d.Byte(); {
 	case d.Err() != nil:
-	case status == replyStatusFailure:
+	case status == replyStatusFailure || status == replyStatusRefused:
+		r.Refused = status == replyStatusRefused
 		r.Failure = d.String(maxDetailLen)
 		d.End()
 		if d.Err() == nil && r.Failure == "" {

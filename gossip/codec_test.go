@@ -46,6 +46,7 @@ func TestForwardCodecRoundTrip(t *testing.T) {
 		{Reply: escrow.Reply{Kind: escrow.CmdGet, Err: &escrow.Error{Code: escrow.CodeNotFound, Detail: "no hold"}}},
 		{Reply: escrow.Reply{Kind: escrow.CmdRelease, Err: &escrow.Error{Code: escrow.CodeNotOwner, Detail: "x", Owner: "ap"}}},
 		{Failure: "owner busy"},
+		{Failure: "owner busy", Refused: true},
 	}
 	for _, in := range replies {
 		b, err := EncodeForwardReply(nil, &in)

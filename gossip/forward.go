@@ -23,11 +23,17 @@ var ErrNoResponders = errors.New("gossip: no responders")
 var ErrNotConnected = errors.New("gossip: not connected to NATS")
 
 // ErrRefused is wrapped by Forward, with ErrUnreachable, when the target
-// region answered that it could not run the command (busy, not allowed,
-// its store failing). Together with ErrNoResponders and ErrNotConnected it
-// tells a caller that the command was certainly not applied there, so it
-// may run it elsewhere; any other failure (a timeout) leaves that unknown.
+// region answered that it did not run the command (busy, not allowed, bad
+// request, or its Inbox said ErrNotRun). Together with ErrNoResponders and
+// ErrNotConnected it tells a caller that the command was certainly not
+// applied there, so it may run it elsewhere; any other failure (a timeout,
+// the target's store failing) leaves that unknown.
 var ErrRefused = errors.New("gossip: refused")
+
+// ErrNotRun is what an Inbox's Execute wraps when it did not run the
+// command at all (its queue was full, it is closing): the transport then
+// answers Refused, and the caller may run the command elsewhere.
+var ErrNotRun = errors.New("gossip: command not run")
 
 // Forward runs a command at another region over NATS request/reply and
 // returns its reply with cmd.ReqID: an operation on a hold (get, confirm,
@@ -88,8 +94,11 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		t.m.decodeErrs.WithLabelValues(decodeReason(err)).Inc()
 		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward reply from %s: %w", owner, err)
 	}
-	if fr.Failure != "" {
+	if fr.Failure != "" && fr.Refused {
 		return escrow.Reply{}, "failure", fmt.Errorf("%w: %w: %s: %s", ErrUnreachable, ErrRefused, owner, fr.Failure)
+	}
+	if fr.Failure != "" {
+		return escrow.Reply{}, "failure", fmt.Errorf("%w: %s: %s", ErrUnreachable, owner, fr.Failure)
 	}
 	rp := fr.Reply
 	rp.ReqID = cmd.ReqID
@@ -112,7 +121,7 @@ func (t *Transport) serveForward(msg *nats.Msg) {
 	case t.fwdSem <- struct{}{}:
 	default:
 		t.m.forwardsServed.WithLabelValues("busy").Inc()
-		t.respond(msg, &ForwardReply{Failure: "owner " + t.cfg.Region + " is busy"})
+		t.respond(msg, &ForwardReply{Failure: "owner " + t.cfg.Region + " is busy", Refused: true})
 		return
 	}
 	t.mu.Lock()
@@ -137,12 +146,12 @@ func (t *Transport) runForward(msg *nats.Msg) {
 		t.m.decodeErrs.WithLabelValues(reason).Inc()
 		t.limit.warn(t.log, "decode-forward", "dropping undecodable forwarded command", "err", err)
 		t.m.forwardsServed.WithLabelValues("bad_request").Inc()
-		t.respond(msg, &ForwardReply{Failure: "bad request: " + err.Error()})
+		t.respond(msg, &ForwardReply{Failure: "bad request: " + err.Error(), Refused: true})
 		return
 	}
 	if t.allow != nil && !t.allow[req.From] {
 		t.m.forwardsServed.WithLabelValues("not_allowed").Inc()
-		t.respond(msg, &ForwardReply{Failure: "region " + req.From + " is not allowed"})
+		t.respond(msg, &ForwardReply{Failure: "region " + req.From + " is not allowed", Refused: true})
 		return
 	}
 	// A hold id of another region is answered by the node itself
@@ -158,7 +167,7 @@ func (t *Transport) runForward(msg *nats.Msg) {
 			result = "timeout"
 		}
 		t.m.forwardsServed.WithLabelValues(result).Inc()
-		t.respond(msg, &ForwardReply{Failure: err.Error()})
+		t.respond(msg, &ForwardReply{Failure: err.Error(), Refused: errors.Is(err, ErrNotRun)})
 		return
 	}
 	t.m.forwardsServed.WithLabelValues("ok").Inc()

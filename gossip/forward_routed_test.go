@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +44,52 @@ func TestForwardRoutedHold(t *testing.T) {
 	_, err = us.Forward(ctx, "zz", escrow.Command{Kind: escrow.CmdGet, HoldID: "zz-0123456789abcdefgh"})
 	if !errors.Is(err, ErrNoResponders) || !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("forward to a region nobody serves: %v", err)
+	}
+}
+
+// failingInbox answers every forwarded command with err.
+type failingInbox struct{ err error }
+
+func (failingInbox) Deliver(escrow.Message) {}
+func (f failingInbox) Execute(context.Context, escrow.Command) (escrow.Reply, error) {
+	return escrow.Reply{}, f.err
+}
+
+// TestForwardFailureRefusedOrNot: a target that did not run the command
+// (its Inbox says ErrNotRun) answers Refused, and the caller gets
+// ErrRefused (it may run a routed hold elsewhere); any other failure at the
+// target (its store failing, its own timeout) may have applied the command,
+// so the caller gets ErrUnreachable without ErrRefused.
+func TestForwardFailureRefusedOrNot(t *testing.T) {
+	srv, url, err := RunEmbedded(EmbeddedOptions{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name    string
+		err     error
+		refused bool
+	}{
+		{"not run", fmt.Errorf("%w: queue full", ErrNotRun), true},
+		{"store failing", errors.New("region: storage unavailable"), false},
+		{"timeout at the target", context.DeadlineExceeded, false},
+	} {
+		eu, err := Connect(ctx, Config{URL: url, Cluster: "refused", Region: "eu"}, failingInbox{err: tc.err})
+		if err != nil {
+			t.Fatal(err)
+		}
+		us, err := Connect(ctx, Config{URL: url, Cluster: "refused", Region: "us"}, failingInbox{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = us.Forward(ctx, "eu", escrow.Command{Kind: escrow.CmdHold, Routed: true, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrRefused) != tc.refused {
+			t.Errorf("%s: err %v, want ErrUnreachable and refused %v", tc.name, err, tc.refused)
+		}
+		us.Close()
+		eu.Close()
 	}
 }

@@ -460,7 +460,16 @@ func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply,
 		return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid,
 			Detail: "only get, confirm, release, extend and routed holds may be forwarded, not " + cmd.Kind.String()}}, nil
 	}
+	if r.closed.Load() {
+		return escrow.Reply{}, fmt.Errorf("%w: %w", gossip.ErrNotRun, ErrClosed)
+	}
 	rep, err := r.submit(ctx, &cmd, time.Time{})
+	if errors.Is(err, ErrOverloaded) {
+		// Not queued: the caller may run a routed hold where it came in.
+		// Other errors (storage, timeout, closing with it queued) leave
+		// open whether it was applied.
+		err = fmt.Errorf("%w: %w", gossip.ErrNotRun, err)
+	}
 	if err == nil && isRouted(&rep) {
 		r.metrics.routed[routedBug].Inc()
 		rep = escrow.Reply{Kind: rep.Kind, Err: &escrow.Error{Code: escrow.CodeInvariant,
