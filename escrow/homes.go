@@ -110,10 +110,19 @@ func (n *Node) homeOf(sku string) (string, bool) {
 
 // Homes returns the homes in force (sorted by SKU), for metrics and tests.
 func (n *Node) Homes() []Home {
-	if len(n.homes.list) == 0 || n.now.After(n.homes.until) {
+	if n.HomesInForce() == 0 {
 		return nil
 	}
 	return append([]Home(nil), n.homes.list...)
+}
+
+// HomesInForce returns how many homes are in force, without copying them
+// (a gauge reads it every tick).
+func (n *Node) HomesInForce() int {
+	if n.now.After(n.homes.until) {
+		return 0
+	}
+	return len(n.homes.list)
 }
 
 // routeKey returns the region an earlier attempt with this idempotency key

@@ -151,13 +151,18 @@ func (n *Node) retryRepairs() {
 	n.repairsDue = false
 	names := make([]string, 0, len(n.peers))
 	for name, p := range n.peers {
-		if p.askAgain {
-			names = append(names, name)
+		if !p.askAgain {
+			continue
 		}
+		if n.now.Sub(p.repairAt) < n.cfg.RepairTimeout {
+			n.repairsDue = true // not yet
+			continue
+		}
+		names = append(names, name)
 	}
 	sort.Strings(names) // determinism
 	for _, name := range names {
-		n.gap(name, n.peers[name]) // sets repairsDue again while still too early
+		n.gap(name, n.peers[name])
 	}
 }
 

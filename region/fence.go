@@ -40,6 +40,10 @@ type regionFence struct {
 	status    atomic.Pointer[escrow.FenceStatus] // last seen by the stepper
 	fenced    atomic.Bool                        // sticky fence
 	probation atomic.Bool
+	// unconfirmed is 1 when the probation ended at fresh_probation_max
+	// without any peer's confirmation (the residual risk of a wiped
+	// region started while cut off from every peer).
+	unconfirmed atomic.Bool
 	// probationDone is closed when the probation ends or the region is fenced.
 	probationDone chan struct{}
 
@@ -143,6 +147,7 @@ func (r *Region) syncFence(n *escrow.Node) {
 		if f.probation.Load() {
 			r.endProbationWait()
 			if st.Unconfirmed {
+				r.fence.unconfirmed.Store(true)
 				r.log.Warn("probation over without the peers' confirmation: region accepts writes", "detail", st.Detail)
 			} else {
 				r.log.Info("probation over: region accepts writes", "detail", st.Detail)
@@ -310,6 +315,11 @@ func (r *Region) fenceCollectors() []prometheus.Collector {
 			Name: "holdfast_region_probation",
 			Help: "1 while a region whose store started empty waits for its peers to confirm it is new.",
 		}, gauge(&r.fence.probation)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "holdfast_region_probation_unconfirmed",
+			Help: "1 when the probation of a region whose store started empty ended at fresh_probation_max " +
+				"without any peer confirming that it is new (see docs/operations.md).",
+		}, gauge(&r.fence.unconfirmed)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "holdfast_fence_refused_total", Help: "Commands refused because the region was fenced or on probation.",
 		}, func() float64 { return float64(r.Stats().FenceRefused) }),

@@ -34,3 +34,25 @@ func TestProbationWaits(t *testing.T) {
 		}
 	}
 }
+
+// TestProbationUnconfirmed: a region whose store started empty and that
+// hears from no peer proceeds at fresh_probation_max, and says so in
+// holdfast_region_probation_unconfirmed (the residual risk the alert
+// HoldfastProbationUnconfirmed pages on).
+func TestProbationUnconfirmed(t *testing.T) {
+	r := openMem(t, newMemStorage(), func(c *Config) {
+		c.NATSURL = "nats://127.0.0.1:1" // has peers, none of which is ever heard
+		c.FreshProbation, c.FreshProbationMax = 20*time.Millisecond, 100*time.Millisecond
+		c.TickInterval = 5 * time.Millisecond
+	})
+	if !r.fence.probation.Load() {
+		t.Fatal("an empty store with peers is not on probation")
+	}
+	if r.fence.unconfirmed.Load() {
+		t.Fatal("unconfirmed before the probation ended")
+	}
+	waitFor(t, 10*time.Second, "the probation to end at its maximum", func() bool { return !r.fence.probation.Load() })
+	if !r.fence.unconfirmed.Load() {
+		t.Fatal("a probation ended without any peer is not reported unconfirmed")
+	}
+}

@@ -87,7 +87,8 @@ func newMetrics(r *Region) *metrics {
 	routed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "holdfast_routed_holds_total",
 		Help: "Holds this region sent on to the home of a scarce SKU, by result: ok (the home answered), " +
-			"fallback (the home could not be reached: served here), bug (a routed answer to a routed hold).",
+			"fallback (the home certainly did not get it: served here), unreachable (a forward failure after which " +
+			"the home may have it: 503, the retry goes to the same home), bug (a routed answer to a routed hold).",
 	}, []string{"result"})
 	for i, res := range routedResults {
 		m.routed[i] = routed.WithLabelValues(res)

@@ -776,7 +776,7 @@ func (r *Region) stepLoop() {
 			// Homes change with advice and lapse with time: once a tick
 			// is often enough for a gauge, and keeps the copy off the
 			// per-batch path.
-			r.homes.Store(int64(len(r.node.Homes())))
+			r.homes.Store(int64(r.node.HomesInForce()))
 			r.syncFence(r.node)
 		case q := <-r.inspect:
 			q.f(r.node)
