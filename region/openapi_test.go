@@ -136,8 +136,15 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 		region.ProblemUnavailable, region.ProblemTimeout, region.ProblemUnauthorized, region.ProblemForbidden,
 		region.ProblemTooLarge, region.ProblemMediaType, region.ProblemMethod, region.ProblemRoute,
 		region.ProblemNotReady}
-	for c := escrow.CodeInvalid; c <= escrow.CodeInvariant; c++ {
-		slugs = append(slugs, c.String())
+	// Every named escrow code but routed, which never reaches a client
+	// (the runtime sends such a hold to the SKU's home).
+	for c := escrow.CodeInvalid; !strings.HasPrefix(c.String(), "code-"); c++ {
+		if c != escrow.CodeRouted {
+			slugs = append(slugs, c.String())
+		}
+	}
+	if len(slugs) < 12+10 {
+		t.Fatalf("only %d problem types checked", len(slugs))
 	}
 	for _, s := range slugs {
 		uri := region.ProblemTypeBase + s
