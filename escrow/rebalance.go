@@ -523,7 +523,7 @@ type RebalancerStats struct {
 	MovesAdvised, UnitsAdvised uint64
 	Digests, DigestsDropped    uint64 // dropped: over a limit
 	ForeignAdvice              uint64 // advice seen from other daemons
-	Regions                    int    // live at the last round
+	Regions                    int    // live and not fenced at the last round (in the plan)
 	InFlight                   int
 	FrozenSKUs                 int // SKUs skipped at the last round: moves in flight
 	Homes                      int // scarce SKUs with a home at the last round
@@ -547,6 +547,10 @@ type Rebalancer struct {
 type rbRegion struct {
 	seen time.Time
 	skus map[string]*rbSKU
+	// fenced: its latest digest says it is fenced (its store went back in
+	// time): it neither gives nor receives, and its units are not
+	// counted, so it is left out of the plan.
+	fenced bool
 }
 
 type rbSKU struct {
@@ -646,6 +650,7 @@ func (r *Rebalancer) digest(now time.Time, m *Message) error {
 	}
 	r.stats.Digests++
 	reg.seen = now
+	reg.fenced = m.Fenced
 	for _, d := range m.Digest {
 		if ValidSKU(d.SKU) != nil {
 			continue
@@ -726,8 +731,13 @@ func (r *Rebalancer) Input(now time.Time) RebalanceInput {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	planned := 0
 	for _, name := range names {
 		reg := r.regions[name]
+		if reg.fenced {
+			continue
+		}
+		planned++
 		for sku, e := range reg.skus {
 			loads[sku] = append(loads[sku], RegionLoad{Region: name, Available: e.d.Available, Held: e.d.Held,
 				DemandPerSec: float64(e.d.DemandMilli) / 1000, Rejected: e.rejected})
@@ -738,7 +748,7 @@ func (r *Rebalancer) Input(now time.Time) RebalanceInput {
 		in.SKUs = append(in.SKUs, SKULoad{SKU: sku, Regions: l})
 	}
 	sort.Slice(in.SKUs, func(i, j int) bool { return in.SKUs[i].SKU < in.SKUs[j].SKU })
-	r.stats.Regions = len(r.regions)
+	r.stats.Regions = planned
 	return in
 }
 

@@ -696,3 +696,42 @@ func TestRebalancerIgnoresAdviceFromTheFuture(t *testing.T) {
 		t.Fatalf("node ignored b's advice: %+v", s)
 	}
 }
+
+// TestRebalancerLeavesOutFencedRegions: a region whose digest says it is
+// fenced is left out of the plan: no move from or to it, and its units do
+// not count toward a SKU's stock (here they would hide that A is scarce).
+func TestRebalancerLeavesOutFencedRegions(t *testing.T) {
+	rb, err := NewRebalancer(RebalancerConfig{ID: "rebalancer", Policy: RebalancePolicy{Horizon: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fenced := digestMsg("c", SKUDigest{SKU: "A", Available: 1000}, SKUDigest{SKU: "B", Available: 1000})
+	fenced.Fenced = true
+	for _, m := range []*Message{
+		digestMsg("a", SKUDigest{SKU: "A", Available: 1, DemandMilli: 10_000}, SKUDigest{SKU: "B", Available: 0, DemandMilli: 1000}),
+		digestMsg("b", SKUDigest{SKU: "A", Available: 1, DemandMilli: 1000}, SKUDigest{SKU: "B", Available: 1000}),
+		fenced,
+	} {
+		if err := rb.Step(rbT0, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adv, ok := rb.Round(rbT0)
+	if !ok {
+		t.Fatal("no round")
+	}
+	if len(adv.Moves) == 0 {
+		t.Fatal("no move of B: the test shows nothing")
+	}
+	for _, mv := range adv.Moves {
+		if mv.From == "c" || mv.To == "c" {
+			t.Fatalf("move %+v involves the fenced region", mv)
+		}
+	}
+	if !reflect.DeepEqual(adv.Homes, []Home{{"A", "a"}}) {
+		t.Fatalf("homes %v: the fenced region's units hid that A is scarce", adv.Homes)
+	}
+	if rb.Stats().Regions != 2 {
+		t.Fatalf("%d regions in the plan, want 2", rb.Stats().Regions)
+	}
+}
