@@ -21,8 +21,9 @@ func newRebalancerCmd() *cobra.Command {
 		Example: `  holdfast rebalancer --cluster local --nats-url nats://127.0.0.1:4222
   holdfast rebalancer --cluster c --nats-url nats://127.0.0.1:4222 --interval 1s --http-addr 127.0.0.1:9470`,
 		Long: `The rebalancer listens to the regions' digests on holdfast.<cluster>.digest.*,
-computes target slices per SKU in proportion to demand, and publishes advice on
-holdfast.<cluster>.advice every interval. Regions follow advice only from their
+computes target slices per SKU in proportion to demand, names a home region for
+each nearly sold-out SKU (the others send it their units and route such holds to
+it), and publishes advice on holdfast.<cluster>.advice every interval. Regions follow advice only from their
 surplus, so safety never depends on it. Run several for availability: the one
 with the smallest --id publishes, the others take over when it goes quiet.`,
 		Args: cobra.NoArgs,
@@ -56,6 +57,8 @@ with the smallest --id publishes, the others take over when it goes quiet.`,
 	f.Uint64Var(&p.MinMove, "min-move", p.MinMove, "smallest move advised")
 	f.Uint64Var(&p.MaxMovePerSKU, "max-move-per-sku", p.MaxMovePerSKU, "units advised per SKU per round (0: no cap)")
 	f.Uint64Var(&p.MaxMoveTotal, "max-move-total", p.MaxMoveTotal, "units advised per round (0: no cap)")
+	f.DurationVar(&p.ScarceHorizon, "scarce-horizon", p.ScarceHorizon,
+		"a SKU with fewer units in all regions than its demand over this time gets a home region that the others route its holds to (negative: no homes)")
 	_ = cmd.MarkFlagRequired("cluster")
 	return cmd
 }
