@@ -210,13 +210,10 @@ func TestDaemonHomesScarceSKU(t *testing.T) {
 		return true
 	})
 	// Demand at hot only, from its own slice.
-	var ids []string
 	for range 2 {
-		rep := hot.hold(t, "A", 1)
-		if rep.Err != nil {
+		if rep := hot.hold(t, "A", 1); rep.Err != nil {
 			t.Fatalf("hold at hot: %v", rep.Err)
 		}
-		ids = append(ids, rep.Hold.ID)
 	}
 	policy := escrow.DefaultRebalancePolicy()
 	policy.ScarceHorizon = time.Hour
