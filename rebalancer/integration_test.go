@@ -91,8 +91,11 @@ func (tr *testRegion) view(t *testing.T, sku string) escrow.View {
 }
 
 // threeRegions starts an embedded NATS server on loopback and three real
-// regions on it (hot, cold_a, cold_b); they stop when the test ends.
-func threeRegions(t *testing.T, cluster string) (context.Context, context.CancelFunc, string, map[string]*testRegion) {
+// regions on it (hot, cold_a, cold_b), restocks SKU A at each with the
+// units given, and waits until every region knows every row, so that no
+// region later borrows from a peer it has not heard of yet. They stop when
+// the test ends.
+func threeRegions(t *testing.T, cluster string, stockA map[string]uint64) (context.Context, context.CancelFunc, string, map[string]*testRegion) {
 	t.Helper()
 	srv, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
 	if err != nil {
@@ -105,6 +108,19 @@ func threeRegions(t *testing.T, cluster string) (context.Context, context.Cancel
 	for _, n := range []string{"hot", "cold_a", "cold_b"} {
 		regs[n] = openRegion(t, ctx, url, cluster, n)
 	}
+	for n, q := range stockA {
+		if rep := regs[n].do(t, escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: q}); rep.Err != nil {
+			t.Fatal(rep.Err)
+		}
+	}
+	waitUntil(t, "rows to spread", 10*time.Second, func() bool {
+		for _, r := range regs {
+			if len(r.view(t, "A")) != len(stockA) {
+				return false
+			}
+		}
+		return true
+	})
 	return ctx, cancel, url, regs
 }
 
@@ -114,23 +130,8 @@ func threeRegions(t *testing.T, cluster string) (context.Context, context.Cancel
 // with the daemon killed, holds and borrows go on.
 func TestRegionsFollowAdvice(t *testing.T) {
 	const cluster = "itest"
-	ctx, _, url, regs := threeRegions(t, cluster)
+	ctx, _, url, regs := threeRegions(t, cluster, map[string]uint64{"hot": 100, "cold_a": 100, "cold_b": 100})
 	hot, coldA, coldB := regs["hot"], regs["cold_a"], regs["cold_b"]
-	for _, r := range regs {
-		if rep := r.do(t, escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 100}); rep.Err != nil {
-			t.Fatal(rep.Err)
-		}
-	}
-	// Every region must know every row before demand starts, or a region
-	// could borrow from a peer it has not heard of yet.
-	waitUntil(t, "rows to spread", 10*time.Second, func() bool {
-		for _, r := range regs {
-			if len(r.view(t, "A")) != 3 {
-				return false
-			}
-		}
-		return true
-	})
 
 	// Demand at hot only, within its own slice: 40 units.
 	for range 40 {
@@ -194,21 +195,8 @@ func TestRegionsFollowAdvice(t *testing.T) {
 // cold_b is forwarded to hot, and at sell-out every region answers 409.
 func TestDaemonHomesScarceSKU(t *testing.T) {
 	const cluster = "homes"
-	ctx, cancel, url, regs := threeRegions(t, cluster)
+	ctx, cancel, url, regs := threeRegions(t, cluster, map[string]uint64{"hot": 2, "cold_a": 3, "cold_b": 3})
 	hot, coldA, coldB := regs["hot"], regs["cold_a"], regs["cold_b"]
-	for n, q := range map[string]uint64{"hot": 2, "cold_a": 3, "cold_b": 3} {
-		if rep := regs[n].do(t, escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: q}); rep.Err != nil {
-			t.Fatal(rep.Err)
-		}
-	}
-	waitUntil(t, "rows to spread", 10*time.Second, func() bool {
-		for _, r := range regs {
-			if len(r.view(t, "A")) != 3 {
-				return false
-			}
-		}
-		return true
-	})
 	// Demand at hot only, from its own slice.
 	for range 2 {
 		if rep := hot.hold(t, "A", 1); rep.Err != nil {
