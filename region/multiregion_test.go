@@ -1,7 +1,6 @@
 package region_test
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -298,24 +297,19 @@ func restock(sku string, qty uint64) escrow.Command {
 	return escrow.Command{Kind: escrow.CmdRestock, SKU: sku, Qty: qty}
 }
 
-func httpDo(t testing.TB, method, url string, body any) (int, []byte) {
+// httpDo sends body (nil: none) as JSON and returns the status and body.
+func httpDo(t *testing.T, method, url string, body any) (int, []byte) {
 	t.Helper()
-	var rd io.Reader
+	var js string
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js = string(b)
 	}
-	req, _ := http.NewRequest(method, url, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, b
+	r := httpCall(t, method, url, js)
+	return r.status, r.body
 }
 
 // TestMultiRegionBorrowLastUnit: the last unit of a SKU stocked only at eu
