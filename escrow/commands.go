@@ -97,9 +97,7 @@ func (n *Node) hold(c *Command) {
 	if r, ok := n.routeKey(&cc); ok && !cc.Routed {
 		// A retry of a hold routed before goes where the first attempt
 		// went, even if the home changed: that region dedupes it.
-		n.stats.Routed++
-		n.reply(Reply{ReqID: cc.ReqID, Kind: CmdHold,
-			Err: &Error{Code: CodeRouted, Owner: r, Detail: "hold is served by region " + r + " (retry of a routed hold)"}})
+		n.replyRouted(&cc, r, "retry of a routed hold")
 		return
 	}
 	if short := n.tryGrant(&cc, lines, nil); short == nil {

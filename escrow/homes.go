@@ -160,10 +160,16 @@ func (n *Node) route(c *Command, lines []Line) bool {
 		return false
 	}
 	n.rememberRoute(c, to)
+	n.replyRouted(c, to, "home of a scarce SKU")
+	return true
+}
+
+// replyRouted answers hold c with CodeRouted naming region to; nothing
+// else changes here.
+func (n *Node) replyRouted(c *Command, to, why string) {
 	n.stats.Routed++
 	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold,
-		Err: &Error{Code: CodeRouted, Owner: to, Detail: "hold is served by region " + to + ", home of a scarce SKU"}})
-	return true
+		Err: &Error{Code: CodeRouted, Owner: to, Detail: "hold is served by region " + to + " (" + why + ")"}})
 }
 
 func (n *Node) rememberRoute(c *Command, to string) {
