@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	apitypes "github.com/holdfast-io/holdfast/api"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -82,75 +83,18 @@ var codeStatus = map[escrow.Code]int{
 	escrow.CodeHoldCapacity:      http.StatusServiceUnavailable,
 }
 
-// Problem is an RFC 9457 problem document.
-type Problem struct {
-	Type      string  `json:"type"`
-	Title     string  `json:"title"`
-	Status    int     `json:"status"`
-	Detail    string  `json:"detail"`
-	Instance  string  `json:"instance,omitempty"`
-	SKU       string  `json:"sku,omitempty"`
-	Available *uint64 `json:"available,omitempty"`
-	Owner     string  `json:"owner,omitempty"`
-	Region    string  `json:"region,omitempty"`
-}
-
-// ItemJSON is one cart line.
-type ItemJSON struct {
-	SKU string `json:"sku"`
-	Qty uint64 `json:"qty"`
-}
-
-// HoldJSON is the representation of a hold.
-type HoldJSON struct {
-	ID           string          `json:"id"`
-	Region       string          `json:"region"`
-	State        string          `json:"state"`
-	Items        []ItemJSON      `json:"items"`
-	CreatedAt    time.Time       `json:"created_at"`
-	ExpiresAt    time.Time       `json:"expires_at"`
-	MaxExpiresAt time.Time       `json:"max_expires_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
-	Metadata     json.RawMessage `json:"metadata,omitempty"`
-}
-
-// CreateHoldRequest is the body of POST /v1/holds.
-type CreateHoldRequest struct {
-	Items    []ItemJSON      `json:"items"`
-	TTL      string          `json:"ttl,omitempty"` // Go duration, e.g. "10m"; default: the region's
-	Metadata json.RawMessage `json:"metadata,omitempty"`
-}
-
-// ExtendRequest is the body of POST /v1/holds/{id}/extend.
-type ExtendRequest struct {
-	TTL string `json:"ttl"`
-}
-
-// QtyRequest is the body of restock and write-off.
-type QtyRequest struct {
-	Qty uint64 `json:"qty"`
-}
-
-// StockJSON is this region's view of one SKU.
-type StockJSON struct {
-	SKU             string                     `json:"sku"`
-	Region          string                     `json:"region"`
-	Available       uint64                     `json:"available"`
-	Held            uint64                     `json:"held"`
-	Sold            uint64                     `json:"sold"`
-	GlobalAvailable int64                      `json:"global_available"`
-	Regions         map[string]RegionStockJSON `json:"regions"`
-	Applied         *uint64                    `json:"applied,omitempty"` // restock, write-off: units changed
-}
-
-// RegionStockJSON is one region's row as seen here.
-type RegionStockJSON struct {
-	Available int64  `json:"available"`
-	Held      uint64 `json:"held"`
-	Sold      uint64 `json:"sold"`
-	Seq       uint64 `json:"seq"`
-	AgeMs     int64  `json:"age_ms"`
-}
+// The API's JSON types live in package api; these names keep the server
+// code readable until it moves to its own package.
+type (
+	Problem           = apitypes.Problem
+	ItemJSON          = apitypes.Item
+	HoldJSON          = apitypes.Hold
+	CreateHoldRequest = apitypes.CreateHoldRequest
+	ExtendRequest     = apitypes.ExtendRequest
+	QtyRequest        = apitypes.QtyRequest
+	StockJSON         = apitypes.Stock
+	RegionStockJSON   = apitypes.RegionStock
+)
 
 type scope uint8
 

@@ -109,7 +109,7 @@ func TestHTTPHoldLifecycle(t *testing.T) {
 		t.Fatalf("create: %d %s", res.status, res.body)
 	}
 	h := res.hold(t)
-	if h.State != "held" || h.Region != "eu" || len(h.Items) != 2 || h.Items[0] != (ItemJSON{"A", 2}) ||
+	if h.State != "held" || h.Region != "eu" || len(h.Items) != 2 || h.Items[0] != (ItemJSON{SKU: "A", Qty: 2}) ||
 		string(h.Metadata) != `{"user":"u1"}` || res.header.Get("Location") != "/v1/holds/"+h.ID {
 		t.Fatalf("created hold: %+v %v", h, res.header)
 	}
