@@ -4,36 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/holdfast-io/holdfast/region"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
-
-// ErrNoResponders is wrapped by Forward, with ErrUnreachable, when no
-// region serves the target's subject: NATS knows of no subscriber, so the
-// region is not there (stopped, or cut off from NATS) rather than slow.
-// The region runtime tells its node (escrow.Input.Unreachable), which then
-// stops routing holds to it until it is heard from again.
-var ErrNoResponders = errors.New("gossip: no responders")
-
-// ErrNotConnected is wrapped by Forward, with ErrUnreachable, when this
-// region is not connected to NATS: the command was not sent.
-var ErrNotConnected = errors.New("gossip: not connected to NATS")
-
-// ErrRefused is wrapped by Forward, with ErrUnreachable, when the target
-// region answered that it did not run the command (busy, not allowed, bad
-// request, or its Inbox said ErrNotRun). Together with ErrNoResponders and
-// ErrNotConnected it tells a caller that the command was certainly not
-// applied there, so it may run it elsewhere; any other failure (a timeout,
-// the target's store failing) leaves that unknown.
-var ErrRefused = errors.New("gossip: refused")
-
-// ErrNotRun is what an Inbox's Execute wraps when it did not run the
-// command at all (its queue was full, it is closing): the transport then
-// answers Refused, and the caller may run the command elsewhere.
-var ErrNotRun = errors.New("gossip: command not run")
 
 // Forward runs a command at another region over NATS request/reply and
 // returns its reply with cmd.ReqID: an operation on a hold (get, confirm,
@@ -184,3 +161,14 @@ func (t *Transport) respond(msg *nats.Msg, fr *ForwardReply) {
 		t.limit.warn(t.log, "respond-forward", "cannot answer forwarded command", "err", err)
 	}
 }
+
+// The errors Forward wraps are the region runtime's Transport contract
+// (region.ErrUnreachable and its causes); these names keep gossip's callers
+// readable.
+var (
+	ErrUnreachable  = region.ErrUnreachable
+	ErrNoResponders = region.ErrNoResponders
+	ErrNotConnected = region.ErrNotConnected
+	ErrRefused      = region.ErrRefused
+	ErrNotRun       = region.ErrNotRun
+)

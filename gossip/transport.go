@@ -18,11 +18,6 @@ import (
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
-// ErrUnreachable is wrapped by Forward when the owning region cannot be
-// reached in time (no responders, timeout, not connected, owner failing).
-// The region runtime maps it to 503 with Retry-After.
-var ErrUnreachable = errors.New("gossip: region unreachable")
-
 // ErrClosed is returned by Forward after Close.
 var ErrClosed = errors.New("gossip: transport closed")
 

@@ -28,7 +28,7 @@ type Transport interface {
 	Send(msgs []escrow.Message)
 	// Forward runs a hold command (get, confirm, release, extend) at the
 	// region that owns the hold and returns its reply. It returns an error
-	// wrapping gossip.ErrUnreachable when the owner cannot be reached in time.
+	// wrapping ErrUnreachable when the owner cannot be reached in time.
 	Forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, error)
 	// HoldEvents publishes hold lifecycle changes (held, confirmed,
 	// released, expired) for downstream systems, after they are durable.

@@ -15,22 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast-io/holdfast/escrow"
-	"github.com/holdfast-io/holdfast/gossip"
-)
-
-// Runtime errors of Do and Execute. Escrow errors (insufficient stock, not
-// found, ...) are not errors here: they come back in Reply.Err.
-var (
-	// ErrOverloaded: the request queue is full; retry after a short wait.
-	ErrOverloaded = errors.New("region: overloaded, request queue full")
-	// ErrStorage: the write of the request's batch failed (nothing of it was
-	// acknowledged), or the region is rebuilding its state from storage.
-	ErrStorage = errors.New("region: storage unavailable")
-	// ErrClosed: the region is shutting down.
-	ErrClosed = errors.New("region: closed")
-	// ErrOwnerUnreachable: the hold belongs to another region that cannot be
-	// reached now (no transport, or the transport gave up).
-	ErrOwnerUnreachable = errors.New("region: owner region unreachable")
 )
 
 // OwnerUnreachableError is the ErrOwnerUnreachable of one forward: which
@@ -55,13 +39,13 @@ func (e *OwnerUnreachableError) Unwrap() []error {
 // unreachableWhy says in a few words why a forward failed.
 func unreachableWhy(err error) string {
 	switch {
-	case errors.Is(err, gossip.ErrNoResponders):
+	case errors.Is(err, ErrNoResponders):
 		return "it has no responders (stopped, or cut off from NATS)"
-	case errors.Is(err, gossip.ErrNotConnected):
+	case errors.Is(err, ErrNotConnected):
 		return "this region is not connected to NATS"
-	case errors.Is(err, gossip.ErrRefused):
+	case errors.Is(err, ErrRefused):
 		return "it refused the request (busy or failing)"
-	case errors.Is(err, gossip.ErrUnreachable):
+	case errors.Is(err, ErrUnreachable):
 		return "no answer within the forward timeout"
 	default:
 		return err.Error()
@@ -391,7 +375,7 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 		if err == nil && rep.Err != nil && rep.Err.Code == escrow.CodeFenced {
 			// A fenced home sells nothing and refused the hold before
 			// changing anything (see fence.go): serve it here.
-			err = fmt.Errorf("%w: home %s is fenced", gossip.ErrRefused, home)
+			err = fmt.Errorf("%w: home %s is fenced", ErrRefused, home)
 		}
 		if err == nil && !isRouted(&rep) {
 			r.metrics.routed[routedOK].Inc()
@@ -416,7 +400,7 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 			r.metrics.routed[routedUnreachable].Inc()
 			return escrow.Reply{}, err // wraps ErrOwnerUnreachable: 503 with Retry-After
 		}
-		if errors.Is(err, gossip.ErrNoResponders) {
+		if errors.Is(err, ErrNoResponders) {
 			// The home is not there: the node stops routing to it (and
 			// sending it units) until it is heard from again, so the next
 			// shoppers do not each pay a failed forward.
@@ -439,7 +423,7 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 // not apply the command: nobody serves its subject, this region is not
 // connected, or the target answered that it could not run it.
 func notApplied(err error) bool {
-	return errors.Is(err, gossip.ErrNoResponders) || errors.Is(err, gossip.ErrNotConnected) || errors.Is(err, gossip.ErrRefused)
+	return errors.Is(err, ErrNoResponders) || errors.Is(err, ErrNotConnected) || errors.Is(err, ErrRefused)
 }
 
 func isRouted(rep *escrow.Reply) bool { return rep.Err != nil && rep.Err.Code == escrow.CodeRouted }
@@ -461,14 +445,14 @@ func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply,
 			Detail: "only get, confirm, release, extend and routed holds may be forwarded, not " + cmd.Kind.String()}}, nil
 	}
 	if r.closed.Load() {
-		return escrow.Reply{}, fmt.Errorf("%w: %w", gossip.ErrNotRun, ErrClosed)
+		return escrow.Reply{}, fmt.Errorf("%w: %w", ErrNotRun, ErrClosed)
 	}
 	rep, err := r.submit(ctx, &cmd, time.Time{})
 	if errors.Is(err, ErrOverloaded) {
 		// Not queued: the caller may run a routed hold where it came in.
 		// Other errors (storage, timeout, closing with it queued) leave
 		// open whether it was applied.
-		err = fmt.Errorf("%w: %w", gossip.ErrNotRun, err)
+		err = fmt.Errorf("%w: %w", ErrNotRun, err)
 	}
 	if err == nil && isRouted(&rep) {
 		r.metrics.routed[routedBug].Inc()
@@ -502,7 +486,7 @@ func (r *Region) forward(ctx context.Context, owner string, cmd escrow.Command) 
 		}
 		r.metrics.forwards.WithLabelValues("unreachable").Inc()
 		// Every Forward failure is an unreachable owner: the client
-		// retries later. The cause stays wrapped (gossip.ErrNoResponders).
+		// retries later. The cause stays wrapped (ErrNoResponders).
 		return escrow.Reply{}, &OwnerUnreachableError{Owner: owner, Why: unreachableWhy(err), Err: err}
 	}
 	r.metrics.forwards.WithLabelValues("ok").Inc()

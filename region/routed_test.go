@@ -15,7 +15,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/holdfast-io/holdfast/escrow"
-	"github.com/holdfast-io/holdfast/gossip"
 )
 
 // Routed holds with the fake transport: region eu knows that us has 5
@@ -163,7 +162,7 @@ func TestRoutedHoldFallsBackLocally(t *testing.T) {
 	var log forwardLog
 	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
 		log.add(owner, cmd)
-		return escrow.Reply{}, fmt.Errorf("%w: %w: us", gossip.ErrUnreachable, gossip.ErrNoResponders)
+		return escrow.Reply{}, fmt.Errorf("%w: %w: us", ErrUnreachable, ErrNoResponders)
 	}}
 	r := openHomed(t, ft)
 	rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}, IdemKey: "k2", IdemHash: 7})
@@ -219,7 +218,7 @@ func TestRoutedHoldHomeGone(t *testing.T) {
 	var log forwardLog
 	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
 		log.add(owner, cmd)
-		return escrow.Reply{}, fmt.Errorf("%w: %w: %s", gossip.ErrUnreachable, gossip.ErrNoResponders, owner)
+		return escrow.Reply{}, fmt.Errorf("%w: %w: %s", ErrUnreachable, ErrNoResponders, owner)
 	}}
 	r := openHomed(t, ft)
 	hold := escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}
@@ -281,7 +280,7 @@ func TestRoutedHoldTimeoutIsUnreachable(t *testing.T) {
 	var log forwardLog
 	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
 		log.add(owner, cmd)
-		return escrow.Reply{}, fmt.Errorf("%w: %s: %v", gossip.ErrUnreachable, owner, context.DeadlineExceeded)
+		return escrow.Reply{}, fmt.Errorf("%w: %s: %v", ErrUnreachable, owner, context.DeadlineExceeded)
 	}}
 	r := openHomed(t, ft)
 	cmd := escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}, IdemKey: "k-timeout", IdemHash: 9}
@@ -315,7 +314,7 @@ func TestRoutedHoldTimeoutIsUnreachable(t *testing.T) {
 // eu.
 func TestRoutedHoldFallbackGrants(t *testing.T) {
 	lt := &lendingTransport{fakeTransport: fakeTransport{forward: func(string, escrow.Command) (escrow.Reply, error) {
-		return escrow.Reply{}, fmt.Errorf("%w: %w: us: owner us is busy", gossip.ErrUnreachable, gossip.ErrRefused)
+		return escrow.Reply{}, fmt.Errorf("%w: %w: us: owner us is busy", ErrUnreachable, ErrRefused)
 	}}}
 	r := openHomed(t, lt)
 	lt.r.Store(r) // before any hold, so before any borrow request
