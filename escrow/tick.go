@@ -1,0 +1,107 @@
+package escrow
+
+import (
+	"time"
+)
+
+// This file holds the node's time-driven duties, run on every Step after
+// the input: hold expiry and retention, idempotency-key expiry, borrow and
+// pending-hold deadlines. tick also calls the duties that live with their
+// concept (topUps in borrow.go, retryRepairs and digest in replicate.go,
+// pushHomes in homes.go).
+
+// tick runs the time-driven work: expiry, borrow deadlines, top-ups,
+// digests, retention.
+func (n *Node) tick() {
+	if n.fence.st.Fenced && n.fenceTick() {
+		return
+	}
+	n.sweep()
+	n.expirePending()
+	n.topUps()
+	n.retryRepairs()
+	n.pushHomes()
+	n.digest()
+}
+
+func (n *Node) sweep() {
+	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.expiry.Len() > 0; {
+		it := n.expiry[0]
+		if it.at > nanos(n.now) {
+			break
+		}
+		popTime(&n.expiry)
+		h := n.holds[it.id]
+		if h == nil || h.State != Held {
+			continue // stale entry: finished or retired
+		}
+		if at := nanos(h.Expires); at > it.at {
+			n.expiry.push(timeItem{at: at, id: h.ID}) // extended: one entry per hold
+			continue
+		}
+		n.expire(h)
+		budget--
+	}
+	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.retire.Len() > 0 && n.retire[0].at <= nanos(n.now); budget-- {
+		it := popTime(&n.retire)
+		if h := n.holds[it.id]; h != nil && h.State.Terminal() {
+			delete(n.holds, it.id)
+			n.out.Persist.DeletedHolds = append(n.out.Persist.DeletedHolds, it.id)
+		}
+	}
+	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && n.idemExpiry[0].at <= nanos(n.now); budget-- {
+		it := popTime(&n.idemExpiry)
+		if e := n.idem[it.id]; e != nil && !e.Expires.After(n.now) {
+			delete(n.idem, it.id)
+			// Added and expired within this Ready (a tiny IdemTTL): the
+			// delete wins whatever order the runtime applies the batch in.
+			for i := range n.out.Persist.Idem {
+				if n.out.Persist.Idem[i].Key == it.id {
+					n.out.Persist.Idem = append(n.out.Persist.Idem[:i], n.out.Persist.Idem[i+1:]...)
+					break
+				}
+			}
+			n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, it.id)
+		}
+	}
+}
+
+func (n *Node) expirePending() {
+	// This runs on every Step: scan the borrows only once the earliest
+	// deadline has come, not on every input (thousands of borrows can be in
+	// flight during a flash sale).
+	if len(n.borrows) > 0 && !n.now.Before(n.borrowScanAt) {
+		var next time.Time
+		for id, b := range n.borrows {
+			if !n.now.Before(b.deadline) {
+				delete(n.borrows, id)
+				n.stats.BorrowTimeouts++
+				if b.topUp {
+					if s := n.skus[b.sku]; s != nil && s.topUp == id {
+						s.topUp = 0
+					}
+				}
+				continue
+			}
+			if next.IsZero() || b.deadline.Before(next) {
+				next = b.deadline
+			}
+		}
+		n.borrowScanAt = next
+	}
+	// Pending holds are in arrival order and all wait BorrowTimeout, so
+	// their deadlines never decrease: only the head needs a look.
+	if len(n.pending) == 0 || n.now.Before(n.pending[0].deadline) {
+		return
+	}
+	for _, p := range n.pending {
+		if n.now.Before(p.deadline) {
+			break
+		}
+		p.asks = 0
+	}
+	n.retryDue = true
+	n.retryPending()
+}
+
+func popTime(h *timeHeap) timeItem { return h.pop() }
