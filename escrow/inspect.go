@@ -1,0 +1,86 @@
+package escrow
+
+import (
+	"sort"
+)
+
+// This file holds the node's read-only accessors: copies of its view, rows
+// and holds for the runtime's HTTP handlers, the simulator and tests. None
+// of them changes the node.
+
+// View returns a copy of this node's view of one SKU (nil if unknown).
+func (n *Node) View(sku string) View {
+	s := n.skus[sku]
+	if s == nil {
+		return nil
+	}
+	v := make(View, len(s.list))
+	for _, rec := range s.list {
+		c := rec.Row.Clone()
+		v[rec.Region] = &c
+	}
+	return v
+}
+
+// Rows returns copies of every row this node holds, sorted by SKU and region.
+func (n *Node) Rows() []Row {
+	var out []Row
+	for _, s := range n.skus {
+		for _, rec := range s.list {
+			out = append(out, rec.Row.Clone())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].SKU != out[j].SKU {
+			return out[i].SKU < out[j].SKU
+		}
+		return out[i].Region < out[j].Region
+	})
+	return out
+}
+
+// SKUs returns the SKUs this node knows, in the order it learned them.
+func (n *Node) SKUs() []string { return append([]string(nil), n.skuOrder...) }
+
+// Hold returns a copy of a hold owned by this node.
+func (n *Node) Hold(id string) (Hold, bool) {
+	h := n.holds[id]
+	if h == nil {
+		return Hold{}, false
+	}
+	return h.Clone(), true
+}
+
+// ForEachHold calls f for every hold this node keeps, in no order.
+func (n *Node) ForEachHold(f func(h *Hold)) {
+	for _, h := range n.holds {
+		f(&h.Hold)
+	}
+}
+
+// Available returns available(self) of sku as this node sees it.
+func (n *Node) Available(sku string) uint64 {
+	s := n.skus[sku]
+	if s == nil {
+		return 0
+	}
+	return n.available(s)
+}
+
+// Peers returns the regions this node has heard of, sorted.
+func (n *Node) Peers() []string {
+	out := make([]string, 0, len(n.peers))
+	for r := range n.peers {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PeerSeq returns the last contiguous sequence received from region r.
+func (n *Node) PeerSeq(r string) uint64 {
+	if p := n.peers[r]; p != nil {
+		return p.seen
+	}
+	return 0
+}
