@@ -16,6 +16,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/escrow/escrowtest"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -71,7 +72,7 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		}
 		ecfg := escrow.Config{LowWater: 3, TopUpHorizon: 2e9, DonorFloor: 1}
 		if o.BreakRegion == name {
-			ecfg.Bugs.GrantWithoutCheck = true
+			ecfg = escrowtest.WithBugs(ecfg, escrowtest.Bugs{GrantWithoutCheck: true})
 		}
 		s.reg, err = region.Open(ctx, region.Config{
 			Name:    name,

@@ -127,7 +127,7 @@ func (n *Node) hold(c *Command) {
 // tryGrant grants the hold if every line is covered here and returns nil;
 // otherwise it returns the first uncovered line and changes nothing.
 func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
-	if !n.cfg.Bugs.GrantWithoutCheck {
+	if !n.cfg.bugs.GrantWithoutCheck {
 		for i := range lines {
 			s := n.skus[lines[i].SKU]
 			if s == nil || n.available(s) < lines[i].Qty {
@@ -137,13 +137,13 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	}
 	for i := range lines {
 		s := n.skus[lines[i].SKU]
-		if s == nil { // only with Bugs.GrantWithoutCheck
+		if s == nil { // only with the planted bug GrantWithoutCheck
 			s = n.sku(lines[i].SKU)
 		}
 		own := n.ownRow(s)
 		own.Reserved += lines[i].Qty
 		n.touchOwn(own)
-		if !n.cfg.Bugs.GrantWithoutCheck && s.availableOf(n.cfg.Region) < 0 {
+		if !n.cfg.bugs.GrantWithoutCheck && s.availableOf(n.cfg.Region) < 0 {
 			panic("escrow: grant drove available below zero")
 		}
 		n.noteLow(s)
@@ -327,7 +327,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 		case Confirmed:
 			own.Sold += l.Qty
 		case Released, Expired:
-			if to == Expired && n.cfg.Bugs.KeepExpiredUnits {
+			if to == Expired && n.cfg.bugs.KeepExpiredUnits {
 				own.Sold += l.Qty // the bug: units vanish into "sold"
 			} else {
 				own.Released += l.Qty

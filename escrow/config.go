@@ -3,12 +3,14 @@ package escrow
 import (
 	"fmt"
 	"time"
+
+	"github.com/holdfast-io/holdfast/escrow/internal/plantedbugs"
 )
 
 // Config configures one region's Node. Zero values take the defaults noted.
 // The yaml tags name the keys of the `escrow:` section of a region's config
-// file; Region, Rand and Bugs cannot be set from a file (the region's name
-// comes from its own config, and Bugs exist only for tests).
+// file; Region and Rand cannot be set from a file (the region's name comes
+// from its own config).
 type Config struct {
 	Region string `yaml:"-"` // [a-z0-9_]{1,32}; prefixes hold ids
 
@@ -54,17 +56,10 @@ type Config struct {
 	// Rand supplies randomness (hold id suffixes). nil: a PRNG seeded from Region.
 	Rand func() uint64 `yaml:"-"`
 
-	// Bugs injects known bugs so tests can prove the checkers catch them.
-	// Never set outside tests.
-	Bugs Bugs `yaml:"-"`
-}
-
-// Bugs are test-only fault injections in the core.
-type Bugs struct {
-	GrantWithoutCheck bool // grant holds without checking available
-	MergeBySum        bool // merge rows by adding instead of max
-	KeepExpiredUnits  bool // expire holds without returning their units
-	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
+	// bugs are planted known bugs, set only through package escrowtest
+	// (which refuses outside tests): unexported, so that neither YAML nor
+	// any production caller can turn one on.
+	bugs plantedbugs.Bugs
 }
 
 func (c *Config) withDefaults() Config {

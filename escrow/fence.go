@@ -88,7 +88,7 @@ func (n *Node) Fence() FenceStatus { return n.fence.st }
 // stuck: a region that was wiped and started while cut off from every peer
 // is the residual risk.
 func (n *Node) BeginProbation(minWait, maxWait time.Duration) bool {
-	if n.fence.st.Fenced || n.seq != 0 || n.cfg.Bugs.IgnoreFence {
+	if n.fence.st.Fenced || n.seq != 0 || n.cfg.bugs.IgnoreFence {
 		return false
 	}
 	for _, s := range n.skus {
@@ -124,7 +124,7 @@ func (n *Node) ImposeFence(st FenceStatus) {
 // fenceFrom fences the node because peer has seen its rows up to seen. The
 // first reason sticks.
 func (n *Node) fenceFrom(peer string, seen uint64, via string) {
-	if (n.fence.st.Fenced && !n.fence.st.Probation) || n.cfg.Bugs.IgnoreFence {
+	if (n.fence.st.Fenced && !n.fence.st.Probation) || n.cfg.bugs.IgnoreFence {
 		return
 	}
 	n.fence.st = FenceStatus{Fenced: true, Peer: peer, PeerSeen: seen, OwnSeq: n.seq, Since: n.now,

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/holdfast-io/holdfast/escrow/internal/plantedbugs"
 )
 
 // holdVia runs a hold at tn through the network (it may borrow) and returns
@@ -32,9 +34,9 @@ func holdVia(tw *tnet, tn *tnode, lines ...Line) Reply {
 // borrows 5 of them for a hold, then eu's store is wiped and eu restarts
 // empty under the same name. It returns the network and eu's sequence
 // before the wipe.
-func wipedEU(t *testing.T, bugs Bugs) (*tnet, uint64) {
+func wipedEU(t *testing.T, bugs plantedbugs.Bugs) (*tnet, uint64) {
 	t.Helper()
-	cfg := Config{DigestInterval: time.Second, Bugs: bugs}
+	cfg := Config{DigestInterval: time.Second, bugs: bugs}
 	tw := newTNet(t, cfg, "eu", "us")
 	tw.nodes["us"].restock("A", 10)
 	tw.flush()
@@ -70,7 +72,7 @@ func gossip(tw *tnet, d time.Duration) {
 // region grants again the units its lost holds took: an oversell.
 func TestFenceWipedRegion(t *testing.T) {
 	t.Run("without fence it oversells", func(t *testing.T) {
-		tw, _ := wipedEU(t, Bugs{IgnoreFence: true})
+		tw, _ := wipedEU(t, plantedbugs.Bugs{IgnoreFence: true})
 		gossip(tw, time.Second)
 		gossip(tw, time.Second) // second digest: eu asks us for a repair
 		eu := tw.nodes["eu"]
@@ -86,7 +88,7 @@ func TestFenceWipedRegion(t *testing.T) {
 		}
 	})
 	t.Run("fenced", func(t *testing.T) {
-		tw, before := wipedEU(t, Bugs{})
+		tw, before := wipedEU(t, plantedbugs.Bugs{})
 		gossip(tw, time.Second)
 		eu := tw.nodes["eu"]
 		f := eu.n.Fence()

@@ -515,7 +515,7 @@ func (n *Node) ownRow(s *skuState) *rowRec {
 func (n *Node) available(s *skuState) uint64 {
 	a := s.availableOf(n.cfg.Region)
 	if a < 0 {
-		if n.cfg.Bugs.GrantWithoutCheck || n.cfg.Bugs.MergeBySum || n.cfg.Bugs.KeepExpiredUnits {
+		if n.cfg.bugs.GrantWithoutCheck || n.cfg.bugs.MergeBySum || n.cfg.bugs.KeepExpiredUnits {
 			return 0
 		}
 		panic("escrow: available(" + n.cfg.Region + ", " + s.sku + ") < 0")

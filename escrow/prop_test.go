@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/holdfast-io/holdfast/escrow/internal/plantedbugs"
 )
 
 // The property test runs random operations over 3–7 regions whose messages
@@ -53,7 +55,7 @@ func TestProperty(t *testing.T) {
 	}
 	routed, fallback, homeUnits := 0, 0, uint64(0)
 	for _, seed := range seeds {
-		w := newPWorld(seed, Bugs{})
+		w := newPWorld(seed, plantedbugs.Bugs{})
 		if err := w.run(steps); err != nil {
 			t.Fatalf("seed %d (replay: go test ./escrow/ -run 'TestProperty$' -v -args -escrow.seed=%d -escrow.steps=%d): %v\nlast events:\n%s",
 				seed, seed, steps, err, w.trace())
@@ -77,7 +79,7 @@ func TestProperty(t *testing.T) {
 // TestPropertyCatchesBugs proves the checkers can fail: each injected bug
 // must be caught on some fixed seed.
 func TestPropertyCatchesBugs(t *testing.T) {
-	bugs := map[string]Bugs{
+	bugs := map[string]plantedbugs.Bugs{
 		"grant without check": {GrantWithoutCheck: true},
 		"merge by sum":        {MergeBySum: true},
 		"keep expired units":  {KeepExpiredUnits: true},
@@ -177,7 +179,7 @@ type reroute struct {
 	cmd Command
 }
 
-func newPWorld(seed uint64, bugs Bugs) *pworld {
+func newPWorld(seed uint64, bugs plantedbugs.Bugs) *pworld {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	w := &pworld{seed: seed, r: r, now: t0, nodes: map[string]*pnode{}, out: map[uint64]*preq{},
 		holds: map[string]*phold{}, idem: map[string]*pidem{}, minted: map[[2]string]uint64{},
@@ -198,7 +200,7 @@ func newPWorld(seed uint64, bugs Bugs) *pworld {
 			IdemTTL:       20 * time.Second,
 			HoldRetain:    w.retain,
 			BorrowTimeout: 50 * time.Millisecond,
-			Bugs:          bugs,
+			bugs:          bugs,
 		}
 		rs := r.Uint64()
 		cfg.Rand = rand.New(rand.NewPCG(rs, 1)).Uint64

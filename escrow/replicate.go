@@ -76,7 +76,7 @@ func (n *Node) mergeRows(rows []Row) bool {
 		s := n.sku(in.SKU)
 		rec := s.rec(in.Region)
 		var ch bool
-		if n.cfg.Bugs.MergeBySum {
+		if n.cfg.bugs.MergeBySum {
 			ch = sumInto(&rec.Row, in)
 		} else {
 			ch = rec.Row.Merge(in)

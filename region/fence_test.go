@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/escrow/escrowtest"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -23,7 +24,7 @@ func fenceWorld(t *testing.T, ignoreFence bool) *mrWorld {
 	w := newMRWorld(t)
 	w.configure = func(c *region.Config) {
 		c.FreshProbation, c.FreshProbationMax = 200*time.Millisecond, 20*time.Second
-		c.Escrow.Bugs.IgnoreFence = ignoreFence && c.Name == "eu"
+		c.Escrow = escrowtest.WithBugs(c.Escrow, escrowtest.Bugs{IgnoreFence: ignoreFence && c.Name == "eu"})
 	}
 	return w
 }

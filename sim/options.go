@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/escrow/escrowtest"
 )
 
 // Limits on every knob, so that a typo cannot ask for a run that never ends
@@ -60,7 +61,7 @@ type Options struct {
 
 	// Bugs and Hooks inject known bugs so tests can show that the checkers
 	// catch them. Never set them outside tests and demonstrations.
-	Bugs  escrow.Bugs
+	Bugs  escrowtest.Bugs
 	Hooks Hooks
 }
 
@@ -189,7 +190,7 @@ func (o Options) Args(seed uint64) []string {
 	return a
 }
 
-// Bug names accepted by SetBug (and the hidden --bug flag).
+// Bug names accepted by SetBug.
 const (
 	BugGrantWithoutCheck  = "grant-without-check"
 	BugMergeBySum         = "merge-by-sum"

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/escrow/escrowtest"
 )
 
 // baseTime is virtual time zero. Fixed, so that hold ids and traces do not
@@ -263,8 +264,8 @@ func (w *world) regionConfig(ep *endpoint) escrow.Config {
 		DefaultTTL:    w.o.TTL,
 		MaxLifetime:   max(w.o.TTL, time.Hour),
 		BorrowTimeout: w.o.BorrowTimeout,
-		Bugs:          w.o.Bugs,
 	}
+	cfg = escrowtest.WithBugs(cfg, w.o.Bugs)
 	w.strat.Config(&w.setup, ep.idx, &cfg)
 	// Hold ids of every incarnation come from their own stream.
 	r := rand.New(rand.NewPCG(w.o.Seed, uint64(ep.idx)<<32|uint64(ep.inc)+1))

@@ -27,7 +27,6 @@ func newSimCmd() *cobra.Command {
 		trace   string
 		compare string
 		workers int
-		bugs    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -48,11 +47,6 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 			if seeds != "" {
 				var err error
 				if from, to, err = parseSeeds(seeds); err != nil {
-					return err
-				}
-			}
-			for _, b := range bugs {
-				if err := o.SetBug(b); err != nil {
 					return err
 				}
 			}
@@ -154,8 +148,6 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.StringVar(&compare, "compare", "", "run these strategies (comma-separated, or all) on the same seeds and compare them")
 	f.StringVar(&trace, "trace", "", "write every event of the (single) seed to this file")
 	f.IntVar(&workers, "workers", 0, "parallel seeds (0: number of CPUs); output does not depend on it")
-	f.StringSliceVar(&bugs, "bug", nil, "inject a known bug to watch a checker fail (test only)")
-	_ = f.MarkHidden("bug")
 	return cmd
 }
 

@@ -1,0 +1,23 @@
+// Package plantedbugs carries the planted-bug switches from package
+// escrowtest, the only way to set them, into package escrow, the only code
+// that reads them. It is internal so that nothing else can reach either
+// side: a production binary has no way to turn a bug on.
+package plantedbugs
+
+// Bugs are known bugs planted in the escrow core, so that tests can prove
+// the checkers (property tests, the simulator, the demo's audit) catch them.
+type Bugs struct {
+	GrantWithoutCheck bool // grant holds without checking available
+	MergeBySum        bool // merge rows by adding instead of max
+	KeepExpiredUnits  bool // expire holds without returning their units
+	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
+}
+
+// Any reports whether any bug is on.
+func (b Bugs) Any() bool { return b != Bugs{} }
+
+// Plant is installed by package escrow when it is initialised: it returns
+// cfg, an escrow.Config, with b planted in its unexported field. It is a
+// variable because escrow imports this package, so this package cannot name
+// escrow.Config.
+var Plant func(cfg any, b Bugs) any
