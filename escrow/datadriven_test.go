@@ -1,43 +1,48 @@
 package escrow
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/datadriven"
 )
 
-// Data-driven scenarios in the etcd-raft style: escrow/testdata/*.txt hold
-// commands, each followed by "----" and the expected output, then a blank
-// line. Run with -escrow.rewrite to regenerate the expected output after a
-// deliberate change (and review the diff).
+// Stories: escrow/testdata/*.txt are scenarios run by
+// github.com/cockroachdb/datadriven. Each step is a command, "----" and the
+// node's real output; run `go test ./escrow -run TestDataDriven -rewrite` to
+// regenerate the output after a deliberate change, then read the diff.
 //
-//	nodes eu us ap            three regions (digests off)
+//	nodes eu us ap [digests=1s] [silence=3s] [lowwater=2]
+//	                          regions (digests off unless digests= is given)
 //	restock eu A 5            admin restock at eu
 //	writeoff eu A 5
-//	hold us A=1 B=2 [ttl=1m] [key=k] [as=h1]
+//	hold us A=1 B=2 [ttl=1m] [key=k] [as=h1] [routed]
 //	confirm|release|get h1 [at=eu]
 //	extend h1 5m
-//	deliver                   deliver every message until quiet
+//	deliver                   deliver every message until quiet (cut links drop theirs)
 //	drop                      lose every message in flight
+//	partition eu us           cut the link between eu and us (both ways)
+//	heal                      restore every link
 //	tick 10m                  advance every clock and tick every node
+//	gossip 1s                 tick, then deliver until quiet
+//	wipe eu                   eu restarts with an empty store under its name
+//	fence eu                  eu's fence status
+//	rebalance                 the rebalancer reads the digests seen and advises
 //	view eu A                 eu's view of A: one line per row
+//	stock eu A                what eu's stock command answers
 //	stats us
-var flagRewrite = flag.Bool("escrow.rewrite", false, "rewrite the expected output of escrow/testdata scenarios")
-
 func TestDataDriven(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scenarios: %v", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runScenario(t, f) })
-	}
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		sc := &story{t: t, holds: map[string]string{}, reqs: map[reqKey]string{}, cut: map[[2]string]bool{}}
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			sc.t = t
+			return sc.run(d)
+		})
+	})
 }
 
 type reqKey struct {
@@ -45,53 +50,21 @@ type reqKey struct {
 	id     uint64
 }
 
-type scenario struct {
+// story is the world of one story file.
+type story struct {
 	t     *testing.T
 	tw    *tnet
 	holds map[string]string // name -> hold id
 	reqs  map[reqKey]string // waiting hold request -> name
 	next  int
+	cut   map[[2]string]bool // partitioned links, both orders
+	rb    *Rebalancer
+	// digests seen on the wire since the last rebalance, for the
+	// rebalancer (which listens to every region's digests).
+	digests []Message
 }
 
-func runScenario(t *testing.T, path string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(data), "\n")
-	sc := &scenario{t: t, holds: map[string]string{}, reqs: map[reqKey]string{}}
-	var out strings.Builder
-	for i := 0; i < len(lines); i++ {
-		ln := lines[i]
-		if strings.TrimSpace(ln) == "" || strings.HasPrefix(ln, "#") {
-			out.WriteString(ln + "\n")
-			continue
-		}
-		cmd := ln
-		// Expected output: after "----", up to a blank line.
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("%s:%d: command without ----", path, i+1)
-		}
-		j := i + 2
-		var want []string
-		for ; j < len(lines) && lines[j] != ""; j++ {
-			want = append(want, lines[j])
-		}
-		got := sc.exec(cmd) + sc.answered()
-		if !*flagRewrite && strings.Join(want, "\n") != strings.TrimRight(got, "\n") {
-			t.Errorf("%s:%d: %s\n got:\n%s\nwant:\n%s", path, i+1, cmd, got, strings.Join(want, "\n"))
-		}
-		out.WriteString(cmd + "\n----\n" + strings.TrimRight(got, "\n") + "\n")
-		i = j - 1
-	}
-	if *flagRewrite {
-		if err := os.WriteFile(path, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func (sc *scenario) node(r string) *tnode {
+func (sc *story) node(r string) *tnode {
 	tn := sc.tw.nodes[r]
 	if tn == nil {
 		sc.t.Fatalf("no region %q", r)
@@ -99,42 +72,72 @@ func (sc *scenario) node(r string) *tnode {
 	return tn
 }
 
-func (sc *scenario) exec(line string) string {
-	f := strings.Fields(line)
+// run executes one step and returns its output followed by the answers to
+// waiting holds that the step brought.
+func (sc *story) run(d *datadriven.TestData) string {
+	var pos []string
 	opts := map[string]string{}
-	var args []string
-	for _, a := range f[1:] {
-		if k, v, ok := strings.Cut(a, "="); ok && (k == "ttl" || k == "key" || k == "as" || k == "at") {
-			opts[k] = v
-			continue
+	var pairs []skuQty
+	for _, a := range d.CmdArgs {
+		switch {
+		case len(a.Vals) == 0:
+			pos = append(pos, a.Key)
+		case a.Key == "ttl" || a.Key == "key" || a.Key == "as" || a.Key == "at" ||
+			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater":
+			opts[a.Key] = a.Vals[0]
+		default:
+			pairs = append(pairs, skuQty{a.Key, a.Vals[0]})
 		}
-		args = append(args, a)
 	}
+	out := strings.TrimRight(sc.exec(d, pos, opts, pairs), "\n")
+	if a := sc.answered(); a != "" {
+		if out != "" {
+			out += "\n"
+		}
+		out += a
+	}
+	return out
+}
+
+// skuQty is one SKU=qty line of a hold, as written.
+type skuQty struct{ sku, qty string }
+
+func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]string, pairs []skuQty) string {
 	num := func(s string) uint64 {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			sc.t.Fatalf("%q: %v", line, err)
+			d.Fatalf(sc.t, "%v", err)
 		}
 		return v
 	}
 	dur := func(s string) time.Duration {
-		d, err := time.ParseDuration(s)
+		v, err := time.ParseDuration(s)
 		if err != nil {
-			sc.t.Fatalf("%q: %v", line, err)
+			d.Fatalf(sc.t, "%v", err)
 		}
-		return d
+		return v
 	}
-	switch f[0] {
+	switch d.Cmd {
 	case "nodes":
-		sc.tw = newTNet(sc.t, Config{}, args...)
+		cfg := Config{}
+		if v, ok := opts["digests"]; ok {
+			cfg.DigestInterval = dur(v)
+		}
+		if v, ok := opts["silence"]; ok {
+			cfg.PeerSilence = dur(v)
+		}
+		if v, ok := opts["lowwater"]; ok {
+			cfg.LowWater = num(v)
+		}
+		sc.tw = newTNet(sc.t, cfg, args...)
 		return "ok"
 	case "restock", "writeoff":
 		k := CmdRestock
-		if f[0] == "writeoff" {
+		if d.Cmd == "writeoff" {
 			k = CmdWriteOff
 		}
 		r := sc.node(args[0]).do(Command{Kind: k, SKU: args[1], Qty: num(args[2])})
-		sc.tw.collect()
+		sc.collect()
 		if r.Err != nil {
 			return "error " + r.Err.Code.String()
 		}
@@ -142,10 +145,10 @@ func (sc *scenario) exec(line string) string {
 	case "hold":
 		tn := sc.node(args[0])
 		c := Command{Kind: CmdHold, IdemKey: opts["key"], IdemHash: 1}
-		for _, a := range args[1:] {
-			sku, q, _ := strings.Cut(a, "=")
-			c.Lines = append(c.Lines, Line{SKU: sku, Qty: num(q)})
+		for _, p := range pairs {
+			c.Lines = append(c.Lines, Line{SKU: p.sku, Qty: num(p.qty)})
 		}
+		c.Routed = len(args) > 1 && args[1] == "routed"
 		if v, ok := opts["ttl"]; ok {
 			c.TTL = dur(v)
 		}
@@ -160,7 +163,7 @@ func (sc *scenario) exec(line string) string {
 			sc.t.Fatal(err)
 		}
 		tn.drain()
-		sc.tw.collect()
+		sc.collect()
 		if r, ok := tn.replies[c.ReqID]; ok {
 			return sc.holdReply(name, r)
 		}
@@ -177,38 +180,47 @@ func (sc *scenario) exec(line string) string {
 		if at == "" {
 			at = owner
 		}
-		c := Command{Kind: kinds[f[0]], HoldID: id}
-		if f[0] == "extend" {
+		c := Command{Kind: kinds[d.Cmd], HoldID: id}
+		if d.Cmd == "extend" {
 			c.TTL = dur(args[1])
 		}
 		r := sc.node(at).do(c)
-		sc.tw.collect()
+		sc.collect()
 		return sc.holdReply(args[0], r)
 	case "deliver":
-		sc.tw.collect()
-		n := 0
-		for len(sc.tw.queue) > 0 {
-			sc.tw.deliver(0)
-			n++
-		}
-		return fmt.Sprintf("%d messages", n)
+		return sc.deliver()
 	case "drop":
-		sc.tw.collect()
+		sc.collect()
 		n := len(sc.tw.queue)
 		sc.tw.queue = nil
 		return fmt.Sprintf("dropped %d", n)
-	case "tick":
-		d := dur(args[0])
-		for _, r := range sortedKeys(sc.tw.nodes) {
-			tn := sc.tw.nodes[r]
-			tn.now = tn.now.Add(d)
-			if err := tn.n.Step(Input{Now: tn.now}); err != nil {
-				sc.t.Fatal(err)
-			}
-			tn.drain()
-		}
-		sc.tw.collect()
+	case "partition":
+		sc.cut[[2]string{args[0], args[1]}] = true
+		sc.cut[[2]string{args[1], args[0]}] = true
 		return "ok"
+	case "heal":
+		clear(sc.cut)
+		return "ok"
+	case "tick":
+		sc.tick(dur(args[0]))
+		return "ok"
+	case "gossip":
+		sc.tick(dur(args[0]))
+		return sc.deliver()
+	case "wipe":
+		old := sc.node(args[0])
+		tn := newTNode(sc.t, old.cfg)
+		tn.now = old.now
+		sc.tw.nodes[args[0]] = tn
+		return fmt.Sprintf("%s restarts empty: seq %d (was %d)", args[0], tn.n.Seq(), old.n.Seq())
+	case "fence":
+		f := sc.node(args[0]).n.Fence()
+		if !f.Fenced {
+			return "not fenced"
+		}
+		return fmt.Sprintf("fenced by %s: it saw our rows up to seq %d, our store has seq %d", f.Peer, f.PeerSeen, f.OwnSeq)
+	case "rebalance":
+		return sc.rebalance()
 	case "view":
 		v := sc.node(args[0]).n.View(args[1])
 		var b strings.Builder
@@ -226,22 +238,129 @@ func (sc *scenario) exec(line string) string {
 			fmt.Fprintf(&b, "conservation: %v\n", err)
 		}
 		return b.String()
+	case "stock":
+		r := sc.node(args[0]).do(Command{Kind: CmdStock, SKU: args[1]})
+		sc.collect()
+		if r.Err != nil {
+			return "error " + r.Err.Code.String() + errDetail(r.Err)
+		}
+		return fmt.Sprintf("available %d", r.Stock.Available)
 	case "stats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("granted=%d rejected=%d borrows=%d answered=%d timeouts=%d donated=%d expired=%d gaps=%d repairs=%d",
 			s.Granted, s.Rejected, s.BorrowsSent, s.BorrowsAnswered, s.BorrowTimeouts, s.DonatedUnits, s.ExpiredHolds, s.Gaps, s.RepairsSent)
 	}
-	sc.t.Fatalf("unknown command %q", line)
+	d.Fatalf(sc.t, "unknown command %q", d.Cmd)
 	return ""
+}
+
+// collect queues what the nodes sent. The rebalancer hears every digest
+// (it is not behind the regions' partitions): they are noted for it here,
+// once each, before the broadcast is fanned out.
+func (sc *story) collect() {
+	for _, r := range sortedKeys(sc.tw.nodes) {
+		for _, m := range sc.tw.nodes[r].sent {
+			if m.Type == MsgDigest {
+				sc.digests = append(sc.digests, m)
+			}
+		}
+	}
+	sc.tw.collect()
+}
+
+// deliver delivers until quiet; a message on a cut link is lost.
+func (sc *story) deliver() string {
+	sc.collect()
+	n, lost := 0, 0
+	for len(sc.tw.queue) > 0 {
+		if n+lost > 10000 {
+			sc.t.Fatal("network never quiet")
+		}
+		q := sc.tw.queue[0]
+		if sc.cut[[2]string{q.m.From, q.to}] {
+			sc.tw.queue = sc.tw.queue[1:]
+			lost++
+			continue
+		}
+		sc.tw.queue = sc.tw.queue[1:]
+		tn := sc.tw.nodes[q.to]
+		if err := tn.n.Step(Input{Now: tn.now, Msg: &q.m}); err != nil {
+			sc.t.Fatalf("%s rejected %s from %s: %v", q.to, q.m.Type, q.m.From, err)
+		}
+		tn.drain()
+		sc.collect()
+		n++
+	}
+	if lost > 0 {
+		return fmt.Sprintf("%d messages, %d lost to the partition", n, lost)
+	}
+	return fmt.Sprintf("%d messages", n)
+}
+
+func (sc *story) tick(d time.Duration) {
+	for _, r := range sortedKeys(sc.tw.nodes) {
+		tn := sc.tw.nodes[r]
+		tn.now = tn.now.Add(d)
+		if err := tn.n.Step(Input{Now: tn.now}); err != nil {
+			sc.t.Fatal(err)
+		}
+		tn.drain()
+	}
+	sc.collect()
+}
+
+// rebalance feeds the digests seen since the last round to the rebalancer
+// (one per region and story), runs a round at the regions' clock and
+// queues its advice to every region.
+func (sc *story) rebalance() string {
+	var now time.Time
+	for _, tn := range sc.tw.nodes {
+		if tn.now.After(now) {
+			now = tn.now
+		}
+	}
+	if sc.rb == nil {
+		rb, err := NewRebalancer(RebalancerConfig{ID: "rb", Policy: DefaultRebalancePolicy()})
+		if err != nil {
+			sc.t.Fatal(err)
+		}
+		sc.rb = rb
+	}
+	for i := range sc.digests {
+		if err := sc.rb.Step(now, &sc.digests[i]); err != nil {
+			sc.t.Fatal(err)
+		}
+	}
+	seen := len(sc.digests)
+	sc.digests = nil
+	adv, ok := sc.rb.Round(now)
+	if !ok {
+		return "standby"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "read %d digests\n", seen)
+	for _, mv := range adv.Moves {
+		fmt.Fprintf(&b, "move %s: %d from %s to %s\n", mv.SKU, mv.Qty, mv.From, mv.To)
+	}
+	for _, h := range adv.Homes {
+		fmt.Fprintf(&b, "home of %s: %s\n", h.SKU, h.Region)
+	}
+	if len(adv.Moves) == 0 && len(adv.Homes) == 0 {
+		b.WriteString("no advice\n")
+	}
+	for _, r := range sortedKeys(sc.tw.nodes) {
+		sc.tw.queue = append(sc.tw.queue, tmsg{to: r, m: adv})
+	}
+	return b.String()
 }
 
 // answered reports waiting holds answered by the last command (a restock
 // or a release can grant a hold that waited for units).
-func (sc *scenario) answered() string {
+func (sc *story) answered() string {
 	if sc.tw == nil {
 		return ""
 	}
-	var b strings.Builder
+	var lines []string
 	for _, r := range sortedKeys(sc.tw.nodes) {
 		tn := sc.tw.nodes[r]
 		ids := make([]uint64, 0)
@@ -253,23 +372,27 @@ func (sc *scenario) answered() string {
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		for _, id := range ids {
 			k := reqKey{r, id}
-			fmt.Fprintf(&b, "\n%s: %s", r, sc.holdReply(sc.reqs[k], tn.replies[id]))
+			lines = append(lines, fmt.Sprintf("%s: %s", r, sc.holdReply(sc.reqs[k], tn.replies[id])))
 			delete(sc.reqs, k)
 		}
 	}
-	return b.String()
+	return strings.Join(lines, "\n")
 }
 
-func (sc *scenario) holdReply(name string, r Reply) string {
+func errDetail(e *Error) string {
+	s := ""
+	if e.SKU != "" {
+		s += fmt.Sprintf(" sku=%s available=%d", e.SKU, e.Available)
+	}
+	if e.Owner != "" {
+		s += " owner=" + e.Owner
+	}
+	return s
+}
+
+func (sc *story) holdReply(name string, r Reply) string {
 	if r.Err != nil {
-		s := name + ": error " + r.Err.Code.String()
-		if r.Err.SKU != "" {
-			s += fmt.Sprintf(" sku=%s available=%d", r.Err.SKU, r.Err.Available)
-		}
-		if r.Err.Owner != "" {
-			s += " owner=" + r.Err.Owner
-		}
-		return s
+		return name + ": error " + r.Err.Code.String() + errDetail(r.Err)
 	}
 	h := r.Hold
 	if _, ok := sc.holds[name]; !ok {
