@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -80,17 +81,7 @@ func (s *Store) holdOrder(holds []escrow.Hold, cmp func(a, b *escrow.Hold) int) 
 func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	k, v := s.kbuf[:0], s.vbuf[:0]
 	defer func() { s.kbuf, s.vbuf = k, v }()
-	var errs error
-	set := func(key, val []byte) {
-		if err := b.Set(key, val, nil); err != nil && errs == nil {
-			errs = err
-		}
-	}
-	del := func(key []byte) {
-		if err := b.Delete(key, nil); err != nil && errs == nil {
-			errs = err
-		}
-	}
+	w := batchWriter{b: b}
 	// Keys are written grouped by prefix (rows, then change index, then
 	// holds, then expiry index), not interleaved per item: pebble inserts a
 	// batch into the memtable in batch order with a splice hint from the
@@ -100,7 +91,7 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		r := &p.Rows[i]
 		k = appendRowKey(k[:0], r.SKU, r.Region)
 		v = escrow.EncodeRow(v[:0], r)
-		set(k, v)
+		w.set(k, v)
 	}
 	for i := range p.Rows {
 		r := &p.Rows[i]
@@ -113,11 +104,11 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		}
 		if had {
 			k = appendChangeKey(k[:0], old)
-			del(k)
+			w.del(k)
 		}
 		k = appendChangeKey(k[:0], r.Seq)
 		v = append(v[:0], r.SKU...)
-		set(k, v)
+		w.set(k, v)
 		s.ownSeq[r.SKU] = r.Seq
 	}
 	// In key order: the splice hint only helps when each key is after the
@@ -127,11 +118,11 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		h := &p.Holds[i]
 		k = appendHoldKey(k[:0], h.ID)
 		v = escrow.EncodeHold(v[:0], h)
-		set(k, v)
+		w.set(k, v)
 	}
 	for _, id := range p.DeletedHolds {
 		k = appendHoldKey(k[:0], id)
-		del(k)
+		w.del(k)
 	}
 	order = s.holdOrder(p.Holds, func(a, b *escrow.Hold) int {
 		if c := a.Expires.Compare(b.Expires); c != 0 {
@@ -141,67 +132,81 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	})
 	for _, i := range order {
 		h := &p.Holds[i]
-		old, had := s.heldExp[h.ID]
-		if h.State == escrow.Held {
-			ord := timeOrd(h.Expires)
-			if had && old == ord {
-				continue
-			}
-			if had {
-				k = appendExpiryKey(k[:0], old, h.ID)
-				del(k)
-			}
-			k = appendExpiryKey(k[:0], ord, h.ID)
-			set(k, nil)
-			s.heldExp[h.ID] = ord
-		} else if had {
-			k = appendExpiryKey(k[:0], old, h.ID)
-			del(k)
-			delete(s.heldExp, h.ID)
-		}
+		k = w.reindexExpiry(k, s.heldExp, appendExpiryKey, h.ID, h.Expires, h.State == escrow.Held)
 	}
 	for _, id := range p.DeletedHolds {
-		if old, had := s.heldExp[id]; had {
-			k = appendExpiryKey(k[:0], old, id)
-			del(k)
-			delete(s.heldExp, id)
-		}
+		k = w.reindexExpiry(k, s.heldExp, appendExpiryKey, id, time.Time{}, false)
 	}
 	for i := range p.Idem {
 		e := &p.Idem[i]
 		k = appendIdemKey(k[:0], e.Key)
 		v = appendIdemValue(v[:0], e)
-		set(k, v)
-		ord := timeOrd(e.Expires)
-		old, had := s.idemExp[e.Key]
-		if had && old == ord {
-			continue
-		}
-		if had {
-			k = appendIdemExpiryKey(k[:0], old, e.Key)
-			del(k)
-		}
-		k = appendIdemExpiryKey(k[:0], ord, e.Key)
-		set(k, nil)
-		s.idemExp[e.Key] = ord
+		w.set(k, v)
+		k = w.reindexExpiry(k, s.idemExp, appendIdemExpiryKey, e.Key, e.Expires, true)
 	}
 	for _, key := range p.DeletedIdem {
 		k = appendIdemKey(k[:0], key)
-		del(k)
-		if old, had := s.idemExp[key]; had {
-			k = appendIdemExpiryKey(k[:0], old, key)
-			del(k)
-			delete(s.idemExp, key)
-		}
+		w.del(k)
+		k = w.reindexExpiry(k, s.idemExp, appendIdemExpiryKey, key, time.Time{}, false)
 	}
 	for r, seq := range p.PeerSeq {
 		k = appendPeerKey(k[:0], r)
 		v = appendU64(v[:0], seq)
-		set(k, v)
+		w.set(k, v)
 	}
 	if p.Seq != s.seq || forceSeq {
 		v = appendU64(v[:0], p.Seq)
-		set(keyMetaSeq, v)
+		w.set(keyMetaSeq, v)
 	}
-	return errs
+	return w.err
+}
+
+// batchWriter writes keys into a pebble batch and keeps the first error, so
+// that stage can write every key and check once at the end.
+type batchWriter struct {
+	b   *pebble.Batch
+	err error
+}
+
+func (w *batchWriter) set(key, val []byte) {
+	if err := w.b.Set(key, val, nil); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *batchWriter) del(key []byte) {
+	if err := w.b.Delete(key, nil); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// reindexExpiry keeps name's entry in one of the two expiry indexes (x/ for
+// held holds, idx = heldExp; j/ for idempotency keys, idx = idemExp) in
+// step with its data: one entry at expires while live, none otherwise. It
+// deletes a stale entry, writes the new one, updates idx (name → timeOrd of
+// its entry) and returns the key buffer k (reused for the keys it builds).
+func (w *batchWriter) reindexExpiry(k []byte, idx map[string]uint64,
+	appendKey func(dst []byte, expiresOrd uint64, name string) []byte,
+	name string, expires time.Time, live bool) []byte {
+	old, had := idx[name]
+	if !live {
+		if had {
+			k = appendKey(k[:0], old, name)
+			w.del(k)
+			delete(idx, name)
+		}
+		return k
+	}
+	ord := timeOrd(expires)
+	if had && old == ord {
+		return k
+	}
+	if had {
+		k = appendKey(k[:0], old, name)
+		w.del(k)
+	}
+	k = appendKey(k[:0], ord, name)
+	w.set(k, nil)
+	idx[name] = ord
+	return k
 }
