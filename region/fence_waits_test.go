@@ -51,7 +51,7 @@ func TestProbationUnconfirmed(t *testing.T) {
 	if r.fence.unconfirmed.Load() {
 		t.Fatal("unconfirmed before the probation ended")
 	}
-	waitFor(t, 10*time.Second, "the probation to end at its maximum", func() bool { return !r.fence.probation.Load() })
+	eventually(t, 10*time.Second, "the probation to end at its maximum", func() bool { return !r.fence.probation.Load() })
 	if !r.fence.unconfirmed.Load() {
 		t.Fatal("a probation ended without any peer is not reported unconfirmed")
 	}

@@ -71,6 +71,15 @@ func prefixEnd(p string) []byte {
 
 func appendU64(dst []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(dst, v) }
 
+// beU64 reads back an integer written by appendU64.
+func beU64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
 // timeOrd maps a time to a uint64 whose order is the order of the times.
 func timeOrd(t time.Time) uint64 { return uint64(t.UnixNano()) ^ (1 << 63) }
 

@@ -83,7 +83,7 @@ func TestRepliesWaitForPipelinedFsync(t *testing.T) {
 		defer st.applyMu.Unlock()
 		return st.seq
 	}
-	waitFor(t, 5*time.Second, "the restock durable", func() bool { return st.Seq() == applied() })
+	eventually(t, 5*time.Second, "the restock durable", func() bool { return st.Seq() == applied() })
 	gated.Store(true)
 	const callers = 1 + 2*writeAheadMin
 	results := make(chan error, callers)
@@ -95,12 +95,12 @@ func TestRepliesWaitForPipelinedFsync(t *testing.T) {
 		results <- err
 	}
 	go hold()
-	waitFor(t, 5*time.Second, "the first batch's fsync blocked", func() bool { return blocked.Load() >= 1 })
+	eventually(t, 5*time.Second, "the first batch's fsync blocked", func() bool { return blocked.Load() >= 1 })
 	first := applied()
 	for i := 1; i < callers; i++ {
 		go hold()
 	}
-	waitFor(t, 5*time.Second, "a write-ahead batch written behind the blocked fsync", func() bool { return applied() > first })
+	eventually(t, 5*time.Second, "a write-ahead batch written behind the blocked fsync", func() bool { return applied() > first })
 	if n := len(results); n != 0 {
 		t.Fatalf("%d callers answered while no batch was durable (durable seq %d, applied %d)", n, st.Seq(), applied())
 	}

@@ -54,18 +54,6 @@ func restock(t *testing.T, r *Region, sku string, qty uint64) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestDoLifecycleIsDurable(t *testing.T) {
 	st := newMemStorage()
 	r := openMem(t, st, nil)
@@ -179,7 +167,7 @@ func TestStorageFailureFailsBatchAndRecovers(t *testing.T) {
 	if !errors.Is(err, ErrStorage) {
 		t.Fatalf("err = %v, want ErrStorage", err)
 	}
-	waitFor(t, 10*time.Second, "recovery", r.Ready)
+	eventually(t, 10*time.Second, "recovery", r.Ready)
 	// The failed hold left nothing behind: all 10 units are there.
 	var avail uint64
 	if err := r.Inspect(context.Background(), func(n *escrow.Node) { avail = n.Available("A") }); err != nil {
@@ -211,7 +199,7 @@ func TestOverloadWhenQueueFull(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, 5*time.Second, "queue full", func() bool { return len(r.queue) == 2 })
+	eventually(t, 5*time.Second, "queue full", func() bool { return len(r.queue) == 2 })
 	if _, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("err = %v, want ErrOverloaded", err)
 	}
@@ -295,7 +283,7 @@ func TestExpiryUnderLoad(t *testing.T) {
 		ids = append(ids, rep.Hold.ID)
 		lastDeadline = rep.Hold.Expires
 	}
-	waitFor(t, time.Until(lastDeadline)+time.Second, "short holds expired within 1s of their deadline", func() bool {
+	eventually(t, time.Until(lastDeadline)+time.Second, "short holds expired within 1s of their deadline", func() bool {
 		return st.row("S", "eu").Released == short
 	})
 	for _, id := range ids {
@@ -388,7 +376,7 @@ func TestFailingDiskRecovers(t *testing.T) {
 				}
 			}
 			on.Store(false)
-			waitFor(t, 15*time.Second, "recovery once the disk works", r.Ready)
+			eventually(t, 15*time.Second, "recovery once the disk works", r.Ready)
 			for _, id := range acked {
 				rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdGet, HoldID: id})
 				if rep.Err != nil || rep.Hold.State != escrow.Held {
@@ -620,7 +608,7 @@ func TestSendsOnlyAfterDurable(t *testing.T) {
 			Rows: []escrow.Row{{SKU: "B", Region: "us", Minted: uint64(i), Seq: uint64(i)}}})
 	}
 	wg.Wait()
-	waitFor(t, 5*time.Second, "peer rows merged and persisted", func() bool {
+	eventually(t, 5*time.Second, "peer rows merged and persisted", func() bool {
 		return st.row("B", "us").Minted == 20
 	})
 	tr.mu.Lock()

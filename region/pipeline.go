@@ -1,0 +1,521 @@
+package region
+
+// The apply loop: callers and peer messages enter through queues, the
+// stepper steps them into the node and cuts Readies, the committer writes
+// them to storage and the syncer waits for their fsync before anything is
+// answered or sent (group commit, with write-ahead batches and a linger).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// request is one command waiting for its durable reply. Requests are pooled:
+// the caller puts one back only after it received the reply, never after it
+// gave up waiting (the loop may still write to it).
+type request struct {
+	cmd   escrow.Command
+	reply escrow.Reply
+	err   error
+	done  chan struct{} // capacity 1: the loop never blocks on it
+	// unreachable: a region the caller just found gone (no responders),
+	// stepped with cmd as escrow.Input.Unreachable.
+	unreachable string
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// batch is one Ready on its way through the committer.
+type batch struct {
+	rd       escrow.Ready
+	reqs     []*request // reqs[i] waits for rd.Reply[i]; nil when nobody waits
+	cmds     int        // inputs stepped into it
+	answered int        // requests answered by it (non-nil reqs)
+	err      error      // set by the committer when the write failed
+	pc       *PendingCommit
+	start    time.Time // of its write, for the fsync histogram and the linger
+	final    bool      // synced; false: written ahead, durable with the next final batch
+}
+
+// Write-ahead: while the callers of the last fsync come back (the linger
+// below), the stepper cuts what it has stepped into write-ahead batches of
+// at least writeAheadMin inputs, which the committer writes to the WAL and
+// memtable without fsync, on the other core, while the stepper steps the
+// next callers. The final batch of the cohort is synced, which makes every
+// batch written before it durable; only then are the write-ahead batches
+// answered. So each fsync still carries about all concurrent callers, and
+// most of the store's CPU work overlaps the stepping.
+const (
+	writeAheadMin = 48
+	maxInflight   = 16 // batches cut and not yet answered (bounds write-ahead)
+)
+
+// asyncStorage is a Storage that can write a batch without waiting for its
+// fsync (Store); others are written with Apply, one at a time.
+type asyncStorage interface {
+	ApplyNoWait(p *escrow.Persist) (*PendingCommit, error)
+	WriteAhead(p *escrow.Persist) (*PendingCommit, error)
+}
+
+var batchPool = sync.Pool{New: func() any { return &batch{} }}
+
+// deadlineTickEvery is the granularity of DoWithin's timeout.
+const deadlineTickEvery = 25 * time.Millisecond
+
+func (r *Region) deadlineClock() {
+	t := time.NewTicker(deadlineTickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ch := make(chan struct{})
+			close(*r.deadlineTick.Swap(&ch))
+		case <-r.loopDone:
+			return
+		}
+	}
+}
+
+func (r *Region) submit(ctx context.Context, cmd *escrow.Command, deadline time.Time) (escrow.Reply, error) {
+	return r.submitNoting(ctx, cmd, "", deadline)
+}
+
+// submitNoting is submit that also tells the node that region unreachable
+// was just found gone (escrow.Input.Unreachable; "" for none).
+func (r *Region) submitNoting(ctx context.Context, cmd *escrow.Command, unreachable string, deadline time.Time) (escrow.Reply, error) {
+	if r.closed.Load() {
+		return escrow.Reply{}, ErrClosed
+	}
+	if !r.ready.Load() {
+		return escrow.Reply{}, fmt.Errorf("%w: rebuilding state from storage", ErrStorage)
+	}
+	if err := ctx.Err(); err != nil {
+		return escrow.Reply{}, err
+	}
+	start := time.Now()
+	req := requestPool.Get().(*request)
+	req.cmd = *cmd
+	req.unreachable = unreachable
+	select {
+	case r.queue <- req:
+	default:
+		req.cmd, req.unreachable = escrow.Command{}, ""
+		requestPool.Put(req)
+		r.metrics.overloaded.Inc()
+		return escrow.Reply{}, ErrOverloaded
+	}
+wait:
+	for {
+		var tick <-chan struct{}
+		if !deadline.IsZero() {
+			tick = *r.deadlineTick.Load()
+		}
+		select {
+		case <-req.done:
+			break wait
+		case <-ctx.Done():
+			return escrow.Reply{}, ctx.Err() // req is abandoned to the loop
+		case <-tick:
+			if !time.Now().Before(deadline) {
+				return escrow.Reply{}, context.DeadlineExceeded // req is abandoned to the loop
+			}
+		case <-r.loopDone:
+			select {
+			case <-req.done:
+				break wait
+			default:
+				return escrow.Reply{}, ErrClosed
+			}
+		}
+	}
+	rep, err := req.reply, req.err
+	req.cmd, req.reply, req.err, req.unreachable = escrow.Command{}, escrow.Reply{}, nil, ""
+	requestPool.Put(req)
+	if cmd.Kind == escrow.CmdHold {
+		r.metrics.holdLatency.Observe(time.Since(start).Seconds())
+	}
+	return rep, err
+}
+
+// stepLoop is the first stage of the apply loop: it steps inputs into the
+// node and cuts a Ready whenever the committer is idle, so that the inputs
+// that arrive while one batch is being written share the next one. Written
+// batches wait for their fsync in the syncer while the next ones are cut
+// and written (pebble groups their fsyncs); at most maxInflight batches are
+// between cut and done.
+func (r *Region) stepLoop() {
+	defer close(r.loopDone)
+	ticker := time.NewTicker(r.cfg.TickInterval)
+	defer ticker.Stop()
+	inflight := 0    // batches cut and not yet back on doneCh
+	applying := 0    // batches cut and not yet reported written on appliedCh
+	syncing := false // a final (synced) batch is in flight
+	stepped := 0     // inputs stepped since the last cut
+	cohort := 0      // inputs stepped since the last final cut
+	ahead := 0       // write-ahead batches cut since the last final cut
+	answered := 0    // requests answered by the batches done since the last final one
+	failing := false // a batch failed: wait for the others, then rebuild
+	// Linger: when a final batch completes, its callers usually come back
+	// at once with their next request. Waiting for them a little (until as
+	// many inputs as the batch answered are stepped, at most half a recent
+	// write time) merges the two cohorts that a plain "cut when the
+	// committer is idle" pipeline settles into, so each fsync carries about
+	// all concurrent callers instead of half of them. A lone caller is
+	// never delayed: its batch is cut as soon as it is back.
+	target := 0
+	var lingerUntil time.Time
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	var lingerC <-chan time.Time
+	for {
+		if r.node == nil {
+			if !r.recover(ticker) {
+				r.shutdown(0, 0, false, false)
+				return
+			}
+			stepped, cohort, ahead, answered, target = 0, 0, 0, 0, 0
+		}
+		if failing && inflight == 0 && applying == 0 {
+			failing, syncing = false, false
+			r.failNode(ErrStorage)
+			continue
+		}
+		if applying == 0 && !failing {
+			if !syncing && (ahead > 0 || r.node.HasReady()) {
+				if cohort >= target || stepped >= r.cfg.MaxBatch || !time.Now().Before(lingerUntil) {
+					r.cut(stepped, true)
+					inflight++
+					applying++
+					syncing = true
+					stepped, cohort, ahead = 0, 0, 0
+					lingerC = nil
+				} else if lingerC == nil {
+					linger.Reset(time.Until(lingerUntil))
+					lingerC = linger.C
+				}
+			}
+			if applying == 0 && stepped >= writeAheadMin && inflight < maxInflight-1 && r.writeAhead() && r.node.HasReady() {
+				r.cut(stepped, false)
+				inflight++
+				applying++
+				ahead++
+				stepped = 0
+			}
+		}
+		queue := r.queue
+		if stepped >= r.cfg.MaxBatch || failing {
+			queue = nil // back-pressure: the queue fills up and callers get ErrOverloaded
+		}
+		select {
+		case req := <-queue:
+			now := time.Now()
+			n := stepped
+			r.stepRequest(req, now)
+			stepped++
+		drain:
+			for stepped < r.cfg.MaxBatch {
+				select {
+				case req = <-r.queue:
+					r.stepRequest(req, now)
+					stepped++
+				default:
+					break drain
+				}
+			}
+			cohort += stepped - n
+		case m := <-r.msgs:
+			r.stepMessage(&m, time.Now())
+			stepped++
+			cohort++
+		case <-r.appliedCh:
+			applying--
+		case b := <-r.doneCh:
+			inflight--
+			r.node.Advance()
+			if b.err != nil {
+				failing = true
+			}
+			answered += b.answered
+			if b.final {
+				syncing = false
+				target, lingerUntil = cohort+answered, time.Time{}
+				answered = 0
+				if d := r.lingerFor(); d > 0 {
+					lingerUntil = time.Now().Add(d)
+				}
+			}
+			r.recycle(b)
+		case <-lingerC:
+			lingerC = nil
+		case <-ticker.C:
+			r.node.Step(escrow.Input{Now: time.Now(), Resync: r.resync.Swap(false)})
+			// Homes change with advice and lapse with time: once a tick
+			// is often enough for a gauge, and keeps the copy off the
+			// per-batch path.
+			r.homes.Store(int64(r.node.HomesInForce()))
+			r.syncFence(r.node)
+		case q := <-r.inspect:
+			q.f(r.node)
+			close(q.done)
+		case <-r.stop:
+			r.shutdown(inflight, applying, ahead == 0, failing)
+			return
+		}
+	}
+}
+
+// writeAhead reports whether the storage can write batches without fsync.
+func (r *Region) writeAhead() bool {
+	_, ok := r.storage.(asyncStorage)
+	return ok
+}
+
+// lingerFor is how long the stepper may wait for returning callers before
+// it cuts the next batch: half a recent write, at most Config.MaxLinger.
+func (r *Region) lingerFor() time.Duration {
+	if r.cfg.MaxLinger < 0 {
+		return 0
+	}
+	return min(time.Duration(r.applyEWMA.Load())/2, r.cfg.MaxLinger)
+}
+
+func (r *Region) stepRequest(req *request, now time.Time) {
+	r.nextReq++
+	req.cmd.ReqID = r.nextReq
+	r.pending[r.nextReq] = req
+	r.node.Step(escrow.Input{Now: now, Cmd: &req.cmd, Unreachable: req.unreachable})
+}
+
+func (r *Region) stepMessage(m *escrow.Message, now time.Time) {
+	if err := r.node.Step(escrow.Input{Now: now, Msg: m}); err != nil {
+		r.metrics.msgsRejected.Inc()
+		r.log.Debug("peer message rejected", "type", m.Type.String(), "from", m.From, "err", err)
+	}
+}
+
+// cut takes the node's Ready and hands it to the committer, with the
+// requests waiting for its replies.
+func (r *Region) cut(stepped int, final bool) {
+	b := batchPool.Get().(*batch)
+	b.rd = r.node.Ready()
+	b.cmds = stepped
+	b.final = final
+	if cap(b.reqs) < len(b.rd.Reply) {
+		b.reqs = make([]*request, len(b.rd.Reply), len(b.rd.Reply)+len(b.rd.Reply)/2)
+	} else {
+		b.reqs = b.reqs[:len(b.rd.Reply)]
+	}
+	b.answered = 0
+	for i := range b.rd.Reply {
+		id := b.rd.Reply[i].ReqID
+		if req, ok := r.pending[id]; ok {
+			delete(r.pending, id)
+			b.reqs[i] = req
+			b.answered++
+		} else {
+			b.reqs[i] = nil
+		}
+	}
+	st := r.node.Stats()
+	r.statsMu.Lock()
+	r.stats = st
+	r.statsMu.Unlock()
+	r.commitCh <- b // the committer is idle (applying == 0), except in shutdown
+}
+
+func (r *Region) recycle(b *batch) {
+	clear(b.reqs)
+	b.reqs = b.reqs[:0]
+	b.rd = escrow.Ready{}
+	b.err = nil
+	b.pc = nil
+	b.start = time.Time{}
+	b.final = false
+	b.cmds = 0
+	batchPool.Put(b)
+}
+
+// commitLoop is the second stage: it writes one batch with one Storage
+// write (not waiting for its fsync when the storage allows it), tells the
+// stepper that it may cut the next one, and passes it on to the syncer.
+func (r *Region) commitLoop() {
+	defer close(r.syncCh)
+	for b := range r.commitCh {
+		r.write(b)
+		r.appliedCh <- struct{}{} // never blocks: at most maxInflight batches are cut
+		r.syncCh <- b             // never blocks: at most maxInflight batches are cut
+	}
+}
+
+// syncLoop is the third stage: in the order the batches were written, it
+// waits until each final batch is durable, then sends the messages and
+// delivers the replies of the write-ahead batches before it and of itself,
+// and hands them back to the stepper. A failure fails every batch held.
+func (r *Region) syncLoop() {
+	defer close(r.commitDone)
+	var held []*batch // write-ahead batches waiting for the next final one
+	for b := range r.syncCh {
+		err := r.wait(b)
+		if err == nil && !b.final {
+			held = append(held, b)
+			continue
+		}
+		for _, h := range held {
+			r.deliver(h, err)
+			r.doneCh <- h // never blocks: at most maxInflight batches are cut
+		}
+		clear(held)
+		held = held[:0]
+		r.deliver(b, err)
+		r.doneCh <- b
+	}
+	for _, h := range held { // closing without a final batch: nothing was acknowledged
+		r.deliver(h, ErrClosed)
+		r.doneCh <- h
+	}
+}
+
+func (r *Region) write(b *batch) {
+	r.metrics.batchSize.Observe(float64(b.cmds))
+	if b.rd.Persist.Empty() && (!b.final || !r.aheadWritten) {
+		return // (a final batch after write-ahead ones syncs them, even when empty)
+	}
+	b.start = time.Now()
+	switch as, ok := r.storage.(asyncStorage); {
+	case ok && b.final:
+		b.pc, b.err = as.ApplyNoWait(&b.rd.Persist)
+		r.aheadWritten = false
+	case ok:
+		b.pc, b.err = as.WriteAhead(&b.rd.Persist)
+		r.aheadWritten = true
+	default:
+		b.err = r.storage.Apply(&b.rd.Persist)
+	}
+}
+
+// wait waits for b's write (and, for a final batch, its fsync).
+func (r *Region) wait(b *batch) error {
+	err := b.err
+	if b.pc != nil {
+		err = b.pc.Wait()
+		b.pc = nil
+	}
+	if b.start.IsZero() || !b.final {
+		return err
+	}
+	d := time.Since(b.start)
+	r.metrics.fsync.Observe(d.Seconds())
+	r.applyNanos.Add(int64(d))
+	if e := r.applyEWMA.Load(); e == 0 {
+		r.applyEWMA.Store(int64(d))
+	} else {
+		r.applyEWMA.Store(e - e/8 + int64(d)/8)
+	}
+	r.commits.Add(1)
+	return err
+}
+
+// deliver answers b's requests: with err when its batch (or one before
+// it) failed, else with its replies, after sending its messages.
+func (r *Region) deliver(b *batch, err error) {
+	m := r.metrics
+	r.commitCmds.Add(int64(b.cmds))
+	if err != nil {
+		m.storageErrors.Inc()
+		r.log.Error("commit failed: failing its requests and rebuilding from storage", "err", err,
+			"requests", len(b.reqs))
+		b.err = err
+		r.ready.Store(false) // before any reply: a caller that saw the failure sees not-ready
+		werr := fmt.Errorf("%w: %v", ErrStorage, err)
+		if errors.Is(err, ErrClosed) {
+			werr = err
+		}
+		for _, req := range b.reqs {
+			if req != nil {
+				req.err = werr
+				req.done <- struct{}{}
+			}
+		}
+		m.countHolds(b.rd.Reply, true)
+		return
+	}
+	if t := r.transport(); t != nil {
+		if len(b.rd.Send) > 0 {
+			t.Send(b.rd.Send)
+		}
+		if len(b.rd.Persist.Holds) > 0 {
+			t.HoldEvents(b.rd.Persist.Holds)
+		}
+	}
+	m.countHolds(b.rd.Reply, false)
+	for i, req := range b.reqs {
+		if req != nil {
+			req.reply = b.rd.Reply[i]
+			req.done <- struct{}{}
+		}
+	}
+}
+
+// shutdown drains the queue into the node, commits what is left and stops
+// the committer. Requests that wait on a borrow fail with ErrClosed.
+func (r *Region) shutdown(inflight, applying int, finalCut, failed bool) {
+	defer close(r.commitCh)
+	if r.node != nil && !failed && !finalCut {
+		// Write-ahead batches are answered with the next final batch.
+		r.cut(0, true)
+		inflight++
+		applying++
+	}
+	for r.node != nil {
+		for ; inflight > 0; inflight-- {
+			b := <-r.doneCh
+			r.node.Advance()
+			failed = failed || b.err != nil
+			r.recycle(b)
+		}
+		for ; applying > 0; applying-- {
+			<-r.appliedCh
+		}
+		if failed {
+			r.failNode(ErrStorage)
+			break
+		}
+		stepped := 0
+		now := time.Now()
+	drain:
+		for {
+			select {
+			case req := <-r.queue:
+				r.stepRequest(req, now)
+				stepped++
+			default:
+				break drain
+			}
+		}
+		if !r.node.HasReady() {
+			break
+		}
+		r.cut(stepped, true)
+		inflight, applying = 1, 1
+	}
+	for {
+		select {
+		case req := <-r.queue:
+			req.err = ErrClosed
+			req.done <- struct{}{}
+		default:
+			for id, req := range r.pending {
+				req.err = ErrClosed
+				req.done <- struct{}{}
+				delete(r.pending, id)
+			}
+			return
+		}
+	}
+}

@@ -1,0 +1,338 @@
+package region
+
+// Opening and closing the Pebble store: options, the format version and
+// region checks, and the rebuild of the in-memory index maps from the c/,
+// x/ and j/ indexes.
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// StoreOptions configures OpenStore.
+type StoreOptions struct {
+	// Region is the region owning the store; opening another region's
+	// store is refused.
+	Region string
+	// FS is the filesystem; nil means the real one (vfs.Default).
+	FS vfs.FS
+	// NoSync commits without fsync. NON-DURABLE: benchmarks only.
+	NoSync bool
+	// Logger receives pebble's log lines and store events; nil: slog.Default.
+	Logger *slog.Logger
+	// CacheBytes is pebble's block cache size; 0: 64 MiB.
+	CacheBytes int64
+	// MemTableBytes is pebble's memtable size; 0: 32 MiB. Larger memtables
+	// mean rarer WAL rotations (see the failing-disk note in store.go).
+	MemTableBytes uint64
+	// OnCommit, if set, is called by Apply after every successful commit
+	// (on the committing goroutine: keep it cheap), e.g. to feed
+	// holdfast_commit_batch_size and holdfast_fsync_seconds.
+	OnCommit func(CommitStats)
+}
+
+// OpenStore opens (creating if needed) the store of opts.Region in dir. It
+// refuses a store of another region or of an unknown format version, and a
+// store whose indexes are corrupt.
+func OpenStore(dir string, opts StoreOptions) (*Store, error) {
+	if err := escrow.ValidRegion(opts.Region); err != nil {
+		return nil, fmt.Errorf("region store: %w", err)
+	}
+	s := &Store{dir: dir, opts: opts, fs: opts.FS, region: opts.Region, log: opts.Logger}
+	if s.fs == nil {
+		s.fs = vfs.Default
+		if abs, err := filepath.Abs(dir); err == nil {
+			s.lockID = abs
+		} else {
+			s.lockID = dir
+		}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("store", dir)
+	s.wopts = pebble.Sync
+	if opts.NoSync {
+		s.wopts = pebble.NoSync
+		s.log.Warn("store opened with NoSync: commits are NOT durable (benchmarks only)")
+	}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// open opens pebble and rebuilds the in-memory index maps. Callers hold
+// applyMu (or own s exclusively).
+func (s *Store) open() error {
+	if s.lockID != "" {
+		if _, ok := wedgedDirs.Load(s.lockID); ok {
+			return fmt.Errorf("%w (store %s was abandoned in this process)", ErrStoreWedged, s.dir)
+		}
+	}
+	gen := s.gen.Add(1)
+	s.failErr.Store(nil)
+	plog := &pebbleLogger{log: s.log, onFatal: func(err error) { s.markFailedGen(gen, err) }}
+	cache := s.opts.CacheBytes
+	if cache <= 0 {
+		cache = 64 << 20
+	}
+	mem := s.opts.MemTableBytes
+	if mem == 0 {
+		mem = 32 << 20
+	}
+	po := &pebble.Options{
+		FS:                 s.fs,
+		Logger:             plog,
+		CacheSize:          cache,
+		MemTableSize:       mem,
+		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				s.log.Warn("pebble background error", "err", err)
+				s.statsMu.Lock()
+				s.stats.BackgroundErrors++
+				s.statsMu.Unlock()
+			},
+		},
+	}
+	db, err := openPebble(s.dir, po)
+	if err != nil {
+		return fmt.Errorf("region store: open pebble in %s: %w", s.dir, err)
+	}
+	s.db = db
+	if err := s.initLocked(); err != nil {
+		s.db = nil
+		if cerr := db.Close(); cerr != nil {
+			s.log.Warn("closing store after failed open", "err", cerr)
+		}
+		return err
+	}
+	s.durable.Store(s.seq)
+	s.unsynced = false
+	s.statsMu.Lock()
+	s.stats.Opens++
+	s.stats.DurableSeq = s.seq
+	s.stats.Failed = ""
+	s.statsMu.Unlock()
+	return nil
+}
+
+func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble panicked during open: %v", r)
+		}
+	}()
+	return pebble.Open(dir, po)
+}
+
+// initLocked checks or writes the meta keys and rebuilds the index maps.
+func (s *Store) initLocked() error {
+	db := s.db
+	ver, ok, err := s.get(keyMetaVersion)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// A new store: only an empty DB may become one.
+		it, err := db.NewIter(nil)
+		if err != nil {
+			return err
+		}
+		if it.First() {
+			k := append([]byte(nil), it.Key()...)
+			it.Close()
+			return corrupt(k, "store has data but no format version (%s missing)", keyMetaVersion)
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+		b := db.NewBatch()
+		defer b.Close()
+		_ = b.Set(keyMetaVersion, []byte{storeFormatVersion}, nil)
+		_ = b.Set(keyMetaRegion, []byte(s.region), nil)
+		_ = b.Set(keyMetaSeq, appendU64(nil, 0), nil)
+		if err := db.Apply(b, pebble.Sync); err != nil {
+			return fmt.Errorf("region store: initialise %s: %w", s.dir, err)
+		}
+		if err := s.failed(); err != nil {
+			return err
+		}
+		s.log.Info("created store", "region", s.region, "format", storeFormatVersion)
+		ver = []byte{storeFormatVersion}
+	}
+	if len(ver) != 1 || ver[0] != storeFormatVersion {
+		return fmt.Errorf("region store %s: unknown format version %v (this build reads %d)", s.dir, ver, storeFormatVersion)
+	}
+	reg, ok, err := s.get(keyMetaRegion)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return corrupt(keyMetaRegion, "missing")
+	}
+	if string(reg) != s.region {
+		return fmt.Errorf("region store %s belongs to region %q, not %q", s.dir, reg, s.region)
+	}
+	seqv, ok, err := s.get(keyMetaSeq)
+	if err != nil {
+		return err
+	}
+	if !ok || len(seqv) != seqLen {
+		return corrupt(keyMetaSeq, "missing or not %d bytes", seqLen)
+	}
+	s.seq = beU64(seqv)
+	return s.scanIndexes()
+}
+
+// scanIndexes rebuilds ownSeq, heldExp and idemExp from the c/, x/ and j/
+// indexes. Load cross-checks them against the data they index.
+func (s *Store) scanIndexes() error {
+	s.ownSeq = make(map[string]uint64)
+	s.heldExp = make(map[string]uint64)
+	s.idemExp = make(map[string]uint64)
+	err := s.scan(pfxChange, func(k, v []byte) error {
+		seq, ok := splitChangeKey(k)
+		if !ok {
+			return corrupt(k, "change index key is not %d bytes of sequence", seqLen)
+		}
+		sku := string(v)
+		if escrow.ValidSKU(sku) != nil {
+			return corrupt(k, "change index value %q is not a SKU", v)
+		}
+		if seq > s.seq {
+			return corrupt(k, "change index entry beyond the stored sequence %d", s.seq)
+		}
+		if prev, dup := s.ownSeq[sku]; dup {
+			return corrupt(k, "second change index entry for SKU %q (the other at seq %d)", sku, prev)
+		}
+		s.ownSeq[sku] = seq
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = s.scan(pfxExpiry, func(k, _ []byte) error {
+		ord, id, ok := splitOrdKey(k)
+		if !ok {
+			return corrupt(k, "expiry index key too short")
+		}
+		if _, dup := s.heldExp[id]; dup {
+			return corrupt(k, "second expiry index entry for hold %s", id)
+		}
+		s.heldExp[id] = ord
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.scan(pfxIdemX, func(k, _ []byte) error {
+		ord, key, ok := splitOrdKey(k)
+		if !ok {
+			return corrupt(k, "idempotency expiry key too short")
+		}
+		if _, dup := s.idemExp[key]; dup {
+			return corrupt(k, "second expiry entry for idempotency key %q", key)
+		}
+		s.idemExp[key] = ord
+		return nil
+	})
+}
+
+// Reopen closes the DB (ignoring the errors a failed DB reports on close)
+// and opens it again, rebuilding the indexes from what is durable. The
+// runtime calls Load after it. It fails with ErrStoreWedged when the DB was
+// abandoned after a pebble panic.
+func (s *Store) Reopen() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.wedged {
+		return ErrStoreWedged
+	}
+	// Readers wait for the new DB instead of seeing the store closed.
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if err := s.closeDB(); err != nil {
+		s.log.Warn("closing store before reopen", "err", err)
+		if s.wedged {
+			return err
+		}
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	s.log.Info("store reopened", "seq", s.seq)
+	return nil
+}
+
+// Close closes the store. A wedged store is abandoned (its DB cannot be
+// closed safely) and Close returns ErrStoreWedged.
+func (s *Store) Close() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.wedged {
+		return ErrStoreWedged
+	}
+	return s.closeLocked()
+}
+
+func (s *Store) closeLocked() error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	return s.closeDB()
+}
+
+// closeDB closes the DB; callers hold applyMu and dbMu.
+func (s *Store) closeDB() error {
+	if s.db == nil {
+		return nil
+	}
+	s.freeMu.Lock()
+	for _, pc := range s.freeBatches {
+		_ = pc.b.Close()
+		pc.b = nil
+	}
+	s.freeBatches = s.freeBatches[:0]
+	s.freeMu.Unlock()
+	db := s.db
+	s.db = nil
+	// Reports from this generation's background work no longer matter.
+	s.gen.Add(1)
+	if panicked, err := closePebble(db); err != nil {
+		if panicked {
+			// Pebble's lock on the directory may still be held: only a new
+			// process can open it.
+			s.wedge()
+			return fmt.Errorf("region store: close %s: %w: %w", s.dir, ErrStoreWedged, err)
+		}
+		return fmt.Errorf("region store: close %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// closePebble closes db; a panic (pebble asserting on a broken DB) becomes
+// an error so that the runtime can log it and reopen.
+func closePebble(db *pebble.DB) (panicked bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, err = true, fmt.Errorf("pebble panicked during close: %v", r)
+		}
+	}()
+	return false, db.Close()
+}
+
+// openStore opens the Pebble store of cfg.
+func openStore(cfg Config) (Storage, error) {
+	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger})
+}
+
+// reopener is implemented by storages that can drop a failed handle and
+// reopen from what is durable (Store does).
+type reopener interface{ Reopen() error }

@@ -1,0 +1,212 @@
+package region
+
+// Staging a Persist into a pebble batch: validation against what Load
+// accepts, and the upkeep of the c/, x/ and j/ indexes.
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// validate rejects a Persist that would store something Load refuses.
+func (s *Store) validate(p *escrow.Persist) error {
+	if s.seqSeen == nil {
+		s.seqSeen = make(map[uint64]struct{})
+	}
+	clear(s.seqSeen)
+	for i := range p.Rows {
+		r := &p.Rows[i]
+		if r.SKU == "" || r.Region == "" {
+			return fmt.Errorf("region store: row without SKU or region (%q/%q)", r.Region, r.SKU)
+		}
+		if r.Region != s.region {
+			continue
+		}
+		// The change index keeps one entry per seq: a changed own row must
+		// carry a sequence number no other row has (the node gives every
+		// change a fresh one, above the stored sequence).
+		if old, ok := s.ownSeq[r.SKU]; ok && old == r.Seq {
+			continue
+		}
+		if r.Seq <= s.seq || r.Seq > p.Seq {
+			return fmt.Errorf("region store: own row %s changed at seq %d, outside (%d, %d]", r.SKU, r.Seq, s.seq, p.Seq)
+		}
+		if _, dup := s.seqSeen[r.Seq]; dup {
+			return fmt.Errorf("region store: two own rows changed at seq %d", r.Seq)
+		}
+		s.seqSeen[r.Seq] = struct{}{}
+	}
+	for i := range p.Holds {
+		h := &p.Holds[i]
+		id := h.ID
+		if len(id) <= len(s.region)+1 || id[:len(s.region)] != s.region || id[len(s.region)] != '-' {
+			return fmt.Errorf("region store: hold %q does not belong to region %s", id, s.region)
+		}
+		// The cheap part of what DecodeHold will insist on at Load.
+		if h.State < escrow.Held || h.State > escrow.Expired || len(h.Lines) == 0 || len(h.Lines) > escrow.MaxLines {
+			return fmt.Errorf("region store: hold %s has state %d and %d lines", id, h.State, len(h.Lines))
+		}
+		for j := range h.Lines {
+			if h.Lines[j].Qty == 0 || h.Lines[j].Qty > escrow.MaxQty || (j > 0 && h.Lines[j-1].SKU >= h.Lines[j].SKU) {
+				return fmt.Errorf("region store: hold %s lines are not sorted, distinct, with quantities in 1..%d", id, escrow.MaxQty)
+			}
+		}
+	}
+	for r := range p.PeerSeq {
+		if r == s.region || r == "" {
+			return fmt.Errorf("region store: peer sequence for region %q", r)
+		}
+	}
+	return nil
+}
+
+// holdOrder returns the indexes of holds sorted by cmp (in s.order).
+func (s *Store) holdOrder(holds []escrow.Hold, cmp func(a, b *escrow.Hold) int) []int32 {
+	o := s.order[:0]
+	for i := range holds {
+		o = append(o, int32(i))
+	}
+	slices.SortFunc(o, func(a, b int32) int { return cmp(&holds[a], &holds[b]) })
+	s.order = o
+	return o
+}
+
+// stage writes p into b and updates the index maps.
+func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
+	k, v := s.kbuf[:0], s.vbuf[:0]
+	defer func() { s.kbuf, s.vbuf = k, v }()
+	w := batchWriter{b: b}
+	// Keys are written grouped by prefix (rows, then change index, then
+	// holds, then expiry index), not interleaved per item: pebble inserts a
+	// batch into the memtable in batch order with a splice hint from the
+	// previous key, and the keys of one group are near each other (hold ids
+	// and expiries start with the time), so most inserts skip the search.
+	for i := range p.Rows {
+		r := &p.Rows[i]
+		k = appendRowKey(k[:0], r.SKU, r.Region)
+		v = escrow.EncodeRow(v[:0], r)
+		w.set(k, v)
+	}
+	for i := range p.Rows {
+		r := &p.Rows[i]
+		if r.Region != s.region {
+			continue
+		}
+		old, had := s.ownSeq[r.SKU]
+		if had && old == r.Seq {
+			continue
+		}
+		if had {
+			k = appendChangeKey(k[:0], old)
+			w.del(k)
+		}
+		k = appendChangeKey(k[:0], r.Seq)
+		v = append(v[:0], r.SKU...)
+		w.set(k, v)
+		s.ownSeq[r.SKU] = r.Seq
+	}
+	// In key order: the splice hint only helps when each key is after the
+	// previous one (ids of one millisecond come in random order).
+	order := s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })
+	for _, i := range order {
+		h := &p.Holds[i]
+		k = appendHoldKey(k[:0], h.ID)
+		v = escrow.EncodeHold(v[:0], h)
+		w.set(k, v)
+	}
+	for _, id := range p.DeletedHolds {
+		k = appendHoldKey(k[:0], id)
+		w.del(k)
+	}
+	order = s.holdOrder(p.Holds, func(a, b *escrow.Hold) int {
+		if c := a.Expires.Compare(b.Expires); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, i := range order {
+		h := &p.Holds[i]
+		k = w.reindexExpiry(k, s.heldExp, appendExpiryKey, h.ID, h.Expires, h.State == escrow.Held)
+	}
+	for _, id := range p.DeletedHolds {
+		k = w.reindexExpiry(k, s.heldExp, appendExpiryKey, id, time.Time{}, false)
+	}
+	for i := range p.Idem {
+		e := &p.Idem[i]
+		k = appendIdemKey(k[:0], e.Key)
+		v = appendIdemValue(v[:0], e)
+		w.set(k, v)
+		k = w.reindexExpiry(k, s.idemExp, appendIdemExpiryKey, e.Key, e.Expires, true)
+	}
+	for _, key := range p.DeletedIdem {
+		k = appendIdemKey(k[:0], key)
+		w.del(k)
+		k = w.reindexExpiry(k, s.idemExp, appendIdemExpiryKey, key, time.Time{}, false)
+	}
+	for r, seq := range p.PeerSeq {
+		k = appendPeerKey(k[:0], r)
+		v = appendU64(v[:0], seq)
+		w.set(k, v)
+	}
+	if p.Seq != s.seq || forceSeq {
+		v = appendU64(v[:0], p.Seq)
+		w.set(keyMetaSeq, v)
+	}
+	return w.err
+}
+
+// batchWriter writes keys into a pebble batch and keeps the first error, so
+// that stage can write every key and check once at the end.
+type batchWriter struct {
+	b   *pebble.Batch
+	err error
+}
+
+func (w *batchWriter) set(key, val []byte) {
+	if err := w.b.Set(key, val, nil); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *batchWriter) del(key []byte) {
+	if err := w.b.Delete(key, nil); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// reindexExpiry keeps name's entry in one of the two expiry indexes (x/ for
+// held holds, idx = heldExp; j/ for idempotency keys, idx = idemExp) in
+// step with its data: one entry at expires while live, none otherwise. It
+// deletes a stale entry, writes the new one, updates idx (name → timeOrd of
+// its entry) and returns the key buffer k (reused for the keys it builds).
+func (w *batchWriter) reindexExpiry(k []byte, idx map[string]uint64,
+	appendKey func(dst []byte, expiresOrd uint64, name string) []byte,
+	name string, expires time.Time, live bool) []byte {
+	old, had := idx[name]
+	if !live {
+		if had {
+			k = appendKey(k[:0], old, name)
+			w.del(k)
+			delete(idx, name)
+		}
+		return k
+	}
+	ord := timeOrd(expires)
+	if had && old == ord {
+		return k
+	}
+	if had {
+		k = appendKey(k[:0], old, name)
+		w.del(k)
+	}
+	k = appendKey(k[:0], ord, name)
+	w.set(k, nil)
+	idx[name] = ord
+	return k
+}
