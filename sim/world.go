@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/internal/hist"
 )
 
 // baseTime is virtual time zero. Fixed, so that hold ids and traces do not
@@ -162,6 +163,7 @@ func newWorld(o Options) (*world, error) {
 	w.nReg = o.Regions
 	w.res.Seed = o.Seed
 	w.res.ConvergeMs = -1
+	w.res.latency = hist.New(hist.Compact)
 	for i, name := range w.setup.Regions {
 		ep := &endpoint{idx: i, name: name, site: i, waiting: map[uint64]*request{}, dur: newDurable()}
 		w.eps = append(w.eps, ep)
@@ -464,8 +466,8 @@ func (w *world) finish() {
 			w.addStats(ep.node.Stats())
 		}
 	}
-	w.res.P50HoldMs = w.res.latency.quantileMs(0.50)
-	w.res.P99HoldMs = w.res.latency.quantileMs(0.99)
+	w.res.P50HoldMs = holdMs(w.res.latency.QuantileMid(0.50))
+	w.res.P99HoldMs = holdMs(w.res.latency.QuantileMid(0.99))
 	w.res.TraceHash = w.hash
 	if w.series != nil {
 		w.series.Faults = w.faultSpans()
