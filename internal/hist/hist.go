@@ -34,6 +34,7 @@ var (
 	Compact = Layout{unit: 1000, exact: 6, top: 40}
 )
 
+// or returns l, or Fine for the zero Layout (that of a zero Histogram).
 func (l Layout) or() Layout {
 	if l.unit == 0 {
 		return Fine
@@ -107,6 +108,8 @@ type Histogram struct {
 // New returns an empty histogram with layout l.
 func New(l Layout) Histogram { return Histogram{layout: l.or()} }
 
+// use allocates the counts on first use, so that a zero Histogram works
+// and an empty one costs no buckets.
 func (h *Histogram) use() {
 	if h.counts == nil {
 		h.layout = h.layout.or()
