@@ -18,7 +18,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/escrow"
-	"github.com/holdfast-io/holdfast/loadgen"
+	"github.com/holdfast-io/holdfast/internal/hist"
 )
 
 // Options configure a demo run. Zero values take the defaults.
@@ -135,9 +135,9 @@ type run struct {
 	rng   *rand.Rand
 	mu    sync.Mutex
 	acked map[string]*acked
-	hist  loadgen.Histogram // hold latency, whole run
-	win   loadgen.Histogram // hold latency, current progress window
-	phase atomic.Value      // string
+	hist  hist.Histogram // hold latency, whole run
+	win   hist.Histogram // hold latency, current progress window
+	phase atomic.Value   // string
 
 	holds, rejected, errors atomic.Uint64
 	started                 time.Time

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/holdfast-io/holdfast/internal/hist"
 )
 
 // Outcome classifies one operation.
@@ -110,7 +112,7 @@ type Summary struct {
 	Extra       uint64 // follow-up requests (confirm/release) in the window
 	// Latency covers OK and Rejected operations (errors are counted only:
 	// a refused connection is fast and would flatter the percentiles).
-	Latency  *Histogram
+	Latency  *hist.Histogram
 	FirstErr string // the first error seen, for the operator
 }
 
@@ -183,7 +185,7 @@ func (s *Summary) Map() map[string]any {
 // worker is one goroutine's private accounting. The counters are atomics
 // only so that the progress reporter may read them; each has one writer.
 type worker struct {
-	hist     Histogram
+	hist     hist.Histogram
 	ok       atomic.Uint64
 	rejected atomic.Uint64
 	errors   atomic.Uint64
@@ -340,7 +342,7 @@ loop:
 		<-done
 	}
 
-	s := &Summary{Concurrency: cfg.Concurrency, Latency: &Histogram{}}
+	s := &Summary{Concurrency: cfg.Concurrency, Latency: &hist.Histogram{}}
 	s.Elapsed = time.Duration(endNs.Load()) - warmEnd
 	if s.Elapsed < 0 {
 		s.Elapsed = 0

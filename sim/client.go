@@ -119,7 +119,7 @@ func (w *world) clientDone(cl *client) {
 
 func (w *world) recordLatency(cl *client) {
 	if !cl.probe {
-		w.res.latency.add(w.now - cl.start)
+		w.res.latency.Record(time.Duration(w.now - cl.start))
 	}
 }
 

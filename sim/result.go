@@ -6,6 +6,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/holdfast-io/holdfast/internal/hist"
 )
 
 // Result is what one seed measured and what its checkers found.
@@ -72,10 +75,15 @@ type Result struct {
 	Failures  []string `json:"failures,omitempty"`
 
 	Series      *Series `json:"-"`
-	latency     hist
+	latency     hist.Histogram
 	strandedSum uint64
 	strandedN   uint64
 }
+
+// holdMs converts a hold latency to the milliseconds reports print. It
+// divides the nanoseconds (rather than scaling Seconds) so that the
+// figures are those sim has always printed, to the bit.
+func holdMs(d time.Duration) float64 { return float64(d) / 1e6 }
 
 // Failed reports whether a safety or post-heal checker failed.
 func (r *Result) Failed() bool {
@@ -112,7 +120,7 @@ type Summary struct {
 // Summarize aggregates results (in the order given).
 func Summarize(rs []*Result) Summary {
 	var s Summary
-	var lat hist
+	lat := hist.New(hist.Compact)
 	var falseRej, msgs, stranded, strandedN uint64
 	s.Seeds = len(rs)
 	s.MaxConvergeMs = -1
@@ -136,7 +144,7 @@ func Summarize(rs []*Result) Summary {
 		stranded += r.strandedSum
 		strandedN += r.strandedN
 		s.MaxConvergeMs = max(s.MaxConvergeMs, r.ConvergeMs)
-		lat.merge(&r.latency)
+		lat.Merge(&r.latency)
 		if r.Failed() {
 			s.FailedSeeds = append(s.FailedSeeds, r.Seed)
 		}
@@ -148,8 +156,8 @@ func Summarize(rs []*Result) Summary {
 	if strandedN > 0 {
 		s.StrandedAtSellout = float64(stranded) / float64(strandedN)
 	}
-	s.P50HoldMs = lat.quantileMs(0.5)
-	s.P99HoldMs = lat.quantileMs(0.99)
+	s.P50HoldMs = holdMs(lat.QuantileMid(0.5))
+	s.P99HoldMs = holdMs(lat.QuantileMid(0.99))
 	return s
 }
 

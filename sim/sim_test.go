@@ -284,25 +284,6 @@ func TestLivenessCheckerCatchesStuckStock(t *testing.T) {
 	t.Fatal("liveness checker never failed on seeds 1-3")
 }
 
-func TestHistQuantiles(t *testing.T) {
-	var h hist
-	for i := 1; i <= 1000; i++ {
-		h.add(int64(i) * int64(time.Millisecond)) // 1..1000 ms
-	}
-	for _, c := range []struct{ q, want float64 }{{0.5, 500}, {0.99, 990}, {0, 1}} {
-		got := h.quantileMs(c.q)
-		if got < c.want*0.96 || got > c.want*1.04 {
-			t.Errorf("q%.2f = %.2f ms, want %.0f ±4%%", c.q, got, c.want)
-		}
-	}
-	for us := uint64(0); us < 1<<36; us = us*3/2 + 1 {
-		i := histIndex(us)
-		if v := histValue(i); v < float64(us)*0.96-1 || v > float64(us)*1.04+1 {
-			t.Fatalf("bucket %d of %dµs has value %.1f", i, us, v)
-		}
-	}
-}
-
 // Recording the report's series observes the run without changing it.
 func TestSeriesDoesNotChangeRun(t *testing.T) {
 	o := Options{Seed: 4, Duration: time.Minute, Faults: FaultsAll}

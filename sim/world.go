@@ -8,6 +8,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/escrow/escrowtest"
+	"github.com/holdfast-io/holdfast/internal/hist"
 )
 
 // baseTime is virtual time zero. Fixed, so that hold ids and traces do not
@@ -43,29 +44,6 @@ const (
 
 func newRand(seed uint64, stream uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15*stream))
-}
-
-// endpoint is a region (index < number of regions) or a daemon.
-type endpoint struct {
-	idx  int
-	name string
-	site int
-	down bool
-	inc  uint32 // incarnation: bumps on every crash
-
-	// Region runtime.
-	cfg       escrow.Config
-	node      *escrow.Node
-	fsyncBusy bool
-	inflight  escrow.Ready
-	replied   bool // hook: replies of inflight already delivered
-	waiting   map[uint64]*request
-	dur       *durable
-	skew      time.Duration
-	restarts  int
-
-	// Daemon.
-	d Daemon
 }
 
 // request is one attempt of one client command on its way.
@@ -186,6 +164,7 @@ func newWorld(o Options) (*world, error) {
 	w.nReg = o.Regions
 	w.res.Seed = o.Seed
 	w.res.ConvergeMs = -1
+	w.res.latency = hist.New(hist.Compact)
 	for i, name := range w.setup.Regions {
 		ep := &endpoint{idx: i, name: name, site: i, waiting: map[uint64]*request{}, dur: newDurable()}
 		w.eps = append(w.eps, ep)
@@ -226,38 +205,6 @@ func newWorld(o Options) (*world, error) {
 	return w, nil
 }
 
-// topology draws the one-way latency of every pair of regions.
-func (w *world) topology(r *rand.Rand) {
-	E := len(w.eps)
-	w.lat = make([]int64, E*E)
-	w.lastAt = make([]int64, E*E)
-	w.spike = make([]int64, E*E)
-	w.blocked = make([]bool, w.nReg*w.nReg)
-	w.maxBorrowID = make([]uint64, w.nReg*w.nReg)
-	span := int64(w.o.InterMax - w.o.InterMin)
-	for a := 0; a < w.nReg; a++ {
-		for b := a + 1; b < w.nReg; b++ {
-			l := int64(w.o.InterMin)
-			if span > 0 {
-				l += r.Int64N(span + 1)
-			}
-			w.lat[a*E+b], w.lat[b*E+a] = l, l
-		}
-	}
-	for a := 0; a < E; a++ {
-		for b := 0; b < E; b++ {
-			sa, sb := w.eps[a].site, w.eps[b].site
-			switch {
-			case a == b:
-			case sa == sb:
-				w.lat[a*E+b] = int64(time.Millisecond)
-			case a >= w.nReg || b >= w.nReg:
-				w.lat[a*E+b] = w.lat[sa*E+sb]
-			}
-		}
-	}
-}
-
 func (w *world) regionConfig(ep *endpoint) escrow.Config {
 	cfg := escrow.Config{
 		Region:        ep.name,
@@ -271,26 +218,6 @@ func (w *world) regionConfig(ep *endpoint) escrow.Config {
 	r := rand.New(rand.NewPCG(w.o.Seed, uint64(ep.idx)<<32|uint64(ep.inc)+1))
 	cfg.Rand = r.Uint64
 	return cfg
-}
-
-// boot builds (or rebuilds, from durable state) the node of a region.
-func (w *world) boot(ep *endpoint) error {
-	ep.cfg = w.regionConfig(ep)
-	var st *escrow.State
-	if ep.restarts > 0 {
-		st = ep.dur.state()
-	}
-	n, err := escrow.NewNode(ep.cfg, st)
-	if err != nil {
-		return fmt.Errorf("sim: region %s: restore: %w", ep.name, err)
-	}
-	ep.node = n
-	ep.down = false
-	return nil
-}
-
-func (w *world) nodeNow(ep *endpoint) time.Time {
-	return baseTime.Add(time.Duration(w.now) + ep.skew)
 }
 
 func (w *world) at(d time.Duration) int64 { return w.now + int64(d) }
@@ -310,17 +237,6 @@ func (w *world) fail(format string, args ...any) {
 func fmtT(ns int64) string {
 	return fmt.Sprintf("%.3fs", float64(ns)/1e9)
 }
-
-const (
-	phHeal = iota + 1
-	phConvPoll
-	phStop
-	phSettle
-	phFinalPoll
-	phProbePoll
-	phFinal
-	phSample
-)
 
 const (
 	convergeBound  = 60 * time.Second // after heal: every row version of heal time seen everywhere
@@ -522,468 +438,6 @@ func (w *world) admin(home int, cmd escrow.Command, net bool) {
 	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(home), req: req})
 }
 
-// step feeds one input to a region's node and runs the durability loop.
-func (w *world) step(ep *endpoint, in escrow.Input) {
-	in.Now = w.nodeNow(ep)
-	if err := ep.node.Step(in); err != nil {
-		w.res.MsgErrors++
-	}
-	w.pump(ep)
-}
-
-// pump takes a Ready whenever no write is in flight: group commit, one
-// synced write at a time, Readies persisted in the order returned.
-func (w *world) pump(ep *endpoint) {
-	for !ep.down && !ep.fsyncBusy && ep.node.HasReady() {
-		rd := ep.node.Ready()
-		w.orc.onReady(ep, &rd)
-		if rd.Persist.Empty() {
-			// Nothing to write: send and reply at once.
-			w.complete(ep, &rd, false)
-			continue
-		}
-		ep.inflight = rd
-		ep.fsyncBusy = true
-		ep.replied = false
-		d := w.fsyncDelay()
-		if w.o.Hooks.ReplyBeforePersist {
-			// The bug: answer before the write is durable...
-			acked := false
-			for i := range rd.Reply {
-				r := &rd.Reply[i]
-				acked = acked || (r.Kind == escrow.CmdHold && r.Err == nil && !r.Replayed)
-				w.deliverReply(ep, r)
-			}
-			ep.replied = true
-			// ...and sometimes die before it is.
-			if acked && w.netRng.Float64() < 0.1 {
-				w.q.push(event{at: w.now + d/2, kind: evCrash, node: int32(ep.idx), inc: ep.inc})
-			}
-		}
-		w.q.push(event{at: w.now + d, kind: evFsync, node: int32(ep.idx), inc: ep.inc})
-	}
-}
-
-// complete runs the rest of the durability rule once rd is durable: send,
-// then reply, then Advance.
-func (w *world) complete(ep *endpoint, rd *escrow.Ready, wrote bool) {
-	if wrote {
-		ep.dur.apply(&rd.Persist)
-		w.orc.onDurable(ep, &rd.Persist)
-	}
-	for i := range rd.Send {
-		w.send(ep.idx, &rd.Send[i], 0)
-	}
-	if !(wrote && ep.replied) {
-		for i := range rd.Reply {
-			w.deliverReply(ep, &rd.Reply[i])
-		}
-	}
-	ep.node.Advance()
-}
-
-func (w *world) fsyncDelay() int64 {
-	return int64(w.o.Fsync)/2 + w.netRng.Int64N(int64(w.o.Fsync)+1)
-}
-
-func (w *world) clientDelay() time.Duration {
-	return w.o.ClientLatency + time.Duration(w.netRng.Int64N(int64(w.o.ClientLatency)/5+1))
-}
-
-func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
-	req := ep.waiting[r.ReqID]
-	if req == nil {
-		return
-	}
-	delete(ep.waiting, r.ReqID)
-	w.mix(r.ReqID)
-	if req.cl == nil {
-		return // admin command: nobody waits
-	}
-	if r.Err != nil && r.Err.Code == escrow.CodeRouted && r.Kind == escrow.CmdHold && !req.cmd.Routed {
-		w.route(ep, req, r.Err.Owner)
-		return
-	}
-	req.reply = *r
-	req.replyAt = w.now
-	if r.Err != nil && r.Kind == escrow.CmdHold {
-		req.couldGrant = w.orc.couldGrant(req.cmd.Lines)
-		if s, ok := w.skuIdx[r.Err.SKU]; ok {
-			req.availAt = w.orc.globalAvail(s)
-		}
-	}
-	if req.server != req.gateway {
-		w.rpc(req.server, req.gateway, evReplyArrive, req)
-		return
-	}
-	w.q.push(event{at: w.at(w.clientDelay()), kind: evClientReply, req: req})
-}
-
-// route sends a hold the node answered with CodeRouted on to the region
-// it named, as the region runtime does: from the gateway, with Routed set.
-// When that region is down the gateway runs it itself (the runtime's
-// forward fails at once: no responders); a request lost to a partition is
-// retried by the client like any other.
-func (w *world) route(ep *endpoint, req *request, to string) {
-	t, ok := w.byName[to]
-	req.cmd.Routed = true
-	w.res.Routed++
-	if !ok || t >= w.nReg || w.eps[t].down {
-		req.server = req.gateway
-		req.unreachable = to
-		w.q.push(event{at: w.now, kind: evReqArrive, node: int32(req.gateway), req: req})
-		return
-	}
-	req.server = t
-	w.rpc(ep.idx, t, evReqArrive, req)
-}
-
-func (w *world) reqArrive(i int, req *request) {
-	ep := w.eps[i]
-	if ep.down {
-		return
-	}
-	if i != req.server {
-		w.rpc(i, req.server, evReqArrive, req)
-		return
-	}
-	ep.waiting[req.cmd.ReqID] = req
-	c := req.cmd
-	w.step(ep, escrow.Input{Cmd: &c, Unreachable: req.unreachable})
-}
-
-// ---- network ----
-
-func (w *world) isBlocked(a, b int) bool {
-	return w.blocked[w.eps[a].site*w.nReg+w.eps[b].site]
-}
-
-func (w *world) linkDelay(a, b int) int64 {
-	k := a*len(w.eps) + b
-	base := w.lat[k]
-	return base + w.netRng.Int64N(base/10+1) + w.spike[k]
-}
-
-// send puts a peer message on the network: to every other endpoint for a
-// broadcast, else to its addressee.
-func (w *world) send(src int, m *escrow.Message, extra int64) {
-	if !w.strat.Allow(&w.setup, m) {
-		w.res.Filtered++
-		return
-	}
-	if w.o.Wire {
-		b, err := escrow.EncodeMessage(nil, m)
-		if err != nil {
-			w.res.MsgErrors++
-			w.fail("encode %s from %s: %v", m.Type, m.From, err)
-			return
-		}
-		dm, err := escrow.DecodeMessage(b)
-		if err != nil {
-			w.res.MsgErrors++
-			w.fail("decode %s from %s: %v", m.Type, m.From, err)
-			return
-		}
-		m = &dm
-	}
-	if m.To == "" {
-		for dst := range w.eps {
-			if dst != src {
-				w.transmit(src, dst, m, extra)
-			}
-		}
-		return
-	}
-	dst, ok := w.byName[m.To]
-	if !ok || dst == src {
-		w.res.MsgErrors++
-		return
-	}
-	w.transmit(src, dst, m, extra)
-}
-
-func (w *world) transmit(src, dst int, m *escrow.Message, extra int64) {
-	w.res.Msgs++
-	if w.isBlocked(src, dst) {
-		return
-	}
-	if w.dropP > 0 && w.netRng.Float64() < w.dropP {
-		return
-	}
-	at := w.now + extra + w.linkDelay(src, dst)
-	k := src*len(w.eps) + dst
-	if w.reorder > 0 && w.netRng.Float64() < w.reorder {
-		at += w.netRng.Int64N(int64(100 * time.Millisecond))
-	} else {
-		// Links are FIFO (as a NATS subscription is) unless reordered.
-		if at < w.lastAt[k] {
-			at = w.lastAt[k]
-		}
-		w.lastAt[k] = at
-	}
-	if m.Type == escrow.MsgBorrowReq && dst < w.nReg {
-		// A borrow id a donor has seen from this borrower before is
-		// answered from its dedupe memory, not with new units.
-		if m.ID <= w.maxBorrowID[src*w.nReg+dst] {
-			w.res.BorrowIDReuse++
-		}
-		w.maxBorrowID[src*w.nReg+dst] = max(w.maxBorrowID[src*w.nReg+dst], m.ID)
-	}
-	w.q.push(event{at: at, kind: evMsg, node: int32(dst), msg: m})
-	if w.dupP > 0 && w.netRng.Float64() < w.dupP {
-		w.q.push(event{at: at + w.netRng.Int64N(int64(50*time.Millisecond)), kind: evMsg, node: int32(dst), msg: m})
-	}
-}
-
-// rpc carries a forwarded command or its reply between two regions.
-func (w *world) rpc(src, dst int, kind evKind, req *request) {
-	w.res.Msgs++
-	if w.isBlocked(src, dst) {
-		return
-	}
-	if w.dropP > 0 && w.netRng.Float64() < w.dropP {
-		return
-	}
-	w.q.push(event{at: w.now + w.linkDelay(src, dst), kind: kind, node: int32(dst), req: req})
-}
-
-func (w *world) daemonSend(ep *endpoint, msgs []escrow.Message) {
-	extra := int64(ep.d.Delay())
-	for i := range msgs {
-		m := msgs[i]
-		m.From = ep.name
-		w.send(ep.idx, &m, extra)
-	}
-}
-
-// ---- crashes ----
-
-func (w *world) crash(ep *endpoint) {
-	if ep.down {
-		return
-	}
-	w.res.Crashes++
-	ep.down = true
-	ep.inc++
-	if ep.d != nil {
-		ep.d.Reset()
-		return
-	}
-	w.addStats(ep.node.Stats())
-	ep.node = nil
-	ep.fsyncBusy = false
-	ep.inflight = escrow.Ready{}
-	clear(ep.waiting)
-	w.orc.onCrash(ep)
-}
-
-func (w *world) restart(ep *endpoint) {
-	if !ep.down {
-		return
-	}
-	if ep.d != nil {
-		ep.down = false
-		return
-	}
-	ep.restarts++
-	if err := w.boot(ep); err != nil {
-		// Stored state that does not load is a broken invariant.
-		w.res.ConservationErrors++
-		w.fail("%v", err)
-		return
-	}
-	w.orc.checkAcked(ep, true)
-	w.pump(ep)
-}
-
-// ---- phases ----
-
-type convTarget struct {
-	owner int
-	sku   string
-	seq   uint64
-}
-
-func (w *world) phase(p int) {
-	switch p {
-	case phHeal:
-		w.healAll()
-		// Every row version that exists now must reach every region.
-		w.convTarget = w.convTarget[:0]
-		for _, ep := range w.eps[:w.nReg] {
-			if ep.down {
-				continue
-			}
-			for _, r := range ep.node.Rows() {
-				if r.Region == ep.name {
-					w.convTarget = append(w.convTarget, convTarget{owner: ep.idx, sku: r.SKU, seq: r.Seq})
-				}
-			}
-		}
-		w.phaseStart = w.now
-		w.q.push(event{at: w.now, kind: evPhase, n: phConvPoll})
-	case phConvPoll:
-		if w.targetReached() {
-			w.res.ConvergeMs = (w.now - w.healAt) / int64(time.Millisecond)
-			return
-		}
-		if w.now-w.healAt > int64(convergeBound) {
-			w.res.Unconverged++
-			w.fail("row versions of heal time not everywhere %v after heal", convergeBound)
-			return
-		}
-		w.q.push(event{at: w.at(pollEvery), kind: evPhase, n: phConvPoll})
-	case phStop:
-		w.arrivals = false
-		w.phaseStart = w.now
-		w.q.push(event{at: w.now, kind: evPhase, n: phSettle})
-	case phSettle:
-		// Wait until every client is done and every hold has expired.
-		quiet := w.active == 0 && w.now >= w.stopAt+int64(w.o.TTL)+int64(2*time.Second)
-		if quiet || w.now-w.phaseStart > int64(3*w.o.TTL+time.Minute) {
-			w.phaseStart = w.now
-			w.q.push(event{at: w.now, kind: evPhase, n: phFinalPoll})
-			return
-		}
-		w.q.push(event{at: w.at(time.Second), kind: evPhase, n: phSettle})
-	case phFinalPoll:
-		mis := w.mismatches()
-		if mis == 0 || w.now-w.phaseStart > int64(finalBound) {
-			if mis > 0 {
-				w.res.Unconverged += uint64(mis)
-				w.fail("%d row copies differ from their owner's row %v after quiescence", mis, finalBound)
-			}
-			w.startProbes()
-			w.phaseStart = w.now
-			w.q.push(event{at: w.now, kind: evPhase, n: phProbePoll})
-			return
-		}
-		w.q.push(event{at: w.at(pollEvery), kind: evPhase, n: phFinalPoll})
-	case phProbePoll:
-		if w.active == 0 || w.now-w.phaseStart > int64(probeBound) {
-			w.q.push(event{at: w.now, kind: evPhase, n: phFinal})
-			return
-		}
-		w.q.push(event{at: w.at(pollEvery), kind: evPhase, n: phProbePoll})
-	case phFinal:
-		for _, cl := range w.probes {
-			if cl.phase != clDone || !cl.granted {
-				w.res.LivenessFailures++
-				w.fail("liveness: probe hold of %s at %s not granted after heal (global available %d)",
-					cl.lines[0].SKU, w.eps[cl.home].name, w.orc.globalAvail(w.skuIdx[cl.lines[0].SKU]))
-			}
-		}
-		w.done = true
-	case phSample:
-		w.sample()
-		if !w.done {
-			w.q.push(event{at: w.at(w.o.Duration / 300), kind: evPhase, n: phSample})
-		}
-	}
-}
-
-func (w *world) healAll() {
-	clear(w.blocked)
-	clear(w.spike)
-	w.dropP, w.dupP, w.reorder = 0, 0, 0
-	for _, ep := range w.eps {
-		w.restart(ep)
-	}
-}
-
-// rowsOf returns a region's rows by (sku, writer).
-func rowsOf(ep *endpoint) map[[2]string]*escrow.Row {
-	rows := ep.node.Rows()
-	m := make(map[[2]string]*escrow.Row, len(rows))
-	for i := range rows {
-		m[[2]string{rows[i].SKU, rows[i].Region}] = &rows[i]
-	}
-	return m
-}
-
-// liveViews returns rowsOf every region that is up, nil for those down.
-func (w *world) liveViews() []map[[2]string]*escrow.Row {
-	views := make([]map[[2]string]*escrow.Row, w.nReg)
-	for i, ep := range w.eps[:w.nReg] {
-		if !ep.down {
-			views[i] = rowsOf(ep)
-		}
-	}
-	return views
-}
-
-func (w *world) targetReached() bool {
-	views := w.liveViews()
-	for _, t := range w.convTarget {
-		name := w.eps[t.owner].name
-		for v := range views {
-			if v == t.owner || views[v] == nil {
-				continue
-			}
-			r := views[v][[2]string{t.sku, name}]
-			if r == nil || r.Seq < t.seq {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// mismatches counts row copies that differ from their owner's row.
-func (w *world) mismatches() int {
-	views := w.liveViews()
-	n := 0
-	for o, ep := range w.eps[:w.nReg] {
-		if views[o] == nil {
-			continue
-		}
-		keys := make([][2]string, 0, len(views[o]))
-		for k, r := range views[o] {
-			if r.Region == ep.name {
-				keys = append(keys, k)
-			}
-		}
-		for _, k := range keys {
-			own := views[o][k]
-			for v := range views {
-				if v == o || views[v] == nil {
-					continue
-				}
-				if r := views[v][k]; r == nil || !r.Equal(own) {
-					n++
-				}
-			}
-		}
-	}
-	return n
-}
-
-func (w *world) startProbes() {
-	for s, sku := range w.setup.SKUs {
-		if s >= 16 {
-			break // bounded: the first SKUs are the busiest
-		}
-		if w.orc.globalAvail(s) < 1 {
-			continue
-		}
-		local := make([]uint64, w.nReg)
-		for i, ep := range w.eps[:w.nReg] {
-			if !ep.down {
-				local[i] = ep.node.Available(sku)
-			}
-		}
-		home := w.strat.ProbeRegion(&w.setup, local)
-		if home < 0 {
-			continue
-		}
-		w.nextClient++
-		cl := &client{id: w.nextClient, home: home, lines: []escrow.Line{{SKU: sku, Qty: 1}},
-			plan: planRelease, think: time.Second, probe: true}
-		w.probes = append(w.probes, cl)
-		w.startCart(cl)
-	}
-}
-
 func (w *world) sample() {
 	s := w.series
 	p := Point{T: float64(w.now) / 1e9, Avail: make([]int64, w.nReg)}
@@ -1013,22 +467,11 @@ func (w *world) finish() {
 			w.addStats(ep.node.Stats())
 		}
 	}
-	w.res.P50HoldMs = w.res.latency.quantileMs(0.50)
-	w.res.P99HoldMs = w.res.latency.quantileMs(0.99)
+	w.res.P50HoldMs = holdMs(w.res.latency.QuantileMid(0.50))
+	w.res.P99HoldMs = holdMs(w.res.latency.QuantileMid(0.99))
 	w.res.TraceHash = w.hash
 	if w.series != nil {
 		w.series.Faults = w.faultSpans()
 		w.res.Series = w.series
 	}
-}
-
-func (w *world) addStats(s escrow.Stats) {
-	r := &w.res
-	r.BorrowsSent += s.BorrowsSent
-	r.BorrowTimeouts += s.BorrowTimeouts
-	r.BorrowUnitsIn += s.BorrowUnitsIn
-	r.TopUps += s.TopUps
-	r.AdviceApplied += s.AdviceApplied
-	r.RepairsSent += s.RepairsSent
-	r.FenceRefused += s.FenceRefused
 }
