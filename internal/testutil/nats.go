@@ -7,12 +7,14 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/escrow"
 )
 
-// NATS starts holdfast's embedded nats-server (gossip.RunEmbedded) on
-// 127.0.0.1 with a free port and returns it with its client URL. It stops
-// when the test ends.
+// NATS starts a nats-server on 127.0.0.1 with a free port, configured as
+// holdfast's embedded one (gossip.RunEmbedded: payloads up to the escrow
+// codec's bound), and returns it with its client URL. It stops when the
+// test ends. testutil starts the server itself rather than through gossip
+// so that the internal tests of gossip and region can use it.
 func NATS(t testing.TB) (*server.Server, string) {
 	t.Helper()
 	return NATSOnPort(t, -1)
@@ -22,12 +24,8 @@ func NATS(t testing.TB) (*server.Server, string) {
 // restarts a server on the port it had before passes that port here.
 func NATSOnPort(t testing.TB, port int) (*server.Server, string) {
 	t.Helper()
-	s, u, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s, u
+	s := NATSWithOptions(t, &server.Options{Port: port})
+	return s, s.ClientURL()
 }
 
 // NATSWithOptions starts a nats-server from opts as given (cluster routes,
@@ -42,6 +40,9 @@ func NATSWithOptions(t testing.TB, opts *server.Options) *server.Server {
 		opts.Port = -1
 	}
 	opts.NoLog, opts.NoSigs = true, true
+	if opts.MaxPayload < escrow.MaxMessageBytes+4096 {
+		opts.MaxPayload = escrow.MaxMessageBytes + 4096
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
