@@ -129,7 +129,6 @@ type Region struct {
 
 	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
 	tr        atomic.Pointer[transportBox]
-	tokens    *tokenSet
 	metrics   *metrics
 
 	queue     chan *request
@@ -169,9 +168,6 @@ type Region struct {
 	commitCmds atomic.Int64
 	applyNanos atomic.Int64
 	applyEWMA  atomic.Int64 // recent Apply duration in ns, for the linger
-
-	handlerOnce sync.Once
-	handler     *api
 
 	fence regionFence // see fence.go
 
@@ -224,13 +220,6 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 		commitDone: make(chan struct{}),
 		fatal:      make(chan struct{}),
 		pending:    make(map[uint64]*request, 1024),
-	}
-	if cfg.TokensFile != "" {
-		ts, err := loadTokens(cfg.TokensFile)
-		if err != nil {
-			return nil, err
-		}
-		r.tokens = ts
 	}
 	r.storage = cfg.Storage
 	if r.storage == nil {
