@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/client"
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -24,7 +25,11 @@ func newRegion(t *testing.T) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(r.Handler())
+	h, err := httpapi.New(r, region.Config{Name: "eu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); r.Close() })
 	c, err := client.New(srv.URL, client.Options{})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -45,7 +46,11 @@ func TestLocalSetupWorks(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.AttachTransport(tr)
-		srv := httptest.NewServer(r.Handler())
+		h, err := httpapi.New(r, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
 		t.Cleanup(func() { srv.Close(); tr.Close(); r.Close() })
 		if clients[name], err = client.New(srv.URL, client.Options{}); err != nil {
 			t.Fatal(err)

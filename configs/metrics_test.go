@@ -17,6 +17,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/rebalancer"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -102,7 +103,11 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	}
 
 	// Use the API so that the labelled series of the region exist.
-	srv := httptest.NewServer(r.Handler())
+	h, err := httpapi.New(r, region.Config{Name: r.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	c, err := client.New(srv.URL, client.Options{})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/escrow/escrowtest"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -93,7 +94,12 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			return nil, fmt.Errorf("demo: listen for %s: %w", name, err)
 		}
 		s.url = "http://" + s.ln.Addr().String()
-		go func(s *site) { s.served <- s.reg.Serve(ctx, s.ln) }(s)
+		api, err := httpapi.New(s.reg, region.Config{Name: name, Logger: quiet})
+		if err != nil {
+			e.close()
+			return nil, fmt.Errorf("demo: HTTP API of %s: %w", name, err)
+		}
+		go func(s *site) { s.served <- api.Serve(ctx, s.ln) }(s)
 		reg := s.reg
 		s.tr, err = gossip.Connect(ctx, gossip.Config{
 			URL:      s.proxy.URL(),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 )
 
 // BenchmarkBorrowHoldLatency: every hold at us needs one unit borrowed from
@@ -80,7 +81,7 @@ func BenchmarkReplicationThroughput(b *testing.B) {
 	wg.Wait()
 	var seq uint64
 	w.inspect("eu", func(n *escrow.Node) { seq = n.Seq() })
-	waitFor(b, time.Minute, func() bool {
+	testutil.WaitFor(b, time.Minute, func() bool {
 		var seen uint64
 		w.inspect("us", func(n *escrow.Node) { seen = n.PeerSeq("eu") })
 		return seen >= seq

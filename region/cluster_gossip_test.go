@@ -2,37 +2,14 @@ package region_test
 
 import (
 	"errors"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/region"
 )
-
-// runRoutedServer starts a nats-server with a cluster port on loopback,
-// soliciting a route to routeTo when it is not empty.
-func runRoutedServer(t testing.TB, name, routeTo string) *server.Server {
-	t.Helper()
-	opts := &server.Options{ServerName: name, Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Cluster: server.ClusterOpts{Name: "hf", Host: "127.0.0.1", Port: -1, NoAdvertise: true, PoolSize: -1}}
-	if routeTo != "" {
-		opts.Routes = []*url.URL{{Scheme: "nats-route", Host: routeTo}}
-	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("server %s not ready", name)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
 
 // TestMultiRegionRoutePartition is the partition as it happens between
 // real regions: every region stays connected to its local NATS server and
@@ -42,15 +19,15 @@ func runRoutedServer(t testing.TB, name, routeTo string) *server.Server {
 // forwarded operation answers "unreachable", and after heal the regions
 // converge with every acknowledged hold intact.
 func TestMultiRegionRoutePartition(t *testing.T) {
-	a := runRoutedServer(t, "a", "")
+	a := testutil.NATSRouted(t, "a", "")
 	route, err := gossip.NewProxy("127.0.0.1:0", a.ClusterAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer route.Close()
-	b := runRoutedServer(t, "b", route.Addr())
+	b := testutil.NATSRouted(t, "b", route.Addr())
 	routed := func() bool { return a.NumRoutes() > 0 && b.NumRoutes() > 0 }
-	waitFor(t, 10*time.Second, routed, func() string { return "servers never routed" })
+	testutil.WaitFor(t, 10*time.Second, routed, func() string { return "servers never routed" })
 
 	w := newMRWorld(t)
 	w.natsAddr = map[string]string{"eu": a.Addr().String(), "us": a.Addr().String(), "ap": b.Addr().String()}
@@ -70,7 +47,7 @@ func TestMultiRegionRoutePartition(t *testing.T) {
 	apHold := r.Hold.ID
 
 	route.Cut()
-	waitFor(t, 10*time.Second, func() bool { return a.NumRoutes() == 0 && b.NumRoutes() == 0 },
+	testutil.WaitFor(t, 10*time.Second, func() bool { return a.NumRoutes() == 0 && b.NumRoutes() == 0 },
 		func() string { return "route still up" })
 	for _, n := range []string{"eu", "us", "ap"} {
 		if !w.sites[n].tr.Connected() {
@@ -112,7 +89,7 @@ func TestMultiRegionRoutePartition(t *testing.T) {
 
 	route.Heal()
 	healStart := time.Now()
-	waitFor(t, 10*time.Second, routed, func() string { return "route did not come back" })
+	testutil.WaitFor(t, 10*time.Second, routed, func() string { return "route did not come back" })
 	w.waitConverged("A", 15*time.Second)
 	t.Logf("converged %v after heal (route re-established by the servers first)", time.Since(healStart))
 	if rep := w.mustDo("eu", escrow.Command{Kind: escrow.CmdConfirm, HoldID: apHold}); rep.Err != nil || rep.Hold.State != escrow.Confirmed {

@@ -1,4 +1,4 @@
-package region
+package region_test
 
 import (
 	"bytes"
@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/httpapi"
+	"github.com/holdfast-io/holdfast/region"
 )
 
 // crashChildEnv makes the test binary run as a region process (see TestMain).
@@ -37,7 +40,7 @@ func TestMain(m *testing.M) {
 // that it writes to dir/addr, until it is killed.
 func crashChild(dir string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r, err := Open(context.Background(), Config{Name: "eu", DataDir: filepath.Join(dir, "data"), Logger: log})
+	r, err := region.Open(context.Background(), region.Config{Name: "eu", DataDir: filepath.Join(dir, "data"), Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		return 3
@@ -54,7 +57,12 @@ func crashChild(dir string) int {
 	if err := os.Rename(tmp, filepath.Join(dir, "addr")); err != nil {
 		return 3
 	}
-	if err := r.Serve(context.Background(), ln); err != nil {
+	srv, err := httpapi.New(r, region.Config{Name: "eu", Logger: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: http api:", err)
+		return 3
+	}
+	if err := srv.Serve(context.Background(), ln); err != nil {
 		fmt.Fprintln(os.Stderr, "child: serve:", err)
 		return 3
 	}
@@ -194,7 +202,7 @@ func (m *crashModel) drive(ctx context.Context, c *crashClient, rng *rand.Rand, 
 			errs <- fmt.Errorf("create: status %d: %s", status, body)
 			return
 		}
-		var h HoldJSON
+		var h api.Hold
 		if err := json.Unmarshal(body, &h); err != nil {
 			errs <- err
 			return
@@ -235,7 +243,7 @@ func (m *crashModel) drive(ctx context.Context, c *crashClient, rng *rand.Rand, 
 // granted twice. It adopts the stored states as the new acknowledged ones.
 func (m *crashModel) verify(t *testing.T, dir string) (holds int) {
 	t.Helper()
-	st, err := OpenStore(filepath.Join(dir, "data"), StoreOptions{Region: "eu", Logger: quietLogger()})
+	st, err := region.OpenStore(filepath.Join(dir, "data"), region.StoreOptions{Region: "eu", Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("reopen after crash: %v", err)
 	}
@@ -358,7 +366,7 @@ func TestCrashSafety(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var h HoldJSON
+			var h api.Hold
 			json.NewDecoder(res.Body).Decode(&h)
 			res.Body.Close()
 			m.mu.Lock()
@@ -380,7 +388,7 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("cycle %d: retry of %s: %d %s %v", cycle, cr.key, status, body, err)
 			}
 			if status == 200 || status == 201 {
-				var h HoldJSON
+				var h api.Hold
 				json.Unmarshal(body, &h)
 				m.mu.Lock()
 				if a := m.holds[h.ID]; a != nil {

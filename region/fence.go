@@ -201,15 +201,6 @@ func (r *Region) awaitProbation(ctx context.Context, kind escrow.CommandKind, ti
 	return timeout
 }
 
-// fenceRetryAfter is the Retry-After of a fenced answer: a probation ends
-// within seconds; a fence lasts until the region is replaced.
-func (r *Region) fenceRetryAfter() string {
-	if r.fence.fenced.Load() {
-		return "60"
-	}
-	return "1"
-}
-
 func (r *Region) fenceMarkerPath() string {
 	if !r.ownStore || r.cfg.DataDir == "" || r.cfg.FS != nil {
 		return ""

@@ -4,15 +4,17 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/escrow/escrowtest"
+	"github.com/holdfast-io/holdfast/httpapi"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -35,9 +37,9 @@ type httpResult struct {
 	body   []byte
 }
 
-func (h httpResult) problem(t *testing.T) region.Problem {
+func (h httpResult) problem(t *testing.T) api.Problem {
 	t.Helper()
-	var p region.Problem
+	var p api.Problem
 	if err := json.Unmarshal(h.body, &p); err != nil {
 		t.Fatalf("status %d, body %q: %v", h.status, h.body, err)
 	}
@@ -70,7 +72,7 @@ func httpCall(t *testing.T, method, url, body string) httpResult {
 // returns how long that took.
 func (w *mrWorld) waitProbationOver(within time.Duration) time.Duration {
 	w.t.Helper()
-	return waitFor(w.t, within, func() bool {
+	return testutil.WaitFor(w.t, within, func() bool {
 		for _, n := range w.running() {
 			if f := w.sites[n].reg.Fence(); f.Fenced {
 				return false
@@ -134,16 +136,15 @@ func testWipedStore(t *testing.T, ignoreFence bool) {
 	}
 	restarted := time.Now()
 	eu := w.start("eu")
-	srv := httptest.NewServer(eu.reg.Handler())
-	defer srv.Close()
+	base := w.serveAPI("eu")
 
 	// The first hold: held back by the probation, then refused by the fence
 	// once us's digest shows that us has seen more of eu than eu has.
-	res := httpCall(t, "POST", srv.URL+"/v1/holds", `{"items":[{"sku":"A","qty":1}]}`)
+	res := httpCall(t, "POST", base+"/v1/holds", `{"items":[{"sku":"A","qty":1}]}`)
 	if ignoreFence {
 		// Wait until eu learned us's row (a repair): the 5 units it lent to
 		// eu look available again, and eu grants them a second time.
-		waitFor(t, 10*time.Second, func() bool {
+		testutil.WaitFor(t, 10*time.Second, func() bool {
 			var a uint64
 			w.inspect("eu", func(n *escrow.Node) { a = n.Available("A") })
 			return a == 5
@@ -170,7 +171,7 @@ func testWipedStore(t *testing.T, ignoreFence bool) {
 		t.Fatalf("hold at the wiped eu: %d %s", res.status, res.body)
 	}
 	p := res.problem(t)
-	if p.Type != region.ProblemTypeBase+"fenced" || !strings.Contains(p.Detail, "docs/operations.md") {
+	if p.Type != httpapi.ProblemTypeBase+"fenced" || !strings.Contains(p.Detail, "docs/operations.md") {
 		t.Fatalf("problem %+v", p)
 	}
 	t.Logf("wiped eu refused its first hold %v after restart: %s", time.Since(restarted).Round(time.Millisecond), p.Detail)
@@ -182,7 +183,7 @@ func testWipedStore(t *testing.T, ignoreFence bool) {
 		t.Fatalf("detail does not name both sequences: %s", p.Detail)
 	}
 	// It counts the lent units as available, and still refuses.
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		var a uint64
 		w.inspect("eu", func(n *escrow.Node) { a = n.Available("A") })
 		return a == 5
@@ -192,17 +193,17 @@ func testWipedStore(t *testing.T, ignoreFence bool) {
 		{"POST", "/v1/skus/A/restock", `{"qty":3}`},
 		{"POST", "/v1/skus/A/write-off", `{"qty":1}`},
 	} {
-		res := httpCall(t, c.method, srv.URL+c.path, c.body)
-		if res.status != http.StatusServiceUnavailable || res.problem(t).Type != region.ProblemTypeBase+"fenced" ||
+		res := httpCall(t, c.method, base+c.path, c.body)
+		if res.status != http.StatusServiceUnavailable || res.problem(t).Type != httpapi.ProblemTypeBase+"fenced" ||
 			res.header.Get("Retry-After") != "60" {
 			t.Fatalf("%s %s while fenced: %d %v %s", c.method, c.path, res.status, res.header, res.body)
 		}
 	}
-	if res := httpCall(t, "GET", srv.URL+"/v1/skus/A", ""); res.status != http.StatusOK {
+	if res := httpCall(t, "GET", base+"/v1/skus/A", ""); res.status != http.StatusOK {
 		t.Fatalf("stock read while fenced: %d %s", res.status, res.body)
 	}
-	if res := httpCall(t, "GET", srv.URL+"/readyz", ""); res.status != http.StatusServiceUnavailable ||
-		res.problem(t).Type != region.ProblemTypeBase+"fenced" {
+	if res := httpCall(t, "GET", base+"/readyz", ""); res.status != http.StatusServiceUnavailable ||
+		res.problem(t).Type != httpapi.ProblemTypeBase+"fenced" {
 		t.Fatalf("readyz while fenced: %d %s", res.status, res.body)
 	}
 	if v := gaugeValue(t, eu.reg, "holdfast_region_fenced"); v != 1 {
@@ -243,13 +244,12 @@ func TestRegionProbationFreshStore(t *testing.T) {
 	if f := w.sites["eu"].reg.Fence(); !f.Fenced || !f.Probation {
 		t.Fatalf("fresh eu: %+v", f)
 	}
-	srv := httptest.NewServer(w.sites["eu"].reg.Handler())
-	defer srv.Close()
-	if res := httpCall(t, "GET", srv.URL+"/readyz", ""); res.status != http.StatusServiceUnavailable {
+	base := w.serveAPI("eu")
+	if res := httpCall(t, "GET", base+"/readyz", ""); res.status != http.StatusServiceUnavailable {
 		t.Logf("readyz during probation: %d (the probation may already be over)", res.status)
 	}
 	start := time.Now()
-	res := httpCall(t, "POST", srv.URL+"/v1/skus/A/restock", `{"qty":2}`)
+	res := httpCall(t, "POST", base+"/v1/skus/A/restock", `{"qty":2}`)
 	if res.status != http.StatusOK {
 		t.Fatalf("restock during probation: %d %s", res.status, res.body)
 	}
@@ -257,7 +257,7 @@ func TestRegionProbationFreshStore(t *testing.T) {
 	if f := w.sites["eu"].reg.Fence(); f.Fenced || !strings.Contains(f.Detail, "us reported") {
 		t.Fatalf("after probation: %+v", f)
 	}
-	if res := httpCall(t, "GET", srv.URL+"/readyz", ""); res.status != http.StatusOK {
+	if res := httpCall(t, "GET", base+"/readyz", ""); res.status != http.StatusOK {
 		t.Fatalf("readyz after probation: %d %s", res.status, res.body)
 	}
 	w.stop("eu")
@@ -267,15 +267,6 @@ func TestRegionProbationFreshStore(t *testing.T) {
 	}
 	if r := w.mustDo("eu", hold("A", 1)); r.Err != nil {
 		t.Fatal(r.Err)
-	}
-}
-
-// TestRegionFenceSpec: the fenced problem type is in the OpenAPI spec.
-func TestRegionFenceSpec(t *testing.T) {
-	doc := loadOpenAPI(t)
-	uri := region.ProblemTypeBase + escrow.CodeFenced.String()
-	if !strings.Contains(doc.Raw, "- "+uri+"\n") {
-		t.Fatalf("%s is not in the ProblemType enum of %s", uri, openAPIPath)
 	}
 }
 
@@ -366,7 +357,7 @@ func TestRegionFenceRestoredBackup(t *testing.T) {
 	copyDir(t, backup, dir)
 	restarted := time.Now()
 	eu := w.start("eu")
-	waitFor(t, 5*time.Second, func() bool { return eu.reg.Fence().Fenced },
+	testutil.WaitFor(t, 5*time.Second, func() bool { return eu.reg.Fence().Fenced },
 		func() string { return "the restored eu never fenced itself" })
 	t.Logf("restored eu (seq %d, had reached %d) fenced %v after restart (digest interval 100ms)",
 		backupSeq, lostSeq, time.Since(restarted).Round(time.Millisecond))
@@ -375,7 +366,7 @@ func TestRegionFenceRestoredBackup(t *testing.T) {
 		t.Fatalf("fence %+v, want us at %d, own %d", f, lostSeq, backupSeq)
 	}
 	// It counts the 3 units of the lost holds as available, and refuses.
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		var a uint64
 		w.inspect("eu", func(n *escrow.Node) { a = n.Available("A") })
 		return a == 3

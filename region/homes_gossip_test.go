@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
-	"github.com/holdfast-io/holdfast/region"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 )
 
 // publishHomes publishes, every interval until the test ends, an advice
@@ -59,7 +59,7 @@ func publishHomes(t *testing.T, w *mrWorld, homes []escrow.Home, interval time.D
 	}()
 }
 
-func postHold(t *testing.T, base, sku string, qty uint64, idemKey string) (int, region.HoldJSON, []byte) {
+func postHold(t *testing.T, base, sku string, qty uint64, idemKey string) (int, api.Hold, []byte) {
 	t.Helper()
 	body := fmt.Sprintf(`{"items":[{"sku":%q,"qty":%d}],"ttl":"10m"}`, sku, qty)
 	req, err := http.NewRequest("POST", base+"/v1/holds", strings.NewReader(body))
@@ -79,7 +79,7 @@ func postHold(t *testing.T, base, sku string, qty uint64, idemKey string) (int, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h region.HoldJSON
+	var h api.Hold
 	if resp.StatusCode < 300 {
 		if err := json.Unmarshal(buf, &h); err != nil {
 			t.Fatalf("hold body %s: %v", buf, err)
@@ -103,14 +103,14 @@ func TestMultiRegionHomeServesScarceSKU(t *testing.T) {
 	}
 	publishHomes(t, w, []escrow.Home{{SKU: "A", Region: "eu"}}, 200*time.Millisecond)
 	for _, n := range []string{"eu", "us", "ap"} {
-		waitFor(t, 10*time.Second, func() bool {
+		testutil.WaitFor(t, 10*time.Second, func() bool {
 			var hs []escrow.Home
 			w.inspect(n, func(node *escrow.Node) { hs = node.Homes() })
 			return len(hs) == 1 && hs[0] == escrow.Home{SKU: "A", Region: "eu"}
 		}, func() string { return n + " never put the home of A in force" })
 	}
 	// us sends the home its units (on a tick), and eu learns of them.
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		var avail uint64
 		w.inspect("eu", func(node *escrow.Node) { avail = node.Available("A") })
 		return avail == 5
@@ -119,12 +119,11 @@ func TestMultiRegionHomeServesScarceSKU(t *testing.T) {
 		t.Fatalf("us sent %d units to the home, want 2", s.HomeUnitsSent)
 	}
 
-	srv := map[string]*httptest.Server{}
+	srv := map[string]string{}
 	for _, n := range []string{"eu", "us", "ap"} {
-		srv[n] = httptest.NewServer(w.sites[n].reg.Handler())
-		defer srv[n].Close()
+		srv[n] = w.serveAPI(n)
 	}
-	code, h, body := postHold(t, srv["ap"].URL, "A", 1, "cart-1")
+	code, h, body := postHold(t, srv["ap"], "A", 1, "cart-1")
 	if code != http.StatusCreated || !strings.HasPrefix(h.ID, "eu-") || h.Region != "eu" {
 		t.Fatalf("hold at ap: %d %s, want 201 with a hold of eu", code, body)
 	}
@@ -132,26 +131,26 @@ func TestMultiRegionHomeServesScarceSKU(t *testing.T) {
 		t.Fatalf("ap routed %d holds, want 1", s.Routed)
 	}
 	// The client's retry at ap is routed to eu again, which replays it.
-	code, h2, body := postHold(t, srv["ap"].URL, "A", 1, "cart-1")
+	code, h2, body := postHold(t, srv["ap"], "A", 1, "cart-1")
 	if code != http.StatusOK || h2.ID != h.ID {
 		t.Fatalf("retry at ap: %d %s, want 200 with %s", code, body, h.ID)
 	}
 	// A confirm at us (not the owner) is forwarded to eu.
-	st, b := httpDo(t, "POST", srv["us"].URL+"/v1/holds/"+h.ID+"/confirm", nil)
+	st, b := httpDo(t, "POST", srv["us"]+"/v1/holds/"+h.ID+"/confirm", nil)
 	if st != http.StatusOK || !strings.Contains(string(b), `"confirmed"`) {
 		t.Fatalf("confirm at us: %d %s", st, b)
 	}
 
 	// The other 4 units go to holds at every region, all served by eu.
 	for i, n := range []string{"us", "ap", "eu", "us"} {
-		code, h, body := postHold(t, srv[n].URL, "A", 1, fmt.Sprintf("more-%d", i))
+		code, h, body := postHold(t, srv[n], "A", 1, fmt.Sprintf("more-%d", i))
 		if code != http.StatusCreated || !strings.HasPrefix(h.ID, "eu-") {
 			t.Fatalf("hold %d at %s: %d %s, want 201 with a hold of eu", i, n, code, body)
 		}
 	}
 	// Sold out: 409 everywhere, never an error because of routing.
 	for _, n := range []string{"ap", "us", "eu"} {
-		code, _, body := postHold(t, srv[n].URL, "A", 1, "")
+		code, _, body := postHold(t, srv[n], "A", 1, "")
 		if code != http.StatusConflict {
 			t.Fatalf("hold at %s after sell-out: %d %s, want 409", n, code, body)
 		}

@@ -22,8 +22,7 @@ type metrics struct {
 	msgsDropped   prometheus.Counter
 	msgsRejected  prometheus.Counter
 	forwards      *prometheus.CounterVec
-	routed        [4]prometheus.Counter  // by routedOK, routedFallback, routedUnreachable, routedBug
-	httpRequests  *prometheus.CounterVec // by route pattern and status code
+	routed        [4]prometheus.Counter // by routedOK, routedFallback, routedUnreachable, routedBug
 }
 
 // Outcomes of a hold the node routed to the home of a scarce SKU, the
@@ -80,9 +79,6 @@ func newMetrics(r *Region) *metrics {
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holdfast_forwards_total", Help: "Hold commands forwarded to the owning region, by outcome.",
 		}, []string{"outcome"}),
-		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "holdfast_http_requests_total", Help: "HTTP requests by route pattern and status code.",
-		}, []string{"route", "code"}),
 	}
 	routed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "holdfast_routed_holds_total",
@@ -101,7 +97,7 @@ func newMetrics(r *Region) *metrics {
 		return func() float64 { s := r.Stats(); return float64(f(&s)) }
 	}
 	reg.MustRegister(m.holds, m.holdLatency, m.batchSize, m.fsync, m.overloaded, m.storageErrors,
-		m.msgsDropped, m.msgsRejected, m.forwards, routed, m.httpRequests,
+		m.msgsDropped, m.msgsRejected, m.forwards, routed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "holdfast_queue_depth", Help: "Client requests waiting for the apply loop.",
 		}, func() float64 { return float64(len(r.queue)) }),
@@ -153,6 +149,12 @@ func newMetrics(r *Region) *metrics {
 	)
 	return m
 }
+
+// NoteRoutedBug counts a routed answer that reached a caller of DoWithin
+// (the HTTP API), which DoWithin never returns: a runtime bug, counted as
+// holdfast_routed_holds_total{result="bug"}. (holdfast_http_requests_total
+// belongs to the HTTP API, package httpapi, on this region's Registry.)
+func (r *Region) NoteRoutedBug() { r.metrics.routed[routedBug].Inc() }
 
 // countHolds adds one batch's hold results, one Add per result per batch
 // rather than one per hold.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"sync"
@@ -18,8 +17,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/testutil"
+	"github.com/holdfast-io/holdfast/internal/testutil/testapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -35,6 +37,7 @@ type mrSite struct {
 	reg   *region.Region
 	tr    *gossip.Transport
 	proxy *gossip.Proxy
+	cfg   region.Config // of the running region, for its HTTP API
 }
 
 type mrWorld struct {
@@ -65,17 +68,13 @@ func newMRWorld(t testing.TB, names ...string) *mrWorld {
 
 func newMRWorldOpts(t testing.TB, noSync bool, names ...string) *mrWorld {
 	t.Helper()
-	srv, _, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := testutil.NATS(t) // shut down after the regions (cleanups run last first)
 	w := &mrWorld{t: t, srv: srv, sites: map[string]*mrSite{}, log: quietLogger(), wipePeers: map[string]bool{}, noSync: noSync}
 	t.Cleanup(func() {
 		for _, s := range w.sites {
 			w.stop(s.name)
 			_ = s.proxy.Close()
 		}
-		srv.Shutdown()
 	})
 	for _, n := range names {
 		w.start(n)
@@ -147,7 +146,7 @@ func (w *mrWorld) start(name string) *mrSite {
 		t.Fatalf("connect %s: %v", name, err)
 	}
 	r.AttachTransport(tr)
-	s.reg, s.tr = r, tr
+	s.reg, s.tr, s.cfg = r, tr, cfg
 	return s
 }
 
@@ -206,24 +205,9 @@ func (w *mrWorld) view(name, sku string) escrow.View {
 	return v
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, within time.Duration, cond func() bool, what func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("not within %v: %s", within, what())
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-	return time.Since(start)
-}
-
-// waitKnows waits until region name sees writer's row of sku with at
-// least minted units.
 func (w *mrWorld) waitKnows(name, writer, sku string, minted uint64) {
 	w.t.Helper()
-	waitFor(w.t, 5*time.Second, func() bool {
+	testutil.WaitFor(w.t, 5*time.Second, func() bool {
 		v := w.view(name, sku)
 		return v != nil && v[writer] != nil && v[writer].Minted >= minted
 	}, func() string {
@@ -271,7 +255,7 @@ func (w *mrWorld) running() []string {
 
 func (w *mrWorld) waitConverged(sku string, within time.Duration) time.Duration {
 	w.t.Helper()
-	return waitFor(w.t, within, func() bool { ok, _ := w.converged(sku); return ok },
+	return testutil.WaitFor(w.t, within, func() bool { ok, _ := w.converged(sku); return ok },
 		func() string { _, why := w.converged(sku); return why })
 }
 
@@ -279,14 +263,22 @@ func (w *mrWorld) cut(name string) {
 	w.t.Helper()
 	s := w.sites[name]
 	s.proxy.Cut()
-	waitFor(w.t, 5*time.Second, func() bool { return !s.tr.Connected() }, func() string { return name + " still connected" })
+	testutil.WaitFor(w.t, 5*time.Second, func() bool { return !s.tr.Connected() }, func() string { return name + " still connected" })
 }
 
 func (w *mrWorld) heal(name string) {
 	w.t.Helper()
 	s := w.sites[name]
 	s.proxy.Heal()
-	waitFor(w.t, 5*time.Second, s.tr.Connected, func() string { return name + " did not reconnect" })
+	testutil.WaitFor(w.t, 5*time.Second, s.tr.Connected, func() string { return name + " did not reconnect" })
+}
+
+// serveAPI serves the HTTP API of a running region on 127.0.0.1 until the
+// test ends and returns its base URL.
+func (w *mrWorld) serveAPI(name string) string {
+	w.t.Helper()
+	s := w.sites[name]
+	return testapi.ServeAPI(w.t, s.reg, s.cfg)
 }
 
 func hold(sku string, qty uint64) escrow.Command {
@@ -319,13 +311,12 @@ func TestMultiRegionBorrowLastUnit(t *testing.T) {
 	w := newMRWorld(t, "eu", "us", "ap")
 	w.mustDo("eu", restock("A", 1))
 	w.waitKnows("us", "eu", "A", 1)
-	srvUS := httptest.NewServer(w.sites["us"].reg.Handler())
-	defer srvUS.Close()
-	code, body := httpDo(t, "POST", srvUS.URL+"/v1/holds", region.CreateHoldRequest{Items: []region.ItemJSON{{SKU: "A", Qty: 1}}})
+	us := w.serveAPI("us")
+	code, body := httpDo(t, "POST", us+"/v1/holds", api.CreateHoldRequest{Items: []api.Item{{SKU: "A", Qty: 1}}})
 	if code != http.StatusCreated {
 		t.Fatalf("hold at us: %d %s", code, body)
 	}
-	var h region.HoldJSON
+	var h api.Hold
 	if err := json.Unmarshal(body, &h); err != nil {
 		t.Fatal(err)
 	}
@@ -506,11 +497,10 @@ func TestMultiRegionForwardUnreachable(t *testing.T) {
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	srvUS := httptest.NewServer(w.sites["us"].reg.Handler())
-	defer srvUS.Close()
+	us := w.serveAPI("us")
 	w.cut("eu")
 	start := time.Now()
-	code, body := httpDo(t, "POST", srvUS.URL+"/v1/holds/"+r.Hold.ID+"/confirm", nil)
+	code, body := httpDo(t, "POST", us+"/v1/holds/"+r.Hold.ID+"/confirm", nil)
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("confirm with the owner cut off: %d %s", code, body)
 	}
@@ -520,8 +510,8 @@ func TestMultiRegionForwardUnreachable(t *testing.T) {
 		t.Fatalf("get with the owner cut off: %v", err)
 	}
 	w.heal("eu")
-	waitFor(t, 5*time.Second, func() bool {
-		code, _ := httpDo(t, "POST", srvUS.URL+"/v1/holds/"+r.Hold.ID+"/confirm", nil)
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		code, _ := httpDo(t, "POST", us+"/v1/holds/"+r.Hold.ID+"/confirm", nil)
 		return code == http.StatusOK
 	}, func() string { return "confirm through us still fails after heal" })
 }
@@ -548,7 +538,7 @@ func TestMultiRegionAntiEntropy(t *testing.T) {
 	w.heal("us")
 	var euSeq uint64
 	w.inspect("eu", func(n *escrow.Node) { euSeq = n.Seq() })
-	took := waitFor(t, 10*time.Second, func() bool {
+	took := testutil.WaitFor(t, 10*time.Second, func() bool {
 		var seen uint64
 		w.inspect("us", func(n *escrow.Node) { seen = n.PeerSeq("eu") })
 		return seen >= euSeq
@@ -562,7 +552,7 @@ func TestMultiRegionAntiEntropy(t *testing.T) {
 	if v := w.view("ap", "A"); v["eu"] != nil {
 		t.Fatalf("ap still knows eu's row after the wipe: %+v", v["eu"])
 	}
-	took = waitFor(t, 10*time.Second, func() bool {
+	took = testutil.WaitFor(t, 10*time.Second, func() bool {
 		var seen uint64
 		w.inspect("ap", func(n *escrow.Node) { seen = n.PeerSeq("eu") })
 		return seen >= euSeq
@@ -597,7 +587,7 @@ func TestMultiRegionReconnectResyncs(t *testing.T) {
 	var euSeq, usSeq uint64
 	w.inspect("eu", func(n *escrow.Node) { euSeq = n.Seq() })
 	w.inspect("us", func(n *escrow.Node) { usSeq = n.Seq() })
-	took := waitFor(t, 10*time.Second, func() bool {
+	took := testutil.WaitFor(t, 10*time.Second, func() bool {
 		var usSeesEU, euSeesUS uint64
 		w.inspect("us", func(n *escrow.Node) { usSeesEU = n.PeerSeq("eu") })
 		w.inspect("eu", func(n *escrow.Node) { euSeesUS = n.PeerSeq("us") })

@@ -43,7 +43,6 @@ type Region struct {
 
 	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
 	tr        atomic.Pointer[transportBox]
-	tokens    *tokenSet
 	metrics   *metrics
 
 	queue     chan *request
@@ -84,9 +83,6 @@ type Region struct {
 	applyNanos atomic.Int64
 	applyEWMA  atomic.Int64 // recent Apply duration in ns, for the linger
 
-	handlerOnce sync.Once
-	handler     *api
-
 	fence regionFence // see fence.go
 
 	// deadlineTick is closed and replaced every deadlineTickEvery, so that
@@ -121,13 +117,6 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 		commitDone: make(chan struct{}),
 		fatal:      make(chan struct{}),
 		pending:    make(map[uint64]*request, 1024),
-	}
-	if cfg.TokensFile != "" {
-		ts, err := loadTokens(cfg.TokensFile)
-		if err != nil {
-			return nil, err
-		}
-		r.tokens = ts
 	}
 	r.storage = cfg.Storage
 	if r.storage == nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,81 +75,6 @@ func routedCount(r *Region, res int) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
-}
-
-// TestRoutedHoldGoesToHome: over the HTTP API, a hold eu cannot cover is
-// sent to the home with Routed set and the client's key, hash, lines, TTL
-// and metadata, and the home's answer (its hold, or its refusal) is the
-// client's. A retry with the same key goes to the same home.
-func TestRoutedHoldGoesToHome(t *testing.T) {
-	var log forwardLog
-	homeAnswer := escrow.Reply{Kind: escrow.CmdHold, Hold: &escrow.Hold{ID: homeHoldID, State: escrow.Held,
-		Lines: []escrow.Line{{SKU: "A", Qty: 2}}, Created: time.Now(), Expires: time.Now().Add(time.Minute),
-		MaxExpires: time.Now().Add(time.Hour), Updated: time.Now()}}
-	var answerMu sync.Mutex
-	ft := &fakeTransport{forward: func(owner string, cmd escrow.Command) (escrow.Reply, error) {
-		log.add(owner, cmd)
-		answerMu.Lock()
-		defer answerMu.Unlock()
-		return homeAnswer, nil
-	}}
-	r := openHomed(t, ft)
-	srv := httptest.NewServer(r.Handler())
-	defer srv.Close()
-
-	body := `{"items":[{"sku":"A","qty":2}],"ttl":"1m","metadata":{"cart":"c1"}}`
-	res := call(t, srv.URL, "POST", "/v1/holds", jsonCT, body, map[string]string{"Idempotency-Key": "k1"})
-	if res.status != http.StatusCreated {
-		t.Fatalf("routed hold: %d %s", res.status, res.body)
-	}
-	if h := res.hold(t); h.ID != homeHoldID {
-		t.Fatalf("hold id %s, want the home's %s", h.ID, homeHoldID)
-	}
-	owners, cmds := log.all()
-	if len(cmds) != 1 || owners[0] != "us" {
-		t.Fatalf("forwards: %v", owners)
-	}
-	c := cmds[0]
-	if !c.Routed || c.Kind != escrow.CmdHold || c.IdemKey != "k1" || c.IdemHash == 0 || c.TTL != time.Minute ||
-		c.Meta != `{"cart":"c1"}` || len(c.Lines) != 1 || c.Lines[0] != (escrow.Line{SKU: "A", Qty: 2}) {
-		t.Fatalf("forwarded command %+v", c)
-	}
-	if got := routedCount(r, routedOK); got != 1 {
-		t.Fatalf("routed ok = %v", got)
-	}
-	if s := r.Stats(); s.Routed != 1 {
-		t.Fatalf("node stats routed = %d", s.Routed)
-	}
-
-	// The client's retry goes to the same home, with the same key and hash.
-	res = call(t, srv.URL, "POST", "/v1/holds", jsonCT, body, map[string]string{"Idempotency-Key": "k1"})
-	if res.status != http.StatusCreated || res.hold(t).ID != homeHoldID {
-		t.Fatalf("retry: %d %s", res.status, res.body)
-	}
-	if _, cmds := log.all(); len(cmds) != 2 || cmds[1].IdemKey != "k1" || cmds[1].IdemHash != c.IdemHash {
-		t.Fatalf("retry forwards: %+v", cmds)
-	}
-
-	// The home's refusal is the client's answer.
-	answerMu.Lock()
-	homeAnswer = escrow.Reply{Kind: escrow.CmdHold, Err: &escrow.Error{Code: escrow.CodeInsufficientStock,
-		Detail: "not enough A at us", SKU: "A"}}
-	answerMu.Unlock()
-	res = call(t, srv.URL, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil)
-	if res.status != http.StatusConflict || res.problem(t).SKU != "A" {
-		t.Fatalf("home's refusal: %d %s", res.status, res.body)
-	}
-
-	// A hold eu can cover is not routed, even of a homed SKU's cart: B is
-	// local and not homed.
-	restock(t, r, "B", 1)
-	if rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "B", Qty: 1}}}); rep.Err != nil ||
-		!strings.HasPrefix(rep.Hold.ID, "eu-") {
-		t.Fatalf("local hold: %+v %v", rep.Hold, rep.Err)
-	}
-	if _, cmds := log.all(); len(cmds) != 3 {
-		t.Fatalf("%d forwards, want 3", len(cmds))
-	}
 }
 
 // TestRoutedHoldFallsBackLocally: when the home certainly did not get the
@@ -353,20 +276,5 @@ func TestExecuteAcceptsOnlyRoutedHolds(t *testing.T) {
 	if rep, err := r.Execute(context.Background(), escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1}); err != nil ||
 		rep.Err == nil || rep.Err.Code != escrow.CodeInvalid {
 		t.Fatalf("restock executed: %+v %v", rep, err)
-	}
-}
-
-// TestRoutedAnswerNeverReachesClient: should a routed answer reach the HTTP
-// API anyway, it is a 500 and counted as a bug.
-func TestRoutedAnswerNeverReachesClient(t *testing.T) {
-	r := openMem(t, newMemStorage(), nil)
-	a := r.Handler().(*api)
-	rec := httptest.NewRecorder()
-	a.escrowProblem(rec, httptest.NewRequest("POST", "/v1/holds", nil), &escrow.Error{Code: escrow.CodeRouted, Owner: "us"})
-	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "routed\"") {
-		t.Fatalf("routed problem: %d %s", rec.Code, rec.Body)
-	}
-	if got := routedCount(r, routedBug); got != 1 {
-		t.Fatalf("routed bug = %v", got)
 	}
 }

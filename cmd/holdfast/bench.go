@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/loadgen"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -159,7 +160,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		// The region's own logs would interleave with the progress lines.
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		r, err := region.Open(ctx, region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger})
+		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger}
+		r, err := region.Open(ctx, rcfg)
 		if err != nil {
 			return fmt.Errorf("bench: open in-process region: %w", err)
 		}
@@ -181,8 +183,13 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 				return fmt.Errorf("bench: listen: %w", err)
 			}
 			sctx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+			api, err := httpapi.New(r, rcfg)
+			if err != nil {
+				stopServe()
+				return fmt.Errorf("bench: %w", err)
+			}
 			served := make(chan error, 1)
-			go func() { served <- r.Serve(sctx, ln) }()
+			go func() { served <- api.Serve(sctx, ln) }()
 			defer func() { stopServe(); <-served }()
 			c, err := loadgen.NewHTTPClient("http://"+ln.Addr().String(), "", o.concurrency, 30*time.Second)
 			if err != nil {

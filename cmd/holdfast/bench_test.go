@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -96,7 +97,11 @@ func TestBenchURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- r.Serve(ctx, ln) }()
+	api, err := httpapi.New(r, region.Config{Name: "bench"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { served <- api.Serve(ctx, ln) }()
 	defer func() { cancel(); <-served }()
 
 	o := benchOpts{url: "http://" + ln.Addr().String(), target: "http", concurrency: 3, duration: 300 * time.Millisecond,
@@ -125,7 +130,11 @@ func TestBenchURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	served2 := make(chan error, 1)
-	go func() { served2 <- r2.Serve(ctx, ln2) }()
+	api2, err := httpapi.New(r2, region.Config{Name: "empty"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { served2 <- api2.Serve(ctx, ln2) }()
 	defer func() { cancel(); <-served2 }()
 	o.url = "http://" + ln2.Addr().String()
 	err = runBench(ctx, o, &stdout, &stderr)

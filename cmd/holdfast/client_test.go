@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -43,7 +44,11 @@ func startRegion(t *testing.T, name, tokensFile string) string {
 	if err != nil {
 		t.Fatalf("open region: %v", err)
 	}
-	srv := httptest.NewServer(r.Handler())
+	h, err := httpapi.New(r, region.Config{Name: name, TokensFile: tokensFile})
+	if err != nil {
+		t.Fatalf("http api: %v", err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()
 		if err := r.Close(); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -128,7 +129,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 // the region is open.
 func runRegion(ctx context.Context, cfg region.Config, started func(addr string)) error {
 	log := cfg.Logger
-	if cfg.TokensFile == "" && !region.LoopbackAddr(cfg.HTTPAddr) {
+	if cfg.TokensFile == "" && !httpapi.LoopbackAddr(cfg.HTTPAddr) {
 		// Refuse before listening: without auth the API must not be reachable
 		// from other machines, even for a moment.
 		return fmt.Errorf("refusing to serve on %s without auth: set --tokens-file, or use 127.0.0.1 / [::1] / localhost", cfg.HTTPAddr)
@@ -140,6 +141,11 @@ func runRegion(ctx context.Context, cfg region.Config, started func(addr string)
 	defer ln.Close()
 	r, err := region.Open(ctx, cfg)
 	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(r, cfg)
+	if err != nil {
+		r.Close()
 		return err
 	}
 	var peers io.Closer
@@ -168,7 +174,7 @@ func runRegion(ctx context.Context, cfg region.Config, started func(addr string)
 		case <-sctx.Done():
 		}
 	}()
-	serveErr := r.Serve(sctx, ln)
+	serveErr := api.Serve(sctx, ln)
 	if err := r.FatalErr(); err != nil {
 		serveErr = errors.Join(serveErr, err)
 	}

@@ -1,4 +1,4 @@
-package region
+package httpapi
 
 // Hand-written JSON for the hot path of the HTTP API (POST /v1/holds):
 // the hold reply and the create body. Both produce or accept exactly what
@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
@@ -95,13 +96,13 @@ func appendHoldJSON(b []byte, h *escrow.Hold) ([]byte, bool) {
 
 // writeHold writes a hold reply: the hand-written JSON when it applies,
 // else writeJSON.
-func (a *api) writeHold(w http.ResponseWriter, status int, h *escrow.Hold) {
+func (s *Server) writeHold(w http.ResponseWriter, status int, h *escrow.Hold) {
 	bp := jsonBufPool.Get().(*[]byte)
 	defer jsonBufPool.Put(bp)
 	b, ok := appendHoldJSON((*bp)[:0], h)
 	*bp = b[:0]
 	if !ok {
-		a.writeJSON(w, status, holdJSON(h))
+		s.writeJSON(w, status, holdJSON(h))
 		return
 	}
 	hdr := w.Header()
@@ -109,7 +110,7 @@ func (a *api) writeHold(w http.ResponseWriter, status int, h *escrow.Hold) {
 	hdr["Cache-Control"] = cacheNoStore
 	w.WriteHeader(status)
 	if _, err := w.Write(b); err != nil {
-		a.r.log.Debug("writing response", "err", err)
+		s.log.Debug("writing response", "err", err)
 	}
 }
 
@@ -127,7 +128,7 @@ var (
 // number forms, trailing data, malformed JSON): the caller then decodes
 // with encoding/json, which accepts or rejects it with its own message.
 // What it accepts, encoding/json decodes to the same value.
-func parseCreateFast(buf []byte, body *CreateHoldRequest) bool {
+func parseCreateFast(buf []byte, body *api.CreateHoldRequest) bool {
 	p := fastParser{b: buf}
 	seenItems, seenTTL := false, false
 	if !p.object(func(key string) bool {
@@ -245,11 +246,11 @@ func (p *fastParser) object(field func(key string) bool) bool {
 	return p.byte('}')
 }
 
-func (p *fastParser) items(body *CreateHoldRequest) bool {
+func (p *fastParser) items(body *api.CreateHoldRequest) bool {
 	if !p.byte('[') {
 		return false
 	}
-	body.Items = make([]ItemJSON, 0, 4)
+	body.Items = make([]api.Item, 0, 4)
 	if p.byte(']') {
 		return true
 	}
@@ -257,7 +258,7 @@ func (p *fastParser) items(body *CreateHoldRequest) bool {
 		if len(body.Items) > escrow.MaxLines {
 			return false // let encoding/json decode the whole, longer list
 		}
-		var it ItemJSON
+		var it api.Item
 		seenSKU, seenQty := false, false
 		if !p.object(func(key string) bool {
 			var ok bool

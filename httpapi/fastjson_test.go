@@ -1,4 +1,4 @@
-package region
+package httpapi
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
@@ -79,7 +80,7 @@ func TestParseCreateFastAgreesWithEncodingJSON(t *testing.T) {
 		{`[]`, false},
 	}
 	for _, c := range bodies {
-		var fast CreateHoldRequest
+		var fast api.CreateHoldRequest
 		ok := parseCreateFast([]byte(c.body), &fast)
 		if c.fast && !ok {
 			t.Errorf("%s: not parsed by the fast path", c.body)
@@ -88,7 +89,7 @@ func TestParseCreateFastAgreesWithEncodingJSON(t *testing.T) {
 		if !ok {
 			continue
 		}
-		var std CreateHoldRequest
+		var std api.CreateHoldRequest
 		dec := json.NewDecoder(bytes.NewReader([]byte(c.body)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&std); err != nil {
@@ -104,27 +105,4 @@ func TestParseCreateFastAgreesWithEncodingJSON(t *testing.T) {
 			t.Errorf("%s: fast %s, encoding/json %s", c.body, fj, sj)
 		}
 	}
-}
-
-// TestHTTPRequestTimeout: a request whose durable answer takes longer than
-// Config.RequestTimeout gets 503 timeout, soon after the deadline.
-func TestHTTPRequestTimeout(t *testing.T) {
-	st := newMemStorage()
-	r, base := newHTTPRegion(t, st, func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
-	if res := call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil); res.status != 200 {
-		t.Fatalf("restock: %d %s", res.status, res.body)
-	}
-	st.mu.Lock()
-	st.delay = 400 * time.Millisecond // every later write is slower than the deadline
-	st.mu.Unlock()
-	start := time.Now()
-	res := call(t, base, "POST", "/v1/holds", jsonCT, `{"items":[{"sku":"A","qty":1}]}`, nil)
-	took := time.Since(start)
-	if res.status != 503 || !bytes.Contains(res.body, []byte(ProblemTypeBase+ProblemTimeout)) {
-		t.Fatalf("slow hold: %d %s, want 503 %s", res.status, res.body, ProblemTimeout)
-	}
-	if took > 350*time.Millisecond {
-		t.Fatalf("timeout answered after %v, deadline 50ms", took)
-	}
-	_ = r
 }

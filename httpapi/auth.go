@@ -1,4 +1,4 @@
-package region
+package httpapi
 
 import (
 	"bytes"
@@ -63,20 +63,20 @@ type tokenSet struct {
 func loadTokens(path string) (*tokenSet, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("region: read tokens file: %w", err)
+		return nil, fmt.Errorf("httpapi: read tokens file: %w", err)
 	}
 	if len(b) > 4<<20 {
-		return nil, fmt.Errorf("region: tokens file %s is larger than 4 MiB", path)
+		return nil, fmt.Errorf("httpapi: tokens file %s is larger than 4 MiB", path)
 	}
 	var tf TokenFile
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&tf); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("region: tokens file %s: %w", path, err)
+		return nil, fmt.Errorf("httpapi: tokens file %s: %w", path, err)
 	}
 	ts, err := newTokenSet(tf.Tokens)
 	if err != nil {
-		return nil, fmt.Errorf("region: tokens file %s: %w", path, err)
+		return nil, fmt.Errorf("httpapi: tokens file %s: %w", path, err)
 	}
 	return ts, nil
 }
@@ -155,4 +155,30 @@ func LoopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// authorize checks the request's bearer token against the route's scope;
+// on failure it writes the 401 or 403 problem and returns false.
+func (s *Server) authorize(w http.ResponseWriter, req *http.Request, sc scope) bool {
+	p := s.tokens.authenticate(req)
+	if p == nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="holdfast"`)
+		s.problem(w, req, http.StatusUnauthorized, ProblemUnauthorized, "a valid bearer token is required", nil)
+		return false
+	}
+	ok := false
+	switch sc {
+	case scopeClient:
+		ok = p.client
+	case scopeRead:
+		ok = p.client || p.admin
+	case scopeAdmin:
+		ok = p.admin
+	}
+	if !ok {
+		s.problem(w, req, http.StatusForbidden, ProblemForbidden,
+			fmt.Sprintf("token %s lacks the scope this route needs", p.name), nil)
+		return false
+	}
+	return true
 }

@@ -1,4 +1,4 @@
-package region_test
+package httpapi_test
 
 import (
 	"context"
@@ -18,7 +18,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -99,14 +101,24 @@ func openRegion(t *testing.T) *region.Region {
 	return r
 }
 
-// TestOpenAPIMatchesRoutes: every route the region serves is in
+// openAPI is the HTTP API of openRegion.
+func openAPI(t *testing.T) *httpapi.Server {
+	t.Helper()
+	s, err := httpapi.New(openRegion(t), region.Config{Name: "eu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestOpenAPIMatchesRoutes: every route the API serves is in
 // docs/openapi.yaml, and every operation of the spec is served.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)
-	r := openRegion(t)
+	s := openAPI(t)
 
 	served := map[string]string{}
-	for _, rt := range r.Routes() {
+	for _, rt := range s.Routes() {
 		served[normRoute(rt)] = rt
 	}
 	spec := map[string]string{}
@@ -132,10 +144,10 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 // listed in the spec, so clients can rely on the enum.
 func TestOpenAPIProblemTypes(t *testing.T) {
 	doc := loadOpenAPI(t)
-	slugs := []string{region.ProblemOverloaded, region.ProblemStorage, region.ProblemOwnerUnreachable,
-		region.ProblemUnavailable, region.ProblemTimeout, region.ProblemUnauthorized, region.ProblemForbidden,
-		region.ProblemTooLarge, region.ProblemMediaType, region.ProblemMethod, region.ProblemRoute,
-		region.ProblemNotReady}
+	slugs := []string{httpapi.ProblemOverloaded, httpapi.ProblemStorage, httpapi.ProblemOwnerUnreachable,
+		httpapi.ProblemUnavailable, httpapi.ProblemTimeout, httpapi.ProblemUnauthorized, httpapi.ProblemForbidden,
+		httpapi.ProblemTooLarge, httpapi.ProblemMediaType, httpapi.ProblemMethod, httpapi.ProblemRoute,
+		httpapi.ProblemNotReady}
 	// Every named escrow code but routed, which never reaches a client
 	// (the runtime sends such a hold to the SKU's home).
 	for c := escrow.CodeInvalid; !strings.HasPrefix(c.String(), "code-"); c++ {
@@ -147,7 +159,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 		t.Fatalf("only %d problem types checked", len(slugs))
 	}
 	for _, s := range slugs {
-		uri := region.ProblemTypeBase + s
+		uri := httpapi.ProblemTypeBase + s
 		if !strings.Contains(doc.Raw, "- "+uri+"\n") {
 			t.Errorf("problem type %s is not in the ProblemType enum of %s", uri, openAPIPath)
 		}
@@ -191,14 +203,14 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		typ    any
 		answer bool // encoded by the region: required = fields without omitempty
 	}{
-		{"Hold", region.HoldJSON{}, true},
-		{"Stock", region.StockJSON{}, true},
-		{"RegionStock", region.RegionStockJSON{}, true},
-		{"Problem", region.Problem{}, true},
-		{"Item", region.ItemJSON{}, false},
-		{"CreateHoldRequest", region.CreateHoldRequest{}, false},
-		{"ExtendRequest", region.ExtendRequest{}, false},
-		{"QtyRequest", region.QtyRequest{}, false},
+		{"Hold", api.Hold{}, true},
+		{"Stock", api.Stock{}, true},
+		{"RegionStock", api.RegionStock{}, true},
+		{"Problem", api.Problem{}, true},
+		{"Item", api.Item{}, false},
+		{"CreateHoldRequest", api.CreateHoldRequest{}, false},
+		{"ExtendRequest", api.ExtendRequest{}, false},
+		{"QtyRequest", api.QtyRequest{}, false},
 	}
 	for _, c := range cases {
 		sc, ok := spec.Components.Schemas[c.schema]
@@ -255,7 +267,7 @@ func jsonFields(t reflect.Type) (all, always []string) {
 // one.
 func TestOpenAPIAnswersMatchSchemas(t *testing.T) {
 	spec := loadOpenAPI(t)
-	srv := httptest.NewServer(openRegion(t).Handler())
+	srv := httptest.NewServer(openAPI(t))
 	defer srv.Close()
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
@@ -314,5 +326,14 @@ func TestOpenAPIAnswersMatchSchemas(t *testing.T) {
 	_, m = call("GET", "/healthz", "")
 	if m["status"] != "ok" {
 		t.Errorf("healthz: %v", m)
+	}
+}
+
+// TestFenceProblemInSpec: the fenced problem type is in the OpenAPI spec.
+func TestFenceProblemInSpec(t *testing.T) {
+	doc := loadOpenAPI(t)
+	uri := httpapi.ProblemTypeBase + escrow.CodeFenced.String()
+	if !strings.Contains(doc.Raw, "- "+uri+"\n") {
+		t.Fatalf("%s is not in the ProblemType enum of %s", uri, openAPIPath)
 	}
 }

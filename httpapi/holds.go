@@ -1,0 +1,189 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/holdfast-io/holdfast/api"
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// parseTTL parses a Go duration within [MinTTL, the max hold lifetime].
+func (s *Server) parseTTL(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("ttl %q is not a duration like \"10m\"", v)
+	}
+	maxLife := s.maxLifetime
+	if maxLife == 0 {
+		maxLife = escrow.DefaultMaxLife
+	}
+	if d < escrow.MinTTL || d > maxLife {
+		return 0, fmt.Errorf("ttl must be between %v and %v, got %v", escrow.MinTTL, maxLife, d)
+	}
+	return d, nil
+}
+
+func (s *Server) effectiveDefaultTTL() time.Duration {
+	if d := s.defaultTTL; d > 0 {
+		return d
+	}
+	return escrow.DefaultTTL
+}
+
+func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
+	key := req.Header.Get("Idempotency-Key")
+	if len(req.Header.Values("Idempotency-Key")) > 1 {
+		s.badRequest(w, req, "at most one Idempotency-Key header")
+		return
+	}
+	if key != "" {
+		if err := escrow.ValidIdemKey(key); err != nil {
+			s.badRequest(w, req, err.Detail)
+			return
+		}
+	}
+	var body api.CreateHoldRequest
+	if !s.decodeBody(w, req, &body, false) {
+		return
+	}
+	if len(body.Items) == 0 {
+		s.badRequest(w, req, "items: a hold needs at least one item")
+		return
+	}
+	if len(body.Items) > escrow.MaxLines {
+		s.badRequest(w, req, fmt.Sprintf("items: at most %d lines, got %d", escrow.MaxLines, len(body.Items)))
+		return
+	}
+	cmd := escrow.Command{Kind: escrow.CmdHold, IdemKey: key, Lines: make([]escrow.Line, len(body.Items))}
+	for i, it := range body.Items {
+		cmd.Lines[i] = escrow.Line{SKU: it.SKU, Qty: it.Qty}
+	}
+	if body.TTL != "" {
+		d, err := s.parseTTL(body.TTL)
+		if err != nil {
+			s.badRequest(w, req, err.Error())
+			return
+		}
+		cmd.TTL = d
+	}
+	if len(body.Metadata) > 0 && !bytes.Equal(body.Metadata, []byte("null")) {
+		var c bytes.Buffer
+		if err := json.Compact(&c, body.Metadata); err != nil {
+			s.badRequest(w, req, "metadata: "+err.Error())
+			return
+		}
+		if c.Len() > escrow.MaxMetaLen {
+			s.badRequest(w, req, fmt.Sprintf("metadata must be at most %d bytes of compact JSON, got %d", escrow.MaxMetaLen, c.Len()))
+			return
+		}
+		cmd.Meta = c.String()
+	}
+	if key != "" {
+		cmd.IdemHash = s.idemHash(&cmd)
+	}
+	rep, ok := s.do(w, req, cmd)
+	if !ok {
+		return
+	}
+	status := http.StatusCreated
+	if rep.Replayed {
+		status = http.StatusOK
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", "/v1/holds/"+rep.Hold.ID)
+	s.writeHold(w, status, rep.Hold)
+}
+
+// idemHash fingerprints the normalized request: the cart as the core
+// normalizes it (sorted, merged), the effective TTL and the metadata. Two
+// bodies that mean the same hold hash the same, whatever their spelling.
+func (s *Server) idemHash(cmd *escrow.Command) uint64 {
+	h := fnv.New64a()
+	lines := cmd.Lines
+	if norm, err := escrow.NormalizeLines(cmd.Lines); err == nil {
+		lines = norm
+	}
+	var b []byte
+	for _, l := range lines {
+		b = strconv.AppendQuote(b, l.SKU)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, l.Qty, 10)
+		b = append(b, ',')
+	}
+	ttl := cmd.TTL
+	if ttl == 0 {
+		ttl = s.effectiveDefaultTTL()
+	}
+	b = append(b, "|ttl="...)
+	b = strconv.AppendInt(b, int64(ttl), 10)
+	b = append(b, "|meta="...)
+	b = append(b, cmd.Meta...)
+	h.Write(b)
+	return h.Sum64()
+}
+
+// holdCmd serves the commands on one hold: get, confirm, release, extend.
+func (s *Server) holdCmd(kind escrow.CommandKind) func(w http.ResponseWriter, req *http.Request) {
+	return func(w http.ResponseWriter, req *http.Request) {
+		cmd := escrow.Command{Kind: kind, HoldID: req.PathValue("id")}
+		if _, err := escrow.OwnerOf(cmd.HoldID); err != nil {
+			s.escrowProblem(w, req, err)
+			return
+		}
+		switch kind {
+		case escrow.CmdExtend:
+			var body api.ExtendRequest
+			if !s.decodeBody(w, req, &body, false) {
+				return
+			}
+			if body.TTL == "" {
+				s.badRequest(w, req, "ttl is required")
+				return
+			}
+			d, err := s.parseTTL(body.TTL)
+			if err != nil {
+				s.badRequest(w, req, err.Error())
+				return
+			}
+			cmd.TTL = d
+		case escrow.CmdConfirm, escrow.CmdRelease:
+			var body struct{}
+			if !s.decodeBody(w, req, &body, true) {
+				return
+			}
+		}
+		rep, ok := s.do(w, req, cmd)
+		if !ok {
+			return
+		}
+		s.writeHold(w, http.StatusOK, rep.Hold)
+	}
+}
+
+// holdJSON is the API representation of a hold (writeHold's fallback and
+// the reference of its hand-written encoding).
+func holdJSON(h *escrow.Hold) *api.Hold {
+	region, _ := escrow.OwnerOf(h.ID)
+	out := &api.Hold{
+		ID: h.ID, Region: region, State: h.State.String(), Items: make([]api.Item, len(h.Lines)),
+		CreatedAt: h.Created.UTC(), ExpiresAt: h.Expires.UTC(), MaxExpiresAt: h.MaxExpires.UTC(), UpdatedAt: h.Updated.UTC(),
+	}
+	for i, l := range h.Lines {
+		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
+	}
+	if h.Meta != "" {
+		if json.Valid([]byte(h.Meta)) {
+			out.Metadata = json.RawMessage(h.Meta)
+		} else {
+			b, _ := json.Marshal(h.Meta)
+			out.Metadata = b
+		}
+	}
+	return out
+}

@@ -1,0 +1,300 @@
+// Package httpapi serves holdfast's HTTP API for one region: the hold and
+// stock routes, /metrics, /healthz and /readyz, with bearer-token scopes.
+// It reaches the region runtime only through Runtime, so it can be tested
+// against a fake; its JSON types are package api's, shared with the client.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+// Runtime is what the HTTP API needs of a region; *region.Region
+// implements it.
+type Runtime interface {
+	// Name is the region's name, reported in every problem and health answer.
+	Name() string
+	// Ready reports whether the region accepts requests (/readyz).
+	Ready() bool
+	// Fence is the region's fence status (/readyz, Retry-After of fenced).
+	Fence() escrow.FenceStatus
+	// DoWithin runs a command within a timeout; errors are the runtime's
+	// (region.ErrOverloaded, ...), the command's outcome is in the Reply.
+	DoWithin(ctx context.Context, cmd escrow.Command, timeout time.Duration) (escrow.Reply, error)
+	// Registry is the region's Prometheus registry: /metrics serves it and
+	// the request counter is registered on it.
+	Registry() *prometheus.Registry
+	// NoteRoutedBug counts a routed answer that reached the API, which
+	// DoWithin never returns (holdfast_routed_holds_total{result="bug"}).
+	NoteRoutedBug()
+}
+
+type scope uint8
+
+const (
+	scopeNone   scope = iota // open: health, readiness, metrics
+	scopeClient              // client scope
+	scopeRead                // client or admin
+	scopeAdmin               // admin scope
+)
+
+type route struct {
+	pattern string
+	scope   scope
+	h       func(w http.ResponseWriter, req *http.Request)
+}
+
+// Server is the HTTP API of one region. It is an http.Handler.
+type Server struct {
+	rt   Runtime
+	name string
+	log  *slog.Logger
+
+	requestTimeout time.Duration
+	maxBodyBytes   int64
+	maxLifetime    time.Duration // of a hold; 0: escrow.DefaultMaxLife
+	defaultTTL     time.Duration // 0: escrow.DefaultTTL
+
+	tokens   *tokenSet // nil: no auth (loopback only)
+	requests *prometheus.CounterVec
+
+	mux    *http.ServeMux
+	routes []route
+}
+
+// New builds the API of rt from the region's configuration: its tokens file
+// (loaded here; a bad one is an error), request timeout, body limit and
+// hold TTL bounds. It registers holdfast_http_requests_total on
+// rt.Registry(), once per registry: two servers of one region share it.
+func New(rt Runtime, cfg region.Config) (*Server, error) {
+	s := &Server{
+		rt:             rt,
+		name:           rt.Name(),
+		requestTimeout: cfg.RequestTimeout,
+		maxBodyBytes:   cfg.MaxBodyBytes,
+		maxLifetime:    cfg.Escrow.MaxLifetime,
+		defaultTTL:     cfg.Escrow.DefaultTTL,
+		mux:            http.NewServeMux(),
+	}
+	// The region's defaults, which region.Open applies to its own copy.
+	if s.requestTimeout <= 0 {
+		s.requestTimeout = region.DefaultRequestTimeout
+	}
+	if s.maxBodyBytes <= 0 {
+		s.maxBodyBytes = region.DefaultMaxBodyBytes
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s.log = log.With("region", s.name)
+	if cfg.TokensFile != "" {
+		ts, err := loadTokens(cfg.TokensFile)
+		if err != nil {
+			return nil, err
+		}
+		s.tokens = ts
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "holdfast_http_requests_total", Help: "HTTP requests by route pattern and status code.",
+	}, []string{"route", "code"})
+	if err := rt.Registry().Register(requests); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
+		requests = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	s.requests = requests
+
+	metricsH := promhttp.HandlerFor(rt.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
+	s.routes = []route{
+		{"POST /v1/holds", scopeClient, s.createHold},
+		{"GET /v1/holds/{id}", scopeClient, s.holdCmd(escrow.CmdGet)},
+		{"POST /v1/holds/{id}/confirm", scopeClient, s.holdCmd(escrow.CmdConfirm)},
+		{"POST /v1/holds/{id}/release", scopeClient, s.holdCmd(escrow.CmdRelease)},
+		{"POST /v1/holds/{id}/extend", scopeClient, s.holdCmd(escrow.CmdExtend)},
+		{"GET /v1/skus/{sku}", scopeRead, s.stock},
+		{"POST /v1/skus/{sku}/restock", scopeAdmin, s.adjust(escrow.CmdRestock)},
+		{"POST /v1/skus/{sku}/write-off", scopeAdmin, s.adjust(escrow.CmdWriteOff)},
+		{"GET /metrics", scopeNone, metricsH.ServeHTTP},
+		{"GET /healthz", scopeNone, s.healthz},
+		{"GET /readyz", scopeNone, s.readyz},
+	}
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.pattern, s.wrap(rt))
+	}
+	// Everything else: 405 with Allow when the path exists under another
+	// method, 404 otherwise, both as problem documents.
+	s.mux.HandleFunc("/", s.fallback)
+	return s, nil
+}
+
+// Routes lists every served "METHOD /pattern".
+func (s *Server) Routes() []string {
+	out := make([]string, len(s.routes))
+	for i, rt := range s.routes {
+		out[i] = rt.pattern
+	}
+	return out
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) { s.mux.ServeHTTP(w, req) }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// wrap counts the route's requests and checks its scope.
+func (s *Server) wrap(rt route) http.Handler {
+	// The request counters of this route, resolved once per status code
+	// instead of a label lookup per request.
+	var byCode [600]atomic.Pointer[prometheus.Counter]
+	count := func(code int) {
+		if code < 0 || code >= len(byCode) {
+			s.requests.WithLabelValues(rt.pattern, strconv.Itoa(code)).Inc()
+			return
+		}
+		c := byCode[code].Load()
+		if c == nil {
+			cc := s.requests.WithLabelValues(rt.pattern, strconv.Itoa(code))
+			c = &cc
+			byCode[code].Store(c)
+		}
+		(*c).Inc()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() { count(sw.code) }()
+		if rt.scope != scopeNone && s.tokens != nil && !s.authorize(sw, req, rt.scope) {
+			return
+		}
+		// The request deadline (Config.RequestTimeout) is applied by s.do,
+		// without a context and timer per request.
+		rt.h(sw, req)
+	})
+}
+
+var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+func (s *Server) fallback(w http.ResponseWriter, req *http.Request) {
+	var allow []string
+	for _, m := range probeMethods {
+		if m == req.Method {
+			continue
+		}
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		if _, pat := s.mux.Handler(probe); pat != "/" && pat != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		hdr := allow[0]
+		for _, m := range allow[1:] {
+			hdr += ", " + m
+		}
+		w.Header().Set("Allow", hdr)
+		s.problem(w, req, http.StatusMethodNotAllowed, ProblemMethod,
+			fmt.Sprintf("%s is not allowed on %s (allowed: %s)", req.Method, req.URL.Path, hdr), nil)
+		s.requests.WithLabelValues("other", "405").Inc()
+		return
+	}
+	s.problem(w, req, http.StatusNotFound, ProblemRoute, "no route "+req.Method+" "+req.URL.Path, nil)
+	s.requests.WithLabelValues("other", "404").Inc()
+}
+
+// do runs cmd through the region within the request deadline. When the
+// region or the core refuses it, do writes the problem and returns false.
+func (s *Server) do(w http.ResponseWriter, req *http.Request, cmd escrow.Command) (escrow.Reply, bool) {
+	rep, err := s.rt.DoWithin(req.Context(), cmd, s.requestTimeout)
+	if err != nil {
+		s.runtimeProblem(w, req, err)
+		return rep, false
+	}
+	if rep.Err != nil {
+		s.escrowProblem(w, req, rep.Err)
+		return rep, false
+	}
+	return rep, true
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Debug("writing response", "err", err)
+	}
+}
+
+// Serve serves the API on ln until ctx is done, then shuts the HTTP server
+// down gracefully (in-flight requests finish). Without a tokens file it
+// refuses any listener that is not loopback. The caller closes the region.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.tokens == nil {
+		if !isLoopback(ln.Addr()) {
+			return fmt.Errorf("region %s: refusing to serve on %s without auth: set tokens_file, or listen on 127.0.0.1 / ::1",
+				s.name, ln.Addr())
+		}
+		s.log.Warn("no tokens file: the API has no auth and listens on loopback only", "addr", ln.Addr().String())
+	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      s.requestTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errCh := make(chan error, 1)
+	go func() { errCh <- srv.Serve(ln) }()
+	s.log.Info("serving HTTP", "addr", ln.Addr().String())
+	select {
+	case err := <-errCh:
+		return fmt.Errorf("region %s: serve: %w", s.name, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout+5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errCh; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("region %s: shutdown HTTP: %w", s.name, err)
+	}
+	return nil
+}
