@@ -17,6 +17,7 @@ import (
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -29,7 +30,7 @@ const cluster = "demo"
 type site struct {
 	name   string
 	reg    *region.Region
-	proxy  *gossip.Proxy // the region's NATS connection runs through it, so it can be cut
+	proxy  *faultproxy.Proxy // the region's NATS connection runs through it, so it can be cut
 	tr     *gossip.Transport
 	ln     net.Listener
 	url    string
@@ -65,7 +66,7 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		name := regionNames[i]
 		s := &site{name: name, served: make(chan error, 1)}
 		e.sites = append(e.sites, s)
-		if s.proxy, err = gossip.NewProxy("127.0.0.1:0", natsAddr); err != nil {
+		if s.proxy, err = faultproxy.New("127.0.0.1:0", natsAddr); err != nil {
 			e.close()
 			return nil, fmt.Errorf("demo: proxy for %s: %w", name, err)
 		}

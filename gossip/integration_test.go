@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 )
 
 func holdCmd(sku string, qty uint64) escrow.Command {
@@ -210,7 +211,7 @@ func TestProxyCutHeal(t *testing.T) {
 			go func() { _, _ = io.Copy(c, c); c.Close() }()
 		}
 	}()
-	p, err := NewProxy("127.0.0.1:0", ln.Addr().String())
+	p, err := faultproxy.New("127.0.0.1:0", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

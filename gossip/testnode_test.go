@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 )
 
 // testNode is a minimal region runtime for gossip tests: one goroutine owns
@@ -160,7 +161,7 @@ type testCluster struct {
 	url     string
 	cluster string
 	nodes   map[string]*testNode
-	proxies map[string]*Proxy
+	proxies map[string]*faultproxy.Proxy
 }
 
 func newTestCluster(t testing.TB, regions ...string) *testCluster {
@@ -169,7 +170,7 @@ func newTestCluster(t testing.TB, regions ...string) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &testCluster{t: t, srv: srv, url: url, cluster: "test", nodes: map[string]*testNode{}, proxies: map[string]*Proxy{}}
+	tc := &testCluster{t: t, srv: srv, url: url, cluster: "test", nodes: map[string]*testNode{}, proxies: map[string]*faultproxy.Proxy{}}
 	t.Cleanup(func() {
 		for _, n := range tc.nodes {
 			n.Close()
@@ -191,7 +192,7 @@ func (tc *testCluster) add(region string, ecfg escrow.Config) *testNode {
 	p := tc.proxies[region]
 	if p == nil {
 		var err error
-		p, err = NewProxy("127.0.0.1:0", tc.srv.Addr().String())
+		p, err = faultproxy.New("127.0.0.1:0", tc.srv.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}

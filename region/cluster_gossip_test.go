@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/holdfast-io/holdfast/escrow"
-	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -43,7 +43,7 @@ func runRoutedServer(t testing.TB, name, routeTo string) *server.Server {
 // converge with every acknowledged hold intact.
 func TestMultiRegionRoutePartition(t *testing.T) {
 	a := runRoutedServer(t, "a", "")
-	route, err := gossip.NewProxy("127.0.0.1:0", a.ClusterAddr().String())
+	route, err := faultproxy.New("127.0.0.1:0", a.ClusterAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,12 +20,13 @@ import (
 
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/region"
 )
 
 // Multi-region tests: real regions (Pebble in t.TempDir()) joined by an
 // embedded nats-server on loopback, each region's connection running
-// through its own gossip.Proxy so that it can be cut off.
+// through its own faultproxy.Proxy so that it can be cut off.
 
 const mrCluster = "mr"
 
@@ -34,7 +35,7 @@ type mrSite struct {
 	dir   string
 	reg   *region.Region
 	tr    *gossip.Transport
-	proxy *gossip.Proxy
+	proxy *faultproxy.Proxy
 }
 
 type mrWorld struct {
@@ -114,7 +115,7 @@ func (w *mrWorld) start(name string) *mrSite {
 		if a := w.natsAddr[name]; a != "" {
 			target = a
 		}
-		p, err := gossip.NewProxy("127.0.0.1:0", target)
+		p, err := faultproxy.New("127.0.0.1:0", target)
 		if err != nil {
 			t.Fatal(err)
 		}
