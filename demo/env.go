@@ -94,35 +94,17 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		}
 		s.url = "http://" + s.ln.Addr().String()
 		go func(s *site) { s.served <- s.reg.Serve(ctx, s.ln) }(s)
-		reg := s.reg
-		s.tr, err = gossip.Connect(ctx, gossip.Config{
-			URL:      s.proxy.URL(),
-			Cluster:  cluster,
-			Region:   name,
-			Logger:   quiet,
-			PeerSeqs: func() map[string]uint64 { return peerSeqs(reg) },
-		}, s.reg)
+		s.tr, err = gossip.AttachRegion(ctx, s.reg, gossip.Config{URL: s.proxy.URL(), Cluster: cluster, Region: name, Logger: quiet})
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("demo: connect %s to NATS: %w", name, err)
 		}
-		s.reg.AttachTransport(s.tr)
 		if s.client, err = client.New(s.url, client.Options{}); err != nil {
 			e.close()
 			return nil, err
 		}
 	}
 	return e, nil
-}
-
-func peerSeqs(r *region.Region) map[string]uint64 {
-	out := map[string]uint64{}
-	_ = r.Inspect(context.Background(), func(n *escrow.Node) {
-		for _, p := range n.Peers() {
-			out[p] = n.PeerSeq(p)
-		}
-	})
-	return out
 }
 
 // close stops everything; it removes the temp dir unless the demo keeps it.
