@@ -15,6 +15,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/internal/faultproxy"
+	"github.com/holdfast-io/holdfast/region"
 )
 
 func holdCmd(sku string, qty uint64) escrow.Command {
@@ -103,13 +104,13 @@ func TestForwardUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := tc.nodes["us"].Do(ctx, escrow.Command{Kind: escrow.CmdGet, HoldID: r.Hold.ID})
-	if !errors.Is(err, ErrUnreachable) {
+	if !errors.Is(err, region.ErrUnreachable) {
 		t.Fatalf("forward to a cut-off owner: %v", err)
 	}
 	t.Logf("unreachable owner answered in %v", time.Since(start))
 	// A region that is itself cut off answers at once.
 	_, err = tc.nodes["eu"].tr().Forward(ctx, "us", escrow.Command{Kind: escrow.CmdGet, HoldID: "us-0123456789abcdefgh"})
-	if !errors.Is(err, ErrUnreachable) {
+	if !errors.Is(err, region.ErrUnreachable) {
 		t.Fatalf("forward from a cut-off region: %v", err)
 	}
 	tc.proxies["eu"].Heal()
