@@ -11,6 +11,8 @@ import (
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/httpapi"
+	"github.com/holdfast-io/holdfast/internal/testutil"
+	"github.com/holdfast-io/holdfast/internal/testutil/testapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -22,12 +24,7 @@ import (
 func TestLocalSetupWorks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ns, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{ConfigFile: filepath.Join("local", "nats.conf"),
-		Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	_, url := testapi.NATSFromConfig(t, filepath.Join("local", "nats.conf"))
 
 	clients := map[string]*client.Client{}
 	for _, name := range []string{"eu", "us", "ap"} {
@@ -40,12 +37,10 @@ func TestLocalSetupWorks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr, err := gossip.Connect(ctx, gossip.Config{URL: url, Cluster: cfg.Cluster, Region: cfg.Name,
-			AllowPeers: cfg.Escrow.Peers, Logger: quietLogger()}, r)
+		tr, err := gossip.AttachRegion(ctx, r, gossip.ConfigFor(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.AttachTransport(tr)
 		h, err := httpapi.New(r, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -62,7 +57,7 @@ func TestLocalSetupWorks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// us learns of eu's unit from eu's rows or digest, then borrows it.
-	waitFor(t, 10*time.Second, "us to see eu's unit", func() bool {
+	testutil.Eventually(t, 10*time.Second, "us to see eu's unit", func() bool {
 		st, err := clients["us"].Stock(ctx, sku)
 		return err == nil && st.Regions["eu"].Available == 1
 	})
@@ -78,7 +73,7 @@ func TestLocalSetupWorks(t *testing.T) {
 		t.Fatalf("second hold of the last unit, at ap: want 409 (or 404 before ap heard of the SKU), got %v", err)
 	}
 	// Every region converges to the same view of every row.
-	waitFor(t, 10*time.Second, "all regions to agree", func() bool {
+	testutil.Eventually(t, 10*time.Second, "all regions to agree", func() bool {
 		var first map[string]client.RegionStock
 		for _, name := range []string{"eu", "us", "ap"} {
 			st, err := clients[name].Stock(ctx, sku)
@@ -98,16 +93,4 @@ func TestLocalSetupWorks(t *testing.T) {
 		}
 		return len(first) >= 2 && first["us"].Held == 1 && first["eu"].Available == 0
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
 }

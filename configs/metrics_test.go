@@ -18,6 +18,7 @@ import (
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/httpapi"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/rebalancer"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -85,19 +86,14 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	}
 	t.Cleanup(func() { r.Close() })
 
-	ns, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	_, url := testutil.NATS(t)
 	grec := newRecorder()
-	tr, err := gossip.Connect(ctx, gossip.Config{URL: url, Cluster: "metrics", Region: "eu", Registerer: grec,
-		Logger: quietLogger()}, r)
+	tr, err := gossip.AttachRegion(ctx, r, gossip.Config{URL: url, Cluster: "metrics", Region: "eu", Registerer: grec,
+		Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	r.AttachTransport(tr)
 	for n := range grec.names() {
 		names[n] = true
 	}
@@ -144,19 +140,11 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			t.Errorf("rebalancer: %v", err)
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		rn := rrec.names()
-		if len(rn) > 0 {
-			for n := range rn {
-				names[n] = true
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the rebalancer registered no metrics in 20s")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	testutil.Eventually(t, 20*time.Second, "the rebalancer to register its metrics", func() bool {
+		return len(rrec.names()) > 0
+	})
+	for n := range rrec.names() {
+		names[n] = true
 	}
 	return names
 }

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/internal/testutil"
+	"github.com/holdfast-io/holdfast/internal/testutil/testapi"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-
-	"github.com/holdfast-io/holdfast/gossip"
 )
 
 func setNATSPasswords(t *testing.T) {
@@ -48,17 +48,7 @@ func startSupercluster(t *testing.T) *server.Server {
 	opts.Cluster = server.ClusterOpts{}
 	opts.Gateway = server.GatewayOpts{}
 	opts.Routes = nil
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return testutil.NATSWithOptions(t, opts)
 }
 
 func connect(t *testing.T, s *server.Server, user string, errs chan<- error) *nats.Conn {
@@ -207,11 +197,7 @@ func TestLocalNATSConfigRuns(t *testing.T) {
 	if opts.Host != "127.0.0.1" || opts.Port != 4222 {
 		t.Errorf("listen %s:%d, want 127.0.0.1:4222 (configs/local/*.yaml use it)", opts.Host, opts.Port)
 	}
-	s, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{ConfigFile: "local/nats.conf", Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Shutdown()
+	_, url := testapi.NATSFromConfig(t, "local/nats.conf")
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)

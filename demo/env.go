@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast-io/holdfast/escrow/escrowtest"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/httpapi"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -31,7 +32,7 @@ const cluster = "demo"
 type site struct {
 	name   string
 	reg    *region.Region
-	proxy  *gossip.Proxy // the region's NATS connection runs through it, so it can be cut
+	proxy  *faultproxy.Proxy // the region's NATS connection runs through it, so it can be cut
 	tr     *gossip.Transport
 	ln     net.Listener
 	url    string
@@ -67,7 +68,7 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		name := regionNames[i]
 		s := &site{name: name, served: make(chan error, 1)}
 		e.sites = append(e.sites, s)
-		if s.proxy, err = gossip.NewProxy("127.0.0.1:0", natsAddr); err != nil {
+		if s.proxy, err = faultproxy.New("127.0.0.1:0", natsAddr); err != nil {
 			e.close()
 			return nil, fmt.Errorf("demo: proxy for %s: %w", name, err)
 		}
@@ -100,35 +101,17 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			return nil, fmt.Errorf("demo: HTTP API of %s: %w", name, err)
 		}
 		go func(s *site) { s.served <- api.Serve(ctx, s.ln) }(s)
-		reg := s.reg
-		s.tr, err = gossip.Connect(ctx, gossip.Config{
-			URL:      s.proxy.URL(),
-			Cluster:  cluster,
-			Region:   name,
-			Logger:   quiet,
-			PeerSeqs: func() map[string]uint64 { return peerSeqs(reg) },
-		}, s.reg)
+		s.tr, err = gossip.AttachRegion(ctx, s.reg, gossip.Config{URL: s.proxy.URL(), Cluster: cluster, Region: name, Logger: quiet})
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("demo: connect %s to NATS: %w", name, err)
 		}
-		s.reg.AttachTransport(s.tr)
 		if s.client, err = client.New(s.url, client.Options{}); err != nil {
 			e.close()
 			return nil, err
 		}
 	}
 	return e, nil
-}
-
-func peerSeqs(r *region.Region) map[string]uint64 {
-	out := map[string]uint64{}
-	_ = r.Inspect(context.Background(), func(n *escrow.Node) {
-		for _, p := range n.Peers() {
-			out[p] = n.PeerSeq(p)
-		}
-	})
-	return out
 }
 
 // close stops everything; it removes the temp dir unless the demo keeps it.

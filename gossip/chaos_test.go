@@ -44,11 +44,7 @@ func (c *chaosInbox) Deliver(m escrow.Message) {
 func TestDuplicatesAndReordering(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	srv, _, err := RunEmbedded(EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv, _ := runNATS(t)
 	tc := &testCluster{t: t, srv: srv, cluster: "chaos", nodes: map[string]*testNode{}}
 	var inboxes []*chaosInbox
 	for i, r := range []string{"eu", "us", "ap"} {

@@ -56,7 +56,7 @@ type ForwardRequest struct {
 // owner could not answer it (closing, overloaded, timed out, its store
 // failing). Refused, with Failure, says that the command was certainly
 // not run (busy, not allowed, bad request, the region's queue full or
-// closing: see ErrNotRun); without it the command may have been applied.
+// closing: see region.ErrNotRun); without it the command may have been applied.
 type ForwardReply struct {
 	Reply   escrow.Reply
 	Failure string

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/holdfast-io/holdfast/region"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
 )
 
 // Forward runs a command at another region over NATS request/reply and
@@ -18,8 +18,9 @@ import (
 // (cmd.Routed) at the home of a scarce SKU, which serves it like a local
 // hold. A plain hold is refused (see EncodeForwardRequest). When the region
 // cannot answer within ForwardTimeout (no subscriber, link down, region
-// overloaded or failing) the error wraps ErrUnreachable; a cancelled ctx
-// returns ctx's error.
+// overloaded or failing) the error wraps region.ErrUnreachable (the region
+// runtime's Transport contract owns these errors); a cancelled ctx returns
+// ctx's error.
 func (t *Transport) Forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, error) {
 	start := time.Now()
 	rp, result, err := t.forward(ctx, owner, cmd)
@@ -48,7 +49,7 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		return escrow.Reply{}, "error", ErrClosed
 	}
 	if !t.Connected() {
-		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %w: %s", ErrUnreachable, ErrNotConnected, owner)
+		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %w: %s", region.ErrUnreachable, region.ErrNotConnected, owner)
 	}
 	rctx, cancel := context.WithTimeout(ctx, t.cfg.ForwardTimeout)
 	defer cancel()
@@ -60,11 +61,11 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		if errors.Is(err, nats.ErrNoResponders) {
 			// Nobody serves the region's subject: it is not there now
 			// (stopped, or its transport is down), not merely slow.
-			return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %w: %s", ErrUnreachable, ErrNoResponders, owner)
+			return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %w: %s", region.ErrUnreachable, region.ErrNoResponders, owner)
 		}
 		// Our timeout, a link that dropped mid-request: the owner is not
 		// reachable from here now.
-		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %s: %v", ErrUnreachable, owner, err)
+		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %s: %v", region.ErrUnreachable, owner, err)
 	}
 	fr, err := DecodeForwardReply(msg.Data)
 	if err != nil {
@@ -72,10 +73,10 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward reply from %s: %w", owner, err)
 	}
 	if fr.Failure != "" && fr.Refused {
-		return escrow.Reply{}, "failure", fmt.Errorf("%w: %w: %s: %s", ErrUnreachable, ErrRefused, owner, fr.Failure)
+		return escrow.Reply{}, "failure", fmt.Errorf("%w: %w: %s: %s", region.ErrUnreachable, region.ErrRefused, owner, fr.Failure)
 	}
 	if fr.Failure != "" {
-		return escrow.Reply{}, "failure", fmt.Errorf("%w: %s: %s", ErrUnreachable, owner, fr.Failure)
+		return escrow.Reply{}, "failure", fmt.Errorf("%w: %s: %s", region.ErrUnreachable, owner, fr.Failure)
 	}
 	rp := fr.Reply
 	rp.ReqID = cmd.ReqID
@@ -144,7 +145,7 @@ func (t *Transport) runForward(msg *nats.Msg) {
 			result = "timeout"
 		}
 		t.m.forwardsServed.WithLabelValues(result).Inc()
-		t.respond(msg, &ForwardReply{Failure: err.Error(), Refused: errors.Is(err, ErrNotRun)})
+		t.respond(msg, &ForwardReply{Failure: err.Error(), Refused: errors.Is(err, region.ErrNotRun)})
 		return
 	}
 	t.m.forwardsServed.WithLabelValues("ok").Inc()
@@ -161,14 +162,3 @@ func (t *Transport) respond(msg *nats.Msg, fr *ForwardReply) {
 		t.limit.warn(t.log, "respond-forward", "cannot answer forwarded command", "err", err)
 	}
 }
-
-// The errors Forward wraps are the region runtime's Transport contract
-// (region.ErrUnreachable and its causes); these names keep gossip's callers
-// readable.
-var (
-	ErrUnreachable  = region.ErrUnreachable
-	ErrNoResponders = region.ErrNoResponders
-	ErrNotConnected = region.ErrNotConnected
-	ErrRefused      = region.ErrRefused
-	ErrNotRun       = region.ErrNotRun
-)

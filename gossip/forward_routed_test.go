@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
 )
 
 // TestForwardRoutedHold sends a routed hold from us to eu over NATS: eu's
@@ -38,11 +39,11 @@ func TestForwardRoutedHold(t *testing.T) {
 		t.Fatalf("routed hold beyond eu's stock: %+v %v", rep, err)
 	}
 	cmd.Routed = false
-	if _, err := us.Forward(ctx, "eu", cmd); err == nil || errors.Is(err, ErrUnreachable) {
+	if _, err := us.Forward(ctx, "eu", cmd); err == nil || errors.Is(err, region.ErrUnreachable) {
 		t.Fatalf("plain hold forwarded: %v", err)
 	}
 	_, err = us.Forward(ctx, "zz", escrow.Command{Kind: escrow.CmdGet, HoldID: "zz-0123456789abcdefgh"})
-	if !errors.Is(err, ErrNoResponders) || !errors.Is(err, ErrUnreachable) {
+	if !errors.Is(err, region.ErrNoResponders) || !errors.Is(err, region.ErrUnreachable) {
 		t.Fatalf("forward to a region nobody serves: %v", err)
 	}
 }
@@ -56,16 +57,12 @@ func (f failingInbox) Execute(context.Context, escrow.Command) (escrow.Reply, er
 }
 
 // TestForwardFailureRefusedOrNot: a target that did not run the command
-// (its Inbox says ErrNotRun) answers Refused, and the caller gets
-// ErrRefused (it may run a routed hold elsewhere); any other failure at the
+// (its Inbox says region.ErrNotRun) answers Refused, and the caller gets
+// region.ErrRefused (it may run a routed hold elsewhere); any other failure at the
 // target (its store failing, its own timeout) may have applied the command,
-// so the caller gets ErrUnreachable without ErrRefused.
+// so the caller gets region.ErrUnreachable without region.ErrRefused.
 func TestForwardFailureRefusedOrNot(t *testing.T) {
-	srv, url, err := RunEmbedded(EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	_, url := runNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, tc := range []struct {
@@ -73,7 +70,7 @@ func TestForwardFailureRefusedOrNot(t *testing.T) {
 		err     error
 		refused bool
 	}{
-		{"not run", fmt.Errorf("%w: queue full", ErrNotRun), true},
+		{"not run", fmt.Errorf("%w: queue full", region.ErrNotRun), true},
 		{"store failing", errors.New("region: storage unavailable"), false},
 		{"timeout at the target", context.DeadlineExceeded, false},
 	} {
@@ -86,8 +83,8 @@ func TestForwardFailureRefusedOrNot(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = us.Forward(ctx, "eu", escrow.Command{Kind: escrow.CmdHold, Routed: true, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
-		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrRefused) != tc.refused {
-			t.Errorf("%s: err %v, want ErrUnreachable and refused %v", tc.name, err, tc.refused)
+		if !errors.Is(err, region.ErrUnreachable) || errors.Is(err, region.ErrRefused) != tc.refused {
+			t.Errorf("%s: err %v, want region.ErrUnreachable and refused %v", tc.name, err, tc.refused)
 		}
 		us.Close()
 		eu.Close()

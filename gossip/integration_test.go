@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
+	"github.com/holdfast-io/holdfast/region"
 )
 
 func holdCmd(sku string, qty uint64) escrow.Command {
@@ -102,13 +104,13 @@ func TestForwardUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := tc.nodes["us"].Do(ctx, escrow.Command{Kind: escrow.CmdGet, HoldID: r.Hold.ID})
-	if !errors.Is(err, ErrUnreachable) {
+	if !errors.Is(err, region.ErrUnreachable) {
 		t.Fatalf("forward to a cut-off owner: %v", err)
 	}
 	t.Logf("unreachable owner answered in %v", time.Since(start))
 	// A region that is itself cut off answers at once.
 	_, err = tc.nodes["eu"].tr().Forward(ctx, "us", escrow.Command{Kind: escrow.CmdGet, HoldID: "us-0123456789abcdefgh"})
-	if !errors.Is(err, ErrUnreachable) {
+	if !errors.Is(err, region.ErrUnreachable) {
 		t.Fatalf("forward from a cut-off region: %v", err)
 	}
 	tc.proxies["eu"].Heal()
@@ -210,7 +212,7 @@ func TestProxyCutHeal(t *testing.T) {
 			go func() { _, _ = io.Copy(c, c); c.Close() }()
 		}
 	}()
-	p, err := NewProxy("127.0.0.1:0", ln.Addr().String())
+	p, err := faultproxy.New("127.0.0.1:0", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

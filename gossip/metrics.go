@@ -31,6 +31,15 @@ type metrics struct {
 	lag               *lagCollector
 }
 
+// The reasons the error counters are labelled with. Their series are
+// created at zero when the transport starts, so that dashboards and alerts
+// (rate, increase) have a series before the first error instead of none.
+var (
+	decodeErrorReasons = []string{"corrupt", "truncated", "oversized", "version"}
+	rejectReasons      = []string{"subject", "self", "not_allowed", "type", "replay"}
+	dropReasons        = []string{"queue_full", "disconnected", "encode", "publish", "closed"}
+)
+
 func newMetrics(region string, queueLen, connected func() float64, lag *lagCollector) *metrics {
 	cl := prometheus.Labels{"region": region}
 	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
@@ -41,7 +50,7 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "holdfast", Subsystem: "gossip",
 			Name: name, Help: help, ConstLabels: cl})
 	}
-	return &metrics{
+	m := &metrics{
 		msgsIn:   cv("messages_in_total", "Peer messages received and accepted, by type.", "type"),
 		msgsOut:  cv("messages_out_total", "Peer messages published, by type (borrow = urgent, topup = background).", "type"),
 		bytesIn:  cv("bytes_in_total", "Bytes of accepted peer messages, by type.", "type"),
@@ -72,6 +81,15 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 			Name: "connected", Help: "1 while connected to NATS.", ConstLabels: cl}, connected),
 		lag: lag,
 	}
+	for _, vr := range []struct {
+		vec     *prometheus.CounterVec
+		reasons []string
+	}{{m.decodeErrs, decodeErrorReasons}, {m.rejected, rejectReasons}, {m.dropped, dropReasons}} {
+		for _, r := range vr.reasons {
+			vr.vec.WithLabelValues(r)
+		}
+	}
+	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 )
 
 // testNode is a minimal region runtime for gossip tests: one goroutine owns
@@ -160,16 +161,13 @@ type testCluster struct {
 	url     string
 	cluster string
 	nodes   map[string]*testNode
-	proxies map[string]*Proxy
+	proxies map[string]*faultproxy.Proxy
 }
 
 func newTestCluster(t testing.TB, regions ...string) *testCluster {
 	t.Helper()
-	srv, url, err := RunEmbedded(EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &testCluster{t: t, srv: srv, url: url, cluster: "test", nodes: map[string]*testNode{}, proxies: map[string]*Proxy{}}
+	srv, url := runNATS(t)
+	tc := &testCluster{t: t, srv: srv, url: url, cluster: "test", nodes: map[string]*testNode{}, proxies: map[string]*faultproxy.Proxy{}}
 	t.Cleanup(func() {
 		for _, n := range tc.nodes {
 			n.Close()
@@ -177,7 +175,6 @@ func newTestCluster(t testing.TB, regions ...string) *testCluster {
 		for _, p := range tc.proxies {
 			_ = p.Close()
 		}
-		srv.Shutdown()
 	})
 	for _, r := range regions {
 		tc.add(r, escrow.Config{Region: r, DigestInterval: 100 * time.Millisecond, RepairTimeout: 200 * time.Millisecond})
@@ -191,7 +188,7 @@ func (tc *testCluster) add(region string, ecfg escrow.Config) *testNode {
 	p := tc.proxies[region]
 	if p == nil {
 		var err error
-		p, err = NewProxy("127.0.0.1:0", tc.srv.Addr().String())
+		p, err = faultproxy.New("127.0.0.1:0", tc.srv.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,6 +206,10 @@ func (tc *testCluster) add(region string, ecfg escrow.Config) *testNode {
 	return tn
 }
 
+// Package gossip's own tests cannot import internal/testutil (it imports
+// gossip to start the embedded server: an import cycle), so these two are
+// testutil.WaitFor and testutil.NATS for this package only.
+
 // eventually waits for cond with a deadline, failing with what() if it
 // does not hold in time.
 func eventually(t testing.TB, within time.Duration, cond func() bool, what func() string) {
@@ -220,6 +221,19 @@ func eventually(t testing.TB, within time.Duration, cond func() bool, what func(
 		}
 		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
 	}
+}
+
+// runNATS starts the embedded server on loopback and a free port; it stops
+// when the test ends (after the cleanups registered later, which close the
+// transports first).
+func runNATS(t testing.TB) (*server.Server, string) {
+	t.Helper()
+	srv, url, err := RunEmbedded(EmbeddedOptions{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv, url
 }
 
 func (tc *testCluster) do(region string, cmd escrow.Command) escrow.Reply {

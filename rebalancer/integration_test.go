@@ -11,22 +11,12 @@ import (
 
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/rebalancer"
 	"github.com/holdfast-io/holdfast/region"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
-	}
-}
 
 type testRegion struct {
 	r  *region.Region
@@ -52,11 +42,10 @@ func openRegion(t *testing.T, ctx context.Context, url, cluster, name string) *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := gossip.Connect(ctx, gossip.Config{URL: url, Cluster: cluster, Region: name, Logger: quiet()}, r)
+	tr, err := gossip.AttachRegion(ctx, r, gossip.Config{URL: url, Cluster: cluster, Region: name, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.AttachTransport(tr)
 	t.Cleanup(func() {
 		_ = tr.Close()
 		_ = r.Close()
@@ -97,11 +86,7 @@ func (tr *testRegion) view(t *testing.T, sku string) escrow.View {
 // the test ends.
 func threeRegions(t *testing.T, cluster string, stockA map[string]uint64) (context.Context, context.CancelFunc, string, map[string]*testRegion) {
 	t.Helper()
-	srv, url, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	_, url := testutil.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	regs := map[string]*testRegion{}
@@ -113,7 +98,7 @@ func threeRegions(t *testing.T, cluster string, stockA map[string]uint64) (conte
 			t.Fatal(rep.Err)
 		}
 	}
-	waitUntil(t, "rows to spread", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "rows to spread", func() bool {
 		for _, r := range regs {
 			if len(r.view(t, "A")) != len(stockA) {
 				return false
@@ -146,7 +131,7 @@ func TestRegionsFollowAdvice(t *testing.T) {
 			Settle: 500 * time.Millisecond, Logger: quiet()})
 	}()
 	// Stock drifts toward hot: the cold regions send it units by advice.
-	waitUntil(t, "stock to move toward the hot region", 20*time.Second, func() bool {
+	testutil.Eventually(t, 20*time.Second, "stock to move toward the hot region", func() bool {
 		v := hot.view(t, "A")
 		return v.Received("hot") >= 100
 	})
@@ -156,7 +141,7 @@ func TestRegionsFollowAdvice(t *testing.T) {
 	// cold_b's 100 units alone can meet the condition above (cold regions
 	// have no demand, so their target is 0), before cold_a has stepped the
 	// same advice or while its digest was not yet in a round: wait for it.
-	waitUntil(t, "cold_a to apply advice", 10*time.Second, func() bool { return coldA.r.Stats().AdviceApplied > 0 })
+	testutil.Eventually(t, 10*time.Second, "cold_a to apply advice", func() bool { return coldA.r.Stats().AdviceApplied > 0 })
 
 	stopDaemon()
 	if err := <-daemonDone; err != nil {
@@ -164,7 +149,7 @@ func TestRegionsFollowAdvice(t *testing.T) {
 	}
 	// Without the daemon: a cold region that gave its stock away still
 	// grants, by borrowing on the hold path.
-	waitUntil(t, "cold_b to see what it gave", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "cold_b to see what it gave", func() bool {
 		return coldB.view(t, "A").Received("hot") >= 100
 	})
 	coldAvail := coldB.view(t, "A").Available("cold_b")
@@ -217,7 +202,7 @@ func TestDaemonHomesScarceSKU(t *testing.T) {
 			}})
 	}()
 	for n, r := range regs {
-		waitUntil(t, n+" to put hot in force as the home of A", 10*time.Second, func() bool {
+		testutil.Eventually(t, 10*time.Second, n+" to put hot in force as the home of A", func() bool {
 			var hs []escrow.Home
 			if err := r.r.Inspect(context.Background(), func(node *escrow.Node) { hs = node.Homes() }); err != nil {
 				t.Fatal(err)
@@ -228,7 +213,7 @@ func TestDaemonHomesScarceSKU(t *testing.T) {
 	if homes.Load() != 1 {
 		t.Fatalf("last advice named %d homes", homes.Load())
 	}
-	waitUntil(t, "the cold regions' units to reach hot", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the cold regions' units to reach hot", func() bool {
 		return hot.view(t, "A").Available("hot") == 6
 	})
 	rep := coldA.hold(t, "A", 1)

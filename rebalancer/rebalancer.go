@@ -27,7 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -273,62 +272,49 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	in := make(chan inbound, c.InboundQueueLen)
-	// Advice computed before a disconnect is stale after it: DialOptions
+	// Advice computed before a disconnect is stale after it: the channel
 	// fails the publish instead of buffering it.
-	auth := gossip.Auth{CredsFile: c.CredsFile, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSCA: c.TLSCA}
-	opts := append(gossip.DialOptions("holdfast-rebalancer-"+c.ID, c.ReconnectWait, auth),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			m.connected.Set(0)
-			log.Warn("nats disconnected", "err", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			m.connected.Set(1)
-			m.reconnects.Set(float64(nc.Reconnects))
-			log.Info("nats reconnected", "url", nc.ConnectedUrl())
-		}),
-		nats.ConnectHandler(func(*nats.Conn) { m.connected.Set(1) }),
-	)
-	nc, err := nats.Connect(c.NATSURL, opts...)
-	if err != nil {
-		return fmt.Errorf("rebalancer: connect to NATS %s: %w", c.NATSURL, err)
-	}
-	defer nc.Close()
-	if nc.IsConnected() {
-		m.connected.Set(1)
-	}
-	enqueue := func(msg *nats.Msg) {
-		if len(msg.Data) > escrow.MaxMessageBytes {
+	enqueue := func(subject string, data []byte) {
+		if len(data) > escrow.MaxMessageBytes {
 			m.rejected.WithLabelValues("oversized").Inc()
 			return
 		}
 		select {
-		case in <- inbound{subject: msg.Subject, data: msg.Data, at: c.Now()}:
+		case in <- inbound{subject: subject, data: data, at: c.Now()}:
 		default:
 			m.dropped.Inc()
 		}
 	}
-	for _, subject := range []string{gossip.DigestWildcard(c.Cluster), gossip.AdviceSubject(c.Cluster)} {
-		sub, err := nc.Subscribe(subject, enqueue)
-		if err != nil {
-			return fmt.Errorf("rebalancer: subscribe to %s: %w", subject, err)
-		}
-		// Digests are small and frequent: a slow round must not make the
-		// client drop them before they reach our bounded queue.
-		_ = sub.SetPendingLimits(c.InboundQueueLen, 64<<20)
+	ch, err := gossip.DialAdvice(ctx, gossip.AdviceConfig{
+		URL:           c.NATSURL,
+		Cluster:       c.Cluster,
+		Name:          "holdfast-rebalancer-" + c.ID,
+		Auth:          gossip.Auth{CredsFile: c.CredsFile, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSCA: c.TLSCA},
+		ReconnectWait: c.ReconnectWait,
+		PendingLimit:  c.InboundQueueLen,
+		OnConnect:     func() { m.connected.Set(1) },
+		OnDisconnect: func(err error) {
+			m.connected.Set(0)
+			log.Warn("nats disconnected", "err", err)
+		},
+		OnReconnect: func(url string, reconnects uint64) {
+			m.connected.Set(1)
+			m.reconnects.Set(float64(reconnects))
+			log.Info("nats reconnected", "url", url)
+		},
+		OnFlushError: func(err error) { log.Warn("nats flush after subscribe", "err", err) },
+	}, enqueue)
+	if err != nil {
+		return fmt.Errorf("rebalancer: %w", err)
 	}
-	if nc.IsConnected() {
-		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
-		err := nc.FlushWithContext(fctx)
-		fcancel()
-		if err != nil && ctx.Err() == nil {
-			log.Warn("nats flush after subscribe", "err", err)
-		}
+	defer ch.Close()
+	if ch.Connected() {
+		m.connected.Set(1)
 	}
 	log.Info("rebalancer started", "nats", c.NATSURL, "interval", c.Interval)
 
 	ticker := time.NewTicker(c.Interval)
 	defer ticker.Stop()
-	subject := gossip.AdviceSubject(c.Cluster)
 	var buf []byte
 	warnAt := map[string]time.Time{}
 	warn := func(key, msg string, args ...any) {
@@ -384,7 +370,7 @@ func Run(ctx context.Context, cfg Config) error {
 			// regions keep homes only HomeTTL after the latest advice,
 			// and standby daemons watch it to stay on standby.
 			published := false
-			if !nc.IsConnected() {
+			if !ch.Connected() {
 				m.publishErrs.Inc()
 				warn("publish", "not connected to NATS: skipping advice")
 			} else {
@@ -395,7 +381,7 @@ func Run(ctx context.Context, cfg Config) error {
 						"moves_dropped", trimmed, "moves_sent", len(adv.Moves), "homes", len(adv.Homes))
 				}
 				if err == nil {
-					err = nc.Publish(subject, buf)
+					err = ch.Publish(buf)
 				}
 				if err != nil {
 					m.publishErrs.Inc()

@@ -12,35 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 )
-
-// runNATS starts the embedded server holdfast ships (gossip.RunEmbedded) on
-// loopback; port -1 picks a free one. It stops with the test.
-func runNATS(t *testing.T, port int) *server.Server {
-	t.Helper()
-	s, _, err := gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
-	}
-}
 
 type adviceLog struct {
 	mu  sync.Mutex
@@ -148,7 +125,7 @@ func startDaemon(t *testing.T, ctx context.Context, cfg Config) (done chan error
 }
 
 func TestDaemonAdvisesAndSurvivesReconnect(t *testing.T) {
-	s := runNATS(t, -1)
+	s, _ := testutil.NATS(t)
 	url := s.ClientURL()
 	const cluster = "t1"
 	advice := subscribeAdvice(t, url, cluster)
@@ -159,7 +136,7 @@ func TestDaemonAdvisesAndSurvivesReconnect(t *testing.T) {
 		HTTPAddr: "127.0.0.1:0", Settle: 400 * time.Millisecond, ReconnectWait: 50 * time.Millisecond})
 	addr := <-addrc
 
-	waitFor(t, "advice moving stock from b to a", 10*time.Second, func() bool { return len(advice.withMoves()) > 0 })
+	testutil.Eventually(t, 10*time.Second, "advice moving stock from b to a", func() bool { return len(advice.withMoves()) > 0 })
 	first := advice.withMoves()[0]
 	if first.From != DefaultID || len(first.Moves) != 1 || first.Moves[0].From != "b" || first.Moves[0].To != "a" ||
 		first.Moves[0].Qty != 90 {
@@ -188,8 +165,8 @@ func TestDaemonAdvisesAndSurvivesReconnect(t *testing.T) {
 	s.Shutdown()
 	s.WaitForShutdown()
 	before := len(advice.snapshot())
-	runNATS(t, port)
-	waitFor(t, "advice after the NATS restart", 15*time.Second, func() bool { return len(advice.snapshot()) > before+3 })
+	testutil.NATSOnPort(t, port)
+	testutil.Eventually(t, 15*time.Second, "advice after the NATS restart", func() bool { return len(advice.snapshot()) > before+3 })
 
 	all := advice.snapshot()
 	for i := 1; i < len(all); i++ {
@@ -220,7 +197,7 @@ func get(t *testing.T, url string) string {
 // TestTwoDaemonsOneLeads: with two daemons only the smaller id publishes;
 // when it stops, the other takes over with higher epochs.
 func TestTwoDaemonsOneLeads(t *testing.T) {
-	s := runNATS(t, -1)
+	s, _ := testutil.NATS(t)
 	url := s.ClientURL()
 	const cluster = "t2"
 	advice := subscribeAdvice(t, url, cluster)
@@ -229,16 +206,16 @@ func TestTwoDaemonsOneLeads(t *testing.T) {
 	go publishDigests(ctx, t, url, cluster)
 	ctxA, cancelA := context.WithCancel(ctx)
 	doneA, _ := startDaemon(t, ctxA, Config{NATSURL: url, Cluster: cluster, ID: "rb_a", Interval: 50 * time.Millisecond})
-	waitFor(t, "rb_a to publish", 10*time.Second, func() bool { return len(advice.snapshot()) > 0 })
+	testutil.Eventually(t, 10*time.Second, "rb_a to publish", func() bool { return len(advice.snapshot()) > 0 })
 	doneB, _ := startDaemon(t, ctx, Config{NATSURL: url, Cluster: cluster, ID: "rb_b", Interval: 50 * time.Millisecond})
 	// Let several rounds of both pass. rb_b may publish until it has folded
 	// rb_a's first advice: its first tick can win the select against the
 	// inbound advice, and on a loaded machine its start may lag rb_a by
 	// several rounds. So the rounds checked are the ten after those.
 	n0 := len(advice.snapshot())
-	waitFor(t, "more rounds", 10*time.Second, func() bool { return len(advice.snapshot()) > n0+10 })
+	testutil.Eventually(t, 10*time.Second, "more rounds", func() bool { return len(advice.snapshot()) > n0+10 })
 	n1 := len(advice.snapshot())
-	waitFor(t, "rounds with both running", 10*time.Second, func() bool { return len(advice.snapshot()) > n1+10 })
+	testutil.Eventually(t, 10*time.Second, "rounds with both running", func() bool { return len(advice.snapshot()) > n1+10 })
 	var fromB int
 	for _, m := range advice.snapshot()[n1:] {
 		if m.From == "rb_b" {
@@ -259,7 +236,7 @@ func TestTwoDaemonsOneLeads(t *testing.T) {
 			stopped, lastA = i+1, m.Epoch
 		}
 	}
-	waitFor(t, "rb_b to take over", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "rb_b to take over", func() bool {
 		all := advice.snapshot()
 		return all[len(all)-1].From == "rb_b"
 	})
@@ -295,7 +272,7 @@ func TestConfigValidate(t *testing.T) {
 // and every advice names it again (regions drop homes HomeTTL after the
 // latest advice), whether or not it has moves; the homes gauge says so.
 func TestDaemonNamesHomesEveryRound(t *testing.T) {
-	s := runNATS(t, -1)
+	s, _ := testutil.NATS(t)
 	url := s.ClientURL()
 	const cluster = "t3"
 	advice := subscribeAdvice(t, url, cluster)
@@ -315,7 +292,7 @@ func TestDaemonNamesHomesEveryRound(t *testing.T) {
 	homed := func(m escrow.Message) bool {
 		return len(m.Homes) == 1 && m.Homes[0] == escrow.Home{SKU: "S", Region: "a"}
 	}
-	waitFor(t, "an advice naming a the home of S", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "an advice naming a the home of S", func() bool {
 		for _, m := range advice.snapshot() {
 			if homed(m) {
 				return true
@@ -330,7 +307,7 @@ func TestDaemonNamesHomesEveryRound(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, "ten more rounds", 10*time.Second, func() bool { return len(advice.snapshot()) > first+10 })
+	testutil.Eventually(t, 10*time.Second, "ten more rounds", func() bool { return len(advice.snapshot()) > first+10 })
 	for i, m := range advice.snapshot()[first:] {
 		if !homed(m) {
 			t.Fatalf("advice %d after the first home: homes %+v, moves %+v", i, m.Homes, m.Moves)

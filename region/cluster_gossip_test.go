@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
-	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -20,7 +20,7 @@ import (
 // converge with every acknowledged hold intact.
 func TestMultiRegionRoutePartition(t *testing.T) {
 	a := testutil.NATSRouted(t, "a", "")
-	route, err := gossip.NewProxy("127.0.0.1:0", a.ClusterAddr().String())
+	route, err := faultproxy.New("127.0.0.1:0", a.ClusterAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

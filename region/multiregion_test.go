@@ -20,6 +20,7 @@ import (
 	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
+	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/internal/testutil/testapi"
 	"github.com/holdfast-io/holdfast/region"
@@ -27,7 +28,7 @@ import (
 
 // Multi-region tests: real regions (Pebble in t.TempDir()) joined by an
 // embedded nats-server on loopback, each region's connection running
-// through its own gossip.Proxy so that it can be cut off.
+// through its own faultproxy.Proxy so that it can be cut off.
 
 const mrCluster = "mr"
 
@@ -36,7 +37,7 @@ type mrSite struct {
 	dir   string
 	reg   *region.Region
 	tr    *gossip.Transport
-	proxy *gossip.Proxy
+	proxy *faultproxy.Proxy
 	cfg   region.Config // of the running region, for its HTTP API
 }
 
@@ -113,7 +114,7 @@ func (w *mrWorld) start(name string) *mrSite {
 		if a := w.natsAddr[name]; a != "" {
 			target = a
 		}
-		p, err := gossip.NewProxy("127.0.0.1:0", target)
+		p, err := faultproxy.New("127.0.0.1:0", target)
 		if err != nil {
 			t.Fatal(err)
 		}

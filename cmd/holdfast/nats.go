@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -32,46 +30,21 @@ const (
 	envNATSTLSCA   = "HOLDFAST_NATS_TLS_CA"
 )
 
-// connectPeers joins region r to its peers over NATS: it connects a
-// gossip.Transport (reconnecting forever in the background), registers its
-// metrics with the region's, and attaches it. Closing the result closes the
-// transport.
+// connectPeers joins region r to its peers over NATS (gossip.AttachRegion),
+// with the credentials and TLS files from the environment and the
+// transport's metrics registered with the region's. Closing the result
+// closes the transport.
 func connectPeers(ctx context.Context, cfg region.Config, r *region.Region) (io.Closer, error) {
-	cluster := cfg.Cluster
-	if cluster == "" {
-		cluster = "holdfast"
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	tr, err := gossip.Connect(ctx, gossip.Config{
-		URL:        cfg.NATSURL,
-		Cluster:    cluster,
-		Region:     cfg.Name,
-		CredsFile:  os.Getenv(envNATSCreds),
-		TLSCert:    os.Getenv(envNATSTLSCert),
-		TLSKey:     os.Getenv(envNATSTLSKey),
-		TLSCA:      os.Getenv(envNATSTLSCA),
-		AllowPeers: cfg.Escrow.Peers,
-		Logger:     log,
-		Registerer: r.Registry(),
-		PeerSeqs: func() map[string]uint64 {
-			out := map[string]uint64{}
-			ictx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = r.Inspect(ictx, func(n *escrow.Node) {
-				for _, p := range n.Peers() {
-					out[p] = n.PeerSeq(p)
-				}
-			})
-			return out
-		},
-	}, r)
+	gcfg := gossip.ConfigFor(cfg)
+	gcfg.CredsFile = os.Getenv(envNATSCreds)
+	gcfg.TLSCert = os.Getenv(envNATSTLSCert)
+	gcfg.TLSKey = os.Getenv(envNATSTLSKey)
+	gcfg.TLSCA = os.Getenv(envNATSTLSCA)
+	gcfg.Registerer = r.Registry()
+	tr, err := gossip.AttachRegion(ctx, r, gcfg)
 	if err != nil {
-		return nil, err
+		return nil, err // not a nil *Transport in a non-nil io.Closer
 	}
-	r.AttachTransport(tr)
 	return tr, nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/holdfast-io/holdfast/internal/testutil"
 )
 
 // proc is a holdfast subcommand running as its own process (this test
@@ -75,17 +77,6 @@ func httpJSON(t *testing.T, method, url, body string) (int, map[string]any) {
 	return resp.StatusCode, v
 }
 
-func waitUntil(t *testing.T, within time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what())
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // TestThreeProcessesOneInventory is the done-when of the NATS layer, with
 // real processes: "holdfast nats" and three "holdfast region" behave as
 // one inventory. One unit restocked at eu is held at us (201, borrowed over
@@ -114,14 +105,14 @@ func TestThreeProcessesOneInventory(t *testing.T) {
 		urls[name] = "http://" + addr
 	}
 	for name, u := range urls {
-		waitUntil(t, 20*time.Second, func() bool { code, _ := httpJSON(t, "GET", u+"/readyz", ""); return code == 200 },
+		testutil.WaitFor(t, 20*time.Second, func() bool { code, _ := httpJSON(t, "GET", u+"/readyz", ""); return code == 200 },
 			func() string { return name + " not ready" })
 	}
 	if code, v := httpJSON(t, "POST", urls["eu"]+"/v1/skus/LAST/restock", `{"qty":1}`); code != 200 {
 		t.Fatalf("restock at eu: %d %v", code, v)
 	}
 	// us learns eu's stock from eu's row delta.
-	waitUntil(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		code, v := httpJSON(t, "GET", urls["us"]+"/v1/skus/LAST", "")
 		return code == 200 && v["global_available"] == float64(1)
 	}, func() string { return "us never saw eu's unit" })
@@ -150,7 +141,7 @@ func TestThreeProcessesOneInventory(t *testing.T) {
 		fmt.Fprintf(&b, "global:%v", v["global_available"])
 		return b.String()
 	}
-	waitUntil(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		a, b, c := view("eu"), view("us"), view("ap")
 		return a == b && b == c && strings.Contains(a, "us:0/1/0")
 	}, func() string {

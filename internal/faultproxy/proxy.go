@@ -1,4 +1,8 @@
-package gossip
+// Package faultproxy is a TCP proxy that can cut and heal a link. Tests put
+// one between a process and its NATS server (or between two servers) to
+// make a partition on demand, and the demo uses it to cut a region off; it
+// is internal to holdfast and is not part of the region runtime.
+package faultproxy
 
 import (
 	"errors"
@@ -24,12 +28,12 @@ type Proxy struct {
 	maxConn int
 }
 
-// NewProxy listens on listenAddr (e.g. "127.0.0.1:0") and forwards every
+// New listens on listenAddr (e.g. "127.0.0.1:0") and forwards every
 // connection to target.
-func NewProxy(listenAddr, target string) (*Proxy, error) {
+func New(listenAddr, target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
-		return nil, fmt.Errorf("gossip: proxy listen %s: %w", listenAddr, err)
+		return nil, fmt.Errorf("faultproxy: listen %s: %w", listenAddr, err)
 	}
 	p := &Proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{}), maxConn: 1024}
 	p.wg.Add(1)

@@ -1,0 +1,250 @@
+// The send path: Send and HoldEvents queue without blocking, the publisher
+// drains the queue in batches (coalescing row deltas) and picks each
+// message's subject.
+
+package gossip
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// outItem is one queued publication: a peer message, or an encoded event
+// with its subject.
+type outItem struct {
+	msg     escrow.Message
+	subject string // events: subject and payload; empty for messages
+	data    []byte
+}
+
+// Send hands messages to the publisher without blocking. Messages that do
+// not fit the queue, or arrive while the connection is down, are dropped
+// and counted: the escrow anti-entropy repairs the gap later.
+func (t *Transport) Send(msgs []escrow.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	if !t.Connected() {
+		t.m.dropped.WithLabelValues("disconnected").Add(float64(len(msgs)))
+		return
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.m.dropped.WithLabelValues("closed").Add(float64(len(msgs)))
+		return
+	}
+	room := t.cfg.SendQueueLen - len(t.queue)
+	n := min(room, len(msgs))
+	for i := 0; i < n; i++ {
+		t.queue = append(t.queue, outItem{msg: msgs[i]})
+	}
+	t.mu.Unlock()
+	if n < len(msgs) {
+		t.m.dropped.WithLabelValues("queue_full").Add(float64(len(msgs) - n))
+		t.limit.warn(t.log, "queue-full", "send queue full; dropping messages", "dropped", len(msgs)-n)
+	}
+	t.signal()
+}
+
+// HoldEvents publishes lifecycle events of holds of this region, without
+// blocking (same queue and drop rules as Send).
+func (t *Transport) HoldEvents(holds []escrow.Hold) {
+	if len(holds) == 0 {
+		return
+	}
+	if !t.Connected() {
+		t.m.dropped.WithLabelValues("disconnected").Add(float64(len(holds)))
+		return
+	}
+	subject := EventsSubject(t.cfg.Cluster, t.cfg.Region)
+	items := make([]outItem, 0, len(holds))
+	for i := range holds {
+		ev, err := EventOf(&holds[i])
+		if err == nil && ev.Region != t.cfg.Region {
+			err = fmt.Errorf("hold %s is not owned by %s", holds[i].ID, t.cfg.Region)
+		}
+		var data []byte
+		if err == nil {
+			data, err = EncodeEvent(&ev)
+		}
+		if err != nil {
+			t.m.dropped.WithLabelValues("encode").Inc()
+			t.limit.warn(t.log, "event-encode", "cannot encode hold event", "err", err)
+			continue
+		}
+		items = append(items, outItem{subject: subject, data: data})
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	room := t.cfg.SendQueueLen - len(t.queue)
+	n := min(room, len(items))
+	t.queue = append(t.queue, items[:n]...)
+	t.mu.Unlock()
+	if n < len(items) {
+		t.m.dropped.WithLabelValues("queue_full").Add(float64(len(items) - n))
+	}
+	t.signal()
+}
+
+func (t *Transport) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// publisher drains the queue in batches, coalescing row deltas, until Close.
+func (t *Transport) publisher() {
+	defer t.wg.Done()
+	var buf []byte
+	for {
+		closing := false
+		select {
+		case <-t.wake:
+		case <-t.done:
+			closing = true
+		}
+		t.mu.Lock()
+		batch := t.queue
+		t.queue = nil
+		t.mu.Unlock()
+		batch = t.coalesce(batch)
+		for i := range batch {
+			buf = t.publishItem(&batch[i], buf)
+		}
+		if closing {
+			return
+		}
+	}
+}
+
+func (t *Transport) publishItem(it *outItem, buf []byte) []byte {
+	if it.subject != "" {
+		if err := t.nc.Publish(it.subject, it.data); err != nil {
+			t.m.dropped.WithLabelValues("publish").Inc()
+			return buf
+		}
+		t.m.events.Inc()
+		return buf
+	}
+	return t.publishMsg(&it.msg, buf)
+}
+
+func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
+	if m.From != t.cfg.Region {
+		t.m.dropped.WithLabelValues("encode").Inc()
+		t.limit.warn(t.log, "foreign-from", "refusing to publish a message from another region", "from", m.From, "type", m.Type)
+		return buf
+	}
+	subject, err := SubjectFor(t.cfg.Cluster, m)
+	if err != nil {
+		t.m.dropped.WithLabelValues("encode").Inc()
+		t.limit.warn(t.log, "no-subject", "cannot route message", "err", err)
+		return buf
+	}
+	buf, err = escrow.EncodeMessage(buf[:0], m)
+	if err != nil {
+		if m.Type == escrow.MsgRows && len(m.Rows) > 1 {
+			// Too big for one message: publish it as a chain of parts.
+			a, b := splitRows(m)
+			buf = t.publishMsg(&a, buf)
+			return t.publishMsg(&b, buf)
+		}
+		t.m.dropped.WithLabelValues("encode").Inc()
+		t.limit.warn(t.log, "encode", "cannot encode message", "type", m.Type, "err", err)
+		return buf
+	}
+	if err := t.nc.Publish(subject, buf); err != nil {
+		t.m.dropped.WithLabelValues("publish").Inc()
+		t.limit.warn(t.log, "publish", "publish failed; dropping", "subject", subject, "err", err)
+		return buf
+	}
+	typ := msgLabel(m)
+	t.m.msgsOut.WithLabelValues(typ).Inc()
+	t.m.bytesOut.WithLabelValues(typ).Add(float64(len(buf)))
+	t.m.msgSize.WithLabelValues("out").Observe(float64(len(buf)))
+	if m.Type == escrow.MsgBorrowResp {
+		t.m.borrowUnitsOut.Add(float64(m.Qty))
+	}
+	return buf
+}
+
+// msgLabel is the metrics label of a message: its type, with background
+// borrow requests (low-water top-ups) apart from urgent ones.
+func msgLabel(m *escrow.Message) string {
+	if m.Type == escrow.MsgBorrowReq && !m.Urgent {
+		return "topup"
+	}
+	return m.Type.String()
+}
+
+// splitRows cuts a rows message into two parts that form a chain (see
+// escrow.Message.More): rows ordered by Seq, the first part marked More.
+func splitRows(m *escrow.Message) (escrow.Message, escrow.Message) {
+	rows := append([]escrow.Row(nil), m.Rows...)
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Seq < rows[j].Seq })
+	k := len(rows) / 2
+	a, b := *m, *m
+	a.Rows, b.Rows = rows[:k], rows[k:]
+	a.Seq, a.More = rows[k-1].Seq, true
+	b.PrevSeq = a.Seq
+	return a, b
+}
+
+// maxCoalesceRows bounds the rows of one coalesced message.
+const maxCoalesceRows = 1024
+
+// coalesce merges chains of broadcast row deltas (each one's PrevSeq is the
+// previous one's Seq) into one message at the position of the first: every
+// queued message is already durable, so publishing a later change earlier
+// is safe, and a receiver sees one contiguous (PrevSeq, Seq] range.
+func (t *Transport) coalesce(batch []outItem) []outItem {
+	acc := -1
+	var idx map[string]int // SKU -> position in batch[acc].msg.Rows
+	w := 0
+	for i := range batch {
+		it := batch[i]
+		m := &it.msg
+		isDelta := it.subject == "" && m.Type == escrow.MsgRows && m.To == "" && !m.More
+		if isDelta && acc >= 0 {
+			a := &batch[acc].msg
+			if a.Seq == m.PrevSeq && len(a.Rows)+len(m.Rows) <= maxCoalesceRows {
+				if idx == nil {
+					// First merge into this message: copy its rows, the
+					// caller's slices are not ours to change.
+					a.Rows = append(make([]escrow.Row, 0, len(a.Rows)+len(m.Rows)), a.Rows...)
+					idx = make(map[string]int, len(a.Rows))
+					for j := range a.Rows {
+						idx[a.Rows[j].SKU] = j
+					}
+				}
+				for _, r := range m.Rows {
+					if j, ok := idx[r.SKU]; ok {
+						if r.Seq > a.Rows[j].Seq {
+							a.Rows[j] = r
+						}
+					} else {
+						idx[r.SKU] = len(a.Rows)
+						a.Rows = append(a.Rows, r)
+					}
+				}
+				a.Seq = m.Seq
+				t.m.coalesced.Inc()
+				continue
+			}
+		}
+		batch[w] = it
+		if isDelta {
+			acc, idx = w, nil
+		}
+		w++
+	}
+	clear(batch[w:])
+	return batch[:w]
+}
