@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/holdfast-io/holdfast/api"
 )
 
 // Defaults and limits.
@@ -118,25 +120,16 @@ func New(baseURL string, opt Options) (*Client, error) {
 func (c *Client) URL() string { return c.base.String() }
 
 // Error is a non-2xx answer of the region: an RFC 9457 problem when the
-// region sent one, otherwise the status and the start of the body.
+// region sent one, otherwise the status and the start of the body. The
+// problem's fields (Status, Type, Title, Detail, Region, SKU, Available,
+// Owner, ...) are those of api.Problem, the type the server writes.
 type Error struct {
-	Status   int    // HTTP status code
-	Type     string `json:"type"`   // stable problem type URI, e.g. ".../insufficient-stock"
-	Title    string `json:"title"`  // short summary of the type
-	Detail   string `json:"detail"` // what went wrong with this request
-	Instance string `json:"instance,omitempty"`
-	// Region is the region that answered; SKU and Available are set for
-	// insufficient-stock (Available: units left at that region); Owner for
-	// a hold of another region.
-	Region    string  `json:"region,omitempty"`
-	SKU       string  `json:"sku,omitempty"`
-	Available *uint64 `json:"available,omitempty"`
-	Owner     string  `json:"owner,omitempty"`
+	api.Problem
 	// RetryAfter is the server's Retry-After (503 overload, owner
 	// unreachable), 0 when absent.
-	RetryAfter time.Duration
+	RetryAfter time.Duration `json:"-"`
 	// Body is the raw response body (bounded).
-	Body []byte
+	Body []byte `json:"-"`
 }
 
 func (e *Error) Error() string {
@@ -181,15 +174,11 @@ func StatusOf(err error) int {
 	return 0
 }
 
-// Item is one cart line.
-type Item struct {
-	SKU string `json:"sku"`
-	Qty uint64 `json:"qty"`
-}
-
-// HoldRequest asks for a hold on every item (all or nothing).
+// HoldRequest asks for a hold on every item (all or nothing). It is the
+// Go form of api.CreateHoldRequest: a TTL as a duration and the
+// Idempotency-Key header beside the body.
 type HoldRequest struct {
-	Items []Item
+	Items []api.Item
 	// TTL is the hold's lifetime; 0 takes the region's default (10m).
 	TTL time.Duration
 	// IdempotencyKey, when set, makes retries return the original hold.
@@ -199,17 +188,10 @@ type HoldRequest struct {
 	Metadata json.RawMessage
 }
 
-// Hold is a hold as the region reports it.
+// Hold is a hold as the region reports it (api.Hold), with what the client
+// saw of the answer.
 type Hold struct {
-	ID           string          `json:"id"`
-	Region       string          `json:"region"` // the owner region (the id's prefix)
-	State        string          `json:"state"`  // held, confirmed, released, expired
-	Items        []Item          `json:"items"`
-	CreatedAt    time.Time       `json:"created_at"`
-	ExpiresAt    time.Time       `json:"expires_at"`
-	MaxExpiresAt time.Time       `json:"max_expires_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
-	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	api.Hold
 	// Replayed is true when an idempotent retry returned an existing hold
 	// (200 with Idempotent-Replayed: true instead of 201).
 	Replayed bool `json:"-"`
@@ -217,40 +199,17 @@ type Hold struct {
 	Raw json.RawMessage `json:"-"`
 }
 
-// RegionStock is one region's row of a SKU as seen by the answering region.
-type RegionStock struct {
-	Available int64  `json:"available"`
-	Held      uint64 `json:"held"`
-	Sold      uint64 `json:"sold"`
-	Seq       uint64 `json:"seq"`
-	AgeMs     int64  `json:"age_ms"`
-}
-
-// Stock is one region's view of a SKU.
+// Stock is one region's view of a SKU (api.Stock; Applied is set by
+// restock and write-off), with the response body as received.
 type Stock struct {
-	SKU       string                 `json:"sku"`
-	Region    string                 `json:"region"`
-	Available uint64                 `json:"available"`
-	Held      uint64                 `json:"held"`
-	Sold      uint64                 `json:"sold"`
-	Global    int64                  `json:"global_available"`
-	Regions   map[string]RegionStock `json:"regions"`
-	// Applied is set by restock and write-off: the units changed (a
-	// write-off takes at most what is available in the region).
-	Applied *uint64         `json:"applied,omitempty"`
-	Raw     json.RawMessage `json:"-"`
-}
-
-type holdBody struct {
-	Items    []Item          `json:"items"`
-	TTL      string          `json:"ttl,omitempty"`
-	Metadata json.RawMessage `json:"metadata,omitempty"`
+	api.Stock
+	Raw json.RawMessage `json:"-"`
 }
 
 // CreateHold asks for a hold. It answers 201 with the new hold, or 200 with
 // the original hold of an idempotent retry.
 func (c *Client) CreateHold(ctx context.Context, req HoldRequest) (*Hold, error) {
-	body := holdBody{Items: req.Items, Metadata: req.Metadata}
+	body := api.CreateHoldRequest{Items: req.Items, Metadata: req.Metadata}
 	if len(body.Metadata) > 0 && !json.Valid(body.Metadata) {
 		return nil, errors.New("client: metadata is not valid JSON")
 	}
@@ -299,7 +258,7 @@ func (c *Client) Extend(ctx context.Context, id string, ttl time.Duration) (*Hol
 	if ttl <= 0 {
 		return nil, errors.New("client: extend needs a positive ttl")
 	}
-	return c.holdOp(ctx, http.MethodPost, id, "/extend", map[string]string{"ttl": ttl.String()})
+	return c.holdOp(ctx, http.MethodPost, id, "/extend", api.ExtendRequest{TTL: ttl.String()})
 }
 
 func (c *Client) holdOp(ctx context.Context, method, id, suffix string, body any) (*Hold, error) {
@@ -323,13 +282,13 @@ func (c *Client) Stock(ctx context.Context, sku string) (*Stock, error) {
 // Restock adds qty units of sku to this region's slice (admin scope) and
 // returns the region's view of sku afterwards, with Applied set.
 func (c *Client) Restock(ctx context.Context, sku string, qty uint64) (*Stock, error) {
-	return c.skuOp(ctx, http.MethodPost, sku, "/restock", map[string]uint64{"qty": qty})
+	return c.skuOp(ctx, http.MethodPost, sku, "/restock", api.QtyRequest{Qty: qty})
 }
 
 // WriteOff removes up to qty available units of sku from this region's
 // slice (admin scope); Stock.Applied says how many were removed.
 func (c *Client) WriteOff(ctx context.Context, sku string, qty uint64) (*Stock, error) {
-	return c.skuOp(ctx, http.MethodPost, sku, "/write-off", map[string]uint64{"qty": qty})
+	return c.skuOp(ctx, http.MethodPost, sku, "/write-off", api.QtyRequest{Qty: qty})
 }
 
 func (c *Client) skuOp(ctx context.Context, method, sku, suffix string, body any) (*Stock, error) {
@@ -412,7 +371,7 @@ func (c *Client) Do(ctx context.Context, method, path string, hdr http.Header, i
 }
 
 func problem(resp *http.Response, raw []byte) *Error {
-	e := &Error{Status: resp.StatusCode, Body: raw}
+	e := &Error{Problem: api.Problem{Status: resp.StatusCode}, Body: raw}
 	ct := resp.Header.Get("Content-Type")
 	if strings.Contains(ct, "json") {
 		// A body that is not a problem leaves the fields empty; Error()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
@@ -51,7 +52,7 @@ func TestAgainstRegion(t *testing.T) {
 	if st.SKU != sku || st.Applied == nil || *st.Applied != 5 || st.Available != 5 {
 		t.Fatalf("restock: %+v", st)
 	}
-	h, err := c.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: sku, Qty: 2}}, TTL: time.Minute,
+	h, err := c.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 2}}, TTL: time.Minute,
 		IdempotencyKey: "k1", Metadata: []byte(`{"cart":1}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -60,13 +61,13 @@ func TestAgainstRegion(t *testing.T) {
 		h.ExpiresAt.Sub(h.CreatedAt) != time.Minute {
 		t.Fatalf("hold: %+v", h)
 	}
-	again, err := c.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: sku, Qty: 2}}, TTL: time.Minute,
+	again, err := c.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 2}}, TTL: time.Minute,
 		IdempotencyKey: "k1", Metadata: []byte(`{"cart":1}`)})
 	if err != nil || again.ID != h.ID || !again.Replayed {
 		t.Fatalf("idempotent retry: %+v %v", again, err)
 	}
 	// Same key, another body: 422.
-	_, err = c.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: sku, Qty: 1}}, IdempotencyKey: "k1"})
+	_, err = c.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}, IdempotencyKey: "k1"})
 	if !client.IsCode(err, "idempotency-key-reuse") || client.StatusOf(err) != 422 {
 		t.Fatalf("reuse: %v", err)
 	}
@@ -86,7 +87,7 @@ func TestAgainstRegion(t *testing.T) {
 	if err != nil || *st.Applied != 3 || st.Available != 0 || st.Sold != 2 {
 		t.Fatalf("write-off: %+v %v", st, err)
 	}
-	_, err = c.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: sku, Qty: 1}}})
+	_, err = c.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}})
 	var pe *client.Error
 	if !errors.As(err, &pe) || pe.Code() != "insufficient-stock" || pe.SKU != sku || pe.Available == nil ||
 		*pe.Available != 0 || pe.Region != "eu" {
@@ -141,17 +142,17 @@ func TestRequestLimitsAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	huge := make([]client.Item, 0, 10000)
+	huge := make([]api.Item, 0, 10000)
 	for i := 0; i < 10000; i++ {
-		huge = append(huge, client.Item{SKU: strings.Repeat("s", 128), Qty: 1})
+		huge = append(huge, api.Item{SKU: strings.Repeat("s", 128), Qty: 1})
 	}
 	if _, err := c.CreateHold(ctx, client.HoldRequest{Items: huge}); err == nil || !strings.Contains(err.Error(), "exceeds the limit") {
 		t.Errorf("huge request: %v", err)
 	}
-	if _, err := c.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: "A", Qty: 1}}, Metadata: []byte("{")}); err == nil {
+	if _, err := c.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: "A", Qty: 1}}, Metadata: []byte("{")}); err == nil {
 		t.Error("invalid metadata accepted")
 	}
-	if _, err := c.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: "A", Qty: 1}}, IdempotencyKey: "a\r\nX-Evil: 1"}); err == nil {
+	if _, err := c.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: "A", Qty: 1}}, IdempotencyKey: "a\r\nX-Evil: 1"}); err == nil {
 		t.Error("header injection through the idempotency key accepted")
 	}
 	for _, u := range []string{"ftp://x", "http://", "127.0.0.1:8080", "http://h/?q=1"} {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/httpapi"
@@ -61,26 +62,26 @@ func TestLocalSetupWorks(t *testing.T) {
 		st, err := clients["us"].Stock(ctx, sku)
 		return err == nil && st.Regions["eu"].Available == 1
 	})
-	h, err := clients["us"].CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: sku, Qty: 1}}})
+	h, err := clients["us"].CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}})
 	if err != nil {
 		t.Fatalf("hold at us of the unit stocked at eu: %v", err)
 	}
 	if h.Region != "us" || h.State != "held" {
 		t.Fatalf("hold: %+v", h)
 	}
-	_, err = clients["ap"].CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: sku, Qty: 1}}})
+	_, err = clients["ap"].CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}})
 	if s := client.StatusOf(err); s != 409 && s != 404 {
 		t.Fatalf("second hold of the last unit, at ap: want 409 (or 404 before ap heard of the SKU), got %v", err)
 	}
 	// Every region converges to the same view of every row.
 	testutil.Eventually(t, 10*time.Second, "all regions to agree", func() bool {
-		var first map[string]client.RegionStock
+		var first map[string]api.RegionStock
 		for _, name := range []string{"eu", "us", "ap"} {
 			st, err := clients[name].Stock(ctx, sku)
 			if err != nil {
 				return false
 			}
-			view := map[string]client.RegionStock{}
+			view := map[string]api.RegionStock{}
 			for r, rs := range st.Regions {
 				rs.AgeMs = 0
 				view[r] = rs

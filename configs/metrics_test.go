@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/httpapi"
@@ -112,7 +113,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	if _, err := c.Restock(ctx, "A", 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: "A", Qty: 1}}}); err != nil {
+	if _, err := c.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: "A", Qty: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	// A hold of a region nobody serves: forwarded, and unreachable.

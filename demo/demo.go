@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/internal/hist"
@@ -314,7 +315,7 @@ func (r *run) shop(ctx context.Context, skus []string, d time.Duration) {
 				s := r.env.sites[rng.IntN(len(r.env.sites))]
 				// Skewed choice: low-numbered SKUs are popular.
 				sku := skus[min(rng.IntN(len(skus)), rng.IntN(len(skus)))]
-				r.cart(ctx, rng, s, []client.Item{{SKU: sku, Qty: uint64(1 + rng.IntN(2))}})
+				r.cart(ctx, rng, s, []api.Item{{SKU: sku, Qty: uint64(1 + rng.IntN(2))}})
 				think(ctx, time.Duration(50+rng.IntN(100))*time.Millisecond)
 			}
 		}()
@@ -323,7 +324,7 @@ func (r *run) shop(ctx context.Context, skus []string, d time.Duration) {
 }
 
 // cart is one shopper: hold, then confirm (60%), release (20%) or abandon.
-func (r *run) cart(ctx context.Context, rng *rand.Rand, s *site, items []client.Item) {
+func (r *run) cart(ctx context.Context, rng *rand.Rand, s *site, items []api.Item) {
 	fate := rng.IntN(10)
 	ttl := time.Minute
 	if fate >= 8 {
@@ -398,7 +399,7 @@ func (r *run) flashSale(ctx context.Context, sku string, d time.Duration) (sold,
 			defer wg.Done()
 			for ctx.Err() == nil && soldN.Load() < r.o.FlashQty {
 				start := time.Now()
-				h, err := s.client.CreateHold(ctx, client.HoldRequest{Items: []client.Item{{SKU: sku, Qty: 1}}, TTL: time.Minute})
+				h, err := s.client.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}, TTL: time.Minute})
 				if ctx.Err() != nil {
 					return
 				}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/holdfast-io/holdfast/api"
 )
 
 // fakeRegion implements just enough of the region API: holds of "sku-0"
@@ -36,13 +38,7 @@ func newFakeRegion(t *testing.T, stock uint64) (*fakeRegion, *httptest.Server) {
 			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}
-		var req struct {
-			Items []struct {
-				SKU string `json:"sku"`
-				Qty uint64 `json:"qty"`
-			} `json:"items"`
-			TTL string `json:"ttl"`
-		}
+		var req api.CreateHoldRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Items) != 1 || req.TTL != "10m0s" {
 			http.Error(w, fmt.Sprintf("bad body %v %+v", err, req), http.StatusBadRequest)
 			return
@@ -83,7 +79,7 @@ func newFakeRegion(t *testing.T, stock uint64) (*fakeRegion, *httptest.Server) {
 		fmt.Fprintf(w, `{"id":%q}`, id)
 	})
 	mux.HandleFunc("POST /v1/skus/{sku}/restock", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Qty uint64 }
+		var req api.QtyRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Qty == 0 || req.Qty > 1000 {
 			http.Error(w, "bad restock", http.StatusBadRequest)
 			return

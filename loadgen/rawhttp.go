@@ -245,7 +245,7 @@ func appendRequest(dst []byte, method, host, path, auth string, body []byte) []b
 	dst = append(dst, path...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)
 	dst = append(dst, host...)
-	dst = append(dst, "\r\nUser-Agent: holdfast-bench\r\n"...)
+	dst = append(dst, "\r\nUser-Agent: "+userAgent+"\r\n"...)
 	if auth != "" {
 		dst = append(dst, "Authorization: "...)
 		dst = append(dst, auth...)

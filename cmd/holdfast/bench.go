@@ -89,7 +89,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
-	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (net/http)")
+	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (package client over net/http)")
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory of the in-process region (default: a new temporary directory, removed after)")
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/client"
 )
 
@@ -150,16 +151,16 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 }
 
 // cartLines builds the cart from --sku/--qty pairs and --item SKU=QTY.
-func cartLines(skus []string, qtys []uint, items []string) ([]client.Item, error) {
-	var lines []client.Item
+func cartLines(skus []string, qtys []uint, items []string) ([]api.Item, error) {
+	var lines []api.Item
 	switch {
 	case len(qtys) == 0:
 		for _, s := range skus {
-			lines = append(lines, client.Item{SKU: s, Qty: 1})
+			lines = append(lines, api.Item{SKU: s, Qty: 1})
 		}
 	case len(qtys) == len(skus):
 		for i, s := range skus {
-			lines = append(lines, client.Item{SKU: s, Qty: uint64(qtys[i])})
+			lines = append(lines, api.Item{SKU: s, Qty: uint64(qtys[i])})
 		}
 	default:
 		return nil, fmt.Errorf("%d --sku but %d --qty: give one --qty per --sku, or none (1 each)", len(skus), len(qtys))
@@ -173,7 +174,7 @@ func cartLines(skus []string, qtys []uint, items []string) ([]client.Item, error
 		if err != nil {
 			return nil, fmt.Errorf("--item %q: quantity: %w", it, err)
 		}
-		lines = append(lines, client.Item{SKU: sku, Qty: n})
+		lines = append(lines, api.Item{SKU: sku, Qty: n})
 	}
 	if len(lines) == 0 {
 		return nil, errors.New("nothing to hold: give --sku (with --qty) or --item SKU=QTY")
@@ -389,7 +390,7 @@ func (f *clientFlags) printHold(cmd *cobra.Command, h *client.Hold) error {
 
 func printStock(w io.Writer, s *client.Stock) {
 	fmt.Fprintf(w, "%s at %s: available %d, held %d, sold %d (global available ≈ %d)\n",
-		s.SKU, s.Region, s.Available, s.Held, s.Sold, s.Global)
+		s.SKU, s.Region, s.Available, s.Held, s.Sold, s.GlobalAvailable)
 	if len(s.Regions) == 0 {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -167,41 +168,22 @@ func TestClientCommandsJSON(t *testing.T) {
 	// The URL comes from the environment.
 	t.Setenv(envURL, u)
 
-	var st struct {
-		SKU       string `json:"sku"`
-		Region    string `json:"region"`
-		Available uint64 `json:"available"`
-		Applied   uint64 `json:"applied"`
-		Regions   map[string]struct {
-			Available int64 `json:"available"`
-		} `json:"regions"`
-	}
+	var st api.Stock
 	out := mustRun(t, "restock", "A", "5", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("restock --json is not JSON: %v\n%s", err, out)
 	}
-	if st.SKU != "A" || st.Region != "us" || st.Available != 5 || st.Applied != 5 || st.Regions["us"].Available != 5 {
+	if st.SKU != "A" || st.Region != "us" || st.Available != 5 || st.Applied == nil || *st.Applied != 5 ||
+		st.Regions["us"].Available != 5 {
 		t.Errorf("restock --json: %+v", st)
 	}
 
-	var h struct {
-		ID     string `json:"id"`
-		Region string `json:"region"`
-		State  string `json:"state"`
-		Items  []struct {
-			SKU string `json:"sku"`
-			Qty uint64 `json:"qty"`
-		} `json:"items"`
-		ExpiresAt time.Time `json:"expires_at"`
-	}
+	var h api.Hold
 	out = mustRun(t, "hold", "--sku", "A", "--qty", "2", "--json", "--idempotency-key", "k-1")
 	if err := json.Unmarshal([]byte(out), &h); err != nil {
 		t.Fatalf("hold --json is not JSON: %v\n%s", err, out)
 	}
-	if h.Region != "us" || h.State != "held" || len(h.Items) != 1 || h.Items[0] != (struct {
-		SKU string `json:"sku"`
-		Qty uint64 `json:"qty"`
-	}{"A", 2}) || time.Until(h.ExpiresAt) < 9*time.Minute {
+	if h.Region != "us" || h.State != "held" || len(h.Items) != 1 || h.Items[0] != (api.Item{SKU: "A", Qty: 2}) || time.Until(h.ExpiresAt) < 9*time.Minute {
 		t.Errorf("hold --json: %+v", h)
 	}
 
@@ -243,17 +225,11 @@ func TestClientCommandsErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("hold --json of 3 with 2 in stock succeeded")
 	}
-	var p struct {
-		Type      string `json:"type"`
-		Status    int    `json:"status"`
-		Detail    string `json:"detail"`
-		SKU       string `json:"sku"`
-		Available uint64 `json:"available"`
-	}
+	var p api.Problem
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		t.Fatalf("hold --json error output is not a problem document: %v\n%s", err, out)
 	}
-	if !strings.HasSuffix(p.Type, "/insufficient-stock") || p.Status != 409 || p.SKU != "A" || p.Available != 2 {
+	if !strings.HasSuffix(p.Type, "/insufficient-stock") || p.Status != 409 || p.SKU != "A" || p.Available == nil || *p.Available != 2 {
 		t.Errorf("problem: %+v", p)
 	}
 
