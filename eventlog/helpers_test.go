@@ -40,13 +40,10 @@ func nodeEvents(t testing.TB) []escrow.Event {
 		rd := n.Ready()
 		n.Advance()
 		evs = append(evs, rd.Persist.Events...)
-		for i := range rd.Reply {
-			if rd.Reply[i].Err != nil {
-				t.Fatalf("%s: %v", c.Kind, rd.Reply[i].Err)
-			}
-			return &rd.Reply[i]
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+			t.Fatalf("%s: replies %+v", c.Kind, rd.Reply)
 		}
-		return nil
+		return &rd.Reply[0]
 	}
 	step(escrow.Command{Kind: escrow.CmdRestock, ReqID: 1, SKU: "apple", Qty: 10})
 	h := step(escrow.Command{Kind: escrow.CmdHold, ReqID: 2, Lines: []escrow.Line{{SKU: "apple", Qty: 2}}, Meta: `{"cart":"c1"}`}).Hold

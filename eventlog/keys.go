@@ -36,9 +36,6 @@ func recordKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(pfxRecord), seq)
 }
 
-// recordEnd is the exclusive upper bound of every record key.
-func recordEnd() []byte { return []byte(Prefix + "s0") }
-
 func seqOfKey(k []byte) (uint64, error) {
 	if len(k) != len(pfxRecord)+8 || string(k[:len(pfxRecord)]) != pfxRecord {
 		return 0, fmt.Errorf("eventlog: bad record key %q", k)
