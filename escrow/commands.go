@@ -166,6 +166,7 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	}
 	n.holds[h.ID] = h
 	n.markHold(h)
+	n.holdEvent(EvHoldCreated, h)
 	n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
 	if c.IdemKey != "" {
 		e := &IdemEntry{Key: c.IdemKey, HoldID: h.ID, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)}
@@ -310,10 +311,13 @@ func (n *Node) transition(c *Command) {
 			h.Expires = exp
 			h.Updated = n.now
 			n.markHold(h)
+			n.holdEvent(EvHoldExtended, h)
 		}
 		ok()
 	}
 }
+
+var finishEvents = [...]EventKind{Confirmed: EvHoldConfirmed, Released: EvHoldReleased, Expired: EvHoldExpired}
 
 // finish moves a HELD hold to a terminal state and books its units.
 func (n *Node) finish(h *holdRec, to HoldState) {
@@ -339,6 +343,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 	h.State = to
 	h.Updated = n.now
 	n.markHold(h)
+	n.holdEvent(finishEvents[to], h)
 	n.stats.ActiveHolds--
 	n.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: h.ID})
 	n.retryPending()
@@ -372,6 +377,7 @@ func (n *Node) restock(c *Command) {
 	own.Minted += c.Qty
 	n.touchOwn(own)
 	n.bump(s)
+	n.stockEvent(EvStockRestocked, s, c.Qty)
 	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Applied: c.Qty, Stock: n.stockView(s)})
 	n.retryPending()
 }
@@ -390,6 +396,7 @@ func (n *Node) writeOff(c *Command) {
 		own := n.ownRow(s)
 		own.Shrunk += take
 		n.touchOwn(own)
+		n.stockEvent(EvStockWrittenOff, s, take)
 	}
 	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Applied: take, Stock: n.stockView(s)})
 }

@@ -21,6 +21,7 @@ type memStore struct {
 	seq     uint64
 	peerSeq map[string]uint64
 	batches int
+	region  string // owner of the holds, learnt from the first hold event (checkEvents)
 }
 
 func newMemStore() *memStore {
@@ -32,6 +33,7 @@ func newMemStore() *memStore {
 // the batch: a Ready must mean the same thing in either order.
 func (s *memStore) apply(t testing.TB, p *Persist, deletesFirst bool) {
 	t.Helper()
+	checkEvents(t, s, p)
 	s.batches++
 	if p.Seq < s.seq {
 		t.Fatalf("persist: sequence went back from %d to %d", s.seq, p.Seq)

@@ -257,12 +257,16 @@ type Persist struct {
 	// PeerSeq holds the last contiguous sequence seen from each peer whose
 	// value changed. Persisting it is optional (0 forces a full repair).
 	PeerSeq map[string]uint64
+	// Events states the changes above that downstream systems care about,
+	// in order (see Event). A runtime keeping an outbox writes them in
+	// this same batch.
+	Events []Event
 }
 
 // Empty reports whether p asks for no write.
 func (p *Persist) Empty() bool {
 	return len(p.Rows) == 0 && len(p.Holds) == 0 && len(p.DeletedHolds) == 0 &&
-		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0
+		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0 && len(p.Events) == 0
 }
 
 // Ready is the output of the node since the last Advance: write Persist

@@ -1,0 +1,74 @@
+package escrow
+
+import "time"
+
+// EventKind names a change that systems downstream of holdfast (order
+// pipelines, mailers, analytics) care about.
+type EventKind uint8
+
+const (
+	EvHoldCreated     EventKind = iota + 1 // a hold was granted
+	EvHoldExtended                         // a held hold's deadline moved later
+	EvHoldConfirmed                        // HELD → CONFIRMED
+	EvHoldReleased                         // HELD → RELEASED
+	EvHoldExpired                          // HELD → EXPIRED (deadline passed)
+	EvStockRestocked                       // units added to this region's slice
+	EvStockWrittenOff                      // units taken out of this region's slice
+)
+
+var eventNames = [...]string{EvHoldCreated: "hold.created", EvHoldExtended: "hold.extended",
+	EvHoldConfirmed: "hold.confirmed", EvHoldReleased: "hold.released", EvHoldExpired: "hold.expired",
+	EvStockRestocked: "stock.restocked", EvStockWrittenOff: "stock.written_off"}
+
+// String is the kind's stable name, e.g. "hold.confirmed": it is the suffix
+// of the published event type, so it never changes once released.
+func (k EventKind) String() string { return enumName(eventNames[:], k) }
+
+// IsHold reports whether k is about one hold (else it is about one SKU).
+func (k EventKind) IsHold() bool { return k >= EvHoldCreated && k <= EvHoldExpired }
+
+// EventKinds lists every kind, in order.
+func EventKinds() []EventKind {
+	return []EventKind{EvHoldCreated, EvHoldExtended, EvHoldConfirmed, EvHoldReleased, EvHoldExpired,
+		EvStockRestocked, EvStockWrittenOff}
+}
+
+// Event is one change, stated by the node in the Ready whose Persist makes
+// the change durable: a runtime that writes Persist.Events in the same batch
+// as the rest of Persist never announces a change that was not kept, and
+// never loses one that was. Events of one Ready are in the order of the
+// changes. A hold's events are always stated by the region that owns it
+// (only the owner changes a hold, routed holds included).
+type Event struct {
+	Kind EventKind
+	At   time.Time // the node's clock at the change
+	// HoldID and Hold (hold events): the hold as of this change, which is
+	// not always its state at the end of the Ready (a hold may be created
+	// and confirmed in one). Hold.Lines is shared with the node: read only.
+	HoldID string
+	Hold   Hold
+	// SKU, Qty and Available (stock events): units restocked or written off
+	// here, and the units available here after the change.
+	SKU       string
+	Qty       uint64
+	Available uint64
+}
+
+// Subject is what the event is about: the hold id or the SKU.
+func (e *Event) Subject() string {
+	if e.Kind.IsHold() {
+		return e.HoldID
+	}
+	return e.SKU
+}
+
+// holdEvent states a change of h; call it after the change.
+func (n *Node) holdEvent(k EventKind, h *holdRec) {
+	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, HoldID: h.ID, Hold: h.Hold})
+}
+
+// stockEvent states a restock or write-off of qty units of s.
+func (n *Node) stockEvent(k EventKind, s *skuState, qty uint64) {
+	n.out.Persist.Events = append(n.out.Persist.Events,
+		Event{Kind: k, At: n.now, SKU: s.sku, Qty: qty, Available: n.available(s)})
+}
