@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/client"
+	"github.com/holdfast-io/holdfast/cmd/holdfast/regionconfig"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -30,7 +31,7 @@ func TestLocalSetupWorks(t *testing.T) {
 
 	clients := map[string]*client.Client{}
 	for _, name := range []string{"eu", "us", "ap"} {
-		cfg, err := region.LoadConfig(filepath.Join("local", name+".yaml"))
+		cfg, err := regionconfig.Load(filepath.Join("local", name+".yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
