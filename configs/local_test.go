@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/client"
+	"github.com/holdfast-io/holdfast/cmd/holdfast/regionconfig"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/internal/testutil"
@@ -29,7 +30,7 @@ func TestLocalSetupWorks(t *testing.T) {
 
 	clients := map[string]*client.Client{}
 	for _, name := range []string{"eu", "us", "ap"} {
-		cfg, err := region.LoadConfig(filepath.Join("local", name+".yaml"))
+		cfg, err := regionconfig.Load(filepath.Join("local", name+".yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}

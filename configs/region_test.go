@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/holdfast-io/holdfast/region"
+	"github.com/holdfast-io/holdfast/cmd/holdfast/regionconfig"
 )
 
 // TestLocalRegionConfigs: the three region configs load with the region's
@@ -17,7 +17,7 @@ func TestLocalRegionConfigs(t *testing.T) {
 	var nats, cluster string
 	for i, name := range []string{"eu", "us", "ap"} {
 		f := filepath.Join("local", name+".yaml")
-		c, err := region.LoadConfig(f)
+		c, err := regionconfig.Load(f)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}

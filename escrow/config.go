@@ -8,53 +8,52 @@ import (
 )
 
 // Config configures one region's Node. Zero values take the defaults noted.
-// The yaml tags name the keys of the `escrow:` section of a region's config
-// file; Region and Rand cannot be set from a file (the region's name comes
-// from its own config).
+// The `escrow:` section of a region's config file maps onto it in the
+// command layer (cmd/holdfast/regionconfig); the core knows no file format.
 type Config struct {
-	Region string `yaml:"-"` // [a-z0-9_]{1,32}; prefixes hold ids
+	Region string // [a-z0-9_]{1,32}; prefixes hold ids
 
-	DefaultTTL    time.Duration `yaml:"default_ttl"`    // hold TTL when none is given (10m)
-	MaxLifetime   time.Duration `yaml:"max_lifetime"`   // extend never moves a deadline past created+MaxLifetime (1h)
-	IdemTTL       time.Duration `yaml:"idem_ttl"`       // how long idempotency keys are remembered (24h)
-	HoldRetain    time.Duration `yaml:"hold_retain"`    // how long terminal holds stay readable (24h)
-	BorrowTimeout time.Duration `yaml:"borrow_timeout"` // how long a hold waits for borrowed units (50ms)
+	DefaultTTL    time.Duration // hold TTL when none is given (10m)
+	MaxLifetime   time.Duration // extend never moves a deadline past created+MaxLifetime (1h)
+	IdemTTL       time.Duration // how long idempotency keys are remembered (24h)
+	HoldRetain    time.Duration // how long terminal holds stay readable (24h)
+	BorrowTimeout time.Duration // how long a hold waits for borrowed units (50ms)
 
 	// LowWater: a region tops up a SKU in the background when its available
 	// units drop below max(LowWater, demand/s × TopUpHorizon). 0 with a zero
 	// horizon disables top-up.
-	LowWater     uint64        `yaml:"low_water"`
-	TopUpHorizon time.Duration `yaml:"top_up_horizon"`
+	LowWater     uint64
+	TopUpHorizon time.Duration
 	// DonorFloor: a donor never gives background (non-urgent) units below
 	// max(DonorFloor, its own top-up threshold), so top-ups cannot ping-pong.
-	DonorFloor uint64 `yaml:"donor_floor"`
+	DonorFloor uint64
 
-	DigestInterval time.Duration `yaml:"digest_interval"` // digest broadcast period (1s; <0 disables)
+	DigestInterval time.Duration // digest broadcast period (1s; <0 disables)
 	// PeerSilence: a peer not heard from for this long (3 digest intervals,
 	// at least 1s; <0 disables) is not asked to lend: a hold is refused at
 	// once instead of waiting out the borrow deadline for a cut-off peer.
-	PeerSilence   time.Duration `yaml:"peer_silence"`
-	RepairTimeout time.Duration `yaml:"repair_timeout"` // re-ask for a repair after this (1s)
-	DemandTau     time.Duration `yaml:"demand_tau"`     // EWMA time constant of demand (30s)
+	PeerSilence   time.Duration
+	RepairTimeout time.Duration // re-ask for a repair after this (1s)
+	DemandTau     time.Duration // EWMA time constant of demand (30s)
 	// HomeTTL: the homes named by the latest rebalancer advice stay in
 	// force this long (5s; <0: homes are ignored). Advice is re-sent every
 	// round, so homes lapse soon after the daemon stops.
-	HomeTTL time.Duration `yaml:"home_ttl"`
+	HomeTTL time.Duration
 
-	MaxPending       int `yaml:"max_pending"`          // holds waiting on a borrow (10,000)
-	MaxSweepPerTick  int `yaml:"max_sweep_per_tick"`   // expiries per Tick (4,096)
-	MaxTopUpsPerTick int `yaml:"max_top_ups_per_tick"` // top-up requests per Tick (256)
-	MaxDonations     int `yaml:"max_donations"`        // remembered borrow ids for dedupe (100,000)
-	MaxHolds         int `yaml:"max_holds"`            // live holds, all states (10,000,000)
-	MaxRowsPerMsg    int `yaml:"max_rows_per_msg"`     // rows per rows message (1,024)
-	MaxDigestSKUs    int `yaml:"max_digest_skus"`      // SKUs per digest (1,024)
-	MaxRouted        int `yaml:"max_routed"`           // idempotency keys of routed holds remembered (100,000)
+	MaxPending       int // holds waiting on a borrow (10,000)
+	MaxSweepPerTick  int // expiries per Tick (4,096)
+	MaxTopUpsPerTick int // top-up requests per Tick (256)
+	MaxDonations     int // remembered borrow ids for dedupe (100,000)
+	MaxHolds         int // live holds, all states (10,000,000)
+	MaxRowsPerMsg    int // rows per rows message (1,024)
+	MaxDigestSKUs    int // SKUs per digest (1,024)
+	MaxRouted        int // idempotency keys of routed holds remembered (100,000)
 
 	// Peers, when set, is an allow-list: messages from other regions are dropped.
-	Peers []string `yaml:"peers"`
+	Peers []string
 
 	// Rand supplies randomness (hold id suffixes). nil: a PRNG seeded from Region.
-	Rand func() uint64 `yaml:"-"`
+	Rand func() uint64
 
 	// bugs are planted known bugs, set only through package escrowtest
 	// (which refuses outside tests): unexported, so that neither YAML nor

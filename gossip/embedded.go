@@ -58,22 +58,48 @@ func RunEmbedded(o EmbeddedOptions) (*server.Server, string, error) {
 		opts.MaxPayload = escrow.MaxMessageBytes + 4096
 	}
 	opts.NoSigs = true
-	opts.NoLog = o.Logger == nil
+	opts.NoLog = true // the server logs only through the hook below
+	// Fail at once with the bind error when the client port is taken:
+	// nats-server only logs it and then waits out ReadyTimeout. Trying the
+	// address first gives the plain error; the hook below catches the rarer
+	// case of the port being taken in between, and route or gateway ports.
+	if opts.Port > 0 {
+		hp := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
+		ln, err := net.Listen("tcp", hp)
+		if err != nil {
+			return nil, "", fmt.Errorf("gossip: nats server cannot listen on %s: %w", hp, err)
+		}
+		if err := ln.Close(); err != nil {
+			return nil, "", fmt.Errorf("gossip: nats server: release probe listener on %s: %w", hp, err)
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("gossip: nats server: %w", err)
 	}
+	hook := &fatalHook{fatal: make(chan string, 1)}
 	if o.Logger != nil {
-		s.SetLoggerV2(&slogAdapter{l: o.Logger.With("component", "nats-server")}, false, false, false)
+		hook.next = &slogAdapter{l: o.Logger.With("component", "nats-server")}
 	}
+	s.SetLoggerV2(hook, false, false, false)
 	go s.Start()
 	wait := o.ReadyTimeout
 	if wait <= 0 {
 		wait = 10 * time.Second
 	}
-	if !s.ReadyForConnections(wait) {
+	ready := make(chan bool, 1)
+	go func() { ready <- s.ReadyForConnections(wait) }()
+	select {
+	case ok := <-ready:
+		if !ok {
+			s.Shutdown()
+			return nil, "", errors.New("gossip: embedded nats server not ready in " + wait.String())
+		}
+	case msg := <-hook.fatal:
+		// A listener failed (nats-server reports it as fatal but keeps
+		// running): the server will never be ready.
 		s.Shutdown()
-		return nil, "", errors.New("gossip: embedded nats server not ready in " + wait.String())
+		return nil, "", errors.New("gossip: embedded nats server: " + msg)
 	}
 	addr, ok := s.Addr().(*net.TCPAddr)
 	if !ok {
@@ -96,3 +122,51 @@ func (a *slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(f
 func (a *slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+
+// fatalHook passes the server's log on (when next is set) and reports its
+// first fatal message, which nats-server uses for a listener it could not
+// open.
+type fatalHook struct {
+	next  server.Logger
+	fatal chan string
+}
+
+func (h *fatalHook) Fatalf(format string, v ...any) {
+	select {
+	case h.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
+	if h.next != nil {
+		h.next.Fatalf(format, v...)
+	}
+}
+
+func (h *fatalHook) Noticef(format string, v ...any) {
+	if h.next != nil {
+		h.next.Noticef(format, v...)
+	}
+}
+
+func (h *fatalHook) Warnf(format string, v ...any) {
+	if h.next != nil {
+		h.next.Warnf(format, v...)
+	}
+}
+
+func (h *fatalHook) Errorf(format string, v ...any) {
+	if h.next != nil {
+		h.next.Errorf(format, v...)
+	}
+}
+
+func (h *fatalHook) Debugf(format string, v ...any) {
+	if h.next != nil {
+		h.next.Debugf(format, v...)
+	}
+}
+
+func (h *fatalHook) Tracef(format string, v ...any) {
+	if h.next != nil {
+		h.next.Tracef(format, v...)
+	}
+}

@@ -1,17 +1,13 @@
 package region
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"gopkg.in/yaml.v3"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
@@ -27,28 +23,29 @@ const (
 	DefaultMsgQueueLen    = 16384
 )
 
-// Config configures one region node. The YAML form uses the tags below; the
-// command line overrides it field by field.
+// Config configures one region node. The config file format (YAML keys and
+// their strict decoding) lives with the command that reads it,
+// cmd/holdfast/regionconfig; here it is a plain struct that callers fill.
 type Config struct {
-	Name       string `yaml:"name"`        // region name, [a-z0-9_]{1,32}
-	DataDir    string `yaml:"data_dir"`    // Pebble directory (ignored when Storage is set)
-	HTTPAddr   string `yaml:"http_addr"`   // listen address of the HTTP API
-	NATSURL    string `yaml:"nats_url"`    // empty: no peers (region on its own)
-	Cluster    string `yaml:"cluster"`     // NATS subject namespace
-	TokensFile string `yaml:"tokens_file"` // bearer tokens with scopes; empty: loopback only
+	Name       string // region name, [a-z0-9_]{1,32}
+	DataDir    string // Pebble directory (ignored when Storage is set)
+	HTTPAddr   string // listen address of the HTTP API
+	NATSURL    string // empty: no peers (region on its own)
+	Cluster    string // NATS subject namespace
+	TokensFile string // bearer tokens with scopes; empty: loopback only
 
 	// NoSync skips fsync on commit. Benchmarks only: a crash loses
 	// acknowledged holds.
-	NoSync bool `yaml:"no_sync"`
+	NoSync bool
 
-	QueueLen     int           `yaml:"queue_len"`     // client requests waiting for the apply loop
-	MsgQueueLen  int           `yaml:"msg_queue_len"` // peer messages waiting for the apply loop
-	MaxBatch     int           `yaml:"max_batch"`     // inputs stepped into one Ready at most
-	TickInterval time.Duration `yaml:"tick_interval"` // node clock tick (expiry, borrow deadlines)
+	QueueLen     int           // client requests waiting for the apply loop
+	MsgQueueLen  int           // peer messages waiting for the apply loop
+	MaxBatch     int           // inputs stepped into one Ready at most
+	TickInterval time.Duration // node clock tick (expiry, borrow deadlines)
 	// MaxLinger bounds how long the apply loop waits for the callers of the
 	// batch that just committed to come back before it cuts the next one
 	// (group commit; see stepLoop). 0: 1ms; negative: never wait.
-	MaxLinger time.Duration `yaml:"max_linger"`
+	MaxLinger time.Duration
 
 	// FreshProbation: a region whose store starts empty while it has peers
 	// (NATSURL set, or FreshProbation > 0 for an in-process transport)
@@ -56,42 +53,23 @@ type Config struct {
 	// for at least this long (0: 1.5 digest intervals; negative: no
 	// probation) and at most FreshProbationMax (0: 30s; negative: no limit).
 	// See docs/operations.md, "A wiped or lost region".
-	FreshProbation    time.Duration `yaml:"fresh_probation"`
-	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
+	FreshProbation    time.Duration
+	FreshProbationMax time.Duration
 
-	RequestTimeout time.Duration `yaml:"request_timeout"` // HTTP request deadline
-	MaxBodyBytes   int64         `yaml:"max_body_bytes"`  // HTTP request body limit
+	RequestTimeout time.Duration // HTTP request deadline
+	MaxBodyBytes   int64         // HTTP request body limit
 
 	// Escrow overrides the core's defaults (LowWater, BorrowTimeout, ...).
 	// Escrow.Region is always Name.
-	Escrow escrow.Config `yaml:"escrow"`
+	Escrow escrow.Config
 
 	// Storage, when set, is used instead of opening a Store in DataDir.
-	Storage Storage `yaml:"-"`
+	Storage Storage
 	// FS is the filesystem of the Store opened in DataDir; nil: the real one.
 	// Tests use it for crash and fault injection.
-	FS vfs.FS `yaml:"-"`
+	FS vfs.FS
 	// Logger defaults to slog.Default().
-	Logger *slog.Logger `yaml:"-"`
-}
-
-// LoadConfig reads a YAML config file. Unknown keys are an error, so that a
-// misspelt option does not silently keep its default.
-func LoadConfig(path string) (Config, error) {
-	var c Config
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return c, fmt.Errorf("region: read config: %w", err)
-	}
-	if len(b) > 1<<20 {
-		return c, fmt.Errorf("region: config %s is larger than 1 MiB", path)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // empty file: zero Config
-		return c, fmt.Errorf("region: config %s: %w", path, err)
-	}
-	return c, nil
+	Logger *slog.Logger
 }
 
 // withDefaults fills zero fields.

@@ -377,37 +377,3 @@ func TestHTTPRequestTimeout(t *testing.T) {
 	}
 	_ = r
 }
-
-func TestLoadConfig(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "eu.yaml")
-	os.WriteFile(p, []byte("name: eu\ndata_dir: /tmp/x\nhttp_addr: 127.0.0.1:9000\ntick_interval: 20ms\nescrow:\n  low_water: 5\n  borrow_timeout: 80ms\n"), 0o600)
-	c, err := region.LoadConfig(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Name != "eu" || c.TickInterval != 20*time.Millisecond || c.Escrow.LowWater != 5 || c.Escrow.BorrowTimeout != 80*time.Millisecond {
-		t.Fatalf("config: %+v", c)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(p, []byte("name: eu\ndata_dri: /tmp/x\n"), 0o600)
-	if _, err := region.LoadConfig(p); err == nil {
-		t.Fatal("misspelt key accepted")
-	}
-	// Test-only fault injection and the region name of the core cannot come from a file.
-	for _, body := range []string{
-		"name: eu\nescrow:\n  bugs:\n    grantwithoutcheck: true\n",
-		"name: eu\nescrow:\n  Bugs:\n    GrantWithoutCheck: true\n",
-		"name: eu\nescrow:\n  region: us\n",
-	} {
-		os.WriteFile(p, []byte(body), 0o600)
-		if c, err := region.LoadConfig(p); err == nil {
-			t.Fatalf("config %q accepted: %+v", body, c.Escrow)
-		}
-	}
-	if err := (region.Config{Name: "EU!", DataDir: "x"}).Validate(); err == nil {
-		t.Fatal("bad name accepted")
-	}
-}

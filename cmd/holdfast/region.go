@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast-io/holdfast/cmd/holdfast/regionconfig"
 	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -47,7 +48,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			serverGC()
 			var cfg region.Config
 			if configPath != "" {
-				c, err := region.LoadConfig(configPath)
+				c, err := regionconfig.Load(configPath)
 				if err != nil {
 					return err
 				}

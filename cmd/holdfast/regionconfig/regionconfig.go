@@ -1,0 +1,159 @@
+// Package regionconfig is the YAML file format of `holdfast region --config`.
+// The file format belongs to the command layer: region.Config and
+// escrow.Config are plain Go structs that any caller (tests, the simulator,
+// the demo) fills in code, and this package maps the file's keys onto them.
+// Key names are those documented in docs/operations.md ("Region
+// configuration"); a test there keeps the two in step.
+package regionconfig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+// MaxFileBytes bounds a config file: anything larger is not a config.
+const MaxFileBytes = 1 << 20
+
+// File is one region's config file. Absent keys stay zero, which the
+// region and escrow packages read as "use the default".
+type File struct {
+	Name       string `yaml:"name"`
+	DataDir    string `yaml:"data_dir"`
+	HTTPAddr   string `yaml:"http_addr"`
+	NATSURL    string `yaml:"nats_url"`
+	Cluster    string `yaml:"cluster"`
+	TokensFile string `yaml:"tokens_file"`
+	NoSync     bool   `yaml:"no_sync"`
+
+	QueueLen          int           `yaml:"queue_len"`
+	MsgQueueLen       int           `yaml:"msg_queue_len"`
+	MaxBatch          int           `yaml:"max_batch"`
+	TickInterval      time.Duration `yaml:"tick_interval"`
+	MaxLinger         time.Duration `yaml:"max_linger"`
+	FreshProbation    time.Duration `yaml:"fresh_probation"`
+	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
+	RequestTimeout    time.Duration `yaml:"request_timeout"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+
+	Escrow Escrow `yaml:"escrow"`
+}
+
+// Escrow is the `escrow:` section. The core's region name (always the
+// region's own name) and its test-only settings have no key.
+type Escrow struct {
+	DefaultTTL     time.Duration `yaml:"default_ttl"`
+	MaxLifetime    time.Duration `yaml:"max_lifetime"`
+	IdemTTL        time.Duration `yaml:"idem_ttl"`
+	HoldRetain     time.Duration `yaml:"hold_retain"`
+	BorrowTimeout  time.Duration `yaml:"borrow_timeout"`
+	LowWater       uint64        `yaml:"low_water"`
+	TopUpHorizon   time.Duration `yaml:"top_up_horizon"`
+	DonorFloor     uint64        `yaml:"donor_floor"`
+	DigestInterval time.Duration `yaml:"digest_interval"`
+	PeerSilence    time.Duration `yaml:"peer_silence"`
+	RepairTimeout  time.Duration `yaml:"repair_timeout"`
+	DemandTau      time.Duration `yaml:"demand_tau"`
+	HomeTTL        time.Duration `yaml:"home_ttl"`
+
+	MaxPending       int `yaml:"max_pending"`
+	MaxSweepPerTick  int `yaml:"max_sweep_per_tick"`
+	MaxTopUpsPerTick int `yaml:"max_top_ups_per_tick"`
+	MaxDonations     int `yaml:"max_donations"`
+	MaxHolds         int `yaml:"max_holds"`
+	MaxRowsPerMsg    int `yaml:"max_rows_per_msg"`
+	MaxDigestSKUs    int `yaml:"max_digest_skus"`
+	MaxRouted        int `yaml:"max_routed"`
+
+	Peers []string `yaml:"peers"`
+}
+
+// Load reads a config file. Unknown keys are an error, so that a misspelt
+// option does not silently keep its default.
+func Load(path string) (region.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return region.Config{}, fmt.Errorf("read region config: %w", err)
+	}
+	if len(b) > MaxFileBytes {
+		return region.Config{}, fmt.Errorf("region config %s is larger than 1 MiB", path)
+	}
+	f, err := Decode(bytes.NewReader(b))
+	if err != nil {
+		return region.Config{}, fmt.Errorf("region config %s: %w", path, err)
+	}
+	return f.Region(), nil
+}
+
+// Decode reads one YAML document strictly (unknown keys are an error). An
+// empty document is a zero File.
+func Decode(r io.Reader) (File, error) {
+	var f File
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return File{}, fmt.Errorf("decode: %w", err)
+	}
+	return f, nil
+}
+
+// Region maps the file onto region.Config; fields a file cannot set
+// (Storage, FS, Logger) stay zero.
+func (f File) Region() region.Config {
+	return region.Config{
+		Name:              f.Name,
+		DataDir:           f.DataDir,
+		HTTPAddr:          f.HTTPAddr,
+		NATSURL:           f.NATSURL,
+		Cluster:           f.Cluster,
+		TokensFile:        f.TokensFile,
+		NoSync:            f.NoSync,
+		QueueLen:          f.QueueLen,
+		MsgQueueLen:       f.MsgQueueLen,
+		MaxBatch:          f.MaxBatch,
+		TickInterval:      f.TickInterval,
+		MaxLinger:         f.MaxLinger,
+		FreshProbation:    f.FreshProbation,
+		FreshProbationMax: f.FreshProbationMax,
+		RequestTimeout:    f.RequestTimeout,
+		MaxBodyBytes:      f.MaxBodyBytes,
+		Escrow:            f.Escrow.Config(),
+	}
+}
+
+// Config maps the section onto escrow.Config; Region is filled in by the
+// region from its own name.
+func (e Escrow) Config() escrow.Config {
+	return escrow.Config{
+		DefaultTTL:       e.DefaultTTL,
+		MaxLifetime:      e.MaxLifetime,
+		IdemTTL:          e.IdemTTL,
+		HoldRetain:       e.HoldRetain,
+		BorrowTimeout:    e.BorrowTimeout,
+		LowWater:         e.LowWater,
+		TopUpHorizon:     e.TopUpHorizon,
+		DonorFloor:       e.DonorFloor,
+		DigestInterval:   e.DigestInterval,
+		PeerSilence:      e.PeerSilence,
+		RepairTimeout:    e.RepairTimeout,
+		DemandTau:        e.DemandTau,
+		HomeTTL:          e.HomeTTL,
+		MaxPending:       e.MaxPending,
+		MaxSweepPerTick:  e.MaxSweepPerTick,
+		MaxTopUpsPerTick: e.MaxTopUpsPerTick,
+		MaxDonations:     e.MaxDonations,
+		MaxHolds:         e.MaxHolds,
+		MaxRowsPerMsg:    e.MaxRowsPerMsg,
+		MaxDigestSKUs:    e.MaxDigestSKUs,
+		MaxRouted:        e.MaxRouted,
+		Peers:            e.Peers,
+	}
+}

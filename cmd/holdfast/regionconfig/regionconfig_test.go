@@ -1,0 +1,126 @@
+package regionconfig
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "eu.yaml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("name: eu\ndata_dir: /tmp/x\nhttp_addr: 127.0.0.1:9000\ntick_interval: 20ms\nescrow:\n  low_water: 5\n  borrow_timeout: 80ms\n  peers: [us, ap]\n")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "eu" || c.TickInterval != 20*time.Millisecond || c.Escrow.LowWater != 5 ||
+		c.Escrow.BorrowTimeout != 80*time.Millisecond || !reflect.DeepEqual(c.Escrow.Peers, []string{"us", "ap"}) {
+		t.Fatalf("config: %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	write("")
+	if c, err := Load(p); err != nil || !reflect.DeepEqual(c, region.Config{}) {
+		t.Fatalf("empty file: %+v, %v", c, err)
+	}
+	write("name: eu\ndata_dri: /tmp/x\n")
+	if _, err := Load(p); err == nil {
+		t.Fatal("misspelt key accepted")
+	}
+	// Test-only fault injection and the region name of the core cannot come from a file.
+	for _, body := range []string{
+		"name: eu\nescrow:\n  bugs:\n    grantwithoutcheck: true\n",
+		"name: eu\nescrow:\n  Bugs:\n    GrantWithoutCheck: true\n",
+		"name: eu\nescrow:\n  region: us\n",
+		"name: eu\nstorage: x\n",
+		"name: eu\nlogger: x\n",
+	} {
+		write(body)
+		if c, err := Load(p); err == nil {
+			t.Fatalf("config %q accepted: %+v", body, c)
+		}
+	}
+	if err := (region.Config{Name: "EU!", DataDir: "x"}).Validate(); err == nil {
+		t.Fatal("bad name accepted")
+	}
+}
+
+// TestFileCoversConfig: every setting of region.Config and escrow.Config
+// that is not code-only has a key of the same field name, so that a new
+// setting cannot be forgotten in the file format.
+func TestFileCoversConfig(t *testing.T) {
+	check := func(file, cfg reflect.Type, codeOnly ...string) {
+		t.Helper()
+		skip := map[string]bool{}
+		for _, n := range codeOnly {
+			skip[n] = true
+		}
+		for i := 0; i < cfg.NumField(); i++ {
+			name := cfg.Field(i).Name
+			if skip[name] {
+				continue
+			}
+			ff, ok := file.FieldByName(name)
+			if !ok {
+				t.Errorf("%v.%s has no key in %v", cfg, name, file)
+				continue
+			}
+			if ff.Type != cfg.Field(i).Type && name != "Escrow" {
+				t.Errorf("%v.%s is %v in the file, %v in the config", file, name, ff.Type, cfg.Field(i).Type)
+			}
+		}
+	}
+	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger")
+	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "Bugs")
+
+	// Setting every field of the file sets every field of the config: the
+	// mapping copies them all.
+	var f File
+	fill(reflect.ValueOf(&f).Elem())
+	c := f.Region()
+	for _, v := range []reflect.Value{reflect.ValueOf(c), reflect.ValueOf(c.Escrow)} {
+		for i := 0; i < v.NumField(); i++ {
+			switch v.Type().Field(i).Name {
+			case "Storage", "FS", "Logger", "Region", "Rand", "Bugs":
+				continue
+			}
+			if v.Field(i).IsZero() {
+				t.Errorf("%v.%s is not mapped from the file", v.Type(), v.Type().Field(i).Name)
+			}
+		}
+	}
+}
+
+// fill sets every field of a struct to a non-zero value.
+func fill(v reflect.Value) {
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Struct:
+			fill(f)
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Int, reflect.Int64:
+			f.SetInt(1)
+		case reflect.Uint64:
+			f.SetUint(1)
+		case reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		}
+	}
+}
