@@ -84,7 +84,7 @@ func TestFileCoversConfig(t *testing.T) {
 		}
 	}
 	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger")
-	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "Bugs")
+	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "bugs")
 
 	// Setting every field of the file sets every field of the config: the
 	// mapping copies them all.
@@ -94,7 +94,7 @@ func TestFileCoversConfig(t *testing.T) {
 	for _, v := range []reflect.Value{reflect.ValueOf(c), reflect.ValueOf(c.Escrow)} {
 		for i := 0; i < v.NumField(); i++ {
 			switch v.Type().Field(i).Name {
-			case "Storage", "FS", "Logger", "Region", "Rand", "Bugs":
+			case "Storage", "FS", "Logger", "Region", "Rand", "bugs":
 				continue
 			}
 			if v.Field(i).IsZero() {
