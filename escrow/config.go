@@ -12,6 +12,10 @@ import (
 // command layer (cmd/holdfast/regionconfig); the core knows no file format.
 type Config struct {
 	Region string // [a-z0-9_]{1,32}; prefixes hold ids
+	// Members names every region of the cluster, this one included. A
+	// message from, about or moving units to a region outside it is not
+	// trusted. Empty: every well-formed region name is.
+	Members []string
 
 	DefaultTTL    time.Duration // hold TTL when none is given (10m)
 	MaxLifetime   time.Duration // extend never moves a deadline past created+MaxLifetime (1h)

@@ -56,6 +56,14 @@ type Config struct {
 	FreshProbation    time.Duration
 	FreshProbationMax time.Duration
 
+	// Members lists every region of the cluster, this one included, with
+	// the public key each signs its messages with. Peers outside it are not
+	// trusted for anything (issue: zero trust between regions). Empty: any
+	// well-formed region name is accepted (a quick local setup).
+	Members []Member
+	// RebalancerPublicKey is the key the rebalancer signs its advice with.
+	RebalancerPublicKey string
+
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit
 
@@ -102,7 +110,25 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	c.Escrow.Region = c.Name
+	if len(c.Escrow.Members) == 0 {
+		c.Escrow.Members = c.MemberNames()
+	}
 	return c
+}
+
+// Member is one region of the cluster's membership.
+type Member struct {
+	Name      string
+	PublicKey string // nkeys public key of the region's signing key; empty: unsigned cluster
+}
+
+// MemberNames returns the names of Members (nil when none is listed).
+func (c Config) MemberNames() []string {
+	var names []string
+	for _, m := range c.Members {
+		names = append(names, m.Name)
+	}
+	return names
 }
 
 // Validate reports the first problem with c.
@@ -127,6 +153,19 @@ func (c Config) Validate() error {
 	}
 	if len(c.Cluster) > 64 || strings.ContainsAny(c.Cluster, ".*> \t\r\n") {
 		return fmt.Errorf("region: cluster %q must be one NATS subject token of at most 64 bytes", c.Cluster)
+	}
+	seen := map[string]bool{}
+	for _, m := range c.Members {
+		if err := escrow.ValidRegion(m.Name); err != nil {
+			return fmt.Errorf("region: members: %w", err)
+		}
+		if seen[m.Name] {
+			return fmt.Errorf("region: members: %s is listed twice", m.Name)
+		}
+		seen[m.Name] = true
+	}
+	if len(c.Members) > 0 && !seen[c.Name] {
+		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
 	}
 	e := c.Escrow
 	e.Region = c.Name

@@ -44,6 +44,9 @@ type File struct {
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 
+	Members             []Member `yaml:"members"`
+	RebalancerPublicKey string   `yaml:"rebalancer_public_key"`
+
 	Escrow Escrow `yaml:"escrow"`
 }
 
@@ -109,24 +112,40 @@ func Decode(r io.Reader) (File, error) {
 // (Storage, FS, Logger) stay zero.
 func (f File) Region() region.Config {
 	return region.Config{
-		Name:              f.Name,
-		DataDir:           f.DataDir,
-		HTTPAddr:          f.HTTPAddr,
-		NATSURL:           f.NATSURL,
-		Cluster:           f.Cluster,
-		TokensFile:        f.TokensFile,
-		NoSync:            f.NoSync,
-		QueueLen:          f.QueueLen,
-		MsgQueueLen:       f.MsgQueueLen,
-		MaxBatch:          f.MaxBatch,
-		TickInterval:      f.TickInterval,
-		MaxLinger:         f.MaxLinger,
-		FreshProbation:    f.FreshProbation,
-		FreshProbationMax: f.FreshProbationMax,
-		RequestTimeout:    f.RequestTimeout,
-		MaxBodyBytes:      f.MaxBodyBytes,
-		Escrow:            f.Escrow.Config(),
+		Name:                f.Name,
+		DataDir:             f.DataDir,
+		HTTPAddr:            f.HTTPAddr,
+		NATSURL:             f.NATSURL,
+		Cluster:             f.Cluster,
+		TokensFile:          f.TokensFile,
+		NoSync:              f.NoSync,
+		QueueLen:            f.QueueLen,
+		MsgQueueLen:         f.MsgQueueLen,
+		MaxBatch:            f.MaxBatch,
+		TickInterval:        f.TickInterval,
+		MaxLinger:           f.MaxLinger,
+		FreshProbation:      f.FreshProbation,
+		FreshProbationMax:   f.FreshProbationMax,
+		RequestTimeout:      f.RequestTimeout,
+		MaxBodyBytes:        f.MaxBodyBytes,
+		Members:             f.members(),
+		RebalancerPublicKey: f.RebalancerPublicKey,
+		Escrow:              f.Escrow.Config(),
 	}
+}
+
+// Member is one entry of `members:`, a region of the cluster.
+type Member struct {
+	Name      string `yaml:"name"`
+	PublicKey string `yaml:"public_key"`
+}
+
+func (f File) members() []region.Member {
+	var ms []region.Member
+	for _, m := range f.Members {
+		ms = append(ms, region.Member{Name: m.Name, PublicKey: m.PublicKey})
+	}
+	return ms
 }
 
 // Config maps the section onto escrow.Config; Region is filled in by the
