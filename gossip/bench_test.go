@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"slices"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func BenchmarkReplication(b *testing.B) {
 	}
 	var seq uint64
 	eu.inspect(func(n *escrow.Node) { seq = n.Seq() })
-	eventually(b, time.Minute, func() bool {
+	testutil.WaitFor(b, time.Minute, func() bool {
 		var seen uint64
 		tc.nodes["us"].inspect(func(n *escrow.Node) { seen = n.PeerSeq("eu") })
 		return seen >= seq

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,7 @@ func (c *chaosInbox) Deliver(m escrow.Message) {
 func TestDuplicatesAndReordering(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	srv, _ := runNATS(t)
+	srv, _ := testutil.NATS(t)
 	tc := &testCluster{t: t, srv: srv, cluster: "chaos", nodes: map[string]*testNode{}}
 	var inboxes []*chaosInbox
 	for i, r := range []string{"eu", "us", "ap"} {
@@ -104,7 +105,7 @@ func TestDuplicatesAndReordering(t *testing.T) {
 		t.Fatalf("seed %d: %d units of B held, 5 exist", seed, got)
 	}
 	for _, sku := range []string{"A", "B"} {
-		eventually(t, 10*time.Second, func() bool { ok, _ := tc.converged(sku); return ok },
+		testutil.WaitFor(t, 10*time.Second, func() bool { ok, _ := tc.converged(sku); return ok },
 			func() string { _, why := tc.converged(sku); return sku + ": " + why })
 	}
 	if tot := tc.nodes["eu"].view("B").Totals(); tot.Held != int64(got) || tot.Minted != 5 {

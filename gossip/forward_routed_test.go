@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func (f failingInbox) Execute(context.Context, escrow.Command) (escrow.Reply, er
 // target (its store failing, its own timeout) may have applied the command,
 // so the caller gets region.ErrUnreachable without region.ErrRefused.
 func TestForwardFailureRefusedOrNot(t *testing.T) {
-	_, url := runNATS(t)
+	_, url := testutil.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, tc := range []struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"io"
 	"net"
 	"sync"
@@ -25,7 +26,7 @@ func holdCmd(sku string, qty uint64) escrow.Command {
 // waitKnows waits until region knows sku's row of writer at least at seq.
 func (tc *testCluster) waitKnows(region, writer, sku string, within time.Duration) {
 	tc.t.Helper()
-	eventually(tc.t, within, func() bool {
+	testutil.WaitFor(tc.t, within, func() bool {
 		v := tc.nodes[region].view(sku)
 		return v != nil && v[writer] != nil && v[writer].Minted > 0
 	}, func() string { return fmt.Sprintf("%s never learned %s's row of %s", region, writer, sku) })
@@ -52,7 +53,7 @@ func TestBorrowLastUnitOverNATS(t *testing.T) {
 	if c.Err != nil || c.Hold == nil || c.Hold.State != escrow.Confirmed {
 		t.Fatalf("forwarded confirm: %+v err=%v", c, c.Err)
 	}
-	eventually(t, 5*time.Second, func() bool { ok, _ := tc.converged("A"); return ok },
+	testutil.WaitFor(t, 5*time.Second, func() bool { ok, _ := tc.converged("A"); return ok },
 		func() string { _, why := tc.converged("A"); return why })
 }
 
@@ -87,7 +88,7 @@ func TestOneUnitManyShoppers(t *testing.T) {
 	if granted.Load() != 1 || rejected.Load() != 99 {
 		t.Fatalf("granted %d, rejected %d; want 1 and 99", granted.Load(), rejected.Load())
 	}
-	eventually(t, 5*time.Second, func() bool { ok, _ := tc.converged("A"); return ok },
+	testutil.WaitFor(t, 5*time.Second, func() bool { ok, _ := tc.converged("A"); return ok },
 		func() string { _, why := tc.converged("A"); return why })
 }
 
@@ -99,7 +100,7 @@ func TestForwardUnreachable(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	tc.proxies["eu"].Cut()
-	eventually(t, 5*time.Second, func() bool { return !tc.nodes["eu"].tr().Connected() }, func() string { return "eu still connected" })
+	testutil.WaitFor(t, 5*time.Second, func() bool { return !tc.nodes["eu"].tr().Connected() }, func() string { return "eu still connected" })
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -114,7 +115,7 @@ func TestForwardUnreachable(t *testing.T) {
 		t.Fatalf("forward from a cut-off region: %v", err)
 	}
 	tc.proxies["eu"].Heal()
-	eventually(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		_, err := tc.nodes["us"].Do(ctx, escrow.Command{Kind: escrow.CmdGet, HoldID: r.Hold.ID})
 		return err == nil
 	}, func() string { return "forward after heal still fails" })
@@ -130,7 +131,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	tc.waitKnows("us", "eu", "A", 5*time.Second)
 	tc.waitKnows("us", "ap", "A", 5*time.Second)
 	tc.proxies["ap"].Cut()
-	eventually(t, 5*time.Second, func() bool { return !tc.nodes["ap"].tr().Connected() }, func() string { return "ap still connected" })
+	testutil.WaitFor(t, 5*time.Second, func() bool { return !tc.nodes["ap"].tr().Connected() }, func() string { return "ap still connected" })
 	var held []string
 	grantedAP, grantedMain := 0, 0
 	for i := 0; i < 5; i++ {
@@ -155,7 +156,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	}
 	tc.proxies["ap"].Heal()
 	start := time.Now()
-	eventually(t, 10*time.Second, func() bool { ok, _ := tc.converged("A"); return ok },
+	testutil.WaitFor(t, 10*time.Second, func() bool { ok, _ := tc.converged("A"); return ok },
 		func() string { _, why := tc.converged("A"); return why })
 	t.Logf("converged %v after heal", time.Since(start))
 	for _, id := range held {
@@ -178,13 +179,13 @@ func TestMissedMessagesCatchUp(t *testing.T) {
 	tc.do("eu", escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1})
 	tc.waitKnows("us", "eu", "A", 5*time.Second)
 	tc.proxies["us"].Cut()
-	eventually(t, 5*time.Second, func() bool { return !tc.nodes["us"].tr().Connected() }, func() string { return "us still connected" })
+	testutil.WaitFor(t, 5*time.Second, func() bool { return !tc.nodes["us"].tr().Connected() }, func() string { return "us still connected" })
 	for i := 0; i < 20; i++ {
 		tc.do("eu", escrow.Command{Kind: escrow.CmdRestock, SKU: fmt.Sprintf("S%02d", i), Qty: 3})
 	}
 	tc.do("eu", escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1})
 	tc.proxies["us"].Heal()
-	eventually(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		var seq, peer uint64
 		tc.nodes["eu"].inspect(func(n *escrow.Node) { seq = n.Seq() })
 		tc.nodes["us"].inspect(func(n *escrow.Node) { peer = n.PeerSeq("eu") })
@@ -313,5 +314,5 @@ func TestConnectBeforeServer(t *testing.T) {
 		t.Skipf("port %d taken meanwhile: %v", addr.Port, err)
 	}
 	defer srv.Shutdown()
-	eventually(t, 10*time.Second, tr.Connected, func() string { return "never connected" })
+	testutil.WaitFor(t, 10*time.Second, tr.Connected, func() string { return "never connected" })
 }

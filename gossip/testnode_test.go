@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -166,7 +167,7 @@ type testCluster struct {
 
 func newTestCluster(t testing.TB, regions ...string) *testCluster {
 	t.Helper()
-	srv, url := runNATS(t)
+	srv, url := testutil.NATS(t)
 	tc := &testCluster{t: t, srv: srv, url: url, cluster: "test", nodes: map[string]*testNode{}, proxies: map[string]*faultproxy.Proxy{}}
 	t.Cleanup(func() {
 		for _, n := range tc.nodes {
@@ -204,36 +205,6 @@ func (tc *testCluster) add(region string, ecfg escrow.Config) *testNode {
 	tn.trp.Store(tr)
 	tc.nodes[region] = tn
 	return tn
-}
-
-// Package gossip's own tests cannot import internal/testutil (it imports
-// gossip to start the embedded server: an import cycle), so these two are
-// testutil.WaitFor and testutil.NATS for this package only.
-
-// eventually waits for cond with a deadline, failing with what() if it
-// does not hold in time.
-func eventually(t testing.TB, within time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what())
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-// runNATS starts the embedded server on loopback and a free port; it stops
-// when the test ends (after the cleanups registered later, which close the
-// transports first).
-func runNATS(t testing.TB) (*server.Server, string) {
-	t.Helper()
-	srv, url, err := RunEmbedded(EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv, url
 }
 
 func (tc *testCluster) do(region string, cmd escrow.Command) escrow.Reply {
