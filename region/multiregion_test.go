@@ -139,14 +139,13 @@ func (w *mrWorld) start(name string) *mrSite {
 	if err != nil {
 		t.Fatalf("open %s: %v", name, err)
 	}
-	tr, err := gossip.Connect(ctx, gossip.Config{URL: s.proxy.URL(), Cluster: mrCluster, Region: name,
+	tr, err := gossip.AttachRegion(ctx, r, gossip.Config{URL: s.proxy.URL(), Cluster: mrCluster, Region: name,
 		Logger: w.log, ReconnectWait: 50 * time.Millisecond, ForwardTimeout: 500 * time.Millisecond,
-		Registerer: r.Registry(), PeerSeqs: func() map[string]uint64 { return peerSeqs(r) }}, r)
+		Registerer: r.Registry()})
 	if err != nil {
 		_ = r.Close()
 		t.Fatalf("connect %s: %v", name, err)
 	}
-	r.AttachTransport(tr)
 	s.reg, s.tr, s.cfg = r, tr, cfg
 	return s
 }
@@ -162,18 +161,6 @@ func (w *mrWorld) stop(name string) {
 		w.t.Errorf("close %s: %v", name, err)
 	}
 	s.reg, s.tr = nil, nil
-}
-
-func peerSeqs(r *region.Region) map[string]uint64 {
-	out := map[string]uint64{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = r.Inspect(ctx, func(n *escrow.Node) {
-		for _, p := range n.Peers() {
-			out[p] = n.PeerSeq(p)
-		}
-	})
-	return out
 }
 
 func (w *mrWorld) do(name string, cmd escrow.Command) (escrow.Reply, error) {
