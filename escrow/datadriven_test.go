@@ -237,7 +237,7 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		case !f.Fenced:
 			return fmt.Sprintf("not fenced (lone claims %d, voices needed %d)", n.Stats().FenceClaims, n.FenceVoicesNeeded())
 		}
-		return fmt.Sprintf("fenced by %s: it saw our rows up to seq %d, our store has seq %d; voices %v", f.Peer, f.PeerSeen, f.OwnSeq, f.Voices)
+		return fmt.Sprintf("fenced by %s: it saw our rows up to seq %d, our store has seq %d; voices %s", f.Peer, f.PeerSeen, f.OwnSeq, f.Voices)
 	case "rebalance":
 		return sc.rebalance()
 	case "view":

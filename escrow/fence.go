@@ -51,9 +51,10 @@ type FenceStatus struct {
 	Peer     string
 	PeerSeen uint64
 	OwnSeq   uint64
-	// Voices are the peers whose reports together fenced the node (sorted):
-	// outside probation it takes more than one (see fenceClaim).
-	Voices []string
+	// Voices are the peers whose reports together fenced the node, sorted
+	// and comma-separated (a string keeps the status comparable): outside
+	// probation it takes more than one (see fence_quorum.go).
+	Voices string
 	Since  time.Time // node clock when the fence or probation began
 	// Detail explains the state for operators and clients; after a
 	// probation ended (Fenced false) it says how it ended.

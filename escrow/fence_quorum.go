@@ -42,7 +42,7 @@ func (n *Node) fenceClaim(peer string, seen uint64, via string) {
 	}
 	if n.fence.st.Probation {
 		n.fenceFrom(peer, seen, via)
-		n.fence.st.Voices = []string{peer}
+		n.fence.st.Voices = peer
 		return
 	}
 	voices := n.claimVoices()
@@ -57,7 +57,7 @@ func (n *Node) fenceClaim(peer string, seen uint64, via string) {
 		parts[i] = v + " (up to sequence " + utoa(n.trust.claims[v]) + ")"
 	}
 	n.fenceFrom(peer, least, via)
-	n.fence.st.Voices = voices
+	n.fence.st.Voices = strings.Join(voices, ",")
 	n.fence.st.Detail = "region " + n.cfg.Region + " is fenced: regions " + strings.Join(parts, ", ") +
 		" have seen its rows beyond its own store's sequence " + utoa(n.seq) + " (the last report " + via +
 		"): the store went back in time (wiped, or restored from an old backup), and granting now could sell " +
