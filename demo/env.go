@@ -64,6 +64,12 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		return nil, fmt.Errorf("demo: embedded NATS: %w", err)
 	}
 	natsAddr := strings.TrimPrefix(e.natsURL, "nats://")
+	// The membership: every region of the demo, so that a stray NATS
+	// client cannot speak for a made-up region.
+	var members []region.Member
+	for i := 0; i < o.Regions; i++ {
+		members = append(members, region.Member{Name: regionNames[i]})
+	}
 	for i := 0; i < o.Regions; i++ {
 		name := regionNames[i]
 		s := &site{name: name, served: make(chan error, 1)}
@@ -83,6 +89,7 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			// is empty) until the others' digests say they never saw it.
 			NATSURL: s.proxy.URL(),
 			Cluster: cluster,
+			Members: members,
 			Escrow:  ecfg,
 			Logger:  quiet,
 		})

@@ -236,14 +236,16 @@ func (n *Node) retryPending() {
 // milliseconds) may be ahead of this node's clock. Without it one advice
 // with a huge epoch, from a daemon with a broken clock, would make the node
 // ignore every later advice until it restarts.
-const maxAdviceLead = time.Hour
+const maxAdviceLead = time.Minute
 
 func (n *Node) onAdvice(m *Message) {
 	if m.Epoch <= n.adviceEpoch || m.Epoch > uint64(max(0, n.now.Add(maxAdviceLead).UnixMilli())) {
 		n.stats.AdviceIgnored++
 		return
 	}
-	n.adviceEpoch = m.Epoch
+	// Remembered at most maxAdviceSkew ahead of the clock: a forged epoch
+	// far ahead cannot make the node ignore genuine advice until then.
+	n.adviceEpoch = min(m.Epoch, uint64(max(0, n.now.Add(maxAdviceSkew).UnixMilli())))
 	n.setHomes(m.Homes)
 	applied := false
 	for _, mv := range m.Moves {
@@ -252,6 +254,9 @@ func (n *Node) onAdvice(m *Message) {
 		}
 		if n.allow != nil && !n.allow[mv.To] {
 			continue
+		}
+		if !n.adviceTarget(mv.To) {
+			continue // units sent to a region outside the cluster would be stranded
 		}
 		if p := n.peers[mv.To]; p != nil && p.fenced {
 			continue // units sent to a fenced region would be stranded there

@@ -372,6 +372,11 @@ func (n *Node) restock(c *Command) {
 	if !n.validSKUQty(c) {
 		return
 	}
+	if s := n.skus[c.SKU]; s != nil && n.skuSums(s, nil).minted+c.Qty >= MaxSKUUnits {
+		n.fail(c, errorf(CodeInvalid, "restock of %d units of %s would take the units minted over all regions past %d",
+			c.Qty, c.SKU, uint64(MaxSKUUnits)))
+		return
+	}
 	s := n.sku(c.SKU)
 	own := n.ownRow(s)
 	own.Minted += c.Qty

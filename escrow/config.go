@@ -52,6 +52,10 @@ type Config struct {
 	MaxRowsPerMsg    int // rows per rows message (1,024)
 	MaxDigestSKUs    int // SKUs per digest (1,024)
 	MaxRouted        int // idempotency keys of routed holds remembered (100,000)
+	// MaxPeerSKUs bounds the SKUs this node learns from peers (digests,
+	// rows of a SKU it has never seen): over it, new SKUs from peers are
+	// refused and counted (Stats.PeerSKUsRefused), never stored (1,000,000).
+	MaxPeerSKUs int
 
 	// Peers, when set, is an allow-list: messages from other regions are dropped.
 	Peers []string
@@ -97,6 +101,7 @@ func (c *Config) withDefaults() Config {
 	defInt(&d.MaxRowsPerMsg, 1024)
 	defInt(&d.MaxDigestSKUs, 1024)
 	defInt(&d.MaxRouted, 100_000)
+	defInt(&d.MaxPeerSKUs, DefaultMaxPeerSKUs)
 	if d.MaxRowsPerMsg > MaxWireRows {
 		d.MaxRowsPerMsg = MaxWireRows
 	}
@@ -125,5 +130,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("escrow: peer allow-list: %w", err)
 		}
 	}
-	return nil
+	if c.MaxPeerSKUs < 0 {
+		return fmt.Errorf("escrow: max_peer_skus must not be negative")
+	}
+	return validMembers(c.Region, c.Members)
 }

@@ -29,7 +29,9 @@ import (
 //	heal                      restore every link
 //	tick 10m                  advance every clock and tick every node
 //	gossip 1s                 tick, then deliver until quiet
-//	wipe eu                   eu restarts with an empty store under its name
+//	wipe eu [probation]       eu restarts with an empty store under its name
+//	                          (on probation, as a runtime with peers does)
+//	claim us eu 1000          a digest from us says it saw eu's rows up to 1000
 //	fence eu                  eu's fence status
 //	rebalance                 the rebalancer reads the digests seen and advises
 //	view eu A                 eu's view of A: one line per row
@@ -212,13 +214,30 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		tn := newTNode(sc.t, old.cfg)
 		tn.now = old.now
 		sc.tw.nodes[args[0]] = tn
-		return fmt.Sprintf("%s restarts empty: seq %d (was %d)", args[0], tn.n.Seq(), old.n.Seq())
-	case "fence":
-		f := sc.node(args[0]).n.Fence()
-		if !f.Fenced {
-			return "not fenced"
+		out := fmt.Sprintf("%s restarts empty: seq %d (was %d)", args[0], tn.n.Seq(), old.n.Seq())
+		if len(args) > 1 && args[1] == "probation" && tn.n.BeginProbation(time.Second, time.Minute) {
+			out += ", on probation"
 		}
-		return fmt.Sprintf("fenced by %s: it saw our rows up to seq %d, our store has seq %d", f.Peer, f.PeerSeen, f.OwnSeq)
+		return out
+	case "claim":
+		from, to := args[0], sc.node(args[1])
+		m := Message{Type: MsgDigest, From: from, Seq: sc.node(from).n.Seq(), Seen: []RegionSeq{{Region: args[1], Seq: num(args[2])}}}
+		if err := to.n.Step(Input{Now: to.now, Msg: &m}); err != nil {
+			return "error " + err.Error()
+		}
+		to.drain()
+		sc.tw.collect()
+		return ""
+	case "fence":
+		n := sc.node(args[0]).n
+		f := n.Fence()
+		switch {
+		case f.Fenced && f.Probation:
+			return "on probation"
+		case !f.Fenced:
+			return fmt.Sprintf("not fenced (lone claims %d, voices needed %d)", n.Stats().FenceClaims, n.FenceVoicesNeeded())
+		}
+		return fmt.Sprintf("fenced by %s: it saw our rows up to seq %d, our store has seq %d; voices %s", f.Peer, f.PeerSeen, f.OwnSeq, f.Voices)
 	case "rebalance":
 		return sc.rebalance()
 	case "view":

@@ -51,7 +51,11 @@ type FenceStatus struct {
 	Peer     string
 	PeerSeen uint64
 	OwnSeq   uint64
-	Since    time.Time // node clock when the fence or probation began
+	// Voices are the peers whose reports together fenced the node, sorted
+	// and comma-separated (a string keeps the status comparable): outside
+	// probation it takes more than one (see fence_quorum.go).
+	Voices string
+	Since  time.Time // node clock when the fence or probation began
 	// Detail explains the state for operators and clients; after a
 	// probation ended (Fenced false) it says how it ended.
 	Detail string
@@ -204,7 +208,7 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 	case MsgRepairReq:
 		// The asker has seen our rows up to m.Seq.
 		if m.Seq > n.seq {
-			n.fenceFrom(m.From, m.Seq, "in a repair request")
+			n.fenceClaim(m.From, m.Seq, "in a repair request")
 		}
 		// A fenced node's own rows are behind what its peers have: serving
 		// them is useless (merge keeps the maximum) but harmless; skip it.
@@ -258,7 +262,7 @@ func (n *Node) fenceOnSeen(m *Message) {
 		}
 	}
 	if mine > n.seq {
-		n.fenceFrom(m.From, mine, "in its digest")
+		n.fenceClaim(m.From, mine, "in its digest")
 		return
 	}
 	if n.fence.st.Probation {

@@ -32,12 +32,13 @@ func holdVia(tw *tnet, tn *tnode, lines ...Line) Reply {
 
 // wipedEU builds the scenario of the fence: us restocks 10 units of A, eu
 // borrows 5 of them for a hold, then eu's store is wiped and eu restarts
-// empty under the same name. It returns the network and eu's sequence
-// before the wipe.
+// empty under the same name. A third region, ap, has seen eu's rows too:
+// outside probation a fence takes a majority of eu's peers (two of two).
+// It returns the network and eu's sequence before the wipe.
 func wipedEU(t *testing.T, bugs plantedbugs.Bugs) (*tnet, uint64) {
 	t.Helper()
-	cfg := Config{DigestInterval: time.Second, bugs: bugs}
-	tw := newTNet(t, cfg, "eu", "us")
+	cfg := Config{DigestInterval: time.Second, bugs: bugs, Members: []string{"ap", "eu", "us"}}
+	tw := newTNet(t, cfg, "ap", "eu", "us")
 	tw.nodes["us"].restock("A", 10)
 	tw.flush()
 	eu := tw.nodes["eu"]
@@ -92,7 +93,8 @@ func TestFenceWipedRegion(t *testing.T) {
 		gossip(tw, time.Second)
 		eu := tw.nodes["eu"]
 		f := eu.n.Fence()
-		if !f.Fenced || f.Probation || f.Peer != "us" || f.PeerSeen != before || f.OwnSeq != 0 {
+		if !f.Fenced || f.Probation || f.Peer != "us" || f.PeerSeen != before || f.OwnSeq != 0 ||
+			f.Voices != "ap,us" {
 			t.Fatalf("fence status %+v, want fenced by us at %d", f, before)
 		}
 		gossip(tw, time.Second) // the repair brings us's row: 5 units look available
@@ -113,7 +115,7 @@ func TestFenceWipedRegion(t *testing.T) {
 		for _, c := range writes {
 			r := eu.do(c)
 			wantCode(t, c.Kind.String(), r.Err, CodeFenced)
-			for _, want := range []string{"sequence " + utoa(before), "sequence 0", "docs/operations.md", "region us"} {
+			for _, want := range []string{"sequence " + utoa(before), "sequence 0", "docs/operations.md", "regions ap", "us (up to"} {
 				if !strings.Contains(r.Err.Detail, want) {
 					t.Fatalf("%s: detail %q does not say %q", c.Kind, r.Err.Detail, want)
 				}
@@ -149,9 +151,10 @@ func TestFenceWipedRegion(t *testing.T) {
 }
 
 // TestFenceByRepairRequest: a peer asking for our rows after a sequence we
-// never reached has seen rows we lost.
+// never reached has seen rows we lost; one such peer is a lone claim, a
+// majority of the other members fences.
 func TestFenceByRepairRequest(t *testing.T) {
-	eu := newTNode(t, Config{})
+	eu := newTNode(t, Config{Members: []string{"ap", "eu", "us"}})
 	eu.restock("A", 3)
 	if err := eu.n.Step(Input{Now: eu.now, Msg: &Message{Type: MsgRepairReq, From: "us", To: "eu", Seq: 1}}); err != nil {
 		t.Fatal(err)
@@ -164,7 +167,15 @@ func TestFenceByRepairRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	eu.drain()
-	if f := eu.n.Fence(); !f.Fenced || f.Peer != "us" || f.PeerSeen != 9 || f.OwnSeq != 1 {
+	if f := eu.n.Fence(); f.Fenced || eu.n.Stats().FenceClaims != 1 {
+		t.Fatalf("one voice fenced eu or was not counted: %+v, stats %+v", f, eu.n.Stats())
+	}
+	if err := eu.n.Step(Input{Now: eu.now, Msg: &Message{Type: MsgRepairReq, From: "ap", To: "eu", Seq: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	eu.drain()
+	if f := eu.n.Fence(); !f.Fenced || f.Peer != "ap" || f.PeerSeen != 7 || f.OwnSeq != 1 ||
+		f.Voices != "ap,us" {
 		t.Fatalf("fence %+v", f)
 	}
 	for _, m := range eu.last.Send {
@@ -177,7 +188,7 @@ func TestFenceByRepairRequest(t *testing.T) {
 // TestFencedLendsNothing: a fenced region answers a borrow at once with no
 // units, ignores advice, and fails the holds that were waiting on a borrow.
 func TestFencedLendsNothing(t *testing.T) {
-	tw := newTNet(t, Config{}, "eu", "us")
+	tw := newTNet(t, Config{Members: []string{"ap", "eu", "us"}}, "ap", "eu", "us")
 	us, eu := tw.nodes["us"], tw.nodes["eu"]
 	us.restock("A", 4)
 	eu.restock("A", 4)
@@ -192,8 +203,10 @@ func TestFencedLendsNothing(t *testing.T) {
 	if eu.n.Stats().PendingHolds != 1 {
 		t.Fatalf("stats %+v", eu.n.Stats())
 	}
-	// Now a digest fences it before the loan arrives.
-	dig := Message{Type: MsgDigest, From: "us", Seq: us.n.Seq(), Seen: []RegionSeq{{Region: "eu", Seq: 50}}}
+	// Now digests of both peers fence it before the loan arrives.
+	dig := Message{Type: MsgDigest, From: "ap", Seq: tw.nodes["ap"].n.Seq(), Seen: []RegionSeq{{Region: "eu", Seq: 50}}}
+	tw.deliverMsg(tmsg{to: "eu", m: dig})
+	dig = Message{Type: MsgDigest, From: "us", Seq: us.n.Seq(), Seen: []RegionSeq{{Region: "eu", Seq: 50}}}
 	tw.deliverMsg(tmsg{to: "eu", m: dig})
 	if r, ok := eu.replies[cmd.ReqID]; !ok || r.Err == nil || r.Err.Code != CodeFenced {
 		t.Fatalf("pending hold: %+v (ok %v)", r, ok)

@@ -77,6 +77,9 @@ func (n *Node) setHomes(hs []Home) {
 		if x.Region != n.cfg.Region && n.allow != nil && !n.allow[x.Region] {
 			continue
 		}
+		if !n.adviceTarget(x.Region) {
+			continue // a home outside the cluster would strand the units sent to it
+		}
 		if _, dup := h.bySKU[x.SKU]; dup || len(h.list) >= MaxWireHomes {
 			continue
 		}

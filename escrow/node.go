@@ -62,6 +62,7 @@ type Node struct {
 	lowSKUs      map[string]struct{}
 	homes        homes
 	fence        fenceState // see fence.go
+	trust        trustState // membership and bounds on peer input, see trust.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -95,6 +96,17 @@ type Stats struct {
 	// Fenced is 1 while the node refuses writes (fenced or on probation,
 	// see fence.go); FenceRefused counts the commands it refused.
 	Fenced, FenceRefused uint64
+	// Peer input refused (trust.go), by reason: from, about or moving units
+	// to a region outside the membership; a row or message out of bounds
+	// (a field or a per-SKU sum over the plausible maximum); a sequence
+	// beyond the plausible window; a new SKU over MaxPeerSKUs.
+	NonMember, OutOfBounds, SeqWindow, PeerSKUsRefused uint64
+	// PeerSKUs: SKUs first learned from a peer (gauge, at most MaxPeerSKUs).
+	PeerSKUs uint64
+	// FenceClaims: peers that currently say they have seen more of this
+	// region's rows than its store holds, without (yet) the number of
+	// voices that fences it (gauge; see fence.go).
+	FenceClaims uint64
 }
 
 type skuState struct {
@@ -206,6 +218,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 			n.allow[p] = true
 		}
 	}
+	n.initTrust()
 	if st != nil {
 		if err := n.restore(st); err != nil {
 			return nil, err
@@ -269,6 +282,7 @@ func (n *Node) restore(st *State) error {
 		n.idem[e.Key] = &e
 		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
 	}
+	n.countLearned()
 	for _, s := range n.skus {
 		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
@@ -290,6 +304,9 @@ func (n *Node) Seq() uint64 { return n.seq }
 func (n *Node) Stats() Stats {
 	s := n.stats
 	s.PendingHolds = uint64(len(n.pending))
+	if !n.fence.st.Fenced || n.fence.st.Probation {
+		s.FenceClaims = uint64(len(n.claimVoices()))
+	}
 	return s
 }
 

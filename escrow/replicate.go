@@ -22,7 +22,11 @@ func (n *Node) message(m *Message) error {
 		return errorf(CodeInvalid, "message %s addressed to %s delivered to %s", m.Type, m.To, n.cfg.Region)
 	}
 	if n.allow != nil && m.Type != MsgAdvice && !n.allow[m.From] {
+		n.stats.NonMember++
 		return errorf(CodeInvalid, "region %s is not in the peer allow-list", m.From)
+	}
+	if err := n.admit(m); err != nil {
+		return err
 	}
 	if m.Type != MsgAdvice {
 		n.peer(m.From).heard = n.now
@@ -42,6 +46,7 @@ func (n *Node) message(m *Message) error {
 			// The wire decoder checks these; messages handed over in
 			// process (the simulator) must meet the same bounds.
 			if err := checkRowBounds(&m.Rows[i]); err != nil {
+				n.stats.OutOfBounds++
 				return err
 			}
 		}
@@ -73,7 +78,10 @@ func (n *Node) mergeRows(rows []Row) bool {
 	changed := false
 	for i := range rows {
 		in := &rows[i]
-		s := n.sku(in.SKU)
+		if !n.admitRow(in) {
+			continue // never merged nor stored; counted
+		}
+		s := n.learnSKU(in.SKU)
 		rec := s.rec(in.Region)
 		var ch bool
 		if n.cfg.bugs.MergeBySum {
@@ -249,9 +257,8 @@ func (n *Node) onDigest(m *Message) {
 		if ValidSKU(d.SKU) != nil {
 			continue
 		}
-		s := n.skus[d.SKU]
-		if s == nil || s.recs[m.From] == nil {
-			n.sku(d.SKU)
+		if n.skus[d.SKU] == nil {
+			n.learnSKU(d.SKU)
 		}
 	}
 }

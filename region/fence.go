@@ -122,6 +122,7 @@ func (r *Region) fenceNode(n *escrow.Node) {
 // runs on the stepper after every tick.
 func (r *Region) syncFence(n *escrow.Node) {
 	f := &r.fence
+	r.syncTrust(n)
 	st := n.Fence()
 	prev := r.fence.status.Load()
 	if prev != nil && *prev == st {

@@ -44,6 +44,7 @@ type Region struct {
 	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
 	tr        atomic.Pointer[transportBox]
 	metrics   *metrics
+	trust     trustLog // what was logged of refused peer input (metrics_trust.go)
 
 	queue     chan *request
 	msgs      chan escrow.Message
@@ -136,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.stats = node.Stats()
 	r.metrics = newMetrics(r)
 	r.metrics.reg.MustRegister(r.fenceCollectors()...)
+	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))

@@ -75,6 +75,7 @@ type Escrow struct {
 	MaxRowsPerMsg    int `yaml:"max_rows_per_msg"`
 	MaxDigestSKUs    int `yaml:"max_digest_skus"`
 	MaxRouted        int `yaml:"max_routed"`
+	MaxPeerSKUs      int `yaml:"max_peer_skus"`
 
 	Peers []string `yaml:"peers"`
 }
@@ -173,6 +174,7 @@ func (e Escrow) Config() escrow.Config {
 		MaxRowsPerMsg:    e.MaxRowsPerMsg,
 		MaxDigestSKUs:    e.MaxDigestSKUs,
 		MaxRouted:        e.MaxRouted,
+		MaxPeerSKUs:      e.MaxPeerSKUs,
 		Peers:            e.Peers,
 	}
 }
