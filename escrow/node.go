@@ -62,6 +62,7 @@ type Node struct {
 	lowSKUs      map[string]struct{}
 	homes        homes
 	fence        fenceState // see fence.go
+	wait         waitlist   // see waitlist.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -95,6 +96,10 @@ type Stats struct {
 	// Fenced is 1 while the node refuses writes (fenced or on probation,
 	// see fence.go); FenceRefused counts the commands it refused.
 	Fenced, FenceRefused uint64
+	// Waitlist (waitlist.go): entries joined, promoted to holds, cancelled
+	// and expired; WaitAsks: borrow requests made for waiters; Waiting:
+	// entries waiting now.
+	WaitJoined, WaitPromoted, WaitCancelled, WaitExpired, WaitAsks, Waiting uint64
 }
 
 type skuState struct {
@@ -190,6 +195,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		donations:   make(map[donationKey]uint64),
 		lowSKUs:     make(map[string]struct{}),
 		homes:       newHomes(c.MaxRouted),
+		wait:        newWaitlist(),
 		rnd:         c.Rand,
 	}
 	if n.rnd == nil {
@@ -269,6 +275,9 @@ func (n *Node) restore(st *State) error {
 		n.idem[e.Key] = &e
 		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
 	}
+	if err := n.restoreWaits(st.Waits); err != nil {
+		return err
+	}
 	for _, s := range n.skus {
 		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
@@ -290,6 +299,7 @@ func (n *Node) Seq() uint64 { return n.seq }
 func (n *Node) Stats() Stats {
 	s := n.stats
 	s.PendingHolds = uint64(len(n.pending))
+	s.Waiting = uint64(n.wait.waiting)
 	return s
 }
 
@@ -323,7 +333,7 @@ func (n *Node) Step(in Input) error {
 
 // HasReady reports whether Ready would return anything.
 func (n *Node) HasReady() bool {
-	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
+	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.wait.dirty) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
 		!n.out.Empty()
 }
 
@@ -363,6 +373,7 @@ func (n *Node) Ready() Ready {
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
+	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
 		rd.Persist.PeerSeq = make(map[string]uint64, len(n.seenDirty))
 		for _, r := range n.seenDirty {
