@@ -470,10 +470,14 @@ func (sc *story) waitLine(name string, e *WaitEntry) string {
 // nameOf returns the story name of a hold or entry id, naming a hold first
 // seen here (a promotion) p1, p2, ...
 func (sc *story) nameOf(id string) string {
+	best := ""
 	for name, v := range sc.holds {
-		if v == id {
-			return name
+		if v == id && (best == "" || name < best) {
+			best = name // a replay names the same id twice: the first name wins
 		}
+	}
+	if best != "" {
+		return best
 	}
 	sc.next++
 	name := "p" + strconv.Itoa(sc.next)
