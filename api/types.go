@@ -45,6 +45,26 @@ type CreateHoldRequest struct {
 	Items    []Item          `json:"items"`
 	TTL      string          `json:"ttl,omitempty"` // Go duration, e.g. "10m"; default: the region's
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// Wait (Go duration): when the hold cannot be granted now, join the
+	// waitlist for up to this long (202 + a WaitlistEntry) instead of 409.
+	Wait string `json:"wait,omitempty"`
+}
+
+// WaitlistEntry is a shopper waiting for units (POST /v1/holds with wait,
+// GET and DELETE /v1/waitlist/{id}).
+type WaitlistEntry struct {
+	ID     string `json:"id"`
+	Region string `json:"region"` // the region that queued it (the id's prefix)
+	State  string `json:"state"`  // waiting, promoted, cancelled, expired
+	Items  []Item `json:"items"`
+	// Position, while waiting: per item, 1 = next in line for that SKU.
+	Position  []uint64        `json:"position,omitempty"`
+	CreatedAt time.Time       `json:"created_at"` // placement time
+	ExpiresAt time.Time       `json:"expires"`    // the wait deadline
+	UpdatedAt time.Time       `json:"updated_at"`
+	HoldID    string          `json:"hold_id,omitempty"` // promoted: the hold it became
+	HoldTTL   string          `json:"hold_ttl"`          // TTL of the hold it becomes
+	Metadata  json.RawMessage `json:"metadata,omitempty"`
 }
 
 // ExtendRequest is the body of POST /v1/holds/{id}/extend.

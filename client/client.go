@@ -186,6 +186,9 @@ type HoldRequest struct {
 	// Metadata is client metadata kept with the hold: any JSON value, at
 	// most 1 KiB in compact form. nil sends none.
 	Metadata json.RawMessage
+	// Wait, when positive, lets a sold-out hold join the region's waitlist
+	// for up to this long: use CreateHoldOrWait (CreateHold refuses it).
+	Wait time.Duration
 }
 
 // Hold is a hold as the region reports it (api.Hold), with what the client
@@ -218,6 +221,9 @@ func (c *Client) CreateHold(ctx context.Context, req HoldRequest) (*Hold, error)
 	}
 	if req.TTL > 0 {
 		body.TTL = req.TTL.String()
+	}
+	if req.Wait != 0 {
+		return nil, errors.New("client: a hold that may wait needs CreateHoldOrWait")
 	}
 	hdr := http.Header{}
 	if req.IdempotencyKey != "" {

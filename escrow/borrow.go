@@ -109,6 +109,8 @@ func (n *Node) onBorrowReq(m *Message) error {
 		if !m.Urgent {
 			floor = n.donorFloor(s)
 		}
+		// Units this region's own waiters need are not lent.
+		floor += n.waitUnits(s.sku)
 		if avail > floor {
 			given = min(m.Qty, avail-floor)
 		}
@@ -146,6 +148,7 @@ func (n *Node) bump(s *skuState) {
 	if s.waiting > 0 {
 		n.retryDue = true
 	}
+	n.noteWaitBump(s.sku)
 }
 
 // addBorrow records an own request in flight under borrowID.
@@ -207,10 +210,10 @@ func (n *Node) retryPending() {
 		if !p.done {
 			if g := p.genSum(); p.asks > 0 && g == p.gen {
 				// Nothing it needs changed since the last attempt.
-			} else if n.tryGrant(&p.cmd, p.lines, p.waiters) == nil {
+			} else if !n.queuedFor(p.lines) && n.tryGrant(&p.cmd, p.lines, p.waiters) == nil {
 				p.done = true
-			} else if p.asks <= 0 {
-				n.reject(&p.cmd, p.lines, p.waiters)
+			} else if p.asks <= 0 || n.queuedFor(p.lines) {
+				n.waitOrReject(&p.cmd, p.lines, p.waiters)
 				p.done = true
 			} else {
 				p.gen = g
@@ -266,7 +269,7 @@ func (n *Node) onAdvice(m *Message) {
 			continue
 		}
 		// Units that holds waiting on a borrow need here are not surplus.
-		give := AdviceGive(n.available(s), n.donorFloor(s)+n.pendingNeed(mv.SKU), mv.Qty)
+		give := AdviceGive(n.available(s), n.donorFloor(s)+n.pendingNeed(mv.SKU)+n.waitUnits(mv.SKU), mv.Qty)
 		if give == 0 {
 			continue
 		}

@@ -19,6 +19,8 @@ func (n *Node) command(c *Command) {
 		n.writeOff(c)
 	case CmdStock:
 		n.stock(c)
+	case CmdWaitGet, CmdWaitCancel:
+		n.waitCommand(c)
 	default:
 		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Err: errorf(CodeInvalid, "unknown command %d", c.Kind)})
 	}
@@ -46,6 +48,9 @@ func (n *Node) hold(c *Command) {
 		n.fail(c, errorf(CodeInvalid, "metadata must be at most %d bytes, got %d", MaxMetaLen, len(c.Meta)))
 		return
 	}
+	if !n.validWait(c) {
+		return
+	}
 	if c.IdemKey != "" {
 		if err := ValidIdemKey(c.IdemKey); err != nil {
 			n.fail(c, err)
@@ -57,6 +62,12 @@ func (n *Node) hold(c *Command) {
 				return
 			}
 			h := n.holds[e.HoldID]
+			if w := n.wait.entries[e.HoldID]; h == nil && w != nil {
+				n.stats.Replayed++
+				v := n.viewWait(w)
+				n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Wait: &v, Replayed: true})
+				return
+			}
 			if h == nil {
 				n.fail(c, errorf(CodeNotFound, "hold %s of idempotency key %q is no longer kept", e.HoldID, c.IdemKey))
 				return
@@ -100,10 +111,18 @@ func (n *Node) hold(c *Command) {
 		n.replyRouted(&cc, r, "retry of a routed hold")
 		return
 	}
-	if short := n.tryGrant(&cc, lines, nil); short == nil {
-		return
+	queued := n.queuedFor(lines)
+	if !queued {
+		if short := n.tryGrant(&cc, lines, nil); short == nil {
+			return
+		}
 	}
 	if n.route(&cc, lines) {
+		return
+	}
+	if queued {
+		// Earlier shoppers wait for these units: join them, or be refused.
+		n.waitOrReject(&cc, lines, nil)
 		return
 	}
 	// Not enough here: borrow from peers with known surplus, or reject now.
@@ -121,7 +140,7 @@ func (n *Node) hold(c *Command) {
 		}
 		return
 	}
-	n.reject(&cc, lines, nil)
+	n.waitOrReject(&cc, lines, nil)
 }
 
 // tryGrant grants the hold if every line is covered here and returns nil;
@@ -135,6 +154,24 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 			}
 		}
 	}
+	h := n.grant(c, lines)
+	if c.IdemKey != "" {
+		n.addIdem(c.IdemKey, h.ID, c.IdemHash)
+	}
+	// The lines of a hold never change after it is created, so the reply
+	// shares them (see Reply.Hold) instead of copying them.
+	hc := h.Hold
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
+	for _, w := range waiters {
+		hw := h.Hold
+		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
+	}
+	return nil
+}
+
+// grant reserves lines (the caller checked that they are covered) and
+// creates the hold, without idempotency key or reply.
+func (n *Node) grant(c *Command, lines []Line) *holdRec {
 	for i := range lines {
 		s := n.skus[lines[i].SKU]
 		if s == nil { // only with the planted bug GrantWithoutCheck
@@ -168,26 +205,20 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	n.markHold(h)
 	n.holdEvent(EvHoldCreated, h)
 	n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
-	if c.IdemKey != "" {
-		e := &IdemEntry{Key: c.IdemKey, HoldID: h.ID, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)}
-		n.idem[e.Key] = e
-		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
-		// A key deleted earlier in this Ready is re-added: drop the delete so
-		// that the batch means the same in any order of puts and deletes.
-		n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
-		n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
-	}
 	n.stats.Granted++
 	n.stats.ActiveHolds++
-	// The lines of a hold never change after it is created, so the reply
-	// shares them (see Reply.Hold) instead of copying them.
-	hc := h.Hold
-	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
-	for _, w := range waiters {
-		hw := h.Hold
-		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
-	}
-	return nil
+	return h
+}
+
+// addIdem remembers key for the hold or waitlist entry id.
+func (n *Node) addIdem(key, id string, hash uint64) {
+	e := &IdemEntry{Key: key, HoldID: id, Hash: hash, Expires: n.now.Add(n.cfg.IdemTTL)}
+	n.idem[e.Key] = e
+	n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+	// A key deleted earlier in this Ready is re-added: drop the delete so
+	// that the batch means the same in any order of puts and deletes.
+	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
+	n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
 }
 
 func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {

@@ -57,6 +57,12 @@ type Config struct {
 	// refused and counted (Stats.PeerSKUsRefused), never stored (1,000,000).
 	MaxPeerSKUs int
 
+	// Waitlist limits: the longest wait a hold may ask for (30m), waiting
+	// entries per SKU (10,000) and per region (100,000).
+	MaxWait          time.Duration
+	MaxWaitersPerSKU int
+	MaxWaiters       int
+
 	// Peers, when set, is an allow-list: messages from other regions are dropped.
 	Peers []string
 
@@ -102,6 +108,9 @@ func (c *Config) withDefaults() Config {
 	defInt(&d.MaxDigestSKUs, 1024)
 	defInt(&d.MaxRouted, 100_000)
 	defInt(&d.MaxPeerSKUs, DefaultMaxPeerSKUs)
+	def(&d.MaxWait, DefaultMaxWait)
+	defInt(&d.MaxWaitersPerSKU, DefaultMaxWaitersPerSKU)
+	defInt(&d.MaxWaiters, DefaultMaxWaiters)
 	if d.MaxRowsPerMsg > MaxWireRows {
 		d.MaxRowsPerMsg = MaxWireRows
 	}
@@ -117,7 +126,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.IdemTTL < 0 ||
-		c.HoldRetain < 0 || c.RepairTimeout < 0 || c.DemandTau < 0 || c.TopUpHorizon < 0 {
+		c.HoldRetain < 0 || c.MaxWait < 0 || c.RepairTimeout < 0 || c.DemandTau < 0 || c.TopUpHorizon < 0 {
 		return fmt.Errorf("escrow: negative duration in config (only DigestInterval may be negative: off)")
 	}
 	// Compare the effective values: a default TTL above the (default)

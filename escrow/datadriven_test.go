@@ -37,6 +37,9 @@ import (
 //	view eu A                 eu's view of A: one line per row
 //	stock eu A                what eu's stock command answers
 //	stats us
+//	hold us A=1 wait=2m       may join the waitlist (waitlist.go)
+//	waitget|waitcancel w1     a waitlist entry (named like holds)
+//	waitlist eu               eu's waitlist entries, in placement order
 func TestDataDriven(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		sc := &story{t: t, holds: map[string]string{}, reqs: map[reqKey]string{}, cut: map[[2]string]bool{}}
@@ -84,7 +87,7 @@ func (sc *story) run(d *datadriven.TestData) string {
 		switch {
 		case len(a.Vals) == 0:
 			pos = append(pos, a.Key)
-		case a.Key == "ttl" || a.Key == "key" || a.Key == "as" || a.Key == "at" ||
+		case a.Key == "ttl" || a.Key == "key" || a.Key == "wait" || a.Key == "as" || a.Key == "at" ||
 			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater":
 			opts[a.Key] = a.Vals[0]
 		default:
@@ -154,6 +157,9 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		if v, ok := opts["ttl"]; ok {
 			c.TTL = dur(v)
 		}
+		if v, ok := opts["wait"]; ok {
+			c.Wait = dur(v)
+		}
 		name := opts["as"]
 		if name == "" {
 			sc.next++
@@ -189,6 +195,32 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		r := sc.node(at).do(c)
 		sc.collect()
 		return sc.holdReply(args[0], r)
+	case "waitget", "waitcancel":
+		k := CmdWaitGet
+		if d.Cmd == "waitcancel" {
+			k = CmdWaitCancel
+		}
+		id := sc.holds[args[0]]
+		if id == "" {
+			id = args[0]
+		}
+		owner, _ := OwnerOf(id)
+		r := sc.node(owner).do(Command{Kind: k, HoldID: id})
+		sc.collect()
+		return sc.holdReply(args[0], r)
+	case "waitlist":
+		tn := sc.node(args[0])
+		if err := tn.n.checkWaitlist(); err != nil {
+			d.Fatalf(sc.t, "%v", err)
+		}
+		var b strings.Builder
+		for _, e := range tn.n.WaitEntries() {
+			b.WriteString(sc.waitLine(sc.nameOf(e.ID), &e) + "\n")
+		}
+		if b.Len() == 0 {
+			return "empty"
+		}
+		return b.String()
 	case "deliver":
 		return sc.deliver()
 	case "drop":
@@ -413,6 +445,16 @@ func (sc *story) holdReply(name string, r Reply) string {
 	if r.Err != nil {
 		return name + ": error " + r.Err.Code.String() + errDetail(r.Err)
 	}
+	if r.Wait != nil {
+		if _, ok := sc.holds[name]; !ok {
+			sc.holds[name] = r.Wait.ID
+		}
+		s := sc.waitLine(name, r.Wait)
+		if r.Replayed {
+			s += " replayed"
+		}
+		return s
+	}
 	h := r.Hold
 	if _, ok := sc.holds[name]; !ok {
 		sc.holds[name] = h.ID
@@ -426,4 +468,38 @@ func (sc *story) holdReply(name string, r Reply) string {
 		s += " replayed"
 	}
 	return s
+}
+
+// waitLine prints a waitlist entry: state, lines, positions or hold.
+func (sc *story) waitLine(name string, e *WaitEntry) string {
+	var lines []string
+	for _, l := range e.Lines {
+		lines = append(lines, fmt.Sprintf("%s=%d", l.SKU, l.Qty))
+	}
+	s := fmt.Sprintf("%s: %s #%d %s deadline=+%v", name, e.State, e.Seq, strings.Join(lines, ","), e.Deadline.Sub(e.Created))
+	if len(e.Position) > 0 {
+		s += fmt.Sprintf(" position=%v", e.Position)
+	}
+	if e.HoldID != "" {
+		s += " hold=" + sc.nameOf(e.HoldID)
+	}
+	return s
+}
+
+// nameOf returns the story name of a hold or entry id, naming a hold first
+// seen here (a promotion) p1, p2, ...
+func (sc *story) nameOf(id string) string {
+	best := ""
+	for name, v := range sc.holds {
+		if v == id && (best == "" || name < best) {
+			best = name // a replay names the same id twice: the first name wins
+		}
+	}
+	if best != "" {
+		return best
+	}
+	sc.next++
+	name := "p" + strconv.Itoa(sc.next)
+	sc.holds[name] = id
+	return name
 }

@@ -31,6 +31,9 @@ const (
 	// (Config.MaxHolds); a new hold can be granted once some finish or
 	// expire. Not a statement about stock.
 	CodeHoldCapacity
+	// CodeWaitlistFull: the waitlist of a SKU (or the region's) keeps its
+	// maximum of entries; retry later. Not a statement about stock.
+	CodeWaitlistFull
 )
 
 var codeNames = [...]string{
@@ -45,6 +48,7 @@ var codeNames = [...]string{
 	CodeRouted:            "routed",
 	CodeFenced:            "fenced",
 	CodeHoldCapacity:      "hold-capacity",
+	CodeWaitlistFull:      "waitlist-full",
 }
 
 // String returns the stable slug of the code, as used in problem types.

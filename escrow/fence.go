@@ -152,7 +152,7 @@ func (n *Node) fenceErr() *Error {
 // it is answered with the state as of now instead.
 func (n *Node) fenceRefuses(c *Command) bool {
 	switch c.Kind {
-	case CmdStock:
+	case CmdStock, CmdWaitGet:
 		return false
 	case CmdGet:
 		if h := n.holds[c.HoldID]; h != nil && h.State == Held && !n.now.Before(h.Expires) {

@@ -63,6 +63,7 @@ type Node struct {
 	homes        homes
 	fence        fenceState // see fence.go
 	trust        trustState // membership and bounds on peer input, see trust.go
+	wait         waitlist   // see waitlist.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -107,6 +108,10 @@ type Stats struct {
 	// region's rows than its store holds, without (yet) the number of
 	// voices that fences it (gauge; see fence.go).
 	FenceClaims uint64
+	// Waitlist (waitlist.go): entries joined, promoted to holds, cancelled
+	// and expired; WaitAsks: borrow requests made for waiters; Waiting:
+	// entries waiting now.
+	WaitJoined, WaitPromoted, WaitCancelled, WaitExpired, WaitAsks, Waiting uint64
 }
 
 type skuState struct {
@@ -202,6 +207,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		donations:   make(map[donationKey]uint64),
 		lowSKUs:     make(map[string]struct{}),
 		homes:       newHomes(c.MaxRouted),
+		wait:        newWaitlist(),
 		rnd:         c.Rand,
 	}
 	if n.rnd == nil {
@@ -283,6 +289,9 @@ func (n *Node) restore(st *State) error {
 		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
 	}
 	n.countLearned()
+	if err := n.restoreWaits(st.Waits); err != nil {
+		return err
+	}
 	for _, s := range n.skus {
 		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
@@ -307,6 +316,7 @@ func (n *Node) Stats() Stats {
 	if !n.fence.st.Fenced || n.fence.st.Probation {
 		s.FenceClaims = uint64(len(n.claimVoices()))
 	}
+	s.Waiting = uint64(n.wait.waiting)
 	return s
 }
 
@@ -340,7 +350,7 @@ func (n *Node) Step(in Input) error {
 
 // HasReady reports whether Ready would return anything.
 func (n *Node) HasReady() bool {
-	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
+	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.wait.dirty) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
 		!n.out.Empty()
 }
 
@@ -380,6 +390,7 @@ func (n *Node) Ready() Ready {
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
+	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
 		rd.Persist.PeerSeq = make(map[string]uint64, len(n.seenDirty))
 		for _, r := range n.seenDirty {

@@ -28,6 +28,9 @@ type RegionLoad struct {
 	// previous digest: demand that the EWMA counts once but that the
 	// region could not serve.
 	Rejected uint64
+	// Waiting is the units the region's waitlist asks for: demand that
+	// exists now, counted in full.
+	Waiting uint64
 }
 
 // SKULoad is the state of one SKU in every live region.
@@ -335,7 +338,7 @@ func targets(regs []RegionLoad, p RebalancePolicy) (target, floor []uint64) {
 		if d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
 			d = 0
 		}
-		want[i] = d*p.Horizon.Seconds() + p.RejectWeight*float64(r.Rejected)
+		want[i] = d*p.Horizon.Seconds() + p.RejectWeight*float64(r.Rejected) + float64(r.Waiting)
 		sumWant += want[i]
 	}
 	if sumWant <= 0 {

@@ -285,7 +285,7 @@ func (r *Rebalancer) Input(now time.Time) RebalanceInput {
 		planned++
 		for sku, e := range reg.skus {
 			loads[sku] = append(loads[sku], RegionLoad{Region: name, Available: e.d.Available, Held: e.d.Held,
-				DemandPerSec: float64(e.d.DemandMilli) / 1000, Rejected: e.rejected})
+				DemandPerSec: float64(e.d.DemandMilli) / 1000, Rejected: e.rejected, Waiting: e.d.Waiting})
 		}
 	}
 	in := RebalanceInput{SKUs: make([]SKULoad, 0, len(loads))}

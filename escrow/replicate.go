@@ -282,7 +282,7 @@ func (n *Node) digest() {
 			continue
 		}
 		d := SKUDigest{SKU: s.sku, Available: n.available(s), Rejected: s.reject,
-			DemandMilli: uint64(n.demandNow(s) * 1000)}
+			DemandMilli: uint64(n.demandNow(s) * 1000), Waiting: n.waitUnits(s.sku)}
 		if s.own != nil {
 			d.Held = s.own.Held()
 		}

@@ -18,6 +18,7 @@ func (n *Node) tick() {
 	}
 	n.sweep()
 	n.expirePending()
+	n.waitTick()
 	n.topUps()
 	n.retryRepairs()
 	n.pushHomes()

@@ -76,18 +76,21 @@ func (h *Hold) StateAt(now time.Time) HoldState {
 type CommandKind uint8
 
 const (
-	CmdHold     CommandKind = iota + 1 // create a hold from Lines
-	CmdGet                             // read hold HoldID
-	CmdConfirm                         // HELD → CONFIRMED
-	CmdRelease                         // HELD → RELEASED
-	CmdExtend                          // push Expires forward by TTL from now
-	CmdRestock                         // admin: Minted += Qty for SKU
-	CmdWriteOff                        // admin: Shrunk += min(Qty, available) for SKU
-	CmdStock                           // read the stock view of SKU
+	CmdHold       CommandKind = iota + 1 // create a hold from Lines
+	CmdGet                               // read hold HoldID
+	CmdConfirm                           // HELD → CONFIRMED
+	CmdRelease                           // HELD → RELEASED
+	CmdExtend                            // push Expires forward by TTL from now
+	CmdRestock                           // admin: Minted += Qty for SKU
+	CmdWriteOff                          // admin: Shrunk += min(Qty, available) for SKU
+	CmdStock                             // read the stock view of SKU
+	CmdWaitGet                           // read waitlist entry HoldID
+	CmdWaitCancel                        // WAITING → CANCELLED for entry HoldID
 )
 
 var cmdNames = [...]string{CmdHold: "hold", CmdGet: "get", CmdConfirm: "confirm", CmdRelease: "release",
-	CmdExtend: "extend", CmdRestock: "restock", CmdWriteOff: "write-off", CmdStock: "stock"}
+	CmdExtend: "extend", CmdRestock: "restock", CmdWriteOff: "write-off", CmdStock: "stock",
+	CmdWaitGet: "wait-get", CmdWaitCancel: "wait-cancel"}
 
 func (k CommandKind) String() string { return enumName(cmdNames[:], k) }
 
@@ -104,6 +107,9 @@ type Command struct {
 	// another hash is CodeIdempotencyReuse. The runtime computes it.
 	IdemHash uint64
 	Meta     string // hold: client metadata
+	// Wait (hold): when the hold cannot be granted, queue it on the
+	// waitlist for up to this long instead of refusing it (0: refuse).
+	Wait time.Duration
 	// Routed marks a hold a runtime sends on to the region a CodeRouted
 	// reply named (or runs locally when that region cannot be reached):
 	// the node serves it here and never routes it again.
@@ -124,6 +130,9 @@ type Reply struct {
 	Applied uint64
 	// Replayed is true when an idempotent retry returned an existing hold.
 	Replayed bool
+	// Wait: a hold that joined the waitlist (instead of Hold), and the
+	// waitlist commands (a copy, with positions while waiting).
+	Wait *WaitEntry
 }
 
 // StockView is one region's view of one SKU.
@@ -227,6 +236,7 @@ type SKUDigest struct {
 	// DemandMilli is the EWMA of units requested per second, times 1000.
 	DemandMilli uint64
 	Rejected    uint64 // cumulative holds rejected for lack of stock
+	Waiting     uint64 // units the region's waitlist asks for now
 }
 
 // Move is one piece of rebalancer advice: From sends Qty units of SKU to To.
@@ -257,6 +267,10 @@ type Persist struct {
 	// PeerSeq holds the last contiguous sequence seen from each peer whose
 	// value changed. Persisting it is optional (0 forces a full repair).
 	PeerSeq map[string]uint64
+	// Waits are waitlist entries created or changed; DeletedWaits are
+	// terminal entries past retention.
+	Waits        []WaitEntry
+	DeletedWaits []string
 	// Events states the changes above that downstream systems care about,
 	// in order (see Event). A runtime keeping an outbox writes them in
 	// this same batch.
@@ -266,7 +280,8 @@ type Persist struct {
 // Empty reports whether p asks for no write.
 func (p *Persist) Empty() bool {
 	return len(p.Rows) == 0 && len(p.Holds) == 0 && len(p.DeletedHolds) == 0 &&
-		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0 && len(p.Events) == 0
+		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0 && len(p.Events) == 0 &&
+		len(p.Waits) == 0 && len(p.DeletedWaits) == 0
 }
 
 // Ready is the output of the node since the last Advance: write Persist
@@ -292,6 +307,7 @@ type State struct {
 	Idem    []IdemEntry
 	Seq     uint64
 	PeerSeq map[string]uint64
+	Waits   []WaitEntry // waitlist entries, any order
 }
 
 // enumName is names[v], or "unknown" for a value without a name.

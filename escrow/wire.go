@@ -43,6 +43,9 @@ const (
 	flagSeen = 8
 	// flagFenced: Message.Fenced (digests only), added like flagSeen.
 	flagFenced = 16
+	// flagWaiting: a waiting section follows the seen list (digests only):
+	// SKUDigest.Waiting of every digest entry, in order. Added like flagSeen.
+	flagWaiting = 32
 )
 
 // ErrWire is wrapped by every decoding error.
@@ -321,6 +324,9 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 	if m.Fenced {
 		flags |= flagFenced
 	}
+	if digestsWait(m.Digest) {
+		flags |= flagWaiting
+	}
 	e.Byte(flags)
 	e.String(m.SKU)
 	e.Uvarint(m.Qty)
@@ -358,6 +364,11 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 			e.Uvarint(rs.Seq)
 		}
 	}
+	if flags&flagWaiting != 0 {
+		for _, g := range m.Digest {
+			e.Uvarint(g.Waiting)
+		}
+	}
 	if len(e.B)-start > MaxMessageBytes {
 		return dst, fmt.Errorf("escrow: message %s is %d bytes, over the %d-byte limit", m.Type, len(e.B)-start, MaxMessageBytes)
 	}
@@ -383,7 +394,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	m.More = flags&flagMore != 0
 	m.Urgent = flags&flagUrgent != 0
 	m.Fenced = flags&flagFenced != 0
-	if flags&^(flagMore|flagUrgent|flagHomes|flagSeen|flagFenced) != 0 {
+	if flags&^(flagMore|flagUrgent|flagHomes|flagSeen|flagFenced|flagWaiting) != 0 {
 		d.Fail("unknown flags %#x", flags)
 	}
 	m.SKU = d.String(MaxSKULen)
@@ -422,6 +433,14 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	if flags&flagSeen != 0 {
 		m.Seen = d.seen()
+	}
+	if flags&flagWaiting != 0 {
+		if len(m.Digest) == 0 {
+			d.Fail("waiting flag without digests")
+		}
+		for i := range m.Digest {
+			m.Digest[i].Waiting = d.counter("waiting")
+		}
 	}
 	d.End()
 	if d.err != nil {
@@ -552,4 +571,14 @@ func DecodeHold(b []byte) (Hold, error) {
 		}
 	}
 	return h, nil
+}
+
+// digestsWait reports whether some digest entry has waiters.
+func digestsWait(ds []SKUDigest) bool {
+	for i := range ds {
+		if ds[i].Waiting > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -84,11 +84,23 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 		}
 		cmd.Meta = c.String()
 	}
+	if body.Wait != "" {
+		d, err := s.parseWait(body.Wait)
+		if err != nil {
+			s.badRequest(w, req, err.Error())
+			return
+		}
+		cmd.Wait = d
+	}
 	if key != "" {
 		cmd.IdemHash = s.idemHash(&cmd)
 	}
 	rep, ok := s.do(w, req, cmd)
 	if !ok {
+		return
+	}
+	if rep.Wait != nil {
+		s.writeWaitJoined(w, &rep)
 		return
 	}
 	status := http.StatusCreated
@@ -124,6 +136,10 @@ func (s *Server) idemHash(cmd *escrow.Command) uint64 {
 	b = strconv.AppendInt(b, int64(ttl), 10)
 	b = append(b, "|meta="...)
 	b = append(b, cmd.Meta...)
+	if cmd.Wait > 0 { // without wait the hash is as before the waitlist
+		b = append(b, "|wait="...)
+		b = strconv.AppendInt(b, int64(cmd.Wait), 10)
+	}
 	h.Write(b)
 	return h.Sum64()
 }

@@ -211,6 +211,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"CreateHoldRequest", api.CreateHoldRequest{}, false},
 		{"ExtendRequest", api.ExtendRequest{}, false},
 		{"QtyRequest", api.QtyRequest{}, false},
+		{"WaitlistEntry", api.WaitlistEntry{}, true},
 	}
 	for _, c := range cases {
 		sc, ok := spec.Components.Schemas[c.schema]

@@ -43,6 +43,7 @@ var problemTitles = map[string]string{
 	escrow.CodeInvariant.String():         "Internal invariant violated",
 	escrow.CodeFenced.String():            "Region fenced: it refuses writes",
 	escrow.CodeHoldCapacity.String():      "Region keeps its maximum of holds",
+	escrow.CodeWaitlistFull.String():      "Waitlist full",
 	ProblemOverloaded:                     "Region overloaded",
 	ProblemStorage:                        "Storage unavailable",
 	ProblemOwnerUnreachable:               "Owning region unreachable",
@@ -69,6 +70,7 @@ var codeStatus = map[escrow.Code]int{
 	escrow.CodeInvariant:         http.StatusInternalServerError,
 	escrow.CodeFenced:            http.StatusServiceUnavailable,
 	escrow.CodeHoldCapacity:      http.StatusServiceUnavailable,
+	escrow.CodeWaitlistFull:      http.StatusTooManyRequests,
 }
 
 // problem writes an RFC 9457 problem document.
@@ -124,6 +126,8 @@ func (s *Server) escrowProblem(w http.ResponseWriter, req *http.Request, e *escr
 		w.Header().Set("Retry-After", s.fenceRetryAfter())
 	case escrow.CodeHoldCapacity:
 		w.Header().Set("Retry-After", "1")
+	case escrow.CodeWaitlistFull:
+		w.Header().Set("Retry-After", "5")
 	}
 	s.problem(w, req, status, e.Code.String(), e.Detail, func(p *api.Problem) {
 		switch e.Code {

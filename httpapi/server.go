@@ -68,6 +68,7 @@ type Server struct {
 	maxBodyBytes   int64
 	maxLifetime    time.Duration // of a hold; 0: escrow.DefaultMaxLife
 	defaultTTL     time.Duration // 0: escrow.DefaultTTL
+	maxWait        time.Duration // of a waitlist entry; 0: escrow.DefaultMaxWait
 
 	tokens   *tokenSet // nil: no auth (loopback only)
 	requests *prometheus.CounterVec
@@ -88,6 +89,7 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		maxBodyBytes:   cfg.MaxBodyBytes,
 		maxLifetime:    cfg.Escrow.MaxLifetime,
 		defaultTTL:     cfg.Escrow.DefaultTTL,
+		maxWait:        cfg.Escrow.MaxWait,
 		mux:            http.NewServeMux(),
 	}
 	// The region's defaults, which region.Open applies to its own copy.
@@ -128,6 +130,8 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		{"POST /v1/holds/{id}/confirm", scopeClient, s.holdCmd(escrow.CmdConfirm)},
 		{"POST /v1/holds/{id}/release", scopeClient, s.holdCmd(escrow.CmdRelease)},
 		{"POST /v1/holds/{id}/extend", scopeClient, s.holdCmd(escrow.CmdExtend)},
+		{"GET /v1/waitlist/{id}", scopeClient, s.waitCmd(escrow.CmdWaitGet)},
+		{"DELETE /v1/waitlist/{id}", scopeClient, s.waitCmd(escrow.CmdWaitCancel)},
 		{"GET /v1/skus/{sku}", scopeRead, s.stock},
 		{"POST /v1/skus/{sku}/restock", scopeAdmin, s.adjust(escrow.CmdRestock)},
 		{"POST /v1/skus/{sku}/write-off", scopeAdmin, s.adjust(escrow.CmdWriteOff)},

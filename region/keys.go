@@ -22,6 +22,8 @@ package region
 //	                                 deleted when the row changes), so "own rows changed
 //	                                 after seq N" is a scan from c/<N+1>
 //	p/<region>                     → 8 bytes BE: last contiguous sequence seen from that peer
+//	w/<entry id>                   → waitlist entry (store_waits.go), any state; the
+//	                                 placement order and deadline are inside
 //
 // The x/, j/ and c/ indexes are maintained by Store.Apply from small
 // in-memory maps (hold id → indexed expiry, key → expiry, sku → own seq)
@@ -60,6 +62,7 @@ const (
 	pfxIdemX  = "j/"
 	pfxChange = "c/"
 	pfxPeer   = "p/"
+	pfxWait   = "w/"
 )
 
 // prefixEnd returns the exclusive upper bound of all keys starting with p.

@@ -169,6 +169,15 @@ func (l *loader) entry(k, v []byte) error {
 			l.st.PeerSeq = make(map[string]uint64)
 		}
 		l.st.PeerSeq[region] = beU64(v)
+	case pfxWait:
+		e, err := decodeWaitEntry(string(k[len(pfxWait):]), v)
+		if err != nil {
+			return corrupt(k, "%v", err)
+		}
+		if owner, _ := escrow.OwnerOf(e.ID); owner != s.region {
+			return corrupt(k, "waitlist entry of region %q in the store of %q", owner, s.region)
+		}
+		l.st.Waits = append(l.st.Waits, e)
 	default:
 		return corrupt(k, "unknown key prefix")
 	}

@@ -58,6 +58,9 @@ func (s *Store) validate(p *escrow.Persist) error {
 			}
 		}
 	}
+	if err := s.validateWaits(p); err != nil {
+		return err
+	}
 	for r := range p.PeerSeq {
 		if r == s.region || r == "" {
 			return fmt.Errorf("region store: peer sequence for region %q", r)
@@ -149,6 +152,7 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		w.del(k)
 		k = w.reindexExpiry(k, s.idemExp, appendIdemExpiryKey, key, time.Time{}, false)
 	}
+	k, v = stageWaits(&w, p, k, v)
 	for r, seq := range p.PeerSeq {
 		k = appendPeerKey(k[:0], r)
 		v = appendU64(v[:0], seq)

@@ -14,11 +14,13 @@ type durable struct {
 	idem    map[string]escrow.IdemEntry
 	seq     uint64
 	peerSeq map[string]uint64
+	waits   map[string]escrow.WaitEntry
 }
 
 func newDurable() *durable {
 	return &durable{rows: map[[2]string]escrow.Row{}, holds: map[string]escrow.Hold{},
-		idem: map[string]escrow.IdemEntry{}, peerSeq: map[string]uint64{}}
+		idem: map[string]escrow.IdemEntry{}, peerSeq: map[string]uint64{},
+		waits: map[string]escrow.WaitEntry{}}
 }
 
 // apply writes one Persist atomically. The slices of p are the node's
@@ -39,6 +41,12 @@ func (d *durable) apply(p *escrow.Persist) {
 	}
 	for _, k := range p.DeletedIdem {
 		delete(d.idem, k)
+	}
+	for _, e := range p.Waits {
+		d.waits[e.ID] = e
+	}
+	for _, id := range p.DeletedWaits {
+		delete(d.waits, id)
 	}
 	d.seq = p.Seq
 	for r, s := range p.PeerSeq {
@@ -71,5 +79,9 @@ func (d *durable) state() *escrow.State {
 	for r, s := range d.peerSeq {
 		st.PeerSeq[r] = s
 	}
+	for _, e := range d.waits {
+		st.Waits = append(st.Waits, e)
+	}
+	sort.Slice(st.Waits, func(i, j int) bool { return st.Waits[i].Seq < st.Waits[j].Seq })
 	return st
 }

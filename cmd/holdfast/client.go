@@ -100,6 +100,7 @@ func newHoldCmd() *cobra.Command {
 		ttl     time.Duration
 		idemKey string
 		meta    string
+		wait    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "hold",
@@ -132,6 +133,17 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 				}
 				req.Metadata = json.RawMessage(meta)
 			}
+			if wait != 0 {
+				req.Wait = wait
+				h, e, err := c.CreateHoldOrWait(cmd.Context(), req)
+				if err != nil {
+					return cf.fail(cmd, err)
+				}
+				if e != nil {
+					return cf.printWait(cmd, e)
+				}
+				return cf.printHold(cmd, h)
+			}
 			h, err := c.CreateHold(cmd.Context(), req)
 			if err != nil {
 				return cf.fail(cmd, err)
@@ -146,6 +158,7 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 	fs.DurationVar(&ttl, "ttl", 0, "hold lifetime, e.g. 10m (0: the region's default)")
 	fs.StringVar(&idemKey, "idempotency-key", "", "make retries return the original hold (printable ASCII, ≤ 128 bytes)")
 	fs.StringVar(&meta, "metadata", "", "client metadata kept with the hold: any JSON value, ≤ 1 KiB")
+	fs.DurationVar(&wait, "wait", 0, "when sold out, join the waitlist for up to this long (e.g. 2m) instead of failing")
 	cf.add(cmd)
 	return cmd
 }

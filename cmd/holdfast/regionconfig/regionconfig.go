@@ -77,6 +77,10 @@ type Escrow struct {
 	MaxRouted        int `yaml:"max_routed"`
 	MaxPeerSKUs      int `yaml:"max_peer_skus"`
 
+	MaxWait          time.Duration `yaml:"max_wait"`
+	MaxWaitersPerSKU int           `yaml:"max_waiters_per_sku"`
+	MaxWaiters       int           `yaml:"max_waiters"`
+
 	Peers []string `yaml:"peers"`
 }
 
@@ -175,6 +179,9 @@ func (e Escrow) Config() escrow.Config {
 		MaxDigestSKUs:    e.MaxDigestSKUs,
 		MaxRouted:        e.MaxRouted,
 		MaxPeerSKUs:      e.MaxPeerSKUs,
+		MaxWait:          e.MaxWait,
+		MaxWaitersPerSKU: e.MaxWaitersPerSKU,
+		MaxWaiters:       e.MaxWaiters,
 		Peers:            e.Peers,
 	}
 }

@@ -11,6 +11,10 @@ type Bugs struct {
 	MergeBySum        bool // merge rows by adding instead of max
 	KeepExpiredUnits  bool // expire holds without returning their units
 	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
+	// Waitlist: promote the newest waiting entry first; leave a promoted
+	// entry in the queue (it is promoted again when units come back).
+	PromoteOutOfOrder  bool
+	PromotedKeepsPlace bool
 }
 
 // Any reports whether any bug is on.
