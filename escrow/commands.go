@@ -56,6 +56,8 @@ func (n *Node) hold(c *Command) {
 				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
 				return
 			}
+		}
+		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) && e.RoutedTo == "" {
 			h := n.holds[e.HoldID]
 			if h == nil {
 				n.fail(c, errorf(CodeNotFound, "hold %s of idempotency key %q is no longer kept", e.HoldID, c.IdemKey))
@@ -169,13 +171,7 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	n.holdEvent(EvHoldCreated, h)
 	n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
 	if c.IdemKey != "" {
-		e := &IdemEntry{Key: c.IdemKey, HoldID: h.ID, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)}
-		n.idem[e.Key] = e
-		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
-		// A key deleted earlier in this Ready is re-added: drop the delete so
-		// that the batch means the same in any order of puts and deletes.
-		n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
-		n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
+		n.putIdem(&IdemEntry{Key: c.IdemKey, HoldID: h.ID, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)})
 	}
 	n.stats.Granted++
 	n.stats.ActiveHolds++
@@ -454,6 +450,17 @@ func utoa(v uint64) string {
 		v /= 10
 	}
 	return string(b[i:])
+}
+
+// putIdem records e (replacing an entry of the same key) and asks the
+// runtime to write it in this Ready's batch.
+func (n *Node) putIdem(e *IdemEntry) {
+	n.idem[e.Key] = e
+	n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+	// A key deleted earlier in this Ready is re-added: drop the delete so
+	// that the batch means the same in any order of puts and deletes.
+	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
+	n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
 }
 
 func removeString(xs []string, x string) []string {

@@ -264,10 +264,28 @@ func (n *Node) restore(st *State) error {
 			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: h.ID})
 		}
 	}
+	var routed []*IdemEntry
 	for i := range st.Idem {
 		e := st.Idem[i]
+		if (e.HoldID == "") == (e.RoutedTo == "") {
+			return errorf(CodeInvariant, "stored idempotency key %q names both or neither of a hold and a routed region", e.Key)
+		}
 		n.idem[e.Key] = &e
 		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+		if e.RoutedTo != "" {
+			routed = append(routed, &e)
+		}
+	}
+	// Routed keys were remembered in the order of their expiry: rebuild the
+	// FIFO that bounds them in that order.
+	sort.Slice(routed, func(i, j int) bool {
+		if !routed[i].Expires.Equal(routed[j].Expires) {
+			return routed[i].Expires.Before(routed[j].Expires)
+		}
+		return routed[i].Key < routed[j].Key
+	})
+	for _, e := range routed {
+		n.homes.routedLog = append(n.homes.routedLog, e.Key)
 	}
 	for _, s := range n.skus {
 		if a := s.availableOf(n.cfg.Region); a < 0 {
