@@ -294,8 +294,8 @@ func (n *Node) pendingNeed(sku string) uint64 {
 
 // noteLow remembers SKUs whose own slice fell below the top-up threshold.
 func (n *Node) noteLow(s *skuState) {
-	if n.cfg.LowWater == 0 && n.cfg.TopUpHorizon == 0 {
-		return
+	if n.cfg.LowWater == 0 && n.cfg.TopUpHorizon <= 0 {
+		return // top-up off
 	}
 	if n.available(s) < n.topUpThreshold(s) {
 		n.lowSKUs[s.sku] = struct{}{}
@@ -303,7 +303,7 @@ func (n *Node) noteLow(s *skuState) {
 }
 
 func (n *Node) topUpThreshold(s *skuState) uint64 {
-	return TopUpThreshold(n.cfg.LowWater, n.demandNow(s), n.cfg.TopUpHorizon)
+	return TopUpThreshold(n.cfg.LowWater, n.demandNow(s), max(0, n.cfg.TopUpHorizon))
 }
 
 func (n *Node) topUps() {

@@ -17,6 +17,9 @@ const (
 	MinTTL          = time.Second
 	DefaultIdemTTL  = 24 * time.Hour
 	DefaultBorrowTO = 50 * time.Millisecond
+	// DefaultTopUpHorizon: by default a region keeps this much of its own
+	// recent demand in its slice, topping up in the background below it.
+	DefaultTopUpHorizon = 10 * time.Second
 )
 
 // Line is one cart line: qty units of one SKU.
