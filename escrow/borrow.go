@@ -31,7 +31,7 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 			continue
 		}
 		need := l.Qty - have
-		plan := PlanBorrow(need, n.peerSurplus(s))
+		plan := PlanBorrow(need, n.inReach(n.peerSurplus(s), p.deadline.Sub(n.now)))
 		if plan == nil {
 			return false
 		}
@@ -150,6 +150,7 @@ func (n *Node) bump(s *skuState) {
 
 // addBorrow records an own request in flight under borrowID.
 func (n *Node) addBorrow(b *borrowOut) {
+	b.sent = n.now
 	n.borrows[n.borrowID] = b
 	if len(n.borrows) == 1 || b.deadline.Before(n.borrowScanAt) {
 		n.borrowScanAt = b.deadline
@@ -176,6 +177,7 @@ func (n *Node) onBorrowResp(m *Message) {
 	b := n.borrows[m.ID]
 	if b != nil && b.to == m.From {
 		delete(n.borrows, m.ID)
+		n.noteRTT(m.From, n.now.Sub(b.sent))
 		n.stats.BorrowsAnswered++
 		n.stats.BorrowUnitsIn += m.Qty
 		if b.topUp {

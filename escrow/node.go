@@ -84,11 +84,14 @@ type Stats struct {
 	Granted, Rejected, Replayed                  uint64
 	Confirmed, ReleasedHolds, ExpiredHolds       uint64
 	BorrowsSent, BorrowsAnswered, BorrowTimeouts uint64
-	BorrowUnitsIn, DonatedUnits                  uint64
-	TopUps, AdviceApplied, AdviceIgnored         uint64
-	RepairsSent, RepairsServed                   uint64
-	MsgsRejected, Gaps                           uint64
-	ActiveHolds, PendingHolds                    uint64
+	// BorrowsSkippedFar: peers with surplus not asked for a waiting hold
+	// because their RTT exceeds the time left before its deadline.
+	BorrowsSkippedFar                    uint64
+	BorrowUnitsIn, DonatedUnits          uint64
+	TopUps, AdviceApplied, AdviceIgnored uint64
+	RepairsSent, RepairsServed           uint64
+	MsgsRejected, Gaps                   uint64
+	ActiveHolds, PendingHolds            uint64
 	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
 	// homes of scarce SKUs.
 	Routed, HomeUnitsSent uint64
@@ -139,6 +142,8 @@ type peer struct {
 	gone time.Time
 	// fenced: its last digest said it refuses writes (see fence.go).
 	fenced bool
+	// srtt: smoothed round-trip time of borrows to it, 0 if none (rtt.go).
+	srtt time.Duration
 }
 
 type pendingHold struct {
@@ -164,6 +169,7 @@ type borrowOut struct {
 	sku      string
 	to       string
 	deadline time.Time
+	sent     time.Time // when the request was sent (RTT sample, rtt.go)
 	topUp    bool
 	pend     *pendingHold // the hold waiting on this borrow, nil for top-ups
 }
