@@ -31,7 +31,7 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 			continue
 		}
 		need := l.Qty - have
-		plan := PlanBorrow(need, n.peerSurplus(s))
+		plan := PlanBorrow(need, n.inReach(n.peerSurplus(s), p.deadline.Sub(n.now)))
 		if plan == nil {
 			return false
 		}
@@ -153,6 +153,7 @@ func (n *Node) bump(s *skuState) {
 
 // addBorrow records an own request in flight under borrowID.
 func (n *Node) addBorrow(b *borrowOut) {
+	b.sent = n.now
 	n.borrows[n.borrowID] = b
 	if len(n.borrows) == 1 || b.deadline.Before(n.borrowScanAt) {
 		n.borrowScanAt = b.deadline
@@ -179,6 +180,7 @@ func (n *Node) onBorrowResp(m *Message) {
 	b := n.borrows[m.ID]
 	if b != nil && b.to == m.From {
 		delete(n.borrows, m.ID)
+		n.noteRTT(m.From, n.now.Sub(b.sent))
 		n.stats.BorrowsAnswered++
 		n.stats.BorrowUnitsIn += m.Qty
 		if b.topUp {
@@ -302,8 +304,8 @@ func (n *Node) pendingNeed(sku string) uint64 {
 
 // noteLow remembers SKUs whose own slice fell below the top-up threshold.
 func (n *Node) noteLow(s *skuState) {
-	if n.cfg.LowWater == 0 && n.cfg.TopUpHorizon == 0 {
-		return
+	if n.cfg.LowWater == 0 && n.cfg.TopUpHorizon <= 0 {
+		return // top-up off
 	}
 	if n.available(s) < n.topUpThreshold(s) {
 		n.lowSKUs[s.sku] = struct{}{}
@@ -311,7 +313,7 @@ func (n *Node) noteLow(s *skuState) {
 }
 
 func (n *Node) topUpThreshold(s *skuState) uint64 {
-	return TopUpThreshold(n.cfg.LowWater, n.demandNow(s), n.cfg.TopUpHorizon)
+	return TopUpThreshold(n.cfg.LowWater, n.demandNow(s), max(0, n.cfg.TopUpHorizon))
 }
 
 func (n *Node) topUps() {

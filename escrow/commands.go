@@ -61,6 +61,8 @@ func (n *Node) hold(c *Command) {
 				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
 				return
 			}
+		}
+		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) && e.RoutedTo == "" {
 			h := n.holds[e.HoldID]
 			if w := n.wait.entries[e.HoldID]; h == nil && w != nil {
 				n.stats.Replayed++
@@ -212,13 +214,7 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 
 // addIdem remembers key for the hold or waitlist entry id.
 func (n *Node) addIdem(key, id string, hash uint64) {
-	e := &IdemEntry{Key: key, HoldID: id, Hash: hash, Expires: n.now.Add(n.cfg.IdemTTL)}
-	n.idem[e.Key] = e
-	n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
-	// A key deleted earlier in this Ready is re-added: drop the delete so
-	// that the batch means the same in any order of puts and deletes.
-	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
-	n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
+	n.putIdem(&IdemEntry{Key: key, HoldID: id, Hash: hash, Expires: n.now.Add(n.cfg.IdemTTL)})
 }
 
 func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
@@ -490,6 +486,17 @@ func utoa(v uint64) string {
 		v /= 10
 	}
 	return string(b[i:])
+}
+
+// putIdem records e (replacing an entry of the same key) and asks the
+// runtime to write it in this Ready's batch.
+func (n *Node) putIdem(e *IdemEntry) {
+	n.idem[e.Key] = e
+	n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+	// A key deleted earlier in this Ready is re-added: drop the delete so
+	// that the batch means the same in any order of puts and deletes.
+	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
+	n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
 }
 
 func removeString(xs []string, x string) []string {

@@ -24,8 +24,12 @@ type Config struct {
 	BorrowTimeout time.Duration // how long a hold waits for borrowed units (50ms)
 
 	// LowWater: a region tops up a SKU in the background when its available
-	// units drop below max(LowWater, demand/s × TopUpHorizon). 0 with a zero
-	// horizon disables top-up.
+	// units drop below max(LowWater, demand/s × TopUpHorizon). TopUpHorizon
+	// defaults to DefaultTopUpHorizon (10s), so that quota follows demand
+	// with no configuration: a region selling a SKU it has no stock of
+	// borrows some seconds of its demand at a time, not one unit per hold.
+	// A negative horizon turns the demand term off; with LowWater 0 too,
+	// top-up is off (every miss borrows on its own).
 	LowWater     uint64
 	TopUpHorizon time.Duration
 	// DonorFloor: a donor never gives background (non-urgent) units below
@@ -92,6 +96,7 @@ func (c *Config) withDefaults() Config {
 	def(&d.IdemTTL, DefaultIdemTTL)
 	def(&d.HoldRetain, DefaultIdemTTL)
 	def(&d.BorrowTimeout, DefaultBorrowTO)
+	def(&d.TopUpHorizon, DefaultTopUpHorizon)
 	def(&d.DigestInterval, time.Second)
 	def(&d.RepairTimeout, time.Second)
 	def(&d.DemandTau, 30*time.Second)
@@ -126,8 +131,8 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.IdemTTL < 0 ||
-		c.HoldRetain < 0 || c.MaxWait < 0 || c.RepairTimeout < 0 || c.DemandTau < 0 || c.TopUpHorizon < 0 {
-		return fmt.Errorf("escrow: negative duration in config (only DigestInterval may be negative: off)")
+		c.HoldRetain < 0 || c.MaxWait < 0 || c.RepairTimeout < 0 || c.DemandTau < 0 {
+		return fmt.Errorf("escrow: negative duration in config (only DigestInterval, PeerSilence, HomeTTL and TopUpHorizon may be negative: off)")
 	}
 	// Compare the effective values: a default TTL above the (default)
 	// lifetime would make every hold without a TTL invalid.

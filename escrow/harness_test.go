@@ -149,6 +149,12 @@ func newTNode(t testing.TB, cfg Config) *tnode {
 	if cfg.DigestInterval == 0 {
 		cfg.DigestInterval = -1
 	}
+	if cfg.LowWater == 0 && cfg.TopUpHorizon == 0 {
+		// The harness runs plain borrow-on-miss unless a test sets a
+		// top-up policy: the default demand-driven top-up
+		// (DefaultTopUpHorizon) has tests of its own (topup_default_test.go).
+		cfg.TopUpHorizon = -1
+	}
 	n, err := NewNode(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -26,9 +26,11 @@ import (
 // silent (PeerSilence) is ignored, so a dead daemon or a cut-off home
 // leaves plain escrow.
 
-// homes is the node's view of the latest advice's homes, and the
-// idempotency keys of the holds it routed, so that a client's retry goes
-// to the same region even if the home changed meanwhile.
+// homes is the node's view of the latest advice's homes. The idempotency
+// keys of the holds it routed are IdemEntry values with RoutedTo set, kept
+// and persisted with the other keys (n.idem), so that a client's retry goes
+// to the same region even if the home changed or this region restarted
+// meanwhile; routedLog bounds how many it keeps (MaxRouted).
 type homes struct {
 	list  []Home            // sorted by SKU
 	bySKU map[string]string // SKU → home region
@@ -40,7 +42,6 @@ type homes struct {
 	// pushAt: pushHomes scans the homes again at or after this time.
 	pushAt time.Time
 
-	routed    map[string]routedKey
 	routedLog []string // FIFO of routed keys, for the MaxRouted bound
 	maxRouted int
 }
@@ -48,14 +49,8 @@ type homes struct {
 // homePushEvery is the least time between two scans of pushHomes.
 const homePushEvery = 10 * time.Millisecond
 
-type routedKey struct {
-	region  string
-	hash    uint64
-	expires time.Time
-}
-
 func newHomes(maxRouted int) homes {
-	return homes{bySKU: map[string]string{}, rx: map[string]uint64{}, routed: map[string]routedKey{}, maxRouted: maxRouted}
+	return homes{bySKU: map[string]string{}, rx: map[string]uint64{}, maxRouted: maxRouted}
 }
 
 // setHomes replaces the homes with those of an advice received now. Homes
@@ -134,11 +129,11 @@ func (n *Node) routeKey(c *Command) (string, bool) {
 	if c.IdemKey == "" {
 		return "", false
 	}
-	k, ok := n.homes.routed[c.IdemKey]
-	if !ok || n.now.After(k.expires) || k.hash != c.IdemHash || !n.worthAsking(k.region) {
+	e := n.idem[c.IdemKey]
+	if e == nil || e.RoutedTo == "" || !n.now.Before(e.Expires) || e.Hash != c.IdemHash || !n.worthAsking(e.RoutedTo) {
 		return "", false
 	}
-	return k.region, true
+	return e.RoutedTo, true
 }
 
 // route decides whether a hold that this region cannot cover goes to the
@@ -175,19 +170,37 @@ func (n *Node) replyRouted(c *Command, to, why string) {
 		Err: &Error{Code: CodeRouted, Owner: to, Detail: "hold is served by region " + to + " (" + why + ")"}})
 }
 
+// rememberRoute records that the hold c (with an idempotency key) was
+// routed to region to. The entry is persisted in the same batch as the
+// CodeRouted answer, so the runtime forwards the hold only once the
+// decision is durable: a retry after a crash of this region still goes to
+// to, which replays the hold it granted instead of a second one being
+// granted here or at another home.
 func (n *Node) rememberRoute(c *Command, to string) {
 	h := &n.homes
 	if c.IdemKey == "" || h.maxRouted <= 0 {
 		return
 	}
-	if _, ok := h.routed[c.IdemKey]; !ok {
-		if len(h.routedLog) >= h.maxRouted {
-			delete(h.routed, h.routedLog[0])
-			h.routedLog = h.routedLog[1:]
-		}
-		h.routedLog = append(h.routedLog, c.IdemKey)
+	if e := n.idem[c.IdemKey]; e != nil && e.RoutedTo == to && e.Hash == c.IdemHash && n.now.Before(e.Expires) {
+		return // already durable (a retry); its expiry stays that of the first
 	}
-	h.routed[c.IdemKey] = routedKey{region: to, hash: c.IdemHash, expires: n.now.Add(n.cfg.IdemTTL)}
+	for len(h.routedLog) >= h.maxRouted {
+		k := h.routedLog[0]
+		h.routedLog = h.routedLog[1:]
+		if e := n.idem[k]; e != nil && e.RoutedTo != "" {
+			delete(n.idem, k)
+			n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, k)
+			for i := range n.out.Persist.Idem {
+				if n.out.Persist.Idem[i].Key == k {
+					n.out.Persist.Idem = append(n.out.Persist.Idem[:i], n.out.Persist.Idem[i+1:]...)
+					break
+				}
+			}
+			break
+		}
+	}
+	h.routedLog = append(h.routedLog, c.IdemKey)
+	n.putIdem(&IdemEntry{Key: c.IdemKey, RoutedTo: to, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)})
 }
 
 // homed reports whether sku has a home elsewhere: this region then does

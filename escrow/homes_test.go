@@ -70,7 +70,16 @@ func wantRouted(t *testing.T, tn *tnode, what string, r *Reply, owner string) {
 	if r.Err.Owner != owner || r.Hold != nil {
 		t.Fatalf("%s: routed to %q with hold %v, want %s", what, r.Err.Owner, r.Hold, owner)
 	}
-	if !tn.last.Persist.Empty() || len(tn.last.Send) != 0 {
+	// Routing writes at most the idempotency key of the routed hold (and
+	// the delete of one it evicts), nothing else, and sends nothing.
+	p := tn.last.Persist
+	for _, e := range p.Idem {
+		if e.RoutedTo != owner || e.HoldID != "" {
+			t.Fatalf("%s: routing wrote idempotency entry %+v, want one routed to %s", what, e, owner)
+		}
+	}
+	p.Idem, p.DeletedIdem = nil, nil
+	if !p.Empty() || len(tn.last.Send) != 0 {
 		t.Fatalf("%s: routing wrote %+v and sent %+v", what, tn.last.Persist, tn.last.Send)
 	}
 }
@@ -343,7 +352,7 @@ func TestHomesIgnoredWhenSilent(t *testing.T) {
 
 // TestHomesRetryGoesToFirstRegion: a retry with the same idempotency key
 // and body goes where the first attempt was routed, even after the home
-// changed; another body under the key does not.
+// changed; another body under the key is idempotency-key-reuse.
 func TestHomesRetryGoesToFirstRegion(t *testing.T) {
 	tw := newHomesNet(t, Config{IdemTTL: 10 * time.Second, PeerSilence: -1, HomeTTL: time.Minute}, "ap", "eu", "us")
 	eu := tw.nodes["eu"]
@@ -367,10 +376,13 @@ func TestHomesRetryGoesToFirstRegion(t *testing.T) {
 		t.Fatalf("a routed hold was routed again: %v", r.Err)
 	}
 	tw.flush()
-	// Another body under the key follows the current home.
+	// Another body under a routed key is refused here, as under the key
+	// of a hold granted here: the key is durable at this region.
 	wantRouted(t, eu, "another body", try("k3", 1), "ap")
 	tw.advise(3, Home{"A", "us"})
-	wantRouted(t, eu, "k3 other body", try("k3", 2), "us")
+	if r := try("k3", 2); r == nil || r.Err == nil || r.Err.Code != CodeIdempotencyReuse {
+		t.Fatalf("k3 other body: %+v, want idempotency-key-reuse", r)
+	}
 	// Once the key has expired, a retry follows the current home.
 	eu.tick(11 * time.Second)
 	tw.setNow(eu.now)
@@ -499,16 +511,27 @@ func TestHomesMaxRouted(t *testing.T) {
 		wantRouted(t, eu, k, try(k), "us")
 	}
 	eu.submit(Command{Lines: []Line{l("A", 1)}}) // no key: nothing to remember
-	if h := &eu.n.homes; len(h.routed) != 2 || len(h.routedLog) != 2 {
-		t.Fatalf("%d routed keys, log %v, want 2", len(h.routed), h.routedLog)
+	if h := &eu.n.homes; routedKeys(eu.n) != 2 || len(h.routedLog) != 2 {
+		t.Fatalf("%d routed keys, log %v, want 2", routedKeys(eu.n), h.routedLog)
 	}
 	tw.advise(2, Home{"A", "ap"})
 	wantRouted(t, eu, "k3 remembered", try("k3"), "us")
 	wantRouted(t, eu, "k1 forgotten", try("k1"), "ap")
 	wantRouted(t, eu, "k2 evicted by k1", try("k2"), "ap")
-	if h := &eu.n.homes; len(h.routed) != 2 || len(h.routedLog) != 2 {
-		t.Fatalf("%d routed keys, log %v, want 2", len(h.routed), h.routedLog)
+	if h := &eu.n.homes; routedKeys(eu.n) != 2 || len(h.routedLog) != 2 {
+		t.Fatalf("%d routed keys, log %v, want 2", routedKeys(eu.n), h.routedLog)
 	}
+}
+
+// routedKeys counts the idempotency keys of routed holds n keeps.
+func routedKeys(n *Node) int {
+	c := 0
+	for _, e := range n.idem {
+		if e.RoutedTo != "" {
+			c++
+		}
+	}
+	return c
 }
 
 // TestHomesDisagreeingViews: regions whose views of a SKU's home differ

@@ -338,7 +338,7 @@ func TestRestoreRejectsBadState(t *testing.T) {
 	}
 	for _, c := range []Config{{}, {Region: "EU"}, {Region: "e-u"}, {Region: "eu", Peers: []string{"x y"}},
 		{Region: "eu", MaxLifetime: -1}, {Region: "eu", HoldRetain: -1}, {Region: "eu", DemandTau: -time.Second},
-		{Region: "eu", TopUpHorizon: -1}, {Region: "eu", RepairTimeout: -1}, {Region: "eu", DefaultTTL: time.Millisecond}} {
+		{Region: "eu", RepairTimeout: -1}, {Region: "eu", DefaultTTL: time.Millisecond}} {
 		if _, err := NewNode(c, nil); err == nil {
 			t.Errorf("config %+v accepted", c)
 		}

@@ -86,11 +86,14 @@ type Stats struct {
 	Granted, Rejected, Replayed                  uint64
 	Confirmed, ReleasedHolds, ExpiredHolds       uint64
 	BorrowsSent, BorrowsAnswered, BorrowTimeouts uint64
-	BorrowUnitsIn, DonatedUnits                  uint64
-	TopUps, AdviceApplied, AdviceIgnored         uint64
-	RepairsSent, RepairsServed                   uint64
-	MsgsRejected, Gaps                           uint64
-	ActiveHolds, PendingHolds                    uint64
+	// BorrowsSkippedFar: peers with surplus not asked for a waiting hold
+	// because their RTT exceeds the time left before its deadline.
+	BorrowsSkippedFar                    uint64
+	BorrowUnitsIn, DonatedUnits          uint64
+	TopUps, AdviceApplied, AdviceIgnored uint64
+	RepairsSent, RepairsServed           uint64
+	MsgsRejected, Gaps                   uint64
+	ActiveHolds, PendingHolds            uint64
 	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
 	// homes of scarce SKUs.
 	Routed, HomeUnitsSent uint64
@@ -156,6 +159,8 @@ type peer struct {
 	gone time.Time
 	// fenced: its last digest said it refuses writes (see fence.go).
 	fenced bool
+	// srtt: smoothed round-trip time of borrows to it, 0 if none (rtt.go).
+	srtt time.Duration
 }
 
 type pendingHold struct {
@@ -181,6 +186,7 @@ type borrowOut struct {
 	sku      string
 	to       string
 	deadline time.Time
+	sent     time.Time // when the request was sent (RTT sample, rtt.go)
 	topUp    bool
 	pend     *pendingHold // the hold waiting on this borrow, nil for top-ups
 }
@@ -283,10 +289,28 @@ func (n *Node) restore(st *State) error {
 			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: h.ID})
 		}
 	}
+	var routed []*IdemEntry
 	for i := range st.Idem {
 		e := st.Idem[i]
+		if (e.HoldID == "") == (e.RoutedTo == "") {
+			return errorf(CodeInvariant, "stored idempotency key %q names both or neither of a hold and a routed region", e.Key)
+		}
 		n.idem[e.Key] = &e
 		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+		if e.RoutedTo != "" {
+			routed = append(routed, &e)
+		}
+	}
+	// Routed keys were remembered in the order of their expiry: rebuild the
+	// FIFO that bounds them in that order.
+	sort.Slice(routed, func(i, j int) bool {
+		if !routed[i].Expires.Equal(routed[j].Expires) {
+			return routed[i].Expires.Before(routed[j].Expires)
+		}
+		return routed[i].Key < routed[j].Key
+	})
+	for _, e := range routed {
+		n.homes.routedLog = append(n.homes.routedLog, e.Key)
 	}
 	n.countLearned()
 	if err := n.restoreWaits(st.Waits); err != nil {

@@ -10,11 +10,11 @@ import (
 // once it speaks again it is asked again.
 func TestSilentPeerNotAskedToLend(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0).UTC()
-	eu, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
+	eu, err := NewNode(Config{Region: "eu", DigestInterval: -1, TopUpHorizon: -1}, nil) // borrow on miss only
 	if err != nil {
 		t.Fatal(err)
 	}
-	us, err := NewNode(Config{Region: "us", DigestInterval: time.Second}, nil)
+	us, err := NewNode(Config{Region: "us", DigestInterval: time.Second, TopUpHorizon: -1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

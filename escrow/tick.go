@@ -77,6 +77,7 @@ func (n *Node) expirePending() {
 			if !n.now.Before(b.deadline) {
 				delete(n.borrows, id)
 				n.stats.BorrowTimeouts++
+				n.noteTimeout(b.to, n.now.Sub(b.sent))
 				if b.topUp {
 					if s := n.skus[b.sku]; s != nil && s.topUp == id {
 						s.topUp = 0

@@ -17,6 +17,9 @@ const (
 	MinTTL          = time.Second
 	DefaultIdemTTL  = 24 * time.Hour
 	DefaultBorrowTO = 50 * time.Millisecond
+	// DefaultTopUpHorizon: by default a region keeps this much of its own
+	// recent demand in its slice, topping up in the background below it.
+	DefaultTopUpHorizon = 10 * time.Second
 )
 
 // Line is one cart line: qty units of one SKU.
@@ -247,12 +250,17 @@ type Move struct {
 	Qty  uint64
 }
 
-// IdemEntry records an idempotency key and the hold it created.
+// IdemEntry records an idempotency key and the hold it created, or the
+// region a hold with this key was routed to (RoutedTo, HoldID empty): the
+// gateway keeps that decision in the same durable batch as its CodeRouted
+// answer, so a retry after a restart goes to the same region, which
+// dedupes it (see Node.rememberRoute).
 type IdemEntry struct {
-	Key     string
-	HoldID  string
-	Hash    uint64
-	Expires time.Time
+	Key      string
+	HoldID   string
+	Hash     uint64
+	Expires  time.Time
+	RoutedTo string
 }
 
 // Persist is what one Ready asks the runtime to write durably, in one

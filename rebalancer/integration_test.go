@@ -38,6 +38,7 @@ func openRegion(t *testing.T, ctx context.Context, url, cluster, name string) *t
 			DigestInterval: 100 * time.Millisecond,
 			DemandTau:      5 * time.Second,
 			BorrowTimeout:  time.Second, // loopback, but a loaded CI machine
+			TopUpHorizon:   -1,
 		}})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ package region
 //	x/<expires 8B> <hold id>       → empty: expiry index of HELD holds only; the sweeper
 //	                                 scans it from the start up to "now"
 //	i/<idempotency key>            → idem value (idemValueVersion, hold id, hash, expires)
+//	                                  or (idemValueRouted, "", hash, expires, routed-to region)
 //	j/<expires 8B> <key>           → empty: expiry index of idempotency keys
 //	c/<seq 8B>                     → sku: change index of own rows; exactly one entry per
 //	                                 own row, at the row's Seq (the previous entry is
@@ -42,6 +43,7 @@ import (
 const (
 	storeFormatVersion = 1
 	idemValueVersion   = 1
+	idemValueRouted    = 2 // an idempotency entry of a routed hold
 	seqLen             = 8
 )
 
@@ -156,28 +158,53 @@ func splitChangeKey(k []byte) (uint64, bool) {
 	return binary.BigEndian.Uint64(body), true
 }
 
-// appendIdemValue encodes an idempotency entry (the key is in the key).
+// appendIdemValue encodes an idempotency entry (the key is in the key):
+// version 1 for a key of a hold granted here, version 2 (the hold id may
+// be empty, then the region the hold was routed to) for a routed key.
 func appendIdemValue(dst []byte, e *escrow.IdemEntry) []byte {
-	dst = append(dst, idemValueVersion)
+	v := byte(idemValueVersion)
+	if e.RoutedTo != "" {
+		v = idemValueRouted
+	}
+	dst = append(dst, v)
 	dst = binary.AppendUvarint(dst, uint64(len(e.HoldID)))
 	dst = append(dst, e.HoldID...)
 	dst = appendU64(dst, e.Hash)
-	return appendU64(dst, timeOrd(e.Expires))
+	dst = appendU64(dst, timeOrd(e.Expires))
+	if v == idemValueRouted {
+		dst = binary.AppendUvarint(dst, uint64(len(e.RoutedTo)))
+		dst = append(dst, e.RoutedTo...)
+	}
+	return dst
 }
 
 func decodeIdemValue(key string, v []byte) (escrow.IdemEntry, error) {
 	e := escrow.IdemEntry{Key: key}
-	if len(v) == 0 || v[0] != idemValueVersion {
+	if len(v) == 0 || (v[0] != idemValueVersion && v[0] != idemValueRouted) {
 		return e, fmt.Errorf("idempotency entry: unknown value version")
 	}
+	routed := v[0] == idemValueRouted
 	n, w := binary.Uvarint(v[1:])
-	if w <= 0 || n == 0 || n > escrow.MaxHoldIDLen || uint64(len(v)-1-w) != n+2*seqLen {
-		return e, fmt.Errorf("idempotency entry: bad length (%d bytes)", len(v))
+	bad := fmt.Errorf("idempotency entry: bad length (%d bytes)", len(v))
+	if w <= 0 || n > escrow.MaxHoldIDLen || (n == 0) != routed || uint64(len(v)-1-w) < n+2*seqLen {
+		return e, bad
 	}
 	rest := v[1+w:]
 	e.HoldID = string(rest[:n])
 	e.Hash = binary.BigEndian.Uint64(rest[n:])
 	e.Expires = ordTime(binary.BigEndian.Uint64(rest[n+seqLen:]))
+	rest = rest[n+2*seqLen:]
+	if !routed {
+		if len(rest) != 0 {
+			return e, bad
+		}
+		return e, nil
+	}
+	m, w := binary.Uvarint(rest)
+	if w <= 0 || m == 0 || m > escrow.MaxRegionLen || uint64(len(rest)-w) != m {
+		return e, bad
+	}
+	e.RoutedTo = string(rest[w:])
 	return e, nil
 }
 

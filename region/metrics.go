@@ -23,6 +23,7 @@ type metrics struct {
 	msgsRejected  prometheus.Counter
 	forwards      *prometheus.CounterVec
 	routed        [4]prometheus.Counter // by routedOK, routedFallback, routedUnreachable, routedBug
+	rtt           *rttMetrics           // per-peer RTT (rtt_metrics.go)
 }
 
 // Outcomes of a hold the node routed to the home of a scarce SKU, the
@@ -147,6 +148,7 @@ func newMetrics(r *Region) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&pebbleCollector{r: r},
 	)
+	m.rtt = newRTTMetrics(reg, stat)
 	return m
 }
 

@@ -259,6 +259,7 @@ func (r *Region) stepLoop() {
 			// is often enough for a gauge, and keeps the copy off the
 			// per-batch path.
 			r.homes.Store(int64(r.node.HomesInForce()))
+			r.metrics.rtt.sync(r.node, time.Now())
 			r.syncFence(r.node)
 		case q := <-r.inspect:
 			q.f(r.node)

@@ -139,7 +139,11 @@ func (l *loader) entry(k, v []byte) error {
 		if err != nil {
 			return corrupt(k, "%v", err)
 		}
-		if owner, oerr := escrow.OwnerOf(e.HoldID); oerr != nil || owner != s.region {
+		if e.RoutedTo != "" {
+			if escrow.ValidRegion(e.RoutedTo) != nil || e.RoutedTo == s.region {
+				return corrupt(k, "idempotency key of a hold routed to invalid region %q", e.RoutedTo)
+			}
+		} else if owner, oerr := escrow.OwnerOf(e.HoldID); oerr != nil || owner != s.region {
 			return corrupt(k, "idempotency key points to hold %q of another region", e.HoldID)
 		}
 		if ord, ok := s.idemExp[key]; !ok || ord != timeOrd(e.Expires) {

@@ -120,7 +120,7 @@ func (escrowStrategy) ProbeRegion(s *Setup, local []uint64) int { return argMin(
 type staticStrategy struct{}
 
 func (staticStrategy) Config(s *Setup, i int, cfg *escrow.Config) {
-	cfg.LowWater, cfg.TopUpHorizon = 0, 0
+	cfg.LowWater, cfg.TopUpHorizon = 0, -1 // top-up off
 	// A miss is rejected at the next tick instead of after a deadline
 	// nobody can meet.
 	cfg.BorrowTimeout = time.Millisecond
@@ -144,7 +144,7 @@ func (staticStrategy) ProbeRegion(s *Setup, local []uint64) int {
 type centralStrategy struct{}
 
 func (centralStrategy) Config(s *Setup, i int, cfg *escrow.Config) {
-	cfg.LowWater, cfg.TopUpHorizon = 0, 0
+	cfg.LowWater, cfg.TopUpHorizon = 0, -1 // top-up off
 }
 func (centralStrategy) Server(s *Setup, home int) int          { return 0 }
 func (centralStrategy) Allow(s *Setup, m *escrow.Message) bool { return true }
