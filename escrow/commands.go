@@ -46,6 +46,10 @@ func (n *Node) hold(c *Command) {
 		n.fail(c, errorf(CodeInvalid, "metadata must be at most %d bytes, got %d", MaxMetaLen, len(c.Meta)))
 		return
 	}
+	if err := ValidCart(c.Cart); err != nil {
+		n.fail(c, err)
+		return
+	}
 	if c.IdemKey != "" {
 		if err := ValidIdemKey(c.IdemKey); err != nil {
 			n.fail(c, err)
@@ -111,6 +115,9 @@ func (n *Node) hold(c *Command) {
 	if len(n.pending) < n.cfg.MaxPending && n.borrowFor(p) {
 		for i := range lines {
 			s := n.skus[lines[i].SKU]
+			if s == nil {
+				continue // a partial hold's unknown line
+			}
 			s.waiting++
 			p.skus = append(p.skus, s)
 		}
@@ -121,7 +128,7 @@ func (n *Node) hold(c *Command) {
 		}
 		return
 	}
-	n.reject(&cc, lines, nil)
+	n.grantOrReject(&cc, lines, nil)
 }
 
 // tryGrant grants the hold if every line is covered here and returns nil;
@@ -148,6 +155,17 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 		}
 		n.noteLow(s)
 	}
+	var asked []Line
+	if c.Partial {
+		asked = lines
+	}
+	n.newHold(c, lines, asked, waiters)
+	return nil
+}
+
+// newHold records a hold of the lines just reserved (asked: the cart as
+// requested, partial holds only) and replies to c and its waiters.
+func (n *Node) newHold(c *Command, lines, asked []Line, waiters []uint64) {
 	h := &holdRec{Hold: Hold{
 		Lines:   lines,
 		State:   Held,
@@ -156,6 +174,8 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 		Updated: n.now,
 		IdemKey: c.IdemKey,
 		Meta:    c.Meta,
+		Cart:    c.Cart,
+		Asked:   asked,
 	}}
 	h.MaxExpires = n.now.Add(n.cfg.MaxLifetime)
 	for {
@@ -187,7 +207,6 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 		hw := h.Hold
 		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
 	}
-	return nil
 }
 
 func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {

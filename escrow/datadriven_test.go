@@ -148,7 +148,16 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		for _, p := range pairs {
 			c.Lines = append(c.Lines, Line{SKU: p.sku, Qty: num(p.qty)})
 		}
-		c.Routed = len(args) > 1 && args[1] == "routed"
+		for _, a := range args[1:] {
+			switch a {
+			case "routed":
+				c.Routed = true
+			case "partial":
+				c.Partial = true
+			default:
+				d.Fatalf(sc.t, "hold: unknown flag %q", a)
+			}
+		}
 		if v, ok := opts["ttl"]; ok {
 			c.TTL = dur(v)
 		}
@@ -401,6 +410,13 @@ func (sc *story) holdReply(name string, r Reply) string {
 	var lines []string
 	for _, l := range h.Lines {
 		lines = append(lines, fmt.Sprintf("%s=%d", l.SKU, l.Qty))
+	}
+	if h.Partial() {
+		// granted/asked for every line asked for
+		lines = lines[:0]
+		for _, l := range h.Asked {
+			lines = append(lines, fmt.Sprintf("%s=%d/%d", l.SKU, h.GrantedOf(l.SKU), l.Qty))
+		}
 	}
 	s := fmt.Sprintf("%s: %s %s expires=+%v", name, h.State, strings.Join(lines, ","), h.Expires.Sub(h.Created))
 	if r.Replayed {

@@ -95,6 +95,8 @@ type Stats struct {
 	// Fenced is 1 while the node refuses writes (fenced or on probation,
 	// see fence.go); FenceRefused counts the commands it refused.
 	Fenced, FenceRefused uint64
+	// Partial: partial holds granted less than they asked for.
+	Partial uint64
 }
 
 type skuState struct {

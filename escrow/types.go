@@ -11,6 +11,7 @@ const (
 	MaxRegionLen    = 32        // bytes, [a-z0-9_]
 	MaxIdemKeyLen   = 128       // bytes, printable ASCII
 	MaxMetaLen      = 1024      // bytes of client metadata per hold
+	MaxCartLen      = 128       // bytes of a hold's cart reference, printable ASCII
 	MaxHoldIDLen    = MaxRegionLen + 1 + 26
 	DefaultTTL      = 10 * time.Minute
 	DefaultMaxLife  = time.Hour
@@ -54,12 +55,37 @@ type Hold struct {
 	Updated    time.Time // time of the last state change
 	IdemKey    string
 	Meta       string
+	// Cart is the client's opaque cart reference (at most MaxCartLen
+	// bytes of printable ASCII), indexed by the runtime for listing.
+	Cart string
+	// Asked is the cart as requested, for a partial hold only (nil for an
+	// all-or-nothing one): sorted by SKU like Lines, one entry per SKU
+	// asked for, including those granted nothing. Lines holds what was
+	// granted (only lines with Qty > 0), so every rule about reserved units
+	// reads Lines alone.
+	Asked []Line
+}
+
+// Partial reports whether h was created by a partial hold request.
+func (h *Hold) Partial() bool { return h.Asked != nil }
+
+// GrantedOf returns the units of sku granted in h (0 when none).
+func (h *Hold) GrantedOf(sku string) uint64 {
+	for _, l := range h.Lines {
+		if l.SKU == sku {
+			return l.Qty
+		}
+	}
+	return 0
 }
 
 // Clone returns a deep copy of h.
 func (h *Hold) Clone() Hold {
 	c := *h
 	c.Lines = append([]Line(nil), h.Lines...)
+	if h.Asked != nil {
+		c.Asked = append([]Line{}, h.Asked...)
+	}
 	return c
 }
 
@@ -108,8 +134,13 @@ type Command struct {
 	// reply named (or runs locally when that region cannot be reached):
 	// the node serves it here and never routes it again.
 	Routed bool
-	SKU    string // restock, write-off, stock
-	Qty    uint64 // restock, write-off
+	// Partial (hold): grant each line what the region can give it instead
+	// of all or nothing; a hold granted nothing at all is still refused.
+	Partial bool
+	// Cart (hold): the client's cart reference, stored on the hold.
+	Cart string
+	SKU  string // restock, write-off, stock
+	Qty  uint64 // restock, write-off
 }
 
 // Reply answers one Command.

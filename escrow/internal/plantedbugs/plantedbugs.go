@@ -11,6 +11,9 @@ type Bugs struct {
 	MergeBySum        bool // merge rows by adding instead of max
 	KeepExpiredUnits  bool // expire holds without returning their units
 	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
+	// PartialRecordsAsked: a partial hold records the quantities asked for
+	// while only the available units are reserved.
+	PartialRecordsAsked bool
 }
 
 // Any reports whether any bug is on.
