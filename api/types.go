@@ -24,7 +24,10 @@ type Problem struct {
 // Item is one cart line.
 type Item struct {
 	SKU string `json:"sku"`
-	Qty uint64 `json:"qty"`
+	Qty uint64 `json:"qty"` // units asked for
+	// Granted is set in the holds of partial requests: the units of the
+	// line actually held (0 to qty).
+	Granted *uint64 `json:"granted,omitempty"`
 }
 
 // Hold is the representation of a hold.
@@ -38,6 +41,8 @@ type Hold struct {
 	MaxExpiresAt time.Time       `json:"max_expires_at"`
 	UpdatedAt    time.Time       `json:"updated_at"`
 	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	Partial      bool            `json:"partial,omitempty"` // created by a partial request: items carry granted
+	Cart         string          `json:"cart,omitempty"`    // the client's cart reference
 }
 
 // CreateHoldRequest is the body of POST /v1/holds.
@@ -45,6 +50,12 @@ type CreateHoldRequest struct {
 	Items    []Item          `json:"items"`
 	TTL      string          `json:"ttl,omitempty"` // Go duration, e.g. "10m"; default: the region's
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// Partial: grant each line what the region can give (default: all
+	// lines in full or nothing). Nothing at all is still a 409.
+	Partial bool `json:"partial,omitempty"`
+	// Cart: an opaque reference (1-128 printable ASCII bytes, no spaces)
+	// stored on the hold and usable to list holds (GET /v1/holds?cart=).
+	Cart string `json:"cart,omitempty"`
 }
 
 // ExtendRequest is the body of POST /v1/holds/{id}/extend.

@@ -186,6 +186,11 @@ type HoldRequest struct {
 	// Metadata is client metadata kept with the hold: any JSON value, at
 	// most 1 KiB in compact form. nil sends none.
 	Metadata json.RawMessage
+	// Partial asks for what the region can give each line (the hold's
+	// items then carry Granted) instead of all lines or none.
+	Partial bool
+	// Cart is an opaque cart reference stored on the hold.
+	Cart string
 }
 
 // Hold is a hold as the region reports it (api.Hold), with what the client
@@ -209,7 +214,7 @@ type Stock struct {
 // CreateHold asks for a hold. It answers 201 with the new hold, or 200 with
 // the original hold of an idempotent retry.
 func (c *Client) CreateHold(ctx context.Context, req HoldRequest) (*Hold, error) {
-	body := api.CreateHoldRequest{Items: req.Items, Metadata: req.Metadata}
+	body := api.CreateHoldRequest{Items: req.Items, Metadata: req.Metadata, Partial: req.Partial, Cart: req.Cart}
 	if len(body.Metadata) > 0 && !json.Valid(body.Metadata) {
 		return nil, errors.New("client: metadata is not valid JSON")
 	}
