@@ -19,6 +19,8 @@ func (n *Node) command(c *Command) {
 		n.writeOff(c)
 	case CmdStock:
 		n.stock(c)
+	case CmdRecount:
+		n.recount(c)
 	default:
 		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Err: errorf(CodeInvalid, "unknown command %d", c.Kind)})
 	}
@@ -388,7 +390,7 @@ func (n *Node) validSKUQty(c *Command) bool {
 }
 
 func (n *Node) restock(c *Command) {
-	if !n.validSKUQty(c) {
+	if !n.validSKUQty(c) || !n.ifMatch(c) {
 		return
 	}
 	s := n.sku(c.SKU)
@@ -402,7 +404,7 @@ func (n *Node) restock(c *Command) {
 }
 
 func (n *Node) writeOff(c *Command) {
-	if !n.validSKUQty(c) {
+	if !n.validSKUQty(c) || !n.ifMatch(c) {
 		return
 	}
 	s := n.skus[c.SKU]
@@ -450,6 +452,8 @@ func (n *Node) stockView(s *skuState) *StockView {
 		v.Regions = append(v.Regions, rs)
 	}
 	sortRegionStock(v.Regions)
+	v.Version = n.stockVersion(s)
+	v.LastRecount = n.recounts[s.sku]
 	return v
 }
 

@@ -31,20 +31,29 @@ const (
 	// (Config.MaxHolds); a new hold can be granted once some finish or
 	// expire. Not a statement about stock.
 	CodeHoldCapacity
+	// CodePreconditionFailed: Command.IfMatch names another version of the
+	// SKU's stock than the current one (it moved); nothing changed.
+	CodePreconditionFailed
+	// CodeStaleView: a recount needs a recent view of every peer's row of
+	// the SKU and some peer's is older than Config.RecountMaxLag (or has a
+	// gap); nothing changed. Command.Force overrides.
+	CodeStaleView
 )
 
 var codeNames = [...]string{
-	CodeInvalid:           "invalid",
-	CodeInsufficientStock: "insufficient-stock",
-	CodeUnknownSKU:        "unknown-sku",
-	CodeNotFound:          "not-found",
-	CodeConflict:          "conflict",
-	CodeIdempotencyReuse:  "idempotency-key-reuse",
-	CodeNotOwner:          "not-owner",
-	CodeInvariant:         "invariant",
-	CodeRouted:            "routed",
-	CodeFenced:            "fenced",
-	CodeHoldCapacity:      "hold-capacity",
+	CodeInvalid:            "invalid",
+	CodeInsufficientStock:  "insufficient-stock",
+	CodeUnknownSKU:         "unknown-sku",
+	CodeNotFound:           "not-found",
+	CodeConflict:           "conflict",
+	CodeIdempotencyReuse:   "idempotency-key-reuse",
+	CodeNotOwner:           "not-owner",
+	CodeInvariant:          "invariant",
+	CodeRouted:             "routed",
+	CodeFenced:             "fenced",
+	CodeHoldCapacity:       "hold-capacity",
+	CodePreconditionFailed: "precondition-failed",
+	CodeStaleView:          "stale-view",
 }
 
 // String returns the stable slug of the code, as used in problem types.

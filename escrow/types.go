@@ -110,10 +110,12 @@ const (
 	CmdRestock                         // admin: Minted += Qty for SKU
 	CmdWriteOff                        // admin: Shrunk += min(Qty, available) for SKU
 	CmdStock                           // read the stock view of SKU
+	CmdRecount                         // admin: set SKU's on-hand count (recount.go)
 )
 
 var cmdNames = [...]string{CmdHold: "hold", CmdGet: "get", CmdConfirm: "confirm", CmdRelease: "release",
-	CmdExtend: "extend", CmdRestock: "restock", CmdWriteOff: "write-off", CmdStock: "stock"}
+	CmdExtend: "extend", CmdRestock: "restock", CmdWriteOff: "write-off", CmdStock: "stock",
+	CmdRecount: "recount"}
 
 func (k CommandKind) String() string { return enumName(cmdNames[:], k) }
 
@@ -139,8 +141,16 @@ type Command struct {
 	Partial bool
 	// Cart (hold): the client's cart reference, stored on the hold.
 	Cart string
-	SKU  string // restock, write-off, stock
+	SKU  string // restock, write-off, stock, recount
 	Qty  uint64 // restock, write-off
+	// IfMatch (restock, write-off, recount): when set, the command runs
+	// only if the SKU's StockView.Version is exactly this, else
+	// CodePreconditionFailed and nothing changes.
+	IfMatch string
+	// OnHand, AsOf and Force: recount (see recount.go).
+	OnHand uint64
+	AsOf   time.Time
+	Force  bool
 }
 
 // Reply answers one Command.
@@ -155,6 +165,8 @@ type Reply struct {
 	Applied uint64
 	// Replayed is true when an idempotent retry returned an existing hold.
 	Replayed bool
+	// Recount: what a recount did (nil for other commands).
+	Recount *RecountResult
 }
 
 // StockView is one region's view of one SKU.
@@ -166,6 +178,12 @@ type StockView struct {
 	Sold      uint64
 	Regions   []RegionStock // every region this one knows, itself included, sorted
 	Global    int64         // estimate of units available everywhere
+	// Version changes whenever this region's own row of the SKU or the
+	// units it received from peers change (see Node.stockVersion): the
+	// HTTP ETag, checked by Command.IfMatch.
+	Version string
+	// LastRecount is the as_of of the last recount applied here (zero if none).
+	LastRecount time.Time
 }
 
 // RegionStock is one row as seen from the viewing region.
@@ -288,6 +306,9 @@ type Persist struct {
 	// PeerSeq holds the last contiguous sequence seen from each peer whose
 	// value changed. Persisting it is optional (0 forces a full repair).
 	PeerSeq map[string]uint64
+	// Recounts are the as_of times of recounts applied in this batch, by
+	// SKU (a runtime keeps the latest per SKU and gives them back in State).
+	Recounts []RecountMark
 	// Events states the changes above that downstream systems care about,
 	// in order (see Event). A runtime keeping an outbox writes them in
 	// this same batch.
@@ -297,7 +318,8 @@ type Persist struct {
 // Empty reports whether p asks for no write.
 func (p *Persist) Empty() bool {
 	return len(p.Rows) == 0 && len(p.Holds) == 0 && len(p.DeletedHolds) == 0 &&
-		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0 && len(p.Events) == 0
+		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0 && len(p.Events) == 0 &&
+		len(p.Recounts) == 0
 }
 
 // Ready is the output of the node since the last Advance: write Persist
@@ -323,6 +345,8 @@ type State struct {
 	Idem    []IdemEntry
 	Seq     uint64
 	PeerSeq map[string]uint64
+	// Recounts: the as_of of the last recount applied, per SKU.
+	Recounts []RecountMark
 }
 
 // enumName is names[v], or "unknown" for a value without a name.
