@@ -77,7 +77,28 @@ type Stock struct {
 	Sold            uint64                 `json:"sold"`
 	GlobalAvailable int64                  `json:"global_available"`
 	Regions         map[string]RegionStock `json:"regions"`
-	Applied         *uint64                `json:"applied,omitempty"` // restock, write-off: units changed
+	Applied         *uint64                `json:"applied,omitempty"` // restock, write-off, recount: units changed
+	Version         string                 `json:"version,omitempty"` // the ETag's value (without quotes)
+	LastRecountAsOf *time.Time             `json:"last_recount_as_of,omitempty"`
+	Recount         *RecountResult         `json:"recount,omitempty"` // PUT /v1/skus/{sku}/stock only
+}
+
+// RecountRequest is the body of PUT /v1/skus/{sku}/stock: the warehouse's
+// count of the SKU's units on hand (available + held over every region;
+// sold units have left the shelf) as of a time.
+type RecountRequest struct {
+	OnHand *uint64    `json:"on_hand"`
+	AsOf   *time.Time `json:"as_of"`
+	Force  bool       `json:"force,omitempty"`
+}
+
+// RecountResult says what a recount did.
+type RecountResult struct {
+	Before     uint64   `json:"before"`     // available + held in this region's view, before
+	Delta      int64    `json:"delta"`      // on_hand − before
+	Unresolved uint64   `json:"unresolved"` // part of a negative delta not written off here
+	Forced     bool     `json:"forced,omitempty"`
+	Stale      []string `json:"stale,omitempty"` // peers whose view was stale (forced)
 }
 
 // RegionStock is one region's row as seen by the answering region.

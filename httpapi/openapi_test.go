@@ -211,6 +211,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"CreateHoldRequest", api.CreateHoldRequest{}, false},
 		{"ExtendRequest", api.ExtendRequest{}, false},
 		{"QtyRequest", api.QtyRequest{}, false},
+		{"RecountRequest", api.RecountRequest{}, false},
+		{"RecountResult", api.RecountResult{}, true},
 	}
 	for _, c := range cases {
 		sc, ok := spec.Components.Schemas[c.schema]

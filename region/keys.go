@@ -22,6 +22,8 @@ package region
 //	                                 deleted when the row changes), so "own rows changed
 //	                                 after seq N" is a scan from c/<N+1>
 //	p/<region>                     → 8 bytes BE: last contiguous sequence seen from that peer
+//	a/<sku>                        → 8 bytes BE: as_of (sign-flipped UnixNano) of the last
+//	                                 recount applied to the SKU (escrow.RecountMark)
 //
 // The x/, j/ and c/ indexes are maintained by Store.Apply from small
 // in-memory maps (hold id → indexed expiry, key → expiry, sku → own seq)
@@ -52,14 +54,15 @@ var (
 // Prefixes. Each has an upper bound: the prefix with '/' replaced by '0'
 // (the next byte), used as the exclusive end of its range scan.
 const (
-	pfxMeta   = "m/"
-	pfxRow    = "r/"
-	pfxHold   = "h/"
-	pfxExpiry = "x/"
-	pfxIdem   = "i/"
-	pfxIdemX  = "j/"
-	pfxChange = "c/"
-	pfxPeer   = "p/"
+	pfxMeta    = "m/"
+	pfxRow     = "r/"
+	pfxHold    = "h/"
+	pfxExpiry  = "x/"
+	pfxIdem    = "i/"
+	pfxIdemX   = "j/"
+	pfxChange  = "c/"
+	pfxPeer    = "p/"
+	pfxRecount = "a/"
 )
 
 // prefixEnd returns the exclusive upper bound of all keys starting with p.
@@ -199,4 +202,9 @@ func fmtKey(k []byte) string {
 		}
 	}
 	return strconv.Quote(string(k))
+}
+
+func appendRecountKey(dst []byte, sku string) []byte {
+	dst = append(dst, pfxRecount...)
+	return append(dst, sku...)
 }

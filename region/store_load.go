@@ -169,6 +169,12 @@ func (l *loader) entry(k, v []byte) error {
 			l.st.PeerSeq = make(map[string]uint64)
 		}
 		l.st.PeerSeq[region] = beU64(v)
+	case pfxRecount:
+		sku := string(k[len(pfxRecount):])
+		if escrow.ValidSKU(sku) != nil || len(v) != seqLen {
+			return corrupt(k, "malformed recount mark")
+		}
+		l.st.Recounts = append(l.st.Recounts, escrow.RecountMark{SKU: sku, AsOf: ordTime(beU64(v))})
 	default:
 		return corrupt(k, "unknown key prefix")
 	}
