@@ -209,6 +209,9 @@ type Hold struct {
 type Stock struct {
 	api.Stock
 	Raw json.RawMessage `json:"-"`
+	// ETag is the answer's ETag header (the SKU's version, quoted): give
+	// it as IfMatch to apply an admin write only if nothing moved.
+	ETag string `json:"-"`
 }
 
 // CreateHold asks for a hold. It answers 201 with the new hold, or 200 with
@@ -297,15 +300,28 @@ func (c *Client) WriteOff(ctx context.Context, sku string, qty uint64) (*Stock, 
 }
 
 func (c *Client) skuOp(ctx context.Context, method, sku, suffix string, body any) (*Stock, error) {
+	return c.skuOpIf(ctx, method, sku, suffix, "", body)
+}
+
+// skuOpIf is skuOp with an If-Match header (when ifMatch is not empty).
+func (c *Client) skuOpIf(ctx context.Context, method, sku, suffix, ifMatch string, body any) (*Stock, error) {
 	if sku == "" {
 		return nil, errors.New("client: empty sku")
 	}
+	var hdr http.Header
+	if ifMatch != "" {
+		if strings.ContainsAny(ifMatch, "\r\n") {
+			return nil, errors.New("client: If-Match contains a line break")
+		}
+		hdr = http.Header{"If-Match": {ifMatch}}
+	}
 	var s Stock
-	resp, err := c.Do(ctx, method, "/v1/skus/"+url.PathEscape(sku)+suffix, nil, body, &s)
+	resp, err := c.Do(ctx, method, "/v1/skus/"+url.PathEscape(sku)+suffix, hdr, body, &s)
 	if err != nil {
 		return nil, err
 	}
 	s.Raw = resp.Body
+	s.ETag = resp.Header.Get("ETag")
 	return &s, nil
 }
 
