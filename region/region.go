@@ -136,6 +136,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.stats = node.Stats()
 	r.metrics = newMetrics(r)
 	r.metrics.reg.MustRegister(r.fenceCollectors()...)
+	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
