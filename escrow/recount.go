@@ -81,13 +81,18 @@ func (n *Node) recount(c *Command) {
 			c.SKU, c.AsOf.UTC().Format(time.RFC3339Nano), last.UTC().Format(time.RFC3339Nano)))
 		return
 	}
-	s := n.sku(c.SKU)
-	stale := n.staleViews(s)
+	// A refused recount must not grow the node's state: the SKU is
+	// created only once the recount is accepted.
+	var stale []string
+	if s := n.skus[c.SKU]; s != nil {
+		stale = n.staleViews(s)
+	}
 	if len(stale) > 0 && !c.Force {
 		n.fail(c, errorf(CodeStaleView, "region %s's view of %s's rows of %s is older than %v; retry, or force",
 			n.cfg.Region, stale[0], c.SKU, n.cfg.RecountMaxLag))
 		return
 	}
+	s := n.sku(c.SKU)
 	var before int64
 	for _, rec := range s.list {
 		if a := s.availableOf(rec.Region); a > 0 {
