@@ -24,7 +24,10 @@ type Problem struct {
 // Item is one cart line.
 type Item struct {
 	SKU string `json:"sku"`
-	Qty uint64 `json:"qty"`
+	Qty uint64 `json:"qty"` // units asked for
+	// Granted is set in the holds of partial requests: the units of the
+	// line actually held (0 to qty).
+	Granted *uint64 `json:"granted,omitempty"`
 }
 
 // Hold is the representation of a hold.
@@ -38,6 +41,8 @@ type Hold struct {
 	MaxExpiresAt time.Time       `json:"max_expires_at"`
 	UpdatedAt    time.Time       `json:"updated_at"`
 	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	Partial      bool            `json:"partial,omitempty"` // created by a partial request: items carry granted
+	Cart         string          `json:"cart,omitempty"`    // the client's cart reference
 }
 
 // CreateHoldRequest is the body of POST /v1/holds.
@@ -48,6 +53,12 @@ type CreateHoldRequest struct {
 	// Wait (Go duration): when the hold cannot be granted now, join the
 	// waitlist for up to this long (202 + a WaitlistEntry) instead of 409.
 	Wait string `json:"wait,omitempty"`
+	// Partial: grant each line what the region can give (default: all
+	// lines in full or nothing). Nothing at all is still a 409.
+	Partial bool `json:"partial,omitempty"`
+	// Cart: an opaque reference (1-128 printable ASCII bytes, no spaces)
+	// stored on the hold and usable to list holds (GET /v1/holds?cart=).
+	Cart string `json:"cart,omitempty"`
 }
 
 // WaitlistEntry is a shopper waiting for units (POST /v1/holds with wait,
@@ -86,7 +97,28 @@ type Stock struct {
 	Sold            uint64                 `json:"sold"`
 	GlobalAvailable int64                  `json:"global_available"`
 	Regions         map[string]RegionStock `json:"regions"`
-	Applied         *uint64                `json:"applied,omitempty"` // restock, write-off: units changed
+	Applied         *uint64                `json:"applied,omitempty"` // restock, write-off, recount: units changed
+	Version         string                 `json:"version,omitempty"` // the ETag's value (without quotes)
+	LastRecountAsOf *time.Time             `json:"last_recount_as_of,omitempty"`
+	Recount         *RecountResult         `json:"recount,omitempty"` // PUT /v1/skus/{sku}/stock only
+}
+
+// RecountRequest is the body of PUT /v1/skus/{sku}/stock: the warehouse's
+// count of the SKU's units on hand (available + held over every region;
+// sold units have left the shelf) as of a time.
+type RecountRequest struct {
+	OnHand *uint64    `json:"on_hand"`
+	AsOf   *time.Time `json:"as_of"`
+	Force  bool       `json:"force,omitempty"`
+}
+
+// RecountResult says what a recount did.
+type RecountResult struct {
+	Before     uint64   `json:"before"`     // available + held in this region's view, before
+	Delta      int64    `json:"delta"`      // on_hand − before
+	Unresolved uint64   `json:"unresolved"` // part of a negative delta not written off here
+	Forced     bool     `json:"forced,omitempty"`
+	Stale      []string `json:"stale,omitempty"` // peers whose view was stale (forced)
 }
 
 // RegionStock is one region's row as seen by the answering region.

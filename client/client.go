@@ -189,6 +189,11 @@ type HoldRequest struct {
 	// Wait, when positive, lets a sold-out hold join the region's waitlist
 	// for up to this long: use CreateHoldOrWait (CreateHold refuses it).
 	Wait time.Duration
+	// Partial asks for what the region can give each line (the hold's
+	// items then carry Granted) instead of all lines or none.
+	Partial bool
+	// Cart is an opaque cart reference stored on the hold.
+	Cart string
 }
 
 // Hold is a hold as the region reports it (api.Hold), with what the client
@@ -207,12 +212,15 @@ type Hold struct {
 type Stock struct {
 	api.Stock
 	Raw json.RawMessage `json:"-"`
+	// ETag is the answer's ETag header (the SKU's version, quoted): give
+	// it as IfMatch to apply an admin write only if nothing moved.
+	ETag string `json:"-"`
 }
 
 // CreateHold asks for a hold. It answers 201 with the new hold, or 200 with
 // the original hold of an idempotent retry.
 func (c *Client) CreateHold(ctx context.Context, req HoldRequest) (*Hold, error) {
-	body := api.CreateHoldRequest{Items: req.Items, Metadata: req.Metadata}
+	body := api.CreateHoldRequest{Items: req.Items, Metadata: req.Metadata, Partial: req.Partial, Cart: req.Cart}
 	if len(body.Metadata) > 0 && !json.Valid(body.Metadata) {
 		return nil, errors.New("client: metadata is not valid JSON")
 	}
@@ -298,15 +306,28 @@ func (c *Client) WriteOff(ctx context.Context, sku string, qty uint64) (*Stock, 
 }
 
 func (c *Client) skuOp(ctx context.Context, method, sku, suffix string, body any) (*Stock, error) {
+	return c.skuOpIf(ctx, method, sku, suffix, "", body)
+}
+
+// skuOpIf is skuOp with an If-Match header (when ifMatch is not empty).
+func (c *Client) skuOpIf(ctx context.Context, method, sku, suffix, ifMatch string, body any) (*Stock, error) {
 	if sku == "" {
 		return nil, errors.New("client: empty sku")
 	}
+	var hdr http.Header
+	if ifMatch != "" {
+		if strings.ContainsAny(ifMatch, "\r\n") {
+			return nil, errors.New("client: If-Match contains a line break")
+		}
+		hdr = http.Header{"If-Match": {ifMatch}}
+	}
 	var s Stock
-	resp, err := c.Do(ctx, method, "/v1/skus/"+url.PathEscape(sku)+suffix, nil, body, &s)
+	resp, err := c.Do(ctx, method, "/v1/skus/"+url.PathEscape(sku)+suffix, hdr, body, &s)
 	if err != nil {
 		return nil, err
 	}
 	s.Raw = resp.Body
+	s.ETag = resp.Header.Get("ETag")
 	return &s, nil
 }
 

@@ -24,6 +24,9 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 		l := p.lines[i]
 		s := n.skus[l.SKU]
 		if s == nil {
+			if p.cmd.Partial {
+				continue // a partial hold gets the other lines
+			}
 			return false // unknown everywhere this node knows
 		}
 		have := n.available(s)
@@ -31,7 +34,15 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 			continue
 		}
 		need := l.Qty - have
-		plan := PlanBorrow(need, n.inReach(n.peerSurplus(s), p.deadline.Sub(n.now)))
+		surplus := n.inReach(n.peerSurplus(s), p.deadline.Sub(n.now))
+		plan := PlanBorrow(need, surplus)
+		if plan == nil && p.cmd.Partial {
+			// A partial hold asks for what peers are known to have.
+			plan = PlanBorrow(min(need, totalSurplus(surplus)), surplus)
+			if plan == nil {
+				continue
+			}
+		}
 		if plan == nil {
 			return false
 		}
@@ -50,6 +61,14 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 		p.asks++
 	}
 	return true
+}
+
+func totalSurplus(ps []PeerStock) uint64 {
+	var t uint64
+	for _, p := range ps {
+		t += p.Available
+	}
+	return t
 }
 
 // peerSurplus lists peers with a positive available count of s in this
@@ -215,7 +234,7 @@ func (n *Node) retryPending() {
 			} else if !n.queuedFor(p.lines) && n.tryGrant(&p.cmd, p.lines, p.waiters) == nil {
 				p.done = true
 			} else if p.asks <= 0 || n.queuedFor(p.lines) {
-				n.waitOrReject(&p.cmd, p.lines, p.waiters)
+				n.grantOrReject(&p.cmd, p.lines, p.waiters)
 				p.done = true
 			} else {
 				p.gen = g

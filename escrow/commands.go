@@ -21,6 +21,8 @@ func (n *Node) command(c *Command) {
 		n.stock(c)
 	case CmdWaitGet, CmdWaitCancel:
 		n.waitCommand(c)
+	case CmdRecount:
+		n.recount(c)
 	default:
 		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Err: errorf(CodeInvalid, "unknown command %d", c.Kind)})
 	}
@@ -46,6 +48,10 @@ func (n *Node) hold(c *Command) {
 	}
 	if len(c.Meta) > MaxMetaLen {
 		n.fail(c, errorf(CodeInvalid, "metadata must be at most %d bytes, got %d", MaxMetaLen, len(c.Meta)))
+		return
+	}
+	if err := ValidCart(c.Cart); err != nil {
+		n.fail(c, err)
 		return
 	}
 	if !n.validWait(c) {
@@ -132,6 +138,9 @@ func (n *Node) hold(c *Command) {
 	if len(n.pending) < n.cfg.MaxPending && n.borrowFor(p) {
 		for i := range lines {
 			s := n.skus[lines[i].SKU]
+			if s == nil {
+				continue // a partial hold's unknown line
+			}
 			s.waiting++
 			p.skus = append(p.skus, s)
 		}
@@ -142,7 +151,7 @@ func (n *Node) hold(c *Command) {
 		}
 		return
 	}
-	n.waitOrReject(&cc, lines, nil)
+	n.grantOrReject(&cc, lines, nil)
 }
 
 // tryGrant grants the hold if every line is covered here and returns nil;
@@ -156,18 +165,7 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 			}
 		}
 	}
-	h := n.grant(c, lines)
-	if c.IdemKey != "" {
-		n.addIdem(c.IdemKey, h.ID, c.IdemHash)
-	}
-	// The lines of a hold never change after it is created, so the reply
-	// shares them (see Reply.Hold) instead of copying them.
-	hc := h.Hold
-	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
-	for _, w := range waiters {
-		hw := h.Hold
-		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
-	}
+	n.granted(c, n.grant(c, lines), waiters)
 	return nil
 }
 
@@ -187,6 +185,16 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 		}
 		n.noteLow(s)
 	}
+	var asked []Line
+	if c.Partial {
+		asked = lines // a partial hold granted in full
+	}
+	return n.newHold(c, lines, asked)
+}
+
+// newHold records a hold of the lines just reserved (asked: the cart as
+// requested, partial holds only), without idempotency key or reply.
+func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 	h := &holdRec{Hold: Hold{
 		Lines:   lines,
 		State:   Held,
@@ -195,6 +203,8 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 		Updated: n.now,
 		IdemKey: c.IdemKey,
 		Meta:    c.Meta,
+		Cart:    c.Cart,
+		Asked:   asked,
 	}}
 	h.MaxExpires = n.now.Add(n.cfg.MaxLifetime)
 	for {
@@ -210,6 +220,22 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 	n.stats.Granted++
 	n.stats.ActiveHolds++
 	return h
+}
+
+// granted remembers c's idempotency key for the new hold h and answers c
+// and the requests waiting on the same key.
+func (n *Node) granted(c *Command, h *holdRec, waiters []uint64) {
+	if c.IdemKey != "" {
+		n.addIdem(c.IdemKey, h.ID, c.IdemHash)
+	}
+	// The lines of a hold never change after it is created, so the reply
+	// shares them (see Reply.Hold) instead of copying them.
+	hc := h.Hold
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
+	for _, w := range waiters {
+		hw := h.Hold
+		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
+	}
 }
 
 // addIdem remembers key for the hold or waitlist entry id.
@@ -396,7 +422,7 @@ func (n *Node) validSKUQty(c *Command) bool {
 }
 
 func (n *Node) restock(c *Command) {
-	if !n.validSKUQty(c) {
+	if !n.validSKUQty(c) || !n.ifMatch(c) {
 		return
 	}
 	if s := n.skus[c.SKU]; s != nil && n.skuSums(s, nil).minted+c.Qty >= MaxSKUUnits {
@@ -415,7 +441,7 @@ func (n *Node) restock(c *Command) {
 }
 
 func (n *Node) writeOff(c *Command) {
-	if !n.validSKUQty(c) {
+	if !n.validSKUQty(c) || !n.ifMatch(c) {
 		return
 	}
 	s := n.skus[c.SKU]
@@ -463,6 +489,8 @@ func (n *Node) stockView(s *skuState) *StockView {
 		v.Regions = append(v.Regions, rs)
 	}
 	sortRegionStock(v.Regions)
+	v.Version = n.stockVersion(s)
+	v.LastRecount = n.recounts[s.sku]
 	return v
 }
 

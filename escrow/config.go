@@ -22,6 +22,10 @@ type Config struct {
 	IdemTTL       time.Duration // how long idempotency keys are remembered (24h)
 	HoldRetain    time.Duration // how long terminal holds stay readable (24h)
 	BorrowTimeout time.Duration // how long a hold waits for borrowed units (50ms)
+	// RecountMaxLag: a recount is refused (CodeStaleView) unless every
+	// peer with a row of the SKU was heard from within it (PeerSilence by
+	// default; <0: never refused).
+	RecountMaxLag time.Duration
 
 	// LowWater: a region tops up a SKU in the background when its available
 	// units drop below max(LowWater, demand/s × TopUpHorizon). TopUpHorizon
@@ -103,6 +107,9 @@ func (c *Config) withDefaults() Config {
 	def(&d.HomeTTL, 5*time.Second)
 	if d.PeerSilence == 0 {
 		d.PeerSilence = max(time.Second, 3*d.DigestInterval)
+	}
+	if d.RecountMaxLag == 0 {
+		d.RecountMaxLag = d.PeerSilence
 	}
 	defInt(&d.MaxPending, 10_000)
 	defInt(&d.MaxSweepPerTick, 4096)

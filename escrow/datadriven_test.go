@@ -88,7 +88,7 @@ func (sc *story) run(d *datadriven.TestData) string {
 		case len(a.Vals) == 0:
 			pos = append(pos, a.Key)
 		case a.Key == "ttl" || a.Key == "key" || a.Key == "wait" || a.Key == "as" || a.Key == "at" ||
-			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater":
+			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch":
 			opts[a.Key] = a.Vals[0]
 		default:
 			pairs = append(pairs, skuQty{a.Key, a.Vals[0]})
@@ -147,13 +147,43 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 			return "error " + r.Err.Code.String()
 		}
 		return fmt.Sprintf("applied %d, available %d", r.Applied, r.Stock.Available)
+	case "recount":
+		// recount <region> <sku> <on_hand> at=<offset from t0-24h> [force] [ifmatch=<version>]
+		c := Command{Kind: CmdRecount, SKU: args[1], OnHand: num(args[2]), AsOf: t0.Add(-24 * time.Hour).Add(dur(opts["at"])),
+			IfMatch: opts["ifmatch"]}
+		for _, a := range args[3:] {
+			if a == "force" {
+				c.Force = true
+			}
+		}
+		r := sc.node(args[0]).do(c)
+		sc.collect()
+		if r.Err != nil {
+			return "error " + r.Err.Code.String() + errDetail(r.Err)
+		}
+		rc := r.Recount
+		out := fmt.Sprintf("before %d, delta %+d, applied %d, unresolved %d, available %d, held %d, version %s",
+			rc.Before, rc.Delta, r.Applied, rc.Unresolved, r.Stock.Available, r.Stock.Held, r.Stock.Version)
+		if rc.Forced {
+			out += fmt.Sprintf(" (forced; stale %v)", rc.Stale)
+		}
+		return out
 	case "hold":
 		tn := sc.node(args[0])
 		c := Command{Kind: CmdHold, IdemKey: opts["key"], IdemHash: 1}
 		for _, p := range pairs {
 			c.Lines = append(c.Lines, Line{SKU: p.sku, Qty: num(p.qty)})
 		}
-		c.Routed = len(args) > 1 && args[1] == "routed"
+		for _, a := range args[1:] {
+			switch a {
+			case "routed":
+				c.Routed = true
+			case "partial":
+				c.Partial = true
+			default:
+				d.Fatalf(sc.t, "hold: unknown flag %q", a)
+			}
+		}
 		if v, ok := opts["ttl"]; ok {
 			c.TTL = dur(v)
 		}
@@ -462,6 +492,13 @@ func (sc *story) holdReply(name string, r Reply) string {
 	var lines []string
 	for _, l := range h.Lines {
 		lines = append(lines, fmt.Sprintf("%s=%d", l.SKU, l.Qty))
+	}
+	if h.Partial() {
+		// granted/asked for every line asked for
+		lines = lines[:0]
+		for _, l := range h.Asked {
+			lines = append(lines, fmt.Sprintf("%s=%d/%d", l.SKU, h.GrantedOf(l.SKU), l.Qty))
+		}
 	}
 	s := fmt.Sprintf("%s: %s %s expires=+%v", name, h.State, strings.Join(lines, ","), h.Expires.Sub(h.Created))
 	if r.Replayed {

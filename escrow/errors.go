@@ -34,21 +34,30 @@ const (
 	// CodeWaitlistFull: the waitlist of a SKU (or the region's) keeps its
 	// maximum of entries; retry later. Not a statement about stock.
 	CodeWaitlistFull
+	// CodePreconditionFailed: Command.IfMatch names another version of the
+	// SKU's stock than the current one (it moved); nothing changed.
+	CodePreconditionFailed
+	// CodeStaleView: a recount needs a recent view of every peer's row of
+	// the SKU and some peer's is older than Config.RecountMaxLag (or has a
+	// gap); nothing changed. Command.Force overrides.
+	CodeStaleView
 )
 
 var codeNames = [...]string{
-	CodeInvalid:           "invalid",
-	CodeInsufficientStock: "insufficient-stock",
-	CodeUnknownSKU:        "unknown-sku",
-	CodeNotFound:          "not-found",
-	CodeConflict:          "conflict",
-	CodeIdempotencyReuse:  "idempotency-key-reuse",
-	CodeNotOwner:          "not-owner",
-	CodeInvariant:         "invariant",
-	CodeRouted:            "routed",
-	CodeFenced:            "fenced",
-	CodeHoldCapacity:      "hold-capacity",
-	CodeWaitlistFull:      "waitlist-full",
+	CodeInvalid:            "invalid",
+	CodeInsufficientStock:  "insufficient-stock",
+	CodeUnknownSKU:         "unknown-sku",
+	CodeNotFound:           "not-found",
+	CodeConflict:           "conflict",
+	CodeIdempotencyReuse:   "idempotency-key-reuse",
+	CodeNotOwner:           "not-owner",
+	CodeInvariant:          "invariant",
+	CodeRouted:             "routed",
+	CodeFenced:             "fenced",
+	CodeHoldCapacity:       "hold-capacity",
+	CodeWaitlistFull:       "waitlist-full",
+	CodePreconditionFailed: "precondition-failed",
+	CodeStaleView:          "stale-view",
 }
 
 // String returns the stable slug of the code, as used in problem types.

@@ -20,13 +20,14 @@ type memStore struct {
 	idem    map[string]IdemEntry
 	seq     uint64
 	peerSeq map[string]uint64
+	recount map[string]time.Time
 	batches int
 	region  string // owner of the holds, learnt from the first hold event (checkEvents)
 }
 
 func newMemStore() *memStore {
 	return &memStore{rows: map[[2]string][]byte{}, holds: map[string][]byte{},
-		idem: map[string]IdemEntry{}, peerSeq: map[string]uint64{}}
+		idem: map[string]IdemEntry{}, peerSeq: map[string]uint64{}, recount: map[string]time.Time{}}
 }
 
 // apply writes p. deletesFirst chooses the order of deletes and puts inside
@@ -86,6 +87,9 @@ func (s *memStore) apply(t testing.TB, p *Persist, deletesFirst bool) {
 	for r, q := range p.PeerSeq {
 		s.peerSeq[r] = q
 	}
+	for _, m := range p.Recounts {
+		s.recount[m.SKU] = m.AsOf
+	}
 }
 
 // state returns what a runtime would load on restart.
@@ -120,6 +124,10 @@ func (s *memStore) state(t testing.TB) *State {
 	for r, q := range s.peerSeq {
 		st.PeerSeq[r] = q
 	}
+	for sku, at := range s.recount {
+		st.Recounts = append(st.Recounts, RecountMark{SKU: sku, AsOf: at})
+	}
+	sort.Slice(st.Recounts, func(i, j int) bool { return st.Recounts[i].SKU < st.Recounts[j].SKU })
 	return st
 }
 

@@ -42,6 +42,7 @@ type Node struct {
 	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
 	retire     timeHeap // terminal holds past retention
 	idem       map[string]*IdemEntry
+	recounts   map[string]time.Time // as_of of the last recount applied, per SKU
 	idemExpiry timeHeap
 	peers      map[string]*peer
 	allow      map[string]bool
@@ -115,6 +116,10 @@ type Stats struct {
 	// and expired; WaitAsks: borrow requests made for waiters; Waiting:
 	// entries waiting now.
 	WaitJoined, WaitPromoted, WaitCancelled, WaitExpired, WaitAsks, Waiting uint64
+	// Partial: partial holds granted less than they asked for.
+	Partial uint64
+	// Recounts: recounts applied.
+	Recounts uint64
 }
 
 type skuState struct {
@@ -207,6 +212,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		skus:        make(map[string]*skuState),
 		holds:       make(map[string]*holdRec),
 		idem:        make(map[string]*IdemEntry),
+		recounts:    make(map[string]time.Time),
 		peers:       make(map[string]*peer),
 		pendingIdem: make(map[string]*pendingHold),
 		borrows:     make(map[uint64]*borrowOut),
@@ -290,6 +296,14 @@ func (n *Node) restore(st *State) error {
 		}
 	}
 	var routed []*IdemEntry
+	for _, m := range st.Recounts {
+		if err := ValidSKU(m.SKU); err != nil {
+			return err
+		}
+		if m.AsOf.After(n.recounts[m.SKU]) {
+			n.recounts[m.SKU] = m.AsOf
+		}
+	}
 	for i := range st.Idem {
 		e := st.Idem[i]
 		if (e.HoldID == "") == (e.RoutedTo == "") {

@@ -11,6 +11,7 @@ const (
 	MaxRegionLen    = 32        // bytes, [a-z0-9_]
 	MaxIdemKeyLen   = 128       // bytes, printable ASCII
 	MaxMetaLen      = 1024      // bytes of client metadata per hold
+	MaxCartLen      = 128       // bytes of a hold's cart reference, printable ASCII
 	MaxHoldIDLen    = MaxRegionLen + 1 + 26
 	DefaultTTL      = 10 * time.Minute
 	DefaultMaxLife  = time.Hour
@@ -57,12 +58,37 @@ type Hold struct {
 	Updated    time.Time // time of the last state change
 	IdemKey    string
 	Meta       string
+	// Cart is the client's opaque cart reference (at most MaxCartLen
+	// bytes of printable ASCII), indexed by the runtime for listing.
+	Cart string
+	// Asked is the cart as requested, for a partial hold only (nil for an
+	// all-or-nothing one): sorted by SKU like Lines, one entry per SKU
+	// asked for, including those granted nothing. Lines holds what was
+	// granted (only lines with Qty > 0), so every rule about reserved units
+	// reads Lines alone.
+	Asked []Line
+}
+
+// Partial reports whether h was created by a partial hold request.
+func (h *Hold) Partial() bool { return h.Asked != nil }
+
+// GrantedOf returns the units of sku granted in h (0 when none).
+func (h *Hold) GrantedOf(sku string) uint64 {
+	for _, l := range h.Lines {
+		if l.SKU == sku {
+			return l.Qty
+		}
+	}
+	return 0
 }
 
 // Clone returns a deep copy of h.
 func (h *Hold) Clone() Hold {
 	c := *h
 	c.Lines = append([]Line(nil), h.Lines...)
+	if h.Asked != nil {
+		c.Asked = append([]Line{}, h.Asked...)
+	}
 	return c
 }
 
@@ -89,11 +115,13 @@ const (
 	CmdStock                             // read the stock view of SKU
 	CmdWaitGet                           // read waitlist entry HoldID
 	CmdWaitCancel                        // WAITING → CANCELLED for entry HoldID
+	CmdRecount                           // admin: set SKU's on-hand count (recount.go)
 )
 
 var cmdNames = [...]string{CmdHold: "hold", CmdGet: "get", CmdConfirm: "confirm", CmdRelease: "release",
 	CmdExtend: "extend", CmdRestock: "restock", CmdWriteOff: "write-off", CmdStock: "stock",
-	CmdWaitGet: "wait-get", CmdWaitCancel: "wait-cancel"}
+	CmdWaitGet: "wait-get", CmdWaitCancel: "wait-cancel",
+	CmdRecount: "recount"}
 
 func (k CommandKind) String() string { return enumName(cmdNames[:], k) }
 
@@ -117,8 +145,21 @@ type Command struct {
 	// reply named (or runs locally when that region cannot be reached):
 	// the node serves it here and never routes it again.
 	Routed bool
-	SKU    string // restock, write-off, stock
-	Qty    uint64 // restock, write-off
+	// Partial (hold): grant each line what the region can give it instead
+	// of all or nothing; a hold granted nothing at all is still refused.
+	Partial bool
+	// Cart (hold): the client's cart reference, stored on the hold.
+	Cart string
+	SKU  string // restock, write-off, stock, recount
+	Qty  uint64 // restock, write-off
+	// IfMatch (restock, write-off, recount): when set, the command runs
+	// only if the SKU's StockView.Version is exactly this, else
+	// CodePreconditionFailed and nothing changes.
+	IfMatch string
+	// OnHand, AsOf and Force: recount (see recount.go).
+	OnHand uint64
+	AsOf   time.Time
+	Force  bool
 }
 
 // Reply answers one Command.
@@ -136,6 +177,8 @@ type Reply struct {
 	// Wait: a hold that joined the waitlist (instead of Hold), and the
 	// waitlist commands (a copy, with positions while waiting).
 	Wait *WaitEntry
+	// Recount: what a recount did (nil for other commands).
+	Recount *RecountResult
 }
 
 // StockView is one region's view of one SKU.
@@ -147,6 +190,12 @@ type StockView struct {
 	Sold      uint64
 	Regions   []RegionStock // every region this one knows, itself included, sorted
 	Global    int64         // estimate of units available everywhere
+	// Version changes whenever this region's own row of the SKU or the
+	// units it received from peers change (see Node.stockVersion): the
+	// HTTP ETag, checked by Command.IfMatch.
+	Version string
+	// LastRecount is the as_of of the last recount applied here (zero if none).
+	LastRecount time.Time
 }
 
 // RegionStock is one row as seen from the viewing region.
@@ -279,6 +328,9 @@ type Persist struct {
 	// terminal entries past retention.
 	Waits        []WaitEntry
 	DeletedWaits []string
+	// Recounts are the as_of times of recounts applied in this batch, by
+	// SKU (a runtime keeps the latest per SKU and gives them back in State).
+	Recounts []RecountMark
 	// Events states the changes above that downstream systems care about,
 	// in order (see Event). A runtime keeping an outbox writes them in
 	// this same batch.
@@ -289,7 +341,7 @@ type Persist struct {
 func (p *Persist) Empty() bool {
 	return len(p.Rows) == 0 && len(p.Holds) == 0 && len(p.DeletedHolds) == 0 &&
 		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0 && len(p.Events) == 0 &&
-		len(p.Waits) == 0 && len(p.DeletedWaits) == 0
+		len(p.Waits) == 0 && len(p.DeletedWaits) == 0 && len(p.Recounts) == 0
 }
 
 // Ready is the output of the node since the last Advance: write Persist
@@ -316,6 +368,8 @@ type State struct {
 	Seq     uint64
 	PeerSeq map[string]uint64
 	Waits   []WaitEntry // waitlist entries, any order
+	// Recounts: the as_of of the last recount applied, per SKU.
+	Recounts []RecountMark
 }
 
 // enumName is names[v], or "unknown" for a value without a name.

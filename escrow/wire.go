@@ -527,8 +527,32 @@ func EncodeHold(dst []byte, h *Hold) []byte {
 		e.String(l.SKU)
 		e.Uvarint(l.Qty)
 	}
+	// The extension (cart, asked lines) follows only when the hold has
+	// them, so every other hold encodes exactly as before; a decoder that
+	// predates it refuses such a hold (trailing bytes) rather than misread.
+	if h.Cart != "" || h.Asked != nil {
+		var flags byte
+		if h.Asked != nil {
+			flags |= holdExtPartial
+		}
+		e.Byte(flags)
+		e.String(h.Cart)
+		if h.Asked != nil {
+			e.Uvarint(uint64(len(h.Asked)))
+			for _, l := range h.Asked {
+				e.String(l.SKU)
+				e.Uvarint(l.Qty)
+			}
+		}
+	}
 	return e.B
 }
+
+// holdExtPartial flags a hold extension that carries the asked lines.
+const holdExtPartial = 1
+
+// More reports whether bytes are left to decode.
+func (d *WireDecoder) More() bool { return d.err == nil && len(d.b) > 0 }
 
 // DecodeHold parses a hold written by EncodeHold.
 func DecodeHold(b []byte) (Hold, error) {
@@ -546,6 +570,22 @@ func DecodeHold(b []byte) (Hold, error) {
 	n := d.count("lines", MaxLines)
 	for i := 0; i < n && d.err == nil; i++ {
 		h.Lines = append(h.Lines, Line{SKU: d.String(MaxSKULen), Qty: d.Uvarint()})
+	}
+	if d.More() {
+		flags := d.Byte()
+		if flags&^holdExtPartial != 0 {
+			d.Fail("hold %s extension flags %#x", h.ID, flags)
+		}
+		h.Cart = d.String(MaxCartLen)
+		if flags&holdExtPartial != 0 {
+			n := d.count("asked lines", MaxLines)
+			h.Asked = make([]Line, 0, n)
+			for i := 0; i < n && d.err == nil; i++ {
+				h.Asked = append(h.Asked, Line{SKU: d.String(MaxSKULen), Qty: d.Uvarint()})
+			}
+		} else if h.Cart == "" {
+			d.Fail("hold %s has an empty extension", h.ID)
+		}
 	}
 	d.End()
 	if d.err != nil {
@@ -568,6 +608,14 @@ func DecodeHold(b []byte) (Hold, error) {
 	for i := range lines {
 		if lines[i] != h.Lines[i] {
 			return Hold{}, fmt.Errorf("%w: hold %s lines are not sorted", ErrWire, h.ID)
+		}
+	}
+	if err := ValidCart(h.Cart); err != nil {
+		return Hold{}, fmt.Errorf("%w: hold %s: %v", ErrWire, h.ID, err)
+	}
+	if h.Asked != nil {
+		if err := checkAsked(h.Lines, h.Asked); err != nil {
+			return Hold{}, fmt.Errorf("%w: hold %s: %v", ErrWire, h.ID, err)
 		}
 	}
 	return h, nil

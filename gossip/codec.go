@@ -37,6 +37,10 @@ const (
 	replyStatusFailure = 1 // the command may or may not have been applied
 	replyStatusRefused = 2 // the command was not run (ForwardReply.Refused)
 	requestFlagRouted  = 1
+	// requestFlagPartial: a partial hold; requestFlagCart: a cart
+	// reference follows the flags. Holds without them encode as before.
+	requestFlagPartial = 2
+	requestFlagCart    = 4
 	// maxForwardTTL bounds a forwarded TTL far above any hold lifetime;
 	// the node applies its own limits.
 	maxForwardTTL = 100 * 365 * 24 * time.Hour
@@ -121,6 +125,9 @@ func checkForwardCmd(c *escrow.Command) error {
 	if len(c.Meta) > escrow.MaxMetaLen {
 		return fmt.Errorf("metadata of %d bytes, over %d", len(c.Meta), escrow.MaxMetaLen)
 	}
+	if err := escrow.ValidCart(c.Cart); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -148,7 +155,17 @@ func EncodeForwardRequest(dst []byte, r *ForwardRequest) ([]byte, error) {
 		e.String(r.Cmd.IdemKey)
 		e.Uvarint(r.Cmd.IdemHash)
 		e.String(r.Cmd.Meta)
-		e.Byte(requestFlagRouted)
+		flags := byte(requestFlagRouted)
+		if r.Cmd.Partial {
+			flags |= requestFlagPartial
+		}
+		if r.Cmd.Cart != "" {
+			flags |= requestFlagCart
+		}
+		e.Byte(flags)
+		if r.Cmd.Cart != "" {
+			e.String(r.Cmd.Cart)
+		}
 	}
 	if len(e.B)-len(dst) > MaxForwardBytes {
 		return dst, fmt.Errorf("gossip: forward request of %d bytes, over %d", len(e.B)-len(dst), MaxForwardBytes)
@@ -185,10 +202,18 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 		r.Cmd.IdemKey = d.String(escrow.MaxIdemKeyLen)
 		r.Cmd.IdemHash = d.Uvarint()
 		r.Cmd.Meta = d.String(escrow.MaxMetaLen)
-		if flags := d.Byte(); d.Err() == nil && flags != requestFlagRouted {
+		flags := d.Byte()
+		if d.Err() == nil && flags&^(requestFlagPartial|requestFlagCart) != requestFlagRouted {
 			d.Fail("hold flags %#x: only routed holds are forwarded", flags)
 		}
 		r.Cmd.Routed = true
+		r.Cmd.Partial = flags&requestFlagPartial != 0
+		if flags&requestFlagCart != 0 {
+			r.Cmd.Cart = d.String(escrow.MaxCartLen)
+			if d.Err() == nil && (r.Cmd.Cart == "" || escrow.ValidCart(r.Cmd.Cart) != nil) {
+				d.Fail("bad cart reference")
+			}
+		}
 	}
 	d.End()
 	if d.Err() != nil {

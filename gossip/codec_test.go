@@ -117,6 +117,14 @@ func TestForwardCodecRoutedHold(t *testing.T) {
 	} else if out, err := DecodeForwardRequest(b); err != nil || !reflect.DeepEqual(min, out) {
 		t.Fatalf("minimal routed hold: got %+v, %v", out, err)
 	}
+	// A partial hold with a cart reference keeps both.
+	pc := ForwardRequest{From: "us", Cmd: routedHold()}
+	pc.Cmd.Partial, pc.Cmd.Cart = true, "cart-42"
+	if b, err := EncodeForwardRequest(nil, &pc); err != nil {
+		t.Fatal(err)
+	} else if out, err := DecodeForwardRequest(b); err != nil || !reflect.DeepEqual(pc, out) {
+		t.Fatalf("partial routed hold with cart: got %+v, %v", out, err)
+	}
 	// Every truncation of a valid request is refused.
 	for i := range b {
 		if _, err := DecodeForwardRequest(b[:i]); !errors.Is(err, ErrCodec) {
@@ -170,7 +178,9 @@ func TestForwardCodecRoutedHold(t *testing.T) {
 	}
 	for name, b := range map[string][]byte{
 		"plain hold (flags 0)":     rawHoldRequest("", one, 1, "k", "", 0),
-		"unknown flags":            rawHoldRequest("", one, 1, "k", "", requestFlagRouted|2),
+		"unknown flags":            rawHoldRequest("", one, 1, "k", "", requestFlagRouted|8),
+		"partial, not routed":      rawHoldRequest("", one, 1, "k", "", requestFlagPartial),
+		"cart flag, no cart":       rawHoldRequest("", one, 1, "k", "", requestFlagRouted|requestFlagCart),
 		"hold id on a hold":        rawHoldRequest(testHold.ID, one, 1, "k", "", requestFlagRouted),
 		"no lines":                 rawHoldRequest("", nil, 0, "k", "", requestFlagRouted),
 		"too many lines":           rawHoldRequest("", hundredOne, uint64(len(hundredOne)), "k", "", requestFlagRouted),

@@ -53,9 +53,9 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
 
 // appendHoldJSON appends the JSON of holdJSON(h) plus a newline, exactly as
 // json.NewEncoder(w).Encode(holdJSON(h)) writes it. It returns false when h
-// has metadata or a time json.Marshal refuses (the caller falls back).
+// has metadata, a cart, asked lines or a time json.Marshal refuses (the caller falls back).
 func appendHoldJSON(b []byte, h *escrow.Hold) ([]byte, bool) {
-	if h.Meta != "" {
+	if h.Meta != "" || h.Cart != "" || h.Asked != nil {
 		return b, false
 	}
 	region, _ := escrow.OwnerOf(h.ID)

@@ -60,7 +60,12 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 		s.badRequest(w, req, fmt.Sprintf("items: at most %d lines, got %d", escrow.MaxLines, len(body.Items)))
 		return
 	}
-	cmd := escrow.Command{Kind: escrow.CmdHold, IdemKey: key, Lines: make([]escrow.Line, len(body.Items))}
+	if err := escrow.ValidCart(body.Cart); err != nil {
+		s.badRequest(w, req, err.Detail)
+		return
+	}
+	cmd := escrow.Command{Kind: escrow.CmdHold, IdemKey: key, Lines: make([]escrow.Line, len(body.Items)),
+		Partial: body.Partial, Cart: body.Cart}
 	for i, it := range body.Items {
 		cmd.Lines[i] = escrow.Line{SKU: it.SKU, Qty: it.Qty}
 	}
@@ -134,6 +139,13 @@ func (s *Server) idemHash(cmd *escrow.Command) uint64 {
 	}
 	b = append(b, "|ttl="...)
 	b = strconv.AppendInt(b, int64(ttl), 10)
+	if cmd.Partial {
+		b = append(b, "|partial"...)
+	}
+	if cmd.Cart != "" {
+		b = append(b, "|cart="...)
+		b = append(b, cmd.Cart...)
+	}
 	b = append(b, "|meta="...)
 	b = append(b, cmd.Meta...)
 	if cmd.Wait > 0 { // without wait the hash is as before the waitlist
@@ -193,6 +205,15 @@ func holdJSON(h *escrow.Hold) *api.Hold {
 	for i, l := range h.Lines {
 		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
 	}
+	if h.Partial() {
+		out.Partial = true
+		out.Items = make([]api.Item, len(h.Asked))
+		for i, l := range h.Asked {
+			g := h.GrantedOf(l.SKU)
+			out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty, Granted: &g}
+		}
+	}
+	out.Cart = h.Cart
 	if h.Meta != "" {
 		if json.Valid([]byte(h.Meta)) {
 			out.Metadata = json.RawMessage(h.Meta)

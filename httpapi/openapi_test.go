@@ -212,6 +212,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"ExtendRequest", api.ExtendRequest{}, false},
 		{"QtyRequest", api.QtyRequest{}, false},
 		{"WaitlistEntry", api.WaitlistEntry{}, true},
+		{"RecountRequest", api.RecountRequest{}, false},
+		{"RecountResult", api.RecountResult{}, true},
 	}
 	for _, c := range cases {
 		sc, ok := spec.Components.Schemas[c.schema]

@@ -33,44 +33,48 @@ const (
 )
 
 var problemTitles = map[string]string{
-	escrow.CodeInvalid.String():           "Invalid request",
-	escrow.CodeInsufficientStock.String(): "Insufficient stock",
-	escrow.CodeUnknownSKU.String():        "Unknown SKU",
-	escrow.CodeNotFound.String():          "Hold not found",
-	escrow.CodeConflict.String():          "Conflict with the hold's state",
-	escrow.CodeIdempotencyReuse.String():  "Idempotency key reused with a different request",
-	escrow.CodeNotOwner.String():          "Hold belongs to another region",
-	escrow.CodeInvariant.String():         "Internal invariant violated",
-	escrow.CodeFenced.String():            "Region fenced: it refuses writes",
-	escrow.CodeHoldCapacity.String():      "Region keeps its maximum of holds",
-	escrow.CodeWaitlistFull.String():      "Waitlist full",
-	ProblemOverloaded:                     "Region overloaded",
-	ProblemStorage:                        "Storage unavailable",
-	ProblemOwnerUnreachable:               "Owning region unreachable",
-	ProblemUnavailable:                    "Region shutting down",
-	ProblemTimeout:                        "Request timed out",
-	ProblemUnauthorized:                   "Unauthorized",
-	ProblemForbidden:                      "Forbidden",
-	ProblemTooLarge:                       "Payload too large",
-	ProblemMediaType:                      "Unsupported media type",
-	ProblemMethod:                         "Method not allowed",
-	ProblemRoute:                          "No such route",
-	ProblemNotReady:                       "Not ready",
+	escrow.CodeInvalid.String():            "Invalid request",
+	escrow.CodeInsufficientStock.String():  "Insufficient stock",
+	escrow.CodeUnknownSKU.String():         "Unknown SKU",
+	escrow.CodeNotFound.String():           "Hold not found",
+	escrow.CodeConflict.String():           "Conflict with the hold's state",
+	escrow.CodeIdempotencyReuse.String():   "Idempotency key reused with a different request",
+	escrow.CodeNotOwner.String():           "Hold belongs to another region",
+	escrow.CodeInvariant.String():          "Internal invariant violated",
+	escrow.CodeFenced.String():             "Region fenced: it refuses writes",
+	escrow.CodeHoldCapacity.String():       "Region keeps its maximum of holds",
+	escrow.CodePreconditionFailed.String(): "The SKU's stock moved since the version given in If-Match",
+	escrow.CodeStaleView.String():          "This region's view of a peer is too old for a recount",
+	escrow.CodeWaitlistFull.String():       "Waitlist full",
+	ProblemOverloaded:                      "Region overloaded",
+	ProblemStorage:                         "Storage unavailable",
+	ProblemOwnerUnreachable:                "Owning region unreachable",
+	ProblemUnavailable:                     "Region shutting down",
+	ProblemTimeout:                         "Request timed out",
+	ProblemUnauthorized:                    "Unauthorized",
+	ProblemForbidden:                       "Forbidden",
+	ProblemTooLarge:                        "Payload too large",
+	ProblemMediaType:                       "Unsupported media type",
+	ProblemMethod:                          "Method not allowed",
+	ProblemRoute:                           "No such route",
+	ProblemNotReady:                        "Not ready",
 }
 
 // codeStatus maps each escrow.Code to its HTTP status.
 var codeStatus = map[escrow.Code]int{
-	escrow.CodeInvalid:           http.StatusBadRequest,
-	escrow.CodeInsufficientStock: http.StatusConflict,
-	escrow.CodeUnknownSKU:        http.StatusNotFound,
-	escrow.CodeNotFound:          http.StatusNotFound,
-	escrow.CodeConflict:          http.StatusConflict,
-	escrow.CodeIdempotencyReuse:  http.StatusUnprocessableEntity,
-	escrow.CodeNotOwner:          http.StatusServiceUnavailable,
-	escrow.CodeInvariant:         http.StatusInternalServerError,
-	escrow.CodeFenced:            http.StatusServiceUnavailable,
-	escrow.CodeHoldCapacity:      http.StatusServiceUnavailable,
-	escrow.CodeWaitlistFull:      http.StatusTooManyRequests,
+	escrow.CodeInvalid:            http.StatusBadRequest,
+	escrow.CodeInsufficientStock:  http.StatusConflict,
+	escrow.CodeUnknownSKU:         http.StatusNotFound,
+	escrow.CodeNotFound:           http.StatusNotFound,
+	escrow.CodeConflict:           http.StatusConflict,
+	escrow.CodeIdempotencyReuse:   http.StatusUnprocessableEntity,
+	escrow.CodeNotOwner:           http.StatusServiceUnavailable,
+	escrow.CodeInvariant:          http.StatusInternalServerError,
+	escrow.CodeFenced:             http.StatusServiceUnavailable,
+	escrow.CodeHoldCapacity:       http.StatusServiceUnavailable,
+	escrow.CodeWaitlistFull:       http.StatusTooManyRequests,
+	escrow.CodePreconditionFailed: http.StatusPreconditionFailed,
+	escrow.CodeStaleView:          http.StatusServiceUnavailable,
 }
 
 // problem writes an RFC 9457 problem document.
@@ -124,7 +128,7 @@ func (s *Server) escrowProblem(w http.ResponseWriter, req *http.Request, e *escr
 	switch e.Code {
 	case escrow.CodeFenced:
 		w.Header().Set("Retry-After", s.fenceRetryAfter())
-	case escrow.CodeHoldCapacity:
+	case escrow.CodeHoldCapacity, escrow.CodeStaleView:
 		w.Header().Set("Retry-After", "1")
 	case escrow.CodeWaitlistFull:
 		w.Header().Set("Retry-After", "5")

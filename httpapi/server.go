@@ -135,6 +135,7 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		{"GET /v1/skus/{sku}", scopeRead, s.stock},
 		{"POST /v1/skus/{sku}/restock", scopeAdmin, s.adjust(escrow.CmdRestock)},
 		{"POST /v1/skus/{sku}/write-off", scopeAdmin, s.adjust(escrow.CmdWriteOff)},
+		{"PUT /v1/skus/{sku}/stock", scopeAdmin, s.recount},
 		{"GET /metrics", scopeNone, metricsH.ServeHTTP},
 		{"GET /healthz", scopeNone, s.healthz},
 		{"GET /readyz", scopeNone, s.readyz},

@@ -17,6 +17,7 @@ func (s *Server) stock(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
+	setETag(w, rep.Stock)
 	s.writeJSON(w, http.StatusOK, stockJSON(rep.Stock, nil))
 }
 
@@ -28,6 +29,10 @@ func (s *Server) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req
 			s.escrowProblem(w, req, err)
 			return
 		}
+		ifMatch, ok := s.ifMatch(w, req)
+		if !ok {
+			return
+		}
 		var body api.QtyRequest
 		if !s.decodeBody(w, req, &body, false) {
 			return
@@ -36,10 +41,11 @@ func (s *Server) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req
 			s.escrowProblem(w, req, err)
 			return
 		}
-		rep, ok := s.do(w, req, escrow.Command{Kind: kind, SKU: sku, Qty: body.Qty})
+		rep, ok := s.do(w, req, escrow.Command{Kind: kind, SKU: sku, Qty: body.Qty, IfMatch: ifMatch})
 		if !ok {
 			return
 		}
+		setETag(w, rep.Stock)
 		applied := rep.Applied
 		s.writeJSON(w, http.StatusOK, stockJSON(rep.Stock, &applied))
 	}
@@ -51,6 +57,11 @@ func stockJSON(v *escrow.StockView, applied *uint64) *api.Stock {
 	for _, rs := range v.Regions {
 		out.Regions[rs.Region] = api.RegionStock{Available: rs.Available, Held: rs.Held, Sold: rs.Sold,
 			Seq: rs.Seq, AgeMs: rs.Age.Milliseconds()}
+	}
+	out.Version = v.Version
+	if !v.LastRecount.IsZero() {
+		t := v.LastRecount.UTC()
+		out.LastRecountAsOf = &t
 	}
 	return out
 }

@@ -25,6 +25,8 @@ package region
 //	p/<region>                     → 8 bytes BE: last contiguous sequence seen from that peer
 //	w/<entry id>                   → waitlist entry (store_waits.go), any state; the
 //	                                 placement order and deadline are inside
+//	a/<sku>                        → 8 bytes BE: as_of (sign-flipped UnixNano) of the last
+//	                                 recount applied to the SKU (escrow.RecountMark)
 //
 // The x/, j/ and c/ indexes are maintained by Store.Apply from small
 // in-memory maps (hold id → indexed expiry, key → expiry, sku → own seq)
@@ -56,15 +58,16 @@ var (
 // Prefixes. Each has an upper bound: the prefix with '/' replaced by '0'
 // (the next byte), used as the exclusive end of its range scan.
 const (
-	pfxMeta   = "m/"
-	pfxRow    = "r/"
-	pfxHold   = "h/"
-	pfxExpiry = "x/"
-	pfxIdem   = "i/"
-	pfxIdemX  = "j/"
-	pfxChange = "c/"
-	pfxPeer   = "p/"
-	pfxWait   = "w/"
+	pfxMeta    = "m/"
+	pfxRow     = "r/"
+	pfxHold    = "h/"
+	pfxExpiry  = "x/"
+	pfxIdem    = "i/"
+	pfxIdemX   = "j/"
+	pfxChange  = "c/"
+	pfxPeer    = "p/"
+	pfxWait    = "w/"
+	pfxRecount = "a/"
 )
 
 // prefixEnd returns the exclusive upper bound of all keys starting with p.
@@ -229,4 +232,9 @@ func fmtKey(k []byte) string {
 		}
 	}
 	return strconv.Quote(string(k))
+}
+
+func appendRecountKey(dst []byte, sku string) []byte {
+	dst = append(dst, pfxRecount...)
+	return append(dst, sku...)
 }

@@ -182,6 +182,12 @@ func (l *loader) entry(k, v []byte) error {
 			return corrupt(k, "waitlist entry of region %q in the store of %q", owner, s.region)
 		}
 		l.st.Waits = append(l.st.Waits, e)
+	case pfxRecount:
+		sku := string(k[len(pfxRecount):])
+		if escrow.ValidSKU(sku) != nil || len(v) != seqLen {
+			return corrupt(k, "malformed recount mark")
+		}
+		l.st.Recounts = append(l.st.Recounts, escrow.RecountMark{SKU: sku, AsOf: ordTime(beU64(v))})
 	default:
 		return corrupt(k, "unknown key prefix")
 	}

@@ -66,6 +66,11 @@ func (s *Store) validate(p *escrow.Persist) error {
 			return fmt.Errorf("region store: peer sequence for region %q", r)
 		}
 	}
+	for _, m := range p.Recounts {
+		if escrow.ValidSKU(m.SKU) != nil || m.AsOf.IsZero() {
+			return fmt.Errorf("region store: recount mark %q at %v", m.SKU, m.AsOf)
+		}
+	}
 	return nil
 }
 
@@ -156,6 +161,11 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	for r, seq := range p.PeerSeq {
 		k = appendPeerKey(k[:0], r)
 		v = appendU64(v[:0], seq)
+		w.set(k, v)
+	}
+	for _, m := range p.Recounts {
+		k = appendRecountKey(k[:0], m.SKU)
+		v = appendU64(v[:0], timeOrd(m.AsOf))
 		w.set(k, v)
 	}
 	if p.Seq != s.seq || forceSeq {

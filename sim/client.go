@@ -36,6 +36,7 @@ type client struct {
 	attempt int
 	start   int64
 	holdID  string
+	partial bool // asks for a partial hold
 	owner   int
 	probe   bool
 	tries   int
@@ -85,7 +86,7 @@ func (w *world) sendHold(cl *client) {
 	w.nextReq++
 	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: w.strat.Server(&w.setup, cl.home),
 		cmd: escrow.Command{Kind: escrow.CmdHold, ReqID: w.nextReq, Lines: cl.lines, TTL: w.o.TTL,
-			IdemKey: cl.idem, IdemHash: cl.hash}}
+			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial}}
 	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
 	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
 }

@@ -56,6 +56,8 @@ type Options struct {
 
 	// Wire round-trips every peer message through escrow's codec.
 	Wire bool
+	// Partial is the fraction of carts sent as partial holds (0..1).
+	Partial float64
 	// Series records time series for the HTML report.
 	Series bool
 
@@ -139,6 +141,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: client latency must be between 0 and 1s, got %v", o.ClientLatency)
 	case o.InterMin < 0 || o.InterMax < o.InterMin || o.InterMax > 5*time.Second:
 		return fmt.Errorf("sim: inter-region latency must satisfy 0 <= min <= max <= 5s, got %v..%v", o.InterMin, o.InterMax)
+	case o.Partial < 0 || o.Partial > 1:
+		return fmt.Errorf("sim: partial must be a fraction between 0 and 1, got %v", o.Partial)
 	case o.BorrowTimeout < 0 || o.BorrowTimeout > 10*time.Second:
 		return fmt.Errorf("sim: borrow timeout must be between 0 and 10s, got %v", o.BorrowTimeout)
 	}
@@ -184,6 +188,9 @@ func (o Options) Args(seed uint64) []string {
 	if o.Wire {
 		a = append(a, "--wire")
 	}
+	if o.Partial > 0 {
+		a = append(a, "--partial", strconv.FormatFloat(o.Partial, 'g', -1, 64))
+	}
 	for _, b := range o.BugNames() {
 		a = append(a, "--bug", b)
 	}
@@ -196,6 +203,9 @@ const (
 	BugMergeBySum         = "merge-by-sum"
 	BugKeepExpiredUnits   = "keep-expired-units"
 	BugReplyBeforePersist = "reply-before-persist"
+	// BugPartialRecordsAsked: a partial hold records what it asked for
+	// while only the available units are reserved (needs Partial > 0).
+	BugPartialRecordsAsked = "partial-records-asked"
 )
 
 // SetBug turns on one named test-only bug.
@@ -209,9 +219,11 @@ func (o *Options) SetBug(name string) error {
 		o.Bugs.KeepExpiredUnits = true
 	case BugReplyBeforePersist:
 		o.Hooks.ReplyBeforePersist = true
+	case BugPartialRecordsAsked:
+		o.Bugs.PartialRecordsAsked = true
 	default:
-		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s or %s)", name,
-			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist)
+		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s or %s)", name,
+			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist, BugPartialRecordsAsked)
 	}
 	return nil
 }
@@ -230,6 +242,9 @@ func (o Options) BugNames() []string {
 	}
 	if o.Hooks.ReplyBeforePersist {
 		out = append(out, BugReplyBeforePersist)
+	}
+	if o.Bugs.PartialRecordsAsked {
+		out = append(out, BugPartialRecordsAsked)
 	}
 	return out
 }

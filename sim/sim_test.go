@@ -92,6 +92,7 @@ func TestCheckersCatchBugs(t *testing.T) {
 		{BugMergeBySum, Options{}, func(r *Result) uint64 { return r.Unconverged }},
 		{BugKeepExpiredUnits, Options{}, func(r *Result) uint64 { return r.Unreturned }},
 		{BugReplyBeforePersist, Options{}, func(r *Result) uint64 { return r.LostAcked }},
+		{BugPartialRecordsAsked, Options{Workload: "flash", Partial: 0.5}, func(r *Result) uint64 { return r.Unreturned }},
 	}
 	for _, c := range cases {
 		t.Run(c.bug, func(t *testing.T) {

@@ -164,10 +164,13 @@ func (wl *workload) cart(r *rand.Rand, now int64, n int) *client {
 	// (extend), and a few still come back after their hold expired.
 	think := time.Duration(r.ExpFloat64() * float64(15*time.Second))
 	think = min(think, wl.o.TTL*3/2)
+	// Only runs with partial carts draw one more value, so that the
+	// streams of every other run stay as they were.
+	partial := wl.o.Partial > 0 && r.Float64() < wl.o.Partial
 	if !keep {
 		return nil
 	}
-	return &client{home: home, lines: lines, plan: plan, think: think}
+	return &client{home: home, lines: lines, plan: plan, think: think, partial: partial}
 }
 
 // meanRestock keeps supply near demand: about 90% of the units expected to

@@ -101,6 +101,8 @@ func newHoldCmd() *cobra.Command {
 		idemKey string
 		meta    string
 		wait    time.Duration
+		partial bool
+		cart    string
 	)
 	cmd := &cobra.Command{
 		Use:   "hold",
@@ -111,10 +113,12 @@ when the shopper pays, release it when the cart is abandoned, or let it expire.
 
 Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 --sku when omitted) or as --item SKU=QTY. Retrying with the same
---idempotency-key returns the original hold instead of a second one.`,
+--idempotency-key returns the original hold instead of a second one.
+--partial takes what the region can give each line (shown as granted/asked).`,
 		Example: `  holdfast hold --sku tshirt-red-m --qty 1
   holdfast hold --sku A --qty 2 --sku B --qty 1 --ttl 15m
   holdfast hold --item A=2 --item B=1 --idempotency-key cart-8812 --metadata '{"cart":"8812"}'
+  holdfast hold --item A=5 --partial --cart c-8812
   HOLDFAST_URL=http://127.0.0.1:8081 holdfast hold --sku A --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -126,7 +130,7 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 			if err != nil {
 				return err
 			}
-			req := client.HoldRequest{Items: lines, TTL: ttl, IdempotencyKey: idemKey}
+			req := client.HoldRequest{Items: lines, TTL: ttl, IdempotencyKey: idemKey, Partial: partial, Cart: cart}
 			if meta != "" {
 				if !json.Valid([]byte(meta)) {
 					return fmt.Errorf("--metadata must be JSON, e.g. '{\"cart\":\"c-1\"}' or '\"text\"', got %q", meta)
@@ -159,6 +163,8 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 	fs.StringVar(&idemKey, "idempotency-key", "", "make retries return the original hold (printable ASCII, ≤ 128 bytes)")
 	fs.StringVar(&meta, "metadata", "", "client metadata kept with the hold: any JSON value, ≤ 1 KiB")
 	fs.DurationVar(&wait, "wait", 0, "when sold out, join the waitlist for up to this long (e.g. 2m) instead of failing")
+	fs.BoolVar(&partial, "partial", false, "grant what the region can give each line instead of all or nothing")
+	fs.StringVar(&cart, "cart", "", "cart reference stored on the hold (printable ASCII, ≤ 128 bytes)")
 	cf.add(cmd)
 	return cmd
 }
@@ -385,9 +391,16 @@ func (f *clientFlags) printHold(cmd *cobra.Command, h *client.Hold) error {
 	fmt.Fprintln(w)
 	parts := make([]string, 0, len(h.Items))
 	for _, it := range h.Items {
+		if it.Granted != nil {
+			parts = append(parts, fmt.Sprintf("%s×%d of %d", it.SKU, *it.Granted, it.Qty))
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("%s×%d", it.SKU, it.Qty))
 	}
 	fmt.Fprintf(w, "  items:    %s\n", strings.Join(parts, ", "))
+	if h.Cart != "" {
+		fmt.Fprintf(w, "  cart:     %s\n", h.Cart)
+	}
 	if !h.ExpiresAt.IsZero() {
 		line := h.ExpiresAt.UTC().Format(time.RFC3339)
 		if h.State == "held" {

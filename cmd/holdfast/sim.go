@@ -143,6 +143,7 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.DurationVar(&o.InterMin, "inter-min", d.InterMin, "one-way inter-region latency, minimum")
 	f.DurationVar(&o.InterMax, "inter-max", d.InterMax, "one-way inter-region latency, maximum")
 	f.BoolVar(&o.Wire, "wire", false, "round-trip every message through the wire codec")
+	f.Float64Var(&o.Partial, "partial", 0, "fraction of carts sent as partial holds (0..1)")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON")
 	f.StringVar(&report, "report", "", "write a self-contained HTML report to this file")
 	f.StringVar(&compare, "compare", "", "run these strategies (comma-separated, or all) on the same seeds and compare them")

@@ -63,6 +63,7 @@ type Escrow struct {
 	DonorFloor     uint64        `yaml:"donor_floor"`
 	DigestInterval time.Duration `yaml:"digest_interval"`
 	PeerSilence    time.Duration `yaml:"peer_silence"`
+	RecountMaxLag  time.Duration `yaml:"recount_max_lag"`
 	RepairTimeout  time.Duration `yaml:"repair_timeout"`
 	DemandTau      time.Duration `yaml:"demand_tau"`
 	HomeTTL        time.Duration `yaml:"home_ttl"`
@@ -167,6 +168,7 @@ func (e Escrow) Config() escrow.Config {
 		DonorFloor:       e.DonorFloor,
 		DigestInterval:   e.DigestInterval,
 		PeerSilence:      e.PeerSilence,
+		RecountMaxLag:    e.RecountMaxLag,
 		RepairTimeout:    e.RepairTimeout,
 		DemandTau:        e.DemandTau,
 		HomeTTL:          e.HomeTTL,

@@ -15,6 +15,9 @@ type Bugs struct {
 	// entry in the queue (it is promoted again when units come back).
 	PromoteOutOfOrder  bool
 	PromotedKeepsPlace bool
+	// PartialRecordsAsked: a partial hold records the quantities asked for
+	// while only the available units are reserved.
+	PartialRecordsAsked bool
 }
 
 // Any reports whether any bug is on.
