@@ -64,6 +64,17 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		return nil, fmt.Errorf("demo: embedded NATS: %w", err)
 	}
 	natsAddr := strings.TrimPrefix(e.natsURL, "nats://")
+	// The demo runs a signed cluster: keys as `holdfast keys` makes them,
+	// the membership listing every region's public key.
+	seedFiles, pubs, err := demoKeys(dir, regionNames[:o.Regions])
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	var members []region.Member
+	for _, name := range regionNames[:o.Regions] {
+		members = append(members, region.Member{Name: name, PublicKey: pubs[name]})
+	}
 	for i := 0; i < o.Regions; i++ {
 		name := regionNames[i]
 		s := &site{name: name, served: make(chan error, 1)}
@@ -81,10 +92,12 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			DataDir: filepath.Join(dir, name),
 			// Its peers: with it, each region starts on probation (its store
 			// is empty) until the others' digests say they never saw it.
-			NATSURL: s.proxy.URL(),
-			Cluster: cluster,
-			Escrow:  ecfg,
-			Logger:  quiet,
+			NATSURL:        s.proxy.URL(),
+			Cluster:        cluster,
+			Members:        members,
+			SigningKeyFile: seedFiles[name],
+			Escrow:         ecfg,
+			Logger:         quiet,
 		})
 		if err != nil {
 			e.close()
@@ -101,7 +114,8 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			return nil, fmt.Errorf("demo: HTTP API of %s: %w", name, err)
 		}
 		go func(s *site) { s.served <- api.Serve(ctx, s.ln) }(s)
-		s.tr, err = gossip.AttachRegion(ctx, s.reg, gossip.Config{URL: s.proxy.URL(), Cluster: cluster, Region: name, Logger: quiet})
+		s.tr, err = gossip.AttachRegion(ctx, s.reg, gossip.Config{URL: s.proxy.URL(), Cluster: cluster, Region: name, Logger: quiet,
+			SigningKeyFile: seedFiles[name], MemberKeys: pubs})
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("demo: connect %s to NATS: %w", name, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Envelope wire format (version 1):
@@ -316,4 +317,14 @@ func (c *Config) keyring() (*Keyring, error) {
 		seed = b
 	}
 	return NewKeyring(c.Region, seed, c.MemberKeys, c.RebalancerKey)
+}
+
+// RejectedCount is the number of inbound messages dropped for reason
+// (holdfast_gossip_rejected_total{reason}); for tools and the demo.
+func (t *Transport) RejectedCount(reason string) float64 {
+	var m dto.Metric
+	if err := t.m.rejected.WithLabelValues(reason).Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
 }

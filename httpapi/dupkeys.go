@@ -94,4 +94,3 @@ func duplicateKey(buf []byte) string {
 		}
 	}
 }
-
