@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/internal/testutil/testapi"
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,7 +23,8 @@ func setNATSPasswords(t *testing.T) {
 
 func TestNATSConfigsParse(t *testing.T) {
 	setNATSPasswords(t)
-	for _, f := range []string{"local/nats.conf", "nats-supercluster.conf"} {
+	conf, _ := superclusterConf(t)
+	for _, f := range []string{"local/nats.conf", conf} {
 		opts, err := server.ProcessConfigFile(f)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
@@ -39,10 +41,14 @@ func TestNATSConfigsParse(t *testing.T) {
 func startSupercluster(t *testing.T) *server.Server {
 	t.Helper()
 	setNATSPasswords(t)
-	opts, err := server.ProcessConfigFile("nats-supercluster.conf")
+	conf, _ := superclusterConf(t)
+	opts, err := server.ProcessConfigFile(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// TLS is checked by TestSuperclusterTLS; these tests look at
+	// permissions over plain loopback connections.
+	opts.TLSConfig, opts.TLS, opts.TLSVerify = nil, false, false
 	opts.Host, opts.Port = "127.0.0.1", -1
 	opts.HTTPPort = 0
 	opts.Cluster = server.ClusterOpts{}
@@ -51,9 +57,9 @@ func startSupercluster(t *testing.T) *server.Server {
 	return testutil.NATSWithOptions(t, opts)
 }
 
-func connect(t *testing.T, s *server.Server, user string, errs chan<- error) *nats.Conn {
+func connect(t *testing.T, s *server.Server, user string, errs chan<- error, extra ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, "pw-"+map[string]string{
+	nc, err := nats.Connect(s.ClientURL(), append([]nats.Option{nats.UserInfo(user, "pw-"+map[string]string{
 		"region-eu": "EU", "region-us": "US", "region-ap": "AP", "rebalancer": "REBALANCER", "events": "EVENTS",
 	}[user]), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		if errs != nil {
@@ -62,7 +68,7 @@ func connect(t *testing.T, s *server.Server, user string, errs chan<- error) *na
 			default:
 			}
 		}
-	}))
+	})}, extra...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -163,7 +169,7 @@ func TestSuperclusterForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner.Flush()
-	eu := connect(t, s, "region-eu", nil)
+	eu := connect(t, s, "region-eu", nil, nats.CustomInboxPrefix(gossip.DefaultInboxPrefix("prod", "eu")))
 	m, err := eu.Request("holdfast.prod.hold.us", []byte("confirm"), 5*time.Second)
 	if err != nil {
 		t.Fatalf("forwarded request from eu to us: %v", err)
@@ -203,4 +209,46 @@ func TestLocalNATSConfigRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Close()
+}
+
+// TestSuperclusterInboxes: each region has its own inbox prefix. Region eu
+// may not subscribe to us's inbox (nor to all inboxes), so it cannot read
+// the answers to us's forwarded operations; us's request still gets its
+// answer.
+func TestSuperclusterInboxes(t *testing.T) {
+	s := startSupercluster(t)
+	euErrs := make(chan error, 16)
+	eu := connect(t, s, "region-eu", euErrs, nats.CustomInboxPrefix(gossip.DefaultInboxPrefix("prod", "eu")))
+	for _, subj := range []string{gossip.DefaultInboxPrefix("prod", "us") + ".>", "_INBOX.>"} {
+		if _, err := eu.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		if err := eu.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-euErrs:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("subscribe %s: got %v, want a permission violation", subj, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("region-eu could subscribe to %s", subj)
+		}
+	}
+	ap := connect(t, s, "region-ap", nil)
+	if _, err := ap.Subscribe("holdfast.prod.hold.ap", func(m *nats.Msg) { m.Respond([]byte("secret answer")) }); err != nil {
+		t.Fatal(err)
+	}
+	ap.Flush()
+	us := connect(t, s, "region-us", nil, nats.CustomInboxPrefix(gossip.DefaultInboxPrefix("prod", "us")))
+	m, err := us.Request("holdfast.prod.hold.ap", []byte("get"), 5*time.Second)
+	if err != nil || string(m.Data) != "secret answer" {
+		t.Fatalf("us's request to ap: %v", err)
+	}
+	// With nats.go's shared default prefix, us's request cannot even be
+	// answered: its user may subscribe to its own prefix only.
+	plain := connect(t, s, "region-us", nil)
+	if _, err := plain.Request("holdfast.prod.hold.ap", []byte("get"), time.Second); err == nil {
+		t.Fatal("region-us received an answer on the shared _INBOX prefix")
+	}
 }

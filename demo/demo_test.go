@@ -43,6 +43,13 @@ func TestDemoChecksHold(t *testing.T) {
 	if res.Holds == 0 {
 		t.Errorf("no holds granted:\n%s", out)
 	}
+	forged := false
+	for _, c := range res.Checks {
+		forged = forged || (c.Name == "forged messages dropped" && c.OK)
+	}
+	if !forged {
+		t.Errorf("the demo's signed cluster did not show forged rows dropped:\n%s", out)
+	}
 	t.Logf("\n%s", out)
 }
 

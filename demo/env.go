@@ -64,11 +64,16 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 		return nil, fmt.Errorf("demo: embedded NATS: %w", err)
 	}
 	natsAddr := strings.TrimPrefix(e.natsURL, "nats://")
-	// The membership: every region of the demo, so that a stray NATS
-	// client cannot speak for a made-up region.
+	// The demo runs a signed cluster: keys as `holdfast keys` makes them,
+	// the membership listing every region's public key.
+	seedFiles, pubs, err := demoKeys(dir, regionNames[:o.Regions])
+	if err != nil {
+		e.close()
+		return nil, err
+	}
 	var members []region.Member
-	for i := 0; i < o.Regions; i++ {
-		members = append(members, region.Member{Name: regionNames[i]})
+	for _, name := range regionNames[:o.Regions] {
+		members = append(members, region.Member{Name: name, PublicKey: pubs[name]})
 	}
 	for i := 0; i < o.Regions; i++ {
 		name := regionNames[i]
@@ -87,11 +92,12 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			DataDir: filepath.Join(dir, name),
 			// Its peers: with it, each region starts on probation (its store
 			// is empty) until the others' digests say they never saw it.
-			NATSURL: s.proxy.URL(),
-			Cluster: cluster,
-			Members: members,
-			Escrow:  ecfg,
-			Logger:  quiet,
+			NATSURL:        s.proxy.URL(),
+			Cluster:        cluster,
+			Members:        members,
+			SigningKeyFile: seedFiles[name],
+			Escrow:         ecfg,
+			Logger:         quiet,
 		})
 		if err != nil {
 			e.close()
@@ -108,7 +114,8 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			return nil, fmt.Errorf("demo: HTTP API of %s: %w", name, err)
 		}
 		go func(s *site) { s.served <- api.Serve(ctx, s.ln) }(s)
-		s.tr, err = gossip.AttachRegion(ctx, s.reg, gossip.Config{URL: s.proxy.URL(), Cluster: cluster, Region: name, Logger: quiet})
+		s.tr, err = gossip.AttachRegion(ctx, s.reg, gossip.Config{URL: s.proxy.URL(), Cluster: cluster, Region: name, Logger: quiet,
+			SigningKeyFile: seedFiles[name], MemberKeys: pubs})
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("demo: connect %s to NATS: %w", name, err)

@@ -22,10 +22,15 @@ func ValidRegion(r string) *Error {
 	return nil
 }
 
-// ValidSKU checks a SKU id: 1–128 bytes of printable UTF-8.
+// ValidSKU checks a SKU id: 1–128 bytes of printable UTF-8, not starting
+// or ending with a space (" A" and "A" would be two SKUs no one can tell
+// apart; a blank SKU is no SKU).
 func ValidSKU(s string) *Error {
 	if s == "" || len(s) > MaxSKULen {
 		return errorf(CodeInvalid, "sku must be 1 to %d bytes, got %d", MaxSKULen, len(s))
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' {
+		return errorf(CodeInvalid, "sku %q starts or ends with a space", s)
 	}
 	// Fast path: printable ASCII (checked on every cart line).
 	ascii := true

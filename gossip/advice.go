@@ -39,6 +39,13 @@ type AdviceConfig struct {
 	OnConnect    func()
 	OnDisconnect func(err error)
 	OnReconnect  func(url string, reconnects uint64)
+	// Keys signs the advice published and verifies the digests and advice
+	// received (nil: an unsigned cluster). Build it with NewKeyring for
+	// RebalancerSigner, the rebalancer's seed and the regions' public keys.
+	Keys *Keyring
+	// OnReject, if set, hears a received message dropped because its
+	// signature did not verify (reason "signature").
+	OnReject func(reason, subject string, err error)
 	// OnFlushError, if set, hears a failed flush of the subscriptions at
 	// start (the channel keeps going: the server has them or will).
 	OnFlushError func(err error)
@@ -50,6 +57,8 @@ type AdviceConfig struct {
 type AdviceChannel struct {
 	nc      *nats.Conn
 	subject string
+	keys    *Keyring
+	buf     []byte
 }
 
 // DialAdvice connects (retrying forever in the background if NATS is not
@@ -88,8 +97,17 @@ func DialAdvice(ctx context.Context, cfg AdviceConfig, deliver func(subject stri
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS %s: %w", cfg.URL, err)
 	}
-	a := &AdviceChannel{nc: nc, subject: AdviceSubject(cfg.Cluster)}
-	handler := func(msg *nats.Msg) { deliver(msg.Subject, msg.Data) }
+	a := &AdviceChannel{nc: nc, subject: AdviceSubject(cfg.Cluster), keys: cfg.Keys}
+	handler := func(msg *nats.Msg) {
+		payload, err := openAdviceChannel(cfg.Keys, msg.Subject, msg.Data)
+		if err != nil {
+			if cfg.OnReject != nil {
+				cfg.OnReject("signature", msg.Subject, err)
+			}
+			return
+		}
+		deliver(msg.Subject, payload)
+	}
 	for _, subject := range []string{DigestWildcard(cfg.Cluster), a.subject} {
 		sub, err := nc.Subscribe(subject, handler)
 		if err != nil {
@@ -112,13 +130,15 @@ func DialAdvice(ctx context.Context, cfg AdviceConfig, deliver func(subject stri
 // Connected reports whether the channel is connected to NATS now.
 func (a *AdviceChannel) Connected() bool { return a.nc.IsConnected() }
 
-// Publish sends an encoded advice on the cluster's advice subject. It fails
-// at once while the connection is down (nothing is buffered).
+// Publish sends an encoded advice on the cluster's advice subject, signed
+// when the channel has a signing key. It fails at once while the
+// connection is down (nothing is buffered). Not safe for concurrent use.
 func (a *AdviceChannel) Publish(advice []byte) error {
 	if !a.nc.IsConnected() {
 		return ErrNotConnectedAdvice
 	}
-	if err := a.nc.Publish(a.subject, advice); err != nil {
+	a.buf = a.keys.Seal(a.buf[:0], a.subject, advice, time.Now())
+	if err := a.nc.Publish(a.subject, a.buf); err != nil {
 		return fmt.Errorf("gossip: publish advice: %w", err)
 	}
 	return nil
@@ -126,3 +146,20 @@ func (a *AdviceChannel) Publish(advice []byte) error {
 
 // Close closes the connection.
 func (a *AdviceChannel) Close() { a.nc.Close() }
+
+// openAdviceChannel verifies a digest (signed by the region its subject
+// names) or an advice (signed by the rebalancer) and returns its payload.
+func openAdviceChannel(k *Keyring, subject string, data []byte) ([]byte, error) {
+	env, err := k.Open(subject, data)
+	if err != nil || !k.Signed() {
+		return env.Payload, err
+	}
+	want := RebalancerSigner
+	if s, perr := ParseSubject(subject); perr == nil && s.Kind == KindDigest {
+		want = s.Region
+	}
+	if env.Signer != want {
+		return nil, fmt.Errorf("%w: message on %s signed by %q", ErrSignature, subject, env.Signer)
+	}
+	return env.Payload, nil
+}

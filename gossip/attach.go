@@ -20,19 +20,31 @@ var (
 )
 
 // ConfigFor is the transport configuration of region rc: its NATS URL,
-// cluster (default "holdfast"), name, peer allow-list and logger. Callers
+// cluster (default "holdfast"), name, peer allow-list, logger, signing
+// key file, the membership's public keys and the inbox prefix. Callers
 // add credentials, a Registerer and tuning before AttachRegion.
 func ConfigFor(rc region.Config) Config {
 	cluster := rc.Cluster
 	if cluster == "" {
 		cluster = "holdfast"
 	}
+	var keys map[string]string
+	for _, m := range rc.Members {
+		if keys == nil {
+			keys = map[string]string{}
+		}
+		keys[m.Name] = m.PublicKey
+	}
 	return Config{
-		URL:        rc.NATSURL,
-		Cluster:    cluster,
-		Region:     rc.Name,
-		AllowPeers: rc.Escrow.Peers,
-		Logger:     rc.Logger,
+		URL:            rc.NATSURL,
+		Cluster:        cluster,
+		Region:         rc.Name,
+		AllowPeers:     rc.Escrow.Peers,
+		Logger:         rc.Logger,
+		SigningKeyFile: rc.SigningKeyFile,
+		MemberKeys:     keys,
+		RebalancerKey:  rc.RebalancerPublicKey,
+		InboxPrefix:    rc.NATSInboxPrefix,
 	}
 }
 

@@ -27,6 +27,21 @@
 // Inbound messages are checked against the subject: the region named by the
 // subject must be Message.From and the writer of every row it carries.
 //
+// # Signatures
+//
+// In a cluster whose membership lists public keys, every message a region
+// publishes — rows, digests, directed messages, forwarded commands and
+// their replies — travels in an envelope signed with the region's ed25519
+// key (sign.go), and the rebalancer signs its advice. The signature covers
+// the subject (a forward reply: the request's signature), so a message is
+// accepted only on the subject it was signed for, by a receiver that
+// verifies it against the public key of the region it speaks for
+// (Message.From, ForwardRequest.From; advice: the rebalancer). Forwarded
+// commands also carry a timestamp and nonce: the owner accepts each once,
+// within ForwardWindow. Without keys the cluster runs unsigned. Repair
+// requests are rate-limited per peer and repair answers held to a byte
+// budget per peer (limits.go).
+//
 // # Why borrow and repair use plain publish, not NATS request/reply
 //
 // A donor may answer a borrow request only after its own Sent change is
@@ -48,7 +63,8 @@
 // publisher goroutine, which coalesces consecutive row deltas into one
 // message. A full queue or a down connection drops (counted); the escrow
 // anti-entropy (digests, gap detection, repair) recovers whatever was lost.
-// Inbound messages are decoded with escrow.DecodeMessage; corrupt, truncated,
+// Inbound messages are verified, then decoded with escrow.DecodeMessage;
+// unsigned or badly signed (in a signed cluster), corrupt, truncated,
 // oversized, future-version, misrouted and replayed messages are counted,
 // logged at most once per interval, and dropped.
 package gossip

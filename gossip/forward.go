@@ -53,7 +53,9 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 	}
 	rctx, cancel := context.WithTimeout(ctx, t.cfg.ForwardTimeout)
 	defer cancel()
-	msg, err := t.nc.RequestWithContext(rctx, HoldSubject(t.cfg.Cluster, owner), data)
+	subject := HoldSubject(t.cfg.Cluster, owner)
+	data = t.keys.Seal(nil, subject, data, time.Now())
+	msg, err := t.nc.RequestWithContext(rctx, subject, data)
 	if err != nil {
 		if ctx.Err() != nil {
 			return escrow.Reply{}, "error", fmt.Errorf("gossip: forward to %s: %w", owner, ctx.Err())
@@ -67,7 +69,15 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 		// reachable from here now.
 		return escrow.Reply{}, "unreachable", fmt.Errorf("%w: %s: %v", region.ErrUnreachable, owner, err)
 	}
-	fr, err := DecodeForwardReply(msg.Data)
+	env, err := t.keys.Open(replyContext(data), msg.Data)
+	if err == nil {
+		err = t.keys.speaksFor(&env, owner, false)
+	}
+	if err != nil {
+		t.reject("signature", subject, fmt.Errorf("forward reply: %w", err))
+		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward reply from %s: %w", owner, err)
+	}
+	fr, err := DecodeForwardReply(env.Payload)
 	if err != nil {
 		t.m.decodeErrs.WithLabelValues(decodeReason(err)).Inc()
 		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward reply from %s: %w", owner, err)
@@ -118,7 +128,37 @@ func (t *Transport) serveForward(msg *nats.Msg) {
 }
 
 func (t *Transport) runForward(msg *nats.Msg) {
-	req, err := DecodeForwardRequest(msg.Data)
+	subject := HoldSubject(t.cfg.Cluster, t.cfg.Region)
+	env, err := t.keys.Open(subject, msg.Data)
+	if err != nil {
+		t.reject("signature", subject, fmt.Errorf("forwarded command: %w", err))
+		t.m.forwardsServed.WithLabelValues("signature").Inc()
+		t.respond(msg, &ForwardReply{Failure: "refused: " + err.Error(), Refused: true})
+		return
+	}
+	if t.keys.Signed() {
+		switch r := t.nonces.check(env.Signer, env.Nonce, env.Time, time.Now()); r {
+		case nonceOK:
+		case nonceFull:
+			t.m.forwardsServed.WithLabelValues("busy").Inc()
+			t.respond(msg, &ForwardReply{Failure: "owner " + t.cfg.Region + " is busy (too many recent commands from " + env.Signer + ")", Refused: true})
+			return
+		default:
+			t.reject("replay", subject, fmt.Errorf("forwarded command from %s: %s (nonce %d, signed at %v)", env.Signer, r, env.Nonce, env.Time))
+			t.m.forwardsServed.WithLabelValues("replay").Inc()
+			t.respond(msg, &ForwardReply{Failure: "refused: " + r + " forwarded command", Refused: true})
+			return
+		}
+	}
+	req, err := DecodeForwardRequest(env.Payload)
+	if err == nil {
+		if serr := t.keys.speaksFor(&env, req.From, false); serr != nil {
+			t.reject("signature", subject, serr)
+			t.m.forwardsServed.WithLabelValues("signature").Inc()
+			t.respond(msg, &ForwardReply{Failure: "refused: " + serr.Error(), Refused: true})
+			return
+		}
+	}
 	if err != nil {
 		reason := decodeReason(err)
 		t.m.decodeErrs.WithLabelValues(reason).Inc()
@@ -158,7 +198,18 @@ func (t *Transport) respond(msg *nats.Msg, fr *ForwardReply) {
 		t.limit.warn(t.log, "encode-forward", "cannot encode forward reply", "err", err)
 		data, _ = EncodeForwardReply(nil, &ForwardReply{Failure: "owner cannot encode its reply"})
 	}
+	data = t.keys.Seal(nil, replyContext(msg.Data), data, time.Now())
 	if err := msg.Respond(data); err != nil {
 		t.limit.warn(t.log, "respond-forward", "cannot answer forwarded command", "err", err)
 	}
+}
+
+// replyContext is what a forward reply's signature is bound to: the
+// signature of the request it answers, so that a reply recorded for one
+// request cannot answer another. Unsigned requests have none.
+func replyContext(request []byte) string {
+	if !IsEnvelope(request) || len(request) < sigLen {
+		return "reply"
+	}
+	return "reply:" + string(request[len(request)-sigLen:])
 }

@@ -7,6 +7,7 @@ package gossip
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
@@ -160,15 +161,23 @@ func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
 		t.limit.warn(t.log, "encode", "cannot encode message", "type", m.Type, "err", err)
 		return buf
 	}
-	if err := t.nc.Publish(subject, buf); err != nil {
+	if m.Type == escrow.MsgRows && m.To != "" && !t.lim.allowAnswer(m.To, len(buf), time.Now()) {
+		// A repair answer over the peer's byte budget: dropped; the peer
+		// asks again after its repair timeout.
+		t.m.dropped.WithLabelValues("answer_budget").Inc()
+		t.limit.warn(t.log, "answer-budget", "repair answer over the peer's byte budget; dropping", "to", m.To, "bytes", len(buf))
+		return buf
+	}
+	t.seal = t.keys.Seal(t.seal[:0], subject, buf, time.Now())
+	if err := t.nc.Publish(subject, t.seal); err != nil {
 		t.m.dropped.WithLabelValues("publish").Inc()
 		t.limit.warn(t.log, "publish", "publish failed; dropping", "subject", subject, "err", err)
 		return buf
 	}
 	typ := msgLabel(m)
 	t.m.msgsOut.WithLabelValues(typ).Inc()
-	t.m.bytesOut.WithLabelValues(typ).Add(float64(len(buf)))
-	t.m.msgSize.WithLabelValues("out").Observe(float64(len(buf)))
+	t.m.bytesOut.WithLabelValues(typ).Add(float64(len(t.seal)))
+	t.m.msgSize.WithLabelValues("out").Observe(float64(len(t.seal)))
 	if m.Type == escrow.MsgBorrowResp {
 		t.m.borrowUnitsOut.Add(float64(m.Qty))
 	}

@@ -42,7 +42,7 @@ func decodeReason(err error) string {
 // handle checks one inbound message and delivers it; it reports whether
 // the message was delivered (for tests).
 func (t *Transport) handle(subject string, data []byte, now time.Time) bool {
-	if len(data) > escrow.MaxMessageBytes {
+	if len(data) > escrow.MaxMessageBytes+MaxEnvelopeOverhead {
 		t.m.decodeErrs.WithLabelValues("oversized").Inc()
 		t.limit.warn(t.log, "decode-oversized", "dropping oversized message", "subject", subject, "bytes", len(data))
 		return false
@@ -52,7 +52,12 @@ func (t *Transport) handle(subject string, data []byte, now time.Time) bool {
 		t.reject("subject", subject, fmt.Errorf("unexpected subject"))
 		return false
 	}
-	m, err := escrow.DecodeMessage(data)
+	env, err := t.keys.Open(subject, data)
+	if err != nil {
+		t.reject("signature", subject, err)
+		return false
+	}
+	m, err := escrow.DecodeMessage(env.Payload)
 	if err != nil {
 		reason := decodeReason(err)
 		t.m.decodeErrs.WithLabelValues(reason).Inc()
@@ -66,6 +71,14 @@ func (t *Transport) handle(subject string, data []byte, now time.Time) bool {
 			reason = re.reason
 		}
 		t.reject(reason, subject, err)
+		return false
+	}
+	if err := t.keys.speaksFor(&env, m.From, m.Type == escrow.MsgAdvice); err != nil {
+		t.reject("signature", subject, err)
+		return false
+	}
+	if m.Type == escrow.MsgRepairReq && !t.lim.allowRepair(m.From, now) {
+		t.reject("rate_limit", subject, fmt.Errorf("repair requests from %s over %v a second", m.From, t.cfg.RepairRate))
 		return false
 	}
 	if replayable(&m) && t.replay.seen(subject, data) {

@@ -163,12 +163,19 @@ type testCluster struct {
 	cluster string
 	nodes   map[string]*testNode
 	proxies map[string]*faultproxy.Proxy
+	keys    *testKeys // set before add: a signed cluster
 }
 
 func newTestCluster(t testing.TB, regions ...string) *testCluster {
 	t.Helper()
+	return newTestClusterKeys(t, nil, regions...)
+}
+
+// newTestClusterKeys is newTestCluster, signed with keys when not nil.
+func newTestClusterKeys(t testing.TB, keys *testKeys, regions ...string) *testCluster {
+	t.Helper()
 	srv, url := testutil.NATS(t)
-	tc := &testCluster{t: t, srv: srv, url: url, cluster: "test", nodes: map[string]*testNode{}, proxies: map[string]*faultproxy.Proxy{}}
+	tc := &testCluster{t: t, srv: srv, url: url, cluster: "test", nodes: map[string]*testNode{}, proxies: map[string]*faultproxy.Proxy{}, keys: keys}
 	t.Cleanup(func() {
 		for _, n := range tc.nodes {
 			n.Close()
@@ -196,7 +203,11 @@ func (tc *testCluster) add(region string, ecfg escrow.Config) *testNode {
 		tc.proxies[region] = p
 	}
 	tn := newTestNode(t, ecfg)
-	tr, err := Connect(context.Background(), Config{URL: p.URL(), Cluster: tc.cluster, Region: region,
+	var keys *Keyring
+	if tc.keys != nil {
+		keys = tc.keys.ring(t, region)
+	}
+	tr, err := Connect(context.Background(), Config{URL: p.URL(), Cluster: tc.cluster, Region: region, Keys: keys,
 		ReconnectWait: 50 * time.Millisecond, ForwardTimeout: 500 * time.Millisecond, Logger: quietLog()}, tn)
 	if err != nil {
 		tn.Close()

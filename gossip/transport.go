@@ -47,6 +47,32 @@ type Config struct {
 	TLSKey    string
 	TLSCA     string // CA bundle to verify the server
 
+	// Signing (see sign.go). Keys, when set, is used as is (tests);
+	// otherwise it is built from SigningKeyFile (an nkeys user seed written
+	// by `holdfast keys`), MemberKeys (region -> public key) and
+	// RebalancerKey. No key anywhere: an unsigned cluster (quick start).
+	Keys           *Keyring
+	SigningKeyFile string
+	MemberKeys     map[string]string
+	RebalancerKey  string
+	// ForwardWindow: a signed forwarded command is accepted only if its
+	// timestamp is within this of our clock, and only once (30s).
+	ForwardWindow time.Duration
+
+	// InboxPrefix is the NATS inbox prefix of this region's request/reply
+	// (forwarded commands' answers arrive under it); the production NATS
+	// config lets each region subscribe only to its own. Empty: nats.go's
+	// default _INBOX.
+	InboxPrefix string
+
+	// Limits on what a peer may ask this region to send (see limits.go):
+	// repair requests per peer per second and burst (2, 5), and bytes of
+	// repair answers per peer per second and burst (4 MiB, 64 MiB).
+	RepairRate       float64
+	RepairBurst      int
+	AnswerBytesRate  float64
+	AnswerBytesBurst int
+
 	// AllowPeers, when set, is the only regions whose messages are accepted
 	// (advice from the rebalancer is always accepted).
 	AllowPeers []string
@@ -95,6 +121,21 @@ func (c *Config) withDefaults() Config {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
+	if d.ForwardWindow <= 0 {
+		d.ForwardWindow = 30 * time.Second
+	}
+	if d.RepairRate <= 0 {
+		d.RepairRate = 2
+	}
+	if d.RepairBurst <= 0 {
+		d.RepairBurst = 5
+	}
+	if d.AnswerBytesRate <= 0 {
+		d.AnswerBytesRate = 4 << 20
+	}
+	if d.AnswerBytesBurst <= 0 {
+		d.AnswerBytesBurst = 64 << 20
+	}
 	return d
 }
 
@@ -112,6 +153,11 @@ func (c *Config) Validate() error {
 	for _, p := range c.AllowPeers {
 		if err := escrow.ValidRegion(p); err != nil {
 			return fmt.Errorf("gossip: allow-list: %w", err)
+		}
+	}
+	if c.InboxPrefix != "" {
+		if err := validInboxPrefix(c.InboxPrefix); err != nil {
+			return err
 		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
@@ -136,6 +182,10 @@ type Transport struct {
 	limit  *logLimiter
 	replay *replayFilter
 	reg    prometheus.Registerer
+	keys   *Keyring
+	nonces *nonceCache
+	lim    *peerLimits
+	seal   []byte // publisher's envelope buffer
 
 	mu     sync.Mutex
 	queue  []outItem
@@ -173,6 +223,7 @@ func Connect(ctx context.Context, cfg Config, inbox Inbox) (*Transport, error) {
 	opts := append(DialOptions("holdfast-"+c.Cluster+"-"+c.Region, c.ReconnectWait, auth),
 		nats.ReconnectJitter(c.ReconnectWait/4, c.ReconnectWait/2),
 		nats.NoEcho(),
+		nats.CustomInboxPrefix(c.inboxPrefix()),
 		nats.PingInterval(c.PingInterval),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -265,6 +316,13 @@ func newTransport(cfg Config, inbox Inbox) (*Transport, error) {
 		fwdSem: make(chan struct{}, c.MaxForwardsInFlight),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	keys, err := c.keyring()
+	if err != nil {
+		return nil, err
+	}
+	t.keys = keys
+	t.nonces = newNonceCache(c.ForwardWindow, maxNoncesPerPeer)
+	t.lim = newPeerLimits(c.RepairRate, c.RepairBurst, c.AnswerBytesRate, c.AnswerBytesBurst)
 	if len(c.AllowPeers) > 0 {
 		t.allow = make(map[string]bool, len(c.AllowPeers))
 		for _, p := range c.AllowPeers {

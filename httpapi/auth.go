@@ -96,6 +96,9 @@ func newTokenSet(entries []TokenEntry) (*tokenSet, error) {
 		if strings.ContainsAny(e.Token, " \t\r\n") {
 			return nil, fmt.Errorf("token %d (%s): contains white space", i, e.Name)
 		}
+		if exampleToken(e.Token) {
+			return nil, fmt.Errorf("token %d (%s) is an example secret of configs/tokens.example.yaml: anyone who read it has it; generate your own (openssl rand -base64 32)", i, e.Name)
+		}
 		p := &principal{name: e.Name}
 		if p.name == "" {
 			p.name = fmt.Sprintf("token-%d", i)
@@ -181,4 +184,16 @@ func (s *Server) authorize(w http.ResponseWriter, req *http.Request, sc scope) b
 		return false
 	}
 	return true
+}
+
+// exampleTokens are the secrets of configs/tokens.example.yaml. A region
+// refuses to start with them (or any token still marked REPLACE-ME): they
+// are published with the source.
+var exampleTokens = map[string]bool{
+	"REPLACE-ME-client-secret-0123456789": true,
+	"REPLACE-ME-admin-secret-0123456789":  true,
+}
+
+func exampleToken(tok string) bool {
+	return exampleTokens[tok] || strings.Contains(strings.ToUpper(tok), "REPLACE-ME")
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // decodeBody reads a JSON body into v: content type application/json,
-// at most MaxBodyBytes, no unknown fields, nothing after the value. With
+// at most MaxBodyBytes, no unknown fields, no key twice in one object,
+// nothing after the value. With
 // optional set, an empty body leaves v as it is. It writes the problem and
 // returns false on failure.
 func (s *Server) decodeBody(w http.ResponseWriter, req *http.Request, v any, optional bool) bool {
@@ -62,6 +63,11 @@ func (s *Server) decodeBodyBuf(w http.ResponseWriter, req *http.Request, v any, 
 			return true
 		}
 		*cr = api.CreateHoldRequest{} // encoding/json decodes from scratch
+	}
+	if k := duplicateKey(buf); k != "" {
+		// Only here: the fast parser never accepts a repeated key.
+		s.badRequest(w, req, fmt.Sprintf("malformed JSON body: duplicate key %q", k))
+		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.DisallowUnknownFields()

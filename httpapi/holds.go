@@ -16,7 +16,8 @@ import (
 // parseTTL parses a Go duration within [MinTTL, the max hold lifetime].
 func (s *Server) parseTTL(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
-	if err != nil {
+	if err != nil || v[0] == '+' || v[0] == '-' {
+		// time.ParseDuration takes a sign; a TTL is written without one.
 		return 0, fmt.Errorf("ttl %q is not a duration like \"10m\"", v)
 	}
 	maxLife := s.maxLifetime

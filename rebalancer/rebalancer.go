@@ -65,6 +65,14 @@ type Config struct {
 	TLSKey    string
 	TLSCA     string
 
+	// SigningKeyFile is the rebalancer's nkeys seed (`holdfast keys`; the
+	// regions list its public key as rebalancer_public_key; standby daemons
+	// share it). MemberKeys maps each region to its public key: digests are
+	// accepted only when signed by the region they speak for. Neither set:
+	// an unsigned cluster.
+	SigningKeyFile string
+	MemberKeys     map[string]string
+
 	InboundQueueLen int           // digests waiting to be folded in (4096)
 	ReconnectWait   time.Duration // between reconnect attempts (250ms)
 
@@ -285,7 +293,16 @@ func Run(ctx context.Context, cfg Config) error {
 			m.dropped.Inc()
 		}
 	}
+	keys, err := c.keyring()
+	if err != nil {
+		return fmt.Errorf("rebalancer: %w", err)
+	}
 	ch, err := gossip.DialAdvice(ctx, gossip.AdviceConfig{
+		Keys: keys,
+		OnReject: func(reason, subject string, err error) {
+			m.rejected.WithLabelValues(reason).Inc()
+			log.Debug("dropping inbound message", "reason", reason, "subject", subject, "err", err)
+		},
 		URL:           c.NATSURL,
 		Cluster:       c.Cluster,
 		Name:          "holdfast-rebalancer-" + c.ID,

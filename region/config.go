@@ -63,6 +63,12 @@ type Config struct {
 	Members []Member
 	// RebalancerPublicKey is the key the rebalancer signs its advice with.
 	RebalancerPublicKey string
+	// SigningKeyFile is this region's nkeys seed (`holdfast keys`, mode
+	// 0600); required when Members lists public keys.
+	SigningKeyFile string
+	// NATSInboxPrefix is the inbox prefix of this region's NATS requests
+	// (empty: _INBOX.<cluster>.<name>); see configs/nats-supercluster.conf.
+	NATSInboxPrefix string
 
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit

@@ -49,6 +49,8 @@ with the smallest --id publishes, the others take over when it goes quiet.`,
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "client TLS certificate")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "client TLS key")
 	f.StringVar(&cfg.TLSCA, "tls-ca", "", "CA bundle for the NATS server")
+	f.StringVar(&cfg.SigningKeyFile, "signing-key", "", "signing key file (holdfast keys); the regions list its public key as rebalancer_public_key")
+	f.StringToStringVar(&cfg.MemberKeys, "member-key", nil, "region=public key of each region (signed clusters; repeat or comma-separate)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&p.Horizon, "horizon", p.Horizon, "demand horizon: targets are proportional to expected demand over it")
 	f.Uint64Var(&p.Floor, "floor", p.Floor, "units a region is never asked to give below")

@@ -46,6 +46,8 @@ type File struct {
 
 	Members             []Member `yaml:"members"`
 	RebalancerPublicKey string   `yaml:"rebalancer_public_key"`
+	SigningKeyFile      string   `yaml:"signing_key_file"`
+	NATSInboxPrefix     string   `yaml:"nats_inbox_prefix"`
 
 	Escrow Escrow `yaml:"escrow"`
 }
@@ -136,6 +138,8 @@ func (f File) Region() region.Config {
 		MaxBodyBytes:        f.MaxBodyBytes,
 		Members:             f.members(),
 		RebalancerPublicKey: f.RebalancerPublicKey,
+		SigningKeyFile:      f.SigningKeyFile,
+		NATSInboxPrefix:     f.NATSInboxPrefix,
 		Escrow:              f.Escrow.Config(),
 	}
 }

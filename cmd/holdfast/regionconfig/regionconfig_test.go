@@ -32,6 +32,16 @@ func TestLoad(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	write("name: eu\ndata_dir: /tmp/x\nmembers:\n  - {name: eu, public_key: UEU}\n  - {name: us, public_key: UUS}\n" +
+		"rebalancer_public_key: UREB\nsigning_key_file: /etc/holdfast/eu.nk\nnats_inbox_prefix: _INBOX.x.eu\n")
+	c, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []region.Member{{Name: "eu", PublicKey: "UEU"}, {Name: "us", PublicKey: "UUS"}}; !reflect.DeepEqual(c.Members, want) ||
+		c.RebalancerPublicKey != "UREB" || c.SigningKeyFile != "/etc/holdfast/eu.nk" || c.NATSInboxPrefix != "_INBOX.x.eu" {
+		t.Fatalf("signing keys: %+v", c)
+	}
 	write("")
 	if c, err := Load(p); err != nil || !reflect.DeepEqual(c, region.Config{}) {
 		t.Fatalf("empty file: %+v, %v", c, err)
