@@ -38,7 +38,7 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 		plan := PlanBorrow(need, surplus)
 		if plan == nil && p.cmd.Partial {
 			// A partial hold asks for what peers are known to have.
-			plan = PlanBorrow(min(need, totalSurplus(surplus)), surplus)
+			plan = PlanWaitBorrow(need, surplus)
 			if plan == nil {
 				continue
 			}
@@ -61,14 +61,6 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 		p.asks++
 	}
 	return true
-}
-
-func totalSurplus(ps []PeerStock) uint64 {
-	var t uint64
-	for _, p := range ps {
-		t += p.Available
-	}
-	return t
 }
 
 // peerSurplus lists peers with a positive available count of s in this

@@ -17,8 +17,27 @@ type PeerStock struct {
 // it is known to have. It returns nil when the known surplus cannot cover
 // need, so the hold is rejected at once instead of waiting for a deadline.
 func PlanBorrow(need uint64, peers []PeerStock) []PeerStock {
-	if need == 0 {
+	plan, short := planLargestFirst(need, peers)
+	if short > 0 {
 		return nil
+	}
+	return plan
+}
+
+// PlanWaitBorrow decides whom to ask for the need units a SKU's waiters (or
+// a partial hold) lack: like PlanBorrow, but a plan that covers only part
+// of need is kept (some units now serve better than none).
+func PlanWaitBorrow(need uint64, peers []PeerStock) []PeerStock {
+	plan, _ := planLargestFirst(need, peers)
+	return plan
+}
+
+// planLargestFirst asks peers with known surplus, largest first (ties by
+// name, for determinism), each for at most what it is known to have, until
+// need is covered; short is what the known surplus leaves uncovered.
+func planLargestFirst(need uint64, peers []PeerStock) (plan []PeerStock, short uint64) {
+	if need == 0 {
+		return nil, 0
 	}
 	sort.Slice(peers, func(i, j int) bool {
 		if peers[i].Available != peers[j].Available {
@@ -26,7 +45,6 @@ func PlanBorrow(need uint64, peers []PeerStock) []PeerStock {
 		}
 		return peers[i].Region < peers[j].Region
 	})
-	var plan []PeerStock
 	for _, p := range peers {
 		if need == 0 {
 			break
@@ -38,10 +56,7 @@ func PlanBorrow(need uint64, peers []PeerStock) []PeerStock {
 		plan = append(plan, PeerStock{Region: p.Region, Qty: q})
 		need -= q
 	}
-	if need > 0 {
-		return nil
-	}
-	return plan
+	return plan, need
 }
 
 // TopUpThreshold is the low-water mark of a slice: the larger of a fixed

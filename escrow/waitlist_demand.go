@@ -50,31 +50,3 @@ func (n *Node) askForWaiters() {
 		}
 	}
 }
-
-// PlanWaitBorrow decides whom to ask for the need units a SKU's waiters
-// lack: like PlanBorrow, largest surplus first, but a partial plan is kept
-// (a waiter is better served by some units now than by none).
-func PlanWaitBorrow(need uint64, peers []PeerStock) []PeerStock {
-	if need == 0 {
-		return nil
-	}
-	sort.Slice(peers, func(i, j int) bool {
-		if peers[i].Available != peers[j].Available {
-			return peers[i].Available > peers[j].Available
-		}
-		return peers[i].Region < peers[j].Region
-	})
-	var plan []PeerStock
-	for _, p := range peers {
-		if need == 0 {
-			break
-		}
-		if p.Available == 0 {
-			continue
-		}
-		q := min(need, p.Available)
-		plan = append(plan, PeerStock{Region: p.Region, Qty: q})
-		need -= q
-	}
-	return plan
-}
