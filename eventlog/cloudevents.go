@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/holdfast-io/holdfast/api/view"
 	"strconv"
 	"strings"
 	"time"
@@ -84,26 +85,9 @@ func KindOf(typ string) (escrow.EventKind, bool) {
 	return 0, false
 }
 
-// HoldView is the API representation of h, the same as the HTTP API's.
-func HoldView(h *escrow.Hold) api.Hold {
-	region, _ := escrow.OwnerOf(h.ID)
-	out := api.Hold{ID: h.ID, Region: region, State: h.State.String(), Items: make([]api.Item, len(h.Lines)),
-		CreatedAt: h.Created.UTC(), ExpiresAt: h.Expires.UTC(), MaxExpiresAt: h.MaxExpires.UTC(), UpdatedAt: h.Updated.UTC()}
-	for i, l := range h.Lines {
-		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
-	}
-	if h.Meta != "" {
-		// Metadata is stored as the client sent it; anything that is not
-		// JSON is carried as a JSON string so the event stays valid JSON.
-		if json.Valid([]byte(h.Meta)) {
-			out.Metadata = json.RawMessage(h.Meta)
-		} else {
-			b, _ := json.Marshal(h.Meta)
-			out.Metadata = b
-		}
-	}
-	return out
-}
+// HoldView is the API representation of h, the same as the HTTP API's
+// (package api/view).
+func HoldView(h *escrow.Hold) api.Hold { return view.Hold(h) }
 
 // Encode returns the CloudEvents JSON of event seq of region in cluster.
 func Encode(cluster, region string, seq uint64, e *escrow.Event) ([]byte, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/holdfast-io/holdfast/api/view"
 	"hash/fnv"
 	"net/http"
 	"strconv"
@@ -198,30 +199,6 @@ func (s *Server) holdCmd(kind escrow.CommandKind) func(w http.ResponseWriter, re
 // holdJSON is the API representation of a hold (writeHold's fallback and
 // the reference of its hand-written encoding).
 func holdJSON(h *escrow.Hold) *api.Hold {
-	region, _ := escrow.OwnerOf(h.ID)
-	out := &api.Hold{
-		ID: h.ID, Region: region, State: h.State.String(), Items: make([]api.Item, len(h.Lines)),
-		CreatedAt: h.Created.UTC(), ExpiresAt: h.Expires.UTC(), MaxExpiresAt: h.MaxExpires.UTC(), UpdatedAt: h.Updated.UTC(),
-	}
-	for i, l := range h.Lines {
-		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
-	}
-	if h.Partial() {
-		out.Partial = true
-		out.Items = make([]api.Item, len(h.Asked))
-		for i, l := range h.Asked {
-			g := h.GrantedOf(l.SKU)
-			out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty, Granted: &g}
-		}
-	}
-	out.Cart = h.Cart
-	if h.Meta != "" {
-		if json.Valid([]byte(h.Meta)) {
-			out.Metadata = json.RawMessage(h.Meta)
-		} else {
-			b, _ := json.Marshal(h.Meta)
-			out.Metadata = b
-		}
-	}
-	return out
+	v := view.Hold(h)
+	return &v
 }
