@@ -5,7 +5,7 @@
 // publishes the outbox, in order and at least once, to a JetStream stream
 // whose duplicate window makes delivery effectively once (subjects.go; the
 // relay itself is eventlog/jsrelay, so that the region runtime and the
-// simulator link no NATS client and no net/http). docs/events.md describes
+// simulator above it link no NATS client). docs/events.md describes
 // the format.
 //
 // The package knows neither the region runtime nor the NATS transport of
