@@ -22,6 +22,10 @@ package region
 //	                                 deleted when the row changes), so "own rows changed
 //	                                 after seq N" is a scan from c/<N+1>
 //	p/<region>                     → 8 bytes BE: last contiguous sequence seen from that peer
+//	e/...                          → the event log (outbox), laid out by package eventlog
+//	                                 (eventlog/keys.go): e/head, e/relay, e/s/<seq 8B>.
+//	                                 Written in the same batch as the change it states;
+//	                                 Load skips it (the log is read by its own readers).
 //
 // The x/, j/ and c/ indexes are maintained by Store.Apply from small
 // in-memory maps (hold id → indexed expiry, key → expiry, sku → own seq)
@@ -35,6 +39,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/eventlog"
 )
 
 const (
@@ -60,6 +65,7 @@ const (
 	pfxIdemX  = "j/"
 	pfxChange = "c/"
 	pfxPeer   = "p/"
+	pfxEvents = eventlog.Prefix // "e/"
 )
 
 // prefixEnd returns the exclusive upper bound of all keys starting with p.
