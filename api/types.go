@@ -19,6 +19,7 @@ type Problem struct {
 	Available *uint64 `json:"available,omitempty"` // insufficient-stock: units of it left here
 	Owner     string  `json:"owner,omitempty"`     // owner-unreachable: the region that was asked
 	Region    string  `json:"region,omitempty"`    // the region that answered
+	OldestSeq *uint64 `json:"oldest_seq,omitempty"` // events-gone: the oldest event sequence still held
 }
 
 // Item is one cart line.

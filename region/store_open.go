@@ -319,6 +319,9 @@ func (s *Store) closeDB() error {
 	s.freeMu.Unlock()
 	db := s.db
 	s.db = nil
+	if s.events != nil {
+		s.events.wake() // waiting readers see the store closed (or reopened)
+	}
 	// Reports from this generation's background work no longer matter.
 	s.gen.Add(1)
 	if panicked, err := closePebble(db); err != nil {
