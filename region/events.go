@@ -7,6 +7,7 @@ package region
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,10 @@ type EventsConfig struct {
 	// pruned only once it has passed them (its cursor). False: no relay
 	// runs, and retention alone decides.
 	Relayed bool
+	// Stream is the JetStream stream the relay publishes to; "":
+	// HOLDFAST_EVENTS. The relay itself is started by the command that
+	// has the NATS connection (cmd/holdfast, demo).
+	Stream string
 	// Retention: events older than this (and passed by the relay) are
 	// pruned. 0: DefaultEventsRetention.
 	Retention time.Duration
@@ -59,6 +64,9 @@ func (c EventsConfig) validate() error {
 	}
 	if c.Retention > 0 && c.Retention < time.Second {
 		return fmt.Errorf("region: events: retention %v is below 1s", c.Retention)
+	}
+	if len(c.Stream) > 255 || strings.ContainsAny(c.Stream, ".*> \t\r\n/\\") {
+		return fmt.Errorf("region: events_stream %q must be a JetStream stream name (no dots, wildcards, spaces or slashes; at most 255 bytes)", c.Stream)
 	}
 	if c.PruneInterval > 0 && c.PruneInterval < 10*time.Millisecond {
 		return fmt.Errorf("region: events: prune interval %v is below 10ms", c.PruneInterval)
