@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,8 @@ type eventRelay struct {
 	nc     *nats.Conn
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
+	err    error
 }
 
 // startRelay connects to cfg.NATSURL and publishes r's event log to the
@@ -49,12 +52,15 @@ func startRelay(cfg region.Config, r *region.Region, auth gossip.Auth) (*eventRe
 	return er, nil
 }
 
+// Close stops the relay and its connection; it is safe to call twice.
 func (e *eventRelay) Close() error {
-	e.cancel()
-	err := <-e.done
-	e.nc.Close()
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
+	e.once.Do(func() {
+		e.cancel()
+		err := <-e.done
+		e.nc.Close()
+		if !errors.Is(err, context.Canceled) {
+			e.err = err
+		}
+	})
+	return e.err
 }
