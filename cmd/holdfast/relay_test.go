@@ -35,7 +35,7 @@ func TestRelayAcrossNATSOutage(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := region.Config{Name: "eu", DataDir: t.TempDir(), Cluster: "prod", NATSURL: s.ClientURL(), Logger: quiet,
 		FreshProbation: -1, // no peers here: the relay is what is under test
-		Events: region.EventsConfig{Relayed: true}}
+		Events:         region.EventsConfig{Relayed: true}}
 	r, err := region.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
