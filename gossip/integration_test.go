@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/region"

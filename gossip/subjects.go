@@ -53,7 +53,6 @@ func BorrowSubject(cluster, to, from string) string { return subj(cluster, KindB
 // AdviceSubject carries rebalancer advice to every region.
 func AdviceSubject(cluster string) string { return subj(cluster, KindAdvice) }
 
-
 // HoldSubject receives hold operations forwarded to owner (request/reply).
 func HoldSubject(cluster, owner string) string { return subj(cluster, KindHold, owner) }
 

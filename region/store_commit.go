@@ -48,8 +48,8 @@ type PendingCommit struct {
 	bytes   int
 	entries int
 	start   time.Time
-	async   bool // applied with ApplyNoSyncWait: Wait must SyncWait
-	durable bool // false for WriteAhead: Wait leaves it not yet durable
+	async   bool             // applied with ApplyNoSyncWait: Wait must SyncWait
+	durable bool             // false for WriteAhead: Wait leaves it not yet durable
 	ob      *eventlog.Outbox // the event log the batch appended to (nil: none)
 	evHead  uint64           // the log's head once the batch is durable
 }
