@@ -15,10 +15,11 @@ type Problem struct {
 	Status    int     `json:"status"` // the HTTP status
 	Detail    string  `json:"detail"` // what went wrong with this request
 	Instance  string  `json:"instance,omitempty"`
-	SKU       string  `json:"sku,omitempty"`       // insufficient-stock: the SKU that ran out
-	Available *uint64 `json:"available,omitempty"` // insufficient-stock: units of it left here
-	Owner     string  `json:"owner,omitempty"`     // owner-unreachable: the region that was asked
-	Region    string  `json:"region,omitempty"`    // the region that answered
+	SKU       string  `json:"sku,omitempty"`        // insufficient-stock: the SKU that ran out
+	Available *uint64 `json:"available,omitempty"`  // insufficient-stock: units of it left here
+	Owner     string  `json:"owner,omitempty"`      // owner-unreachable: the region that was asked
+	Region    string  `json:"region,omitempty"`     // the region that answered
+	OldestSeq *uint64 `json:"oldest_seq,omitempty"` // events-gone: the oldest event sequence still held
 }
 
 // Item is one cart line.

@@ -58,7 +58,8 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 	}
 	e := &env{dir: dir, keepDir: o.Keep}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e.nats, e.natsURL, err = gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1, ServerName: "holdfast-demo"})
+	e.nats, e.natsURL, err = gossip.RunEmbedded(gossip.EmbeddedOptions{Host: "127.0.0.1", Port: -1, ServerName: "holdfast-demo",
+		JetStream: true, StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		e.close()
 		return nil, fmt.Errorf("demo: embedded NATS: %w", err)

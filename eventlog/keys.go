@@ -36,6 +36,9 @@ func recordKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(pfxRecord), seq)
 }
 
+// RecordKey is the key of the record of seq (for range estimates).
+func RecordKey(seq uint64) []byte { return recordKey(seq) }
+
 func seqOfKey(k []byte) (uint64, error) {
 	if len(k) != len(pfxRecord)+8 || string(k[:len(pfxRecord)]) != pfxRecord {
 		return 0, fmt.Errorf("eventlog: bad record key %q", k)

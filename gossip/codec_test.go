@@ -244,39 +244,6 @@ func TestForwardCodecV1Layout(t *testing.T) {
 	}
 }
 
-func TestEventRoundTrip(t *testing.T) {
-	for _, st := range []escrow.HoldState{escrow.Held, escrow.Confirmed, escrow.Released, escrow.Expired} {
-		h := testHold
-		h.State = st
-		ev, err := EventOf(&h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := EncodeEvent(&ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := DecodeEvent(b)
-		if err != nil || !reflect.DeepEqual(ev, out) {
-			t.Fatalf("%s: got %+v, %v; want %+v", st, out, err, ev)
-		}
-	}
-	h := testHold
-	h.Updated = h.Updated.Add(time.Minute)
-	if ev, _ := EventOf(&h); ev.Type != EventExtended {
-		t.Fatalf("extended hold gives event %q", ev.Type)
-	}
-	for _, bad := range []string{`{}`, `{"v":2}`, `[]`, `{"v":1,"type":"hold.held","state":"confirmed"}`,
-		`{"v":1,"type":"hold.held","state":"held","region":"us","hold_id":"eu-0123456789abcdefgh","lines":[{"sku":"A","qty":1}]}`,
-		`{"v":1,"type":"hold.held","state":"held","region":"eu","hold_id":"eu-0123456789abcdefgh","lines":[{"sku":"A","qty":0}]}`,
-		`{"v":1,"type":"hold.held","state":"held","region":"eu","hold_id":"eu-0123456789abcdefgh","lines":[{"sku":"A","qty":1}]} {}`,
-	} {
-		if _, err := DecodeEvent([]byte(bad)); err == nil {
-			t.Errorf("DecodeEvent(%s) accepted", bad)
-		}
-	}
-}
-
 func FuzzDecodeForwardRequest(f *testing.F) {
 	for _, k := range []escrow.CommandKind{escrow.CmdGet, escrow.CmdExtend} {
 		b, _ := EncodeForwardRequest(nil, &ForwardRequest{From: "us", Cmd: escrow.Command{Kind: k, HoldID: testHold.ID, TTL: time.Minute}})
@@ -327,30 +294,6 @@ func FuzzDecodeForwardReply(f *testing.F) {
 		}
 		if _, err := DecodeForwardReply(b2); err != nil {
 			t.Fatalf("re-encoded reply does not decode: %v", err)
-		}
-	})
-}
-
-func FuzzDecodeEvent(f *testing.F) {
-	for _, st := range []escrow.HoldState{escrow.Held, escrow.Expired} {
-		h := testHold
-		h.State = st
-		ev, _ := EventOf(&h)
-		b, _ := EncodeEvent(&ev)
-		f.Add(b)
-	}
-	f.Add([]byte(`{"v":1}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ev, err := DecodeEvent(b)
-		if err != nil {
-			return
-		}
-		b2, err := EncodeEvent(&ev)
-		if err != nil {
-			t.Fatalf("decoded event does not encode: %v", err)
-		}
-		if _, err := DecodeEvent(b2); err != nil {
-			t.Fatalf("re-encoded event does not decode: %v", err)
 		}
 	})
 }

@@ -3,7 +3,7 @@
 // A region's escrow.Node decides everything (what to replicate, when to
 // repair, whom to borrow from); this package only routes its messages,
 // checks what comes in, forwards hold operations to the owning region and
-// routed holds to the home of a scarce SKU, and publishes hold lifecycle events. It never imports package region: the
+// routed holds to the home of a scarce SKU. It never imports package region: the
 // region runtime satisfies Inbox and uses *Transport as its region.Transport.
 //
 // # Subjects
@@ -15,14 +15,15 @@
 //	borrow.<to>.<from>   directed messages from <from> to <to>: borrow request and
 //	                     answer, repair request and repair answer (rows)
 //	advice               rebalancer advice (escrow.MsgAdvice)
-//	events.<region>      hold lifecycle events, JSON (see Event)
+//	events.<region>.>    not gossip: the region's durable event log, published to
+//	                     JetStream by eventlog/jsrelay (docs/events.md)
 //	hold.<owner>         NATS request/reply: hold operations forwarded to the owner,
 //	                     and routed holds sent to the home of a scarce SKU
 //
 // The sender's region is a subject token on every subject a region
 // publishes (the directed subject carries both ends), so NATS permissions
 // can restrict each region's credentials to its own subjects: region eu
-// publishes rows.eu, digest.eu, borrow.*.eu, events.eu and hold.* (requests),
+// publishes rows.eu, digest.eu, borrow.*.eu, events.eu.> (its event relay) and hold.* (requests),
 // and subscribes to rows.*, digest.*, borrow.eu.*, advice and hold.eu.
 // Inbound messages are checked against the subject: the region named by the
 // subject must be Message.From and the writer of every row it carries.

@@ -26,6 +26,10 @@ type EmbeddedOptions struct {
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept clients (10s).
 	ReadyTimeout time.Duration
+	// JetStream enables JetStream (the regions' event relays publish to a
+	// stream) with its file store in StoreDir, which is then required.
+	JetStream bool
+	StoreDir  string
 }
 
 // RunEmbedded starts a nats-server in this process and returns it with the
@@ -56,6 +60,12 @@ func RunEmbedded(o EmbeddedOptions) (*server.Server, string, error) {
 	// The escrow codec bounds messages at 1 MiB; leave room for headers.
 	if opts.MaxPayload == 0 || opts.MaxPayload < escrow.MaxMessageBytes+4096 {
 		opts.MaxPayload = escrow.MaxMessageBytes + 4096
+	}
+	if o.JetStream {
+		if o.StoreDir == "" {
+			return nil, "", errors.New("gossip: embedded nats server: JetStream needs a store directory")
+		}
+		opts.JetStream, opts.StoreDir = true, o.StoreDir
 	}
 	opts.NoSigs = true
 	opts.NoLog = true // the server logs only through the hook below

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/internal/faultproxy"
 	"github.com/holdfast-io/holdfast/region"
@@ -256,33 +254,6 @@ func TestProxyCutHeal(t *testing.T) {
 	p.Heal()
 	if err := echo(); err != nil {
 		t.Fatalf("after heal: %v", err)
-	}
-}
-
-// TestEventsPublished checks hold lifecycle events reach a subscriber.
-func TestEventsPublished(t *testing.T) {
-	tc := newTestCluster(t, "eu")
-	nc, err := nats.Connect(tc.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	ch := make(chan *nats.Msg, 16)
-	if _, err := nc.ChanSubscribe(EventsWildcard(tc.cluster), ch); err != nil {
-		t.Fatal(err)
-	}
-	_ = nc.Flush()
-	h := testHold
-	h.ID = "eu-0123456789abcdefgh"
-	tc.nodes["eu"].tr().HoldEvents([]escrow.Hold{h})
-	select {
-	case m := <-ch:
-		ev, err := DecodeEvent(m.Data)
-		if err != nil || ev.HoldID != h.ID || ev.Type != EventHeld || m.Subject != EventsSubject(tc.cluster, "eu") {
-			t.Fatalf("event %s %+v %v", m.Subject, ev, err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no event")
 	}
 }
 

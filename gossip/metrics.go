@@ -22,7 +22,6 @@ type metrics struct {
 	forwards          *prometheus.CounterVec // {result}
 	forwardSeconds    prometheus.Histogram
 	forwardsServed    *prometheus.CounterVec // {result}
-	events            prometheus.Counter
 	reconnects        prometheus.Counter
 	disconnects       prometheus.Counter
 	asyncErrs         prometheus.Counter
@@ -71,7 +70,6 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 			Name: "forward_seconds", Help: "Latency of forwarded hold operations.", ConstLabels: cl,
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		forwardsServed: cv("forwards_served_total", "Forwarded hold operations served for other regions, by result.", "result"),
-		events:         c("events_total", "Hold lifecycle events published."),
 		reconnects:     c("reconnects_total", "Reconnections to NATS."),
 		disconnects:    c("disconnects_total", "Disconnections from NATS."),
 		asyncErrs:      c("async_errors_total", "Asynchronous NATS errors (slow consumer, permissions)."),
@@ -95,7 +93,7 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.msgSize, m.decodeErrs,
 		m.rejected, m.dropped, m.coalesced, m.borrowUnitsIn, m.borrowUnitsOut, m.forwards, m.forwardSeconds,
-		m.forwardsServed, m.events, m.reconnects, m.disconnects, m.asyncErrs, m.queueLen, m.connected, m.lag}
+		m.forwardsServed, m.reconnects, m.disconnects, m.asyncErrs, m.queueLen, m.connected, m.lag}
 }
 
 // maxLagHistory bounds the digests remembered per peer for lag in seconds.

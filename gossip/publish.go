@@ -1,11 +1,10 @@
-// The send path: Send and HoldEvents queue without blocking, the publisher
+// The send path: Send queues without blocking, the publisher
 // drains the queue in batches (coalescing row deltas) and picks each
 // message's subject.
 
 package gossip
 
 import (
-	"fmt"
 	"sort"
 	"time"
 
@@ -15,9 +14,7 @@ import (
 // outItem is one queued publication: a peer message, or an encoded event
 // with its subject.
 type outItem struct {
-	msg     escrow.Message
-	subject string // events: subject and payload; empty for messages
-	data    []byte
+	msg escrow.Message
 }
 
 // Send hands messages to the publisher without blocking. Messages that do
@@ -46,49 +43,6 @@ func (t *Transport) Send(msgs []escrow.Message) {
 	if n < len(msgs) {
 		t.m.dropped.WithLabelValues("queue_full").Add(float64(len(msgs) - n))
 		t.limit.warn(t.log, "queue-full", "send queue full; dropping messages", "dropped", len(msgs)-n)
-	}
-	t.signal()
-}
-
-// HoldEvents publishes lifecycle events of holds of this region, without
-// blocking (same queue and drop rules as Send).
-func (t *Transport) HoldEvents(holds []escrow.Hold) {
-	if len(holds) == 0 {
-		return
-	}
-	if !t.Connected() {
-		t.m.dropped.WithLabelValues("disconnected").Add(float64(len(holds)))
-		return
-	}
-	subject := EventsSubject(t.cfg.Cluster, t.cfg.Region)
-	items := make([]outItem, 0, len(holds))
-	for i := range holds {
-		ev, err := EventOf(&holds[i])
-		if err == nil && ev.Region != t.cfg.Region {
-			err = fmt.Errorf("hold %s is not owned by %s", holds[i].ID, t.cfg.Region)
-		}
-		var data []byte
-		if err == nil {
-			data, err = EncodeEvent(&ev)
-		}
-		if err != nil {
-			t.m.dropped.WithLabelValues("encode").Inc()
-			t.limit.warn(t.log, "event-encode", "cannot encode hold event", "err", err)
-			continue
-		}
-		items = append(items, outItem{subject: subject, data: data})
-	}
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return
-	}
-	room := t.cfg.SendQueueLen - len(t.queue)
-	n := min(room, len(items))
-	t.queue = append(t.queue, items[:n]...)
-	t.mu.Unlock()
-	if n < len(items) {
-		t.m.dropped.WithLabelValues("queue_full").Add(float64(len(items) - n))
 	}
 	t.signal()
 }
@@ -126,14 +80,6 @@ func (t *Transport) publisher() {
 }
 
 func (t *Transport) publishItem(it *outItem, buf []byte) []byte {
-	if it.subject != "" {
-		if err := t.nc.Publish(it.subject, it.data); err != nil {
-			t.m.dropped.WithLabelValues("publish").Inc()
-			return buf
-		}
-		t.m.events.Inc()
-		return buf
-	}
 	return t.publishMsg(&it.msg, buf)
 }
 
@@ -220,7 +166,7 @@ func (t *Transport) coalesce(batch []outItem) []outItem {
 	for i := range batch {
 		it := batch[i]
 		m := &it.msg
-		isDelta := it.subject == "" && m.Type == escrow.MsgRows && m.To == "" && !m.More
+		isDelta := m.Type == escrow.MsgRows && m.To == "" && !m.More
 		if isDelta && acc >= 0 {
 			a := &batch[acc].msg
 			if a.Seq == m.PrevSeq && len(a.Rows)+len(m.Rows) <= maxCoalesceRows {

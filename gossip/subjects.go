@@ -16,7 +16,6 @@ const (
 	KindDigest = "digest"
 	KindBorrow = "borrow"
 	KindAdvice = "advice"
-	KindEvents = "events"
 	KindHold   = "hold"
 )
 
@@ -54,17 +53,13 @@ func BorrowSubject(cluster, to, from string) string { return subj(cluster, KindB
 // AdviceSubject carries rebalancer advice to every region.
 func AdviceSubject(cluster string) string { return subj(cluster, KindAdvice) }
 
-// EventsSubject carries region's hold lifecycle events (JSON).
-func EventsSubject(cluster, region string) string { return subj(cluster, KindEvents, region) }
-
 // HoldSubject receives hold operations forwarded to owner (request/reply).
 func HoldSubject(cluster, owner string) string { return subj(cluster, KindHold, owner) }
 
-// RowsWildcard, DigestWildcard and EventsWildcard match every region's
+// RowsWildcard and DigestWildcard match every region's
 // subject of that kind (the rebalancer subscribes to DigestWildcard).
 func RowsWildcard(cluster string) string   { return subj(cluster, KindRows, "*") }
 func DigestWildcard(cluster string) string { return subj(cluster, KindDigest, "*") }
-func EventsWildcard(cluster string) string { return subj(cluster, KindEvents, "*") }
 
 // BorrowInbox matches every directed message to region to.
 func BorrowInbox(cluster, to string) string { return subj(cluster, KindBorrow, to, "*") }
@@ -91,7 +86,7 @@ func SubjectFor(cluster string, m *escrow.Message) (string, error) {
 type Subject struct {
 	Cluster string
 	Kind    string
-	Region  string // rows, digest, events: the sender; borrow: the recipient; hold: the owner
+	Region  string // rows, digest: the sender; borrow: the recipient; hold: the owner
 	From    string // borrow: the sender
 }
 
@@ -104,7 +99,7 @@ func ParseSubject(s string) (Subject, error) {
 	p := Subject{Cluster: t[1], Kind: t[2]}
 	want := 0
 	switch p.Kind {
-	case KindRows, KindDigest, KindEvents, KindHold:
+	case KindRows, KindDigest, KindHold:
 		want = 4
 	case KindBorrow:
 		want = 5

@@ -147,7 +147,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	slugs := []string{httpapi.ProblemOverloaded, httpapi.ProblemStorage, httpapi.ProblemOwnerUnreachable,
 		httpapi.ProblemUnavailable, httpapi.ProblemTimeout, httpapi.ProblemUnauthorized, httpapi.ProblemForbidden,
 		httpapi.ProblemTooLarge, httpapi.ProblemMediaType, httpapi.ProblemMethod, httpapi.ProblemRoute,
-		httpapi.ProblemNotReady}
+		httpapi.ProblemNotReady, httpapi.ProblemEventsGone, httpapi.ProblemEventsDisabled}
 	// Every named escrow code but routed, which never reaches a client
 	// (the runtime sends such a hold to the SKU's home).
 	for c := escrow.CodeInvalid; !strings.HasPrefix(c.String(), "code-"); c++ {
@@ -207,6 +207,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"Stock", api.Stock{}, true},
 		{"RegionStock", api.RegionStock{}, true},
 		{"Problem", api.Problem{}, true},
+		{"EventsPage", api.EventsPage{}, true},
 		{"Item", api.Item{}, false},
 		{"CreateHoldRequest", api.CreateHoldRequest{}, false},
 		{"ExtendRequest", api.ExtendRequest{}, false},

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,9 @@ type Runtime interface {
 	// NoteRoutedBug counts a routed answer that reached the API, which
 	// DoWithin never returns (holdfast_routed_holds_total{result="bug"}).
 	NoteRoutedBug()
+	// Events is the region's event log (GET /v1/events); nil when it keeps
+	// none.
+	Events() *region.EventLog
 }
 
 type scope uint8
@@ -75,6 +79,9 @@ type Server struct {
 
 	mux    *http.ServeMux
 	routes []route
+
+	stopStreams chan struct{} // closed when Serve stops: event streams and long polls end
+	stopOnce    sync.Once
 }
 
 // New builds the API of rt from the region's configuration: its tokens file
@@ -91,6 +98,7 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		defaultTTL:     cfg.Escrow.DefaultTTL,
 		maxWait:        cfg.Escrow.MaxWait,
 		mux:            http.NewServeMux(),
+		stopStreams:    make(chan struct{}),
 	}
 	// The region's defaults, which region.Open applies to its own copy.
 	if s.requestTimeout <= 0 {
@@ -136,6 +144,7 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		{"POST /v1/skus/{sku}/restock", scopeAdmin, s.adjust(escrow.CmdRestock)},
 		{"POST /v1/skus/{sku}/write-off", scopeAdmin, s.adjust(escrow.CmdWriteOff)},
 		{"PUT /v1/skus/{sku}/stock", scopeAdmin, s.recount},
+		{"GET /v1/events", scopeRead, s.events},
 		{"GET /metrics", scopeNone, metricsH.ServeHTTP},
 		{"GET /healthz", scopeNone, s.healthz},
 		{"GET /readyz", scopeNone, s.readyz},
@@ -148,6 +157,11 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 	s.mux.HandleFunc("/", s.fallback)
 	return s, nil
 }
+
+// StopStreams ends the event streams and long polls being served (Serve
+// calls it when it shuts down; a caller serving s itself calls it before
+// shutting its http.Server down).
+func (s *Server) StopStreams() { s.stopOnce.Do(func() { close(s.stopStreams) }) }
 
 // Routes lists every served "METHOD /pattern".
 func (s *Server) Routes() []string {
@@ -171,6 +185,10 @@ func (s *statusWriter) WriteHeader(code int) {
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (event streams
+// flush and lift the write deadline through it).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.code == 0 {
@@ -292,6 +310,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("region %s: serve: %w", s.name, err)
 	case <-ctx.Done():
 	}
+	s.StopStreams()
 	sctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout+5*time.Second)
 	defer cancel()
 	err := srv.Shutdown(sctx)

@@ -32,6 +32,7 @@ func (f *fakeRuntime) Ready() bool                    { return true }
 func (f *fakeRuntime) Fence() escrow.FenceStatus      { return escrow.FenceStatus{} }
 func (f *fakeRuntime) Registry() *prometheus.Registry { return f.reg }
 func (f *fakeRuntime) NoteRoutedBug()                 { f.routedBug.Add(1) }
+func (f *fakeRuntime) Events() *region.EventLog       { return nil }
 func (f *fakeRuntime) DoWithin(ctx context.Context, cmd escrow.Command, timeout time.Duration) (escrow.Reply, error) {
 	if f.do == nil {
 		return escrow.Reply{}, region.ErrClosed
@@ -92,7 +93,7 @@ func TestBadTokenFilesAreRefused(t *testing.T) {
 func TestRoutesAreServed(t *testing.T) {
 	s := newServer(t, newFake(), region.Config{})
 	routes := s.Routes()
-	if len(routes) != 14 {
+	if len(routes) != 15 {
 		t.Fatalf("routes: %v", routes)
 	}
 	for _, rt := range routes {

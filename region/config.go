@@ -77,6 +77,9 @@ type Config struct {
 	// Escrow.Region is always Name.
 	Escrow escrow.Config
 
+	// Events configures the event log (events.go).
+	Events EventsConfig
+
 	// Storage, when set, is used instead of opening a Store in DataDir.
 	Storage Storage
 	// FS is the filesystem of the Store opened in DataDir; nil: the real one.
@@ -172,6 +175,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !seen[c.Name] {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
+	}
+	if err := c.Events.validate(); err != nil {
+		return err
 	}
 	e := c.Escrow
 	e.Region = c.Name

@@ -30,9 +30,6 @@ type Transport interface {
 	// region that owns the hold and returns its reply. It returns an error
 	// wrapping ErrUnreachable when the owner cannot be reached in time.
 	Forward(ctx context.Context, owner string, cmd escrow.Command) (escrow.Reply, error)
-	// HoldEvents publishes hold lifecycle changes (held, confirmed,
-	// released, expired) for downstream systems, after they are durable.
-	HoldEvents(holds []escrow.Hold)
 }
 
 // Inbox is what a Transport delivers into: the region runtime implements it.

@@ -27,6 +27,10 @@ package region
 //	                                 placement order and deadline are inside
 //	a/<sku>                        → 8 bytes BE: as_of (sign-flipped UnixNano) of the last
 //	                                 recount applied to the SKU (escrow.RecountMark)
+//	e/...                          → the event log (outbox), laid out by package eventlog
+//	                                 (eventlog/keys.go): e/head, e/relay, e/s/<seq 8B>.
+//	                                 Written in the same batch as the change it states;
+//	                                 Load skips it (the log is read by its own readers).
 //
 // The x/, j/ and c/ indexes are maintained by Store.Apply from small
 // in-memory maps (hold id → indexed expiry, key → expiry, sku → own seq)
@@ -40,6 +44,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/eventlog"
 )
 
 const (
@@ -68,6 +73,7 @@ const (
 	pfxPeer    = "p/"
 	pfxWait    = "w/"
 	pfxRecount = "a/"
+	pfxEvents  = eventlog.Prefix // "e/"
 )
 
 // prefixEnd returns the exclusive upper bound of all keys starting with p.

@@ -446,13 +446,8 @@ func (r *Region) deliver(b *batch, err error) {
 		m.countHolds(b.rd.Reply, true)
 		return
 	}
-	if t := r.transport(); t != nil {
-		if len(b.rd.Send) > 0 {
-			t.Send(b.rd.Send)
-		}
-		if len(b.rd.Persist.Holds) > 0 {
-			t.HoldEvents(b.rd.Persist.Holds)
-		}
+	if t := r.transport(); t != nil && len(b.rd.Send) > 0 {
+		t.Send(b.rd.Send)
 	}
 	m.countHolds(b.rd.Reply, false)
 	for i, req := range b.reqs {

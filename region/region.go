@@ -86,6 +86,12 @@ type Region struct {
 
 	fence regionFence // see fence.go
 
+	// The event log (events.go); nil events: the storage keeps none.
+	events   *EventLog
+	evPruned prometheus.Counter
+	evOldest atomic.Uint64
+	evBytes  atomic.Uint64
+
 	// deadlineTick is closed and replaced every deadlineTickEvery, so that
 	// callers of DoWithin notice their deadline without a timer each.
 	deadlineTick atomic.Pointer[chan struct{}]
@@ -139,6 +145,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.fenceCollectors()...)
 	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
+	r.startEvents()
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))

@@ -65,6 +65,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/holdfast-io/holdfast/eventlog"
 )
 
 var (
@@ -130,6 +132,8 @@ type Store struct {
 	seqSeen  map[uint64]struct{} // validate's scratch set
 	order    []int32             // stage's scratch order of holds
 	wedged   bool
+	outbox   *eventlog.Outbox // nil without an event log; replaced by open (also under dbMu)
+	events   *EventLog        // nil without an event log
 
 	// freeMu guards the recycled batches (Wait runs without applyMu).
 	freeMu      sync.Mutex

@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/eventlog"
 )
 
 // CommitStats describes one Apply commit.
@@ -47,8 +48,10 @@ type PendingCommit struct {
 	bytes   int
 	entries int
 	start   time.Time
-	async   bool // applied with ApplyNoSyncWait: Wait must SyncWait
-	durable bool // false for WriteAhead: Wait leaves it not yet durable
+	async   bool             // applied with ApplyNoSyncWait: Wait must SyncWait
+	durable bool             // false for WriteAhead: Wait leaves it not yet durable
+	ob      *eventlog.Outbox // the event log the batch appended to (nil: none)
+	evHead  uint64           // the log's head once the batch is durable
 }
 
 // ApplyNoWait is the first half of Apply: it validates and stages p and
@@ -98,8 +101,16 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 	}
 	pc := s.pending(s.takeBatch())
 	b := pc.b
-	if err := s.stage(b, p, forceSeq); err != nil {
+	err := s.stage(b, p, forceSeq)
+	if err == nil && s.outbox != nil {
+		// The events go in the same batch as the changes they state; the
+		// log's head moves in Wait, once the batch is durable.
+		pc.ob = s.outbox
+		pc.evHead, err = s.outbox.Append(b, p.Events)
+	}
+	if err != nil {
 		// The maps may already hold staged changes: only a reopen restores them.
+		s.abandonEvents()
 		s.markFailed(err)
 		return nil, fmt.Errorf("%w: staging batch: %w", ErrStoreFailed, err)
 	}
@@ -108,7 +119,7 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 	pc.start = time.Now()
 	pc.async = s.wopts.Sync && sync
 	pc.durable = sync
-	err := s.commit(b, pc.async)
+	err = s.commit(b, pc.async)
 	if err == nil {
 		// A WAL write error makes pebble call Logger.Fatalf, which marks
 		// the store failed, and return nil; the batch may then never be
@@ -116,6 +127,7 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 		err = s.failed()
 	}
 	if err != nil {
+		s.abandonEvents()
 		s.failCommit(p.Seq, err)
 		return nil, s.commitErr(p.Seq, err)
 	}
@@ -155,6 +167,9 @@ func (pc *PendingCommit) Wait() error {
 	if pc.durable && pc.seq > s.durable.Load() {
 		s.durable.Store(pc.seq)
 	}
+	if pc.durable && pc.ob != nil {
+		s.events.committed(pc.ob, pc.evHead)
+	}
 	cs := pc.b.CommitStats()
 	st := CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total, SyncWait: cs.CommitWaitDuration,
 		Stall:  cs.MemTableWriteStallDuration + cs.L0ReadAmpWriteStallDuration + cs.WALRotationDuration,
@@ -173,6 +188,15 @@ func (pc *PendingCommit) Wait() error {
 	}
 	s.putPending(pc)
 	return nil
+}
+
+// abandonEvents forgets the events staged since the durable head (their
+// batch failed; the store is reopened before the next one). Callers hold
+// applyMu.
+func (s *Store) abandonEvents() {
+	if s.outbox != nil {
+		s.outbox.Abandon()
+	}
 }
 
 func (s *Store) failCommit(seq uint64, err error) {
@@ -224,6 +248,7 @@ func (s *Store) pending(b *pebble.Batch) *PendingCommit {
 		pc = &PendingCommit{s: s}
 	}
 	pc.b, pc.db = b, s.db
+	pc.ob, pc.evHead = nil, 0
 	return pc
 }
 
@@ -235,7 +260,7 @@ func (s *Store) putPending(pc *PendingCommit) {
 		s.freeBatches = append(s.freeBatches, pc)
 		return
 	}
-	pc.b = nil
+	pc.b, pc.ob, pc.evHead = nil, nil, 0
 	if len(s.freePending) < maxFreeBatches {
 		s.freePending = append(s.freePending, pc)
 	}

@@ -26,8 +26,16 @@ func (s *Store) Load() (*escrow.State, error) {
 		return nil, fmt.Errorf("region store: load: %w", err)
 	}
 	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int)}
+	evEnd := prefixEnd(pfxEvents)
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
+		if len(k) >= 2 && string(k[:2]) == pfxEvents {
+			// The event log is not state: skip it whole (it may be long).
+			if !it.SeekGE(evEnd) {
+				break
+			}
+			k = it.Key()
+		}
 		v, err := it.ValueAndErr()
 		if err == nil {
 			err = l.entry(k, v)

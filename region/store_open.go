@@ -35,6 +35,11 @@ type StoreOptions struct {
 	// (on the committing goroutine: keep it cheap), e.g. to feed
 	// holdfast_commit_batch_size and holdfast_fsync_seconds.
 	OnCommit func(CommitStats)
+	// Cluster is the cluster name in the events' source; "": "holdfast".
+	Cluster string
+	// NoEvents keeps no event log: Persist.Events are dropped. For
+	// benchmarks comparing the cost of the log, and stores of tools.
+	NoEvents bool
 }
 
 // OpenStore opens (creating if needed) the store of opts.Region in dir. It
@@ -61,6 +66,13 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	if opts.NoSync {
 		s.wopts = pebble.NoSync
 		s.log.Warn("store opened with NoSync: commits are NOT durable (benchmarks only)")
+	}
+	if !opts.NoEvents {
+		cluster := opts.Cluster
+		if cluster == "" {
+			cluster = "holdfast"
+		}
+		s.events = newEventLog(s, cluster)
 	}
 	if err := s.open(); err != nil {
 		return nil, err
@@ -107,7 +119,11 @@ func (s *Store) open() error {
 		return fmt.Errorf("region store: open pebble in %s: %w", s.dir, err)
 	}
 	s.db = db
-	if err := s.initLocked(); err != nil {
+	err = s.initLocked()
+	if err == nil {
+		err = s.openOutbox()
+	}
+	if err != nil {
 		s.db = nil
 		if cerr := db.Close(); cerr != nil {
 			s.log.Warn("closing store after failed open", "err", cerr)
@@ -303,6 +319,9 @@ func (s *Store) closeDB() error {
 	s.freeMu.Unlock()
 	db := s.db
 	s.db = nil
+	if s.events != nil {
+		s.events.wake() // waiting readers see the store closed (or reopened)
+	}
 	// Reports from this generation's background work no longer matter.
 	s.gen.Add(1)
 	if panicked, err := closePebble(db); err != nil {
@@ -330,7 +349,8 @@ func closePebble(db *pebble.DB) (panicked bool, err error) {
 
 // openStore opens the Pebble store of cfg.
 func openStore(cfg Config) (Storage, error) {
-	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger})
+	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
+		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled})
 }
 
 // reopener is implemented by storages that can drop a failed handle and

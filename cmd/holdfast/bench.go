@@ -38,6 +38,7 @@ type benchOpts struct {
 	token       string
 	target      string
 	noSync      bool
+	noEvents    bool
 	restock     bool
 	jsonOut     bool
 	quiet       bool
@@ -85,6 +86,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.token, "token", "", "bearer token for --url (needs the admin scope to restock)")
 	f.StringVar(&o.target, "target", "http", "http (the real API) or engine (the apply loop, no HTTP; in-process only)")
 	f.BoolVar(&o.noSync, "no-sync", false, "in-process region without fsync (NOT durable; for the ratio only)")
+	f.BoolVar(&o.noEvents, "no-events", false, "in-process region without its event log (to measure the log's cost)")
 	f.BoolVar(&o.restock, "restock", true, "restock the SKUs before the run so that stock never runs out")
 	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
@@ -116,7 +118,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.client != "raw" && o.client != "std" {
 		return fmt.Errorf("--client must be raw or std, got %q", o.client)
 	}
-	if o.url != "" && (o.target == "engine" || o.noSync || o.dataDir != "") {
+	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "") {
 		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
 	}
 	// The region logs from its own goroutines to the same stream.
@@ -160,7 +162,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		// The region's own logs would interleave with the progress lines.
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger}
+		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
+			Events: region.EventsConfig{Disabled: o.noEvents}}
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
 			return fmt.Errorf("bench: open in-process region: %w", err)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast-io/holdfast/client"
 	"github.com/holdfast-io/holdfast/eventlog"
 )
 
@@ -27,24 +30,42 @@ type tailOpts struct {
 	natsURL, cluster, region, stream string
 	fromSeq                          uint64
 	all, asJSON                      bool
+	url, token                       string // --url: follow this region's HTTP feed instead
+	after                            int64  // --url: cursor (-1: from now)
 }
 
 func newEventsTailCmd() *cobra.Command {
 	var o tailOpts
 	cmd := &cobra.Command{
 		Use:   "tail",
-		Short: "Print events from the JetStream stream as they arrive, one line each",
+		Short: "Print events from the JetStream stream or a region's HTTP feed as they arrive, one line each",
 		Example: `  holdfast events tail --cluster local
-  holdfast events tail --cluster local --region eu --from-seq 1 --json`,
+  holdfast events tail --cluster local --region eu --from-seq 1 --json
+  holdfast events tail --url http://127.0.0.1:8080 --after 0`,
 		Long: `tail follows the JetStream stream the regions' relays publish to (subjects
 holdfast.<cluster>.events.<region>.<type>) and prints one line per event: time,
 id, type, subject and a summary. --json prints each raw CloudEvent instead.
 By default it starts with the next event; --from-seq starts at a stream
-sequence and --all at the stream's first message. docs/events.md describes the format.`,
+sequence and --all at the stream's first message. docs/events.md describes the format.
+
+With --url it follows one region's HTTP feed (GET /v1/events, long-polling)
+instead of JetStream: from now, or after the event sequence --after (0: from
+the oldest event the region still holds). A cursor older than the region's
+retention ends with the 410 problem naming the oldest sequence held.
+--token (env HOLDFAST_TOKEN) needs scope client or admin.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext(cmd)
 			defer stop()
+			if o.url != "" {
+				if !cmd.Flags().Changed("token") {
+					o.token = os.Getenv(envToken)
+				}
+				return tailFeed(ctx, cmd.OutOrStdout(), &o)
+			}
+			if o.cluster == "" {
+				return errors.New("events tail: --cluster is required (or --url to follow a region's HTTP feed)")
+			}
 			return tailEvents(ctx, cmd.OutOrStdout(), &o)
 		},
 	}
@@ -56,8 +77,44 @@ sequence and --all at the stream's first message. docs/events.md describes the f
 	f.Uint64Var(&o.fromSeq, "from-seq", 0, "start at this stream sequence (default: new events only)")
 	f.BoolVar(&o.all, "all", false, "start at the first message the stream holds")
 	f.BoolVar(&o.asJSON, "json", false, "print each event as its raw CloudEvents JSON")
-	_ = cmd.MarkFlagRequired("cluster")
+	f.StringVar(&o.url, "url", "", "follow this region's HTTP feed (e.g. http://127.0.0.1:8080) instead of JetStream")
+	f.StringVar(&o.token, "token", "", "bearer token for --url (env "+envToken+")")
+	f.Int64Var(&o.after, "after", -1, "with --url: start after this event sequence (0: the oldest held; default: new events only)")
 	return cmd
+}
+
+// tailFeed follows a region's HTTP event feed.
+func tailFeed(ctx context.Context, w io.Writer, o *tailOpts) error {
+	c, err := client.New(o.url, client.Options{Token: o.token, Timeout: time.Minute, UserAgent: "holdfast-cli/" + version})
+	if err != nil {
+		return err
+	}
+	after := uint64(0)
+	switch {
+	case o.after >= 0:
+		after = uint64(o.after)
+	default:
+		if after, err = c.EventsHead(ctx); err != nil {
+			return fmt.Errorf("events tail: %w", err)
+		}
+	}
+	err = c.FollowEvents(ctx, after, func(_ uint64, raw json.RawMessage) error {
+		if o.asJSON {
+			_, err := fmt.Fprintf(w, "%s\n", raw)
+			return err
+		}
+		ce, err := eventlog.Decode(raw)
+		if err != nil {
+			_, err = fmt.Fprintf(w, "? %v\n", err)
+			return err
+		}
+		_, err = fmt.Fprintln(w, eventLine(&ce))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("events tail: %w", err)
+	}
+	return nil
 }
 
 func tailEvents(ctx context.Context, w io.Writer, o *tailOpts) error {

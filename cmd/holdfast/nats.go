@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -45,11 +47,32 @@ func connectPeers(ctx context.Context, cfg region.Config, r *region.Region) (io.
 	if err != nil {
 		return nil, err // not a nil *Transport in a non-nil io.Closer
 	}
-	return tr, nil
+	if !cfg.Events.Relayed || r.Events() == nil {
+		return tr, nil
+	}
+	auth := gossip.Auth{CredsFile: gcfg.CredsFile, TLSCert: gcfg.TLSCert, TLSKey: gcfg.TLSKey, TLSCA: gcfg.TLSCA}
+	rl, err := startRelay(cfg, r, auth)
+	if err != nil {
+		tr.Close()
+		return nil, err
+	}
+	return closers{rl, tr}, nil
+}
+
+// closers closes each in order and joins the errors.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func newNATSCmd() *cobra.Command {
-	var addr, configFile, name, logLevel string
+	var addr, configFile, name, logLevel, storeDir string
+	noJetStream := false
 	cmd := &cobra.Command{
 		Use:   "nats",
 		Short: "Run an embedded NATS server for local multi-process setups",
@@ -70,7 +93,11 @@ real NATS cluster per region, joined by gateways (configs/nats-supercluster.conf
 			if err != nil {
 				return err
 			}
-			opts := gossip.EmbeddedOptions{ConfigFile: configFile, ServerName: name, Logger: log}
+			opts := gossip.EmbeddedOptions{ConfigFile: configFile, ServerName: name, Logger: log,
+				JetStream: !noJetStream, StoreDir: storeDir}
+			if opts.JetStream && opts.StoreDir == "" {
+				opts.StoreDir = filepath.Join(os.TempDir(), "holdfast-nats")
+			}
 			if configFile == "" || cmd.Flags().Changed("addr") {
 				host, portStr, err := net.SplitHostPort(addr)
 				if err != nil {
@@ -111,5 +138,7 @@ real NATS cluster per region, joined by gateways (configs/nats-supercluster.conf
 	f.StringVar(&configFile, "config", "", "nats-server configuration file")
 	f.StringVar(&name, "name", "", "server name (default: generated)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&storeDir, "store-dir", "", "JetStream file store directory (default: <tmp>/holdfast-nats); the region event streams live there")
+	f.BoolVar(&noJetStream, "no-jetstream", false, "run without JetStream (the regions' event relays then wait for a stream)")
 	return cmd
 }

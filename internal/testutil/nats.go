@@ -12,7 +12,7 @@ import (
 
 // NATS starts a nats-server on 127.0.0.1 with a free port, configured as
 // holdfast's embedded one (gossip.RunEmbedded: payloads up to the escrow
-// codec's bound), and returns it with its client URL. It stops when the
+// codec's bound; JetStream on, its file store in a temp dir), and returns it with its client URL. It stops when the
 // test ends. testutil starts the server itself rather than through gossip
 // so that the internal tests of gossip and region can use it.
 func NATS(t testing.TB) (*server.Server, string) {
@@ -24,7 +24,7 @@ func NATS(t testing.TB) (*server.Server, string) {
 // restarts a server on the port it had before passes that port here.
 func NATSOnPort(t testing.TB, port int) (*server.Server, string) {
 	t.Helper()
-	s := NATSWithOptions(t, &server.Options{Port: port})
+	s := NATSWithOptions(t, &server.Options{Port: port, JetStream: true, StoreDir: t.TempDir()})
 	return s, s.ClientURL()
 }
 

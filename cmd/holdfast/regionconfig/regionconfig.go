@@ -44,6 +44,11 @@ type File struct {
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 
+	EventsRelay     *bool         `yaml:"events_relay"`
+	EventsStream    string        `yaml:"events_stream"`
+	EventsRetention time.Duration `yaml:"events_retention"`
+	EventsMaxBytes  int64         `yaml:"events_max_bytes"`
+
 	Members             []Member `yaml:"members"`
 	RebalancerPublicKey string   `yaml:"rebalancer_public_key"`
 	SigningKeyFile      string   `yaml:"signing_key_file"`
@@ -141,6 +146,13 @@ func (f File) Region() region.Config {
 		SigningKeyFile:      f.SigningKeyFile,
 		NATSInboxPrefix:     f.NATSInboxPrefix,
 		Escrow:              f.Escrow.Config(),
+		Events: region.EventsConfig{
+			// The relay runs wherever the region has NATS, unless turned off.
+			Relayed:   f.NATSURL != "" && (f.EventsRelay == nil || *f.EventsRelay),
+			Stream:    f.EventsStream,
+			Retention: f.EventsRetention,
+			MaxBytes:  f.EventsMaxBytes,
+		},
 	}
 }
 

@@ -93,7 +93,12 @@ func TestFileCoversConfig(t *testing.T) {
 			}
 		}
 	}
-	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger")
+	// Events comes from the flat events_* keys (checked below: filling the
+	// file fills it); Disabled and PruneInterval are code-only.
+	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger", "Events")
+	if ev := (func() region.EventsConfig { var f File; fill(reflect.ValueOf(&f).Elem()); return f.Region().Events })(); !ev.Relayed || ev.Stream == "" || ev.Retention == 0 || ev.MaxBytes == 0 {
+		t.Errorf("the events_* keys do not all reach region.Config.Events: %+v", ev)
+	}
 	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "bugs", "Members")
 
 	// Setting every field of the file sets every field of the config: the

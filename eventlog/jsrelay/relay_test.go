@@ -1,4 +1,4 @@
-package eventlog
+package jsrelay
 
 import (
 	"context"
@@ -13,6 +13,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/eventlog"
 	"github.com/holdfast-io/holdfast/internal/testutil"
 )
 
@@ -40,7 +45,7 @@ func (nosave) Cursor() (uint64, error) { return 0, nil }
 func (nosave) SaveCursor(uint64) error { return nil }
 
 // startRelay runs a relay until the test ends or stop is called.
-func startRelay(t *testing.T, nc *nats.Conn, src Source, cur CursorStore) (stop func()) {
+func startRelay(t *testing.T, nc *nats.Conn, src eventlog.Source, cur eventlog.CursorStore) (stop func()) {
 	t.Helper()
 	r, err := NewRelay(RelayConfig{Cluster: "prod", Region: "eu", Conn: nc, Source: src, Cursor: cur,
 		AckTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
@@ -76,7 +81,7 @@ func streamIDs(t *testing.T, nc *nats.Conn) []string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, DefaultStream)
+	s, err := js.Stream(ctx, eventlog.DefaultStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
@@ -93,12 +98,12 @@ func streamIDs(t *testing.T, nc *nats.Conn) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ce, err := Decode(m.Data)
+		ce, err := eventlog.Decode(m.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		id := m.Header.Get(jetstream.MsgIDHeader)
-		if id != ce.ID || m.Subject != Subject("prod", "eu", ce.Kind()) {
+		if id != ce.ID || m.Subject != eventlog.Subject("prod", "eu", ce.Kind()) {
 			t.Fatalf("stream seq %d: id %q subject %q carries event %s", seq, id, m.Subject, ce.ID)
 		}
 		ids = append(ids, id)
@@ -114,13 +119,13 @@ func wantIDs(t *testing.T, nc *nats.Conn, n int) {
 		t.Fatalf("stream holds %d messages, want %d", len(ids), n)
 	}
 	for i, id := range ids {
-		if id != EventID("eu", uint64(i+1)) {
-			t.Fatalf("stream message %d is %s, want %s", i+1, id, EventID("eu", uint64(i+1)))
+		if id != eventlog.EventID("eu", uint64(i+1)) {
+			t.Fatalf("stream message %d is %s, want %s", i+1, id, eventlog.EventID("eu", uint64(i+1)))
 		}
 	}
 }
 
-func cursorAt(t *testing.T, o *Outbox, seq uint64) {
+func cursorAt(t *testing.T, o *eventlog.Outbox, seq uint64) {
 	t.Helper()
 	testutil.Eventually(t, 20*time.Second, fmt.Sprintf("relay cursor at %d", seq), func() bool {
 		c, err := o.Cursor()
@@ -134,11 +139,11 @@ func TestRelayPublishesInOrder(t *testing.T) {
 	s := jsServer(t, t.TempDir(), -1)
 	nc := connect(t, s.ClientURL())
 	db := memDB(t)
-	o, err := OpenOutbox(db, "prod", "eu")
+	o, err := eventlog.OpenOutbox(db, "prod", "eu")
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs := nodeEvents(t)
+	evs := stockEvents(1, 8)
 	commit(t, db, o, evs)
 	startRelay(t, nc, o, o)
 	n := len(evs)
@@ -155,7 +160,7 @@ func TestRelayCrashBeforeCursorResends(t *testing.T) {
 	s := jsServer(t, t.TempDir(), -1)
 	nc := connect(t, s.ClientURL())
 	db := memDB(t)
-	o, err := OpenOutbox(db, "prod", "eu")
+	o, err := eventlog.OpenOutbox(db, "prod", "eu")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +185,7 @@ func TestRelaySurvivesNATSRestart(t *testing.T) {
 	port := s.Addr().(*net.TCPAddr).Port
 	nc := connect(t, s.ClientURL())
 	db := memDB(t)
-	o, err := OpenOutbox(db, "prod", "eu")
+	o, err := eventlog.OpenOutbox(db, "prod", "eu")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,4 +205,40 @@ func TestRelaySurvivesNATSRestart(t *testing.T) {
 	cursorAt(t, o, uint64(n))
 	wantIDs(t, nc, n)
 	_ = s2
+}
+
+func memDB(t testing.TB) *pebble.DB {
+	t.Helper()
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// stockEvents makes n restock events, for tests that need many.
+func stockEvents(from, n int) []escrow.Event {
+	evs := make([]escrow.Event, n)
+	for i := range evs {
+		q := uint64(from + i)
+		evs[i] = escrow.Event{Kind: escrow.EvStockRestocked, At: time.Now(), SKU: "apple", Qty: q, Available: q}
+	}
+	return evs
+}
+
+// commit appends evs to o in one synced batch, as the region runtime does.
+func commit(t testing.TB, db *pebble.DB, o *eventlog.Outbox, evs []escrow.Event) uint64 {
+	t.Helper()
+	b := db.NewBatch()
+	defer b.Close()
+	head, err := o.Append(b, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	o.Committed(head)
+	return head
 }

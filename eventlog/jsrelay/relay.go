@@ -1,4 +1,9 @@
-package eventlog
+// Package jsrelay publishes a region's event outbox (package eventlog) to a
+// JetStream stream, in order and at least once, with Nats-Msg-Id = event id
+// so that the stream's duplicate window drops re-sends. It lives apart from
+// eventlog so that the region runtime (and the simulator above it) can
+// write the outbox without linking the NATS client.
+package jsrelay
 
 import (
 	"context"
@@ -12,54 +17,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/eventlog"
 )
-
-// DefaultStream is the JetStream stream events are published to.
-const DefaultStream = "HOLDFAST_EVENTS"
-
-// DefaultDuplicateWindow is the duplicate window of a stream the relay
-// creates: re-sends after a relay crash come within seconds.
-const DefaultDuplicateWindow = 2 * time.Minute
-
-// Source is what the relay publishes: an Outbox, or a fake in tests.
-type Source interface {
-	// Read returns up to limit records after seq after, in order, none
-	// beyond Head.
-	Read(after uint64, limit int) ([]Record, error)
-	// Head is the last sequence that may be read.
-	Head() uint64
-	// Notify signals that Head moved.
-	Notify() <-chan struct{}
-}
-
-// CursorStore keeps the relay's cursor across restarts.
-type CursorStore interface {
-	Cursor() (uint64, error)
-	SaveCursor(seq uint64) error
-}
-
-// Subject is the subject of an event of kind k of region in cluster:
-// holdfast.<cluster>.events.<region>.<kind>, e.g.
-// holdfast.prod.events.eu.hold.confirmed.
-func Subject(cluster, region string, k escrow.EventKind) string {
-	return SubjectPrefix(cluster) + region + "." + k.String()
-}
-
-// SubjectPrefix starts every event subject of cluster.
-func SubjectPrefix(cluster string) string { return "holdfast." + cluster + ".events." }
 
 // RelayConfig configures a Relay.
 type RelayConfig struct {
 	Cluster, Region string
 	Conn            *nats.Conn
-	Source          Source
-	Cursor          CursorStore
-	// Stream is the stream name (DefaultStream if empty). A stream that is
+	Source          eventlog.Source
+	Cursor          eventlog.CursorStore
+	// Stream is the stream name (eventlog.DefaultStream if empty). A stream that is
 	// missing is created with file storage, subjects SubjectPrefix+">" and
 	// DuplicateWindow; an existing one is used as it is (production
 	// streams are configured by operators, see docs/events.md).
 	Stream          string
-	DuplicateWindow time.Duration // default DefaultDuplicateWindow
+	DuplicateWindow time.Duration // default eventlog.DefaultDuplicateWindow
 	Page            int           // records read at once, default 256
 	AckTimeout      time.Duration // per publish, default 5s
 	MinBackoff      time.Duration // default 50ms
@@ -100,10 +72,10 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, errors.New("eventlog: relay: empty cluster name")
 	}
 	if cfg.Stream == "" {
-		cfg.Stream = DefaultStream
+		cfg.Stream = eventlog.DefaultStream
 	}
 	if cfg.DuplicateWindow <= 0 {
-		cfg.DuplicateWindow = DefaultDuplicateWindow
+		cfg.DuplicateWindow = eventlog.DefaultDuplicateWindow
 	}
 	if cfg.Page <= 0 {
 		cfg.Page = 256
@@ -213,11 +185,11 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) Published() uint64 { return r.cursor }
 
 // publish sends recs in order and returns the last acknowledged sequence.
-func (r *Relay) publish(ctx context.Context, recs []Record) (uint64, error) {
+func (r *Relay) publish(ctx context.Context, recs []eventlog.Record) (uint64, error) {
 	done := r.cursor
 	for i := range recs {
 		rec := &recs[i]
-		msg := &nats.Msg{Subject: Subject(r.cfg.Cluster, r.cfg.Region, rec.Kind), Data: rec.Data, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: eventlog.Subject(r.cfg.Cluster, r.cfg.Region, rec.Kind), Data: rec.Data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, rec.ID(r.cfg.Region))
 		pctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
 		_, err := r.js.PublishMsg(pctx, msg, jetstream.WithExpectStream(r.cfg.Stream))
@@ -237,7 +209,7 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 	_, err := r.js.Stream(ctx, r.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = r.js.CreateStream(ctx, jetstream.StreamConfig{Name: r.cfg.Stream,
-			Subjects: []string{SubjectPrefix(r.cfg.Cluster) + ">"}, Storage: jetstream.FileStorage,
+			Subjects: []string{eventlog.SubjectPrefix(r.cfg.Cluster) + ">"}, Storage: jetstream.FileStorage,
 			Duplicates: r.cfg.DuplicateWindow})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			err = nil // another region created it first
@@ -251,7 +223,7 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 
 // noteLag sets the lag gauges from the head and the oldest unpublished
 // record (recs[0], when there is one).
-func (r *Relay) noteLag(recs []Record) {
+func (r *Relay) noteLag(recs []eventlog.Record) {
 	head := r.cfg.Source.Head()
 	lag := uint64(0)
 	if head > r.cursor {
