@@ -77,6 +77,14 @@ type Config struct {
 	// Escrow.Region is always Name.
 	Escrow escrow.Config
 
+	// HoldRetain is how long terminal holds stay listable (GET /v1/holds)
+	// after they ended (0: DefaultHoldRetain, 7 days; negative: only as
+	// long as the node keeps them in memory, Escrow.HoldRetain). Past the
+	// node's memory window they live in the store only; the pruner drops
+	// them every PruneInterval (0: 1 minute). See list.go.
+	HoldRetain    time.Duration
+	PruneInterval time.Duration
+
 	// Storage, when set, is used instead of opening a Store in DataDir.
 	Storage Storage
 	// FS is the filesystem of the Store opened in DataDir; nil: the real one.
@@ -115,6 +123,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c = c.retainDefaults()
 	c.Escrow.Region = c.Name
 	if len(c.Escrow.Members) == 0 {
 		c.Escrow.Members = c.MemberNames()
@@ -172,6 +181,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !seen[c.Name] {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
+	}
+	if err := c.validateRetain(); err != nil {
+		return err
 	}
 	e := c.Escrow
 	e.Region = c.Name
