@@ -18,8 +18,6 @@ package region
 // never contain 0x00, which separates a cart from what follows it.
 
 import (
-	"encoding/binary"
-
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
@@ -93,9 +91,6 @@ func holdIDOfIndexKey(k []byte) (string, bool) {
 	}
 	return "", false
 }
-
-// updatedOfKey returns the time part of a u/ key.
-func updatedOfKey(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(pfxUpdated):]) }
 
 // stageListIndexes writes the listing index entries of h (idempotent: the
 // keys depend only on fields that never change once written).

@@ -197,14 +197,14 @@ func TestHTTPListHoldsFilters(t *testing.T) {
 	}
 	soon := url.QueryEscape(time.Now().Add(10 * time.Minute).UTC().Format(time.RFC3339))
 	for q, want := range map[string]string{
-		"state=held":                       a1.ID + ":held," + b.ID + ":held",
-		"state=released":                   a2.ID + ":released",
-		"state=confirmed":                  "",
-		"sku=B":                            b.ID + ":held",
+		"state=held":                        a1.ID + ":held," + b.ID + ":held",
+		"state=released":                    a2.ID + ":released",
+		"state=confirmed":                   "",
+		"sku=B":                             b.ID + ":held",
 		"state=held&expires_before=" + soon: b.ID + ":held",
-		"cart=x&state=held":                a1.ID + ":held",
-		"cart=x&state=released":            "",
-		"expires_before=" + soon:           b.ID + ":held",
+		"cart=x&state=held":                 a1.ID + ":held",
+		"cart=x&state=released":             "",
+		"expires_before=" + soon:            b.ID + ":held",
 	} {
 		if got := ids(q); got != want {
 			// held holds list in deadline order: a1 (1h) after b (2m)
