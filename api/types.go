@@ -130,3 +130,10 @@ type RegionStock struct {
 	Seq       uint64 `json:"seq"`
 	AgeMs     int64  `json:"age_ms"` // how long ago the answering region heard of this row
 }
+
+// HoldList is a page of GET /v1/holds. NextCursor is empty on the last
+// page; pass it back as ?cursor= (with the same filters) for the next one.
+type HoldList struct {
+	Holds      []Hold `json:"holds"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}

@@ -134,6 +134,7 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 	metricsH := promhttp.HandlerFor(rt.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
 	s.routes = []route{
 		{"POST /v1/holds", scopeClient, s.createHold},
+		{"GET /v1/holds", scopeRead, s.listHolds},
 		{"GET /v1/holds/{id}", scopeClient, s.holdCmd(escrow.CmdGet)},
 		{"POST /v1/holds/{id}/confirm", scopeClient, s.holdCmd(escrow.CmdConfirm)},
 		{"POST /v1/holds/{id}/release", scopeClient, s.holdCmd(escrow.CmdRelease)},

@@ -79,6 +79,13 @@ type Config struct {
 
 	// Events configures the event log (events.go).
 	Events EventsConfig
+	// HoldRetain is how long terminal holds stay listable (GET /v1/holds)
+	// after they ended (0: DefaultHoldRetain, 7 days; negative: only as
+	// long as the node keeps them in memory, Escrow.HoldRetain). Past the
+	// node's memory window they live in the store only; the pruner drops
+	// them every PruneInterval (0: 1 minute). See list.go.
+	HoldRetain    time.Duration
+	PruneInterval time.Duration
 
 	// Storage, when set, is used instead of opening a Store in DataDir.
 	Storage Storage
@@ -118,6 +125,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c = c.retainDefaults()
 	c.Escrow.Region = c.Name
 	if len(c.Escrow.Members) == 0 {
 		c.Escrow.Members = c.MemberNames()
@@ -177,6 +185,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
 	}
 	if err := c.Events.validate(); err != nil {
+		return err
+	}
+	if err := c.validateRetain(); err != nil {
 		return err
 	}
 	e := c.Escrow

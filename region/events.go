@@ -102,18 +102,19 @@ func (r *Region) startEvents() {
 			func() float64 { return float64(r.evBytes.Load()) }),
 	)
 	r.pruneEvents(cfg, time.Now())
-	go r.pruneLoop(cfg)
+	go r.every(cfg.PruneInterval, func(now time.Time) { r.pruneEvents(cfg, now) })
 }
 
-func (r *Region) pruneLoop(cfg EventsConfig) {
-	t := time.NewTicker(cfg.PruneInterval)
+// every runs f every interval, on its own goroutine's ticker, until Close.
+func (r *Region) every(interval time.Duration, f func(now time.Time)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-r.stop:
 			return
 		case now := <-t.C:
-			r.pruneEvents(cfg, now)
+			f(now)
 		}
 	}
 }

@@ -228,7 +228,7 @@ func TestHTTPBadInputs(t *testing.T) {
 		{"write-off unknown sku", "POST", "/v1/skus/nope/write-off", jsonCT, `{"qty":1}`, nil, 404, "unknown-sku"},
 		{"stock unknown sku", "GET", "/v1/skus/nope", "", "", nil, 404, "unknown-sku"},
 		{"method not allowed", "DELETE", "/v1/holds/" + held, "", "", nil, 405, httpapi.ProblemMethod},
-		{"method not allowed on collection", "GET", "/v1/holds", "", "", nil, 405, httpapi.ProblemMethod},
+		{"method not allowed on collection", "DELETE", "/v1/holds", "", "", nil, 405, httpapi.ProblemMethod},
 		{"unknown route", "GET", "/v2/holds", "", "", nil, 404, httpapi.ProblemRoute},
 		{"unknown action", "POST", "/v1/holds/" + held + "/cancel", jsonCT, `{}`, nil, 404, httpapi.ProblemRoute},
 	}

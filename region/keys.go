@@ -27,6 +27,7 @@ package region
 //	                                 placement order and deadline are inside
 //	a/<sku>                        → 8 bytes BE: as_of (sign-flipped UnixNano) of the last
 //	                                 recount applied to the SKU (escrow.RecountMark)
+//	k/, t/, u/                     → the listing indexes of holds (keys_list.go)
 //	e/...                          → the event log (outbox), laid out by package eventlog
 //	                                 (eventlog/keys.go): e/head, e/relay, e/s/<seq 8B>.
 //	                                 Written in the same batch as the change it states;

@@ -12,6 +12,7 @@ import (
 // No label carries a SKU or a hold id: cardinality stays fixed.
 type metrics struct {
 	reg           *prometheus.Registry
+	list          listMetrics            // list.go
 	holds         *prometheus.CounterVec // by result
 	holdsByResult map[string]prometheus.Counter
 	holdLatency   prometheus.Histogram

@@ -146,6 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
 	r.startEvents()
+	r.metrics.reg.MustRegister(r.listCollectors()...)
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
@@ -155,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	go r.commitLoop()
 	go r.stepLoop()
 	go r.deadlineClock()
+	go r.pruneHolds()
 	return r, nil
 }
 

@@ -3,6 +3,7 @@ package region
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -27,6 +28,9 @@ func (s *Store) Load() (*escrow.State, error) {
 	}
 	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int)}
 	evEnd := prefixEnd(pfxEvents)
+	if s.opts.RetainTerminal {
+		l.forgetBefore = time.Now().Add(-s.opts.MemRetain)
+	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) >= 2 && string(k[:2]) == pfxEvents {
@@ -65,6 +69,10 @@ type loader struct {
 	expiries int // x/ entries seen
 	idemX    int // j/ entries seen
 	changes  int // c/ entries seen
+	list     listCounts
+	// forgetBefore: terminal holds that ended before it stay in the store
+	// (listable) but not in the node's memory. Zero: load every hold.
+	forgetBefore time.Time
 }
 
 func (l *loader) entry(k, v []byte) error {
@@ -126,6 +134,10 @@ func (l *loader) entry(k, v []byte) error {
 		}
 		if h.State == escrow.Held {
 			l.held++
+		}
+		l.list.noteHold(&h)
+		if h.State.Terminal() && h.Updated.Before(l.forgetBefore) {
+			return nil // retired: listable from the store only
 		}
 		l.holdIdx[id] = len(l.st.Holds)
 		l.st.Holds = append(l.st.Holds, h)
@@ -196,6 +208,8 @@ func (l *loader) entry(k, v []byte) error {
 			return corrupt(k, "malformed recount mark")
 		}
 		l.st.Recounts = append(l.st.Recounts, escrow.RecountMark{SKU: sku, AsOf: ordTime(beU64(v))})
+	case pfxCart, pfxEnded, pfxUpdated:
+		return l.list.noteIndex(k, v)
 	default:
 		return corrupt(k, "unknown key prefix")
 	}
@@ -228,6 +242,9 @@ func (l *loader) finish() error {
 		}
 		return fmt.Errorf("region store: expiry index has %d entries (%d at open) for %d held holds",
 			l.expiries, len(s.heldExp), l.held)
+	}
+	if err := l.list.check(); err != nil {
+		return err
 	}
 	if l.idemX != len(s.idemExp) || len(l.st.Idem) != len(s.idemExp) {
 		seen := make(map[string]bool, len(l.st.Idem))

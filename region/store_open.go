@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -40,6 +41,13 @@ type StoreOptions struct {
 	// NoEvents keeps no event log: Persist.Events are dropped. For
 	// benchmarks comparing the cost of the log, and stores of tools.
 	NoEvents bool
+	// RetainTerminal keeps holds the node retires (Persist.DeletedHolds)
+	// in the store for listing; PruneEnded drops them after the retention
+	// window. Load then skips terminal holds that ended MemRetain or more
+	// ago (the node would retire them at once). false: a retired hold is
+	// deleted with its batch.
+	RetainTerminal bool
+	MemRetain      time.Duration
 }
 
 // OpenStore opens (creating if needed) the store of opts.Region in dir. It
@@ -350,7 +358,8 @@ func closePebble(db *pebble.DB) (panicked bool, err error) {
 // openStore opens the Pebble store of cfg.
 func openStore(cfg Config) (Storage, error) {
 	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
-		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled})
+		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled,
+		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain()})
 }
 
 // reopener is implemented by storages that can drop a failed handle and

@@ -128,10 +128,27 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		v = escrow.EncodeHold(v[:0], h)
 		w.set(k, v)
 	}
-	for _, id := range p.DeletedHolds {
-		k = appendHoldKey(k[:0], id)
-		w.del(k)
+	for _, i := range order {
+		k = stageListIndexes(&w, k, &p.Holds[i])
 	}
+	if !s.opts.RetainTerminal {
+		// Without a retention window a retired hold goes at once, with its
+		// listing index entries (read back: retire only names the hold).
+		for _, id := range p.DeletedHolds {
+			k = appendHoldKey(k[:0], id)
+			if old, ok, err := s.get(k); err != nil {
+				w.err = err
+			} else if ok {
+				if h, err := escrow.DecodeHold(old); err == nil {
+					k = unstageListIndexes(&w, k, &h)
+					k = appendHoldKey(k[:0], id)
+				}
+			}
+			w.del(k)
+		}
+	}
+	// With RetainTerminal a retired hold leaves the node's memory but stays
+	// in the store, listable, until the pruner drops it (store_list.go).
 	order = s.holdOrder(p.Holds, func(a, b *escrow.Hold) int {
 		if c := a.Expires.Compare(b.Expires); c != 0 {
 			return c

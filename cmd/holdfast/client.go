@@ -318,8 +318,12 @@ bound of the truth: a peer may have received or sold more since (see AGE).`,
 
 // adminCmd builds restock and write-off.
 func adminCmd(use, short, long, example, verb string,
-	call func(*client.Client, context.Context, string, uint64) (*client.Stock, error)) *cobra.Command {
-	var cf clientFlags
+	call func(*client.Client, context.Context, string, uint64) (*client.Stock, error),
+	callIf func(*client.Client, context.Context, string, uint64, string) (*client.Stock, error)) *cobra.Command {
+	var (
+		cf      clientFlags
+		ifMatch string
+	)
 	cmd := &cobra.Command{
 		Use:     use + " SKU QTY",
 		Short:   short,
@@ -335,7 +339,12 @@ func adminCmd(use, short, long, example, verb string,
 			if err != nil {
 				return err
 			}
-			r, err := call(c, cmd.Context(), args[0], qty)
+			var r *client.Stock
+			if ifMatch != "" {
+				r, err = callIf(c, cmd.Context(), args[0], qty, ifMatch)
+			} else {
+				r, err = call(c, cmd.Context(), args[0], qty)
+			}
 			if err != nil {
 				return cf.fail(cmd, err)
 			}
@@ -352,6 +361,7 @@ func adminCmd(use, short, long, example, verb string,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&ifMatch, "if-match", "", `apply only if the SKU's version is still this ETag (from "holdfast stock SKU"); 412 otherwise`)
 	cf.add(cmd)
 	return cmd
 }
@@ -364,7 +374,7 @@ them through replication and may borrow them. Needs a token with scope admin
 when the region uses tokens.`,
 		`  holdfast restock tshirt-red-m 100
   holdfast restock A 5 --url http://127.0.0.1:8081 --token "$ADMIN_TOKEN"`,
-		"restocked", (*client.Client).Restock)
+		"restocked", (*client.Client).Restock, (*client.Client).RestockIfMatch)
 }
 
 func newWriteOffCmd() *cobra.Command {
@@ -375,7 +385,7 @@ fewer than QTY are available it removes what is available and says how many.
 Needs a token with scope admin when the region uses tokens.`,
 		`  holdfast write-off tshirt-red-m 2
   holdfast write-off A 1 --json`,
-		"wrote off", (*client.Client).WriteOff)
+		"wrote off", (*client.Client).WriteOff, (*client.Client).WriteOffIfMatch)
 }
 
 func (f *clientFlags) printHold(cmd *cobra.Command, h *client.Hold) error {

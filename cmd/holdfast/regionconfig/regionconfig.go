@@ -43,6 +43,10 @@ type File struct {
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	// HoldRetain: how long terminal holds stay listable in the store
+	// (default 7 days); escrow.hold_retain is the node's memory window.
+	HoldRetain    time.Duration `yaml:"hold_retain"`
+	PruneInterval time.Duration `yaml:"prune_interval"`
 
 	EventsRelay     *bool         `yaml:"events_relay"`
 	EventsStream    string        `yaml:"events_stream"`
@@ -153,6 +157,8 @@ func (f File) Region() region.Config {
 			Retention: f.EventsRetention,
 			MaxBytes:  f.EventsMaxBytes,
 		},
+		HoldRetain:    f.HoldRetain,
+		PruneInterval: f.PruneInterval,
 	}
 }
 
