@@ -1,5 +1,5 @@
 // The receive path: the dispatcher takes messages from the subscriptions,
-// handle decodes and validates them (subject rules, allow-list, replays)
+// handle decodes and validates them (subject rules, membership, replays)
 // and delivers them to the inbox.
 
 package gossip
