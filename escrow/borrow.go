@@ -72,7 +72,7 @@ func (n *Node) peerSurplus(s *skuState) []PeerStock {
 		if r == n.cfg.Region {
 			continue
 		}
-		if n.allow != nil && !n.allow[r] {
+		if !n.member(r) {
 			continue
 		}
 		if !n.worthAsking(r) {
@@ -266,9 +266,6 @@ func (n *Node) onAdvice(m *Message) {
 	applied := false
 	for _, mv := range m.Moves {
 		if mv.From != n.cfg.Region || mv.To == n.cfg.Region || ValidRegion(mv.To) != nil || ValidSKU(mv.SKU) != nil {
-			continue
-		}
-		if n.allow != nil && !n.allow[mv.To] {
 			continue
 		}
 		if !n.adviceTarget(mv.To) {

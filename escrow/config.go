@@ -71,7 +71,9 @@ type Config struct {
 	MaxWaitersPerSKU int
 	MaxWaiters       int
 
-	// Peers, when set, is an allow-list: messages from other regions are dropped.
+	// Peers is the deprecated name of Members (config key escrow.peers):
+	// when Members is empty, the membership is Peers plus this region.
+	// Members is the one concept; Peers is only read to fill it.
 	Peers []string
 
 	// Rand supplies randomness (hold id suffixes). nil: a PRNG seeded from Region.
@@ -123,6 +125,7 @@ func (c *Config) withDefaults() Config {
 	def(&d.MaxWait, DefaultMaxWait)
 	defInt(&d.MaxWaitersPerSKU, DefaultMaxWaitersPerSKU)
 	defInt(&d.MaxWaiters, DefaultMaxWaiters)
+	d.Members = c.Membership()
 	if d.MaxRowsPerMsg > MaxWireRows {
 		d.MaxRowsPerMsg = MaxWireRows
 	}
@@ -148,11 +151,30 @@ func (c *Config) Validate() error {
 	}
 	for _, p := range c.Peers {
 		if err := ValidRegion(p); err != nil {
-			return fmt.Errorf("escrow: peer allow-list: %w", err)
+			return fmt.Errorf("escrow: peers (deprecated alias of members): %w", err)
 		}
 	}
 	if c.MaxPeerSKUs < 0 {
 		return fmt.Errorf("escrow: max_peer_skus must not be negative")
 	}
-	return validMembers(c.Region, c.Members)
+	return validMembers(c.Region, c.Membership())
+}
+
+// Membership returns the regions of the cluster as this config names
+// them: Members, or, when it is empty, the deprecated Peers list plus
+// this region (duplicates dropped); nil when neither is set (open
+// membership).
+func (c *Config) Membership() []string {
+	if len(c.Members) > 0 || len(c.Peers) == 0 {
+		return c.Members
+	}
+	out := make([]string, 0, len(c.Peers)+1)
+	seen := make(map[string]bool, len(c.Peers)+1)
+	for _, p := range append([]string{c.Region}, c.Peers...) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -85,9 +85,9 @@ func (n *Node) Fence() FenceStatus { return n.fence.st }
 //
 // The probation ends, at the earliest after minWait (so that the digest of
 // every live peer can arrive, and a peer that saw our rows fences us before
-// another's clean report lets us go), when every peer of Config.Peers has
-// sent a digest that does not name a sequence of ours, or, without an
-// allow-list, when at least one peer has. After maxWait (<= 0: never) it
+// another's clean report lets us go), when every other member
+// (Config.Members) has sent a digest that does not name a sequence of ours,
+// or, with an open membership, when at least one peer has. After maxWait (<= 0: never) it
 // ends anyway, so that a region started while every peer is down is not
 // stuck: a region that was wiped and started while cut off from every peer
 // is the residual risk.
@@ -309,7 +309,7 @@ func (n *Node) probationClean() bool {
 	if len(f.clean) == 0 {
 		return false
 	}
-	for p := range n.allow {
+	for p := range n.trust.members {
 		if p != n.cfg.Region && !f.clean[p] {
 			return false
 		}

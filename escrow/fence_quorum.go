@@ -13,7 +13,7 @@ import (
 // hostile, must not be able to stop a healthy region. So, outside
 // probation, a node fences itself only when a majority of the other
 // members report a sequence above its own: of the members other than
-// itself (Config.Members, or the Peers allow-list), or of the peers it
+// itself (Config.Members, which the deprecated Peers list fills), or of the peers it
 // knows when the membership is open, at least 2 in both cases. In a
 // two-region cluster the one peer is the only voice and cannot be a
 // majority of more than one: it is heard only during probation.

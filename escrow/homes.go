@@ -69,9 +69,6 @@ func (n *Node) setHomes(hs []Home) {
 		if ValidSKU(x.SKU) != nil || ValidRegion(x.Region) != nil {
 			continue
 		}
-		if x.Region != n.cfg.Region && n.allow != nil && !n.allow[x.Region] {
-			continue
-		}
 		if !n.adviceTarget(x.Region) {
 			continue // a home outside the cluster would strand the units sent to it
 		}

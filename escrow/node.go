@@ -45,7 +45,6 @@ type Node struct {
 	recounts   map[string]time.Time // as_of of the last recount applied, per SKU
 	idemExpiry timeHeap
 	peers      map[string]*peer
-	allow      map[string]bool
 
 	pending     []*pendingHold // holds waiting on borrowed units, FIFO
 	retryDue    bool           // something a pending hold waits for changed
@@ -229,12 +228,6 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		}
 		r := rand.New(rand.NewPCG(seed, 0x686f6c6466617374))
 		n.rnd = r.Uint64
-	}
-	if len(c.Peers) > 0 {
-		n.allow = make(map[string]bool, len(c.Peers))
-		for _, p := range c.Peers {
-			n.allow[p] = true
-		}
 	}
 	n.initTrust()
 	if st != nil {

@@ -143,11 +143,13 @@ func ChooseHomes(in RebalanceInput, prev []Home, p RebalancePolicy) []Home {
 	}
 	var out []Home
 	for _, s := range in.SKUs {
-		var avail uint64
+		avail, ok := sumAvailable(s.Regions)
+		if !ok {
+			continue // implausible digests: no home on their word
+		}
 		var demand, best float64
 		bi := -1
 		for i, r := range s.Regions {
-			avail += r.Available
 			d := r.DemandPerSec
 			if d <= 0 || math.IsNaN(d) || math.IsInf(d, 0) {
 				continue
@@ -251,6 +253,9 @@ func rebalance(in RebalanceInput, p RebalancePolicy, wantTargets bool) ([]Move, 
 			w++
 		}
 		regs = regs[:w]
+		if _, ok := sumAvailable(regs); !ok {
+			continue // implausible digests: no advice on their word
+		}
 		plan := skuPlan{sku: s.SKU, regions: regs}
 		plan.target, plan.floor = targets(regs, p)
 		for i, r := range regs {
@@ -329,11 +334,10 @@ func targets(regs []RegionLoad, p RebalancePolicy) (target, floor []uint64) {
 	n := len(regs)
 	target = make([]uint64, n)
 	floor = make([]uint64, n)
-	var total uint64
+	total, _ := sumAvailable(regs) // the caller skipped SKUs whose sum does not fit
 	want := make([]float64, n)
 	var sumWant float64
 	for i, r := range regs {
-		total += r.Available
 		d := r.DemandPerSec
 		if d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
 			d = 0
@@ -364,10 +368,10 @@ func targets(regs []RegionLoad, p RebalancePolicy) (target, floor []uint64) {
 		if d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
 			d = 0
 		}
-		f := p.Floor + uint64(math.Ceil(d*p.FloorHorizon.Seconds()))
+		f := satAdd(p.Floor, floatUnits(math.Ceil(d*p.FloorHorizon.Seconds())))
 		floor[i] = f
 		fl[i] = float64(f)
-		sumFloor += f
+		sumFloor = satAdd(sumFloor, f)
 	}
 	if sumFloor >= total {
 		return apportion(total, fl), apportion(total, fl)
@@ -469,4 +473,40 @@ func planMoves(pl *skuPlan, p RebalancePolicy, budget uint64, maxMoves int) []Mo
 		}
 	}
 	return out
+}
+
+// sumAvailable is the units available of one SKU over regs, checked: false
+// when the sum reaches MaxSKUUnits (or would wrap). Digests are a region's
+// word, and no real SKU comes near it; the policy plans nothing on such a
+// sum rather than wrap it into small, plausible-looking targets.
+func sumAvailable(regs []RegionLoad) (uint64, bool) {
+	var total uint64
+	for _, r := range regs {
+		total = satAdd(total, r.Available)
+	}
+	return total, total < MaxSKUUnits
+}
+
+// CountImplausibleSKUs returns how many SKUs of in have units available
+// summing to MaxSKUUnits or more: the policy plans nothing for them.
+func CountImplausibleSKUs(in RebalanceInput) (implausible int) {
+	for _, s := range in.SKUs {
+		if _, ok := sumAvailable(s.Regions); !ok {
+			implausible++
+		}
+	}
+	return implausible
+}
+
+// floatUnits converts a non-negative unit count computed in floating
+// point to uint64, saturating at MaxSKUUnits (a float beyond uint64's
+// range does not convert to anything defined).
+func floatUnits(x float64) uint64 {
+	if !(x > 0) {
+		return 0
+	}
+	if x >= float64(MaxSKUUnits) {
+		return MaxSKUUnits
+	}
+	return uint64(x)
 }

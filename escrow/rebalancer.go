@@ -72,8 +72,12 @@ type RebalancerStats struct {
 	InFlight                   int
 	FrozenSKUs                 int // SKUs skipped at the last round: moves in flight
 	Homes                      int // scarce SKUs with a home at the last round
-	Epoch                      uint64
-	Standby                    bool
+	// ImplausibleSKUs: SKUs skipped at the last round because the units
+	// their digests claim sum to MaxSKUUnits or more (a lying or broken
+	// region); nothing is advised for them.
+	ImplausibleSKUs int
+	Epoch           uint64
+	Standby         bool
 }
 
 // Rebalancer is the rebalancer's state machine: Step feeds it digests (and
@@ -294,6 +298,7 @@ func (r *Rebalancer) Input(now time.Time) RebalanceInput {
 	}
 	sort.Slice(in.SKUs, func(i, j int) bool { return in.SKUs[i].SKU < in.SKUs[j].SKU })
 	r.stats.Regions = planned
+	r.stats.ImplausibleSKUs = CountImplausibleSKUs(in)
 	return in
 }
 
@@ -347,7 +352,7 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 	for _, mv := range moves {
 		r.addInFlight(mv, now)
 		r.stats.MovesAdvised++
-		r.stats.UnitsAdvised += mv.Qty
+		r.stats.UnitsAdvised = satAdd(r.stats.UnitsAdvised, mv.Qty)
 	}
 	return Message{Type: MsgAdvice, From: r.cfg.ID, Epoch: r.epoch, Moves: moves,
 		Homes: append([]Home(nil), r.homes...)}, true

@@ -21,10 +21,6 @@ func (n *Node) message(m *Message) error {
 	if m.To != "" && m.To != n.cfg.Region {
 		return errorf(CodeInvalid, "message %s addressed to %s delivered to %s", m.Type, m.To, n.cfg.Region)
 	}
-	if n.allow != nil && m.Type != MsgAdvice && !n.allow[m.From] {
-		n.stats.NonMember++
-		return errorf(CodeInvalid, "region %s is not in the peer allow-list", m.From)
-	}
 	if err := n.admit(m); err != nil {
 		return err
 	}
@@ -190,7 +186,7 @@ func (n *Node) resync() {
 	}
 	sort.Strings(names) // determinism
 	for _, name := range names {
-		if n.allow != nil && !n.allow[name] {
+		if !n.member(name) {
 			continue
 		}
 		p := n.peers[name]

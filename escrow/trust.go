@@ -98,19 +98,13 @@ func validMembers(self string, members []string) error {
 
 func (n *Node) initTrust() {
 	n.trust.claims = make(map[string]uint64)
-	switch {
-	case len(n.cfg.Members) > 0:
+	// cfg.Members is the membership (withDefaults filled it from the
+	// deprecated Peers list when it was empty).
+	if len(n.cfg.Members) > 0 {
 		n.trust.members = make(map[string]bool, len(n.cfg.Members))
 		for _, m := range n.cfg.Members {
 			n.trust.members[m] = true
 		}
-	case n.allow != nil:
-		// The older peer allow-list is a membership too.
-		n.trust.members = make(map[string]bool, len(n.allow)+1)
-		for m := range n.allow {
-			n.trust.members[m] = true
-		}
-		n.trust.members[n.cfg.Region] = true
 	}
 }
 

@@ -20,13 +20,20 @@ var (
 )
 
 // ConfigFor is the transport configuration of region rc: its NATS URL,
-// cluster (default "holdfast"), name, peer allow-list, logger, signing
-// key file, the membership's public keys and the inbox prefix. Callers
+// cluster (default "holdfast"), name, membership, logger, signing
+// key file, the membership's public keys, the inbox prefix and the peer
+// limits (repair rate, answer bytes, forward window). Callers
 // add credentials, a Registerer and tuning before AttachRegion.
 func ConfigFor(rc region.Config) Config {
 	cluster := rc.Cluster
 	if cluster == "" {
 		cluster = "holdfast"
+	}
+	members := rc.MemberNames()
+	if len(members) == 0 {
+		e := rc.Escrow
+		e.Region = rc.Name
+		members = e.Membership() // escrow.members, or the deprecated escrow.peers
 	}
 	var keys map[string]string
 	for _, m := range rc.Members {
@@ -39,12 +46,18 @@ func ConfigFor(rc region.Config) Config {
 		URL:            rc.NATSURL,
 		Cluster:        cluster,
 		Region:         rc.Name,
-		AllowPeers:     rc.Escrow.Peers,
+		Members:        members,
 		Logger:         rc.Logger,
 		SigningKeyFile: rc.SigningKeyFile,
 		MemberKeys:     keys,
 		RebalancerKey:  rc.RebalancerPublicKey,
 		InboxPrefix:    rc.NATSInboxPrefix,
+
+		ForwardWindow:    rc.PeerLimits.ForwardWindow,
+		RepairRate:       rc.PeerLimits.RepairRate,
+		RepairBurst:      rc.PeerLimits.RepairBurst,
+		AnswerBytesRate:  rc.PeerLimits.RepairAnswerBytesPerSec,
+		AnswerBytesBurst: rc.PeerLimits.RepairAnswerBurstBytes,
 	}
 }
 

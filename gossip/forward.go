@@ -38,6 +38,12 @@ func (t *Transport) forward(ctx context.Context, owner string, cmd escrow.Comman
 	if owner == t.cfg.Region {
 		return escrow.Reply{}, "error", fmt.Errorf("gossip: forward of a %s command to %s, this region", cmd.Kind, owner)
 	}
+	if !t.isMember(owner) {
+		// Whoever answers on a non-member's subject is nobody this region
+		// trusts: its reply would be dropped, so the request is not sent.
+		t.m.rejected.WithLabelValues("non_member").Inc()
+		return escrow.Reply{}, "error", fmt.Errorf("%w: %w: %s is not a member of the cluster", region.ErrUnreachable, region.ErrRefused, owner)
+	}
 	data, err := EncodeForwardRequest(nil, &ForwardRequest{From: t.cfg.Region, Cmd: cmd})
 	if err != nil {
 		return escrow.Reply{}, "error", err
@@ -167,9 +173,10 @@ func (t *Transport) runForward(msg *nats.Msg) {
 		t.respond(msg, &ForwardReply{Failure: "bad request: " + err.Error(), Refused: true})
 		return
 	}
-	if t.allow != nil && !t.allow[req.From] {
-		t.m.forwardsServed.WithLabelValues("not_allowed").Inc()
-		t.respond(msg, &ForwardReply{Failure: "region " + req.From + " is not allowed", Refused: true})
+	if !t.isMember(req.From) {
+		t.reject("non_member", subject, fmt.Errorf("forwarded %s command from %s, which is not a member of the cluster", req.Cmd.Kind, req.From))
+		t.m.forwardsServed.WithLabelValues("non_member").Inc()
+		t.respond(msg, &ForwardReply{Failure: "refused: region " + req.From + " is not a member of the cluster " + t.cfg.Cluster, Refused: true})
 		return
 	}
 	// A hold id of another region is answered by the node itself

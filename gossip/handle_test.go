@@ -116,7 +116,7 @@ func TestHandleChecks(t *testing.T) {
 		{"advice on directed subject", "holdfast.c.borrow.eu.ap", encode(t, escrow.Message{Type: escrow.MsgAdvice, From: "ap", To: "eu"}), false, "reject:type"},
 		{"advice", "holdfast.c.advice", encode(t, escrow.Message{Type: escrow.MsgAdvice, From: "rebalancer", Epoch: 1}), true, ""},
 		{"from self", "holdfast.c.rows.eu", encode(t, escrow.Message{Type: escrow.MsgRows, From: "eu", Seq: 1, Rows: []escrow.Row{row("eu", "A", 1, 1)}}), false, "reject:self"},
-		{"not allowed", "holdfast.c.digest.xx", encode(t, escrow.Message{Type: escrow.MsgDigest, From: "xx", Seq: 4}), false, "reject:not_allowed"},
+		{"not allowed", "holdfast.c.digest.xx", encode(t, escrow.Message{Type: escrow.MsgDigest, From: "xx", Seq: 4}), false, "reject:non_member"},
 		{"other cluster", "holdfast.d.digest.us", encode(t, escrow.Message{Type: escrow.MsgDigest, From: "us", Seq: 5}), false, "reject:subject"},
 		{"corrupt", "holdfast.c.rows.us", []byte("garbage that is not a message"), false, "decode:corrupt"},
 		{"truncated", "holdfast.c.rows.us", good[:len(good)-3], false, "decode:truncated"},
@@ -125,7 +125,7 @@ func TestHandleChecks(t *testing.T) {
 	}
 	for _, c := range cases {
 		before := map[string]float64{}
-		for _, r := range []string{"replay", "subject", "type", "self", "not_allowed"} {
+		for _, r := range []string{"replay", "subject", "type", "self", "non_member"} {
 			before["reject:"+r] = counterValue(tr.m.rejected.WithLabelValues(r))
 		}
 		for _, r := range []string{"corrupt", "truncated", "version", "oversized"} {

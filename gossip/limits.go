@@ -84,3 +84,30 @@ func (l *peerLimits) allowAnswer(peer string, n int, now time.Time) bool {
 	lim := l.limiter(l.bytes, peer, l.bytesRate, l.bytesBurst)
 	return lim != nil && lim.AllowN(now, n)
 }
+
+// membership is the set of regions whose messages and forwarded requests
+// are accepted (Config.Members); nil when the membership is open.
+func (c *Config) membership() map[string]bool {
+	names := c.Members
+	if len(names) == 0 {
+		for name := range c.MemberKeys {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 && len(c.AllowPeers) > 0 {
+		names = append([]string{c.Region}, c.AllowPeers...)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// isMember reports whether region r is in the membership.
+func (t *Transport) isMember(r string) bool {
+	return t.member == nil || t.member[r]
+}

@@ -35,7 +35,7 @@ type metrics struct {
 // (rate, increase) have a series before the first error instead of none.
 var (
 	decodeErrorReasons = []string{"corrupt", "truncated", "oversized", "version"}
-	rejectReasons      = []string{"subject", "self", "not_allowed", "type", "replay", "signature", "rate_limit"}
+	rejectReasons      = []string{"subject", "self", "non_member", "type", "replay", "signature", "rate_limit"}
 	dropReasons        = []string{"queue_full", "disconnected", "encode", "publish", "closed", "answer_budget"}
 )
 
@@ -58,7 +58,7 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 			Name: "message_bytes", Help: "Size of peer messages.", ConstLabels: cl,
 			Buckets: prometheus.ExponentialBuckets(64, 4, 8)}, []string{"direction"}),
 		decodeErrs: cv("decode_errors_total", "Inbound messages that failed to decode, by reason (corrupt, truncated, oversized, version).", "reason"),
-		rejected:   cv("rejected_total", "Decoded inbound messages dropped, by reason (subject, self, not_allowed, type, replay, signature, rate_limit).", "reason"),
+		rejected:   cv("rejected_total", "Decoded inbound messages dropped, by reason (subject, self, non_member, type, replay, signature, rate_limit).", "reason"),
 		dropped:    cv("dropped_total", "Outbound messages dropped, by reason (queue_full, disconnected, encode, publish, closed, answer_budget).", "reason"),
 		coalesced:  c("rows_coalesced_total", "Row-delta messages merged into a following one before publishing."),
 		borrowUnitsIn: c("borrow_units_in_total",

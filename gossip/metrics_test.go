@@ -37,7 +37,7 @@ func TestErrorCountersHaveSeriesAtStart(t *testing.T) {
 	}
 	for name, reasons := range map[string][]string{
 		"holdfast_gossip_decode_errors_total": {"corrupt", "truncated", "oversized", "version"},
-		"holdfast_gossip_rejected_total":      {"subject", "self", "not_allowed", "type", "replay"},
+		"holdfast_gossip_rejected_total":      {"subject", "self", "non_member", "type", "replay"},
 		"holdfast_gossip_dropped_total":       {"queue_full", "disconnected", "encode", "publish", "closed"},
 	} {
 		for _, r := range reasons {

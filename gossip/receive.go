@@ -1,5 +1,5 @@
 // The receive path: the dispatcher takes messages from the subscriptions,
-// handle decodes and validates them (subject rules, allow-list, replays)
+// handle decodes and validates them (subject rules, membership, replays)
 // and delivers them to the inbox.
 
 package gossip
@@ -154,8 +154,8 @@ func (t *Transport) check(s *Subject, m *escrow.Message) error {
 	if m.From == t.cfg.Region {
 		return rejectf("self", "%s message claims to come from this region", m.Type)
 	}
-	if t.allow != nil && !t.allow[m.From] {
-		return rejectf("not_allowed", "region %s is not in the peer allow-list", m.From)
+	if !t.isMember(m.From) {
+		return rejectf("non_member", "%s message from %s, which is not a member of the cluster", m.Type, m.From)
 	}
 	return nil
 }

@@ -73,8 +73,17 @@ type Config struct {
 	AnswerBytesRate  float64
 	AnswerBytesBurst int
 
-	// AllowPeers, when set, is the only regions whose messages are accepted
-	// (advice from the rebalancer is always accepted).
+	// Members lists every region of the cluster, this one included (the
+	// membership of region.Config / escrow.Config). A message from a region
+	// outside it, and a forwarded request from one, is dropped and counted
+	// (holdfast_gossip_rejected_total{reason="non_member"}); no command is
+	// forwarded to one. Advice is the rebalancer's and is not checked here
+	// (the node checks each move). Empty: MemberKeys' regions when they
+	// are given, else AllowPeers, else every well-formed name (quick local
+	// setups).
+	Members []string
+	// AllowPeers is the deprecated name of Members (without this region):
+	// read only when Members and MemberKeys are empty.
 	AllowPeers []string
 
 	SendQueueLen        int           // outbound messages waiting to be published (8192)
@@ -150,10 +159,21 @@ func (c *Config) Validate() error {
 	if err := escrow.ValidRegion(c.Region); err != nil {
 		return fmt.Errorf("gossip: region: %w", err)
 	}
+	for _, p := range c.Members {
+		if err := escrow.ValidRegion(p); err != nil {
+			return fmt.Errorf("gossip: members: %w", err)
+		}
+	}
 	for _, p := range c.AllowPeers {
 		if err := escrow.ValidRegion(p); err != nil {
 			return fmt.Errorf("gossip: allow-list: %w", err)
 		}
+	}
+	if c.ForwardWindow < 0 || c.RepairRate < 0 || c.RepairBurst < 0 || c.AnswerBytesRate < 0 || c.AnswerBytesBurst < 0 {
+		return errors.New("gossip: forward window and repair limits must not be negative (0: default)")
+	}
+	if c.ForwardWindow > 10*time.Minute {
+		return fmt.Errorf("gossip: forward window %v is over 10m (a recorded forwarded command could be played that long after)", c.ForwardWindow)
 	}
 	if c.InboxPrefix != "" {
 		if err := validInboxPrefix(c.InboxPrefix); err != nil {
@@ -178,7 +198,7 @@ type Transport struct {
 	conn   atomic.Pointer[nats.Conn] // nc, for readers that may run before Connect returns (metrics)
 	inbox  Inbox
 	m      *metrics
-	allow  map[string]bool
+	member map[string]bool // nil: open membership
 	limit  *logLimiter
 	replay *replayFilter
 	reg    prometheus.Registerer
@@ -323,12 +343,7 @@ func newTransport(cfg Config, inbox Inbox) (*Transport, error) {
 	t.keys = keys
 	t.nonces = newNonceCache(c.ForwardWindow, maxNoncesPerPeer)
 	t.lim = newPeerLimits(c.RepairRate, c.RepairBurst, c.AnswerBytesRate, c.AnswerBytesBurst)
-	if len(c.AllowPeers) > 0 {
-		t.allow = make(map[string]bool, len(c.AllowPeers))
-		for _, p := range c.AllowPeers {
-			t.allow[p] = true
-		}
-	}
+	t.member = c.membership()
 	lag := newLagCollector(c.Region, c.PeerSeqs)
 	t.m = newMetrics(c.Region, func() float64 {
 		t.mu.Lock()

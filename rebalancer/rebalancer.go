@@ -154,6 +154,7 @@ type metrics struct {
 	rejected                            *prometheus.CounterVec
 	regions, inflight, epoch, standby   prometheus.Gauge
 	homes                               prometheus.Gauge
+	implausible                         prometheus.Gauge
 	connected, lastRound, reconnects    prometheus.Gauge
 	roundSeconds                        prometheus.Histogram
 	all                                 []prometheus.Collector
@@ -176,19 +177,20 @@ func newMetrics() *metrics {
 		publishErrs:   c("publish_errors_total", "Advice that could not be published."),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "holdfast", Subsystem: "rebalancer",
 			Name: "messages_rejected_total", Help: "Inbound messages rejected, by reason."}, []string{"reason"}),
-		regions:    g("regions", "Regions with a recent digest."),
-		inflight:   g("moves_in_flight", "Advised moves not yet reflected in digests."),
-		epoch:      g("epoch", "Epoch of the last advice issued or seen."),
-		standby:    g("standby", "1 while another daemon leads."),
-		homes:      g("homes", "Scarce SKUs with a home in the last advice (regions route their holds there)."),
-		connected:  g("nats_connected", "1 while connected to NATS."),
-		lastRound:  g("last_round_timestamp_seconds", "Unix time of the last round."),
-		reconnects: g("nats_reconnects", "NATS reconnects since start."),
+		regions:     g("regions", "Regions with a recent digest."),
+		inflight:    g("moves_in_flight", "Advised moves not yet reflected in digests."),
+		epoch:       g("epoch", "Epoch of the last advice issued or seen."),
+		standby:     g("standby", "1 while another daemon leads."),
+		homes:       g("homes", "Scarce SKUs with a home in the last advice (regions route their holds there)."),
+		implausible: g("implausible_skus", "SKUs not planned at the last round: the units their digests claim sum past the plausible maximum (a lying or broken region)."),
+		connected:   g("nats_connected", "1 while connected to NATS."),
+		lastRound:   g("last_round_timestamp_seconds", "Unix time of the last round."),
+		reconnects:  g("nats_reconnects", "NATS reconnects since start."),
 		roundSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "holdfast", Subsystem: "rebalancer",
 			Name: "round_seconds", Help: "Time to compute one round.", Buckets: prometheus.ExponentialBuckets(1e-5, 4, 10)}),
 	}
 	m.all = []prometheus.Collector{m.rounds, m.standbyRounds, m.moves, m.units, m.digests, m.dropped, m.publishErrs,
-		m.rejected, m.regions, m.inflight, m.epoch, m.standby, m.homes, m.connected, m.lastRound, m.reconnects, m.roundSeconds}
+		m.rejected, m.regions, m.inflight, m.epoch, m.standby, m.homes, m.implausible, m.connected, m.lastRound, m.reconnects, m.roundSeconds}
 	return m
 }
 
@@ -369,6 +371,7 @@ func Run(ctx context.Context, cfg Config) error {
 			m.inflight.Set(float64(st.InFlight))
 			m.epoch.Set(float64(st.Epoch))
 			m.homes.Set(float64(st.Homes))
+			m.implausible.Set(float64(st.ImplausibleSKUs))
 			if !ok {
 				m.standby.Set(1)
 				m.standbyRounds.Inc()

@@ -13,19 +13,50 @@ import (
 	"github.com/holdfast-io/holdfast/region"
 )
 
-// The adversary suite: the forged inputs of the zero-trust issue, published
-// by a plain NATS client with the real codec against real regions (Pebble,
-// embedded NATS, gossip), eu and us of a cluster whose members are ap, eu
-// and us (ap is listed but not running: a member an attacker might
-// impersonate). Each test asserts what membership and bounds guarantee
-// without signatures: no panic, no oversell, no fence from one voice, no
-// stranded units, a bounded SKU count.
+// The adversary suite: the forged inputs of the zero-trust issue (16),
+// published by a plain NATS client with the real codec against real
+// regions (Pebble, embedded NATS, gossip), eu and us of a cluster whose
+// members are ap, eu and us (ap is listed but not running: a member an
+// attacker might impersonate, or whose key it stole). This file runs an
+// unsigned cluster (membership and bounds alone); adversary_signed_test.go
+// runs a signed one (members with public keys, regions with
+// signing_key_file, wired through gossip.ConfigFor as `holdfast region`
+// does). Each row of the issue's table, and the test that asserts it:
 //
-// TODO(signatures): rows that depend on who really sent a message (a
-// forged row or digest in the name of a member, a forwarded release with a
-// self-declared From, replies read from _INBOX.>, repair floods) are the
-// signature and rate-limit checks of the transport; their assertions join
-// this suite with them.
+//	rows from 130 made-up regions, Sent[eu]=2^56-1 (wrap, panic, no restart)
+//	    TestAdversaryWrapAndOversell: dropped (non-member), no panic, restarts
+//	row from made-up zz, Sent[eu]=1000 for a SKU of 5 (oversell)
+//	    TestAdversaryWrapAndOversell: still 5 available, a hold of 1000 refused
+//	    TestAdversarySignedForgery: the same in a member's name, unsigned or
+//	    forged-signed: dropped (signature), no unit added
+//	digest from zz claiming eu's rows up to 2^40; repair request with a high seq
+//	    TestAdversaryOneVoiceNoFence: no fence, not after a restart either
+//	    TestAdversarySignedForgery: forged digests of members: dropped, no claim
+//	the same digest with a real member's credentials (fences every region)
+//	    TestAdversaryOneVoiceNoFence, TestAdversaryCompromisedMemberCannotFence:
+//	    one voice is a counted claim, not a fence (a majority is needed)
+//	advice moving units to made-up zz (stranded)
+//	    TestAdversaryAdvice: nothing moves to zz, no home there
+//	advice with an epoch an hour ahead (genuine advice ignored)
+//	    TestAdversaryAdvice: ignored; genuine advice still applied
+//	forwarded release of another region's hold with a self-declared From
+//	    TestAdversaryForwardedRelease: refused unsigned, forged, or signed by
+//	    another member; the hold stays held
+//	    TestAdversaryForwardReplay: a recorded forwarded command is refused
+//	    (replay)
+//	region-eu subscribed to _INBOX.> reads us<->ap replies
+//	    configs/nats_test.go TestSuperclusterInboxes (and
+//	    TestSuperclusterPermissions): each region has its own inbox prefix
+//	    and cannot subscribe to the others'
+//	300 repair requests for seq 0 (6 KB in, 9.4 MB out)
+//	    TestAdversaryRepairFlood: the burst (5) served, the rest rate-limited,
+//	    answer bytes bounded by the served answers
+//	digests naming 200k SKUs, rows for 100k SKUs (memory and store unbounded)
+//	    TestAdversarySKUFlood, TestAdversarySignedSKUFlood: at most
+//	    max_peer_skus learned, the rest refused; store and live heap bounded
+//
+// Every test asserts no panic (the regions keep serving), no oversell, no
+// fence from one voice, no stranded units, bounded state.
 
 type adversary struct {
 	w  *mrWorld
@@ -38,6 +69,9 @@ func newAdversary(t *testing.T, maxPeerSKUs int) *adversary {
 		c.Members = []region.Member{{Name: "ap"}, {Name: "eu"}, {Name: "us"}}
 		c.Escrow.MaxPeerSKUs = maxPeerSKUs
 		c.FreshProbation = 200 * time.Millisecond
+		// ap never runs, so its clean report never comes: probation ends
+		// at its maximum.
+		c.FreshProbationMax = time.Second
 	}
 	w.start("eu")
 	w.start("us")

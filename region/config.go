@@ -69,6 +69,9 @@ type Config struct {
 	// NATSInboxPrefix is the inbox prefix of this region's NATS requests
 	// (empty: _INBOX.<cluster>.<name>); see configs/nats-supercluster.conf.
 	NATSInboxPrefix string
+	// Peers' demands on this region, enforced by the transport (gossip):
+	// see PeerLimits.
+	PeerLimits PeerLimits
 
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit
@@ -183,6 +186,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !seen[c.Name] {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
+	}
+	if err := c.PeerLimits.validate(); err != nil {
+		return err
 	}
 	if err := c.Events.validate(); err != nil {
 		return err

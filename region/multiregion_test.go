@@ -58,6 +58,9 @@ type mrWorld struct {
 	digest time.Duration
 	// configure, when set, adjusts a region's config before it opens.
 	configure func(c *region.Config)
+	// transport, when set, adjusts a region's transport config (rc is the
+	// region's) before it connects.
+	transport func(rc region.Config, c *gossip.Config)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -139,9 +142,13 @@ func (w *mrWorld) start(name string) *mrSite {
 	if err != nil {
 		t.Fatalf("open %s: %v", name, err)
 	}
-	tr, err := gossip.AttachRegion(ctx, r, gossip.Config{URL: s.proxy.URL(), Cluster: mrCluster, Region: name,
+	gcfg := gossip.Config{URL: s.proxy.URL(), Cluster: mrCluster, Region: name,
 		Logger: w.log, ReconnectWait: 50 * time.Millisecond, ForwardTimeout: 500 * time.Millisecond,
-		Registerer: r.Registry()})
+		Registerer: r.Registry()}
+	if w.transport != nil {
+		w.transport(cfg, &gcfg)
+	}
+	tr, err := gossip.AttachRegion(ctx, r, gcfg)
 	if err != nil {
 		_ = r.Close()
 		t.Fatalf("connect %s: %v", name, err)

@@ -58,6 +58,12 @@ type File struct {
 	SigningKeyFile      string   `yaml:"signing_key_file"`
 	NATSInboxPrefix     string   `yaml:"nats_inbox_prefix"`
 
+	RepairRate              float64       `yaml:"repair_rate"`
+	RepairBurst             int           `yaml:"repair_burst"`
+	RepairAnswerBytesPerSec float64       `yaml:"repair_answer_bytes_per_s"`
+	RepairAnswerBurstBytes  int           `yaml:"repair_answer_burst_bytes"`
+	ForwardWindow           time.Duration `yaml:"forward_window"`
+
 	Escrow Escrow `yaml:"escrow"`
 }
 
@@ -149,7 +155,14 @@ func (f File) Region() region.Config {
 		RebalancerPublicKey: f.RebalancerPublicKey,
 		SigningKeyFile:      f.SigningKeyFile,
 		NATSInboxPrefix:     f.NATSInboxPrefix,
-		Escrow:              f.Escrow.Config(),
+		PeerLimits: region.PeerLimits{
+			RepairRate:              f.RepairRate,
+			RepairBurst:             f.RepairBurst,
+			RepairAnswerBytesPerSec: f.RepairAnswerBytesPerSec,
+			RepairAnswerBurstBytes:  f.RepairAnswerBurstBytes,
+			ForwardWindow:           f.ForwardWindow,
+		},
+		Escrow: f.Escrow.Config(),
 		Events: region.EventsConfig{
 			// The relay runs wherever the region has NATS, unless turned off.
 			Relayed:   f.NATSURL != "" && (f.EventsRelay == nil || *f.EventsRelay),

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,10 +96,11 @@ func TestFileCoversConfig(t *testing.T) {
 	}
 	// Events comes from the flat events_* keys (checked below: filling the
 	// file fills it); Disabled and PruneInterval are code-only.
-	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger", "Events")
+	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger", "Events", "PeerLimits")
 	if ev := (func() region.EventsConfig { var f File; fill(reflect.ValueOf(&f).Elem()); return f.Region().Events })(); !ev.Relayed || ev.Stream == "" || ev.Retention == 0 || ev.MaxBytes == 0 {
 		t.Errorf("the events_* keys do not all reach region.Config.Events: %+v", ev)
 	}
+	check(reflect.TypeOf(File{}), reflect.TypeOf(region.PeerLimits{})) // top-level keys
 	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "bugs", "Members")
 
 	// Setting every field of the file sets every field of the config: the
@@ -106,7 +108,7 @@ func TestFileCoversConfig(t *testing.T) {
 	var f File
 	fill(reflect.ValueOf(&f).Elem())
 	c := f.Region()
-	for _, v := range []reflect.Value{reflect.ValueOf(c), reflect.ValueOf(c.Escrow)} {
+	for _, v := range []reflect.Value{reflect.ValueOf(c), reflect.ValueOf(c.Escrow), reflect.ValueOf(c.PeerLimits)} {
 		for i := 0; i < v.NumField(); i++ {
 			switch v.Type().Field(i).Name {
 			case "Storage", "FS", "Logger", "Region", "Rand", "bugs", "Members":
@@ -134,8 +136,52 @@ func fill(v reflect.Value) {
 			f.SetInt(1)
 		case reflect.Uint64:
 			f.SetUint(1)
+		case reflect.Float64:
+			f.SetFloat(1)
 		case reflect.Slice:
 			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		}
+	}
+}
+
+// TestPeerLimitsAndPeersAlias: the transport's peer limits come from
+// top-level keys and are validated; escrow.peers is the deprecated alias of
+// members (its regions plus this one).
+func TestPeerLimitsAndPeersAlias(t *testing.T) {
+	f, err := Decode(strings.NewReader("name: eu\ndata_dir: /tmp/x\nrepair_rate: 3.5\nrepair_burst: 7\n" +
+		"repair_answer_bytes_per_s: 2097152\nrepair_answer_burst_bytes: 8388608\nforward_window: 45s\n" +
+		"escrow:\n  peers: [us, ap, eu]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.Region()
+	want := region.PeerLimits{RepairRate: 3.5, RepairBurst: 7, RepairAnswerBytesPerSec: 2 << 20,
+		RepairAnswerBurstBytes: 8 << 20, ForwardWindow: 45 * time.Second}
+	if c.PeerLimits != want {
+		t.Fatalf("peer limits %+v, want %+v", c.PeerLimits, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := c.Escrow
+	e.Region = c.Name
+	if got := e.Membership(); !reflect.DeepEqual(got, []string{"eu", "us", "ap"}) {
+		t.Fatalf("membership from the deprecated peers: %v", got)
+	}
+	for _, body := range []string{
+		"repair_rate: -1\n",
+		"repair_burst: -2\n",
+		"repair_answer_burst_bytes: 1000\n", // below one message
+		"forward_window: 11m\n",
+		"forward_window: -1s\n",
+		"repair_answer_bytes_per_s: 1e13\n",
+	} {
+		f, err := Decode(strings.NewReader("name: eu\ndata_dir: /tmp/x\n" + body))
+		if err != nil {
+			t.Fatalf("%q: %v", body, err)
+		}
+		if err := f.Region().Validate(); err == nil {
+			t.Errorf("%q accepted", body)
 		}
 	}
 }
