@@ -139,6 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.fenceCollectors()...)
 	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
+	r.metrics.reg.MustRegister(r.waitlistCollectors()...)
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
