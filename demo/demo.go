@@ -88,23 +88,28 @@ type Check struct {
 
 // Result is what the demo measured and checked.
 type Result struct {
-	Regions     []string `json:"regions"`
-	Stock       uint64   `json:"stock"`    // units minted, all SKUs
-	Sold        uint64   `json:"sold"`     // units confirmed, all SKUs
-	Held        uint64   `json:"held"`     // units still in open holds at the end
-	Oversell    uint64   `json:"oversell"` // units sold or held beyond stock
-	LostAcked   int      `json:"lost_acked"`
-	Converged   bool     `json:"converged"`
-	Holds       uint64   `json:"holds"`    // holds granted
-	Rejected    uint64   `json:"rejected"` // holds refused for lack of stock
-	Errors      uint64   `json:"errors"`   // other failures (e.g. 503 while cut off)
-	Borrows     uint64   `json:"borrows"`
-	FlashStock  uint64   `json:"flash_stock"`
-	FlashSold   uint64   `json:"flash_sold"`
-	ConvergeMs  int64    `json:"converge_ms"`
-	HoldsPerSec float64  `json:"holds_per_s"`
-	P99Ms       float64  `json:"p99_ms"`
-	Checks      []Check  `json:"checks"`
+	Regions    []string `json:"regions"`
+	Stock      uint64   `json:"stock"`    // units minted, all SKUs
+	Sold       uint64   `json:"sold"`     // units confirmed, all SKUs
+	Held       uint64   `json:"held"`     // units still in open holds at the end
+	Oversell   uint64   `json:"oversell"` // units sold or held beyond stock
+	LostAcked  int      `json:"lost_acked"`
+	Converged  bool     `json:"converged"`
+	Holds      uint64   `json:"holds"`    // holds granted
+	Rejected   uint64   `json:"rejected"` // holds refused for lack of stock
+	Errors     uint64   `json:"errors"`   // other failures (e.g. 503 while cut off)
+	Borrows    uint64   `json:"borrows"`
+	FlashStock uint64   `json:"flash_stock"`
+	FlashSold  uint64   `json:"flash_sold"`
+	// The flash sale's waitlist: shoppers who joined it, those promoted to
+	// a hold, and flash carts abandoned.
+	FlashWaiters   uint64  `json:"flash_waiters"`
+	FlashPromoted  uint64  `json:"flash_promoted"`
+	FlashAbandoned uint64  `json:"flash_abandoned"`
+	ConvergeMs     int64   `json:"converge_ms"`
+	HoldsPerSec    float64 `json:"holds_per_s"`
+	P99Ms          float64 `json:"p99_ms"`
+	Checks         []Check `json:"checks"`
 }
 
 // OK reports whether every check held.
@@ -142,6 +147,7 @@ type run struct {
 
 	holds, rejected, errors atomic.Uint64
 	started                 time.Time
+	waits                   waitLog // the flash sale's waitlist (waitlist.go)
 }
 
 // Run runs the demo and returns what it found. An error means the demo could
@@ -272,12 +278,14 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("demo: restock %s: %w", flash, err)
 	}
 	stock += r.o.FlashQty
-	r.say("== flash sale: %d units of %s stocked at %s; %d shoppers in every region race for them", r.o.FlashQty, flash, home.name, 4*r.o.Shoppers)
+	r.say("== flash sale: %d units of %s stocked at %s; %d shoppers in every region race for them, waiting when turned away; one in five abandons its cart",
+		r.o.FlashQty, flash, home.name, 4*r.o.Shoppers)
 	if err := r.waitKnown(ctx, flash, 10*time.Second); err != nil {
 		return nil, err
 	}
-	flashSold, flashRejected := r.flashSale(ctx, flash, d*20/100)
-	r.say("   %d of %d units sold; %d attempts turned away once none was left to hold", flashSold, r.o.FlashQty, flashRejected)
+	flashSold, flashRejected := r.flashSale(ctx, flash, max(d*20/100, 3*flashAbandon))
+	r.say("   %d of %d units sold; %d attempts turned away; %d shoppers waited, %d promoted, %d carts abandoned",
+		flashSold, r.o.FlashQty, flashRejected, len(r.waits.entries), r.waits.promoted.Load(), r.waits.abandoned.Load())
 
 	// 6. Summary, after an attacker's forged rows.
 	r.setPhase("checks")
@@ -291,7 +299,9 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res.Checks = append(res.Checks, forged)
+	res.Checks = append(res.Checks, r.waitlistCheck(ctx))
 	res.FlashStock, res.FlashSold = r.o.FlashQty, flashSold
+	res.FlashWaiters, res.FlashPromoted, res.FlashAbandoned = uint64(len(r.waits.entries)), r.waits.promoted.Load(), r.waits.abandoned.Load()
 	if res.FlashSold > res.FlashStock {
 		res.Checks = append(res.Checks, Check{Name: "flash sale", OK: false,
 			Detail: fmt.Sprintf("%d units confirmed of %d", res.FlashSold, res.FlashStock)})
@@ -388,8 +398,8 @@ func (r *run) record(d time.Duration) {
 
 // flashSale runs shoppers in every region that hold and confirm one unit of
 // sku at a time until every unit is sold (or the phase ends). A shopper who
-// is turned away tries again a moment later: units may still be moving
-// between regions. It returns the units confirmed and the refusals.
+// is turned away waits on the waitlist (flashShopper); some abandon their
+// carts. It returns the units confirmed and the refusals.
 func (r *run) flashSale(ctx context.Context, sku string, d time.Duration) (sold, rejected uint64) {
 	ctx, cancel := context.WithTimeout(ctx, max(d, 2*time.Second))
 	defer cancel()
@@ -400,33 +410,7 @@ func (r *run) flashSale(ctx context.Context, sku string, d time.Duration) (sold,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil && soldN.Load() < r.o.FlashQty {
-				start := time.Now()
-				h, err := s.client.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}, TTL: time.Minute})
-				if ctx.Err() != nil {
-					return
-				}
-				r.record(time.Since(start))
-				if err != nil {
-					if client.IsCode(err, "insufficient-stock") {
-						r.rejected.Add(1)
-						rejN.Add(1)
-					} else {
-						r.errors.Add(1)
-					}
-					think(ctx, 20*time.Millisecond)
-					continue
-				}
-				r.holds.Add(1)
-				r.ack(h.ID, h.State)
-				c, err := s.client.Confirm(ctx, h.ID)
-				if err != nil {
-					r.errors.Add(1)
-					continue
-				}
-				r.ack(c.ID, c.State)
-				soldN.Add(1)
-			}
+			r.flashShopper(ctx, s, w, sku, &soldN, &rejN)
 		}()
 	}
 	wg.Wait()

@@ -14,11 +14,17 @@ const (
 	EvHoldExpired                          // HELD → EXPIRED (deadline passed)
 	EvStockRestocked                       // units added to this region's slice
 	EvStockWrittenOff                      // units taken out of this region's slice
+	EvWaitJoined                           // a hold joined the waitlist (waitlist.go)
+	EvWaitPromoted                         // WAITING → PROMOTED: the entry became hold Wait.HoldID
+	EvWaitCancelled                        // WAITING → CANCELLED
+	EvWaitExpired                          // WAITING → EXPIRED (its wait deadline passed)
 )
 
 var eventNames = [...]string{EvHoldCreated: "hold.created", EvHoldExtended: "hold.extended",
 	EvHoldConfirmed: "hold.confirmed", EvHoldReleased: "hold.released", EvHoldExpired: "hold.expired",
-	EvStockRestocked: "stock.restocked", EvStockWrittenOff: "stock.written_off"}
+	EvStockRestocked: "stock.restocked", EvStockWrittenOff: "stock.written_off",
+	EvWaitJoined: "waitlist.joined", EvWaitPromoted: "waitlist.promoted", EvWaitCancelled: "waitlist.cancelled",
+	EvWaitExpired: "waitlist.expired"}
 
 // String is the kind's stable name, e.g. "hold.confirmed": it is the suffix
 // of the published event type, so it never changes once released.
@@ -27,10 +33,13 @@ func (k EventKind) String() string { return enumName(eventNames[:], k) }
 // IsHold reports whether k is about one hold (else it is about one SKU).
 func (k EventKind) IsHold() bool { return k >= EvHoldCreated && k <= EvHoldExpired }
 
+// IsWait reports whether k is about one waitlist entry.
+func (k EventKind) IsWait() bool { return k >= EvWaitJoined && k <= EvWaitExpired }
+
 // EventKinds lists every kind, in order.
 func EventKinds() []EventKind {
 	return []EventKind{EvHoldCreated, EvHoldExtended, EvHoldConfirmed, EvHoldReleased, EvHoldExpired,
-		EvStockRestocked, EvStockWrittenOff}
+		EvStockRestocked, EvStockWrittenOff, EvWaitJoined, EvWaitPromoted, EvWaitCancelled, EvWaitExpired}
 }
 
 // Event is one change, stated by the node in the Ready whose Persist makes
@@ -52,12 +61,19 @@ type Event struct {
 	SKU       string
 	Qty       uint64
 	Available uint64
+	// Wait (waitlist events): the entry as of this change (no Position).
+	// Wait.Lines is shared with the node: read only.
+	Wait WaitEntry
 }
 
-// Subject is what the event is about: the hold id or the SKU.
+// Subject is what the event is about: the hold id, the waitlist entry id
+// or the SKU.
 func (e *Event) Subject() string {
-	if e.Kind.IsHold() {
+	switch {
+	case e.Kind.IsHold():
 		return e.HoldID
+	case e.Kind.IsWait():
+		return e.Wait.ID
 	}
 	return e.SKU
 }

@@ -32,8 +32,16 @@ func checkEvents(t testing.TB, s *memStore, p *Persist) {
 	}
 	// last is the hold as of the events seen so far in this batch.
 	last := map[string]*Hold{}
+	waits := make(map[string]*WaitEntry, len(p.Waits))
+	for i := range p.Waits {
+		waits[p.Waits[i].ID] = &p.Waits[i]
+	}
 	for i := range p.Events {
 		e := &p.Events[i]
+		if e.Kind.IsWait() {
+			checkWaitEvent(t, e, waits[e.Wait.ID])
+			continue
+		}
 		if !e.Kind.IsHold() {
 			if e.Kind != EvStockRestocked && e.Kind != EvStockWrittenOff {
 				t.Fatalf("persist: event %d has unknown kind %d", i, e.Kind)
@@ -99,6 +107,29 @@ func checkEvents(t testing.TB, s *memStore, p *Persist) {
 			t.Fatalf("persist: the last event of hold %s says %s until %v, the batch writes %s until %v",
 				id, got.State, got.Expires, h.State, h.Expires)
 		}
+	}
+}
+
+// waitEventState: the state each waitlist event brings its entry to.
+var waitEventState = map[EventKind]WaitState{EvWaitJoined: Waiting, EvWaitPromoted: Promoted,
+	EvWaitCancelled: Cancelled, EvWaitExpired: WaitExpired}
+
+// checkWaitEvent: a waitlist event names an entry the batch writes, in the
+// state the event announces (an entry ends once, so the written state is
+// the event's unless it joined and ended in one batch), stated at its change.
+func checkWaitEvent(t testing.TB, e *Event, w *WaitEntry) {
+	t.Helper()
+	if w == nil {
+		t.Fatalf("persist: %s event of entry %s, which the batch does not write", e.Kind, e.Wait.ID)
+	}
+	if e.Subject() != e.Wait.ID || e.Wait.State != waitEventState[e.Kind] || !e.Wait.Updated.Equal(e.At) {
+		t.Fatalf("persist: %s event of entry %s carries state %s updated %v (event at %v)", e.Kind, e.Wait.ID, e.Wait.State, e.Wait.Updated, e.At)
+	}
+	if e.Kind != EvWaitJoined && w.State != e.Wait.State {
+		t.Fatalf("persist: %s event of entry %s, which the batch writes as %s", e.Kind, e.Wait.ID, w.State)
+	}
+	if e.Kind == EvWaitPromoted && (e.Wait.HoldID == "" || e.Wait.HoldID != w.HoldID) {
+		t.Fatalf("persist: promoted event of entry %s names hold %q, the batch writes %q", e.Wait.ID, e.Wait.HoldID, w.HoldID)
 	}
 }
 

@@ -115,6 +115,8 @@ type Stats struct {
 	// and expired; WaitAsks: borrow requests made for waiters; Waiting:
 	// entries waiting now.
 	WaitJoined, WaitPromoted, WaitCancelled, WaitExpired, WaitAsks, Waiting uint64
+	// WaitingUnits: units all waiting entries here ask for, over SKUs.
+	WaitingUnits uint64
 	// Partial: partial holds granted less than they asked for.
 	Partial uint64
 	// Recounts: recounts applied.
@@ -348,6 +350,7 @@ func (n *Node) Stats() Stats {
 		s.FenceClaims = uint64(len(n.claimVoices()))
 	}
 	s.Waiting = uint64(n.wait.waiting)
+	s.WaitingUnits = n.waitingUnits()
 	return s
 }
 

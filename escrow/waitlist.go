@@ -217,6 +217,7 @@ func (n *Node) waitOrReject(c *Command, lines []Line, waiters []uint64) {
 	}
 	w.demandDue = true
 	n.stats.WaitJoined++
+	n.waitEvent(EvWaitJoined, e)
 	v := n.viewWait(e)
 	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Wait: &v})
 	for _, r := range waiters {
@@ -363,13 +364,24 @@ func (n *Node) endWait(e *waitRec, to WaitState) {
 	switch to {
 	case Promoted:
 		n.stats.WaitPromoted++
+		n.waitEvent(EvWaitPromoted, e)
 	case Cancelled:
 		n.stats.WaitCancelled++
+		n.waitEvent(EvWaitCancelled, e)
 	case WaitExpired:
 		n.stats.WaitExpired++
+		n.waitEvent(EvWaitExpired, e)
 	}
 	// The units this entry blocked may now go to the next in line.
 	n.wait.promoteDue = true
+}
+
+// waitEvent states a change of e; call it after the change (a promotion:
+// once e.HoldID is set).
+func (n *Node) waitEvent(k EventKind, e *waitRec) {
+	v := e.WaitEntry
+	v.Position = nil
+	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, Wait: v})
 }
 
 // promote turns e into a hold; its lines are covered (checked by caller).

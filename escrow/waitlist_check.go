@@ -54,6 +54,12 @@ func (c *WaitChecker) Observe(p *Persist) {
 	}
 }
 
+// Entry returns the last state of entry id the checker saw.
+func (c *WaitChecker) Entry(id string) (WaitEntry, bool) {
+	e, ok := c.entries[id]
+	return e, ok
+}
+
 // Forget drops terminal entries deleted after retention.
 func (c *WaitChecker) Forget(ids []string) {
 	for _, id := range ids {

@@ -1,6 +1,9 @@
 package escrow
 
-import "sort"
+import (
+	"sort"
+	"time"
+)
 
 // The waitlist's durable state (Persist.Waits, State.Waits), inspection and
 // the invariant check (see waitlist.go).
@@ -107,4 +110,26 @@ func (n *Node) checkWaitlist() error {
 		}
 	}
 	return nil
+}
+
+// PromotedWaits calls f with the wait time (placement to promotion, on the
+// owner's clock) of every entry the Persist promotes. An entry is written
+// only when it changes and a promoted entry never changes again, so a
+// runtime that calls it once per committed Persist sees each promotion once
+// (metrics: the wait-time histogram).
+func (p *Persist) PromotedWaits(f func(wait time.Duration)) {
+	for i := range p.Waits {
+		if e := &p.Waits[i]; e.State == Promoted {
+			f(max(0, e.Updated.Sub(e.Created)))
+		}
+	}
+}
+
+// waitingUnits sums the units every waiting entry of this region asks for.
+func (n *Node) waitingUnits() uint64 {
+	var u uint64
+	for _, sw := range n.wait.perSKU {
+		u += sw.units
+	}
+	return u
 }

@@ -27,6 +27,8 @@ const TypePrefix = "dev.holdfast."
 const (
 	HoldSchema  = "https://holdfast.dev/schemas/events/v1/hold.json"
 	StockSchema = "https://holdfast.dev/schemas/events/v1/stock.json"
+	// WaitlistSchema: the data of waitlist.* events (api.WaitlistEntry).
+	WaitlistSchema = "https://holdfast.dev/schemas/events/v1/waitlist.json"
 )
 
 // MaxEventBytes bounds one encoded event (a cart of escrow.MaxLines long
@@ -89,6 +91,33 @@ func KindOf(typ string) (escrow.EventKind, bool) {
 // (package api/view).
 func HoldView(h *escrow.Hold) api.Hold { return view.Hold(h) }
 
+// WaitView is the API representation of a waitlist entry, the same as the
+// HTTP API's (without the position, which changes without events).
+func WaitView(e *escrow.WaitEntry) api.WaitlistEntry {
+	region, _ := escrow.OwnerOf(e.ID)
+	out := api.WaitlistEntry{ID: e.ID, Region: region, State: e.State.String(), Items: make([]api.Item, len(e.Lines)),
+		CreatedAt: e.Created.UTC(), ExpiresAt: e.Deadline.UTC(), UpdatedAt: e.Updated.UTC(), HoldID: e.HoldID,
+		HoldTTL: e.TTL.String()}
+	for i, l := range e.Lines {
+		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
+	}
+	if e.Meta != "" && json.Valid([]byte(e.Meta)) {
+		out.Metadata = json.RawMessage(e.Meta)
+	}
+	return out
+}
+
+// schemaOf is the dataschema of the events of kind k.
+func schemaOf(k escrow.EventKind) string {
+	switch {
+	case k.IsHold():
+		return HoldSchema
+	case k.IsWait():
+		return WaitlistSchema
+	}
+	return StockSchema
+}
+
 // Encode returns the CloudEvents JSON of event seq of region in cluster.
 func Encode(cluster, region string, seq uint64, e *escrow.Event) ([]byte, error) {
 	ce := CloudEvent{SpecVersion: "1.0", ID: EventID(region, seq), Source: SourceOf(cluster, region),
@@ -99,6 +128,9 @@ func Encode(cluster, region string, seq uint64, e *escrow.Event) ([]byte, error)
 	case e.Kind.IsHold():
 		ce.DataSchema = HoldSchema
 		data = HoldView(&e.Hold)
+	case e.Kind.IsWait():
+		ce.DataSchema = WaitlistSchema
+		data = WaitView(&e.Wait)
 	case e.Kind == escrow.EvStockRestocked || e.Kind == escrow.EvStockWrittenOff:
 		ce.DataSchema = StockSchema
 		data = StockChange{SKU: e.SKU, Region: region, Qty: e.Qty, Available: e.Available}
@@ -140,10 +172,7 @@ func Decode(b []byte) (CloudEvent, error) {
 	if !ok {
 		return CloudEvent{}, fmt.Errorf("%w: unknown type %q", ErrFormat, ce.Type)
 	}
-	want := StockSchema
-	if k.IsHold() {
-		want = HoldSchema
-	}
+	want := schemaOf(k)
 	if ce.DataSchema != want {
 		return CloudEvent{}, fmt.Errorf("%w: %s with dataschema %q (this build reads %q)", ErrFormat, ce.Type, ce.DataSchema, want)
 	}
@@ -171,10 +200,22 @@ func (ce *CloudEvent) Hold() (api.Hold, error) {
 	return h, nil
 }
 
+// Waitlist decodes the data of a waitlist event.
+func (ce *CloudEvent) Waitlist() (api.WaitlistEntry, error) {
+	var w api.WaitlistEntry
+	if !ce.Kind().IsWait() {
+		return w, fmt.Errorf("%w: %s is not a waitlist event", ErrFormat, ce.Type)
+	}
+	if err := json.Unmarshal(ce.Data, &w); err != nil {
+		return w, fmt.Errorf("%w: data of %s: %v", ErrFormat, ce.ID, err)
+	}
+	return w, nil
+}
+
 // Stock decodes the data of a stock event.
 func (ce *CloudEvent) Stock() (StockChange, error) {
 	var s StockChange
-	if ce.Kind().IsHold() {
+	if ce.Kind().IsHold() || ce.Kind().IsWait() {
 		return s, fmt.Errorf("%w: %s is not a stock event", ErrFormat, ce.Type)
 	}
 	if err := json.Unmarshal(ce.Data, &s); err != nil {

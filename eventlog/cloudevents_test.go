@@ -26,6 +26,20 @@ func TestEncodeEveryKind(t *testing.T) {
 			ce.Subject != e.Subject() || !ce.Time.Equal(e.At) || ce.DataContentType != "application/json" || ce.Kind() != e.Kind {
 			t.Fatalf("%s: decoded %+v", e.Kind, ce)
 		}
+		if e.Kind.IsWait() {
+			w, err := ce.Waitlist()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.ID != e.Wait.ID || w.State != e.Wait.State.String() || w.Region != "eu" || len(w.Items) != len(e.Wait.Lines) ||
+				w.HoldID != e.Wait.HoldID || ce.DataSchema != WaitlistSchema || (e.Kind == escrow.EvWaitPromoted && w.HoldID == "") {
+				t.Fatalf("%s: waitlist data %+v", e.Kind, w)
+			}
+			if _, err := ce.Stock(); err == nil {
+				t.Fatalf("%s decoded as a stock event", e.Kind)
+			}
+			continue
+		}
 		if e.Kind.IsHold() {
 			h, err := ce.Hold()
 			if err != nil {

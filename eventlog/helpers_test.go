@@ -63,6 +63,23 @@ func nodeEvents(t testing.TB) []escrow.Event {
 		t.Fatalf("sweep events %+v", rd.Persist.Events)
 	}
 	step(escrow.Command{Kind: escrow.CmdWriteOff, ReqID: 8, SKU: "apple", Qty: 3})
+	// The waitlist: the last units held, three shoppers wait; a release
+	// promotes the first, the second cancels, the third expires.
+	h4 := step(escrow.Command{Kind: escrow.CmdHold, ReqID: 9, Lines: []escrow.Line{{SKU: "apple", Qty: 5}}}).Hold
+	var waits [3]string
+	for i := range waits {
+		waits[i] = step(escrow.Command{Kind: escrow.CmdHold, ReqID: uint64(10 + i), Lines: []escrow.Line{{SKU: "apple", Qty: 5}},
+			Wait: time.Duration(i+1) * time.Minute, Meta: `{"cart":"w"}`}).Wait.ID
+	}
+	step(escrow.Command{Kind: escrow.CmdRelease, ReqID: 13, HoldID: h4.ID})
+	step(escrow.Command{Kind: escrow.CmdWaitCancel, ReqID: 14, HoldID: waits[1]})
+	now = now.Add(10 * time.Minute)
+	if err := n.Step(escrow.Input{Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	rd = n.Ready()
+	n.Advance()
+	evs = append(evs, rd.Persist.Events...)
 	return evs
 }
 

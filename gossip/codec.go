@@ -23,6 +23,12 @@ import (
 // two builds keep forwarding those to each other during a rolling upgrade,
 // and an older home refuses a routed hold as an unknown kind (its caller
 // then runs the hold locally, as for any failed forward).
+//
+// The waitlist was added the same way: waitlist get and cancel encode as
+// get does (an older owner refuses them: 503 at the caller); a routed hold
+// that may wait sets requestFlagWait and carries the wait after the cart;
+// a reply with a waitlist entry sets replyFlagWait and carries the entry
+// (encodeWaitEntry) after the hold, if any.
 const (
 	ForwardVersion     = 1
 	MaxForwardBytes    = 64 << 10 // one encoded request or reply
@@ -33,6 +39,7 @@ const (
 	replyFlagReplayed  = 1
 	replyFlagErr       = 2
 	replyFlagHold      = 4
+	replyFlagWait      = 8
 	replyStatusOK      = 0
 	replyStatusFailure = 1 // the command may or may not have been applied
 	replyStatusRefused = 2 // the command was not run (ForwardReply.Refused)
@@ -41,6 +48,7 @@ const (
 	// reference follows the flags. Holds without them encode as before.
 	requestFlagPartial = 2
 	requestFlagCart    = 4
+	requestFlagWait    = 8 // the hold may wait: its wait follows
 	// maxForwardTTL bounds a forwarded TTL far above any hold lifetime;
 	// the node applies its own limits.
 	maxForwardTTL = 100 * 365 * 24 * time.Hour
@@ -83,7 +91,8 @@ func forwardDecoder(b []byte, kind byte) escrow.WireDecoder {
 // checkForwardCmd).
 func forwardable(k escrow.CommandKind) bool {
 	switch k {
-	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend, escrow.CmdHold:
+	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend, escrow.CmdHold,
+		escrow.CmdWaitGet, escrow.CmdWaitCancel:
 		return true
 	}
 	return false
@@ -100,6 +109,9 @@ func checkForwardCmd(c *escrow.Command) error {
 	}
 	if c.TTL < 0 || c.TTL > maxForwardTTL {
 		return fmt.Errorf("ttl %v out of range", c.TTL)
+	}
+	if c.Wait < 0 || c.Wait > maxForwardTTL || (c.Wait != 0 && c.Kind != escrow.CmdHold) {
+		return fmt.Errorf("wait %v out of range for a %s command", c.Wait, c.Kind)
 	}
 	if c.Kind != escrow.CmdHold {
 		if c.Routed {
@@ -162,9 +174,15 @@ func EncodeForwardRequest(dst []byte, r *ForwardRequest) ([]byte, error) {
 		if r.Cmd.Cart != "" {
 			flags |= requestFlagCart
 		}
+		if r.Cmd.Wait != 0 {
+			flags |= requestFlagWait
+		}
 		e.Byte(flags)
 		if r.Cmd.Cart != "" {
 			e.String(r.Cmd.Cart)
+		}
+		if r.Cmd.Wait != 0 {
+			e.Uvarint(uint64(r.Cmd.Wait))
 		}
 	}
 	if len(e.B)-len(dst) > MaxForwardBytes {
@@ -203,7 +221,7 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 		r.Cmd.IdemHash = d.Uvarint()
 		r.Cmd.Meta = d.String(escrow.MaxMetaLen)
 		flags := d.Byte()
-		if d.Err() == nil && flags&^(requestFlagPartial|requestFlagCart) != requestFlagRouted {
+		if d.Err() == nil && flags&^(requestFlagPartial|requestFlagCart|requestFlagWait) != requestFlagRouted {
 			d.Fail("hold flags %#x: only routed holds are forwarded", flags)
 		}
 		r.Cmd.Routed = true
@@ -213,6 +231,13 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 			if d.Err() == nil && (r.Cmd.Cart == "" || escrow.ValidCart(r.Cmd.Cart) != nil) {
 				d.Fail("bad cart reference")
 			}
+		}
+		if flags&requestFlagWait != 0 {
+			w := d.Uvarint()
+			if d.Err() == nil && (w == 0 || w > uint64(maxForwardTTL)) {
+				d.Fail("wait %d ns out of range", w)
+			}
+			r.Cmd.Wait = time.Duration(w)
 		}
 	}
 	d.End()
@@ -261,6 +286,9 @@ func EncodeForwardReply(dst []byte, r *ForwardReply) ([]byte, error) {
 	if rp.Hold != nil {
 		flags |= replyFlagHold
 	}
+	if rp.Wait != nil {
+		flags |= replyFlagWait
+	}
 	e.Byte(byte(rp.Kind))
 	e.Byte(flags)
 	e.Uvarint(rp.Applied)
@@ -282,6 +310,9 @@ func EncodeForwardReply(dst []byte, r *ForwardReply) ([]byte, error) {
 		}
 		e.Uvarint(uint64(len(hb)))
 		e.B = append(e.B, hb...)
+	}
+	if rp.Wait != nil {
+		encodeWaitEntry(&e, rp.Wait)
 	}
 	if len(e.B)-len(dst) > MaxForwardBytes {
 		return dst, fmt.Errorf("gossip: forward reply of %d bytes, over %d", len(e.B)-len(dst), MaxForwardBytes)
@@ -312,7 +343,7 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 	rp := &r.Reply
 	rp.Kind = escrow.CommandKind(d.Byte())
 	flags := d.Byte()
-	if flags&^(replyFlagReplayed|replyFlagErr|replyFlagHold) != 0 {
+	if flags&^(replyFlagReplayed|replyFlagErr|replyFlagHold|replyFlagWait) != 0 {
 		d.Fail("unknown flags %#x", flags)
 	}
 	rp.Replayed = flags&replyFlagReplayed != 0
@@ -328,7 +359,10 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 		// that answers it anyway is treated as a failed forward. CodeFenced
 		// and CodeHoldCapacity travel: the caller acts on them (a routed
 		// hold refused by a fenced home runs here).
-		if d.Err() == nil && (e.Code < escrow.CodeInvalid || e.Code > escrow.CodeHoldCapacity || e.Code == escrow.CodeRouted) {
+		// CodeWaitlistFull travels too (a routed hold that may wait, refused
+		// by a full waitlist at the home: 429 to the shopper).
+		if d.Err() == nil && (e.Code < escrow.CodeInvalid || (e.Code > escrow.CodeHoldCapacity && e.Code != escrow.CodeWaitlistFull) ||
+			e.Code == escrow.CodeRouted) {
 			d.Fail("unknown error code %d", e.Code)
 		}
 		if d.Err() == nil && e.Owner != "" {
@@ -347,6 +381,10 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 			}
 			rp.Hold = &h
 		}
+	}
+	if flags&replyFlagWait != 0 && d.Err() == nil {
+		w := decodeWaitEntry(&d)
+		rp.Wait = &w
 	}
 	d.End()
 	if d.Err() != nil {

@@ -25,6 +25,7 @@ type metrics struct {
 	forwards      *prometheus.CounterVec
 	routed        [4]prometheus.Counter // by routedOK, routedFallback, routedUnreachable, routedBug
 	rtt           *rttMetrics           // per-peer RTT (rtt_metrics.go)
+	waitlist      waitlistMetrics       // metrics_waitlist.go
 }
 
 // Outcomes of a hold the node routed to the home of a scarce SKU, the

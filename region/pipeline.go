@@ -450,6 +450,7 @@ func (r *Region) deliver(b *batch, err error) {
 		t.Send(b.rd.Send)
 	}
 	m.countHolds(b.rd.Reply, false)
+	m.observeWaits(&b.rd.Persist)
 	for i, req := range b.reqs {
 		if req != nil {
 			req.reply = b.rd.Reply[i]

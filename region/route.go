@@ -179,7 +179,7 @@ func isRouted(rep *escrow.Reply) bool { return rep.Err != nil && rep.Err.Code ==
 // command between them (a node does not route a Routed hold).
 func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply, error) {
 	switch cmd.Kind {
-	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend:
+	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend, escrow.CmdWaitGet, escrow.CmdWaitCancel:
 	case escrow.CmdHold:
 		if !cmd.Routed {
 			return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid,
@@ -187,7 +187,7 @@ func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply,
 		}
 	default:
 		return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid,
-			Detail: "only get, confirm, release, extend and routed holds may be forwarded, not " + cmd.Kind.String()}}, nil
+			Detail: "only get, confirm, release, extend, waitlist get and cancel, and routed holds may be forwarded, not " + cmd.Kind.String()}}, nil
 	}
 	if r.closed.Load() {
 		return escrow.Reply{}, fmt.Errorf("%w: %w", ErrNotRun, ErrClosed)
@@ -209,7 +209,7 @@ func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply,
 
 func (r *Region) foreignOwner(cmd *escrow.Command) string {
 	switch cmd.Kind {
-	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend:
+	case escrow.CmdGet, escrow.CmdConfirm, escrow.CmdRelease, escrow.CmdExtend, escrow.CmdWaitGet, escrow.CmdWaitCancel:
 		if owner, err := escrow.OwnerOf(cmd.HoldID); err == nil && owner != r.name {
 			return owner
 		}

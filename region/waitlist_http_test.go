@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -83,4 +85,53 @@ func TestHTTPWaitlist(t *testing.T) {
 	if res := call(t, base, "GET", "/v1/waitlist/nope", "", "", nil); res.Status != http.StatusBadRequest {
 		t.Fatalf("malformed id: %d %s", res.Status, res.Body)
 	}
+	// Metrics: two joined, one promoted (its wait observed), one cancelled,
+	// none waiting; every state label present.
+	want := map[string]float64{
+		"holdfast_waitlist_joined_total":                           2,
+		"holdfast_waitlist_waiting":                                0,
+		"holdfast_waitlist_waiting_units":                          0,
+		`holdfast_waitlist_entries_ended_total{state="promoted"}`:  1,
+		`holdfast_waitlist_entries_ended_total{state="cancelled"}`: 1,
+		`holdfast_waitlist_entries_ended_total{state="expired"}`:   0,
+		"holdfast_waitlist_wait_seconds_count":                     1,
+	}
+	got := gatherValues(t, r.Registry())
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}
+
+// gatherValues flattens a registry into "name{label=\"v\"}" → value
+// (histograms as name_count).
+func gatherValues(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			if lp := m.GetLabel(); len(lp) > 0 {
+				var parts []string
+				for _, l := range lp {
+					parts = append(parts, l.GetName()+`="`+l.GetValue()+`"`)
+				}
+				name += "{" + strings.Join(parts, ",") + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				out[name] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[name] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				out[name+"_count"] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return out
 }

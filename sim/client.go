@@ -20,6 +20,7 @@ const (
 	clFinish                  // waiting for confirm / release
 	clRetry                   // probe: waiting to try again
 	clDone
+	clWaiting // on the waitlist: polling the entry (waitlist.go)
 )
 
 // client is one shopper with one cart (or one liveness probe).
@@ -41,6 +42,12 @@ type client struct {
 	probe   bool
 	tries   int
 	granted bool
+	// Waitlist: how long the cart may wait, when its shopper cancels (0:
+	// never), the entry and when it joined.
+	wait        time.Duration
+	cancelAfter time.Duration
+	waitID      string
+	waitStart   int64
 }
 
 func hashLines(lines []escrow.Line) uint64 {
@@ -86,7 +93,7 @@ func (w *world) sendHold(cl *client) {
 	w.nextReq++
 	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: w.strat.Server(&w.setup, cl.home),
 		cmd: escrow.Command{Kind: escrow.CmdHold, ReqID: w.nextReq, Lines: cl.lines, TTL: w.o.TTL,
-			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial}}
+			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial, Wait: cl.wait}}
 	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
 	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
 }
@@ -157,7 +164,13 @@ func (w *world) clientReply(req *request) {
 			w.q.push(event{at: min(cl.until, w.at(w.o.TTL/2)), kind: evThink, cl: cl})
 			return
 		}
+		if r.Err == nil && r.Wait != nil {
+			w.waitJoined(cl, r.Wait)
+			return
+		}
 		w.holdFailed(cl, req)
+	case cl.phase == clWaiting && (req.cmd.Kind == escrow.CmdWaitGet || req.cmd.Kind == escrow.CmdWaitCancel):
+		w.waitReply(cl, r)
 	case cl.phase == clFinish && (req.cmd.Kind == escrow.CmdConfirm || req.cmd.Kind == escrow.CmdRelease):
 		switch {
 		case r.Err == nil && req.cmd.Kind == escrow.CmdConfirm:

@@ -31,7 +31,7 @@ const (
 )
 
 // Workloads.
-var Workloads = []string{"steady", "skew", "shift", "flash"}
+var Workloads = []string{"steady", "skew", "shift", "flash", "waitlist"}
 
 // Options describe one simulated run (one seed) or, with Sweep, many runs
 // that differ only by seed. Zero values take the defaults of Defaults.
@@ -41,7 +41,7 @@ type Options struct {
 	SKUs     int
 	Stock    uint64        // initial units of each SKU, split over the regions
 	Duration time.Duration // virtual time during which carts arrive
-	Workload string        // steady | skew | shift | flash
+	Workload string        // steady | skew | shift | flash | waitlist
 	Faults   string        // none | partitions | all
 	Strategy string        // see Strategies()
 	Rate     float64       // carts per second over all regions
@@ -206,6 +206,12 @@ const (
 	// BugPartialRecordsAsked: a partial hold records what it asked for
 	// while only the available units are reserved (needs Partial > 0).
 	BugPartialRecordsAsked = "partial-records-asked"
+	// BugPromoteOutOfOrder: returning units go to the newest waiter first
+	// (workload waitlist).
+	BugPromoteOutOfOrder = "promote-out-of-order"
+	// BugPromotedKeepsPlace: a promoted waitlist entry stays in the queue
+	// and is promoted again (workload waitlist).
+	BugPromotedKeepsPlace = "promoted-keeps-place"
 )
 
 // SetBug turns on one named test-only bug.
@@ -221,9 +227,14 @@ func (o *Options) SetBug(name string) error {
 		o.Hooks.ReplyBeforePersist = true
 	case BugPartialRecordsAsked:
 		o.Bugs.PartialRecordsAsked = true
+	case BugPromoteOutOfOrder:
+		o.Bugs.PromoteOutOfOrder = true
+	case BugPromotedKeepsPlace:
+		o.Bugs.PromotedKeepsPlace = true
 	default:
-		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s or %s)", name,
-			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist, BugPartialRecordsAsked)
+		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s, %s, %s or %s)", name,
+			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist, BugPartialRecordsAsked,
+			BugPromoteOutOfOrder, BugPromotedKeepsPlace)
 	}
 	return nil
 }
@@ -245,6 +256,12 @@ func (o Options) BugNames() []string {
 	}
 	if o.Bugs.PartialRecordsAsked {
 		out = append(out, BugPartialRecordsAsked)
+	}
+	if o.Bugs.PromoteOutOfOrder {
+		out = append(out, BugPromoteOutOfOrder)
+	}
+	if o.Bugs.PromotedKeepsPlace {
+		out = append(out, BugPromotedKeepsPlace)
 	}
 	return out
 }

@@ -109,7 +109,7 @@ func (o *oracle) couldGrant(lines []escrow.Line) bool {
 // flash SKU counts.
 func (o *oracle) noteStockReject(r, s int, avail int64) {
 	k := r*o.S + s
-	if (o.w.o.Workload == "flash" && s != 0) || o.soldOut[k] {
+	if (o.w.wl.flashLike() && s != 0) || o.soldOut[k] {
 		return
 	}
 	o.soldOut[k] = true
@@ -227,6 +227,9 @@ func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
 		}
 		if s, ok := o.w.skuIdx[r.SKU]; ok {
 			k := ep.idx*o.S + s
+			if r.Minted > o.dur[k].minted {
+				o.noteReturned(s, r.Minted-o.dur[k].minted)
+			}
 			o.dur[k] = countersOf(r)
 			o.durSent[k].Sent = append(o.durSent[k].Sent[:0], r.Sent...)
 			o.touch(s)
@@ -252,6 +255,9 @@ func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
 				L.returned -= c.returned
 			}
 			c := contribution(h.State, l.Qty)
+			if c.returned > 0 && (!seen || contribution(prev, l.Qty).returned == 0) {
+				o.noteReturned(s, c.returned)
+			}
 			L.sold += c.sold
 			L.returned += c.returned
 			o.touch(s)
@@ -261,6 +267,7 @@ func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
 	for _, id := range p.DeletedHolds {
 		o.deleted[id] = true
 	}
+	o.onDurableWaits(ep, p)
 	for _, s := range o.touched {
 		k := ep.idx*o.S + s
 		d, l := o.dur[k], o.led[k]

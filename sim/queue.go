@@ -19,6 +19,8 @@ const (
 	evPhase                           // run phase n
 	evCrash                           // hook: crash region node (incarnation inc) now
 	evRestart                         // restart endpoint node if still down in incarnation inc
+	evWaitPoll                        // waiter cl polls (or cancels) its waitlist entry
+	evWaitCheck                       // the waitlist's cross-region checker runs (observation only)
 )
 
 // event is one entry of the queue. It is a plain value (no interface) so

@@ -43,6 +43,10 @@ code{background:#f6f6f6;padding:1px 4px}</style></head><body>`)
 	row("unconverged row copies", r.Unconverged, s.Unconverged)
 	row("units not returned", r.Unreturned, s.Unreturned)
 	row("liveness failures after heal", r.LivenessFailures, s.LivenessFailures)
+	if s.waitlisted() {
+		row("waitlist violations (FIFO, one terminal state, promotion with its hold, deadlines)", r.WaitViolations, s.WaitViolations)
+		row("units kept from connected waiters beyond the bound", r.WaitStranded, s.WaitStranded)
+	}
 	b.WriteString("</table>\n")
 	if len(r.Failures) > 0 {
 		b.WriteString("<ul>")
@@ -75,6 +79,12 @@ code{background:#f6f6f6;padding:1px 4px}</style></head><body>`)
 	m("time to converge after heal (ms)", fmt.Sprint(r.ConvergeMs), fmt.Sprintf("%d (max)", s.MaxConvergeMs))
 	m("crashes / partitions", fmt.Sprintf("%d / %d", r.Crashes, r.Partitions), fmt.Sprintf("%d / %d", s.Crashes, s.Partitions))
 	m("simulated events", fmt.Sprint(r.Events), fmt.Sprint(s.Events))
+	if s.waitlisted() {
+		m("waitlist entries joined / promoted", fmt.Sprintf("%d / %d", r.WaitJoined, r.WaitPromoted), fmt.Sprintf("%d / %d", s.WaitJoined, s.WaitPromoted))
+		m("waiter wait time p50 (ms)", fmt.Sprintf("%.1f", r.WaitP50Ms), fmt.Sprintf("%.1f", s.WaitP50Ms))
+		m("waiter wait time p99 (ms)", fmt.Sprintf("%.1f", r.WaitP99Ms), fmt.Sprintf("%.1f", s.WaitP99Ms))
+		m("share of returned units (hot SKU) that reached a waiter", fmt.Sprintf("%.3f", r.ReturnedToWaiters), fmt.Sprintf("%.3f", s.ReturnedToWaiters))
+	}
 	b.WriteString("</table>\n")
 
 	if r.Series != nil && len(r.Series.Points) > 1 {

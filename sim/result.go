@@ -71,6 +71,25 @@ type Result struct {
 	P99HoldMs         float64 `json:"p99_hold_ms"`
 	ConvergeMs        int64   `json:"converge_ms"` // heal → every row version of heal time everywhere; -1 unknown
 
+	// Waitlist (workload waitlist): entries joined, promoted (durable),
+	// cancelled and expired (as their shoppers learnt), checker findings,
+	// the wait time of promoted entries and the share of the hot SKU's
+	// units that came back once waiters joined (released or expired holds,
+	// the restock) that went to a waiter.
+	WaitJoined     uint64 `json:"wait_joined,omitempty"`
+	WaitPromoted   uint64 `json:"wait_promoted,omitempty"`
+	WaitCancelled  uint64 `json:"wait_cancelled,omitempty"`
+	WaitExpired    uint64 `json:"wait_expired,omitempty"`
+	WaitGaveUp     uint64 `json:"wait_gave_up,omitempty"`    // waiters never told how their entry ended
+	WaitViolations uint64 `json:"wait_violations,omitempty"` // FIFO, one terminal state, promotion durable with its hold, deadlines
+	WaitStranded   uint64 `json:"wait_stranded,omitempty"`   // cross-region bound broken while connected
+	// WaitCrossMaxMs: the longest a connected region kept units beyond its
+	// own waiters' need while another region's waiters lacked them.
+	WaitCrossMaxMs    int64   `json:"wait_cross_max_ms,omitempty"`
+	WaitP50Ms         float64 `json:"wait_p50_ms,omitempty"`
+	WaitP99Ms         float64 `json:"wait_p99_ms,omitempty"`
+	ReturnedToWaiters float64 `json:"returned_to_waiters,omitempty"`
+
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
 
@@ -78,6 +97,9 @@ type Result struct {
 	latency     hist.Histogram
 	strandedSum uint64
 	strandedN   uint64
+
+	waitLat                    hist.Histogram
+	waitReturned, waitPromoted uint64
 }
 
 // holdMs converts a hold latency to the milliseconds reports print. It
@@ -88,7 +110,7 @@ func holdMs(d time.Duration) float64 { return float64(d) / 1e6 }
 // Failed reports whether a safety or post-heal checker failed.
 func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.Unconverged > 0 ||
-		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0
+		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0
 }
 
 // Summary aggregates the results of a sweep.
@@ -115,13 +137,24 @@ type Summary struct {
 	Crashes            uint64   `json:"crashes"`
 	Partitions         uint64   `json:"partitions"`
 	FailedSeeds        []uint64 `json:"failed_seeds,omitempty"`
+
+	// Waitlist (see Result).
+	WaitJoined        uint64  `json:"wait_joined,omitempty"`
+	WaitPromoted      uint64  `json:"wait_promoted,omitempty"`
+	WaitViolations    uint64  `json:"wait_violations,omitempty"`
+	WaitStranded      uint64  `json:"wait_stranded,omitempty"`
+	WaitCrossMaxMs    int64   `json:"wait_cross_max_ms,omitempty"`
+	WaitP50Ms         float64 `json:"wait_p50_ms,omitempty"`
+	WaitP99Ms         float64 `json:"wait_p99_ms,omitempty"`
+	ReturnedToWaiters float64 `json:"returned_to_waiters,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
 func Summarize(rs []*Result) Summary {
 	var s Summary
 	lat := hist.New(hist.Compact)
-	var falseRej, msgs, stranded, strandedN uint64
+	var falseRej, msgs, stranded, strandedN, returned, promoted uint64
+	wait := hist.New(hist.Compact)
 	s.Seeds = len(rs)
 	s.MaxConvergeMs = -1
 	for _, r := range rs {
@@ -145,6 +178,16 @@ func Summarize(rs []*Result) Summary {
 		strandedN += r.strandedN
 		s.MaxConvergeMs = max(s.MaxConvergeMs, r.ConvergeMs)
 		lat.Merge(&r.latency)
+		s.WaitJoined += r.WaitJoined
+		s.WaitPromoted += r.WaitPromoted
+		s.WaitViolations += r.WaitViolations
+		s.WaitStranded += r.WaitStranded
+		s.WaitCrossMaxMs = max(s.WaitCrossMaxMs, r.WaitCrossMaxMs)
+		returned += r.waitReturned
+		promoted += r.waitPromoted
+		if r.waitLat.Count() > 0 {
+			wait.Merge(&r.waitLat)
+		}
 		if r.Failed() {
 			s.FailedSeeds = append(s.FailedSeeds, r.Seed)
 		}
@@ -158,7 +201,21 @@ func Summarize(rs []*Result) Summary {
 	}
 	s.P50HoldMs = holdMs(lat.QuantileMid(0.5))
 	s.P99HoldMs = holdMs(lat.QuantileMid(0.99))
+	if wait.Count() > 0 {
+		s.WaitP50Ms = holdMs(wait.QuantileMid(0.5))
+		s.WaitP99Ms = holdMs(wait.QuantileMid(0.99))
+	}
+	if returned > 0 {
+		s.ReturnedToWaiters = float64(min(promoted, returned)) / float64(returned)
+	}
 	return s
+}
+
+// waitlisted reports whether the runs had waiters (or waitlist findings):
+// only then do the outputs carry the waitlist figures, so that those of
+// every other workload stay as they were.
+func (s Summary) waitlisted() bool {
+	return s.WaitJoined > 0 || s.WaitViolations > 0 || s.WaitStranded > 0
 }
 
 // KV is the machine-readable last line of `holdfast sim`.
@@ -182,6 +239,17 @@ func (s Summary) KV() string {
 		"max_converge_ms=" + strconv.FormatInt(s.MaxConvergeMs, 10),
 		"events=" + strconv.FormatUint(s.Events, 10),
 	}
+	if s.waitlisted() {
+		kv = append(kv,
+			"wait_joined="+strconv.FormatUint(s.WaitJoined, 10),
+			"wait_promoted="+strconv.FormatUint(s.WaitPromoted, 10),
+			"wait_violations="+strconv.FormatUint(s.WaitViolations, 10),
+			"wait_stranded="+strconv.FormatUint(s.WaitStranded, 10),
+			"wait_cross_max_ms="+strconv.FormatInt(s.WaitCrossMaxMs, 10),
+			"wait_p50_ms="+f(s.WaitP50Ms, 1),
+			"wait_p99_ms="+f(s.WaitP99Ms, 1),
+			"returned_to_waiters="+f(s.ReturnedToWaiters, 3))
+	}
 	return strings.Join(kv, " ")
 }
 
@@ -202,6 +270,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 		if r.Failed() {
 			checks = fmt.Sprintf("FAIL oversell=%d lost_acked=%d conservation=%d unconverged=%d unreturned=%d liveness=%d panics=%d",
 				r.Oversell, r.LostAcked, r.ConservationErrors, r.Unconverged, r.Unreturned, r.LivenessFailures, r.Panics)
+			if r.WaitViolations > 0 || r.WaitStranded > 0 {
+				checks += fmt.Sprintf(" wait_violations=%d wait_stranded=%d", r.WaitViolations, r.WaitStranded)
+			}
 		}
 		mph := 0.0
 		if r.Holds > 0 {
@@ -221,6 +292,10 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 		s.Seeds, s.Holds, s.Granted, s.Rejected, s.Unavailable, s.Events)
 	fmt.Fprintf(w, "quality: false_reject_rate=%.4f stranded_at_sellout=%.1f msgs_per_hold=%.2f p50_hold_ms=%.1f p99_hold_ms=%.1f max_converge_ms=%d\n",
 		s.FalseRejectRate, s.StrandedAtSellout, s.MsgsPerHold, s.P50HoldMs, s.P99HoldMs, s.MaxConvergeMs)
+	if s.waitlisted() {
+		fmt.Fprintf(w, "waitlist: joined=%d promoted=%d wait_p50_ms=%.1f wait_p99_ms=%.1f returned_to_waiters=%.3f cross_max_ms=%d violations=%d stranded=%d\n",
+			s.WaitJoined, s.WaitPromoted, s.WaitP50Ms, s.WaitP99Ms, s.ReturnedToWaiters, s.WaitCrossMaxMs, s.WaitViolations, s.WaitStranded)
+	}
 	if len(s.FailedSeeds) == 0 {
 		fmt.Fprintf(w, "safety: all checkers passed (no oversell, no acknowledged hold lost, conservation exact, converged, units returned, live after heal)\n")
 	} else {

@@ -12,7 +12,7 @@ import (
 var kindNames = [...]string{evTick: "tick", evFsync: "fsync-done", evMsg: "msg", evReqArrive: "request",
 	evReplyArrive: "fwd-reply", evClientReply: "client-reply", evClientTimeout: "client-timeout",
 	evCartArrive: "cart", evThink: "think", evRestock: "restock", evFault: "fault", evPhase: "phase",
-	evCrash: "crash", evRestart: "restart"}
+	evCrash: "crash", evRestart: "restart", evWaitPoll: "wait-poll", evWaitCheck: "wait-check"}
 
 var phaseNames = [...]string{phHeal: "heal", phConvPoll: "converge-poll", phStop: "stop-arrivals",
 	phSettle: "settle", phFinalPoll: "final-poll", phProbePoll: "probe-poll", phFinal: "final", phSample: "sample"}
@@ -83,9 +83,11 @@ func (w *world) traceEvent(e *event) {
 				fmt.Fprintf(&b, " err=%s", r.reply.Err.Code)
 			case r.reply.Hold != nil:
 				fmt.Fprintf(&b, " -> %s %s", r.reply.Hold.ID, r.reply.Hold.State)
+			case r.reply.Wait != nil:
+				fmt.Fprintf(&b, " -> wait %s %s", r.reply.Wait.ID, r.reply.Wait.State)
 			}
 		}
-	case evClientTimeout, evThink:
+	case evClientTimeout, evThink, evWaitPoll:
 		fmt.Fprintf(&b, " client=%d attempt=%d", e.cl.id, e.n)
 	case evFault:
 		if e.n >= 0 && int(e.n) < len(w.faults) {

@@ -40,7 +40,7 @@ func newWorkload(o *Options, skus []string, r *rand.Rand) *workload {
 	for i := range wl.weights {
 		wl.weights[i] = 1 + 4*r.Float64()
 	}
-	if wl.kind == "flash" {
+	if wl.flashLike() {
 		wl.rateMax = o.Rate * flashBoost
 	}
 	return wl
@@ -49,8 +49,12 @@ func newWorkload(o *Options, skus []string, r *rand.Rand) *workload {
 func (wl *workload) frac(now int64) float64 { return float64(now) / float64(wl.o.Duration) }
 
 func (wl *workload) inFlash(f float64) bool {
-	return wl.kind == "flash" && f >= flashFrom && f < flashTo
+	return wl.flashLike() && f >= flashFrom && f < flashTo
 }
+
+// flashLike: the flash sale and the waitlist workload (a flash sale whose
+// turned-away shoppers wait) share the hot SKU and its window.
+func (wl *workload) flashLike() bool { return wl.kind == "flash" || wl.kind == "waitlist" }
 
 func (wl *workload) rate(f float64) float64 {
 	if wl.inFlash(f) {
@@ -77,7 +81,7 @@ func (wl *workload) regionWeight(f float64, i, n int) float64 {
 			w += 4 * a
 		}
 		return w
-	case "flash":
+	case "flash", "waitlist":
 		if wl.inFlash(f) {
 			return wl.weights[i]
 		}
@@ -167,10 +171,15 @@ func (wl *workload) cart(r *rand.Rand, now int64, n int) *client {
 	// Only runs with partial carts draw one more value, so that the
 	// streams of every other run stay as they were.
 	partial := wl.o.Partial > 0 && r.Float64() < wl.o.Partial
+	var wait, cancel time.Duration
+	if wl.kind == "waitlist" {
+		// Only the waitlist workload draws these, for the same reason.
+		wait, cancel = wl.waitFor(r, wl.inFlash(f) && flashCart)
+	}
 	if !keep {
 		return nil
 	}
-	return &client{home: home, lines: lines, plan: plan, think: think, partial: partial}
+	return &client{home: home, lines: lines, plan: plan, think: think, partial: partial, wait: wait, cancelAfter: cancel}
 }
 
 // meanRestock keeps supply near demand: about 90% of the units expected to
@@ -199,15 +208,19 @@ func (wl *workload) restock(r *rand.Rand, now int64, n int) []restock {
 	region := r.IntN(n)
 	q := uint64(wl.meanRestock()*(0.5+r.Float64())) + 1
 	var out []restock
-	if wl.kind == "flash" && s == 0 && len(wl.skus) > 1 {
+	if wl.flashLike() && s == 0 && len(wl.skus) > 1 {
 		s = 1
 	}
-	if wl.kind != "flash" || len(wl.skus) > 1 {
+	if !wl.flashLike() || len(wl.skus) > 1 {
 		out = append(out, restock{region: region, sku: wl.skus[s], qty: min(q, escrow.MaxQty)})
 	}
 	if wl.kind == "flash" && !wl.flashed && wl.frac(now) >= flashRestockAt {
 		wl.flashed = true
 		out = append(out, restock{region: r.IntN(n), sku: wl.skus[0], qty: max(1, wl.o.Stock/2)})
+	}
+	if wl.kind == "waitlist" && !wl.flashed && wl.frac(now) >= flashRestockAt {
+		wl.flashed = true
+		out = append(out, restock{region: r.IntN(n), sku: wl.skus[0], qty: max(1, wl.o.Stock/4)})
 	}
 	return out
 }

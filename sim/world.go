@@ -92,8 +92,9 @@ type world struct {
 	rsRng  *rand.Rand
 	nodeRn *rand.Rand
 
-	orc *oracle
-	res Result
+	orc   *oracle
+	res   Result
+	waits *waitStats // waitlist workload only
 
 	nextReq    uint64
 	nextClient uint64
@@ -194,6 +195,9 @@ func newWorld(o Options) (*world, error) {
 	}
 	w.wl = newWorkload(&o, w.setup.SKUs, newRand(o.Seed, streamWorkload+100))
 	w.orc = newOracle(w)
+	if o.Workload == "waitlist" {
+		w.waits = newWaitStats(w.nReg)
+	}
 	if o.Series {
 		w.series = &Series{Regions: w.setup.Regions}
 	}
@@ -289,6 +293,9 @@ func (w *world) run() {
 	if w.series != nil {
 		w.q.push(event{at: 0, kind: evPhase, n: phSample})
 	}
+	if w.waits != nil {
+		w.q.push(event{at: int64(waitCheckEvery), kind: evWaitCheck})
+	}
 	budget := maxEvents(o)
 	for w.q.len() > 0 && !w.done {
 		if w.res.Events >= budget {
@@ -302,6 +309,10 @@ func (w *world) run() {
 			// Observation only: not an event of the simulated world, so
 			// that recording series changes neither counts nor trace.
 			w.phase(phSample)
+			continue
+		}
+		if e.kind == evWaitCheck {
+			w.checkCrossRegion() // observation only, as above
 			continue
 		}
 		w.res.Events++
@@ -419,6 +430,8 @@ func (w *world) dispatch(e *event) {
 		}
 	case evPhase:
 		w.phase(int(e.n))
+	case evWaitPoll:
+		w.waitPoll(e.cl)
 	}
 }
 
@@ -462,6 +475,7 @@ func (w *world) sample() {
 // finish runs the end-of-run checkers and computes the metrics.
 func (w *world) finish() {
 	w.orc.final()
+	w.finishWaits()
 	for _, ep := range w.eps[:w.nReg] {
 		if !ep.down {
 			w.addStats(ep.node.Stats())
