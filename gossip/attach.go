@@ -45,6 +45,7 @@ func ConfigFor(rc region.Config) Config {
 		MemberKeys:     keys,
 		RebalancerKey:  rc.RebalancerPublicKey,
 		InboxPrefix:    rc.NATSInboxPrefix,
+		WireVersion:    rc.WireVersion,
 	}
 }
 

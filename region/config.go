@@ -69,6 +69,10 @@ type Config struct {
 	// NATSInboxPrefix is the inbox prefix of this region's NATS requests
 	// (empty: _INBOX.<cluster>.<name>); see configs/nats-supercluster.conf.
 	NATSInboxPrefix string
+	// WireVersion caps the peer-message version this region speaks (0: the
+	// build's highest; 1: the previous release's format, for a rollback).
+	// See docs/operations.md, "Rolling upgrade".
+	WireVersion int
 
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit

@@ -48,6 +48,7 @@ type File struct {
 	RebalancerPublicKey string   `yaml:"rebalancer_public_key"`
 	SigningKeyFile      string   `yaml:"signing_key_file"`
 	NATSInboxPrefix     string   `yaml:"nats_inbox_prefix"`
+	WireVersion         int      `yaml:"wire_version"`
 
 	Escrow Escrow `yaml:"escrow"`
 }
@@ -140,6 +141,7 @@ func (f File) Region() region.Config {
 		RebalancerPublicKey: f.RebalancerPublicKey,
 		SigningKeyFile:      f.SigningKeyFile,
 		NATSInboxPrefix:     f.NATSInboxPrefix,
+		WireVersion:         f.WireVersion,
 		Escrow:              f.Escrow.Config(),
 	}
 }
