@@ -81,7 +81,7 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 			Name: "send_queue_length", Help: "Messages waiting to be published.", ConstLabels: cl}, queueLen),
 		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "gossip",
 			Name: "connected", Help: "1 while connected to NATS.", ConstLabels: cl}, connected),
-		lag: lag,
+		lag:     lag,
 		wireOut: cv("wire_version_out_total", "Peer messages published, by wire version (rolling upgrades: see docs/operations.md).", "version"),
 		peerWire: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "gossip",
 			Name: "peer_wire_version", Help: "The highest wire version each peer is known to speak (1 until it says more).", ConstLabels: cl}, []string{"peer"}),

@@ -163,7 +163,7 @@ type testCluster struct {
 	cluster string
 	nodes   map[string]*testNode
 	proxies map[string]*faultproxy.Proxy
-	keys    *testKeys // set before add: a signed cluster
+	keys    *testKeys      // set before add: a signed cluster
 	wire    map[string]int // set before add: a region's Config.WireVersion
 }
 

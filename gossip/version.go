@@ -5,6 +5,7 @@
 package gossip
 
 import (
+	"bytes"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +17,8 @@ import (
 //
 // A peer speaks version 2 or later once a message of it carried Speaks
 // (every version-2 message does). A peer is taken back to version 1 by a
-// version-1 digest that is not the twin of its version-2 digest: while a
+// version-1 digest that is not the twin (same content) of its last
+// version-2 digest: while a
 // region of version 2 knows a member that may speak only version 1, it
 // publishes each digest twice, version 2 (which old regions refuse and
 // count as a decode error of reason "version") then version 1, so that old
@@ -34,7 +36,9 @@ type wireVersions struct {
 
 type peerWire struct {
 	speaks byte
-	twin   bool // its last digest was version 2: a version-1 twin may follow
+	// twin: the version-1 encoding of its last version-2 digest, which may
+	// follow as a twin; nil when none is expected.
+	twin []byte
 }
 
 func newWireVersions(self byte, members []string, gauge *prometheus.GaugeVec) *wireVersions {
@@ -104,17 +108,34 @@ func (w *wireVersions) observe(m *escrow.Message) bool {
 	switch {
 	case m.Speaks >= 2:
 		p.speaks = m.Speaks
-		p.twin = m.Type == escrow.MsgDigest
+		p.twin = nil
+		if m.Type == escrow.MsgDigest {
+			p.twin = v1Encoding(m)
+		}
 		w.set(m.From, p.speaks)
 	case m.Type == escrow.MsgDigest:
-		if p.twin {
-			p.twin = false
+		twin := p.twin
+		p.twin = nil
+		if twin != nil && bytes.Equal(twin, v1Encoding(m)) {
 			return false
 		}
+		// A version-1 digest that is no twin: the peer speaks 1 now (until
+		// a version-2 message of it says otherwise).
 		p.speaks = escrow.MinWireVersion
 		w.set(m.From, p.speaks)
 	}
 	return true
+}
+
+// v1Encoding is m's version-1 encoding (nil if it has none).
+func v1Encoding(m *escrow.Message) []byte {
+	c := *m
+	c.Speaks = 0
+	b, err := escrow.EncodeMessage(nil, &c)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 func (w *wireVersions) set(peer string, v byte) {

@@ -103,6 +103,18 @@ func TestMixedVersionRules(t *testing.T) {
 	if w.observe(dg("us", 0)) {
 		t.Fatal("the version-1 twin of a digest was delivered again")
 	}
+	// A version-1 digest with other content is no twin: delivered, and us
+	// is written version 1 until it speaks 2 again.
+	w.observe(dg("us", 2))
+	other := dg("us", 0)
+	other.Seq = 9
+	if !w.observe(other) || w.forPeer("us") != 1 {
+		t.Fatalf("a different version-1 digest: peer at %d", w.forPeer("us"))
+	}
+	w.observe(&escrow.Message{Type: escrow.MsgRows, From: "us", Speaks: 2}) // any version-2 message
+	if w.forPeer("us") != 2 {
+		t.Fatal("a version-2 message did not restore version 2")
+	}
 	if !w.observe(dg("ap", 2)) || w.forAll() != 2 {
 		t.Fatalf("every member speaks 2, broadcast in %d", w.forAll())
 	}
