@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 )
@@ -93,18 +92,4 @@ func (o Options) maxOneWay() time.Duration {
 		mx = max(mx, e.rtt/2)
 	}
 	return mx
-}
-
-// rttTable describes the matrix applied to the first n regions (reports).
-func rttTable(m []rttEntry, n int) []string {
-	var out []string
-	for a := 0; a < n && a < len(regionNames); a++ {
-		for b := a + 1; b < n && b < len(regionNames); b++ {
-			if d, ok := rttOf(m, regionNames[a], regionNames[b]); ok {
-				out = append(out, fmt.Sprintf("%s-%s=%v", regionNames[a], regionNames[b], d))
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
 }
