@@ -34,11 +34,13 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 			continue
 		}
 		need := l.Qty - have
-		surplus := n.inReach(n.peerSurplus(s), p.deadline.Sub(n.now))
-		plan := PlanBorrow(need, surplus)
+		surplus := n.peerSurplus(s)
+		n.stretchDeadline(p, surplus)
+		surplus = n.inReach(surplus, p.deadline.Sub(n.now))
+		plan := PlanBorrowNear(need, surplus, n.reach)
 		if plan == nil && p.cmd.Partial {
 			// A partial hold asks for what peers are known to have.
-			plan = PlanWaitBorrow(need, surplus)
+			plan, _ = planNear(need, surplus, n.reach)
 			if plan == nil {
 				continue
 			}

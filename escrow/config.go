@@ -21,7 +21,11 @@ type Config struct {
 	MaxLifetime   time.Duration // extend never moves a deadline past created+MaxLifetime (1h)
 	IdemTTL       time.Duration // how long idempotency keys are remembered (24h)
 	HoldRetain    time.Duration // how long terminal holds stay readable (24h)
-	BorrowTimeout time.Duration // how long a hold waits for borrowed units (50ms)
+	BorrowTimeout time.Duration // how long a hold waits for borrowed units (50ms), at least
+	// BorrowTimeoutMax bounds the borrow deadline stretched to the
+	// measured RTT of the nearest donor (rtt_borrow.go; 500ms). At or below
+	// BorrowTimeout: the deadline is BorrowTimeout, fixed.
+	BorrowTimeoutMax time.Duration
 	// RecountMaxLag: a recount is refused (CodeStaleView) unless every
 	// peer with a row of the SKU was heard from within it (PeerSilence by
 	// default; <0: never refused).
@@ -102,6 +106,7 @@ func (c *Config) withDefaults() Config {
 	def(&d.IdemTTL, DefaultIdemTTL)
 	def(&d.HoldRetain, DefaultIdemTTL)
 	def(&d.BorrowTimeout, DefaultBorrowTO)
+	def(&d.BorrowTimeoutMax, DefaultBorrowTimeoutMax)
 	def(&d.TopUpHorizon, DefaultTopUpHorizon)
 	def(&d.DigestInterval, time.Second)
 	def(&d.RepairTimeout, time.Second)
@@ -140,7 +145,7 @@ func (c *Config) Validate() error {
 	if err := ValidRegion(c.Region); err != nil {
 		return err
 	}
-	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.IdemTTL < 0 ||
+	if c.DefaultTTL < 0 || c.MaxLifetime < 0 || c.BorrowTimeout < 0 || c.BorrowTimeoutMax < 0 || c.IdemTTL < 0 ||
 		c.HoldRetain < 0 || c.MaxWait < 0 || c.RepairTimeout < 0 || c.DemandTau < 0 {
 		return fmt.Errorf("escrow: negative duration in config (only DigestInterval, PeerSilence, HomeTTL and TopUpHorizon may be negative: off)")
 	}

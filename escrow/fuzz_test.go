@@ -258,7 +258,7 @@ func TestDecodeRejects(t *testing.T) {
 			t.Errorf("%s: error %v is not a wire error", name, err)
 		}
 	}
-	if _, err := DecodeMessage(append([]byte{'h', 'f', 2}, b[3:]...)); !errors.Is(err, ErrWireVersion) {
+	if _, err := DecodeMessage(append([]byte{'h', 'f', WireVersion + 1}, b[3:]...)); !errors.Is(err, ErrWireVersion) {
 		t.Errorf("newer version: %v", err)
 	}
 	// Encoding refuses what decoding would refuse for size.

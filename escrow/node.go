@@ -88,7 +88,10 @@ type Stats struct {
 	BorrowsSent, BorrowsAnswered, BorrowTimeouts uint64
 	// BorrowsSkippedFar: peers with surplus not asked for a waiting hold
 	// because their RTT exceeds the time left before its deadline.
-	BorrowsSkippedFar                    uint64
+	BorrowsSkippedFar uint64
+	// BorrowDeadlinesStretched counts holds whose borrow deadline was
+	// stretched past BorrowTimeout to the nearest donor's RTT.
+	BorrowDeadlinesStretched             uint64
 	BorrowUnitsIn, DonatedUnits          uint64
 	TopUps, AdviceApplied, AdviceIgnored uint64
 	RepairsSent, RepairsServed           uint64
@@ -167,6 +170,11 @@ type peer struct {
 	fenced bool
 	// srtt: smoothed round-trip time of borrows to it, 0 if none (rtt.go).
 	srtt time.Duration
+	// artt: the same smoothed from answers only, never raised by a timeout
+	// (the stretched borrow deadline follows it; rtt_borrow.go).
+	artt time.Duration
+	// timedOut: when a borrow to it last timed out (stretchRTT).
+	timedOut time.Time
 }
 
 type pendingHold struct {

@@ -32,19 +32,21 @@ func PlanWaitBorrow(need uint64, peers []PeerStock) []PeerStock {
 	return plan
 }
 
-// planLargestFirst asks peers with known surplus, largest first (ties by
-// name, for determinism), each for at most what it is known to have, until
-// need is covered; short is what the known surplus leaves uncovered.
+// planLargestFirst orders peers by known surplus, largest first (ties by
+// name, for determinism), and asks them in that order.
 func planLargestFirst(need uint64, peers []PeerStock) (plan []PeerStock, short uint64) {
-	if need == 0 {
-		return nil, 0
-	}
 	sort.Slice(peers, func(i, j int) bool {
 		if peers[i].Available != peers[j].Available {
 			return peers[i].Available > peers[j].Available
 		}
 		return peers[i].Region < peers[j].Region
 	})
+	return planInOrder(need, peers)
+}
+
+// planInOrder asks peers in their order, each for at most what it is known
+// to have, until need is covered; short is what they leave uncovered.
+func planInOrder(need uint64, peers []PeerStock) (plan []PeerStock, short uint64) {
 	for _, p := range peers {
 		if need == 0 {
 			break

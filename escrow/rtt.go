@@ -27,6 +27,11 @@ func (n *Node) noteRTT(r string, sample time.Duration) {
 	if p == nil {
 		return
 	}
+	if p.artt == 0 {
+		p.artt = max(sample, 1)
+	} else {
+		p.artt = max(p.artt+(sample-p.artt)/rttGain, 1)
+	}
 	if p.srtt == 0 {
 		p.srtt = max(sample, 1)
 		return
@@ -64,7 +69,12 @@ func (n *Node) PeerRTTs() map[string]time.Duration {
 // never get an estimate). Top-ups, whose deadline is long, keep measuring
 // peers that holds skip.
 func (n *Node) noteTimeout(r string, waited time.Duration) {
-	if p := n.peers[r]; p != nil && p.srtt < waited {
+	p := n.peers[r]
+	if p == nil {
+		return
+	}
+	p.timedOut = n.now
+	if p.srtt < waited {
 		p.srtt = waited
 	}
 }
@@ -74,7 +84,7 @@ func (n *Node) noteTimeout(r string, waited time.Duration) {
 func (n *Node) inReach(peers []PeerStock, left time.Duration) []PeerStock {
 	w := 0
 	for _, ps := range peers {
-		if rtt, ok := n.PeerRTT(ps.Region); ok && rtt >= left {
+		if rtt := n.borrowRTT(ps.Region); rtt > 0 && rtt >= left {
 			n.stats.BorrowsSkippedFar++
 			continue
 		}

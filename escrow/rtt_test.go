@@ -11,7 +11,8 @@ import (
 // skipped for distance. The timeout that taught eu about ap raised its
 // estimate to the time waited.
 func TestRTTSkipsFarPeer(t *testing.T) {
-	tw := newTNet(t, Config{BorrowTimeout: 100 * time.Millisecond, PeerSilence: -1}, "ap", "eu", "us")
+	// A fixed deadline (max = min): stretching is TestRTTStretchesDeadline.
+	tw := newTNet(t, Config{BorrowTimeout: 100 * time.Millisecond, BorrowTimeoutMax: 100 * time.Millisecond, PeerSilence: -1}, "ap", "eu", "us")
 	eu := tw.nodes["eu"]
 	tw.nodes["ap"].restock("A", 100)
 	tw.nodes["us"].restock("A", 10)

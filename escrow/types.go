@@ -264,6 +264,10 @@ type Message struct {
 	// probation, which ends within seconds), so peers do not ask it to
 	// lend or route to it: it would answer with nothing.
 	Fenced bool
+	// Speaks is the highest wire version the sender reads, carried by
+	// version-2 messages (0: a version-1 message, which does not say). The
+	// transport sets it when it writes version 2; the node ignores it.
+	Speaks byte
 }
 
 // Home names the region that sells a scarce SKU for every region: the

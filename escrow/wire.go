@@ -12,8 +12,22 @@ import (
 // check every length against the limits below before allocating, reject
 // trailing bytes and unknown versions, and validate what they decode, so
 // that garbage is an error and never a panic or a huge allocation.
+//
+// Compatibility rule for peer messages (rolling upgrades): a build reads
+// and writes every message version from MinWireVersion to WireVersion, and
+// MinWireVersion is the previous release's WireVersion, so a region of
+// release N+1 and a region of release N understand each other. A region
+// writes to a peer the highest version both speak: every version-2
+// message carries Message.Speaks, the highest version its sender reads,
+// and a peer not (yet) heard speaking a version is written MinWireVersion
+// (gossip/version.go). Storage records (rows, holds) have their own
+// version, storeVersion, which this rule does not touch.
+//
+// Version 2 = version 1 with one byte after the kind: Speaks (>= 2).
 const (
-	WireVersion     = 1
+	WireVersion     = 2
+	MinWireVersion  = 1
+	storeVersion    = 1
 	MaxMessageBytes = 1 << 20 // one encoded message
 	MaxWireRows     = 4096    // rows per message
 	MaxWireDigest   = 4096    // SKU digests per message
@@ -51,7 +65,8 @@ const (
 // ErrWire is wrapped by every decoding error.
 var ErrWire = errors.New("escrow: bad wire data")
 
-// ErrWireVersion is wrapped when data comes from a newer version.
+// ErrWireVersion is wrapped when data comes from a version this build does
+// not read (newer than WireVersion, or older than MinWireVersion).
 var ErrWireVersion = errors.New("escrow: unsupported wire version")
 
 // WireEncoder appends the primitives of holdfast's binary formats to B:
@@ -202,6 +217,24 @@ func (d *WireDecoder) Header(version, kind byte) {
 	d.b = d.b[4:]
 }
 
+// HeaderRange is Header for a format whose versions lo..hi this build
+// reads; it returns the version found (0 after a failure).
+func (d *WireDecoder) HeaderRange(lo, hi, kind byte) byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) >= 4 && d.b[0] == magic0 && d.b[1] == magic1 && d.b[2] >= lo && d.b[2] <= hi {
+		v := d.b[2]
+		d.Header(v, kind)
+		if d.err != nil {
+			return 0
+		}
+		return v
+	}
+	d.Header(hi, kind)
+	return 0
+}
+
 // End fails if any bytes are left.
 func (d *WireDecoder) End() {
 	if d.err == nil && len(d.b) != 0 {
@@ -291,9 +324,14 @@ func (d *WireDecoder) row() Row {
 	return r
 }
 
-// EncodeMessage appends the binary form of m to dst. It fails if m breaks
-// a wire limit, so an oversized message is never sent.
+// EncodeMessage appends the binary form of m to dst: version 2 when
+// m.Speaks is set (>= 2), else version 1, which every release since the
+// first reads. It fails if m breaks a wire limit, so an oversized message
+// is never sent.
 func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
+	if m.Speaks == 1 || m.Speaks > WireVersion {
+		return dst, fmt.Errorf("escrow: message %s claims wire version %d (this build speaks %d..%d)", m.Type, m.Speaks, MinWireVersion, WireVersion)
+	}
 	if len(m.Rows) > MaxWireRows || len(m.Digest) > MaxWireDigest || len(m.Moves) > MaxWireMoves || len(m.Homes) > MaxWireHomes ||
 		len(m.Seen) > MaxRegions {
 		return dst, fmt.Errorf("escrow: message %s over limits: %d rows, %d digests, %d moves, %d homes, %d seen",
@@ -301,7 +339,12 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 	}
 	e := WireEncoder{B: dst}
 	start := len(dst)
-	e.Header(WireVersion, kindMsg)
+	if m.Speaks >= 2 {
+		e.Header(2, kindMsg)
+		e.Byte(m.Speaks)
+	} else {
+		e.Header(1, kindMsg)
+	}
 	e.Byte(byte(m.Type))
 	e.String(m.From)
 	e.String(m.To)
@@ -377,13 +420,23 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 
 // DecodeMessage parses one message. Any malformed, truncated, oversized or
 // future-version input returns an error wrapping ErrWire or ErrWireVersion.
-func DecodeMessage(b []byte) (Message, error) {
+func DecodeMessage(b []byte) (Message, error) { return DecodeMessageUpTo(b, WireVersion) }
+
+// DecodeMessageUpTo is DecodeMessage reading versions MinWireVersion..max
+// only: max 1 decodes exactly as the release before version 2 did (a
+// region pinned to the old version, and tests of mixed clusters).
+func DecodeMessageUpTo(b []byte, max byte) (Message, error) {
 	var m Message
 	if len(b) > MaxMessageBytes {
 		return m, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrWire, len(b), MaxMessageBytes)
 	}
 	d := NewWireDecoder(b, ErrWire)
-	d.Header(WireVersion, kindMsg)
+	if d.HeaderRange(MinWireVersion, min(max, WireVersion), kindMsg) >= 2 {
+		// Canonical: version 2 carries a Speaks of at least 2.
+		if m.Speaks = d.Byte(); d.err == nil && m.Speaks < 2 {
+			d.Fail("version 2 message speaking %d", m.Speaks)
+		}
+	}
 	m.Type = MsgType(d.Byte())
 	m.From = d.String(MaxRegionLen)
 	m.To = d.String(MaxRegionLen)
@@ -496,7 +549,7 @@ func (d *WireDecoder) seen() []RegionSeq {
 // EncodeRow appends the storage form of r to dst.
 func EncodeRow(dst []byte, r *Row) []byte {
 	e := WireEncoder{B: dst}
-	e.Header(WireVersion, kindRow)
+	e.Header(storeVersion, kindRow)
 	e.row(r)
 	return e.B
 }
@@ -504,7 +557,7 @@ func EncodeRow(dst []byte, r *Row) []byte {
 // DecodeRow parses a row written by EncodeRow.
 func DecodeRow(b []byte) (Row, error) {
 	d := NewWireDecoder(b, ErrWire)
-	d.Header(WireVersion, kindRow)
+	d.Header(storeVersion, kindRow)
 	r := d.row()
 	d.End()
 	return r, d.err
@@ -513,7 +566,7 @@ func DecodeRow(b []byte) (Row, error) {
 // EncodeHold appends the storage form of h to dst.
 func EncodeHold(dst []byte, h *Hold) []byte {
 	e := WireEncoder{B: dst}
-	e.Header(WireVersion, kindHold)
+	e.Header(storeVersion, kindHold)
 	e.String(h.ID)
 	e.Byte(byte(h.State))
 	e.t(h.Created)
@@ -558,7 +611,7 @@ func (d *WireDecoder) More() bool { return d.err == nil && len(d.b) > 0 }
 func DecodeHold(b []byte) (Hold, error) {
 	var h Hold
 	d := NewWireDecoder(b, ErrWire)
-	d.Header(WireVersion, kindHold)
+	d.Header(storeVersion, kindHold)
 	h.ID = d.String(MaxHoldIDLen)
 	h.State = HoldState(d.Byte())
 	h.Created = d.t()

@@ -58,6 +58,7 @@ func ConfigFor(rc region.Config) Config {
 		RepairBurst:      rc.PeerLimits.RepairBurst,
 		AnswerBytesRate:  rc.PeerLimits.RepairAnswerBytesPerSec,
 		AnswerBytesBurst: rc.PeerLimits.RepairAnswerBurstBytes,
+		WireVersion:      rc.WireVersion,
 	}
 }
 

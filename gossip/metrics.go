@@ -28,6 +28,8 @@ type metrics struct {
 	queueLen          prometheus.GaugeFunc
 	connected         prometheus.GaugeFunc
 	lag               *lagCollector
+	wireOut           *prometheus.CounterVec // {version}
+	peerWire          *prometheus.GaugeVec   // {peer}
 }
 
 // The reasons the error counters are labelled with. Their series are
@@ -77,7 +79,10 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 			Name: "send_queue_length", Help: "Messages waiting to be published.", ConstLabels: cl}, queueLen),
 		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "gossip",
 			Name: "connected", Help: "1 while connected to NATS.", ConstLabels: cl}, connected),
-		lag: lag,
+		lag:     lag,
+		wireOut: cv("wire_version_out_total", "Peer messages published, by wire version (rolling upgrades: see docs/operations.md).", "version"),
+		peerWire: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "gossip",
+			Name: "peer_wire_version", Help: "The highest wire version each peer is known to speak (1 until it says more).", ConstLabels: cl}, []string{"peer"}),
 	}
 	for _, vr := range []struct {
 		vec     *prometheus.CounterVec
@@ -93,7 +98,8 @@ func newMetrics(region string, queueLen, connected func() float64, lag *lagColle
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.msgSize, m.decodeErrs,
 		m.rejected, m.dropped, m.coalesced, m.borrowUnitsIn, m.borrowUnitsOut, m.forwards, m.forwardSeconds,
-		m.forwardsServed, m.reconnects, m.disconnects, m.asyncErrs, m.queueLen, m.connected, m.lag}
+		m.forwardsServed, m.reconnects, m.disconnects, m.asyncErrs, m.queueLen, m.connected, m.lag,
+		m.wireOut, m.peerWire}
 }
 
 // maxLagHistory bounds the digests remembered per peer for lag in seconds.

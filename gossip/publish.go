@@ -95,11 +95,31 @@ func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
 		t.limit.warn(t.log, "no-subject", "cannot route message", "err", err)
 		return buf
 	}
+	if m.Speaks == 0 {
+		// Pick the wire version for the addressee(s) (version.go).
+		sm := t.stamp(m)
+		if t.needsTwin(&sm) {
+			v2 := sm
+			v2.Speaks = t.ver.self
+			buf = t.publishMsg(&v2, buf)
+		}
+		if sm.Speaks == 0 {
+			sm.Speaks = 1 // marks "version chosen" for the recursion; written as version 1
+		}
+		return t.publishMsg(&sm, buf)
+	}
+	wm := *m
+	if wm.Speaks == 1 {
+		wm.Speaks = 0
+	}
+	m = &wm
 	buf, err = escrow.EncodeMessage(buf[:0], m)
 	if err != nil {
 		if m.Type == escrow.MsgRows && len(m.Rows) > 1 {
-			// Too big for one message: publish it as a chain of parts.
+			// Too big for one message: publish it as a chain of parts, in
+			// the version already chosen.
 			a, b := splitRows(m)
+			a.Speaks, b.Speaks = max(a.Speaks, 1), max(b.Speaks, 1)
 			buf = t.publishMsg(&a, buf)
 			return t.publishMsg(&b, buf)
 		}
@@ -122,12 +142,20 @@ func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
 	}
 	typ := msgLabel(m)
 	t.m.msgsOut.WithLabelValues(typ).Inc()
+	t.m.wireOut.WithLabelValues(wireLabel(m)).Inc()
 	t.m.bytesOut.WithLabelValues(typ).Add(float64(len(t.seal)))
 	t.m.msgSize.WithLabelValues("out").Observe(float64(len(t.seal)))
 	if m.Type == escrow.MsgBorrowResp {
 		t.m.borrowUnitsOut.Add(float64(m.Qty))
 	}
 	return buf
+}
+
+func wireLabel(m *escrow.Message) string {
+	if m.Speaks >= 2 {
+		return "2"
+	}
+	return "1"
 }
 
 // msgLabel is the metrics label of a message: its type, with background

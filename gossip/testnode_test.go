@@ -163,7 +163,8 @@ type testCluster struct {
 	cluster string
 	nodes   map[string]*testNode
 	proxies map[string]*faultproxy.Proxy
-	keys    *testKeys // set before add: a signed cluster
+	keys    *testKeys      // set before add: a signed cluster
+	wire    map[string]int // set before add: a region's Config.WireVersion
 }
 
 func newTestCluster(t testing.TB, regions ...string) *testCluster {
@@ -208,7 +209,8 @@ func (tc *testCluster) add(region string, ecfg escrow.Config) *testNode {
 		keys = tc.keys.ring(t, region)
 	}
 	tr, err := Connect(context.Background(), Config{URL: p.URL(), Cluster: tc.cluster, Region: region, Keys: keys,
-		ReconnectWait: 50 * time.Millisecond, ForwardTimeout: 500 * time.Millisecond, Logger: quietLog()}, tn)
+		ReconnectWait: 50 * time.Millisecond, ForwardTimeout: 500 * time.Millisecond, Logger: quietLog(),
+		WireVersion: tc.wire[region]}, tn)
 	if err != nil {
 		tn.Close()
 		t.Fatal(err)

@@ -86,6 +86,12 @@ type Config struct {
 	// read only when Members and MemberKeys are empty.
 	AllowPeers []string
 
+	// WireVersion is the highest peer-message version this region speaks
+	// (0: escrow.WireVersion). 1 pins it to the previous release's format:
+	// it then writes and reads version 1 only, as an old region does (a
+	// rollback, or a mixed-version test). See gossip/version.go.
+	WireVersion int
+
 	SendQueueLen        int           // outbound messages waiting to be published (8192)
 	InboundQueueLen     int           // inbound messages waiting to be delivered (8192)
 	ForwardTimeout      time.Duration // forwarded hold operation round trip (1s)
@@ -183,6 +189,9 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("gossip: TLS certificate and key must be given together")
 	}
+	if c.WireVersion != 0 && (c.WireVersion < escrow.MinWireVersion || c.WireVersion > escrow.WireVersion) {
+		return fmt.Errorf("gossip: wire version %d: this build speaks %d..%d", c.WireVersion, escrow.MinWireVersion, escrow.WireVersion)
+	}
 	if c.SendQueueLen > 1<<20 || c.InboundQueueLen > 1<<20 {
 		return errors.New("gossip: queue lengths are limited to 1048576")
 	}
@@ -206,6 +215,7 @@ type Transport struct {
 	nonces *nonceCache
 	lim    *peerLimits
 	seal   []byte // publisher's envelope buffer
+	ver    *wireVersions
 
 	mu     sync.Mutex
 	queue  []outItem
@@ -355,6 +365,17 @@ func newTransport(cfg Config, inbox Inbox) (*Transport, error) {
 		}
 		return 0
 	}, lag)
+	self := byte(escrow.WireVersion)
+	if c.WireVersion != 0 {
+		self = byte(c.WireVersion)
+	}
+	members := append([]string(nil), c.AllowPeers...)
+	for m := range c.MemberKeys {
+		if m != c.Region {
+			members = append(members, m)
+		}
+	}
+	t.ver = newWireVersions(self, members, t.m.peerWire)
 	if c.Registerer != nil {
 		for _, col := range t.m.collectors() {
 			if err := c.Registerer.Register(col); err != nil {

@@ -72,6 +72,10 @@ type Config struct {
 	// Peers' demands on this region, enforced by the transport (gossip):
 	// see PeerLimits.
 	PeerLimits PeerLimits
+	// WireVersion caps the peer-message version this region speaks (0: the
+	// build's highest; 1: the previous release's format, for a rollback).
+	// See docs/operations.md, "Rolling upgrade".
+	WireVersion int
 
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit

@@ -29,7 +29,10 @@ func newRTTMetrics(reg *prometheus.Registry, stat func(func(*escrow.Stats) uint6
 	reg.MustRegister(m.peerRTT, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "holdfast_borrows_skipped_far_total",
 		Help: "Peers with surplus not asked for a waiting hold because their RTT exceeds the time left before its deadline.",
-	}, stat(func(s *escrow.Stats) uint64 { return s.BorrowsSkippedFar })))
+	}, stat(func(s *escrow.Stats) uint64 { return s.BorrowsSkippedFar })), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "holdfast_borrow_deadlines_stretched_total",
+		Help: "Holds whose borrow deadline was stretched past borrow_timeout to the nearest donor's RTT (at most borrow_timeout_max).",
+	}, stat(func(s *escrow.Stats) uint64 { return s.BorrowDeadlinesStretched })))
 	return m
 }
 

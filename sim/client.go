@@ -68,7 +68,7 @@ func (w *world) clientTimeoutAfter() time.Duration {
 	if bt == 0 {
 		bt = escrow.DefaultBorrowTO
 	}
-	return 2*time.Second + 2*w.o.InterMax + bt
+	return 2*time.Second + 2*w.o.maxOneWay() + bt
 }
 
 func (w *world) startCart(cl *client) {

@@ -25,6 +25,15 @@ func (w *world) topology(r *rand.Rand) {
 			w.lat[a*E+b], w.lat[b*E+a] = l, l
 		}
 	}
+	if m, _ := parseRTT(w.o.RTT); len(m) > 0 {
+		for a := 0; a < w.nReg; a++ {
+			for b := a + 1; b < w.nReg; b++ {
+				if d, ok := rttOf(m, w.eps[a].name, w.eps[b].name); ok {
+					w.lat[a*E+b], w.lat[b*E+a] = int64(d/2), int64(d/2)
+				}
+			}
+		}
+	}
 	for a := 0; a < E; a++ {
 		for b := 0; b < E; b++ {
 			sa, sb := w.eps[a].site, w.eps[b].site

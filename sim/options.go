@@ -53,6 +53,12 @@ type Options struct {
 	ClientLatency time.Duration // one way, client to its region
 	InterMin      time.Duration // one-way inter-region latency, lower bound
 	InterMax      time.Duration // one-way inter-region latency, upper bound
+	// RTT fixes the round trip of region pairs (sim/rtt.go), e.g.
+	// "us-eu=80ms,us-ap=220ms,eu-ap=150ms"; empty: all drawn.
+	RTT string
+	// BorrowTimeoutMax is escrow.Config.BorrowTimeoutMax (0: the escrow
+	// default).
+	BorrowTimeoutMax time.Duration
 
 	// Wire round-trips every peer message through escrow's codec.
 	Wire bool
@@ -146,6 +152,12 @@ func (o Options) Validate() error {
 	case o.BorrowTimeout < 0 || o.BorrowTimeout > 10*time.Second:
 		return fmt.Errorf("sim: borrow timeout must be between 0 and 10s, got %v", o.BorrowTimeout)
 	}
+	if _, err := parseRTT(o.RTT); err != nil {
+		return err
+	}
+	if o.BorrowTimeoutMax < 0 || o.BorrowTimeoutMax > 10*time.Second {
+		return fmt.Errorf("sim: borrow timeout max must be between 0 and 10s, got %v", o.BorrowTimeoutMax)
+	}
 	switch o.Faults {
 	case FaultsNone, FaultsPartitions, FaultsAll:
 	default:
@@ -184,6 +196,12 @@ func (o Options) Args(seed uint64) []string {
 	}
 	if o.BorrowTimeout != 0 {
 		a = append(a, "--borrow-timeout", o.BorrowTimeout.String())
+	}
+	if o.RTT != "" {
+		a = append(a, "--rtt", o.RTT)
+	}
+	if o.BorrowTimeoutMax != 0 {
+		a = append(a, "--borrow-timeout-max", o.BorrowTimeoutMax.String())
 	}
 	if o.Wire {
 		a = append(a, "--wire")

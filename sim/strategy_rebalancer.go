@@ -51,7 +51,7 @@ func newSimRebalancer(s *Setup) *simRebalancer {
 			StaleAfter: 5 * RebalanceInterval,
 			// A move shows in both digests after three one-way trips
 			// (advice, donor's rows, receiver's digest): 3 × InterMax.
-			Settle: max(3*s.Opts.InterMax+100*time.Millisecond, 300*time.Millisecond),
+			Settle: max(3*s.Opts.maxOneWay()+100*time.Millisecond, 300*time.Millisecond),
 			// One daemon: never on standby.
 			StandbyAfter: -1,
 		},

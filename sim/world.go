@@ -211,10 +211,11 @@ func newWorld(o Options) (*world, error) {
 
 func (w *world) regionConfig(ep *endpoint) escrow.Config {
 	cfg := escrow.Config{
-		Region:        ep.name,
-		DefaultTTL:    w.o.TTL,
-		MaxLifetime:   max(w.o.TTL, time.Hour),
-		BorrowTimeout: w.o.BorrowTimeout,
+		Region:           ep.name,
+		DefaultTTL:       w.o.TTL,
+		MaxLifetime:      max(w.o.TTL, time.Hour),
+		BorrowTimeout:    w.o.BorrowTimeout,
+		BorrowTimeoutMax: w.o.BorrowTimeoutMax,
 	}
 	cfg = escrowtest.WithBugs(cfg, w.o.Bugs)
 	w.strat.Config(&w.setup, ep.idx, &cfg)

@@ -142,6 +142,8 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.DurationVar(&o.ClientLatency, "client-latency", d.ClientLatency, "one-way latency client to region")
 	f.DurationVar(&o.InterMin, "inter-min", d.InterMin, "one-way inter-region latency, minimum")
 	f.DurationVar(&o.InterMax, "inter-max", d.InterMax, "one-way inter-region latency, maximum")
+	f.StringVar(&o.RTT, "rtt", "", "round-trip times of region pairs, e.g. us-eu=80ms,us-ap=220ms,eu-ap=150ms,*=40ms (a side is a region or its zone prefix)")
+	f.DurationVar(&o.BorrowTimeoutMax, "borrow-timeout-max", 0, "upper bound of the RTT-following borrow deadline (0: escrow default)")
 	f.BoolVar(&o.Wire, "wire", false, "round-trip every message through the wire codec")
 	f.Float64Var(&o.Partial, "partial", 0, "fraction of carts sent as partial holds (0..1)")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON")

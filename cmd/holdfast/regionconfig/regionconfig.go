@@ -57,6 +57,7 @@ type File struct {
 	RebalancerPublicKey string   `yaml:"rebalancer_public_key"`
 	SigningKeyFile      string   `yaml:"signing_key_file"`
 	NATSInboxPrefix     string   `yaml:"nats_inbox_prefix"`
+	WireVersion         int      `yaml:"wire_version"`
 
 	RepairRate              float64       `yaml:"repair_rate"`
 	RepairBurst             int           `yaml:"repair_burst"`
@@ -70,20 +71,21 @@ type File struct {
 // Escrow is the `escrow:` section. The core's region name (always the
 // region's own name) and its test-only settings have no key.
 type Escrow struct {
-	DefaultTTL     time.Duration `yaml:"default_ttl"`
-	MaxLifetime    time.Duration `yaml:"max_lifetime"`
-	IdemTTL        time.Duration `yaml:"idem_ttl"`
-	HoldRetain     time.Duration `yaml:"hold_retain"`
-	BorrowTimeout  time.Duration `yaml:"borrow_timeout"`
-	LowWater       uint64        `yaml:"low_water"`
-	TopUpHorizon   time.Duration `yaml:"top_up_horizon"`
-	DonorFloor     uint64        `yaml:"donor_floor"`
-	DigestInterval time.Duration `yaml:"digest_interval"`
-	PeerSilence    time.Duration `yaml:"peer_silence"`
-	RecountMaxLag  time.Duration `yaml:"recount_max_lag"`
-	RepairTimeout  time.Duration `yaml:"repair_timeout"`
-	DemandTau      time.Duration `yaml:"demand_tau"`
-	HomeTTL        time.Duration `yaml:"home_ttl"`
+	DefaultTTL       time.Duration `yaml:"default_ttl"`
+	MaxLifetime      time.Duration `yaml:"max_lifetime"`
+	IdemTTL          time.Duration `yaml:"idem_ttl"`
+	HoldRetain       time.Duration `yaml:"hold_retain"`
+	BorrowTimeout    time.Duration `yaml:"borrow_timeout"`
+	BorrowTimeoutMax time.Duration `yaml:"borrow_timeout_max"`
+	LowWater         uint64        `yaml:"low_water"`
+	TopUpHorizon     time.Duration `yaml:"top_up_horizon"`
+	DonorFloor       uint64        `yaml:"donor_floor"`
+	DigestInterval   time.Duration `yaml:"digest_interval"`
+	PeerSilence      time.Duration `yaml:"peer_silence"`
+	RecountMaxLag    time.Duration `yaml:"recount_max_lag"`
+	RepairTimeout    time.Duration `yaml:"repair_timeout"`
+	DemandTau        time.Duration `yaml:"demand_tau"`
+	HomeTTL          time.Duration `yaml:"home_ttl"`
 
 	MaxPending       int `yaml:"max_pending"`
 	MaxSweepPerTick  int `yaml:"max_sweep_per_tick"`
@@ -155,6 +157,7 @@ func (f File) Region() region.Config {
 		RebalancerPublicKey: f.RebalancerPublicKey,
 		SigningKeyFile:      f.SigningKeyFile,
 		NATSInboxPrefix:     f.NATSInboxPrefix,
+		WireVersion:         f.WireVersion,
 		PeerLimits: region.PeerLimits{
 			RepairRate:              f.RepairRate,
 			RepairBurst:             f.RepairBurst,
@@ -198,6 +201,7 @@ func (e Escrow) Config() escrow.Config {
 		IdemTTL:          e.IdemTTL,
 		HoldRetain:       e.HoldRetain,
 		BorrowTimeout:    e.BorrowTimeout,
+		BorrowTimeoutMax: e.BorrowTimeoutMax,
 		LowWater:         e.LowWater,
 		TopUpHorizon:     e.TopUpHorizon,
 		DonorFloor:       e.DonorFloor,
