@@ -6,6 +6,8 @@ package eventlog
 //
 //	e/head             → 8 bytes BE: seq of the last event written (0: none)
 //	e/relay            → 8 bytes BE: relay cursor, the last seq JetStream acknowledged
+//	e/floor            → 8 bytes BE: retention floor, every record below it was pruned
+//	                     (absent: never pruned by a build that writes it)
 //	e/s/<seq 8B BE>    → record (below)
 //
 // A record is a header — version byte, kind byte, time (UnixNano, 8 bytes
@@ -48,6 +50,7 @@ const (
 var (
 	keyHead   = []byte(Prefix + "head")
 	keyCursor = []byte(Prefix + "relay")
+	keyFloor  = []byte(Prefix + "floor")
 	pfxRecord = Prefix + "s/"
 )
 

@@ -53,6 +53,9 @@ func OpenOutbox(db *pebble.DB, cluster, region string) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLog(db, head); err != nil {
+		return nil, fmt.Errorf("eventlog: region %s: %w", region, err)
+	}
 	o := &Outbox{db: db, cluster: cluster, region: region, staged: head, notify: make(chan struct{}, 1)}
 	o.head.Store(head)
 	return o, nil
@@ -143,13 +146,27 @@ func (o *Outbox) SaveCursor(seq uint64) error {
 	return nil
 }
 
-// Prune deletes the records below seq below (never the head, which the
-// next Append continues from).
+// Prune deletes the records below seq below (never the head key, which
+// the next Append continues from) and records below as the floor, in one
+// synced batch, so that OpenOutbox can tell a pruned log from a lost one.
+// below is at most Head+1.
 func (o *Outbox) Prune(below uint64) error {
 	if below <= 1 {
 		return nil
 	}
-	if err := o.db.DeleteRange(recordKey(0), recordKey(below), pebble.Sync); err != nil {
+	if h := o.Head(); below > h+1 {
+		return fmt.Errorf("eventlog: prune below %d: past the head %d", below, h)
+	}
+	b := o.db.NewBatch()
+	defer b.Close()
+	err := b.DeleteRange(recordKey(0), recordKey(below), nil)
+	if err == nil {
+		err = b.Set(keyFloor, be64(below), nil)
+	}
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
 		return fmt.Errorf("eventlog: prune below %d: %w", below, err)
 	}
 	return nil

@@ -3,10 +3,13 @@ package eventlog
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
@@ -137,5 +140,57 @@ func TestLargestHoldFitsAnEvent(t *testing.T) {
 	}
 	if _, err := raw.event(); err != nil {
 		t.Fatalf("largest hold does not round-trip: %v", err)
+	}
+}
+
+// OpenOutbox refuses a log whose head key and records disagree, and
+// accepts every state a crash or a prune can leave.
+func TestOpenOutboxCrossChecksHead(t *testing.T) {
+	setup := func(t *testing.T, n int, pruneBelow uint64) *Outbox {
+		db := memDB(t)
+		o, err := OpenOutbox(db, "prod", "eu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			commit(t, db, o, stockEvents(1, n))
+		}
+		if err := o.Prune(pruneBelow); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	reopen := func(o *Outbox) error {
+		_, err := OpenOutbox(o.db, "prod", "eu")
+		return err
+	}
+	for _, c := range []struct {
+		n     int
+		prune uint64
+	}{{0, 0}, {5, 0}, {5, 3}, {5, 6}} {
+		if err := reopen(setup(t, c.n, c.prune)); err != nil {
+			t.Errorf("%d events pruned below %d: %v", c.n, c.prune, err)
+		}
+	}
+	if err := setup(t, 5, 0).Prune(7); err == nil {
+		t.Error("pruned past the head")
+	}
+	for name, c := range map[string]struct {
+		prune uint64
+		edit  func(db *pebble.DB) error
+	}{
+		"head past the last record": {0, func(db *pebble.DB) error { return db.Set(keyHead, be64(7), nil) }},
+		"record past the head":      {0, func(db *pebble.DB) error { return db.Set(keyHead, be64(4), nil) }},
+		"last record lost":          {0, func(db *pebble.DB) error { return db.Delete(recordKey(5), nil) }},
+		"all records lost":          {2, func(db *pebble.DB) error { return db.DeleteRange(recordKey(0), recordKey(9), nil) }},
+		"first record lost":         {2, func(db *pebble.DB) error { return db.Delete(recordKey(2), nil) }},
+	} {
+		o := setup(t, 5, c.prune)
+		if err := c.edit(o.db); err != nil {
+			t.Fatal(err)
+		}
+		if err := reopen(o); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: reopen gave %v, want ErrCorrupt", name, err)
+		}
 	}
 }
