@@ -206,6 +206,8 @@ const (
 	// BugPartialRecordsAsked: a partial hold records what it asked for
 	// while only the available units are reserved (needs Partial > 0).
 	BugPartialRecordsAsked = "partial-records-asked"
+	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
+	BugDuplicateEvent = "duplicate-event"
 )
 
 // SetBug turns on one named test-only bug.
@@ -221,9 +223,11 @@ func (o *Options) SetBug(name string) error {
 		o.Hooks.ReplyBeforePersist = true
 	case BugPartialRecordsAsked:
 		o.Bugs.PartialRecordsAsked = true
+	case BugDuplicateEvent:
+		o.Bugs.DuplicateEvent = true
 	default:
-		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s or %s)", name,
-			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist, BugPartialRecordsAsked)
+		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s, %s or %s)", name,
+			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist, BugPartialRecordsAsked, BugDuplicateEvent)
 	}
 	return nil
 }
@@ -245,6 +249,9 @@ func (o Options) BugNames() []string {
 	}
 	if o.Bugs.PartialRecordsAsked {
 		out = append(out, BugPartialRecordsAsked)
+	}
+	if o.Bugs.DuplicateEvent {
+		out = append(out, BugDuplicateEvent)
 	}
 	return out
 }
