@@ -102,6 +102,7 @@ type Result struct {
 	FlashStock  uint64   `json:"flash_stock"`
 	FlashSold   uint64   `json:"flash_sold"`
 	ConvergeMs  int64    `json:"converge_ms"`
+	Events      uint64   `json:"events"` // events in the regions' logs, read back from their feeds
 	HoldsPerSec float64  `json:"holds_per_s"`
 	P99Ms       float64  `json:"p99_ms"`
 	Checks      []Check  `json:"checks"`
@@ -119,8 +120,8 @@ func (r *Result) OK() bool {
 
 // KeyValues is the last line of the demo's output.
 func (r *Result) KeyValues() string {
-	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d ok=%t",
-		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock, r.OK())
+	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d events=%d ok=%t",
+		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock, r.Events, r.OK())
 }
 
 // acked is a hold the demo was told about, with the last state a region
@@ -225,6 +226,7 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 			if _, err := s.client.Restock(ctx, skus[i], qty); err != nil {
 				return nil, fmt.Errorf("demo: restock %s at %s: %w", skus[i], s.name, err)
 			}
+			s.restocked()
 			stock += qty
 		}
 	}
@@ -271,6 +273,7 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	if _, err := home.client.Restock(ctx, flash, r.o.FlashQty); err != nil {
 		return nil, fmt.Errorf("demo: restock %s: %w", flash, err)
 	}
+	home.restocked()
 	stock += r.o.FlashQty
 	r.say("== flash sale: %d units of %s stocked at %s; %d shoppers in every region race for them", r.o.FlashQty, flash, home.name, 4*r.o.Shoppers)
 	if err := r.waitKnown(ctx, flash, 10*time.Second); err != nil {
@@ -291,6 +294,9 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res.Checks = append(res.Checks, forged)
+	evCheck, nEvents := r.checkEvents(ctx)
+	res.Checks = append(res.Checks, evCheck)
+	res.Events = nEvents
 	res.FlashStock, res.FlashSold = r.o.FlashQty, flashSold
 	if res.FlashSold > res.FlashStock {
 		res.Checks = append(res.Checks, Check{Name: "flash sale", OK: false,
