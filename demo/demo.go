@@ -142,7 +142,10 @@ type run struct {
 	phase atomic.Value   // string
 
 	holds, rejected, errors atomic.Uint64
-	started                 time.Time
+	// unknown counts holds asked for when a phase ended: the answer was
+	// cut off, so a hold may exist that no shopper heard of.
+	unknown atomic.Uint64
+	started time.Time
 }
 
 // Run runs the demo and returns what it found. An error means the demo could
@@ -342,6 +345,7 @@ func (r *run) cart(ctx context.Context, rng *rand.Rand, s *site, items []api.Ite
 	start := time.Now()
 	h, err := s.client.CreateHold(ctx, client.HoldRequest{Items: items, TTL: ttl})
 	if ctx.Err() != nil {
+		r.phaseEnded(h, err)
 		return
 	}
 	r.record(time.Since(start))
@@ -410,6 +414,7 @@ func (r *run) flashSale(ctx context.Context, sku string, d time.Duration) (sold,
 				start := time.Now()
 				h, err := s.client.CreateHold(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}, TTL: time.Minute})
 				if ctx.Err() != nil {
+					r.phaseEnded(h, err)
 					return
 				}
 				r.record(time.Since(start))
