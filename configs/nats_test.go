@@ -16,7 +16,7 @@ import (
 )
 
 func setNATSPasswords(t *testing.T) {
-	for _, v := range []string{"EU", "US", "AP", "REBALANCER", "EVENTS", "SYS"} {
+	for _, v := range []string{"EU", "US", "AP", "REBALANCER", "EVENTS", "OPS", "SYS"} {
 		t.Setenv("HOLDFAST_NATS_"+v+"_PASSWORD", "pw-"+v)
 	}
 }
@@ -32,6 +32,9 @@ func TestNATSConfigsParse(t *testing.T) {
 		}
 		if opts.MaxPayload < 1<<20 {
 			t.Errorf("%s: max_payload %d is below holdfast's 1 MiB message bound", f, opts.MaxPayload)
+		}
+		if f == conf && (!opts.JetStream || opts.StoreDir == "") {
+			t.Errorf("%s: JetStream is not enabled with a store dir (the events stream needs it)", f)
 		}
 	}
 }
@@ -54,6 +57,7 @@ func startSupercluster(t *testing.T) *server.Server {
 	opts.Cluster = server.ClusterOpts{}
 	opts.Gateway = server.GatewayOpts{}
 	opts.Routes = nil
+	opts.StoreDir = t.TempDir() // JetStream (the events stream) on the test's disk
 	return testutil.NATSWithOptions(t, opts)
 }
 
@@ -61,6 +65,7 @@ func connect(t *testing.T, s *server.Server, user string, errs chan<- error, ext
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL(), append([]nats.Option{nats.UserInfo(user, "pw-"+map[string]string{
 		"region-eu": "EU", "region-us": "US", "region-ap": "AP", "rebalancer": "REBALANCER", "events": "EVENTS",
+		"ops": "OPS",
 	}[user]), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		if errs != nil {
 			select {

@@ -107,6 +107,7 @@ type Result struct {
 	FlashPromoted  uint64  `json:"flash_promoted"`
 	FlashAbandoned uint64  `json:"flash_abandoned"`
 	ConvergeMs     int64   `json:"converge_ms"`
+	Events         uint64  `json:"events"` // events in the regions' logs, read back from their feeds
 	HoldsPerSec    float64 `json:"holds_per_s"`
 	P99Ms          float64 `json:"p99_ms"`
 	Checks         []Check `json:"checks"`
@@ -124,8 +125,8 @@ func (r *Result) OK() bool {
 
 // KeyValues is the last line of the demo's output.
 func (r *Result) KeyValues() string {
-	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d ok=%t",
-		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock, r.OK())
+	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d events=%d ok=%t",
+		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock, r.Events, r.OK())
 }
 
 // acked is a hold the demo was told about, with the last state a region
@@ -146,8 +147,11 @@ type run struct {
 	phase atomic.Value   // string
 
 	holds, rejected, errors atomic.Uint64
-	started                 time.Time
-	waits                   waitLog // the flash sale's waitlist (waitlist.go)
+	// unknown counts holds asked for when a phase ended: the answer was
+	// cut off, so a hold may exist that no shopper heard of.
+	unknown atomic.Uint64
+	started time.Time
+	waits   waitLog // the flash sale's waitlist (waitlist.go)
 }
 
 // Run runs the demo and returns what it found. An error means the demo could
@@ -231,6 +235,7 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 			if _, err := s.client.Restock(ctx, skus[i], qty); err != nil {
 				return nil, fmt.Errorf("demo: restock %s at %s: %w", skus[i], s.name, err)
 			}
+			s.restocked()
 			stock += qty
 		}
 	}
@@ -277,6 +282,7 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	if _, err := home.client.Restock(ctx, flash, r.o.FlashQty); err != nil {
 		return nil, fmt.Errorf("demo: restock %s: %w", flash, err)
 	}
+	home.restocked()
 	stock += r.o.FlashQty
 	r.say("== flash sale: %d units of %s stocked at %s; %d shoppers in every region race for them, waiting when turned away; one in five abandons its cart",
 		r.o.FlashQty, flash, home.name, 4*r.o.Shoppers)
@@ -300,6 +306,9 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	}
 	res.Checks = append(res.Checks, forged)
 	res.Checks = append(res.Checks, r.waitlistCheck(ctx))
+	evCheck, nEvents := r.checkEvents(ctx)
+	res.Checks = append(res.Checks, evCheck)
+	res.Events = nEvents
 	res.FlashStock, res.FlashSold = r.o.FlashQty, flashSold
 	res.FlashWaiters, res.FlashPromoted, res.FlashAbandoned = uint64(len(r.waits.entries)), r.waits.promoted.Load(), r.waits.abandoned.Load()
 	if res.FlashSold > res.FlashStock {
@@ -346,6 +355,7 @@ func (r *run) cart(ctx context.Context, rng *rand.Rand, s *site, items []api.Ite
 	start := time.Now()
 	h, err := s.client.CreateHold(ctx, client.HoldRequest{Items: items, TTL: ttl})
 	if ctx.Err() != nil {
+		r.phaseEnded(h, err)
 		return
 	}
 	r.record(time.Since(start))

@@ -32,7 +32,7 @@ func TestDemoChecksHold(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	last := lines[len(lines)-1]
-	for _, want := range []string{"oversell=0", "lost_acked=0", "converged=true"} {
+	for _, want := range []string{"oversell=0", "lost_acked=0", "converged=true", "events="} {
 		if !strings.Contains(last, want) {
 			t.Errorf("last line %q lacks %s", last, want)
 		}

@@ -40,6 +40,8 @@ type site struct {
 	served chan error
 	// grantedCut counts holds this region granted during the partition.
 	grantedCut atomic.Uint64
+	relay      *siteRelay    // publishes the region's events to JetStream (events.go)
+	restocks   atomic.Uint64 // restocks acknowledged here
 }
 
 // env is the demo's world: one embedded NATS server and the regions.
@@ -115,6 +117,10 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			return nil, fmt.Errorf("demo: HTTP API of %s: %w", name, err)
 		}
 		go func(s *site) { s.served <- api.Serve(ctx, s.ln) }(s)
+		if err := startSiteRelay(s, quiet); err != nil {
+			e.close()
+			return nil, err
+		}
 		s.tr, err = gossip.AttachRegion(ctx, s.reg, gossip.Config{URL: s.proxy.URL(), Cluster: cluster, Region: name, Logger: quiet,
 			SigningKeyFile: seedFiles[name], MemberKeys: pubs})
 		if err != nil {
@@ -133,6 +139,11 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 func (e *env) close() error {
 	var errs []error
 	for _, s := range e.sites {
+		if s.relay != nil {
+			if err := s.relay.close(); err != nil {
+				errs = append(errs, fmt.Errorf("relay of %s: %w", s.name, err))
+			}
+		}
 		if s.tr != nil {
 			s.tr.Close()
 		}

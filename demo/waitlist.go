@@ -55,6 +55,11 @@ func (r *run) flashShopper(ctx context.Context, s *site, w int, sku string, sold
 		start := time.Now()
 		h, e, err := s.client.CreateHoldOrWait(ctx, client.HoldRequest{Items: []api.Item{{SKU: sku, Qty: 1}}, TTL: ttl, Wait: flashWait})
 		if ctx.Err() != nil {
+			if e != nil {
+				r.unknown.Add(1) // joined as the sale ended: it may still be promoted
+			} else {
+				r.phaseEnded(h, err)
+			}
 			return
 		}
 		r.record(time.Since(start))

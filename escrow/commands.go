@@ -397,6 +397,9 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 	h.Updated = n.now
 	n.markHold(h)
 	n.holdEvent(finishEvents[to], h)
+	if n.cfg.bugs.DuplicateEvent {
+		n.holdEvent(finishEvents[to], h)
+	}
 	n.stats.ActiveHolds--
 	n.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: h.ID})
 	n.retryPending()

@@ -31,9 +31,12 @@ const (
 	WaitlistSchema = "https://holdfast.dev/schemas/events/v1/waitlist.json"
 )
 
-// MaxEventBytes bounds one encoded event (a cart of escrow.MaxLines long
-// SKUs with full metadata fits well inside).
-const MaxEventBytes = 64 << 10
+// MaxEventBytes bounds one encoded event. The largest hold the core accepts
+// (escrow.MaxLines lines of escrow.MaxSKULen-byte SKUs that JSON escapes,
+// asked and granted, full metadata) encodes to about 89 KiB
+// (TestLargestHoldFitsAnEvent), so every event the core can state fits:
+// the outbox builds the JSON when a reader asks, and must never refuse it.
+const MaxEventBytes = 128 << 10
 
 // ErrFormat marks an event that does not decode.
 var ErrFormat = errors.New("eventlog: bad event")

@@ -53,6 +53,9 @@ func OpenOutbox(db *pebble.DB, cluster, region string) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLog(db, head); err != nil {
+		return nil, fmt.Errorf("eventlog: region %s: %w", region, err)
+	}
 	o := &Outbox{db: db, cluster: cluster, region: region, staged: head, notify: make(chan struct{}, 1)}
 	o.head.Store(head)
 	return o, nil
@@ -76,11 +79,18 @@ func (o *Outbox) Append(b *pebble.Batch, evs []escrow.Event) (uint64, error) {
 	var val []byte
 	for i := range evs {
 		seq++
-		ce, err := Encode(o.cluster, o.region, seq, &evs[i])
-		if err != nil {
-			return 0, err
+		var err error
+		if evs[i].Kind.IsWait() {
+			// Waitlist events are rare beside hold events: they are
+			// stored as their CloudEvents JSON (a version-1 record)
+			// rather than in a compact form of their own.
+			val, err = appendJSONRecord(val[:0], o.cluster, o.region, seq, &evs[i])
+		} else {
+			val, err = appendRecord(val[:0], &evs[i])
 		}
-		val = appendRecord(val[:0], evs[i].Kind, evs[i].At, ce)
+		if err != nil {
+			return 0, fmt.Errorf("eventlog: stage event %d: %w", seq, err)
+		}
 		if err := b.Set(recordKey(seq), val, nil); err != nil {
 			return 0, fmt.Errorf("eventlog: stage event %d: %w", seq, err)
 		}
@@ -118,16 +128,17 @@ func (o *Outbox) Notify() <-chan struct{} { return o.notify }
 // Read returns up to limit records after seq after, none beyond Head. A
 // pruned range is simply absent: a caller checks the first Seq (see Oldest).
 func (o *Outbox) Read(after uint64, limit int) ([]Record, error) {
-	return ReadRange(o.db, after, o.Head(), limit)
+	return ReadRange(o.db, o.cluster, o.region, after, o.Head(), limit)
 }
 
 // Oldest is the first sequence still kept, or Head+1 when none is.
 func (o *Outbox) Oldest() (uint64, error) {
-	recs, err := ReadRange(o.db, 0, o.Head(), 1)
-	if err != nil || len(recs) == 0 {
+	var first uint64
+	err := scanRange(o.db, 0, o.Head(), 1, func(r *rawRecord) error { first = r.seq; return nil })
+	if err != nil || first == 0 {
 		return o.Head() + 1, err
 	}
-	return recs[0].Seq, nil
+	return first, nil
 }
 
 // Cursor is the relay's saved cursor: the last sequence JetStream acked.
@@ -143,48 +154,86 @@ func (o *Outbox) SaveCursor(seq uint64) error {
 	return nil
 }
 
-// Prune deletes the records below seq below (never the head, which the
-// next Append continues from).
+// Prune deletes the records below seq below (never the head key, which
+// the next Append continues from) and records below as the floor, in one
+// synced batch, so that OpenOutbox can tell a pruned log from a lost one.
+// below is at most Head+1.
 func (o *Outbox) Prune(below uint64) error {
 	if below <= 1 {
 		return nil
 	}
-	if err := o.db.DeleteRange(recordKey(0), recordKey(below), pebble.Sync); err != nil {
+	if h := o.Head(); below > h+1 {
+		return fmt.Errorf("eventlog: prune below %d: past the head %d", below, h)
+	}
+	b := o.db.NewBatch()
+	defer b.Close()
+	err := b.DeleteRange(recordKey(0), recordKey(below), nil)
+	if err == nil {
+		err = b.Set(keyFloor, be64(below), nil)
+	}
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
 		return fmt.Errorf("eventlog: prune below %d: %w", below, err)
 	}
 	return nil
 }
 
 // ReadRange reads up to limit records of r with after < seq <= upTo, in
-// order. It checks the records it reads are contiguous.
-func ReadRange(r pebble.Reader, after, upTo uint64, limit int) ([]Record, error) {
+// order, as events of region in cluster. It checks the records it reads are
+// contiguous.
+func ReadRange(r pebble.Reader, cluster, region string, after, upTo uint64, limit int) ([]Record, error) {
+	var out []Record
+	err := scanRange(r, after, upTo, limit, func(raw *rawRecord) error {
+		rec, err := raw.record(cluster, region)
+		if err == nil {
+			out = append(out, rec)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanRange calls f on up to limit records with after < seq <= upTo, in
+// order, checking that they are contiguous. The body f sees is valid only
+// during the call.
+func scanRange(r pebble.Reader, after, upTo uint64, limit int, f func(*rawRecord) error) error {
 	if limit <= 0 || after >= upTo {
-		return nil, nil
+		return nil
 	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: recordKey(after + 1), UpperBound: recordKey(upTo + 1)})
 	if err != nil {
-		return nil, fmt.Errorf("eventlog: read after %d: %w", after, err)
+		return fmt.Errorf("eventlog: read after %d: %w", after, err)
 	}
-	var out []Record
-	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+	var prev uint64
+	n := 0
+	for ok := it.First(); ok && n < limit; ok = it.Next() {
 		seq, err := seqOfKey(it.Key())
-		if err == nil && len(out) > 0 && seq != out[len(out)-1].Seq+1 {
-			err = fmt.Errorf("eventlog: gap in the outbox: %d follows %d", seq, out[len(out)-1].Seq)
+		if err == nil && n > 0 && seq != prev+1 {
+			err = fmt.Errorf("eventlog: gap in the outbox: %d follows %d", seq, prev)
 		}
-		var rec Record
+		var raw rawRecord
 		if err == nil {
-			rec, err = decodeRecord(seq, it.Value())
+			raw, err = parseRecord(seq, it.Value())
+		}
+		if err == nil {
+			err = f(&raw)
 		}
 		if err != nil {
 			_ = it.Close()
-			return nil, err
+			return err
 		}
-		out = append(out, rec)
+		prev = seq
+		n++
 	}
 	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("eventlog: read after %d: %w", after, err)
+		return fmt.Errorf("eventlog: read after %d: %w", after, err)
 	}
-	return out, nil
+	return nil
 }
 
 func readU64(r pebble.Reader, k []byte) (uint64, error) {

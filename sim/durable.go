@@ -15,6 +15,10 @@ type durable struct {
 	seq     uint64
 	peerSeq map[string]uint64
 	waits   map[string]escrow.WaitEntry
+	// evSeq is the sequence of the last event kept: each Persist's Events
+	// are numbered on from it, so the sequence is gap-free across crashes
+	// and only what was synced is numbered (the region's outbox).
+	evSeq uint64
 }
 
 func newDurable() *durable {
@@ -49,6 +53,7 @@ func (d *durable) apply(p *escrow.Persist) {
 		delete(d.waits, id)
 	}
 	d.seq = p.Seq
+	d.evSeq += uint64(len(p.Events))
 	for r, s := range p.PeerSeq {
 		d.peerSeq[r] = s
 	}

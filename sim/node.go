@@ -96,6 +96,7 @@ func (w *world) pump(ep *endpoint) {
 // then reply, then Advance.
 func (w *world) complete(ep *endpoint, rd *escrow.Ready, wrote bool) {
 	if wrote {
+		w.orc.onEvents(ep, &rd.Persist)
 		ep.dur.apply(&rd.Persist)
 		w.orc.onDurable(ep, &rd.Persist)
 	}

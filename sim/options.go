@@ -230,6 +230,8 @@ const (
 	// BugPromotedKeepsPlace: a promoted waitlist entry stays in the queue
 	// and is promoted again (workload waitlist).
 	BugPromotedKeepsPlace = "promoted-keeps-place"
+	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
+	BugDuplicateEvent = "duplicate-event"
 )
 
 // SetBug turns on one named test-only bug.
@@ -249,10 +251,12 @@ func (o *Options) SetBug(name string) error {
 		o.Bugs.PromoteOutOfOrder = true
 	case BugPromotedKeepsPlace:
 		o.Bugs.PromotedKeepsPlace = true
+	case BugDuplicateEvent:
+		o.Bugs.DuplicateEvent = true
 	default:
-		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s, %s, %s or %s)", name,
+		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s, %s, %s, %s or %s)", name,
 			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist, BugPartialRecordsAsked,
-			BugPromoteOutOfOrder, BugPromotedKeepsPlace)
+			BugPromoteOutOfOrder, BugPromotedKeepsPlace, BugDuplicateEvent)
 	}
 	return nil
 }
@@ -280,6 +284,9 @@ func (o Options) BugNames() []string {
 	}
 	if o.Bugs.PromotedKeepsPlace {
 		out = append(out, BugPromotedKeepsPlace)
+	}
+	if o.Bugs.DuplicateEvent {
+		out = append(out, BugDuplicateEvent)
 	}
 	return out
 }

@@ -55,8 +55,12 @@ type oracle struct {
 	// holds is the durable state of every hold ever written.
 	holds   map[string]escrow.HoldState
 	deleted map[string]bool
-	maxOver []int64
-	flagged []bool
+	// Events (events_check.go): holds ever created, durable event
+	// sequence per region.
+	evCreated map[string]bool
+	evSeqs    []uint64
+	maxOver   []int64
+	flagged   []bool
 
 	acked   map[string]*ackRec
 	ackedBy [][]string

@@ -57,10 +57,13 @@ type Result struct {
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
 	LostAcked          uint64 `json:"lost_acked"` // acknowledged holds lost or changed
 	ConservationErrors uint64 `json:"conservation_errors"`
-	Unconverged        uint64 `json:"unconverged"`
-	Unreturned         uint64 `json:"unreturned"` // ledgers with units not returned, holds never expired
-	LivenessFailures   uint64 `json:"liveness_failures"`
-	Panics             uint64 `json:"panics"` // the run panicked or never settled
+	// EventErrors: durable writes whose events do not state exactly their
+	// changes (events_check.go).
+	EventErrors      uint64 `json:"event_errors"`
+	Unconverged      uint64 `json:"unconverged"`
+	Unreturned       uint64 `json:"unreturned"` // ledgers with units not returned, holds never expired
+	LivenessFailures uint64 `json:"liveness_failures"`
+	Panics           uint64 `json:"panics"` // the run panicked or never settled
 
 	// Quality.
 	// StrandedAtSellout is the mean number of units still available
@@ -109,7 +112,7 @@ func holdMs(d time.Duration) float64 { return float64(d) / 1e6 }
 
 // Failed reports whether a safety or post-heal checker failed.
 func (r *Result) Failed() bool {
-	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.Unconverged > 0 ||
+	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0
 }
 
@@ -124,6 +127,7 @@ type Summary struct {
 	Oversell           uint64   `json:"oversell"`
 	LostAcked          uint64   `json:"lost_acked"`
 	ConservationErrors uint64   `json:"conservation_errors"`
+	EventErrors        uint64   `json:"event_errors"`
 	Unconverged        uint64   `json:"unconverged"`
 	Unreturned         uint64   `json:"unreturned"`
 	LivenessFailures   uint64   `json:"liveness_failures"`
@@ -166,6 +170,7 @@ func Summarize(rs []*Result) Summary {
 		s.Oversell += r.Oversell
 		s.LostAcked += r.LostAcked
 		s.ConservationErrors += r.ConservationErrors
+		s.EventErrors += r.EventErrors
 		s.Unconverged += r.Unconverged
 		s.Unreturned += r.Unreturned
 		s.LivenessFailures += r.LivenessFailures
@@ -238,6 +243,7 @@ func (s Summary) KV() string {
 		"p99_hold_ms=" + f(s.P99HoldMs, 1),
 		"max_converge_ms=" + strconv.FormatInt(s.MaxConvergeMs, 10),
 		"events=" + strconv.FormatUint(s.Events, 10),
+		"event_errors=" + strconv.FormatUint(s.EventErrors, 10),
 	}
 	if s.waitlisted() {
 		kv = append(kv,
@@ -272,6 +278,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 				r.Oversell, r.LostAcked, r.ConservationErrors, r.Unconverged, r.Unreturned, r.LivenessFailures, r.Panics)
 			if r.WaitViolations > 0 || r.WaitStranded > 0 {
 				checks += fmt.Sprintf(" wait_violations=%d wait_stranded=%d", r.WaitViolations, r.WaitStranded)
+			}
+			if r.EventErrors > 0 {
+				checks += fmt.Sprintf(" event_errors=%d", r.EventErrors)
 			}
 		}
 		mph := 0.0

@@ -93,6 +93,7 @@ func TestCheckersCatchBugs(t *testing.T) {
 		{BugKeepExpiredUnits, Options{}, func(r *Result) uint64 { return r.Unreturned }},
 		{BugReplyBeforePersist, Options{}, func(r *Result) uint64 { return r.LostAcked }},
 		{BugPartialRecordsAsked, Options{Workload: "flash", Partial: 0.5}, func(r *Result) uint64 { return r.Unreturned }},
+		{BugDuplicateEvent, Options{Faults: FaultsAll}, func(r *Result) uint64 { return r.EventErrors }},
 	}
 	for _, c := range cases {
 		t.Run(c.bug, func(t *testing.T) {

@@ -39,6 +39,7 @@ type benchOpts struct {
 	target      string
 	noSync      bool
 	noEvents    bool
+	relay       bool
 	restock     bool
 	jsonOut     bool
 	quiet       bool
@@ -87,6 +88,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.target, "target", "http", "http (the real API) or engine (the apply loop, no HTTP; in-process only)")
 	f.BoolVar(&o.noSync, "no-sync", false, "in-process region without fsync (NOT durable; for the ratio only)")
 	f.BoolVar(&o.noEvents, "no-events", false, "in-process region without its event log (to measure the log's cost)")
+	f.BoolVar(&o.relay, "relay", false, "in-process region with its JetStream relay (embedded NATS) and the relay's lag in the summary")
 	f.BoolVar(&o.restock, "restock", true, "restock the SKUs before the run so that stock never runs out")
 	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
@@ -118,6 +120,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.client != "raw" && o.client != "std" {
 		return fmt.Errorf("--client must be raw or std, got %q", o.client)
 	}
+	if o.relay && (o.url != "" || o.noEvents) {
+		return errors.New("--relay runs the in-process region's relay: not with --url or --no-events")
+	}
 	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "") {
 		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
 	}
@@ -132,6 +137,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	durable := "unknown" // a remote region's sync setting is not visible from here
 
 	var newOp func(w int) (loadgen.Op, error)
+	var relay *benchRelay // --relay
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
 		if err != nil {
@@ -170,6 +176,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		defer r.Close()
 		durable = strconv.FormatBool(!o.noSync)
+		if o.relay {
+			if relay, err = startBenchRelay(r, dir); err != nil {
+				return err
+			}
+			defer relay.close()
+		}
 		if o.restock {
 			logf("restocking %d SKUs with %d units each", o.skus, units)
 			if err := restockAll(ctx, o.skus, func(ctx context.Context, sku string) error {
@@ -211,7 +223,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	// window: per hold, it is the cost that a quiet machine would turn into
 	// throughput, and it is far less noisy than holds/s on a shared one.
 	var cpuStart time.Duration
-	cfg.WindowOpen = func() { cpuStart = loadgen.ProcessCPU() }
+	cfg.WindowOpen = func() {
+		cpuStart = loadgen.ProcessCPU()
+		if relay != nil {
+			relay.setMeasuring(true)
+		}
+	}
 	var profiling bool
 	var profErr error
 	if o.cpuProfile != "" {
@@ -223,6 +240,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		// Profile the measured window, not the set-up and warm-up.
 		cfg.WindowOpen = func() {
 			cpuStart = loadgen.ProcessCPU()
+			if relay != nil {
+				relay.setMeasuring(true)
+			}
 			profiling = true
 			profErr = pprof.StartCPUProfile(f)
 		}
@@ -256,6 +276,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		s.Labels = append(s.Labels,
 			loadgen.Label{Key: "cpu_cores", Value: strconv.FormatFloat(cpu.Seconds()/s.Elapsed.Seconds(), 'f', 2, 64)},
 			loadgen.Label{Key: "cpu_us_per_hold", Value: strconv.FormatFloat(float64(cpu.Microseconds())/float64(s.OK), 'f', 1, 64)})
+	}
+	if relay != nil {
+		s.Labels = append(s.Labels, relay.labels()...)
 	}
 	if s.FirstErr != "" {
 		logf("bench: %d errors, first: %s", s.Errors, s.FirstErr)

@@ -18,6 +18,8 @@ type Bugs struct {
 	// PartialRecordsAsked: a partial hold records the quantities asked for
 	// while only the available units are reserved.
 	PartialRecordsAsked bool
+	// DuplicateEvent: a hold that leaves HELD states its event twice.
+	DuplicateEvent bool
 }
 
 // Any reports whether any bug is on.
