@@ -18,6 +18,9 @@ type Bugs struct {
 	// PartialRecordsAsked: a partial hold records the quantities asked for
 	// while only the available units are reserved.
 	PartialRecordsAsked bool
+	// StockKeyNotKept: a keyed restock or write-off applies without
+	// remembering its idempotency key (a re-run applies it twice).
+	StockKeyNotKept bool
 }
 
 // Any reports whether any bug is on.
