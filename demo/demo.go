@@ -88,23 +88,28 @@ type Check struct {
 
 // Result is what the demo measured and checked.
 type Result struct {
-	Regions     []string `json:"regions"`
-	Stock       uint64   `json:"stock"`    // units minted, all SKUs
-	Sold        uint64   `json:"sold"`     // units confirmed, all SKUs
-	Held        uint64   `json:"held"`     // units still in open holds at the end
-	Oversell    uint64   `json:"oversell"` // units sold or held beyond stock
-	LostAcked   int      `json:"lost_acked"`
-	Converged   bool     `json:"converged"`
-	Holds       uint64   `json:"holds"`    // holds granted
-	Rejected    uint64   `json:"rejected"` // holds refused for lack of stock
-	Errors      uint64   `json:"errors"`   // other failures (e.g. 503 while cut off)
-	Borrows     uint64   `json:"borrows"`
-	FlashStock  uint64   `json:"flash_stock"`
-	FlashSold   uint64   `json:"flash_sold"`
-	ConvergeMs  int64    `json:"converge_ms"`
-	HoldsPerSec float64  `json:"holds_per_s"`
-	P99Ms       float64  `json:"p99_ms"`
-	Checks      []Check  `json:"checks"`
+	Regions    []string `json:"regions"`
+	Stock      uint64   `json:"stock"`    // units minted, all SKUs
+	Sold       uint64   `json:"sold"`     // units confirmed, all SKUs
+	Held       uint64   `json:"held"`     // units still in open holds at the end
+	Oversell   uint64   `json:"oversell"` // units sold or held beyond stock
+	LostAcked  int      `json:"lost_acked"`
+	Converged  bool     `json:"converged"`
+	Holds      uint64   `json:"holds"`    // holds granted
+	Rejected   uint64   `json:"rejected"` // holds refused for lack of stock
+	Errors     uint64   `json:"errors"`   // other failures (e.g. 503 while cut off)
+	Borrows    uint64   `json:"borrows"`
+	FlashStock uint64   `json:"flash_stock"`
+	FlashSold  uint64   `json:"flash_sold"`
+	// The stock operations phase: a partial hold's asked and granted
+	// units, a recount's on-hand count.
+	PartialAsked   uint64  `json:"partial_asked"`
+	PartialGranted uint64  `json:"partial_granted"`
+	RecountOnHand  uint64  `json:"recount_on_hand"`
+	ConvergeMs     int64   `json:"converge_ms"`
+	HoldsPerSec    float64 `json:"holds_per_s"`
+	P99Ms          float64 `json:"p99_ms"`
+	Checks         []Check `json:"checks"`
 }
 
 // OK reports whether every check held.
@@ -119,8 +124,9 @@ func (r *Result) OK() bool {
 
 // KeyValues is the last line of the demo's output.
 func (r *Result) KeyValues() string {
-	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d ok=%t",
-		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock, r.OK())
+	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d partial_granted=%d partial_asked=%d recount_on_hand=%d ok=%t",
+		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock,
+		r.PartialGranted, r.PartialAsked, r.RecountOnHand, r.OK())
 }
 
 // acked is a hold the demo was told about, with the last state a region
@@ -279,7 +285,14 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	flashSold, flashRejected := r.flashSale(ctx, flash, d*20/100)
 	r.say("   %d of %d units sold; %d attempts turned away once none was left to hold", flashSold, r.o.FlashQty, flashRejected)
 
-	// 6. Summary, after an attacker's forged rows.
+	// 6. Stock operations: a partial hold and an ERP recount.
+	ops, err := r.stockPhase(ctx, skus[0])
+	if err != nil {
+		return nil, err
+	}
+	stock += ops.minted
+
+	// 7. Summary, after an attacker's forged rows.
 	r.setPhase("checks")
 	forged := r.forge(ctx, flash)
 	r.say("== forged rows from a NATS client without keys: %s", forged.Detail)
@@ -291,6 +304,8 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res.Checks = append(res.Checks, forged)
+	res.Checks = append(res.Checks, ops.checks()...)
+	res.PartialAsked, res.PartialGranted, res.RecountOnHand = ops.partialAsked, ops.partialGranted, ops.recountOnHand
 	res.FlashStock, res.FlashSold = r.o.FlashQty, flashSold
 	if res.FlashSold > res.FlashStock {
 		res.Checks = append(res.Checks, Check{Name: "flash sale", OK: false,
