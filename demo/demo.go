@@ -286,7 +286,7 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	r.say("   %d of %d units sold; %d attempts turned away once none was left to hold", flashSold, r.o.FlashQty, flashRejected)
 
 	// 6. Stock operations: a partial hold and an ERP recount.
-	ops, err := r.stockPhase(ctx, skus[0])
+	ops, err := r.stockPhase(ctx, skus)
 	if err != nil {
 		return nil, err
 	}

@@ -25,11 +25,20 @@ type stockOps struct {
 }
 
 // stockPhase shows a partial hold on a nearly sold-out SKU and an ERP
-// recount of a steady SKU at its home region.
-func (r *run) stockPhase(ctx context.Context, steadySKU string) (*stockOps, error) {
+// recount of the steady SKU with the most units left at the first region.
+func (r *run) stockPhase(ctx context.Context, skus []string) (*stockOps, error) {
 	r.setPhase("stock")
-	out := &stockOps{partialSKU: "last-1", partialAsked: 5, recountSKU: steadySKU}
+	out := &stockOps{partialSKU: "last-1", partialAsked: 5}
 	s := r.env.sites[0]
+	var most uint64
+	for _, sku := range skus {
+		if st, err := s.client.Stock(ctx, sku); err == nil && (out.recountSKU == "" || st.Available > most) {
+			out.recountSKU, most = sku, st.Available
+		}
+	}
+	if out.recountSKU == "" {
+		return nil, fmt.Errorf("demo: no steady SKU known at %s", s.name)
+	}
 
 	// A partial hold: 3 units left, a shopper asks for 5 and takes them.
 	const left = 3
