@@ -143,7 +143,6 @@ func TestImportCrashAndRerun(t *testing.T) {
 	dir := t.TempDir()
 	p := startCrashChild(t, dir)
 	type answer struct {
-		res  api.ImportResult
 		code int
 		err  error
 	}
