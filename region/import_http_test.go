@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +114,14 @@ func TestImportBadLinesInTheMiddle(t *testing.T) {
 	t.Logf("seed %d, %d lines", seed, n)
 	bad := []int{n/3 + 1, n/3 + 2, n / 2, n/2 + 7, 2 * n / 3}
 	f := genImport(seed, n, 200, bad)
-	_, base := newHTTPRegion(t, region.NewMemStorage(), nil)
+	// HOLDFAST_IMPORT_PEBBLE=1 runs it on a Pebble store (fsync per batch)
+	// instead of in memory, to measure.
+	var mod func(c *region.Config)
+	if os.Getenv("HOLDFAST_IMPORT_PEBBLE") != "" {
+		dir := t.TempDir()
+		mod = func(c *region.Config) { c.Storage, c.DataDir = nil, dir }
+	}
+	_, base := newHTTPRegion(t, region.NewMemStorage(), mod)
 	start := time.Now()
 	res, code := postImport(t, base, ndjsonCT, f.body)
 	if code != 200 {
