@@ -103,9 +103,14 @@ type Result struct {
 	FlashSold  uint64   `json:"flash_sold"`
 	// The flash sale's waitlist: shoppers who joined it, those promoted to
 	// a hold, and flash carts abandoned.
-	FlashWaiters   uint64  `json:"flash_waiters"`
-	FlashPromoted  uint64  `json:"flash_promoted"`
-	FlashAbandoned uint64  `json:"flash_abandoned"`
+	FlashWaiters   uint64 `json:"flash_waiters"`
+	FlashPromoted  uint64 `json:"flash_promoted"`
+	FlashAbandoned uint64 `json:"flash_abandoned"`
+	// The stock operations phase: a partial hold's asked and granted
+	// units, a recount's on-hand count.
+	PartialAsked   uint64  `json:"partial_asked"`
+	PartialGranted uint64  `json:"partial_granted"`
+	RecountOnHand  uint64  `json:"recount_on_hand"`
 	ConvergeMs     int64   `json:"converge_ms"`
 	Events         uint64  `json:"events"` // events in the regions' logs, read back from their feeds
 	HoldsPerSec    float64 `json:"holds_per_s"`
@@ -125,8 +130,9 @@ func (r *Result) OK() bool {
 
 // KeyValues is the last line of the demo's output.
 func (r *Result) KeyValues() string {
-	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d events=%d ok=%t",
-		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock, r.Events, r.OK())
+	return fmt.Sprintf("sold=%d stock=%d oversell=%d lost_acked=%d converged=%t holds=%d rejected=%d borrows=%d flash_sold=%d flash_stock=%d partial_granted=%d partial_asked=%d recount_on_hand=%d events=%d ok=%t",
+		r.Sold, r.Stock, r.Oversell, r.LostAcked, r.Converged, r.Holds, r.Rejected, r.Borrows, r.FlashSold, r.FlashStock,
+		r.PartialGranted, r.PartialAsked, r.RecountOnHand, r.Events, r.OK())
 }
 
 // acked is a hold the demo was told about, with the last state a region
@@ -293,7 +299,14 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	r.say("   %d of %d units sold; %d attempts turned away; %d shoppers waited, %d promoted, %d carts abandoned",
 		flashSold, r.o.FlashQty, flashRejected, len(r.waits.entries), r.waits.promoted.Load(), r.waits.abandoned.Load())
 
-	// 6. Summary, after an attacker's forged rows.
+	// 6. Stock operations: a partial hold and an ERP recount.
+	ops, err := r.stockPhase(ctx, skus)
+	if err != nil {
+		return nil, err
+	}
+	stock += ops.minted
+
+	// 7. Summary, after an attacker's forged rows.
 	r.setPhase("checks")
 	forged := r.forge(ctx, flash)
 	r.say("== forged rows from a NATS client without keys: %s", forged.Detail)
@@ -305,6 +318,8 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res.Checks = append(res.Checks, forged)
+	res.Checks = append(res.Checks, ops.checks()...)
+	res.PartialAsked, res.PartialGranted, res.RecountOnHand = ops.partialAsked, ops.partialGranted, ops.recountOnHand
 	res.Checks = append(res.Checks, r.waitlistCheck(ctx))
 	evCheck, nEvents := r.checkEvents(ctx)
 	res.Checks = append(res.Checks, evCheck)

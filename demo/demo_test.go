@@ -32,7 +32,7 @@ func TestDemoChecksHold(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	last := lines[len(lines)-1]
-	for _, want := range []string{"oversell=0", "lost_acked=0", "converged=true", "events="} {
+	for _, want := range []string{"oversell=0", "lost_acked=0", "converged=true", "partial_granted=3", "partial_asked=5", "recount_on_hand=", "events="} {
 		if !strings.Contains(last, want) {
 			t.Errorf("last line %q lacks %s", last, want)
 		}
@@ -46,6 +46,15 @@ func TestDemoChecksHold(t *testing.T) {
 	forged := false
 	for _, c := range res.Checks {
 		forged = forged || (c.Name == "forged messages dropped" && c.OK)
+	}
+	for _, name := range []string{"partial hold", "recount"} {
+		found := false
+		for _, c := range res.Checks {
+			found = found || (c.Name == name && c.OK)
+		}
+		if !found {
+			t.Errorf("no passing %q check:\n%s", name, out)
+		}
 	}
 	if !forged {
 		t.Errorf("the demo's signed cluster did not show forged rows dropped:\n%s", out)

@@ -63,7 +63,7 @@ func (n *Node) hold(c *Command) {
 			return
 		}
 		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) {
-			if e.Hash != c.IdemHash {
+			if e.Hash != c.IdemHash || n.isStockIdem(e) {
 				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
 				return
 			}
@@ -425,7 +425,7 @@ func (n *Node) validSKUQty(c *Command) bool {
 }
 
 func (n *Node) restock(c *Command) {
-	if !n.validSKUQty(c) || !n.ifMatch(c) {
+	if !n.validSKUQty(c) || n.stockReplay(c) || !n.ifMatch(c) {
 		return
 	}
 	if s := n.skus[c.SKU]; s != nil && n.skuSums(s, nil).minted+c.Qty >= MaxSKUUnits {
@@ -439,12 +439,13 @@ func (n *Node) restock(c *Command) {
 	n.touchOwn(own)
 	n.bump(s)
 	n.stockEvent(EvStockRestocked, s, c.Qty)
+	n.stockApplied(c)
 	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Applied: c.Qty, Stock: n.stockView(s)})
 	n.retryPending()
 }
 
 func (n *Node) writeOff(c *Command) {
-	if !n.validSKUQty(c) || !n.ifMatch(c) {
+	if !n.validSKUQty(c) || n.stockReplay(c) || !n.ifMatch(c) {
 		return
 	}
 	s := n.skus[c.SKU]
@@ -459,6 +460,7 @@ func (n *Node) writeOff(c *Command) {
 		n.touchOwn(own)
 		n.stockEvent(EvStockWrittenOff, s, take)
 	}
+	n.stockApplied(c)
 	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Applied: take, Stock: n.stockView(s)})
 }
 

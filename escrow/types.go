@@ -133,7 +133,7 @@ type Command struct {
 	HoldID  string        // get, confirm, release, extend
 	Lines   []Line        // hold
 	TTL     time.Duration // hold, extend; 0 means DefaultTTL (hold) or required (extend)
-	IdemKey string        // hold: optional idempotency key
+	IdemKey string        // hold, restock, write-off: optional idempotency key (stockidem.go)
 	// IdemHash fingerprints the request body; a retry with the same key but
 	// another hash is CodeIdempotencyReuse. The runtime computes it.
 	IdemHash uint64

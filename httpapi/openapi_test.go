@@ -147,7 +147,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	slugs := []string{httpapi.ProblemOverloaded, httpapi.ProblemStorage, httpapi.ProblemOwnerUnreachable,
 		httpapi.ProblemUnavailable, httpapi.ProblemTimeout, httpapi.ProblemUnauthorized, httpapi.ProblemForbidden,
 		httpapi.ProblemTooLarge, httpapi.ProblemMediaType, httpapi.ProblemMethod, httpapi.ProblemRoute,
-		httpapi.ProblemNotReady, httpapi.ProblemEventsGone, httpapi.ProblemEventsDisabled}
+		httpapi.ProblemNotReady, httpapi.ProblemEventsGone, httpapi.ProblemEventsDisabled, httpapi.ProblemImportRunning}
 	// Every named escrow code but routed, which never reaches a client
 	// (the runtime sends such a hold to the SKU's home).
 	for c := escrow.CodeInvalid; !strings.HasPrefix(c.String(), "code-"); c++ {
@@ -215,6 +215,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"WaitlistEntry", api.WaitlistEntry{}, true},
 		{"RecountRequest", api.RecountRequest{}, false},
 		{"RecountResult", api.RecountResult{}, true},
+		{"ImportLine", api.ImportLine{}, false},
+		{"ImportResult", api.ImportResult{}, true},
 	}
 	for _, c := range cases {
 		sc, ok := spec.Components.Schemas[c.schema]

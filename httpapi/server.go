@@ -82,6 +82,8 @@ type Server struct {
 
 	stopStreams chan struct{} // closed when Serve stops: event streams and long polls end
 	stopOnce    sync.Once
+
+	imp importState // bulk import (import.go)
 }
 
 // New builds the API of rt from the region's configuration: its tokens file
@@ -130,6 +132,9 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		requests = are.ExistingCollector.(*prometheus.CounterVec)
 	}
 	s.requests = requests
+	if err := s.initImport(cfg); err != nil {
+		return nil, err
+	}
 
 	metricsH := promhttp.HandlerFor(rt.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
 	s.routes = []route{
@@ -145,6 +150,7 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		{"POST /v1/skus/{sku}/restock", scopeAdmin, s.adjust(escrow.CmdRestock)},
 		{"POST /v1/skus/{sku}/write-off", scopeAdmin, s.adjust(escrow.CmdWriteOff)},
 		{"PUT /v1/skus/{sku}/stock", scopeAdmin, s.recount},
+		{"POST /v1/stock/import", scopeAdmin, s.importStock},
 		{"GET /v1/events", scopeRead, s.events},
 		{"GET /metrics", scopeNone, metricsH.ServeHTTP},
 		{"GET /healthz", scopeNone, s.healthz},

@@ -93,7 +93,7 @@ func TestBadTokenFilesAreRefused(t *testing.T) {
 func TestRoutesAreServed(t *testing.T) {
 	s := newServer(t, newFake(), region.Config{})
 	routes := s.Routes()
-	if len(routes) != 16 {
+	if len(routes) != 17 {
 		t.Fatalf("routes: %v", routes)
 	}
 	for _, rt := range routes {

@@ -20,6 +20,8 @@ const (
 	DefaultMaxLinger      = time.Millisecond
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultMaxBodyBytes   = 64 << 10
+	DefaultImportMaxBytes = 64 << 20
+	DefaultImportMaxLines = 500_000
 	DefaultMsgQueueLen    = 16384
 )
 
@@ -79,6 +81,10 @@ type Config struct {
 
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit
+	// ImportMaxBytes and ImportMaxLines bound one bulk import
+	// (POST /v1/stock/import; 0: DefaultImportMaxBytes/Lines).
+	ImportMaxBytes int64
+	ImportMaxLines int
 
 	// Escrow overrides the core's defaults (LowWater, BorrowTimeout, ...).
 	// Escrow.Region is always Name.
@@ -125,6 +131,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.ImportMaxBytes <= 0 {
+		c.ImportMaxBytes = DefaultImportMaxBytes
+	}
+	if c.ImportMaxLines <= 0 {
+		c.ImportMaxLines = DefaultImportMaxLines
 	}
 	if c.Cluster == "" {
 		c.Cluster = "holdfast"
@@ -174,6 +186,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout < 0 || c.MaxBodyBytes < 0 {
 		return errors.New("region: request_timeout and max_body_bytes must not be negative")
+	}
+	if c.ImportMaxBytes < 0 || c.ImportMaxLines < 0 || c.ImportMaxBytes > 1<<30 || c.ImportMaxLines > 10_000_000 {
+		return errors.New("region: import_max_bytes must be 0..1073741824 and import_max_lines 0..10000000")
 	}
 	if len(c.Cluster) > 64 || strings.ContainsAny(c.Cluster, ".*> \t\r\n") {
 		return fmt.Errorf("region: cluster %q must be one NATS subject token of at most 64 bytes", c.Cluster)

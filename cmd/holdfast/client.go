@@ -313,6 +313,7 @@ bound of the truth: a peer may have received or sold more since (see AGE).`,
 		},
 	}
 	cf.add(cmd)
+	cmd.AddCommand(newStockImportCmd())
 	return cmd
 }
 

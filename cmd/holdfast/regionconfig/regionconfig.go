@@ -43,6 +43,8 @@ type File struct {
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	ImportMaxBytes    int64         `yaml:"import_max_bytes"`
+	ImportMaxLines    int           `yaml:"import_max_lines"`
 	// HoldRetain: how long terminal holds stay listable in the store
 	// (default 7 days); escrow.hold_retain is the node's memory window.
 	HoldRetain    time.Duration `yaml:"hold_retain"`
@@ -153,6 +155,8 @@ func (f File) Region() region.Config {
 		FreshProbationMax:   f.FreshProbationMax,
 		RequestTimeout:      f.RequestTimeout,
 		MaxBodyBytes:        f.MaxBodyBytes,
+		ImportMaxBytes:      f.ImportMaxBytes,
+		ImportMaxLines:      f.ImportMaxLines,
 		Members:             f.members(),
 		RebalancerPublicKey: f.RebalancerPublicKey,
 		SigningKeyFile:      f.SigningKeyFile,

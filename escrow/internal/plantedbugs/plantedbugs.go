@@ -20,6 +20,9 @@ type Bugs struct {
 	PartialRecordsAsked bool
 	// DuplicateEvent: a hold that leaves HELD states its event twice.
 	DuplicateEvent bool
+	// StockKeyNotKept: a keyed restock or write-off applies without
+	// remembering its idempotency key (a re-run applies it twice).
+	StockKeyNotKept bool
 }
 
 // Any reports whether any bug is on.
