@@ -24,6 +24,27 @@ import (
 //
 // A violation counts in Result.EventErrors.
 
+// waitEventState is the state each waitlist event brings its entry to.
+var waitEventState = map[escrow.EventKind]escrow.WaitState{escrow.EvWaitJoined: escrow.Waiting,
+	escrow.EvWaitPromoted: escrow.Promoted, escrow.EvWaitCancelled: escrow.Cancelled, escrow.EvWaitExpired: escrow.WaitExpired}
+
+// checkWaitEvent: a waitlist event names an entry the Persist writes (w),
+// in the state the event announces (an entry ends once, so the written
+// state is the event's unless it joined and ended in one batch); a
+// promotion names the hold the entry became.
+func (o *oracle) checkWaitEvent(ep *endpoint, e *escrow.Event, w *escrow.WaitEntry) {
+	switch {
+	case w == nil:
+		o.eventError(ep, "%s event of entry %s, which the Persist does not write", e.Kind, e.Wait.ID)
+	case e.Wait.State != waitEventState[e.Kind]:
+		o.eventError(ep, "%s event of entry %s carries state %v", e.Kind, e.Wait.ID, e.Wait.State)
+	case e.Kind != escrow.EvWaitJoined && w.State != e.Wait.State:
+		o.eventError(ep, "%s event of entry %s, which the Persist writes as %v", e.Kind, e.Wait.ID, w.State)
+	case e.Kind == escrow.EvWaitPromoted && (e.Wait.HoldID == "" || e.Wait.HoldID != w.HoldID):
+		o.eventError(ep, "promoted event of entry %s names hold %q, the Persist writes %q", e.Wait.ID, e.Wait.HoldID, w.HoldID)
+	}
+}
+
 // evState is what the checker knows of a hold from its events.
 type evState struct {
 	exists  bool
@@ -64,8 +85,19 @@ func (o *oracle) onEvents(ep *endpoint, p *escrow.Persist) {
 		return evState{exists: true, state: h.State, expires: h.Expires.UnixNano()}
 	}
 	var restocked, writtenOff map[string]uint64
+	var waits map[string]*escrow.WaitEntry
 	for i := range p.Events {
 		e := &p.Events[i]
+		if e.Kind.IsWait() {
+			if waits == nil {
+				waits = make(map[string]*escrow.WaitEntry, len(p.Waits))
+				for j := range p.Waits {
+					waits[p.Waits[j].ID] = &p.Waits[j]
+				}
+			}
+			o.checkWaitEvent(ep, e, waits[e.Wait.ID])
+			continue
+		}
 		if !e.Kind.IsHold() {
 			switch e.Kind {
 			case escrow.EvStockRestocked:

@@ -123,16 +123,6 @@ func TestSweep(t *testing.T) {
 	seeds, dur := sweepSize(t)
 	for _, strat := range []string{"escrow", "static", "central"} {
 		for _, wl := range Workloads {
-			if wl == "waitlist" {
-				// TestWaitlistWorkload runs it with its own checkers. In the
-				// generic sweep its scarce last units meet a known liveness
-				// failure of borrow-on-miss (a peer's RTT estimate raised by
-				// timeouts during a partition or spike stays above the
-				// borrow deadline after heal, so the peer is never asked
-				// again: escrow/rtt.go inReach), which flash shows too at 5
-				// regions.
-				continue
-			}
 			sweepOK(t, strat+"/"+wl, Options{Strategy: strat, Workload: wl, Faults: FaultsAll, Regions: 4, Duration: dur}, seeds)
 		}
 	}
