@@ -367,11 +367,7 @@ func (c *Client) Do(ctx context.Context, method, path string, hdr http.Header, i
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	req.Header.Set("User-Agent", c.ua)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
+	c.setHeaders(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// err names the method and URL already.
@@ -413,4 +409,14 @@ func problem(resp *http.Response, raw []byte) *Error {
 		}
 	}
 	return e
+}
+
+// setHeaders sets what every request of the client carries: what it
+// accepts, who it is, and its bearer token.
+func (c *Client) setHeaders(req *http.Request) {
+	req.Header.Set("Accept", "application/json, application/problem+json")
+	req.Header.Set("User-Agent", c.ua)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 }

@@ -46,11 +46,7 @@ func (c *Client) Import(ctx context.Context, format string, body []byte) (*Impor
 		return nil, fmt.Errorf("client: POST %s: %w", path, err)
 	}
 	req.Header.Set("Content-Type", format)
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	req.Header.Set("User-Agent", c.ua)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
+	c.setHeaders(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)

@@ -44,14 +44,22 @@ func (s *Server) ifMatch(w http.ResponseWriter, req *http.Request) (string, bool
 	return "", false
 }
 
-// recount serves PUT /v1/skus/{sku}/stock.
-func (s *Server) recount(w http.ResponseWriter, req *http.Request) {
-	sku := req.PathValue("sku")
+// stockTarget reads what every write to a SKU's stock starts with: the
+// SKU of the path and the If-Match version, answering the problem itself
+// when either is bad.
+func (s *Server) stockTarget(w http.ResponseWriter, req *http.Request) (sku, ifMatch string, ok bool) {
+	sku = req.PathValue("sku")
 	if err := escrow.ValidSKU(sku); err != nil {
 		s.escrowProblem(w, req, err)
-		return
+		return "", "", false
 	}
-	ifMatch, ok := s.ifMatch(w, req)
+	ifMatch, ok = s.ifMatch(w, req)
+	return sku, ifMatch, ok
+}
+
+// recount serves PUT /v1/skus/{sku}/stock.
+func (s *Server) recount(w http.ResponseWriter, req *http.Request) {
+	sku, ifMatch, ok := s.stockTarget(w, req)
 	if !ok {
 		return
 	}

@@ -24,12 +24,7 @@ func (s *Server) stock(w http.ResponseWriter, req *http.Request) {
 // adjust serves restock and write-off.
 func (s *Server) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req *http.Request) {
 	return func(w http.ResponseWriter, req *http.Request) {
-		sku := req.PathValue("sku")
-		if err := escrow.ValidSKU(sku); err != nil {
-			s.escrowProblem(w, req, err)
-			return
-		}
-		ifMatch, ok := s.ifMatch(w, req)
+		sku, ifMatch, ok := s.stockTarget(w, req)
 		if !ok {
 			return
 		}
