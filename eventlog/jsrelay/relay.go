@@ -35,7 +35,11 @@ type RelayConfig struct {
 	Page            int           // records read at once, default 256
 	AckTimeout      time.Duration // per publish, default 5s
 	// Window is the number of events published ahead of their acks
-	// (default 512); 1 publishes one at a time.
+	// (default 1: one at a time). A larger window keeps up with a busy
+	// region, but gives up strict order in one failure: an event lost with
+	// a cut connection (or refused while JetStream restarts) while a later
+	// one of the same window is stored is re-sent after it. Each event is
+	// still stored exactly once. Strict order is the default.
 	Window int
 	// CursorInterval is how often at most the cursor is saved while events
 	// are in flight (default 20ms); it is always saved when the relay
@@ -94,7 +98,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.AckTimeout = 5 * time.Second
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 512
+		cfg.Window = 1
 	}
 	if cfg.CursorInterval <= 0 {
 		cfg.CursorInterval = 20 * time.Millisecond

@@ -44,12 +44,16 @@ type nosave struct{}
 func (nosave) Cursor() (uint64, error) { return 0, nil }
 func (nosave) SaveCursor(uint64) error { return nil }
 
+// relayWindow is the Window of the relays startRelay runs (0: the
+// default, one publish at a time); TestRelayPipelined sets it.
+var relayWindow int
+
 // startRelay runs a relay until the test ends or stop is called.
 func startRelay(t *testing.T, nc *nats.Conn, src eventlog.Source, cur eventlog.CursorStore) (stop func()) {
 	t.Helper()
 	r, err := NewRelay(RelayConfig{Cluster: "prod", Region: "eu", Conn: nc, Source: src, Cursor: cur,
 		AckTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Log: slog.New(slog.DiscardHandler)})
+		Window: relayWindow, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +245,15 @@ func commit(t testing.TB, db *pebble.DB, o *eventlog.Outbox, evs []escrow.Event)
 	}
 	o.Committed(head)
 	return head
+}
+
+// TestRelayPipelined runs the relay tests again with a window of 512
+// publishes in flight: every event once, in order, across a crash before
+// the cursor save and a NATS restart.
+func TestRelayPipelined(t *testing.T) {
+	relayWindow = 512
+	t.Cleanup(func() { relayWindow = 0 })
+	t.Run("InOrder", TestRelayPublishesInOrder)
+	t.Run("CrashBeforeCursor", TestRelayCrashBeforeCursorResends)
+	t.Run("NATSRestart", TestRelaySurvivesNATSRestart)
 }
