@@ -234,59 +234,42 @@ const (
 	BugDuplicateEvent = "duplicate-event"
 )
 
+// bugSwitches maps each bug name to the switch it turns on, in the order
+// BugNames lists them.
+var bugSwitches = []struct {
+	name string
+	flag func(o *Options) *bool
+}{
+	{BugGrantWithoutCheck, func(o *Options) *bool { return &o.Bugs.GrantWithoutCheck }},
+	{BugMergeBySum, func(o *Options) *bool { return &o.Bugs.MergeBySum }},
+	{BugKeepExpiredUnits, func(o *Options) *bool { return &o.Bugs.KeepExpiredUnits }},
+	{BugReplyBeforePersist, func(o *Options) *bool { return &o.Hooks.ReplyBeforePersist }},
+	{BugPartialRecordsAsked, func(o *Options) *bool { return &o.Bugs.PartialRecordsAsked }},
+	{BugPromoteOutOfOrder, func(o *Options) *bool { return &o.Bugs.PromoteOutOfOrder }},
+	{BugPromotedKeepsPlace, func(o *Options) *bool { return &o.Bugs.PromotedKeepsPlace }},
+	{BugDuplicateEvent, func(o *Options) *bool { return &o.Bugs.DuplicateEvent }},
+}
+
 // SetBug turns on one named test-only bug.
 func (o *Options) SetBug(name string) error {
-	switch name {
-	case BugGrantWithoutCheck:
-		o.Bugs.GrantWithoutCheck = true
-	case BugMergeBySum:
-		o.Bugs.MergeBySum = true
-	case BugKeepExpiredUnits:
-		o.Bugs.KeepExpiredUnits = true
-	case BugReplyBeforePersist:
-		o.Hooks.ReplyBeforePersist = true
-	case BugPartialRecordsAsked:
-		o.Bugs.PartialRecordsAsked = true
-	case BugPromoteOutOfOrder:
-		o.Bugs.PromoteOutOfOrder = true
-	case BugPromotedKeepsPlace:
-		o.Bugs.PromotedKeepsPlace = true
-	case BugDuplicateEvent:
-		o.Bugs.DuplicateEvent = true
-	default:
-		return fmt.Errorf("sim: unknown bug %q (want %s, %s, %s, %s, %s, %s, %s or %s)", name,
-			BugGrantWithoutCheck, BugMergeBySum, BugKeepExpiredUnits, BugReplyBeforePersist, BugPartialRecordsAsked,
-			BugPromoteOutOfOrder, BugPromotedKeepsPlace, BugDuplicateEvent)
+	names := make([]string, len(bugSwitches))
+	for i, b := range bugSwitches {
+		if b.name == name {
+			*b.flag(o) = true
+			return nil
+		}
+		names[i] = b.name
 	}
-	return nil
+	return fmt.Errorf("sim: unknown bug %q (want one of %s)", name, strings.Join(names, ", "))
 }
 
 // BugNames lists the bugs turned on in o.
 func (o Options) BugNames() []string {
 	var out []string
-	if o.Bugs.GrantWithoutCheck {
-		out = append(out, BugGrantWithoutCheck)
-	}
-	if o.Bugs.MergeBySum {
-		out = append(out, BugMergeBySum)
-	}
-	if o.Bugs.KeepExpiredUnits {
-		out = append(out, BugKeepExpiredUnits)
-	}
-	if o.Hooks.ReplyBeforePersist {
-		out = append(out, BugReplyBeforePersist)
-	}
-	if o.Bugs.PartialRecordsAsked {
-		out = append(out, BugPartialRecordsAsked)
-	}
-	if o.Bugs.PromoteOutOfOrder {
-		out = append(out, BugPromoteOutOfOrder)
-	}
-	if o.Bugs.PromotedKeepsPlace {
-		out = append(out, BugPromotedKeepsPlace)
-	}
-	if o.Bugs.DuplicateEvent {
-		out = append(out, BugDuplicateEvent)
+	for _, b := range bugSwitches {
+		if *b.flag(&o) {
+			out = append(out, b.name)
+		}
 	}
 	return out
 }
