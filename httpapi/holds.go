@@ -4,29 +4,34 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/holdfast-io/holdfast/api/view"
 	"hash/fnv"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/holdfast-io/holdfast/api"
+	"github.com/holdfast-io/holdfast/api/view"
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
 // parseTTL parses a Go duration within [MinTTL, the max hold lifetime].
 func (s *Server) parseTTL(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || v[0] == '+' || v[0] == '-' {
-		// time.ParseDuration takes a sign; a TTL is written without one.
-		return 0, fmt.Errorf("ttl %q is not a duration like \"10m\"", v)
-	}
 	maxLife := s.maxLifetime
 	if maxLife == 0 {
 		maxLife = escrow.DefaultMaxLife
 	}
-	if d < escrow.MinTTL || d > maxLife {
-		return 0, fmt.Errorf("ttl must be between %v and %v, got %v", escrow.MinTTL, maxLife, d)
+	return parseDuration("ttl", "10m", v, maxLife)
+}
+
+// parseDuration parses the duration field of a request within [MinTTL,
+// max]. A duration is written without a sign (time.ParseDuration takes one).
+func parseDuration(field, example, v string, max time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || v[0] == '+' || v[0] == '-' {
+		return 0, fmt.Errorf("%s %q is not a duration like %q", field, v, example)
+	}
+	if d < escrow.MinTTL || d > max {
+		return 0, fmt.Errorf("%s must be between %v and %v, got %v", field, escrow.MinTTL, max, d)
 	}
 	return d, nil
 }

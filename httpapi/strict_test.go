@@ -41,6 +41,7 @@ func TestStrictBodies(t *testing.T) {
 		{"leading space", `{"items":[{"sku":" A","qty":1}]}`, "space"},
 		{"trailing space", `{"items":[{"sku":"A ","qty":1}]}`, "space"},
 		{"ttl +5m", `{"items":[{"sku":"A","qty":1}],"ttl":"+5m"}`, `ttl \"+5m\"`},
+		{"wait +2m", `{"items":[{"sku":"A","qty":1}],"wait":"+2m"}`, `wait \"+2m\"`},
 	} {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", "/v1/holds", strings.NewReader(c.body))

@@ -12,18 +12,11 @@ import (
 
 // parseWait parses the wait of a hold within [MinTTL, the max wait].
 func (s *Server) parseWait(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("wait %q is not a duration like \"2m\"", v)
-	}
 	maxWait := s.maxWait
 	if maxWait == 0 {
 		maxWait = escrow.DefaultMaxWait
 	}
-	if d < escrow.MinTTL || d > maxWait {
-		return 0, fmt.Errorf("wait must be between %v and %v, got %v", escrow.MinTTL, maxWait, d)
-	}
-	return d, nil
+	return parseDuration("wait", "2m", v, maxWait)
 }
 
 // writeWaitJoined answers a hold that joined the waitlist: 202 with the
