@@ -143,6 +143,7 @@ func (s Summary) faultsLine() string {
 	for _, name := range mix {
 		fmt.Fprintf(&b, " %s=%d", name, s.FaultCounts[name])
 	}
-	fmt.Fprintf(&b, " | double_holds=%d corrupt_accepted=%d clock_errors=%d", s.DoubleHolds, s.CorruptAccepted, s.ClockErrors)
+	fmt.Fprintf(&b, " | double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
+		s.DoubleHolds, s.CorruptAccepted, s.ClockErrors, s.RowRegressions)
 	return b.String()
 }

@@ -72,6 +72,10 @@ type Result struct {
 	DoubleHolds     uint64 `json:"double_holds,omitempty"`
 	CorruptAccepted uint64 `json:"corrupt_accepted,omitempty"`
 	ClockErrors     uint64 `json:"clock_errors,omitempty"`
+	// RowRegressions: a region's copy of a peer's row went back (a field
+	// decreased) when it merged a message: rows are bounded counters,
+	// merged by max, so an old row replayed must change nothing (replay).
+	RowRegressions uint64 `json:"row_regressions,omitempty"`
 	// FaultCounts: episodes or events of each fault of a named mix (see
 	// docs/simulator.md); absent for none, partitions and the old all.
 	FaultCounts map[string]uint64 `json:"fault_counts,omitempty"`
@@ -125,7 +129,7 @@ func holdMs(d time.Duration) float64 { return float64(d) / 1e6 }
 func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0 ||
-		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0
+		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0
 }
 
 // Summary aggregates the results of a sweep.
@@ -158,6 +162,7 @@ type Summary struct {
 	DoubleHolds     uint64            `json:"double_holds,omitempty"`
 	CorruptAccepted uint64            `json:"corrupt_accepted,omitempty"`
 	ClockErrors     uint64            `json:"clock_errors,omitempty"`
+	RowRegressions  uint64            `json:"row_regressions,omitempty"`
 	FaultCounts     map[string]uint64 `json:"fault_counts,omitempty"`
 
 	// Waitlist (see Result).
@@ -197,6 +202,7 @@ func Summarize(rs []*Result) Summary {
 		s.DoubleHolds += r.DoubleHolds
 		s.CorruptAccepted += r.CorruptAccepted
 		s.ClockErrors += r.ClockErrors
+		s.RowRegressions += r.RowRegressions
 		for k, v := range r.FaultCounts {
 			if s.FaultCounts == nil {
 				s.FaultCounts = map[string]uint64{}
@@ -276,7 +282,8 @@ func (s Summary) KV() string {
 		kv = append(kv,
 			"double_holds="+strconv.FormatUint(s.DoubleHolds, 10),
 			"corrupt_accepted="+strconv.FormatUint(s.CorruptAccepted, 10),
-			"clock_errors="+strconv.FormatUint(s.ClockErrors, 10))
+			"clock_errors="+strconv.FormatUint(s.ClockErrors, 10),
+			"row_regressions="+strconv.FormatUint(s.RowRegressions, 10))
 	}
 	if s.waitlisted() {
 		kv = append(kv,
@@ -315,8 +322,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 			if r.EventErrors > 0 {
 				checks += fmt.Sprintf(" event_errors=%d", r.EventErrors)
 			}
-			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 {
-				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d", r.DoubleHolds, r.CorruptAccepted, r.ClockErrors)
+			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 {
+				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
+					r.DoubleHolds, r.CorruptAccepted, r.ClockErrors, r.RowRegressions)
 			}
 		}
 		mph := 0.0

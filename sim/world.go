@@ -391,6 +391,10 @@ func (w *world) dispatch(e *event) {
 			return
 		}
 		m := *e.msg
+		if w.fs.Has(FaultReplay) && len(m.Rows) > 0 {
+			w.stepWatchingRows(ep, &m)
+			return
+		}
 		w.step(ep, escrow.Input{Msg: &m})
 	case evReqArrive:
 		w.reqArrive(int(e.node), e.req)
