@@ -291,6 +291,14 @@ func (n *Node) restore(st *State) error {
 		}
 		rec := &holdRec{Hold: h}
 		n.holds[h.ID] = rec
+		// The node's clock never runs backwards, across a restart too: a
+		// runtime whose clock jumped back while the region was down must
+		// not date a hold's change before the hold's last one.
+		for _, t := range [...]time.Time{h.Created, h.Updated} {
+			if t.After(n.now) {
+				n.now = t
+			}
+		}
 		if h.State == Held {
 			n.stats.ActiveHolds++
 			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
