@@ -113,10 +113,7 @@ func (n *Node) hold(c *Command) {
 	}
 	cc := *c
 	cc.TTL = ttl
-	if r, ok := n.routeKey(&cc); ok && !cc.Routed {
-		// A retry of a hold routed before goes where the first attempt
-		// went, even if the home changed: that region dedupes it.
-		n.replyRouted(&cc, r, "retry of a routed hold")
+	if n.routedRetry(&cc) {
 		return
 	}
 	queued := n.queuedFor(lines)

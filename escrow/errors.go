@@ -41,6 +41,11 @@ const (
 	// the SKU and some peer's is older than Config.RecountMaxLag (or has a
 	// gap); nothing changed. Command.Force overrides.
 	CodeStaleView
+	// CodeHomeUnreachable: a retry of a hold this region routed to a scarce
+	// SKU's home (region Owner), which cannot be reached now. The home may
+	// have granted the earlier attempt, so the hold is not run here too (a
+	// second hold for one idempotency key); nothing changed, retry later.
+	CodeHomeUnreachable
 )
 
 var codeNames = [...]string{
@@ -58,6 +63,7 @@ var codeNames = [...]string{
 	CodeWaitlistFull:       "waitlist-full",
 	CodePreconditionFailed: "precondition-failed",
 	CodeStaleView:          "stale-view",
+	CodeHomeUnreachable:    "home-unreachable",
 }
 
 // String returns the stable slug of the code, as used in problem types.
@@ -76,8 +82,9 @@ type Error struct {
 	// could not be covered and the units available for it at this region.
 	SKU       string
 	Available uint64
-	// Owner is set for CodeNotOwner (the region that owns the hold) and
-	// CodeRouted (the region to send the hold to).
+	// Owner is set for CodeNotOwner (the region that owns the hold),
+	// CodeRouted (the region to send the hold to) and CodeHomeUnreachable
+	// (the region an earlier attempt was routed to).
 	Owner string
 }
 

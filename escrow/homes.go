@@ -44,13 +44,16 @@ type homes struct {
 
 	routedLog []string // FIFO of routed keys, for the MaxRouted bound
 	maxRouted int
+	// fresh: keys routed by this incarnation whose first attempt has not
+	// come back yet, with the time of the decision (routedRetry).
+	fresh map[string]time.Time
 }
 
 // homePushEvery is the least time between two scans of pushHomes.
 const homePushEvery = 10 * time.Millisecond
 
 func newHomes(maxRouted int) homes {
-	return homes{bySKU: map[string]string{}, rx: map[string]uint64{}, maxRouted: maxRouted}
+	return homes{bySKU: map[string]string{}, rx: map[string]uint64{}, maxRouted: maxRouted, fresh: map[string]time.Time{}}
 }
 
 // setHomes replaces the homes with those of an advice received now. Homes
@@ -120,19 +123,6 @@ func (n *Node) HomesInForce() int {
 	return len(n.homes.list)
 }
 
-// routeKey returns the region an earlier attempt with this idempotency key
-// was routed to, if it is remembered and has the same request hash.
-func (n *Node) routeKey(c *Command) (string, bool) {
-	if c.IdemKey == "" {
-		return "", false
-	}
-	e := n.idem[c.IdemKey]
-	if e == nil || e.RoutedTo == "" || !n.now.Before(e.Expires) || e.Hash != c.IdemHash || !n.worthAsking(e.RoutedTo) {
-		return "", false
-	}
-	return e.RoutedTo, true
-}
-
 // route decides whether a hold that this region cannot cover goes to the
 // home of one of its short lines. It answers CodeRouted and returns true
 // when it does.
@@ -197,6 +187,14 @@ func (n *Node) rememberRoute(c *Command, to string) {
 		}
 	}
 	h.routedLog = append(h.routedLog, c.IdemKey)
+	if len(h.fresh) >= maxFresh {
+		for k, t := range h.fresh {
+			if n.now.Sub(t) > freshFor {
+				delete(h.fresh, k)
+			}
+		}
+	}
+	h.fresh[c.IdemKey] = n.now
 	n.putIdem(&IdemEntry{Key: c.IdemKey, RoutedTo: to, Hash: c.IdemHash, Expires: n.now.Add(n.cfg.IdemTTL)})
 }
 

@@ -100,6 +100,9 @@ type Stats struct {
 	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
 	// homes of scarce SKUs.
 	Routed, HomeUnitsSent uint64
+	// RoutedRetryRefused: retries of routed holds refused with
+	// CodeHomeUnreachable (routed_retry.go).
+	RoutedRetryRefused uint64
 	// Fenced is 1 while the node refuses writes (fenced or on probation,
 	// see fence.go); FenceRefused counts the commands it refused.
 	Fenced, FenceRefused uint64

@@ -625,6 +625,14 @@ func (w *pworld) onHoldReply(pn *pnode, pr *preq, rep Reply) error {
 			return nil
 		case CodeRouted:
 			return w.onRouted(pn, pr, rep.Err)
+		case CodeHomeUnreachable:
+			// A keyed hold routed before, run again here: refused, as the
+			// home may hold it (routed_retry.go).
+			if pr.key == "" || rep.Err.Owner == "" || rep.Err.Owner == pn.region {
+				return fmt.Errorf("home-unreachable for key %q, owner %q", pr.key, rep.Err.Owner)
+			}
+			w.stats["home_unreachable"]++
+			return nil
 		case CodeIdempotencyReuse:
 			e := w.idem[pn.region+"/"+pr.key]
 			if pr.key == "" {

@@ -45,6 +45,7 @@ var problemTitles = map[string]string{
 	escrow.CodeHoldCapacity.String():       "Region keeps its maximum of holds",
 	escrow.CodePreconditionFailed.String(): "The SKU's stock moved since the version given in If-Match",
 	escrow.CodeStaleView.String():          "This region's view of a peer is too old for a recount",
+	escrow.CodeHomeUnreachable.String():    "The region an earlier attempt of this hold went to cannot be reached",
 	escrow.CodeWaitlistFull.String():       "Waitlist full",
 	ProblemOverloaded:                      "Region overloaded",
 	ProblemStorage:                         "Storage unavailable",
@@ -75,6 +76,7 @@ var codeStatus = map[escrow.Code]int{
 	escrow.CodeWaitlistFull:       http.StatusTooManyRequests,
 	escrow.CodePreconditionFailed: http.StatusPreconditionFailed,
 	escrow.CodeStaleView:          http.StatusServiceUnavailable,
+	escrow.CodeHomeUnreachable:    http.StatusServiceUnavailable,
 }
 
 // problem writes an RFC 9457 problem document.
@@ -128,7 +130,7 @@ func (s *Server) escrowProblem(w http.ResponseWriter, req *http.Request, e *escr
 	switch e.Code {
 	case escrow.CodeFenced:
 		w.Header().Set("Retry-After", s.fenceRetryAfter())
-	case escrow.CodeHoldCapacity, escrow.CodeStaleView:
+	case escrow.CodeHoldCapacity, escrow.CodeStaleView, escrow.CodeHomeUnreachable:
 		w.Header().Set("Retry-After", "1")
 	case escrow.CodeWaitlistFull:
 		w.Header().Set("Retry-After", "5")

@@ -168,6 +168,12 @@ func (w *world) clientReply(req *request) {
 			w.waitJoined(cl, r.Wait)
 			return
 		}
+		if r.Err != nil && r.Err.Code == escrow.CodeHomeUnreachable && cl.attempt < maxAttempts && req.attempt == cl.attempt {
+			// 503 with Retry-After: the shopper retries with the same key.
+			w.res.Retries++
+			w.q.push(event{at: w.at(time.Second), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
+			return
+		}
 		w.holdFailed(cl, req)
 	case cl.phase == clWaiting && (req.cmd.Kind == escrow.CmdWaitGet || req.cmd.Kind == escrow.CmdWaitCancel):
 		w.waitReply(cl, r)

@@ -134,7 +134,8 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 		return
 	}
 	req.reply = *r
-	req.replyAt = w.now
+	w.nextReply++
+	req.replySeq = w.nextReply
 	if r.Err != nil && r.Kind == escrow.CmdHold {
 		req.couldGrant = w.orc.couldGrant(req.cmd.Lines)
 		if s, ok := w.skuIdx[r.Err.SKU]; ok {

@@ -54,7 +54,9 @@ type request struct {
 	gateway int // region the client talks to
 	server  int // region whose node executes the command
 	reply   escrow.Reply
-	replyAt int64 // when the server's node produced reply
+	// replySeq orders the replies as the servers' nodes produced them
+	// (two replies of one Ready share a time, not an order).
+	replySeq uint64
 	// The oracle's view when a refusal was produced: could the cart have
 	// been granted somewhere, and the units of the refused SKU anywhere.
 	couldGrant bool
@@ -99,6 +101,7 @@ type world struct {
 	waits *waitStats // waitlist workload only
 
 	nextReq    uint64
+	nextReply  uint64
 	nextClient uint64
 	active     int  // clients not done (workload and probes)
 	arrivals   bool // the workload still sends carts
