@@ -42,6 +42,7 @@ type client struct {
 	probe   bool
 	tries   int
 	granted bool
+	homeInc uint32 // incarnation of the shopper's region when the cart began
 	// Waitlist: how long the cart may wait, when its shopper cancels (0:
 	// never), the entry and when it joined.
 	wait        time.Duration
@@ -77,6 +78,7 @@ func (w *world) startCart(cl *client) {
 		w.res.Holds++
 	}
 	cl.start = w.now
+	cl.homeInc = w.eps[cl.home].inc
 	cl.hash = hashLines(cl.lines)
 	w.beginHold(cl)
 }
@@ -219,6 +221,11 @@ func (w *world) holdFailed(cl *client, req *request) {
 	}
 	if could {
 		w.res.FalseRejects++
+		if req == nil {
+			w.noteFalseReject(w.unansweredCause(cl))
+		} else {
+			w.noteFalseReject(req.cause)
+		}
 	}
 	w.clientDone(cl)
 }

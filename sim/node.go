@@ -138,6 +138,9 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 	req.replySeq = w.nextReply
 	if r.Err != nil && r.Kind == escrow.CmdHold {
 		req.couldGrant = w.orc.couldGrant(req.cmd.Lines)
+		if req.couldGrant {
+			req.cause = w.refusalCause(ep.idx, &req.cmd, r.Err, w.now-req.arriveAt)
+		}
 		if s, ok := w.skuIdx[r.Err.SKU]; ok {
 			req.availAt = w.orc.globalAvail(s)
 		}
@@ -180,6 +183,7 @@ func (w *world) reqArrive(i int, req *request) {
 		return
 	}
 	ep.waiting[req.cmd.ReqID] = req
+	req.arriveAt = w.now
 	c := req.cmd
 	w.step(ep, escrow.Input{Cmd: &c, Unreachable: req.unreachable})
 }

@@ -79,6 +79,9 @@ type Result struct {
 	// FaultCounts: episodes or events of each fault of a named mix (see
 	// docs/simulator.md); absent for none, partitions and the old all.
 	FaultCounts map[string]uint64 `json:"fault_counts,omitempty"`
+	// FalseRejectsByCause: FalseRejects by cause (falsereject.go); absent
+	// for none, partitions and the old all.
+	FalseRejectsByCause map[string]uint64 `json:"false_rejects_by_cause,omitempty"`
 
 	// Quality.
 	// StrandedAtSellout is the mean number of units still available
@@ -164,6 +167,8 @@ type Summary struct {
 	ClockErrors     uint64            `json:"clock_errors,omitempty"`
 	RowRegressions  uint64            `json:"row_regressions,omitempty"`
 	FaultCounts     map[string]uint64 `json:"fault_counts,omitempty"`
+	// FalseRejectsByCause sums Result.FalseRejectsByCause.
+	FalseRejectsByCause map[string]uint64 `json:"false_rejects_by_cause,omitempty"`
 
 	// Waitlist (see Result).
 	WaitJoined        uint64  `json:"wait_joined,omitempty"`
@@ -203,6 +208,12 @@ func Summarize(rs []*Result) Summary {
 		s.CorruptAccepted += r.CorruptAccepted
 		s.ClockErrors += r.ClockErrors
 		s.RowRegressions += r.RowRegressions
+		for k, v := range r.FalseRejectsByCause {
+			if s.FalseRejectsByCause == nil {
+				s.FalseRejectsByCause = map[string]uint64{}
+			}
+			s.FalseRejectsByCause[k] += v
+		}
 		for k, v := range r.FaultCounts {
 			if s.FaultCounts == nil {
 				s.FaultCounts = map[string]uint64{}
@@ -348,6 +359,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	if s.FaultCounts != nil {
 		fmt.Fprintln(w, s.faultsLine())
 	}
+	if s.FalseRejectsByCause != nil {
+		fmt.Fprintf(w, "false_rejects_by_cause: %s\n", causesLine(s.FalseRejectsByCause))
+	}
 	if s.waitlisted() {
 		fmt.Fprintf(w, "waitlist: joined=%d promoted=%d wait_p50_ms=%.1f wait_p99_ms=%.1f returned_to_waiters=%.3f cross_max_ms=%d violations=%d stranded=%d\n",
 			s.WaitJoined, s.WaitPromoted, s.WaitP50Ms, s.WaitP99Ms, s.ReturnedToWaiters, s.WaitCrossMaxMs, s.WaitViolations, s.WaitStranded)
@@ -403,5 +417,10 @@ func WriteComparison(w io.Writer, o Options, names []string, runs [][]*Result) {
 		}
 		fmt.Fprintf(w, "%-20s %8.4f %8.1f %8.1f %8.2f %8.1f %8d %8d %s\n", name, s.FalseRejectRate, s.P50HoldMs,
 			s.P99HoldMs, s.MsgsPerHold, s.StrandedAtSellout, s.Unavailable, s.MaxConvergeMs, checks)
+	}
+	for i, name := range names {
+		if s := Summarize(runs[i]); s.FalseRejectsByCause != nil {
+			fmt.Fprintf(w, "false_rejects_by_cause %s: %s\n", name, causesLine(s.FalseRejectsByCause))
+		}
 	}
 }

@@ -60,6 +60,8 @@ type request struct {
 	// The oracle's view when a refusal was produced: could the cart have
 	// been granted somewhere, and the units of the refused SKU anywhere.
 	couldGrant bool
+	cause      string // of a refusal while the units existed (falsereject.go)
+	arriveAt   int64  // when the server's node was given the command
 	availAt    int64
 	// unreachable: a routed hold run at its gateway because the home was
 	// down; the gateway's node is told (escrow.Input.Unreachable).
@@ -100,6 +102,7 @@ type world struct {
 	res   Result
 	waits *waitStats // waitlist workload only
 
+	frCause    map[string]uint64 // false rejections by cause
 	nextReq    uint64
 	nextReply  uint64
 	nextClient uint64
@@ -502,6 +505,12 @@ func (w *world) finish() {
 	w.res.P99HoldMs = holdMs(w.res.latency.QuantileMid(0.99))
 	w.res.TraceHash = w.hash
 	w.res.FaultCounts = w.faultCounts()
+	if !w.fs.legacy() {
+		w.res.FalseRejectsByCause = w.frCause
+		if w.res.FalseRejectsByCause == nil {
+			w.res.FalseRejectsByCause = map[string]uint64{}
+		}
+	}
 	if w.series != nil {
 		w.series.Faults = w.faultSpans()
 		w.res.Series = w.series
