@@ -15,6 +15,7 @@ const (
 	phProbePoll
 	phFinal
 	phSample
+	phSoak // a soak's sample (soak.go), observation only
 )
 
 // convTarget is one row version that existed at heal time: it must reach
@@ -95,6 +96,11 @@ func (w *world) phase(p int) {
 			}
 		}
 		w.done = true
+	case phSoak:
+		w.soakSample()
+		if !w.done {
+			w.q.push(event{at: w.at(soakEvery(&w.o)), kind: evPhase, n: phSoak})
+		}
 	case phSample:
 		w.sample()
 		if !w.done {

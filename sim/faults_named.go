@@ -233,8 +233,15 @@ func (w *world) keepForReplay(src, dst int, m *escrow.Message) {
 	if !w.fs.Has(FaultReplay) || w.nf.rng.Float64() >= 0.02 {
 		return
 	}
-	const keep = 4096
-	rec := replayRec{at: w.now, src: src, dst: dst, msg: m}
+	const keep = 1024
+	// A copy of its own: the message's slices point into the node's
+	// arenas, which a kept message would keep alive whole.
+	c := *m
+	c.Rows = make([]escrow.Row, len(m.Rows))
+	for i := range m.Rows {
+		c.Rows[i] = m.Rows[i].Clone()
+	}
+	rec := replayRec{at: w.now, src: src, dst: dst, msg: &c}
 	if len(w.nf.replays) < keep {
 		w.nf.replays = append(w.nf.replays, rec)
 		return

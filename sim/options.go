@@ -171,8 +171,8 @@ func (o Options) Validate() error {
 	if _, err := ParseFaults(o.Faults); err != nil {
 		return err
 	}
-	if o.Soak && o.Duration < time.Hour {
-		return fmt.Errorf("sim: a soak runs at least 1h of simulated time, got %v", o.Duration)
+	if o.Soak && o.Duration < 20*time.Minute {
+		return fmt.Errorf("sim: a soak runs at least 20m of simulated time, got %v", o.Duration)
 	}
 	if !slices.Contains(Workloads, o.Workload) {
 		return fmt.Errorf("sim: workload must be one of %s, got %q", strings.Join(Workloads, ", "), o.Workload)

@@ -64,8 +64,10 @@ type oracle struct {
 
 	acked map[string]*ackRec
 	// byIdem: the hold each idempotency key created (double_holds).
-	byIdem  map[string]string
-	ackedBy [][]string
+	byIdem map[string]string
+	// deletedAt: when each deleted hold was deleted (soaks only: prune).
+	deletedAt map[string]int64
+	ackedBy   [][]string
 
 	touched []int
 	soldOut []bool // [region*S+sku] refused for lack of stock since the last restock
@@ -88,6 +90,9 @@ func newOracle(w *world) *oracle {
 		acked: map[string]*ackRec{}, ackedBy: make([][]string, N), soldOut: make([]bool, N*S),
 		memSent: make([]escrow.Row, N*S), durSent: make([]escrow.Row, N*S), recv: make([]uint64, N*S),
 		negFlag: make([]bool, N*S), byIdem: map[string]string{},
+	}
+	if w.o.Soak {
+		o.deletedAt = map[string]int64{}
 	}
 	return o
 }
@@ -273,6 +278,9 @@ func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
 	}
 	for _, id := range p.DeletedHolds {
 		o.deleted[id] = true
+		if o.deletedAt != nil {
+			o.deletedAt[id] = o.w.now
+		}
 	}
 	o.onDurableWaits(ep, p)
 	for _, s := range o.touched {

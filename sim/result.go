@@ -111,6 +111,9 @@ type Result struct {
 	WaitP99Ms         float64 `json:"wait_p99_ms,omitempty"`
 	ReturnedToWaiters float64 `json:"returned_to_waiters,omitempty"`
 
+	// Soak: the samples of a soak (soak.go).
+	Soak []SoakSample `json:"soak,omitempty"`
+
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
 
@@ -361,6 +364,12 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	}
 	if s.FalseRejectsByCause != nil {
 		fmt.Fprintf(w, "false_rejects_by_cause: %s\n", causesLine(s.FalseRejectsByCause))
+	}
+	for _, r := range rs {
+		for _, x := range r.Soak {
+			fmt.Fprintf(w, "soak: seed=%d minute=%d queued=%d live_holds=%d kept_holds=%d oracle_recs=%d\n",
+				r.Seed, x.Minute, x.Queued, x.LiveHolds, x.KeptHolds, x.OracleRecs)
+		}
 	}
 	if s.waitlisted() {
 		fmt.Fprintf(w, "waitlist: joined=%d promoted=%d wait_p50_ms=%.1f wait_p99_ms=%.1f returned_to_waiters=%.3f cross_max_ms=%d violations=%d stranded=%d\n",

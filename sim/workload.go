@@ -168,6 +168,10 @@ func (wl *workload) cart(r *rand.Rand, now int64, n int) *client {
 	// (extend), and a few still come back after their hold expired.
 	think := time.Duration(r.ExpFloat64() * float64(15*time.Second))
 	think = min(think, wl.o.TTL*3/2)
+	if wl.o.Soak && r.Float64() < 0.05 {
+		// A soak's long-lived holds (only soaks draw this value).
+		think = 5*time.Minute + time.Duration(r.Int64N(int64(45*time.Minute)))
+	}
 	// Only runs with partial carts draw one more value, so that the
 	// streams of every other run stay as they were.
 	partial := wl.o.Partial > 0 && r.Float64() < wl.o.Partial

@@ -229,6 +229,10 @@ func (w *world) regionConfig(ep *endpoint) escrow.Config {
 		BorrowTimeout:    w.o.BorrowTimeout,
 		BorrowTimeoutMax: w.o.BorrowTimeoutMax,
 	}
+	if w.o.Soak {
+		// Terminal holds and idempotency keys cycle within the soak.
+		cfg.HoldRetain, cfg.IdemTTL = soakRetain, soakRetain
+	}
 	cfg = escrowtest.WithBugs(cfg, w.o.Bugs)
 	w.strat.Config(&w.setup, ep.idx, &cfg)
 	// Hold ids of every incarnation come from their own stream.
@@ -309,6 +313,9 @@ func (w *world) run() {
 	if w.waits != nil {
 		w.q.push(event{at: int64(waitCheckEvery), kind: evWaitCheck})
 	}
+	if o.Soak {
+		w.q.push(event{at: int64(soakEvery(o)), kind: evPhase, n: phSoak})
+	}
 	budget := maxEvents(o)
 	for w.q.len() > 0 && !w.done {
 		if w.res.Events >= budget {
@@ -318,10 +325,10 @@ func (w *world) run() {
 		}
 		e := w.q.pop()
 		w.now = e.at
-		if e.kind == evPhase && e.n == phSample {
+		if e.kind == evPhase && (e.n == phSample || e.n == phSoak) {
 			// Observation only: not an event of the simulated world, so
 			// that recording series changes neither counts nor trace.
-			w.phase(phSample)
+			w.phase(int(e.n))
 			continue
 		}
 		if e.kind == evWaitCheck {

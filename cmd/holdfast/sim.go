@@ -108,6 +108,11 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 				s.Events, wall.Round(time.Millisecond), w, float64(s.Events)/wall.Seconds(),
 				float64(s.Events)/wall.Seconds()/float64(w))
 			for _, r := range rs {
+				for _, x := range r.Soak {
+					fmt.Fprintf(os.Stderr, "sim: soak seed %d minute %d: heap %.1f MB\n", r.Seed, x.Minute, float64(x.HeapBytes)/(1<<20))
+				}
+			}
+			for _, r := range rs {
 				if r.Failed() {
 					fmt.Fprintf(&out, "replay: holdfast sim %s\n", strings.Join(o.Args(r.Seed), " "))
 				}
@@ -146,6 +151,7 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.DurationVar(&o.BorrowTimeoutMax, "borrow-timeout-max", 0, "upper bound of the RTT-following borrow deadline (0: escrow default)")
 	f.BoolVar(&o.Wire, "wire", false, "round-trip every message through the wire codec")
 	f.Float64Var(&o.Partial, "partial", 0, "fraction of carts sent as partial holds (0..1)")
+	f.Var(soakFlag{&o}, "soak", "soak for this much simulated time (e.g. 4h; sets --duration): long-lived holds, retention cycles, the heap sampled every simulated hour")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON")
 	f.StringVar(&report, "report", "", "write a self-contained HTML report to this file")
 	f.StringVar(&compare, "compare", "", "run these strategies (comma-separated, or all) on the same seeds and compare them")
@@ -238,3 +244,24 @@ func runCompare(o sim.Options, from, to uint64, workers int, list string) error 
 	}
 	return nil
 }
+
+// soakFlag is --soak DURATION: a soak of that much simulated time.
+type soakFlag struct{ o *sim.Options }
+
+func (f soakFlag) String() string {
+	if f.o == nil || !f.o.Soak {
+		return ""
+	}
+	return f.o.Duration.String()
+}
+
+func (f soakFlag) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("sim: --soak wants a duration such as 4h: %w", err)
+	}
+	f.o.Soak, f.o.Duration = true, d
+	return nil
+}
+
+func (soakFlag) Type() string { return "duration" }
