@@ -85,7 +85,7 @@ func (n *Node) mergeRows(rows []Row) bool {
 			ch = sumInto(&rec.Row, in)
 		case n.cfg.bugs.LastRowWins && in.Reserved < rec.Row.Reserved:
 			// The bug: the incoming (older) Reserved replaces the newer.
-			ch = rec.Row.Merge(in)
+			rec.Row.Merge(in)
 			rec.Row.Reserved, ch = in.Reserved, true
 		default:
 			ch = rec.Row.Merge(in)

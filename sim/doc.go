@@ -15,13 +15,19 @@
 // Advance. A crash loses the write in flight and all memory; the node is
 // rebuilt with escrow.NewNode(cfg, state from the simulated disk).
 //
-// Faults (--faults partitions|all) run during the first 80% of the
-// workload and then heal: partitions (halves, one region isolated, a
-// non-transitive bridge), and with "all" also message drop (2%),
-// duplication (1%), reordering (5%), delay spikes on a link, crashes and
-// restarts of regions and daemons, and clock skew (±1s per region, for the
-// whole run). Clients retry a hold with the same idempotency key when no
-// answer comes, and 20% of carts are abandoned and must expire.
+// Faults (--faults none|all|a comma list of names, faultset.go) run during
+// the first 80% of the workload and then heal: partitions (halves, one
+// region isolated, a non-transitive bridge), crash (regions and daemons
+// crash and restart), spike (delay on a link), lossy (message drop 2%,
+// duplication 1%, reordering 5%), skew (±1s per region, whole run), jump
+// (a region's clock jumps forward or back), stall (fsync tail and stalls,
+// a watchdog kill), pause (a region's process stops for seconds), asym
+// (one-way partitions), replay (minutes-old messages delivered again),
+// corrupt (bits flipped inside the signed envelope) and linkloss (a
+// shopper's requests and replies lost). "all" is every one of them;
+// membership is refused by name (see docs/simulator.md). Clients retry a
+// hold with the same idempotency key when no answer comes, and 20% of
+// carts are abandoned and must expire.
 //
 // # Checkers
 //
@@ -45,6 +51,8 @@
 //   - liveness_failures: after quiescence, a 1-unit hold of a SKU with
 //     stock somewhere (at the region the strategy says can get it) is
 //     granted within a few tries.
+//   - double_holds, corrupt_accepted, clock_errors, row_regressions: the
+//     checkers of the named faults (checks_named.go, faults_wire.go).
 //   - panics: escrow or the simulator panicked, or the run exceeded its
 //     event budget (a message storm); the seed fails, the sweep goes on.
 //

@@ -34,11 +34,16 @@ func newSimCmd() *cobra.Command {
 		Example: `  holdfast sim --seeds 1-20 --regions 5 --faults all --workload flash
   holdfast sim --seeds 1-20 --regions 5 --workload shift --strategy escrow+rebalancer
   holdfast sim --seeds 1-10 --compare escrow,static,central --faults partitions
-  holdfast sim --seed 3 --faults all --report /tmp/sim.html`,
+  holdfast sim --seed 3 --faults all --report /tmp/sim.html
+  holdfast sim --seeds 1-5 --faults jump,linkloss,corrupt
+  holdfast sim --soak 4h --regions 3 --faults all`,
 		Long: `sim drives the real escrow state machine of every region through a simulated
 world (virtual clock, network with partitions, drops, duplicates, delays,
-crashes losing what was not fsynced, clock skew, retrying and abandoning
-shoppers) and checks that nothing is oversold or lost. The same arguments
+crashes losing what was not fsynced, clock skew and jumps, fsync stalls,
+process pauses, one-way partitions, late replays, corrupted messages, lost
+shopper links, retrying and abandoning shoppers) and checks that nothing is
+oversold or lost. --faults takes none, all or a comma list of fault names;
+docs/simulator.md lists each fault with its checker and planted bug. The same arguments
 give byte-identical output on stdout; events/s goes to stderr.
 The last line is key=value; the exit status is 1 if a checker failed.`,
 		Args: cobra.NoArgs,
