@@ -75,10 +75,13 @@ type Node struct {
 
 	stats Stats
 
-	// Arenas for Ready output (see chunk).
+	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
 	rowArena   chunk[Row]
 	holdArena  chunk[Hold]
+	eventArena chunk[Event]
+	lineArena  chunk[Line]
+	msgArena   chunk[Message] // small chunks: see msgChunkLen
 }
 
 // Stats are cumulative counters of one node, for metrics and simulator reports.
@@ -475,7 +478,10 @@ func (n *Node) Advance() {
 // part but the last has More set; see Message for the receiver's rule.
 func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 	if len(rows) <= n.cfg.MaxRowsPerMsg {
-		return []Message{{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows}}
+		if n.msgArena.size == 0 {
+			n.msgArena.size = msgChunkLen
+		}
+		return append(n.msgArena.take(1), Message{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows})
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Seq < rows[j].Seq })
 	var msgs []Message
@@ -497,6 +503,22 @@ func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 	return msgs
 }
 
+// ownLines normalizes the lines of a command into the line arena: a hold
+// keeps them for its lifetime, so they are copied once, never per Ready.
+func (n *Node) ownLines(lines []Line) ([]Line, *Error) {
+	var dst []Line
+	if k := len(lines); k > 0 && k <= MaxLines {
+		dst = n.lineArena.take(k)
+	}
+	return normalizeLinesInto(dst, lines)
+}
+
+// holdCopy returns a copy of h from the hold arena, for a reply.
+func (n *Node) holdCopy(h *Hold) *Hold {
+	s := append(n.holdArena.take(1), *h)
+	return &s[0]
+}
+
 func (n *Node) reply(r Reply) {
 	if n.out.Reply == nil {
 		n.out.Reply = n.replyArena.take(1)
@@ -509,18 +531,28 @@ func (n *Node) reply(r Reply) {
 // has its capacity capped (a full slice expression), so a runtime that
 // appends to one gets a copy and never writes into its neighbour. The
 // price: a slice kept by a runtime keeps its whole chunk (chunkLen
-// elements) alive, so chunks stay small and messages get no chunk of their
-// own (simulators keep messages in flight for long).
-type chunk[T any] struct{ buf []T }
+// elements) alive, so chunks stay small, and messages, which simulators
+// keep in flight for long, get chunks of msgChunkLen only.
+type chunk[T any] struct {
+	buf  []T
+	size int // elements per chunk; 0: chunkLen
+}
 
-const chunkLen = 64
+const (
+	chunkLen    = 64
+	msgChunkLen = 8
+)
 
 func (c *chunk[T]) take(n int) []T {
-	if n > chunkLen/4 {
+	size := c.size
+	if size == 0 {
+		size = chunkLen
+	}
+	if n > size/4 {
 		return make([]T, 0, n)
 	}
 	if len(c.buf)+n > cap(c.buf) {
-		c.buf = make([]T, 0, chunkLen)
+		c.buf = make([]T, 0, size)
 	}
 	s := c.buf[len(c.buf) : len(c.buf) : len(c.buf)+n]
 	c.buf = c.buf[:len(c.buf)+n]
