@@ -36,7 +36,7 @@ type Node struct {
 	seq        uint64 // own change sequence
 	bcastSeq   uint64 // own sequence at the last rows broadcast
 	skus       map[string]*skuState
-	skuOrder   []string // insertion order, for digests
+	skuTab     skuTable // the same skuStates in insertion order (skutable.go)
 	digestNext int
 	holds      map[string]*holdRec
 	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
@@ -130,11 +130,14 @@ type Stats struct {
 }
 
 type skuState struct {
-	sku     string
-	own     *rowRec
-	recs    map[string]*rowRec // rows by writer region
-	list    []*rowRec          // the values of recs, for iteration without a map
-	demand  float64            // units/s, EWMA
+	sku  string
+	own  *rowRec
+	list []*rowRec // rows by writer region, at most one each (see rec)
+	// first and inl hold the first row and list's first slot inside the
+	// struct: most SKUs only ever have their own row.
+	first   rowRec
+	inl     [1]*rowRec
+	demand  float64 // units/s, EWMA
 	demandT time.Time
 	reject  uint64
 	topUp   uint64 // borrow id of the top-up in flight, 0 if none
@@ -564,20 +567,31 @@ func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
 func (n *Node) sku(name string) *skuState {
 	s := n.skus[name]
 	if s == nil {
-		s = &skuState{sku: name, recs: make(map[string]*rowRec, 4)}
+		s = n.skuTab.alloc()
+		s.sku = name
 		n.skus[name] = s
-		n.skuOrder = append(n.skuOrder, name)
 	}
 	return s
 }
 
+// rec returns the row of region in s, creating it empty. A linear scan:
+// a SKU has one row per region that ever wrote it, a handful at most
+// (bounded by the membership, see trust.go).
 func (s *skuState) rec(region string) *rowRec {
-	r := s.recs[region]
-	if r == nil {
-		r = &rowRec{Row: Row{SKU: s.sku, Region: region}}
-		s.recs[region] = r
-		s.list = append(s.list, r)
+	for _, r := range s.list {
+		if r.Region == region {
+			return r
+		}
 	}
+	var r *rowRec
+	if s.list == nil {
+		r = &s.first
+		s.list = s.inl[:0]
+	} else {
+		r = &rowRec{}
+	}
+	r.Row = Row{SKU: s.sku, Region: region}
+	s.list = append(s.list, r)
 	return r
 }
 
