@@ -57,7 +57,7 @@ func (n *Node) hold(c *Command) {
 	if !n.validWait(c) {
 		return
 	}
-	if c.IdemKey != "" {
+	if c.IdemKey != "" && !n.cfg.bugs.IgnoreIdemKey {
 		if err := ValidIdemKey(c.IdemKey); err != nil {
 			n.fail(c, err)
 			return

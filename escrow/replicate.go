@@ -80,9 +80,14 @@ func (n *Node) mergeRows(rows []Row) bool {
 		s := n.learnSKU(in.SKU)
 		rec := s.rec(in.Region)
 		var ch bool
-		if n.cfg.bugs.MergeBySum {
+		switch {
+		case n.cfg.bugs.MergeBySum:
 			ch = sumInto(&rec.Row, in)
-		} else {
+		case n.cfg.bugs.LastRowWins && in.Reserved < rec.Row.Reserved:
+			// The bug: the incoming (older) Reserved replaces the newer.
+			ch = rec.Row.Merge(in)
+			rec.Row.Reserved, ch = in.Reserved, true
+		default:
 			ch = rec.Row.Merge(in)
 		}
 		if ch {
