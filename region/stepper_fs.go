@@ -112,3 +112,26 @@ func (f *gatedFile) SyncTo(length int64) (bool, error) {
 	}
 	return f.File.SyncTo(length)
 }
+
+// Close carries out a held sync of the file first: pebble closes a WAL it
+// rotated away from only after syncing it.
+func (f *gatedFile) Close() error {
+	g := f.g
+	g.mu.Lock()
+	held := false
+	for i, p := range g.pending {
+		if p == f.File {
+			g.pending = append(g.pending[:i], g.pending[i+1:]...)
+			held = true
+			break
+		}
+	}
+	g.mu.Unlock()
+	if held {
+		if err := f.File.Sync(); err != nil {
+			_ = f.File.Close()
+			return err
+		}
+	}
+	return f.File.Close()
+}

@@ -4,6 +4,8 @@
 package regiontest
 
 import (
+	"testing"
+
 	"github.com/holdfast-io/holdfast/region"
 	"github.com/holdfast-io/holdfast/region/internal/plantedbugs"
 )
@@ -15,8 +17,15 @@ type Bugs struct {
 	ReplyBeforeSync bool
 }
 
-// WithBugs returns cfg with bugs planted.
+// WithBugs returns cfg with bugs planted; zero Bugs return cfg unchanged.
+// It panics outside a test binary: a planted bug loses acknowledged holds.
 func WithBugs(cfg region.Config, bugs Bugs) region.Config {
+	if bugs == (Bugs{}) {
+		return cfg
+	}
+	if !testing.Testing() {
+		panic("regiontest: planted bugs outside a test binary")
+	}
 	cfg.PlantedBugs = plantedbugs.Set{ReplyBeforeSync: bugs.ReplyBeforeSync}
 	return cfg
 }
