@@ -212,7 +212,7 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 			// data it does not have rather than allocating for it.
 			r.Cmd.Lines = make([]escrow.Line, 0, n)
 			for i := uint64(0); i < n && d.Err() == nil; i++ {
-				l := escrow.Line{SKU: d.String(escrow.MaxSKULen)}
+				l := escrow.Line{SKU: d.String(escrow.MaxStockKeyLen)}
 				l.Qty = d.Uvarint()
 				r.Cmd.Lines = append(r.Cmd.Lines, l)
 			}
@@ -351,7 +351,7 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 	if flags&replyFlagErr != 0 {
 		e := &escrow.Error{Code: escrow.Code(d.Byte())}
 		e.Detail = d.String(maxDetailLen)
-		e.SKU = d.String(escrow.MaxSKULen)
+		e.SKU = d.String(escrow.MaxStockKeyLen)
 		e.Available = d.Uvarint()
 		e.Owner = d.String(escrow.MaxRegionLen)
 		// CodeRouted is refused: a forwarded hold is a routed one, which

@@ -23,6 +23,9 @@ type Bugs struct {
 	// StockKeyNotKept: a keyed restock or write-off applies without
 	// remembering its idempotency key (a re-run applies it twice).
 	StockKeyNotKept bool
+	// GrantAnyLocation: a line restricted to locations that cannot cover
+	// it here is granted from another location of the SKU that can.
+	GrantAnyLocation bool
 }
 
 // Any reports whether any bug is on.
