@@ -61,9 +61,10 @@ type Node struct {
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
 	homes        homes
-	fence        fenceState // see fence.go
-	trust        trustState // membership and bounds on peer input, see trust.go
-	wait         waitlist   // see waitlist.go
+	locs         locationIndex // configured locations by id (locations.go)
+	fence        fenceState    // see fence.go
+	trust        trustState    // membership and bounds on peer input, see trust.go
+	wait         waitlist      // see waitlist.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -127,6 +128,10 @@ type Stats struct {
 	Partial uint64
 	// Recounts: recounts applied.
 	Recounts uint64
+	// LocationRefused: requests, peer asks and advice refused because they
+	// name an unknown location or move units to a region that may not sell
+	// from it; LocationSplitLines: cart lines split over locations.
+	LocationRefused, LocationSplitLines uint64
 }
 
 type skuState struct {
@@ -236,6 +241,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		homes:       newHomes(c.MaxRouted),
 		wait:        newWaitlist(),
 		rnd:         c.Rand,
+		locs:        newLocationIndex(c.Locations),
 	}
 	if n.rnd == nil {
 		var seed uint64
@@ -259,7 +265,7 @@ func (n *Node) restore(st *State) error {
 	n.bcastSeq = st.Seq
 	for i := range st.Rows {
 		r := st.Rows[i].Clone()
-		if err := ValidSKU(r.SKU); err != nil {
+		if err := ValidStockKey(r.SKU); err != nil {
 			return err
 		}
 		if err := ValidRegion(r.Region); err != nil {
@@ -314,7 +320,7 @@ func (n *Node) restore(st *State) error {
 	}
 	var routed []*IdemEntry
 	for _, m := range st.Recounts {
-		if err := ValidSKU(m.SKU); err != nil {
+		if err := ValidStockKey(m.SKU); err != nil {
 			return err
 		}
 		if m.AsOf.After(n.recounts[m.SKU]) {

@@ -33,7 +33,7 @@ func (n *Node) message(m *Message) error {
 			if m.Rows[i].Region != m.From {
 				return errorf(CodeInvalid, "%s message from %s carries a row of %s", m.Type, m.From, m.Rows[i].Region)
 			}
-			if err := ValidSKU(m.Rows[i].SKU); err != nil {
+			if err := ValidStockKey(m.Rows[i].SKU); err != nil {
 				return err
 			}
 			if m.Rows[i].SentTo(m.From) != 0 {
@@ -258,7 +258,7 @@ func (n *Node) onDigest(m *Message) {
 	// Learn peers' stock of SKUs we have never seen, so that a hold for
 	// them can borrow.
 	for _, d := range m.Digest {
-		if ValidSKU(d.SKU) != nil {
+		if ValidStockKey(d.SKU) != nil {
 			continue
 		}
 		if n.skus[d.SKU] == nil {

@@ -101,7 +101,10 @@ func TestFileCoversConfig(t *testing.T) {
 		t.Errorf("the events_* keys do not all reach region.Config.Events: %+v", ev)
 	}
 	check(reflect.TypeOf(File{}), reflect.TypeOf(region.PeerLimits{})) // top-level keys
-	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "bugs", "Members")
+	// Locations are top-level keys (one list for the cluster), checked by
+	// filling below.
+	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "bugs", "Members",
+		"Locations", "FulfilmentOrder", "Allocation")
 
 	// Setting every field of the file sets every field of the config: the
 	// mapping copies them all.

@@ -35,6 +35,9 @@ type Bugs struct {
 	// LastRowWins: a merged row takes the incoming Reserved instead of the
 	// larger of the two (the simulator's replay of old rows).
 	LastRowWins bool
+	// GrantAnyLocation: a line restricted to locations that cannot cover
+	// it here is granted from another location of the SKU that can.
+	GrantAnyLocation bool
 }
 
 // Any reports whether any bug is on.
