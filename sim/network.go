@@ -70,7 +70,7 @@ func (w *world) send(src int, m *escrow.Message, extra int64) {
 		w.res.Filtered++
 		return
 	}
-	if w.o.Wire {
+	if w.o.Wire || w.o.Runtime == RuntimeRegion {
 		b, err := escrow.EncodeMessage(nil, m)
 		if err != nil {
 			w.res.MsgErrors++

@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/escrow/escrowtest"
+	"github.com/holdfast-io/holdfast/region/regiontest"
 )
 
 // Limits on every knob, so that a typo cannot ask for a run that never ends
@@ -69,11 +70,18 @@ type Options struct {
 	// Soak makes the run a soak (soak.go): Duration is hours of simulated
 	// time, the report samples the simulator's state every simulated hour.
 	Soak bool
+	// Runtime is what drives each region: RuntimeEscrow (the simulator's
+	// own persist-then-reply loop around escrow.Node) or RuntimeRegion
+	// (the real region runtime, Pebble on a crashable in-memory vfs; see
+	// runtime_region.go). "": RuntimeEscrow.
+	Runtime string
 
 	// Bugs and Hooks inject known bugs so tests can show that the checkers
 	// catch them. Never set them outside tests and demonstrations.
 	Bugs  escrowtest.Bugs
 	Hooks Hooks
+	// RegionBugs are planted in the region runtime (RuntimeRegion only).
+	RegionBugs regiontest.Bugs
 }
 
 // Hooks are test-only bugs of the simulated runtime (not of escrow).
@@ -127,6 +135,7 @@ func (o Options) withDefaults() Options {
 	o.TTL = cmp.Or(o.TTL, d.TTL)
 	o.Tick = cmp.Or(o.Tick, d.Tick)
 	o.Fsync = cmp.Or(o.Fsync, d.Fsync)
+	o.Runtime = cmp.Or(o.Runtime, RuntimeEscrow)
 	o.ClientLatency = cmp.Or(o.ClientLatency, d.ClientLatency)
 	o.InterMin = cmp.Or(o.InterMin, d.InterMin)
 	o.InterMax = cmp.Or(o.InterMax, max(d.InterMax, o.InterMin))
@@ -180,7 +189,7 @@ func (o Options) Validate() error {
 	if _, err := newStrategy(o.Strategy); err != nil {
 		return err
 	}
-	return nil
+	return o.validateRuntime()
 }
 
 // Args returns the command-line flags of `holdfast sim` that reproduce o
@@ -217,6 +226,9 @@ func (o Options) Args(seed uint64) []string {
 	if o.Wire {
 		a = append(a, "--wire")
 	}
+	if o.Runtime != RuntimeEscrow {
+		a = append(a, "--runtime", o.Runtime)
+	}
 	if o.Partial > 0 {
 		a = append(a, "--partial", strconv.FormatFloat(o.Partial, 'g', -1, 64))
 	}
@@ -244,6 +256,12 @@ const (
 	// BugPromotedKeepsPlace: a promoted waitlist entry stays in the queue
 	// and is promoted again (workload waitlist).
 	BugPromotedKeepsPlace = "promoted-keeps-place"
+	// BugReplyBeforeSync: the region runtime's committer answers a batch's
+	// callers before its fsync (RuntimeRegion only).
+	BugReplyBeforeSync = "reply-before-sync"
+	// BugMergeTakesReserved: Row.Merge takes the incoming Reserved instead
+	// of the max.
+	BugMergeTakesReserved = "merge-takes-reserved"
 	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
 	BugDuplicateEvent = "duplicate-event"
 	// Bugs that only a named fault exposes (TestPlantedBugsNeedTheirFault).
@@ -264,6 +282,8 @@ var bugSwitches = []struct {
 	{BugMergeBySum, func(o *Options) *bool { return &o.Bugs.MergeBySum }},
 	{BugKeepExpiredUnits, func(o *Options) *bool { return &o.Bugs.KeepExpiredUnits }},
 	{BugReplyBeforePersist, func(o *Options) *bool { return &o.Hooks.ReplyBeforePersist }},
+	{BugReplyBeforeSync, func(o *Options) *bool { return &o.RegionBugs.ReplyBeforeSync }},
+	{BugMergeTakesReserved, func(o *Options) *bool { return &o.Bugs.MergeTakesReserved }},
 	{BugPartialRecordsAsked, func(o *Options) *bool { return &o.Bugs.PartialRecordsAsked }},
 	{BugPromoteOutOfOrder, func(o *Options) *bool { return &o.Bugs.PromoteOutOfOrder }},
 	{BugPromotedKeepsPlace, func(o *Options) *bool { return &o.Bugs.PromotedKeepsPlace }},

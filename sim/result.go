@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -113,6 +114,18 @@ type Result struct {
 
 	// Soak: the samples of a soak (soak.go).
 	Soak []SoakSample `json:"soak,omitempty"`
+	// The region runtime (RuntimeRegion only; see runtime_region.go).
+	Runtime string `json:"runtime,omitempty"`
+	// ViewRegressions: a node's copy of a peer's row went backwards.
+	ViewRegressions uint64 `json:"view_regressions,omitempty"`
+	// Storage faults injected (storage_faults.go).
+	MidSyncCrashes uint64 `json:"mid_sync_crashes,omitempty"`
+	TornCrashes    uint64 `json:"torn_crashes,omitempty"`
+	DiskFull       uint64 `json:"disk_full,omitempty"`
+	StorageErrors  uint64 `json:"storage_errors,omitempty"` // batches failed by the store
+	// StoreMismatches: a region restarted from its store with other rows
+	// or holds than the simulator's model of what was synced.
+	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
 
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
@@ -135,7 +148,8 @@ func holdMs(d time.Duration) float64 { return float64(d) / 1e6 }
 func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0 ||
-		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0
+		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 ||
+		r.ViewRegressions > 0 || r.StoreMismatches > 0
 }
 
 // Summary aggregates the results of a sweep.
@@ -182,6 +196,15 @@ type Summary struct {
 	WaitP50Ms         float64 `json:"wait_p50_ms,omitempty"`
 	WaitP99Ms         float64 `json:"wait_p99_ms,omitempty"`
 	ReturnedToWaiters float64 `json:"returned_to_waiters,omitempty"`
+
+	// Region runtime (see Result).
+	Runtime         string `json:"runtime,omitempty"`
+	ViewRegressions uint64 `json:"view_regressions,omitempty"`
+	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
+	MidSyncCrashes  uint64 `json:"mid_sync_crashes,omitempty"`
+	TornCrashes     uint64 `json:"torn_crashes,omitempty"`
+	DiskFull        uint64 `json:"disk_full,omitempty"`
+	StorageErrors   uint64 `json:"storage_errors,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -224,6 +247,13 @@ func Summarize(rs []*Result) Summary {
 			s.FaultCounts[k] += v
 		}
 		s.Partitions += r.Partitions
+		s.Runtime = cmp.Or(s.Runtime, r.Runtime)
+		s.ViewRegressions += r.ViewRegressions
+		s.StoreMismatches += r.StoreMismatches
+		s.MidSyncCrashes += r.MidSyncCrashes
+		s.TornCrashes += r.TornCrashes
+		s.DiskFull += r.DiskFull
+		s.StorageErrors += r.StorageErrors
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum
@@ -310,6 +340,7 @@ func (s Summary) KV() string {
 			"wait_p99_ms="+f(s.WaitP99Ms, 1),
 			"returned_to_waiters="+f(s.ReturnedToWaiters, 3))
 	}
+	kv = append(kv, s.runtimeKV()...)
 	return strings.Join(kv, " ")
 }
 
@@ -323,6 +354,7 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	if b := o.BugNames(); len(b) > 0 {
 		fmt.Fprintf(w, "injected bugs: %s\n", strings.Join(b, ", "))
 	}
+	writeRuntime(w, o)
 	fmt.Fprintf(w, "%6s %7s %7s %7s %6s %6s %5s %5s %6s %8s %8s %7s %6s %s\n",
 		"seed", "holds", "granted", "reject", "unav", "false", "crash", "part", "msg/h", "p50ms", "p99ms", "conv_ms", "strand", "checks")
 	for _, r := range rs {
@@ -339,6 +371,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 {
 				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
 					r.DoubleHolds, r.CorruptAccepted, r.ClockErrors, r.RowRegressions)
+			}
+			if r.ViewRegressions > 0 || r.StoreMismatches > 0 {
+				checks += fmt.Sprintf(" view_regressions=%d store_mismatches=%d", r.ViewRegressions, r.StoreMismatches)
 			}
 		}
 		mph := 0.0

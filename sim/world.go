@@ -385,6 +385,12 @@ func (w *world) dispatch(e *event) {
 		}
 	case evFsync:
 		ep := w.eps[e.node]
+		if ep.rt != nil {
+			if !ep.down && ep.inc == e.inc {
+				w.regionStage(ep, int(e.n))
+			}
+			return
+		}
 		if ep.down || ep.inc != e.inc || !ep.fsyncBusy {
 			return // the write died with the process
 		}

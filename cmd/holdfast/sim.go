@@ -155,6 +155,7 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.StringVar(&o.RTT, "rtt", "", "round-trip times of region pairs, e.g. us-eu=80ms,us-ap=220ms,eu-ap=150ms,*=40ms (a side is a region or its zone prefix)")
 	f.DurationVar(&o.BorrowTimeoutMax, "borrow-timeout-max", 0, "upper bound of the RTT-following borrow deadline (0: escrow default)")
 	f.BoolVar(&o.Wire, "wire", false, "round-trip every message through the wire codec")
+	f.StringVar(&o.Runtime, "runtime", sim.RuntimeEscrow, "what drives each region: escrow (the simulator's own persist-then-reply loop, fast) | region (the real region runtime: its pipeline stages, Pebble on a crashable in-memory vfs, the wire codec; slower)")
 	f.Float64Var(&o.Partial, "partial", 0, "fraction of carts sent as partial holds (0..1)")
 	f.Var(soakFlag{&o}, "soak", "soak for this much simulated time (e.g. 4h; sets --duration): long-lived holds, retention cycles, the heap sampled every simulated hour")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON")

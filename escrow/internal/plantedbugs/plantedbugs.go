@@ -9,8 +9,11 @@ package plantedbugs
 type Bugs struct {
 	GrantWithoutCheck bool // grant holds without checking available
 	MergeBySum        bool // merge rows by adding instead of max
-	KeepExpiredUnits  bool // expire holds without returning their units
-	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
+	// MergeTakesReserved: merging a peer's row takes the incoming Reserved
+	// instead of the max (a late, older copy moves the view back).
+	MergeTakesReserved bool
+	KeepExpiredUnits   bool // expire holds without returning their units
+	IgnoreFence        bool // never fence or go on probation (shows the oversell the fence prevents)
 	// Waitlist: promote the newest waiting entry first; leave a promoted
 	// entry in the queue (it is promoted again when units come back).
 	PromoteOutOfOrder  bool
@@ -32,6 +35,9 @@ type Bugs struct {
 	// LastRowWins: a merged row takes the incoming Reserved instead of the
 	// larger of the two (the simulator's replay of old rows).
 	LastRowWins bool
+	// GrantAnyLocation: a line restricted to locations that cannot cover
+	// it here is granted from another location of the SKU that can.
+	GrantAnyLocation bool
 }
 
 // Any reports whether any bug is on.
