@@ -92,7 +92,7 @@ func (sc *story) run(d *datadriven.TestData) string {
 		case a.Key == "alloc":
 			opts[a.Key] = a.Vals[0]
 		case a.Key == "ttl" || a.Key == "key" || a.Key == "wait" || a.Key == "as" || a.Key == "at" ||
-			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch":
+			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch" || a.Key == "unreachable":
 			opts[a.Key] = a.Vals[0]
 		default:
 			pairs = append(pairs, skuQty{locKey(a.Key), a.Vals[0]})
@@ -228,7 +228,8 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		}
 		tn.req++
 		c.ReqID = tn.req
-		if err := tn.n.Step(Input{Now: tn.now, Cmd: &c}); err != nil {
+		// unreachable=REGION: the runtime just found REGION gone.
+		if err := tn.n.Step(Input{Now: tn.now, Cmd: &c, Unreachable: opts["unreachable"]}); err != nil {
 			sc.t.Fatal(err)
 		}
 		tn.drain()
