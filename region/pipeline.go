@@ -405,7 +405,7 @@ func (r *Region) write(b *batch) {
 	}
 	b.start = time.Now()
 	switch as, ok := r.storage.(asyncStorage); {
-	case ok && b.final:
+	case ok && b.final && !r.cfg.PlantedBugs.SkipFsync:
 		b.pc, b.err = as.ApplyNoWait(&b.rd.Persist)
 		r.aheadWritten = false
 	case ok:
@@ -459,6 +459,19 @@ func (r *Region) wait(b *batch) error {
 func (r *Region) deliver(b *batch, err error) {
 	m := r.metrics
 	r.commitCmds.Add(int64(b.cmds))
+	if err != nil && r.cfg.PlantedBugs.AckFailedWrite && !errors.Is(err, ErrClosed) {
+		// (planted bug) the failure is not told to the callers.
+		m.storageErrors.Inc()
+		b.err = err
+		r.ready.Store(false)
+		for i, req := range b.reqs {
+			if req != nil && !b.replied {
+				req.reply = b.rd.Reply[i]
+				req.done <- struct{}{}
+			}
+		}
+		return
+	}
 	if err != nil && b.replied {
 		// (planted bug) the callers were told it succeeded already.
 		m.storageErrors.Inc()

@@ -146,6 +146,8 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 	}
 	req.reply = *r
 	req.replyAt = w.now
+	w.replyOrd++
+	req.replyOrd = w.replyOrd
 	if r.Err != nil && r.Kind == escrow.CmdHold {
 		req.couldGrant = w.orc.couldGrant(req.cmd.Lines)
 		if s, ok := w.skuIdx[r.Err.SKU]; ok {
@@ -228,6 +230,9 @@ func (w *world) restart(ep *endpoint) {
 		w.res.ConservationErrors++
 		w.fail("%v", err)
 		return
+	}
+	if ep.down {
+		return // it did not start (region runtime: disk full); restarted later
 	}
 	w.orc.checkAcked(ep, true)
 	w.pump(ep)

@@ -245,6 +245,12 @@ const (
 	// BugReplyBeforeSync: the region runtime's committer answers a batch's
 	// callers before its fsync (RuntimeRegion only).
 	BugReplyBeforeSync = "reply-before-sync"
+	// BugSkipFsync: the region runtime writes every batch without its
+	// fsync (RuntimeRegion only).
+	BugSkipFsync = "skip-fsync"
+	// BugAckFailedWrite: the region runtime answers the callers of a
+	// batch its store failed as if it had succeeded (RuntimeRegion only).
+	BugAckFailedWrite = "ack-failed-write"
 	// BugMergeTakesReserved: Row.Merge takes the incoming Reserved instead
 	// of the max.
 	BugMergeTakesReserved = "merge-takes-reserved"
@@ -264,6 +270,8 @@ var bugSwitches = []struct {
 	{BugReplyBeforePersist, func(o *Options) *bool { return &o.Hooks.ReplyBeforePersist }},
 	{BugReplyBeforeSync, func(o *Options) *bool { return &o.RegionBugs.ReplyBeforeSync }},
 	{BugMergeTakesReserved, func(o *Options) *bool { return &o.Bugs.MergeTakesReserved }},
+	{BugSkipFsync, func(o *Options) *bool { return &o.RegionBugs.SkipFsync }},
+	{BugAckFailedWrite, func(o *Options) *bool { return &o.RegionBugs.AckFailedWrite }},
 	{BugPartialRecordsAsked, func(o *Options) *bool { return &o.Bugs.PartialRecordsAsked }},
 	{BugPromoteOutOfOrder, func(o *Options) *bool { return &o.Bugs.PromoteOutOfOrder }},
 	{BugPromotedKeepsPlace, func(o *Options) *bool { return &o.Bugs.PromotedKeepsPlace }},

@@ -36,6 +36,7 @@ type ledger struct{ reserved, sold, returned uint64 }
 
 type ackRec struct {
 	at    int64 // when the server produced the reply that acknowledged state
+	ord   uint64 // and its place among all replies (ties of at: one batch)
 	state escrow.HoldState
 	lines []escrow.Line
 	owner int
@@ -335,12 +336,12 @@ func (o *oracle) observe(req *request) {
 				return
 			}
 			oi := o.w.byName[owner]
-			a = &ackRec{at: req.replyAt, state: r.Hold.State, lines: append([]escrow.Line(nil), r.Hold.Lines...), owner: oi}
+			a = &ackRec{at: req.replyAt, ord: req.replyOrd, state: r.Hold.State, lines: append([]escrow.Line(nil), r.Hold.Lines...), owner: oi}
 			o.acked[id] = a
 			o.ackedBy[oi] = append(o.ackedBy[oi], id)
 			return
 		}
-		if req.replyAt < a.at {
+		if req.replyOrd < a.ord {
 			return // an older snapshot overtaken on the way: not a later answer
 		}
 		if !legal(a.state, r.Hold.State) {
@@ -349,12 +350,12 @@ func (o *oracle) observe(req *request) {
 			o.lose(a, id, "answered later with other lines")
 		}
 		if a.state == escrow.Held {
-			a.state, a.at = r.Hold.State, req.replyAt
+			a.state, a.at, a.ord = r.Hold.State, req.replyAt, req.replyOrd
 		}
 		return
 	}
 	if r.Err != nil && r.Err.Code == escrow.CodeNotFound && req.cmd.HoldID != "" {
-		if a := o.acked[req.cmd.HoldID]; a != nil && req.replyAt >= a.at && !o.deleted[req.cmd.HoldID] {
+		if a := o.acked[req.cmd.HoldID]; a != nil && req.replyOrd >= a.ord && !o.deleted[req.cmd.HoldID] {
 			o.lose(a, req.cmd.HoldID, "answered later as not found")
 		}
 	}

@@ -102,6 +102,12 @@ func (w *world) bootRegion(ep *endpoint) error {
 	}
 	cfg = regiontest.WithBugs(cfg, w.o.RegionBugs)
 	w.diskState(ep)
+	if rt.full.Load() {
+		// The disk is full: the process does not start (pebble's open
+		// flushes the replayed log) and is restarted a little later.
+		w.q.push(event{at: w.at(500 * time.Millisecond), kind: evRestart, node: int32(ep.idx), inc: ep.inc})
+		return nil
+	}
 	st, err := region.OpenStepper(cfg)
 	if err == nil && ep.restarts > 0 && w.storageFaults() && rt.rng.IntN(recoveryCrashEvery) == 0 {
 		// Crash during recovery: the process dies right after the
@@ -258,6 +264,13 @@ func (w *world) storageDown(ep *endpoint) {
 func (w *world) recoverRegion(ep *endpoint) {
 	rt := ep.rt
 	w.diskState(ep)
+	if rt.full.Load() {
+		// Reopening would block in pebble's open (it flushes the
+		// replayed log): the runtime's retries fail until the disk
+		// takes writes again.
+		w.q.push(event{at: w.at(200 * time.Millisecond), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageRecover})
+		return
+	}
 	if err := rt.st.Recover(); err != nil {
 		// The disk still fails: retried later.
 		w.q.push(event{at: w.at(200 * time.Millisecond), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageRecover})

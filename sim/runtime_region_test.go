@@ -57,7 +57,8 @@ func TestRegionRuntimeSweep(t *testing.T) {
 }
 
 // TestRegionRuntimeCatchesBugs: the two bugs the simulator's own runtime
-// could not see are caught within 20 seeds once it drives the real one.
+// could not see are caught within 20 seeds once it drives the real one,
+// and so are two runtime bugs only storage faults reveal.
 func TestRegionRuntimeCatchesBugs(t *testing.T) {
 	cases := []struct {
 		bug     string
@@ -65,6 +66,11 @@ func TestRegionRuntimeCatchesBugs(t *testing.T) {
 	}{
 		{BugReplyBeforeSync, func(r *Result) uint64 { return r.LostAcked }},
 		{BugMergeTakesReserved, func(r *Result) uint64 { return r.ViewRegressions }},
+		// The storage faults matter: crashes on the real disk catch a
+		// commit without fsync, the disk-full window a failed write
+		// answered as a success.
+		{BugSkipFsync, func(r *Result) uint64 { return r.LostAcked }},
+		{BugAckFailedWrite, func(r *Result) uint64 { return r.LostAcked + r.StoreMismatches }},
 	}
 	for _, c := range cases {
 		t.Run(c.bug, func(t *testing.T) {

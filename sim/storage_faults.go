@@ -11,7 +11,7 @@ package sim
 //     the store's recovery, its crash image keeping a random share of what
 //     recovery wrote without syncing; the next restart recovers from that.
 //   - diskfull: in one region per run, for a few seconds, every write
-//     and fsync fails with ENOSPC (pebble's errorfs): the region fails
+//     fails with ENOSPC (pebble's errorfs): the region fails
 //     the batch (no reply), discards its node and rebuilds it from the
 //     store once the disk takes writes again, meanwhile granting nothing.
 //
@@ -41,7 +41,10 @@ func (rt *regionRT) fs() vfs.FS {
 		}
 		switch op.Kind {
 		case errorfs.OpCreate, errorfs.OpReuseForWrite, errorfs.OpFileWrite, errorfs.OpFileWriteAt,
-			errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpFilePreallocate:
+			errorfs.OpFilePreallocate:
+			// (Not fsync: a sync that fails after its write succeeded
+			// leaves the outcome unknown, which the model cannot
+			// follow; a write refused leaves nothing behind.)
 			return syscall.ENOSPC
 		}
 		return nil

@@ -55,6 +55,9 @@ type request struct {
 	server  int // region whose node executes the command
 	reply   escrow.Reply
 	replyAt int64 // when the server's node produced reply
+	// replyOrd: the reply's place among every reply the nodes produced
+	// (the region runtime releases a batch's replies at one instant).
+	replyOrd uint64
 	// The oracle's view when a refusal was produced: could the cart have
 	// been granted somewhere, and the units of the refused SKU anywhere.
 	couldGrant bool
@@ -97,6 +100,7 @@ type world struct {
 	waits *waitStats // waitlist workload only
 
 	nextReq    uint64
+	replyOrd   uint64
 	nextClient uint64
 	active     int  // clients not done (workload and probes)
 	arrivals   bool // the workload still sends carts
