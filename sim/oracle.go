@@ -35,7 +35,7 @@ func (c *counters) sub(o counters) {
 type ledger struct{ reserved, sold, returned uint64 }
 
 type ackRec struct {
-	at    int64 // when the server produced the reply that acknowledged state
+	at    int64  // when the server produced the reply that acknowledged state
 	ord   uint64 // and its place among all replies (ties of at: one batch)
 	state escrow.HoldState
 	lines []escrow.Line
