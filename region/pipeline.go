@@ -168,7 +168,8 @@ func (r *Region) stepLoop() {
 	// write time) merges the two cohorts that a plain "cut when the
 	// committer is idle" pipeline settles into, so each fsync carries about
 	// all concurrent callers instead of half of them. A lone caller is
-	// never delayed: its batch is cut as soon as it is back.
+	// never delayed: there is no linger after a batch that answered one
+	// caller (lingerFor), and its batch is cut as soon as it is back.
 	target := 0
 	var lingerUntil time.Time
 	linger := time.NewTimer(time.Hour)
@@ -248,7 +249,7 @@ func (r *Region) stepLoop() {
 				syncing = false
 				target, lingerUntil = cohort+answered, time.Time{}
 				answered = 0
-				if d := r.lingerFor(); d > 0 {
+				if d := r.lingerFor(answered); d > 0 {
 					lingerUntil = time.Now().Add(d)
 				}
 			}
@@ -275,8 +276,12 @@ func (r *Region) writeAhead() bool {
 
 // lingerFor is how long the stepper may wait for returning callers before
 // it cuts the next batch: half a recent write, at most Config.MaxLinger.
-func (r *Region) lingerFor() time.Duration {
-	if r.cfg.MaxLinger < 0 {
+// After a cohort that answered a single caller there is nobody to merge
+// with: that caller may already be back (stepped before the stepper saw
+// its batch done, so counted twice in the target), and waiting would only
+// delay it.
+func (r *Region) lingerFor(answered int) time.Duration {
+	if r.cfg.MaxLinger < 0 || answered <= 1 {
 		return 0
 	}
 	return min(time.Duration(r.applyEWMA.Load())/2, r.cfg.MaxLinger)

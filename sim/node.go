@@ -89,6 +89,10 @@ func (w *world) pump(ep *endpoint) {
 		ep.fsyncBusy = true
 		ep.replied = false
 		d := w.fsyncDelay()
+		if s := w.stallDelay(ep); s > 0 {
+			d += s
+			w.stalledSync(ep, &rd, d)
+		}
 		if w.o.Hooks.ReplyBeforePersist {
 			// The bug: answer before the write is durable...
 			acked := false
@@ -158,7 +162,9 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 		w.rpc(req.server, req.gateway, evReplyArrive, req)
 		return
 	}
-	w.q.push(event{at: w.at(w.clientDelay()), kind: evClientReply, req: req})
+	if !w.clientLinkLost(req.gateway) {
+		w.q.push(event{at: w.at(w.clientDelay()), kind: evClientReply, req: req})
+	}
 }
 
 // route sends a hold the node answered with CodeRouted on to the region

@@ -65,6 +65,21 @@ type Result struct {
 	Unreturned       uint64 `json:"unreturned"` // ledgers with units not returned, holds never expired
 	LivenessFailures uint64 `json:"liveness_failures"`
 	Panics           uint64 `json:"panics"` // the run panicked or never settled
+	// Checkers of the named faults (faultset.go), all must be zero:
+	// DoubleHolds: idempotency keys that created more than one hold
+	// (linkloss); CorruptAccepted: corrupted messages a receiver accepted
+	// (corrupt); ClockErrors: holds brought back to held after they ended,
+	// or written again after they were deleted (jump).
+	DoubleHolds     uint64 `json:"double_holds,omitempty"`
+	CorruptAccepted uint64 `json:"corrupt_accepted,omitempty"`
+	ClockErrors     uint64 `json:"clock_errors,omitempty"`
+	// RowRegressions: a region's copy of a peer's row went back (a field
+	// decreased) when it merged a message: rows are bounded counters,
+	// merged by max, so an old row replayed must change nothing (replay).
+	RowRegressions uint64 `json:"row_regressions,omitempty"`
+	// FaultCounts: episodes or events of each fault of a named mix (see
+	// docs/simulator.md); absent for none, partitions and the old all.
+	FaultCounts map[string]uint64 `json:"fault_counts,omitempty"`
 
 	// Quality.
 	// StrandedAtSellout is the mean number of units still available
@@ -130,6 +145,7 @@ func holdMs(d time.Duration) float64 { return float64(d) / 1e6 }
 func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0 ||
+		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 ||
 		r.ViewRegressions > 0 || r.StoreMismatches > 0
 }
 
@@ -158,6 +174,13 @@ type Summary struct {
 	Crashes            uint64   `json:"crashes"`
 	Partitions         uint64   `json:"partitions"`
 	FailedSeeds        []uint64 `json:"failed_seeds,omitempty"`
+
+	// Named faults (a mix other than none, partitions, the old all).
+	DoubleHolds     uint64            `json:"double_holds,omitempty"`
+	CorruptAccepted uint64            `json:"corrupt_accepted,omitempty"`
+	ClockErrors     uint64            `json:"clock_errors,omitempty"`
+	RowRegressions  uint64            `json:"row_regressions,omitempty"`
+	FaultCounts     map[string]uint64 `json:"fault_counts,omitempty"`
 
 	// Waitlist (see Result).
 	WaitJoined        uint64  `json:"wait_joined,omitempty"`
@@ -203,6 +226,16 @@ func Summarize(rs []*Result) Summary {
 		s.LivenessFailures += r.LivenessFailures
 		s.Panics += r.Panics
 		s.Crashes += r.Crashes
+		s.DoubleHolds += r.DoubleHolds
+		s.CorruptAccepted += r.CorruptAccepted
+		s.ClockErrors += r.ClockErrors
+		s.RowRegressions += r.RowRegressions
+		for k, v := range r.FaultCounts {
+			if s.FaultCounts == nil {
+				s.FaultCounts = map[string]uint64{}
+			}
+			s.FaultCounts[k] += v
+		}
 		s.Partitions += r.Partitions
 		s.Runtime = cmp.Or(s.Runtime, r.Runtime)
 		s.ViewRegressions += r.ViewRegressions
@@ -280,6 +313,13 @@ func (s Summary) KV() string {
 		"events=" + strconv.FormatUint(s.Events, 10),
 		"event_errors=" + strconv.FormatUint(s.EventErrors, 10),
 	}
+	if s.FaultCounts != nil {
+		kv = append(kv,
+			"double_holds="+strconv.FormatUint(s.DoubleHolds, 10),
+			"corrupt_accepted="+strconv.FormatUint(s.CorruptAccepted, 10),
+			"clock_errors="+strconv.FormatUint(s.ClockErrors, 10),
+			"row_regressions="+strconv.FormatUint(s.RowRegressions, 10))
+	}
 	if s.waitlisted() {
 		kv = append(kv,
 			"wait_joined="+strconv.FormatUint(s.WaitJoined, 10),
@@ -319,6 +359,10 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 			if r.EventErrors > 0 {
 				checks += fmt.Sprintf(" event_errors=%d", r.EventErrors)
 			}
+			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 {
+				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
+					r.DoubleHolds, r.CorruptAccepted, r.ClockErrors, r.RowRegressions)
+			}
 			if r.ViewRegressions > 0 || r.StoreMismatches > 0 {
 				checks += fmt.Sprintf(" view_regressions=%d store_mismatches=%d", r.ViewRegressions, r.StoreMismatches)
 			}
@@ -341,6 +385,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 		s.Seeds, s.Holds, s.Granted, s.Rejected, s.Unavailable, s.Events)
 	fmt.Fprintf(w, "quality: false_reject_rate=%.4f stranded_at_sellout=%.1f msgs_per_hold=%.2f p50_hold_ms=%.1f p99_hold_ms=%.1f max_converge_ms=%d\n",
 		s.FalseRejectRate, s.StrandedAtSellout, s.MsgsPerHold, s.P50HoldMs, s.P99HoldMs, s.MaxConvergeMs)
+	if s.FaultCounts != nil {
+		fmt.Fprintln(w, s.faultsLine())
+	}
 	if s.waitlisted() {
 		fmt.Fprintf(w, "waitlist: joined=%d promoted=%d wait_p50_ms=%.1f wait_p99_ms=%.1f returned_to_waiters=%.3f cross_max_ms=%d violations=%d stranded=%d\n",
 			s.WaitJoined, s.WaitPromoted, s.WaitP50Ms, s.WaitP99Ms, s.ReturnedToWaiters, s.WaitCrossMaxMs, s.WaitViolations, s.WaitStranded)
