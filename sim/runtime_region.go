@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,14 @@ func (o *Options) validateRuntime() error {
 	case RuntimeEscrow:
 		if o.RegionBugs != (regiontest.Bugs{}) {
 			return fmt.Errorf("sim: region runtime bugs need --runtime %s", RuntimeRegion)
+		}
+		for _, name := range strings.Split(o.Faults, ",") {
+			for _, f := range faultNames {
+				if f.name == strings.TrimSpace(name) && storageFaults.Has(f.f) {
+					return fmt.Errorf("sim: fault %q is a storage fault of the region runtime: it needs --runtime %s",
+						f.name, RuntimeRegion)
+				}
+			}
 		}
 	case RuntimeRegion:
 		if o.Hooks.ReplyBeforePersist {
@@ -109,7 +118,7 @@ func (w *world) bootRegion(ep *endpoint) error {
 		return nil
 	}
 	st, err := region.OpenStepper(cfg)
-	if err == nil && ep.restarts > 0 && w.storageFaults() && rt.rng.IntN(recoveryCrashEvery) == 0 {
+	if err == nil && ep.restarts > 0 && w.storageFault(FaultRecovery) && rt.rng.IntN(recoveryCrashEvery) == 0 {
 		// Crash during recovery: the process dies right after the
 		// store's recovery, keeping part of what it wrote unsynced.
 		w.res.RecoveryCrashes++
@@ -291,7 +300,7 @@ func (w *world) recoverRegion(ep *endpoint) {
 func (w *world) crashRegion(ep *endpoint) {
 	rt := ep.rt
 	img := rt.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-	if tt, ok := rt.st.TornTail(); ok && w.storageFaults() && tt.FirstEnd-tt.Synced >= 2 && rt.rng.IntN(2) == 0 {
+	if tt, ok := rt.st.TornTail(); ok && w.storageFault(FaultTorn) && tt.FirstEnd-tt.Synced >= 2 && rt.rng.IntN(2) == 0 {
 		keep := 1 + rt.rng.Int64N(tt.FirstEnd-tt.Synced-1)
 		if torn, err := region.TearImage(rt.mem, tt, keep); err == nil {
 			img = torn

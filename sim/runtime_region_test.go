@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/holdfast-io/holdfast/region/regiontest"
 )
 
 // TestRegionRuntimeDeterminism: with the real region runtime (Pebble, its
@@ -88,5 +90,29 @@ func TestRegionRuntimeCatchesBugs(t *testing.T) {
 			}
 			t.Fatalf("bug %s not caught by its checker on seeds 1-20", c.bug)
 		})
+	}
+}
+
+// TestRuntimeOptions: the runtime is checked, and so are the options that
+// only make sense with one of them.
+func TestRuntimeOptions(t *testing.T) {
+	bad := []Options{
+		{Runtime: "pebble"},
+		{Faults: "crash,torn"},
+		{Faults: "diskfull"},
+		{RegionBugs: regiontest.Bugs{ReplyBeforeSync: true}},
+		{Runtime: RuntimeRegion, Hooks: Hooks{ReplyBeforePersist: true}},
+	}
+	for _, o := range bad {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v: accepted", o)
+		}
+	}
+	good := []Options{{}, {Runtime: RuntimeRegion, Faults: "crash,torn,midsync,recovery,diskfull"},
+		{Faults: FaultsAll}, {Runtime: RuntimeRegion, Faults: FaultsAll}}
+	for _, o := range good {
+		if err := o.Validate(); err != nil {
+			t.Errorf("%+v: %v", o, err)
+		}
 	}
 }

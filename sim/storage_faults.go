@@ -54,7 +54,7 @@ func (rt *regionRT) fs() vfs.FS {
 // planDiskFull picks the run's disk-full window (faults all: one region,
 // a few seconds, before heal).
 func (w *world) planDiskFull(ep *endpoint) {
-	if w.o.Faults != FaultsAll {
+	if !w.fs.Has(FaultDiskFull) {
 		return
 	}
 	pick := newRand(w.o.Seed, streamRuntime-1)
@@ -81,15 +81,17 @@ const (
 	midSyncMax   = 4
 )
 
-func (w *world) storageFaults() bool {
-	return w.o.Faults == FaultsAll && w.now < w.healAt
+// storageFault reports whether fault f is on now (named in --faults, and
+// before heal).
+func (w *world) storageFault(f FaultSet) bool {
+	return w.fs.Has(f) && w.now < w.healAt
 }
 
 // maybeCrashMidSync may schedule a crash of ep while its last written
 // batch waits for its fsync.
 func (w *world) maybeCrashMidSync(ep *endpoint) {
 	rt := ep.rt
-	if !w.storageFaults() || w.res.MidSyncCrashes >= midSyncMax || rt.rng.IntN(midSyncEvery) != 0 {
+	if !w.storageFault(FaultMidSync) || w.res.MidSyncCrashes >= midSyncMax || rt.rng.IntN(midSyncEvery) != 0 {
 		return
 	}
 	w.res.MidSyncCrashes++
