@@ -199,7 +199,7 @@ func (w *world) regionStage(ep *endpoint, stage int) {
 		w.maybeCrashMidSync(ep)
 		if !rt.syncBusy {
 			rt.syncBusy = true
-			w.q.push(event{at: w.now + w.fsyncDelay(), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
+			w.q.push(event{at: w.now + w.regionSyncDelay(ep), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
 		}
 		w.pumpRegion(ep)
 	case stageSync:
@@ -231,10 +231,24 @@ func (w *world) regionStage(ep *endpoint, stage int) {
 		}
 		if st.Written() > 0 && !rt.syncBusy {
 			rt.syncBusy = true
-			w.q.push(event{at: w.now + w.fsyncDelay(), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
+			w.q.push(event{at: w.now + w.regionSyncDelay(ep), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
 		}
 		w.pumpRegion(ep)
 	}
+}
+
+// regionSyncDelay is the latency of an fsync: --fsync, plus the long tail
+// and stalls of the stall fault; a stall of seconds makes the process's
+// watchdog kill it now and then, before heal (as for the escrow runtime).
+func (w *world) regionSyncDelay(ep *endpoint) int64 {
+	d := w.fsyncDelay()
+	if s := w.stallDelay(ep); s > 0 {
+		d += s
+		if d > int64(time.Second) && w.now+d < w.healAt && w.nf.rng.Float64() < 0.3 {
+			w.q.push(event{at: w.now + d/2, kind: evCrash, node: int32(ep.idx), inc: ep.inc})
+		}
+	}
+	return d
 }
 
 // regionReplies sends the messages and delivers the replies the runtime
