@@ -85,13 +85,10 @@ func (n *Node) mergeRows(rows []Row) bool {
 			ch = sumInto(&rec.Row, in)
 		case n.cfg.bugs.LastRowWins && in.Reserved < rec.Row.Reserved:
 			// The bug: the incoming (older) Reserved replaces the newer.
-			ch = rec.Row.Merge(in)
+			rec.Row.Merge(in)
 			rec.Row.Reserved, ch = in.Reserved, true
 		default:
 			ch = rec.Row.Merge(in)
-			if n.cfg.bugs.MergeTakesReserved && rec.Row.Reserved != in.Reserved {
-				rec.Row.Reserved, ch = in.Reserved, true
-			}
 		}
 		if ch {
 			rec.updated = n.now

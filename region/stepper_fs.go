@@ -54,13 +54,6 @@ func (g *syncGate) setHold(on bool) {
 	g.mu.Unlock()
 }
 
-// held reports whether a sync is waiting for flush.
-func (g *syncGate) held() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.pending) > 0
-}
-
 // flush carries out the held syncs.
 func (g *syncGate) flush() error {
 	g.mu.Lock()

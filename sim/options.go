@@ -265,9 +265,6 @@ const (
 	// BugAckFailedWrite: the region runtime answers the callers of a
 	// batch its store failed as if it had succeeded (RuntimeRegion only).
 	BugAckFailedWrite = "ack-failed-write"
-	// BugMergeTakesReserved: Row.Merge takes the incoming Reserved instead
-	// of the max.
-	BugMergeTakesReserved = "merge-takes-reserved"
 	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
 	BugDuplicateEvent = "duplicate-event"
 	// Bugs that only a named fault exposes (TestPlantedBugsNeedTheirFault).
@@ -289,7 +286,6 @@ var bugSwitches = []struct {
 	{BugKeepExpiredUnits, func(o *Options) *bool { return &o.Bugs.KeepExpiredUnits }},
 	{BugReplyBeforePersist, func(o *Options) *bool { return &o.Hooks.ReplyBeforePersist }},
 	{BugReplyBeforeSync, func(o *Options) *bool { return &o.RegionBugs.ReplyBeforeSync }},
-	{BugMergeTakesReserved, func(o *Options) *bool { return &o.Bugs.MergeTakesReserved }},
 	{BugSkipFsync, func(o *Options) *bool { return &o.RegionBugs.SkipFsync }},
 	{BugAckFailedWrite, func(o *Options) *bool { return &o.RegionBugs.AckFailedWrite }},
 	{BugPartialRecordsAsked, func(o *Options) *bool { return &o.Bugs.PartialRecordsAsked }},
