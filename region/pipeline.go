@@ -383,7 +383,7 @@ func (r *Region) syncLoop() {
 	defer close(r.commitDone)
 	var held []*batch // write-ahead batches waiting for the next final one
 	for b := range r.syncCh {
-		err := r.wait(b)
+		err := r.waitSticky(b)
 		if err == nil && !b.final {
 			held = append(held, b)
 			continue
@@ -435,6 +435,23 @@ func (r *Region) written(b *batch) {
 		}
 	}
 	b.replied = true
+}
+
+// waitSticky is wait, and fails every batch after a failed one until the
+// node is rebuilt (failNode): a batch cut from a node whose earlier write
+// failed may answer from state that was never stored — an idempotent
+// retry of the failed change writes nothing and would be answered as a
+// success (found by the simulator's region runtime under diskfull).
+func (r *Region) waitSticky(b *batch) error {
+	err := r.wait(b)
+	if err != nil {
+		r.batchErr.CompareAndSwap(nil, &err)
+		return err
+	}
+	if p := r.batchErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // wait waits for b's write (and, for a final batch, its fsync).

@@ -157,7 +157,7 @@ func (s *Stepper) Commit() bool {
 	// the write is complete in the file and not yet durable.
 	s.gate.setHold(true)
 	s.r.write(b)
-	if err := s.r.wait(b); err != nil && b.err == nil {
+	if err := s.r.waitSticky(b); err != nil && b.err == nil {
 		b.err = err
 	}
 	s.gate.setHold(false)
@@ -177,9 +177,11 @@ func (s *Stepper) SyncDurable() bool {
 		return false
 	}
 	if err := s.gate.flush(); err != nil {
+		ferr := fmt.Errorf("%w: fsync: %w", ErrStoreFailed, err)
+		s.r.batchErr.CompareAndSwap(nil, &ferr)
 		for _, b := range s.written {
 			if b.err == nil {
-				b.err = fmt.Errorf("%w: fsync: %w", ErrStoreFailed, err)
+				b.err = ferr
 			}
 		}
 	}
@@ -188,6 +190,18 @@ func (s *Stepper) SyncDurable() bool {
 	clear(s.written)
 	s.written = s.written[:0]
 	return true
+}
+
+// SyncedOK reports, for each of the last n batches made durable by
+// SyncDurable and not yet delivered (oldest first), whether it is durable:
+// a batch whose write or fsync failed is not, while those before it are.
+func (s *Stepper) SyncedOK(n int) []bool {
+	n = min(n, len(s.synced))
+	out := make([]bool, n)
+	for i, b := range s.synced[len(s.synced)-n:] {
+		out[i] = b.err == nil
+	}
+	return out
 }
 
 // SyncFailed reports whether a batch synced and not yet delivered failed

@@ -208,9 +208,12 @@ func (w *world) regionStage(ep *endpoint, stage int) {
 		if !st.SyncDurable() {
 			return
 		}
-		// Durable now (unless the fsync failed: Deliver says): the
+		// Durable now (each batch whose write and fsync succeeded): the
 		// model of the disk and the oracle follow.
-		for i := 0; i < rt.written && !st.SyncFailed(); i++ {
+		for i, ok := range st.SyncedOK(rt.written) {
+			if !ok {
+				break // it and every batch after it failed
+			}
 			p := &rt.pend[i]
 			w.orc.onEvents(ep, p)
 			ep.dur.apply(p)
