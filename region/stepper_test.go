@@ -213,7 +213,7 @@ func TestStepperRetryAfterFailedWrite(t *testing.T) {
 	full.Store(true)
 	_ = s.Submit(escrow.Command{Kind: escrow.CmdConfirm, ReqID: 3, HoldID: id}, "")
 	s.CutReady()
-	s.Commit() // fails: disk full
+	s.Commit()                                                                      // fails: disk full
 	_ = s.Submit(escrow.Command{Kind: escrow.CmdConfirm, ReqID: 4, HoldID: id}, "") // the shopper's retry
 	s.CutReady()
 	s.Commit()
