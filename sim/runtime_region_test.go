@@ -14,6 +14,9 @@ import (
 // the same result, byte for byte, whatever the number of workers.
 func TestRegionRuntimeDeterminism(t *testing.T) {
 	o := Options{Seed: 7, Regions: 4, Duration: time.Minute, Faults: FaultsAll, Workload: "flash", Runtime: RuntimeRegion}
+	if testing.Short() {
+		o.Regions, o.Duration = 3, 30*time.Second
+	}
 	t.Logf("seed %d (replay: holdfast sim %v)", o.Seed, o.Args(o.Seed))
 	a, b := mustRun(t, o), mustRun(t, o)
 	if a.Runtime != RuntimeRegion {
@@ -47,13 +50,13 @@ func TestRegionRuntimeDeterminism(t *testing.T) {
 // TestRegionRuntimeSweep runs every workload with every fault through the
 // real region runtime and expects every checker to pass.
 func TestRegionRuntimeSweep(t *testing.T) {
-	seeds := uint64(2)
+	seeds, dur := uint64(2), time.Minute
 	wls := Workloads
 	if testing.Short() {
-		seeds, wls = 1, []string{"flash", "steady"}
+		seeds, dur, wls = 1, 30*time.Second, []string{"flash", "steady"}
 	}
 	for _, wl := range wls {
-		sweepOK(t, "region/"+wl, Options{Workload: wl, Faults: FaultsAll, Regions: 3, Duration: time.Minute,
+		sweepOK(t, "region/"+wl, Options{Workload: wl, Faults: FaultsAll, Regions: 3, Duration: dur,
 			Runtime: RuntimeRegion}, seeds)
 	}
 }
