@@ -89,9 +89,6 @@ func (n *Node) mergeRows(rows []Row) bool {
 			rec.Row.Reserved, ch = in.Reserved, true
 		default:
 			ch = rec.Row.Merge(in)
-			if n.cfg.bugs.MergeTakesReserved && rec.Row.Reserved != in.Reserved {
-				rec.Row.Reserved, ch = in.Reserved, true
-			}
 		}
 		if ch {
 			rec.updated = n.now

@@ -383,7 +383,7 @@ func (r *Region) syncLoop() {
 	defer close(r.commitDone)
 	var held []*batch // write-ahead batches waiting for the next final one
 	for b := range r.syncCh {
-		err := r.wait(b)
+		err := r.waitSticky(b)
 		if err == nil && !b.final {
 			held = append(held, b)
 			continue
@@ -410,7 +410,7 @@ func (r *Region) write(b *batch) {
 	}
 	b.start = time.Now()
 	switch as, ok := r.storage.(asyncStorage); {
-	case ok && b.final:
+	case ok && b.final && !r.cfg.PlantedBugs.SkipFsync:
 		b.pc, b.err = as.ApplyNoWait(&b.rd.Persist)
 		r.aheadWritten = false
 	case ok:
@@ -435,6 +435,23 @@ func (r *Region) written(b *batch) {
 		}
 	}
 	b.replied = true
+}
+
+// waitSticky is wait, and fails every batch after a failed one until the
+// node is rebuilt (failNode): a batch cut from a node whose earlier write
+// failed may answer from state that was never stored — an idempotent
+// retry of the failed change writes nothing and would be answered as a
+// success (found by the simulator's region runtime under diskfull).
+func (r *Region) waitSticky(b *batch) error {
+	err := r.wait(b)
+	if err != nil {
+		r.batchErr.CompareAndSwap(nil, &err)
+		return err
+	}
+	if p := r.batchErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // wait waits for b's write (and, for a final batch, its fsync).
@@ -464,6 +481,19 @@ func (r *Region) wait(b *batch) error {
 func (r *Region) deliver(b *batch, err error) {
 	m := r.metrics
 	r.commitCmds.Add(int64(b.cmds))
+	if err != nil && r.cfg.PlantedBugs.AckFailedWrite && !errors.Is(err, ErrClosed) {
+		// (planted bug) the failure is not told to the callers.
+		m.storageErrors.Inc()
+		b.err = err
+		r.ready.Store(false)
+		for i, req := range b.reqs {
+			if req != nil && !b.replied {
+				req.reply = b.rd.Reply[i]
+				req.done <- struct{}{}
+			}
+		}
+		return
+	}
 	if err != nil && b.replied {
 		// (planted bug) the callers were told it succeeded already.
 		m.storageErrors.Inc()

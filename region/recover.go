@@ -29,6 +29,7 @@ func (r *Region) loadNode() (*escrow.Node, error) {
 // Every request still waiting on it fails with err.
 func (r *Region) failNode(err error) {
 	r.ready.Store(false)
+	r.batchErr.Store(nil) // no batch is in flight: the next ones are the rebuilt node's
 	for id, req := range r.pending {
 		req.err = err
 		req.done <- struct{}{}

@@ -77,6 +77,9 @@ type Region struct {
 	resync atomic.Bool
 
 	aheadWritten bool // owned by the committer: a write-ahead batch awaits a final one
+	// batchErr: a batch failed; every batch after it fails too until the
+	// node is rebuilt (waitSticky; cleared by failNode).
+	batchErr atomic.Pointer[error]
 
 	// Committer totals, for benchmarks and logs.
 	commits    atomic.Int64

@@ -40,6 +40,14 @@ type Stepper struct {
 	replies []escrow.Reply
 	msgs    []escrow.Message
 	failed  bool // a batch failed: the node is rebuilt once none is in flight
+	// ends: the WAL file and its length after each batch written since
+	// the last SyncDurable (for TornTail).
+	ends []walEnd
+}
+
+type walEnd struct {
+	f   *gatedFile
+	end int64
 }
 
 // ErrStepperDown is returned by a Stepper whose node is gone (a failed
@@ -61,7 +69,7 @@ func OpenStepper(cfg Config) (*Stepper, error) {
 		return nil, fmt.Errorf("region stepper: Config.Name must be set")
 	}
 	st, err := OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: g, Logger: cfg.Logger,
-		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled, CacheBytes: 1 << 20, MemTableBytes: 4 << 20})
+		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled, CacheBytes: 1 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("region %s: open store in %s: %w", cfg.Name, cfg.DataDir, err)
 	}
@@ -149,10 +157,13 @@ func (s *Stepper) Commit() bool {
 	// the write is complete in the file and not yet durable.
 	s.gate.setHold(true)
 	s.r.write(b)
-	if err := s.r.wait(b); err != nil && b.err == nil {
+	if err := s.r.waitSticky(b); err != nil && b.err == nil {
 		b.err = err
 	}
 	s.gate.setHold(false)
+	if f, end := s.gate.walEnd(); f != nil {
+		s.ends = append(s.ends, walEnd{f, end})
+	}
 	s.r.written(b)
 	s.written = append(s.written, b)
 	s.collect()
@@ -166,16 +177,42 @@ func (s *Stepper) SyncDurable() bool {
 		return false
 	}
 	if err := s.gate.flush(); err != nil {
+		ferr := fmt.Errorf("%w: fsync: %w", ErrStoreFailed, err)
+		s.r.batchErr.CompareAndSwap(nil, &ferr)
 		for _, b := range s.written {
 			if b.err == nil {
-				b.err = fmt.Errorf("%w: fsync: %w", ErrStoreFailed, err)
+				b.err = ferr
 			}
 		}
 	}
+	s.ends = s.ends[:0]
 	s.synced = append(s.synced, s.written...)
 	clear(s.written)
 	s.written = s.written[:0]
 	return true
+}
+
+// SyncedOK reports, for each of the last n batches made durable by
+// SyncDurable and not yet delivered (oldest first), whether it is durable:
+// a batch whose write or fsync failed is not, while those before it are.
+func (s *Stepper) SyncedOK(n int) []bool {
+	n = min(n, len(s.synced))
+	out := make([]bool, n)
+	for i, b := range s.synced[len(s.synced)-n:] {
+		out[i] = b.err == nil
+	}
+	return out
+}
+
+// SyncFailed reports whether a batch synced and not yet delivered failed
+// (its write or its fsync): Deliver will fail it and discard the node.
+func (s *Stepper) SyncFailed() bool {
+	for _, b := range s.synced {
+		if b.err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Deliver sends the messages and releases the replies of every synced
@@ -230,13 +267,41 @@ func (s *Stepper) Recover() error {
 // on it.
 func (s *Stepper) Abandon() {
 	s.waiting, s.replies, s.msgs = nil, nil, nil
-	s.cut, s.written, s.synced = nil, nil, nil
+	s.cut, s.written, s.synced, s.ends = nil, nil, nil, nil
 	s.r.node = nil
 	clear(s.r.pending)
 	s.r.closed.Store(true)
 	if s.r.storage != nil {
 		_ = s.r.storage.Close()
 	}
+}
+
+// TornTail describes the write-ahead log's unsynced tail: in File, the
+// bytes from Synced to FirstEnd are the first batch written since the last
+// fsync (FirstEnd > Synced). A crash image keeping a part of them has a
+// torn last record, which recovery must drop.
+type TornTail struct {
+	File     string
+	Synced   int64
+	FirstEnd int64
+}
+
+// TornTail returns the tail a crash now could tear, if a batch written
+// since the last fsync has bytes in the WAL file written last.
+func (s *Stepper) TornTail() (TornTail, bool) {
+	f, _ := s.gate.walEnd()
+	if f == nil {
+		return TornTail{}, false
+	}
+	s.gate.mu.Lock()
+	synced := f.synced
+	s.gate.mu.Unlock()
+	for _, e := range s.ends {
+		if e.f == f && e.end > synced {
+			return TornTail{File: f.name, Synced: synced, FirstEnd: e.end}, true
+		}
+	}
+	return TornTail{}, false
 }
 
 // TakeReplies returns the replies released since the last call, each with

@@ -6,6 +6,7 @@ package region
 // on when pebble's WAL goroutine ran.
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 
@@ -17,13 +18,18 @@ type syncGate struct {
 	mu      sync.Mutex
 	hold    bool
 	pending []vfs.File // WAL files whose sync was held, in order
+	wal     *gatedFile // the WAL file written last
 }
 
 func (g *syncGate) wrap(name string, f vfs.File, err error) (vfs.File, error) {
 	if err != nil || !strings.HasSuffix(name, ".log") {
 		return f, err
 	}
-	return &gatedFile{File: f, g: g}, nil
+	gf := &gatedFile{File: f, g: g, name: name}
+	g.mu.Lock()
+	g.wal = gf
+	g.mu.Unlock()
+	return gf, nil
 }
 
 func (g *syncGate) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
@@ -48,13 +54,6 @@ func (g *syncGate) setHold(on bool) {
 	g.mu.Unlock()
 }
 
-// held reports whether a sync is waiting for flush.
-func (g *syncGate) held() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.pending) > 0
-}
-
 // flush carries out the held syncs.
 func (g *syncGate) flush() error {
 	g.mu.Lock()
@@ -67,12 +66,42 @@ func (g *syncGate) flush() error {
 			first = err
 		}
 	}
+	if first == nil {
+		g.mu.Lock()
+		for _, f := range files {
+			if w := g.wal; w != nil && w.File == f {
+				w.synced = w.written
+			}
+		}
+		g.mu.Unlock()
+	}
 	return first
+}
+
+// walEnd returns the WAL file written last and its length.
+func (g *syncGate) walEnd() (*gatedFile, int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.wal == nil {
+		return nil, 0
+	}
+	return g.wal, g.wal.written
 }
 
 type gatedFile struct {
 	vfs.File
-	g *syncGate
+	g       *syncGate
+	name    string
+	written int64 // bytes written (guarded by g.mu)
+	synced  int64 // bytes synced (guarded by g.mu)
+}
+
+func (f *gatedFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.g.mu.Lock()
+	f.written += int64(n)
+	f.g.mu.Unlock()
+	return n, err
 }
 
 // defer reports whether the sync is held (and records it).
@@ -96,21 +125,30 @@ func (f *gatedFile) Sync() error {
 	if f.deferSync() {
 		return nil
 	}
-	return f.File.Sync()
+	f.g.mu.Lock()
+	w := f.written
+	f.g.mu.Unlock()
+	err := f.File.Sync()
+	if err == nil {
+		f.g.mu.Lock()
+		f.synced = max(f.synced, w)
+		f.g.mu.Unlock()
+	}
+	return err
 }
 
 func (f *gatedFile) SyncData() error {
 	if f.deferSync() {
 		return nil
 	}
-	return f.File.SyncData()
+	return f.Sync()
 }
 
 func (f *gatedFile) SyncTo(length int64) (bool, error) {
 	if f.deferSync() {
 		return true, nil
 	}
-	return f.File.SyncTo(length)
+	return true, f.Sync()
 }
 
 // Close carries out a held sync of the file first: pebble closes a WAL it
@@ -134,4 +172,42 @@ func (f *gatedFile) Close() error {
 		}
 	}
 	return f.File.Close()
+}
+
+// TearImage returns the crash image of mem (only what was synced) with the
+// first keep bytes of tt's unsynced batch written back at the end of its
+// WAL file: a write torn by the crash (keep < FirstEnd-Synced) or one that
+// made it whole.
+func TearImage(mem *vfs.MemFS, tt TornTail, keep int64) (*vfs.MemFS, error) {
+	img := mem.CrashClone(vfs.CrashCloneCfg{})
+	if keep <= 0 {
+		return img, nil
+	}
+	keep = min(keep, tt.FirstEnd-tt.Synced)
+	src, err := mem.Open(tt.File)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	buf := make([]byte, keep)
+	if _, err := src.ReadAt(buf, tt.Synced); err != nil {
+		return nil, err
+	}
+	dst, err := img.OpenReadWrite(tt.File, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := dst.Stat(); err != nil || st.Size() != tt.Synced {
+		dst.Close()
+		return nil, fmt.Errorf("region: torn image: %s is not %d bytes long after the crash (%v)", tt.File, tt.Synced, err)
+	}
+	if _, err := dst.WriteAt(buf, tt.Synced); err != nil {
+		dst.Close()
+		return nil, err
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		return nil, err
+	}
+	return img, dst.Close()
 }

@@ -257,10 +257,18 @@ func (w *world) faultCounts() map[string]uint64 {
 	}
 	m := map[string]uint64{}
 	for _, f := range faultNames {
-		if !w.fs.Has(f.f) {
+		if !w.fs.Has(f.f) || (storageFaults.Has(f.f) && w.o.Runtime != RuntimeRegion) {
 			continue
 		}
 		switch f.f {
+		case FaultMidSync:
+			m[f.name] = w.res.MidSyncCrashes
+		case FaultTorn:
+			m[f.name] = w.res.TornCrashes
+		case FaultRecovery:
+			m[f.name] = w.res.RecoveryCrashes
+		case FaultDiskFull:
+			m[f.name] = w.res.DiskFull
 		case FaultPartitions:
 			m[f.name] = w.res.Partitions
 		case FaultCrash:

@@ -24,6 +24,12 @@ const (
 	FaultReplay                          // messages minutes old delivered again
 	FaultCorrupt                         // bits flipped in messages on the wire
 	FaultLinkLoss                        // shopper-to-region link loss: requests or replies lost
+	// Storage faults of the region runtime (storage_faults.go; no-ops of
+	// the escrow runtime, which has no disk).
+	FaultMidSync  // a crash between a batch's write and its fsync
+	FaultTorn     // a crash keeps a torn part of the first unsynced write
+	FaultRecovery // a crash right after a restart's recovery
+	FaultDiskFull // writes fail with ENOSPC for seconds
 	faultEnd
 )
 
@@ -35,7 +41,11 @@ var faultNames = []struct {
 	{FaultPartitions, "partitions"}, {FaultCrash, "crash"}, {FaultSpike, "spike"}, {FaultLossy, "lossy"},
 	{FaultSkew, "skew"}, {FaultJump, "jump"}, {FaultStall, "stall"}, {FaultPause, "pause"},
 	{FaultAsym, "asym"}, {FaultReplay, "replay"}, {FaultCorrupt, "corrupt"}, {FaultLinkLoss, "linkloss"},
+	{FaultMidSync, "midsync"}, {FaultTorn, "torn"}, {FaultRecovery, "recovery"}, {FaultDiskFull, "diskfull"},
 }
+
+// storageFaults are the faults only the region runtime has.
+const storageFaults = FaultMidSync | FaultTorn | FaultRecovery | FaultDiskFull
 
 // FaultsAllSet is what --faults all means: every implemented fault.
 const FaultsAllSet = faultEnd - 1
@@ -49,10 +59,8 @@ var refusedFaults = map[string]string{
 	"membership": "adding or removing a region under load is not simulated: escrow's peer set is fixed by its " +
 		"configuration (a region learns peers only from config, not from gossip), so a membership change is an " +
 		"operator's restart of every region, not a fault a run can inject; see docs/simulator.md",
-	"torn":     "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
 	"bitflip":  "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
 	"fsynclie": "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
-	"diskfull": "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
 	"rollback": "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
 	"wipe":     "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
 }

@@ -240,6 +240,9 @@ func (w *world) restart(ep *endpoint) {
 		w.fail("%v", err)
 		return
 	}
+	if ep.down {
+		return // it did not start (region runtime: disk full); restarted later
+	}
 	w.orc.checkAcked(ep, true)
 	w.pump(ep)
 }

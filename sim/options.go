@@ -259,9 +259,12 @@ const (
 	// BugReplyBeforeSync: the region runtime's committer answers a batch's
 	// callers before its fsync (RuntimeRegion only).
 	BugReplyBeforeSync = "reply-before-sync"
-	// BugMergeTakesReserved: Row.Merge takes the incoming Reserved instead
-	// of the max.
-	BugMergeTakesReserved = "merge-takes-reserved"
+	// BugSkipFsync: the region runtime writes every batch without its
+	// fsync (RuntimeRegion only).
+	BugSkipFsync = "skip-fsync"
+	// BugAckFailedWrite: the region runtime answers the callers of a
+	// batch its store failed as if it had succeeded (RuntimeRegion only).
+	BugAckFailedWrite = "ack-failed-write"
 	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
 	BugDuplicateEvent = "duplicate-event"
 	// Bugs that only a named fault exposes (TestPlantedBugsNeedTheirFault).
@@ -283,7 +286,8 @@ var bugSwitches = []struct {
 	{BugKeepExpiredUnits, func(o *Options) *bool { return &o.Bugs.KeepExpiredUnits }},
 	{BugReplyBeforePersist, func(o *Options) *bool { return &o.Hooks.ReplyBeforePersist }},
 	{BugReplyBeforeSync, func(o *Options) *bool { return &o.RegionBugs.ReplyBeforeSync }},
-	{BugMergeTakesReserved, func(o *Options) *bool { return &o.Bugs.MergeTakesReserved }},
+	{BugSkipFsync, func(o *Options) *bool { return &o.RegionBugs.SkipFsync }},
+	{BugAckFailedWrite, func(o *Options) *bool { return &o.RegionBugs.AckFailedWrite }},
 	{BugPartialRecordsAsked, func(o *Options) *bool { return &o.Bugs.PartialRecordsAsked }},
 	{BugPromoteOutOfOrder, func(o *Options) *bool { return &o.Bugs.PromoteOutOfOrder }},
 	{BugPromotedKeepsPlace, func(o *Options) *bool { return &o.Bugs.PromotedKeepsPlace }},

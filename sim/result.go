@@ -121,8 +121,10 @@ type Result struct {
 	// Storage faults injected (storage_faults.go).
 	MidSyncCrashes uint64 `json:"mid_sync_crashes,omitempty"`
 	TornCrashes    uint64 `json:"torn_crashes,omitempty"`
-	DiskFull       uint64 `json:"disk_full,omitempty"`
-	StorageErrors  uint64 `json:"storage_errors,omitempty"` // batches failed by the store
+	// RecoveryCrashes: crashes right after a restart's recovery.
+	RecoveryCrashes uint64 `json:"recovery_crashes,omitempty"`
+	DiskFull        uint64 `json:"disk_full,omitempty"`
+	StorageErrors   uint64 `json:"storage_errors,omitempty"` // batches failed by the store
 	// StoreMismatches: a region restarted from its store with other rows
 	// or holds than the simulator's model of what was synced.
 	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
@@ -203,6 +205,7 @@ type Summary struct {
 	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
 	MidSyncCrashes  uint64 `json:"mid_sync_crashes,omitempty"`
 	TornCrashes     uint64 `json:"torn_crashes,omitempty"`
+	RecoveryCrashes uint64 `json:"recovery_crashes,omitempty"`
 	DiskFull        uint64 `json:"disk_full,omitempty"`
 	StorageErrors   uint64 `json:"storage_errors,omitempty"`
 }
@@ -252,6 +255,7 @@ func Summarize(rs []*Result) Summary {
 		s.StoreMismatches += r.StoreMismatches
 		s.MidSyncCrashes += r.MidSyncCrashes
 		s.TornCrashes += r.TornCrashes
+		s.RecoveryCrashes += r.RecoveryCrashes
 		s.DiskFull += r.DiskFull
 		s.StorageErrors += r.StorageErrors
 		falseRej += r.FalseRejects

@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -36,6 +38,7 @@ const (
 	stageCommit  = 1 + iota // write the oldest cut batch (no fsync)
 	stageSync               // fsync every written batch
 	stageDeliver            // send and reply for the synced batches
+	stageRecover            // rebuild the node after a storage failure
 )
 
 const streamRuntime = 64 // + region index: a region runtime's stage delays
@@ -47,6 +50,14 @@ func (o *Options) validateRuntime() error {
 	case RuntimeEscrow:
 		if o.RegionBugs != (regiontest.Bugs{}) {
 			return fmt.Errorf("sim: region runtime bugs need --runtime %s", RuntimeRegion)
+		}
+		for _, name := range strings.Split(o.Faults, ",") {
+			for _, f := range faultNames {
+				if f.name == strings.TrimSpace(name) && storageFaults.Has(f.f) {
+					return fmt.Errorf("sim: fault %q is a storage fault of the region runtime: it needs --runtime %s",
+						f.name, RuntimeRegion)
+				}
+			}
 		}
 	case RuntimeRegion:
 		if o.Hooks.ReplyBeforePersist {
@@ -75,18 +86,23 @@ type regionRT struct {
 	views map[[2]string]escrow.Row
 	// failed: the store failed a batch; the node is rebuilt (Recover).
 	failed bool
+	// Disk-full window (storage_faults.go): writes fail with ENOSPC while
+	// full is set, between fullFrom and fullTo.
+	full             atomic.Bool
+	fullFrom, fullTo int64
 }
 
 func (w *world) bootRegion(ep *endpoint) error {
 	if ep.rt == nil {
 		ep.rt = &regionRT{mem: vfs.NewCrashableMem(), rng: newRand(w.o.Seed, streamRuntime+uint64(ep.idx))}
 		w.res.Runtime = RuntimeRegion
+		w.planDiskFull(ep)
 	}
 	rt := ep.rt
 	cfg := region.Config{
 		Name:           ep.name,
 		DataDir:        "db",
-		FS:             rt.mem,
+		FS:             rt.fs(),
 		FreshProbation: -1,
 		HoldRetain:     -1,
 		Logger:         discardLog,
@@ -94,7 +110,25 @@ func (w *world) bootRegion(ep *endpoint) error {
 		Now:            func() time.Time { return w.nodeNow(ep) },
 	}
 	cfg = regiontest.WithBugs(cfg, w.o.RegionBugs)
+	w.diskState(ep)
+	if rt.full.Load() {
+		// The disk is full: the process does not start (pebble's open
+		// flushes the replayed log) and is restarted a little later.
+		w.q.push(event{at: w.at(500 * time.Millisecond), kind: evRestart, node: int32(ep.idx), inc: ep.inc})
+		return nil
+	}
 	st, err := region.OpenStepper(cfg)
+	if err == nil && ep.restarts > 0 && w.storageFault(FaultRecovery) && rt.rng.IntN(recoveryCrashEvery) == 0 {
+		// Crash during recovery: the process dies right after the
+		// store's recovery, keeping part of what it wrote unsynced.
+		w.res.RecoveryCrashes++
+		img := rt.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rt.rng.IntN(100),
+			RNG: rand.New(rand.NewPCG(rt.rng.Uint64(), 1))})
+		st.Abandon()
+		rt.mem = img
+		cfg.FS = rt.fs()
+		st, err = region.OpenStepper(cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("sim: region %s: open: %w", ep.name, err)
 	}
@@ -125,9 +159,6 @@ func (w *world) stepRegion(ep *endpoint, in escrow.Input) {
 		}
 	default:
 		st.Tick()
-		if ep.rt.failed {
-			w.recoverRegion(ep)
-		}
 	}
 	w.pumpRegion(ep)
 }
@@ -159,6 +190,7 @@ func (w *world) regionStage(ep *endpoint, stage int) {
 	switch stage {
 	case stageCommit:
 		rt.cutBusy = false
+		w.diskState(ep)
 		if !st.Commit() {
 			return
 		}
@@ -167,16 +199,21 @@ func (w *world) regionStage(ep *endpoint, stage int) {
 		w.maybeCrashMidSync(ep)
 		if !rt.syncBusy {
 			rt.syncBusy = true
-			w.q.push(event{at: w.now + w.fsyncDelay(), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
+			w.q.push(event{at: w.now + w.regionSyncDelay(ep), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
 		}
 		w.pumpRegion(ep)
 	case stageSync:
 		rt.syncBusy = false
+		w.diskState(ep)
 		if !st.SyncDurable() {
 			return
 		}
-		// Durable now: the model of the disk and the oracle follow.
-		for i := 0; i < rt.written; i++ {
+		// Durable now (each batch whose write and fsync succeeded): the
+		// model of the disk and the oracle follow.
+		for i, ok := range st.SyncedOK(rt.written) {
+			if !ok {
+				break // it and every batch after it failed
+			}
 			p := &rt.pend[i]
 			w.orc.onEvents(ep, p)
 			ep.dur.apply(p)
@@ -186,21 +223,35 @@ func (w *world) regionStage(ep *endpoint, stage int) {
 		rt.written = 0
 		w.q.push(event{at: w.now + rt.rng.Int64N(int64(20*time.Microsecond)+1), kind: evFsync,
 			node: int32(ep.idx), inc: ep.inc, n: stageDeliver})
+	case stageRecover:
+		w.recoverRegion(ep)
 	case stageDeliver:
 		st.Deliver(nil)
 		w.regionReplies(ep)
 		if st.Down() {
-			w.res.StorageErrors++
-			rt.failed = true
-			rt.pend = rt.pend[:0]
-			return // rebuilt on a later tick
+			w.storageDown(ep)
+			return
 		}
 		if st.Written() > 0 && !rt.syncBusy {
 			rt.syncBusy = true
-			w.q.push(event{at: w.now + w.fsyncDelay(), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
+			w.q.push(event{at: w.now + w.regionSyncDelay(ep), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageSync})
 		}
 		w.pumpRegion(ep)
 	}
+}
+
+// regionSyncDelay is the latency of an fsync: --fsync, plus the long tail
+// and stalls of the stall fault; a stall of seconds makes the process's
+// watchdog kill it now and then, before heal (as for the escrow runtime).
+func (w *world) regionSyncDelay(ep *endpoint) int64 {
+	d := w.fsyncDelay()
+	if s := w.stallDelay(ep); s > 0 {
+		d += s
+		if d > int64(time.Second) && w.now+d < w.healAt && w.nf.rng.Float64() < 0.3 {
+			w.q.push(event{at: w.now + d/2, kind: evCrash, node: int32(ep.idx), inc: ep.inc})
+		}
+	}
+	return d
 }
 
 // regionReplies sends the messages and delivers the replies the runtime
@@ -215,24 +266,66 @@ func (w *world) regionReplies(ep *endpoint) {
 	}
 }
 
+// storageDown: the store failed a batch and the runtime discarded its
+// node (its callers got no reply). Until the node is rebuilt from the
+// store (stageRecover, with backoff, as the runtime's recover loop) the
+// region answers nothing, like a crashed one.
+func (w *world) storageDown(ep *endpoint) {
+	rt := ep.rt
+	w.res.StorageErrors++
+	w.addStats(ep.node.Stats())
+	ep.down = true
+	ep.inc++
+	clear(ep.waiting)
+	w.orc.onCrash(ep)
+	rt.failed = true
+	rt.pend = rt.pend[:0]
+	rt.written, rt.cutBusy, rt.syncBusy = 0, false, false
+	w.q.push(event{at: w.at(100 * time.Millisecond), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageRecover})
+}
+
 // recoverRegion rebuilds a region's node after a storage failure, as the
-// runtime's recover loop does.
+// runtime's recover loop does (region.Stepper.Recover: reopen the store,
+// reload the node).
 func (w *world) recoverRegion(ep *endpoint) {
 	rt := ep.rt
+	w.diskState(ep)
+	if rt.full.Load() {
+		// Reopening would block in pebble's open (it flushes the
+		// replayed log): the runtime's retries fail until the disk
+		// takes writes again.
+		w.q.push(event{at: w.at(200 * time.Millisecond), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageRecover})
+		return
+	}
 	if err := rt.st.Recover(); err != nil {
-		return // the disk still fails: retried on the next tick
+		// The disk still fails: retried later.
+		w.q.push(event{at: w.at(200 * time.Millisecond), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageRecover})
+		return
 	}
 	rt.failed = false
 	rt.views = map[[2]string]escrow.Row{}
 	ep.node = rt.st.Node()
-	w.orc.onCrash(ep)
+	ep.down = false
+	w.checkStore(ep)
 	w.orc.checkAcked(ep, true)
+	w.pumpRegion(ep)
 }
 
-// crashRegion is a crash of the process: the disk keeps what was synced.
+// crashRegion is a crash of the process: the disk keeps what was synced,
+// and with storage faults sometimes a torn part of the first unsynced
+// write (pebble's recovery must drop it).
 func (w *world) crashRegion(ep *endpoint) {
 	rt := ep.rt
 	img := rt.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if tt, ok := rt.st.TornTail(); ok && w.storageFault(FaultTorn) && tt.FirstEnd-tt.Synced >= 2 && rt.rng.IntN(2) == 0 {
+		keep := 1 + rt.rng.Int64N(tt.FirstEnd-tt.Synced-1)
+		if torn, err := region.TearImage(rt.mem, tt, keep); err == nil {
+			img = torn
+			w.res.TornCrashes++
+		} else {
+			w.fail("torn crash image of %s: %v", ep.name, err)
+		}
+	}
 	rt.st.Abandon()
 	rt.st = nil
 	rt.mem = img

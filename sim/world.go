@@ -386,7 +386,7 @@ func (w *world) dispatch(e *event) {
 	case evFsync:
 		ep := w.eps[e.node]
 		if ep.rt != nil {
-			if !ep.down && ep.inc == e.inc {
+			if ep.inc == e.inc && (!ep.down || e.n == stageRecover) {
 				w.regionStage(ep, int(e.n))
 			}
 			return

@@ -15,6 +15,11 @@ type Bugs struct {
 	// ReplyBeforeSync answers callers once their batch is written, before
 	// its fsync.
 	ReplyBeforeSync bool
+	// SkipFsync writes every batch without its fsync.
+	SkipFsync bool
+	// AckFailedWrite answers the callers of a failed batch as if it had
+	// succeeded.
+	AckFailedWrite bool
 }
 
 // WithBugs returns cfg with bugs planted; zero Bugs return cfg unchanged.
@@ -26,6 +31,7 @@ func WithBugs(cfg region.Config, bugs Bugs) region.Config {
 	if !testing.Testing() {
 		panic("regiontest: planted bugs outside a test binary")
 	}
-	cfg.PlantedBugs = plantedbugs.Set{ReplyBeforeSync: bugs.ReplyBeforeSync}
+	cfg.PlantedBugs = plantedbugs.Set{ReplyBeforeSync: bugs.ReplyBeforeSync, SkipFsync: bugs.SkipFsync,
+		AckFailedWrite: bugs.AckFailedWrite}
 	return cfg
 }

@@ -9,11 +9,8 @@ package plantedbugs
 type Bugs struct {
 	GrantWithoutCheck bool // grant holds without checking available
 	MergeBySum        bool // merge rows by adding instead of max
-	// MergeTakesReserved: merging a peer's row takes the incoming Reserved
-	// instead of the max (a late, older copy moves the view back).
-	MergeTakesReserved bool
-	KeepExpiredUnits   bool // expire holds without returning their units
-	IgnoreFence        bool // never fence or go on probation (shows the oversell the fence prevents)
+	KeepExpiredUnits  bool // expire holds without returning their units
+	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
 	// Waitlist: promote the newest waiting entry first; leave a promoted
 	// entry in the queue (it is promoted again when units come back).
 	PromoteOutOfOrder  bool

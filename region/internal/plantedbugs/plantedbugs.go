@@ -10,7 +10,13 @@ type Set struct {
 	// ReplyBeforeSync: the committer answers a batch's callers as soon as
 	// the batch is written, before its fsync (the durability rule broken).
 	ReplyBeforeSync bool
+	// SkipFsync: the committer writes every batch without asking for its
+	// fsync (as a write-ahead batch), and answers it as if it were durable.
+	SkipFsync bool
+	// AckFailedWrite: a batch whose write or fsync failed answers its
+	// callers as if it had succeeded.
+	AckFailedWrite bool
 }
 
 // Any reports whether a bug is planted.
-func (s Set) Any() bool { return s.ReplyBeforeSync }
+func (s Set) Any() bool { return s != Set{} }
