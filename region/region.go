@@ -125,6 +125,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 		fatal:      make(chan struct{}),
 		pending:    make(map[uint64]*request, 1024),
 	}
+	r.warnDeprecated()
 	r.storage = cfg.Storage
 	if r.storage == nil {
 		st, err := openStore(cfg)
