@@ -20,6 +20,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-soak.XXXXXX")
 pid=""
 cleanup() {
 	rc=$?
+	trap - EXIT INT TERM
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
