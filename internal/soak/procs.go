@@ -5,7 +5,6 @@ package soak
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -204,5 +203,3 @@ func httpOK(url string) bool {
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
 }
-
-var errStopped = errors.New("soak stopped")
