@@ -117,9 +117,10 @@ func (p *proc) exited() (bool, error) {
 
 // usage is one sample of a process's resources.
 type usage struct {
-	rssKB int64 // VmRSS
-	fds   int
-	up    bool
+	rssKB  int64 // VmRSS
+	anonKB int64 // RssAnon: heap and stacks; the rest is mostly the binary's pages
+	fds    int
+	up     bool
 }
 
 // sampleProc reads the RSS and open file descriptors of pid from /proc.
@@ -133,10 +134,14 @@ func sampleProc(pid int) usage {
 	}
 	u := usage{up: true}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				u.rssKB, _ = strconv.ParseInt(f[0], 10, 64)
+		for _, field := range []struct {
+			name string
+			dst  *int64
+		}{{"VmRSS:", &u.rssKB}, {"RssAnon:", &u.anonKB}} {
+			if v, ok := strings.CutPrefix(line, field.name); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					*field.dst, _ = strconv.ParseInt(f[0], 10, 64)
+				}
 			}
 		}
 	}

@@ -16,7 +16,7 @@ func TestSampleProc(t *testing.T) {
 		t.Skip("no /proc")
 	}
 	u := sampleProc(os.Getpid())
-	if !u.up || u.rssKB <= 0 || u.fds <= 0 {
+	if !u.up || u.rssKB <= 0 || u.anonKB <= 0 || u.anonKB > u.rssKB || u.fds <= 0 {
 		t.Fatalf("sample of this process: %+v", u)
 	}
 	if u := sampleProc(0); u.up {

@@ -46,28 +46,28 @@ func (s *sampler) run(ctx context.Context, start time.Time, every time.Duration)
 	}
 }
 
-// table writes RSS (MiB) and open file descriptors of every process at
-// every sample; "down" while a process is not running.
+// table writes RSS and its anonymous part (MiB) and open file descriptors
+// of every process at every sample; "down" while a process is not running.
 func (s *sampler) table(w io.Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fmt.Fprintf(w, "%8s", "t")
 	for _, p := range s.procs {
-		fmt.Fprintf(w, " %14s", p.name)
+		fmt.Fprintf(w, " %16s", p.name)
 	}
 	fmt.Fprintf(w, "\n%8s", "")
 	for range s.procs {
-		fmt.Fprintf(w, " %14s", "MiB/fds")
+		fmt.Fprintf(w, " %16s", "rss/anon MiB/fds")
 	}
 	fmt.Fprintln(w)
 	for _, r := range s.rows {
 		fmt.Fprintf(w, "%7.0fs", r.at.Seconds())
 		for _, u := range r.vals {
 			if !u.up {
-				fmt.Fprintf(w, " %14s", "down")
+				fmt.Fprintf(w, " %16s", "down")
 				continue
 			}
-			fmt.Fprintf(w, " %14s", fmt.Sprintf("%.1f/%d", float64(u.rssKB)/1024, u.fds))
+			fmt.Fprintf(w, " %16s", fmt.Sprintf("%.1f/%.1f/%d", mib(u.rssKB), mib(u.anonKB), u.fds))
 		}
 		fmt.Fprintln(w)
 	}
@@ -89,6 +89,7 @@ func (s *sampler) ranges(w io.Writer) {
 				lo, hi = u, u
 			}
 			lo.rssKB, hi.rssKB = min(lo.rssKB, u.rssKB), max(hi.rssKB, u.rssKB)
+			lo.anonKB, hi.anonKB = min(lo.anonKB, u.anonKB), max(hi.anonKB, u.anonKB)
 			lo.fds, hi.fds = min(lo.fds, u.fds), max(hi.fds, u.fds)
 			n++
 		}
@@ -96,13 +97,15 @@ func (s *sampler) ranges(w io.Writer) {
 			fmt.Fprintf(w, "  %-11s no sample\n", p.name)
 			continue
 		}
-		fmt.Fprintf(w, "  %-11s RSS %.1f–%.1f MiB, fds %d–%d (%d samples, %d starts)\n", p.name,
-			float64(lo.rssKB)/1024, float64(hi.rssKB)/1024, lo.fds, hi.fds, n, p.starts)
+		fmt.Fprintf(w, "  %-11s RSS %.1f–%.1f MiB (anonymous %.1f–%.1f), fds %d–%d (%d samples, %d starts)\n", p.name,
+			mib(lo.rssKB), mib(hi.rssKB), mib(lo.anonKB), mib(hi.anonKB), lo.fds, hi.fds, n, p.starts)
 	}
 }
 
+func mib(kb int64) float64 { return float64(kb) / 1024 }
+
 func report(w io.Writer, cfg Config, res *Result, c *counts, l *Ledger, f *Final, s *sampler) {
-	fmt.Fprintln(w, "\n== resources over time (RSS MiB / open fds, from /proc)")
+	fmt.Fprintln(w, "\n== resources over time (RSS / its anonymous part in MiB / open fds, from /proc)")
 	s.table(w)
 	fmt.Fprintln(w, "\n== resource ranges")
 	s.ranges(w)
