@@ -235,8 +235,8 @@ func TestHTTPListHoldsFilters(t *testing.T) {
 }
 
 // TestHoldRetention: a released hold leaves the node's memory after the
-// node's window, stays listable from the store, and is pruned after
-// hold_retain.
+// node's window, stays listable and readable from the store, and is pruned
+// after hold_retain.
 func TestHoldRetention(t *testing.T) {
 	dir := t.TempDir()
 	mod := func(c *region.Config) {
@@ -255,9 +255,15 @@ func TestHoldRetention(t *testing.T) {
 		}
 		return len(p.Holds) == 1
 	}
+	// Retired from the node, the hold is still read by GET, from the store
+	// (TestForwardedGetOfRetiredHold).
 	testutil.Eventually(t, 5*time.Second, "the node retires the hold", func() bool {
-		return call(t, base, "GET", "/v1/holds/"+h.ID, "", "", nil).Status == 404
+		call(t, base, "GET", "/v1/holds/"+h.ID, "", "", nil)
+		return storeLookups(t, r, "found") >= 1
 	})
+	if res := call(t, base, "GET", "/v1/holds/"+h.ID, "", "", nil); res.Status != 200 || res.Hold(t).State != "released" {
+		t.Fatalf("GET of a retired hold: %d %s", res.Status, res.Body)
+	}
 	if !listed() {
 		t.Fatal("a retired hold within hold_retain is not listable")
 	}
@@ -266,8 +272,11 @@ func TestHoldRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, base = openStoreRegion(t, dir, mod)
-	if st := call(t, base, "GET", "/v1/holds/"+h.ID, "", "", nil).Status; st != 404 || !listed() {
-		t.Fatalf("after restart: GET %d (want 404), listed %v (want true)", st, listed())
+	if st := call(t, base, "GET", "/v1/holds/"+h.ID, "", "", nil).Status; st != 200 || !listed() {
+		t.Fatalf("after restart: GET %d (want 200, from the store), listed %v (want true)", st, listed())
 	}
 	testutil.Eventually(t, 5*time.Second, "the pruner drops the hold", func() bool { return !listed() })
+	if st := call(t, base, "GET", "/v1/holds/"+h.ID, "", "", nil).Status; st != 404 {
+		t.Fatalf("GET of a pruned hold: %d, want 404", st)
+	}
 }

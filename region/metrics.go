@@ -23,9 +23,10 @@ type metrics struct {
 	msgsDropped   prometheus.Counter
 	msgsRejected  prometheus.Counter
 	forwards      *prometheus.CounterVec
-	routed        [4]prometheus.Counter // by routedOK, routedFallback, routedUnreachable, routedBug
-	rtt           *rttMetrics           // per-peer RTT (rtt_metrics.go)
-	waitlist      waitlistMetrics       // metrics_waitlist.go
+	storeLookups  *prometheus.CounterVec // get_retired.go
+	routed        [4]prometheus.Counter  // by routedOK, routedFallback, routedUnreachable, routedBug
+	rtt           *rttMetrics            // per-peer RTT (rtt_metrics.go)
+	waitlist      waitlistMetrics        // metrics_waitlist.go
 }
 
 // Outcomes of a hold the node routed to the home of a scarce SKU, the
@@ -82,6 +83,7 @@ func newMetrics(r *Region) *metrics {
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "holdfast_forwards_total", Help: "Hold commands forwarded to the owning region, by outcome.",
 		}, []string{"outcome"}),
+		storeLookups: newStoreLookups(),
 	}
 	routed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "holdfast_routed_holds_total",
@@ -100,7 +102,7 @@ func newMetrics(r *Region) *metrics {
 		return func() float64 { s := r.Stats(); return float64(f(&s)) }
 	}
 	reg.MustRegister(m.holds, m.holdLatency, m.batchSize, m.fsync, m.overloaded, m.storageErrors,
-		m.msgsDropped, m.msgsRejected, m.forwards, routed,
+		m.msgsDropped, m.msgsRejected, m.forwards, m.storeLookups, routed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "holdfast_queue_depth", Help: "Client requests waiting for the apply loop.",
 		}, func() float64 { return float64(len(r.queue)) }),

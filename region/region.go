@@ -147,6 +147,7 @@ func newRegion(cfg Config) (*Region, error) {
 		fatal:      make(chan struct{}),
 		pending:    make(map[uint64]*request, 1024),
 	}
+	r.warnDeprecated()
 	r.storage = cfg.Storage
 	if r.storage == nil {
 		st, err := openStore(cfg)

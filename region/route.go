@@ -79,6 +79,9 @@ func (r *Region) DoWithin(ctx context.Context, cmd escrow.Command, timeout time.
 	if err != nil || rep.Err == nil {
 		return rep, err
 	}
+	if rep = r.getFromStore(&cmd, rep); rep.Err == nil {
+		return rep, nil
+	}
 	switch {
 	case rep.Err.Code == escrow.CodeNotOwner && rep.Err.Owner != "" && rep.Err.Owner != r.name:
 		return r.forwardBy(ctx, rep.Err.Owner, cmd, deadline)
@@ -193,6 +196,9 @@ func (r *Region) Execute(ctx context.Context, cmd escrow.Command) (escrow.Reply,
 		return escrow.Reply{}, fmt.Errorf("%w: %w", ErrNotRun, ErrClosed)
 	}
 	rep, err := r.submit(ctx, &cmd, time.Time{})
+	if err == nil {
+		rep = r.getFromStore(&cmd, rep)
+	}
 	if errors.Is(err, ErrOverloaded) {
 		// Not queued: the caller may run a routed hold where it came in.
 		// Other errors (storage, timeout, closing with it queued) leave

@@ -33,6 +33,20 @@ func (s *Store) get(k []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
+// Hold reads hold id from the store: any state, including holds the node
+// has retired from memory (until the pruner deletes them).
+func (s *Store) Hold(id string) (escrow.Hold, bool, error) {
+	v, ok, err := s.get(appendHoldKey(nil, id))
+	if err != nil || !ok {
+		return escrow.Hold{}, false, err
+	}
+	h, err := escrow.DecodeHold(v)
+	if err != nil {
+		return escrow.Hold{}, false, corrupt(appendHoldKey(nil, id), "hold: %v", err)
+	}
+	return h, true, nil
+}
+
 // scan calls f for every key with prefix p (f must copy what it keeps).
 func (s *Store) scan(p string, f func(k, v []byte) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(p), UpperBound: prefixEnd(p)})

@@ -51,6 +51,16 @@ func TestCheckHealthyPasses(t *testing.T) {
 	if v := Check(l, f); len(v) != 0 {
 		t.Fatalf("a healthy soak fails: %v", v)
 	}
+	// Regions that heard of a row at different times still agree on it.
+	st := f.Stock["us"]["s"]
+	st.Regions = cloneView(st.Regions)
+	r := st.Regions["eu"]
+	r.AgeMs = 5000
+	st.Regions["eu"] = r
+	f.Stock["us"]["s"] = st
+	if v := Check(l, f); len(v) != 0 {
+		t.Fatalf("views differing only in age fail: %v", v)
+	}
 }
 
 // Each planted fault must be caught by the named check, and only the
@@ -113,6 +123,14 @@ func TestCheckCatchesPlantedFaults(t *testing.T) {
 			setView(f, v)
 		}, "conservation: s: eu sees eu available -1 < 0"},
 		{"views differ", func(l *Ledger, f *Final) {
+			// Only in the row, not in the age of the news: see below.
+			v0 := cloneView(f.Stock["eu"]["s"].Regions)
+			r0 := v0["us"]
+			r0.AgeMs = 1234
+			v0["us"] = r0
+			st0 := f.Stock["eu"]["s"]
+			st0.Regions = v0
+			f.Stock["eu"]["s"] = st0
 			v := cloneView(f.Stock["us"]["s"].Regions)
 			r := v["eu"]
 			r.Seq = 6
