@@ -130,6 +130,7 @@ type Store struct {
 	kbuf     []byte
 	vbuf     []byte
 	seqSeen  map[uint64]struct{} // validate's scratch set
+	skuSeen  map[string]struct{} // validate's scratch set of own SKUs
 	order    []int32             // stage's scratch order of rows, then of holds
 	changed  []seqChange         // stage's scratch list of change index moves
 	wedged   bool

@@ -19,8 +19,10 @@ import (
 func (s *Store) validate(p *escrow.Persist) error {
 	if s.seqSeen == nil {
 		s.seqSeen = make(map[uint64]struct{})
+		s.skuSeen = make(map[string]struct{})
 	}
 	clear(s.seqSeen)
+	clear(s.skuSeen)
 	for i := range p.Rows {
 		r := &p.Rows[i]
 		if r.SKU == "" || r.Region == "" {
@@ -29,6 +31,11 @@ func (s *Store) validate(p *escrow.Persist) error {
 		if r.Region != s.region {
 			continue
 		}
+		// stage moves each own row's change index entry once per batch.
+		if _, dup := s.skuSeen[r.SKU]; dup {
+			return fmt.Errorf("region store: two own rows for SKU %q in one batch", r.SKU)
+		}
+		s.skuSeen[r.SKU] = struct{}{}
 		// The change index keeps one entry per seq: a changed own row must
 		// carry a sequence number no other row has (the node gives every
 		// change a fresh one, above the stored sequence).
@@ -89,7 +96,8 @@ func (s *Store) rowOrder(rows []escrow.Row) []int32 {
 	for i := range rows {
 		o = append(o, int32(i))
 	}
-	slices.SortFunc(o, func(a, b int32) int {
+	// Stable: a peer row sent twice in one batch keeps its last version.
+	slices.SortStableFunc(o, func(a, b int32) int {
 		if c := strings.Compare(rows[a].SKU, rows[b].SKU); c != 0 {
 			return c
 		}
