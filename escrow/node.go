@@ -36,7 +36,7 @@ type Node struct {
 	seq        uint64 // own change sequence
 	bcastSeq   uint64 // own sequence at the last rows broadcast
 	skus       map[string]*skuState
-	skuOrder   []string // insertion order, for digests
+	skuTab     skuTable // the same skuStates in insertion order (skutable.go)
 	digestNext int
 	holds      map[string]*holdRec
 	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
@@ -61,9 +61,10 @@ type Node struct {
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
 	homes        homes
-	fence        fenceState // see fence.go
-	trust        trustState // membership and bounds on peer input, see trust.go
-	wait         waitlist   // see waitlist.go
+	locs         locationIndex // configured locations by id (locations.go)
+	fence        fenceState    // see fence.go
+	trust        trustState    // membership and bounds on peer input, see trust.go
+	wait         waitlist      // see waitlist.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -127,14 +128,21 @@ type Stats struct {
 	Partial uint64
 	// Recounts: recounts applied.
 	Recounts uint64
+	// LocationRefused: requests, peer asks and advice refused because they
+	// name an unknown location or move units to a region that may not sell
+	// from it; LocationSplitLines: cart lines split over locations.
+	LocationRefused, LocationSplitLines uint64
 }
 
 type skuState struct {
-	sku     string
-	own     *rowRec
-	recs    map[string]*rowRec // rows by writer region
-	list    []*rowRec          // the values of recs, for iteration without a map
-	demand  float64            // units/s, EWMA
+	sku  string
+	own  *rowRec
+	list []*rowRec // rows by writer region, at most one each (see rec)
+	// first and inl hold the first row and list's first slot inside the
+	// struct: most SKUs only ever have their own row.
+	first   rowRec
+	inl     [1]*rowRec
+	demand  float64 // units/s, EWMA
 	demandT time.Time
 	reject  uint64
 	topUp   uint64 // borrow id of the top-up in flight, 0 if none
@@ -233,6 +241,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		homes:       newHomes(c.MaxRouted),
 		wait:        newWaitlist(),
 		rnd:         c.Rand,
+		locs:        newLocationIndex(c.Locations),
 	}
 	if n.rnd == nil {
 		var seed uint64
@@ -256,7 +265,7 @@ func (n *Node) restore(st *State) error {
 	n.bcastSeq = st.Seq
 	for i := range st.Rows {
 		r := st.Rows[i].Clone()
-		if err := ValidSKU(r.SKU); err != nil {
+		if err := ValidStockKey(r.SKU); err != nil {
 			return err
 		}
 		if err := ValidRegion(r.Region); err != nil {
@@ -294,6 +303,14 @@ func (n *Node) restore(st *State) error {
 		}
 		rec := &holdRec{Hold: h}
 		n.holds[h.ID] = rec
+		// The node's clock never runs backwards, across a restart too: a
+		// runtime whose clock jumped back while the region was down must
+		// not date a hold's change before the hold's last one.
+		for _, t := range [...]time.Time{h.Created, h.Updated} {
+			if t.After(n.now) {
+				n.now = t
+			}
+		}
 		if h.State == Held {
 			n.stats.ActiveHolds++
 			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
@@ -303,7 +320,7 @@ func (n *Node) restore(st *State) error {
 	}
 	var routed []*IdemEntry
 	for _, m := range st.Recounts {
-		if err := ValidSKU(m.SKU); err != nil {
+		if err := ValidStockKey(m.SKU); err != nil {
 			return err
 		}
 		if m.AsOf.After(n.recounts[m.SKU]) {
@@ -368,7 +385,7 @@ func (n *Node) Stats() Stats {
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
 func (n *Node) Step(in Input) error {
-	if in.Now.After(n.now) {
+	if in.Now.After(n.now) || n.cfg.bugs.TrustClock {
 		n.now = in.Now
 	}
 	var err error
@@ -564,20 +581,31 @@ func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
 func (n *Node) sku(name string) *skuState {
 	s := n.skus[name]
 	if s == nil {
-		s = &skuState{sku: name, recs: make(map[string]*rowRec, 4)}
+		s = n.skuTab.alloc()
+		s.sku = name
 		n.skus[name] = s
-		n.skuOrder = append(n.skuOrder, name)
 	}
 	return s
 }
 
+// rec returns the row of region in s, creating it empty. A linear scan:
+// a SKU has one row per region that ever wrote it, a handful at most
+// (bounded by the membership, see trust.go).
 func (s *skuState) rec(region string) *rowRec {
-	r := s.recs[region]
-	if r == nil {
-		r = &rowRec{Row: Row{SKU: s.sku, Region: region}}
-		s.recs[region] = r
-		s.list = append(s.list, r)
+	for _, r := range s.list {
+		if r.Region == region {
+			return r
+		}
 	}
+	var r *rowRec
+	if s.list == nil {
+		r = &s.first
+		s.list = s.inl[:0]
+	} else {
+		r = &rowRec{}
+	}
+	r.Row = Row{SKU: s.sku, Region: region}
+	s.list = append(s.list, r)
 	return r
 }
 

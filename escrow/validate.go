@@ -92,7 +92,7 @@ func normalizeLinesInto(dst, lines []Line) ([]Line, *Error) {
 		return nil, errorf(CodeInvalid, "a hold may have at most %d items, got %d", MaxLines, len(lines))
 	}
 	for i := range lines {
-		if err := ValidSKU(lines[i].SKU); err != nil {
+		if err := ValidStockKey(lines[i].SKU); err != nil {
 			return nil, err
 		}
 		if q := lines[i].Qty; q == 0 || q > MaxQty {
