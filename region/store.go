@@ -130,7 +130,9 @@ type Store struct {
 	kbuf     []byte
 	vbuf     []byte
 	seqSeen  map[uint64]struct{} // validate's scratch set
-	order    []int32             // stage's scratch order of holds
+	skuSeen  map[string]struct{} // validate's scratch set of own SKUs
+	order    []int32             // stage's scratch order of rows, then of holds
+	changed  []seqChange         // stage's scratch list of change index moves
 	wedged   bool
 	outbox   *eventlog.Outbox // nil without an event log; replaced by open (also under dbMu)
 	events   *EventLog        // nil without an event log

@@ -4,6 +4,7 @@ package region
 // accepts, and the upkeep of the c/, x/ and j/ indexes.
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,8 +19,10 @@ import (
 func (s *Store) validate(p *escrow.Persist) error {
 	if s.seqSeen == nil {
 		s.seqSeen = make(map[uint64]struct{})
+		s.skuSeen = make(map[string]struct{})
 	}
 	clear(s.seqSeen)
+	clear(s.skuSeen)
 	for i := range p.Rows {
 		r := &p.Rows[i]
 		if r.SKU == "" || r.Region == "" {
@@ -28,6 +31,11 @@ func (s *Store) validate(p *escrow.Persist) error {
 		if r.Region != s.region {
 			continue
 		}
+		// stage moves each own row's change index entry once per batch.
+		if _, dup := s.skuSeen[r.SKU]; dup {
+			return fmt.Errorf("region store: two own rows for SKU %q in one batch", r.SKU)
+		}
+		s.skuSeen[r.SKU] = struct{}{}
 		// The change index keeps one entry per seq: a changed own row must
 		// carry a sequence number no other row has (the node gives every
 		// change a fresh one, above the stored sequence).
@@ -74,6 +82,31 @@ func (s *Store) validate(p *escrow.Persist) error {
 	return nil
 }
 
+// seqChange is an own row whose change index entry moves from old (had:
+// there was one) to the row's Seq.
+type seqChange struct {
+	old uint64
+	had bool
+	row int32
+}
+
+// rowOrder returns the indexes of rows in key order (in s.order).
+func (s *Store) rowOrder(rows []escrow.Row) []int32 {
+	o := s.order[:0]
+	for i := range rows {
+		o = append(o, int32(i))
+	}
+	// Stable: a peer row sent twice in one batch keeps its last version.
+	slices.SortStableFunc(o, func(a, b int32) int {
+		if c := strings.Compare(rows[a].SKU, rows[b].SKU); c != 0 {
+			return c
+		}
+		return strings.Compare(rows[a].Region, rows[b].Region)
+	})
+	s.order = o
+	return o
+}
+
 // holdOrder returns the indexes of holds sorted by cmp (in s.order).
 func (s *Store) holdOrder(holds []escrow.Hold, cmp func(a, b *escrow.Hold) int) []int32 {
 	o := s.order[:0]
@@ -95,13 +128,17 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	// batch into the memtable in batch order with a splice hint from the
 	// previous key, and the keys of one group are near each other (hold ids
 	// and expiries start with the time), so most inserts skip the search.
-	for i := range p.Rows {
+	// Rows in key order, and the change index's deletes and puts each in
+	// sequence order: a batch of many SKUs then inserts like one of few.
+	order := s.rowOrder(p.Rows)
+	for _, i := range order {
 		r := &p.Rows[i]
 		k = appendRowKey(k[:0], r.SKU, r.Region)
 		v = escrow.EncodeRow(v[:0], r)
 		w.set(k, v)
 	}
-	for i := range p.Rows {
+	changed := s.changed[:0]
+	for _, i := range order {
 		r := &p.Rows[i]
 		if r.Region != s.region {
 			continue
@@ -110,18 +147,27 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		if had && old == r.Seq {
 			continue
 		}
-		if had {
-			k = appendChangeKey(k[:0], old)
+		changed = append(changed, seqChange{old: old, had: had, row: i})
+	}
+	slices.SortFunc(changed, func(a, b seqChange) int { return cmp.Compare(a.old, b.old) })
+	for _, c := range changed {
+		if c.had {
+			k = appendChangeKey(k[:0], c.old)
 			w.del(k)
 		}
+	}
+	slices.SortFunc(changed, func(a, b seqChange) int { return cmp.Compare(p.Rows[a.row].Seq, p.Rows[b.row].Seq) })
+	for _, c := range changed {
+		r := &p.Rows[c.row]
 		k = appendChangeKey(k[:0], r.Seq)
 		v = append(v[:0], r.SKU...)
 		w.set(k, v)
 		s.ownSeq[r.SKU] = r.Seq
 	}
+	s.changed = changed
 	// In key order: the splice hint only helps when each key is after the
 	// previous one (ids of one millisecond come in random order).
-	order := s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })
+	order = s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })
 	for _, i := range order {
 		h := &p.Holds[i]
 		k = appendHoldKey(k[:0], h.ID)

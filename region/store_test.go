@@ -735,3 +735,34 @@ func TestStoreConcurrentReaders(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// TestStoreRefusesTwoOwnRowsOfOneSKU: stage moves each own row's change
+// index entry once per batch (rows in key order), so a Persist with two
+// versions of one own row is refused whole, and the store keeps what it had.
+func TestStoreRefusesTwoOwnRowsOfOneSKU(t *testing.T) {
+	s := stOpen(t, vfs.NewMem(), "db")
+	defer func() { s.Close() }()
+	ok := &escrow.Persist{Rows: []escrow.Row{{SKU: "A", Region: stRegion, Seq: 1, Minted: 10}}, Seq: 1}
+	if err := s.Apply(ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := &escrow.Persist{Rows: []escrow.Row{
+		{SKU: "A", Region: stRegion, Seq: 2, Minted: 10, Reserved: 1},
+		{SKU: "B", Region: stRegion, Seq: 3, Minted: 4},
+		{SKU: "A", Region: stRegion, Seq: 4, Minted: 10, Reserved: 2},
+	}, Seq: 4}
+	err := s.Apply(bad)
+	if err == nil || !strings.Contains(err.Error(), `two own rows for SKU "A"`) {
+		t.Fatalf("Apply of two rows of A: %v, want a refusal naming the SKU", err)
+	}
+	if s.Seq() != 1 {
+		t.Fatalf("seq %d after the refused batch, want 1", s.Seq())
+	}
+	rows, err := s.OwnRowsSince(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].SKU != "A" || rows[0].Seq != 1 || rows[0].Reserved != 0 {
+		t.Fatalf("own rows after the refused batch: %+v, want A at seq 1 only", rows)
+	}
+}
