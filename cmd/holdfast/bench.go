@@ -230,6 +230,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 				return err
 			}
 			scale = append(scale, loadgen.Label{Key: "load_s", Value: seconds(time.Since(t0))})
+			// Measure the steady state, not the compaction of the load.
+			t1 := time.Now()
+			if err := settle(ctx, r, 30*time.Second); err != nil {
+				return err
+			}
+			scale = append(scale, loadgen.Label{Key: "settle_s", Value: seconds(time.Since(t1))})
 		}
 		if o.target == "engine" {
 			newOp = engineOp(r, wl)

@@ -155,3 +155,17 @@ func engineSKUName(skus int) func(i int) string {
 	}
 	return func(i int) string { return names[i] }
 }
+
+// settle waits, at most max, until the region's store has no flush or
+// compaction in progress.
+func settle(ctx context.Context, r *region.Region, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	for r.StorageBusy() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
