@@ -38,6 +38,10 @@ type Node struct {
 	skus       map[string]*skuState
 	skuTab     skuTable // the same skuStates in insertion order (skutable.go)
 	digestNext int
+	digests    uint64      // digests built
+	hotDemand  []*skuState // SKUs in demand for the next digest, FIFO (digest_hot.go)
+	hotChanged []*skuState // SKUs changed, for the next digest, FIFO
+	hotTaken   []*skuState // scratch of digestSKUs
 	holds      map[string]*holdRec
 	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
 	retire     timeHeap // terminal holds past retention
@@ -124,6 +128,10 @@ type Stats struct {
 	Partial uint64
 	// Recounts: recounts applied.
 	Recounts uint64
+	// Digests built; DigestSKUs: SKU entries they carried, of which
+	// DigestHotSKUs were hot (changed or in demand, digest_hot.go);
+	// DigestBytes: the encoded size of those entries.
+	Digests, DigestSKUs, DigestHotSKUs, DigestBytes uint64
 }
 
 type skuState struct {
@@ -142,6 +150,10 @@ type skuState struct {
 	// pending holds with a line of this SKU (see retryPending).
 	gen     uint64
 	waiting int
+	// hot: the digest queues s is in; digested: the last digest that
+	// carried it (digest_hot.go).
+	hot      uint8
+	digested uint64
 }
 
 type rowRec struct {
@@ -149,6 +161,7 @@ type rowRec struct {
 	dirty   bool
 	bcast   bool
 	updated time.Time
+	sku     *skuState // the SKU the row belongs to
 }
 
 type holdRec struct {
@@ -559,6 +572,7 @@ func (s *skuState) rec(region string) *rowRec {
 		r = &rowRec{}
 	}
 	r.Row = Row{SKU: s.sku, Region: region}
+	r.sku = s
 	s.list = append(s.list, r)
 	return r
 }
@@ -613,6 +627,7 @@ func (n *Node) touchOwn(r *rowRec) {
 	r.Seq = n.seq
 	r.updated = n.now
 	n.markRow(r)
+	n.markChanged(r.sku)
 	if !r.bcast {
 		r.bcast = true
 		n.ownChanged = append(n.ownChanged, r)
@@ -652,6 +667,7 @@ func (n *Node) noteDemand(s *skuState, qty uint64) {
 	}
 	s.demandT = n.now
 	s.demand += float64(qty) / tau
+	n.markDemand(s)
 }
 
 // demandNow returns the decayed demand rate of s in units/s.

@@ -88,6 +88,7 @@ func (n *Node) mergeRows(rows []Row) bool {
 		if ch {
 			rec.updated = n.now
 			n.markRow(rec)
+			n.markChanged(s)
 			n.bump(s)
 			changed = true
 		}
@@ -267,23 +268,7 @@ func (n *Node) digest() {
 	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
 		Fenced: n.fence.st.Fenced && !n.fence.st.Probation}
 	n.urgentDigest = false
-	k := min(n.skuTab.len(), n.cfg.MaxDigestSKUs)
-	for i := 0; i < k; i++ {
-		if n.digestNext >= n.skuTab.len() {
-			n.digestNext = 0
-		}
-		s := n.skuTab.at(n.digestNext)
-		n.digestNext++
-		if s.own == nil && s.demandT.IsZero() {
-			continue
-		}
-		d := SKUDigest{SKU: s.sku, Available: n.available(s), Rejected: s.reject,
-			DemandMilli: uint64(n.demandNow(s) * 1000), Waiting: n.waitUnits(s.sku)}
-		if s.own != nil {
-			d.Held = s.own.Held()
-		}
-		m.Digest = append(m.Digest, d)
-	}
+	n.digestSKUs(&m)
 	n.send(m)
 }
 

@@ -145,6 +145,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.fenceCollectors()...)
 	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
+	r.metrics.reg.MustRegister(r.digestCollectors()...)
 	r.metrics.reg.MustRegister(r.waitlistCollectors()...)
 	r.startEvents()
 	r.metrics.reg.MustRegister(r.listCollectors()...)
