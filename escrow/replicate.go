@@ -1,6 +1,8 @@
 package escrow
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"time"
 )
@@ -220,12 +222,19 @@ func (n *Node) gap(from string, p *peer) {
 
 func (n *Node) onRepair(m *Message) {
 	n.peer(m.From)
-	var rows []Row
+	// The rows go out in Seq order: sort pointers, then copy the rows once
+	// (sorting the rows themselves moved ~120 bytes per swap).
+	var recs []*rowRec
 	for i := 0; i < n.skuTab.len(); i++ {
 		s := n.skuTab.at(i)
 		if s.own != nil && s.own.Seq > m.Seq {
-			rows = append(rows, s.own.Row.Clone())
+			recs = append(recs, s.own)
 		}
+	}
+	slices.SortFunc(recs, func(a, b *rowRec) int { return cmp.Compare(a.Seq, b.Seq) })
+	rows := make([]Row, len(recs))
+	for i, r := range recs {
+		rows[i] = r.Row.Clone()
 	}
 	n.stats.RepairsServed++
 	// Rows not yet broadcast are included: the answer goes out after this
