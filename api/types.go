@@ -29,6 +29,19 @@ type Item struct {
 	// Granted is set in the holds of partial requests: the units of the
 	// line actually held (0 to qty).
 	Granted *uint64 `json:"granted,omitempty"`
+	// Locations (request): the eligible locations of the line, in
+	// preference order; absent: the region's fulfilment order.
+	Locations []string `json:"locations,omitempty"`
+	// Split (request): the line may be split over several locations.
+	Split bool `json:"split,omitempty"`
+	// Allocations (reply): where the line's granted units ship from.
+	Allocations []Allocation `json:"allocations,omitempty"`
+}
+
+// Allocation is the part of a hold line granted from one location.
+type Allocation struct {
+	Location string `json:"location"`
+	Qty      uint64 `json:"qty"`
 }
 
 // Hold is the representation of a hold.
@@ -86,7 +99,8 @@ type ExtendRequest struct {
 
 // QtyRequest is the body of restock and write-off.
 type QtyRequest struct {
-	Qty uint64 `json:"qty"`
+	Qty      uint64 `json:"qty"`
+	Location string `json:"location,omitempty"` // the location's stock; absent: the default location
 }
 
 // Stock is one region's view of one SKU.
@@ -102,15 +116,32 @@ type Stock struct {
 	Version         string                 `json:"version,omitempty"` // the ETag's value (without quotes)
 	LastRecountAsOf *time.Time             `json:"last_recount_as_of,omitempty"`
 	Recount         *RecountResult         `json:"recount,omitempty"` // PUT /v1/skus/{sku}/stock only
+	// Location: the location this view is of (?location= or a body's
+	// location); absent: the default location.
+	Location string `json:"location,omitempty"`
+	// Locations: per configured location with stock of the SKU, its view
+	// (GET /v1/skus/{sku} without ?location=).
+	Locations map[string]LocationStock `json:"locations,omitempty"`
+}
+
+// LocationStock is one location's stock of a SKU: here, globally (an
+// estimate) and per region.
+type LocationStock struct {
+	Available       uint64                 `json:"available"`
+	Held            uint64                 `json:"held"`
+	Sold            uint64                 `json:"sold"`
+	GlobalAvailable int64                  `json:"global_available"`
+	Regions         map[string]RegionStock `json:"regions"`
 }
 
 // RecountRequest is the body of PUT /v1/skus/{sku}/stock: the warehouse's
 // count of the SKU's units on hand (available + held over every region;
 // sold units have left the shelf) as of a time.
 type RecountRequest struct {
-	OnHand *uint64    `json:"on_hand"`
-	AsOf   *time.Time `json:"as_of"`
-	Force  bool       `json:"force,omitempty"`
+	Location string     `json:"location,omitempty"` // absent: the default location
+	OnHand   *uint64    `json:"on_hand"`
+	AsOf     *time.Time `json:"as_of"`
+	Force    bool       `json:"force,omitempty"`
 }
 
 // RecountResult says what a recount did.

@@ -106,7 +106,7 @@ func (n *Node) worthAsking(r string) bool {
 }
 
 func (n *Node) onBorrowReq(m *Message) error {
-	if err := ValidSKU(m.SKU); err != nil {
+	if err := ValidStockKey(m.SKU); err != nil {
 		return err
 	}
 	if m.Qty > MaxQty*MaxLines {
@@ -116,6 +116,11 @@ func (n *Node) onBorrowReq(m *Message) error {
 	key := donationKey{from: m.From, id: m.ID}
 	given, seen := n.donations[key]
 	s := n.skus[m.SKU]
+	if !n.keyMaySell(m.SKU, m.From) {
+		// The asker may not sell from this location: it gets nothing.
+		n.refuseLocation()
+		seen = true
+	}
 	if !seen && s != nil && s.own != nil {
 		avail := n.available(s)
 		floor := uint64(0)
@@ -267,11 +272,15 @@ func (n *Node) onAdvice(m *Message) {
 	n.setHomes(m.Homes)
 	applied := false
 	for _, mv := range m.Moves {
-		if mv.From != n.cfg.Region || mv.To == n.cfg.Region || ValidRegion(mv.To) != nil || ValidSKU(mv.SKU) != nil {
+		if mv.From != n.cfg.Region || mv.To == n.cfg.Region || ValidRegion(mv.To) != nil || ValidStockKey(mv.SKU) != nil {
 			continue
 		}
 		if !n.adviceTarget(mv.To) {
 			continue // units sent to a region outside the cluster would be stranded
+		}
+		if !n.keyMaySell(mv.SKU, mv.To) {
+			n.refuseLocation()
+			continue // a region receives quota only of locations it may sell from
 		}
 		if p := n.peers[mv.To]; p != nil && p.fenced {
 			continue // units sent to a fenced region would be stranded there
@@ -342,7 +351,7 @@ func (n *Node) topUps() {
 		}
 		s := n.skus[sku]
 		delete(n.lowSKUs, sku)
-		if s.topUp != 0 || n.homed(sku) {
+		if s.topUp != 0 || n.homed(sku) || !n.keyMaySell(sku, n.cfg.Region) {
 			// One top-up in flight per SKU. Dropped from the set rather than
 			// kept: the set is sorted on every Step, and the next grant
 			// notes the SKU again if it is still low.

@@ -33,7 +33,7 @@ func (n *Node) fail(c *Command, err *Error) {
 }
 
 func (n *Node) hold(c *Command) {
-	lines, err := NormalizeLines(c.Lines)
+	lines, err := n.ownLines(c.Lines)
 	if err != nil {
 		n.fail(c, err)
 		return
@@ -57,7 +57,7 @@ func (n *Node) hold(c *Command) {
 	if !n.validWait(c) {
 		return
 	}
-	if c.IdemKey != "" {
+	if c.IdemKey != "" && !n.cfg.bugs.IgnoreIdemKey {
 		if err := ValidIdemKey(c.IdemKey); err != nil {
 			n.fail(c, err)
 			return
@@ -94,6 +94,12 @@ func (n *Node) hold(c *Command) {
 			return
 		}
 	}
+	// Lines restricted to locations are given theirs (locations.go).
+	lines, err = n.allocate(c, lines)
+	if err != nil {
+		n.fail(c, err)
+		return
+	}
 	if len(n.holds) >= n.cfg.MaxHolds {
 		n.fail(c, errorf(CodeHoldCapacity, "region %s keeps its maximum of %d holds; retry when some have finished", n.cfg.Region, n.cfg.MaxHolds))
 		return
@@ -113,6 +119,7 @@ func (n *Node) hold(c *Command) {
 	}
 	cc := *c
 	cc.TTL = ttl
+	cc.Lines, cc.Locations = lines, nil
 	if r, ok := n.routeKey(&cc); ok && !cc.Routed {
 		// A retry of a hold routed before goes where the first attempt
 		// went, even if the home changed: that region dedupes it.
@@ -172,6 +179,7 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 // grant reserves lines (the caller checked that they are covered) and
 // creates the hold, without idempotency key or reply.
 func (n *Node) grant(c *Command, lines []Line) *holdRec {
+	n.checkHoldLocations(lines)
 	for i := range lines {
 		s := n.skus[lines[i].SKU]
 		if s == nil { // only with the planted bug GrantWithoutCheck
@@ -230,8 +238,7 @@ func (n *Node) granted(c *Command, h *holdRec, waiters []uint64) {
 	}
 	// The lines of a hold never change after it is created, so the reply
 	// shares them (see Reply.Hold) instead of copying them.
-	hc := h.Hold
-	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: n.holdCopy(&h.Hold)})
 	for _, w := range waiters {
 		hw := h.Hold
 		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
@@ -413,7 +420,7 @@ func (n *Node) expire(h *holdRec) {
 // validSKUQty checks the SKU and quantity of a restock or write-off; when
 // one is bad it fails c and returns false.
 func (n *Node) validSKUQty(c *Command) bool {
-	err := ValidSKU(c.SKU)
+	err := n.checkStockKey(c.SKU, c.Kind == CmdRestock)
 	if err == nil {
 		err = ValidQty("qty", c.Qty)
 	}
@@ -465,16 +472,24 @@ func (n *Node) writeOff(c *Command) {
 }
 
 func (n *Node) stock(c *Command) {
-	if err := ValidSKU(c.SKU); err != nil {
+	if err := n.checkStockKey(c.SKU, false); err != nil {
 		n.fail(c, err)
 		return
 	}
 	s := n.skus[c.SKU]
-	if s == nil || len(s.list) == 0 {
+	locs := n.locationStock(c.SKU)
+	if (s == nil || len(s.list) == 0) && len(locs) == 0 {
 		n.fail(c, errorf(CodeUnknownSKU, "sku %q is not known in region %s", c.SKU, n.cfg.Region))
 		return
 	}
-	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Stock: n.stockView(s)})
+	var v *StockView
+	if s != nil {
+		v = n.stockView(s)
+	} else {
+		v = &StockView{SKU: c.SKU, Region: n.cfg.Region, Version: "0"}
+	}
+	v.Locations = locs
+	n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Stock: v})
 }
 
 func (n *Node) stockView(s *skuState) *StockView {

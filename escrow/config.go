@@ -80,6 +80,14 @@ type Config struct {
 	// Members is the one concept; Peers is only read to fill it.
 	Peers []string
 
+	// Locations are the cluster's configured locations (locations.go);
+	// FulfilmentOrder the eligible locations of a line that names none
+	// (empty: the default location); Allocation the strategy
+	// (AllocPreference when empty, or AllocMostStock).
+	Locations       []Location
+	FulfilmentOrder []string
+	Allocation      string
+
 	// Rand supplies randomness (hold id suffixes). nil: a PRNG seeded from Region.
 	Rand func() uint64
 
@@ -153,6 +161,9 @@ func (c *Config) Validate() error {
 	// lifetime would make every hold without a TTL invalid.
 	if d := c.withDefaults(); d.DefaultTTL > d.MaxLifetime || d.DefaultTTL < MinTTL {
 		return fmt.Errorf("escrow: default TTL %v must be between %v and the max lifetime %v", d.DefaultTTL, MinTTL, d.MaxLifetime)
+	}
+	if err := c.validLocations(); err != nil {
+		return err
 	}
 	for _, p := range c.Peers {
 		if err := ValidRegion(p); err != nil {

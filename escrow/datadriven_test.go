@@ -86,12 +86,16 @@ func (sc *story) run(d *datadriven.TestData) string {
 	for _, a := range d.CmdArgs {
 		switch {
 		case len(a.Vals) == 0:
-			pos = append(pos, a.Key)
+			pos = append(pos, locKey(a.Key))
+		case a.Key == "locs" || a.Key == "order" || a.Key == "from":
+			opts[a.Key] = strings.Join(a.Vals, ",")
+		case a.Key == "alloc":
+			opts[a.Key] = a.Vals[0]
 		case a.Key == "ttl" || a.Key == "key" || a.Key == "wait" || a.Key == "as" || a.Key == "at" ||
 			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch":
 			opts[a.Key] = a.Vals[0]
 		default:
-			pairs = append(pairs, skuQty{a.Key, a.Vals[0]})
+			pairs = append(pairs, skuQty{locKey(a.Key), a.Vals[0]})
 		}
 	}
 	out := strings.TrimRight(sc.exec(d, pos, opts, pairs), "\n")
@@ -134,6 +138,18 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		if v, ok := opts["lowwater"]; ok {
 			cfg.LowWater = num(v)
 		}
+		// locs=(id@owner+seller+...,...) order=(id,...) alloc=most_stock
+		if v, ok := opts["locs"]; ok {
+			for _, l := range strings.Split(v, ",") {
+				id, regs, _ := strings.Cut(l, "@")
+				rs := strings.Split(regs, "+")
+				cfg.Locations = append(cfg.Locations, Location{ID: id, Owner: rs[0], Sellers: rs[1:]})
+			}
+		}
+		if v, ok := opts["order"]; ok {
+			cfg.FulfilmentOrder = strings.Split(v, ",")
+		}
+		cfg.Allocation = opts["alloc"]
 		sc.tw = newTNet(sc.t, cfg, args...)
 		return "ok"
 	case "restock", "writeoff":
@@ -144,7 +160,7 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		r := sc.node(args[0]).do(Command{Kind: k, SKU: args[1], Qty: num(args[2])})
 		sc.collect()
 		if r.Err != nil {
-			return "error " + r.Err.Code.String()
+			return "error " + r.Err.Code.String() + errDetail(r.Err)
 		}
 		return fmt.Sprintf("applied %d, available %d", r.Applied, r.Stock.Available)
 	case "recount":
@@ -174,8 +190,23 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		for _, p := range pairs {
 			c.Lines = append(c.Lines, Line{SKU: p.sku, Qty: num(p.qty)})
 		}
+		if v, ok := opts["from"]; ok {
+			// from=(loc,...): every line restricted to these locations
+			for _, l := range c.Lines {
+				c.Locations = append(c.Locations, LineLocations{SKU: l.SKU, Locations: strings.Split(v, ",")})
+			}
+		}
 		for _, a := range args[1:] {
 			switch a {
+			case "split":
+				for i := range c.Locations {
+					c.Locations[i].Split = true
+				}
+				if len(c.Locations) == 0 {
+					for _, l := range c.Lines {
+						c.Locations = append(c.Locations, LineLocations{SKU: l.SKU, Split: true})
+					}
+				}
 			case "routed":
 				c.Routed = true
 			case "partial":
@@ -325,7 +356,14 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		if r.Err != nil {
 			return "error " + r.Err.Code.String() + errDetail(r.Err)
 		}
-		return fmt.Sprintf("available %d", r.Stock.Available)
+		out := fmt.Sprintf("available %d", r.Stock.Available)
+		for _, l := range r.Stock.Locations {
+			out += fmt.Sprintf("\n%s: available %d held %d sold %d global %d", l.Location, l.Available, l.Held, l.Sold, l.Global)
+		}
+		return out
+	case "locstats":
+		s := sc.node(args[0]).n.Stats()
+		return fmt.Sprintf("location_refused=%d split_lines=%d", s.LocationRefused, s.LocationSplitLines)
 	case "stats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("granted=%d rejected=%d borrows=%d answered=%d timeouts=%d donated=%d expired=%d gaps=%d repairs=%d",
@@ -463,7 +501,10 @@ func (sc *story) answered() string {
 func errDetail(e *Error) string {
 	s := ""
 	if e.SKU != "" {
-		s += fmt.Sprintf(" sku=%s available=%d", e.SKU, e.Available)
+		s += fmt.Sprintf(" sku=%s available=%d", locName(e.SKU), e.Available)
+	}
+	if e.Code == CodeInvalid {
+		s += ": " + e.Detail
 	}
 	if e.Owner != "" {
 		s += " owner=" + e.Owner
@@ -491,7 +532,7 @@ func (sc *story) holdReply(name string, r Reply) string {
 	}
 	var lines []string
 	for _, l := range h.Lines {
-		lines = append(lines, fmt.Sprintf("%s=%d", l.SKU, l.Qty))
+		lines = append(lines, fmt.Sprintf("%s=%d", locName(l.SKU), l.Qty))
 	}
 	if h.Partial() {
 		// granted/asked for every line asked for
@@ -539,4 +580,20 @@ func (sc *story) nameOf(id string) string {
 	name := "p" + strconv.Itoa(sc.next)
 	sc.holds[name] = id
 	return name
+}
+
+// locKey writes a story's "SKU@location" as its stock key.
+func locKey(s string) string {
+	if sku, loc, ok := strings.Cut(s, "@"); ok && loc != "" {
+		return StockKey(sku, loc)
+	}
+	return s
+}
+
+// locName writes a stock key as a story's "SKU@location".
+func locName(key string) string {
+	if sku, loc := SplitStockKey(key); loc != "" {
+		return sku + "@" + loc
+	}
+	return key
 }

@@ -217,7 +217,7 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 		if !n.fence.st.Fenced {
 			return false, nil
 		}
-		if err := ValidSKU(m.SKU); err != nil {
+		if err := ValidStockKey(m.SKU); err != nil {
 			return true, err
 		}
 		// Nothing to lend, said at once so the borrower does not wait out

@@ -66,11 +66,15 @@ func (n *Node) setHomes(hs []Home) {
 		return
 	}
 	for _, x := range hs {
-		if ValidSKU(x.SKU) != nil || ValidRegion(x.Region) != nil {
+		if ValidStockKey(x.SKU) != nil || ValidRegion(x.Region) != nil {
 			continue
 		}
 		if !n.adviceTarget(x.Region) {
 			continue // a home outside the cluster would strand the units sent to it
+		}
+		if !n.keyMaySell(x.SKU, x.Region) {
+			n.refuseLocation()
+			continue // a home that may not sell the location would strand its units
 		}
 		if _, dup := h.bySKU[x.SKU]; dup || len(h.list) >= MaxWireHomes {
 			continue

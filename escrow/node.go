@@ -67,9 +67,10 @@ type Node struct {
 	adviceEpoch  uint64
 	lowSKUs      map[string]struct{}
 	homes        homes
-	fence        fenceState // see fence.go
-	trust        trustState // membership and bounds on peer input, see trust.go
-	wait         waitlist   // see waitlist.go
+	locs         locationIndex // configured locations by id (locations.go)
+	fence        fenceState    // see fence.go
+	trust        trustState    // membership and bounds on peer input, see trust.go
+	wait         waitlist      // see waitlist.go
 
 	// Accumulated output since the last Ready.
 	dirtyRows  []*rowRec
@@ -81,10 +82,13 @@ type Node struct {
 
 	stats Stats
 
-	// Arenas for Ready output (see chunk).
+	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
 	rowArena   chunk[Row]
 	holdArena  chunk[Hold]
+	eventArena chunk[Event]
+	lineArena  chunk[Line]
+	msgArena   chunk[Message] // small chunks: see msgChunkLen
 }
 
 // Stats are cumulative counters of one node, for metrics and simulator reports.
@@ -134,6 +138,10 @@ type Stats struct {
 	// DigestHotSKUs were hot (changed or in demand, digest_hot.go);
 	// DigestBytes: the encoded size of those entries.
 	Digests, DigestSKUs, DigestHotSKUs, DigestBytes uint64
+	// LocationRefused: requests, peer asks and advice refused because they
+	// name an unknown location or move units to a region that may not sell
+	// from it; LocationSplitLines: cart lines split over locations.
+	LocationRefused, LocationSplitLines uint64
 }
 
 type skuState struct {
@@ -248,6 +256,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		homes:       newHomes(c.MaxRouted),
 		wait:        newWaitlist(),
 		rnd:         c.Rand,
+		locs:        newLocationIndex(c.Locations),
 	}
 	if n.rnd == nil {
 		var seed uint64
@@ -271,7 +280,7 @@ func (n *Node) restore(st *State) error {
 	n.bcastSeq = st.Seq
 	for i := range st.Rows {
 		r := st.Rows[i].Clone()
-		if err := ValidSKU(r.SKU); err != nil {
+		if err := ValidStockKey(r.SKU); err != nil {
 			return err
 		}
 		if err := ValidRegion(r.Region); err != nil {
@@ -309,6 +318,14 @@ func (n *Node) restore(st *State) error {
 		}
 		rec := &holdRec{Hold: h}
 		n.holds[h.ID] = rec
+		// The node's clock never runs backwards, across a restart too: a
+		// runtime whose clock jumped back while the region was down must
+		// not date a hold's change before the hold's last one.
+		for _, t := range [...]time.Time{h.Created, h.Updated} {
+			if t.After(n.now) {
+				n.now = t
+			}
+		}
 		if h.State == Held {
 			n.stats.ActiveHolds++
 			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
@@ -318,7 +335,7 @@ func (n *Node) restore(st *State) error {
 	}
 	var routed []*IdemEntry
 	for _, m := range st.Recounts {
-		if err := ValidSKU(m.SKU); err != nil {
+		if err := ValidStockKey(m.SKU); err != nil {
 			return err
 		}
 		if m.AsOf.After(n.recounts[m.SKU]) {
@@ -383,7 +400,7 @@ func (n *Node) Stats() Stats {
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
 func (n *Node) Step(in Input) error {
-	if in.Now.After(n.now) {
+	if in.Now.After(n.now) || n.cfg.bugs.TrustClock {
 		n.now = in.Now
 	}
 	var err error
@@ -493,7 +510,10 @@ func (n *Node) Advance() {
 // part but the last has More set; see Message for the receiver's rule.
 func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 	if len(rows) <= n.cfg.MaxRowsPerMsg {
-		return []Message{{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows}}
+		if n.msgArena.size == 0 {
+			n.msgArena.size = msgChunkLen
+		}
+		return append(n.msgArena.take(1), Message{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows})
 	}
 	// Sorted without reflection: a repair of a large catalogue sorts
 	// every own row (TestSweepLargeCatalogue).
@@ -520,6 +540,22 @@ func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 	return msgs
 }
 
+// ownLines normalizes the lines of a command into the line arena: a hold
+// keeps them for its lifetime, so they are copied once, never per Ready.
+func (n *Node) ownLines(lines []Line) ([]Line, *Error) {
+	var dst []Line
+	if k := len(lines); k > 0 && k <= MaxLines {
+		dst = n.lineArena.take(k)
+	}
+	return normalizeLinesInto(dst, lines)
+}
+
+// holdCopy returns a copy of h from the hold arena, for a reply.
+func (n *Node) holdCopy(h *Hold) *Hold {
+	s := append(n.holdArena.take(1), *h)
+	return &s[0]
+}
+
 func (n *Node) reply(r Reply) {
 	if n.out.Reply == nil {
 		n.out.Reply = n.replyArena.take(1)
@@ -532,18 +568,28 @@ func (n *Node) reply(r Reply) {
 // has its capacity capped (a full slice expression), so a runtime that
 // appends to one gets a copy and never writes into its neighbour. The
 // price: a slice kept by a runtime keeps its whole chunk (chunkLen
-// elements) alive, so chunks stay small and messages get no chunk of their
-// own (simulators keep messages in flight for long).
-type chunk[T any] struct{ buf []T }
+// elements) alive, so chunks stay small, and messages, which simulators
+// keep in flight for long, get chunks of msgChunkLen only.
+type chunk[T any] struct {
+	buf  []T
+	size int // elements per chunk; 0: chunkLen
+}
 
-const chunkLen = 64
+const (
+	chunkLen    = 64
+	msgChunkLen = 8
+)
 
 func (c *chunk[T]) take(n int) []T {
-	if n > chunkLen/4 {
+	size := c.size
+	if size == 0 {
+		size = chunkLen
+	}
+	if n > size/4 {
 		return make([]T, 0, n)
 	}
 	if len(c.buf)+n > cap(c.buf) {
-		c.buf = make([]T, 0, chunkLen)
+		c.buf = make([]T, 0, size)
 	}
 	s := c.buf[len(c.buf) : len(c.buf) : len(c.buf)+n]
 	c.buf = c.buf[:len(c.buf)+n]

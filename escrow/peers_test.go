@@ -35,6 +35,9 @@ func (tw *tnet) collect() {
 	for _, r := range sortedKeys(tw.nodes) {
 		tn := tw.nodes[r]
 		for _, m := range tn.sent {
+			if m.Speaks == 0 && MessageHasLocationKeys(&m) {
+				m.Speaks = WireVersion // as the transport stamps it
+			}
 			b, err := EncodeMessage(nil, &m)
 			if err != nil {
 				tw.t.Fatal(err)

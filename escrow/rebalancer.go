@@ -167,13 +167,13 @@ func (r *Rebalancer) Step(now time.Time, m *Message) error {
 			// on taking over, so that homes do not flip with the daemon.
 			r.homes = r.homes[:0]
 			for _, h := range m.Homes {
-				if ValidSKU(h.SKU) == nil && ValidRegion(h.Region) == nil && len(r.homes) < MaxWireHomes {
+				if ValidStockKey(h.SKU) == nil && ValidRegion(h.Region) == nil && len(r.homes) < MaxWireHomes {
 					r.homes = append(r.homes, h)
 				}
 			}
 		}
 		for _, mv := range m.Moves {
-			if ValidSKU(mv.SKU) == nil && ValidRegion(mv.From) == nil && ValidRegion(mv.To) == nil && mv.Qty > 0 {
+			if ValidStockKey(mv.SKU) == nil && ValidRegion(mv.From) == nil && ValidRegion(mv.To) == nil && mv.Qty > 0 {
 				r.addInFlight(mv, now)
 			}
 		}
@@ -201,7 +201,7 @@ func (r *Rebalancer) digest(now time.Time, m *Message) error {
 	reg.seen = now
 	reg.fenced = m.Fenced
 	for _, d := range m.Digest {
-		if ValidSKU(d.SKU) != nil {
+		if ValidStockKey(d.SKU) != nil {
 			continue
 		}
 		e := reg.skus[d.SKU]

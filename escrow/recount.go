@@ -55,7 +55,7 @@ type RecountResult struct {
 }
 
 func (n *Node) recount(c *Command) {
-	if err := ValidSKU(c.SKU); err != nil {
+	if err := n.checkStockKey(c.SKU, true); err != nil {
 		n.fail(c, err)
 		return
 	}

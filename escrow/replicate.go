@@ -35,7 +35,7 @@ func (n *Node) message(m *Message) error {
 			if m.Rows[i].Region != m.From {
 				return errorf(CodeInvalid, "%s message from %s carries a row of %s", m.Type, m.From, m.Rows[i].Region)
 			}
-			if err := ValidSKU(m.Rows[i].SKU); err != nil {
+			if err := ValidStockKey(m.Rows[i].SKU); err != nil {
 				return err
 			}
 			if m.Rows[i].SentTo(m.From) != 0 {
@@ -82,10 +82,18 @@ func (n *Node) mergeRows(rows []Row) bool {
 		s := n.learnSKU(in.SKU)
 		rec := s.rec(in.Region)
 		var ch bool
-		if n.cfg.bugs.MergeBySum {
+		switch {
+		case n.cfg.bugs.MergeBySum:
 			ch = sumInto(&rec.Row, in)
-		} else {
+		case n.cfg.bugs.LastRowWins && in.Reserved < rec.Row.Reserved:
+			// The bug: the incoming (older) Reserved replaces the newer.
 			ch = rec.Row.Merge(in)
+			rec.Row.Reserved, ch = in.Reserved, true
+		default:
+			ch = rec.Row.Merge(in)
+			if n.cfg.bugs.MergeTakesReserved && rec.Row.Reserved != in.Reserved {
+				rec.Row.Reserved, ch = in.Reserved, true
+			}
 		}
 		if ch {
 			rec.updated = n.now
@@ -260,7 +268,7 @@ func (n *Node) onDigest(m *Message) {
 	// Learn peers' stock of SKUs we have never seen, so that a hold for
 	// them can borrow.
 	for _, d := range m.Digest {
-		if ValidSKU(d.SKU) != nil {
+		if ValidStockKey(d.SKU) != nil {
 			continue
 		}
 		if n.skus[d.SKU] == nil {

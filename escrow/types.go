@@ -150,8 +150,12 @@ type Command struct {
 	Partial bool
 	// Cart (hold): the client's cart reference, stored on the hold.
 	Cart string
-	SKU  string // restock, write-off, stock, recount
-	Qty  uint64 // restock, write-off
+	// Locations (hold): lines restricted to eligible locations, by SKU
+	// (locations.go); a line without an entry takes the region's
+	// fulfilment order, or the default location when it has none.
+	Locations []LineLocations
+	SKU       string // restock, write-off, stock, recount
+	Qty       uint64 // restock, write-off
 	// IfMatch (restock, write-off, recount): when set, the command runs
 	// only if the SKU's StockView.Version is exactly this, else
 	// CodePreconditionFailed and nothing changes.
@@ -196,6 +200,20 @@ type StockView struct {
 	Version string
 	// LastRecount is the as_of of the last recount applied here (zero if none).
 	LastRecount time.Time
+	// Locations: for the view of a SKU (not of one location's stock key),
+	// the configured locations known here with stock of it, by id; the
+	// fields above are then those of the default location.
+	Locations []LocationStock
+}
+
+// LocationStock is one location's stock of a SKU as seen from a region.
+type LocationStock struct {
+	Location  string
+	Available uint64 // here
+	Held      uint64 // here
+	Sold      uint64 // here
+	Global    int64  // estimate of units available everywhere
+	Regions   []RegionStock
 }
 
 // RegionStock is one row as seen from the viewing region.

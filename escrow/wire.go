@@ -24,8 +24,14 @@ import (
 // version, storeVersion, which this rule does not touch.
 //
 // Version 2 = version 1 with one byte after the kind: Speaks (>= 2).
+// Version 3 = version 2 whose SKU fields may be stock keys of a location
+// (locations.go). It is written only for messages that carry at least one
+// such key, and only such messages are version 3, so every message about
+// default-location SKUs keeps its version-2 form and a version-2 peer
+// keeps reading it; a version-2 peer is never sent location keys
+// (WithoutLocationKeys).
 const (
-	WireVersion     = 2
+	WireVersion     = 3
 	MinWireVersion  = 1
 	storeVersion    = 1
 	MaxMessageBytes = 1 << 20 // one encoded message
@@ -286,7 +292,7 @@ func (d *WireDecoder) count(what string, limit int) int {
 
 func (d *WireDecoder) row() Row {
 	var r Row
-	r.SKU = d.String(MaxSKULen)
+	r.SKU = d.String(MaxStockKeyLen)
 	r.Region = d.String(MaxRegionLen)
 	r.Seq = d.counter("seq")
 	r.Minted = d.counter("minted")
@@ -314,7 +320,7 @@ func (d *WireDecoder) row() Row {
 	if d.err != nil {
 		return Row{}
 	}
-	if err := ValidSKU(r.SKU); err != nil {
+	if err := ValidStockKey(r.SKU); err != nil {
 		d.Fail("%v", err)
 	} else if err := ValidRegion(r.Region); err != nil {
 		d.Fail("%v", err)
@@ -337,9 +343,16 @@ func EncodeMessage(dst []byte, m *Message) ([]byte, error) {
 		return dst, fmt.Errorf("escrow: message %s over limits: %d rows, %d digests, %d moves, %d homes, %d seen",
 			m.Type, len(m.Rows), len(m.Digest), len(m.Moves), len(m.Homes), len(m.Seen))
 	}
+	loc := MessageHasLocationKeys(m)
+	if loc && m.Speaks < 3 {
+		return dst, fmt.Errorf("escrow: message %s carries location keys, which need wire version 3 (speaks %d)", m.Type, m.Speaks)
+	}
 	e := WireEncoder{B: dst}
 	start := len(dst)
-	if m.Speaks >= 2 {
+	if loc {
+		e.Header(3, kindMsg)
+		e.Byte(m.Speaks)
+	} else if m.Speaks >= 2 {
 		e.Header(2, kindMsg)
 		e.Byte(m.Speaks)
 	} else {
@@ -431,10 +444,12 @@ func DecodeMessageUpTo(b []byte, max byte) (Message, error) {
 		return m, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrWire, len(b), MaxMessageBytes)
 	}
 	d := NewWireDecoder(b, ErrWire)
-	if d.HeaderRange(MinWireVersion, min(max, WireVersion), kindMsg) >= 2 {
-		// Canonical: version 2 carries a Speaks of at least 2.
-		if m.Speaks = d.Byte(); d.err == nil && m.Speaks < 2 {
-			d.Fail("version 2 message speaking %d", m.Speaks)
+	ver := d.HeaderRange(MinWireVersion, min(max, WireVersion), kindMsg)
+	if ver >= 2 {
+		// Canonical: version 2 carries a Speaks of at least 2, version 3
+		// one of at least 3.
+		if m.Speaks = d.Byte(); d.err == nil && m.Speaks < ver {
+			d.Fail("version %d message speaking %d", ver, m.Speaks)
 		}
 	}
 	m.Type = MsgType(d.Byte())
@@ -450,7 +465,7 @@ func DecodeMessageUpTo(b []byte, max byte) (Message, error) {
 	if flags&^(flagMore|flagUrgent|flagHomes|flagSeen|flagFenced|flagWaiting) != 0 {
 		d.Fail("unknown flags %#x", flags)
 	}
-	m.SKU = d.String(MaxSKULen)
+	m.SKU = d.String(MaxStockKeyLen)
 	m.Qty = d.counter("qty")
 	m.Epoch = d.Uvarint()
 	if n := d.count("rows", MaxWireRows); n > 0 {
@@ -462,14 +477,14 @@ func DecodeMessageUpTo(b []byte, max byte) (Message, error) {
 	if n := d.count("digests", MaxWireDigest); n > 0 {
 		m.Digest = make([]SKUDigest, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
-			m.Digest = append(m.Digest, SKUDigest{SKU: d.String(MaxSKULen), Available: d.counter("available"),
+			m.Digest = append(m.Digest, SKUDigest{SKU: d.String(MaxStockKeyLen), Available: d.counter("available"),
 				Held: d.counter("held"), DemandMilli: d.counter("demand"), Rejected: d.counter("rejected")})
 		}
 	}
 	if n := d.count("moves", MaxWireMoves); n > 0 {
 		m.Moves = make([]Move, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
-			m.Moves = append(m.Moves, Move{SKU: d.String(MaxSKULen), From: d.String(MaxRegionLen), To: d.String(MaxRegionLen),
+			m.Moves = append(m.Moves, Move{SKU: d.String(MaxStockKeyLen), From: d.String(MaxRegionLen), To: d.String(MaxRegionLen),
 				Qty: d.counter("move qty")})
 		}
 	}
@@ -481,7 +496,7 @@ func DecodeMessageUpTo(b []byte, max byte) (Message, error) {
 		}
 		m.Homes = make([]Home, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
-			m.Homes = append(m.Homes, Home{SKU: d.String(MaxSKULen), Region: d.String(MaxRegionLen)})
+			m.Homes = append(m.Homes, Home{SKU: d.String(MaxStockKeyLen), Region: d.String(MaxRegionLen)})
 		}
 	}
 	if flags&flagSeen != 0 {
@@ -511,9 +526,14 @@ func DecodeMessageUpTo(b []byte, max byte) (Message, error) {
 		}
 	}
 	if m.SKU != "" {
-		if err := ValidSKU(m.SKU); err != nil {
+		if err := ValidStockKey(m.SKU); err != nil {
 			return Message{}, fmt.Errorf("%w: %v", ErrWire, err)
 		}
+	}
+	// Canonical: location keys in version 3 only, and version 3 only with
+	// location keys (what EncodeMessage writes).
+	if loc := MessageHasLocationKeys(&m); loc != (ver >= 3) {
+		return Message{}, fmt.Errorf("%w: version %d message with location keys %v", ErrWire, ver, loc)
 	}
 	if (len(m.Seen) > 0 || m.Fenced) && m.Type != MsgDigest {
 		return Message{}, fmt.Errorf("%w: %s message with a seen list or the fenced flag", ErrWire, m.Type)
@@ -622,7 +642,7 @@ func DecodeHold(b []byte) (Hold, error) {
 	h.Meta = d.String(MaxMetaLen)
 	n := d.count("lines", MaxLines)
 	for i := 0; i < n && d.err == nil; i++ {
-		h.Lines = append(h.Lines, Line{SKU: d.String(MaxSKULen), Qty: d.Uvarint()})
+		h.Lines = append(h.Lines, Line{SKU: d.String(MaxStockKeyLen), Qty: d.Uvarint()})
 	}
 	if d.More() {
 		flags := d.Byte()
@@ -634,7 +654,7 @@ func DecodeHold(b []byte) (Hold, error) {
 			n := d.count("asked lines", MaxLines)
 			h.Asked = make([]Line, 0, n)
 			for i := 0; i < n && d.err == nil; i++ {
-				h.Asked = append(h.Asked, Line{SKU: d.String(MaxSKULen), Qty: d.Uvarint()})
+				h.Asked = append(h.Asked, Line{SKU: d.String(MaxStockKeyLen), Qty: d.Uvarint()})
 			}
 		} else if h.Cart == "" {
 			d.Fail("hold %s has an empty extension", h.ID)

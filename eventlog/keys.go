@@ -126,7 +126,7 @@ func (r *rawRecord) event() (escrow.Event, error) {
 		e.HoldID, e.Hold = h.ID, h
 	case r.kind == escrow.EvStockRestocked || r.kind == escrow.EvStockWrittenOff:
 		d := escrow.NewWireDecoder(r.body, ErrFormat)
-		e.SKU = d.String(escrow.MaxSKULen)
+		e.SKU = d.String(escrow.MaxStockKeyLen)
 		e.Qty = d.Uvarint()
 		e.Available = d.Uvarint()
 		d.End()

@@ -49,6 +49,11 @@ const (
 	requestFlagPartial = 2
 	requestFlagCart    = 4
 	requestFlagWait    = 8 // the hold may wait: its wait follows
+	// requestFlagLocations: the lines' eligible locations follow the wait
+	// (Command.Locations: count, then per entry SKU, split byte, count
+	// and location ids). Holds without them encode as before; an older
+	// home refuses the flag (its caller runs the hold locally).
+	requestFlagLocations = 16
 	// maxForwardTTL bounds a forwarded TTL far above any hold lifetime;
 	// the node applies its own limits.
 	maxForwardTTL = 100 * 365 * 24 * time.Hour
@@ -177,12 +182,30 @@ func EncodeForwardRequest(dst []byte, r *ForwardRequest) ([]byte, error) {
 		if r.Cmd.Wait != 0 {
 			flags |= requestFlagWait
 		}
+		if len(r.Cmd.Locations) > 0 {
+			flags |= requestFlagLocations
+		}
 		e.Byte(flags)
 		if r.Cmd.Cart != "" {
 			e.String(r.Cmd.Cart)
 		}
 		if r.Cmd.Wait != 0 {
 			e.Uvarint(uint64(r.Cmd.Wait))
+		}
+		if len(r.Cmd.Locations) > 0 {
+			e.Uvarint(uint64(len(r.Cmd.Locations)))
+			for _, ll := range r.Cmd.Locations {
+				e.String(ll.SKU)
+				split := byte(0)
+				if ll.Split {
+					split = 1
+				}
+				e.Byte(split)
+				e.Uvarint(uint64(len(ll.Locations)))
+				for _, l := range ll.Locations {
+					e.String(l)
+				}
+			}
 		}
 	}
 	if len(e.B)-len(dst) > MaxForwardBytes {
@@ -212,7 +235,7 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 			// data it does not have rather than allocating for it.
 			r.Cmd.Lines = make([]escrow.Line, 0, n)
 			for i := uint64(0); i < n && d.Err() == nil; i++ {
-				l := escrow.Line{SKU: d.String(escrow.MaxSKULen)}
+				l := escrow.Line{SKU: d.String(escrow.MaxStockKeyLen)}
 				l.Qty = d.Uvarint()
 				r.Cmd.Lines = append(r.Cmd.Lines, l)
 			}
@@ -221,7 +244,7 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 		r.Cmd.IdemHash = d.Uvarint()
 		r.Cmd.Meta = d.String(escrow.MaxMetaLen)
 		flags := d.Byte()
-		if d.Err() == nil && flags&^(requestFlagPartial|requestFlagCart|requestFlagWait) != requestFlagRouted {
+		if d.Err() == nil && flags&^(requestFlagPartial|requestFlagCart|requestFlagWait|requestFlagLocations) != requestFlagRouted {
 			d.Fail("hold flags %#x: only routed holds are forwarded", flags)
 		}
 		r.Cmd.Routed = true
@@ -238,6 +261,9 @@ func DecodeForwardRequest(b []byte) (ForwardRequest, error) {
 				d.Fail("wait %d ns out of range", w)
 			}
 			r.Cmd.Wait = time.Duration(w)
+		}
+		if flags&requestFlagLocations != 0 {
+			r.Cmd.Locations = decodeLineLocations(&d)
 		}
 	}
 	d.End()
@@ -351,7 +377,7 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 	if flags&replyFlagErr != 0 {
 		e := &escrow.Error{Code: escrow.Code(d.Byte())}
 		e.Detail = d.String(maxDetailLen)
-		e.SKU = d.String(escrow.MaxSKULen)
+		e.SKU = d.String(escrow.MaxStockKeyLen)
 		e.Available = d.Uvarint()
 		e.Owner = d.String(escrow.MaxRegionLen)
 		// CodeRouted is refused: a forwarded hold is a routed one, which
@@ -394,4 +420,44 @@ func DecodeForwardReply(b []byte) (ForwardReply, error) {
 		return ForwardReply{}, fmt.Errorf("%w: reply kind %d is not a forwarded command", ErrCodec, rp.Kind)
 	}
 	return r, nil
+}
+
+// decodeLineLocations reads Command.Locations: at least one entry, at most
+// one per cart line, each with at most escrow.MaxLineLocations valid ids.
+func decodeLineLocations(d *escrow.WireDecoder) []escrow.LineLocations {
+	n := d.Uvarint()
+	if d.Err() != nil {
+		return nil
+	}
+	if n == 0 || n > escrow.MaxLines {
+		d.Fail("%d line locations (1 to %d)", n, escrow.MaxLines)
+		return nil
+	}
+	out := make([]escrow.LineLocations, 0, n)
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
+		ll := escrow.LineLocations{SKU: d.String(escrow.MaxSKULen)}
+		switch b := d.Byte(); b {
+		case 0:
+		case 1:
+			ll.Split = true
+		default:
+			d.Fail("split byte %d", b)
+		}
+		k := d.Uvarint()
+		if d.Err() == nil && k > escrow.MaxLineLocations {
+			d.Fail("%d locations on a line (at most %d)", k, escrow.MaxLineLocations)
+		}
+		for j := uint64(0); j < k && d.Err() == nil; j++ {
+			l := d.String(escrow.MaxLocationLen)
+			if d.Err() == nil && escrow.ValidLocation(l) != nil {
+				d.Fail("bad location %q", l)
+			}
+			ll.Locations = append(ll.Locations, l)
+		}
+		if d.Err() == nil && escrow.ValidSKU(ll.SKU) != nil {
+			d.Fail("bad sku %q", ll.SKU)
+		}
+		out = append(out, ll)
+	}
+	return out
 }

@@ -348,3 +348,30 @@ func TestForwardReplyFencedAndCapacity(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardCodecLocationRoutedHold: a routed hold keeps its lines'
+// eligible locations and split flags; truncations and bad ids are refused.
+func TestForwardCodecLocationRoutedHold(t *testing.T) {
+	in := ForwardRequest{From: "us", Cmd: routedHold()}
+	in.Cmd.Locations = []escrow.LineLocations{{SKU: in.Cmd.Lines[0].SKU, Locations: []string{"eu-berlin", "eu-paris"}, Split: true}}
+	b, err := EncodeForwardRequest(nil, &in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := DecodeForwardRequest(b)
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("routed hold with locations: got %+v, %v; want %+v", out, err, in)
+	}
+	for i := range b {
+		if _, err := DecodeForwardRequest(b[:i]); !errors.Is(err, ErrCodec) {
+			t.Fatalf("truncated to %d of %d bytes: %v", i, len(b), err)
+		}
+	}
+	bad := in
+	bad.Cmd.Locations = []escrow.LineLocations{{SKU: "A", Locations: []string{"Berlin"}}}
+	if b, err := EncodeForwardRequest(nil, &bad); err == nil {
+		if _, err := DecodeForwardRequest(b); !errors.Is(err, ErrCodec) {
+			t.Fatalf("a bad location id was accepted: %v", err)
+		}
+	}
+}

@@ -54,7 +54,7 @@ func decodeWaitEntry(d *escrow.WireDecoder) escrow.WaitEntry {
 		d.Fail("waitlist entry of %d lines (1 to %d)", n, escrow.MaxLines)
 	}
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
-		l := escrow.Line{SKU: d.String(escrow.MaxSKULen)}
+		l := escrow.Line{SKU: d.String(escrow.MaxStockKeyLen)}
 		l.Qty = d.Uvarint()
 		w.Lines = append(w.Lines, l)
 	}

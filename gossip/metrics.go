@@ -38,7 +38,7 @@ type metrics struct {
 var (
 	decodeErrorReasons = []string{"corrupt", "truncated", "oversized", "version"}
 	rejectReasons      = []string{"subject", "self", "non_member", "type", "replay", "signature", "rate_limit"}
-	dropReasons        = []string{"queue_full", "disconnected", "encode", "publish", "closed", "answer_budget"}
+	dropReasons        = []string{"queue_full", "disconnected", "encode", "publish", "closed", "answer_budget", "location_version"}
 )
 
 func newMetrics(region string, queueLen, connected func() float64, lag *lagCollector) *metrics {

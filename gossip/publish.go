@@ -97,7 +97,12 @@ func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
 	}
 	if m.Speaks == 0 {
 		// Pick the wire version for the addressee(s) (version.go).
-		sm := t.stamp(m)
+		sm, ok := t.stamp(m)
+		if !ok {
+			// About a location key, to a peer that reads no location keys.
+			t.m.dropped.WithLabelValues("location_version").Inc()
+			return buf
+		}
 		if t.needsTwin(&sm) {
 			v2 := sm
 			v2.Speaks = t.ver.self
@@ -152,6 +157,9 @@ func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
 }
 
 func wireLabel(m *escrow.Message) string {
+	if escrow.MessageHasLocationKeys(m) {
+		return "3"
+	}
 	if m.Speaks >= 2 {
 		return "2"
 	}

@@ -149,19 +149,26 @@ func (w *wireVersions) set(peer string, v byte) {
 func (t *Transport) Speaks(peer string) byte { return t.ver.forPeer(peer) }
 
 // stamp returns m as it is to be written: Speaks set when the addressee
-// (every member, for a broadcast) reads version 2 or later.
-func (t *Transport) stamp(m *escrow.Message) escrow.Message {
-	out := *m
+// (every member, for a broadcast) reads version 2 or later, and without
+// location keys when it reads only versions below 3 (ok false: nothing of
+// m may be written to it).
+func (t *Transport) stamp(m *escrow.Message) (out escrow.Message, ok bool) {
+	out = *m
 	var v byte
 	if m.To != "" {
 		v = t.ver.forPeer(m.To)
 	} else {
 		v = t.ver.forAll()
 	}
+	if v < 3 {
+		if out, ok = escrow.WithoutLocationKeys(m); !ok {
+			return out, false
+		}
+	}
 	if v >= 2 {
 		out.Speaks = t.ver.self
 	}
-	return out
+	return out, true
 }
 
 // needsTwin reports whether a broadcast digest written as version 1 should

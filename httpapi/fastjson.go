@@ -58,6 +58,11 @@ func appendHoldJSON(b []byte, h *escrow.Hold) ([]byte, bool) {
 	if h.Meta != "" || h.Cart != "" || h.Asked != nil {
 		return b, false
 	}
+	for i := range h.Lines {
+		if escrow.HasLocation(h.Lines[i].SKU) {
+			return b, false // items with allocations: holdJSON
+		}
+	}
 	region, _ := escrow.OwnerOf(h.ID)
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, h.ID)

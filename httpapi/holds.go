@@ -76,6 +76,10 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 	for i, it := range body.Items {
 		cmd.Lines[i] = escrow.Line{SKU: it.SKU, Qty: it.Qty}
 	}
+	if msg := s.lineLocations(&cmd, body.Items); msg != "" {
+		s.badRequest(w, req, msg)
+		return
+	}
 	if body.TTL != "" {
 		d, err := s.parseTTL(body.TTL)
 		if err != nil {
@@ -155,6 +159,17 @@ func (s *Server) idemHash(cmd *escrow.Command) uint64 {
 	}
 	b = append(b, "|meta="...)
 	b = append(b, cmd.Meta...)
+	for _, ll := range cmd.Locations { // without locations the hash is as before them
+		b = append(b, "|loc="...)
+		b = strconv.AppendQuote(b, ll.SKU)
+		for _, l := range ll.Locations {
+			b = append(b, ':')
+			b = append(b, l...)
+		}
+		if ll.Split {
+			b = append(b, ":split"...)
+		}
+	}
 	if cmd.Wait > 0 { // without wait the hash is as before the waitlist
 		b = append(b, "|wait="...)
 		b = strconv.AppendInt(b, int64(cmd.Wait), 10)

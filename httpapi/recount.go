@@ -75,7 +75,11 @@ func (s *Server) recount(w http.ResponseWriter, req *http.Request) {
 		s.badRequest(w, req, "on_hand must be at most 1000000000")
 		return
 	}
-	cmd := escrow.Command{Kind: escrow.CmdRecount, SKU: sku, OnHand: *body.OnHand, AsOf: *body.AsOf,
+	key, ok := s.stockKey(w, req, sku, body.Location)
+	if !ok {
+		return
+	}
+	cmd := escrow.Command{Kind: escrow.CmdRecount, SKU: key, OnHand: *body.OnHand, AsOf: *body.AsOf,
 		Force: body.Force, IfMatch: ifMatch}
 	rep, ok := s.do(w, req, cmd)
 	if !ok {

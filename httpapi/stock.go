@@ -13,7 +13,11 @@ func (s *Server) stock(w http.ResponseWriter, req *http.Request) {
 		s.escrowProblem(w, req, err)
 		return
 	}
-	rep, ok := s.do(w, req, escrow.Command{Kind: escrow.CmdStock, SKU: sku})
+	key, ok := s.stockKey(w, req, sku, req.URL.Query().Get("location"))
+	if !ok {
+		return
+	}
+	rep, ok := s.do(w, req, escrow.Command{Kind: escrow.CmdStock, SKU: key})
 	if !ok {
 		return
 	}
@@ -36,7 +40,11 @@ func (s *Server) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req
 			s.escrowProblem(w, req, err)
 			return
 		}
-		rep, ok := s.do(w, req, escrow.Command{Kind: kind, SKU: sku, Qty: body.Qty, IfMatch: ifMatch})
+		key, ok := s.stockKey(w, req, sku, body.Location)
+		if !ok {
+			return
+		}
+		rep, ok := s.do(w, req, escrow.Command{Kind: kind, SKU: key, Qty: body.Qty, IfMatch: ifMatch})
 		if !ok {
 			return
 		}
@@ -47,16 +55,23 @@ func (s *Server) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req
 }
 
 func stockJSON(v *escrow.StockView, applied *uint64) *api.Stock {
-	out := &api.Stock{SKU: v.SKU, Region: v.Region, Available: v.Available, Held: v.Held, Sold: v.Sold,
-		GlobalAvailable: v.Global, Regions: make(map[string]api.RegionStock, len(v.Regions)), Applied: applied}
-	for _, rs := range v.Regions {
-		out.Regions[rs.Region] = api.RegionStock{Available: rs.Available, Held: rs.Held, Sold: rs.Sold,
-			Seq: rs.Seq, AgeMs: rs.Age.Milliseconds()}
-	}
+	sku, loc := escrow.SplitStockKey(v.SKU)
+	out := &api.Stock{SKU: sku, Location: loc, Region: v.Region, Available: v.Available, Held: v.Held, Sold: v.Sold,
+		GlobalAvailable: v.Global, Regions: regionStock(v.Regions), Applied: applied,
+		Locations: locationStock(v.Locations)}
 	out.Version = v.Version
 	if !v.LastRecount.IsZero() {
 		t := v.LastRecount.UTC()
 		out.LastRecountAsOf = &t
+	}
+	return out
+}
+
+func regionStock(rss []escrow.RegionStock) map[string]api.RegionStock {
+	out := make(map[string]api.RegionStock, len(rss))
+	for _, rs := range rss {
+		out[rs.Region] = api.RegionStock{Available: rs.Available, Held: rs.Held, Sold: rs.Sold,
+			Seq: rs.Seq, AgeMs: rs.Age.Milliseconds()}
 	}
 	return out
 }

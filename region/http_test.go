@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -74,7 +75,7 @@ func TestHTTPHoldLifecycle(t *testing.T) {
 		t.Fatalf("create: %d %s", res.Status, res.Body)
 	}
 	h := res.Hold(t)
-	if h.State != "held" || h.Region != "eu" || len(h.Items) != 2 || h.Items[0] != (api.Item{SKU: "A", Qty: 2}) ||
+	if h.State != "held" || h.Region != "eu" || len(h.Items) != 2 || !reflect.DeepEqual(h.Items[0], api.Item{SKU: "A", Qty: 2}) ||
 		string(h.Metadata) != `{"user":"u1"}` || res.Header.Get("Location") != "/v1/holds/"+h.ID {
 		t.Fatalf("created hold: %+v %v", h, res.Header)
 	}

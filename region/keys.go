@@ -1,12 +1,19 @@
 package region
 
-// Pebble key layout of a region store (format version 1).
+// Pebble key layout of a region store (format version 2).
 //
 // Every key starts with a one-letter prefix and '/'. Numbers inside keys are
 // fixed-width big-endian so that byte order is numeric order; times are
 // UnixNano with the sign bit flipped (also big-endian), so that the order of
 // keys is the order of deadlines. SKUs are printable UTF-8 and never contain
 // 0x00, which therefore separates a SKU from what follows it.
+//
+// Format 2 (stock by location) keys rows, the change index and recount
+// marks by stock key: <sku> for the default location (exactly the bytes of
+// format 1), <sku> 0x1f <location> for another (escrow.StockKey), so that
+// every location of a SKU sorts right after the SKU itself. A format-1
+// store is upgraded in place when opened (store_upgrade.go); a build that
+// reads only format 1 refuses a format-2 store.
 //
 //	m/version                      → uvarint format version (storeFormatVersion)
 //	m/region                       → region name; a store is opened only by its region
@@ -49,7 +56,7 @@ import (
 )
 
 const (
-	storeFormatVersion = 1
+	storeFormatVersion = 2
 	idemValueVersion   = 1
 	idemValueRouted    = 2 // an idempotency entry of a routed hold
 	seqLen             = 8

@@ -204,7 +204,7 @@ func (l *loader) entry(k, v []byte) error {
 		l.st.Waits = append(l.st.Waits, e)
 	case pfxRecount:
 		sku := string(k[len(pfxRecount):])
-		if escrow.ValidSKU(sku) != nil || len(v) != seqLen {
+		if escrow.ValidStockKey(sku) != nil || len(v) != seqLen {
 			return corrupt(k, "malformed recount mark")
 		}
 		l.st.Recounts = append(l.st.Recounts, escrow.RecountMark{SKU: sku, AsOf: ordTime(beU64(v))})

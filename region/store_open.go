@@ -192,6 +192,12 @@ func (s *Store) initLocked() error {
 		s.log.Info("created store", "region", s.region, "format", storeFormatVersion)
 		ver = []byte{storeFormatVersion}
 	}
+	if len(ver) == 1 && ver[0] == 1 {
+		if err := s.upgradeFrom1(); err != nil {
+			return err
+		}
+		ver = []byte{storeFormatVersion}
+	}
 	if len(ver) != 1 || ver[0] != storeFormatVersion {
 		return fmt.Errorf("region store %s: unknown format version %v (this build reads %d)", s.dir, ver, storeFormatVersion)
 	}
@@ -228,7 +234,7 @@ func (s *Store) scanIndexes() error {
 			return corrupt(k, "change index key is not %d bytes of sequence", seqLen)
 		}
 		sku := string(v)
-		if escrow.ValidSKU(sku) != nil {
+		if escrow.ValidStockKey(sku) != nil {
 			return corrupt(k, "change index value %q is not a SKU", v)
 		}
 		if seq > s.seq {

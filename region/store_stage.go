@@ -67,7 +67,7 @@ func (s *Store) validate(p *escrow.Persist) error {
 		}
 	}
 	for _, m := range p.Recounts {
-		if escrow.ValidSKU(m.SKU) != nil || m.AsOf.IsZero() {
+		if escrow.ValidStockKey(m.SKU) != nil || m.AsOf.IsZero() {
 			return fmt.Errorf("region store: recount mark %q at %v", m.SKU, m.AsOf)
 		}
 	}

@@ -105,7 +105,7 @@ func decodeWaitEntry(id string, v []byte) (escrow.WaitEntry, error) {
 		r.err = fmt.Errorf("%d lines", n)
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		e.Lines = append(e.Lines, escrow.Line{SKU: r.str(escrow.MaxSKULen), Qty: r.uvarint()})
+		e.Lines = append(e.Lines, escrow.Line{SKU: r.str(escrow.MaxStockKeyLen), Qty: r.uvarint()})
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.b))

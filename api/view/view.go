@@ -15,20 +15,13 @@ import (
 func Hold(h *escrow.Hold) api.Hold {
 	region, _ := escrow.OwnerOf(h.ID)
 	out := api.Hold{
-		ID: h.ID, Region: region, State: h.State.String(), Items: make([]api.Item, len(h.Lines)),
+		ID: h.ID, Region: region, State: h.State.String(), Items: Items(h.Lines, nil),
 		CreatedAt: h.Created.UTC(), ExpiresAt: h.Expires.UTC(), MaxExpiresAt: h.MaxExpires.UTC(), UpdatedAt: h.Updated.UTC(),
 		Cart: h.Cart,
 	}
-	for i, l := range h.Lines {
-		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
-	}
 	if h.Partial() {
 		out.Partial = true
-		out.Items = make([]api.Item, len(h.Asked))
-		for i, l := range h.Asked {
-			g := h.GrantedOf(l.SKU)
-			out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty, Granted: &g}
-		}
+		out.Items = Items(h.Asked, h)
 	}
 	if h.Meta != "" {
 		// Metadata is stored as the client sent it; anything that is not
@@ -38,6 +31,36 @@ func Hold(h *escrow.Hold) api.Hold {
 		} else {
 			b, _ := json.Marshal(h.Meta)
 			out.Metadata = b
+		}
+	}
+	return out
+}
+
+// Items groups lines of stock keys into one item per SKU (lines are sorted
+// by key, so the locations of a SKU are adjacent): its quantity summed and,
+// when the units come from locations, one allocation per location. With
+// partial set, lines are the asked ones and each item carries what partial
+// granted (allocations: the granted units).
+func Items(lines []escrow.Line, partial *escrow.Hold) []api.Item {
+	out := make([]api.Item, 0, len(lines))
+	for _, l := range lines {
+		sku, loc := escrow.SplitStockKey(l.SKU)
+		if n := len(out); n == 0 || out[n-1].SKU != sku {
+			out = append(out, api.Item{SKU: sku})
+		}
+		it := &out[len(out)-1]
+		it.Qty += l.Qty
+		q := l.Qty
+		if partial != nil {
+			g := partial.GrantedOf(l.SKU)
+			if it.Granted == nil {
+				it.Granted = new(uint64)
+			}
+			*it.Granted += g
+			q = g
+		}
+		if loc != "" && q > 0 {
+			it.Allocations = append(it.Allocations, api.Allocation{Location: loc, Qty: q})
 		}
 	}
 	return out

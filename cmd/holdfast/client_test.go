@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -183,7 +184,7 @@ func TestClientCommandsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &h); err != nil {
 		t.Fatalf("hold --json is not JSON: %v\n%s", err, out)
 	}
-	if h.Region != "us" || h.State != "held" || len(h.Items) != 1 || h.Items[0] != (api.Item{SKU: "A", Qty: 2}) || time.Until(h.ExpiresAt) < 9*time.Minute {
+	if h.Region != "us" || h.State != "held" || len(h.Items) != 1 || !reflect.DeepEqual(h.Items[0], api.Item{SKU: "A", Qty: 2}) || time.Until(h.ExpiresAt) < 9*time.Minute {
 		t.Errorf("hold --json: %+v", h)
 	}
 

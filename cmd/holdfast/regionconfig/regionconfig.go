@@ -61,6 +61,11 @@ type File struct {
 	NATSInboxPrefix     string   `yaml:"nats_inbox_prefix"`
 	WireVersion         int      `yaml:"wire_version"`
 
+	// Locations (stock by location; the same list in every region).
+	Locations       []Location `yaml:"locations"`
+	FulfilmentOrder []string   `yaml:"fulfilment_order"`
+	Allocation      string     `yaml:"allocation"`
+
 	RepairRate              float64       `yaml:"repair_rate"`
 	RepairBurst             int           `yaml:"repair_burst"`
 	RepairAnswerBytesPerSec float64       `yaml:"repair_answer_bytes_per_s"`
@@ -169,7 +174,7 @@ func (f File) Region() region.Config {
 			RepairAnswerBurstBytes:  f.RepairAnswerBurstBytes,
 			ForwardWindow:           f.ForwardWindow,
 		},
-		Escrow: f.Escrow.Config(),
+		Escrow: f.escrow(),
 		Events: region.EventsConfig{
 			// The relay runs wherever the region has NATS, unless turned off.
 			Relayed:   f.NATSURL != "" && (f.EventsRelay == nil || *f.EventsRelay),
@@ -180,6 +185,25 @@ func (f File) Region() region.Config {
 		HoldRetain:    f.HoldRetain,
 		PruneInterval: f.PruneInterval,
 	}
+}
+
+// Location is one entry of `locations:`: a warehouse or store, the region
+// that owns it and the regions that may sell from it (default: the owner).
+type Location struct {
+	ID      string   `yaml:"id"`
+	Owner   string   `yaml:"owner"`
+	Sellers []string `yaml:"sellers"`
+}
+
+// escrow is the escrow section with the file's locations.
+func (f File) escrow() escrow.Config {
+	c := f.Escrow.Config()
+	for _, l := range f.Locations {
+		c.Locations = append(c.Locations, escrow.Location{ID: l.ID, Owner: l.Owner, Sellers: l.Sellers})
+	}
+	c.FulfilmentOrder = f.FulfilmentOrder
+	c.Allocation = f.Allocation
+	return c
 }
 
 // Member is one entry of `members:`, a region of the cluster.
