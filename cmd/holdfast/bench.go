@@ -152,7 +152,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 	}
 	units := wl.RestockPlan(o.warmup+o.duration, benchMaxRate)
-	durable := "unknown" // a remote region's sync setting is not visible from here
+	unitsFor := wl.RestockFor(o.warmup+o.duration, benchMaxRate) // per SKU: zipf gives hot SKUs more
+	durable := "unknown"                                         // a remote region's sync setting is not visible from here
 
 	var newOp func(w int) (loadgen.Op, error)
 	var relay *benchRelay     // --relay
@@ -167,9 +168,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		defer c.Close()
 		c.UseStdlib = o.client == "std"
 		if o.restock {
-			logf("restocking %d SKUs with %d units each at %s", o.skus, units, o.url)
-			if err := restockAll(ctx, o.skus, func(ctx context.Context, sku string) error {
-				return c.Restock(ctx, sku, units, escrow.MaxQty)
+			logf("restocking %d SKUs with %d units each at %s (%s: the hot ones more)", o.skus, units, o.url, dist)
+			if err := restockAll(ctx, o.skus, func(ctx context.Context, i int) error {
+				return c.Restock(ctx, loadgen.SKUName(i), unitsFor(i), escrow.MaxQty)
 			}); err != nil {
 				return err
 			}
@@ -222,9 +223,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			defer relay.close()
 		}
 		if o.restock {
-			logf("restocking %d SKUs with %d units each", o.skus, units)
+			logf("restocking %d SKUs with %d units each (%s: the hot ones more)", o.skus, units, dist)
 			t0 := time.Now()
-			if err := engineLoad(ctx, r, o.skus, units, func(done int) {
+			if err := engineLoad(ctx, r, o.skus, unitsFor, func(done int) {
 				logf("bench: loaded %d of %d SKUs in %v", done, o.skus, time.Since(t0).Round(time.Millisecond))
 			}); err != nil {
 				return err
@@ -359,7 +360,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 
 // restockAll restocks every SKU, 32 at a time so that the restocks share
 // fsyncs instead of paying one each.
-func restockAll(ctx context.Context, skus int, restock func(ctx context.Context, sku string) error) error {
+func restockAll(ctx context.Context, skus int, restock func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, 32)
@@ -369,12 +370,12 @@ func restockAll(ctx context.Context, skus int, restock func(ctx context.Context,
 	for i := 0; i < skus && ctx.Err() == nil; i++ {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func(sku string) {
+		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			if err := restock(ctx, sku); err != nil {
+			if err := restock(ctx, i); err != nil {
 				once.Do(func() { first = err; cancel() })
 			}
-		}(loadgen.SKUName(i))
+		}(i)
 	}
 	wg.Wait()
 	if first != nil {
