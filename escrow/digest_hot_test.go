@@ -97,6 +97,7 @@ func TestDigestActiveSKUAmongIdle(t *testing.T) {
 	if d, k := st.Digests-st0.Digests, st.DigestSKUs-st0.DigestSKUs; d != 20 || k != 20*uint64(cfg.MaxDigestSKUs) {
 		t.Fatalf("stats: %d digests of %d SKUs", d, k)
 	}
+	t.Logf("%d digests, %d entries, %d bytes of entries", st.Digests-st0.Digests, st.DigestSKUs-st0.DigestSKUs, st.DigestBytes-st0.DigestBytes)
 	// The queues stay bounded, however large the import.
 	if len(n.hotChanged) > maxHotFactor*cfg.MaxDigestSKUs || len(n.hotDemand) > maxHotFactor*cfg.MaxDigestSKUs {
 		t.Fatalf("queues of %d and %d SKUs", len(n.hotChanged), len(n.hotDemand))
