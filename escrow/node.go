@@ -138,6 +138,9 @@ type Stats struct {
 	// DigestHotSKUs were hot (changed or in demand, digest_hot.go);
 	// DigestBytes: the encoded size of those entries.
 	Digests, DigestSKUs, DigestHotSKUs, DigestBytes uint64
+	// RepairRowsServed: own rows sent in repair answers; RepairChunks:
+	// answers cut at MaxRepairRows (the peer asks again for the rest).
+	RepairRowsServed, RepairChunks uint64
 	// LocationRefused: requests, peer asks and advice refused because they
 	// name an unknown location or move units to a region that may not sell
 	// from it; LocationSplitLines: cart lines split over locations.

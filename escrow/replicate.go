@@ -240,14 +240,29 @@ func (n *Node) onRepair(m *Message) {
 		}
 	}
 	slices.SortFunc(recs, func(a, b *rowRec) int { return cmp.Compare(a.Seq, b.Seq) })
+	// A snapshot in chunks: past MaxRepairRows, the answer covers the
+	// oldest changes, up to the sequence of its last row. That claim is
+	// true (every own row whose latest change is in (m.Seq, upTo] is in
+	// it; a row changed since is newer and in a later chunk), so the peer
+	// takes upTo as seen and asks again from there. An urgent digest at
+	// once tells it that there is more, so it need not wait for two.
+	upTo := n.seq
+	if k := n.cfg.MaxRepairRows; len(recs) > k {
+		recs = recs[:k]
+		upTo = recs[k-1].Seq
+		n.stats.RepairChunks++
+		n.urgentDigest = true
+		n.lastDigest = time.Time{}
+	}
 	rows := make([]Row, len(recs))
 	for i, r := range recs {
 		rows[i] = r.Row.Clone()
 	}
 	n.stats.RepairsServed++
+	n.stats.RepairRowsServed += uint64(len(rows))
 	// Rows not yet broadcast are included: the answer goes out after this
 	// Ready is persisted, like every message.
-	for _, msg := range n.rowsMessages(m.From, m.Seq, n.seq, rows) {
+	for _, msg := range n.rowsMessages(m.From, m.Seq, upTo, rows) {
 		n.send(msg)
 	}
 }
