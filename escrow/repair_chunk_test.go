@@ -87,3 +87,61 @@ func TestRepairInChunks(t *testing.T) {
 	}
 	t.Logf("%d answers, %d chunks cut, %d rows served", answers, st.RepairChunks, st.RepairRowsServed)
 }
+
+// TestOldestOwnChunks: for chunk sizes from 1 up, successive chunks are
+// sorted, at most k rows, and each holds every own row whose latest change
+// falls in its range (checked against a scan of all rows); together they
+// cover every own row once. Rows are changed out of order so that the
+// sequence range has holes.
+func TestOldestOwnChunks(t *testing.T) {
+	eu := newTNode(t, Config{Region: "eu"})
+	const skus = 3000
+	for i := 0; i < skus; i++ {
+		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
+	}
+	eu.drain()
+	eu.req = skus + 1
+	for i := 0; i < skus; i += 3 { // a third changed again: holes in the range
+		eu.restock(fmt.Sprintf("sku-%05d", (i*7)%skus), 1)
+	}
+	var all []uint64
+	eu.n.ForEachRow(func(r *Row) { all = append(all, r.Seq) })
+	for _, k := range []int{1, 7, 100, 1000, 5000} {
+		after, got := uint64(0), 0
+		for {
+			recs, cut := eu.n.oldestOwn(after, k)
+			if len(recs) == 0 {
+				if cut {
+					t.Fatalf("k=%d: empty chunk marked cut", k)
+				}
+				break
+			}
+			if len(recs) > k {
+				t.Fatalf("k=%d: chunk of %d", k, len(recs))
+			}
+			last := recs[len(recs)-1].Seq
+			want := 0
+			for _, s := range all {
+				if s > after && s <= last {
+					want++
+				}
+			}
+			if want != len(recs) {
+				t.Fatalf("k=%d after %d: %d rows up to %d, want %d", k, after, len(recs), last, want)
+			}
+			for i := 1; i < len(recs); i++ {
+				if recs[i-1].Seq >= recs[i].Seq {
+					t.Fatalf("k=%d: unsorted chunk", k)
+				}
+			}
+			got += len(recs)
+			if !cut {
+				break
+			}
+			after = last
+		}
+		if got != len(all) {
+			t.Fatalf("k=%d: chunks carried %d rows of %d", k, got, len(all))
+		}
+	}
+}

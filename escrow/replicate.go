@@ -1,8 +1,6 @@
 package escrow
 
 import (
-	"cmp"
-	"slices"
 	"sort"
 	"time"
 )
@@ -230,26 +228,16 @@ func (n *Node) gap(from string, p *peer) {
 
 func (n *Node) onRepair(m *Message) {
 	n.peer(m.From)
-	// The rows go out in Seq order: sort pointers, then copy the rows once
-	// (sorting the rows themselves moved ~120 bytes per swap).
-	var recs []*rowRec
-	for i := 0; i < n.skuTab.len(); i++ {
-		s := n.skuTab.at(i)
-		if s.own != nil && s.own.Seq > m.Seq {
-			recs = append(recs, s.own)
-		}
-	}
-	slices.SortFunc(recs, func(a, b *rowRec) int { return cmp.Compare(a.Seq, b.Seq) })
 	// A snapshot in chunks: past MaxRepairRows, the answer covers the
 	// oldest changes, up to the sequence of its last row. That claim is
 	// true (every own row whose latest change is in (m.Seq, upTo] is in
 	// it; a row changed since is newer and in a later chunk), so the peer
 	// takes upTo as seen and asks again from there. An urgent digest at
 	// once tells it that there is more, so it need not wait for two.
+	recs, cut := n.oldestOwn(m.Seq, n.cfg.MaxRepairRows)
 	upTo := n.seq
-	if k := n.cfg.MaxRepairRows; len(recs) > k {
-		recs = recs[:k]
-		upTo = recs[k-1].Seq
+	if cut {
+		upTo = recs[len(recs)-1].Seq
 		n.stats.RepairChunks++
 		n.urgentDigest = true
 		n.lastDigest = time.Time{}
