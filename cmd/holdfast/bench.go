@@ -58,11 +58,14 @@ func newBenchCmd() *cobra.Command {
 		Short: "Closed-loop hold benchmark against an in-process region (default) or --url",
 		Example: `  holdfast bench --duration 10s --concurrency 64 --skus 1
   holdfast bench --target engine --concurrency 256       # the apply loop alone, no HTTP
+  holdfast bench --target engine --skus 1000000 --dist zipf --reopen   # a large catalogue, start-up timed
   holdfast bench --mix shopper --skus 1000 --no-sync     # non-durable, for the ratio only
   holdfast bench --url http://127.0.0.1:8080 --token "$HOLDFAST_TOKEN"`,
 		Long: `bench drives holds from --concurrency closed-loop clients for --duration and
 prints a progress line each second and, last, one key=value line:
-  target durable concurrency skus mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
+  target durable concurrency skus dist mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
+In-process it adds active_holds, load_s and settle_s (the catalogue load and its
+flushes), heap_mb, rss_mb, peak_rss_mb, and with --reopen startup_s.
 holds_per_s counts granted holds per second of the measured window; latencies
 are those of the hold request (granted or rejected), measured by the client.
 
