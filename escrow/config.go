@@ -63,7 +63,11 @@ type Config struct {
 	MaxHolds         int // live holds, all states (10,000,000)
 	MaxRowsPerMsg    int // rows per rows message (1,024)
 	MaxDigestSKUs    int // SKUs per digest (1,024)
-	MaxRouted        int // idempotency keys of routed holds remembered (100,000)
+	// MaxRepairRows bounds the own rows of one repair answer (65,536): a
+	// wiped peer of a large catalogue gets its snapshot in chunks, oldest
+	// changes first, each a bounded Ready; see onRepair.
+	MaxRepairRows int
+	MaxRouted     int // idempotency keys of routed holds remembered (100,000)
 	// MaxPeerSKUs bounds the SKUs this node learns from peers (digests,
 	// rows of a SKU it has never seen): over it, new SKUs from peers are
 	// refused and counted (Stats.PeerSKUsRefused), never stored (1,000,000).
@@ -133,6 +137,7 @@ func (c *Config) withDefaults() Config {
 	defInt(&d.MaxHolds, 10_000_000)
 	defInt(&d.MaxRowsPerMsg, 1024)
 	defInt(&d.MaxDigestSKUs, 1024)
+	defInt(&d.MaxRepairRows, DefaultMaxRepairRows)
 	defInt(&d.MaxRouted, 100_000)
 	defInt(&d.MaxPeerSKUs, DefaultMaxPeerSKUs)
 	def(&d.MaxWait, DefaultMaxWait)
@@ -194,3 +199,6 @@ func (c *Config) Membership() []string {
 	}
 	return out
 }
+
+// DefaultMaxRepairRows is MaxRepairRows' default: 64 rows messages.
+const DefaultMaxRepairRows = 65_536

@@ -67,6 +67,8 @@ type story struct {
 	// digests seen on the wire since the last rebalance, for the
 	// rebalancer (which listens to every region's digests).
 	digests []Message
+	// lastDigest: the SKUs of each region's latest digest, in order.
+	lastDigest map[string][]string
 }
 
 func (sc *story) node(r string) *tnode {
@@ -92,7 +94,7 @@ func (sc *story) run(d *datadriven.TestData) string {
 		case a.Key == "alloc":
 			opts[a.Key] = a.Vals[0]
 		case a.Key == "ttl" || a.Key == "key" || a.Key == "wait" || a.Key == "as" || a.Key == "at" ||
-			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch" || a.Key == "unreachable":
+			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch" || a.Key == "unreachable" || a.Key == "digestskus":
 			opts[a.Key] = a.Vals[0]
 		default:
 			pairs = append(pairs, skuQty{locKey(a.Key), a.Vals[0]})
@@ -137,6 +139,9 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		}
 		if v, ok := opts["lowwater"]; ok {
 			cfg.LowWater = num(v)
+		}
+		if v, ok := opts["digestskus"]; ok {
+			cfg.MaxDigestSKUs = int(num(v))
 		}
 		// locs=(id@owner+seller+...,...) order=(id,...) alloc=most_stock
 		if v, ok := opts["locs"]; ok {
@@ -362,6 +367,10 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 			out += fmt.Sprintf("\n%s: available %d held %d sold %d global %d", l.Location, l.Available, l.Held, l.Sold, l.Global)
 		}
 		return out
+	case "digest":
+		// The SKUs of the region's latest digest, in the order sent.
+		sc.collect()
+		return fmt.Sprintf("%s: %v", args[0], sc.lastDigest[args[0]])
 	case "locstats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("location_refused=%d split_lines=%d", s.LocationRefused, s.LocationSplitLines)
@@ -382,6 +391,14 @@ func (sc *story) collect() {
 		for _, m := range sc.tw.nodes[r].sent {
 			if m.Type == MsgDigest {
 				sc.digests = append(sc.digests, m)
+				if sc.lastDigest == nil {
+					sc.lastDigest = map[string][]string{}
+				}
+				names := make([]string, 0, len(m.Digest))
+				for _, d := range m.Digest {
+					names = append(names, d.SKU)
+				}
+				sc.lastDigest[r] = names
 			}
 		}
 	}

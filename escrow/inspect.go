@@ -1,7 +1,9 @@
 package escrow
 
 import (
+	"slices"
 	"sort"
+	"strings"
 )
 
 // This file holds the node's read-only accessors: copies of its view, rows
@@ -30,13 +32,38 @@ func (n *Node) Rows() []Row {
 			out = append(out, rec.Row.Clone())
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].SKU != out[j].SKU {
-			return out[i].SKU < out[j].SKU
+	slices.SortFunc(out, func(a, b Row) int {
+		if c := strings.Compare(a.SKU, b.SKU); c != 0 {
+			return c
 		}
-		return out[i].Region < out[j].Region
+		return strings.Compare(a.Region, b.Region)
 	})
 	return out
+}
+
+// ForEachRow calls f for every row this node holds, in no order; f must
+// not keep r (Rows copies them, sorted).
+func (n *Node) ForEachRow(f func(r *Row)) {
+	for i := 0; i < n.skuTab.len(); i++ {
+		for _, rec := range n.skuTab.at(i).list {
+			f(&rec.Row)
+		}
+	}
+}
+
+// RowSeq returns the Seq of region's row of sku as this node holds it, and
+// whether it holds one: a check of one row without copying them all.
+func (n *Node) RowSeq(sku, region string) (uint64, bool) {
+	s := n.skus[sku]
+	if s == nil {
+		return 0, false
+	}
+	for _, rec := range s.list {
+		if rec.Region == region {
+			return rec.Seq, true
+		}
+	}
+	return 0, false
 }
 
 // SKUs returns the SKUs this node knows, in the order it learned them.

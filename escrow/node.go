@@ -1,8 +1,10 @@
 package escrow
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"time"
 )
@@ -38,6 +40,10 @@ type Node struct {
 	skus       map[string]*skuState
 	skuTab     skuTable // the same skuStates in insertion order (skutable.go)
 	digestNext int
+	digests    uint64      // digests built
+	hotDemand  []*skuState // SKUs in demand for the next digest, FIFO (digest_hot.go)
+	hotChanged []*skuState // SKUs changed, for the next digest, FIFO
+	hotTaken   []*skuState // scratch of digestSKUs
 	holds      map[string]*holdRec
 	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
 	retire     timeHeap // terminal holds past retention
@@ -131,6 +137,13 @@ type Stats struct {
 	Partial uint64
 	// Recounts: recounts applied.
 	Recounts uint64
+	// Digests built; DigestSKUs: SKU entries they carried, of which
+	// DigestHotSKUs were hot (changed or in demand, digest_hot.go);
+	// DigestBytes: the encoded size of those entries.
+	Digests, DigestSKUs, DigestHotSKUs, DigestBytes uint64
+	// RepairRowsServed: own rows sent in repair answers; RepairChunks:
+	// answers cut at MaxRepairRows (the peer asks again for the rest).
+	RepairRowsServed, RepairChunks uint64
 	// LocationRefused: requests, peer asks and advice refused because they
 	// name an unknown location or move units to a region that may not sell
 	// from it; LocationSplitLines: cart lines split over locations.
@@ -153,6 +166,10 @@ type skuState struct {
 	// pending holds with a line of this SKU (see retryPending).
 	gen     uint64
 	waiting int
+	// hot: the digest queues s is in; digested: the last digest that
+	// carried it (digest_hot.go).
+	hot      uint8
+	digested uint64
 }
 
 type rowRec struct {
@@ -160,6 +177,7 @@ type rowRec struct {
 	dirty   bool
 	bcast   bool
 	updated time.Time
+	sku     *skuState // the SKU the row belongs to
 }
 
 type holdRec struct {
@@ -503,7 +521,12 @@ func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 		}
 		return append(n.msgArena.take(1), Message{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows})
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Seq < rows[j].Seq })
+	// Sorted without reflection: a repair of a large catalogue sorts
+	// every own row (TestSweepLargeCatalogue).
+	seqOrder := func(a, b Row) int { return cmp.Compare(a.Seq, b.Seq) }
+	if !slices.IsSortedFunc(rows, seqOrder) {
+		slices.SortFunc(rows, seqOrder)
+	}
 	var msgs []Message
 	from := prev
 	for len(rows) > 0 {
@@ -608,6 +631,7 @@ func (s *skuState) rec(region string) *rowRec {
 		r = &rowRec{}
 	}
 	r.Row = Row{SKU: s.sku, Region: region}
+	r.sku = s
 	s.list = append(s.list, r)
 	return r
 }
@@ -662,6 +686,7 @@ func (n *Node) touchOwn(r *rowRec) {
 	r.Seq = n.seq
 	r.updated = n.now
 	n.markRow(r)
+	n.markChanged(r.sku)
 	if !r.bcast {
 		r.bcast = true
 		n.ownChanged = append(n.ownChanged, r)
@@ -701,6 +726,7 @@ func (n *Node) noteDemand(s *skuState, qty uint64) {
 	}
 	s.demandT = n.now
 	s.demand += float64(qty) / tau
+	n.markDemand(s)
 }
 
 // demandNow returns the decayed demand rate of s in units/s.

@@ -93,6 +93,7 @@ func (n *Node) mergeRows(rows []Row) bool {
 		if ch {
 			rec.updated = n.now
 			n.markRow(rec)
+			n.markChanged(s)
 			n.bump(s)
 			changed = true
 		}
@@ -224,17 +225,29 @@ func (n *Node) gap(from string, p *peer) {
 
 func (n *Node) onRepair(m *Message) {
 	n.peer(m.From)
-	var rows []Row
-	for i := 0; i < n.skuTab.len(); i++ {
-		s := n.skuTab.at(i)
-		if s.own != nil && s.own.Seq > m.Seq {
-			rows = append(rows, s.own.Row.Clone())
-		}
+	// A snapshot in chunks: past MaxRepairRows, the answer covers the
+	// oldest changes, up to the sequence of its last row. That claim is
+	// true (every own row whose latest change is in (m.Seq, upTo] is in
+	// it; a row changed since is newer and in a later chunk), so the peer
+	// takes upTo as seen and asks again from there. An urgent digest at
+	// once tells it that there is more, so it need not wait for two.
+	recs, cut := n.oldestOwn(m.Seq, n.cfg.MaxRepairRows)
+	upTo := n.seq
+	if cut {
+		upTo = recs[len(recs)-1].Seq
+		n.stats.RepairChunks++
+		n.urgentDigest = true
+		n.lastDigest = time.Time{}
+	}
+	rows := make([]Row, len(recs))
+	for i, r := range recs {
+		rows[i] = r.Row.Clone()
 	}
 	n.stats.RepairsServed++
+	n.stats.RepairRowsServed += uint64(len(rows))
 	// Rows not yet broadcast are included: the answer goes out after this
 	// Ready is persisted, like every message.
-	for _, msg := range n.rowsMessages(m.From, m.Seq, n.seq, rows) {
+	for _, msg := range n.rowsMessages(m.From, m.Seq, upTo, rows) {
 		n.send(msg)
 	}
 }
@@ -272,23 +285,7 @@ func (n *Node) digest() {
 	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
 		Fenced: n.fence.st.Fenced && !n.fence.st.Probation}
 	n.urgentDigest = false
-	k := min(n.skuTab.len(), n.cfg.MaxDigestSKUs)
-	for i := 0; i < k; i++ {
-		if n.digestNext >= n.skuTab.len() {
-			n.digestNext = 0
-		}
-		s := n.skuTab.at(n.digestNext)
-		n.digestNext++
-		if s.own == nil && s.demandT.IsZero() {
-			continue
-		}
-		d := SKUDigest{SKU: s.sku, Available: n.available(s), Rejected: s.reject,
-			DemandMilli: uint64(n.demandNow(s) * 1000), Waiting: n.waitUnits(s.sku)}
-		if s.own != nil {
-			d.Held = s.own.Held()
-		}
-		m.Digest = append(m.Digest, d)
-	}
+	n.digestSKUs(&m)
 	n.send(m)
 }
 

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -148,4 +149,43 @@ func (wl *Workload) RestockPlan(d time.Duration, maxHoldsPerSec float64) uint64 
 	total := maxHoldsPerSec * d.Seconds() * float64(wl.Qty) * 2
 	per := uint64(total/float64(wl.SKUs)) + 1000*wl.Qty
 	return per
+}
+
+// ZipfRank is the popularity rank of SKU index i among skus: the inverse
+// of ZipfSKU.
+func ZipfRank(i, skus int) uint64 {
+	// zipfScatter is prime and larger than skus, so it has an inverse mod
+	// skus (extended Euclid).
+	n := int64(skus)
+	if n == 1 {
+		return 0
+	}
+	a, m := int64(zipfScatter%uint64(skus)), n
+	x0, x1 := int64(0), int64(1)
+	for a > 1 {
+		q := a / m
+		a, m = m, a%m
+		x0, x1 = x1-q*x0, x0
+	}
+	inv := (x1%n + n) % n
+	return uint64(i) * uint64(inv) % uint64(skus)
+}
+
+// RestockFor is RestockPlan per SKU: with DistZipf, SKU i gets units for
+// its share of the draws (the hottest about 1/H of them) so that no SKU
+// runs out; with DistUniform every SKU gets RestockPlan.
+func (wl *Workload) RestockFor(d time.Duration, maxHoldsPerSec float64) func(i int) uint64 {
+	per := wl.RestockPlan(d, maxHoldsPerSec)
+	if wl.Dist != DistZipf || wl.SKUs == 1 {
+		return func(int) uint64 { return per }
+	}
+	var h float64
+	for k := 1; k <= wl.SKUs; k++ {
+		h += math.Pow(float64(k), -ZipfS)
+	}
+	total := maxHoldsPerSec * d.Seconds() * float64(wl.Qty) * 2
+	return func(i int) uint64 {
+		p := math.Pow(float64(ZipfRank(i, wl.SKUs)+1), -ZipfS) / h
+		return uint64(total*p) + 1000*wl.Qty
+	}
 }

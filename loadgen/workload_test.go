@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"testing"
+	"time"
 )
 
 func TestZipfSKUIsABijection(t *testing.T) {
@@ -13,6 +14,13 @@ func TestZipfSKUIsABijection(t *testing.T) {
 				t.Fatalf("skus=%d: rank %d maps to %d (out of range or taken)", n, k, i)
 			}
 			seen[i] = true
+		}
+	}
+	for _, n := range []int{1, 7, 1000, 100_003} {
+		for k := 0; k < n; k += 1 + n/97 {
+			if r := ZipfRank(ZipfSKU(uint64(k), n), n); r != uint64(k) {
+				t.Fatalf("skus=%d: rank %d -> SKU %d -> rank %d", n, k, ZipfSKU(uint64(k), n), r)
+			}
 		}
 	}
 	// The largest catalogue does not overflow: rank MaxSKUs-1 stays in range.
@@ -67,5 +75,30 @@ func TestWorkloadRefusesBadDistAndSize(t *testing.T) {
 	c := &HTTPClient{}
 	if _, err := c.NewOp(Workload{SKUs: MaxHTTPSKUs + 1, Qty: 1}); err == nil {
 		t.Fatal("HTTP workload over MaxHTTPSKUs accepted")
+	}
+}
+
+// TestRestockForZipf: the hottest SKU gets its share of the draws, the
+// coldest the floor; uniform gets RestockPlan everywhere.
+func TestRestockForZipf(t *testing.T) {
+	wl := Workload{SKUs: 1000, Dist: DistZipf, Qty: 1}
+	if err := wl.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f := wl.RestockFor(10*time.Second, 1000)
+	hot, cold := f(ZipfSKU(0, 1000)), f(ZipfSKU(999, 1000))
+	// 20,000 draws doubled; rank 0 of Zipf(1.1) over 1000 SKUs has p ≈ 0.17.
+	if hot < 1000+3000 || hot > 1000+5000 {
+		t.Fatalf("hottest SKU restocked with %d units", hot)
+	}
+	if cold < 1000 || cold > 1010 {
+		t.Fatalf("coldest SKU restocked with %d units", cold)
+	}
+	u := Workload{SKUs: 1000, Qty: 1}
+	if err := u.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := u.RestockFor(10*time.Second, 1000)(5), u.RestockPlan(10*time.Second, 1000); got != want {
+		t.Fatalf("uniform: %d, want %d", got, want)
 	}
 }

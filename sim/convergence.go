@@ -121,11 +121,11 @@ func (w *world) healAll() {
 
 // rowsOf returns a region's rows by (sku, writer).
 func rowsOf(ep *endpoint) map[[2]string]*escrow.Row {
-	rows := ep.node.Rows()
-	m := make(map[[2]string]*escrow.Row, len(rows))
-	for i := range rows {
-		m[[2]string{rows[i].SKU, rows[i].Region}] = &rows[i]
-	}
+	m := make(map[[2]string]*escrow.Row)
+	ep.node.ForEachRow(func(r *escrow.Row) {
+		c := r.Clone()
+		m[[2]string{c.SKU, c.Region}] = &c
+	})
 	return m
 }
 
@@ -140,16 +140,17 @@ func (w *world) liveViews() []map[[2]string]*escrow.Row {
 	return views
 }
 
+// targetReached: every heal-time row version is in every live region. It
+// looks rows up one by one (no copy of every view per poll), stopping at
+// the first one missing.
 func (w *world) targetReached() bool {
-	views := w.liveViews()
 	for _, t := range w.convTarget {
 		name := w.eps[t.owner].name
-		for v := range views {
-			if v == t.owner || views[v] == nil {
+		for v, ep := range w.eps[:w.nReg] {
+			if v == t.owner || ep.down {
 				continue
 			}
-			r := views[v][[2]string{t.sku, name}]
-			if r == nil || r.Seq < t.seq {
+			if seq, ok := ep.node.RowSeq(t.sku, name); !ok || seq < t.seq {
 				return false
 			}
 		}

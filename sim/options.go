@@ -17,7 +17,7 @@ import (
 // or exhausts memory.
 const (
 	MaxRegions  = 16
-	MaxSKUs     = 10_000
+	MaxSKUs     = 100_000
 	MaxStock    = 1_000_000
 	MaxDuration = 24 * time.Hour
 	MaxRate     = 10_000 // carts per second over all regions

@@ -70,7 +70,11 @@ type oracle struct {
 	ackedBy   [][]string
 
 	touched []int
-	soldOut []bool // [region*S+sku] refused for lack of stock since the last restock
+	// touchGen[s] == gen: s is in touched (one pass of onReady or
+	// onDurable), so touch is O(1), not a scan of touched.
+	touchGen []uint64
+	gen      uint64
+	soldOut  []bool // [region*S+sku] refused for lack of stock since the last restock
 
 	// Transfers as of the latest own rows, for the true available(r).
 	memSent []escrow.Row // [region*S+sku] only Sent is used
@@ -87,7 +91,7 @@ func newOracle(w *world) *oracle {
 		mem: make([]counters, N*S), dur: make([]counters, N*S), agg: make([]counters, S),
 		led: make([]ledger, N*S), holds: map[string]escrow.HoldState{}, deleted: map[string]bool{},
 		maxOver: make([]int64, S), flagged: make([]bool, N*S),
-		acked: map[string]*ackRec{}, ackedBy: make([][]string, N), soldOut: make([]bool, N*S),
+		acked: map[string]*ackRec{}, ackedBy: make([][]string, N), soldOut: make([]bool, N*S), touchGen: make([]uint64, S),
 		memSent: make([]escrow.Row, N*S), durSent: make([]escrow.Row, N*S), recv: make([]uint64, N*S),
 		negFlag: make([]bool, N*S), byIdem: map[string]string{},
 	}
@@ -129,19 +133,24 @@ func (o *oracle) noteStockReject(r, s int, avail int64) {
 }
 
 func (o *oracle) touch(s int) {
-	for _, t := range o.touched {
-		if t == s {
-			return
-		}
+	if o.touchGen[s] == o.gen {
+		return
 	}
+	o.touchGen[s] = o.gen
 	o.touched = append(o.touched, s)
+}
+
+// untouch empties touched for a new pass.
+func (o *oracle) untouch() {
+	o.touched = o.touched[:0]
+	o.gen++
 }
 
 // onReady sees the own rows a Ready carries: the node's memory. No
 // oversell: Σ Sold + Σ held ≤ Σ Minted − Σ Shrunk, i.e. global available
 // never below zero.
 func (o *oracle) onReady(ep *endpoint, rd *escrow.Ready) {
-	o.touched = o.touched[:0]
+	o.untouch()
 	for i := range rd.Persist.Rows {
 		r := &rd.Persist.Rows[i]
 		if r.Region != ep.name {
@@ -230,7 +239,7 @@ func contribution(st escrow.HoldState, qty uint64) ledger {
 // row reserved, sold or returned must match its holds' states, so units of
 // expired holds must come back as Released.
 func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
-	o.touched = o.touched[:0]
+	o.untouch()
 	for i := range p.Rows {
 		r := &p.Rows[i]
 		if r.Region != ep.name {

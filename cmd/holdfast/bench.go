@@ -58,11 +58,14 @@ func newBenchCmd() *cobra.Command {
 		Short: "Closed-loop hold benchmark against an in-process region (default) or --url",
 		Example: `  holdfast bench --duration 10s --concurrency 64 --skus 1
   holdfast bench --target engine --concurrency 256       # the apply loop alone, no HTTP
+  holdfast bench --target engine --skus 1000000 --dist zipf --reopen   # a large catalogue, start-up timed
   holdfast bench --mix shopper --skus 1000 --no-sync     # non-durable, for the ratio only
   holdfast bench --url http://127.0.0.1:8080 --token "$HOLDFAST_TOKEN"`,
 		Long: `bench drives holds from --concurrency closed-loop clients for --duration and
 prints a progress line each second and, last, one key=value line:
-  target durable concurrency skus mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
+  target durable concurrency skus dist mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
+In-process it adds active_holds, load_s and settle_s (the catalogue load and its
+flushes), heap_mb, rss_mb, peak_rss_mb, and with --reopen startup_s.
 holds_per_s counts granted holds per second of the measured window; latencies
 are those of the hold request (granted or rejected), measured by the client.
 
@@ -152,7 +155,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 	}
 	units := wl.RestockPlan(o.warmup+o.duration, benchMaxRate)
-	durable := "unknown" // a remote region's sync setting is not visible from here
+	unitsFor := wl.RestockFor(o.warmup+o.duration, benchMaxRate) // per SKU: zipf gives hot SKUs more
+	durable := "unknown"                                         // a remote region's sync setting is not visible from here
 
 	var newOp func(w int) (loadgen.Op, error)
 	var relay *benchRelay     // --relay
@@ -167,9 +171,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		defer c.Close()
 		c.UseStdlib = o.client == "std"
 		if o.restock {
-			logf("restocking %d SKUs with %d units each at %s", o.skus, units, o.url)
-			if err := restockAll(ctx, o.skus, func(ctx context.Context, sku string) error {
-				return c.Restock(ctx, sku, units, escrow.MaxQty)
+			logf("restocking %d SKUs with %d units each at %s (%s: the hot ones more)", o.skus, units, o.url, dist)
+			if err := restockAll(ctx, o.skus, func(ctx context.Context, i int) error {
+				return c.Restock(ctx, loadgen.SKUName(i), unitsFor(i), escrow.MaxQty)
 			}); err != nil {
 				return err
 			}
@@ -222,14 +226,20 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			defer relay.close()
 		}
 		if o.restock {
-			logf("restocking %d SKUs with %d units each", o.skus, units)
+			logf("restocking %d SKUs with %d units each (%s: the hot ones more)", o.skus, units, dist)
 			t0 := time.Now()
-			if err := engineLoad(ctx, r, o.skus, units, func(done int) {
+			if err := engineLoad(ctx, r, o.skus, unitsFor, func(done int) {
 				logf("bench: loaded %d of %d SKUs in %v", done, o.skus, time.Since(t0).Round(time.Millisecond))
 			}); err != nil {
 				return err
 			}
 			scale = append(scale, loadgen.Label{Key: "load_s", Value: seconds(time.Since(t0))})
+			// Measure the steady state, not the compaction of the load.
+			t1 := time.Now()
+			if err := settle(ctx, r, 30*time.Second); err != nil {
+				return err
+			}
+			scale = append(scale, loadgen.Label{Key: "settle_s", Value: seconds(time.Since(t1))})
 		}
 		if o.target == "engine" {
 			newOp = engineOp(r, wl)
@@ -353,7 +363,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 
 // restockAll restocks every SKU, 32 at a time so that the restocks share
 // fsyncs instead of paying one each.
-func restockAll(ctx context.Context, skus int, restock func(ctx context.Context, sku string) error) error {
+func restockAll(ctx context.Context, skus int, restock func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, 32)
@@ -363,12 +373,12 @@ func restockAll(ctx context.Context, skus int, restock func(ctx context.Context,
 	for i := 0; i < skus && ctx.Err() == nil; i++ {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func(sku string) {
+		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			if err := restock(ctx, sku); err != nil {
+			if err := restock(ctx, i); err != nil {
 				once.Do(func() { first = err; cancel() })
 			}
-		}(loadgen.SKUName(i))
+		}(i)
 	}
 	wg.Wait()
 	if first != nil {

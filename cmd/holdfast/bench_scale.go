@@ -19,10 +19,10 @@ import (
 // loads its catalogue: they share the batch's one fsync.
 const loadBatch = 4096
 
-// engineLoad restocks skus SKUs with units each (in restocks of at most
+// engineLoad restocks skus SKUs, SKU i with units(i) (in restocks of at most
 // escrow.MaxQty) through the apply loop in batches of loadBatch SKUs, several batches in flight so that the loop always
 // has the next one queued while the previous one syncs.
-func engineLoad(ctx context.Context, r *region.Region, skus int, units uint64, progress func(done int)) error {
+func engineLoad(ctx context.Context, r *region.Region, skus int, units func(i int) uint64, progress func(done int)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type job struct{ from, to int }
@@ -37,7 +37,7 @@ func engineLoad(ctx context.Context, r *region.Region, skus int, units uint64, p
 				cmds = cmds[:0]
 				for i := j.from; i < j.to; i++ {
 					sku := loadgen.SKUName(i)
-					for left := units; left > 0; {
+					for left := units(i); left > 0; {
 						n := min(left, escrow.MaxQty)
 						cmds = append(cmds, escrow.Command{Kind: escrow.CmdRestock, SKU: sku, Qty: n})
 						left -= n
@@ -154,4 +154,18 @@ func engineSKUName(skus int) func(i int) string {
 		names[i] = loadgen.SKUName(i)
 	}
 	return func(i int) string { return names[i] }
+}
+
+// settle waits, at most max, until the region's store has no flush or
+// compaction in progress.
+func settle(ctx context.Context, r *region.Region, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	for r.StorageBusy() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }

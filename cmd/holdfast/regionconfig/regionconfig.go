@@ -101,6 +101,7 @@ type Escrow struct {
 	MaxHolds         int `yaml:"max_holds"`
 	MaxRowsPerMsg    int `yaml:"max_rows_per_msg"`
 	MaxDigestSKUs    int `yaml:"max_digest_skus"`
+	MaxRepairRows    int `yaml:"max_repair_rows"`
 	MaxRouted        int `yaml:"max_routed"`
 	MaxPeerSKUs      int `yaml:"max_peer_skus"`
 
@@ -246,6 +247,7 @@ func (e Escrow) Config() escrow.Config {
 		MaxHolds:         e.MaxHolds,
 		MaxRowsPerMsg:    e.MaxRowsPerMsg,
 		MaxDigestSKUs:    e.MaxDigestSKUs,
+		MaxRepairRows:    e.MaxRepairRows,
 		MaxRouted:        e.MaxRouted,
 		MaxPeerSKUs:      e.MaxPeerSKUs,
 		MaxWait:          e.MaxWait,

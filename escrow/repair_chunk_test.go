@@ -1,0 +1,147 @@
+package escrow
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestRepairInChunks: a wiped peer of a region with 5,000 SKUs asks for
+// everything; with MaxRepairRows 1,000 each answer carries at most 1,000
+// rows, the peer takes each chunk's end as seen and asks again (told at
+// once by the urgent digest that follows), and after five chunks its copy
+// of every row equals the owner's, with rows changing between chunks.
+func TestRepairInChunks(t *testing.T) {
+	const skus, chunk = 5000, 1000
+	eu := newTNode(t, Config{Region: "eu", DigestInterval: time.Second, MaxRepairRows: chunk, MaxRowsPerMsg: 100})
+	us := newTNode(t, Config{Region: "us", DigestInterval: time.Second})
+	for i := 0; i < skus; i++ {
+		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
+		if i%500 == 499 {
+			eu.drain()
+		}
+	}
+	eu.drain()
+	eu.sent = nil
+	eu.req = skus + 1
+	// The wiped peer asks from 0.
+	toEU := []Message{{Type: MsgRepairReq, From: "us", To: "eu", Seq: 0}}
+	answers := 0
+	for round := 0; len(toEU) > 0; round++ {
+		if round > 50 {
+			t.Fatalf("still repairing after %d rounds", round)
+		}
+		for i := range toEU {
+			if err := eu.n.Step(Input{Now: eu.now, Msg: &toEU[i]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		toEU = nil
+		eu.drain()
+		// A row changes between chunks: the snapshot must still end equal.
+		eu.restock(fmt.Sprintf("sku-%05d", round*7), 1)
+		var rows int
+		for _, m := range eu.sent {
+			if m.To == "us" && m.Type == MsgRows {
+				rows += len(m.Rows)
+			}
+		}
+		if rows > 0 {
+			answers++
+			if rows > chunk {
+				t.Fatalf("round %d: an answer of %d rows, over %d", round, rows, chunk)
+			}
+		}
+		for i := range eu.sent {
+			m := eu.sent[i]
+			if m.To != "" && m.To != "us" {
+				continue
+			}
+			if err := us.n.Step(Input{Now: us.now, Msg: &m}); err != nil {
+				t.Fatalf("round %d: us refused %s: %v", round, m.Type, err)
+			}
+		}
+		eu.sent = nil
+		us.drain()
+		for _, m := range us.sent {
+			if m.Type == MsgRepairReq && m.To == "eu" {
+				toEU = append(toEU, m)
+			}
+		}
+		us.sent = nil
+	}
+	if answers < skus/chunk {
+		t.Fatalf("%d answers for %d rows in chunks of %d", answers, skus, chunk)
+	}
+	for i := 0; i < skus; i++ {
+		sku := fmt.Sprintf("sku-%05d", i)
+		want, _ := eu.n.RowSeq(sku, "eu")
+		got, ok := us.n.RowSeq(sku, "eu")
+		if !ok || got != want {
+			t.Fatalf("%s: us has eu's row at seq %d (%v), eu at %d", sku, got, ok, want)
+		}
+	}
+	st := eu.n.Stats()
+	if st.RepairChunks < skus/chunk-1 || st.RepairRowsServed < skus {
+		t.Fatalf("stats: %d chunks, %d rows served", st.RepairChunks, st.RepairRowsServed)
+	}
+	t.Logf("%d answers, %d chunks cut, %d rows served", answers, st.RepairChunks, st.RepairRowsServed)
+}
+
+// TestOldestOwnChunks: for chunk sizes from 1 up, successive chunks are
+// sorted, at most k rows, and each holds every own row whose latest change
+// falls in its range (checked against a scan of all rows); together they
+// cover every own row once. Rows are changed out of order so that the
+// sequence range has holes.
+func TestOldestOwnChunks(t *testing.T) {
+	eu := newTNode(t, Config{Region: "eu"})
+	const skus = 3000
+	for i := 0; i < skus; i++ {
+		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
+	}
+	eu.drain()
+	eu.req = skus + 1
+	for i := 0; i < skus; i += 3 { // a third changed again: holes in the range
+		eu.restock(fmt.Sprintf("sku-%05d", (i*7)%skus), 1)
+	}
+	var all []uint64
+	eu.n.ForEachRow(func(r *Row) { all = append(all, r.Seq) })
+	for _, k := range []int{1, 7, 100, 1000, 5000} {
+		after, got := uint64(0), 0
+		for {
+			recs, cut := eu.n.oldestOwn(after, k)
+			if len(recs) == 0 {
+				if cut {
+					t.Fatalf("k=%d: empty chunk marked cut", k)
+				}
+				break
+			}
+			if len(recs) > k {
+				t.Fatalf("k=%d: chunk of %d", k, len(recs))
+			}
+			last := recs[len(recs)-1].Seq
+			want := 0
+			for _, s := range all {
+				if s > after && s <= last {
+					want++
+				}
+			}
+			if want != len(recs) {
+				t.Fatalf("k=%d after %d: %d rows up to %d, want %d", k, after, len(recs), last, want)
+			}
+			for i := 1; i < len(recs); i++ {
+				if recs[i-1].Seq >= recs[i].Seq {
+					t.Fatalf("k=%d: unsorted chunk", k)
+				}
+			}
+			got += len(recs)
+			if !cut {
+				break
+			}
+			after = last
+		}
+		if got != len(all) {
+			t.Fatalf("k=%d: chunks carried %d rows of %d", k, got, len(all))
+		}
+	}
+}
