@@ -48,9 +48,11 @@ type client struct {
 	cancelAfter time.Duration
 	waitID      string
 	waitStart   int64
+	// locs: the eligible locations of the lines (workload locations).
+	locs []escrow.LineLocations
 }
 
-func hashLines(lines []escrow.Line) uint64 {
+func hashLines(lines []escrow.Line, locs []escrow.LineLocations) uint64 {
 	h := fnv.New64a()
 	for _, l := range lines {
 		h.Write([]byte(l.SKU))
@@ -59,6 +61,16 @@ func hashLines(lines []escrow.Line) uint64 {
 			b[i] = byte(l.Qty >> (8 * i))
 		}
 		h.Write(b[:])
+	}
+	for _, ll := range locs { // none: the hash is as before locations
+		h.Write([]byte(ll.SKU))
+		for _, l := range ll.Locations {
+			h.Write([]byte{0})
+			h.Write([]byte(l))
+		}
+		if ll.Split {
+			h.Write([]byte{1})
+		}
 	}
 	return h.Sum64()
 }
@@ -77,7 +89,7 @@ func (w *world) startCart(cl *client) {
 		w.res.Holds++
 	}
 	cl.start = w.now
-	cl.hash = hashLines(cl.lines)
+	cl.hash = hashLines(cl.lines, cl.locs)
 	w.beginHold(cl)
 }
 
@@ -93,7 +105,7 @@ func (w *world) sendHold(cl *client) {
 	w.nextReq++
 	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: w.strat.Server(&w.setup, cl.home),
 		cmd: escrow.Command{Kind: escrow.CmdHold, ReqID: w.nextReq, Lines: cl.lines, TTL: w.o.TTL,
-			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial, Wait: cl.wait}}
+			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial, Wait: cl.wait, Locations: cl.locs}}
 	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
 	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
 }
@@ -147,6 +159,7 @@ func (w *world) clientReply(req *request) {
 	case cl.phase == clHold && req.cmd.Kind == escrow.CmdHold:
 		w.recordLatency(cl) // answered holds only: unanswered ones count as unavailable
 		if r.Err == nil && r.Hold != nil {
+			w.checkLocations(cl, r.Hold)
 			owner, _ := escrow.OwnerOf(r.Hold.ID)
 			cl.holdID, cl.owner = r.Hold.ID, w.byName[owner]
 			if cl.probe {

@@ -224,4 +224,6 @@ func (w *world) addStats(s escrow.Stats) {
 	r.AdviceApplied += s.AdviceApplied
 	r.RepairsSent += s.RepairsSent
 	r.FenceRefused += s.FenceRefused
+	r.LocationSplitLines += s.LocationSplitLines
+	r.LocationRefused += s.LocationRefused
 }

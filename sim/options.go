@@ -31,7 +31,7 @@ const (
 )
 
 // Workloads.
-var Workloads = []string{"steady", "skew", "shift", "flash", "waitlist"}
+var Workloads = []string{"steady", "skew", "shift", "flash", "waitlist", "locations"}
 
 // Options describe one simulated run (one seed) or, with Sweep, many runs
 // that differ only by seed. Zero values take the defaults of Defaults.
@@ -41,7 +41,7 @@ type Options struct {
 	SKUs     int
 	Stock    uint64        // initial units of each SKU, split over the regions
 	Duration time.Duration // virtual time during which carts arrive
-	Workload string        // steady | skew | shift | flash | waitlist
+	Workload string        // steady | skew | shift | flash | waitlist | locations
 	Faults   string        // none | partitions | all
 	Strategy string        // see Strategies()
 	Rate     float64       // carts per second over all regions
@@ -169,6 +169,11 @@ func (o Options) Validate() error {
 	if _, err := newStrategy(o.Strategy); err != nil {
 		return err
 	}
+	if o.Workload == workloadLocations && o.Strategy == "central" {
+		// One region serving every hold could sell from no location but
+		// its own: the comparison means nothing.
+		return fmt.Errorf("sim: workload locations needs a strategy where each region sells (escrow, static, ...), not central")
+	}
 	return nil
 }
 
@@ -232,6 +237,9 @@ const (
 	BugPromotedKeepsPlace = "promoted-keeps-place"
 	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
 	BugDuplicateEvent = "duplicate-event"
+	// BugGrantAnyLocation: a line no eligible location covers is granted
+	// from another location of the SKU (workload locations).
+	BugGrantAnyLocation = "grant-any-location"
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -248,6 +256,7 @@ var bugSwitches = []struct {
 	{BugPromoteOutOfOrder, func(o *Options) *bool { return &o.Bugs.PromoteOutOfOrder }},
 	{BugPromotedKeepsPlace, func(o *Options) *bool { return &o.Bugs.PromotedKeepsPlace }},
 	{BugDuplicateEvent, func(o *Options) *bool { return &o.Bugs.DuplicateEvent }},
+	{BugGrantAnyLocation, func(o *Options) *bool { return &o.Bugs.GrantAnyLocation }},
 }
 
 // SetBug turns on one named test-only bug.
