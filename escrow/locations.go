@@ -75,6 +75,15 @@ func SplitStockKey(key string) (sku, loc string) {
 	return key, ""
 }
 
+// KeyName is a stock key as people read it: the SKU, and " at <location>"
+// for a location other than the default.
+func KeyName(key string) string {
+	if sku, loc := SplitStockKey(key); loc != "" {
+		return sku + " at " + loc
+	}
+	return key
+}
+
 // HasLocation reports whether key names a location other than the default.
 func HasLocation(key string) bool { return strings.IndexByte(key, LocationSep[0]) >= 0 }
 
