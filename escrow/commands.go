@@ -33,7 +33,7 @@ func (n *Node) fail(c *Command, err *Error) {
 }
 
 func (n *Node) hold(c *Command) {
-	lines, err := NormalizeLines(c.Lines)
+	lines, err := n.ownLines(c.Lines)
 	if err != nil {
 		n.fail(c, err)
 		return
@@ -57,7 +57,7 @@ func (n *Node) hold(c *Command) {
 	if !n.validWait(c) {
 		return
 	}
-	if c.IdemKey != "" {
+	if c.IdemKey != "" && !n.cfg.bugs.IgnoreIdemKey {
 		if err := ValidIdemKey(c.IdemKey); err != nil {
 			n.fail(c, err)
 			return
@@ -238,8 +238,7 @@ func (n *Node) granted(c *Command, h *holdRec, waiters []uint64) {
 	}
 	// The lines of a hold never change after it is created, so the reply
 	// shares them (see Reply.Hold) instead of copying them.
-	hc := h.Hold
-	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc})
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: n.holdCopy(&h.Hold)})
 	for _, w := range waiters {
 		hw := h.Hold
 		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})

@@ -80,6 +80,9 @@ func (e *Event) Subject() string {
 
 // holdEvent states a change of h; call it after the change.
 func (n *Node) holdEvent(k EventKind, h *holdRec) {
+	if n.out.Persist.Events == nil {
+		n.out.Persist.Events = n.eventArena.take(1)
+	}
 	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, HoldID: h.ID, Hold: h.Hold})
 }
 

@@ -40,7 +40,13 @@ func (n *Node) Rows() []Row {
 }
 
 // SKUs returns the SKUs this node knows, in the order it learned them.
-func (n *Node) SKUs() []string { return append([]string(nil), n.skuOrder...) }
+func (n *Node) SKUs() []string {
+	out := make([]string, n.skuTab.len())
+	for i := range out {
+		out[i] = n.skuTab.at(i).sku
+	}
+	return out
+}
 
 // Hold returns a copy of a hold owned by this node.
 func (n *Node) Hold(id string) (Hold, bool) {

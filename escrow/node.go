@@ -36,7 +36,7 @@ type Node struct {
 	seq        uint64 // own change sequence
 	bcastSeq   uint64 // own sequence at the last rows broadcast
 	skus       map[string]*skuState
-	skuOrder   []string // insertion order, for digests
+	skuTab     skuTable // the same skuStates in insertion order (skutable.go)
 	digestNext int
 	holds      map[string]*holdRec
 	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
@@ -76,10 +76,13 @@ type Node struct {
 
 	stats Stats
 
-	// Arenas for Ready output (see chunk).
+	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
 	rowArena   chunk[Row]
 	holdArena  chunk[Hold]
+	eventArena chunk[Event]
+	lineArena  chunk[Line]
+	msgArena   chunk[Message] // small chunks: see msgChunkLen
 }
 
 // Stats are cumulative counters of one node, for metrics and simulator reports.
@@ -132,11 +135,14 @@ type Stats struct {
 }
 
 type skuState struct {
-	sku     string
-	own     *rowRec
-	recs    map[string]*rowRec // rows by writer region
-	list    []*rowRec          // the values of recs, for iteration without a map
-	demand  float64            // units/s, EWMA
+	sku  string
+	own  *rowRec
+	list []*rowRec // rows by writer region, at most one each (see rec)
+	// first and inl hold the first row and list's first slot inside the
+	// struct: most SKUs only ever have their own row.
+	first   rowRec
+	inl     [1]*rowRec
+	demand  float64 // units/s, EWMA
 	demandT time.Time
 	reject  uint64
 	topUp   uint64 // borrow id of the top-up in flight, 0 if none
@@ -297,6 +303,14 @@ func (n *Node) restore(st *State) error {
 		}
 		rec := &holdRec{Hold: h}
 		n.holds[h.ID] = rec
+		// The node's clock never runs backwards, across a restart too: a
+		// runtime whose clock jumped back while the region was down must
+		// not date a hold's change before the hold's last one.
+		for _, t := range [...]time.Time{h.Created, h.Updated} {
+			if t.After(n.now) {
+				n.now = t
+			}
+		}
 		if h.State == Held {
 			n.stats.ActiveHolds++
 			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
@@ -371,7 +385,7 @@ func (n *Node) Stats() Stats {
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
 func (n *Node) Step(in Input) error {
-	if in.Now.After(n.now) {
+	if in.Now.After(n.now) || n.cfg.bugs.TrustClock {
 		n.now = in.Now
 	}
 	var err error
@@ -481,7 +495,10 @@ func (n *Node) Advance() {
 // part but the last has More set; see Message for the receiver's rule.
 func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 	if len(rows) <= n.cfg.MaxRowsPerMsg {
-		return []Message{{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows}}
+		if n.msgArena.size == 0 {
+			n.msgArena.size = msgChunkLen
+		}
+		return append(n.msgArena.take(1), Message{Type: MsgRows, From: n.cfg.Region, To: to, PrevSeq: prev, Seq: seq, Rows: rows})
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Seq < rows[j].Seq })
 	var msgs []Message
@@ -503,6 +520,22 @@ func (n *Node) rowsMessages(to string, prev, seq uint64, rows []Row) []Message {
 	return msgs
 }
 
+// ownLines normalizes the lines of a command into the line arena: a hold
+// keeps them for its lifetime, so they are copied once, never per Ready.
+func (n *Node) ownLines(lines []Line) ([]Line, *Error) {
+	var dst []Line
+	if k := len(lines); k > 0 && k <= MaxLines {
+		dst = n.lineArena.take(k)
+	}
+	return normalizeLinesInto(dst, lines)
+}
+
+// holdCopy returns a copy of h from the hold arena, for a reply.
+func (n *Node) holdCopy(h *Hold) *Hold {
+	s := append(n.holdArena.take(1), *h)
+	return &s[0]
+}
+
 func (n *Node) reply(r Reply) {
 	if n.out.Reply == nil {
 		n.out.Reply = n.replyArena.take(1)
@@ -515,18 +548,28 @@ func (n *Node) reply(r Reply) {
 // has its capacity capped (a full slice expression), so a runtime that
 // appends to one gets a copy and never writes into its neighbour. The
 // price: a slice kept by a runtime keeps its whole chunk (chunkLen
-// elements) alive, so chunks stay small and messages get no chunk of their
-// own (simulators keep messages in flight for long).
-type chunk[T any] struct{ buf []T }
+// elements) alive, so chunks stay small, and messages, which simulators
+// keep in flight for long, get chunks of msgChunkLen only.
+type chunk[T any] struct {
+	buf  []T
+	size int // elements per chunk; 0: chunkLen
+}
 
-const chunkLen = 64
+const (
+	chunkLen    = 64
+	msgChunkLen = 8
+)
 
 func (c *chunk[T]) take(n int) []T {
-	if n > chunkLen/4 {
+	size := c.size
+	if size == 0 {
+		size = chunkLen
+	}
+	if n > size/4 {
 		return make([]T, 0, n)
 	}
 	if len(c.buf)+n > cap(c.buf) {
-		c.buf = make([]T, 0, chunkLen)
+		c.buf = make([]T, 0, size)
 	}
 	s := c.buf[len(c.buf) : len(c.buf) : len(c.buf)+n]
 	c.buf = c.buf[:len(c.buf)+n]
@@ -538,20 +581,31 @@ func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
 func (n *Node) sku(name string) *skuState {
 	s := n.skus[name]
 	if s == nil {
-		s = &skuState{sku: name, recs: make(map[string]*rowRec, 4)}
+		s = n.skuTab.alloc()
+		s.sku = name
 		n.skus[name] = s
-		n.skuOrder = append(n.skuOrder, name)
 	}
 	return s
 }
 
+// rec returns the row of region in s, creating it empty. A linear scan:
+// a SKU has one row per region that ever wrote it, a handful at most
+// (bounded by the membership, see trust.go).
 func (s *skuState) rec(region string) *rowRec {
-	r := s.recs[region]
-	if r == nil {
-		r = &rowRec{Row: Row{SKU: s.sku, Region: region}}
-		s.recs[region] = r
-		s.list = append(s.list, r)
+	for _, r := range s.list {
+		if r.Region == region {
+			return r
+		}
 	}
+	var r *rowRec
+	if s.list == nil {
+		r = &s.first
+		s.list = s.inl[:0]
+	} else {
+		r = &rowRec{}
+	}
+	r.Row = Row{SKU: s.sku, Region: region}
+	s.list = append(s.list, r)
 	return r
 }
 

@@ -80,10 +80,18 @@ func (n *Node) mergeRows(rows []Row) bool {
 		s := n.learnSKU(in.SKU)
 		rec := s.rec(in.Region)
 		var ch bool
-		if n.cfg.bugs.MergeBySum {
+		switch {
+		case n.cfg.bugs.MergeBySum:
 			ch = sumInto(&rec.Row, in)
-		} else {
+		case n.cfg.bugs.LastRowWins && in.Reserved < rec.Row.Reserved:
+			// The bug: the incoming (older) Reserved replaces the newer.
 			ch = rec.Row.Merge(in)
+			rec.Row.Reserved, ch = in.Reserved, true
+		default:
+			ch = rec.Row.Merge(in)
+			if n.cfg.bugs.MergeTakesReserved && rec.Row.Reserved != in.Reserved {
+				rec.Row.Reserved, ch = in.Reserved, true
+			}
 		}
 		if ch {
 			rec.updated = n.now
@@ -220,8 +228,8 @@ func (n *Node) gap(from string, p *peer) {
 func (n *Node) onRepair(m *Message) {
 	n.peer(m.From)
 	var rows []Row
-	for _, name := range n.skuOrder {
-		s := n.skus[name]
+	for i := 0; i < n.skuTab.len(); i++ {
+		s := n.skuTab.at(i)
 		if s.own != nil && s.own.Seq > m.Seq {
 			rows = append(rows, s.own.Row.Clone())
 		}
@@ -267,12 +275,12 @@ func (n *Node) digest() {
 	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
 		Fenced: n.fence.st.Fenced && !n.fence.st.Probation}
 	n.urgentDigest = false
-	k := min(len(n.skuOrder), n.cfg.MaxDigestSKUs)
+	k := min(n.skuTab.len(), n.cfg.MaxDigestSKUs)
 	for i := 0; i < k; i++ {
-		if n.digestNext >= len(n.skuOrder) {
+		if n.digestNext >= n.skuTab.len() {
 			n.digestNext = 0
 		}
-		s := n.skus[n.skuOrder[n.digestNext]]
+		s := n.skuTab.at(n.digestNext)
 		n.digestNext++
 		if s.own == nil && s.demandT.IsZero() {
 			continue

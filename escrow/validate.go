@@ -1,7 +1,7 @@
 package escrow
 
 import (
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -79,6 +79,12 @@ func ValidIdemKey(k string) *Error {
 // lines of the same SKU merged into one (their quantities added). The merged
 // quantity must still be within MaxQty.
 func NormalizeLines(lines []Line) ([]Line, *Error) {
+	return normalizeLinesInto(nil, lines)
+}
+
+// normalizeLinesInto is NormalizeLines writing the result into dst's
+// spare capacity (a node's line arena), allocating only when it is short.
+func normalizeLinesInto(dst, lines []Line) ([]Line, *Error) {
 	if len(lines) == 0 {
 		return nil, errorf(CodeInvalid, "a hold needs at least one item")
 	}
@@ -93,10 +99,9 @@ func NormalizeLines(lines []Line) ([]Line, *Error) {
 			return nil, ValidQty("qty of "+lines[i].SKU, q) // the label is built only on error
 		}
 	}
-	out := make([]Line, len(lines))
-	copy(out, lines)
+	out := append(dst[:0], lines...)
 	if len(out) > 1 {
-		sort.Slice(out, func(i, j int) bool { return out[i].SKU < out[j].SKU })
+		slices.SortFunc(out, func(a, b Line) int { return strings.Compare(a.SKU, b.SKU) })
 		w := 0
 		for i := 1; i < len(out); i++ {
 			if out[i].SKU == out[w].SKU {

@@ -138,6 +138,9 @@ func (c *HTTPClient) NewOp(wl Workload) (func(w int) (Op, error), error) {
 	if err := wl.Validate(); err != nil {
 		return nil, err
 	}
+	if wl.SKUs > MaxHTTPSKUs {
+		return nil, fmt.Errorf("skus over HTTP must be 1..%d (one prebuilt request per SKU), got %d", MaxHTTPSKUs, wl.SKUs)
+	}
 	if c.UseStdlib || c.https {
 		return c.stdOp(wl), nil
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region/internal/plantedbugs"
 )
 
 // Defaults of Config.
@@ -107,6 +108,13 @@ type Config struct {
 	FS vfs.FS
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Now is the clock of the node's inputs (hold deadlines, expiry,
+	// borrow deadlines); nil: time.Now. The simulator injects virtual time
+	// through it (see Stepper).
+	Now func() time.Time
+	// PlantedBugs is for tests only (set through region/regiontest): the
+	// zero value plants none.
+	PlantedBugs plantedbugs.Set
 }
 
 // withDefaults fills zero fields.
@@ -143,6 +151,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	c = c.retainDefaults()
 	c.Escrow.Region = c.Name

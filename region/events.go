@@ -78,15 +78,15 @@ func (c EventsConfig) validate() error {
 // none (Config.Events.Disabled, or a test storage).
 func (r *Region) Events() *EventLog { return r.events }
 
-// startEvents registers the log's metrics and starts the pruner.
-func (r *Region) startEvents() {
+// registerEvents registers the log's metrics (startEvents starts its
+// pruner).
+func (r *Region) registerEvents() {
 	es, ok := r.storage.(interface{ Events() *EventLog })
 	if !ok || es.Events() == nil {
 		return
 	}
 	l := es.Events()
 	r.events = l
-	cfg := r.cfg.Events.withDefaults()
 	labels := prometheus.Labels{"region": r.name}
 	r.evPruned = prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_events_pruned_total",
 		Help: "Events deleted from the region's log by retention.", ConstLabels: labels})
@@ -101,6 +101,14 @@ func (r *Region) startEvents() {
 			Help: "Estimated disk bytes of the events kept in the region's log (as of the last retention pass).", ConstLabels: labels},
 			func() float64 { return float64(r.evBytes.Load()) }),
 	)
+}
+
+// startEvents starts the log's pruner (Open only: a Stepper prunes nothing).
+func (r *Region) startEvents() {
+	if r.events == nil {
+		return
+	}
+	cfg := r.cfg.Events.withDefaults()
 	r.pruneEvents(cfg, time.Now())
 	go r.every(cfg.PruneInterval, func(now time.Time) { r.pruneEvents(cfg, now) })
 }

@@ -2,6 +2,7 @@ package region_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -32,6 +33,22 @@ func fenceWorld(t *testing.T, ignoreFence bool) *mrWorld {
 		c.Escrow.TopUpHorizon = -1
 	}
 	return w
+}
+
+// mustHoldBorrowing holds one unit of sku at name, which has none of its
+// own: the hold borrows from a peer. A borrow answered after its deadline (a
+// loaded machine) refuses with insufficient-stock and moves nothing, so the
+// hold is asked again until it is granted or 5s pass; any other refusal fails.
+func (w *mrWorld) mustHoldBorrowing(name, sku string) {
+	w.t.Helper()
+	var last escrow.Reply
+	testutil.WaitFor(w.t, 5*time.Second, func() bool {
+		last = w.mustDo(name, hold(sku, 1))
+		if last.Err != nil && last.Err.Code != escrow.CodeInsufficientStock {
+			w.t.Fatalf("hold %s at %s: %v", sku, name, last.Err)
+		}
+		return last.Err == nil
+	}, func() string { return fmt.Sprintf("hold %s at %s never granted: %v", sku, name, last.Err) })
 }
 
 type httpResult struct {
@@ -337,9 +354,7 @@ func TestRegionFenceRestoredBackup(t *testing.T) {
 	w.mustDo("us", restock("A", 10))
 	w.waitKnows("eu", "us", "A", 10)
 	for i := 0; i < 2; i++ {
-		if r := w.mustDo("eu", hold("A", 1)); r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		w.mustHoldBorrowing("eu", "A")
 	}
 	w.stop("eu")
 	dir := w.sites["eu"].dir
@@ -349,9 +364,7 @@ func TestRegionFenceRestoredBackup(t *testing.T) {
 	w.start("eu")
 	w.inspect("eu", func(n *escrow.Node) { backupSeq = n.Seq() })
 	for i := 0; i < 3; i++ {
-		if r := w.mustDo("eu", hold("A", 1)); r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		w.mustHoldBorrowing("eu", "A")
 	}
 	w.waitConverged("A", 5*time.Second)
 	var lostSeq uint64

@@ -26,6 +26,7 @@ type request struct {
 	// unreachable: a region the caller just found gone (no responders),
 	// stepped with cmd as escrow.Input.Unreachable.
 	unreachable string
+	callerID    uint64 // the ReqID the command came with (Stepper)
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -40,6 +41,7 @@ type batch struct {
 	pc       *PendingCommit
 	start    time.Time // of its write, for the fsync histogram and the linger
 	final    bool      // synced; false: written ahead, durable with the next final batch
+	replied  bool      // its callers were answered already (a planted bug only)
 }
 
 // Write-ahead: while the callers of the last fsync come back (the linger
@@ -166,7 +168,8 @@ func (r *Region) stepLoop() {
 	// write time) merges the two cohorts that a plain "cut when the
 	// committer is idle" pipeline settles into, so each fsync carries about
 	// all concurrent callers instead of half of them. A lone caller is
-	// never delayed: its batch is cut as soon as it is back.
+	// never delayed: there is no linger after a batch that answered one
+	// caller (lingerFor), and its batch is cut as soon as it is back.
 	target := 0
 	var lingerUntil time.Time
 	linger := time.NewTimer(time.Hour)
@@ -214,7 +217,7 @@ func (r *Region) stepLoop() {
 		}
 		select {
 		case req := <-queue:
-			now := time.Now()
+			now := r.cfg.Now()
 			n := stepped
 			r.stepRequest(req, now)
 			stepped++
@@ -230,7 +233,7 @@ func (r *Region) stepLoop() {
 			}
 			cohort += stepped - n
 		case m := <-r.msgs:
-			r.stepMessage(&m, time.Now())
+			r.stepMessage(&m, r.cfg.Now())
 			stepped++
 			cohort++
 		case <-r.appliedCh:
@@ -246,7 +249,7 @@ func (r *Region) stepLoop() {
 				syncing = false
 				target, lingerUntil = cohort+answered, time.Time{}
 				answered = 0
-				if d := r.lingerFor(); d > 0 {
+				if d := r.lingerFor(answered); d > 0 {
 					lingerUntil = time.Now().Add(d)
 				}
 			}
@@ -254,13 +257,7 @@ func (r *Region) stepLoop() {
 		case <-lingerC:
 			lingerC = nil
 		case <-ticker.C:
-			r.node.Step(escrow.Input{Now: time.Now(), Resync: r.resync.Swap(false)})
-			// Homes change with advice and lapse with time: once a tick
-			// is often enough for a gauge, and keeps the copy off the
-			// per-batch path.
-			r.homes.Store(int64(r.node.HomesInForce()))
-			r.metrics.rtt.sync(r.node, time.Now())
-			r.syncFence(r.node)
+			r.tick(r.cfg.Now())
 		case q := <-r.inspect:
 			q.f(r.node)
 			close(q.done)
@@ -279,11 +276,25 @@ func (r *Region) writeAhead() bool {
 
 // lingerFor is how long the stepper may wait for returning callers before
 // it cuts the next batch: half a recent write, at most Config.MaxLinger.
-func (r *Region) lingerFor() time.Duration {
-	if r.cfg.MaxLinger < 0 {
+// After a cohort that answered a single caller there is nobody to merge
+// with: that caller may already be back (stepped before the stepper saw
+// its batch done, so counted twice in the target), and waiting would only
+// delay it.
+func (r *Region) lingerFor(answered int) time.Duration {
+	if r.cfg.MaxLinger < 0 || answered <= 1 {
 		return 0
 	}
 	return min(time.Duration(r.applyEWMA.Load())/2, r.cfg.MaxLinger)
+}
+
+// tick steps the node's clock.
+func (r *Region) tick(now time.Time) {
+	r.node.Step(escrow.Input{Now: now, Resync: r.resync.Swap(false)})
+	// Homes change with advice and lapse with time: once a tick is often
+	// enough for a gauge, and keeps the copy off the per-batch path.
+	r.homes.Store(int64(r.node.HomesInForce()))
+	r.metrics.rtt.sync(r.node, now)
+	r.syncFence(r.node)
 }
 
 func (r *Region) stepRequest(req *request, now time.Time) {
@@ -293,16 +304,24 @@ func (r *Region) stepRequest(req *request, now time.Time) {
 	r.node.Step(escrow.Input{Now: now, Cmd: &req.cmd, Unreachable: req.unreachable})
 }
 
-func (r *Region) stepMessage(m *escrow.Message, now time.Time) {
-	if err := r.node.Step(escrow.Input{Now: now, Msg: m}); err != nil {
+func (r *Region) stepMessage(m *escrow.Message, now time.Time) error {
+	err := r.node.Step(escrow.Input{Now: now, Msg: m})
+	if err != nil {
 		r.metrics.msgsRejected.Inc()
 		r.log.Debug("peer message rejected", "type", m.Type.String(), "from", m.From, "err", err)
 	}
+	return err
 }
 
 // cut takes the node's Ready and hands it to the committer, with the
 // requests waiting for its replies.
 func (r *Region) cut(stepped int, final bool) {
+	r.commitCh <- r.cutBatch(stepped, final) // the committer is idle (applying == 0), except in shutdown
+}
+
+// cutBatch takes the node's Ready, with the requests waiting for its
+// replies.
+func (r *Region) cutBatch(stepped int, final bool) *batch {
 	b := batchPool.Get().(*batch)
 	b.rd = r.node.Ready()
 	b.cmds = stepped
@@ -327,7 +346,7 @@ func (r *Region) cut(stepped int, final bool) {
 	r.statsMu.Lock()
 	r.stats = st
 	r.statsMu.Unlock()
-	r.commitCh <- b // the committer is idle (applying == 0), except in shutdown
+	return b
 }
 
 func (r *Region) recycle(b *batch) {
@@ -338,6 +357,7 @@ func (r *Region) recycle(b *batch) {
 	b.pc = nil
 	b.start = time.Time{}
 	b.final = false
+	b.replied = false
 	b.cmds = 0
 	batchPool.Put(b)
 }
@@ -349,6 +369,7 @@ func (r *Region) commitLoop() {
 	defer close(r.syncCh)
 	for b := range r.commitCh {
 		r.write(b)
+		r.written(b)
 		r.appliedCh <- struct{}{} // never blocks: at most maxInflight batches are cut
 		r.syncCh <- b             // never blocks: at most maxInflight batches are cut
 	}
@@ -400,6 +421,22 @@ func (r *Region) write(b *batch) {
 	}
 }
 
+// written runs once b is written, before its fsync: correct code does
+// nothing there. The planted bug ReplyBeforeSync (tests only) answers b's
+// callers already, breaking the durability rule.
+func (r *Region) written(b *batch) {
+	if !r.cfg.PlantedBugs.ReplyBeforeSync || b.err != nil {
+		return
+	}
+	for i, req := range b.reqs {
+		if req != nil {
+			req.reply = b.rd.Reply[i]
+			req.done <- struct{}{}
+		}
+	}
+	b.replied = true
+}
+
 // wait waits for b's write (and, for a final batch, its fsync).
 func (r *Region) wait(b *batch) error {
 	err := b.err
@@ -427,6 +464,13 @@ func (r *Region) wait(b *batch) error {
 func (r *Region) deliver(b *batch, err error) {
 	m := r.metrics
 	r.commitCmds.Add(int64(b.cmds))
+	if err != nil && b.replied {
+		// (planted bug) the callers were told it succeeded already.
+		m.storageErrors.Inc()
+		b.err = err
+		r.ready.Store(false)
+		return
+	}
 	if err != nil {
 		m.storageErrors.Inc()
 		r.log.Error("commit failed: failing its requests and rebuilding from storage", "err", err,
@@ -452,7 +496,7 @@ func (r *Region) deliver(b *batch, err error) {
 	m.countHolds(b.rd.Reply, false)
 	m.observeWaits(&b.rd.Persist)
 	for i, req := range b.reqs {
-		if req != nil {
+		if req != nil && !b.replied {
 			req.reply = b.rd.Reply[i]
 			req.done <- struct{}{}
 		}
@@ -484,7 +528,7 @@ func (r *Region) shutdown(inflight, applying int, finalCut, failed bool) {
 			break
 		}
 		stepped := 0
-		now := time.Now()
+		now := r.cfg.Now()
 	drain:
 		for {
 			select {

@@ -122,3 +122,25 @@ func TestRepliesWaitForPipelinedFsync(t *testing.T) {
 		t.Fatalf("all answered but durable seq %d < applied %d", got, applied())
 	}
 }
+
+// TestLingerOnlyWithCallersToMerge: the stepper waits for returning callers
+// only after a cohort that answered more than one of them; a lone caller,
+// who may already be back when its batch is seen done, is never made to
+// wait for itself.
+func TestLingerOnlyWithCallersToMerge(t *testing.T) {
+	r := &Region{cfg: Config{MaxLinger: time.Second}}
+	r.applyEWMA.Store(int64(2 * time.Millisecond))
+	for answered, want := range map[int]time.Duration{0: 0, 1: 0, 2: time.Millisecond, 256: time.Millisecond} {
+		if got := r.lingerFor(answered); got != want {
+			t.Errorf("lingerFor(%d) = %v, want %v (write EWMA 2ms, MaxLinger 1s)", answered, got, want)
+		}
+	}
+	r.cfg.MaxLinger = 300 * time.Microsecond
+	if got := r.lingerFor(64); got != 300*time.Microsecond {
+		t.Errorf("lingerFor(64) = %v, want MaxLinger 300µs", got)
+	}
+	r.cfg.MaxLinger = -1
+	if got := r.lingerFor(64); got != 0 {
+		t.Errorf("lingerFor(64) with MaxLinger < 0 = %v, want 0", got)
+	}
+}

@@ -104,6 +104,25 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	r, err := newRegion(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.startEvents()
+	tick := make(chan struct{})
+	r.deadlineTick.Store(&tick)
+	go r.syncLoop()
+	go r.commitLoop()
+	go r.stepLoop()
+	go r.deadlineClock()
+	go r.pruneHolds()
+	return r, nil
+}
+
+// newRegion opens the region's storage and restores the node from it,
+// without starting any goroutine: Open starts the apply loop on it, a
+// Stepper drives its stages by hand.
+func newRegion(cfg Config) (*Region, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,18 +166,11 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
 	r.metrics.reg.MustRegister(r.locationCollectors()...)
 	r.metrics.reg.MustRegister(r.waitlistCollectors()...)
-	r.startEvents()
+	r.registerEvents()
 	r.metrics.reg.MustRegister(r.listCollectors()...)
 	r.ready.Store(true)
 	// Log before the loop owns the node.
 	r.log.Info("region open", "seq", node.Seq(), "active_holds", r.stats.ActiveHolds, "skus", len(node.SKUs()))
-	tick := make(chan struct{})
-	r.deadlineTick.Store(&tick)
-	go r.syncLoop()
-	go r.commitLoop()
-	go r.stepLoop()
-	go r.deadlineClock()
-	go r.pruneHolds()
 	return r, nil
 }
 

@@ -106,7 +106,7 @@ func (w *world) sendHold(cl *client) {
 	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: w.strat.Server(&w.setup, cl.home),
 		cmd: escrow.Command{Kind: escrow.CmdHold, ReqID: w.nextReq, Lines: cl.lines, TTL: w.o.TTL,
 			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial, Wait: cl.wait, Locations: cl.locs}}
-	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
+	w.clientSend(req)
 	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
 }
 
@@ -119,7 +119,7 @@ func (w *world) sendFinish(cl *client) {
 	}
 	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: cl.owner,
 		cmd: escrow.Command{Kind: kind, ReqID: w.nextReq, HoldID: cl.holdID}}
-	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
+	w.clientSend(req)
 	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
 }
 
@@ -129,7 +129,7 @@ func (w *world) sendExtend(cl *client) {
 	w.res.Extends++
 	req := &request{cl: cl, attempt: -1, gateway: cl.home, server: cl.owner,
 		cmd: escrow.Command{Kind: escrow.CmdExtend, ReqID: w.nextReq, HoldID: cl.holdID, TTL: w.o.TTL}}
-	w.q.push(event{at: w.at(w.clientDelay()), kind: evReqArrive, node: int32(cl.home), req: req})
+	w.clientSend(req)
 }
 
 func (w *world) clientDone(cl *client) {

@@ -106,6 +106,7 @@ func (w *world) phase(p int) {
 func (w *world) healAll() {
 	clear(w.blocked)
 	clear(w.spike)
+	w.healNamed()
 	w.dropP, w.dupP, w.reorder = 0, 0, 0
 	for _, ep := range w.eps {
 		w.restart(ep)

@@ -29,14 +29,16 @@ type fault struct {
 // the heal time; partitions do not overlap each other, nor do two crashes
 // of the same endpoint.
 func genFaults(r *rand.Rand, o *Options, nReg, nEp int) []fault {
-	if o.Faults == FaultsNone {
+	fs := o.faultSet()
+	if !fs.Has(FaultPartitions) && !fs.Has(FaultCrash) && !fs.Has(FaultSpike) {
 		return nil
 	}
 	heal := healTime(o)
 	start := int64(o.Duration) / 20
 	var out []fault
 	sec := func(a, b float64) int64 { return int64((a + (b-a)*r.Float64()) * 1e9) }
-	// Partitions.
+	// Partitions. (Without them the draws are made all the same, so that
+	// crashes and spikes fall where they fall with them.)
 	for t := start + sec(0, 30); t < heal; {
 		end := min(heal, t+sec(5, 60))
 		f := fault{at: t, end: end, kind: fPartition}
@@ -71,10 +73,12 @@ func genFaults(r *rand.Rand, o *Options, nReg, nEp int) []fault {
 			f.cut = [][2]int{{p[0], p[2]}}
 			f.desc = fmt.Sprintf("bridge r%d-r%d-r%d", p[0], p[1], p[2])
 		}
-		out = append(out, f)
+		if fs.Has(FaultPartitions) {
+			out = append(out, f)
+		}
 		t = end + sec(10, 60)
 	}
-	if o.Faults != FaultsAll {
+	if !fs.Has(FaultCrash) && !fs.Has(FaultSpike) {
 		return out
 	}
 	// Crashes and restarts, of regions and daemons.
@@ -87,6 +91,9 @@ func genFaults(r *rand.Rand, o *Options, nReg, nEp int) []fault {
 		}
 		end := min(heal, t+down)
 		busyUntil[x] = end + int64(time.Second)
+		if !fs.Has(FaultCrash) {
+			continue
+		}
 		out = append(out, fault{at: t, end: end, kind: fCrash, node: x, desc: fmt.Sprintf("crash %d", x)})
 	}
 	// Delay spikes on one link.
@@ -95,6 +102,10 @@ func genFaults(r *rand.Rand, o *Options, nReg, nEp int) []fault {
 		b := (a + 1 + r.IntN(nReg-1)) % nReg
 		end := min(heal, t+sec(2, 15))
 		extra := sec(0.2, 2)
+		if !fs.Has(FaultSpike) {
+			t = end + sec(5, 40)
+			continue
+		}
 		out = append(out, fault{at: t, end: end, kind: fSpike, node: a, peer: b, extra: extra,
 			desc: fmt.Sprintf("spike r%d-r%d +%v", a, b, time.Duration(extra).Round(time.Millisecond))})
 		t = end + sec(5, 40)
@@ -125,8 +136,12 @@ func (w *world) applyFault(i int, end bool) {
 		v := f.extra
 		if end {
 			v = 0
+		} else {
+			w.countFault(FaultSpike, 1)
 		}
 		w.spike[f.node*E+f.peer], w.spike[f.peer*E+f.node] = v, v
+	default:
+		w.applyNamedFault(f, end)
 	}
 }
 
@@ -144,6 +159,11 @@ func (w *world) faultSpans() []Span {
 			s.Desc = "crash " + w.eps[f.node].name
 		case fSpike:
 			s.Kind = "spike"
+		default:
+			s.Kind = namedSpanKind[f.kind]
+			if f.kind != fReplay && f.kind != fCorrupt {
+				s.Region = f.node
+			}
 		}
 		out = append(out, s)
 	}

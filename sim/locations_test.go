@@ -24,6 +24,18 @@ func TestLocationWorkloadSafe(t *testing.T) {
 	}
 }
 
+// TestLocationWorkloadOnRegionRuntime: the same on the real region runtime
+// (Pebble store of format 2 with location keys, the wire codec with
+// version-3 messages), one seed.
+func TestLocationWorkloadOnRegionRuntime(t *testing.T) {
+	o := Options{Seed: 1, Regions: 3, Duration: time.Minute, Workload: "locations", Faults: FaultsAll, Runtime: RuntimeRegion}
+	t.Logf("holdfast sim %v", o.Args(1))
+	r := mustRun(t, o)
+	if r.Failed() || r.Granted == 0 || r.MsgErrors > 0 {
+		t.Fatalf("granted %d, message errors %d: %v", r.Granted, r.MsgErrors, r.Failures[:min(3, len(r.Failures))])
+	}
+}
+
 // TestLocationCheckerCatchesPlantedBug: with grant-any-location planted (a
 // line no eligible location covers is granted from another one), the
 // location checker reports it.

@@ -53,7 +53,8 @@ func (w *world) clientDelay() time.Duration {
 }
 
 func (w *world) isBlocked(a, b int) bool {
-	return w.blocked[w.eps[a].site*w.nReg+w.eps[b].site]
+	k := w.eps[a].site*w.nReg + w.eps[b].site
+	return w.blocked[k] || w.nf.oneway[k]
 }
 
 func (w *world) linkDelay(a, b int) int64 {
@@ -69,7 +70,14 @@ func (w *world) send(src int, m *escrow.Message, extra int64) {
 		w.res.Filtered++
 		return
 	}
-	if w.o.Wire {
+	if w.o.Wire || w.o.Runtime == RuntimeRegion {
+		if m.Speaks == 0 && escrow.MessageHasLocationKeys(m) {
+			// Every simulated region speaks this build's version: location
+			// keys travel in version 3 (gossip stamps them the same way).
+			sm := *m
+			sm.Speaks = escrow.WireVersion
+			m = &sm
+		}
 		b, err := escrow.EncodeMessage(nil, m)
 		if err != nil {
 			w.res.MsgErrors++
@@ -102,15 +110,23 @@ func (w *world) send(src int, m *escrow.Message, extra int64) {
 
 func (w *world) transmit(src, dst int, m *escrow.Message, extra int64) {
 	w.res.Msgs++
+	w.keepForReplay(src, dst, m)
 	if w.isBlocked(src, dst) {
 		return
 	}
 	if w.dropP > 0 && w.netRng.Float64() < w.dropP {
+		w.countFault(FaultLossy, 1)
 		return
+	}
+	if w.nf.corrupting && w.nf.rng.Float64() < 0.05 {
+		if m = w.corrupt(src, dst, m); m == nil {
+			return // refused by the receiver: lost
+		}
 	}
 	at := w.now + extra + w.linkDelay(src, dst)
 	k := src*len(w.eps) + dst
 	if w.reorder > 0 && w.netRng.Float64() < w.reorder {
+		w.countFault(FaultLossy, 1)
 		at += w.netRng.Int64N(int64(100 * time.Millisecond))
 	} else {
 		// Links are FIFO (as a NATS subscription is) unless reordered.
@@ -129,6 +145,7 @@ func (w *world) transmit(src, dst int, m *escrow.Message, extra int64) {
 	}
 	w.q.push(event{at: at, kind: evMsg, node: int32(dst), msg: m})
 	if w.dupP > 0 && w.netRng.Float64() < w.dupP {
+		w.countFault(FaultLossy, 1)
 		w.q.push(event{at: at + w.netRng.Int64N(int64(50*time.Millisecond)), kind: evMsg, node: int32(dst), msg: m})
 	}
 }

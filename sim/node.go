@@ -26,6 +26,10 @@ type endpoint struct {
 	skew      time.Duration
 	restarts  int
 
+	// The real region runtime (RuntimeRegion; runtime_region.go), nil
+	// for the escrow runtime.
+	rt *regionRT
+
 	// Daemon.
 	d Daemon
 }
@@ -33,6 +37,9 @@ type endpoint struct {
 // boot builds (or rebuilds, from durable state) the node of a region.
 func (w *world) boot(ep *endpoint) error {
 	ep.cfg = w.regionConfig(ep)
+	if w.o.Runtime == RuntimeRegion {
+		return w.bootRegion(ep)
+	}
 	var st *escrow.State
 	if ep.restarts > 0 {
 		st = ep.dur.state()
@@ -53,6 +60,10 @@ func (w *world) nodeNow(ep *endpoint) time.Time {
 // step feeds one input to a region's node and runs the durability loop.
 func (w *world) step(ep *endpoint, in escrow.Input) {
 	in.Now = w.nodeNow(ep)
+	if ep.rt != nil {
+		w.stepRegion(ep, in)
+		return
+	}
 	if err := ep.node.Step(in); err != nil {
 		w.res.MsgErrors++
 	}
@@ -62,6 +73,10 @@ func (w *world) step(ep *endpoint, in escrow.Input) {
 // pump takes a Ready whenever no write is in flight: group commit, one
 // synced write at a time, Readies persisted in the order returned.
 func (w *world) pump(ep *endpoint) {
+	if ep.rt != nil {
+		w.pumpRegion(ep)
+		return
+	}
 	for !ep.down && !ep.fsyncBusy && ep.node.HasReady() {
 		rd := ep.node.Ready()
 		w.orc.onReady(ep, &rd)
@@ -74,6 +89,10 @@ func (w *world) pump(ep *endpoint) {
 		ep.fsyncBusy = true
 		ep.replied = false
 		d := w.fsyncDelay()
+		if s := w.stallDelay(ep); s > 0 {
+			d += s
+			w.stalledSync(ep, &rd, d)
+		}
 		if w.o.Hooks.ReplyBeforePersist {
 			// The bug: answer before the write is durable...
 			acked := false
@@ -141,7 +160,9 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 		w.rpc(req.server, req.gateway, evReplyArrive, req)
 		return
 	}
-	w.q.push(event{at: w.at(w.clientDelay()), kind: evClientReply, req: req})
+	if !w.clientLinkLost(req.gateway) {
+		w.q.push(event{at: w.at(w.clientDelay()), kind: evClientReply, req: req})
+	}
 }
 
 // route sends a hold the node answered with CodeRouted on to the region
@@ -189,6 +210,9 @@ func (w *world) crash(ep *endpoint) {
 		return
 	}
 	w.addStats(ep.node.Stats())
+	if ep.rt != nil {
+		w.crashRegion(ep)
+	}
 	ep.node = nil
 	ep.fsyncBusy = false
 	ep.inflight = escrow.Ready{}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/escrow/escrowtest"
+	"github.com/holdfast-io/holdfast/region/regiontest"
 )
 
 // Limits on every knob, so that a typo cannot ask for a run that never ends
@@ -42,7 +43,7 @@ type Options struct {
 	Stock    uint64        // initial units of each SKU, split over the regions
 	Duration time.Duration // virtual time during which carts arrive
 	Workload string        // steady | skew | shift | flash | waitlist | locations
-	Faults   string        // none | partitions | all
+	Faults   string        // none | all | a comma list of fault names (faultset.go)
 	Strategy string        // see Strategies()
 	Rate     float64       // carts per second over all regions
 
@@ -66,11 +67,21 @@ type Options struct {
 	Partial float64
 	// Series records time series for the HTML report.
 	Series bool
+	// Soak makes the run a soak (soak.go): Duration is hours of simulated
+	// time, the report samples the simulator's state every simulated hour.
+	Soak bool
+	// Runtime is what drives each region: RuntimeEscrow (the simulator's
+	// own persist-then-reply loop around escrow.Node) or RuntimeRegion
+	// (the real region runtime, Pebble on a crashable in-memory vfs; see
+	// runtime_region.go). "": RuntimeEscrow.
+	Runtime string
 
 	// Bugs and Hooks inject known bugs so tests can show that the checkers
 	// catch them. Never set them outside tests and demonstrations.
 	Bugs  escrowtest.Bugs
 	Hooks Hooks
+	// RegionBugs are planted in the region runtime (RuntimeRegion only).
+	RegionBugs regiontest.Bugs
 }
 
 // Hooks are test-only bugs of the simulated runtime (not of escrow).
@@ -79,6 +90,13 @@ type Hooks struct {
 	// sometimes crashes the region before the write completes: the
 	// durability rule broken on purpose.
 	ReplyBeforePersist bool
+	// AckSlowFsync answers before the write is durable when the fsync is
+	// slow (the runtime "times out" the sync and acks anyway): harmless
+	// until fsync stalls (fault stall) and a crash follows.
+	AckSlowFsync bool
+	// SkipVerify delivers a message whose envelope does not verify
+	// (fault corrupt) when the escrow codec still decodes it.
+	SkipVerify bool
 }
 
 // Defaults returns the options used for zero fields.
@@ -117,6 +135,7 @@ func (o Options) withDefaults() Options {
 	o.TTL = cmp.Or(o.TTL, d.TTL)
 	o.Tick = cmp.Or(o.Tick, d.Tick)
 	o.Fsync = cmp.Or(o.Fsync, d.Fsync)
+	o.Runtime = cmp.Or(o.Runtime, RuntimeEscrow)
 	o.ClientLatency = cmp.Or(o.ClientLatency, d.ClientLatency)
 	o.InterMin = cmp.Or(o.InterMin, d.InterMin)
 	o.InterMax = cmp.Or(o.InterMax, max(d.InterMax, o.InterMin))
@@ -158,10 +177,11 @@ func (o Options) Validate() error {
 	if o.BorrowTimeoutMax < 0 || o.BorrowTimeoutMax > 10*time.Second {
 		return fmt.Errorf("sim: borrow timeout max must be between 0 and 10s, got %v", o.BorrowTimeoutMax)
 	}
-	switch o.Faults {
-	case FaultsNone, FaultsPartitions, FaultsAll:
-	default:
-		return fmt.Errorf("sim: faults must be none, partitions or all, got %q", o.Faults)
+	if _, err := ParseFaults(o.Faults); err != nil {
+		return err
+	}
+	if o.Soak && o.Duration < time.Hour {
+		return fmt.Errorf("sim: a soak runs at least 1h of simulated time, got %v", o.Duration)
 	}
 	if !slices.Contains(Workloads, o.Workload) {
 		return fmt.Errorf("sim: workload must be one of %s, got %q", strings.Join(Workloads, ", "), o.Workload)
@@ -174,7 +194,7 @@ func (o Options) Validate() error {
 		// its own: the comparison means nothing.
 		return fmt.Errorf("sim: workload locations needs a strategy where each region sells (escrow, static, ...), not central")
 	}
-	return nil
+	return o.validateRuntime()
 }
 
 // Args returns the command-line flags of `holdfast sim` that reproduce o
@@ -211,8 +231,14 @@ func (o Options) Args(seed uint64) []string {
 	if o.Wire {
 		a = append(a, "--wire")
 	}
+	if o.Runtime != RuntimeEscrow {
+		a = append(a, "--runtime", o.Runtime)
+	}
 	if o.Partial > 0 {
 		a = append(a, "--partial", strconv.FormatFloat(o.Partial, 'g', -1, 64))
+	}
+	if o.Soak {
+		a = append(a, "--soak", o.Duration.String())
 	}
 	for _, b := range o.BugNames() {
 		a = append(a, "--bug", b)
@@ -235,11 +261,23 @@ const (
 	// BugPromotedKeepsPlace: a promoted waitlist entry stays in the queue
 	// and is promoted again (workload waitlist).
 	BugPromotedKeepsPlace = "promoted-keeps-place"
+	// BugReplyBeforeSync: the region runtime's committer answers a batch's
+	// callers before its fsync (RuntimeRegion only).
+	BugReplyBeforeSync = "reply-before-sync"
+	// BugMergeTakesReserved: Row.Merge takes the incoming Reserved instead
+	// of the max.
+	BugMergeTakesReserved = "merge-takes-reserved"
 	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
 	BugDuplicateEvent = "duplicate-event"
 	// BugGrantAnyLocation: a line no eligible location covers is granted
 	// from another location of the SKU (workload locations).
 	BugGrantAnyLocation = "grant-any-location"
+	// Bugs that only a named fault exposes (TestPlantedBugsNeedTheirFault).
+	BugAckSlowFsync  = "ack-slow-fsync"  // stall: reply before a slow sync completes
+	BugSkipVerify    = "skip-verify"     // corrupt: deliver what the envelope check refused
+	BugIgnoreIdemKey = "ignore-idem-key" // linkloss: a retry's idempotency key is not looked up
+	BugTrustClock    = "trust-clock"     // jump: the node takes the runtime's clock even backwards
+	BugLastRowWins   = "last-row-wins"   // replay: a merged row takes the incoming Reserved
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -252,11 +290,18 @@ var bugSwitches = []struct {
 	{BugMergeBySum, func(o *Options) *bool { return &o.Bugs.MergeBySum }},
 	{BugKeepExpiredUnits, func(o *Options) *bool { return &o.Bugs.KeepExpiredUnits }},
 	{BugReplyBeforePersist, func(o *Options) *bool { return &o.Hooks.ReplyBeforePersist }},
+	{BugReplyBeforeSync, func(o *Options) *bool { return &o.RegionBugs.ReplyBeforeSync }},
+	{BugMergeTakesReserved, func(o *Options) *bool { return &o.Bugs.MergeTakesReserved }},
 	{BugPartialRecordsAsked, func(o *Options) *bool { return &o.Bugs.PartialRecordsAsked }},
 	{BugPromoteOutOfOrder, func(o *Options) *bool { return &o.Bugs.PromoteOutOfOrder }},
 	{BugPromotedKeepsPlace, func(o *Options) *bool { return &o.Bugs.PromotedKeepsPlace }},
 	{BugDuplicateEvent, func(o *Options) *bool { return &o.Bugs.DuplicateEvent }},
 	{BugGrantAnyLocation, func(o *Options) *bool { return &o.Bugs.GrantAnyLocation }},
+	{BugAckSlowFsync, func(o *Options) *bool { return &o.Hooks.AckSlowFsync }},
+	{BugSkipVerify, func(o *Options) *bool { return &o.Hooks.SkipVerify }},
+	{BugIgnoreIdemKey, func(o *Options) *bool { return &o.Bugs.IgnoreIdemKey }},
+	{BugTrustClock, func(o *Options) *bool { return &o.Bugs.TrustClock }},
+	{BugLastRowWins, func(o *Options) *bool { return &o.Bugs.LastRowWins }},
 }
 
 // SetBug turns on one named test-only bug.

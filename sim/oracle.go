@@ -62,7 +62,9 @@ type oracle struct {
 	maxOver   []int64
 	flagged   []bool
 
-	acked   map[string]*ackRec
+	acked map[string]*ackRec
+	// byIdem: the hold each idempotency key created (double_holds).
+	byIdem  map[string]string
 	ackedBy [][]string
 
 	touched []int
@@ -85,7 +87,7 @@ func newOracle(w *world) *oracle {
 		maxOver: make([]int64, S), flagged: make([]bool, N*S),
 		acked: map[string]*ackRec{}, ackedBy: make([][]string, N), soldOut: make([]bool, N*S),
 		memSent: make([]escrow.Row, N*S), durSent: make([]escrow.Row, N*S), recv: make([]uint64, N*S),
-		negFlag: make([]bool, N*S),
+		negFlag: make([]bool, N*S), byIdem: map[string]string{},
 	}
 	return o
 }
@@ -242,6 +244,7 @@ func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
 	for i := range p.Holds {
 		h := &p.Holds[i]
 		prev, seen := o.holds[h.ID]
+		o.checkHoldClock(ep, h, prev, seen)
 		if seen && prev == h.State {
 			continue
 		}

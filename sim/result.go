@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -70,6 +71,21 @@ type Result struct {
 	Unreturned       uint64 `json:"unreturned"` // ledgers with units not returned, holds never expired
 	LivenessFailures uint64 `json:"liveness_failures"`
 	Panics           uint64 `json:"panics"` // the run panicked or never settled
+	// Checkers of the named faults (faultset.go), all must be zero:
+	// DoubleHolds: idempotency keys that created more than one hold
+	// (linkloss); CorruptAccepted: corrupted messages a receiver accepted
+	// (corrupt); ClockErrors: holds brought back to held after they ended,
+	// or written again after they were deleted (jump).
+	DoubleHolds     uint64 `json:"double_holds,omitempty"`
+	CorruptAccepted uint64 `json:"corrupt_accepted,omitempty"`
+	ClockErrors     uint64 `json:"clock_errors,omitempty"`
+	// RowRegressions: a region's copy of a peer's row went back (a field
+	// decreased) when it merged a message: rows are bounded counters,
+	// merged by max, so an old row replayed must change nothing (replay).
+	RowRegressions uint64 `json:"row_regressions,omitempty"`
+	// FaultCounts: episodes or events of each fault of a named mix (see
+	// docs/simulator.md); absent for none, partitions and the old all.
+	FaultCounts map[string]uint64 `json:"fault_counts,omitempty"`
 
 	// Quality.
 	// StrandedAtSellout is the mean number of units still available
@@ -103,6 +119,19 @@ type Result struct {
 	WaitP99Ms         float64 `json:"wait_p99_ms,omitempty"`
 	ReturnedToWaiters float64 `json:"returned_to_waiters,omitempty"`
 
+	// The region runtime (RuntimeRegion only; see runtime_region.go).
+	Runtime string `json:"runtime,omitempty"`
+	// ViewRegressions: a node's copy of a peer's row went backwards.
+	ViewRegressions uint64 `json:"view_regressions,omitempty"`
+	// Storage faults injected (storage_faults.go).
+	MidSyncCrashes uint64 `json:"mid_sync_crashes,omitempty"`
+	TornCrashes    uint64 `json:"torn_crashes,omitempty"`
+	DiskFull       uint64 `json:"disk_full,omitempty"`
+	StorageErrors  uint64 `json:"storage_errors,omitempty"` // batches failed by the store
+	// StoreMismatches: a region restarted from its store with other rows
+	// or holds than the simulator's model of what was synced.
+	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
+
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
 
@@ -125,6 +154,8 @@ func holdMs(d time.Duration) float64 { return float64(d) / 1e6 }
 func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0 ||
+		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 ||
+		r.ViewRegressions > 0 || r.StoreMismatches > 0 ||
 		r.LocationViolations > 0
 }
 
@@ -158,6 +189,13 @@ type Summary struct {
 	Partitions         uint64   `json:"partitions"`
 	FailedSeeds        []uint64 `json:"failed_seeds,omitempty"`
 
+	// Named faults (a mix other than none, partitions, the old all).
+	DoubleHolds     uint64            `json:"double_holds,omitempty"`
+	CorruptAccepted uint64            `json:"corrupt_accepted,omitempty"`
+	ClockErrors     uint64            `json:"clock_errors,omitempty"`
+	RowRegressions  uint64            `json:"row_regressions,omitempty"`
+	FaultCounts     map[string]uint64 `json:"fault_counts,omitempty"`
+
 	// Waitlist (see Result).
 	WaitJoined        uint64  `json:"wait_joined,omitempty"`
 	WaitPromoted      uint64  `json:"wait_promoted,omitempty"`
@@ -167,6 +205,15 @@ type Summary struct {
 	WaitP50Ms         float64 `json:"wait_p50_ms,omitempty"`
 	WaitP99Ms         float64 `json:"wait_p99_ms,omitempty"`
 	ReturnedToWaiters float64 `json:"returned_to_waiters,omitempty"`
+
+	// Region runtime (see Result).
+	Runtime         string `json:"runtime,omitempty"`
+	ViewRegressions uint64 `json:"view_regressions,omitempty"`
+	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
+	MidSyncCrashes  uint64 `json:"mid_sync_crashes,omitempty"`
+	TornCrashes     uint64 `json:"torn_crashes,omitempty"`
+	DiskFull        uint64 `json:"disk_full,omitempty"`
+	StorageErrors   uint64 `json:"storage_errors,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -192,7 +239,24 @@ func Summarize(rs []*Result) Summary {
 		s.LivenessFailures += r.LivenessFailures
 		s.Panics += r.Panics
 		s.Crashes += r.Crashes
+		s.DoubleHolds += r.DoubleHolds
+		s.CorruptAccepted += r.CorruptAccepted
+		s.ClockErrors += r.ClockErrors
+		s.RowRegressions += r.RowRegressions
+		for k, v := range r.FaultCounts {
+			if s.FaultCounts == nil {
+				s.FaultCounts = map[string]uint64{}
+			}
+			s.FaultCounts[k] += v
+		}
 		s.Partitions += r.Partitions
+		s.Runtime = cmp.Or(s.Runtime, r.Runtime)
+		s.ViewRegressions += r.ViewRegressions
+		s.StoreMismatches += r.StoreMismatches
+		s.MidSyncCrashes += r.MidSyncCrashes
+		s.TornCrashes += r.TornCrashes
+		s.DiskFull += r.DiskFull
+		s.StorageErrors += r.StorageErrors
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum
@@ -266,6 +330,13 @@ func (s Summary) KV() string {
 	if s.Locations {
 		kv = append(kv, "location_violations="+strconv.FormatUint(s.LocationViolations, 10))
 	}
+	if s.FaultCounts != nil {
+		kv = append(kv,
+			"double_holds="+strconv.FormatUint(s.DoubleHolds, 10),
+			"corrupt_accepted="+strconv.FormatUint(s.CorruptAccepted, 10),
+			"clock_errors="+strconv.FormatUint(s.ClockErrors, 10),
+			"row_regressions="+strconv.FormatUint(s.RowRegressions, 10))
+	}
 	if s.waitlisted() {
 		kv = append(kv,
 			"wait_joined="+strconv.FormatUint(s.WaitJoined, 10),
@@ -277,6 +348,7 @@ func (s Summary) KV() string {
 			"wait_p99_ms="+f(s.WaitP99Ms, 1),
 			"returned_to_waiters="+f(s.ReturnedToWaiters, 3))
 	}
+	kv = append(kv, s.runtimeKV()...)
 	return strings.Join(kv, " ")
 }
 
@@ -290,6 +362,7 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	if b := o.BugNames(); len(b) > 0 {
 		fmt.Fprintf(w, "injected bugs: %s\n", strings.Join(b, ", "))
 	}
+	writeRuntime(w, o)
 	fmt.Fprintf(w, "%6s %7s %7s %7s %6s %6s %5s %5s %6s %8s %8s %7s %6s %s\n",
 		"seed", "holds", "granted", "reject", "unav", "false", "crash", "part", "msg/h", "p50ms", "p99ms", "conv_ms", "strand", "checks")
 	for _, r := range rs {
@@ -305,6 +378,13 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 			}
 			if r.LocationViolations > 0 {
 				checks += fmt.Sprintf(" location_violations=%d", r.LocationViolations)
+			}
+			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 {
+				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
+					r.DoubleHolds, r.CorruptAccepted, r.ClockErrors, r.RowRegressions)
+			}
+			if r.ViewRegressions > 0 || r.StoreMismatches > 0 {
+				checks += fmt.Sprintf(" view_regressions=%d store_mismatches=%d", r.ViewRegressions, r.StoreMismatches)
 			}
 		}
 		mph := 0.0
@@ -325,6 +405,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 		s.Seeds, s.Holds, s.Granted, s.Rejected, s.Unavailable, s.Events)
 	fmt.Fprintf(w, "quality: false_reject_rate=%.4f stranded_at_sellout=%.1f msgs_per_hold=%.2f p50_hold_ms=%.1f p99_hold_ms=%.1f max_converge_ms=%d\n",
 		s.FalseRejectRate, s.StrandedAtSellout, s.MsgsPerHold, s.P50HoldMs, s.P99HoldMs, s.MaxConvergeMs)
+	if s.FaultCounts != nil {
+		fmt.Fprintln(w, s.faultsLine())
+	}
 	if s.waitlisted() {
 		fmt.Fprintf(w, "waitlist: joined=%d promoted=%d wait_p50_ms=%.1f wait_p99_ms=%.1f returned_to_waiters=%.3f cross_max_ms=%d violations=%d stranded=%d\n",
 			s.WaitJoined, s.WaitPromoted, s.WaitP50Ms, s.WaitP99Ms, s.ReturnedToWaiters, s.WaitCrossMaxMs, s.WaitViolations, s.WaitStranded)

@@ -87,6 +87,8 @@ type world struct {
 	reorder     float64
 
 	faults []fault
+	fs     FaultSet    // the faults of o.Faults
+	nf     namedFaults // runtime state of the named faults
 	netRng *rand.Rand
 	wlRng  *rand.Rand
 	rsRng  *rand.Rand
@@ -186,12 +188,16 @@ func newWorld(o Options) (*world, error) {
 		w.eps = append(w.eps, ep)
 	}
 	w.topology(newRand(o.Seed, streamTopology))
+	w.fs = o.faultSet()
 	w.faults = genFaults(newRand(o.Seed, streamFaults), &o, w.nReg, len(w.eps))
-	if o.Faults == FaultsAll {
+	w.faults = append(w.faults, genNamedFaults(o.Seed, w.fs, &o, w.nReg, len(w.eps))...)
+	w.initNamedFaults()
+	if w.fs.Has(FaultSkew) {
 		skewRng := newRand(o.Seed, streamFaults+100)
 		for i := 0; i < w.nReg; i++ {
 			w.eps[i].skew = time.Duration(skewRng.Int64N(int64(2*time.Second))) - time.Second
 		}
+		w.countFault(FaultSkew, uint64(w.nReg))
 	}
 	shopped := w.setup.SKUs
 	if o.Workload == workloadLocations {
@@ -290,7 +296,7 @@ func (w *world) run() {
 		w.q.push(event{at: f.at, kind: evFault, n: int32(i), inc: 0})
 		w.q.push(event{at: f.end, kind: evFault, n: int32(i), inc: 1})
 	}
-	if o.Faults == FaultsAll {
+	if w.fs.Has(FaultLossy) {
 		w.dropP, w.dupP, w.reorder = 0.02, 0.01, 0.05
 	}
 	w.arrivals = true
@@ -354,6 +360,9 @@ func split(total uint64, n, i int) uint64 {
 }
 
 func (w *world) dispatch(e *event) {
+	if w.paused(e) {
+		return
+	}
 	switch e.kind {
 	case evTick:
 		ep := w.eps[e.node]
@@ -370,6 +379,12 @@ func (w *world) dispatch(e *event) {
 		}
 	case evFsync:
 		ep := w.eps[e.node]
+		if ep.rt != nil {
+			if !ep.down && ep.inc == e.inc {
+				w.regionStage(ep, int(e.n))
+			}
+			return
+		}
 		if ep.down || ep.inc != e.inc || !ep.fsyncBusy {
 			return // the write died with the process
 		}
@@ -389,6 +404,10 @@ func (w *world) dispatch(e *event) {
 			return
 		}
 		m := *e.msg
+		if w.fs.Has(FaultReplay) && len(m.Rows) > 0 {
+			w.stepWatchingRows(ep, &m)
+			return
+		}
 		w.step(ep, escrow.Input{Msg: &m})
 	case evReqArrive:
 		w.reqArrive(int(e.node), e.req)
@@ -396,7 +415,7 @@ func (w *world) dispatch(e *event) {
 		if w.eps[e.node].down {
 			return
 		}
-		if e.req.cl != nil {
+		if e.req.cl != nil && !w.clientLinkLost(int(e.node)) {
 			w.q.push(event{at: w.at(w.clientDelay()), kind: evClientReply, req: e.req})
 		}
 	case evClientReply:
@@ -492,6 +511,7 @@ func (w *world) finish() {
 	w.res.P50HoldMs = holdMs(w.res.latency.QuantileMid(0.50))
 	w.res.P99HoldMs = holdMs(w.res.latency.QuantileMid(0.99))
 	w.res.TraceHash = w.hash
+	w.res.FaultCounts = w.faultCounts()
 	if w.series != nil {
 		w.series.Faults = w.faultSpans()
 		w.res.Series = w.series

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -31,6 +32,8 @@ type benchOpts struct {
 	duration    time.Duration
 	warmup      time.Duration
 	skus        int
+	dist        string
+	reopen      bool
 	qty         uint64
 	mix         string
 	ttl         time.Duration
@@ -79,7 +82,9 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients, each with one hold in flight")
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "measured window")
 	f.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before the window")
-	f.IntVar(&o.skus, "skus", 1, "SKUs drawn uniformly (1 = one hot SKU)")
+	f.IntVar(&o.skus, "skus", 1, "SKUs in the catalogue, 1..10000000 (over HTTP 1..100000; 1 = one hot SKU)")
+	f.StringVar(&o.dist, "dist", "uniform", "how SKUs are drawn: uniform, or zipf (popularity rank k drawn with weight 1/(k+1)^1.1)")
+	f.BoolVar(&o.reopen, "reopen", false, "after the run, close the in-process region and time its start-up from the data directory (startup_s)")
 	f.Uint64Var(&o.qty, "qty", 1, "units per hold")
 	f.StringVar(&o.mix, "mix", "hold", "hold, or shopper (hold, then confirm or release)")
 	f.DurationVar(&o.ttl, "ttl", 10*time.Minute, "hold lifetime")
@@ -107,9 +112,22 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	wl := loadgen.Workload{SKUs: o.skus, Qty: o.qty, Mix: m, TTL: o.ttl, Seed: 1}
+	if o.dist == "" {
+		o.dist = string(loadgen.DistUniform)
+	}
+	dist, err := loadgen.ParseDist(o.dist)
+	if err != nil {
+		return err
+	}
+	wl := loadgen.Workload{SKUs: o.skus, Dist: dist, Qty: o.qty, Mix: m, TTL: o.ttl, Seed: 1}
 	if err := wl.Validate(); err != nil {
 		return err
+	}
+	if o.target == "http" && o.skus > loadgen.MaxHTTPSKUs {
+		return fmt.Errorf("--skus over HTTP must be 1..%d (one prebuilt request per SKU); --target engine goes to %d", loadgen.MaxHTTPSKUs, loadgen.MaxSKUs)
+	}
+	if o.reopen && o.url != "" {
+		return errors.New("--reopen times the in-process region's start-up: not with --url")
 	}
 	if o.target != "http" && o.target != "engine" {
 		return fmt.Errorf("--target must be http or engine, got %q", o.target)
@@ -137,7 +155,10 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	durable := "unknown" // a remote region's sync setting is not visible from here
 
 	var newOp func(w int) (loadgen.Op, error)
-	var relay *benchRelay // --relay
+	var relay *benchRelay     // --relay
+	var scale []loadgen.Label // load and memory figures of the in-process region
+	var reopen func() error   // --reopen
+	var activeHolds func() uint64
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
 		if err != nil {
@@ -175,6 +196,24 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			return fmt.Errorf("bench: open in-process region: %w", err)
 		}
 		defer r.Close()
+		activeHolds = func() uint64 { return r.Stats().ActiveHolds }
+		if o.reopen {
+			reopen = func() error {
+				if err := r.Close(); err != nil {
+					return err
+				}
+				runtime.GC()
+				t0 := time.Now()
+				r2, err := region.Open(ctx, rcfg)
+				if err != nil {
+					return fmt.Errorf("bench: reopen: %w", err)
+				}
+				up := time.Since(t0)
+				scale = append(scale, loadgen.Label{Key: "startup_s", Value: seconds(up)})
+				logf("bench: reopened in %v", up)
+				return r2.Close()
+			}
+		}
 		durable = strconv.FormatBool(!o.noSync)
 		if o.relay {
 			if relay, err = startBenchRelay(r, dir); err != nil {
@@ -184,11 +223,13 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		if o.restock {
 			logf("restocking %d SKUs with %d units each", o.skus, units)
-			if err := restockAll(ctx, o.skus, func(ctx context.Context, sku string) error {
-				return engineRestock(ctx, r, sku, units)
+			t0 := time.Now()
+			if err := engineLoad(ctx, r, o.skus, units, func(done int) {
+				logf("bench: loaded %d of %d SKUs in %v", done, o.skus, time.Since(t0).Round(time.Millisecond))
 			}); err != nil {
 				return err
 			}
+			scale = append(scale, loadgen.Label{Key: "load_s", Value: seconds(time.Since(t0))})
 		}
 		if o.target == "engine" {
 			newOp = engineOp(r, wl)
@@ -248,8 +289,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 	}
 	cfg.Progress = func(p loadgen.Progress) { logf("bench: %s", p.String()) }
-	logf("bench: target=%s durable=%s concurrency=%d skus=%d mix=%s duration=%v warmup=%v",
-		o.target, durable, o.concurrency, o.skus, m, o.duration, o.warmup)
+	logf("bench: target=%s durable=%s concurrency=%d skus=%d dist=%s mix=%s duration=%v warmup=%v",
+		o.target, durable, o.concurrency, o.skus, dist, m, o.duration, o.warmup)
 	s, err := loadgen.Run(ctx, cfg)
 	cpu := loadgen.ProcessCPU() - cpuStart
 	if profiling {
@@ -266,6 +307,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		{Key: "durable", Value: durable},
 		{Key: "concurrency", Value: strconv.Itoa(o.concurrency)},
 		{Key: "skus", Value: strconv.Itoa(o.skus)},
+		{Key: "dist", Value: string(dist)},
 		{Key: "mix", Value: string(m)},
 	}
 	if o.target == "http" {
@@ -279,6 +321,19 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if relay != nil {
 		s.Labels = append(s.Labels, relay.labels()...)
+	}
+	if activeHolds != nil {
+		// The holds of the warm-up and the run, still live until --ttl.
+		s.Labels = append(s.Labels, loadgen.Label{Key: "active_holds", Value: strconv.FormatUint(activeHolds(), 10)})
+		s.Labels = append(s.Labels, scale...)
+		s.Labels = append(s.Labels, readMem().labels("")...)
+	}
+	if reopen != nil {
+		n := len(scale)
+		if err := reopen(); err != nil {
+			return err
+		}
+		s.Labels = append(s.Labels, scale[n:]...)
 	}
 	if s.FirstErr != "" {
 		logf("bench: %d errors, first: %s", s.Errors, s.FirstErr)
@@ -322,30 +377,10 @@ func restockAll(ctx context.Context, skus int, restock func(ctx context.Context,
 	return ctx.Err()
 }
 
-// engineRestock adds units to sku through the apply loop, in calls of at
-// most escrow.MaxQty.
-func engineRestock(ctx context.Context, r *region.Region, sku string, units uint64) error {
-	for units > 0 {
-		n := min(units, escrow.MaxQty)
-		rep, err := r.Do(ctx, escrow.Command{Kind: escrow.CmdRestock, SKU: sku, Qty: n})
-		if err != nil {
-			return fmt.Errorf("bench: restock %s: %w", sku, err)
-		}
-		if rep.Err != nil {
-			return fmt.Errorf("bench: restock %s: %w", sku, rep.Err)
-		}
-		units -= n
-	}
-	return nil
-}
-
 // engineOp drives the region's apply loop directly: the same commands the
 // HTTP handlers send, without HTTP, JSON or sockets.
 func engineOp(r *region.Region, wl loadgen.Workload) func(w int) (loadgen.Op, error) {
-	skus := make([]string, wl.SKUs)
-	for i := range skus {
-		skus[i] = loadgen.SKUName(i)
-	}
+	name := engineSKUName(wl.SKUs)
 	return func(w int) (loadgen.Op, error) {
 		pick := wl.Picker(w)
 		return func(ctx context.Context) loadgen.Result {
@@ -353,7 +388,7 @@ func engineOp(r *region.Region, wl loadgen.Workload) func(w int) (loadgen.Op, er
 			// A fresh Lines slice per hold: the region may still read the
 			// command after Do returns on a cancelled context.
 			rep, err := r.Do(ctx, escrow.Command{Kind: escrow.CmdHold, TTL: wl.TTL,
-				Lines: []escrow.Line{{SKU: skus[pick.SKU()], Qty: wl.Qty}}})
+				Lines: []escrow.Line{{SKU: name(pick.SKU()), Qty: wl.Qty}}})
 			lat := time.Since(t0)
 			if err != nil {
 				return loadgen.Result{Outcome: loadgen.Error, Err: err}

@@ -45,6 +45,7 @@ func TestBenchInProcess(t *testing.T) {
 		{"http-shopper-nosync", benchOpts{target: "http", skus: 50, mix: "shopper", noSync: true}},
 		{"http-stdlib-client", benchOpts{target: "http", skus: 2, mix: "shopper", client: "std"}},
 		{"engine-shopper", benchOpts{target: "engine", skus: 3, mix: "shopper"}},
+		{"engine-zipf-reopen", benchOpts{target: "engine", skus: 5000, dist: "zipf", mix: "hold", reopen: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.o
@@ -64,6 +65,23 @@ func TestBenchInProcess(t *testing.T) {
 			wantDurable := strconv.FormatBool(!o.noSync)
 			if kv["target"] != o.target || kv["durable"] != wantDurable || kv["concurrency"] != "4" || kv["skus"] != strconv.Itoa(o.skus) {
 				t.Fatalf("labels wrong: %s", stdout.String())
+			}
+			if o.target == "engine" {
+				// The catalogue was loaded, the live holds and memory reported.
+				if kv["load_s"] == "" || kv["heap_mb"] == "" {
+					t.Fatalf("no load or memory figures: %s", stdout.String())
+				}
+				if h, _ := strconv.ParseUint(kv["active_holds"], 10, 64); o.mix == "hold" && h == 0 {
+					t.Fatalf("no live holds reported: %s", stdout.String())
+				}
+			}
+			if o.reopen {
+				if up, err := strconv.ParseFloat(kv["startup_s"], 64); err != nil || up <= 0 {
+					t.Fatalf("no start-up time: %s", stdout.String())
+				}
+			}
+			if o.dist != "" && kv["dist"] != o.dist {
+				t.Fatalf("dist label wrong: %s", stdout.String())
 			}
 			if o.mix == "shopper" {
 				// Each hold is followed by a confirm or release: twice the requests.
@@ -153,6 +171,10 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		"url+no-sync": func(o *benchOpts) { o.url, o.noSync = "http://127.0.0.1:1", true },
 		"concurrency": func(o *benchOpts) { o.concurrency = 0 },
 		"client":      func(o *benchOpts) { o.client = "curl" },
+		"dist":        func(o *benchOpts) { o.dist = "pareto" },
+		"http-skus":   func(o *benchOpts) { o.skus = 100_001 },
+		"skus-10M+1":  func(o *benchOpts) { o.target, o.skus = "engine", 10_000_001 },
+		"url+reopen":  func(o *benchOpts) { o.url, o.reopen = "http://127.0.0.1:1", true },
 	} {
 		o := base
 		mut(&o)

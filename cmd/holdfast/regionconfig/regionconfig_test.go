@@ -95,8 +95,9 @@ func TestFileCoversConfig(t *testing.T) {
 		}
 	}
 	// Events comes from the flat events_* keys (checked below: filling the
-	// file fills it); Disabled and PruneInterval are code-only.
-	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger", "Events", "PeerLimits")
+	// file fills it); Disabled and PruneInterval are code-only, and so are
+	// the injected clock and the test-only planted bugs.
+	check(reflect.TypeOf(File{}), reflect.TypeOf(region.Config{}), "Storage", "FS", "Logger", "Events", "PeerLimits", "Now", "PlantedBugs")
 	if ev := (func() region.EventsConfig { var f File; fill(reflect.ValueOf(&f).Elem()); return f.Region().Events })(); !ev.Relayed || ev.Stream == "" || ev.Retention == 0 || ev.MaxBytes == 0 {
 		t.Errorf("the events_* keys do not all reach region.Config.Events: %+v", ev)
 	}
@@ -114,7 +115,7 @@ func TestFileCoversConfig(t *testing.T) {
 	for _, v := range []reflect.Value{reflect.ValueOf(c), reflect.ValueOf(c.Escrow), reflect.ValueOf(c.PeerLimits)} {
 		for i := 0; i < v.NumField(); i++ {
 			switch v.Type().Field(i).Name {
-			case "Storage", "FS", "Logger", "Region", "Rand", "bugs", "Members":
+			case "Storage", "FS", "Logger", "Region", "Rand", "bugs", "Members", "Now", "PlantedBugs":
 				continue
 			}
 			if v.Field(i).IsZero() {

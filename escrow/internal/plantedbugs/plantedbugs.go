@@ -9,8 +9,11 @@ package plantedbugs
 type Bugs struct {
 	GrantWithoutCheck bool // grant holds without checking available
 	MergeBySum        bool // merge rows by adding instead of max
-	KeepExpiredUnits  bool // expire holds without returning their units
-	IgnoreFence       bool // never fence or go on probation (shows the oversell the fence prevents)
+	// MergeTakesReserved: merging a peer's row takes the incoming Reserved
+	// instead of the max (a late, older copy moves the view back).
+	MergeTakesReserved bool
+	KeepExpiredUnits   bool // expire holds without returning their units
+	IgnoreFence        bool // never fence or go on probation (shows the oversell the fence prevents)
 	// Waitlist: promote the newest waiting entry first; leave a promoted
 	// entry in the queue (it is promoted again when units come back).
 	PromoteOutOfOrder  bool
@@ -23,6 +26,15 @@ type Bugs struct {
 	// StockKeyNotKept: a keyed restock or write-off applies without
 	// remembering its idempotency key (a re-run applies it twice).
 	StockKeyNotKept bool
+	// IgnoreIdemKey: a hold's idempotency key is not looked up, so a retry
+	// whose reply was lost is granted again (the simulator's linkloss).
+	IgnoreIdemKey bool
+	// TrustClock: the node takes the runtime's clock as it is, even when it
+	// goes backwards (the simulator's jump).
+	TrustClock bool
+	// LastRowWins: a merged row takes the incoming Reserved instead of the
+	// larger of the two (the simulator's replay of old rows).
+	LastRowWins bool
 	// GrantAnyLocation: a line restricted to locations that cannot cover
 	// it here is granted from another location of the SKU that can.
 	GrantAnyLocation bool

@@ -1,0 +1,149 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+)
+
+// FaultSet is the mix of faults a run injects, one bit per named fault.
+type FaultSet uint32
+
+// The faults, by name (faultNames). The first five are those "all" meant
+// before the set had names; their schedule is drawn as it always was, so a
+// run with the same set replays byte for byte.
+const (
+	FaultPartitions FaultSet = 1 << iota // inter-region partitions (halves, isolation, bridge)
+	FaultCrash                           // crashes and restarts of regions and daemons
+	FaultSpike                           // delay spikes on one link
+	FaultLossy                           // message drop 2%, duplication 1%, reordering 5%
+	FaultSkew                            // clock skew ±1s per region, whole run
+	FaultJump                            // a region's clock jumps forward or backward (minutes)
+	FaultStall                           // fsync with a long tail and stalls of seconds
+	FaultPause                           // a region's process pauses longer than a borrow deadline
+	FaultAsym                            // one-way partitions: a sends to b, b's messages to a are lost
+	FaultReplay                          // messages minutes old delivered again
+	FaultCorrupt                         // bits flipped in messages on the wire
+	FaultLinkLoss                        // shopper-to-region link loss: requests or replies lost
+	faultEnd
+)
+
+// faultNames lists every fault in report order.
+var faultNames = []struct {
+	f    FaultSet
+	name string
+}{
+	{FaultPartitions, "partitions"}, {FaultCrash, "crash"}, {FaultSpike, "spike"}, {FaultLossy, "lossy"},
+	{FaultSkew, "skew"}, {FaultJump, "jump"}, {FaultStall, "stall"}, {FaultPause, "pause"},
+	{FaultAsym, "asym"}, {FaultReplay, "replay"}, {FaultCorrupt, "corrupt"}, {FaultLinkLoss, "linkloss"},
+}
+
+// FaultsAllSet is what --faults all means: every implemented fault.
+const FaultsAllSet = faultEnd - 1
+
+// legacyAll is what "all" meant before faults had names.
+const legacyAll = FaultPartitions | FaultCrash | FaultSpike | FaultLossy | FaultSkew
+
+// refusedFaults are names issue 15 asks for that this simulator does not
+// model, with the reason given when one is asked for.
+var refusedFaults = map[string]string{
+	"membership": "adding or removing a region under load is not simulated: escrow's peer set is fixed by its " +
+		"configuration (a region learns peers only from config, not from gossip), so a membership change is an " +
+		"operator's restart of every region, not a fault a run can inject; see docs/simulator.md",
+	"torn":     "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
+	"bitflip":  "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
+	"fsynclie": "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
+	"diskfull": "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
+	"rollback": "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
+	"wipe":     "storage faults belong to the region runtime (--runtime region), not this runtime's disk model",
+}
+
+// FaultNames returns the names --faults accepts besides none and all.
+func FaultNames() []string {
+	out := make([]string, len(faultNames))
+	for i, f := range faultNames {
+		out[i] = f.name
+	}
+	return out
+}
+
+// ParseFaults reads a comma list of fault names, "none" or "all".
+func ParseFaults(s string) (FaultSet, error) {
+	var set FaultSet
+	for _, part := range strings.Split(s, ",") {
+		name := strings.TrimSpace(part)
+		switch name {
+		case "none":
+			continue
+		case "all":
+			set |= FaultsAllSet
+			continue
+		}
+		found := false
+		for _, f := range faultNames {
+			if f.name == name {
+				set |= f.f
+				found = true
+				break
+			}
+		}
+		if found {
+			continue
+		}
+		if why, ok := refusedFaults[name]; ok {
+			return 0, fmt.Errorf("sim: fault %q is not available: %s", name, why)
+		}
+		return 0, fmt.Errorf("sim: unknown fault %q in --faults %q (want none, all, or a comma list of %s)",
+			name, s, strings.Join(FaultNames(), ", "))
+	}
+	return set, nil
+}
+
+// Has reports whether every fault of f is in the set.
+func (s FaultSet) Has(f FaultSet) bool { return s&f == f }
+
+// String names the faults of the set, comma-separated ("none" if empty).
+func (s FaultSet) String() string {
+	var out []string
+	for _, f := range faultNames {
+		if s.Has(f.f) {
+			out = append(out, f.name)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ",")
+}
+
+// faultSet is the parsed --faults of o (Validate has checked it).
+func (o *Options) faultSet() FaultSet {
+	s, _ := ParseFaults(o.Faults)
+	return s
+}
+
+// legacy reports whether the set is one the simulator had before faults
+// had names (none, partitions, or the old all): such runs print exactly
+// what they printed then, without the faults line.
+func (s FaultSet) legacy() bool {
+	return s == 0 || s == FaultPartitions || s == legacyAll
+}
+
+// faultsLine is the report's line naming the mix and, per fault, its
+// episodes or events summed over the seeds, then the checkers of the
+// named faults.
+func (s Summary) faultsLine() string {
+	var b strings.Builder
+	var mix []string
+	for _, f := range faultNames {
+		if _, ok := s.FaultCounts[f.name]; ok {
+			mix = append(mix, f.name)
+		}
+	}
+	fmt.Fprintf(&b, "faults: mix=%s", strings.Join(mix, ","))
+	for _, name := range mix {
+		fmt.Fprintf(&b, " %s=%d", name, s.FaultCounts[name])
+	}
+	fmt.Fprintf(&b, " | double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
+		s.DoubleHolds, s.CorruptAccepted, s.ClockErrors, s.RowRegressions)
+	return b.String()
+}
