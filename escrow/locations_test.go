@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func locCfg() Config {
@@ -167,6 +168,43 @@ func TestLocationPlantedBugAllocatesOutside(t *testing.T) {
 		granted := r.Hold != nil && r.Hold.Lines[0].SKU == StockKey("A", "berlin")
 		if granted != bug {
 			t.Errorf("bug=%v: reply %+v", bug, r)
+		}
+	}
+}
+
+// TestLocationRebalancerAdvice: the rebalancer advises no move (nor home)
+// that gives a location's units to a region that may not sell it, where it
+// would without locations configured.
+func TestLocationRebalancerAdvice(t *testing.T) {
+	berlin := StockKey("A", "berlin")
+	for _, withLocs := range []bool{false, true} {
+		cfg := RebalancerConfig{ID: "rebalancer", Policy: DefaultRebalancePolicy(), StandbyAfter: -1}
+		if withLocs {
+			cfg.Locations = locCfg().Locations
+		}
+		rb, err := NewRebalancer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Unix(1_700_000_000, 0)
+		for _, d := range []Message{
+			{Type: MsgDigest, From: "eu", Digest: []SKUDigest{{SKU: berlin, Available: 100, DemandMilli: 0}}},
+			{Type: MsgDigest, From: "us", Digest: []SKUDigest{{SKU: berlin, Available: 0, DemandMilli: 2_000, Rejected: 10}}},
+		} {
+			if err := rb.Step(now, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		adv, _ := rb.Round(now)
+		toUS := false
+		for _, mv := range adv.Moves {
+			toUS = toUS || mv.To == "us"
+		}
+		for _, h := range adv.Homes {
+			toUS = toUS || h.Region == "us"
+		}
+		if toUS == withLocs {
+			t.Errorf("locations configured %v: moves %+v, homes %+v", withLocs, adv.Moves, adv.Homes)
 		}
 	}
 }
