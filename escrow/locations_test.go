@@ -208,3 +208,36 @@ func TestLocationRebalancerAdvice(t *testing.T) {
 		}
 	}
 }
+
+// TestLocationAssertionsPanic: the invariants asserted in production code
+// do fire: an allocation outside the line's eligible locations, and a
+// grant of a location the region may not sell.
+func TestLocationAssertionsPanic(t *testing.T) {
+	cfg := locCfg()
+	cfg.Region = "us"
+	n, err := NewNode(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPanic := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		f()
+	}
+	mustPanic("allocation outside the eligible locations", func() {
+		n.eligible([]Line{{SKU: StockKey("A", "paris"), Qty: 1}}, []string{"berlin"})
+	})
+	mustPanic("allocation of a location us may not sell", func() {
+		n.eligible([]Line{{SKU: StockKey("A", "berlin"), Qty: 1}}, []string{"berlin"})
+	})
+	mustPanic("grant of a location us may not sell", func() {
+		n.checkHoldLocations([]Line{{SKU: StockKey("A", "berlin"), Qty: 1}})
+	})
+	// What us may sell passes.
+	n.eligible([]Line{{SKU: StockKey("A", "paris"), Qty: 1}}, []string{"paris"})
+	n.checkHoldLocations([]Line{{SKU: StockKey("A", "paris"), Qty: 1}, {SKU: "A", Qty: 1}})
+}
