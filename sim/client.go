@@ -213,7 +213,7 @@ func (w *world) holdFailed(cl *client, req *request) {
 	could := false
 	if req == nil {
 		w.res.Unavailable++
-		could = w.orc.couldGrant(cl.lines)
+		could = w.orc.couldGrant(cl.lines, cl.locs)
 	} else {
 		w.res.Rejected++
 		could = req.couldGrant

@@ -150,3 +150,35 @@ func (w *world) checkLocations(cl *client, h *escrow.Hold) {
 		}
 	}
 }
+
+// couldGrantAt is couldGrant for lines restricted to locations: each line
+// is covered by the units existing anywhere at one of its eligible
+// locations (or, split, at all of them together).
+func (o *oracle) couldGrantAt(lines []escrow.Line, locs []escrow.LineLocations) bool {
+	for _, l := range lines {
+		var ll *escrow.LineLocations
+		for i := range locs {
+			if locs[i].SKU == l.SKU {
+				ll = &locs[i]
+			}
+		}
+		if ll == nil {
+			if !o.couldGrant([]escrow.Line{l}, nil) {
+				return false
+			}
+			continue
+		}
+		var sum, best int64
+		for _, loc := range ll.Locations {
+			if s, ok := o.w.skuIdx[escrow.StockKey(l.SKU, loc)]; ok {
+				a := max(o.globalAvail(s), 0)
+				sum += a
+				best = max(best, a)
+			}
+		}
+		if (ll.Split && sum < int64(l.Qty)) || (!ll.Split && best < int64(l.Qty)) {
+			return false
+		}
+	}
+	return true
+}

@@ -151,7 +151,7 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 	req.reply = *r
 	req.replyAt = w.now
 	if r.Err != nil && r.Kind == escrow.CmdHold {
-		req.couldGrant = w.orc.couldGrant(req.cmd.Lines)
+		req.couldGrant = w.orc.couldGrant(req.cmd.Lines, req.cmd.Locations)
 		if s, ok := w.skuIdx[r.Err.SKU]; ok {
 			req.availAt = w.orc.globalAvail(s)
 		}
