@@ -55,6 +55,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("hfM"))
 	f.Add([]byte{'h', 'f', 2, 'M'})
+	// Found by the fuzzer: a peer claiming a later wire version (48).
+	f.Add([]byte("hf\x03M0\x03\x0200\x0200000\x00\x0e00000\x1f0000000000\x00\x00\x00"))
 	f.Add([]byte{'h', 'f', 1, 'M', 1, 0x80, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)
