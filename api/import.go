@@ -18,12 +18,15 @@ const (
 // line once); recount needs OnHand and AsOf (a recount not after the last
 // one applied is skipped) and ignores Key.
 type ImportLine struct {
-	Op     string     `json:"op"`
-	SKU    string     `json:"sku"`
-	Qty    *uint64    `json:"qty,omitempty"`
-	OnHand *uint64    `json:"on_hand,omitempty"`
-	AsOf   *time.Time `json:"as_of,omitempty"`
-	Key    string     `json:"key,omitempty"`
+	Op  string `json:"op"`
+	SKU string `json:"sku"`
+	// Location: the location whose stock the line changes; absent: the
+	// SKU's default location.
+	Location string     `json:"location,omitempty"`
+	Qty      *uint64    `json:"qty,omitempty"`
+	OnHand   *uint64    `json:"on_hand,omitempty"`
+	AsOf     *time.Time `json:"as_of,omitempty"`
+	Key      string     `json:"key,omitempty"`
 }
 
 // ImportResult answers an import: how many lines were applied, skipped

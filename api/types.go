@@ -16,6 +16,7 @@ type Problem struct {
 	Detail    string  `json:"detail"` // what went wrong with this request
 	Instance  string  `json:"instance,omitempty"`
 	SKU       string  `json:"sku,omitempty"`        // insufficient-stock: the SKU that ran out
+	Location  string  `json:"location,omitempty"`   // insufficient-stock: the location of it that ran out
 	Available *uint64 `json:"available,omitempty"`  // insufficient-stock: units of it left here
 	Owner     string  `json:"owner,omitempty"`      // owner-unreachable: the region that was asked
 	Region    string  `json:"region,omitempty"`     // the region that answered

@@ -305,6 +305,11 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	stock += ops.minted
+	locs, err := r.locationPhase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stock += locs.minted
 
 	// 7. Summary, after an attacker's forged rows.
 	r.setPhase("checks")
@@ -319,6 +324,7 @@ func (r *run) phases(ctx context.Context) (*Result, error) {
 	}
 	res.Checks = append(res.Checks, forged)
 	res.Checks = append(res.Checks, ops.checks()...)
+	res.Checks = append(res.Checks, locs.check())
 	res.PartialAsked, res.PartialGranted, res.RecountOnHand = ops.partialAsked, ops.partialGranted, ops.recountOnHand
 	res.Checks = append(res.Checks, r.waitlistCheck(ctx))
 	evCheck, nEvents := r.checkEvents(ctx)

@@ -47,7 +47,7 @@ func TestDemoChecksHold(t *testing.T) {
 	for _, c := range res.Checks {
 		forged = forged || (c.Name == "forged messages dropped" && c.OK)
 	}
-	for _, name := range []string{"partial hold", "recount"} {
+	for _, name := range []string{"partial hold", "recount", "locations"} {
 		found := false
 		for _, c := range res.Checks {
 			found = found || (c.Name == name && c.OK)

@@ -86,7 +86,7 @@ func startEnv(ctx context.Context, o *Options) (*env, error) {
 			e.close()
 			return nil, fmt.Errorf("demo: proxy for %s: %w", name, err)
 		}
-		ecfg := escrow.Config{LowWater: 3, TopUpHorizon: 2e9, DonorFloor: 1}
+		ecfg := escrow.Config{LowWater: 3, TopUpHorizon: 2e9, DonorFloor: 1, Locations: demoLocations(regionNames[0])}
 		if o.BreakRegion == name {
 			ecfg = escrowtest.WithBugs(ecfg, escrowtest.Bugs{GrantWithoutCheck: true})
 		}

@@ -267,7 +267,7 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 		// or the shortfall moved: name the first unknown line.
 		for i := range lines {
 			if s := n.skus[lines[i].SKU]; s == nil || len(s.list) == 0 {
-				err = errorf(CodeUnknownSKU, "sku %q is not stocked in any region known to %s", lines[i].SKU, n.cfg.Region)
+				err = errorf(CodeUnknownSKU, "sku %q is not stocked in any region known to %s", KeyName(lines[i].SKU), n.cfg.Region)
 				err.SKU = lines[i].SKU
 				break
 			}
@@ -277,7 +277,7 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 		if err.SKU == "" {
 			err.SKU = lines[0].SKU
 		}
-		err.Detail = "not enough units of " + err.SKU + " in region " + n.cfg.Region + ": " +
+		err.Detail = "not enough units of " + KeyName(err.SKU) + " in region " + n.cfg.Region + ": " +
 			utoa(err.Available) + " available here"
 	}
 	n.stats.Rejected++

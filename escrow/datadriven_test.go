@@ -556,7 +556,7 @@ func (sc *story) holdReply(name string, r Reply) string {
 		// granted/asked for every line asked for
 		lines = lines[:0]
 		for _, l := range h.Asked {
-			lines = append(lines, fmt.Sprintf("%s=%d/%d", l.SKU, h.GrantedOf(l.SKU), l.Qty))
+			lines = append(lines, fmt.Sprintf("%s=%d/%d", locName(l.SKU), h.GrantedOf(l.SKU), l.Qty))
 		}
 	}
 	s := fmt.Sprintf("%s: %s %s expires=+%v", name, h.State, strings.Join(lines, ","), h.Expires.Sub(h.Created))
@@ -570,7 +570,7 @@ func (sc *story) holdReply(name string, r Reply) string {
 func (sc *story) waitLine(name string, e *WaitEntry) string {
 	var lines []string
 	for _, l := range e.Lines {
-		lines = append(lines, fmt.Sprintf("%s=%d", l.SKU, l.Qty))
+		lines = append(lines, fmt.Sprintf("%s=%d", locName(l.SKU), l.Qty))
 	}
 	s := fmt.Sprintf("%s: %s #%d %s deadline=+%v", name, e.State, e.Seq, strings.Join(lines, ","), e.Deadline.Sub(e.Created))
 	if len(e.Position) > 0 {

@@ -75,6 +75,15 @@ func SplitStockKey(key string) (sku, loc string) {
 	return key, ""
 }
 
+// KeyName is a stock key as people read it: the SKU, and " at <location>"
+// for a location other than the default.
+func KeyName(key string) string {
+	if sku, loc := SplitStockKey(key); loc != "" {
+		return sku + " at " + loc
+	}
+	return key
+}
+
 // HasLocation reports whether key names a location other than the default.
 func HasLocation(key string) bool { return strings.IndexByte(key, LocationSep[0]) >= 0 }
 
@@ -418,4 +427,38 @@ func (n *Node) locationStock(sku string) []LocationStock {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Location < out[j].Location })
 	return out
+}
+
+// sellableMoves drops the moves that would send units of a location to a
+// region that may not sell from it (in place).
+func (r *Rebalancer) sellableMoves(ms []Move) []Move {
+	if len(r.cfg.Locations) == 0 {
+		return ms
+	}
+	ix := newLocationIndex(r.cfg.Locations)
+	w := 0
+	for _, mv := range ms {
+		if _, loc := SplitStockKey(mv.SKU); ix.maySell(loc, mv.To) {
+			ms[w] = mv
+			w++
+		}
+	}
+	return ms[:w]
+}
+
+// sellableHomes drops the homes in regions that may not sell their
+// location (in place).
+func (r *Rebalancer) sellableHomes(hs []Home) []Home {
+	if len(r.cfg.Locations) == 0 {
+		return hs
+	}
+	ix := newLocationIndex(r.cfg.Locations)
+	w := 0
+	for _, h := range hs {
+		if _, loc := SplitStockKey(h.SKU); ix.maySell(loc, h.Region) {
+			hs[w] = h
+			w++
+		}
+	}
+	return hs[:w]
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func locCfg() Config {
@@ -169,4 +170,74 @@ func TestLocationPlantedBugAllocatesOutside(t *testing.T) {
 			t.Errorf("bug=%v: reply %+v", bug, r)
 		}
 	}
+}
+
+// TestLocationRebalancerAdvice: the rebalancer advises no move (nor home)
+// that gives a location's units to a region that may not sell it, where it
+// would without locations configured.
+func TestLocationRebalancerAdvice(t *testing.T) {
+	berlin := StockKey("A", "berlin")
+	for _, withLocs := range []bool{false, true} {
+		cfg := RebalancerConfig{ID: "rebalancer", Policy: DefaultRebalancePolicy(), StandbyAfter: -1}
+		if withLocs {
+			cfg.Locations = locCfg().Locations
+		}
+		rb, err := NewRebalancer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Unix(1_700_000_000, 0)
+		for _, d := range []Message{
+			{Type: MsgDigest, From: "eu", Digest: []SKUDigest{{SKU: berlin, Available: 100, DemandMilli: 0}}},
+			{Type: MsgDigest, From: "us", Digest: []SKUDigest{{SKU: berlin, Available: 0, DemandMilli: 2_000, Rejected: 10}}},
+		} {
+			if err := rb.Step(now, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		adv, _ := rb.Round(now)
+		toUS := false
+		for _, mv := range adv.Moves {
+			toUS = toUS || mv.To == "us"
+		}
+		for _, h := range adv.Homes {
+			toUS = toUS || h.Region == "us"
+		}
+		if toUS == withLocs {
+			t.Errorf("locations configured %v: moves %+v, homes %+v", withLocs, adv.Moves, adv.Homes)
+		}
+	}
+}
+
+// TestLocationAssertionsPanic: the invariants asserted in production code
+// do fire: an allocation outside the line's eligible locations, and a
+// grant of a location the region may not sell.
+func TestLocationAssertionsPanic(t *testing.T) {
+	cfg := locCfg()
+	cfg.Region = "us"
+	n, err := NewNode(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPanic := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		f()
+	}
+	mustPanic("allocation outside the eligible locations", func() {
+		n.eligible([]Line{{SKU: StockKey("A", "paris"), Qty: 1}}, []string{"berlin"})
+	})
+	mustPanic("allocation of a location us may not sell", func() {
+		n.eligible([]Line{{SKU: StockKey("A", "berlin"), Qty: 1}}, []string{"berlin"})
+	})
+	mustPanic("grant of a location us may not sell", func() {
+		n.checkHoldLocations([]Line{{SKU: StockKey("A", "berlin"), Qty: 1}})
+	})
+	// What us may sell passes.
+	n.eligible([]Line{{SKU: StockKey("A", "paris"), Qty: 1}}, []string{"paris"})
+	n.checkHoldLocations([]Line{{SKU: StockKey("A", "paris"), Qty: 1}, {SKU: "A", Qty: 1}})
 }

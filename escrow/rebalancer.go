@@ -34,9 +34,13 @@ type RebalancerConfig struct {
 	// StandbyAfter: while advice from another daemon with a smaller ID was
 	// seen within this time, this one only observes (3s; <0: never).
 	StandbyAfter time.Duration
-	MaxRegions   int // regions tracked (256)
-	MaxSKUs      int // SKU entries per region (100,000)
-	MaxInFlight  int // moves remembered in flight (100,000)
+	// Locations: the cluster's locations. No move sends units of a
+	// location to a region that may not sell from it, and no such region
+	// is made its home (the regions refuse both anyway).
+	Locations   []Location
+	MaxRegions  int // regions tracked (256)
+	MaxSKUs     int // SKU entries per region (100,000)
+	MaxInFlight int // moves remembered in flight (100,000)
 }
 
 func (c RebalancerConfig) withDefaults() RebalancerConfig {
@@ -319,7 +323,7 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 	r.stats.Rounds++
 	// Scarce SKUs get a home instead of moves: the regions send their
 	// units there themselves, as they become available.
-	r.homes = ChooseHomes(in, r.homes, r.cfg.Policy)
+	r.homes = r.sellableHomes(ChooseHomes(in, r.homes, r.cfg.Policy))
 	r.stats.Homes = len(r.homes)
 	if len(r.homes) > 0 {
 		homed := make(map[string]bool, len(r.homes))
@@ -342,7 +346,7 @@ func (r *Rebalancer) Round(now time.Time) (Message, bool) {
 	} else {
 		r.stats.FrozenSKUs = 0
 	}
-	moves := Rebalance(in, r.cfg.Policy)
+	moves := r.sellableMoves(Rebalance(in, r.cfg.Policy))
 	ms := now.UnixMilli()
 	if ms > 0 && uint64(ms) > r.epoch {
 		r.epoch = uint64(ms)

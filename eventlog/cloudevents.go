@@ -61,6 +61,7 @@ type CloudEvent struct {
 // StockChange is the data of a stock event.
 type StockChange struct {
 	SKU       string `json:"sku"`
+	Location  string `json:"location,omitempty"` // absent: the SKU's default location
 	Region    string `json:"region"`
 	Qty       uint64 `json:"qty"`       // units restocked or written off
 	Available uint64 `json:"available"` // units available in the region after the change
@@ -98,12 +99,9 @@ func HoldView(h *escrow.Hold) api.Hold { return view.Hold(h) }
 // HTTP API's (without the position, which changes without events).
 func WaitView(e *escrow.WaitEntry) api.WaitlistEntry {
 	region, _ := escrow.OwnerOf(e.ID)
-	out := api.WaitlistEntry{ID: e.ID, Region: region, State: e.State.String(), Items: make([]api.Item, len(e.Lines)),
+	out := api.WaitlistEntry{ID: e.ID, Region: region, State: e.State.String(), Items: view.WaitItems(e.Lines),
 		CreatedAt: e.Created.UTC(), ExpiresAt: e.Deadline.UTC(), UpdatedAt: e.Updated.UTC(), HoldID: e.HoldID,
 		HoldTTL: e.TTL.String()}
-	for i, l := range e.Lines {
-		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
-	}
 	if e.Meta != "" && json.Valid([]byte(e.Meta)) {
 		out.Metadata = json.RawMessage(e.Meta)
 	}
@@ -136,7 +134,9 @@ func Encode(cluster, region string, seq uint64, e *escrow.Event) ([]byte, error)
 		data = WaitView(&e.Wait)
 	case e.Kind == escrow.EvStockRestocked || e.Kind == escrow.EvStockWrittenOff:
 		ce.DataSchema = StockSchema
-		data = StockChange{SKU: e.SKU, Region: region, Qty: e.Qty, Available: e.Available}
+		sku, loc := escrow.SplitStockKey(e.SKU)
+		ce.Subject = sku
+		data = StockChange{SKU: sku, Location: loc, Region: region, Qty: e.Qty, Available: e.Available}
 	default:
 		return nil, fmt.Errorf("eventlog: encode event %d of %s: unknown kind %d", seq, region, e.Kind)
 	}

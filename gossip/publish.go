@@ -98,6 +98,16 @@ func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
 	if m.Speaks == 0 {
 		// Pick the wire version for the addressee(s) (version.go).
 		sm, ok := t.stamp(m)
+		if m.To == "" && t.ver.self >= 3 && escrow.MessageHasLocationKeys(m) && !escrow.MessageHasLocationKeys(&sm) {
+			// A broadcast some member reads only below version 3: first
+			// whole, in version 3, for the members that read it (the others
+			// refuse it, reason "version"), then without its location keys
+			// (below) for every member. Rows merge whatever the order, so a
+			// member reading both loses nothing.
+			whole := *m
+			whole.Speaks = t.ver.self
+			buf = t.publishMsg(&whole, buf)
+		}
 		if !ok {
 			// About a location key, to a peer that reads no location keys.
 			t.m.dropped.WithLabelValues("location_version").Inc()

@@ -133,3 +133,51 @@ func TestMixedVersionRules(t *testing.T) {
 		t.Fatal("a version-1 region wrote version 2")
 	}
 }
+
+// TestMixedVersionLocations: eu and ap speak wire version 3, us is pinned
+// to version 2 (it reads no location keys). A location sold by eu and ap
+// replicates between them and ap borrows its units from eu, while us keeps
+// working on default-location SKUs and is never sent a location key it
+// could read: it refuses the version-3 broadcasts (reason "version") and
+// reads their version-2 copies without the location rows.
+func TestMixedVersionLocations(t *testing.T) {
+	tc := newTestCluster(t)
+	tc.wire = map[string]int{"us": 2}
+	locs := []escrow.Location{{ID: "eu-paris", Owner: "eu", Sellers: []string{"eu", "ap"}}}
+	for _, r := range []string{"eu", "us", "ap"} {
+		tc.add(r, escrow.Config{Region: r, DigestInterval: 100 * time.Millisecond, RepairTimeout: 200 * time.Millisecond,
+			Locations: locs})
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		return tc.nodes["eu"].tr().Speaks("ap") == escrow.WireVersion && tc.nodes["eu"].tr().Speaks("us") == 2
+	}, func() string { return "eu never learned ap speaks 3 and us 2" })
+	paris := escrow.StockKey("A", "eu-paris")
+	if r := tc.do("eu", escrow.Command{Kind: escrow.CmdRestock, SKU: paris, Qty: 2}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := tc.do("eu", escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	tc.waitKnows("ap", "eu", paris, 5*time.Second)
+	tc.waitKnows("us", "eu", "A", 5*time.Second)
+	h := tc.do("ap", escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 2}}, TTL: time.Minute,
+		Locations: []escrow.LineLocations{{SKU: "A", Locations: []string{"eu-paris"}}}})
+	if h.Err != nil || h.Hold == nil || h.Hold.Lines[0].SKU != paris {
+		t.Fatalf("hold at ap of eu-paris units: %+v", h)
+	}
+	if r := tc.do("us", holdCmd("A", 1)); r.Err != nil {
+		t.Fatalf("hold of a default-location SKU at us: %+v", r.Err)
+	}
+	if v := tc.nodes["us"].view(paris); len(v) != 0 {
+		t.Fatalf("us learned rows of a location key: %v", v)
+	}
+	if n := counterValue(tc.nodes["eu"].tr().m.wireOut.WithLabelValues("3")); n == 0 {
+		t.Fatal("eu never wrote version 3")
+	}
+	if n := counterValue(tc.nodes["us"].tr().m.decodeErrs.WithLabelValues("version")); n == 0 {
+		t.Fatal("us never refused a version-3 message")
+	}
+	if n := counterValue(tc.nodes["ap"].tr().m.decodeErrs.WithLabelValues("version")); n != 0 {
+		t.Fatalf("ap refused %v messages for their version", n)
+	}
+}

@@ -251,7 +251,7 @@ func (s *Server) lineEscrowProblem(req *http.Request, e *escrow.Error) *api.Prob
 	}
 	p := s.lineProblem(req, status, e.Code.String(), e.Detail)
 	if e.Code == escrow.CodeUnknownSKU || e.Code == escrow.CodeInsufficientStock {
-		p.SKU = e.SKU
+		p.SKU, p.Location = escrow.SplitStockKey(e.SKU)
 	}
 	return p
 }
@@ -267,6 +267,12 @@ func (s *Server) importCommand(req *http.Request, n int, l *api.ImportLine) impo
 		return s.invalidLine(req, n, "%s", err.Detail)
 	}
 	c := escrow.Command{SKU: l.SKU}
+	if l.Location != "" {
+		if err := escrow.ValidLocation(l.Location); err != nil {
+			return s.invalidLine(req, n, "location: %s", err.Detail)
+		}
+		c.SKU = escrow.StockKey(l.SKU, l.Location)
+	}
 	switch l.Op {
 	case api.ImportRestock, api.ImportWriteOff:
 		c.Kind = escrow.CmdRestock
@@ -289,7 +295,7 @@ func (s *Server) importCommand(req *http.Request, n int, l *api.ImportLine) impo
 		}
 		c.Qty, c.IdemKey = *l.Qty, l.Key
 		h := fnv.New64a()
-		fmt.Fprintf(h, "import\x00%s\x00%s\x00%d", l.Op, l.SKU, c.Qty)
+		fmt.Fprintf(h, "import\x00%s\x00%s\x00%d", l.Op, c.SKU, c.Qty) // c.SKU: the stock key
 		c.IdemHash = h.Sum64()
 	case api.ImportRecount:
 		switch {
@@ -354,7 +360,7 @@ func (s *Server) parseImportNDJSON(req *http.Request, buf []byte) ([]importLine,
 	return out, nil
 }
 
-var importColumns = []string{"op", "sku", "qty", "on_hand", "as_of", "key"}
+var importColumns = []string{"op", "sku", "location", "qty", "on_hand", "as_of", "key"}
 
 func (s *Server) parseImportCSV(req *http.Request, buf []byte) ([]importLine, error) {
 	r := csv.NewReader(bytes.NewReader(buf))
@@ -414,7 +420,7 @@ func (s *Server) parseImportCSV(req *http.Request, buf []byte) ([]importLine, er
 			}
 			return ""
 		}
-		l := api.ImportLine{Op: cell("op"), SKU: cell("sku"), Key: cell("key")}
+		l := api.ImportLine{Op: cell("op"), SKU: cell("sku"), Location: cell("location"), Key: cell("key")}
 		bad := ""
 		num := func(name string) *uint64 {
 			v := cell(name)

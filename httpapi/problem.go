@@ -138,11 +138,11 @@ func (s *Server) escrowProblem(w http.ResponseWriter, req *http.Request, e *escr
 	s.problem(w, req, status, e.Code.String(), e.Detail, func(p *api.Problem) {
 		switch e.Code {
 		case escrow.CodeInsufficientStock:
-			p.SKU = e.SKU
+			p.SKU, p.Location = escrow.SplitStockKey(e.SKU)
 			avail := e.Available
 			p.Available = &avail
 		case escrow.CodeUnknownSKU:
-			p.SKU = e.SKU
+			p.SKU, p.Location = escrow.SplitStockKey(e.SKU)
 		case escrow.CodeNotOwner:
 			p.Owner = e.Owner
 		}

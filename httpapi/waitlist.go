@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/api"
+	"github.com/holdfast-io/holdfast/api/view"
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
@@ -51,12 +52,9 @@ func (s *Server) waitCmd(kind escrow.CommandKind) func(w http.ResponseWriter, re
 func waitJSON(e *escrow.WaitEntry) *api.WaitlistEntry {
 	region, _ := escrow.OwnerOf(e.ID)
 	out := &api.WaitlistEntry{
-		ID: e.ID, Region: region, State: e.State.String(), Items: make([]api.Item, len(e.Lines)),
+		ID: e.ID, Region: region, State: e.State.String(), Items: view.WaitItems(e.Lines),
 		Position: e.Position, CreatedAt: e.Created.UTC(), ExpiresAt: e.Deadline.UTC(), UpdatedAt: e.Updated.UTC(),
 		HoldID: e.HoldID, HoldTTL: e.TTL.String(),
-	}
-	for i, l := range e.Lines {
-		out.Items[i] = api.Item{SKU: l.SKU, Qty: l.Qty}
 	}
 	if e.Meta != "" && json.Valid([]byte(e.Meta)) {
 		out.Metadata = json.RawMessage(e.Meta)

@@ -57,6 +57,10 @@ type Config struct {
 	StaleAfter   time.Duration
 	Settle       time.Duration
 	StandbyAfter time.Duration
+	// Locations: the cluster's locations (the regions' `locations:`); no
+	// move or home gives a location's units to a region that may not sell
+	// them.
+	Locations []escrow.Location
 
 	HTTPAddr string // /metrics and /healthz ("" disables; use a loopback address)
 
@@ -211,7 +215,7 @@ func Run(ctx context.Context, cfg Config) error {
 	c := cfg.withDefaults()
 	log := c.Logger.With("component", "rebalancer", "id", c.ID, "cluster", c.Cluster)
 	rb, err := escrow.NewRebalancer(escrow.RebalancerConfig{ID: c.ID, Policy: c.Policy, StaleAfter: c.StaleAfter,
-		Settle: c.Settle, StandbyAfter: c.StandbyAfter})
+		Settle: c.Settle, StandbyAfter: c.StandbyAfter, Locations: c.Locations})
 	if err != nil {
 		return fmt.Errorf("rebalancer: %w", err)
 	}

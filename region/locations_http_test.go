@@ -10,7 +10,8 @@ import (
 )
 
 func locationRegion(t *testing.T) (*region.Region, string) {
-	return newHTTPRegion(t, region.NewMemStorage(), func(c *region.Config) {
+	// A Pebble store: the hold listing reads it.
+	return openStoreRegion(t, t.TempDir(), func(c *region.Config) {
 		c.Escrow.Locations = []escrow.Location{{ID: "eu-berlin", Owner: "eu"}, {ID: "eu-paris", Owner: "eu"}, {ID: "us-nyc", Owner: "us"}}
 	})
 }
@@ -40,6 +41,11 @@ func TestHTTPLocationHoldAllocations(t *testing.T) {
 	if b, p := st.Locations["eu-berlin"], st.Locations["eu-paris"]; b.Held != 2 || b.Available != 0 || p.Held != 2 || p.Available != 3 ||
 		b.Regions["eu"].Held != 2 {
 		t.Fatalf("per-location view: %+v", st.Locations)
+	}
+	var list api.HoldList
+	call(t, base, "GET", "/v1/holds?sku=A", "", "", nil).JSON(t, &list)
+	if len(list.Holds) != 1 || list.Holds[0].ID != h.ID {
+		t.Fatalf("holds of sku A: %+v", list.Holds)
 	}
 	var one api.Stock
 	call(t, base, "GET", "/v1/skus/A?location=eu-paris", "", "", nil).JSON(t, &one)

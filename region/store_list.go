@@ -84,12 +84,16 @@ func (q *HoldQuery) matches(h *escrow.Hold, now time.Time) bool {
 		return false
 	}
 	if q.SKU != "" {
+		// A line of a location counts for its SKU (its stock key is
+		// the SKU and the location).
 		found := false
 		for _, l := range h.Lines {
-			found = found || l.SKU == q.SKU
+			sku, _ := escrow.SplitStockKey(l.SKU)
+			found = found || sku == q.SKU
 		}
 		for _, l := range h.Asked {
-			found = found || l.SKU == q.SKU
+			sku, _ := escrow.SplitStockKey(l.SKU)
+			found = found || sku == q.SKU
 		}
 		if !found {
 			return false

@@ -49,9 +49,11 @@ type client struct {
 	cancelAfter time.Duration
 	waitID      string
 	waitStart   int64
+	// locs: the eligible locations of the lines (workload locations).
+	locs []escrow.LineLocations
 }
 
-func hashLines(lines []escrow.Line) uint64 {
+func hashLines(lines []escrow.Line, locs []escrow.LineLocations) uint64 {
 	h := fnv.New64a()
 	for _, l := range lines {
 		h.Write([]byte(l.SKU))
@@ -60,6 +62,16 @@ func hashLines(lines []escrow.Line) uint64 {
 			b[i] = byte(l.Qty >> (8 * i))
 		}
 		h.Write(b[:])
+	}
+	for _, ll := range locs { // none: the hash is as before locations
+		h.Write([]byte(ll.SKU))
+		for _, l := range ll.Locations {
+			h.Write([]byte{0})
+			h.Write([]byte(l))
+		}
+		if ll.Split {
+			h.Write([]byte{1})
+		}
 	}
 	return h.Sum64()
 }
@@ -79,7 +91,7 @@ func (w *world) startCart(cl *client) {
 	}
 	cl.start = w.now
 	cl.homeInc = w.eps[cl.home].inc
-	cl.hash = hashLines(cl.lines)
+	cl.hash = hashLines(cl.lines, cl.locs)
 	w.beginHold(cl)
 }
 
@@ -95,7 +107,7 @@ func (w *world) sendHold(cl *client) {
 	w.nextReq++
 	req := &request{cl: cl, attempt: cl.attempt, gateway: cl.home, server: w.strat.Server(&w.setup, cl.home),
 		cmd: escrow.Command{Kind: escrow.CmdHold, ReqID: w.nextReq, Lines: cl.lines, TTL: w.o.TTL,
-			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial, Wait: cl.wait}}
+			IdemKey: cl.idem, IdemHash: cl.hash, Partial: cl.partial, Wait: cl.wait, Locations: cl.locs}}
 	w.clientSend(req)
 	w.q.push(event{at: w.at(w.clientTimeoutAfter()), kind: evClientTimeout, cl: cl, n: int32(cl.attempt)})
 }
@@ -149,6 +161,7 @@ func (w *world) clientReply(req *request) {
 	case cl.phase == clHold && req.cmd.Kind == escrow.CmdHold:
 		w.recordLatency(cl) // answered holds only: unanswered ones count as unavailable
 		if r.Err == nil && r.Hold != nil {
+			w.checkLocations(cl, r.Hold)
 			owner, _ := escrow.OwnerOf(r.Hold.ID)
 			cl.holdID, cl.owner = r.Hold.ID, w.byName[owner]
 			if cl.probe {
@@ -208,7 +221,7 @@ func (w *world) holdFailed(cl *client, req *request) {
 	could := false
 	if req == nil {
 		w.res.Unavailable++
-		could = w.orc.couldGrant(cl.lines)
+		could = w.orc.couldGrant(cl.lines, cl.locs)
 	} else {
 		w.res.Rejected++
 		could = req.couldGrant

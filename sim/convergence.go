@@ -195,16 +195,25 @@ func (w *world) startProbes() {
 		if w.orc.globalAvail(s) < 1 {
 			continue
 		}
-		local := make([]uint64, w.nReg)
+		// Probes are issued only where the SKU's location may be sold.
+		var local []uint64
+		var sellers []int
 		for i, ep := range w.eps[:w.nReg] {
-			if !ep.down {
-				local[i] = ep.node.Available(sku)
+			if !w.maySell(i, sku) {
+				continue
+			}
+			sellers = append(sellers, i)
+			if ep.down {
+				local = append(local, 0)
+			} else {
+				local = append(local, ep.node.Available(sku))
 			}
 		}
 		home := w.strat.ProbeRegion(&w.setup, local)
 		if home < 0 {
 			continue
 		}
+		home = sellers[home]
 		w.nextClient++
 		cl := &client{id: w.nextClient, home: home, lines: []escrow.Line{{SKU: sku, Qty: 1}},
 			plan: planRelease, think: time.Second, probe: true}

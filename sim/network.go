@@ -71,6 +71,13 @@ func (w *world) send(src int, m *escrow.Message, extra int64) {
 		return
 	}
 	if w.o.Wire || w.o.Runtime == RuntimeRegion {
+		if m.Speaks == 0 && escrow.MessageHasLocationKeys(m) {
+			// Every simulated region speaks this build's version: location
+			// keys travel in version 3 (gossip stamps them the same way).
+			sm := *m
+			sm.Speaks = escrow.WireVersion
+			m = &sm
+		}
 		b, err := escrow.EncodeMessage(nil, m)
 		if err != nil {
 			w.res.MsgErrors++

@@ -152,7 +152,7 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 	w.nextReply++
 	req.replySeq = w.nextReply
 	if r.Err != nil && r.Kind == escrow.CmdHold {
-		req.couldGrant = w.orc.couldGrant(req.cmd.Lines)
+		req.couldGrant = w.orc.couldGrant(req.cmd.Lines, req.cmd.Locations)
 		if req.couldGrant {
 			req.cause = w.refusalCause(ep.idx, &req.cmd, r.Err, w.now-req.arriveAt)
 		}
@@ -256,4 +256,6 @@ func (w *world) addStats(s escrow.Stats) {
 	r.AdviceApplied += s.AdviceApplied
 	r.RepairsSent += s.RepairsSent
 	r.FenceRefused += s.FenceRefused
+	r.LocationSplitLines += s.LocationSplitLines
+	r.LocationRefused += s.LocationRefused
 }

@@ -32,7 +32,7 @@ const (
 )
 
 // Workloads.
-var Workloads = []string{"steady", "skew", "shift", "flash", "waitlist"}
+var Workloads = []string{"steady", "skew", "shift", "flash", "waitlist", "locations"}
 
 // Options describe one simulated run (one seed) or, with Sweep, many runs
 // that differ only by seed. Zero values take the defaults of Defaults.
@@ -42,7 +42,7 @@ type Options struct {
 	SKUs     int
 	Stock    uint64        // initial units of each SKU, split over the regions
 	Duration time.Duration // virtual time during which carts arrive
-	Workload string        // steady | skew | shift | flash | waitlist
+	Workload string        // steady | skew | shift | flash | waitlist | locations
 	Faults   string        // none | all | a comma list of fault names (faultset.go)
 	Strategy string        // see Strategies()
 	Rate     float64       // carts per second over all regions
@@ -189,6 +189,11 @@ func (o Options) Validate() error {
 	if _, err := newStrategy(o.Strategy); err != nil {
 		return err
 	}
+	if o.Workload == workloadLocations && o.Strategy == "central" {
+		// One region serving every hold could sell from no location but
+		// its own: the comparison means nothing.
+		return fmt.Errorf("sim: workload locations needs a strategy where each region sells (escrow, static, ...), not central")
+	}
 	return o.validateRuntime()
 }
 
@@ -267,6 +272,9 @@ const (
 	BugAckFailedWrite = "ack-failed-write"
 	// BugDuplicateEvent: a hold that leaves HELD states its event twice.
 	BugDuplicateEvent = "duplicate-event"
+	// BugGrantAnyLocation: a line no eligible location covers is granted
+	// from another location of the SKU (workload locations).
+	BugGrantAnyLocation = "grant-any-location"
 	// Bugs that only a named fault exposes (TestPlantedBugsNeedTheirFault).
 	BugAckSlowFsync  = "ack-slow-fsync"  // stall: reply before a slow sync completes
 	BugSkipVerify    = "skip-verify"     // corrupt: deliver what the envelope check refused
@@ -292,6 +300,7 @@ var bugSwitches = []struct {
 	{BugPromoteOutOfOrder, func(o *Options) *bool { return &o.Bugs.PromoteOutOfOrder }},
 	{BugPromotedKeepsPlace, func(o *Options) *bool { return &o.Bugs.PromotedKeepsPlace }},
 	{BugDuplicateEvent, func(o *Options) *bool { return &o.Bugs.DuplicateEvent }},
+	{BugGrantAnyLocation, func(o *Options) *bool { return &o.Bugs.GrantAnyLocation }},
 	{BugAckSlowFsync, func(o *Options) *bool { return &o.Hooks.AckSlowFsync }},
 	{BugSkipVerify, func(o *Options) *bool { return &o.Hooks.SkipVerify }},
 	{BugIgnoreIdemKey, func(o *Options) *bool { return &o.Bugs.IgnoreIdemKey }},

@@ -108,7 +108,10 @@ func (o *oracle) globalAvail(s int) int64 {
 	return int64(a.minted) - int64(a.shrunk) - int64(a.reserved) + int64(a.released)
 }
 
-func (o *oracle) couldGrant(lines []escrow.Line) bool {
+func (o *oracle) couldGrant(lines []escrow.Line, locs []escrow.LineLocations) bool {
+	if len(locs) > 0 {
+		return o.couldGrantAt(lines, locs)
+	}
 	for _, l := range lines {
 		s, ok := o.w.skuIdx[l.SKU]
 		if !ok || o.globalAvail(s) < int64(l.Qty) {

@@ -53,6 +53,12 @@ type Result struct {
 	// store went back in time). Regions restart with their durable state,
 	// so any is a false alarm of the fence.
 	FenceRefused uint64 `json:"fence_refused"`
+	// LocationSplitLines, LocationRefused: the nodes' counters (workload
+	// locations): lines split over locations; asks, advice and requests
+	// refused for a location (a borrow of a location by a region that may
+	// not sell it is one).
+	LocationSplitLines uint64 `json:"location_split_lines,omitempty"`
+	LocationRefused    uint64 `json:"location_refused,omitempty"`
 
 	// Safety and post-heal checkers: all must be zero.
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
@@ -104,7 +110,11 @@ type Result struct {
 	WaitExpired    uint64 `json:"wait_expired,omitempty"`
 	WaitGaveUp     uint64 `json:"wait_gave_up,omitempty"`    // waiters never told how their entry ended
 	WaitViolations uint64 `json:"wait_violations,omitempty"` // FIFO, one terminal state, promotion durable with its hold, deadlines
-	WaitStranded   uint64 `json:"wait_stranded,omitempty"`   // cross-region bound broken while connected
+	// LocationViolations: granted units from a location the hold's line
+	// did not allow, or that the granting region may not sell (workload
+	// locations; locations.go).
+	LocationViolations uint64 `json:"location_violations,omitempty"`
+	WaitStranded       uint64 `json:"wait_stranded,omitempty"` // cross-region bound broken while connected
 	// WaitCrossMaxMs: the longest a connected region kept units beyond its
 	// own waiters' need while another region's waiters lacked them.
 	WaitCrossMaxMs    int64   `json:"wait_cross_max_ms,omitempty"`
@@ -137,6 +147,7 @@ type Result struct {
 	strandedSum uint64
 	strandedN   uint64
 
+	locations                  bool // workload locations
 	waitLat                    hist.Histogram
 	waitReturned, waitPromoted uint64
 }
@@ -151,21 +162,26 @@ func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0 ||
 		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 ||
-		r.ViewRegressions > 0 || r.StoreMismatches > 0
+		r.ViewRegressions > 0 || r.StoreMismatches > 0 ||
+		r.LocationViolations > 0
 }
 
 // Summary aggregates the results of a sweep.
 type Summary struct {
-	Seeds              int      `json:"seeds"`
-	Events             uint64   `json:"events"`
-	Holds              uint64   `json:"holds"`
-	Granted            uint64   `json:"granted"`
-	Rejected           uint64   `json:"rejected"`
-	Unavailable        uint64   `json:"unavailable"`
-	Oversell           uint64   `json:"oversell"`
-	LostAcked          uint64   `json:"lost_acked"`
-	ConservationErrors uint64   `json:"conservation_errors"`
-	EventErrors        uint64   `json:"event_errors"`
+	Seeds              int    `json:"seeds"`
+	Events             uint64 `json:"events"`
+	Holds              uint64 `json:"holds"`
+	Granted            uint64 `json:"granted"`
+	Rejected           uint64 `json:"rejected"`
+	Unavailable        uint64 `json:"unavailable"`
+	Oversell           uint64 `json:"oversell"`
+	LostAcked          uint64 `json:"lost_acked"`
+	ConservationErrors uint64 `json:"conservation_errors"`
+	EventErrors        uint64 `json:"event_errors"`
+	// LocationViolations (workload locations): see Result; Locations:
+	// the runs were of that workload (the outputs then carry the figure).
+	LocationViolations uint64   `json:"location_violations,omitempty"`
+	Locations          bool     `json:"-"`
 	Unconverged        uint64   `json:"unconverged"`
 	Unreturned         uint64   `json:"unreturned"`
 	LivenessFailures   uint64   `json:"liveness_failures"`
@@ -267,6 +283,8 @@ func Summarize(rs []*Result) Summary {
 		s.WaitJoined += r.WaitJoined
 		s.WaitPromoted += r.WaitPromoted
 		s.WaitViolations += r.WaitViolations
+		s.LocationViolations += r.LocationViolations
+		s.Locations = s.Locations || r.locations
 		s.WaitStranded += r.WaitStranded
 		s.WaitCrossMaxMs = max(s.WaitCrossMaxMs, r.WaitCrossMaxMs)
 		returned += r.waitReturned
@@ -326,6 +344,9 @@ func (s Summary) KV() string {
 		"events=" + strconv.FormatUint(s.Events, 10),
 		"event_errors=" + strconv.FormatUint(s.EventErrors, 10),
 	}
+	if s.Locations {
+		kv = append(kv, "location_violations="+strconv.FormatUint(s.LocationViolations, 10))
+	}
 	if s.FaultCounts != nil {
 		kv = append(kv,
 			"double_holds="+strconv.FormatUint(s.DoubleHolds, 10),
@@ -372,6 +393,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 			if r.EventErrors > 0 {
 				checks += fmt.Sprintf(" event_errors=%d", r.EventErrors)
 			}
+			if r.LocationViolations > 0 {
+				checks += fmt.Sprintf(" location_violations=%d", r.LocationViolations)
+			}
 			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 {
 				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
 					r.DoubleHolds, r.CorruptAccepted, r.ClockErrors, r.RowRegressions)
@@ -413,6 +437,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	if s.waitlisted() {
 		fmt.Fprintf(w, "waitlist: joined=%d promoted=%d wait_p50_ms=%.1f wait_p99_ms=%.1f returned_to_waiters=%.3f cross_max_ms=%d violations=%d stranded=%d\n",
 			s.WaitJoined, s.WaitPromoted, s.WaitP50Ms, s.WaitP99Ms, s.ReturnedToWaiters, s.WaitCrossMaxMs, s.WaitViolations, s.WaitStranded)
+	}
+	if s.Locations {
+		fmt.Fprintf(w, "locations: location_violations=%d\n", s.LocationViolations)
 	}
 	if len(s.FailedSeeds) == 0 {
 		fmt.Fprintf(w, "safety: all checkers passed (no oversell, no acknowledged hold lost, conservation exact, converged, units returned, live after heal)\n")

@@ -123,6 +123,9 @@ func TestSweep(t *testing.T) {
 	seeds, dur := sweepSize(t)
 	for _, strat := range []string{"escrow", "static", "central"} {
 		for _, wl := range Workloads {
+			if strat == "central" && wl == workloadLocations {
+				continue // refused by Validate: one region cannot sell every location
+			}
 			sweepOK(t, strat+"/"+wl, Options{Strategy: strat, Workload: wl, Faults: FaultsAll, Regions: 4, Duration: dur}, seeds)
 		}
 	}

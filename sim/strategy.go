@@ -61,6 +61,8 @@ type Setup struct {
 	Opts    Options // with defaults
 	Regions []string
 	SKUs    []string
+	// Locations: the cluster's locations (workload locations; else none).
+	Locations []escrow.Location
 }
 
 // StrategyFactory builds a strategy for one run.

@@ -47,6 +47,7 @@ func newSimRebalancer(s *Setup) *simRebalancer {
 		site: len(s.Regions) - 1,
 		cfg: escrow.RebalancerConfig{
 			ID:         "rebalancer",
+			Locations:  s.Locations,
 			Policy:     SimRebalancePolicy(),
 			StaleAfter: 5 * RebalanceInterval,
 			// A move shows in both digests after three one-way trips

@@ -18,6 +18,9 @@ type workload struct {
 	weights []float64 // flash: how shoppers spread over regions
 	rateMax float64
 	flashed bool // flash: the mid-run restock of the flash SKU happened
+	// locations workload: the cluster's locations and region names.
+	locs    []escrow.Location
+	regions []string
 }
 
 const (
@@ -180,10 +183,16 @@ func (wl *workload) cart(r *rand.Rand, now int64, n int) *client {
 		// Only the waitlist workload draws these, for the same reason.
 		wait, cancel = wl.waitFor(r, wl.inFlash(f) && flashCart)
 	}
+	var locs []escrow.LineLocations
+	if wl.kind == workloadLocations {
+		// Only the locations workload draws these, for the same reason.
+		locs = wl.lineLocations(r, lines, home)
+	}
 	if !keep {
 		return nil
 	}
-	return &client{home: home, lines: lines, plan: plan, think: think, partial: partial, wait: wait, cancelAfter: cancel}
+	return &client{home: home, lines: lines, plan: plan, think: think, partial: partial, wait: wait, cancelAfter: cancel,
+		locs: locs}
 }
 
 // meanRestock keeps supply near demand: about 90% of the units expected to
@@ -215,7 +224,10 @@ func (wl *workload) restock(r *rand.Rand, now int64, n int) []restock {
 	if wl.flashLike() && s == 0 && len(wl.skus) > 1 {
 		s = 1
 	}
-	if !wl.flashLike() || len(wl.skus) > 1 {
+	if wl.kind == workloadLocations {
+		key, owner := wl.restockLocation(r, wl.skus[s])
+		out = append(out, restock{region: owner, sku: key, qty: min(q, escrow.MaxQty)})
+	} else if !wl.flashLike() || len(wl.skus) > 1 {
 		out = append(out, restock{region: region, sku: wl.skus[s], qty: min(q, escrow.MaxQty)})
 	}
 	if wl.kind == "flash" && !wl.flashed && wl.frac(now) >= flashRestockAt {

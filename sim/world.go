@@ -205,7 +205,13 @@ func newWorld(o Options) (*world, error) {
 		}
 		w.countFault(FaultSkew, uint64(w.nReg))
 	}
-	w.wl = newWorkload(&o, w.setup.SKUs, newRand(o.Seed, streamWorkload+100))
+	shopped := w.setup.SKUs
+	if o.Workload == workloadLocations {
+		shopped = w.setupLocations()
+		w.res.locations = true
+	}
+	w.wl = newWorkload(&o, shopped, newRand(o.Seed, streamWorkload+100))
+	w.wl.locs, w.wl.regions = w.setup.Locations, w.setup.Regions
 	w.orc = newOracle(w)
 	if o.Workload == "waitlist" {
 		w.waits = newWaitStats(w.nReg)
@@ -228,6 +234,7 @@ func (w *world) regionConfig(ep *endpoint) escrow.Config {
 		MaxLifetime:      max(w.o.TTL, time.Hour),
 		BorrowTimeout:    w.o.BorrowTimeout,
 		BorrowTimeoutMax: w.o.BorrowTimeoutMax,
+		Locations:        w.setup.Locations,
 	}
 	if w.o.Soak {
 		// Terminal holds and idempotency keys cycle within the soak.
@@ -279,7 +286,7 @@ func (w *world) run() {
 	for i := 0; i < w.nReg; i++ {
 		for s, sku := range w.setup.SKUs {
 			_ = s
-			q := split(o.Stock, w.nReg, i)
+			q := w.initialStock(i, sku)
 			if q == 0 {
 				continue
 			}

@@ -65,3 +65,17 @@ func Items(lines []escrow.Line, partial *escrow.Hold) []api.Item {
 	}
 	return out
 }
+
+// WaitItems is the items of a waitlist entry: one per line, in order (so
+// that a line's position stays at its index), each at most one allocation.
+func WaitItems(lines []escrow.Line) []api.Item {
+	out := make([]api.Item, len(lines))
+	for i, l := range lines {
+		sku, loc := escrow.SplitStockKey(l.SKU)
+		out[i] = api.Item{SKU: sku, Qty: l.Qty}
+		if loc != "" {
+			out[i].Allocations = []api.Allocation{{Location: loc, Qty: l.Qty}}
+		}
+	}
+	return out
+}

@@ -103,6 +103,8 @@ func newHoldCmd() *cobra.Command {
 		wait    time.Duration
 		partial bool
 		cart    string
+		locs    []string
+		split   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "hold",
@@ -114,17 +116,27 @@ when the shopper pays, release it when the cart is abandoned, or let it expire.
 Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 --sku when omitted) or as --item SKU=QTY. Retrying with the same
 --idempotency-key returns the original hold instead of a second one.
---partial takes what the region can give each line (shown as granted/asked).`,
+--partial takes what the region can give each line (shown as granted/asked).
+--location (repeat, in preference order) restricts every line to those
+locations; --split lets a line be split over several of them. The answer
+shows where each line's units ship from.`,
 		Example: `  holdfast hold --sku tshirt-red-m --qty 1
   holdfast hold --sku A --qty 2 --sku B --qty 1 --ttl 15m
   holdfast hold --item A=2 --item B=1 --idempotency-key cart-8812 --metadata '{"cart":"8812"}'
   holdfast hold --item A=5 --partial --cart c-8812
+  holdfast hold --item A=3 --location eu-berlin --location eu-paris --split
   HOLDFAST_URL=http://127.0.0.1:8081 holdfast hold --sku A --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			lines, err := cartLines(skus, qtys, items)
 			if err != nil {
 				return err
+			}
+			if split && len(locs) == 0 {
+				return errors.New("--split needs --location (the locations a line may be split over)")
+			}
+			for i := range lines {
+				lines[i].Locations, lines[i].Split = locs, split
 			}
 			c, err := cf.client(cmd)
 			if err != nil {
@@ -165,6 +177,8 @@ Lines are given as --sku/--qty pairs (in order; --qty defaults to 1 for every
 	fs.DurationVar(&wait, "wait", 0, "when sold out, join the waitlist for up to this long (e.g. 2m) instead of failing")
 	fs.BoolVar(&partial, "partial", false, "grant what the region can give each line instead of all or nothing")
 	fs.StringVar(&cart, "cart", "", "cart reference stored on the hold (printable ASCII, ≤ 128 bytes)")
+	fs.StringArrayVar(&locs, "location", nil, "location every line may ship from (repeat, in preference order; default: the region's fulfilment order)")
+	fs.BoolVar(&split, "split", false, "let a line be split over several of its --location")
 	cf.add(cmd)
 	return cmd
 }
@@ -285,7 +299,10 @@ expired, released or confirmed hold is a 409 conflict.` + "\n" + ownerNote,
 }
 
 func newStockCmd() *cobra.Command {
-	var cf clientFlags
+	var (
+		cf  clientFlags
+		loc string
+	)
 	cmd := &cobra.Command{
 		Use:   "stock SKU",
 		Short: "Show a region's view of a SKU: its own slice and every region it knows",
@@ -293,6 +310,7 @@ func newStockCmd() *cobra.Command {
 and its view of every region's row with the row's age. Peer rows are a lower
 bound of the truth: a peer may have received or sold more since (see AGE).`,
 		Example: `  holdfast stock tshirt-red-m
+  holdfast stock A --location eu-berlin
   holdfast stock A --url http://127.0.0.1:8082 --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -300,7 +318,7 @@ bound of the truth: a peer may have received or sold more since (see AGE).`,
 			if err != nil {
 				return err
 			}
-			s, err := c.Stock(cmd.Context(), args[0])
+			s, err := c.StockAt(cmd.Context(), args[0], loc)
 			if err != nil {
 				return cf.fail(cmd, err)
 			}
@@ -312,6 +330,7 @@ bound of the truth: a peer may have received or sold more since (see AGE).`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&loc, "location", "", "show the SKU's stock at this location only (default: the default location, and every location's in a table)")
 	cf.add(cmd)
 	cmd.AddCommand(newStockImportCmd())
 	return cmd
@@ -319,11 +338,12 @@ bound of the truth: a peer may have received or sold more since (see AGE).`,
 
 // adminCmd builds restock and write-off.
 func adminCmd(use, short, long, example, verb string,
-	call func(*client.Client, context.Context, string, uint64) (*client.Stock, error),
-	callIf func(*client.Client, context.Context, string, uint64, string) (*client.Stock, error)) *cobra.Command {
+	call func(*client.Client, context.Context, string, string, uint64) (*client.Stock, error),
+	callIf func(*client.Client, context.Context, string, string, uint64, string) (*client.Stock, error)) *cobra.Command {
 	var (
 		cf      clientFlags
 		ifMatch string
+		loc     string
 	)
 	cmd := &cobra.Command{
 		Use:     use + " SKU QTY",
@@ -342,9 +362,9 @@ func adminCmd(use, short, long, example, verb string,
 			}
 			var r *client.Stock
 			if ifMatch != "" {
-				r, err = callIf(c, cmd.Context(), args[0], qty, ifMatch)
+				r, err = callIf(c, cmd.Context(), args[0], loc, qty, ifMatch)
 			} else {
-				r, err = call(c, cmd.Context(), args[0], qty)
+				r, err = call(c, cmd.Context(), args[0], loc, qty)
 			}
 			if err != nil {
 				return cf.fail(cmd, err)
@@ -363,6 +383,7 @@ func adminCmd(use, short, long, example, verb string,
 		},
 	}
 	cmd.Flags().StringVar(&ifMatch, "if-match", "", `apply only if the SKU's version is still this ETag (from "holdfast stock SKU"); 412 otherwise`)
+	cmd.Flags().StringVar(&loc, "location", "", "the location whose stock changes (default: the SKU's default location)")
 	cf.add(cmd)
 	return cmd
 }
@@ -375,7 +396,7 @@ them through replication and may borrow them. Needs a token with scope admin
 when the region uses tokens.`,
 		`  holdfast restock tshirt-red-m 100
   holdfast restock A 5 --url http://127.0.0.1:8081 --token "$ADMIN_TOKEN"`,
-		"restocked", (*client.Client).Restock, (*client.Client).RestockIfMatch)
+		"restocked", (*client.Client).RestockAt, (*client.Client).RestockAtIfMatch)
 }
 
 func newWriteOffCmd() *cobra.Command {
@@ -386,7 +407,7 @@ fewer than QTY are available it removes what is available and says how many.
 Needs a token with scope admin when the region uses tokens.`,
 		`  holdfast write-off tshirt-red-m 2
   holdfast write-off A 1 --json`,
-		"wrote off", (*client.Client).WriteOff, (*client.Client).WriteOffIfMatch)
+		"wrote off", (*client.Client).WriteOffAt, (*client.Client).WriteOffAtIfMatch)
 }
 
 func (f *clientFlags) printHold(cmd *cobra.Command, h *client.Hold) error {
@@ -402,11 +423,18 @@ func (f *clientFlags) printHold(cmd *cobra.Command, h *client.Hold) error {
 	fmt.Fprintln(w)
 	parts := make([]string, 0, len(h.Items))
 	for _, it := range h.Items {
+		p := fmt.Sprintf("%s×%d", it.SKU, it.Qty)
 		if it.Granted != nil {
-			parts = append(parts, fmt.Sprintf("%s×%d of %d", it.SKU, *it.Granted, it.Qty))
-			continue
+			p = fmt.Sprintf("%s×%d of %d", it.SKU, *it.Granted, it.Qty)
 		}
-		parts = append(parts, fmt.Sprintf("%s×%d", it.SKU, it.Qty))
+		if len(it.Allocations) > 0 {
+			at := make([]string, len(it.Allocations))
+			for i, a := range it.Allocations {
+				at[i] = fmt.Sprintf("%d from %s", a.Qty, a.Location)
+			}
+			p += " (" + strings.Join(at, ", ") + ")"
+		}
+		parts = append(parts, p)
 	}
 	fmt.Fprintf(w, "  items:    %s\n", strings.Join(parts, ", "))
 	if h.Cart != "" {
@@ -426,8 +454,13 @@ func (f *clientFlags) printHold(cmd *cobra.Command, h *client.Hold) error {
 }
 
 func printStock(w io.Writer, s *client.Stock) {
+	name := s.SKU
+	if s.Location != "" {
+		name += " (location " + s.Location + ")"
+	}
 	fmt.Fprintf(w, "%s at %s: available %d, held %d, sold %d (global available ≈ %d)\n",
-		s.SKU, s.Region, s.Available, s.Held, s.Sold, s.GlobalAvailable)
+		name, s.Region, s.Available, s.Held, s.Sold, s.GlobalAvailable)
+	printLocations(w, s)
 	if len(s.Regions) == 0 {
 		return
 	}
@@ -445,6 +478,25 @@ func printStock(w io.Writer, s *client.Stock) {
 			age = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", r, rs.Available, rs.Held, rs.Sold, age)
+	}
+	tw.Flush()
+}
+
+// printLocations prints the per-location table of a SKU's view, if any.
+func printLocations(w io.Writer, s *client.Stock) {
+	if len(s.Locations) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(s.Locations))
+	for id := range s.Locations {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LOCATION\tAVAILABLE\tHELD\tSOLD\tGLOBAL")
+	for _, id := range ids {
+		l := s.Locations[id]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", id, l.Available, l.Held, l.Sold, l.GlobalAvailable)
 	}
 	tw.Flush()
 }

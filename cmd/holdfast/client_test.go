@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/holdfast-io/holdfast/api"
+	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/httpapi"
 	"github.com/holdfast-io/holdfast/region"
 )
@@ -33,16 +34,18 @@ func TestMain(m *testing.M) {
 
 // startRegion opens a real region (Pebble in a temp dir) and serves its API
 // on a loopback httptest server.
-func startRegion(t *testing.T, name, tokensFile string) string {
+func startRegion(t *testing.T, name, tokensFile string, locs ...escrow.Location) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := region.Open(ctx, region.Config{
+	cfg := region.Config{
 		Name:       name,
 		DataDir:    t.TempDir(),
 		TokensFile: tokensFile,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	cfg.Escrow.Locations = locs
+	r, err := region.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("open region: %v", err)
 	}

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast-io/holdfast/cmd/holdfast/regionconfig"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/rebalancer"
 )
@@ -13,6 +17,7 @@ func newRebalancerCmd() *cobra.Command {
 	var (
 		cfg      rebalancer.Config
 		logLevel string
+		locsFrom string
 	)
 	p := escrow.DefaultRebalancePolicy()
 	cmd := &cobra.Command{
@@ -34,6 +39,11 @@ with the smallest --id publishes, the others take over when it goes quiet.`,
 			}
 			cfg.Logger = log
 			cfg.Policy = p
+			if locsFrom != "" {
+				if cfg.Locations, err = locationsOf(locsFrom); err != nil {
+					return err
+				}
+			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
 			return rebalancer.Run(ctx, cfg)
@@ -52,6 +62,7 @@ with the smallest --id publishes, the others take over when it goes quiet.`,
 	f.StringVar(&cfg.SigningKeyFile, "signing-key", "", "signing key file (holdfast keys); the regions list its public key as rebalancer_public_key")
 	f.StringToStringVar(&cfg.MemberKeys, "member-key", nil, "region=public key of each region (signed clusters; repeat or comma-separate)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&locsFrom, "locations-from", "", "a region config file whose locations: the advice respects (no units of a location to a region that may not sell it)")
 	f.DurationVar(&p.Horizon, "horizon", p.Horizon, "demand horizon: targets are proportional to expected demand over it")
 	f.Uint64Var(&p.Floor, "floor", p.Floor, "units a region is never asked to give below")
 	f.DurationVar(&p.FloorHorizon, "floor-horizon", p.FloorHorizon, "a region also keeps its demand over this time")
@@ -63,4 +74,22 @@ with the smallest --id publishes, the others take over when it goes quiet.`,
 		"a SKU with fewer units in all regions than its demand over this time gets a home region that the others route its holds to (negative: no homes)")
 	_ = cmd.MarkFlagRequired("cluster")
 	return cmd
+}
+
+// locationsOf reads the locations: of a region config file.
+func locationsOf(path string) ([]escrow.Location, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	file, err := regionconfig.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var out []escrow.Location
+	for _, l := range file.Locations {
+		out = append(out, escrow.Location{ID: l.ID, Owner: l.Owner, Sellers: l.Sellers})
+	}
+	return out, nil
 }

@@ -18,6 +18,7 @@ func newRecountCmd() *cobra.Command {
 		asOf    string
 		force   bool
 		ifMatch string
+		loc     string
 	)
 	cmd := &cobra.Command{
 		Use:   "recount SKU ON_HAND",
@@ -49,7 +50,7 @@ heard from a peer recently it refuses (503 stale-view) unless --force.`,
 			if err != nil {
 				return err
 			}
-			r, err := c.Recount(cmd.Context(), args[0], client.RecountRequest{OnHand: on, AsOf: at, Force: force, IfMatch: ifMatch})
+			r, err := c.RecountAt(cmd.Context(), args[0], loc, client.RecountRequest{OnHand: on, AsOf: at, Force: force, IfMatch: ifMatch})
 			if err != nil {
 				return cf.fail(cmd, err)
 			}
@@ -76,6 +77,7 @@ heard from a peer recently it refuses (503 stale-view) unless --force.`,
 	fs.StringVar(&asOf, "as-of", "", "when the warehouse counted, RFC 3339 (default: now)")
 	fs.BoolVar(&force, "force", false, "apply even if the region's view of a peer is stale (logged)")
 	fs.StringVar(&ifMatch, "if-match", "", "apply only if the SKU's version is still this ETag")
+	fs.StringVar(&loc, "location", "", "the location counted (default: the SKU's default location)")
 	cf.add(cmd)
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/holdfast-io/holdfast/client"
+	"github.com/holdfast-io/holdfast/escrow"
 )
 
 // TestStockOpsCommands: hold --partial --cart, holds --cart, recount, and
@@ -46,4 +47,22 @@ func TestStockOpsCommands(t *testing.T) {
 	}
 	out = mustRun(t, "write-off", "A", "2", "--if-match", st.ETag, "--url", url)
 	wantContains(t, out, "wrote off 2 of 2 units of A at eu")
+}
+
+// TestLocationCommands: restock/stock --location, and hold --location
+// --split showing where the units ship from.
+func TestLocationCommands(t *testing.T) {
+	url := startRegion(t, "eu", "", escrow.Location{ID: "eu-berlin", Owner: "eu"}, escrow.Location{ID: "eu-paris", Owner: "eu"})
+	mustRun(t, "restock", "A", "2", "--location", "eu-berlin", "--url", url)
+	out := mustRun(t, "restock", "A", "4", "--location", "eu-paris", "--url", url)
+	wantContains(t, out, "restocked 4 of 4 units of A at eu", "A (location eu-paris) at eu: available 4")
+	out = mustRun(t, "hold", "--item", "A=3", "--location", "eu-berlin", "--location", "eu-paris", "--split", "--url", url)
+	wantContains(t, out, "A×3 (2 from eu-berlin, 1 from eu-paris)")
+	out = mustRun(t, "stock", "A", "--url", url)
+	wantContains(t, out, "LOCATION", "eu-berlin", "eu-paris")
+	out = mustRun(t, "stock", "A", "--location", "eu-paris", "--url", url)
+	wantContains(t, out, "A (location eu-paris) at eu: available 3, held 1")
+	if _, err := run(t, "hold", "--item", "A=1", "--split", "--url", url); err == nil {
+		t.Error("--split without --location was accepted")
+	}
 }
