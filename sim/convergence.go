@@ -61,7 +61,7 @@ func (w *world) phase(p int) {
 		w.q.push(event{at: w.now, kind: evPhase, n: phSettle})
 	case phSettle:
 		// Wait until every client is done and every hold has expired.
-		quiet := w.active == 0 && w.now >= w.stopAt+int64(w.o.TTL)+int64(2*time.Second)
+		quiet := w.active == 0 && w.now >= w.stopAt+int64(w.o.TTL)+int64(2*time.Second) && w.membershipSettled()
 		if quiet || w.now-w.phaseStart > int64(3*w.o.TTL+time.Minute) {
 			w.phaseStart = w.now
 			w.q.push(event{at: w.now, kind: evPhase, n: phFinalPoll})
@@ -199,7 +199,7 @@ func (w *world) startProbes() {
 		var local []uint64
 		var sellers []int
 		for i, ep := range w.eps[:w.nReg] {
-			if !w.maySell(i, sku) {
+			if !w.maySell(i, sku) || w.retired(i) {
 				continue
 			}
 			sellers = append(sellers, i)
@@ -209,7 +209,12 @@ func (w *world) startProbes() {
 				local = append(local, ep.node.Available(sku))
 			}
 		}
-		home := w.strat.ProbeRegion(&w.setup, local)
+		home := -1
+		if len(sellers) > 0 {
+			// (At most the last seller: the setup's regions may include
+			// one retired by the membership fault.)
+			home = min(w.strat.ProbeRegion(&w.setup, local), len(sellers)-1)
+		}
 		if home < 0 {
 			continue
 		}

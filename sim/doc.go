@@ -24,8 +24,9 @@
 // a watchdog kill), pause (a region's process stops for seconds), asym
 // (one-way partitions), replay (minutes-old messages delivered again),
 // corrupt (bits flipped inside the signed envelope) and linkloss (a
-// shopper's requests and replies lost). "all" is every one of them;
-// membership is refused by name (see docs/simulator.md). Clients retry a
+// shopper's requests and replies lost), and membership (a region added
+// and another removed under load by the operator's procedure,
+// membership.go). "all" is every one of them. Clients retry a
 // hold with the same idempotency key when no answer comes, and 20% of
 // carts are abandoned and must expire.
 //

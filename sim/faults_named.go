@@ -115,6 +115,8 @@ func genNamedFaults(seed uint64, s FaultSet, o *Options, nReg, nEp int) []fault 
 				out = append(out, fault{at: t, end: end, kind: fCorrupt, desc: "corrupt messages"})
 				t = end + sec(10, 40)
 			}
+		case FaultMembership:
+			out = append(out, genMembership(r, o)...)
 		case FaultLinkLoss:
 			for t := start + sec(0, 20); t < heal; t += sec(5, 30) {
 				x := r.IntN(nReg)
@@ -179,6 +181,8 @@ func (w *world) applyNamedFault(f *fault, end bool) {
 		w.nf.corrupting = !end
 	case fLinkLoss:
 		w.nf.linkLoss[f.node] = !end
+	case fJoin, fLeave:
+		w.applyMembership(f, end)
 	}
 }
 
@@ -269,6 +273,14 @@ func (w *world) faultCounts() map[string]uint64 {
 			m[f.name] = w.res.RecoveryCrashes
 		case FaultDiskFull:
 			m[f.name] = w.res.DiskFull
+		case FaultMembership:
+			if w.mb == nil {
+				continue // the region runtime: not simulated
+			}
+			m[f.name] = w.mb.joins + w.mb.leaves
+			m["membership_restarts"] = w.mb.restarts
+			m["membership_drained"] = w.mb.drained
+			m["membership_stranded"] = w.mb.stranded
 		case FaultPartitions:
 			m[f.name] = w.res.Partitions
 		case FaultCrash:

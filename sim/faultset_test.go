@@ -24,9 +24,8 @@ func TestParseFaults(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"bogus"`) || !strings.Contains(err.Error(), "linkloss") {
 		t.Errorf("unknown fault: %v, want the name and the valid names", err)
 	}
-	_, err = ParseFaults("membership")
-	if err == nil || !strings.Contains(err.Error(), "not simulated") {
-		t.Errorf("membership: %v, want a refusal with its reason", err)
+	if got, err := ParseFaults("membership"); err != nil || got != FaultMembership {
+		t.Errorf("membership: %v, %v; want the fault", got, err)
 	}
 	if _, err := Run(Options{Faults: "partitions,nope"}); err == nil {
 		t.Error("Run accepted an unknown fault")

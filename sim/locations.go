@@ -72,7 +72,7 @@ func (w *world) maySell(i int, key string) bool {
 // location's at its owner, else the strategy's split.
 func (w *world) initialStock(i int, key string) uint64 {
 	if len(w.setup.Locations) == 0 {
-		return split(w.o.Stock, w.nReg, i)
+		return split(w.o.Stock, w.o.Regions, i) // not the joiner of fault membership
 	}
 	if w.ownerOf(key) == i {
 		return w.o.Stock

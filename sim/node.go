@@ -50,6 +50,7 @@ func (w *world) boot(ep *endpoint) error {
 	}
 	ep.node = n
 	ep.down = false
+	w.memberBooted(ep)
 	return nil
 }
 
@@ -60,6 +61,9 @@ func (w *world) nodeNow(ep *endpoint) time.Time {
 // step feeds one input to a region's node and runs the durability loop.
 func (w *world) step(ep *endpoint, in escrow.Input) {
 	in.Now = w.nodeNow(ep)
+	if w.mb != nil {
+		w.memberInput(ep, &in)
+	}
 	if ep.rt != nil {
 		w.stepRegion(ep, in)
 		return
@@ -226,7 +230,7 @@ func (w *world) crash(ep *endpoint) {
 }
 
 func (w *world) restart(ep *endpoint) {
-	if !ep.down {
+	if !ep.down || !w.mayRun(ep) {
 		return
 	}
 	if ep.d != nil {

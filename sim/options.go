@@ -97,6 +97,9 @@ type Hooks struct {
 	// SkipVerify delivers a message whose envelope does not verify
 	// (fault corrupt) when the escrow codec still decodes it.
 	SkipVerify bool
+	// SkipProbation starts a new region (fault membership) without its
+	// probation: the runtime forgets escrow.Node.BeginProbation.
+	SkipProbation bool
 }
 
 // Defaults returns the options used for zero fields.
@@ -281,6 +284,7 @@ const (
 	BugIgnoreIdemKey = "ignore-idem-key" // linkloss: a retry's idempotency key is not looked up
 	BugTrustClock    = "trust-clock"     // jump: the node takes the runtime's clock even backwards
 	BugLastRowWins   = "last-row-wins"   // replay: a merged row takes the incoming Reserved
+	BugSkipProbation = "skip-probation"  // membership: a new region starts without its probation
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -306,6 +310,7 @@ var bugSwitches = []struct {
 	{BugIgnoreIdemKey, func(o *Options) *bool { return &o.Bugs.IgnoreIdemKey }},
 	{BugTrustClock, func(o *Options) *bool { return &o.Bugs.TrustClock }},
 	{BugLastRowWins, func(o *Options) *bool { return &o.Bugs.LastRowWins }},
+	{BugSkipProbation, func(o *Options) *bool { return &o.Hooks.SkipProbation }},
 }
 
 // SetBug turns on one named test-only bug.

@@ -154,6 +154,9 @@ func (o *oracle) untouch() {
 // never below zero.
 func (o *oracle) onReady(ep *endpoint, rd *escrow.Ready) {
 	o.untouch()
+	if o.w.mb != nil {
+		o.w.memberReady(ep, rd)
+	}
 	for i := range rd.Persist.Rows {
 		r := &rd.Persist.Rows[i]
 		if r.Region != ep.name {
@@ -441,7 +444,10 @@ func (o *oracle) final() {
 	// view once converged.
 	for s, sku := range w.setup.SKUs {
 		v := escrow.View{}
-		for _, ep := range w.eps[:w.nReg] {
+		for i, ep := range w.eps[:w.nReg] {
+			if r := w.retiredRow(i, sku); r != nil {
+				v[ep.name] = r // the removed region's last row (membership)
+			}
 			if ep.down {
 				continue
 			}

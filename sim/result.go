@@ -83,6 +83,11 @@ type Result struct {
 	// decreased) when it merged a message: rows are bounded counters,
 	// merged by max, so an old row replayed must change nothing (replay).
 	RowRegressions uint64 `json:"row_regressions,omitempty"`
+	// MembershipErrors: what the membership fault's checker found
+	// (membership.go): a new region writing before its probation could
+	// end, a removed region's rows or units changed after its removal,
+	// drained units not restocked, the procedure not completed.
+	MembershipErrors uint64 `json:"membership_errors,omitempty"`
 	// FaultCounts: episodes or events of each fault of a named mix (see
 	// docs/simulator.md); absent for none, partitions and the old all.
 	FaultCounts map[string]uint64 `json:"fault_counts,omitempty"`
@@ -162,7 +167,7 @@ func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0 ||
 		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 ||
-		r.ViewRegressions > 0 || r.StoreMismatches > 0 ||
+		r.ViewRegressions > 0 || r.StoreMismatches > 0 || r.MembershipErrors > 0 ||
 		r.LocationViolations > 0
 }
 
@@ -197,11 +202,12 @@ type Summary struct {
 	FailedSeeds        []uint64 `json:"failed_seeds,omitempty"`
 
 	// Named faults (a mix other than none, partitions, the old all).
-	DoubleHolds     uint64            `json:"double_holds,omitempty"`
-	CorruptAccepted uint64            `json:"corrupt_accepted,omitempty"`
-	ClockErrors     uint64            `json:"clock_errors,omitempty"`
-	RowRegressions  uint64            `json:"row_regressions,omitempty"`
-	FaultCounts     map[string]uint64 `json:"fault_counts,omitempty"`
+	DoubleHolds      uint64            `json:"double_holds,omitempty"`
+	CorruptAccepted  uint64            `json:"corrupt_accepted,omitempty"`
+	ClockErrors      uint64            `json:"clock_errors,omitempty"`
+	RowRegressions   uint64            `json:"row_regressions,omitempty"`
+	MembershipErrors uint64            `json:"membership_errors,omitempty"`
+	FaultCounts      map[string]uint64 `json:"fault_counts,omitempty"`
 	// FalseRejectsByCause sums Result.FalseRejectsByCause.
 	FalseRejectsByCause map[string]uint64 `json:"false_rejects_by_cause,omitempty"`
 
@@ -253,6 +259,7 @@ func Summarize(rs []*Result) Summary {
 		s.CorruptAccepted += r.CorruptAccepted
 		s.ClockErrors += r.ClockErrors
 		s.RowRegressions += r.RowRegressions
+		s.MembershipErrors += r.MembershipErrors
 		for k, v := range r.FalseRejectsByCause {
 			if s.FalseRejectsByCause == nil {
 				s.FalseRejectsByCause = map[string]uint64{}
@@ -353,6 +360,9 @@ func (s Summary) KV() string {
 			"corrupt_accepted="+strconv.FormatUint(s.CorruptAccepted, 10),
 			"clock_errors="+strconv.FormatUint(s.ClockErrors, 10),
 			"row_regressions="+strconv.FormatUint(s.RowRegressions, 10))
+		if _, ok := s.FaultCounts["membership"]; ok {
+			kv = append(kv, "membership_errors="+strconv.FormatUint(s.MembershipErrors, 10))
+		}
 	}
 	if s.waitlisted() {
 		kv = append(kv,
@@ -399,6 +409,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 {
 				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
 					r.DoubleHolds, r.CorruptAccepted, r.ClockErrors, r.RowRegressions)
+			}
+			if r.MembershipErrors > 0 {
+				checks += fmt.Sprintf(" membership_errors=%d", r.MembershipErrors)
 			}
 			if r.ViewRegressions > 0 || r.StoreMismatches > 0 {
 				checks += fmt.Sprintf(" view_regressions=%d store_mismatches=%d", r.ViewRegressions, r.StoreMismatches)

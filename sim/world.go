@@ -93,6 +93,7 @@ type world struct {
 	faults []fault
 	fs     FaultSet    // the faults of o.Faults
 	nf     namedFaults // runtime state of the named faults
+	mb     *membership // the membership fault (membership.go), nil without it
 	netRng *rand.Rand
 	wlRng  *rand.Rand
 	rsRng  *rand.Rand
@@ -164,13 +165,13 @@ func newWorld(o Options) (*world, error) {
 		nodeRn: newRand(o.Seed, streamNode),
 		hash:   14695981039346656037,
 	}
-	w.setup = Setup{Opts: o, Regions: RegionNames(o.Regions)}
+	w.setup = Setup{Opts: o, Regions: RegionNames(o.Regions + extraRegions(&o))}
 	for i := 0; i < o.SKUs; i++ {
 		s := fmt.Sprintf("sku%04d", i)
 		w.setup.SKUs = append(w.setup.SKUs, s)
 		w.skuIdx[s] = i
 	}
-	w.nReg = o.Regions
+	w.nReg = len(w.setup.Regions)
 	w.res.Seed = o.Seed
 	w.res.ConvergeMs = -1
 	w.res.latency = hist.New(hist.Compact)
@@ -198,6 +199,7 @@ func newWorld(o Options) (*world, error) {
 	w.faults = genFaults(newRand(o.Seed, streamFaults), &o, w.nReg, len(w.eps))
 	w.faults = append(w.faults, genNamedFaults(o.Seed, w.fs, &o, w.nReg, len(w.eps))...)
 	w.initNamedFaults()
+	w.initMembership()
 	if w.fs.Has(FaultSkew) {
 		skewRng := newRand(o.Seed, streamFaults+100)
 		for i := 0; i < w.nReg; i++ {
@@ -220,6 +222,10 @@ func newWorld(o Options) (*world, error) {
 		w.series = &Series{Regions: w.setup.Regions}
 	}
 	for _, ep := range w.eps[:w.nReg] {
+		if !w.mayRun(ep) {
+			ep.down = true // the joiner of the membership fault
+			continue
+		}
 		if err := w.boot(ep); err != nil {
 			return nil, err
 		}
@@ -242,6 +248,7 @@ func (w *world) regionConfig(ep *endpoint) escrow.Config {
 	}
 	cfg = escrowtest.WithBugs(cfg, w.o.Bugs)
 	w.strat.Config(&w.setup, ep.idx, &cfg)
+	w.memberConfig(ep, &cfg)
 	// Hold ids of every incarnation come from their own stream.
 	r := rand.New(rand.NewPCG(w.o.Seed, uint64(ep.idx)<<32|uint64(ep.inc)+1))
 	cfg.Rand = r.Uint64
@@ -284,6 +291,9 @@ func (w *world) run() {
 	// Initial stock, split over the regions, minted where the strategy
 	// keeps it.
 	for i := 0; i < w.nReg; i++ {
+		if !w.mayRun(w.eps[i]) {
+			continue
+		}
 		for s, sku := range w.setup.SKUs {
 			_ = s
 			q := w.initialStock(i, sku)
@@ -440,7 +450,8 @@ func (w *world) dispatch(e *event) {
 			return
 		}
 		w.q.push(event{at: w.wl.nextArrival(w.wlRng, w.now), kind: evCartArrive})
-		if cl := w.wl.cart(w.wlRng, w.now, w.nReg); cl != nil {
+		if cl := w.wl.cart(w.wlRng, w.now, w.o.Regions); cl != nil {
+			w.rehome(cl)
 			w.nextClient++
 			cl.id = w.nextClient
 			w.startCart(cl)
@@ -452,9 +463,13 @@ func (w *world) dispatch(e *event) {
 			return
 		}
 		w.q.push(event{at: w.wl.nextRestock(w.rsRng, w.now), kind: evRestock})
-		for _, rs := range w.wl.restock(w.rsRng, w.now, w.nReg) {
+		for _, rs := range w.wl.restock(w.rsRng, w.now, w.o.Regions) {
+			r := w.restockHome(rs.region, rs.sku)
+			if r < 0 {
+				continue
+			}
 			w.res.Restocks++
-			w.admin(rs.region, escrow.Command{Kind: escrow.CmdRestock, SKU: rs.sku, Qty: rs.qty}, true)
+			w.admin(r, escrow.Command{Kind: escrow.CmdRestock, SKU: rs.sku, Qty: rs.qty}, true)
 		}
 	case evFault:
 		w.applyFault(int(e.n), e.inc == 1)
@@ -515,6 +530,7 @@ func (w *world) sample() {
 // finish runs the end-of-run checkers and computes the metrics.
 func (w *world) finish() {
 	w.orc.final()
+	w.finishMembership()
 	w.finishWaits()
 	for _, ep := range w.eps[:w.nReg] {
 		if !ep.down {

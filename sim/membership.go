@@ -1,0 +1,740 @@
+package sim
+
+// The membership fault: a region is added and another removed under load,
+// by the operator procedure of docs/operations.md ("Adding or removing a
+// region"), deterministically by seed (escrow runtime only).
+//
+// The run has one region more than --regions: the last, the joiner, is not
+// a member and is down until it joins. Every region runs with an explicit
+// membership (escrow.Config.Members), read from its configuration at every
+// boot (conf below), as the real region reads its config file.
+//
+//   - Join, at a seeded time: the operator lists the joiner in every
+//     member's configuration and restarts the members one at a time (a
+//     stop keeps what is durable, as a crash does; the region is down
+//     mbRestartDown, then the operator waits mbRestartSettle); then starts
+//     the joiner with an empty store, on probation (escrow.BeginProbation,
+//     the waits of the region runtime's defaults); once its probation is
+//     over, shoppers go to it too (a share of every region's new carts) and
+//     borrows, top-ups and advice move units to it.
+//   - Leave, at a later seeded time (after the join): one of the original
+//     regions is drained: restarted with top-up off (so it stops pulling
+//     units in), new carts and restocks go elsewhere, its holds end or
+//     expire, and each second the operator writes off what it has
+//     available and restocks the same number elsewhere (keyed restocks,
+//     retried until durable). When nothing is held or available there,
+//     nothing is in flight to it and every other member has its last rows,
+//     it is stopped for good and the others restart one at a time without
+//     it. Its name is never used again.
+//
+// The membership checker (Result.MembershipErrors) adds to every other:
+//   - probation: the joiner changes its own row (grants, takes units)
+//     before its probation may end: mbProbationMin after its empty start,
+//     and either a digest heard from every other member or mbProbationMax;
+//   - non-members: after the removal, a member's copy of the removed
+//     region's rows changes, or a member sends it units (stranded);
+//   - drained units: the removed region ends with units available or held
+//     (stranded), or the units written off there differ from those
+//     restocked elsewhere; conservation (oracle.final) counts the removed
+//     region's last rows, so a unit lost anywhere is caught there too;
+//   - the procedure did not complete before the run settled.
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+// Episode kinds of the membership fault.
+const (
+	fJoin faultKind = iota + 30
+	fLeave
+)
+
+const (
+	mbRestartDown   = time.Second     // a region of a rolling restart is down this long
+	mbRestartSettle = 2 * time.Second // then the operator waits this long before the next
+	mbPoll          = 500 * time.Millisecond
+	mbDrainPoll     = time.Second
+	// The probation of a region that starts empty, as the region runtime
+	// sets it by default: 1.5 digest intervals, at most 30s.
+	mbProbationMin = 1500 * time.Millisecond
+	mbProbationMax = region.DefaultFreshProbationMax
+)
+
+func init() {
+	namedSpanKind[fJoin] = "join"
+	namedSpanKind[fLeave] = "leave"
+}
+
+// membershipOn reports whether a run of o simulates a membership change
+// (it then has one region more than o.Regions: the joiner).
+func membershipOn(o *Options) bool {
+	return o.faultSet().Has(FaultMembership) && o.Runtime != RuntimeRegion
+}
+
+// extraRegions is the number of regions a run of o has beyond o.Regions.
+func extraRegions(o *Options) int {
+	if membershipOn(o) {
+		return 1
+	}
+	return 0
+}
+
+// genMembership draws the join and the leave of a run.
+func genMembership(r *rand.Rand, o *Options) []fault {
+	if o.Runtime == RuntimeRegion {
+		return nil
+	}
+	D := float64(o.Duration)
+	joiner := o.Regions
+	first := 0
+	if o.Strategy == "central" {
+		first = 1 // the authority holds every unit: it is not the one removed
+	}
+	x := first + r.IntN(o.Regions-first)
+	join := int64(D * (0.08 + 0.08*r.Float64()))
+	leave := int64(D * (0.25 + 0.10*r.Float64()))
+	return []fault{
+		{at: join, end: join + 1, kind: fJoin, node: joiner, desc: fmt.Sprintf("join r%d", joiner)},
+		{at: leave, end: leave + 1, kind: fLeave, node: x, desc: fmt.Sprintf("leave r%d", x)},
+	}
+}
+
+// membership is the runtime state of the membership fault.
+type membership struct {
+	rng    *rand.Rand
+	joiner int
+	x      int        // the region removed (its leave's node)
+	conf   [][]string // [region] the members its configuration lists
+
+	started, serving, joined bool // joiner: started; probation over; join procedure done
+	draining, stopped, left  bool // removed: drain begun; stopped for good; leave procedure done
+	leaveBegun               bool
+
+	// Rolling restart in progress.
+	roll        []int
+	rollStopped int // region the operator stopped and restarts next, -1 none
+	rollNext    int64
+	joinStep    int
+	leaveStep   int
+
+	// Probation checker of the joiner.
+	probeStart time.Time // node clock at its empty start
+	heard      map[string]bool
+	wrote      bool
+
+	// Drain of the removed region.
+	base      []uint64 // [sku] its durable Shrunk when the drain began
+	restocked []uint64 // [sku] units restocked elsewhere, durable
+	pend      []mbRestock
+	keys      int
+	final     map[string]escrow.Row // its own rows when it stopped, by SKU
+	recvStop  []uint64              // [sku] units sent to it, as of its stop
+
+	joins, leaves, restarts, drained uint64
+	stranded                         uint64 // units sent to the removed region after it stopped
+}
+
+// mbRestock is a keyed restock of drained units, until it is durable.
+type mbRestock struct {
+	key  string
+	at   int
+	inc  uint32
+	s    int // the drained SKU (stock key)
+	sku  string
+	qty  uint64
+	done bool
+}
+
+func (w *world) initMembership() {
+	if !membershipOn(&w.o) {
+		return
+	}
+	mb := &membership{rng: newRand(w.o.Seed, streamNamedFaults+300), joiner: w.nReg - 1, rollStopped: -1,
+		heard: map[string]bool{}, x: -1}
+	initial := w.setup.Regions[:w.nReg-1]
+	mb.conf = make([][]string, w.nReg)
+	for i := range initial {
+		mb.conf[i] = slices.Clone(initial)
+	}
+	for _, f := range w.faults {
+		if f.kind == fLeave {
+			mb.x = f.node
+		}
+	}
+	w.mb = mb
+}
+
+// mayRun reports whether region ep may be started (by a restart or a heal):
+// not the joiner before it joins, not the removed region once stopped.
+func (w *world) mayRun(ep *endpoint) bool {
+	mb := w.mb
+	if mb == nil || ep.idx >= w.nReg {
+		return true
+	}
+	return !(ep.idx == mb.joiner && !mb.started) && !(ep.idx == mb.x && mb.stopped)
+}
+
+// retired reports whether region i takes no part in the run's end: the
+// joiner that never started, the removed region.
+func (w *world) retired(i int) bool { return !w.mayRun(w.eps[i]) }
+
+// memberConfig sets the membership of a region's configuration.
+func (w *world) memberConfig(ep *endpoint, cfg *escrow.Config) {
+	mb := w.mb
+	if mb == nil || ep.idx >= w.nReg {
+		return
+	}
+	cfg.Members = slices.Clone(mb.conf[ep.idx])
+	if ep.idx == mb.x && mb.draining {
+		// Drain mode: no top-up, so it stops pulling units in.
+		cfg.LowWater, cfg.TopUpHorizon = 0, -1
+	}
+}
+
+// memberBooted: a region's node was just built. The joiner, when its store
+// is empty, starts on probation, as the region runtime starts it.
+func (w *world) memberBooted(ep *endpoint) {
+	mb := w.mb
+	if mb == nil || ep.idx != mb.joiner || ep.node.Seq() != 0 {
+		return
+	}
+	if !w.o.Hooks.SkipProbation {
+		ep.node.BeginProbation(mbProbationMin, mbProbationMax)
+	}
+	mb.probeStart = w.nodeNow(ep)
+	clear(mb.heard)
+	mb.wrote = false
+}
+
+// memberInput watches what the joiner hears: digests of members.
+func (w *world) memberInput(ep *endpoint, in *escrow.Input) {
+	mb := w.mb
+	if ep.idx != mb.joiner || in.Msg == nil || in.Msg.Type != escrow.MsgDigest {
+		return
+	}
+	if slices.Contains(mb.conf[mb.joiner], in.Msg.From) {
+		mb.heard[in.Msg.From] = true
+	}
+}
+
+// memberReady checks a Ready of the joiner: its own row may change only
+// once its probation may have ended.
+func (w *world) memberReady(ep *endpoint, rd *escrow.Ready) {
+	mb := w.mb
+	if mb.stopped && ep.idx != mb.x {
+		w.sentToRemoved(ep, rd)
+	}
+	if ep.idx != mb.joiner || mb.wrote {
+		return
+	}
+	own := false
+	for i := range rd.Persist.Rows {
+		own = own || rd.Persist.Rows[i].Region == ep.name
+	}
+	if !own {
+		return
+	}
+	mb.wrote = true
+	waited := ep.node.Now().Sub(mb.probeStart)
+	all := true
+	for _, m := range mb.conf[mb.joiner] {
+		all = all && (m == ep.name || mb.heard[m])
+	}
+	if waited < mbProbationMin || (!all && waited < mbProbationMax) {
+		w.membershipError("new region %s changed its own row %v after its empty start, before its probation "+
+			"could end (every other member heard: %v)", ep.name, waited.Round(time.Millisecond), all)
+	}
+}
+
+// sentToRemoved checks a Ready of a member after the removal: it may send
+// the removed region units only while its node still lists it (a late or
+// replayed borrow request of the removed region, before this member's
+// restart): those units are stranded, and counted.
+func (w *world) sentToRemoved(ep *endpoint, rd *escrow.Ready) {
+	o := w.orc
+	x := w.eps[w.mb.x].name
+	for i := range rd.Persist.Rows {
+		r := &rd.Persist.Rows[i]
+		s, ok := w.skuIdx[r.SKU]
+		if r.Region != ep.name || !ok {
+			continue
+		}
+		old, cur := sentTo(o.memSent[ep.idx*o.S+s].Sent, x), sentTo(r.Sent, x)
+		if cur > old && !slices.Contains(ep.node.Members(), x) {
+			w.membershipError("%s, whose members no longer list %s, sent it %d units of %s after its removal",
+				ep.name, x, cur-old, r.SKU)
+		}
+	}
+}
+
+func sentTo(sent []escrow.Transfer, to string) uint64 {
+	for _, t := range sent {
+		if t.To == to {
+			return t.Qty
+		}
+	}
+	return 0
+}
+
+func (w *world) membershipError(format string, args ...any) {
+	w.res.MembershipErrors++
+	w.fail("membership_errors: "+format, args...)
+}
+
+// shopHome is the region a new cart of region slot goes to: the removed
+// region's go to the joiner (or the next member) from its drain on, and
+// once the joiner serves, it takes its share of every region's carts.
+func (w *world) shopHome(slot int) int {
+	mb := w.mb
+	if mb == nil {
+		return slot
+	}
+	if slot == mb.x && mb.draining {
+		if mb.serving {
+			return mb.joiner
+		}
+		return (slot + 1) % (w.nReg - 1)
+	}
+	if mb.serving && mb.rng.IntN(w.nReg-1) == 0 {
+		return mb.joiner
+	}
+	return slot
+}
+
+// rehome moves a new cart to the region shopHome picks (with the
+// locations its new region may sell, workload locations).
+func (w *world) rehome(cl *client) {
+	h := w.shopHome(cl.home)
+	if h == cl.home {
+		return
+	}
+	cl.home = h
+	if cl.locs != nil {
+		cl.locs = w.wl.lineLocations(w.mb.rng, cl.lines, h)
+	}
+}
+
+// restockHome is where a workload restock of region i goes: not to the
+// removed region once its drain began (-1: dropped, for a location only
+// it may mint).
+func (w *world) restockHome(i int, key string) int {
+	mb := w.mb
+	if mb == nil || i != mb.x || !mb.draining {
+		return i
+	}
+	if w.ownerOf(key) == i {
+		return -1
+	}
+	if mb.serving {
+		return mb.joiner
+	}
+	return (i + 1) % (w.nReg - 1)
+}
+
+// membershipSettled reports whether the membership change is over (the
+// run's settling waits for it).
+func (w *world) membershipSettled() bool {
+	return w.mb == nil || (w.mb.joined && w.mb.left)
+}
+
+// applyMembership runs one step of the operator's procedure.
+func (w *world) applyMembership(f *fault, end bool) {
+	if end || w.mb == nil {
+		return
+	}
+	idx := 0
+	for i := range w.faults {
+		if &w.faults[i] == f {
+			idx = i
+		}
+	}
+	var again time.Duration
+	if f.kind == fJoin {
+		again = w.joinStep(f)
+	} else {
+		again = w.leaveStep(f)
+	}
+	if again > 0 {
+		w.q.push(event{at: w.at(again), kind: evFault, n: int32(idx)})
+	}
+}
+
+// members lists the regions of the cluster now, in index order.
+func (w *world) members() []string {
+	mb := w.mb
+	var out []string
+	for i := 0; i < w.nReg; i++ {
+		if (i == mb.joiner && !mb.started) || (i == mb.x && mb.stopped) {
+			continue
+		}
+		out = append(out, w.eps[i].name)
+	}
+	return out
+}
+
+// beginRoll starts a rolling restart of every region of list (a seeded
+// order) with its configuration as it is now.
+func (w *world) beginRoll(list []int) {
+	mb := w.mb
+	mb.roll = mb.roll[:0]
+	for _, p := range mb.rng.Perm(len(list)) {
+		mb.roll = append(mb.roll, list[p])
+	}
+	mb.rollStopped = -1
+	mb.rollNext = w.now
+}
+
+// rollStep advances the rolling restart; it reports whether it is over.
+func (w *world) rollStep() bool {
+	mb := w.mb
+	if mb.rollStopped >= 0 {
+		if w.now < mb.rollNext {
+			return false
+		}
+		ep := w.eps[mb.rollStopped]
+		mb.rollStopped = -1
+		if ep.down {
+			w.restart(ep)
+			mb.restarts++
+		}
+		mb.rollNext = w.at(mbRestartSettle)
+		return false
+	}
+	if w.now < mb.rollNext {
+		return false
+	}
+	if len(mb.roll) == 0 {
+		return true
+	}
+	i := mb.roll[0]
+	mb.roll = mb.roll[1:]
+	if ep := w.eps[i]; !ep.down {
+		w.stopRegion(ep)
+		mb.rollStopped = i
+		mb.rollNext = w.at(mbRestartDown)
+	}
+	// A region down (a crash) boots with its new configuration when it
+	// comes back.
+	return false
+}
+
+// stopRegion stops a region as an operator does: what is durable stays,
+// as in a crash, but it is not counted as one.
+func (w *world) stopRegion(ep *endpoint) {
+	w.crash(ep)
+	w.res.Crashes--
+}
+
+func indexes(names []string, byName map[string]int) []int {
+	out := make([]int, len(names))
+	for i, n := range names {
+		out[i] = byName[n]
+	}
+	return out
+}
+
+// joinStep: list the joiner everywhere, restart the members one at a time,
+// start the joiner, wait for its probation to end.
+func (w *world) joinStep(f *fault) time.Duration {
+	mb := w.mb
+	switch mb.joinStep {
+	case 0:
+		old := w.members()
+		list := append(slices.Clone(old), w.eps[mb.joiner].name)
+		for _, i := range indexes(old, w.byName) {
+			mb.conf[i] = list
+		}
+		mb.conf[mb.joiner] = list
+		w.beginRoll(indexes(old, w.byName))
+		mb.joinStep = 1
+		return mbPoll
+	case 1:
+		if !w.rollStep() {
+			return mbPoll
+		}
+		ep := w.eps[mb.joiner]
+		mb.started = true
+		if err := w.boot(ep); err != nil {
+			w.membershipError("new region %s does not start: %v", ep.name, err)
+			mb.joined = true
+			return 0
+		}
+		w.pump(ep)
+		mb.joinStep = 2
+		return mbPoll
+	default:
+		ep := w.eps[mb.joiner]
+		if ep.down || ep.node.Fence().Fenced {
+			return mbPoll
+		}
+		mb.serving, mb.joined = true, true
+		mb.joins++
+		f.end = w.now
+		return 0
+	}
+}
+
+// leaveStep: drain the removed region, stop it, restart the others one at
+// a time without it.
+func (w *world) leaveStep(f *fault) time.Duration {
+	mb := w.mb
+	ep := w.eps[mb.x]
+	switch mb.leaveStep {
+	case 0:
+		if !mb.joined {
+			return mbDrainPoll
+		}
+		mb.draining = true
+		mb.base = make([]uint64, len(w.setup.SKUs))
+		mb.restocked = make([]uint64, len(w.setup.SKUs))
+		for s := range w.setup.SKUs {
+			mb.base[s] = w.orc.dur[mb.x*w.orc.S+s].shrunk
+		}
+		// Restart it in drain mode (top-up off).
+		w.beginRoll([]int{mb.x})
+		mb.leaveStep = 1
+		return mbPoll
+	case 1:
+		if !w.rollStep() {
+			return mbPoll
+		}
+		mb.leaveStep = 2
+		return mbDrainPoll
+	case 2:
+		w.drainRestocks()
+		if ep.down {
+			return mbDrainPoll
+		}
+		if !ep.node.Fence().Fenced {
+			for _, sku := range w.setup.SKUs {
+				if a := ep.node.Available(sku); a > 0 {
+					w.nextReq++
+					c := escrow.Command{Kind: escrow.CmdWriteOff, ReqID: w.nextReq, SKU: sku, Qty: min(a, escrow.MaxQty)}
+					w.step(ep, escrow.Input{Cmd: &c})
+				}
+			}
+		}
+		if !w.drained() {
+			return mbDrainPoll
+		}
+		w.orc.checkAcked(ep, false)
+		mb.final = map[string]escrow.Row{}
+		mb.recvStop = make([]uint64, len(w.setup.SKUs))
+		for s, sku := range w.setup.SKUs {
+			if r := ep.node.View(sku)[ep.name]; r != nil {
+				mb.final[sku] = r.Clone()
+			}
+			mb.recvStop[s] = w.orc.recv[mb.x*w.orc.S+s]
+		}
+		w.stopRegion(ep)
+		mb.stopped = true
+		mb.leaves++
+		rest := w.members()
+		for _, i := range indexes(rest, w.byName) {
+			mb.conf[i] = rest
+		}
+		w.beginRoll(indexes(rest, w.byName))
+		mb.leaveStep = 3
+		return mbPoll
+	default:
+		if !w.rollStep() {
+			return mbPoll
+		}
+		mb.left = true
+		f.end = w.now
+		return 0
+	}
+}
+
+// drainRestocks restocks elsewhere what the write-offs at the removed
+// region made durable, with keyed restocks retried until durable.
+func (w *world) drainRestocks() {
+	mb := w.mb
+	o := w.orc
+	pending := make([]uint64, len(w.setup.SKUs))
+	keep := mb.pend[:0]
+	for _, p := range mb.pend {
+		at := w.eps[p.at]
+		switch _, ok := at.dur.idem[p.key]; {
+		case ok:
+			mb.restocked[p.s] += p.qty
+			mb.drained += p.qty
+		case at.inc != p.inc || at.down:
+			// Lost with a crash before it was durable: issued again below.
+		default:
+			pending[p.s] += p.qty
+			keep = append(keep, p)
+		}
+	}
+	mb.pend = keep
+	for s, sku := range w.setup.SKUs {
+		off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]
+		owed := off - mb.restocked[s] - pending[s]
+		if off < mb.restocked[s]+pending[s] || owed == 0 {
+			continue
+		}
+		t, key := w.drainTarget(sku)
+		if t < 0 {
+			continue
+		}
+		ep := w.eps[t]
+		mb.keys++
+		k := "drain-" + w.eps[mb.x].name + "-" + strconv.Itoa(mb.keys)
+		w.nextReq++
+		c := escrow.Command{Kind: escrow.CmdRestock, ReqID: w.nextReq, SKU: key, Qty: min(owed, escrow.MaxQty),
+			IdemKey: k, IdemHash: owed}
+		mb.pend = append(mb.pend, mbRestock{key: k, at: t, inc: ep.inc, s: s, sku: key, qty: c.Qty})
+		w.step(ep, escrow.Input{Cmd: &c})
+	}
+}
+
+// drainTarget picks where drained units of key are restocked: the joiner
+// or the next member that is up (the strategy's server of it), and the
+// stock key there (a location of the removed region moves to one of the
+// target's own). -1 when no member is up.
+func (w *world) drainTarget(key string) (int, string) {
+	mb := w.mb
+	cands := []int{mb.joiner}
+	for i := 1; i < w.nReg-1; i++ {
+		cands = append(cands, (mb.x+i)%(w.nReg-1))
+	}
+	for _, c := range cands {
+		if !w.mayRun(w.eps[c]) {
+			continue
+		}
+		t := w.strat.Server(&w.setup, c)
+		if t == mb.x || w.eps[t].down || w.eps[t].node.Fence().Fenced {
+			continue
+		}
+		if len(w.setup.Locations) == 0 {
+			return t, key
+		}
+		sku, _ := escrow.SplitStockKey(key)
+		if o := w.ownerOf(key); o != mb.x && o >= 0 {
+			if w.eps[o].down || !w.mayRun(w.eps[o]) {
+				continue
+			}
+			return o, key
+		}
+		return t, escrow.StockKey(sku, w.eps[t].name+"_a")
+	}
+	return -1, ""
+}
+
+// drained reports whether the removed region may be stopped: nothing held
+// or waiting there, nothing available (in its view and in truth: no unit
+// on its way to it), no borrow of its in flight, every drained unit
+// restocked, and every other member up with its last rows.
+func (w *world) drained() bool {
+	mb := w.mb
+	ep := w.eps[mb.x]
+	o := w.orc
+	if ep.down || ep.fsyncBusy || ep.node.HasReady() || len(mb.pend) > 0 || ep.node.Fence().Fenced {
+		return false
+	}
+	for s, sku := range w.setup.SKUs {
+		k := mb.x*o.S + s
+		m := &o.mem[k]
+		if ep.node.Available(sku) != 0 || o.trueAvail(mb.x, s) != 0 || m.reserved != m.released+m.sold {
+			return false
+		}
+		if o.dur[k].shrunk-mb.base[s] != mb.restocked[s] {
+			return false
+		}
+		if n, _ := ep.node.Waiting(sku); n > 0 {
+			return false
+		}
+	}
+	for _, e := range w.q.h {
+		if e.kind == evMsg && e.msg != nil && e.msg.From == ep.name && e.msg.Type == escrow.MsgBorrowReq {
+			return false
+		}
+	}
+	for _, r := range ep.node.Rows() {
+		if r.Region != ep.name {
+			continue
+		}
+		for i, m := range w.eps[:w.nReg] {
+			if i == mb.x || !w.mayRun(m) {
+				continue
+			}
+			if m.down {
+				return false
+			}
+			if seq, ok := m.node.RowSeq(r.SKU, ep.name); !ok || seq < r.Seq {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// trueAvail is available(r) of SKU s over every owner's latest row.
+func (o *oracle) trueAvail(r, s int) int64 {
+	k := r*o.S + s
+	m := &o.mem[k]
+	return int64(m.minted) + int64(o.recv[k]) - int64(o.memSent[k].SentTotal()) - int64(m.reserved) +
+		int64(m.released) - int64(m.shrunk)
+}
+
+// retiredRow is the last own row of SKU sku of a region that is down for
+// good (the removed region), for conservation; nil otherwise.
+func (w *world) retiredRow(i int, sku string) *escrow.Row {
+	mb := w.mb
+	if mb == nil || i != mb.x || !mb.stopped {
+		return nil
+	}
+	if r, ok := mb.final[sku]; ok {
+		return &r
+	}
+	return nil
+}
+
+// finishMembership runs the membership checker at the end of the run.
+func (w *world) finishMembership() {
+	mb := w.mb
+	if mb == nil {
+		return
+	}
+	if !mb.joined || !mb.left {
+		w.membershipError("the membership change did not complete (joined %v, left %v)", mb.joined, mb.left)
+		return
+	}
+	o := w.orc
+	x := w.eps[mb.x]
+	for s, sku := range w.setup.SKUs {
+		// It stopped with nothing available: what it has now was sent to
+		// it since (sentToRemoved), stranded.
+		late := int64(o.recv[mb.x*o.S+s]) - int64(mb.recvStop[s])
+		mb.stranded += uint64(max(0, late))
+		if a := o.trueAvail(mb.x, s); a != late {
+			w.membershipError("removed region %s ends with %d units of %s available, %d sent to it after it stopped",
+				x.name, a, sku, late)
+		}
+		if m := o.mem[mb.x*o.S+s]; m.reserved != m.released+m.sold {
+			w.membershipError("removed region %s ends with units of %s held", x.name, sku)
+		}
+		if off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]; off != mb.restocked[s] {
+			w.membershipError("%d units of %s written off at %s, %d restocked elsewhere", off, sku, x.name, mb.restocked[s])
+		}
+		fin, had := mb.final[sku]
+		for i, ep := range w.eps[:w.nReg] {
+			if i == mb.x || ep.down {
+				continue
+			}
+			v := ep.node.View(sku)[x.name]
+			switch {
+			case v == nil && !had:
+			case v == nil || !had || !v.Equal(&fin):
+				w.membershipError("%s's copy of removed region %s's row of %s is not its last row", ep.name, x.name, sku)
+			}
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package sim
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A region joins and another leaves under load, every checker stays at
+// zero, and the procedure ran whole: one join, one leave, every member
+// restarted for each, units drained.
+func TestMembership(t *testing.T) {
+	for _, wl := range []string{"steady", "flash", "locations"} {
+		for seed := uint64(1); seed <= 2; seed++ {
+			o := Options{Seed: seed, Regions: 3, Duration: 2 * time.Minute, Workload: wl, Faults: "membership"}
+			r := mustRun(t, o)
+			if r.Failed() {
+				t.Fatalf("%s seed %d: %v", wl, seed, r.Failures)
+			}
+			c := r.FaultCounts
+			// Join: 3 restarts; leave: the drain restart, then 3 (2 original + joiner).
+			if c["membership"] != 2 || c["membership_restarts"] != 7 || c["membership_drained"] == 0 {
+				t.Fatalf("%s seed %d: counts %v, want a join and a leave, 7 restarts, units drained", wl, seed, c)
+			}
+			t.Logf("%s seed %d: %v", wl, seed, c)
+		}
+	}
+}
+
+// The same seed gives the same report, byte for byte.
+func TestMembershipDeterminism(t *testing.T) {
+	o := Options{Seed: 5, Regions: 3, Duration: 2 * time.Minute, Workload: "flash", Faults: "crash,membership"}
+	a, _ := json.Marshal(mustRun(t, o))
+	b, _ := json.Marshal(mustRun(t, o))
+	if string(a) != string(b) {
+		t.Fatalf("seed %d: two runs differ:\n%s\n%s", o.Seed, a, b)
+	}
+}
+
+// The planted bug skip-probation (the runtime starts a new region without
+// its probation) is caught by membership_errors with the membership
+// fault within 20 seeds, and not without it.
+func TestPlantedSkipProbationMembership(t *testing.T) {
+	plantedMembership(t, BugSkipProbation, "new region")
+}
+
+func plantedMembership(t *testing.T, bug, want string) {
+	t.Helper()
+	o := Options{Regions: 3, Duration: 2 * time.Minute, Workload: "steady", Faults: "membership"}
+	if err := o.SetBug(bug); err != nil {
+		t.Fatal(err)
+	}
+	caught := uint64(0)
+	for seed := uint64(1); seed <= 20 && caught == 0; seed++ {
+		o.Seed = seed
+		r := mustRun(t, o)
+		if r.MembershipErrors > 0 && r.Failed() && strings.Contains(strings.Join(r.Failures, "\n"), want) {
+			caught = seed
+			t.Logf("seed %d: %s", seed, r.Failures[0])
+		}
+	}
+	if caught == 0 {
+		t.Fatalf("bug %s not caught with faults=membership on seeds 1-20", bug)
+	}
+	o.Faults = FaultsNone
+	for seed := uint64(1); seed <= caught; seed++ {
+		o.Seed = seed
+		if r := mustRun(t, o); r.Failed() {
+			t.Fatalf("bug %s caught without the membership fault (seed %d): %v", bug, seed, r.Failures)
+		}
+	}
+}
