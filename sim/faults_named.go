@@ -281,6 +281,7 @@ func (w *world) faultCounts() map[string]uint64 {
 			m["membership_restarts"] = w.mb.restarts
 			m["membership_drained"] = w.mb.drained
 			m["membership_stranded"] = w.mb.stranded
+			m["membership_zombies"] = w.mb.zombies
 		case FaultPartitions:
 			m[f.name] = w.res.Partitions
 		case FaultCrash:

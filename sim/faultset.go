@@ -153,8 +153,9 @@ func (s Summary) faultsLine() string {
 		fmt.Fprintf(&b, " %s=%d", name, s.FaultCounts[name])
 	}
 	if _, ok := s.FaultCounts["membership"]; ok {
-		fmt.Fprintf(&b, " (rolling_restarts=%d drained_units=%d stranded_units=%d)", s.FaultCounts["membership_restarts"],
-			s.FaultCounts["membership_drained"], s.FaultCounts["membership_stranded"])
+		fmt.Fprintf(&b, " (rolling_restarts=%d drained_units=%d stranded_units=%d zombies=%d)",
+			s.FaultCounts["membership_restarts"], s.FaultCounts["membership_drained"],
+			s.FaultCounts["membership_stranded"], s.FaultCounts["membership_zombies"])
 	}
 	fmt.Fprintf(&b, " | double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
 		s.DoubleHolds, s.CorruptAccepted, s.ClockErrors, s.RowRegressions)

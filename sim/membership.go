@@ -115,7 +115,10 @@ type membership struct {
 
 	started, serving, joined bool // joiner: started; probation over; join procedure done
 	draining, stopped, left  bool // removed: drain begun; stopped for good; leave procedure done
-	leaveBegun               bool
+	// zombie: the removed region's old process runs again, by mistake,
+	// until zombieEnd: its messages must change nothing.
+	zombie    bool
+	zombieEnd int64
 
 	// Rolling restart in progress.
 	roll        []int
@@ -134,11 +137,11 @@ type membership struct {
 	restocked []uint64 // [sku] units restocked elsewhere, durable
 	pend      []mbRestock
 	keys      int
-	final     map[string]escrow.Row // its own rows when it stopped, by SKU
-	recvStop  []uint64              // [sku] units sent to it, as of its stop
+	final     map[string]escrow.Row // its own rows when it stopped, by SKU: what members keep
+	last      map[string]escrow.Row // its last durable own rows (after the zombie's), for conservation
 
-	joins, leaves, restarts, drained uint64
-	stranded                         uint64 // units sent to the removed region after it stopped
+	joins, leaves, restarts, drained, zombies uint64
+	stranded                                  uint64 // units sent to the removed region after it stopped
 }
 
 // mbRestock is a keyed restock of drained units, until it is durable.
@@ -178,7 +181,7 @@ func (w *world) mayRun(ep *endpoint) bool {
 	if mb == nil || ep.idx >= w.nReg {
 		return true
 	}
-	return !(ep.idx == mb.joiner && !mb.started) && !(ep.idx == mb.x && mb.stopped)
+	return !(ep.idx == mb.joiner && !mb.started) && !(ep.idx == mb.x && mb.stopped && !mb.zombie)
 }
 
 // retired reports whether region i takes no part in the run's end: the
@@ -192,7 +195,7 @@ func (w *world) memberConfig(ep *endpoint, cfg *escrow.Config) {
 		return
 	}
 	cfg.Members = slices.Clone(mb.conf[ep.idx])
-	if ep.idx == mb.x && mb.draining {
+	if ep.idx == mb.x && mb.draining && !mb.zombie {
 		// Drain mode: no top-up, so it stops pulling units in.
 		cfg.LowWater, cfg.TopUpHorizon = 0, -1
 	}
@@ -274,6 +277,17 @@ func (w *world) sentToRemoved(ep *endpoint, rd *escrow.Ready) {
 	}
 }
 
+// ownDurable returns a region's durable own rows by SKU.
+func (w *world) ownDurable(ep *endpoint) map[string]escrow.Row {
+	out := map[string]escrow.Row{}
+	for k, r := range ep.dur.rows {
+		if k[1] == ep.name {
+			out[k[0]] = r
+		}
+	}
+	return out
+}
+
 func sentTo(sent []escrow.Transfer, to string) uint64 {
 	for _, t := range sent {
 		if t.To == to {
@@ -304,6 +318,9 @@ func (w *world) shopHome(slot int) int {
 	}
 	if mb.serving && mb.rng.IntN(w.nReg-1) == 0 {
 		return mb.joiner
+	}
+	if mb.zombie && mb.rng.IntN(w.nReg-1) == 0 {
+		return mb.x // its old process still gets shoppers
 	}
 	return slot
 }
@@ -525,14 +542,8 @@ func (w *world) leaveStep(f *fault) time.Duration {
 			return mbDrainPoll
 		}
 		w.orc.checkAcked(ep, false)
-		mb.final = map[string]escrow.Row{}
-		mb.recvStop = make([]uint64, len(w.setup.SKUs))
-		for s, sku := range w.setup.SKUs {
-			if r := ep.node.View(sku)[ep.name]; r != nil {
-				mb.final[sku] = r.Clone()
-			}
-			mb.recvStop[s] = w.orc.recv[mb.x*w.orc.S+s]
-		}
+		mb.final = w.ownDurable(ep)
+		mb.last = mb.final
 		w.stopRegion(ep)
 		mb.stopped = true
 		mb.leaves++
@@ -543,12 +554,35 @@ func (w *world) leaveStep(f *fault) time.Duration {
 		w.beginRoll(indexes(rest, w.byName))
 		mb.leaveStep = 3
 		return mbPoll
-	default:
+	case 3:
 		if !w.rollStep() {
 			return mbPoll
 		}
 		mb.left = true
 		f.end = w.now
+		// The zombie: when there is time before heal, the removed
+		// region's old process comes back for a while.
+		start := w.at(time.Duration(5+mb.rng.IntN(15)) * time.Second)
+		mb.zombieEnd = start + int64(time.Duration(10+mb.rng.IntN(20))*time.Second)
+		if mb.zombieEnd+int64(10*time.Second) >= w.healAt {
+			return 0
+		}
+		mb.leaveStep = 4
+		return time.Duration(start - w.now)
+	case 4:
+		// It boots from its store with the configuration it had before
+		// its drain: its old membership, top-up on.
+		mb.zombie = true
+		mb.zombies++
+		w.restart(ep)
+		mb.leaveStep = 5
+		return time.Duration(mb.zombieEnd - w.now)
+	default:
+		// (It may have sold units sent to it after its stop: they were
+		// its own. Members must not have merged any of it.)
+		w.stopRegion(ep)
+		mb.zombie = false
+		mb.last = w.ownDurable(ep)
 		return 0
 	}
 }
@@ -691,7 +725,7 @@ func (w *world) retiredRow(i int, sku string) *escrow.Row {
 	if mb == nil || i != mb.x || !mb.stopped {
 		return nil
 	}
-	if r, ok := mb.final[sku]; ok {
+	if r, ok := mb.last[sku]; ok {
 		return &r
 	}
 	return nil
@@ -710,17 +744,10 @@ func (w *world) finishMembership() {
 	o := w.orc
 	x := w.eps[mb.x]
 	for s, sku := range w.setup.SKUs {
-		// It stopped with nothing available: what it has now was sent to
-		// it since (sentToRemoved), stranded.
-		late := int64(o.recv[mb.x*o.S+s]) - int64(mb.recvStop[s])
-		mb.stranded += uint64(max(0, late))
-		if a := o.trueAvail(mb.x, s); a != late {
-			w.membershipError("removed region %s ends with %d units of %s available, %d sent to it after it stopped",
-				x.name, a, sku, late)
-		}
-		if m := o.mem[mb.x*o.S+s]; m.reserved != m.released+m.sold {
-			w.membershipError("removed region %s ends with units of %s held", x.name, sku)
-		}
+		// It stopped with nothing available or held: what it has now
+		// was sent to it since (sentToRemoved), stranded.
+		m := o.mem[mb.x*o.S+s]
+		mb.stranded += uint64(max(0, o.trueAvail(mb.x, s))) + m.reserved - m.released - m.sold
 		if off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]; off != mb.restocked[s] {
 			w.membershipError("%d units of %s written off at %s, %d restocked elsewhere", off, sku, x.name, mb.restocked[s])
 		}

@@ -279,12 +279,13 @@ const (
 	// from another location of the SKU (workload locations).
 	BugGrantAnyLocation = "grant-any-location"
 	// Bugs that only a named fault exposes (TestPlantedBugsNeedTheirFault).
-	BugAckSlowFsync  = "ack-slow-fsync"  // stall: reply before a slow sync completes
-	BugSkipVerify    = "skip-verify"     // corrupt: deliver what the envelope check refused
-	BugIgnoreIdemKey = "ignore-idem-key" // linkloss: a retry's idempotency key is not looked up
-	BugTrustClock    = "trust-clock"     // jump: the node takes the runtime's clock even backwards
-	BugLastRowWins   = "last-row-wins"   // replay: a merged row takes the incoming Reserved
-	BugSkipProbation = "skip-probation"  // membership: a new region starts without its probation
+	BugAckSlowFsync   = "ack-slow-fsync"   // stall: reply before a slow sync completes
+	BugSkipVerify     = "skip-verify"      // corrupt: deliver what the envelope check refused
+	BugIgnoreIdemKey  = "ignore-idem-key"  // linkloss: a retry's idempotency key is not looked up
+	BugTrustClock     = "trust-clock"      // jump: the node takes the runtime's clock even backwards
+	BugLastRowWins    = "last-row-wins"    // replay: a merged row takes the incoming Reserved
+	BugSkipProbation  = "skip-probation"   // membership: a new region starts without its probation
+	BugTrustNonMember = "trust-non-member" // membership: a region outside the members is believed
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -311,6 +312,7 @@ var bugSwitches = []struct {
 	{BugTrustClock, func(o *Options) *bool { return &o.Bugs.TrustClock }},
 	{BugLastRowWins, func(o *Options) *bool { return &o.Bugs.LastRowWins }},
 	{BugSkipProbation, func(o *Options) *bool { return &o.Hooks.SkipProbation }},
+	{BugTrustNonMember, func(o *Options) *bool { return &o.Bugs.TrustNonMembers }},
 }
 
 // SetBug turns on one named test-only bug.

@@ -35,6 +35,9 @@ type Bugs struct {
 	// GrantAnyLocation: a line restricted to locations that cannot cover
 	// it here is granted from another location of the SKU that can.
 	GrantAnyLocation bool
+	// TrustNonMembers: a region outside Config.Members is believed like a
+	// member (the simulator's membership: a removed region's messages).
+	TrustNonMembers bool
 }
 
 // Any reports whether any bug is on.
