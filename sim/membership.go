@@ -44,6 +44,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -84,6 +85,21 @@ func extraRegions(o *Options) int {
 		return 1
 	}
 	return 0
+}
+
+// validateMembership refuses the fault named with the region runtime,
+// which does not simulate it (under "all" that runtime has none).
+func (o *Options) validateMembership() error {
+	if o.Runtime != RuntimeRegion {
+		return nil
+	}
+	for _, name := range strings.Split(o.Faults, ",") {
+		if strings.TrimSpace(name) == "membership" {
+			return fmt.Errorf("sim: fault membership is of the escrow runtime (--runtime %s): the region runtime does not simulate it",
+				RuntimeEscrow)
+		}
+	}
+	return nil
 }
 
 // genMembership draws the join and the leave of a run.

@@ -84,3 +84,14 @@ func TestPlantedTrustNonMemberMembership(t *testing.T) {
 	// before heal.
 	plantedMembership(t, BugTrustNonMember, "no longer list", 10*time.Minute)
 }
+
+// The region runtime refuses the fault by name; under "all" it has none.
+func TestMembershipEscrowRuntimeOnly(t *testing.T) {
+	if _, err := Run(Options{Runtime: RuntimeRegion, Faults: "membership"}); err == nil ||
+		!strings.Contains(err.Error(), "escrow runtime") {
+		t.Fatalf("region runtime with membership: %v, want a refusal", err)
+	}
+	if err := (Options{Runtime: RuntimeRegion, Faults: FaultsAll}).Validate(); err != nil {
+		t.Fatalf("region runtime with all: %v", err)
+	}
+}
