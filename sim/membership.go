@@ -162,13 +162,11 @@ type membership struct {
 
 // mbRestock is a keyed restock of drained units, until it is durable.
 type mbRestock struct {
-	key  string
-	at   int
-	inc  uint32
-	s    int // the drained SKU (stock key)
-	sku  string
-	qty  uint64
-	done bool
+	key string
+	at  int    // the region restocked
+	inc uint32 // its incarnation then
+	s   int    // the drained SKU (stock key)
+	qty uint64
 }
 
 func (w *world) initMembership() {
@@ -640,7 +638,7 @@ func (w *world) drainRestocks() {
 		w.nextReq++
 		c := escrow.Command{Kind: escrow.CmdRestock, ReqID: w.nextReq, SKU: key, Qty: min(owed, escrow.MaxQty),
 			IdemKey: k, IdemHash: owed}
-		mb.pend = append(mb.pend, mbRestock{key: k, at: t, inc: ep.inc, s: s, sku: key, qty: c.Qty})
+		mb.pend = append(mb.pend, mbRestock{key: k, at: t, inc: ep.inc, s: s, qty: c.Qty})
 		w.step(ep, escrow.Input{Cmd: &c})
 	}
 }
