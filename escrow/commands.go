@@ -365,6 +365,7 @@ func (n *Node) transition(c *Command) {
 			// The expiry index keeps its entry at the old deadline; the
 			// sweeper moves it when it comes. Pushing one per extend would
 			// let a client that heartbeats fast grow the index without bound.
+			n.touchHold(h)
 			h.Expires = exp
 			h.Updated = n.now
 			n.markHold(h)
@@ -381,6 +382,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 	if h.State != Held {
 		panic("escrow: finish of a " + h.State.String() + " hold")
 	}
+	n.touchHold(h)
 	for _, l := range h.Lines {
 		s := n.skus[l.SKU]
 		own := n.ownRow(s)
@@ -536,6 +538,9 @@ func utoa(v uint64) string {
 // putIdem records e (replacing an entry of the same key) and asks the
 // runtime to write it in this Ready's batch.
 func (n *Node) putIdem(e *IdemEntry) {
+	if old := n.idem[e.Key]; old != nil {
+		n.endIdem(old)
+	}
 	n.idem[e.Key] = e
 	n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
 	// A key deleted earlier in this Ready is re-added: drop the delete so

@@ -179,14 +179,7 @@ func (n *Node) rememberRoute(c *Command, to string) {
 		k := h.routedLog[0]
 		h.routedLog = h.routedLog[1:]
 		if e := n.idem[k]; e != nil && e.RoutedTo != "" {
-			delete(n.idem, k)
-			n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, k)
-			for i := range n.out.Persist.Idem {
-				if n.out.Persist.Idem[i].Key == k {
-					n.out.Persist.Idem = append(n.out.Persist.Idem[:i], n.out.Persist.Idem[i+1:]...)
-					break
-				}
-			}
+			n.dropIdem(e)
 			break
 		}
 	}

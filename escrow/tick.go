@@ -53,16 +53,7 @@ func (n *Node) sweep() {
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && n.idemExpiry[0].at <= nanos(n.now); budget-- {
 		it := popTime(&n.idemExpiry)
 		if e := n.idem[it.id]; e != nil && !e.Expires.After(n.now) {
-			delete(n.idem, it.id)
-			// Added and expired within this Ready (a tiny IdemTTL): the
-			// delete wins whatever order the runtime applies the batch in.
-			for i := range n.out.Persist.Idem {
-				if n.out.Persist.Idem[i].Key == it.id {
-					n.out.Persist.Idem = append(n.out.Persist.Idem[:i], n.out.Persist.Idem[i+1:]...)
-					break
-				}
-			}
-			n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, it.id)
+			n.dropIdem(e)
 		}
 	}
 }
