@@ -182,6 +182,7 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 		if s == nil { // only with the planted bug GrantWithoutCheck
 			s = n.sku(lines[i].SKU)
 		}
+		lines[i].SKU = s.sku // the hold keeps the table's string, not the request's
 		own := n.ownRow(s)
 		own.Reserved += lines[i].Qty
 		n.touchOwn(own)
@@ -200,18 +201,12 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 // newHold records a hold of the lines just reserved (asked: the cart as
 // requested, partial holds only), without idempotency key or reply.
 func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
-	h := &holdRec{Hold: Hold{
-		Lines:   lines,
-		State:   Held,
-		Created: n.now,
-		Expires: n.now.Add(c.TTL),
-		Updated: n.now,
-		IdemKey: c.IdemKey,
-		Meta:    c.Meta,
-		Cart:    c.Cart,
-		Asked:   asked,
-	}}
-	h.MaxExpires = n.now.Add(n.cfg.MaxLifetime)
+	now := nanos(n.now)
+	h := &holdRec{IdemKey: c.IdemKey, Lines: lines, State: Held, created: now, expires: nanos(n.now.Add(c.TTL)),
+		maxExpires: nanos(n.now.Add(n.cfg.MaxLifetime)), updated: now}
+	if c.Meta != "" || c.Cart != "" || asked != nil {
+		h.more = &holdMore{Meta: c.Meta, Cart: c.Cart, Asked: asked}
+	}
 	for {
 		h.ID = newHoldID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
 		if n.holds[h.ID] == nil {
@@ -221,7 +216,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 	n.holds[h.ID] = h
 	n.markHold(h)
 	n.holdEvent(EvHoldCreated, h)
-	n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
+	n.expiry.push(h)
 	n.stats.Granted++
 	n.stats.ActiveHolds++
 	return h
@@ -235,9 +230,10 @@ func (n *Node) granted(c *Command, h *holdRec, waiters []uint64) {
 	}
 	// The lines of a hold never change after it is created, so the reply
 	// shares them (see Reply.Hold) instead of copying them.
-	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: n.holdCopy(&h.Hold)})
+	hc := n.holdCopy(h)
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: hc})
 	for _, w := range waiters {
-		hw := h.Hold
+		hw := *hc
 		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
 	}
 }
@@ -289,8 +285,9 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 
 // viewHold returns a copy of h with the state as of now.
 func (n *Node) viewHold(h *holdRec) Hold {
-	c := h.Clone()
-	c.State = h.StateAt(n.now)
+	hv := h.hold()
+	c := hv.Clone()
+	c.State = h.stateAt(n.now)
 	return c
 }
 
@@ -313,11 +310,12 @@ func (n *Node) transition(c *Command) {
 	}
 	// The deadline is the contract: past it, the hold is expired for every
 	// operation, whether or not the sweeper has run.
-	if h.State == Held && !n.now.Before(h.Expires) {
+	if h.expiredAt(n.now) {
 		n.expire(h)
 	}
 	ok := func() {
-		hc := h.Clone()
+		hv := h.hold()
+		hc := hv.Clone()
 		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
 	}
 	conflict := func(what string) {
@@ -357,17 +355,14 @@ func (n *Node) transition(c *Command) {
 			n.fail(c, errorf(CodeInvalid, "ttl must be between %v and %v, got %v", MinTTL, n.cfg.MaxLifetime, c.TTL))
 			return
 		}
-		exp := n.now.Add(c.TTL)
-		if exp.After(h.MaxExpires) {
-			exp = h.MaxExpires
-		}
-		if exp.After(h.Expires) {
+		exp := min(nanos(n.now.Add(c.TTL)), h.maxExpires)
+		if exp > h.expires {
 			// The expiry index keeps its entry at the old deadline; the
 			// sweeper moves it when it comes. Pushing one per extend would
 			// let a client that heartbeats fast grow the index without bound.
 			n.touchHold(h)
-			h.Expires = exp
-			h.Updated = n.now
+			h.expires = exp
+			h.updated = nanos(n.now)
 			n.markHold(h)
 			n.holdEvent(EvHoldExtended, h)
 		}
@@ -400,7 +395,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 		n.touchOwn(own)
 	}
 	h.State = to
-	h.Updated = n.now
+	h.updated = nanos(n.now)
 	n.markHold(h)
 	n.holdEvent(finishEvents[to], h)
 	if n.cfg.bugs.DuplicateEvent {

@@ -54,8 +54,8 @@ func (m *expiryIndexModel) check(n *Node) error {
 			continue
 		}
 		held++
-		if at, ok := m.holds[id]; !ok || !at.Equal(h.Expires) {
-			return fmt.Errorf("held hold %s expires at %v, index has %v (present %v)", id, h.Expires, at, ok)
+		if at, ok := m.holds[id]; !ok || !at.Equal(h.Expires()) {
+			return fmt.Errorf("held hold %s expires at %v, index has %v (present %v)", id, h.Expires(), at, ok)
 		}
 	}
 	if held != len(m.holds) {
@@ -189,4 +189,73 @@ func TestExpiryIndexPlantedBugs(t *testing.T) {
 			t.Logf("%s: caught: %v", bug.name, err)
 		}
 	}
+}
+
+// storeIndex is the expiry index check of memStore: the index as a store
+// keeps it from the Persists, against the index the stored holds and keys
+// call for (every HELD hold at its deadline, every key at its expiry), so
+// that every test that persists through memStore checks the entries the
+// node ends.
+type storeIndex struct {
+	got, want expiryIndexModel
+}
+
+func newStoreIndex() *storeIndex {
+	return &storeIndex{got: expiryIndexModel{holds: map[string]time.Time{}, idem: map[string]time.Time{}},
+		want: expiryIndexModel{holds: map[string]time.Time{}, idem: map[string]time.Time{}}}
+}
+
+func (x *storeIndex) apply(p *Persist) error {
+	if err := x.got.apply(p); err != nil {
+		return err
+	}
+	for i := range p.Holds {
+		h := &p.Holds[i]
+		if h.State == Held {
+			x.want.holds[h.ID] = h.Expires
+		} else {
+			delete(x.want.holds, h.ID)
+		}
+	}
+	for _, id := range p.DeletedHolds {
+		delete(x.want.holds, id)
+	}
+	for _, e := range p.Idem {
+		x.want.idem[e.Key] = e.Expires
+	}
+	for _, k := range p.DeletedIdem {
+		delete(x.want.idem, k)
+	}
+	same := func(what string, got, want map[string]time.Time, touched func(yield func(string))) error {
+		if len(got) != len(want) {
+			return fmt.Errorf("%s index has %d entries, the stored data calls for %d", what, len(got), len(want))
+		}
+		var err error
+		touched(func(name string) {
+			g, gok := got[name]
+			w, wok := want[name]
+			if err == nil && (gok != wok || !g.Equal(w)) {
+				err = fmt.Errorf("%s %s: index has %v (%v), the stored data calls for %v (%v)", what, name, g, gok, w, wok)
+			}
+		})
+		return err
+	}
+	if err := same("hold", x.got.holds, x.want.holds, func(yield func(string)) {
+		for i := range p.Holds {
+			yield(p.Holds[i].ID)
+		}
+		for _, d := range p.HoldsUnindexed {
+			yield(d.Name)
+		}
+	}); err != nil {
+		return err
+	}
+	return same("idempotency key", x.got.idem, x.want.idem, func(yield func(string)) {
+		for _, e := range p.Idem {
+			yield(e.Key)
+		}
+		for _, d := range p.IdemUnindexed {
+			yield(d.Name)
+		}
+	})
 }

@@ -155,7 +155,7 @@ func (n *Node) fenceRefuses(c *Command) bool {
 	case CmdStock, CmdWaitGet:
 		return false
 	case CmdGet:
-		if h := n.holds[c.HoldID]; h != nil && h.State == Held && !n.now.Before(h.Expires) {
+		if h := n.holds[c.HoldID]; h != nil && h.expiredAt(n.now) {
 			hc := n.viewHold(h)
 			n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
 			return true

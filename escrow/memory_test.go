@@ -70,5 +70,5 @@ func TestMemoryFootprint(t *testing.T) {
 
 const (
 	maxBytesPerIdleSKU = 400 // measured 308 B (606 B with a map of rows per SKU)
-	maxBytesPerHold    = 450 // measured 351 B
+	maxBytesPerHold    = 280 // measured 229 B (351-365 B when the node kept a whole Hold per hold)
 )

@@ -45,8 +45,8 @@ type Node struct {
 	hotChanged []*skuState // SKUs changed, for the next digest, FIFO
 	hotTaken   []*skuState // scratch of digestSKUs
 	holds      map[string]*holdRec
-	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
-	retire     timeHeap // terminal holds past retention
+	expiry     deadlineHeap // deadlines of HELD holds (lazy: checked on pop)
+	retire     timeHeap     // terminal holds past retention
 	idem       map[string]*IdemEntry
 	recounts   map[string]time.Time // as_of of the last recount applied, per SKU
 	idemExpiry timeHeap
@@ -178,11 +178,6 @@ type rowRec struct {
 	bcast   bool
 	updated time.Time
 	sku     *skuState // the SKU the row belongs to
-}
-
-type holdRec struct {
-	Hold
-	dirty bool
 }
 
 type peer struct {
@@ -322,7 +317,8 @@ func (n *Node) restore(st *State) error {
 		if owner != n.cfg.Region {
 			return errorf(CodeInvariant, "stored hold %s belongs to region %s", h.ID, owner)
 		}
-		rec := &holdRec{Hold: h}
+		internLines(n, h.Lines)
+		rec := newHoldRec(&h)
 		n.holds[h.ID] = rec
 		// The node's clock never runs backwards, across a restart too: a
 		// runtime whose clock jumped back while the region was down must
@@ -334,7 +330,7 @@ func (n *Node) restore(st *State) error {
 		}
 		if h.State == Held {
 			n.stats.ActiveHolds++
-			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
+			n.expiry.push(rec)
 		} else {
 			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: h.ID})
 		}
@@ -469,7 +465,7 @@ func (n *Node) Ready() Ready {
 				continue
 			}
 			// Lines are immutable once a hold exists: shared, not copied.
-			rd.Persist.Holds = append(rd.Persist.Holds, h.Hold)
+			rd.Persist.Holds = append(rd.Persist.Holds, h.hold())
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
@@ -557,8 +553,8 @@ func (n *Node) ownLines(lines []Line) ([]Line, *Error) {
 }
 
 // holdCopy returns a copy of h from the hold arena, for a reply.
-func (n *Node) holdCopy(h *Hold) *Hold {
-	s := append(n.holdArena.take(1), *h)
+func (n *Node) holdCopy(h *holdRec) *Hold {
+	s := append(n.holdArena.take(1), h.hold())
 	return &s[0]
 }
 

@@ -31,13 +31,13 @@ func (n *Node) sweep() {
 		if it.at > nanos(n.now) {
 			break
 		}
-		popTime(&n.expiry)
-		h := n.holds[it.id]
-		if h == nil || h.State != Held {
-			continue // stale entry: finished or retired
+		n.expiry.pop()
+		h := it.h
+		if h.State != Held {
+			continue // stale entry: finished (and maybe retired)
 		}
-		if at := nanos(h.Expires); at > it.at {
-			n.expiry.push(timeItem{at: at, id: h.ID}) // extended: one entry per hold
+		if h.expires > it.at {
+			n.expiry.push(h) // extended: one entry per hold
 			continue
 		}
 		n.expire(h)

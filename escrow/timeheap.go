@@ -77,3 +77,64 @@ func (h *timeHeap) pop() timeItem {
 	*h = s
 	return top
 }
+
+// deadlineHeap is the expiry index of HELD holds: a min-heap of (deadline,
+// hold), 16 bytes an entry, ordered like timeHeap (ties by hold id). It is
+// lazy: an extend leaves the entry at the old deadline and a finished hold
+// leaves its entry in place; the sweeper re-pushes or drops such entries
+// when they come up (tick.go), so that every change costs O(1) and a hold
+// has one entry at most.
+type deadlineItem struct {
+	at int64 // the deadline the entry was pushed at (Unix ns)
+	h  *holdRec
+}
+
+type deadlineHeap []deadlineItem
+
+func (q deadlineHeap) Len() int { return len(q) }
+
+func (q deadlineHeap) less(i, j int) bool {
+	if q[i].at == q[j].at {
+		return q[i].h.ID < q[j].h.ID
+	}
+	return q[i].at < q[j].at
+}
+
+// push adds h at its current deadline.
+func (q *deadlineHeap) push(h *holdRec) {
+	*q = append(*q, deadlineItem{at: h.expires, h: h})
+	s := *q
+	for j := len(s) - 1; j > 0; {
+		i := (j - 1) / 2
+		if !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		j = i
+	}
+}
+
+func (q *deadlineHeap) pop() deadlineItem {
+	s := *q
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s[last] = deadlineItem{} // drop the hold for the GC
+	s = s[:last]
+	for i := 0; ; {
+		j := 2*i + 1
+		if j >= len(s) {
+			break
+		}
+		if r := j + 1; r < len(s) && s.less(r, j) {
+			j = r
+		}
+		if !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		i = j
+	}
+	*q = s
+	return top
+}
