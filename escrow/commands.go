@@ -62,13 +62,13 @@ func (n *Node) hold(c *Command) {
 			n.fail(c, err)
 			return
 		}
-		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) {
+		if e := n.idem[c.IdemKey]; e != nil && e.liveAt(n.now) {
 			if e.Hash != c.IdemHash || n.isStockIdem(e) {
 				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
 				return
 			}
 		}
-		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) && e.RoutedTo == "" {
+		if e := n.idem[c.IdemKey]; e != nil && e.liveAt(n.now) && e.RoutedTo == "" {
 			h := n.holds[e.HoldID]
 			if w := n.wait.entries[e.HoldID]; h == nil && w != nil {
 				n.stats.Replayed++
@@ -216,7 +216,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 	n.holds[h.ID] = h
 	n.markHold(h)
 	n.holdEvent(EvHoldCreated, h)
-	n.expiry.push(h)
+	n.expiry.push(h.expires, h)
 	n.stats.Granted++
 	n.stats.ActiveHolds++
 	return h
@@ -536,8 +536,9 @@ func (n *Node) putIdem(e *IdemEntry) {
 	if old := n.idem[e.Key]; old != nil {
 		n.endIdem(old)
 	}
-	n.idem[e.Key] = e
-	n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+	r := newIdemRec(e)
+	n.idem[e.Key] = r
+	n.idemExpiry.push(r.expires, r)
 	// A key deleted earlier in this Ready is re-added: drop the delete so
 	// that the batch means the same in any order of puts and deletes.
 	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)

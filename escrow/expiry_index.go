@@ -33,7 +33,7 @@ func (n *Node) touchHold(h *holdRec) {
 // otherwise the store has it, indexed at e.Expires, and that entry ends.
 // The scan of Persist.Idem runs only when a key goes, not when one is
 // added.
-func (n *Node) endIdem(e *IdemEntry) {
+func (n *Node) endIdem(e *idemRec) {
 	p := &n.out.Persist
 	for i := range p.Idem {
 		if p.Idem[i].Key == e.Key {
@@ -41,12 +41,12 @@ func (n *Node) endIdem(e *IdemEntry) {
 			return
 		}
 	}
-	p.IdemUnindexed = append(p.IdemUnindexed, Deadline{Name: e.Key, At: e.Expires})
+	p.IdemUnindexed = append(p.IdemUnindexed, Deadline{Name: e.Key, At: e.Expires()})
 }
 
 // dropIdem forgets the entry e of an idempotency key and asks the runtime
 // to delete it.
-func (n *Node) dropIdem(e *IdemEntry) {
+func (n *Node) dropIdem(e *idemRec) {
 	delete(n.idem, e.Key)
 	n.endIdem(e)
 	// Added and dropped within this Ready: the delete wins whatever order

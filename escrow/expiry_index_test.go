@@ -62,8 +62,8 @@ func (m *expiryIndexModel) check(n *Node) error {
 		return fmt.Errorf("index has %d hold entries for %d held holds", len(m.holds), held)
 	}
 	for k, e := range n.idem {
-		if at, ok := m.idem[k]; !ok || !at.Equal(e.Expires) {
-			return fmt.Errorf("idempotency key %s expires at %v, index has %v (present %v)", k, e.Expires, at, ok)
+		if at, ok := m.idem[k]; !ok || !at.Equal(e.Expires()) {
+			return fmt.Errorf("idempotency key %s expires at %v, index has %v (present %v)", k, e.Expires(), at, ok)
 		}
 	}
 	if len(n.idem) != len(m.idem) {

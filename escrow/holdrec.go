@@ -52,6 +52,8 @@ func (r *holdRec) hold() Hold {
 	return h
 }
 
+func (r *holdRec) name() string { return r.ID }
+
 // Expires is the hold's deadline.
 func (r *holdRec) Expires() time.Time { return unixTime(r.expires) }
 
@@ -77,3 +79,24 @@ func internLines(n *Node, lines []Line) {
 		}
 	}
 }
+
+// idemRec is an idempotency key as the node keeps it in memory: IdemEntry
+// with its expiry as Unix nanoseconds, 64 bytes where IdemEntry takes 80.
+// HoldID shares the hold's id string.
+type idemRec struct {
+	Key, HoldID, RoutedTo string
+	Hash                  uint64
+	expires               int64
+}
+
+func newIdemRec(e *IdemEntry) *idemRec {
+	return &idemRec{Key: e.Key, HoldID: e.HoldID, RoutedTo: e.RoutedTo, Hash: e.Hash, expires: nanos(e.Expires)}
+}
+
+func (r *idemRec) name() string { return r.Key }
+
+// Expires is when the key is forgotten.
+func (r *idemRec) Expires() time.Time { return unixTime(r.expires) }
+
+// liveAt reports whether the key is still remembered at now.
+func (r *idemRec) liveAt(now time.Time) bool { return nanos(now) < r.expires }

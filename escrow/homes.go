@@ -172,7 +172,7 @@ func (n *Node) rememberRoute(c *Command, to string) {
 	if c.IdemKey == "" || h.maxRouted <= 0 {
 		return
 	}
-	if e := n.idem[c.IdemKey]; e != nil && e.RoutedTo == to && e.Hash == c.IdemHash && n.now.Before(e.Expires) {
+	if e := n.idem[c.IdemKey]; e != nil && e.RoutedTo == to && e.Hash == c.IdemHash && e.liveAt(n.now) {
 		return // already durable (a retry); its expiry stays that of the first
 	}
 	for len(h.routedLog) >= h.maxRouted {

@@ -81,5 +81,5 @@ func TestMemoryFootprint(t *testing.T) {
 const (
 	maxBytesPerIdleSKU   = 400 // measured 308 B (606 B with a map of rows per SKU)
 	maxBytesPerHold      = 280 // measured 229 B (351-365 B when the node kept a whole Hold per hold)
-	maxBytesPerKeyedHold = 460 // measured 387 B (524 B before the compact hold record)
+	maxBytesPerKeyedHold = 440 // measured 363 B (524 B before the compact hold and key records)
 )

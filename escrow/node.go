@@ -45,11 +45,11 @@ type Node struct {
 	hotChanged []*skuState // SKUs changed, for the next digest, FIFO
 	hotTaken   []*skuState // scratch of digestSKUs
 	holds      map[string]*holdRec
-	expiry     deadlineHeap // deadlines of HELD holds (lazy: checked on pop)
-	retire     timeHeap     // terminal holds past retention
-	idem       map[string]*IdemEntry
+	expiry     dlHeap[*holdRec] // deadlines of HELD holds (lazy: checked on pop)
+	retire     timeHeap         // terminal holds past retention
+	idem       map[string]*idemRec
 	recounts   map[string]time.Time // as_of of the last recount applied, per SKU
-	idemExpiry timeHeap
+	idemExpiry dlHeap[*idemRec]
 	peers      map[string]*peer
 
 	pending     []*pendingHold // holds waiting on borrowed units, FIFO
@@ -247,7 +247,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		cfg:         c,
 		skus:        make(map[string]*skuState),
 		holds:       make(map[string]*holdRec),
-		idem:        make(map[string]*IdemEntry),
+		idem:        make(map[string]*idemRec),
 		recounts:    make(map[string]time.Time),
 		peers:       make(map[string]*peer),
 		pendingIdem: make(map[string]*pendingHold),
@@ -330,7 +330,7 @@ func (n *Node) restore(st *State) error {
 		}
 		if h.State == Held {
 			n.stats.ActiveHolds++
-			n.expiry.push(rec)
+			n.expiry.push(rec.expires, rec)
 		} else {
 			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: h.ID})
 		}
@@ -349,8 +349,9 @@ func (n *Node) restore(st *State) error {
 		if (e.HoldID == "") == (e.RoutedTo == "") {
 			return errorf(CodeInvariant, "stored idempotency key %q names both or neither of a hold and a routed region", e.Key)
 		}
-		n.idem[e.Key] = &e
-		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+		r := newIdemRec(&e)
+		n.idem[e.Key] = r
+		n.idemExpiry.push(r.expires, r)
 		if e.RoutedTo != "" {
 			routed = append(routed, &e)
 		}

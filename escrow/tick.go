@@ -32,12 +32,12 @@ func (n *Node) sweep() {
 			break
 		}
 		n.expiry.pop()
-		h := it.h
+		h := it.p
 		if h.State != Held {
 			continue // stale entry: finished (and maybe retired)
 		}
 		if h.expires > it.at {
-			n.expiry.push(h) // extended: one entry per hold
+			n.expiry.push(h.expires, h) // extended: one entry per hold
 			continue
 		}
 		n.expire(h)
@@ -51,9 +51,9 @@ func (n *Node) sweep() {
 		}
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && n.idemExpiry[0].at <= nanos(n.now); budget-- {
-		it := popTime(&n.idemExpiry)
-		if e := n.idem[it.id]; e != nil && !e.Expires.After(n.now) {
-			n.dropIdem(e)
+		it := n.idemExpiry.pop()
+		if e := it.p; n.idem[e.Key] == e && !e.liveAt(n.now) {
+			n.dropIdem(e) // else replaced: the new record has its own entry
 		}
 	}
 }

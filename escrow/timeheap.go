@@ -78,31 +78,34 @@ func (h *timeHeap) pop() timeItem {
 	return top
 }
 
-// deadlineHeap is the expiry index of HELD holds: a min-heap of (deadline,
-// hold), 16 bytes an entry, ordered like timeHeap (ties by hold id). It is
-// lazy: an extend leaves the entry at the old deadline and a finished hold
-// leaves its entry in place; the sweeper re-pushes or drops such entries
-// when they come up (tick.go), so that every change costs O(1) and a hold
-// has one entry at most.
-type deadlineItem struct {
+// dlHeap is the expiry index of HELD holds (P = *holdRec) and of
+// idempotency keys (P = *idemRec): a min-heap of (deadline, record), 16
+// bytes an entry, ordered like timeHeap (ties by name). It is lazy: an
+// extend leaves a hold's entry at the old deadline, a finished hold or a
+// replaced key leaves its entry in place, and the sweeper re-pushes or
+// drops such entries when they come up (tick.go), so that every change
+// costs O(1) and a record has one entry at most.
+type dlHeap[P namer] []dlItem[P]
+
+type namer interface{ name() string }
+
+type dlItem[P namer] struct {
 	at int64 // the deadline the entry was pushed at (Unix ns)
-	h  *holdRec
+	p  P
 }
 
-type deadlineHeap []deadlineItem
+func (q dlHeap[P]) Len() int { return len(q) }
 
-func (q deadlineHeap) Len() int { return len(q) }
-
-func (q deadlineHeap) less(i, j int) bool {
+func (q dlHeap[P]) less(i, j int) bool {
 	if q[i].at == q[j].at {
-		return q[i].h.ID < q[j].h.ID
+		return q[i].p.name() < q[j].p.name()
 	}
 	return q[i].at < q[j].at
 }
 
-// push adds h at its current deadline.
-func (q *deadlineHeap) push(h *holdRec) {
-	*q = append(*q, deadlineItem{at: h.expires, h: h})
+// push adds p at deadline at.
+func (q *dlHeap[P]) push(at int64, p P) {
+	*q = append(*q, dlItem[P]{at: at, p: p})
 	s := *q
 	for j := len(s) - 1; j > 0; {
 		i := (j - 1) / 2
@@ -114,12 +117,12 @@ func (q *deadlineHeap) push(h *holdRec) {
 	}
 }
 
-func (q *deadlineHeap) pop() deadlineItem {
+func (q *dlHeap[P]) pop() dlItem[P] {
 	s := *q
 	top := s[0]
 	last := len(s) - 1
 	s[0] = s[last]
-	s[last] = deadlineItem{} // drop the hold for the GC
+	s[last] = dlItem[P]{} // drop the record for the GC
 	s = s[:last]
 	for i := 0; ; {
 		j := 2*i + 1
