@@ -208,12 +208,12 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 		h.more = &holdMore{Meta: c.Meta, Cart: c.Cart, Asked: asked}
 	}
 	for {
-		h.ID = newHoldID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
-		if n.holds[h.ID] == nil {
+		h.newID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
+		if n.holds[h.ID()] == nil {
 			break
 		}
 	}
-	n.holds[h.ID] = h
+	n.holds[h.ID()] = h
 	n.markHold(h)
 	n.holdEvent(EvHoldCreated, h)
 	n.expiry.push(h.expires, h)
@@ -226,7 +226,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 // and the requests waiting on the same key.
 func (n *Node) granted(c *Command, h *holdRec, waiters []uint64) {
 	if c.IdemKey != "" {
-		n.addIdem(c.IdemKey, h.ID, c.IdemHash)
+		n.addIdem(c.IdemKey, h.ID(), c.IdemHash)
 	}
 	// The lines of a hold never change after it is created, so the reply
 	// shares them (see Reply.Hold) instead of copying them.
@@ -319,7 +319,7 @@ func (n *Node) transition(c *Command) {
 		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
 	}
 	conflict := func(what string) {
-		n.fail(c, errorf(CodeConflict, "cannot %s hold %s: it is %s", what, h.ID, h.State))
+		n.fail(c, errorf(CodeConflict, "cannot %s hold %s: it is %s", what, h.ID(), h.State))
 	}
 	switch c.Kind {
 	case CmdGet:
@@ -402,7 +402,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 		n.holdEvent(finishEvents[to], h)
 	}
 	n.stats.ActiveHolds--
-	n.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: h.ID})
+	n.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: h.ID()})
 	n.retryPending()
 }
 

@@ -23,7 +23,7 @@ type Deadline struct {
 // deadline the store has.
 func (n *Node) touchHold(h *holdRec) {
 	if !h.dirty && h.State == Held {
-		n.out.Persist.HoldsUnindexed = append(n.out.Persist.HoldsUnindexed, Deadline{Name: h.ID, At: h.Expires()})
+		n.out.Persist.HoldsUnindexed = append(n.out.Persist.HoldsUnindexed, Deadline{Name: h.ID(), At: h.Expires()})
 	}
 }
 

@@ -1,6 +1,9 @@
 package escrow
 
-import "time"
+import (
+	"time"
+	"unsafe"
+)
 
 // holdRec is a hold as the node keeps it in memory. It holds the fields of
 // Hold in compact form: times as Unix nanoseconds (8 bytes, not 24), the
@@ -12,29 +15,72 @@ import "time"
 // per live hold. Hold values for replies, events and Persist are made from
 // it on demand (hold).
 type holdRec struct {
-	ID      string
+	// idBuf holds the id when it fits (idLen > 0; a region name of at
+	// most 5 bytes), so that a hold costs no allocation of its own for
+	// it; a longer id is in more.id. ID() reads either.
+	idBuf   [holdIDInline]byte
 	IdemKey string
 	Lines   []Line // sorted by SKU; shared with every Hold made from the rec, never written
 	// Unix nanoseconds (see nanos); made back into UTC times.
 	created, expires, maxExpires, updated int64
 	more                                  *holdMore
+	idLen                                 uint8
 	State                                 HoldState
 	dirty                                 bool
 }
 
+// holdIDInline is the longest hold id kept inside its record.
+const holdIDInline = 24
+
+// ID is the hold's id. When inline it points into r, whose bytes never
+// change once the id is set, so that it may key the holds map and be
+// handed out in Holds like any other string.
+func (r *holdRec) ID() string {
+	if r.idLen > 0 {
+		return unsafe.String(&r.idBuf[0], int(r.idLen))
+	}
+	return r.more.id
+}
+
+// setID gives r the id (only while r is new: the holds map keys it).
+func (r *holdRec) setID(id string) {
+	if len(id) > 0 && len(id) <= holdIDInline {
+		r.idLen = uint8(copy(r.idBuf[:], id))
+		return
+	}
+	r.idLen = 0
+	if r.more == nil {
+		r.more = &holdMore{}
+	}
+	r.more.id = id
+}
+
+// newID gives r a fresh id of region for the time and random bits.
+func (r *holdRec) newID(region string, unixMs int64, rnd uint64) {
+	var buf [MaxHoldIDLen]byte
+	k := putHoldID(&buf, region, unixMs, rnd)
+	if k <= holdIDInline {
+		r.idLen = uint8(copy(r.idBuf[:], buf[:k]))
+		return
+	}
+	r.setID(string(buf[:k]))
+}
+
 // holdMore holds the fields of a hold that most holds leave empty.
 type holdMore struct {
+	id         string // an id longer than holdIDInline
 	Meta, Cart string
 	Asked      []Line
 }
 
 // newHoldRec returns the record of h (sharing its lines).
 func newHoldRec(h *Hold) *holdRec {
-	r := &holdRec{ID: h.ID, IdemKey: h.IdemKey, Lines: h.Lines, State: h.State, created: nanos(h.Created), expires: nanos(h.Expires),
+	r := &holdRec{IdemKey: h.IdemKey, Lines: h.Lines, State: h.State, created: nanos(h.Created), expires: nanos(h.Expires),
 		maxExpires: nanos(h.MaxExpires), updated: nanos(h.Updated)}
 	if h.Meta != "" || h.Cart != "" || h.Asked != nil {
 		r.more = &holdMore{Meta: h.Meta, Cart: h.Cart, Asked: h.Asked}
 	}
+	r.setID(h.ID)
 	return r
 }
 
@@ -44,7 +90,7 @@ func unixTime(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 // hold returns the Hold of r. Its Lines (and Asked) are shared with r:
 // read them, never write them (Hold.Clone copies them).
 func (r *holdRec) hold() Hold {
-	h := Hold{ID: r.ID, IdemKey: r.IdemKey, Lines: r.Lines, State: r.State, Created: unixTime(r.created), Expires: unixTime(r.expires),
+	h := Hold{ID: r.ID(), IdemKey: r.IdemKey, Lines: r.Lines, State: r.State, Created: unixTime(r.created), Expires: unixTime(r.expires),
 		MaxExpires: unixTime(r.maxExpires), Updated: unixTime(r.updated)}
 	if m := r.more; m != nil {
 		h.Meta, h.Cart, h.Asked = m.Meta, m.Cart, m.Asked
@@ -52,7 +98,7 @@ func (r *holdRec) hold() Hold {
 	return h
 }
 
-func (r *holdRec) name() string { return r.ID }
+func (r *holdRec) name() string { return r.ID() }
 
 // Expires is the hold's deadline.
 func (r *holdRec) Expires() time.Time { return unixTime(r.expires) }

@@ -80,6 +80,6 @@ func TestMemoryFootprint(t *testing.T) {
 
 const (
 	maxBytesPerIdleSKU   = 400 // measured 308 B (606 B with a map of rows per SKU)
-	maxBytesPerHold      = 280 // measured 229 B (351-365 B when the node kept a whole Hold per hold)
-	maxBytesPerKeyedHold = 440 // measured 363 B (524 B before the compact hold and key records)
+	maxBytesPerHold      = 260 // measured 205 B (351-365 B when the node kept a whole Hold per hold)
+	maxBytesPerKeyedHold = 420 // measured 339 B (524 B before the compact hold and key records)
 )

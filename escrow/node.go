@@ -319,7 +319,7 @@ func (n *Node) restore(st *State) error {
 		}
 		internLines(n, h.Lines)
 		rec := newHoldRec(&h)
-		n.holds[h.ID] = rec
+		n.holds[rec.ID()] = rec
 		// The node's clock never runs backwards, across a restart too: a
 		// runtime whose clock jumped back while the region was down must
 		// not date a hold's change before the hold's last one.
@@ -332,7 +332,7 @@ func (n *Node) restore(st *State) error {
 			n.stats.ActiveHolds++
 			n.expiry.push(rec.expires, rec)
 		} else {
-			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: h.ID})
+			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: rec.ID()})
 		}
 	}
 	var routed []*IdemEntry
@@ -459,7 +459,7 @@ func (n *Node) Ready() Ready {
 		rd.Persist.Holds = n.holdArena.take(len(n.dirtyHolds))
 		for _, h := range n.dirtyHolds {
 			h.dirty = false
-			if n.holds[h.ID] != h {
+			if n.holds[h.ID()] != h {
 				// Finished and retired within this Ready: it is in
 				// DeletedHolds, and writing it too would make the batch
 				// depend on the order of puts and deletes.
