@@ -402,7 +402,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 		n.holdEvent(finishEvents[to], h)
 	}
 	n.stats.ActiveHolds--
-	n.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: h.ID()})
+	n.retire.push(nanos(n.now.Add(n.cfg.HoldRetain)), h)
 	n.retryPending()
 }
 

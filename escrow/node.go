@@ -46,7 +46,7 @@ type Node struct {
 	hotTaken   []*skuState // scratch of digestSKUs
 	holds      map[string]*holdRec
 	expiry     dlHeap[*holdRec] // deadlines of HELD holds (lazy: checked on pop)
-	retire     timeHeap         // terminal holds past retention
+	retire     dlHeap[*holdRec] // terminal holds, at the end of their retention
 	idem       map[string]*idemRec
 	recounts   map[string]time.Time // as_of of the last recount applied, per SKU
 	idemExpiry dlHeap[*idemRec]
@@ -332,7 +332,7 @@ func (n *Node) restore(st *State) error {
 			n.stats.ActiveHolds++
 			n.expiry.push(rec.expires, rec)
 		} else {
-			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: rec.ID()})
+			n.retire.push(nanos(h.Updated.Add(n.cfg.HoldRetain)), rec)
 		}
 	}
 	var routed []*IdemEntry

@@ -44,10 +44,10 @@ func (n *Node) sweep() {
 		budget--
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.retire.Len() > 0 && n.retire[0].at <= nanos(n.now); budget-- {
-		it := popTime(&n.retire)
-		if h := n.holds[it.id]; h != nil && h.State.Terminal() {
-			delete(n.holds, it.id)
-			n.out.Persist.DeletedHolds = append(n.out.Persist.DeletedHolds, it.id)
+		h := n.retire.pop().p
+		if id := h.ID(); n.holds[id] == h && h.State.Terminal() {
+			delete(n.holds, id)
+			n.out.Persist.DeletedHolds = append(n.out.Persist.DeletedHolds, id)
 		}
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && n.idemExpiry[0].at <= nanos(n.now); budget-- {
