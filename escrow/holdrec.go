@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -146,3 +147,17 @@ func (r *idemRec) Expires() time.Time { return unixTime(r.expires) }
 
 // liveAt reports whether the key is still remembered at now.
 func (r *idemRec) liveAt(now time.Time) bool { return nanos(now) < r.expires }
+
+// unpinIdem is called when h leaves memory: its idempotency key may stay
+// remembered longer (idem_ttl against the hold's retention), and its
+// HoldID, taken from h.ID(), points into h when the id is inline; a copy
+// lets h go instead of keeping all of it alive for the key.
+func (n *Node) unpinIdem(h *holdRec) {
+	if h.IdemKey == "" || h.idLen == 0 {
+		return
+	}
+	if e := n.idem[h.IdemKey]; e != nil && e.HoldID == h.ID() {
+		e.HoldID = strings.Clone(e.HoldID)
+	}
+}
+

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestHoldRecRoundTrip: a hold kept as a compact record gives back the
@@ -48,5 +49,36 @@ func TestLongRegionHolds(t *testing.T) {
 	r := tn.do(Command{Kind: CmdConfirm, HoldID: h.ID})
 	if r.Err != nil || r.Hold == nil || r.Hold.State != Confirmed || r.Hold.ID != h.ID {
 		t.Fatalf("confirm after restart: %+v", r)
+	}
+}
+
+// TestRetiredHoldLeavesItsKey: a key remembered longer than its hold (a
+// short hold retention) keeps a copy of the hold id, not the retired
+// hold's record, into which the id it was given points. After a restart
+// the key shares the restored hold's id again.
+func TestRetiredHoldLeavesItsKey(t *testing.T) {
+	tn := newTNode(t, Config{Region: "eu", HoldRetain: time.Second, IdemTTL: time.Hour})
+	tn.restock("A", 2)
+	r := tn.do(Command{Kind: CmdHold, Lines: []Line{{SKU: "A", Qty: 1}}, IdemKey: "k", IdemHash: 1})
+	if r.Err != nil || r.Hold == nil {
+		t.Fatalf("hold: %+v", r)
+	}
+	id := r.Hold.ID
+	inRec := func(s string, h *holdRec) bool { return unsafe.StringData(s) == &h.idBuf[0] }
+	tn.restart()
+	h := tn.n.holds[id]
+	if h == nil || h.idLen == 0 || !inRec(tn.n.idem["k"].HoldID, h) {
+		t.Fatalf("after restart the key's hold id does not share the hold's")
+	}
+	if r := tn.do(Command{Kind: CmdConfirm, HoldID: id}); r.Err != nil {
+		t.Fatalf("confirm: %v", r.Err)
+	}
+	tn.tick(2 * time.Second)
+	if tn.n.holds[id] != nil {
+		t.Fatal("the hold was not retired")
+	}
+	e := tn.n.idem["k"]
+	if e == nil || e.HoldID != id || inRec(e.HoldID, h) {
+		t.Fatalf("key after retirement: %+v; its id still in the retired record: %v", e, e != nil && inRec(e.HoldID, h))
 	}
 }

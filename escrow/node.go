@@ -350,6 +350,9 @@ func (n *Node) restore(st *State) error {
 			return errorf(CodeInvariant, "stored idempotency key %q names both or neither of a hold and a routed region", e.Key)
 		}
 		r := newIdemRec(&e)
+		if h := n.holds[e.HoldID]; h != nil {
+			r.HoldID = h.ID() // shared with the hold, as when it was granted
+		}
 		n.idem[e.Key] = r
 		n.idemExpiry.push(r.expires, r)
 		if e.RoutedTo != "" {

@@ -47,6 +47,7 @@ func (n *Node) sweep() {
 		h := n.retire.pop().p
 		if id := h.ID(); n.holds[id] == h && h.State.Terminal() {
 			delete(n.holds, id)
+			n.unpinIdem(h)
 			n.out.Persist.DeletedHolds = append(n.out.Persist.DeletedHolds, id)
 		}
 	}
