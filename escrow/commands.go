@@ -81,8 +81,7 @@ func (n *Node) hold(c *Command) {
 				return
 			}
 			n.stats.Replayed++
-			hc := n.viewHold(h)
-			n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc, Replayed: true})
+			n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: n.viewHold(h), Replayed: true})
 			return
 		}
 		if p := n.pendingIdem[c.IdemKey]; p != nil && !p.done {
@@ -283,10 +282,10 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 	}
 }
 
-// viewHold returns a copy of h with the state as of now.
-func (n *Node) viewHold(h *holdRec) Hold {
-	hv := h.hold()
-	c := hv.Clone()
+// viewHold returns a copy of h with the state as of now, for a reply (from
+// the hold arena; its lines are shared, as Ready allows).
+func (n *Node) viewHold(h *holdRec) *Hold {
+	c := n.holdCopy(h)
 	c.State = h.stateAt(n.now)
 	return c
 }
@@ -314,9 +313,8 @@ func (n *Node) transition(c *Command) {
 		n.expire(h)
 	}
 	ok := func() {
-		hv := h.hold()
-		hc := hv.Clone()
-		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
+		// Lines never change once a hold exists: the reply shares them.
+		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: n.holdCopy(h)})
 	}
 	conflict := func(what string) {
 		n.fail(c, errorf(CodeConflict, "cannot %s hold %s: it is %s", what, h.ID(), h.State))

@@ -156,8 +156,7 @@ func (n *Node) fenceRefuses(c *Command) bool {
 		return false
 	case CmdGet:
 		if h := n.holds[c.HoldID]; h != nil && h.expiredAt(n.now) {
-			hc := n.viewHold(h)
-			n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
+			n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: n.viewHold(h)})
 			return true
 		}
 		return false
