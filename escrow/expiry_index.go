@@ -23,7 +23,7 @@ type Deadline struct {
 // deadline the store has.
 func (n *Node) touchHold(h *holdRec) {
 	if !h.dirty && h.State == Held {
-		n.out.Persist.HoldsUnindexed = append(n.out.Persist.HoldsUnindexed, Deadline{Name: h.ID(), At: h.Expires()})
+		n.unindexHolds = append(n.unindexHolds, Deadline{Name: h.ID(), At: h.Expires()})
 	}
 }
 
@@ -41,7 +41,7 @@ func (n *Node) endIdem(e *idemRec) {
 			return
 		}
 	}
-	p.IdemUnindexed = append(p.IdemUnindexed, Deadline{Name: e.Key, At: e.Expires()})
+	n.unindexIdem = append(n.unindexIdem, Deadline{Name: e.Key, At: e.Expires()})
 }
 
 // dropIdem forgets the entry e of an idempotency key and asks the runtime
@@ -52,4 +52,26 @@ func (n *Node) dropIdem(e *idemRec) {
 	// Added and dropped within this Ready: the delete wins whatever order
 	// the runtime applies the batch in.
 	n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, e.Key)
+}
+
+// drainExpiry moves the entries ended and the holds retired since the last
+// Ready into rd, in slices from the node's arenas: the lists are gathered
+// in reused buffers, so a Ready costs no allocation for them.
+func (n *Node) drainExpiry(rd *Ready) {
+	p := &rd.Persist
+	if len(n.unindexHolds) > 0 {
+		p.HoldsUnindexed = append(n.dlArena.take(len(n.unindexHolds)), n.unindexHolds...)
+		clear(n.unindexHolds) // the ids point into hold records
+		n.unindexHolds = n.unindexHolds[:0]
+	}
+	if len(n.unindexIdem) > 0 {
+		p.IdemUnindexed = append(n.dlArena.take(len(n.unindexIdem)), n.unindexIdem...)
+		clear(n.unindexIdem)
+		n.unindexIdem = n.unindexIdem[:0]
+	}
+	if len(n.retired) > 0 {
+		p.DeletedHolds = append(n.idArena.take(len(n.retired)), n.retired...)
+		clear(n.retired)
+		n.retired = n.retired[:0]
+	}
 }

@@ -160,4 +160,3 @@ func (n *Node) unpinIdem(h *holdRec) {
 		e.HoldID = strings.Clone(e.HoldID)
 	}
 }
-

@@ -89,6 +89,13 @@ type Node struct {
 	eventArena chunk[Event]
 	lineArena  chunk[Line]
 	msgArena   chunk[Message] // small chunks: see msgChunkLen
+	dlArena    chunk[Deadline]
+	idArena    chunk[string]
+
+	// Expiry index entries ended and holds retired since the last Ready
+	// (expiry_index.go): reused, copied into the arenas by Ready.
+	unindexHolds, unindexIdem []Deadline
+	retired                   []string
 }
 
 // Stats are cumulative counters of one node, for metrics and simulator reports.
@@ -434,7 +441,7 @@ func (n *Node) Step(in Input) error {
 // HasReady reports whether Ready would return anything.
 func (n *Node) HasReady() bool {
 	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.wait.dirty) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
-		!n.out.Empty()
+		len(n.unindexHolds) > 0 || len(n.unindexIdem) > 0 || len(n.retired) > 0 || !n.out.Empty()
 }
 
 // Ready returns everything the node produced since the last Ready. The
@@ -473,6 +480,7 @@ func (n *Node) Ready() Ready {
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
+	n.drainExpiry(&rd)
 	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
 		rd.Persist.PeerSeq = make(map[string]uint64, len(n.seenDirty))

@@ -48,7 +48,7 @@ func (n *Node) sweep() {
 		if id := h.ID(); n.holds[id] == h && h.State.Terminal() {
 			delete(n.holds, id)
 			n.unpinIdem(h)
-			n.out.Persist.DeletedHolds = append(n.out.Persist.DeletedHolds, id)
+			n.retired = append(n.retired, id) // Persist.DeletedHolds (drainExpiry)
 		}
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && n.idemExpiry[0].at <= nanos(n.now); budget-- {
