@@ -594,6 +594,9 @@ func (w *world) leaveStep(f *fault) time.Duration {
 	default:
 		// (It may have sold units sent to it after its stop: they were
 		// its own. Members must not have merged any of it.)
+		if !ep.down {
+			w.orc.checkAcked(ep, false)
+		}
 		w.stopRegion(ep)
 		mb.zombie = false
 		mb.last = w.ownDurable(ep)
