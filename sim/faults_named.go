@@ -116,7 +116,8 @@ func genNamedFaults(seed uint64, s FaultSet, o *Options, nReg, nEp int) []fault 
 				t = end + sec(10, 40)
 			}
 		case FaultMembership:
-			out = append(out, genMembership(r, o)...)
+			// A stream of its own, whatever its place in faultNames.
+			out = append(out, genMembership(newRand(seed, streamMembership), o)...)
 		case FaultLinkLoss:
 			for t := start + sec(0, 20); t < heal; t += sec(5, 30) {
 				x := r.IntN(nReg)

@@ -68,6 +68,14 @@ const (
 	mbProbationMax = region.DefaultFreshProbationMax
 )
 
+// Random streams of the membership fault: its schedule and its draws
+// while the run goes (rolling restart order, shoppers sent to the new
+// region), fixed whatever the fault's place in faultNames.
+const (
+	streamMembership    = streamNamedFaults + 400
+	streamMembershipRun = streamNamedFaults + 300
+)
+
 func init() {
 	namedSpanKind[fJoin] = "join"
 	namedSpanKind[fLeave] = "leave"
@@ -173,7 +181,7 @@ func (w *world) initMembership() {
 	if !membershipOn(&w.o) {
 		return
 	}
-	mb := &membership{rng: newRand(w.o.Seed, streamNamedFaults+300), joiner: w.nReg - 1, rollStopped: -1,
+	mb := &membership{rng: newRand(w.o.Seed, streamMembershipRun), joiner: w.nReg - 1, rollStopped: -1,
 		heard: map[string]bool{}, x: -1}
 	initial := w.setup.Regions[:w.nReg-1]
 	mb.conf = make([][]string, w.nReg)
