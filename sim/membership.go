@@ -18,32 +18,36 @@ package sim
 //     over, shoppers go to it too (a share of every region's new carts) and
 //     borrows, top-ups and advice move units to it.
 //   - Leave, at a later seeded time (after the join): one of the original
-//     regions is drained: restarted with top-up off (so it stops pulling
-//     units in), new carts and restocks go elsewhere, its holds end or
-//     expire, and each second the operator writes off what it has
-//     available and restocks the same number elsewhere (keyed restocks,
-//     retried until durable). When nothing is held or available there,
-//     nothing is in flight to it and every other member has its last rows,
-//     it is stopped for good and the others restart one at a time without
-//     it. Its name is never used again.
+//     regions is drained (membership_drain.go): restarted with top-up off
+//     (so it stops pulling units in), new carts and restocks go elsewhere,
+//     its holds end or expire, and each second the operator writes off what
+//     it has available and restocks the same number elsewhere (keyed
+//     restocks, retried until durable). When nothing is held or available
+//     there, nothing is in flight to it and every other member has its
+//     last rows, it is stopped for good and the others restart one at a
+//     time without it. Its name is never used again.
+//   - Zombie, when there is time before heal: the removed region's old
+//     process comes back by mistake for a while, from its store, with its
+//     configuration from before the drain, and still gets shoppers.
 //
-// The membership checker (Result.MembershipErrors) adds to every other:
+// The membership checker (Result.MembershipErrors, membership_check.go)
+// adds to every other:
 //   - probation: the joiner changes its own row (grants, takes units)
 //     before its probation may end: mbProbationMin after its empty start,
 //     and either a digest heard from every other member or mbProbationMax;
-//   - non-members: after the removal, a member's copy of the removed
-//     region's rows changes, or a member sends it units (stranded);
-//   - drained units: the removed region ends with units available or held
-//     (stranded), or the units written off there differ from those
-//     restocked elsewhere; conservation (oracle.final) counts the removed
-//     region's last rows, so a unit lost anywhere is caught there too;
+//   - non-members: a member whose members no longer list the removed
+//     region sends it units, or, at the end, a member's copy of its rows is
+//     not the row it had when it stopped (units sent to it by members that
+//     still listed it are stranded: counted, not an error);
+//   - drained units: the units written off at the removed region differ
+//     from those restocked elsewhere; conservation (oracle.final) counts
+//     its last rows, so a unit lost anywhere is caught there too;
 //   - the procedure did not complete before the run settled.
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -236,92 +240,6 @@ func (w *world) memberBooted(ep *endpoint) {
 	mb.probeStart = w.nodeNow(ep)
 	clear(mb.heard)
 	mb.wrote = false
-}
-
-// memberInput watches what the joiner hears: digests of members.
-func (w *world) memberInput(ep *endpoint, in *escrow.Input) {
-	mb := w.mb
-	if ep.idx != mb.joiner || in.Msg == nil || in.Msg.Type != escrow.MsgDigest {
-		return
-	}
-	if slices.Contains(mb.conf[mb.joiner], in.Msg.From) {
-		mb.heard[in.Msg.From] = true
-	}
-}
-
-// memberReady checks a Ready of the joiner: its own row may change only
-// once its probation may have ended.
-func (w *world) memberReady(ep *endpoint, rd *escrow.Ready) {
-	mb := w.mb
-	if mb.stopped && ep.idx != mb.x {
-		w.sentToRemoved(ep, rd)
-	}
-	if ep.idx != mb.joiner || mb.wrote {
-		return
-	}
-	own := false
-	for i := range rd.Persist.Rows {
-		own = own || rd.Persist.Rows[i].Region == ep.name
-	}
-	if !own {
-		return
-	}
-	mb.wrote = true
-	waited := ep.node.Now().Sub(mb.probeStart)
-	all := true
-	for _, m := range mb.conf[mb.joiner] {
-		all = all && (m == ep.name || mb.heard[m])
-	}
-	if waited < mbProbationMin || (!all && waited < mbProbationMax) {
-		w.membershipError("new region %s changed its own row %v after its empty start, before its probation "+
-			"could end (every other member heard: %v)", ep.name, waited.Round(time.Millisecond), all)
-	}
-}
-
-// sentToRemoved checks a Ready of a member after the removal: it may send
-// the removed region units only while its node still lists it (a late or
-// replayed borrow request of the removed region, before this member's
-// restart): those units are stranded, and counted.
-func (w *world) sentToRemoved(ep *endpoint, rd *escrow.Ready) {
-	o := w.orc
-	x := w.eps[w.mb.x].name
-	for i := range rd.Persist.Rows {
-		r := &rd.Persist.Rows[i]
-		s, ok := w.skuIdx[r.SKU]
-		if r.Region != ep.name || !ok {
-			continue
-		}
-		old, cur := sentTo(o.memSent[ep.idx*o.S+s].Sent, x), sentTo(r.Sent, x)
-		if cur > old && !slices.Contains(ep.node.Members(), x) {
-			w.membershipError("%s, whose members no longer list %s, sent it %d units of %s after its removal",
-				ep.name, x, cur-old, r.SKU)
-		}
-	}
-}
-
-// ownDurable returns a region's durable own rows by SKU.
-func (w *world) ownDurable(ep *endpoint) map[string]escrow.Row {
-	out := map[string]escrow.Row{}
-	for k, r := range ep.dur.rows {
-		if k[1] == ep.name {
-			out[k[0]] = r
-		}
-	}
-	return out
-}
-
-func sentTo(sent []escrow.Transfer, to string) uint64 {
-	for _, t := range sent {
-		if t.To == to {
-			return t.Qty
-		}
-	}
-	return 0
-}
-
-func (w *world) membershipError(format string, args ...any) {
-	w.res.MembershipErrors++
-	w.fail("membership_errors: "+format, args...)
 }
 
 // shopHome is the region a new cart of region slot goes to: the removed
@@ -609,184 +527,5 @@ func (w *world) leaveStep(f *fault) time.Duration {
 		mb.zombie = false
 		mb.last = w.ownDurable(ep)
 		return 0
-	}
-}
-
-// drainRestocks restocks elsewhere what the write-offs at the removed
-// region made durable, with keyed restocks retried until durable.
-func (w *world) drainRestocks() {
-	mb := w.mb
-	o := w.orc
-	pending := make([]uint64, len(w.setup.SKUs))
-	keep := mb.pend[:0]
-	for _, p := range mb.pend {
-		at := w.eps[p.at]
-		switch _, ok := at.dur.idem[p.key]; {
-		case ok:
-			mb.restocked[p.s] += p.qty
-			mb.drained += p.qty
-		case at.inc != p.inc || at.down:
-			// Lost with a crash before it was durable: issued again below.
-		default:
-			pending[p.s] += p.qty
-			keep = append(keep, p)
-		}
-	}
-	mb.pend = keep
-	for s, sku := range w.setup.SKUs {
-		off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]
-		owed := off - mb.restocked[s] - pending[s]
-		if off < mb.restocked[s]+pending[s] || owed == 0 {
-			continue
-		}
-		t, key := w.drainTarget(sku)
-		if t < 0 {
-			continue
-		}
-		ep := w.eps[t]
-		mb.keys++
-		k := "drain-" + w.eps[mb.x].name + "-" + strconv.Itoa(mb.keys)
-		w.nextReq++
-		c := escrow.Command{Kind: escrow.CmdRestock, ReqID: w.nextReq, SKU: key, Qty: min(owed, escrow.MaxQty),
-			IdemKey: k, IdemHash: owed}
-		mb.pend = append(mb.pend, mbRestock{key: k, at: t, inc: ep.inc, s: s, qty: c.Qty})
-		w.step(ep, escrow.Input{Cmd: &c})
-	}
-}
-
-// drainTarget picks where drained units of key are restocked: the joiner
-// or the next member that is up (the strategy's server of it), and the
-// stock key there (a location of the removed region moves to one of the
-// target's own). -1 when no member is up.
-func (w *world) drainTarget(key string) (int, string) {
-	mb := w.mb
-	cands := []int{mb.joiner}
-	for i := 1; i < w.nReg-1; i++ {
-		cands = append(cands, (mb.x+i)%(w.nReg-1))
-	}
-	for _, c := range cands {
-		if !w.mayRun(w.eps[c]) {
-			continue
-		}
-		t := w.strat.Server(&w.setup, c)
-		if t == mb.x || w.eps[t].down || w.eps[t].node.Fence().Fenced {
-			continue
-		}
-		if len(w.setup.Locations) == 0 {
-			return t, key
-		}
-		sku, _ := escrow.SplitStockKey(key)
-		if o := w.ownerOf(key); o != mb.x && o >= 0 {
-			if w.eps[o].down || !w.mayRun(w.eps[o]) {
-				continue
-			}
-			return o, key
-		}
-		return t, escrow.StockKey(sku, w.eps[t].name+"_a")
-	}
-	return -1, ""
-}
-
-// drained reports whether the removed region may be stopped: nothing held
-// or waiting there, nothing available (in its view and in truth: no unit
-// on its way to it), no borrow of its in flight, every drained unit
-// restocked, and every other member up with its last rows.
-func (w *world) drained() bool {
-	mb := w.mb
-	ep := w.eps[mb.x]
-	o := w.orc
-	if ep.down || ep.fsyncBusy || ep.node.HasReady() || len(mb.pend) > 0 || ep.node.Fence().Fenced {
-		return false
-	}
-	for s, sku := range w.setup.SKUs {
-		k := mb.x*o.S + s
-		m := &o.mem[k]
-		if ep.node.Available(sku) != 0 || o.trueAvail(mb.x, s) != 0 || m.reserved != m.released+m.sold {
-			return false
-		}
-		if o.dur[k].shrunk-mb.base[s] != mb.restocked[s] {
-			return false
-		}
-		if n, _ := ep.node.Waiting(sku); n > 0 {
-			return false
-		}
-	}
-	for _, e := range w.q.h {
-		if e.kind == evMsg && e.msg != nil && e.msg.From == ep.name && e.msg.Type == escrow.MsgBorrowReq {
-			return false
-		}
-	}
-	for _, r := range ep.node.Rows() {
-		if r.Region != ep.name {
-			continue
-		}
-		for i, m := range w.eps[:w.nReg] {
-			if i == mb.x || !w.mayRun(m) {
-				continue
-			}
-			if m.down {
-				return false
-			}
-			if seq, ok := m.node.RowSeq(r.SKU, ep.name); !ok || seq < r.Seq {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// trueAvail is available(r) of SKU s over every owner's latest row.
-func (o *oracle) trueAvail(r, s int) int64 {
-	k := r*o.S + s
-	m := &o.mem[k]
-	return int64(m.minted) + int64(o.recv[k]) - int64(o.memSent[k].SentTotal()) - int64(m.reserved) +
-		int64(m.released) - int64(m.shrunk)
-}
-
-// retiredRow is the last own row of SKU sku of a region that is down for
-// good (the removed region), for conservation; nil otherwise.
-func (w *world) retiredRow(i int, sku string) *escrow.Row {
-	mb := w.mb
-	if mb == nil || i != mb.x || !mb.stopped {
-		return nil
-	}
-	if r, ok := mb.last[sku]; ok {
-		return &r
-	}
-	return nil
-}
-
-// finishMembership runs the membership checker at the end of the run.
-func (w *world) finishMembership() {
-	mb := w.mb
-	if mb == nil {
-		return
-	}
-	if !mb.joined || !mb.left {
-		w.membershipError("the membership change did not complete (joined %v, left %v)", mb.joined, mb.left)
-		return
-	}
-	o := w.orc
-	x := w.eps[mb.x]
-	for s, sku := range w.setup.SKUs {
-		// It stopped with nothing available or held: what it has now
-		// was sent to it since (sentToRemoved), stranded.
-		m := o.mem[mb.x*o.S+s]
-		mb.stranded += uint64(max(0, o.trueAvail(mb.x, s))) + m.reserved - m.released - m.sold
-		if off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]; off != mb.restocked[s] {
-			w.membershipError("%d units of %s written off at %s, %d restocked elsewhere", off, sku, x.name, mb.restocked[s])
-		}
-		fin, had := mb.final[sku]
-		for i, ep := range w.eps[:w.nReg] {
-			if i == mb.x || ep.down {
-				continue
-			}
-			v := ep.node.View(sku)[x.name]
-			switch {
-			case v == nil && !had:
-			case v == nil || !had || !v.Equal(&fin):
-				w.membershipError("%s's copy of removed region %s's row of %s is not its last row", ep.name, x.name, sku)
-			}
-		}
 	}
 }
