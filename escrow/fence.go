@@ -72,6 +72,8 @@ type fenceState struct {
 	probeFrom          time.Time
 	probeMin, probeMax time.Duration
 	clean              map[string]bool
+	// restart: the probation is a restart probation (fence_restart.go).
+	restart bool
 }
 
 // Fence returns the node's fence status.
@@ -265,7 +267,7 @@ func (n *Node) fenceOnSeen(m *Message) {
 		n.fenceClaim(m.From, mine, "in its digest")
 		return
 	}
-	if n.fence.st.Probation {
+	if n.fence.st.Probation && n.trust.claims[m.From] <= n.seq {
 		n.fence.clean[m.From] = true
 	}
 }
@@ -306,6 +308,9 @@ func (n *Node) fenceTick() bool {
 // probationClean reports whether enough peers said they never saw our rows.
 func (n *Node) probationClean() bool {
 	f := &n.fence
+	if f.restart {
+		return n.restartClean()
+	}
 	if len(f.clean) == 0 {
 		return false
 	}

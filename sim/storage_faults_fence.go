@@ -1,0 +1,357 @@
+package sim
+
+// Storage faults that send a region's store back in time (region runtime
+// only), each caught by the store fence (escrow/fence.go):
+//
+//   - wipe: the region's data directory is emptied while it is down; it
+//     restarts on an empty store.
+//   - rollback: a copy of the directory (its synced image) is taken at a
+//     random time, and later the region restarts from that copy.
+//   - fsynclie: for a few seconds the disk acknowledges fsyncs without
+//     keeping the data: the window ends with a crash whose image is the one
+//     of the window's start (what was synced before the disk began to lie).
+//
+// The region cannot tell: it restarts on what the disk gives it. Its peers
+// can: every digest says how far they saw its rows. So every restart of a
+// run with these faults uses fresh_probation (an empty store waits for its
+// peers' word), and with rollback or fsynclie restart_probation (so does a
+// non-empty one), both without a maximum wait. A region that peers saw
+// beyond its store is fenced for good, or stays on probation (a lone voice
+// of the fence quorum); either way it writes nothing from then on.
+//
+// Checker expectations: no oversell, ever. The oracle keeps what the lost
+// store had given out (units held, sold, lent; its "ghost") on top of the
+// region's rows, so a fenced region that granted again would be caught by
+// oversell and by its own available going negative. Holds acknowledged by
+// the region before the store went back and not in the restored store are
+// lost by physics: they are counted as wiped_lost, not lost_acked (and only
+// those). A fenced region stays up but writes nothing: it is no probe home,
+// its stranded units are not expected to be sold elsewhere, its own rows
+// (behind its peers' copies of them) are left out of the convergence and
+// conservation checks, and its holds are not expected to expire.
+//
+// A restore is made only once a peer has seen the region's rows beyond the
+// copy (else it waits, until heal): a loss no peer ever saw is invisible to
+// the fence, the residual risk docs/operations.md states.
+
+import (
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/region"
+)
+
+// storeBackFaults are the faults that send a store back in time.
+const storeBackFaults = FaultWipe | FaultRollback | FaultFsyncLie
+
+// Episode kinds of the store faults.
+const (
+	fWipe faultKind = iota + 40
+	fRollback
+	fFsyncLie
+)
+
+func init() {
+	namedSpanKind[fWipe] = "wipe"
+	namedSpanKind[fRollback] = "rollback"
+	namedSpanKind[fFsyncLie] = "fsynclie"
+}
+
+// storeImage is a copy of a region's data directory with the simulator's
+// models of it.
+type storeImage struct {
+	kind FaultSet
+	mem  *vfs.MemFS // nil: an empty directory
+	dur  *durable
+	// The oracle's durable state of the region, by SKU.
+	orcDur  []counters
+	orcSent [][]escrow.Transfer
+	orcLed  []ledger
+}
+
+// storeBack is a region's state of these faults.
+type storeBack struct {
+	regress  *storeImage // the next boot restarts from it
+	copy     *storeImage // rollback: the copy taken
+	lie      *storeImage // fsynclie: the image of the window's start
+	wentBack bool        // the store went back at least once
+}
+
+// genStoreBackFault draws the one episode of fault f in a run (nil for
+// any other fault).
+func genStoreBackFault(f FaultSet, sec func(a, b float64) int64, pick func(int) int, heal int64, nReg int) []fault {
+	h := float64(heal) / 1e9
+	x := pick(nReg)
+	switch f {
+	case FaultWipe:
+		at := sec(h/5, h*3/4)
+		return []fault{{at: at, end: at, kind: fWipe, node: x, desc: fmt.Sprintf("wipe r%d", x)}}
+	case FaultRollback:
+		at := sec(h/10, h/2)
+		end := min(at+sec(20, 120), heal-int64(10*time.Second))
+		return []fault{{at: at, end: end, kind: fRollback, node: x, desc: fmt.Sprintf("rollback r%d", x)}}
+	case FaultFsyncLie:
+		at := sec(h/10, h*3/4)
+		return []fault{{at: at, end: at + sec(1, 10), kind: fFsyncLie, node: x, desc: fmt.Sprintf("fsync lies r%d", x)}}
+	}
+	return nil
+}
+
+// applyStoreBackFault starts or ends an episode.
+func (w *world) applyStoreBackFault(f *fault, end bool) {
+	ep := w.eps[f.node]
+	if ep.rt == nil {
+		return
+	}
+	sb := &ep.rt.sb
+	switch f.kind {
+	case fWipe:
+		if end {
+			return
+		}
+		S := w.orc.S
+		sb.regress = &storeImage{kind: FaultWipe, dur: newDurable(), orcDur: make([]counters, S),
+			orcSent: make([][]escrow.Transfer, S), orcLed: make([]ledger, S)}
+		w.restoreWhenSeen(ep)
+	case fRollback:
+		if !end {
+			sb.copy = w.takeImage(ep, FaultRollback)
+			return
+		}
+		sb.regress, sb.copy = sb.copy, nil
+		w.restoreWhenSeen(ep)
+	case fFsyncLie:
+		if !end {
+			sb.lie = w.takeImage(ep, FaultFsyncLie)
+			return
+		}
+		if sb.lie != nil {
+			// The window ends with a crash: the disk's lie comes out.
+			sb.regress, sb.lie = sb.lie, nil
+			w.restoreWhenSeen(ep)
+		}
+	}
+}
+
+// restoreWhenSeen crashes the region so that it restarts from its pending
+// image, once a peer has seen its rows beyond the image (a loss no peer
+// saw is out of the fence's reach); it retries every half second, and at
+// heal gives up (the image is dropped).
+func (w *world) restoreWhenSeen(ep *endpoint) {
+	sb := &ep.rt.sb
+	if sb.regress == nil {
+		return
+	}
+	if w.now >= w.healAt {
+		sb.regress = nil
+		w.res.StoreBackSkipped++
+		return
+	}
+	if ep.down || !w.peerSawBeyond(ep, sb.regress.dur.seq) {
+		w.q.push(event{at: w.at(500 * time.Millisecond), kind: evStoreBack, node: int32(ep.idx)})
+		return
+	}
+	w.crash(ep)
+	w.q.push(event{at: w.at(time.Second), kind: evRestart, node: int32(ep.idx), inc: ep.inc})
+}
+
+// peerSawBeyond reports whether a live peer has a row of ep's with a
+// sequence above seq.
+func (w *world) peerSawBeyond(ep *endpoint, seq uint64) bool {
+	for _, p := range w.eps[:w.nReg] {
+		if p == ep || p.down {
+			continue
+		}
+		for _, sku := range w.setup.SKUs {
+			if s, ok := p.node.RowSeq(sku, ep.name); ok && s > seq {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// crashStoreBack: a crash inside an fsynclie window restarts from the
+// window's start.
+func (w *world) crashStoreBack(ep *endpoint) {
+	sb := &ep.rt.sb
+	if sb.lie != nil {
+		sb.regress, sb.lie = sb.lie, nil
+	}
+}
+
+// takeImage copies ep's data directory as synced now, with the models.
+func (w *world) takeImage(ep *endpoint, kind FaultSet) *storeImage {
+	o := w.orc
+	img := &storeImage{kind: kind, mem: ep.rt.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}),
+		dur: ep.dur.clone(), orcDur: make([]counters, o.S), orcSent: make([][]escrow.Transfer, o.S),
+		orcLed: make([]ledger, o.S)}
+	for s := 0; s < o.S; s++ {
+		k := ep.idx*o.S + s
+		img.orcDur[s] = o.dur[k]
+		img.orcSent[s] = append([]escrow.Transfer(nil), o.durSent[k].Sent...)
+		img.orcLed[s] = o.led[k]
+	}
+	return img
+}
+
+// clone copies a durable model.
+func (d *durable) clone() *durable {
+	c := *d
+	c.rows = maps.Clone(d.rows)
+	for k, r := range c.rows {
+		c.rows[k] = r.Clone()
+	}
+	c.holds = maps.Clone(d.holds)
+	c.idem = maps.Clone(d.idem)
+	c.peerSeq = maps.Clone(d.peerSeq)
+	c.waits = maps.Clone(d.waits)
+	return &c
+}
+
+// regressStore swaps ep's store for its pending image before a boot.
+func (w *world) regressStore(ep *endpoint) {
+	rt := ep.rt
+	img := rt.sb.regress
+	if img == nil {
+		return
+	}
+	rt.sb.regress = nil
+	rt.sb.wentBack = true
+	if img.mem == nil {
+		rt.mem = vfs.NewCrashableMem()
+	} else {
+		rt.mem = img.mem
+	}
+	w.orc.regress(ep, img)
+	ep.dur = img.dur
+	w.countFault(img.kind, 1)
+}
+
+// storeBackConfig sets the probations of a restart in a run with these
+// faults (the first boot is the cluster's creation: no probation).
+func (w *world) storeBackConfig(ep *endpoint, cfg *region.Config) {
+	if ep.restarts == 0 || w.fs&storeBackFaults == 0 {
+		return
+	}
+	cfg.FreshProbation = 3 * time.Second / 2 // 1.5 digest intervals
+	cfg.FreshProbationMax = -1
+	cfg.RestartProbation = w.fs&(FaultRollback|FaultFsyncLie) != 0 && !w.o.Hooks.NoRestartProbation
+}
+
+// regress moves the oracle's view of ep's store to img. What the lost
+// store had given out stays counted (ghost); acknowledged holds it does
+// not have are lost by physics (wiped_lost).
+func (o *oracle) regress(ep *endpoint, img *storeImage) {
+	if o.ghost == nil {
+		o.ghost = make([]counters, len(o.mem))
+		o.ghostSent = make([]uint64, len(o.mem))
+	}
+	for s := 0; s < o.S; s++ {
+		k := ep.idx*o.S + s
+		// After the crash, mem is dur: the loss moves from mem to ghost
+		// (agg, their sum, does not change).
+		loss := o.mem[k]
+		loss.sub(img.orcDur[s])
+		o.ghost[k].add(loss)
+		o.mem[k], o.dur[k] = img.orcDur[s], img.orcDur[s]
+		// Units lent stay with the borrowers.
+		lost := map[string]uint64{}
+		for _, t := range o.memSent[k].Sent {
+			lost[t.To] = t.Qty
+		}
+		for _, t := range img.orcSent[s] {
+			lost[t.To] -= t.Qty
+		}
+		o.setSent(k, s, img.orcSent[s])
+		o.durSent[k].Sent = append(o.durSent[k].Sent[:0], img.orcSent[s]...)
+		for to, q := range lost {
+			if i, ok := o.w.byName[to]; ok && i < o.w.nReg {
+				o.recv[i*o.S+s] += q
+			}
+			o.ghostSent[k] += q
+		}
+		o.led[k] = img.orcLed[s]
+	}
+	for id := range o.holds {
+		if owner, err := escrow.OwnerOf(id); err == nil && owner == ep.name {
+			if h, ok := img.dur.holds[id]; ok {
+				o.holds[id] = h.State
+			} else {
+				delete(o.holds, id)
+			}
+		}
+	}
+	if o.evSeqs != nil {
+		o.evSeqs[ep.idx] = img.dur.evSeq
+	}
+	for _, id := range o.ackedBy[ep.idx] {
+		a := o.acked[id]
+		if a.lost {
+			continue
+		}
+		h, ok := img.dur.holds[id]
+		if (!ok && !o.deleted[id]) || (ok && (!legal(a.state, h.State) || !sameLines(a.lines, h.Lines))) {
+			a.lost = true
+			o.w.res.WipedLost++
+		}
+	}
+}
+
+// ghostAvail is what the lost stores of region k had given out beyond
+// their rows: subtracted from the region's available.
+func (o *oracle) ghostAvail(k int) int64 {
+	if o.ghost == nil {
+		return 0
+	}
+	g := &o.ghost[k]
+	return int64(g.minted) - int64(g.reserved) + int64(g.released) - int64(g.shrunk) - int64(o.ghostSent[k])
+}
+
+// writesRefused reports whether region i refuses writes because its store
+// went back (fenced, or on a probation that will not end).
+func (w *world) writesRefused(i int) bool {
+	ep := w.eps[i]
+	return ep.rt != nil && ep.rt.sb.wentBack && !ep.down && ep.node.Fence().Fenced
+}
+
+// strandedAt is the units of SKU s that regions refusing writes hold:
+// nobody can sell them until an operator replaces the region.
+func (w *world) strandedAt(s int) int64 {
+	o := w.orc
+	var n int64
+	for i := range w.eps[:w.nReg] {
+		if !w.writesRefused(i) {
+			continue
+		}
+		k := i*o.S + s
+		m := &o.mem[k]
+		a := int64(m.minted) + int64(o.recv[k]) - int64(o.memSent[k].SentTotal()) - int64(m.reserved) +
+			int64(m.released) - int64(m.shrunk) + o.ghostAvail(k)
+		n += max(0, a)
+	}
+	return n
+}
+
+// ownerRowForChecks is the row of region ep the post-run checkers take as
+// its own: its node's, or, when it refuses writes because its store went
+// back, the freshest copy its peers have (its node's is behind them).
+func (w *world) ownerRowForChecks(ep *endpoint, sku string) *escrow.Row {
+	own := ep.node.View(sku)[ep.name]
+	if !w.writesRefused(ep.idx) {
+		return own
+	}
+	for _, p := range w.eps[:w.nReg] {
+		if p == ep || p.down {
+			continue
+		}
+		if r := p.node.View(sku)[ep.name]; r != nil && (own == nil || r.Seq > own.Seq) {
+			own = r
+		}
+	}
+	return own
+}
