@@ -122,7 +122,7 @@ func genNamedFaults(seed uint64, s FaultSet, o *Options, nReg, nEp int) []fault 
 				out = append(out, fault{at: t, end: end, kind: fLinkLoss, node: x, desc: fmt.Sprintf("shopper link loss r%d", x)})
 			}
 		default:
-			out = append(out, genStoreBackFault(f.f, sec, r.IntN, heal, nReg)...)
+			out = append(out, genStoreBackFault(f.f, sec, storeBackVictim(seed, nReg), heal)...)
 		}
 	}
 	return out
@@ -181,7 +181,7 @@ func (w *world) applyNamedFault(f *fault, end bool) {
 		w.nf.corrupting = !end
 	case fLinkLoss:
 		w.nf.linkLoss[f.node] = !end
-	case fWipe, fRollback, fFsyncLie:
+	case fWipe, fRollback, fFsyncLie, fBitflip:
 		w.applyStoreBackFault(f, end)
 	}
 }

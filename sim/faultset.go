@@ -34,6 +34,7 @@ const (
 	FaultWipe     // a region restarts on an emptied data directory
 	FaultRollback // a region restarts from an older copy of its data directory
 	FaultFsyncLie // fsync reports success but keeps nothing, until a crash
+	FaultBitflip  // bits flipped in a region's stored tables while it is down
 	faultEnd
 )
 
@@ -46,7 +47,7 @@ var faultNames = []struct {
 	{FaultSkew, "skew"}, {FaultJump, "jump"}, {FaultStall, "stall"}, {FaultPause, "pause"},
 	{FaultAsym, "asym"}, {FaultReplay, "replay"}, {FaultCorrupt, "corrupt"}, {FaultLinkLoss, "linkloss"},
 	{FaultMidSync, "midsync"}, {FaultTorn, "torn"}, {FaultRecovery, "recovery"}, {FaultDiskFull, "diskfull"},
-	{FaultWipe, "wipe"}, {FaultRollback, "rollback"}, {FaultFsyncLie, "fsynclie"},
+	{FaultWipe, "wipe"}, {FaultRollback, "rollback"}, {FaultFsyncLie, "fsynclie"}, {FaultBitflip, "bitflip"},
 }
 
 // storageFaults are the faults only the region runtime has.
@@ -68,9 +69,6 @@ var refusedFaults = map[string]string{
 	"membership": "adding or removing a region under load is not simulated: escrow's peer set is fixed by its " +
 		"configuration (a region learns peers only from config, not from gossip), so a membership change is an " +
 		"operator's restart of every region, not a fault a run can inject; see docs/simulator.md",
-	"bitflip": "bits flipped in stored files are not simulated yet: pebble checks its blocks' checksums when it " +
-		"reads them, not at open, so a flipped bit surfaces at a read deep inside a run, which the region runtime " +
-		"does not yet turn into a refused start; see docs/simulator.md",
 }
 
 // FaultNames returns the names --faults accepts besides none and all.

@@ -147,6 +147,10 @@ type Result struct {
 	WipedLost        uint64 `json:"wiped_lost,omitempty"`
 	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
 	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
+	// bitflip: starts refused for a corrupt store, and flips the open did
+	// not read (the region started with exactly what it synced).
+	BitflipRefused uint64 `json:"bitflip_refused,omitempty"`
+	BitflipUnread  uint64 `json:"bitflip_unread,omitempty"`
 
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
@@ -237,6 +241,8 @@ type Summary struct {
 	WipedLost        uint64 `json:"wiped_lost,omitempty"`
 	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
 	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
+	BitflipRefused   uint64 `json:"bitflip_refused,omitempty"`
+	BitflipUnread    uint64 `json:"bitflip_unread,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -290,6 +296,8 @@ func Summarize(rs []*Result) Summary {
 		s.WipedLost += r.WipedLost
 		s.FencedRegions += r.FencedRegions
 		s.StoreBackSkipped += r.StoreBackSkipped
+		s.BitflipRefused += r.BitflipRefused
+		s.BitflipUnread += r.BitflipUnread
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum

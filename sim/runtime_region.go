@@ -102,6 +102,7 @@ func (w *world) bootRegion(ep *endpoint) error {
 	}
 	rt := ep.rt
 	w.regressStore(ep)
+	w.flipStore(ep)
 	cfg := region.Config{
 		Name:           ep.name,
 		DataDir:        "db",
@@ -132,6 +133,9 @@ func (w *world) bootRegion(ep *endpoint) error {
 		rt.mem = img
 		cfg.FS = rt.fs()
 		st, err = region.OpenStepper(cfg)
+	}
+	if w.bitflipOpened(ep, err) {
+		return nil // refused to start on a corrupt store
 	}
 	if err != nil {
 		return fmt.Errorf("sim: region %s: open: %w", ep.name, err)

@@ -113,6 +113,9 @@ func (s Summary) runtimeKV() []string {
 		kv = append(kv, "wiped_lost="+u(s.WipedLost), "fenced_regions="+u(s.FencedRegions),
 			"store_back_skipped="+u(s.StoreBackSkipped))
 	}
+	if s.BitflipRefused+s.BitflipUnread > 0 {
+		kv = append(kv, "bitflip_refused="+u(s.BitflipRefused), "bitflip_unread="+u(s.BitflipUnread))
+	}
 	return kv
 }
 

@@ -46,7 +46,8 @@ import (
 )
 
 // storeBackFaults are the faults that send a store back in time.
-const storeBackFaults = FaultWipe | FaultRollback | FaultFsyncLie
+// (bitflip: a refused start comes back on an empty directory.)
+const storeBackFaults = FaultWipe | FaultRollback | FaultFsyncLie | FaultBitflip
 
 // Episode kinds of the store faults.
 const (
@@ -79,13 +80,23 @@ type storeBack struct {
 	copy     *storeImage // rollback: the copy taken
 	lie      *storeImage // fsynclie: the image of the window's start
 	wentBack bool        // the store went back at least once
+	// bitflip: flip is set while an episode waits to flip the tables;
+	// flipped, between the flip and the open of the flipped store.
+	flip, flipped bool
+}
+
+// storeBackVictim is the one region whose store these faults send back
+// in a run: the fence rests on its peers' memory of its rows, so a run
+// does not also take that memory away (with three regions, two stores
+// lost is a majority; no fence can see past that).
+func storeBackVictim(seed uint64, nReg int) int {
+	return newRand(seed, streamNamedFaults+99).IntN(nReg)
 }
 
 // genStoreBackFault draws the one episode of fault f in a run (nil for
-// any other fault).
-func genStoreBackFault(f FaultSet, sec func(a, b float64) int64, pick func(int) int, heal int64, nReg int) []fault {
+// any other fault), on region x.
+func genStoreBackFault(f FaultSet, sec func(a, b float64) int64, x int, heal int64) []fault {
 	h := float64(heal) / 1e9
-	x := pick(nReg)
 	switch f {
 	case FaultWipe:
 		at := sec(h/5, h*3/4)
@@ -97,6 +108,8 @@ func genStoreBackFault(f FaultSet, sec func(a, b float64) int64, pick func(int) 
 	case FaultFsyncLie:
 		at := sec(h/10, h*3/4)
 		return []fault{{at: at, end: at + sec(1, 10), kind: fFsyncLie, node: x, desc: fmt.Sprintf("fsync lies r%d", x)}}
+	case FaultBitflip:
+		return genBitflip(sec, x, heal)
 	}
 	return nil
 }
@@ -124,6 +137,11 @@ func (w *world) applyStoreBackFault(f *fault, end bool) {
 		}
 		sb.regress, sb.copy = sb.copy, nil
 		w.restoreWhenSeen(ep)
+	case fBitflip:
+		if !end {
+			sb.flip = true
+			w.bitflipCrash(ep)
+		}
 	case fFsyncLie:
 		if !end {
 			sb.lie = w.takeImage(ep, FaultFsyncLie)
@@ -229,7 +247,9 @@ func (w *world) regressStore(ep *endpoint) {
 	}
 	w.orc.regress(ep, img)
 	ep.dur = img.dur
-	w.countFault(img.kind, 1)
+	if img.kind != 0 {
+		w.countFault(img.kind, 1)
+	}
 }
 
 // storeBackConfig sets the probations of a restart in a run with these
@@ -254,7 +274,10 @@ func (o *oracle) regress(ep *endpoint, img *storeImage) {
 	for s := 0; s < o.S; s++ {
 		k := ep.idx*o.S + s
 		// After the crash, mem is dur: the loss moves from mem to ghost
-		// (agg, their sum, does not change).
+		// (agg, their sum, does not change). A restore after an earlier
+		// regression may bring back more than the store had: the loss is
+		// then negative (uint64 arithmetic wraps; ghostAvail reads it
+		// signed), and ghost + mem stays what the stores ever gave out.
 		loss := o.mem[k]
 		loss.sub(img.orcDur[s])
 		o.ghost[k].add(loss)
@@ -279,12 +302,13 @@ func (o *oracle) regress(ep *endpoint, img *storeImage) {
 	}
 	for id := range o.holds {
 		if owner, err := escrow.OwnerOf(id); err == nil && owner == ep.name {
-			if h, ok := img.dur.holds[id]; ok {
-				o.holds[id] = h.State
-			} else {
+			if _, ok := img.dur.holds[id]; !ok {
 				delete(o.holds, id)
 			}
 		}
+	}
+	for id, h := range img.dur.holds {
+		o.holds[id] = h.State
 	}
 	if o.evSeqs != nil {
 		o.evSeqs[ep.idx] = img.dur.evSeq

@@ -20,7 +20,7 @@ func storeBackOpts(fault string) Options {
 // region lost with its store, counted apart), the region ends the run
 // refusing writes, and the run is deterministic.
 func TestStoreBackFaults(t *testing.T) {
-	for _, fault := range []string{"wipe", "rollback", "fsynclie"} {
+	for _, fault := range []string{"wipe", "rollback", "fsynclie", "bitflip"} {
 		t.Run(fault, func(t *testing.T) {
 			o := storeBackOpts(fault)
 			for seed := uint64(1); seed <= 2; seed++ {
@@ -42,7 +42,7 @@ func TestStoreBackFaults(t *testing.T) {
 // TestStoreBackDeterminism: the same seed gives the same result and
 // report, byte for byte, with every store fault of this file at once.
 func TestStoreBackDeterminism(t *testing.T) {
-	o := storeBackOpts("wipe,rollback,fsynclie")
+	o := storeBackOpts("wipe,rollback,fsynclie,bitflip")
 	o.Seed = 3
 	t.Logf("seed %d (replay: holdfast sim %v)", o.Seed, o.Args(o.Seed))
 	a, b := mustRun(t, o), mustRun(t, o)
@@ -61,32 +61,35 @@ func TestStoreBackDeterminism(t *testing.T) {
 }
 
 // The planted bugs the store faults catch: the fence ignoring its peers
-// (wipe, rollback, fsynclie: flash sale) and a restart that does not wait
-// for them (rollback, fsynclie: steady load, where the restarted region
-// has stock to grant before the peers' digests fence it) oversell, which
-// the oversell checker or the region's own available going negative
-// catches within 5 seeds.
-func TestPlantedIgnoreFenceWipe(t *testing.T) { plantedStoreBack(t, BugIgnoreFence, "wipe", "flash") }
+// (every fault here, flash sale) and a restart that does not wait for them
+// (rollback, fsynclie: the restarted region grants from its old rows before
+// the peers' digests fence it; rollback's window is caught less often, 3
+// seeds in 15 of each of steady, flash and skew when written) oversell,
+// which the oversell checker or the region's own available going negative
+// catches within 10 seeds.
+func TestPlantedIgnoreFenceWipe(t *testing.T) { plantedStoreBack(t, BugIgnoreFence, "wipe") }
 func TestPlantedIgnoreFenceRollback(t *testing.T) {
-	plantedStoreBack(t, BugIgnoreFence, "rollback", "flash")
+	plantedStoreBack(t, BugIgnoreFence, "rollback")
 }
 func TestPlantedIgnoreFenceFsyncLie(t *testing.T) {
-	plantedStoreBack(t, BugIgnoreFence, "fsynclie", "flash")
+	plantedStoreBack(t, BugIgnoreFence, "fsynclie")
+}
+func TestPlantedIgnoreFenceBitflip(t *testing.T) {
+	plantedStoreBack(t, BugIgnoreFence, "bitflip")
 }
 func TestPlantedNoRestartProbationRollback(t *testing.T) {
-	plantedStoreBack(t, BugNoRestartProbation, "rollback", "steady")
+	plantedStoreBack(t, BugNoRestartProbation, "rollback")
 }
 func TestPlantedNoRestartProbationFsyncLie(t *testing.T) {
-	plantedStoreBack(t, BugNoRestartProbation, "fsynclie", "steady")
+	plantedStoreBack(t, BugNoRestartProbation, "fsynclie")
 }
 
-func plantedStoreBack(t *testing.T, bug, fault, workload string) {
+func plantedStoreBack(t *testing.T, bug, fault string) {
 	o := storeBackOpts(fault)
-	o.Workload = workload
 	if err := o.SetBug(bug); err != nil {
 		t.Fatal(err)
 	}
-	for seed := uint64(1); seed <= 5; seed++ {
+	for seed := uint64(1); seed <= 10; seed++ {
 		o.Seed = seed
 		r := mustRun(t, o)
 		if r.Oversell+r.ConservationErrors > 0 && r.Failed() {
@@ -95,5 +98,5 @@ func plantedStoreBack(t *testing.T, bug, fault, workload string) {
 			return
 		}
 	}
-	t.Fatalf("bug %s not caught with faults=%s on seeds 1-5", bug, fault)
+	t.Fatalf("bug %s not caught with faults=%s on seeds 1-10 (flash)", bug, fault)
 }

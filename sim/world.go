@@ -473,7 +473,7 @@ func (w *world) dispatch(e *event) {
 	case evWaitPoll:
 		w.waitPoll(e.cl)
 	case evStoreBack:
-		w.restoreWhenSeen(w.eps[e.node])
+		w.onStoreBackEvent(w.eps[e.node], e.n)
 	}
 }
 
