@@ -328,12 +328,17 @@ func (n *Node) endProbation(how string) {
 }
 
 // seenList is the Seen of a digest: the peers whose rows we have, with the
-// last contiguous sequence received, sorted by region, at most MaxRegions.
+// highest sequence of their rows we hold (at least the last contiguous one
+// received), sorted by region, at most MaxRegions. The highest, not the
+// contiguous: while a gap waits for its repair the contiguous sequence lags
+// rows we already hold, and a peer whose store went back to between the
+// two would pass for clean. Either is safe from false alarms: a row of
+// sequence X leaves its region only once X is durable there.
 func (n *Node) seenList() []RegionSeq {
 	var out []RegionSeq
 	for r, p := range n.peers {
-		if p.seen > 0 {
-			out = append(out, RegionSeq{Region: r, Seq: p.seen})
+		if s := max(p.seen, p.maxRow); s > 0 {
+			out = append(out, RegionSeq{Region: r, Seq: s})
 		}
 	}
 	if len(out) == 0 {

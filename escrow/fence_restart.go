@@ -37,7 +37,9 @@ func (n *Node) BeginRestartProbation(minWait, maxWait time.Duration) bool {
 		return false
 	}
 	f := &n.fence
-	f.probeFrom = n.now
+	// (The wait counts from the first tick: a restored node's clock is
+	// still that of its last stored change.)
+	f.probeFrom = time.Time{}
 	f.probeMin, f.probeMax = minWait, maxWait
 	f.clean = make(map[string]bool)
 	f.restart = true

@@ -118,7 +118,8 @@ func (o *oracle) couldGrant(lines []escrow.Line, locs []escrow.LineLocations) bo
 	}
 	for _, l := range lines {
 		s, ok := o.w.skuIdx[l.SKU]
-		if !ok || o.globalAvail(s) < int64(l.Qty) {
+		// (Units stranded in a region fenced for good are not there to sell.)
+		if !ok || o.globalAvail(s)-o.w.strandedAt(s) < int64(l.Qty) {
 			return false
 		}
 	}

@@ -347,16 +347,14 @@ func (w *world) writesRefused(i int) bool {
 // nobody can sell them until an operator replaces the region.
 func (w *world) strandedAt(s int) int64 {
 	o := w.orc
+	if o.ghost == nil {
+		return 0 // no store went back
+	}
 	var n int64
 	for i := range w.eps[:w.nReg] {
-		if !w.writesRefused(i) {
-			continue
+		if w.writesRefused(i) {
+			n += max(0, o.availOf(i, s)+o.ghostAvail(i*o.S+s))
 		}
-		k := i*o.S + s
-		m := &o.mem[k]
-		a := int64(m.minted) + int64(o.recv[k]) - int64(o.memSent[k].SentTotal()) - int64(m.reserved) +
-			int64(m.released) - int64(m.shrunk) + o.ghostAvail(k)
-		n += max(0, a)
 	}
 	return n
 }
