@@ -72,8 +72,10 @@ type fenceState struct {
 	probeFrom          time.Time
 	probeMin, probeMax time.Duration
 	clean              map[string]bool
-	// restart: the probation is a restart probation (fence_restart.go).
+	// restart: the probation is a restart probation (fence_restart.go);
+	// cleanAt, when each peer of clean first reported clean.
 	restart bool
+	cleanAt map[string]time.Time
 }
 
 // Fence returns the node's fence status.
@@ -267,9 +269,19 @@ func (n *Node) fenceOnSeen(m *Message) {
 		n.fenceClaim(m.From, mine, "in its digest")
 		return
 	}
-	if n.fence.st.Probation && n.trust.claims[m.From] <= n.seq {
+	if n.fence.st.Probation && n.trust.claims[m.From] <= n.seq && !n.staleDigest(m) && !n.fence.clean[m.From] {
 		n.fence.clean[m.From] = true
+		if n.fence.restart {
+			n.fence.cleanAt[m.From] = n.now
+		}
 	}
+}
+
+// staleDigest reports whether digest m is older than rows of its sender
+// that the node holds (a late copy: its Seen says nothing of now).
+func (n *Node) staleDigest(m *Message) bool {
+	p := n.peers[m.From]
+	return p != nil && m.Seq < max(p.seen, p.maxRow)
 }
 
 // fenceTick runs the time-driven work of a fenced node and reports whether

@@ -18,7 +18,12 @@ import "time"
 // probation (BeginRestartProbation): the node refuses writes until every
 // peer it knows (its stored peer rows, or every other member when the
 // membership is listed) has reported, in a digest, a sequence of its rows
-// not above its store's. A report above is a claim as outside probation:
+// not above its store's, and that report has stood for the probation's
+// minimum wait without a claim from the same peer. A digest older than
+// rows the node holds from its sender is no report (staleDigest), and the
+// standing time lets a live peer's next digest contradict a late copy of
+// an old one that slipped through (replays of minutes-old messages). A
+// report above is a claim as outside probation:
 // the quorum of fence_quorum.go fences the node for good, and a lone claim
 // keeps it on probation (one peer cannot fence a healthy region, but its
 // word that the store went back is enough not to grant). After maxWait
@@ -42,6 +47,7 @@ func (n *Node) BeginRestartProbation(minWait, maxWait time.Duration) bool {
 	f.probeFrom = time.Time{}
 	f.probeMin, f.probeMax = minWait, maxWait
 	f.clean = make(map[string]bool)
+	f.cleanAt = make(map[string]time.Time)
 	f.restart = true
 	f.st = FenceStatus{Fenced: true, Probation: true, Since: n.now,
 		Detail: "region " + n.cfg.Region + " is on restart probation: it restarted from its store at sequence " +
@@ -64,12 +70,12 @@ func (n *Node) restartClean() bool {
 		if n.trust.members != nil && !n.member(p) {
 			continue
 		}
-		if !f.clean[p] || n.trust.claims[p] > n.seq {
+		if !f.clean[p] || n.trust.claims[p] > n.seq || n.now.Sub(f.cleanAt[p]) < f.probeMin {
 			return false
 		}
 	}
 	for p := range n.trust.members {
-		if p != n.cfg.Region && !f.clean[p] {
+		if p != n.cfg.Region && (!f.clean[p] || n.now.Sub(f.cleanAt[p]) < f.probeMin) {
 			return false
 		}
 	}

@@ -44,3 +44,51 @@ func TestSeenReportsHighestRow(t *testing.T) {
 		t.Fatalf("after a restart, digest Seen = %v, want [eu 9]", seen)
 	}
 }
+
+// TestRestartProbationStaleDigest: on restart probation, a digest older
+// than rows the node holds from its sender (a late copy) is no clean
+// report, and a fresh clean report ends the probation only once it has
+// stood for the minimum wait.
+func TestRestartProbationStaleDigest(t *testing.T) {
+	st := &State{Seq: 10, Rows: []Row{{SKU: "A", Region: "eu", Seq: 10, Minted: 5}, {SKU: "A", Region: "us", Seq: 50, Minted: 5}}}
+	n, err := NewNode(Config{Region: "eu", DigestInterval: time.Second, TopUpHorizon: -1}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.BeginRestartProbation(time.Second, 0) {
+		t.Fatal("not on restart probation")
+	}
+	now := t0
+	step := func(in Input) {
+		t.Helper()
+		in.Now = now
+		if err := n.Step(in); err != nil {
+			t.Fatal(err)
+		}
+		if n.HasReady() {
+			n.Ready()
+			n.Advance()
+		}
+	}
+	digest := func(seq uint64) {
+		step(Input{Msg: &Message{Type: MsgDigest, From: "us", Seq: seq, Seen: []RegionSeq{{Region: "eu", Seq: 10}}}})
+	}
+	on := func(want bool, when string) {
+		t.Helper()
+		if f := n.Fence(); f.Probation != want {
+			t.Fatalf("%s: probation %v, want %v (%s)", when, f.Probation, want, f.Detail)
+		}
+	}
+	step(Input{}) // first tick: the wait starts
+	digest(40)    // older than us's row of seq 50 that eu holds
+	now = now.Add(3 * time.Second)
+	step(Input{})
+	on(true, "after a stale clean digest and 3s")
+	digest(60)
+	now = now.Add(500 * time.Millisecond)
+	step(Input{})
+	on(true, "0.5s after a fresh clean digest")
+	now = now.Add(time.Second)
+	step(Input{})
+	on(false, "1.5s after a fresh clean digest")
+}
