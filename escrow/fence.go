@@ -207,6 +207,7 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 	case MsgDigest:
 		n.onDigest(m)
 		n.peer(m.From).fenced = m.Fenced
+		n.peer(m.From).behind = n.staleDigest(m)
 		n.fenceOnSeen(m)
 		return true, nil
 	case MsgRepairReq:

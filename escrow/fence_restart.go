@@ -70,14 +70,30 @@ func (n *Node) restartClean() bool {
 		if n.trust.members != nil && !n.member(p) {
 			continue
 		}
-		if !f.clean[p] || n.trust.claims[p] > n.seq || n.now.Sub(f.cleanAt[p]) < f.probeMin {
+		if !n.restartWitness(p) {
 			return false
 		}
 	}
 	for p := range n.trust.members {
-		if p != n.cfg.Region && (!f.clean[p] || n.now.Sub(f.cleanAt[p]) < f.probeMin) {
+		if p != n.cfg.Region && !n.restartWitness(p) {
 			return false
 		}
 	}
 	return true
+}
+
+// restartWitness reports whether peer p lets the restart probation end:
+// its clean report has stood for the minimum wait and it claims nothing,
+// or its last digest is behind rows of it we hold (its own store went
+// back: it is fenced or on probation itself, and its word is not awaited;
+// a late copy of an old digest makes it look so until its next digest).
+func (n *Node) restartWitness(p string) bool {
+	f := &n.fence
+	if n.trust.claims[p] > n.seq {
+		return false
+	}
+	if pr := n.peers[p]; pr != nil && pr.behind {
+		return true
+	}
+	return f.clean[p] && n.now.Sub(f.cleanAt[p]) >= f.probeMin
 }

@@ -189,7 +189,10 @@ type peer struct {
 	seen uint64 // last contiguous sequence received (see Message)
 	// maxRow: the highest sequence of its rows merged, contiguous or not
 	// (the store fence's evidence: fence.go, seenList).
-	maxRow    uint64
+	maxRow uint64
+	// behind: its last digest named a sequence below rows of it we hold:
+	// a late copy, or its store went back (fence_restart.go).
+	behind    bool
 	chainFrom uint64 // multi-part rows message in progress
 	chainTo   uint64
 	repairAt  time.Time // when the outstanding repair was asked, zero if none
