@@ -84,15 +84,16 @@ func (n *Node) restartClean() bool {
 
 // restartWitness reports whether peer p lets the restart probation end:
 // its clean report has stood for the minimum wait and it claims nothing,
-// or its last digest is behind rows of it we hold (its own store went
-// back: it is fenced or on probation itself, and its word is not awaited;
-// a late copy of an old digest makes it look so until its next digest).
+// or it is fenced for good itself and its last digest is behind rows of it
+// we hold (its own store went back: it can never report clean, as its
+// digests are older than its rows, and its word is not awaited). Both
+// together: a late copy of an old digest alone must not excuse a peer.
 func (n *Node) restartWitness(p string) bool {
 	f := &n.fence
 	if n.trust.claims[p] > n.seq {
 		return false
 	}
-	if pr := n.peers[p]; pr != nil && pr.behind {
+	if pr := n.peers[p]; pr != nil && pr.behind && pr.fenced {
 		return true
 	}
 	return f.clean[p] && n.now.Sub(f.cleanAt[p]) >= f.probeMin

@@ -92,3 +92,55 @@ func TestRestartProbationStaleDigest(t *testing.T) {
 	step(Input{})
 	on(false, "1.5s after a fresh clean digest")
 }
+
+// TestRestartProbationBehindPeer: a fenced peer whose digests name a
+// sequence below rows of it the node holds has had its own store go back:
+// the restart probation does not wait for its word, and ends on the other
+// peer's standing clean report. Behind but not fenced (a late copy of an
+// old digest looks so), it is still awaited.
+func TestRestartProbationBehindPeer(t *testing.T) {
+	st := &State{Seq: 10, Rows: []Row{{SKU: "A", Region: "eu", Seq: 10, Minted: 5},
+		{SKU: "A", Region: "us", Seq: 50, Minted: 5}, {SKU: "A", Region: "ap", Seq: 70, Minted: 5}}}
+	n, err := NewNode(Config{Region: "eu", DigestInterval: time.Second, TopUpHorizon: -1}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.BeginRestartProbation(time.Second, 0) {
+		t.Fatal("not on restart probation")
+	}
+	now := t0
+	step := func(m *Message) {
+		t.Helper()
+		if err := n.Step(Input{Now: now, Msg: m}); err != nil {
+			t.Fatal(err)
+		}
+		if n.HasReady() {
+			n.Ready()
+			n.Advance()
+		}
+	}
+	clean := []RegionSeq{{Region: "eu", Seq: 10}}
+	step(nil)
+	step(&Message{Type: MsgDigest, From: "us", Seq: 60, Seen: clean})
+	now = now.Add(2 * time.Second)
+	step(nil)
+	if !n.Fence().Probation {
+		t.Fatal("probation ended without ap's word")
+	}
+	// A late copy of an old digest of ap: behind, not fenced.
+	step(&Message{Type: MsgDigest, From: "ap", Seq: 3})
+	now = now.Add(2 * time.Second)
+	step(nil)
+	if !n.Fence().Probation {
+		t.Fatal("probation ended on a late copy of ap's digest")
+	}
+	// ap's store went back to sequence 3 and ap is fenced: its digests
+	// are behind its rows.
+	step(&Message{Type: MsgDigest, From: "ap", Seq: 3, Fenced: true})
+	step(&Message{Type: MsgDigest, From: "us", Seq: 61, Seen: clean})
+	now = now.Add(100 * time.Millisecond)
+	step(nil)
+	if f := n.Fence(); f.Probation || f.Fenced {
+		t.Fatalf("still on probation: %+v", f)
+	}
+}
