@@ -468,7 +468,7 @@ func (o *oracle) final() {
 				if ep.down || w.writesRefused(ep.idx) {
 					continue // (a fenced region's own row is behind)
 				}
-				if err := ep.node.View(sku).CheckConservation(); err != nil {
+				if err := w.viewForChecks(ep, sku).CheckConservation(); err != nil {
 					w.res.ConservationErrors++
 					w.fail("conservation of %s in %s's view: %v", sku, ep.name, err)
 				}

@@ -361,19 +361,46 @@ func (w *world) strandedAt(s int) int64 {
 
 // ownerRowForChecks is the row of region ep the post-run checkers take as
 // its own: its node's, or, when it refuses writes because its store went
-// back, the freshest copy its peers have (its node's is behind them).
+// back, every copy merged (pointwise max: its node's is behind its peers'
+// copies, which may differ, as it serves no repair any more).
 func (w *world) ownerRowForChecks(ep *endpoint, sku string) *escrow.Row {
 	own := ep.node.View(sku)[ep.name]
 	if !w.writesRefused(ep.idx) {
 		return own
 	}
+	var m *escrow.Row
 	for _, p := range w.eps[:w.nReg] {
-		if p == ep || p.down {
+		if p.down {
 			continue
 		}
-		if r := p.node.View(sku)[ep.name]; r != nil && (own == nil || r.Seq > own.Seq) {
-			own = r
+		if r := p.node.View(sku)[ep.name]; r != nil {
+			if m == nil {
+				c := r.Clone()
+				m = &c
+			} else {
+				m.Merge(r)
+			}
 		}
 	}
-	return own
+	return m
+}
+
+// viewForChecks is region ep's view of SKU sku for the end-of-run
+// conservation check, the rows of regions refusing writes because their
+// store went back replaced by ownerRowForChecks: a region's copy of such a
+// row may lag for good (its last changes reached some peers only, and it
+// serves no repair), which says nothing of the region whose view it is.
+func (w *world) viewForChecks(ep *endpoint, sku string) escrow.View {
+	v := ep.node.View(sku)
+	if w.orc.ghost == nil {
+		return v
+	}
+	c := make(escrow.View, len(v))
+	for r, row := range v {
+		c[r] = row
+		if i, ok := w.byName[r]; ok && i < w.nReg && w.writesRefused(i) {
+			c[r] = w.ownerRowForChecks(w.eps[i], sku)
+		}
+	}
+	return c
 }
