@@ -143,7 +143,8 @@ type Result struct {
 	// the restored store (lost by physics, not counted as lost_acked);
 	// FencedRegions, regions that ended the run refusing writes because
 	// peers saw more of their rows; StoreBackSkipped, restores dropped
-	// because no peer had seen beyond the image before heal.
+	// because no peer had seen beyond the image before heal, or overtaken
+	// by a later store fault of the same region before the restart.
 	WipedLost        uint64 `json:"wiped_lost,omitempty"`
 	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
 	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`

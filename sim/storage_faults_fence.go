@@ -127,15 +127,16 @@ func (w *world) applyStoreBackFault(f *fault, end bool) {
 			return
 		}
 		S := w.orc.S
-		sb.regress = &storeImage{kind: FaultWipe, dur: newDurable(), orcDur: make([]counters, S),
-			orcSent: make([][]escrow.Transfer, S), orcLed: make([]ledger, S)}
+		w.pendRegress(ep, &storeImage{kind: FaultWipe, dur: newDurable(), orcDur: make([]counters, S),
+			orcSent: make([][]escrow.Transfer, S), orcLed: make([]ledger, S)})
 		w.restoreWhenSeen(ep)
 	case fRollback:
 		if !end {
 			sb.copy = w.takeImage(ep, FaultRollback)
 			return
 		}
-		sb.regress, sb.copy = sb.copy, nil
+		w.pendRegress(ep, sb.copy)
+		sb.copy = nil
 		w.restoreWhenSeen(ep)
 	case fBitflip:
 		if !end {
@@ -149,7 +150,8 @@ func (w *world) applyStoreBackFault(f *fault, end bool) {
 		}
 		if sb.lie != nil {
 			// The window ends with a crash: the disk's lie comes out.
-			sb.regress, sb.lie = sb.lie, nil
+			w.pendRegress(ep, sb.lie)
+			sb.lie = nil
 			w.restoreWhenSeen(ep)
 		}
 	}
@@ -193,12 +195,23 @@ func (w *world) peerSawBeyond(ep *endpoint, seq uint64) bool {
 	return false
 }
 
+// pendRegress makes img the image ep's next boot restarts from; one still
+// pending is overtaken (counted as skipped: the later fault wins).
+func (w *world) pendRegress(ep *endpoint, img *storeImage) {
+	sb := &ep.rt.sb
+	if sb.regress != nil {
+		w.res.StoreBackSkipped++
+	}
+	sb.regress = img
+}
+
 // crashStoreBack: a crash inside an fsynclie window restarts from the
 // window's start.
 func (w *world) crashStoreBack(ep *endpoint) {
 	sb := &ep.rt.sb
 	if sb.lie != nil {
-		sb.regress, sb.lie = sb.lie, nil
+		w.pendRegress(ep, sb.lie)
+		sb.lie = nil
 	}
 }
 
