@@ -152,7 +152,7 @@ func (w *world) bitflipOpened(ep *endpoint, err error) bool {
 	}
 	w.res.BitflipRefused++
 	S := w.orc.S
-	w.pendRegress(ep, &storeImage{dur: newDurable(), orcDur: make([]counters, S),
+	w.setRegress(ep, &storeImage{dur: newDurable(), orcDur: make([]counters, S),
 		orcSent: make([][]escrow.Transfer, S), orcLed: make([]ledger, S)})
 	w.q.push(event{at: w.at(time.Second), kind: evRestart, node: int32(ep.idx), inc: ep.inc})
 	return true

@@ -76,6 +76,7 @@ type storeImage struct {
 
 // storeBack is a region's state of these faults.
 type storeBack struct {
+	pending  *storeImage // restored once a peer saw beyond it (restoreWhenSeen)
 	regress  *storeImage // the next boot restarts from it
 	copy     *storeImage // rollback: the copy taken
 	lie      *storeImage // fsynclie: the image of the window's start
@@ -163,31 +164,34 @@ func (w *world) applyStoreBackFault(f *fault, end bool) {
 // heal gives up (the image is dropped).
 func (w *world) restoreWhenSeen(ep *endpoint) {
 	sb := &ep.rt.sb
-	if sb.regress == nil {
+	if sb.pending == nil {
 		return
 	}
 	if w.now >= w.healAt {
-		sb.regress = nil
+		sb.pending = nil
 		w.res.StoreBackSkipped++
 		return
 	}
-	if ep.down || !w.peerSawBeyond(ep, sb.regress.dur.seq) {
+	if ep.down || !w.peerSawBeyond(ep, sb.pending.dur.seq) {
 		w.q.push(event{at: w.at(500 * time.Millisecond), kind: evStoreBack, node: int32(ep.idx)})
 		return
 	}
+	w.setRegress(ep, sb.pending)
+	sb.pending = nil
 	w.crash(ep)
 	w.q.push(event{at: w.at(time.Second), kind: evRestart, node: int32(ep.idx), inc: ep.inc})
 }
 
-// peerSawBeyond reports whether a live peer has a row of ep's with a
-// sequence above seq.
+// peerSawBeyond reports whether a peer has a row of ep's with a sequence
+// above seq in its store (what it holds in memory only would be forgotten
+// by a crash of its own).
 func (w *world) peerSawBeyond(ep *endpoint, seq uint64) bool {
 	for _, p := range w.eps[:w.nReg] {
-		if p == ep || p.down {
+		if p == ep || p.dur == nil {
 			continue
 		}
 		for _, sku := range w.setup.SKUs {
-			if s, ok := p.node.RowSeq(sku, ep.name); ok && s > seq {
+			if r, ok := p.dur.rows[[2]string{sku, ep.name}]; ok && r.Seq > seq {
 				return true
 			}
 		}
@@ -195,9 +199,20 @@ func (w *world) peerSawBeyond(ep *endpoint, seq uint64) bool {
 	return false
 }
 
-// pendRegress makes img the image ep's next boot restarts from; one still
-// pending is overtaken (counted as skipped: the later fault wins).
+// pendRegress makes img the image ep restarts from once a peer saw beyond
+// it; one still pending is overtaken (counted as skipped: the later fault
+// wins).
 func (w *world) pendRegress(ep *endpoint, img *storeImage) {
+	sb := &ep.rt.sb
+	if sb.pending != nil {
+		w.res.StoreBackSkipped++
+	}
+	sb.pending = img
+}
+
+// setRegress makes img the image ep's next boot restarts from (one not yet
+// booted is overtaken, counted as skipped).
+func (w *world) setRegress(ep *endpoint, img *storeImage) {
 	sb := &ep.rt.sb
 	if sb.regress != nil {
 		w.res.StoreBackSkipped++
@@ -206,13 +221,20 @@ func (w *world) pendRegress(ep *endpoint, img *storeImage) {
 }
 
 // crashStoreBack: a crash inside an fsynclie window restarts from the
-// window's start.
+// window's start, if a peer saw beyond it.
 func (w *world) crashStoreBack(ep *endpoint) {
 	sb := &ep.rt.sb
-	if sb.lie != nil {
-		w.pendRegress(ep, sb.lie)
-		sb.lie = nil
+	if sb.lie == nil {
+		return
 	}
+	if w.peerSawBeyond(ep, sb.lie.dur.seq) {
+		w.setRegress(ep, sb.lie)
+	} else {
+		// No peer saw what the lie loses: out of the fence's reach (see
+		// restoreWhenSeen); the window's syncs are taken as kept.
+		w.res.StoreBackSkipped++
+	}
+	sb.lie = nil
 }
 
 // takeImage copies ep's data directory as synced now, with the models.
