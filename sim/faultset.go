@@ -58,7 +58,7 @@ const storageFaults = FaultMidSync | FaultTorn | FaultRecovery | FaultDiskFull |
 // leave a region fenced for the rest of the run, refusing every write by
 // design, which changes what the other checkers of "all" can expect; they
 // are run by name (docs/simulator.md).
-const FaultsAllSet = faultEnd - 1&^storeBackFaults
+const FaultsAllSet = (faultEnd - 1) &^ storeBackFaults
 
 // legacyAll is what "all" meant before faults had names.
 const legacyAll = FaultPartitions | FaultCrash | FaultSpike | FaultLossy | FaultSkew
