@@ -30,9 +30,11 @@ package sim
 // (behind its peers' copies of them) are left out of the convergence and
 // conservation checks, and its holds are not expected to expire.
 //
-// A restore is made only once a peer has seen the region's rows beyond the
-// copy (else it waits, until heal): a loss no peer ever saw is invisible to
-// the fence, the residual risk docs/operations.md states.
+// A restore is made only once a peer's store holds the region's rows
+// beyond the image (else it waits, until heal): a loss no peer ever saw is
+// invisible to the fence, the residual risk docs/operations.md states. All
+// the store faults of a run hit one region (storeBackVictim). bitflip is in
+// storage_faults_bitflip.go.
 
 import (
 	"fmt"
