@@ -44,6 +44,9 @@ func TestStoreBackFaults(t *testing.T) {
 func TestStoreBackDeterminism(t *testing.T) {
 	o := storeBackOpts("wipe,rollback,fsynclie,bitflip")
 	o.Seed = 3
+	if testing.Short() {
+		o.Duration = 30 * time.Second // (CI runs it with -race)
+	}
 	t.Logf("seed %d (replay: holdfast sim %v)", o.Seed, o.Args(o.Seed))
 	a, b := mustRun(t, o), mustRun(t, o)
 	if !reflect.DeepEqual(a, b) {
