@@ -245,9 +245,15 @@ func (s *Store) initLocked() error {
 // scanIndexes rebuilds ownSeq, heldExp and idemExp from the c/, x/ and j/
 // indexes. Load cross-checks them against the data they index.
 func (s *Store) scanIndexes() error {
-	s.ownSeq = make(map[string]uint64)
 	s.heldExp = make(map[string]uint64)
 	s.idemExp = make(map[string]uint64)
+	// The entries first, then a map of the right size: a catalogue of
+	// millions would otherwise rehash the map a dozen times.
+	type change struct {
+		sku string
+		seq uint64
+	}
+	var changes []change
 	err := s.scan(pfxChange, func(k, v []byte) error {
 		seq, ok := splitChangeKey(k)
 		if !ok {
@@ -260,14 +266,18 @@ func (s *Store) scanIndexes() error {
 		if seq > s.seq {
 			return corrupt(k, "change index entry beyond the stored sequence %d", s.seq)
 		}
-		if prev, dup := s.ownSeq[sku]; dup {
-			return corrupt(k, "second change index entry for SKU %q (the other at seq %d)", sku, prev)
-		}
-		s.ownSeq[sku] = seq
+		changes = append(changes, change{sku, seq})
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	s.ownSeq = make(map[string]uint64, len(changes))
+	for _, c := range changes {
+		if prev, dup := s.ownSeq[c.sku]; dup {
+			return corrupt(appendChangeKey(nil, c.seq), "second change index entry for SKU %q (the other at seq %d)", c.sku, prev)
+		}
+		s.ownSeq[c.sku] = c.seq
 	}
 	err = s.scan(pfxExpiry, func(k, _ []byte) error {
 		ord, id, ok := splitOrdKey(k)
