@@ -66,7 +66,9 @@ func newBenchCmd() *cobra.Command {
 prints a progress line each second and, last, one key=value line:
   target durable concurrency skus dist mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
 In-process it adds active_holds, load_s and settle_s (the catalogue load and its
-flushes), heap_mb, rss_mb, peak_rss_mb, and with --reopen startup_s.
+flushes), heap_mb, rss_mb, peak_rss_mb, drain_s and drained_cpu_us_per_hold (the
+CPU until the store's flushes and compactions are done), and with --reopen startup_s
+and startup_cpu_s.
 holds_per_s counts granted holds per second of the measured window; latencies
 are those of the hold request (granted or rejected), measured by the client.
 
@@ -218,8 +220,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 				if err != nil {
 					return err
 				}
-				t0 := time.Now()
+				t0, c0 := time.Now(), loadgen.ProcessCPU()
 				r2, err := region.Open(ctx, rcfg)
+				upCPU := loadgen.ProcessCPU() - c0
 				if perr := stopProfile(); err == nil {
 					err = perr
 				}
@@ -227,7 +230,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 					return fmt.Errorf("bench: reopen: %w", err)
 				}
 				up := time.Since(t0)
-				scale = append(scale, loadgen.Label{Key: "startup_s", Value: seconds(up)})
+				scale = append(scale, loadgen.Label{Key: "startup_s", Value: seconds(up)},
+					loadgen.Label{Key: "startup_cpu_s", Value: seconds(upCPU)})
 				logf("bench: reopened in %v", up)
 				return r2.Close()
 			}

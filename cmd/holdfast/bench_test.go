@@ -93,6 +93,9 @@ func TestBenchInProcess(t *testing.T) {
 				if up, err := strconv.ParseFloat(kv["startup_s"], 64); err != nil || up <= 0 {
 					t.Fatalf("no start-up time: %s", stdout.String())
 				}
+				if _, err := strconv.ParseFloat(kv["startup_cpu_s"], 64); err != nil {
+					t.Fatalf("no start-up CPU time: %s", stdout.String())
+				}
 				if fi, err := os.Stat(o.upProfile); err != nil || fi.Size() == 0 {
 					t.Fatalf("no start-up profile in %s: %v", o.upProfile, err)
 				}
