@@ -34,8 +34,8 @@ type StoreOptions struct {
 	// mean rarer WAL rotations (see the failing-disk note in store.go) and,
 	// with a large catalogue, rarer rewrites of its rows by compactions
 	// (docs/benchmarks.md, "Catalogue scale"); pebble keeps at most two
-	// (MemTableStopWritesThreshold), and replays at most one WAL's worth
-	// at open.
+	// (MemTableStopWritesThreshold) and replays the WAL of those not yet
+	// flushed at open.
 	MemTableBytes uint64
 	// L0CompactionThreshold is the number of L0 sublevels that starts a
 	// compaction into the base level; 0: 8 (pebble's default is 4). Every
