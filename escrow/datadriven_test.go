@@ -374,6 +374,10 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 	case "locstats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("location_refused=%d split_lines=%d", s.LocationRefused, s.LocationSplitLines)
+	case "index":
+		// The region's expiry index as a store keeps it from the Persists
+		// alone (memStore), in deadline order, times from the story's start.
+		return sc.expiryIndex(sc.node(args[0]))
 	case "stats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("granted=%d rejected=%d borrows=%d answered=%d timeouts=%d donated=%d expired=%d gaps=%d repairs=%d",
@@ -614,4 +618,42 @@ func locName(key string) string {
 		return sku + "@" + loc
 	}
 	return key
+}
+
+// expiryIndex renders tn's store index: "hold <name> +<deadline>" and
+// "key <key> +<deadline>" lines in deadline order, "empty" if none.
+func (sc *story) expiryIndex(tn *tnode) string {
+	names := map[string]string{}
+	for name, id := range sc.holds {
+		names[id] = name
+	}
+	type entry struct {
+		at   time.Time
+		line string
+	}
+	var es []entry
+	for id, at := range tn.store.index.got.holds {
+		name := names[id]
+		if name == "" {
+			name = id
+		}
+		es = append(es, entry{at, "hold " + name})
+	}
+	for k, at := range tn.store.index.got.idem {
+		es = append(es, entry{at, "key " + k})
+	}
+	if len(es) == 0 {
+		return "empty"
+	}
+	sort.Slice(es, func(i, j int) bool {
+		if !es[i].at.Equal(es[j].at) {
+			return es[i].at.Before(es[j].at)
+		}
+		return es[i].line < es[j].line
+	})
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s +%v\n", e.line, e.at.Sub(t0))
+	}
+	return strings.TrimRight(b.String(), "\n")
 }

@@ -155,9 +155,8 @@ func (n *Node) fenceRefuses(c *Command) bool {
 	case CmdStock, CmdWaitGet:
 		return false
 	case CmdGet:
-		if h := n.holds[c.HoldID]; h != nil && h.State == Held && !n.now.Before(h.Expires) {
-			hc := n.viewHold(h)
-			n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
+		if h := n.holds[c.HoldID]; h != nil && h.expiredAt(n.now) {
+			n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: n.viewHold(h)})
 			return true
 		}
 		return false
