@@ -188,7 +188,13 @@ type rowRec struct {
 }
 
 type peer struct {
-	seen      uint64 // last contiguous sequence received (see Message)
+	seen uint64 // last contiguous sequence received (see Message)
+	// maxRow: the highest sequence of its rows merged, contiguous or not
+	// (the store fence's evidence: fence.go, seenList).
+	maxRow uint64
+	// behind: its last digest named a sequence below rows of it we hold:
+	// a late copy, or its store went back (fence_restart.go).
+	behind    bool
 	chainFrom uint64 // multi-part rows message in progress
 	chainTo   uint64
 	repairAt  time.Time // when the outstanding repair was asked, zero if none
@@ -286,6 +292,11 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 func (n *Node) restore(st *State) error {
 	n.seq = st.Seq
 	n.bcastSeq = st.Seq
+	// Sized once: a large catalogue's map would otherwise be rehashed a
+	// dozen times on the way up.
+	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
+	n.holds = make(map[string]*holdRec, len(st.Holds))
+	var s *skuState // the previous row's SKU: a store gives rows in SKU order
 	for i := range st.Rows {
 		r := st.Rows[i].Clone()
 		if err := ValidStockKey(r.SKU); err != nil {
@@ -297,11 +308,14 @@ func (n *Node) restore(st *State) error {
 		if r.Region == n.cfg.Region && r.Seq > st.Seq {
 			return errorf(CodeInvariant, "own row %s has seq %d beyond the stored sequence %d", r.SKU, r.Seq, st.Seq)
 		}
-		s := n.sku(r.SKU)
+		if s == nil || s.sku != r.SKU {
+			s = n.sku(r.SKU)
+		}
 		rec := s.rec(r.Region)
 		rec.Row = r
 		if r.Region != n.cfg.Region {
-			n.peer(r.Region)
+			p := n.peer(r.Region)
+			p.maxRow = max(p.maxRow, r.Seq)
 		} else {
 			// Without this a restored region would skip its own rows in
 			// repairs, borrow answers, advice and digests until it next
@@ -381,12 +395,25 @@ func (n *Node) restore(st *State) error {
 	if err := n.restoreWaits(st.Waits); err != nil {
 		return err
 	}
-	for _, s := range n.skus {
+	for i := range n.skuTab.len() { // the slabs in order: no map walk
+		s := n.skuTab.at(i)
 		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
 		}
 	}
 	return nil
+}
+
+// skuRuns returns the number of runs of one SKU in rows: the number of
+// SKUs when rows are sorted by SKU (as a store loads them), more otherwise.
+func skuRuns(rows []Row) int {
+	runs := 0
+	for i := range rows {
+		if i == 0 || rows[i].SKU != rows[i-1].SKU {
+			runs++
+		}
+	}
+	return runs
 }
 
 // Region returns the node's region name.

@@ -26,7 +26,11 @@
 // corrupt (bits flipped inside the signed envelope) and linkloss (a
 // shopper's requests and replies lost), and membership (a region added
 // and another removed under load by the operator's procedure,
-// membership.go). "all" is every one of them. Clients retry a
+// membership.go). The region runtime adds storage faults: midsync, torn,
+// recovery, diskfull (storage_faults.go), and wipe, rollback, fsynclie,
+// bitflip, which send one region's store back in time for the store fence
+// to catch (storage_faults_fence.go, storage_faults_bitflip.go). "all" is
+// every one of them but the last four. Clients retry a
 // hold with the same idempotency key when no answer comes, and 20% of
 // carts are abandoned and must expire.
 //

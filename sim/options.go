@@ -97,6 +97,10 @@ type Hooks struct {
 	// SkipVerify delivers a message whose envelope does not verify
 	// (fault corrupt) when the escrow codec still decodes it.
 	SkipVerify bool
+	// NoRestartProbation restarts regions from a non-empty store without
+	// region's restart_probation (faults rollback, fsynclie): the fence's
+	// quorum of digests alone, which hears of the loss too late.
+	NoRestartProbation bool
 	// SkipProbation starts a new region (fault membership) without its
 	// probation: the runtime forgets escrow.Node.BeginProbation.
 	SkipProbation bool
@@ -282,13 +286,17 @@ const (
 	// from another location of the SKU (workload locations).
 	BugGrantAnyLocation = "grant-any-location"
 	// Bugs that only a named fault exposes (TestPlantedBugsNeedTheirFault).
-	BugAckSlowFsync   = "ack-slow-fsync"   // stall: reply before a slow sync completes
-	BugSkipVerify     = "skip-verify"      // corrupt: deliver what the envelope check refused
-	BugIgnoreIdemKey  = "ignore-idem-key"  // linkloss: a retry's idempotency key is not looked up
-	BugTrustClock     = "trust-clock"      // jump: the node takes the runtime's clock even backwards
-	BugLastRowWins    = "last-row-wins"    // replay: a merged row takes the incoming Reserved
-	BugSkipProbation  = "skip-probation"   // membership: a new region starts without its probation
-	BugTrustNonMember = "trust-non-member" // membership: a region outside the members is believed
+	BugAckSlowFsync  = "ack-slow-fsync"  // stall: reply before a slow sync completes
+	BugSkipVerify    = "skip-verify"     // corrupt: deliver what the envelope check refused
+	BugIgnoreIdemKey = "ignore-idem-key" // linkloss: a retry's idempotency key is not looked up
+	BugTrustClock    = "trust-clock"     // jump: the node takes the runtime's clock even backwards
+	BugLastRowWins   = "last-row-wins"   // replay: a merged row takes the incoming Reserved
+	BugIgnoreFence   = "ignore-fence"    // wipe, rollback, fsynclie: never fence nor go on probation
+	// rollback, fsynclie: a restart from a non-empty store does not wait
+	// for its peers' word (region's restart_probation off).
+	BugNoRestartProbation = "no-restart-probation"
+	BugSkipProbation      = "skip-probation"   // membership: a new region starts without its probation
+	BugTrustNonMember     = "trust-non-member" // membership: a region outside the members is believed
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -314,6 +322,8 @@ var bugSwitches = []struct {
 	{BugIgnoreIdemKey, func(o *Options) *bool { return &o.Bugs.IgnoreIdemKey }},
 	{BugTrustClock, func(o *Options) *bool { return &o.Bugs.TrustClock }},
 	{BugLastRowWins, func(o *Options) *bool { return &o.Bugs.LastRowWins }},
+	{BugIgnoreFence, func(o *Options) *bool { return &o.Bugs.IgnoreFence }},
+	{BugNoRestartProbation, func(o *Options) *bool { return &o.Hooks.NoRestartProbation }},
 	{BugSkipProbation, func(o *Options) *bool { return &o.Hooks.SkipProbation }},
 	{BugTrustNonMember, func(o *Options) *bool { return &o.Bugs.TrustNonMembers }},
 }
