@@ -101,7 +101,10 @@ func (n *Node) homeOf(sku string) (string, bool) {
 		return "", false
 	}
 	r, ok := h.bySKU[sku]
-	if !ok || r == n.cfg.Region || !n.worthAsking(r) {
+	if !ok || r == n.cfg.Region || n.outOfTouch(r) {
+		// Not heard from lately (in_touch.go): units pushed there and
+		// holds routed there would be lost to shoppers for as long as
+		// it is cut off; meanwhile this region sells as plain escrow.
 		return "", false
 	}
 	if p := n.peers[r]; p == nil || p.heard.IsZero() {
