@@ -15,6 +15,7 @@ import (
 // down or cut off from the one that answered, and how the refusal came.
 const (
 	frNoAnswer        = "no_answer"           // unanswered, the gateway up and reachable: replies or requests lost
+	frRoutedLost      = "routed_unanswered"   // as no_answer, but the gateway had routed the hold to a home
 	frRegionDown      = "region_down"         // unanswered: the shopper's region crashed or paused meanwhile
 	frHomeUnreachable = "home_unreachable"    // a retry of a routed hold whose home could not be reached
 	frBorrowDeadline  = "borrow_deadline"     // waited on a borrow; units were in reach but came too late or short
@@ -27,7 +28,27 @@ const (
 
 // frOrder is the order of the causes in reports.
 var frOrder = []string{frPartitioned, frBorrowDeadline, frRegionDown, frNoAnswer, frStaleView, frStranded,
-	frHomeUnreachable, frInFlight, frOther}
+	frHomeUnreachable, frRoutedLost, frInFlight, frOther}
+
+// Unavoidable causes: no placement or movement of stock answers a shopper
+// whose own region is down or paused (region_down), or whose requests and
+// replies to a live region are lost on the way (no_answer). Every other
+// cause counts as avoidable: a strategy that had moved the units in time
+// (before the partition or the crash, ahead of the borrow, to where the
+// shopper asked) would have served the cart. The avoidable rate is a
+// second figure next to false_reject_rate, not a replacement.
+var frUnavoidable = map[string]bool{frRegionDown: true, frNoAnswer: true}
+
+// avoidableFalseRejects sums the counts of m whose cause is avoidable.
+func avoidableFalseRejects(m map[string]uint64) uint64 {
+	var n uint64
+	for c, v := range m {
+		if !frUnavoidable[c] {
+			n += v
+		}
+	}
+	return n
+}
 
 // availOf is the true available count of region r for SKU s over every
 // owner's latest row (as checkAvailable computes it).
@@ -89,6 +110,9 @@ func (w *world) unansweredCause(cl *client) string {
 	ep := w.eps[cl.home]
 	if ep.down || ep.inc != cl.homeInc || (w.nf.pausedUntil != nil && w.nf.pausedUntil[cl.home] > cl.start) {
 		return frRegionDown
+	}
+	if cl.routed {
+		return frRoutedLost
 	}
 	return frNoAnswer
 }
