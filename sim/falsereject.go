@@ -22,7 +22,7 @@ const (
 	frStaleView       = "stale_view"          // refused at once while reachable regions had the units: nobody was asked
 	frStranded        = "stranded_in_crashed" // the units missing were in regions that were down
 	frPartitioned     = "partitioned"         // the units missing were in regions cut off from the one answering
-	frInFlight        = "in_flight"           // the units were moving (sent, not yet received)
+	frInFlight        = "in_flight"           // the units were moving: sent (to the refusing region, too), their row not yet seen
 	frOther           = "other"               // another refusal: fenced, hold capacity, waitlist full…
 )
 
@@ -90,6 +90,18 @@ func (w *world) refusalCause(srv int, cmd *escrow.Command, e *escrow.Error, wait
 			cut += a
 		default:
 			reach += a
+		}
+	}
+	if reach >= int64(qty) {
+		// Units sent to srv whose row srv has not seen yet count as srv's
+		// in the oracle, but nobody can sell them: on their way (or
+		// dropped by a partition and not yet repaired). When the
+		// reachable units without them fall short, they were in flight.
+		if n := w.eps[srv].node; n != nil {
+			unseen := max(0, w.orc.availOf(srv, s)-int64(n.Available(e.SKU)))
+			if reach-unseen < int64(qty) {
+				return frInFlight
+			}
 		}
 	}
 	switch {
