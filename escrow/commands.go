@@ -62,13 +62,13 @@ func (n *Node) hold(c *Command) {
 			n.fail(c, err)
 			return
 		}
-		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) {
+		if e := n.idem[c.IdemKey]; e != nil && e.liveAt(n.now) {
 			if e.Hash != c.IdemHash || n.isStockIdem(e) {
 				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
 				return
 			}
 		}
-		if e := n.idem[c.IdemKey]; e != nil && n.now.Before(e.Expires) && e.RoutedTo == "" {
+		if e := n.idem[c.IdemKey]; e != nil && e.liveAt(n.now) && e.RoutedTo == "" {
 			h := n.holds[e.HoldID]
 			if w := n.wait.entries[e.HoldID]; h == nil && w != nil {
 				n.stats.Replayed++
@@ -81,8 +81,7 @@ func (n *Node) hold(c *Command) {
 				return
 			}
 			n.stats.Replayed++
-			hc := n.viewHold(h)
-			n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: &hc, Replayed: true})
+			n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: n.viewHold(h), Replayed: true})
 			return
 		}
 		if p := n.pendingIdem[c.IdemKey]; p != nil && !p.done {
@@ -182,6 +181,7 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 		if s == nil { // only with the planted bug GrantWithoutCheck
 			s = n.sku(lines[i].SKU)
 		}
+		lines[i].SKU = s.sku // the hold keeps the table's string, not the request's
 		own := n.ownRow(s)
 		own.Reserved += lines[i].Qty
 		n.touchOwn(own)
@@ -200,28 +200,22 @@ func (n *Node) grant(c *Command, lines []Line) *holdRec {
 // newHold records a hold of the lines just reserved (asked: the cart as
 // requested, partial holds only), without idempotency key or reply.
 func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
-	h := &holdRec{Hold: Hold{
-		Lines:   lines,
-		State:   Held,
-		Created: n.now,
-		Expires: n.now.Add(c.TTL),
-		Updated: n.now,
-		IdemKey: c.IdemKey,
-		Meta:    c.Meta,
-		Cart:    c.Cart,
-		Asked:   asked,
-	}}
-	h.MaxExpires = n.now.Add(n.cfg.MaxLifetime)
+	now := nanos(n.now)
+	h := &holdRec{IdemKey: c.IdemKey, Lines: lines, State: Held, created: now, expires: nanos(n.now.Add(c.TTL)),
+		maxExpires: nanos(n.now.Add(n.cfg.MaxLifetime)), updated: now}
+	if c.Meta != "" || c.Cart != "" || asked != nil {
+		h.more = &holdMore{Meta: c.Meta, Cart: c.Cart, Asked: asked}
+	}
 	for {
-		h.ID = newHoldID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
-		if n.holds[h.ID] == nil {
+		h.newID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
+		if n.holds[h.ID()] == nil {
 			break
 		}
 	}
-	n.holds[h.ID] = h
+	n.holds[h.ID()] = h
 	n.markHold(h)
 	n.holdEvent(EvHoldCreated, h)
-	n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
+	n.expiry.push(h.expires, h)
 	n.stats.Granted++
 	n.stats.ActiveHolds++
 	return h
@@ -231,13 +225,14 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 // and the requests waiting on the same key.
 func (n *Node) granted(c *Command, h *holdRec, waiters []uint64) {
 	if c.IdemKey != "" {
-		n.addIdem(c.IdemKey, h.ID, c.IdemHash)
+		n.addIdem(c.IdemKey, h.ID(), c.IdemHash)
 	}
 	// The lines of a hold never change after it is created, so the reply
 	// shares them (see Reply.Hold) instead of copying them.
-	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: n.holdCopy(&h.Hold)})
+	hc := n.holdCopy(h)
+	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: hc})
 	for _, w := range waiters {
-		hw := h.Hold
+		hw := *hc
 		n.reply(Reply{ReqID: w, Kind: CmdHold, Hold: &hw, Replayed: true})
 	}
 }
@@ -287,10 +282,11 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 	}
 }
 
-// viewHold returns a copy of h with the state as of now.
-func (n *Node) viewHold(h *holdRec) Hold {
-	c := h.Clone()
-	c.State = h.StateAt(n.now)
+// viewHold returns a copy of h with the state as of now, for a reply (from
+// the hold arena; its lines are shared, as Ready allows).
+func (n *Node) viewHold(h *holdRec) *Hold {
+	c := n.holdCopy(h)
+	c.State = h.stateAt(n.now)
 	return c
 }
 
@@ -313,15 +309,15 @@ func (n *Node) transition(c *Command) {
 	}
 	// The deadline is the contract: past it, the hold is expired for every
 	// operation, whether or not the sweeper has run.
-	if h.State == Held && !n.now.Before(h.Expires) {
+	if h.expiredAt(n.now) {
 		n.expire(h)
 	}
 	ok := func() {
-		hc := h.Clone()
-		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: &hc})
+		// Lines never change once a hold exists: the reply shares them.
+		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: n.holdCopy(h)})
 	}
 	conflict := func(what string) {
-		n.fail(c, errorf(CodeConflict, "cannot %s hold %s: it is %s", what, h.ID, h.State))
+		n.fail(c, errorf(CodeConflict, "cannot %s hold %s: it is %s", what, h.ID(), h.State))
 	}
 	switch c.Kind {
 	case CmdGet:
@@ -357,16 +353,14 @@ func (n *Node) transition(c *Command) {
 			n.fail(c, errorf(CodeInvalid, "ttl must be between %v and %v, got %v", MinTTL, n.cfg.MaxLifetime, c.TTL))
 			return
 		}
-		exp := n.now.Add(c.TTL)
-		if exp.After(h.MaxExpires) {
-			exp = h.MaxExpires
-		}
-		if exp.After(h.Expires) {
+		exp := min(nanos(n.now.Add(c.TTL)), h.maxExpires)
+		if exp > h.expires {
 			// The expiry index keeps its entry at the old deadline; the
 			// sweeper moves it when it comes. Pushing one per extend would
 			// let a client that heartbeats fast grow the index without bound.
-			h.Expires = exp
-			h.Updated = n.now
+			n.touchHold(h)
+			h.expires = exp
+			h.updated = nanos(n.now)
 			n.markHold(h)
 			n.holdEvent(EvHoldExtended, h)
 		}
@@ -381,6 +375,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 	if h.State != Held {
 		panic("escrow: finish of a " + h.State.String() + " hold")
 	}
+	n.touchHold(h)
 	for _, l := range h.Lines {
 		s := n.skus[l.SKU]
 		own := n.ownRow(s)
@@ -398,14 +393,14 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 		n.touchOwn(own)
 	}
 	h.State = to
-	h.Updated = n.now
+	h.updated = nanos(n.now)
 	n.markHold(h)
 	n.holdEvent(finishEvents[to], h)
 	if n.cfg.bugs.DuplicateEvent {
 		n.holdEvent(finishEvents[to], h)
 	}
 	n.stats.ActiveHolds--
-	n.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: h.ID})
+	n.retire.push(nanos(n.now.Add(n.cfg.HoldRetain)), h)
 	n.retryPending()
 }
 
@@ -536,8 +531,12 @@ func utoa(v uint64) string {
 // putIdem records e (replacing an entry of the same key) and asks the
 // runtime to write it in this Ready's batch.
 func (n *Node) putIdem(e *IdemEntry) {
-	n.idem[e.Key] = e
-	n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+	if old := n.idem[e.Key]; old != nil {
+		n.endIdem(old)
+	}
+	r := newIdemRec(e)
+	n.idem[e.Key] = r
+	n.idemExpiry.push(r.expires, r)
 	// A key deleted earlier in this Ready is re-added: drop the delete so
 	// that the batch means the same in any order of puts and deletes.
 	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)

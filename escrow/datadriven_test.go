@@ -31,6 +31,9 @@ import (
 //	gossip 1s                 tick, then deliver until quiet
 //	wipe eu [probation]       eu restarts with an empty store under its name
 //	                          (on probation, as a runtime with peers does)
+//	copy eu                   keep a copy of eu's store (as a backup would)
+//	restore eu [probation]    eu restarts from its copy (on restart probation,
+//	                          as a runtime with restart_probation does)
 //	claim us eu 1000          a digest from us says it saw eu's rows up to 1000
 //	fence eu                  eu's fence status
 //	rebalance                 the rebalancer reads the digests seen and advises
@@ -69,6 +72,8 @@ type story struct {
 	digests []Message
 	// lastDigest: the SKUs of each region's latest digest, in order.
 	lastDigest map[string][]string
+	// copies: the store copies of copy, by region.
+	copies map[string]*State
 }
 
 func (sc *story) node(r string) *tnode {
@@ -318,6 +323,30 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 			out += ", on probation"
 		}
 		return out
+	case "copy":
+		if sc.copies == nil {
+			sc.copies = map[string]*State{}
+		}
+		tn := sc.node(args[0])
+		sc.copies[args[0]] = tn.store.state(sc.t)
+		return fmt.Sprintf("copied %s's store at seq %d", args[0], tn.n.Seq())
+	case "restore":
+		old, st := sc.node(args[0]), sc.copies[args[0]]
+		if st == nil {
+			sc.t.Fatalf("no copy of %s", args[0])
+		}
+		tn := newTNode(sc.t, old.cfg)
+		n, err := NewNode(old.cfg, st)
+		if err != nil {
+			return "error " + err.Error()
+		}
+		tn.n, tn.now = n, old.now
+		sc.tw.nodes[args[0]] = tn
+		out := fmt.Sprintf("%s restarts from its copy: seq %d (was %d)", args[0], tn.n.Seq(), old.n.Seq())
+		if len(args) > 1 && args[1] == "probation" && tn.n.BeginRestartProbation(time.Second, time.Minute) {
+			out += ", on restart probation"
+		}
+		return out
 	case "claim":
 		from, to := args[0], sc.node(args[1])
 		m := Message{Type: MsgDigest, From: from, Seq: sc.node(from).n.Seq(), Seen: []RegionSeq{{Region: args[1], Seq: num(args[2])}}}
@@ -374,6 +403,10 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 	case "locstats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("location_refused=%d split_lines=%d", s.LocationRefused, s.LocationSplitLines)
+	case "index":
+		// The region's expiry index as a store keeps it from the Persists
+		// alone (memStore), in deadline order, times from the story's start.
+		return sc.expiryIndex(sc.node(args[0]))
 	case "stats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("granted=%d rejected=%d borrows=%d answered=%d timeouts=%d donated=%d expired=%d gaps=%d repairs=%d",
@@ -614,4 +647,42 @@ func locName(key string) string {
 		return sku + "@" + loc
 	}
 	return key
+}
+
+// expiryIndex renders tn's store index: "hold <name> +<deadline>" and
+// "key <key> +<deadline>" lines in deadline order, "empty" if none.
+func (sc *story) expiryIndex(tn *tnode) string {
+	names := map[string]string{}
+	for name, id := range sc.holds {
+		names[id] = name
+	}
+	type entry struct {
+		at   time.Time
+		line string
+	}
+	var es []entry
+	for id, at := range tn.store.index.got.holds {
+		name := names[id]
+		if name == "" {
+			name = id
+		}
+		es = append(es, entry{at, "hold " + name})
+	}
+	for k, at := range tn.store.index.got.idem {
+		es = append(es, entry{at, "key " + k})
+	}
+	if len(es) == 0 {
+		return "empty"
+	}
+	sort.Slice(es, func(i, j int) bool {
+		if !es[i].at.Equal(es[j].at) {
+			return es[i].at.Before(es[j].at)
+		}
+		return es[i].line < es[j].line
+	})
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s +%v\n", e.line, e.at.Sub(t0))
+	}
+	return strings.TrimRight(b.String(), "\n")
 }

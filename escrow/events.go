@@ -83,7 +83,7 @@ func (n *Node) holdEvent(k EventKind, h *holdRec) {
 	if n.out.Persist.Events == nil {
 		n.out.Persist.Events = n.eventArena.take(1)
 	}
-	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, HoldID: h.ID, Hold: h.Hold})
+	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, HoldID: h.ID(), Hold: h.hold()})
 }
 
 // stockEvent states a restock or write-off of qty units of s.

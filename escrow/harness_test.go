@@ -23,11 +23,13 @@ type memStore struct {
 	recount map[string]time.Time
 	batches int
 	region  string // owner of the holds, learnt from the first hold event (checkEvents)
+	index   *storeIndex
 }
 
 func newMemStore() *memStore {
 	return &memStore{rows: map[[2]string][]byte{}, holds: map[string][]byte{},
-		idem: map[string]IdemEntry{}, peerSeq: map[string]uint64{}, recount: map[string]time.Time{}}
+		idem: map[string]IdemEntry{}, peerSeq: map[string]uint64{}, recount: map[string]time.Time{},
+		index: newStoreIndex()}
 }
 
 // apply writes p. deletesFirst chooses the order of deletes and puts inside
@@ -35,6 +37,9 @@ func newMemStore() *memStore {
 func (s *memStore) apply(t testing.TB, p *Persist, deletesFirst bool) {
 	t.Helper()
 	checkEvents(t, s, p)
+	if err := s.index.apply(p); err != nil {
+		t.Fatalf("persist: expiry index: %v", err)
+	}
 	s.batches++
 	if p.Seq < s.seq {
 		t.Fatalf("persist: sequence went back from %d to %d", s.seq, p.Seq)

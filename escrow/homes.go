@@ -175,21 +175,14 @@ func (n *Node) rememberRoute(c *Command, to string) {
 	if c.IdemKey == "" || h.maxRouted <= 0 {
 		return
 	}
-	if e := n.idem[c.IdemKey]; e != nil && e.RoutedTo == to && e.Hash == c.IdemHash && n.now.Before(e.Expires) {
+	if e := n.idem[c.IdemKey]; e != nil && e.RoutedTo == to && e.Hash == c.IdemHash && e.liveAt(n.now) {
 		return // already durable (a retry); its expiry stays that of the first
 	}
 	for len(h.routedLog) >= h.maxRouted {
 		k := h.routedLog[0]
 		h.routedLog = h.routedLog[1:]
 		if e := n.idem[k]; e != nil && e.RoutedTo != "" {
-			delete(n.idem, k)
-			n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, k)
-			for i := range n.out.Persist.Idem {
-				if n.out.Persist.Idem[i].Key == k {
-					n.out.Persist.Idem = append(n.out.Persist.Idem[:i], n.out.Persist.Idem[i+1:]...)
-					break
-				}
-			}
+			n.dropIdem(e)
 			break
 		}
 	}

@@ -71,14 +71,18 @@ func wantRouted(t *testing.T, tn *tnode, what string, r *Reply, owner string) {
 		t.Fatalf("%s: routed to %q with hold %v, want %s", what, r.Err.Owner, r.Hold, owner)
 	}
 	// Routing writes at most the idempotency key of the routed hold (and
-	// the delete of one it evicts), nothing else, and sends nothing.
+	// the delete of one it evicts, with its expiry index entry), nothing
+	// else, and sends nothing.
 	p := tn.last.Persist
 	for _, e := range p.Idem {
 		if e.RoutedTo != owner || e.HoldID != "" {
 			t.Fatalf("%s: routing wrote idempotency entry %+v, want one routed to %s", what, e, owner)
 		}
 	}
-	p.Idem, p.DeletedIdem = nil, nil
+	if len(p.IdemUnindexed) != len(p.DeletedIdem) {
+		t.Fatalf("%s: routing deleted keys %v but ended expiry entries %v", what, p.DeletedIdem, p.IdemUnindexed)
+	}
+	p.Idem, p.DeletedIdem, p.IdemUnindexed = nil, nil, nil
 	if !p.Empty() || len(tn.last.Send) != 0 {
 		t.Fatalf("%s: routing wrote %+v and sent %+v", what, tn.last.Persist, tn.last.Send)
 	}

@@ -81,13 +81,15 @@ func (n *Node) Hold(id string) (Hold, bool) {
 	if h == nil {
 		return Hold{}, false
 	}
-	return h.Clone(), true
+	hv := h.hold()
+	return hv.Clone(), true
 }
 
 // ForEachHold calls f for every hold this node keeps, in no order.
 func (n *Node) ForEachHold(f func(h *Hold)) {
 	for _, h := range n.holds {
-		f(&h.Hold)
+		hv := h.hold()
+		f(&hv)
 	}
 }
 

@@ -432,33 +432,29 @@ func (n *Node) locationStock(sku string) []LocationStock {
 // sellableMoves drops the moves that would send units of a location to a
 // region that may not sell from it (in place).
 func (r *Rebalancer) sellableMoves(ms []Move) []Move {
-	if len(r.cfg.Locations) == 0 {
-		return ms
-	}
-	ix := newLocationIndex(r.cfg.Locations)
-	w := 0
-	for _, mv := range ms {
-		if _, loc := SplitStockKey(mv.SKU); ix.maySell(loc, mv.To) {
-			ms[w] = mv
-			w++
-		}
-	}
-	return ms[:w]
+	return keepSellable(r.cfg.Locations, ms, func(m Move) (string, string) { return m.SKU, m.To })
 }
 
 // sellableHomes drops the homes in regions that may not sell their
 // location (in place).
 func (r *Rebalancer) sellableHomes(hs []Home) []Home {
-	if len(r.cfg.Locations) == 0 {
-		return hs
+	return keepSellable(r.cfg.Locations, hs, func(h Home) (string, string) { return h.SKU, h.Region })
+}
+
+// keepSellable keeps the items whose region may sell the location of their
+// stock key (in place); without locations every item is kept.
+func keepSellable[T any](locs []Location, xs []T, keyRegion func(T) (string, string)) []T {
+	if len(locs) == 0 {
+		return xs
 	}
-	ix := newLocationIndex(r.cfg.Locations)
+	ix := newLocationIndex(locs)
 	w := 0
-	for _, h := range hs {
-		if _, loc := SplitStockKey(h.SKU); ix.maySell(loc, h.Region) {
-			hs[w] = h
+	for _, x := range xs {
+		key, region := keyRegion(x)
+		if _, loc := SplitStockKey(key); ix.maySell(loc, region) {
+			xs[w] = x
 			w++
 		}
 	}
-	return hs[:w]
+	return xs[:w]
 }

@@ -17,8 +17,9 @@ func liveHeap() uint64 {
 }
 
 // footprint restocks skus SKUs, then places holds holds of one unit over
-// them, and returns the live heap bytes per idle SKU and per live hold.
-func footprint(t *testing.T, skus, holds int) (perSKU, perHold float64) {
+// them (each with an idempotency key if keyed), and returns the live heap
+// bytes per idle SKU and per live hold.
+func footprint(t *testing.T, skus, holds int, keyed bool) (perSKU, perHold float64) {
 	t.Helper()
 	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
 	if err != nil {
@@ -43,8 +44,12 @@ func footprint(t *testing.T, skus, holds int) (perSKU, perHold float64) {
 	mid := liveHeap()
 	for i := 0; i < holds; i++ {
 		now = now.Add(time.Microsecond)
-		step(&Command{Kind: CmdHold, ReqID: uint64(i + 1), TTL: time.Hour,
-			Lines: []Line{{SKU: fmt.Sprintf("sku-%07d", i%skus), Qty: 1}}})
+		c := &Command{Kind: CmdHold, ReqID: uint64(i + 1), TTL: time.Hour,
+			Lines: []Line{{SKU: fmt.Sprintf("sku-%07d", i%skus), Qty: 1}}}
+		if keyed {
+			c.IdemKey, c.IdemHash = fmt.Sprintf("cart-%010d", i), uint64(i)
+		}
+		step(c)
 	}
 	after := liveHeap()
 	runtime.KeepAlive(n)
@@ -58,8 +63,13 @@ func TestMemoryFootprint(t *testing.T) {
 		t.Skip("allocates 100k SKUs and 50k holds")
 	}
 	const skus, holds = 100_000, 50_000
-	perSKU, perHold := footprint(t, skus, holds)
+	perSKU, perHold := footprint(t, skus, holds, false)
 	t.Logf("%d SKUs, %d holds: %.0f B per idle SKU, %.0f B per live hold", skus, holds, perSKU, perHold)
+	_, perKeyed := footprint(t, skus, holds, true)
+	t.Logf("%d SKUs, %d holds with idempotency keys: %.0f B per live hold and its key", skus, holds, perKeyed)
+	if perKeyed > maxBytesPerKeyedHold {
+		t.Errorf("%.0f B per live hold with its idempotency key, over the bound of %d", perKeyed, maxBytesPerKeyedHold)
+	}
 	if perSKU > maxBytesPerIdleSKU {
 		t.Errorf("%.0f B per idle SKU, over the bound of %d", perSKU, maxBytesPerIdleSKU)
 	}
@@ -69,6 +79,7 @@ func TestMemoryFootprint(t *testing.T) {
 }
 
 const (
-	maxBytesPerIdleSKU = 400 // measured 308 B (606 B with a map of rows per SKU)
-	maxBytesPerHold    = 450 // measured 351 B
+	maxBytesPerIdleSKU   = 400 // measured 308 B (606 B with a map of rows per SKU)
+	maxBytesPerHold      = 260 // measured 205 B (351-365 B when the node kept a whole Hold per hold)
+	maxBytesPerKeyedHold = 420 // measured 339 B (524 B before the compact hold and key records)
 )

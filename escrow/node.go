@@ -45,11 +45,11 @@ type Node struct {
 	hotChanged []*skuState // SKUs changed, for the next digest, FIFO
 	hotTaken   []*skuState // scratch of digestSKUs
 	holds      map[string]*holdRec
-	expiry     timeHeap // deadlines of HELD holds (lazy: checked on pop)
-	retire     timeHeap // terminal holds past retention
-	idem       map[string]*IdemEntry
+	expiry     dlHeap[*holdRec] // deadlines of HELD holds (lazy: checked on pop)
+	retire     dlHeap[*holdRec] // terminal holds, at the end of their retention
+	idem       map[string]*idemRec
 	recounts   map[string]time.Time // as_of of the last recount applied, per SKU
-	idemExpiry timeHeap
+	idemExpiry dlHeap[*idemRec]
 	peers      map[string]*peer
 
 	pending     []*pendingHold // holds waiting on borrowed units, FIFO
@@ -89,6 +89,13 @@ type Node struct {
 	eventArena chunk[Event]
 	lineArena  chunk[Line]
 	msgArena   chunk[Message] // small chunks: see msgChunkLen
+	dlArena    chunk[Deadline]
+	idArena    chunk[string]
+
+	// Expiry index entries ended and holds retired since the last Ready
+	// (expiry_index.go): reused, copied into the arenas by Ready.
+	unindexHolds, unindexIdem []Deadline
+	retired                   []string
 }
 
 // Stats are cumulative counters of one node, for metrics and simulator reports.
@@ -183,13 +190,14 @@ type rowRec struct {
 	sku     *skuState // the SKU the row belongs to
 }
 
-type holdRec struct {
-	Hold
-	dirty bool
-}
-
 type peer struct {
-	seen      uint64 // last contiguous sequence received (see Message)
+	seen uint64 // last contiguous sequence received (see Message)
+	// maxRow: the highest sequence of its rows merged, contiguous or not
+	// (the store fence's evidence: fence.go, seenList).
+	maxRow uint64
+	// behind: its last digest named a sequence below rows of it we hold:
+	// a late copy, or its store went back (fence_restart.go).
+	behind    bool
 	chainFrom uint64 // multi-part rows message in progress
 	chainTo   uint64
 	repairAt  time.Time // when the outstanding repair was asked, zero if none
@@ -255,7 +263,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		cfg:         c,
 		skus:        make(map[string]*skuState),
 		holds:       make(map[string]*holdRec),
-		idem:        make(map[string]*IdemEntry),
+		idem:        make(map[string]*idemRec),
 		recounts:    make(map[string]time.Time),
 		peers:       make(map[string]*peer),
 		pendingIdem: make(map[string]*pendingHold),
@@ -302,7 +310,8 @@ func (n *Node) restore(st *State) error {
 		rec := s.rec(r.Region)
 		rec.Row = r
 		if r.Region != n.cfg.Region {
-			n.peer(r.Region)
+			p := n.peer(r.Region)
+			p.maxRow = max(p.maxRow, r.Seq)
 		} else {
 			// Without this a restored region would skip its own rows in
 			// repairs, borrow answers, advice and digests until it next
@@ -325,8 +334,9 @@ func (n *Node) restore(st *State) error {
 		if owner != n.cfg.Region {
 			return errorf(CodeInvariant, "stored hold %s belongs to region %s", h.ID, owner)
 		}
-		rec := &holdRec{Hold: h}
-		n.holds[h.ID] = rec
+		internLines(n, h.Lines)
+		rec := newHoldRec(&h)
+		n.holds[rec.ID()] = rec
 		// The node's clock never runs backwards, across a restart too: a
 		// runtime whose clock jumped back while the region was down must
 		// not date a hold's change before the hold's last one.
@@ -337,9 +347,9 @@ func (n *Node) restore(st *State) error {
 		}
 		if h.State == Held {
 			n.stats.ActiveHolds++
-			n.expiry.push(timeItem{at: nanos(h.Expires), id: h.ID})
+			n.expiry.push(rec.expires, rec)
 		} else {
-			n.retire.push(timeItem{at: nanos(h.Updated.Add(n.cfg.HoldRetain)), id: h.ID})
+			n.retire.push(nanos(h.Updated.Add(n.cfg.HoldRetain)), rec)
 		}
 	}
 	var routed []*IdemEntry
@@ -356,8 +366,12 @@ func (n *Node) restore(st *State) error {
 		if (e.HoldID == "") == (e.RoutedTo == "") {
 			return errorf(CodeInvariant, "stored idempotency key %q names both or neither of a hold and a routed region", e.Key)
 		}
-		n.idem[e.Key] = &e
-		n.idemExpiry.push(timeItem{at: nanos(e.Expires), id: e.Key})
+		r := newIdemRec(&e)
+		if h := n.holds[e.HoldID]; h != nil {
+			r.HoldID = h.ID() // shared with the hold, as when it was granted
+		}
+		n.idem[e.Key] = r
+		n.idemExpiry.push(r.expires, r)
 		if e.RoutedTo != "" {
 			routed = append(routed, &e)
 		}
@@ -437,7 +451,7 @@ func (n *Node) Step(in Input) error {
 // HasReady reports whether Ready would return anything.
 func (n *Node) HasReady() bool {
 	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.wait.dirty) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
-		!n.out.Empty()
+		len(n.unindexHolds) > 0 || len(n.unindexIdem) > 0 || len(n.retired) > 0 || !n.out.Empty()
 }
 
 // Ready returns everything the node produced since the last Ready. The
@@ -465,17 +479,18 @@ func (n *Node) Ready() Ready {
 		rd.Persist.Holds = n.holdArena.take(len(n.dirtyHolds))
 		for _, h := range n.dirtyHolds {
 			h.dirty = false
-			if n.holds[h.ID] != h {
+			if n.holds[h.ID()] != h {
 				// Finished and retired within this Ready: it is in
 				// DeletedHolds, and writing it too would make the batch
 				// depend on the order of puts and deletes.
 				continue
 			}
 			// Lines are immutable once a hold exists: shared, not copied.
-			rd.Persist.Holds = append(rd.Persist.Holds, h.Hold)
+			rd.Persist.Holds = append(rd.Persist.Holds, h.hold())
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
+	n.drainExpiry(&rd)
 	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
 		rd.Persist.PeerSeq = make(map[string]uint64, len(n.seenDirty))
@@ -560,8 +575,8 @@ func (n *Node) ownLines(lines []Line) ([]Line, *Error) {
 }
 
 // holdCopy returns a copy of h from the hold arena, for a reply.
-func (n *Node) holdCopy(h *Hold) *Hold {
-	s := append(n.holdArena.take(1), *h)
+func (n *Node) holdCopy(h *holdRec) *Hold {
+	s := append(n.holdArena.take(1), h.hold())
 	return &s[0]
 }
 

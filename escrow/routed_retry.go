@@ -31,7 +31,7 @@ func (n *Node) routedRetry(c *Command) bool {
 		return false
 	}
 	e := n.idem[c.IdemKey]
-	if e == nil || e.RoutedTo == "" || e.RoutedTo == n.cfg.Region || !n.now.Before(e.Expires) || e.Hash != c.IdemHash {
+	if e == nil || e.RoutedTo == "" || e.RoutedTo == n.cfg.Region || !e.liveAt(n.now) || e.Hash != c.IdemHash {
 		return false
 	}
 	if !c.Routed {

@@ -36,7 +36,7 @@ func (n *Node) stockReplay(c *Command) bool {
 		return true
 	}
 	e := n.idem[c.IdemKey]
-	if e == nil || !n.now.Before(e.Expires) {
+	if e == nil || !e.liveAt(n.now) {
 		return false
 	}
 	if e.Hash != c.IdemHash || e.HoldID != StockIdemID(n.cfg.Region, c.Kind) {
@@ -64,6 +64,6 @@ func (n *Node) stockApplied(c *Command) {
 
 // isStockIdem reports whether e is the key of a restock or write-off (not
 // of a hold).
-func (n *Node) isStockIdem(e *IdemEntry) bool {
+func (n *Node) isStockIdem(e *idemRec) bool {
 	return e.RoutedTo == "" && (e.HoldID == StockIdemID(n.cfg.Region, CmdRestock) || e.HoldID == StockIdemID(n.cfg.Region, CmdWriteOff))
 }

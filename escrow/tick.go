@@ -31,38 +31,30 @@ func (n *Node) sweep() {
 		if it.at > nanos(n.now) {
 			break
 		}
-		popTime(&n.expiry)
-		h := n.holds[it.id]
-		if h == nil || h.State != Held {
-			continue // stale entry: finished or retired
+		n.expiry.pop()
+		h := it.p
+		if h.State != Held {
+			continue // stale entry: finished (and maybe retired)
 		}
-		if at := nanos(h.Expires); at > it.at {
-			n.expiry.push(timeItem{at: at, id: h.ID}) // extended: one entry per hold
+		if h.expires > it.at {
+			n.expiry.push(h.expires, h) // extended: one entry per hold
 			continue
 		}
 		n.expire(h)
 		budget--
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.retire.Len() > 0 && n.retire[0].at <= nanos(n.now); budget-- {
-		it := popTime(&n.retire)
-		if h := n.holds[it.id]; h != nil && h.State.Terminal() {
-			delete(n.holds, it.id)
-			n.out.Persist.DeletedHolds = append(n.out.Persist.DeletedHolds, it.id)
+		h := n.retire.pop().p
+		if id := h.ID(); n.holds[id] == h && h.State.Terminal() {
+			delete(n.holds, id)
+			n.unpinIdem(h)
+			n.retired = append(n.retired, id) // Persist.DeletedHolds (drainExpiry)
 		}
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.idemExpiry.Len() > 0 && n.idemExpiry[0].at <= nanos(n.now); budget-- {
-		it := popTime(&n.idemExpiry)
-		if e := n.idem[it.id]; e != nil && !e.Expires.After(n.now) {
-			delete(n.idem, it.id)
-			// Added and expired within this Ready (a tiny IdemTTL): the
-			// delete wins whatever order the runtime applies the batch in.
-			for i := range n.out.Persist.Idem {
-				if n.out.Persist.Idem[i].Key == it.id {
-					n.out.Persist.Idem = append(n.out.Persist.Idem[:i], n.out.Persist.Idem[i+1:]...)
-					break
-				}
-			}
-			n.out.Persist.DeletedIdem = append(n.out.Persist.DeletedIdem, it.id)
+		it := n.idemExpiry.pop()
+		if e := it.p; n.idem[e.Key] == e && !e.liveAt(n.now) {
+			n.dropIdem(e) // else replaced: the new record has its own entry
 		}
 	}
 }

@@ -77,3 +77,67 @@ func (h *timeHeap) pop() timeItem {
 	*h = s
 	return top
 }
+
+// dlHeap is the expiry index of HELD holds (P = *holdRec) and of
+// idempotency keys (P = *idemRec): a min-heap of (deadline, record), 16
+// bytes an entry, ordered like timeHeap (ties by name). It is lazy: an
+// extend leaves a hold's entry at the old deadline, a finished hold or a
+// replaced key leaves its entry in place, and the sweeper re-pushes or
+// drops such entries when they come up (tick.go), so that every change
+// costs O(1) and a record has one entry at most.
+type dlHeap[P namer] []dlItem[P]
+
+type namer interface{ name() string }
+
+type dlItem[P namer] struct {
+	at int64 // the deadline the entry was pushed at (Unix ns)
+	p  P
+}
+
+func (q dlHeap[P]) Len() int { return len(q) }
+
+func (q dlHeap[P]) less(i, j int) bool {
+	if q[i].at == q[j].at {
+		return q[i].p.name() < q[j].p.name()
+	}
+	return q[i].at < q[j].at
+}
+
+// push adds p at deadline at.
+func (q *dlHeap[P]) push(at int64, p P) {
+	*q = append(*q, dlItem[P]{at: at, p: p})
+	s := *q
+	for j := len(s) - 1; j > 0; {
+		i := (j - 1) / 2
+		if !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		j = i
+	}
+}
+
+func (q *dlHeap[P]) pop() dlItem[P] {
+	s := *q
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s[last] = dlItem[P]{} // drop the record for the GC
+	s = s[:last]
+	for i := 0; ; {
+		j := 2*i + 1
+		if j >= len(s) {
+			break
+		}
+		if r := j + 1; r < len(s) && s.less(r, j) {
+			j = r
+		}
+		if !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		i = j
+	}
+	*q = s
+	return top
+}

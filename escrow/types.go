@@ -357,13 +357,22 @@ type Persist struct {
 	// in order (see Event). A runtime keeping an outbox writes them in
 	// this same batch.
 	Events []Event
+	// HoldsUnindexed and IdemUnindexed name the expiry index entries that
+	// earlier Persists made and this one ends (see Deadline): a hold that
+	// left HELD or whose deadline moved, an idempotency key deleted or
+	// replaced, each at the deadline it was last persisted with. A runtime
+	// keeping an expiry index deletes these entries before it writes the
+	// entries of Holds (HELD ones) and Idem, so it needs no map of its own.
+	HoldsUnindexed []Deadline
+	IdemUnindexed  []Deadline
 }
 
 // Empty reports whether p asks for no write.
 func (p *Persist) Empty() bool {
 	return len(p.Rows) == 0 && len(p.Holds) == 0 && len(p.DeletedHolds) == 0 &&
 		len(p.Idem) == 0 && len(p.DeletedIdem) == 0 && len(p.PeerSeq) == 0 && len(p.Events) == 0 &&
-		len(p.Waits) == 0 && len(p.DeletedWaits) == 0 && len(p.Recounts) == 0
+		len(p.Waits) == 0 && len(p.DeletedWaits) == 0 && len(p.Recounts) == 0 &&
+		len(p.HoldsUnindexed) == 0 && len(p.IdemUnindexed) == 0
 }
 
 // Ready is the output of the node since the last Advance: write Persist

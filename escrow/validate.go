@@ -153,6 +153,11 @@ func isBase32(c byte) bool { return strings.IndexByte(base32Alphabet, c) >= 0 }
 // It builds the id in one buffer: one allocation per hold.
 func newHoldID(region string, unixMs int64, rnd uint64) string {
 	var buf [MaxHoldIDLen]byte
+	return string(buf[:putHoldID(&buf, region, unixMs, rnd)])
+}
+
+// putHoldID writes the id newHoldID returns into buf and returns its length.
+func putHoldID(buf *[MaxHoldIDLen]byte, region string, unixMs int64, rnd uint64) int {
 	k := copy(buf[:MaxRegionLen], region)
 	buf[k] = '-'
 	b := buf[k+1 : k+19]
@@ -165,5 +170,5 @@ func newHoldID(region string, unixMs int64, rnd uint64) string {
 		b[i] = base32Alphabet[rnd&31]
 		rnd >>= 5
 	}
-	return string(buf[:k+19])
+	return k + 19
 }

@@ -387,7 +387,7 @@ func (n *Node) waitEvent(k EventKind, e *waitRec) {
 // promote turns e into a hold; its lines are covered (checked by caller).
 func (n *Node) promote(e *waitRec) {
 	h := n.grant(&Command{TTL: e.TTL, Meta: e.Meta}, e.Lines)
-	e.HoldID = h.ID
+	e.HoldID = h.ID()
 	if e.State == Waiting {
 		n.endWait(e, Promoted)
 	} else { // the planted bug PromotedKeepsPlace: promoted again

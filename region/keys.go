@@ -40,10 +40,13 @@ package region
 //	                                 Written in the same batch as the change it states;
 //	                                 Load skips it (the log is read by its own readers).
 //
-// The x/, j/ and c/ indexes are maintained by Store.Apply from small
-// in-memory maps (hold id → indexed expiry, key → expiry, sku → own seq)
-// that OpenStore rebuilds by scanning the indexes; Load cross-checks every
-// index entry against the primary key it points to.
+// The c/ index is maintained by Store.Apply from an in-memory map (sku →
+// own seq) that OpenStore rebuilds by scanning it. The x/ and j/ indexes
+// need no map: the node names the entries each batch ends, at the deadline
+// it last persisted (escrow.Persist.HoldsUnindexed, IdemUnindexed), and
+// Apply deletes those before it writes the batch's own. Load cross-checks
+// every index entry against the primary key it points to (reading x/ and
+// j/ first), so an entry a batch failed to end stops the region at start.
 
 import (
 	"encoding/binary"

@@ -7,8 +7,9 @@ package region
 // request finds its hold), then retires it. A retired hold stays in the
 // store, listable, until Config.HoldRetain (default 7 days) after it ended;
 // the pruner then deletes it with its index entries. So the memory cost is
-// bounded by the node's window (about 300-400 bytes per hold: at 100
-// holds/s, 24 h is ~8.6 M holds, ~3 GB — lower Escrow.HoldRetain, e.g. to
+// bounded by the node's window (about 200-350 bytes per hold, with its
+// idempotency key: escrow's TestMemoryFootprint; at 100 holds/s, 24 h is
+// ~8.6 M holds, ~2-3 GB — lower Escrow.HoldRetain, e.g. to
 // 1 h, on a busy region: listing does not need it), and the 7 days cost
 // only disk (~200 bytes per hold and ~100 per index entry before
 // compression). After a restart terminal holds older than the node's

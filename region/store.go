@@ -125,8 +125,6 @@ type Store struct {
 	seq      uint64            // stored own sequence (applied; durable is below)
 	unsynced bool              // a WriteAhead batch is written and no synced one after it
 	ownSeq   map[string]uint64 // sku → seq of the own row (its c/ entry)
-	heldExp  map[string]uint64 // hold id → timeOrd of its x/ entry
-	idemExp  map[string]uint64 // idem key → timeOrd of its j/ entry
 	kbuf     []byte
 	vbuf     []byte
 	seqSeen  map[uint64]struct{} // validate's scratch set

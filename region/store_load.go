@@ -22,11 +22,15 @@ func (s *Store) Load() (*escrow.State, error) {
 		// A failed store's memtable may hold a batch that never became durable.
 		return nil, err
 	}
+	heldExp, idemExp, err := s.scanExpiryIndexes()
+	if err != nil {
+		return nil, err
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("region store: load: %w", err)
 	}
-	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int)}
+	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int), heldExp: heldExp, idemExp: idemExp}
 	evEnd := prefixEnd(pfxEvents)
 	if s.opts.RetainTerminal {
 		l.forgetBefore = time.Now().Add(-s.opts.MemRetain)
@@ -63,7 +67,9 @@ func (s *Store) Load() (*escrow.State, error) {
 type loader struct {
 	s        *Store
 	st       *escrow.State
-	holdIdx  map[string]int // hold id → index in st.Holds
+	holdIdx  map[string]int    // hold id → index in st.Holds
+	heldExp  map[string]uint64 // x/ index read before the scan: hold id → timeOrd
+	idemExp  map[string]uint64 // j/ index read before the scan: key → timeOrd
 	ownRows  int
 	held     int
 	expiries int // x/ entries seen
@@ -122,7 +128,7 @@ func (l *loader) entry(k, v []byte) error {
 		if owner, _ := escrow.OwnerOf(id); owner != s.region {
 			return corrupt(k, "hold of region %q in the store of %q", owner, s.region)
 		}
-		ord, indexed := s.heldExp[id]
+		ord, indexed := l.heldExp[id]
 		switch {
 		case h.State == escrow.Held && !indexed:
 			return corrupt(k, "held hold has no expiry index entry")
@@ -146,8 +152,8 @@ func (l *loader) entry(k, v []byte) error {
 		if !ok || len(v) != 0 {
 			return corrupt(k, "malformed expiry index entry")
 		}
-		if s.heldExp[id] != ord {
-			return corrupt(k, "expiry index entry not in the index rebuilt at open")
+		if l.heldExp[id] != ord {
+			return corrupt(k, "expiry index entry not in the index read before the scan")
 		}
 		l.expiries++
 	case pfxIdem:
@@ -166,7 +172,7 @@ func (l *loader) entry(k, v []byte) error {
 		} else if owner, oerr := escrow.OwnerOf(e.HoldID); oerr != nil || owner != s.region {
 			return corrupt(k, "idempotency key points to hold %q of another region", e.HoldID)
 		}
-		if ord, ok := s.idemExp[key]; !ok || ord != timeOrd(e.Expires) {
+		if ord, ok := l.idemExp[key]; !ok || ord != timeOrd(e.Expires) {
 			return corrupt(k, "idempotency key has no matching expiry entry")
 		}
 		l.st.Idem = append(l.st.Idem, e)
@@ -175,8 +181,8 @@ func (l *loader) entry(k, v []byte) error {
 		if !ok || len(v) != 0 {
 			return corrupt(k, "malformed idempotency expiry entry")
 		}
-		if s.idemExp[key] != ord {
-			return corrupt(k, "idempotency expiry entry not in the index rebuilt at open")
+		if l.idemExp[key] != ord {
+			return corrupt(k, "idempotency expiry entry not in the index read before the scan")
 		}
 		l.idemX++
 	case pfxChange:
@@ -234,30 +240,30 @@ func (l *loader) finish() error {
 		return fmt.Errorf("region store: change index has %d entries (%d at open) for %d own rows",
 			l.changes, len(s.ownSeq), l.ownRows)
 	}
-	if l.expiries != len(s.heldExp) || l.held != len(s.heldExp) {
-		for _, id := range sortedKeys(s.heldExp) {
+	if l.expiries != len(l.heldExp) || l.held != len(l.heldExp) {
+		for _, id := range sortedKeys(l.heldExp) {
 			if _, ok := l.holdIdx[id]; !ok {
-				return corrupt(appendExpiryKey(nil, s.heldExp[id], id), "expiry index entry without its hold")
+				return corrupt(appendExpiryKey(nil, l.heldExp[id], id), "expiry index entry without its hold")
 			}
 		}
-		return fmt.Errorf("region store: expiry index has %d entries (%d at open) for %d held holds",
-			l.expiries, len(s.heldExp), l.held)
+		return fmt.Errorf("region store: expiry index has %d entries (%d read first) for %d held holds",
+			l.expiries, len(l.heldExp), l.held)
 	}
 	if err := l.list.check(); err != nil {
 		return err
 	}
-	if l.idemX != len(s.idemExp) || len(l.st.Idem) != len(s.idemExp) {
+	if l.idemX != len(l.idemExp) || len(l.st.Idem) != len(l.idemExp) {
 		seen := make(map[string]bool, len(l.st.Idem))
 		for i := range l.st.Idem {
 			seen[l.st.Idem[i].Key] = true
 		}
-		for _, key := range sortedKeys(s.idemExp) {
+		for _, key := range sortedKeys(l.idemExp) {
 			if !seen[key] {
-				return corrupt(appendIdemExpiryKey(nil, s.idemExp[key], key), "idempotency expiry entry without its key")
+				return corrupt(appendIdemExpiryKey(nil, l.idemExp[key], key), "idempotency expiry entry without its key")
 			}
 		}
-		return fmt.Errorf("region store: idempotency expiry index has %d entries (%d at open) for %d keys",
-			l.idemX, len(s.idemExp), len(l.st.Idem))
+		return fmt.Errorf("region store: idempotency expiry index has %d entries (%d read first) for %d keys",
+			l.idemX, len(l.idemExp), len(l.st.Idem))
 	}
 	return nil
 }

@@ -222,13 +222,12 @@ func (s *Store) initLocked() error {
 	return s.scanIndexes()
 }
 
-// scanIndexes rebuilds ownSeq, heldExp and idemExp from the c/, x/ and j/
-// indexes. Load cross-checks them against the data they index.
+// scanIndexes rebuilds ownSeq from the c/ index. Load cross-checks it
+// against the own rows. The x/ and j/ indexes need no map: the node names
+// the entries a batch ends (escrow.Persist.HoldsUnindexed, IdemUnindexed).
 func (s *Store) scanIndexes() error {
 	s.ownSeq = make(map[string]uint64)
-	s.heldExp = make(map[string]uint64)
-	s.idemExp = make(map[string]uint64)
-	err := s.scan(pfxChange, func(k, v []byte) error {
+	return s.scan(pfxChange, func(k, v []byte) error {
 		seq, ok := splitChangeKey(k)
 		if !ok {
 			return corrupt(k, "change index key is not %d bytes of sequence", seqLen)
@@ -246,34 +245,40 @@ func (s *Store) scanIndexes() error {
 		s.ownSeq[sku] = seq
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// scanExpiryIndexes reads the x/ and j/ indexes into maps (hold id or
+// idempotency key → timeOrd of its entry) for Load to cross-check; they
+// live only while Load runs.
+func (s *Store) scanExpiryIndexes() (heldExp, idemExp map[string]uint64, err error) {
+	heldExp = make(map[string]uint64)
+	idemExp = make(map[string]uint64)
 	err = s.scan(pfxExpiry, func(k, _ []byte) error {
 		ord, id, ok := splitOrdKey(k)
 		if !ok {
 			return corrupt(k, "expiry index key too short")
 		}
-		if _, dup := s.heldExp[id]; dup {
+		if _, dup := heldExp[id]; dup {
 			return corrupt(k, "second expiry index entry for hold %s", id)
 		}
-		s.heldExp[id] = ord
+		heldExp[id] = ord
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return s.scan(pfxIdemX, func(k, _ []byte) error {
+	err = s.scan(pfxIdemX, func(k, _ []byte) error {
 		ord, key, ok := splitOrdKey(k)
 		if !ok {
 			return corrupt(k, "idempotency expiry key too short")
 		}
-		if _, dup := s.idemExp[key]; dup {
+		if _, dup := idemExp[key]; dup {
 			return corrupt(k, "second expiry entry for idempotency key %q", key)
 		}
-		s.idemExp[key] = ord
+		idemExp[key] = ord
 		return nil
 	})
+	return heldExp, idemExp, err
 }
 
 // Reopen closes the DB (ignoring the errors a failed DB reports on close)

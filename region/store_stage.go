@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -50,10 +49,15 @@ func (s *Store) validate(p *escrow.Persist) error {
 		}
 		s.seqSeen[r.Seq] = struct{}{}
 	}
+	for i := range p.HoldsUnindexed {
+		if !s.ownHoldID(p.HoldsUnindexed[i].Name) {
+			return fmt.Errorf("region store: expiry entry of hold %q, which does not belong to region %s", p.HoldsUnindexed[i].Name, s.region)
+		}
+	}
 	for i := range p.Holds {
 		h := &p.Holds[i]
 		id := h.ID
-		if len(id) <= len(s.region)+1 || id[:len(s.region)] != s.region || id[len(s.region)] != '-' {
+		if !s.ownHoldID(id) {
 			return fmt.Errorf("region store: hold %q does not belong to region %s", id, s.region)
 		}
 		// The cheap part of what DecodeHold will insist on at Load.
@@ -80,6 +84,11 @@ func (s *Store) validate(p *escrow.Persist) error {
 		}
 	}
 	return nil
+}
+
+// ownHoldID reports whether id has the form of a hold id of this region.
+func (s *Store) ownHoldID(id string) bool {
+	return len(id) > len(s.region)+1 && id[:len(s.region)] == s.region && id[len(s.region)] == '-'
 }
 
 // seqChange is an own row whose change index entry moves from old (had:
@@ -118,7 +127,7 @@ func (s *Store) holdOrder(holds []escrow.Hold, cmp func(a, b *escrow.Hold) int) 
 	return o
 }
 
-// stage writes p into b and updates the index maps.
+// stage writes p into b and updates the change index map.
 func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	k, v := s.kbuf[:0], s.vbuf[:0]
 	defer func() { s.kbuf, s.vbuf = k, v }()
@@ -195,6 +204,17 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	}
 	// With RetainTerminal a retired hold leaves the node's memory but stays
 	// in the store, listable, until the pruner drops it (store_list.go).
+	//
+	// The x/ and j/ indexes: the node names the entries earlier batches
+	// wrote that this one ends (a hold left HELD or moved its deadline, a
+	// key was deleted or replaced); they go first, so that an entry ended
+	// and written again in one batch stays. A retired hold is terminal,
+	// so it has no x/ entry left to delete.
+	for i := range p.HoldsUnindexed {
+		d := &p.HoldsUnindexed[i]
+		k = appendExpiryKey(k[:0], timeOrd(d.At), d.Name)
+		w.del(k)
+	}
 	order = s.holdOrder(p.Holds, func(a, b *escrow.Hold) int {
 		if c := a.Expires.Compare(b.Expires); c != 0 {
 			return c
@@ -202,23 +222,27 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		return strings.Compare(a.ID, b.ID)
 	})
 	for _, i := range order {
-		h := &p.Holds[i]
-		k = w.reindexExpiry(k, s.heldExp, appendExpiryKey, h.ID, h.Expires, h.State == escrow.Held)
+		if h := &p.Holds[i]; h.State == escrow.Held {
+			k = appendExpiryKey(k[:0], timeOrd(h.Expires), h.ID)
+			w.set(k, nil)
+		}
 	}
-	for _, id := range p.DeletedHolds {
-		k = w.reindexExpiry(k, s.heldExp, appendExpiryKey, id, time.Time{}, false)
+	for i := range p.IdemUnindexed {
+		d := &p.IdemUnindexed[i]
+		k = appendIdemExpiryKey(k[:0], timeOrd(d.At), d.Name)
+		w.del(k)
 	}
 	for i := range p.Idem {
 		e := &p.Idem[i]
 		k = appendIdemKey(k[:0], e.Key)
 		v = appendIdemValue(v[:0], e)
 		w.set(k, v)
-		k = w.reindexExpiry(k, s.idemExp, appendIdemExpiryKey, e.Key, e.Expires, true)
+		k = appendIdemExpiryKey(k[:0], timeOrd(e.Expires), e.Key)
+		w.set(k, nil)
 	}
 	for _, key := range p.DeletedIdem {
 		k = appendIdemKey(k[:0], key)
 		w.del(k)
-		k = w.reindexExpiry(k, s.idemExp, appendIdemExpiryKey, key, time.Time{}, false)
 	}
 	k, v = stageWaits(&w, p, k, v)
 	for r, seq := range p.PeerSeq {
@@ -255,35 +279,4 @@ func (w *batchWriter) del(key []byte) {
 	if err := w.b.Delete(key, nil); err != nil && w.err == nil {
 		w.err = err
 	}
-}
-
-// reindexExpiry keeps name's entry in one of the two expiry indexes (x/ for
-// held holds, idx = heldExp; j/ for idempotency keys, idx = idemExp) in
-// step with its data: one entry at expires while live, none otherwise. It
-// deletes a stale entry, writes the new one, updates idx (name → timeOrd of
-// its entry) and returns the key buffer k (reused for the keys it builds).
-func (w *batchWriter) reindexExpiry(k []byte, idx map[string]uint64,
-	appendKey func(dst []byte, expiresOrd uint64, name string) []byte,
-	name string, expires time.Time, live bool) []byte {
-	old, had := idx[name]
-	if !live {
-		if had {
-			k = appendKey(k[:0], old, name)
-			w.del(k)
-			delete(idx, name)
-		}
-		return k
-	}
-	ord := timeOrd(expires)
-	if had && old == ord {
-		return k
-	}
-	if had {
-		k = appendKey(k[:0], old, name)
-		w.del(k)
-	}
-	k = appendKey(k[:0], ord, name)
-	w.set(k, nil)
-	idx[name] = ord
-	return k
 }

@@ -210,6 +210,9 @@ func (g *stGen) next() *escrow.Persist {
 			}
 			continue
 		}
+		// It leaves its expiry index entry (a later deadline or a
+		// terminal state); the node names the entry, as here.
+		p.HoldsUnindexed = append(p.HoldsUnindexed, escrow.Deadline{Name: id, At: h.Expires})
 		h = h.Clone()
 		h.Updated = stTime(g.now)
 		switch g.rng.IntN(4) {
@@ -225,8 +228,21 @@ func (g *stGen) next() *escrow.Persist {
 		p.Holds = append(p.Holds, h)
 	}
 	for _, k := range sortedKeys(g.m.idem) {
-		if g.rng.IntN(8) == 0 {
+		e := g.m.idem[k]
+		switch g.rng.IntN(16) {
+		case 0, 1:
 			p.DeletedIdem = append(p.DeletedIdem, k)
+			p.IdemUnindexed = append(p.IdemUnindexed, escrow.Deadline{Name: k, At: e.Expires})
+		case 2:
+			// Replaced (the node reuses a key past its expiry): its old
+			// entry ends and the new one is written in the same batch,
+			// sometimes at the same deadline.
+			p.IdemUnindexed = append(p.IdemUnindexed, escrow.Deadline{Name: k, At: e.Expires})
+			if g.rng.IntN(2) == 0 {
+				e.Expires = stTime(g.now.Add(24 * time.Hour))
+			}
+			e.Hash = g.rng.Uint64()
+			p.Idem = append(p.Idem, e)
 		}
 	}
 	return p
@@ -397,8 +413,12 @@ func TestStoreRoundTrip(t *testing.T) {
 		DeletedHolds: []string{"eu-00000000000000000d", "eu-0000000000000000zz"},
 		Idem:         []escrow.IdemEntry{{Key: "k-f", HoldID: "eu-00000000000000000f", Hash: 9, Expires: at(time.Hour)}},
 		DeletedIdem:  []string{"k-b"},
-		Seq:          3,
-		PeerSeq:      map[string]uint64{"us": 41},
+		// a extended, b confirmed: both leave their entries; so does k-b.
+		HoldsUnindexed: []escrow.Deadline{{Name: "eu-00000000000000000a", At: at(10 * time.Minute)},
+			{Name: "eu-00000000000000000b", At: at(5 * time.Minute)}},
+		IdemUnindexed: []escrow.Deadline{{Name: "k-b", At: at(23 * time.Hour)}},
+		Seq:           3,
+		PeerSeq:       map[string]uint64{"us": 41},
 	}
 	for i, p := range []*escrow.Persist{p1, p2} {
 		if err := s.Apply(p); err != nil {

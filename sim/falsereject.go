@@ -23,21 +23,23 @@ const (
 	frStranded        = "stranded_in_crashed" // the units missing were in regions that were down
 	frPartitioned     = "partitioned"         // the units missing were in regions cut off from the one answering
 	frInFlight        = "in_flight"           // the units were moving: sent (to the refusing region, too), their row not yet seen
-	frOther           = "other"               // another refusal: fenced, hold capacity, waitlist full…
+	frFenced          = "fenced"              // refused by a region on probation or fenced (its store went back, or a restart)
+	frOther           = "other"               // another refusal: hold capacity, waitlist full…
 )
 
 // frOrder is the order of the causes in reports.
 var frOrder = []string{frPartitioned, frBorrowDeadline, frRegionDown, frNoAnswer, frStaleView, frStranded,
-	frHomeUnreachable, frRoutedLost, frInFlight, frOther}
+	frHomeUnreachable, frRoutedLost, frInFlight, frFenced, frOther}
 
 // Unavoidable causes: no placement or movement of stock answers a shopper
-// whose own region is down or paused (region_down), or whose requests and
-// replies to a live region are lost on the way (no_answer). Every other
+// whose own region is down or paused (region_down), refuses writes while
+// fenced or on probation (fenced), or whose requests and replies to a live
+// region are lost on the way (no_answer). Every other
 // cause counts as avoidable: a strategy that had moved the units in time
 // (before the partition or the crash, ahead of the borrow, to where the
 // shopper asked) would have served the cart. The avoidable rate is a
 // second figure next to false_reject_rate, not a replacement.
-var frUnavoidable = map[string]bool{frRegionDown: true, frNoAnswer: true}
+var frUnavoidable = map[string]bool{frRegionDown: true, frNoAnswer: true, frFenced: true}
 
 // avoidableFalseRejects sums the counts of m whose cause is avoidable.
 func avoidableFalseRejects(m map[string]uint64) uint64 {
@@ -66,6 +68,8 @@ func (w *world) refusalCause(srv int, cmd *escrow.Command, e *escrow.Error, wait
 	switch e.Code {
 	case escrow.CodeHomeUnreachable:
 		return frHomeUnreachable
+	case escrow.CodeFenced:
+		return frFenced
 	case escrow.CodeInsufficientStock:
 	default:
 		return frOther

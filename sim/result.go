@@ -138,6 +138,20 @@ type Result struct {
 	// StoreMismatches: a region restarted from its store with other rows
 	// or holds than the simulator's model of what was synced.
 	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
+	// Stores sent back in time (storage_faults_fence.go): WipedLost are
+	// holds acknowledged by a region before its store went back and not in
+	// the restored store (lost by physics, not counted as lost_acked);
+	// FencedRegions, regions that ended the run refusing writes because
+	// peers saw more of their rows; StoreBackSkipped, restores dropped
+	// because no peer had seen beyond the image before heal, or overtaken
+	// by a later store fault of the same region before the restart.
+	WipedLost        uint64 `json:"wiped_lost,omitempty"`
+	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
+	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
+	// bitflip: starts refused for a corrupt store, and flips the open did
+	// not read (the region started with exactly what it synced).
+	BitflipRefused uint64 `json:"bitflip_refused,omitempty"`
+	BitflipUnread  uint64 `json:"bitflip_unread,omitempty"`
 
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
@@ -205,7 +219,7 @@ type Summary struct {
 	// FalseRejectsByCause sums Result.FalseRejectsByCause.
 	FalseRejectsByCause map[string]uint64 `json:"false_rejects_by_cause,omitempty"`
 	// AvoidableFalseRejectRate: false rejections of an avoidable cause
-	// (all but region_down and no_answer, falsereject.go) per hold; only
+	// (all but region_down, no_answer and fenced, falsereject.go) per hold; only
 	// with FalseRejectsByCause.
 	AvoidableFalseRejectRate float64 `json:"avoidable_false_reject_rate,omitempty"`
 
@@ -228,6 +242,12 @@ type Summary struct {
 	RecoveryCrashes uint64 `json:"recovery_crashes,omitempty"`
 	DiskFull        uint64 `json:"disk_full,omitempty"`
 	StorageErrors   uint64 `json:"storage_errors,omitempty"`
+	// Stores sent back in time (see Result).
+	WipedLost        uint64 `json:"wiped_lost,omitempty"`
+	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
+	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
+	BitflipRefused   uint64 `json:"bitflip_refused,omitempty"`
+	BitflipUnread    uint64 `json:"bitflip_unread,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -278,6 +298,11 @@ func Summarize(rs []*Result) Summary {
 		s.RecoveryCrashes += r.RecoveryCrashes
 		s.DiskFull += r.DiskFull
 		s.StorageErrors += r.StorageErrors
+		s.WipedLost += r.WipedLost
+		s.FencedRegions += r.FencedRegions
+		s.StoreBackSkipped += r.StoreBackSkipped
+		s.BitflipRefused += r.BitflipRefused
+		s.BitflipUnread += r.BitflipUnread
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum
@@ -434,7 +459,7 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	}
 	if s.FalseRejectsByCause != nil {
 		fmt.Fprintf(w, "false_rejects_by_cause: %s\n", causesLine(s.FalseRejectsByCause))
-		fmt.Fprintf(w, "avoidable_false_reject_rate=%.4f (every cause but region_down and no_answer)\n", s.AvoidableFalseRejectRate)
+		fmt.Fprintf(w, "avoidable_false_reject_rate=%.4f (every cause but region_down, no_answer and fenced)\n", s.AvoidableFalseRejectRate)
 	}
 	for _, r := range rs {
 		for _, x := range r.Soak {
