@@ -111,9 +111,12 @@ type Stats struct {
 	BorrowDeadlinesStretched             uint64
 	BorrowUnitsIn, DonatedUnits          uint64
 	TopUps, AdviceApplied, AdviceIgnored uint64
-	RepairsSent, RepairsServed           uint64
-	MsgsRejected, Gaps                   uint64
-	ActiveHolds, PendingHolds            uint64
+	// AdviceSkippedOutOfTouch: advised moves not made because the
+	// receiver was not heard from lately (in_touch.go).
+	AdviceSkippedOutOfTouch    uint64
+	RepairsSent, RepairsServed uint64
+	MsgsRejected, Gaps         uint64
+	ActiveHolds, PendingHolds  uint64
 	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
 	// homes of scarce SKUs.
 	Routed, HomeUnitsSent uint64
