@@ -142,7 +142,7 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.Uint64Var(&o.Stock, "stock", d.Stock, "initial units of each SKU, split over the regions")
 	f.DurationVar(&o.Duration, "duration", d.Duration, "virtual time during which shoppers arrive")
 	f.StringVar(&o.Workload, "workload", d.Workload, "steady | skew | shift | flash | waitlist")
-	f.StringVar(&o.Faults, "faults", d.Faults, "none | all | comma list of: "+strings.Join(sim.FaultNames(), ", ")+"")
+	f.StringVar(&o.Faults, "faults", d.Faults, "none | all | comma list of: "+strings.Join(sim.FaultNames(), ", "))
 	f.StringVar(&o.Strategy, "strategy", d.Strategy, "stock strategy: "+strings.Join(sim.Strategies(), " | "))
 	f.Float64Var(&o.Rate, "rate", d.Rate, "carts per second over all regions")
 	f.DurationVar(&o.TTL, "ttl", d.TTL, "hold TTL asked by shoppers")
