@@ -31,6 +31,9 @@ import (
 //	gossip 1s                 tick, then deliver until quiet
 //	wipe eu [probation]       eu restarts with an empty store under its name
 //	                          (on probation, as a runtime with peers does)
+//	copy eu                   keep a copy of eu's store (as a backup would)
+//	restore eu [probation]    eu restarts from its copy (on restart probation,
+//	                          as a runtime with restart_probation does)
 //	claim us eu 1000          a digest from us says it saw eu's rows up to 1000
 //	fence eu                  eu's fence status
 //	rebalance                 the rebalancer reads the digests seen and advises
@@ -69,6 +72,8 @@ type story struct {
 	digests []Message
 	// lastDigest: the SKUs of each region's latest digest, in order.
 	lastDigest map[string][]string
+	// copies: the store copies of copy, by region.
+	copies map[string]*State
 }
 
 func (sc *story) node(r string) *tnode {
@@ -316,6 +321,30 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		out := fmt.Sprintf("%s restarts empty: seq %d (was %d)", args[0], tn.n.Seq(), old.n.Seq())
 		if len(args) > 1 && args[1] == "probation" && tn.n.BeginProbation(time.Second, time.Minute) {
 			out += ", on probation"
+		}
+		return out
+	case "copy":
+		if sc.copies == nil {
+			sc.copies = map[string]*State{}
+		}
+		tn := sc.node(args[0])
+		sc.copies[args[0]] = tn.store.state(sc.t)
+		return fmt.Sprintf("copied %s's store at seq %d", args[0], tn.n.Seq())
+	case "restore":
+		old, st := sc.node(args[0]), sc.copies[args[0]]
+		if st == nil {
+			sc.t.Fatalf("no copy of %s", args[0])
+		}
+		tn := newTNode(sc.t, old.cfg)
+		n, err := NewNode(old.cfg, st)
+		if err != nil {
+			return "error " + err.Error()
+		}
+		tn.n, tn.now = n, old.now
+		sc.tw.nodes[args[0]] = tn
+		out := fmt.Sprintf("%s restarts from its copy: seq %d (was %d)", args[0], tn.n.Seq(), old.n.Seq())
+		if len(args) > 1 && args[1] == "probation" && tn.n.BeginRestartProbation(time.Second, time.Minute) {
+			out += ", on restart probation"
 		}
 		return out
 	case "claim":

@@ -72,6 +72,10 @@ type fenceState struct {
 	probeFrom          time.Time
 	probeMin, probeMax time.Duration
 	clean              map[string]bool
+	// restart: the probation is a restart probation (fence_restart.go);
+	// cleanAt, when each peer of clean first reported clean.
+	restart bool
+	cleanAt map[string]time.Time
 }
 
 // Fence returns the node's fence status.
@@ -202,6 +206,7 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 	case MsgDigest:
 		n.onDigest(m)
 		n.peer(m.From).fenced = m.Fenced
+		n.peer(m.From).behind = n.staleDigest(m)
 		n.fenceOnSeen(m)
 		return true, nil
 	case MsgRepairReq:
@@ -264,9 +269,19 @@ func (n *Node) fenceOnSeen(m *Message) {
 		n.fenceClaim(m.From, mine, "in its digest")
 		return
 	}
-	if n.fence.st.Probation {
+	if n.fence.st.Probation && n.trust.claims[m.From] <= n.seq && !n.staleDigest(m) && !n.fence.clean[m.From] {
 		n.fence.clean[m.From] = true
+		if n.fence.restart {
+			n.fence.cleanAt[m.From] = n.now
+		}
 	}
+}
+
+// staleDigest reports whether digest m is older than rows of its sender
+// that the node holds (a late copy: its Seen says nothing of now).
+func (n *Node) staleDigest(m *Message) bool {
+	p := n.peers[m.From]
+	return p != nil && m.Seq < max(p.seen, p.maxRow)
 }
 
 // fenceTick runs the time-driven work of a fenced node and reports whether
@@ -305,6 +320,9 @@ func (n *Node) fenceTick() bool {
 // probationClean reports whether enough peers said they never saw our rows.
 func (n *Node) probationClean() bool {
 	f := &n.fence
+	if f.restart {
+		return n.restartClean()
+	}
 	if len(f.clean) == 0 {
 		return false
 	}
@@ -322,12 +340,17 @@ func (n *Node) endProbation(how string) {
 }
 
 // seenList is the Seen of a digest: the peers whose rows we have, with the
-// last contiguous sequence received, sorted by region, at most MaxRegions.
+// highest sequence of their rows we hold (at least the last contiguous one
+// received), sorted by region, at most MaxRegions. The highest, not the
+// contiguous: while a gap waits for its repair the contiguous sequence lags
+// rows we already hold, and a peer whose store went back to between the
+// two would pass for clean. Either is safe from false alarms: a row of
+// sequence X leaves its region only once X is durable there.
 func (n *Node) seenList() []RegionSeq {
 	var out []RegionSeq
 	for r, p := range n.peers {
-		if p.seen > 0 {
-			out = append(out, RegionSeq{Region: r, Seq: p.seen})
+		if s := max(p.seen, p.maxRow); s > 0 {
+			out = append(out, RegionSeq{Region: r, Seq: s})
 		}
 	}
 	if len(out) == 0 {

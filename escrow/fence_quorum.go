@@ -40,7 +40,7 @@ func (n *Node) fenceClaim(peer string, seen uint64, via string) {
 	if seen > n.trust.claims[peer] {
 		n.trust.claims[peer] = seen
 	}
-	if n.fence.st.Probation {
+	if n.fence.st.Probation && !n.fence.restart {
 		n.fenceFrom(peer, seen, via)
 		n.fence.st.Voices = peer
 		return

@@ -191,7 +191,13 @@ type rowRec struct {
 }
 
 type peer struct {
-	seen      uint64 // last contiguous sequence received (see Message)
+	seen uint64 // last contiguous sequence received (see Message)
+	// maxRow: the highest sequence of its rows merged, contiguous or not
+	// (the store fence's evidence: fence.go, seenList).
+	maxRow uint64
+	// behind: its last digest named a sequence below rows of it we hold:
+	// a late copy, or its store went back (fence_restart.go).
+	behind    bool
 	chainFrom uint64 // multi-part rows message in progress
 	chainTo   uint64
 	repairAt  time.Time // when the outstanding repair was asked, zero if none
@@ -304,7 +310,8 @@ func (n *Node) restore(st *State) error {
 		rec := s.rec(r.Region)
 		rec.Row = r
 		if r.Region != n.cfg.Region {
-			n.peer(r.Region)
+			p := n.peer(r.Region)
+			p.maxRow = max(p.maxRow, r.Seq)
 		} else {
 			// Without this a restored region would skip its own rows in
 			// repairs, borrow answers, advice and digests until it next

@@ -77,6 +77,9 @@ func (n *Node) mergeRows(rows []Row) bool {
 		if !n.admitRow(in) {
 			continue // never merged nor stored; counted
 		}
+		if p := n.peer(in.Region); in.Seq > p.maxRow {
+			p.maxRow = in.Seq // (rows come from their writer only: onRows)
+		}
 		s := n.learnSKU(in.SKU)
 		rec := s.rec(in.Region)
 		var ch bool

@@ -58,6 +58,13 @@ type Config struct {
 	// See docs/operations.md, "A wiped or lost region".
 	FreshProbation    time.Duration
 	FreshProbationMax time.Duration
+	// RestartProbation puts a region restarted from a non-empty store on
+	// the same probation (escrow's BeginRestartProbation): it refuses
+	// writes until every peer it knows has reported not having seen its
+	// rows beyond its store's sequence, so that a store restored from an
+	// older copy, or one that lost writes its disk said were synced, does
+	// not grant before the fence can tell. Costs each restart a probation.
+	RestartProbation bool
 
 	// Members lists every region of the cluster, this one included, with
 	// the public key each signs its messages with. Peers outside it are not

@@ -114,6 +114,12 @@ func (r *Region) fenceNode(n *escrow.Node) {
 					"min_wait", minWait, "max_wait", maxWait)
 			}
 		}
+		if minWait, maxWait, on := r.cfg.probationWaits(); on && r.cfg.RestartProbation && n.BeginRestartProbation(minWait, maxWait) {
+			if first {
+				r.log.Warn("restart probation: region refuses writes until its peers confirm that they never saw its "+
+					"rows beyond its store's sequence", "seq", n.Seq(), "min_wait", minWait, "max_wait", maxWait)
+			}
+		}
 	}
 	r.syncFence(n)
 }

@@ -145,6 +145,9 @@ func (w *world) liveViews() []map[[2]string]*escrow.Row {
 // the first one missing.
 func (w *world) targetReached() bool {
 	for _, t := range w.convTarget {
+		if w.writesRefused(t.owner) {
+			continue // fenced: it serves no repair of its rows (behind its peers' copies)
+		}
 		name := w.eps[t.owner].name
 		for v, ep := range w.eps[:w.nReg] {
 			if v == t.owner || ep.down {
@@ -163,8 +166,8 @@ func (w *world) mismatches() int {
 	views := w.liveViews()
 	n := 0
 	for o, ep := range w.eps[:w.nReg] {
-		if views[o] == nil {
-			continue
+		if views[o] == nil || w.writesRefused(o) {
+			continue // (a fenced region's own rows are behind its peers' copies)
 		}
 		keys := make([][2]string, 0, len(views[o]))
 		for k, r := range views[o] {
@@ -192,14 +195,14 @@ func (w *world) startProbes() {
 		if s >= 16 {
 			break // bounded: the first SKUs are the busiest
 		}
-		if w.orc.globalAvail(s) < 1 {
+		if w.orc.globalAvail(s)-w.strandedAt(s) < 1 {
 			continue
 		}
 		// Probes are issued only where the SKU's location may be sold.
 		var local []uint64
 		var sellers []int
 		for i, ep := range w.eps[:w.nReg] {
-			if !w.maySell(i, sku) {
+			if !w.maySell(i, sku) || w.writesRefused(i) {
 				continue
 			}
 			sellers = append(sellers, i)

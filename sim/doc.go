@@ -24,7 +24,11 @@
 // a watchdog kill), pause (a region's process stops for seconds), asym
 // (one-way partitions), replay (minutes-old messages delivered again),
 // corrupt (bits flipped inside the signed envelope) and linkloss (a
-// shopper's requests and replies lost). "all" is every one of them;
+// shopper's requests and replies lost). The region runtime adds storage
+// faults: midsync, torn, recovery, diskfull (storage_faults.go), and
+// wipe, rollback, fsynclie, bitflip, which send one region's store back in
+// time for the store fence to catch (storage_faults_fence.go,
+// storage_faults_bitflip.go). "all" is every one of them but the last four;
 // membership is refused by name (see docs/simulator.md). Clients retry a
 // hold with the same idempotency key when no answer comes, and 20% of
 // carts are abandoned and must expire.

@@ -22,12 +22,13 @@ const (
 	frStranded        = "stranded_in_crashed" // the units missing were in regions that were down
 	frPartitioned     = "partitioned"         // the units missing were in regions cut off from the one answering
 	frInFlight        = "in_flight"           // the units were moving (sent, not yet received)
-	frOther           = "other"               // another refusal: fenced, hold capacity, waitlist full…
+	frFenced          = "fenced"              // refused by a region on probation or fenced (its store went back, or a restart)
+	frOther           = "other"               // another refusal: hold capacity, waitlist full…
 )
 
 // frOrder is the order of the causes in reports.
 var frOrder = []string{frPartitioned, frBorrowDeadline, frRegionDown, frNoAnswer, frStaleView, frStranded,
-	frHomeUnreachable, frInFlight, frOther}
+	frHomeUnreachable, frInFlight, frFenced, frOther}
 
 // availOf is the true available count of region r for SKU s over every
 // owner's latest row (as checkAvailable computes it).
@@ -45,6 +46,8 @@ func (w *world) refusalCause(srv int, cmd *escrow.Command, e *escrow.Error, wait
 	switch e.Code {
 	case escrow.CodeHomeUnreachable:
 		return frHomeUnreachable
+	case escrow.CodeFenced:
+		return frFenced
 	case escrow.CodeInsufficientStock:
 	default:
 		return frOther

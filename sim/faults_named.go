@@ -121,6 +121,8 @@ func genNamedFaults(seed uint64, s FaultSet, o *Options, nReg, nEp int) []fault 
 				end := min(heal, t+sec(5, 30))
 				out = append(out, fault{at: t, end: end, kind: fLinkLoss, node: x, desc: fmt.Sprintf("shopper link loss r%d", x)})
 			}
+		default:
+			out = append(out, genStoreBackFault(f.f, sec, storeBackVictim(seed, nReg), heal)...)
 		}
 	}
 	return out
@@ -179,6 +181,8 @@ func (w *world) applyNamedFault(f *fault, end bool) {
 		w.nf.corrupting = !end
 	case fLinkLoss:
 		w.nf.linkLoss[f.node] = !end
+	case fWipe, fRollback, fFsyncLie, fBitflip:
+		w.applyStoreBackFault(f, end)
 	}
 }
 

@@ -97,6 +97,10 @@ type Hooks struct {
 	// SkipVerify delivers a message whose envelope does not verify
 	// (fault corrupt) when the escrow codec still decodes it.
 	SkipVerify bool
+	// NoRestartProbation restarts regions from a non-empty store without
+	// region's restart_probation (faults rollback, fsynclie): the fence's
+	// quorum of digests alone, which hears of the loss too late.
+	NoRestartProbation bool
 }
 
 // Defaults returns the options used for zero fields.
@@ -281,6 +285,10 @@ const (
 	BugIgnoreIdemKey = "ignore-idem-key" // linkloss: a retry's idempotency key is not looked up
 	BugTrustClock    = "trust-clock"     // jump: the node takes the runtime's clock even backwards
 	BugLastRowWins   = "last-row-wins"   // replay: a merged row takes the incoming Reserved
+	BugIgnoreFence   = "ignore-fence"    // wipe, rollback, fsynclie: never fence nor go on probation
+	// rollback, fsynclie: a restart from a non-empty store does not wait
+	// for its peers' word (region's restart_probation off).
+	BugNoRestartProbation = "no-restart-probation"
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -306,6 +314,8 @@ var bugSwitches = []struct {
 	{BugIgnoreIdemKey, func(o *Options) *bool { return &o.Bugs.IgnoreIdemKey }},
 	{BugTrustClock, func(o *Options) *bool { return &o.Bugs.TrustClock }},
 	{BugLastRowWins, func(o *Options) *bool { return &o.Bugs.LastRowWins }},
+	{BugIgnoreFence, func(o *Options) *bool { return &o.Bugs.IgnoreFence }},
+	{BugNoRestartProbation, func(o *Options) *bool { return &o.Hooks.NoRestartProbation }},
 }
 
 // SetBug turns on one named test-only bug.

@@ -21,6 +21,7 @@ const (
 	evRestart                         // restart endpoint node if still down in incarnation inc
 	evWaitPoll                        // waiter cl polls (or cancels) its waitlist entry
 	evWaitCheck                       // the waitlist's cross-region checker runs (observation only)
+	evStoreBack                       // region node restarts from its store's image once a peer saw beyond it
 )
 
 // event is one entry of the queue. It is a plain value (no interface) so

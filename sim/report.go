@@ -68,6 +68,12 @@ code{background:#f6f6f6;padding:1px 4px}</style></head><body>`)
 		fmt.Fprintf(&b, "<tr><td class=l>%s</td><td>%s</td><td>%s</td></tr>\n", name, v, all)
 	}
 	m("carts", fmt.Sprint(r.Holds), fmt.Sprint(s.Holds))
+	if s.WipedLost+s.FencedRegions+s.BitflipRefused > 0 {
+		// Stores sent back in time (storage_faults_fence.go).
+		m("holds lost with a store that went back (wiped_lost)", fmt.Sprint(r.WipedLost), fmt.Sprint(s.WipedLost))
+		m("regions fenced at the end", fmt.Sprint(r.FencedRegions), fmt.Sprint(s.FencedRegions))
+		m("starts refused for a corrupt store", fmt.Sprint(r.BitflipRefused), fmt.Sprint(s.BitflipRefused))
+	}
 	m("granted", fmt.Sprint(r.Granted), fmt.Sprint(s.Granted))
 	m("rejected", fmt.Sprint(r.Rejected), fmt.Sprint(s.Rejected))
 	m("unavailable (no answer)", fmt.Sprint(r.Unavailable), fmt.Sprint(s.Unavailable))

@@ -138,6 +138,20 @@ type Result struct {
 	// StoreMismatches: a region restarted from its store with other rows
 	// or holds than the simulator's model of what was synced.
 	StoreMismatches uint64 `json:"store_mismatches,omitempty"`
+	// Stores sent back in time (storage_faults_fence.go): WipedLost are
+	// holds acknowledged by a region before its store went back and not in
+	// the restored store (lost by physics, not counted as lost_acked);
+	// FencedRegions, regions that ended the run refusing writes because
+	// peers saw more of their rows; StoreBackSkipped, restores dropped
+	// because no peer had seen beyond the image before heal, or overtaken
+	// by a later store fault of the same region before the restart.
+	WipedLost        uint64 `json:"wiped_lost,omitempty"`
+	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
+	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
+	// bitflip: starts refused for a corrupt store, and flips the open did
+	// not read (the region started with exactly what it synced).
+	BitflipRefused uint64 `json:"bitflip_refused,omitempty"`
+	BitflipUnread  uint64 `json:"bitflip_unread,omitempty"`
 
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
@@ -224,6 +238,12 @@ type Summary struct {
 	RecoveryCrashes uint64 `json:"recovery_crashes,omitempty"`
 	DiskFull        uint64 `json:"disk_full,omitempty"`
 	StorageErrors   uint64 `json:"storage_errors,omitempty"`
+	// Stores sent back in time (see Result).
+	WipedLost        uint64 `json:"wiped_lost,omitempty"`
+	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
+	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
+	BitflipRefused   uint64 `json:"bitflip_refused,omitempty"`
+	BitflipUnread    uint64 `json:"bitflip_unread,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -274,6 +294,11 @@ func Summarize(rs []*Result) Summary {
 		s.RecoveryCrashes += r.RecoveryCrashes
 		s.DiskFull += r.DiskFull
 		s.StorageErrors += r.StorageErrors
+		s.WipedLost += r.WipedLost
+		s.FencedRegions += r.FencedRegions
+		s.StoreBackSkipped += r.StoreBackSkipped
+		s.BitflipRefused += r.BitflipRefused
+		s.BitflipUnread += r.BitflipUnread
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum

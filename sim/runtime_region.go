@@ -90,6 +90,8 @@ type regionRT struct {
 	// full is set, between fullFrom and fullTo.
 	full             atomic.Bool
 	fullFrom, fullTo int64
+	// Faults that send the store back (storage_faults_fence.go).
+	sb storeBack
 }
 
 func (w *world) bootRegion(ep *endpoint) error {
@@ -99,6 +101,8 @@ func (w *world) bootRegion(ep *endpoint) error {
 		w.planDiskFull(ep)
 	}
 	rt := ep.rt
+	w.regressStore(ep)
+	w.flipStore(ep)
 	cfg := region.Config{
 		Name:           ep.name,
 		DataDir:        "db",
@@ -110,6 +114,7 @@ func (w *world) bootRegion(ep *endpoint) error {
 		Now:            func() time.Time { return w.nodeNow(ep) },
 	}
 	cfg = regiontest.WithBugs(cfg, w.o.RegionBugs)
+	w.storeBackConfig(ep, &cfg)
 	w.diskState(ep)
 	if rt.full.Load() {
 		// The disk is full: the process does not start (pebble's open
@@ -128,6 +133,9 @@ func (w *world) bootRegion(ep *endpoint) error {
 		rt.mem = img
 		cfg.FS = rt.fs()
 		st, err = region.OpenStepper(cfg)
+	}
+	if w.bitflipOpened(ep, err) {
+		return nil // refused to start on a corrupt store
 	}
 	if err != nil {
 		return fmt.Errorf("sim: region %s: open: %w", ep.name, err)
@@ -329,6 +337,7 @@ func (w *world) crashRegion(ep *endpoint) {
 	rt.st.Abandon()
 	rt.st = nil
 	rt.mem = img
+	w.crashStoreBack(ep)
 	rt.pend = rt.pend[:0]
 	rt.written = 0
 }

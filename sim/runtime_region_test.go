@@ -105,6 +105,7 @@ func TestRuntimeOptions(t *testing.T) {
 		{Runtime: "pebble"},
 		{Faults: "crash,torn"},
 		{Faults: "diskfull"},
+		{Faults: "wipe"}, {Faults: "rollback"}, {Faults: "fsynclie"}, {Faults: "bitflip"},
 		{RegionBugs: regiontest.Bugs{ReplyBeforeSync: true}},
 		{Runtime: RuntimeRegion, Hooks: Hooks{ReplyBeforePersist: true}},
 	}
@@ -114,6 +115,7 @@ func TestRuntimeOptions(t *testing.T) {
 		}
 	}
 	good := []Options{{}, {Runtime: RuntimeRegion, Faults: "crash,torn,midsync,recovery,diskfull"},
+		{Runtime: RuntimeRegion, Faults: "wipe,rollback,fsynclie,bitflip"},
 		{Faults: FaultsAll}, {Runtime: RuntimeRegion, Faults: FaultsAll}}
 	for _, o := range good {
 		if err := o.Validate(); err != nil {

@@ -106,9 +106,17 @@ func (s Summary) runtimeKV() []string {
 		return nil
 	}
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
-	return []string{"runtime=" + s.Runtime, "view_regressions=" + u(s.ViewRegressions),
+	kv := []string{"runtime=" + s.Runtime, "view_regressions=" + u(s.ViewRegressions),
 		"store_mismatches=" + u(s.StoreMismatches), "mid_sync_crashes=" + u(s.MidSyncCrashes),
 		"torn_crashes=" + u(s.TornCrashes), "recovery_crashes=" + u(s.RecoveryCrashes), "disk_full=" + u(s.DiskFull), "storage_errors=" + u(s.StorageErrors)}
+	if s.WipedLost+s.FencedRegions+s.StoreBackSkipped > 0 {
+		kv = append(kv, "wiped_lost="+u(s.WipedLost), "fenced_regions="+u(s.FencedRegions),
+			"store_back_skipped="+u(s.StoreBackSkipped))
+	}
+	if s.BitflipRefused+s.BitflipUnread > 0 {
+		kv = append(kv, "bitflip_refused="+u(s.BitflipRefused), "bitflip_unread="+u(s.BitflipUnread))
+	}
+	return kv
 }
 
 // writeRuntime names the runtime in the text report (region only).

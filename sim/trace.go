@@ -12,7 +12,7 @@ import (
 var kindNames = [...]string{evTick: "tick", evFsync: "fsync-done", evMsg: "msg", evReqArrive: "request",
 	evReplyArrive: "fwd-reply", evClientReply: "client-reply", evClientTimeout: "client-timeout",
 	evCartArrive: "cart", evThink: "think", evRestock: "restock", evFault: "fault", evPhase: "phase",
-	evCrash: "crash", evRestart: "restart", evWaitPoll: "wait-poll", evWaitCheck: "wait-check"}
+	evCrash: "crash", evRestart: "restart", evWaitPoll: "wait-poll", evWaitCheck: "wait-check", evStoreBack: "store-back"}
 
 var phaseNames = [...]string{phHeal: "heal", phConvPoll: "converge-poll", phStop: "stop-arrivals",
 	phSettle: "settle", phFinalPoll: "final-poll", phProbePoll: "probe-poll", phFinal: "final", phSample: "sample"}

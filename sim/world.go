@@ -472,6 +472,8 @@ func (w *world) dispatch(e *event) {
 		w.phase(int(e.n))
 	case evWaitPoll:
 		w.waitPoll(e.cl)
+	case evStoreBack:
+		w.onStoreBackEvent(w.eps[e.node], e.n)
 	}
 }
 

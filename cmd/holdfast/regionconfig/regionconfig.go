@@ -41,6 +41,7 @@ type File struct {
 	MaxLinger         time.Duration `yaml:"max_linger"`
 	FreshProbation    time.Duration `yaml:"fresh_probation"`
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
+	RestartProbation  bool          `yaml:"restart_probation"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 	ImportMaxBytes    int64         `yaml:"import_max_bytes"`
@@ -159,6 +160,7 @@ func (f File) Region() region.Config {
 		MaxLinger:           f.MaxLinger,
 		FreshProbation:      f.FreshProbation,
 		FreshProbationMax:   f.FreshProbationMax,
+		RestartProbation:    f.RestartProbation,
 		RequestTimeout:      f.RequestTimeout,
 		MaxBodyBytes:        f.MaxBodyBytes,
 		ImportMaxBytes:      f.ImportMaxBytes,
