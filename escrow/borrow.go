@@ -282,8 +282,12 @@ func (n *Node) onAdvice(m *Message) {
 			n.refuseLocation()
 			continue // a region receives quota only of locations it may sell from
 		}
-		if p := n.peers[mv.To]; p != nil && p.fenced {
-			continue // units sent to a fenced region would be stranded there
+		if n.outOfTouch(mv.To) {
+			// Units sent to a fenced region would be stranded there, and
+			// to one not heard from lately lost to shoppers while it is
+			// cut off (in_touch.go); the daemon plans again.
+			n.stats.AdviceSkippedOutOfTouch++
+			continue
 		}
 		s := n.skus[mv.SKU]
 		if s == nil || s.own == nil {

@@ -22,9 +22,9 @@ import (
 // Safety does not depend on homes: every region still grants only from its
 // own slice, and units move through the same durable Sent change as a
 // borrow. Homes only change where units sit and where a hold is served.
-// They lapse HomeTTL after the latest advice, and a home that has gone
-// silent (PeerSilence) is ignored, so a dead daemon or a cut-off home
-// leaves plain escrow.
+// They lapse HomeTTL after the latest advice, and a home not heard from
+// within a digest and a half (outOfTouch, in_touch.go) is ignored, so a
+// dead daemon or a cut-off home leaves plain escrow.
 
 // homes is the node's view of the latest advice's homes. The idempotency
 // keys of the holds it routed are IdemEntry values with RoutedTo set, kept
@@ -93,7 +93,7 @@ func (n *Node) setHomes(hs []Home) {
 }
 
 // homeOf returns the home of sku when it is another region that is in
-// force and not silent: the region this node routes holds to and sends
+// force and in touch: the region this node routes holds to and sends
 // its units of sku to.
 func (n *Node) homeOf(sku string) (string, bool) {
 	h := &n.homes
@@ -101,7 +101,10 @@ func (n *Node) homeOf(sku string) (string, bool) {
 		return "", false
 	}
 	r, ok := h.bySKU[sku]
-	if !ok || r == n.cfg.Region || !n.worthAsking(r) {
+	if !ok || r == n.cfg.Region || n.outOfTouch(r) {
+		// Not heard from lately (in_touch.go): units pushed there and
+		// holds routed there would be lost to shoppers for as long as
+		// it is cut off; meanwhile this region sells as plain escrow.
 		return "", false
 	}
 	if p := n.peers[r]; p == nil || p.heard.IsZero() {

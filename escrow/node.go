@@ -114,9 +114,12 @@ type Stats struct {
 	BorrowDeadlinesStretched             uint64
 	BorrowUnitsIn, DonatedUnits          uint64
 	TopUps, AdviceApplied, AdviceIgnored uint64
-	RepairsSent, RepairsServed           uint64
-	MsgsRejected, Gaps                   uint64
-	ActiveHolds, PendingHolds            uint64
+	// AdviceSkippedOutOfTouch: advised moves not made because the
+	// receiver was not heard from lately (in_touch.go).
+	AdviceSkippedOutOfTouch    uint64
+	RepairsSent, RepairsServed uint64
+	MsgsRejected, Gaps         uint64
+	ActiveHolds, PendingHolds  uint64
 	// Routed: holds sent on to a SKU's home; HomeUnitsSent: units sent to
 	// homes of scarce SKUs.
 	Routed, HomeUnitsSent uint64
@@ -295,6 +298,11 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 func (n *Node) restore(st *State) error {
 	n.seq = st.Seq
 	n.bcastSeq = st.Seq
+	// Sized once: a large catalogue's map would otherwise be rehashed a
+	// dozen times on the way up.
+	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
+	n.holds = make(map[string]*holdRec, len(st.Holds))
+	var s *skuState // the previous row's SKU: a store gives rows in SKU order
 	for i := range st.Rows {
 		r := st.Rows[i].Clone()
 		if err := ValidStockKey(r.SKU); err != nil {
@@ -306,7 +314,9 @@ func (n *Node) restore(st *State) error {
 		if r.Region == n.cfg.Region && r.Seq > st.Seq {
 			return errorf(CodeInvariant, "own row %s has seq %d beyond the stored sequence %d", r.SKU, r.Seq, st.Seq)
 		}
-		s := n.sku(r.SKU)
+		if s == nil || s.sku != r.SKU {
+			s = n.sku(r.SKU)
+		}
 		rec := s.rec(r.Region)
 		rec.Row = r
 		if r.Region != n.cfg.Region {
@@ -391,12 +401,25 @@ func (n *Node) restore(st *State) error {
 	if err := n.restoreWaits(st.Waits); err != nil {
 		return err
 	}
-	for _, s := range n.skus {
+	for i := range n.skuTab.len() { // the slabs in order: no map walk
+		s := n.skuTab.at(i)
 		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
 		}
 	}
 	return nil
+}
+
+// skuRuns returns the number of runs of one SKU in rows: the number of
+// SKUs when rows are sorted by SKU (as a store loads them), more otherwise.
+func skuRuns(rows []Row) int {
+	runs := 0
+	for i := range rows {
+		if i == 0 || rows[i].SKU != rows[i-1].SKU {
+			runs++
+		}
+	}
+	return runs
 }
 
 // Region returns the node's region name.

@@ -27,7 +27,7 @@ package region
 //     unlocked inside a function that defers DB.mu.Unlock: the process dies
 //     with the unrecoverable "sync: unlock of unlocked mutex" (checked by
 //     TestStoreWALRotationFailureIsFatal). Nothing can catch this. A large
-//     memtable (StoreOptions.MemTableBytes, 32 MiB by default) makes
+//     memtable (StoreOptions.MemTableBytes, 64 MiB by default) makes
 //     rotations rare; nothing acknowledged is lost since the process dies
 //     before acknowledging, and the supervisor restarts it.
 //   - Crash recovery relies on directory entries surviving in creation
@@ -127,10 +127,10 @@ type Store struct {
 	ownSeq   map[string]uint64 // sku → seq of the own row (its c/ entry)
 	kbuf     []byte
 	vbuf     []byte
-	seqSeen  map[uint64]struct{} // validate's scratch set
-	skuSeen  map[string]struct{} // validate's scratch set of own SKUs
-	order    []int32             // stage's scratch order of rows, then of holds
-	changed  []seqChange         // stage's scratch list of change index moves
+	rowIdx   []int32     // validate's key order of the rows, for stage
+	order    []int32     // stage's scratch order of holds
+	changed  []seqChange // validate's change index moves, for stage
+	dels     []seqChange // stage's scratch: the moves in old sequence order
 	wedged   bool
 	outbox   *eventlog.Outbox // nil without an event log; replaced by open (also under dbMu)
 	events   *EventLog        // nil without an event log

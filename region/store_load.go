@@ -30,7 +30,15 @@ func (s *Store) Load() (*escrow.State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("region store: load: %w", err)
 	}
-	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int), heldExp: heldExp, idemExp: idemExp}
+	// Sized from the indexes: every own row has a change index entry and
+	// every held hold an expiry entry (peer rows and ended holds come on top).
+	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int, len(heldExp)), heldExp: heldExp, idemExp: idemExp}
+	if n := len(s.ownSeq); n > 0 {
+		l.st.Rows = make([]escrow.Row, 0, n)
+	}
+	if n := len(heldExp); n > 0 {
+		l.st.Holds = make([]escrow.Hold, 0, n)
+	}
 	evEnd := prefixEnd(pfxEvents)
 	if s.opts.RetainTerminal {
 		l.forgetBefore = time.Now().Add(-s.opts.MemRetain)

@@ -5,6 +5,7 @@ package region
 // x/ and j/ indexes.
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -29,9 +30,23 @@ type StoreOptions struct {
 	Logger *slog.Logger
 	// CacheBytes is pebble's block cache size; 0: 64 MiB.
 	CacheBytes int64
-	// MemTableBytes is pebble's memtable size; 0: 32 MiB. Larger memtables
-	// mean rarer WAL rotations (see the failing-disk note in store.go).
+	// MemTableBytes is pebble's memtable size; 0: 64 MiB. Larger memtables
+	// mean rarer WAL rotations (see the failing-disk note in store.go) and,
+	// with a large catalogue, rarer rewrites of its rows by compactions
+	// (docs/benchmarks.md, "Catalogue scale"); pebble keeps at most two
+	// (MemTableStopWritesThreshold) and replays the WAL of those not yet
+	// flushed at open.
 	MemTableBytes uint64
+	// L0CompactionThreshold is the number of L0 sublevels that starts a
+	// compaction into the base level; 0: 8 (pebble's default is 4). Every
+	// hold rewrites its SKU's row, so with a catalogue spread over the whole
+	// key space each L0 compaction rewrites every row of the base level:
+	// merging more flushes at once rewrites them less often. The write path
+	// never reads, so the deeper L0 costs only the (rare) point reads.
+	L0CompactionThreshold int
+	// L0StopWritesThreshold stalls writes at this many L0 sublevels; 0: 32
+	// (pebble's default is 12).
+	L0StopWritesThreshold int
 	// OnCommit, if set, is called by Apply after every successful commit
 	// (on the committing goroutine: keep it cheap), e.g. to feed
 	// holdfast_commit_batch_size and holdfast_fsync_seconds.
@@ -49,6 +64,13 @@ type StoreOptions struct {
 	RetainTerminal bool
 	MemRetain      time.Duration
 }
+
+// Pebble settings of a store whose StoreOptions leave them zero.
+const (
+	defaultMemTableBytes         = 64 << 20
+	defaultL0CompactionThreshold = 8
+	defaultL0StopWritesThreshold = 32
+)
 
 // OpenStore opens (creating if needed) the store of opts.Region in dir. It
 // refuses a store of another region or of an unknown format version, and a
@@ -103,16 +125,14 @@ func (s *Store) open() error {
 	if cache <= 0 {
 		cache = 64 << 20
 	}
-	mem := s.opts.MemTableBytes
-	if mem == 0 {
-		mem = 32 << 20
-	}
 	po := &pebble.Options{
-		FS:                 s.fs,
-		Logger:             plog,
-		CacheSize:          cache,
-		MemTableSize:       mem,
-		FormatMajorVersion: pebble.FormatNewest,
+		FS:                    s.fs,
+		Logger:                plog,
+		CacheSize:             cache,
+		MemTableSize:          cmp.Or(s.opts.MemTableBytes, defaultMemTableBytes),
+		L0CompactionThreshold: cmp.Or(s.opts.L0CompactionThreshold, defaultL0CompactionThreshold),
+		L0StopWritesThreshold: cmp.Or(s.opts.L0StopWritesThreshold, defaultL0StopWritesThreshold),
+		FormatMajorVersion:    pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
 				s.log.Warn("pebble background error", "err", err)
@@ -226,8 +246,14 @@ func (s *Store) initLocked() error {
 // against the own rows. The x/ and j/ indexes need no map: the node names
 // the entries a batch ends (escrow.Persist.HoldsUnindexed, IdemUnindexed).
 func (s *Store) scanIndexes() error {
-	s.ownSeq = make(map[string]uint64)
-	return s.scan(pfxChange, func(k, v []byte) error {
+	// The entries first, then a map of the right size: a catalogue of
+	// millions would otherwise rehash the map a dozen times.
+	type change struct {
+		sku string
+		seq uint64
+	}
+	var changes []change
+	err := s.scan(pfxChange, func(k, v []byte) error {
 		seq, ok := splitChangeKey(k)
 		if !ok {
 			return corrupt(k, "change index key is not %d bytes of sequence", seqLen)
@@ -239,12 +265,20 @@ func (s *Store) scanIndexes() error {
 		if seq > s.seq {
 			return corrupt(k, "change index entry beyond the stored sequence %d", s.seq)
 		}
-		if prev, dup := s.ownSeq[sku]; dup {
-			return corrupt(k, "second change index entry for SKU %q (the other at seq %d)", sku, prev)
-		}
-		s.ownSeq[sku] = seq
+		changes = append(changes, change{sku, seq})
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	s.ownSeq = make(map[string]uint64, len(changes))
+	for _, c := range changes {
+		if prev, dup := s.ownSeq[c.sku]; dup {
+			return corrupt(appendChangeKey(nil, c.seq), "second change index entry for SKU %q (the other at seq %d)", c.sku, prev)
+		}
+		s.ownSeq[c.sku] = c.seq
+	}
+	return nil
 }
 
 // scanExpiryIndexes reads the x/ and j/ indexes into maps (hold id or

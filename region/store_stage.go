@@ -14,15 +14,15 @@ import (
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
-// validate rejects a Persist that would store something Load refuses.
+// validate rejects a Persist that would store something Load refuses. It
+// leaves the rows' key order in s.rowIdx and the own rows whose change index
+// entry moves in s.changed (sorted by their new sequence) for stage, so that
+// a batch of many SKUs looks each one up in ownSeq once.
 func (s *Store) validate(p *escrow.Persist) error {
-	if s.seqSeen == nil {
-		s.seqSeen = make(map[uint64]struct{})
-		s.skuSeen = make(map[string]struct{})
-	}
-	clear(s.seqSeen)
-	clear(s.skuSeen)
-	for i := range p.Rows {
+	order := s.rowOrder(p.Rows)
+	changed := s.changed[:0]
+	var prev *escrow.Row // the previous own row in key order
+	for _, i := range order {
 		r := &p.Rows[i]
 		if r.SKU == "" || r.Region == "" {
 			return fmt.Errorf("region store: row without SKU or region (%q/%q)", r.Region, r.SKU)
@@ -30,24 +30,30 @@ func (s *Store) validate(p *escrow.Persist) error {
 		if r.Region != s.region {
 			continue
 		}
-		// stage moves each own row's change index entry once per batch.
-		if _, dup := s.skuSeen[r.SKU]; dup {
+		// stage moves each own row's change index entry once per batch. In
+		// key order two own rows of one SKU are next to each other.
+		if prev != nil && prev.SKU == r.SKU {
 			return fmt.Errorf("region store: two own rows for SKU %q in one batch", r.SKU)
 		}
-		s.skuSeen[r.SKU] = struct{}{}
+		prev = r
 		// The change index keeps one entry per seq: a changed own row must
 		// carry a sequence number no other row has (the node gives every
 		// change a fresh one, above the stored sequence).
-		if old, ok := s.ownSeq[r.SKU]; ok && old == r.Seq {
+		old, had := s.ownSeq[r.SKU]
+		if had && old == r.Seq {
 			continue
 		}
 		if r.Seq <= s.seq || r.Seq > p.Seq {
 			return fmt.Errorf("region store: own row %s changed at seq %d, outside (%d, %d]", r.SKU, r.Seq, s.seq, p.Seq)
 		}
-		if _, dup := s.seqSeen[r.Seq]; dup {
-			return fmt.Errorf("region store: two own rows changed at seq %d", r.Seq)
+		changed = append(changed, seqChange{old: old, had: had, row: i})
+	}
+	slices.SortFunc(changed, func(a, b seqChange) int { return cmp.Compare(p.Rows[a.row].Seq, p.Rows[b.row].Seq) })
+	s.changed = changed
+	for j := 1; j < len(changed); j++ {
+		if seq := p.Rows[changed[j].row].Seq; seq == p.Rows[changed[j-1].row].Seq {
+			return fmt.Errorf("region store: two own rows changed at seq %d", seq)
 		}
-		s.seqSeen[r.Seq] = struct{}{}
 	}
 	for i := range p.HoldsUnindexed {
 		if !s.ownHoldID(p.HoldsUnindexed[i].Name) {
@@ -99,9 +105,9 @@ type seqChange struct {
 	row int32
 }
 
-// rowOrder returns the indexes of rows in key order (in s.order).
+// rowOrder returns the indexes of rows in key order (in s.rowIdx).
 func (s *Store) rowOrder(rows []escrow.Row) []int32 {
-	o := s.order[:0]
+	o := s.rowIdx[:0]
 	for i := range rows {
 		o = append(o, int32(i))
 	}
@@ -112,7 +118,7 @@ func (s *Store) rowOrder(rows []escrow.Row) []int32 {
 		}
 		return strings.Compare(rows[a].Region, rows[b].Region)
 	})
-	s.order = o
+	s.rowIdx = o
 	return o
 }
 
@@ -139,44 +145,32 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	// and expiries start with the time), so most inserts skip the search.
 	// Rows in key order, and the change index's deletes and puts each in
 	// sequence order: a batch of many SKUs then inserts like one of few.
-	order := s.rowOrder(p.Rows)
-	for _, i := range order {
+	// validate left the rows' key order and the change index moves.
+	for _, i := range s.rowIdx {
 		r := &p.Rows[i]
 		k = appendRowKey(k[:0], r.SKU, r.Region)
 		v = escrow.EncodeRow(v[:0], r)
 		w.set(k, v)
 	}
-	changed := s.changed[:0]
-	for _, i := range order {
-		r := &p.Rows[i]
-		if r.Region != s.region {
-			continue
-		}
-		old, had := s.ownSeq[r.SKU]
-		if had && old == r.Seq {
-			continue
-		}
-		changed = append(changed, seqChange{old: old, had: had, row: i})
-	}
-	slices.SortFunc(changed, func(a, b seqChange) int { return cmp.Compare(a.old, b.old) })
-	for _, c := range changed {
+	dels := append(s.dels[:0], s.changed...)
+	slices.SortFunc(dels, func(a, b seqChange) int { return cmp.Compare(a.old, b.old) })
+	for _, c := range dels {
 		if c.had {
 			k = appendChangeKey(k[:0], c.old)
 			w.del(k)
 		}
 	}
-	slices.SortFunc(changed, func(a, b seqChange) int { return cmp.Compare(p.Rows[a.row].Seq, p.Rows[b.row].Seq) })
-	for _, c := range changed {
+	s.dels = dels
+	for _, c := range s.changed { // in new sequence order
 		r := &p.Rows[c.row]
 		k = appendChangeKey(k[:0], r.Seq)
 		v = append(v[:0], r.SKU...)
 		w.set(k, v)
 		s.ownSeq[r.SKU] = r.Seq
 	}
-	s.changed = changed
 	// In key order: the splice hint only helps when each key is after the
 	// previous one (ids of one millisecond come in random order).
-	order = s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })
+	order := s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })
 	for _, i := range order {
 		h := &p.Holds[i]
 		k = appendHoldKey(k[:0], h.ID)

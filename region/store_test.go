@@ -786,3 +786,44 @@ func TestStoreRefusesTwoOwnRowsOfOneSKU(t *testing.T) {
 		t.Fatalf("own rows after the refused batch: %+v, want A at seq 1 only", rows)
 	}
 }
+
+// TestStoreRefusesTwoOwnRowsAtOneSeq: the change index keeps one entry per
+// sequence, so two own rows changed at the same sequence are refused whole
+// (validate finds them adjacent once sorted by sequence), and the store
+// keeps what it had; rows changed at distinct sequences in any order pass.
+func TestStoreRefusesTwoOwnRowsAtOneSeq(t *testing.T) {
+	s := stOpen(t, vfs.NewMem(), "db")
+	defer func() { s.Close() }()
+	ok := &escrow.Persist{Rows: []escrow.Row{
+		{SKU: "C", Region: stRegion, Seq: 1, Minted: 10},
+		{SKU: "A", Region: stRegion, Seq: 3, Minted: 10},
+		{SKU: "B", Region: stRegion, Seq: 2, Minted: 10},
+	}, Seq: 3}
+	if err := s.Apply(ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := &escrow.Persist{Rows: []escrow.Row{
+		{SKU: "C", Region: stRegion, Seq: 5, Minted: 10, Reserved: 1},
+		{SKU: "A", Region: stRegion, Seq: 4, Minted: 10, Reserved: 1},
+		{SKU: "B", Region: stRegion, Seq: 5, Minted: 10, Reserved: 1},
+	}, Seq: 5}
+	err := s.Apply(bad)
+	if err == nil || !strings.Contains(err.Error(), "two own rows changed at seq 5") {
+		t.Fatalf("Apply of two rows at seq 5: %v, want a refusal naming the sequence", err)
+	}
+	if s.Seq() != 3 {
+		t.Fatalf("seq %d after the refused batch, want 3", s.Seq())
+	}
+	rows, err := s.OwnRowsSince(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0].SKU != "C" || rows[1].SKU != "B" || rows[2].SKU != "A" {
+		t.Fatalf("own rows after the refused batch: %+v, want C, B, A at seqs 1..3", rows)
+	}
+	for _, r := range rows {
+		if r.Reserved != 0 {
+			t.Fatalf("row %s changed by the refused batch: %+v", r.SKU, r)
+		}
+	}
+}

@@ -43,6 +43,7 @@ type client struct {
 	tries   int
 	granted bool
 	homeInc uint32 // incarnation of the shopper's region when the cart began
+	routed  bool   // an attempt was routed to a home (falsereject.go)
 	// Waitlist: how long the cart may wait, when its shopper cancels (0:
 	// never), the entry and when it joined.
 	wait        time.Duration

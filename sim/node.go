@@ -177,6 +177,7 @@ func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
 func (w *world) route(ep *endpoint, req *request, to string) {
 	t, ok := w.byName[to]
 	req.cmd.Routed = true
+	req.cl.routed = true
 	w.res.Routed++
 	if !ok || t >= w.nReg || w.eps[t].down {
 		req.server = req.gateway

@@ -218,6 +218,10 @@ type Summary struct {
 	FaultCounts     map[string]uint64 `json:"fault_counts,omitempty"`
 	// FalseRejectsByCause sums Result.FalseRejectsByCause.
 	FalseRejectsByCause map[string]uint64 `json:"false_rejects_by_cause,omitempty"`
+	// AvoidableFalseRejectRate: false rejections of an avoidable cause
+	// (all but region_down, no_answer and fenced, falsereject.go) per hold; only
+	// with FalseRejectsByCause.
+	AvoidableFalseRejectRate float64 `json:"avoidable_false_reject_rate,omitempty"`
 
 	// Waitlist (see Result).
 	WaitJoined        uint64  `json:"wait_joined,omitempty"`
@@ -324,6 +328,9 @@ func Summarize(rs []*Result) Summary {
 	if s.Holds > 0 {
 		s.FalseRejectRate = float64(falseRej) / float64(s.Holds)
 		s.MsgsPerHold = float64(msgs) / float64(s.Holds)
+	}
+	if s.Holds > 0 && s.FalseRejectsByCause != nil {
+		s.AvoidableFalseRejectRate = float64(avoidableFalseRejects(s.FalseRejectsByCause)) / float64(s.Holds)
 	}
 	if strandedN > 0 {
 		s.StrandedAtSellout = float64(stranded) / float64(strandedN)
@@ -452,6 +459,7 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	}
 	if s.FalseRejectsByCause != nil {
 		fmt.Fprintf(w, "false_rejects_by_cause: %s\n", causesLine(s.FalseRejectsByCause))
+		fmt.Fprintf(w, "avoidable_false_reject_rate=%.4f (every cause but region_down, no_answer and fenced)\n", s.AvoidableFalseRejectRate)
 	}
 	for _, r := range rs {
 		for _, x := range r.Soak {
@@ -520,7 +528,8 @@ func WriteComparison(w io.Writer, o Options, names []string, runs [][]*Result) {
 	}
 	for i, name := range names {
 		if s := Summarize(runs[i]); s.FalseRejectsByCause != nil {
-			fmt.Fprintf(w, "false_rejects_by_cause %s: %s\n", name, causesLine(s.FalseRejectsByCause))
+			fmt.Fprintf(w, "false_rejects_by_cause %s: %s avoidable_rate=%.4f\n", name, causesLine(s.FalseRejectsByCause),
+				s.AvoidableFalseRejectRate)
 		}
 	}
 }

@@ -105,3 +105,44 @@ func TestRebalancerHalvesFalseRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestRebalancerUnderFaults is the rebalancer's figure under every fault
+// as a regression test: on the shift workload (5 regions, --faults all,
+// seeds 1–4 of 3 minutes), escrow+rebalancer refuses at least 10% fewer
+// carts while the units existed than escrow alone, also counting only the
+// avoidable causes, with every checker passing. Virtual time: the result
+// is exact for these seeds (0.0991 → 0.0754, avoidable 0.0682 → 0.0488 at
+// the time of writing). The target (at most half) is not reached
+// under faults; docs/simulator.md, "Rebalancer under faults", says why.
+func TestRebalancerUnderFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 8 simulations")
+	}
+	run := func(strategy string) Summary {
+		var rs []*Result
+		for seed := uint64(1); seed <= 4; seed++ {
+			o := Options{Seed: seed, Strategy: strategy, Workload: "shift", Faults: FaultsAll, Regions: 5,
+				Duration: 3 * time.Minute}
+			r, err := Run(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Failed() {
+				t.Fatalf("%s seed %d: checkers failed: %v", strategy, seed, r.Failures)
+			}
+			rs = append(rs, r)
+		}
+		return Summarize(rs)
+	}
+	plain, rb := run("escrow"), run("escrow+rebalancer")
+	t.Logf("seeds 1-4: false_reject_rate %.4f -> %.4f, avoidable %.4f -> %.4f",
+		plain.FalseRejectRate, rb.FalseRejectRate, plain.AvoidableFalseRejectRate, rb.AvoidableFalseRejectRate)
+	if plain.FalseRejectRate == 0 || rb.FalseRejectRate > 0.9*plain.FalseRejectRate {
+		t.Errorf("false_reject_rate %.4f with the rebalancer, want at most 90%% of escrow's %.4f",
+			rb.FalseRejectRate, plain.FalseRejectRate)
+	}
+	if plain.AvoidableFalseRejectRate == 0 || rb.AvoidableFalseRejectRate > 0.9*plain.AvoidableFalseRejectRate {
+		t.Errorf("avoidable false_reject_rate %.4f with the rebalancer, want at most 90%% of escrow's %.4f",
+			rb.AvoidableFalseRejectRate, plain.AvoidableFalseRejectRate)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,6 +53,9 @@ func TestBenchInProcess(t *testing.T) {
 			o := tc.o
 			o.concurrency, o.duration, o.warmup, o.qty, o.ttl, o.restock = 4, 400*time.Millisecond, 100*time.Millisecond, 2, time.Minute, true
 			o.dataDir = t.TempDir()
+			if o.reopen {
+				o.upProfile = filepath.Join(t.TempDir(), "up.prof")
+			}
 			var stdout, stderr bytes.Buffer
 			if err := runBench(context.Background(), o, &stdout, &stderr); err != nil {
 				t.Fatalf("bench: %v\nstderr:\n%s", err, stderr.String())
@@ -75,9 +80,24 @@ func TestBenchInProcess(t *testing.T) {
 					t.Fatalf("no live holds reported: %s", stdout.String())
 				}
 			}
+			if o.target == "engine" {
+				// The CPU until the store's flushes and compactions are done
+				// counts the window's too.
+				cpu, err1 := strconv.ParseFloat(kv["cpu_us_per_hold"], 64)
+				drained, err2 := strconv.ParseFloat(kv["drained_cpu_us_per_hold"], 64)
+				if err1 != nil || err2 != nil || drained < cpu || kv["drain_s"] == "" {
+					t.Fatalf("drained CPU per hold missing or below the window's: %s", stdout.String())
+				}
+			}
 			if o.reopen {
 				if up, err := strconv.ParseFloat(kv["startup_s"], 64); err != nil || up <= 0 {
 					t.Fatalf("no start-up time: %s", stdout.String())
+				}
+				if _, err := strconv.ParseFloat(kv["startup_cpu_s"], 64); err != nil {
+					t.Fatalf("no start-up CPU time: %s", stdout.String())
+				}
+				if fi, err := os.Stat(o.upProfile); err != nil || fi.Size() == 0 {
+					t.Fatalf("no start-up profile in %s: %v", o.upProfile, err)
 				}
 			}
 			if o.dist != "" && kv["dist"] != o.dist {
@@ -175,6 +195,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		"http-skus":   func(o *benchOpts) { o.skus = 100_001 },
 		"skus-10M+1":  func(o *benchOpts) { o.target, o.skus = "engine", 10_000_001 },
 		"url+reopen":  func(o *benchOpts) { o.url, o.reopen = "http://127.0.0.1:1", true },
+		"up-profile":  func(o *benchOpts) { o.target, o.upProfile = "engine", "up.prof" },
 	} {
 		o := base
 		mut(&o)

@@ -1,0 +1,110 @@
+package region
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// BenchmarkStoreApplyCatalogue commits batches of 256 new holds, each on a
+// SKU drawn uniformly from a catalogue of own rows loaded first, without
+// fsync: the store's CPU per hold (memtable inserts, flushes, compactions)
+// when nearly every hold rewrites a different row, against one hot row, and
+// under pebble's own defaults against the store's. cpu-µs/hold counts the
+// process's CPU over the batches; drained-cpu-µs/hold adds the flushes and
+// compactions still running after the last batch.
+//
+//	go test ./region -run '^$' -bench StoreApplyCatalogue -benchtime 2000x
+func BenchmarkStoreApplyCatalogue(b *testing.B) {
+	pebbleDefaults := StoreOptions{MemTableBytes: 32 << 20, L0CompactionThreshold: 4, L0StopWritesThreshold: 12}
+	for _, v := range []struct {
+		name string
+		skus int
+		opts StoreOptions
+	}{
+		{"skus=1/pebble=defaults", 1, pebbleDefaults},
+		{"skus=1/pebble=store", 1, StoreOptions{}},
+		{"skus=1M/pebble=defaults", 1_000_000, pebbleDefaults},
+		{"skus=1M/pebble=store", 1_000_000, StoreOptions{}},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			const holds = 256
+			o := v.opts
+			o.Region, o.NoSync, o.Logger, o.NoEvents = stRegion, true, stLogger(b), true
+			s, err := OpenStore(b.TempDir(), o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			names := make([]string, v.skus)
+			for i := range names {
+				names[i] = "sku-" + strconv.Itoa(i)
+			}
+			// The catalogue, 4,096 rows a batch.
+			var seq uint64
+			for from := 0; from < v.skus; from += 4096 {
+				p := &escrow.Persist{}
+				for i := from; i < min(from+4096, v.skus); i++ {
+					seq++
+					p.Rows = append(p.Rows, escrow.Row{SKU: names[i], Region: stRegion, Seq: seq, Minted: 1 << 40})
+				}
+				p.Seq = seq
+				if err := s.Apply(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stWaitQuiet(b, s)
+			const seed = 1
+			b.Logf("seed %d", seed)
+			rng := rand.New(rand.NewPCG(seed, 1))
+			now := time.Unix(1_780_000_000, 0).UTC()
+			p := &escrow.Persist{}
+			inBatch := make(map[int]bool, holds)
+			b.ResetTimer()
+			start, cpu0 := time.Now(), cpuTime()
+			for it := 0; it < b.N; it++ {
+				p.Rows, p.Holds = p.Rows[:0], p.Holds[:0]
+				clear(inBatch)
+				for i := 0; i < holds; i++ {
+					k := rng.IntN(v.skus)
+					id := stBenchID(uint64(it*holds + i))
+					p.Holds = append(p.Holds, escrow.Hold{ID: id, State: escrow.Held,
+						Lines:   []escrow.Line{{SKU: names[k], Qty: 1}},
+						Created: now, Expires: now.Add(10 * time.Minute), MaxExpires: now.Add(time.Hour), Updated: now})
+					if inBatch[k] {
+						continue // one version of a row per batch
+					}
+					inBatch[k] = true
+					seq++
+					p.Rows = append(p.Rows, escrow.Row{SKU: names[k], Region: stRegion, Seq: seq, Minted: 1 << 40, Reserved: seq})
+				}
+				p.Seq = seq
+				if err := s.Apply(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			el, cpu := time.Since(start), cpuTime()-cpu0
+			stWaitQuiet(b, s)
+			drained := cpuTime() - cpu0
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(holds*b.N)/1000, "cpu-µs/hold")
+			b.ReportMetric(float64(drained.Nanoseconds())/float64(holds*b.N)/1000, "drained-cpu-µs/hold")
+			b.ReportMetric(float64(holds*b.N)/el.Seconds(), "holds/s")
+		})
+	}
+}
+
+// stWaitQuiet waits, at most a minute, until s has no flush or compaction
+// running.
+func stWaitQuiet(b *testing.B, s *Store) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		m := s.Metrics()
+		if m.Compact.NumInProgress == 0 && m.Flush.NumInProgress == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling pebble's metrics, not synchronising
+	}
+}
