@@ -541,6 +541,7 @@ func (n *Node) putIdem(e *IdemEntry) {
 	// that the batch means the same in any order of puts and deletes.
 	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)
 	n.out.Persist.Idem = append(n.out.Persist.Idem, *e)
+	n.notePutIdem()
 }
 
 func removeString(xs []string, x string) []string {

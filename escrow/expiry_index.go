@@ -1,6 +1,9 @@
 package escrow
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // This file tells the runtime which expiry index entries a Ready ends
 // (Persist.HoldsUnindexed and IdemUnindexed). The node knows the deadline
@@ -31,17 +34,58 @@ func (n *Node) touchHold(h *holdRec) {
 // replaced. If e was added in this Ready it is taken out of Persist.Idem
 // (the store never had it, and the batch then holds one entry per key);
 // otherwise the store has it, indexed at e.Expires, and that entry ends.
-// The scan of Persist.Idem runs only when a key goes, not when one is
-// added.
+//
+// Finding e in Persist.Idem: a scan while the Ready has few keys; past
+// idemScanMax, a map from key to position, built on the first call of the
+// Ready and kept up by putIdem, so that a sweep ending thousands of keys
+// while thousands are added costs O(keys), not their product. An entry
+// taken out becomes a tombstone (Key ""), compacted away by Ready.
 func (n *Node) endIdem(e *idemRec) {
 	p := &n.out.Persist
-	for i := range p.Idem {
-		if p.Idem[i].Key == e.Key {
-			p.Idem = append(p.Idem[:i], p.Idem[i+1:]...)
-			return
+	i := -1
+	if len(p.Idem) <= idemScanMax {
+		for j := range p.Idem {
+			if p.Idem[j].Key == e.Key {
+				i = j
+				break
+			}
+		}
+	} else {
+		if !n.idemPosBuilt {
+			if n.idemPos == nil {
+				n.idemPos = make(map[string]int32)
+			}
+			for j := range p.Idem {
+				if k := p.Idem[j].Key; k != "" {
+					n.idemPos[k] = int32(j)
+				}
+			}
+			n.idemPosBuilt = true
+		}
+		if j, ok := n.idemPos[e.Key]; ok {
+			i = int(j)
+			delete(n.idemPos, e.Key)
 		}
 	}
+	if i >= 0 {
+		p.Idem[i] = IdemEntry{} // a tombstone: Ready drops it
+		n.idemGone++
+		return
+	}
 	n.unindexIdem = append(n.unindexIdem, Deadline{Name: e.Key, At: e.Expires()})
+}
+
+// idemScanMax is the number of keys in a Ready up to which endIdem scans
+// Persist.Idem instead of using a map (a variable for tests).
+var idemScanMax = 32
+
+// notePutIdem keeps endIdem's map up to date with the entry just
+// appended to Persist.Idem.
+func (n *Node) notePutIdem() {
+	if n.idemPosBuilt {
+		p := &n.out.Persist
+		n.idemPos[p.Idem[len(p.Idem)-1].Key] = int32(len(p.Idem) - 1)
+	}
 }
 
 // dropIdem forgets the entry e of an idempotency key and asks the runtime
@@ -59,6 +103,14 @@ func (n *Node) dropIdem(e *idemRec) {
 // in reused buffers, so a Ready costs no allocation for them.
 func (n *Node) drainExpiry(rd *Ready) {
 	p := &rd.Persist
+	if n.idemGone > 0 {
+		p.Idem = slices.DeleteFunc(p.Idem, func(e IdemEntry) bool { return e.Key == "" })
+		n.idemGone = 0
+	}
+	if n.idemPosBuilt {
+		clear(n.idemPos)
+		n.idemPosBuilt = false
+	}
 	if len(n.unindexHolds) > 0 {
 		p.HoldsUnindexed = append(n.dlArena.take(len(n.unindexHolds)), n.unindexHolds...)
 		clear(n.unindexHolds) // the ids point into hold records

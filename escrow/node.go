@@ -96,6 +96,9 @@ type Node struct {
 	// (expiry_index.go): reused, copied into the arenas by Ready.
 	unindexHolds, unindexIdem []Deadline
 	retired                   []string
+	idemGone                  int              // tombstones in out.Persist.Idem
+	idemPos                   map[string]int32 // see endIdem
+	idemPosBuilt              bool
 }
 
 // Stats are cumulative counters of one node, for metrics and simulator reports.
