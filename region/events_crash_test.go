@@ -68,14 +68,22 @@ func (c *feedConsumer) follow(ctx context.Context, base string) {
 	}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var id string
+	// An event counts only once the blank line that ends it arrives (SSE
+	// dispatch rules): a process killed mid-write leaves a truncated last
+	// line, which a scanner hands out at EOF like a whole one.
+	var id, data string
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "id: "):
 			id = line[4:]
 		case strings.HasPrefix(line, "data: "):
-			if err := c.add([]byte(line[6:])); err != nil {
+			if data != "" {
+				data += "\n"
+			}
+			data += line[6:]
+		case line == "" && data != "":
+			if err := c.add([]byte(data)); err != nil {
 				c.fail(err)
 				return
 			}
@@ -83,6 +91,7 @@ func (c *feedConsumer) follow(ctx context.Context, base string) {
 				c.fail(fmt.Errorf("SSE id %q for event %d", id, c.last()))
 				return
 			}
+			id, data = "", ""
 		}
 	}
 }
