@@ -7,21 +7,21 @@ import (
 	"time"
 )
 
-// TestTimeHeap checks the hand-written heap against sorting.
-func TestTimeHeap(t *testing.T) {
+// TestDeadlineHeap checks the hand-written heap against sorting.
+func TestDeadlineHeap(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < 50; round++ {
-		var h timeHeap
-		var all []timeItem
+		var h dlHeap[waitID]
+		var all []dlItem[waitID]
 		n := r.IntN(200)
 		for i := 0; i < n; i++ {
-			it := timeItem{at: int64(r.IntN(20)), id: string(rune('a' + r.IntN(26)))}
-			h.push(it)
+			it := dlItem[waitID]{at: int64(r.IntN(20)), p: waitID(rune('a' + r.IntN(26)))}
+			h.push(it.at, it.p)
 			all = append(all, it)
 			if r.IntN(4) == 0 && h.Len() > 0 {
 				got := h.pop()
 				sort.Slice(all, func(i, j int) bool {
-					return all[i].at < all[j].at || all[i].at == all[j].at && all[i].id < all[j].id
+					return all[i].at < all[j].at || all[i].at == all[j].at && all[i].p < all[j].p
 				})
 				if got != all[0] {
 					t.Fatalf("pop %+v, want %+v", got, all[0])
@@ -30,7 +30,7 @@ func TestTimeHeap(t *testing.T) {
 			}
 		}
 		sort.Slice(all, func(i, j int) bool {
-			return all[i].at < all[j].at || all[i].at == all[j].at && all[i].id < all[j].id
+			return all[i].at < all[j].at || all[i].at == all[j].at && all[i].p < all[j].p
 		})
 		for _, want := range all {
 			if got := h.pop(); got != want {

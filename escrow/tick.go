@@ -97,5 +97,3 @@ func (n *Node) expirePending() {
 	n.retryDue = true
 	n.retryPending()
 }
-
-func popTime(h *timeHeap) timeItem { return h.pop() }

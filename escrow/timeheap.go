@@ -5,16 +5,11 @@ import (
 	"time"
 )
 
-// This file holds the min-heap of (time, id) behind the node's expiry
-// queues (holds, retention, idempotency keys); tick.go drains them.
-
-// timeHeap is a min-heap of (time, id). It is hand-written rather than
-// built on container/heap: boxing every item into an interface cost an
-// allocation per hold on the hot path.
-type timeItem struct {
-	at int64 // Unix ns (see nanos): compares without time.Time's methods
-	id string
-}
+// This file holds the min-heap of (time, record) behind the node's expiry
+// queues (holds, retention, idempotency keys, waitlist entries); tick.go
+// and waitTick drain them. It is hand-written rather than built on
+// container/heap: boxing every item into an interface cost an allocation
+// per hold on the hot path.
 
 // nanos maps t to Unix nanoseconds, clamped to the int64 range, preserving order.
 func nanos(t time.Time) int64 {
@@ -29,58 +24,9 @@ func nanos(t time.Time) int64 {
 
 var minNanosTime, maxNanosTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
 
-type timeHeap []timeItem
-
-func (h timeHeap) Len() int { return len(h) }
-
-func (h timeHeap) less(i, j int) bool {
-	if h[i].at == h[j].at {
-		return h[i].id < h[j].id
-	}
-	return h[i].at < h[j].at
-}
-
-func (h *timeHeap) push(it timeItem) {
-	*h = append(*h, it)
-	s := *h
-	for j := len(s) - 1; j > 0; {
-		i := (j - 1) / 2
-		if !s.less(j, i) {
-			break
-		}
-		s[i], s[j] = s[j], s[i]
-		j = i
-	}
-}
-
-func (h *timeHeap) pop() timeItem {
-	s := *h
-	top := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = timeItem{} // drop the id string for the GC
-	s = s[:last]
-	for i := 0; ; {
-		j := 2*i + 1
-		if j >= len(s) {
-			break
-		}
-		if r := j + 1; r < len(s) && s.less(r, j) {
-			j = r
-		}
-		if !s.less(j, i) {
-			break
-		}
-		s[i], s[j] = s[j], s[i]
-		i = j
-	}
-	*h = s
-	return top
-}
-
-// dlHeap is the expiry index of HELD holds (P = *holdRec) and of
-// idempotency keys (P = *idemRec): a min-heap of (deadline, record), 16
-// bytes an entry, ordered like timeHeap (ties by name). It is lazy: an
+// dlHeap is the expiry index of HELD holds (P = *holdRec), of
+// idempotency keys (P = *idemRec) and of waitlist entries (P = waitID): a
+// min-heap of (deadline, record), ordered by deadline, ties by name. It is lazy: an
 // extend leaves a hold's entry at the old deadline, a finished hold or a
 // replaced key leaves its entry in place, and the sweeper re-pushes or
 // drops such entries when they come up (tick.go), so that every change
@@ -88,6 +34,11 @@ func (h *timeHeap) pop() timeItem {
 type dlHeap[P namer] []dlItem[P]
 
 type namer interface{ name() string }
+
+// waitID names a waitlist entry in its expiry and retention heaps.
+type waitID string
+
+func (w waitID) name() string { return string(w) }
 
 type dlItem[P namer] struct {
 	at int64 // the deadline the entry was pushed at (Unix ns)

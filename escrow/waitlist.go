@@ -106,8 +106,8 @@ type waitlist struct {
 	garbage    int        // entries of queue no longer waiting
 	seq        uint64     // last placement sequence
 	perSKU     map[string]*skuWait
-	expiry     timeHeap
-	retire     timeHeap
+	expiry     dlHeap[waitID]
+	retire     dlHeap[waitID]
 	dirty      []*waitRec
 	promoteDue bool
 	demandDue  bool
@@ -209,7 +209,7 @@ func (n *Node) waitOrReject(c *Command, lines []Line, waiters []uint64) {
 	e.Seq = w.seq
 	w.entries[e.ID] = e
 	w.queue = append(w.queue, e)
-	w.expiry.push(timeItem{at: nanos(e.Deadline), id: e.ID})
+	w.expiry.push(nanos(e.Deadline), waitID(e.ID))
 	n.countWaiting(e, +1)
 	n.markWait(e)
 	if c.IdemKey != "" {
@@ -360,7 +360,7 @@ func (n *Node) endWait(e *waitRec, to WaitState) {
 	} else {
 		n.wait.garbage++
 	}
-	n.wait.retire.push(timeItem{at: nanos(n.now.Add(n.cfg.HoldRetain)), id: e.ID})
+	n.wait.retire.push(nanos(n.now.Add(n.cfg.HoldRetain)), waitID(e.ID))
 	switch to {
 	case Promoted:
 		n.stats.WaitPromoted++
@@ -485,16 +485,16 @@ func (n *Node) waitTick() {
 		return
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && w.expiry.Len() > 0 && w.expiry[0].at <= nanos(n.now); budget-- {
-		it := popTime(&w.expiry)
-		if e := w.entries[it.id]; e != nil && e.State == Waiting {
+		id := string(w.expiry.pop().p)
+		if e := w.entries[id]; e != nil && e.State == Waiting {
 			n.endWait(e, WaitExpired)
 		}
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && w.retire.Len() > 0 && w.retire[0].at <= nanos(n.now); budget-- {
-		it := popTime(&w.retire)
-		if e := w.entries[it.id]; e != nil && e.State.Terminal() && !e.kept {
-			delete(w.entries, it.id)
-			n.out.Persist.DeletedWaits = append(n.out.Persist.DeletedWaits, it.id)
+		id := string(w.retire.pop().p)
+		if e := w.entries[id]; e != nil && e.State.Terminal() && !e.kept {
+			delete(w.entries, id)
+			n.out.Persist.DeletedWaits = append(n.out.Persist.DeletedWaits, id)
 		}
 	}
 	n.promoteWaiters()

@@ -48,10 +48,10 @@ func (n *Node) restoreWaits(ws []WaitEntry) error {
 		w.seq = max(w.seq, e.Seq)
 		if e.State == Waiting {
 			w.queue = append(w.queue, e)
-			w.expiry.push(timeItem{at: nanos(e.Deadline), id: e.ID})
+			w.expiry.push(nanos(e.Deadline), waitID(e.ID))
 			n.countWaiting(e, +1)
 		} else {
-			w.retire.push(timeItem{at: nanos(e.Updated.Add(n.cfg.HoldRetain)), id: e.ID})
+			w.retire.push(nanos(e.Updated.Add(n.cfg.HoldRetain)), waitID(e.ID))
 		}
 	}
 	sort.Slice(w.queue, func(i, j int) bool { return w.queue[i].Seq < w.queue[j].Seq })
