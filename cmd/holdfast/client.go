@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -464,11 +465,7 @@ func printStock(w io.Writer, s *client.Stock) {
 	if len(s.Regions) == 0 {
 		return
 	}
-	names := make([]string, 0, len(s.Regions))
-	for r := range s.Regions {
-		names = append(names, r)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(s.Regions))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGION\tAVAILABLE\tHELD\tSOLD\tAGE")
 	for _, r := range names {
@@ -487,11 +484,7 @@ func printLocations(w io.Writer, s *client.Stock) {
 	if len(s.Locations) == 0 {
 		return
 	}
-	ids := make([]string, 0, len(s.Locations))
-	for id := range s.Locations {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := slices.Sorted(maps.Keys(s.Locations))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "LOCATION\tAVAILABLE\tHELD\tSOLD\tGLOBAL")
 	for _, id := range ids {
