@@ -1,6 +1,6 @@
 package region
 
-// Pebble key layout of a region store (format version 2).
+// Pebble key layout of a region store (format version 3).
 //
 // Every key starts with a one-letter prefix and '/'. Numbers inside keys are
 // fixed-width big-endian so that byte order is numeric order; times are
@@ -8,12 +8,18 @@ package region
 // keys is the order of deadlines. SKUs are printable UTF-8 and never contain
 // 0x00, which therefore separates a SKU from what follows it.
 //
-// Format 2 (stock by location) keys rows, the change index and recount
-// marks by stock key: <sku> for the default location (exactly the bytes of
-// format 1), <sku> 0x1f <location> for another (escrow.StockKey), so that
-// every location of a SKU sorts right after the SKU itself. A format-1
-// store is upgraded in place when opened (store_upgrade.go); a build that
-// reads only format 1 refuses a format-2 store.
+// Format 2 (stock by location) keys rows and recount marks by stock key:
+// <sku> for the default location (exactly the bytes of format 1),
+// <sku> 0x1f <location> for another (escrow.StockKey), so that every
+// location of a SKU sorts right after the SKU itself. Format 3 drops the
+// change index of formats 1 and 2 (c/<seq 8B> → sku, one entry per own row
+// at its Seq): every own row carries its Seq, so the store keeps the map
+// sku → seq in memory (built by Load, or by the first Apply or
+// OwnRowsSince) and OwnRowsSince an ordered seq → sku index beside it.
+// A hold no longer pays the delete and put of an index entry per changed
+// row. Earlier formats are upgraded in place when opened (store_upgrade.go:
+// 1 → 2 checks the SKUs, 2 → 3 deletes the c/ range); a build that reads
+// only an earlier format refuses a later one.
 //
 //	m/version                      → uvarint format version (storeFormatVersion)
 //	m/region                       → region name; a store is opened only by its region
@@ -25,10 +31,8 @@ package region
 //	i/<idempotency key>            → idem value (idemValueVersion, hold id, hash, expires)
 //	                                  or (idemValueRouted, "", hash, expires, routed-to region)
 //	j/<expires 8B> <key>           → empty: expiry index of idempotency keys
-//	c/<seq 8B>                     → sku: change index of own rows; exactly one entry per
-//	                                 own row, at the row's Seq (the previous entry is
-//	                                 deleted when the row changes), so "own rows changed
-//	                                 after seq N" is a scan from c/<N+1>
+//	c/<seq 8B>                     → formats 1 and 2 only (the change index); the upgrade to
+//	                                 format 3 deletes the range, and Load refuses an entry
 //	p/<region>                     → 8 bytes BE: last contiguous sequence seen from that peer
 //	w/<entry id>                   → waitlist entry (store_waits.go), any state; the
 //	                                 placement order and deadline are inside
@@ -40,11 +44,9 @@ package region
 //	                                 Written in the same batch as the change it states;
 //	                                 Load skips it (the log is read by its own readers).
 //
-// The c/ index is maintained by Store.Apply from an in-memory map (sku →
-// own seq) that OpenStore rebuilds by scanning it. The x/ and j/ indexes
-// need no map: the node names the entries each batch ends, at the deadline
-// it last persisted (escrow.Persist.HoldsUnindexed, IdemUnindexed), and
-// Apply deletes those before it writes the batch's own. Load cross-checks
+// The x/ and j/ indexes need no map: the node names the entries each batch
+// ends, at the deadline it last persisted (escrow.Persist.HoldsUnindexed,
+// IdemUnindexed), and Apply deletes those before it writes the batch's own. Load cross-checks
 // every index entry against the primary key it points to (reading x/ and
 // j/ first), so an entry a batch failed to end stops the region at start.
 
@@ -59,7 +61,7 @@ import (
 )
 
 const (
-	storeFormatVersion = 2
+	storeFormatVersion = 3
 	idemValueVersion   = 1
 	idemValueRouted    = 2 // an idempotency entry of a routed hold
 	seqLen             = 8
@@ -80,7 +82,7 @@ const (
 	pfxExpiry  = "x/"
 	pfxIdem    = "i/"
 	pfxIdemX   = "j/"
-	pfxChange  = "c/"
+	pfxChange  = "c/" // formats 1 and 2 only
 	pfxPeer    = "p/"
 	pfxWait    = "w/"
 	pfxRecount = "a/"

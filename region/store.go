@@ -63,6 +63,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/RaduBerinde/btreemap"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -124,16 +125,19 @@ type Store struct {
 	applyMu  sync.Mutex
 	seq      uint64            // stored own sequence (applied; durable is below)
 	unsynced bool              // a WriteAhead batch is written and no synced one after it
-	ownSeq   map[string]uint64 // sku → seq of the own row (its c/ entry)
+	ownSeq   map[string]uint64 // sku → seq of the own row; nil until built (store_seq.go)
 	kbuf     []byte
 	vbuf     []byte
 	rowIdx   []int32     // validate's key order of the rows, for stage
 	order    []int32     // stage's scratch order of holds
-	changed  []seqChange // validate's change index moves, for stage
-	dels     []seqChange // stage's scratch: the moves in old sequence order
+	changed  []seqChange // validate's own-row sequence moves, for stage
 	wedged   bool
 	outbox   *eventlog.Outbox // nil without an event log; replaced by open (also under dbMu)
 	events   *EventLog        // nil without an event log
+
+	// idxMu guards bySeq for OwnRowsSince; writers also hold applyMu.
+	idxMu sync.Mutex
+	bySeq *btreemap.BTreeMap[uint64, string] // own rows' seq → sku; nil until the first OwnRowsSince
 
 	// freeMu guards the recycled batches (Wait runs without applyMu).
 	freeMu      sync.Mutex

@@ -42,8 +42,7 @@ func stBenchID(v uint64) string {
 // BenchmarkStoreApply commits Persists of 256 new holds (with idempotency
 // keys) and their 64 rows to a real directory, one fsync per Apply, and
 // reports holds/s. The nosync variant shows the CPU cost alone; nosync-
-// skus=256 spreads the holds over 256 SKUs (a row and a change index move
-// per hold), its rows in the random order a node emits them.
+// skus=256 spreads the holds over 256 SKUs (a row per hold), its rows in the random order a node emits them.
 func BenchmarkStoreApply(b *testing.B) {
 	for _, v := range []struct {
 		name string

@@ -96,6 +96,9 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 	if p.Empty() && p.Seq == s.seq && !forceSeq {
 		return s.pending(nil), nil
 	}
+	if err := s.ensureOwnSeqLocked(); err != nil {
+		return nil, err
+	}
 	if err := s.validate(p); err != nil {
 		return nil, err
 	}

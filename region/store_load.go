@@ -12,9 +12,11 @@ import (
 
 // Load rebuilds the region's durable state from the whole store. Anything
 // that does not decode, a key that does not match its value, an own row
-// beyond the stored sequence, a hold or idempotency key of another region,
-// or an index entry without its data (or data without its index entry) is
-// a *CorruptStoreError naming the key: the region must refuse to start.
+// beyond the stored sequence, two own rows at one sequence, a hold or
+// idempotency key of another region, or an index entry without its data
+// (or data without its index entry) is a *CorruptStoreError naming the key:
+// the region must refuse to start. Load rebuilds the in-memory sequences of
+// the own rows (store_seq.go) from the rows it reads.
 func (s *Store) Load() (*escrow.State, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -30,11 +32,12 @@ func (s *Store) Load() (*escrow.State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("region store: load: %w", err)
 	}
-	// Sized from the indexes: every own row has a change index entry and
-	// every held hold an expiry entry (peer rows and ended holds come on top).
+	// Sized from the expiry index (every held hold has an entry; ended
+	// holds come on top) and, when known, the own rows (peer rows on top).
 	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int, len(heldExp)), heldExp: heldExp, idemExp: idemExp}
 	if n := len(s.ownSeq); n > 0 {
 		l.st.Rows = make([]escrow.Row, 0, n)
+		l.own = make([]seqSKU, 0, n)
 	}
 	if n := len(heldExp); n > 0 {
 		l.st.Holds = make([]escrow.Hold, 0, n)
@@ -69,6 +72,9 @@ func (s *Store) Load() (*escrow.State, error) {
 	if err := l.finish(); err != nil {
 		return nil, err
 	}
+	if err := s.setOwnSeqLocked(l.own); err != nil {
+		return nil, err
+	}
 	return l.st, nil
 }
 
@@ -78,11 +84,10 @@ type loader struct {
 	holdIdx  map[string]int    // hold id → index in st.Holds
 	heldExp  map[string]uint64 // x/ index read before the scan: hold id → timeOrd
 	idemExp  map[string]uint64 // j/ index read before the scan: key → timeOrd
-	ownRows  int
+	own      []seqSKU          // the own rows' sequences, for ownSeq
 	held     int
 	expiries int // x/ entries seen
 	idemX    int // j/ entries seen
-	changes  int // c/ entries seen
 	list     listCounts
 	// forgetBefore: terminal holds that ended before it stay in the store
 	// (listable) but not in the node's memory. Zero: load every hold.
@@ -117,11 +122,8 @@ func (l *loader) entry(k, v []byte) error {
 			if r.Seq > s.seq {
 				return corrupt(k, "own row has seq %d beyond the stored sequence %d", r.Seq, s.seq)
 			}
-			if idx, ok := s.ownSeq[sku]; !ok || idx != r.Seq {
-				return corrupt(k, "own row at seq %d has no change index entry c/<%d> (index says %d, present %v)",
-					r.Seq, r.Seq, idx, ok)
-			}
-			l.ownRows++
+			// Share the key's bytes with the row (one allocation per row).
+			l.own = append(l.own, seqSKU{r.Seq, r.SKU})
 		}
 		l.st.Rows = append(l.st.Rows, r)
 	case pfxHold:
@@ -194,7 +196,8 @@ func (l *loader) entry(k, v []byte) error {
 		}
 		l.idemX++
 	case pfxChange:
-		l.changes++ // checked at open; matched against own rows in finish
+		// Formats 1 and 2 only: the upgrade to format 3 deleted the range.
+		return corrupt(k, "change index entry in a format-%d store", storeFormatVersion)
 	case pfxPeer:
 		region := string(k[len(pfxPeer):])
 		if escrow.ValidRegion(region) != nil || region == s.region {
@@ -232,22 +235,6 @@ func (l *loader) entry(k, v []byte) error {
 
 // finish finds index entries whose data is missing.
 func (l *loader) finish() error {
-	s := l.s
-	if l.changes != len(s.ownSeq) || l.ownRows != len(s.ownSeq) {
-		seen := make(map[string]bool, l.ownRows)
-		for i := range l.st.Rows {
-			if l.st.Rows[i].Region == s.region {
-				seen[l.st.Rows[i].SKU] = true
-			}
-		}
-		for _, sku := range sortedKeys(s.ownSeq) {
-			if !seen[sku] {
-				return corrupt(appendChangeKey(nil, s.ownSeq[sku]), "change index entry for SKU %q without its own row", sku)
-			}
-		}
-		return fmt.Errorf("region store: change index has %d entries (%d at open) for %d own rows",
-			l.changes, len(s.ownSeq), l.ownRows)
-	}
 	if l.expiries != len(l.heldExp) || l.held != len(l.heldExp) {
 		for _, id := range sortedKeys(l.heldExp) {
 			if _, ok := l.holdIdx[id]; !ok {

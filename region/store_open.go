@@ -1,8 +1,7 @@
 package region
 
 // Opening and closing the Pebble store: options, the format version and
-// region checks, and the rebuild of the in-memory index maps from the c/,
-// x/ and j/ indexes.
+// region checks, and the in-place upgrade of earlier formats.
 
 import (
 	"cmp"
@@ -110,8 +109,9 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	return s, nil
 }
 
-// open opens pebble and rebuilds the in-memory index maps. Callers hold
-// applyMu (or own s exclusively).
+// open opens pebble and forgets the in-memory sequences of own rows (Load,
+// or the first Apply, rebuilds them). Callers hold applyMu (or own s
+// exclusively).
 func (s *Store) open() error {
 	if s.lockID != "" {
 		if _, ok := wedgedDirs.Load(s.lockID); ok {
@@ -177,7 +177,7 @@ func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
 	return pebble.Open(dir, po)
 }
 
-// initLocked checks or writes the meta keys and rebuilds the index maps.
+// initLocked checks or writes the meta keys, upgrading an earlier format.
 func (s *Store) initLocked() error {
 	db := s.db
 	ver, ok, err := s.get(keyMetaVersion)
@@ -216,6 +216,12 @@ func (s *Store) initLocked() error {
 		if err := s.upgradeFrom1(); err != nil {
 			return err
 		}
+		ver = []byte{2}
+	}
+	if len(ver) == 1 && ver[0] == 2 {
+		if err := s.upgradeFrom2(); err != nil {
+			return err
+		}
 		ver = []byte{storeFormatVersion}
 	}
 	if len(ver) != 1 || ver[0] != storeFormatVersion {
@@ -239,45 +245,7 @@ func (s *Store) initLocked() error {
 		return corrupt(keyMetaSeq, "missing or not %d bytes", seqLen)
 	}
 	s.seq = beU64(seqv)
-	return s.scanIndexes()
-}
-
-// scanIndexes rebuilds ownSeq from the c/ index. Load cross-checks it
-// against the own rows. The x/ and j/ indexes need no map: the node names
-// the entries a batch ends (escrow.Persist.HoldsUnindexed, IdemUnindexed).
-func (s *Store) scanIndexes() error {
-	// The entries first, then a map of the right size: a catalogue of
-	// millions would otherwise rehash the map a dozen times.
-	type change struct {
-		sku string
-		seq uint64
-	}
-	var changes []change
-	err := s.scan(pfxChange, func(k, v []byte) error {
-		seq, ok := splitChangeKey(k)
-		if !ok {
-			return corrupt(k, "change index key is not %d bytes of sequence", seqLen)
-		}
-		sku := string(v)
-		if escrow.ValidStockKey(sku) != nil {
-			return corrupt(k, "change index value %q is not a SKU", v)
-		}
-		if seq > s.seq {
-			return corrupt(k, "change index entry beyond the stored sequence %d", s.seq)
-		}
-		changes = append(changes, change{sku, seq})
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	s.ownSeq = make(map[string]uint64, len(changes))
-	for _, c := range changes {
-		if prev, dup := s.ownSeq[c.sku]; dup {
-			return corrupt(appendChangeKey(nil, c.seq), "second change index entry for SKU %q (the other at seq %d)", c.sku, prev)
-		}
-		s.ownSeq[c.sku] = c.seq
-	}
+	s.resetSeqIndexLocked()
 	return nil
 }
 

@@ -72,53 +72,41 @@ func (s *Store) scan(p string, f func(k, v []byte) error) error {
 
 // OwnRowsSince returns up to limit own rows whose last change is after seq,
 // in sequence order, from durable commits only (pebble makes a batch
-// visible before its fsync ends; rows of a commit in flight are left out).
-// limit <= 0 or above escrow.MaxWireRows means escrow.MaxWireRows.
+// visible before its fsync ends; rows of a commit in flight are left out,
+// and so is a row whose last change is in flight: it comes with its new
+// sequence once that is durable). limit <= 0 or above escrow.MaxWireRows
+// means escrow.MaxWireRows. The first call builds the in-memory sequence
+// index (store_seq.go), which Apply keeps from then on.
 func (s *Store) OwnRowsSince(seq uint64, limit int) ([]escrow.Row, error) {
 	if limit <= 0 || limit > escrow.MaxWireRows {
 		limit = escrow.MaxWireRows
 	}
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.db == nil {
-		return nil, ErrStoreClosed
+	s.applyMu.Lock()
+	err := s.usableLocked()
+	if err == nil {
+		err = s.ensureBySeqLocked()
 	}
-	if err := s.failed(); err != nil {
+	if err != nil {
+		s.applyMu.Unlock()
 		return nil, err
 	}
+	// dbMu before applyMu is released: a Reopen (which takes applyMu, then
+	// dbMu) cannot drop bySeq before the read below.
+	s.dbMu.RLock()
+	s.applyMu.Unlock()
+	defer s.dbMu.RUnlock()
 	durable := s.durable.Load()
 	if seq >= durable {
 		return nil, nil
 	}
+	// The snapshot before bySeq: Apply moves a row in bySeq before its
+	// batch is visible, so a row bySeq still has at a durable sequence is
+	// in the snapshot at that sequence.
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	it, err := snap.NewIter(&pebble.IterOptions{
-		LowerBound: appendChangeKey(nil, seq+1),
-		UpperBound: appendChangeKey(nil, durable+1),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("region store: scan change index: %w", err)
-	}
-	type change struct {
-		seq uint64
-		sku string
-	}
-	var changes []change
-	for it.First(); it.Valid() && len(changes) < limit; it.Next() {
-		cs, ok := splitChangeKey(it.Key())
-		v, err := it.ValueAndErr()
-		if !ok || err != nil {
-			k := append([]byte(nil), it.Key()...)
-			it.Close()
-			if err != nil {
-				return nil, fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
-			}
-			return nil, corrupt(k, "change index key is not %d bytes of sequence", seqLen)
-		}
-		changes = append(changes, change{cs, string(v)})
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("region store: scan change index: %w", err)
+	changes, ok := s.ownSeqsBetween(seq, durable, limit)
+	if !ok {
+		return nil, fmt.Errorf("%w: sequence index dropped during the read", ErrStoreClosed)
 	}
 	rows := make([]escrow.Row, 0, len(changes))
 	var k []byte
@@ -126,7 +114,7 @@ func (s *Store) OwnRowsSince(seq uint64, limit int) ([]escrow.Row, error) {
 		k = appendRowKey(k[:0], c.sku, s.region)
 		v, closer, err := snap.Get(k)
 		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, corrupt(appendChangeKey(nil, c.seq), "change index points to missing row %s", fmtKey(k))
+			return nil, corrupt(k, "own row at seq %d (in memory) is missing", c.seq)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
@@ -137,7 +125,7 @@ func (s *Store) OwnRowsSince(seq uint64, limit int) ([]escrow.Row, error) {
 			return nil, corrupt(k, "%v", err)
 		}
 		if r.Seq != c.seq {
-			return nil, corrupt(k, "row has seq %d but its change index entry is at %d", r.Seq, c.seq)
+			return nil, corrupt(k, "row has seq %d but was at %d when read", r.Seq, c.seq)
 		}
 		rows = append(rows, r)
 	}

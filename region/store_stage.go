@@ -1,7 +1,8 @@
 package region
 
 // Staging a Persist into a pebble batch: validation against what Load
-// accepts, and the upkeep of the c/, x/ and j/ indexes.
+// accepts, and the upkeep of the x/ and j/ indexes and of the in-memory
+// sequences of the own rows (store_seq.go).
 
 import (
 	"cmp"
@@ -15,9 +16,9 @@ import (
 )
 
 // validate rejects a Persist that would store something Load refuses. It
-// leaves the rows' key order in s.rowIdx and the own rows whose change index
-// entry moves in s.changed (sorted by their new sequence) for stage, so that
-// a batch of many SKUs looks each one up in ownSeq once.
+// leaves the rows' key order in s.rowIdx and the own rows whose sequence
+// moves in s.changed (sorted by their new sequence) for stage, so that a
+// batch of many SKUs looks each one up in ownSeq once.
 func (s *Store) validate(p *escrow.Persist) error {
 	order := s.rowOrder(p.Rows)
 	changed := s.changed[:0]
@@ -30,13 +31,13 @@ func (s *Store) validate(p *escrow.Persist) error {
 		if r.Region != s.region {
 			continue
 		}
-		// stage moves each own row's change index entry once per batch. In
-		// key order two own rows of one SKU are next to each other.
+		// stage moves each own row's sequence once per batch. In key order
+		// two own rows of one SKU are next to each other.
 		if prev != nil && prev.SKU == r.SKU {
 			return fmt.Errorf("region store: two own rows for SKU %q in one batch", r.SKU)
 		}
 		prev = r
-		// The change index keeps one entry per seq: a changed own row must
+		// One own row per seq (Load refuses two): a changed own row must
 		// carry a sequence number no other row has (the node gives every
 		// change a fresh one, above the stored sequence).
 		old, had := s.ownSeq[r.SKU]
@@ -97,8 +98,8 @@ func (s *Store) ownHoldID(id string) bool {
 	return len(id) > len(s.region)+1 && id[:len(s.region)] == s.region && id[len(s.region)] == '-'
 }
 
-// seqChange is an own row whose change index entry moves from old (had:
-// there was one) to the row's Seq.
+// seqChange is an own row whose sequence moves from old (had: the row
+// existed) to the row's Seq.
 type seqChange struct {
 	old uint64
 	had bool
@@ -133,41 +134,27 @@ func (s *Store) holdOrder(holds []escrow.Hold, cmp func(a, b *escrow.Hold) int) 
 	return o
 }
 
-// stage writes p into b and updates the change index map.
+// stage writes p into b and updates the in-memory sequences of own rows.
 func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	k, v := s.kbuf[:0], s.vbuf[:0]
 	defer func() { s.kbuf, s.vbuf = k, v }()
 	w := batchWriter{b: b}
-	// Keys are written grouped by prefix (rows, then change index, then
-	// holds, then expiry index), not interleaved per item: pebble inserts a
-	// batch into the memtable in batch order with a splice hint from the
-	// previous key, and the keys of one group are near each other (hold ids
-	// and expiries start with the time), so most inserts skip the search.
-	// Rows in key order, and the change index's deletes and puts each in
-	// sequence order: a batch of many SKUs then inserts like one of few.
-	// validate left the rows' key order and the change index moves.
+	// Keys are written grouped by prefix (rows, then holds, then expiry
+	// index), not interleaved per item: pebble inserts a batch into the
+	// memtable in batch order with a splice hint from the previous key, and
+	// the keys of one group are near each other (hold ids and expiries
+	// start with the time), so most inserts skip the search. Rows in key
+	// order (validate left it): a batch of many SKUs then inserts like one
+	// of few.
 	for _, i := range s.rowIdx {
 		r := &p.Rows[i]
 		k = appendRowKey(k[:0], r.SKU, r.Region)
 		v = escrow.EncodeRow(v[:0], r)
 		w.set(k, v)
 	}
-	dels := append(s.dels[:0], s.changed...)
-	slices.SortFunc(dels, func(a, b seqChange) int { return cmp.Compare(a.old, b.old) })
-	for _, c := range dels {
-		if c.had {
-			k = appendChangeKey(k[:0], c.old)
-			w.del(k)
-		}
-	}
-	s.dels = dels
-	for _, c := range s.changed { // in new sequence order
-		r := &p.Rows[c.row]
-		k = appendChangeKey(k[:0], r.Seq)
-		v = append(v[:0], r.SKU...)
-		w.set(k, v)
-		s.ownSeq[r.SKU] = r.Seq
-	}
+	// Before the batch is visible: OwnRowsSince reads the snapshot first
+	// and bySeq after it (store_query.go).
+	s.moveSeqsLocked(p)
 	// In key order: the splice hint only helps when each key is after the
 	// previous one (ids of one millisecond come in random order).
 	order := s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })

@@ -80,3 +80,146 @@ func TestStoreLocationUpgradeRefusesForeignKeys(t *testing.T) {
 	s := stOpen(t, fs, "db") // once the key is gone it upgrades
 	s.Close()
 }
+
+// writeFormat2Store writes, key by key, a store as the format-2 build left
+// it: version 2, own rows of SKU "A" (seq 3) and of "A" at berlin (seq 2)
+// with their change index entries, and a peer row.
+func writeFormat2Store(t *testing.T, fs vfs.FS, dir string) {
+	t.Helper()
+	berlin := escrow.StockKey("A", "berlin")
+	rows := []escrow.Row{
+		{SKU: "A", Region: stRegion, Seq: 3, Minted: 5, Reserved: 2},
+		{SKU: berlin, Region: stRegion, Seq: 2, Minted: 7},
+		{SKU: "A", Region: "us", Seq: 40, Minted: 9},
+	}
+	kv := map[string][]byte{
+		"m/version":                     {2},
+		"m/region":                      []byte(stRegion),
+		"m/seq":                         appendU64(nil, 3),
+		string(appendChangeKey(nil, 3)): []byte("A"),
+		string(appendChangeKey(nil, 2)): []byte(berlin),
+	}
+	for i := range rows {
+		kv[string(appendRowKey(nil, rows[i].SKU, rows[i].Region))] = escrow.EncodeRow(nil, &rows[i])
+	}
+	for k, v := range kv {
+		stRawSet(t, fs, dir, []byte(k), v)
+	}
+}
+
+// stChangeEntries counts the c/ keys of an open store.
+func stChangeEntries(t *testing.T, s *Store) int {
+	t.Helper()
+	n := 0
+	if err := s.scan(pfxChange, func(_, _ []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestStoreUpgradeFromFormat2 opens a store written by format 2: the open
+// deletes its change index and records format 3; the rows load with their
+// sequences, the own rows come back in sequence order, and the next change
+// of a row is checked against the sequence it had (a change index entry
+// would have moved).
+func TestStoreUpgradeFromFormat2(t *testing.T) {
+	fs := vfs.NewMem()
+	writeFormat2Store(t, fs, "db")
+	s := stOpen(t, fs, "db")
+	if v, ok, err := s.get(keyMetaVersion); err != nil || !ok || len(v) != 1 || v[0] != 3 {
+		t.Fatalf("format after upgrade: %v %v %v", v, ok, err)
+	}
+	if n := stChangeEntries(t, s); n != 0 {
+		t.Fatalf("%d change index entries after the upgrade, want 0", n)
+	}
+	st := stLoad(t, s)
+	if len(st.Rows) != 3 || st.Seq != 3 {
+		t.Fatalf("rows after upgrade: %+v seq %d", st.Rows, st.Seq)
+	}
+	berlin := escrow.StockKey("A", "berlin")
+	rows, err := s.OwnRowsSince(0, 0)
+	if err != nil || len(rows) != 2 || rows[0].SKU != berlin || rows[0].Seq != 2 || rows[1].SKU != "A" || rows[1].Seq != 3 {
+		t.Fatalf("OwnRowsSince(0) after upgrade = %+v, %v; want berlin at 2, A at 3", rows, err)
+	}
+	// A changed at a sequence it cannot have: refused. Unchanged (its seq
+	// as stored) beside berlin's change: accepted.
+	if err := s.Apply(&escrow.Persist{Seq: 4, Rows: []escrow.Row{{SKU: "A", Region: stRegion, Seq: 1, Minted: 6}}}); err == nil {
+		t.Fatal("Apply of own row A at seq 1 (below the stored 3) accepted")
+	}
+	if err := s.Apply(&escrow.Persist{Seq: 4, Rows: []escrow.Row{
+		{SKU: "A", Region: stRegion, Seq: 3, Minted: 5, Reserved: 2},
+		{SKU: berlin, Region: stRegion, Seq: 4, Minted: 8},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = s.OwnRowsSince(2, 0)
+	if err != nil || len(rows) != 2 || rows[0].SKU != "A" || rows[1].SKU != berlin || rows[1].Seq != 4 || rows[1].Minted != 8 {
+		t.Fatalf("OwnRowsSince(2) = %+v, %v; want A at 3, berlin at 4", rows, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = stOpen(t, fs, "db") // format 3 opens as it is
+	defer s.Close()
+	st = stLoad(t, s)
+	got := map[string]uint64{}
+	for _, r := range st.Rows {
+		if r.Region == stRegion {
+			got[r.SKU] = r.Seq
+		}
+	}
+	if len(got) != 2 || got["A"] != 3 || got[berlin] != 4 || st.Seq != 4 || stChangeEntries(t, s) != 0 {
+		t.Fatalf("own rows after reopen: %v seq %d", got, st.Seq)
+	}
+}
+
+// TestStoreApplyWithoutLoad: a store applied to before any Load (a tool,
+// a test) builds its own rows' sequences from the rows at the first Apply,
+// so a row's change is checked against what is stored.
+func TestStoreApplyWithoutLoad(t *testing.T) {
+	fs := vfs.NewMem()
+	s := stOpen(t, fs, "db")
+	if err := s.Apply(&escrow.Persist{Seq: 2, Rows: []escrow.Row{
+		{SKU: "A", Region: stRegion, Seq: 1, Minted: 1},
+		{SKU: "B", Region: stRegion, Seq: 2, Minted: 1},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = stOpen(t, fs, "db")
+	defer s.Close()
+	// B moved to seq 1, which A has: refused.
+	if err := s.Apply(&escrow.Persist{Seq: 2, Rows: []escrow.Row{{SKU: "B", Region: stRegion, Seq: 1, Minted: 2}}}); err == nil ||
+		!strings.Contains(err.Error(), "outside (2, 2]") {
+		t.Fatalf("Apply of B at seq 1 without a Load: %v, want a refusal", err)
+	}
+	// B as stored (seq 2) is unchanged, which only the stored sequences
+	// tell: accepted beside A's change.
+	if err := s.Apply(&escrow.Persist{Seq: 3, Rows: []escrow.Row{
+		{SKU: "A", Region: stRegion, Seq: 3, Minted: 2},
+		{SKU: "B", Region: stRegion, Seq: 2, Minted: 1},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.OwnRowsSince(0, 0)
+	if err != nil || len(rows) != 2 || rows[0].SKU != "B" || rows[1].SKU != "A" || rows[1].Seq != 3 {
+		t.Fatalf("OwnRowsSince(0) = %+v, %v; want B at 2, A at 3", rows, err)
+	}
+}
+
+// TestStoreUpgradeFromFormat1GoesTo3: a format-1 store is upgraded through
+// format 2 to 3: its change index goes too.
+func TestStoreUpgradeFromFormat1GoesTo3(t *testing.T) {
+	fs := vfs.NewMem()
+	writeFormat1Store(t, fs, "db", nil)
+	s := stOpen(t, fs, "db")
+	defer s.Close()
+	if n := stChangeEntries(t, s); n != 0 {
+		t.Fatalf("%d change index entries after the upgrade from format 1, want 0", n)
+	}
+	if rows, err := s.OwnRowsSince(0, 0); err != nil || len(rows) != 1 || rows[0].SKU != "A" || rows[0].Seq != 1 {
+		t.Fatalf("OwnRowsSince(0) = %+v, %v", rows, err)
+	}
+}
