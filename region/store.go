@@ -110,8 +110,10 @@ type StoreStats struct {
 }
 
 // Store keeps one region's durable state in Pebble. Apply, Load, Reopen and
-// Close are serialised; OwnRowsSince, ExpiringHolds, Metrics and Stats may
-// run concurrently with them.
+// Close are serialised; ExpiringHolds, Metrics and Stats may run
+// concurrently with them, and so may OwnRowsSince once it has waited for
+// the write in progress (it checks the store and builds its sequence index
+// under the writers' lock, then reads beside them).
 type Store struct {
 	dir    string
 	opts   StoreOptions

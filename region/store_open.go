@@ -212,19 +212,9 @@ func (s *Store) initLocked() error {
 		s.log.Info("created store", "region", s.region, "format", storeFormatVersion)
 		ver = []byte{storeFormatVersion}
 	}
-	if len(ver) == 1 && ver[0] == 1 {
-		if err := s.upgradeFrom1(); err != nil {
-			return err
-		}
-		ver = []byte{2}
-	}
-	if len(ver) == 1 && ver[0] == 2 {
-		if err := s.upgradeFrom2(); err != nil {
-			return err
-		}
-		ver = []byte{storeFormatVersion}
-	}
-	if len(ver) != 1 || ver[0] != storeFormatVersion {
+	// Formats 1 and 2 are upgraded below, once the store is known to be
+	// this region's.
+	if len(ver) != 1 || ver[0] < 1 || ver[0] > storeFormatVersion {
 		return fmt.Errorf("region store %s: unknown format version %v (this build reads %d)", s.dir, ver, storeFormatVersion)
 	}
 	reg, ok, err := s.get(keyMetaRegion)
@@ -243,6 +233,17 @@ func (s *Store) initLocked() error {
 	}
 	if !ok || len(seqv) != seqLen {
 		return corrupt(keyMetaSeq, "missing or not %d bytes", seqLen)
+	}
+	if ver[0] == 1 {
+		if err := s.upgradeFrom1(); err != nil {
+			return err
+		}
+		ver[0] = 2
+	}
+	if ver[0] == 2 {
+		if err := s.upgradeFrom2(); err != nil {
+			return err
+		}
 	}
 	s.seq = beU64(seqv)
 	s.resetSeqIndexLocked()

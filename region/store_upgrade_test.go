@@ -1,9 +1,11 @@
 package region
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -221,5 +223,42 @@ func TestStoreUpgradeFromFormat1GoesTo3(t *testing.T) {
 	}
 	if rows, err := s.OwnRowsSince(0, 0); err != nil || len(rows) != 1 || rows[0].SKU != "A" || rows[0].Seq != 1 {
 		t.Fatalf("OwnRowsSince(0) = %+v, %v", rows, err)
+	}
+}
+
+// stRawGet reads key k of the closed store in dir (nil: absent).
+func stRawGet(t *testing.T, fs vfs.FS, dir string, k []byte) []byte {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: &pebbleLogger{log: stLogger(t), onFatal: func(error) {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	v, closer, err := db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...)
+}
+
+// TestStoreUpgradeFromFormat2OnlyByItsRegion: another region's format-2
+// store is refused before anything is upgraded; it stays at format 2 with
+// its change index.
+func TestStoreUpgradeFromFormat2OnlyByItsRegion(t *testing.T) {
+	fs := vfs.NewMem()
+	writeFormat2Store(t, fs, "db")
+	_, err := OpenStore("db", StoreOptions{Region: "us", FS: fs, Logger: stLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), `belongs to region "eu"`) {
+		t.Fatalf("opening eu's format-2 store as us: %v", err)
+	}
+	if v := stRawGet(t, fs, "db", keyMetaVersion); len(v) != 1 || v[0] != 2 {
+		t.Fatalf("format after the refused open: %v, want 2", v)
+	}
+	if v := stRawGet(t, fs, "db", appendChangeKey(nil, 3)); string(v) != "A" {
+		t.Fatalf("change index entry after the refused open: %q, want A", v)
 	}
 }
