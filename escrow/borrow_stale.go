@@ -27,9 +27,12 @@ import "time"
 // it does not ask again when the fresh stamp would be refused too.
 //
 // Bounds: a stamp of 0 (a release that does not stamp) is never stale; a
-// mark is raised at most maxAdviceSkew past the donor's own clock, so a
-// forged or broken far-future stamp cannot make the donor refuse a peer's
-// genuine requests beyond that. Marks live in memory only: a donor that
+// mark is raised at most staleWindow past the donor's own clock, so a
+// forged or broken far-future stamp makes the donor refuse only requests
+// stamped before the donor's clock reading when it learned the stamp: a
+// peer whose clock runs ahead of the donor's is never refused wrongly (its
+// stale requests are then honoured: the check fails open), and one whose
+// clock runs behind by d loses at most d of fresh requests. Marks live in memory only: a donor that
 // restarts forgets them and honours stale requests until it hears the
 // requester's next digest.
 
@@ -62,12 +65,12 @@ func (n *Node) clockStamp() uint64 {
 }
 
 // learnClock raises the mark of m's sender from the stamp of its digest or
-// borrow request, at most maxAdviceSkew past this node's clock.
+// borrow request, at most staleWindow past this node's clock.
 func (n *Node) learnClock(m *Message) {
 	if m.Epoch == 0 || (m.Type != MsgDigest && m.Type != MsgBorrowReq) {
 		return
 	}
-	limit := uint64(max(0, n.now.Add(maxAdviceSkew).UnixMilli()))
+	limit := uint64(max(0, n.now.Add(n.staleWindow()).UnixMilli()))
 	if p := n.peer(m.From); m.Epoch > p.clockHW {
 		p.clockHW = min(m.Epoch, limit)
 	}
