@@ -106,3 +106,8 @@ func (n *Node) onStaleAnswer(id uint64, b *borrowOut, m *Message) bool {
 		Epoch: n.clockStamp()})
 	return true
 }
+
+// StaleWindow is the longest this node waits for a borrow answer: a
+// request it stamped more than this below its later clock readings is one
+// it has given up on (StaleBorrow).
+func (n *Node) StaleWindow() time.Duration { return n.staleWindow() }
