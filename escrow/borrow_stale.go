@@ -111,3 +111,14 @@ func (n *Node) onStaleAnswer(id uint64, b *borrowOut, m *Message) bool {
 // request it stamped more than this below its later clock readings is one
 // it has given up on (StaleBorrow).
 func (n *Node) StaleWindow() time.Duration { return n.staleWindow() }
+
+// PeerClock is the highest clock reading of peer r this node has learned
+// from its digests and borrow requests (bounded as learnClock bounds it),
+// zero if none.
+func (n *Node) PeerClock(r string) time.Time {
+	p := n.peers[r]
+	if p == nil || p.clockHW == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(p.clockHW)).UTC()
+}
