@@ -200,7 +200,7 @@ func (n *Node) donorFloor(s *skuState) uint64 {
 
 func (n *Node) onBorrowResp(m *Message) {
 	b := n.borrows[m.ID]
-	if b != nil && b.to == m.From && m.Qty == 0 && m.Epoch != 0 && n.onStaleAnswer(m.ID, b, m) {
+	if m.Qty == 0 && m.Epoch != 0 && n.onStaleAnswer(m.ID, b, m) {
 		b = nil // refused as stale and asked again
 	}
 	if b != nil && b.to == m.From {

@@ -88,12 +88,13 @@ func (n *Node) refuseStale(m *Message) bool {
 	return true
 }
 
-// onStaleAnswer handles a refusal of own borrow b (a borrow answer with
-// nothing and a mark in Epoch). It reports whether it asked again, in which
+// onStaleAnswer handles a refusal (a borrow answer with nothing and a mark
+// in Epoch) of own borrow b (nil or another donor's if this node no longer
+// awaits it: counted only). It reports whether it asked again, in which
 // case the answer is otherwise ignored; if not, it is an answer of nothing.
 func (n *Node) onStaleAnswer(id uint64, b *borrowOut, m *Message) bool {
 	n.stats.BorrowStaleAnswers++
-	if b.topUp || b.pend == nil || b.pend.done || b.qty == 0 || !n.now.Before(b.pend.deadline) ||
+	if b == nil || b.to != m.From || b.topUp || b.pend == nil || b.pend.done || b.qty == 0 || !n.now.Before(b.pend.deadline) ||
 		StaleBorrow(n.clockStamp(), m.Epoch, n.staleWindow()) {
 		return false
 	}

@@ -15,6 +15,6 @@ func registerStaleBorrowMetrics(reg *prometheus.Registry, stat func(func(*escrow
 		Help: "Borrow requests refused because their requester had certainly given up on them (stamped more than a borrow deadline below its latest clock reading), since start.",
 	}, stat(func(s *escrow.Stats) uint64 { return s.BorrowStaleRefused })), prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "holdfast_borrow_stale_answers_total",
-		Help: "Refusals of this region's own borrow requests as stale received from donors, since start (each re-asked when the hold still needs the units and its deadline allows).",
+		Help: "Refusals of this region's own borrow requests as stale received from donors, since start (a request still awaited is asked again when its hold still needs the units and its deadline allows).",
 	}, stat(func(s *escrow.Stats) uint64 { return s.BorrowStaleAnswers })))
 }
