@@ -57,9 +57,10 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 	}
 	for _, a := range asks {
 		n.nextBorrowID()
-		n.addBorrow(&borrowOut{sku: a.sku, to: a.to, deadline: p.deadline, pend: p})
+		n.addBorrow(&borrowOut{sku: a.sku, to: a.to, deadline: p.deadline, pend: p, qty: a.qty})
 		n.stats.BorrowsSent++
-		n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: a.to, ID: n.borrowID, SKU: a.sku, Qty: a.qty, Urgent: true})
+		n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: a.to, ID: n.borrowID, SKU: a.sku, Qty: a.qty, Urgent: true,
+			Epoch: n.clockStamp()})
 		p.asks++
 	}
 	return true
@@ -113,6 +114,9 @@ func (n *Node) onBorrowReq(m *Message) error {
 		return errorf(CodeInvalid, "borrow of %d units exceeds the limit", m.Qty)
 	}
 	n.peer(m.From)
+	if n.refuseStale(m) {
+		return nil // its requester gave up on it: no units move (borrow_stale.go)
+	}
 	key := donationKey{from: m.From, id: m.ID}
 	given, seen := n.donations[key]
 	s := n.skus[m.SKU]
@@ -196,6 +200,9 @@ func (n *Node) donorFloor(s *skuState) uint64 {
 
 func (n *Node) onBorrowResp(m *Message) {
 	b := n.borrows[m.ID]
+	if m.Qty == 0 && m.Epoch != 0 && n.onStaleAnswer(m.ID, b, m) {
+		b = nil // refused as stale and asked again
+	}
 	if b != nil && b.to == m.From {
 		delete(n.borrows, m.ID)
 		n.noteRTT(m.From, n.now.Sub(b.sent))
@@ -381,7 +388,7 @@ func (n *Node) topUps() {
 		n.addBorrow(&borrowOut{sku: sku, to: to, deadline: n.now.Add(n.cfg.RepairTimeout), topUp: true})
 		n.stats.TopUps++
 		n.stats.BorrowsSent++
-		n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: to, ID: n.borrowID, SKU: sku, Qty: qty})
+		n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: to, ID: n.borrowID, SKU: sku, Qty: qty, Epoch: n.clockStamp()})
 	}
 }
 

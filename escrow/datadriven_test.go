@@ -43,6 +43,10 @@ import (
 //	hold us A=1 wait=2m       may join the waitlist (waitlist.go)
 //	waitget|waitcancel w1     a waitlist entry (named like holds)
 //	waitlist eu               eu's waitlist entries, in placement order
+//	holdback us borrow        take us's borrow requests in flight off the
+//	                          network (a partition or pause holding them)
+//	replay                    put the held-back messages on the network again
+//	stalestats eu             eu's stale-borrow counters (borrow_stale.go)
 func TestDataDriven(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		sc := &story{t: t, holds: map[string]string{}, reqs: map[reqKey]string{}, cut: map[[2]string]bool{}}
@@ -74,6 +78,8 @@ type story struct {
 	lastDigest map[string][]string
 	// copies: the store copies of copy, by region.
 	copies map[string]*State
+	// heldBack: messages holdback took off the network, for replay.
+	heldBack []tmsg
 }
 
 func (sc *story) node(r string) *tnode {
@@ -300,6 +306,29 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		n := len(sc.tw.queue)
 		sc.tw.queue = nil
 		return fmt.Sprintf("dropped %d", n)
+	case "holdback":
+		sc.collect()
+		kept := sc.tw.queue[:0]
+		n := 0
+		for _, q := range sc.tw.queue {
+			if q.m.From == args[0] && q.m.Type.String() == args[1] {
+				sc.heldBack = append(sc.heldBack, q)
+				n++
+				continue
+			}
+			kept = append(kept, q)
+		}
+		sc.tw.queue = kept
+		return fmt.Sprintf("held back %d", n)
+	case "replay":
+		n := len(sc.heldBack)
+		sc.tw.queue = append(sc.tw.queue, sc.heldBack...)
+		sc.heldBack = nil
+		return fmt.Sprintf("replayed %d", n)
+	case "stalestats":
+		s := sc.node(args[0]).n.Stats()
+		return fmt.Sprintf("stale_refused=%d stale_answers=%d stale_reasked=%d donated=%d borrows=%d answered=%d timeouts=%d",
+			s.BorrowStaleRefused, s.BorrowStaleAnswers, s.BorrowStaleReasked, s.DonatedUnits, s.BorrowsSent, s.BorrowsAnswered, s.BorrowTimeouts)
 	case "partition":
 		sc.cut[[2]string{args[0], args[1]}] = true
 		sc.cut[[2]string{args[1], args[0]}] = true

@@ -161,6 +161,9 @@ type Stats struct {
 	// name an unknown location or move units to a region that may not sell
 	// from it; LocationSplitLines: cart lines split over locations.
 	LocationRefused, LocationSplitLines uint64
+	// Stale borrow requests (borrow_stale.go): refused as a donor; refusals
+	// received as a requester, and requests asked again after one.
+	BorrowStaleRefused, BorrowStaleAnswers, BorrowStaleReasked uint64
 }
 
 type skuState struct {
@@ -221,6 +224,9 @@ type peer struct {
 	artt time.Duration
 	// timedOut: when a borrow to it last timed out (stretchRTT).
 	timedOut time.Time
+	// clockHW: the highest clock stamp (Unix ms) of its digests and borrow
+	// requests, bounded (borrow_stale.go). Not persisted.
+	clockHW uint64
 }
 
 type pendingHold struct {
@@ -249,6 +255,7 @@ type borrowOut struct {
 	sent     time.Time // when the request was sent (RTT sample, rtt.go)
 	topUp    bool
 	pend     *pendingHold // the hold waiting on this borrow, nil for top-ups
+	qty      uint64       // units asked (a refused stale request is asked again: borrow_stale.go)
 }
 
 type donationKey struct {

@@ -27,6 +27,7 @@ func (n *Node) message(m *Message) error {
 	if m.Type != MsgAdvice {
 		n.peer(m.From).heard = n.now
 	}
+	n.learnClock(m)
 	// A region writes only its own rows: reject any row of another writer.
 	if m.Type == MsgRows || m.Type == MsgBorrowResp {
 		for i := range m.Rows {
@@ -286,7 +287,7 @@ func (n *Node) digest() {
 	}
 	n.lastDigest = n.now
 	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
-		Fenced: n.fence.st.Fenced && !n.fence.st.Probation}
+		Fenced: n.fence.st.Fenced && !n.fence.st.Probation, Epoch: n.clockStamp()}
 	n.urgentDigest = false
 	n.digestSKUs(&m)
 	n.send(m)

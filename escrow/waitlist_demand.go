@@ -46,7 +46,8 @@ func (n *Node) askForWaiters() {
 			n.stats.WaitAsks++
 			sw.asks = append(sw.asks, n.borrowID)
 			sw.askedAt = n.now
-			n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: p.Region, ID: n.borrowID, SKU: sku, Qty: p.Qty, Urgent: true})
+			n.send(Message{Type: MsgBorrowReq, From: n.cfg.Region, To: p.Region, ID: n.borrowID, SKU: sku, Qty: p.Qty, Urgent: true,
+				Epoch: n.clockStamp()})
 		}
 	}
 }

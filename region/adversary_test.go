@@ -51,6 +51,10 @@ import (
 //	300 repair requests for seq 0 (6 KB in, 9.4 MB out)
 //	    TestAdversaryRepairFlood: the burst (5) served, the rest rate-limited,
 //	    answer bytes bounded by the served answers
+//	a replayed or forged borrow request stamped long before its requester's
+//	latest clock reading (quota moved to a requester that gave up)
+//	    TestAdversaryStaleBorrow: refused, no quota moves; a fresh one is
+//	    honoured
 //	digests naming 200k SKUs, rows for 100k SKUs (memory and store unbounded)
 //	    TestAdversarySKUFlood, TestAdversarySignedSKUFlood: at most
 //	    max_peer_skus learned, the rest refused; store and live heap bounded
@@ -254,4 +258,37 @@ func TestAdversarySKUFlood(t *testing.T) {
 	if r := a.w.mustDo("eu", hold("own", 3)); r.Err != nil {
 		t.Fatalf("hold after the flood: %v", r.Err)
 	}
+}
+
+// TestAdversaryStaleBorrow: a borrow request in us's name stamped a minute
+// before us's latest clock reading eu has (a replayed old request, or a
+// forged one) is refused and moves no quota; a request stamped now, the
+// control, is honoured.
+func TestAdversaryStaleBorrow(t *testing.T) {
+	a := newAdversary(t, 0)
+	a.w.mustDo("eu", restock("A", 10))
+	var mark time.Time
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		a.w.inspect("eu", func(n *escrow.Node) { mark = n.PeerClock("us") })
+		return !mark.IsZero()
+	}, func() string { return "eu never learned us's clock from its digests" })
+	a.publish(escrow.Message{Type: escrow.MsgBorrowReq, From: "us", To: "eu", ID: 1, SKU: "A", Qty: 4, Urgent: true,
+		Epoch: uint64(mark.Add(-time.Minute).UnixMilli())})
+	s := a.waitStat("eu", "the stale request refused", func(s escrow.Stats) bool { return s.BorrowStaleRefused >= 1 })
+	if s.DonatedUnits != 0 {
+		t.Fatalf("eu donated %d units for a stale request", s.DonatedUnits)
+	}
+	if row := a.w.view("eu", "A")["eu"]; row.SentTo("us") != 0 {
+		t.Fatalf("eu sent units to us for a stale request: %+v", row)
+	}
+	if got := a.available("eu", "A"); got != 10 {
+		t.Fatalf("eu has %d units of A available, want 10", got)
+	}
+	a.publish(escrow.Message{Type: escrow.MsgBorrowReq, From: "us", To: "eu", ID: 2, SKU: "A", Qty: 4, Urgent: true,
+		Epoch: uint64(time.Now().UnixMilli())})
+	s = a.waitStat("eu", "the fresh request honoured", func(s escrow.Stats) bool { return s.DonatedUnits >= 4 })
+	if s.BorrowStaleRefused != 1 {
+		t.Fatalf("eu refused %d requests as stale, want 1 (the fresh one honoured)", s.BorrowStaleRefused)
+	}
+	a.assertHealthy("A", 10)
 }

@@ -153,6 +153,7 @@ func newMetrics(r *Region) *metrics {
 		&pebbleCollector{r: r},
 	)
 	m.rtt = newRTTMetrics(reg, stat)
+	registerStaleBorrowMetrics(reg, stat)
 	return m
 }
 

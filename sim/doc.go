@@ -57,8 +57,9 @@
 //     stock somewhere (at the region the strategy says can get it) is
 //     granted within a few tries.
 //   - double_holds, corrupt_accepted, clock_errors, row_regressions,
-//     membership_errors: the checkers of the named faults (checks_named.go,
-//     faults_wire.go, membership.go).
+//     stale_borrows_honoured, membership_errors: the checkers of the named
+//     faults (checks_named.go, faults_wire.go, stale_borrow.go,
+//     membership.go).
 //   - panics: escrow or the simulator panicked, or the run exceeded its
 //     event budget (a message storm); the seed fails, the sweep goes on.
 //

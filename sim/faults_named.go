@@ -36,7 +36,8 @@ type namedFaults struct {
 	corrupting  bool       // messages on the wire may be corrupted (corrupt)
 	replays     []replayRec
 	replayNext  int
-	wire        *wireSigner // corrupt: the signed envelope of the transport
+	wire        *wireSigner   // corrupt: the signed envelope of the transport
+	sb          *staleBorrows // the checker stale_borrows_honoured (stale_borrow.go)
 }
 
 // replayRec is a message kept for a late replay.
@@ -151,6 +152,9 @@ func (w *world) initNamedFaults() {
 	w.nf.pausedUntil = make([]int64, E)
 	w.nf.stalled = make([]bool, E)
 	w.nf.linkLoss = make([]bool, w.nReg)
+	if !w.fs.legacy() {
+		w.nf.sb = newStaleBorrows(w.nReg)
+	}
 	if w.fs.Has(FaultCorrupt) {
 		w.nf.wire = newWireSigner(w.o.Seed, w.eps)
 	}

@@ -162,8 +162,9 @@ func (s Summary) faultsLine() string {
 			s.FaultCounts["membership_restarts"], s.FaultCounts["membership_drained"],
 			s.FaultCounts["membership_stranded"], s.FaultCounts["membership_zombies"])
 	}
-	fmt.Fprintf(&b, " | double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
-		s.DoubleHolds, s.CorruptAccepted, s.ClockErrors, s.RowRegressions)
+	fmt.Fprintf(&b, " stale_borrows_refused=%d", s.StaleBorrowsRefused)
+	fmt.Fprintf(&b, " | double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d stale_borrows_honoured=%d",
+		s.DoubleHolds, s.CorruptAccepted, s.ClockErrors, s.RowRegressions, s.StaleBorrowsHonoured)
 	if _, ok := s.FaultCounts["membership"]; ok {
 		fmt.Fprintf(&b, " membership_errors=%d", s.MembershipErrors)
 	}

@@ -92,6 +92,7 @@ func (w *world) send(src int, m *escrow.Message, extra int64) {
 		}
 		m = &dm
 	}
+	w.noteStaleSend(src, m)
 	if m.To == "" {
 		for dst := range w.eps {
 			if dst != src {

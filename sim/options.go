@@ -297,6 +297,9 @@ const (
 	BugNoRestartProbation = "no-restart-probation"
 	BugSkipProbation      = "skip-probation"   // membership: a new region starts without its probation
 	BugTrustNonMember     = "trust-non-member" // membership: a region outside the members is believed
+	// BugHonourStaleBorrows: a donor honours a borrow request its requester
+	// has certainly given up on (replay, pause, partitions).
+	BugHonourStaleBorrows = "honour-stale-borrows"
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -326,6 +329,7 @@ var bugSwitches = []struct {
 	{BugNoRestartProbation, func(o *Options) *bool { return &o.Hooks.NoRestartProbation }},
 	{BugSkipProbation, func(o *Options) *bool { return &o.Hooks.SkipProbation }},
 	{BugTrustNonMember, func(o *Options) *bool { return &o.Bugs.TrustNonMembers }},
+	{BugHonourStaleBorrows, func(o *Options) *bool { return &o.Bugs.HonourStaleBorrows }},
 }
 
 // SetBug turns on one named test-only bug.

@@ -83,6 +83,12 @@ type Result struct {
 	// decreased) when it merged a message: rows are bounded counters,
 	// merged by max, so an old row replayed must change nothing (replay).
 	RowRegressions uint64 `json:"row_regressions,omitempty"`
+	// StaleBorrowsHonoured: a donor moved units for a borrow request its
+	// requester had certainly given up on, as far as the donor could know
+	// (stale_borrow.go); StaleBorrowsRefused: the donors' refusals of such
+	// requests (named faults only).
+	StaleBorrowsHonoured uint64 `json:"stale_borrows_honoured,omitempty"`
+	StaleBorrowsRefused  uint64 `json:"stale_borrows_refused,omitempty"`
 	// MembershipErrors: what the membership fault's checker found
 	// (membership.go): a new region writing before its probation could
 	// end, a removed region's rows or units changed after its removal,
@@ -181,7 +187,7 @@ func (r *Result) Failed() bool {
 	return r.Oversell > 0 || r.LostAcked > 0 || r.ConservationErrors > 0 || r.EventErrors > 0 || r.Unconverged > 0 ||
 		r.Unreturned > 0 || r.LivenessFailures > 0 || r.Panics > 0 || r.WaitViolations > 0 || r.WaitStranded > 0 ||
 		r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 ||
-		r.ViewRegressions > 0 || r.StoreMismatches > 0 || r.MembershipErrors > 0 ||
+		r.StaleBorrowsHonoured > 0 || r.ViewRegressions > 0 || r.StoreMismatches > 0 || r.MembershipErrors > 0 ||
 		r.LocationViolations > 0
 }
 
@@ -216,12 +222,15 @@ type Summary struct {
 	FailedSeeds        []uint64 `json:"failed_seeds,omitempty"`
 
 	// Named faults (a mix other than none, partitions, the old all).
-	DoubleHolds      uint64            `json:"double_holds,omitempty"`
-	CorruptAccepted  uint64            `json:"corrupt_accepted,omitempty"`
-	ClockErrors      uint64            `json:"clock_errors,omitempty"`
-	RowRegressions   uint64            `json:"row_regressions,omitempty"`
-	MembershipErrors uint64            `json:"membership_errors,omitempty"`
-	FaultCounts      map[string]uint64 `json:"fault_counts,omitempty"`
+	DoubleHolds     uint64 `json:"double_holds,omitempty"`
+	CorruptAccepted uint64 `json:"corrupt_accepted,omitempty"`
+	ClockErrors     uint64 `json:"clock_errors,omitempty"`
+	RowRegressions  uint64 `json:"row_regressions,omitempty"`
+	// StaleBorrowsHonoured, StaleBorrowsRefused: see Result.
+	StaleBorrowsHonoured uint64            `json:"stale_borrows_honoured,omitempty"`
+	StaleBorrowsRefused  uint64            `json:"stale_borrows_refused,omitempty"`
+	MembershipErrors     uint64            `json:"membership_errors,omitempty"`
+	FaultCounts          map[string]uint64 `json:"fault_counts,omitempty"`
 	// FalseRejectsByCause sums Result.FalseRejectsByCause.
 	FalseRejectsByCause map[string]uint64 `json:"false_rejects_by_cause,omitempty"`
 	// AvoidableFalseRejectRate: false rejections of an avoidable cause
@@ -283,6 +292,8 @@ func Summarize(rs []*Result) Summary {
 		s.CorruptAccepted += r.CorruptAccepted
 		s.ClockErrors += r.ClockErrors
 		s.RowRegressions += r.RowRegressions
+		s.StaleBorrowsHonoured += r.StaleBorrowsHonoured
+		s.StaleBorrowsRefused += r.StaleBorrowsRefused
 		s.MembershipErrors += r.MembershipErrors
 		for k, v := range r.FalseRejectsByCause {
 			if s.FalseRejectsByCause == nil {
@@ -391,7 +402,8 @@ func (s Summary) KV() string {
 			"double_holds="+strconv.FormatUint(s.DoubleHolds, 10),
 			"corrupt_accepted="+strconv.FormatUint(s.CorruptAccepted, 10),
 			"clock_errors="+strconv.FormatUint(s.ClockErrors, 10),
-			"row_regressions="+strconv.FormatUint(s.RowRegressions, 10))
+			"row_regressions="+strconv.FormatUint(s.RowRegressions, 10),
+			"stale_borrows_honoured="+strconv.FormatUint(s.StaleBorrowsHonoured, 10))
 		if _, ok := s.FaultCounts["membership"]; ok {
 			kv = append(kv, "membership_errors="+strconv.FormatUint(s.MembershipErrors, 10))
 		}
@@ -441,6 +453,9 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 			if r.DoubleHolds > 0 || r.CorruptAccepted > 0 || r.ClockErrors > 0 || r.RowRegressions > 0 {
 				checks += fmt.Sprintf(" double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d",
 					r.DoubleHolds, r.CorruptAccepted, r.ClockErrors, r.RowRegressions)
+			}
+			if r.StaleBorrowsHonoured > 0 {
+				checks += fmt.Sprintf(" stale_borrows_honoured=%d", r.StaleBorrowsHonoured)
 			}
 			if r.MembershipErrors > 0 {
 				checks += fmt.Sprintf(" membership_errors=%d", r.MembershipErrors)

@@ -431,6 +431,9 @@ func (w *world) dispatch(e *event) {
 			w.stepWatchingRows(ep, &m)
 			return
 		}
+		if w.stepStale(ep, &m) {
+			return
+		}
 		w.step(ep, escrow.Input{Msg: &m})
 	case evReqArrive:
 		w.reqArrive(int(e.node), e.req)

@@ -38,6 +38,9 @@ type Bugs struct {
 	// TrustNonMembers: a region outside Config.Members is believed like a
 	// member (the simulator's membership: a removed region's messages).
 	TrustNonMembers bool
+	// HonourStaleBorrows: a donor honours a borrow request its requester
+	// has certainly given up on (the simulator's replay, pause, partitions).
+	HonourStaleBorrows bool
 }
 
 // Any reports whether any bug is on.
