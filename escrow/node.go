@@ -59,8 +59,7 @@ type Node struct {
 	borrows     map[uint64]*borrowOut // own requests in flight
 	// borrowScanAt is the earliest deadline in borrows (when it is not empty).
 	borrowScanAt time.Time
-	donations    map[donationKey]uint64
-	donationLog  []donationKey
+	donations    donationTable // answers to borrow requests, for dedupe (donations.go)
 	lastDigest   time.Time
 	urgentDigest bool // the next digest asks peers to repair at once (after a resync)
 	repairsDue   bool // some peer has askAgain set
@@ -251,11 +250,6 @@ type borrowOut struct {
 	pend     *pendingHold // the hold waiting on this borrow, nil for top-ups
 }
 
-type donationKey struct {
-	from string
-	id   uint64
-}
-
 // NewNode returns a node for cfg, restored from st (nil for a new region).
 func NewNode(cfg Config, st *State) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
@@ -271,7 +265,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		peers:       make(map[string]*peer),
 		pendingIdem: make(map[string]*pendingHold),
 		borrows:     make(map[uint64]*borrowOut),
-		donations:   make(map[donationKey]uint64),
+		donations:   newDonationTable(c.MaxDonations),
 		lowSKUs:     make(map[string]struct{}),
 		homes:       newHomes(c.MaxRouted),
 		wait:        newWaitlist(),
