@@ -160,6 +160,9 @@ type Stats struct {
 	// name an unknown location or move units to a region that may not sell
 	// from it; LocationSplitLines: cart lines split over locations.
 	LocationRefused, LocationSplitLines uint64
+	// Donations: answers to borrow requests remembered for dedupe (gauge,
+	// at most MaxDonations; donations.go).
+	Donations uint64
 }
 
 type skuState struct {
@@ -434,6 +437,7 @@ func (n *Node) Stats() Stats {
 	}
 	s.Waiting = uint64(n.wait.waiting)
 	s.WaitingUnits = n.waitingUnits()
+	s.Donations = uint64(n.donations.len())
 	return s
 }
 

@@ -476,8 +476,8 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	}
 	for _, r := range rs {
 		for _, x := range r.Soak {
-			fmt.Fprintf(w, "soak: seed=%d minute=%d queued=%d live_holds=%d kept_holds=%d oracle_recs=%d\n",
-				r.Seed, x.Minute, x.Queued, x.LiveHolds, x.KeptHolds, x.OracleRecs)
+			fmt.Fprintf(w, "soak: seed=%d minute=%d queued=%d live_holds=%d kept_holds=%d oracle_recs=%d donations=%d\n",
+				r.Seed, x.Minute, x.Queued, x.LiveHolds, x.KeptHolds, x.OracleRecs, x.Donations)
 		}
 	}
 	if s.waitlisted() {
