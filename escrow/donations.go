@@ -35,7 +35,13 @@ import "time"
 // in the donor's row, never in the answer.
 //
 // What is lost with a restart: the table is not persisted, so a copy of a
-// request answered before the donor restarted is taken as new.
+// request answered before the donor restarted is taken as new. And an asker
+// restarted with its clock behind the last id of its previous life (the
+// simulator's backward clock jump, then a crash: Result.BorrowIDReuse)
+// sends ids it used before: at or below a watermark they are answered with
+// nothing until its clock passes it (before, an id still remembered got
+// the old answer, nothing new either). Result.DonationCopiesRefused counts
+// the requests answered with nothing by either rule.
 
 // donationHorizon: the current generation turns over at least this often.
 const donationHorizon = 10 * time.Minute
@@ -57,6 +63,9 @@ type donationTable struct {
 	names     map[string]uint32
 	forgot    []uint64 // per asker index: the highest id forgotten
 	forgotten uint64   // answers forgotten (for tests)
+	// refused counts requests answered with nothing because they may be
+	// copies of forgotten ones (or come from an asker too many).
+	refused uint64
 }
 
 func newDonationTable(maxAnswers int) donationTable {
@@ -90,6 +99,7 @@ func (t *donationTable) key(from string, id uint64) (k donationKey, ok bool) {
 func (t *donationTable) get(from string, id uint64) (given uint64, known bool) {
 	k, ok := t.key(from, id)
 	if !ok {
+		t.refused++
 		return 0, true
 	}
 	if g, ok := t.cur[k]; ok {
@@ -98,7 +108,11 @@ func (t *donationTable) get(from string, id uint64) (given uint64, known bool) {
 	if g, ok := t.prev[k]; ok {
 		return g, true
 	}
-	return 0, id <= t.forgot[k.from]
+	if id <= t.forgot[k.from] {
+		t.refused++
+		return 0, true
+	}
+	return 0, false
 }
 
 // put remembers the answer given to request id of from, at now.

@@ -47,6 +47,9 @@ func TestDonationTable(t *testing.T) {
 			t.Errorf("%s %d: %d %v, want %d %v", c.from, c.id, g, ok, c.want, c.ok)
 		}
 	}
+	if tb.refused != 3 {
+		t.Errorf("%d requests refused as copies of forgotten ones, want 3", tb.refused)
+	}
 	// By time: a generation older than the horizon turns over at the next
 	// answer even when it is not full, and the one before is forgotten.
 	tb = newDonationTable(1000)

@@ -156,9 +156,10 @@ func TestMemoryDonationsBounded(t *testing.T) {
 		t.Fatal("nothing forgotten: the test does not reach the bound")
 	}
 	before := n.donations.len()
-	if got := answer(ask(0)); got != 0 || n.Stats().DonatedUnits != donated || n.donations.len() != before {
-		t.Errorf("copy of a forgotten request: given %d, donated %d (was %d), %d remembered (was %d)",
-			got, n.Stats().DonatedUnits, donated, n.donations.len(), before)
+	if got := answer(ask(0)); got != 0 || n.Stats().DonatedUnits != donated || n.donations.len() != before ||
+		n.Stats().DonationCopiesRefused != 1 {
+		t.Errorf("copy of a forgotten request: given %d, donated %d (was %d), %d remembered (was %d), %d refused",
+			got, n.Stats().DonatedUnits, donated, n.donations.len(), before, n.Stats().DonationCopiesRefused)
 	}
 	// A fresh request from an asker whose answers were forgotten is
 	// answered as usual.

@@ -161,8 +161,9 @@ type Stats struct {
 	// from it; LocationSplitLines: cart lines split over locations.
 	LocationRefused, LocationSplitLines uint64
 	// Donations: answers to borrow requests remembered for dedupe (gauge,
-	// at most MaxDonations; donations.go).
-	Donations uint64
+	// at most MaxDonations; donations.go); DonationCopiesRefused: borrow
+	// requests answered with nothing as possible copies of forgotten ones.
+	Donations, DonationCopiesRefused uint64
 }
 
 type skuState struct {
@@ -437,7 +438,7 @@ func (n *Node) Stats() Stats {
 	}
 	s.Waiting = uint64(n.wait.waiting)
 	s.WaitingUnits = n.waitingUnits()
-	s.Donations = uint64(n.donations.len())
+	s.Donations, s.DonationCopiesRefused = uint64(n.donations.len()), n.donations.refused
 	return s
 }
 

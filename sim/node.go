@@ -263,4 +263,5 @@ func (w *world) addStats(s escrow.Stats) {
 	r.FenceRefused += s.FenceRefused
 	r.LocationSplitLines += s.LocationSplitLines
 	r.LocationRefused += s.LocationRefused
+	r.DonationCopiesRefused += s.DonationCopiesRefused
 }

@@ -59,6 +59,10 @@ type Result struct {
 	// not sell it is one).
 	LocationSplitLines uint64 `json:"location_split_lines,omitempty"`
 	LocationRefused    uint64 `json:"location_refused,omitempty"`
+	// DonationCopiesRefused: borrow requests donors answered with nothing
+	// as possible copies of answers they had forgotten (escrow/donations.go;
+	// late replays).
+	DonationCopiesRefused uint64 `json:"donation_copies_refused,omitempty"`
 
 	// Safety and post-heal checkers: all must be zero.
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
