@@ -117,8 +117,7 @@ func (n *Node) onBorrowReq(m *Message) error {
 	if n.refuseStale(m) {
 		return nil // its requester gave up on it: no units move (borrow_stale.go)
 	}
-	key := donationKey{from: m.From, id: m.ID}
-	given, seen := n.donations[key]
+	given, seen := n.donations.get(m.From, m.ID)
 	s := n.skus[m.SKU]
 	if !n.keyMaySell(m.SKU, m.From) {
 		// The asker may not sell from this location: it gets nothing.
@@ -141,7 +140,7 @@ func (n *Node) onBorrowReq(m *Message) error {
 			n.touchOwn(s.own)
 			n.stats.DonatedUnits += given
 		}
-		n.rememberDonation(key, given)
+		n.donations.put(n.now, m.From, m.ID, given)
 	}
 	resp := Message{Type: MsgBorrowResp, From: n.cfg.Region, To: m.From, ID: m.ID, SKU: m.SKU, Qty: given}
 	if s != nil && s.own != nil {
@@ -180,16 +179,6 @@ func (n *Node) addBorrow(b *borrowOut) {
 	if len(n.borrows) == 1 || b.deadline.Before(n.borrowScanAt) {
 		n.borrowScanAt = b.deadline
 	}
-}
-
-func (n *Node) rememberDonation(k donationKey, given uint64) {
-	if len(n.donationLog) >= n.cfg.MaxDonations {
-		old := n.donationLog[0]
-		n.donationLog = n.donationLog[1:]
-		delete(n.donations, old)
-	}
-	n.donations[k] = given
-	n.donationLog = append(n.donationLog, k)
 }
 
 // donorFloor is what a region keeps for itself when asked for background

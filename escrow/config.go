@@ -59,10 +59,13 @@ type Config struct {
 	MaxPending       int // holds waiting on a borrow (10,000)
 	MaxSweepPerTick  int // expiries per Tick (4,096)
 	MaxTopUpsPerTick int // top-up requests per Tick (256)
-	MaxDonations     int // remembered borrow ids for dedupe (100,000)
-	MaxHolds         int // live holds, all states (10,000,000)
-	MaxRowsPerMsg    int // rows per rows message (1,024)
-	MaxDigestSKUs    int // SKUs per digest (1,024)
+	// MaxDonations bounds the answers to borrow requests remembered for
+	// dedupe, in two generations of half of it (100,000; at least 2;
+	// donations.go).
+	MaxDonations  int
+	MaxHolds      int // live holds, all states (10,000,000)
+	MaxRowsPerMsg int // rows per rows message (1,024)
+	MaxDigestSKUs int // SKUs per digest (1,024)
 	// MaxRepairRows bounds the own rows of one repair answer (65,536): a
 	// wiped peer of a large catalogue gets its snapshot in chunks, oldest
 	// changes first, each a bounded Ready; see onRepair.
@@ -153,6 +156,10 @@ func (c *Config) withDefaults() Config {
 	return d
 }
 
+// maxMaxDonations bounds MaxDonations: two generations of 50 M answers
+// are some gigabytes already.
+const maxMaxDonations = 100_000_000
+
 // Validate reports the first problem with c.
 func (c *Config) Validate() error {
 	if err := ValidRegion(c.Region); err != nil {
@@ -174,6 +181,9 @@ func (c *Config) Validate() error {
 		if err := ValidRegion(p); err != nil {
 			return fmt.Errorf("escrow: peers (deprecated alias of members): %w", err)
 		}
+	}
+	if c.MaxDonations < 0 || c.MaxDonations == 1 || c.MaxDonations > maxMaxDonations {
+		return fmt.Errorf("escrow: max_donations %d must be 0 (the default, 100,000) or between 2 and %d", c.MaxDonations, maxMaxDonations)
 	}
 	if c.MaxPeerSKUs < 0 {
 		return fmt.Errorf("escrow: max_peer_skus must not be negative")

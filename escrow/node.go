@@ -59,8 +59,7 @@ type Node struct {
 	borrows     map[uint64]*borrowOut // own requests in flight
 	// borrowScanAt is the earliest deadline in borrows (when it is not empty).
 	borrowScanAt time.Time
-	donations    map[donationKey]uint64
-	donationLog  []donationKey
+	donations    donationTable // answers to borrow requests, for dedupe (donations.go)
 	lastDigest   time.Time
 	urgentDigest bool // the next digest asks peers to repair at once (after a resync)
 	repairsDue   bool // some peer has askAgain set
@@ -164,6 +163,10 @@ type Stats struct {
 	// Stale borrow requests (borrow_stale.go): refused as a donor; refusals
 	// received as a requester, and requests asked again after one.
 	BorrowStaleRefused, BorrowStaleAnswers, BorrowStaleReasked uint64
+	// Donations: answers to borrow requests remembered for dedupe (gauge,
+	// at most MaxDonations; donations.go); DonationCopiesRefused: borrow
+	// requests answered with nothing as possible copies of forgotten ones.
+	Donations, DonationCopiesRefused uint64
 }
 
 type skuState struct {
@@ -258,11 +261,6 @@ type borrowOut struct {
 	qty      uint64       // units asked (a refused stale request is asked again: borrow_stale.go)
 }
 
-type donationKey struct {
-	from string
-	id   uint64
-}
-
 // NewNode returns a node for cfg, restored from st (nil for a new region).
 func NewNode(cfg Config, st *State) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
@@ -278,7 +276,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		peers:       make(map[string]*peer),
 		pendingIdem: make(map[string]*pendingHold),
 		borrows:     make(map[uint64]*borrowOut),
-		donations:   make(map[donationKey]uint64),
+		donations:   newDonationTable(c.MaxDonations),
 		lowSKUs:     make(map[string]struct{}),
 		homes:       newHomes(c.MaxRouted),
 		wait:        newWaitlist(),
@@ -447,6 +445,7 @@ func (n *Node) Stats() Stats {
 	}
 	s.Waiting = uint64(n.wait.waiting)
 	s.WaitingUnits = n.waitingUnits()
+	s.Donations, s.DonationCopiesRefused = uint64(n.donations.len()), n.donations.refused
 	return s
 }
 

@@ -209,7 +209,7 @@ type pebbleCollector struct{ r *Region }
 var (
 	pebbleDescs = struct {
 		diskUsage, memtableSize, readAmp, compactions, compactDebt, flushes, walBytesIn, walBytesWritten,
-		walFiles, tables, cacheHits, cacheMisses *prometheus.Desc
+		walFiles, tables, cacheHits, cacheMisses, cacheSize *prometheus.Desc
 	}{
 		diskUsage:       prometheus.NewDesc("holdfast_pebble_disk_usage_bytes", "Disk space used by the store.", nil, nil),
 		memtableSize:    prometheus.NewDesc("holdfast_pebble_memtable_bytes", "Bytes in memtables.", nil, nil),
@@ -223,13 +223,14 @@ var (
 		tables:          prometheus.NewDesc("holdfast_pebble_tables", "Live sstables.", nil, nil),
 		cacheHits:       prometheus.NewDesc("holdfast_pebble_block_cache_hits_total", "Block cache hits.", nil, nil),
 		cacheMisses:     prometheus.NewDesc("holdfast_pebble_block_cache_misses_total", "Block cache misses.", nil, nil),
+		cacheSize:       prometheus.NewDesc("holdfast_pebble_block_cache_bytes", "Bytes in the block cache (at most its configured size, 64 MiB by default).", nil, nil),
 	}
 )
 
 func (c *pebbleCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := &pebbleDescs
 	for _, x := range []*prometheus.Desc{d.diskUsage, d.memtableSize, d.readAmp, d.compactions, d.compactDebt,
-		d.flushes, d.walBytesIn, d.walBytesWritten, d.walFiles, d.tables, d.cacheHits, d.cacheMisses} {
+		d.flushes, d.walBytesIn, d.walBytesWritten, d.walFiles, d.tables, d.cacheHits, d.cacheMisses, d.cacheSize} {
 		ch <- x
 	}
 }
@@ -262,4 +263,5 @@ func (c *pebbleCollector) Collect(ch chan<- prometheus.Metric) {
 	g(d.tables, float64(m.Total().TablesCount))
 	k(d.cacheHits, float64(m.BlockCache.Hits))
 	k(d.cacheMisses, float64(m.BlockCache.Misses))
+	g(d.cacheSize, float64(m.BlockCache.Size))
 }

@@ -434,6 +434,11 @@ func TestMetricsWithStore(t *testing.T) {
 			t.Errorf("%s = %v, want >= %v", name, got[name], min)
 		}
 	}
+	// The block cache may be empty while every write is in the memtable:
+	// the gauge is exported, within the configured size (64 MiB).
+	if v, ok := got["holdfast_pebble_block_cache_bytes"]; !ok || v < 0 || v > 64<<20 {
+		t.Errorf("holdfast_pebble_block_cache_bytes = %v (exported: %v), want 0..64 MiB", v, ok)
+	}
 }
 
 // Group commit: while one batch is being written, the next one collects

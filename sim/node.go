@@ -264,4 +264,5 @@ func (w *world) addStats(s escrow.Stats) {
 	r.LocationSplitLines += s.LocationSplitLines
 	r.LocationRefused += s.LocationRefused
 	r.StaleBorrowsRefused += s.BorrowStaleRefused
+	r.DonationCopiesRefused += s.DonationCopiesRefused
 }

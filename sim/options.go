@@ -82,6 +82,12 @@ type Options struct {
 	Hooks Hooks
 	// RegionBugs are planted in the region runtime (RuntimeRegion only).
 	RegionBugs regiontest.Bugs
+
+	// SoakHook, when set, is called with every soak sample, after the
+	// full GC that measures the heap (holdfast sim --heap-profile writes a
+	// heap profile there). Observation only: not part of the run's
+	// arguments, and it must not touch the run.
+	SoakHook func(seed uint64, s SoakSample) `json:"-"`
 }
 
 // Hooks are test-only bugs of the simulated runtime (not of escrow).

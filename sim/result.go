@@ -59,6 +59,10 @@ type Result struct {
 	// not sell it is one).
 	LocationSplitLines uint64 `json:"location_split_lines,omitempty"`
 	LocationRefused    uint64 `json:"location_refused,omitempty"`
+	// DonationCopiesRefused: borrow requests donors answered with nothing
+	// as possible copies of answers they had forgotten (escrow/donations.go;
+	// late replays).
+	DonationCopiesRefused uint64 `json:"donation_copies_refused,omitempty"`
 
 	// Safety and post-heal checkers: all must be zero.
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
@@ -491,8 +495,8 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	}
 	for _, r := range rs {
 		for _, x := range r.Soak {
-			fmt.Fprintf(w, "soak: seed=%d minute=%d queued=%d live_holds=%d kept_holds=%d oracle_recs=%d\n",
-				r.Seed, x.Minute, x.Queued, x.LiveHolds, x.KeptHolds, x.OracleRecs)
+			fmt.Fprintf(w, "soak: seed=%d minute=%d queued=%d live_holds=%d kept_holds=%d oracle_recs=%d donations=%d\n",
+				r.Seed, x.Minute, x.Queued, x.LiveHolds, x.KeptHolds, x.OracleRecs, x.Donations)
 		}
 	}
 	if s.waitlisted() {

@@ -9,8 +9,10 @@ import (
 // time with long-lived holds (one shopper in twenty keeps a hold alive by
 // heartbeats for 5 to 50 minutes, past the hold's maximum lifetime now and
 // then) and many restock and expiry cycles: regions retire terminal holds
-// and forget idempotency keys after soakRetain instead of a day, so that
-// what they keep cycles within the run. Every soakEvery of simulated time
+// and forget idempotency keys after soakRetain instead of a day, and keep
+// soakMaxDonations borrow answers for dedupe instead of 100,000 (so the
+// donation table turns over by count as well as by time), so that what
+// they keep cycles within the run. Every soakEvery of simulated time
 // the run samples what it keeps: the heap of the process, and the sizes
 // of the simulated world (events queued, live holds of every region, the
 // oracle's records). A flat soak keeps those flat; the checkers all stay
@@ -18,6 +20,8 @@ import (
 const (
 	soakRetain = 5 * time.Minute
 	soakForget = 5 * time.Minute // the oracle forgets deleted holds this long after
+	// soakMaxDonations: escrow.Config.MaxDonations of a soak's regions.
+	soakMaxDonations = 10_000
 )
 
 // SoakSample is one sample of a soak.
@@ -28,6 +32,7 @@ type SoakSample struct {
 	LiveHolds  uint64 `json:"live_holds"`  // held holds over every region up
 	KeptHolds  int    `json:"kept_holds"`  // holds, any state, the regions keep
 	OracleRecs int    `json:"oracle_recs"` // holds the oracle keeps a record of
+	Donations  uint64 `json:"donations"`   // borrow answers remembered by the regions up
 }
 
 // soakEvery is the sampling period: a simulated hour, or a quarter of a
@@ -48,10 +53,15 @@ func (w *world) soakSample() {
 	for _, ep := range w.eps[:w.nReg] {
 		s.KeptHolds += len(ep.dur.holds) // durable: kept while the region is down too
 		if !ep.down {
-			s.LiveHolds += ep.node.Stats().ActiveHolds
+			st := ep.node.Stats()
+			s.LiveHolds += st.ActiveHolds
+			s.Donations += st.Donations
 		}
 	}
 	w.res.Soak = append(w.res.Soak, s)
+	if w.o.SoakHook != nil {
+		w.o.SoakHook(w.o.Seed, s)
+	}
 }
 
 // prune forgets the holds deleted before t: their records, the replies

@@ -243,8 +243,10 @@ func (w *world) regionConfig(ep *endpoint) escrow.Config {
 		Locations:        w.setup.Locations,
 	}
 	if w.o.Soak {
-		// Terminal holds and idempotency keys cycle within the soak.
+		// Terminal holds, idempotency keys and donation answers cycle
+		// within the soak.
 		cfg.HoldRetain, cfg.IdemTTL = soakRetain, soakRetain
+		cfg.MaxDonations = soakMaxDonations
 	}
 	cfg = escrowtest.WithBugs(cfg, w.o.Bugs)
 	w.strat.Config(&w.setup, ep.idx, &cfg)

@@ -19,6 +19,7 @@ type sampleRow struct {
 
 type sampler struct {
 	procs []*proc
+	mem   *memSampler // the regions' memory from their metrics (memstats.go); may be nil
 	mu    sync.Mutex
 	rows  []sampleRow
 }
@@ -33,6 +34,9 @@ func (s *sampler) sample(start time.Time) {
 	s.mu.Lock()
 	s.rows = append(s.rows, row)
 	s.mu.Unlock()
+	if s.mem != nil {
+		s.mem.sample(start)
+	}
 }
 
 func (s *sampler) run(ctx context.Context, start time.Time, every time.Duration) {
@@ -107,6 +111,10 @@ func mib(kb int64) float64 { return float64(kb) / 1024 }
 func report(w io.Writer, cfg Config, res *Result, c *counts, l *Ledger, f *Final, s *sampler) {
 	fmt.Fprintln(w, "\n== resources over time (RSS / its anonymous part in MiB / open fds, from /proc)")
 	s.table(w)
+	if s.mem != nil {
+		fmt.Fprintln(w, "\n== region memory over time (Go heap in use / GC target / Pebble memtables / block cache in MiB, from /metrics)")
+		s.mem.table(w)
+	}
 	fmt.Fprintln(w, "\n== resource ranges")
 	s.ranges(w)
 	c.mu.Lock()

@@ -144,6 +144,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	samp := newSampler(cl.procs())
+	var names, urls []string
+	for i, p := range cl.regions {
+		names, urls = append(names, p.name), append(urls, cl.regionURL(i)+"/metrics")
+	}
+	samp.mem = newMemSampler(names, urls)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for i := range cfg.Shoppers {
