@@ -229,8 +229,8 @@ func (n *Node) pushHomes() {
 	n.homes.pushAt = n.now.Add(homePushEvery)
 	for _, x := range n.homes.list {
 		to, ok := n.homeOf(x.SKU)
-		if !ok {
-			continue
+		if !ok || !n.freshForPush(to) {
+			continue // not heard from lately: pushed units may be stranded (in_touch.go)
 		}
 		s := n.skus[x.SKU]
 		if s == nil || s.own == nil {
