@@ -24,7 +24,9 @@ import (
 // borrow. Homes only change where units sit and where a hold is served.
 // They lapse HomeTTL after the latest advice, and a home not heard from
 // within a digest and a half (outOfTouch, in_touch.go) is ignored, so a
-// dead daemon or a cut-off home leaves plain escrow.
+// dead daemon or a cut-off home leaves plain escrow. Units are pushed to a
+// home only if it was heard from within 300 ms (freshForPush, the
+// fresh-push rule).
 
 // homes is the node's view of the latest advice's homes. The idempotency
 // keys of the holds it routed are IdemEntry values with RoutedTo set, kept
