@@ -24,7 +24,9 @@ import (
 // borrow. Homes only change where units sit and where a hold is served.
 // They lapse HomeTTL after the latest advice, and a home not heard from
 // within a digest and a half (outOfTouch, in_touch.go) is ignored, so a
-// dead daemon or a cut-off home leaves plain escrow.
+// dead daemon or a cut-off home leaves plain escrow. Units are pushed to a
+// home only if it was heard from within 300 ms (freshForPush, the
+// fresh-push rule).
 
 // homes is the node's view of the latest advice's homes. The idempotency
 // keys of the holds it routed are IdemEntry values with RoutedTo set, kept
@@ -229,8 +231,8 @@ func (n *Node) pushHomes() {
 	n.homes.pushAt = n.now.Add(homePushEvery)
 	for _, x := range n.homes.list {
 		to, ok := n.homeOf(x.SKU)
-		if !ok {
-			continue
+		if !ok || !n.freshForPush(to) {
+			continue // not heard from lately: pushed units may be stranded (in_touch.go)
 		}
 		s := n.skus[x.SKU]
 		if s == nil || s.own == nil {

@@ -47,3 +47,31 @@ func (n *Node) outOfTouch(r string) bool {
 	w := n.inTouchWindow()
 	return w >= 0 && !p.heard.IsZero() && n.now.Sub(p.heard) > w
 }
+
+// pushFreshWindow is how recently a home must have been heard from for
+// this region to push it units (pushHomes): the fresh-push rule. A home
+// heard from within inTouchWindow (1.5 s by default) but not lately may
+// already be behind a partition that began since, or crashed: the units
+// pushed meanwhile sit unseen there until heal or repair, while shoppers
+// here are refused or routed. 300 ms is about the longest inter-region
+// round trip; a home that sells hears from and replicates to its peers
+// far more often than that, and a quiet one is heard at each digest, so
+// a push waits at most a digest interval. Routing (homeOf) keeps the
+// in-touch window: a routed hold that finds no home falls back or is
+// retried, whereas pushed units cannot be taken back.
+const pushFreshWindow = 300 * time.Millisecond
+
+// freshForPush reports whether peer r was heard from within
+// pushFreshWindow (at most inTouchWindow; always, when silence is not
+// watched). A peer never heard from is not fresh.
+func (n *Node) freshForPush(r string) bool {
+	p := n.peers[r]
+	if p == nil || p.heard.IsZero() {
+		return false
+	}
+	w := n.inTouchWindow()
+	if w < 0 {
+		return true
+	}
+	return n.now.Sub(p.heard) <= min(w, pushFreshWindow)
+}

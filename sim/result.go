@@ -492,6 +492,7 @@ func WriteText(w io.Writer, o Options, rs []*Result) {
 	if s.FalseRejectsByCause != nil {
 		fmt.Fprintf(w, "false_rejects_by_cause: %s\n", causesLine(s.FalseRejectsByCause))
 		fmt.Fprintf(w, "avoidable_false_reject_rate=%.4f (every cause but region_down, no_answer and fenced)\n", s.AvoidableFalseRejectRate)
+		writeFloor(w, "", s)
 	}
 	for _, r := range rs {
 		for _, x := range r.Soak {
@@ -558,10 +559,14 @@ func WriteComparison(w io.Writer, o Options, names []string, runs [][]*Result) {
 		fmt.Fprintf(w, "%-20s %8.4f %8.1f %8.1f %8.2f %8.1f %8d %8d %s\n", name, s.FalseRejectRate, s.P50HoldMs,
 			s.P99HoldMs, s.MsgsPerHold, s.StrandedAtSellout, s.Unavailable, s.MaxConvergeMs, checks)
 	}
+	sums := make([]Summary, len(names))
 	for i, name := range names {
-		if s := Summarize(runs[i]); s.FalseRejectsByCause != nil {
+		sums[i] = Summarize(runs[i])
+		if s := sums[i]; s.FalseRejectsByCause != nil {
 			fmt.Fprintf(w, "false_rejects_by_cause %s: %s avoidable_rate=%.4f\n", name, causesLine(s.FalseRejectsByCause),
 				s.AvoidableFalseRejectRate)
+			writeFloor(w, name, s)
 		}
 	}
+	writeHalfTarget(w, names, sums)
 }

@@ -108,12 +108,14 @@ func TestRebalancerHalvesFalseRejects(t *testing.T) {
 
 // TestRebalancerUnderFaults is the rebalancer's figure under every fault
 // as a regression test: on the shift workload (5 regions, --faults all,
-// seeds 1–4 of 3 minutes), escrow+rebalancer refuses at least 10% fewer
-// carts while the units existed than escrow alone, also counting only the
+// seeds 1–4 of 3 minutes), escrow+rebalancer refuses at most 75% as many
+// carts while the units existed as escrow alone, also counting only the
 // avoidable causes, with every checker passing. Virtual time: the result
-// is exact for these seeds (0.0991 → 0.0754, avoidable 0.0682 → 0.0488 at
-// the time of writing). The target (at most half) is not reached
-// under faults; docs/simulator.md, "Rebalancer under faults", says why.
+// is exact for these seeds: 0.0991 → 0.0678 (68%), avoidable 0.0682 →
+// 0.0461 (68%) when the bound was set; without the fresh-push rule
+// (in_touch.go) 0.0754 (76%, over the bound) and 0.0488 (72%). The
+// issue's target (at most half) is out of reach under faults;
+// docs/simulator.md, "Rebalancer under faults", says why.
 // Every fault but membership: its added region and drain outlast these
 // 3-minute runs, and with it the rebalancer refuses more than escrow on
 // these seeds (0.0914 -> 0.1007 when measured), a figure of its own.
@@ -141,12 +143,12 @@ func TestRebalancerUnderFaults(t *testing.T) {
 	plain, rb := run("escrow"), run("escrow+rebalancer")
 	t.Logf("seeds 1-4: false_reject_rate %.4f -> %.4f, avoidable %.4f -> %.4f",
 		plain.FalseRejectRate, rb.FalseRejectRate, plain.AvoidableFalseRejectRate, rb.AvoidableFalseRejectRate)
-	if plain.FalseRejectRate == 0 || rb.FalseRejectRate > 0.9*plain.FalseRejectRate {
-		t.Errorf("false_reject_rate %.4f with the rebalancer, want at most 90%% of escrow's %.4f",
+	if plain.FalseRejectRate == 0 || rb.FalseRejectRate > 0.75*plain.FalseRejectRate {
+		t.Errorf("false_reject_rate %.4f with the rebalancer, want at most 75%% of escrow's %.4f",
 			rb.FalseRejectRate, plain.FalseRejectRate)
 	}
-	if plain.AvoidableFalseRejectRate == 0 || rb.AvoidableFalseRejectRate > 0.9*plain.AvoidableFalseRejectRate {
-		t.Errorf("avoidable false_reject_rate %.4f with the rebalancer, want at most 90%% of escrow's %.4f",
+	if plain.AvoidableFalseRejectRate == 0 || rb.AvoidableFalseRejectRate > 0.75*plain.AvoidableFalseRejectRate {
+		t.Errorf("avoidable false_reject_rate %.4f with the rebalancer, want at most 75%% of escrow's %.4f",
 			rb.AvoidableFalseRejectRate, plain.AvoidableFalseRejectRate)
 	}
 }
