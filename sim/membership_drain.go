@@ -86,7 +86,7 @@ func (w *world) drainTarget(key string) (int, string) {
 // drained reports whether the removed region may be stopped: nothing held
 // or waiting there, nothing available (in its view and in truth: no unit
 // on its way to it), no borrow of its in flight, every drained unit
-// restocked, and every other member up with its last rows.
+// restocked, and every other member up with its last rows stored.
 func (w *world) drained() bool {
 	mb := w.mb
 	ep := w.eps[mb.x]
@@ -123,7 +123,14 @@ func (w *world) drained() bool {
 			if m.down {
 				return false
 			}
+			// Its stored copy, not only the one in memory: a member
+			// that crashes before syncing the removed region's last
+			// row would come back without it, with nobody left to send
+			// it again.
 			if seq, ok := m.node.RowSeq(r.SKU, ep.name); !ok || seq < r.Seq {
+				return false
+			}
+			if d, ok := m.dur.rows[[2]string{r.SKU, ep.name}]; !ok || d.Seq < r.Seq {
 				return false
 			}
 		}
