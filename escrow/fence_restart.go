@@ -84,17 +84,38 @@ func (n *Node) restartClean() bool {
 
 // restartWitness reports whether peer p lets the restart probation end:
 // its clean report has stood for the minimum wait and it claims nothing,
-// or it is fenced for good itself and its last digest is behind rows of it
-// we hold (its own store went back: it can never report clean, as its
-// digests are older than its rows, and its word is not awaited). Both
-// together: a late copy of an old digest alone must not excuse a peer.
+// or its own store went back (it can never report clean, as its digests
+// are older than its rows, and its word is not awaited): it is fenced for
+// good itself and its last digest is behind rows of it we hold, or its
+// latest fresh digest is (wentBack: it may be on a probation of its own
+// that does not end, a lone voice having seen its rows beyond its store,
+// and two regions each waiting for the other would refuse writes for
+// good). A late copy of an old digest alone must not excuse a peer: it
+// is behind too, but neither fenced nor fresh (stamped before the peer's
+// newest digest).
 func (n *Node) restartWitness(p string) bool {
 	f := &n.fence
 	if n.trust.claims[p] > n.seq {
 		return false
 	}
-	if pr := n.peers[p]; pr != nil && pr.behind && pr.fenced {
+	if pr := n.peers[p]; pr != nil && ((pr.behind && pr.fenced) || pr.wentBack) {
 		return true
 	}
 	return f.clean[p] && n.now.Sub(f.cleanAt[p]) >= f.probeMin
+}
+
+// fenceHeld reports whether the node refuses writes with no end in sight:
+// fenced for good, or on a restart probation that a peer's claim holds (a
+// lone voice that has seen its rows beyond its store: fence_quorum.go), which
+// ends only if that claim falls below the store's sequence. Its digests say
+// so (Message.Fenced), so that peers stop asking it to lend, routing to it
+// and sending it units: it would hold on to them for good while they ask
+// it again and again (a probation that ends by itself, within seconds,
+// is not announced).
+func (n *Node) fenceHeld() bool {
+	st := &n.fence.st
+	if !st.Fenced {
+		return false
+	}
+	return !st.Probation || (n.fence.restart && len(n.claimVoices()) > 0)
 }
