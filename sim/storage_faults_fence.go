@@ -84,8 +84,10 @@ type storeBack struct {
 	lie      *storeImage // fsynclie: the image of the window's start
 	wentBack bool        // the store went back at least once
 	// bitflip: flip is set while an episode waits to flip the tables;
-	// flipped, between the flip and the open of the flipped store.
-	flip, flipped bool
+	// flipped, between the flip and the open of the flipped store;
+	// flippedOnce, from the flip on (a flip the open did not read may be
+	// found later, by a compaction: storage_faults_bitflip.go).
+	flip, flipped, flippedOnce bool
 }
 
 // storeBackVictim is the one region whose store these faults send back
