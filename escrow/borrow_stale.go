@@ -68,17 +68,10 @@ func (n *Node) clockStamp() uint64 {
 // borrow request, at most staleWindow past this node's clock.
 func (n *Node) learnClock(m *Message) {
 	if m.Epoch == 0 || (m.Type != MsgDigest && m.Type != MsgBorrowReq) {
-		if m.Type == MsgDigest {
-			n.peer(m.From).digestFresh = false
-		}
 		return
 	}
 	limit := uint64(max(0, n.now.Add(n.staleWindow()).UnixMilli()))
-	p := n.peer(m.From)
-	if m.Type == MsgDigest {
-		p.digestFresh = m.Epoch > p.clockHW
-	}
-	if m.Epoch > p.clockHW {
+	if p := n.peer(m.From); m.Epoch > p.clockHW {
 		p.clockHW = min(m.Epoch, limit)
 	}
 }

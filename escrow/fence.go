@@ -206,11 +206,7 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 	case MsgDigest:
 		n.onDigest(m)
 		n.peer(m.From).fenced = m.Fenced
-		pr := n.peer(m.From)
-		pr.behind = n.staleDigest(m)
-		if pr.digestFresh {
-			pr.wentBack = pr.behind
-		}
+		n.peer(m.From).behind = n.staleDigest(m)
 		n.fenceOnSeen(m)
 		n.noteStockHints(m)
 		return true, nil

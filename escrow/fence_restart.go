@@ -84,21 +84,20 @@ func (n *Node) restartClean() bool {
 
 // restartWitness reports whether peer p lets the restart probation end:
 // its clean report has stood for the minimum wait and it claims nothing,
-// or its own store went back (it can never report clean, as its digests
-// are older than its rows, and its word is not awaited): it is fenced for
-// good itself and its last digest is behind rows of it we hold, or its
-// latest fresh digest is (wentBack: it may be on a probation of its own
-// that does not end, a lone voice having seen its rows beyond its store,
-// and two regions each waiting for the other would refuse writes for
-// good). A late copy of an old digest alone must not excuse a peer: it
-// is behind too, but neither fenced nor fresh (stamped before the peer's
-// newest digest).
+// or it is fenced itself (for good, or on a probation a claim holds:
+// fenceHeld) and its last digest is behind rows of it we hold (its own
+// store went back: it can never report clean, as its digests are older
+// than its rows, and its word is not awaited; without the second case two
+// regions on restart probation, one held by the other's claim, would each
+// wait for the other for good). Both together: a late copy of an old
+// digest alone must not excuse a peer (a digest overtaken by rows sent
+// after it is behind too).
 func (n *Node) restartWitness(p string) bool {
 	f := &n.fence
 	if n.trust.claims[p] > n.seq {
 		return false
 	}
-	if pr := n.peers[p]; pr != nil && ((pr.behind && pr.fenced) || pr.wentBack) {
+	if pr := n.peers[p]; pr != nil && pr.behind && pr.fenced {
 		return true
 	}
 	return f.clean[p] && n.now.Sub(f.cleanAt[p]) >= f.probeMin

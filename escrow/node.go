@@ -212,21 +212,13 @@ type peer struct {
 	maxRow uint64
 	// behind: its last digest named a sequence below rows of it we hold:
 	// a late copy, or its store went back (fence_restart.go).
-	behind bool
-	// wentBack: its latest fresh digest (stamped after every earlier one,
-	// see digestFresh) was behind rows of it we hold: its own store went
-	// back in time. A late copy, stamped before its newest digest, neither
-	// sets nor clears it (fence_restart.go).
-	wentBack bool
-	// digestFresh: the stamp of its last digest was above every earlier
-	// stamp of it (learnClock); false for a late copy or an unstamped one.
-	digestFresh bool
-	chainFrom   uint64 // multi-part rows message in progress
-	chainTo     uint64
-	repairAt    time.Time // when the outstanding repair was asked, zero if none
-	askAgain    bool      // a gap came while that repair was outstanding (retryRepairs)
-	suspect     bool      // a digest showed a sequence beyond seen
-	seenDirty   bool
+	behind    bool
+	chainFrom uint64 // multi-part rows message in progress
+	chainTo   uint64
+	repairAt  time.Time // when the outstanding repair was asked, zero if none
+	askAgain  bool      // a gap came while that repair was outstanding (retryRepairs)
+	suspect   bool      // a digest showed a sequence beyond seen
+	seenDirty bool
 	// heard is when the peer last said anything (see worthAsking).
 	heard time.Time
 	// gone is when the runtime last reported it unreachable; it counts
