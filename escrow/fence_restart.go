@@ -116,5 +116,5 @@ func (n *Node) fenceHeld() bool {
 	if !st.Fenced {
 		return false
 	}
-	return !st.Probation || (n.fence.restart && len(n.claimVoices()) > 0)
+	return !st.Probation || (n.fence.restart && !n.cfg.bugs.QuietHeldProbation && len(n.claimVoices()) > 0)
 }
