@@ -34,7 +34,7 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 			continue
 		}
 		need := l.Qty - have
-		surplus := n.peerSurplus(s)
+		surplus := n.addHinted(l.SKU, n.peerSurplus(s))
 		n.stretchDeadline(p, surplus)
 		surplus = n.inReach(surplus, p.deadline.Sub(n.now))
 		plan := PlanBorrowNear(need, surplus, n.reach)
@@ -197,6 +197,9 @@ func (n *Node) onBorrowResp(m *Message) {
 		n.noteRTT(m.From, n.now.Sub(b.sent))
 		n.stats.BorrowsAnswered++
 		n.stats.BorrowUnitsIn += m.Qty
+		if m.Qty < b.qty {
+			n.dropHint(b.sku, m.From)
+		}
 		if b.topUp {
 			if s := n.skus[b.sku]; s != nil && s.topUp == m.ID {
 				s.topUp = 0

@@ -208,6 +208,7 @@ func (n *Node) fenceMessage(m *Message) (bool, error) {
 		n.peer(m.From).fenced = m.Fenced
 		n.peer(m.From).behind = n.staleDigest(m)
 		n.fenceOnSeen(m)
+		n.noteStockHints(m)
 		return true, nil
 	case MsgRepairReq:
 		// The asker has seen our rows up to m.Seq.

@@ -84,10 +84,14 @@ func (n *Node) restartClean() bool {
 
 // restartWitness reports whether peer p lets the restart probation end:
 // its clean report has stood for the minimum wait and it claims nothing,
-// or it is fenced for good itself and its last digest is behind rows of it
-// we hold (its own store went back: it can never report clean, as its
-// digests are older than its rows, and its word is not awaited). Both
-// together: a late copy of an old digest alone must not excuse a peer.
+// or it is fenced itself (for good, or on a probation a claim holds:
+// fenceHeld) and its last digest is behind rows of it we hold (its own
+// store went back: it can never report clean, as its digests are older
+// than its rows, and its word is not awaited; without the second case two
+// regions on restart probation, one held by the other's claim, would each
+// wait for the other for good). Both together: a late copy of an old
+// digest alone must not excuse a peer (a digest overtaken by rows sent
+// after it is behind too).
 func (n *Node) restartWitness(p string) bool {
 	f := &n.fence
 	if n.trust.claims[p] > n.seq {
@@ -97,4 +101,20 @@ func (n *Node) restartWitness(p string) bool {
 		return true
 	}
 	return f.clean[p] && n.now.Sub(f.cleanAt[p]) >= f.probeMin
+}
+
+// fenceHeld reports whether the node refuses writes with no end in sight:
+// fenced for good, or on a restart probation that a peer's claim holds (a
+// lone voice that has seen its rows beyond its store: fence_quorum.go), which
+// ends only if that claim falls below the store's sequence. Its digests say
+// so (Message.Fenced), so that peers stop asking it to lend, routing to it
+// and sending it units: it would hold on to them for good while they ask
+// it again and again (a probation that ends by itself, within seconds,
+// is not announced).
+func (n *Node) fenceHeld() bool {
+	st := &n.fence.st
+	if !st.Fenced {
+		return false
+	}
+	return !st.Probation || (n.fence.restart && !n.cfg.bugs.QuietHeldProbation && len(n.claimVoices()) > 0)
 }

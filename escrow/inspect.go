@@ -54,16 +54,33 @@ func (n *Node) ForEachRow(f func(r *Row)) {
 // RowSeq returns the Seq of region's row of sku as this node holds it, and
 // whether it holds one: a check of one row without copying them all.
 func (n *Node) RowSeq(sku, region string) (uint64, bool) {
+	if r := n.rowOf(sku, region); r != nil {
+		return r.Seq, true
+	}
+	return 0, false
+}
+
+// SentTo returns the units this node's copy of the row of (sku, from) says
+// from sent to region to (0 without a copy), copying nothing.
+func (n *Node) SentTo(sku, from, to string) uint64 {
+	if r := n.rowOf(sku, from); r != nil {
+		return r.SentTo(to)
+	}
+	return 0
+}
+
+// rowOf is the node's row of (sku, region), nil if it has none.
+func (n *Node) rowOf(sku, region string) *Row {
 	s := n.skus[sku]
 	if s == nil {
-		return 0, false
+		return nil
 	}
 	for _, rec := range s.list {
 		if rec.Region == region {
-			return rec.Seq, true
+			return &rec.Row
 		}
 	}
-	return 0, false
+	return nil
 }
 
 // SKUs returns the SKUs this node knows, in the order it learned them.

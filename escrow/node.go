@@ -51,6 +51,8 @@ type Node struct {
 	recounts   map[string]time.Time // as_of of the last recount applied, per SKU
 	idemExpiry dlHeap[*idemRec]
 	peers      map[string]*peer
+	// hints: peers' digest counts above the view's (stock_hints.go).
+	hints map[hintKey]uint64
 
 	pending     []*pendingHold // holds waiting on borrowed units, FIFO
 	retryDue    bool           // something a pending hold waits for changed
@@ -110,7 +112,11 @@ type Stats struct {
 	BorrowsSkippedFar uint64
 	// BorrowDeadlinesStretched counts holds whose borrow deadline was
 	// stretched past BorrowTimeout to the nearest donor's RTT.
-	BorrowDeadlinesStretched             uint64
+	BorrowDeadlinesStretched uint64
+	// StockHintsUsed: hinted peers added to (or raised in) a borrow's
+	// candidates while a peer's rows may lag for good (stock_hints.go);
+	// StockHintsDropped: hints not kept because the map was full.
+	StockHintsUsed, StockHintsDropped    uint64
 	BorrowUnitsIn, DonatedUnits          uint64
 	TopUps, AdviceApplied, AdviceIgnored uint64
 	// AdviceSkippedOutOfTouch: advised moves not made because the

@@ -287,7 +287,7 @@ func (n *Node) digest() {
 	}
 	n.lastDigest = n.now
 	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
-		Fenced: n.fence.st.Fenced && !n.fence.st.Probation, Epoch: n.clockStamp()}
+		Fenced: n.fenceHeld(), Epoch: n.clockStamp()}
 	n.urgentDigest = false
 	n.digestSKUs(&m)
 	n.send(m)

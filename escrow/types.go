@@ -278,9 +278,10 @@ type Message struct {
 	// most MaxRegions. A region that finds its own name with a sequence
 	// above its own store's has lost writes: it fences itself (fence.go).
 	Seen []RegionSeq
-	// Fenced (digest): the sender is fenced for good (not merely on
-	// probation, which ends within seconds), so peers do not ask it to
-	// lend or route to it: it would answer with nothing.
+	// Fenced (digest): the sender is fenced for good, or on a restart
+	// probation that a peer's claim holds (not merely on a probation that
+	// ends within seconds; Node.fenceHeld), so peers do not ask it to lend
+	// or route to it: it would answer with nothing.
 	Fenced bool
 	// Speaks is the highest wire version the sender reads, carried by
 	// version-2 messages (0: a version-1 message, which does not say). The

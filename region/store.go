@@ -253,5 +253,32 @@ func (l *pebbleLogger) Errorf(format string, args ...any) {
 func (l *pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.log.Error("pebble fatal error: store marked failed (process kept alive)", "err", msg)
-	l.onFatal(errors.New(msg))
+	l.onFatal(fatalCause(msg, args))
+}
+
+// pebbleFatal is a fatal report of pebble's: its text, and the error it
+// reported (its cause), kept so that callers can tell what failed, e.g.
+// pebble.IsCorruptionError for a checksum mismatch found by a compaction.
+type pebbleFatal struct {
+	msg   string
+	cause error
+}
+
+func (e *pebbleFatal) Error() string { return e.msg }
+func (e *pebbleFatal) Unwrap() error { return e.cause }
+
+// fatalCause is the error of a Fatalf report: its text, wrapping the first
+// error among its arguments (a data corruption report's details).
+func fatalCause(msg string, args []any) error {
+	for _, a := range args {
+		switch v := a.(type) {
+		case pebble.DataCorruptionInfo:
+			if v.Details != nil {
+				return &pebbleFatal{msg: msg, cause: v.Details}
+			}
+		case error:
+			return &pebbleFatal{msg: msg, cause: v}
+		}
+	}
+	return errors.New(msg)
 }

@@ -57,12 +57,15 @@ var faultNames = []struct {
 // storageFaults are the faults only the region runtime has.
 const storageFaults = FaultMidSync | FaultTorn | FaultRecovery | FaultDiskFull | storeBackFaults
 
-// FaultsAllSet is what --faults all means: every implemented fault but
-// those that send a store back in time (wipe, rollback, fsynclie): they
-// leave a region fenced for the rest of the run, refusing every write by
-// design, which changes what the other checkers of "all" can expect; they
-// are run by name (docs/simulator.md).
-const FaultsAllSet = (faultEnd - 1) &^ storeBackFaults
+// FaultsAllSet is what --faults all means: every named fault, those that
+// send a store back in time (wipe, rollback, fsynclie, bitflip) included.
+// The storage faults are the region runtime's: the escrow runtime has no
+// disk, and its effective set (Options.faultSet) leaves the store-back
+// faults out, so its schedule and output for "all" are those of before
+// they joined. On the region runtime a store-back fault leaves its region
+// fenced or on probation, refusing writes by design; the checkers expect
+// that (storage_faults_fence.go, docs/simulator.md).
+const FaultsAllSet = faultEnd - 1
 
 // legacyAll is what "all" meant before faults had names.
 const legacyAll = FaultPartitions | FaultCrash | FaultSpike | FaultLossy | FaultSkew
@@ -129,9 +132,15 @@ func (s FaultSet) String() string {
 	return strings.Join(out, ",")
 }
 
-// faultSet is the parsed --faults of o (Validate has checked it).
+// faultSet is the effective fault set of o: its parsed --faults (Validate
+// has checked it), without the store-back faults on the escrow runtime,
+// which has no store to send back (they come only from "all" there: by
+// name they are refused, validateRuntime).
 func (o *Options) faultSet() FaultSet {
 	s, _ := ParseFaults(o.Faults)
+	if o.Runtime != RuntimeRegion {
+		s &^= storeBackFaults
+	}
 	return s
 }
 

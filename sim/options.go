@@ -306,6 +306,12 @@ const (
 	// BugHonourStaleBorrows: a donor honours a borrow request its requester
 	// has certainly given up on (replay, pause, partitions).
 	BugHonourStaleBorrows = "honour-stale-borrows"
+	// Bugs that --faults all exposes through its store-back faults on the
+	// region runtime (faults_all_storeback_test.go): a node asks only the
+	// peers its own view credits with surplus (no stock hints), and a held
+	// restart probation is not announced.
+	BugNoStockHints       = "no-stock-hints"
+	BugQuietHeldProbation = "quiet-held-probation"
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -336,6 +342,8 @@ var bugSwitches = []struct {
 	{BugSkipProbation, func(o *Options) *bool { return &o.Hooks.SkipProbation }},
 	{BugTrustNonMember, func(o *Options) *bool { return &o.Bugs.TrustNonMembers }},
 	{BugHonourStaleBorrows, func(o *Options) *bool { return &o.Bugs.HonourStaleBorrows }},
+	{BugNoStockHints, func(o *Options) *bool { return &o.Bugs.NoStockHints }},
+	{BugQuietHeldProbation, func(o *Options) *bool { return &o.Bugs.QuietHeldProbation }},
 }
 
 // SetBug turns on one named test-only bug.

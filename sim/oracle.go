@@ -85,6 +85,9 @@ type oracle struct {
 	// restored (storage_faults_fence.go); nil until one did.
 	ghost     []counters // [region*S+sku]
 	ghostSent []uint64   // [region*S+sku] units lent, summed over borrowers
+	// ghostSentTo: the same per borrower, [(region*S+sku)*nReg+borrower]
+	// (wrapping like ghostSent; read signed).
+	ghostSentTo []uint64
 }
 
 func newOracle(w *world) *oracle {

@@ -73,6 +73,7 @@ code{background:#f6f6f6;padding:1px 4px}</style></head><body>`)
 		m("holds lost with a store that went back (wiped_lost)", fmt.Sprint(r.WipedLost), fmt.Sprint(s.WipedLost))
 		m("regions fenced at the end", fmt.Sprint(r.FencedRegions), fmt.Sprint(s.FencedRegions))
 		m("starts refused for a corrupt store", fmt.Sprint(r.BitflipRefused), fmt.Sprint(s.BitflipRefused))
+		m("of flips found late (bitflip_late)", fmt.Sprint(r.BitflipLate), fmt.Sprint(s.BitflipLate))
 	}
 	m("granted", fmt.Sprint(r.Granted), fmt.Sprint(s.Granted))
 	m("rejected", fmt.Sprint(r.Rejected), fmt.Sprint(s.Rejected))

@@ -164,9 +164,12 @@ type Result struct {
 	FencedRegions    uint64 `json:"fenced_regions,omitempty"`
 	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
 	// bitflip: starts refused for a corrupt store, and flips the open did
-	// not read (the region started with exactly what it synced).
+	// not read (the region started with exactly what it synced); of those,
+	// BitflipLate: found later (a compaction read the flipped block), which
+	// made a later start or recovery refuse.
 	BitflipRefused uint64 `json:"bitflip_refused,omitempty"`
 	BitflipUnread  uint64 `json:"bitflip_unread,omitempty"`
+	BitflipLate    uint64 `json:"bitflip_late,omitempty"`
 
 	TraceHash uint64   `json:"trace_hash"`
 	Failures  []string `json:"failures,omitempty"`
@@ -267,6 +270,7 @@ type Summary struct {
 	StoreBackSkipped uint64 `json:"store_back_skipped,omitempty"`
 	BitflipRefused   uint64 `json:"bitflip_refused,omitempty"`
 	BitflipUnread    uint64 `json:"bitflip_unread,omitempty"`
+	BitflipLate      uint64 `json:"bitflip_late,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -325,6 +329,7 @@ func Summarize(rs []*Result) Summary {
 		s.StoreBackSkipped += r.StoreBackSkipped
 		s.BitflipRefused += r.BitflipRefused
 		s.BitflipUnread += r.BitflipUnread
+		s.BitflipLate += r.BitflipLate
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum

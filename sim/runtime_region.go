@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -306,6 +307,18 @@ func (w *world) recoverRegion(ep *endpoint) {
 		return
 	}
 	if err := rt.st.Recover(); err != nil {
+		if rt.sb.flippedOnce && pebble.IsCorruptionError(err) {
+			// A flip found late (storage_faults_bitflip.go): the store
+			// does not reload; the process gives up and is brought
+			// back on an empty directory.
+			w.res.BitflipLate++
+			rt.st.Abandon()
+			rt.st, rt.failed = nil, false
+			ep.node = nil
+			ep.inc++
+			w.corruptStart(ep)
+			return
+		}
 		// The disk still fails: retried later.
 		w.q.push(event{at: w.at(200 * time.Millisecond), kind: evFsync, node: int32(ep.idx), inc: ep.inc, n: stageRecover})
 		return

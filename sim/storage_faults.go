@@ -114,7 +114,8 @@ func (s Summary) runtimeKV() []string {
 			"store_back_skipped="+u(s.StoreBackSkipped))
 	}
 	if s.BitflipRefused+s.BitflipUnread > 0 {
-		kv = append(kv, "bitflip_refused="+u(s.BitflipRefused), "bitflip_unread="+u(s.BitflipUnread))
+		kv = append(kv, "bitflip_refused="+u(s.BitflipRefused), "bitflip_unread="+u(s.BitflipUnread),
+			"bitflip_late="+u(s.BitflipLate))
 	}
 	return kv
 }

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -106,7 +107,7 @@ func (w *world) flipStore(ep *endpoint) {
 		w.fail("bitflip of %s's %s: %v", ep.name, name, err)
 		return
 	}
-	sb.flip, sb.flipped = false, true
+	sb.flip, sb.flipped, sb.flippedOnce = false, true, true
 	w.countFault(FaultBitflip, 1)
 }
 
@@ -139,21 +140,36 @@ func flipBits(fs *vfs.MemFS, name string, n int, off func(int64) int64, bit func
 // a refused open (any error) is a refused start for corruption, after which
 // the region comes back on an empty directory (true: the boot is over, the
 // region stays down until then); an open that succeeded must serve exactly
-// what was synced (store_mismatches, checked by the boot).
+// what was synced (store_mismatches, checked by the boot). A flip the open
+// did not read may be found later, when a compaction reads its block:
+// pebble reports the corruption (region.Store keeps it as the cause of its
+// failure), the store fails, and the next open or recovery refuses on it;
+// an open refused for a corruption of a store flipped before is that
+// (bitflip_late), with the same end. Any other refused open is an error.
 func (w *world) bitflipOpened(ep *endpoint, err error) bool {
 	sb := &ep.rt.sb
-	if !sb.flipped {
+	switch {
+	case sb.flipped:
+		sb.flipped = false
+		if err == nil {
+			w.res.BitflipUnread++
+			return false
+		}
+		w.res.BitflipRefused++
+	case err != nil && sb.flippedOnce && pebble.IsCorruptionError(err):
+		w.res.BitflipLate++
+	default:
 		return false
 	}
-	sb.flipped = false
-	if err == nil {
-		w.res.BitflipUnread++
-		return false
-	}
-	w.res.BitflipRefused++
+	w.corruptStart(ep)
+	return true
+}
+
+// corruptStart: the region refused to start on a corrupt store; the
+// operator brings it back on an empty directory a little later.
+func (w *world) corruptStart(ep *endpoint) {
 	S := w.orc.S
 	w.setRegress(ep, &storeImage{dur: newDurable(), orcDur: make([]counters, S),
 		orcSent: make([][]escrow.Transfer, S), orcLed: make([]ledger, S)})
 	w.q.push(event{at: w.at(time.Second), kind: evRestart, node: int32(ep.idx), inc: ep.inc})
-	return true
 }

@@ -84,8 +84,10 @@ type storeBack struct {
 	lie      *storeImage // fsynclie: the image of the window's start
 	wentBack bool        // the store went back at least once
 	// bitflip: flip is set while an episode waits to flip the tables;
-	// flipped, between the flip and the open of the flipped store.
-	flip, flipped bool
+	// flipped, between the flip and the open of the flipped store;
+	// flippedOnce, from the flip on (a flip the open did not read may be
+	// found later, by a compaction: storage_faults_bitflip.go).
+	flip, flipped, flippedOnce bool
 }
 
 // storeBackVictim is the one region whose store these faults send back
@@ -307,6 +309,7 @@ func (o *oracle) regress(ep *endpoint, img *storeImage) {
 	if o.ghost == nil {
 		o.ghost = make([]counters, len(o.mem))
 		o.ghostSent = make([]uint64, len(o.mem))
+		o.ghostSentTo = make([]uint64, len(o.mem)*o.w.nReg)
 	}
 	for s := 0; s < o.S; s++ {
 		k := ep.idx*o.S + s
@@ -332,6 +335,7 @@ func (o *oracle) regress(ep *endpoint, img *storeImage) {
 		for to, q := range lost {
 			if i, ok := o.w.byName[to]; ok && i < o.w.nReg {
 				o.recv[i*o.S+s] += q
+				o.ghostSentTo[k*o.w.nReg+i] += q
 			}
 			o.ghostSent[k] += q
 		}
@@ -391,7 +395,31 @@ func (w *world) strandedAt(s int) int64 {
 	for i := range w.eps[:w.nReg] {
 		if w.writesRefused(i) {
 			n += max(0, o.availOf(i, s)+o.ghostAvail(i*o.S+s))
+			n += w.lentUnseen(i, s)
 		}
+	}
+	return n
+}
+
+// lentUnseen is the units of SKU s that region f, refusing writes because
+// its store went back, lent to regions that can sell (up, not refusing
+// writes themselves) and that they do not know of: the transfer is in row
+// versions of f they never received (lost on the way, or never sent: f
+// crashed first), and f, which lost them with its store and serves no
+// repair, will never send them again. The oracle counts them as the
+// borrower's (regress: units lent stay with the borrowers), but nobody can
+// sell them: they are stranded like f's own, until an operator re-seeds.
+func (w *world) lentUnseen(f, s int) int64 {
+	o := w.orc
+	k := f*o.S + s
+	sku, name := w.setup.SKUs[s], w.eps[f].name
+	var n int64
+	for i, ep := range w.eps[:w.nReg] {
+		if i == f || ep.down || w.writesRefused(i) {
+			continue
+		}
+		lent := int64(o.memSent[k].SentTo(ep.name)) + int64(o.ghostSentTo[k*w.nReg+i])
+		n += max(0, lent-int64(ep.node.SentTo(sku, name, ep.name)))
 	}
 	return n
 }

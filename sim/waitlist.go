@@ -24,7 +24,7 @@ import (
 //     oversell and unit checkers of every workload count promoted holds;
 //   - no waiting entry outlives its deadline (the sweeper expires it);
 //   - across regions: while regions A and B are connected (both up, no
-//     partition or delay spike between them), units of the hot SKU do not
+//     partition or delay spike between them, neither refusing writes), units of the hot SKU do not
 //     stay available in A beyond what A's own waiters need for longer than
 //     waitCrossBound while B's waiters lack units (docs/architecture.md,
 //     "The guarantee across regions").
@@ -136,7 +136,10 @@ func (w *world) checkCrossRegion() {
 			}
 			k := a*N + b
 			A, B := w.eps[a], w.eps[b]
-			ok := !A.down && !B.down && !w.blocked[a*N+b] && w.spike[a*E+b] == 0 && w.spike[b*E+a] == 0
+			// (A region that refuses writes, fenced or on probation
+			// (storage_faults_fence.go), lends nothing and borrows nothing.)
+			ok := !A.down && !B.down && !w.blocked[a*N+b] && w.spike[a*E+b] == 0 && w.spike[b*E+a] == 0 &&
+				!A.node.Fence().Fenced && !B.node.Fence().Fenced
 			if ok {
 				_, needA := A.node.Waiting(sku)
 				_, needB := B.node.Waiting(sku)

@@ -41,6 +41,14 @@ type Bugs struct {
 	// HonourStaleBorrows: a donor honours a borrow request its requester
 	// has certainly given up on (the simulator's replay, pause, partitions).
 	HonourStaleBorrows bool
+	// NoStockHints: a node asks only the peers its own view says have
+	// surplus, even while a fenced peer's rows lag here for good (the
+	// simulator's store-back faults: stranded units, liveness).
+	NoStockHints bool
+	// QuietHeldProbation: a restart probation that a peer's claim holds is
+	// not announced in digests (Message.Fenced), so peers keep asking it to
+	// lend and keep waiting for its clean report (liveness).
+	QuietHeldProbation bool
 }
 
 // Any reports whether any bug is on.
