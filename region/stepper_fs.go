@@ -7,6 +7,7 @@ package region
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,6 +19,9 @@ type syncGate struct {
 	mu      sync.Mutex
 	hold    bool
 	pending []vfs.File // WAL files whose sync was held, in order
+	// closing: WAL files of pending that pebble closed while their sync
+	// was held (a rotation, during a Commit): flush syncs, then closes them.
+	closing []vfs.File
 	wal     *gatedFile // the WAL file written last
 }
 
@@ -54,27 +58,38 @@ func (g *syncGate) setHold(on bool) {
 	g.mu.Unlock()
 }
 
-// flush carries out the held syncs.
+// flush carries out the held syncs, then closes the files pebble closed
+// meanwhile. A file whose sync fails stays held (and open).
 func (g *syncGate) flush() error {
 	g.mu.Lock()
-	files := g.pending
-	g.pending = nil
+	files, closing := g.pending, g.closing
+	g.pending, g.closing = nil, nil
 	g.mu.Unlock()
 	var first error
+	var failed []vfs.File
 	for _, f := range files {
-		if err := f.Sync(); err != nil && first == nil {
+		if err := f.Sync(); err != nil {
+			failed = append(failed, f)
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	var open []vfs.File
+	for _, f := range closing {
+		if slices.Contains(failed, f) {
+			open = append(open, f)
+		} else if err := f.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
-	if first == nil {
-		g.mu.Lock()
-		for _, f := range files {
-			if w := g.wal; w != nil && w.File == f {
-				w.synced = w.written
-			}
-		}
-		g.mu.Unlock()
+	g.mu.Lock()
+	g.pending = append(failed, g.pending...)
+	g.closing = append(open, g.closing...)
+	if w := g.wal; w != nil && slices.Contains(files, w.File) && !slices.Contains(failed, w.File) {
+		w.synced = w.written
 	}
+	g.mu.Unlock()
 	return first
 }
 
@@ -151,21 +166,31 @@ func (f *gatedFile) SyncTo(length int64) (bool, error) {
 	return true, f.Sync()
 }
 
-// Close carries out a held sync of the file first: pebble closes a WAL it
-// rotated away from only after syncing it.
+// Close: pebble closes a WAL it rotates away from (a full memtable) right
+// after syncing it, during the Commit of a later batch. While syncs are
+// held that sync waits for the fsync stage like any other, and the file
+// stays open until then (flush): so the batches written to it are durable
+// at their fsync stage, not at a rotation. (Where pebble rotates depends on
+// its memtable's memory use, which is not the same from run to run: its
+// skiplist draws node heights from the process's random source; a crash
+// between a rotation and the next fsync stage would otherwise keep more or
+// less by chance. The old file's unsynced tail ends at a record boundary:
+// recovery reads it as the log's end.) Outside a Commit a held sync of the
+// file is carried out before it closes.
 func (f *gatedFile) Close() error {
 	g := f.g
 	g.mu.Lock()
-	held := false
-	for i, p := range g.pending {
-		if p == f.File {
-			g.pending = append(g.pending[:i], g.pending[i+1:]...)
-			held = true
-			break
-		}
+	i := slices.Index(g.pending, f.File)
+	if i >= 0 && g.hold {
+		g.closing = append(g.closing, f.File)
+		g.mu.Unlock()
+		return nil
+	}
+	if i >= 0 {
+		g.pending = slices.Delete(g.pending, i, i+1)
 	}
 	g.mu.Unlock()
-	if held {
+	if i >= 0 {
 		if err := f.File.Sync(); err != nil {
 			_ = f.File.Close()
 			return err

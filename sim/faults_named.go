@@ -118,7 +118,11 @@ func genNamedFaults(seed uint64, s FaultSet, o *Options, nReg, nEp int) []fault 
 			}
 		case FaultMembership:
 			// A stream of its own, whatever its place in faultNames.
-			out = append(out, genMembership(newRand(seed, streamMembership), o)...)
+			victim := -1 // (the region whose store the store faults send back, if any)
+			if s&storeBackFaults != 0 {
+				victim = storeBackVictim(seed, nReg)
+			}
+			out = append(out, genMembership(newRand(seed, streamMembership), o, victim)...)
 		case FaultLinkLoss:
 			for t := start + sec(0, 20); t < heal; t += sec(5, 30) {
 				x := r.IntN(nReg)

@@ -36,7 +36,7 @@ const (
 	FaultFsyncLie // fsync reports success but keeps nothing, until a crash
 	FaultBitflip  // bits flipped in a region's stored tables while it is down
 	// A region added and another removed under load, by the operator's
-	// procedure (membership.go; the escrow runtime's only).
+	// procedure (membership.go; both runtimes).
 	FaultMembership
 	faultEnd
 )

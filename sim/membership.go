@@ -2,7 +2,10 @@ package sim
 
 // The membership fault: a region is added and another removed under load,
 // by the operator procedure of docs/operations.md ("Adding or removing a
-// region"), deterministically by seed (escrow runtime only).
+// region"), deterministically by seed, on either runtime. With the region
+// runtime (membership_region.go) a region takes a new member list as a
+// real one does: its process restarts with a new config (region.Config
+// Members), the new region starts with fresh_probation on.
 //
 // The run has one region more than --regions: the last, the joiner, is not
 // a member and is down until it joins. Every region runs with an explicit
@@ -48,7 +51,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -88,7 +90,7 @@ func init() {
 // membershipOn reports whether a run of o simulates a membership change
 // (it then has one region more than o.Regions: the joiner).
 func membershipOn(o *Options) bool {
-	return o.faultSet().Has(FaultMembership) && o.Runtime != RuntimeRegion
+	return o.faultSet().Has(FaultMembership)
 }
 
 // extraRegions is the number of regions a run of o has beyond o.Regions.
@@ -99,26 +101,12 @@ func extraRegions(o *Options) int {
 	return 0
 }
 
-// validateMembership refuses the fault named with the region runtime,
-// which does not simulate it (under "all" that runtime has none).
-func (o *Options) validateMembership() error {
-	if o.Runtime != RuntimeRegion {
-		return nil
-	}
-	for _, name := range strings.Split(o.Faults, ",") {
-		if strings.TrimSpace(name) == "membership" {
-			return fmt.Errorf("sim: fault membership is of the escrow runtime (--runtime %s): the region runtime does not simulate it",
-				RuntimeEscrow)
-		}
-	}
-	return nil
-}
-
-// genMembership draws the join and the leave of a run.
-func genMembership(r *rand.Rand, o *Options) []fault {
-	if o.Runtime == RuntimeRegion {
-		return nil
-	}
+// genMembership draws the join and the leave of a run. The region removed
+// is not victim, the one whose store the store faults send back (-1:
+// none): a region fenced for good cannot be drained (it refuses the
+// write-offs); the operator replaces it instead (docs/operations.md, "A
+// wiped or lost region").
+func genMembership(r *rand.Rand, o *Options, victim int) []fault {
 	D := float64(o.Duration)
 	joiner := o.Regions
 	first := 0
@@ -126,6 +114,9 @@ func genMembership(r *rand.Rand, o *Options) []fault {
 		first = 1 // the authority holds every unit: it is not the one removed
 	}
 	x := first + r.IntN(o.Regions-first)
+	if x == victim {
+		x = first + (x-first+1)%(o.Regions-first)
+	}
 	join := int64(D * (0.08 + 0.08*r.Float64()))
 	leave := int64(D * (0.25 + 0.10*r.Float64()))
 	return []fault{
@@ -234,7 +225,8 @@ func (w *world) memberBooted(ep *endpoint) {
 	if mb == nil || ep.idx != mb.joiner || ep.node.Seq() != 0 {
 		return
 	}
-	if !w.o.Hooks.SkipProbation {
+	if !w.o.Hooks.SkipProbation && ep.rt == nil {
+		// (The region runtime begins it itself: memberRegionConfig.)
 		ep.node.BeginProbation(mbProbationMin, mbProbationMax)
 	}
 	mb.probeStart = w.nodeNow(ep)

@@ -96,6 +96,10 @@ func (w *world) membershipError(format string, args ...any) {
 	w.fail("membership_errors: "+format, args...)
 }
 
+// storeWentBack reports whether a region's store was sent back in time
+// (storage_faults_fence.go) during the run.
+func (w *world) storeWentBack(ep *endpoint) bool { return ep.rt != nil && ep.rt.sb.wentBack }
+
 // retiredRow is the last own row of SKU sku of a region that is down for
 // good (the removed region), for conservation; nil otherwise.
 func (w *world) retiredRow(i int, sku string) *escrow.Row {
@@ -137,6 +141,10 @@ func (w *world) finishMembership() {
 			v := ep.node.View(sku)[x.name]
 			switch {
 			case v == nil && !had:
+			case had && w.storeWentBack(ep) && (v == nil || regressed(v, &fin) == ""):
+				// Its store went back (wipe, rollback...): it lost the
+				// newer copies with it, and nobody sends the removed
+				// region's rows any more. Behind is all it may be.
 			case v == nil || !had || !v.Equal(&fin):
 				w.membershipError("%s's copy of removed region %s's row of %s is not its last row", ep.name, x.name, sku)
 			}

@@ -91,7 +91,7 @@ func (w *world) drained() bool {
 	mb := w.mb
 	ep := w.eps[mb.x]
 	o := w.orc
-	if ep.down || ep.fsyncBusy || ep.node.HasReady() || len(mb.pend) > 0 || ep.node.Fence().Fenced {
+	if ep.down || ep.fsyncBusy || w.regionBusy(ep) || ep.node.HasReady() || len(mb.pend) > 0 || ep.node.Fence().Fenced {
 		return false
 	}
 	for s, sku := range w.setup.SKUs {

@@ -47,10 +47,18 @@ func TestPlantedSkipProbationMembership(t *testing.T) {
 
 // plantedMembership: bug is caught by membership_errors (a failure
 // containing want) with the fault membership within 20 seeds of runs of
-// dur, and not without the fault on as many seeds.
+// dur, and not without the fault on as many seeds; without the bug, the
+// seed that caught it passes every checker.
 func plantedMembership(t *testing.T, bug, want string, dur time.Duration) {
 	t.Helper()
-	o := Options{Regions: 3, Duration: dur, Workload: "steady", Faults: "membership"}
+	plantedMembershipOn(t, Options{Regions: 3, Duration: dur, Workload: "steady"}, bug, want)
+}
+
+// plantedMembershipOn is plantedMembership with the options of o (its
+// runtime, duration, TTL...).
+func plantedMembershipOn(t *testing.T, o Options, bug, want string) {
+	t.Helper()
+	o.Faults = "membership"
 	if err := o.SetBug(bug); err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +73,11 @@ func plantedMembership(t *testing.T, bug, want string, dur time.Duration) {
 	}
 	if caught == 0 {
 		t.Fatalf("bug %s not caught with faults=membership on seeds 1-20", bug)
+	}
+	clean := o
+	clean.Seed, clean.Bugs, clean.Hooks = caught, Options{}.Bugs, Options{}.Hooks
+	if r := mustRun(t, clean); r.Failed() {
+		t.Fatalf("seed %d without bug %s: %v", caught, bug, r.Failures)
 	}
 	o.Faults = FaultsNone
 	for seed := uint64(1); seed <= caught; seed++ {
@@ -83,17 +96,6 @@ func TestPlantedTrustNonMemberMembership(t *testing.T) {
 	// Ten minutes: the removal ends early enough for the zombie to run
 	// before heal.
 	plantedMembership(t, BugTrustNonMember, "no longer list", 10*time.Minute)
-}
-
-// The region runtime refuses the fault by name; under "all" it has none.
-func TestMembershipEscrowRuntimeOnly(t *testing.T) {
-	if _, err := Run(Options{Runtime: RuntimeRegion, Faults: "membership"}); err == nil ||
-		!strings.Contains(err.Error(), "escrow runtime") {
-		t.Fatalf("region runtime with membership: %v, want a refusal", err)
-	}
-	if err := (Options{Runtime: RuntimeRegion, Faults: FaultsAll}).Validate(); err != nil {
-		t.Fatalf("region runtime with all: %v", err)
-	}
 }
 
 // The removed region is stopped only once every member has its last rows

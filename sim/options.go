@@ -207,9 +207,6 @@ func (o Options) Validate() error {
 		// its own: the comparison means nothing.
 		return fmt.Errorf("sim: workload locations needs a strategy where each region sells (escrow, static, ...), not central")
 	}
-	if err := o.validateMembership(); err != nil {
-		return err
-	}
 	return o.validateRuntime()
 }
 

@@ -115,6 +115,7 @@ func (w *world) bootRegion(ep *endpoint) error {
 		Now:            func() time.Time { return w.nodeNow(ep) },
 	}
 	cfg = regiontest.WithBugs(cfg, w.o.RegionBugs)
+	w.memberRegionConfig(ep, &cfg)
 	w.storeBackConfig(ep, &cfg)
 	w.diskState(ep)
 	if rt.full.Load() {
@@ -147,6 +148,7 @@ func (w *world) bootRegion(ep *endpoint) error {
 	rt.views = map[[2]string]escrow.Row{}
 	ep.node = st.Node()
 	ep.down = false
+	w.memberBooted(ep)
 	if ep.restarts > 0 {
 		w.checkStore(ep)
 	}

@@ -467,5 +467,14 @@ func (w *world) viewForChecks(ep *endpoint, sku string) escrow.View {
 			c[r] = w.ownerRowForChecks(w.eps[i], sku)
 		}
 	}
+	// A region that joined (fault membership) after such a region was
+	// fenced may never have had a copy of its row.
+	for i, p := range w.eps[:w.nReg] {
+		if _, ok := c[p.name]; !ok && w.writesRefused(i) {
+			if m := w.ownerRowForChecks(p, sku); m != nil {
+				c[p.name] = m
+			}
+		}
+	}
 	return c
 }
