@@ -97,7 +97,17 @@ func (w *world) drained() bool {
 	for s, sku := range w.setup.SKUs {
 		k := mb.x*o.S + s
 		m := &o.mem[k]
-		if ep.node.Available(sku) != 0 || o.trueAvail(mb.x, s) != 0 || m.reserved != m.released+m.sold {
+		// Units a region whose store went back lent it and it never
+		// saw are out of reach (that region sends no rows any more):
+		// they stay stranded in that region's ledger, counted as such,
+		// and must not hold the drain up for good.
+		unseen := int64(0)
+		for f := range w.eps[:w.nReg] {
+			if f != mb.x && w.writesRefused(f) {
+				unseen += w.lentUnseenBy(f, mb.x, s)
+			}
+		}
+		if ep.node.Available(sku) != 0 || o.trueAvail(mb.x, s)-unseen != 0 || m.reserved != m.released+m.sold {
 			return false
 		}
 		if o.dur[k].shrunk-mb.base[s] != mb.restocked[s] {

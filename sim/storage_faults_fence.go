@@ -410,18 +410,25 @@ func (w *world) strandedAt(s int) int64 {
 // borrower's (regress: units lent stay with the borrowers), but nobody can
 // sell them: they are stranded like f's own, until an operator re-seeds.
 func (w *world) lentUnseen(f, s int) int64 {
-	o := w.orc
-	k := f*o.S + s
-	sku, name := w.setup.SKUs[s], w.eps[f].name
 	var n int64
 	for i, ep := range w.eps[:w.nReg] {
 		if i == f || ep.down || w.writesRefused(i) {
 			continue
 		}
-		lent := int64(o.memSent[k].SentTo(ep.name)) + int64(o.ghostSentTo[k*w.nReg+i])
-		n += max(0, lent-int64(ep.node.SentTo(sku, name, ep.name)))
+		n += w.lentUnseenBy(f, i, s)
 	}
 	return n
+}
+
+// lentUnseenBy is the units of SKU s that region f lent region i (in
+// truth, its ghost transfers included) beyond what i's view of f's row
+// shows.
+func (w *world) lentUnseenBy(f, i, s int) int64 {
+	o := w.orc
+	k := f*o.S + s
+	ep := w.eps[i]
+	lent := int64(o.memSent[k].SentTo(ep.name)) + int64(o.ghostSentTo[k*w.nReg+i])
+	return max(0, lent-int64(ep.node.SentTo(w.setup.SKUs[s], w.eps[f].name, ep.name)))
 }
 
 // ownerRowForChecks is the row of region ep the post-run checkers take as
