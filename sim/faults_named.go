@@ -295,6 +295,13 @@ func (w *world) faultCounts() map[string]uint64 {
 			m["membership_drained"] = w.mb.drained
 			m["membership_stranded"] = w.mb.stranded
 			m["membership_zombies"] = w.mb.zombies
+			var owed uint64
+			for _, n := range w.mb.owedFenced {
+				owed += n
+			}
+			if owed > 0 {
+				m["membership_owed_fenced"] = owed
+			}
 		case FaultPartitions:
 			m[f.name] = w.res.Partitions
 		case FaultCrash:

@@ -167,9 +167,14 @@ func (s Summary) faultsLine() string {
 		fmt.Fprintf(&b, " %s=%d", name, s.FaultCounts[name])
 	}
 	if _, ok := s.FaultCounts["membership"]; ok {
-		fmt.Fprintf(&b, " (rolling_restarts=%d drained_units=%d stranded_units=%d zombies=%d)",
+		fmt.Fprintf(&b, " (rolling_restarts=%d drained_units=%d stranded_units=%d zombies=%d",
 			s.FaultCounts["membership_restarts"], s.FaultCounts["membership_drained"],
 			s.FaultCounts["membership_stranded"], s.FaultCounts["membership_zombies"])
+		if n := s.FaultCounts["membership_owed_fenced"]; n > 0 {
+			// Only when it happened: the line of runs without it is unchanged.
+			fmt.Fprintf(&b, " drained_owed_fenced=%d", n)
+		}
+		b.WriteString(")")
 	}
 	fmt.Fprintf(&b, " stale_borrows_refused=%d", s.StaleBorrowsRefused)
 	fmt.Fprintf(&b, " | double_holds=%d corrupt_accepted=%d clock_errors=%d row_regressions=%d stale_borrows_honoured=%d",

@@ -154,6 +154,11 @@ type membership struct {
 	// Drain of the removed region.
 	base      []uint64 // [sku] its durable Shrunk when the drain began
 	restocked []uint64 // [sku] units restocked elsewhere, durable
+	// owedFenced: [sku] units written off whose stock key belongs to a
+	// location owned by a region whose store went back (it refuses every
+	// write): they cannot go home until an operator replaces that region,
+	// and restocking them anywhere else would create units where none are.
+	owedFenced []uint64
 	pend      []mbRestock
 	keys      int
 	final     map[string]escrow.Row // its own rows when it stopped, by SKU: what members keep
@@ -443,6 +448,7 @@ func (w *world) leaveStep(f *fault) time.Duration {
 		mb.draining = true
 		mb.base = make([]uint64, len(w.setup.SKUs))
 		mb.restocked = make([]uint64, len(w.setup.SKUs))
+		mb.owedFenced = make([]uint64, len(w.setup.SKUs))
 		for s := range w.setup.SKUs {
 			mb.base[s] = w.orc.dur[mb.x*w.orc.S+s].shrunk
 		}

@@ -23,6 +23,10 @@ func (w *world) drainRestocks() {
 			mb.drained += p.qty
 		case at.inc != p.inc || at.down:
 			// Lost with a crash before it was durable: issued again below.
+		case w.writesRefused(p.at):
+			// Its store went back before the restock was durable there
+			// (or with it): owed to that region, never issued elsewhere.
+			mb.owedFenced[p.s] += p.qty
 		default:
 			pending[p.s] += p.qty
 			keep = append(keep, p)
@@ -31,11 +35,16 @@ func (w *world) drainRestocks() {
 	mb.pend = keep
 	for s, sku := range w.setup.SKUs {
 		off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]
-		owed := off - mb.restocked[s] - pending[s]
-		if off < mb.restocked[s]+pending[s] || owed == 0 {
+		done := mb.restocked[s] + mb.owedFenced[s] + pending[s]
+		if off <= done {
 			continue
 		}
+		owed := off - done
 		t, key := w.drainTarget(sku)
+		if t == drainOwedFenced {
+			mb.owedFenced[s] += owed
+			continue
+		}
 		if t < 0 {
 			continue
 		}
@@ -50,11 +59,19 @@ func (w *world) drainRestocks() {
 	}
 }
 
+// drainOwedFenced is drainTarget's answer for a location owned by a region
+// that refuses writes because its store went back.
+const drainOwedFenced = -2
+
 // drainTarget picks where drained units of key are restocked: the joiner
 // or the next member that is up (the strategy's server of it), and the
 // stock key there (a location of the removed region moves to one of the
-// target's own). -1 when no member is up.
+// target's own). -1 when no member is up; drainOwedFenced when the key's
+// location belongs to a region refusing writes for good.
 func (w *world) drainTarget(key string) (int, string) {
+	if o := w.ownerOf(key); len(w.setup.Locations) > 0 && o >= 0 && o != w.mb.x && w.writesRefused(o) {
+		return drainOwedFenced, ""
+	}
 	mb := w.mb
 	cands := []int{mb.joiner}
 	for i := 1; i < w.nReg-1; i++ {
@@ -110,7 +127,7 @@ func (w *world) drained() bool {
 		if ep.node.Available(sku) != 0 || o.trueAvail(mb.x, s)-unseen != 0 || m.reserved != m.released+m.sold {
 			return false
 		}
-		if o.dur[k].shrunk-mb.base[s] != mb.restocked[s] {
+		if o.dur[k].shrunk-mb.base[s] != mb.restocked[s]+mb.owedFenced[s] {
 			return false
 		}
 		if n, _ := ep.node.Waiting(sku); n > 0 {
