@@ -159,10 +159,10 @@ type membership struct {
 	// write): they cannot go home until an operator replaces that region,
 	// and restocking them anywhere else would create units where none are.
 	owedFenced []uint64
-	pend      []mbRestock
-	keys      int
-	final     map[string]escrow.Row // its own rows when it stopped, by SKU: what members keep
-	last      map[string]escrow.Row // its last durable own rows (after the zombie's), for conservation
+	pend       []mbRestock
+	keys       int
+	final      map[string]escrow.Row // its own rows when it stopped, by SKU: what members keep
+	last       map[string]escrow.Row // its last durable own rows (after the zombie's), for conservation
 
 	joins, leaves, restarts, drained, zombies uint64
 	stranded                                  uint64 // units sent to the removed region after it stopped
@@ -175,6 +175,23 @@ type mbRestock struct {
 	inc uint32 // its incarnation then
 	s   int    // the drained SKU (stock key)
 	qty uint64
+	req uint64 // its request
+	// refused: the region answered it with an error (a region on
+	// probation refuses writes, "retry shortly"): nothing was applied, so
+	// it is issued again, as an operator retries.
+	refused bool
+}
+
+// drainRestockRefused marks the drain restock of request req refused.
+func (w *world) drainRestockRefused(req uint64) {
+	if w.mb == nil {
+		return
+	}
+	for i := range w.mb.pend {
+		if w.mb.pend[i].req == req {
+			w.mb.pend[i].refused = true
+		}
+	}
 }
 
 func (w *world) initMembership() {

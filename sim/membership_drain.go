@@ -21,6 +21,8 @@ func (w *world) drainRestocks() {
 		case ok:
 			mb.restocked[p.s] += p.qty
 			mb.drained += p.qty
+		case p.refused:
+			// Refused (a region on probation): issued again below.
 		case at.inc != p.inc || at.down:
 			// Lost with a crash before it was durable: issued again below.
 		case w.writesRefused(p.at):
@@ -54,7 +56,7 @@ func (w *world) drainRestocks() {
 		w.nextReq++
 		c := escrow.Command{Kind: escrow.CmdRestock, ReqID: w.nextReq, SKU: key, Qty: min(owed, escrow.MaxQty),
 			IdemKey: k, IdemHash: owed}
-		mb.pend = append(mb.pend, mbRestock{key: k, at: t, inc: ep.inc, s: s, qty: c.Qty})
+		mb.pend = append(mb.pend, mbRestock{key: k, at: t, inc: ep.inc, s: s, qty: c.Qty, req: c.ReqID})
 		w.step(ep, escrow.Input{Cmd: &c})
 	}
 }

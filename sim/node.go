@@ -139,6 +139,10 @@ func (w *world) fsyncDelay() int64 {
 }
 
 func (w *world) deliverReply(ep *endpoint, r *escrow.Reply) {
+	if r.Err != nil && r.Kind == escrow.CmdRestock {
+		// The drain's restocks are stepped in directly, not waited on.
+		w.drainRestockRefused(r.ReqID)
+	}
 	req := ep.waiting[r.ReqID]
 	if req == nil {
 		return
