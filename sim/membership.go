@@ -154,10 +154,13 @@ type membership struct {
 	// Drain of the removed region.
 	base      []uint64 // [sku] its durable Shrunk when the drain began
 	restocked []uint64 // [sku] units restocked elsewhere, durable
-	pend      []mbRestock
-	keys      int
-	final     map[string]escrow.Row // its own rows when it stopped, by SKU: what members keep
-	last      map[string]escrow.Row // its last durable own rows (after the zombie's), for conservation
+	// [sku] units of a location owned by a region refusing writes for
+	// good: not restocked, stranded (drainRestocks).
+	unrestocked []uint64
+	pend        []mbRestock
+	keys        int
+	final       map[string]escrow.Row // its own rows when it stopped, by SKU: what members keep
+	last        map[string]escrow.Row // its last durable own rows (after the zombie's), for conservation
 
 	joins, leaves, restarts, drained, zombies uint64
 	stranded                                  uint64 // units sent to the removed region after it stopped
@@ -443,6 +446,7 @@ func (w *world) leaveStep(f *fault) time.Duration {
 		mb.draining = true
 		mb.base = make([]uint64, len(w.setup.SKUs))
 		mb.restocked = make([]uint64, len(w.setup.SKUs))
+		mb.unrestocked = make([]uint64, len(w.setup.SKUs))
 		for s := range w.setup.SKUs {
 			mb.base[s] = w.orc.dur[mb.x*w.orc.S+s].shrunk
 		}

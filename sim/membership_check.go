@@ -144,8 +144,9 @@ func (w *world) finishMembership() {
 		// was sent to it since (sentToRemoved), stranded.
 		m := o.mem[mb.x*o.S+s]
 		mb.stranded += uint64(max(0, o.trueAvail(mb.x, s))) + m.reserved - m.released - m.sold
-		if off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]; off != mb.restocked[s] {
-			w.membershipError("%d units of %s written off at %s, %d restocked elsewhere", off, sku, x.name, mb.restocked[s])
+		if off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]; off != mb.restocked[s]+mb.unrestocked[s] {
+			w.membershipError("%d units of %s written off at %s, %d restocked elsewhere (%d of a fenced region's location)",
+				off, sku, x.name, mb.restocked[s], mb.unrestocked[s])
 		}
 		fin, had := mb.final[sku]
 		for i, ep := range w.eps[:w.nReg] {

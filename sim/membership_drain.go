@@ -23,6 +23,11 @@ func (w *world) drainRestocks() {
 			mb.drained += p.qty
 		case at.inc != p.inc || at.down:
 			// Lost with a crash before it was durable: issued again below.
+		case at.node.Fence().Fenced && !at.node.HasReady() && !at.fsyncBusy && !w.regionBusy(at):
+			// Refused: the region was fenced (its store went back, or a
+			// restart probation) when the restock reached it, and nothing
+			// of it is on its way to the store: issued again below, at a
+			// region that takes it (drainTarget skips fenced ones).
 		default:
 			pending[p.s] += p.qty
 			keep = append(keep, p)
@@ -31,8 +36,17 @@ func (w *world) drainRestocks() {
 	mb.pend = keep
 	for s, sku := range w.setup.SKUs {
 		off := o.dur[mb.x*o.S+s].shrunk - mb.base[s]
-		owed := off - mb.restocked[s] - pending[s]
-		if off < mb.restocked[s]+pending[s] || owed == 0 {
+		owed := off - mb.restocked[s] - mb.unrestocked[s] - pending[s]
+		if off < mb.restocked[s]+mb.unrestocked[s]+pending[s] || owed == 0 {
+			continue
+		}
+		if o := w.ownerOf(sku); o >= 0 && o != mb.x && w.writesRefused(o) {
+			// A location only a region refusing writes for good (its
+			// store went back) may mint: nobody can restock it until
+			// the operator replaces that region. The units are counted
+			// as stranded (stranded_units), not restocked.
+			mb.unrestocked[s] += owed
+			mb.stranded += owed
 			continue
 		}
 		t, key := w.drainTarget(sku)
@@ -110,7 +124,7 @@ func (w *world) drained() bool {
 		if ep.node.Available(sku) != 0 || o.trueAvail(mb.x, s)-unseen != 0 || m.reserved != m.released+m.sold {
 			return false
 		}
-		if o.dur[k].shrunk-mb.base[s] != mb.restocked[s] {
+		if o.dur[k].shrunk-mb.base[s] != mb.restocked[s]+mb.unrestocked[s] {
 			return false
 		}
 		if n, _ := ep.node.Waiting(sku); n > 0 {
