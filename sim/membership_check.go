@@ -113,6 +113,20 @@ func (w *world) retiredRow(i int, sku string) *escrow.Row {
 	return nil
 }
 
+// retiredCopy is the copy of region owner's row of SKU sku that the
+// removed region kept in its store (from which retiredRow is taken), once
+// it is down for good; nil otherwise.
+func (w *world) retiredCopy(i int, sku, owner string) *escrow.Row {
+	mb := w.mb
+	if mb == nil || i != mb.x || !mb.stopped || !w.eps[i].down {
+		return nil
+	}
+	if r, ok := w.eps[i].dur.rows[[2]string{sku, owner}]; ok {
+		return &r
+	}
+	return nil
+}
+
 // finishMembership runs the membership checker at the end of the run.
 func (w *world) finishMembership() {
 	mb := w.mb

@@ -435,24 +435,38 @@ func (w *world) lentUnseenBy(f, i, s int) int64 {
 // its own: its node's, or, when it refuses writes because its store went
 // back, every copy merged (pointwise max: its node's is behind its peers'
 // copies, which may differ, as it serves no repair any more).
+//
+// The copies are those of the regions up, and (fault membership) the one
+// the removed region kept in its store, as of the rows the checkers take
+// as its own (retiredRow: the same store). A region that lent units to
+// the removed region in row versions only that region received, and then
+// lost them with its store, has no other copy of them anywhere: without
+// it the units the removed region received (and then held, sold or wrote
+// off) would be missing from its received, its available below zero. The
+// copy is one the fenced region did write (pointwise max only adds what
+// it gave out), so a region that grants beyond its units is still caught.
 func (w *world) ownerRowForChecks(ep *endpoint, sku string) *escrow.Row {
 	own := ep.node.View(sku)[ep.name]
 	if !w.writesRefused(ep.idx) {
 		return own
 	}
 	var m *escrow.Row
-	for _, p := range w.eps[:w.nReg] {
+	merge := func(r *escrow.Row) {
+		if r == nil {
+			return
+		} else if m == nil {
+			c := r.Clone()
+			m = &c
+		} else {
+			m.Merge(r)
+		}
+	}
+	for i, p := range w.eps[:w.nReg] {
 		if p.down {
+			merge(w.retiredCopy(i, sku, ep.name))
 			continue
 		}
-		if r := p.node.View(sku)[ep.name]; r != nil {
-			if m == nil {
-				c := r.Clone()
-				m = &c
-			} else {
-				m.Merge(r)
-			}
-		}
+		merge(p.node.View(sku)[ep.name])
 	}
 	return m
 }
