@@ -139,6 +139,7 @@ func (n *Node) onBorrowReq(m *Message) error {
 			s.own.addSent(m.From, given)
 			n.touchOwn(s.own)
 			n.stats.DonatedUnits += given
+			n.stats.BorrowUnitsOut += given
 		}
 		n.donations.put(n.now, m.From, m.ID, given)
 	}

@@ -116,8 +116,11 @@ type Stats struct {
 	// StockHintsUsed: hinted peers added to (or raised in) a borrow's
 	// candidates while a peer's rows may lag for good (stock_hints.go);
 	// StockHintsDropped: hints not kept because the map was full.
-	StockHintsUsed, StockHintsDropped    uint64
-	BorrowUnitsIn, DonatedUnits          uint64
+	StockHintsUsed, StockHintsDropped uint64
+	BorrowUnitsIn, DonatedUnits       uint64
+	// BorrowUnitsOut: the part of DonatedUnits given in answer to borrow
+	// requests (the rest went by advice or to homes).
+	BorrowUnitsOut                       uint64
 	TopUps, AdviceApplied, AdviceIgnored uint64
 	// AdviceSkippedOutOfTouch: advised moves not made because the
 	// receiver was not heard from lately (in_touch.go).

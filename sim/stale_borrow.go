@@ -18,8 +18,9 @@ import (
 // (at most a borrow window past the donor's clock: a requester whose clock
 // runs ahead cannot be judged). A borrow request delivered when that
 // reading is more than the requester's longest borrow window past the
-// request's sending is stale: if the donor's step moves units
-// (DonatedUnits rises), the checker fails. stale_borrows_refused counts
+// request's sending is stale: if the donor's step gives units in answer to
+// a borrow (BorrowUnitsOut rises; advice and pushes to homes in the same
+// step are not answers), the checker fails. stale_borrows_refused counts
 // the donors' refusals (escrow.Stats.BorrowStaleRefused).
 type staleBorrows struct {
 	sent  map[staleKey]int64 // borrow request (requester, id) -> requester's clock at sending, Unix ms
@@ -73,18 +74,18 @@ func (w *world) stepStale(ep *endpoint, m *escrow.Message) bool {
 			stale = escrow.StaleBorrow(uint64(at), h.ms, ep.node.StaleWindow()) // every region has the same window
 		}
 	}
-	donated := ep.node.Stats().DonatedUnits
+	donated := ep.node.Stats().BorrowUnitsOut
 	errs := w.res.MsgErrors
 	limit := uint64(max(0, ep.node.Now().Add(ep.node.StaleWindow()).UnixMilli()))
 	w.step(ep, escrow.Input{Msg: m})
 	if ep.down || ep.node == nil {
 		return true
 	}
-	if stale && ep.node.Stats().DonatedUnits > donated {
+	if stale && ep.node.Stats().BorrowUnitsOut > donated {
 		w.res.StaleBorrowsHonoured++
 		if w.res.StaleBorrowsHonoured == 1 {
 			w.fail("stale_borrows_honoured: %s lent %d units of %s to %s for borrow %d, sent %v before %s's latest clock reading it had",
-				ep.name, ep.node.Stats().DonatedUnits-donated, m.SKU, m.From, m.ID,
+				ep.name, ep.node.Stats().BorrowUnitsOut-donated, m.SKU, m.From, m.ID,
 				time.Duration(int64(h.ms)-sb.sent[staleKey{from, m.ID}])*time.Millisecond, m.From)
 		}
 	}
