@@ -154,6 +154,7 @@ func newMetrics(r *Region) *metrics {
 	)
 	m.rtt = newRTTMetrics(reg, stat)
 	registerStaleBorrowMetrics(reg, stat)
+	registerStockHintMetrics(reg, stat)
 	return m
 }
 
