@@ -3,12 +3,14 @@ package region
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -208,11 +210,23 @@ func (r *Region) awaitProbation(ctx context.Context, kind escrow.CommandKind, ti
 	return timeout
 }
 
+// fenceMarkerPath is the marker's path in the store's filesystem
+// (markerFS), "" for a region without a data directory of its own.
 func (r *Region) fenceMarkerPath() string {
-	if !r.ownStore || r.cfg.DataDir == "" || r.cfg.FS != nil {
+	if !r.ownStore || r.cfg.DataDir == "" {
 		return ""
 	}
-	return filepath.Join(r.cfg.DataDir, FenceMarkerFile)
+	return r.markerFS().PathJoin(r.cfg.DataDir, FenceMarkerFile)
+}
+
+// markerFS is the filesystem the store lives on (Config.FS: the
+// simulator's crashable one, whose crashes keep only what was synced), or
+// the real one: the marker lives and dies with the data directory.
+func (r *Region) markerFS() vfs.FS {
+	if r.cfg.FS != nil {
+		return r.cfg.FS
+	}
+	return vfs.Default
 }
 
 // readFenceMarker returns the fence recorded in the data directory, or nil.
@@ -223,9 +237,10 @@ func (r *Region) readFenceMarker() *escrow.FenceStatus {
 	if path == "" {
 		return nil
 	}
-	fi, err := os.Stat(path)
+	fs := r.markerFS()
+	fi, err := fs.Stat(path)
 	if err != nil {
-		if !os.IsNotExist(err) {
+		if !errors.Is(err, os.ErrNotExist) {
 			r.log.Error("cannot read the fence marker: staying fenced", "path", path, "err", err)
 			return &escrow.FenceStatus{Fenced: true, Detail: "region " + r.name + " is fenced: its fence marker " +
 				path + " cannot be read (" + err.Error() + "); see docs/operations.md, \"A wiped or lost region\""}
@@ -233,7 +248,7 @@ func (r *Region) readFenceMarker() *escrow.FenceStatus {
 		return nil
 	}
 	st := escrow.FenceStatus{}
-	b, err := os.ReadFile(path)
+	b, err := readFileFS(fs, path)
 	if err == nil && fi.Size() > maxFenceMarkerBytes {
 		err = fmt.Errorf("%d bytes, over %d", fi.Size(), maxFenceMarkerBytes)
 	}
@@ -260,7 +275,7 @@ func (r *Region) writeFenceMarker(st *escrow.FenceStatus) {
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
-		err = writeFileSynced(path, append(b, '\n'))
+		err = writeFileSynced(r.markerFS(), path, append(b, '\n'))
 	}
 	if err != nil {
 		r.log.Error("cannot write the fence marker: a restart would forget the fence until a peer's next digest",
@@ -268,9 +283,12 @@ func (r *Region) writeFenceMarker(st *escrow.FenceStatus) {
 	}
 }
 
-func writeFileSynced(path string, b []byte) error {
+// writeFileSynced writes b to path on fs through a synced temporary file
+// renamed into place, then syncs the directory: after a crash the file is
+// whole or absent.
+func writeFileSynced(fs vfs.FS, path string, b []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
@@ -283,15 +301,25 @@ func writeFileSynced(path string, b []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fs.Rename(tmp, path); err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
+	d, err := fs.OpenDir(fs.PathDir(path))
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// readFileFS reads at most maxFenceMarkerBytes+1 bytes of path on fs.
+func readFileFS(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxFenceMarkerBytes+1))
 }
 
 // fenceCollectors are the fence's metrics.

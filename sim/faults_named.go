@@ -302,6 +302,9 @@ func (w *world) faultCounts() map[string]uint64 {
 			if owed > 0 {
 				m["membership_owed_fenced"] = owed
 			}
+			if w.mb.leaveSkipped {
+				m["membership_leave_skipped"] = 1
+			}
 		case FaultPartitions:
 			m[f.name] = w.res.Partitions
 		case FaultCrash:

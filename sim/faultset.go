@@ -174,6 +174,9 @@ func (s Summary) faultsLine() string {
 			// Only when it happened: the line of runs without it is unchanged.
 			fmt.Fprintf(&b, " drained_owed_fenced=%d", n)
 		}
+		if n := s.FaultCounts["membership_leave_skipped"]; n > 0 {
+			fmt.Fprintf(&b, " leaves_skipped_fenced=%d", n)
+		}
 		b.WriteString(")")
 	}
 	fmt.Fprintf(&b, " stale_borrows_refused=%d", s.StaleBorrowsRefused)

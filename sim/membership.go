@@ -134,6 +134,9 @@ type membership struct {
 
 	started, serving, joined bool // joiner: started; probation over; join procedure done
 	draining, stopped, left  bool // removed: drain begun; stopped for good; leave procedure done
+	// leaveSkipped: the leave was not made, a region's store having gone
+	// back before it began (anyStoreBack).
+	leaveSkipped bool
 	// zombie: the removed region's old process runs again, by mistake,
 	// until zombieEnd: its messages must change nothing.
 	zombie    bool
@@ -462,6 +465,16 @@ func (w *world) leaveStep(f *fault) time.Duration {
 		if !mb.joined {
 			return mbDrainPoll
 		}
+		if w.anyStoreBack() {
+			// docs/operations.md: do not change the membership while a
+			// region is fenced after a store loss; replace it first. The
+			// simulator never replaces one, so the leave is not made: the
+			// region removed may be the only one that saw the lost rows
+			// (the fence of the region that lost them would forget them).
+			mb.leaveSkipped, mb.left = true, true
+			f.end = w.now
+			return 0
+		}
 		mb.draining = true
 		mb.base = make([]uint64, len(w.setup.SKUs))
 		mb.restocked = make([]uint64, len(w.setup.SKUs))
@@ -543,4 +556,22 @@ func (w *world) leaveStep(f *fault) time.Duration {
 		mb.last = w.ownDurable(ep)
 		return 0
 	}
+}
+
+// anyStoreBack reports whether some region's store went back in time, or is
+// about to (an image waits to be restored).
+func (w *world) anyStoreBack() bool {
+	for _, ep := range w.eps[:w.nReg] {
+		if ep.rt != nil && (ep.rt.sb.wentBack || ep.rt.sb.pending != nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// leaveUnderWay reports whether the removed region's drain has begun and
+// its leave is not over: a store going back then is not simulated (the
+// operator's procedure assumes none meanwhile; see anyStoreBack).
+func (w *world) leaveUnderWay() bool {
+	return w.mb != nil && w.mb.draining && !w.mb.left
 }

@@ -137,6 +137,9 @@ func (w *world) finishMembership() {
 		w.membershipError("the membership change did not complete (joined %v, left %v)", mb.joined, mb.left)
 		return
 	}
+	if mb.leaveSkipped {
+		return // nobody was removed
+	}
 	o := w.orc
 	x := w.eps[mb.x]
 	for s, sku := range w.setup.SKUs {

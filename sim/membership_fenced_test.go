@@ -6,79 +6,33 @@ import (
 	"time"
 )
 
-// TestMembershipFencedRetiredCopy pins seed 39/steady of --faults all on
-// the region runtime: ap_south lent us_east units in row versions that only
-// us_east received, then its store went back (rollback) and it was fenced;
-// later us_east was drained and removed. The checkers take the fenced
-// region's row as the merge of its peers' copies: without the removed
-// region's stored copy (ownerRowForChecks, retiredCopy) those units were
-// missing from us_east's received and its available went below zero
-// (conservation=12, "available(us_east) = -55").
-//
-// The test checks that the run has that shape (the removed region's copy
-// of the fenced region's row is ahead of every live copy in what it sent
-// the removed region), then that every checker stays at zero.
-func TestMembershipFencedRetiredCopy(t *testing.T) {
-	o := Options{Seed: 39, Workload: "steady", Faults: FaultsAll, Regions: 3, Duration: 10 * time.Minute,
-		Runtime: RuntimeRegion}
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	w, err := newWorld(o.withDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.run()
-	mb := w.mb
-	if mb == nil || !mb.stopped {
-		t.Fatal("the removed region was not stopped")
-	}
-	x := w.eps[mb.x]
-	fenced := -1
-	for i := range w.eps[:w.nReg] {
-		if w.writesRefused(i) {
-			fenced = i
+// TestMembershipLeaveSkippedAfterStoreLoss: under --faults all on the
+// region runtime, a leave that would begin after a region's store went back
+// is not made (docs/operations.md: do not change the membership while a
+// region is fenced after a store loss; the simulator never replaces it).
+// Seed 42/steady made it before: the joiner's store was wiped, only the
+// region then removed had seen the lost rows, and once it was gone the
+// wiped region's probation ended on the others' word and it sold units it
+// no longer had (oversell=7, conservation_errors=12). Seed 39/steady: the
+// removed region held the only copy of units a rolled-back region had lent
+// it (conservation=12 before the checks merged that copy, retiredCopy).
+// Both now skip the leave, and every checker stays at zero.
+func TestMembershipLeaveSkippedAfterStoreLoss(t *testing.T) {
+	for _, seed := range []uint64{39, 42} {
+		o := Options{Seed: seed, Workload: "steady", Faults: FaultsAll, Regions: 3, Duration: 10 * time.Minute,
+			Runtime: RuntimeRegion}
+		r := mustRun(t, o)
+		if r.Failed() {
+			t.Fatalf("seed %d/steady: %s", seed, strings.Join(r.Failures[:min(3, len(r.Failures))], "; "))
 		}
-	}
-	if fenced < 0 {
-		t.Fatal("no region ended the run fenced")
-	}
-	f := w.eps[fenced]
-	ahead := 0
-	for _, sku := range w.setup.SKUs {
-		rc := w.retiredCopy(mb.x, sku, f.name)
-		if rc == nil {
-			continue
+		if c := r.FaultCounts; c["membership_leave_skipped"] != 1 || c["membership"] != 1 {
+			t.Fatalf("seed %d/steady: counts %v, want the join made and the leave skipped", seed, c)
 		}
-		live := uint64(0)
-		for _, p := range w.eps[:w.nReg] {
-			if p.down {
-				continue
-			}
-			if r := p.node.View(sku)[f.name]; r != nil {
-				live = max(live, r.SentTo(x.name))
-			}
-		}
-		if rc.SentTo(x.name) > live {
-			ahead++
-		}
-	}
-	if ahead == 0 {
-		t.Fatalf("no SKU where removed %s's copy of fenced %s's row is ahead of the live copies: "+
-			"the run no longer has the shape this test pins", x.name, f.name)
-	}
-	w.finish()
-	r := &w.res
-	t.Logf("%d SKUs where %s's copy of %s's row is ahead; %v", ahead, x.name, f.name, r.FaultCounts)
-	if r.Failed() || r.ConservationErrors > 0 {
-		t.Fatalf("conservation_errors=%d: %s", r.ConservationErrors,
-			strings.Join(r.Failures[:min(3, len(r.Failures))], "; "))
 	}
 }
 
-// TestPlantedIgnoreFenceMembershipAll: with the removed region's copies in
-// the fenced region's merged row, a fenced region that grants anyway (the
-// fence ignored) is still caught on the same run.
+// TestPlantedIgnoreFenceMembershipAll: a fenced region that grants anyway
+// (the fence ignored) is caught on the same run.
 func TestPlantedIgnoreFenceMembershipAll(t *testing.T) {
 	o := Options{Seed: 39, Workload: "steady", Faults: FaultsAll, Regions: 3, Duration: 10 * time.Minute,
 		Runtime: RuntimeRegion}

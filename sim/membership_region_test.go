@@ -27,9 +27,11 @@ func TestMembershipRegionRuntime(t *testing.T) {
 	}
 }
 
-// Under --faults all the region runtime runs the membership fault too.
+// Under --faults all the region runtime runs the membership fault too
+// (seed 5: its leave begins before any store goes back; on most seeds of
+// two minutes one has, and the leave is not made: leaves_skipped_fenced).
 func TestMembershipRegionRuntimeAll(t *testing.T) {
-	o := Options{Seed: 2, Regions: 3, Duration: 2 * time.Minute, Workload: "flash", Faults: FaultsAll,
+	o := Options{Seed: 5, Regions: 3, Duration: 2 * time.Minute, Workload: "flash", Faults: FaultsAll,
 		Runtime: RuntimeRegion}
 	r := mustRun(t, o)
 	if r.Failed() {

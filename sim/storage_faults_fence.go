@@ -126,6 +126,14 @@ func (w *world) applyStoreBackFault(f *fault, end bool) {
 		return
 	}
 	sb := &ep.rt.sb
+	if w.leaveUnderWay() && (f.kind == fWipe || f.kind == fBitflip || end) {
+		// The store would go back while a region is being removed: not
+		// simulated (leaveUnderWay). A rollback's or lying fsync's window
+		// ends without its loss.
+		sb.copy, sb.lie = nil, nil
+		w.res.StoreBackSkipped++
+		return
+	}
 	switch f.kind {
 	case fWipe:
 		if end {
