@@ -70,6 +70,13 @@ func TestProperty(t *testing.T) {
 		}
 	}
 	// The homes paths must have run, or the checks above say nothing of them.
+	// The -short run (6 seeds of 400 steps) is too short for the fallback
+	// path (a routed hold whose home cannot be reached) to come up; the full
+	// run, which CI's go test ./... makes, asserts it.
+	if testing.Short() && *flagSeed == 0 && *flagSeeds == 0 {
+		t.Logf("-short: holds routed %d (served where they came in %d), units sent to homes %d; coverage asserted by the full run", routed, fallback, homeUnits)
+		return
+	}
 	if routed == 0 || fallback == 0 || homeUnits == 0 {
 		t.Fatalf("holds routed %d (served where they came in %d), units sent to homes %d over %d seeds: a homes path never ran",
 			routed, fallback, homeUnits, len(seeds))
