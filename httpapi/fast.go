@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,8 +110,7 @@ func (fr *fastRoutes) match(ctx *fasthttp.RequestCtx) (*fastRoute, []byte) {
 // fastHandler is the fasthttp handler of the API. base is the context of
 // every region call: not the request's, which fasthttp cancels when it
 // shuts down, so that in-flight requests finish as on net/http.
-func (s *Server) fastHandler(base context.Context) fasthttp.RequestHandler {
-	routes := s.newFastRoutes()
+func (s *Server) fastHandler(base context.Context, routes *fastRoutes) fasthttp.RequestHandler {
 	slow := fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.ServeHTTP(w, detach(req.WithContext(base)))
 	}))
@@ -159,8 +159,9 @@ func (s *Server) fastRequestConfig(h *fasthttp.RequestHeader) fasthttp.RequestCo
 // fastError answers a request fasthttp could not read: a body over its
 // limit as the same 413 problem as net/http's, a header over the limit
 // as 431 and a read timeout as 408 (net/http's texts), anything else as a
-// 400 problem. The answer is counted as route "other".
-func (s *Server) fastError(ctx *fasthttp.RequestCtx, err error) {
+// 400 problem. The answer is counted under its hold route, or as route
+// "other" (net/http counts a delegated route's 413 under the route).
+func (s *Server) fastError(ctx *fasthttp.RequestCtx, err error, routes *fastRoutes) {
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
 	code := 0
@@ -188,16 +189,21 @@ func (s *Server) fastError(ctx *fasthttp.RequestCtx, err error) {
 		code = x.code
 		releaseFastExchange(x)
 	}
-	s.requests.WithLabelValues("other", fmt.Sprint(code)).Inc()
+	if rt, _ := routes.match(ctx); rt != nil {
+		rt.count.inc(code)
+		return
+	}
+	s.requests.WithLabelValues("other", strconv.Itoa(code)).Inc()
 }
 
 // newFastServer is the fasthttp server of the API, with net/http's limits
 // (see Serve): fasthttp has no header-only timeout, so a request's header
 // and body share ReadTimeout; its read buffer is the header limit.
 func (s *Server) newFastServer(base context.Context) *fasthttp.Server {
+	routes := s.newFastRoutes()
 	return &fasthttp.Server{
-		Handler:               s.fastHandler(base),
-		ErrorHandler:          s.fastError,
+		Handler:               s.fastHandler(base, routes),
+		ErrorHandler:          func(ctx *fasthttp.RequestCtx, err error) { s.fastError(ctx, err, routes) },
 		HeaderReceived:        s.fastRequestConfig,
 		ReadTimeout:           serverReadTimeout,
 		WriteTimeout:          s.requestTimeout + 10*time.Second,

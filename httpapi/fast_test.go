@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/holdfast-io/holdfast/escrow"
+	"github.com/holdfast-io/holdfast/internal/testutil"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -266,12 +267,12 @@ func TestFastCountsLikeNetHTTP(t *testing.T) {
 			}
 			total := 0.0
 			for k, n := range want {
-				if got := testutil.ToFloat64(s.requests.WithLabelValues(k[0], k[1])); got != n {
+				if got := promtest.ToFloat64(s.requests.WithLabelValues(k[0], k[1])); got != n {
 					t.Errorf("%s %s counted %v times, want %v", k[0], k[1], got, n)
 				}
 				total += n
 			}
-			if got := float64(testutil.CollectAndCount(s.requests)); got != float64(len(want)) {
+			if got := float64(promtest.CollectAndCount(s.requests)); got != float64(len(want)) {
 				t.Errorf("%v series, want %d (a request counted under another label)", got, len(want))
 			}
 		})
@@ -365,6 +366,60 @@ func TestFastBodyLimits(t *testing.T) {
 			}
 			if a.status != want {
 				t.Errorf("client import of %d bytes: %d %s, want %d", len(csv), a.status, a.body, want)
+			}
+		})
+	}
+}
+
+// TestShutdownLetsInFlightHoldsFinish: when Serve's context ends, a hold
+// in flight still gets its durable answer, on both servers (fasthttp
+// cancels its request contexts at shutdown: the region call runs on the
+// server's own context instead).
+func TestShutdownLetsInFlightHoldsFinish(t *testing.T) {
+	for _, kind := range serverKinds {
+		t.Run(kind, func(t *testing.T) {
+			f := tableRuntime()
+			inner := f.do
+			entered, release := make(chan struct{}), make(chan struct{})
+			f.do = func(cmd escrow.Command) (escrow.Reply, error) {
+				close(entered)
+				<-release
+				return inner(cmd)
+			}
+			s := newServer(t, f, region.Config{HTTPServer: kind})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- s.Serve(ctx, ln) }()
+			got := make(chan answer, 1)
+			go func() {
+				c := &http.Client{Transport: &http.Transport{}}
+				defer c.CloseIdleConnections()
+				got <- send(t, c, "POST", "http://"+ln.Addr().String()+"/v1/holds", `{"items":[{"sku":"A","qty":1}]}`,
+					map[string]string{"Content-Type": "application/json"})
+			}()
+			<-entered
+			cancel()
+			// Let the shutdown begin (the listener closes) before the answer.
+			testutil.Eventually(t, 10*time.Second, "the listener closed", func() bool {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			})
+			close(release)
+			if a := <-got; a.status != http.StatusCreated {
+				t.Fatalf("in-flight hold during shutdown: %d %s", a.status, a.body)
+			}
+			if err := <-served; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+			if n := f.canceled.Load(); n != 0 {
+				t.Fatalf("%d region calls saw their context canceled by the shutdown", n)
 			}
 		})
 	}

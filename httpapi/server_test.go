@@ -25,6 +25,7 @@ type fakeRuntime struct {
 	reg       *prometheus.Registry
 	do        func(cmd escrow.Command) (escrow.Reply, error)
 	routedBug atomic.Int64
+	canceled  atomic.Int64 // calls whose context was done when do returned
 }
 
 func newFake() *fakeRuntime { return &fakeRuntime{reg: prometheus.NewRegistry()} }
@@ -39,7 +40,13 @@ func (f *fakeRuntime) DoWithin(ctx context.Context, cmd escrow.Command, timeout 
 	if f.do == nil {
 		return escrow.Reply{}, region.ErrClosed
 	}
-	return f.do(cmd)
+	rep, err := f.do(cmd)
+	if ctx.Err() != nil {
+		// A region gives up on a call whose context is done (DoWithin).
+		f.canceled.Add(1)
+		return escrow.Reply{}, ctx.Err()
+	}
+	return rep, err
 }
 
 var _ Runtime = (*region.Region)(nil)
