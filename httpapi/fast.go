@@ -24,14 +24,6 @@ import (
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
-// The limits of both servers (Serve).
-const (
-	serverReadHeaderTimeout = 5 * time.Second
-	serverReadTimeout       = 15 * time.Second
-	serverIdleTimeout       = 2 * time.Minute
-	serverMaxHeaderBytes    = 32 << 10
-)
-
 // fastRoute is a hold route served natively on fasthttp.
 type fastRoute struct {
 	count *routeCounter

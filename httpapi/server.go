@@ -293,6 +293,14 @@ func (s *Server) sendJSON(x exchange, status int, v any) {
 	x.send(status, contentTypeJSON[0], append(b, '\n'))
 }
 
+// The limits of both servers (Serve).
+const (
+	serverReadHeaderTimeout = 5 * time.Second
+	serverReadTimeout       = 15 * time.Second
+	serverIdleTimeout       = 2 * time.Minute
+	serverMaxHeaderBytes    = 32 << 10
+)
+
 // Serve serves the API on ln until ctx is done, then shuts the HTTP server
 // down gracefully (in-flight requests finish, event streams end). Without
 // a tokens file it refuses any listener that is not loopback. The server
