@@ -15,6 +15,7 @@
 #   INSTALL [1]                    apt-get install postgresql / redis-server if absent (as root)
 #   RATIO_CONCURRENCY [64]         concurrency of the headline ratios
 #   RESULTS [unset]                also append every raw key=value line to this file
+#   HOLDFAST_HTTP_SERVER [nethttp] holdfast's HTTP server: nethttp, or fasthttp (--http-server)
 #
 # PostgreSQL and Redis run from their Debian packages in a temporary
 # directory, listening on 127.0.0.1 only; everything is stopped and removed
@@ -31,6 +32,7 @@ NONDURABLE_CONCURRENCY=${NONDURABLE_CONCURRENCY-"64"}
 ENGINE_CONCURRENCY=${ENGINE_CONCURRENCY-"256"}
 MIX=${MIX:-hold}
 INSTALL=${INSTALL:-1}
+HOLDFAST_HTTP_SERVER=${HOLDFAST_HTTP_SERVER:-nethttp}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-compare.XXXXXX")
@@ -204,7 +206,11 @@ run_cell() {
 	case $sys in
 	holdfast | engine)
 		[[ $durable == 0 ]] && args+=(--no-sync)
-		[[ $sys == engine ]] && args+=(--target engine)
+		if [[ $sys == engine ]]; then
+			args+=(--target engine)
+		else
+			args+=(--http-server "$HOLDFAST_HTTP_SERVER")
+		fi
 		out=$("$WORK/holdfast" bench "${args[@]}" 2>"$WORK/err") || rc=$?
 		;;
 	postgres)

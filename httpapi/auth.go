@@ -126,8 +126,7 @@ func newTokenSet(entries []TokenEntry) (*tokenSet, error) {
 }
 
 // authenticate returns the principal of the request's bearer token, or nil.
-func (ts *tokenSet) authenticate(r *http.Request) *principal {
-	h := r.Header.Get("Authorization")
+func (ts *tokenSet) authenticate(h string) *principal {
 	const prefix = "Bearer "
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) || len(h) > len(prefix)+maxTokenLen {
 		return nil
@@ -162,11 +161,11 @@ func LoopbackAddr(addr string) bool {
 
 // authorize checks the request's bearer token against the route's scope;
 // on failure it writes the 401 or 403 problem and returns false.
-func (s *Server) authorize(w http.ResponseWriter, req *http.Request, sc scope) bool {
-	p := s.tokens.authenticate(req)
+func (s *Server) authorize(x exchange, sc scope) bool {
+	p := s.tokens.authenticate(x.header("Authorization"))
 	if p == nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="holdfast"`)
-		s.problem(w, req, http.StatusUnauthorized, ProblemUnauthorized, "a valid bearer token is required", nil)
+		x.setHeader("WWW-Authenticate", `Bearer realm="holdfast"`)
+		s.problem(x, http.StatusUnauthorized, ProblemUnauthorized, "a valid bearer token is required", nil)
 		return false
 	}
 	ok := false
@@ -179,7 +178,7 @@ func (s *Server) authorize(w http.ResponseWriter, req *http.Request, sc scope) b
 		ok = p.admin
 	}
 	if !ok {
-		s.problem(w, req, http.StatusForbidden, ProblemForbidden,
+		s.problem(x, http.StatusForbidden, ProblemForbidden,
 			fmt.Sprintf("token %s lacks the scope this route needs", p.name), nil)
 		return false
 	}

@@ -14,47 +14,33 @@ import (
 
 // decodeBody reads a JSON body into v: content type application/json,
 // at most MaxBodyBytes, no unknown fields, no key twice in one object,
-// nothing after the value. With
-// optional set, an empty body leaves v as it is. It writes the problem and
-// returns false on failure.
-func (s *Server) decodeBody(w http.ResponseWriter, req *http.Request, v any, optional bool) bool {
+// nothing after the value. With optional set, an empty body leaves v as it
+// is. A *api.CreateHoldRequest is parsed by parseCreateFast when it can.
+// It writes the problem and returns false on failure.
+func (s *Server) decodeBody(x exchange, v any, optional bool) bool {
 	bp := jsonBufPool.Get().(*[]byte)
 	defer jsonBufPool.Put(bp)
-	return s.decodeBodyBuf(w, req, v, optional, bp)
-}
-
-// decodeBodyBuf is decodeBody reading into *bp (which it may grow). A
-// *api.CreateHoldRequest is parsed by parseCreateFast when it can.
-func (s *Server) decodeBodyBuf(w http.ResponseWriter, req *http.Request, v any, optional bool, bp *[]byte) bool {
-	if req.ContentLength > s.maxBodyBytes {
-		s.problem(w, req, http.StatusRequestEntityTooLarge, ProblemTooLarge,
-			fmt.Sprintf("body must be at most %d bytes", s.maxBodyBytes), nil)
-		return false
-	}
-	body := http.MaxBytesReader(w, req.Body, s.maxBodyBytes)
-	buf, err := readAllInto((*bp)[:0], body)
-	*bp = buf[:0]
+	buf, err := x.body(bp, s.maxBodyBytes)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.problem(w, req, http.StatusRequestEntityTooLarge, ProblemTooLarge,
+		if errors.Is(err, errBodyTooLarge) {
+			s.problem(x, http.StatusRequestEntityTooLarge, ProblemTooLarge,
 				fmt.Sprintf("body must be at most %d bytes", s.maxBodyBytes), nil)
 			return false
 		}
-		s.badRequest(w, req, "reading body: "+err.Error())
+		s.badRequest(x, "reading body: "+err.Error())
 		return false
 	}
 	if len(bytes.TrimSpace(buf)) == 0 {
 		if optional {
 			return true
 		}
-		s.badRequest(w, req, "a JSON body is required")
+		s.badRequest(x, "a JSON body is required")
 		return false
 	}
-	ct := req.Header.Get("Content-Type")
+	ct := x.header("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		s.problem(w, req, http.StatusUnsupportedMediaType, ProblemMediaType,
+		s.problem(x, http.StatusUnsupportedMediaType, ProblemMediaType,
 			fmt.Sprintf("content type must be application/json, got %q", ct), nil)
 		return false
 	}
@@ -66,17 +52,17 @@ func (s *Server) decodeBodyBuf(w http.ResponseWriter, req *http.Request, v any, 
 	}
 	if k := duplicateKey(buf); k != "" {
 		// Only here: the fast parser never accepts a repeated key.
-		s.badRequest(w, req, fmt.Sprintf("malformed JSON body: duplicate key %q", k))
+		s.badRequest(x, fmt.Sprintf("malformed JSON body: duplicate key %q", k))
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		s.badRequest(w, req, "malformed JSON body: "+err.Error())
+		s.badRequest(x, "malformed JSON body: "+err.Error())
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		s.badRequest(w, req, "malformed JSON body: data after the JSON value")
+		s.badRequest(x, "malformed JSON body: data after the JSON value")
 		return false
 	}
 	return true

@@ -110,17 +110,17 @@ func (s *Server) events(w http.ResponseWriter, req *http.Request) {
 	sse := acceptsSSE(req)
 	q, err := parseEventsQuery(req, sse)
 	if err != nil {
-		s.badRequest(w, req, err.Error())
+		s.badRequest(exch(w, req), err.Error())
 		return
 	}
 	l := s.rt.Events()
 	if l == nil {
-		s.problem(w, req, http.StatusNotFound, ProblemEventsDisabled, "region "+s.name+" keeps no event log (events are disabled in its config)", nil)
+		s.problem(exch(w, req), http.StatusNotFound, ProblemEventsDisabled, "region "+s.name+" keeps no event log (events are disabled in its config)", nil)
 		return
 	}
 	head := l.Head()
 	if q.after > head {
-		s.badRequest(w, req, fmt.Sprintf("after %d is beyond the region's last event %d", q.after, head))
+		s.badRequest(exch(w, req), fmt.Sprintf("after %d is beyond the region's last event %d", q.after, head))
 		return
 	}
 	oldest, err := l.Oldest()
@@ -154,7 +154,7 @@ func acceptsSSE(req *http.Request) bool {
 }
 
 func (s *Server) eventsGone(w http.ResponseWriter, req *http.Request, after, oldest uint64) {
-	s.problem(w, req, http.StatusGone, ProblemEventsGone,
+	s.problem(exch(w, req), http.StatusGone, ProblemEventsGone,
 		fmt.Sprintf("events after %d are no longer held (retention); the oldest held is %d: resume from after=%d and reconcile what was missed from the holds themselves",
 			after, oldest, oldest-1),
 		func(p *api.Problem) { p.OldestSeq = &oldest })
@@ -162,11 +162,11 @@ func (s *Server) eventsGone(w http.ResponseWriter, req *http.Request, after, old
 
 func (s *Server) eventsError(w http.ResponseWriter, req *http.Request, err error) {
 	if errors.Is(err, region.ErrStoreClosed) {
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemUnavailable, "the region is shutting down", nil)
+		s.problem(exch(w, req), http.StatusServiceUnavailable, ProblemUnavailable, "the region is shutting down", nil)
 		return
 	}
 	s.log.Error("reading the event log", "err", err)
-	s.problem(w, req, http.StatusServiceUnavailable, ProblemStorage, "reading the event log failed; retry shortly", nil)
+	s.problem(exch(w, req), http.StatusServiceUnavailable, ProblemStorage, "reading the event log failed; retry shortly", nil)
 }
 
 // readAfter reads up to limit events after after; gone reports that the

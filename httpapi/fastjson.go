@@ -8,7 +8,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -100,31 +99,18 @@ func appendHoldJSON(b []byte, h *escrow.Hold) ([]byte, bool) {
 }
 
 // writeHold writes a hold reply: the hand-written JSON when it applies,
-// else writeJSON.
-func (s *Server) writeHold(w http.ResponseWriter, status int, h *escrow.Hold) {
+// else the JSON of holdJSON.
+func (s *Server) writeHold(x exchange, status int, h *escrow.Hold) {
 	bp := jsonBufPool.Get().(*[]byte)
 	defer jsonBufPool.Put(bp)
 	b, ok := appendHoldJSON((*bp)[:0], h)
 	*bp = b[:0]
 	if !ok {
-		s.writeJSON(w, status, holdJSON(h))
+		s.sendJSON(x, status, holdJSON(h))
 		return
 	}
-	hdr := w.Header()
-	hdr["Content-Type"] = contentTypeJSON
-	hdr["Cache-Control"] = cacheNoStore
-	w.WriteHeader(status)
-	if _, err := w.Write(b); err != nil {
-		s.log.Debug("writing response", "err", err)
-	}
+	x.send(status, contentTypeJSON[0], b)
 }
-
-// Shared header values: net/http only reads them (cap == len, so an
-// Add elsewhere copies instead of writing into them).
-var (
-	contentTypeJSON = []string{"application/json"}
-	cacheNoStore    = []string{"no-store"}
-)
 
 // parseCreateFast parses the common shape of a create body,
 // {"items":[{"sku":"..","qty":N},..],"ttl":".."} with JSON whitespace

@@ -15,13 +15,13 @@ func (s *Server) healthz(w http.ResponseWriter, req *http.Request) {
 // starts, closes or rebuilds, and not while it is fenced or on probation.
 func (s *Server) readyz(w http.ResponseWriter, req *http.Request) {
 	if !s.rt.Ready() {
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemNotReady,
+		s.problem(exch(w, req), http.StatusServiceUnavailable, ProblemNotReady,
 			"the region is starting, closing or rebuilding its state from storage", nil)
 		return
 	}
 	if st := s.rt.Fence(); st.Fenced {
 		w.Header().Set("Retry-After", s.fenceRetryAfter())
-		s.problem(w, req, http.StatusServiceUnavailable, escrow.CodeFenced.String(), st.Detail, nil)
+		s.problem(exch(w, req), http.StatusServiceUnavailable, escrow.CodeFenced.String(), st.Detail, nil)
 		return
 	}
 	s.writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "region": s.name})

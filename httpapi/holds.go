@@ -44,31 +44,36 @@ func (s *Server) effectiveDefaultTTL() time.Duration {
 }
 
 func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
-	key := req.Header.Get("Idempotency-Key")
-	if len(req.Header.Values("Idempotency-Key")) > 1 {
-		s.badRequest(w, req, "at most one Idempotency-Key header")
+	s.createHoldX(exch(w, req))
+}
+
+// createHoldX serves POST /v1/holds on either server.
+func (s *Server) createHoldX(x exchange) {
+	key := x.header("Idempotency-Key")
+	if x.headerCount("Idempotency-Key") > 1 {
+		s.badRequest(x, "at most one Idempotency-Key header")
 		return
 	}
 	if key != "" {
 		if err := escrow.ValidIdemKey(key); err != nil {
-			s.badRequest(w, req, err.Detail)
+			s.badRequest(x, err.Detail)
 			return
 		}
 	}
 	var body api.CreateHoldRequest
-	if !s.decodeBody(w, req, &body, false) {
+	if !s.decodeBody(x, &body, false) {
 		return
 	}
 	if len(body.Items) == 0 {
-		s.badRequest(w, req, "items: a hold needs at least one item")
+		s.badRequest(x, "items: a hold needs at least one item")
 		return
 	}
 	if len(body.Items) > escrow.MaxLines {
-		s.badRequest(w, req, fmt.Sprintf("items: at most %d lines, got %d", escrow.MaxLines, len(body.Items)))
+		s.badRequest(x, fmt.Sprintf("items: at most %d lines, got %d", escrow.MaxLines, len(body.Items)))
 		return
 	}
 	if err := escrow.ValidCart(body.Cart); err != nil {
-		s.badRequest(w, req, err.Detail)
+		s.badRequest(x, err.Detail)
 		return
 	}
 	cmd := escrow.Command{Kind: escrow.CmdHold, IdemKey: key, Lines: make([]escrow.Line, len(body.Items)),
@@ -77,13 +82,13 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 		cmd.Lines[i] = escrow.Line{SKU: it.SKU, Qty: it.Qty}
 	}
 	if msg := s.lineLocations(&cmd, body.Items); msg != "" {
-		s.badRequest(w, req, msg)
+		s.badRequest(x, msg)
 		return
 	}
 	if body.TTL != "" {
 		d, err := s.parseTTL(body.TTL)
 		if err != nil {
-			s.badRequest(w, req, err.Error())
+			s.badRequest(x, err.Error())
 			return
 		}
 		cmd.TTL = d
@@ -91,11 +96,11 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 	if len(body.Metadata) > 0 && !bytes.Equal(body.Metadata, []byte("null")) {
 		var c bytes.Buffer
 		if err := json.Compact(&c, body.Metadata); err != nil {
-			s.badRequest(w, req, "metadata: "+err.Error())
+			s.badRequest(x, "metadata: "+err.Error())
 			return
 		}
 		if c.Len() > escrow.MaxMetaLen {
-			s.badRequest(w, req, fmt.Sprintf("metadata must be at most %d bytes of compact JSON, got %d", escrow.MaxMetaLen, c.Len()))
+			s.badRequest(x, fmt.Sprintf("metadata must be at most %d bytes of compact JSON, got %d", escrow.MaxMetaLen, c.Len()))
 			return
 		}
 		cmd.Meta = c.String()
@@ -103,7 +108,7 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 	if body.Wait != "" {
 		d, err := s.parseWait(body.Wait)
 		if err != nil {
-			s.badRequest(w, req, err.Error())
+			s.badRequest(x, err.Error())
 			return
 		}
 		cmd.Wait = d
@@ -111,21 +116,21 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 	if key != "" {
 		cmd.IdemHash = s.idemHash(&cmd)
 	}
-	rep, ok := s.do(w, req, cmd)
+	rep, ok := s.do(x, cmd)
 	if !ok {
 		return
 	}
 	if rep.Wait != nil {
-		s.writeWaitJoined(w, &rep)
+		s.writeWaitJoined(x, &rep)
 		return
 	}
 	status := http.StatusCreated
 	if rep.Replayed {
 		status = http.StatusOK
-		w.Header().Set("Idempotent-Replayed", "true")
+		x.setHeader("Idempotent-Replayed", "true")
 	}
-	w.Header().Set("Location", "/v1/holds/"+rep.Hold.ID)
-	s.writeHold(w, status, rep.Hold)
+	x.setHeader("Location", "/v1/holds/"+rep.Hold.ID)
+	s.writeHold(x, status, rep.Hold)
 }
 
 // idemHash fingerprints the normalized request: the cart as the core
@@ -181,39 +186,44 @@ func (s *Server) idemHash(cmd *escrow.Command) uint64 {
 // holdCmd serves the commands on one hold: get, confirm, release, extend.
 func (s *Server) holdCmd(kind escrow.CommandKind) func(w http.ResponseWriter, req *http.Request) {
 	return func(w http.ResponseWriter, req *http.Request) {
-		cmd := escrow.Command{Kind: kind, HoldID: req.PathValue("id")}
-		if _, err := escrow.OwnerOf(cmd.HoldID); err != nil {
-			s.escrowProblem(w, req, err)
-			return
-		}
-		switch kind {
-		case escrow.CmdExtend:
-			var body api.ExtendRequest
-			if !s.decodeBody(w, req, &body, false) {
-				return
-			}
-			if body.TTL == "" {
-				s.badRequest(w, req, "ttl is required")
-				return
-			}
-			d, err := s.parseTTL(body.TTL)
-			if err != nil {
-				s.badRequest(w, req, err.Error())
-				return
-			}
-			cmd.TTL = d
-		case escrow.CmdConfirm, escrow.CmdRelease:
-			var body struct{}
-			if !s.decodeBody(w, req, &body, true) {
-				return
-			}
-		}
-		rep, ok := s.do(w, req, cmd)
-		if !ok {
-			return
-		}
-		s.writeHold(w, http.StatusOK, rep.Hold)
+		s.holdCmdX(exch(w, req), kind, req.PathValue("id"))
 	}
+}
+
+// holdCmdX serves a command on hold id on either server.
+func (s *Server) holdCmdX(x exchange, kind escrow.CommandKind, id string) {
+	cmd := escrow.Command{Kind: kind, HoldID: id}
+	if _, err := escrow.OwnerOf(cmd.HoldID); err != nil {
+		s.escrowProblem(x, err)
+		return
+	}
+	switch kind {
+	case escrow.CmdExtend:
+		var body api.ExtendRequest
+		if !s.decodeBody(x, &body, false) {
+			return
+		}
+		if body.TTL == "" {
+			s.badRequest(x, "ttl is required")
+			return
+		}
+		d, err := s.parseTTL(body.TTL)
+		if err != nil {
+			s.badRequest(x, err.Error())
+			return
+		}
+		cmd.TTL = d
+	case escrow.CmdConfirm, escrow.CmdRelease:
+		var body struct{}
+		if !s.decodeBody(x, &body, true) {
+			return
+		}
+	}
+	rep, ok := s.do(x, cmd)
+	if !ok {
+		return
+	}
+	s.writeHold(x, http.StatusOK, rep.Hold)
 }
 
 // holdJSON is the API representation of a hold (writeHold's fallback and

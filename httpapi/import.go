@@ -102,12 +102,12 @@ func (s *Server) importStock(w http.ResponseWriter, req *http.Request) {
 	ct := req.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || (mt != "application/x-ndjson" && mt != "text/csv") {
-		s.problem(w, req, http.StatusUnsupportedMediaType, ProblemMediaType,
+		s.problem(exch(w, req), http.StatusUnsupportedMediaType, ProblemMediaType,
 			fmt.Sprintf("content type must be application/x-ndjson or text/csv, got %q", ct), nil)
 		return
 	}
 	tooLarge := func() {
-		s.problem(w, req, http.StatusRequestEntityTooLarge, ProblemTooLarge,
+		s.problem(exch(w, req), http.StatusRequestEntityTooLarge, ProblemTooLarge,
 			fmt.Sprintf("an import must be at most %d bytes (import_max_bytes); split the file", s.imp.maxBytes), nil)
 	}
 	if req.ContentLength > s.imp.maxBytes {
@@ -119,7 +119,7 @@ func (s *Server) importStock(w http.ResponseWriter, req *http.Request) {
 		defer func() { <-s.imp.running }()
 	default:
 		w.Header().Set("Retry-After", "5")
-		s.problem(w, req, http.StatusTooManyRequests, ProblemImportRunning,
+		s.problem(exch(w, req), http.StatusTooManyRequests, ProblemImportRunning,
 			"another import is running on this region; retry when it finished", func(p *api.Problem) { p.Title = "Import running" })
 		return
 	}
@@ -132,7 +132,7 @@ func (s *Server) importStock(w http.ResponseWriter, req *http.Request) {
 			tooLarge()
 			return
 		}
-		s.badRequest(w, req, "reading body: "+err.Error())
+		s.badRequest(exch(w, req), "reading body: "+err.Error())
 		return
 	}
 	var lines []importLine
@@ -143,14 +143,14 @@ func (s *Server) importStock(w http.ResponseWriter, req *http.Request) {
 	}
 	switch {
 	case errors.Is(err, errTooManyLines):
-		s.problem(w, req, http.StatusRequestEntityTooLarge, ProblemTooLarge,
+		s.problem(exch(w, req), http.StatusRequestEntityTooLarge, ProblemTooLarge,
 			fmt.Sprintf("an import must have at most %d data lines (import_max_lines); nothing was applied, split the file", s.imp.maxLines), nil)
 		return
 	case err != nil:
-		s.badRequest(w, req, err.Error())
+		s.badRequest(exch(w, req), err.Error())
 		return
 	case len(lines) == 0:
-		s.badRequest(w, req, "the import has no data lines")
+		s.badRequest(exch(w, req), "the import has no data lines")
 		return
 	}
 	res := api.ImportResult{Results: []api.ImportLineResult{}}
@@ -212,7 +212,7 @@ func (s *Server) importStock(w http.ResponseWriter, req *http.Request) {
 		msg := fmt.Sprintf("the import stopped after line %d (applied %d, skipped %d, failed %d so far; the lines of the batch in flight may or may not be applied): %v; re-run the same file: lines already applied are skipped",
 			done, res.Applied, res.Skipped, res.Failed, runErr)
 		w.Header().Set("Retry-After", "1")
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemUnavailable, msg, nil)
+		s.problem(exch(w, req), http.StatusServiceUnavailable, ProblemUnavailable, msg, nil)
 		return
 	}
 	sort.SliceStable(res.Results, func(i, j int) bool { return res.Results[i].Line < res.Results[j].Line })

@@ -113,13 +113,13 @@ func parseHoldQuery(req *http.Request, now time.Time) (region.HoldQuery, string)
 func (s *Server) listHolds(w http.ResponseWriter, req *http.Request) {
 	l, ok := s.rt.(HoldLister)
 	if !ok {
-		s.problem(w, req, http.StatusNotImplemented, escrow.CodeInvalid.String(), "this region cannot list holds", nil)
+		s.problem(exch(w, req), http.StatusNotImplemented, escrow.CodeInvalid.String(), "this region cannot list holds", nil)
 		return
 	}
 	now := time.Now()
 	q, bad := parseHoldQuery(req, now)
 	if bad != "" {
-		s.badRequest(w, req, bad)
+		s.badRequest(exch(w, req), bad)
 		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), s.requestTimeout)
@@ -127,13 +127,13 @@ func (s *Server) listHolds(w http.ResponseWriter, req *http.Request) {
 	page, err := l.ListHolds(ctx, q)
 	switch {
 	case errors.Is(err, region.ErrBadCursor):
-		s.badRequest(w, req, "cursor: "+err.Error())
+		s.badRequest(exch(w, req), "cursor: "+err.Error())
 		return
 	case errors.Is(err, region.ErrListUnsupported):
-		s.problem(w, req, http.StatusNotImplemented, escrow.CodeInvalid.String(), err.Error(), nil)
+		s.problem(exch(w, req), http.StatusNotImplemented, escrow.CodeInvalid.String(), err.Error(), nil)
 		return
 	case err != nil:
-		s.runtimeProblem(w, req, err)
+		s.runtimeProblem(exch(w, req), err)
 		return
 	}
 	out := api.HoldList{Holds: make([]api.Hold, len(page.Holds))}

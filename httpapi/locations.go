@@ -46,7 +46,7 @@ func (s *Server) stockKey(w http.ResponseWriter, req *http.Request, sku, loc str
 		return sku, true
 	}
 	if err := escrow.ValidLocation(loc); err != nil {
-		s.badRequest(w, req, "location: "+err.Detail)
+		s.badRequest(exch(w, req), "location: "+err.Detail)
 		return "", false
 	}
 	return escrow.StockKey(sku, loc), true

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,6 +20,7 @@ import (
 	"github.com/holdfast-io/holdfast/api"
 	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/httpapi"
+	"github.com/holdfast-io/holdfast/internal/testutil/testapi"
 	"github.com/holdfast-io/holdfast/region"
 )
 
@@ -272,12 +272,15 @@ func jsonFields(t reflect.Type) (all, always []string) {
 // encoded by hand) carry only properties of their schema and every required
 // one.
 func TestOpenAPIAnswersMatchSchemas(t *testing.T) {
+	testapi.ForEachServer(t, testOpenAPIAnswersMatchSchemas)
+}
+
+func testOpenAPIAnswersMatchSchemas(t *testing.T) {
 	spec := loadOpenAPI(t)
-	srv := httptest.NewServer(openAPI(t))
-	defer srv.Close()
+	base := testapi.ServeAPI(t, openRegion(t), region.Config{Name: "eu"}) // on the subtest's server
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -80,26 +80,23 @@ var codeStatus = map[escrow.Code]int{
 }
 
 // problem writes an RFC 9457 problem document.
-func (s *Server) problem(w http.ResponseWriter, req *http.Request, status int, slug, detail string, extra func(p *api.Problem)) {
+func (s *Server) problem(x exchange, status int, slug, detail string, extra func(p *api.Problem)) {
 	p := api.Problem{Type: ProblemTypeBase + slug, Title: problemTitles[slug], Status: status, Detail: detail,
-		Instance: req.URL.Path, Region: s.name}
+		Instance: x.path(), Region: s.name}
 	if p.Title == "" {
 		p.Title = http.StatusText(status)
 	}
 	if extra != nil {
 		extra(&p)
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Cache-Control", "no-store")
 	switch status {
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		if h.Get("Retry-After") == "" {
-			h.Set("Retry-After", "1")
+		if x.respHeader("Retry-After") == "" {
+			x.setHeader("Retry-After", "1")
 		}
 	}
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(&p)
+	b, _ := json.Marshal(&p) // a Problem always marshals
+	x.send(status, contentTypeProblem[0], append(b, '\n'))
 }
 
 // fenceRetryAfter is the Retry-After of a fenced answer: a probation ends
@@ -113,14 +110,14 @@ func (s *Server) fenceRetryAfter() string {
 }
 
 // escrowProblem writes the problem of an escrow error.
-func (s *Server) escrowProblem(w http.ResponseWriter, req *http.Request, e *escrow.Error) {
+func (s *Server) escrowProblem(x exchange, e *escrow.Error) {
 	if e.Code == escrow.CodeRouted {
 		// DoWithin sends a routed hold to its home or runs it here: a
 		// routed answer reaching a client is a runtime bug, not a state
 		// of the hold the client could act on.
 		s.rt.NoteRoutedBug()
 		s.log.Error("a routed hold answer reached the HTTP API", "owner", e.Owner, "detail", e.Detail)
-		s.problem(w, req, http.StatusInternalServerError, escrow.CodeInvariant.String(), "internal error: a routed hold was not served", nil)
+		s.problem(x, http.StatusInternalServerError, escrow.CodeInvariant.String(), "internal error: a routed hold was not served", nil)
 		return
 	}
 	status, ok := codeStatus[e.Code]
@@ -129,13 +126,13 @@ func (s *Server) escrowProblem(w http.ResponseWriter, req *http.Request, e *escr
 	}
 	switch e.Code {
 	case escrow.CodeFenced:
-		w.Header().Set("Retry-After", s.fenceRetryAfter())
+		x.setHeader("Retry-After", s.fenceRetryAfter())
 	case escrow.CodeHoldCapacity, escrow.CodeStaleView, escrow.CodeHomeUnreachable:
-		w.Header().Set("Retry-After", "1")
+		x.setHeader("Retry-After", "1")
 	case escrow.CodeWaitlistFull:
-		w.Header().Set("Retry-After", "5")
+		x.setHeader("Retry-After", "5")
 	}
-	s.problem(w, req, status, e.Code.String(), e.Detail, func(p *api.Problem) {
+	s.problem(x, status, e.Code.String(), e.Detail, func(p *api.Problem) {
 		switch e.Code {
 		case escrow.CodeInsufficientStock:
 			p.SKU, p.Location = escrow.SplitStockKey(e.SKU)
@@ -150,32 +147,32 @@ func (s *Server) escrowProblem(w http.ResponseWriter, req *http.Request, e *escr
 }
 
 // runtimeProblem writes the problem of an error returned by DoWithin.
-func (s *Server) runtimeProblem(w http.ResponseWriter, req *http.Request, err error) {
+func (s *Server) runtimeProblem(x exchange, err error) {
 	switch {
 	case errors.Is(err, region.ErrOverloaded):
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemOverloaded, "the region's request queue is full; retry shortly", nil)
+		s.problem(x, http.StatusServiceUnavailable, ProblemOverloaded, "the region's request queue is full; retry shortly", nil)
 	case errors.Is(err, region.ErrStorage):
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemStorage, "the request was not acknowledged (it may or may not have been stored); retry shortly, with the same Idempotency-Key for holds: "+err.Error(), nil)
+		s.problem(x, http.StatusServiceUnavailable, ProblemStorage, "the request was not acknowledged (it may or may not have been stored); retry shortly, with the same Idempotency-Key for holds: "+err.Error(), nil)
 	case errors.Is(err, region.ErrOwnerUnreachable):
 		var ou *region.OwnerUnreachableError
 		owner := ""
 		if errors.As(err, &ou) {
 			owner = ou.Owner
 		}
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemOwnerUnreachable, err.Error()+"; retry shortly",
+		s.problem(x, http.StatusServiceUnavailable, ProblemOwnerUnreachable, err.Error()+"; retry shortly",
 			func(p *api.Problem) { p.Owner = owner })
 	case errors.Is(err, region.ErrClosed):
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemUnavailable, "the region is shutting down", nil)
+		s.problem(x, http.StatusServiceUnavailable, ProblemUnavailable, "the region is shutting down", nil)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		s.problem(w, req, http.StatusServiceUnavailable, ProblemTimeout,
+		s.problem(x, http.StatusServiceUnavailable, ProblemTimeout,
 			"no durable answer in time; the request may or may not have taken effect (retry with the same Idempotency-Key)", nil)
 	default:
 		s.log.Error("unexpected runtime error", "err", err)
-		s.problem(w, req, http.StatusInternalServerError, escrow.CodeInvariant.String(), "internal error", nil)
+		s.problem(x, http.StatusInternalServerError, escrow.CodeInvariant.String(), "internal error", nil)
 	}
 }
 
 // badRequest writes a 400 invalid problem.
-func (s *Server) badRequest(w http.ResponseWriter, req *http.Request, detail string) {
-	s.problem(w, req, http.StatusBadRequest, escrow.CodeInvalid.String(), detail, nil)
+func (s *Server) badRequest(x exchange, detail string) {
+	s.problem(x, http.StatusBadRequest, escrow.CodeInvalid.String(), detail, nil)
 }

@@ -29,15 +29,15 @@ func (s *Server) ifMatch(w http.ResponseWriter, req *http.Request) (string, bool
 	v := strings.TrimSpace(vals[0])
 	switch {
 	case len(vals) > 1 || strings.Contains(v, ","):
-		s.badRequest(w, req, "If-Match: give one entity tag")
+		s.badRequest(exch(w, req), "If-Match: give one entity tag")
 	case len(v) > maxIfMatchLen:
-		s.badRequest(w, req, "If-Match: too long")
+		s.badRequest(exch(w, req), "If-Match: too long")
 	case v == "*":
 		return "", true
 	case strings.HasPrefix(v, "W/"):
-		s.badRequest(w, req, "If-Match: weak entity tags are not accepted; use the ETag of GET /v1/skus/{sku}")
+		s.badRequest(exch(w, req), "If-Match: weak entity tags are not accepted; use the ETag of GET /v1/skus/{sku}")
 	case len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' || strings.ContainsAny(v[1:len(v)-1], "\" "):
-		s.badRequest(w, req, `If-Match: not a quoted entity tag like "s12r0"`)
+		s.badRequest(exch(w, req), `If-Match: not a quoted entity tag like "s12r0"`)
 	default:
 		return v[1 : len(v)-1], true
 	}
@@ -50,7 +50,7 @@ func (s *Server) ifMatch(w http.ResponseWriter, req *http.Request) (string, bool
 func (s *Server) stockTarget(w http.ResponseWriter, req *http.Request) (sku, ifMatch string, ok bool) {
 	sku = req.PathValue("sku")
 	if err := escrow.ValidSKU(sku); err != nil {
-		s.escrowProblem(w, req, err)
+		s.escrowProblem(exch(w, req), err)
 		return "", "", false
 	}
 	ifMatch, ok = s.ifMatch(w, req)
@@ -64,15 +64,15 @@ func (s *Server) recount(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var body api.RecountRequest
-	if !s.decodeBody(w, req, &body, false) {
+	if !s.decodeBody(exch(w, req), &body, false) {
 		return
 	}
 	if body.OnHand == nil || body.AsOf == nil {
-		s.badRequest(w, req, "on_hand and as_of are required")
+		s.badRequest(exch(w, req), "on_hand and as_of are required")
 		return
 	}
 	if *body.OnHand > escrow.MaxOnHand {
-		s.badRequest(w, req, "on_hand must be at most 1000000000")
+		s.badRequest(exch(w, req), "on_hand must be at most 1000000000")
 		return
 	}
 	key, ok := s.stockKey(w, req, sku, body.Location)
@@ -81,7 +81,7 @@ func (s *Server) recount(w http.ResponseWriter, req *http.Request) {
 	}
 	cmd := escrow.Command{Kind: escrow.CmdRecount, SKU: key, OnHand: *body.OnHand, AsOf: *body.AsOf,
 		Force: body.Force, IfMatch: ifMatch}
-	rep, ok := s.do(w, req, cmd)
+	rep, ok := s.do(exch(w, req), cmd)
 	if !ok {
 		return
 	}

@@ -74,11 +74,14 @@ type Server struct {
 	defaultTTL     time.Duration // 0: escrow.DefaultTTL
 	maxWait        time.Duration // of a waitlist entry; 0: escrow.DefaultMaxWait
 
+	httpServer string // region.HTTPServerNetHTTP ("") or region.HTTPServerFastHTTP
+
 	tokens   *tokenSet // nil: no auth (loopback only)
 	requests *prometheus.CounterVec
 
-	mux    *http.ServeMux
-	routes []route
+	mux      *http.ServeMux
+	routes   []route
+	counters map[string]*routeCounter // by route pattern
 
 	stopStreams chan struct{} // closed when Serve stops: event streams and long polls end
 	stopOnce    sync.Once
@@ -91,7 +94,13 @@ type Server struct {
 // hold TTL bounds. It registers holdfast_http_requests_total on
 // rt.Registry(), once per registry: two servers of one region share it.
 func New(rt Runtime, cfg region.Config) (*Server, error) {
+	switch cfg.HTTPServer {
+	case "", region.HTTPServerNetHTTP, region.HTTPServerFastHTTP:
+	default:
+		return nil, fmt.Errorf("httpapi: http_server %q must be %s or %s", cfg.HTTPServer, region.HTTPServerNetHTTP, region.HTTPServerFastHTTP)
+	}
 	s := &Server{
+		httpServer:     cfg.HTTPServer,
 		rt:             rt,
 		name:           rt.Name(),
 		requestTimeout: cfg.RequestTimeout,
@@ -156,6 +165,10 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		{"GET /healthz", scopeNone, s.healthz},
 		{"GET /readyz", scopeNone, s.readyz},
 	}
+	s.counters = make(map[string]*routeCounter, len(s.routes))
+	for _, rt := range s.routes {
+		s.counters[rt.pattern] = &routeCounter{pattern: rt.pattern, requests: s.requests}
+	}
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.pattern, s.wrap(rt))
 	}
@@ -181,51 +194,36 @@ func (s *Server) Routes() []string {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) { s.mux.ServeHTTP(w, req) }
 
-type statusWriter struct {
-	http.ResponseWriter
-	code int
+// routeCounter counts one route's requests by status code: the counter
+// of each code is resolved once instead of a label lookup per request.
+// Both servers (net/http and fasthttp) count through the same one.
+type routeCounter struct {
+	pattern  string
+	requests *prometheus.CounterVec
+	byCode   [600]atomic.Pointer[prometheus.Counter]
 }
 
-func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
+func (rc *routeCounter) inc(code int) {
+	if code < 0 || code >= len(rc.byCode) {
+		rc.requests.WithLabelValues(rc.pattern, strconv.Itoa(code)).Inc()
+		return
 	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the connection (event streams
-// flush and lift the write deadline through it).
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
+	c := rc.byCode[code].Load()
+	if c == nil {
+		cc := rc.requests.WithLabelValues(rc.pattern, strconv.Itoa(code))
+		c = &cc
+		rc.byCode[code].Store(c)
 	}
-	return s.ResponseWriter.Write(b)
+	(*c).Inc()
 }
 
 // wrap counts the route's requests and checks its scope.
 func (s *Server) wrap(rt route) http.Handler {
-	// The request counters of this route, resolved once per status code
-	// instead of a label lookup per request.
-	var byCode [600]atomic.Pointer[prometheus.Counter]
-	count := func(code int) {
-		if code < 0 || code >= len(byCode) {
-			s.requests.WithLabelValues(rt.pattern, strconv.Itoa(code)).Inc()
-			return
-		}
-		c := byCode[code].Load()
-		if c == nil {
-			cc := s.requests.WithLabelValues(rt.pattern, strconv.Itoa(code))
-			c = &cc
-			byCode[code].Store(c)
-		}
-		(*c).Inc()
-	}
+	count := s.counters[rt.pattern]
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() { count(sw.code) }()
-		if rt.scope != scopeNone && s.tokens != nil && !s.authorize(sw, req, rt.scope) {
+		sw := &statusWriter{ResponseWriter: w, req: req}
+		defer func() { count.inc(sw.code) }()
+		if rt.scope != scopeNone && s.tokens != nil && !s.authorize(sw, rt.scope) {
 			return
 		}
 		// The request deadline (Config.RequestTimeout) is applied by s.do,
@@ -254,43 +252,60 @@ func (s *Server) fallback(w http.ResponseWriter, req *http.Request) {
 			hdr += ", " + m
 		}
 		w.Header().Set("Allow", hdr)
-		s.problem(w, req, http.StatusMethodNotAllowed, ProblemMethod,
+		s.problem(exch(w, req), http.StatusMethodNotAllowed, ProblemMethod,
 			fmt.Sprintf("%s is not allowed on %s (allowed: %s)", req.Method, req.URL.Path, hdr), nil)
 		s.requests.WithLabelValues("other", "405").Inc()
 		return
 	}
-	s.problem(w, req, http.StatusNotFound, ProblemRoute, "no route "+req.Method+" "+req.URL.Path, nil)
+	s.problem(exch(w, req), http.StatusNotFound, ProblemRoute, "no route "+req.Method+" "+req.URL.Path, nil)
 	s.requests.WithLabelValues("other", "404").Inc()
 }
 
 // do runs cmd through the region within the request deadline. When the
 // region or the core refuses it, do writes the problem and returns false.
-func (s *Server) do(w http.ResponseWriter, req *http.Request, cmd escrow.Command) (escrow.Reply, bool) {
-	rep, err := s.rt.DoWithin(req.Context(), cmd, s.requestTimeout)
+func (s *Server) do(x exchange, cmd escrow.Command) (escrow.Reply, bool) {
+	rep, err := s.rt.DoWithin(x.context(), cmd, s.requestTimeout)
 	if err != nil {
-		s.runtimeProblem(w, req, err)
+		s.runtimeProblem(x, err)
 		return rep, false
 	}
 	if rep.Err != nil {
-		s.escrowProblem(w, req, rep.Err)
+		s.escrowProblem(x, rep.Err)
 		return rep, false
 	}
 	return rep, true
 }
 
+// writeJSON writes v as JSON, as json.Encoder writes it (a newline after
+// the value).
 func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		s.log.Debug("writing response", "err", err)
-	}
+	s.sendJSON(exch(w, nil), status, v)
 }
 
+func (s *Server) sendJSON(x exchange, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only a type bug gets here: answer it as one, not as a half body.
+		s.log.Error("encoding a response", "err", err)
+		s.problem(x, http.StatusInternalServerError, escrow.CodeInvariant.String(), "internal error: encoding the answer", nil)
+		return
+	}
+	x.send(status, contentTypeJSON[0], append(b, '\n'))
+}
+
+// The limits of both servers (Serve).
+const (
+	serverReadHeaderTimeout = 5 * time.Second
+	serverReadTimeout       = 15 * time.Second
+	serverIdleTimeout       = 2 * time.Minute
+	serverMaxHeaderBytes    = 32 << 10
+)
+
 // Serve serves the API on ln until ctx is done, then shuts the HTTP server
-// down gracefully (in-flight requests finish). Without a tokens file it
-// refuses any listener that is not loopback. The caller closes the region.
+// down gracefully (in-flight requests finish, event streams end). Without
+// a tokens file it refuses any listener that is not loopback. The server
+// is net/http's or, with Config.HTTPServer "fasthttp", fasthttp's (fast.go)
+// with the same limits. The caller closes the region.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.tokens == nil {
 		if !isLoopback(ln.Addr()) {
@@ -299,19 +314,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		s.log.Warn("no tokens file: the API has no auth and listens on loopback only", "addr", ln.Addr().String())
 	}
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      s.requestTimeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	var (
+		serve    func() error
+		shutdown func(context.Context) error
+	)
+	if s.httpServer == region.HTTPServerFastHTTP {
+		srv := s.newFastServer(context.WithoutCancel(ctx))
+		serve = func() error { return srv.Serve(ln) }
+		shutdown = srv.ShutdownWithContext
+	} else {
+		srv := &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: serverReadHeaderTimeout,
+			ReadTimeout:       serverReadTimeout,
+			WriteTimeout:      s.requestTimeout + 10*time.Second,
+			IdleTimeout:       serverIdleTimeout,
+			MaxHeaderBytes:    serverMaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+		shutdown = srv.Shutdown
+		serve = func() error { return srv.Serve(ln) }
 	}
 	errCh := make(chan error, 1)
-	go func() { errCh <- srv.Serve(ln) }()
-	s.log.Info("serving HTTP", "addr", ln.Addr().String())
+	go func() { errCh <- serve() }()
+	s.log.Info("serving HTTP", "addr", ln.Addr().String(), "server", s.serverKind())
 	select {
 	case err := <-errCh:
 		return fmt.Errorf("region %s: serve: %w", s.name, err)
@@ -320,7 +347,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.StopStreams()
 	sctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout+5*time.Second)
 	defer cancel()
-	err := srv.Shutdown(sctx)
+	err := shutdown(sctx)
+	// net/http's Serve ends with ErrServerClosed, fasthttp's with nil.
 	if serr := <-errCh; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
@@ -328,4 +356,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("region %s: shutdown HTTP: %w", s.name, err)
 	}
 	return nil
+}
+
+// serverKind names the HTTP server Serve runs.
+func (s *Server) serverKind() string {
+	if s.httpServer == "" {
+		return region.HTTPServerNetHTTP
+	}
+	return s.httpServer
 }

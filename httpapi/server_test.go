@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +25,7 @@ type fakeRuntime struct {
 	reg       *prometheus.Registry
 	do        func(cmd escrow.Command) (escrow.Reply, error)
 	routedBug atomic.Int64
+	canceled  atomic.Int64 // calls whose context was done when do returned
 }
 
 func newFake() *fakeRuntime { return &fakeRuntime{reg: prometheus.NewRegistry()} }
@@ -37,13 +40,22 @@ func (f *fakeRuntime) DoWithin(ctx context.Context, cmd escrow.Command, timeout 
 	if f.do == nil {
 		return escrow.Reply{}, region.ErrClosed
 	}
-	return f.do(cmd)
+	rep, err := f.do(cmd)
+	if ctx.Err() != nil {
+		// A region gives up on a call whose context is done (DoWithin).
+		f.canceled.Add(1)
+		return escrow.Reply{}, ctx.Err()
+	}
+	return rep, err
 }
 
 var _ Runtime = (*region.Region)(nil)
 
 func newServer(t *testing.T, rt Runtime, cfg region.Config) *Server {
 	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	s, err := New(rt, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -58,15 +70,53 @@ func (f fakeListener) Close() error              { return nil }
 func (f fakeListener) Addr() net.Addr            { return f.addr }
 
 func TestServeRefusesPublicAddressWithoutAuth(t *testing.T) {
-	s := newServer(t, newFake(), region.Config{})
-	err := s.Serve(context.Background(), fakeListener{&net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 8080}})
-	if err == nil || !strings.Contains(err.Error(), "without auth") {
-		t.Fatalf("Serve on a public address without tokens: %v", err)
+	for _, kind := range serverKinds {
+		s := newServer(t, newFake(), region.Config{HTTPServer: kind})
+		err := s.Serve(context.Background(), fakeListener{&net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 8080}})
+		if err == nil || !strings.Contains(err.Error(), "without auth") {
+			t.Fatalf("%s: Serve on a public address without tokens: %v", kind, err)
+		}
+		err = s.Serve(context.Background(), fakeListener{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}})
+		if err == nil {
+			t.Fatalf("%s: Serve on 0.0.0.0 without tokens was accepted", kind)
+		}
 	}
-	err = s.Serve(context.Background(), fakeListener{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}})
-	if err == nil {
-		t.Fatal("Serve on 0.0.0.0 without tokens was accepted")
+}
+
+// TestUnknownHTTPServerRefused: a misspelt http_server is an error, not
+// net/http by default.
+func TestUnknownHTTPServerRefused(t *testing.T) {
+	if _, err := New(newFake(), region.Config{HTTPServer: "fasthtp"}); err == nil || !strings.Contains(err.Error(), "fasthtp") {
+		t.Fatalf("http_server fasthtp: %v", err)
 	}
+	if err := (region.Config{Name: "eu", DataDir: "x", HTTPServer: "gin"}).Validate(); err == nil || !strings.Contains(err.Error(), "http_server") {
+		t.Fatalf("Validate http_server gin: %v", err)
+	}
+}
+
+// record sends req (made by httptest.NewRequest) to the server at base and
+// records the answer.
+func record(t *testing.T, base string, req *http.Request) *httptest.ResponseRecorder {
+	t.Helper()
+	out, err := http.NewRequest(req.Method, base+req.URL.RequestURI(), req.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Header = req.Header.Clone()
+	res, err := http.DefaultClient.Do(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rec := httptest.NewRecorder()
+	for k, v := range res.Header {
+		rec.Header()[k] = v
+	}
+	rec.WriteHeader(res.StatusCode)
+	if _, err := io.Copy(rec, res.Body); err != nil {
+		t.Fatal(err)
+	}
+	return rec
 }
 
 func TestBadTokenFilesAreRefused(t *testing.T) {
@@ -113,16 +163,17 @@ func TestRoutedAnswerNeverReachesClient(t *testing.T) {
 	f.do = func(cmd escrow.Command) (escrow.Reply, error) {
 		return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeRouted, Owner: "us"}}, nil
 	}
-	s := newServer(t, f, region.Config{})
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("POST", "/v1/holds", strings.NewReader(`{"items":[{"sku":"A","qty":1}]}`))
-	req.Header.Set("Content-Type", "application/json")
-	s.ServeHTTP(rec, req)
-	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "routed\"") {
-		t.Fatalf("routed problem: %d %s", rec.Code, rec.Body)
-	}
-	if got := f.routedBug.Load(); got != 1 {
-		t.Fatalf("routed bug = %v", got)
+	for i, kind := range serverKinds {
+		base := serve(t, newServer(t, f, region.Config{HTTPServer: kind}))
+		req := httptest.NewRequest("POST", "/v1/holds", strings.NewReader(`{"items":[{"sku":"A","qty":1}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		rec := record(t, base, req)
+		if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "routed\"") {
+			t.Fatalf("%s: routed problem: %d %s", kind, rec.Code, rec.Body)
+		}
+		if got := f.routedBug.Load(); got != int64(i+1) {
+			t.Fatalf("%s: routed bug = %v", kind, got)
+		}
 	}
 }
 

@@ -10,14 +10,14 @@ import (
 func (s *Server) stock(w http.ResponseWriter, req *http.Request) {
 	sku := req.PathValue("sku")
 	if err := escrow.ValidSKU(sku); err != nil {
-		s.escrowProblem(w, req, err)
+		s.escrowProblem(exch(w, req), err)
 		return
 	}
 	key, ok := s.stockKey(w, req, sku, req.URL.Query().Get("location"))
 	if !ok {
 		return
 	}
-	rep, ok := s.do(w, req, escrow.Command{Kind: escrow.CmdStock, SKU: key})
+	rep, ok := s.do(exch(w, req), escrow.Command{Kind: escrow.CmdStock, SKU: key})
 	if !ok {
 		return
 	}
@@ -33,18 +33,18 @@ func (s *Server) adjust(kind escrow.CommandKind) func(w http.ResponseWriter, req
 			return
 		}
 		var body api.QtyRequest
-		if !s.decodeBody(w, req, &body, false) {
+		if !s.decodeBody(exch(w, req), &body, false) {
 			return
 		}
 		if err := escrow.ValidQty("qty", body.Qty); err != nil {
-			s.escrowProblem(w, req, err)
+			s.escrowProblem(exch(w, req), err)
 			return
 		}
 		key, ok := s.stockKey(w, req, sku, body.Location)
 		if !ok {
 			return
 		}
-		rep, ok := s.do(w, req, escrow.Command{Kind: kind, SKU: key, Qty: body.Qty, IfMatch: ifMatch})
+		rep, ok := s.do(exch(w, req), escrow.Command{Kind: kind, SKU: key, Qty: body.Qty, IfMatch: ifMatch})
 		if !ok {
 			return
 		}

@@ -29,7 +29,14 @@ func TestStrictBodies(t *testing.T) {
 		calls.Add(1)
 		return escrow.Reply{Kind: cmd.Kind, Err: &escrow.Error{Code: escrow.CodeInvalid, Detail: "accepted"}}, nil
 	}
-	s := newServer(t, f, region.Config{})
+	for _, kind := range serverKinds {
+		t.Run(kind, func(t *testing.T) {
+			strictBodies(t, &calls, serve(t, newServer(t, f, region.Config{HTTPServer: kind})))
+		})
+	}
+}
+
+func strictBodies(t *testing.T, calls *atomic.Int64, base string) {
 	for _, c := range []struct {
 		name, body, want string
 	}{
@@ -43,10 +50,9 @@ func TestStrictBodies(t *testing.T) {
 		{"ttl +5m", `{"items":[{"sku":"A","qty":1}],"ttl":"+5m"}`, `ttl \"+5m\"`},
 		{"wait +2m", `{"items":[{"sku":"A","qty":1}],"wait":"+2m"}`, `wait \"+2m\"`},
 	} {
-		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", "/v1/holds", strings.NewReader(c.body))
 		req.Header.Set("Content-Type", "application/json")
-		s.ServeHTTP(rec, req)
+		rec := record(t, base, req)
 		var p struct {
 			Type, Detail string
 		}
@@ -60,8 +66,7 @@ func TestStrictBodies(t *testing.T) {
 		t.Fatalf("%d invalid bodies were accepted", n)
 	}
 	// The stock route checks its path SKU the same way.
-	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/skus/%20A", nil))
+	rec := record(t, base, httptest.NewRequest("GET", "/v1/skus/%20A", nil))
 	if rec.Code != http.StatusBadRequest {
 		t.Errorf("GET /v1/skus/%%20A: %d, want 400", rec.Code)
 	}

@@ -22,14 +22,14 @@ func (s *Server) parseWait(v string) (time.Duration, error) {
 
 // writeWaitJoined answers a hold that joined the waitlist: 202 with the
 // entry and its Location (200 when an idempotent retry found it).
-func (s *Server) writeWaitJoined(w http.ResponseWriter, rep *escrow.Reply) {
+func (s *Server) writeWaitJoined(x exchange, rep *escrow.Reply) {
 	status := http.StatusAccepted
 	if rep.Replayed {
 		status = http.StatusOK
-		w.Header().Set("Idempotent-Replayed", "true")
+		x.setHeader("Idempotent-Replayed", "true")
 	}
-	w.Header().Set("Location", "/v1/waitlist/"+rep.Wait.ID)
-	s.writeJSON(w, status, waitJSON(rep.Wait))
+	x.setHeader("Location", "/v1/waitlist/"+rep.Wait.ID)
+	s.sendJSON(x, status, waitJSON(rep.Wait))
 }
 
 // waitCmd serves GET (read) and DELETE (cancel) of one waitlist entry.
@@ -37,10 +37,10 @@ func (s *Server) waitCmd(kind escrow.CommandKind) func(w http.ResponseWriter, re
 	return func(w http.ResponseWriter, req *http.Request) {
 		cmd := escrow.Command{Kind: kind, HoldID: req.PathValue("id")}
 		if _, err := escrow.OwnerOf(cmd.HoldID); err != nil {
-			s.badRequest(w, req, fmt.Sprintf("malformed waitlist entry id %q", cmd.HoldID))
+			s.badRequest(exch(w, req), fmt.Sprintf("malformed waitlist entry id %q", cmd.HoldID))
 			return
 		}
-		rep, ok := s.do(w, req, cmd)
+		rep, ok := s.do(exch(w, req), cmd)
 		if !ok {
 			return
 		}

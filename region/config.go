@@ -26,6 +26,12 @@ const (
 	DefaultMsgQueueLen    = 16384
 )
 
+// The HTTP servers of Config.HTTPServer.
+const (
+	HTTPServerNetHTTP  = "nethttp"
+	HTTPServerFastHTTP = "fasthttp"
+)
+
 // Config configures one region node. The config file format (YAML keys and
 // their strict decoding) lives with the command that reads it,
 // cmd/holdfast/regionconfig; here it is a plain struct that callers fill.
@@ -89,6 +95,10 @@ type Config struct {
 
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit
+	// HTTPServer is the HTTP server of the API: HTTPServerNetHTTP (""
+	// too, the default) or HTTPServerFastHTTP (the hold routes served on
+	// github.com/valyala/fasthttp; see docs/operations.md).
+	HTTPServer string
 	// ImportMaxBytes and ImportMaxLines bound one bulk import
 	// (POST /v1/stock/import; 0: DefaultImportMaxBytes/Lines).
 	ImportMaxBytes int64
@@ -204,6 +214,11 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout < 0 || c.MaxBodyBytes < 0 {
 		return errors.New("region: request_timeout and max_body_bytes must not be negative")
+	}
+	switch c.HTTPServer {
+	case "", HTTPServerNetHTTP, HTTPServerFastHTTP:
+	default:
+		return fmt.Errorf("region: http_server %q must be %s or %s", c.HTTPServer, HTTPServerNetHTTP, HTTPServerFastHTTP)
 	}
 	if c.ImportMaxBytes < 0 || c.ImportMaxLines < 0 || c.ImportMaxBytes > 1<<30 || c.ImportMaxLines > 10_000_000 {
 		return errors.New("region: import_max_bytes must be 0..1073741824 and import_max_lines 0..10000000")

@@ -40,7 +40,9 @@ func eventsPage(t *testing.T, base, query string) api.EventsPage {
 	return p
 }
 
-func TestEventsFeedPages(t *testing.T) {
+func TestEventsFeedPages(t *testing.T) { testapi.ForEachServer(t, testEventsFeedPages) }
+
+func testEventsFeedPages(t *testing.T) {
 	_, base := newEventsRegion(t, nil)
 	// Empty log: an empty page at head 0.
 	if p := eventsPage(t, base, ""); len(p.Events) != 0 || p.Head != 0 || p.NextAfter != 0 {
@@ -98,7 +100,9 @@ func TestEventsFeedPages(t *testing.T) {
 	}
 }
 
-func TestEventsFeedBadInput(t *testing.T) {
+func TestEventsFeedBadInput(t *testing.T) { testapi.ForEachServer(t, testEventsFeedBadInput) }
+
+func testEventsFeedBadInput(t *testing.T) {
 	_, base := newEventsRegion(t, nil)
 	call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil)
 	for _, c := range []struct{ query, want string }{
@@ -141,6 +145,10 @@ func TestEventsFeedBadInput(t *testing.T) {
 }
 
 func TestEventsFeedGoneAfterRetention(t *testing.T) {
+	testapi.ForEachServer(t, testEventsFeedGoneAfterRetention)
+}
+
+func testEventsFeedGoneAfterRetention(t *testing.T) {
 	r, base := newEventsRegion(t, func(c *region.Config) {
 		c.Events = region.EventsConfig{Retention: time.Second, PruneInterval: 20 * time.Millisecond}
 	})
@@ -175,7 +183,9 @@ func TestEventsFeedGoneAfterRetention(t *testing.T) {
 	}
 }
 
-func TestEventsFeedSSE(t *testing.T) {
+func TestEventsFeedSSE(t *testing.T) { testapi.ForEachServer(t, testEventsFeedSSE) }
+
+func testEventsFeedSSE(t *testing.T) {
 	_, base := newEventsRegion(t, nil)
 	call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil)
 	call(t, base, "POST", "/v1/skus/B/restock", jsonCT, `{"qty":10}`, nil)
@@ -237,7 +247,9 @@ func TestEventsFeedSSE(t *testing.T) {
 	cancel()
 }
 
-func TestEventsFeedDisabled(t *testing.T) {
+func TestEventsFeedDisabled(t *testing.T) { testapi.ForEachServer(t, testEventsFeedDisabled) }
+
+func testEventsFeedDisabled(t *testing.T) {
 	_, base := newEventsRegion(t, func(c *region.Config) { c.Events.Disabled = true })
 	res := call(t, base, "GET", "/v1/events", "", "", nil)
 	if res.Status != 404 || res.Problem(t).Type != httpapi.ProblemTypeBase+httpapi.ProblemEventsDisabled {

@@ -61,7 +61,9 @@ func snapshot(t *testing.T, r *region.Region) string {
 	return s
 }
 
-func TestHTTPHoldLifecycle(t *testing.T) {
+func TestHTTPHoldLifecycle(t *testing.T) { testapi.ForEachServer(t, testHTTPHoldLifecycle) }
+
+func testHTTPHoldLifecycle(t *testing.T) {
 	r, base := newHTTPRegion(t, region.NewMemStorage(), nil)
 	if res := call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil); res.Status != 200 {
 		t.Fatalf("restock: %d %s", res.Status, res.Body)
@@ -141,7 +143,9 @@ func TestHTTPHoldLifecycle(t *testing.T) {
 // TestHTTPHoldCapacity: a region at its maximum of live holds answers a
 // new hold with 503 hold-capacity and Retry-After, not with a stock
 // refusal (it has units), and changes nothing.
-func TestHTTPHoldCapacity(t *testing.T) {
+func TestHTTPHoldCapacity(t *testing.T) { testapi.ForEachServer(t, testHTTPHoldCapacity) }
+
+func testHTTPHoldCapacity(t *testing.T) {
 	r, base := newHTTPRegion(t, region.NewMemStorage(), func(c *region.Config) { c.Escrow.MaxHolds = 2 })
 	if res := call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil); res.Status != 200 {
 		t.Fatalf("restock: %d %s", res.Status, res.Body)
@@ -168,7 +172,9 @@ func TestHTTPHoldCapacity(t *testing.T) {
 
 // TestHTTPOwnerUnreachable: a hold of a region that cannot be reached is
 // a 503 naming that region once, with why, in words.
-func TestHTTPOwnerUnreachable(t *testing.T) {
+func TestHTTPOwnerUnreachable(t *testing.T) { testapi.ForEachServer(t, testHTTPOwnerUnreachable) }
+
+func testHTTPOwnerUnreachable(t *testing.T) {
 	_, base := newHTTPRegion(t, region.NewMemStorage(), nil)
 	res := call(t, base, "GET", "/v1/holds/us-0123456789abcdefgh", "", "", nil)
 	p := res.Problem(t)
@@ -178,7 +184,9 @@ func TestHTTPOwnerUnreachable(t *testing.T) {
 	}
 }
 
-func TestHTTPBadInputs(t *testing.T) {
+func TestHTTPBadInputs(t *testing.T) { testapi.ForEachServer(t, testHTTPBadInputs) }
+
+func testHTTPBadInputs(t *testing.T) {
 	st := region.NewMemStorage()
 	r, base := newHTTPRegion(t, st, func(c *region.Config) { c.MaxBodyBytes = 4096 })
 	region.Restock(t, r, "A", 5)
@@ -262,6 +270,10 @@ func TestHTTPBadInputs(t *testing.T) {
 }
 
 func TestHTTPOverloadAndStorageFailure(t *testing.T) {
+	testapi.ForEachServer(t, testHTTPOverloadAndStorageFailure)
+}
+
+func testHTTPOverloadAndStorageFailure(t *testing.T) {
 	st := region.NewMemStorage()
 	r, base := newHTTPRegion(t, st, func(c *region.Config) { c.QueueLen = 1 })
 	region.Restock(t, r, "A", 100)
@@ -303,7 +315,9 @@ func TestHTTPOverloadAndStorageFailure(t *testing.T) {
 	}
 }
 
-func TestHTTPAuthScopes(t *testing.T) {
+func TestHTTPAuthScopes(t *testing.T) { testapi.ForEachServer(t, testHTTPAuthScopes) }
+
+func testHTTPAuthScopes(t *testing.T) {
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens.yaml")
 	const clientTok, adminTok, bothTok = "client-token-0123456789", "admin-token-0123456789", "both-token-0123456789"
@@ -360,7 +374,9 @@ func TestHTTPAuthScopes(t *testing.T) {
 
 // TestHTTPRequestTimeout: a request whose durable answer takes longer than
 // Config.RequestTimeout gets 503 timeout, soon after the deadline.
-func TestHTTPRequestTimeout(t *testing.T) {
+func TestHTTPRequestTimeout(t *testing.T) { testapi.ForEachServer(t, testHTTPRequestTimeout) }
+
+func testHTTPRequestTimeout(t *testing.T) {
 	st := region.NewMemStorage()
 	r, base := newHTTPRegion(t, st, func(c *region.Config) { c.RequestTimeout = 50 * time.Millisecond })
 	if res := call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":10}`, nil); res.Status != 200 {

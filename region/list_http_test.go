@@ -178,7 +178,9 @@ func TestHTTPListHoldsCursorSurvivesRestart(t *testing.T) {
 
 // TestHTTPListHoldsFilters: state, SKU and deadline filters; bad queries
 // are 400s naming the parameter.
-func TestHTTPListHoldsFilters(t *testing.T) {
+func TestHTTPListHoldsFilters(t *testing.T) { testapi.ForEachServer(t, testHTTPListHoldsFilters) }
+
+func testHTTPListHoldsFilters(t *testing.T) {
 	_, base := openStoreRegion(t, t.TempDir(), nil)
 	call(t, base, "POST", "/v1/skus/A/restock", jsonCT, `{"qty":100}`, nil)
 	call(t, base, "POST", "/v1/skus/B/restock", jsonCT, `{"qty":100}`, nil)

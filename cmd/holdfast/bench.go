@@ -50,6 +50,7 @@ type benchOpts struct {
 	upProfile   string
 	dataDir     string
 	client      string
+	httpServer  string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -106,6 +107,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	f.StringVar(&o.upProfile, "reopen-cpuprofile", "", "with --reopen, write a CPU profile of the start-up to this file")
 	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (package client over net/http)")
+	f.StringVar(&o.httpServer, "http-server", region.HTTPServerNetHTTP, "HTTP server of the in-process region (--target http): nethttp, or fasthttp (the hold routes on github.com/valyala/fasthttp)")
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory of the in-process region (default: a new temporary directory, removed after)")
 	return cmd
 }
@@ -147,6 +149,16 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.client != "raw" && o.client != "std" {
 		return fmt.Errorf("--client must be raw or std, got %q", o.client)
+	}
+	switch o.httpServer {
+	case "":
+		o.httpServer = region.HTTPServerNetHTTP
+	case region.HTTPServerNetHTTP, region.HTTPServerFastHTTP:
+	default:
+		return fmt.Errorf("--http-server must be %s or %s, got %q", region.HTTPServerNetHTTP, region.HTTPServerFastHTTP, o.httpServer)
+	}
+	if o.httpServer != region.HTTPServerNetHTTP && (o.url != "" || o.target == "engine") {
+		return errors.New("--http-server picks the in-process region's HTTP server: not with --url or --target engine")
 	}
 	if o.relay && (o.url != "" || o.noEvents) {
 		return errors.New("--relay runs the in-process region's relay: not with --url or --no-events")
@@ -202,7 +214,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		// The region's own logs would interleave with the progress lines.
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
-			Events: region.EventsConfig{Disabled: o.noEvents}}
+			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer}
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
 			return fmt.Errorf("bench: open in-process region: %w", err)
@@ -340,6 +352,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})
+		if o.url == "" {
+			s.Labels = append(s.Labels, loadgen.Label{Key: "http_server", Value: o.httpServer})
+		}
 	}
 	if cpuStart > 0 && s.OK > 0 && o.url == "" {
 		// Includes the few milliseconds of the grace period after the window.

@@ -44,6 +44,7 @@ type File struct {
 	RestartProbation  bool          `yaml:"restart_probation"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	HTTPServer        string        `yaml:"http_server"`
 	ImportMaxBytes    int64         `yaml:"import_max_bytes"`
 	ImportMaxLines    int           `yaml:"import_max_lines"`
 	// HoldRetain: how long terminal holds stay listable in the store
@@ -163,6 +164,7 @@ func (f File) Region() region.Config {
 		RestartProbation:    f.RestartProbation,
 		RequestTimeout:      f.RequestTimeout,
 		MaxBodyBytes:        f.MaxBodyBytes,
+		HTTPServer:          f.HTTPServer,
 		ImportMaxBytes:      f.ImportMaxBytes,
 		ImportMaxLines:      f.ImportMaxLines,
 		Members:             f.members(),

@@ -1,0 +1,63 @@
+package httpapi
+
+import (
+	"context"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// fastExchange is fasthttp's exchange: the request and response of a
+// RequestCtx, pooled (one per request in flight).
+type fastExchange struct {
+	ctx  *fasthttp.RequestCtx
+	base context.Context
+	code int
+}
+
+var fastExchangePool = sync.Pool{New: func() any { return new(fastExchange) }}
+
+func acquireFastExchange(ctx *fasthttp.RequestCtx, base context.Context) *fastExchange {
+	x := fastExchangePool.Get().(*fastExchange)
+	x.ctx, x.base, x.code = ctx, base, 0
+	return x
+}
+
+func releaseFastExchange(x *fastExchange) {
+	x.ctx, x.base = nil, nil
+	fastExchangePool.Put(x)
+}
+
+func (x *fastExchange) context() context.Context { return x.base }
+func (x *fastExchange) path() string             { return string(x.ctx.Path()) }
+func (x *fastExchange) header(name string) string {
+	return string(x.ctx.Request.Header.Peek(name))
+}
+func (x *fastExchange) headerCount(name string) int {
+	return len(x.ctx.Request.Header.PeekAll(name))
+}
+func (x *fastExchange) setHeader(name, value string) { x.ctx.Response.Header.Set(name, value) }
+func (x *fastExchange) respHeader(name string) string {
+	return string(x.ctx.Response.Header.Peek(name))
+}
+
+// body is the body fasthttp has read (HeaderReceived's limit, normally the
+// same max): valid until the request ends, not copied.
+func (x *fastExchange) body(_ *[]byte, max int64) ([]byte, error) {
+	if int64(x.ctx.Request.Header.ContentLength()) > max {
+		return nil, errBodyTooLarge
+	}
+	b := x.ctx.PostBody()
+	if int64(len(b)) > max {
+		return nil, errBodyTooLarge
+	}
+	return b, nil
+}
+
+func (x *fastExchange) send(status int, contentType string, body []byte) {
+	x.code = status
+	x.ctx.SetStatusCode(status)
+	x.ctx.Response.Header.SetContentType(contentType)
+	x.ctx.Response.Header.Set("Cache-Control", "no-store")
+	x.ctx.SetBody(body) // copies: body may be a pooled buffer
+}
