@@ -48,3 +48,58 @@ func TestHoldAllocations(t *testing.T) {
 		t.Fatalf("a hold costs %.0f allocations, want at most 1 (its record, the id inside it)", got)
 	}
 }
+
+// TestReadyGrowsOnce: a Ready of many holds (a runtime's batch of
+// callers) grows its Events and Reply slices once, to the size of the
+// previous Ready, instead of by doubling from one element: each doubling
+// is an allocation and a copy of every event so far (504 bytes each).
+// The planted bug is growTo returning s unchanged (append doubles again):
+// the batch then costs about 2·log2(256) = 16 allocations more.
+func TestReadyGrowsOnce(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation changes allocation counts")
+	}
+	const holds = 256
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for i := 0; i < 64; i++ {
+		c := Command{Kind: CmdRestock, ReqID: uint64(i), SKU: "sku-000001", Qty: MaxQty}
+		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Ready()
+	n.Advance()
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
+	batch := func() {
+		now = now.Add(time.Microsecond)
+		for i := 0; i < holds; i++ {
+			cmd.ReqID++
+			if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rd := n.Ready()
+		if len(rd.Reply) != holds || len(rd.Persist.Events) != holds {
+			t.Fatalf("Ready of %d replies and %d events, want %d each", len(rd.Reply), len(rd.Persist.Events), holds)
+		}
+		if c := cap(rd.Persist.Events); c > 2*holds {
+			t.Fatalf("events capacity %d for %d events", c, holds)
+		}
+		n.Advance()
+	}
+	for i := 0; i < 4; i++ { // warm the arenas, the maps and the heap
+		batch()
+	}
+	// Per hold: its record (1). Per batch: the events and replies slices
+	// (1 each), the persisted holds (1), chunks of the line, hold, row and
+	// message arenas (a few), the maps' growth now and then.
+	got := testing.AllocsPerRun(20, batch)
+	if want := float64(holds + 16); got > want {
+		t.Fatalf("a Ready of %d holds costs %.1f allocations, want at most %.0f", holds, got, want)
+	}
+	t.Logf("a Ready of %d holds: %.1f allocations", holds, got)
+}

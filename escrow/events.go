@@ -83,11 +83,12 @@ func (n *Node) holdEvent(k EventKind, h *holdRec) {
 	if n.out.Persist.Events == nil {
 		n.out.Persist.Events = n.eventArena.take(1)
 	}
+	n.out.Persist.Events = growTo(n.out.Persist.Events, n.lastEvents)
 	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, HoldID: h.ID(), Hold: h.hold()})
 }
 
 // stockEvent states a restock or write-off of qty units of s.
 func (n *Node) stockEvent(k EventKind, s *skuState, qty uint64) {
-	n.out.Persist.Events = append(n.out.Persist.Events,
+	n.out.Persist.Events = append(growTo(n.out.Persist.Events, n.lastEvents),
 		Event{Kind: k, At: n.now, SKU: s.sku, Qty: qty, Available: n.available(s)})
 }
