@@ -144,3 +144,47 @@ func TestLingerOnlyWithCallersToMerge(t *testing.T) {
 		t.Errorf("lingerFor(64) with MaxLinger < 0 = %v, want 0", got)
 	}
 }
+
+// TestStepperWritesSmallBatches: a lone caller's batches are written by
+// the stepper itself (writeInline: one goroutine hand-off fewer on the way
+// to the fsync), and are still durable before the reply (the crash tests
+// cover the order); with storage that syncs inside Apply the stepper never
+// writes, since it would wait out the fsync (planted bug: writeInline
+// without its writeAhead check fails the second half).
+func TestStepperWritesSmallBatches(t *testing.T) {
+	ctx := context.Background()
+	r, err := Open(ctx, Config{Name: "eu", DataDir: t.TempDir(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if rep, err := r.Do(ctx, escrow.Command{Kind: escrow.CmdRestock, SKU: "apple", Qty: 100}); err != nil || rep.Err != nil {
+		t.Fatalf("restock: %v %v", err, rep.Err)
+	}
+	before := r.inlineWrites.Load()
+	const holds = 20
+	for i := 0; i < holds; i++ {
+		rep, err := r.Do(ctx, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "apple", Qty: 1}}})
+		if err != nil || rep.Err != nil {
+			t.Fatalf("hold %d: %v %v", i, err, rep.Err)
+		}
+	}
+	// Each hold is its own final batch; a tick's batch may go inline too.
+	if got := r.inlineWrites.Load() - before; got < holds {
+		t.Fatalf("%d of %d lone holds written by the stepper", got, holds)
+	}
+
+	st := newMemStorage()
+	m := openMem(t, st, nil)
+	if rep, err := m.Do(ctx, escrow.Command{Kind: escrow.CmdRestock, SKU: "apple", Qty: 100}); err != nil || rep.Err != nil {
+		t.Fatalf("restock: %v %v", err, rep.Err)
+	}
+	for i := 0; i < 5; i++ {
+		if rep, err := m.Do(ctx, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "apple", Qty: 1}}}); err != nil || rep.Err != nil {
+			t.Fatalf("hold %d: %v %v", i, err, rep.Err)
+		}
+	}
+	if got := m.inlineWrites.Load(); got != 0 {
+		t.Fatalf("the stepper wrote %d batches to a storage that syncs in Apply", got)
+	}
+}
