@@ -83,6 +83,10 @@ type Node struct {
 	// Events and replies of the last Ready: the capacity the next one's
 	// slices grow to when they outgrow their arena slot (growTo).
 	lastEvents, lastReplies int
+	// The hold newHold created last and its event's copy of it, for the
+	// reply of granted to share.
+	created     *holdRec
+	createdCopy *Hold
 
 	stats Stats
 
