@@ -37,20 +37,9 @@ func BenchmarkRegionHoldNoSync(b *testing.B) {
 	}
 }
 
-// BenchmarkRegionHoldCommitter is RegionHoldDurable and RegionHoldNoSync
-// for one caller with every batch handed to the committer (no writeInline),
-// to compare in one binary with what the stepper writing small batches
-// itself saves (go test ./region -run '^$' -bench 'RegionHold(NoSync|Durable|Committer)' ...).
-func BenchmarkRegionHoldCommitter(b *testing.B) {
-	b.Run("durable/callers=1", func(b *testing.B) { benchHoldsWith(b, 1, false, true) })
-	b.Run("nosync/callers=1", func(b *testing.B) { benchHoldsWith(b, 1, true, true) })
-}
-
-func benchHolds(b *testing.B, callers int, noSync bool) { benchHoldsWith(b, callers, noSync, false) }
-
-func benchHoldsWith(b *testing.B, callers int, noSync, noInline bool) {
+func benchHolds(b *testing.B, callers int, noSync bool) {
 	const skus = 256
-	r, err := Open(context.Background(), Config{Name: "eu", DataDir: b.TempDir(), NoSync: noSync, Logger: quietLogger(), noInlineWrite: noInline})
+	r, err := Open(context.Background(), Config{Name: "eu", DataDir: b.TempDir(), NoSync: noSync, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}

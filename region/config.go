@@ -122,9 +122,6 @@ type Config struct {
 	// PlantedBugs is for tests only (set through region/regiontest): the
 	// zero value plants none.
 	PlantedBugs plantedbugs.Set
-	// noInlineWrite (tests and benchmarks only): every batch goes through
-	// the committer, as before the stepper wrote small ones (writeInline).
-	noInlineWrite bool
 }
 
 // withDefaults fills zero fields.

@@ -192,13 +192,9 @@ func (r *Region) stepLoop() {
 		if applying == 0 && !failing {
 			if !syncing && (ahead > 0 || r.node.HasReady()) {
 				if cohort >= target || stepped >= r.cfg.MaxBatch || !time.Now().Before(lingerUntil) {
-					if r.writeInline(stepped) {
-						r.cutInline(stepped)
-					} else {
-						r.cut(stepped, true)
-						applying++
-					}
+					r.cut(stepped, true)
 					inflight++
+					applying++
 					syncing = true
 					stepped, cohort, ahead = 0, 0, 0
 					lingerC = nil
@@ -323,37 +319,6 @@ func (r *Region) cut(stepped int, final bool) {
 	r.commitCh <- r.cutBatch(stepped, final) // the committer is idle (applying == 0), except in shutdown
 }
 
-// inlineMax is the most inputs a final batch may carry for the stepper to
-// write it itself (writeInline).
-const inlineMax = 8
-
-// writeInline reports whether the stepper writes the final batch of
-// stepped inputs itself instead of handing it to the committer. A small
-// batch (a lone caller, or a few) is written in a few microseconds, and
-// handing it over costs a goroutine wake-up on the way to the fsync, the
-// lone caller's whole path being one fsync plus such hand-offs (caller →
-// stepper → committer → Pebble's WAL flusher → syncer → caller; written
-// here, the committer hop is gone). A large batch still goes to the
-// committer, so that its write overlaps the stepping of the next callers.
-// Only for storage that writes without waiting for the fsync (Store): the
-// stepper must never wait for one.
-func (r *Region) writeInline(stepped int) bool {
-	return stepped <= inlineMax && r.writeAhead() && !r.cfg.noInlineWrite
-}
-
-// cutInline cuts a final batch and writes it on the stepper's goroutine,
-// then hands it to the syncer. Called only while the committer is idle
-// (applying == 0): every batch it wrote is on syncCh already (commitLoop
-// queues a batch there before it reports it written), so the syncer still
-// sees the batches in the order they were written.
-func (r *Region) cutInline(stepped int) {
-	b := r.cutBatch(stepped, true)
-	r.write(b)
-	r.written(b)
-	r.inlineWrites.Add(1)
-	r.syncCh <- b // never blocks: at most maxInflight batches are cut
-}
-
 // cutBatch takes the node's Ready, with the requests waiting for its
 // replies.
 func (r *Region) cutBatch(stepped int, final bool) *batch {
@@ -405,11 +370,8 @@ func (r *Region) commitLoop() {
 	for b := range r.commitCh {
 		r.write(b)
 		r.written(b)
-		// To the syncer before the stepper hears of it: once applying is
-		// 0 the stepper may write a batch itself (cutInline), which must
-		// reach the syncer after this one.
-		r.syncCh <- b             // never blocks: at most maxInflight batches are cut
 		r.appliedCh <- struct{}{} // never blocks: at most maxInflight batches are cut
+		r.syncCh <- b             // never blocks: at most maxInflight batches are cut
 	}
 }
 

@@ -82,13 +82,10 @@ type Region struct {
 	batchErr atomic.Pointer[error]
 
 	// Committer totals, for benchmarks and logs.
-	commits atomic.Int64
-	// inlineWrites counts the final batches the stepper wrote itself
-	// (cutInline), for tests.
-	inlineWrites atomic.Int64
-	commitCmds   atomic.Int64
-	applyNanos   atomic.Int64
-	applyEWMA    atomic.Int64 // recent Apply duration in ns, for the linger
+	commits    atomic.Int64
+	commitCmds atomic.Int64
+	applyNanos atomic.Int64
+	applyEWMA  atomic.Int64 // recent Apply duration in ns, for the linger
 
 	fence regionFence // see fence.go
 
