@@ -3,6 +3,7 @@ package escrow
 import (
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestHoldAllocations: a granted one-line hold, stepped and taken out in a
@@ -46,5 +47,109 @@ func TestHoldAllocations(t *testing.T) {
 	}
 	if got := testing.AllocsPerRun(4*chunkLen, hold); got > 1 {
 		t.Fatalf("a hold costs %.0f allocations, want at most 1 (its record, the id inside it)", got)
+	}
+}
+
+// TestReadyGrowsOnce: a Ready of many holds (a runtime's batch of
+// callers) grows its Events and Reply slices once, to the size of the
+// previous Ready, instead of by doubling from one element: each doubling
+// is an allocation and a copy of every event so far (504 bytes each).
+// The planted bug is growTo returning s unchanged (append doubles again):
+// the batch then costs about 2·log2(256) = 16 allocations more.
+func TestReadyGrowsOnce(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation changes allocation counts")
+	}
+	const holds = 256
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for i := 0; i < 64; i++ {
+		c := Command{Kind: CmdRestock, ReqID: uint64(i), SKU: "sku-000001", Qty: MaxQty}
+		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Ready()
+	n.Advance()
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
+	batch := func() {
+		now = now.Add(time.Microsecond)
+		for i := 0; i < holds; i++ {
+			cmd.ReqID++
+			if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rd := n.Ready()
+		if len(rd.Reply) != holds || len(rd.Persist.Events) != holds {
+			t.Fatalf("Ready of %d replies and %d events, want %d each", len(rd.Reply), len(rd.Persist.Events), holds)
+		}
+		if c := cap(rd.Persist.Events); c > 2*holds {
+			t.Fatalf("events capacity %d for %d events", c, holds)
+		}
+		n.Advance()
+	}
+	for i := 0; i < 4; i++ { // warm the arenas, the maps and the heap
+		batch()
+	}
+	// Per hold: its record (1). Per batch: the events and replies slices
+	// (1 each), the persisted holds (1), chunks of the line, hold, row and
+	// message arenas (a few), the maps' growth now and then.
+	got := testing.AllocsPerRun(20, batch)
+	if want := float64(holds + 16); got > want {
+		t.Fatalf("a Ready of %d holds costs %.1f allocations, want at most %.0f", holds, got, want)
+	}
+	t.Logf("a Ready of %d holds: %.1f allocations", holds, got)
+}
+
+// TestHoldEventSharesReply: the event stating a hold's creation and the
+// reply that grants it share one read-only copy of the hold (one copy of
+// 216 bytes fewer per hold), and an Event carries its hold and waitlist
+// entry by pointer (96 bytes instead of 504, copied into every Ready).
+// A later change of the hold gets a copy of its own: the shared one,
+// which a runtime may still be answering from, keeps stating the grant.
+func TestHoldEventSharesReply(t *testing.T) {
+	if got := unsafe.Sizeof(Event{}); got > 96 {
+		t.Fatalf("an Event is %d bytes, want at most 96", got)
+	}
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "apple", Qty: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	n.Ready()
+	n.Advance()
+	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdHold, ReqID: 2, Lines: []Line{{SKU: "apple", Qty: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rd := n.Ready()
+	n.Advance()
+	if len(rd.Reply) != 1 || len(rd.Persist.Events) != 1 || rd.Reply[0].Hold == nil {
+		t.Fatalf("Ready %+v", rd)
+	}
+	if rd.Reply[0].Hold != rd.Persist.Events[0].Hold {
+		t.Fatal("the reply and the created event each have their own copy of the hold")
+	}
+	first := rd
+	id := rd.Reply[0].Hold.ID
+	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdHold, ReqID: 3, Lines: []Line{{SKU: "apple", Qty: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdConfirm, ReqID: 4, HoldID: id}}); err != nil {
+		t.Fatal(err)
+	}
+	rd = n.Ready()
+	n.Advance()
+	if len(rd.Persist.Events) != 2 || rd.Persist.Events[0].Hold.State != Held || rd.Persist.Events[1].Hold.State != Confirmed {
+		t.Fatalf("events %+v", rd.Persist.Events)
+	}
+	if first.Reply[0].Hold.State != Held || first.Persist.Events[0].Hold.State != Held {
+		t.Fatalf("the grant's reply now says %s", first.Reply[0].Hold.State)
 	}
 }

@@ -214,7 +214,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 	}
 	n.holds[h.ID()] = h
 	n.markHold(h)
-	n.holdEvent(EvHoldCreated, h)
+	n.created, n.createdCopy = h, n.holdEvent(EvHoldCreated, h)
 	n.expiry.push(h.expires, h)
 	n.stats.Granted++
 	n.stats.ActiveHolds++
@@ -228,8 +228,14 @@ func (n *Node) granted(c *Command, h *holdRec, waiters []uint64) {
 		n.addIdem(c.IdemKey, h.ID(), c.IdemHash)
 	}
 	// The lines of a hold never change after it is created, so the reply
-	// shares them (see Reply.Hold) instead of copying them.
-	hc := n.holdCopy(h)
+	// shares them (see Reply.Hold) instead of copying them; and the hold
+	// has not changed since newHold stated its creation, so the reply
+	// shares that event's copy of the whole hold (both are read only).
+	hc := n.createdCopy
+	if n.created != h {
+		hc = n.holdCopy(h)
+	}
+	n.created, n.createdCopy = nil, nil
 	n.reply(Reply{ReqID: c.ReqID, Kind: CmdHold, Hold: hc})
 	for _, w := range waiters {
 		hw := *hc

@@ -90,7 +90,7 @@ func checkEvents(t testing.TB, s *memStore, p *Persist) {
 		case e.Kind == EvHoldExtended && !e.Hold.Expires.After(prev.Expires):
 			t.Fatalf("persist: extended event of hold %s whose deadline did not move", e.HoldID)
 		}
-		last[e.HoldID] = &e.Hold
+		last[e.HoldID] = e.Hold
 	}
 	for id, h := range written {
 		got := last[id]

@@ -381,7 +381,7 @@ func (n *Node) endWait(e *waitRec, to WaitState) {
 func (n *Node) waitEvent(k EventKind, e *waitRec) {
 	v := e.WaitEntry
 	v.Position = nil
-	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, Wait: v})
+	n.out.Persist.Events = append(growTo(n.out.Persist.Events, n.lastEvents), Event{Kind: k, At: n.now, Wait: &v})
 }
 
 // promote turns e into a hold; its lines are covered (checked by caller).

@@ -128,10 +128,10 @@ func Encode(cluster, region string, seq uint64, e *escrow.Event) ([]byte, error)
 	switch {
 	case e.Kind.IsHold():
 		ce.DataSchema = HoldSchema
-		data = HoldView(&e.Hold)
+		data = HoldView(e.Hold)
 	case e.Kind.IsWait():
 		ce.DataSchema = WaitlistSchema
-		data = WaitView(&e.Wait)
+		data = WaitView(e.Wait)
 	case e.Kind == escrow.EvStockRestocked || e.Kind == escrow.EvStockWrittenOff:
 		ce.DataSchema = StockSchema
 		sku, loc := escrow.SplitStockKey(e.SKU)

@@ -74,7 +74,7 @@ func appendRecord(dst []byte, e *escrow.Event) ([]byte, error) {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.At.UnixNano()))
 	switch {
 	case e.Kind.IsHold():
-		return escrow.EncodeHold(dst, &e.Hold), nil
+		return escrow.EncodeHold(dst, e.Hold), nil
 	case e.Kind == escrow.EvStockRestocked || e.Kind == escrow.EvStockWrittenOff:
 		w := escrow.WireEncoder{B: dst}
 		w.String(e.SKU)
@@ -123,7 +123,7 @@ func (r *rawRecord) event() (escrow.Event, error) {
 		if err != nil {
 			return e, fmt.Errorf("eventlog: record %d: %w", r.seq, err)
 		}
-		e.HoldID, e.Hold = h.ID, h
+		e.HoldID, e.Hold = h.ID, &h
 	case r.kind == escrow.EvStockRestocked || r.kind == escrow.EvStockWrittenOff:
 		d := escrow.NewWireDecoder(r.body, ErrFormat)
 		e.SKU = d.String(escrow.MaxStockKeyLen)

@@ -50,10 +50,10 @@ func partialHoldEvent(t *testing.T, evs []escrow.Event) escrow.Event {
 	t.Helper()
 	for _, e := range evs {
 		if e.Kind == escrow.EvHoldCreated {
-			h := e.Hold
+			h := *e.Hold
 			h.Cart = "cart-7"
 			h.Asked = []escrow.Line{{SKU: h.Lines[0].SKU, Qty: h.Lines[0].Qty + 3}, {SKU: "zucchini", Qty: 1}}
-			return escrow.Event{Kind: escrow.EvHoldCreated, At: e.At, HoldID: h.ID, Hold: h}
+			return escrow.Event{Kind: escrow.EvHoldCreated, At: e.At, HoldID: h.ID, Hold: &h}
 		}
 	}
 	t.Fatal("no hold created")
@@ -124,7 +124,7 @@ func TestLargestHoldFitsAnEvent(t *testing.T) {
 		h.Lines = append(h.Lines, escrow.Line{SKU: sku, Qty: escrow.MaxQty - 1})
 		h.Asked = append(h.Asked, escrow.Line{SKU: sku, Qty: escrow.MaxQty})
 	}
-	ev := escrow.Event{Kind: escrow.EvHoldConfirmed, At: t0, HoldID: h.ID, Hold: h}
+	ev := escrow.Event{Kind: escrow.EvHoldConfirmed, At: t0, HoldID: h.ID, Hold: &h}
 	b, err := Encode("prod", "eu", 1<<63, &ev)
 	if err != nil {
 		t.Fatal(err)
