@@ -82,6 +82,7 @@ type Node struct {
 	readies    int // Ready calls not yet Advanced
 
 	stats Stats
+	cache skuCache // bounded SKU residency (skucache.go)
 
 	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
@@ -198,6 +199,10 @@ type skuState struct {
 	// carried it (digest_hot.go).
 	hot      uint8
 	digested uint64
+	// The bounded cache (skucache.go): LRU links, and the last Ready that
+	// carried a row of s (it may be dropped once that Ready is Advanced).
+	lruPrev, lruNext *skuState
+	readyNo          uint64
 }
 
 type rowRec struct {
@@ -301,6 +306,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		n.rnd = r.Uint64
 	}
 	n.initTrust()
+	n.initCache()
 	if st != nil {
 		if err := n.restore(st); err != nil {
 			return nil, err
@@ -312,6 +318,9 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 func (n *Node) restore(st *State) error {
 	n.seq = st.Seq
 	n.bcastSeq = st.Seq
+	if n.cache.on && len(st.Rows) > 0 {
+		return errorf(CodeInvalid, "with a row source (Config.Rows) the restored state must carry no rows: the node reads them from the source")
+	}
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.
 	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
@@ -417,6 +426,9 @@ func (n *Node) restore(st *State) error {
 	}
 	for i := range n.skuTab.len() { // the slabs in order: no map walk
 		s := n.skuTab.at(i)
+		if s.sku == "" {
+			continue // a free slot (skucache.go)
+		}
 		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
 		}
@@ -460,11 +472,16 @@ func (n *Node) Stats() Stats {
 
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
-func (n *Node) Step(in Input) error {
+func (n *Node) Step(in Input) (err error) {
+	if n.cache.on {
+		if n.cache.failed != nil {
+			return n.cache.failed
+		}
+		defer n.recoverSource(&err)
+	}
 	if in.Now.After(n.now) || n.cfg.bugs.TrustClock {
 		n.now = in.Now
 	}
-	var err error
 	if in.Unreachable != "" && in.Unreachable != n.cfg.Region && ValidRegion(in.Unreachable) == nil {
 		if p := n.peers[in.Unreachable]; p != nil {
 			p.gone = n.now
@@ -483,11 +500,17 @@ func (n *Node) Step(in Input) error {
 		}
 	}
 	n.tick()
+	if n.cache.on {
+		n.evict()
+	}
 	return err
 }
 
 // HasReady reports whether Ready would return anything.
 func (n *Node) HasReady() bool {
+	if n.cache.failed != nil {
+		return false
+	}
 	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.wait.dirty) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
 		len(n.unindexHolds) > 0 || len(n.unindexIdem) > 0 || len(n.retired) > 0 || !n.out.Empty()
 }
@@ -497,6 +520,11 @@ func (n *Node) HasReady() bool {
 // send rd.Send, then deliver rd.Reply, then call Advance. Readies must be
 // persisted in the order they were returned.
 func (n *Node) Ready() Ready {
+	if n.cache.failed != nil {
+		// A step failed half-way: nothing of it may be persisted or sent.
+		return Ready{}
+	}
+	n.cache.readyNo++
 	rd := n.out
 	n.out = Ready{}
 	// One backing array for the persisted rows and the broadcast rows.
@@ -508,6 +536,7 @@ func (n *Node) Ready() Ready {
 		for _, r := range n.dirtyRows {
 			rowBuf = append(rowBuf, r.Row.Clone())
 			r.dirty = false
+			r.sku.readyNo = n.cache.readyNo
 		}
 		rd.Persist.Rows = rowBuf[:len(rowBuf):len(rowBuf)]
 		rowBuf = rowBuf[len(rowBuf):]
@@ -545,6 +574,7 @@ func (n *Node) Ready() Ready {
 		for _, r := range n.ownChanged {
 			rows = append(rows, r.Row.Clone())
 			r.bcast = false
+			r.sku.readyNo = n.cache.readyNo
 		}
 		n.ownChanged = n.ownChanged[:0]
 		if msgs := n.rowsMessages("", n.bcastSeq, n.seq, rows); len(rd.Send) == 0 {
@@ -565,6 +595,10 @@ func (n *Node) Advance() {
 		panic("escrow: Advance without Ready")
 	}
 	n.readies--
+	n.cache.advanced++
+	if n.cache.on {
+		n.evict()
+	}
 }
 
 // rowsMessages splits rows (one atomic snapshot, changes in (prev, seq])
@@ -661,11 +695,9 @@ func (c *chunk[T]) take(n int) []T {
 func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
 
 func (n *Node) sku(name string) *skuState {
-	s := n.skus[name]
+	s := n.lookup(name)
 	if s == nil {
-		s = n.skuTab.alloc()
-		s.sku = name
-		n.skus[name] = s
+		s = n.newSKU(name)
 	}
 	return s
 }

@@ -71,7 +71,7 @@ func (n *Node) expirePending() {
 				n.stats.BorrowTimeouts++
 				n.noteTimeout(b.to, n.now.Sub(b.sent))
 				if b.topUp {
-					if s := n.skus[b.sku]; s != nil && s.topUp == id {
+					if s := n.lookup(b.sku); s != nil && s.topUp == id {
 						s.topUp = 0
 					}
 				}
