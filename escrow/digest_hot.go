@@ -37,6 +37,9 @@ const (
 
 // markDemand queues s as in demand for the next digest, once.
 func (n *Node) markDemand(s *skuState) {
+	if n.cache.on && n.cfg.DigestInterval < 0 {
+		return // no digest would ever drain the queue, and it pins its SKUs
+	}
 	if s == nil || s.hot&inDemandQ != 0 || len(n.hotDemand) >= maxHotFactor*n.cfg.MaxDigestSKUs {
 		return
 	}
@@ -46,6 +49,9 @@ func (n *Node) markDemand(s *skuState) {
 
 // markChanged queues s as changed for the next digest, once.
 func (n *Node) markChanged(s *skuState) {
+	if n.cache.on && n.cfg.DigestInterval < 0 {
+		return
+	}
 	if s == nil || s.hot&(inChangedQ|inDemandQ) != 0 || len(n.hotChanged) >= maxHotFactor*n.cfg.MaxDigestSKUs {
 		return
 	}

@@ -308,11 +308,24 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 	n.initTrust()
 	n.initCache()
 	if st != nil {
-		if err := n.restore(st); err != nil {
+		if err := n.restoreFrom(st); err != nil {
 			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// restoreFrom is restore, with a row source failure during it (the
+// waitlist's SKUs are read) returned as an error.
+func (n *Node) restoreFrom(st *State) (err error) {
+	if n.cache.on {
+		defer n.recoverSource(&err)
+	}
+	if err := n.restore(st); err != nil {
+		return err
+	}
+	n.evict()
+	return nil
 }
 
 func (n *Node) restore(st *State) error {
@@ -502,6 +515,9 @@ func (n *Node) Step(in Input) (err error) {
 	n.tick()
 	if n.cache.on {
 		n.evict()
+		if n.cache.failed != nil {
+			return n.cache.failed
+		}
 	}
 	return err
 }

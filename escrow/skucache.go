@@ -247,7 +247,7 @@ func (n *Node) evict() {
 	if !c.on || c.failed != nil {
 		return
 	}
-	for s, seen := c.tail, 0; s != nil && c.resident > c.max && seen < c.resident; seen++ {
+	for s := c.tail; s != nil && c.resident > c.max; {
 		prev := s.lruPrev
 		if n.evictable(s) {
 			n.drop(s)
@@ -268,6 +268,12 @@ func (n *Node) drop(s *skuState) {
 		// nothing of it, so it no longer counts against MaxPeerSKUs.
 		n.trust.learned--
 		n.stats.PeerSKUs = n.trust.learned
+	}
+	if n.cfg.bugs.EvictDirty {
+		// The planted bug drops the unsaved changes with the SKU.
+		keep := func(r *rowRec) bool { return r.sku == s }
+		n.dirtyRows = slices.DeleteFunc(n.dirtyRows, keep)
+		n.ownChanged = slices.DeleteFunc(n.ownChanged, keep)
 	}
 	n.unlink(s)
 	delete(n.skus, s.sku)
@@ -379,7 +385,7 @@ func (n *Node) checkResidency() error {
 	if c.resident > c.max {
 		for s := c.head; s != nil; s = s.lruNext {
 			if n.evictable(s) && c.readyNo == c.advanced {
-				return fmt.Errorf("%d resident over a bound of %d while %q is evictable", c.resident, c.max, s.sku)
+				return fmt.Errorf("%d resident over a bound of %d while %q is evictable (ready %d adv %d s.ready %d, LRU from head: %s)", c.resident, c.max, s.sku, c.readyNo, c.advanced, s.readyNo, n.lruNames())
 			}
 		}
 	}
@@ -475,4 +481,12 @@ func (n *Node) peek(name string) *skuState {
 		}
 	}
 	return t
+}
+
+func (n *Node) lruNames() string {
+	var b []string
+	for s := n.cache.head; s != nil; s = s.lruNext {
+		b = append(b, fmt.Sprintf("%s(ev=%v hot=%d top=%d wait=%d)", s.sku, n.evictable(s), s.hot, s.topUp, s.waiting))
+	}
+	return strings.Join(b, " ")
 }
