@@ -177,6 +177,10 @@ type Stats struct {
 	// at most MaxDonations; donations.go); DonationCopiesRefused: borrow
 	// requests answered with nothing as possible copies of forgotten ones.
 	Donations, DonationCopiesRefused uint64
+	// The bounded SKU cache (skucache.go; zero when off): lookups served
+	// from memory, SKUs read from the row source, SKUs dropped, and the
+	// SKUs resident now (gauge).
+	SKUCacheHits, SKUCacheMisses, SKUCacheEvictions, SKUResident uint64
 }
 
 type skuState struct {
@@ -480,6 +484,10 @@ func (n *Node) Stats() Stats {
 	s.Waiting = uint64(n.wait.waiting)
 	s.WaitingUnits = n.waitingUnits()
 	s.Donations, s.DonationCopiesRefused = uint64(n.donations.len()), n.donations.refused
+	if n.cache.on {
+		c := &n.cache
+		s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions, s.SKUResident = c.hits, c.miss, c.evictions, uint64(c.resident)
+	}
 	return s
 }
 

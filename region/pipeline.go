@@ -184,6 +184,13 @@ func (r *Region) stepLoop() {
 			}
 			stepped, cohort, ahead, answered, target = 0, 0, 0, 0, 0
 		}
+		if !failing && r.node.Err() != nil {
+			// The node could not read a SKU's rows (the bounded cache):
+			// like a failed write, wait for the batches in flight, then
+			// rebuild from storage.
+			r.log.Error("row source failed: rebuilding from storage", "err", r.node.Err())
+			failing = true
+		}
 		if failing && inflight == 0 && applying == 0 {
 			failing, syncing = false, false
 			r.failNode(ErrStorage)

@@ -41,6 +41,12 @@ func (s *Store) validate(p *escrow.Persist) error {
 		// carry a sequence number no other row has (the node gives every
 		// change a fresh one, above the stored sequence).
 		old, had := s.ownSeq[r.SKU]
+		if !had && s.ownSeqPartial {
+			var err error
+			if old, had, err = s.storedOwnSeqLocked(r.SKU); err != nil {
+				return err
+			}
+		}
 		if had && old == r.Seq {
 			continue
 		}
