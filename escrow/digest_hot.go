@@ -69,7 +69,7 @@ func (n *Node) popHot(m *Message, q *[]*skuState, bit uint8, k int) int {
 	*q = (*q)[:rest]
 	for _, s := range n.hotTaken {
 		s.hot &^= bit
-		if s.digested != n.digests {
+		if s.digested != n.digests && s.sku != "" { // "": dropped by the SKU cache
 			n.addDigest(m, s)
 		}
 	}

@@ -17,7 +17,7 @@ import (
 // dropping it loses nothing the store does not have and nothing in flight
 // refers to it (evictable): its rows are saved (not dirty, not waiting to
 // be broadcast, and the Ready that carried them was Advanced), and it is in
-// no pending hold, top-up, digest queue, top-up candidate set or waitlist.
+// no pending hold, top-up, top-up candidate set or waitlist.
 // What a SKU keeps outside its rows (its demand EWMA, rejection count and
 // digest turn) is forgotten with it: an idle SKU's demand has decayed.
 //
@@ -64,6 +64,7 @@ type skuCache struct {
 	advanced   uint64 // Readies advanced
 	failed     error
 	buf        []Row
+	added      int // SKUs made resident since the last eviction pass
 	hits, miss uint64
 	evictions  uint64
 }
@@ -181,6 +182,7 @@ func (n *Node) newSKU(name string) *skuState {
 	n.skus[name] = s
 	if c.on {
 		c.resident++
+		c.added++
 		n.touch(s)
 	}
 	return s
@@ -228,7 +230,11 @@ func (n *Node) evictable(s *skuState) bool {
 			return false
 		}
 	}
-	if s.topUp != 0 || s.waiting > 0 || s.hot != 0 {
+	// s.hot (a digest queue) does not pin s: a queue entry of a dropped
+	// SKU is skipped (its slot is empty) or names the slot's next SKU,
+	// which a digest then carries once (digest_hot.go); a change of a
+	// dropped SKU misses its digest, not its rows broadcast.
+	if s.topUp != 0 || s.waiting > 0 {
 		return false
 	}
 	if _, low := n.lowSKUs[s.sku]; low {
@@ -241,20 +247,30 @@ func (n *Node) evictable(s *skuState) bool {
 }
 
 // evict drops least recently used evictable SKUs while more than the
-// bound are resident. It looks at most at every resident SKU once.
+// bound are resident. A SKU it finds busy goes to the front of the list,
+// so the next pass starts past it; a pass looks at evictBudget SKUs plus
+// two per SKU made resident since the last one, so a working set of busy SKUs larger than the bound
+// costs each step a few looks, not a walk of the whole list.
 func (n *Node) evict() {
 	c := &n.cache
-	if !c.on || c.failed != nil {
+	if !c.on || c.failed != nil || c.resident <= c.max {
 		return
 	}
-	for s := c.tail; s != nil && c.resident > c.max; {
+	budget := evictBudget + 2*c.added
+	c.added = 0
+	for s := c.tail; s != nil && c.resident > c.max && budget > 0; budget-- {
 		prev := s.lruPrev
 		if n.evictable(s) {
 			n.drop(s)
+		} else {
+			n.touch(s)
 		}
 		s = prev
 	}
 }
+
+// evictBudget is the fewest SKUs one eviction pass looks at.
+const evictBudget = 16
 
 // drop frees s's slot. It panics if s is not evictable: dropping a SKU
 // with unsaved rows or in-flight references loses units.
@@ -382,7 +398,9 @@ func (n *Node) checkResidency() error {
 	if c.resident+len(c.free) != n.skuTab.len() {
 		return fmt.Errorf("resident %d + free %d != slots %d", c.resident, len(c.free), n.skuTab.len())
 	}
-	if c.resident > c.max {
+	if c.resident > c.max && c.resident <= evictBudget {
+		// A pass looked at every SKU: none left over the bound may be
+		// evictable (with more resident, a pass is bounded).
 		for s := c.head; s != nil; s = s.lruNext {
 			if n.evictable(s) && c.readyNo == c.advanced {
 				return fmt.Errorf("%d resident over a bound of %d while %q is evictable (ready %d adv %d s.ready %d, LRU from head: %s)", c.resident, c.max, s.sku, c.readyNo, c.advanced, s.readyNo, n.lruNames())
