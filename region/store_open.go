@@ -130,6 +130,12 @@ func (s *Store) open() error {
 	cache := s.opts.CacheBytes
 	if cache <= 0 {
 		cache = 64 << 20
+		if s.opts.LazyRows {
+			// The rows are read on demand: the memory the node no
+			// longer spends on cold SKUs goes to the blocks they come
+			// from (index blocks first).
+			cache = lazyRowsCacheBytes
+		}
 	}
 	po := &pebble.Options{
 		FS:                    s.fs,

@@ -20,6 +20,10 @@ import (
 // since a lazy Load (validate reads the others from Pebble).
 const maxPartialOwnSeq = 1 << 16
 
+// lazyRowsCacheBytes is pebble's block cache with LazyRows when
+// StoreOptions.CacheBytes is 0 (64 MiB otherwise).
+var lazyRowsCacheBytes int64 = 256 << 20
+
 var _ escrow.RowSource = (*Store)(nil)
 
 // SKURows implements escrow.RowSource: the rows of sku, read with an
