@@ -83,6 +83,11 @@ func TestSKUCacheRegionReadError(t *testing.T) {
 	if !errors.Is(err, ErrStorage) {
 		t.Fatalf("hold with a failing row source: %v, want ErrStorage", err)
 	}
+	// A read of a SKU that is not resident fails too, whether the node is
+	// still stopping, being rebuilt, or rebuilt and reading it again.
+	if err := r.Inspect(ctx, func(n *escrow.Node) { n.Available("B") }); !errors.Is(err, ErrStorage) {
+		t.Fatalf("read with a failing row source: %v, want ErrStorage", err)
+	}
 	st.setFail(nil)
 	// Recovery retries with backoff: wait on the condition, with a deadline.
 	deadline := time.Now().Add(10 * time.Second)
