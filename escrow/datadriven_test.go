@@ -453,8 +453,8 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		}
 		s := n.Stats()
 		var res []string
-		for c := n.cache.head; c != nil; c = c.lruNext {
-			res = append(res, c.sku)
+		for i := n.cache.head; i != noSlot; i = n.link(i).next {
+			res = append(res, n.skuTab.at(int(i)).sku)
 		}
 		return fmt.Sprintf("resident=%d (%s) hits=%d misses=%d evictions=%d", s.SKUResident, strings.Join(res, " "),
 			s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions)

@@ -201,12 +201,11 @@ type skuState struct {
 	waiting int
 	// hot: the digest queues s is in; digested: the last digest that
 	// carried it (digest_hot.go).
-	hot      uint8
+	hot uint8
+	// slot: s's index in skuTab (in hot's padding: no extra bytes), which
+	// indexes the bounded cache's LRU links (skucache.go).
+	slot     int32
 	digested uint64
-	// The bounded cache (skucache.go): LRU links, and the last Ready that
-	// carried a row of s (it may be dropped once that Ready is Advanced).
-	lruPrev, lruNext *skuState
-	readyNo          uint64
 }
 
 type rowRec struct {
@@ -560,7 +559,9 @@ func (n *Node) Ready() Ready {
 		for _, r := range n.dirtyRows {
 			rowBuf = append(rowBuf, r.Row.Clone())
 			r.dirty = false
-			r.sku.readyNo = n.cache.readyNo
+			if n.cache.on {
+				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
+			}
 		}
 		rd.Persist.Rows = rowBuf[:len(rowBuf):len(rowBuf)]
 		rowBuf = rowBuf[len(rowBuf):]
@@ -598,7 +599,9 @@ func (n *Node) Ready() Ready {
 		for _, r := range n.ownChanged {
 			rows = append(rows, r.Row.Clone())
 			r.bcast = false
-			r.sku.readyNo = n.cache.readyNo
+			if n.cache.on {
+				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
+			}
 		}
 		n.ownChanged = n.ownChanged[:0]
 		if msgs := n.rowsMessages("", n.bcastSeq, n.seq, rows); len(rd.Send) == 0 {

@@ -48,16 +48,29 @@ type RowSource interface {
 	ScanRows(f func(r *Row) error) error
 }
 
+// lruLink is one slot's place in the LRU list, and the last Ready that
+// carried a row of its SKU (it may be dropped once that Ready is Advanced).
+type lruLink struct {
+	prev, next int32
+	readyNo    uint64
+}
+
+const noSlot int32 = -1
+
 // sourceFailure carries a row source error from deep in a step to Step's
 // recover: a step that cannot read a SKU cannot finish, and its partial
 // changes must never reach a Ready.
 type sourceFailure struct{ err error }
 
 type skuCache struct {
-	on         bool
-	src        RowSource
-	max        int
-	head, tail *skuState // LRU list of resident SKUs, most recent first
+	on  bool
+	src RowSource
+	max int
+	// links[i] links the SKU in skuTab slot i into the LRU list of
+	// resident SKUs (most recent first, from head); noSlot ends it. Kept
+	// beside the slabs so that a node without the cache pays nothing.
+	links      []lruLink
+	head, tail int32
 	free       []*skuState
 	resident   int
 	readyNo    uint64 // Readies handed out
@@ -91,7 +104,10 @@ func (n *Node) initCache() {
 	c := &n.cache
 	c.on = n.cfg.Rows != nil && n.cfg.MaxResidentSKUs > 0
 	c.src, c.max = n.cfg.Rows, n.cfg.MaxResidentSKUs
+	c.head, c.tail = noSlot, noSlot
 }
+
+func (n *Node) link(i int32) *lruLink { return &n.cache.links[i] }
 
 // lookup returns the state of sku: resident (a hit), loaded from the row
 // source (a miss), or nil when neither has it.
@@ -181,6 +197,10 @@ func (n *Node) newSKU(name string) *skuState {
 	s.sku = name
 	n.skus[name] = s
 	if c.on {
+		for int(s.slot) >= len(c.links) {
+			c.links = append(c.links, lruLink{prev: noSlot, next: noSlot})
+		}
+		*n.link(s.slot) = lruLink{prev: noSlot, next: noSlot}
 		c.resident++
 		c.added++
 		n.touch(s)
@@ -191,38 +211,40 @@ func (n *Node) newSKU(name string) *skuState {
 // touch moves s to the front of the LRU list (linking it if new).
 func (n *Node) touch(s *skuState) {
 	c := &n.cache
-	if c.head == s {
+	if c.head == s.slot {
 		return
 	}
-	n.unlink(s)
-	s.lruNext = c.head
-	if c.head != nil {
-		c.head.lruPrev = s
+	n.unlink(s.slot)
+	l := n.link(s.slot)
+	l.next = c.head
+	if c.head != noSlot {
+		n.link(c.head).prev = s.slot
 	}
-	c.head = s
-	if c.tail == nil {
-		c.tail = s
+	c.head = s.slot
+	if c.tail == noSlot {
+		c.tail = s.slot
 	}
 }
 
-func (n *Node) unlink(s *skuState) {
+func (n *Node) unlink(i int32) {
 	c := &n.cache
-	if s.lruPrev != nil {
-		s.lruPrev.lruNext = s.lruNext
-	} else if c.head == s {
-		c.head = s.lruNext
+	l := n.link(i)
+	if l.prev != noSlot {
+		n.link(l.prev).next = l.next
+	} else if c.head == i {
+		c.head = l.next
 	}
-	if s.lruNext != nil {
-		s.lruNext.lruPrev = s.lruPrev
-	} else if c.tail == s {
-		c.tail = s.lruPrev
+	if l.next != noSlot {
+		n.link(l.next).prev = l.prev
+	} else if c.tail == i {
+		c.tail = l.prev
 	}
-	s.lruPrev, s.lruNext = nil, nil
+	l.prev, l.next = noSlot, noSlot
 }
 
 // evictable reports whether dropping s loses nothing: see the file comment.
 func (n *Node) evictable(s *skuState) bool {
-	if s.readyNo > n.cache.advanced && !n.cfg.bugs.EvictDirty {
+	if n.link(s.slot).readyNo > n.cache.advanced && !n.cfg.bugs.EvictDirty {
 		return false // its rows are in a Ready not yet persisted
 	}
 	for _, r := range s.list {
@@ -258,14 +280,15 @@ func (n *Node) evict() {
 	}
 	budget := evictBudget + 2*c.added
 	c.added = 0
-	for s := c.tail; s != nil && c.resident > c.max && budget > 0; budget-- {
-		prev := s.lruPrev
+	for i := c.tail; i != noSlot && c.resident > c.max && budget > 0; budget-- {
+		s := n.skuTab.at(int(i))
+		prev := n.link(i).prev
 		if n.evictable(s) {
 			n.drop(s)
 		} else {
 			n.touch(s)
 		}
-		s = prev
+		i = prev
 	}
 }
 
@@ -291,9 +314,10 @@ func (n *Node) drop(s *skuState) {
 		n.dirtyRows = slices.DeleteFunc(n.dirtyRows, keep)
 		n.ownChanged = slices.DeleteFunc(n.ownChanged, keep)
 	}
-	n.unlink(s)
+	n.unlink(s.slot)
+	*n.link(s.slot) = lruLink{prev: noSlot, next: noSlot}
 	delete(n.skus, s.sku)
-	*s = skuState{}
+	*s = skuState{slot: s.slot}
 	c.free = append(c.free, s)
 	c.resident--
 	c.evictions++
@@ -371,15 +395,16 @@ func (n *Node) checkResidency() error {
 		return nil
 	}
 	seen := 0
-	var prev *skuState
-	for s := c.head; s != nil; s = s.lruNext {
-		if n.skus[s.sku] != s {
-			return fmt.Errorf("LRU entry %q is not the map's", s.sku)
+	prev := noSlot
+	for i := c.head; i != noSlot; i = n.link(i).next {
+		s := n.skuTab.at(int(i))
+		if n.skus[s.sku] != s || s.slot != i {
+			return fmt.Errorf("LRU entry %q (slot %d) is not the map's", s.sku, i)
 		}
-		if s.lruPrev != prev {
+		if n.link(i).prev != prev {
 			return fmt.Errorf("LRU links broken at %q", s.sku)
 		}
-		prev = s
+		prev = i
 		if seen++; seen > len(n.skus) {
 			return fmt.Errorf("LRU list longer than the map (%d)", len(n.skus))
 		}
@@ -401,9 +426,9 @@ func (n *Node) checkResidency() error {
 	if c.resident > c.max && c.resident <= evictBudget {
 		// A pass looked at every SKU: none left over the bound may be
 		// evictable (with more resident, a pass is bounded).
-		for s := c.head; s != nil; s = s.lruNext {
-			if n.evictable(s) && c.readyNo == c.advanced {
-				return fmt.Errorf("%d resident over a bound of %d while %q is evictable (ready %d adv %d s.ready %d, LRU from head: %s)", c.resident, c.max, s.sku, c.readyNo, c.advanced, s.readyNo, n.lruNames())
+		for i := c.head; i != noSlot; i = n.link(i).next {
+			if s := n.skuTab.at(int(i)); n.evictable(s) && c.readyNo == c.advanced {
+				return fmt.Errorf("%d resident over a bound of %d while %q is evictable (LRU from head: %s)", c.resident, c.max, s.sku, n.lruNames())
 			}
 		}
 	}
@@ -503,7 +528,8 @@ func (n *Node) peek(name string) *skuState {
 
 func (n *Node) lruNames() string {
 	var b []string
-	for s := n.cache.head; s != nil; s = s.lruNext {
+	for i := n.cache.head; i != noSlot; i = n.link(i).next {
+		s := n.skuTab.at(int(i))
 		b = append(b, fmt.Sprintf("%s(ev=%v hot=%d top=%d wait=%d)", s.sku, n.evictable(s), s.hot, s.topUp, s.waiting))
 	}
 	return strings.Join(b, " ")
