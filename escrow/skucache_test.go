@@ -104,16 +104,22 @@ type cacheRig struct {
 	now     time.Time
 	replies []string
 	hold    bool // keep Readies unadvanced
+	noCheck bool // no checkResidency after each step
 	pending []Ready
 }
 
 func newCacheRig(t *testing.T, bound int) *cacheRig {
+	return newCacheRigBugs(t, bound, plantedbugs.Bugs{})
+}
+
+func newCacheRigBugs(t *testing.T, bound int, bugs plantedbugs.Bugs) *cacheRig {
 	rows := NewMemRows()
 	cfg := Config{Region: "eu", DigestInterval: -1, TopUpHorizon: -1, MaxLifetime: time.Minute,
 		DefaultTTL: 10 * time.Second, HoldRetain: 20 * time.Second}
 	cfg.Rand = rand.New(rand.NewPCG(7, 1)).Uint64
 	if bound > 0 {
 		cfg.Rows, cfg.MaxResidentSKUs = rows, bound
+		cfg.bugs = bugs
 	}
 	n, err := NewNode(cfg, nil)
 	if err != nil {
@@ -126,7 +132,7 @@ func (r *cacheRig) step(c *Command) error {
 	if err := r.n.Step(Input{Now: r.now, Cmd: c}); err != nil {
 		return err
 	}
-	if err := r.n.checkResidency(); err != nil && !r.hold {
+	if err := r.n.checkResidency(); err != nil && !r.hold && !r.noCheck {
 		r.t.Fatalf("residency: %v", err)
 	}
 	for r.n.HasReady() {
@@ -262,6 +268,44 @@ func TestSKUCacheSameReplies(t *testing.T) {
 		if !reflect.DeepEqual(base.n.Rows(), bounded.n.Rows()) {
 			t.Fatalf("seed %d: rows differ", seed)
 		}
+	}
+}
+
+// TestSKUCacheSameRepliesSmall: 5 SKUs behind a cache of 2, then of 5,
+// answer a random script exactly as the unbounded node does, with
+// checkResidency after every step (seeds printed).
+func TestSKUCacheSameRepliesSmall(t *testing.T) {
+	for _, bound := range []int{2, 5} {
+		for _, seed := range []uint64{11, 12, 13, 14} {
+			cmds := cacheCommands(seed, 5, 1500)
+			base, bounded := newCacheRig(t, 0), newCacheRig(t, bound)
+			base.runScript(cmds)
+			bounded.runScript(cmds)
+			for i := range min(len(base.replies), len(bounded.replies)) {
+				if base.replies[i] != bounded.replies[i] {
+					t.Fatalf("bound %d seed %d: reply %d differs:\nunbounded %s\nbounded   %s", bound, seed, i, base.replies[i], bounded.replies[i])
+				}
+			}
+			if len(base.replies) != len(bounded.replies) {
+				t.Fatalf("bound %d seed %d: %d replies vs %d", bound, seed, len(base.replies), len(bounded.replies))
+			}
+			if cs := bounded.n.CacheStats(); bound == 2 && (cs.Misses == 0 || cs.Evictions == 0) {
+				t.Fatalf("bound %d seed %d: the cache was not used: %+v", bound, seed, cs)
+			}
+		}
+	}
+}
+
+// TestSKUCacheSameRepliesCatchesEvictDirty: the reply comparison fails
+// when the planted EvictDirty drops SKUs with unsaved rows.
+func TestSKUCacheSameRepliesCatchesEvictDirty(t *testing.T) {
+	cmds := cacheCommands(11, 5, 1500)
+	base, bounded := newCacheRig(t, 0), newCacheRigBugs(t, 2, plantedbugs.Bugs{EvictDirty: true})
+	bounded.noCheck = true // compare replies only
+	base.runScript(cmds)
+	bounded.runScript(cmds)
+	if reflect.DeepEqual(base.replies, bounded.replies) {
+		t.Fatal("EvictDirty gave the unbounded node's replies")
 	}
 }
 
