@@ -40,3 +40,20 @@ func TestSKUCacheSweep(t *testing.T) {
 	sweepOK(t, "sku-cache/region", Options{Workload: "steady", Faults: FaultsAll, Regions: 3, Duration: dur, SKUCache: 8,
 		Runtime: RuntimeRegion}, 1)
 }
+
+// TestSKUCacheDeterministic: a run with --sku-cache gives the same result,
+// cache counters included, every time (a lookup in map order once
+// reordered the LRU list from run to run: seed 2, skew, --faults all).
+func TestSKUCacheDeterministic(t *testing.T) {
+	o := Options{Seed: 2, Workload: "skew", Faults: FaultsAll, SKUCache: 8}
+	first := mustRun(t, o)
+	for range 4 {
+		r := mustRun(t, o)
+		if r.SKUCacheMisses != first.SKUCacheMisses || r.SKUCacheEvictions != first.SKUCacheEvictions ||
+			r.Holds != first.Holds || r.FalseRejects != first.FalseRejects || r.Msgs != first.Msgs {
+			t.Fatalf("runs differ: misses %d vs %d, evictions %d vs %d, holds %d vs %d, false rejects %d vs %d, msgs %d vs %d",
+				r.SKUCacheMisses, first.SKUCacheMisses, r.SKUCacheEvictions, first.SKUCacheEvictions,
+				r.Holds, first.Holds, r.FalseRejects, first.FalseRejects, r.Msgs, first.Msgs)
+		}
+	}
+}
