@@ -22,7 +22,7 @@ func (n *Node) borrowFor(p *pendingHold) bool {
 	var asks []ask
 	for i := range p.lines {
 		l := p.lines[i]
-		s := n.skus[l.SKU]
+		s := n.lookup(l.SKU)
 		if s == nil {
 			if p.cmd.Partial {
 				continue // a partial hold gets the other lines
@@ -118,7 +118,7 @@ func (n *Node) onBorrowReq(m *Message) error {
 		return nil // its requester gave up on it: no units move (borrow_stale.go)
 	}
 	given, seen := n.donations.get(m.From, m.ID)
-	s := n.skus[m.SKU]
+	s := n.lookup(m.SKU)
 	if !n.keyMaySell(m.SKU, m.From) {
 		// The asker may not sell from this location: it gets nothing.
 		n.refuseLocation()
@@ -202,7 +202,7 @@ func (n *Node) onBorrowResp(m *Message) {
 			n.dropHint(b.sku, m.From)
 		}
 		if b.topUp {
-			if s := n.skus[b.sku]; s != nil && s.topUp == m.ID {
+			if s := n.lookup(b.sku); s != nil && s.topUp == m.ID {
 				s.topUp = 0
 			}
 		} else if b.pend != nil && b.pend.asks > 0 {
@@ -289,7 +289,7 @@ func (n *Node) onAdvice(m *Message) {
 			n.stats.AdviceSkippedOutOfTouch++
 			continue
 		}
-		s := n.skus[mv.SKU]
+		s := n.lookup(mv.SKU)
 		if s == nil || s.own == nil {
 			continue
 		}
@@ -353,7 +353,7 @@ func (n *Node) topUps() {
 		if budget == 0 {
 			break
 		}
-		s := n.skus[sku]
+		s := n.lookup(sku)
 		delete(n.lowSKUs, sku)
 		if s.topUp != 0 || n.homed(sku) || !n.keyMaySell(sku, n.cfg.Region) {
 			// One top-up in flight per SKU. Dropped from the set rather than

@@ -106,7 +106,7 @@ func (n *Node) hold(c *Command) {
 	// Demand is noted only for SKUs known here: a client naming random
 	// SKUs must not grow the node's state (an unknown SKU is rejected).
 	for i := range lines {
-		if s := n.skus[lines[i].SKU]; s != nil {
+		if s := n.lookup(lines[i].SKU); s != nil {
 			n.noteDemand(s, lines[i].Qty)
 			// A dry slice asks for a top-up when shoppers come, not only
 			// after a grant: otherwise an empty region stays empty. A SKU
@@ -140,7 +140,7 @@ func (n *Node) hold(c *Command) {
 	p := &pendingHold{cmd: cc, lines: lines, deadline: n.now.Add(n.cfg.BorrowTimeout)}
 	if len(n.pending) < n.cfg.MaxPending && n.borrowFor(p) {
 		for i := range lines {
-			s := n.skus[lines[i].SKU]
+			s := n.lookup(lines[i].SKU)
 			if s == nil {
 				continue // a partial hold's unknown line
 			}
@@ -162,7 +162,7 @@ func (n *Node) hold(c *Command) {
 func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 	if !n.cfg.bugs.GrantWithoutCheck {
 		for i := range lines {
-			s := n.skus[lines[i].SKU]
+			s := n.lookup(lines[i].SKU)
 			if s == nil || n.available(s) < lines[i].Qty {
 				return &lines[i]
 			}
@@ -177,7 +177,7 @@ func (n *Node) tryGrant(c *Command, lines []Line, waiters []uint64) *Line {
 func (n *Node) grant(c *Command, lines []Line) *holdRec {
 	n.checkHoldLocations(lines)
 	for i := range lines {
-		s := n.skus[lines[i].SKU]
+		s := n.lookup(lines[i].SKU)
 		if s == nil { // only with the planted bug GrantWithoutCheck
 			s = n.sku(lines[i].SKU)
 		}
@@ -252,7 +252,7 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 	err := &Error{Code: CodeInsufficientStock}
 	known := false
 	for i := range lines {
-		s := n.skus[lines[i].SKU]
+		s := n.lookup(lines[i].SKU)
 		if s == nil || len(s.list) == 0 {
 			continue
 		}
@@ -267,7 +267,7 @@ func (n *Node) reject(c *Command, lines []Line, waiters []uint64) {
 		// Every SKU of the cart is unknown to every region this one knows,
 		// or the shortfall moved: name the first unknown line.
 		for i := range lines {
-			if s := n.skus[lines[i].SKU]; s == nil || len(s.list) == 0 {
+			if s := n.lookup(lines[i].SKU); s == nil || len(s.list) == 0 {
 				err = errorf(CodeUnknownSKU, "sku %q is not stocked in any region known to %s", KeyName(lines[i].SKU), n.cfg.Region)
 				err.SKU = lines[i].SKU
 				break
@@ -383,7 +383,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 	}
 	n.touchHold(h)
 	for _, l := range h.Lines {
-		s := n.skus[l.SKU]
+		s := n.lookup(l.SKU)
 		own := n.ownRow(s)
 		switch to {
 		case Confirmed:
@@ -433,7 +433,7 @@ func (n *Node) restock(c *Command) {
 	if !n.validSKUQty(c) || n.stockReplay(c) || !n.ifMatch(c) {
 		return
 	}
-	if s := n.skus[c.SKU]; s != nil && n.skuSums(s, nil).minted+c.Qty >= MaxSKUUnits {
+	if s := n.lookup(c.SKU); s != nil && n.skuSums(s, nil).minted+c.Qty >= MaxSKUUnits {
 		n.fail(c, errorf(CodeInvalid, "restock of %d units of %s would take the units minted over all regions past %d",
 			c.Qty, c.SKU, uint64(MaxSKUUnits)))
 		return
@@ -453,7 +453,7 @@ func (n *Node) writeOff(c *Command) {
 	if !n.validSKUQty(c) || n.stockReplay(c) || !n.ifMatch(c) {
 		return
 	}
-	s := n.skus[c.SKU]
+	s := n.lookup(c.SKU)
 	if s == nil {
 		n.fail(c, errorf(CodeUnknownSKU, "sku %q is not known in region %s", c.SKU, n.cfg.Region))
 		return
@@ -474,7 +474,7 @@ func (n *Node) stock(c *Command) {
 		n.fail(c, err)
 		return
 	}
-	s := n.skus[c.SKU]
+	s := n.lookup(c.SKU)
 	locs := n.locationStock(c.SKU)
 	if (s == nil || len(s.list) == 0) && len(locs) == 0 {
 		n.fail(c, errorf(CodeUnknownSKU, "sku %q is not known in region %s", c.SKU, n.cfg.Region))

@@ -95,6 +95,14 @@ type Config struct {
 	FulfilmentOrder []string
 	Allocation      string
 
+	// Rows and MaxResidentSKUs bound the SKUs kept in memory
+	// (skucache.go): with both set, the node reads a SKU's stored rows from
+	// Rows on first touch and drops least recently used idle SKUs once more
+	// than MaxResidentSKUs are resident. 0 (the default): every SKU stays
+	// resident, and Rows is not read.
+	Rows            RowSource
+	MaxResidentSKUs int
+
 	// Rand supplies randomness (hold id suffixes). nil: a PRNG seeded from Region.
 	Rand func() uint64
 
@@ -184,6 +192,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDonations < 0 || c.MaxDonations == 1 || c.MaxDonations > maxMaxDonations {
 		return fmt.Errorf("escrow: max_donations %d must be 0 (the default, 100,000) or between 2 and %d", c.MaxDonations, maxMaxDonations)
+	}
+	if c.MaxResidentSKUs < 0 || c.MaxResidentSKUs > MaxResidentSKUsLimit {
+		return fmt.Errorf("escrow: max resident SKUs %d must be between 0 (off) and %d", c.MaxResidentSKUs, MaxResidentSKUsLimit)
+	}
+	if c.MaxResidentSKUs > 0 && c.Rows == nil {
+		return fmt.Errorf("escrow: max resident SKUs %d needs a row source (Config.Rows)", c.MaxResidentSKUs)
 	}
 	if c.MaxPeerSKUs < 0 {
 		return fmt.Errorf("escrow: max_peer_skus must not be negative")

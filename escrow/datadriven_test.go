@@ -47,6 +47,10 @@ import (
 //	                          network (a partition or pause holding them)
 //	replay                    put the held-back messages on the network again
 //	stalestats eu             eu's stale-borrow counters (borrow_stale.go)
+//	nodes eu us cache=2       each node keeps at most 2 SKUs resident and
+//	                          reads the others back from its store (skucache.go)
+//	cache eu                  eu's resident SKUs (most recent first) and counters
+//	restart eu                eu restarts from its store
 func TestDataDriven(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		sc := &story{t: t, holds: map[string]string{}, reqs: map[reqKey]string{}, cut: map[[2]string]bool{}}
@@ -105,7 +109,7 @@ func (sc *story) run(d *datadriven.TestData) string {
 		case a.Key == "alloc":
 			opts[a.Key] = a.Vals[0]
 		case a.Key == "ttl" || a.Key == "key" || a.Key == "wait" || a.Key == "as" || a.Key == "at" ||
-			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch" || a.Key == "unreachable" || a.Key == "digestskus":
+			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch" || a.Key == "unreachable" || a.Key == "digestskus" || a.Key == "cache":
 			opts[a.Key] = a.Vals[0]
 		default:
 			pairs = append(pairs, skuQty{locKey(a.Key), a.Vals[0]})
@@ -153,6 +157,9 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		}
 		if v, ok := opts["digestskus"]; ok {
 			cfg.MaxDigestSKUs = int(num(v))
+		}
+		if v, ok := opts["cache"]; ok {
+			cfg.MaxResidentSKUs = int(num(v)) // rows read back from each node's store
 		}
 		// locs=(id@owner+seller+...,...) order=(id,...) alloc=most_stock
 		if v, ok := opts["locs"]; ok {
@@ -436,6 +443,21 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		// The region's expiry index as a store keeps it from the Persists
 		// alone (memStore), in deadline order, times from the story's start.
 		return sc.expiryIndex(sc.node(args[0]))
+	case "restart":
+		sc.node(args[0]).restart()
+		return "ok"
+	case "cache":
+		n := sc.node(args[0]).n
+		if err := n.checkResidency(); err != nil {
+			return "residency: " + err.Error()
+		}
+		s := n.Stats()
+		var res []string
+		for i := n.cache.head; i != noSlot; i = n.link(i).next {
+			res = append(res, n.skuTab.at(int(i)).sku)
+		}
+		return fmt.Sprintf("resident=%d (%s) hits=%d misses=%d evictions=%d", s.SKUResident, strings.Join(res, " "),
+			s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions)
 	case "stats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("granted=%d rejected=%d borrows=%d answered=%d timeouts=%d donated=%d expired=%d gaps=%d repairs=%d",

@@ -37,6 +37,9 @@ const (
 
 // markDemand queues s as in demand for the next digest, once.
 func (n *Node) markDemand(s *skuState) {
+	if n.cache.on && n.cfg.DigestInterval < 0 {
+		return // no digest would ever drain the queue, and it pins its SKUs
+	}
 	if s == nil || s.hot&inDemandQ != 0 || len(n.hotDemand) >= maxHotFactor*n.cfg.MaxDigestSKUs {
 		return
 	}
@@ -46,6 +49,9 @@ func (n *Node) markDemand(s *skuState) {
 
 // markChanged queues s as changed for the next digest, once.
 func (n *Node) markChanged(s *skuState) {
+	if n.cache.on && n.cfg.DigestInterval < 0 {
+		return
+	}
 	if s == nil || s.hot&(inChangedQ|inDemandQ) != 0 || len(n.hotChanged) >= maxHotFactor*n.cfg.MaxDigestSKUs {
 		return
 	}
@@ -63,7 +69,7 @@ func (n *Node) popHot(m *Message, q *[]*skuState, bit uint8, k int) int {
 	*q = (*q)[:rest]
 	for _, s := range n.hotTaken {
 		s.hot &^= bit
-		if s.digested != n.digests {
+		if s.digested != n.digests && s.sku != "" { // "": dropped by the SKU cache
 			n.addDigest(m, s)
 		}
 	}
@@ -94,7 +100,7 @@ func (n *Node) digestSKUs(m *Message) {
 		}
 		s := n.skuTab.at(n.digestNext)
 		n.digestNext++
-		if s.digested == n.digests || (s.own == nil && s.demandT.IsZero()) {
+		if s.sku == "" || s.digested == n.digests || (s.own == nil && s.demandT.IsZero()) {
 			continue
 		}
 		n.addDigest(m, s)

@@ -168,11 +168,15 @@ func newTNode(t testing.TB, cfg Config) *tnode {
 		// (DefaultTopUpHorizon) has tests of its own (topup_default_test.go).
 		cfg.TopUpHorizon = -1
 	}
+	store := newMemStore()
+	if cfg.MaxResidentSKUs > 0 {
+		cfg.Rows = store // the bounded SKU cache reads back what was persisted
+	}
 	n, err := NewNode(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tnode{t: t, cfg: cfg, n: n, now: t0, store: newMemStore(), replies: map[uint64]Reply{}}
+	return &tnode{t: t, cfg: cfg, n: n, now: t0, store: store, replies: map[uint64]Reply{}}
 }
 
 // drain takes one Ready, persists it and returns its replies.
@@ -253,7 +257,11 @@ func (tn *tnode) hold(lines ...Line) Hold {
 // restart crashes the node and restores it from what it persisted.
 func (tn *tnode) restart() {
 	tn.t.Helper()
-	n, err := NewNode(tn.cfg, tn.store.state(tn.t))
+	st := tn.store.state(tn.t)
+	if tn.cfg.MaxResidentSKUs > 0 {
+		st.Rows = nil // read through the row source
+	}
+	n, err := NewNode(tn.cfg, st)
 	if err != nil {
 		tn.t.Fatalf("restore: %v", err)
 	}

@@ -121,7 +121,7 @@ func (r *holdRec) stateAt(now time.Time) HoldState {
 // request (or the store) allocated for each line.
 func internLines(n *Node, lines []Line) {
 	for i := range lines {
-		if s := n.skus[lines[i].SKU]; s != nil {
+		if s := n.skus[lines[i].SKU]; s != nil { // resident only: interning must not read the row source
 			lines[i].SKU = s.sku
 		}
 	}

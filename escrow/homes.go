@@ -86,7 +86,7 @@ func (n *Node) setHomes(hs []Home) {
 		}
 		h.bySKU[x.SKU] = x.Region
 		h.list = append(h.list, x)
-		if s := n.skus[x.SKU]; s != nil {
+		if s := n.lookup(x.SKU); s != nil {
 			h.rx[x.SKU] = n.received(s)
 		}
 	}
@@ -141,7 +141,7 @@ func (n *Node) route(c *Command, lines []Line) bool {
 	}
 	to := ""
 	for i := range lines {
-		s := n.skus[lines[i].SKU]
+		s := n.lookup(lines[i].SKU)
 		if s == nil || n.available(s) >= lines[i].Qty {
 			continue
 		}
@@ -234,7 +234,7 @@ func (n *Node) pushHomes() {
 		if !ok || !n.freshForPush(to) {
 			continue // not heard from lately: pushed units may be stranded (in_touch.go)
 		}
-		s := n.skus[x.SKU]
+		s := n.lookup(x.SKU)
 		if s == nil || s.own == nil {
 			continue
 		}

@@ -12,9 +12,16 @@ import (
 
 // View returns a copy of this node's view of one SKU (nil if unknown).
 func (n *Node) View(sku string) View {
-	s := n.skus[sku]
+	s, cold := n.peekRows(sku)
 	if s == nil {
-		return nil
+		if len(cold) == 0 {
+			return nil
+		}
+		v := make(View, len(cold))
+		for i := range cold {
+			v[cold[i].Region] = &cold[i]
+		}
+		return v
 	}
 	v := make(View, len(s.list))
 	for _, rec := range s.list {
@@ -32,6 +39,7 @@ func (n *Node) Rows() []Row {
 			out = append(out, rec.Row.Clone())
 		}
 	}
+	n.scanCold(func(r *Row) { out = append(out, r.Clone()) })
 	slices.SortFunc(out, func(a, b Row) int {
 		if c := strings.Compare(a.SKU, b.SKU); c != 0 {
 			return c
@@ -42,13 +50,15 @@ func (n *Node) Rows() []Row {
 }
 
 // ForEachRow calls f for every row this node holds, in no order; f must
-// not keep r (Rows copies them, sorted).
+// not keep r (Rows copies them, sorted). With the bounded cache, the rows
+// of SKUs not resident come from the row source (a full scan).
 func (n *Node) ForEachRow(f func(r *Row)) {
 	for i := 0; i < n.skuTab.len(); i++ {
 		for _, rec := range n.skuTab.at(i).list {
 			f(&rec.Row)
 		}
 	}
+	n.scanCold(f)
 }
 
 // RowSeq returns the Seq of region's row of sku as this node holds it, and
@@ -71,8 +81,13 @@ func (n *Node) SentTo(sku, from, to string) uint64 {
 
 // rowOf is the node's row of (sku, region), nil if it has none.
 func (n *Node) rowOf(sku, region string) *Row {
-	s := n.skus[sku]
+	s, cold := n.peekRows(sku)
 	if s == nil {
+		for i := range cold {
+			if cold[i].Region == region {
+				return &cold[i]
+			}
+		}
 		return nil
 	}
 	for _, rec := range s.list {
@@ -83,12 +98,23 @@ func (n *Node) rowOf(sku, region string) *Row {
 	return nil
 }
 
-// SKUs returns the SKUs this node knows, in the order it learned them.
+// SKUs returns the SKUs this node knows, in the order it learned them
+// (with the bounded cache: the resident ones in slot order, then the
+// others the row source has, in SKU order).
 func (n *Node) SKUs() []string {
-	out := make([]string, n.skuTab.len())
-	for i := range out {
-		out[i] = n.skuTab.at(i).sku
+	out := make([]string, 0, n.skuTab.len())
+	for i := range n.skuTab.len() {
+		if s := n.skuTab.at(i); s.sku != "" {
+			out = append(out, s.sku)
+		}
 	}
+	last := ""
+	n.scanCold(func(r *Row) {
+		if r.SKU != last {
+			out = append(out, r.SKU)
+			last = r.SKU
+		}
+	})
 	return out
 }
 
@@ -112,7 +138,7 @@ func (n *Node) ForEachHold(f func(h *Hold)) {
 
 // Available returns available(self) of sku as this node sees it.
 func (n *Node) Available(sku string) uint64 {
-	s := n.skus[sku]
+	s := n.peek(sku)
 	if s == nil {
 		return 0
 	}

@@ -315,7 +315,7 @@ func (n *Node) allocateLine(l Line, elig []string, split bool) ([]Line, *Error) 
 		}
 		k := StockKey(l.SKU, loc)
 		c := cand{key: k}
-		if s := n.skus[k]; s != nil {
+		if s := n.lookup(k); s != nil {
 			c.avail = n.available(s)
 			for _, rec := range s.list {
 				if a := s.availableOf(rec.Region); a > 0 {
@@ -350,7 +350,7 @@ func (n *Node) allocateLine(l Line, elig []string, split bool) ([]Line, *Error) 
 		if n.cfg.bugs.GrantAnyLocation {
 			for _, loc := range n.cfg.Locations {
 				k := StockKey(l.SKU, loc.ID)
-				if s := n.skus[k]; s != nil && n.available(s) >= l.Qty && n.locs.maySell(loc.ID, n.cfg.Region) {
+				if s := n.lookup(k); s != nil && n.available(s) >= l.Qty && n.locs.maySell(loc.ID, n.cfg.Region) {
 					return []Line{{SKU: k, Qty: l.Qty}}, nil
 				}
 			}
@@ -417,7 +417,7 @@ func (n *Node) locationStock(sku string) []LocationStock {
 	var out []LocationStock
 	for i := range n.cfg.Locations {
 		loc := n.cfg.Locations[i].ID
-		s := n.skus[StockKey(sku, loc)]
+		s := n.lookup(StockKey(sku, loc))
 		if s == nil || len(s.list) == 0 {
 			continue
 		}

@@ -89,6 +89,7 @@ type Node struct {
 	createdCopy *Hold
 
 	stats Stats
+	cache skuCache // bounded SKU residency (skucache.go)
 
 	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
@@ -183,6 +184,10 @@ type Stats struct {
 	// at most MaxDonations; donations.go); DonationCopiesRefused: borrow
 	// requests answered with nothing as possible copies of forgotten ones.
 	Donations, DonationCopiesRefused uint64
+	// The bounded SKU cache (skucache.go; zero when off): lookups served
+	// from memory, SKUs read from the row source, SKUs dropped, and the
+	// SKUs resident now (gauge).
+	SKUCacheHits, SKUCacheMisses, SKUCacheEvictions, SKUResident uint64
 }
 
 type skuState struct {
@@ -203,7 +208,10 @@ type skuState struct {
 	waiting int
 	// hot: the digest queues s is in; digested: the last digest that
 	// carried it (digest_hot.go).
-	hot      uint8
+	hot uint8
+	// slot: s's index in skuTab (in hot's padding: no extra bytes), which
+	// indexes the bounded cache's LRU links (skucache.go).
+	slot     int32
 	digested uint64
 }
 
@@ -308,17 +316,34 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		n.rnd = r.Uint64
 	}
 	n.initTrust()
+	n.initCache()
 	if st != nil {
-		if err := n.restore(st); err != nil {
+		if err := n.restoreFrom(st); err != nil {
 			return nil, err
 		}
 	}
 	return n, nil
 }
 
+// restoreFrom is restore, with a row source failure during it (the
+// waitlist's SKUs are read) returned as an error.
+func (n *Node) restoreFrom(st *State) (err error) {
+	if n.cache.on {
+		defer n.recoverSource(&err)
+	}
+	if err := n.restore(st); err != nil {
+		return err
+	}
+	n.evict()
+	return nil
+}
+
 func (n *Node) restore(st *State) error {
 	n.seq = st.Seq
 	n.bcastSeq = st.Seq
+	if n.cache.on && len(st.Rows) > 0 {
+		return errorf(CodeInvalid, "with a row source (Config.Rows) the restored state must carry no rows: the node reads them from the source")
+	}
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.
 	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
@@ -424,6 +449,9 @@ func (n *Node) restore(st *State) error {
 	}
 	for i := range n.skuTab.len() { // the slabs in order: no map walk
 		s := n.skuTab.at(i)
+		if s.sku == "" {
+			continue // a free slot (skucache.go)
+		}
 		if a := s.availableOf(n.cfg.Region); a < 0 {
 			return errorf(CodeInvariant, "stored state has available(%s, %s) = %d", n.cfg.Region, s.sku, a)
 		}
@@ -462,16 +490,25 @@ func (n *Node) Stats() Stats {
 	s.Waiting = uint64(n.wait.waiting)
 	s.WaitingUnits = n.waitingUnits()
 	s.Donations, s.DonationCopiesRefused = uint64(n.donations.len()), n.donations.refused
+	if n.cache.on {
+		c := &n.cache
+		s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions, s.SKUResident = c.hits, c.miss, c.evictions, uint64(c.resident)
+	}
 	return s
 }
 
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
-func (n *Node) Step(in Input) error {
+func (n *Node) Step(in Input) (err error) {
+	if n.cache.on {
+		if n.cache.failed != nil {
+			return n.cache.failed
+		}
+		defer n.recoverSource(&err)
+	}
 	if in.Now.After(n.now) || n.cfg.bugs.TrustClock {
 		n.now = in.Now
 	}
-	var err error
 	if in.Unreachable != "" && in.Unreachable != n.cfg.Region && ValidRegion(in.Unreachable) == nil {
 		if p := n.peers[in.Unreachable]; p != nil {
 			p.gone = n.now
@@ -490,11 +527,20 @@ func (n *Node) Step(in Input) error {
 		}
 	}
 	n.tick()
+	if n.cache.on {
+		n.evict()
+		if n.cache.failed != nil {
+			return n.cache.failed
+		}
+	}
 	return err
 }
 
 // HasReady reports whether Ready would return anything.
 func (n *Node) HasReady() bool {
+	if n.cache.failed != nil {
+		return false
+	}
 	return len(n.dirtyRows) > 0 || len(n.dirtyHolds) > 0 || len(n.wait.dirty) > 0 || len(n.ownChanged) > 0 || len(n.seenDirty) > 0 ||
 		len(n.unindexHolds) > 0 || len(n.unindexIdem) > 0 || len(n.retired) > 0 || !n.out.Empty()
 }
@@ -504,6 +550,11 @@ func (n *Node) HasReady() bool {
 // send rd.Send, then deliver rd.Reply, then call Advance. Readies must be
 // persisted in the order they were returned.
 func (n *Node) Ready() Ready {
+	if n.cache.failed != nil {
+		// A step failed half-way: nothing of it may be persisted or sent.
+		return Ready{}
+	}
+	n.cache.readyNo++
 	rd := n.out
 	n.out = Ready{}
 	// One backing array for the persisted rows and the broadcast rows.
@@ -515,6 +566,9 @@ func (n *Node) Ready() Ready {
 		for _, r := range n.dirtyRows {
 			rowBuf = append(rowBuf, r.Row.Clone())
 			r.dirty = false
+			if n.cache.on {
+				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
+			}
 		}
 		rd.Persist.Rows = rowBuf[:len(rowBuf):len(rowBuf)]
 		rowBuf = rowBuf[len(rowBuf):]
@@ -552,6 +606,9 @@ func (n *Node) Ready() Ready {
 		for _, r := range n.ownChanged {
 			rows = append(rows, r.Row.Clone())
 			r.bcast = false
+			if n.cache.on {
+				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
+			}
 		}
 		n.ownChanged = n.ownChanged[:0]
 		if msgs := n.rowsMessages("", n.bcastSeq, n.seq, rows); len(rd.Send) == 0 {
@@ -573,6 +630,10 @@ func (n *Node) Advance() {
 		panic("escrow: Advance without Ready")
 	}
 	n.readies--
+	n.cache.advanced++
+	if n.cache.on {
+		n.evict()
+	}
 }
 
 // rowsMessages splits rows (one atomic snapshot, changes in (prev, seq])
@@ -692,11 +753,9 @@ func (c *chunk[T]) take(n int) []T {
 func (n *Node) send(m Message) { n.out.Send = append(n.out.Send, m) }
 
 func (n *Node) sku(name string) *skuState {
-	s := n.skus[name]
+	s := n.lookup(name)
 	if s == nil {
-		s = n.skuTab.alloc()
-		s.sku = name
-		n.skus[name] = s
+		s = n.newSKU(name)
 	}
 	return s
 }

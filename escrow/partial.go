@@ -31,7 +31,7 @@ func (n *Node) grantOrReject(c *Command, lines []Line, waiters []uint64) {
 func (n *Node) grantPartial(c *Command, lines []Line, waiters []uint64) bool {
 	var granted []Line
 	for i := range lines {
-		s := n.skus[lines[i].SKU]
+		s := n.lookup(lines[i].SKU)
 		if s == nil {
 			continue
 		}
@@ -58,7 +58,7 @@ func (n *Node) grantPartial(c *Command, lines []Line, waiters []uint64) bool {
 		}
 	}
 	for _, g := range granted {
-		s := n.skus[g.SKU]
+		s := n.lookup(g.SKU)
 		own := n.ownRow(s)
 		own.Reserved += g.Qty
 		n.touchOwn(own)

@@ -179,6 +179,9 @@ type pworld struct {
 	// reroutes are holds answered CodeRouted, to re-send once the Ready
 	// that answered them is done (the runtime's forward).
 	reroutes []reroute
+	// cache: MaxResidentSKUs of every node (0: unbounded), which then
+	// reads its rows from its memStore (skucache_test.go).
+	cache int
 }
 
 type reroute struct {
@@ -187,11 +190,15 @@ type reroute struct {
 }
 
 func newPWorld(seed uint64, bugs plantedbugs.Bugs) *pworld {
+	return newPWorldCache(seed, bugs, 0)
+}
+
+func newPWorldCache(seed uint64, bugs plantedbugs.Bugs, cache int) *pworld {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	w := &pworld{seed: seed, r: r, now: t0, nodes: map[string]*pnode{}, out: map[uint64]*preq{},
 		holds: map[string]*phold{}, idem: map[string]*pidem{}, minted: map[[2]string]uint64{},
 		shrunk: map[[2]string]uint64{}, reserved: map[[2]string]uint64{}, sold: map[[2]string]uint64{},
-		stats: map[string]int{}, retain: 30 * time.Second, keyLines: map[string][]Line{}}
+		stats: map[string]int{}, retain: 30 * time.Second, keyLines: map[string][]Line{}, cache: cache}
 	nreg := 3 + r.IntN(5)
 	for i := 0; i < nreg; i++ {
 		w.regions = append(w.regions, fmt.Sprintf("r%d", i))
@@ -218,11 +225,15 @@ func newPWorld(seed uint64, bugs plantedbugs.Bugs) *pworld {
 			cfg.LowWater = 3
 			cfg.TopUpHorizon = 2 * time.Second
 		}
+		store := newMemStore()
+		if cache > 0 {
+			cfg.Rows, cfg.MaxResidentSKUs = store, cache
+		}
 		n, err := NewNode(cfg, nil)
 		if err != nil {
 			panic(err)
 		}
-		w.nodes[reg] = &pnode{region: reg, cfg: cfg, n: n, store: newMemStore()}
+		w.nodes[reg] = &pnode{region: reg, cfg: cfg, n: n, store: store}
 	}
 	w.stats["multipart"] = b2i(multi)
 	w.stats["lowwater"] = b2i(low)
@@ -294,6 +305,11 @@ func (w *pworld) run(steps int) (err error) {
 		}
 		if err := w.checkSafety(); err != nil {
 			return fmt.Errorf("step %d: %w", i, err)
+		}
+		for _, reg := range w.regions {
+			if err := w.nodes[reg].n.checkResidency(); err != nil {
+				return fmt.Errorf("step %d: %s: residency: %w", i, reg, err)
+			}
 		}
 	}
 	return w.heal()
@@ -825,6 +841,9 @@ func (w *pworld) crash(reg string) error {
 		}
 	}
 	st := pn.store.state(&fatalCatcher{})
+	if w.cache > 0 {
+		st.Rows = nil // read through the row source
+	}
 	n, err := NewNode(pn.cfg, st)
 	if err != nil {
 		return fmt.Errorf("%s: restore: %v", reg, err)

@@ -84,7 +84,7 @@ func (n *Node) recount(c *Command) {
 	// A refused recount must not grow the node's state: the SKU is
 	// created only once the recount is accepted.
 	var stale []string
-	if s := n.skus[c.SKU]; s != nil {
+	if s := n.lookup(c.SKU); s != nil {
 		stale = n.staleViews(s)
 	}
 	if len(stale) > 0 && !c.Force {
@@ -171,7 +171,7 @@ func (n *Node) ifMatch(c *Command) bool {
 		return true
 	}
 	v := "s0r0"
-	if s := n.skus[c.SKU]; s != nil {
+	if s := n.lookup(c.SKU); s != nil {
 		v = n.stockVersion(s)
 	}
 	if v != c.IfMatch {

@@ -33,6 +33,14 @@ func (n *Node) oldestOwn(after uint64, k int) (recs []*rowRec, cut bool) {
 			total++
 		}
 	}
+	// With the bounded cache, the own rows of SKUs not resident are in
+	// the row source only: a repair scans it (repairs are rare).
+	n.scanCold(func(r *Row) {
+		if r.Region == n.cfg.Region && r.Seq > after && r.Seq <= n.seq {
+			counts[(r.Seq-after-1)/width]++
+			total++
+		}
+	})
 	limit := n.seq
 	if total > k {
 		cut = true
@@ -51,6 +59,11 @@ func (n *Node) oldestOwn(after uint64, k int) (recs []*rowRec, cut bool) {
 			recs = append(recs, r)
 		}
 	}
+	n.scanCold(func(r *Row) {
+		if r.Region == n.cfg.Region && r.Seq > after && r.Seq <= limit {
+			recs = append(recs, &rowRec{Row: r.Clone()})
+		}
+	})
 	slices.SortFunc(recs, func(a, b *rowRec) int { return cmp.Compare(a.Seq, b.Seq) })
 	if len(recs) > k {
 		recs = recs[:k]

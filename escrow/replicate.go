@@ -275,7 +275,7 @@ func (n *Node) onDigest(m *Message) {
 		if ValidStockKey(d.SKU) != nil {
 			continue
 		}
-		if n.skus[d.SKU] == nil {
+		if n.skus[d.SKU] == nil && (!n.cache.on || !n.stored(d.SKU)) {
 			n.learnSKU(d.SKU)
 		}
 	}

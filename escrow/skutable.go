@@ -21,7 +21,9 @@ func (t *skuTable) alloc() *skuState {
 		t.slabs = append(t.slabs, make([]skuState, skuSlab))
 	}
 	t.n++
-	return &t.slabs[len(t.slabs)-1][i]
+	s := &t.slabs[len(t.slabs)-1][i]
+	s.slot = int32(t.n - 1)
+	return s
 }
 
 func (t *skuTable) len() int { return t.n }

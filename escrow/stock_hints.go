@@ -55,7 +55,7 @@ func (n *Node) noteStockHints(m *Message) {
 	}
 	for i := range m.Digest {
 		d := &m.Digest[i]
-		s := n.skus[d.SKU]
+		s := n.lookup(d.SKU)
 		if s == nil {
 			continue
 		}
@@ -81,7 +81,7 @@ func (n *Node) addHinted(sku string, peers []PeerStock) []PeerStock {
 	if len(n.hints) == 0 || n.cfg.bugs.NoStockHints || !n.viewMayLag() {
 		return peers
 	}
-	s := n.skus[sku]
+	s := n.lookup(sku)
 	if s == nil {
 		return peers
 	}

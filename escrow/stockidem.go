@@ -45,7 +45,7 @@ func (n *Node) stockReplay(c *Command) bool {
 	}
 	n.stats.Replayed++
 	rep := Reply{ReqID: c.ReqID, Kind: c.Kind, Replayed: true}
-	if s := n.skus[c.SKU]; s != nil {
+	if s := n.lookup(c.SKU); s != nil {
 		rep.Stock = n.stockView(s)
 	}
 	n.reply(rep)

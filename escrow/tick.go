@@ -71,6 +71,9 @@ func (n *Node) expirePending() {
 				n.stats.BorrowTimeouts++
 				n.noteTimeout(b.to, n.now.Sub(b.sent))
 				if b.topUp {
+					// Resident only: a SKU with a top-up in flight is never
+					// dropped (skucache.go), and a lookup here, in map order,
+					// would reorder the cache's LRU list from run to run.
 					if s := n.skus[b.sku]; s != nil && s.topUp == id {
 						s.topUp = 0
 					}

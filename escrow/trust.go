@@ -211,7 +211,7 @@ func (n *Node) admitRow(in *Row) bool {
 		n.stats.NonMember++
 		return false
 	}
-	s := n.skus[in.SKU]
+	s := n.lookup(in.SKU)
 	if s == nil && n.trust.learned >= uint64(n.cfg.MaxPeerSKUs) {
 		n.stats.PeerSKUsRefused++
 		return false
@@ -226,7 +226,7 @@ func (n *Node) admitRow(in *Row) bool {
 // learnSKU returns the state of a SKU a peer named, creating it when the
 // MaxPeerSKUs bound allows; nil (counted) when it does not.
 func (n *Node) learnSKU(name string) *skuState {
-	if s := n.skus[name]; s != nil {
+	if s := n.lookup(name); s != nil {
 		return s
 	}
 	if n.trust.learned >= uint64(n.cfg.MaxPeerSKUs) {

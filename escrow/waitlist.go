@@ -172,7 +172,7 @@ func (n *Node) waitOrReject(c *Command, lines []Line, waiters []uint64) {
 		return
 	}
 	for i := range lines {
-		if s := n.skus[lines[i].SKU]; s == nil || len(s.list) == 0 {
+		if s := n.lookup(lines[i].SKU); s == nil || len(s.list) == 0 {
 			n.reject(c, lines, waiters) // unknown SKU: nothing to wait for
 			return
 		}
@@ -230,7 +230,7 @@ func (n *Node) waitOrReject(c *Command, lines []Line, waiters []uint64) {
 func (n *Node) queuedErr(lines []Line) *Error {
 	for i := range lines {
 		if sw := n.wait.perSKU[lines[i].SKU]; sw != nil && sw.entries > 0 {
-			s := n.skus[lines[i].SKU]
+			s := n.lookup(lines[i].SKU)
 			err := errorf(CodeInsufficientStock, "not enough units of %s in region %s: %d shoppers wait for them already",
 				lines[i].SKU, n.cfg.Region, sw.entries)
 			err.SKU = lines[i].SKU
@@ -416,7 +416,7 @@ func (n *Node) promoteWaiters() {
 	}
 	covered := func(e *waitRec) bool {
 		for _, l := range e.Lines {
-			s := n.skus[l.SKU]
+			s := n.lookup(l.SKU)
 			if s == nil || n.available(s) < l.Qty {
 				return false
 			}

@@ -30,7 +30,7 @@ func (n *Node) askForWaiters() {
 			}
 			continue
 		}
-		s := n.skus[sku]
+		s := n.lookup(sku)
 		if k > 0 || s == nil || budget <= 0 || n.homed(sku) {
 			continue
 		}

@@ -104,6 +104,13 @@ type Config struct {
 	ImportMaxBytes int64
 	ImportMaxLines int
 
+	// SKUCache bounds the SKUs the node keeps in memory (0: every SKU,
+	// for the node's life): the store is opened with LazyRows, start-up
+	// reads no rows, and the node reads a SKU's rows from Pebble on first
+	// touch and drops idle ones past the bound (escrow/skucache.go). Needs
+	// the Pebble store (not Config.Storage).
+	SKUCache int
+
 	// Escrow overrides the core's defaults (LowWater, BorrowTimeout, ...).
 	// Escrow.Region is always Name.
 	Escrow escrow.Config
@@ -238,6 +245,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !seen[c.Name] {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
+	}
+	if c.SKUCache < 0 || c.SKUCache > escrow.MaxResidentSKUsLimit {
+		return fmt.Errorf("region: sku_cache %d must be between 0 (off) and %d", c.SKUCache, escrow.MaxResidentSKUsLimit)
 	}
 	if err := c.PeerLimits.validate(); err != nil {
 		return err

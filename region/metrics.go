@@ -155,6 +155,7 @@ func newMetrics(r *Region) *metrics {
 	m.rtt = newRTTMetrics(reg, stat)
 	registerStaleBorrowMetrics(reg, stat)
 	registerStockHintMetrics(reg, stat)
+	registerSKUCacheMetrics(reg, stat)
 	return m
 }
 

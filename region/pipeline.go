@@ -184,6 +184,13 @@ func (r *Region) stepLoop() {
 			}
 			stepped, cohort, ahead, answered, target = 0, 0, 0, 0, 0
 		}
+		if !failing && r.node.Err() != nil {
+			// The node could not read a SKU's rows (the bounded cache):
+			// like a failed write, wait for the batches in flight, then
+			// rebuild from storage.
+			r.log.Error("row source failed: rebuilding from storage", "err", r.node.Err())
+			failing = true
+		}
 		if failing && inflight == 0 && applying == 0 {
 			failing, syncing = false, false
 			r.failNode(ErrStorage)
@@ -259,7 +266,14 @@ func (r *Region) stepLoop() {
 		case <-ticker.C:
 			r.tick(r.cfg.Now())
 		case q := <-r.inspect:
-			q.f(r.node)
+			if err := r.node.Err(); err != nil {
+				// Stopped half-way through a step (its row source
+				// failed): nothing is read from it.
+				q.err = fmt.Errorf("%w: rebuilding state from storage: %w", ErrStorage, err)
+			} else if q.f(r.node); r.node.Err() != nil {
+				// The read itself hit a failing row source.
+				q.err = fmt.Errorf("%w: %w", ErrStorage, r.node.Err())
+			}
 			close(q.done)
 		case <-r.stop:
 			r.shutdown(inflight, applying, ahead == 0, failing)

@@ -16,7 +16,16 @@ func (r *Region) loadNode() (*escrow.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load stored state: %w", err)
 	}
-	n, err := escrow.NewNode(r.cfg.Escrow, st)
+	ecfg := r.cfg.Escrow
+	if r.cfg.SKUCache > 0 {
+		src, ok := r.storage.(escrow.RowSource)
+		if !ok {
+			return nil, fmt.Errorf("sku_cache %d needs a storage that reads rows on demand (the Pebble store)", r.cfg.SKUCache)
+		}
+		ecfg.Rows, ecfg.MaxResidentSKUs = src, r.cfg.SKUCache
+		st.Rows = nil // a storage that loaded them anyway: the node reads them from src
+	}
+	n, err := escrow.NewNode(ecfg, st)
 	if err != nil {
 		return nil, fmt.Errorf("restore node from stored state: %w", err)
 	}

@@ -69,7 +69,7 @@ func OpenStepper(cfg Config) (*Stepper, error) {
 		return nil, fmt.Errorf("region stepper: Config.Name must be set")
 	}
 	st, err := OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: g, Logger: cfg.Logger,
-		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled, CacheBytes: 1 << 20})
+		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled, CacheBytes: 1 << 20, LazyRows: cfg.SKUCache > 0})
 	if err != nil {
 		return nil, fmt.Errorf("region %s: open store in %s: %w", cfg.Name, cfg.DataDir, err)
 	}
@@ -104,7 +104,22 @@ func (s *Stepper) Submit(cmd escrow.Command, unreachable string) error {
 	s.r.stepRequest(req, s.r.cfg.Now())
 	s.waiting = append(s.waiting, req)
 	s.stepped++
+	s.checkSource()
 	return nil
+}
+
+// checkSource takes a node whose row source failed (escrow.ErrRowSource)
+// down like a failed write: once no batch is in flight it is discarded,
+// and Recover rebuilds it from storage.
+func (s *Stepper) checkSource() {
+	if s.r.node == nil || s.r.node.Err() == nil {
+		return
+	}
+	s.failed = true
+	if s.InFlight() == 0 {
+		s.r.failNode(ErrStorage)
+		s.stepped = 0
+	}
 }
 
 // Message steps a peer message into the node; an error is a refused one.
@@ -113,13 +128,16 @@ func (s *Stepper) Message(m escrow.Message) error {
 		return ErrStepperDown
 	}
 	s.stepped++
-	return s.r.stepMessage(&m, s.r.cfg.Now())
+	err := s.r.stepMessage(&m, s.r.cfg.Now())
+	s.checkSource()
+	return err
 }
 
 // Tick steps the node's clock.
 func (s *Stepper) Tick() {
 	if s.r.node != nil {
 		s.r.tick(s.r.cfg.Now())
+		s.checkSource()
 	}
 }
 

@@ -128,14 +128,17 @@ type Store struct {
 	seq      uint64            // stored own sequence (applied; durable is below)
 	unsynced bool              // a WriteAhead batch is written and no synced one after it
 	ownSeq   map[string]uint64 // sku → seq of the own row; nil until built (store_seq.go)
-	kbuf     []byte
-	vbuf     []byte
-	rowIdx   []int32     // validate's key order of the rows, for stage
-	order    []int32     // stage's scratch order of holds
-	changed  []seqChange // validate's own-row sequence moves, for stage
-	wedged   bool
-	outbox   *eventlog.Outbox // nil without an event log; replaced by open (also under dbMu)
-	events   *EventLog        // nil without an event log
+	// ownSeqPartial: ownSeq holds only own rows written since a lazy Load
+	// (StoreOptions.LazyRows); validate reads the others (store_rows.go).
+	ownSeqPartial bool
+	kbuf          []byte
+	vbuf          []byte
+	rowIdx        []int32     // validate's key order of the rows, for stage
+	order         []int32     // stage's scratch order of holds
+	changed       []seqChange // validate's own-row sequence moves, for stage
+	wedged        bool
+	outbox        *eventlog.Outbox // nil without an event log; replaced by open (also under dbMu)
+	events        *EventLog        // nil without an event log
 
 	// idxMu guards bySeq for OwnRowsSince; writers also hold applyMu.
 	idxMu sync.Mutex

@@ -43,11 +43,19 @@ func (s *Store) Load() (*escrow.State, error) {
 		l.st.Holds = make([]escrow.Hold, 0, n)
 	}
 	evEnd := prefixEnd(pfxEvents)
+	rowEnd := prefixEnd(pfxRow)
 	if s.opts.RetainTerminal {
 		l.forgetBefore = time.Now().Add(-s.opts.MemRetain)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
+		if s.opts.LazyRows && len(k) >= 2 && string(k[:2]) == pfxRow {
+			// Read on demand through SKURows (store_rows.go).
+			if !it.SeekGE(rowEnd) {
+				break
+			}
+			k = it.Key()
+		}
 		if len(k) >= 2 && string(k[:2]) == pfxEvents {
 			// The event log is not state: skip it whole (it may be long).
 			if !it.SeekGE(evEnd) {
@@ -75,6 +83,7 @@ func (s *Store) Load() (*escrow.State, error) {
 	if err := s.setOwnSeqLocked(l.own); err != nil {
 		return nil, err
 	}
+	s.ownSeqPartial = s.opts.LazyRows
 	return l.st, nil
 }
 

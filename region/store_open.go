@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -52,6 +53,11 @@ type StoreOptions struct {
 	OnCommit func(CommitStats)
 	// Cluster is the cluster name in the events' source; "": "holdfast".
 	Cluster string
+	// LazyRows: Load leaves the rows in Pebble (no full scan at start)
+	// and the node reads them through the store's escrow.RowSource
+	// (store_rows.go); tables get bloom filters for those point reads.
+	// Set with region Config.SKUCache.
+	LazyRows bool
 	// NoEvents keeps no event log: Persist.Events are dropped. For
 	// benchmarks comparing the cost of the log, and stores of tools.
 	NoEvents bool
@@ -124,6 +130,12 @@ func (s *Store) open() error {
 	cache := s.opts.CacheBytes
 	if cache <= 0 {
 		cache = 64 << 20
+		if s.opts.LazyRows {
+			// The rows are read on demand: the memory the node no
+			// longer spends on cold SKUs goes to the blocks they come
+			// from (index blocks first).
+			cache = lazyRowsCacheBytes
+		}
 	}
 	po := &pebble.Options{
 		FS:                    s.fs,
@@ -141,6 +153,11 @@ func (s *Store) open() error {
 				s.statsMu.Unlock()
 			},
 		},
+	}
+	if s.opts.LazyRows {
+		// Whole-key bloom filters: validate's point reads of own rows not
+		// seen since start (store_rows.go) skip tables without them.
+		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := openPebble(s.dir, po)
 	if err != nil {
@@ -373,7 +390,7 @@ func closePebble(db *pebble.DB) (panicked bool, err error) {
 func openStore(cfg Config) (Storage, error) {
 	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
 		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled,
-		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain()})
+		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0})
 }
 
 // reopener is implemented by storages that can drop a failed handle and

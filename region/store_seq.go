@@ -41,6 +41,7 @@ func (s *Store) setOwnSeqLocked(own []seqSKU) error {
 		m[o.sku] = o.seq
 	}
 	s.ownSeq = m
+	s.ownSeqPartial = false
 	s.setBySeqLocked(nil)
 	return nil
 }
@@ -55,6 +56,7 @@ func (s *Store) setBySeqLocked(t *btreemap.BTreeMap[uint64, string]) {
 // resetSeqIndexLocked forgets both maps (open: the store may have changed).
 func (s *Store) resetSeqIndexLocked() {
 	s.ownSeq = nil
+	s.ownSeqPartial = false
 	s.setBySeqLocked(nil)
 }
 
@@ -97,6 +99,9 @@ const bySeqDegree = 32
 
 // ensureBySeqLocked builds bySeq from ownSeq. Callers hold applyMu.
 func (s *Store) ensureBySeqLocked() error {
+	if s.ownSeqPartial {
+		s.ownSeq = nil // the full map, built by a scan
+	}
 	if err := s.ensureOwnSeqLocked(); err != nil {
 		return err
 	}
@@ -119,6 +124,9 @@ func (s *Store) ensureBySeqLocked() error {
 // moveSeqsLocked records the own rows of p that validate found changed (in
 // s.changed) in ownSeq, and in bySeq when it is kept. Callers hold applyMu.
 func (s *Store) moveSeqsLocked(p *escrow.Persist) {
+	if s.ownSeqPartial && len(s.ownSeq)+len(s.changed) > maxPartialOwnSeq {
+		clear(s.ownSeq) // only a cache of the stored rows' sequences
+	}
 	for _, c := range s.changed {
 		r := &p.Rows[c.row]
 		s.ownSeq[r.SKU] = r.Seq

@@ -41,6 +41,16 @@ func (s *Store) validate(p *escrow.Persist) error {
 		// carry a sequence number no other row has (the node gives every
 		// change a fresh one, above the stored sequence).
 		old, had := s.ownSeq[r.SKU]
+		if !had && s.ownSeqPartial && r.Seq <= s.seq {
+			// Only a row at a stored sequence may be the stored row
+			// again; one above it is a change whatever it was (a stored
+			// row is at or below s.seq), and the previous sequence is
+			// not needed while bySeq is not kept (partial ownSeq).
+			var err error
+			if old, had, err = s.storedOwnSeqLocked(r.SKU); err != nil {
+				return err
+			}
+		}
 		if had && old == r.Seq {
 			continue
 		}

@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
@@ -19,6 +21,8 @@ type durable struct {
 	// are numbered on from it, so the sequence is gap-free across crashes
 	// and only what was synced is numbered (the region's outbox).
 	evSeq uint64
+	// writers: every region with a row here, for SKURows.
+	writers []string
 }
 
 func newDurable() *durable {
@@ -32,7 +36,11 @@ func newDurable() *durable {
 func (d *durable) apply(p *escrow.Persist) {
 	for i := range p.Rows {
 		r := p.Rows[i]
-		d.rows[[2]string{r.SKU, r.Region}] = r
+		k := [2]string{r.SKU, r.Region}
+		if _, ok := d.rows[k]; !ok && !slices.Contains(d.writers, r.Region) {
+			d.writers = append(d.writers, r.Region)
+		}
+		d.rows[k] = r
 	}
 	for i := range p.Holds {
 		d.holds[p.Holds[i].ID] = p.Holds[i]
@@ -89,4 +97,36 @@ func (d *durable) state() *escrow.State {
 	}
 	sort.Slice(st.Waits, func(i, j int) bool { return st.Waits[i].Seq < st.Waits[j].Seq })
 	return st
+}
+
+// SKURows implements escrow.RowSource (--sku-cache): the rows of sku on
+// this simulated disk.
+func (d *durable) SKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
+	for _, w := range d.writers {
+		if r, ok := d.rows[[2]string{sku, w}]; ok {
+			dst = append(dst, r.Clone())
+		}
+	}
+	return dst, nil
+}
+
+// ScanRows implements escrow.RowSource: every row, in SKU order.
+func (d *durable) ScanRows(f func(r *escrow.Row) error) error {
+	keys := make([][2]string, 0, len(d.rows))
+	for k := range d.rows {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int {
+		if a[0] != b[0] {
+			return strings.Compare(a[0], b[0])
+		}
+		return strings.Compare(a[1], b[1])
+	})
+	for _, k := range keys {
+		r := d.rows[k]
+		if err := f(&r); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -44,6 +44,13 @@ func (w *world) boot(ep *endpoint) error {
 	if ep.restarts > 0 {
 		st = ep.dur.state()
 	}
+	if w.o.SKUCache > 0 {
+		// The node reads its rows from its simulated disk on first touch.
+		ep.cfg.Rows, ep.cfg.MaxResidentSKUs = ep.dur, w.o.SKUCache
+		if st != nil {
+			st.Rows = nil
+		}
+	}
 	n, err := escrow.NewNode(ep.cfg, st)
 	if err != nil {
 		return fmt.Errorf("sim: region %s: restore: %w", ep.name, err)
@@ -269,4 +276,6 @@ func (w *world) addStats(s escrow.Stats) {
 	r.LocationRefused += s.LocationRefused
 	r.StaleBorrowsRefused += s.BorrowStaleRefused
 	r.DonationCopiesRefused += s.DonationCopiesRefused
+	r.SKUCacheMisses += s.SKUCacheMisses
+	r.SKUCacheEvictions += s.SKUCacheEvictions
 }

@@ -75,6 +75,10 @@ type Options struct {
 	// (the real region runtime, Pebble on a crashable in-memory vfs; see
 	// runtime_region.go). "": RuntimeEscrow.
 	Runtime string
+	// SKUCache bounds the SKUs each region keeps in memory (escrow
+	// Config.MaxResidentSKUs / region Config.SKUCache): the rest are read
+	// from the region's simulated disk on first touch. 0: all resident.
+	SKUCache int
 
 	// Bugs and Hooks inject known bugs so tests can show that the checkers
 	// catch them. Never set them outside tests and demonstrations.
@@ -159,6 +163,8 @@ func (o Options) withDefaults() Options {
 func (o Options) Validate() error {
 	o = o.withDefaults()
 	switch {
+	case o.SKUCache < 0 || o.SKUCache > MaxSKUs:
+		return fmt.Errorf("sim: sku-cache must be between 0 (off) and %d, got %d", MaxSKUs, o.SKUCache)
 	case o.Regions < 2 || o.Regions > MaxRegions:
 		return fmt.Errorf("sim: regions must be between 2 and %d, got %d", MaxRegions, o.Regions)
 	case o.SKUs < 1 || o.SKUs > MaxSKUs:
@@ -253,6 +259,9 @@ func (o Options) Args(seed uint64) []string {
 	if o.Soak {
 		a = append(a, "--soak", o.Duration.String())
 	}
+	if o.SKUCache > 0 {
+		a = append(a, "--sku-cache", strconv.Itoa(o.SKUCache))
+	}
 	for _, b := range o.BugNames() {
 		a = append(a, "--bug", b)
 	}
@@ -309,6 +318,9 @@ const (
 	// restart probation is not announced.
 	BugNoStockHints       = "no-stock-hints"
 	BugQuietHeldProbation = "quiet-held-probation"
+	// BugEvictDirty: the SKU cache (--sku-cache) drops a SKU whose rows
+	// are not yet saved, losing its latest changes.
+	BugEvictDirty = "evict-dirty"
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -341,6 +353,7 @@ var bugSwitches = []struct {
 	{BugHonourStaleBorrows, func(o *Options) *bool { return &o.Bugs.HonourStaleBorrows }},
 	{BugNoStockHints, func(o *Options) *bool { return &o.Bugs.NoStockHints }},
 	{BugQuietHeldProbation, func(o *Options) *bool { return &o.Bugs.QuietHeldProbation }},
+	{BugEvictDirty, func(o *Options) *bool { return &o.Bugs.EvictDirty }},
 }
 
 // SetBug turns on one named test-only bug.

@@ -63,6 +63,10 @@ type Result struct {
 	// as possible copies of answers they had forgotten (escrow/donations.go;
 	// late replays).
 	DonationCopiesRefused uint64 `json:"donation_copies_refused,omitempty"`
+	// SKUCacheMisses, SKUCacheEvictions (--sku-cache): SKUs the nodes read
+	// from their disks on first touch, and SKUs they dropped.
+	SKUCacheMisses    uint64 `json:"sku_cache_misses,omitempty"`
+	SKUCacheEvictions uint64 `json:"sku_cache_evictions,omitempty"`
 
 	// Safety and post-heal checkers: all must be zero.
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
@@ -271,6 +275,9 @@ type Summary struct {
 	BitflipRefused   uint64 `json:"bitflip_refused,omitempty"`
 	BitflipUnread    uint64 `json:"bitflip_unread,omitempty"`
 	BitflipLate      uint64 `json:"bitflip_late,omitempty"`
+	// SKU cache (see Result).
+	SKUCacheMisses    uint64 `json:"sku_cache_misses,omitempty"`
+	SKUCacheEvictions uint64 `json:"sku_cache_evictions,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -330,6 +337,8 @@ func Summarize(rs []*Result) Summary {
 		s.BitflipRefused += r.BitflipRefused
 		s.BitflipUnread += r.BitflipUnread
 		s.BitflipLate += r.BitflipLate
+		s.SKUCacheMisses += r.SKUCacheMisses
+		s.SKUCacheEvictions += r.SKUCacheEvictions
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum
@@ -429,6 +438,10 @@ func (s Summary) KV() string {
 			"returned_to_waiters="+f(s.ReturnedToWaiters, 3))
 	}
 	kv = append(kv, s.runtimeKV()...)
+	if s.SKUCacheMisses+s.SKUCacheEvictions > 0 {
+		kv = append(kv, "sku_cache_misses="+strconv.FormatUint(s.SKUCacheMisses, 10),
+			"sku_cache_evictions="+strconv.FormatUint(s.SKUCacheEvictions, 10))
+	}
 	return strings.Join(kv, " ")
 }
 

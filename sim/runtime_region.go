@@ -113,6 +113,7 @@ func (w *world) bootRegion(ep *endpoint) error {
 		Logger:         discardLog,
 		Escrow:         ep.cfg,
 		Now:            func() time.Time { return w.nodeNow(ep) },
+		SKUCache:       w.o.SKUCache,
 	}
 	cfg = regiontest.WithBugs(cfg, w.o.RegionBugs)
 	w.memberRegionConfig(ep, &cfg)

@@ -39,6 +39,7 @@ package sim
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -275,6 +276,7 @@ func (d *durable) clone() *durable {
 	c.idem = maps.Clone(d.idem)
 	c.peerSeq = maps.Clone(d.peerSeq)
 	c.waits = maps.Clone(d.waits)
+	c.writers = slices.Clone(d.writers)
 	return &c
 }
 

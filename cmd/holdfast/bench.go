@@ -34,6 +34,7 @@ type benchOpts struct {
 	skus        int
 	dist        string
 	reopen      bool
+	skuCache    int
 	qty         uint64
 	mix         string
 	ttl         time.Duration
@@ -91,6 +92,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before the window")
 	f.IntVar(&o.skus, "skus", 1, "SKUs in the catalogue, 1..10000000 (over HTTP 1..100000; 1 = one hot SKU)")
 	f.StringVar(&o.dist, "dist", "uniform", "how SKUs are drawn: uniform, or zipf (popularity rank k drawn with weight 1/(k+1)^1.1)")
+	f.IntVar(&o.skuCache, "sku-cache", 0, "in-process region: SKUs kept in memory at most (0: every SKU; region sku_cache)")
 	f.BoolVar(&o.reopen, "reopen", false, "after the run, close the in-process region and time its start-up from the data directory (startup_s)")
 	f.Uint64Var(&o.qty, "qty", 1, "units per hold")
 	f.StringVar(&o.mix, "mix", "hold", "hold, or shopper (hold, then confirm or release)")
@@ -137,6 +139,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.upProfile != "" && !o.reopen {
 		return errors.New("--reopen-cpuprofile profiles the start-up of --reopen: add --reopen")
+	}
+	if o.skuCache < 0 || o.skuCache > escrow.MaxResidentSKUsLimit {
+		return fmt.Errorf("--sku-cache must be between 0 (off) and %d", escrow.MaxResidentSKUsLimit)
+	}
+	if o.skuCache > 0 && o.url != "" {
+		return errors.New("--sku-cache configures the in-process region: not with --url (set sku_cache in that region's config)")
 	}
 	if o.reopen && o.url != "" {
 		return errors.New("--reopen times the in-process region's start-up: not with --url")
@@ -214,7 +222,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		// The region's own logs would interleave with the progress lines.
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
-			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer}
+			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache}
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
 			return fmt.Errorf("bench: open in-process region: %w", err)
@@ -245,6 +253,10 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 				scale = append(scale, loadgen.Label{Key: "startup_s", Value: seconds(up)},
 					loadgen.Label{Key: "startup_cpu_s", Value: seconds(upCPU)})
 				logf("bench: reopened in %v", up)
+				// The live heap of the reopened region: what start-up
+				// keeps in memory (every row, or the holds only with
+				// --sku-cache).
+				scale = append(scale, loadgen.Label{Key: "reopen_heap_mb", Value: strconv.FormatFloat(float64(liveHeap())/(1<<20), 'f', 0, 64)})
 				return r2.Close()
 			}
 		}
@@ -349,6 +361,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		{Key: "skus", Value: strconv.Itoa(o.skus)},
 		{Key: "dist", Value: string(dist)},
 		{Key: "mix", Value: string(m)},
+	}
+	if o.skuCache > 0 {
+		s.Labels = append(s.Labels, loadgen.Label{Key: "sku_cache", Value: strconv.Itoa(o.skuCache)})
 	}
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})
@@ -484,4 +499,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// liveHeap returns the bytes of live heap after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

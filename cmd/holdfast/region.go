@@ -82,6 +82,9 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			if f.Changed("no-sync") {
 				cfg.NoSync = flags.NoSync
 			}
+			if f.Changed("sku-cache") {
+				cfg.SKUCache = flags.SKUCache
+			}
 			if cfg.HTTPAddr == "" {
 				cfg.HTTPAddr = "127.0.0.1:8080"
 			}
@@ -121,6 +124,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.DurationVar(&flags.MaxLinger, "max-linger", region.DefaultMaxLinger, "group commit: longest wait for returning callers before a batch is cut (negative: none)")
 	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
 	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
+	f.IntVar(&flags.SKUCache, "sku-cache", 0, "SKUs kept in memory at most (0: every SKU); the others are read from the store on first touch")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
 	return cmd

@@ -42,11 +42,13 @@ type File struct {
 	FreshProbation    time.Duration `yaml:"fresh_probation"`
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RestartProbation  bool          `yaml:"restart_probation"`
-	RequestTimeout    time.Duration `yaml:"request_timeout"`
-	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
-	HTTPServer        string        `yaml:"http_server"`
-	ImportMaxBytes    int64         `yaml:"import_max_bytes"`
-	ImportMaxLines    int           `yaml:"import_max_lines"`
+	// SKUCache bounds the SKUs kept in memory (0: all; region.Config.SKUCache).
+	SKUCache       int           `yaml:"sku_cache"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
+	HTTPServer     string        `yaml:"http_server"`
+	ImportMaxBytes int64         `yaml:"import_max_bytes"`
+	ImportMaxLines int           `yaml:"import_max_lines"`
 	// HoldRetain: how long terminal holds stay listable in the store
 	// (default 7 days); escrow.hold_retain is the node's memory window.
 	HoldRetain    time.Duration `yaml:"hold_retain"`
@@ -162,6 +164,7 @@ func (f File) Region() region.Config {
 		FreshProbation:      f.FreshProbation,
 		FreshProbationMax:   f.FreshProbationMax,
 		RestartProbation:    f.RestartProbation,
+		SKUCache:            f.SKUCache,
 		RequestTimeout:      f.RequestTimeout,
 		MaxBodyBytes:        f.MaxBodyBytes,
 		HTTPServer:          f.HTTPServer,

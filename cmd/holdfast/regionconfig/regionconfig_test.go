@@ -104,8 +104,10 @@ func TestFileCoversConfig(t *testing.T) {
 	check(reflect.TypeOf(File{}), reflect.TypeOf(region.PeerLimits{})) // top-level keys
 	// Locations are top-level keys (one list for the cluster), checked by
 	// filling below.
+	// Rows and MaxResidentSKUs are set by the region from the top-level
+	// sku_cache (the store is the row source).
 	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "bugs", "Members",
-		"Locations", "FulfilmentOrder", "Allocation")
+		"Locations", "FulfilmentOrder", "Allocation", "Rows", "MaxResidentSKUs")
 
 	// Setting every field of the file sets every field of the config: the
 	// mapping copies them all.
@@ -115,7 +117,7 @@ func TestFileCoversConfig(t *testing.T) {
 	for _, v := range []reflect.Value{reflect.ValueOf(c), reflect.ValueOf(c.Escrow), reflect.ValueOf(c.PeerLimits)} {
 		for i := 0; i < v.NumField(); i++ {
 			switch v.Type().Field(i).Name {
-			case "Storage", "FS", "Logger", "Region", "Rand", "bugs", "Members", "Now", "PlantedBugs":
+			case "Storage", "FS", "Logger", "Region", "Rand", "bugs", "Members", "Now", "PlantedBugs", "Rows", "MaxResidentSKUs":
 				continue
 			}
 			if v.Field(i).IsZero() {

@@ -49,6 +49,10 @@ type Bugs struct {
 	// not announced in digests (Message.Fenced), so peers keep asking it to
 	// lend and keep waiting for its clean report (liveness).
 	QuietHeldProbation bool
+	// EvictDirty: the bounded SKU cache drops a SKU whose rows are not yet
+	// saved (dirty, unbroadcast, or in a Ready not yet Advanced), so a
+	// reload from the store loses its latest changes.
+	EvictDirty bool
 }
 
 // Any reports whether any bug is on.

@@ -1,0 +1,116 @@
+package region
+
+// The store as the node's row source (escrow.RowSource), for the bounded
+// SKU cache (Config.SKUCache, escrow/skucache.go): with StoreOptions.LazyRows
+// Load leaves the rows in Pebble and the node reads a SKU's rows on its
+// first touch. The checks Load made of every row at start (the key matches
+// the value, the row decodes) are made here, at read time; the node checks
+// an own row's sequence against its own.
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// maxPartialOwnSeq bounds ownSeq while it caches only the own rows written
+// since a lazy Load (validate reads the others from Pebble).
+const maxPartialOwnSeq = 1 << 16
+
+// lazyRowsCacheBytes is pebble's block cache with LazyRows when
+// StoreOptions.CacheBytes is 0 (64 MiB otherwise).
+var lazyRowsCacheBytes int64 = 256 << 20
+
+var _ escrow.RowSource = (*Store)(nil)
+
+// SKURows implements escrow.RowSource: the rows of sku, read with an
+// iterator bounded to the SKU's key prefix (one seek; the rows of a SKU are
+// adjacent, one per region that wrote it).
+func (s *Store) SKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return dst, ErrStoreClosed
+	}
+	if err := s.failed(); err != nil {
+		return dst, err
+	}
+	lo := appendRowKey(make([]byte, 0, len(pfxRow)+len(sku)+2), sku, "")
+	hi := append(lo[:len(lo)-1:len(lo)-1], 1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return dst, fmt.Errorf("region store: read rows of %q: %w", sku, err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return dst, fmt.Errorf("region store: read %s: %w", fmtKey(it.Key()), err)
+		}
+		r, err := s.decodeRowKV(it.Key(), v)
+		if err != nil {
+			it.Close()
+			return dst, err
+		}
+		dst = append(dst, r)
+	}
+	if err := it.Close(); err != nil {
+		return dst, fmt.Errorf("region store: read rows of %q: %w", sku, err)
+	}
+	return dst, nil
+}
+
+// ScanRows implements escrow.RowSource: every row, in key (SKU) order.
+func (s *Store) ScanRows(f func(r *escrow.Row) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrStoreClosed
+	}
+	return s.scan(pfxRow, func(k, v []byte) error {
+		r, err := s.decodeRowKV(k, v)
+		if err != nil {
+			return err
+		}
+		return f(&r)
+	})
+}
+
+// decodeRowKV decodes a row and checks it against its key, as Load does.
+func (s *Store) decodeRowKV(k, v []byte) (escrow.Row, error) {
+	sku, region, ok := splitRowKey(k)
+	if !ok {
+		return escrow.Row{}, corrupt(k, "row key without region separator")
+	}
+	r, err := escrow.DecodeRow(v)
+	if err != nil {
+		return escrow.Row{}, corrupt(k, "undecodable row: %v", err)
+	}
+	if r.SKU != sku || r.Region != region {
+		return escrow.Row{}, corrupt(k, "holds the row of %s/%s", r.Region, r.SKU)
+	}
+	return r, nil
+}
+
+// storedOwnSeqLocked is the sequence of the stored own row of sku, for
+// validate when ownSeq is partial (after a lazy Load). Callers hold applyMu.
+func (s *Store) storedOwnSeqLocked(sku string) (uint64, bool, error) {
+	k := appendRowKey(s.kbuf[:0], sku, s.region)
+	s.kbuf = k
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
+	}
+	defer closer.Close()
+	r, err := s.decodeRowKV(k, v)
+	if err != nil {
+		return 0, false, err
+	}
+	return r.Seq, true, nil
+}
