@@ -16,19 +16,8 @@ func TestHoldAllocations(t *testing.T) {
 	if testing.CoverMode() != "" {
 		t.Skip("coverage instrumentation changes allocation counts")
 	}
-	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := restockedNode(t, 4)
 	now := t0
-	for i := 0; i < 4; i++ {
-		c := Command{Kind: CmdRestock, ReqID: uint64(i), SKU: "sku-000001", Qty: MaxQty}
-		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n.Ready()
-	n.Advance()
 	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
 	hold := func() {
 		now = now.Add(time.Microsecond)
@@ -61,19 +50,8 @@ func TestReadyGrowsOnce(t *testing.T) {
 		t.Skip("coverage instrumentation changes allocation counts")
 	}
 	const holds = 256
-	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := restockedNode(t, 64)
 	now := t0
-	for i := 0; i < 64; i++ {
-		c := Command{Kind: CmdRestock, ReqID: uint64(i), SKU: "sku-000001", Qty: MaxQty}
-		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n.Ready()
-	n.Advance()
 	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
 	batch := func() {
 		now = now.Add(time.Microsecond)
@@ -152,4 +130,23 @@ func TestHoldEventSharesReply(t *testing.T) {
 	if first.Reply[0].Hold.State != Held || first.Persist.Events[0].Hold.State != Held {
 		t.Fatalf("the grant's reply now says %s", first.Reply[0].Hold.State)
 	}
+}
+
+// restockedNode is a node of region eu whose one SKU, sku-000001, was
+// restocked restocks times by MaxQty, its Ready taken and Advanced.
+func restockedNode(t *testing.T, restocks int) *Node {
+	t.Helper()
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < restocks; i++ {
+		c := Command{Kind: CmdRestock, ReqID: uint64(i), SKU: "sku-000001", Qty: MaxQty}
+		if err := n.Step(Input{Now: t0, Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Ready()
+	n.Advance()
+	return n
 }

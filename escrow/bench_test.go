@@ -132,26 +132,7 @@ func BenchmarkNodeHoldSteady(b *testing.B) {
 }
 
 // BenchmarkNodeHoldBatched: 64 holds per Ready (group commit).
-func BenchmarkNodeHoldBatched(b *testing.B) {
-	b.ReportAllocs()
-	n := newBenchNode(b)
-	now := t0
-	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
-	b.ResetTimer()
-	defer cpuTimer(b)()
-	for i := 0; i < b.N; i++ {
-		n = renewEvery(b, n, i-1) // at a batch's start (benchChunk is a multiple of batch)
-		now = now.Add(time.Microsecond)
-		cmd.ReqID = uint64(i)
-		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
-			b.Fatal(err)
-		}
-		if i%64 == 63 {
-			n.Ready()
-			n.Advance()
-		}
-	}
-}
+func BenchmarkNodeHoldBatched(b *testing.B) { benchHoldsPerReady(b, 64) }
 
 func BenchmarkEncodeDecodeMessage(b *testing.B) {
 	b.ReportAllocs()
@@ -230,9 +211,12 @@ func BenchmarkNodeHoldWhileBorrowing(b *testing.B) {
 
 // BenchmarkNodeHoldBatch: 256 one-line holds stepped per Ready, as the
 // region's apply loop cuts them at 256 callers; ns/op is per hold.
-func BenchmarkNodeHoldBatch(b *testing.B) {
+func BenchmarkNodeHoldBatch(b *testing.B) { benchHoldsPerReady(b, 256) }
+
+// benchHoldsPerReady steps one-line holds of one SKU, batch of them per
+// Ready; ns/op is per hold.
+func benchHoldsPerReady(b *testing.B, batch int) {
 	b.ReportAllocs()
-	const batch = 256
 	n := newBenchNode(b)
 	now := t0
 	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
