@@ -14,9 +14,9 @@ import (
 )
 
 // BenchmarkStoreSKURows measures a SKU-cache miss (issue 23): SKURows of a
-// random SKU in a lazy store of 200 000 SKUs (an own row each, a peer row
-// on every third), written in batches of 1000 so that the rows are spread
-// over several levels as in a running region. "iter" is SKURows (one
+// random SKU in a lazy store of 200 000 SKUs (an own row each; a peer row
+// on every third, or rows of two peers on every SKU), written in batches
+// of 1000 and spread over the memtable, L0 and L6 as in a running region. "iter" is SKURows (one
 // bounded iterator); "get" is one point Get per writing region
 // (skuRowsByGet, the miss a registry of writing regions would allow), which
 // the whole-key bloom filters let skip the tables without the key; "get1"
@@ -24,6 +24,16 @@ import (
 // holds only its own rows). Kept to measure the miss (docs/benchmarks.md,
 // "A cheaper cache miss").
 func BenchmarkStoreSKURows(b *testing.B) {
+	for _, topo := range []struct {
+		name  string
+		peers []string // regions with a row beside the own one
+		every int      // on every every-th SKU
+	}{{"us-every-3rd", []string{"us"}, 3}, {"us+ap-every", []string{"us", "ap"}, 1}} {
+		b.Run(topo.name, func(b *testing.B) { benchSKURows(b, topo.peers, topo.every) })
+	}
+}
+
+func benchSKURows(b *testing.B, peers []string, every int) {
 	const skus, batch = 200_000, 1000
 	s, err := OpenStore(b.TempDir(), StoreOptions{Region: stRegion, NoSync: true, LazyRows: true, Logger: stLogger(b)})
 	if err != nil {
@@ -35,18 +45,20 @@ func BenchmarkStoreSKURows(b *testing.B) {
 	// 1 rewrites every fourth SKU and is flushed (L0); round 2 every tenth
 	// and stays in the memtable: a miss looks in all three, as in a
 	// running region.
-	for round, every := range []int{1, 4, 10} {
+	for round, nth := range []int{1, 4, 10} {
 		for i := 0; i < skus; i += batch {
 			p := &escrow.Persist{}
 			for j := i; j < i+batch; j++ {
-				if j%every != 0 {
+				if j%nth != 0 {
 					continue
 				}
 				seq++
 				sku := "sku-" + strconv.Itoa(j)
 				p.Rows = append(p.Rows, escrow.Row{SKU: sku, Region: stRegion, Seq: seq, Minted: uint64(1000 + round)})
-				if j%3 == 0 {
-					p.Rows = append(p.Rows, escrow.Row{SKU: sku, Region: "us", Seq: uint64(j + 1 + round), Minted: 500})
+				if j%every == 0 {
+					for _, peer := range peers {
+						p.Rows = append(p.Rows, escrow.Row{SKU: sku, Region: peer, Seq: uint64(j + 1 + round), Minted: 500})
+					}
 				}
 			}
 			p.Seq = seq
@@ -66,7 +78,7 @@ func BenchmarkStoreSKURows(b *testing.B) {
 		}
 	}
 	b.Logf("levels:\n%s", s.db.Metrics())
-	regions := []string{stRegion, "us"}
+	regions := append([]string{stRegion}, peers...)
 	seed := uint64(23)
 	b.Logf("seed %d", seed)
 	for _, mode := range []string{"iter", "get", "get1"} {
