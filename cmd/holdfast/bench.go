@@ -49,6 +49,7 @@ type benchOpts struct {
 	quiet       bool
 	cpuProfile  string
 	upProfile   string
+	loadProfile string
 	dataDir     string
 	client      string
 	httpServer  string
@@ -107,6 +108,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
+	f.StringVar(&o.loadProfile, "load-cpuprofile", "", "write a CPU profile of the catalogue's load (and its settle) to this file")
 	f.StringVar(&o.upProfile, "reopen-cpuprofile", "", "with --reopen, write a CPU profile of the start-up to this file")
 	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (package client over net/http)")
 	f.StringVar(&o.httpServer, "http-server", region.HTTPServerNetHTTP, "HTTP server of the in-process region (--target http): nethttp, or fasthttp (the hold routes on github.com/valyala/fasthttp)")
@@ -269,10 +271,15 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		if o.restock {
 			logf("restocking %d SKUs with %d units each (%s: the hot ones more)", o.skus, units, dist)
+			stopLoadProfile, err := startProfile(o.loadProfile)
+			if err != nil {
+				return err
+			}
 			t0 := time.Now()
 			if err := engineLoad(ctx, r, o.skus, unitsFor, func(done int) {
 				logf("bench: loaded %d of %d SKUs in %v", done, o.skus, time.Since(t0).Round(time.Millisecond))
 			}); err != nil {
+				_ = stopLoadProfile() // the load's error is the one to report
 				return err
 			}
 			scale = append(scale, loadgen.Label{Key: "load_s", Value: seconds(time.Since(t0))})
@@ -282,6 +289,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 				return err
 			}
 			scale = append(scale, loadgen.Label{Key: "settle_s", Value: seconds(time.Since(t1))})
+			if err := stopLoadProfile(); err != nil {
+				return err
+			}
 		}
 		if o.target == "engine" {
 			newOp = engineOp(r, wl)
