@@ -225,10 +225,15 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
 			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache}
+		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
 			return fmt.Errorf("bench: open in-process region: %w", err)
 		}
+		// The first open's time: with --data-dir of a bench killed with
+		// -9 (and --restock=false) it is the recovery's.
+		scale = append(scale, loadgen.Label{Key: "open_s", Value: seconds(time.Since(t0))},
+			loadgen.Label{Key: "open_cpu_s", Value: seconds(loadgen.ProcessCPU() - c0)})
 		defer r.Close()
 		activeHolds = func() uint64 { return r.Stats().ActiveHolds }
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
