@@ -70,9 +70,9 @@ prints a progress line each second and, last, one key=value line:
   target durable concurrency skus dist mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
 In-process it adds active_holds, open_s and open_cpu_s (the first open of the
 region: with --data-dir of a killed bench and --restock=false, its recovery),
-load_s and settle_s (the catalogue load and its flushes), heap_mb, rss_mb, peak_rss_mb, drain_s and drained_cpu_us_per_hold (the
-CPU until the store's flushes and compactions are done), and with --reopen startup_s
-and startup_cpu_s.
+load_s and settle_s (the catalogue load and its flushes), heap_mb, rss_mb,
+peak_rss_mb, drain_s and drained_cpu_us_per_hold (the CPU until the store's
+flushes and compactions are done), and with --reopen startup_s and startup_cpu_s.
 holds_per_s counts granted holds per second of the measured window; latencies
 are those of the hold request (granted or rejected), measured by the client.
 
