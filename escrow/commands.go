@@ -433,12 +433,18 @@ func (n *Node) restock(c *Command) {
 	if !n.validSKUQty(c) || n.stockReplay(c) || !n.ifMatch(c) {
 		return
 	}
-	if s := n.lookup(c.SKU); s != nil && n.skuSums(s, nil).minted+c.Qty >= MaxSKUUnits {
+	s := n.lookup(c.SKU)
+	if s != nil && n.skuSums(s, nil).minted+c.Qty >= MaxSKUUnits {
 		n.fail(c, errorf(CodeInvalid, "restock of %d units of %s would take the units minted over all regions past %d",
 			c.Qty, c.SKU, uint64(MaxSKUUnits)))
 		return
 	}
-	s := n.sku(c.SKU)
+	if s == nil {
+		// Not n.sku: with the SKU cache that would read the source a
+		// second time for a SKU it just said it does not have (a
+		// catalogue import is all such SKUs).
+		s = n.newSKU(c.SKU)
+	}
 	own := n.ownRow(s)
 	own.Minted += c.Qty
 	n.touchOwn(own)

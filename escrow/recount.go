@@ -84,7 +84,8 @@ func (n *Node) recount(c *Command) {
 	// A refused recount must not grow the node's state: the SKU is
 	// created only once the recount is accepted.
 	var stale []string
-	if s := n.lookup(c.SKU); s != nil {
+	s := n.lookup(c.SKU)
+	if s != nil {
 		stale = n.staleViews(s)
 	}
 	if len(stale) > 0 && !c.Force {
@@ -92,7 +93,9 @@ func (n *Node) recount(c *Command) {
 			n.cfg.Region, stale[0], c.SKU, n.cfg.RecountMaxLag))
 		return
 	}
-	s := n.sku(c.SKU)
+	if s == nil { // not n.sku: one source read per miss (see restock)
+		s = n.newSKU(c.SKU)
+	}
 	var before int64
 	for _, rec := range s.list {
 		if a := s.availableOf(rec.Region); a > 0 {

@@ -397,3 +397,28 @@ func TestSKUCacheConfig(t *testing.T) {
 		t.Fatal("a restored state with rows and a row source was accepted")
 	}
 }
+
+// TestSKUCacheOneReadPerNewSKU: a restock or recount of a SKU the source
+// does not have reads the source once, not once to check and again to
+// create it (which doubled the cost of loading a catalogue with the cache
+// on). Planted bug: restock or recount creating the SKU with n.sku after
+// their lookup fails with 2 reads.
+func TestSKUCacheOneReadPerNewSKU(t *testing.T) {
+	r := newCacheRig(t, 4)
+	for i, c := range []Command{
+		{Kind: CmdRestock, SKU: "new-restock", Qty: 5},
+		{Kind: CmdRecount, SKU: "new-recount", OnHand: 7, AsOf: t0.Add(-time.Hour)},
+	} {
+		c.ReqID = uint64(i + 1)
+		before := r.rows.Reads
+		if err := r.step(&c); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.rows.Reads - before; got != 1 {
+			t.Errorf("%s of a new SKU read the source %d times, want 1 (replies %q)", c.Kind, got, r.replies)
+		}
+		if rows, _ := r.rows.SKURows(c.SKU, nil); len(rows) != 1 {
+			t.Errorf("%s of a new SKU persisted %d rows, want 1 (replies %q)", c.Kind, len(rows), r.replies)
+		}
+	}
+}

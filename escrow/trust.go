@@ -235,7 +235,7 @@ func (n *Node) learnSKU(name string) *skuState {
 	}
 	n.trust.learned++
 	n.stats.PeerSKUs = n.trust.learned
-	return n.sku(name)
+	return n.newSKU(name) // not n.sku: the lookup above read the source (see restock)
 }
 
 // countLearned counts, after a restore, the SKUs this region has no row of:

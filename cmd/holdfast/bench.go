@@ -49,6 +49,7 @@ type benchOpts struct {
 	quiet       bool
 	cpuProfile  string
 	upProfile   string
+	loadProfile string
 	dataDir     string
 	client      string
 	httpServer  string
@@ -67,10 +68,11 @@ func newBenchCmd() *cobra.Command {
 		Long: `bench drives holds from --concurrency closed-loop clients for --duration and
 prints a progress line each second and, last, one key=value line:
   target durable concurrency skus dist mix holds_per_s p50_ms p99_ms p999_ms max_ms errors rejected ...
-In-process it adds active_holds, load_s and settle_s (the catalogue load and its
-flushes), heap_mb, rss_mb, peak_rss_mb, drain_s and drained_cpu_us_per_hold (the
-CPU until the store's flushes and compactions are done), and with --reopen startup_s
-and startup_cpu_s.
+In-process it adds active_holds, open_s and open_cpu_s (the first open of the
+region: with --data-dir of a killed bench and --restock=false, its recovery),
+load_s and settle_s (the catalogue load and its flushes), heap_mb, rss_mb,
+peak_rss_mb, drain_s and drained_cpu_us_per_hold (the CPU until the store's
+flushes and compactions are done), and with --reopen startup_s and startup_cpu_s.
 holds_per_s counts granted holds per second of the measured window; latencies
 are those of the hold request (granted or rejected), measured by the client.
 
@@ -107,6 +109,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
+	f.StringVar(&o.loadProfile, "load-cpuprofile", "", "write a CPU profile of the catalogue's load (and its settle) to this file")
 	f.StringVar(&o.upProfile, "reopen-cpuprofile", "", "with --reopen, write a CPU profile of the start-up to this file")
 	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (package client over net/http)")
 	f.StringVar(&o.httpServer, "http-server", region.HTTPServerNetHTTP, "HTTP server of the in-process region (--target http): nethttp, or fasthttp (the hold routes on github.com/valyala/fasthttp)")
@@ -223,10 +226,15 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
 			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache}
+		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
 			return fmt.Errorf("bench: open in-process region: %w", err)
 		}
+		// The first open's time: with --data-dir of a bench killed with
+		// -9 (and --restock=false) it is the recovery's.
+		scale = append(scale, loadgen.Label{Key: "open_s", Value: seconds(time.Since(t0))},
+			loadgen.Label{Key: "open_cpu_s", Value: seconds(loadgen.ProcessCPU() - c0)})
 		defer r.Close()
 		activeHolds = func() uint64 { return r.Stats().ActiveHolds }
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
@@ -269,10 +277,15 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		if o.restock {
 			logf("restocking %d SKUs with %d units each (%s: the hot ones more)", o.skus, units, dist)
+			stopLoadProfile, err := startProfile(o.loadProfile)
+			if err != nil {
+				return err
+			}
 			t0 := time.Now()
 			if err := engineLoad(ctx, r, o.skus, unitsFor, func(done int) {
 				logf("bench: loaded %d of %d SKUs in %v", done, o.skus, time.Since(t0).Round(time.Millisecond))
 			}); err != nil {
+				_ = stopLoadProfile() // the load's error is the one to report
 				return err
 			}
 			scale = append(scale, loadgen.Label{Key: "load_s", Value: seconds(time.Since(t0))})
@@ -282,6 +295,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 				return err
 			}
 			scale = append(scale, loadgen.Label{Key: "settle_s", Value: seconds(time.Since(t1))})
+			if err := stopLoadProfile(); err != nil {
+				return err
+			}
 		}
 		if o.target == "engine" {
 			newOp = engineOp(r, wl)

@@ -55,6 +55,7 @@ func TestBenchInProcess(t *testing.T) {
 			o.dataDir = t.TempDir()
 			if o.reopen {
 				o.upProfile = filepath.Join(t.TempDir(), "up.prof")
+				o.loadProfile = filepath.Join(t.TempDir(), "load.prof")
 			}
 			var stdout, stderr bytes.Buffer
 			if err := runBench(context.Background(), o, &stdout, &stderr); err != nil {
@@ -98,6 +99,9 @@ func TestBenchInProcess(t *testing.T) {
 				}
 				if fi, err := os.Stat(o.upProfile); err != nil || fi.Size() == 0 {
 					t.Fatalf("no start-up profile in %s: %v", o.upProfile, err)
+				}
+				if fi, err := os.Stat(o.loadProfile); err != nil || fi.Size() == 0 {
+					t.Fatalf("no load profile in %s: %v", o.loadProfile, err)
 				}
 			}
 			if o.dist != "" && kv["dist"] != o.dist {
