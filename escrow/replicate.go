@@ -75,13 +75,16 @@ func (n *Node) mergeRows(rows []Row) bool {
 	changed := false
 	for i := range rows {
 		in := &rows[i]
-		if !n.admitRow(in) {
+		s, ok := n.admitRow(in)
+		if !ok {
 			continue // never merged nor stored; counted
 		}
 		if p := n.peer(in.Region); in.Seq > p.maxRow {
 			p.maxRow = in.Seq // (rows come from their writer only: onRows)
 		}
-		s := n.learnSKU(in.SKU)
+		if s == nil {
+			s = n.learnNew(in.SKU)
+		}
 		rec := s.rec(in.Region)
 		var ch bool
 		switch {

@@ -422,3 +422,34 @@ func TestSKUCacheOneReadPerNewSKU(t *testing.T) {
 		}
 	}
 }
+
+// TestSKUCacheOneReadPerPeerSKU: a SKU first named by a peer's rows is read
+// from the source once (learnSKU creates it after its own lookup, not
+// through a second one), and the peer's row is kept.
+func TestSKUCacheOneReadPerPeerSKU(t *testing.T) {
+	rows := NewMemRows()
+	cfg := Config{Region: "eu", Members: []string{"eu", "us"}, DigestInterval: -1, TopUpHorizon: -1}
+	cfg.Rand = rand.New(rand.NewPCG(7, 1)).Uint64
+	cfg.Rows, cfg.MaxResidentSKUs = rows, 4
+	n, err := NewNode(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := Message{Type: MsgRows, From: "us", PrevSeq: 0, Seq: 1,
+		Rows: []Row{{SKU: "new-peer", Region: "us", Seq: 1, Minted: 5}}}
+	before := rows.Reads
+	if err := n.Step(Input{Now: t0, Msg: &msg}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows.Reads - before; got != 1 {
+		t.Errorf("a peer's row of a new SKU read the source %d times, want 1", got)
+	}
+	for n.HasReady() {
+		rd := n.Ready()
+		rows.Put(rd.Persist.Rows...)
+		n.Advance()
+	}
+	if got, _ := rows.SKURows("new-peer", nil); len(got) != 1 || got[0].Region != "us" || got[0].Minted != 5 {
+		t.Errorf("stored rows of new-peer: %+v, want the peer's row", got)
+	}
+}

@@ -205,22 +205,24 @@ func (n *Node) skuSums(s *skuState, in *Row) unitSums {
 
 // admitRow reports whether a peer row may be merged: its writer is a
 // member, its SKU is known or may still be learned, and the SKU's sums stay
-// within MaxSKUUnits with it. A refused row is counted.
-func (n *Node) admitRow(in *Row) bool {
+// within MaxSKUUnits with it. A refused row is counted. It returns the
+// SKU's state when the node has it (resident or read from the row source),
+// so that the merge does not look it up, and read the source, again.
+func (n *Node) admitRow(in *Row) (*skuState, bool) {
 	if !n.member(in.Region) {
 		n.stats.NonMember++
-		return false
+		return nil, false
 	}
 	s := n.lookup(in.SKU)
 	if s == nil && n.trust.learned >= uint64(n.cfg.MaxPeerSKUs) {
 		n.stats.PeerSKUsRefused++
-		return false
+		return nil, false
 	}
 	if u := n.skuSums(s, in); !u.fits() {
 		n.stats.OutOfBounds++
-		return false
+		return nil, false
 	}
-	return true
+	return s, true
 }
 
 // learnSKU returns the state of a SKU a peer named, creating it when the
@@ -229,13 +231,20 @@ func (n *Node) learnSKU(name string) *skuState {
 	if s := n.lookup(name); s != nil {
 		return s
 	}
+	return n.learnNew(name)
+}
+
+// learnNew creates a SKU a peer named that the node does not have (its
+// caller's lookup found none), when the MaxPeerSKUs bound allows; nil
+// (counted) when it does not.
+func (n *Node) learnNew(name string) *skuState {
 	if n.trust.learned >= uint64(n.cfg.MaxPeerSKUs) {
 		n.stats.PeerSKUsRefused++
 		return nil
 	}
 	n.trust.learned++
 	n.stats.PeerSKUs = n.trust.learned
-	return n.newSKU(name) // not n.sku: the lookup above read the source (see restock)
+	return n.newSKU(name) // not n.sku: the caller's lookup read the source (see restock)
 }
 
 // countLearned counts, after a restore, the SKUs this region has no row of:
