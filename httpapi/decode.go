@@ -23,8 +23,7 @@ func (s *Server) decodeBody(x exchange, v any, optional bool) bool {
 	buf, err := x.body(bp, s.maxBodyBytes)
 	if err != nil {
 		if errors.Is(err, errBodyTooLarge) {
-			s.problem(x, http.StatusRequestEntityTooLarge, ProblemTooLarge,
-				fmt.Sprintf("body must be at most %d bytes", s.maxBodyBytes), nil)
+			s.bodyTooLarge(x)
 			return false
 		}
 		s.badRequest(x, "reading body: "+err.Error())

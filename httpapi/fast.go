@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -161,11 +160,9 @@ func (s *Server) fastError(ctx *fasthttp.RequestCtx, err error, routes *fastRout
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		x := acquireFastExchange(ctx, nil)
 		if bytes.Equal(ctx.Path(), importPath) {
-			s.problem(x, http.StatusRequestEntityTooLarge, ProblemTooLarge,
-				fmt.Sprintf("an import must be at most %d bytes (import_max_bytes); split the file", s.imp.maxBytes), nil)
+			s.importTooLarge(x)
 		} else {
-			s.problem(x, http.StatusRequestEntityTooLarge, ProblemTooLarge,
-				fmt.Sprintf("body must be at most %d bytes", s.maxBodyBytes), nil)
+			s.bodyTooLarge(x)
 		}
 		code = x.code
 		releaseFastExchange(x)

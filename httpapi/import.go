@@ -106,10 +106,7 @@ func (s *Server) importStock(w http.ResponseWriter, req *http.Request) {
 			fmt.Sprintf("content type must be application/x-ndjson or text/csv, got %q", ct), nil)
 		return
 	}
-	tooLarge := func() {
-		s.problem(exch(w, req), http.StatusRequestEntityTooLarge, ProblemTooLarge,
-			fmt.Sprintf("an import must be at most %d bytes (import_max_bytes); split the file", s.imp.maxBytes), nil)
-	}
+	tooLarge := func() { s.importTooLarge(exch(w, req)) }
 	if req.ContentLength > s.imp.maxBytes {
 		tooLarge()
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/holdfast-io/holdfast/api"
@@ -175,4 +176,17 @@ func (s *Server) runtimeProblem(x exchange, err error) {
 // badRequest writes a 400 invalid problem.
 func (s *Server) badRequest(x exchange, detail string) {
 	s.problem(x, http.StatusBadRequest, escrow.CodeInvalid.String(), detail, nil)
+}
+
+// bodyTooLarge answers a request body over max_body_bytes (both servers:
+// decodeBody on net/http, fasthttp's own read limit), 413.
+func (s *Server) bodyTooLarge(x exchange) {
+	s.problem(x, http.StatusRequestEntityTooLarge, ProblemTooLarge,
+		fmt.Sprintf("body must be at most %d bytes", s.maxBodyBytes), nil)
+}
+
+// importTooLarge answers an import over import_max_bytes (both servers), 413.
+func (s *Server) importTooLarge(x exchange) {
+	s.problem(x, http.StatusRequestEntityTooLarge, ProblemTooLarge,
+		fmt.Sprintf("an import must be at most %d bytes (import_max_bytes); split the file", s.imp.maxBytes), nil)
 }
