@@ -128,11 +128,7 @@ func (n *Node) lookup(name string) *skuState {
 // the source has none. A failure panics with sourceFailure (see Step).
 func (n *Node) load(name string) *skuState {
 	c := &n.cache
-	rows, err := c.src.SKURows(name, c.buf[:0])
-	if err != nil {
-		panic(sourceFailure{fmt.Errorf("%w: reading the rows of %q: %w", ErrRowSource, name, err)})
-	}
-	c.buf = rows[:0]
+	rows := n.readRows(name)
 	if len(rows) == 0 {
 		return nil
 	}
@@ -325,13 +321,18 @@ func (n *Node) drop(s *skuState) {
 
 // stored reports whether the source has rows of sku (a digest naming a
 // SKU that is not resident must not learn it as new).
-func (n *Node) stored(name string) bool {
-	rows, err := n.cache.src.SKURows(name, n.cache.buf[:0])
+func (n *Node) stored(name string) bool { return len(n.readRows(name)) > 0 }
+
+// readRows reads sku's stored rows into the cache's reused buffer (valid
+// until the next read). A failure panics with sourceFailure (see Step).
+func (n *Node) readRows(name string) []Row {
+	c := &n.cache
+	rows, err := c.src.SKURows(name, c.buf[:0])
 	if err != nil {
 		panic(sourceFailure{fmt.Errorf("%w: reading the rows of %q: %w", ErrRowSource, name, err)})
 	}
-	n.cache.buf = rows[:0]
-	return len(rows) > 0
+	c.buf = rows[:0]
+	return rows
 }
 
 // recoverSource turns a sourceFailure panic into the node's stop error.
