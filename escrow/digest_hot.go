@@ -38,7 +38,7 @@ const (
 // markDemand queues s as in demand for the next digest, once.
 func (n *Node) markDemand(s *skuState) {
 	if n.cache.on && n.cfg.DigestInterval < 0 {
-		return // no digest would ever drain the queue, and it pins its SKUs
+		return // no digest would ever drain the queue: its entries would outlive the SKUs the cache drops
 	}
 	if s == nil || s.hot&inDemandQ != 0 || len(n.hotDemand) >= maxHotFactor*n.cfg.MaxDigestSKUs {
 		return
