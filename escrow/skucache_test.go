@@ -30,10 +30,14 @@ func (s *memStore) SKURows(sku string, dst []Row) ([]Row, error) {
 	return dst, nil
 }
 
-func (s *memStore) ScanRows(f func(r *Row) error) error {
+func (s *memStore) ScanRows(f func(r *Row) error) error { return s.ScanRowsFrom("", f) }
+
+func (s *memStore) ScanRowsFrom(after string, f func(r *Row) error) error {
 	keys := make([][2]string, 0, len(s.rows))
 	for k := range s.rows {
-		keys = append(keys, k)
+		if k[0] > after {
+			keys = append(keys, k)
+		}
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i][0] != keys[j][0] {
@@ -41,11 +45,13 @@ func (s *memStore) ScanRows(f func(r *Row) error) error {
 		}
 		return keys[i][1] < keys[j][1]
 	})
+	s.ranges = append(s.ranges, 0)
 	for _, k := range keys {
 		r, err := DecodeRow(s.rows[k])
 		if err != nil {
 			return err
 		}
+		s.ranges[len(s.ranges)-1]++
 		if err := f(&r); err != nil {
 			return err
 		}
