@@ -2,6 +2,7 @@ package escrow
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,4 +211,50 @@ func TestPlantedSnapshotSkipsRow(t *testing.T) {
 		t.Fatal("planted SnapshotSkipsRow not caught: us has every row")
 	}
 	t.Logf("caught: us lacks eu's rows of %d SKUs, e.g. %s", len(run.missing), run.missing[0])
+}
+
+// TestSnapshotPartsFitOneMessage: parts of a snapshot in SKU order are cut
+// by encoded size as well as by MaxRowsPerMsg, so that the transport never
+// has to split one (a split part would carry a cursor past rows it does not
+// hold): 4,096-row parts of 128-byte SKUs would be over MaxMessageBytes.
+func TestSnapshotPartsFitOneMessage(t *testing.T) {
+	eu := newTNode(t, Config{Region: "eu", MaxResidentSKUs: 10, MaxRowsPerMsg: MaxWireRows})
+	long := strings.Repeat("x", MaxSKULen-6)
+	const skus = 6000
+	for i := 0; i < skus; i++ {
+		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("%s%06d", long, i), Qty: 10})
+		if i%500 == 499 {
+			eu.drain()
+		}
+	}
+	eu.drain()
+	eu.sent = nil
+	req := Message{Type: MsgRepairReq, From: "us", To: "eu", Qty: RepairBySKU, ID: 1 << snapPartBits}
+	if err := eu.n.Step(Input{Now: eu.now, Msg: &req}); err != nil {
+		t.Fatal(err)
+	}
+	eu.drain()
+	parts, rows, cut := 0, 0, false
+	for i := range eu.sent {
+		m := &eu.sent[i]
+		if m.To != "us" {
+			continue
+		}
+		b, err := EncodeMessage(nil, m)
+		if err != nil || len(b) > MaxMessageBytes {
+			t.Fatalf("part %d (%d rows): %d bytes, %v", parts, len(m.Rows), len(b), err)
+		}
+		if m.ID != req.ID+uint64(parts)+1 || m.Qty != RepairBySKU {
+			t.Fatalf("part %d: ID %d, Qty %d", parts, m.ID, m.Qty)
+		}
+		if m.More && len(m.Rows) < MaxWireRows {
+			cut = true
+		}
+		parts++
+		rows += len(m.Rows)
+	}
+	if rows != skus || !cut {
+		t.Fatalf("%d rows in %d parts (cut by size: %v), want %d", rows, parts, cut, skus)
+	}
+	t.Logf("%d rows in %d parts", rows, parts)
 }

@@ -537,6 +537,9 @@ func (r *Region) deliver(b *batch, err error) {
 	if t := r.transport(); t != nil && len(b.rd.Send) > 0 {
 		t.Send(b.rd.Send)
 	}
+	if len(b.rd.Snapshots) > 0 {
+		r.logSnapshots(b.rd.Snapshots)
+	}
 	m.countHolds(b.rd.Reply, false)
 	m.observeWaits(&b.rd.Persist)
 	for i, req := range b.reqs {
