@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/gossip"
 	"github.com/holdfast-io/holdfast/loadgen"
 	"github.com/holdfast-io/holdfast/region"
@@ -151,7 +152,13 @@ func runBenchSnapshot(ctx context.Context, o benchSnapOpts, stdout, stderr io.Wr
 	if err != nil {
 		return fmt.Errorf("bench-snapshot: %w", err)
 	}
-	child := exec.CommandContext(ctx, exe, "region", "--name", "us", "--cluster", "snapbench", "--nats-url", url,
+	// A new region learns at most max_peer_skus SKUs from peers (1 M by
+	// default): the whole catalogue must fit.
+	conf := filepath.Join(usDir, "us.yaml")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "escrow:\n  max_peer_skus: %d\n", max(o.skus, escrow.DefaultMaxPeerSKUs)), 0o600); err != nil {
+		return fmt.Errorf("bench-snapshot: %w", err)
+	}
+	child := exec.CommandContext(ctx, exe, "region", "--config", conf, "--name", "us", "--cluster", "snapbench", "--nats-url", url,
 		"--data-dir", filepath.Join(usDir, "data"), "--http-addr", addr, "--sku-cache", strconv.Itoa(o.skuCache),
 		"--log-level", "info")
 	child.Stdout = io.Discard
@@ -209,6 +216,11 @@ func runBenchSnapshot(ctx context.Context, o benchSnapOpts, stdout, stderr io.Wr
 	rows := metrics["holdfast_snapshot_rows_received_total"]
 	if rows < float64(o.skus) {
 		return fmt.Errorf("bench-snapshot: us received %v rows of %d", rows, o.skus)
+	}
+	for k, v := range metrics {
+		if strings.HasPrefix(k, "holdfast_peer_rejected_total") && v > 0 {
+			return fmt.Errorf("bench-snapshot: us refused peer input: %s %v", k, v)
+		}
 	}
 	fmt.Fprintf(stdout, "skus=%d sku_cache=%d total_s=%.2f snapshot_s=%s rows=%.0f row_bytes=%.0f wire_bytes=%.0f chunks=%.0f parts_out_of_order=%.0f us_peak_rss_mb=%.0f us_cpu_s=%.2f eu_cpu_s=%.2f\n",
 		o.skus, o.skuCache, elapsed.Seconds(), field("seconds"), rows, metrics["holdfast_snapshot_bytes_received_total"],
