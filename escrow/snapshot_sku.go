@@ -301,6 +301,11 @@ func (n *Node) onSnapRows(m *Message, p *peer) {
 	s.bytes += uint64(rowBytes)
 	if m.More {
 		s.cursor = m.SKU
+		// Progress: the repair timeout counts from the last part in
+		// order, so an answer paced by the owner's byte budget is not
+		// asked for again (which would void its remaining parts) while
+		// its parts keep coming.
+		p.repairAt = n.now
 		return
 	}
 	s.chunks++

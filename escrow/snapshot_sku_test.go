@@ -258,3 +258,57 @@ func TestSnapshotPartsFitOneMessage(t *testing.T) {
 	}
 	t.Logf("%d rows in %d parts", rows, parts)
 }
+
+// TestSnapshotSlowAnswerNotAskedAgain: while the parts of an answer keep
+// coming in order, slower than the repair timeout in all (an owner paced
+// by its answer byte budget), digests showing the asker behind do not make
+// it ask again (which would void the rest of the answer); after the last
+// part it asks for the next chunk once. Without the progress rule (the
+// repair timeout counted from the last part in order) it fails: the asker
+// asks again after the third part.
+func TestSnapshotSlowAnswerNotAskedAgain(t *testing.T) {
+	eu := newTNode(t, Config{Region: "eu", MaxResidentSKUs: 20, MaxRepairRows: 500, MaxRowsPerMsg: 50})
+	us := newTNode(t, Config{Region: "us"})
+	for i := 0; i < 1000; i++ {
+		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
+	}
+	eu.drain()
+	eu.sent = nil
+	dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq, Urgent: true}
+	if err := us.n.Step(Input{Now: us.now, Msg: &dg}); err != nil {
+		t.Fatal(err)
+	}
+	us.drain()
+	req := takeRequests(t, us)
+	if len(req) != 1 {
+		t.Fatalf("%d requests", len(req))
+	}
+	if err := eu.n.Step(Input{Now: eu.now, Msg: &req[0]}); err != nil {
+		t.Fatal(err)
+	}
+	eu.drain()
+	parts := eu.sent
+	if len(parts) != 10 {
+		t.Fatalf("an answer of %d parts, want 10", len(parts))
+	}
+	for i := range parts {
+		us.now = us.now.Add(400 * time.Millisecond) // 4 s in all, the timeout 1 s
+		dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq}
+		for _, m := range []*Message{&dg, &parts[i]} {
+			if err := us.n.Step(Input{Now: us.now, Msg: m}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := us.n.Step(Input{Now: us.now}); err != nil { // a tick: retryRepairs
+			t.Fatal(err)
+		}
+		us.drain()
+		got := takeRequests(t, us)
+		switch {
+		case i < len(parts)-1 && len(got) > 0:
+			t.Fatalf("after part %d of %d: asked again from %q", i+1, len(parts), got[0].SKU)
+		case i == len(parts)-1 && (len(got) != 1 || got[0].SKU != "sku-00499"):
+			t.Fatalf("after the last part: requests %+v, want one from sku-00499", got)
+		}
+	}
+}
