@@ -41,6 +41,7 @@ type benchSnapOpts struct {
 	restock     bool
 	skuCache    int
 	answerBytes float64
+	repairRate  float64
 	repairRows  int
 	timeout     time.Duration
 }
@@ -72,6 +73,7 @@ the owner's CPU meanwhile.`,
 	f.BoolVar(&o.restock, "restock", true, "load the catalogue (false: --data-dir already holds it)")
 	f.IntVar(&o.skuCache, "sku-cache", 100_000, "SKUs each region keeps in memory at most (0: all)")
 	f.Float64Var(&o.answerBytes, "repair-answer-bytes-per-s", 0, "the owner's repair answer budget per peer (0: the default, 4 MiB/s)")
+	f.Float64Var(&o.repairRate, "repair-rate", 0, "repair requests the owner serves per peer per second (0: the default, 2)")
 	f.IntVar(&o.repairRows, "max-repair-rows", 0, "own rows per answer (0: the default, 65,536)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	return cmd
@@ -99,7 +101,7 @@ func runBenchSnapshot(ctx context.Context, o benchSnapOpts, stdout, stderr io.Wr
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rcfg := region.Config{Name: "eu", Cluster: "snapbench", DataDir: dir, Logger: logger, SKUCache: o.skuCache,
 		Events:     region.EventsConfig{Disabled: true},
-		PeerLimits: region.PeerLimits{RepairAnswerBytesPerSec: o.answerBytes}}
+		PeerLimits: region.PeerLimits{RepairAnswerBytesPerSec: o.answerBytes, RepairRate: o.repairRate}}
 	rcfg.Escrow.MaxRepairRows = o.repairRows
 	if o.restock {
 		// Loaded on its own: the load's row broadcasts would go to NATS.
