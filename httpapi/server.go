@@ -76,6 +76,10 @@ type Server struct {
 
 	httpServer string // region.HTTPServerNetHTTP ("") or region.HTTPServerFastHTTP
 
+	// Read limits of both servers: serverReadHeaderTimeout and
+	// serverReadTimeout (fields so that tests can shorten them).
+	readHeaderTimeout, readTimeout time.Duration
+
 	tokens   *tokenSet // nil: no auth (loopback only)
 	requests *prometheus.CounterVec
 
@@ -110,6 +114,9 @@ func New(rt Runtime, cfg region.Config) (*Server, error) {
 		maxWait:        cfg.Escrow.MaxWait,
 		mux:            http.NewServeMux(),
 		stopStreams:    make(chan struct{}),
+
+		readHeaderTimeout: serverReadHeaderTimeout,
+		readTimeout:       serverReadTimeout,
 	}
 	// The region's defaults, which region.Open applies to its own copy.
 	if s.requestTimeout <= 0 {
@@ -325,8 +332,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		srv := &http.Server{
 			Handler:           s,
-			ReadHeaderTimeout: serverReadHeaderTimeout,
-			ReadTimeout:       serverReadTimeout,
+			ReadHeaderTimeout: s.readHeaderTimeout,
+			ReadTimeout:       s.readTimeout,
 			WriteTimeout:      s.requestTimeout + 10*time.Second,
 			IdleTimeout:       serverIdleTimeout,
 			MaxHeaderBytes:    serverMaxHeaderBytes,
