@@ -425,3 +425,14 @@ func TestShutdownLetsInFlightHoldsFinish(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultServerIsFastHTTP: without http_server, Serve runs fasthttp
+// (issue 22); "nethttp" picks net/http.
+func TestDefaultServerIsFastHTTP(t *testing.T) {
+	for cfg, want := range map[string]string{"": region.HTTPServerFastHTTP, region.HTTPServerFastHTTP: region.HTTPServerFastHTTP,
+		region.HTTPServerNetHTTP: region.HTTPServerNetHTTP} {
+		if got := newServer(t, newFake(), region.Config{HTTPServer: cfg}).serverKind(); got != want {
+			t.Errorf("http_server %q: serves on %s, want %s", cfg, got, want)
+		}
+	}
+}
