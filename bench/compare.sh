@@ -15,7 +15,7 @@
 #   INSTALL [1]                    apt-get install postgresql / redis-server if absent (as root)
 #   RATIO_CONCURRENCY [64]         concurrency of the headline ratios
 #   RESULTS [unset]                also append every raw key=value line to this file
-#   HOLDFAST_HTTP_SERVER [nethttp] holdfast's HTTP server: nethttp, or fasthttp (--http-server)
+#   HOLDFAST_HTTP_SERVER [fasthttp] holdfast's HTTP server: fasthttp, or nethttp (--http-server)
 #
 # PostgreSQL and Redis run from their Debian packages in a temporary
 # directory, listening on 127.0.0.1 only; everything is stopped and removed
@@ -32,7 +32,7 @@ NONDURABLE_CONCURRENCY=${NONDURABLE_CONCURRENCY-"64"}
 ENGINE_CONCURRENCY=${ENGINE_CONCURRENCY-"256"}
 MIX=${MIX:-hold}
 INSTALL=${INSTALL:-1}
-HOLDFAST_HTTP_SERVER=${HOLDFAST_HTTP_SERVER:-nethttp}
+HOLDFAST_HTTP_SERVER=${HOLDFAST_HTTP_SERVER:-fasthttp}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-compare.XXXXXX")

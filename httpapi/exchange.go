@@ -20,11 +20,17 @@ type exchange interface {
 	// is how many times it was given.
 	header(name string) string
 	headerCount(name string) int
+	// headerIs reports whether the header's first value is exactly v,
+	// without copying it (fasthttp's header() copies).
+	headerIs(name, v string) bool
 	// body reads the request body into *bp (which it may grow) up to max
 	// bytes; a longer body is errBodyTooLarge.
 	body(bp *[]byte, max int64) ([]byte, error)
 	// setHeader sets a response header; respHeader reads one back.
+	// setHeaderJoined sets it to prefix+rest (fasthttp joins them in a
+	// reused buffer instead of a new string per request).
 	setHeader(name, value string)
+	setHeaderJoined(name, prefix, rest string)
 	respHeader(name string) string
 	// send writes the status, Content-Type, Cache-Control: no-store and
 	// body, which must hold the whole answer.
@@ -76,6 +82,12 @@ func (s *statusWriter) header(name string) string {
 	return s.req.Header.Get(name)
 }
 func (s *statusWriter) headerCount(name string) int { return len(s.req.Header.Values(name)) }
+func (s *statusWriter) headerIs(name, v string) bool {
+	return s.req.Header.Get(name) == v
+}
+func (s *statusWriter) setHeaderJoined(name, prefix, rest string) {
+	s.Header().Set(name, prefix+rest) // net/http keeps the string: one allocation either way
+}
 func (s *statusWriter) setHeader(name, value string) {
 	s.Header().Set(name, value)
 }

@@ -13,6 +13,7 @@ type fastExchange struct {
 	ctx  *fasthttp.RequestCtx
 	base context.Context
 	code int
+	buf  []byte // setHeaderJoined's, kept with the pooled exchange
 }
 
 var fastExchangePool = sync.Pool{New: func() any { return new(fastExchange) }}
@@ -36,7 +37,16 @@ func (x *fastExchange) header(name string) string {
 func (x *fastExchange) headerCount(name string) int {
 	return len(x.ctx.Request.Header.PeekAll(name))
 }
+func (x *fastExchange) headerIs(name, v string) bool {
+	return string(x.ctx.Request.Header.Peek(name)) == v // compared in place, not copied
+}
 func (x *fastExchange) setHeader(name, value string) { x.ctx.Response.Header.Set(name, value) }
+
+// setHeaderJoined: fasthttp copies the value into the response.
+func (x *fastExchange) setHeaderJoined(name, prefix, rest string) {
+	x.buf = append(append(x.buf[:0], prefix...), rest...)
+	x.ctx.Response.Header.SetBytesV(name, x.buf)
+}
 func (x *fastExchange) respHeader(name string) string {
 	return string(x.ctx.Response.Header.Peek(name))
 }

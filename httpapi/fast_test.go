@@ -315,7 +315,8 @@ func TestFastDetachesBorrowedStrings(t *testing.T) {
 // TestFastBodyLimits: over max_body_bytes, a hold route and a delegated
 // route answer the same 413 problem as on net/http, also for a chunked
 // body (no Content-Length: fasthttp refuses it while reading); an import
-// gets import_max_bytes only with a token that may import.
+// gets import_max_bytes only with a token that may import, and without
+// one the 401/403 of its token.
 func TestFastBodyLimits(t *testing.T) {
 	tokens := writeTokens(t)
 	for _, kind := range serverKinds {
@@ -359,13 +360,13 @@ func TestFastBodyLimits(t *testing.T) {
 			if a := imp("admin-token-0123456789"); a.status == 413 {
 				t.Errorf("admin import of %d bytes: %d %s", len(csv), a.status, a.body)
 			}
-			a := imp("client-token-0123456789")
-			want := 403
-			if kind == region.HTTPServerFastHTTP {
-				want = 413 // refused on its header, before its body is read
-			}
-			if a.status != want {
-				t.Errorf("client import of %d bytes: %d %s, want %d", len(csv), a.status, a.body, want)
+			// A token that may not import gets its 401/403 on both
+			// servers, not the 413 of the limit (fasthttp refuses the
+			// body on its header, before reading it).
+			for tok, want := range map[string]int{"client-token-0123456789": 403, "no-such-token-0123456789": 401} {
+				if a := imp(tok); a.status != want || a.header["Content-Type"] != "application/problem+json" {
+					t.Errorf("import of %d bytes with %s: %d %v %s, want %d", len(csv), tok, a.status, a.header, a.body, want)
+				}
 			}
 		})
 	}
@@ -422,5 +423,16 @@ func TestShutdownLetsInFlightHoldsFinish(t *testing.T) {
 				t.Fatalf("%d region calls saw their context canceled by the shutdown", n)
 			}
 		})
+	}
+}
+
+// TestDefaultServerIsFastHTTP: without http_server, Serve runs fasthttp
+// (issue 22); "nethttp" picks net/http.
+func TestDefaultServerIsFastHTTP(t *testing.T) {
+	for cfg, want := range map[string]string{"": region.HTTPServerFastHTTP, region.HTTPServerFastHTTP: region.HTTPServerFastHTTP,
+		region.HTTPServerNetHTTP: region.HTTPServerNetHTTP} {
+		if got := newServer(t, newFake(), region.Config{HTTPServer: cfg}).serverKind(); got != want {
+			t.Errorf("http_server %q: serves on %s, want %s", cfg, got, want)
+		}
 	}
 }

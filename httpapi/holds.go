@@ -129,7 +129,7 @@ func (s *Server) createHoldX(x exchange) {
 		status = http.StatusOK
 		x.setHeader("Idempotent-Replayed", "true")
 	}
-	x.setHeader("Location", "/v1/holds/"+rep.Hold.ID)
+	x.setHeaderJoined("Location", "/v1/holds/", rep.Hold.ID)
 	s.writeHold(x, status, rep.Hold)
 }
 

@@ -28,7 +28,7 @@ func (s *Server) writeWaitJoined(x exchange, rep *escrow.Reply) {
 		status = http.StatusOK
 		x.setHeader("Idempotent-Replayed", "true")
 	}
-	x.setHeader("Location", "/v1/waitlist/"+rep.Wait.ID)
+	x.setHeaderJoined("Location", "/v1/waitlist/", rep.Wait.ID)
 	s.sendJSON(x, status, waitJSON(rep.Wait))
 }
 

@@ -95,9 +95,10 @@ type Config struct {
 
 	RequestTimeout time.Duration // HTTP request deadline
 	MaxBodyBytes   int64         // HTTP request body limit
-	// HTTPServer is the HTTP server of the API: HTTPServerNetHTTP (""
-	// too, the default) or HTTPServerFastHTTP (the hold routes served on
-	// github.com/valyala/fasthttp; see docs/operations.md).
+	// HTTPServer is the HTTP server of the API: HTTPServerFastHTTP (""
+	// too, the default: the hold routes served on
+	// github.com/valyala/fasthttp) or HTTPServerNetHTTP (Go's net/http);
+	// see docs/operations.md, "The HTTP server".
 	HTTPServer string
 	// ImportMaxBytes and ImportMaxLines bound one bulk import
 	// (POST /v1/stock/import; 0: DefaultImportMaxBytes/Lines).

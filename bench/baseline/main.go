@@ -105,8 +105,10 @@ func run() error {
 	}
 	// CPU of this client process plus the server's, over the window: the
 	// cost per hold that a busy shared machine distorts least.
-	var cpuStart time.Duration
-	cfg.WindowOpen = func() { cpuStart = loadgen.ProcessCPU() + serverCPU(*serverPID) }
+	// The client's and the server's shares are reported apart too, to
+	// compare each with holdfast's load generator and region.
+	var clientStart, serverStart time.Duration
+	cfg.WindowOpen = func() { clientStart, serverStart = loadgen.ProcessCPU(), serverCPU(*serverPID) }
 	if !*quiet {
 		cfg.Progress = func(p loadgen.Progress) { fmt.Fprintln(os.Stderr, *sysName+": "+p.String()) }
 	}
@@ -114,7 +116,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	cpu := loadgen.ProcessCPU() + serverCPU(*serverPID) - cpuStart
+	clientCPU := loadgen.ProcessCPU() - clientStart
+	srvCPU := serverCPU(*serverPID) - serverStart
+	cpu := clientCPU + srvCPU
 	s.Labels = []loadgen.Label{
 		{Key: "target", Value: *sysName},
 		{Key: "durable", Value: strconv.FormatBool(durable)},
@@ -126,7 +130,9 @@ func run() error {
 	if *serverPID > 0 && s.OK > 0 {
 		s.Labels = append(s.Labels,
 			loadgen.Label{Key: "cpu_cores", Value: strconv.FormatFloat(cpu.Seconds()/s.Elapsed.Seconds(), 'f', 2, 64)},
-			loadgen.Label{Key: "cpu_us_per_hold", Value: strconv.FormatFloat(float64(cpu.Microseconds())/float64(s.OK), 'f', 1, 64)})
+			loadgen.Label{Key: "cpu_us_per_hold", Value: perHold(cpu, s.OK)},
+			loadgen.Label{Key: "client_cpu_us_per_hold", Value: perHold(clientCPU, s.OK)},
+			loadgen.Label{Key: "server_cpu_us_per_hold", Value: perHold(srvCPU, s.OK)})
 	}
 	if s.FirstErr != "" {
 		slog.Warn("errors during the run", "count", s.Errors, "first", s.FirstErr)
@@ -139,4 +145,9 @@ func run() error {
 		return errors.New("no hold was granted")
 	}
 	return nil
+}
+
+// perHold is d in microseconds per granted hold, one decimal.
+func perHold(d time.Duration, ok uint64) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/float64(ok), 'f', 1, 64)
 }

@@ -112,7 +112,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.loadProfile, "load-cpuprofile", "", "write a CPU profile of the catalogue's load (and its settle) to this file")
 	f.StringVar(&o.upProfile, "reopen-cpuprofile", "", "with --reopen, write a CPU profile of the start-up to this file")
 	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (package client over net/http)")
-	f.StringVar(&o.httpServer, "http-server", region.HTTPServerNetHTTP, "HTTP server of the in-process region (--target http): nethttp, or fasthttp (the hold routes on github.com/valyala/fasthttp)")
+	f.StringVar(&o.httpServer, "http-server", region.HTTPServerFastHTTP, "HTTP server of the in-process region (--target http): fasthttp (the hold routes on github.com/valyala/fasthttp), or nethttp")
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory of the in-process region (default: a new temporary directory, removed after)")
 	return cmd
 }
@@ -163,12 +163,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	switch o.httpServer {
 	case "":
-		o.httpServer = region.HTTPServerNetHTTP
+		o.httpServer = region.HTTPServerFastHTTP
 	case region.HTTPServerNetHTTP, region.HTTPServerFastHTTP:
 	default:
 		return fmt.Errorf("--http-server must be %s or %s, got %q", region.HTTPServerNetHTTP, region.HTTPServerFastHTTP, o.httpServer)
 	}
-	if o.httpServer != region.HTTPServerNetHTTP && (o.url != "" || o.target == "engine") {
+	if o.httpServer != region.HTTPServerFastHTTP && (o.url != "" || o.target == "engine") {
 		return errors.New("--http-server picks the in-process region's HTTP server: not with --url or --target engine")
 	}
 	if o.relay && (o.url != "" || o.noEvents) {

@@ -118,7 +118,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.StringVar(&flags.NATSURL, "nats-url", "", "NATS URL of the peers (empty: region on its own)")
 	f.StringVar(&flags.Cluster, "cluster", "holdfast", "cluster name (NATS subject namespace)")
 	f.StringVar(&flags.TokensFile, "tokens-file", "", "bearer tokens with scopes (YAML); empty: no auth, loopback only")
-	f.StringVar(&flags.HTTPServer, "http-server", region.HTTPServerNetHTTP, "HTTP server of the API: nethttp, or fasthttp (the hold routes on github.com/valyala/fasthttp; see docs/operations.md)")
+	f.StringVar(&flags.HTTPServer, "http-server", region.HTTPServerFastHTTP, "HTTP server of the API: fasthttp (the hold routes on github.com/valyala/fasthttp), or nethttp (Go's net/http); see docs/operations.md")
 	f.IntVar(&flags.QueueLen, "queue-len", region.DefaultQueueLen, "client requests waiting for the apply loop before 503")
 	f.IntVar(&flags.MaxBatch, "max-batch", region.DefaultMaxBatch, "inputs per committed batch at most")
 	f.DurationVar(&flags.MaxLinger, "max-linger", region.DefaultMaxLinger, "group commit: longest wait for returning callers before a batch is cut (negative: none)")
