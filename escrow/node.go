@@ -880,6 +880,13 @@ func (n *Node) demandNow(s *skuState) float64 {
 	if s.demandT.IsZero() {
 		return 0
 	}
-	dt := n.now.Sub(s.demandT).Seconds()
-	return s.demand * math.Exp(-dt/n.cfg.DemandTau.Seconds())
+	d := n.now.Sub(s.demandT)
+	if d == 0 {
+		// Noted at this instant (noteDemand ran for the same command, or
+		// an earlier one of the same batch, which shares its clock):
+		// exp(-0) is exactly 1, so the rate is s.demand bit for bit, and
+		// two math.Exp per held line are saved.
+		return s.demand
+	}
+	return s.demand * math.Exp(-d.Seconds()/n.cfg.DemandTau.Seconds())
 }
