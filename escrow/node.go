@@ -90,6 +90,12 @@ type Node struct {
 
 	stats Stats
 	cache skuCache // bounded SKU residency (skucache.go)
+	// lastSKU is the state lookup returned last: a hold looks its SKU up
+	// three to four times (demand, check, grant, top-up), and a batch of
+	// one hot SKU every time. Valid while lastSKU.sku is the name asked
+	// for: newSKU sets sku when it puts the state in skus, and evict
+	// clears the state (and this) when it takes it out.
+	lastSKU *skuState
 
 	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
@@ -347,6 +353,7 @@ func (n *Node) restore(st *State) error {
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.
 	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
+	n.lastSKU = nil
 	n.holds = make(map[string]*holdRec, len(st.Holds))
 	var s *skuState // the previous row's SKU: a store gives rows in SKU order
 	for i := range st.Rows {
