@@ -91,6 +91,12 @@ type Node struct {
 	stats Stats
 	cache skuCache   // bounded SKU residency (skucache.go)
 	snap  snapSender // snapshots in SKU order (snapshot_sku.go)
+	// lastSKU is the state lookup returned last: a hold looks its SKU up
+	// three to four times (demand, check, grant, top-up), and a batch of
+	// one hot SKU every time. Valid while lastSKU.sku is the name asked
+	// for: newSKU sets sku when it puts the state in skus, and evict
+	// clears the state (and this) when it takes it out.
+	lastSKU *skuState
 
 	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
@@ -361,6 +367,7 @@ func (n *Node) restore(st *State) error {
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.
 	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
+	n.lastSKU = nil
 	n.holds = make(map[string]*holdRec, len(st.Holds))
 	var s *skuState // the previous row's SKU: a store gives rows in SKU order
 	for i := range st.Rows {
@@ -897,6 +904,13 @@ func (n *Node) demandNow(s *skuState) float64 {
 	if s.demandT.IsZero() {
 		return 0
 	}
-	dt := n.now.Sub(s.demandT).Seconds()
-	return s.demand * math.Exp(-dt/n.cfg.DemandTau.Seconds())
+	d := n.now.Sub(s.demandT)
+	if d == 0 {
+		// Noted at this instant (noteDemand ran for the same command, or
+		// an earlier one of the same batch, which shares its clock):
+		// exp(-0) is exactly 1, so the rate is s.demand bit for bit, and
+		// two math.Exp per held line are saved.
+		return s.demand
+	}
+	return s.demand * math.Exp(-d.Seconds()/n.cfg.DemandTau.Seconds())
 }

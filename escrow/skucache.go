@@ -118,7 +118,13 @@ func (n *Node) link(i int32) *lruLink { return &n.cache.links[i] }
 // lookup returns the state of sku: resident (a hit), loaded from the row
 // source (a miss), or nil when neither has it.
 func (n *Node) lookup(name string) *skuState {
-	s := n.skus[name]
+	s := n.lastSKU
+	if s == nil || (s.sku != name && !n.cfg.bugs.LookupMemoAnyName) {
+		s = n.skus[name]
+	}
+	if s != nil {
+		n.lastSKU = s
+	}
 	if !n.cache.on {
 		return s
 	}
@@ -319,6 +325,9 @@ func (n *Node) drop(s *skuState) {
 	n.unlink(s.slot)
 	*n.link(s.slot) = lruLink{prev: noSlot, next: noSlot}
 	delete(n.skus, s.sku)
+	if n.lastSKU == s {
+		n.lastSKU = nil
+	}
 	*s = skuState{slot: s.slot}
 	c.free = append(c.free, s)
 	c.resident--
