@@ -35,7 +35,9 @@ import (
 // handles); otherwise it starts over from the first SKU with a new bound,
 // and says so by the bound it answers with.
 //
-// Wire: no new field. Request: Qty = RepairBySKU, ID = a fresh request
+// Wire: no new field. An owner with the cache says so in its digests (Qty =
+// RepairBySKU); a peer asks it in SKU order only then, so requests to an
+// owner without the cache are what they were. Request: Qty = RepairBySKU, ID = a fresh request
 // number (its low snapPartBits bits zero), Seq = after, SKU = the cursor
 // ("" from the start), Epoch = the bound being resumed (0 if none). Answer
 // parts (MsgRows to the asker): Qty = RepairBySKU, ID = the request's ID +
@@ -142,6 +144,12 @@ func (n *Node) snapAdvanced() {
 // progress if there is one, else from seen.
 func (n *Node) repairRequest(to string, p *peer) Message {
 	s := &p.snap
+	if !p.bySKU {
+		// The peer answers in sequence order (no SKU cache, or an older
+		// release): the request of before, byte for byte.
+		*s = snapRecv{}
+		return Message{Type: MsgRepairReq, From: n.cfg.Region, To: to, Seq: p.seen}
+	}
 	// Request numbers grow with the clock so that an answer to a request
 	// made before a restart does not match one made after it.
 	n.snap.nonce = max(n.snap.nonce+1, uint64(max(n.now.UnixMilli(), 0)))
