@@ -24,7 +24,8 @@ import (
 // so when the last chunk has arrived, every own row whose latest change is
 // in (after, bound] has been received: a row changed while the snapshot
 // ran is newer than the bound and comes by broadcast (or the next repair).
-// Only then does the peer advance seen, to the bound.
+// Only then does the peer advance seen: to the bound, or to the end of a
+// run of broadcasts it received that reaches back to the bound (seqRun).
 //
 // Resuming: the asker keeps the cursor (the last SKU through which it has
 // every part, in order) and the bound; a repair timeout, a reconnect
@@ -37,8 +38,9 @@ import (
 //
 // Wire: no new field. An owner with the cache says so in its digests (Qty =
 // RepairBySKU); a peer asks it in SKU order only then, so requests to an
-// owner without the cache are what they were. Request: Qty = RepairBySKU, ID = a fresh request
-// number (its low snapPartBits bits zero), Seq = after, SKU = the cursor
+// owner without the cache are what they were. Request: Qty = RepairBySKU,
+// ID = a fresh request number (its low snapPartBits bits zero), Seq =
+// after, SKU = the cursor
 // ("" from the start), Epoch = the bound being resumed (0 if none). Answer
 // parts (MsgRows to the asker): Qty = RepairBySKU, ID = the request's ID +
 // 1, + 2, ... (the asker takes parts in that order only), PrevSeq = after,
@@ -49,8 +51,9 @@ import (
 // A peer of an older release neither sets Qty on its requests (it gets the
 // sequence-ordered answer) nor is sent an answer in SKU order.
 
-// RepairBySKU in Message.Qty marks a repair request whose asker takes a
-// snapshot in SKU order, and the rows messages of such a snapshot.
+// RepairBySKU in Message.Qty marks the digests of an owner that answers in
+// SKU order, a repair request whose asker takes such an answer, and the
+// rows messages of one.
 const RepairBySKU = 1
 
 const (
