@@ -273,6 +273,8 @@ type peer struct {
 	// contiguous run of its broadcasts received (snapshot_sku.go).
 	snap  snapRecv
 	bcast seqRun
+	// bySKU: its last digest said it answers repairs in SKU order.
+	bySKU bool
 }
 
 type pendingHold struct {

@@ -277,6 +277,7 @@ func (n *Node) onRepair(m *Message) {
 
 func (n *Node) onDigest(m *Message) {
 	p := n.peer(m.From)
+	p.bySKU = m.Qty == RepairBySKU
 	if m.Seq > p.seen {
 		// A digest can overtake the rows it counts: ask only when two
 		// digests in a row show us behind, or at once when the peer says
@@ -307,6 +308,9 @@ func (n *Node) digest() {
 	n.lastDigest = n.now
 	m := Message{Type: MsgDigest, From: n.cfg.Region, Seq: n.seq, Urgent: n.urgentDigest, Seen: n.seenList(),
 		Fenced: n.fenceHeld(), Epoch: n.clockStamp()}
+	if n.cache.on {
+		m.Qty = RepairBySKU // this node answers repairs in SKU order (snapshot_sku.go)
+	}
 	n.urgentDigest = false
 	n.digestSKUs(&m)
 	n.send(m)

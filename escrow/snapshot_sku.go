@@ -24,7 +24,8 @@ import (
 // so when the last chunk has arrived, every own row whose latest change is
 // in (after, bound] has been received: a row changed while the snapshot
 // ran is newer than the bound and comes by broadcast (or the next repair).
-// Only then does the peer advance seen, to the bound.
+// Only then does the peer advance seen: to the bound, or to the end of a
+// run of broadcasts it received that reaches back to the bound (seqRun).
 //
 // Resuming: the asker keeps the cursor (the last SKU through which it has
 // every part, in order) and the bound; a repair timeout, a reconnect
@@ -35,8 +36,11 @@ import (
 // handles); otherwise it starts over from the first SKU with a new bound,
 // and says so by the bound it answers with.
 //
-// Wire: no new field. Request: Qty = RepairBySKU, ID = a fresh request
-// number (its low snapPartBits bits zero), Seq = after, SKU = the cursor
+// Wire: no new field. An owner with the cache says so in its digests (Qty =
+// RepairBySKU); a peer asks it in SKU order only then, so requests to an
+// owner without the cache are what they were. Request: Qty = RepairBySKU,
+// ID = a fresh request number (its low snapPartBits bits zero), Seq =
+// after, SKU = the cursor
 // ("" from the start), Epoch = the bound being resumed (0 if none). Answer
 // parts (MsgRows to the asker): Qty = RepairBySKU, ID = the request's ID +
 // 1, + 2, ... (the asker takes parts in that order only), PrevSeq = after,
@@ -47,8 +51,9 @@ import (
 // A peer of an older release neither sets Qty on its requests (it gets the
 // sequence-ordered answer) nor is sent an answer in SKU order.
 
-// RepairBySKU in Message.Qty marks a repair request whose asker takes a
-// snapshot in SKU order, and the rows messages of such a snapshot.
+// RepairBySKU in Message.Qty marks the digests of an owner that answers in
+// SKU order, a repair request whose asker takes such an answer, and the
+// rows messages of one.
 const RepairBySKU = 1
 
 const (
@@ -142,6 +147,12 @@ func (n *Node) snapAdvanced() {
 // progress if there is one, else from seen.
 func (n *Node) repairRequest(to string, p *peer) Message {
 	s := &p.snap
+	if !p.bySKU {
+		// The peer answers in sequence order (no SKU cache, or an older
+		// release): the request of before, byte for byte.
+		*s = snapRecv{}
+		return Message{Type: MsgRepairReq, From: n.cfg.Region, To: to, Seq: p.seen}
+	}
 	// Request numbers grow with the clock so that an answer to a request
 	// made before a restart does not match one made after it.
 	n.snap.nonce = max(n.snap.nonce+1, uint64(max(n.now.UnixMilli(), 0)))

@@ -49,8 +49,9 @@ func snapshotScenario(t *testing.T, bugs plantedbugs.Bugs) snapRun {
 	eu.req = skus + 1
 	eu.sent = nil
 	eu.store.ranges = nil
-	// us hears that eu is ahead (an urgent digest) and asks from 0.
-	dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq, Urgent: true}
+	// us hears that eu is ahead (an urgent digest, which says eu answers in
+	// SKU order) and asks from 0.
+	dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq, Urgent: true, Qty: RepairBySKU}
 	if err := us.n.Step(Input{Now: us.now, Msg: &dg}); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +275,7 @@ func TestSnapshotSlowAnswerNotAskedAgain(t *testing.T) {
 	}
 	eu.drain()
 	eu.sent = nil
-	dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq, Urgent: true}
+	dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq, Urgent: true, Qty: RepairBySKU}
 	if err := us.n.Step(Input{Now: us.now, Msg: &dg}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +294,7 @@ func TestSnapshotSlowAnswerNotAskedAgain(t *testing.T) {
 	}
 	for i := range parts {
 		us.now = us.now.Add(400 * time.Millisecond) // 4 s in all, the timeout 1 s
-		dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq}
+		dg := Message{Type: MsgDigest, From: "eu", Seq: eu.n.seq, Qty: RepairBySKU}
 		for _, m := range []*Message{&dg, &parts[i]} {
 			if err := us.n.Step(Input{Now: us.now, Msg: m}); err != nil {
 				t.Fatal(err)
