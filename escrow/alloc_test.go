@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -81,7 +82,28 @@ func TestReadyGrowsOnce(t *testing.T) {
 		t.Fatalf("a Ready of %d holds costs %.1f allocations, want at most %.0f", holds, got, want)
 	}
 	t.Logf("a Ready of %d holds: %.1f allocations", holds, got)
+	// Bytes too: per hold its record (112), its share of the arenas' hold
+	// copies (the one the event and the reply share, and Persist.Holds':
+	// 216 each), its event, reply, line and expiry entries, and the maps'
+	// growth. One more copy of the hold per hold (216 bytes), or slices
+	// that grow by doubling again, break the bound.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const batches = 20
+	for i := 0; i < batches; i++ {
+		batch()
+	}
+	runtime.ReadMemStats(&after)
+	perHold := float64(after.TotalAlloc-before.TotalAlloc) / (batches * holds)
+	if perHold > maxBatchedHoldBytes {
+		t.Fatalf("a hold in a Ready of %d allocates %.0f bytes, want at most %d", holds, perHold, maxBatchedHoldBytes)
+	}
+	t.Logf("a hold in a Ready of %d: %.0f bytes allocated", holds, perHold)
 }
+
+// maxBatchedHoldBytes bounds the bytes a hold allocates in a Ready of 256
+// (TestReadyGrowsOnce): 962 on average in BenchmarkNodeHoldBatch.
+const maxBatchedHoldBytes = 1100
 
 // TestHoldEventSharesReply: the event stating a hold's creation and the
 // reply that grants it share one read-only copy of the hold (one copy of

@@ -22,8 +22,10 @@ type memStore struct {
 	peerSeq map[string]uint64
 	recount map[string]time.Time
 	batches int
-	region  string // owner of the holds, learnt from the first hold event (checkEvents)
-	index   *storeIndex
+	// ranges: rows each ScanRowsFrom call handed out (snapshot tests).
+	ranges []int
+	region string // owner of the holds, learnt from the first hold event (checkEvents)
+	index  *storeIndex
 }
 
 func newMemStore() *memStore {

@@ -89,7 +89,14 @@ type Node struct {
 	createdCopy *Hold
 
 	stats Stats
-	cache skuCache // bounded SKU residency (skucache.go)
+	cache skuCache   // bounded SKU residency (skucache.go)
+	snap  snapSender // snapshots in SKU order (snapshot_sku.go)
+	// lastSKU is the state lookup returned last: a hold looks its SKU up
+	// three to four times (demand, check, grant, top-up), and a batch of
+	// one hot SKU every time. Valid while lastSKU.sku is the name asked
+	// for: newSKU sets sku when it puts the state in skus, and evict
+	// clears the state (and this) when it takes it out.
+	lastSKU *skuState
 
 	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
@@ -188,6 +195,14 @@ type Stats struct {
 	// from memory, SKUs read from the row source, SKUs dropped, and the
 	// SKUs resident now (gauge).
 	SKUCacheHits, SKUCacheMisses, SKUCacheEvictions, SKUResident uint64
+	// Snapshots in SKU order (snapshot_sku.go). Sent: own rows and their
+	// encoded bytes in answers. Received: rows and bytes of parts taken
+	// in order, answers (chunks) complete, snapshots started and done,
+	// parts out of order or of an old request (their rows merged, the
+	// cursor not moved), and snapshots in progress now (gauge).
+	SnapshotRowsSent, SnapshotBytesSent                                           uint64
+	SnapshotRowsReceived, SnapshotBytesReceived, SnapshotChunksReceived           uint64
+	SnapshotsStarted, SnapshotsDone, SnapshotPartsOutOfOrder, SnapshotsInProgress uint64
 }
 
 type skuState struct {
@@ -254,6 +269,10 @@ type peer struct {
 	// clockHW: the highest clock stamp (Unix ms) of its digests and borrow
 	// requests, bounded (borrow_stale.go). Not persisted.
 	clockHW uint64
+	// snap: the snapshot in SKU order coming from it; bcast: the latest
+	// contiguous run of its broadcasts received (snapshot_sku.go).
+	snap  snapRecv
+	bcast seqRun
 }
 
 type pendingHold struct {
@@ -341,12 +360,14 @@ func (n *Node) restoreFrom(st *State) (err error) {
 func (n *Node) restore(st *State) error {
 	n.seq = st.Seq
 	n.bcastSeq = st.Seq
+	n.snap.durable = st.Seq // every restored row is stored
 	if n.cache.on && len(st.Rows) > 0 {
 		return errorf(CodeInvalid, "with a row source (Config.Rows) the restored state must carry no rows: the node reads them from the source")
 	}
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.
 	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
+	n.lastSKU = nil
 	n.holds = make(map[string]*holdRec, len(st.Holds))
 	var s *skuState // the previous row's SKU: a store gives rows in SKU order
 	for i := range st.Rows {
@@ -494,6 +515,7 @@ func (n *Node) Stats() Stats {
 		c := &n.cache
 		s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions, s.SKUResident = c.hits, c.miss, c.evictions, uint64(c.resident)
 	}
+	s.SnapshotsInProgress = n.snapshotsInProgress()
 	return s
 }
 
@@ -619,6 +641,7 @@ func (n *Node) Ready() Ready {
 		n.bcastSeq = n.seq
 	}
 	n.lastEvents, n.lastReplies = len(rd.Persist.Events), len(rd.Reply)
+	n.snapReady()
 	n.readies++
 	return rd
 }
@@ -631,6 +654,7 @@ func (n *Node) Advance() {
 	}
 	n.readies--
 	n.cache.advanced++
+	n.snapAdvanced()
 	if n.cache.on {
 		n.evict()
 	}
@@ -880,6 +904,13 @@ func (n *Node) demandNow(s *skuState) float64 {
 	if s.demandT.IsZero() {
 		return 0
 	}
-	dt := n.now.Sub(s.demandT).Seconds()
-	return s.demand * math.Exp(-dt/n.cfg.DemandTau.Seconds())
+	d := n.now.Sub(s.demandT)
+	if d == 0 {
+		// Noted at this instant (noteDemand ran for the same command, or
+		// an earlier one of the same batch, which shares its clock):
+		// exp(-0) is exactly 1, so the rate is s.demand bit for bit, and
+		// two math.Exp per held line are saved.
+		return s.demand
+	}
+	return s.demand * math.Exp(-d.Seconds()/n.cfg.DemandTau.Seconds())
 }

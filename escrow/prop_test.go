@@ -228,6 +228,9 @@ func newPWorldCache(seed uint64, bugs plantedbugs.Bugs, cache int) *pworld {
 		store := newMemStore()
 		if cache > 0 {
 			cfg.Rows, cfg.MaxResidentSKUs = store, cache
+			// Snapshots in SKU order of at most two rows an answer, so
+			// that repairs of the five SKUs go in several chunks.
+			cfg.MaxRepairRows = 2
 		}
 		n, err := NewNode(cfg, nil)
 		if err != nil {

@@ -145,3 +145,85 @@ func TestOldestOwnChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairInChunksResumes: a snapshot in sequence order (the owner
+// without the SKU cache) cut by a disconnect in its third answer resumes
+// from the end of the second: the request after the reconnect asks from
+// the sequence the second answer ended at, not from 0, and the rows of the
+// cut answer that arrived are merged. Seed-free: the cut is fixed.
+func TestRepairInChunksResumes(t *testing.T) {
+	const skus, chunk = 5000, 1000
+	eu := newTNode(t, Config{Region: "eu", DigestInterval: time.Second, MaxRepairRows: chunk, MaxRowsPerMsg: 100})
+	us := newTNode(t, Config{Region: "us", DigestInterval: time.Second})
+	for i := 0; i < skus; i++ {
+		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
+		if i%500 == 499 {
+			eu.drain()
+		}
+	}
+	eu.drain()
+	eu.sent = nil
+	toEU := []Message{{Type: MsgRepairReq, From: "us", To: "eu", Seq: 0}}
+	answers, resumedFrom := 0, uint64(0)
+	for round := 0; len(toEU) > 0; round++ {
+		if round > 50 {
+			t.Fatalf("still repairing after %d rounds", round)
+		}
+		for i := range toEU {
+			if answers == 3 && resumedFrom == 0 {
+				resumedFrom = toEU[i].Seq
+			}
+			if err := eu.n.Step(Input{Now: eu.now, Msg: &toEU[i]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		toEU = nil
+		eu.drain()
+		msgs := eu.sent
+		eu.sent = nil
+		cut := false
+		for _, m := range msgs {
+			if m.To == "us" && len(m.Rows) > 0 {
+				answers++
+				break
+			}
+		}
+		if answers == 3 && resumedFrom == 0 {
+			msgs = msgs[:len(msgs)/2] // the link drops halfway through the third answer
+			cut = true
+		}
+		for i := range msgs {
+			if err := us.n.Step(Input{Now: us.now, Msg: &msgs[i]}); err != nil {
+				t.Fatalf("round %d: us refused %s: %v", round, msgs[i].Type, err)
+			}
+		}
+		if cut {
+			us.now = us.now.Add(time.Second)
+			if err := us.n.Step(Input{Now: us.now, Resync: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		us.drain()
+		for _, m := range us.sent {
+			if m.Type == MsgRepairReq && m.To == "eu" {
+				toEU = append(toEU, m)
+			}
+		}
+		us.sent = nil
+	}
+	// The second answer ended at its last row's sequence: about 2,000.
+	if resumedFrom < 2*chunk-chunk/10 || resumedFrom > 2*chunk+chunk/10 {
+		t.Fatalf("after the disconnect us asked from %d, want the end of the second answer (~%d)", resumedFrom, 2*chunk)
+	}
+	for i := 0; i < skus; i++ {
+		sku := fmt.Sprintf("sku-%05d", i)
+		want, _ := eu.n.RowSeq(sku, "eu")
+		if got, ok := us.n.RowSeq(sku, "eu"); !ok || got != want {
+			t.Fatalf("%s: us has eu's row at seq %d (%v), eu at %d", sku, got, ok, want)
+		}
+	}
+	if served := eu.n.Stats().RepairRowsServed; served > skus+chunk {
+		t.Fatalf("%d rows served for %d: more than the cut answer again", served, skus)
+	}
+	t.Logf("resumed from seq %d; %d rows served", resumedFrom, eu.n.Stats().RepairRowsServed)
+}

@@ -124,6 +124,18 @@ func sumInto(r *Row, o *Row) bool {
 
 func (n *Node) onRows(m *Message) {
 	p := n.peer(m.From)
+	if m.To == n.cfg.Region {
+		if m.Qty == RepairBySKU {
+			n.onSnapRows(m, p) // snapshot_sku.go
+			return
+		}
+		// An answer in sequence order: the peer no longer answers in SKU
+		// order (restarted without the SKU cache), so a snapshot in
+		// progress from it is given up and seen is asked from again.
+		p.snap = snapRecv{}
+	} else {
+		p.bcast.note(m.PrevSeq, m.Seq) // snapshot_sku.go
+	}
 	changed := n.mergeRows(m.Rows)
 	if m.To == n.cfg.Region && !m.More {
 		// The answer to our repair (perhaps "nothing new"): a later sign
@@ -227,11 +239,15 @@ func (n *Node) gap(from string, p *peer) {
 	p.askAgain = false
 	p.repairAt = n.now
 	n.stats.RepairsSent++
-	n.send(Message{Type: MsgRepairReq, From: n.cfg.Region, To: from, Seq: p.seen})
+	n.send(n.repairRequest(from, p))
 }
 
 func (n *Node) onRepair(m *Message) {
 	n.peer(m.From)
+	if m.Qty == RepairBySKU && n.cache.on {
+		n.onRepairBySKU(m) // snapshot_sku.go
+		return
+	}
 	// A snapshot in chunks: past MaxRepairRows, the answer covers the
 	// oldest changes, up to the sequence of its last row. That claim is
 	// true (every own row whose latest change is in (m.Seq, upTo] is in

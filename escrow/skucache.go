@@ -46,6 +46,12 @@ type RowSource interface {
 	// returns an error (returned as is). f must not keep r. A full scan:
 	// used for repairs and whole-catalogue accessors only.
 	ScanRows(f func(r *Row) error) error
+	// ScanRowsFrom calls f with every stored row of the SKUs after `after`
+	// (of every SKU when after is ""), in SKU order, until f returns an
+	// error (returned as is). f must not keep r. A range scan: a snapshot
+	// in SKU order (snapshot_sku.go) reads one chunk's range per answer
+	// and stops it through f.
+	ScanRowsFrom(after string, f func(r *Row) error) error
 }
 
 // lruLink is one slot's place in the LRU list, and the last Ready that
@@ -112,7 +118,13 @@ func (n *Node) link(i int32) *lruLink { return &n.cache.links[i] }
 // lookup returns the state of sku: resident (a hit), loaded from the row
 // source (a miss), or nil when neither has it.
 func (n *Node) lookup(name string) *skuState {
-	s := n.skus[name]
+	s := n.lastSKU
+	if s == nil || (s.sku != name && !n.cfg.bugs.LookupMemoAnyName) {
+		s = n.skus[name]
+	}
+	if s != nil {
+		n.lastSKU = s
+	}
 	if !n.cache.on {
 		return s
 	}
@@ -313,6 +325,9 @@ func (n *Node) drop(s *skuState) {
 	n.unlink(s.slot)
 	*n.link(s.slot) = lruLink{prev: noSlot, next: noSlot}
 	delete(n.skus, s.sku)
+	if n.lastSKU == s {
+		n.lastSKU = nil
+	}
 	*s = skuState{slot: s.slot}
 	c.free = append(c.free, s)
 	c.resident--
@@ -483,13 +498,19 @@ func (m *MemRows) SKURows(sku string, dst []Row) ([]Row, error) {
 }
 
 // ScanRows implements RowSource.
-func (m *MemRows) ScanRows(f func(r *Row) error) error {
+func (m *MemRows) ScanRows(f func(r *Row) error) error { return m.ScanRowsFrom("", f) }
+
+// ScanRowsFrom implements RowSource (a sort of the SKUs per call: for
+// tests and the simulator).
+func (m *MemRows) ScanRowsFrom(after string, f func(r *Row) error) error {
 	if m.Fail != nil {
 		return m.Fail
 	}
 	skus := make([]string, 0, len(m.m))
 	for k := range m.m {
-		skus = append(skus, k)
+		if k > after {
+			skus = append(skus, k)
+		}
 	}
 	slices.Sort(skus)
 	for _, k := range skus {

@@ -30,10 +30,14 @@ func (s *memStore) SKURows(sku string, dst []Row) ([]Row, error) {
 	return dst, nil
 }
 
-func (s *memStore) ScanRows(f func(r *Row) error) error {
+func (s *memStore) ScanRows(f func(r *Row) error) error { return s.ScanRowsFrom("", f) }
+
+func (s *memStore) ScanRowsFrom(after string, f func(r *Row) error) error {
 	keys := make([][2]string, 0, len(s.rows))
 	for k := range s.rows {
-		keys = append(keys, k)
+		if k[0] > after {
+			keys = append(keys, k)
+		}
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i][0] != keys[j][0] {
@@ -41,11 +45,13 @@ func (s *memStore) ScanRows(f func(r *Row) error) error {
 		}
 		return keys[i][1] < keys[j][1]
 	})
+	s.ranges = append(s.ranges, 0)
 	for _, k := range keys {
 		r, err := DecodeRow(s.rows[k])
 		if err != nil {
 			return err
 		}
+		s.ranges[len(s.ranges)-1]++
 		if err := f(&r); err != nil {
 			return err
 		}
@@ -57,13 +63,15 @@ func (s *memStore) ScanRows(f func(r *Row) error) error {
 // reordering network, crashes and restarts) with every node keeping at
 // most 2, then 5, of the 5 SKUs resident: the same safety, model,
 // convergence and liveness checks, and checkResidency after every step.
+// Repairs go as snapshots in SKU order of two rows an answer (several
+// chunks), which must happen.
 func TestSKUCacheProperty(t *testing.T) {
 	steps, seeds := 1500, propSeeds
 	if testing.Short() {
 		steps, seeds = 400, propSeeds[:6]
 	}
 	for _, bound := range []int{2, 5} {
-		var miss, evict uint64
+		var miss, evict, chunks, snaps uint64
 		for _, seed := range seeds {
 			w := newPWorldCache(seed, plantedbugs.Bugs{}, bound)
 			if err := w.run(steps); err != nil {
@@ -73,9 +81,16 @@ func TestSKUCacheProperty(t *testing.T) {
 				cs := pn.n.CacheStats()
 				miss += cs.Misses
 				evict += cs.Evictions
+				st := pn.n.Stats()
+				chunks += st.SnapshotChunksReceived
+				snaps += st.SnapshotsDone
 			}
 		}
-		t.Logf("bound %d: %d seeds, %d misses, %d evictions", bound, len(seeds), miss, evict)
+		t.Logf("bound %d: %d seeds, %d misses, %d evictions, %d snapshots in SKU order done, %d chunks",
+			bound, len(seeds), miss, evict, snaps, chunks)
+		if snaps == 0 || chunks <= snaps {
+			t.Fatalf("bound %d: %d snapshots in SKU order done in %d chunks: the path was not exercised", bound, snaps, chunks)
+		}
 		if bound == 2 && (miss == 0 || evict == 0) {
 			t.Fatalf("bound %d: misses %d, evictions %d: the cache never worked", bound, miss, evict)
 		}

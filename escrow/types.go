@@ -385,11 +385,14 @@ type Ready struct {
 	Persist Persist
 	Send    []Message
 	Reply   []Reply
+	// Snapshots reports the progress of snapshots in SKU order received
+	// (snapshot_sku.go), for the runtime's logs; nothing to persist.
+	Snapshots []SnapshotProgress
 }
 
 // Empty reports whether the Ready carries nothing.
 func (rd *Ready) Empty() bool {
-	return rd.Persist.Empty() && len(rd.Send) == 0 && len(rd.Reply) == 0
+	return rd.Persist.Empty() && len(rd.Send) == 0 && len(rd.Reply) == 0 && len(rd.Snapshots) == 0
 }
 
 // State is the durable state of a node, as loaded by a runtime on start.

@@ -130,9 +130,12 @@ func (t *Transport) publishMsg(m *escrow.Message, buf []byte) []byte {
 	m = &wm
 	buf, err = escrow.EncodeMessage(buf[:0], m)
 	if err != nil {
-		if m.Type == escrow.MsgRows && len(m.Rows) > 1 {
+		if m.Type == escrow.MsgRows && len(m.Rows) > 1 && m.Qty != escrow.RepairBySKU {
 			// Too big for one message: publish it as a chain of parts, in
-			// the version already chosen.
+			// the version already chosen. Never a part of a snapshot in SKU
+			// order: its cursor would cover rows of the other half (the
+			// node cuts those parts to fit; one that does not is dropped
+			// and the peer asks again from its cursor).
 			a, b := splitRows(m)
 			a.Speaks, b.Speaks = max(a.Speaks, 1), max(b.Speaks, 1)
 			buf = t.publishMsg(&a, buf)
@@ -181,6 +184,9 @@ func wireLabel(m *escrow.Message) string {
 func msgLabel(m *escrow.Message) string {
 	if m.Type == escrow.MsgBorrowReq && !m.Urgent {
 		return "topup"
+	}
+	if m.Type == escrow.MsgRows && m.To != "" && m.Qty == escrow.RepairBySKU {
+		return "snapshot" // a part of a snapshot in SKU order (escrow/snapshot_sku.go)
 	}
 	return m.Type.String()
 }

@@ -101,7 +101,10 @@ func (t *Transport) handle(subject string, data []byte, now time.Time) bool {
 	case escrow.MsgDigest:
 		t.m.lag.noteDigest(m.From, m.Seq, now)
 	case escrow.MsgRows:
-		if !m.More {
+		// A chunk of a snapshot in SKU order ends at the snapshot's bound
+		// but covers only the SKUs up to its cursor: only the last one
+		// (no cursor) says the rows up to the bound are here.
+		if !m.More && (m.Qty != escrow.RepairBySKU || m.SKU == "") {
 			t.m.lag.noteRows(m.From, m.Seq)
 		}
 	case escrow.MsgBorrowResp:

@@ -129,9 +129,7 @@ func testWipedStore(t *testing.T, ignoreFence bool) {
 	}
 	w.waitKnows("eu", "us", "A", 10)
 	for i := 0; i < 5; i++ { // eu borrows from us for each
-		if r := w.mustDo("eu", hold("A", 1)); r.Err != nil {
-			t.Fatalf("hold %d at eu: %v", i, r.Err)
-		}
+		w.mustHoldBorrowing("eu", "A")
 	}
 	w.waitConverged("A", 5*time.Second)
 	var euSeq uint64

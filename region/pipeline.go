@@ -254,9 +254,11 @@ func (r *Region) stepLoop() {
 			answered += b.answered
 			if b.final {
 				syncing = false
-				target, lingerUntil = cohort+answered, time.Time{}
+				var d time.Duration
+				target, d = r.lingerAfter(cohort, answered)
 				answered = 0
-				if d := r.lingerFor(answered); d > 0 {
+				lingerUntil = time.Time{}
+				if d > 0 {
 					lingerUntil = time.Now().Add(d)
 				}
 			}
@@ -286,6 +288,14 @@ func (r *Region) stepLoop() {
 func (r *Region) writeAhead() bool {
 	_, ok := r.storage.(asyncStorage)
 	return ok
+}
+
+// lingerAfter is what the stepper waits for once a final batch is done:
+// the inputs stepped since the last final cut (cohort) and as many more
+// as the batches done since then answered (the callers who come back),
+// for at most lingerFor(answered).
+func (r *Region) lingerAfter(cohort, answered int) (target int, d time.Duration) {
+	return cohort + answered, r.lingerFor(answered)
 }
 
 // lingerFor is how long the stepper may wait for returning callers before
@@ -536,6 +546,9 @@ func (r *Region) deliver(b *batch, err error) {
 	}
 	if t := r.transport(); t != nil && len(b.rd.Send) > 0 {
 		t.Send(b.rd.Send)
+	}
+	if len(b.rd.Snapshots) > 0 {
+		r.logSnapshots(b.rd.Snapshots)
 	}
 	m.countHolds(b.rd.Reply, false)
 	m.observeWaits(&b.rd.Persist)

@@ -169,6 +169,7 @@ func newRegion(cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
 	r.metrics.reg.MustRegister(r.digestCollectors()...)
+	r.metrics.reg.MustRegister(r.snapshotCollectors()...)
 	r.metrics.reg.MustRegister(r.locationCollectors()...)
 	r.metrics.reg.MustRegister(r.waitlistCollectors()...)
 	r.registerEvents()

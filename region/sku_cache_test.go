@@ -1,11 +1,13 @@
 package region
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +55,28 @@ func (m *rowMemStorage) ScanRows(f func(r *escrow.Row) error) error {
 		return err
 	}
 	for i := range st.Rows {
+		if err := f(&st.Rows[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *rowMemStorage) ScanRowsFrom(after string, f func(r *escrow.Row) error) error {
+	m.fmu.Lock()
+	m.scans++
+	m.fmu.Unlock()
+	st, err := m.Load()
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(st.Rows, func(a, b escrow.Row) int {
+		return cmp.Or(strings.Compare(a.SKU, b.SKU), strings.Compare(a.Region, b.Region))
+	})
+	for i := range st.Rows {
+		if st.Rows[i].SKU <= after {
+			continue
+		}
 		if err := f(&st.Rows[i]); err != nil {
 			return err
 		}

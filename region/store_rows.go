@@ -79,6 +79,51 @@ func (s *Store) ScanRows(f func(r *escrow.Row) error) error {
 	})
 }
 
+// ScanRowsFrom implements escrow.RowSource: the rows of the SKUs after
+// `after`, in key (SKU) order, from one iterator positioned with a seek
+// (the lower bound), so a snapshot chunk reads its range only.
+func (s *Store) ScanRowsFrom(after string, f func(r *escrow.Row) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrStoreClosed
+	}
+	if err := s.failed(); err != nil {
+		return err
+	}
+	lo := []byte(pfxRow)
+	if after != "" {
+		// Past every key of after (after + 0 + region): after + 1 sorts
+		// before any longer SKU that starts with after (a stock key has
+		// no byte below 1).
+		lo = append(appendRowKey(nil, after, "")[:len(pfxRow)+len(after)], 1)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(pfxRow)})
+	if err != nil {
+		return fmt.Errorf("region store: scan rows after %q: %w", after, err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("region store: read %s: %w", fmtKey(it.Key()), err)
+		}
+		r, err := s.decodeRowKV(it.Key(), v)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if err := f(&r); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("region store: scan rows after %q: %w", after, err)
+	}
+	return nil
+}
+
 // decodeRowKV decodes a row and checks it against its key, as Load does.
 func (s *Store) decodeRowKV(k, v []byte) (escrow.Row, error) {
 	sku, region, ok := splitRowKey(k)

@@ -111,10 +111,16 @@ func (d *durable) SKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
 }
 
 // ScanRows implements escrow.RowSource: every row, in SKU order.
-func (d *durable) ScanRows(f func(r *escrow.Row) error) error {
+func (d *durable) ScanRows(f func(r *escrow.Row) error) error { return d.ScanRowsFrom("", f) }
+
+// ScanRowsFrom implements escrow.RowSource: the rows of the SKUs after
+// `after`, in SKU order (a sort per call: simulated disks are small).
+func (d *durable) ScanRowsFrom(after string, f func(r *escrow.Row) error) error {
 	keys := make([][2]string, 0, len(d.rows))
 	for k := range d.rows {
-		keys = append(keys, k)
+		if k[0] > after {
+			keys = append(keys, k)
+		}
 	}
 	slices.SortFunc(keys, func(a, b [2]string) int {
 		if a[0] != b[0] {

@@ -53,6 +53,13 @@ type Bugs struct {
 	// saved (dirty, unbroadcast, or in a Ready not yet Advanced), so a
 	// reload from the store loses its latest changes.
 	EvictDirty bool
+	// SnapshotSkipsRow: an answer of a snapshot in SKU order leaves out its
+	// last row while its cursor moves past it, so the peer never has it.
+	SnapshotSkipsRow bool
+	// LookupMemoAnyName: the node's memo of the SKU it looked up last is
+	// returned for any name, not only its own (a hold of one SKU reserves
+	// units of the SKU looked up before it).
+	LookupMemoAnyName bool
 }
 
 // Any reports whether any bug is on.
