@@ -118,23 +118,35 @@ func (s *Server) writeHold(x exchange, status int, h *escrow.Hold) {
 // non-ASCII in strings, other or repeated keys, metadata, nulls, other
 // number forms, trailing data, malformed JSON): the caller then decodes
 // with encoding/json, which accepts or rejects it with its own message.
-// What it accepts, encoding/json decodes to the same value.
+// What it accepts, encoding/json decodes to the same value. Keys are
+// compared in place and no closure is made: the only allocations are the
+// items and the strings kept (SKUs, ttl).
 func parseCreateFast(buf []byte, body *api.CreateHoldRequest) bool {
 	p := fastParser{b: buf}
-	seenItems, seenTTL := false, false
-	if !p.object(func(key string) bool {
-		switch {
-		case key == "items" && !seenItems:
-			seenItems = true
-			return p.items(body)
-		case key == "ttl" && !seenTTL:
-			seenTTL = true
-			var ok bool
-			body.TTL, ok = p.str()
-			return ok
-		}
+	if !p.byte('{') {
 		return false
-	}) {
+	}
+	seenItems, seenTTL := false, false
+	for more := !p.peek('}'); more; more = p.byte(',') {
+		key, ok := p.raw()
+		if !ok || !p.byte(':') {
+			return false
+		}
+		switch {
+		case string(key) == "items" && !seenItems:
+			seenItems = true
+			ok = p.items(body)
+		case string(key) == "ttl" && !seenTTL:
+			seenTTL = true
+			body.TTL, ok = p.str()
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	if !p.byte('}') {
 		return false
 	}
 	p.ws()
@@ -172,25 +184,31 @@ func (p *fastParser) peek(c byte) bool {
 	return p.i < len(p.b) && p.b[p.i] == c
 }
 
-// str reads a string of printable ASCII without escapes.
-func (p *fastParser) str() (string, bool) {
+// raw reads a string of printable ASCII without escapes and returns its
+// bytes in place (valid as long as the body).
+func (p *fastParser) raw() ([]byte, bool) {
 	if !p.byte('"') {
-		return "", false
+		return nil, false
 	}
 	start := p.i
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		if c == '"' {
-			s := string(p.b[start:p.i])
 			p.i++
-			return s, true
+			return p.b[start : p.i-1], true
 		}
 		if c < 0x20 || c >= 0x80 || c == '\\' {
-			return "", false
+			return nil, false
 		}
 		p.i++
 	}
-	return "", false
+	return nil, false
+}
+
+// str is raw as a string of its own.
+func (p *fastParser) str() (string, bool) {
+	b, ok := p.raw()
+	return string(b), ok
 }
 
 // uint reads a JSON integer that fits a uint64: "0" or [1-9][0-9]*.
@@ -217,26 +235,6 @@ func (p *fastParser) uint() (uint64, bool) {
 	return v, true
 }
 
-// object reads a JSON object: for each key, field reads the value or
-// returns false to refuse the whole body.
-func (p *fastParser) object(field func(key string) bool) bool {
-	if !p.byte('{') {
-		return false
-	}
-	if !p.peek('}') {
-		for {
-			key, ok := p.str()
-			if !ok || !p.byte(':') || !field(key) {
-				return false
-			}
-			if !p.byte(',') {
-				break
-			}
-		}
-	}
-	return p.byte('}')
-}
-
 func (p *fastParser) items(body *api.CreateHoldRequest) bool {
 	if !p.byte('[') {
 		return false
@@ -249,20 +247,8 @@ func (p *fastParser) items(body *api.CreateHoldRequest) bool {
 		if len(body.Items) > escrow.MaxLines {
 			return false // let encoding/json decode the whole, longer list
 		}
-		var it api.Item
-		seenSKU, seenQty := false, false
-		if !p.object(func(key string) bool {
-			var ok bool
-			switch {
-			case key == "sku" && !seenSKU:
-				seenSKU = true
-				it.SKU, ok = p.str()
-			case key == "qty" && !seenQty:
-				seenQty = true
-				it.Qty, ok = p.uint()
-			}
-			return ok
-		}) {
+		it, ok := p.item()
+		if !ok {
 			return false
 		}
 		body.Items = append(body.Items, it)
@@ -271,4 +257,33 @@ func (p *fastParser) items(body *api.CreateHoldRequest) bool {
 		}
 		return p.byte(']')
 	}
+}
+
+// item reads {"sku":"..","qty":N} (either key at most once, in any order).
+func (p *fastParser) item() (api.Item, bool) {
+	var it api.Item
+	if !p.byte('{') {
+		return it, false
+	}
+	seenSKU, seenQty := false, false
+	for more := !p.peek('}'); more; more = p.byte(',') {
+		key, ok := p.raw()
+		if !ok || !p.byte(':') {
+			return it, false
+		}
+		switch {
+		case string(key) == "sku" && !seenSKU:
+			seenSKU = true
+			it.SKU, ok = p.str()
+		case string(key) == "qty" && !seenQty:
+			seenQty = true
+			it.Qty, ok = p.uint()
+		default:
+			ok = false
+		}
+		if !ok {
+			return it, false
+		}
+	}
+	return it, p.byte('}')
 }

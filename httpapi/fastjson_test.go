@@ -106,3 +106,40 @@ func TestParseCreateFastAgreesWithEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseCreateFast: whatever the fast path accepts, encoding/json (as
+// decodeBody runs it) accepts too and decodes to the same value. The seeds
+// run with go test; go test -fuzz FuzzParseCreateFast ./httpapi explores.
+func FuzzParseCreateFast(f *testing.F) {
+	for _, s := range []string{
+		`{"items":[{"sku":"A","qty":1}],"ttl":"10m0s"}`,
+		` { "ttl" : "10m" , "items" : [ { "qty" : 2 , "sku" : "sku-1" } , {"sku":"B","qty":7} ] } `,
+		`{"items":[{}]}`, `{}`, `{"items":[{"sku":"A","qty":1},]}`, `{"items":[{"sku":"A","sku":"B"}]}`,
+		`{"items":[{"sku":"A","qty":01}]}`, `{"ttl":"1m","ttl":"2m"}`, `{"items":[{"sku":"A\u0041","qty":1}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast api.CreateHoldRequest
+		if !parseCreateFast(body, &fast) {
+			return
+		}
+		var std api.CreateHoldRequest
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&std); err != nil {
+			t.Fatalf("%q: fast path accepted what encoding/json refuses: %v", body, err)
+		}
+		if _, err := dec.Token(); err == nil {
+			t.Fatalf("%q: fast path accepted trailing data", body)
+		}
+		if k := duplicateKey(body); k != "" {
+			t.Fatalf("%q: fast path accepted a repeated key %q", body, k)
+		}
+		fj, _ := json.Marshal(fast)
+		sj, _ := json.Marshal(std)
+		if !bytes.Equal(fj, sj) {
+			t.Fatalf("%q: fast %s, encoding/json %s", body, fj, sj)
+		}
+	})
+}

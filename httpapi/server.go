@@ -328,7 +328,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.serverKind() == region.HTTPServerFastHTTP {
 		srv := s.newFastServer(context.WithoutCancel(ctx))
 		serve = func() error { return srv.Serve(ln) }
-		shutdown = srv.ShutdownWithContext
+		shutdown = func(ctx context.Context) error {
+			err := srv.ShutdownWithContext(ctx)
+			// fasthttp's Shutdown does nothing if its Serve has not yet
+			// taken the listener (a context done as Serve starts): that
+			// Serve would then accept forever. Closing the listener ends
+			// it (its accept loop returns nil on a closed listener).
+			_ = ln.Close()
+			return err
+		}
 	} else {
 		srv := &http.Server{
 			Handler:           s,

@@ -199,3 +199,31 @@ func TestTwoServersShareTheRequestCounter(t *testing.T) {
 	}
 	t.Fatal("holdfast_http_requests_total is not registered")
 }
+
+// TestServeEndsWhenCancelledAtOnce: a context done as Serve starts (a
+// caller failing right after starting it) still ends Serve, on both
+// servers. fasthttp's Shutdown is a no-op until its Serve has taken the
+// listener, which left Serve accepting forever.
+func TestServeEndsWhenCancelledAtOnce(t *testing.T) {
+	for _, kind := range serverKinds {
+		for i := 0; i < 20; i++ {
+			s := newServer(t, newFake(), region.Config{HTTPServer: kind})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ctx, ln) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s, run %d: Serve: %v", kind, i, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s, run %d: Serve did not end after its context was done", kind, i)
+			}
+		}
+	}
+}
