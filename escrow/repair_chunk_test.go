@@ -15,15 +15,8 @@ func TestRepairInChunks(t *testing.T) {
 	const skus, chunk = 5000, 1000
 	eu := newTNode(t, Config{Region: "eu", DigestInterval: time.Second, MaxRepairRows: chunk, MaxRowsPerMsg: 100})
 	us := newTNode(t, Config{Region: "us", DigestInterval: time.Second})
-	for i := 0; i < skus; i++ {
-		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
-		if i%500 == 499 {
-			eu.drain()
-		}
-	}
-	eu.drain()
+	restockSKUs(eu, skus, 500)
 	eu.sent = nil
-	eu.req = skus + 1
 	// The wiped peer asks from 0.
 	toEU := []Message{{Type: MsgRepairReq, From: "us", To: "eu", Seq: 0}}
 	answers := 0
@@ -155,13 +148,7 @@ func TestRepairInChunksResumes(t *testing.T) {
 	const skus, chunk = 5000, 1000
 	eu := newTNode(t, Config{Region: "eu", DigestInterval: time.Second, MaxRepairRows: chunk, MaxRowsPerMsg: 100})
 	us := newTNode(t, Config{Region: "us", DigestInterval: time.Second})
-	for i := 0; i < skus; i++ {
-		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
-		if i%500 == 499 {
-			eu.drain()
-		}
-	}
-	eu.drain()
+	restockSKUs(eu, skus, 500)
 	eu.sent = nil
 	toEU := []Message{{Type: MsgRepairReq, From: "us", To: "eu", Seq: 0}}
 	answers, resumedFrom := 0, uint64(0)
@@ -226,4 +213,17 @@ func TestRepairInChunksResumes(t *testing.T) {
 		t.Fatalf("%d rows served for %d: more than the cut answer again", served, skus)
 	}
 	t.Logf("resumed from seq %d; %d rows served", resumedFrom, eu.n.Stats().RepairRowsServed)
+}
+
+// restockSKUs restocks sku-00000 … sku-<n-1> with 10 units each, a Ready
+// every per restocks, and leaves t's next request id after them.
+func restockSKUs(t *tnode, n, per int) {
+	for i := 0; i < n; i++ {
+		t.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
+		if i%per == per-1 {
+			t.drain()
+		}
+	}
+	t.drain()
+	t.req = uint64(n) + 1
 }

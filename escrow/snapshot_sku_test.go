@@ -39,14 +39,7 @@ func snapshotScenario(t *testing.T, bugs plantedbugs.Bugs) snapRun {
 	cfg.bugs = bugs
 	eu := newTNode(t, cfg)
 	us := newTNode(t, Config{Region: "us"})
-	for i := 0; i < skus; i++ {
-		eu.step(&Command{Kind: CmdRestock, ReqID: uint64(i + 1), SKU: fmt.Sprintf("sku-%05d", i), Qty: 10})
-		if i%100 == 99 {
-			eu.drain()
-		}
-	}
-	eu.drain()
-	eu.req = skus + 1
+	restockSKUs(eu, skus, 100)
 	eu.sent = nil
 	eu.store.ranges = nil
 	// us hears that eu is ahead (an urgent digest, which says eu answers in
