@@ -89,7 +89,8 @@ type Node struct {
 	createdCopy *Hold
 
 	stats Stats
-	cache skuCache // bounded SKU residency (skucache.go)
+	cache skuCache  // bounded SKU residency (skucache.go)
+	hc    holdCache // bounded hold residency (holdcache.go)
 
 	// Arenas for Ready output and hold lines (see chunk).
 	replyArena chunk[Reply]
@@ -188,6 +189,11 @@ type Stats struct {
 	// from memory, SKUs read from the row source, SKUs dropped, and the
 	// SKUs resident now (gauge).
 	SKUCacheHits, SKUCacheMisses, SKUCacheEvictions, SKUResident uint64
+	// The bounded hold cache (holdcache.go; zero when off): holds and
+	// idempotency keys found in memory, read from the hold source,
+	// dropped, and the holds and keys resident now (gauges).
+	HoldCacheHits, HoldCacheMisses, HoldCacheEvictions uint64
+	HoldsResident, KeysResident                        uint64
 }
 
 type skuState struct {
@@ -317,6 +323,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 	}
 	n.initTrust()
 	n.initCache()
+	n.initHoldCache()
 	if st != nil {
 		if err := n.restoreFrom(st); err != nil {
 			return nil, err
@@ -328,7 +335,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 // restoreFrom is restore, with a row source failure during it (the
 // waitlist's SKUs are read) returned as an error.
 func (n *Node) restoreFrom(st *State) (err error) {
-	if n.cache.on {
+	if n.sourceOn() {
 		defer n.recoverSource(&err)
 	}
 	if err := n.restore(st); err != nil {
@@ -343,6 +350,12 @@ func (n *Node) restore(st *State) error {
 	n.bcastSeq = st.Seq
 	if n.cache.on && len(st.Rows) > 0 {
 		return errorf(CodeInvalid, "with a row source (Config.Rows) the restored state must carry no rows: the node reads them from the source")
+	}
+	if n.hc.on {
+		if len(st.Holds) > 0 || len(st.Idem) > 0 {
+			return errorf(CodeInvalid, "with a hold source (Config.Holds) the restored state must carry no holds nor idempotency keys: the node reads them from the source")
+		}
+		n.stats.ActiveHolds = st.HeldHolds
 	}
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.
@@ -494,13 +507,18 @@ func (n *Node) Stats() Stats {
 		c := &n.cache
 		s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions, s.SKUResident = c.hits, c.miss, c.evictions, uint64(c.resident)
 	}
+	if n.hc.on {
+		c := &n.hc
+		s.HoldCacheHits, s.HoldCacheMisses, s.HoldCacheEvictions = c.hits, c.misses, c.evictions
+		s.HoldsResident, s.KeysResident = uint64(len(n.holds)), uint64(len(n.idem))
+	}
 	return s
 }
 
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
 func (n *Node) Step(in Input) (err error) {
-	if n.cache.on {
+	if n.sourceOn() {
 		if n.cache.failed != nil {
 			return n.cache.failed
 		}
@@ -527,8 +545,9 @@ func (n *Node) Step(in Input) (err error) {
 		}
 	}
 	n.tick()
-	if n.cache.on {
+	if n.sourceOn() {
 		n.evict()
+		n.evictHolds()
 		if n.cache.failed != nil {
 			return n.cache.failed
 		}
@@ -586,6 +605,9 @@ func (n *Node) Ready() Ready {
 			}
 			// Lines are immutable once a hold exists: shared, not copied.
 			rd.Persist.Holds = append(rd.Persist.Holds, h.hold())
+			if n.hc.on {
+				n.pushHold(h, n.cache.readyNo)
+			}
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
@@ -620,6 +642,9 @@ func (n *Node) Ready() Ready {
 	}
 	n.lastEvents, n.lastReplies = len(rd.Persist.Events), len(rd.Reply)
 	n.readies++
+	if n.hc.on {
+		n.noteReady(&rd)
+	}
 	return rd
 }
 
@@ -633,6 +658,9 @@ func (n *Node) Advance() {
 	n.cache.advanced++
 	if n.cache.on {
 		n.evict()
+	}
+	if n.hc.on {
+		n.advanceHolds()
 	}
 }
 

@@ -402,6 +402,11 @@ type State struct {
 	Waits   []WaitEntry // waitlist entries, any order
 	// Recounts: the as_of of the last recount applied, per SKU.
 	Recounts []RecountMark
+	// HeldHolds: with a hold source (Config.Holds), Holds and Idem are
+	// empty (the node reads them from the source) and this is the number
+	// of HELD holds the source has (its expiry index's entries), for
+	// Stats.ActiveHolds and MaxHolds. Ignored without a hold source.
+	HeldHolds uint64
 }
 
 // enumName is names[v], or "unknown" for a value without a name.

@@ -53,6 +53,14 @@ type Bugs struct {
 	// saved (dirty, unbroadcast, or in a Ready not yet Advanced), so a
 	// reload from the store loses its latest changes.
 	EvictDirty bool
+	// EvictDirtyHold: the bounded hold cache drops a hold whose change is
+	// not yet saved (dirty, or in a Ready not yet Advanced), so the change
+	// never reaches the store.
+	EvictDirtyHold bool
+	// SkipSourceExpiry: with the bounded hold cache, the sweeper never
+	// scans the source's expiry indexes, so a hold that is not resident
+	// is never expired (its units never come back).
+	SkipSourceExpiry bool
 }
 
 // Any reports whether any bug is on.
