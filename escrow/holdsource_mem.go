@@ -128,4 +128,3 @@ func DueOf(all []Deadline, t time.Time, max int, dst []Deadline) ([]Deadline, ti
 	}
 	return dst, time.Time{}
 }
-
