@@ -50,8 +50,9 @@ import (
 //     after a restart: routed keys stored before it still expire by
 //     IdemTTL, so the bound is soft across restarts;
 //   - a restart does not move the node's clock to the latest stored hold
-//     time (restore does that from every hold when the cache is off): the
-//     runtime's clock is trusted at start.
+//     time (restore does that from every hold when the cache is off):
+//     reading a hold moves it past that hold's times instead (holdOf), so
+//     no hold's change is dated before its last one.
 //
 // A source error stops the node as a row source error does (ErrRowSource).
 
@@ -197,6 +198,15 @@ func (n *Node) holdOf(id string) *holdRec {
 		panic(holdSourceFailure("asked for hold %s, got %s (state %d, %d lines)", id, hv.ID, hv.State, len(hv.Lines)))
 	}
 	c.misses++
+	// The node's clock never runs behind a hold it changes (restore moves
+	// it past every stored hold when the cache is off): a runtime whose
+	// clock jumped back while the region was down must not date a hold's
+	// change before its last one.
+	for _, t := range [...]time.Time{hv.Created, hv.Updated} {
+		if t.After(n.now) {
+			n.now = t
+		}
+	}
 	internLines(n, hv.Lines)
 	h = newHoldRec(&hv)
 	n.holds[h.ID()] = h
