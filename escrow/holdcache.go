@@ -442,9 +442,17 @@ func (n *Node) sweepHolds() {
 		}
 		done := 0
 		for i := range due {
+			resident := n.holds[due[i].Name] != nil
 			h := n.holdOf(due[i].Name)
 			if h == nil {
 				panic(holdSourceFailure("expiry index entry of hold %s, which the source does not have", due[i].Name))
+			}
+			if !resident && (h.State != Held || h.expires != nanos(due[i].At)) {
+				// A resident hold may differ (its change is on its way to
+				// the store); a stored one must match its entry, or the
+				// entry would be read again on every scan.
+				panic(holdSourceFailure("expiry index entry of hold %s at %v, which the source has %s until %v",
+					due[i].Name, due[i].At, h.State, h.Expires()))
 			}
 			if h.expiredAt(n.now) {
 				n.expire(h)
@@ -463,9 +471,14 @@ func (n *Node) sweepHolds() {
 		}
 		done := 0
 		for i := range due {
+			resident := n.idem[due[i].Name] != nil
 			e := n.idemOf(due[i].Name)
 			if e == nil {
 				panic(holdSourceFailure("expiry index entry of idempotency key %q, which the source does not have", due[i].Name))
+			}
+			if !resident && e.expires != nanos(due[i].At) {
+				panic(holdSourceFailure("expiry index entry of idempotency key %q at %v, which the source has until %v",
+					due[i].Name, due[i].At, e.Expires()))
 			}
 			if !e.liveAt(n.now) {
 				n.dropIdem(e)

@@ -58,6 +58,11 @@ type StoreOptions struct {
 	// (store_rows.go); tables get bloom filters for those point reads.
 	// Set with region Config.SKUCache.
 	LazyRows bool
+	// LazyHolds: Load leaves holds and idempotency keys (and their
+	// indexes) in Pebble, counting only the x/ index, and the node reads
+	// them through the store's escrow.HoldSource (store_holds.go). Set
+	// with region Config.HoldCache.
+	LazyHolds bool
 	// NoEvents keeps no event log: Persist.Events are dropped. For
 	// benchmarks comparing the cost of the log, and stores of tools.
 	NoEvents bool
@@ -390,7 +395,7 @@ func closePebble(db *pebble.DB) (panicked bool, err error) {
 func openStore(cfg Config) (Storage, error) {
 	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
 		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled,
-		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0})
+		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0})
 }
 
 // reopener is implemented by storages that can drop a failed handle and
