@@ -209,7 +209,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 	}
 	for {
 		h.newID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
-		if !n.holdIDTaken(h.ID()) {
+		if !n.holdIDTaken(h.ID(), n.now.UnixMilli()) {
 			break
 		}
 	}

@@ -3,6 +3,7 @@ package escrow
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -43,7 +44,10 @@ import (
 // What stays exact only over resident holds, and why that is right:
 //   - ForEachHold visits resident holds only (a test accessor);
 //   - a new hold id (ms time + 40 random bits) is checked against the
-//     resident holds and the source (holdIDTaken);
+//     resident holds, and against the source only when its millisecond
+//     is not past every hold the source may have that is not resident
+//     (idFloor: the newest stored id at start, State.NewestHold, then
+//     each hold dropped), so that a new hold normally costs no read;
 //   - MaxHolds counts HELD holds (Stats.ActiveHolds, from
 //     State.HeldHolds at restart), not resident ones;
 //   - the routed-key FIFO that bounds MaxRouted (homes.go) starts empty
@@ -133,6 +137,9 @@ type holdCache struct {
 	// noHold, noKey: the last id and key the source said it does not
 	// have (a new hold checks its id and key twice in one step).
 	noHold, noKey string
+	// idFloor: the millisecond (Unix) of the newest id of a hold that may
+	// be in the source and not resident; a new id past it is new.
+	idFloor int64
 
 	hits, misses, evictions uint64
 }
@@ -161,6 +168,38 @@ func (n *Node) initHoldCache() {
 	c.on = n.cfg.Holds != nil && n.cfg.MaxResidentHolds > 0
 	c.src, c.max = n.cfg.Holds, n.cfg.MaxResidentHolds
 	c.holdScanAt, c.keyScanAt = math.MinInt64, math.MinInt64
+	c.idFloor = math.MinInt64 // a new node: the source has nothing yet
+}
+
+// restoreHoldCache sets what the restored state says of the source.
+func (n *Node) restoreHoldCache(st *State) {
+	c := &n.hc
+	switch {
+	case !st.NewestHoldKnown:
+		c.idFloor = math.MaxInt64
+	case st.NewestHold == "":
+		c.idFloor = math.MinInt64
+	default:
+		c.idFloor = holdIDMillis(st.NewestHold)
+	}
+}
+
+// holdIDMillis is the Unix millisecond a hold id was made at
+// (math.MaxInt64 when it does not have the form putHoldID writes).
+func holdIDMillis(id string) int64 {
+	i := strings.IndexByte(id, '-')
+	if i < 0 || len(id) < i+19 {
+		return math.MaxInt64
+	}
+	var ms int64
+	for _, c := range []byte(id[i+1 : i+11]) {
+		d := strings.IndexByte(base32Alphabet, c)
+		if d < 0 {
+			return math.MaxInt64
+		}
+		ms = ms<<5 | int64(d)
+	}
+	return ms
 }
 
 // sourceOn reports whether a step may read a source (and so needs
@@ -239,12 +278,14 @@ func (n *Node) retiredAt(h *holdRec) bool {
 func (r *holdRec) Updated() time.Time { return unixTime(r.updated) }
 
 // holdIDTaken reports whether a new hold or waitlist entry may not take
-// id: a resident hold has it, or (cache on) the source has a hold of it.
-func (n *Node) holdIDTaken(id string) bool {
+// id, made at Unix millisecond ms: a resident hold has it, or (cache on)
+// the source has a hold of it, which is possible only when ms is not past
+// idFloor.
+func (n *Node) holdIDTaken(id string, ms int64) bool {
 	if n.holds[id] != nil {
 		return true
 	}
-	if !n.hc.on {
+	if !n.hc.on || ms > n.hc.idFloor {
 		return false
 	}
 	_, ok, err := n.hc.src.StoredHold(id)
@@ -426,6 +467,7 @@ func (n *Node) dropHold(it *ringItem[*holdRec]) {
 	}
 	delete(n.holds, id)
 	n.unpinIdem(h)
+	n.hc.idFloor = max(n.hc.idFloor, holdIDMillis(id))
 	n.hc.evictions++
 }
 

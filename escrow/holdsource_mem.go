@@ -55,6 +55,15 @@ func (m *MemHolds) Held() uint64 {
 	return k
 }
 
+// Newest returns the greatest hold id stored ("" if none: State.NewestHold).
+func (m *MemHolds) Newest() string {
+	newest := ""
+	for id := range m.holds {
+		newest = max(newest, id)
+	}
+	return newest
+}
+
 // StoredHold implements HoldSource.
 func (m *MemHolds) StoredHold(id string) (Hold, bool, error) {
 	m.Reads++

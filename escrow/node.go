@@ -356,6 +356,7 @@ func (n *Node) restore(st *State) error {
 			return errorf(CodeInvalid, "with a hold source (Config.Holds) the restored state must carry no holds nor idempotency keys: the node reads them from the source")
 		}
 		n.stats.ActiveHolds = st.HeldHolds
+		n.restoreHoldCache(st)
 	}
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.

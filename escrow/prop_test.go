@@ -863,6 +863,9 @@ func (w *pworld) crash(reg string) error {
 	if w.holdCache > 0 {
 		st.Holds, st.Idem = nil, nil // read through the hold source
 		st.HeldHolds = uint64(len(pn.store.index.got.holds))
+		if w.r.IntN(2) == 0 { // unknown, half the time: every new id is looked up
+			st.NewestHold, st.NewestHoldKnown = pn.store.newestHold(), true
+		}
 	}
 	n, err := NewNode(pn.cfg, st)
 	if err != nil {

@@ -407,6 +407,13 @@ type State struct {
 	// of HELD holds the source has (its expiry index's entries), for
 	// Stats.ActiveHolds and MaxHolds. Ignored without a hold source.
 	HeldHolds uint64
+	// NewestHold (with NewestHoldKnown): with a hold source, the greatest
+	// hold id the source has ("" when it has none). Ids sort by their
+	// time, so a new id of a later millisecond cannot be a stored hold's
+	// and needs no read of the source; unknown (NewestHoldKnown false),
+	// every new id is looked up in the source.
+	NewestHold      string
+	NewestHoldKnown bool
 }
 
 // enumName is names[v], or "unknown" for a value without a name.

@@ -161,6 +161,23 @@ func (s *Store) countHeld() (uint64, error) {
 	return k, err
 }
 
+// newestHold is the greatest hold id stored (State.NewestHold): the last
+// h/ key, one seek.
+func (s *Store) newestHold() (string, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pfxHold), UpperBound: prefixEnd(pfxHold)})
+	if err != nil {
+		return "", fmt.Errorf("region store: scan %s: %w", pfxHold, err)
+	}
+	id := ""
+	if it.Last() {
+		id = string(it.Key()[len(pfxHold):])
+	}
+	if err := it.Close(); err != nil {
+		return "", fmt.Errorf("region store: scan %s: %w", pfxHold, err)
+	}
+	return id, nil
+}
+
 // lazyHoldPrefix reports whether Load skips keys of prefix p (LazyHolds).
 func lazyHoldPrefix(p string) bool {
 	switch p {

@@ -101,7 +101,11 @@ func (s *Store) loadLazyHolds() (*escrow.State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("region store: load: %w", err)
 	}
-	l := loader{s: s, st: &escrow.State{Seq: s.seq, HeldHolds: held}}
+	newest, err := s.newestHold()
+	if err != nil {
+		return nil, err
+	}
+	l := loader{s: s, st: &escrow.State{Seq: s.seq, HeldHolds: held, NewestHold: newest, NewestHoldKnown: true}}
 	if n := len(s.ownSeq); n > 0 {
 		l.st.Rows = make([]escrow.Row, 0, n)
 		l.own = make([]seqSKU, 0, n)

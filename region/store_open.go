@@ -135,10 +135,10 @@ func (s *Store) open() error {
 	cache := s.opts.CacheBytes
 	if cache <= 0 {
 		cache = 64 << 20
-		if s.opts.LazyRows {
-			// The rows are read on demand: the memory the node no
-			// longer spends on cold SKUs goes to the blocks they come
-			// from (index blocks first).
+		if s.opts.LazyRows || s.opts.LazyHolds {
+			// The rows (holds) are read on demand: the memory the node
+			// no longer spends on cold SKUs (holds) goes to the blocks
+			// they come from (index blocks first).
 			cache = lazyRowsCacheBytes
 		}
 	}
@@ -159,9 +159,11 @@ func (s *Store) open() error {
 			},
 		},
 	}
-	if s.opts.LazyRows {
+	if s.opts.LazyRows || s.opts.LazyHolds {
 		// Whole-key bloom filters: validate's point reads of own rows not
-		// seen since start (store_rows.go) skip tables without them.
+		// seen since start (store_rows.go), and the hold source's reads of
+		// a new hold's id and key, which are almost never there
+		// (store_holds.go), skip tables without them.
 		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := openPebble(s.dir, po)

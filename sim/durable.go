@@ -143,6 +143,15 @@ func (d *durable) held() uint64 {
 	return k
 }
 
+// newestHold is the greatest hold id on this disk (State.NewestHold).
+func (d *durable) newestHold() string {
+	newest := ""
+	for id := range d.holds {
+		newest = max(newest, id)
+	}
+	return newest
+}
+
 // StoredHold implements escrow.HoldSource (--hold-cache).
 func (d *durable) StoredHold(id string) (escrow.Hold, bool, error) {
 	h, ok := d.holds[id]

@@ -57,6 +57,7 @@ func (w *world) boot(ep *endpoint) error {
 		if st != nil {
 			st.Holds, st.Idem = nil, nil
 			st.HeldHolds = ep.dur.held()
+			st.NewestHold, st.NewestHoldKnown = ep.dur.newestHold(), true
 		}
 	}
 	n, err := escrow.NewNode(ep.cfg, st)
