@@ -124,7 +124,6 @@ type holdRig struct {
 	t       *testing.T
 	n       *Node
 	src     *MemHolds
-	rows    *MemRows
 	now     time.Time
 	hold    bool
 	pending []Ready
