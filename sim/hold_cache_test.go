@@ -19,9 +19,12 @@ func TestHoldCacheSweep(t *testing.T) {
 			t.Fatalf("%s: the cache was not used: misses %d evictions %d", wl, r.HoldCacheMisses, r.HoldCacheEvictions)
 		}
 	}
-	// Both caches at once.
+	// Both caches at once, and the real region runtime (Pebble on a
+	// crashable vfs: the store is the hold source).
 	sweepOK(t, "hold-cache+sku-cache", Options{Workload: "steady", Faults: FaultsAll, Regions: 4, Duration: dur,
 		HoldCache: 8, SKUCache: 8}, seeds)
+	sweepOK(t, "hold-cache/region", Options{Workload: "steady", Faults: FaultsAll, Regions: 3, Duration: dur, HoldCache: 8,
+		Runtime: RuntimeRegion}, 1)
 }
 
 // TestHoldCacheDeterministic: a run with --hold-cache gives the same

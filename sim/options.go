@@ -173,8 +173,6 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: sku-cache must be between 0 (off) and %d, got %d", MaxSKUs, o.SKUCache)
 	case o.HoldCache < 0 || o.HoldCache > escrow.MaxResidentHoldsLimit:
 		return fmt.Errorf("sim: hold-cache must be between 0 (off) and %d, got %d", escrow.MaxResidentHoldsLimit, o.HoldCache)
-	case o.HoldCache > 0 && o.Runtime == RuntimeRegion:
-		return fmt.Errorf("sim: hold-cache runs on the escrow runtime only (the region runtime's simulated store keeps no terminal holds)")
 	case o.Regions < 2 || o.Regions > MaxRegions:
 		return fmt.Errorf("sim: regions must be between 2 and %d, got %d", MaxRegions, o.Regions)
 	case o.SKUs < 1 || o.SKUs > MaxSKUs:
