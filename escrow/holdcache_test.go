@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -427,3 +428,70 @@ func TestHoldCacheIDCollision(t *testing.T) {
 		t.Fatalf("source has %d holds, want 4", r.src.Len())
 	}
 }
+
+// discardHolds is a HoldSource that keeps nothing (a store elsewhere): the
+// footprint test measures the node's memory alone.
+type discardHolds struct{}
+
+func (discardHolds) StoredHold(string) (Hold, bool, error)      { return Hold{}, false, nil }
+func (discardHolds) StoredIdem(string) (IdemEntry, bool, error) { return IdemEntry{}, false, nil }
+func (discardHolds) DueHolds(_ time.Time, _ int, dst []Deadline) ([]Deadline, time.Time, error) {
+	return dst, time.Time{}, nil
+}
+func (discardHolds) DueIdem(_ time.Time, _ int, dst []Deadline) ([]Deadline, time.Time, error) {
+	return dst, time.Time{}, nil
+}
+
+// TestHoldCacheFootprint: with the hold cache at 1,000, 50,000 live holds
+// with idempotency keys cost the node at most maxBytesPerCachedHold each
+// (the 64 B per active hold outside the cache); without the cache
+// the same holds cost about 340 B each (TestMemoryFootprint).
+func TestHoldCacheFootprint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("places 50k holds")
+	}
+	const holds = 50_000
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, Holds: discardHolds{}, MaxResidentHolds: 1000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	step := func(c *Command) {
+		if err := n.Step(Input{Now: now, Cmd: c}); err != nil {
+			t.Fatal(err)
+		}
+		rd := n.Ready()
+		n.Advance()
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+			t.Fatalf("%s: %+v", c.Kind, rd.Reply)
+		}
+	}
+	step(&Command{Kind: CmdRestock, SKU: "A", Qty: MaxQty})
+	// The first holds fill the cache and its ring to their steady size.
+	i := 0
+	hold := func() {
+		i++
+		now = now.Add(time.Microsecond)
+		step(&Command{Kind: CmdHold, ReqID: uint64(i), TTL: time.Hour, Lines: []Line{{SKU: "A", Qty: 1}},
+			IdemKey: fmt.Sprintf("cart-%010d", i), IdemHash: uint64(i)})
+	}
+	for range 5000 {
+		hold()
+	}
+	before := liveHeap()
+	for range holds {
+		hold()
+	}
+	after := liveHeap()
+	runtime.KeepAlive(n)
+	per := (float64(after) - float64(before)) / holds
+	t.Logf("%d more live holds with keys, cache 1,000: %.1f B per hold (%d resident, %d active)", holds, per,
+		n.HoldCacheStats().Holds, n.Stats().ActiveHolds)
+	if per > maxBytesPerCachedHold {
+		t.Errorf("%.1f B per live hold with the hold cache, over the bound of %d", per, maxBytesPerCachedHold)
+	}
+}
+
+// maxBytesPerCachedHold bounds the node's memory per live hold that is not
+// resident (the goal: 64 B).
+const maxBytesPerCachedHold = 64
