@@ -62,14 +62,15 @@ func (n *Node) hold(c *Command) {
 			n.fail(c, err)
 			return
 		}
-		if e := n.idem[c.IdemKey]; e != nil && e.liveAt(n.now) {
+		e := n.idemOf(c.IdemKey)
+		if e != nil && e.liveAt(n.now) {
 			if e.Hash != c.IdemHash || n.isStockIdem(e) {
 				n.fail(c, errorf(CodeIdempotencyReuse, "idempotency key %q was used for a different request", c.IdemKey))
 				return
 			}
 		}
-		if e := n.idem[c.IdemKey]; e != nil && e.liveAt(n.now) && e.RoutedTo == "" {
-			h := n.holds[e.HoldID]
+		if e != nil && e.liveAt(n.now) && e.RoutedTo == "" {
+			h := n.liveHold(e.HoldID)
 			if w := n.wait.entries[e.HoldID]; h == nil && w != nil {
 				n.stats.Replayed++
 				v := n.viewWait(w)
@@ -99,7 +100,7 @@ func (n *Node) hold(c *Command) {
 		n.fail(c, err)
 		return
 	}
-	if len(n.holds) >= n.cfg.MaxHolds {
+	if n.holdCount() >= n.cfg.MaxHolds {
 		n.fail(c, errorf(CodeHoldCapacity, "region %s keeps its maximum of %d holds; retry when some have finished", n.cfg.Region, n.cfg.MaxHolds))
 		return
 	}
@@ -208,14 +209,16 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 	}
 	for {
 		h.newID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
-		if n.holds[h.ID()] == nil {
+		if !n.holdIDTaken(h.ID(), n.now.UnixMilli()) {
 			break
 		}
 	}
 	n.holds[h.ID()] = h
 	n.markHold(h)
 	n.created, n.createdCopy = h, n.holdEvent(EvHoldCreated, h)
-	n.expiry.push(h.expires, h)
+	if !n.hc.on {
+		n.expiry.push(h.expires, h) // with the hold cache: the store's index (holdcache.go)
+	}
 	n.stats.Granted++
 	n.stats.ActiveHolds++
 	return h
@@ -296,6 +299,15 @@ func (n *Node) viewHold(h *holdRec) *Hold {
 	return c
 }
 
+// holdCount is what MaxHolds bounds: every hold kept (any state), or with
+// the hold cache the HELD ones (terminal holds are the store's to prune).
+func (n *Node) holdCount() int {
+	if n.hc.on {
+		return int(n.stats.ActiveHolds)
+	}
+	return len(n.holds)
+}
+
 func (n *Node) transition(c *Command) {
 	owner, err := OwnerOf(c.HoldID)
 	if err != nil {
@@ -308,7 +320,7 @@ func (n *Node) transition(c *Command) {
 		n.fail(c, e)
 		return
 	}
-	h := n.holds[c.HoldID]
+	h := n.liveHold(c.HoldID)
 	if h == nil {
 		n.fail(c, errorf(CodeNotFound, "no hold %s", c.HoldID))
 		return
@@ -406,7 +418,9 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 		n.holdEvent(finishEvents[to], h)
 	}
 	n.stats.ActiveHolds--
-	n.retire.push(nanos(n.now.Add(n.cfg.HoldRetain)), h)
+	if !n.hc.on {
+		n.retire.push(nanos(n.now.Add(n.cfg.HoldRetain)), h) // with the hold cache: the store prunes (holdcache.go)
+	}
 	n.retryPending()
 }
 
@@ -543,12 +557,17 @@ func utoa(v uint64) string {
 // putIdem records e (replacing an entry of the same key) and asks the
 // runtime to write it in this Ready's batch.
 func (n *Node) putIdem(e *IdemEntry) {
-	if old := n.idem[e.Key]; old != nil {
+	// With the hold cache the stored entry is read: its index entry ends.
+	if old := n.idemOf(e.Key); old != nil {
 		n.endIdem(old)
 	}
 	r := newIdemRec(e)
 	n.idem[e.Key] = r
-	n.idemExpiry.push(r.expires, r)
+	if n.hc.on {
+		n.noteIdemPut(r)
+	} else {
+		n.idemExpiry.push(r.expires, r)
+	}
 	// A key deleted earlier in this Ready is re-added: drop the delete so
 	// that the batch means the same in any order of puts and deletes.
 	n.out.Persist.DeletedIdem = removeString(n.out.Persist.DeletedIdem, e.Key)

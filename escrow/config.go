@@ -103,6 +103,15 @@ type Config struct {
 	Rows            RowSource
 	MaxResidentSKUs int
 
+	// Holds and MaxResidentHolds bound the holds and idempotency keys
+	// kept in memory (holdcache.go): with both set, the node reads a hold
+	// or key from Holds when it is not resident, finds expired holds and
+	// keys through the source's expiry indexes, and drops saved ones once
+	// more than MaxResidentHolds (of each) are resident. 0 (the default):
+	// every hold and key stays resident, and Holds is not read.
+	Holds            HoldSource
+	MaxResidentHolds int
+
 	// Rand supplies randomness (hold id suffixes). nil: a PRNG seeded from Region.
 	Rand func() uint64
 
@@ -198,6 +207,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResidentSKUs > 0 && c.Rows == nil {
 		return fmt.Errorf("escrow: max resident SKUs %d needs a row source (Config.Rows)", c.MaxResidentSKUs)
+	}
+	if c.MaxResidentHolds < 0 || c.MaxResidentHolds > MaxResidentHoldsLimit {
+		return fmt.Errorf("escrow: max resident holds %d must be between 0 (off) and %d", c.MaxResidentHolds, MaxResidentHoldsLimit)
+	}
+	if c.MaxResidentHolds > 0 && c.Holds == nil {
+		return fmt.Errorf("escrow: max resident holds %d needs a hold source (Config.Holds)", c.MaxResidentHolds)
 	}
 	if c.MaxPeerSKUs < 0 {
 		return fmt.Errorf("escrow: max_peer_skus must not be negative")

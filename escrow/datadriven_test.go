@@ -50,6 +50,9 @@ import (
 //	nodes eu us cache=2       each node keeps at most 2 SKUs resident and
 //	                          reads the others back from its store (skucache.go)
 //	cache eu                  eu's resident SKUs (most recent first) and counters
+//	nodes eu us holdcache=1   each node keeps at most 1 hold and 1 key resident
+//	                          and reads the others from its store (holdcache.go)
+//	holdcache eu              eu's resident holds and keys and counters
 //	restart eu                eu restarts from its store
 func TestDataDriven(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -109,7 +112,7 @@ func (sc *story) run(d *datadriven.TestData) string {
 		case a.Key == "alloc":
 			opts[a.Key] = a.Vals[0]
 		case a.Key == "ttl" || a.Key == "key" || a.Key == "wait" || a.Key == "as" || a.Key == "at" ||
-			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch" || a.Key == "unreachable" || a.Key == "digestskus" || a.Key == "cache":
+			a.Key == "digests" || a.Key == "silence" || a.Key == "lowwater" || a.Key == "ifmatch" || a.Key == "unreachable" || a.Key == "digestskus" || a.Key == "cache" || a.Key == "holdcache":
 			opts[a.Key] = a.Vals[0]
 		default:
 			pairs = append(pairs, skuQty{locKey(a.Key), a.Vals[0]})
@@ -160,6 +163,9 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		}
 		if v, ok := opts["cache"]; ok {
 			cfg.MaxResidentSKUs = int(num(v)) // rows read back from each node's store
+		}
+		if v, ok := opts["holdcache"]; ok {
+			cfg.MaxResidentHolds = int(num(v)) // holds and keys read back from each node's store
 		}
 		// locs=(id@owner+seller+...,...) order=(id,...) alloc=most_stock
 		if v, ok := opts["locs"]; ok {
@@ -458,6 +464,19 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 		}
 		return fmt.Sprintf("resident=%d (%s) hits=%d misses=%d evictions=%d", s.SKUResident, strings.Join(res, " "),
 			s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions)
+	case "holdcache":
+		n := sc.node(args[0]).n
+		if err := n.checkHoldResidency(); err != nil {
+			return "hold residency: " + err.Error()
+		}
+		var ids []string
+		for id := range n.holds {
+			ids = append(ids, sc.holdName(id))
+		}
+		sort.Strings(ids)
+		s := n.Stats()
+		return fmt.Sprintf("holds=%d (%s) keys=%d active=%d hits=%d misses=%d evictions=%d", s.HoldsResident, strings.Join(ids, " "),
+			s.KeysResident, s.ActiveHolds, s.HoldCacheHits, s.HoldCacheMisses, s.HoldCacheEvictions)
 	case "stats":
 		s := sc.node(args[0]).n.Stats()
 		return fmt.Sprintf("granted=%d rejected=%d borrows=%d answered=%d timeouts=%d donated=%d expired=%d gaps=%d repairs=%d",
@@ -736,4 +755,14 @@ func (sc *story) expiryIndex(tn *tnode) string {
 		fmt.Fprintf(&b, "%s +%v\n", e.line, e.at.Sub(t0))
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// holdName is the story's name of hold id (the id itself if unnamed).
+func (sc *story) holdName(id string) string {
+	for name, v := range sc.holds {
+		if v == id {
+			return name
+		}
+	}
+	return id
 }

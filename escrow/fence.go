@@ -159,7 +159,7 @@ func (n *Node) fenceRefuses(c *Command) bool {
 	case CmdStock, CmdWaitGet:
 		return false
 	case CmdGet:
-		if h := n.holds[c.HoldID]; h != nil && h.expiredAt(n.now) {
+		if h := n.liveHold(c.HoldID); h != nil && h.expiredAt(n.now) {
 			n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: n.viewHold(h)})
 			return true
 		}

@@ -174,6 +174,9 @@ func newTNode(t testing.TB, cfg Config) *tnode {
 	if cfg.MaxResidentSKUs > 0 {
 		cfg.Rows = store // the bounded SKU cache reads back what was persisted
 	}
+	if cfg.MaxResidentHolds > 0 {
+		cfg.Holds = store // and the bounded hold cache
+	}
 	n, err := NewNode(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +265,11 @@ func (tn *tnode) restart() {
 	st := tn.store.state(tn.t)
 	if tn.cfg.MaxResidentSKUs > 0 {
 		st.Rows = nil // read through the row source
+	}
+	if tn.cfg.MaxResidentHolds > 0 {
+		st.Holds, st.Idem = nil, nil // read through the hold source
+		st.HeldHolds = uint64(len(tn.store.index.got.holds))
+		st.NewestHold, st.NewestHoldKnown = tn.store.newestHold(), true
 	}
 	n, err := NewNode(tn.cfg, st)
 	if err != nil {

@@ -28,6 +28,9 @@ type holdRec struct {
 	idLen                                 uint8
 	State                                 HoldState
 	dirty                                 bool
+	// gen: the hold cache's ring entry that is current (holdcache.go);
+	// in the struct's padding, so it costs no byte.
+	gen uint32
 }
 
 // holdIDInline is the longest hold id kept inside its record.

@@ -177,13 +177,13 @@ func (n *Node) rememberRoute(c *Command, to string) {
 	if c.IdemKey == "" || h.maxRouted <= 0 {
 		return
 	}
-	if e := n.idem[c.IdemKey]; e != nil && e.RoutedTo == to && e.Hash == c.IdemHash && e.liveAt(n.now) {
+	if e := n.idemOf(c.IdemKey); e != nil && e.RoutedTo == to && e.Hash == c.IdemHash && e.liveAt(n.now) {
 		return // already durable (a retry); its expiry stays that of the first
 	}
 	for len(h.routedLog) >= h.maxRouted {
 		k := h.routedLog[0]
 		h.routedLog = h.routedLog[1:]
-		if e := n.idem[k]; e != nil && e.RoutedTo != "" {
+		if e := n.idemOf(k); e != nil && e.RoutedTo != "" {
 			n.dropIdem(e)
 			break
 		}

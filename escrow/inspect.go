@@ -119,16 +119,14 @@ func (n *Node) SKUs() []string {
 }
 
 // Hold returns a copy of a hold owned by this node.
+// With the hold cache, a hold that is not resident is read from the
+// source (not made resident); a failure stops the node (Err).
 func (n *Node) Hold(id string) (Hold, bool) {
-	h := n.holds[id]
-	if h == nil {
-		return Hold{}, false
-	}
-	hv := h.hold()
-	return hv.Clone(), true
+	return n.peekHold(id)
 }
 
-// ForEachHold calls f for every hold this node keeps, in no order.
+// ForEachHold calls f for every hold this node keeps, in no order. With
+// the hold cache: the resident holds only (the rest are the source's).
 func (n *Node) ForEachHold(f func(h *Hold)) {
 	for _, h := range n.holds {
 		hv := h.hold()

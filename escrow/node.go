@@ -90,6 +90,7 @@ type Node struct {
 
 	stats Stats
 	cache skuCache   // bounded SKU residency (skucache.go)
+	hc    holdCache  // bounded hold residency (holdcache.go)
 	snap  snapSender // snapshots in SKU order (snapshot_sku.go)
 	// lastSKU is the state lookup returned last: a hold looks its SKU up
 	// three to four times (demand, check, grant, top-up), and a batch of
@@ -203,6 +204,11 @@ type Stats struct {
 	SnapshotRowsSent, SnapshotBytesSent                                           uint64
 	SnapshotRowsReceived, SnapshotBytesReceived, SnapshotChunksReceived           uint64
 	SnapshotsStarted, SnapshotsDone, SnapshotPartsOutOfOrder, SnapshotsInProgress uint64
+	// The bounded hold cache (holdcache.go; zero when off): holds and
+	// idempotency keys found in memory, read from the hold source,
+	// dropped, and the holds and keys resident now (gauges).
+	HoldCacheHits, HoldCacheMisses, HoldCacheEvictions uint64
+	HoldsResident, KeysResident                        uint64
 }
 
 type skuState struct {
@@ -338,6 +344,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 	}
 	n.initTrust()
 	n.initCache()
+	n.initHoldCache()
 	if st != nil {
 		if err := n.restoreFrom(st); err != nil {
 			return nil, err
@@ -349,7 +356,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 // restoreFrom is restore, with a row source failure during it (the
 // waitlist's SKUs are read) returned as an error.
 func (n *Node) restoreFrom(st *State) (err error) {
-	if n.cache.on {
+	if n.sourceOn() {
 		defer n.recoverSource(&err)
 	}
 	if err := n.restore(st); err != nil {
@@ -365,6 +372,13 @@ func (n *Node) restore(st *State) error {
 	n.snap.durable = st.Seq // every restored row is stored
 	if n.cache.on && len(st.Rows) > 0 {
 		return errorf(CodeInvalid, "with a row source (Config.Rows) the restored state must carry no rows: the node reads them from the source")
+	}
+	if n.hc.on {
+		if len(st.Holds) > 0 || len(st.Idem) > 0 {
+			return errorf(CodeInvalid, "with a hold source (Config.Holds) the restored state must carry no holds nor idempotency keys: the node reads them from the source")
+		}
+		n.stats.ActiveHolds = st.HeldHolds
+		n.restoreHoldCache(st)
 	}
 	// Sized once: a large catalogue's map would otherwise be rehashed a
 	// dozen times on the way up.
@@ -518,13 +532,18 @@ func (n *Node) Stats() Stats {
 		s.SKUCacheHits, s.SKUCacheMisses, s.SKUCacheEvictions, s.SKUResident = c.hits, c.miss, c.evictions, uint64(c.resident)
 	}
 	s.SnapshotsInProgress = n.snapshotsInProgress()
+	if n.hc.on {
+		c := &n.hc
+		s.HoldCacheHits, s.HoldCacheMisses, s.HoldCacheEvictions = c.hits, c.misses, c.evictions
+		s.HoldsResident, s.KeysResident = uint64(len(n.holds)), uint64(len(n.idem))
+	}
 	return s
 }
 
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
 func (n *Node) Step(in Input) (err error) {
-	if n.cache.on {
+	if n.sourceOn() {
 		if n.cache.failed != nil {
 			return n.cache.failed
 		}
@@ -551,8 +570,9 @@ func (n *Node) Step(in Input) (err error) {
 		}
 	}
 	n.tick()
-	if n.cache.on {
+	if n.sourceOn() {
 		n.evict()
+		n.evictHolds()
 		if n.cache.failed != nil {
 			return n.cache.failed
 		}
@@ -610,6 +630,9 @@ func (n *Node) Ready() Ready {
 			}
 			// Lines are immutable once a hold exists: shared, not copied.
 			rd.Persist.Holds = append(rd.Persist.Holds, h.hold())
+			if n.hc.on {
+				n.pushHold(h, n.cache.readyNo)
+			}
 		}
 		n.dirtyHolds = n.dirtyHolds[:0]
 	}
@@ -645,6 +668,9 @@ func (n *Node) Ready() Ready {
 	n.lastEvents, n.lastReplies = len(rd.Persist.Events), len(rd.Reply)
 	n.snapReady()
 	n.readies++
+	if n.hc.on {
+		n.noteReady(&rd)
+	}
 	return rd
 }
 
@@ -659,6 +685,9 @@ func (n *Node) Advance() {
 	n.snapAdvanced()
 	if n.cache.on {
 		n.evict()
+	}
+	if n.hc.on {
+		n.advanceHolds()
 	}
 }
 

@@ -182,6 +182,9 @@ type pworld struct {
 	// cache: MaxResidentSKUs of every node (0: unbounded), which then
 	// reads its rows from its memStore (skucache_test.go).
 	cache int
+	// holdCache: MaxResidentHolds of every node (0: unbounded), which
+	// then reads holds and keys from its memStore (holdcache_test.go).
+	holdCache int
 }
 
 type reroute struct {
@@ -194,11 +197,18 @@ func newPWorld(seed uint64, bugs plantedbugs.Bugs) *pworld {
 }
 
 func newPWorldCache(seed uint64, bugs plantedbugs.Bugs, cache int) *pworld {
+	return newPWorldHolds(seed, bugs, cache, 0)
+}
+
+// newPWorldHolds: every node keeps at most cache SKUs (0: all) and
+// holdCache holds and keys (0: all) resident, reading the rest from its
+// memStore (holdcache_test.go).
+func newPWorldHolds(seed uint64, bugs plantedbugs.Bugs, cache, holdCache int) *pworld {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	w := &pworld{seed: seed, r: r, now: t0, nodes: map[string]*pnode{}, out: map[uint64]*preq{},
 		holds: map[string]*phold{}, idem: map[string]*pidem{}, minted: map[[2]string]uint64{},
 		shrunk: map[[2]string]uint64{}, reserved: map[[2]string]uint64{}, sold: map[[2]string]uint64{},
-		stats: map[string]int{}, retain: 30 * time.Second, keyLines: map[string][]Line{}, cache: cache}
+		stats: map[string]int{}, retain: 30 * time.Second, keyLines: map[string][]Line{}, cache: cache, holdCache: holdCache}
 	nreg := 3 + r.IntN(5)
 	for i := 0; i < nreg; i++ {
 		w.regions = append(w.regions, fmt.Sprintf("r%d", i))
@@ -231,6 +241,9 @@ func newPWorldCache(seed uint64, bugs plantedbugs.Bugs, cache int) *pworld {
 			// Snapshots in SKU order of at most two rows an answer, so
 			// that repairs of the five SKUs go in several chunks.
 			cfg.MaxRepairRows = 2
+		}
+		if holdCache > 0 {
+			cfg.Holds, cfg.MaxResidentHolds = store, holdCache
 		}
 		n, err := NewNode(cfg, nil)
 		if err != nil {
@@ -312,6 +325,9 @@ func (w *pworld) run(steps int) (err error) {
 		for _, reg := range w.regions {
 			if err := w.nodes[reg].n.checkResidency(); err != nil {
 				return fmt.Errorf("step %d: %s: residency: %w", i, reg, err)
+			}
+			if err := w.nodes[reg].n.checkHoldResidency(); err != nil {
+				return fmt.Errorf("step %d: %s: hold residency: %w", i, reg, err)
 			}
 		}
 	}
@@ -846,6 +862,13 @@ func (w *pworld) crash(reg string) error {
 	st := pn.store.state(&fatalCatcher{})
 	if w.cache > 0 {
 		st.Rows = nil // read through the row source
+	}
+	if w.holdCache > 0 {
+		st.Holds, st.Idem = nil, nil // read through the hold source
+		st.HeldHolds = uint64(len(pn.store.index.got.holds))
+		if w.r.IntN(2) == 0 { // unknown, half the time: every new id is looked up
+			st.NewestHold, st.NewestHoldKnown = pn.store.newestHold(), true
+		}
 	}
 	n, err := NewNode(pn.cfg, st)
 	if err != nil {

@@ -30,7 +30,7 @@ func (n *Node) routedRetry(c *Command) bool {
 	if c.IdemKey == "" {
 		return false
 	}
-	e := n.idem[c.IdemKey]
+	e := n.idemOf(c.IdemKey)
 	if e == nil || e.RoutedTo == "" || e.RoutedTo == n.cfg.Region || !e.liveAt(n.now) || e.Hash != c.IdemHash {
 		return false
 	}

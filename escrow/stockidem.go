@@ -35,7 +35,7 @@ func (n *Node) stockReplay(c *Command) bool {
 		n.fail(c, err)
 		return true
 	}
-	e := n.idem[c.IdemKey]
+	e := n.idemOf(c.IdemKey)
 	if e == nil || !e.liveAt(n.now) {
 		return false
 	}

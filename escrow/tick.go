@@ -26,6 +26,10 @@ func (n *Node) tick() {
 }
 
 func (n *Node) sweep() {
+	if n.hc.on {
+		n.sweepHolds() // through the source's indexes (holdcache.go)
+		return
+	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.expiry.Len() > 0; {
 		it := n.expiry[0]
 		if it.at > nanos(n.now) {

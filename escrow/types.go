@@ -405,6 +405,18 @@ type State struct {
 	Waits   []WaitEntry // waitlist entries, any order
 	// Recounts: the as_of of the last recount applied, per SKU.
 	Recounts []RecountMark
+	// HeldHolds: with a hold source (Config.Holds), Holds and Idem are
+	// empty (the node reads them from the source) and this is the number
+	// of HELD holds the source has (its expiry index's entries), for
+	// Stats.ActiveHolds and MaxHolds. Ignored without a hold source.
+	HeldHolds uint64
+	// NewestHold (with NewestHoldKnown): with a hold source, the greatest
+	// hold id the source has ("" when it has none). Ids sort by their
+	// time, so a new id of a later millisecond cannot be a stored hold's
+	// and needs no read of the source; unknown (NewestHoldKnown false),
+	// every new id is looked up in the source.
+	NewestHold      string
+	NewestHoldKnown bool
 }
 
 // enumName is names[v], or "unknown" for a value without a name.

@@ -201,7 +201,7 @@ func (n *Node) waitOrReject(c *Command, lines []Line, waiters []uint64) {
 	}}
 	for {
 		e.ID = newHoldID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
-		if w.entries[e.ID] == nil && n.holds[e.ID] == nil {
+		if w.entries[e.ID] == nil && !n.holdIDTaken(e.ID, n.now.UnixMilli()) {
 			break
 		}
 	}

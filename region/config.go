@@ -111,6 +111,15 @@ type Config struct {
 	// touch and drops idle ones past the bound (escrow/skucache.go). Needs
 	// the Pebble store (not Config.Storage).
 	SKUCache int
+	// HoldCache bounds the holds and idempotency keys the node keeps in
+	// memory (0: every one, as before): the store is opened with
+	// LazyHolds, start-up reads no hold nor key (it counts the expiry
+	// index), and the node reads a hold or key from Pebble when a command
+	// names it, finds expired ones through the store's expiry indexes, and
+	// drops saved ones past the bound (escrow/holdcache.go). Needs the
+	// Pebble store and a store that keeps terminal holds (HoldRetain not
+	// negative): the store's pruner, not the node, deletes them.
+	HoldCache int
 
 	// Escrow overrides the core's defaults (LowWater, BorrowTimeout, ...).
 	// Escrow.Region is always Name.
@@ -246,6 +255,12 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !seen[c.Name] {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
+	}
+	if c.HoldCache < 0 || c.HoldCache > escrow.MaxResidentHoldsLimit {
+		return fmt.Errorf("region: hold_cache %d must be between 0 (off) and %d", c.HoldCache, escrow.MaxResidentHoldsLimit)
+	}
+	if c.HoldCache > 0 && c.HoldRetain < 0 {
+		return fmt.Errorf("region: hold_cache needs hold_retain of 0 or more (the store keeps and prunes terminal holds), got %v", c.HoldRetain)
 	}
 	if c.SKUCache < 0 || c.SKUCache > escrow.MaxResidentSKUsLimit {
 		return fmt.Errorf("region: sku_cache %d must be between 0 (off) and %d", c.SKUCache, escrow.MaxResidentSKUsLimit)

@@ -25,6 +25,16 @@ func (r *Region) loadNode() (*escrow.Node, error) {
 		ecfg.Rows, ecfg.MaxResidentSKUs = src, r.cfg.SKUCache
 		st.Rows = nil // a storage that loaded them anyway: the node reads them from src
 	}
+	if r.cfg.HoldCache > 0 {
+		src, ok := r.storage.(escrow.HoldSource)
+		if !ok {
+			return nil, fmt.Errorf("hold_cache %d needs a storage that reads holds on demand (the Pebble store)", r.cfg.HoldCache)
+		}
+		ecfg.Holds, ecfg.MaxResidentHolds = src, r.cfg.HoldCache
+		if len(st.Holds) > 0 || len(st.Idem) > 0 {
+			return nil, fmt.Errorf("hold_cache %d: the storage loaded holds (it must be opened with LazyHolds)", r.cfg.HoldCache)
+		}
+	}
 	n, err := escrow.NewNode(ecfg, st)
 	if err != nil {
 		return nil, fmt.Errorf("restore node from stored state: %w", err)

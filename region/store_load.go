@@ -24,6 +24,9 @@ func (s *Store) Load() (*escrow.State, error) {
 		// A failed store's memtable may hold a batch that never became durable.
 		return nil, err
 	}
+	if s.opts.LazyHolds {
+		return s.loadLazyHolds()
+	}
 	heldExp, idemExp, err := s.scanExpiryIndexes()
 	if err != nil {
 		return nil, err
@@ -79,6 +82,74 @@ func (s *Store) Load() (*escrow.State, error) {
 	}
 	if err := l.finish(); err != nil {
 		return nil, err
+	}
+	if err := s.setOwnSeqLocked(l.own); err != nil {
+		return nil, err
+	}
+	s.ownSeqPartial = s.opts.LazyRows
+	return l.st, nil
+}
+
+// loadLazyHolds is Load with LazyHolds: holds, idempotency keys and their
+// indexes stay in Pebble (store_holds.go); the x/ index is counted.
+func (s *Store) loadLazyHolds() (*escrow.State, error) {
+	held, err := s.countHeld()
+	if err != nil {
+		return nil, err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("region store: load: %w", err)
+	}
+	newest, err := s.newestHold()
+	if err != nil {
+		return nil, err
+	}
+	l := loader{s: s, st: &escrow.State{Seq: s.seq, HeldHolds: held, NewestHold: newest, NewestHoldKnown: true}}
+	if n := len(s.ownSeq); n > 0 {
+		l.st.Rows = make([]escrow.Row, 0, n)
+		l.own = make([]seqSKU, 0, n)
+	}
+	evEnd := prefixEnd(pfxEvents)
+	rowEnd := prefixEnd(pfxRow)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		for len(k) >= 2 {
+			p := string(k[:2])
+			var end []byte
+			switch {
+			case s.opts.LazyRows && p == pfxRow:
+				end = rowEnd
+			case p == pfxEvents:
+				end = evEnd
+			case lazyHoldPrefix(p):
+				end = prefixEnd(p)
+			}
+			if end == nil {
+				break
+			}
+			if !it.SeekGE(end) {
+				k = nil
+				break
+			}
+			k = it.Key()
+		}
+		if k == nil {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err == nil {
+			err = l.entry(k, v)
+		} else {
+			err = fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
+		}
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("region store: load: %w", err)
 	}
 	if err := s.setOwnSeqLocked(l.own); err != nil {
 		return nil, err

@@ -58,6 +58,11 @@ type StoreOptions struct {
 	// (store_rows.go); tables get bloom filters for those point reads.
 	// Set with region Config.SKUCache.
 	LazyRows bool
+	// LazyHolds: Load leaves holds and idempotency keys (and their
+	// indexes) in Pebble, counting only the x/ index, and the node reads
+	// them through the store's escrow.HoldSource (store_holds.go). Set
+	// with region Config.HoldCache.
+	LazyHolds bool
 	// NoEvents keeps no event log: Persist.Events are dropped. For
 	// benchmarks comparing the cost of the log, and stores of tools.
 	NoEvents bool
@@ -130,10 +135,10 @@ func (s *Store) open() error {
 	cache := s.opts.CacheBytes
 	if cache <= 0 {
 		cache = 64 << 20
-		if s.opts.LazyRows {
-			// The rows are read on demand: the memory the node no
-			// longer spends on cold SKUs goes to the blocks they come
-			// from (index blocks first).
+		if s.opts.LazyRows || s.opts.LazyHolds {
+			// The rows (holds) are read on demand: the memory the node
+			// no longer spends on cold SKUs (holds) goes to the blocks
+			// they come from (index blocks first).
 			cache = lazyRowsCacheBytes
 		}
 	}
@@ -154,9 +159,11 @@ func (s *Store) open() error {
 			},
 		},
 	}
-	if s.opts.LazyRows {
+	if s.opts.LazyRows || s.opts.LazyHolds {
 		// Whole-key bloom filters: validate's point reads of own rows not
-		// seen since start (store_rows.go) skip tables without them.
+		// seen since start (store_rows.go), and the hold source's reads of
+		// a new hold's id and key, which are almost never there
+		// (store_holds.go), skip tables without them.
 		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := openPebble(s.dir, po)
@@ -390,7 +397,7 @@ func closePebble(db *pebble.DB) (panicked bool, err error) {
 func openStore(cfg Config) (Storage, error) {
 	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
 		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled,
-		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0})
+		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0})
 }
 
 // reopener is implemented by storages that can drop a failed handle and

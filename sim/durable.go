@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
@@ -135,4 +136,62 @@ func (d *durable) ScanRowsFrom(after string, f func(r *escrow.Row) error) error 
 		}
 	}
 	return nil
+}
+
+// held counts the HELD holds on this disk (State.HeldHolds, --hold-cache).
+func (d *durable) held() uint64 {
+	var k uint64
+	for _, h := range d.holds {
+		if h.State == escrow.Held {
+			k++
+		}
+	}
+	return k
+}
+
+// newestHold is the greatest hold id on this disk (State.NewestHold).
+func (d *durable) newestHold() string {
+	newest := ""
+	for id := range d.holds {
+		newest = max(newest, id)
+	}
+	return newest
+}
+
+// StoredHold implements escrow.HoldSource (--hold-cache).
+func (d *durable) StoredHold(id string) (escrow.Hold, bool, error) {
+	h, ok := d.holds[id]
+	if !ok {
+		return escrow.Hold{}, false, nil
+	}
+	return h.Clone(), true, nil
+}
+
+// StoredIdem implements escrow.HoldSource.
+func (d *durable) StoredIdem(key string) (escrow.IdemEntry, bool, error) {
+	e, ok := d.idem[key]
+	return e, ok, nil
+}
+
+// DueHolds implements escrow.HoldSource: the disk's HELD holds as an
+// exact expiry index would list them.
+func (d *durable) DueHolds(t time.Time, max int, dst []escrow.Deadline) ([]escrow.Deadline, time.Time, error) {
+	all := make([]escrow.Deadline, 0, len(d.holds))
+	for id, h := range d.holds {
+		if h.State == escrow.Held {
+			all = append(all, escrow.Deadline{Name: id, At: h.Expires})
+		}
+	}
+	due, next := escrow.DueOf(all, t, max, dst)
+	return due, next, nil
+}
+
+// DueIdem implements escrow.HoldSource.
+func (d *durable) DueIdem(t time.Time, max int, dst []escrow.Deadline) ([]escrow.Deadline, time.Time, error) {
+	all := make([]escrow.Deadline, 0, len(d.idem))
+	for k, e := range d.idem {
+		all = append(all, escrow.Deadline{Name: k, At: e.Expires})
+	}
+	due, next := escrow.DueOf(all, t, max, dst)
+	return due, next, nil
 }

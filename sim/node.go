@@ -51,6 +51,15 @@ func (w *world) boot(ep *endpoint) error {
 			st.Rows = nil
 		}
 	}
+	if w.o.HoldCache > 0 {
+		// Holds and keys are read from the simulated disk on demand.
+		ep.cfg.Holds, ep.cfg.MaxResidentHolds = ep.dur, w.o.HoldCache
+		if st != nil {
+			st.Holds, st.Idem = nil, nil
+			st.HeldHolds = ep.dur.held()
+			st.NewestHold, st.NewestHoldKnown = ep.dur.newestHold(), true
+		}
+	}
 	n, err := escrow.NewNode(ep.cfg, st)
 	if err != nil {
 		return fmt.Errorf("sim: region %s: restore: %w", ep.name, err)
@@ -278,4 +287,6 @@ func (w *world) addStats(s escrow.Stats) {
 	r.DonationCopiesRefused += s.DonationCopiesRefused
 	r.SKUCacheMisses += s.SKUCacheMisses
 	r.SKUCacheEvictions += s.SKUCacheEvictions
+	r.HoldCacheMisses += s.HoldCacheMisses
+	r.HoldCacheEvictions += s.HoldCacheEvictions
 }

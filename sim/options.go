@@ -79,6 +79,12 @@ type Options struct {
 	// Config.MaxResidentSKUs / region Config.SKUCache): the rest are read
 	// from the region's simulated disk on first touch. 0: all resident.
 	SKUCache int
+	// HoldCache bounds the holds and idempotency keys each region keeps
+	// in memory (escrow Config.MaxResidentHolds / region
+	// Config.HoldCache): the rest are read from the region's simulated
+	// disk on demand, and expired holds are found through its expiry
+	// index. 0: all resident.
+	HoldCache int
 
 	// Bugs and Hooks inject known bugs so tests can show that the checkers
 	// catch them. Never set them outside tests and demonstrations.
@@ -165,6 +171,8 @@ func (o Options) Validate() error {
 	switch {
 	case o.SKUCache < 0 || o.SKUCache > MaxSKUs:
 		return fmt.Errorf("sim: sku-cache must be between 0 (off) and %d, got %d", MaxSKUs, o.SKUCache)
+	case o.HoldCache < 0 || o.HoldCache > escrow.MaxResidentHoldsLimit:
+		return fmt.Errorf("sim: hold-cache must be between 0 (off) and %d, got %d", escrow.MaxResidentHoldsLimit, o.HoldCache)
 	case o.Regions < 2 || o.Regions > MaxRegions:
 		return fmt.Errorf("sim: regions must be between 2 and %d, got %d", MaxRegions, o.Regions)
 	case o.SKUs < 1 || o.SKUs > MaxSKUs:
@@ -262,6 +270,9 @@ func (o Options) Args(seed uint64) []string {
 	if o.SKUCache > 0 {
 		a = append(a, "--sku-cache", strconv.Itoa(o.SKUCache))
 	}
+	if o.HoldCache > 0 {
+		a = append(a, "--hold-cache", strconv.Itoa(o.HoldCache))
+	}
 	for _, b := range o.BugNames() {
 		a = append(a, "--bug", b)
 	}
@@ -321,6 +332,11 @@ const (
 	// BugEvictDirty: the SKU cache (--sku-cache) drops a SKU whose rows
 	// are not yet saved, losing its latest changes.
 	BugEvictDirty = "evict-dirty"
+	// BugEvictDirtyHold: the hold cache (--hold-cache) drops a hold whose
+	// change is not yet saved; BugSkipSourceExpiry: it never scans the
+	// disk's expiry index, so holds that are not resident never expire.
+	BugEvictDirtyHold   = "evict-dirty-hold"
+	BugSkipSourceExpiry = "skip-source-expiry"
 )
 
 // bugSwitches maps each bug name to the switch it turns on, in the order
@@ -354,6 +370,8 @@ var bugSwitches = []struct {
 	{BugNoStockHints, func(o *Options) *bool { return &o.Bugs.NoStockHints }},
 	{BugQuietHeldProbation, func(o *Options) *bool { return &o.Bugs.QuietHeldProbation }},
 	{BugEvictDirty, func(o *Options) *bool { return &o.Bugs.EvictDirty }},
+	{BugEvictDirtyHold, func(o *Options) *bool { return &o.Bugs.EvictDirtyHold }},
+	{BugSkipSourceExpiry, func(o *Options) *bool { return &o.Bugs.SkipSourceExpiry }},
 }
 
 // SetBug turns on one named test-only bug.

@@ -67,6 +67,10 @@ type Result struct {
 	// from their disks on first touch, and SKUs they dropped.
 	SKUCacheMisses    uint64 `json:"sku_cache_misses,omitempty"`
 	SKUCacheEvictions uint64 `json:"sku_cache_evictions,omitempty"`
+	// HoldCacheMisses, HoldCacheEvictions (--hold-cache): holds and keys
+	// the nodes read from their disks, and holds and keys they dropped.
+	HoldCacheMisses    uint64 `json:"hold_cache_misses,omitempty"`
+	HoldCacheEvictions uint64 `json:"hold_cache_evictions,omitempty"`
 
 	// Safety and post-heal checkers: all must be zero.
 	Oversell           uint64 `json:"oversell"`   // units, max over time, summed over SKUs
@@ -278,6 +282,9 @@ type Summary struct {
 	// SKU cache (see Result).
 	SKUCacheMisses    uint64 `json:"sku_cache_misses,omitempty"`
 	SKUCacheEvictions uint64 `json:"sku_cache_evictions,omitempty"`
+	// Hold cache (see Result).
+	HoldCacheMisses    uint64 `json:"hold_cache_misses,omitempty"`
+	HoldCacheEvictions uint64 `json:"hold_cache_evictions,omitempty"`
 }
 
 // Summarize aggregates results (in the order given).
@@ -339,6 +346,8 @@ func Summarize(rs []*Result) Summary {
 		s.BitflipLate += r.BitflipLate
 		s.SKUCacheMisses += r.SKUCacheMisses
 		s.SKUCacheEvictions += r.SKUCacheEvictions
+		s.HoldCacheMisses += r.HoldCacheMisses
+		s.HoldCacheEvictions += r.HoldCacheEvictions
 		falseRej += r.FalseRejects
 		msgs += r.Msgs
 		stranded += r.strandedSum
@@ -441,6 +450,10 @@ func (s Summary) KV() string {
 	if s.SKUCacheMisses+s.SKUCacheEvictions > 0 {
 		kv = append(kv, "sku_cache_misses="+strconv.FormatUint(s.SKUCacheMisses, 10),
 			"sku_cache_evictions="+strconv.FormatUint(s.SKUCacheEvictions, 10))
+	}
+	if s.HoldCacheMisses+s.HoldCacheEvictions > 0 {
+		kv = append(kv, "hold_cache_misses="+strconv.FormatUint(s.HoldCacheMisses, 10),
+			"hold_cache_evictions="+strconv.FormatUint(s.HoldCacheEvictions, 10))
 	}
 	return strings.Join(kv, " ")
 }

@@ -114,6 +114,12 @@ func (w *world) bootRegion(ep *endpoint) error {
 		Escrow:         ep.cfg,
 		Now:            func() time.Time { return w.nodeNow(ep) },
 		SKUCache:       w.o.SKUCache,
+		HoldCache:      w.o.HoldCache,
+	}
+	if cfg.HoldCache > 0 {
+		// The hold cache needs a store that keeps terminal holds (its
+		// pruner, not the node, deletes them).
+		cfg.HoldRetain = 0
 	}
 	cfg = regiontest.WithBugs(cfg, w.o.RegionBugs)
 	w.memberRegionConfig(ep, &cfg)

@@ -35,6 +35,7 @@ type benchOpts struct {
 	dist        string
 	reopen      bool
 	skuCache    int
+	holdCache   int
 	qty         uint64
 	mix         string
 	ttl         time.Duration
@@ -95,6 +96,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.IntVar(&o.skus, "skus", 1, "SKUs in the catalogue, 1..10000000 (over HTTP 1..100000; 1 = one hot SKU)")
 	f.StringVar(&o.dist, "dist", "uniform", "how SKUs are drawn: uniform, or zipf (popularity rank k drawn with weight 1/(k+1)^1.1)")
 	f.IntVar(&o.skuCache, "sku-cache", 0, "in-process region: SKUs kept in memory at most (0: every SKU; region sku_cache)")
+	f.IntVar(&o.holdCache, "hold-cache", 0, "in-process region: holds and idempotency keys kept in memory at most (0: every one; region hold_cache)")
 	f.BoolVar(&o.reopen, "reopen", false, "after the run, close the in-process region and time its start-up from the data directory (startup_s)")
 	f.Uint64Var(&o.qty, "qty", 1, "units per hold")
 	f.StringVar(&o.mix, "mix", "hold", "hold, or shopper (hold, then confirm or release)")
@@ -145,6 +147,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.skuCache < 0 || o.skuCache > escrow.MaxResidentSKUsLimit {
 		return fmt.Errorf("--sku-cache must be between 0 (off) and %d", escrow.MaxResidentSKUsLimit)
+	}
+	if o.holdCache < 0 || o.holdCache > escrow.MaxResidentHoldsLimit {
+		return fmt.Errorf("--hold-cache must be between 0 (off) and %d", escrow.MaxResidentHoldsLimit)
+	}
+	if o.holdCache > 0 && o.url != "" {
+		return errors.New("--hold-cache configures the in-process region: not with --url (set hold_cache in that region's config)")
 	}
 	if o.skuCache > 0 && o.url != "" {
 		return errors.New("--sku-cache configures the in-process region: not with --url (set sku_cache in that region's config)")
@@ -225,7 +233,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		// The region's own logs would interleave with the progress lines.
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
-			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache}
+			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache,
+			HoldCache: o.holdCache}
 		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
@@ -380,6 +389,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.skuCache > 0 {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "sku_cache", Value: strconv.Itoa(o.skuCache)})
+	}
+	if o.holdCache > 0 {
+		s.Labels = append(s.Labels, loadgen.Label{Key: "hold_cache", Value: strconv.Itoa(o.holdCache)})
 	}
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})

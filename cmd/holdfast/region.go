@@ -85,6 +85,9 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			if f.Changed("sku-cache") {
 				cfg.SKUCache = flags.SKUCache
 			}
+			if f.Changed("hold-cache") {
+				cfg.HoldCache = flags.HoldCache
+			}
 			if cfg.HTTPAddr == "" {
 				cfg.HTTPAddr = "127.0.0.1:8080"
 			}
@@ -124,6 +127,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.DurationVar(&flags.MaxLinger, "max-linger", region.DefaultMaxLinger, "group commit: longest wait for returning callers before a batch is cut (negative: none)")
 	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
 	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
+	f.IntVar(&flags.HoldCache, "hold-cache", 0, "holds and idempotency keys kept in memory at most (0: every one); the others are read from the store on demand")
 	f.IntVar(&flags.SKUCache, "sku-cache", 0, "SKUs kept in memory at most (0: every SKU); the others are read from the store on first touch")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")

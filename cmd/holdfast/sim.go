@@ -169,6 +169,7 @@ The last line is key=value; the exit status is 1 if a checker failed.`,
 	f.DurationVar(&o.BorrowTimeoutMax, "borrow-timeout-max", 0, "upper bound of the RTT-following borrow deadline (0: escrow default)")
 	f.BoolVar(&o.Wire, "wire", false, "round-trip every message through the wire codec")
 	f.StringVar(&o.Runtime, "runtime", sim.RuntimeEscrow, "what drives each region: escrow (the simulator's own persist-then-reply loop, fast) | region (the real region runtime: its pipeline stages, Pebble on a crashable in-memory vfs, the wire codec; slower)")
+	f.IntVar(&o.HoldCache, "hold-cache", 0, "holds and idempotency keys each region keeps in memory at most (0: all); the others are read from its simulated disk on demand (escrow and region runtimes)")
 	f.IntVar(&o.SKUCache, "sku-cache", 0, "SKUs each region keeps in memory at most (0: all); the others are read from its simulated disk on first touch (escrow and region runtimes)")
 	f.Float64Var(&o.Partial, "partial", 0, "fraction of carts sent as partial holds (0..1)")
 	f.Var(soakFlag{&o}, "soak", "soak for this much simulated time (e.g. 4h; sets --duration): long-lived holds, retention cycles, the heap sampled every simulated hour")

@@ -43,7 +43,10 @@ type File struct {
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RestartProbation  bool          `yaml:"restart_probation"`
 	// SKUCache bounds the SKUs kept in memory (0: all; region.Config.SKUCache).
-	SKUCache       int           `yaml:"sku_cache"`
+	SKUCache int `yaml:"sku_cache"`
+	// HoldCache bounds the holds and idempotency keys kept in memory
+	// (0: all; region.Config.HoldCache).
+	HoldCache      int           `yaml:"hold_cache"`
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	HTTPServer     string        `yaml:"http_server"`
@@ -165,6 +168,7 @@ func (f File) Region() region.Config {
 		FreshProbationMax:   f.FreshProbationMax,
 		RestartProbation:    f.RestartProbation,
 		SKUCache:            f.SKUCache,
+		HoldCache:           f.HoldCache,
 		RequestTimeout:      f.RequestTimeout,
 		MaxBodyBytes:        f.MaxBodyBytes,
 		HTTPServer:          f.HTTPServer,

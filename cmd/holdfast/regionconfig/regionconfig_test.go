@@ -105,9 +105,10 @@ func TestFileCoversConfig(t *testing.T) {
 	// Locations are top-level keys (one list for the cluster), checked by
 	// filling below.
 	// Rows and MaxResidentSKUs are set by the region from the top-level
-	// sku_cache (the store is the row source).
+	// sku_cache (the store is the row source), Holds and MaxResidentHolds
+	// from hold_cache (the store is the hold source).
 	check(reflect.TypeOf(Escrow{}), reflect.TypeOf(escrow.Config{}), "Region", "Rand", "bugs", "Members",
-		"Locations", "FulfilmentOrder", "Allocation", "Rows", "MaxResidentSKUs")
+		"Locations", "FulfilmentOrder", "Allocation", "Rows", "MaxResidentSKUs", "Holds", "MaxResidentHolds")
 
 	// Setting every field of the file sets every field of the config: the
 	// mapping copies them all.
@@ -117,7 +118,8 @@ func TestFileCoversConfig(t *testing.T) {
 	for _, v := range []reflect.Value{reflect.ValueOf(c), reflect.ValueOf(c.Escrow), reflect.ValueOf(c.PeerLimits)} {
 		for i := 0; i < v.NumField(); i++ {
 			switch v.Type().Field(i).Name {
-			case "Storage", "FS", "Logger", "Region", "Rand", "bugs", "Members", "Now", "PlantedBugs", "Rows", "MaxResidentSKUs":
+			case "Storage", "FS", "Logger", "Region", "Rand", "bugs", "Members", "Now", "PlantedBugs", "Rows", "MaxResidentSKUs",
+				"Holds", "MaxResidentHolds":
 				continue
 			}
 			if v.Field(i).IsZero() {

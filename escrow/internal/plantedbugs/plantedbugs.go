@@ -60,6 +60,14 @@ type Bugs struct {
 	// returned for any name, not only its own (a hold of one SKU reserves
 	// units of the SKU looked up before it).
 	LookupMemoAnyName bool
+	// EvictDirtyHold: the bounded hold cache drops a hold whose change is
+	// not yet saved (dirty, or in a Ready not yet Advanced), so the change
+	// never reaches the store.
+	EvictDirtyHold bool
+	// SkipSourceExpiry: with the bounded hold cache, the sweeper never
+	// scans the source's expiry indexes, so a hold that is not resident
+	// is never expired (its units never come back).
+	SkipSourceExpiry bool
 }
 
 // Any reports whether any bug is on.
