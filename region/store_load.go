@@ -31,10 +31,6 @@ func (s *Store) Load() (*escrow.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("region store: load: %w", err)
-	}
 	// Sized from the expiry index (every held hold has an entry; ended
 	// holds come on top) and, when known, the own rows (peer rows on top).
 	l := loader{s: s, st: &escrow.State{Seq: s.seq}, holdIdx: make(map[string]int, len(heldExp)), heldExp: heldExp, idemExp: idemExp}
@@ -45,40 +41,11 @@ func (s *Store) Load() (*escrow.State, error) {
 	if n := len(heldExp); n > 0 {
 		l.st.Holds = make([]escrow.Hold, 0, n)
 	}
-	evEnd := prefixEnd(pfxEvents)
-	rowEnd := prefixEnd(pfxRow)
 	if s.opts.RetainTerminal {
 		l.forgetBefore = time.Now().Add(-s.opts.MemRetain)
 	}
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		if s.opts.LazyRows && len(k) >= 2 && string(k[:2]) == pfxRow {
-			// Read on demand through SKURows (store_rows.go).
-			if !it.SeekGE(rowEnd) {
-				break
-			}
-			k = it.Key()
-		}
-		if len(k) >= 2 && string(k[:2]) == pfxEvents {
-			// The event log is not state: skip it whole (it may be long).
-			if !it.SeekGE(evEnd) {
-				break
-			}
-			k = it.Key()
-		}
-		v, err := it.ValueAndErr()
-		if err == nil {
-			err = l.entry(k, v)
-		} else {
-			err = fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
-		}
-		if err != nil {
-			it.Close()
-			return nil, err
-		}
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("region store: load: %w", err)
+	if err := l.scan(false); err != nil {
+		return nil, err
 	}
 	if err := l.finish(); err != nil {
 		return nil, err
@@ -97,10 +64,6 @@ func (s *Store) loadLazyHolds() (*escrow.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("region store: load: %w", err)
-	}
 	newest, err := s.newestHold()
 	if err != nil {
 		return nil, err
@@ -110,46 +73,8 @@ func (s *Store) loadLazyHolds() (*escrow.State, error) {
 		l.st.Rows = make([]escrow.Row, 0, n)
 		l.own = make([]seqSKU, 0, n)
 	}
-	evEnd := prefixEnd(pfxEvents)
-	rowEnd := prefixEnd(pfxRow)
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		for len(k) >= 2 {
-			p := string(k[:2])
-			var end []byte
-			switch {
-			case s.opts.LazyRows && p == pfxRow:
-				end = rowEnd
-			case p == pfxEvents:
-				end = evEnd
-			case lazyHoldPrefix(p):
-				end = prefixEnd(p)
-			}
-			if end == nil {
-				break
-			}
-			if !it.SeekGE(end) {
-				k = nil
-				break
-			}
-			k = it.Key()
-		}
-		if k == nil {
-			break
-		}
-		v, err := it.ValueAndErr()
-		if err == nil {
-			err = l.entry(k, v)
-		} else {
-			err = fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
-		}
-		if err != nil {
-			it.Close()
-			return nil, err
-		}
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("region store: load: %w", err)
+	if err := l.scan(true); err != nil {
+		return nil, err
 	}
 	if err := s.setOwnSeqLocked(l.own); err != nil {
 		return nil, err
@@ -172,6 +97,60 @@ type loader struct {
 	// forgetBefore: terminal holds that ended before it stay in the store
 	// (listable) but not in the node's memory. Zero: load every hold.
 	forgetBefore time.Time
+}
+
+// scan feeds every key of the store to entry. It skips whole the ranges
+// Load does not read: the event log (not state; it may be long), the rows
+// with LazyRows (read on demand through SKURows, store_rows.go) and, with
+// lazyHolds, the holds, idempotency keys and their indexes
+// (store_holds.go).
+func (l *loader) scan(lazyHolds bool) error {
+	it, err := l.s.db.NewIter(&pebble.IterOptions{})
+	if err != nil {
+		return fmt.Errorf("region store: load: %w", err)
+	}
+	evEnd := prefixEnd(pfxEvents)
+	rowEnd := prefixEnd(pfxRow)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		for len(k) >= 2 {
+			p := string(k[:2])
+			var end []byte
+			switch {
+			case l.s.opts.LazyRows && p == pfxRow:
+				end = rowEnd
+			case p == pfxEvents:
+				end = evEnd
+			case lazyHolds && lazyHoldPrefix(p):
+				end = prefixEnd(p)
+			}
+			if end == nil {
+				break
+			}
+			if !it.SeekGE(end) {
+				k = nil
+				break
+			}
+			k = it.Key()
+		}
+		if k == nil {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err == nil {
+			err = l.entry(k, v)
+		} else {
+			err = fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
+		}
+		if err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("region store: load: %w", err)
+	}
+	return nil
 }
 
 func (l *loader) entry(k, v []byte) error {
