@@ -10,6 +10,7 @@ import (
 // and partitioned per cart, and the half target is called out of reach
 // exactly when that floor exceeds half of the base strategy's rate.
 func TestFalseRejectFloor(t *testing.T) {
+	t.Parallel()
 	m := map[string]uint64{frRegionDown: 30, frNoAnswer: 20, frFenced: 5, frPartitioned: 45, frStranded: 7,
 		frStaleView: 11, frInFlight: 13, frBorrowDeadline: 17, frRoutedLost: 2, frHomeUnreachable: 3, frOther: 1}
 	g := groupFalseRejects(m)

@@ -75,7 +75,9 @@ func TestFaultsAllStoreBack(t *testing.T) {
 // cause is not established, see docs/simulator.md), and the test must not
 // depend on it. Seeds 1-30 of skew were scanned: only 8 and 15 catch
 // no-stock-hints, only 11 and 14 quiet-held-probation.
-func TestPlantedNoStockHints(t *testing.T) { plantedAll(t, BugNoStockHints, "skew", 8, 15) }
+func TestPlantedNoStockHints(t *testing.T) {
+	plantedAll(t, BugNoStockHints, "skew", 8, 15)
+}
 func TestPlantedQuietHeldProbation(t *testing.T) {
 	plantedAll(t, BugQuietHeldProbation, "skew", 11, 14)
 }

@@ -10,6 +10,7 @@ import (
 // fault alone within 20 seeds, and not with no fault on the same seeds
 // (at most as many as it took with the fault): the fault is what exposes it.
 func TestPlantedBugsNeedTheirFault(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		bug, fault string
 		opts       Options

@@ -45,6 +45,7 @@ func TestParseFaults(t *testing.T) {
 // Every false rejection of a named mix has one cause, and only named
 // mixes report them (the old outputs stay as they were).
 func TestFalseRejectCauses(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 2, Regions: 4, Duration: time.Minute, Faults: FaultsAll, Workload: "shift"}
 	r := mustRun(t, o)
 	var sum uint64

@@ -8,6 +8,7 @@ import "testing"
 // after their Ready is durable. (The fence itself is tested in escrow and
 // region; this guards against false alarms.)
 func TestNoFalseFence(t *testing.T) {
+	t.Parallel()
 	seeds, dur := sweepSize(t)
 	for _, wl := range []string{"steady", "flash"} {
 		o := Options{Strategy: "escrow", Workload: wl, Faults: FaultsAll, Regions: 4, Duration: dur}

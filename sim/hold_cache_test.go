@@ -30,6 +30,7 @@ func TestHoldCacheSweep(t *testing.T) {
 // TestHoldCacheDeterministic: a run with --hold-cache gives the same
 // result, cache counters included, every time.
 func TestHoldCacheDeterministic(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 2, Workload: "skew", Faults: FaultsAll, HoldCache: 8}
 	first := mustRun(t, o)
 	for range 2 {
@@ -48,6 +49,7 @@ func TestHoldCacheDeterministic(t *testing.T) {
 // scans the disk's expiry index (skip-source-expiry) leaves holds past
 // their deadline unexpired; seed 1 catches each and passes without it.
 func TestPlantedHoldCacheBugs(t *testing.T) {
+	t.Parallel()
 	base := Options{Seed: 1, Workload: "steady", Faults: FaultsAll, HoldCache: 8, Duration: 10 * time.Minute}
 	for _, bug := range []string{BugEvictDirtyHold, BugSkipSourceExpiry} {
 		o := base

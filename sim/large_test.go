@@ -10,6 +10,7 @@ import (
 // shape), with partitions, in seconds: no checker may be quadratic in
 // SKUs. Not with -short (the race run): its 300k rows take a GB there.
 func TestSweepLargeCatalogue(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("100k SKUs")
 	}

@@ -10,6 +10,7 @@ import (
 // location its line did not allow; lines were split and quota of the
 // shared locations moved between their two sellers.
 func TestLocationWorkloadSafe(t *testing.T) {
+	t.Parallel()
 	for seed := uint64(1); seed <= 2; seed++ {
 		o := Options{Seed: seed, Regions: 3, Duration: 2 * time.Minute, Workload: "locations", Faults: FaultsAll}
 		t.Logf("seed %d: holdfast sim %v", seed, o.Args(seed))
@@ -40,6 +41,7 @@ func TestLocationWorkloadOnRegionRuntime(t *testing.T) {
 // line no eligible location covers is granted from another one), the
 // location checker reports it.
 func TestLocationCheckerCatchesPlantedBug(t *testing.T) {
+	t.Parallel()
 	o := Options{Regions: 3, Duration: time.Minute, Workload: "locations"}
 	if err := o.SetBug(BugGrantAnyLocation); err != nil {
 		t.Fatal(err)

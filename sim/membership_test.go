@@ -11,6 +11,7 @@ import (
 // zero, and the procedure ran whole: one join, one leave, every member
 // restarted for each, units drained.
 func TestMembership(t *testing.T) {
+	t.Parallel()
 	for _, wl := range []string{"steady", "flash", "locations"} {
 		for seed := uint64(1); seed <= 2; seed++ {
 			o := Options{Seed: seed, Regions: 3, Duration: 2 * time.Minute, Workload: wl, Faults: "membership"}
@@ -30,6 +31,7 @@ func TestMembership(t *testing.T) {
 
 // The same seed gives the same report, byte for byte.
 func TestMembershipDeterminism(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 5, Regions: 3, Duration: 2 * time.Minute, Workload: "flash", Faults: "crash,membership"}
 	a, _ := json.Marshal(mustRun(t, o))
 	b, _ := json.Marshal(mustRun(t, o))
@@ -42,6 +44,7 @@ func TestMembershipDeterminism(t *testing.T) {
 // its probation) is caught by membership_errors with the membership
 // fault within 20 seeds, and not without it.
 func TestPlantedSkipProbationMembership(t *testing.T) {
+	t.Parallel()
 	plantedMembership(t, BugSkipProbation, "new region", 2*time.Minute)
 }
 
@@ -93,6 +96,7 @@ func plantedMembershipOn(t *testing.T, o Options, bug, want string) {
 // started again by mistake, is lent units by members that no longer list
 // it. Not caught without the membership fault.
 func TestPlantedTrustNonMemberMembership(t *testing.T) {
+	t.Parallel()
 	// Ten minutes: the removal ends early enough for the zombie to run
 	// before heal.
 	plantedMembership(t, BugTrustNonMember, "no longer list", 10*time.Minute)
@@ -104,6 +108,7 @@ func TestPlantedTrustNonMemberMembership(t *testing.T) {
 // unsynced. Stopping on the in-memory copy lost them (membership_errors=7
 // on this seed before the drain waited for stored copies).
 func TestMembershipStopWaitsForStoredRows(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 40, Workload: "skew", Faults: FaultsAll}
 	r := mustRun(t, o)
 	if r.Failed() {

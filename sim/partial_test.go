@@ -11,6 +11,7 @@ import (
 // TestCheckersCatchBugs shows the units checker catches a partial hold
 // that records more than it reserved.
 func TestPartialHoldsSafe(t *testing.T) {
+	t.Parallel()
 	for seed := uint64(1); seed <= 2; seed++ {
 		o := Options{Seed: seed, Regions: 3, Duration: time.Minute, Workload: "flash", Faults: FaultsPartitions, Partial: 0.5}
 		t.Logf("seed %d: holdfast sim %v", seed, o.Args(seed))

@@ -8,6 +8,7 @@ import (
 // TestRTTMatrix: zone and region sides, "*" for the rest, later entries
 // winning, and clear errors for bad entries.
 func TestRTTMatrix(t *testing.T) {
+	t.Parallel()
 	m, err := parseRTT("*=40ms, us-eu=80ms,us-ap=220ms,eu-ap=150ms,us_east-us_west=30ms")
 	if err != nil {
 		t.Fatal(err)

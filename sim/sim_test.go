@@ -21,6 +21,7 @@ func mustRun(t testing.TB, o Options) *Result {
 }
 
 func TestQueueOrder(t *testing.T) {
+	t.Parallel()
 	var q queue
 	for i, at := range []int64{5, 1, 3, 1, 5, 0, 3} {
 		q.push(event{at: at, n: int32(i)})
@@ -39,6 +40,7 @@ func TestQueueOrder(t *testing.T) {
 // Two runs of the same seed produce the same trace and the same output;
 // a sweep's output does not depend on the number of workers.
 func TestDeterminism(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 7, Regions: 4, Duration: time.Minute, Faults: FaultsAll, Workload: "flash", Wire: true}
 	a, b := mustRun(t, o), mustRun(t, o)
 	if a.TraceHash != b.TraceHash || a.Events != b.Events {
@@ -82,6 +84,7 @@ func TestDeterminism(t *testing.T) {
 // Each checker must be able to fail: with a known bug injected, it reports
 // it within a small fixed set of seeds.
 func TestCheckersCatchBugs(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		bug     string
 		opts    Options
@@ -120,6 +123,7 @@ func TestCheckersCatchBugs(t *testing.T) {
 //
 //	HOLDFAST_SIM_SEEDS=200 go test ./sim -run Sweep -timeout 1h
 func TestSweep(t *testing.T) {
+	t.Parallel()
 	seeds, dur := sweepSize(t)
 	for _, strat := range []string{"escrow", "static", "central"} {
 		for _, wl := range Workloads {
@@ -168,6 +172,7 @@ func sweepOK(t *testing.T, what string, o Options, seeds uint64) {
 }
 
 func TestOptionsValidate(t *testing.T) {
+	t.Parallel()
 	bad := []Options{{Regions: 1}, {Regions: MaxRegions + 1}, {Faults: "some"}, {Workload: "x"},
 		{Strategy: "nope"}, {Duration: time.Second}, {Rate: -1}}
 	for _, o := range bad {
@@ -291,6 +296,7 @@ func TestLivenessCheckerCatchesStuckStock(t *testing.T) {
 
 // Recording the report's series observes the run without changing it.
 func TestSeriesDoesNotChangeRun(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 4, Duration: time.Minute, Faults: FaultsAll}
 	a := mustRun(t, o)
 	o.Series = true

@@ -9,6 +9,7 @@ import (
 // (the planted evict-dirty) loses changes; the conservation checker (and
 // the oversell one) catch it on seed 1, which passes without the bug.
 func TestPlantedEvictDirty(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 1, Workload: "steady", Faults: FaultsAll, SKUCache: 8, Duration: 10 * time.Minute}
 	clean := o
 	if err := o.SetBug(BugEvictDirty); err != nil {
@@ -45,6 +46,7 @@ func TestSKUCacheSweep(t *testing.T) {
 // cache counters included, every time (a lookup in map order once
 // reordered the LRU list from run to run: seed 2, skew, --faults all).
 func TestSKUCacheDeterministic(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 2, Workload: "skew", Faults: FaultsAll, SKUCache: 8}
 	first := mustRun(t, o)
 	for range 4 {

@@ -11,6 +11,7 @@ import (
 // the middle), and the heap live after a full GC at the end within 2× of
 // the middle (lenient: other tests' garbage is collected too).
 func TestSoakFlat(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a 40-minute soak: run without -short")
 	}

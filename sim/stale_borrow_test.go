@@ -11,6 +11,7 @@ import (
 // the checker stale_borrows_honoured fails a --faults all run within a few
 // seeds; without the bug the same seeds pass, with refusals counted.
 func TestStaleBorrowBugCaught(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs seeds of 3 minutes with every fault")
 	}

@@ -70,7 +70,9 @@ func TestStoreBackDeterminism(t *testing.T) {
 // seeds in 15 of each of steady, flash and skew when written) oversell,
 // which the oversell checker or the region's own available going negative
 // catches within 10 seeds.
-func TestPlantedIgnoreFenceWipe(t *testing.T) { plantedStoreBack(t, BugIgnoreFence, "wipe") }
+func TestPlantedIgnoreFenceWipe(t *testing.T) {
+	plantedStoreBack(t, BugIgnoreFence, "wipe")
+}
 func TestPlantedIgnoreFenceRollback(t *testing.T) {
 	plantedStoreBack(t, BugIgnoreFence, "rollback")
 }

@@ -12,6 +12,7 @@ import (
 //
 //	HOLDFAST_SIM_SEEDS=50 go test ./sim -run RebalancerSweep -timeout 1h
 func TestRebalancerSweep(t *testing.T) {
+	t.Parallel()
 	seeds, dur := sweepSize(t)
 	for _, faults := range []string{FaultsNone, FaultsPartitions, FaultsAll} {
 		for _, wl := range []string{"shift", "skew", "flash"} {
@@ -25,6 +26,7 @@ func TestRebalancerSweep(t *testing.T) {
 // skewed workload its advice is applied by the regions, the same seed
 // gives the same run, and the run differs from plain escrow.
 func TestRebalancerMovesStock(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 1, Strategy: "escrow+rebalancer", Workload: "skew", Regions: 5, Duration: time.Minute}
 	w, err := newWorld(o.withDefaults())
 	if err != nil {
@@ -73,6 +75,7 @@ func TestRebalancerMovesStock(t *testing.T) {
 // stranded at sell-out, and it does so by routing holds to the homes of
 // scarce SKUs. Virtual time: the result is exact for these seeds.
 func TestRebalancerHalvesFalseRejects(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs 12 simulations")
 	}
@@ -120,6 +123,7 @@ func TestRebalancerHalvesFalseRejects(t *testing.T) {
 // 3-minute runs, and with it the rebalancer refuses more than escrow on
 // these seeds (0.0914 -> 0.1007 when measured), a figure of its own.
 func TestRebalancerUnderFaults(t *testing.T) {
+	t.Parallel()
 	const allButMembership = "partitions,crash,spike,lossy,skew,jump,stall,pause,asym,replay,corrupt,linkloss"
 	if testing.Short() {
 		t.Skip("runs 8 simulations")

@@ -9,6 +9,7 @@ import (
 // The waitlist workload: waiters join in every region, returned units reach
 // them, and every waitlist checker passes.
 func TestWaitlistWorkload(t *testing.T) {
+	t.Parallel()
 	o := Options{Seed: 1, Regions: 4, Duration: 2 * time.Minute, Workload: "waitlist", Faults: FaultsAll}
 	r := mustRun(t, o)
 	t.Logf("seed 1: joined=%d promoted=%d cancelled=%d expired=%d p50=%.0fms p99=%.0fms share=%.3f cross_max=%dms",
@@ -36,6 +37,7 @@ func TestWaitlistWorkload(t *testing.T) {
 // Other workloads have no waiters, and their summary line has no waitlist
 // keys (their output stays as it was).
 func TestNoWaitlistKeysWithoutWaiters(t *testing.T) {
+	t.Parallel()
 	r := mustRun(t, Options{Seed: 1, Regions: 3, Duration: time.Minute, Workload: "flash"})
 	if r.WaitJoined != 0 {
 		t.Fatalf("flash: %d waiters", r.WaitJoined)
@@ -48,6 +50,7 @@ func TestNoWaitlistKeysWithoutWaiters(t *testing.T) {
 // The simulator's waitlist checkers catch both planted waitlist bugs within
 // a few seeds.
 func TestWaitlistCheckersCatchBugs(t *testing.T) {
+	t.Parallel()
 	for _, bug := range []string{BugPromoteOutOfOrder, BugPromotedKeepsPlace} {
 		t.Run(bug, func(t *testing.T) {
 			o := Options{Regions: 3, Duration: 2 * time.Minute, Workload: "waitlist"}
