@@ -466,6 +466,7 @@ func (n *Node) dropHold(it *ringItem[*holdRec]) {
 		h.dirty = false
 	}
 	delete(n.holds, id)
+	h.gone = true
 	n.unpinIdem(h)
 	n.hc.idFloor = max(n.hc.idFloor, holdIDMillis(id))
 	n.hc.evictions++

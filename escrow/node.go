@@ -87,6 +87,14 @@ type Node struct {
 	// reply of granted to share.
 	created     *holdRec
 	createdCopy *Hold
+	// holdOut: this Ready's copies of holds as their events state them
+	// (holdEvent), in order; lastHolds is its length in the last Ready.
+	// When each dirty hold has one copy there, in dirtyHolds order, and
+	// has not changed since (the usual Ready: holds created, or finished,
+	// once each), it is Persist.Holds as it is: the event, the reply and
+	// the write share one copy of each hold instead of two (holdOut).
+	holdOut   []Hold
+	lastHolds int
 
 	stats Stats
 	cache skuCache   // bounded SKU residency (skucache.go)
@@ -619,23 +627,10 @@ func (n *Node) Ready() Ready {
 		n.dirtyRows = n.dirtyRows[:0]
 	}
 	if len(n.dirtyHolds) > 0 {
-		rd.Persist.Holds = n.holdArena.take(len(n.dirtyHolds))
-		for _, h := range n.dirtyHolds {
-			h.dirty = false
-			if n.holds[h.ID()] != h {
-				// Finished and retired within this Ready: it is in
-				// DeletedHolds, and writing it too would make the batch
-				// depend on the order of puts and deletes.
-				continue
-			}
-			// Lines are immutable once a hold exists: shared, not copied.
-			rd.Persist.Holds = append(rd.Persist.Holds, h.hold())
-			if n.hc.on {
-				n.pushHold(h, n.cache.readyNo)
-			}
-		}
-		n.dirtyHolds = n.dirtyHolds[:0]
+		rd.Persist.Holds = n.persistHolds()
 	}
+	n.lastHolds = len(n.holdOut)
+	n.holdOut = nil
 	n.drainExpiry(&rd)
 	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
@@ -902,6 +897,7 @@ func (n *Node) markRow(r *rowRec) {
 }
 
 func (n *Node) markHold(h *holdRec) {
+	h.out = 0 // changed: a copy made before is stale (holdEvent follows)
 	if !h.dirty {
 		h.dirty = true
 		n.dirtyHolds = append(n.dirtyHolds, h)

@@ -51,6 +51,7 @@ func (n *Node) sweep() {
 		h := n.retire.pop().p
 		if id := h.ID(); n.holds[id] == h && h.State.Terminal() {
 			delete(n.holds, id)
+			h.gone = true
 			n.unpinIdem(h)
 			n.retired = append(n.retired, id) // Persist.DeletedHolds (drainExpiry)
 		}

@@ -68,6 +68,10 @@ type Bugs struct {
 	// scans the source's expiry indexes, so a hold that is not resident
 	// is never expired (its units never come back).
 	SkipSourceExpiry bool
+	// ShareAllHoldCopies: Persist.Holds is the Ready's hold copies as
+	// their events made them, even when a hold changed twice (its first,
+	// stale copy is written too) or was retired in the same Ready.
+	ShareAllHoldCopies bool
 }
 
 // Any reports whether any bug is on.
