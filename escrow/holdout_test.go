@@ -3,6 +3,7 @@ package escrow
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/holdfast-io/holdfast/escrow/internal/plantedbugs"
 )
@@ -142,4 +143,13 @@ func persistedOnce(holds []Hold, want map[string]HoldState) string {
 		return "Persist.Holds has " + utoa(uint64(len(seen))) + " holds, want " + utoa(uint64(len(want)))
 	}
 	return ""
+}
+
+// TestHoldRecSize: a hold's record stays in the 112-byte size class (the
+// bytes of every live hold; TestMemoryFootprint bounds the total more
+// loosely). One more field past the padding makes it 128.
+func TestHoldRecSize(t *testing.T) {
+	if got := unsafe.Sizeof(holdRec{}); got > 112 {
+		t.Fatalf("holdRec is %d bytes, want at most 112", got)
+	}
 }

@@ -34,11 +34,6 @@ type holdRec struct {
 	// gen: the hold cache's ring entry that is current (holdcache.go);
 	// in the struct's padding, so it costs no byte.
 	gen uint32
-	// out: 1 + the index in the node's holdOut of this Ready's copy of
-	// the hold as it is now (made by holdEvent), 0 when there is none or
-	// the hold changed since (markHold clears it). Ready puts that copy
-	// in Persist.Holds instead of making another (holdOut).
-	out int32
 }
 
 // holdIDInline is the longest hold id kept inside its record.

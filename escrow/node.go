@@ -89,12 +89,15 @@ type Node struct {
 	createdCopy *Hold
 	// holdOut: this Ready's copies of holds as their events state them
 	// (holdEvent), in order; lastHolds is its length in the last Ready.
-	// When each dirty hold has one copy there, in dirtyHolds order, and
-	// has not changed since (the usual Ready: holds created, or finished,
-	// once each), it is Persist.Holds as it is: the event, the reply and
-	// the write share one copy of each hold instead of two (holdOut).
+	// While outShared holds, holdOut has one copy of each dirty hold, in
+	// dirtyHolds order, as it is now (the usual Ready: holds created, or
+	// finished, once each), and it is Persist.Holds as it is: the event,
+	// the reply and the write share one copy of each hold instead of two
+	// (holdout.go). marked: the hold markHold saw last, until outCopy.
 	holdOut   []Hold
 	lastHolds int
+	outBroken bool // !outShared: sticky until Ready
+	marked    *holdRec
 
 	stats Stats
 	cache skuCache   // bounded SKU residency (skucache.go)
@@ -630,7 +633,7 @@ func (n *Node) Ready() Ready {
 		rd.Persist.Holds = n.persistHolds()
 	}
 	n.lastHolds = len(n.holdOut)
-	n.holdOut = nil
+	n.holdOut, n.outBroken, n.marked = nil, false, nil
 	n.drainExpiry(&rd)
 	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
@@ -897,7 +900,7 @@ func (n *Node) markRow(r *rowRec) {
 }
 
 func (n *Node) markHold(h *holdRec) {
-	h.out = 0 // changed: a copy made before is stale (holdEvent follows)
+	n.marked = h // changed: holdEvent copies it next (outCopy)
 	if !h.dirty {
 		h.dirty = true
 		n.dirtyHolds = append(n.dirtyHolds, h)
