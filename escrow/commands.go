@@ -213,7 +213,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 			break
 		}
 	}
-	n.holds[h.ID()] = h
+	n.holds.put(h)
 	n.markHold(h)
 	n.created, n.createdCopy = h, n.holdEvent(EvHoldCreated, h)
 	if !n.hc.on {
@@ -305,7 +305,7 @@ func (n *Node) holdCount() int {
 	if n.hc.on {
 		return int(n.stats.ActiveHolds)
 	}
-	return len(n.holds)
+	return n.holds.len()
 }
 
 func (n *Node) transition(c *Command) {

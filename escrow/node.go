@@ -40,11 +40,11 @@ type Node struct {
 	skus       map[string]*skuState
 	skuTab     skuTable // the same skuStates in insertion order (skutable.go)
 	digestNext int
-	digests    uint64      // digests built
-	hotDemand  []*skuState // SKUs in demand for the next digest, FIFO (digest_hot.go)
-	hotChanged []*skuState // SKUs changed, for the next digest, FIFO
-	hotTaken   []*skuState // scratch of digestSKUs
-	holds      map[string]*holdRec
+	digests    uint64           // digests built
+	hotDemand  []*skuState      // SKUs in demand for the next digest, FIFO (digest_hot.go)
+	hotChanged []*skuState      // SKUs changed, for the next digest, FIFO
+	hotTaken   []*skuState      // scratch of digestSKUs
+	holds      holdMap          // by id (holdmap.go)
 	expiry     dlHeap[*holdRec] // deadlines of HELD holds (lazy: checked on pop)
 	retire     dlHeap[*holdRec] // terminal holds, at the end of their retention
 	idem       map[string]*idemRec
@@ -332,7 +332,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 	n := &Node{
 		cfg:         c,
 		skus:        make(map[string]*skuState),
-		holds:       make(map[string]*holdRec),
+		holds:       newHoldMap(0),
 		idem:        make(map[string]*idemRec),
 		recounts:    make(map[string]time.Time),
 		peers:       make(map[string]*peer),
@@ -345,6 +345,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		rnd:         c.Rand,
 		locs:        newLocationIndex(c.Locations),
 	}
+	n.holds.dropCollision = c.bugs.HoldMapDropsCollision
 	if n.rnd == nil {
 		var seed uint64
 		for i := 0; i < len(c.Region); i++ {
@@ -395,7 +396,8 @@ func (n *Node) restore(st *State) error {
 	// dozen times on the way up.
 	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
 	n.lastSKU = nil
-	n.holds = make(map[string]*holdRec, len(st.Holds))
+	n.holds = newHoldMap(len(st.Holds))
+	n.holds.dropCollision = n.cfg.bugs.HoldMapDropsCollision
 	var s *skuState // the previous row's SKU: a store gives rows in SKU order
 	for i := range st.Rows {
 		r := st.Rows[i].Clone()
@@ -440,7 +442,7 @@ func (n *Node) restore(st *State) error {
 		}
 		internLines(n, h.Lines)
 		rec := newHoldRec(&h)
-		n.holds[rec.ID()] = rec
+		n.holds.put(rec)
 		// The node's clock never runs backwards, across a restart too: a
 		// runtime whose clock jumped back while the region was down must
 		// not date a hold's change before the hold's last one.
@@ -471,7 +473,7 @@ func (n *Node) restore(st *State) error {
 			return errorf(CodeInvariant, "stored idempotency key %q names both or neither of a hold and a routed region", e.Key)
 		}
 		r := newIdemRec(&e)
-		if h := n.holds[e.HoldID]; h != nil {
+		if h := n.holds.get(e.HoldID); h != nil {
 			r.HoldID = h.ID() // shared with the hold, as when it was granted
 		}
 		n.idem[e.Key] = r
@@ -546,7 +548,7 @@ func (n *Node) Stats() Stats {
 	if n.hc.on {
 		c := &n.hc
 		s.HoldCacheHits, s.HoldCacheMisses, s.HoldCacheEvictions = c.hits, c.misses, c.evictions
-		s.HoldsResident, s.KeysResident = uint64(len(n.holds)), uint64(len(n.idem))
+		s.HoldsResident, s.KeysResident = uint64(n.holds.len()), uint64(len(n.idem))
 	}
 	return s
 }

@@ -72,6 +72,10 @@ type Bugs struct {
 	// their events made them, even when a hold changed twice (its first,
 	// stale copy is written too) or was retired in the same Ready.
 	ShareAllHoldCopies bool
+	// HoldMapDropsCollision: the node's holds map, keyed by a hash of the
+	// id, gives a new hold the slot of another whose id has the same hash
+	// (that hold is lost from memory).
+	HoldMapDropsCollision bool
 }
 
 // Any reports whether any bug is on.
