@@ -614,9 +614,16 @@ func (n *Node) Ready() Ready {
 	n.cache.readyNo++
 	rd := n.out
 	n.out = Ready{}
-	// One backing array for the persisted rows and the broadcast rows.
+	// One backing array for the persisted rows and the broadcast rows;
+	// when they are the same rows (a Ready of holds and finishes: the own
+	// rows they changed), the broadcast shares the persisted copies (both
+	// are read only), one Row clone per changed row fewer.
+	shareRows := n.sameRowsOut()
 	var rowBuf []Row
 	if k := len(n.dirtyRows) + len(n.ownChanged); k > 0 {
+		if shareRows {
+			k = len(n.dirtyRows)
+		}
 		rowBuf = n.rowArena.take(k)
 	}
 	if len(n.dirtyRows) > 0 {
@@ -650,8 +657,13 @@ func (n *Node) Ready() Ready {
 	rd.Persist.Seq = n.seq
 	if len(n.ownChanged) > 0 {
 		rows := rowBuf
+		if shareRows {
+			rows = rd.Persist.Rows
+		}
 		for _, r := range n.ownChanged {
-			rows = append(rows, r.Row.Clone())
+			if !shareRows {
+				rows = append(rows, r.Row.Clone())
+			}
 			r.bcast = false
 			if n.cache.on {
 				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
@@ -672,6 +684,24 @@ func (n *Node) Ready() Ready {
 		n.noteReady(&rd)
 	}
 	return rd
+}
+
+// sameRowsOut reports whether this Ready broadcasts exactly the rows it
+// persists, in the same order, few enough for one message (rowsMessages
+// sorts a longer list in place, which must not reorder Persist.Rows).
+func (n *Node) sameRowsOut() bool {
+	if n.cfg.bugs.ShareRowsAnyway && len(n.dirtyRows) > 0 && len(n.ownChanged) > 0 {
+		return true
+	}
+	if len(n.ownChanged) == 0 || len(n.ownChanged) != len(n.dirtyRows) || len(n.ownChanged) > n.cfg.MaxRowsPerMsg {
+		return false
+	}
+	for i, r := range n.ownChanged {
+		if n.dirtyRows[i] != r {
+			return false
+		}
+	}
+	return true
 }
 
 // Advance tells the node that the oldest Ready not yet advanced has been

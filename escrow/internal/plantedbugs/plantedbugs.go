@@ -76,6 +76,9 @@ type Bugs struct {
 	// id, gives a new hold the slot of another whose id has the same hash
 	// (that hold is lost from memory).
 	HoldMapDropsCollision bool
+	// ShareRowsAnyway: a Ready broadcasts its persisted rows (peers' rows
+	// merged here too) instead of only the own rows that changed.
+	ShareRowsAnyway bool
 }
 
 // Any reports whether any bug is on.
