@@ -89,14 +89,14 @@ type Node struct {
 	createdCopy *Hold
 	// holdOut: this Ready's copies of holds as their events state them
 	// (holdEvent), in order; lastHolds is its length in the last Ready.
-	// While outShared holds, holdOut has one copy of each dirty hold, in
+	// Until outBroken, holdOut has one copy of each dirty hold, in
 	// dirtyHolds order, as it is now (the usual Ready: holds created, or
 	// finished, once each), and it is Persist.Holds as it is: the event,
 	// the reply and the write share one copy of each hold instead of two
 	// (holdout.go). marked: the hold markHold saw last, until outCopy.
 	holdOut   []Hold
 	lastHolds int
-	outBroken bool // !outShared: sticky until Ready
+	outBroken bool // sticky until Ready
 	marked    *holdRec
 
 	stats Stats
