@@ -109,26 +109,22 @@ func (n *Node) hold(c *Command) {
 	for i := range lines {
 		if s := n.lookup(lines[i].SKU); s != nil {
 			n.noteDemand(s, lines[i].Qty)
-			// A dry slice asks for a top-up when shoppers come, not only
-			// after a grant: otherwise an empty region stays empty. A SKU
-			// homed elsewhere is not pulled back here.
-			if !n.homed(s.sku) {
-				n.noteLow(s)
-			}
 		}
 	}
 	cc := *c
 	cc.TTL = ttl
 	cc.Lines, cc.Locations = lines, nil
 	if n.routedRetry(&cc) {
+		n.noteLowLines(lines)
 		return
 	}
 	queued := n.queuedFor(lines)
 	if !queued {
 		if short := n.tryGrant(&cc, lines, nil); short == nil {
-			return
+			return // grant noted each line's SKU if low (noteLowLines)
 		}
 	}
+	n.noteLowLines(lines)
 	if n.route(&cc, lines) {
 		return
 	}
@@ -156,6 +152,24 @@ func (n *Node) hold(c *Command) {
 		return
 	}
 	n.grantOrReject(&cc, lines, nil)
+}
+
+// noteLowLines notes the SKUs of lines that are low here (noteLow) when
+// a hold of them is not granted at once: a dry slice asks for a top-up
+// when shoppers come, not only after a grant, or an empty region stays
+// empty. A SKU homed elsewhere is not pulled back here. A hold granted at
+// once needs no call: grant notes every line's SKU after reserving, when
+// fewer units are available than before, under the same demand (one
+// instant), so it notes every SKU this would, and more. The SKUs are
+// resident: hold looked them up in this step, and the SKU cache evicts
+// only at its end (the resident map is read, so the cache's hits and its
+// LRU order stay as they were).
+func (n *Node) noteLowLines(lines []Line) {
+	for i := range lines {
+		if s := n.skus[lines[i].SKU]; s != nil && !n.homed(s.sku) {
+			n.noteLow(s)
+		}
+	}
 }
 
 // tryGrant grants the hold if every line is covered here and returns nil;
@@ -213,7 +227,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 			break
 		}
 	}
-	n.holds[h.ID()] = h
+	n.holds.put(h)
 	n.markHold(h)
 	n.created, n.createdCopy = h, n.holdEvent(EvHoldCreated, h)
 	if !n.hc.on {
@@ -305,7 +319,7 @@ func (n *Node) holdCount() int {
 	if n.hc.on {
 		return int(n.stats.ActiveHolds)
 	}
-	return len(n.holds)
+	return n.holds.len()
 }
 
 func (n *Node) transition(c *Command) {

@@ -470,7 +470,7 @@ func (sc *story) exec(d *datadriven.TestData, args []string, opts map[string]str
 			return "hold residency: " + err.Error()
 		}
 		var ids []string
-		for id := range n.holds {
+		for id := range n.holds.all() {
 			ids = append(ids, sc.holdName(id))
 		}
 		sort.Strings(ids)

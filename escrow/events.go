@@ -88,7 +88,7 @@ func (n *Node) holdEvent(k EventKind, h *holdRec) *Hold {
 	if n.out.Persist.Events == nil {
 		n.out.Persist.Events = n.eventArena.take(1)
 	}
-	hc := n.holdCopy(h)
+	hc := n.outCopy(h)
 	n.out.Persist.Events = growTo(n.out.Persist.Events, n.lastEvents)
 	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, HoldID: hc.ID, Hold: hc})
 	return hc

@@ -49,7 +49,7 @@ func (m *expiryIndexModel) apply(p *Persist) error {
 // deadline, one per remembered idempotency key at its expiry, no other.
 func (m *expiryIndexModel) check(n *Node) error {
 	held := 0
-	for id, h := range n.holds {
+	for id, h := range n.holds.all() {
 		if h.State != Held {
 			continue
 		}

@@ -129,7 +129,7 @@ func fuzzNode(t *testing.T) (*Node, time.Time) {
 func checkNodeInvariants(t *testing.T, n *Node) {
 	t.Helper()
 	held := map[string]uint64{}
-	for _, h := range n.holds {
+	for _, h := range n.holds.all() {
 		if h.State == Held {
 			for _, l := range h.Lines {
 				held[l.SKU] += l.Qty

@@ -158,9 +158,9 @@ type HoldCacheStats struct {
 func (n *Node) HoldCacheStats() HoldCacheStats {
 	c := &n.hc
 	if !c.on {
-		return HoldCacheStats{Holds: uint64(len(n.holds)), Keys: uint64(len(n.idem))}
+		return HoldCacheStats{Holds: uint64(n.holds.len()), Keys: uint64(len(n.idem))}
 	}
-	return HoldCacheStats{Hits: c.hits, Misses: c.misses, Evictions: c.evictions, Holds: uint64(len(n.holds)), Keys: uint64(len(n.idem))}
+	return HoldCacheStats{Hits: c.hits, Misses: c.misses, Evictions: c.evictions, Holds: uint64(n.holds.len()), Keys: uint64(len(n.idem))}
 }
 
 func (n *Node) initHoldCache() {
@@ -213,7 +213,7 @@ func holdSourceFailure(format string, args ...any) sourceFailure {
 // holdOf returns the hold id: resident, or read from the source and made
 // resident; nil when neither has it. With the cache off, the resident one.
 func (n *Node) holdOf(id string) *holdRec {
-	h := n.holds[id]
+	h := n.holds.get(id)
 	c := &n.hc
 	if !c.on {
 		return h
@@ -248,7 +248,7 @@ func (n *Node) holdOf(id string) *holdRec {
 	}
 	internLines(n, hv.Lines)
 	h = newHoldRec(&hv)
-	n.holds[h.ID()] = h
+	n.holds.put(h)
 	n.pushHold(h, 0)
 	return h
 }
@@ -282,7 +282,7 @@ func (r *holdRec) Updated() time.Time { return unixTime(r.updated) }
 // the source has a hold of it, which is possible only when ms is not past
 // idFloor.
 func (n *Node) holdIDTaken(id string, ms int64) bool {
-	if n.holds[id] != nil {
+	if n.holds.get(id) != nil {
 		return true
 	}
 	if !n.hc.on || ms > n.hc.idFloor {
@@ -334,7 +334,7 @@ func (n *Node) pushHold(h *holdRec, ready uint64) {
 	c.gen++
 	h.gen = c.gen
 	c.holds.push(ringItem[*holdRec]{p: h, ready: ready, gen: c.gen})
-	if k := c.holds.len(); k > 2*len(n.holds)+1024 {
+	if k := c.holds.len(); k > 2*n.holds.len()+1024 {
 		c.compactHolds(n)
 	}
 }
@@ -344,7 +344,7 @@ func (n *Node) pushHold(h *holdRec, ready uint64) {
 func (c *holdCache) compactHolds(n *Node) {
 	keep := c.holds.buf[:0]
 	for _, it := range c.holds.all() {
-		if n.holds[it.p.ID()] == it.p && it.p.gen == it.gen {
+		if n.holds.get(it.p.ID()) == it.p && it.p.gen == it.gen {
 			keep = append(keep, it)
 		}
 	}
@@ -423,10 +423,10 @@ func (n *Node) evictHolds() {
 	if !c.on || n.cache.failed != nil {
 		return
 	}
-	for len(n.holds) > c.max && c.holds.len() > 0 {
+	for n.holds.len() > c.max && c.holds.len() > 0 {
 		it := c.holds.front()
 		h := it.p
-		if n.holds[h.ID()] != h || h.gen != it.gen || (h.dirty && !n.cfg.bugs.EvictDirtyHold) {
+		if n.holds.get(h.ID()) != h || h.gen != it.gen || (h.dirty && !n.cfg.bugs.EvictDirtyHold) {
 			c.holds.pop() // stale; a dirty hold re-enters with its Ready
 			continue
 		}
@@ -465,7 +465,8 @@ func (n *Node) dropHold(it *ringItem[*holdRec]) {
 		// skips a dirty hold that is no longer the map's).
 		h.dirty = false
 	}
-	delete(n.holds, id)
+	n.holds.del(id)
+	h.gone = true
 	n.unpinIdem(h)
 	n.hc.idFloor = max(n.hc.idFloor, holdIDMillis(id))
 	n.hc.evictions++
@@ -484,7 +485,7 @@ func (n *Node) sweepHolds() {
 		}
 		done := 0
 		for i := range due {
-			resident := n.holds[due[i].Name] != nil
+			resident := n.holds.get(due[i].Name) != nil
 			h := n.holdOf(due[i].Name)
 			if h == nil {
 				panic(holdSourceFailure("expiry index entry of hold %s, which the source does not have", due[i].Name))
@@ -549,7 +550,7 @@ func scanNext(got, budget int, now int64, next time.Time) int64 {
 // peekHold returns a copy of hold id for a read-only accessor called
 // outside Step: the resident one, or the source's, not made resident.
 func (n *Node) peekHold(id string) (Hold, bool) {
-	if h := n.holds[id]; h != nil || !n.hc.on {
+	if h := n.holds.get(id); h != nil || !n.hc.on {
 		if h == nil {
 			return Hold{}, false
 		}
@@ -575,14 +576,14 @@ func (n *Node) checkHoldResidency() error {
 	if !c.on {
 		return nil
 	}
-	cur := make(map[*holdRec]int, len(n.holds))
+	cur := make(map[*holdRec]int, n.holds.len())
 	for i := range c.holds.len() {
 		it := c.holds.at(i)
-		if n.holds[it.p.ID()] == it.p && it.p.gen == it.gen {
+		if n.holds.get(it.p.ID()) == it.p && it.p.gen == it.gen {
 			cur[it.p]++
 		}
 	}
-	for id, h := range n.holds {
+	for id, h := range n.holds.all() {
 		if h.ID() != id {
 			return fmt.Errorf("hold %s keyed as %s", h.ID(), id)
 		}
@@ -601,8 +602,8 @@ func (n *Node) checkHoldResidency() error {
 			return fmt.Errorf("resident key %q has no ring entry", k)
 		}
 	}
-	if n.cache.readyNo == n.cache.advanced && !n.HasReady() && (len(n.holds) > c.max || len(n.idem) > c.max) {
-		return fmt.Errorf("%d holds and %d keys resident over a bound of %d with every Ready advanced", len(n.holds), len(n.idem), c.max)
+	if n.cache.readyNo == n.cache.advanced && !n.HasReady() && (n.holds.len() > c.max || len(n.idem) > c.max) {
+		return fmt.Errorf("%d holds and %d keys resident over a bound of %d with every Ready advanced", n.holds.len(), len(n.idem), c.max)
 	}
 	return nil
 }

@@ -303,7 +303,7 @@ func TestHoldCacheDropPanics(t *testing.T) {
 	r.restock("A", 10)
 	r.hold = true
 	h := r.hold1("A", "", 0)
-	rec := r.n.holds[h.ID]
+	rec := r.n.holds.get(h.ID)
 	defer func() {
 		if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "not saved") {
 			t.Fatalf("recovered %v, want the not-saved panic", p)
@@ -398,7 +398,7 @@ func TestHoldCacheIDCollision(t *testing.T) {
 	r.restock("A", 10)
 	h1 := r.hold1("A", "", time.Minute) // rnd 5
 	h2 := r.hold1("A", "", time.Minute) // rnd 6: h1 is dropped
-	if _, resident := r.n.holds[h1.ID]; resident {
+	if resident := r.n.holds.get(h1.ID) != nil; resident {
 		t.Fatal("h1 still resident: the test needs it dropped")
 	}
 	h3 := r.hold1("A", "", time.Minute) // rnd 5 again, same millisecond: taken, then 7

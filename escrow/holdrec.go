@@ -28,6 +28,9 @@ type holdRec struct {
 	idLen                                 uint8
 	State                                 HoldState
 	dirty                                 bool
+	// gone: taken out of the holds map (retired or evicted); Ready skips
+	// it if still dirty. A flag, not a map lookup per persisted hold.
+	gone bool
 	// gen: the hold cache's ring entry that is current (holdcache.go);
 	// in the struct's padding, so it costs no byte.
 	gen uint32

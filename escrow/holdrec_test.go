@@ -66,7 +66,7 @@ func TestRetiredHoldLeavesItsKey(t *testing.T) {
 	id := r.Hold.ID
 	inRec := func(s string, h *holdRec) bool { return unsafe.StringData(s) == &h.idBuf[0] }
 	tn.restart()
-	h := tn.n.holds[id]
+	h := tn.n.holds.get(id)
 	if h == nil || h.idLen == 0 || !inRec(tn.n.idem["k"].HoldID, h) {
 		t.Fatalf("after restart the key's hold id does not share the hold's")
 	}
@@ -74,7 +74,7 @@ func TestRetiredHoldLeavesItsKey(t *testing.T) {
 		t.Fatalf("confirm: %v", r.Err)
 	}
 	tn.tick(2 * time.Second)
-	if tn.n.holds[id] != nil {
+	if tn.n.holds.get(id) != nil {
 		t.Fatal("the hold was not retired")
 	}
 	e := tn.n.idem["k"]

@@ -128,7 +128,7 @@ func (n *Node) Hold(id string) (Hold, bool) {
 // ForEachHold calls f for every hold this node keeps, in no order. With
 // the hold cache: the resident holds only (the rest are the source's).
 func (n *Node) ForEachHold(f func(h *Hold)) {
-	for _, h := range n.holds {
+	for _, h := range n.holds.all() {
 		hv := h.hold()
 		f(&hv)
 	}

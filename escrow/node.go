@@ -40,11 +40,11 @@ type Node struct {
 	skus       map[string]*skuState
 	skuTab     skuTable // the same skuStates in insertion order (skutable.go)
 	digestNext int
-	digests    uint64      // digests built
-	hotDemand  []*skuState // SKUs in demand for the next digest, FIFO (digest_hot.go)
-	hotChanged []*skuState // SKUs changed, for the next digest, FIFO
-	hotTaken   []*skuState // scratch of digestSKUs
-	holds      map[string]*holdRec
+	digests    uint64           // digests built
+	hotDemand  []*skuState      // SKUs in demand for the next digest, FIFO (digest_hot.go)
+	hotChanged []*skuState      // SKUs changed, for the next digest, FIFO
+	hotTaken   []*skuState      // scratch of digestSKUs
+	holds      holdMap          // by id (holdmap.go)
 	expiry     dlHeap[*holdRec] // deadlines of HELD holds (lazy: checked on pop)
 	retire     dlHeap[*holdRec] // terminal holds, at the end of their retention
 	idem       map[string]*idemRec
@@ -87,6 +87,17 @@ type Node struct {
 	// reply of granted to share.
 	created     *holdRec
 	createdCopy *Hold
+	// holdOut: this Ready's copies of holds as their events state them
+	// (holdEvent), in order; lastHolds is its length in the last Ready.
+	// Until outBroken, holdOut has one copy of each dirty hold, in
+	// dirtyHolds order, as it is now (the usual Ready: holds created, or
+	// finished, once each), and it is Persist.Holds as it is: the event,
+	// the reply and the write share one copy of each hold instead of two
+	// (holdout.go). marked: the hold markHold saw last, until outCopy.
+	holdOut   []Hold
+	lastHolds int
+	outBroken bool // sticky until Ready
+	marked    *holdRec
 
 	stats Stats
 	cache skuCache   // bounded SKU residency (skucache.go)
@@ -321,7 +332,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 	n := &Node{
 		cfg:         c,
 		skus:        make(map[string]*skuState),
-		holds:       make(map[string]*holdRec),
+		holds:       newHoldMap(0),
 		idem:        make(map[string]*idemRec),
 		recounts:    make(map[string]time.Time),
 		peers:       make(map[string]*peer),
@@ -334,6 +345,7 @@ func NewNode(cfg Config, st *State) (*Node, error) {
 		rnd:         c.Rand,
 		locs:        newLocationIndex(c.Locations),
 	}
+	n.holds.dropCollision = c.bugs.HoldMapDropsCollision
 	if n.rnd == nil {
 		var seed uint64
 		for i := 0; i < len(c.Region); i++ {
@@ -384,7 +396,8 @@ func (n *Node) restore(st *State) error {
 	// dozen times on the way up.
 	n.skus = make(map[string]*skuState, skuRuns(st.Rows))
 	n.lastSKU = nil
-	n.holds = make(map[string]*holdRec, len(st.Holds))
+	n.holds = newHoldMap(len(st.Holds))
+	n.holds.dropCollision = n.cfg.bugs.HoldMapDropsCollision
 	var s *skuState // the previous row's SKU: a store gives rows in SKU order
 	for i := range st.Rows {
 		r := st.Rows[i].Clone()
@@ -429,7 +442,7 @@ func (n *Node) restore(st *State) error {
 		}
 		internLines(n, h.Lines)
 		rec := newHoldRec(&h)
-		n.holds[rec.ID()] = rec
+		n.holds.put(rec)
 		// The node's clock never runs backwards, across a restart too: a
 		// runtime whose clock jumped back while the region was down must
 		// not date a hold's change before the hold's last one.
@@ -460,7 +473,7 @@ func (n *Node) restore(st *State) error {
 			return errorf(CodeInvariant, "stored idempotency key %q names both or neither of a hold and a routed region", e.Key)
 		}
 		r := newIdemRec(&e)
-		if h := n.holds[e.HoldID]; h != nil {
+		if h := n.holds.get(e.HoldID); h != nil {
 			r.HoldID = h.ID() // shared with the hold, as when it was granted
 		}
 		n.idem[e.Key] = r
@@ -535,7 +548,7 @@ func (n *Node) Stats() Stats {
 	if n.hc.on {
 		c := &n.hc
 		s.HoldCacheHits, s.HoldCacheMisses, s.HoldCacheEvictions = c.hits, c.misses, c.evictions
-		s.HoldsResident, s.KeysResident = uint64(len(n.holds)), uint64(len(n.idem))
+		s.HoldsResident, s.KeysResident = uint64(n.holds.len()), uint64(len(n.idem))
 	}
 	return s
 }
@@ -601,9 +614,16 @@ func (n *Node) Ready() Ready {
 	n.cache.readyNo++
 	rd := n.out
 	n.out = Ready{}
-	// One backing array for the persisted rows and the broadcast rows.
+	// One backing array for the persisted rows and the broadcast rows;
+	// when they are the same rows (a Ready of holds and finishes: the own
+	// rows they changed), the broadcast shares the persisted copies (both
+	// are read only), one Row clone per changed row fewer.
+	shareRows := n.sameRowsOut()
 	var rowBuf []Row
 	if k := len(n.dirtyRows) + len(n.ownChanged); k > 0 {
+		if shareRows {
+			k = len(n.dirtyRows)
+		}
 		rowBuf = n.rowArena.take(k)
 	}
 	if len(n.dirtyRows) > 0 {
@@ -619,23 +639,10 @@ func (n *Node) Ready() Ready {
 		n.dirtyRows = n.dirtyRows[:0]
 	}
 	if len(n.dirtyHolds) > 0 {
-		rd.Persist.Holds = n.holdArena.take(len(n.dirtyHolds))
-		for _, h := range n.dirtyHolds {
-			h.dirty = false
-			if n.holds[h.ID()] != h {
-				// Finished and retired within this Ready: it is in
-				// DeletedHolds, and writing it too would make the batch
-				// depend on the order of puts and deletes.
-				continue
-			}
-			// Lines are immutable once a hold exists: shared, not copied.
-			rd.Persist.Holds = append(rd.Persist.Holds, h.hold())
-			if n.hc.on {
-				n.pushHold(h, n.cache.readyNo)
-			}
-		}
-		n.dirtyHolds = n.dirtyHolds[:0]
+		rd.Persist.Holds = n.persistHolds()
 	}
+	n.lastHolds = len(n.holdOut)
+	n.holdOut, n.outBroken, n.marked = nil, false, nil
 	n.drainExpiry(&rd)
 	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
@@ -650,8 +657,13 @@ func (n *Node) Ready() Ready {
 	rd.Persist.Seq = n.seq
 	if len(n.ownChanged) > 0 {
 		rows := rowBuf
+		if shareRows {
+			rows = rd.Persist.Rows
+		}
 		for _, r := range n.ownChanged {
-			rows = append(rows, r.Row.Clone())
+			if !shareRows {
+				rows = append(rows, r.Row.Clone())
+			}
 			r.bcast = false
 			if n.cache.on {
 				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
@@ -672,6 +684,24 @@ func (n *Node) Ready() Ready {
 		n.noteReady(&rd)
 	}
 	return rd
+}
+
+// sameRowsOut reports whether this Ready broadcasts exactly the rows it
+// persists, in the same order, few enough for one message (rowsMessages
+// sorts a longer list in place, which must not reorder Persist.Rows).
+func (n *Node) sameRowsOut() bool {
+	if n.cfg.bugs.ShareRowsAnyway && len(n.dirtyRows) > 0 && len(n.ownChanged) > 0 {
+		return true
+	}
+	if len(n.ownChanged) == 0 || len(n.ownChanged) != len(n.dirtyRows) || len(n.ownChanged) > n.cfg.MaxRowsPerMsg {
+		return false
+	}
+	for i, r := range n.ownChanged {
+		if n.dirtyRows[i] != r {
+			return false
+		}
+	}
+	return true
 }
 
 // Advance tells the node that the oldest Ready not yet advanced has been
@@ -902,6 +932,7 @@ func (n *Node) markRow(r *rowRec) {
 }
 
 func (n *Node) markHold(h *holdRec) {
+	n.marked = h // changed: holdEvent copies it next (outCopy)
 	if !h.dirty {
 		h.dirty = true
 		n.dirtyHolds = append(n.dirtyHolds, h)

@@ -49,8 +49,9 @@ func (n *Node) sweep() {
 	}
 	for budget := n.cfg.MaxSweepPerTick; budget > 0 && n.retire.Len() > 0 && n.retire[0].at <= nanos(n.now); budget-- {
 		h := n.retire.pop().p
-		if id := h.ID(); n.holds[id] == h && h.State.Terminal() {
-			delete(n.holds, id)
+		if id := h.ID(); n.holds.get(id) == h && h.State.Terminal() {
+			n.holds.del(id)
+			h.gone = true
 			n.unpinIdem(h)
 			n.retired = append(n.retired, id) // Persist.DeletedHolds (drainExpiry)
 		}

@@ -68,6 +68,17 @@ type Bugs struct {
 	// scans the source's expiry indexes, so a hold that is not resident
 	// is never expired (its units never come back).
 	SkipSourceExpiry bool
+	// ShareAllHoldCopies: Persist.Holds is the Ready's hold copies as
+	// their events made them, even when a hold changed twice (its first,
+	// stale copy is written too) or was retired in the same Ready.
+	ShareAllHoldCopies bool
+	// HoldMapDropsCollision: the node's holds map, keyed by a hash of the
+	// id, gives a new hold the slot of another whose id has the same hash
+	// (that hold is lost from memory).
+	HoldMapDropsCollision bool
+	// ShareRowsAnyway: a Ready broadcasts its persisted rows (peers' rows
+	// merged here too) instead of only the own rows that changed.
+	ShareRowsAnyway bool
 }
 
 // Any reports whether any bug is on.
