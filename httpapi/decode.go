@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 
 	"github.com/holdfast-io/holdfast/api"
 )
@@ -15,8 +16,9 @@ import (
 // decodeBody reads a JSON body into v: content type application/json,
 // at most MaxBodyBytes, no unknown fields, no key twice in one object,
 // nothing after the value. With optional set, an empty body leaves v as it
-// is. A *api.CreateHoldRequest is parsed by parseCreateFast when it can.
-// It writes the problem and returns false on failure.
+// is. A *createBody (or *api.CreateHoldRequest) is parsed by
+// parseCreateFast when it can. It writes the problem and returns false on
+// failure.
 func (s *Server) decodeBody(x exchange, v any, optional bool) bool {
 	bp := jsonBufPool.Get().(*[]byte)
 	defer jsonBufPool.Put(bp)
@@ -47,8 +49,12 @@ func (s *Server) decodeBody(x exchange, v any, optional bool) bool {
 			return false
 		}
 	}
+	var lastTTL *string
+	if cb, ok := v.(*createBody); ok {
+		v, lastTTL = &cb.req, &cb.lastTTL
+	}
 	if cr, ok := v.(*api.CreateHoldRequest); ok {
-		if parseCreateFast(buf, cr) {
+		if parseCreateFast(buf, cr, lastTTL) {
 			return true
 		}
 		*cr = api.CreateHoldRequest{} // encoding/json decodes from scratch
@@ -69,6 +75,26 @@ func (s *Server) decodeBody(x exchange, v any, optional bool) bool {
 		return false
 	}
 	return true
+}
+
+// createBody is a pooled create body: the request decoded into it, whose
+// items' array the next request reuses, and the last ttl string parsed
+// (parseCreateFast reuses it for an equal ttl). Nothing in it outlives the
+// request: the command copies the items into lines of its own.
+type createBody struct {
+	req     api.CreateHoldRequest
+	lastTTL string
+}
+
+var createBodyPool = sync.Pool{New: func() any { return new(createBody) }}
+
+func acquireCreateBody() *createBody { return createBodyPool.Get().(*createBody) }
+
+// releaseCreateBody empties b (its items' array kept, cleared) and pools it.
+func releaseCreateBody(b *createBody) {
+	clear(b.req.Items)
+	b.req = api.CreateHoldRequest{Items: b.req.Items[:0]}
+	createBodyPool.Put(b)
 }
 
 // readAllInto is io.ReadAll appending to b.

@@ -119,9 +119,13 @@ func (s *Server) writeHold(x exchange, status int, h *escrow.Hold) {
 // number forms, trailing data, malformed JSON): the caller then decodes
 // with encoding/json, which accepts or rejects it with its own message.
 // What it accepts, encoding/json decodes to the same value. Keys are
-// compared in place and no closure is made: the only allocations are the
-// items and the strings kept (SKUs, ttl).
-func parseCreateFast(buf []byte, body *api.CreateHoldRequest) bool {
+// compared in place and no closure is made. body.Items' array is reused
+// (cleared, then appended to): a pooled body allocates no new one. The
+// ttl is only parsed, never kept: when it equals *lastTTL (the previous
+// body's, on a pooled body) that string is reused instead of copied
+// (lastTTL may be nil). So the only allocation of a pooled body is each
+// SKU's string, which the command keeps.
+func parseCreateFast(buf []byte, body *api.CreateHoldRequest, lastTTL *string) bool {
 	p := fastParser{b: buf}
 	if !p.byte('{') {
 		return false
@@ -138,7 +142,17 @@ func parseCreateFast(buf []byte, body *api.CreateHoldRequest) bool {
 			ok = p.items(body)
 		case string(key) == "ttl" && !seenTTL:
 			seenTTL = true
-			body.TTL, ok = p.str()
+			var ttl []byte
+			ttl, ok = p.raw()
+			switch {
+			case lastTTL != nil && string(ttl) == *lastTTL: // compared in place
+				body.TTL = *lastTTL
+			default:
+				body.TTL = string(ttl)
+				if lastTTL != nil {
+					*lastTTL = body.TTL
+				}
+			}
 		default:
 			ok = false
 		}
@@ -239,7 +253,11 @@ func (p *fastParser) items(body *api.CreateHoldRequest) bool {
 	if !p.byte('[') {
 		return false
 	}
-	body.Items = make([]api.Item, 0, 4)
+	clear(body.Items) // a pooled body's: keep no SKU of the last request
+	body.Items = body.Items[:0]
+	if body.Items == nil {
+		body.Items = make([]api.Item, 0, 4) // as encoding/json: [] is not nil
+	}
 	if p.byte(']') {
 		return true
 	}

@@ -81,7 +81,7 @@ func TestParseCreateFastAgreesWithEncodingJSON(t *testing.T) {
 	}
 	for _, c := range bodies {
 		var fast api.CreateHoldRequest
-		ok := parseCreateFast([]byte(c.body), &fast)
+		ok := parseCreateFast([]byte(c.body), &fast, nil)
 		if c.fast && !ok {
 			t.Errorf("%s: not parsed by the fast path", c.body)
 			continue
@@ -121,7 +121,7 @@ func FuzzParseCreateFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var fast api.CreateHoldRequest
-		if !parseCreateFast(body, &fast) {
+		if !parseCreateFast(body, &fast, nil) {
 			return
 		}
 		var std api.CreateHoldRequest

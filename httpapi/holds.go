@@ -60,10 +60,12 @@ func (s *Server) createHoldX(x exchange) {
 			return
 		}
 	}
-	var body api.CreateHoldRequest
-	if !s.decodeBody(x, &body, false) {
+	cb := acquireCreateBody()
+	defer releaseCreateBody(cb)
+	if !s.decodeBody(x, cb, false) {
 		return
 	}
+	body := &cb.req
 	if len(body.Items) == 0 {
 		s.badRequest(x, "items: a hold needs at least one item")
 		return

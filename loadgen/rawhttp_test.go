@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -117,5 +118,75 @@ func TestRawConnAgainstNetHTTP(t *testing.T) {
 	cancel()
 	if _, err := rc.roundTrip(cctx, appendRequest(nil, "GET", host, "/", "", nil), &body); err == nil {
 		t.Fatal("cancelled context accepted")
+	}
+}
+
+// TestRawConnDeadlineRefreshedLazily: the connection's deadline is set
+// once for a run of quick requests (not before each), and a request the
+// server never answers still fails with a timeout, within the deadline
+// set before it.
+func TestRawConnDeadlineRefreshedLazily(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const answered = 5
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if i >= answered {
+				// Stop answering; keep the connection open until the
+				// client gives up and closes it.
+				_, _ = br.ReadByte()
+				return
+			}
+			req.Body.Close()
+			if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")); err != nil {
+				return
+			}
+		}
+	}()
+	host := ln.Addr().String()
+	rc := &rawConn{addr: host, timeout: time.Second}
+	defer rc.close()
+	var body bytes.Buffer
+	ctx := context.Background()
+	var first time.Time
+	for i := 0; i < answered; i++ {
+		st, err := rc.roundTrip(ctx, appendRequest(nil, "GET", host, "/", "", nil), &body)
+		if err != nil || st != 200 {
+			t.Fatalf("request %d: %d %v", i, st, err)
+		}
+		if i == 0 {
+			first = rc.deadline
+		}
+	}
+	if first.IsZero() {
+		t.Fatal("no deadline set on the connection")
+	}
+	// The quick requests ran well within a quarter of the timeout of the
+	// first one (checked, so that a slow machine cannot fail the test by
+	// making a refresh due): then none of them moved the deadline.
+	if time.Until(first) >= rc.timeout-rc.timeout/4 && !rc.deadline.Equal(first) {
+		t.Fatalf("deadline moved from %v to %v within its first quarter", first, rc.deadline)
+	}
+	set := rc.deadline
+	_, err = rc.roundTrip(ctx, appendRequest(nil, "GET", host, "/", "", nil), &body)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("unanswered request: %v, want a timeout", err)
+	}
+	if time.Now().Before(set) {
+		t.Fatalf("timed out before the deadline %v", set)
 	}
 }
