@@ -111,6 +111,11 @@ type Config struct {
 	// touch and drops idle ones past the bound (escrow/skucache.go). Needs
 	// the Pebble store (not Config.Storage).
 	SKUCache int
+	// SKUPrefetch (with SKUCache): a caller reads the rows of the SKUs its
+	// command names that the node does not hold before queueing it, on
+	// its own goroutine, so that the stepper finds them read
+	// (region/store_rows_prefetch.go). Off by default.
+	SKUPrefetch bool
 	// HoldCache bounds the holds and idempotency keys the node keeps in
 	// memory (0: every one, as before): the store is opened with
 	// LazyHolds, start-up reads no hold nor key (it counts the expiry

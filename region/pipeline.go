@@ -100,6 +100,7 @@ func (r *Region) submitNoting(ctx context.Context, cmd *escrow.Command, unreacha
 		return escrow.Reply{}, err
 	}
 	start := time.Now()
+	r.prefetchRows(cmd)
 	req := requestPool.Get().(*request)
 	req.cmd = *cmd
 	req.unreachable = unreachable

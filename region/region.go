@@ -42,6 +42,7 @@ type Region struct {
 	ownStore bool    // opened from DataDir by Open: reopened on failure
 
 	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
+	rowsAhead atomic.Pointer[Store]      // reads rows ahead of the stepper (prefetch_rows.go); nil: off
 	tr        atomic.Pointer[transportBox]
 	metrics   *metrics
 	trust     trustLog // what was logged of refused peer input (metrics_trust.go)
