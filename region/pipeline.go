@@ -100,12 +100,11 @@ func (r *Region) submitNoting(ctx context.Context, cmd *escrow.Command, unreacha
 		return escrow.Reply{}, err
 	}
 	start := time.Now()
-	r.prefetchRows(cmd)
 	req := requestPool.Get().(*request)
 	req.cmd = *cmd
 	req.unreachable = unreachable
 	select {
-	case r.queue <- req:
+	case r.intake() <- req:
 	default:
 		req.cmd, req.unreachable = escrow.Command{}, ""
 		requestPool.Put(req)

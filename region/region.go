@@ -43,6 +43,7 @@ type Region struct {
 
 	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
 	rowsAhead atomic.Pointer[Store]      // reads rows ahead of the stepper (prefetch_rows.go); nil: off
+	aheadQ    chan *request              // callers → the read-ahead stage (prefetch_rows.go); nil: off
 	tr        atomic.Pointer[transportBox]
 	metrics   *metrics
 	trust     trustLog // what was logged of refused peer input (metrics_trust.go)
@@ -118,6 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	go r.syncLoop()
 	go r.commitLoop()
 	go r.stepLoop()
+	r.startPrefetch()
 	go r.deadlineClock()
 	go r.pruneHolds()
 	return r, nil

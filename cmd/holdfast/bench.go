@@ -436,7 +436,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			s.Labels = append(s.Labels, loadgen.Label{Key: "prefetch_reads", Value: strconv.FormatUint(ps.Reads, 10)},
 				loadgen.Label{Key: "prefetch_served", Value: strconv.FormatUint(ps.Served, 10)},
 				loadgen.Label{Key: "prefetch_stale", Value: strconv.FormatUint(ps.Stale, 10)},
-				loadgen.Label{Key: "prefetch_dropped", Value: strconv.FormatUint(ps.Dropped, 10)})
+				loadgen.Label{Key: "prefetch_dropped", Value: strconv.FormatUint(ps.Dropped, 10)},
+				loadgen.Label{Key: "prefetch_passes", Value: strconv.FormatUint(ps.Passes, 10)})
 		}
 		s.Labels = append(s.Labels, scale...)
 		s.Labels = append(s.Labels, readMem().labels("")...)
