@@ -226,6 +226,11 @@ func (r *Region) stepLoop() {
 		case req := <-queue:
 			now := r.cfg.Now()
 			n := stepped
+			if r.ahead.inline {
+				stepped = r.stepQueuedAhead(req, now, stepped)
+				cohort += stepped - n
+				break
+			}
 			r.stepRequest(req, now)
 			stepped++
 		drain:

@@ -1,16 +1,46 @@
 package region
 
-// The read-ahead stage (Config.SKUPrefetch): callers' commands pass through
-// one goroutine that reads the rows of the SKUs they name that the node
-// does not hold, then hands them to the stepper's queue, so that the
-// stepper finds those rows read (the store's side and its safety rule are
-// in store_rows_prefetch.go). The reads run beside the stepping, on the
-// second core, one at a time (concurrent reads from every caller cost
-// more CPU each: docs/benchmarks.md, "Reading rows ahead of the stepper").
-// The stage's queue has the stepper queue's length; a full one answers
-// ErrOverloaded as a full stepper queue does.
+// Reading rows ahead of the stepper (Config.SKUPrefetch; the store's side
+// and its safety rule are in store_rows_prefetch.go). With the SKU cache a
+// command naming a SKU the node does not hold reads that SKU's rows from
+// Pebble when it is stepped, one bounded iterator per SKU. Reading the
+// SKUs of several commands in one pass, sorted, with one iterator and
+// forward seeks, costs less per SKU (BenchmarkStoreSKURows, "ahead64"):
+//
+//   - batch: the stepper takes what waits in its queue, reads the rows of
+//     those commands' SKUs in one pass, then steps them (the reads stay on
+//     the stepper; a pass is as large as the queue was).
+//   - stage: callers' commands pass through one goroutine that reads the
+//     rows of the commands waiting for it in one pass, then queues them for
+//     the stepper: the reads run beside the stepping, on the other core,
+//     but a pass holds only what arrived since the last one. Its queue has
+//     the stepper queue's length; a full one answers ErrOverloaded as a
+//     full stepper queue does.
+//
+// Reads made on every caller's own goroutine were tried first and cost
+// more CPU each (docs/benchmarks.md, "Reading rows ahead of the stepper").
 
-import "github.com/holdfast-io/holdfast/escrow"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/holdfast-io/holdfast/escrow"
+)
+
+// readAhead is the region's side of reading rows ahead.
+type readAhead struct {
+	st     atomic.Pointer[Store] // the store to read from; nil: off (or no node yet)
+	q      chan *request         // callers → the stage; nil without the stage
+	inline bool                  // the stepper reads ahead what it drains (batch)
+	buf    []*request            // the stepper's drained requests (batch)
+	skus   []string              // their SKUs (batch; the stage keeps its own)
+}
+
+// Config.SKUPrefetch's settings.
+const (
+	SKUPrefetchBatch = "batch"
+	SKUPrefetchStage = "stage"
+)
 
 // maxPrefetchLines bounds the SKUs one command reads ahead (a cart of
 // more lines reads the rest on the stepper, as without the setting).
@@ -21,11 +51,11 @@ const maxPrefetchLines = 16
 func (r *Region) wirePrefetch(n *escrow.Node) {
 	st, ok := r.storage.(*Store)
 	if !ok || st.prefetch == nil {
-		r.rowsAhead.Store(nil)
+		r.ahead.st.Store(nil)
 		return
 	}
 	n.SetResidencyHook(st.ResidencyHook())
-	r.rowsAhead.Store(st)
+	r.ahead.st.Store(st)
 }
 
 // appendSKUs appends the SKUs cmd names whose rows the node may read.
@@ -44,7 +74,7 @@ func appendSKUs(dst []string, cmd *escrow.Command) []string {
 // PrefetchStats returns the counters of the reads ahead (zero with
 // Config.SKUPrefetch off).
 func (r *Region) PrefetchStats() PrefetchStats {
-	if st := r.rowsAhead.Load(); st != nil {
+	if st := r.ahead.st.Load(); st != nil {
 		return st.PrefetchStats()
 	}
 	return PrefetchStats{}
@@ -53,18 +83,26 @@ func (r *Region) PrefetchStats() PrefetchStats {
 // intake is the queue callers' commands enter: the read-ahead stage's, or
 // the stepper's.
 func (r *Region) intake() chan *request {
-	if r.aheadQ != nil {
-		return r.aheadQ
+	if r.ahead.q != nil {
+		return r.ahead.q
 	}
 	return r.queue
 }
 
 // startPrefetch starts the read-ahead stage if the setting is on.
 func (r *Region) startPrefetch() {
-	if !r.cfg.SKUPrefetch || r.cfg.SKUCache == 0 {
+	if r.cfg.SKUCache == 0 {
 		return
 	}
-	r.aheadQ = make(chan *request, cap(r.queue))
+	switch r.cfg.SKUPrefetch {
+	case SKUPrefetchBatch:
+		r.ahead.inline = true
+		return
+	case SKUPrefetchStage:
+	default:
+		return
+	}
+	r.ahead.q = make(chan *request, cap(r.queue))
 	go r.prefetchLoop()
 }
 
@@ -80,7 +118,7 @@ func (r *Region) prefetchLoop() {
 	var skus []string
 	for {
 		select {
-		case req := <-r.aheadQ:
+		case req := <-r.ahead.q:
 			reqs = append(reqs, req)
 		case <-r.loopDone:
 			return
@@ -88,13 +126,13 @@ func (r *Region) prefetchLoop() {
 	drain:
 		for len(reqs) < maxPrefetchBatch {
 			select {
-			case req := <-r.aheadQ:
+			case req := <-r.ahead.q:
 				reqs = append(reqs, req)
 			default:
 				break drain
 			}
 		}
-		if st := r.rowsAhead.Load(); st != nil {
+		if st := r.ahead.st.Load(); st != nil {
 			skus = skus[:0]
 			for _, req := range reqs {
 				skus = appendSKUs(skus, &req.cmd)
@@ -112,4 +150,36 @@ func (r *Region) prefetchLoop() {
 		}
 		reqs = reqs[:0]
 	}
+}
+
+// stepQueuedAhead drains the stepper's queue (first, then what waits, up
+// to MaxBatch inputs since the cut), reads ahead the rows of their SKUs in
+// one pass, then steps them; it returns the new stepped count.
+func (r *Region) stepQueuedAhead(first *request, now time.Time, stepped int) int {
+	reqs := append(r.ahead.buf[:0], first)
+drain:
+	for stepped+len(reqs) < r.cfg.MaxBatch {
+		select {
+		case req := <-r.queue:
+			reqs = append(reqs, req)
+		default:
+			break drain
+		}
+	}
+	if st := r.ahead.st.Load(); st != nil && len(reqs) > 1 {
+		skus := r.ahead.skus[:0]
+		for _, req := range reqs {
+			skus = appendSKUs(skus, &req.cmd)
+		}
+		st.PrefetchRows(skus...)
+		clear(skus)
+		r.ahead.skus = skus[:0]
+	}
+	for i, req := range reqs {
+		r.stepRequest(req, now)
+		reqs[i] = nil
+		stepped++
+	}
+	r.ahead.buf = reqs[:0]
+	return stepped
 }

@@ -42,8 +42,7 @@ type Region struct {
 	ownStore bool    // opened from DataDir by Open: reopened on failure
 
 	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
-	rowsAhead atomic.Pointer[Store]      // reads rows ahead of the stepper (prefetch_rows.go); nil: off
-	aheadQ    chan *request              // callers → the read-ahead stage (prefetch_rows.go); nil: off
+	ahead     readAhead                  // reading rows ahead of the stepper (prefetch_rows.go)
 	tr        atomic.Pointer[transportBox]
 	metrics   *metrics
 	trust     trustLog // what was logged of refused peer input (metrics_trust.go)
@@ -116,10 +115,10 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.startEvents()
 	tick := make(chan struct{})
 	r.deadlineTick.Store(&tick)
+	r.startPrefetch()
 	go r.syncLoop()
 	go r.commitLoop()
 	go r.stepLoop()
-	r.startPrefetch()
 	go r.deadlineClock()
 	go r.pruneHolds()
 	return r, nil

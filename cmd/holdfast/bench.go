@@ -35,7 +35,7 @@ type benchOpts struct {
 	dist        string
 	reopen      bool
 	skuCache    int
-	skuPrefetch bool
+	skuPrefetch string
 	holdCache   int
 	qty         uint64
 	mix         string
@@ -97,7 +97,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.IntVar(&o.skus, "skus", 1, "SKUs in the catalogue, 1..10000000 (over HTTP 1..100000; 1 = one hot SKU)")
 	f.StringVar(&o.dist, "dist", "uniform", "how SKUs are drawn: uniform, or zipf (popularity rank k drawn with weight 1/(k+1)^1.1)")
 	f.IntVar(&o.skuCache, "sku-cache", 0, "in-process region: SKUs kept in memory at most (0: every SKU; region sku_cache)")
-	f.BoolVar(&o.skuPrefetch, "sku-prefetch", false, "in-process region, with --sku-cache: callers read the rows of SKUs the node does not hold before queueing (region sku_prefetch)")
+	f.StringVar(&o.skuPrefetch, "sku-prefetch", "", "in-process region, with --sku-cache: read the rows of SKUs the node does not hold before stepping, in passes: batch (on the stepper) or stage (on a goroutine before it); empty: off (region sku_prefetch)")
 	f.IntVar(&o.holdCache, "hold-cache", 0, "in-process region: holds and idempotency keys kept in memory at most (0: every one; region hold_cache)")
 	f.BoolVar(&o.reopen, "reopen", false, "after the run, close the in-process region and time its start-up from the data directory (startup_s)")
 	f.Uint64Var(&o.qty, "qty", 1, "units per hold")
@@ -393,8 +393,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.skuCache > 0 {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "sku_cache", Value: strconv.Itoa(o.skuCache)})
-		if o.skuPrefetch {
-			s.Labels = append(s.Labels, loadgen.Label{Key: "sku_prefetch", Value: "true"})
+		if o.skuPrefetch != "" {
+			s.Labels = append(s.Labels, loadgen.Label{Key: "sku_prefetch", Value: o.skuPrefetch})
 		}
 	}
 	if o.holdCache > 0 {
@@ -431,7 +431,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if activeHolds != nil {
 		// The holds of the warm-up and the run, still live until --ttl.
 		s.Labels = append(s.Labels, loadgen.Label{Key: "active_holds", Value: strconv.FormatUint(activeHolds(), 10)})
-		if o.skuPrefetch {
+		if o.skuPrefetch != "" {
 			ps := prefetchStats()
 			s.Labels = append(s.Labels, loadgen.Label{Key: "prefetch_reads", Value: strconv.FormatUint(ps.Reads, 10)},
 				loadgen.Label{Key: "prefetch_served", Value: strconv.FormatUint(ps.Served, 10)},
