@@ -1,13 +1,13 @@
 package region
 
-// Reading a SKU's rows ahead of the stepper (issue 23, StoreOptions.
+// Reading SKUs' rows ahead of the node (issue 23, StoreOptions.
 // PrefetchRows, region Config.SKUPrefetch). With the bounded SKU cache a
 // hold on a SKU that is not resident reads the SKU's rows from Pebble
-// (SKURows) on the stepper goroutine, the one goroutine that steps every
-// command. A caller can make that read itself, on its own goroutine,
-// before its command is queued (PrefetchRows): the rows wait in a small
-// bounded table, and the stepper's SKURows takes them from there instead
-// of seeking Pebble.
+// (SKURows), one iterator per SKU. PrefetchRows reads the rows of many
+// SKUs in one pass (sorted, one iterator, forward seeks) into a small
+// bounded table, from any goroutine (region/prefetch_rows.go calls it on
+// the stepper or on a stage before it), and SKURows takes them from there
+// instead of seeking Pebble.
 //
 // The safety rule: a prefetched row set is served only if no batch wrote
 // a row of its SKU since before the read began (SKURows must return rows
@@ -16,7 +16,9 @@ package region
 // an epoch per SKU (hashed into epochSlots slots, so a collision only
 // throws a read away) once its rows are visible to readers; a read
 // records its SKU's epoch before it starts, and SKURows serves it only
-// while the epoch is unchanged. A bump after the write is visible is what
+// while the epoch is unchanged (a pass records the epochs of its SKUs
+// before making its iterator, which reads the DB as of its creation).
+// A bump after the write is visible is what
 // makes this exact: a read that started before the write either saw it
 // or recorded an epoch the write moved on; a read that recorded the epoch
 // after the bump started after the write was visible. A reopen (a new
