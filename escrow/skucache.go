@@ -86,7 +86,18 @@ type skuCache struct {
 	added      int // SKUs made resident since the last eviction pass
 	hits, miss uint64
 	evictions  uint64
+	// onResidency, when set, is told of every SKU made resident or
+	// dropped (SetResidencyHook).
+	onResidency func(sku string, resident bool)
 }
+
+// SetResidencyHook makes the bounded cache call f (on the stepping
+// goroutine, inside Step or Advance: keep it cheap, and never call the
+// node from it) whenever a SKU becomes resident (true) or is dropped
+// (false). A runtime uses it to skip reading ahead the rows of SKUs the
+// node holds; the node's state never depends on it. Nothing is called
+// while the cache is off.
+func (n *Node) SetResidencyHook(f func(sku string, resident bool)) { n.cache.onResidency = f }
 
 // CacheStats are the counters of the bounded SKU cache (zero when off).
 type CacheStats struct {
@@ -212,6 +223,9 @@ func (n *Node) newSKU(name string) *skuState {
 		c.resident++
 		c.added++
 		n.touch(s)
+		if c.onResidency != nil {
+			c.onResidency(name, true)
+		}
 	}
 	return s
 }
@@ -327,6 +341,9 @@ func (n *Node) drop(s *skuState) {
 	delete(n.skus, s.sku)
 	if n.lastSKU == s {
 		n.lastSKU = nil
+	}
+	if c.onResidency != nil {
+		c.onResidency(s.sku, false)
 	}
 	*s = skuState{slot: s.slot}
 	c.free = append(c.free, s)

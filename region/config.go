@@ -111,6 +111,13 @@ type Config struct {
 	// touch and drops idle ones past the bound (escrow/skucache.go). Needs
 	// the Pebble store (not Config.Storage).
 	SKUCache int
+	// SKUPrefetch (with SKUCache) reads the rows of the SKUs that commands
+	// name and the node does not hold before they are stepped, several
+	// SKUs in one pass of one Pebble iterator (region/prefetch_rows.go):
+	// SKUPrefetchBatch on the stepper, for what it takes from its queue
+	// at once; SKUPrefetchStage on a goroutine between the callers and
+	// the stepper. "" (the default): off, each miss reads on its own.
+	SKUPrefetch string
 	// HoldCache bounds the holds and idempotency keys the node keeps in
 	// memory (0: every one, as before): the store is opened with
 	// LazyHolds, start-up reads no hold nor key (it counts the expiry
@@ -255,6 +262,11 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !seen[c.Name] {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
+	}
+	switch c.SKUPrefetch {
+	case "", SKUPrefetchBatch, SKUPrefetchStage:
+	default:
+		return fmt.Errorf("region: sku_prefetch %q must be %q, %q or empty (off)", c.SKUPrefetch, SKUPrefetchBatch, SKUPrefetchStage)
 	}
 	if c.HoldCache < 0 || c.HoldCache > escrow.MaxResidentHoldsLimit {
 		return fmt.Errorf("region: hold_cache %d must be between 0 (off) and %d", c.HoldCache, escrow.MaxResidentHoldsLimit)

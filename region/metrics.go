@@ -156,6 +156,7 @@ func newMetrics(r *Region) *metrics {
 	registerStaleBorrowMetrics(reg, stat)
 	registerStockHintMetrics(reg, stat)
 	registerSKUCacheMetrics(reg, stat)
+	registerPrefetchMetrics(reg, r)
 	registerHoldCacheMetrics(reg, stat)
 	return m
 }

@@ -104,7 +104,7 @@ func (r *Region) submitNoting(ctx context.Context, cmd *escrow.Command, unreacha
 	req.cmd = *cmd
 	req.unreachable = unreachable
 	select {
-	case r.queue <- req:
+	case r.intake() <- req:
 	default:
 		req.cmd, req.unreachable = escrow.Command{}, ""
 		requestPool.Put(req)
@@ -226,6 +226,11 @@ func (r *Region) stepLoop() {
 		case req := <-queue:
 			now := r.cfg.Now()
 			n := stepped
+			if r.ahead.inline {
+				stepped = r.stepQueuedAhead(req, now, stepped)
+				cohort += stepped - n
+				break
+			}
 			r.stepRequest(req, now)
 			stepped++
 		drain:

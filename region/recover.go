@@ -40,6 +40,7 @@ func (r *Region) loadNode() (*escrow.Node, error) {
 		return nil, fmt.Errorf("restore node from stored state: %w", err)
 	}
 	r.fenceNode(n)
+	r.wirePrefetch(n)
 	return n, nil
 }
 

@@ -42,6 +42,7 @@ type Region struct {
 	ownStore bool    // opened from DataDir by Open: reopened on failure
 
 	storeView atomic.Pointer[storageBox] // for metric scrapes; nil while the store is reopened
+	ahead     readAhead                  // reading rows ahead of the stepper (prefetch_rows.go)
 	tr        atomic.Pointer[transportBox]
 	metrics   *metrics
 	trust     trustLog // what was logged of refused peer input (metrics_trust.go)
@@ -114,6 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 	r.startEvents()
 	tick := make(chan struct{})
 	r.deadlineTick.Store(&tick)
+	r.startPrefetch()
 	go r.syncLoop()
 	go r.commitLoop()
 	go r.stepLoop()

@@ -159,6 +159,22 @@ type Store struct {
 
 	statsMu sync.Mutex
 	stats   StoreStats
+
+	// prefetch holds rows read ahead of the stepper; nil without
+	// StoreOptions.PrefetchRows (store_rows_prefetch.go).
+	prefetch *rowPrefetch
+	// bugs and testAfterPrefetchRead are for tests only.
+	bugs                  storeBugs
+	testAfterPrefetchRead func(sku string)
+}
+
+// storeBugs are planted bugs of the store, set by tests of this package
+// only, to show that the tests catch them.
+type storeBugs struct {
+	// prefetchNoEpoch: an applied batch does not mark the reads ahead of
+	// its SKUs stale (store_rows_prefetch.go), so SKURows can serve rows
+	// older than the last Persist applied.
+	prefetchNoEpoch bool
 }
 
 // wedgedDirs remembers real directories whose DB was abandoned after a

@@ -123,6 +123,9 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 	pc.async = s.wopts.Sync && sync
 	pc.durable = sync
 	err = s.commit(b, pc.async)
+	if s.prefetch != nil {
+		s.prefetch.written(p.Rows, s.bugs) // visible now: reads ahead of these SKUs are stale
+	}
 	if err == nil {
 		// A WAL write error makes pebble call Logger.Fatalf, which marks
 		// the store failed, and return nil; the batch may then never be

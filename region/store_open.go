@@ -58,6 +58,11 @@ type StoreOptions struct {
 	// (store_rows.go); tables get bloom filters for those point reads.
 	// Set with region Config.SKUCache.
 	LazyRows bool
+	// PrefetchRows (with LazyRows): callers may read a SKU's rows ahead of
+	// the node (Store.PrefetchRows, store_rows_prefetch.go), so that the
+	// node's read of a SKU it does not hold finds them in memory. Set with
+	// region Config.SKUPrefetch.
+	PrefetchRows bool
 	// LazyHolds: Load leaves holds and idempotency keys (and their
 	// indexes) in Pebble, counting only the x/ index, and the node reads
 	// them through the store's escrow.HoldSource (store_holds.go). Set
@@ -113,6 +118,9 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 			cluster = "holdfast"
 		}
 		s.events = newEventLog(s, cluster)
+	}
+	if opts.PrefetchRows && opts.LazyRows {
+		s.prefetch = newRowPrefetch()
 	}
 	if err := s.open(); err != nil {
 		return nil, err
@@ -397,7 +405,8 @@ func closePebble(db *pebble.DB) (panicked bool, err error) {
 func openStore(cfg Config) (Storage, error) {
 	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
 		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled,
-		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0})
+		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0,
+		PrefetchRows: cfg.SKUCache > 0 && cfg.SKUPrefetch != ""})
 }
 
 // reopener is implemented by storages that can drop a failed handle and

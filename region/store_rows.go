@@ -26,9 +26,10 @@ var lazyRowsCacheBytes int64 = 256 << 20
 
 var _ escrow.RowSource = (*Store)(nil)
 
-// SKURows implements escrow.RowSource: the rows of sku, read with an
-// iterator bounded to the SKU's key prefix (one seek; the rows of a SKU are
-// adjacent, one per region that wrote it).
+// SKURows implements escrow.RowSource: the rows of sku, read ahead by a
+// caller (store_rows_prefetch.go) or read with an iterator bounded to the
+// SKU's key prefix (one seek; the rows of a SKU are adjacent, one per
+// region that wrote it).
 func (s *Store) SKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
@@ -38,6 +39,17 @@ func (s *Store) SKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
 	if err := s.failed(); err != nil {
 		return dst, err
 	}
+	if s.prefetch != nil {
+		if rows, ok := s.prefetch.take(sku, s.gen.Load(), dst); ok {
+			return rows, nil
+		}
+	}
+	return s.readSKURows(sku, dst)
+}
+
+// readSKURows reads the rows of sku from Pebble. Callers hold dbMu (read)
+// and checked that the DB is open.
+func (s *Store) readSKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
 	lo := appendRowKey(make([]byte, 0, len(pfxRow)+len(sku)+2), sku, "")
 	hi := append(lo[:len(lo)-1:len(lo)-1], 1)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})

@@ -21,8 +21,11 @@ import (
 // (skuRowsByGet, the miss a registry of writing regions would allow), which
 // the whole-key bloom filters let skip the tables without the key; "get1"
 // is a single Get of the own row, the floor of that design (a store that
-// holds only its own rows). Kept to measure the miss (docs/benchmarks.md,
-// "A cheaper cache miss").
+// holds only its own rows); "ahead64" and "ahead256" read the rows of 64 or
+// 256 random SKUs at once with Store.PrefetchRows (one iterator, forward
+// seeks in SKU order) and then take each with SKURows, as the read-ahead
+// stage and the stepper do. Kept to measure the miss (docs/benchmarks.md,
+// "A cheaper cache miss", "Reading rows ahead of the stepper").
 func BenchmarkStoreSKURows(b *testing.B) {
 	for _, topo := range []struct {
 		name  string
@@ -35,7 +38,7 @@ func BenchmarkStoreSKURows(b *testing.B) {
 
 func benchSKURows(b *testing.B, peers []string, every int) {
 	const skus, batch = 200_000, 1000
-	s, err := OpenStore(b.TempDir(), StoreOptions{Region: stRegion, NoSync: true, LazyRows: true, Logger: stLogger(b)})
+	s, err := OpenStore(b.TempDir(), StoreOptions{Region: stRegion, NoSync: true, LazyRows: true, PrefetchRows: true, Logger: stLogger(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,18 +84,31 @@ func benchSKURows(b *testing.B, peers []string, every int) {
 	regions := append([]string{stRegion}, peers...)
 	seed := uint64(23)
 	b.Logf("seed %d", seed)
-	for _, mode := range []string{"iter", "get", "get1"} {
+	for _, mode := range []string{"iter", "get", "get1", "ahead64", "ahead256"} {
 		b.Run(mode, func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(seed, seed))
 			var dst []escrow.Row
 			var err error
+			var ahead, batch []string
+			size := map[string]int{"ahead64": 64, "ahead256": 256}[mode]
 			b.ReportAllocs()
 			// CPU time as well as wall time: the machine is shared.
 			cpu0 := processCPU(b)
 			for b.Loop() {
 				sku := "sku-" + strconv.Itoa(rng.IntN(skus))
+				if size > 0 {
+					if len(ahead) == 0 {
+						ahead = ahead[:0]
+						for range size {
+							ahead = append(ahead, "sku-"+strconv.Itoa(rng.IntN(skus)))
+						}
+						batch = append(batch[:0], ahead...)
+						s.PrefetchRows(batch...)
+					}
+					sku, ahead = ahead[0], ahead[1:]
+				}
 				switch mode {
-				case "iter":
+				case "iter", "ahead64", "ahead256":
 					dst, err = s.SKURows(sku, dst[:0])
 				case "get":
 					dst, err = s.skuRowsByGet(sku, regions, dst[:0])

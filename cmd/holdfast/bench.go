@@ -35,6 +35,7 @@ type benchOpts struct {
 	dist        string
 	reopen      bool
 	skuCache    int
+	skuPrefetch string
 	holdCache   int
 	qty         uint64
 	mix         string
@@ -96,6 +97,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.IntVar(&o.skus, "skus", 1, "SKUs in the catalogue, 1..10000000 (over HTTP 1..100000; 1 = one hot SKU)")
 	f.StringVar(&o.dist, "dist", "uniform", "how SKUs are drawn: uniform, or zipf (popularity rank k drawn with weight 1/(k+1)^1.1)")
 	f.IntVar(&o.skuCache, "sku-cache", 0, "in-process region: SKUs kept in memory at most (0: every SKU; region sku_cache)")
+	f.StringVar(&o.skuPrefetch, "sku-prefetch", "", "in-process region, with --sku-cache: read the rows of SKUs the node does not hold before stepping, in passes: batch (on the stepper) or stage (on a goroutine before it); empty: off (region sku_prefetch)")
 	f.IntVar(&o.holdCache, "hold-cache", 0, "in-process region: holds and idempotency keys kept in memory at most (0: every one; region hold_cache)")
 	f.BoolVar(&o.reopen, "reopen", false, "after the run, close the in-process region and time its start-up from the data directory (startup_s)")
 	f.Uint64Var(&o.qty, "qty", 1, "units per hold")
@@ -201,6 +203,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var scale []loadgen.Label // load and memory figures of the in-process region
 	var reopen func() error   // --reopen
 	var activeHolds func() uint64
+	var prefetchStats func() region.PrefetchStats
 	var drain func() error // in process: wait for the store's flushes and compactions
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
@@ -234,7 +237,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
 			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache,
-			HoldCache: o.holdCache}
+			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache}
 		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
@@ -246,6 +249,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			loadgen.Label{Key: "open_cpu_s", Value: seconds(loadgen.ProcessCPU() - c0)})
 		defer r.Close()
 		activeHolds = func() uint64 { return r.Stats().ActiveHolds }
+		prefetchStats = r.PrefetchStats
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
 		if o.reopen {
 			reopen = func() error {
@@ -389,6 +393,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.skuCache > 0 {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "sku_cache", Value: strconv.Itoa(o.skuCache)})
+		if o.skuPrefetch != "" {
+			s.Labels = append(s.Labels, loadgen.Label{Key: "sku_prefetch", Value: o.skuPrefetch})
+		}
 	}
 	if o.holdCache > 0 {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "hold_cache", Value: strconv.Itoa(o.holdCache)})
@@ -424,6 +431,14 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if activeHolds != nil {
 		// The holds of the warm-up and the run, still live until --ttl.
 		s.Labels = append(s.Labels, loadgen.Label{Key: "active_holds", Value: strconv.FormatUint(activeHolds(), 10)})
+		if o.skuPrefetch != "" {
+			ps := prefetchStats()
+			s.Labels = append(s.Labels, loadgen.Label{Key: "prefetch_reads", Value: strconv.FormatUint(ps.Reads, 10)},
+				loadgen.Label{Key: "prefetch_served", Value: strconv.FormatUint(ps.Served, 10)},
+				loadgen.Label{Key: "prefetch_stale", Value: strconv.FormatUint(ps.Stale, 10)},
+				loadgen.Label{Key: "prefetch_dropped", Value: strconv.FormatUint(ps.Dropped, 10)},
+				loadgen.Label{Key: "prefetch_passes", Value: strconv.FormatUint(ps.Passes, 10)})
+		}
 		s.Labels = append(s.Labels, scale...)
 		s.Labels = append(s.Labels, readMem().labels("")...)
 	}

@@ -44,6 +44,9 @@ type File struct {
 	RestartProbation  bool          `yaml:"restart_probation"`
 	// SKUCache bounds the SKUs kept in memory (0: all; region.Config.SKUCache).
 	SKUCache int `yaml:"sku_cache"`
+	// SKUPrefetch reads ahead the rows of SKUs not in memory, in passes
+	// ("batch", "stage"; "": off; region.Config.SKUPrefetch).
+	SKUPrefetch string `yaml:"sku_prefetch"`
 	// HoldCache bounds the holds and idempotency keys kept in memory
 	// (0: all; region.Config.HoldCache).
 	HoldCache      int           `yaml:"hold_cache"`
@@ -168,6 +171,7 @@ func (f File) Region() region.Config {
 		FreshProbationMax:   f.FreshProbationMax,
 		RestartProbation:    f.RestartProbation,
 		SKUCache:            f.SKUCache,
+		SKUPrefetch:         f.SKUPrefetch,
 		HoldCache:           f.HoldCache,
 		RequestTimeout:      f.RequestTimeout,
 		MaxBodyBytes:        f.MaxBodyBytes,
