@@ -55,6 +55,10 @@ type Config struct {
 	// batch that just committed to come back before it cuts the next one
 	// (group commit; see stepLoop). 0: 1ms; negative: never wait.
 	MaxLinger time.Duration
+	// NoLoneCommit turns off the lone commit: the stepper hands every
+	// batch to the committer, even a lone caller's with nothing in flight
+	// (see commitLone).
+	NoLoneCommit bool
 
 	// FreshProbation: a region whose store starts empty while it has peers
 	// (NATSURL set, or FreshProbation > 0 for an in-process transport)
