@@ -65,6 +65,7 @@ func benchHolds(b *testing.B, callers int, noSync bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
+	lone0 := r.loneCommits.Load()
 	start := time.Now()
 	for c := 0; c < callers; c++ {
 		wg.Add(1)
@@ -110,6 +111,9 @@ func benchHolds(b *testing.B, callers int, noSync bool) {
 	// CPU time per hold (whole process: loop, store, Pebble background
 	// work, callers): less sensitive than holds/s to a shared machine.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/hold")
+	// Batches the stepper committed itself (a lone caller, nothing in
+	// flight; Config.NoLoneCommit), per hold.
+	b.ReportMetric(float64(r.loneCommits.Load()-lone0)/float64(b.N), "lone/hold")
 	if c := r.commits.Load(); c > 0 {
 		b.ReportMetric(float64(r.commitCmds.Load())/float64(c), "inputs/commit")
 		b.ReportMetric(float64(r.applyNanos.Load())/float64(c)/1000, "apply-us")
