@@ -145,7 +145,7 @@ func loneRepliedEarly(t *testing.T, cfg Config) (early bool, lone uint64) {
 // flight, is written and answered by the stepper itself (one lone
 // commit; none without the lone path), and only once its fsync is done.
 func TestLoneCommitAnswersAfterFsync(t *testing.T) {
-	early, lone := loneRepliedEarly(t, Config{})
+	early, lone := loneRepliedEarly(t, Config{LoneCommit: true})
 	if early {
 		t.Fatal("a lone hold was answered before its fsync completed")
 	}
@@ -158,7 +158,7 @@ func TestLoneCommitAnswersAfterFsync(t *testing.T) {
 // ReplyBeforeSync the lone path answers before the fsync, and the check
 // above sees it.
 func TestLoneCommitPlantedReplyBeforeSync(t *testing.T) {
-	early, lone := loneRepliedEarly(t, Config{PlantedBugs: plantedbugs.Set{ReplyBeforeSync: true}})
+	early, lone := loneRepliedEarly(t, Config{LoneCommit: true, PlantedBugs: plantedbugs.Set{ReplyBeforeSync: true}})
 	if lone != 1 {
 		t.Fatalf("lone commits for a lone hold: %d, want 1", lone)
 	}
@@ -167,15 +167,15 @@ func TestLoneCommitPlantedReplyBeforeSync(t *testing.T) {
 	}
 }
 
-// TestLoneCommitOff: with NoLoneCommit a lone hold goes through the
-// committer (and is still answered after its fsync only).
+// TestLoneCommitOff: without Config.LoneCommit (the default) a lone hold
+// goes through the committer (and is still answered after its fsync only).
 func TestLoneCommitOff(t *testing.T) {
-	early, lone := loneRepliedEarly(t, Config{NoLoneCommit: true})
+	early, lone := loneRepliedEarly(t, Config{})
 	if early {
 		t.Fatal("a hold was answered before its fsync completed")
 	}
 	if lone != 0 {
-		t.Fatalf("lone commits with NoLoneCommit: %d, want 0", lone)
+		t.Fatalf("lone commits without LoneCommit: %d, want 0", lone)
 	}
 }
 
@@ -183,7 +183,7 @@ func TestLoneCommitOff(t *testing.T) {
 // fsync runs are stepped once it is done and cut together through the
 // pipeline (no lone commit for them), and each is answered.
 func TestLoneCommitKeepsGroupCommit(t *testing.T) {
-	r, fs := openLone(t, Config{})
+	r, fs := openLone(t, Config{LoneCommit: true})
 	before := r.loneCommits.Load()
 	fs.armed.Store(true)
 	first := holdAsync(r)

@@ -3,7 +3,8 @@ package region
 // The apply loop: callers and peer messages enter through queues, the
 // stepper steps them into the node and cuts Readies, the committer writes
 // them to storage and the syncer waits for their fsync before anything is
-// answered or sent (group commit, with write-ahead batches and a linger).
+// answered or sent (group commit, with write-ahead batches and a linger);
+// a lone caller's batch the stepper commits itself (commitLone).
 
 import (
 	"context"
@@ -300,8 +301,7 @@ func (r *Region) stepLoop() {
 
 // Lone commit: a lone caller's batch goes through the stepper, the
 // committer, pebble's flush loop and the syncer, each a goroutine hand-off
-// (a futex wake when the other side is parked) on the way to and back from
-// the one fsync it waits for. When nothing is in flight and the last batch
+// on the way to and back from the one fsync it waits for. When nothing is in flight and the last batch
 // answered one caller at most (no linger, nobody expected to share the
 // fsync), the stepper writes a batch of a single input itself, waits for
 // its fsync and answers it, as the committer and the syncer would (the same
@@ -314,7 +314,7 @@ func (r *Region) stepLoop() {
 
 // loneCommit reports whether the stepper may commit a lone batch itself.
 func (r *Region) loneCommit() bool {
-	return !r.cfg.NoLoneCommit && r.writeAhead()
+	return r.cfg.LoneCommit && r.writeAhead()
 }
 
 // commitLone writes the node's Ready (stepped inputs) as one final batch

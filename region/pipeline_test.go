@@ -52,10 +52,7 @@ func TestStoreApplyNoWaitInOrder(t *testing.T) {
 
 // TestRepliesWaitForPipelinedFsync blocks the WAL fsync of one batch and
 // checks that the region writes the callers that arrive meanwhile ahead
-// (without fsync) but answers nobody until an fsync covers them. The
-// first hold is a lone caller's: with the lone commit the stepper would
-// wait for its fsync itself and write nothing behind it (see
-// lone_commit_test.go), so the lone commit is off here.
+// (without fsync) but answers nobody until an fsync covers them.
 func TestRepliesWaitForPipelinedFsync(t *testing.T) {
 	var gated atomic.Bool
 	var blocked atomic.Int32
@@ -70,7 +67,7 @@ func TestRepliesWaitForPipelinedFsync(t *testing.T) {
 		}
 		return nil
 	}))
-	r, err := Open(context.Background(), Config{Name: "eu", DataDir: "data", FS: fs, Logger: quietLogger(), NoLoneCommit: true})
+	r, err := Open(context.Background(), Config{Name: "eu", DataDir: "data", FS: fs, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ type File struct {
 	MaxBatch          int           `yaml:"max_batch"`
 	TickInterval      time.Duration `yaml:"tick_interval"`
 	MaxLinger         time.Duration `yaml:"max_linger"`
-	NoLoneCommit      bool          `yaml:"no_lone_commit"` // region.Config.NoLoneCommit
+	LoneCommit        bool          `yaml:"lone_commit"` // region.Config.LoneCommit
 	FreshProbation    time.Duration `yaml:"fresh_probation"`
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RestartProbation  bool          `yaml:"restart_probation"`
@@ -165,7 +165,7 @@ func (f File) Region() region.Config {
 		MaxBatch:            f.MaxBatch,
 		TickInterval:        f.TickInterval,
 		MaxLinger:           f.MaxLinger,
-		NoLoneCommit:        f.NoLoneCommit,
+		LoneCommit:          f.LoneCommit,
 		FreshProbation:      f.FreshProbation,
 		FreshProbationMax:   f.FreshProbationMax,
 		RestartProbation:    f.RestartProbation,
