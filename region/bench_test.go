@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 //
 // At 256 callers each commit carries about all of them (see the linger in
 // stepLoop), so holds/s is bounded by 256 / (fsync + stepping time).
+// HOLDFAST_LONE_COMMIT=1 turns Config.LoneCommit on (an A/B with one binary).
 func BenchmarkRegionHoldDurable(b *testing.B) {
 	for _, callers := range []int{1, 256} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) { benchHolds(b, callers, false) })
@@ -39,7 +41,8 @@ func BenchmarkRegionHoldNoSync(b *testing.B) {
 
 func benchHolds(b *testing.B, callers int, noSync bool) {
 	const skus = 256
-	r, err := Open(context.Background(), Config{Name: "eu", DataDir: b.TempDir(), NoSync: noSync, Logger: quietLogger()})
+	r, err := Open(context.Background(), Config{Name: "eu", DataDir: b.TempDir(), NoSync: noSync, Logger: quietLogger(),
+		LoneCommit: os.Getenv("HOLDFAST_LONE_COMMIT") == "1"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,6 +68,7 @@ func benchHolds(b *testing.B, callers int, noSync bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
+	lone0 := r.loneCommits.Load()
 	start := time.Now()
 	for c := 0; c < callers; c++ {
 		wg.Add(1)
@@ -110,6 +114,9 @@ func benchHolds(b *testing.B, callers int, noSync bool) {
 	// CPU time per hold (whole process: loop, store, Pebble background
 	// work, callers): less sensitive than holds/s to a shared machine.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/hold")
+	// Batches the stepper committed itself (a lone caller, nothing in
+	// flight; Config.LoneCommit, on with HOLDFAST_LONE_COMMIT=1), per hold.
+	b.ReportMetric(float64(r.loneCommits.Load()-lone0)/float64(b.N), "lone/hold")
 	if c := r.commits.Load(); c > 0 {
 		b.ReportMetric(float64(r.commitCmds.Load())/float64(c), "inputs/commit")
 		b.ReportMetric(float64(r.applyNanos.Load())/float64(c)/1000, "apply-us")

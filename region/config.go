@@ -55,6 +55,11 @@ type Config struct {
 	// batch that just committed to come back before it cuts the next one
 	// (group commit; see stepLoop). 0: 1ms; negative: never wait.
 	MaxLinger time.Duration
+	// LoneCommit: with nothing in flight, the stepper writes a lone
+	// caller's batch itself, waits for its fsync and answers it, instead of
+	// handing it to the committer (see commitLone). Off by default: it
+	// showed no measurable gain on the test machine (docs/benchmarks.md).
+	LoneCommit bool
 
 	// FreshProbation: a region whose store starts empty while it has peers
 	// (NATSURL set, or FreshProbation > 0 for an in-process transport)

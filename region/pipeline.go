@@ -3,7 +3,8 @@ package region
 // The apply loop: callers and peer messages enter through queues, the
 // stepper steps them into the node and cuts Readies, the committer writes
 // them to storage and the syncer waits for their fsync before anything is
-// answered or sent (group commit, with write-ahead batches and a linger).
+// answered or sent (group commit, with write-ahead batches and a linger);
+// a lone caller's batch the stepper commits itself (commitLone).
 
 import (
 	"context"
@@ -176,6 +177,27 @@ func (r *Region) stepLoop() {
 	linger.Stop()
 	defer linger.Stop()
 	var lingerC <-chan time.Time
+	lone := true // the last final batch answered one caller at most
+	// finish takes back a batch that is durable (or failed) and answered.
+	finish := func(b *batch) {
+		r.node.Advance()
+		if b.err != nil {
+			failing = true
+		}
+		answered += b.answered
+		if b.final {
+			syncing = false
+			lone = answered <= 1
+			var d time.Duration
+			target, d = r.lingerAfter(cohort, answered)
+			answered = 0
+			lingerUntil = time.Time{}
+			if d > 0 {
+				lingerUntil = time.Now().Add(d)
+			}
+		}
+		r.recycle(b)
+	}
 	for {
 		if r.node == nil {
 			if !r.recover(ticker) {
@@ -198,6 +220,14 @@ func (r *Region) stepLoop() {
 		}
 		if applying == 0 && !failing {
 			if !syncing && (ahead > 0 || r.node.HasReady()) {
+				if inflight == 0 && lone && stepped == 1 && r.loneCommit() {
+					// A lone caller, nothing in flight: commit here.
+					b := r.commitLone(stepped)
+					stepped, cohort = 0, 0
+					lingerC = nil
+					finish(b)
+					continue
+				}
 				if cohort >= target || stepped >= r.cfg.MaxBatch || !time.Now().Before(lingerUntil) {
 					r.cut(stepped, true)
 					inflight++
@@ -252,22 +282,7 @@ func (r *Region) stepLoop() {
 			applying--
 		case b := <-r.doneCh:
 			inflight--
-			r.node.Advance()
-			if b.err != nil {
-				failing = true
-			}
-			answered += b.answered
-			if b.final {
-				syncing = false
-				var d time.Duration
-				target, d = r.lingerAfter(cohort, answered)
-				answered = 0
-				lingerUntil = time.Time{}
-				if d > 0 {
-					lingerUntil = time.Now().Add(d)
-				}
-			}
-			r.recycle(b)
+			finish(b)
 		case <-lingerC:
 			lingerC = nil
 		case <-ticker.C:
@@ -287,6 +302,38 @@ func (r *Region) stepLoop() {
 			return
 		}
 	}
+}
+
+// Lone commit: a lone caller's batch goes through the stepper, the
+// committer, pebble's flush loop and the syncer, each a goroutine hand-off
+// on the way to and back from the one fsync it waits for. When nothing is in flight and the last batch
+// answered one caller at most (no linger, nobody expected to share the
+// fsync), the stepper writes a batch of a single input itself, waits for
+// its fsync and answers it, as the committer and the syncer would (the same
+// write, written, waitSticky and deliver: the reply still follows the
+// fsync). Meanwhile it steps nothing: inputs that arrive during that fsync
+// wait for it, then are cut together; a cohort of two or more, or one after
+// a batch that answered several, takes the pipeline, so group commit under
+// load is unchanged. Only a Store (asyncStorage) is committed this way:
+// another Storage's Apply may block on anything.
+
+// loneCommit reports whether the stepper may commit a lone batch itself.
+func (r *Region) loneCommit() bool {
+	return r.cfg.LoneCommit && r.writeAhead()
+}
+
+// commitLone writes the node's Ready (stepped inputs) as one final batch
+// on the stepper's goroutine, waits for its fsync and answers its callers:
+// the committer and the syncer are idle (nothing is in flight). It returns
+// the batch for the stepper to take back.
+func (r *Region) commitLone(stepped int) *batch {
+	b := r.cutBatch(stepped, true)
+	r.write(b)
+	r.written(b)
+	err := r.waitSticky(b)
+	r.loneCommits.Add(1) // before deliver: counted once its callers are answered
+	r.deliver(b, err)
+	return b
 }
 
 // writeAhead reports whether the storage can write batches without fsync.

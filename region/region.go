@@ -77,7 +77,9 @@ type Region struct {
 	// (escrow.Input.Resync).
 	resync atomic.Bool
 
-	aheadWritten bool // owned by the committer: a write-ahead batch awaits a final one
+	// aheadWritten: a write-ahead batch awaits a final one. Owned by the
+	// committer, and by the stepper while nothing is in flight (commitLone).
+	aheadWritten bool
 	// batchErr: a batch failed; every batch after it fails too until the
 	// node is rebuilt (waitSticky; cleared by failNode).
 	batchErr atomic.Pointer[error]
@@ -87,6 +89,8 @@ type Region struct {
 	commitCmds atomic.Int64
 	applyNanos atomic.Int64
 	applyEWMA  atomic.Int64 // recent Apply duration in ns, for the linger
+	// loneCommits: batches the stepper committed itself (commitLone).
+	loneCommits atomic.Uint64
 
 	fence regionFence // see fence.go
 
@@ -170,6 +174,7 @@ func newRegion(cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.fenceCollectors()...)
 	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
+	r.metrics.reg.MustRegister(r.loneCollectors()...)
 	r.metrics.reg.MustRegister(r.digestCollectors()...)
 	r.metrics.reg.MustRegister(r.snapshotCollectors()...)
 	r.metrics.reg.MustRegister(r.locationCollectors()...)

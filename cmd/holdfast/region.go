@@ -76,6 +76,9 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			if f.Changed("max-linger") {
 				cfg.MaxLinger = flags.MaxLinger
 			}
+			if f.Changed("lone-commit") {
+				cfg.LoneCommit = flags.LoneCommit
+			}
 			if f.Changed("tick") {
 				cfg.TickInterval = flags.TickInterval
 			}
@@ -125,6 +128,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.IntVar(&flags.QueueLen, "queue-len", region.DefaultQueueLen, "client requests waiting for the apply loop before 503")
 	f.IntVar(&flags.MaxBatch, "max-batch", region.DefaultMaxBatch, "inputs per committed batch at most")
 	f.DurationVar(&flags.MaxLinger, "max-linger", region.DefaultMaxLinger, "group commit: longest wait for returning callers before a batch is cut (negative: none)")
+	f.BoolVar(&flags.LoneCommit, "lone-commit", false, "the stepper commits a lone caller's batch itself when nothing is in flight (see docs/operations.md)")
 	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
 	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
 	f.IntVar(&flags.HoldCache, "hold-cache", 0, "holds and idempotency keys kept in memory at most (0: every one); the others are read from the store on demand")

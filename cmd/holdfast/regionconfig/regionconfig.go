@@ -39,6 +39,7 @@ type File struct {
 	MaxBatch          int           `yaml:"max_batch"`
 	TickInterval      time.Duration `yaml:"tick_interval"`
 	MaxLinger         time.Duration `yaml:"max_linger"`
+	LoneCommit        bool          `yaml:"lone_commit"` // region.Config.LoneCommit
 	FreshProbation    time.Duration `yaml:"fresh_probation"`
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RestartProbation  bool          `yaml:"restart_probation"`
@@ -167,6 +168,7 @@ func (f File) Region() region.Config {
 		MaxBatch:            f.MaxBatch,
 		TickInterval:        f.TickInterval,
 		MaxLinger:           f.MaxLinger,
+		LoneCommit:          f.LoneCommit,
 		FreshProbation:      f.FreshProbation,
 		FreshProbationMax:   f.FreshProbationMax,
 		RestartProbation:    f.RestartProbation,
