@@ -121,7 +121,8 @@ type Config struct {
 	// SKUs in one pass of one Pebble iterator (region/prefetch_rows.go):
 	// SKUPrefetchBatch on the stepper, for what it takes from its queue
 	// at once; SKUPrefetchStage on a goroutine between the callers and
-	// the stepper. "" (the default): off, each miss reads on its own.
+	// the stepper; SKUPrefetchOff: each miss reads on its own. "" (the
+	// default): SKUPrefetchBatch when SKUCache is set.
 	SKUPrefetch string
 	// HoldCache bounds the holds and idempotency keys the node keeps in
 	// memory (0: every one, as before): the store is opened with
@@ -269,9 +270,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
 	}
 	switch c.SKUPrefetch {
-	case "", SKUPrefetchBatch, SKUPrefetchStage:
+	case "", SKUPrefetchBatch, SKUPrefetchStage, SKUPrefetchOff:
 	default:
-		return fmt.Errorf("region: sku_prefetch %q must be %q, %q or empty (off)", c.SKUPrefetch, SKUPrefetchBatch, SKUPrefetchStage)
+		return fmt.Errorf("region: sku_prefetch %q must be %q, %q, %q or empty (the default: %q with sku_cache)", c.SKUPrefetch, SKUPrefetchBatch, SKUPrefetchStage, SKUPrefetchOff, SKUPrefetchBatch)
 	}
 	if c.HoldCache < 0 || c.HoldCache > escrow.MaxResidentHoldsLimit {
 		return fmt.Errorf("region: hold_cache %d must be between 0 (off) and %d", c.HoldCache, escrow.MaxResidentHoldsLimit)

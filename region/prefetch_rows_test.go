@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,5 +101,49 @@ func TestSKUPrefetchRegion(t *testing.T) {
 				t.Fatalf("the cache was not used: %+v", s)
 			}
 		})
+	}
+}
+
+// TestSKUPrefetchDefault: with the SKU cache, rows are read ahead on the
+// stepper unless sku_prefetch says off; without it, never. A region opened
+// with the default reads ahead and one with off does not.
+func TestSKUPrefetchDefault(t *testing.T) {
+	for _, c := range []struct {
+		cache int
+		set   string
+		want  string
+	}{
+		{0, "", ""}, {0, SKUPrefetchBatch, ""}, {4, "", SKUPrefetchBatch}, {4, SKUPrefetchOff, ""},
+		{4, SKUPrefetchBatch, SKUPrefetchBatch}, {4, SKUPrefetchStage, SKUPrefetchStage},
+	} {
+		if got := (Config{SKUCache: c.cache, SKUPrefetch: c.set}).skuPrefetch(); got != c.want {
+			t.Errorf("sku_cache %d, sku_prefetch %q: in effect %q, want %q", c.cache, c.set, got, c.want)
+		}
+	}
+	if err := (Config{Name: "eu", DataDir: "db", SKUPrefetch: "eager"}).Validate(); err == nil || !strings.Contains(err.Error(), "sku_prefetch") {
+		t.Errorf("sku_prefetch eager: %v, want an error naming sku_prefetch", err)
+	}
+	for _, set := range []string{"", SKUPrefetchOff} {
+		r, err := Open(context.Background(), Config{Name: "eu", DataDir: "db", FS: vfs.NewMem(), Logger: quietLogger(),
+			SKUCache: 1, SKUPrefetch: set, Escrow: escrow.Config{DigestInterval: -1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		restock(t, r, "A", 5)
+		restock(t, r, "B", 5)
+		cmds := []escrow.Command{{Kind: escrow.CmdStock, SKU: "A"}, {Kind: escrow.CmdStock, SKU: "B"}}
+		var ps PrefetchStats
+		for range 20 { // with A and B evicted in turn, each round misses
+			if _, err := r.DoBatch(context.Background(), cmds, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if ps = r.PrefetchStats(); ps.Passes > 0 {
+				break
+			}
+		}
+		r.Close()
+		if on := ps.Passes > 0; on != (set == "") {
+			t.Errorf("sku_prefetch %q with sku_cache 1: read-ahead passes %d", set, ps.Passes)
+		}
 	}
 }

@@ -406,7 +406,7 @@ func openStore(cfg Config) (Storage, error) {
 	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
 		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled,
 		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0,
-		PrefetchRows: cfg.SKUCache > 0 && cfg.SKUPrefetch != ""})
+		PrefetchRows: cfg.skuPrefetch() != ""})
 }
 
 // reopener is implemented by storages that can drop a failed handle and

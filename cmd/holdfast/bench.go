@@ -97,7 +97,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.IntVar(&o.skus, "skus", 1, "SKUs in the catalogue, 1..10000000 (over HTTP 1..100000; 1 = one hot SKU)")
 	f.StringVar(&o.dist, "dist", "uniform", "how SKUs are drawn: uniform, or zipf (popularity rank k drawn with weight 1/(k+1)^1.1)")
 	f.IntVar(&o.skuCache, "sku-cache", 0, "in-process region: SKUs kept in memory at most (0: every SKU; region sku_cache)")
-	f.StringVar(&o.skuPrefetch, "sku-prefetch", "", "in-process region, with --sku-cache: read the rows of SKUs the node does not hold before stepping, in passes: batch (on the stepper) or stage (on a goroutine before it); empty: off (region sku_prefetch)")
+	f.StringVar(&o.skuPrefetch, "sku-prefetch", "", "in-process region, with --sku-cache: read the rows of SKUs the node does not hold before stepping, in passes: batch (on the stepper), stage (on a goroutine before it) or off; empty: batch (region sku_prefetch)")
 	f.IntVar(&o.holdCache, "hold-cache", 0, "in-process region: holds and idempotency keys kept in memory at most (0: every one; region hold_cache)")
 	f.BoolVar(&o.reopen, "reopen", false, "after the run, close the in-process region and time its start-up from the data directory (startup_s)")
 	f.Uint64Var(&o.qty, "qty", 1, "units per hold")

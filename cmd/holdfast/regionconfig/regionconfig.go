@@ -46,7 +46,7 @@ type File struct {
 	// SKUCache bounds the SKUs kept in memory (0: all; region.Config.SKUCache).
 	SKUCache int `yaml:"sku_cache"`
 	// SKUPrefetch reads ahead the rows of SKUs not in memory, in passes
-	// ("batch", "stage"; "": off; region.Config.SKUPrefetch).
+	// ("batch", "stage", "off"; "": batch with sku_cache; region.Config.SKUPrefetch).
 	SKUPrefetch string `yaml:"sku_prefetch"`
 	// HoldCache bounds the holds and idempotency keys kept in memory
 	// (0: all; region.Config.HoldCache).
