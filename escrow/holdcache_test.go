@@ -26,13 +26,7 @@ func (s *memStore) StoredHold(id string) (Hold, bool, error) {
 }
 
 // newestHold is State.NewestHold of the store.
-func (s *memStore) newestHold() string {
-	newest := ""
-	for id := range s.holds {
-		newest = max(newest, id)
-	}
-	return newest
-}
+func (s *memStore) newestHold() string { return NewestIn(s.holds) }
 
 func (s *memStore) StoredIdem(key string) (IdemEntry, bool, error) {
 	e, ok := s.idem[key]

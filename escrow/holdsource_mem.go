@@ -45,24 +45,10 @@ func (m *MemHolds) Apply(p *Persist) {
 func (m *MemHolds) Len() int { return len(m.holds) }
 
 // Held returns the number of HELD holds stored (State.HeldHolds).
-func (m *MemHolds) Held() uint64 {
-	var k uint64
-	for _, h := range m.holds {
-		if h.State == Held {
-			k++
-		}
-	}
-	return k
-}
+func (m *MemHolds) Held() uint64 { return HeldIn(m.holds) }
 
 // Newest returns the greatest hold id stored ("" if none: State.NewestHold).
-func (m *MemHolds) Newest() string {
-	newest := ""
-	for id := range m.holds {
-		newest = max(newest, id)
-	}
-	return newest
-}
+func (m *MemHolds) Newest() string { return NewestIn(m.holds) }
 
 // StoredHold implements HoldSource.
 func (m *MemHolds) StoredHold(id string) (Hold, bool, error) {
@@ -93,13 +79,7 @@ func (m *MemHolds) DueHolds(t time.Time, max int, dst []Deadline) ([]Deadline, t
 	if m.Fail != nil {
 		return dst, time.Time{}, m.Fail
 	}
-	all := make([]Deadline, 0, len(m.holds))
-	for id, h := range m.holds {
-		if h.State == Held {
-			all = append(all, Deadline{Name: id, At: h.Expires})
-		}
-	}
-	d, next := DueOf(all, t, max, dst)
+	d, next := DueHoldsIn(m.holds, t, max, dst)
 	return d, next, nil
 }
 
@@ -109,12 +89,54 @@ func (m *MemHolds) DueIdem(t time.Time, max int, dst []Deadline) ([]Deadline, ti
 	if m.Fail != nil {
 		return dst, time.Time{}, m.Fail
 	}
-	all := make([]Deadline, 0, len(m.idem))
-	for k, e := range m.idem {
+	d, next := DueIdemIn(m.idem, t, max, dst)
+	return d, next, nil
+}
+
+// The in-memory hold sources (MemHolds, the simulator's disk) answer from
+// whole maps of what was persisted; these helpers are their one copy of
+// that logic.
+
+// HeldIn counts the HELD holds of holds (State.HeldHolds).
+func HeldIn(holds map[string]Hold) uint64 {
+	var k uint64
+	for _, h := range holds {
+		if h.State == Held {
+			k++
+		}
+	}
+	return k
+}
+
+// NewestIn returns the greatest key of m, "" if none (State.NewestHold
+// of a map of holds by id).
+func NewestIn[V any](m map[string]V) string {
+	newest := ""
+	for id := range m {
+		newest = max(newest, id)
+	}
+	return newest
+}
+
+// DueHoldsIn answers HoldSource.DueHolds from a whole map of holds: its
+// HELD holds at their deadlines, as an exact expiry index lists them.
+func DueHoldsIn(holds map[string]Hold, t time.Time, max int, dst []Deadline) ([]Deadline, time.Time) {
+	all := make([]Deadline, 0, len(holds))
+	for id, h := range holds {
+		if h.State == Held {
+			all = append(all, Deadline{Name: id, At: h.Expires})
+		}
+	}
+	return DueOf(all, t, max, dst)
+}
+
+// DueIdemIn answers HoldSource.DueIdem from a whole map of keys.
+func DueIdemIn(idem map[string]IdemEntry, t time.Time, max int, dst []Deadline) ([]Deadline, time.Time) {
+	all := make([]Deadline, 0, len(idem))
+	for k, e := range idem {
 		all = append(all, Deadline{Name: k, At: e.Expires})
 	}
-	d, next := DueOf(all, t, max, dst)
-	return d, next, nil
+	return DueOf(all, t, max, dst)
 }
 
 // DueOf answers a HoldSource's Due call from a whole index (any order,

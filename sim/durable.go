@@ -139,24 +139,10 @@ func (d *durable) ScanRowsFrom(after string, f func(r *escrow.Row) error) error 
 }
 
 // held counts the HELD holds on this disk (State.HeldHolds, --hold-cache).
-func (d *durable) held() uint64 {
-	var k uint64
-	for _, h := range d.holds {
-		if h.State == escrow.Held {
-			k++
-		}
-	}
-	return k
-}
+func (d *durable) held() uint64 { return escrow.HeldIn(d.holds) }
 
 // newestHold is the greatest hold id on this disk (State.NewestHold).
-func (d *durable) newestHold() string {
-	newest := ""
-	for id := range d.holds {
-		newest = max(newest, id)
-	}
-	return newest
-}
+func (d *durable) newestHold() string { return escrow.NewestIn(d.holds) }
 
 // StoredHold implements escrow.HoldSource (--hold-cache).
 func (d *durable) StoredHold(id string) (escrow.Hold, bool, error) {
@@ -176,22 +162,12 @@ func (d *durable) StoredIdem(key string) (escrow.IdemEntry, bool, error) {
 // DueHolds implements escrow.HoldSource: the disk's HELD holds as an
 // exact expiry index would list them.
 func (d *durable) DueHolds(t time.Time, max int, dst []escrow.Deadline) ([]escrow.Deadline, time.Time, error) {
-	all := make([]escrow.Deadline, 0, len(d.holds))
-	for id, h := range d.holds {
-		if h.State == escrow.Held {
-			all = append(all, escrow.Deadline{Name: id, At: h.Expires})
-		}
-	}
-	due, next := escrow.DueOf(all, t, max, dst)
+	due, next := escrow.DueHoldsIn(d.holds, t, max, dst)
 	return due, next, nil
 }
 
 // DueIdem implements escrow.HoldSource.
 func (d *durable) DueIdem(t time.Time, max int, dst []escrow.Deadline) ([]escrow.Deadline, time.Time, error) {
-	all := make([]escrow.Deadline, 0, len(d.idem))
-	for k, e := range d.idem {
-		all = append(all, escrow.Deadline{Name: k, At: e.Expires})
-	}
-	due, next := escrow.DueOf(all, t, max, dst)
+	due, next := escrow.DueIdemIn(d.idem, t, max, dst)
 	return due, next, nil
 }
