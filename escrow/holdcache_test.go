@@ -34,21 +34,22 @@ func (s *memStore) StoredIdem(key string) (IdemEntry, bool, error) {
 }
 
 func (s *memStore) DueHolds(t time.Time, max int, dst []Deadline) ([]Deadline, time.Time, error) {
-	all := make([]Deadline, 0, len(s.index.got.holds))
-	for id, at := range s.index.got.holds {
-		all = append(all, Deadline{Name: id, At: at})
-	}
-	d, next := DueOf(all, t, max, dst)
+	d, next := dueOfIndex(s.index.got.holds, t, max, dst)
 	return d, next, nil
 }
 
 func (s *memStore) DueIdem(t time.Time, max int, dst []Deadline) ([]Deadline, time.Time, error) {
-	all := make([]Deadline, 0, len(s.index.got.idem))
-	for k, at := range s.index.got.idem {
-		all = append(all, Deadline{Name: k, At: at})
-	}
-	d, next := DueOf(all, t, max, dst)
+	d, next := dueOfIndex(s.index.got.idem, t, max, dst)
 	return d, next, nil
+}
+
+// dueOfIndex answers a Due call from an index of deadlines by name.
+func dueOfIndex(index map[string]time.Time, t time.Time, max int, dst []Deadline) ([]Deadline, time.Time) {
+	all := make([]Deadline, 0, len(index))
+	for name, at := range index {
+		all = append(all, Deadline{Name: name, At: at})
+	}
+	return DueOf(all, t, max, dst)
 }
 
 // TestHoldCacheProperty runs the property test (3–7 regions, lossy
