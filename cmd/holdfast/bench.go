@@ -50,6 +50,7 @@ type benchOpts struct {
 	jsonOut     bool
 	quiet       bool
 	cpuProfile  string
+	tracePath   string
 	upProfile   string
 	loadProfile string
 	dataDir     string
@@ -113,6 +114,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.BoolVar(&o.jsonOut, "json", false, "print the summary as one JSON object instead of key=value")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
+	f.StringVar(&o.tracePath, "trace", "", "write a runtime execution trace (go tool trace) of the first seconds of the measured window, at most 10 s, to this file")
 	f.StringVar(&o.loadProfile, "load-cpuprofile", "", "write a CPU profile of the catalogue's load (and its settle) to this file")
 	f.StringVar(&o.upProfile, "reopen-cpuprofile", "", "with --reopen, write a CPU profile of the start-up to this file")
 	f.StringVar(&o.client, "client", "raw", "HTTP client of the load generator: raw (one connection per client, no extra goroutines, like the database drivers) or std (package client over net/http)")
@@ -369,6 +371,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			profErr = pprof.StartCPUProfile(f)
 		}
 	}
+	var tracer *benchTracer
+	if o.tracePath != "" {
+		tracer = newBenchTracer(o.tracePath)
+		open := cfg.WindowOpen
+		cfg.WindowOpen = func() { open(); tracer.start(o.duration) }
+	}
 	cfg.Progress = func(p loadgen.Progress) { logf("bench: %s", p.String()) }
 	logf("bench: target=%s durable=%s concurrency=%d skus=%d dist=%s mix=%s duration=%v warmup=%v",
 		o.target, durable, o.concurrency, o.skus, dist, m, o.duration, o.warmup)
@@ -381,7 +389,15 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 	}
 	if err != nil {
+		if tracer != nil && tracer.timer != nil {
+			_ = tracer.finish() // the run's error is the one to report
+		}
 		return err
+	}
+	if tracer != nil {
+		if err := tracer.finish(); err != nil {
+			return err
+		}
 	}
 	s.Labels = []loadgen.Label{
 		{Key: "target", Value: o.target},
