@@ -100,8 +100,7 @@ func holdMapInNode(bugs plantedbugs.Bugs) error {
 		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
 			return Reply{}, err
 		}
-		rd := n.Ready()
-		n.Advance()
+		rd := advanced(n)
 		if len(rd.Reply) != 1 {
 			return Reply{}, fmt.Errorf("%d replies", len(rd.Reply))
 		}
