@@ -195,7 +195,7 @@ func (tn *tnode) drain() []Reply {
 	rd := tn.n.Ready()
 	// A Ready's Events and Reply are the node's again once Advanced
 	// (readybufs.go): the harness keeps copies.
-	rd.Persist.Events, rd.Reply = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply)
+	rd.Persist.Events, rd.Reply, rd.Send = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply), slices.Clone(rd.Send)
 	tn.last = rd
 	tn.store.apply(tn.t, &rd.Persist, tn.deletesFirst)
 	tn.sent = append(tn.sent, rd.Send...)
@@ -325,11 +325,12 @@ func wantCode(t testing.TB, what string, err *Error, code Code) {
 }
 
 // advanced takes n's Ready and Advances it, for a test that reads the
-// Ready afterwards: the node reuses a Ready's Events and Reply slices once
-// it is Advanced (readybufs.go), so the Ready returned has copies of them.
+// Ready afterwards: the node reuses a Ready's Events, Reply and Send
+// slices once it is Advanced (readybufs.go), so the Ready returned has
+// copies of them.
 func advanced(n *Node) Ready {
 	rd := n.Ready()
-	rd.Persist.Events, rd.Reply = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply)
+	rd.Persist.Events, rd.Reply, rd.Send = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply), slices.Clone(rd.Send)
 	n.Advance()
 	return rd
 }

@@ -673,11 +673,7 @@ func (n *Node) Ready() Ready {
 			}
 		}
 		n.ownChanged = n.ownChanged[:0]
-		if msgs := n.rowsMessages("", n.bcastSeq, n.seq, rows); len(rd.Send) == 0 {
-			rd.Send = msgs
-		} else {
-			rd.Send = append(rd.Send, msgs...)
-		}
+		n.broadcastRows(&rd, rows)
 		n.bcastSeq = n.seq
 	}
 	n.lastEvents, n.lastReplies = len(rd.Persist.Events), len(rd.Reply)

@@ -10,7 +10,7 @@ import (
 
 // TestReadySlicesKeptUntilAdvance: with two Readies out at once (a
 // pipeline writes one batch while the last one syncs), each keeps its own
-// events and replies until it is Advanced, however the node reuses the
+// events, replies and messages until it is Advanced, however the node reuses the
 // slices of Advanced ones. The planted bug RecycleAtReady (the last
 // Ready's slices reused as soon as the next Ready begins) is caught.
 func TestReadySlicesKeptUntilAdvance(t *testing.T) {
@@ -58,6 +58,7 @@ func pipelinedReadies(t *testing.T, bugs plantedbugs.Bugs) error {
 		reqs     []uint64
 		replyIDs []string
 		eventIDs []string
+		sendSeqs []uint64
 	}
 	take := func(holds int) said {
 		for i := 0; i < holds; i++ {
@@ -76,6 +77,12 @@ func pipelinedReadies(t *testing.T, bugs plantedbugs.Bugs) error {
 		}
 		for _, e := range s.rd.Persist.Events {
 			s.eventIDs = append(s.eventIDs, e.HoldID)
+		}
+		for _, m := range s.rd.Send {
+			s.sendSeqs = append(s.sendSeqs, m.Seq)
+		}
+		if len(s.sendSeqs) != 1 {
+			t.Fatalf("a Ready of %d holds sends %d messages, want its one broadcast", holds, len(s.sendSeqs))
 		}
 		if len(s.reqs) != holds || len(s.eventIDs) != holds {
 			t.Fatalf("a Ready of %d holds has %d replies and %d events", holds, len(s.reqs), len(s.eventIDs))
@@ -98,6 +105,11 @@ func pipelinedReadies(t *testing.T, bugs plantedbugs.Bugs) error {
 				return fmt.Errorf("event %d of a Ready out now is %s of %s, was the creation of %s", i, e.Kind, e.HoldID, s.eventIDs[i])
 			}
 		}
+		for i, m := range s.rd.Send {
+			if m.Type != MsgRows || m.Seq != s.sendSeqs[i] || m.From != "eu" {
+				return fmt.Errorf("message %d of a Ready out now is %s from %q up to seq %d, was rows up to %d", i, m.Type, m.From, m.Seq, s.sendSeqs[i])
+			}
+		}
 		return nil
 	}
 	older := take(1)
@@ -117,10 +129,10 @@ func pipelinedReadies(t *testing.T, bugs plantedbugs.Bugs) error {
 	return nil
 }
 
-// TestReadySlicesReusedAndPoisoned: once Advanced, a Ready's replies and
-// events are poisoned (a reply read late is an error to no request, not a
-// success) and the next Ready reuses them: a steady run of one-hold
-// Readies takes no new slice.
+// TestReadySlicesReusedAndPoisoned: once Advanced, a Ready's replies,
+// events and messages are poisoned (a reply read late is an error to no
+// request, not a success; a message is from no region) and the next Ready
+// reuses them: a steady run of one-hold Readies takes no new slice.
 func TestReadySlicesReusedAndPoisoned(t *testing.T) {
 	n := restockedNode(t, 1)
 	now := t0
@@ -140,6 +152,9 @@ func TestReadySlicesReusedAndPoisoned(t *testing.T) {
 	if e := rd.Persist.Events[0]; e.Kind != poisonKind {
 		t.Fatalf("an event read after Advance is %+v, want poison", e)
 	}
+	if m := rd.Send[0]; m.Type != poisonKind || ValidRegion(m.From) == nil {
+		t.Fatalf("a message read after Advance is %+v, want poison", m)
+	}
 	if granted.State != Held || granted.ID == poisonedHold.ID {
 		t.Fatalf("the granted hold, which a caller keeps, changed: %+v", granted)
 	}
@@ -148,7 +163,7 @@ func TestReadySlicesReusedAndPoisoned(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := n.Ready()
-	if &next.Reply[0] != &rd.Reply[0] || &next.Persist.Events[0] != &rd.Persist.Events[0] {
+	if &next.Reply[0] != &rd.Reply[0] || &next.Persist.Events[0] != &rd.Persist.Events[0] || &next.Send[0] != &rd.Send[0] {
 		t.Fatal("the next Ready did not reuse the Advanced one's slices")
 	}
 	if next.Reply[0].ReqID != 2 || next.Reply[0].Err != nil || next.Persist.Events[0].Kind != EvHoldCreated {

@@ -25,8 +25,7 @@ func TestSilentPeerNotAskedToLend(t *testing.T) {
 		}
 	}
 	must(eu.Step(Input{Now: t0, Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 5}}))
-	rows := eu.Ready().Send
-	eu.Advance()
+	rows := advanced(eu).Send
 	deliver := func(now time.Time) {
 		for i := range rows {
 			must(us.Step(Input{Now: now, Msg: &rows[i]}))
