@@ -6,19 +6,20 @@ package escrow
 // encodes them there), copies each Reply by value to the caller waiting
 // for it (region's deliver, the simulator's deliverReply) and each
 // Message by value into its send queue (gossip's Transport.Send, the
-// simulator's network). What they point
-// to (a hold's copy, a waitlist entry) is not recycled: a caller keeps
-// reading its Reply.Hold long after Advance. Without recycling, every
-// hold allocated its event (96 bytes) and reply (72 bytes) afresh from
-// the arenas, and the collector marked and swept them soon after.
+// simulator's network). What they point to (a hold's copy, a waitlist
+// entry, a message's rows) is not recycled: a caller keeps reading its
+// Reply.Hold long after Advance. Without recycling, every hold allocated
+// its event (96 bytes) and reply (72 bytes), and every Ready its
+// broadcast message (~250 bytes), afresh from the arenas, and the
+// collector marked and swept them soon after.
 //
 // A runtime may have several Readies out (a pipeline writes the next
 // batch while the last one syncs): each Ready's slices stay its own until
 // its Advance, in the order the Readies were returned (readyBufs is that
-// queue). A runtime that keeps a Ready's Events or Reply past its Advance
-// reads another Ready's, or poison: the node overwrites an Advanced
-// Ready's slices with values no node makes (poisonEvents, poisonReplies)
-// before it reuses them, so that such a reader fails loudly (a reply to no
+// queue). A runtime that keeps a Ready's Events, Reply or Send past its
+// Advance reads another Ready's, or poison: the node overwrites an
+// Advanced Ready's slices with values no node makes (poisonEvents,
+// poisonReplies, poisonMessages) before it reuses them, so that such a reader fails loudly (a reply to no
 // request, an error, a hold in no state) instead of reading a cleared
 // reply as a success. Clearing would cost the same writes; it would also
 // let the slices keep nothing alive, as poison does.
