@@ -97,9 +97,9 @@ func BenchmarkNodeHoldConfirm(b *testing.B) {
 		now = now.Add(time.Microsecond)
 		cmd.ReqID = uint64(2 * i)
 		rd := stepOK(b, n, now, &cmd)
+		conf.HoldID = rd.Reply[0].Hold.ID // before Advance, which reuses the replies
 		n.Advance()
 		conf.ReqID = uint64(2*i + 1)
-		conf.HoldID = rd.Reply[0].Hold.ID
 		stepOK(b, n, now, &conf)
 		n.Advance()
 	}
@@ -195,11 +195,12 @@ func BenchmarkNodeHoldWhileBorrowing(b *testing.B) {
 			b.Fatal(err)
 		}
 		rd := n.Ready()
+		id := rd.Reply[0].Hold.ID // read before Advance, which reuses the replies
 		n.Advance()
 		// Every other hold is released: a release must not retry the
 		// waiting holds of another SKU.
 		if i%2 == 0 {
-			rel := Command{Kind: CmdRelease, ReqID: cmd.ReqID, HoldID: rd.Reply[0].Hold.ID}
+			rel := Command{Kind: CmdRelease, ReqID: cmd.ReqID, HoldID: id}
 			if err := n.Step(Input{Now: now, Cmd: &rel}); err != nil {
 				b.Fatal(err)
 			}

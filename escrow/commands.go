@@ -223,11 +223,15 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 	}
 	for {
 		h.newID(n.cfg.Region, n.now.UnixMilli(), n.rnd())
-		if !n.holdIDTaken(h.ID(), n.now.UnixMilli()) {
+		// holdIDTaken, with the holds map probed once for the check and
+		// the insert (holdMap.probe).
+		id := h.ID()
+		taken, slot := n.holds.probe(id)
+		if taken == nil && !n.storedIDTaken(id, n.now.UnixMilli()) {
+			n.holds.putAt(slot, h)
 			break
 		}
 	}
-	n.holds.put(h)
 	n.markHold(h)
 	n.created, n.createdCopy = h, n.holdEvent(EvHoldCreated, h)
 	if !n.hc.on {

@@ -19,8 +19,7 @@ func digestNode(t *testing.T, cfg Config, skus int) (*Node, time.Time) {
 			t.Fatal(err)
 		}
 		if i%1000 == 999 || i == skus-1 {
-			n.Ready()
-			n.Advance()
+			advanced(n)
 		}
 	}
 	return n, now
@@ -32,8 +31,7 @@ func digestsOf(t *testing.T, n *Node, now time.Time, cmd *Command) []Message {
 	if err := n.Step(Input{Now: now, Cmd: cmd}); err != nil {
 		t.Fatal(err)
 	}
-	rd := n.Ready()
-	n.Advance()
+	rd := advanced(n)
 	if cmd != nil && (len(rd.Reply) != 1 || rd.Reply[0].Err != nil) {
 		t.Fatalf("%s: %+v", cmd.Kind, rd.Reply)
 	}

@@ -86,7 +86,7 @@ func (e *Event) Subject() string {
 // at once may share (newHold, granted).
 func (n *Node) holdEvent(k EventKind, h *holdRec) *Hold {
 	if n.out.Persist.Events == nil {
-		n.out.Persist.Events = n.eventArena.take(1)
+		n.out.Persist.Events = n.takeEvents()
 	}
 	hc := n.outCopy(h)
 	n.out.Persist.Events = growTo(n.out.Persist.Events, n.lastEvents)
@@ -96,6 +96,9 @@ func (n *Node) holdEvent(k EventKind, h *holdRec) *Hold {
 
 // stockEvent states a restock or write-off of qty units of s.
 func (n *Node) stockEvent(k EventKind, s *skuState, qty uint64) {
+	if n.out.Persist.Events == nil {
+		n.out.Persist.Events = n.takeEvents()
+	}
 	n.out.Persist.Events = append(growTo(n.out.Persist.Events, n.lastEvents),
 		Event{Kind: k, At: n.now, SKU: s.sku, Qty: qty, Available: n.available(s)})
 }

@@ -224,8 +224,7 @@ func TestEventsCreatedAndFinishedInOneReady(t *testing.T) {
 	}
 
 	tn.step(&Command{Kind: CmdHold, ReqID: 102, Lines: []Line{l("apple", 1)}})
-	rd := tn.n.Ready()
-	tn.n.Advance()
+	rd := advanced(tn.n)
 	rd.Persist.Events = nil
 	ft := &fatalCatcher{}
 	caught := func() (caught bool) {

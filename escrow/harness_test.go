@@ -2,6 +2,7 @@ package escrow
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -192,6 +193,9 @@ func (tn *tnode) drain() []Reply {
 		return nil
 	}
 	rd := tn.n.Ready()
+	// A Ready's Events and Reply are the node's again once Advanced
+	// (readybufs.go): the harness keeps copies.
+	rd.Persist.Events, rd.Reply, rd.Send = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply), slices.Clone(rd.Send)
 	tn.last = rd
 	tn.store.apply(tn.t, &rd.Persist, tn.deletesFirst)
 	tn.sent = append(tn.sent, rd.Send...)
@@ -318,4 +322,15 @@ func wantCode(t testing.TB, what string, err *Error, code Code) {
 	if err.Detail == "" {
 		t.Fatalf("%s: error %s without a message", what, code)
 	}
+}
+
+// advanced takes n's Ready and Advances it, for a test that reads the
+// Ready afterwards: the node reuses a Ready's Events, Reply and Send
+// slices once it is Advanced (readybufs.go), so the Ready returned has
+// copies of them.
+func advanced(n *Node) Ready {
+	rd := n.Ready()
+	rd.Persist.Events, rd.Reply, rd.Send = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply), slices.Clone(rd.Send)
+	n.Advance()
+	return rd
 }

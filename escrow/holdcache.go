@@ -282,9 +282,12 @@ func (r *holdRec) Updated() time.Time { return unixTime(r.updated) }
 // the source has a hold of it, which is possible only when ms is not past
 // idFloor.
 func (n *Node) holdIDTaken(id string, ms int64) bool {
-	if n.holds.get(id) != nil {
-		return true
-	}
+	return n.holds.get(id) != nil || n.storedIDTaken(id, ms)
+}
+
+// storedIDTaken reports whether id, of no resident hold, is a stored one's
+// (see holdIDTaken).
+func (n *Node) storedIDTaken(id string, ms int64) bool {
 	if !n.hc.on || ms > n.hc.idFloor {
 		return false
 	}

@@ -455,8 +455,7 @@ func TestHoldCacheFootprint(t *testing.T) {
 		if err := n.Step(Input{Now: now, Cmd: c}); err != nil {
 			t.Fatal(err)
 		}
-		rd := n.Ready()
-		n.Advance()
+		rd := advanced(n)
 		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
 			t.Fatalf("%s: %+v", c.Kind, rd.Reply)
 		}

@@ -61,6 +61,44 @@ func (hm *holdMap) put(h *holdRec) {
 	}
 }
 
+// holdSlot is where a new id goes in a holdMap, as probe found it: its
+// key, and the hold that has the key (nil if none).
+type holdSlot struct {
+	k   uint64
+	cur *holdRec
+}
+
+// probe returns the hold of id (nil if none) and, when there is none, the
+// slot that putAt fills: a new hold's id is looked up once (hash and
+// probe) where get then put took two of each, and put a third probe.
+func (hm *holdMap) probe(id string) (*holdRec, holdSlot) {
+	k := hm.key(id)
+	cur := hm.m[k]
+	if cur != nil && cur.ID() == id {
+		return cur, holdSlot{}
+	}
+	if len(hm.x) > 0 {
+		if h := hm.x[id]; h != nil {
+			return h, holdSlot{}
+		}
+	}
+	return nil, holdSlot{k: k, cur: cur}
+}
+
+// putAt makes h, whose id probe found in no hold, the hold of its id at
+// the slot probe returned; the map must not have changed since. It is put
+// for an id known to be new.
+func (hm *holdMap) putAt(s holdSlot, h *holdRec) {
+	if s.cur == nil || hm.dropCollision {
+		hm.m[s.k] = h
+		return
+	}
+	if hm.x == nil {
+		hm.x = make(map[string]*holdRec)
+	}
+	hm.x[h.ID()] = h
+}
+
 // del forgets the hold of id.
 func (hm *holdMap) del(id string) {
 	k := hm.key(id)

@@ -10,7 +10,8 @@ import (
 )
 
 // TestHoldMapModel: holdMap against a plain map from id to hold, under
-// random puts (new ids and replacements), deletes and gets, with the hash
+// random puts (new ids, by put or by probe and putAt, and replacements),
+// deletes and gets, with the hash
 // narrowed to 2 bits so that most ids collide (and with the full hash).
 // The planted bug (a colliding id takes the other's slot) is caught.
 func TestHoldMapModel(t *testing.T) {
@@ -43,7 +44,15 @@ func holdMapModel(seed, mask uint64, bug bool) error {
 		case 0: // a new hold of id, or a replacement of its record
 			h := &holdRec{}
 			h.setID(id)
-			hm.put(h)
+			// A new id goes in as newHold puts it (probe, then putAt
+			// at its slot) half the time.
+			if cur, slot := hm.probe(id); cur != model[id] {
+				return fmt.Errorf("op %d: probe(%s) = %p, want %p", op, id, cur, model[id])
+			} else if cur == nil && rnd.IntN(2) == 0 {
+				hm.putAt(slot, h)
+			} else {
+				hm.put(h)
+			}
 			model[id] = h
 		case 1:
 			hm.del(id)
@@ -100,8 +109,7 @@ func holdMapInNode(bugs plantedbugs.Bugs) error {
 		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
 			return Reply{}, err
 		}
-		rd := n.Ready()
-		n.Advance()
+		rd := advanced(n)
 		if len(rd.Reply) != 1 {
 			return Reply{}, fmt.Errorf("%d replies", len(rd.Reply))
 		}

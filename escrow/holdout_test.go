@@ -55,8 +55,7 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 		}
 	}
 	step(Command{Kind: CmdRestock, SKU: "apple", Qty: 100})
-	n.Ready()
-	n.Advance()
+	advanced(n)
 	hold := Command{Kind: CmdHold, Lines: []Line{{SKU: "apple", Qty: 1}}}
 
 	// A Ready of three new holds, after one like it (holdOut starts at
@@ -67,8 +66,7 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 		for i := 0; i < 3; i++ {
 			step(hold)
 		}
-		rd = n.Ready()
-		n.Advance()
+		rd = advanced(n)
 	}
 	if len(rd.Persist.Holds) != 3 || len(rd.Reply) != 3 {
 		return "a Ready of 3 grants persists " + utoa(uint64(len(rd.Persist.Holds))) + " holds"
@@ -83,8 +81,7 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 	// One Ready: a hold granted before is confirmed, another released, a
 	// new one stays HELD, and a new one is confirmed (two copies made).
 	step(hold)
-	rd1 := n.Ready() // the grant's reply, read below, must keep saying HELD
-	n.Advance()
+	rd1 := advanced(n) // the grant's reply, read below, must keep saying HELD
 	created := rd1.Reply[0].Hold.ID
 	step(hold)
 	step(hold)
@@ -92,8 +89,7 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 	step(Command{Kind: CmdConfirm, HoldID: created})
 	step(Command{Kind: CmdRelease, HoldID: ids[0]})
 	step(Command{Kind: CmdConfirm, HoldID: both})
-	rd = n.Ready()
-	n.Advance()
+	rd = advanced(n)
 	want := map[string]HoldState{created: Confirmed, ids[0]: Released, rd.Reply[0].Hold.ID: Held, both: Confirmed}
 	if msg := persistedOnce(rd.Persist.Holds, want); msg != "" {
 		return msg
@@ -104,14 +100,12 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 
 	// Created, confirmed and retired in one Ready: not written at all.
 	step(hold)
-	rd = n.Ready()
-	n.Advance()
+	rd = advanced(n)
 	id := rd.Reply[0].Hold.ID
 	step(Command{Kind: CmdConfirm, HoldID: id})
 	now = now.Add(time.Second) // past HoldRetain: the next step retires it
 	step(hold)
-	rd = n.Ready()
-	n.Advance()
+	rd = advanced(n)
 	deleted := false
 	for _, d := range rd.Persist.DeletedHolds {
 		deleted = deleted || d == id

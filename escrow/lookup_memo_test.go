@@ -42,7 +42,6 @@ func twoSKUScript(t *testing.T, bound int, bugs plantedbugs.Bugs) error {
 		}
 		rd := r.n.Ready()
 		r.rows.Put(rd.Persist.Rows...)
-		r.n.Advance()
 		if len(rd.Reply) != 1 {
 			return fmt.Errorf("step %d (%s): %d replies", i, c.Kind, len(rd.Reply))
 		}
@@ -50,6 +49,7 @@ func twoSKUScript(t *testing.T, bound int, bugs plantedbugs.Bugs) error {
 		if e := rd.Reply[0].Err; e != nil {
 			got = e.Code.String()
 		}
+		r.n.Advance()
 		if got != s.want {
 			return fmt.Errorf("step %d (%s of %v): got %s, want %s", i, c.Kind, c.Lines, got, s.want)
 		}

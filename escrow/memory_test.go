@@ -30,8 +30,7 @@ func footprint(t *testing.T, skus, holds int, keyed bool) (perSKU, perHold float
 		if err := n.Step(Input{Now: now, Cmd: c}); err != nil {
 			t.Fatal(err)
 		}
-		rd := n.Ready()
-		n.Advance()
+		rd := advanced(n)
 		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
 			t.Fatalf("%s: %+v", c.Kind, rd.Reply)
 		}
@@ -101,8 +100,7 @@ func TestMemoryDonationsBounded(t *testing.T) {
 		if err := n.Step(in); err != nil {
 			t.Fatal(err)
 		}
-		rd := n.Ready()
-		n.Advance()
+		rd := advanced(n)
 		return rd
 	}
 	step(Input{Cmd: &Command{Kind: CmdRestock, SKU: "A", Qty: MaxQty}})

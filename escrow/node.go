@@ -83,6 +83,9 @@ type Node struct {
 	// Events and replies of the last Ready: the capacity the next one's
 	// slices grow to when they outgrow their arena slot (growTo).
 	lastEvents, lastReplies int
+	// readyBufs: the Events and Reply slices of the Readies out, reused
+	// once Advanced (readybufs.go).
+	readyBufs readyBufs
 	// The hold newHold created last and its event's copy of it, for the
 	// reply of granted to share.
 	created     *holdRec
@@ -670,16 +673,13 @@ func (n *Node) Ready() Ready {
 			}
 		}
 		n.ownChanged = n.ownChanged[:0]
-		if msgs := n.rowsMessages("", n.bcastSeq, n.seq, rows); len(rd.Send) == 0 {
-			rd.Send = msgs
-		} else {
-			rd.Send = append(rd.Send, msgs...)
-		}
+		n.broadcastRows(&rd, rows)
 		n.bcastSeq = n.seq
 	}
 	n.lastEvents, n.lastReplies = len(rd.Persist.Events), len(rd.Reply)
 	n.snapReady()
 	n.readies++
+	n.readyBufs.noteReady(&rd)
 	if n.hc.on {
 		n.noteReady(&rd)
 	}
@@ -711,6 +711,7 @@ func (n *Node) Advance() {
 		panic("escrow: Advance without Ready")
 	}
 	n.readies--
+	n.readyBufs.advance()
 	n.cache.advanced++
 	n.snapAdvanced()
 	if n.cache.on {
@@ -774,7 +775,7 @@ func (n *Node) holdCopy(h *holdRec) *Hold {
 
 func (n *Node) reply(r Reply) {
 	if n.out.Reply == nil {
-		n.out.Reply = n.replyArena.take(1)
+		n.out.Reply = n.takeReplies()
 	}
 	n.out.Reply = growTo(n.out.Reply, n.lastReplies)
 	n.out.Reply = append(n.out.Reply, r)

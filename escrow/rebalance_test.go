@@ -389,8 +389,7 @@ func readyStepper(t *testing.T, n *Node, now time.Time) func(Input) Ready {
 		if err := n.Step(in); err != nil {
 			t.Fatal(err)
 		}
-		rd := n.Ready()
-		n.Advance()
+		rd := advanced(n)
 		return rd
 	}
 }

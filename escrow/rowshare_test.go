@@ -47,11 +47,9 @@ func broadcastRows(t *testing.T, bugs plantedbugs.Bugs) string {
 		}
 	}
 	step(Input{Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "apple", Qty: 10}})
-	n.Ready()
-	n.Advance()
+	advanced(n)
 	step(Input{Cmd: &Command{Kind: CmdHold, ReqID: 2, Lines: []Line{{SKU: "apple", Qty: 1}}}})
-	rd := n.Ready()
-	n.Advance()
+	rd := advanced(n)
 	rows := broadcast(rd)
 	if len(rd.Persist.Rows) != 1 || len(rows) != 1 {
 		return "a hold's Ready persists " + utoa(uint64(len(rd.Persist.Rows))) + " rows and broadcasts " + utoa(uint64(len(rows)))
@@ -66,8 +64,7 @@ func broadcastRows(t *testing.T, bugs plantedbugs.Bugs) string {
 	// A peer's row merged and an own row changed in one Ready.
 	step(Input{Msg: &Message{Type: MsgRows, From: "us", Seq: 1, Rows: []Row{{SKU: "pear", Region: "us", Seq: 1, Minted: 5}}}})
 	step(Input{Cmd: &Command{Kind: CmdHold, ReqID: 3, Lines: []Line{{SKU: "apple", Qty: 1}}}})
-	rd = n.Ready()
-	n.Advance()
+	rd = advanced(n)
 	if len(rd.Persist.Rows) != 2 {
 		t.Fatalf("persisted %d rows, want the peer's and the own one", len(rd.Persist.Rows))
 	}

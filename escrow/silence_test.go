@@ -25,16 +25,14 @@ func TestSilentPeerNotAskedToLend(t *testing.T) {
 		}
 	}
 	must(eu.Step(Input{Now: t0, Cmd: &Command{Kind: CmdRestock, ReqID: 1, SKU: "A", Qty: 5}}))
-	rows := eu.Ready().Send
-	eu.Advance()
+	rows := advanced(eu).Send
 	deliver := func(now time.Time) {
 		for i := range rows {
 			must(us.Step(Input{Now: now, Msg: &rows[i]}))
 		}
 	}
 	deliver(t0)
-	us.Ready()
-	us.Advance()
+	advanced(us)
 
 	borrows := func(rd Ready) int {
 		k := 0
@@ -49,8 +47,7 @@ func TestSilentPeerNotAskedToLend(t *testing.T) {
 
 	// 10s of silence (the default PeerSilence is 3 digest intervals).
 	must(us.Step(Input{Now: t0.Add(10 * time.Second), Cmd: hold}))
-	rd := us.Ready()
-	us.Advance()
+	rd := advanced(us)
 	if n := borrows(rd); n != 0 {
 		t.Fatalf("asked a silent peer: %d borrow requests", n)
 	}
@@ -60,12 +57,10 @@ func TestSilentPeerNotAskedToLend(t *testing.T) {
 
 	// The peer speaks again: it is asked.
 	deliver(t0.Add(11 * time.Second))
-	us.Ready()
-	us.Advance()
+	advanced(us)
 	hold.ReqID = 3
 	must(us.Step(Input{Now: t0.Add(11 * time.Second), Cmd: hold}))
-	rd = us.Ready()
-	us.Advance()
+	rd = advanced(us)
 	if n := borrows(rd); n != 1 {
 		t.Fatalf("want one borrow request to the peer heard again, got %d (replies %+v)", n, rd.Reply)
 	}

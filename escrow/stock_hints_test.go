@@ -27,8 +27,7 @@ func hintNode(t *testing.T, bugs func(*Config)) (*Node, func(in Input) Ready) {
 		}
 		var rd Ready
 		if n.HasReady() {
-			rd = n.Ready()
-			n.Advance()
+			rd = advanced(n)
 		}
 		return rd
 	}
@@ -170,8 +169,7 @@ func TestHeldProbationAnnounced(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n.HasReady() {
-			n.Ready()
-			n.Advance()
+			advanced(n)
 		}
 		if f := n.Fence(); !f.Probation {
 			t.Fatalf("quiet=%v: a lone voice ended or fenced the probation: %+v", quiet, f)

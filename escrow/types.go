@@ -380,7 +380,13 @@ func (p *Persist) Empty() bool {
 // (one fsync), then send Send, then deliver Reply, then call Advance.
 // Everything in a Ready belongs to the runtime, except that Hold.Lines in
 // Persist.Holds and Reply.Hold are shared with the node (a hold's lines
-// never change): read them, never write them (Hold.Clone gives a copy).
+// never change): read them, never write them (Hold.Clone gives a copy),
+// and that the slices Persist.Events, Reply and Send are the runtime's
+// only until this Ready's Advance: the node then reuses them for later
+// Readies (poisoned first, so a late reader sees an error, never a
+// success). Copy a Reply or a Message (values) to keep it; what they
+// point to (Reply.Hold, the events' Hold and Wait, a message's Rows)
+// stays valid.
 type Ready struct {
 	Persist Persist
 	Send    []Message

@@ -381,6 +381,9 @@ func (n *Node) endWait(e *waitRec, to WaitState) {
 func (n *Node) waitEvent(k EventKind, e *waitRec) {
 	v := e.WaitEntry
 	v.Position = nil
+	if n.out.Persist.Events == nil {
+		n.out.Persist.Events = n.takeEvents()
+	}
 	n.out.Persist.Events = append(growTo(n.out.Persist.Events, n.lastEvents), Event{Kind: k, At: n.now, Wait: &v})
 }
 

@@ -38,12 +38,13 @@ func nodeEvents(t testing.TB) []escrow.Event {
 			t.Fatal(err)
 		}
 		rd := n.Ready()
-		n.Advance()
 		evs = append(evs, rd.Persist.Events...)
 		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
 			t.Fatalf("%s: replies %+v", c.Kind, rd.Reply)
 		}
-		return &rd.Reply[0]
+		r := rd.Reply[0] // a copy: the node reuses a Ready's replies once Advanced
+		n.Advance()
+		return &r
 	}
 	step(escrow.Command{Kind: escrow.CmdRestock, ReqID: 1, SKU: "apple", Qty: 10})
 	h := step(escrow.Command{Kind: escrow.CmdHold, ReqID: 2, Lines: []escrow.Line{{SKU: "apple", Qty: 2}}, Meta: `{"cart":"c1"}`}).Hold
@@ -57,11 +58,11 @@ func nodeEvents(t testing.TB) []escrow.Event {
 		t.Fatal(err)
 	}
 	rd := n.Ready()
-	n.Advance()
 	evs = append(evs, rd.Persist.Events...)
 	if len(rd.Persist.Events) != 1 || rd.Persist.Events[0].HoldID != h3.ID {
 		t.Fatalf("sweep events %+v", rd.Persist.Events)
 	}
+	n.Advance()
 	step(escrow.Command{Kind: escrow.CmdWriteOff, ReqID: 8, SKU: "apple", Qty: 3})
 	// The waitlist: the last units held, three shoppers wait; a release
 	// promotes the first, the second cancels, the third expires.
@@ -78,8 +79,8 @@ func nodeEvents(t testing.TB) []escrow.Event {
 		t.Fatal(err)
 	}
 	rd = n.Ready()
-	n.Advance()
 	evs = append(evs, rd.Persist.Events...)
+	n.Advance()
 	return evs
 }
 

@@ -24,7 +24,9 @@ type Transport interface {
 	// Send hands messages to the network. The runtime calls it only after
 	// the Ready that produced them is durable. It must not block on the
 	// network: a slow or cut link drops (anti-entropy repairs), never stalls
-	// the apply loop.
+	// the apply loop. msgs is the Transport's during the call only (the
+	// node reuses it once the Ready is Advanced): copy the messages it
+	// keeps (values; their Rows stay valid).
 	Send(msgs []escrow.Message)
 	// Forward runs a hold command (get, confirm, release, extend) at the
 	// region that owns the hold and returns its reply. It returns an error

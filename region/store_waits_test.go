@@ -37,7 +37,7 @@ func TestStoreWaitlistSurvivesCrash(t *testing.T) {
 		if err := s.Apply(&rd.Persist); err != nil {
 			t.Fatal(err)
 		}
-		n.Advance()
+		defer n.Advance() // after the reply is read: Advance reuses the replies
 		for _, r := range rd.Reply {
 			if r.ReqID == c.ReqID {
 				return r

@@ -140,7 +140,10 @@ func (w *world) complete(ep *endpoint, rd *escrow.Ready, wrote bool) {
 		w.orc.onDurable(ep, &rd.Persist)
 	}
 	for i := range rd.Send {
-		w.send(ep.idx, &rd.Send[i], 0)
+		// A copy: the network keeps it in flight, and the node reuses
+		// the Ready's Send slice once Advanced.
+		m := rd.Send[i]
+		w.send(ep.idx, &m, 0)
 	}
 	if !(wrote && ep.replied) {
 		for i := range rd.Reply {

@@ -79,6 +79,11 @@ type Bugs struct {
 	// ShareRowsAnyway: a Ready broadcasts its persisted rows (peers' rows
 	// merged here too) instead of only the own rows that changed.
 	ShareRowsAnyway bool
+	// RecycleAtReady: a Ready's Events and Reply slices are reused by the
+	// next Ready as soon as it is returned, not once it is Advanced, so
+	// a runtime with two Readies out (a pipeline) has the first one's
+	// events and replies overwritten by the second's.
+	RecycleAtReady bool
 }
 
 // Any reports whether any bug is on.

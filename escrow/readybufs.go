@@ -1,0 +1,196 @@
+package escrow
+
+// This file recycles a Ready's Events, Reply and Send slices once the
+// runtime has Advanced past it. All three are read by the runtime between
+// Ready and Advance only: it writes the events into its batch (eventlog
+// encodes them there), copies each Reply by value to the caller waiting
+// for it (region's deliver, the simulator's deliverReply) and each
+// Message by value into its send queue (gossip's Transport.Send, the
+// simulator's network). What they point to (a hold's copy, a waitlist
+// entry, a message's rows) is not recycled: a caller keeps reading its
+// Reply.Hold long after Advance. Without recycling, every hold allocated
+// its event (96 bytes) and reply (72 bytes), and every Ready its
+// broadcast message (~250 bytes), afresh from the arenas, and the
+// collector marked and swept them soon after.
+//
+// A runtime may have several Readies out (a pipeline writes the next
+// batch while the last one syncs): each Ready's slices stay its own until
+// its Advance, in the order the Readies were returned (readyBufs is that
+// queue). A runtime that keeps a Ready's Events, Reply or Send past its
+// Advance reads another Ready's, or poison: the node overwrites an
+// Advanced Ready's slices with values no node makes (poisonEvents,
+// poisonReplies, poisonMessages) before it reuses them, so that such a reader fails loudly (a reply to no
+// request, an error, a hold in no state) instead of reading a cleared
+// reply as a success. Clearing would cost the same writes; it would also
+// let the slices keep nothing alive, as poison does.
+
+// readyOut is one Ready's recyclable slices.
+type readyOut struct {
+	events  []Event
+	replies []Reply
+	sends   []Message
+}
+
+// readyBufs queues the slices of the Readies not yet Advanced (oldest at
+// head) and keeps the slices of Advanced ones for the next Readies.
+type readyBufs struct {
+	out  []readyOut
+	head int
+	// free: recycled slices, length 0, at most maxFreeOuts of each.
+	freeEvents  [][]Event
+	freeReplies [][]Reply
+	freeSends   [][]Message
+}
+
+// maxFreeOuts bounds the recycled slices kept of each kind: as many as a
+// runtime's pipeline has Readies out, a few.
+const maxFreeOuts = 4
+
+// maxRecycledCap bounds the capacity of a slice kept for reuse: a bulk
+// Ready's larger slices go to the collector, as before.
+const maxRecycledCap = 2 * maxGrowHint
+
+// noteReady queues the slices of the Ready just returned.
+func (b *readyBufs) noteReady(rd *Ready) {
+	b.out = append(b.out, readyOut{events: rd.Persist.Events, replies: rd.Reply, sends: rd.Send})
+}
+
+// advance takes the oldest Ready's slices back for reuse.
+func (b *readyBufs) advance() {
+	if b.head >= len(b.out) {
+		return
+	}
+	o := b.out[b.head]
+	b.out[b.head] = readyOut{}
+	b.head++
+	if b.head == len(b.out) {
+		b.out, b.head = b.out[:0], 0
+	}
+	if c := cap(o.events); c > 0 && c <= maxRecycledCap && len(b.freeEvents) < maxFreeOuts {
+		s := o.events[:c]
+		poisonEvents(s)
+		b.freeEvents = append(b.freeEvents, s[:0])
+	}
+	if c := cap(o.replies); c > 0 && c <= maxRecycledCap && len(b.freeReplies) < maxFreeOuts {
+		s := o.replies[:c]
+		poisonReplies(s)
+		b.freeReplies = append(b.freeReplies, s[:0])
+	}
+	if c := cap(o.sends); c > 0 && c <= maxRecycledCap && len(b.freeSends) < maxFreeOuts {
+		s := o.sends[:c]
+		poisonMessages(s)
+		b.freeSends = append(b.freeSends, s[:0])
+	}
+}
+
+// broadcastRows adds the broadcast of rows, the own rows this Ready
+// changed, to rd.Send. The usual Ready (holds and finishes) sends nothing
+// else: its one message goes into a recycled slice instead of a new one
+// from the message arena (a Message is ~250 bytes, as much as the rest of
+// a one-hold Ready's output).
+func (n *Node) broadcastRows(rd *Ready, rows []Row) {
+	b := &n.readyBufs
+	if len(rd.Send) == 0 && len(rows) <= n.cfg.MaxRowsPerMsg {
+		var s []Message
+		if k := len(b.out); n.cfg.bugs.RecycleAtReady && k > 0 && cap(b.out[k-1].sends) > 0 {
+			s = b.out[k-1].sends[:0] // the planted bug: the last Ready may be out still
+		} else if k := len(b.freeSends); k > 0 && !n.cfg.bugs.RecycleAtReady {
+			s = b.freeSends[k-1]
+			b.freeSends[k-1] = nil
+			b.freeSends = b.freeSends[:k-1]
+		}
+		if s != nil {
+			rd.Send = append(s, Message{Type: MsgRows, From: n.cfg.Region, PrevSeq: n.bcastSeq, Seq: n.seq, Rows: rows})
+			return
+		}
+	}
+	if msgs := n.rowsMessages("", n.bcastSeq, n.seq, rows); len(rd.Send) == 0 {
+		rd.Send = msgs
+	} else {
+		rd.Send = append(rd.Send, msgs...)
+	}
+}
+
+// takeEvents returns an empty slice for a Ready's events: a recycled one,
+// or one from the arena.
+func (n *Node) takeEvents() []Event {
+	if n.cfg.bugs.RecycleAtReady {
+		return n.takeEventsEarly()
+	}
+	b := &n.readyBufs
+	if k := len(b.freeEvents); k > 0 {
+		s := b.freeEvents[k-1]
+		b.freeEvents[k-1] = nil
+		b.freeEvents = b.freeEvents[:k-1]
+		return s
+	}
+	return n.eventArena.take(1)
+}
+
+// takeReplies returns an empty slice for a Ready's replies: a recycled
+// one, or one from the arena.
+func (n *Node) takeReplies() []Reply {
+	if n.cfg.bugs.RecycleAtReady {
+		return n.takeRepliesEarly()
+	}
+	b := &n.readyBufs
+	if k := len(b.freeReplies); k > 0 {
+		s := b.freeReplies[k-1]
+		b.freeReplies[k-1] = nil
+		b.freeReplies = b.freeReplies[:k-1]
+		return s
+	}
+	return n.replyArena.take(1)
+}
+
+// takeEventsEarly and takeRepliesEarly are the planted bug RecycleAtReady:
+// the last Ready's slices are reused as soon as it is returned, not once
+// it is Advanced, so a runtime with two Readies out finds the first one's
+// events and replies overwritten by the second's.
+func (n *Node) takeEventsEarly() []Event {
+	b := &n.readyBufs
+	if k := len(b.out); k > 0 && cap(b.out[k-1].events) > 0 {
+		return b.out[k-1].events[:0]
+	}
+	return n.eventArena.take(1)
+}
+
+func (n *Node) takeRepliesEarly() []Reply {
+	b := &n.readyBufs
+	if k := len(b.out); k > 0 && cap(b.out[k-1].replies) > 0 {
+		return b.out[k-1].replies[:0]
+	}
+	return n.replyArena.take(1)
+}
+
+// poisonedHold is what a poisoned event or reply points to: a hold in no
+// state. Never written.
+var poisonedHold = Hold{ID: "poisoned-read-after-advance", State: HoldState(0xee)}
+
+// poisonedErr is a poisoned reply's error.
+var poisonedErr = Error{Code: Code(0xee), Detail: "escrow: reply read after its Ready was advanced"}
+
+// poisonKind marks a poisoned event or reply (no such kind exists).
+const poisonKind = 0xee
+
+// poisonEvents overwrites the events of an Advanced Ready.
+func poisonEvents(s []Event) {
+	for i := range s {
+		s[i] = Event{Kind: poisonKind, HoldID: poisonedHold.ID, Hold: &poisonedHold}
+	}
+}
+
+// poisonMessages overwrites the messages of an Advanced Ready (not what
+// they point to: a message's rows are the persisted rows' copies).
+func poisonMessages(s []Message) {
+	for i := range s {
+		s[i] = Message{Type: poisonKind, From: poisonedHold.ID, To: poisonedHold.ID, Seq: ^uint64(0)}
+	}
+}
+
+// poisonReplies overwrites the replies of an Advanced Ready.
+func poisonReplies(s []Reply) {
+	for i := range s {
+		s[i] = Reply{ReqID: ^uint64(0), Kind: poisonKind, Err: &poisonedErr, Hold: &poisonedHold}
+	}
+}
