@@ -160,6 +160,12 @@ type Store struct {
 	statsMu sync.Mutex
 	stats   StoreStats
 
+	// wal is the store's own write-ahead log (StoreOptions.WAL = WALOwn),
+	// nil with pebble's; set with db (under applyMu and dbMu).
+	wal *ownWAL
+	// walBugs are planted bugs of the own log (tests only).
+	walBugs walBugs
+
 	// prefetch holds rows read ahead of the stepper; nil without
 	// StoreOptions.PrefetchRows (store_rows_prefetch.go).
 	prefetch *rowPrefetch
