@@ -720,7 +720,22 @@ func (s *Store) openWAL(gen uint64) error {
 		return err
 	}
 	if s.opts.WAL != WALOwn {
-		return removeWAL(s.fs, dir, files)
+		// The files go first, then the position key (a build that knows
+		// no own log refuses it): a crash between the two leaves the key
+		// and no files, never files whose records are older than pebble.
+		if err := removeWAL(s.fs, dir, files); err != nil {
+			return err
+		}
+		if last == 0 {
+			return nil
+		}
+		b := s.db.NewBatch()
+		defer b.Close()
+		_ = b.Delete(keyMetaWALPos, nil)
+		if err := s.db.Apply(b, pebble.Sync); err != nil {
+			return fmt.Errorf("region store: drop %s: %w", keyMetaWALPos, err)
+		}
+		return s.failed()
 	}
 	if len(files) == 0 {
 		if err := s.fs.MkdirAll(dir, 0o755); err != nil {

@@ -443,6 +443,9 @@ func TestOwnWALModeSwitch(t *testing.T) {
 	if nums, _ := listWAL(img, img.PathJoin("db", walDirName)); len(nums) != 0 {
 		t.Fatalf("own-log files left after pebble mode replayed them: %v", nums)
 	}
+	if pos, err := readWALPos(s.db); pos != 0 || err != nil {
+		t.Fatalf("%s left in pebble mode: %d (%v)", keyMetaWALPos, pos, err)
+	}
 	apply(s, 5)
 	img2 := img.CrashClone(vfs.CrashCloneCfg{})
 	s.Close()
