@@ -115,6 +115,7 @@ type ownWAL struct {
 	bufNum   uint64 // file the next record goes to
 	bufSize  int64  // bytes of file bufNum, written and buffered
 	segs     []walSeg
+	posBuf   []byte   // scratch for keyMetaWALPos
 	spareBuf [][]byte // recycled segment buffers
 
 	// syncMu is held by the goroutine writing and syncing (the leader).
@@ -381,7 +382,8 @@ func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint6
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	pos := w.next
-	if err := b.Set(keyMetaWALPos, appendU64(nil, pos), nil); err != nil {
+	w.posBuf = appendU64(w.posBuf[:0], pos) // Set copies it
+	if err := b.Set(keyMetaWALPos, w.posBuf, nil); err != nil {
 		return 0, fmt.Errorf("region store: stage wal position: %w", err)
 	}
 	repr := b.Repr()

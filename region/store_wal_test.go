@@ -293,9 +293,11 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 	const seed = 13
 	t.Logf("seed %d", seed)
 	mem := vfs.NewCrashableMem()
+	// acked is read before and after the image: the image holds every
+	// batch acknowledged before it and none beyond the one in flight after.
 	type shot struct {
-		img   *vfs.MemFS
-		acked int
+		img        *vfs.MemFS
+		from, upTo int
 	}
 	var (
 		mu    sync.Mutex
@@ -306,7 +308,9 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 		if op.Kind.ReadOrWrite() == errorfs.OpIsWrite && (stCalledFrom("(*ownWAL).truncate") || stCalledFrom("(*ownWAL).prepare")) {
 			mu.Lock()
 			if len(shots) < 60 {
-				shots = append(shots, shot{img: mem.CrashClone(vfs.CrashCloneCfg{}), acked: int(acked.Load())})
+				from := int(acked.Load())
+				img := mem.CrashClone(vfs.CrashCloneCfg{})
+				shots = append(shots, shot{img: img, from: from, upTo: int(acked.Load()) + 1})
 			}
 			mu.Unlock()
 		}
@@ -338,12 +342,9 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 	}
 	opts.FS = nil
 	for i, sh := range shots {
-		cands := []*stModel{history[sh.acked]}
-		if sh.acked+1 < len(history) {
-			cands = append(cands, history[sh.acked+1])
-		}
+		cands := history[sh.from:min(sh.upTo+1, len(history))]
 		if d := ownCheckImage(t, sh.img, opts, cands...); d != "" {
-			t.Fatalf("image %d (after %d acknowledged batches): %s", i, sh.acked, d)
+			t.Fatalf("image %d (after %d..%d acknowledged batches): %s", i, sh.from, sh.upTo-1, d)
 		}
 	}
 	t.Logf("%d crash images inside background work checked; %+v", len(shots), st)
