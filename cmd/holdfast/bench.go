@@ -186,7 +186,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.relay && (o.url != "" || o.noEvents) {
 		return errors.New("--relay runs the in-process region's relay: not with --url or --no-events")
 	}
-	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "" || o.wal != region.WALPebble) {
+	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "" || (o.wal != "" && o.wal != region.WALPebble)) {
 		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
 	}
 	// The region logs from its own goroutines to the same stream.
