@@ -108,15 +108,18 @@ type ownWAL struct {
 	flushBytes int64
 	bugs       *walBugs
 
-	// mu orders appends: positions, the buffer and the memtable apply.
+	// mu orders appends: positions and the buffer.
 	mu       sync.Mutex
 	next     uint64 // position of the next record
-	applied  uint64 // last position applied to the memtable
 	bufNum   uint64 // file the next record goes to
 	bufSize  int64  // bytes of file bufNum, written and buffered
 	segs     []walSeg
 	posBuf   []byte   // scratch for keyMetaWALPos
 	spareBuf [][]byte // recycled segment buffers
+
+	// memMu orders the memtable applies (taken under mu, held without it).
+	memMu   sync.Mutex
+	applied uint64 // last position applied to the memtable
 
 	// syncMu is held by the goroutine writing and syncing (the leader).
 	syncMu  sync.Mutex
@@ -380,7 +383,27 @@ func (w *ownWAL) create(num uint64) (vfs.File, error) {
 // b gets keyMetaWALPos set first.
 func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint64, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	pos, err := w.buffer(b)
+	if err != nil {
+		w.mu.Unlock()
+		return 0, err
+	}
+	// Visible before durable, like pebble's own publish-then-sync: readers
+	// are bounded by the store's durable sequence. memMu, taken before mu
+	// is let go, keeps the memtable in log order, while a leader may take
+	// the buffer (and fdatasync it) during a Pebble write stall here.
+	w.memMu.Lock()
+	w.mu.Unlock()
+	defer w.memMu.Unlock()
+	if err := apply(b); err != nil {
+		return 0, err
+	}
+	w.applied = pos
+	return pos, nil
+}
+
+// buffer appends b to the buffer as the next record. Callers hold mu.
+func (w *ownWAL) buffer(b *pebble.Batch) (uint64, error) {
 	pos := w.next
 	w.posBuf = appendU64(w.posBuf[:0], pos) // Set copies it
 	if err := b.Set(keyMetaWALPos, w.posBuf, nil); err != nil {
@@ -410,12 +433,6 @@ func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint6
 	}
 	w.bufSize += n
 	w.next++
-	// Visible before durable, like pebble's own publish-then-sync: readers
-	// are bounded by the store's durable sequence.
-	if err := apply(b); err != nil {
-		return 0, err
-	}
-	w.applied = pos
 	return pos, nil
 }
 
@@ -566,9 +583,9 @@ func (w *ownWAL) truncate() error {
 	if live <= w.flushBytes {
 		return nil
 	}
-	w.mu.Lock()
+	w.memMu.Lock()
 	upTo := w.applied // every record up to here is in a memtable now
-	w.mu.Unlock()
+	w.memMu.Unlock()
 	if err := w.db.Flush(); err != nil {
 		return fmt.Errorf("flush pebble: %w", err)
 	}
