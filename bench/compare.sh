@@ -16,6 +16,7 @@
 #   RATIO_CONCURRENCY [64]         concurrency of the headline ratios
 #   RESULTS [unset]                also append every raw key=value line to this file
 #   HOLDFAST_HTTP_SERVER [fasthttp] holdfast's HTTP server: fasthttp, or nethttp (--http-server)
+#   HOLDFAST_WAL [pebble]          holdfast's write-ahead log: pebble, or own (--wal)
 #
 # PostgreSQL and Redis run from their Debian packages in a temporary
 # directory, listening on 127.0.0.1 only; everything is stopped and removed
@@ -33,6 +34,7 @@ ENGINE_CONCURRENCY=${ENGINE_CONCURRENCY-"256"}
 MIX=${MIX:-hold}
 INSTALL=${INSTALL:-1}
 HOLDFAST_HTTP_SERVER=${HOLDFAST_HTTP_SERVER:-fasthttp}
+HOLDFAST_WAL=${HOLDFAST_WAL:-pebble}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-compare.XXXXXX")
@@ -206,6 +208,7 @@ run_cell() {
 	case $sys in
 	holdfast | engine)
 		[[ $durable == 0 ]] && args+=(--no-sync)
+		args+=(--wal "$HOLDFAST_WAL")
 		if [[ $sys == engine ]]; then
 			args+=(--target engine)
 		else

@@ -127,6 +127,19 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
+	// The own write-ahead log's metrics exist only with wal: own.
+	ro, err := region.Open(ctx, region.Config{Name: "eu", DataDir: t.TempDir(), WAL: region.WALOwn, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ro.Close() })
+	mfs, err = ro.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
 	// Series only once a peer has answered a borrow (one per peer); the
 	// estimate it shows is tested in escrow (TestRTTSkipsFarPeer).
 	names["holdfast_peer_rtt_seconds"] = true

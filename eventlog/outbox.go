@@ -38,6 +38,22 @@ type Outbox struct {
 	staged uint64        // last seq appended to a batch (builder goroutine only)
 	head   atomic.Uint64 // last seq durable
 	notify chan struct{}
+	// commit writes the outbox's own batches (cursor, prune) durably;
+	// nil: b.Commit(pebble.Sync). See SetCommit.
+	commit func(b *pebble.Batch) error
+}
+
+// SetCommit replaces how the outbox writes its own batches (the relay
+// cursor, pruning) durably, for a store that keeps its own write-ahead log
+// (pebble's is then disabled and refuses synced writes). f must return
+// once b is durable.
+func (o *Outbox) SetCommit(f func(b *pebble.Batch) error) { o.commit = f }
+
+func (o *Outbox) commitSynced(b *pebble.Batch) error {
+	if o.commit != nil {
+		return o.commit(b)
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // OpenOutbox opens the outbox of region in db (an empty store has none yet:
@@ -148,7 +164,13 @@ func (o *Outbox) Cursor() (uint64, error) { return readU64(o.db, keyCursor) }
 // re-sends, but re-sends older than the stream's duplicate window would
 // reach consumers twice).
 func (o *Outbox) SaveCursor(seq uint64) error {
-	if err := o.db.Set(keyCursor, be64(seq), pebble.Sync); err != nil {
+	b := o.db.NewBatch()
+	defer b.Close()
+	err := b.Set(keyCursor, be64(seq), nil)
+	if err == nil {
+		err = o.commitSynced(b)
+	}
+	if err != nil {
 		return fmt.Errorf("eventlog: save relay cursor %d: %w", seq, err)
 	}
 	return nil
@@ -172,7 +194,7 @@ func (o *Outbox) Prune(below uint64) error {
 		err = b.Set(keyFloor, be64(below), nil)
 	}
 	if err == nil {
-		err = b.Commit(pebble.Sync)
+		err = o.commitSynced(b)
 	}
 	if err != nil {
 		return fmt.Errorf("eventlog: prune below %d: %w", below, err)

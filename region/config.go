@@ -46,6 +46,9 @@ type Config struct {
 	// NoSync skips fsync on commit. Benchmarks only: a crash loses
 	// acknowledged holds.
 	NoSync bool
+	// WAL is the store's write-ahead log: WALPebble ("", the default) or
+	// WALOwn (the store's own log, pebble's disabled; store_wal.go).
+	WAL string
 
 	QueueLen     int           // client requests waiting for the apply loop
 	MsgQueueLen  int           // peer messages waiting for the apply loop
@@ -268,6 +271,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !seen[c.Name] {
 		return fmt.Errorf("region: members does not list this region (%s)", c.Name)
+	}
+	if err := ValidWAL(c.WAL); err != nil {
+		return fmt.Errorf("region: %w", err)
 	}
 	switch c.SKUPrefetch {
 	case "", SKUPrefetchBatch, SKUPrefetchStage, SKUPrefetchOff:

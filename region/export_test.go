@@ -1,6 +1,7 @@
 package region
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -11,6 +12,18 @@ import (
 // that drive the runtime over the HTTP API import httpapi, which imports
 // region, so they cannot be internal tests; these names give them the
 // in-memory storage, the fake transport and the few internals they check.
+
+// HOLDFAST_TEST_WAL=own runs every store this package's tests open
+// without a WAL mode of their own on the store's own write-ahead log
+// (store_wal.go): the crash and failing-disk tests then check it.
+func init() {
+	if m := os.Getenv("HOLDFAST_TEST_WAL"); m != "" {
+		if err := ValidWAL(m); err != nil {
+			panic("HOLDFAST_TEST_WAL: " + err.Error())
+		}
+		testDefaultWAL = m
+	}
+}
 
 type MemStorage = memStorage
 

@@ -2,7 +2,6 @@ package region
 
 import (
 	"context"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,7 +27,7 @@ func newBlockingSyncFS() *blockingSyncFS {
 }
 
 func (fs *blockingSyncFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
+	if err != nil || !isWALPath(name) {
 		return f, err
 	}
 	return &blockingSyncFile{File: f, fs: fs}, nil
@@ -36,6 +35,11 @@ func (fs *blockingSyncFS) wrap(name string, f vfs.File, err error) (vfs.File, er
 
 func (fs *blockingSyncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *blockingSyncFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, o ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, o...)
 	return fs.wrap(name, f, err)
 }
 

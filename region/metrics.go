@@ -151,6 +151,7 @@ func newMetrics(r *Region) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&pebbleCollector{r: r},
+		&walCollector{r: r},
 	)
 	m.rtt = newRTTMetrics(reg, stat)
 	registerStaleBorrowMetrics(reg, stat)

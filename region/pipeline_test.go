@@ -3,7 +3,6 @@ package region
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,7 +60,7 @@ func TestRepliesWaitForPipelinedFsync(t *testing.T) {
 	open := func() { releaseOnce.Do(func() { gated.Store(false); close(release) }) }
 	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
 		isSync := op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo
-		if isSync && strings.HasSuffix(op.Path, ".log") && gated.Load() {
+		if isSync && isWALPath(op.Path) && gated.Load() {
 			blocked.Add(1)
 			<-release
 		}

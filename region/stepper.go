@@ -69,7 +69,9 @@ func OpenStepper(cfg Config) (*Stepper, error) {
 		return nil, fmt.Errorf("region stepper: Config.Name must be set")
 	}
 	st, err := OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: g, Logger: cfg.Logger,
-		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled, CacheBytes: 1 << 20, LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0})
+		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled, CacheBytes: 1 << 20, LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0,
+		// The gate holds pebble's WAL syncs: the stepper drives pebble's WAL.
+		WAL: WALPebble})
 	if err != nil {
 		return nil, fmt.Errorf("region %s: open store in %s: %w", cfg.Name, cfg.DataDir, err)
 	}

@@ -37,8 +37,13 @@ package region
 //   - MANIFEST write/sync failures (flushes, compactions) call
 //     Logger.Fatalf from background goroutines; when Fatalf returns, the
 //     flush/compaction fails with an error and is retried later.
-//   - WALFailover only helps with a second disk; DisableWAL would give up
-//     durability. Neither is used.
+//   - WALFailover only helps with a second disk and is not used.
+//     DisableWAL is used only with StoreOptions.WAL = WALOwn, where the
+//     store keeps its own log (store_wal.go): a write or fdatasync error
+//     of that log is returned to the waiting batch and marks the store
+//     failed, and rotating its files is not pebble's WAL rotation, so the
+//     fatal rotation case above does not arise (pebble's flushes and
+//     compactions behave as described).
 //
 // So Store installs a Logger whose Fatalf logs and marks the store failed
 // instead of exiting. Apply checks that mark after every commit and
@@ -159,6 +164,12 @@ type Store struct {
 
 	statsMu sync.Mutex
 	stats   StoreStats
+
+	// wal is the store's own write-ahead log (StoreOptions.WAL = WALOwn),
+	// nil with pebble's; set with db (under applyMu and dbMu).
+	wal *ownWAL
+	// walBugs are planted bugs of the own log (tests only).
+	walBugs walBugs
 
 	// prefetch holds rows read ahead of the stepper; nil without
 	// StoreOptions.PrefetchRows (store_rows_prefetch.go).

@@ -50,6 +50,8 @@ type PendingCommit struct {
 	start   time.Time
 	async   bool             // applied with ApplyNoSyncWait: Wait must SyncWait
 	durable bool             // false for WriteAhead: Wait leaves it not yet durable
+	wal     *ownWAL          // the own log the batch went to (nil: pebble's WAL)
+	walPos  uint64           // its position there
 	ob      *eventlog.Outbox // the event log the batch appended to (nil: none)
 	evHead  uint64           // the log's head once the batch is durable
 }
@@ -122,7 +124,12 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 	pc.start = time.Now()
 	pc.async = s.wopts.Sync && sync
 	pc.durable = sync
-	err = s.commit(b, pc.async)
+	if s.wal != nil {
+		pc.wal = s.wal
+		pc.walPos, err = s.wal.append(b, s.applyMem)
+	} else {
+		err = s.commit(b, pc.async)
+	}
 	if s.prefetch != nil {
 		s.prefetch.written(p.Rows, s.bugs) // visible now: reads ahead of these SKUs are stale
 	}
@@ -154,7 +161,13 @@ func (pc *PendingCommit) Wait() error {
 		return nil
 	}
 	var err error
-	if pc.async {
+	var ownWait time.Duration
+	switch {
+	case pc.wal != nil && pc.durable:
+		t := time.Now()
+		err = pc.wal.waitDurable(pc.walPos)
+		ownWait = time.Since(t)
+	case pc.async:
 		err = pc.b.SyncWait()
 	}
 	total := time.Since(pc.start)
@@ -176,10 +189,16 @@ func (pc *PendingCommit) Wait() error {
 	if pc.durable && pc.ob != nil {
 		s.events.committed(pc.ob, pc.evHead)
 	}
-	cs := pc.b.CommitStats()
-	st := CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total, SyncWait: cs.CommitWaitDuration,
-		Stall:  cs.MemTableWriteStallDuration + cs.L0ReadAmpWriteStallDuration + cs.WALRotationDuration,
-		Synced: pc.async}
+	var st CommitStats
+	if pc.wal != nil {
+		st = CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total, SyncWait: ownWait,
+			Synced: pc.durable && !s.opts.NoSync}
+	} else {
+		cs := pc.b.CommitStats()
+		st = CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total, SyncWait: cs.CommitWaitDuration,
+			Stall:  cs.MemTableWriteStallDuration + cs.L0ReadAmpWriteStallDuration + cs.WALRotationDuration,
+			Synced: pc.async}
+	}
 	s.statsMu.Lock()
 	s.stats.Last = st
 	s.stats.Commits++
@@ -255,6 +274,7 @@ func (s *Store) pending(b *pebble.Batch) *PendingCommit {
 	}
 	pc.b, pc.db = b, s.db
 	pc.ob, pc.evHead = nil, 0
+	pc.wal, pc.walPos = nil, 0
 	return pc
 }
 
@@ -288,4 +308,34 @@ func (s *Store) commit(b *pebble.Batch, sync bool) (err error) {
 		return s.db.ApplyNoSyncWait(b, pebble.Sync)
 	}
 	return s.db.Apply(b, pebble.NoSync)
+}
+
+// applyMem applies b to pebble's memtable (the own log's second step: with
+// pebble's WAL disabled a NoSync apply writes nothing to disk), turning a
+// pebble panic into ErrStoreWedged.
+func (s *Store) applyMem(b *pebble.Batch) error { return s.commit(b, false) }
+
+// applyBatch writes a batch outside the hold path (meta keys, upgrades,
+// the event log's cursor and pruning, PruneEnded) through the store's
+// WAL; with sync it returns once b is durable. A failure marks the store
+// failed. Callers hold applyMu or dbMu (s.wal stays put).
+func (s *Store) applyBatch(b *pebble.Batch, sync bool) error {
+	if s.wal == nil {
+		if sync {
+			return s.db.Apply(b, pebble.Sync)
+		}
+		return s.db.Apply(b, pebble.NoSync)
+	}
+	if err := s.failed(); err != nil {
+		return err
+	}
+	pos, err := s.wal.append(b, s.applyMem)
+	if err == nil && sync {
+		err = s.wal.waitDurable(pos)
+	}
+	if err != nil {
+		s.markFailed(err)
+		return err
+	}
+	return nil
 }

@@ -49,7 +49,13 @@ func (m *stModel) clone() *stModel {
 func stCrashOpts(fs vfs.FS, t testing.TB) StoreOptions {
 	// A small memtable makes flushes, WAL rotations and compactions happen
 	// within a few cycles, so crashes also land in them.
-	return StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20, MemTableBytes: 64 << 10}
+	o := StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20, MemTableBytes: 64 << 10}
+	if testDefaultWAL == WALOwn {
+		// Small log files: rotations, recycling and truncations (pebble
+		// flushes) happen within a few cycles too.
+		o.WALFileBytes = 4 << 10
+	}
+	return o
 }
 
 // stCrashKeepSynced crashes mem keeping only synced data, abandons s,
@@ -237,11 +243,11 @@ type stFault struct {
 
 var stFaults = []stFault{
 	{"wal-fsync", func(op errorfs.Op) bool {
-		return strings.HasSuffix(op.Path, ".log") &&
+		return isWALPath(op.Path) &&
 			(op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo)
 	}},
 	{"wal-write", func(op errorfs.Op) bool {
-		return strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt)
+		return isWALPath(op.Path) && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt)
 	}},
 	{"disk-dead", func(op errorfs.Op) bool { return op.Kind.ReadOrWrite() == errorfs.OpIsWrite }},
 }
@@ -405,13 +411,15 @@ func stTail(b []byte) string {
 func stRotationChild(t *testing.T) {
 	var on atomic.Bool
 	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if on.Load() && strings.HasSuffix(op.Path, ".log") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite &&
+		if on.Load() && isWALPath(op.Path) && op.Kind.ReadOrWrite() == errorfs.OpIsWrite &&
 			stCalledFrom("rotateWAL") {
 			return errorfs.ErrInjected
 		}
 		return nil
 	}))
-	s, err := OpenStore("db", stCrashOpts(fs, t))
+	o := stCrashOpts(fs, t)
+	o.WAL = WALPebble // pebble's WAL rotation is what this documents
+	s, err := OpenStore("db", o)
 	if err != nil {
 		t.Fatal(err)
 	}

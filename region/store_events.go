@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/holdfast-io/holdfast/eventlog"
 )
 
@@ -52,6 +54,11 @@ func (s *Store) openOutbox() error {
 	ob, err := eventlog.OpenOutbox(s.db, s.events.cluster, s.region)
 	if err != nil {
 		return fmt.Errorf("region store: open event log: %w", err)
+	}
+	if s.wal != nil {
+		// Pebble's WAL is off: the cursor and pruning go through the
+		// store's log. Callers hold dbMu (EventLog.with).
+		ob.SetCommit(func(b *pebble.Batch) error { return s.applyBatch(b, true) })
 	}
 	s.outbox = ob
 	s.events.wake() // a batch of unknown outcome may have become visible

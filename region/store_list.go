@@ -289,7 +289,7 @@ func (s *Store) PruneEnded(cutoff time.Time, max int) (int, error) {
 	if err := s.usableLocked(); err != nil {
 		return 0, err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.applyBatch(b, false); err != nil {
 		return 0, fmt.Errorf("region store: prune: %w", err)
 	}
 	return n, nil

@@ -161,7 +161,7 @@ func (l *loader) entry(k, v []byte) error {
 	switch string(k[:2]) {
 	case pfxMeta:
 		switch string(k) {
-		case string(keyMetaVersion), string(keyMetaRegion), string(keyMetaSeq):
+		case string(keyMetaVersion), string(keyMetaRegion), string(keyMetaSeq), string(keyMetaWALPos):
 			return nil // checked by open
 		}
 		return corrupt(k, "unknown meta key")

@@ -78,6 +78,18 @@ type StoreOptions struct {
 	// deleted with its batch.
 	RetainTerminal bool
 	MemRetain      time.Duration
+	// WAL is the write-ahead log: WALPebble ("", the default) or WALOwn,
+	// the store's own log with pebble's disabled (store_wal.go). Either
+	// mode replays the own log's files it finds at open, so a store can
+	// move between them.
+	WAL string
+	// WALFileBytes is the size of the own log's files; 0: 16 MiB on the
+	// real filesystem, 256 KiB on another vfs.FS (the memory filesystems
+	// of tests copy a file on every sync).
+	WALFileBytes int64
+
+	// walBugs are planted bugs of the own log (this package's tests only).
+	walBugs walBugs
 }
 
 // Pebble settings of a store whose StoreOptions leave them zero.
@@ -94,7 +106,13 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	if err := escrow.ValidRegion(opts.Region); err != nil {
 		return nil, fmt.Errorf("region store: %w", err)
 	}
-	s := &Store{dir: dir, opts: opts, fs: opts.FS, region: opts.Region, log: opts.Logger}
+	if opts.WAL == "" {
+		opts.WAL = testDefaultWAL
+	}
+	if err := ValidWAL(opts.WAL); err != nil {
+		return nil, fmt.Errorf("region store: %w", err)
+	}
+	s := &Store{dir: dir, opts: opts, fs: opts.FS, region: opts.Region, log: opts.Logger, walBugs: opts.walBugs}
 	if s.fs == nil {
 		s.fs = vfs.Default
 		if abs, err := filepath.Abs(dir); err == nil {
@@ -174,16 +192,21 @@ func (s *Store) open() error {
 		// (store_holds.go), skip tables without them.
 		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	po.DisableWAL = s.opts.WAL == WALOwn
 	db, err := openPebble(s.dir, po)
 	if err != nil {
 		return fmt.Errorf("region store: open pebble in %s: %w", s.dir, err)
 	}
 	s.db = db
-	err = s.initLocked()
+	err = s.openWAL(gen)
+	if err == nil {
+		err = s.initLocked()
+	}
 	if err == nil {
 		err = s.openOutbox()
 	}
 	if err != nil {
+		s.closeWAL()
 		s.db = nil
 		if cerr := db.Close(); cerr != nil {
 			s.log.Warn("closing store after failed open", "err", cerr)
@@ -235,7 +258,7 @@ func (s *Store) initLocked() error {
 		_ = b.Set(keyMetaVersion, []byte{storeFormatVersion}, nil)
 		_ = b.Set(keyMetaRegion, []byte(s.region), nil)
 		_ = b.Set(keyMetaSeq, appendU64(nil, 0), nil)
-		if err := db.Apply(b, pebble.Sync); err != nil {
+		if err := s.applyBatch(b, true); err != nil {
 			return fmt.Errorf("region store: initialise %s: %w", s.dir, err)
 		}
 		if err := s.failed(); err != nil {
@@ -371,6 +394,16 @@ func (s *Store) closeDB() error {
 	}
 	s.freeBatches = s.freeBatches[:0]
 	s.freeMu.Unlock()
+	if s.wal != nil {
+		s.closeWAL()
+		if s.failed() == nil {
+			// Everything applied reaches sstables, so the next open replays
+			// nothing (a failed store's memtable is dropped instead).
+			if err := s.db.Flush(); err != nil {
+				s.log.Warn("flushing the store before close (its own log is replayed at the next open)", "err", err)
+			}
+		}
+	}
 	db := s.db
 	s.db = nil
 	if s.events != nil {
@@ -406,7 +439,7 @@ func openStore(cfg Config) (Storage, error) {
 	return OpenStore(cfg.DataDir, StoreOptions{Region: cfg.Name, FS: cfg.FS, NoSync: cfg.NoSync, Logger: cfg.Logger,
 		Cluster: cfg.Cluster, NoEvents: cfg.Events.Disabled,
 		RetainTerminal: cfg.HoldRetain > 0, MemRetain: cfg.memRetain(), LazyRows: cfg.SKUCache > 0, LazyHolds: cfg.HoldCache > 0,
-		PrefetchRows: cfg.skuPrefetch() != ""})
+		PrefetchRows: cfg.skuPrefetch() != "", WAL: cfg.WAL})
 }
 
 // reopener is implemented by storages that can drop a failed handle and

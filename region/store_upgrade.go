@@ -6,8 +6,6 @@ package region
 import (
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
@@ -49,7 +47,7 @@ func (s *Store) upgradeFrom1() error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Set(keyMetaVersion, []byte{2}, nil)
-	if err := s.db.Apply(b, pebble.Sync); err != nil {
+	if err := s.applyBatch(b, true); err != nil {
 		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, 2, err)
 	}
 	if err := s.failed(); err != nil {
@@ -74,7 +72,7 @@ func (s *Store) upgradeFrom2() error {
 	defer b.Close()
 	_ = b.DeleteRange([]byte(pfxChange), prefixEnd(pfxChange), nil)
 	_ = b.Set(keyMetaVersion, []byte{storeFormatVersion}, nil)
-	if err := s.db.Apply(b, pebble.Sync); err != nil {
+	if err := s.applyBatch(b, true); err != nil {
 		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, storeFormatVersion, err)
 	}
 	if err := s.failed(); err != nil {

@@ -1,14 +1,17 @@
 package region
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // BenchmarkBareSync is the floor under a lone caller's latency: one small
@@ -16,7 +19,8 @@ import (
 // commit pipeline hands the WAL write and its fdatasync to pebble's flush
 // loop goroutine and waits for it) and straight to a file (Write then
 // fdatasync on the caller's goroutine), in the same directory. The
-// difference is what pebble's own hand-off costs. The disk is noisy (a
+// difference is what pebble's own hand-off costs; "own" is the store's own
+// log (store_wal.go), which has none. The disk is noisy (a
 // mean is dominated by rare slow fsyncs): it reports the median and p90.
 func BenchmarkBareSync(b *testing.B) {
 	val := make([]byte, 100)
@@ -35,6 +39,45 @@ func BenchmarkBareSync(b *testing.B) {
 				b.Fatal(err)
 			}
 			d = append(d, time.Since(t))
+		}
+		reportQuantiles(b, d)
+	})
+	b.Run("own", func(b *testing.B) {
+		// The store's own log (wal: own): append, memtable insert, then
+		// write and fdatasync on the caller's goroutine.
+		dir := b.TempDir()
+		db, err := pebble.Open(dir, &pebble.Options{DisableWAL: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		wdir := filepath.Join(dir, walDirName)
+		if err := os.Mkdir(wdir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		w, err := openOwnWAL(vfs.Default, wdir, db, nil, 0, walConfig{log: slog.Default(), onFatal: func(error) {},
+			fileBytes: walFileBytesDef, flushBytes: walFlushFiles * walFileBytesDef})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.close()
+		apply := func(bt *pebble.Batch) error { return db.Apply(bt, pebble.NoSync) }
+		key := []byte("hold/0000000000")
+		var d []time.Duration
+		for i := 0; b.Loop(); i++ {
+			key[len(key)-1] = byte('0' + i%10)
+			t := time.Now()
+			bt := db.NewBatch()
+			_ = bt.Set(key, val, nil)
+			pos, err := w.append(bt, apply)
+			if err == nil {
+				err = w.waitDurable(pos)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			d = append(d, time.Since(t))
+			_ = bt.Close()
 		}
 		reportQuantiles(b, d)
 	})

@@ -44,6 +44,7 @@ type benchOpts struct {
 	token       string
 	target      string
 	noSync      bool
+	wal         string
 	noEvents    bool
 	relay       bool
 	restock     bool
@@ -108,6 +109,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.token, "token", "", "bearer token for --url (needs the admin scope to restock)")
 	f.StringVar(&o.target, "target", "http", "http (the real API) or engine (the apply loop, no HTTP; in-process only)")
 	f.BoolVar(&o.noSync, "no-sync", false, "in-process region without fsync (NOT durable; for the ratio only)")
+	f.StringVar(&o.wal, "wal", region.WALPebble, "in-process region's write-ahead log: pebble or own (region wal)")
 	f.BoolVar(&o.noEvents, "no-events", false, "in-process region without its event log (to measure the log's cost)")
 	f.BoolVar(&o.relay, "relay", false, "in-process region with its JetStream relay (embedded NATS) and the relay's lag in the summary")
 	f.BoolVar(&o.restock, "restock", true, "restock the SKUs before the run so that stock never runs out")
@@ -186,7 +188,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.relay && (o.url != "" || o.noEvents) {
 		return errors.New("--relay runs the in-process region's relay: not with --url or --no-events")
 	}
-	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "") {
+	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "" || (o.wal != "" && o.wal != region.WALPebble)) {
 		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
 	}
 	// The region logs from its own goroutines to the same stream.
@@ -239,7 +241,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
 			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache,
-			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache}
+			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache, WAL: o.wal}
 		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {

@@ -85,6 +85,9 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			if f.Changed("no-sync") {
 				cfg.NoSync = flags.NoSync
 			}
+			if f.Changed("wal") {
+				cfg.WAL = flags.WAL
+			}
 			if f.Changed("sku-cache") {
 				cfg.SKUCache = flags.SKUCache
 			}
@@ -131,6 +134,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.BoolVar(&flags.LoneCommit, "lone-commit", false, "the stepper commits a lone caller's batch itself when nothing is in flight (see docs/operations.md)")
 	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
 	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
+	f.StringVar(&flags.WAL, "wal", region.WALPebble, "write-ahead log: pebble (pebble's) or own (the store's own log; see docs/operations.md)")
 	f.IntVar(&flags.HoldCache, "hold-cache", 0, "holds and idempotency keys kept in memory at most (0: every one); the others are read from the store on demand")
 	f.IntVar(&flags.SKUCache, "sku-cache", 0, "SKUs kept in memory at most (0: every SKU); the others are read from the store on first touch")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

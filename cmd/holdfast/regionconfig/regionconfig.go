@@ -33,6 +33,7 @@ type File struct {
 	Cluster    string `yaml:"cluster"`
 	TokensFile string `yaml:"tokens_file"`
 	NoSync     bool   `yaml:"no_sync"`
+	WAL        string `yaml:"wal"` // region.Config.WAL: pebble (default) or own
 
 	QueueLen          int           `yaml:"queue_len"`
 	MsgQueueLen       int           `yaml:"msg_queue_len"`
@@ -163,6 +164,7 @@ func (f File) Region() region.Config {
 		Cluster:             f.Cluster,
 		TokensFile:          f.TokensFile,
 		NoSync:              f.NoSync,
+		WAL:                 f.WAL,
 		QueueLen:            f.QueueLen,
 		MsgQueueLen:         f.MsgQueueLen,
 		MaxBatch:            f.MaxBatch,

@@ -1,0 +1,802 @@
+package region
+
+// The store's own write-ahead log (StoreOptions.WAL = WALOwn): pebble runs
+// with DisableWAL, and every batch the store writes is first appended here
+// as one record, then applied to pebble's memtable; Wait writes what is
+// buffered and fdatasyncs it (one fdatasync covers every record written
+// before it: group commit) on the waiting goroutine itself, instead of
+// handing off to pebble's flush loop and being woken by it.
+//
+// Record: crc32c(4) | length(4) | file number(8) | position(8) | payload,
+// little endian; the CRC covers everything after itself. The payload is
+// the batch's Repr. Positions are consecutive over the whole log; each
+// batch also sets keyMetaWALPos to its position, so pebble knows the last
+// position that reached it. A record whose file number is not its file's
+// (stale bytes of a recycled file), whose CRC fails (torn, or zero fill)
+// or whose length is 0 ends its file.
+//
+// Recovery (open): read keyMetaWALPos P from pebble (what reached
+// sstables: the memtables died with the process), replay every record
+// after P in file order, checking that positions continue, then flush
+// pebble so that everything replayed is in sstables; the old files are
+// then obsolete. A gap (a record after P that does not continue the
+// previous one) means synced records were lost: the store refuses to open.
+//
+// Truncation: records go to files of walFileBytes; when the live files
+// exceed walFlushBytes, a background goroutine notes the last position
+// applied to the memtable, calls db.Flush (which writes every memtable
+// applied before it to sstables) and drops the full files whose records
+// are all at or below that position, keeping one for recycling. The next
+// file is prepared ahead in the background (a recycled file renamed, or a
+// new one zero-filled, and the directory synced), so that its fdatasyncs
+// overwrite allocated blocks instead of growing the file.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// WAL modes (StoreOptions.WAL, region Config.WAL).
+const (
+	WALPebble = "pebble" // pebble's own WAL (the default)
+	WALOwn    = "own"    // the store's write-ahead log (store_wal.go)
+)
+
+// ValidWAL checks a WAL mode ("" is WALPebble).
+func ValidWAL(mode string) error {
+	switch mode {
+	case "", WALPebble, WALOwn:
+		return nil
+	}
+	return fmt.Errorf("unknown wal mode %q (want %q or %q)", mode, WALPebble, WALOwn)
+}
+
+const (
+	walDirName      = "holdfast-wal"
+	walFileSuffix   = ".hwal"
+	walHeaderLen    = 24
+	walMaxRecord    = 256 << 20 // a batch larger than this is refused (and unreadable)
+	walFileBytesDef = 16 << 20
+	walFlushFiles   = 4 // live files that start a truncation
+	walFileBytesMem = 256 << 10
+)
+
+// testDefaultWAL is the mode of stores whose options leave WAL empty:
+// WALPebble, except in this package's tests run with HOLDFAST_TEST_WAL=own
+// (export_test.go), which run every store test against the own log.
+var testDefaultWAL = WALPebble
+
+var keyMetaWALPos = []byte("m/walpos")
+
+var walCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// walSeg is buffered records of one file.
+type walSeg struct {
+	num  uint64
+	data []byte
+	last uint64 // position of the last record in data
+}
+
+// walFile is a live log file.
+type walFile struct {
+	num  uint64
+	last uint64 // last position written to it (final once it is full)
+}
+
+type ownWAL struct {
+	fs         vfs.FS
+	dir        string
+	db         *pebble.DB
+	log        *slog.Logger
+	noSync     bool
+	onFatal    func(error)
+	fileBytes  int64
+	flushBytes int64
+	bugs       *walBugs
+
+	// mu orders appends: positions and the buffer.
+	mu       sync.Mutex
+	next     uint64 // position of the next record
+	bufNum   uint64 // file the next record goes to
+	bufSize  int64  // bytes of file bufNum, written and buffered
+	segs     []walSeg
+	posBuf   []byte   // scratch for keyMetaWALPos
+	spareBuf [][]byte // recycled segment buffers
+
+	// memMu orders the memtable applies (taken under mu, held without it).
+	memMu   sync.Mutex
+	applied uint64 // last position applied to the memtable
+
+	// syncMu is held by the goroutine writing and syncing (the leader).
+	syncMu  sync.Mutex
+	cur     vfs.File
+	curNum  uint64
+	err     error // sticky: a failed write or sync ends this log
+	durable atomic.Uint64
+
+	// prepMu serialises preparing the next file with rotating to it.
+	prepMu sync.Mutex
+	// filesMu guards files and the spare.
+	filesMu   sync.Mutex
+	files     []walFile // live files, oldest first (the last is cur)
+	obsolete  []uint64  // files that may be recycled
+	spare     vfs.File  // prepared file spareNum (renamed or zero-filled, dir synced)
+	spareNum  uint64
+	kick      chan struct{}
+	stop      chan struct{}
+	bgDone    chan struct{}
+	truncs    atomic.Uint64
+	syncs     atomic.Uint64
+	bytes     atomic.Uint64
+	syncNanos atomic.Int64
+}
+
+// walBugs are planted bugs of the own log (tests only).
+type walBugs struct {
+	// replayFromNext: recovery skips the first record after pebble's
+	// position (replays from the wrong position).
+	replayFromNext bool
+	// noSync: Wait returns before the fdatasync (replying before the
+	// log is durable).
+	noSync bool
+}
+
+func walFileName(num uint64) string { return fmt.Sprintf("%016d%s", num, walFileSuffix) }
+
+func parseWALFileName(name string) (uint64, bool) {
+	s, ok := strings.CutSuffix(name, walFileSuffix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// listWAL returns the numbers of the log files in dir, ascending ([] when
+// dir does not exist).
+func listWAL(fs vfs.FS, dir string) ([]uint64, error) {
+	names, err := fs.List(dir)
+	if err != nil {
+		if _, serr := fs.Stat(dir); errors.Is(serr, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("region store: list wal %s: %w", dir, err)
+	}
+	var nums []uint64
+	for _, n := range names {
+		if num, ok := parseWALFileName(n); ok {
+			nums = append(nums, num)
+		}
+	}
+	slices.Sort(nums)
+	return nums, nil
+}
+
+// walRecord is one record read back.
+type walRecord struct {
+	pos  uint64
+	data []byte
+}
+
+// readWALFile reads the valid records of file num, stopping at the first
+// one that is torn, corrupt, stale (another file number) or zero.
+func readWALFile(fs vfs.FS, dir string, num uint64) ([]walRecord, error) {
+	f, err := fs.Open(fs.PathJoin(dir, walFileName(num)))
+	if err != nil {
+		return nil, fmt.Errorf("region store: open wal file %d: %w", num, err)
+	}
+	data, err := io.ReadAll(f)
+	_ = f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("region store: read wal file %d: %w", num, err)
+	}
+	var recs []walRecord
+	for len(data) >= walHeaderLen {
+		n := binary.LittleEndian.Uint32(data[4:8])
+		if n == 0 || n > walMaxRecord || int(n) > len(data)-walHeaderLen {
+			break
+		}
+		end := walHeaderLen + int(n)
+		if crc32.Checksum(data[4:end], walCRC) != binary.LittleEndian.Uint32(data[0:4]) {
+			break
+		}
+		if binary.LittleEndian.Uint64(data[8:16]) != num {
+			break // stale bytes of a recycled file
+		}
+		recs = append(recs, walRecord{pos: binary.LittleEndian.Uint64(data[16:24]), data: data[walHeaderLen:end]})
+		data = data[end:]
+	}
+	return recs, nil
+}
+
+// appendWALRecord appends one record to dst.
+func appendWALRecord(dst []byte, num, pos uint64, payload []byte) []byte {
+	start := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, 0)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = binary.LittleEndian.AppendUint64(dst, num)
+	dst = binary.LittleEndian.AppendUint64(dst, pos)
+	dst = append(dst, payload...)
+	binary.LittleEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], walCRC))
+	return dst
+}
+
+// recoverWAL replays the own log of the store in dir into db (opened
+// without pebble's WAL when own is set) and flushes db; it returns the
+// numbers of the files replayed (obsolete now) and the last position.
+func recoverWAL(fs vfs.FS, dir string, db *pebble.DB, bugs *walBugs) (files []uint64, last uint64, err error) {
+	files, err = listWAL(fs, dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	last, err = readWALPos(db)
+	if err != nil {
+		return nil, 0, err
+	}
+	from := last // pebble's position: every record after it is replayed
+	replayed := 0
+	for _, num := range files {
+		recs, err := readWALFile(fs, dir, num)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, r := range recs {
+			if r.pos <= from || (bugs != nil && bugs.replayFromNext && r.pos == from+1) {
+				continue
+			}
+			if r.pos != last+1 {
+				return nil, 0, fmt.Errorf("region store: wal file %d: record at position %d follows %d: synced records are missing", num, r.pos, last)
+			}
+			b := db.NewBatch()
+			if err := b.SetRepr(append([]byte(nil), r.data...)); err != nil {
+				return nil, 0, fmt.Errorf("region store: wal file %d: record %d: %w", num, r.pos, err)
+			}
+			err := db.Apply(b, pebble.NoSync)
+			_ = b.Close()
+			if err != nil {
+				return nil, 0, fmt.Errorf("region store: replay wal record %d: %w", r.pos, err)
+			}
+			last = r.pos
+			replayed++
+		}
+	}
+	if replayed > 0 {
+		// Everything replayed reaches sstables before anything new is
+		// written: the files can go, and a torn tail can never be
+		// followed by new records in a later recovery.
+		if err := db.Flush(); err != nil {
+			return nil, 0, fmt.Errorf("region store: flush replayed wal: %w", err)
+		}
+	}
+	return files, last, nil
+}
+
+func readWALPos(db *pebble.DB) (uint64, error) {
+	v, closer, err := db.Get(keyMetaWALPos)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("region store: read %s: %w", keyMetaWALPos, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, corrupt(keyMetaWALPos, "not 8 bytes")
+	}
+	return beU64(v), nil
+}
+
+// removeWAL deletes the log files nums (after a recovery that flushed them
+// into pebble, in pebble mode).
+func removeWAL(fs vfs.FS, dir string, nums []uint64) error {
+	for _, n := range nums {
+		if err := fs.Remove(fs.PathJoin(dir, walFileName(n))); err != nil {
+			return fmt.Errorf("region store: remove wal file %d: %w", n, err)
+		}
+	}
+	if len(nums) > 0 {
+		return syncDir(fs, dir)
+	}
+	return nil
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("region store: open dir %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("region store: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// openOwnWAL starts a log after recovery: old are the replayed files
+// (recycled or removed), last the last position.
+func openOwnWAL(fs vfs.FS, dir string, db *pebble.DB, old []uint64, last uint64, o walConfig) (*ownWAL, error) {
+	w := &ownWAL{fs: fs, dir: dir, db: db, log: o.log, noSync: o.noSync, onFatal: o.onFatal,
+		fileBytes: o.fileBytes, flushBytes: o.flushBytes, bugs: o.bugs,
+		next: last + 1, applied: last, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
+	w.durable.Store(last)
+	num := uint64(1)
+	if len(old) > 0 {
+		num = old[len(old)-1] + 1
+	}
+	// The first file too is one whose fdatasyncs do not grow it: the
+	// newest replayed file renamed, or a new one zero-filled.
+	var from uint64
+	if n := len(old); n > 0 {
+		from, old = old[n-1], old[:n-1]
+	}
+	f, err := w.prepareFile(num, from)
+	if err != nil {
+		return nil, err
+	}
+	w.cur, w.curNum, w.bufNum = f, num, num
+	w.files = []walFile{{num: num, last: last}}
+	w.obsolete = old
+	go w.background()
+	return w, nil
+}
+
+type walConfig struct {
+	log                   *slog.Logger
+	noSync                bool
+	onFatal               func(error)
+	fileBytes, flushBytes int64
+	bugs                  *walBugs
+}
+
+// create makes file num (a fresh, growing one) and syncs the directory.
+func (w *ownWAL) create(num uint64) (vfs.File, error) {
+	f, err := w.fs.Create(w.fs.PathJoin(w.dir, walFileName(num)), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("region store: create wal file %d: %w", num, err)
+	}
+	if err := syncDir(w.fs, w.dir); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// append adds b as the next record and applies it to the memtable with
+// apply (which turns pebble panics into errors). It returns b's position.
+// b gets keyMetaWALPos set first.
+func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint64, error) {
+	w.mu.Lock()
+	pos, err := w.buffer(b)
+	if err != nil {
+		w.mu.Unlock()
+		return 0, err
+	}
+	// Visible before durable, like pebble's own publish-then-sync: readers
+	// are bounded by the store's durable sequence. memMu, taken before mu
+	// is let go, keeps the memtable in log order, while a leader may take
+	// the buffer (and fdatasync it) during a Pebble write stall here.
+	w.memMu.Lock()
+	w.mu.Unlock()
+	defer w.memMu.Unlock()
+	if err := apply(b); err != nil {
+		return 0, err
+	}
+	w.applied = pos
+	return pos, nil
+}
+
+// buffer appends b to the buffer as the next record. Callers hold mu.
+func (w *ownWAL) buffer(b *pebble.Batch) (uint64, error) {
+	pos := w.next
+	w.posBuf = appendU64(w.posBuf[:0], pos) // Set copies it
+	if err := b.Set(keyMetaWALPos, w.posBuf, nil); err != nil {
+		return 0, fmt.Errorf("region store: stage wal position: %w", err)
+	}
+	repr := b.Repr()
+	if len(repr) > walMaxRecord {
+		return 0, fmt.Errorf("region store: batch of %d bytes exceeds the wal's record limit", len(repr))
+	}
+	n := int64(walHeaderLen + len(repr))
+	if w.bufSize > 0 && w.bufSize+n > w.fileBytes {
+		w.bufNum++
+		w.bufSize = 0
+	}
+	if k := len(w.segs); k == 0 || w.segs[k-1].num != w.bufNum {
+		var buf []byte
+		if m := len(w.spareBuf); m > 0 {
+			buf, w.spareBuf = w.spareBuf[m-1][:0], w.spareBuf[:m-1]
+		}
+		w.segs = append(w.segs, walSeg{num: w.bufNum, data: buf})
+	}
+	sg := &w.segs[len(w.segs)-1]
+	sg.data = appendWALRecord(sg.data, w.bufNum, pos, repr)
+	sg.last = pos
+	if w.bufSize < w.fileBytes/2 && w.bufSize+n >= w.fileBytes/2 {
+		w.kickBackground() // prepare the next file while this one fills
+	}
+	w.bufSize += n
+	w.next++
+	return pos, nil
+}
+
+// waitDurable returns once position pos is durable (or written, with
+// noSync), writing and syncing what is buffered if nobody else is.
+func (w *ownWAL) waitDurable(pos uint64) error {
+	if w.durable.Load() >= pos {
+		return nil
+	}
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	if w.durable.Load() >= pos {
+		return nil
+	}
+	w.mu.Lock()
+	segs := w.segs
+	w.segs = nil
+	w.mu.Unlock()
+	err := w.writeSync(segs)
+	w.mu.Lock()
+	for _, sg := range segs {
+		if cap(sg.data) <= 1<<20 && len(w.spareBuf) < 4 {
+			w.spareBuf = append(w.spareBuf, sg.data[:0])
+		}
+	}
+	w.mu.Unlock()
+	if err != nil {
+		// Never retried: after a failed fdatasync the page cache may say
+		// anything; the generation is over.
+		w.err = fmt.Errorf("%w: own wal: %w", ErrStoreFailed, err)
+		w.onFatal(w.err)
+		return w.err
+	}
+	return nil
+}
+
+// writeSync writes segs in order and fdatasyncs; a full file is synced
+// before the next one is written, so a later file's records imply the
+// earlier files' tails.
+func (w *ownWAL) writeSync(segs []walSeg) error {
+	if len(segs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	for _, sg := range segs {
+		if sg.num != w.curNum {
+			if err := w.sync(); err != nil {
+				return err
+			}
+			if err := w.rotate(sg.num); err != nil {
+				return err
+			}
+		}
+		if _, err := w.cur.Write(sg.data); err != nil {
+			return fmt.Errorf("write wal file %d: %w", w.curNum, err)
+		}
+		w.bytes.Add(uint64(len(sg.data)))
+		w.filesMu.Lock()
+		w.files[len(w.files)-1].last = sg.last
+		w.filesMu.Unlock()
+	}
+	if w.bugs == nil || !w.bugs.noSync {
+		if err := w.sync(); err != nil {
+			return err
+		}
+	}
+	w.durable.Store(segs[len(segs)-1].last)
+	w.syncs.Add(1)
+	w.syncNanos.Add(int64(time.Since(start)))
+	return nil
+}
+
+func (w *ownWAL) sync() error {
+	if w.noSync {
+		return nil
+	}
+	if err := w.cur.SyncData(); err != nil {
+		return fmt.Errorf("fdatasync wal file %d: %w", w.curNum, err)
+	}
+	return nil
+}
+
+// rotate closes the current file and opens num: the prepared spare, or a
+// new file when none is ready (prepMu keeps a prepare from renaming a file
+// onto num meanwhile; a prepare in progress is waited for).
+func (w *ownWAL) rotate(num uint64) error {
+	if err := w.cur.Close(); err != nil {
+		return fmt.Errorf("close wal file %d: %w", w.curNum, err)
+	}
+	w.cur = nil
+	w.prepMu.Lock()
+	defer w.prepMu.Unlock()
+	w.filesMu.Lock()
+	f := w.spare
+	if f != nil && w.spareNum == num {
+		w.spare = nil
+	} else {
+		f = nil
+	}
+	last := w.files[len(w.files)-1].last
+	w.filesMu.Unlock()
+	if f == nil {
+		var err error
+		if f, err = w.create(num); err != nil {
+			return err
+		}
+	}
+	w.cur, w.curNum = f, num
+	w.filesMu.Lock()
+	w.files = append(w.files, walFile{num: num, last: last})
+	w.filesMu.Unlock()
+	w.kickBackground() // truncate
+	return nil
+}
+
+func (w *ownWAL) kickBackground() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// background prepares the next file and truncates the log.
+func (w *ownWAL) background() {
+	defer close(w.bgDone)
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.kick:
+		}
+		if err := w.truncate(); err != nil {
+			w.log.Warn("own wal: truncation failed (retried at the next rotation)", "err", err)
+		}
+		w.prepare()
+	}
+}
+
+// truncate flushes pebble and drops the full files it covers, once the
+// live files exceed flushBytes.
+func (w *ownWAL) truncate() error {
+	w.filesMu.Lock()
+	live := int64(len(w.files)) * w.fileBytes
+	w.filesMu.Unlock()
+	if live <= w.flushBytes {
+		return nil
+	}
+	w.memMu.Lock()
+	upTo := w.applied // every record up to here is in a memtable now
+	w.memMu.Unlock()
+	if err := w.db.Flush(); err != nil {
+		return fmt.Errorf("flush pebble: %w", err)
+	}
+	w.filesMu.Lock()
+	var drop []uint64
+	for len(w.files) > 1 && w.files[0].last <= upTo {
+		drop = append(drop, w.files[0].num)
+		w.files = w.files[1:]
+	}
+	w.obsolete = append(w.obsolete, drop...)
+	w.filesMu.Unlock()
+	if len(drop) > 0 {
+		w.truncs.Add(1)
+	}
+	return w.dropObsolete(1)
+}
+
+// dropObsolete removes obsolete files beyond keep (kept for recycling).
+func (w *ownWAL) dropObsolete(keep int) error {
+	w.filesMu.Lock()
+	var rm []uint64
+	if len(w.obsolete) > keep {
+		rm = slices.Clone(w.obsolete[:len(w.obsolete)-keep])
+		w.obsolete = w.obsolete[len(w.obsolete)-keep:]
+	}
+	w.filesMu.Unlock()
+	return removeWAL(w.fs, w.dir, rm)
+}
+
+// prepare readies file curNum+1: an obsolete file renamed (its stale
+// records carry the old number) or a new one zero-filled to fileBytes, with
+// the directory synced, so that writing it does not grow a file.
+func (w *ownWAL) prepare() {
+	w.prepMu.Lock()
+	defer w.prepMu.Unlock()
+	w.filesMu.Lock()
+	num := w.files[len(w.files)-1].num + 1
+	if w.spare != nil && w.spareNum == num {
+		w.filesMu.Unlock()
+		return
+	}
+	old := w.spare
+	w.spare = nil
+	var from uint64
+	if n := len(w.obsolete); n > 0 {
+		from = w.obsolete[n-1]
+		w.obsolete = w.obsolete[:n-1]
+	}
+	w.filesMu.Unlock()
+	if old != nil {
+		_ = old.Close() // a spare for a number already passed: left to recovery's cleanup
+	}
+	f, err := w.prepareFile(num, from)
+	if err != nil {
+		w.log.Warn("own wal: preparing the next file failed (it is created when needed)", "file", num, "err", err)
+		return
+	}
+	w.filesMu.Lock()
+	w.spare, w.spareNum = f, num
+	w.filesMu.Unlock()
+}
+
+func (w *ownWAL) prepareFile(num, from uint64) (vfs.File, error) {
+	path := w.fs.PathJoin(w.dir, walFileName(num))
+	if from != 0 {
+		if err := w.fs.Rename(w.fs.PathJoin(w.dir, walFileName(from)), path); err != nil {
+			return nil, fmt.Errorf("recycle wal file %d: %w", from, err)
+		}
+		if err := syncDir(w.fs, w.dir); err != nil {
+			return nil, err
+		}
+		f, err := w.fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return nil, fmt.Errorf("open recycled wal file %d: %w", num, err)
+		}
+		return f, nil
+	}
+	f, err := w.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("create wal file %d: %w", num, err)
+	}
+	zero := make([]byte, min(w.fileBytes, 1<<20))
+	for n := int64(0); n < w.fileBytes && err == nil; n += int64(len(zero)) {
+		_, err = f.Write(zero)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("zero-fill wal file %d: %w", num, err)
+	}
+	if err := syncDir(w.fs, w.dir); err != nil {
+		return nil, err
+	}
+	// Reopened to write from the start over the zeros.
+	f, err = w.fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("open wal file %d: %w", num, err)
+	}
+	return f, nil
+}
+
+// close stops the background work and closes the files; what is buffered
+// and not synced is dropped (never acknowledged).
+func (w *ownWAL) close() {
+	close(w.stop)
+	<-w.bgDone
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	if w.cur != nil {
+		_ = w.cur.Close()
+		w.cur = nil
+	}
+	w.filesMu.Lock()
+	if w.spare != nil {
+		_ = w.spare.Close()
+		w.spare = nil
+	}
+	w.filesMu.Unlock()
+	if w.err == nil {
+		w.err = ErrStoreClosed
+	}
+}
+
+// WALStats are the own log's counters.
+type WALStats struct {
+	Syncs       uint64        // fdatasyncs (group commits)
+	SyncTime    time.Duration // total time writing and syncing
+	Truncations uint64        // flushes that dropped files
+	Files       int           // live files
+	Bytes       uint64        // bytes written (records with headers)
+}
+
+func (w *ownWAL) stats() WALStats {
+	w.filesMu.Lock()
+	n := len(w.files)
+	w.filesMu.Unlock()
+	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Files: n, Bytes: w.bytes.Load()}
+}
+
+// openWAL replays the own log's files into the DB just opened and, with
+// WALOwn, starts the log; with WALPebble it removes the replayed files.
+// Callers hold applyMu and dbMu (or own s exclusively).
+func (s *Store) openWAL(gen uint64) error {
+	dir := s.fs.PathJoin(s.dir, walDirName)
+	files, last, err := recoverWAL(s.fs, dir, s.db, &s.walBugs)
+	if err != nil {
+		return err
+	}
+	if s.opts.WAL != WALOwn {
+		// The files go first, then the position key (a build that knows
+		// no own log refuses it): a crash between the two leaves the key
+		// and no files, never files whose records are older than pebble.
+		if err := removeWAL(s.fs, dir, files); err != nil {
+			return err
+		}
+		if last == 0 {
+			return nil
+		}
+		b := s.db.NewBatch()
+		defer b.Close()
+		_ = b.Delete(keyMetaWALPos, nil)
+		if err := s.db.Apply(b, pebble.Sync); err != nil {
+			return fmt.Errorf("region store: drop %s: %w", keyMetaWALPos, err)
+		}
+		return s.failed()
+	}
+	if len(files) == 0 {
+		if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("region store: create %s: %w", dir, err)
+		}
+		if err := syncDir(s.fs, s.dir); err != nil {
+			return err
+		}
+	}
+	fileBytes := s.opts.WALFileBytes
+	if fileBytes <= 0 {
+		fileBytes = walFileBytesDef
+		if s.opts.FS != nil && s.opts.FS != vfs.Default {
+			fileBytes = walFileBytesMem
+		}
+	}
+	w, err := openOwnWAL(s.fs, dir, s.db, files, last, walConfig{
+		log: s.log, noSync: s.opts.NoSync, fileBytes: fileBytes, flushBytes: walFlushFiles * fileBytes,
+		onFatal: func(err error) { s.markFailedGen(gen, err) }, bugs: &s.walBugs,
+	})
+	if err != nil {
+		return err
+	}
+	s.wal = w
+	return nil
+}
+
+// closeWAL stops the own log (what is not synced is dropped: it was never
+// acknowledged). Callers hold applyMu and dbMu.
+func (s *Store) closeWAL() {
+	if s.wal != nil {
+		s.wal.close()
+		s.wal = nil
+	}
+}
+
+// WALStats returns the own log's counters (zero with pebble's WAL).
+func (s *Store) WALStats() WALStats {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.wal == nil {
+		return WALStats{}
+	}
+	return s.wal.stats()
+}

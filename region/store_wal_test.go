@@ -1,0 +1,464 @@
+package region
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+)
+
+// isWALPath reports whether path is a write-ahead-log file: pebble's
+// (.log) or the store's own (store_wal.go).
+func isWALPath(path string) bool {
+	return strings.HasSuffix(path, ".log") || strings.HasSuffix(path, walFileSuffix)
+}
+
+// ownOpts are the options of the own-log tests: small log files and a
+// small memtable, so that rotations, recycling, truncations and pebble
+// flushes all happen within a few hundred batches.
+func ownOpts(fs vfs.FS, t testing.TB) StoreOptions {
+	return StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20, MemTableBytes: 64 << 10,
+		WAL: WALOwn, WALFileBytes: 4 << 10}
+}
+
+// ownCheckImage opens the crashed image img and returns how its state
+// differs from every candidate (the acknowledged state, then possibly the
+// state with the batch in flight): "" when it equals one of them.
+func ownCheckImage(t *testing.T, img *vfs.MemFS, opts StoreOptions, candidates ...*stModel) string {
+	t.Helper()
+	opts.FS = img
+	s, err := OpenStore("db", opts)
+	if err != nil {
+		return fmt.Sprintf("reopen: %v", err)
+	}
+	defer s.Close()
+	got, err := s.Load()
+	if err != nil {
+		return fmt.Sprintf("load: %v", err)
+	}
+	var d string
+	for _, c := range candidates {
+		if d = stDiff(got, c.state()); d == "" {
+			stCheckIndexes(t, s, c)
+			return ""
+		}
+	}
+	return d
+}
+
+// ownCrashRun applies steps batches to an own-log store and, after each,
+// crashes a copy of the filesystem keeping only synced data: every Apply
+// that returned must be in the copy. It returns the first difference ("":
+// none) and the log's counters.
+func ownCrashRun(t *testing.T, seed uint64, steps int, bugs walBugs) (string, WALStats) {
+	t.Helper()
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
+	opts.walBugs = bugs
+	s, err := OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := newStModel()
+	g := newStGen(seed, m)
+	for i := 0; i < steps; i++ {
+		p := g.next()
+		if err := s.Apply(p); err != nil {
+			t.Fatalf("step %d: Apply: %v", i, err)
+		}
+		m.apply(p)
+		img := mem.CrashClone(vfs.CrashCloneCfg{})
+		if d := ownCheckImage(t, img, opts, m); d != "" {
+			return fmt.Sprintf("step %d: %s", i, d), s.WALStats()
+		}
+	}
+	return "", s.WALStats()
+}
+
+// TestOwnWALCrashEveryStep: with the own log, a crash after any Apply
+// keeps it (the log was fdatasynced before Apply returned), across file
+// rotations, recycled files and truncations.
+func TestOwnWALCrashEveryStep(t *testing.T) {
+	const seed = 11
+	t.Logf("seed %d", seed)
+	steps := 300
+	if testing.Short() {
+		steps = 120
+	}
+	d, st := ownCrashRun(t, seed, steps, walBugs{})
+	if d != "" {
+		t.Fatal(d)
+	}
+	t.Logf("%d steps: %+v", steps, st)
+	if st.Truncations == 0 || st.Syncs < uint64(steps) {
+		t.Fatalf("the run did not exercise truncation and one sync per Apply: %+v", st)
+	}
+}
+
+// TestOwnWALPlantedBugs: the crash check catches a log that answers
+// before its fdatasync and a recovery that replays from the wrong position.
+func TestOwnWALPlantedBugs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bugs walBugs
+	}{
+		{"reply before fdatasync", walBugs{noSync: true}},
+		{"replay from the wrong position", walBugs{replayFromNext: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := ownCrashRun(t, 11, 40, tc.bugs)
+			if d == "" {
+				t.Fatalf("planted bug %q not caught", tc.name)
+			}
+			t.Logf("caught: %s", d)
+		})
+	}
+}
+
+// ownLastFile returns the number and bytes of the newest own-log file.
+func ownLastFile(t *testing.T, fs vfs.FS) (uint64, []byte) {
+	t.Helper()
+	dir := fs.PathJoin("db", walDirName)
+	nums, err := listWAL(fs, dir)
+	if err != nil || len(nums) == 0 {
+		t.Fatalf("no own-log files: %v", err)
+	}
+	num := nums[len(nums)-1]
+	f, err := fs.Open(fs.PathJoin(dir, walFileName(num)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return num, data
+}
+
+func ownWriteFile(t *testing.T, fs vfs.FS, num uint64, data []byte) {
+	t.Helper()
+	f, err := fs.Create(fs.PathJoin("db", walDirName, walFileName(num)), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ownRecordStarts returns the offsets of the valid records of file num.
+func ownRecordStarts(num uint64, data []byte) []int {
+	var starts []int
+	off := 0
+	for off+walHeaderLen <= len(data) {
+		n := int(binary.LittleEndian.Uint32(data[off+4:]))
+		if n == 0 || off+walHeaderLen+n > len(data) || binary.LittleEndian.Uint64(data[off+8:]) != num {
+			break
+		}
+		starts = append(starts, off)
+		off += walHeaderLen + n
+	}
+	return starts
+}
+
+// TestOwnWALTornAndStaleRecords: a crash image whose last record is torn
+// recovers every batch before it; a file holding another file's records
+// (a reused file's stale bytes) replays none of them.
+func TestOwnWALTornAndStaleRecords(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
+	opts.WALFileBytes = 64 << 10 // every batch in one file
+	s, err := OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := newStModel()
+	g := newStGen(5, m)
+	var before *stModel
+	for i := 0; i < 6; i++ {
+		before = m.clone()
+		p := g.next()
+		if err := s.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+		m.apply(p)
+	}
+	img := mem.CrashClone(vfs.CrashCloneCfg{})
+	num, data := ownLastFile(t, img)
+	starts := ownRecordStarts(num, data)
+	if len(starts) < 6 {
+		t.Fatalf("file %d holds %d records, want at least 6", num, len(starts))
+	}
+	if d := ownCheckImage(t, img.CrashClone(vfs.CrashCloneCfg{}), opts, m); d != "" {
+		t.Fatalf("untouched image: %s", d)
+	}
+
+	// Torn: the last record's second half never reached the disk.
+	torn := img.CrashClone(vfs.CrashCloneCfg{})
+	last := starts[len(starts)-1]
+	end := last + walHeaderLen + int(binary.LittleEndian.Uint32(data[last+4:]))
+	cut := append([]byte(nil), data...)
+	clear(cut[(last+end)/2 : end])
+	ownWriteFile(t, torn, num, cut)
+	if d := ownCheckImage(t, torn, opts, before); d != "" {
+		t.Fatalf("torn last record: want every batch before it: %s", d)
+	}
+
+	// Stale: the records sit in a file of another number (a recycled
+	// file's old bytes): they are not replayed, so the last file's
+	// batches are missing and nothing else is.
+	stale := img.CrashClone(vfs.CrashCloneCfg{})
+	if err := stale.Rename(stale.PathJoin("db", walDirName, walFileName(num)), stale.PathJoin("db", walDirName, walFileName(num+7))); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := readWALFile(stale, stale.PathJoin("db", walDirName), num+7)
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("file %d holding file %d's records: read %d records (%v), want none", num+7, num, len(recs), err)
+	}
+	if d := ownCheckImage(t, stale, opts, m); d == "" {
+		t.Fatalf("a renamed file's records were replayed")
+	}
+}
+
+// TestOwnWALCrashBetweenSyncAndFlush: a batch whose record is synced but
+// which never reached pebble's sstables (the memtable dies with the
+// process) is replayed at open, and the replay is flushed: a second crash
+// right after the reopen keeps it too.
+func TestOwnWALCrashBetweenSyncAndFlush(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
+	s, err := OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newStModel()
+	g := newStGen(9, m)
+	for i := 0; i < 10; i++ {
+		p := g.next()
+		if err := s.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+		m.apply(p)
+	}
+	img := mem.CrashClone(vfs.CrashCloneCfg{})
+	s.Close()
+	opts.FS = img
+	s, err = OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := stDiff(stLoad(t, s), m.state()); d != "" {
+		t.Fatalf("after the first crash: %s", d)
+	}
+	img2 := img.CrashClone(vfs.CrashCloneCfg{})
+	s.Close()
+	// The second image's pebble holds the replayed batches: its wal
+	// position is the last one.
+	opts.FS = img2
+	s, err = OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pos, err := readWALPos(s.db)
+	if err != nil || pos < 10 {
+		t.Fatalf("pebble's wal position after a replay and a crash: %d (%v), want >= 10", pos, err)
+	}
+	if d := stDiff(stLoad(t, s), m.state()); d != "" {
+		t.Fatalf("after the second crash: %s", d)
+	}
+}
+
+// TestOwnWALCrashDuringTruncation crashes (synced data only) at every
+// write the log's background work makes (pebble's flush, renaming a
+// recycled file, zero-filling, removing files): the image holds every
+// acknowledged batch, and at most the one in flight besides.
+func TestOwnWALCrashDuringTruncation(t *testing.T) {
+	const seed = 13
+	t.Logf("seed %d", seed)
+	mem := vfs.NewCrashableMem()
+	// acked is read before and after the image: the image holds every
+	// batch acknowledged before it and none beyond the one in flight after.
+	type shot struct {
+		img        *vfs.MemFS
+		from, upTo int
+	}
+	var (
+		mu    sync.Mutex
+		shots []shot
+		acked atomic.Int64
+	)
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind.ReadOrWrite() == errorfs.OpIsWrite && (stCalledFrom("(*ownWAL).truncate") || stCalledFrom("(*ownWAL).prepare")) {
+			mu.Lock()
+			if len(shots) < 60 {
+				from := int(acked.Load())
+				img := mem.CrashClone(vfs.CrashCloneCfg{})
+				shots = append(shots, shot{img: img, from: from, upTo: int(acked.Load()) + 1})
+			}
+			mu.Unlock()
+		}
+		return nil
+	}))
+	opts := ownOpts(fs, t)
+	s, err := OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newStModel()
+	g := newStGen(seed, m)
+	history := []*stModel{m.clone()}
+	for i := 0; i < 250; i++ {
+		p := g.next()
+		if err := s.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+		m.apply(p)
+		history = append(history, m.clone())
+		acked.Add(1)
+	}
+	st := s.WALStats()
+	s.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if st.Truncations == 0 || len(shots) == 0 {
+		t.Fatalf("no crash inside truncation: %+v, %d images", st, len(shots))
+	}
+	opts.FS = nil
+	for i, sh := range shots {
+		cands := history[sh.from:min(sh.upTo+1, len(history))]
+		if d := ownCheckImage(t, sh.img, opts, cands...); d != "" {
+			t.Fatalf("image %d (after %d..%d acknowledged batches): %s", i, sh.from, sh.upTo-1, d)
+		}
+	}
+	t.Logf("%d crash images inside background work checked; %+v", len(shots), st)
+}
+
+// TestOwnWALFailedSync: a failed fdatasync of the log fails the Apply (no
+// reply), fails every later one without another fdatasync, and a reopen
+// on a healthy disk holds every acknowledged batch.
+func TestOwnWALFailedSync(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	var on atomic.Bool
+	var syncsAfter atomic.Int64
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		// The log's fdatasync (preparing a file ahead uses a full Sync:
+		// not counted, so that background work cannot look like a retry).
+		if on.Load() && strings.HasSuffix(op.Path, walFileSuffix) && op.Kind == errorfs.OpFileSyncData {
+			syncsAfter.Add(1)
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	s, err := OpenStore("db", ownOpts(fs, t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newStModel()
+	g := newStGen(3, m)
+	for i := 0; i < 5; i++ {
+		p := g.next()
+		if err := s.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+		m.apply(p)
+	}
+	on.Store(true)
+	if err := s.Apply(g.next()); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("Apply with a failing fdatasync: %v, want ErrStoreFailed", err)
+	}
+	n := syncsAfter.Load()
+	if err := s.Apply(g.next()); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("Apply after a failed fdatasync: %v, want ErrStoreFailed", err)
+	}
+	if syncsAfter.Load() != n {
+		t.Fatalf("the fdatasync was retried after it failed")
+	}
+	if _, err := s.Load(); err == nil {
+		t.Fatal("Load of a failed store succeeded")
+	}
+	img := mem.CrashClone(vfs.CrashCloneCfg{})
+	on.Store(false)
+	if err := s.Reopen(); err != nil {
+		t.Fatalf("Reopen on a healthy disk: %v", err)
+	}
+	got := stLoad(t, s)
+	s.Close()
+	// The failed batch may or may not be there (unknown outcome); the
+	// acknowledged ones are, in the running store and after a crash.
+	if stDiff(got, m.state()) != "" {
+		t.Logf("the failed batch survived the reopen (allowed)")
+	}
+	if d := ownCheckImage(t, img, ownOpts(nil, t), m); d != "" {
+		t.Fatalf("crash after the failed fdatasync: %s", d)
+	}
+}
+
+// TestOwnWALModeSwitch: a store moves between the own log and pebble's
+// both ways with every batch kept, including batches only in the own log
+// (a crash image, replayed by a store opened with pebble's WAL).
+func TestOwnWALModeSwitch(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
+	s, err := OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newStModel()
+	g := newStGen(21, m)
+	apply := func(s *Store, n int) {
+		for i := 0; i < n; i++ {
+			p := g.next()
+			if err := s.Apply(p); err != nil {
+				t.Fatal(err)
+			}
+			m.apply(p)
+		}
+	}
+	apply(s, 8)
+	img := mem.CrashClone(vfs.CrashCloneCfg{}) // the batches are in the own log only
+	s.Close()
+	popts := opts
+	popts.FS, popts.WAL = img, WALPebble
+	s, err = OpenStore("db", popts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := stDiff(stLoad(t, s), m.state()); d != "" {
+		t.Fatalf("own → pebble: %s", d)
+	}
+	if nums, _ := listWAL(img, img.PathJoin("db", walDirName)); len(nums) != 0 {
+		t.Fatalf("own-log files left after pebble mode replayed them: %v", nums)
+	}
+	if pos, err := readWALPos(s.db); pos != 0 || err != nil {
+		t.Fatalf("%s left in pebble mode: %d (%v)", keyMetaWALPos, pos, err)
+	}
+	apply(s, 5)
+	img2 := img.CrashClone(vfs.CrashCloneCfg{})
+	s.Close()
+	opts.FS = img2
+	s, err = OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := stDiff(stLoad(t, s), m.state()); d != "" {
+		t.Fatalf("pebble → own: %s", d)
+	}
+}
