@@ -462,3 +462,45 @@ func TestOwnWALModeSwitch(t *testing.T) {
 		t.Fatalf("pebble → own: %s", d)
 	}
 }
+
+// TestOwnWALSteadyLogRecycles: once the first truncations have dropped
+// files, every new log file is a dropped one renamed, never a zero-filled
+// one: a zero-fill writes and syncs a whole file on the disk the commits'
+// fdatasyncs wait on (walRecycleFiles).
+func TestOwnWALSteadyLogRecycles(t *testing.T) {
+	const seed = 23
+	t.Logf("seed %d", seed)
+	s, err := OpenStore("db", ownOpts(vfs.NewMem(), t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := newStModel()
+	g := newStGen(seed, m)
+	var st, warm WALStats
+	for i := 0; i < 20000 && st.Truncations < 40; i++ {
+		p := g.next()
+		if err := s.Apply(p); err != nil {
+			t.Fatalf("step %d: Apply: %v", i, err)
+		}
+		m.apply(p)
+		st = s.WALStats()
+		if warm.Truncations < 8 {
+			warm = st
+		}
+	}
+	t.Logf("after 8 truncations %+v, at the end %+v", warm, st)
+	if st.Truncations < 40 {
+		t.Fatalf("the run did not reach 40 truncations: %+v", st)
+	}
+	// Past the first truncations there is always a dropped file to take
+	// (one zero-fill is allowed: the preparer may start just before a
+	// truncation drops files).
+	if n := st.ZeroFilled - warm.ZeroFilled; n > 1 {
+		t.Fatalf("%d files zero-filled in the last %d truncations, want at most 1 (the rest recycled): %+v",
+			n, st.Truncations-warm.Truncations, st)
+	}
+	if st.Recycled == 0 {
+		t.Fatalf("no file recycled: %+v", st)
+	}
+}
