@@ -94,10 +94,8 @@ func (n *Node) broadcastRows(rd *Ready, rows []Row) {
 		var s []Message
 		if k := len(b.out); n.cfg.bugs.RecycleAtReady && k > 0 && cap(b.out[k-1].sends) > 0 {
 			s = b.out[k-1].sends[:0] // the planted bug: the last Ready may be out still
-		} else if k := len(b.freeSends); k > 0 && !n.cfg.bugs.RecycleAtReady {
-			s = b.freeSends[k-1]
-			b.freeSends[k-1] = nil
-			b.freeSends = b.freeSends[:k-1]
+		} else if !n.cfg.bugs.RecycleAtReady {
+			s, _ = popFree(&b.freeSends)
 		}
 		if s != nil {
 			rd.Send = append(s, Message{Type: MsgRows, From: n.cfg.Region, PrevSeq: n.bcastSeq, Seq: n.seq, Rows: rows})
@@ -117,11 +115,7 @@ func (n *Node) takeEvents() []Event {
 	if n.cfg.bugs.RecycleAtReady {
 		return n.takeEventsEarly()
 	}
-	b := &n.readyBufs
-	if k := len(b.freeEvents); k > 0 {
-		s := b.freeEvents[k-1]
-		b.freeEvents[k-1] = nil
-		b.freeEvents = b.freeEvents[:k-1]
+	if s, ok := popFree(&n.readyBufs.freeEvents); ok {
 		return s
 	}
 	return n.eventArena.take(1)
@@ -133,14 +127,22 @@ func (n *Node) takeReplies() []Reply {
 	if n.cfg.bugs.RecycleAtReady {
 		return n.takeRepliesEarly()
 	}
-	b := &n.readyBufs
-	if k := len(b.freeReplies); k > 0 {
-		s := b.freeReplies[k-1]
-		b.freeReplies[k-1] = nil
-		b.freeReplies = b.freeReplies[:k-1]
+	if s, ok := popFree(&n.readyBufs.freeReplies); ok {
 		return s
 	}
 	return n.replyArena.take(1)
+}
+
+// popFree takes the last slice off a free list, if any.
+func popFree[T any](free *[][]T) ([]T, bool) {
+	k := len(*free)
+	if k == 0 {
+		return nil, false
+	}
+	s := (*free)[k-1]
+	(*free)[k-1] = nil
+	*free = (*free)[:k-1]
+	return s, true
 }
 
 // takeEventsEarly and takeRepliesEarly are the planted bug RecycleAtReady:

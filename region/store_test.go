@@ -102,6 +102,18 @@ func newStGen(seed uint64, m *stModel) *stGen {
 		now: time.Unix(1_780_000_000, 0).UTC()}
 }
 
+// applyNext applies the next Persist to s and to the model, failing the
+// test if the store refuses it; it returns that Persist.
+func (g *stGen) applyNext(t testing.TB, s *Store) *escrow.Persist {
+	t.Helper()
+	p := g.next()
+	if err := s.Apply(p); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	g.m.apply(p)
+	return p
+}
+
 // stTime returns t as the codec returns it (UTC, no monotonic reading).
 func stTime(t time.Time) time.Time { return time.Unix(0, t.UnixNano()).UTC() }
 

@@ -53,6 +53,20 @@ func ownCheckImage(t *testing.T, img *vfs.MemFS, opts StoreOptions, candidates .
 	return d
 }
 
+// ownCrashReopen crashes fs keeping only synced data, closes s and opens
+// the store again on the crashed image, which it returns with the store.
+func ownCrashReopen(t *testing.T, s *Store, fs *vfs.MemFS, opts StoreOptions) (*Store, *vfs.MemFS) {
+	t.Helper()
+	img := fs.CrashClone(vfs.CrashCloneCfg{})
+	s.Close()
+	opts.FS = img
+	s, err := OpenStore("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, img
+}
+
 // ownCrashRun applies steps batches to an own-log store and, after each,
 // crashes a copy of the filesystem keeping only synced data: every Apply
 // that returned must be in the copy. It returns the first difference ("":
@@ -70,11 +84,7 @@ func ownCrashRun(t *testing.T, seed uint64, steps int, bugs walBugs) (string, WA
 	m := newStModel()
 	g := newStGen(seed, m)
 	for i := 0; i < steps; i++ {
-		p := g.next()
-		if err := s.Apply(p); err != nil {
-			t.Fatalf("step %d: Apply: %v", i, err)
-		}
-		m.apply(p)
+		g.applyNext(t, s)
 		img := mem.CrashClone(vfs.CrashCloneCfg{})
 		if d := ownCheckImage(t, img, opts, m); d != "" {
 			return fmt.Sprintf("step %d: %s", i, d), s.WALStats()
@@ -193,11 +203,7 @@ func TestOwnWALTornAndStaleRecords(t *testing.T) {
 	var before *stModel
 	for i := 0; i < 6; i++ {
 		before = m.clone()
-		p := g.next()
-		if err := s.Apply(p); err != nil {
-			t.Fatal(err)
-		}
-		m.apply(p)
+		g.applyNext(t, s)
 	}
 	img := mem.CrashClone(vfs.CrashCloneCfg{})
 	num, data := ownLastFile(t, img)
@@ -250,31 +256,15 @@ func TestOwnWALCrashBetweenSyncAndFlush(t *testing.T) {
 	m := newStModel()
 	g := newStGen(9, m)
 	for i := 0; i < 10; i++ {
-		p := g.next()
-		if err := s.Apply(p); err != nil {
-			t.Fatal(err)
-		}
-		m.apply(p)
+		g.applyNext(t, s)
 	}
-	img := mem.CrashClone(vfs.CrashCloneCfg{})
-	s.Close()
-	opts.FS = img
-	s, err = OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, img := ownCrashReopen(t, s, mem, opts)
 	if d := stDiff(stLoad(t, s), m.state()); d != "" {
 		t.Fatalf("after the first crash: %s", d)
 	}
-	img2 := img.CrashClone(vfs.CrashCloneCfg{})
-	s.Close()
 	// The second image's pebble holds the replayed batches: its wal
 	// position is the last one.
-	opts.FS = img2
-	s, err = OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ = ownCrashReopen(t, s, img, opts)
 	defer s.Close()
 	pos, err := readWALPos(s.db)
 	if err != nil || pos < 10 {
@@ -325,11 +315,7 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 	g := newStGen(seed, m)
 	history := []*stModel{m.clone()}
 	for i := 0; i < 250; i++ {
-		p := g.next()
-		if err := s.Apply(p); err != nil {
-			t.Fatal(err)
-		}
-		m.apply(p)
+		g.applyNext(t, s)
 		history = append(history, m.clone())
 		acked.Add(1)
 	}
@@ -373,11 +359,7 @@ func TestOwnWALFailedSync(t *testing.T) {
 	m := newStModel()
 	g := newStGen(3, m)
 	for i := 0; i < 5; i++ {
-		p := g.next()
-		if err := s.Apply(p); err != nil {
-			t.Fatal(err)
-		}
-		m.apply(p)
+		g.applyNext(t, s)
 	}
 	on.Store(true)
 	if err := s.Apply(g.next()); !errors.Is(err, ErrStoreFailed) {
@@ -424,11 +406,7 @@ func TestOwnWALModeSwitch(t *testing.T) {
 	g := newStGen(21, m)
 	apply := func(s *Store, n int) {
 		for i := 0; i < n; i++ {
-			p := g.next()
-			if err := s.Apply(p); err != nil {
-				t.Fatal(err)
-			}
-			m.apply(p)
+			g.applyNext(t, s)
 		}
 	}
 	apply(s, 8)
@@ -450,13 +428,7 @@ func TestOwnWALModeSwitch(t *testing.T) {
 		t.Fatalf("%s left in pebble mode: %d (%v)", keyMetaWALPos, pos, err)
 	}
 	apply(s, 5)
-	img2 := img.CrashClone(vfs.CrashCloneCfg{})
-	s.Close()
-	opts.FS = img2
-	s, err = OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ = ownCrashReopen(t, s, img, opts)
 	defer s.Close()
 	if d := stDiff(stLoad(t, s), m.state()); d != "" {
 		t.Fatalf("pebble → own: %s", d)
@@ -479,11 +451,7 @@ func TestOwnWALSteadyLogRecycles(t *testing.T) {
 	g := newStGen(seed, m)
 	var st, warm WALStats
 	for i := 0; i < 20000 && st.Truncations < 40; i++ {
-		p := g.next()
-		if err := s.Apply(p); err != nil {
-			t.Fatalf("step %d: Apply: %v", i, err)
-		}
-		m.apply(p)
+		g.applyNext(t, s)
 		st = s.WALStats()
 		if warm.Truncations < 8 {
 			warm = st
