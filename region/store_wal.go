@@ -26,10 +26,11 @@ package region
 // exceed walFlushBytes, a background goroutine notes the last position
 // applied to the memtable, calls db.Flush (which writes every memtable
 // applied before it to sstables) and drops the full files whose records
-// are all at or below that position, keeping walRecycleFiles for recycling. The next
-// file is prepared ahead in the background (a recycled file renamed, or a
-// new one zero-filled, and the directory synced), so that its fdatasyncs
-// overwrite allocated blocks instead of growing the file.
+// are all at or below that position, keeping walRecycleFiles of them for
+// recycling. The next file is prepared ahead in the background (a recycled
+// file renamed, or a new one zero-filled, and the directory synced), so
+// that its fdatasyncs overwrite allocated blocks instead of growing the
+// file.
 
 import (
 	"encoding/binary"
