@@ -271,8 +271,15 @@ func stLogger(t testing.TB) *slog.Logger {
 
 func stOpen(t testing.TB, fs vfs.FS, dir string) *Store {
 	t.Helper()
-	s, err := OpenStore(dir, StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20,
+	return stOpenWith(t, dir, StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20,
 		MemTableBytes: 256 << 10})
+}
+
+// stOpenWith opens the store in dir with opts, failing the test if it
+// cannot.
+func stOpenWith(t testing.TB, dir string, opts StoreOptions) *Store {
+	t.Helper()
+	s, err := OpenStore(dir, opts)
 	if err != nil {
 		t.Fatalf("OpenStore: %v", err)
 	}

@@ -60,11 +60,7 @@ func ownCrashReopen(t *testing.T, s *Store, fs *vfs.MemFS, opts StoreOptions) (*
 	img := fs.CrashClone(vfs.CrashCloneCfg{})
 	s.Close()
 	opts.FS = img
-	s, err := OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, img
+	return stOpenWith(t, "db", opts), img
 }
 
 // ownCrashRun applies steps batches to an own-log store and, after each,
@@ -76,10 +72,7 @@ func ownCrashRun(t *testing.T, seed uint64, steps int, bugs walBugs) (string, WA
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
 	opts.walBugs = bugs
-	s, err := OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stOpenWith(t, "db", opts)
 	defer s.Close()
 	m := newStModel()
 	g := newStGen(seed, m)
@@ -193,10 +186,7 @@ func TestOwnWALTornAndStaleRecords(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
 	opts.WALFileBytes = 64 << 10 // every batch in one file
-	s, err := OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stOpenWith(t, "db", opts)
 	defer s.Close()
 	m := newStModel()
 	g := newStGen(5, m)
@@ -249,10 +239,7 @@ func TestOwnWALTornAndStaleRecords(t *testing.T) {
 func TestOwnWALCrashBetweenSyncAndFlush(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
-	s, err := OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stOpenWith(t, "db", opts)
 	m := newStModel()
 	g := newStGen(9, m)
 	for i := 0; i < 10; i++ {
@@ -307,10 +294,7 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 		return nil
 	}))
 	opts := ownOpts(fs, t)
-	s, err := OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stOpenWith(t, "db", opts)
 	m := newStModel()
 	g := newStGen(seed, m)
 	history := []*stModel{m.clone()}
@@ -352,10 +336,7 @@ func TestOwnWALFailedSync(t *testing.T) {
 		}
 		return nil
 	}))
-	s, err := OpenStore("db", ownOpts(fs, t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stOpenWith(t, "db", ownOpts(fs, t))
 	m := newStModel()
 	g := newStGen(3, m)
 	for i := 0; i < 5; i++ {
@@ -398,10 +379,7 @@ func TestOwnWALFailedSync(t *testing.T) {
 func TestOwnWALModeSwitch(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
-	s, err := OpenStore("db", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stOpenWith(t, "db", opts)
 	m := newStModel()
 	g := newStGen(21, m)
 	apply := func(s *Store, n int) {
@@ -414,10 +392,7 @@ func TestOwnWALModeSwitch(t *testing.T) {
 	s.Close()
 	popts := opts
 	popts.FS, popts.WAL = img, WALPebble
-	s, err = OpenStore("db", popts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = stOpenWith(t, "db", popts)
 	if d := stDiff(stLoad(t, s), m.state()); d != "" {
 		t.Fatalf("own → pebble: %s", d)
 	}
@@ -442,10 +417,7 @@ func TestOwnWALModeSwitch(t *testing.T) {
 func TestOwnWALSteadyLogRecycles(t *testing.T) {
 	const seed = 23
 	t.Logf("seed %d", seed)
-	s, err := OpenStore("db", ownOpts(vfs.NewMem(), t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stOpenWith(t, "db", ownOpts(vfs.NewMem(), t))
 	defer s.Close()
 	m := newStModel()
 	g := newStGen(seed, m)
