@@ -189,15 +189,13 @@ func (pc *PendingCommit) Wait() error {
 	if pc.durable && pc.ob != nil {
 		s.events.committed(pc.ob, pc.evHead)
 	}
-	var st CommitStats
+	st := CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total}
 	if pc.wal != nil {
-		st = CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total, SyncWait: ownWait,
-			Synced: pc.durable && !s.opts.NoSync}
+		st.SyncWait, st.Synced = ownWait, pc.durable && !s.opts.NoSync
 	} else {
 		cs := pc.b.CommitStats()
-		st = CommitStats{Bytes: pc.bytes, Entries: pc.entries, Total: total, SyncWait: cs.CommitWaitDuration,
-			Stall:  cs.MemTableWriteStallDuration + cs.L0ReadAmpWriteStallDuration + cs.WALRotationDuration,
-			Synced: pc.async}
+		st.SyncWait, st.Synced = cs.CommitWaitDuration, pc.async
+		st.Stall = cs.MemTableWriteStallDuration + cs.L0ReadAmpWriteStallDuration + cs.WALRotationDuration
 	}
 	s.statsMu.Lock()
 	s.stats.Last = st
