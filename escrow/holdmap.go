@@ -53,11 +53,8 @@ func (hm *holdMap) put(h *holdRec) {
 		hm.m[k] = h
 	case len(hm.x) > 0 && hm.x[id] != nil:
 		hm.x[id] = h
-	default:
-		if hm.x == nil {
-			hm.x = make(map[string]*holdRec)
-		}
-		hm.x[id] = h
+	default: // a new id whose hash another hold has
+		hm.putAt(holdSlot{k: k, cur: cur}, h)
 	}
 }
 
