@@ -89,9 +89,18 @@ func (n *Node) holdEvent(k EventKind, h *holdRec) *Hold {
 		n.out.Persist.Events = n.takeEvents()
 	}
 	hc := n.outCopy(h)
-	n.out.Persist.Events = growTo(n.out.Persist.Events, n.lastEvents)
-	n.out.Persist.Events = append(n.out.Persist.Events, Event{Kind: k, At: n.now, HoldID: hc.ID, Hold: hc})
+	k1 := len(n.out.Persist.Events) + 1
+	n.out.Persist.Events = growTo(n.out.Persist.Events, n.lastEvents)[:k1]
+	n.out.Persist.Events[k1-1].setHold(k, n.now, hc)
 	return hc
+}
+
+// setHold makes *e the event of kind k of the hold copy hc at now, field
+// by field (see holdRec.fillHold: no bulk write barrier); every field is
+// written, so e may be a recycled slot (poisoned, readybufs.go).
+func (e *Event) setHold(k EventKind, now time.Time, hc *Hold) {
+	e.Kind, e.At, e.HoldID, e.Hold = k, now, hc.ID, hc
+	e.SKU, e.Qty, e.Available, e.Wait = "", 0, 0, nil
 }
 
 // stockEvent states a restock or write-off of qty units of s.

@@ -23,8 +23,11 @@ func (n *Node) outCopy(h *holdRec) *Hold {
 		// few): most Readies then allocate nothing here, or once.
 		n.holdOut = n.holdArena.take(max(1, min(n.lastHolds, maxGrowHint)))
 	}
-	n.holdOut = append(growTo(n.holdOut, n.lastHolds), h.hold())
-	k := len(n.holdOut)
+	// Filled in place (fillHold), not appended as a value: no Hold
+	// temporary, no bulk write barrier.
+	k := len(n.holdOut) + 1
+	n.holdOut = growTo(n.holdOut, n.lastHolds)[:k]
+	h.fillHold(&n.holdOut[k-1])
 	if n.marked != h || k != len(n.dirtyHolds) || n.dirtyHolds[k-1] != h {
 		n.outBroken = true
 	}

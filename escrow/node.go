@@ -616,7 +616,7 @@ func (n *Node) Ready() Ready {
 	}
 	n.cache.readyNo++
 	rd := n.out
-	n.out = Ready{}
+	n.clearOut() // n.out = Ready{}, without the bulk write barrier
 	// One backing array for the persisted rows and the broadcast rows;
 	// when they are the same rows (a Ready of holds and finishes: the own
 	// rows they changed), the broadcast shares the persisted copies (both
