@@ -348,35 +348,41 @@ func (n *Node) transition(c *Command) {
 	if h.expiredAt(n.now) {
 		n.expire(h)
 	}
-	ok := func() {
-		// Lines never change once a hold exists: the reply shares them.
-		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: n.holdCopy(h)})
+	// ok answers with h as it is now: changed, the event's copy, which
+	// states h as it is now (nothing changes h between the event and the
+	// reply; both are read only), else a copy of its own. Lines never
+	// change once a hold exists: the reply shares them.
+	ok := func(changed *Hold) {
+		if changed == nil {
+			changed = n.holdCopy(h)
+		}
+		n.reply(Reply{ReqID: c.ReqID, Kind: c.Kind, Hold: changed})
 	}
 	conflict := func(what string) {
 		n.fail(c, errorf(CodeConflict, "cannot %s hold %s: it is %s", what, h.ID(), h.State))
 	}
 	switch c.Kind {
 	case CmdGet:
-		ok()
+		ok(nil)
 	case CmdConfirm:
 		switch h.State {
 		case Confirmed:
-			ok()
+			ok(nil)
 		case Held:
-			n.finish(h, Confirmed)
+			hc := n.finish(h, Confirmed)
 			n.stats.Confirmed++
-			ok()
+			ok(hc)
 		default:
 			conflict("confirm")
 		}
 	case CmdRelease:
 		switch h.State {
 		case Released, Expired:
-			ok() // the units are back either way
+			ok(nil) // the units are back either way
 		case Held:
-			n.finish(h, Released)
+			hc := n.finish(h, Released)
 			n.stats.ReleasedHolds++
-			ok()
+			ok(hc)
 		default:
 			conflict("release")
 		}
@@ -390,6 +396,7 @@ func (n *Node) transition(c *Command) {
 			return
 		}
 		exp := min(nanos(n.now.Add(c.TTL)), h.maxExpires)
+		var hc *Hold
 		if exp > h.expires {
 			// The expiry index keeps its entry at the old deadline; the
 			// sweeper moves it when it comes. Pushing one per extend would
@@ -398,18 +405,24 @@ func (n *Node) transition(c *Command) {
 			h.expires = exp
 			h.updated = nanos(n.now)
 			n.markHold(h)
-			n.holdEvent(EvHoldExtended, h)
+			hc = n.holdEvent(EvHoldExtended, h)
 		}
-		ok()
+		ok(hc)
 	}
 }
 
 var finishEvents = [...]EventKind{Confirmed: EvHoldConfirmed, Released: EvHoldReleased, Expired: EvHoldExpired}
 
-// finish moves a HELD hold to a terminal state and books its units.
-func (n *Node) finish(h *holdRec, to HoldState) {
+// finish moves a HELD hold to a terminal state and books its units. It
+// returns the event's copy of h, which a reply that follows at once may
+// share (transition).
+func (n *Node) finish(h *holdRec, to HoldState) *Hold {
 	if h.State != Held {
 		panic("escrow: finish of a " + h.State.String() + " hold")
+	}
+	var stale *Hold
+	if n.cfg.bugs.FinishReplyStale {
+		stale = n.holdCopy(h) // the planted bug: a copy from before the change
 	}
 	n.touchHold(h)
 	for _, l := range h.Lines {
@@ -431,7 +444,7 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 	h.State = to
 	h.updated = nanos(n.now)
 	n.markHold(h)
-	n.holdEvent(finishEvents[to], h)
+	hc := n.holdEvent(finishEvents[to], h)
 	if n.cfg.bugs.DuplicateEvent {
 		n.holdEvent(finishEvents[to], h)
 	}
@@ -440,6 +453,10 @@ func (n *Node) finish(h *holdRec, to HoldState) {
 		n.retire.push(nanos(n.now.Add(n.cfg.HoldRetain)), h) // with the hold cache: the store prunes (holdcache.go)
 	}
 	n.retryPending()
+	if stale != nil {
+		return stale
+	}
+	return hc
 }
 
 func (n *Node) expire(h *holdRec) {

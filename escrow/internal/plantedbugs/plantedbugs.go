@@ -84,6 +84,10 @@ type Bugs struct {
 	// a runtime with two Readies out (a pipeline) has the first one's
 	// events and replies overwritten by the second's.
 	RecycleAtReady bool
+	// FinishReplyStale: the reply to a confirm or release shares a copy
+	// of the hold made before the change instead of the event's copy, so
+	// it states the hold as HELD.
+	FinishReplyStale bool
 }
 
 // Any reports whether any bug is on.
