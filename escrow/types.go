@@ -171,7 +171,7 @@ type Reply struct {
 	ReqID uint64
 	Kind  CommandKind
 	Err   *Error
-	Hold  *Hold      // hold commands: the hold as of the reply (a copy)
+	Hold  *Hold      // hold commands: the hold as of the reply (a copy, read only: see Ready)
 	Stock *StockView // stock
 	// Applied is the number of units a restock or write-off changed; a
 	// write-off takes at most what is available and says so here.
@@ -381,6 +381,8 @@ func (p *Persist) Empty() bool {
 // Everything in a Ready belongs to the runtime, except that Hold.Lines in
 // Persist.Holds and Reply.Hold are shared with the node (a hold's lines
 // never change): read them, never write them (Hold.Clone gives a copy),
+// that a Reply.Hold may be the very copy an event of the same Ready (and
+// Persist.Holds) points to, so a hold copy is read only too,
 // and that the slices Persist.Events, Reply and Send are the runtime's
 // only until this Ready's Advance: the node then reuses them for later
 // Readies (poisoned first, so a late reader sees an error, never a
