@@ -200,3 +200,60 @@ func restockedNode(t *testing.T, restocks int) *Node {
 	n.Advance()
 	return n
 }
+
+// TestConfirmAllocations: a hold granted and then confirmed, each in a
+// Ready of its own, makes two copies of the hold (one per event, each
+// shared with its reply), not three: the confirm's reply shares its
+// event's copy (TestFinishReplySharesEvent). A fresh copy for the reply
+// again (216 bytes) breaks the byte bound.
+func TestConfirmAllocations(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation changes allocation counts")
+	}
+	n := restockedNode(t, 4)
+	now := t0
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
+	conf := Command{Kind: CmdConfirm}
+	pair := func() {
+		now = now.Add(time.Microsecond)
+		cmd.ReqID++
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			t.Fatal(err)
+		}
+		rd := n.Ready()
+		if len(rd.Reply) != 1 || rd.Reply[0].Hold == nil {
+			t.Fatalf("reply %+v", rd.Reply)
+		}
+		conf.HoldID = rd.Reply[0].Hold.ID
+		n.Advance()
+		conf.ReqID = cmd.ReqID
+		if err := n.Step(Input{Now: now, Cmd: &conf}); err != nil {
+			t.Fatal(err)
+		}
+		rd = n.Ready()
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil || rd.Reply[0].Hold.State != Confirmed {
+			t.Fatalf("confirm reply %+v", rd.Reply)
+		}
+		n.Advance()
+	}
+	for i := 0; i < 2*chunkLen; i++ {
+		pair()
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const pairs = 16 * chunkLen
+	for i := 0; i < pairs; i++ {
+		pair()
+	}
+	runtime.ReadMemStats(&after)
+	perPair := float64(after.TotalAlloc-before.TotalAlloc) / pairs
+	if perPair > maxHoldConfirmBytes {
+		t.Fatalf("a hold and its confirm allocate %.0f bytes, want at most %d", perPair, maxHoldConfirmBytes)
+	}
+	t.Logf("a hold and its confirm, a Ready each: %.0f bytes allocated", perPair)
+}
+
+// maxHoldConfirmBytes bounds TestConfirmAllocations: 1,081 bytes in
+// BenchmarkNodeHoldConfirm (1,305 when the confirm's reply had a copy of
+// its own).
+const maxHoldConfirmBytes = 1180
