@@ -1,6 +1,6 @@
 package region
 
-// Pebble key layout of a region store (format version 3).
+// Pebble key layout of a region store (format version 4).
 //
 // Every key starts with a one-letter prefix and '/'. Numbers inside keys are
 // fixed-width big-endian so that byte order is numeric order; times are
@@ -17,14 +17,20 @@ package region
 // sku → seq in memory (built by Load, or by the first Apply or
 // OwnRowsSince) and OwnRowsSince an ordered seq → sku index beside it.
 // A hold no longer pays the delete and put of an index entry per changed
-// row. Earlier formats are upgraded in place when opened (store_upgrade.go:
-// 1 → 2 checks the SKUs, 2 → 3 deletes the c/ range); a build that reads
-// only an earlier format refuses a later one.
+// row. Format 4 stores a row's value without the SKU and region its key
+// names (escrow.EncodeRowValue; a third of a 1 M-SKU catalogue's row
+// bytes) and still reads the long form (escrow.EncodeRow) that earlier
+// formats wrote, so its upgrade rewrites nothing: a row takes the short
+// form when it next changes. Earlier formats are upgraded in place when
+// opened (store_upgrade.go: 1 → 2 checks the SKUs, 2 → 3 deletes the c/
+// range, 3 → 4 records the version); a build that reads only an earlier
+// format refuses a later one.
 //
 //	m/version                      → uvarint format version (storeFormatVersion)
 //	m/region                       → region name; a store is opened only by its region
 //	m/seq                          → own change sequence, 8 bytes BE (Persist.Seq)
-//	r/<sku> 0x00 <region>          → escrow.EncodeRow: own and peer rows, by SKU then region
+//	r/<sku> 0x00 <region>          → escrow.EncodeRowValue (or, written before format 4,
+//	                                 escrow.EncodeRow): own and peer rows, by SKU then region
 //	h/<hold id>                    → escrow.EncodeHold: holds of this region, any state
 //	x/<expires 8B> <hold id>       → empty: expiry index of HELD holds only; the sweeper
 //	                                 scans it from the start up to "now"
@@ -61,7 +67,7 @@ import (
 )
 
 const (
-	storeFormatVersion = 3
+	storeFormatVersion = 4
 	idemValueVersion   = 1
 	idemValueRouted    = 2 // an idempotency entry of a routed hold
 	seqLen             = 8

@@ -170,12 +170,9 @@ func (l *loader) entry(k, v []byte) error {
 		if !ok {
 			return corrupt(k, "row key without region separator")
 		}
-		r, err := escrow.DecodeRow(v)
+		r, err := escrow.DecodeRowValue(v, sku, region)
 		if err != nil {
 			return corrupt(k, "undecodable row: %v", err)
-		}
-		if r.SKU != sku || r.Region != region {
-			return corrupt(k, "holds the row of %s/%s", r.Region, r.SKU)
 		}
 		if region == s.region {
 			if r.Seq > s.seq {

@@ -267,7 +267,7 @@ func (s *Store) initLocked() error {
 		s.log.Info("created store", "region", s.region, "format", storeFormatVersion)
 		ver = []byte{storeFormatVersion}
 	}
-	// Formats 1 and 2 are upgraded below, once the store is known to be
+	// Formats 1 to 3 are upgraded below, once the store is known to be
 	// this region's.
 	if len(ver) != 1 || ver[0] < 1 || ver[0] > storeFormatVersion {
 		return fmt.Errorf("region store %s: unknown format version %v (this build reads %d)", s.dir, ver, storeFormatVersion)
@@ -297,6 +297,12 @@ func (s *Store) initLocked() error {
 	}
 	if ver[0] == 2 {
 		if err := s.upgradeFrom2(); err != nil {
+			return err
+		}
+		ver[0] = 3
+	}
+	if ver[0] == 3 {
+		if err := s.upgradeFrom3(); err != nil {
 			return err
 		}
 	}

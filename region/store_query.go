@@ -119,7 +119,7 @@ func (s *Store) OwnRowsSince(seq uint64, limit int) ([]escrow.Row, error) {
 		if err != nil {
 			return nil, fmt.Errorf("region store: read %s: %w", fmtKey(k), err)
 		}
-		r, err := escrow.DecodeRow(v)
+		r, err := escrow.DecodeRowValue(v, c.sku, s.region)
 		closer.Close()
 		if err != nil {
 			return nil, corrupt(k, "%v", err)

@@ -142,12 +142,9 @@ func (s *Store) decodeRowKV(k, v []byte) (escrow.Row, error) {
 	if !ok {
 		return escrow.Row{}, corrupt(k, "row key without region separator")
 	}
-	r, err := escrow.DecodeRow(v)
+	r, err := escrow.DecodeRowValue(v, sku, region)
 	if err != nil {
 		return escrow.Row{}, corrupt(k, "undecodable row: %v", err)
-	}
-	if r.SKU != sku || r.Region != region {
-		return escrow.Row{}, corrupt(k, "holds the row of %s/%s", r.Region, r.SKU)
 	}
 	return r, nil
 }

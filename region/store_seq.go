@@ -75,12 +75,9 @@ func (s *Store) ensureOwnSeqLocked() error {
 		if region != s.region {
 			return nil
 		}
-		r, err := escrow.DecodeRow(v)
+		r, err := escrow.DecodeRowValue(v, sku, region)
 		if err != nil {
 			return corrupt(k, "undecodable row: %v", err)
-		}
-		if r.SKU != sku || r.Region != region {
-			return corrupt(k, "holds the row of %s/%s", r.Region, r.SKU)
 		}
 		if r.Seq > s.seq {
 			return corrupt(k, "own row has seq %d beyond the stored sequence %d", r.Seq, s.seq)

@@ -159,7 +159,7 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	for _, i := range s.rowIdx {
 		r := &p.Rows[i]
 		k = appendRowKey(k[:0], r.SKU, r.Region)
-		v = escrow.EncodeRow(v[:0], r)
+		v = escrow.EncodeRowValue(v[:0], r)
 		w.set(k, v)
 	}
 	// Before the batch is visible: OwnRowsSince reads the snapshot first

@@ -1,7 +1,7 @@
 package region
 
-// Upgrading a store written by an earlier format (see keys.go): 1 → 2 → 3,
-// each step one synced batch.
+// Upgrading a store written by an earlier format (see keys.go): 1 → 2 → 3
+// → 4, each step one synced batch.
 
 import (
 	"fmt"
@@ -71,13 +71,34 @@ func (s *Store) upgradeFrom2() error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.DeleteRange([]byte(pfxChange), prefixEnd(pfxChange), nil)
-	_ = b.Set(keyMetaVersion, []byte{storeFormatVersion}, nil)
+	_ = b.Set(keyMetaVersion, []byte{3}, nil)
 	if err := s.applyBatch(b, true); err != nil {
-		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, storeFormatVersion, err)
+		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, 3, err)
 	}
 	if err := s.failed(); err != nil {
 		return err
 	}
-	s.log.Info("upgraded store", "region", s.region, "from", 2, "to", storeFormatVersion, "change_index_entries_deleted", entries)
+	s.log.Info("upgraded store", "region", s.region, "from", 2, "to", 3, "change_index_entries_deleted", entries)
+	return nil
+}
+
+// upgradeFrom3 upgrades a format-3 store to format 4, whose rows are
+// stored without the SKU and region their key names
+// (escrow.EncodeRowValue). No row is rewritten: format 4 reads both forms
+// (escrow.DecodeRowValue), and a row takes the short one when it next
+// changes. The step only records format 4, so that a build that reads
+// format 3 at most refuses the store instead of misreading a short row
+// (docs/operations.md, "Rolling upgrade").
+func (s *Store) upgradeFrom3() error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(keyMetaVersion, []byte{4}, nil)
+	if err := s.applyBatch(b, true); err != nil {
+		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, 4, err)
+	}
+	if err := s.failed(); err != nil {
+		return err
+	}
+	s.log.Info("upgraded store", "region", s.region, "from", 3, "to", 4)
 	return nil
 }

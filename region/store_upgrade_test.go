@@ -120,7 +120,7 @@ func stChangeEntries(t *testing.T, s *Store) int {
 }
 
 // TestStoreUpgradeFromFormat2 opens a store written by format 2: the open
-// deletes its change index and records format 3; the rows load with their
+// deletes its change index and records format 3 (then 4); the rows load with their
 // sequences, the own rows come back in sequence order, and the next change
 // of a row is checked against the sequence it had (a change index entry
 // would have moved).
@@ -128,7 +128,7 @@ func TestStoreUpgradeFromFormat2(t *testing.T) {
 	fs := vfs.NewMem()
 	writeFormat2Store(t, fs, "db")
 	s := stOpen(t, fs, "db")
-	if v, ok, err := s.get(keyMetaVersion); err != nil || !ok || len(v) != 1 || v[0] != 3 {
+	if v, ok, err := s.get(keyMetaVersion); err != nil || !ok || len(v) != 1 || v[0] != storeFormatVersion {
 		t.Fatalf("format after upgrade: %v %v %v", v, ok, err)
 	}
 	if n := stChangeEntries(t, s); n != 0 {
@@ -161,7 +161,7 @@ func TestStoreUpgradeFromFormat2(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = stOpen(t, fs, "db") // format 3 opens as it is
+	s = stOpen(t, fs, "db") // the current format opens as it is
 	defer s.Close()
 	st = stLoad(t, s)
 	got := map[string]uint64{}
@@ -212,7 +212,7 @@ func TestStoreApplyWithoutLoad(t *testing.T) {
 }
 
 // TestStoreUpgradeFromFormat1GoesTo3: a format-1 store is upgraded through
-// format 2 to 3: its change index goes too.
+// format 2 to 3 (and 4): its change index goes too.
 func TestStoreUpgradeFromFormat1GoesTo3(t *testing.T) {
 	fs := vfs.NewMem()
 	writeFormat1Store(t, fs, "db", nil)
@@ -261,4 +261,118 @@ func TestStoreUpgradeFromFormat2OnlyByItsRegion(t *testing.T) {
 	if v := stRawGet(t, fs, "db", appendChangeKey(nil, 3)); string(v) != "A" {
 		t.Fatalf("change index entry after the refused open: %q, want A", v)
 	}
+}
+
+// writeFormat3Store writes, key by key, a store as the format-3 build left
+// it: version 3 and rows in escrow.EncodeRow's form, which names the SKU
+// and region again (own rows of "A" at seq 3 and of "A" at berlin at seq
+// 2, and a peer row).
+func writeFormat3Store(t *testing.T, fs vfs.FS, dir string) []escrow.Row {
+	t.Helper()
+	rows := []escrow.Row{
+		{SKU: "A", Region: stRegion, Seq: 3, Minted: 5, Reserved: 2, Sent: []escrow.Transfer{{To: "us", Qty: 1}}},
+		{SKU: escrow.StockKey("A", "berlin"), Region: stRegion, Seq: 2, Minted: 7},
+		{SKU: "A", Region: "us", Seq: 40, Minted: 9, Reserved: 4, Released: 1},
+	}
+	kv := map[string][]byte{
+		"m/version": {3},
+		"m/region":  []byte(stRegion),
+		"m/seq":     appendU64(nil, 3),
+	}
+	for i := range rows {
+		kv[string(appendRowKey(nil, rows[i].SKU, rows[i].Region))] = escrow.EncodeRow(nil, &rows[i])
+	}
+	for k, v := range kv {
+		stRawSet(t, fs, dir, []byte(k), v)
+	}
+	return rows
+}
+
+// stRowForms maps each row key of the closed store in dir to the kind byte
+// of its value: 'R' for escrow.EncodeRow's form, 'r' for EncodeRowValue's.
+func stRowForms(t *testing.T, fs vfs.FS, dir string, rows []escrow.Row) map[string]byte {
+	t.Helper()
+	out := map[string]byte{}
+	for i := range rows {
+		k := appendRowKey(nil, rows[i].SKU, rows[i].Region)
+		if v := stRawGet(t, fs, dir, k); len(v) >= 4 {
+			out[rows[i].Region+"/"+rows[i].SKU] = v[3]
+		}
+	}
+	return out
+}
+
+// TestStoreUpgradeFromFormat3 opens a store written by format 3, whose rows
+// repeat their SKU and region in the value: the open records format 4 and
+// rewrites nothing; every row loads as it was stored (through Load, the
+// row source and OwnRowsSince); a row that changes is stored in the short
+// form while the others keep the long one, and both load after a reopen.
+func TestStoreUpgradeFromFormat3(t *testing.T) {
+	fs := vfs.NewMem()
+	rows := writeFormat3Store(t, fs, "db")
+	s := stOpen(t, fs, "db")
+	if v, ok, err := s.get(keyMetaVersion); err != nil || !ok || len(v) != 1 || v[0] != 4 {
+		t.Fatalf("format after upgrade: %v %v %v", v, ok, err)
+	}
+	check := func(when string, want []escrow.Row) {
+		t.Helper()
+		st := stLoad(t, s)
+		got := map[string]escrow.Row{}
+		for _, r := range st.Rows {
+			got[r.Region+"/"+r.SKU] = r
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d rows loaded, want %d: %+v", when, len(got), len(want), st.Rows)
+		}
+		for i := range want {
+			w := &want[i]
+			if g, ok := got[w.Region+"/"+w.SKU]; !ok || !rowsEqual(g, *w) {
+				t.Fatalf("%s: row %s/%s loaded as %+v, want %+v", when, w.Region, w.SKU, g, *w)
+			}
+			src, err := s.SKURows(w.SKU, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, r := range src {
+				found = found || (r.Region == w.Region && rowsEqual(r, *w))
+			}
+			if !found {
+				t.Fatalf("%s: SKURows(%s) = %+v, want %+v among them", when, w.SKU, src, *w)
+			}
+		}
+	}
+	check("after upgrade", rows)
+	own, err := s.OwnRowsSince(0, 0)
+	if err != nil || len(own) != 2 || !rowsEqual(own[0], rows[1]) || !rowsEqual(own[1], rows[0]) {
+		t.Fatalf("OwnRowsSince(0) after upgrade = %+v, %v", own, err)
+	}
+	changed := escrow.Row{SKU: rows[1].SKU, Region: stRegion, Seq: 4, Minted: 8, Reserved: 1}
+	if err := s.Apply(&escrow.Persist{Seq: 4, Rows: []escrow.Row{changed}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []escrow.Row{rows[0], changed, rows[2]}
+	forms := stRowForms(t, fs, "db", want)
+	if forms[stRegion+"/"+changed.SKU] != 'r' || forms[stRegion+"/A"] != 'R' || forms["us/A"] != 'R' {
+		t.Fatalf("row forms after one change: %q; want the changed row short ('r'), the others as stored ('R')", forms)
+	}
+	s = stOpen(t, fs, "db")
+	defer s.Close()
+	check("after reopen", want)
+}
+
+func rowsEqual(a, b escrow.Row) bool {
+	if a.SKU != b.SKU || a.Region != b.Region || a.Seq != b.Seq || a.Minted != b.Minted || a.Reserved != b.Reserved ||
+		a.Released != b.Released || a.Sold != b.Sold || a.Shrunk != b.Shrunk || len(a.Sent) != len(b.Sent) {
+		return false
+	}
+	for i := range a.Sent {
+		if a.Sent[i] != b.Sent[i] {
+			return false
+		}
+	}
+	return true
 }
