@@ -101,12 +101,18 @@ func TestInlineCommitPlantedReplyBeforeSync(t *testing.T) {
 	}
 }
 
+// skipUnderTestInline skips a test of the stepper's own paths when
+// HOLDFAST_TEST_INLINE=1 lets lone callers commit inline instead.
+func skipUnderTestInline(t *testing.T) {
+	if testInlineCommit {
+		t.Skip("HOLDFAST_TEST_INLINE=1: lone callers commit inline, not through the stepper")
+	}
+}
+
 // TestInlineCommitOff: without Config.InlineCommit no caller commits
 // inline.
 func TestInlineCommitOff(t *testing.T) {
-	if testInlineCommit {
-		t.Skip("HOLDFAST_TEST_INLINE=1 turns the inline commit on everywhere")
-	}
+	skipUnderTestInline(t)
 	r, _ := openLone(t, Config{})
 	if err := recvErr(t, holdAsync(r), "a hold"); err != nil {
 		t.Fatal(err)
