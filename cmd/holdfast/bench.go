@@ -210,7 +210,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var reopen func() error   // --reopen
 	var activeHolds func() uint64
 	var prefetchStats func() region.PrefetchStats
-	var drain func() error // in process: wait for the store's flushes and compactions
+	var inlineCommits func() float64 // --inline-commit: holdfast_inline_commits_total
+	var drain func() error           // in process: wait for the store's flushes and compactions
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
 		if err != nil {
@@ -256,6 +257,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		defer r.Close()
 		activeHolds = func() uint64 { return r.Stats().ActiveHolds }
 		prefetchStats = r.PrefetchStats
+		if o.inline {
+			inlineCommits = func() float64 { return counterValue(r.Registry(), "holdfast_inline_commits_total") }
+		}
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
 		if o.reopen {
 			reopen = func() error {
@@ -351,8 +355,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	// window: per hold, it is the cost that a quiet machine would turn into
 	// throughput, and it is far less noisy than holds/s on a shared one.
 	var cpuStart time.Duration
+	var inlineStart float64
 	cfg.WindowOpen = func() {
 		cpuStart = loadgen.ProcessCPU()
+		if inlineCommits != nil {
+			inlineStart = inlineCommits()
+		}
 		if relay != nil {
 			relay.setMeasuring(true)
 		}
@@ -368,6 +376,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		// Profile the measured window, not the set-up and warm-up.
 		cfg.WindowOpen = func() {
 			cpuStart = loadgen.ProcessCPU()
+			if inlineCommits != nil {
+				inlineStart = inlineCommits()
+			}
 			if relay != nil {
 				relay.setMeasuring(true)
 			}
@@ -386,6 +397,10 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		o.target, durable, o.concurrency, o.skus, dist, m, o.duration, o.warmup)
 	s, err := loadgen.Run(ctx, cfg)
 	cpu := loadgen.ProcessCPU() - cpuStart
+	var inlineRun float64
+	if inlineCommits != nil {
+		inlineRun = inlineCommits() - inlineStart
+	}
 	if profiling {
 		pprof.StopCPUProfile()
 		if profErr != nil {
@@ -422,6 +437,10 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.inline {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "inline_commit", Value: "true"})
+		if s.OK > 0 {
+			// Commits of the window made on their caller's goroutine, per granted hold.
+			s.Labels = append(s.Labels, loadgen.Label{Key: "inline_per_hold", Value: strconv.FormatFloat(inlineRun/float64(s.OK), 'f', 3, 64)})
+		}
 	}
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})
