@@ -210,9 +210,10 @@ func TestInlineCommitInspectAndMessagesWait(t *testing.T) {
 	waitIdle(t, r)
 }
 
-// TestInlineCommitWithTicks: sequential holds with a fast ticker: some
-// are committed inline, some through the stepper (woken by a tick), all
-// are answered, and once the clock passes their TTL the ticks expire them.
+// TestInlineCommitWithTicks: sequential holds with a fast ticker, each
+// sent once the stepper is idle: they are committed inline, or through the
+// stepper when a tick woke it in between; all are answered, and once the
+// clock passes their TTL the ticks expire them.
 func TestInlineCommitWithTicks(t *testing.T) {
 	var offset atomic.Int64
 	base := time.Now()
@@ -227,6 +228,11 @@ func TestInlineCommitWithTicks(t *testing.T) {
 	restock(t, r, "A", 1000)
 	const holds = 300
 	for i := 0; i < holds; i++ {
+		// A caller that comes back at once may find the stepper still
+		// taking back the batch of the hold before (after a tick): wait
+		// for it to be idle, so that most holds go inline, and a tick may
+		// still wake it in between.
+		waitIdle(t, r)
 		rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}, TTL: time.Second})
 		if rep.Err != nil {
 			t.Fatalf("hold %d: %v", i, rep.Err)

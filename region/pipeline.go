@@ -318,7 +318,7 @@ func (r *Region) stepLoop() {
 			wake()
 			r.tick(r.cfg.Now())
 		case <-r.inline.kick:
-			wake() // an inline commit failed: rebuild
+			wake() // an inline commit left the stepper work (a failed batch: rebuild)
 		case q := <-r.inspect:
 			wake()
 			if err := r.node.Err(); err != nil {
