@@ -286,7 +286,7 @@ func TestInlineCommitCloseWaits(t *testing.T) {
 // inlineOnFailingDisk commits one hold inline while the WAL's syncs
 // fail, and returns its error; the region then rebuilds its node once the
 // disk works again, and a hold succeeds.
-func inlineOnFailingDisk(t *testing.T, bugs plantedbugs.Set) (holdErr error, inline uint64) {
+func inlineOnFailingDisk(t *testing.T, bugs plantedbugs.Set) (inline uint64, holdErr error) {
 	t.Helper()
 	var on atomic.Bool
 	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
@@ -316,13 +316,13 @@ func inlineOnFailingDisk(t *testing.T, bugs plantedbugs.Set) (holdErr error, inl
 	if rep := mustDo(t, r, escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}}); rep.Err != nil {
 		t.Fatalf("hold after recovery: %v", rep.Err)
 	}
-	return err, inline
+	return inline, err
 }
 
 // TestInlineCommitFailedWrite: a failed fsync on the inline path fails
 // the caller with ErrStorage (no reply) and the node is rebuilt.
 func TestInlineCommitFailedWrite(t *testing.T) {
-	err, inline := inlineOnFailingDisk(t, plantedbugs.Set{})
+	inline, err := inlineOnFailingDisk(t, plantedbugs.Set{})
 	if inline != 1 {
 		t.Fatalf("inline commits: %d, want 1", inline)
 	}
@@ -335,7 +335,7 @@ func TestInlineCommitFailedWrite(t *testing.T) {
 // AckFailedWrite the inline caller is told its failed hold succeeded, and
 // the check above sees it.
 func TestInlineCommitPlantedAckFailedWrite(t *testing.T) {
-	err, inline := inlineOnFailingDisk(t, plantedbugs.Set{AckFailedWrite: true})
+	inline, err := inlineOnFailingDisk(t, plantedbugs.Set{AckFailedWrite: true})
 	if inline != 1 {
 		t.Fatalf("inline commits: %d, want 1", inline)
 	}
