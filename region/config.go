@@ -63,6 +63,12 @@ type Config struct {
 	// handing it to the committer (see commitLone). Off by default: it
 	// showed no measurable gain on the test machine (docs/benchmarks.md).
 	LoneCommit bool
+	// InlineCommit: when the apply loop is idle (the conditions of
+	// LoneCommit, before the caller's command is stepped), the caller's own
+	// goroutine steps its command, writes the batch, waits for its fsync
+	// and answers itself, with no hand-off to the loop (see
+	// inline_commit.go). Callers who find the loop busy queue as before.
+	InlineCommit bool
 
 	// FreshProbation: a region whose store starts empty while it has peers
 	// (NATSURL set, or FreshProbation > 0 for an in-process transport)

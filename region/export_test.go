@@ -16,6 +16,8 @@ import (
 // HOLDFAST_TEST_WAL=own runs every store this package's tests open
 // without a WAL mode of their own on the store's own write-ahead log
 // (store_wal.go): the crash and failing-disk tests then check it.
+// HOLDFAST_TEST_INLINE=1 turns Config.InlineCommit on in every region they
+// open (inline_commit.go).
 func init() {
 	if m := os.Getenv("HOLDFAST_TEST_WAL"); m != "" {
 		if err := ValidWAL(m); err != nil {
@@ -23,6 +25,7 @@ func init() {
 		}
 		testDefaultWAL = m
 	}
+	testInlineCommit = os.Getenv("HOLDFAST_TEST_INLINE") == "1"
 }
 
 type MemStorage = memStorage

@@ -149,6 +149,7 @@ func loneRepliedEarly(t *testing.T, cfg Config) (early bool, lone uint64) {
 // flight, is written and answered by the stepper itself (one lone
 // commit; none without the lone path), and only once its fsync is done.
 func TestLoneCommitAnswersAfterFsync(t *testing.T) {
+	skipUnderTestInline(t)
 	early, lone := loneRepliedEarly(t, Config{LoneCommit: true})
 	if early {
 		t.Fatal("a lone hold was answered before its fsync completed")
@@ -162,6 +163,7 @@ func TestLoneCommitAnswersAfterFsync(t *testing.T) {
 // ReplyBeforeSync the lone path answers before the fsync, and the check
 // above sees it.
 func TestLoneCommitPlantedReplyBeforeSync(t *testing.T) {
+	skipUnderTestInline(t)
 	early, lone := loneRepliedEarly(t, Config{LoneCommit: true, PlantedBugs: plantedbugs.Set{ReplyBeforeSync: true}})
 	if lone != 1 {
 		t.Fatalf("lone commits for a lone hold: %d, want 1", lone)
@@ -187,6 +189,7 @@ func TestLoneCommitOff(t *testing.T) {
 // fsync runs are stepped once it is done and cut together through the
 // pipeline (no lone commit for them), and each is answered.
 func TestLoneCommitKeepsGroupCommit(t *testing.T) {
+	skipUnderTestInline(t)
 	r, fs := openLone(t, Config{LoneCommit: true})
 	before := r.loneCommits.Load()
 	fs.armed.Store(true)

@@ -104,13 +104,15 @@ func (r *Region) submitNoting(ctx context.Context, cmd *escrow.Command, unreacha
 	req := requestPool.Get().(*request)
 	req.cmd = *cmd
 	req.unreachable = unreachable
-	select {
-	case r.intake() <- req:
-	default:
-		req.cmd, req.unreachable = escrow.Command{}, ""
-		requestPool.Put(req)
-		r.metrics.overloaded.Inc()
-		return escrow.Reply{}, ErrOverloaded
+	if !r.inline.idle.Load() || !r.commitInline(req) {
+		select {
+		case r.intake() <- req:
+		default:
+			req.cmd, req.unreachable = escrow.Command{}, ""
+			requestPool.Put(req)
+			r.metrics.overloaded.Inc()
+			return escrow.Reply{}, ErrOverloaded
+		}
 	}
 wait:
 	for {
@@ -198,6 +200,20 @@ func (r *Region) stepLoop() {
 		}
 		r.recycle(b)
 	}
+	// Inline commit (inline_commit.go): the stepper owns the node through
+	// r.inline.mu, released only while it waits idle in its select; each
+	// case first takes it back (wake), which waits for an inline commit
+	// under way. It is never released once the loop ends.
+	r.inline.mu.Lock()
+	released := false
+	wake := func() {
+		if released {
+			released = false
+			failed, many := r.stepperWake()
+			failing = failing || failed
+			lone = lone && !many
+		}
+	}
 	for {
 		if r.node == nil {
 			if !r.recover(ticker) {
@@ -252,8 +268,17 @@ func (r *Region) stepLoop() {
 		if stepped >= r.cfg.MaxBatch || failing {
 			queue = nil // back-pressure: the queue fills up and callers get ErrOverloaded
 		}
+		if lone && !failing && inflight == 0 && applying == 0 && ahead == 0 && lingerC == nil && queue != nil &&
+			r.inlineOn() && !r.node.HasReady() && r.node.Err() == nil && len(r.queue) == 0 {
+			// commitLone's conditions, before the caller is stepped: nothing
+			// to cut (inputs stepped without a Ready, a refused message or a
+			// borrow's wait, count in the stepper's next batch as before).
+			r.stepperIdle()
+			released = true
+		}
 		select {
 		case req := <-queue:
+			wake()
 			now := r.cfg.Now()
 			n := stepped
 			if r.ahead.inline {
@@ -275,19 +300,27 @@ func (r *Region) stepLoop() {
 			}
 			cohort += stepped - n
 		case m := <-r.msgs:
+			wake()
 			r.stepMessage(&m, r.cfg.Now())
 			stepped++
 			cohort++
 		case <-r.appliedCh:
+			wake()
 			applying--
 		case b := <-r.doneCh:
+			wake()
 			inflight--
 			finish(b)
 		case <-lingerC:
+			wake()
 			lingerC = nil
 		case <-ticker.C:
+			wake()
 			r.tick(r.cfg.Now())
+		case <-r.inline.kick:
+			wake() // an inline commit left the stepper work (a failed batch: rebuild)
 		case q := <-r.inspect:
+			wake()
 			if err := r.node.Err(); err != nil {
 				// Stopped half-way through a step (its row source
 				// failed): nothing is read from it.
@@ -298,6 +331,7 @@ func (r *Region) stepLoop() {
 			}
 			close(q.done)
 		case <-r.stop:
+			wake()
 			r.shutdown(inflight, applying, ahead == 0, failing)
 			return
 		}

@@ -91,6 +91,8 @@ type Region struct {
 	applyEWMA  atomic.Int64 // recent Apply duration in ns, for the linger
 	// loneCommits: batches the stepper committed itself (commitLone).
 	loneCommits atomic.Uint64
+	// inline: callers committing on their own goroutine (inline_commit.go).
+	inline inlineState
 
 	fence regionFence // see fence.go
 
@@ -136,6 +138,9 @@ func newRegion(cfg Config) (*Region, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if testInlineCommit {
+		cfg.InlineCommit = true
+	}
 	r := &Region{
 		cfg:        cfg,
 		name:       cfg.Name,
@@ -153,6 +158,7 @@ func newRegion(cfg Config) (*Region, error) {
 		fatal:      make(chan struct{}),
 		pending:    make(map[uint64]*request, 1024),
 	}
+	r.inline.kick = make(chan struct{}, 1)
 	r.warnDeprecated()
 	r.storage = cfg.Storage
 	if r.storage == nil {

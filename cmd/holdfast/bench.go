@@ -45,6 +45,7 @@ type benchOpts struct {
 	target      string
 	noSync      bool
 	wal         string
+	inline      bool
 	noEvents    bool
 	relay       bool
 	restock     bool
@@ -110,6 +111,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.target, "target", "http", "http (the real API) or engine (the apply loop, no HTTP; in-process only)")
 	f.BoolVar(&o.noSync, "no-sync", false, "in-process region without fsync (NOT durable; for the ratio only)")
 	f.StringVar(&o.wal, "wal", region.WALPebble, "in-process region's write-ahead log: pebble or own (region wal)")
+	f.BoolVar(&o.inline, "inline-commit", false, "in-process region: a lone caller commits on its own goroutine when the apply loop is idle (region inline_commit)")
 	f.BoolVar(&o.noEvents, "no-events", false, "in-process region without its event log (to measure the log's cost)")
 	f.BoolVar(&o.relay, "relay", false, "in-process region with its JetStream relay (embedded NATS) and the relay's lag in the summary")
 	f.BoolVar(&o.restock, "restock", true, "restock the SKUs before the run so that stock never runs out")
@@ -188,7 +190,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.relay && (o.url != "" || o.noEvents) {
 		return errors.New("--relay runs the in-process region's relay: not with --url or --no-events")
 	}
-	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "" || (o.wal != "" && o.wal != region.WALPebble)) {
+	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "" || (o.wal != "" && o.wal != region.WALPebble) || o.inline) {
 		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
 	}
 	// The region logs from its own goroutines to the same stream.
@@ -208,7 +210,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var reopen func() error   // --reopen
 	var activeHolds func() uint64
 	var prefetchStats func() region.PrefetchStats
-	var drain func() error // in process: wait for the store's flushes and compactions
+	var inlineCommits func() float64 // --inline-commit: holdfast_inline_commits_total
+	var drain func() error           // in process: wait for the store's flushes and compactions
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
 		if err != nil {
@@ -241,7 +244,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
 			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache,
-			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache, WAL: o.wal}
+			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache, WAL: o.wal, InlineCommit: o.inline}
 		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
@@ -254,6 +257,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		defer r.Close()
 		activeHolds = func() uint64 { return r.Stats().ActiveHolds }
 		prefetchStats = r.PrefetchStats
+		if o.inline {
+			inlineCommits = func() float64 { return counterValue(r.Registry(), "holdfast_inline_commits_total") }
+		}
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
 		if o.reopen {
 			reopen = func() error {
@@ -349,8 +355,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	// window: per hold, it is the cost that a quiet machine would turn into
 	// throughput, and it is far less noisy than holds/s on a shared one.
 	var cpuStart time.Duration
+	var inlineStart float64
 	cfg.WindowOpen = func() {
 		cpuStart = loadgen.ProcessCPU()
+		if inlineCommits != nil {
+			inlineStart = inlineCommits()
+		}
 		if relay != nil {
 			relay.setMeasuring(true)
 		}
@@ -366,6 +376,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		// Profile the measured window, not the set-up and warm-up.
 		cfg.WindowOpen = func() {
 			cpuStart = loadgen.ProcessCPU()
+			if inlineCommits != nil {
+				inlineStart = inlineCommits()
+			}
 			if relay != nil {
 				relay.setMeasuring(true)
 			}
@@ -384,6 +397,10 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		o.target, durable, o.concurrency, o.skus, dist, m, o.duration, o.warmup)
 	s, err := loadgen.Run(ctx, cfg)
 	cpu := loadgen.ProcessCPU() - cpuStart
+	var inlineRun float64
+	if inlineCommits != nil {
+		inlineRun = inlineCommits() - inlineStart
+	}
 	if profiling {
 		pprof.StopCPUProfile()
 		if profErr != nil {
@@ -417,6 +434,13 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	}
 	if o.holdCache > 0 {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "hold_cache", Value: strconv.Itoa(o.holdCache)})
+	}
+	if o.inline {
+		s.Labels = append(s.Labels, loadgen.Label{Key: "inline_commit", Value: "true"})
+		if s.OK > 0 {
+			// Commits of the window made on their caller's goroutine, per granted hold.
+			s.Labels = append(s.Labels, loadgen.Label{Key: "inline_per_hold", Value: strconv.FormatFloat(inlineRun/float64(s.OK), 'f', 3, 64)})
+		}
 	}
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})

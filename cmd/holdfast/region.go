@@ -79,6 +79,9 @@ has no auth and the region refuses to listen on anything but loopback.`,
 			if f.Changed("lone-commit") {
 				cfg.LoneCommit = flags.LoneCommit
 			}
+			if f.Changed("inline-commit") {
+				cfg.InlineCommit = flags.InlineCommit
+			}
 			if f.Changed("tick") {
 				cfg.TickInterval = flags.TickInterval
 			}
@@ -132,6 +135,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.IntVar(&flags.MaxBatch, "max-batch", region.DefaultMaxBatch, "inputs per committed batch at most")
 	f.DurationVar(&flags.MaxLinger, "max-linger", region.DefaultMaxLinger, "group commit: longest wait for returning callers before a batch is cut (negative: none)")
 	f.BoolVar(&flags.LoneCommit, "lone-commit", false, "the stepper commits a lone caller's batch itself when nothing is in flight (see docs/operations.md)")
+	f.BoolVar(&flags.InlineCommit, "inline-commit", false, "a lone caller commits its command on its own goroutine when the apply loop is idle (see docs/operations.md)")
 	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
 	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
 	f.StringVar(&flags.WAL, "wal", region.WALPebble, "write-ahead log: pebble (pebble's) or own (the store's own log; see docs/operations.md)")

@@ -40,7 +40,8 @@ type File struct {
 	MaxBatch          int           `yaml:"max_batch"`
 	TickInterval      time.Duration `yaml:"tick_interval"`
 	MaxLinger         time.Duration `yaml:"max_linger"`
-	LoneCommit        bool          `yaml:"lone_commit"` // region.Config.LoneCommit
+	LoneCommit        bool          `yaml:"lone_commit"`   // region.Config.LoneCommit
+	InlineCommit      bool          `yaml:"inline_commit"` // region.Config.InlineCommit
 	FreshProbation    time.Duration `yaml:"fresh_probation"`
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RestartProbation  bool          `yaml:"restart_probation"`
@@ -171,6 +172,7 @@ func (f File) Region() region.Config {
 		TickInterval:        f.TickInterval,
 		MaxLinger:           f.MaxLinger,
 		LoneCommit:          f.LoneCommit,
+		InlineCommit:        f.InlineCommit,
 		FreshProbation:      f.FreshProbation,
 		FreshProbationMax:   f.FreshProbationMax,
 		RestartProbation:    f.RestartProbation,
