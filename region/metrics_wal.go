@@ -15,7 +15,7 @@ var walDescs = struct{ syncs, syncSeconds, bytes, truncations, forced, files *pr
 	syncSeconds: prometheus.NewDesc("holdfast_wal_sync_seconds_total", "Time the own WAL spent writing and fdatasyncing.", nil, nil),
 	bytes:       prometheus.NewDesc("holdfast_wal_bytes_total", "Bytes written to the own WAL (records with their headers).", nil, nil),
 	truncations: prometheus.NewDesc("holdfast_wal_truncations_total", "Truncations that dropped own-WAL files whose batches pebble had flushed.", nil, nil),
-	forced:      prometheus.NewDesc("holdfast_wal_forced_flushes_total", "Pebble flushes forced by the own WAL because its live files exceeded twice the memtable.", nil, nil),
+	forced:      prometheus.NewDesc("holdfast_wal_forced_flushes_total", "Pebble flushes forced by the own WAL because its live files exceeded 4.", nil, nil),
 	files:       prometheus.NewDesc("holdfast_wal_files", "Live files of the own WAL.", nil, nil),
 }
 

@@ -30,11 +30,11 @@ package region
 // noted when it was applied) is at or below it, keeping walRecycleFiles of
 // them for recycling. Memtables hold consecutive sequence numbers and are
 // flushed oldest first, so every batch at or below a flushed sequence
-// number is in sstables. Only when the live files exceed flushBytes (twice
-// the memtable, a log that pebble's flushes do not keep short) does the
-// goroutine force a flush (db.Flush). It used to force one at every 4
-// files: a second, half-full flush between two of pebble's own, whose
-// sstable writes slowed the fdatasyncs the commits wait on
+// number is in sstables. When the live files still exceed flushBytes (4
+// files) the goroutine forces a flush (db.Flush). Forcing flushes only
+// past twice the memtable (no forced flush in a steady log) took away a
+// quarter of the time spent flushing, during which fdatasyncs are slower,
+// but cost more CPU per hold and a higher p999 in the engine
 // (docs/benchmarks.md, "The own write-ahead log's tail"). The next file is
 // prepared ahead in the background (a recycled file renamed, or a new one
 // zero-filled, and the directory synced), so that its fdatasyncs overwrite
@@ -81,8 +81,7 @@ const (
 	walHeaderLen    = 24
 	walMaxRecord    = 256 << 20 // a batch larger than this is refused (and unreadable)
 	walFileBytesDef = 16 << 20
-	// walFlushFiles live files at least force a flush (flushBytes is
-	// more with a memtable larger than a file: walForceFlushBytes).
+	// walFlushFiles live files force a flush (walForceFlushBytes).
 	walFlushFiles = 4
 	// walRecycleFiles dropped files (at least; one more than a memtable's
 	// worth of files: walRecycle) are kept to be renamed into the next
@@ -155,12 +154,13 @@ func (f *walFlushes) flushEnd(info pebble.FlushInfo) {
 	}
 }
 
-// walForceFlushBytes is the size of live files that forces a flush: twice
-// the memtable (pebble flushes one when it fills, and a log's records take
-// fewer bytes than their memtable entries), and at least walFlushFiles.
-func walForceFlushBytes(fileBytes int64, memTableBytes uint64) int64 {
-	return max(walFlushFiles*fileBytes, 2*int64(memTableBytes)+fileBytes)
-}
+// walForceFlushBytes is the size of live files that forces a flush:
+// walFlushFiles. Waiting for pebble's own flushes of full memtables
+// instead (twice the memtable) measured more CPU per hold and a higher
+// p999 in the engine (docs/benchmarks.md, "The own write-ahead log's
+// tail"); memtables flushed at about half their size seem cheaper to
+// insert into.
+func walForceFlushBytes(fileBytes int64) int64 { return walFlushFiles * fileBytes }
 
 // walRecycle is the number of dropped files kept for recycling: a flush of
 // a full memtable drops about a memtable's worth of files.
@@ -683,7 +683,7 @@ func (w *ownWAL) truncate() error {
 			return fmt.Errorf("flush pebble: %w", err)
 		}
 		w.forced.Add(1)
-		w.log.Info("own wal: forced a pebble flush", "live_bytes", live, "limit_bytes", w.flushBytes, "took", time.Since(start))
+		w.log.Debug("own wal: forced a pebble flush", "live_bytes", live, "limit_bytes", w.flushBytes, "took", time.Since(start))
 		w.dropFlushed()
 	}
 	return w.dropObsolete(w.recycle)
@@ -902,7 +902,7 @@ func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 	memTable := cmp.Or(s.opts.MemTableBytes, defaultMemTableBytes)
 	w, err := openOwnWAL(s.fs, dir, s.db, files, last, walConfig{
 		log: s.log, noSync: s.opts.NoSync, fileBytes: fileBytes,
-		flushBytes: cmp.Or(s.opts.walForceBytes, walForceFlushBytes(fileBytes, memTable)), recycle: walRecycle(fileBytes, memTable),
+		flushBytes: cmp.Or(s.opts.walForceBytes, walForceFlushBytes(fileBytes)), recycle: walRecycle(fileBytes, memTable),
 		onFatal: func(err error) { s.markFailedGen(gen, err) }, bugs: &s.walBugs, flushes: flushes,
 	})
 	if err != nil {

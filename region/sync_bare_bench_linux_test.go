@@ -57,7 +57,7 @@ func BenchmarkBareSync(b *testing.B) {
 			b.Fatal(err)
 		}
 		w, err := openOwnWAL(vfs.Default, wdir, db, nil, 0, walConfig{log: slog.Default(), onFatal: func(error) {},
-			fileBytes: walFileBytesDef, flushBytes: walForceFlushBytes(walFileBytesDef, defaultMemTableBytes), flushes: flushes})
+			fileBytes: walFileBytesDef, flushBytes: walForceFlushBytes(walFileBytesDef), flushes: flushes})
 		if err != nil {
 			b.Fatal(err)
 		}
