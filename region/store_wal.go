@@ -192,8 +192,7 @@ type ownWAL struct {
 
 	// memMu orders the memtable applies (taken under mu, held without it).
 	memMu      sync.Mutex
-	applied    uint64 // last position applied to the memtable
-	appliedNum uint64 // its file
+	appliedNum uint64 // file of the last record applied to the memtable
 	appliedSeq uint64 // its batch's last pebble sequence number
 
 	// syncMu is held by the goroutine writing and syncing (the leader).
@@ -416,7 +415,7 @@ func syncDir(fs vfs.FS, dir string) error {
 func openOwnWAL(fs vfs.FS, dir string, db *pebble.DB, old []uint64, last uint64, o walConfig) (*ownWAL, error) {
 	w := &ownWAL{fs: fs, dir: dir, db: db, log: o.log, noSync: o.noSync, onFatal: o.onFatal,
 		fileBytes: o.fileBytes, flushBytes: o.flushBytes, recycle: max(o.recycle, walRecycleFiles), bugs: o.bugs, flushes: o.flushes,
-		next: last + 1, applied: last, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
+		next: last + 1, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
 	w.durable.Store(last)
 	num := uint64(1)
 	if len(old) > 0 {
@@ -491,7 +490,7 @@ func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint6
 		w.ends = append(w.ends, walFileEnd{num: w.appliedNum, seq: w.appliedSeq})
 		w.filesMu.Unlock()
 	}
-	w.applied, w.appliedNum = pos, num
+	w.appliedNum = num
 	w.appliedSeq = uint64(b.SeqNum()) + uint64(b.Count()) - 1
 	return pos, nil
 }
