@@ -90,6 +90,9 @@ type StoreOptions struct {
 
 	// walBugs are planted bugs of the own log (this package's tests only).
 	walBugs walBugs
+	// walForceBytes replaces the live size of the own log that forces a
+	// pebble flush (this package's tests only; 0: walForceFlushBytes).
+	walForceBytes int64
 }
 
 // Pebble settings of a store whose StoreOptions leave them zero.
@@ -193,12 +196,17 @@ func (s *Store) open() error {
 		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	po.DisableWAL = s.opts.WAL == WALOwn
+	// The own log drops its files as pebble's flushes reach sstables.
+	flushes := &walFlushes{}
+	if po.DisableWAL {
+		po.EventListener.FlushEnd = flushes.flushEnd
+	}
 	db, err := openPebble(s.dir, po)
 	if err != nil {
 		return fmt.Errorf("region store: open pebble in %s: %w", s.dir, err)
 	}
 	s.db = db
-	err = s.openWAL(gen)
+	err = s.openWAL(gen, flushes)
 	if err == nil {
 		err = s.initLocked()
 	}

@@ -22,17 +22,26 @@ package region
 // then obsolete. A gap (a record after P that does not continue the
 // previous one) means synced records were lost: the store refuses to open.
 //
-// Truncation: records go to files of walFileBytes; when the live files
-// exceed walFlushBytes, a background goroutine notes the last position
-// applied to the memtable, calls db.Flush (which writes every memtable
-// applied before it to sstables) and drops the full files whose records
-// are all at or below that position, keeping walRecycleFiles of them for
-// recycling. The next file is prepared ahead in the background (a recycled
-// file renamed, or a new one zero-filled, and the directory synced), so
-// that its fdatasyncs overwrite allocated blocks instead of growing the
-// file.
+// Truncation: records go to files of walFileBytes. Pebble flushes its
+// memtables when they fill, as it would with its own WAL; each flush's
+// FlushEnd event (after the new sstables are in the manifest) carries the
+// largest sequence number it wrote, and a background goroutine then drops
+// the full files whose last record's batch (its pebble sequence numbers,
+// noted when it was applied) is at or below it, keeping walRecycleFiles of
+// them for recycling. Memtables hold consecutive sequence numbers and are
+// flushed oldest first, so every batch at or below a flushed sequence
+// number is in sstables. When the live files still exceed flushBytes (4
+// files) the goroutine forces a flush (db.Flush). Forcing flushes only
+// past twice the memtable (no forced flush in a steady log) took away a
+// quarter of the time spent flushing, during which fdatasyncs are slower,
+// but cost more CPU per hold and a higher p999 in the engine
+// (docs/benchmarks.md, "The own write-ahead log's tail"). The next file is
+// prepared ahead in the background (a recycled file renamed, or a new one
+// zero-filled, and the directory synced), so that its fdatasyncs overwrite
+// allocated blocks instead of growing the file.
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,16 +81,20 @@ const (
 	walHeaderLen    = 24
 	walMaxRecord    = 256 << 20 // a batch larger than this is refused (and unreadable)
 	walFileBytesDef = 16 << 20
-	walFlushFiles   = 4 // live files that start a truncation
-	// walRecycleFiles dropped files are kept to be renamed into the next
-	// ones: a truncation drops up to walFlushFiles-1 of them, so keeping as
-	// many means a steady log never zero-fills a file. A zero-fill writes
+	// walFlushFiles live files force a flush (walForceFlushBytes).
+	walFlushFiles = 4
+	// walRecycleFiles dropped files (at least; one more than a memtable's
+	// worth of files: walRecycle) are kept to be renamed into the next
+	// ones: a truncation after a flush of a full 64 MiB memtable drops two
+	// or three 16 MiB files, so keeping four means a steady log never
+	// zero-fills a file. A zero-fill writes
 	// and syncs walFileBytes on the disk the commits' fdatasyncs wait on:
 	// keeping one file, two new files in three were zero-filled and the
 	// engine's p999 was 1.6–1.9× higher (docs/benchmarks.md, "The own
 	// write-ahead log on a quiet machine").
 	walRecycleFiles = walFlushFiles
 	walFileBytesMem = 256 << 10
+	walZeroChunk    = 1 << 20 // zero-fill write, synced on its own
 )
 
 // testDefaultWAL is the mode of stores whose options leave WAL empty:
@@ -106,6 +119,55 @@ type walFile struct {
 	last uint64 // last position written to it (final once it is full)
 }
 
+// walFileEnd is the pebble sequence number of a full file's last batch.
+type walFileEnd struct {
+	num uint64
+	seq uint64
+}
+
+// walFlushes carries pebble's flushes to the own log; its listener is
+// installed when pebble opens, before the log starts.
+type walFlushes struct {
+	seq atomic.Uint64 // the largest sequence number flushed to sstables
+	w   atomic.Pointer[ownWAL]
+}
+
+// flushEnd is pebble's FlushEnd listener. A flush of ingested tables is
+// skipped (it carries the ingestion's sequence number; the memtables
+// before it were flushed, and reported, first).
+func (f *walFlushes) flushEnd(info pebble.FlushInfo) {
+	if info.Err != nil || info.Ingest {
+		return
+	}
+	var top uint64
+	for _, t := range info.Output {
+		top = max(top, uint64(t.LargestSeqNum))
+	}
+	for {
+		cur := f.seq.Load()
+		if top <= cur || f.seq.CompareAndSwap(cur, top) {
+			break
+		}
+	}
+	if w := f.w.Load(); w != nil {
+		w.kickBackground() // truncate
+	}
+}
+
+// walForceFlushBytes is the size of live files that forces a flush:
+// walFlushFiles. Waiting for pebble's own flushes of full memtables
+// instead (twice the memtable) measured more CPU per hold and a higher
+// p999 in the engine (docs/benchmarks.md, "The own write-ahead log's
+// tail"); memtables flushed at about half their size seem cheaper to
+// insert into.
+func walForceFlushBytes(fileBytes int64) int64 { return walFlushFiles * fileBytes }
+
+// walRecycle is the number of dropped files kept for recycling: a flush of
+// a full memtable drops about a memtable's worth of files.
+func walRecycle(fileBytes int64, memTableBytes uint64) int {
+	return max(walRecycleFiles, int(int64(memTableBytes)/fileBytes)+1)
+}
+
 type ownWAL struct {
 	fs         vfs.FS
 	dir        string
@@ -115,7 +177,9 @@ type ownWAL struct {
 	onFatal    func(error)
 	fileBytes  int64
 	flushBytes int64
+	recycle    int // dropped files kept for recycling
 	bugs       *walBugs
+	flushes    *walFlushes
 
 	// mu orders appends: positions and the buffer.
 	mu       sync.Mutex
@@ -127,8 +191,9 @@ type ownWAL struct {
 	spareBuf [][]byte // recycled segment buffers
 
 	// memMu orders the memtable applies (taken under mu, held without it).
-	memMu   sync.Mutex
-	applied uint64 // last position applied to the memtable
+	memMu      sync.Mutex
+	appliedNum uint64 // file of the last record applied to the memtable
+	appliedSeq uint64 // its batch's last pebble sequence number
 
 	// syncMu is held by the goroutine writing and syncing (the leader).
 	syncMu  sync.Mutex
@@ -141,14 +206,16 @@ type ownWAL struct {
 	prepMu sync.Mutex
 	// filesMu guards files and the spare.
 	filesMu   sync.Mutex
-	files     []walFile // live files, oldest first (the last is cur)
-	obsolete  []uint64  // files that may be recycled
-	spare     vfs.File  // prepared file spareNum (renamed or zero-filled, dir synced)
+	files     []walFile    // live files, oldest first (the last is cur)
+	ends      []walFileEnd // full files' last sequence numbers, oldest first
+	obsolete  []uint64     // files that may be recycled
+	spare     vfs.File     // prepared file spareNum (renamed or zero-filled, dir synced)
 	spareNum  uint64
 	kick      chan struct{}
 	stop      chan struct{}
 	bgDone    chan struct{}
 	truncs    atomic.Uint64
+	forced    atomic.Uint64
 	syncs     atomic.Uint64
 	bytes     atomic.Uint64
 	syncNanos atomic.Int64
@@ -164,6 +231,9 @@ type walBugs struct {
 	// noSync: Wait returns before the fdatasync (replying before the
 	// log is durable).
 	noSync bool
+	// dropUnflushed: truncation drops full files without waiting for
+	// pebble to flush their batches.
+	dropUnflushed bool
 }
 
 func walFileName(num uint64) string { return fmt.Sprintf("%016d%s", num, walFileSuffix) }
@@ -344,8 +414,8 @@ func syncDir(fs vfs.FS, dir string) error {
 // (recycled or removed), last the last position.
 func openOwnWAL(fs vfs.FS, dir string, db *pebble.DB, old []uint64, last uint64, o walConfig) (*ownWAL, error) {
 	w := &ownWAL{fs: fs, dir: dir, db: db, log: o.log, noSync: o.noSync, onFatal: o.onFatal,
-		fileBytes: o.fileBytes, flushBytes: o.flushBytes, bugs: o.bugs,
-		next: last + 1, applied: last, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
+		fileBytes: o.fileBytes, flushBytes: o.flushBytes, recycle: max(o.recycle, walRecycleFiles), bugs: o.bugs, flushes: o.flushes,
+		next: last + 1, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
 	w.durable.Store(last)
 	num := uint64(1)
 	if len(old) > 0 {
@@ -364,6 +434,7 @@ func openOwnWAL(fs vfs.FS, dir string, db *pebble.DB, old []uint64, last uint64,
 	w.cur, w.curNum, w.bufNum = f, num, num
 	w.files = []walFile{{num: num, last: last}}
 	w.obsolete = old
+	o.flushes.w.Store(w)
 	go w.background()
 	return w, nil
 }
@@ -373,7 +444,10 @@ type walConfig struct {
 	noSync                bool
 	onFatal               func(error)
 	fileBytes, flushBytes int64
+	recycle               int // dropped files kept (at least walRecycleFiles)
 	bugs                  *walBugs
+	// flushes is fed by pebble's FlushEnd listener (required).
+	flushes *walFlushes
 }
 
 // create makes file num (a fresh, growing one) and syncs the directory.
@@ -394,7 +468,7 @@ func (w *ownWAL) create(num uint64) (vfs.File, error) {
 // b gets keyMetaWALPos set first.
 func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint64, error) {
 	w.mu.Lock()
-	pos, err := w.buffer(b)
+	pos, num, err := w.buffer(b)
 	if err != nil {
 		w.mu.Unlock()
 		return 0, err
@@ -409,20 +483,29 @@ func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint6
 	if err := apply(b); err != nil {
 		return 0, err
 	}
-	w.applied = pos
+	// The first record of a file ends the previous one: its last batch's
+	// sequence number tells truncation when pebble has flushed it.
+	if w.appliedNum != 0 && num != w.appliedNum {
+		w.filesMu.Lock()
+		w.ends = append(w.ends, walFileEnd{num: w.appliedNum, seq: w.appliedSeq})
+		w.filesMu.Unlock()
+	}
+	w.appliedNum = num
+	w.appliedSeq = uint64(b.SeqNum()) + uint64(b.Count()) - 1
 	return pos, nil
 }
 
-// buffer appends b to the buffer as the next record. Callers hold mu.
-func (w *ownWAL) buffer(b *pebble.Batch) (uint64, error) {
+// buffer appends b to the buffer as the next record and returns its
+// position and file. Callers hold mu.
+func (w *ownWAL) buffer(b *pebble.Batch) (uint64, uint64, error) {
 	pos := w.next
 	w.posBuf = appendU64(w.posBuf[:0], pos) // Set copies it
 	if err := b.Set(keyMetaWALPos, w.posBuf, nil); err != nil {
-		return 0, fmt.Errorf("region store: stage wal position: %w", err)
+		return 0, 0, fmt.Errorf("region store: stage wal position: %w", err)
 	}
 	repr := b.Repr()
 	if len(repr) > walMaxRecord {
-		return 0, fmt.Errorf("region store: batch of %d bytes exceeds the wal's record limit", len(repr))
+		return 0, 0, fmt.Errorf("region store: batch of %d bytes exceeds the wal's record limit", len(repr))
 	}
 	n := int64(walHeaderLen + len(repr))
 	if w.bufSize > 0 && w.bufSize+n > w.fileBytes {
@@ -444,7 +527,7 @@ func (w *ownWAL) buffer(b *pebble.Batch) (uint64, error) {
 	}
 	w.bufSize += n
 	w.next++
-	return pos, nil
+	return pos, w.bufNum, nil
 }
 
 // waitDurable returns once position pos is durable (or written, with
@@ -585,33 +668,53 @@ func (w *ownWAL) background() {
 	}
 }
 
-// truncate flushes pebble and drops the full files it covers, once the
-// live files exceed flushBytes.
+// truncate drops the full files whose batches pebble has flushed; when
+// the live files still exceed flushBytes it forces a flush first.
 func (w *ownWAL) truncate() error {
-	w.filesMu.Lock()
-	live := int64(len(w.files)) * w.fileBytes
-	w.filesMu.Unlock()
-	if live <= w.flushBytes {
-		return nil
+	live := w.dropFlushed()
+	if live > w.flushBytes {
+		// Pebble's flushes did not keep the log short (a memtable larger
+		// than flushBytes assumed, or few writes per log byte): every
+		// batch applied before Flush reaches sstables, and its FlushEnd
+		// raises the flushed sequence number.
+		start := time.Now()
+		if err := w.db.Flush(); err != nil {
+			return fmt.Errorf("flush pebble: %w", err)
+		}
+		w.forced.Add(1)
+		w.log.Debug("own wal: forced a pebble flush", "live_bytes", live, "limit_bytes", w.flushBytes, "took", time.Since(start))
+		w.dropFlushed()
 	}
-	w.memMu.Lock()
-	upTo := w.applied // every record up to here is in a memtable now
-	w.memMu.Unlock()
-	if err := w.db.Flush(); err != nil {
-		return fmt.Errorf("flush pebble: %w", err)
-	}
+	return w.dropObsolete(w.recycle)
+}
+
+// dropFlushed moves the full files whose last batch pebble has flushed to
+// obsolete and returns the bytes of the live files left.
+func (w *ownWAL) dropFlushed() int64 {
+	flushed := w.flushes.seq.Load()
 	w.filesMu.Lock()
-	var drop []uint64
-	for len(w.files) > 1 && w.files[0].last <= upTo {
-		drop = append(drop, w.files[0].num)
+	defer w.filesMu.Unlock()
+	dropped := false
+	for len(w.files) > 1 {
+		num := w.files[0].num
+		for len(w.ends) > 0 && w.ends[0].num < num {
+			w.ends = w.ends[1:]
+		}
+		// A full file whose end is not noted yet (its successor's first
+		// batch is being applied) stays.
+		if w.bugs == nil || !w.bugs.dropUnflushed {
+			if len(w.ends) == 0 || w.ends[0].num != num || w.ends[0].seq > flushed {
+				break
+			}
+		}
+		w.obsolete = append(w.obsolete, num)
 		w.files = w.files[1:]
+		dropped = true
 	}
-	w.obsolete = append(w.obsolete, drop...)
-	w.filesMu.Unlock()
-	if len(drop) > 0 {
+	if dropped {
 		w.truncs.Add(1)
 	}
-	return w.dropObsolete(walRecycleFiles)
+	return int64(len(w.files)) * w.fileBytes
 }
 
 // dropObsolete removes obsolete files beyond keep (kept for recycling).
@@ -679,9 +782,15 @@ func (w *ownWAL) prepareFile(num, from uint64) (vfs.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create wal file %d: %w", num, err)
 	}
-	zero := make([]byte, min(w.fileBytes, 1<<20))
+	zero := make([]byte, min(w.fileBytes, walZeroChunk))
 	for n := int64(0); n < w.fileBytes && err == nil; n += int64(len(zero)) {
-		_, err = f.Write(zero)
+		if _, err = f.Write(zero); err == nil {
+			// Each chunk goes to the disk on its own: one sync of the
+			// whole file queues 16 MiB of writes ahead of the commits'
+			// fdatasyncs (docs/benchmarks.md, "The own write-ahead
+			// log's tail").
+			err = f.SyncData()
+		}
 	}
 	if err == nil {
 		err = f.Sync()
@@ -707,6 +816,7 @@ func (w *ownWAL) prepareFile(num, from uint64) (vfs.File, error) {
 // close stops the background work and closes the files; what is buffered
 // and not synced is dropped (never acknowledged).
 func (w *ownWAL) close() {
+	w.flushes.w.CompareAndSwap(w, nil)
 	close(w.stop)
 	<-w.bgDone
 	w.syncMu.Lock()
@@ -730,7 +840,8 @@ func (w *ownWAL) close() {
 type WALStats struct {
 	Syncs       uint64        // fdatasyncs (group commits)
 	SyncTime    time.Duration // total time writing and syncing
-	Truncations uint64        // flushes that dropped files
+	Truncations uint64        // truncations that dropped files (after pebble flushes)
+	Forced      uint64        // flushes forced by the log (live files over the limit)
 	Files       int           // live files
 	Bytes       uint64        // bytes written (records with headers)
 	Recycled    uint64        // files prepared by renaming a dropped one
@@ -741,14 +852,14 @@ func (w *ownWAL) stats() WALStats {
 	w.filesMu.Lock()
 	n := len(w.files)
 	w.filesMu.Unlock()
-	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Files: n, Bytes: w.bytes.Load(),
+	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Forced: w.forced.Load(), Files: n, Bytes: w.bytes.Load(),
 		Recycled: w.recycled.Load(), ZeroFilled: w.zeroFilled.Load()}
 }
 
 // openWAL replays the own log's files into the DB just opened and, with
 // WALOwn, starts the log; with WALPebble it removes the replayed files.
 // Callers hold applyMu and dbMu (or own s exclusively).
-func (s *Store) openWAL(gen uint64) error {
+func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 	dir := s.fs.PathJoin(s.dir, walDirName)
 	files, last, err := recoverWAL(s.fs, dir, s.db, &s.walBugs)
 	if err != nil {
@@ -787,9 +898,11 @@ func (s *Store) openWAL(gen uint64) error {
 			fileBytes = walFileBytesMem
 		}
 	}
+	memTable := cmp.Or(s.opts.MemTableBytes, defaultMemTableBytes)
 	w, err := openOwnWAL(s.fs, dir, s.db, files, last, walConfig{
-		log: s.log, noSync: s.opts.NoSync, fileBytes: fileBytes, flushBytes: walFlushFiles * fileBytes,
-		onFatal: func(err error) { s.markFailedGen(gen, err) }, bugs: &s.walBugs,
+		log: s.log, noSync: s.opts.NoSync, fileBytes: fileBytes,
+		flushBytes: cmp.Or(s.opts.walForceBytes, walForceFlushBytes(fileBytes)), recycle: walRecycle(fileBytes, memTable),
+		onFatal: func(err error) { s.markFailedGen(gen, err) }, bugs: &s.walBugs, flushes: flushes,
 	})
 	if err != nil {
 		return err

@@ -72,6 +72,12 @@ func ownCrashRun(t *testing.T, seed uint64, steps int, bugs walBugs) (string, WA
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
 	opts.walBugs = bugs
+	return ownCrashRunWith(t, mem, opts, seed, steps)
+}
+
+// ownCrashRunWith is ownCrashRun with the store's options.
+func ownCrashRunWith(t *testing.T, mem *vfs.MemFS, opts StoreOptions, seed uint64, steps int) (string, WALStats) {
+	t.Helper()
 	s := stOpenWith(t, "db", opts)
 	defer s.Close()
 	m := newStModel()
@@ -96,7 +102,10 @@ func TestOwnWALCrashEveryStep(t *testing.T) {
 	if testing.Short() {
 		steps = 120
 	}
-	d, st := ownCrashRun(t, seed, steps, walBugs{})
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
+	opts.walForceBytes = 1 << 30 // truncation after pebble's own flushes only
+	d, st := ownCrashRunWith(t, mem, opts, seed, steps)
 	if d != "" {
 		t.Fatal(d)
 	}
@@ -104,10 +113,39 @@ func TestOwnWALCrashEveryStep(t *testing.T) {
 	if st.Truncations == 0 || st.Syncs < uint64(steps) {
 		t.Fatalf("the run did not exercise truncation and one sync per Apply: %+v", st)
 	}
+	if st.Forced != 0 {
+		t.Fatalf("the log forced %d flushes, want truncations after pebble's own flushes only: %+v", st.Forced, st)
+	}
+}
+
+// TestOwnWALCrashEveryStepForcedFlush: a log whose memtable is too large
+// for its limit forces pebble's flushes, and a crash after any Apply keeps
+// it across those truncations too.
+func TestOwnWALCrashEveryStepForcedFlush(t *testing.T) {
+	const seed = 12
+	t.Logf("seed %d", seed)
+	steps := 200
+	if testing.Short() {
+		steps = 100
+	}
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
+	opts.MemTableBytes = 8 << 20 // never full in this run
+	opts.walForceBytes = 8 * opts.WALFileBytes
+	d, st := ownCrashRunWith(t, mem, opts, seed, steps)
+	if d != "" {
+		t.Fatal(d)
+	}
+	t.Logf("%d steps: %+v", steps, st)
+	if st.Forced == 0 || st.Truncations == 0 {
+		t.Fatalf("the run did not force a flush and truncate after it: %+v", st)
+	}
 }
 
 // TestOwnWALPlantedBugs: the crash check catches a log that answers
-// before its fdatasync and a recovery that replays from the wrong position.
+// before its fdatasync, a recovery that replays from the wrong position,
+// and a truncation that drops (and recycles) a file before pebble flushed
+// its batches.
 func TestOwnWALPlantedBugs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -115,9 +153,10 @@ func TestOwnWALPlantedBugs(t *testing.T) {
 	}{
 		{"reply before fdatasync", walBugs{noSync: true}},
 		{"replay from the wrong position", walBugs{replayFromNext: true}},
+		{"drop a file before pebble flushed it", walBugs{dropUnflushed: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, _ := ownCrashRun(t, 11, 40, tc.bugs)
+			d, _ := ownCrashRun(t, 11, 120, tc.bugs)
 			if d == "" {
 				t.Fatalf("planted bug %q not caught", tc.name)
 			}
@@ -263,9 +302,10 @@ func TestOwnWALCrashBetweenSyncAndFlush(t *testing.T) {
 }
 
 // TestOwnWALCrashDuringTruncation crashes (synced data only) at every
-// write the log's background work makes (pebble's flush, renaming a
-// recycled file, zero-filling, removing files): the image holds every
-// acknowledged batch, and at most the one in flight besides.
+// write the log's background work makes (renaming a recycled file,
+// zero-filling, removing files) and pebble's flushes that truncation
+// follows: the image holds every acknowledged batch, and at most the one
+// in flight besides.
 func TestOwnWALCrashDuringTruncation(t *testing.T) {
 	const seed = 13
 	t.Logf("seed %d", seed)
@@ -277,14 +317,24 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 		from, upTo int
 	}
 	var (
-		mu    sync.Mutex
-		shots []shot
-		acked atomic.Int64
+		mu      sync.Mutex
+		shots   []shot
+		inFlush int // images taken inside pebble's flushes
+		acked   atomic.Int64
 	)
 	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if op.Kind.ReadOrWrite() == errorfs.OpIsWrite && (stCalledFrom("(*ownWAL).truncate") || stCalledFrom("(*ownWAL).prepare")) {
+		if op.Kind.ReadOrWrite() != errorfs.OpIsWrite {
+			return nil
+		}
+		// At most 60 images inside pebble's flushes and 60 inside the
+		// log's own background work.
+		flush := stCalledFrom("(*DB).flush1")
+		if flush || stCalledFrom("(*ownWAL).truncate") || stCalledFrom("(*ownWAL).prepare") {
 			mu.Lock()
-			if len(shots) < 60 {
+			if n := len(shots) - inFlush; (flush && inFlush < 60) || (!flush && n < 60) {
+				if flush {
+					inFlush++
+				}
 				from := int(acked.Load())
 				img := mem.CrashClone(vfs.CrashCloneCfg{})
 				shots = append(shots, shot{img: img, from: from, upTo: int(acked.Load()) + 1})
@@ -307,8 +357,8 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 	s.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if st.Truncations == 0 || len(shots) == 0 {
-		t.Fatalf("no crash inside truncation: %+v, %d images", st, len(shots))
+	if st.Truncations == 0 || inFlush == 0 || len(shots) == inFlush {
+		t.Fatalf("no crash inside truncation and pebble's flushes: %+v, %d images (%d in flushes)", st, len(shots), inFlush)
 	}
 	opts.FS = nil
 	for i, sh := range shots {
@@ -317,7 +367,7 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 			t.Fatalf("image %d (after %d..%d acknowledged batches): %s", i, sh.from, sh.upTo-1, d)
 		}
 	}
-	t.Logf("%d crash images inside background work checked; %+v", len(shots), st)
+	t.Logf("%d crash images inside background work checked (%d in pebble's flushes); %+v", len(shots), inFlush, st)
 }
 
 // TestOwnWALFailedSync: a failed fdatasync of the log fails the Apply (no

@@ -46,7 +46,8 @@ func BenchmarkBareSync(b *testing.B) {
 		// The store's own log (wal: own): append, memtable insert, then
 		// write and fdatasync on the caller's goroutine.
 		dir := b.TempDir()
-		db, err := pebble.Open(dir, &pebble.Options{DisableWAL: true})
+		flushes := &walFlushes{}
+		db, err := pebble.Open(dir, &pebble.Options{DisableWAL: true, EventListener: &pebble.EventListener{FlushEnd: flushes.flushEnd}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -56,7 +57,7 @@ func BenchmarkBareSync(b *testing.B) {
 			b.Fatal(err)
 		}
 		w, err := openOwnWAL(vfs.Default, wdir, db, nil, 0, walConfig{log: slog.Default(), onFatal: func(error) {},
-			fileBytes: walFileBytesDef, flushBytes: walFlushFiles * walFileBytesDef})
+			fileBytes: walFileBytesDef, flushBytes: walForceFlushBytes(walFileBytesDef), flushes: flushes})
 		if err != nil {
 			b.Fatal(err)
 		}
