@@ -16,8 +16,8 @@
 #   RATIO_CONCURRENCY [64]         concurrency of the headline ratios
 #   RESULTS [unset]                also append every raw key=value line to this file
 #   HOLDFAST_HTTP_SERVER [fasthttp] holdfast's HTTP server: fasthttp, or nethttp (--http-server)
-#   HOLDFAST_WAL [pebble]          holdfast's write-ahead log: pebble, or own (--wal)
-#   HOLDFAST_INLINE [0]            1: a lone caller commits on its own goroutine (--inline-commit)
+#   HOLDFAST_WAL [own]             holdfast's write-ahead log: own, or pebble (--wal)
+#   HOLDFAST_INLINE [1]            0: every caller through the apply loop (--inline-commit=false)
 #
 # PostgreSQL and Redis run from their Debian packages in a temporary
 # directory, listening on 127.0.0.1 only; everything is stopped and removed
@@ -35,8 +35,8 @@ ENGINE_CONCURRENCY=${ENGINE_CONCURRENCY-"256"}
 MIX=${MIX:-hold}
 INSTALL=${INSTALL:-1}
 HOLDFAST_HTTP_SERVER=${HOLDFAST_HTTP_SERVER:-fasthttp}
-HOLDFAST_WAL=${HOLDFAST_WAL:-pebble}
-HOLDFAST_INLINE=${HOLDFAST_INLINE:-0}
+HOLDFAST_WAL=${HOLDFAST_WAL:-own}
+HOLDFAST_INLINE=${HOLDFAST_INLINE:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-compare.XXXXXX")
@@ -211,7 +211,7 @@ run_cell() {
 	holdfast | engine)
 		[[ $durable == 0 ]] && args+=(--no-sync)
 		args+=(--wal "$HOLDFAST_WAL")
-		[[ $HOLDFAST_INLINE == 1 ]] && args+=(--inline-commit)
+		[[ $HOLDFAST_INLINE == 0 ]] && args+=(--inline-commit=false)
 		if [[ $sys == engine ]]; then
 			args+=(--target engine)
 		else

@@ -23,8 +23,8 @@ import (
 //
 // At 256 callers each commit carries about all of them (see the linger in
 // stepLoop), so holds/s is bounded by 256 / (fsync + stepping time).
-// HOLDFAST_LONE_COMMIT=1 turns Config.LoneCommit on, HOLDFAST_INLINE=1
-// Config.InlineCommit (an A/B with one binary).
+// HOLDFAST_LONE_COMMIT=1 turns Config.LoneCommit on, HOLDFAST_INLINE=0
+// the inline commit off (Config.NoInlineCommit; an A/B with one binary).
 func BenchmarkRegionHoldDurable(b *testing.B) {
 	for _, callers := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) { benchHolds(b, callers, false) })
@@ -43,7 +43,7 @@ func BenchmarkRegionHoldNoSync(b *testing.B) {
 func benchHolds(b *testing.B, callers int, noSync bool) {
 	const skus = 256
 	r, err := Open(context.Background(), Config{Name: "eu", DataDir: b.TempDir(), NoSync: noSync, Logger: quietLogger(),
-		LoneCommit: os.Getenv("HOLDFAST_LONE_COMMIT") == "1", InlineCommit: os.Getenv("HOLDFAST_INLINE") == "1"})
+		LoneCommit: os.Getenv("HOLDFAST_LONE_COMMIT") == "1", NoInlineCommit: os.Getenv("HOLDFAST_INLINE") == "0"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,8 +120,8 @@ func benchHolds(b *testing.B, callers int, noSync bool) {
 	// Batches the stepper committed itself (a lone caller, nothing in
 	// flight; Config.LoneCommit, on with HOLDFAST_LONE_COMMIT=1), per hold.
 	b.ReportMetric(float64(r.loneCommits.Load()-lone0)/float64(b.N), "lone/hold")
-	// Batches committed on their caller's goroutine (Config.InlineCommit,
-	// on with HOLDFAST_INLINE=1), per hold.
+	// Batches committed on their caller's goroutine (the inline commit,
+	// off with HOLDFAST_INLINE=0), per hold.
 	b.ReportMetric(float64(r.inline.commits.Load()-inline0)/float64(b.N), "inline/hold")
 	if c := r.commits.Load() - commits0; c > 0 {
 		// Of the measured holds only (inputs/commit also counts the restocks).

@@ -46,8 +46,8 @@ type Config struct {
 	// NoSync skips fsync on commit. Benchmarks only: a crash loses
 	// acknowledged holds.
 	NoSync bool
-	// WAL is the store's write-ahead log: WALPebble ("", the default) or
-	// WALOwn (the store's own log, pebble's disabled; store_wal.go).
+	// WAL is the store's write-ahead log: WALOwn ("", the default: the
+	// store's own log, pebble's disabled; store_wal.go) or WALPebble.
 	WAL string
 
 	QueueLen     int           // client requests waiting for the apply loop
@@ -63,12 +63,13 @@ type Config struct {
 	// handing it to the committer (see commitLone). Off by default: it
 	// showed no measurable gain on the test machine (docs/benchmarks.md).
 	LoneCommit bool
-	// InlineCommit: when the apply loop is idle (the conditions of
-	// LoneCommit, before the caller's command is stepped), the caller's own
-	// goroutine steps its command, writes the batch, waits for its fsync
-	// and answers itself, with no hand-off to the loop (see
-	// inline_commit.go). Callers who find the loop busy queue as before.
-	InlineCommit bool
+	// Inline commit (on unless NoInlineCommit): when the apply loop is
+	// idle (the conditions of LoneCommit, before the caller's command is
+	// stepped), the caller's own goroutine steps its command, writes the
+	// batch, waits for its fsync and answers itself, with no hand-off to
+	// the loop (see inline_commit.go). Callers who find the loop busy queue
+	// as before. NoInlineCommit sends every caller through the loop.
+	NoInlineCommit bool
 
 	// FreshProbation: a region whose store starts empty while it has peers
 	// (NATSURL set, or FreshProbation > 0 for an in-process transport)

@@ -13,11 +13,11 @@ import (
 // region, so they cannot be internal tests; these names give them the
 // in-memory storage, the fake transport and the few internals they check.
 
-// HOLDFAST_TEST_WAL=own runs every store this package's tests open
-// without a WAL mode of their own on the store's own write-ahead log
-// (store_wal.go): the crash and failing-disk tests then check it.
-// HOLDFAST_TEST_INLINE=1 turns Config.InlineCommit on in every region they
-// open (inline_commit.go).
+// HOLDFAST_TEST_WAL=pebble runs every store this package's tests open
+// without a WAL mode of their own on pebble's write-ahead log instead of
+// the store's own (store_wal.go, the default): the crash and failing-disk
+// tests then check it. HOLDFAST_TEST_INLINE=0 turns the inline commit off
+// in every region they open (inline_commit.go).
 func init() {
 	if m := os.Getenv("HOLDFAST_TEST_WAL"); m != "" {
 		if err := ValidWAL(m); err != nil {
@@ -25,7 +25,7 @@ func init() {
 		}
 		testDefaultWAL = m
 	}
-	testInlineCommit = os.Getenv("HOLDFAST_TEST_INLINE") == "1"
+	testNoInlineCommit = os.Getenv("HOLDFAST_TEST_INLINE") == "0"
 }
 
 type MemStorage = memStorage

@@ -1,6 +1,6 @@
 package region
 
-// Inline commit (Config.InlineCommit): a lone caller's command is stepped,
+// Inline commit (on unless Config.NoInlineCommit): a lone caller's command is stepped,
 // written, fsynced and answered on the caller's own goroutine, with no
 // hand-off to the stepper and back.
 //
@@ -39,10 +39,10 @@ import (
 	"sync/atomic"
 )
 
-// testInlineCommit turns Config.InlineCommit on in every region this
-// package's tests open (HOLDFAST_TEST_INLINE=1, export_test.go), so that
-// the crash and failing-disk tests check the inline path too.
-var testInlineCommit = false
+// testNoInlineCommit turns the inline commit off in every region this
+// package's tests open (HOLDFAST_TEST_INLINE=0, export_test.go), so that
+// the crash and failing-disk tests can check the loop's own path too.
+var testNoInlineCommit = false
 
 // inlineState is the region's side of the inline commit.
 type inlineState struct {
@@ -62,7 +62,7 @@ type inlineState struct {
 // the storage can report a write and wait for its fsync apart (a Store),
 // and no read-ahead stage sits between callers and the stepper.
 func (r *Region) inlineOn() bool {
-	return r.cfg.InlineCommit && r.writeAhead() && r.ahead.q == nil
+	return !r.cfg.NoInlineCommit && r.writeAhead() && r.ahead.q == nil
 }
 
 // commitInline steps req into the node and, if it made a Ready, commits

@@ -21,7 +21,7 @@ import (
 // the stepper but the test.
 func openInline(t *testing.T, cfg Config) (*Region, *blockingSyncFS) {
 	t.Helper()
-	cfg.InlineCommit = true
+	skipWithoutInline(t)
 	cfg.TickInterval = time.Second
 	r, fs := openLone(t, cfg)
 	waitIdle(t, r)
@@ -101,19 +101,19 @@ func TestInlineCommitPlantedReplyBeforeSync(t *testing.T) {
 	}
 }
 
-// skipUnderTestInline skips a test of the stepper's own paths when
-// HOLDFAST_TEST_INLINE=1 lets lone callers commit inline instead.
-func skipUnderTestInline(t *testing.T) {
-	if testInlineCommit {
-		t.Skip("HOLDFAST_TEST_INLINE=1: lone callers commit inline, not through the stepper")
+// skipWithoutInline skips a test of the inline commit when
+// HOLDFAST_TEST_INLINE=0 turns it off in every region.
+func skipWithoutInline(t *testing.T) {
+	t.Helper()
+	if testNoInlineCommit {
+		t.Skip("HOLDFAST_TEST_INLINE=0: the inline commit is off")
 	}
 }
 
-// TestInlineCommitOff: without Config.InlineCommit no caller commits
+// TestInlineCommitOff: with Config.NoInlineCommit no caller commits
 // inline.
 func TestInlineCommitOff(t *testing.T) {
-	skipUnderTestInline(t)
-	r, _ := openLone(t, Config{})
+	r, _ := openLone(t, Config{NoInlineCommit: true})
 	if err := recvErr(t, holdAsync(r), "a hold"); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,8 @@ func TestInlineCommitInspectAndMessagesWait(t *testing.T) {
 func TestInlineCommitWithTicks(t *testing.T) {
 	var offset atomic.Int64
 	base := time.Now()
-	cfg := Config{InlineCommit: true, TickInterval: time.Millisecond,
+	skipWithoutInline(t)
+	cfg := Config{TickInterval: time.Millisecond,
 		Now: func() time.Time { return base.Add(time.Duration(offset.Load())) }}
 	cfg.Name, cfg.DataDir, cfg.FS, cfg.Logger = "eu", "db", vfs.NewMem(), quietLogger()
 	r, err := Open(context.Background(), cfg)
@@ -288,6 +289,7 @@ func TestInlineCommitCloseWaits(t *testing.T) {
 // disk works again, and a hold succeeds.
 func inlineOnFailingDisk(t *testing.T, bugs plantedbugs.Set) (inline uint64, holdErr error) {
 	t.Helper()
+	skipWithoutInline(t)
 	var on atomic.Bool
 	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
 		isSync := op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo
@@ -297,7 +299,7 @@ func inlineOnFailingDisk(t *testing.T, bugs plantedbugs.Set) (inline uint64, hol
 		return nil
 	}))
 	r, err := Open(context.Background(), Config{Name: "eu", DataDir: "data", FS: fs, Logger: quietLogger(),
-		InlineCommit: true, TickInterval: time.Second, PlantedBugs: bugs})
+		TickInterval: time.Second, PlantedBugs: bugs})
 	if err != nil {
 		t.Fatal(err)
 	}

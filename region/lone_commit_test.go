@@ -149,8 +149,7 @@ func loneRepliedEarly(t *testing.T, cfg Config) (early bool, lone uint64) {
 // flight, is written and answered by the stepper itself (one lone
 // commit; none without the lone path), and only once its fsync is done.
 func TestLoneCommitAnswersAfterFsync(t *testing.T) {
-	skipUnderTestInline(t)
-	early, lone := loneRepliedEarly(t, Config{LoneCommit: true})
+	early, lone := loneRepliedEarly(t, Config{LoneCommit: true, NoInlineCommit: true})
 	if early {
 		t.Fatal("a lone hold was answered before its fsync completed")
 	}
@@ -163,8 +162,7 @@ func TestLoneCommitAnswersAfterFsync(t *testing.T) {
 // ReplyBeforeSync the lone path answers before the fsync, and the check
 // above sees it.
 func TestLoneCommitPlantedReplyBeforeSync(t *testing.T) {
-	skipUnderTestInline(t)
-	early, lone := loneRepliedEarly(t, Config{LoneCommit: true, PlantedBugs: plantedbugs.Set{ReplyBeforeSync: true}})
+	early, lone := loneRepliedEarly(t, Config{LoneCommit: true, NoInlineCommit: true, PlantedBugs: plantedbugs.Set{ReplyBeforeSync: true}})
 	if lone != 1 {
 		t.Fatalf("lone commits for a lone hold: %d, want 1", lone)
 	}
@@ -176,7 +174,7 @@ func TestLoneCommitPlantedReplyBeforeSync(t *testing.T) {
 // TestLoneCommitOff: without Config.LoneCommit (the default) a lone hold
 // goes through the committer (and is still answered after its fsync only).
 func TestLoneCommitOff(t *testing.T) {
-	early, lone := loneRepliedEarly(t, Config{})
+	early, lone := loneRepliedEarly(t, Config{NoInlineCommit: true})
 	if early {
 		t.Fatal("a hold was answered before its fsync completed")
 	}
@@ -189,8 +187,7 @@ func TestLoneCommitOff(t *testing.T) {
 // fsync runs are stepped once it is done and cut together through the
 // pipeline (no lone commit for them), and each is answered.
 func TestLoneCommitKeepsGroupCommit(t *testing.T) {
-	skipUnderTestInline(t)
-	r, fs := openLone(t, Config{LoneCommit: true})
+	r, fs := openLone(t, Config{LoneCommit: true, NoInlineCommit: true})
 	before := r.loneCommits.Load()
 	fs.armed.Store(true)
 	first := holdAsync(r)

@@ -53,11 +53,10 @@ func TestStoreApplyNoWaitInOrder(t *testing.T) {
 // checks that the region writes the callers that arrive meanwhile ahead
 // (without fsync) but answers nobody until an fsync covers them.
 //
-// (Not with HOLDFAST_TEST_INLINE=1: a first hold committed inline keeps
-// the node through its fsync, so nothing is written behind it; the
-// callers wait for it, as TestInlineCommitKeepsGroupCommit checks.)
+// The inline commit is off here: a first hold committed inline keeps the
+// node through its fsync, so nothing is written behind it; the callers
+// wait for it, as TestInlineCommitKeepsGroupCommit checks.
 func TestRepliesWaitForPipelinedFsync(t *testing.T) {
-	skipUnderTestInline(t)
 	var gated atomic.Bool
 	var blocked atomic.Int32
 	release := make(chan struct{})
@@ -71,7 +70,7 @@ func TestRepliesWaitForPipelinedFsync(t *testing.T) {
 		}
 		return nil
 	}))
-	r, err := Open(context.Background(), Config{Name: "eu", DataDir: "data", FS: fs, Logger: quietLogger()})
+	r, err := Open(context.Background(), Config{Name: "eu", DataDir: "data", FS: fs, Logger: quietLogger(), NoInlineCommit: true})
 	if err != nil {
 		t.Fatal(err)
 	}

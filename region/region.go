@@ -138,8 +138,8 @@ func newRegion(cfg Config) (*Region, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if testInlineCommit {
-		cfg.InlineCommit = true
+	if testNoInlineCommit {
+		cfg.NoInlineCommit = true
 	}
 	r := &Region{
 		cfg:        cfg,

@@ -78,8 +78,8 @@ type StoreOptions struct {
 	// deleted with its batch.
 	RetainTerminal bool
 	MemRetain      time.Duration
-	// WAL is the write-ahead log: WALPebble ("", the default) or WALOwn,
-	// the store's own log with pebble's disabled (store_wal.go). Either
+	// WAL is the write-ahead log: WALOwn ("", the default), the store's
+	// own log with pebble's disabled (store_wal.go), or WALPebble. Either
 	// mode replays the own log's files it finds at open, so a store can
 	// move between them.
 	WAL string

@@ -62,11 +62,11 @@ import (
 
 // WAL modes (StoreOptions.WAL, region Config.WAL).
 const (
-	WALPebble = "pebble" // pebble's own WAL (the default)
-	WALOwn    = "own"    // the store's write-ahead log (store_wal.go)
+	WALPebble = "pebble" // pebble's own WAL
+	WALOwn    = "own"    // the store's write-ahead log (store_wal.go; the default)
 )
 
-// ValidWAL checks a WAL mode ("" is WALPebble).
+// ValidWAL checks a WAL mode ("" is WALOwn).
 func ValidWAL(mode string) error {
 	switch mode {
 	case "", WALPebble, WALOwn:
@@ -98,9 +98,9 @@ const (
 )
 
 // testDefaultWAL is the mode of stores whose options leave WAL empty:
-// WALPebble, except in this package's tests run with HOLDFAST_TEST_WAL=own
-// (export_test.go), which run every store test against the own log.
-var testDefaultWAL = WALPebble
+// WALOwn, except in this package's tests run with HOLDFAST_TEST_WAL=pebble
+// (export_test.go), which run every store test against pebble's log.
+var testDefaultWAL = WALOwn
 
 var keyMetaWALPos = []byte("m/walpos")
 

@@ -46,18 +46,20 @@ type benchOpts struct {
 	noSync      bool
 	wal         string
 	inline      bool
-	noEvents    bool
-	relay       bool
-	restock     bool
-	jsonOut     bool
-	quiet       bool
-	cpuProfile  string
-	tracePath   string
-	upProfile   string
-	loadProfile string
-	dataDir     string
-	client      string
-	httpServer  string
+	// walOrInlineSet: --wal or --inline-commit given (in-process only).
+	walOrInlineSet bool
+	noEvents       bool
+	relay          bool
+	restock        bool
+	jsonOut        bool
+	quiet          bool
+	cpuProfile     string
+	tracePath      string
+	upProfile      string
+	loadProfile    string
+	dataDir        string
+	client         string
+	httpServer     string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -88,6 +90,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			serverGC()
+			o.walOrInlineSet = cmd.Flags().Changed("wal") || cmd.Flags().Changed("inline-commit")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runBench(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -110,8 +113,8 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.token, "token", "", "bearer token for --url (needs the admin scope to restock)")
 	f.StringVar(&o.target, "target", "http", "http (the real API) or engine (the apply loop, no HTTP; in-process only)")
 	f.BoolVar(&o.noSync, "no-sync", false, "in-process region without fsync (NOT durable; for the ratio only)")
-	f.StringVar(&o.wal, "wal", region.WALPebble, "in-process region's write-ahead log: pebble or own (region wal)")
-	f.BoolVar(&o.inline, "inline-commit", false, "in-process region: a lone caller commits on its own goroutine when the apply loop is idle (region inline_commit)")
+	f.StringVar(&o.wal, "wal", region.WALOwn, "in-process region's write-ahead log: own or pebble (region wal)")
+	f.BoolVar(&o.inline, "inline-commit", true, "in-process region: a lone caller commits on its own goroutine when the apply loop is idle (region inline_commit; =false: every caller through the apply loop)")
 	f.BoolVar(&o.noEvents, "no-events", false, "in-process region without its event log (to measure the log's cost)")
 	f.BoolVar(&o.relay, "relay", false, "in-process region with its JetStream relay (embedded NATS) and the relay's lag in the summary")
 	f.BoolVar(&o.restock, "restock", true, "restock the SKUs before the run so that stock never runs out")
@@ -190,8 +193,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.relay && (o.url != "" || o.noEvents) {
 		return errors.New("--relay runs the in-process region's relay: not with --url or --no-events")
 	}
-	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "" || (o.wal != "" && o.wal != region.WALPebble) || o.inline) {
-		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync and --data-dir apply to the in-process region only")
+	if o.url != "" && (o.target == "engine" || o.noSync || o.noEvents || o.dataDir != "" || o.walOrInlineSet) {
+		return errors.New("--url benchmarks a running region over HTTP: --target engine, --no-sync, --no-events, --data-dir, --wal and --inline-commit apply to the in-process region only")
 	}
 	// The region logs from its own goroutines to the same stream.
 	stderr = &lockedWriter{w: stderr}
@@ -244,7 +247,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
 			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache,
-			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache, WAL: o.wal, InlineCommit: o.inline}
+			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache, WAL: o.wal, NoInlineCommit: !o.inline}
 		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
@@ -435,12 +438,11 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if o.holdCache > 0 {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "hold_cache", Value: strconv.Itoa(o.holdCache)})
 	}
-	if o.inline {
-		s.Labels = append(s.Labels, loadgen.Label{Key: "inline_commit", Value: "true"})
-		if s.OK > 0 {
-			// Commits of the window made on their caller's goroutine, per granted hold.
-			s.Labels = append(s.Labels, loadgen.Label{Key: "inline_per_hold", Value: strconv.FormatFloat(inlineRun/float64(s.OK), 'f', 3, 64)})
-		}
+	if !o.inline {
+		s.Labels = append(s.Labels, loadgen.Label{Key: "inline_commit", Value: "false"})
+	} else if inlineCommits != nil && s.OK > 0 {
+		// Commits of the window made on their caller's goroutine, per granted hold.
+		s.Labels = append(s.Labels, loadgen.Label{Key: "inline_per_hold", Value: strconv.FormatFloat(inlineRun/float64(s.OK), 'f', 3, 64)})
 	}
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})

@@ -29,8 +29,10 @@ func newRegionCmd() *cobra.Command {
 	var (
 		configPath string
 		flags      region.Config
-		logLevel   string
-		logJSON    bool
+		// inlineCommit is --inline-commit (region.Config.NoInlineCommit negated).
+		inlineCommit bool
+		logLevel     string
+		logJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "region",
@@ -80,7 +82,7 @@ has no auth and the region refuses to listen on anything but loopback.`,
 				cfg.LoneCommit = flags.LoneCommit
 			}
 			if f.Changed("inline-commit") {
-				cfg.InlineCommit = flags.InlineCommit
+				cfg.NoInlineCommit = !inlineCommit
 			}
 			if f.Changed("tick") {
 				cfg.TickInterval = flags.TickInterval
@@ -135,10 +137,10 @@ has no auth and the region refuses to listen on anything but loopback.`,
 	f.IntVar(&flags.MaxBatch, "max-batch", region.DefaultMaxBatch, "inputs per committed batch at most")
 	f.DurationVar(&flags.MaxLinger, "max-linger", region.DefaultMaxLinger, "group commit: longest wait for returning callers before a batch is cut (negative: none)")
 	f.BoolVar(&flags.LoneCommit, "lone-commit", false, "the stepper commits a lone caller's batch itself when nothing is in flight (see docs/operations.md)")
-	f.BoolVar(&flags.InlineCommit, "inline-commit", false, "a lone caller commits its command on its own goroutine when the apply loop is idle (see docs/operations.md)")
+	f.BoolVar(&inlineCommit, "inline-commit", true, "a lone caller commits its command on its own goroutine when the apply loop is idle; --inline-commit=false sends every caller through the loop (see docs/operations.md)")
 	f.DurationVar(&flags.TickInterval, "tick", region.DefaultTickInterval, "node tick (expiry and borrow deadlines)")
 	f.BoolVar(&flags.NoSync, "no-sync", false, "commit without fsync: NOT durable, benchmarks only")
-	f.StringVar(&flags.WAL, "wal", region.WALPebble, "write-ahead log: pebble (pebble's) or own (the store's own log; see docs/operations.md)")
+	f.StringVar(&flags.WAL, "wal", region.WALOwn, "write-ahead log: own (the store's own log) or pebble (pebble's; see docs/operations.md)")
 	f.IntVar(&flags.HoldCache, "hold-cache", 0, "holds and idempotency keys kept in memory at most (0: every one); the others are read from the store on demand")
 	f.IntVar(&flags.SKUCache, "sku-cache", 0, "SKUs kept in memory at most (0: every SKU); the others are read from the store on first touch")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

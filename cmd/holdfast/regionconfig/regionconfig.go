@@ -33,15 +33,15 @@ type File struct {
 	Cluster    string `yaml:"cluster"`
 	TokensFile string `yaml:"tokens_file"`
 	NoSync     bool   `yaml:"no_sync"`
-	WAL        string `yaml:"wal"` // region.Config.WAL: pebble (default) or own
+	WAL        string `yaml:"wal"` // region.Config.WAL: own (default) or pebble
 
 	QueueLen          int           `yaml:"queue_len"`
 	MsgQueueLen       int           `yaml:"msg_queue_len"`
 	MaxBatch          int           `yaml:"max_batch"`
 	TickInterval      time.Duration `yaml:"tick_interval"`
 	MaxLinger         time.Duration `yaml:"max_linger"`
-	LoneCommit        bool          `yaml:"lone_commit"`   // region.Config.LoneCommit
-	InlineCommit      bool          `yaml:"inline_commit"` // region.Config.InlineCommit
+	LoneCommit        bool          `yaml:"lone_commit"`      // region.Config.LoneCommit
+	NoInlineCommit    bool          `yaml:"no_inline_commit"` // region.Config.NoInlineCommit
 	FreshProbation    time.Duration `yaml:"fresh_probation"`
 	FreshProbationMax time.Duration `yaml:"fresh_probation_max"`
 	RestartProbation  bool          `yaml:"restart_probation"`
@@ -172,7 +172,7 @@ func (f File) Region() region.Config {
 		TickInterval:        f.TickInterval,
 		MaxLinger:           f.MaxLinger,
 		LoneCommit:          f.LoneCommit,
-		InlineCommit:        f.InlineCommit,
+		NoInlineCommit:      f.NoInlineCommit,
 		FreshProbation:      f.FreshProbation,
 		FreshProbationMax:   f.FreshProbationMax,
 		RestartProbation:    f.RestartProbation,
