@@ -43,14 +43,7 @@ func TestHoldAllocations(t *testing.T) {
 	// The event (96), the reply (72) and the broadcast message (~250)
 	// reuse an Advanced Ready's (readybufs.go): taking any of them from
 	// the arenas again breaks the bound.
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	const holds = 16 * chunkLen
-	for i := 0; i < holds; i++ {
-		hold()
-	}
-	runtime.ReadMemStats(&after)
-	perHold := float64(after.TotalAlloc-before.TotalAlloc) / holds
+	perHold := bytesPerRun(16*chunkLen, hold)
 	if perHold > maxOneHoldReadyBytes {
 		t.Fatalf("a hold in a Ready of its own allocates %.0f bytes, want at most %d", perHold, maxOneHoldReadyBytes)
 	}
@@ -106,14 +99,8 @@ func TestReadyGrowsOnce(t *testing.T) {
 	// hold per hold (216 bytes), new event and reply slices per Ready
 	// (168 bytes a hold), or slices that grow by doubling again, break
 	// the bound.
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
 	const batches = 20
-	for i := 0; i < batches; i++ {
-		batch()
-	}
-	runtime.ReadMemStats(&after)
-	perHold := float64(after.TotalAlloc-before.TotalAlloc) / (batches * holds)
+	perHold := bytesPerRun(batches, batch) / holds
 	if perHold > maxBatchedHoldBytes {
 		t.Fatalf("a hold in a Ready of %d allocates %.0f bytes, want at most %d", holds, perHold, maxBatchedHoldBytes)
 	}
@@ -239,14 +226,7 @@ func TestConfirmAllocations(t *testing.T) {
 	for i := 0; i < 2*chunkLen; i++ {
 		pair()
 	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	const pairs = 16 * chunkLen
-	for i := 0; i < pairs; i++ {
-		pair()
-	}
-	runtime.ReadMemStats(&after)
-	perPair := float64(after.TotalAlloc-before.TotalAlloc) / pairs
+	perPair := bytesPerRun(16*chunkLen, pair)
 	if perPair > maxHoldConfirmBytes {
 		t.Fatalf("a hold and its confirm allocate %.0f bytes, want at most %d", perPair, maxHoldConfirmBytes)
 	}
@@ -257,3 +237,15 @@ func TestConfirmAllocations(t *testing.T) {
 // BenchmarkNodeHoldConfirm (1,305 when the confirm's reply had a copy of
 // its own).
 const maxHoldConfirmBytes = 1180
+
+// bytesPerRun runs f n times and returns the bytes the process allocated
+// meanwhile, per run.
+func bytesPerRun(n int, f func()) float64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.TotalAlloc-before.TotalAlloc) / float64(n)
+}

@@ -15,24 +15,7 @@ import (
 // FinishReplyStale answers with a copy made before the change and is
 // caught.
 func TestFinishReplySharesEvent(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		bugs plantedbugs.Bugs
-	}{{"ok", plantedbugs.Bugs{}}, {"FinishReplyStale", plantedbugs.Bugs{FinishReplyStale: true}}} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := finishReplySharesEvent(t, tc.bugs)
-			if tc.bugs.Any() {
-				if err == nil {
-					t.Fatal("the planted bug was not caught")
-				}
-				t.Logf("caught: %v", err)
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	checkWithAndWithoutBug(t, "FinishReplyStale", plantedbugs.Bugs{FinishReplyStale: true}, finishReplySharesEvent)
 }
 
 func finishReplySharesEvent(t *testing.T, bugs plantedbugs.Bugs) error {

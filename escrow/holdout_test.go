@@ -16,24 +16,9 @@ import (
 // DeletedHolds). The planted bug ShareAllHoldCopies writes every copy the
 // events made, the stale one too, and is caught.
 func TestPersistHoldsOnePerHold(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		bugs plantedbugs.Bugs
-	}{{"ok", plantedbugs.Bugs{}}, {"ShareAllHoldCopies", plantedbugs.Bugs{ShareAllHoldCopies: true}}} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := persistHoldsOnePerHold(t, tc.bugs)
-			if tc.bugs.Any() {
-				if err == "" {
-					t.Fatal("the planted bug was not caught")
-				}
-				t.Logf("caught: %s", err)
-				return
-			}
-			if err != "" {
-				t.Fatal(err)
-			}
-		})
-	}
+	checkWithAndWithoutBug(t, "ShareAllHoldCopies", plantedbugs.Bugs{ShareAllHoldCopies: true}, func(t *testing.T, bugs plantedbugs.Bugs) error {
+		return errIf(persistHoldsOnePerHold(t, bugs))
+	})
 }
 
 // persistHoldsOnePerHold runs the Readies of TestPersistHoldsOnePerHold

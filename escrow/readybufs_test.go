@@ -14,24 +14,7 @@ import (
 // slices of Advanced ones. The planted bug RecycleAtReady (the last
 // Ready's slices reused as soon as the next Ready begins) is caught.
 func TestReadySlicesKeptUntilAdvance(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		bugs plantedbugs.Bugs
-	}{{"ok", plantedbugs.Bugs{}}, {"RecycleAtReady", plantedbugs.Bugs{RecycleAtReady: true}}} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := pipelinedReadies(t, tc.bugs)
-			if tc.bugs.Any() {
-				if err == nil {
-					t.Fatal("the planted bug was not caught")
-				}
-				t.Logf("caught: %v", err)
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	checkWithAndWithoutBug(t, "RecycleAtReady", plantedbugs.Bugs{RecycleAtReady: true}, pipelinedReadies)
 }
 
 // pipelinedReadies takes Readies of 1 to 4 holds two at a time, checks

@@ -13,24 +13,9 @@ import (
 // planted bug ShareRowsAnyway broadcasts the peer's row too, and is
 // caught.
 func TestBroadcastSharesPersistedRows(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		bugs plantedbugs.Bugs
-	}{{"ok", plantedbugs.Bugs{}}, {"ShareRowsAnyway", plantedbugs.Bugs{ShareRowsAnyway: true}}} {
-		t.Run(tc.name, func(t *testing.T) {
-			msg := broadcastRows(t, tc.bugs)
-			if tc.bugs.Any() {
-				if msg == "" {
-					t.Fatal("the planted bug was not caught")
-				}
-				t.Logf("caught: %s", msg)
-				return
-			}
-			if msg != "" {
-				t.Fatal(msg)
-			}
-		})
-	}
+	checkWithAndWithoutBug(t, "ShareRowsAnyway", plantedbugs.Bugs{ShareRowsAnyway: true}, func(t *testing.T, bugs plantedbugs.Bugs) error {
+		return errIf(broadcastRows(t, bugs))
+	})
 }
 
 func broadcastRows(t *testing.T, bugs plantedbugs.Bugs) string {

@@ -51,28 +51,7 @@ func recvErr(t *testing.T, c chan error, what string) error {
 func inlineRepliedEarly(t *testing.T, cfg Config) (early bool, inline uint64) {
 	t.Helper()
 	r, fs := openInline(t, cfg)
-	before := r.inline.commits.Load()
-	cmds := r.commitCmds.Load()
-	fs.armed.Store(true)
-	done := holdAsync(r)
-	syncEntered(t, fs, "the inline hold")
-	select {
-	case err := <-done:
-		early = true
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(200 * time.Millisecond):
-	}
-	fs.release <- struct{}{}
-	if !early {
-		if err := recvErr(t, done, "the inline hold"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Delivered (a planted bug answers before): the count is final.
-	eventually(t, 10*time.Second, "the hold delivered", func() bool { return r.commitCmds.Load() > cmds })
-	return early, r.inline.commits.Load() - before
+	return repliedEarly(t, r, fs, r.inline.commits.Load, "the inline hold")
 }
 
 // TestInlineCommitAnswersAfterFsync: a lone hold on an idle region is

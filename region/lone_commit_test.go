@@ -121,11 +121,20 @@ func syncEntered(t *testing.T, fs *blockingSyncFS, what string) {
 func loneRepliedEarly(t *testing.T, cfg Config) (early bool, lone uint64) {
 	t.Helper()
 	r, fs := openLone(t, cfg)
-	before := r.loneCommits.Load()
+	return repliedEarly(t, r, fs, r.loneCommits.Load, "the lone hold")
+}
+
+// repliedEarly runs one hold on r, whose fsync fs holds, and reports
+// whether its caller was answered before the fsync was let through
+// (waiting up to 200ms for such an early answer), and by how much
+// commits (a counter of the path under test) moved for it.
+func repliedEarly(t *testing.T, r *Region, fs *blockingSyncFS, commits func() uint64, what string) (early bool, n uint64) {
+	t.Helper()
+	before := commits()
 	cmds := r.commitCmds.Load()
 	fs.armed.Store(true)
 	done := holdAsync(r)
-	syncEntered(t, fs, "the lone hold")
+	syncEntered(t, fs, what)
 	select {
 	case err := <-done:
 		early = true
@@ -136,13 +145,13 @@ func loneRepliedEarly(t *testing.T, cfg Config) (early bool, lone uint64) {
 	}
 	fs.release <- struct{}{}
 	if !early {
-		if err := <-done; err != nil {
+		if err := recvErr(t, done, what); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Delivered (a planted bug answers before): the count is final.
-	eventually(t, 10*time.Second, "the hold delivered", func() bool { return r.commitCmds.Load() > cmds })
-	return early, r.loneCommits.Load() - before
+	eventually(t, 10*time.Second, what+" delivered", func() bool { return r.commitCmds.Load() > cmds })
+	return early, commits() - before
 }
 
 // TestLoneCommitAnswersAfterFsync: a lone caller's hold, with nothing in
