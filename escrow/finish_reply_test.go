@@ -20,11 +20,7 @@ func TestFinishReplySharesEvent(t *testing.T) {
 
 func finishReplySharesEvent(t *testing.T, bugs plantedbugs.Bugs) error {
 	cfg := Config{Region: "eu", DigestInterval: -1}
-	cfg.bugs = bugs
-	n, err := NewNode(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := newNodeWithBugs(t, cfg, bugs)
 	now := t0
 	req := uint64(0)
 	step := func(c Command) Ready {

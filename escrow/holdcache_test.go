@@ -133,11 +133,7 @@ func newHoldRig(t *testing.T, bound int, bugs plantedbugs.Bugs) *holdRig {
 		DefaultTTL: 10 * time.Second, HoldRetain: 20 * time.Second, IdemTTL: 30 * time.Second}
 	cfg.Rand = rand.New(rand.NewPCG(7, 1)).Uint64
 	cfg.Holds, cfg.MaxResidentHolds = src, bound
-	cfg.bugs = bugs
-	n, err := NewNode(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := newNodeWithBugs(t, cfg, bugs)
 	return &holdRig{t: t, n: n, src: src, now: t0, cfg: cfg}
 }
 

@@ -25,11 +25,7 @@ func TestPersistHoldsOnePerHold(t *testing.T) {
 // and returns what is wrong with them ("" when nothing is).
 func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 	cfg := Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Millisecond}
-	cfg.bugs = bugs
-	n, err := NewNode(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := newNodeWithBugs(t, cfg, bugs)
 	now := t0
 	req := uint64(0)
 	step := func(c Command) {

@@ -33,3 +33,14 @@ func errIf(msg string) error {
 	}
 	return errors.New(msg)
 }
+
+// newNodeWithBugs is NewNode(cfg) with bugs planted.
+func newNodeWithBugs(t testing.TB, cfg Config, bugs plantedbugs.Bugs) *Node {
+	t.Helper()
+	cfg.bugs = bugs
+	n, err := NewNode(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -22,11 +22,7 @@ func TestReadySlicesKeptUntilAdvance(t *testing.T) {
 // the newer one is made, then Advances the older one.
 func pipelinedReadies(t *testing.T, bugs plantedbugs.Bugs) error {
 	cfg := Config{Region: "eu", DigestInterval: -1}
-	cfg.bugs = bugs
-	n, err := NewNode(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := newNodeWithBugs(t, cfg, bugs)
 	now := t0
 	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdRestock, SKU: "apple", Qty: MaxQty}}); err != nil {
 		t.Fatal(err)

@@ -20,11 +20,7 @@ func TestBroadcastSharesPersistedRows(t *testing.T) {
 
 func broadcastRows(t *testing.T, bugs plantedbugs.Bugs) string {
 	cfg := Config{Region: "eu", DigestInterval: -1}
-	cfg.bugs = bugs
-	n, err := NewNode(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := newNodeWithBugs(t, cfg, bugs)
 	step := func(in Input) {
 		in.Now = t0
 		if err := n.Step(in); err != nil {

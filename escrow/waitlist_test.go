@@ -14,11 +14,7 @@ import (
 func runWaitWorkload(t *testing.T, seed uint64, bugs plantedbugs.Bugs) *WaitChecker {
 	t.Helper()
 	cfg := Config{Region: "eu", DefaultTTL: time.Minute}
-	cfg.bugs = bugs
-	n, err := NewNode(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := newNodeWithBugs(t, cfg, bugs)
 	rng := rand.New(rand.NewPCG(seed, 18))
 	now := t0
 	chk := NewWaitChecker()
