@@ -6,6 +6,8 @@ package region
 import (
 	"fmt"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/holdfast-io/holdfast/escrow"
 )
 
@@ -46,15 +48,7 @@ func (s *Store) upgradeFrom1() error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	_ = b.Set(keyMetaVersion, []byte{2}, nil)
-	if err := s.applyBatch(b, true); err != nil {
-		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, 2, err)
-	}
-	if err := s.failed(); err != nil {
-		return err
-	}
-	s.log.Info("upgraded store", "region", s.region, "from", 1, "to", 2, "rows", rows)
-	return nil
+	return s.commitUpgrade(b, 2, "rows", rows)
 }
 
 // upgradeFrom2 upgrades a format-2 store to format 3, which has no change
@@ -71,15 +65,7 @@ func (s *Store) upgradeFrom2() error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.DeleteRange([]byte(pfxChange), prefixEnd(pfxChange), nil)
-	_ = b.Set(keyMetaVersion, []byte{3}, nil)
-	if err := s.applyBatch(b, true); err != nil {
-		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, 3, err)
-	}
-	if err := s.failed(); err != nil {
-		return err
-	}
-	s.log.Info("upgraded store", "region", s.region, "from", 2, "to", 3, "change_index_entries_deleted", entries)
-	return nil
+	return s.commitUpgrade(b, 3, "change_index_entries_deleted", entries)
 }
 
 // upgradeFrom3 upgrades a format-3 store to format 4, whose rows are
@@ -92,13 +78,19 @@ func (s *Store) upgradeFrom2() error {
 func (s *Store) upgradeFrom3() error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	_ = b.Set(keyMetaVersion, []byte{4}, nil)
+	return s.commitUpgrade(b, 4)
+}
+
+// commitUpgrade records format to in b (which holds the step's other
+// changes, if any), commits it synced, and logs the step with logArgs.
+func (s *Store) commitUpgrade(b *pebble.Batch, to byte, logArgs ...any) error {
+	_ = b.Set(keyMetaVersion, []byte{to}, nil)
 	if err := s.applyBatch(b, true); err != nil {
-		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, 4, err)
+		return fmt.Errorf("region store %s: upgrade to format %d: %w", s.dir, to, err)
 	}
 	if err := s.failed(); err != nil {
 		return err
 	}
-	s.log.Info("upgraded store", "region", s.region, "from", 3, "to", 4)
+	s.log.Info("upgraded store", append([]any{"region", s.region, "from", to - 1, "to", to}, logArgs...)...)
 	return nil
 }
