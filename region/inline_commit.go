@@ -113,9 +113,7 @@ func (r *Region) commitInline(req *request) bool {
 // syncInline waits for the inline batch b's fsync, delivers it, and gives
 // the node back.
 func (r *Region) syncInline(b *batch) {
-	err := r.waitSticky(b)
-	r.inline.commits.Add(1) // before deliver: counted once its callers are answered
-	r.deliver(b, err)
+	r.syncDeliver(b, &r.inline.commits)
 	r.node.Advance()
 	ok, many := b.err == nil, b.answered > 1
 	r.recycle(b)

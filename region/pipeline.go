@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast-io/holdfast/escrow"
@@ -364,10 +365,17 @@ func (r *Region) commitLone(stepped int) *batch {
 	b := r.cutBatch(stepped, true)
 	r.write(b)
 	r.written(b)
-	err := r.waitSticky(b)
-	r.loneCommits.Add(1) // before deliver: counted once its callers are answered
-	r.deliver(b, err)
+	r.syncDeliver(b, &r.loneCommits)
 	return b
+}
+
+// syncDeliver waits for the fsync of b, a batch its caller wrote itself
+// (commitLone, commitInline), counts it in commits and delivers it: the
+// count comes first, so that it is final once b's callers are answered.
+func (r *Region) syncDeliver(b *batch, commits *atomic.Uint64) {
+	err := r.waitSticky(b)
+	commits.Add(1)
+	r.deliver(b, err)
 }
 
 // writeAhead reports whether the storage can write batches without fsync.
