@@ -10,18 +10,19 @@ type walStatser interface{ WALStats() WALStats }
 
 type walCollector struct{ r *Region }
 
-var walDescs = struct{ syncs, syncSeconds, bytes, truncations, forced, files *prometheus.Desc }{
+var walDescs = struct{ syncs, syncSeconds, bytes, truncations, forced, early, files *prometheus.Desc }{
 	syncs:       prometheus.NewDesc("holdfast_wal_syncs_total", "Group commits of the store's own WAL (one write and fdatasync each).", nil, nil),
 	syncSeconds: prometheus.NewDesc("holdfast_wal_sync_seconds_total", "Time the own WAL spent writing and fdatasyncing.", nil, nil),
 	bytes:       prometheus.NewDesc("holdfast_wal_bytes_total", "Bytes written to the own WAL (records with their headers).", nil, nil),
 	truncations: prometheus.NewDesc("holdfast_wal_truncations_total", "Truncations that dropped own-WAL files whose batches pebble had flushed.", nil, nil),
 	forced:      prometheus.NewDesc("holdfast_wal_forced_flushes_total", "Pebble flushes forced by the own WAL because its live files exceeded 4.", nil, nil),
+	early:       prometheus.NewDesc("holdfast_wal_early_syncs_total", "Own-WAL writes and fdatasyncs started before a large batch's memtable apply had finished.", nil, nil),
 	files:       prometheus.NewDesc("holdfast_wal_files", "Live files of the own WAL.", nil, nil),
 }
 
 func (c *walCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := &walDescs
-	for _, x := range []*prometheus.Desc{d.syncs, d.syncSeconds, d.bytes, d.truncations, d.forced, d.files} {
+	for _, x := range []*prometheus.Desc{d.syncs, d.syncSeconds, d.bytes, d.truncations, d.forced, d.early, d.files} {
 		ch <- x
 	}
 }
@@ -44,5 +45,6 @@ func (c *walCollector) Collect(ch chan<- prometheus.Metric) {
 	k(d.bytes, float64(st.Bytes))
 	k(d.truncations, float64(st.Truncations))
 	k(d.forced, float64(st.Forced))
+	k(d.early, float64(st.EarlySyncs))
 	ch <- prometheus.MustNewConstMetric(d.files, prometheus.GaugeValue, float64(st.Files))
 }

@@ -4,6 +4,7 @@ package region
 // for the fsync), write-ahead batches, and the recycling of pebble batches.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -126,7 +127,8 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 	pc.durable = sync
 	if s.wal != nil {
 		pc.wal = s.wal
-		pc.walPos, err = s.wal.append(b, s.applyMem)
+		early := pc.durable && !s.opts.NoSync && pc.bytes >= cmp.Or(s.opts.walEarlyBytes, walEarlySyncBytes)
+		pc.walPos, err = s.wal.append(b, s.applyMem, early)
 	} else {
 		err = s.commit(b, pc.async)
 	}
@@ -327,7 +329,7 @@ func (s *Store) applyBatch(b *pebble.Batch, sync bool) error {
 	if err := s.failed(); err != nil {
 		return err
 	}
-	pos, err := s.wal.append(b, s.applyMem)
+	pos, err := s.wal.append(b, s.applyMem, false)
 	if err == nil && sync {
 		err = s.wal.waitDurable(pos)
 	}

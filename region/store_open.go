@@ -93,6 +93,10 @@ type StoreOptions struct {
 	// walForceBytes replaces the live size of the own log that forces a
 	// pebble flush (this package's tests only; 0: walForceFlushBytes).
 	walForceBytes int64
+	// walEarlyBytes replaces the smallest synced batch whose write and
+	// fdatasync start before its memtable apply (this package's tests
+	// only; 0: walEarlySyncBytes).
+	walEarlyBytes int
 }
 
 // Pebble settings of a store whose StoreOptions leave them zero.

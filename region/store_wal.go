@@ -205,15 +205,20 @@ type ownWAL struct {
 	// prepMu serialises preparing the next file with rotating to it.
 	prepMu sync.Mutex
 	// filesMu guards files and the spare.
-	filesMu   sync.Mutex
-	files     []walFile    // live files, oldest first (the last is cur)
-	ends      []walFileEnd // full files' last sequence numbers, oldest first
-	obsolete  []uint64     // files that may be recycled
-	spare     vfs.File     // prepared file spareNum (renamed or zero-filled, dir synced)
-	spareNum  uint64
-	kick      chan struct{}
-	stop      chan struct{}
-	bgDone    chan struct{}
+	filesMu  sync.Mutex
+	files    []walFile    // live files, oldest first (the last is cur)
+	ends     []walFileEnd // full files' last sequence numbers, oldest first
+	obsolete []uint64     // files that may be recycled
+	spare    vfs.File     // prepared file spareNum (renamed or zero-filled, dir synced)
+	spareNum uint64
+	kick     chan struct{}
+	stop     chan struct{}
+	bgDone   chan struct{}
+	// syncKick wakes the early syncer (earlySyncer): a large synced
+	// batch's write and fdatasync start while its memtable apply runs.
+	syncKick  chan struct{}
+	syncDone  chan struct{}
+	early     atomic.Uint64
 	truncs    atomic.Uint64
 	forced    atomic.Uint64
 	syncs     atomic.Uint64
@@ -415,7 +420,8 @@ func syncDir(fs vfs.FS, dir string) error {
 func openOwnWAL(fs vfs.FS, dir string, db *pebble.DB, old []uint64, last uint64, o walConfig) (*ownWAL, error) {
 	w := &ownWAL{fs: fs, dir: dir, db: db, log: o.log, noSync: o.noSync, onFatal: o.onFatal,
 		fileBytes: o.fileBytes, flushBytes: o.flushBytes, recycle: max(o.recycle, walRecycleFiles), bugs: o.bugs, flushes: o.flushes,
-		next: last + 1, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
+		next: last + 1, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
+		syncKick: make(chan struct{}, 1), syncDone: make(chan struct{})}
 	w.durable.Store(last)
 	num := uint64(1)
 	if len(old) > 0 {
@@ -436,6 +442,7 @@ func openOwnWAL(fs vfs.FS, dir string, db *pebble.DB, old []uint64, last uint64,
 	w.obsolete = old
 	o.flushes.w.Store(w)
 	go w.background()
+	go w.earlySyncer()
 	return w, nil
 }
 
@@ -465,13 +472,17 @@ func (w *ownWAL) create(num uint64) (vfs.File, error) {
 
 // append adds b as the next record and applies it to the memtable with
 // apply (which turns pebble panics into errors). It returns b's position.
-// b gets keyMetaWALPos set first.
-func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint64, error) {
+// b gets keyMetaWALPos set first. With early, the record's write and
+// fdatasync start on the early syncer before the apply (earlySync).
+func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error, early bool) (uint64, error) {
 	w.mu.Lock()
 	pos, num, err := w.buffer(b)
 	if err != nil {
 		w.mu.Unlock()
 		return 0, err
+	}
+	if early {
+		w.kickSync()
 	}
 	// Visible before durable, like pebble's own publish-then-sync: readers
 	// are bounded by the store's durable sequence. memMu, taken before mu
@@ -493,6 +504,46 @@ func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error) (uint6
 	w.appliedNum = num
 	w.appliedSeq = uint64(b.SeqNum()) + uint64(b.Count()) - 1
 	return pos, nil
+}
+
+// Early sync: a synced batch of a cohort (hundreds of holds) spends a
+// millisecond or more in its memtable apply (more with rows spread over a
+// large catalogue), and the fdatasync it waits for would start only after
+// it. The log's record is complete once buffered, and a record is
+// replayed from the log whatever the memtable holds, so its write and
+// fdatasync may run while the apply does: the early syncer takes the
+// buffer as soon as such a batch is in it. The reply still waits for
+// both (the batch's Wait follows the apply on the committer). A small
+// batch does not use it: its apply is shorter than waking a goroutine.
+
+// walEarlySyncBytes is the smallest synced batch whose write and
+// fdatasync start before its memtable apply.
+const walEarlySyncBytes = 8 << 10
+
+func (w *ownWAL) kickSync() {
+	select {
+	case w.syncKick <- struct{}{}:
+	default:
+	}
+}
+
+// earlySyncer writes and syncs the buffer when a large synced batch is
+// appended (kickSync).
+func (w *ownWAL) earlySyncer() {
+	defer close(w.syncDone)
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.syncKick:
+		}
+		w.syncMu.Lock()
+		if w.err == nil {
+			w.early.Add(1)
+			_ = w.syncBufferedLocked() // a failure is sticky: its waiters see it
+		}
+		w.syncMu.Unlock()
+	}
 }
 
 // buffer appends b to the buffer as the next record and returns its
@@ -544,6 +595,12 @@ func (w *ownWAL) waitDurable(pos uint64) error {
 	if w.durable.Load() >= pos {
 		return nil
 	}
+	return w.syncBufferedLocked()
+}
+
+// syncBufferedLocked writes and syncs everything buffered. Callers hold
+// syncMu and checked w.err.
+func (w *ownWAL) syncBufferedLocked() error {
 	w.mu.Lock()
 	segs := w.segs
 	w.segs = nil
@@ -819,6 +876,7 @@ func (w *ownWAL) close() {
 	w.flushes.w.CompareAndSwap(w, nil)
 	close(w.stop)
 	<-w.bgDone
+	<-w.syncDone
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	if w.cur != nil {
@@ -846,6 +904,7 @@ type WALStats struct {
 	Bytes       uint64        // bytes written (records with headers)
 	Recycled    uint64        // files prepared by renaming a dropped one
 	ZeroFilled  uint64        // files prepared by writing zeros
+	EarlySyncs  uint64        // writes and fdatasyncs started before a large batch's memtable apply
 }
 
 func (w *ownWAL) stats() WALStats {
@@ -853,7 +912,7 @@ func (w *ownWAL) stats() WALStats {
 	n := len(w.files)
 	w.filesMu.Unlock()
 	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Forced: w.forced.Load(), Files: n, Bytes: w.bytes.Load(),
-		Recycled: w.recycled.Load(), ZeroFilled: w.zeroFilled.Load()}
+		Recycled: w.recycled.Load(), ZeroFilled: w.zeroFilled.Load(), EarlySyncs: w.early.Load()}
 }
 
 // openWAL replays the own log's files into the DB just opened and, with

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -115,6 +116,37 @@ func TestOwnWALCrashEveryStep(t *testing.T) {
 	}
 	if st.Forced != 0 {
 		t.Fatalf("the log forced %d flushes, want truncations after pebble's own flushes only: %+v", st.Forced, st)
+	}
+}
+
+// TestOwnWALCrashEveryStepEarlySync: with every synced batch written and
+// fdatasynced by the early syncer while its memtable apply runs, a crash
+// after any Apply still keeps it, across rotations and truncations.
+func TestOwnWALCrashEveryStepEarlySync(t *testing.T) {
+	const seed = 13
+	t.Logf("seed %d", seed)
+	steps := 200
+	if testing.Short() {
+		steps = 80
+	}
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
+	opts.walEarlyBytes = 1
+	d, st := ownCrashRunWith(t, mem, opts, seed, steps)
+	if d != "" {
+		t.Fatal(d)
+	}
+	t.Logf("%d steps: %+v", steps, st)
+	if st.EarlySyncs == 0 || st.Truncations == 0 {
+		t.Fatalf("the run did not exercise early syncs and truncation: %+v", st)
+	}
+	// Planted: a reply before the fdatasync is caught on this path too.
+	mem = vfs.NewCrashableMem()
+	opts = ownOpts(mem, t)
+	opts.walEarlyBytes = 1
+	opts.walBugs = walBugs{noSync: true}
+	if d, _ := ownCrashRunWith(t, mem, opts, seed, steps); d == "" {
+		t.Fatal("planted bug noSync was not caught with early syncs")
 	}
 }
 
@@ -374,6 +406,14 @@ func TestOwnWALCrashDuringTruncation(t *testing.T) {
 // reply), fails every later one without another fdatasync, and a reopen
 // on a healthy disk holds every acknowledged batch.
 func TestOwnWALFailedSync(t *testing.T) {
+	for _, early := range []bool{false, true} {
+		t.Run(fmt.Sprintf("early=%v", early), func(t *testing.T) { testOwnWALFailedSync(t, early) })
+	}
+}
+
+// testOwnWALFailedSync is TestOwnWALFailedSync, with early: every synced
+// batch's fdatasync runs on the early syncer.
+func testOwnWALFailedSync(t *testing.T, early bool) {
 	mem := vfs.NewCrashableMem()
 	var on atomic.Bool
 	var syncsAfter atomic.Int64
@@ -386,11 +426,18 @@ func TestOwnWALFailedSync(t *testing.T) {
 		}
 		return nil
 	}))
-	s := stOpenWith(t, "db", ownOpts(fs, t))
+	opts := ownOpts(fs, t)
+	if early {
+		opts.walEarlyBytes = 1
+	}
+	s := stOpenWith(t, "db", opts)
 	m := newStModel()
 	g := newStGen(3, m)
 	for i := 0; i < 5; i++ {
 		g.applyNext(t, s)
+	}
+	if early {
+		waitFor(t, 5*time.Second, "the early syncer to run", func() bool { return s.WALStats().EarlySyncs > 0 })
 	}
 	on.Store(true)
 	if err := s.Apply(g.next()); !errors.Is(err, ErrStoreFailed) {

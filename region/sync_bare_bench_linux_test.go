@@ -70,7 +70,7 @@ func BenchmarkBareSync(b *testing.B) {
 			t := time.Now()
 			bt := db.NewBatch()
 			_ = bt.Set(key, val, nil)
-			pos, err := w.append(bt, apply)
+			pos, err := w.append(bt, apply, false)
 			if err == nil {
 				err = w.waitDurable(pos)
 			}
