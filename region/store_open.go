@@ -44,6 +44,13 @@ type StoreOptions struct {
 	// merging more flushes at once rewrites them less often. The write path
 	// never reads, so the deeper L0 costs only the (rare) point reads.
 	L0CompactionThreshold int
+	// ColumnarBlocks writes sstables in Pebble's columnar block format
+	// (its default) instead of row blocks. The store writes far more than
+	// it reads, and row blocks cost less to build: at 1 M SKUs 14% fewer
+	// bytes flushed, 18% fewer compacted and ~5% less store CPU per hold
+	// (docs/benchmarks.md, "Early sync and row blocks"). Either format
+	// reads tables of the other, so the setting may change between runs.
+	ColumnarBlocks bool
 	// L0StopWritesThreshold stalls writes at this many L0 sublevels; 0: 32
 	// (pebble's default is 12).
 	L0StopWritesThreshold int
@@ -198,6 +205,9 @@ func (s *Store) open() error {
 		// a new hold's id and key, which are almost never there
 		// (store_holds.go), skip tables without them.
 		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	if !s.opts.ColumnarBlocks {
+		po.Experimental.EnableColumnarBlocks = func() bool { return false }
 	}
 	po.DisableWAL = s.opts.WAL == WALOwn
 	// The own log drops its files as pebble's flushes reach sstables.
