@@ -216,12 +216,15 @@ type ownWAL struct {
 	bgDone   chan struct{}
 	// syncKick wakes the early syncer (earlySyncer): a large synced
 	// batch's write and fdatasync start while its memtable apply runs.
-	syncKick  chan struct{}
-	syncDone  chan struct{}
-	early     atomic.Uint64
-	truncs    atomic.Uint64
-	forced    atomic.Uint64
-	syncs     atomic.Uint64
+	syncKick chan struct{}
+	syncDone chan struct{}
+	early    atomic.Uint64
+	truncs   atomic.Uint64
+	forced   atomic.Uint64
+	syncs    atomic.Uint64
+	// syncCalls counts the log's fdatasyncs begun, failed ones too (a
+	// failed one is never retried: tests check it with this).
+	syncCalls atomic.Uint64
 	bytes     atomic.Uint64
 	syncNanos atomic.Int64
 	// recycled and zeroFilled count how prepareFile readied files.
@@ -663,6 +666,7 @@ func (w *ownWAL) sync() error {
 	if w.noSync {
 		return nil
 	}
+	w.syncCalls.Add(1)
 	if err := w.cur.SyncData(); err != nil {
 		return fmt.Errorf("fdatasync wal file %d: %w", w.curNum, err)
 	}

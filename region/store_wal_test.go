@@ -416,12 +416,12 @@ func TestOwnWALFailedSync(t *testing.T) {
 func testOwnWALFailedSync(t *testing.T, early bool) {
 	mem := vfs.NewCrashableMem()
 	var on atomic.Bool
-	var syncsAfter atomic.Int64
 	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		// The log's fdatasync (preparing a file ahead uses a full Sync:
-		// not counted, so that background work cannot look like a retry).
+		// Every fdatasync of a log file fails, the log's and those of a
+		// file being prepared in the background alike; the log's own are
+		// counted by the store (syncCalls), so that preparing a file
+		// cannot look like a retry.
 		if on.Load() && strings.HasSuffix(op.Path, walFileSuffix) && op.Kind == errorfs.OpFileSyncData {
-			syncsAfter.Add(1)
 			return errorfs.ErrInjected
 		}
 		return nil
@@ -439,15 +439,19 @@ func testOwnWALFailedSync(t *testing.T, early bool) {
 	if early {
 		waitFor(t, 5*time.Second, "the early syncer to run", func() bool { return s.WALStats().EarlySyncs > 0 })
 	}
+	before := s.walSyncCalls()
 	on.Store(true)
 	if err := s.Apply(g.next()); !errors.Is(err, ErrStoreFailed) {
 		t.Fatalf("Apply with a failing fdatasync: %v, want ErrStoreFailed", err)
 	}
-	n := syncsAfter.Load()
+	n := s.walSyncCalls()
+	if n == before {
+		t.Fatal("the failed Apply began no fdatasync of the log")
+	}
 	if err := s.Apply(g.next()); !errors.Is(err, ErrStoreFailed) {
 		t.Fatalf("Apply after a failed fdatasync: %v, want ErrStoreFailed", err)
 	}
-	if syncsAfter.Load() != n {
+	if s.walSyncCalls() != n {
 		t.Fatalf("the fdatasync was retried after it failed")
 	}
 	if _, err := s.Load(); err == nil {
@@ -540,4 +544,14 @@ func TestOwnWALSteadyLogRecycles(t *testing.T) {
 	if st.Recycled == 0 {
 		t.Fatalf("no file recycled: %+v", st)
 	}
+}
+
+// walSyncCalls returns how many fdatasyncs the own log has begun.
+func (s *Store) walSyncCalls() uint64 {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.wal == nil {
+		return 0
+	}
+	return s.wal.syncCalls.Load()
 }
