@@ -93,24 +93,34 @@ func ownCrashRunWith(t *testing.T, mem *vfs.MemFS, opts StoreOptions, seed uint6
 	return "", s.WALStats()
 }
 
-// TestOwnWALCrashEveryStep: with the own log, a crash after any Apply
-// keeps it (the log was fdatasynced before Apply returned), across file
-// rotations, recycled files and truncations.
-func TestOwnWALCrashEveryStep(t *testing.T) {
-	const seed = 11
+// ownCrashEverySteps runs ownCrashRunWith for steps (shortSteps with
+// -short) on a new crashable filesystem with ownOpts changed by set, fails
+// t on a crash image that lost an acknowledged batch and returns the steps
+// and the log's counters, for the caller to check what the run exercised.
+func ownCrashEverySteps(t *testing.T, seed uint64, steps, shortSteps int, set func(*StoreOptions)) (int, WALStats) {
+	t.Helper()
 	t.Logf("seed %d", seed)
-	steps := 300
 	if testing.Short() {
-		steps = 120
+		steps = shortSteps
 	}
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
-	opts.walForceBytes = 1 << 30 // truncation after pebble's own flushes only
+	set(&opts)
 	d, st := ownCrashRunWith(t, mem, opts, seed, steps)
 	if d != "" {
 		t.Fatal(d)
 	}
 	t.Logf("%d steps: %+v", steps, st)
+	return steps, st
+}
+
+// TestOwnWALCrashEveryStep: with the own log, a crash after any Apply
+// keeps it (the log was fdatasynced before Apply returned), across file
+// rotations, recycled files and truncations.
+func TestOwnWALCrashEveryStep(t *testing.T) {
+	steps, st := ownCrashEverySteps(t, 11, 300, 120, func(o *StoreOptions) {
+		o.walForceBytes = 1 << 30 // truncation after pebble's own flushes only
+	})
 	if st.Truncations == 0 || st.Syncs < uint64(steps) {
 		t.Fatalf("the run did not exercise truncation and one sync per Apply: %+v", st)
 	}
@@ -121,28 +131,16 @@ func TestOwnWALCrashEveryStep(t *testing.T) {
 
 // TestOwnWALCrashEveryStepEarlySync: with every synced batch written and
 // fdatasynced by the early syncer while its memtable apply runs, a crash
-// after any Apply still keeps it, across rotations and truncations.
+// after any Apply still keeps it, across rotations and truncations; and a
+// reply before the fdatasync (planted) is caught on this path too.
 func TestOwnWALCrashEveryStepEarlySync(t *testing.T) {
 	const seed = 13
-	t.Logf("seed %d", seed)
-	steps := 200
-	if testing.Short() {
-		steps = 80
-	}
-	mem := vfs.NewCrashableMem()
-	opts := ownOpts(mem, t)
-	opts.walEarlyBytes = 1
-	d, st := ownCrashRunWith(t, mem, opts, seed, steps)
-	if d != "" {
-		t.Fatal(d)
-	}
-	t.Logf("%d steps: %+v", steps, st)
+	steps, st := ownCrashEverySteps(t, seed, 200, 80, func(o *StoreOptions) { o.walEarlyBytes = 1 })
 	if st.EarlySyncs == 0 || st.Truncations == 0 {
 		t.Fatalf("the run did not exercise early syncs and truncation: %+v", st)
 	}
-	// Planted: a reply before the fdatasync is caught on this path too.
-	mem = vfs.NewCrashableMem()
-	opts = ownOpts(mem, t)
+	mem := vfs.NewCrashableMem()
+	opts := ownOpts(mem, t)
 	opts.walEarlyBytes = 1
 	opts.walBugs = walBugs{noSync: true}
 	if d, _ := ownCrashRunWith(t, mem, opts, seed, steps); d == "" {
@@ -154,21 +152,10 @@ func TestOwnWALCrashEveryStepEarlySync(t *testing.T) {
 // for its limit forces pebble's flushes, and a crash after any Apply keeps
 // it across those truncations too.
 func TestOwnWALCrashEveryStepForcedFlush(t *testing.T) {
-	const seed = 12
-	t.Logf("seed %d", seed)
-	steps := 200
-	if testing.Short() {
-		steps = 100
-	}
-	mem := vfs.NewCrashableMem()
-	opts := ownOpts(mem, t)
-	opts.MemTableBytes = 8 << 20 // never full in this run
-	opts.walForceBytes = 8 * opts.WALFileBytes
-	d, st := ownCrashRunWith(t, mem, opts, seed, steps)
-	if d != "" {
-		t.Fatal(d)
-	}
-	t.Logf("%d steps: %+v", steps, st)
+	_, st := ownCrashEverySteps(t, 12, 200, 100, func(o *StoreOptions) {
+		o.MemTableBytes = 8 << 20 // never full in this run
+		o.walForceBytes = 8 * o.WALFileBytes
+	})
 	if st.Forced == 0 || st.Truncations == 0 {
 		t.Fatalf("the run did not force a flush and truncate after it: %+v", st)
 	}
