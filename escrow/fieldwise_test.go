@@ -111,3 +111,40 @@ func TestClearOutClearsEveryField(t *testing.T) {
 		t.Fatalf("clearOut left %+v", n.out)
 	}
 }
+
+func TestPoisonEventsWritesEveryField(t *testing.T) {
+	s := make([]Event, 3)
+	garbage(t, &s[0])
+	s[1].setHold(EvHoldCreated, t0, &Hold{ID: "eu-1"})
+	poisonEvents(s)
+	want := Event{Kind: poisonKind, HoldID: poisonedHold.ID, Hold: &poisonedHold}
+	for i, e := range s {
+		if !reflect.DeepEqual(e, want) || e.Hold != &poisonedHold {
+			t.Fatalf("event %d poisoned is\n%+v\nwant\n%+v", i, e, want)
+		}
+	}
+}
+
+func TestPoisonRepliesWritesEveryField(t *testing.T) {
+	s := make([]Reply, 2)
+	garbage(t, &s[0])
+	poisonReplies(s)
+	want := Reply{ReqID: ^uint64(0), Kind: poisonKind, Err: &poisonedErr, Hold: &poisonedHold}
+	for i, r := range s {
+		if !reflect.DeepEqual(r, want) || r.Err != &poisonedErr || r.Hold != &poisonedHold {
+			t.Fatalf("reply %d poisoned is\n%+v\nwant\n%+v", i, r, want)
+		}
+	}
+}
+
+func TestSetReplyWritesEveryField(t *testing.T) {
+	hc := &Hold{ID: "eu-1"}
+	for _, r := range []Reply{{ReqID: 7, Kind: CmdHold, Hold: hc}, {}} {
+		var d Reply
+		garbage(t, &d)
+		d.set(&r)
+		if !reflect.DeepEqual(d, r) || d.Hold != r.Hold {
+			t.Fatalf("set over a used slot gave\n%+v\nwant\n%+v", d, r)
+		}
+	}
+}

@@ -777,8 +777,11 @@ func (n *Node) reply(r Reply) {
 	if n.out.Reply == nil {
 		n.out.Reply = n.takeReplies()
 	}
-	n.out.Reply = growTo(n.out.Reply, n.lastReplies)
-	n.out.Reply = append(n.out.Reply, r)
+	// Written into its slot field by field (Reply.set), not appended as
+	// a value: no bulk write barrier.
+	k := len(n.out.Reply) + 1
+	n.out.Reply = growTo(n.out.Reply, n.lastReplies)[:k]
+	n.out.Reply[k-1].set(&r)
 }
 
 // maxGrowHint bounds the capacity a Ready's Events or Reply slice jumps to

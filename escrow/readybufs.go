@@ -1,5 +1,10 @@
 package escrow
 
+import (
+	"slices"
+	"time"
+)
+
 // This file recycles a Ready's Events, Reply and Send slices once the
 // runtime has Advanced past it. All three are read by the runtime between
 // Ready and Advance only: it writes the events into its batch (eventlog
@@ -31,6 +36,20 @@ type readyOut struct {
 	sends   []Message
 }
 
+// clear sets o's slices to nil, writing only those that are set (no bulk
+// write barrier: see poisonEvents).
+func (o *readyOut) clear() {
+	if o.events != nil {
+		o.events = nil
+	}
+	if o.replies != nil {
+		o.replies = nil
+	}
+	if o.sends != nil {
+		o.sends = nil
+	}
+}
+
 // readyBufs queues the slices of the Readies not yet Advanced (oldest at
 // head) and keeps the slices of Advanced ones for the next Readies.
 type readyBufs struct {
@@ -52,7 +71,11 @@ const maxRecycledCap = 2 * maxGrowHint
 
 // noteReady queues the slices of the Ready just returned.
 func (b *readyBufs) noteReady(rd *Ready) {
-	b.out = append(b.out, readyOut{events: rd.Persist.Events, replies: rd.Reply, sends: rd.Send})
+	// Field by field into a slot that advance left nil (see poisonEvents).
+	k := len(b.out) + 1
+	b.out = slices.Grow(b.out, 1)[:k]
+	o := &b.out[k-1]
+	o.events, o.replies, o.sends = rd.Persist.Events, rd.Reply, rd.Send
 }
 
 // advance takes the oldest Ready's slices back for reuse.
@@ -61,7 +84,7 @@ func (b *readyBufs) advance() {
 		return
 	}
 	o := b.out[b.head]
-	b.out[b.head] = readyOut{}
+	b.out[b.head].clear()
 	b.head++
 	if b.head == len(b.out) {
 		b.out, b.head = b.out[:0], 0
@@ -225,10 +248,30 @@ var poisonedErr = Error{Code: Code(0xee), Detail: "escrow: reply read after its 
 // poisonKind marks a poisoned event or reply (no such kind exists).
 const poisonKind = 0xee
 
-// poisonEvents overwrites the events of an Advanced Ready.
+// poisonEvents overwrites the events of an Advanced Ready, field by
+// field (see poisonMessages): assigning a whole Event buffered its five
+// pointer words (At's location, HoldID, Hold, SKU, Wait) for the write
+// barrier, set or not, once per hold. A reference field is written only
+// when it differs from the poison.
 func poisonEvents(s []Event) {
 	for i := range s {
-		s[i] = Event{Kind: poisonKind, HoldID: poisonedHold.ID, Hold: &poisonedHold}
+		e := &s[i]
+		e.Kind, e.Qty, e.Available = poisonKind, 0, 0
+		if e.At != (time.Time{}) {
+			e.At = time.Time{}
+		}
+		if e.HoldID != poisonedHold.ID {
+			e.HoldID = poisonedHold.ID
+		}
+		if e.Hold != &poisonedHold {
+			e.Hold = &poisonedHold
+		}
+		if e.SKU != "" {
+			e.SKU = ""
+		}
+		if e.Wait != nil {
+			e.Wait = nil
+		}
 	}
 }
 
@@ -266,9 +309,50 @@ func poisonMessages(s []Message) {
 	}
 }
 
-// poisonReplies overwrites the replies of an Advanced Ready.
+// poisonReplies overwrites the replies of an Advanced Ready, field by
+// field like poisonEvents (a Reply has five pointer words).
 func poisonReplies(s []Reply) {
 	for i := range s {
-		s[i] = Reply{ReqID: ^uint64(0), Kind: poisonKind, Err: &poisonedErr, Hold: &poisonedHold}
+		r := &s[i]
+		r.ReqID, r.Kind, r.Applied, r.Replayed = ^uint64(0), poisonKind, 0, false
+		if r.Err != &poisonedErr {
+			r.Err = &poisonedErr
+		}
+		if r.Hold != &poisonedHold {
+			r.Hold = &poisonedHold
+		}
+		if r.Stock != nil {
+			r.Stock = nil
+		}
+		if r.Wait != nil {
+			r.Wait = nil
+		}
+		if r.Recount != nil {
+			r.Recount = nil
+		}
+	}
+}
+
+// set makes *d the reply r, field by field: d is a slot of a Ready's
+// replies, recycled (poisoned) or fresh, and appending r as a value went
+// through the bulk write barrier (five pointer words) while the
+// collector runs, once per hold. Every field is written; a reference
+// field only when it differs.
+func (d *Reply) set(r *Reply) {
+	d.ReqID, d.Kind, d.Applied, d.Replayed = r.ReqID, r.Kind, r.Applied, r.Replayed
+	if d.Err != r.Err {
+		d.Err = r.Err
+	}
+	if d.Hold != r.Hold {
+		d.Hold = r.Hold
+	}
+	if d.Stock != r.Stock {
+		d.Stock = r.Stock
+	}
+	if d.Wait != r.Wait {
+		d.Wait = r.Wait
+	}
+	if d.Recount != r.Recount {
+		d.Recount = r.Recount
 	}
 }
