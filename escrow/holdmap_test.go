@@ -15,32 +15,55 @@ import (
 // narrowed to 2 bits so that most ids collide (and with the full hash).
 // The planted bug (a colliding id takes the other's slot) is caught.
 func TestHoldMapModel(t *testing.T) {
-	for _, mask := range []uint64{3, ^uint64(0)} {
+	// 2 bits: most ids collide (the overflow map); 6 bits: some do;
+	// full: none, and the map grows to a few thousand ids.
+	for _, c := range []struct {
+		mask uint64
+		ids  int
+	}{{3, 64}, {0x3f, 64}, {^uint64(0), 64}, {^uint64(0), 3000}} {
 		for _, seed := range []uint64{1, 2, 3} {
-			if err := holdMapModel(seed, mask, false); err != nil {
-				t.Fatalf("mask %#x seed %d: %v", mask, seed, err)
+			if err := holdMapModel(seed, c.mask, c.ids, false); err != nil {
+				t.Fatalf("mask %#x, %d ids, seed %d: %v", c.mask, c.ids, seed, err)
 			}
 		}
 	}
-	if err := holdMapModel(1, 3, true); err == nil {
+	if err := holdMapModel(1, 3, 64, true); err == nil {
 		t.Fatal("planted bug HoldMapDropsCollision not caught (mask 3, seed 1)")
 	} else {
 		t.Logf("planted bug caught (mask 3, seed 1): %v", err)
 	}
 }
 
-func holdMapModel(seed, mask uint64, bug bool) error {
+func holdMapModel(seed, mask uint64, nIDs int, bug bool) error {
 	rnd := rand.New(rand.NewPCG(seed, 99))
 	hm := newHoldMap(0)
 	hm.mask, hm.dropCollision = mask, bug
 	model := map[string]*holdRec{}
-	ids := make([]string, 64)
+	ids := make([]string, nIDs)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("eu-%018d", rnd.Uint64()%1e18)
 	}
-	for op := 0; op < 5000; op++ {
+	for op := 0; op < 80*nIDs; op++ {
+		if op%(4*nIDs) == 0 {
+			// Every id, now and then: a slot moved back by a delete
+			// must still be found, and a deleted id not at all.
+			for _, id := range ids {
+				if got := hm.get(id); got != model[id] {
+					return fmt.Errorf("op %d: get(%s) = %p, want %p", op, id, got, model[id])
+				}
+			}
+		}
 		id := ids[rnd.IntN(len(ids))]
-		switch rnd.IntN(3) {
+		// Puts (new ids and replacements) outnumber deletes while the map
+		// is at most half full and the other way round after, so it
+		// fills and empties around half its ids; one op in six is a get.
+		kind := 2 // get only
+		if r, fill := rnd.IntN(6), len(model) <= nIDs/2; r >= 1 && ((fill && r < 4) || (!fill && r < 3)) {
+			kind = 0
+		} else if r >= 1 {
+			kind = 1
+		}
+		switch kind {
 		case 0: // a new hold of id, or a replacement of its record
 			h := &holdRec{}
 			h.setID(id)
