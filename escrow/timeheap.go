@@ -56,6 +56,13 @@ func (q dlHeap[P]) less(i, j int) bool {
 
 // push adds p at deadline at.
 func (q *dlHeap[P]) push(at int64, p P) {
+	if len(*q) == cap(*q) {
+		// Doubled, not grown by append: past 256 entries append grows a
+		// slice by about 1.25, so a heap filling up (a node's live holds
+		// growing: at start-up, in a flash sale) allocated and copied
+		// about five times its final size; doubling, about twice.
+		*q = append(make(dlHeap[P], 0, max(16, 2*cap(*q))), *q...)
+	}
 	*q = append(*q, dlItem[P]{at: at, p: p})
 	s := *q
 	for j := len(s) - 1; j > 0; {
