@@ -18,9 +18,10 @@ package region
 // Cut at every prefix instead, a table holds keys of one prefix only. The
 // time-ordered prefixes (e/s/, h/, x/, j/, the listing indexes) get tables
 // of new keys that overlap no table below them but the last of their
-// prefix, so Pebble moves them down without rewriting them (or rewrites the
-// tail only), and L0's sublevels build up only where keys are rewritten in
-// place (rows, e/head, m/): compactions merge those alone.
+// prefix, so compactions rewrite the new keys only (or move a lone table
+// down without a rewrite), and L0's sublevels build up only where keys are
+// rewritten in place (rows, e/head, m/): compactions merge the base
+// level's tables of those alone.
 
 import (
 	"github.com/cockroachdb/pebble/v2"
