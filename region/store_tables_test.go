@@ -6,6 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/holdfast-io/holdfast/escrow"
 	"github.com/holdfast-io/holdfast/eventlog"
 )
 
@@ -48,7 +49,14 @@ func TestStoreTablesByPrefix(t *testing.T) {
 		opts.MixedTables = mixed
 		s := stOpenWith(t, "db", opts)
 		for j := 0; j < 200; j++ {
-			g.applyNext(t, s)
+			// With the outbox's records and counters (e/s/, e/head).
+			p := g.next()
+			p.Events = append(p.Events, escrow.Event{Kind: escrow.EvStockRestocked, At: g.now,
+				SKU: "sku-events", Qty: uint64(j + 1), Available: uint64(j)})
+			if err := s.Apply(p); err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			g.m.apply(p)
 		}
 		if err := s.db.Flush(); err != nil {
 			t.Fatalf("flush: %v", err)
@@ -66,11 +74,14 @@ func TestStoreTablesByPrefix(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SSTables: %v", err)
 		}
-		var tables, straddling int
+		var tables, straddling, records int
 		for _, lv := range append(levels, after...) {
 			for _, tb := range lv {
 				tables++
 				lo, hi := tb.Smallest.UserKey, tb.Largest.UserKey
+				if bytes.HasPrefix(lo, []byte(pfxEventRecords)) {
+					records++
+				}
 				if end := prefixSpanEnd(lo); end != nil && bytes.Compare(hi, end) >= 0 {
 					straddling++
 					if !mixed {
@@ -79,8 +90,8 @@ func TestStoreTablesByPrefix(t *testing.T) {
 				}
 			}
 		}
-		if !mixed && tables < 4 {
-			t.Errorf("mixed %v: %d tables, want several prefixes' worth", mixed, tables)
+		if !mixed && (tables < 4 || records == 0) {
+			t.Errorf("%d tables, %d of event records: want several prefixes' worth", tables, records)
 		}
 		if mixed && straddling == 0 {
 			t.Errorf("mixed: no table of %d straddles a prefix", tables)
