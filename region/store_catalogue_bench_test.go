@@ -13,15 +13,19 @@ import (
 // SKU drawn uniformly from a catalogue of own rows loaded first, without
 // fsync: the store's CPU per hold (memtable inserts, flushes, compactions)
 // when nearly every hold rewrites a different row, against one hot row, and
-// under pebble's own defaults against the store's. cpu-µs/hold counts the
+// under pebble's own defaults against the store's (pebble=mixed: the store's
+// settings with tables cut only where pebble cuts them, not at every key
+// prefix, StoreOptions.MixedTables). cpu-µs/hold counts the
 // process's CPU over the batches; drained-cpu-µs/hold adds the flushes and
 // compactions still running after the last batch; flushed-B/hold and
 // compacted-B/hold the table bytes pebble's flushes and compactions wrote
-// over the same span (steadier than CPU on a busy machine).
+// over the same span (steadier than CPU on a busy machine), moved-B/hold
+// the table bytes moved down a level without a rewrite, and L0-sublevels
+// L0's depth at the end.
 //
 //	go test ./region -run '^$' -bench StoreApplyCatalogue -benchtime 2000x
 func BenchmarkStoreApplyCatalogue(b *testing.B) {
-	pebbleDefaults := StoreOptions{MemTableBytes: 32 << 20, L0CompactionThreshold: 4, L0StopWritesThreshold: 12}
+	pebbleDefaults := StoreOptions{MemTableBytes: 32 << 20, L0CompactionThreshold: 4, L0StopWritesThreshold: 12, MixedTables: true}
 	for _, v := range []struct {
 		name string
 		skus int
@@ -29,8 +33,10 @@ func BenchmarkStoreApplyCatalogue(b *testing.B) {
 	}{
 		{"skus=1/pebble=defaults", 1, pebbleDefaults},
 		{"skus=1/pebble=store", 1, StoreOptions{}},
+		{"skus=1/pebble=mixed", 1, StoreOptions{MixedTables: true}},
 		{"skus=1M/pebble=defaults", 1_000_000, pebbleDefaults},
 		{"skus=1M/pebble=store", 1_000_000, StoreOptions{}},
+		{"skus=1M/pebble=mixed", 1_000_000, StoreOptions{MixedTables: true}},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			const holds = 256
@@ -96,13 +102,16 @@ func BenchmarkStoreApplyCatalogue(b *testing.B) {
 			b.ReportMetric(float64(drained.Nanoseconds())/float64(holds*b.N)/1000, "drained-cpu-µs/hold")
 			b.ReportMetric(float64(holds*b.N)/el.Seconds(), "holds/s")
 			if m1 := s.Metrics(); m0 != nil && m1 != nil {
-				var flushed, compacted uint64
+				var flushed, compacted, moved uint64
 				for i := range m1.Levels {
 					flushed += m1.Levels[i].TableBytesFlushed - m0.Levels[i].TableBytesFlushed
 					compacted += m1.Levels[i].TableBytesCompacted - m0.Levels[i].TableBytesCompacted
+					moved += m1.Levels[i].TableBytesMoved - m0.Levels[i].TableBytesMoved
 				}
 				b.ReportMetric(float64(flushed)/float64(holds*b.N), "flushed-B/hold")
 				b.ReportMetric(float64(compacted)/float64(holds*b.N), "compacted-B/hold")
+				b.ReportMetric(float64(moved)/float64(holds*b.N), "moved-B/hold")
+				b.ReportMetric(float64(m1.Levels[0].Sublevels), "L0-sublevels")
 			}
 		})
 	}

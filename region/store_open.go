@@ -51,6 +51,16 @@ type StoreOptions struct {
 	// (docs/benchmarks.md, "Early sync and row blocks"). Either format
 	// reads tables of the other, so the setting may change between runs.
 	ColumnarBlocks bool
+	// MixedTables lets Pebble cut sstables only where its size and
+	// overlap limits fall (its default), so that a table may hold keys of
+	// several prefixes. false (the default): every table holds keys of one
+	// prefix (store_tables.go), so that compactions rewrite neither the
+	// catalogue's rows nor old holds and expiry keys for the new holds
+	// and expiry keys beside them (docs/benchmarks.md, "Compactions at 1 M
+	// SKUs"). It changes where tables end, not what they hold: a store
+	// may move between the two settings, and builds without it read the
+	// tables.
+	MixedTables bool
 	// L0StopWritesThreshold stalls writes at this many L0 sublevels; 0: 32
 	// (pebble's default is 12).
 	L0StopWritesThreshold int
@@ -208,6 +218,9 @@ func (s *Store) open() error {
 	}
 	if !s.opts.ColumnarBlocks {
 		po.Experimental.EnableColumnarBlocks = func() bool { return false }
+	}
+	if !s.opts.MixedTables {
+		po.Experimental.SpanPolicyFunc = prefixSpans
 	}
 	po.DisableWAL = s.opts.WAL == WALOwn
 	// The own log drops its files as pebble's flushes reach sstables.
