@@ -39,15 +39,9 @@ type readyOut struct {
 // clear sets o's slices to nil, writing only those that are set (no bulk
 // write barrier: see poisonEvents).
 func (o *readyOut) clear() {
-	if o.events != nil {
-		o.events = nil
-	}
-	if o.replies != nil {
-		o.replies = nil
-	}
-	if o.sends != nil {
-		o.sends = nil
-	}
+	clearSlice(&o.events)
+	clearSlice(&o.replies)
+	clearSlice(&o.sends)
 }
 
 // readyBufs queues the slices of the Readies not yet Advanced (oldest at
@@ -148,15 +142,9 @@ func (m *Message) setRows(from string, prev, seq uint64, rows []Row) {
 // Persist, nil or not) while the collector runs.
 func (n *Node) clearOut() {
 	r := &n.out
-	if r.Send != nil {
-		r.Send = nil
-	}
-	if r.Reply != nil {
-		r.Reply = nil
-	}
-	if r.Snapshots != nil {
-		r.Snapshots = nil
-	}
+	clearSlice(&r.Send)
+	clearSlice(&r.Reply)
+	clearSlice(&r.Snapshots)
 	p := &r.Persist
 	clearSlice(&p.Rows)
 	clearSlice(&p.Holds)
