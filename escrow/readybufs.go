@@ -170,6 +170,15 @@ func clearSlice[T any](s *[]T) {
 	}
 }
 
+// setRef writes v into *p only when it differs: an unchanged reference
+// field (pointer, string, a time's location) is not written, so it costs
+// no write barrier (see poisonEvents).
+func setRef[T comparable](p *T, v T) {
+	if *p != v {
+		*p = v
+	}
+}
+
 // takeEvents returns an empty slice for a Ready's events: a recycled one,
 // or one from the arena.
 func (n *Node) takeEvents() []Event {
@@ -245,21 +254,11 @@ func poisonEvents(s []Event) {
 	for i := range s {
 		e := &s[i]
 		e.Kind, e.Qty, e.Available = poisonKind, 0, 0
-		if e.At != (time.Time{}) {
-			e.At = time.Time{}
-		}
-		if e.HoldID != poisonedHold.ID {
-			e.HoldID = poisonedHold.ID
-		}
-		if e.Hold != &poisonedHold {
-			e.Hold = &poisonedHold
-		}
-		if e.SKU != "" {
-			e.SKU = ""
-		}
-		if e.Wait != nil {
-			e.Wait = nil
-		}
+		setRef(&e.At, time.Time{})
+		setRef(&e.HoldID, poisonedHold.ID)
+		setRef(&e.Hold, &poisonedHold)
+		setRef(&e.SKU, "")
+		setRef(&e.Wait, nil)
 	}
 }
 
@@ -276,24 +275,12 @@ func poisonMessages(s []Message) {
 		m := &s[i]
 		m.Type, m.From, m.To, m.Seq = poisonKind, poisonedHold.ID, poisonedHold.ID, ^uint64(0)
 		m.ID, m.PrevSeq, m.More, m.Qty, m.Urgent, m.Epoch, m.Fenced, m.Speaks = 0, 0, false, 0, false, 0, false, 0
-		if m.SKU != "" {
-			m.SKU = ""
-		}
-		if m.Rows != nil {
-			m.Rows = nil
-		}
-		if m.Digest != nil {
-			m.Digest = nil
-		}
-		if m.Moves != nil {
-			m.Moves = nil
-		}
-		if m.Homes != nil {
-			m.Homes = nil
-		}
-		if m.Seen != nil {
-			m.Seen = nil
-		}
+		setRef(&m.SKU, "")
+		clearSlice(&m.Rows)
+		clearSlice(&m.Digest)
+		clearSlice(&m.Moves)
+		clearSlice(&m.Homes)
+		clearSlice(&m.Seen)
 	}
 }
 
@@ -303,21 +290,11 @@ func poisonReplies(s []Reply) {
 	for i := range s {
 		r := &s[i]
 		r.ReqID, r.Kind, r.Applied, r.Replayed = ^uint64(0), poisonKind, 0, false
-		if r.Err != &poisonedErr {
-			r.Err = &poisonedErr
-		}
-		if r.Hold != &poisonedHold {
-			r.Hold = &poisonedHold
-		}
-		if r.Stock != nil {
-			r.Stock = nil
-		}
-		if r.Wait != nil {
-			r.Wait = nil
-		}
-		if r.Recount != nil {
-			r.Recount = nil
-		}
+		setRef(&r.Err, &poisonedErr)
+		setRef(&r.Hold, &poisonedHold)
+		setRef(&r.Stock, nil)
+		setRef(&r.Wait, nil)
+		setRef(&r.Recount, nil)
 	}
 }
 
@@ -328,19 +305,9 @@ func poisonReplies(s []Reply) {
 // field only when it differs.
 func (d *Reply) set(r *Reply) {
 	d.ReqID, d.Kind, d.Applied, d.Replayed = r.ReqID, r.Kind, r.Applied, r.Replayed
-	if d.Err != r.Err {
-		d.Err = r.Err
-	}
-	if d.Hold != r.Hold {
-		d.Hold = r.Hold
-	}
-	if d.Stock != r.Stock {
-		d.Stock = r.Stock
-	}
-	if d.Wait != r.Wait {
-		d.Wait = r.Wait
-	}
-	if d.Recount != r.Recount {
-		d.Recount = r.Recount
-	}
+	setRef(&d.Err, r.Err)
+	setRef(&d.Hold, r.Hold)
+	setRef(&d.Stock, r.Stock)
+	setRef(&d.Wait, r.Wait)
+	setRef(&d.Recount, r.Recount)
 }
