@@ -14,6 +14,10 @@
 #   MIX [hold]                     hold, or shopper (hold then confirm/release)
 #   INSTALL [1]                    apt-get install postgresql / redis-server if absent (as root)
 #   RATIO_CONCURRENCY [64]         concurrency of the headline ratios
+#   ROUNDS [1]                     run every cell this many times, the systems' order
+#                                  reversed on every other round; the table gains a
+#                                  round column and a per-cell table of holdfast's ratios
+#                                  to each baseline (median of the rounds, min-max)
 #   RESULTS [unset]                also append every raw key=value line to this file
 #   HOLDFAST_HTTP_SERVER [fasthttp] holdfast's HTTP server: fasthttp, or nethttp (--http-server)
 #   HOLDFAST_WAL [own]             holdfast's write-ahead log: own, or pebble (--wal)
@@ -37,6 +41,11 @@ INSTALL=${INSTALL:-1}
 HOLDFAST_HTTP_SERVER=${HOLDFAST_HTTP_SERVER:-fasthttp}
 HOLDFAST_WAL=${HOLDFAST_WAL:-own}
 HOLDFAST_INLINE=${HOLDFAST_INLINE:-1}
+ROUNDS=${ROUNDS:-1}
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || ((ROUNDS > 20)); then
+	echo "compare: ROUNDS must be 1..20, got '$ROUNDS'" >&2
+	exit 2
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-compare.XXXXXX")
@@ -203,9 +212,9 @@ ROWS="$WORK/rows"
 : >"$ROWS"
 COMMON=(--duration "$DURATION" --warmup "$WARMUP" --mix "$MIX" --quiet)
 
-# run_cell SYSTEM DURABLE(1|0) SKUS CONCURRENCY
+# run_cell SYSTEM DURABLE(1|0) SKUS CONCURRENCY [ROUND]
 run_cell() {
-	local sys=$1 durable=$2 skus=$3 conc=$4 out rc=0
+	local sys=$1 durable=$2 skus=$3 conc=$4 round=${5:-1} out rc=0
 	local args=("${COMMON[@]}" --skus "$skus" --concurrency "$conc")
 	case $sys in
 	holdfast | engine)
@@ -249,8 +258,8 @@ run_cell() {
 		line="target=$sys durable=$durable concurrency=$conc skus=$skus holds_per_s=FAILED"
 	fi
 	[[ -n ${RESULTS:-} ]] && printf '%s\n' "$line" >>"$RESULTS"
-	printf '%s|%s|%s|%s|%s\n' "$sys" "$durable" "$skus" "$conc" "$line" >>"$ROWS"
-	log "$sys durable=$durable skus=$skus c=$conc: $(kv holds_per_s "$line") holds/s, p99 $(kv p99_ms "$line") ms"
+	printf '%s|%s|%s|%s|%s|%s\n' "$sys" "$durable" "$skus" "$conc" "$round" "$line" >>"$ROWS"
+	log "$sys durable=$durable skus=$skus c=$conc round $round: $(kv holds_per_s "$line") holds/s, p99 $(kv p99_ms "$line") ms"
 }
 
 # kv KEY LINE: the value of KEY in a key=value line (or -).
@@ -268,23 +277,41 @@ have() {
 	esac
 }
 
+# in_order ROUND SYSTEMS...: the systems, reversed on even rounds, so that
+# no system always runs first in a cell (the machine drifts between runs).
+in_order() {
+	local r=$1
+	shift
+	if ((r % 2 == 0)); then
+		printf '%s\n' "$@" | tac | tr '\n' ' '
+	else
+		printf '%s ' "$@"
+	fi
+}
+
 start=$SECONDS
 for skus in $SKUS; do
 	for conc in $CONCURRENCY; do
-		for sys in $SYSTEMS; do
-			have "$sys" || continue
-			run_cell "$sys" 1 "$skus" "$conc"
+		for r in $(seq 1 "$ROUNDS"); do
+			for sys in $(in_order "$r" $SYSTEMS); do
+				have "$sys" || continue
+				run_cell "$sys" 1 "$skus" "$conc" "$r"
+			done
 		done
 	done
 	for conc in $NONDURABLE_CONCURRENCY; do
-		for sys in $SYSTEMS; do
-			have "$sys" || continue
-			run_cell "$sys" 0 "$skus" "$conc"
+		for r in $(seq 1 "$ROUNDS"); do
+			for sys in $(in_order "$r" $SYSTEMS); do
+				have "$sys" || continue
+				run_cell "$sys" 0 "$skus" "$conc" "$r"
+			done
 		done
 	done
 	if [[ " $SYSTEMS " == *" holdfast "* ]]; then
 		for conc in $ENGINE_CONCURRENCY; do
-			run_cell engine 1 "$skus" "$conc"
+			for r in $(seq 1 "$ROUNDS"); do
+				run_cell engine 1 "$skus" "$conc" "$r"
+			done
 		done
 	fi
 done
@@ -299,19 +326,24 @@ echo "engine: holdfast's apply loop driven in process (same commands, no HTTP/JS
 echo "cpu_us/hold: CPU time of client + server processes over the window per granted hold; cpu_cores: the same per second"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a busy machine lowers holds/s; cpu_us/hold much less)"
 echo
-printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s\n' system durability skus conc holds/s p50_ms p99_ms p999_ms cpu_us/hold cpu_cores errors rejected
-printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s\n' --------- ------------ ----- ----- ---------- -------- --------- --------- ----------- --------- ------ --------
-while IFS='|' read -r sys durable skus conc line; do
+# With ROUNDS > 1 a last column names the round of each row.
+rcol() { ((ROUNDS > 1)) && printf ' %5s' "$1"; printf '\n'; }
+printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s' system durability skus conc holds/s p50_ms p99_ms p999_ms cpu_us/hold cpu_cores errors rejected
+rcol round
+printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s' --------- ------------ ----- ----- ---------- -------- --------- --------- ----------- --------- ------ --------
+rcol -----
+while IFS='|' read -r sys durable skus conc round line; do
 	d=durable
 	[[ $durable == 0 ]] && d=NON-DURABLE
-	printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s\n' "$sys" "$d" "$skus" "$conc" \
+	printf '%-9s %-12s %5s %5s %10s %8s %9s %9s %11s %9s %6s %8s' "$sys" "$d" "$skus" "$conc" \
 		"$(kv holds_per_s "$line")" "$(kv p50_ms "$line")" "$(kv p99_ms "$line")" "$(kv p999_ms "$line")" \
 		"$(kv cpu_us_per_hold "$line")" "$(kv cpu_cores "$line")" "$(kv errors "$line")" "$(kv rejected "$line")"
-done < <(sort -t'|' -k3,3n -k2,2r -k4,4n -k1,1 "$ROWS")
+	rcol "$round"
+done < <(sort -t'|' -k3,3n -k2,2r -k4,4n -k1,1 -k5,5n "$ROWS")
 
 # Headline ratios at RATIO_CONCURRENCY clients (64 by default), durable.
 RC=${RATIO_CONCURRENCY:-64}
-rate() { awk -F'|' -v s="$1" -v d="$2" -v k="$3" -v c="$4" '$1==s && $2==d && $3==k && $4==c {print $5}' "$ROWS" |
+rate() { awk -F'|' -v s="$1" -v d="$2" -v k="$3" -v c="$4" '$1==s && $2==d && $3==k && $4==c && $5==1 {print $6}' "$ROWS" |
 	tr ' ' '\n' | sed -n 's/^holds_per_s=//p' | head -n 1; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.0f%%", 100*a/b; else printf "n/a" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.1fx", a/b; else printf "n/a" }'; }
@@ -320,5 +352,67 @@ for k in $SKUS; do
 	hf=$(rate holdfast 1 "$k" "$RC")
 	hfns=$(rate holdfast 0 "$k" "$RC")
 	echo "skus=$k, $RC clients, durable: holdfast/redis $(ratio "$hf" "$(rate redis 1 "$k" "$RC")"), holdfast/postgres $(ratio "$hf" "$(rate postgres 1 "$k" "$RC")"), holdfast durable = $(pct "$hf" "$hfns") of --no-sync"
+done
+
+# Per cell, holdfast's durable row against each baseline's of the same
+# round (they ran next to each other): holds/s (>= 1 is better), p50, p99
+# and CPU per hold (<= 1 is better), the median of the rounds' ratios with
+# their range. Rounds where either side failed are left out.
+for base in $SYSTEMS; do
+	[[ $base == holdfast ]] && continue
+	have "$base" || continue
+	echo
+	echo "holdfast / $base, durable, per cell: median of $ROUNDS round(s) (min-max)"
+	awk -F'|' -v base="$base" '
+	function kv(line, key,   n, i, a, f) {
+		n = split(line, a, " ")
+		for (i = 1; i <= n; i++) { split(a[i], f, "="); if (f[1] == key) return f[2] }
+		return ""
+	}
+	function median(list,   n, v, i, j, t) {
+		n = split(list, v, " ")
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
+		lo = v[1]; hi = v[n]
+		return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+	}
+	function cellfmt(list,   m) {
+		m = median(list)
+		if (lo == hi) return sprintf("%.2f", m)
+		return sprintf("%.2f (%.2f-%.2f)", m, lo, hi)
+	}
+	$2 == 1 && ($1 == "holdfast" || $1 == base) {
+		key = $3 "|" $4 "|" $5
+		if ($1 == "holdfast") hf[key] = $6; else bs[key] = $6
+		cell = $3 "|" $4
+		if (!(cell in seen)) { seen[cell] = 1; order[++ncells] = cell }
+	}
+	END {
+		metric[1] = "holds_per_s"; metric[2] = "p50_ms"; metric[3] = "p99_ms"; metric[4] = "cpu_us_per_hold"
+		printf "%5s %5s  %-20s %-20s %-20s %-20s\n", "skus", "conc", "holds/s (>=1)", "p50 (<=1)", "p99 (<=1)", "cpu/hold (<=1)"
+		for (c = 1; c <= ncells; c++) {
+			split(order[c], kc, "|")
+			for (m = 1; m <= 4; m++) list[m] = ""
+			for (key in hf) {
+				split(key, kk, "|")
+				if (kk[1] != kc[1] || kk[2] != kc[2] || !(key in bs)) continue
+				ok = 1
+				for (m = 1; m <= 4; m++) {
+					a[m] = kv(hf[key], metric[m]); b[m] = kv(bs[key], metric[m])
+					if (a[m] !~ /^[0-9.]+$/ || b[m] !~ /^[0-9.]+$/ || b[m] + 0 == 0) ok = 0
+				}
+				if (!ok) continue
+				for (m = 1; m <= 4; m++) list[m] = list[m] " " (a[m] / b[m])
+			}
+			if (list[1] == "") { printf "%5s %5s  n/a\n", kc[1], kc[2]; continue }
+			printf "%5s %5s ", kc[1], kc[2]
+			for (m = 1; m <= 4; m++) {
+				f = cellfmt(list[m]); med = median(list[m])
+				printf " %-20s", f
+				if ((m == 1 && med >= 1) || (m > 1 && med <= 1)) met[m]++
+			}
+			printf "\n"; cells++
+		}
+		printf "cells whose median meets the goal, of %d: holds/s %d, p50 %d, p99 %d, cpu/hold %d\n", cells, met[1], met[2], met[3], met[4]
+	}' "$ROWS"
 done
 log "done in $((SECONDS - start)) s of runs"
