@@ -170,15 +170,21 @@ func (errorsOnly) Fatalf(format string, args ...any) {
 }
 
 // serveGnet starts gnet on a free loopback port with one event loop per
-// CPU (gnet's multicore mode) and returns its address.
+// CPU (gnet's multicore mode; FLOOR_GNET_LOOPS=n sets n loops) and returns
+// its address.
 func serveGnet(handoff *committer) (string, func(), error) {
 	s := &gnetServer{handoff: handoff, booted: make(chan gnet.Engine, 1)}
 	ran := make(chan error, 1)
-	go func() {
-		ran <- gnet.Run(s, "tcp://127.0.0.1:0",
-			gnet.WithMulticore(true),
-			gnet.WithLogger(errorsOnly{}))
-	}()
+	opts := []gnet.Option{gnet.WithMulticore(true), gnet.WithLogger(errorsOnly{})}
+	if v := os.Getenv("FLOOR_GNET_LOOPS"); v != "" {
+		// One loop, as Redis serves every socket from one thread.
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return "", nil, fmt.Errorf("FLOOR_GNET_LOOPS=%q: want a count of event loops", v)
+		}
+		opts = append(opts, gnet.WithNumEventLoop(n))
+	}
+	go func() { ran <- gnet.Run(s, "tcp://127.0.0.1:0", opts...) }()
 	var eng gnet.Engine
 	select {
 	case eng = <-s.booted:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 // binary again, running TestFloorServerChild), so that the server's CPU is
 // measured apart from the client's. FLOOR_CHILD_WRAP prefixes the child's
 // command, e.g. FLOOR_CHILD_WRAP='strace -c -f -o /tmp/srv.txt' to count
-// the server's syscalls alone.
+// the server's syscalls alone, and FLOOR_CHILD_CPUPROFILE=file writes the
+// server's CPU profile.
 //
 // The child prints its address, then answers each "stats" line on its
 // standard input with its CPU in ns and its committer's groups and
@@ -79,6 +81,17 @@ func TestFloorServerChild(t *testing.T) {
 	kind := os.Getenv("FLOOR_CHILD")
 	if kind == "" {
 		t.Skip("runs only as the floor benchmarks' server process (FLOOR_SPLIT=1)")
+	}
+	if path := os.Getenv("FLOOR_CHILD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	s, err := start(kind, t.TempDir())
 	if err != nil {
