@@ -105,3 +105,27 @@ func TestFloorServerChild(t *testing.T) {
 		fmt.Printf("%d %d %d\n", cpuTime().Nanoseconds(), st.groups, st.items)
 	}
 }
+
+// TestSplitServer: a server in a child process answers the floor's client
+// and reports its own CPU and its committer's count.
+func TestSplitServer(t *testing.T) {
+	if os.Getenv("FLOOR_CHILD") != "" {
+		t.Skip("inside a child server")
+	}
+	s, err := serveChild("gnet-handoff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	before := s.stats()
+	if err := client(s.addr, 5); err != nil {
+		t.Fatal(err)
+	}
+	after := s.stats()
+	if after.items-before.items != 5 {
+		t.Errorf("child's committer answered %d requests, want 5", after.items-before.items)
+	}
+	if after.cpu <= 0 || after.cpu < before.cpu {
+		t.Errorf("child's CPU %v then %v, want positive and not decreasing", before.cpu, after.cpu)
+	}
+}
