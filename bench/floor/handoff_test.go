@@ -121,6 +121,10 @@ func (c *committer) run() {
 			}
 			off += int64(len(rec))
 		}
+		// Counted before the answers go out, so that a client that has
+		// its answer sees its request counted.
+		c.groups.Add(1)
+		c.items.Add(int64(len(group)))
 		for i, it := range group {
 			if it.wait != nil {
 				it.wait.done <- struct{}{}
@@ -130,8 +134,6 @@ func (c *committer) run() {
 			}
 			group[i] = item{}
 		}
-		c.groups.Add(1)
-		c.items.Add(int64(len(group)))
 	}
 }
 
