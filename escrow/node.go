@@ -101,6 +101,14 @@ type Node struct {
 	lastHolds int
 	outBroken bool // sticky until Ready
 	marked    *holdRec
+	// tmpOut: this Ready's copies that no reply shares (an expiry's
+	// event), in a slice the node reuses once the Ready is Advanced
+	// (readybufs.go); lastTmp is its length in the last Ready. outPtrs:
+	// every copy holdEvent made this Ready, holdOut's and tmpOut's, in
+	// order; until outBroken it is Persist.Holds.
+	tmpOut  []Hold
+	lastTmp int
+	outPtrs []*Hold
 
 	stats Stats
 	cache skuCache   // bounded SKU residency (skucache.go)
@@ -644,8 +652,13 @@ func (n *Node) Ready() Ready {
 	if len(n.dirtyHolds) > 0 {
 		rd.Persist.Holds = n.persistHolds()
 	}
-	n.lastHolds = len(n.holdOut)
-	n.holdOut, n.outBroken, n.marked = nil, false, nil
+	n.lastHolds, n.lastTmp = len(n.holdOut), len(n.tmpOut)
+	tmpOut := n.tmpOut
+	n.holdOut, n.tmpOut, n.outBroken, n.marked = nil, nil, false, nil
+	if n.outPtrs != nil { // not Persist.Holds (persistHolds took it if it is)
+		n.readyBufs.recycleHoldPtrs(n.outPtrs)
+		n.outPtrs = nil
+	}
 	n.drainExpiry(&rd)
 	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
@@ -679,7 +692,7 @@ func (n *Node) Ready() Ready {
 	n.lastEvents, n.lastReplies = len(rd.Persist.Events), len(rd.Reply)
 	n.snapReady()
 	n.readies++
-	n.readyBufs.noteReady(&rd)
+	n.readyBufs.noteReady(&rd, tmpOut)
 	if n.hc.on {
 		n.noteReady(&rd)
 	}

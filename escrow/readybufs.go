@@ -11,9 +11,11 @@ import (
 // encodes them there), copies each Reply by value to the caller waiting
 // for it (region's deliver, the simulator's deliverReply) and each
 // Message by value into its send queue (gossip's Transport.Send, the
-// simulator's network). What they point to (a hold's copy, a waitlist
-// entry, a message's rows) is not recycled: a caller keeps reading its
-// Reply.Hold long after Advance. Without recycling, every hold allocated
+// simulator's network). What they point to (a hold's copy a reply
+// shares, a waitlist entry, a message's rows) is not recycled: a caller
+// keeps reading its Reply.Hold long after Advance. Persist.Holds (the
+// region stages it before the fsync) and the hold copies no reply shares
+// (holdout.go) are recycled the same way. Without recycling, every hold allocated
 // its event (96 bytes) and reply (72 bytes), and every Ready its
 // broadcast message (~250 bytes), afresh from the arenas, and the
 // collector marked and swept them soon after.
@@ -34,6 +36,11 @@ type readyOut struct {
 	events  []Event
 	replies []Reply
 	sends   []Message
+	// holdPtrs is Persist.Holds; holdCopies the copies of holds no
+	// reply shares (holdout.go), which Persist.Holds and the events may
+	// point to.
+	holdPtrs   []*Hold
+	holdCopies []Hold
 }
 
 // clear sets o's slices to nil, writing only those that are set (no bulk
@@ -42,6 +49,8 @@ func (o *readyOut) clear() {
 	clearSlice(&o.events)
 	clearSlice(&o.replies)
 	clearSlice(&o.sends)
+	clearSlice(&o.holdPtrs)
+	clearSlice(&o.holdCopies)
 }
 
 // readyBufs queues the slices of the Readies not yet Advanced (oldest at
@@ -53,6 +62,8 @@ type readyBufs struct {
 	freeEvents  [][]Event
 	freeReplies [][]Reply
 	freeSends   [][]Message
+	freePtrs    [][]*Hold
+	freeCopies  [][]Hold
 }
 
 // maxFreeOuts bounds the recycled slices kept of each kind: as many as a
@@ -64,12 +75,19 @@ const maxFreeOuts = 4
 const maxRecycledCap = 2 * maxGrowHint
 
 // noteReady queues the slices of the Ready just returned.
-func (b *readyBufs) noteReady(rd *Ready) {
+// holdCopies are the Ready's copies of holds that no reply shares.
+func (b *readyBufs) noteReady(rd *Ready, holdCopies []Hold) {
 	// Field by field into a slot that advance left nil (see poisonEvents).
 	k := len(b.out) + 1
 	b.out = slices.Grow(b.out, 1)[:k]
 	o := &b.out[k-1]
 	o.events, o.replies, o.sends = rd.Persist.Events, rd.Reply, rd.Send
+	if rd.Persist.Holds != nil {
+		o.holdPtrs = rd.Persist.Holds
+	}
+	if holdCopies != nil {
+		o.holdCopies = holdCopies
+	}
 }
 
 // advance takes the oldest Ready's slices back for reuse.
@@ -97,6 +115,76 @@ func (b *readyBufs) advance() {
 		s := o.sends[:c]
 		poisonMessages(s)
 		b.freeSends = append(b.freeSends, s[:0])
+	}
+	b.recycleHoldPtrs(o.holdPtrs)
+	if c := cap(o.holdCopies); c > 0 && c <= maxRecycledCap && len(b.freeCopies) < maxFreeOuts {
+		s := o.holdCopies[:c]
+		poisonHolds(s)
+		b.freeCopies = append(b.freeCopies, s[:0])
+	}
+}
+
+// recycleHoldPtrs takes back a Persist.Holds slice (or a list of copies
+// that did not become one), poisoned.
+func (b *readyBufs) recycleHoldPtrs(ps []*Hold) {
+	if c := cap(ps); c > 0 && c <= maxRecycledCap && len(b.freePtrs) < maxFreeOuts {
+		s := ps[:c]
+		poisonHoldPtrs(s)
+		b.freePtrs = append(b.freePtrs, s[:0])
+	}
+}
+
+// takeHoldPtrs returns an empty slice for Persist.Holds: a recycled one,
+// or a new one with room for about hint.
+func (b *readyBufs) takeHoldPtrs(hint int, bugs bool) []*Hold {
+	if k := len(b.out); bugs && k > 0 && cap(b.out[k-1].holdPtrs) > 0 {
+		return b.out[k-1].holdPtrs[:0] // the planted bug RecycleAtReady
+	}
+	if s, ok := popFree(&b.freePtrs); ok {
+		return s
+	}
+	return make([]*Hold, 0, max(1, min(hint, maxGrowHint)))
+}
+
+// takeHoldCopies returns an empty slice for the copies of holds that no
+// reply shares (holdout.go): a recycled one, or one from the hold arena
+// with room for about hint.
+func (b *readyBufs) takeHoldCopies(n *Node, hint int) []Hold {
+	if k := len(b.out); n.cfg.bugs.RecycleAtReady && k > 0 && cap(b.out[k-1].holdCopies) > 0 {
+		return b.out[k-1].holdCopies[:0] // the planted bug: the last Ready may be out still
+	}
+	if s, ok := popFree(&b.freeCopies); ok {
+		return s
+	}
+	return n.holdArena.take(max(1, min(hint, maxGrowHint)))
+}
+
+// poisonHolds overwrites the copies of holds of an Advanced Ready that no
+// reply shares with poisonedHold, field by field (see poisonMessages; a
+// reference field only when it differs): an event or a Persist.Holds kept
+// past Advance then names a hold in no state instead of another hold.
+func poisonHolds(s []Hold) {
+	for i := range s {
+		h := &s[i]
+		setRef(&h.ID, poisonedHold.ID)
+		h.State = poisonedHold.State
+		clearSlice(&h.Lines)
+		clearSlice(&h.Asked)
+		setRef(&h.IdemKey, "")
+		setRef(&h.Meta, "")
+		setRef(&h.Cart, "")
+		setRef(&h.Created, time.Time{})
+		setRef(&h.Expires, time.Time{})
+		setRef(&h.MaxExpires, time.Time{})
+		setRef(&h.Updated, time.Time{})
+	}
+}
+
+// poisonHoldPtrs points every entry of an Advanced Ready's Persist.Holds
+// to poisonedHold.
+func poisonHoldPtrs(s []*Hold) {
+	for i := range s {
+		setRef(&s[i], &poisonedHold)
 	}
 }
 
