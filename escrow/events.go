@@ -90,9 +90,7 @@ func (n *Node) holdEvent(k EventKind, h *holdRec, kept bool) *Hold {
 		n.out.Persist.Events = n.takeEvents()
 	}
 	hc := n.outCopy(h, kept)
-	k1 := len(n.out.Persist.Events) + 1
-	n.out.Persist.Events = growTo(n.out.Persist.Events, n.lastEvents)[:k1]
-	n.out.Persist.Events[k1-1].setHold(k, n.now, hc)
+	extend(&n.out.Persist.Events, n.lastEvents).setHold(k, n.now, hc)
 	return hc
 }
 

@@ -34,9 +34,7 @@ func (n *Node) outCopy(h *holdRec, kept bool) *Hold {
 			// few): most Readies then allocate nothing here, or once.
 			n.holdOut = n.holdArena.take(max(1, min(n.lastHolds, maxGrowHint)))
 		}
-		k := len(n.holdOut) + 1
-		n.holdOut = growTo(n.holdOut, n.lastHolds)[:k]
-		hc = &n.holdOut[k-1]
+		hc = extend(&n.holdOut, n.lastHolds)
 	} else {
 		hc = n.tmpCopySlot()
 	}
@@ -46,9 +44,8 @@ func (n *Node) outCopy(h *holdRec, kept bool) *Hold {
 	if n.outPtrs == nil {
 		n.outPtrs = n.readyBufs.takeHoldPtrs(n.lastHolds+n.lastTmp, n.cfg.bugs.RecycleAtReady)
 	}
-	k := len(n.outPtrs) + 1
-	n.outPtrs = growTo(n.outPtrs, n.lastHolds+n.lastTmp)[:k]
-	n.outPtrs[k-1] = hc
+	*extend(&n.outPtrs, n.lastHolds+n.lastTmp) = hc
+	k := len(n.outPtrs)
 	if n.marked != h || k != len(n.dirtyHolds) || n.dirtyHolds[k-1] != h {
 		n.outBroken = true
 	}
@@ -61,9 +58,7 @@ func (n *Node) tmpCopySlot() *Hold {
 	if n.tmpOut == nil {
 		n.tmpOut = n.readyBufs.takeHoldCopies(n, n.lastTmp)
 	}
-	k := len(n.tmpOut) + 1
-	n.tmpOut = growTo(n.tmpOut, n.lastTmp)[:k]
-	return &n.tmpOut[k-1]
+	return extend(&n.tmpOut, n.lastTmp)
 }
 
 // persistHolds returns Persist.Holds: every dirty hold still kept (a hold

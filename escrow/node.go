@@ -654,7 +654,12 @@ func (n *Node) Ready() Ready {
 	}
 	n.lastHolds, n.lastTmp = len(n.holdOut), len(n.tmpOut)
 	tmpOut := n.tmpOut
-	n.holdOut, n.tmpOut, n.outBroken, n.marked = nil, nil, false, nil
+	// Written only when set (clearSlice, setRef): no write barrier for a
+	// field already nil.
+	clearSlice(&n.holdOut)
+	clearSlice(&n.tmpOut)
+	setRef(&n.marked, nil)
+	n.outBroken = false
 	if n.outPtrs != nil { // not Persist.Holds (persistHolds took it if it is)
 		n.readyBufs.recycleHoldPtrs(n.outPtrs)
 		n.outPtrs = nil
@@ -792,9 +797,7 @@ func (n *Node) reply(r Reply) {
 	}
 	// Written into its slot field by field (Reply.set), not appended as
 	// a value: no bulk write barrier.
-	k := len(n.out.Reply) + 1
-	n.out.Reply = growTo(n.out.Reply, n.lastReplies)[:k]
-	n.out.Reply[k-1].set(&r)
+	extend(&n.out.Reply, n.lastReplies).set(&r)
 }
 
 // maxGrowHint bounds the capacity a Ready's Events or Reply slice jumps to
@@ -809,6 +812,10 @@ const maxGrowHint = 1024
 // doubling from one element saves the copies (a 256-hold Ready's events,
 // 504 bytes each, were copied twice over on average) and all but one
 // allocation of the slice.
+//
+// A slice field that gets one more element is better extended (extend)
+// than assigned growTo(s, hint)[:k]: that assignment writes the slice
+// header, with a write barrier while the collector runs, on every call.
 func growTo[T any](s []T, hint int) []T {
 	if len(s) < cap(s) {
 		return s
@@ -817,6 +824,19 @@ func growTo[T any](s []T, hint int) []T {
 	ns := make([]T, len(s), c)
 	copy(ns, s)
 	return ns
+}
+
+// extend makes *s one element longer (growTo when full) and returns that
+// element. Reslicing *s in place writes only its length: the pointer, and
+// its write barrier while the collector runs, are written only when the
+// slice grows (one or two of those per Ready's Events, Reply and hold
+// copies, where assigning growTo(*s, hint)[:k] wrote it per element).
+func extend[T any](s *[]T, hint int) *T {
+	if len(*s) == cap(*s) {
+		*s = growTo(*s, hint)
+	}
+	*s = (*s)[:len(*s)+1]
+	return &(*s)[len(*s)-1]
 }
 
 // chunk hands out small slices carved from one larger allocation, so that

@@ -1,7 +1,6 @@
 package escrow
 
 import (
-	"slices"
 	"time"
 )
 
@@ -78,9 +77,7 @@ const maxRecycledCap = 2 * maxGrowHint
 // holdCopies are the Ready's copies of holds that no reply shares.
 func (b *readyBufs) noteReady(rd *Ready, holdCopies []Hold) {
 	// Field by field into a slot that advance left nil (see poisonEvents).
-	k := len(b.out) + 1
-	b.out = slices.Grow(b.out, 1)[:k]
-	o := &b.out[k-1]
+	o := extend(&b.out, 4) // the slice header written only when it grows
 	o.events, o.replies, o.sends = rd.Persist.Events, rd.Reply, rd.Send
 	if rd.Persist.Holds != nil {
 		o.holdPtrs = rd.Persist.Holds
@@ -297,8 +294,10 @@ func popFree[T any](free *[][]T) ([]T, bool) {
 	if k == 0 {
 		return nil, false
 	}
+	// Resliced in place, the popped entry left behind, not cleared: it
+	// is the slice now in use, and clearing it wrote a pointer (a write
+	// barrier while the collector runs) once per slice per Ready.
 	s := (*free)[k-1]
-	(*free)[k-1] = nil
 	*free = (*free)[:k-1]
 	return s, true
 }
