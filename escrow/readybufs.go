@@ -65,6 +65,10 @@ type readyBufs struct {
 	freeCopies  [][]Hold
 }
 
+// compactOutAt is how many advanced entries the queue of Readies out may
+// keep at its head before the ones still out are moved down.
+const compactOutAt = 64
+
 // maxFreeOuts bounds the recycled slices kept of each kind: as many as a
 // runtime's pipeline has Readies out, a few.
 const maxFreeOuts = 4
@@ -95,8 +99,19 @@ func (b *readyBufs) advance() {
 	o := b.out[b.head]
 	b.out[b.head].clear()
 	b.head++
-	if b.head == len(b.out) {
+	switch {
+	case b.head == len(b.out):
 		b.out, b.head = b.out[:0], 0
+	case b.head >= compactOutAt && 2*b.head >= len(b.out):
+		// A runtime that always has a Ready out (a busy pipeline) never
+		// empties the queue: without this, it grew by one entry per
+		// Ready for as long as the load lasted. The entries before head
+		// are cleared (advanced), the ones after it moved down.
+		k := copy(b.out, b.out[b.head:])
+		for i := k; i < len(b.out); i++ {
+			b.out[i].clear()
+		}
+		b.out, b.head = b.out[:k], 0
 	}
 	if c := cap(o.events); c > 0 && c <= maxRecycledCap && len(b.freeEvents) < maxFreeOuts {
 		s := o.events[:c]
