@@ -80,15 +80,12 @@ const maxRecycledCap = 2 * maxGrowHint
 // noteReady queues the slices of the Ready just returned.
 // holdCopies are the Ready's copies of holds that no reply shares.
 func (b *readyBufs) noteReady(rd *Ready, holdCopies []Hold) {
-	// Field by field into a slot that advance left nil (see poisonEvents).
+	// Field by field (see poisonEvents), every field: the slot may hold
+	// the slices of a Ready advanced before (advance leaves them, see
+	// there), which must not be recycled twice.
 	o := extend(&b.out, 4) // the slice header written only when it grows
 	o.events, o.replies, o.sends = rd.Persist.Events, rd.Reply, rd.Send
-	if rd.Persist.Holds != nil {
-		o.holdPtrs = rd.Persist.Holds
-	}
-	if holdCopies != nil {
-		o.holdCopies = holdCopies
-	}
+	o.holdPtrs, o.holdCopies = rd.Persist.Holds, holdCopies
 }
 
 // advance takes the oldest Ready's slices back for reuse.
@@ -96,8 +93,12 @@ func (b *readyBufs) advance() {
 	if b.head >= len(b.out) {
 		return
 	}
+	// The slot keeps its slices until a Ready overwrites it (noteReady
+	// writes every field) or compaction clears it: clearing it here wrote
+	// five pointers, each with a write barrier while the collector runs,
+	// per Ready. They are in the free lists anyway (or too large to keep,
+	// and kept alive a little longer), and no slot below head is read.
 	o := b.out[b.head]
-	b.out[b.head].clear()
 	b.head++
 	switch {
 	case b.head == len(b.out):
@@ -171,24 +172,18 @@ func (b *readyBufs) takeHoldCopies(n *Node, hint int) []Hold {
 	return n.holdArena.take(max(1, min(hint, maxGrowHint)))
 }
 
-// poisonHolds overwrites the copies of holds of an Advanced Ready that no
-// reply shares with poisonedHold, field by field (see poisonMessages; a
-// reference field only when it differs): an event or a Persist.Holds kept
-// past Advance then names a hold in no state instead of another hold.
+// poisonHolds marks the copies of holds of an Advanced Ready that no reply
+// shares as poisonedHold: its id, a state no hold has, and no lines. An
+// event or a Persist.Holds kept past Advance then names a hold in no state
+// (a region's staging refuses it) instead of another hold. The other
+// fields keep what they had (fillHold writes every field on reuse):
+// clearing them cost a write barrier each while the collector runs.
 func poisonHolds(s []Hold) {
 	for i := range s {
 		h := &s[i]
 		setRef(&h.ID, poisonedHold.ID)
 		h.State = poisonedHold.State
 		clearSlice(&h.Lines)
-		clearSlice(&h.Asked)
-		setRef(&h.IdemKey, "")
-		setRef(&h.Meta, "")
-		setRef(&h.Cart, "")
-		setRef(&h.Created, time.Time{})
-		setRef(&h.Expires, time.Time{})
-		setRef(&h.MaxExpires, time.Time{})
-		setRef(&h.Updated, time.Time{})
 	}
 }
 
