@@ -235,6 +235,64 @@ func TestConfirmAllocations(t *testing.T) {
 	t.Logf("a hold and its confirm, a Ready each: %.0f bytes allocated", perPair)
 }
 
+// TestExpiryAllocations: in the steady state of a busy region (holds of
+// 1s granted one per Ready while the clock moves 1ms, so each Ready also
+// expires a hold and retires one, as BenchmarkNodeHoldSteady), an expiry
+// allocates no copy of its hold: its event's copy, which no reply shares,
+// is reused once its Ready is Advanced (holdout.go), as is Persist.Holds.
+// A copy per expiry from the arena (216 bytes) breaks the bound.
+func TestExpiryAllocations(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation changes allocation counts")
+	}
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdRestock, SKU: "sku-000001", Qty: MaxQty}}); err != nil {
+		t.Fatal(err)
+	}
+	n.Ready()
+	n.Advance()
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}, TTL: time.Second}
+	expired := 0
+	hold := func() {
+		now = now.Add(time.Millisecond)
+		cmd.ReqID++
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			t.Fatal(err)
+		}
+		rd := n.Ready()
+		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
+			t.Fatalf("reply %+v", rd.Reply)
+		}
+		for _, e := range rd.Persist.Events {
+			if e.Kind == EvHoldExpired {
+				expired++
+			}
+		}
+		n.Advance()
+	}
+	for i := 0; i < 2000; i++ { // past the first expiries: about 1,000 live holds
+		hold()
+	}
+	expired = 0
+	const runs = 8 * 1024
+	perHold := bytesPerRun(runs, hold)
+	if expired != runs {
+		t.Fatalf("%d holds expired in %d Readies, want one in each", expired, runs)
+	}
+	if perHold > maxSteadyHoldBytes {
+		t.Fatalf("a hold and an expiry allocate %.0f bytes, want at most %d", perHold, maxSteadyHoldBytes)
+	}
+	t.Logf("a hold and an expiry, one Ready: %.0f bytes allocated", perHold)
+}
+
+// maxSteadyHoldBytes bounds TestExpiryAllocations: 530 bytes in
+// BenchmarkNodeHoldSteady (753 when an expiry's copy came from the arena).
+const maxSteadyHoldBytes = 640
+
 // maxHoldConfirmBytes bounds TestConfirmAllocations: 1,081 bytes in
 // BenchmarkNodeHoldConfirm (1,305 when the confirm's reply had a copy of
 // its own).

@@ -233,7 +233,7 @@ func (n *Node) newHold(c *Command, lines, asked []Line) *holdRec {
 		}
 	}
 	n.markHold(h)
-	n.created, n.createdCopy = h, n.holdEvent(EvHoldCreated, h)
+	n.created, n.createdCopy = h, n.holdEvent(EvHoldCreated, h, true)
 	if !n.hc.on {
 		n.expiry.push(h.expires, h) // with the hold cache: the store's index (holdcache.go)
 	}
@@ -369,7 +369,7 @@ func (n *Node) transition(c *Command) {
 		case Confirmed:
 			ok(nil)
 		case Held:
-			hc := n.finish(h, Confirmed)
+			hc := n.finish(h, Confirmed, true)
 			n.stats.Confirmed++
 			ok(hc)
 		default:
@@ -380,7 +380,7 @@ func (n *Node) transition(c *Command) {
 		case Released, Expired:
 			ok(nil) // the units are back either way
 		case Held:
-			hc := n.finish(h, Released)
+			hc := n.finish(h, Released, true)
 			n.stats.ReleasedHolds++
 			ok(hc)
 		default:
@@ -405,7 +405,7 @@ func (n *Node) transition(c *Command) {
 			h.expires = exp
 			h.updated = nanos(n.now)
 			n.markHold(h)
-			hc = n.holdEvent(EvHoldExtended, h)
+			hc = n.holdEvent(EvHoldExtended, h, true)
 		}
 		ok(hc)
 	}
@@ -415,8 +415,9 @@ var finishEvents = [...]EventKind{Confirmed: EvHoldConfirmed, Released: EvHoldRe
 
 // finish moves a HELD hold to a terminal state and books its units. It
 // returns the event's copy of h, which a reply that follows at once may
-// share (transition).
-func (n *Node) finish(h *holdRec, to HoldState) *Hold {
+// share (transition) when replied; else (an expiry) the copy is reused
+// once the Ready is Advanced (holdout.go), and nothing may keep it.
+func (n *Node) finish(h *holdRec, to HoldState, replied bool) *Hold {
 	if h.State != Held {
 		panic("escrow: finish of a " + h.State.String() + " hold")
 	}
@@ -444,9 +445,9 @@ func (n *Node) finish(h *holdRec, to HoldState) *Hold {
 	h.State = to
 	h.updated = nanos(n.now)
 	n.markHold(h)
-	hc := n.holdEvent(finishEvents[to], h)
+	hc := n.holdEvent(finishEvents[to], h, replied)
 	if n.cfg.bugs.DuplicateEvent {
-		n.holdEvent(finishEvents[to], h)
+		n.holdEvent(finishEvents[to], h, replied)
 	}
 	n.stats.ActiveHolds--
 	if !n.hc.on {
@@ -460,7 +461,7 @@ func (n *Node) finish(h *holdRec, to HoldState) *Hold {
 }
 
 func (n *Node) expire(h *holdRec) {
-	n.finish(h, Expired)
+	n.finish(h, Expired, false) // no reply shares an expiry's copy
 	n.stats.ExpiredHolds++
 }
 

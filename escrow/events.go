@@ -82,16 +82,15 @@ func (e *Event) Subject() string {
 }
 
 // holdEvent states a change of h; call it after the change. It returns
-// the event's copy of h (from the hold arena), which a reply that follows
-// at once may share (newHold, granted).
-func (n *Node) holdEvent(k EventKind, h *holdRec) *Hold {
+// the event's copy of h, which a reply that follows at once may share
+// (newHold, granted) when kept; a copy not kept is reused once the Ready
+// is Advanced (holdout.go), so no reply may point to it.
+func (n *Node) holdEvent(k EventKind, h *holdRec, kept bool) *Hold {
 	if n.out.Persist.Events == nil {
 		n.out.Persist.Events = n.takeEvents()
 	}
-	hc := n.outCopy(h)
-	k1 := len(n.out.Persist.Events) + 1
-	n.out.Persist.Events = growTo(n.out.Persist.Events, n.lastEvents)[:k1]
-	n.out.Persist.Events[k1-1].setHold(k, n.now, hc)
+	hc := n.outCopy(h, kept)
+	extend(&n.out.Persist.Events, n.lastEvents).setHold(k, n.now, hc)
 	return hc
 }
 

@@ -20,7 +20,7 @@ func checkEvents(t testing.TB, s *memStore, p *Persist) {
 	t.Helper()
 	written := make(map[string]*Hold, len(p.Holds))
 	for i := range p.Holds {
-		written[p.Holds[i].ID] = &p.Holds[i]
+		written[p.Holds[i].ID] = p.Holds[i]
 	}
 	deleted := make(map[string]bool, len(p.DeletedHolds))
 	for _, id := range p.DeletedHolds {

@@ -35,7 +35,7 @@ func (m *expiryIndexModel) apply(p *Persist) error {
 		return err
 	}
 	for i := range p.Holds {
-		if h := &p.Holds[i]; h.State == Held {
+		if h := p.Holds[i]; h.State == Held {
 			m.holds[h.ID] = h.Expires
 		}
 	}
@@ -222,7 +222,7 @@ func (x *storeIndex) apply(p *Persist) error {
 		return err
 	}
 	for i := range p.Holds {
-		h := &p.Holds[i]
+		h := p.Holds[i]
 		if h.State == Held {
 			x.want.holds[h.ID] = h.Expires
 		} else {

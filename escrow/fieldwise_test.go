@@ -50,6 +50,23 @@ func garbage(t *testing.T, v any) {
 	}
 }
 
+func TestCloneIntoWritesEveryField(t *testing.T) {
+	plain := &Row{SKU: "apple", Region: "eu", Seq: 3, Minted: 10, Reserved: 4, Released: 1, Sold: 2, Shrunk: 1}
+	sent := &Row{SKU: "pear", Region: "us", Seq: 9, Minted: 20, Reserved: 5, Released: 2, Sold: 1, Shrunk: 3,
+		Sent: []Transfer{{To: "ap", Qty: 2}, {To: "eu", Qty: 1}}}
+	for _, r := range []*Row{plain, sent} {
+		var dst Row
+		garbage(t, &dst)
+		r.cloneInto(&dst)
+		if !reflect.DeepEqual(dst, r.Clone()) {
+			t.Fatalf("cloneInto wrote %+v, want %+v", dst, r.Clone())
+		}
+		if len(r.Sent) > 0 && &dst.Sent[0] == &r.Sent[0] {
+			t.Fatal("cloneInto shares Sent")
+		}
+	}
+}
+
 func TestFillHoldWritesEveryField(t *testing.T) {
 	lines := []Line{{SKU: "apple", Qty: 2}}
 	plain := &Hold{ID: "eu-1", Lines: lines, State: Held, Created: t0, Expires: t0.Add(time.Minute),

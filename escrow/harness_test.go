@@ -79,7 +79,7 @@ func (s *memStore) apply(t testing.TB, p *Persist, deletesFirst bool) {
 		s.rows[k] = b
 	}
 	for i := range p.Holds {
-		h := &p.Holds[i]
+		h := p.Holds[i]
 		b := EncodeHold(nil, h)
 		if _, err := DecodeHold(b); err != nil {
 			t.Fatalf("persist: hold %s does not decode: %v", h.ID, err)
@@ -193,9 +193,10 @@ func (tn *tnode) drain() []Reply {
 		return nil
 	}
 	rd := tn.n.Ready()
-	// A Ready's Events and Reply are the node's again once Advanced
-	// (readybufs.go): the harness keeps copies.
-	rd.Persist.Events, rd.Reply, rd.Send = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply), slices.Clone(rd.Send)
+	// A Ready's slices and the hold copies no reply shares are the node's
+	// again once Advanced (readybufs.go, holdout.go): the harness keeps
+	// copies.
+	keepReady(&rd)
 	tn.last = rd
 	tn.store.apply(tn.t, &rd.Persist, tn.deletesFirst)
 	tn.sent = append(tn.sent, rd.Send...)
@@ -325,12 +326,50 @@ func wantCode(t testing.TB, what string, err *Error, code Code) {
 }
 
 // advanced takes n's Ready and Advances it, for a test that reads the
-// Ready afterwards: the node reuses a Ready's Events, Reply and Send
-// slices once it is Advanced (readybufs.go), so the Ready returned has
-// copies of them.
+// Ready afterwards: the node reuses a Ready's Events, Reply, Send and
+// Persist.Holds slices, and the hold copies no reply shares, once it is
+// Advanced (readybufs.go, holdout.go), so the Ready returned has copies
+// of them (keepReady).
 func advanced(n *Node) Ready {
 	rd := n.Ready()
-	rd.Persist.Events, rd.Reply, rd.Send = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply), slices.Clone(rd.Send)
+	keepReady(&rd)
 	n.Advance()
 	return rd
+}
+
+// keepReady makes rd readable after its Advance: its Events, Reply, Send
+// and Persist.Holds slices become copies, and so does every hold they
+// point to that no reply shares (one copy per hold copy). A reply's hold
+// is the node's to keep valid: it stays, and so do the events and
+// Persist.Holds entries that share it.
+func keepReady(rd *Ready) {
+	clones := map[*Hold]*Hold{}
+	for i := range rd.Reply {
+		if h := rd.Reply[i].Hold; h != nil {
+			clones[h] = h
+		}
+	}
+	clone := func(h *Hold) *Hold {
+		if h == nil {
+			return nil
+		}
+		if c, ok := clones[h]; ok {
+			return c
+		}
+		c := new(Hold)
+		*c = *h
+		clones[h] = c
+		return c
+	}
+	rd.Persist.Events, rd.Reply, rd.Send = slices.Clone(rd.Persist.Events), slices.Clone(rd.Reply), slices.Clone(rd.Send)
+	for i := range rd.Persist.Events {
+		rd.Persist.Events[i].Hold = clone(rd.Persist.Events[i].Hold)
+	}
+	if rd.Persist.Holds != nil {
+		hs := make([]*Hold, len(rd.Persist.Holds))
+		for i, h := range rd.Persist.Holds {
+			hs[i] = clone(h)
+		}
+		rd.Persist.Holds = hs
+	}
 }

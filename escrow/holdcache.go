@@ -384,7 +384,7 @@ func (n *Node) noteReady(rd *Ready) {
 	c := &n.hc
 	due := readyDue{hold: math.MaxInt64, key: math.MaxInt64}
 	for i := range rd.Persist.Holds {
-		if h := &rd.Persist.Holds[i]; h.State == Held {
+		if h := rd.Persist.Holds[i]; h.State == Held {
 			due.hold = min(due.hold, nanos(h.Expires))
 		}
 	}

@@ -1,61 +1,91 @@
 package escrow
 
 // This file holds the copies of holds a Ready carries. A hold changed in a
-// Ready is copied once, by the event that states the change (holdEvent),
-// into the node's holdOut; the reply that grants it shares that copy
-// (granted), and so does Persist.Holds when every hold changed in the
-// Ready changed once. Before, Ready made a second copy of every dirty hold
-// (216 bytes, four time conversions) for Persist.Holds.
+// Ready is copied once, by the event that states the change (holdEvent);
+// the reply that grants, confirms, releases or extends it shares that copy
+// (granted, transition), and Persist.Holds points to it when every hold
+// changed in the Ready changed once. Before, Ready made a second copy of
+// every dirty hold (216 bytes, four time conversions) for Persist.Holds.
+//
+// A copy that a reply shares is kept for as long as anything points to it
+// (a caller reads its Reply.Hold long after Advance): it comes from the
+// hold arena (holdOut). A copy that no reply shares (an expiry's event,
+// or Persist.Holds' own copy of a hold changed twice) is the runtime's
+// only until the Ready's Advance, like Persist.Holds itself: it goes into
+// tmpOut, a slice the node poisons and reuses once the Ready is Advanced
+// (readybufs.go), so that a busy region's expiries allocate no copy.
 //
 // Every change of a hold is markHold then holdEvent (newHold, finish,
 // extend). outCopy checks that it was, for a hold not dirty before (so
-// holdOut and dirtyHolds grow in step); anything else (a hold changed
+// outPtrs and dirtyHolds grow in step); anything else (a hold changed
 // twice, a change without its event) breaks the sharing for the rest of
-// the Ready, and Ready copies each hold as before.
+// the Ready, and Ready copies each hold (into tmpOut) for Persist.Holds.
 
-// outCopy appends a copy of h as it is now to holdOut and returns it. The
-// slice starts at the size of the last Ready's (growTo); a copy made
-// before a growth stays where it is, read only, the same value as the one
-// the grown slice holds.
-func (n *Node) outCopy(h *holdRec) *Hold {
-	if n.holdOut == nil {
-		// Room for as many as the last Ready had (from the arena while
-		// few): most Readies then allocate nothing here, or once.
-		n.holdOut = n.holdArena.take(max(1, min(n.lastHolds, maxGrowHint)))
+// outCopy appends a copy of h as it is now to holdOut (kept: a reply may
+// share it) or to tmpOut (reused after Advance: no reply shares it), and
+// to outPtrs, and returns it. The slices start at the size of the last
+// Ready's (growTo); a copy made before a growth stays where it is, read
+// only, the same value as the one the grown slice holds.
+func (n *Node) outCopy(h *holdRec, kept bool) *Hold {
+	var hc *Hold
+	if kept {
+		if n.holdOut == nil {
+			// Room for as many as the last Ready had (from the arena while
+			// few): most Readies then allocate nothing here, or once.
+			n.holdOut = n.holdArena.take(max(1, min(n.lastHolds, maxGrowHint)))
+		}
+		hc = extend(&n.holdOut, n.lastHolds)
+	} else {
+		hc = n.tmpCopySlot()
 	}
 	// Filled in place (fillHold), not appended as a value: no Hold
 	// temporary, no bulk write barrier.
-	k := len(n.holdOut) + 1
-	n.holdOut = growTo(n.holdOut, n.lastHolds)[:k]
-	h.fillHold(&n.holdOut[k-1])
+	h.fillHold(hc)
+	if n.outPtrs == nil {
+		n.outPtrs = n.readyBufs.takeHoldPtrs(n.lastHolds+n.lastTmp, n.cfg.bugs.RecycleAtReady)
+	}
+	*extend(&n.outPtrs, n.lastHolds+n.lastTmp) = hc
+	k := len(n.outPtrs)
 	if n.marked != h || k != len(n.dirtyHolds) || n.dirtyHolds[k-1] != h {
 		n.outBroken = true
 	}
 	n.marked = nil
-	return &n.holdOut[k-1]
+	return hc
+}
+
+// tmpCopySlot returns the next slot of tmpOut, for a copy no reply shares.
+func (n *Node) tmpCopySlot() *Hold {
+	if n.tmpOut == nil {
+		n.tmpOut = n.readyBufs.takeHoldCopies(n, n.lastTmp)
+	}
+	return extend(&n.tmpOut, n.lastTmp)
 }
 
 // persistHolds returns Persist.Holds: every dirty hold still kept (a hold
 // finished and retired within this Ready is in DeletedHolds, and writing
 // it too would make the batch depend on the order of puts and deletes), as
-// it is now, in dirtyHolds order. It clears dirtyHolds.
-func (n *Node) persistHolds() []Hold {
-	shared := !n.outBroken && n.marked == nil && len(n.holdOut) == len(n.dirtyHolds)
+// it is now, once, in dirtyHolds order. It clears dirtyHolds. The slice is
+// outPtrs when it is that list already (each dirty hold changed once, in
+// order: its one copy is its state now); else each hold gets a copy of its
+// own in tmpOut, so that a hold changed twice is written once, as it is
+// at the end of the Ready, never as one of its events stated it before.
+func (n *Node) persistHolds() []*Hold {
+	shared := !n.outBroken && n.marked == nil && len(n.outPtrs) == len(n.dirtyHolds)
 	for _, h := range n.dirtyHolds {
 		if h.gone {
 			shared = false
 			break
 		}
 	}
-	if n.cfg.bugs.ShareAllHoldCopies && len(n.holdOut) > 0 {
+	if n.cfg.bugs.ShareAllHoldCopies && len(n.outPtrs) > 0 {
 		shared = true
 	}
-	var ps []Hold
+	var ps []*Hold
 	if shared {
-		// Each dirty hold's current copy, in order: holdOut is the list.
-		ps = n.holdOut[:len(n.holdOut):len(n.holdOut)]
+		// Each dirty hold's current copy, in order: outPtrs is the list.
+		ps, n.outPtrs = n.outPtrs, nil
 	} else {
-		ps = n.holdArena.take(len(n.dirtyHolds))
+		ps = n.readyBufs.takeHoldPtrs(len(n.dirtyHolds), n.cfg.bugs.RecycleAtReady)
 	}
 	for _, h := range n.dirtyHolds {
 		h.dirty = false
@@ -64,7 +94,9 @@ func (n *Node) persistHolds() []Hold {
 				continue
 			}
 			// Lines are immutable once a hold exists: shared, not copied.
-			ps = append(ps, h.hold())
+			hc := n.tmpCopySlot()
+			h.fillHold(hc)
+			ps = append(ps, hc)
 		}
 		if n.hc.on {
 			n.pushHold(h, n.cache.readyNo)

@@ -1,6 +1,9 @@
 package escrow
 
 import (
+	"fmt"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -53,7 +56,7 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 		return "a Ready of 3 grants persists " + utoa(uint64(len(rd.Persist.Holds))) + " holds"
 	}
 	for i := range rd.Reply {
-		if rd.Reply[i].Hold != &rd.Persist.Holds[i] {
+		if rd.Reply[i].Hold != rd.Persist.Holds[i] {
 			t.Errorf("hold %d: the reply and Persist.Holds have a copy each", i)
 		}
 	}
@@ -99,10 +102,10 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 
 // persistedOnce checks that holds are exactly want's, once each, in the
 // state want gives.
-func persistedOnce(holds []Hold, want map[string]HoldState) string {
+func persistedOnce(holds []*Hold, want map[string]HoldState) string {
 	seen := map[string]bool{}
 	for i := range holds {
-		h := &holds[i]
+		h := holds[i]
 		st, ok := want[h.ID]
 		switch {
 		case !ok:
@@ -127,4 +130,137 @@ func TestHoldRecSize(t *testing.T) {
 	if got := unsafe.Sizeof(holdRec{}); got > 112 {
 		t.Fatalf("holdRec is %d bytes, want at most 112", got)
 	}
+}
+
+// TestHoldCopiesKeptUntilAdvance: Persist.Holds and the copies of holds
+// that no reply shares (an expiry's event; the copy Persist.Holds gets of
+// a hold changed twice in one Ready) are reused once their Ready is
+// Advanced, never before. Two Readies are out at once, as in a pipeline:
+// the older one must still state each hold as it was at its Ready when
+// the newer one is made. Each Ready expires a hold and grants another;
+// every other one also creates and confirms a hold, which Persist.Holds
+// must name once, CONFIRMED (its final state), though its events state it
+// twice. After its Advance, a Ready's Persist.Holds and expiry copies are
+// poison (the node reuses them), while the grant's copy, which a caller
+// keeps through its reply, is intact. The planted bug RecycleAtReady
+// (reused as soon as the next Ready is made) is caught.
+func TestHoldCopiesKeptUntilAdvance(t *testing.T) {
+	checkWithAndWithoutBug(t, "RecycleAtReady", plantedbugs.Bugs{RecycleAtReady: true}, pipelinedHoldCopies)
+}
+
+func pipelinedHoldCopies(t *testing.T, bugs plantedbugs.Bugs) error {
+	n := newNodeWithBugs(t, Config{Region: "eu", DigestInterval: -1}, bugs)
+	now := t0
+	req := uint64(0)
+	step := func(c Command) *Reply {
+		req++
+		c.ReqID = req
+		k := len(n.out.Reply)
+		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+		if len(n.out.Reply) != k+1 || n.out.Reply[k].Err != nil {
+			t.Fatalf("%s: replies %+v", c.Kind, n.out.Reply[k:])
+		}
+		return &n.out.Reply[k]
+	}
+	step(Command{Kind: CmdRestock, SKU: "apple", Qty: 1000})
+	n.Ready()
+	n.Advance()
+	hold := Command{Kind: CmdHold, Lines: []Line{{SKU: "apple", Qty: 1}}, TTL: MinTTL}
+	// said is what a Ready said when it was returned.
+	type said struct {
+		rd      Ready
+		holds   []Hold  // Persist.Holds, as values
+		events  []Hold  // each event's hold, as values
+		expired *Hold   // the expiry event's copy (no reply shares it)
+		granted *Hold   // the grant's reply's copy (kept)
+		ptrs    []*Hold // Persist.Holds' entries, as pointers
+	}
+	take := func(round int) said {
+		now = now.Add(MinTTL + time.Millisecond) // the last round's grant expires at the next step
+		s := said{}
+		s.granted = step(hold).Hold
+		want := map[string]HoldState{s.granted.ID: Held}
+		if round%2 == 0 {
+			both := step(hold).Hold.ID
+			step(Command{Kind: CmdConfirm, HoldID: both})
+			want[both] = Confirmed
+		}
+		s.rd = n.Ready()
+		for _, e := range s.rd.Persist.Events {
+			s.events = append(s.events, *e.Hold)
+			if e.Kind == EvHoldExpired {
+				s.expired = e.Hold
+				want[e.HoldID] = Expired
+			}
+		}
+		if round > 0 && s.expired == nil {
+			t.Fatalf("round %d: no hold expired", round)
+		}
+		if msg := persistedOnce(s.rd.Persist.Holds, want); msg != "" {
+			t.Fatalf("round %d: %s", round, msg)
+		}
+		for _, h := range s.rd.Persist.Holds {
+			s.holds = append(s.holds, *h)
+		}
+		s.ptrs = slices.Clone(s.rd.Persist.Holds)
+		return s
+	}
+	check := func(s said) error {
+		if len(s.rd.Persist.Holds) != len(s.holds) || len(s.rd.Persist.Events) != len(s.events) {
+			return fmt.Errorf("a Ready out now persists %d holds and has %d events, had %d and %d",
+				len(s.rd.Persist.Holds), len(s.rd.Persist.Events), len(s.holds), len(s.events))
+		}
+		for i, h := range s.rd.Persist.Holds {
+			if !reflect.DeepEqual(*h, s.holds[i]) {
+				return fmt.Errorf("Persist.Holds[%d] of a Ready out now is %s %s, was %s %s", i, h.ID, h.State, s.holds[i].ID, s.holds[i].State)
+			}
+		}
+		for i, e := range s.rd.Persist.Events {
+			if !reflect.DeepEqual(*e.Hold, s.events[i]) {
+				return fmt.Errorf("event %d of a Ready out now states %s %s, stated %s %s", i, e.Hold.ID, e.Hold.State, s.events[i].ID, s.events[i].State)
+			}
+		}
+		return nil
+	}
+	older := take(0)
+	poisoned := 0
+	for round := 1; round <= 40; round++ {
+		newer := take(round)
+		if err := check(older); err != nil {
+			return fmt.Errorf("round %d: %w", round, err)
+		}
+		n.Advance() // older
+		if err := check(newer); err != nil {
+			return fmt.Errorf("round %d, after the older Ready's Advance: %w", round, err)
+		}
+		if round > 1 && !bugs.RecycleAtReady {
+			// Reused: what the older Ready pointed to is poison now, but
+			// for the copy its reply shares. An expiry copy made before
+			// its slice grew stays in the old array (not reused, the
+			// collector's), as it was.
+			switch {
+			case older.expired.ID == poisonedHold.ID:
+				poisoned++
+			case older.expired.State != Expired:
+				t.Fatalf("round %d: an Advanced Ready's expiry copy states %s %s", round, older.expired.ID, older.expired.State)
+			}
+			for i, p := range older.ptrs {
+				if older.rd.Persist.Holds[i] != &poisonedHold {
+					t.Fatalf("round %d: an Advanced Ready's Persist.Holds[%d] still points to %s (%p was %p)", round, i, older.rd.Persist.Holds[i].ID, older.rd.Persist.Holds[i], p)
+				}
+			}
+		}
+		if older.granted.ID == poisonedHold.ID || older.granted.State != Held {
+			t.Fatalf("round %d: the grant's reply, which a caller keeps, changed to %s %s", round, older.granted.ID, older.granted.State)
+		}
+		older = newer
+	}
+	n.Advance()
+	t.Logf("%d of 39 Advanced Readies had their expiry copy reused", poisoned)
+	if poisoned < 10 && !bugs.RecycleAtReady {
+		t.Fatalf("%d of 39 Advanced Readies had their expiry copy reused", poisoned)
+	}
+	return nil
 }

@@ -111,7 +111,7 @@ func (r *holdRec) hold() Hold {
 // never left as found, so dst may hold anything before.
 func (r *holdRec) fillHold(dst *Hold) {
 	dst.ID = r.ID()
-	dst.IdemKey = r.IdemKey
+	setRef(&dst.IdemKey, r.IdemKey) // mostly "" into "": no write barrier
 	dst.Lines = r.Lines
 	dst.State = r.State
 	dst.Created = unixTime(r.created)
@@ -122,10 +122,17 @@ func (r *holdRec) fillHold(dst *Hold) {
 	}
 	dst.Expires = unixTime(r.expires)
 	dst.MaxExpires = unixTime(r.maxExpires)
+	// The fields most holds leave empty are written only when they
+	// differ: a fresh slot (zero) or a poisoned one (holdout.go) has them
+	// empty already.
 	if m := r.more; m != nil {
-		dst.Meta, dst.Cart, dst.Asked = m.Meta, m.Cart, m.Asked
+		setRef(&dst.Meta, m.Meta)
+		setRef(&dst.Cart, m.Cart)
+		dst.Asked = m.Asked
 	} else {
-		dst.Meta, dst.Cart, dst.Asked = "", "", nil
+		setRef(&dst.Meta, "")
+		setRef(&dst.Cart, "")
+		clearSlice(&dst.Asked)
 	}
 }
 

@@ -101,6 +101,14 @@ type Node struct {
 	lastHolds int
 	outBroken bool // sticky until Ready
 	marked    *holdRec
+	// tmpOut: this Ready's copies that no reply shares (an expiry's
+	// event), in a slice the node reuses once the Ready is Advanced
+	// (readybufs.go); lastTmp is its length in the last Ready. outPtrs:
+	// every copy holdEvent made this Ready, holdOut's and tmpOut's, in
+	// order; until outBroken it is Persist.Holds.
+	tmpOut  []Hold
+	lastTmp int
+	outPtrs []*Hold
 
 	stats Stats
 	cache skuCache   // bounded SKU residency (skucache.go)
@@ -631,7 +639,15 @@ func (n *Node) Ready() Ready {
 	}
 	if len(n.dirtyRows) > 0 {
 		for _, r := range n.dirtyRows {
-			rowBuf = append(rowBuf, r.Row.Clone())
+			// Into its slot field by field (cloneInto), not appended as a
+			// value: no bulk write barrier. rowBuf is local: growing it in
+			// place writes no heap pointer.
+			if k := len(rowBuf); k < cap(rowBuf) {
+				rowBuf = rowBuf[:k+1]
+			} else {
+				rowBuf = append(rowBuf, Row{})
+			}
+			r.Row.cloneInto(&rowBuf[len(rowBuf)-1])
 			r.dirty = false
 			if n.cache.on {
 				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
@@ -644,8 +660,18 @@ func (n *Node) Ready() Ready {
 	if len(n.dirtyHolds) > 0 {
 		rd.Persist.Holds = n.persistHolds()
 	}
-	n.lastHolds = len(n.holdOut)
-	n.holdOut, n.outBroken, n.marked = nil, false, nil
+	n.lastHolds, n.lastTmp = len(n.holdOut), len(n.tmpOut)
+	tmpOut := n.tmpOut
+	// Written only when set (clearSlice, setRef): no write barrier for a
+	// field already nil.
+	clearSlice(&n.holdOut)
+	clearSlice(&n.tmpOut)
+	setRef(&n.marked, nil)
+	n.outBroken = false
+	if n.outPtrs != nil { // not Persist.Holds (persistHolds took it if it is)
+		n.readyBufs.recycleHoldPtrs(n.outPtrs)
+		n.outPtrs = nil
+	}
 	n.drainExpiry(&rd)
 	n.drainWaits(&rd)
 	if len(n.seenDirty) > 0 {
@@ -679,7 +705,7 @@ func (n *Node) Ready() Ready {
 	n.lastEvents, n.lastReplies = len(rd.Persist.Events), len(rd.Reply)
 	n.snapReady()
 	n.readies++
-	n.readyBufs.noteReady(&rd)
+	n.readyBufs.noteReady(&rd, tmpOut)
 	if n.hc.on {
 		n.noteReady(&rd)
 	}
@@ -779,9 +805,7 @@ func (n *Node) reply(r Reply) {
 	}
 	// Written into its slot field by field (Reply.set), not appended as
 	// a value: no bulk write barrier.
-	k := len(n.out.Reply) + 1
-	n.out.Reply = growTo(n.out.Reply, n.lastReplies)[:k]
-	n.out.Reply[k-1].set(&r)
+	extend(&n.out.Reply, n.lastReplies).set(&r)
 }
 
 // maxGrowHint bounds the capacity a Ready's Events or Reply slice jumps to
@@ -796,6 +820,10 @@ const maxGrowHint = 1024
 // doubling from one element saves the copies (a 256-hold Ready's events,
 // 504 bytes each, were copied twice over on average) and all but one
 // allocation of the slice.
+//
+// A slice field that gets one more element is better extended (extend)
+// than assigned growTo(s, hint)[:k]: that assignment writes the slice
+// header, with a write barrier while the collector runs, on every call.
 func growTo[T any](s []T, hint int) []T {
 	if len(s) < cap(s) {
 		return s
@@ -804,6 +832,19 @@ func growTo[T any](s []T, hint int) []T {
 	ns := make([]T, len(s), c)
 	copy(ns, s)
 	return ns
+}
+
+// extend makes *s one element longer (growTo when full) and returns that
+// element. Reslicing *s in place writes only its length: the pointer, and
+// its write barrier while the collector runs, are written only when the
+// slice grows (one or two of those per Ready's Events, Reply and hold
+// copies, where assigning growTo(*s, hint)[:k] wrote it per element).
+func extend[T any](s *[]T, hint int) *T {
+	if len(*s) == cap(*s) {
+		*s = growTo(*s, hint)
+	}
+	*s = (*s)[:len(*s)+1]
+	return &(*s)[len(*s)-1]
 }
 
 // chunk hands out small slices carved from one larger allocation, so that

@@ -1,7 +1,6 @@
 package escrow
 
 import (
-	"slices"
 	"time"
 )
 
@@ -11,9 +10,11 @@ import (
 // encodes them there), copies each Reply by value to the caller waiting
 // for it (region's deliver, the simulator's deliverReply) and each
 // Message by value into its send queue (gossip's Transport.Send, the
-// simulator's network). What they point to (a hold's copy, a waitlist
-// entry, a message's rows) is not recycled: a caller keeps reading its
-// Reply.Hold long after Advance. Without recycling, every hold allocated
+// simulator's network). What they point to (a hold's copy a reply
+// shares, a waitlist entry, a message's rows) is not recycled: a caller
+// keeps reading its Reply.Hold long after Advance. Persist.Holds (the
+// region stages it before the fsync) and the hold copies no reply shares
+// (holdout.go) are recycled the same way. Without recycling, every hold allocated
 // its event (96 bytes) and reply (72 bytes), and every Ready its
 // broadcast message (~250 bytes), afresh from the arenas, and the
 // collector marked and swept them soon after.
@@ -34,6 +35,11 @@ type readyOut struct {
 	events  []Event
 	replies []Reply
 	sends   []Message
+	// holdPtrs is Persist.Holds; holdCopies the copies of holds no
+	// reply shares (holdout.go), which Persist.Holds and the events may
+	// point to.
+	holdPtrs   []*Hold
+	holdCopies []Hold
 }
 
 // clear sets o's slices to nil, writing only those that are set (no bulk
@@ -42,6 +48,8 @@ func (o *readyOut) clear() {
 	clearSlice(&o.events)
 	clearSlice(&o.replies)
 	clearSlice(&o.sends)
+	clearSlice(&o.holdPtrs)
+	clearSlice(&o.holdCopies)
 }
 
 // readyBufs queues the slices of the Readies not yet Advanced (oldest at
@@ -53,7 +61,13 @@ type readyBufs struct {
 	freeEvents  [][]Event
 	freeReplies [][]Reply
 	freeSends   [][]Message
+	freePtrs    [][]*Hold
+	freeCopies  [][]Hold
 }
+
+// compactOutAt is how many advanced entries the queue of Readies out may
+// keep at its head before the ones still out are moved down.
+const compactOutAt = 64
 
 // maxFreeOuts bounds the recycled slices kept of each kind: as many as a
 // runtime's pipeline has Readies out, a few.
@@ -64,12 +78,14 @@ const maxFreeOuts = 4
 const maxRecycledCap = 2 * maxGrowHint
 
 // noteReady queues the slices of the Ready just returned.
-func (b *readyBufs) noteReady(rd *Ready) {
-	// Field by field into a slot that advance left nil (see poisonEvents).
-	k := len(b.out) + 1
-	b.out = slices.Grow(b.out, 1)[:k]
-	o := &b.out[k-1]
+// holdCopies are the Ready's copies of holds that no reply shares.
+func (b *readyBufs) noteReady(rd *Ready, holdCopies []Hold) {
+	// Field by field (see poisonEvents), every field: the slot may hold
+	// the slices of a Ready advanced before (advance leaves them, see
+	// there), which must not be recycled twice.
+	o := extend(&b.out, 4) // the slice header written only when it grows
 	o.events, o.replies, o.sends = rd.Persist.Events, rd.Reply, rd.Send
+	o.holdPtrs, o.holdCopies = rd.Persist.Holds, holdCopies
 }
 
 // advance takes the oldest Ready's slices back for reuse.
@@ -77,11 +93,26 @@ func (b *readyBufs) advance() {
 	if b.head >= len(b.out) {
 		return
 	}
+	// The slot keeps its slices until a Ready overwrites it (noteReady
+	// writes every field) or compaction clears it: clearing it here wrote
+	// five pointers, each with a write barrier while the collector runs,
+	// per Ready. They are in the free lists anyway (or too large to keep,
+	// and kept alive a little longer), and no slot below head is read.
 	o := b.out[b.head]
-	b.out[b.head].clear()
 	b.head++
-	if b.head == len(b.out) {
+	switch {
+	case b.head == len(b.out):
 		b.out, b.head = b.out[:0], 0
+	case b.head >= compactOutAt && 2*b.head >= len(b.out):
+		// A runtime that always has a Ready out (a busy pipeline) never
+		// empties the queue: without this, it grew by one entry per
+		// Ready for as long as the load lasted. The entries before head
+		// are cleared (advanced), the ones after it moved down.
+		k := copy(b.out, b.out[b.head:])
+		for i := k; i < len(b.out); i++ {
+			b.out[i].clear()
+		}
+		b.out, b.head = b.out[:k], 0
 	}
 	if c := cap(o.events); c > 0 && c <= maxRecycledCap && len(b.freeEvents) < maxFreeOuts {
 		s := o.events[:c]
@@ -97,6 +128,70 @@ func (b *readyBufs) advance() {
 		s := o.sends[:c]
 		poisonMessages(s)
 		b.freeSends = append(b.freeSends, s[:0])
+	}
+	b.recycleHoldPtrs(o.holdPtrs)
+	if c := cap(o.holdCopies); c > 0 && c <= maxRecycledCap && len(b.freeCopies) < maxFreeOuts {
+		s := o.holdCopies[:c]
+		poisonHolds(s)
+		b.freeCopies = append(b.freeCopies, s[:0])
+	}
+}
+
+// recycleHoldPtrs takes back a Persist.Holds slice (or a list of copies
+// that did not become one), poisoned.
+func (b *readyBufs) recycleHoldPtrs(ps []*Hold) {
+	if c := cap(ps); c > 0 && c <= maxRecycledCap && len(b.freePtrs) < maxFreeOuts {
+		s := ps[:c]
+		poisonHoldPtrs(s)
+		b.freePtrs = append(b.freePtrs, s[:0])
+	}
+}
+
+// takeHoldPtrs returns an empty slice for Persist.Holds: a recycled one,
+// or a new one with room for about hint.
+func (b *readyBufs) takeHoldPtrs(hint int, bugs bool) []*Hold {
+	if k := len(b.out); bugs && k > 0 && cap(b.out[k-1].holdPtrs) > 0 {
+		return b.out[k-1].holdPtrs[:0] // the planted bug RecycleAtReady
+	}
+	if s, ok := popFree(&b.freePtrs); ok {
+		return s
+	}
+	return make([]*Hold, 0, max(1, min(hint, maxGrowHint)))
+}
+
+// takeHoldCopies returns an empty slice for the copies of holds that no
+// reply shares (holdout.go): a recycled one, or one from the hold arena
+// with room for about hint.
+func (b *readyBufs) takeHoldCopies(n *Node, hint int) []Hold {
+	if k := len(b.out); n.cfg.bugs.RecycleAtReady && k > 0 && cap(b.out[k-1].holdCopies) > 0 {
+		return b.out[k-1].holdCopies[:0] // the planted bug: the last Ready may be out still
+	}
+	if s, ok := popFree(&b.freeCopies); ok {
+		return s
+	}
+	return n.holdArena.take(max(1, min(hint, maxGrowHint)))
+}
+
+// poisonHolds marks the copies of holds of an Advanced Ready that no reply
+// shares as poisonedHold: its id, a state no hold has, and no lines. An
+// event or a Persist.Holds kept past Advance then names a hold in no state
+// (a region's staging refuses it) instead of another hold. The other
+// fields keep what they had (fillHold writes every field on reuse):
+// clearing them cost a write barrier each while the collector runs.
+func poisonHolds(s []Hold) {
+	for i := range s {
+		h := &s[i]
+		setRef(&h.ID, poisonedHold.ID)
+		h.State = poisonedHold.State
+		clearSlice(&h.Lines)
+	}
+}
+
+// poisonHoldPtrs points every entry of an Advanced Ready's Persist.Holds
+// to poisonedHold.
+func poisonHoldPtrs(s []*Hold) {
+	for i := range s {
+		setRef(&s[i], &poisonedHold)
 	}
 }
 
@@ -209,8 +304,10 @@ func popFree[T any](free *[][]T) ([]T, bool) {
 	if k == 0 {
 		return nil, false
 	}
+	// Resliced in place, the popped entry left behind, not cleared: it
+	// is the slice now in use, and clearing it wrote a pointer (a write
+	// barrier while the collector runs) once per slice per Ready.
 	s := (*free)[k-1]
-	(*free)[k-1] = nil
 	*free = (*free)[:k-1]
 	return s, true
 }

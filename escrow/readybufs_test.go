@@ -150,3 +150,39 @@ func TestReadySlicesReusedAndPoisoned(t *testing.T) {
 	}
 	n.Advance()
 }
+
+// TestReadyQueueBoundedUnderPipeline: a runtime that always has a Ready
+// out (each Ready is taken before the one before it is Advanced, as a
+// busy pipeline does) never empties the queue of Readies out; the queue
+// must still stay bounded (it grew by one entry per Ready), and the
+// Readies still out must keep their slices.
+func TestReadyQueueBoundedUnderPipeline(t *testing.T) {
+	n := restockedNode(t, 1)
+	now := t0
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
+	take := func() Ready {
+		now = now.Add(time.Microsecond)
+		cmd.ReqID++
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			t.Fatal(err)
+		}
+		return n.Ready()
+	}
+	out := []Ready{take(), take()}
+	for i := 0; i < 10_000; i++ {
+		out = append(out, take())
+		n.Advance()
+		out = out[1:]
+		// The two Readies still out answer their own requests.
+		for j, rd := range out {
+			if want := cmd.ReqID - uint64(len(out)-1-j); len(rd.Reply) != 1 || rd.Reply[0].ReqID != want || rd.Reply[0].Err != nil {
+				t.Fatalf("round %d: Ready out %d replies %+v, want request %d", i, j, rd.Reply, want)
+			}
+		}
+	}
+	if c := cap(n.readyBufs.out); c > 4*compactOutAt {
+		t.Fatalf("the queue of Readies out has room for %d after 10,000 Readies with two out at a time", c)
+	}
+	n.Advance()
+	n.Advance()
+}

@@ -72,6 +72,23 @@ func (r Row) Clone() Row {
 	return r
 }
 
+// cloneInto makes *dst a clone of r (Clone), field by field: a Row
+// appended as a value (104 bytes, three pointer words) went through the
+// bulk write barrier while the collector runs, as the whole-value writes
+// of holds and events did (see holdRec.fillHold). A reference field is
+// written only when it differs; every field is written, so dst may hold
+// anything before.
+func (r *Row) cloneInto(dst *Row) {
+	setRef(&dst.SKU, r.SKU)
+	setRef(&dst.Region, r.Region)
+	dst.Seq, dst.Minted, dst.Reserved, dst.Released, dst.Sold, dst.Shrunk = r.Seq, r.Minted, r.Reserved, r.Released, r.Sold, r.Shrunk
+	if r.Sent != nil {
+		dst.Sent = append([]Transfer(nil), r.Sent...)
+	} else {
+		clearSlice(&dst.Sent)
+	}
+}
+
 // Merge folds other into r by pointwise max and reports whether r changed.
 // Merge is commutative, associative and idempotent; rows of different SKUs
 // or writers are never merged.

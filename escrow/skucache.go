@@ -134,7 +134,7 @@ func (n *Node) lookup(name string) *skuState {
 		s = n.skus[name]
 	}
 	if s != nil {
-		n.lastSKU = s
+		setRef(&n.lastSKU, s) // mostly the same SKU again: no write barrier
 	}
 	if !n.cache.on {
 		return s

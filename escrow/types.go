@@ -338,8 +338,12 @@ type IdemEntry struct {
 // Persist is what one Ready asks the runtime to write durably, in one
 // atomic batch, before it sends any message or delivers any reply.
 type Persist struct {
-	Rows         []Row       // own and peer rows at their new versions
-	Holds        []Hold      // holds created or changed
+	Rows []Row // own and peer rows at their new versions
+	// Holds are the holds created or changed, each once, as it is at the
+	// end of the Ready. Read only, and the runtime's until the Ready's
+	// Advance only: the node then reuses the slice and the copies no
+	// reply shares (see Ready); Hold.Clone keeps one.
+	Holds        []*Hold
 	DeletedHolds []string    // terminal holds past retention
 	Idem         []IdemEntry // keys added
 	DeletedIdem  []string    // keys past their expiry
@@ -381,14 +385,18 @@ func (p *Persist) Empty() bool {
 // Everything in a Ready belongs to the runtime, except that Hold.Lines in
 // Persist.Holds and Reply.Hold are shared with the node (a hold's lines
 // never change): read them, never write them (Hold.Clone gives a copy),
-// that a Reply.Hold may be the very copy an event of the same Ready (and
-// Persist.Holds) points to, so a hold copy is read only too,
-// and that the slices Persist.Events, Reply and Send are the runtime's
-// only until this Ready's Advance: the node then reuses them for later
-// Readies (poisoned first, so a late reader sees an error, never a
-// success). Copy a Reply or a Message (values) to keep it; what they
-// point to (Reply.Hold, the events' Hold and Wait, a message's Rows)
-// stays valid.
+// that a Reply.Hold may be the very copy an event of the same Ready and
+// Persist.Holds point to, so a hold copy is read only too,
+// and that the slices Persist.Events, Persist.Holds, Reply and Send are
+// the runtime's only until this Ready's Advance: the node then reuses
+// them for later Readies (poisoned first, so a late reader sees an error
+// or a hold in no state, never a success). So are the hold copies that
+// no reply shares (an expiry's event's Hold, the entry of Persist.Holds
+// of a hold changed twice in the Ready): stage Persist.Holds and encode
+// the events before Advance, and Clone a hold to keep it. Copy a Reply or
+// a Message (values) to keep it; what they point to (Reply.Hold, an
+// event's Wait, a message's Rows) stays valid, and so does an event's
+// Hold when a Reply.Hold is the same copy.
 type Ready struct {
 	Persist Persist
 	Send    []Message

@@ -38,7 +38,7 @@ func nodeEvents(t testing.TB) []escrow.Event {
 			t.Fatal(err)
 		}
 		rd := n.Ready()
-		evs = append(evs, rd.Persist.Events...)
+		evs = keptEvents(evs, &rd)
 		if len(rd.Reply) != 1 || rd.Reply[0].Err != nil {
 			t.Fatalf("%s: replies %+v", c.Kind, rd.Reply)
 		}
@@ -58,7 +58,7 @@ func nodeEvents(t testing.TB) []escrow.Event {
 		t.Fatal(err)
 	}
 	rd := n.Ready()
-	evs = append(evs, rd.Persist.Events...)
+	evs = keptEvents(evs, &rd)
 	if len(rd.Persist.Events) != 1 || rd.Persist.Events[0].HoldID != h3.ID {
 		t.Fatalf("sweep events %+v", rd.Persist.Events)
 	}
@@ -79,8 +79,22 @@ func nodeEvents(t testing.TB) []escrow.Event {
 		t.Fatal(err)
 	}
 	rd = n.Ready()
-	evs = append(evs, rd.Persist.Events...)
+	evs = keptEvents(evs, &rd)
 	n.Advance()
+	return evs
+}
+
+// keptEvents appends rd's events to evs with their holds cloned: a hold
+// copy no reply shares (an expiry's) is the node's again once the Ready
+// is Advanced, and these events are read after that.
+func keptEvents(evs []escrow.Event, rd *escrow.Ready) []escrow.Event {
+	for _, e := range rd.Persist.Events {
+		if e.Hold != nil {
+			h := e.Hold.Clone()
+			e.Hold = &h
+		}
+		evs = append(evs, e)
+	}
 	return evs
 }
 

@@ -20,7 +20,7 @@ func stBenchPersist(n, skus int) *escrow.Persist {
 	}
 	for i := 0; i < n; i++ {
 		id := stBenchID(uint64(i))
-		p.Holds = append(p.Holds, escrow.Hold{ID: id, State: escrow.Held,
+		p.Holds = append(p.Holds, &escrow.Hold{ID: id, State: escrow.Held,
 			Lines:   []escrow.Line{{SKU: "sku-" + strconv.Itoa(i%skus), Qty: 1}},
 			Created: now, Expires: now.Add(10 * time.Minute), MaxExpires: now.Add(time.Hour), Updated: now,
 			IdemKey: "idem-" + id})

@@ -80,7 +80,7 @@ func BenchmarkStoreApplyCatalogue(b *testing.B) {
 				for i := 0; i < holds; i++ {
 					k := rng.IntN(v.skus)
 					id := stBenchID(uint64(it*holds + i))
-					p.Holds = append(p.Holds, escrow.Hold{ID: id, State: escrow.Held,
+					p.Holds = append(p.Holds, &escrow.Hold{ID: id, State: escrow.Held,
 						Lines:   []escrow.Line{{SKU: names[k], Qty: 1}},
 						Created: now, Expires: now.Add(10 * time.Minute), MaxExpires: now.Add(time.Hour), Updated: now})
 					if inBatch[k] {

@@ -25,7 +25,7 @@ func TestStoreExpiryIndexNeedsUnindexed(t *testing.T) {
 	key := escrow.IdemEntry{Key: "k", HoldID: id, Hash: 1, Expires: at(time.Hour)}
 	first := func() *escrow.Persist {
 		return &escrow.Persist{Seq: 1, Rows: []escrow.Row{{SKU: "A", Region: stRegion, Seq: 1, Minted: 5, Reserved: 1}},
-			Holds: []escrow.Hold{held}, Idem: []escrow.IdemEntry{key}}
+			Holds: holdPtrs(held), Idem: []escrow.IdemEntry{key}}
 	}
 	extended, confirmed := held, held
 	extended.Expires = at(2 * time.Minute)
@@ -39,10 +39,10 @@ func TestStoreExpiryIndexNeedsUnindexed(t *testing.T) {
 		second  escrow.Persist
 		corrupt string // "" when Load must succeed
 	}{
-		{"extend", escrow.Persist{Seq: 1, Holds: []escrow.Hold{extended}, HoldsUnindexed: []escrow.Deadline{ended}}, ""},
-		{"extend, old entry not ended", escrow.Persist{Seq: 1, Holds: []escrow.Hold{extended}}, "second expiry index entry"},
-		{"confirm", escrow.Persist{Seq: 1, Holds: []escrow.Hold{confirmed}, HoldsUnindexed: []escrow.Deadline{ended}}, ""},
-		{"confirm, entry not ended", escrow.Persist{Seq: 1, Holds: []escrow.Hold{confirmed}}, "still has an expiry index entry"},
+		{"extend", escrow.Persist{Seq: 1, Holds: holdPtrs(extended), HoldsUnindexed: []escrow.Deadline{ended}}, ""},
+		{"extend, old entry not ended", escrow.Persist{Seq: 1, Holds: holdPtrs(extended)}, "second expiry index entry"},
+		{"confirm", escrow.Persist{Seq: 1, Holds: holdPtrs(confirmed), HoldsUnindexed: []escrow.Deadline{ended}}, ""},
+		{"confirm, entry not ended", escrow.Persist{Seq: 1, Holds: holdPtrs(confirmed)}, "still has an expiry index entry"},
 		{"key deleted", escrow.Persist{Seq: 1, DeletedIdem: []string{"k"}, IdemUnindexed: []escrow.Deadline{keyEnded}}, ""},
 		{"key deleted, entry not ended", escrow.Persist{Seq: 1, DeletedIdem: []string{"k"}}, "idempotency expiry"},
 		{"key replaced", escrow.Persist{Seq: 1, Idem: []escrow.IdemEntry{replaced}, IdemUnindexed: []escrow.Deadline{keyEnded}}, ""},

@@ -72,7 +72,7 @@ func (s *Store) validate(p *escrow.Persist) error {
 		}
 	}
 	for i := range p.Holds {
-		h := &p.Holds[i]
+		h := p.Holds[i]
 		id := h.ID
 		if !s.ownHoldID(id) {
 			return fmt.Errorf("region store: hold %q does not belong to region %s", id, s.region)
@@ -134,12 +134,12 @@ func (s *Store) rowOrder(rows []escrow.Row) []int32 {
 }
 
 // holdOrder returns the indexes of holds sorted by cmp (in s.order).
-func (s *Store) holdOrder(holds []escrow.Hold, cmp func(a, b *escrow.Hold) int) []int32 {
+func (s *Store) holdOrder(holds []*escrow.Hold, cmp func(a, b *escrow.Hold) int) []int32 {
 	o := s.order[:0]
 	for i := range holds {
 		o = append(o, int32(i))
 	}
-	slices.SortFunc(o, func(a, b int32) int { return cmp(&holds[a], &holds[b]) })
+	slices.SortFunc(o, func(a, b int32) int { return cmp(holds[a], holds[b]) })
 	s.order = o
 	return o
 }
@@ -169,13 +169,13 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 	// previous one (ids of one millisecond come in random order).
 	order := s.holdOrder(p.Holds, func(a, b *escrow.Hold) int { return strings.Compare(a.ID, b.ID) })
 	for _, i := range order {
-		h := &p.Holds[i]
+		h := p.Holds[i]
 		k = appendHoldKey(k[:0], h.ID)
 		v = escrow.EncodeHold(v[:0], h)
 		w.set(k, v)
 	}
 	for _, i := range order {
-		k = stageListIndexes(&w, k, &p.Holds[i])
+		k = stageListIndexes(&w, k, p.Holds[i])
 	}
 	if !s.opts.RetainTerminal {
 		// Without a retention window a retired hold goes at once, with its
@@ -213,7 +213,7 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		return strings.Compare(a.ID, b.ID)
 	})
 	for _, i := range order {
-		if h := &p.Holds[i]; h.State == escrow.Held {
+		if h := p.Holds[i]; h.State == escrow.Held {
 			k = appendExpiryKey(k[:0], timeOrd(h.Expires), h.ID)
 			w.set(k, nil)
 		}

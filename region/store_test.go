@@ -208,7 +208,7 @@ func (g *stGen) next() *escrow.Persist {
 			p.Idem = append(p.Idem, escrow.IdemEntry{Key: h.IdemKey, HoldID: id, Hash: g.rng.Uint64(),
 				Expires: stTime(g.now.Add(24 * time.Hour))})
 		}
-		p.Holds = append(p.Holds, h)
+		p.Holds = append(p.Holds, &h)
 	}
 	for _, id := range sortedKeys(g.m.holds) { // transitions
 		h := g.m.holds[id]
@@ -237,7 +237,7 @@ func (g *stGen) next() *escrow.Persist {
 		case 3:
 			h.State = escrow.Expired
 		}
-		p.Holds = append(p.Holds, h)
+		p.Holds = append(p.Holds, &h)
 	}
 	for _, k := range sortedKeys(g.m.idem) {
 		e := g.m.idem[k]
@@ -410,13 +410,13 @@ func TestStoreRoundTrip(t *testing.T) {
 			{SKU: "B", Region: stRegion, Seq: 2, Minted: 5, Reserved: 2},
 			{SKU: "A", Region: "us", Seq: 40, Minted: 7, Shrunk: 1, Sent: []escrow.Transfer{{To: "ap", Qty: 1}, {To: stRegion, Qty: 3}}},
 		},
-		Holds: []escrow.Hold{
+		Holds: holdPtrs(
 			hold("eu-00000000000000000a", escrow.Held, 10*time.Minute),
 			hold("eu-00000000000000000b", escrow.Held, 5*time.Minute),
 			hold("eu-00000000000000000c", escrow.Confirmed, time.Minute),
 			hold("eu-00000000000000000d", escrow.Released, time.Minute),
 			hold("eu-00000000000000000e", escrow.Expired, time.Minute),
-		},
+		),
 		Idem: []escrow.IdemEntry{
 			{Key: "k-a", HoldID: "eu-00000000000000000a", Hash: 1, Expires: at(24 * time.Hour)},
 			{Key: "k-b", HoldID: "eu-00000000000000000b", Hash: 1 << 63, Expires: at(23 * time.Hour)},
@@ -428,7 +428,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	conf := hold("eu-00000000000000000b", escrow.Confirmed, 5*time.Minute)
 	p2 := &escrow.Persist{
 		Rows:         []escrow.Row{{SKU: "A", Region: stRegion, Seq: 3, Minted: 10, Reserved: 4, Released: 1, Sold: 1, Sent: []escrow.Transfer{{To: "us", Qty: 2}}}},
-		Holds:        []escrow.Hold{ext, conf, hold("eu-00000000000000000f", escrow.Held, time.Minute)},
+		Holds:        holdPtrs(ext, conf, hold("eu-00000000000000000f", escrow.Held, time.Minute)),
 		DeletedHolds: []string{"eu-00000000000000000d", "eu-0000000000000000zz"},
 		Idem:         []escrow.IdemEntry{{Key: "k-f", HoldID: "eu-00000000000000000f", Hash: 9, Expires: at(time.Hour)}},
 		DeletedIdem:  []string{"k-b"},
@@ -479,7 +479,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.Apply(&escrow.Persist{Seq: 2}); err == nil {
 		t.Fatal("Apply with a sequence below the stored one succeeded")
 	}
-	if err := s.Apply(&escrow.Persist{Seq: 3, Holds: []escrow.Hold{hold("us-00000000000000000a", escrow.Held, time.Minute)}}); err == nil {
+	if err := s.Apply(&escrow.Persist{Seq: 3, Holds: holdPtrs(hold("us-00000000000000000a", escrow.Held, time.Minute))}); err == nil {
 		t.Fatal("Apply of another region's hold succeeded")
 	}
 	// Own row changes need fresh, distinct sequence numbers (one change
@@ -643,7 +643,7 @@ func TestStoreCorruptOnLoad(t *testing.T) {
 			p := &escrow.Persist{
 				Rows: []escrow.Row{{SKU: "A", Region: stRegion, Seq: 1, Minted: 3},
 					{SKU: "A", Region: "us", Seq: 5, Minted: 3}},
-				Holds: []escrow.Hold{{ID: "eu-00000000000000000a", State: escrow.Held, Lines: []escrow.Line{{SKU: "A", Qty: 1}},
+				Holds: []*escrow.Hold{{ID: "eu-00000000000000000a", State: escrow.Held, Lines: []escrow.Line{{SKU: "A", Qty: 1}},
 					Created: now, Expires: now.Add(time.Minute), MaxExpires: now.Add(time.Hour), Updated: now}},
 				Idem: []escrow.IdemEntry{{Key: "k-a", HoldID: "eu-00000000000000000a", Expires: now.Add(time.Hour)}},
 				Seq:  1,
@@ -851,4 +851,13 @@ func TestStoreRefusesTwoOwnRowsAtOneSeq(t *testing.T) {
 			t.Fatalf("row %s changed by the refused batch: %+v", r.SKU, r)
 		}
 	}
+}
+
+// holdPtrs returns pointers to copies of hs, for a Persist's Holds.
+func holdPtrs(hs ...escrow.Hold) []*escrow.Hold {
+	ps := make([]*escrow.Hold, len(hs))
+	for i := range hs {
+		ps[i] = &hs[i]
+	}
+	return ps
 }

@@ -44,7 +44,7 @@ func (d *durable) apply(p *escrow.Persist) {
 		d.rows[k] = r
 	}
 	for i := range p.Holds {
-		d.holds[p.Holds[i].ID] = p.Holds[i]
+		d.holds[p.Holds[i].ID] = *p.Holds[i] // a value: the node reuses the copy after Advance
 	}
 	for _, id := range p.DeletedHolds {
 		delete(d.holds, id)

@@ -71,7 +71,7 @@ func (o *oracle) onEvents(ep *endpoint, p *escrow.Persist) {
 	}
 	written := make(map[string]*escrow.Hold, len(p.Holds))
 	for i := range p.Holds {
-		written[p.Holds[i].ID] = &p.Holds[i]
+		written[p.Holds[i].ID] = p.Holds[i]
 	}
 	cur := map[string]evState{}
 	stateOf := func(id string) evState {

@@ -270,7 +270,7 @@ func (o *oracle) onDurable(ep *endpoint, p *escrow.Persist) {
 		}
 	}
 	for i := range p.Holds {
-		h := &p.Holds[i]
+		h := p.Holds[i]
 		prev, seen := o.holds[h.ID]
 		o.checkHoldClock(ep, h, prev, seen)
 		if seen && prev == h.State {

@@ -79,7 +79,8 @@ type Bugs struct {
 	// ShareRowsAnyway: a Ready broadcasts its persisted rows (peers' rows
 	// merged here too) instead of only the own rows that changed.
 	ShareRowsAnyway bool
-	// RecycleAtReady: a Ready's Events and Reply slices are reused by the
+	// RecycleAtReady: a Ready's Events and Reply slices (and its
+	// Persist.Holds and the hold copies no reply shares) are reused by the
 	// next Ready as soon as it is returned, not once it is Advanced, so
 	// a runtime with two Readies out (a pipeline) has the first one's
 	// events and replies overwritten by the second's.
