@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/holdfast-io/holdfast/cmd/holdfast/regionconfig"
 	"github.com/holdfast-io/holdfast/httpapi"
@@ -57,48 +58,23 @@ has no auth and the region refuses to listen on anything but loopback.`,
 				cfg = c
 			}
 			f := cmd.Flags()
-			set := func(name string, dst *string, v string) {
-				if f.Changed(name) {
-					*dst = v
-				}
-			}
-			set("name", &cfg.Name, flags.Name)
-			set("data-dir", &cfg.DataDir, flags.DataDir)
-			set("http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-			set("nats-url", &cfg.NATSURL, flags.NATSURL)
-			set("cluster", &cfg.Cluster, flags.Cluster)
-			set("tokens-file", &cfg.TokensFile, flags.TokensFile)
-			set("http-server", &cfg.HTTPServer, flags.HTTPServer)
-			if f.Changed("queue-len") {
-				cfg.QueueLen = flags.QueueLen
-			}
-			if f.Changed("max-batch") {
-				cfg.MaxBatch = flags.MaxBatch
-			}
-			if f.Changed("max-linger") {
-				cfg.MaxLinger = flags.MaxLinger
-			}
-			if f.Changed("lone-commit") {
-				cfg.LoneCommit = flags.LoneCommit
-			}
-			if f.Changed("inline-commit") {
-				cfg.NoInlineCommit = !inlineCommit
-			}
-			if f.Changed("tick") {
-				cfg.TickInterval = flags.TickInterval
-			}
-			if f.Changed("no-sync") {
-				cfg.NoSync = flags.NoSync
-			}
-			if f.Changed("wal") {
-				cfg.WAL = flags.WAL
-			}
-			if f.Changed("sku-cache") {
-				cfg.SKUCache = flags.SKUCache
-			}
-			if f.Changed("hold-cache") {
-				cfg.HoldCache = flags.HoldCache
-			}
+			override(f, "name", &cfg.Name, flags.Name)
+			override(f, "data-dir", &cfg.DataDir, flags.DataDir)
+			override(f, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+			override(f, "nats-url", &cfg.NATSURL, flags.NATSURL)
+			override(f, "cluster", &cfg.Cluster, flags.Cluster)
+			override(f, "tokens-file", &cfg.TokensFile, flags.TokensFile)
+			override(f, "http-server", &cfg.HTTPServer, flags.HTTPServer)
+			override(f, "queue-len", &cfg.QueueLen, flags.QueueLen)
+			override(f, "max-batch", &cfg.MaxBatch, flags.MaxBatch)
+			override(f, "max-linger", &cfg.MaxLinger, flags.MaxLinger)
+			override(f, "lone-commit", &cfg.LoneCommit, flags.LoneCommit)
+			override(f, "inline-commit", &cfg.NoInlineCommit, !inlineCommit)
+			override(f, "tick", &cfg.TickInterval, flags.TickInterval)
+			override(f, "no-sync", &cfg.NoSync, flags.NoSync)
+			override(f, "wal", &cfg.WAL, flags.WAL)
+			override(f, "sku-cache", &cfg.SKUCache, flags.SKUCache)
+			override(f, "hold-cache", &cfg.HoldCache, flags.HoldCache)
 			if cfg.HTTPAddr == "" {
 				cfg.HTTPAddr = "127.0.0.1:8080"
 			}
@@ -216,5 +192,13 @@ func runRegion(ctx context.Context, cfg region.Config, started func(addr string)
 		return errors.Join(serveErr, err)
 	case <-time.After(30 * time.Second):
 		return errors.Join(serveErr, errors.New("region did not close within 30s"))
+	}
+}
+
+// override sets *dst to v when the flag name was given on the command line:
+// flags override the YAML file, and an absent flag leaves its value alone.
+func override[T any](f *pflag.FlagSet, name string, dst *T, v T) {
+	if f.Changed(name) {
+		*dst = v
 	}
 }
