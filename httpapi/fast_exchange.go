@@ -34,11 +34,22 @@ func (x *fastExchange) path() string             { return string(x.ctx.Path()) }
 func (x *fastExchange) header(name string) string {
 	return string(x.ctx.Request.Header.Peek(name))
 }
-func (x *fastExchange) headerCount(name string) int {
-	return len(x.ctx.Request.Header.PeekAll(name))
+func (x *fastExchange) headerN(name string) (string, int) {
+	vs := x.ctx.Request.Header.PeekAll(name)
+	if len(vs) == 0 {
+		return "", 0
+	}
+	return string(vs[0]), len(vs)
 }
+
+// headerIs compares in place, not copied. Content-Type, which every body
+// is checked for, fasthttp keeps apart: read there, without Peek's copy
+// and normalization of the name.
 func (x *fastExchange) headerIs(name, v string) bool {
-	return string(x.ctx.Request.Header.Peek(name)) == v // compared in place, not copied
+	if name == "Content-Type" {
+		return string(x.ctx.Request.Header.ContentType()) == v
+	}
+	return string(x.ctx.Request.Header.Peek(name)) == v
 }
 func (x *fastExchange) setHeader(name, value string) { x.ctx.Response.Header.Set(name, value) }
 

@@ -75,8 +75,8 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 
 // createHoldX serves POST /v1/holds on either server.
 func (s *Server) createHoldX(x exchange) {
-	key := x.header("Idempotency-Key")
-	if x.headerCount("Idempotency-Key") > 1 {
+	key, n := x.headerN("Idempotency-Key")
+	if n > 1 {
 		s.badRequest(x, "at most one Idempotency-Key header")
 		return
 	}
