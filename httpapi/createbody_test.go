@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"sync"
@@ -175,5 +176,24 @@ func TestPooledCreateBodyPlantedStale(t *testing.T) {
 	}
 	if got.TTL != time.Minute {
 		t.Fatalf("planted stale ttl: got %v, want the first body's 1m", got.TTL)
+	}
+}
+
+// TestParseBodyTTLCached: a pooled body's cached ttl answers exactly as
+// parseTTL, value and error, whatever came before it on that body and on
+// whichever server (the range is each server's own).
+func TestParseBodyTTLCached(t *testing.T) {
+	servers := []*Server{{}, {maxLifetime: 20 * time.Minute}}
+	ttls := []string{"10m", "10m", "1h", "10m", "+10m", "10m", "-1m", "1ms", "1ms", "x", "10m", "90m", "90m", "25h", "25h", "10m0s", "10m"}
+	cb := acquireCreateBody()
+	defer releaseCreateBody(cb)
+	for i := range 3 * len(ttls) {
+		s := servers[i%len(servers)]
+		v := ttls[i%len(ttls)]
+		want, wantErr := s.parseTTL(v)
+		got, err := s.parseBodyTTL(cb, v)
+		if got != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Fatalf("step %d, ttl %q, max %v: got %v, %v; want %v, %v", i, v, s.maxLifetime, got, err, want, wantErr)
+		}
 	}
 }

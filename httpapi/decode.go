@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/holdfast-io/holdfast/api"
 )
@@ -79,11 +80,16 @@ func (s *Server) decodeBody(x exchange, v any, optional bool) bool {
 
 // createBody is a pooled create body: the request decoded into it, whose
 // items' array the next request reuses, and the last ttl string parsed
-// (parseCreateFast reuses it for an equal ttl). Nothing in it outlives the
-// request: the command copies the items into lines of its own.
+// (parseCreateFast reuses it for an equal ttl), and the last ttl whose
+// syntax parsed, with its duration (parseBodyTTL). Nothing in it outlives
+// the request: the command copies the items into lines of its own.
 type createBody struct {
 	req     api.CreateHoldRequest
 	lastTTL string
+
+	ttlText   string
+	ttlDur    time.Duration
+	ttlParsed bool // ttlText parsed as ttlDur
 }
 
 var createBodyPool = sync.Pool{New: func() any { return new(createBody) }}

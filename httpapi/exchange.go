@@ -16,10 +16,11 @@ type exchange interface {
 	context() context.Context
 	// path is the request's path (the problem's instance).
 	path() string
-	// header is the request header's first value ("" when absent); count
-	// is how many times it was given.
+	// header is the request header's first value ("" when absent);
+	// headerN is it with how many times the header was given (one look-up
+	// on fasthttp, which normalizes the name at each).
 	header(name string) string
-	headerCount(name string) int
+	headerN(name string) (first string, n int)
 	// headerIs reports whether the header's first value is exactly v,
 	// without copying it (fasthttp's header() copies).
 	headerIs(name, v string) bool
@@ -81,7 +82,13 @@ func (s *statusWriter) path() string             { return s.req.URL.Path }
 func (s *statusWriter) header(name string) string {
 	return s.req.Header.Get(name)
 }
-func (s *statusWriter) headerCount(name string) int { return len(s.req.Header.Values(name)) }
+func (s *statusWriter) headerN(name string) (string, int) {
+	vs := s.req.Header.Values(name)
+	if len(vs) == 0 {
+		return "", 0
+	}
+	return vs[0], len(vs)
+}
 func (s *statusWriter) headerIs(name, v string) bool {
 	return s.req.Header.Get(name) == v
 }

@@ -34,19 +34,45 @@ func (x *fastExchange) path() string             { return string(x.ctx.Path()) }
 func (x *fastExchange) header(name string) string {
 	return string(x.ctx.Request.Header.Peek(name))
 }
-func (x *fastExchange) headerCount(name string) int {
-	return len(x.ctx.Request.Header.PeekAll(name))
+func (x *fastExchange) headerN(name string) (string, int) {
+	vs := x.ctx.Request.Header.PeekAll(name)
+	if len(vs) == 0 {
+		return "", 0
+	}
+	return string(vs[0]), len(vs)
 }
+
+// headerIs compares in place, not copied. Content-Type, which every body
+// is checked for, fasthttp keeps apart: read there, without Peek's copy
+// and normalization of the name.
 func (x *fastExchange) headerIs(name, v string) bool {
-	return string(x.ctx.Request.Header.Peek(name)) == v // compared in place, not copied
+	if name == "Content-Type" {
+		return string(x.ctx.Request.Header.ContentType()) == v
+	}
+	return string(x.ctx.Request.Header.Peek(name)) == v
 }
 func (x *fastExchange) setHeader(name, value string) { x.ctx.Response.Header.Set(name, value) }
 
-// setHeaderJoined: fasthttp copies the value into the response.
+// setHeaderJoined: fasthttp copies the value into the response. Location,
+// every hold's, is set under its canonical name as is (SetBytesV would
+// copy and normalize the name on every request).
 func (x *fastExchange) setHeaderJoined(name, prefix, rest string) {
 	x.buf = append(append(x.buf[:0], prefix...), rest...)
+	if name == "Location" {
+		x.ctx.Response.Header.SetCanonical(headerLocation, x.buf)
+		return
+	}
 	x.ctx.Response.Header.SetBytesV(name, x.buf)
 }
+
+// Canonical header names and values set on every response, as fasthttp's
+// Set would normalize them.
+var (
+	headerLocation     = []byte("Location")
+	headerCacheControl = []byte("Cache-Control")
+	valueNoStore       = []byte("no-store")
+)
+
 func (x *fastExchange) respHeader(name string) string {
 	return string(x.ctx.Response.Header.Peek(name))
 }
@@ -68,6 +94,6 @@ func (x *fastExchange) send(status int, contentType string, body []byte) {
 	x.code = status
 	x.ctx.SetStatusCode(status)
 	x.ctx.Response.Header.SetContentType(contentType)
-	x.ctx.Response.Header.Set("Cache-Control", "no-store")
+	x.ctx.Response.Header.SetCanonical(headerCacheControl, valueNoStore)
 	x.ctx.SetBody(body) // copies: body may be a pooled buffer
 }

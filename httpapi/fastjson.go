@@ -46,8 +46,66 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
 		return b, false // json.Marshal fails on these; let it say so
 	}
 	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
+	if t.Location() == time.UTC {
+		b = appendRFC3339NanoUTC(b, t)
+	} else {
+		b = t.AppendFormat(b, time.RFC3339Nano)
+	}
 	return append(b, '"'), true
+}
+
+// appendRFC3339NanoUTC appends t, a UTC time of a year in [0, 9999], as
+// t.AppendFormat(b, time.RFC3339Nano) does (the fraction's trailing zeros
+// trimmed, none when it is zero), with the date computed from the day
+// number directly: every hold reply writes four times, and AppendFormat's
+// general path was a sixth of the hold handler's CPU.
+func appendRFC3339NanoUTC(b []byte, t time.Time) []byte {
+	const secsPerDay = 86400
+	sec := t.Unix()
+	days := sec / secsPerDay
+	rem := sec % secsPerDay
+	if rem < 0 {
+		days, rem = days-1, rem+secsPerDay
+	}
+	// Civil date from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's
+	// days_from_civil inverse), in 400-year eras from 0000-03-01.
+	z := days + 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era-- // floor division (years before 0000-03-01 are refused by the caller)
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if mp >= 10 {
+		m = mp - 9
+	}
+	if m <= 2 {
+		y++
+	}
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+rem/36000), byte('0'+rem/3600%10), ':',
+		byte('0'+rem%3600/600), byte('0'+rem%3600/60%10), ':',
+		byte('0'+rem%60/10), byte('0'+rem%10))
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // appendHoldJSON appends the JSON of holdJSON(h) plus a newline, exactly as

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -142,4 +143,43 @@ func FuzzParseCreateFast(f *testing.F) {
 			t.Fatalf("%q: fast %s, encoding/json %s", body, fj, sj)
 		}
 	})
+}
+
+// TestAppendRFC3339NanoUTC: the hand-written UTC format is byte for byte
+// AppendFormat's RFC3339Nano over years 0–9999, leap days, the ends of
+// days, months and eras, and fractions with and without trailing zeros.
+func TestAppendRFC3339NanoUTC(t *testing.T) {
+	check := func(tm time.Time) {
+		t.Helper()
+		want := tm.AppendFormat(nil, time.RFC3339Nano)
+		if got := appendRFC3339NanoUTC(nil, tm); string(got) != string(want) {
+			t.Fatalf("%v: got %s, want %s", tm.UnixNano(), got, want)
+		}
+	}
+	for _, s := range []string{"0000-01-01T00:00:00Z", "0000-02-29T23:59:59.999999999Z", "0000-03-01T00:00:00Z",
+		"1600-02-29T12:00:00.5Z", "1899-12-31T23:59:59Z", "1900-02-28T00:00:00.000000001Z", "1969-12-31T23:59:59.1Z",
+		"1970-01-01T00:00:00Z", "2000-02-29T00:00:00.12Z", "2026-12-07T14:48:21.791Z", "2100-03-01T00:00:00Z",
+		"9999-12-31T23:59:59.999999999Z"} {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(tm.UTC())
+	}
+	lo := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	hi := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		ns := int64(rng.IntN(1e9))
+		switch rng.IntN(3) {
+		case 0:
+			ns = 0
+		case 1:
+			ns -= ns % 1000000 // milliseconds: trailing zeros
+		}
+		check(time.Unix(lo+rng.Int64N(hi-lo+1), ns).UTC())
+	}
+	for d := int64(0); d < 3*146097; d++ { // every day of three eras from 1600, at its last second
+		check(time.Unix(time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC).Unix()+d*86400+86399, 0).UTC())
+	}
 }

@@ -16,11 +16,32 @@ import (
 
 // parseTTL parses a Go duration within [MinTTL, the max hold lifetime].
 func (s *Server) parseTTL(v string) (time.Duration, error) {
-	maxLife := s.maxLifetime
-	if maxLife == 0 {
-		maxLife = escrow.DefaultMaxLife
+	return parseDuration("ttl", "10m", v, s.maxTTL())
+}
+
+func (s *Server) maxTTL() time.Duration {
+	if s.maxLifetime == 0 {
+		return escrow.DefaultMaxLife
 	}
-	return parseDuration("ttl", "10m", v, maxLife)
+	return s.maxLifetime
+}
+
+// parseBodyTTL is parseTTL for a pooled create body: when v is the ttl
+// the body parsed last (clients send the same one again and again), the
+// duration parsed then is checked again instead of parsed again
+// (time.ParseDuration is a pure function of v; the range, the server's,
+// is checked every time).
+func (s *Server) parseBodyTTL(cb *createBody, v string) (time.Duration, error) {
+	if cb.ttlParsed && v == cb.ttlText {
+		return checkDuration("ttl", cb.ttlDur, s.maxTTL())
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || v[0] == '+' || v[0] == '-' {
+		cb.ttlParsed = false
+		return parseDuration("ttl", "10m", v, s.maxTTL()) // its error
+	}
+	cb.ttlText, cb.ttlDur, cb.ttlParsed = v, d, true
+	return checkDuration("ttl", d, s.maxTTL())
 }
 
 // parseDuration parses the duration field of a request within [MinTTL,
@@ -30,6 +51,11 @@ func parseDuration(field, example, v string, max time.Duration) (time.Duration, 
 	if err != nil || v[0] == '+' || v[0] == '-' {
 		return 0, fmt.Errorf("%s %q is not a duration like %q", field, v, example)
 	}
+	return checkDuration(field, d, max)
+}
+
+// checkDuration is parseDuration's range check of d.
+func checkDuration(field string, d, max time.Duration) (time.Duration, error) {
 	if d < escrow.MinTTL || d > max {
 		return 0, fmt.Errorf("%s must be between %v and %v, got %v", field, escrow.MinTTL, max, d)
 	}
@@ -49,8 +75,8 @@ func (s *Server) createHold(w http.ResponseWriter, req *http.Request) {
 
 // createHoldX serves POST /v1/holds on either server.
 func (s *Server) createHoldX(x exchange) {
-	key := x.header("Idempotency-Key")
-	if x.headerCount("Idempotency-Key") > 1 {
+	key, n := x.headerN("Idempotency-Key")
+	if n > 1 {
 		s.badRequest(x, "at most one Idempotency-Key header")
 		return
 	}
@@ -88,7 +114,7 @@ func (s *Server) createHoldX(x exchange) {
 		return
 	}
 	if body.TTL != "" {
-		d, err := s.parseTTL(body.TTL)
+		d, err := s.parseBodyTTL(cb, body.TTL)
 		if err != nil {
 			s.badRequest(x, err.Error())
 			return

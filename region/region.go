@@ -103,8 +103,11 @@ type Region struct {
 	evBytes  atomic.Uint64
 
 	// deadlineTick is closed and replaced every deadlineTickEvery, so that
-	// callers of DoWithin notice their deadline without a timer each.
-	deadlineTick atomic.Pointer[chan struct{}]
+	// callers of DoWithin notice their deadline without a timer each;
+	// deadlineSlowTick every deadlineSlowEvery, for the callers whose
+	// deadline is further than deadlineSlowFor (see submitNoting).
+	deadlineTick     atomic.Pointer[chan struct{}]
+	deadlineSlowTick atomic.Pointer[chan struct{}]
 }
 
 // Open opens the region's storage, restores the node from it and starts the
@@ -119,8 +122,9 @@ func Open(ctx context.Context, cfg Config) (*Region, error) {
 		return nil, err
 	}
 	r.startEvents()
-	tick := make(chan struct{})
+	tick, slow := make(chan struct{}), make(chan struct{})
 	r.deadlineTick.Store(&tick)
+	r.deadlineSlowTick.Store(&slow)
 	r.startPrefetch()
 	go r.syncLoop()
 	go r.commitLoop()

@@ -68,14 +68,15 @@ func (r *Region) DoWithin(ctx context.Context, cmd escrow.Command, timeout time.
 	if r.foreignOwner(&cmd) == "" {
 		timeout = r.awaitProbation(ctx, cmd.Kind, timeout)
 	}
-	var deadline time.Time
+	var start, deadline time.Time
 	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+		start = time.Now()
+		deadline = start.Add(timeout)
 	}
 	if owner := r.foreignOwner(&cmd); owner != "" {
 		return r.forwardBy(ctx, owner, cmd, deadline)
 	}
-	rep, err := r.submit(ctx, &cmd, deadline)
+	rep, err := r.submitNoting(ctx, &cmd, "", deadline, start)
 	if err != nil || rep.Err == nil {
 		return rep, err
 	}
@@ -157,7 +158,7 @@ func (r *Region) route(ctx context.Context, cmd escrow.Command, home string, dea
 		r.log.Debug("routed hold runs here: its home cannot serve it", "home", home, "err", err)
 	}
 	r.metrics.routed[routedFallback].Inc()
-	rep, err := r.submitNoting(ctx, &cmd, gone, deadline)
+	rep, err := r.submitNoting(ctx, &cmd, gone, deadline, time.Time{})
 	if err == nil && isRouted(&rep) {
 		r.metrics.routed[routedBug].Inc()
 		r.log.Error("the node routed a hold marked routed", "home", rep.Err.Owner)
