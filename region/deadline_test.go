@@ -17,21 +17,11 @@ import (
 // period late (and one that never looked again, never answered). The write
 // never completes during the wait (gatedApply, no inline commit).
 func TestDoWithinFarDeadlineOnTime(t *testing.T) {
-	g := &gatedApply{memStorage: newMemStorage(), sizes: make(chan int, 16), release: make(chan struct{}, 16)}
-	r, err := Open(context.Background(), Config{Name: "eu", Storage: g, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer func() { // Close writes what is left: let every Apply through
-		for range 16 {
-			g.release <- struct{}{}
-		}
-	}()
+	r, _ := openGated(t, Config{})
 	<-*r.deadlineSlowTick.Load() // a slow tick just passed
 	timeout := deadlineSlowFor + deadlineSlowEvery/2
 	start := time.Now()
-	_, err = r.DoWithin(context.Background(), escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1}, timeout)
+	_, err := r.DoWithin(context.Background(), escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 1}, timeout)
 	took := time.Since(start)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want context.DeadlineExceeded", err)

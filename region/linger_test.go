@@ -22,6 +22,26 @@ func (g *gatedApply) Apply(p *escrow.Persist) error {
 	return g.memStorage.Apply(p)
 }
 
+// openGated opens region eu on a gatedApply with cfg's other settings. At
+// the test's end every Apply is let through first (Close writes what is
+// left), then the region is closed.
+func openGated(t *testing.T, cfg Config) (*Region, *gatedApply) {
+	t.Helper()
+	g := &gatedApply{memStorage: newMemStorage(), sizes: make(chan int, 16), release: make(chan struct{}, 16)}
+	cfg.Name, cfg.Storage, cfg.Logger = "eu", g, quietLogger()
+	r, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() {
+		for range 16 {
+			g.release <- struct{}{}
+		}
+	})
+	return r, g
+}
+
 // TestLingerMergesReturningCallers drives the stepper's linger through its
 // call site: after a batch that answered two callers, the first one back
 // is not cut alone while the second is expected (the linger lasts half the
@@ -34,17 +54,7 @@ func (g *gatedApply) Apply(p *escrow.Persist) error {
 // linger ends, which the 5s cap keeps within the test's wait.
 func TestLingerMergesReturningCallers(t *testing.T) {
 	const lingerTestCap = 5 * time.Second // below next's 10s wait
-	g := &gatedApply{memStorage: newMemStorage(), sizes: make(chan int, 16), release: make(chan struct{}, 16)}
-	r, err := Open(context.Background(), Config{Name: "eu", Storage: g, Logger: quietLogger(), MaxLinger: lingerTestCap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer func() { // Close writes what is left: let every Apply through
-		for range 16 {
-			g.release <- struct{}{}
-		}
-	}()
+	r, g := openGated(t, Config{MaxLinger: lingerTestCap})
 	next := func(what string) int {
 		t.Helper()
 		select {
