@@ -218,9 +218,15 @@ func cartLines(skus []string, qtys []uint, items []string) ([]api.Item, error) {
 
 // holdOpCmd builds get, confirm and release, which differ only in the call.
 func holdOpCmd(use, short, long, example string, call func(*client.Client, context.Context, string) (*client.Hold, error)) *cobra.Command {
+	return idOpCmd(use+" HOLD_ID", short, long, example, call, (*clientFlags).printHold)
+}
+
+// idOpCmd is a client command on one object named by its id (a hold, a
+// waitlist entry): call it, print the result, or fail with the API's error.
+func idOpCmd[T any](use, short, long, example string, call func(*client.Client, context.Context, string) (T, error), show func(*clientFlags, *cobra.Command, T) error) *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
-		Use:     use + " HOLD_ID",
+		Use:     use,
 		Short:   short,
 		Long:    long,
 		Example: example,
@@ -230,11 +236,11 @@ func holdOpCmd(use, short, long, example string, call func(*client.Client, conte
 			if err != nil {
 				return err
 			}
-			h, err := call(c, cmd.Context(), args[0])
+			v, err := call(c, cmd.Context(), args[0])
 			if err != nil {
 				return cf.fail(cmd, err)
 			}
-			return cf.printHold(cmd, h)
+			return show(&cf, cmd, v)
 		},
 	}
 	cf.add(cmd)

@@ -25,25 +25,7 @@ waitlist. Units that come back go to waiting entries in placement order (per
 SKU); a promoted entry names the hold it became.`,
 	}
 	op := func(use, short string, call func(*client.Client, context.Context, string) (*client.WaitlistEntry, error)) *cobra.Command {
-		var cf clientFlags
-		c := &cobra.Command{
-			Use:   use + " ENTRY_ID",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				cl, err := cf.client(cmd)
-				if err != nil {
-					return err
-				}
-				e, err := call(cl, cmd.Context(), args[0])
-				if err != nil {
-					return cf.fail(cmd, err)
-				}
-				return cf.printWait(cmd, e)
-			},
-		}
-		cf.add(c)
-		return c
+		return idOpCmd(use+" ENTRY_ID", short, "", "", call, (*clientFlags).printWait)
 	}
 	cmd.AddCommand(
 		op("get", "Show a waitlist entry: state, position per item, the hold once promoted", (*client.Client).GetWaitlistEntry),
