@@ -341,10 +341,13 @@ while IFS='|' read -r sys durable skus conc round line; do
 	rcol "$round"
 done < <(sort -t'|' -k3,3n -k2,2r -k4,4n -k1,1 -k5,5n "$ROWS")
 
-# Headline ratios at RATIO_CONCURRENCY clients (64 by default), durable.
+# Headline ratios at RATIO_CONCURRENCY clients (64 by default), durable,
+# of the cells' medians over the rounds.
 RC=${RATIO_CONCURRENCY:-64}
-rate() { awk -F'|' -v s="$1" -v d="$2" -v k="$3" -v c="$4" '$1==s && $2==d && $3==k && $4==c && $5==1 {print $6}' "$ROWS" |
-	tr ' ' '\n' | sed -n 's/^holds_per_s=//p' | head -n 1; }
+# rate SYSTEM DURABLE SKUS CONC: the cell's holds/s, the median of its rounds.
+rate() { awk -F'|' -v s="$1" -v d="$2" -v k="$3" -v c="$4" '$1==s && $2==d && $3==k && $4==c {print $6}' "$ROWS" |
+	tr ' ' '\n' | sed -n 's/^holds_per_s=//p' | awk '/^[0-9.]+$/' | sort -n |
+	awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.0f%%", 100*a/b; else printf "n/a" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.1fx", a/b; else printf "n/a" }'; }
 echo
