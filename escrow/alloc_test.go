@@ -190,6 +190,23 @@ func restockedNode(t *testing.T, restocks int) *Node {
 	return n
 }
 
+// steadyHoldNode is the node and hold command of BenchmarkNodeHoldSteady
+// and TestExpiryAllocations: one SKU restocked at t0, holds of one unit
+// for a second, retired a millisecond after they end.
+func steadyHoldNode(tb testing.TB) (*Node, Command) {
+	tb.Helper()
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Millisecond}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := n.Step(Input{Now: t0, Cmd: &Command{Kind: CmdRestock, SKU: "sku-000001", Qty: MaxQty}}); err != nil {
+		tb.Fatal(err)
+	}
+	n.Ready()
+	n.Advance()
+	return n, Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}, TTL: time.Second}
+}
+
 // TestConfirmAllocations: a hold granted and then confirmed, each in a
 // Ready of its own, makes two copies of the hold (one per event, each
 // shared with its reply), not three: the confirm's reply shares its
@@ -245,17 +262,8 @@ func TestExpiryAllocations(t *testing.T) {
 	if testing.CoverMode() != "" {
 		t.Skip("coverage instrumentation changes allocation counts")
 	}
-	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, cmd := steadyHoldNode(t)
 	now := t0
-	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdRestock, SKU: "sku-000001", Qty: MaxQty}}); err != nil {
-		t.Fatal(err)
-	}
-	n.Ready()
-	n.Advance()
-	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}, TTL: time.Second}
 	expired := 0
 	hold := func() {
 		now = now.Add(time.Millisecond)

@@ -110,17 +110,8 @@ func BenchmarkNodeHoldConfirm(b *testing.B) {
 // the steady state of a busy region (about 1,000 live holds).
 func BenchmarkNodeHoldSteady(b *testing.B) {
 	b.ReportAllocs()
-	n, err := NewNode(Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Millisecond}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	n, cmd := steadyHoldNode(b)
 	now := t0
-	if err := n.Step(Input{Now: now, Cmd: &Command{Kind: CmdRestock, SKU: "sku-000001", Qty: MaxQty}}); err != nil {
-		b.Fatal(err)
-	}
-	n.Ready()
-	n.Advance()
-	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}, TTL: time.Second}
 	b.ResetTimer()
 	defer cpuTimer(b)()
 	for i := 0; i < b.N; i++ {
