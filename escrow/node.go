@@ -640,14 +640,9 @@ func (n *Node) Ready() Ready {
 	if len(n.dirtyRows) > 0 {
 		for _, r := range n.dirtyRows {
 			// Into its slot field by field (cloneInto), not appended as a
-			// value: no bulk write barrier. rowBuf is local: growing it in
-			// place writes no heap pointer.
-			if k := len(rowBuf); k < cap(rowBuf) {
-				rowBuf = rowBuf[:k+1]
-			} else {
-				rowBuf = append(rowBuf, Row{})
-			}
-			r.Row.cloneInto(&rowBuf[len(rowBuf)-1])
+			// value: no bulk write barrier. rowBuf is local (take sized
+			// it): extending it writes no heap pointer.
+			r.Row.cloneInto(extend(&rowBuf, len(n.dirtyRows)))
 			r.dirty = false
 			if n.cache.on {
 				n.cache.links[r.sku.slot].readyNo = n.cache.readyNo
