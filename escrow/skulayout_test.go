@@ -79,3 +79,40 @@ func TestClockNsSub(t *testing.T) {
 		t.Fatalf("clockBase %v lost its monotonic reading", n.clockBase)
 	}
 }
+
+// TestNewSKUInvalidKey: a SKU state is never made for a name that is not
+// a valid stock key (a one-line hold of a resident SKU skips validating
+// its name, residentOne); and a one-line hold of a resident SKU after
+// another SKU's is looked up under its own name.
+func TestNewSKUInvalidKey(t *testing.T) {
+	n, err := NewNode(Config{Region: "eu", DigestInterval: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("newSKU made a state for an invalid stock key")
+			}
+		}()
+		n.newSKU(" bad")
+	}()
+	for i, c := range []Command{
+		{Kind: CmdRestock, ReqID: 1, SKU: "a", Qty: 5},
+		{Kind: CmdRestock, ReqID: 2, SKU: "b", Qty: 5},
+		{Kind: CmdHold, ReqID: 3, Lines: []Line{{SKU: "a", Qty: 2}}},
+		{Kind: CmdHold, ReqID: 4, Lines: []Line{{SKU: "b", Qty: 3}}},
+		{Kind: CmdHold, ReqID: 5, Lines: []Line{{SKU: " b", Qty: 1}}},
+	} {
+		if err := n.Step(Input{Now: t0.Add(time.Duration(i) * time.Millisecond), Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := advanced(n)
+	if e := rd.Reply[len(rd.Reply)-1].Err; e == nil || e.Code != CodeInvalid {
+		t.Errorf("hold of an invalid SKU: %v, want invalid", e)
+	}
+	if a, b := n.Available("a"), n.Available("b"); a != 3 || b != 2 {
+		t.Errorf("available a=%d b=%d, want 3 and 2", a, b)
+	}
+}
