@@ -554,8 +554,8 @@ func (n *Node) stockView(s *skuState) *StockView {
 	for _, rec := range s.list {
 		a := s.availableOf(rec.Region)
 		rs := RegionStock{Region: rec.Region, Available: a, Held: rec.Held(), Sold: rec.Sold, Seq: rec.Seq}
-		if !rec.updated.IsZero() {
-			rs.Age = n.now.Sub(rec.updated)
+		if rec.updated != 0 {
+			rs.Age = time.Duration(n.clockNs - rec.updated)
 		}
 		if a > 0 {
 			v.Global += a

@@ -100,7 +100,7 @@ func (n *Node) digestSKUs(m *Message) {
 		}
 		s := n.skuTab.at(n.digestNext)
 		n.digestNext++
-		if s.sku == "" || s.digested == n.digests || (s.own == nil && s.demandT.IsZero()) {
+		if s.sku == "" || s.digested == n.digests || (s.own == nil && s.demandAt == 0) {
 			continue
 		}
 		n.addDigest(m, s)

@@ -244,6 +244,7 @@ func (n *Node) holdOf(id string) *holdRec {
 	for _, t := range [...]time.Time{hv.Created, hv.Updated} {
 		if t.After(n.now) {
 			n.now = t
+			n.syncClock()
 		}
 	}
 	internLines(n, hv.Lines)

@@ -78,7 +78,7 @@ func TestMemoryFootprint(t *testing.T) {
 }
 
 const (
-	maxBytesPerIdleSKU   = 400 // measured 308 B (606 B with a map of rows per SKU)
+	maxBytesPerIdleSKU   = 330 // measured 314 B (338 B with the 280-byte skuState, 606 B with a map of rows per SKU)
 	maxBytesPerHold      = 260 // measured 195 B (205 B when the expiry heap grew by append; 351-365 B when the node kept a whole Hold per hold)
 	maxBytesPerKeyedHold = 420 // measured 331 B (339 B with the heap grown by append; 524 B before the compact hold and key records)
 )

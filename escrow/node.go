@@ -33,7 +33,12 @@ type Input struct {
 type Node struct {
 	cfg Config
 	now time.Time
-	rnd func() uint64
+	// clockNs is n.now as nanoseconds since clockBase (syncClock): the
+	// times a SKU keeps (skuState.demandAt, rowRec.updated) are int64s on
+	// this clock, 16 bytes smaller than a time.Time each.
+	clockNs   int64
+	clockBase time.Time
+	rnd       func() uint64
 
 	seq        uint64 // own change sequence
 	bcastSeq   uint64 // own sequence at the last rows broadcast
@@ -233,36 +238,57 @@ type Stats struct {
 	HoldsResident, KeysResident                        uint64
 }
 
+// skuState is laid out for a hold at a large catalogue, where it is cold:
+// the fields a hold reads or writes (its own row, the row list, the demand
+// EWMA, the digest bit) come first, the ones only borrows, the waitlist,
+// rejections and digests use come last, and the struct is exactly
+// skuStateSize (256) bytes, so that in a skuTable slab (a large
+// allocation, page aligned) each state fills four whole cache lines, two
+// adjacent-line pairs, instead of straddling five or six (it was 280
+// bytes). TestSKUStateLayout holds both.
 type skuState struct {
-	sku  string
 	own  *rowRec
 	list []*rowRec // rows by writer region, at most one each (see rec)
 	// first and inl hold the first row and list's first slot inside the
 	// struct: most SKUs only ever have their own row.
-	first   rowRec
-	inl     [1]*rowRec
-	demand  float64 // units/s, EWMA
-	demandT time.Time
-	reject  uint64
-	topUp   uint64 // borrow id of the top-up in flight, 0 if none
+	first  rowRec
+	inl    [1]*rowRec
+	sku    string
+	demand float64 // units/s, EWMA
+	// demandAt: when demand was last noted, on the node's clock (clockNs);
+	// 0: never.
+	demandAt int64
+	// hot: the digest queues s is in (digest_hot.go).
+	hot uint8
+	// slot: s's index in skuTab (in hot's padding: no extra bytes), which
+	// indexes the bounded cache's LRU links (skucache.go).
+	slot int32
+
+	// Cold: not read by a hold granted at once.
+	reject uint64
+	topUp  uint64 // borrow id of the top-up in flight, 0 if none
 	// gen counts changes that may have raised available here; waiting counts
 	// pending holds with a line of this SKU (see retryPending).
 	gen     uint64
 	waiting int
-	// hot: the digest queues s is in; digested: the last digest that
-	// carried it (digest_hot.go).
-	hot uint8
-	// slot: s's index in skuTab (in hot's padding: no extra bytes), which
-	// indexes the bounded cache's LRU links (skucache.go).
-	slot     int32
+	// digested: the last digest that carried s (digest_hot.go).
 	digested uint64
+	_        [skuStatePad]byte
 }
+
+// skuStateSize is skuState's size: four cache lines.
+const skuStateSize = 256
+
+// skuStatePad fills skuState up to skuStateSize on 64-bit platforms.
+const skuStatePad = 8
 
 type rowRec struct {
 	Row
-	dirty   bool
-	bcast   bool
-	updated time.Time
+	dirty bool
+	bcast bool
+	// updated: when the row last changed here, on the node's clock
+	// (clockNs); 0: not since the node started (or the SKU was loaded).
+	updated int64
 	sku     *skuState // the SKU the row belongs to
 }
 
@@ -564,6 +590,30 @@ func (n *Node) Stats() Stats {
 	return s
 }
 
+// clockMargin puts clockBase this far (about 36 years) before the first
+// Step's clock, so that clockNs is positive (0 means "never") for any
+// later n.now, and within the int64 range for two centuries more.
+// A clock before the first Step (restore's) has clockNs 0.
+const clockMargin = time.Duration(1 << 60)
+
+// syncClock sets clockNs from n.now. Offsets from one base are taken with
+// Time.Sub, so the difference of two of them is t.Sub(u) for the two
+// times, exactly: with a runtime's clock (time.Now, with its monotonic
+// reading) on the monotonic clock, unmoved by wall-clock steps, as
+// time.Times compared there; with a simulator's clock (no monotonic
+// reading) on the wall clock, nanosecond for nanosecond, so the EWMA's
+// arithmetic, and the simulator's output, are what they were with
+// time.Times. (Unix nanoseconds would have put a wall-clock step into
+// every decay.) The base is taken from the first Step's clock minus
+// clockMargin, which Time.Add does with the monotonic reading kept for
+// any clock after 1921. It is the input's, not n.now, which a restore
+// may have moved to a stored hold's time, without monotonic reading.
+func (n *Node) syncClock() {
+	if !n.clockBase.IsZero() {
+		n.clockNs = int64(n.now.Sub(n.clockBase))
+	}
+}
+
 // Step feeds one input to the node. It returns an error only for a peer
 // message that was rejected (and not applied); commands always get a Reply.
 func (n *Node) Step(in Input) (err error) {
@@ -576,6 +626,10 @@ func (n *Node) Step(in Input) (err error) {
 	if in.Now.After(n.now) || n.cfg.bugs.TrustClock {
 		n.now = in.Now
 	}
+	if n.clockBase.IsZero() {
+		n.clockBase = in.Now.Add(-clockMargin)
+	}
+	n.syncClock()
 	if in.Unreachable != "" && in.Unreachable != n.cfg.Region && ValidRegion(in.Unreachable) == nil {
 		if p := n.peers[in.Unreachable]; p != nil {
 			p.gone = n.now
@@ -785,7 +839,27 @@ func (n *Node) ownLines(lines []Line) ([]Line, *Error) {
 	if k := len(lines); k > 0 && k <= MaxLines {
 		dst = n.lineArena.take(k)
 	}
-	return normalizeLinesInto(dst, lines)
+	return normalizeLinesInto(dst, lines, n.residentOne(lines))
+}
+
+// residentOne reports whether lines is one line of a resident SKU, whose
+// name is then a valid stock key: newSKU, which every state comes from,
+// asserts it. The state found is left as lookup's memo, so that the
+// hold's lookups of the line that follow take it without probing the map
+// again: the map is probed once per one-line hold, as before, and the
+// line's name is not validated twice (ValidStockKey: ~17 ns). Longer
+// carts are validated line by line: the memo keeps one SKU, and a second
+// probe per line would cost what it saves.
+func (n *Node) residentOne(lines []Line) bool {
+	if len(lines) != 1 || n.cfg.bugs.LookupMemoAnyName {
+		return false // the planted bug's memo answers any name: it is not set here
+	}
+	s := n.skus[lines[0].SKU]
+	if s == nil {
+		return false
+	}
+	setRef(&n.lastSKU, s)
+	return true
 }
 
 // holdCopy returns a copy of h from the hold arena, for a reply.
@@ -955,7 +1029,7 @@ func (n *Node) available(s *skuState) uint64 {
 func (n *Node) touchOwn(r *rowRec) {
 	n.seq++
 	r.Seq = n.seq
-	r.updated = n.now
+	r.updated = n.clockNs
 	n.markRow(r)
 	n.markChanged(r.sku)
 	if !r.bcast {
@@ -990,23 +1064,25 @@ func (n *Node) peer(r string) *peer {
 
 func (n *Node) noteDemand(s *skuState, qty uint64) {
 	tau := n.cfg.DemandTau.Seconds()
-	if !s.demandT.IsZero() {
-		dt := n.now.Sub(s.demandT).Seconds()
+	if s.demandAt != 0 {
+		// The same Duration as n.now.Sub(the instant noted), bit for bit
+		// (clockNs): the same decay.
+		dt := time.Duration(n.clockNs - s.demandAt).Seconds()
 		if dt > 0 {
 			s.demand *= math.Exp(-dt / tau)
 		}
 	}
-	s.demandT = n.now
+	s.demandAt = n.clockNs
 	s.demand += float64(qty) / tau
 	n.markDemand(s)
 }
 
 // demandNow returns the decayed demand rate of s in units/s.
 func (n *Node) demandNow(s *skuState) float64 {
-	if s.demandT.IsZero() {
+	if s.demandAt == 0 {
 		return 0
 	}
-	d := n.now.Sub(s.demandT)
+	d := time.Duration(n.clockNs - s.demandAt)
 	if d == 0 {
 		// Noted at this instant (noteDemand ran for the same command, or
 		// an earlier one of the same batch, which shares its clock):

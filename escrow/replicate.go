@@ -98,7 +98,7 @@ func (n *Node) mergeRows(rows []Row) bool {
 			ch = rec.Row.Merge(in)
 		}
 		if ch {
-			rec.updated = n.now
+			rec.updated = n.clockNs
 			n.markRow(rec)
 			n.markChanged(s)
 			n.bump(s)

@@ -213,6 +213,11 @@ func (n *Node) newSKU(name string) *skuState {
 	} else {
 		s = n.skuTab.alloc()
 	}
+	if err := ValidStockKey(name); err != nil {
+		// Every caller checked the name; a one-line hold of a resident SKU
+		// relies on it (residentOne).
+		panic("escrow: invariant: state for an invalid stock key: " + err.Detail)
+	}
 	s.sku = name
 	n.skus[name] = s
 	if c.on {

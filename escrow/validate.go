@@ -79,12 +79,14 @@ func ValidIdemKey(k string) *Error {
 // lines of the same SKU merged into one (their quantities added). The merged
 // quantity must still be within MaxQty.
 func NormalizeLines(lines []Line) ([]Line, *Error) {
-	return normalizeLinesInto(nil, lines)
+	return normalizeLinesInto(nil, lines, false)
 }
 
 // normalizeLinesInto is NormalizeLines writing the result into dst's
 // spare capacity (a node's line arena), allocating only when it is short.
-func normalizeLinesInto(dst, lines []Line) ([]Line, *Error) {
+// known: lines[0].SKU is a valid stock key (the caller knows), not checked
+// again.
+func normalizeLinesInto(dst, lines []Line, known bool) ([]Line, *Error) {
 	if len(lines) == 0 {
 		return nil, errorf(CodeInvalid, "a hold needs at least one item")
 	}
@@ -92,8 +94,10 @@ func normalizeLinesInto(dst, lines []Line) ([]Line, *Error) {
 		return nil, errorf(CodeInvalid, "a hold may have at most %d items, got %d", MaxLines, len(lines))
 	}
 	for i := range lines {
-		if err := ValidStockKey(lines[i].SKU); err != nil {
-			return nil, err
+		if i > 0 || !known {
+			if err := ValidStockKey(lines[i].SKU); err != nil {
+				return nil, err
+			}
 		}
 		if q := lines[i].Qty; q == 0 || q > MaxQty {
 			return nil, ValidQty("qty of "+lines[i].SKU, q) // the label is built only on error
