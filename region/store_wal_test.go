@@ -173,6 +173,7 @@ func TestOwnWALPlantedBugs(t *testing.T) {
 		{"reply before fdatasync", walBugs{noSync: true}},
 		{"replay from the wrong position", walBugs{replayFromNext: true}},
 		{"drop a file before pebble flushed it", walBugs{dropUnflushed: true}},
+		{"drop a file no flushed row checkpoint covers", walBugs{ignoreRowCheckpoint: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, _ := ownCrashRun(t, 11, 120, tc.bugs)
