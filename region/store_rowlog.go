@@ -280,7 +280,10 @@ func (s *Store) rowCheckpointStepLocked() error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	chunk := cmp0(s.opts.rowCheckpointChunk, rowCheckpointChunk)
+	// At least twice the rows the commit just added: a checkpoint then
+	// drains the overlay faster than commits of many rows (a catalogue
+	// loaded 4,096 rows a batch) fill it.
+	chunk := max(cmp0(s.opts.rowCheckpointChunk, rowCheckpointChunk), 2*int(s.stageRows.n))
 	start, n := ck.next, 0
 	var k []byte
 	for ; ck.next < len(ck.skus) && n < chunk; ck.next++ {

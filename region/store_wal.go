@@ -16,8 +16,9 @@ package region
 // or whose length is 0 ends its file.
 //
 // Recovery (open): read keyMetaWALPos P from pebble (what reached
-// sstables: the memtables died with the process), replay every record
-// after P in file order, checking that positions continue, then flush
+// sstables: the memtables died with the process) and keyMetaRowPos R (the
+// last position whose rows reached them: the memtable applies skip rows,
+// store_rowlog.go), replay every record after min(P, R) in file order, checking that positions continue, then flush
 // pebble so that everything replayed is in sstables; the old files are
 // then obsolete. A gap (a record after P that does not continue the
 // previous one) means synced records were lost: the store refuses to open.
@@ -27,7 +28,8 @@ package region
 // FlushEnd event (after the new sstables are in the manifest) carries the
 // largest sequence number it wrote, and a background goroutine then drops
 // the full files whose last record's batch (its pebble sequence numbers,
-// noted when it was applied) is at or below it, keeping walRecycleFiles of
+// noted when it was applied) is at or below it and whose rows a flushed
+// row checkpoint covers (store_rowlog.go), keeping walRecycleFiles of
 // them for recycling. Memtables hold consecutive sequence numbers and are
 // flushed oldest first, so every batch at or below a flushed sequence
 // number is in sstables. When the live files still exceed flushBytes (4
