@@ -171,7 +171,7 @@ func (f *walFlushes) flushBegin(info pebble.FlushInfo) {
 	if info.Ingest {
 		return
 	}
-	if w := f.w.Load(); w != nil && w.overlay {
+	if w := f.w.Load(); w != nil && w.overlay && (w.bugs == nil || !w.bugs.noFlushSync) {
 		w.syncMu.Lock()
 		defer w.syncMu.Unlock()
 		if w.err == nil {
@@ -289,6 +289,9 @@ type walBugs struct {
 	// replayFromWALPos: recovery replays from m/walpos, ignoring
 	// m/rowpos (the rows of the records between them are lost).
 	replayFromWALPos bool
+	// noFlushSync: pebble's flushes do not wait for the log to be
+	// durable (a batch may reach sstables without its rows).
+	noFlushSync bool
 }
 
 func walFileName(num uint64) string { return fmt.Sprintf("%016d%s", num, walFileSuffix) }
