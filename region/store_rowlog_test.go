@@ -192,12 +192,51 @@ func TestRowOverlayReaders(t *testing.T) {
 	}
 }
 
+// rlCrashRun applies steps batches to an own-log store with opts and,
+// after each, crashes a copy of the filesystem and checks that the copy
+// holds every Apply; every flushEvery steps the test flushes pebble
+// itself first (so that sstables hold m/walpos ahead of m/rowpos,
+// whatever the timing of pebble's own flushes). It returns the first
+// difference ("": none), the log's counters, and the images taken while
+// a checkpoint was between its chunks and while a completed one was not
+// yet flushed.
+func rlCrashRun(t *testing.T, mem *vfs.MemFS, opts StoreOptions, seed uint64, steps, flushEvery int) (d string, st WALStats, between, unflushed int) {
+	t.Helper()
+	s := stOpenWith(t, "db", opts)
+	defer s.Close()
+	m := newStModel()
+	g := newStGen(seed, m)
+	for i := 0; i < steps; i++ {
+		g.applyNext(t, s)
+		if i%flushEvery == flushEvery-1 {
+			if err := s.db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s.rowCk.active {
+			between++
+		}
+		w := s.wal
+		w.filesMu.Lock()
+		if n := len(w.rowCks); n > 0 && w.rowCks[n-1].seq > w.flushes.seq.Load() {
+			unflushed++
+		}
+		w.filesMu.Unlock()
+		img := mem.CrashClone(vfs.CrashCloneCfg{})
+		if d := ownCheckImage(t, img, opts, m); d != "" {
+			return fmt.Sprintf("step %d: %s", i, d), s.WALStats(), between, unflushed
+		}
+	}
+	return "", s.WALStats(), between, unflushed
+}
+
 // TestOwnWALCrashEveryStepRowCheckpoints: with row checkpoints of a few
 // rows per chunk started by a small overlay bound (and by each rotation),
 // a crash after any Apply keeps it: images taken while a checkpoint is
 // between its chunks, after one completed and before pebble flushed it,
-// and after truncations. A truncation that ignores the row checkpoints
-// and a recovery that starts at m/walpos (planted) are caught.
+// after flushes that left m/rowpos behind m/walpos, and after
+// truncations. A truncation that ignores the row checkpoints and a
+// recovery that starts at m/walpos (planted) are caught.
 func TestOwnWALCrashEveryStepRowCheckpoints(t *testing.T) {
 	const seed = 17
 	steps := 240
@@ -211,28 +250,10 @@ func TestOwnWALCrashEveryStepRowCheckpoints(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
 	set(&opts)
-	s := stOpenWith(t, "db", opts)
-	defer s.Close()
-	m := newStModel()
-	g := newStGen(seed, m)
-	between, unflushed := 0, 0
-	for i := 0; i < steps; i++ {
-		g.applyNext(t, s)
-		if s.rowCk.active {
-			between++
-		}
-		w := s.wal
-		w.filesMu.Lock()
-		if n := len(w.rowCks); n > 0 && w.rowCks[n-1].seq > w.flushes.seq.Load() {
-			unflushed++
-		}
-		w.filesMu.Unlock()
-		img := mem.CrashClone(vfs.CrashCloneCfg{})
-		if d := ownCheckImage(t, img, opts, m); d != "" {
-			t.Fatalf("step %d: %s", i, d)
-		}
+	d, st, between, unflushed := rlCrashRun(t, mem, opts, seed, steps, 7)
+	if d != "" {
+		t.Fatal(d)
 	}
-	st := s.WALStats()
 	t.Logf("%d steps, %d between chunks, %d with a checkpoint not yet flushed: %+v", steps, between, unflushed, st)
 	if st.RowCheckpoints < 3 || st.Truncations == 0 || between == 0 || unflushed == 0 {
 		t.Fatalf("the run did not exercise checkpoints in chunks, unflushed checkpoints and truncation: %+v", st)
@@ -249,7 +270,7 @@ func TestOwnWALCrashEveryStepRowCheckpoints(t *testing.T) {
 			opts := ownOpts(mem, t)
 			set(&opts)
 			opts.walBugs = bug.bugs
-			d, _ := ownCrashRunWith(t, mem, opts, seed, steps)
+			d, _, _, _ := rlCrashRun(t, mem, opts, seed, steps, 7)
 			if d == "" {
 				t.Fatalf("planted bug %q not caught", bug.name)
 			}
