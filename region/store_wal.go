@@ -261,6 +261,7 @@ type ownWAL struct {
 	early    atomic.Uint64
 	truncs   atomic.Uint64
 	forced   atomic.Uint64
+	deferred atomic.Uint64 // forced flushes put off while pebble flushed
 	syncs    atomic.Uint64
 	// syncCalls counts the log's fdatasyncs begun, failed ones too (a
 	// failed one is never retried: tests check it with this).
@@ -292,6 +293,9 @@ type walBugs struct {
 	// noFlushSync: pebble's flushes do not wait for the log to be
 	// durable (a batch may reach sstables without its rows).
 	noFlushSync bool
+	// forceDuringFlush: truncation forces a flush while pebble's own
+	// flush is queued or running (it waits for that flush).
+	forceDuringFlush bool
 }
 
 func walFileName(num uint64) string { return fmt.Sprintf("%016d%s", num, walFileSuffix) }
@@ -866,6 +870,18 @@ func (w *ownWAL) background() {
 // the live files still exceed flushBytes it forces a flush first.
 func (w *ownWAL) truncate() error {
 	live, rowsBlocked := w.dropFlushed()
+	if live > w.flushBytes && !rowsBlocked && w.pebbleFlushQueued() {
+		// Pebble holds an immutable memtable: its flush is scheduled or
+		// running, and its FlushEnd calls this again. Forcing now would
+		// stall every commit until that flush ends: db.Flush holds
+		// pebble's commit mutex while it waits for room for a third
+		// memtable (the queue's arenas reach MemTableStopWritesThreshold
+		// memtables' worth), a quarter of a second at 1 M SKUs
+		// (docs/benchmarks.md, "The forced-flush stall and the one-SKU
+		// cost").
+		w.deferred.Add(1)
+		return w.dropObsolete(w.recycle)
+	}
 	if live > w.flushBytes && !rowsBlocked {
 		// Pebble's flushes did not keep the log short (a memtable larger
 		// than flushBytes assumed, or few writes per log byte): every
@@ -882,6 +898,15 @@ func (w *ownWAL) truncate() error {
 		w.dropFlushed()
 	}
 	return w.dropObsolete(w.recycle)
+}
+
+// pebbleFlushQueued reports whether pebble has a memtable queued for a
+// flush (or flushing) besides the mutable one.
+func (w *ownWAL) pebbleFlushQueued() bool {
+	if w.bugs != nil && w.bugs.forceDuringFlush {
+		return false
+	}
+	return w.db.Metrics().MemTable.Count > 1
 }
 
 // dropFlushed moves the full files whose last batch pebble has flushed to
@@ -1054,6 +1079,7 @@ type WALStats struct {
 	SyncTime    time.Duration // total time writing and syncing
 	Truncations uint64        // truncations that dropped files (after pebble flushes)
 	Forced      uint64        // flushes forced by the log (live files over the limit)
+	Deferred    uint64        // forced flushes put off: pebble had a flush queued or running
 	Files       int           // live files
 	Bytes       uint64        // bytes written (records with headers)
 	Recycled    uint64        // files prepared by renaming a dropped one
@@ -1069,7 +1095,7 @@ func (w *ownWAL) stats() WALStats {
 	w.filesMu.Lock()
 	n := len(w.files)
 	w.filesMu.Unlock()
-	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Forced: w.forced.Load(), Files: n, Bytes: w.bytes.Load(),
+	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Forced: w.forced.Load(), Deferred: w.deferred.Load(), Files: n, Bytes: w.bytes.Load(),
 		Recycled: w.recycled.Load(), ZeroFilled: w.zeroFilled.Load(), EarlySyncs: w.early.Load(),
 		RowCheckpoints: w.ckDone.Load(), CheckpointRows: w.ckRows.Load(), OverlayRows: w.ovRows()}
 }
