@@ -170,6 +170,16 @@ type Store struct {
 	wal *ownWAL
 	// walBugs are planted bugs of the own log (tests only).
 	walBugs walBugs
+	// ov holds the rows the memtable skipped (store_rowlog.go), nil
+	// unless the own log runs without StoreOptions.RowsInMemtable; set
+	// with wal. rowCk is the row checkpoint in progress; memBuf and
+	// memBatch build the memtable's batch without the rows (applyMu).
+	ov         *rowOverlay
+	rowCk      rowCheckpoint
+	stageRows  rowSpan // stage's leading rows of the batch it wrote
+	memBuf     []byte
+	memBatch   *pebble.Batch
+	memBatchDB *pebble.DB
 
 	// prefetch holds rows read ahead of the stepper; nil without
 	// StoreOptions.PrefetchRows (store_rows_prefetch.go).

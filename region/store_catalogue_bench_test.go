@@ -37,6 +37,12 @@ func BenchmarkStoreApplyCatalogue(b *testing.B) {
 		{"skus=1M/pebble=defaults", 1_000_000, pebbleDefaults},
 		{"skus=1M/pebble=store", 1_000_000, StoreOptions{}},
 		{"skus=1M/pebble=mixed", 1_000_000, StoreOptions{MixedTables: true}},
+		// Rows out of the memtable (the default, pebble=store) against
+		// rows in it (store_rowlog.go).
+		{"skus=1/rows=memtable", 1, StoreOptions{RowsInMemtable: true}},
+		{"skus=1000/pebble=store", 1000, StoreOptions{}},
+		{"skus=1000/rows=memtable", 1000, StoreOptions{RowsInMemtable: true}},
+		{"skus=1M/rows=memtable", 1_000_000, StoreOptions{RowsInMemtable: true}},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			const holds = 256

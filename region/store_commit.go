@@ -128,7 +128,12 @@ func (s *Store) applyNoWait(p *escrow.Persist, sync bool) (*PendingCommit, error
 	if s.wal != nil {
 		pc.wal = s.wal
 		early := pc.durable && !s.opts.NoSync && pc.bytes >= cmp.Or(s.opts.walEarlyBytes, walEarlySyncBytes)
-		pc.walPos, err = s.wal.append(b, s.applyMem, early)
+		pc.walPos, _, err = s.wal.append(b, s.applyMemRows, early, s.stageRows)
+		if err == nil {
+			// A chunk of the row checkpoint in progress (store_rowlog.go),
+			// if any: behind this batch in the log, synced with it.
+			err = s.rowCheckpointStepLocked()
+		}
 	} else {
 		err = s.commit(b, pc.async)
 	}
@@ -310,11 +315,6 @@ func (s *Store) commit(b *pebble.Batch, sync bool) (err error) {
 	return s.db.Apply(b, pebble.NoSync)
 }
 
-// applyMem applies b to pebble's memtable (the own log's second step: with
-// pebble's WAL disabled a NoSync apply writes nothing to disk), turning a
-// pebble panic into ErrStoreWedged.
-func (s *Store) applyMem(b *pebble.Batch) error { return s.commit(b, false) }
-
 // applyBatch writes a batch outside the hold path (meta keys, upgrades,
 // the event log's cursor and pruning, PruneEnded) through the store's
 // WAL; with sync it returns once b is durable. A failure marks the store
@@ -329,7 +329,7 @@ func (s *Store) applyBatch(b *pebble.Batch, sync bool) error {
 	if err := s.failed(); err != nil {
 		return err
 	}
-	pos, err := s.wal.append(b, s.applyMem, false)
+	pos, _, err := s.wal.append(b, s.applyMemRows, false, rowSpan{})
 	if err == nil && sync {
 		err = s.wal.waitDurable(pos)
 	}

@@ -105,7 +105,11 @@ type loader struct {
 // lazyHolds, the holds, idempotency keys and their indexes
 // (store_holds.go).
 func (l *loader) scan(lazyHolds bool) error {
-	it, err := l.s.db.NewIter(&pebble.IterOptions{})
+	var skus []string // every overlay row (store_rowlog.go)
+	if l.s.opts.LazyRows {
+		skus = []string{} // none: the rows are skipped
+	}
+	it, err := l.s.newRowIter(&pebble.IterOptions{}, skus)
 	if err != nil {
 		return fmt.Errorf("region store: load: %w", err)
 	}
@@ -161,7 +165,7 @@ func (l *loader) entry(k, v []byte) error {
 	switch string(k[:2]) {
 	case pfxMeta:
 		switch string(k) {
-		case string(keyMetaVersion), string(keyMetaRegion), string(keyMetaSeq), string(keyMetaWALPos):
+		case string(keyMetaVersion), string(keyMetaRegion), string(keyMetaSeq), string(keyMetaWALPos), string(keyMetaRowPos):
 			return nil // checked by open
 		}
 		return corrupt(k, "unknown meta key")

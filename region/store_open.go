@@ -110,6 +110,16 @@ type StoreOptions struct {
 	// walForceBytes replaces the live size of the own log that forces a
 	// pebble flush (this package's tests only; 0: walForceFlushBytes).
 	walForceBytes int64
+	// RowsInMemtable applies every batch's rows to pebble's memtable, as
+	// builds before the overlay did (store_rowlog.go), instead of keeping
+	// them in the overlay until a row checkpoint (the own log only). For
+	// benchmarks and tests comparing the two; a store may move between
+	// them.
+	RowsInMemtable bool
+	// rowOverlayMax and rowCheckpointChunk replace rowOverlayMaxRows and
+	// rowCheckpointChunk (this package's tests only; 0: the constants).
+	rowOverlayMax      int
+	rowCheckpointChunk int
 	// walEarlyBytes replaces the smallest synced batch whose write and
 	// fdatasync start before its memtable apply (this package's tests
 	// only; 0: walEarlySyncBytes).
@@ -227,6 +237,7 @@ func (s *Store) open() error {
 	flushes := &walFlushes{}
 	if po.DisableWAL {
 		po.EventListener.FlushEnd = flushes.flushEnd
+		po.EventListener.FlushBegin = flushes.flushBegin
 	}
 	db, err := openPebble(s.dir, po)
 	if err != nil {
@@ -280,7 +291,12 @@ func (s *Store) initLocked() error {
 		if err != nil {
 			return err
 		}
-		if it.First() {
+		// m/rowpos may be there: recovery records it (store_rowlog.go).
+		ok := it.First()
+		if ok && string(it.Key()) == string(keyMetaRowPos) {
+			ok = it.Next()
+		}
+		if ok {
 			k := append([]byte(nil), it.Key()...)
 			it.Close()
 			return corrupt(k, "store has data but no format version (%s missing)", keyMetaVersion)
@@ -436,11 +452,15 @@ func (s *Store) closeDB() error {
 	s.freeBatches = s.freeBatches[:0]
 	s.freeMu.Unlock()
 	if s.wal != nil {
+		ov, last := s.ov, s.wal.lastPos()
 		s.closeWAL()
 		if s.failed() == nil {
 			// Everything applied reaches sstables, so the next open replays
-			// nothing (a failed store's memtable is dropped instead).
-			if err := s.db.Flush(); err != nil {
+			// nothing (a failed store's memtable is dropped instead): the
+			// overlay's rows too, with m/rowpos at the last record.
+			if err := s.settleOverlay(ov, last); err != nil {
+				s.log.Warn("writing the row overlay before close (its own log is replayed at the next open)", "err", err)
+			} else if err := s.db.Flush(); err != nil {
 				s.log.Warn("flushing the store before close (its own log is replayed at the next open)", "err", err)
 			}
 		}

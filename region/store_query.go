@@ -49,7 +49,13 @@ func (s *Store) Hold(id string) (escrow.Hold, bool, error) {
 
 // scan calls f for every key with prefix p (f must copy what it keeps).
 func (s *Store) scan(p string, f func(k, v []byte) error) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(p), UpperBound: prefixEnd(p)})
+	var skus []string // no overlay rows
+	if p == pfxRow {
+		skus = nil // every overlay row (store_rowlog.go)
+	} else {
+		skus = []string{}
+	}
+	it, err := s.newRowIter(&pebble.IterOptions{LowerBound: []byte(p), UpperBound: prefixEnd(p)}, skus)
 	if err != nil {
 		return fmt.Errorf("region store: scan %s: %w", p, err)
 	}
@@ -98,6 +104,9 @@ func (s *Store) OwnRowsSince(seq uint64, limit int) ([]escrow.Row, error) {
 	durable := s.durable.Load()
 	if seq >= durable {
 		return nil, nil
+	}
+	if s.ov != nil {
+		return s.ownRowsOverlay(seq, durable, limit)
 	}
 	// The snapshot before bySeq: Apply moves a row in bySeq before its
 	// batch is visible, so a row bySeq still has at a durable sequence is

@@ -52,7 +52,7 @@ func (s *Store) SKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
 func (s *Store) readSKURows(sku string, dst []escrow.Row) ([]escrow.Row, error) {
 	lo := appendRowKey(make([]byte, 0, len(pfxRow)+len(sku)+2), sku, "")
 	hi := append(lo[:len(lo)-1:len(lo)-1], 1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := s.newRowIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi}, []string{sku})
 	if err != nil {
 		return dst, fmt.Errorf("region store: read rows of %q: %w", sku, err)
 	}
@@ -110,7 +110,7 @@ func (s *Store) ScanRowsFrom(after string, f func(r *escrow.Row) error) error {
 		// no byte below 1).
 		lo = append(appendRowKey(nil, after, "")[:len(pfxRow)+len(after)], 1)
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(pfxRow)})
+	it, err := s.newRowIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(pfxRow)}, nil)
 	if err != nil {
 		return fmt.Errorf("region store: scan rows after %q: %w", after, err)
 	}
@@ -154,6 +154,16 @@ func (s *Store) decodeRowKV(k, v []byte) (escrow.Row, error) {
 func (s *Store) storedOwnSeqLocked(sku string) (uint64, bool, error) {
 	k := appendRowKey(s.kbuf[:0], sku, s.region)
 	s.kbuf = k
+	if s.ov != nil {
+		// The overlay first (store_rowlog.go).
+		if v, ok := s.ov.get(sku, s.region); ok {
+			r, err := s.decodeRowKV(k, v)
+			if err != nil {
+				return 0, false, err
+			}
+			return r.Seq, true, nil
+		}
+	}
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, false, nil

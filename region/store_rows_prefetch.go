@@ -222,7 +222,7 @@ func (s *Store) PrefetchRows(skus ...string) {
 	for i, sku := range want {
 		epochs[i] = p.epoch(p.hash(sku)).Load()
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pfxRow), UpperBound: prefixEnd(pfxRow)})
+	it, err := s.newRowIter(&pebble.IterOptions{LowerBound: []byte(pfxRow), UpperBound: prefixEnd(pfxRow)}, want)
 	if err != nil {
 		return
 	}

@@ -162,6 +162,12 @@ func (s *Store) stage(b *pebble.Batch, p *escrow.Persist, forceSeq bool) error {
 		v = escrow.EncodeRowValue(v[:0], r)
 		w.set(k, v)
 	}
+	// The rows lead the batch: with the own log, the memtable skips them
+	// (store_rowlog.go).
+	s.stageRows = rowSpan{}
+	if s.ov != nil {
+		s.stageRows = rowSpan{n: uint32(len(s.rowIdx)), end: b.Len()}
+	}
 	// Before the batch is visible: OwnRowsSince reads the snapshot first
 	// and bySeq after it (store_query.go).
 	s.moveSeqsLocked(p)

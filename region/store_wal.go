@@ -16,8 +16,9 @@ package region
 // or whose length is 0 ends its file.
 //
 // Recovery (open): read keyMetaWALPos P from pebble (what reached
-// sstables: the memtables died with the process), replay every record
-// after P in file order, checking that positions continue, then flush
+// sstables: the memtables died with the process) and keyMetaRowPos R (the
+// last position whose rows reached them: the memtable applies skip rows,
+// store_rowlog.go), replay every record after min(P, R) in file order, checking that positions continue, then flush
 // pebble so that everything replayed is in sstables; the old files are
 // then obsolete. A gap (a record after P that does not continue the
 // previous one) means synced records were lost: the store refuses to open.
@@ -27,7 +28,8 @@ package region
 // FlushEnd event (after the new sstables are in the manifest) carries the
 // largest sequence number it wrote, and a background goroutine then drops
 // the full files whose last record's batch (its pebble sequence numbers,
-// noted when it was applied) is at or below it, keeping walRecycleFiles of
+// noted when it was applied) is at or below it and whose rows a flushed
+// row checkpoint covers (store_rowlog.go), keeping walRecycleFiles of
 // them for recycling. Memtables hold consecutive sequence numbers and are
 // flushed oldest first, so every batch at or below a flushed sequence
 // number is in sstables. When the live files still exceed flushBytes (4
@@ -125,6 +127,10 @@ type walFileEnd struct {
 	seq uint64
 }
 
+// walRowCk is a completed row checkpoint: every row of the records up to
+// c0 is in pebble once its last chunk (sequence number seq) is flushed.
+type walRowCk struct{ c0, seq uint64 }
+
 // walFlushes carries pebble's flushes to the own log; its listener is
 // installed when pebble opens, before the log starts.
 type walFlushes struct {
@@ -151,6 +157,26 @@ func (f *walFlushes) flushEnd(info pebble.FlushInfo) {
 	}
 	if w := f.w.Load(); w != nil {
 		w.kickBackground() // truncate
+	}
+}
+
+// flushBegin is pebble's FlushBegin listener (rows out of the memtable
+// only): it writes and fdatasyncs everything the log buffered before the
+// flush writes anything, so that no batch reaches sstables without its
+// rows (in the overlay) while its record may still be lost. Pebble calls
+// it holding its mutex, once the flush's memtables are chosen: every
+// batch in them was appended to the log before. No lock taken here is
+// ever held while waiting for pebble (append waits for memMu without mu).
+func (f *walFlushes) flushBegin(info pebble.FlushInfo) {
+	if info.Ingest {
+		return
+	}
+	if w := f.w.Load(); w != nil && w.overlay && (w.bugs == nil || !w.bugs.noFlushSync) {
+		w.syncMu.Lock()
+		defer w.syncMu.Unlock()
+		if w.err == nil {
+			_ = w.syncBufferedLocked() // a failure is sticky and fails the store
+		}
 	}
 }
 
@@ -190,10 +216,22 @@ type ownWAL struct {
 	posBuf   []byte   // scratch for keyMetaWALPos
 	spareBuf [][]byte // recycled segment buffers
 
-	// memMu orders the memtable applies (taken under mu, held without it).
+	// memMu orders the memtable applies: memNext is the position of the
+	// next record to apply (memCond waits for it).
 	memMu      sync.Mutex
+	memCond    *sync.Cond
+	memNext    uint64
 	appliedNum uint64 // file of the last record applied to the memtable
 	appliedSeq uint64 // its batch's last pebble sequence number
+
+	// Rows out of the memtable (store_rowlog.go): overlay is set when the
+	// memtable applies skip rows; rotated asks the committer for a row
+	// checkpoint (a new file was begun).
+	overlay bool
+	rotated atomic.Bool
+	ckDone  atomic.Uint64 // row checkpoints completed
+	ckRows  atomic.Uint64 // rows they wrote
+	ovRows  func() int    // the overlay's rows, for stats
 
 	// syncMu is held by the goroutine writing and syncing (the leader).
 	syncMu  sync.Mutex
@@ -208,6 +246,8 @@ type ownWAL struct {
 	filesMu  sync.Mutex
 	files    []walFile    // live files, oldest first (the last is cur)
 	ends     []walFileEnd // full files' last sequence numbers, oldest first
+	rowCks   []walRowCk   // completed row checkpoints not yet known flushed
+	rowSafe  uint64       // every row of the records up to it is in sstables
 	obsolete []uint64     // files that may be recycled
 	spare    vfs.File     // prepared file spareNum (renamed or zero-filled, dir synced)
 	spareNum uint64
@@ -221,6 +261,7 @@ type ownWAL struct {
 	early    atomic.Uint64
 	truncs   atomic.Uint64
 	forced   atomic.Uint64
+	deferred atomic.Uint64 // forced flushes put off while pebble flushed
 	syncs    atomic.Uint64
 	// syncCalls counts the log's fdatasyncs begun, failed ones too (a
 	// failed one is never retried: tests check it with this).
@@ -242,6 +283,19 @@ type walBugs struct {
 	// dropUnflushed: truncation drops full files without waiting for
 	// pebble to flush their batches.
 	dropUnflushed bool
+	// ignoreRowCheckpoint: truncation drops full files whose batches
+	// pebble flushed although their rows are only in the overlay (no
+	// flushed row checkpoint covers them).
+	ignoreRowCheckpoint bool
+	// replayFromWALPos: recovery replays from m/walpos, ignoring
+	// m/rowpos (the rows of the records between them are lost).
+	replayFromWALPos bool
+	// noFlushSync: pebble's flushes do not wait for the log to be
+	// durable (a batch may reach sstables without its rows).
+	noFlushSync bool
+	// forceDuringFlush: truncation forces a flush while pebble's own
+	// flush is queued or running (it waits for that flush).
+	forceDuringFlush bool
 }
 
 func walFileName(num uint64) string { return fmt.Sprintf("%016d%s", num, walFileSuffix) }
@@ -327,16 +381,29 @@ func appendWALRecord(dst []byte, num, pos uint64, payload []byte) []byte {
 // recoverWAL replays the own log of the store in dir into db (opened
 // without pebble's WAL when own is set) and flushes db; it returns the
 // numbers of the files replayed (obsolete now) and the last position.
-func recoverWAL(fs vfs.FS, dir string, db *pebble.DB, bugs *walBugs) (files []uint64, last uint64, err error) {
+// Replay starts after min(m/walpos, m/rowpos): the rows of the records
+// after m/rowpos may be missing from pebble (store_rowlog.go). With
+// rowsOverlay, m/rowpos is then set to the last position (everything is
+// in sstables after the flush); without it, m/rowpos is deleted (rows go
+// to the memtable: m/walpos alone says what pebble has).
+func recoverWAL(fs vfs.FS, dir string, db *pebble.DB, bugs *walBugs, rowsOverlay bool) (files []uint64, last uint64, err error) {
 	files, err = listWAL(fs, dir)
 	if err != nil {
 		return nil, 0, err
 	}
-	last, err = readWALPos(db)
+	walPos, err := readPosKey(db, keyMetaWALPos)
 	if err != nil {
 		return nil, 0, err
 	}
-	from := last // pebble's position: every record after it is replayed
+	rowPos, hasRowPos, err := readPosKeyOK(db, keyMetaRowPos)
+	if err != nil {
+		return nil, 0, err
+	}
+	from := walPos // every record after it is replayed
+	if hasRowPos && rowPos < from && (bugs == nil || !bugs.replayFromWALPos) {
+		from = rowPos
+	}
+	last = from
 	replayed := 0
 	for _, num := range files {
 		recs, err := readWALFile(fs, dir, num)
@@ -363,7 +430,27 @@ func recoverWAL(fs vfs.FS, dir string, db *pebble.DB, bugs *walBugs) (files []ui
 			replayed++
 		}
 	}
-	if replayed > 0 {
+	// pebble may hold batches whose records were never durable (applied,
+	// then flushed before their fdatasync): positions go on after them.
+	last = max(last, walPos)
+	dirty := replayed > 0
+	if rowsOverlay && (!hasRowPos || rowPos != last) {
+		b := db.NewBatch()
+		_ = b.Set(keyMetaRowPos, appendU64(nil, last), nil)
+		err = db.Apply(b, pebble.NoSync)
+		_ = b.Close()
+		dirty = true
+	} else if !rowsOverlay && hasRowPos {
+		b := db.NewBatch()
+		_ = b.Delete(keyMetaRowPos, nil)
+		err = db.Apply(b, pebble.NoSync)
+		_ = b.Close()
+		dirty = true
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("region store: record %s: %w", keyMetaRowPos, err)
+	}
+	if dirty {
 		// Everything replayed reaches sstables before anything new is
 		// written: the files can go, and a torn tail can never be
 		// followed by new records in a later recovery.
@@ -374,19 +461,26 @@ func recoverWAL(fs vfs.FS, dir string, db *pebble.DB, bugs *walBugs) (files []ui
 	return files, last, nil
 }
 
-func readWALPos(db *pebble.DB) (uint64, error) {
-	v, closer, err := db.Get(keyMetaWALPos)
+func readWALPos(db *pebble.DB) (uint64, error) { return readPosKey(db, keyMetaWALPos) }
+
+func readPosKey(db *pebble.DB, key []byte) (uint64, error) {
+	v, _, err := readPosKeyOK(db, key)
+	return v, err
+}
+
+func readPosKeyOK(db *pebble.DB, key []byte) (uint64, bool, error) {
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("region store: read %s: %w", keyMetaWALPos, err)
+		return 0, false, fmt.Errorf("region store: read %s: %w", key, err)
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, corrupt(keyMetaWALPos, "not 8 bytes")
+		return 0, false, corrupt(key, "not 8 bytes")
 	}
-	return beU64(v), nil
+	return beU64(v), true, nil
 }
 
 // removeWAL deletes the log files nums (after a recovery that flushed them
@@ -426,6 +520,11 @@ func openOwnWAL(fs vfs.FS, dir string, db *pebble.DB, old []uint64, last uint64,
 		next: last + 1, kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		syncKick: make(chan struct{}, 1), syncDone: make(chan struct{})}
 	w.durable.Store(last)
+	w.memCond = sync.NewCond(&w.memMu)
+	w.memNext = last + 1
+	w.rowSafe = last // recovery flushed every record up to last
+	w.overlay = o.overlay
+	w.ovRows = o.ovRows
 	num := uint64(1)
 	if len(old) > 0 {
 		num = old[len(old)-1] + 1
@@ -458,6 +557,10 @@ type walConfig struct {
 	bugs                  *walBugs
 	// flushes is fed by pebble's FlushEnd listener (required).
 	flushes *walFlushes
+	// overlay: memtable applies skip rows (store_rowlog.go); ovRows
+	// counts the overlay's rows.
+	overlay bool
+	ovRows  func() int
 }
 
 // create makes file num (a fresh, growing one) and syncs the directory.
@@ -473,29 +576,46 @@ func (w *ownWAL) create(num uint64) (vfs.File, error) {
 	return f, nil
 }
 
+// memApply applies a record's batch to the memtable (turning pebble
+// panics into errors): b is the record at pos, rows its leading row
+// entries, which the overlay takes instead of the memtable
+// (store_rowlog.go). It returns the batch it applied.
+type memApply func(b *pebble.Batch, pos uint64, rows rowSpan) (*pebble.Batch, error)
+
 // append adds b as the next record and applies it to the memtable with
-// apply (which turns pebble panics into errors). It returns b's position.
-// b gets keyMetaWALPos set first. With early, the record's write and
-// fdatasync start on the early syncer before the apply (earlySync).
-func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error, early bool) (uint64, error) {
+// apply. It returns b's position and the last pebble sequence number of
+// the batch applied. b gets keyMetaWALPos set first. With early, the
+// record's write and fdatasync start on the early syncer before the apply
+// (earlySync).
+func (w *ownWAL) append(b *pebble.Batch, apply memApply, early bool, rows rowSpan) (uint64, uint64, error) {
 	w.mu.Lock()
 	pos, num, err := w.buffer(b)
 	if err != nil {
 		w.mu.Unlock()
-		return 0, err
+		return 0, 0, err
 	}
 	if early {
 		w.kickSync()
 	}
-	// Visible before durable, like pebble's own publish-then-sync: readers
-	// are bounded by the store's durable sequence. memMu, taken before mu
-	// is let go, keeps the memtable in log order, while a leader may take
-	// the buffer (and fdatasync it) during a Pebble write stall here.
-	w.memMu.Lock()
 	w.mu.Unlock()
-	defer w.memMu.Unlock()
-	if err := apply(b); err != nil {
-		return 0, err
+	// Visible before durable, like pebble's own publish-then-sync: readers
+	// are bounded by the store's durable sequence. The memtable takes the
+	// records in log order (memNext), while a leader may take the buffer
+	// (and fdatasync it) during a Pebble write stall here. mu is not held
+	// while waiting: pebble's FlushBegin, holding pebble's mutex, syncs
+	// the buffer (walFlushes.flushBegin), which takes mu.
+	w.memMu.Lock()
+	for w.memNext != pos {
+		w.memCond.Wait()
+	}
+	defer func() {
+		w.memNext = pos + 1
+		w.memCond.Broadcast()
+		w.memMu.Unlock()
+	}()
+	ab, err := apply(b, pos, rows)
+	if err != nil {
+		return 0, 0, err
 	}
 	// The first record of a file ends the previous one: its last batch's
 	// sequence number tells truncation when pebble has flushed it.
@@ -505,8 +625,24 @@ func (w *ownWAL) append(b *pebble.Batch, apply func(*pebble.Batch) error, early 
 		w.filesMu.Unlock()
 	}
 	w.appliedNum = num
-	w.appliedSeq = uint64(b.SeqNum()) + uint64(b.Count()) - 1
-	return pos, nil
+	w.appliedSeq = uint64(ab.SeqNum()) + uint64(ab.Count()) - 1
+	return pos, w.appliedSeq, nil
+}
+
+// lastPos is the position of the last record appended.
+func (w *ownWAL) lastPos() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.next - 1
+}
+
+// rowCheckpointed notes a row checkpoint from c0 whose last chunk has
+// sequence number seq: once pebble flushed it, files up to c0 may go.
+func (w *ownWAL) rowCheckpointed(c0, seq uint64) {
+	w.ckDone.Add(1)
+	w.filesMu.Lock()
+	w.rowCks = append(w.rowCks, walRowCk{c0: c0, seq: seq})
+	w.filesMu.Unlock()
 }
 
 // Early sync: a synced batch of a cohort (hundreds of holds) spends a
@@ -565,6 +701,7 @@ func (w *ownWAL) buffer(b *pebble.Batch) (uint64, uint64, error) {
 	if w.bufSize > 0 && w.bufSize+n > w.fileBytes {
 		w.bufNum++
 		w.bufSize = 0
+		w.rotated.Store(true) // a row checkpoint, for the files to go
 	}
 	if k := len(w.segs); k == 0 || w.segs[k-1].num != w.bufNum {
 		var buf []byte
@@ -732,12 +869,26 @@ func (w *ownWAL) background() {
 // truncate drops the full files whose batches pebble has flushed; when
 // the live files still exceed flushBytes it forces a flush first.
 func (w *ownWAL) truncate() error {
-	live := w.dropFlushed()
-	if live > w.flushBytes {
+	live, rowsBlocked := w.dropFlushed()
+	if live > w.flushBytes && !rowsBlocked && w.pebbleFlushQueued() {
+		// Pebble holds an immutable memtable: its flush is scheduled or
+		// running, and its FlushEnd calls this again. Forcing now would
+		// stall every commit until that flush ends: db.Flush holds
+		// pebble's commit mutex while it waits for room for a third
+		// memtable (the queue's arenas reach MemTableStopWritesThreshold
+		// memtables' worth), a quarter of a second at 1 M SKUs
+		// (docs/benchmarks.md, "The forced-flush stall and the one-SKU
+		// cost").
+		w.deferred.Add(1)
+		return w.dropObsolete(w.recycle)
+	}
+	if live > w.flushBytes && !rowsBlocked {
 		// Pebble's flushes did not keep the log short (a memtable larger
 		// than flushBytes assumed, or few writes per log byte): every
 		// batch applied before Flush reaches sstables, and its FlushEnd
-		// raises the flushed sequence number.
+		// raises the flushed sequence number. Not when the oldest file
+		// waits for a row checkpoint still in progress: a flush would
+		// not let it go (and its FlushEnd would come back here).
 		start := time.Now()
 		if err := w.db.Flush(); err != nil {
 			return fmt.Errorf("flush pebble: %w", err)
@@ -749,12 +900,25 @@ func (w *ownWAL) truncate() error {
 	return w.dropObsolete(w.recycle)
 }
 
+// pebbleFlushQueued reports whether pebble has a memtable queued for a
+// flush (or flushing) besides the mutable one.
+func (w *ownWAL) pebbleFlushQueued() bool {
+	if w.bugs != nil && w.bugs.forceDuringFlush {
+		return false
+	}
+	return w.db.Metrics().MemTable.Count > 1
+}
+
 // dropFlushed moves the full files whose last batch pebble has flushed to
 // obsolete and returns the bytes of the live files left.
-func (w *ownWAL) dropFlushed() int64 {
+func (w *ownWAL) dropFlushed() (live int64, rowsBlocked bool) {
 	flushed := w.flushes.seq.Load()
 	w.filesMu.Lock()
 	defer w.filesMu.Unlock()
+	for len(w.rowCks) > 0 && w.rowCks[0].seq <= flushed {
+		w.rowSafe = max(w.rowSafe, w.rowCks[0].c0)
+		w.rowCks = w.rowCks[1:]
+	}
 	dropped := false
 	for len(w.files) > 1 {
 		num := w.files[0].num
@@ -768,6 +932,17 @@ func (w *ownWAL) dropFlushed() int64 {
 				break
 			}
 		}
+		// Rows of the file's records only in the overlay: a flushed row
+		// checkpoint must cover them (a flush helps only if a completed
+		// one does).
+		if w.overlay && (w.bugs == nil || (!w.bugs.ignoreRowCheckpoint && !w.bugs.dropUnflushed)) && w.files[0].last > w.rowSafe {
+			covered := false
+			for _, ck := range w.rowCks {
+				covered = covered || ck.c0 >= w.files[0].last
+			}
+			rowsBlocked = !covered
+			break
+		}
 		w.obsolete = append(w.obsolete, num)
 		w.files = w.files[1:]
 		dropped = true
@@ -775,7 +950,7 @@ func (w *ownWAL) dropFlushed() int64 {
 	if dropped {
 		w.truncs.Add(1)
 	}
-	return int64(len(w.files)) * w.fileBytes
+	return int64(len(w.files)) * w.fileBytes, rowsBlocked
 }
 
 // dropObsolete removes obsolete files beyond keep (kept for recycling).
@@ -904,19 +1079,25 @@ type WALStats struct {
 	SyncTime    time.Duration // total time writing and syncing
 	Truncations uint64        // truncations that dropped files (after pebble flushes)
 	Forced      uint64        // flushes forced by the log (live files over the limit)
+	Deferred    uint64        // forced flushes put off: pebble had a flush queued or running
 	Files       int           // live files
 	Bytes       uint64        // bytes written (records with headers)
 	Recycled    uint64        // files prepared by renaming a dropped one
 	ZeroFilled  uint64        // files prepared by writing zeros
 	EarlySyncs  uint64        // writes and fdatasyncs started before a large batch's memtable apply
+	// Rows out of the memtable (store_rowlog.go).
+	RowCheckpoints uint64 // row checkpoints completed
+	CheckpointRows uint64 // rows written by them
+	OverlayRows    int    // rows in the overlay (not yet in pebble)
 }
 
 func (w *ownWAL) stats() WALStats {
 	w.filesMu.Lock()
 	n := len(w.files)
 	w.filesMu.Unlock()
-	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Forced: w.forced.Load(), Files: n, Bytes: w.bytes.Load(),
-		Recycled: w.recycled.Load(), ZeroFilled: w.zeroFilled.Load(), EarlySyncs: w.early.Load()}
+	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Forced: w.forced.Load(), Deferred: w.deferred.Load(), Files: n, Bytes: w.bytes.Load(),
+		Recycled: w.recycled.Load(), ZeroFilled: w.zeroFilled.Load(), EarlySyncs: w.early.Load(),
+		RowCheckpoints: w.ckDone.Load(), CheckpointRows: w.ckRows.Load(), OverlayRows: w.ovRows()}
 }
 
 // openWAL replays the own log's files into the DB just opened and, with
@@ -924,7 +1105,9 @@ func (w *ownWAL) stats() WALStats {
 // Callers hold applyMu and dbMu (or own s exclusively).
 func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 	dir := s.fs.PathJoin(s.dir, walDirName)
-	files, last, err := recoverWAL(s.fs, dir, s.db, &s.walBugs)
+	s.ov, s.rowCk = nil, rowCheckpoint{}
+	overlay := s.opts.WAL == WALOwn && !s.opts.RowsInMemtable
+	files, last, err := recoverWAL(s.fs, dir, s.db, &s.walBugs, overlay)
 	if err != nil {
 		return err
 	}
@@ -962,15 +1145,23 @@ func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 		}
 	}
 	memTable := cmp.Or(s.opts.MemTableBytes, defaultMemTableBytes)
+	var ov *rowOverlay
+	ovRows := func() int { return 0 }
+	if overlay {
+		ov = newRowOverlay()
+		ovRows = ov.len
+	}
 	w, err := openOwnWAL(s.fs, dir, s.db, files, last, walConfig{
 		log: s.log, noSync: s.opts.NoSync, fileBytes: fileBytes,
 		flushBytes: cmp.Or(s.opts.walForceBytes, walForceFlushBytes(fileBytes)), recycle: walRecycle(fileBytes, memTable),
 		onFatal: func(err error) { s.markFailedGen(gen, err) }, bugs: &s.walBugs, flushes: flushes,
+		overlay: overlay, ovRows: ovRows,
 	})
 	if err != nil {
 		return err
 	}
 	s.wal = w
+	s.ov = ov
 	return nil
 }
 
@@ -981,6 +1172,7 @@ func (s *Store) closeWAL() {
 		s.wal.close()
 		s.wal = nil
 	}
+	s.ov = nil
 }
 
 // WALStats returns the own log's counters (zero with pebble's WAL).

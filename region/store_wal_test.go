@@ -173,6 +173,7 @@ func TestOwnWALPlantedBugs(t *testing.T) {
 		{"reply before fdatasync", walBugs{noSync: true}},
 		{"replay from the wrong position", walBugs{replayFromNext: true}},
 		{"drop a file before pebble flushed it", walBugs{dropUnflushed: true}},
+		{"drop a file no flushed row checkpoint covers", walBugs{ignoreRowCheckpoint: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, _ := ownCrashRun(t, 11, 120, tc.bugs)
@@ -541,4 +542,119 @@ func (s *Store) walSyncCalls() uint64 {
 		return 0
 	}
 	return s.wal.syncCalls.Load()
+}
+
+// blockSSTFS blocks the creation of sstables while armed (block not nil):
+// the first blocked Create closes entered, and all wait for block.
+type blockSSTFS struct {
+	vfs.FS
+	mu      sync.Mutex
+	block   chan struct{}
+	entered chan struct{}
+}
+
+func (f *blockSSTFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if strings.HasSuffix(name, ".sst") {
+		f.mu.Lock()
+		block, entered := f.block, f.entered
+		if entered != nil {
+			close(entered)
+			f.entered = nil
+		}
+		f.mu.Unlock()
+		if block != nil {
+			<-block
+		}
+	}
+	return f.FS.Create(name, c)
+}
+
+// TestOwnWALNoForcedFlushDuringPebbleFlush: while pebble flushes a
+// memtable, a log over its limit puts its forced flush off (the flush's
+// FlushEnd calls the truncation again) instead of forcing one: db.Flush
+// waits for the flush under way, and with full-size memtables it waits
+// holding pebble's commit mutex, stalling every commit meanwhile
+// (docs/benchmarks.md, "The forced-flush stall and the one-SKU cost").
+// Planted forceDuringFlush: the truncation forces a flush, which returns
+// only once the blocked flush is let go.
+func TestOwnWALNoForcedFlushDuringPebbleFlush(t *testing.T) {
+	for _, planted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("planted=%v", planted), func(t *testing.T) {
+			fs := &blockSSTFS{FS: vfs.NewMem()}
+			opts := ownOpts(fs, t)
+			opts.MemTableBytes = 8 << 20 // never full: pebble flushes only when told
+			opts.walForceBytes = 4 * opts.WALFileBytes
+			opts.walBugs = walBugs{forceDuringFlush: planted}
+			s := stOpenWith(t, "db", opts)
+			defer s.Close()
+			m := newStModel()
+			g := newStGen(21, m)
+			g.applyNext(t, s)
+			block, entered := make(chan struct{}), make(chan struct{})
+			fs.mu.Lock()
+			fs.block, fs.entered = block, entered
+			fs.mu.Unlock()
+			var once sync.Once
+			release := func() {
+				once.Do(func() {
+					fs.mu.Lock()
+					fs.block, fs.entered = nil, nil
+					fs.mu.Unlock()
+					close(block)
+				})
+			}
+			defer release()
+			if _, err := s.db.AsyncFlush(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("pebble's flush did not reach the creation of its sstable")
+			}
+			// The log goes over its limit while the flush is blocked.
+			for i := 0; int64(s.WALStats().Files)*opts.WALFileBytes <= opts.walForceBytes; i++ {
+				if i == 1000 {
+					t.Fatalf("the log did not pass its limit: %+v", s.WALStats())
+				}
+				g.applyNext(t, s)
+			}
+			forced := s.wal.forced.Load()
+			// Failure path only: a forced flush waits for the blocked one.
+			timer := time.AfterFunc(3*time.Second, release)
+			defer timer.Stop()
+			if err := s.wal.truncate(); err != nil {
+				t.Fatal(err)
+			}
+			st := s.WALStats()
+			if got := s.wal.forced.Load() - forced; got != 0 || st.Deferred == 0 {
+				if planted {
+					t.Logf("planted bug caught: %d forced flushes during pebble's flush, %+v", got, st)
+					return
+				}
+				t.Fatalf("%d flushes forced while pebble's flush was under way, want the forced flush put off: %+v", got, st)
+			}
+			if planted {
+				t.Fatalf("planted forceDuringFlush not caught: %+v", st)
+			}
+			// Once pebble's flush ends, the log shrinks; the state is whole.
+			release()
+			if err := s.db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.wal.truncate(); err != nil {
+				t.Fatal(err)
+			}
+			if st := s.WALStats(); int64(st.Files)*opts.WALFileBytes > opts.walForceBytes {
+				t.Fatalf("the log stayed over its limit after pebble's flush: %+v", st)
+			}
+			got, err := s.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := stDiff(got, m.state()); d != "" {
+				t.Fatal(d)
+			}
+		})
+	}
 }

@@ -62,7 +62,9 @@ func BenchmarkBareSync(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer w.close()
-		apply := func(bt *pebble.Batch) error { return db.Apply(bt, pebble.NoSync) }
+		apply := func(bt *pebble.Batch, _ uint64, _ rowSpan) (*pebble.Batch, error) {
+			return bt, db.Apply(bt, pebble.NoSync)
+		}
 		key := []byte("hold/0000000000")
 		var d []time.Duration
 		for i := 0; b.Loop(); i++ {
@@ -70,7 +72,7 @@ func BenchmarkBareSync(b *testing.B) {
 			t := time.Now()
 			bt := db.NewBatch()
 			_ = bt.Set(key, val, nil)
-			pos, err := w.append(bt, apply, false)
+			pos, _, err := w.append(bt, apply, false, rowSpan{})
 			if err == nil {
 				err = w.waitDurable(pos)
 			}
