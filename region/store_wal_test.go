@@ -77,20 +77,11 @@ func ownCrashRun(t *testing.T, seed uint64, steps int, bugs walBugs) (string, WA
 }
 
 // ownCrashRunWith is ownCrashRun with the store's options.
+// It is rlCrashRun without the test's own flushes.
 func ownCrashRunWith(t *testing.T, mem *vfs.MemFS, opts StoreOptions, seed uint64, steps int) (string, WALStats) {
 	t.Helper()
-	s := stOpenWith(t, "db", opts)
-	defer s.Close()
-	m := newStModel()
-	g := newStGen(seed, m)
-	for i := 0; i < steps; i++ {
-		g.applyNext(t, s)
-		img := mem.CrashClone(vfs.CrashCloneCfg{})
-		if d := ownCheckImage(t, img, opts, m); d != "" {
-			return fmt.Sprintf("step %d: %s", i, d), s.WALStats()
-		}
-	}
-	return "", s.WALStats()
+	d, st, _, _ := rlCrashRun(t, mem, opts, seed, steps, 0)
+	return d, st
 }
 
 // ownCrashEverySteps runs ownCrashRunWith for steps (shortSteps with
