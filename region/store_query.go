@@ -49,11 +49,9 @@ func (s *Store) Hold(id string) (escrow.Hold, bool, error) {
 
 // scan calls f for every key with prefix p (f must copy what it keeps).
 func (s *Store) scan(p string, f func(k, v []byte) error) error {
-	var skus []string // no overlay rows
+	skus := []string{} // no overlay rows (newRowIter)
 	if p == pfxRow {
 		skus = nil // every overlay row (store_rowlog.go)
-	} else {
-		skus = []string{}
 	}
 	it, err := s.newRowIter(&pebble.IterOptions{LowerBound: []byte(p), UpperBound: prefixEnd(p)}, skus)
 	if err != nil {

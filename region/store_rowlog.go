@@ -49,6 +49,7 @@ package region
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -264,7 +265,7 @@ func (s *Store) rowCheckpointStepLocked() error {
 	ck := &s.rowCk
 	if !ck.active {
 		rotated := s.wal.rotated.Swap(false)
-		if !rotated && s.ov.rows <= cmp0(s.opts.rowOverlayMax, rowOverlayMaxRows) {
+		if !rotated && s.ov.rows <= cmp.Or(s.opts.rowOverlayMax, rowOverlayMaxRows) {
 			return nil
 		}
 		// The SKUs in map order: each chunk sorts its own (one sort of
@@ -282,7 +283,7 @@ func (s *Store) rowCheckpointStepLocked() error {
 	// At least twice the rows the commit just added: a checkpoint then
 	// drains the overlay faster than commits of many rows (a catalogue
 	// loaded 4,096 rows a batch) fill it.
-	chunk := max(cmp0(s.opts.rowCheckpointChunk, rowCheckpointChunk), 2*int(s.stageRows.n))
+	chunk := max(cmp.Or(s.opts.rowCheckpointChunk, rowCheckpointChunk), 2*int(s.stageRows.n))
 	start, n := ck.next, 0
 	// In key order within the chunk: pebble inserts each key with a hint
 	// from the previous one.
@@ -343,13 +344,6 @@ func (s *Store) rowCheckpointStepLocked() error {
 		s.wal.rowCheckpointed(ck.c0, seq)
 	}
 	return nil
-}
-
-func cmp0(v, def int) int {
-	if v > 0 {
-		return v
-	}
-	return def
 }
 
 // mergedIter is a pebble iterator merged with overlay rows (sorted, within
@@ -490,19 +484,20 @@ func (s *Store) ownRowsOverlay(seq, durable uint64, limit int) ([]escrow.Row, er
 		if err != nil {
 			return nil, err
 		}
-		k := appendRowKey(nil, c.sku, s.region)
+		// The key only names a corrupt row.
+		key := func() []byte { return appendRowKey(nil, c.sku, s.region) }
 		if !ok {
-			return nil, corrupt(k, "own row at seq %d (in memory) is missing", c.seq)
+			return nil, corrupt(key(), "own row at seq %d (in memory) is missing", c.seq)
 		}
 		r, err := escrow.DecodeRowValue(v, c.sku, s.region)
 		if err != nil {
-			return nil, corrupt(k, "%v", err)
+			return nil, corrupt(key(), "%v", err)
 		}
 		switch {
 		case r.Seq > c.seq && r.Seq > durable:
 			continue // changed in flight since bySeq was read
 		case r.Seq != c.seq:
-			return nil, corrupt(k, "row has seq %d but was at %d when read", r.Seq, c.seq)
+			return nil, corrupt(key(), "row has seq %d but was at %d when read", r.Seq, c.seq)
 		}
 		rows = append(rows, r)
 	}
