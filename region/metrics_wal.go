@@ -11,16 +11,18 @@ type walStatser interface{ WALStats() WALStats }
 type walCollector struct{ r *Region }
 
 var walDescs = struct {
-	syncs, syncSeconds, bytes, truncations, forced, early, files *prometheus.Desc
-	rowCheckpoints, checkpointRows, overlayRows                  *prometheus.Desc
+	syncs, syncSeconds, bytes, truncations, forced, deferred, early, files *prometheus.Desc
+	rowCheckpoints, checkpointRows, overlayRows                            *prometheus.Desc
 }{
 	syncs:       prometheus.NewDesc("holdfast_wal_syncs_total", "Group commits of the store's own WAL (one write and fdatasync each).", nil, nil),
 	syncSeconds: prometheus.NewDesc("holdfast_wal_sync_seconds_total", "Time the own WAL spent writing and fdatasyncing.", nil, nil),
 	bytes:       prometheus.NewDesc("holdfast_wal_bytes_total", "Bytes written to the own WAL (records with their headers).", nil, nil),
 	truncations: prometheus.NewDesc("holdfast_wal_truncations_total", "Truncations that dropped own-WAL files whose batches pebble had flushed.", nil, nil),
 	forced:      prometheus.NewDesc("holdfast_wal_forced_flushes_total", "Pebble flushes forced by the own WAL because its live files exceeded 4.", nil, nil),
-	early:       prometheus.NewDesc("holdfast_wal_early_syncs_total", "Own-WAL writes and fdatasyncs started before a large batch's memtable apply had finished.", nil, nil),
-	files:       prometheus.NewDesc("holdfast_wal_files", "Live files of the own WAL.", nil, nil),
+	deferred: prometheus.NewDesc("holdfast_wal_deferred_flushes_total",
+		"Flushes the own WAL would have forced but put off because pebble had a flush of its own queued or running (forcing one then stalls every commit).", nil, nil),
+	early: prometheus.NewDesc("holdfast_wal_early_syncs_total", "Own-WAL writes and fdatasyncs started before a large batch's memtable apply had finished.", nil, nil),
+	files: prometheus.NewDesc("holdfast_wal_files", "Live files of the own WAL.", nil, nil),
 	rowCheckpoints: prometheus.NewDesc("holdfast_wal_row_checkpoints_total",
 		"Row checkpoints completed: the rows kept out of pebble's memtable (the row overlay) written into pebble, so that own-WAL files may be dropped.", nil, nil),
 	checkpointRows: prometheus.NewDesc("holdfast_wal_checkpoint_rows_total", "Rows written into pebble by row checkpoints.", nil, nil),
@@ -29,7 +31,7 @@ var walDescs = struct {
 
 func (c *walCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := &walDescs
-	for _, x := range []*prometheus.Desc{d.syncs, d.syncSeconds, d.bytes, d.truncations, d.forced, d.early, d.files, d.rowCheckpoints, d.checkpointRows, d.overlayRows} {
+	for _, x := range []*prometheus.Desc{d.syncs, d.syncSeconds, d.bytes, d.truncations, d.forced, d.deferred, d.early, d.files, d.rowCheckpoints, d.checkpointRows, d.overlayRows} {
 		ch <- x
 	}
 }
@@ -52,6 +54,7 @@ func (c *walCollector) Collect(ch chan<- prometheus.Metric) {
 	k(d.bytes, float64(st.Bytes))
 	k(d.truncations, float64(st.Truncations))
 	k(d.forced, float64(st.Forced))
+	k(d.deferred, float64(st.Deferred))
 	k(d.early, float64(st.EarlySyncs))
 	ch <- prometheus.MustNewConstMetric(d.files, prometheus.GaugeValue, float64(st.Files))
 	k(d.rowCheckpoints, float64(st.RowCheckpoints))

@@ -440,6 +440,9 @@ func TestMetricsWithStore(t *testing.T) {
 			t.Errorf("%s = %v, want >= %v", name, got[name], min)
 		}
 	}
+	if _, ok := got["holdfast_wal_deferred_flushes_total"]; testDefaultWAL == WALOwn && !ok {
+		t.Error("holdfast_wal_deferred_flushes_total is not exported")
+	}
 	// The block cache may be empty while every write is in the memtable:
 	// the gauge is exported, within the configured size (64 MiB).
 	if v, ok := got["holdfast_pebble_block_cache_bytes"]; !ok || v < 0 || v > 64<<20 {
