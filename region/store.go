@@ -70,6 +70,7 @@ import (
 
 	"github.com/RaduBerinde/btreemap"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/eventlog"
@@ -180,6 +181,9 @@ type Store struct {
 	memBuf     []byte
 	memBatch   *pebble.Batch
 	memBatchDB *pebble.DB
+	// tableOpts writes row checkpoints' sstables (the DB's table format
+	// and level-0 options).
+	tableOpts sstable.WriterOptions
 
 	// prefetch holds rows read ahead of the stepper; nil without
 	// StoreOptions.PrefetchRows (store_rows_prefetch.go).
