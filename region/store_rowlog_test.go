@@ -476,6 +476,27 @@ func TestRowsInMemtableSwitch(t *testing.T) {
 	}
 }
 
+// nextRowsAndHolds applies five of g's batches to s, then more until the
+// next one has rows and holds; it returns that one, not applied, and a
+// copy of the model before it.
+func nextRowsAndHolds(t *testing.T, s *Store, g *stGen, m *stModel) (*escrow.Persist, *stModel) {
+	t.Helper()
+	for i := 0; i < 5; i++ {
+		g.applyNext(t, s)
+	}
+	for {
+		before := m.clone()
+		p := g.next()
+		if len(p.Rows) > 0 && len(p.Holds) > 0 {
+			return p, before
+		}
+		if err := s.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+		m.apply(p)
+	}
+}
+
 // TestRowOverlayFlushSyncsLog: a batch written ahead (its record only
 // buffered) and then flushed by pebble must not reach sstables without
 // its rows: the flush makes the log durable first, so a crash after it
@@ -490,22 +511,7 @@ func TestRowOverlayFlushSyncsLog(t *testing.T) {
 		s := stOpenWith(t, "db", opts)
 		defer s.Close()
 		m := newStModel()
-		g := newStGen(31, m)
-		for i := 0; i < 5; i++ {
-			g.applyNext(t, s)
-		}
-		before := m.clone()
-		var p *escrow.Persist
-		for p == nil || len(p.Rows) == 0 || len(p.Holds) == 0 {
-			if p != nil {
-				if err := s.Apply(p); err != nil {
-					t.Fatal(err)
-				}
-				m.apply(p)
-				before = m.clone()
-			}
-			p = g.next()
-		}
+		p, before := nextRowsAndHolds(t, s, newStGen(31, m), m)
 		pc, err := s.WriteAhead(p)
 		if err != nil {
 			t.Fatal(err)
@@ -553,22 +559,7 @@ func TestRowCheckpointIngestSyncsLog(t *testing.T) {
 		defer s.Close()
 		defer p.stop()
 		m := newStModel()
-		g := newStGen(37, m)
-		for i := 0; i < 5; i++ {
-			g.applyNext(t, s)
-		}
-		before := m.clone()
-		var q *escrow.Persist
-		for q == nil || len(q.Rows) == 0 || len(q.Holds) == 0 {
-			if q != nil {
-				if err := s.Apply(q); err != nil {
-					t.Fatal(err)
-				}
-				m.apply(q)
-				before = m.clone()
-			}
-			q = g.next()
-		}
+		q, before := nextRowsAndHolds(t, s, newStGen(37, m), m)
 		s.opts.rowOverlayMax = 1 // the batch written ahead starts a checkpoint
 		pc, err := s.WriteAhead(q)
 		if err != nil {
