@@ -177,7 +177,8 @@ type Store struct {
 	// memBatch build the memtable's batch without the rows (applyMu).
 	ov         *rowOverlay
 	rowCk      rowCheckpoint
-	stageRows  rowSpan // stage's leading rows of the batch it wrote
+	rowCkSKUs  []string // rowCheckpointInlineLocked's SKUs (reused)
+	stageRows  rowSpan  // stage's leading rows of the batch it wrote
 	memBuf     []byte
 	memBatch   *pebble.Batch
 	memBatchDB *pebble.DB

@@ -120,6 +120,9 @@ type StoreOptions struct {
 	// rowCheckpointChunk (this package's tests only; 0: the constants).
 	rowOverlayMax      int
 	rowCheckpointChunk int
+	// rowCkInlineMax replaces rowCkInlineMaxRows (this package's tests
+	// only; 0: the constant; < 0: every checkpoint ingests a table).
+	rowCkInlineMax int
 	// rowCkHook, if set, is called by a row checkpoint's background part
 	// at each stage ("built": table written and log durable up to C0,
 	// not ingested; "ingested": rows in pebble and still in the overlay)

@@ -418,17 +418,23 @@ func TestOwnWALCrashEveryStepRowCheckpoints(t *testing.T) {
 		t.Fatalf("%d checkpoint tables overlapped the memtable (rows should be in the overlay only)", st.CheckpointOverlaps)
 	}
 	for _, bug := range []struct {
-		name string
-		bugs walBugs
+		name   string
+		bugs   walBugs
+		inline bool
 	}{
-		{"truncation ignores the row checkpoints", walBugs{ignoreRowCheckpoint: true}},
-		{"recovery from m/walpos", walBugs{replayFromWALPos: true}},
-		{"m/rowpos when the checkpoint starts", walBugs{rowPosAtStart: true}},
+		{"truncation ignores the row checkpoints", walBugs{ignoreRowCheckpoint: true}, false},
+		{"recovery from m/walpos", walBugs{replayFromWALPos: true}, false},
+		{"m/rowpos when the checkpoint starts", walBugs{rowPosAtStart: true}, false},
+		{"inline: truncation ignores the row checkpoints", walBugs{ignoreRowCheckpoint: true}, true},
+		{"inline: recovery from m/walpos", walBugs{replayFromWALPos: true}, true},
 	} {
 		t.Run(bug.name, func(t *testing.T) {
 			mem := vfs.NewCrashableMem()
 			opts := ownOpts(mem, t)
 			set(&opts)
+			if bug.inline {
+				opts.rowCkInlineMax = 1 << 20
+			}
 			opts.walBugs = bug.bugs
 			d, _, _, _, _ := rlCrashRun(t, mem, opts, seed, steps, 7)
 			if d == "" {
@@ -437,6 +443,23 @@ func TestOwnWALCrashEveryStepRowCheckpoints(t *testing.T) {
 			t.Logf("caught: %s", d)
 		})
 	}
+	// Checkpoints of a few rows go through the log as one batch with
+	// m/rowpos (rowCheckpointInlineLocked): a crash after any Apply keeps
+	// it too, with m/rowpos unflushed and after truncations.
+	t.Run("inline", func(t *testing.T) {
+		mem := vfs.NewCrashableMem()
+		opts := ownOpts(mem, t)
+		set(&opts)
+		opts.rowCkInlineMax = 1 << 20
+		d, st, between, unflushed, stages := rlCrashRun(t, mem, opts, seed, steps, 7)
+		if d != "" {
+			t.Fatal(d)
+		}
+		t.Logf("%d steps, %d with m/rowpos not yet flushed: %+v", steps, unflushed, st)
+		if st.RowCheckpoints < 3 || st.CheckpointRows == 0 || st.Truncations == 0 || unflushed == 0 || between != 0 || len(stages) != 0 {
+			t.Fatalf("the run did not exercise inline checkpoints (and only them), unflushed m/rowpos and truncation: %d in a background checkpoint, stages %v, %+v", between, stages, st)
+		}
+	})
 }
 
 // TestRowsInMemtableSwitch: a store moves between rows in the overlay and

@@ -26,7 +26,10 @@ func isWALPath(path string) bool {
 // flushes all happen within a few hundred batches.
 func ownOpts(fs vfs.FS, t testing.TB) StoreOptions {
 	return StoreOptions{Region: stRegion, FS: fs, Logger: stLogger(t), CacheBytes: 1 << 20, MemTableBytes: 64 << 10,
-		WAL: WALOwn, WALFileBytes: 4 << 10}
+		WAL: WALOwn, WALFileBytes: 4 << 10,
+		// Checkpoints ingest tables, however few their rows: the tests of
+		// the inline path (rowCheckpointInlineLocked) set their own bound.
+		rowCkInlineMax: -1}
 }
 
 // ownCheckImage opens the crashed image img and returns how its state
