@@ -47,7 +47,9 @@ package region
 // with it in pebble, every row of the records up to C0 is in pebble (its
 // value there, or a newer one, whose record is above C0 and replayed). A
 // failed write or ingest fails the store like any failed write; no other
-// checkpoint starts before the goroutine has ended. Writing the rows
+// checkpoint starts before the goroutine has ended. A checkpoint of at
+// most rowCkInlineMaxRows rows skips all this: its rows and m/rowpos go
+// through the log as one batch (rowCheckpointInlineLocked). Writing the rows
 // into the memtable instead, in chunks through the log, cost 2.8 µs per
 // hold at a million SKUs, most of it inserting them at random places in a
 // large skiplist (docs/benchmarks.md, "Row checkpoints by ingest").
