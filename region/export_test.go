@@ -26,7 +26,6 @@ func init() {
 		testDefaultWAL = m
 	}
 	testNoInlineCommit = os.Getenv("HOLDFAST_TEST_INLINE") == "0"
-	testIngestCopy = true
 }
 
 type MemStorage = memStorage

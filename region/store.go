@@ -70,7 +70,6 @@ import (
 
 	"github.com/RaduBerinde/btreemap"
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/eventlog"
@@ -177,14 +176,10 @@ type Store struct {
 	// memBatch build the memtable's batch without the rows (applyMu).
 	ov         *rowOverlay
 	rowCk      rowCheckpoint
-	rowCkSKUs  []string // rowCheckpointInlineLocked's SKUs (reused)
-	stageRows  rowSpan  // stage's leading rows of the batch it wrote
+	stageRows  rowSpan // stage's leading rows of the batch it wrote
 	memBuf     []byte
 	memBatch   *pebble.Batch
 	memBatchDB *pebble.DB
-	// tableOpts writes row checkpoints' sstables (the DB's table format
-	// and level-0 options).
-	tableOpts sstable.WriterOptions
 
 	// prefetch holds rows read ahead of the stepper; nil without
 	// StoreOptions.PrefetchRows (store_rows_prefetch.go).
