@@ -26,6 +26,7 @@ func init() {
 		testDefaultWAL = m
 	}
 	testNoInlineCommit = os.Getenv("HOLDFAST_TEST_INLINE") == "0"
+	testIngestCopy = true
 }
 
 type MemStorage = memStorage

@@ -70,6 +70,7 @@ import (
 
 	"github.com/RaduBerinde/btreemap"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/eventlog"
@@ -176,10 +177,14 @@ type Store struct {
 	// memBatch build the memtable's batch without the rows (applyMu).
 	ov         *rowOverlay
 	rowCk      rowCheckpoint
-	stageRows  rowSpan // stage's leading rows of the batch it wrote
+	rowCkSKUs  []string // rowCheckpointInlineLocked's SKUs (reused)
+	stageRows  rowSpan  // stage's leading rows of the batch it wrote
 	memBuf     []byte
 	memBatch   *pebble.Batch
 	memBatchDB *pebble.DB
+	// tableOpts writes row checkpoints' sstables (the DB's table format
+	// and level-0 options).
+	tableOpts sstable.WriterOptions
 
 	// prefetch holds rows read ahead of the stepper; nil without
 	// StoreOptions.PrefetchRows (store_rows_prefetch.go).

@@ -120,6 +120,14 @@ type StoreOptions struct {
 	// rowCheckpointChunk (this package's tests only; 0: the constants).
 	rowOverlayMax      int
 	rowCheckpointChunk int
+	// rowCkInlineMax replaces rowCkInlineMaxRows (this package's tests
+	// only; 0: the constant; < 0: every checkpoint ingests a table).
+	rowCkInlineMax int
+	// rowCkHook, if set, is called by a row checkpoint's background part
+	// at each stage ("built": table written and log durable up to C0,
+	// not ingested; "ingested": rows in pebble and still in the overlay)
+	// on its goroutine (this package's tests only).
+	rowCkHook func(stage string)
 	// walEarlyBytes replaces the smallest synced batch whose write and
 	// fdatasync start before its memtable apply (this package's tests
 	// only; 0: walEarlySyncBytes).
@@ -202,8 +210,12 @@ func (s *Store) open() error {
 			cache = lazyRowsCacheBytes
 		}
 	}
+	pfs := s.fs
+	if testIngestCopy {
+		pfs = copyFS{s.fs}
+	}
 	po := &pebble.Options{
-		FS:                    s.fs,
+		FS:                    pfs,
 		Logger:                plog,
 		CacheSize:             cache,
 		MemTableSize:          cmp.Or(s.opts.MemTableBytes, defaultMemTableBytes),
@@ -244,7 +256,14 @@ func (s *Store) open() error {
 		return fmt.Errorf("region store: open pebble in %s: %w", s.dir, err)
 	}
 	s.db = db
-	err = s.openWAL(gen, flushes)
+	// Row checkpoints write their tables as pebble would (store_rowlog.go).
+	wo := po.Clone()
+	wo.EnsureDefaults()
+	s.tableOpts = wo.MakeWriterOptions(0, db.TableFormat())
+	err = removeRowCkTemps(s.fs, s.dir)
+	if err == nil {
+		err = s.openWAL(gen, flushes)
+	}
 	if err == nil {
 		err = s.initLocked()
 	}
@@ -267,6 +286,19 @@ func (s *Store) open() error {
 	s.stats.Failed = ""
 	s.statsMu.Unlock()
 	return nil
+}
+
+// testIngestCopy makes pebble copy a row checkpoint's table at its ingest
+// instead of linking it (this package's tests): the crashable MemFS's Link
+// read-locks its clone lock twice, and deadlocks when a CrashClone of a
+// test comes between the two.
+var testIngestCopy bool
+
+// copyFS is a filesystem without hard links: pebble's ingest copies.
+type copyFS struct{ vfs.FS }
+
+func (copyFS) Link(oldname, newname string) error {
+	return fmt.Errorf("link %s: hard links refused (copied instead)", newname)
 }
 
 func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {

@@ -20,21 +20,44 @@ package region
 //
 // Row checkpoints move the overlay into pebble: started on every own-log
 // file rotation and when the overlay exceeds rowOverlayMaxRows, at
-// position C0 (the last record appended), a checkpoint walks the SKUs the
-// overlay held then, rowCheckpointChunk SKUs per batch (at least twice
-// the rows of the commit before it), each chunk in key order (one chunk
-// after each commit, on the committer, so that a checkpoint never stalls
-// commits for long) through the log like any
-// batch, fully applied; each chunk writes the current value of rows whose
-// position is at or below C0, and they leave the overlay once applied.
-// The last chunk sets keyMetaRowPos = C0: with it in pebble, every row of
-// the records up to C0 is in pebble (its value there, or a newer one,
-// whose record is above C0 and replayed).
+// position C0 (the last record appended), a checkpoint takes the SKUs the
+// overlay holds then (on the committer) and hands them to a goroutine of
+// its own (rowCkJob; one checkpoint at a time), which:
+//
+//  1. writes the current value of their rows whose position is at or
+//     below C0 into one sorted sstable in the store's directory (pebble's
+//     sstable writer, the DB's table format; the overlay read-locked for
+//     rowCheckpointChunk SKUs at a time). A row changed since C0 is left
+//     out: its record is above C0, replayed, and it stays in the overlay;
+//  2. makes the log durable up to C0: once ingested a row is durable, and
+//     its batch's record must be too (a batch written ahead, or one whose
+//     fdatasync runs, is only buffered);
+//  3. ingests the table (db.Ingest: pebble links it in; durable when
+//     Ingest returns). Its sequence number is above the memtable's,
+//     which holds no rows (they go to the overlay): an overlap, which
+//     pebble handles by flushing the memtable first, is counted in
+//     WALStats.CheckpointOverlaps;
+//  4. removes from the overlay the rows still at or below C0: unchanged
+//     since the table was written, so pebble has their value (a row
+//     written into the table and changed before the ingest is above C0,
+//     stays, and wins over pebble for readers).
+//
+// The committer, after a later commit, finds the goroutine ended and
+// writes m/rowpos = C0 through the log like any batch, fully applied:
+// with it in pebble, every row of the records up to C0 is in pebble (its
+// value there, or a newer one, whose record is above C0 and replayed). A
+// failed write or ingest fails the store like any failed write; no other
+// checkpoint starts before the goroutine has ended. A checkpoint of at
+// most rowCkInlineMaxRows rows skips all this: its rows and m/rowpos go
+// through the log as one batch (rowCheckpointInlineLocked). Writing the rows
+// into the memtable instead, in chunks through the log, cost 2.8 µs per
+// hold at a million SKUs, most of it inserting them at random places in a
+// large skiplist (docs/benchmarks.md, "Row checkpoints by ingest").
 //
 // Truncation drops a full file only when, as before, pebble flushed its
 // batches, and a checkpoint whose C0 is at or above the file's last
-// position has been flushed (its last chunk's sequence number at or below
-// the flushed one). Recovery replays from min(m/walpos, m/rowpos): a
+// position has been flushed (its m/rowpos batch's sequence number at or
+// below the flushed one). Recovery replays from min(m/walpos, m/rowpos): a
 // record already in sstables is applied again, which is harmless, as
 // replay runs in log order and every key's last write wins (logged batches
 // Set and Delete; the one DeleteRange, store_upgrade.go's of the c/
@@ -50,13 +73,20 @@ package region
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/holdfast-io/holdfast/escrow"
 )
@@ -64,10 +94,9 @@ import (
 var keyMetaRowPos = []byte("m/rowpos")
 
 const (
-	// rowCheckpointChunk bounds the SKUs of one checkpoint batch (their
-	// rows: one per region that wrote the SKU): at a million SKUs a row
-	// insert costs a few µs, so a chunk adds a few ms to the commit it
-	// follows.
+	// rowCheckpointChunk is the SKUs whose rows a checkpoint reads (and
+	// removes) per hold of the overlay's lock, during which the
+	// committer's overlay writes wait: a few hundred µs.
 	rowCheckpointChunk = 1024
 	// rowOverlayMaxRows starts a checkpoint when the overlay holds more
 	// rows. A checkpoint per 16 MiB log file keeps it to the rows of one
@@ -247,56 +276,132 @@ func (s *Store) applyMemRows(b *pebble.Batch, pos uint64, rows rowSpan) (*pebble
 	return mb, s.commit(mb, false)
 }
 
-// rowCheckpoint is a checkpoint in progress (under applyMu).
+// rowCheckpoint is the row checkpoint in progress (under applyMu): job
+// is its background part, until the committer finishes it.
 type rowCheckpoint struct {
 	active bool
 	c0     uint64
-	skus   []string // the overlay's SKUs at the start, sorted
-	next   int
+	job    *rowCkJob
 }
 
-// rowCheckpointStepLocked starts a checkpoint when the log rotated or the
-// overlay is over its bound, and writes the next chunk of the one in
-// progress. Called by the committer after a commit; callers hold applyMu.
+// rowCkJob is a row checkpoint's background part: it writes the overlay's
+// rows at or below c0 into one sorted sstable, makes the log durable up to
+// c0, ingests the table and removes the rows still at or below c0 from the
+// overlay. done is closed when it ends; err is read after it.
+type rowCkJob struct {
+	c0     uint64
+	skus   []string // the overlay's SKUs at the start (map order; sorted by run)
+	ov     *rowOverlay
+	db     *pebble.DB
+	wal    *ownWAL
+	fs     vfs.FS
+	path   string // the table, in the store's directory until ingested
+	wopts  sstable.WriterOptions
+	hook   func(stage string)
+	chunk  int // SKUs per hold of the overlay's lock
+	bugs   *walBugs
+	cancel atomic.Bool // the store closes: no ingest from now
+	done   chan struct{}
+
+	rows int // rows in the table
+	err  error
+}
+
+// rowCkTmpPrefix names a row checkpoint's table before its ingest; a
+// leftover (a crash between its write and its removal) is removed at open.
+const rowCkTmpPrefix = "holdfast-rowck-"
+
+// rowOverlayStallRows is the overlay size at which the committer waits for
+// the checkpoint in progress to end instead of committing on: the bound of
+// the overlay's memory (~50 MiB) when commits outrun the checkpoints.
+const rowOverlayStallRows = 4 * rowOverlayMaxRows
+
+// rowCkInlineMaxRows: a checkpoint of at most this many rows writes them
+// through the log as one batch with m/rowpos, on the committer
+// (rowCheckpointInlineLocked), instead of ingesting a table. An ingest
+// holds every commit behind it until its manifest edit is synced (1.5–9.5
+// ms measured), and a small catalogue checkpoints on every log rotation
+// (about twice a second at one SKU); a few thousand rows inserted into the
+// memtable cost the commit they follow a millisecond or two.
+const rowCkInlineMaxRows = 2048
+
+// rowCheckpointStepLocked finishes the checkpoint in progress once its
+// background part (rowCkJob) has ended (m/rowpos, rowPosLocked), and
+// starts one when the log rotated or the overlay is over its bound.
+// Called by the committer after a commit; callers hold applyMu.
 func (s *Store) rowCheckpointStepLocked() error {
 	if s.ov == nil || s.wal == nil {
 		return nil
 	}
 	ck := &s.rowCk
-	if !ck.active {
-		rotated := s.wal.rotated.Swap(false)
-		if !rotated && s.ov.rows <= cmp.Or(s.opts.rowOverlayMax, rowOverlayMaxRows) {
+	if ck.active {
+		job := ck.job
+		if s.ov.len() > rowOverlayStallRows {
+			<-job.done
+		}
+		select {
+		case <-job.done:
+		default:
 			return nil
 		}
-		// The SKUs in map order: each chunk sorts its own (one sort of
-		// the whole overlay, 10^5 SKUs at a million, stalled the commit
-		// it followed by tens of ms). With none, the checkpoint still
-		// moves m/rowpos on.
-		ck.skus = ck.skus[:0]
-		for sku := range s.ov.skus {
-			ck.skus = append(ck.skus, sku)
+		if job.err != nil {
+			return job.err
 		}
-		ck.active, ck.c0, ck.next = true, s.wal.lastPos(), 0
+		if !s.walBugs.rowPosAtStart {
+			if err := s.rowPosLocked(ck.c0); err != nil {
+				return err
+			}
+		}
+		*ck = rowCheckpoint{}
 	}
+	rotated := s.wal.rotated.Swap(false)
+	n := s.ov.len()
+	if !rotated && n <= cmp.Or(s.opts.rowOverlayMax, rowOverlayMaxRows) {
+		return nil
+	}
+	if n <= cmp.Or(s.opts.rowCkInlineMax, rowCkInlineMaxRows) {
+		return s.rowCheckpointInlineLocked()
+	}
+	// The SKUs in map order (the committer alone writes the map): the
+	// job sorts them. With none, the checkpoint still moves m/rowpos on.
+	job := &rowCkJob{ov: s.ov, db: s.db, wal: s.wal, fs: s.fs, wopts: s.tableOpts, hook: s.opts.rowCkHook,
+		chunk: cmp.Or(s.opts.rowCheckpointChunk, rowCheckpointChunk),
+		bugs:  &s.walBugs, done: make(chan struct{})}
+	job.skus = make([]string, 0, len(s.ov.skus))
+	for sku := range s.ov.skus {
+		job.skus = append(job.skus, sku)
+	}
+	job.c0 = s.wal.lastPos()
+	job.path = s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.tmp", rowCkTmpPrefix, job.c0))
+	*ck = rowCheckpoint{active: true, c0: job.c0, job: job}
+	go job.run()
+	if s.walBugs.rowPosAtStart {
+		return s.rowPosLocked(job.c0)
+	}
+	return nil
+}
+
+// rowCheckpointInlineLocked is a checkpoint of a few rows (no other in
+// progress): the overlay's rows, in key order, and m/rowpos = C0 (the
+// last record appended) as one batch through the log, fully applied, as
+// any batch; then the rows leave the overlay (nothing changed them since:
+// the committer is here). Pebble's flush of that batch makes the log
+// durable first (walFlushes.flushBegin), as for any batch, so no row
+// reaches sstables without its record. Callers hold applyMu.
+func (s *Store) rowCheckpointInlineLocked() error {
+	c0 := s.wal.lastPos()
+	skus := s.rowCkSKUs[:0]
+	for sku := range s.ov.skus {
+		skus = append(skus, sku)
+	}
+	slices.Sort(skus)
 	b := s.db.NewBatch()
 	defer b.Close()
-	// At least twice the rows the commit just added: a checkpoint then
-	// drains the overlay faster than commits of many rows (a catalogue
-	// loaded 4,096 rows a batch) fill it.
-	chunk := max(cmp.Or(s.opts.rowCheckpointChunk, rowCheckpointChunk), 2*int(s.stageRows.n))
-	start, n := ck.next, 0
-	// In key order within the chunk: pebble inserts each key with a hint
-	// from the previous one.
-	slices.Sort(ck.skus[start:min(start+chunk, len(ck.skus))])
 	var k []byte
-	for ; ck.next < len(ck.skus) && ck.next < start+chunk; ck.next++ {
-		sku := ck.skus[ck.next]
-		e := s.ov.skus[sku]
-		if e == nil {
-			continue
-		}
-		for _, r := range e.rows {
-			if r.pos <= ck.c0 {
+	n := 0
+	for _, sku := range skus {
+		for _, r := range s.ov.skus[sku].rows {
+			if r.pos <= c0 {
 				k = appendRowKey(k[:0], sku, r.region)
 				if err := b.Set(k, r.val, nil); err != nil {
 					return err
@@ -305,43 +410,222 @@ func (s *Store) rowCheckpointStepLocked() error {
 			}
 		}
 	}
-	last := ck.next == len(ck.skus)
-	if last {
-		if err := b.Set(keyMetaRowPos, appendU64(nil, ck.c0), nil); err != nil {
-			return err
-		}
+	if err := b.Set(keyMetaRowPos, appendU64(nil, c0), nil); err != nil {
+		return err
 	}
 	_, seq, err := s.wal.append(b, s.applyMemRows, false, rowSpan{})
 	if err != nil {
 		return err
 	}
-	// Applied: the rows written leave the overlay (nothing changed them
-	// since: the committer is here).
 	s.ov.mu.Lock()
-	for _, sku := range ck.skus[start:ck.next] {
-		e := s.ov.skus[sku]
+	s.ov.dropUpToLocked(skus, c0, s.walBugs.removeChangedRows)
+	s.ov.mu.Unlock()
+	clear(skus)
+	s.rowCkSKUs = skus[:0]
+	s.wal.ckRows.Add(uint64(n))
+	s.wal.rowCheckpointed(c0, seq)
+	return nil
+}
+
+// dropUpToLocked removes skus' rows at or below position c0 from the
+// overlay (all of them with the planted bug removeChanged). Callers hold
+// mu.
+func (o *rowOverlay) dropUpToLocked(skus []string, c0 uint64, removeChanged bool) {
+	for _, sku := range skus {
+		e := o.skus[sku]
 		if e == nil {
 			continue
 		}
 		kept := e.rows[:0]
 		for _, r := range e.rows {
-			if r.pos > ck.c0 {
+			if r.pos > c0 && !removeChanged {
 				kept = append(kept, r)
 			}
 		}
-		s.ov.rows -= len(e.rows) - len(kept)
+		o.rows -= len(e.rows) - len(kept)
 		if len(kept) == 0 {
-			delete(s.ov.skus, sku)
+			delete(o.skus, sku)
 		} else {
 			clear(e.rows[len(kept):])
 			e.rows = kept
 		}
 	}
-	s.ov.mu.Unlock()
-	s.wal.ckRows.Add(uint64(n))
-	if last {
-		ck.active = false
-		s.wal.rowCheckpointed(ck.c0, seq)
+}
+
+// rowPosLocked ends a checkpoint whose rows are in pebble: m/rowpos = c0,
+// through the log like any batch, fully applied; once pebble has flushed
+// it, the log may drop the files up to c0 (dropFlushed). Callers hold
+// applyMu.
+func (s *Store) rowPosLocked(c0 uint64) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keyMetaRowPos, appendU64(nil, c0), nil); err != nil {
+		return err
+	}
+	_, seq, err := s.wal.append(b, s.applyMemRows, false, rowSpan{})
+	if err != nil {
+		return err
+	}
+	s.wal.rowCheckpointed(c0, seq)
+	return nil
+}
+
+// stopRowCheckpoint waits for the background part of the checkpoint in
+// progress, if any, telling it not to ingest if it has not yet (the store
+// closes; the log keeps the rows). Callers hold applyMu.
+func (s *Store) stopRowCheckpoint() {
+	if job := s.rowCk.job; job != nil {
+		job.cancel.Store(true)
+		<-job.done
+	}
+	s.rowCk = rowCheckpoint{}
+}
+
+var errRowCkCancelled = errors.New("row checkpoint cancelled: the store closed")
+
+func (j *rowCkJob) stage(name string) {
+	if j.hook != nil {
+		j.hook(name)
+	}
+}
+
+// run is the job's goroutine.
+func (j *rowCkJob) run() {
+	defer close(j.done)
+	err := j.build()
+	if err == nil && j.rows > 0 {
+		err = j.ingest()
+	}
+	if err != nil {
+		if !errors.Is(err, errRowCkCancelled) {
+			// Like any failed write: the store fails, the log keeps the
+			// rows, the next open replays them.
+			err = fmt.Errorf("%w: row checkpoint at wal position %d: %w", ErrStoreFailed, j.c0, err)
+			j.wal.onFatal(err)
+		}
+		j.err = err
+		return
+	}
+	j.stage("ingested")
+	j.removeRows()
+}
+
+// build writes the table: the overlay's rows at or below c0, in key order
+// (the SKUs sorted: "r/" + sku + "\x00" + region sorts as the SKU, then the
+// region, and an SKU's rows are kept by region). A row changed since c0
+// is left out (its record is above c0; it stays in the overlay); one
+// written here and changed before the ingest stays in the overlay too,
+// which wins over pebble for readers.
+func (j *rowCkJob) build() (err error) {
+	slices.Sort(j.skus)
+	f, err := j.fs.Create(j.path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", j.path, err)
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), j.wopts)
+	defer func() {
+		if w != nil {
+			_ = w.Close()
+		}
+		if err != nil || j.rows == 0 {
+			_ = j.fs.Remove(j.path)
+		}
+	}()
+	// A chunk's rows are copied under the overlay's lock and written to
+	// the table after it: no file write holds the committer up.
+	var buf []byte
+	var ends []int // key end, value end of each row in buf
+	for i := 0; i < len(j.skus); i += j.chunk {
+		if j.cancel.Load() {
+			return errRowCkCancelled
+		}
+		buf, ends = buf[:0], ends[:0]
+		j.ov.mu.RLock()
+		for _, sku := range j.skus[i:min(i+j.chunk, len(j.skus))] {
+			e := j.ov.skus[sku]
+			if e == nil {
+				continue
+			}
+			for _, r := range e.rows {
+				if r.pos <= j.c0 {
+					buf = appendRowKey(buf, sku, r.region)
+					ends = append(ends, len(buf))
+					buf = append(buf, r.val...)
+					ends = append(ends, len(buf))
+				}
+			}
+		}
+		j.ov.mu.RUnlock()
+		start := 0
+		for k := 0; k < len(ends); k += 2 {
+			if err := w.Set(buf[start:ends[k]], buf[ends[k]:ends[k+1]]); err != nil {
+				return fmt.Errorf("write %s: %w", j.path, err)
+			}
+			start = ends[k+1]
+			j.rows++
+		}
+	}
+	// Close writes the footer and fdatasyncs the file.
+	err, w = w.Close(), nil
+	if err != nil {
+		return fmt.Errorf("write %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// ingest makes the log durable up to c0, then ingests the table. The log
+// first: a row in the table may come from a record still buffered (a
+// batch written ahead, or one whose fdatasync runs), and once ingested the
+// row is durable; without its record a crash would keep the row and lose
+// the rest of its batch (as walFlushes.flushBegin for pebble's flushes).
+func (j *rowCkJob) ingest() error {
+	// Ingest linked (or copied) it into pebble's files.
+	defer func() { _ = j.fs.Remove(j.path) }()
+	if j.bugs == nil || !j.bugs.ingestBeforeDurable {
+		if err := j.wal.waitDurable(j.c0); err != nil {
+			return err
+		}
+	}
+	if j.cancel.Load() {
+		return errRowCkCancelled
+	}
+	j.stage("built")
+	st, err := j.db.IngestWithStats(context.Background(), []string{j.path})
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", j.path, err)
+	}
+	// The memtable holds no rows normally (they go to the overlay): an
+	// overlap means pebble flushed it first (or queued the table behind
+	// it), correct but slower.
+	j.wal.ckOverlaps.Add(uint64(st.MemtableOverlappingFiles))
+	j.wal.ckRows.Add(uint64(j.rows))
+	return nil
+}
+
+// removeRows drops the rows the table holds from the overlay: those still
+// at or below c0 (unchanged since; a changed one has a newer value and a
+// record above c0), a chunk of SKUs per hold of the lock.
+func (j *rowCkJob) removeRows() {
+	for i := 0; i < len(j.skus); i += j.chunk {
+		j.ov.mu.Lock()
+		j.ov.dropUpToLocked(j.skus[i:min(i+j.chunk, len(j.skus))], j.c0, j.bugs != nil && j.bugs.removeChangedRows)
+		j.ov.mu.Unlock()
+	}
+}
+
+// removeRowCkTemps removes leftover checkpoint tables from dir (a crash
+// before their ingest, or between it and their removal).
+func removeRowCkTemps(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return fmt.Errorf("region store: list %s: %w", dir, err)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, rowCkTmpPrefix) {
+			if err := fs.Remove(fs.PathJoin(dir, n)); err != nil {
+				return fmt.Errorf("region store: remove %s: %w", n, err)
+			}
+		}
 	}
 	return nil
 }
@@ -421,9 +705,9 @@ func (m *mergedIter) Close() error { return m.it.Close() }
 // newRowIter returns pebble's iterator over o merged with the overlay's
 // rows in o's bounds (all of them with nil bounds), or, given skus, with
 // the overlay's rows of those SKUs only (sorted). The overlay is copied
-// and the iterator made under the overlay's lock: a checkpoint applies
-// rows to pebble before they leave the overlay, so the two together are
-// one state. Callers hold dbMu (read) or applyMu, with the DB open.
+// and the iterator made under the overlay's lock: a checkpoint's ingest
+// has returned (its table visible) before its rows leave the overlay
+// (under that lock), so the two together are one state. Callers hold dbMu (read) or applyMu, with the DB open.
 func (s *Store) newRowIter(o *pebble.IterOptions, skus []string) (*mergedIter, error) {
 	if s.ov == nil {
 		it, err := s.db.NewIter(o)
@@ -467,7 +751,7 @@ func (s *Store) rowValue(sku, region string) ([]byte, bool, error) {
 // ownRowsOverlay is OwnRowsSince's read of the rows bySeq names with the
 // overlay: each row from the overlay, or else from pebble as it is now
 // (not a snapshot). A row leaves the overlay only after a checkpoint
-// applied its value (or a newer one) to pebble, and a durable change is
+// ingested its value into pebble, and a durable change is
 // in the overlay or in pebble, so the row read is at the sequence bySeq
 // had or, if a batch changed it since (at a sequence above durable: in
 // flight), newer: then it is left out, as OwnRowsSince leaves out rows

@@ -128,7 +128,7 @@ type walFileEnd struct {
 }
 
 // walRowCk is a completed row checkpoint: every row of the records up to
-// c0 is in pebble once its last chunk (sequence number seq) is flushed.
+// c0 is in pebble once its m/rowpos batch (sequence number seq) is flushed.
 type walRowCk struct{ c0, seq uint64 }
 
 // walFlushes carries pebble's flushes to the own log; its listener is
@@ -231,7 +231,10 @@ type ownWAL struct {
 	rotated atomic.Bool
 	ckDone  atomic.Uint64 // row checkpoints completed
 	ckRows  atomic.Uint64 // rows they wrote
-	ovRows  func() int    // the overlay's rows, for stats
+	// ckOverlaps counts checkpoint tables whose ingest overlapped the
+	// memtable (pebble flushed it first): none expected.
+	ckOverlaps atomic.Uint64
+	ovRows     func() int // the overlay's rows, for stats
 
 	// syncMu is held by the goroutine writing and syncing (the leader).
 	syncMu  sync.Mutex
@@ -296,6 +299,17 @@ type walBugs struct {
 	// forceDuringFlush: truncation forces a flush while pebble's own
 	// flush is queued or running (it waits for that flush).
 	forceDuringFlush bool
+	// ingestBeforeDurable: a row checkpoint ingests its table without
+	// making the log durable up to its C0 first (a row may reach pebble
+	// while its batch's record can still be lost).
+	ingestBeforeDurable bool
+	// removeChangedRows: a row checkpoint removes from the overlay the
+	// rows changed since its C0 too (their newer value is then lost to
+	// readers).
+	removeChangedRows bool
+	// rowPosAtStart: a row checkpoint sets m/rowpos = C0 when it starts,
+	// before its rows are in pebble.
+	rowPosAtStart bool
 }
 
 func walFileName(num uint64) string { return fmt.Sprintf("%016d%s", num, walFileSuffix) }
@@ -636,7 +650,7 @@ func (w *ownWAL) lastPos() uint64 {
 	return w.next - 1
 }
 
-// rowCheckpointed notes a row checkpoint from c0 whose last chunk has
+// rowCheckpointed notes a row checkpoint from c0 whose m/rowpos batch has
 // sequence number seq: once pebble flushed it, files up to c0 may go.
 func (w *ownWAL) rowCheckpointed(c0, seq uint64) {
 	w.ckDone.Add(1)
@@ -1088,7 +1102,11 @@ type WALStats struct {
 	// Rows out of the memtable (store_rowlog.go).
 	RowCheckpoints uint64 // row checkpoints completed
 	CheckpointRows uint64 // rows written by them
-	OverlayRows    int    // rows in the overlay (not yet in pebble)
+	// CheckpointOverlaps counts checkpoint tables whose ingest found rows
+	// in the memtable (pebble flushed it first): none expected, as rows
+	// go to the overlay.
+	CheckpointOverlaps uint64
+	OverlayRows        int // rows in the overlay (not yet in pebble)
 }
 
 func (w *ownWAL) stats() WALStats {
@@ -1097,7 +1115,7 @@ func (w *ownWAL) stats() WALStats {
 	w.filesMu.Unlock()
 	return WALStats{Syncs: w.syncs.Load(), SyncTime: time.Duration(w.syncNanos.Load()), Truncations: w.truncs.Load(), Forced: w.forced.Load(), Deferred: w.deferred.Load(), Files: n, Bytes: w.bytes.Load(),
 		Recycled: w.recycled.Load(), ZeroFilled: w.zeroFilled.Load(), EarlySyncs: w.early.Load(),
-		RowCheckpoints: w.ckDone.Load(), CheckpointRows: w.ckRows.Load(), OverlayRows: w.ovRows()}
+		RowCheckpoints: w.ckDone.Load(), CheckpointRows: w.ckRows.Load(), CheckpointOverlaps: w.ckOverlaps.Load(), OverlayRows: w.ovRows()}
 }
 
 // openWAL replays the own log's files into the DB just opened and, with
@@ -1168,6 +1186,7 @@ func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 // closeWAL stops the own log (what is not synced is dropped: it was never
 // acknowledged). Callers hold applyMu and dbMu.
 func (s *Store) closeWAL() {
+	s.stopRowCheckpoint()
 	if s.wal != nil {
 		s.wal.close()
 		s.wal = nil
