@@ -1066,12 +1066,20 @@ func (w *ownWAL) prepareFile(num, from uint64) (vfs.File, error) {
 // close stops the background work and closes the files; what is buffered
 // and not synced is dropped (never acknowledged).
 func (w *ownWAL) close() {
-	w.flushes.w.CompareAndSwap(w, nil)
 	close(w.stop)
 	<-w.bgDone
 	<-w.syncDone
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
+	// A store closed after a failure that is not the log's (pebble's, a
+	// row checkpoint's) drops its memtable, but a flush pebble began may
+	// still write it to sstables, with batches whose records are only
+	// buffered here: write and sync them first, so that pebble never
+	// holds a batch the log lost. Then flushBegin has nothing to do.
+	if w.err == nil {
+		_ = w.syncBufferedLocked()
+	}
+	w.flushes.w.CompareAndSwap(w, nil)
 	if w.cur != nil {
 		_ = w.cur.Close()
 		w.cur = nil
