@@ -1063,8 +1063,9 @@ func (w *ownWAL) prepareFile(num, from uint64) (vfs.File, error) {
 	return f, nil
 }
 
-// close stops the background work and closes the files; what is buffered
-// and not synced is dropped (never acknowledged).
+// close stops the background work, writes and syncs what is buffered
+// (unless the log failed: a record it holds was never acknowledged, but
+// pebble may flush its batch) and closes the files.
 func (w *ownWAL) close() {
 	close(w.stop)
 	<-w.bgDone
@@ -1191,8 +1192,9 @@ func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 	return nil
 }
 
-// closeWAL stops the own log (what is not synced is dropped: it was never
-// acknowledged). Callers hold applyMu and dbMu.
+// closeWAL stops the row checkpoint in progress and the own log (which
+// syncs what it buffered first: ownWAL.close). Callers hold applyMu and
+// dbMu.
 func (s *Store) closeWAL() {
 	s.stopRowCheckpoint()
 	if s.wal != nil {
