@@ -176,9 +176,9 @@ type Store struct {
 	// with wal. rowCk is the row checkpoint in progress; memBuf and
 	// memBatch build the memtable's batch without the rows (applyMu).
 	ov         *rowOverlay
-	rowCk      rowCheckpoint
-	rowCkSKUs  []string // rowCheckpointInlineLocked's SKUs (reused)
-	stageRows  rowSpan  // stage's leading rows of the batch it wrote
+	rowCk      *rowCkJob // the row checkpoint in progress (nil: none)
+	rowCkSKUs  []string  // rowCheckpointInlineLocked's SKUs (reused)
+	stageRows  rowSpan   // stage's leading rows of the batch it wrote
 	memBuf     []byte
 	memBatch   *pebble.Batch
 	memBatchDB *pebble.DB

@@ -49,9 +49,9 @@ package region
 // failed write or ingest fails the store like any failed write; no other
 // checkpoint starts before the goroutine has ended. A checkpoint of at
 // most rowCkInlineMaxRows rows skips all this: its rows and m/rowpos go
-// through the log as one batch (rowCheckpointInlineLocked). Writing the rows
-// into the memtable instead, in chunks through the log, cost 2.8 µs per
-// hold at a million SKUs, most of it inserting them at random places in a
+// through the log as one batch (rowCheckpointInlineLocked). Writing every
+// checkpoint's rows into the memtable, in chunks through the log, cost
+// 2.8 µs per hold at a million SKUs, most of it inserting them at random places in a
 // large skiplist (docs/benchmarks.md, "Row checkpoints by ingest").
 //
 // Truncation drops a full file only when, as before, pebble flushed its
@@ -276,14 +276,6 @@ func (s *Store) applyMemRows(b *pebble.Batch, pos uint64, rows rowSpan) (*pebble
 	return mb, s.commit(mb, false)
 }
 
-// rowCheckpoint is the row checkpoint in progress (under applyMu): job
-// is its background part, until the committer finishes it.
-type rowCheckpoint struct {
-	active bool
-	c0     uint64
-	job    *rowCkJob
-}
-
 // rowCkJob is a row checkpoint's background part: it writes the overlay's
 // rows at or below c0 into one sorted sstable, makes the log durable up to
 // c0, ingests the table and removes the rows still at or below c0 from the
@@ -333,9 +325,7 @@ func (s *Store) rowCheckpointStepLocked() error {
 	if s.ov == nil || s.wal == nil {
 		return nil
 	}
-	ck := &s.rowCk
-	if ck.active {
-		job := ck.job
+	if job := s.rowCk; job != nil {
 		if s.ov.len() > rowOverlayStallRows {
 			<-job.done
 		}
@@ -348,11 +338,11 @@ func (s *Store) rowCheckpointStepLocked() error {
 			return job.err
 		}
 		if !s.walBugs.rowPosAtStart {
-			if err := s.rowPosLocked(ck.c0); err != nil {
+			if err := s.rowPosLocked(s.db.NewBatch(), job.c0); err != nil {
 				return err
 			}
 		}
-		*ck = rowCheckpoint{}
+		s.rowCk = nil
 	}
 	rotated := s.wal.rotated.Swap(false)
 	n := s.ov.len()
@@ -367,16 +357,13 @@ func (s *Store) rowCheckpointStepLocked() error {
 	job := &rowCkJob{ov: s.ov, db: s.db, wal: s.wal, fs: s.fs, wopts: s.tableOpts, hook: s.opts.rowCkHook,
 		chunk: cmp.Or(s.opts.rowCheckpointChunk, rowCheckpointChunk),
 		bugs:  &s.walBugs, done: make(chan struct{})}
-	job.skus = make([]string, 0, len(s.ov.skus))
-	for sku := range s.ov.skus {
-		job.skus = append(job.skus, sku)
-	}
+	job.skus = s.ov.appendSKUs(make([]string, 0, len(s.ov.skus)))
 	job.c0 = s.wal.lastPos()
 	job.path = s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.tmp", rowCkTmpPrefix, job.c0))
-	*ck = rowCheckpoint{active: true, c0: job.c0, job: job}
+	s.rowCk = job
 	go job.run()
 	if s.walBugs.rowPosAtStart {
-		return s.rowPosLocked(job.c0)
+		return s.rowPosLocked(s.db.NewBatch(), job.c0)
 	}
 	return nil
 }
@@ -390,13 +377,9 @@ func (s *Store) rowCheckpointStepLocked() error {
 // reaches sstables without its record. Callers hold applyMu.
 func (s *Store) rowCheckpointInlineLocked() error {
 	c0 := s.wal.lastPos()
-	skus := s.rowCkSKUs[:0]
-	for sku := range s.ov.skus {
-		skus = append(skus, sku)
-	}
+	skus := s.ov.appendSKUs(s.rowCkSKUs[:0])
 	slices.Sort(skus)
 	b := s.db.NewBatch()
-	defer b.Close()
 	var k []byte
 	n := 0
 	for _, sku := range skus {
@@ -404,17 +387,14 @@ func (s *Store) rowCheckpointInlineLocked() error {
 			if r.pos <= c0 {
 				k = appendRowKey(k[:0], sku, r.region)
 				if err := b.Set(k, r.val, nil); err != nil {
+					_ = b.Close()
 					return err
 				}
 				n++
 			}
 		}
 	}
-	if err := b.Set(keyMetaRowPos, appendU64(nil, c0), nil); err != nil {
-		return err
-	}
-	_, seq, err := s.wal.append(b, s.applyMemRows, false, rowSpan{})
-	if err != nil {
+	if err := s.rowPosLocked(b, c0); err != nil {
 		return err
 	}
 	s.ov.mu.Lock()
@@ -423,8 +403,16 @@ func (s *Store) rowCheckpointInlineLocked() error {
 	clear(skus)
 	s.rowCkSKUs = skus[:0]
 	s.wal.ckRows.Add(uint64(n))
-	s.wal.rowCheckpointed(c0, seq)
 	return nil
+}
+
+// appendSKUs appends the overlay's SKUs, in map order. Called by the
+// committer, the map's only writer (no lock needed to read it there).
+func (o *rowOverlay) appendSKUs(dst []string) []string {
+	for sku := range o.skus {
+		dst = append(dst, sku)
+	}
+	return dst
 }
 
 // dropUpToLocked removes skus' rows at or below position c0 from the
@@ -452,12 +440,11 @@ func (o *rowOverlay) dropUpToLocked(skus []string, c0 uint64, removeChanged bool
 	}
 }
 
-// rowPosLocked ends a checkpoint whose rows are in pebble: m/rowpos = c0,
-// through the log like any batch, fully applied; once pebble has flushed
-// it, the log may drop the files up to c0 (dropFlushed). Callers hold
-// applyMu.
-func (s *Store) rowPosLocked(c0 uint64) error {
-	b := s.db.NewBatch()
+// rowPosLocked ends a checkpoint whose rows are in pebble or in b:
+// m/rowpos = c0 is added to b (which it closes), written through the log
+// like any batch, fully applied; once pebble has flushed it, the log may
+// drop the files up to c0 (dropFlushed). Callers hold applyMu.
+func (s *Store) rowPosLocked(b *pebble.Batch, c0 uint64) error {
 	defer b.Close()
 	if err := b.Set(keyMetaRowPos, appendU64(nil, c0), nil); err != nil {
 		return err
@@ -474,11 +461,11 @@ func (s *Store) rowPosLocked(c0 uint64) error {
 // progress, if any, telling it not to ingest if it has not yet (the store
 // closes; the log keeps the rows). Callers hold applyMu.
 func (s *Store) stopRowCheckpoint() {
-	if job := s.rowCk.job; job != nil {
+	if job := s.rowCk; job != nil {
 		job.cancel.Store(true)
 		<-job.done
 	}
-	s.rowCk = rowCheckpoint{}
+	s.rowCk = nil
 }
 
 var errRowCkCancelled = errors.New("row checkpoint cancelled: the store closed")

@@ -179,13 +179,13 @@ func rlReadersRun(t *testing.T, lazy bool, bugs walBugs) string {
 		}
 		m.apply(q)
 		maxOverlay = max(maxOverlay, a.ov.len())
-		if a.rowCk.active {
+		if a.rowCk != nil {
 			midCheckpoint++
 			if p.held {
 				held++
 			}
 		}
-		if i%7 == 0 || a.rowCk.active {
+		if i%7 == 0 || a.rowCk != nil {
 			if d := rlCompareReaders(t, i, a, b, g.skus, lazy); d != "" {
 				return d
 			}
@@ -274,7 +274,7 @@ func (p *rlParker) stop() { close(p.quit) }
 // at stage hold ("": never), for the next drive to let go on. Called by
 // the goroutine applying batches, between them.
 func (p *rlParker) drive(s *Store, hold string, at func(stage string)) {
-	job := s.rowCk.job
+	job := s.rowCk
 	if job == nil || job == p.ended {
 		return
 	}
@@ -355,7 +355,7 @@ func rlCrashRun(t *testing.T, mem *vfs.MemFS, opts StoreOptions, seed uint64, st
 				t.Fatal(err)
 			}
 		}
-		if s.rowCk.active {
+		if s.rowCk != nil {
 			between++
 		}
 		if w := s.wal; w != nil {
@@ -592,7 +592,7 @@ func TestRowCheckpointIngestSyncsLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.apply(q)
-		if !s.rowCk.active {
+		if s.rowCk == nil {
 			t.Fatal("the batch written ahead started no checkpoint")
 		}
 		var d string
@@ -672,7 +672,7 @@ func TestRowCheckpointIngestFails(t *testing.T) {
 // waitRowCheckpoint waits for the background part of the checkpoint in
 // progress, if any (called by the goroutine applying batches).
 func (s *Store) waitRowCheckpoint() {
-	if j := s.rowCk.job; j != nil {
+	if j := s.rowCk; j != nil {
 		<-j.done
 	}
 }

@@ -1132,7 +1132,7 @@ func (w *ownWAL) stats() WALStats {
 // Callers hold applyMu and dbMu (or own s exclusively).
 func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 	dir := s.fs.PathJoin(s.dir, walDirName)
-	s.ov, s.rowCk = nil, rowCheckpoint{}
+	s.ov, s.rowCk = nil, nil
 	overlay := s.opts.WAL == WALOwn && !s.opts.RowsInMemtable
 	files, last, err := recoverWAL(s.fs, dir, s.db, &s.walBugs, overlay)
 	if err != nil {
