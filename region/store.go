@@ -192,6 +192,11 @@ type Store struct {
 	// bugs and testAfterPrefetchRead are for tests only.
 	bugs                  storeBugs
 	testAfterPrefetchRead func(sku string)
+	// testBeforePebbleClose, if set, is called by closeDB after the own
+	// log has closed (pebble's FlushBegin listener detached) and before
+	// pebble closes: a flush pebble begins then runs without the log's
+	// listener (tests only: store_wal_close_test.go).
+	testBeforePebbleClose func()
 }
 
 // storeBugs are planted bugs of the store, set by tests of this package

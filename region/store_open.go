@@ -504,6 +504,9 @@ func (s *Store) closeDB() error {
 	}
 	// Reports from this generation's background work no longer matter.
 	s.gen.Add(1)
+	if s.testBeforePebbleClose != nil {
+		s.testBeforePebbleClose()
+	}
 	if panicked, err := closePebble(db); err != nil {
 		if panicked {
 			// Pebble's lock on the directory may still be held: only a new
