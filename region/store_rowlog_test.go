@@ -120,8 +120,9 @@ func rlCompareReaders(t *testing.T, step int, a, b *Store, skus int, lazy bool) 
 // written; ingested, rows in both; rows removed),
 // with batches applied while it is parked at one (rows it holds changed
 // before the ingest or before their removal), and after; then after a
-// clean reopen and after a crash. A checkpoint that removes the rows
-// changed since its C0 (planted) is caught.
+// clean reopen and after a crash. Planted and caught: a checkpoint that
+// drops the active generation (the rows changed since its C0) with the
+// frozen one, and readers that skip the frozen generation.
 func TestRowOverlayReaders(t *testing.T) {
 	for _, lazy := range []bool{false, true} {
 		t.Run(fmt.Sprintf("lazy=%v", lazy), func(t *testing.T) {
@@ -130,13 +131,21 @@ func TestRowOverlayReaders(t *testing.T) {
 			}
 		})
 	}
-	t.Run("planted: rows changed since C0 removed", func(t *testing.T) {
-		d := rlReadersRun(t, false, walBugs{removeChangedRows: true})
-		if d == "" {
-			t.Fatal("planted bug removeChangedRows not caught")
-		}
-		t.Logf("caught: %.400s", d)
-	})
+	for _, bug := range []struct {
+		name string
+		bugs walBugs
+	}{
+		{"the active generation dropped with the frozen one", walBugs{dropActiveGen: true}},
+		{"readers skip the frozen generation", walBugs{skipFrozenGen: true}},
+	} {
+		t.Run("planted: "+bug.name, func(t *testing.T) {
+			d := rlReadersRun(t, false, bug.bugs)
+			if d == "" {
+				t.Fatalf("planted bug %q not caught", bug.name)
+			}
+			t.Logf("caught: %.400s", d)
+		})
+	}
 }
 
 // rlReadersRun is TestRowOverlayReaders's run: the first difference ("":
@@ -146,7 +155,6 @@ func rlReadersRun(t *testing.T, lazy bool, bugs walBugs) string {
 	mem := vfs.NewCrashableMem()
 	opts := ownOpts(mem, t)
 	opts.WALFileBytes = 16 << 10 // a few checkpoints in the run
-	opts.rowCheckpointChunk = 7  // of several hold of the overlay's lock each
 	opts.LazyRows, opts.PrefetchRows = lazy, lazy
 	opts.walBugs = bugs
 	p := newRLParker()
@@ -178,7 +186,11 @@ func rlReadersRun(t *testing.T, lazy bool, bugs walBugs) string {
 			t.Fatal(err)
 		}
 		m.apply(q)
-		maxOverlay = max(maxOverlay, a.ov.len())
+		n, err := a.ov.len()
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxOverlay = max(maxOverlay, n)
 		if a.rowCk != nil {
 			midCheckpoint++
 			if p.held {
@@ -399,7 +411,6 @@ func TestOwnWALCrashEveryStepRowCheckpoints(t *testing.T) {
 		steps = 120
 	}
 	set := func(o *StoreOptions) {
-		o.rowCheckpointChunk = 3
 		o.rowOverlayMax = 10
 	}
 	mem := vfs.NewCrashableMem()
@@ -543,7 +554,7 @@ func TestRowOverlayFlushSyncsLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.apply(p)
-		if s.ov.len() == 0 {
+		if n, _ := s.ov.len(); n == 0 {
 			t.Fatal("the batch's rows are not in the overlay")
 		}
 		if err := s.db.Flush(); err != nil {
