@@ -106,8 +106,8 @@ var keyMetaRowPos = []byte("m/rowpos")
 // rowOverlayMaxRows starts a checkpoint when the overlay's active
 // generation holds more rows. A checkpoint per 16 MiB log file keeps it
 // to the rows of one file (~50,000 at a million SKUs, ~5 MiB); the bound
-// is for smaller files or larger rows, and memory (about 60 bytes a row
-// and its value).
+// is for smaller files or larger rows, and memory (about 100 bytes a row,
+// its key and value).
 const rowOverlayMaxRows = 1 << 17
 
 // ovNone ends an SKU's list of rows in a generation.
@@ -530,7 +530,7 @@ const rowCkTmpPrefix = "holdfast-rowck-"
 
 // rowOverlayStallRows is the overlay size at which the committer waits for
 // the checkpoint in progress to end instead of committing on: the bound of
-// the overlay's memory (~30 MiB) when commits outrun the checkpoints.
+// the overlay's memory (~50 MiB) when commits outrun the checkpoints.
 const rowOverlayStallRows = 4 * rowOverlayMaxRows
 
 // rowCkInlineMaxRows: a checkpoint of at most this many rows writes them
