@@ -655,11 +655,17 @@ func TestRowCheckpointIngestFails(t *testing.T) {
 		t.Fatal("no checkpoint before the failure")
 	}
 	on.Store(true)
+	// A checkpoint started before may have synced its table already: it
+	// ends first. Every one started from now on fails; the test waits for
+	// it to end (an Apply does not: its job may not have run yet), and the
+	// next Apply reports the failure.
+	s.waitRowCheckpoint()
 	var err error
 	for i := 0; i < 200 && err == nil; i++ {
 		q := g.next()
 		if err = s.Apply(q); err == nil {
 			m.apply(q)
+			s.waitRowCheckpoint()
 		}
 	}
 	if !errors.Is(err, ErrStoreFailed) || !strings.Contains(err.Error(), "row checkpoint") {
