@@ -177,7 +177,7 @@ type Store struct {
 	// memBatch build the memtable's batch without the rows (applyMu).
 	ov         *rowOverlay
 	rowCk      *rowCkJob // the row checkpoint in progress (nil: none)
-	rowCkSKUs  []string  // rowCheckpointInlineLocked's SKUs (reused)
+	rowCkHeads []ovHead  // rowCheckpointInlineLocked's SKUs (reused)
 	stageRows  rowSpan   // stage's leading rows of the batch it wrote
 	memBuf     []byte
 	memBatch   *pebble.Batch

@@ -116,10 +116,9 @@ type StoreOptions struct {
 	// benchmarks and tests comparing the two; a store may move between
 	// them.
 	RowsInMemtable bool
-	// rowOverlayMax and rowCheckpointChunk replace rowOverlayMaxRows and
-	// rowCheckpointChunk (this package's tests only; 0: the constants).
-	rowOverlayMax      int
-	rowCheckpointChunk int
+	// rowOverlayMax replaces rowOverlayMaxRows (this package's tests
+	// only; 0: the constant).
+	rowOverlayMax int
 	// rowCkInlineMax replaces rowCkInlineMaxRows (this package's tests
 	// only; 0: the constant; < 0: every checkpoint ingests a table).
 	rowCkInlineMax int

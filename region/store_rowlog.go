@@ -18,17 +18,28 @@ package region
 // consults first (point reads) or merges with pebble's iterator (scans,
 // overlay winning on equal keys).
 //
-// Row checkpoints move the overlay into pebble: started on every own-log
-// file rotation and when the overlay exceeds rowOverlayMaxRows, at
-// position C0 (the last record appended), a checkpoint takes the SKUs the
-// overlay holds then (on the committer) and hands them to a goroutine of
-// its own (rowCkJob; one checkpoint at a time), which:
+// The overlay is generational, like pebble's memtables: the committer
+// writes its active generation; a checkpoint freezes it (nothing writes
+// it from then on) and the committer goes on in a fresh one (the last
+// frozen one, emptied). Readers consult the active generation, then the
+// frozen one, then pebble: the newest value wins. A generation stores its
+// rows densely (ovGen: rows as pointer-free structs in one slice, linked
+// per SKU by region, values in one arena, regions interned), so a new SKU
+// costs one map insert and no heap object of its own, and it is dropped
+// whole.
 //
-//  1. writes the current value of their rows whose position is at or
-//     below C0 into one sorted sstable in the store's directory (pebble's
-//     sstable writer, the DB's table format; the overlay read-locked for
-//     rowCheckpointChunk SKUs at a time). A row changed since C0 is left
-//     out: its record is above C0, replayed, and it stays in the overlay;
+// Row checkpoints move the overlay into pebble: started on every own-log
+// file rotation and when the active generation exceeds
+// rowOverlayMaxRows, at position C0 (the last record appended), a
+// checkpoint freezes the active generation (on the committer: every row
+// in it is at or below C0) and hands it to a goroutine of its own
+// (rowCkJob; one checkpoint at a time), which:
+//
+//  1. writes every row of the frozen generation into one sorted sstable
+//     in the store's directory (pebble's sstable writer, the DB's table
+//     format), without a lock and without filtering rows: a row changed
+//     since C0 is in the active generation, which wins, and its record is
+//     above C0, replayed;
 //  2. makes the log durable up to C0: once ingested a row is durable, and
 //     its batch's record must be too (a batch written ahead, or one whose
 //     fdatasync runs, is only buffered);
@@ -37,10 +48,8 @@ package region
 //     which holds no rows (they go to the overlay): an overlap, which
 //     pebble handles by flushing the memtable first, is counted in
 //     WALStats.CheckpointOverlaps;
-//  4. removes from the overlay the rows still at or below C0: unchanged
-//     since the table was written, so pebble has their value (a row
-//     written into the table and changed before the ingest is above C0,
-//     stays, and wins over pebble for readers).
+//  4. drops the frozen generation whole (under the overlay's lock, after
+//     the ingest returned: readers see its rows in one or the other).
 //
 // The committer, after a later commit, finds the goroutine ended and
 // writes m/rowpos = C0 through the log like any batch, fully applied:
@@ -48,11 +57,12 @@ package region
 // value there, or a newer one, whose record is above C0 and replayed). A
 // failed write or ingest fails the store like any failed write; no other
 // checkpoint starts before the goroutine has ended. A checkpoint of at
-// most rowCkInlineMaxRows rows skips all this: its rows and m/rowpos go
-// through the log as one batch (rowCheckpointInlineLocked). Writing every
-// checkpoint's rows into the memtable, in chunks through the log, cost
-// 2.8 µs per hold at a million SKUs, most of it inserting them at random places in a
-// large skiplist (docs/benchmarks.md, "Row checkpoints by ingest").
+// most rowCkInlineMaxRows rows skips all this: the active generation's
+// rows and m/rowpos go through the log as one batch, then the generation
+// is emptied (rowCheckpointInlineLocked). Writing every checkpoint's rows
+// into the memtable, in chunks through the log, cost 2.8 µs per hold at a
+// million SKUs, most of it inserting them at random places in a large
+// skiplist (docs/benchmarks.md, "Row checkpoints by ingest").
 //
 // Truncation drops a full file only when, as before, pebble flushed its
 // batches, and a checkpoint whose C0 is at or above the file's last
@@ -93,108 +103,269 @@ import (
 
 var keyMetaRowPos = []byte("m/rowpos")
 
-const (
-	// rowCheckpointChunk is the SKUs whose rows a checkpoint reads (and
-	// removes) per hold of the overlay's lock, during which the
-	// committer's overlay writes wait: a few hundred µs.
-	rowCheckpointChunk = 1024
-	// rowOverlayMaxRows starts a checkpoint when the overlay holds more
-	// rows. A checkpoint per 16 MiB log file keeps it to the rows of one
-	// file (~50,000 at a million SKUs, ~5 MiB); the bound is for smaller
-	// files or larger rows, and memory (about 100 bytes a row).
-	rowOverlayMaxRows = 1 << 17
-)
+// rowOverlayMaxRows starts a checkpoint when the overlay's active
+// generation holds more rows. A checkpoint per 16 MiB log file keeps it
+// to the rows of one file (~50,000 at a million SKUs, ~5 MiB); the bound
+// is for smaller files or larger rows, and memory (about 100 bytes a row,
+// its key and value).
+const rowOverlayMaxRows = 1 << 17
 
-// ovRow is a row of the overlay: its region, value and log position.
+// ovNone ends an SKU's list of rows in a generation.
+const ovNone = ^uint32(0)
+
+// ovRow is a row of an overlay generation. It holds no pointer (the
+// garbage collector does not scan a generation's rows): its value is in
+// the generation's arena, its region interned, the next row of its SKU
+// an index.
 type ovRow struct {
-	region string
-	val    []byte
-	pos    uint64
+	pos    uint64 // the log position of the record that wrote it
+	off    uint32 // the value is arena[off : off+n]
+	n      uint32
+	room   uint32 // bytes reserved at off: a new value that fits is written in place
+	region uint32 // index in regions
+	next   uint32 // the SKU's next row, by region (ovNone: none)
 }
 
-// ovSKU is the overlay's rows of one SKU, by region.
-type ovSKU struct{ rows []ovRow }
+// ovGen is one generation of the overlay: the rows the committer wrote
+// while it was the active one. Stored densely: a new SKU costs one map
+// insert (its first row's index) and appends to rows and arena, no heap
+// object of its own; a rewritten row's value goes in place when it fits.
+// Once frozen (a checkpoint started) nothing writes it; it is dropped
+// whole once its checkpoint's table is ingested.
+type ovGen struct {
+	skus    map[string]uint32 // SKU → its first row (by region) in rows
+	rows    []ovRow
+	arena   []byte            // values, append-only
+	regions []string          // interned region names (a region has few peers)
+	regIdx  map[string]uint32 // region → its index in regions
+}
+
+func newOvGen(skus, rows, arena int) *ovGen {
+	return &ovGen{skus: make(map[string]uint32, skus), rows: make([]ovRow, 0, rows),
+		arena: make([]byte, 0, arena), regIdx: make(map[string]uint32)}
+}
+
+// reset empties g, keeping its memory (and its interned regions) for the
+// next rows.
+func (g *ovGen) reset() {
+	clear(g.skus)
+	g.rows, g.arena = g.rows[:0], g.arena[:0]
+}
+
+func (g *ovGen) val(r *ovRow) []byte { return g.arena[r.off : r.off+r.n : r.off+r.n] }
+
+func (g *ovGen) intern(region []byte) uint32 {
+	if len(g.regions) <= 8 {
+		for i, r := range g.regions {
+			if r == string(region) {
+				return uint32(i)
+			}
+		}
+	} else if i, ok := g.regIdx[string(region)]; ok {
+		return i
+	}
+	i := uint32(len(g.regions))
+	name := string(region)
+	g.regions = append(g.regions, name)
+	g.regIdx[name] = i
+	return i
+}
+
+// add appends a row (and its value), before row next of its SKU.
+func (g *ovGen) add(region uint32, v []byte, pos uint64, next uint32) uint32 {
+	off := uint32(len(g.arena))
+	g.arena = append(g.arena, v...)
+	n := uint32(len(v))
+	g.rows = append(g.rows, ovRow{pos: pos, off: off, n: n, room: n, region: region, next: next})
+	return uint32(len(g.rows) - 1)
+}
+
+// put records sku's row of region = v, written by the record at pos; it
+// says whether the row is new to g. Called on the active generation only.
+func (g *ovGen) put(sku, region, v []byte, pos uint64) (bool, error) {
+	// Offsets and indexes are 32 bits: the overlay's bound
+	// (rowOverlayStallRows) keeps a generation far below.
+	if uint64(len(g.arena))+uint64(len(v)) > uint64(ovNone) || uint64(len(g.rows)) >= uint64(ovNone) {
+		return false, fmt.Errorf("overlay generation full: %d rows, %d bytes of values", len(g.rows), len(g.arena))
+	}
+	reg := g.intern(region)
+	first, ok := g.skus[string(sku)]
+	if !ok {
+		g.skus[string(sku)] = g.add(reg, v, pos, ovNone)
+		return true, nil
+	}
+	prev, i := ovNone, first
+	for i != ovNone {
+		r := &g.rows[i]
+		if r.region == reg {
+			if uint32(len(v)) <= r.room {
+				copy(g.arena[r.off:], v)
+			} else {
+				r.off, r.room = uint32(len(g.arena)), uint32(len(v))
+				g.arena = append(g.arena, v...)
+			}
+			r.n, r.pos = uint32(len(v)), pos
+			return false, nil
+		}
+		if g.regions[r.region] > g.regions[reg] {
+			break
+		}
+		prev, i = i, r.next
+	}
+	j := g.add(reg, v, pos, i)
+	if prev == ovNone {
+		g.skus[string(sku)] = j
+	} else {
+		g.rows[prev].next = j
+	}
+	return true, nil
+}
+
+// find returns sku's row of region in g (nil: none).
+func (g *ovGen) find(sku, region string) *ovRow {
+	i, ok := g.skus[sku]
+	if !ok {
+		return nil
+	}
+	for ; i != ovNone; i = g.rows[i].next {
+		if r := &g.rows[i]; g.regions[r.region] == region {
+			return r
+		}
+	}
+	return nil
+}
+
+// ovHead is an SKU of a generation and its first row.
+type ovHead struct {
+	sku   string
+	first uint32
+}
+
+// appendHeads appends g's SKUs, sorted: "r/" + sku + "\x00" + region sorts
+// as the SKU, then the region, and an SKU's rows are linked by region, so
+// walking them in this order is key order.
+func (g *ovGen) appendHeads(dst []ovHead) []ovHead {
+	for sku, first := range g.skus {
+		dst = append(dst, ovHead{sku, first})
+	}
+	slices.SortFunc(dst, func(a, b ovHead) int { return strings.Compare(a.sku, b.sku) })
+	return dst
+}
 
 // rowOverlay holds the rows of batches applied to the memtable without
-// them, until a row checkpoint writes them into pebble. The committer
-// writes it (under the store's applyMu and the log's memMu); readers on
-// other goroutines take mu for reading.
+// them, until a row checkpoint writes them into pebble, in two
+// generations: the active one, which the committer writes (under the
+// store's applyMu and the log's memMu, and mu), and the frozen one (nil:
+// none), whose rows a checkpoint in progress writes into pebble, all of
+// them at or below its C0. Readers on other goroutines take mu for
+// reading and consult the active generation, then the frozen one, then
+// pebble: the newest value wins.
 type rowOverlay struct {
-	mu   sync.RWMutex
-	skus map[string]*ovSKU
-	rows int
+	mu     sync.RWMutex
+	active *ovGen
+	frozen *ovGen
+	rows   int // len(active.rows) + len(frozen.rows)
+	// spare is the last frozen generation, emptied, for the next freeze:
+	// written by the checkpoint's job before its done closes, taken by the
+	// committer after.
+	spare *ovGen
+	bugs  *walBugs // planted bugs (tests only; nil: none)
 }
 
-func newRowOverlay() *rowOverlay { return &rowOverlay{skus: make(map[string]*ovSKU)} }
+func newRowOverlay(bugs *walBugs) *rowOverlay {
+	return &rowOverlay{active: newOvGen(0, 0, 0), bugs: bugs}
+}
 
-// putLocked records row key k = value v, written by the record at pos.
-// Callers hold mu.
+// putLocked records row key k = value v, written by the record at pos, in
+// the active generation. Callers hold mu.
 func (o *rowOverlay) putLocked(k, v []byte, pos uint64) error {
 	if !bytes.HasPrefix(k, []byte(pfxRow)) || bytes.IndexByte(k, 0) < 0 {
 		return fmt.Errorf("region store: %s is not a row key", fmtKey(k))
 	}
 	body := k[len(pfxRow):]
 	i := bytes.LastIndexByte(body, 0)
-	sku, region := body[:i], body[i+1:]
-	e := o.skus[string(sku)]
-	if e == nil {
-		e = &ovSKU{}
-		o.skus[string(sku)] = e
+	added, err := o.active.put(body[:i], body[i+1:], v, pos)
+	if err != nil {
+		return fmt.Errorf("region store: %s: %w", fmtKey(k), err)
 	}
-	j := 0
-	for ; j < len(e.rows); j++ {
-		if c := cmpStrBytes(e.rows[j].region, region); c == 0 {
-			r := &e.rows[j]
-			r.val, r.pos = append(r.val[:0], v...), pos
-			return nil
-		} else if c > 0 {
-			break
-		}
+	if added {
+		o.rows++
 	}
-	e.rows = slices.Insert(e.rows, j, ovRow{region: string(region), val: slices.Clone(v), pos: pos})
-	o.rows++
 	return nil
 }
 
-// cmpStrBytes is strings.Compare(a, string(b)) without converting b.
-func cmpStrBytes(a string, b []byte) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
-			}
-			return 1
-		}
+// gensLocked is the generations readers consult, newest first (the frozen
+// one nil when there is none). Callers hold mu.
+func (o *rowOverlay) gensLocked() [2]*ovGen {
+	if o.bugs != nil && o.bugs.skipFrozenGen {
+		return [2]*ovGen{o.active, nil}
 	}
-	return len(a) - len(b)
+	return [2]*ovGen{o.active, o.frozen}
 }
 
 // ovKV is a row of the overlay copied out for a reader, with its key.
 type ovKV struct{ key, val []byte }
 
 // appendSKULocked appends copies of the overlay's rows of sku (in key
-// order). Callers hold mu (for reading).
+// order; the active generation's row where both have one). Callers hold
+// mu (for reading).
 func (o *rowOverlay) appendSKULocked(dst []ovKV, sku string) []ovKV {
-	e := o.skus[sku]
-	if e == nil {
-		return dst
+	gens := o.gensLocked()
+	a, f := gens[0], gens[1]
+	ai, fi := ovNone, ovNone
+	if i, ok := a.skus[sku]; ok {
+		ai = i
 	}
-	for _, r := range e.rows {
-		dst = append(dst, ovKV{key: appendRowKey(nil, sku, r.region), val: slices.Clone(r.val)})
+	if f != nil {
+		if i, ok := f.skus[sku]; ok {
+			fi = i
+		}
+	}
+	for ai != ovNone || fi != ovNone {
+		g, i := a, ai
+		if ai == ovNone {
+			g, i = f, fi
+		} else if fi != ovNone {
+			switch c := strings.Compare(a.regions[a.rows[ai].region], f.regions[f.rows[fi].region]); {
+			case c == 0:
+				fi = f.rows[fi].next // older: the active row wins
+			case c > 0:
+				g, i = f, fi
+			}
+		}
+		r := &g.rows[i]
+		dst = append(dst, ovKV{key: appendRowKey(nil, sku, g.regions[r.region]), val: slices.Clone(g.val(r))})
+		if g == a {
+			ai = r.next
+		} else {
+			fi = r.next
+		}
 	}
 	return dst
 }
 
 // rangeLocked returns copies of the overlay's rows with lo <= key < hi,
-// in key order. Callers hold mu (for reading).
+// in key order (the active generation's row where both have one).
+// Callers hold mu (for reading).
 func (o *rowOverlay) rangeLocked(lo, hi []byte) []ovKV {
 	var out []ovKV
 	var k []byte
-	for sku, e := range o.skus {
-		for _, r := range e.rows {
-			k = appendRowKey(k[:0], sku, r.region)
-			if bytes.Compare(k, lo) >= 0 && (hi == nil || bytes.Compare(k, hi) < 0) {
-				out = append(out, ovKV{key: slices.Clone(k), val: slices.Clone(r.val)})
+	gens := o.gensLocked()
+	for gi, g := range gens {
+		if g == nil {
+			continue
+		}
+		for sku, first := range g.skus {
+			for i := first; i != ovNone; i = g.rows[i].next {
+				r := &g.rows[i]
+				region := g.regions[r.region]
+				if gi > 0 && gens[0].find(sku, region) != nil {
+					continue
+				}
+				k = appendRowKey(k[:0], sku, region)
+				if bytes.Compare(k, lo) >= 0 && (hi == nil || bytes.Compare(k, hi) < 0) {
+					out = append(out, ovKV{key: slices.Clone(k), val: slices.Clone(g.val(r))})
+				}
 			}
 		}
 	}
@@ -206,20 +377,75 @@ func (o *rowOverlay) rangeLocked(lo, hi []byte) []ovKV {
 func (o *rowOverlay) get(sku, region string) ([]byte, bool) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	if e := o.skus[sku]; e != nil {
-		for _, r := range e.rows {
-			if r.region == region {
-				return slices.Clone(r.val), true
-			}
+	for _, g := range o.gensLocked() {
+		if g == nil {
+			continue
+		}
+		if r := g.find(sku, region); r != nil {
+			return slices.Clone(g.val(r)), true
 		}
 	}
 	return nil, false
 }
 
-func (o *rowOverlay) len() int {
+// len returns the overlay's rows (a row in both generations counts
+// twice), checking that they are the generations' rows.
+func (o *rowOverlay) len() (int, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	return o.rows
+	n := len(o.active.rows)
+	if o.frozen != nil {
+		n += len(o.frozen.rows)
+	}
+	if n != o.rows {
+		return o.rows, fmt.Errorf("region store: overlay counts %d rows, its generations hold %d", o.rows, n)
+	}
+	return n, nil
+}
+
+// freeze makes the active generation the frozen one and a fresh one
+// (the last frozen one, emptied, or one sized like the active one)
+// active; it returns the generation frozen. Called by the committer (the
+// active generation's only writer) with no generation frozen.
+func (o *rowOverlay) freeze() (*ovGen, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.frozen != nil {
+		return nil, errors.New("region store: overlay: a row checkpoint starts with a generation frozen")
+	}
+	a, next := o.active, o.spare
+	o.spare = nil
+	if next == nil {
+		next = newOvGen(len(a.skus), len(a.rows), len(a.arena))
+	}
+	o.frozen, o.active = a, next
+	return a, nil
+}
+
+// dropFrozen drops the frozen generation g whole: a checkpoint ingested
+// its rows. Nothing wrote it since it was frozen (a row changed since is
+// in the active generation, which readers consult first).
+func (o *rowOverlay) dropFrozen(g *ovGen) error {
+	o.mu.Lock()
+	if o.frozen != g {
+		o.mu.Unlock()
+		return errors.New("region store: overlay: the checkpoint's generation is not the frozen one")
+	}
+	o.frozen = nil
+	o.rows -= len(g.rows)
+	if o.bugs != nil && o.bugs.dropActiveGen {
+		// The rows written since the freeze go with the generation.
+		g.reset()
+		o.active, o.rows = g, 0
+		o.mu.Unlock()
+		return nil
+	}
+	o.mu.Unlock()
+	// No reader holds g's rows (they copy them under mu): its memory is
+	// the next active generation's.
+	g.reset()
+	o.spare = g
+	return nil
 }
 
 // rowSpan is the leading row entries of a staged batch: n entries ending
@@ -276,13 +502,13 @@ func (s *Store) applyMemRows(b *pebble.Batch, pos uint64, rows rowSpan) (*pebble
 	return mb, s.commit(mb, false)
 }
 
-// rowCkJob is a row checkpoint's background part: it writes the overlay's
-// rows at or below c0 into one sorted sstable, makes the log durable up to
-// c0, ingests the table and removes the rows still at or below c0 from the
-// overlay. done is closed when it ends; err is read after it.
+// rowCkJob is a row checkpoint's background part: it writes the rows of
+// the overlay's frozen generation (all at or below c0) into one sorted
+// sstable, makes the log durable up to c0, ingests the table and drops the
+// generation. done is closed when it ends; err is read after it.
 type rowCkJob struct {
 	c0     uint64
-	skus   []string // the overlay's SKUs at the start (map order; sorted by run)
+	gen    *ovGen // the frozen generation: nothing writes it
 	ov     *rowOverlay
 	db     *pebble.DB
 	wal    *ownWAL
@@ -290,7 +516,6 @@ type rowCkJob struct {
 	path   string // the table, in the store's directory until ingested
 	wopts  sstable.WriterOptions
 	hook   func(stage string)
-	chunk  int // SKUs per hold of the overlay's lock
 	bugs   *walBugs
 	cancel atomic.Bool // the store closes: no ingest from now
 	done   chan struct{}
@@ -325,8 +550,12 @@ func (s *Store) rowCheckpointStepLocked() error {
 	if s.ov == nil || s.wal == nil {
 		return nil
 	}
+	n, err := s.ov.len()
+	if err != nil {
+		return err
+	}
 	if job := s.rowCk; job != nil {
-		if s.ov.len() > rowOverlayStallRows {
+		if n > rowOverlayStallRows {
 			<-job.done
 		}
 		select {
@@ -343,21 +572,26 @@ func (s *Store) rowCheckpointStepLocked() error {
 			}
 		}
 		s.rowCk = nil
+		if n, err = s.ov.len(); err != nil {
+			return err
+		}
 	}
 	rotated := s.wal.rotated.Swap(false)
-	n := s.ov.len()
 	if !rotated && n <= cmp.Or(s.opts.rowOverlayMax, rowOverlayMaxRows) {
 		return nil
 	}
 	if n <= cmp.Or(s.opts.rowCkInlineMax, rowCkInlineMaxRows) {
 		return s.rowCheckpointInlineLocked()
 	}
-	// The SKUs in map order (the committer alone writes the map): the
-	// job sorts them. With none, the checkpoint still moves m/rowpos on.
-	job := &rowCkJob{ov: s.ov, db: s.db, wal: s.wal, fs: s.fs, wopts: s.tableOpts, hook: s.opts.rowCkHook,
-		chunk: cmp.Or(s.opts.rowCheckpointChunk, rowCheckpointChunk),
-		bugs:  &s.walBugs, done: make(chan struct{})}
-	job.skus = s.ov.appendSKUs(make([]string, 0, len(s.ov.skus)))
+	// Every row of the generation frozen is at or below C0, the last
+	// record appended: the committer, its only writer, is here. With no
+	// row, the checkpoint still moves m/rowpos on.
+	gen, err := s.ov.freeze()
+	if err != nil {
+		return err
+	}
+	job := &rowCkJob{gen: gen, ov: s.ov, db: s.db, wal: s.wal, fs: s.fs, wopts: s.tableOpts, hook: s.opts.rowCkHook,
+		bugs: &s.walBugs, done: make(chan struct{})}
 	job.c0 = s.wal.lastPos()
 	job.path = s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.tmp", rowCkTmpPrefix, job.c0))
 	s.rowCk = job
@@ -369,75 +603,61 @@ func (s *Store) rowCheckpointStepLocked() error {
 }
 
 // rowCheckpointInlineLocked is a checkpoint of a few rows (no other in
-// progress): the overlay's rows, in key order, and m/rowpos = C0 (the
-// last record appended) as one batch through the log, fully applied, as
-// any batch; then the rows leave the overlay (nothing changed them since:
-// the committer is here). Pebble's flush of that batch makes the log
-// durable first (walFlushes.flushBegin), as for any batch, so no row
-// reaches sstables without its record. Callers hold applyMu.
+// progress, so no generation frozen): the active generation's rows, in
+// key order, and m/rowpos = C0 (the last record appended: every row is at
+// or below it) as one batch through the log, fully applied, as any batch;
+// then the generation is emptied (nothing changed it since: the committer
+// is here). Pebble's flush of that batch makes the log durable first
+// (walFlushes.flushBegin), as for any batch, so no row reaches sstables
+// without its record. Callers hold applyMu.
 func (s *Store) rowCheckpointInlineLocked() error {
 	c0 := s.wal.lastPos()
-	skus := s.ov.appendSKUs(s.rowCkSKUs[:0])
-	slices.Sort(skus)
+	o := s.ov
 	b := s.db.NewBatch()
-	var k []byte
-	n := 0
-	for _, sku := range skus {
-		for _, r := range s.ov.skus[sku].rows {
-			if r.pos <= c0 {
-				k = appendRowKey(k[:0], sku, r.region)
-				if err := b.Set(k, r.val, nil); err != nil {
-					_ = b.Close()
+	// Read-locked: the committer is the only writer, but a failed
+	// checkpoint's planted bug (dropActiveGen) is not.
+	o.mu.RLock()
+	g := o.active
+	err := func() error {
+		if o.frozen != nil {
+			return errors.New("region store: overlay: a small row checkpoint with a generation frozen")
+		}
+		heads := g.appendHeads(s.rowCkHeads[:0])
+		defer func() { clear(heads); s.rowCkHeads = heads[:0] }()
+		var k []byte
+		for _, h := range heads {
+			for i := h.first; i != ovNone; i = g.rows[i].next {
+				r := &g.rows[i]
+				if r.pos > c0 {
+					return fmt.Errorf("region store: overlay row at wal position %d above the checkpoint's %d", r.pos, c0)
+				}
+				k = appendRowKey(k[:0], h.sku, g.regions[r.region])
+				if err := b.Set(k, g.val(r), nil); err != nil {
 					return err
 				}
-				n++
 			}
 		}
+		return nil
+	}()
+	n := len(g.rows)
+	o.mu.RUnlock()
+	if err != nil {
+		_ = b.Close()
+		return err
 	}
 	if err := s.rowPosLocked(b, c0); err != nil {
 		return err
 	}
-	s.ov.mu.Lock()
-	s.ov.dropUpToLocked(skus, c0, s.walBugs.removeChangedRows)
-	s.ov.mu.Unlock()
-	clear(skus)
-	s.rowCkSKUs = skus[:0]
+	o.mu.Lock()
+	if o.active != g || len(g.rows) != n {
+		o.mu.Unlock()
+		return errors.New("region store: overlay: its active generation changed during a small row checkpoint")
+	}
+	o.rows -= n
+	g.reset()
+	o.mu.Unlock()
 	s.wal.ckRows.Add(uint64(n))
 	return nil
-}
-
-// appendSKUs appends the overlay's SKUs, in map order. Called by the
-// committer, the map's only writer (no lock needed to read it there).
-func (o *rowOverlay) appendSKUs(dst []string) []string {
-	for sku := range o.skus {
-		dst = append(dst, sku)
-	}
-	return dst
-}
-
-// dropUpToLocked removes skus' rows at or below position c0 from the
-// overlay (all of them with the planted bug removeChanged). Callers hold
-// mu.
-func (o *rowOverlay) dropUpToLocked(skus []string, c0 uint64, removeChanged bool) {
-	for _, sku := range skus {
-		e := o.skus[sku]
-		if e == nil {
-			continue
-		}
-		kept := e.rows[:0]
-		for _, r := range e.rows {
-			if r.pos > c0 && !removeChanged {
-				kept = append(kept, r)
-			}
-		}
-		o.rows -= len(e.rows) - len(kept)
-		if len(kept) == 0 {
-			delete(o.skus, sku)
-		} else {
-			clear(e.rows[len(kept):])
-			e.rows = kept
-		}
-	}
 }
 
 // rowPosLocked ends a checkpoint whose rows are in pebble or in b:
@@ -483,6 +703,13 @@ func (j *rowCkJob) run() {
 	if err == nil && j.rows > 0 {
 		err = j.ingest()
 	}
+	if err == nil {
+		j.stage("ingested")
+		// The table is visible (Ingest returned) before the generation
+		// leaves, under the overlay's lock: readers see one or the other
+		// (newRowIter).
+		err = j.ov.dropFrozen(j.gen)
+	}
 	if err != nil {
 		if !errors.Is(err, errRowCkCancelled) {
 			// Like any failed write: the store fails, the log keeps the
@@ -491,20 +718,19 @@ func (j *rowCkJob) run() {
 			j.wal.onFatal(err)
 		}
 		j.err = err
-		return
 	}
-	j.stage("ingested")
-	j.removeRows()
 }
 
-// build writes the table: the overlay's rows at or below c0, in key order
-// (the SKUs sorted: "r/" + sku + "\x00" + region sorts as the SKU, then the
-// region, and an SKU's rows are kept by region). A row changed since c0
-// is left out (its record is above c0; it stays in the overlay); one
-// written here and changed before the ingest stays in the overlay too,
-// which wins over pebble for readers.
+// rowCkCancelEvery is the SKUs the job writes between looks at cancel.
+const rowCkCancelEvery = 4096
+
+// build writes the table: every row of the frozen generation, in key
+// order, without a lock (nothing writes the generation; readers only
+// read it). A row changed since C0 is in the active generation, which
+// wins over both the frozen one and pebble for readers.
 func (j *rowCkJob) build() (err error) {
-	slices.Sort(j.skus)
+	g := j.gen
+	heads := g.appendHeads(make([]ovHead, 0, len(g.skus)))
 	f, err := j.fs.Create(j.path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", j.path, err)
@@ -518,39 +744,25 @@ func (j *rowCkJob) build() (err error) {
 			_ = j.fs.Remove(j.path)
 		}
 	}()
-	// A chunk's rows are copied under the overlay's lock and written to
-	// the table after it: no file write holds the committer up.
-	var buf []byte
-	var ends []int // key end, value end of each row in buf
-	for i := 0; i < len(j.skus); i += j.chunk {
-		if j.cancel.Load() {
+	var k []byte
+	for n, h := range heads {
+		if n%rowCkCancelEvery == 0 && j.cancel.Load() {
 			return errRowCkCancelled
 		}
-		buf, ends = buf[:0], ends[:0]
-		j.ov.mu.RLock()
-		for _, sku := range j.skus[i:min(i+j.chunk, len(j.skus))] {
-			e := j.ov.skus[sku]
-			if e == nil {
-				continue
+		for i := h.first; i != ovNone; i = g.rows[i].next {
+			r := &g.rows[i]
+			if r.pos > j.c0 {
+				return fmt.Errorf("overlay row at wal position %d in the generation frozen at %d", r.pos, j.c0)
 			}
-			for _, r := range e.rows {
-				if r.pos <= j.c0 {
-					buf = appendRowKey(buf, sku, r.region)
-					ends = append(ends, len(buf))
-					buf = append(buf, r.val...)
-					ends = append(ends, len(buf))
-				}
-			}
-		}
-		j.ov.mu.RUnlock()
-		start := 0
-		for k := 0; k < len(ends); k += 2 {
-			if err := w.Set(buf[start:ends[k]], buf[ends[k]:ends[k+1]]); err != nil {
+			k = appendRowKey(k[:0], h.sku, g.regions[r.region])
+			if err := w.Set(k, g.val(r)); err != nil {
 				return fmt.Errorf("write %s: %w", j.path, err)
 			}
-			start = ends[k+1]
 			j.rows++
 		}
+	}
+	if j.rows != len(g.rows) {
+		return fmt.Errorf("overlay: %d rows linked from the frozen generation's SKUs, %d stored", j.rows, len(g.rows))
 	}
 	// Close writes the footer and fdatasyncs the file.
 	err, w = w.Close(), nil
@@ -587,17 +799,6 @@ func (j *rowCkJob) ingest() error {
 	j.wal.ckOverlaps.Add(uint64(st.MemtableOverlappingFiles))
 	j.wal.ckRows.Add(uint64(j.rows))
 	return nil
-}
-
-// removeRows drops the rows the table holds from the overlay: those still
-// at or below c0 (unchanged since; a changed one has a newer value and a
-// record above c0), a chunk of SKUs per hold of the lock.
-func (j *rowCkJob) removeRows() {
-	for i := 0; i < len(j.skus); i += j.chunk {
-		j.ov.mu.Lock()
-		j.ov.dropUpToLocked(j.skus[i:min(i+j.chunk, len(j.skus))], j.c0, j.bugs != nil && j.bugs.removeChangedRows)
-		j.ov.mu.Unlock()
-	}
 }
 
 // removeRowCkTemps removes leftover checkpoint tables from dir (a crash
@@ -693,8 +894,9 @@ func (m *mergedIter) Close() error { return m.it.Close() }
 // rows in o's bounds (all of them with nil bounds), or, given skus, with
 // the overlay's rows of those SKUs only (sorted). The overlay is copied
 // and the iterator made under the overlay's lock: a checkpoint's ingest
-// has returned (its table visible) before its rows leave the overlay
-// (under that lock), so the two together are one state. Callers hold dbMu (read) or applyMu, with the DB open.
+// has returned (its table visible) before its frozen generation leaves
+// the overlay (under that lock), so the two together are one state.
+// Callers hold dbMu (read) or applyMu, with the DB open.
 func (s *Store) newRowIter(o *pebble.IterOptions, skus []string) (*mergedIter, error) {
 	if s.ov == nil {
 		it, err := s.db.NewIter(o)
@@ -777,9 +979,10 @@ func (s *Store) ownRowsOverlay(seq, durable uint64, limit int) ([]escrow.Row, er
 
 // settleOverlay writes the overlay's rows and m/rowpos = last into the
 // memtable, unlogged, before the flush of a clean close (the log is
-// closed: every record up to last is applied). If the flush does not
-// complete, the log still holds the rows and recovery replays them.
-// Callers hold applyMu and dbMu.
+// closed: every record up to last is applied): the frozen generation's
+// rows, then the active one's (later in the batch, so they win). If the
+// flush does not complete, the log still holds the rows and recovery
+// replays them. Callers hold applyMu and dbMu.
 func (s *Store) settleOverlay(ov *rowOverlay, last uint64) error {
 	if ov == nil {
 		return nil
@@ -789,11 +992,17 @@ func (s *Store) settleOverlay(ov *rowOverlay, last uint64) error {
 	ov.mu.Lock()
 	defer ov.mu.Unlock()
 	var k []byte
-	for sku, e := range ov.skus {
-		for _, r := range e.rows {
-			k = appendRowKey(k[:0], sku, r.region)
-			if err := b.Set(k, r.val, nil); err != nil {
-				return err
+	for _, g := range [...]*ovGen{ov.frozen, ov.active} {
+		if g == nil {
+			continue
+		}
+		for sku, first := range g.skus {
+			for i := first; i != ovNone; i = g.rows[i].next {
+				r := &g.rows[i]
+				k = appendRowKey(k[:0], sku, g.regions[r.region])
+				if err := b.Set(k, g.val(r), nil); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -303,10 +303,14 @@ type walBugs struct {
 	// making the log durable up to its C0 first (a row may reach pebble
 	// while its batch's record can still be lost).
 	ingestBeforeDurable bool
-	// removeChangedRows: a row checkpoint removes from the overlay the
-	// rows changed since its C0 too (their newer value is then lost to
-	// readers).
-	removeChangedRows bool
+	// dropActiveGen: a row checkpoint, dropping the overlay's frozen
+	// generation after its ingest, drops the active one too (the rows
+	// changed since its C0: their newer value is lost to readers).
+	dropActiveGen bool
+	// skipFrozenGen: readers of the overlay consult its active generation
+	// only (the rows of a checkpoint in progress, not yet in pebble, are
+	// missed).
+	skipFrozenGen bool
 	// rowPosAtStart: a row checkpoint sets m/rowpos = C0 when it starts,
 	// before its rows are in pebble.
 	rowPosAtStart bool
@@ -1180,8 +1184,8 @@ func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 	var ov *rowOverlay
 	ovRows := func() int { return 0 }
 	if overlay {
-		ov = newRowOverlay()
-		ovRows = ov.len
+		ov = newRowOverlay(&s.walBugs)
+		ovRows = func() int { n, _ := ov.len(); return n }
 	}
 	w, err := openOwnWAL(s.fs, dir, s.db, files, last, walConfig{
 		log: s.log, noSync: s.opts.NoSync, fileBytes: fileBytes,
