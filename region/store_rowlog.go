@@ -180,19 +180,19 @@ func (g *ovGen) add(region uint32, v []byte, pos uint64, next uint32) uint32 {
 	return uint32(len(g.rows) - 1)
 }
 
-// put records sku's row of region = v, written by the record at pos; it
-// says whether the row is new to g. Called on the active generation only.
-func (g *ovGen) put(sku, region, v []byte, pos uint64) (bool, error) {
+// put records sku's row of region = v, written by the record at pos.
+// Called on the active generation only.
+func (g *ovGen) put(sku, region, v []byte, pos uint64) error {
 	// Offsets and indexes are 32 bits: the overlay's bound
 	// (rowOverlayStallRows) keeps a generation far below.
 	if uint64(len(g.arena))+uint64(len(v)) > uint64(ovNone) || uint64(len(g.rows)) >= uint64(ovNone) {
-		return false, fmt.Errorf("overlay generation full: %d rows, %d bytes of values", len(g.rows), len(g.arena))
+		return fmt.Errorf("overlay generation full: %d rows, %d bytes of values", len(g.rows), len(g.arena))
 	}
 	reg := g.intern(region)
 	first, ok := g.skus[string(sku)]
 	if !ok {
 		g.skus[string(sku)] = g.add(reg, v, pos, ovNone)
-		return true, nil
+		return nil
 	}
 	prev, i := ovNone, first
 	for i != ovNone {
@@ -205,7 +205,7 @@ func (g *ovGen) put(sku, region, v []byte, pos uint64) (bool, error) {
 				g.arena = append(g.arena, v...)
 			}
 			r.n, r.pos = uint32(len(v)), pos
-			return false, nil
+			return nil
 		}
 		if g.regions[r.region] > g.regions[reg] {
 			break
@@ -218,7 +218,7 @@ func (g *ovGen) put(sku, region, v []byte, pos uint64) (bool, error) {
 	} else {
 		g.rows[prev].next = j
 	}
-	return true, nil
+	return nil
 }
 
 // find returns sku's row of region in g (nil: none).
@@ -233,6 +233,37 @@ func (g *ovGen) find(sku, region string) *ovRow {
 		}
 	}
 	return nil
+}
+
+// writeSorted writes g's rows through set in key order (heads: g's SKUs
+// as appendHeads gives them), checking that each is at or below c0, the
+// position of the checkpoint writing them, and that the rows linked from
+// the SKUs are all of g's; it returns the rows written. stop, looked at
+// every rowCkCancelEvery SKUs (nil: never), ends it with
+// errRowCkCancelled.
+func (g *ovGen) writeSorted(heads []ovHead, c0 uint64, stop func() bool, set func(k, v []byte) error) (int, error) {
+	var k []byte
+	n := 0
+	for hi, h := range heads {
+		if stop != nil && hi%rowCkCancelEvery == 0 && stop() {
+			return n, errRowCkCancelled
+		}
+		for i := h.first; i != ovNone; i = g.rows[i].next {
+			r := &g.rows[i]
+			if r.pos > c0 {
+				return n, fmt.Errorf("overlay row at wal position %d above the checkpoint's %d", r.pos, c0)
+			}
+			k = appendRowKey(k[:0], h.sku, g.regions[r.region])
+			if err := set(k, g.val(r)); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	if n != len(g.rows) {
+		return n, fmt.Errorf("overlay: %d rows linked from the generation's SKUs, %d stored", n, len(g.rows))
+	}
+	return n, nil
 }
 
 // ovHead is an SKU of a generation and its first row.
@@ -264,7 +295,6 @@ type rowOverlay struct {
 	mu     sync.RWMutex
 	active *ovGen
 	frozen *ovGen
-	rows   int // len(active.rows) + len(frozen.rows)
 	// spare is the last frozen generation, emptied, for the next freeze:
 	// written by the checkpoint's job before its done closes, taken by the
 	// committer after.
@@ -284,12 +314,8 @@ func (o *rowOverlay) putLocked(k, v []byte, pos uint64) error {
 	}
 	body := k[len(pfxRow):]
 	i := bytes.LastIndexByte(body, 0)
-	added, err := o.active.put(body[:i], body[i+1:], v, pos)
-	if err != nil {
+	if err := o.active.put(body[:i], body[i+1:], v, pos); err != nil {
 		return fmt.Errorf("region store: %s: %w", fmtKey(k), err)
-	}
-	if added {
-		o.rows++
 	}
 	return nil
 }
@@ -388,19 +414,20 @@ func (o *rowOverlay) get(sku, region string) ([]byte, bool) {
 	return nil, false
 }
 
-// len returns the overlay's rows (a row in both generations counts
-// twice), checking that they are the generations' rows.
-func (o *rowOverlay) len() (int, error) {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
+// lenLocked returns the overlay's rows: its generations' (a row in both
+// counts twice). Callers hold mu.
+func (o *rowOverlay) lenLocked() int {
 	n := len(o.active.rows)
 	if o.frozen != nil {
 		n += len(o.frozen.rows)
 	}
-	if n != o.rows {
-		return o.rows, fmt.Errorf("region store: overlay counts %d rows, its generations hold %d", o.rows, n)
-	}
-	return n, nil
+	return n
+}
+
+func (o *rowOverlay) len() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.lenLocked()
 }
 
 // freeze makes the active generation the frozen one and a fresh one
@@ -432,11 +459,10 @@ func (o *rowOverlay) dropFrozen(g *ovGen) error {
 		return errors.New("region store: overlay: the checkpoint's generation is not the frozen one")
 	}
 	o.frozen = nil
-	o.rows -= len(g.rows)
 	if o.bugs != nil && o.bugs.dropActiveGen {
 		// The rows written since the freeze go with the generation.
 		g.reset()
-		o.active, o.rows = g, 0
+		o.active = g
 		o.mu.Unlock()
 		return nil
 	}
@@ -550,10 +576,7 @@ func (s *Store) rowCheckpointStepLocked() error {
 	if s.ov == nil || s.wal == nil {
 		return nil
 	}
-	n, err := s.ov.len()
-	if err != nil {
-		return err
-	}
+	n := s.ov.len()
 	if job := s.rowCk; job != nil {
 		if n > rowOverlayStallRows {
 			<-job.done
@@ -572,9 +595,7 @@ func (s *Store) rowCheckpointStepLocked() error {
 			}
 		}
 		s.rowCk = nil
-		if n, err = s.ov.len(); err != nil {
-			return err
-		}
+		n = s.ov.len()
 	}
 	rotated := s.wal.rotated.Swap(false)
 	if !rotated && n <= cmp.Or(s.opts.rowOverlayMax, rowOverlayMaxRows) {
@@ -624,18 +645,9 @@ func (s *Store) rowCheckpointInlineLocked() error {
 		}
 		heads := g.appendHeads(s.rowCkHeads[:0])
 		defer func() { clear(heads); s.rowCkHeads = heads[:0] }()
-		var k []byte
-		for _, h := range heads {
-			for i := h.first; i != ovNone; i = g.rows[i].next {
-				r := &g.rows[i]
-				if r.pos > c0 {
-					return fmt.Errorf("region store: overlay row at wal position %d above the checkpoint's %d", r.pos, c0)
-				}
-				k = appendRowKey(k[:0], h.sku, g.regions[r.region])
-				if err := b.Set(k, g.val(r), nil); err != nil {
-					return err
-				}
-			}
+		_, err := g.writeSorted(heads, c0, nil, func(k, v []byte) error { return b.Set(k, v, nil) })
+		if err != nil {
+			return fmt.Errorf("region store: small row checkpoint: %w", err)
 		}
 		return nil
 	}()
@@ -653,7 +665,6 @@ func (s *Store) rowCheckpointInlineLocked() error {
 		o.mu.Unlock()
 		return errors.New("region store: overlay: its active generation changed during a small row checkpoint")
 	}
-	o.rows -= n
 	g.reset()
 	o.mu.Unlock()
 	s.wal.ckRows.Add(uint64(n))
@@ -744,25 +755,14 @@ func (j *rowCkJob) build() (err error) {
 			_ = j.fs.Remove(j.path)
 		}
 	}()
-	var k []byte
-	for n, h := range heads {
-		if n%rowCkCancelEvery == 0 && j.cancel.Load() {
-			return errRowCkCancelled
+	j.rows, err = g.writeSorted(heads, j.c0, j.cancel.Load, func(k, v []byte) error {
+		if err := w.Set(k, v); err != nil {
+			return fmt.Errorf("write %s: %w", j.path, err)
 		}
-		for i := h.first; i != ovNone; i = g.rows[i].next {
-			r := &g.rows[i]
-			if r.pos > j.c0 {
-				return fmt.Errorf("overlay row at wal position %d in the generation frozen at %d", r.pos, j.c0)
-			}
-			k = appendRowKey(k[:0], h.sku, g.regions[r.region])
-			if err := w.Set(k, g.val(r)); err != nil {
-				return fmt.Errorf("write %s: %w", j.path, err)
-			}
-			j.rows++
-		}
-	}
-	if j.rows != len(g.rows) {
-		return fmt.Errorf("overlay: %d rows linked from the frozen generation's SKUs, %d stored", j.rows, len(g.rows))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	// Close writes the footer and fdatasyncs the file.
 	err, w = w.Close(), nil
@@ -912,7 +912,7 @@ func (s *Store) newRowIter(o *pebble.IterOptions, skus []string) (*mergedIter, e
 		for _, sku := range skus {
 			ov = s.ov.appendSKULocked(ov, sku)
 		}
-	} else if s.ov.rows > 0 {
+	} else if s.ov.lenLocked() > 0 {
 		lo, hi := []byte(nil), []byte(nil)
 		if o != nil {
 			lo, hi = o.LowerBound, o.UpperBound

@@ -87,7 +87,7 @@ func BenchmarkRowOverlayCheckpointWalk(b *testing.B) {
 	g := newOvGen(0, 0, 0)
 	val := make([]byte, 48)
 	for i := 0; i < 1<<16; i++ {
-		if _, err := g.put([]byte("sku-"+strconv.Itoa(rng.IntN(1_000_000))), []byte(stRegion), val, uint64(i)); err != nil {
+		if err := g.put([]byte("sku-"+strconv.Itoa(rng.IntN(1_000_000))), []byte(stRegion), val, uint64(i)); err != nil {
 			b.Fatal(err)
 		}
 	}

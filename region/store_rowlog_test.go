@@ -190,11 +190,7 @@ func rlReadersRun(t *testing.T, lazy bool, bugs walBugs) string {
 			t.Fatal(err)
 		}
 		m.apply(q)
-		n, err := a.ov.len()
-		if err != nil {
-			t.Fatal(err)
-		}
-		maxOverlay = max(maxOverlay, n)
+		maxOverlay = max(maxOverlay, a.ov.len())
 		if a.rowCk != nil {
 			midCheckpoint++
 			if p.held {
@@ -558,7 +554,7 @@ func TestRowOverlayFlushSyncsLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.apply(p)
-		if n, _ := s.ov.len(); n == 0 {
+		if s.ov.len() == 0 {
 			t.Fatal("the batch's rows are not in the overlay")
 		}
 		if err := s.db.Flush(); err != nil {

@@ -1185,7 +1185,7 @@ func (s *Store) openWAL(gen uint64, flushes *walFlushes) error {
 	ovRows := func() int { return 0 }
 	if overlay {
 		ov = newRowOverlay(&s.walBugs)
-		ovRows = func() int { n, _ := ov.len(); return n }
+		ovRows = ov.len
 	}
 	w, err := openOwnWAL(s.fs, dir, s.db, files, last, walConfig{
 		log: s.log, noSync: s.opts.NoSync, fileBytes: fileBytes,
