@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -48,10 +49,8 @@ func openGated(t *testing.T, cfg Config) (*Region, *gatedApply) {
 // write time, capped here by MaxLinger at 5s, so that in a run on time only
 // the second caller's arrival ends it). A linger computed from the count of
 // callers already reset (no linger at all) cuts the first caller's hold on
-// its own. On a loaded machine the first caller may be back before the
-// stepper has taken back the batch that answered it; it is then counted in
-// the target twice (lingerAfter) and the two are cut together when the
-// linger ends, which the 5s cap keeps within the test's wait.
+// its own. The first caller may be back before the stepper has taken back
+// the batch that answered it: TestLingerEndsWhenCallersBack.
 func TestLingerMergesReturningCallers(t *testing.T) {
 	const lingerTestCap = 5 * time.Second // below next's 10s wait
 	r, g := openGated(t, Config{MaxLinger: lingerTestCap})
@@ -127,4 +126,187 @@ func TestLingerMergesReturningCallers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestReturningCount tells the callers of a cohort back from the others by
+// the count their requests carry, whether they are stepped before or after
+// the stepper takes the cohort's final batch back.
+func TestReturningCount(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps func(c *returning) // the stepper's view, in order
+		all   bool
+	}{
+		{"nobody expected", func(c *returning) { c.expect(1, 0) }, true},
+		{"all back after the batch", func(c *returning) {
+			c.expect(1, 2)
+			c.stepped(1)
+			c.stepped(1)
+		}, true},
+		{"one of two back after the batch", func(c *returning) {
+			c.expect(1, 2)
+			c.stepped(1)
+		}, false},
+		{"early callers count", func(c *returning) {
+			c.stepped(1) // back before the stepper took the batch back
+			c.expect(1, 2)
+			c.stepped(1)
+		}, true},
+		{"all back before the batch", func(c *returning) {
+			c.stepped(1)
+			c.stepped(1)
+			c.expect(1, 2)
+		}, true},
+		{"requests of the cohort before do not count", func(c *returning) {
+			c.stepped(0)
+			c.stepped(0)
+			c.expect(1, 2)
+		}, false},
+		{"an older cohort's callers do not count", func(c *returning) {
+			c.expect(1, 1)
+			c.stepped(1)
+			c.stepped(1) // a new caller, submitted after cohort 1 was answered
+			c.stepped(1) // and one more
+			c.expect(2, 2)
+			c.stepped(1) // submitted before cohort 2 was answered
+			c.stepped(2)
+		}, false},
+		{"the next cohort's count", func(c *returning) {
+			c.expect(1, 1)
+			c.stepped(1)
+			c.expect(2, 2)
+			c.stepped(2)
+			c.stepped(2)
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c returning
+			tc.steps(&c)
+			if got := c.all(); got != tc.all {
+				t.Fatalf("all() = %v (back %d of %d at count %d), want %v", got, c.back, c.want, c.gen, tc.all)
+			}
+		})
+	}
+}
+
+// TestLingerEndsWhenCallersBack: the first of two callers of a cohort is
+// back before the stepper takes the cohort's batch back (held here by the
+// syncer's test hook, as the syncer answers callers before it tells the
+// stepper); the linger must end when the second one is back, not at its
+// cap (an hour here, so a linger that waits for a caller who never comes
+// fails the test's 10s wait). The count before this one counted the early
+// caller twice (planted: returning.earlyTwice) and its linger always ran
+// out: with 256 callers, more than half of a cohort were stepped before its
+// batch was back.
+func TestLingerEndsWhenCallersBack(t *testing.T) {
+	t.Run("counted once", func(t *testing.T) {
+		if err := lingerEndsWhenCallersBack(t, false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("planted: counted twice", func(t *testing.T) {
+		if err := lingerEndsWhenCallersBack(t, true); err == nil {
+			t.Fatal("the planted double count was not caught")
+		} else {
+			t.Logf("caught: %v", err)
+		}
+	})
+}
+
+func lingerEndsWhenCallersBack(t *testing.T, earlyTwice bool) error {
+	r, g := openGated(t, Config{MaxLinger: time.Hour})
+	wait := 10 * time.Second
+	if earlyTwice {
+		wait = time.Second // the planted run waits for a batch that never comes
+	}
+	next := func(what string, within time.Duration) (int, error) {
+		select {
+		case n := <-g.sizes:
+			return n, nil
+		case <-time.After(within):
+			return 0, fmt.Errorf("no batch written within %v: %s", within, what)
+		}
+	}
+	inspect := func(f func()) {
+		t.Helper()
+		if err := r.Inspect(context.Background(), func(*escrow.Node) { f() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inspect(func() { r.back.earlyTwice = earlyTwice })
+	g.release <- struct{}{}
+	if _, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdRestock, SKU: "A", Qty: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := next("the restock", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r.applyEWMA.Store(int64(4 * time.Hour)) // lingerFor(2+) = MaxLinger
+	hold := func(done chan<- error) {
+		rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+		if err == nil && rep.Err != nil {
+			err = rep.Err
+		}
+		done <- err
+	}
+	stepped := func(holds uint64) {
+		t.Helper()
+		eventually(t, 10*time.Second, "holds stepped", func() bool {
+			var n uint64
+			inspect(func() { n = r.node.Stats().Granted })
+			return n >= holds
+		})
+	}
+	// One hold in flight, two callers stepped behind it: one cohort of two.
+	c0, a, b := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go hold(c0)
+	if n, err := next("the first hold", 10*time.Second); err != nil || n != 1 {
+		t.Fatalf("first batch: %d holds, %v; want 1", n, err)
+	}
+	go hold(a)
+	go hold(b)
+	stepped(3)
+	g.release <- struct{}{}
+	if n, err := next("the two callers' batch", 10*time.Second); err != nil || n != 2 {
+		t.Fatalf("the two callers' batch: %d holds, %v; want 2", n, err)
+	}
+	// The syncer answers a and b, then waits before it tells the stepper.
+	told := make(chan struct{})
+	f := func(*batch) { <-told }
+	r.testBeforeDone.Store(&f)
+	g.release <- struct{}{}
+	for _, c := range []chan error{c0, a, b} {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	go hold(a)
+	stepped(4) // a is back early
+	r.testBeforeDone.Store(nil)
+	close(told)
+	eventually(t, 10*time.Second, "the cohort's batch taken back", func() bool {
+		var want int
+		inspect(func() { want = r.back.want })
+		return want > 0
+	})
+	select {
+	case n := <-g.sizes:
+		t.Fatalf("a batch of %d hold(s) was cut while a returning caller was expected", n)
+	default:
+	}
+	go hold(b)
+	n, err := next("the merged batch", wait)
+	if err != nil {
+		return err
+	}
+	if n != 2 {
+		t.Fatalf("the returning callers were written %d at a time, want 2", n)
+	}
+	g.release <- struct{}{}
+	for _, c := range []chan error{a, b} {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nil
 }

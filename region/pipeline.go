@@ -29,6 +29,8 @@ type request struct {
 	// stepped with cmd as escrow.Input.Unreachable.
 	unreachable string
 	callerID    uint64 // the ReqID the command came with (Stepper)
+	// gen: Region.deliveries when it was submitted (the linger's count).
+	gen uint64
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -43,6 +45,7 @@ type batch struct {
 	pc       *PendingCommit
 	start    time.Time // of its write, for the fsync histogram and the linger
 	final    bool      // synced; false: written ahead, durable with the next final batch
+	gen      uint64    // final: Region.deliveries once the syncer began to answer its cohort
 	replied  bool      // its callers were answered already (a planted bug only)
 }
 
@@ -138,6 +141,7 @@ func (r *Region) submitNoting(ctx context.Context, cmd *escrow.Command, unreacha
 	req := requestPool.Get().(*request)
 	req.cmd = *cmd
 	req.unreachable = unreachable
+	req.gen = r.deliveries.Load()
 	if !r.inline.idle.Load() || !r.commitInline(req) {
 		select {
 		case r.intake() <- req:
@@ -196,19 +200,17 @@ func (r *Region) stepLoop() {
 	applying := 0    // batches cut and not yet reported written on appliedCh
 	syncing := false // a final (synced) batch is in flight
 	stepped := 0     // inputs stepped since the last cut
-	cohort := 0      // inputs stepped since the last final cut
 	ahead := 0       // write-ahead batches cut since the last final cut
 	answered := 0    // requests answered by the batches done since the last final one
 	failing := false // a batch failed: wait for the others, then rebuild
 	// Linger: when a final batch completes, its callers usually come back
-	// at once with their next request. Waiting for them a little (until as
-	// many inputs as the batch answered are stepped, at most half a recent
-	// write time) merges the two cohorts that a plain "cut when the
+	// at once with their next request. Waiting for them a little (until
+	// every caller the cohort answered is back, at most half a recent write
+	// time: linger.go) merges the two cohorts that a plain "cut when the
 	// committer is idle" pipeline settles into, so each fsync carries about
 	// all concurrent callers instead of half of them. A lone caller is
 	// never delayed: there is no linger after a batch that answered one
 	// caller (lingerFor), and its batch is cut as soon as it is back.
-	target := 0
 	var lingerUntil time.Time
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
@@ -225,8 +227,8 @@ func (r *Region) stepLoop() {
 		if b.final {
 			syncing = false
 			lone = answered <= 1
-			var d time.Duration
-			target, d = r.lingerAfter(cohort, answered)
+			d := r.lingerFor(answered)
+			r.back.expect(b.gen, answered)
 			answered = 0
 			lingerUntil = time.Time{}
 			if d > 0 {
@@ -255,7 +257,8 @@ func (r *Region) stepLoop() {
 				r.shutdown(0, 0, false, false)
 				return
 			}
-			stepped, cohort, ahead, answered, target = 0, 0, 0, 0, 0
+			stepped, ahead, answered = 0, 0, 0
+			r.back = returning{earlyTwice: r.back.earlyTwice}
 		}
 		if !failing && r.node.Err() != nil {
 			// The node could not read a SKU's rows (the bounded cache):
@@ -274,17 +277,18 @@ func (r *Region) stepLoop() {
 				if inflight == 0 && lone && stepped == 1 && r.loneCommit() {
 					// A lone caller, nothing in flight: commit here.
 					b := r.commitLone(stepped)
-					stepped, cohort = 0, 0
+					stepped = 0
 					lingerC = nil
 					finish(b)
 					continue
 				}
-				if cohort >= target || stepped >= r.cfg.MaxBatch || !time.Now().Before(lingerUntil) {
+				if why, cut := r.cutWhy(stepped, lingerUntil); cut {
+					r.cuts[why].Add(1)
 					r.cut(stepped, true)
 					inflight++
 					applying++
 					syncing = true
-					stepped, cohort, ahead = 0, 0, 0
+					stepped, ahead = 0, 0
 					lingerC = nil
 				} else if lingerC == nil {
 					linger.Reset(time.Until(lingerUntil))
@@ -315,10 +319,8 @@ func (r *Region) stepLoop() {
 		case req := <-queue:
 			wake()
 			now := r.cfg.Now()
-			n := stepped
 			if r.ahead.inline {
 				stepped = r.stepQueuedAhead(req, now, stepped)
-				cohort += stepped - n
 				break
 			}
 			r.stepRequest(req, now)
@@ -333,12 +335,10 @@ func (r *Region) stepLoop() {
 					break drain
 				}
 			}
-			cohort += stepped - n
 		case m := <-r.msgs:
 			wake()
 			r.stepMessage(&m, r.cfg.Now())
 			stepped++
-			cohort++
 		case <-r.appliedCh:
 			wake()
 			applying--
@@ -418,27 +418,6 @@ func (r *Region) writeAhead() bool {
 	return ok
 }
 
-// lingerAfter is what the stepper waits for once a final batch is done:
-// the inputs stepped since the last final cut (cohort) and as many more
-// as the batches done since then answered (the callers who come back),
-// for at most lingerFor(answered).
-func (r *Region) lingerAfter(cohort, answered int) (target int, d time.Duration) {
-	return cohort + answered, r.lingerFor(answered)
-}
-
-// lingerFor is how long the stepper may wait for returning callers before
-// it cuts the next batch: half a recent write, at most Config.MaxLinger.
-// After a cohort that answered a single caller there is nobody to merge
-// with: that caller may already be back (stepped before the stepper saw
-// its batch done, so counted twice in the target), and waiting would only
-// delay it.
-func (r *Region) lingerFor(answered int) time.Duration {
-	if r.cfg.MaxLinger < 0 || answered <= 1 {
-		return 0
-	}
-	return min(time.Duration(r.applyEWMA.Load())/2, r.cfg.MaxLinger)
-}
-
 // tick steps the node's clock.
 func (r *Region) tick(now time.Time) {
 	r.node.Step(escrow.Input{Now: now, Resync: r.resync.Swap(false)})
@@ -450,6 +429,7 @@ func (r *Region) tick(now time.Time) {
 }
 
 func (r *Region) stepRequest(req *request, now time.Time) {
+	r.back.stepped(req.gen)
 	r.nextReq++
 	req.cmd.ReqID = r.nextReq
 	r.pending[r.nextReq] = req
@@ -509,6 +489,7 @@ func (r *Region) recycle(b *batch) {
 	b.pc = nil
 	b.start = time.Time{}
 	b.final = false
+	b.gen = 0
 	b.replied = false
 	b.cmds = 0
 	batchPool.Put(b)
@@ -540,6 +521,9 @@ func (r *Region) syncLoop() {
 			held = append(held, b)
 			continue
 		}
+		// Before any caller of the cohort is answered: a request submitted
+		// from now on carries the new count (linger.go).
+		b.gen = r.deliveries.Add(1)
 		for _, h := range held {
 			r.deliver(h, err)
 			r.doneCh <- h // never blocks: at most maxInflight batches are cut
@@ -547,6 +531,9 @@ func (r *Region) syncLoop() {
 		clear(held)
 		held = held[:0]
 		r.deliver(b, err)
+		if f := r.testBeforeDone.Load(); f != nil {
+			(*f)(b)
+		}
 		r.doneCh <- b
 	}
 	for _, h := range held { // closing without a final batch: nothing was acknowledged

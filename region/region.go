@@ -69,6 +69,13 @@ type Region struct {
 	node    *escrow.Node
 	pending map[uint64]*request
 	nextReq uint64
+	// back counts the callers of the last cohort that are back (linger.go).
+	back returning
+	// cuts counts final batches cut by the stepper, by why (linger.go).
+	cuts [len(cutReasons)]atomic.Uint64
+	// testBeforeDone (tests only) runs on the syncer after a final batch's
+	// callers were answered, before the stepper is told.
+	testBeforeDone atomic.Pointer[func(b *batch)]
 
 	statsMu sync.Mutex
 	stats   escrow.Stats
@@ -89,6 +96,10 @@ type Region struct {
 	commitCmds atomic.Int64
 	applyNanos atomic.Int64
 	applyEWMA  atomic.Int64 // recent Apply duration in ns, for the linger
+	// deliveries counts the cohorts whose callers the syncer began to
+	// answer; a request carries the count it saw (request.gen), which tells
+	// the stepper whether its caller was answered already (linger.go).
+	deliveries atomic.Uint64
 	// loneCommits: batches the stepper committed itself (commitLone).
 	loneCommits atomic.Uint64
 	// inline: callers committing on their own goroutine (inline_commit.go).
@@ -185,6 +196,7 @@ func newRegion(cfg Config) (*Region, error) {
 	r.metrics.reg.MustRegister(r.trustCollectors()...)
 	r.metrics.reg.MustRegister(r.stockOpsCollectors()...)
 	r.metrics.reg.MustRegister(r.loneCollectors()...)
+	r.metrics.reg.MustRegister(r.lingerCollectors()...)
 	r.metrics.reg.MustRegister(r.digestCollectors()...)
 	r.metrics.reg.MustRegister(r.snapshotCollectors()...)
 	r.metrics.reg.MustRegister(r.locationCollectors()...)

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -46,6 +48,7 @@ type benchOpts struct {
 	noSync      bool
 	wal         string
 	inline      bool
+	maxLinger   time.Duration
 	// walOrInlineSet: --wal or --inline-commit given (in-process only).
 	walOrInlineSet bool
 	noEvents       bool
@@ -79,7 +82,10 @@ In-process it adds active_holds, open_s and open_cpu_s (the first open of the
 region: with --data-dir of a killed bench and --restock=false, its recovery),
 load_s and settle_s (the catalogue load and its flushes), heap_mb, rss_mb,
 peak_rss_mb, drain_s and drained_cpu_us_per_hold (the CPU until the store's
-flushes and compactions are done), and with --reopen startup_s and startup_cpu_s.
+flushes and compactions are done), and with --reopen startup_s and startup_cpu_s;
+and the group commit over the window: syncs_per_s, holds_per_sync, sync_ms (a
+synced batch's write to its fsync) and cuts_<reason>, each reason's share of
+the synced batches cut (holdfast_commit_cuts_total).
 holds_per_s counts granted holds per second of the measured window; latencies
 are those of the hold request (granted or rejected), measured by the client.
 
@@ -113,6 +119,7 @@ run never runs out. --no-sync skips fsync: non-durable, labelled durable=false.`
 	f.StringVar(&o.token, "token", "", "bearer token for --url (needs the admin scope to restock)")
 	f.StringVar(&o.target, "target", "http", "http (the real API) or engine (the apply loop, no HTTP; in-process only)")
 	f.BoolVar(&o.noSync, "no-sync", false, "in-process region without fsync (NOT durable; for the ratio only)")
+	f.DurationVar(&o.maxLinger, "max-linger", region.DefaultMaxLinger, "in-process region's group commit: longest wait for returning callers before a batch is cut (negative: none; region max_linger)")
 	f.StringVar(&o.wal, "wal", region.WALOwn, "in-process region's write-ahead log: own or pebble (region wal)")
 	f.BoolVar(&o.inline, "inline-commit", true, "in-process region: a lone caller commits on its own goroutine when the apply loop is idle (region inline_commit; =false: every caller through the apply loop)")
 	f.BoolVar(&o.noEvents, "no-events", false, "in-process region without its event log (to measure the log's cost)")
@@ -213,8 +220,10 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var reopen func() error   // --reopen
 	var activeHolds func() uint64
 	var prefetchStats func() region.PrefetchStats
-	var inlineCommits func() float64 // --inline-commit: holdfast_inline_commits_total
-	var drain func() error           // in process: wait for the store's flushes and compactions
+	var inlineCommits func() float64   // --inline-commit: holdfast_inline_commits_total
+	var syncs func() (uint64, float64) // in-process: holdfast_fsync_seconds (count, sum)
+	var cuts func() map[string]float64 // in-process: holdfast_commit_cuts_total by reason
+	var drain func() error             // in process: wait for the store's flushes and compactions
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
 		if err != nil {
@@ -247,7 +256,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rcfg := region.Config{Name: "bench", DataDir: dir, NoSync: o.noSync, Logger: logger,
 			Events: region.EventsConfig{Disabled: o.noEvents}, HTTPServer: o.httpServer, SKUCache: o.skuCache,
-			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache, WAL: o.wal, NoInlineCommit: !o.inline}
+			SKUPrefetch: o.skuPrefetch, HoldCache: o.holdCache, WAL: o.wal, NoInlineCommit: !o.inline,
+			MaxLinger: o.maxLinger}
 		t0, c0 := time.Now(), loadgen.ProcessCPU()
 		r, err := region.Open(ctx, rcfg)
 		if err != nil {
@@ -263,6 +273,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		if o.inline {
 			inlineCommits = func() float64 { return counterValue(r.Registry(), "holdfast_inline_commits_total") }
 		}
+		syncs = func() (uint64, float64) { return histogramValue(r.Registry(), "holdfast_fsync_seconds") }
+		cuts = func() map[string]float64 { return counterByLabel(r.Registry(), "holdfast_commit_cuts_total", "reason") }
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
 		if o.reopen {
 			reopen = func() error {
@@ -359,10 +371,17 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	// throughput, and it is far less noisy than holds/s on a shared one.
 	var cpuStart time.Duration
 	var inlineStart float64
+	var syncsStart uint64
+	var syncSecondsStart float64
+	var cutsStart map[string]float64
 	cfg.WindowOpen = func() {
 		cpuStart = loadgen.ProcessCPU()
 		if inlineCommits != nil {
 			inlineStart = inlineCommits()
+		}
+		if syncs != nil {
+			syncsStart, syncSecondsStart = syncs()
+			cutsStart = cuts()
 		}
 		if relay != nil {
 			relay.setMeasuring(true)
@@ -381,6 +400,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			cpuStart = loadgen.ProcessCPU()
 			if inlineCommits != nil {
 				inlineStart = inlineCommits()
+			}
+			if syncs != nil {
+				syncsStart, syncSecondsStart = syncs()
 			}
 			if relay != nil {
 				relay.setMeasuring(true)
@@ -403,6 +425,17 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var inlineRun float64
 	if inlineCommits != nil {
 		inlineRun = inlineCommits() - inlineStart
+	}
+	var syncsRun uint64
+	var syncSecondsRun float64
+	var cutsRun map[string]float64
+	if syncs != nil {
+		n, sec := syncs()
+		syncsRun, syncSecondsRun = n-syncsStart, sec-syncSecondsStart
+		cutsRun = cuts()
+		for k, v := range cutsStart {
+			cutsRun[k] -= v
+		}
 	}
 	if profiling {
 		pprof.StopCPUProfile()
@@ -443,6 +476,26 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	} else if inlineCommits != nil && s.OK > 0 {
 		// Commits of the window made on their caller's goroutine, per granted hold.
 		s.Labels = append(s.Labels, loadgen.Label{Key: "inline_per_hold", Value: strconv.FormatFloat(inlineRun/float64(s.OK), 'f', 3, 64)})
+	}
+	if syncsRun > 0 && s.OK > 0 {
+		// The group commit's shape over the window: synced batches per
+		// second, granted holds per synced batch, and the mean time from a
+		// synced batch's write to its fsync's completion.
+		s.Labels = append(s.Labels,
+			loadgen.Label{Key: "syncs_per_s", Value: strconv.FormatFloat(float64(syncsRun)/s.Elapsed.Seconds(), 'f', 0, 64)},
+			loadgen.Label{Key: "holds_per_sync", Value: strconv.FormatFloat(float64(s.OK)/float64(syncsRun), 'f', 1, 64)},
+			loadgen.Label{Key: "sync_ms", Value: strconv.FormatFloat(1000*syncSecondsRun/float64(syncsRun), 'f', 3, 64)})
+		var all float64
+		for _, v := range cutsRun {
+			all += v
+		}
+		if all > 0 {
+			// Why the synced batches were cut (holdfast_commit_cuts_total):
+			// each reason's share.
+			for _, k := range slices.Sorted(maps.Keys(cutsRun)) {
+				s.Labels = append(s.Labels, loadgen.Label{Key: "cuts_" + k, Value: strconv.FormatFloat(cutsRun[k]/all, 'f', 3, 64)})
+			}
+		}
 	}
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})
