@@ -85,7 +85,8 @@ peak_rss_mb, drain_s and drained_cpu_us_per_hold (the CPU until the store's
 flushes and compactions are done), and with --reopen startup_s and startup_cpu_s;
 and the group commit over the window: syncs_per_s, holds_per_sync, sync_ms (a
 synced batch's write to its fsync) and cuts_<reason>, each reason's share of
-the synced batches cut (holdfast_commit_cuts_total).
+the synced batches cut (holdfast_commit_cuts_total); with the own WAL,
+wal_bytes_per_hold and wal_sync_ms (one group commit's write and fdatasync).
 holds_per_s counts granted holds per second of the measured window; latencies
 are those of the hold request (granted or rejected), measured by the client.
 
@@ -223,6 +224,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var inlineCommits func() float64   // --inline-commit: holdfast_inline_commits_total
 	var syncs func() (uint64, float64) // in-process: holdfast_fsync_seconds (count, sum)
 	var cuts func() map[string]float64 // in-process: holdfast_commit_cuts_total by reason
+	var walStats func() [3]float64     // in-process, own WAL: bytes, syncs and their seconds
 	var drain func() error             // in process: wait for the store's flushes and compactions
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
@@ -275,6 +277,11 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		syncs = func() (uint64, float64) { return histogramValue(r.Registry(), "holdfast_fsync_seconds") }
 		cuts = func() map[string]float64 { return counterByLabel(r.Registry(), "holdfast_commit_cuts_total", "reason") }
+		walStats = func() [3]float64 {
+			reg := r.Registry()
+			return [3]float64{counterValue(reg, "holdfast_wal_bytes_total"), counterValue(reg, "holdfast_wal_syncs_total"),
+				counterValue(reg, "holdfast_wal_sync_seconds_total")}
+		}
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
 		if o.reopen {
 			reopen = func() error {
@@ -374,6 +381,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var syncsStart uint64
 	var syncSecondsStart float64
 	var cutsStart map[string]float64
+	var walStart [3]float64
 	cfg.WindowOpen = func() {
 		cpuStart = loadgen.ProcessCPU()
 		if inlineCommits != nil {
@@ -382,6 +390,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		if syncs != nil {
 			syncsStart, syncSecondsStart = syncs()
 			cutsStart = cuts()
+			walStart = walStats()
 		}
 		if relay != nil {
 			relay.setMeasuring(true)
@@ -403,6 +412,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			}
 			if syncs != nil {
 				syncsStart, syncSecondsStart = syncs()
+				cutsStart = cuts()
+				walStart = walStats()
 			}
 			if relay != nil {
 				relay.setMeasuring(true)
@@ -429,12 +440,17 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var syncsRun uint64
 	var syncSecondsRun float64
 	var cutsRun map[string]float64
+	var walRun [3]float64
 	if syncs != nil {
 		n, sec := syncs()
 		syncsRun, syncSecondsRun = n-syncsStart, sec-syncSecondsStart
 		cutsRun = cuts()
 		for k, v := range cutsStart {
 			cutsRun[k] -= v
+		}
+		w := walStats()
+		for i := range w {
+			walRun[i] = w[i] - walStart[i]
 		}
 	}
 	if profiling {
@@ -485,6 +501,13 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 			loadgen.Label{Key: "syncs_per_s", Value: strconv.FormatFloat(float64(syncsRun)/s.Elapsed.Seconds(), 'f', 0, 64)},
 			loadgen.Label{Key: "holds_per_sync", Value: strconv.FormatFloat(float64(s.OK)/float64(syncsRun), 'f', 1, 64)},
 			loadgen.Label{Key: "sync_ms", Value: strconv.FormatFloat(1000*syncSecondsRun/float64(syncsRun), 'f', 3, 64)})
+		if walRun[1] > 0 {
+			// The own WAL: bytes per granted hold, and the mean time of
+			// one group commit's write and fdatasync alone.
+			s.Labels = append(s.Labels,
+				loadgen.Label{Key: "wal_bytes_per_hold", Value: strconv.FormatFloat(walRun[0]/float64(s.OK), 'f', 0, 64)},
+				loadgen.Label{Key: "wal_sync_ms", Value: strconv.FormatFloat(1000*walRun[2]/walRun[1], 'f', 3, 64)})
+		}
 		var all float64
 		for _, v := range cutsRun {
 			all += v
