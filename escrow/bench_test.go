@@ -205,6 +205,36 @@ func BenchmarkNodeHoldWhileBorrowing(b *testing.B) {
 // region's apply loop cuts them at 256 callers; ns/op is per hold.
 func BenchmarkNodeHoldBatch(b *testing.B) { benchHoldsPerReady(b, 256) }
 
+// BenchmarkNodeHoldCohort: Readies of 80, 80, 80 and 16 holds, over and
+// over, the way a runtime cuts a cohort of 256 callers into write-ahead
+// batches and a small final one; ns/op is per hold. The hold copies of a
+// Ready that outgrows the one before it are not moved (holdout.go).
+func BenchmarkNodeHoldCohort(b *testing.B) {
+	b.ReportAllocs()
+	sizes := [...]int{80, 80, 80, 16} // 256: benchChunk is a multiple
+	n := newBenchNode(b)
+	now := t0
+	cmd := Command{Kind: CmdHold, Lines: []Line{{SKU: "sku-000001", Qty: 1}}}
+	b.ResetTimer()
+	defer cpuTimer(b)()
+	k, in := 0, 0 // the Ready's size index, holds stepped into it
+	for i := 0; i < b.N; i++ {
+		n = renewEvery(b, n, i-1) // at a cohort's start
+		now = now.Add(time.Microsecond)
+		cmd.ReqID = uint64(i)
+		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
+			b.Fatal(err)
+		}
+		if in++; in == sizes[k] {
+			if rd := n.Ready(); len(rd.Reply) != in {
+				b.Fatalf("%d replies, want %d", len(rd.Reply), in)
+			}
+			n.Advance()
+			k, in = (k+1)%len(sizes), 0
+		}
+	}
+}
+
 // benchHoldsPerReady steps one-line holds of one SKU, batch of them per
 // Ready; ns/op is per hold.
 func benchHoldsPerReady(b *testing.B, batch int) {

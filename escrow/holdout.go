@@ -23,18 +23,19 @@ package escrow
 
 // outCopy appends a copy of h as it is now to holdOut (kept: a reply may
 // share it) or to tmpOut (reused after Advance: no reply shares it), and
-// to outPtrs, and returns it. The slices start at the size of the last
-// Ready's (growTo); a copy made before a growth stays where it is, read
-// only, the same value as the one the grown slice holds.
+// to outPtrs, and returns it. tmpOut starts at the size of the last
+// Ready's (growTo). holdOut is only where kept copies live (outPtrs and
+// the replies point to them): when it is full the next copies go to a new
+// block and nothing is copied, and no block is larger than maxHoldBlock.
 func (n *Node) outCopy(h *holdRec, kept bool) *Hold {
 	var hc *Hold
 	if kept {
-		if n.holdOut == nil {
-			// Room for as many as the last Ready had (from the arena while
-			// few): most Readies then allocate nothing here, or once.
-			n.holdOut = n.holdArena.take(max(1, min(n.lastHolds, maxGrowHint)))
+		if len(n.holdOut) == cap(n.holdOut) {
+			n.holdOut = n.holdArena.take(holdBlock(n.lastHolds, n.keptOut))
 		}
-		hc = extend(&n.holdOut, n.lastHolds)
+		n.holdOut = n.holdOut[:len(n.holdOut)+1]
+		hc = &n.holdOut[len(n.holdOut)-1]
+		n.keptOut++
 	} else {
 		hc = n.tmpCopySlot()
 	}
@@ -104,4 +105,23 @@ func (n *Node) persistHolds() []*Hold {
 	}
 	n.dirtyHolds = n.dirtyHolds[:0]
 	return ps
+}
+
+// maxHoldBlock bounds a block of kept hold copies: 128 copies of 216-224
+// bytes stay below the runtime's large-object size (32 KiB), whose
+// allocations take fresh spans (and page faults) every time. A Ready of a
+// busy region carries a few hundred holds; one slice for all of them was
+// a large object, grown by copying when the Ready outgrew the last one.
+const maxHoldBlock = 128
+
+// holdBlock is the size of the next block of kept copies, kept of them in
+// this Ready so far: room for the rest of as many as the last Ready had
+// (last), or as many again as there are when it had fewer, at least one
+// and at most maxHoldBlock.
+func holdBlock(last, kept int) int {
+	want := last - kept
+	if want <= 0 {
+		want = kept
+	}
+	return min(max(want, 1), maxHoldBlock)
 }

@@ -264,3 +264,69 @@ func pipelinedHoldCopies(t *testing.T, bugs plantedbugs.Bugs) error {
 	}
 	return nil
 }
+
+// TestHoldCopiesInBlocks: a Ready of many holds after one of a single hold
+// keeps its copies in blocks of at most maxHoldBlock (below the runtime's
+// large-object size), each reply sharing its copy with Persist.Holds, and
+// no copy moved or written twice.
+func TestHoldCopiesInBlocks(t *testing.T) {
+	n := newNodeWithBugs(t, Config{Region: "eu", DigestInterval: -1}, plantedbugs.Bugs{})
+	now := t0
+	req := uint64(0)
+	step := func(c Command) {
+		t.Helper()
+		req++
+		c.ReqID = req
+		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step(Command{Kind: CmdRestock, SKU: "apple", Qty: 1000})
+	advanced(n)
+	hold := Command{Kind: CmdHold, Lines: []Line{{SKU: "apple", Qty: 1}}}
+	step(hold)
+	advanced(n)
+	const many = 3*maxHoldBlock + 7
+	for i := 0; i < many; i++ {
+		step(hold)
+		if cap(n.holdOut) > maxHoldBlock {
+			t.Fatalf("after %d holds the block of copies has room for %d, more than %d", i+1, cap(n.holdOut), maxHoldBlock)
+		}
+	}
+	if n.keptOut != many {
+		t.Fatalf("%d kept copies counted, want %d", n.keptOut, many)
+	}
+	rd := advanced(n)
+	if len(rd.Reply) != many || len(rd.Persist.Holds) != many {
+		t.Fatalf("%d replies and %d holds persisted, want %d", len(rd.Reply), len(rd.Persist.Holds), many)
+	}
+	seen := map[*Hold]bool{}
+	for i := range rd.Reply {
+		h := rd.Reply[i].Hold
+		if h != rd.Persist.Holds[i] {
+			t.Fatalf("hold %d: the reply and Persist.Holds have a copy each", i)
+		}
+		if seen[h] || h.State != Held || len(h.Lines) != 1 {
+			t.Fatalf("hold %d: copy %p seen before %v, state %v, lines %v", i, h, seen[h], h.State, h.Lines)
+		}
+		seen[h] = true
+	}
+	if n.lastHolds != many || n.keptOut != 0 {
+		t.Fatalf("after the Ready: lastHolds %d (want %d), keptOut %d (want 0)", n.lastHolds, many, n.keptOut)
+	}
+}
+
+func TestHoldBlockSize(t *testing.T) {
+	for _, tc := range []struct{ last, kept, want int }{
+		{0, 0, 1},               // nothing known: one
+		{3, 0, 3},               // as many as the last Ready
+		{3, 3, 3},               // outgrown: as many again
+		{80, 64, 16},            // the rest of the last Ready's
+		{1000, 0, maxHoldBlock}, // never a large object
+		{1000, 5 * maxHoldBlock, maxHoldBlock},
+	} {
+		if got := holdBlock(tc.last, tc.kept); got != tc.want {
+			t.Errorf("holdBlock(%d, %d) = %d, want %d", tc.last, tc.kept, got, tc.want)
+		}
+	}
+}

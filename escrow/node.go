@@ -95,14 +95,17 @@ type Node struct {
 	// reply of granted to share.
 	created     *holdRec
 	createdCopy *Hold
-	// holdOut: this Ready's copies of holds as their events state them
-	// (holdEvent), in order; lastHolds is its length in the last Ready.
-	// Until outBroken, holdOut has one copy of each dirty hold, in
-	// dirtyHolds order, as it is now (the usual Ready: holds created, or
-	// finished, once each), and it is Persist.Holds as it is: the event,
-	// the reply and the write share one copy of each hold instead of two
-	// (holdout.go). marked: the hold markHold saw last, until outCopy.
+	// holdOut: the block being filled with this Ready's copies of holds
+	// as their events state them (holdEvent); earlier blocks are reached
+	// through outPtrs (holdout.go); keptOut counts the copies in all of
+	// them, lastHolds in the last Ready. Until outBroken, there is one copy
+	// of each dirty hold, in dirtyHolds order, as it is now (the usual
+	// Ready: holds created, or finished, once each), and outPtrs is
+	// Persist.Holds as it is: the event, the reply and the write share one
+	// copy of each hold instead of two. marked: the hold markHold saw last,
+	// until outCopy.
 	holdOut   []Hold
+	keptOut   int
 	lastHolds int
 	outBroken bool // sticky until Ready
 	marked    *holdRec
@@ -709,7 +712,8 @@ func (n *Node) Ready() Ready {
 	if len(n.dirtyHolds) > 0 {
 		rd.Persist.Holds = n.persistHolds()
 	}
-	n.lastHolds, n.lastTmp = len(n.holdOut), len(n.tmpOut)
+	n.lastHolds, n.lastTmp = n.keptOut, len(n.tmpOut)
+	n.keptOut = 0
 	tmpOut := n.tmpOut
 	// Written only when set (clearSlice, setRef): no write barrier for a
 	// field already nil.
