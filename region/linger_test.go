@@ -43,6 +43,30 @@ func openGated(t *testing.T, cfg Config) (*Region, *gatedApply) {
 	return r, g
 }
 
+// holdA returns a caller that holds one unit of SKU A on r and sends the
+// outcome to done.
+func holdA(r *Region) func(done chan<- error) {
+	return func(done chan<- error) {
+		rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
+		if err == nil && rep.Err != nil {
+			err = rep.Err
+		}
+		done <- err
+	}
+}
+
+// waitGranted waits until r's node has granted holds holds (stepped them).
+func waitGranted(t *testing.T, r *Region, holds uint64) {
+	t.Helper()
+	eventually(t, 10*time.Second, "holds stepped", func() bool {
+		var n uint64
+		if err := r.Inspect(context.Background(), func(node *escrow.Node) { n = node.Stats().Granted }); err != nil {
+			t.Fatal(err)
+		}
+		return n >= holds
+	})
+}
+
 // TestLingerMergesReturningCallers drives the stepper's linger through its
 // call site: after a batch that answered two callers, the first one back
 // is not cut alone while the second is expected (the linger lasts half the
@@ -70,23 +94,8 @@ func TestLingerMergesReturningCallers(t *testing.T) {
 	}
 	next("the restock")
 	r.applyEWMA.Store(int64(2 * time.Hour)) // lingerFor(2+) = lingerTestCap
-	hold := func(done chan<- error) {
-		rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
-		if err == nil && rep.Err != nil {
-			err = rep.Err
-		}
-		done <- err
-	}
-	stepped := func(holds uint64) {
-		t.Helper()
-		eventually(t, 10*time.Second, "holds stepped", func() bool {
-			var n uint64
-			if err := r.Inspect(context.Background(), func(node *escrow.Node) { n = node.Stats().Granted }); err != nil {
-				t.Fatal(err)
-			}
-			return n >= holds
-		})
-	}
+	hold := holdA(r)
+	stepped := func(holds uint64) { t.Helper(); waitGranted(t, r, holds) }
 	// One hold in flight (its Apply waits), then two callers stepped
 	// behind it: once it is durable they are cut together, and that
 	// batch answers both of them.
@@ -242,21 +251,8 @@ func lingerEndsWhenCallersBack(t *testing.T, earlyTwice bool) error {
 		t.Fatal(err)
 	}
 	r.applyEWMA.Store(int64(4 * time.Hour)) // lingerFor(2+) = MaxLinger
-	hold := func(done chan<- error) {
-		rep, err := r.Do(context.Background(), escrow.Command{Kind: escrow.CmdHold, Lines: []escrow.Line{{SKU: "A", Qty: 1}}})
-		if err == nil && rep.Err != nil {
-			err = rep.Err
-		}
-		done <- err
-	}
-	stepped := func(holds uint64) {
-		t.Helper()
-		eventually(t, 10*time.Second, "holds stepped", func() bool {
-			var n uint64
-			inspect(func() { n = r.node.Stats().Granted })
-			return n >= holds
-		})
-	}
+	hold := holdA(r)
+	stepped := func(holds uint64) { t.Helper(); waitGranted(t, r, holds) }
 	// One hold in flight, two callers stepped behind it: one cohort of two.
 	c0, a, b := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go hold(c0)
