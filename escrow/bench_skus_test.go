@@ -18,7 +18,8 @@ func BenchmarkNodeHoldSKUs(b *testing.B) {
 	for _, skus := range []int{1, 1000, 1_000_000} {
 		for _, cache := range []bool{false, true} {
 			name := fmt.Sprintf("skus=%d/cache=%s", skus, map[bool]string{false: "off", true: "on"}[cache])
-			b.Run(name, func(b *testing.B) { benchHoldSKUs(b, skus, cache) })
+			b.Run(name, func(b *testing.B) { benchHoldSKUs(b, skus, cache, false) })
+			b.Run(name+"/prefetch", func(b *testing.B) { benchHoldSKUs(b, skus, cache, true) })
 		}
 	}
 }
@@ -42,7 +43,10 @@ func (s *benchRows) ScanRowsFrom(string, func(r *Row) error) error {
 	return errors.New("bench: no scans")
 }
 
-func benchHoldSKUs(b *testing.B, skus int, cache bool) {
+// With prefetch, each Ready's 256 commands are prefetched (Node.Prefetch)
+// before they are stepped, as the region's stepper does with what it
+// drains from its queue at once.
+func benchHoldSKUs(b *testing.B, skus int, cache, prefetch bool) {
 	const batch = 256
 	b.ReportAllocs()
 	src := &benchRows{rows: map[string][]Row{}}
@@ -81,11 +85,22 @@ func benchHoldSKUs(b *testing.B, skus int, cache bool) {
 	cmd := Command{Kind: CmdHold}
 	b.ResetTimer()
 	defer cpuTimer(b)()
+	var next [batch][]Line
 	for i := 0; i < b.N; i++ {
 		now = now.Add(time.Microsecond)
 		cmd.ReqID = uint64(i)
-		// Lines of their own, as a decoded request has (a hold may keep them).
-		cmd.Lines = []Line{{SKU: names[rng.IntN(skus)], Qty: 1}}
+		if i%batch == 0 {
+			for j := range next {
+				// Lines of their own, as a decoded request has (a hold may keep them).
+				next[j] = []Line{{SKU: names[rng.IntN(skus)], Qty: 1}}
+			}
+			if prefetch {
+				for j := range next {
+					n.Prefetch(next[j])
+				}
+			}
+		}
+		cmd.Lines = next[i%batch]
 		if err := n.Step(Input{Now: now, Cmd: &cmd}); err != nil {
 			b.Fatal(err)
 		}

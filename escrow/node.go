@@ -104,11 +104,13 @@ type Node struct {
 	// Persist.Holds as it is: the event, the reply and the write share one
 	// copy of each hold instead of two. marked: the hold markHold saw last,
 	// until outCopy.
-	holdOut   []Hold
-	keptOut   int
-	lastHolds int
-	outBroken bool // sticky until Ready
-	marked    *holdRec
+	holdOut []Hold
+	keptOut int
+	// prefetched: a sum of what Prefetch read, so that the reads are kept.
+	prefetched uint64
+	lastHolds  int
+	outBroken  bool // sticky until Ready
+	marked     *holdRec
 	// tmpOut: this Ready's copies that no reply shares (an expiry's
 	// event), in a slice the node reuses once the Ready is Advanced
 	// (readybufs.go); lastTmp is its length in the last Ready. outPtrs:

@@ -71,6 +71,9 @@ type Region struct {
 	nextReq uint64
 	// back counts the callers of the last cohort that are back (linger.go).
 	back returning
+	// drained: the requests the stepper took from its queue at once
+	// (stepDrained), reused.
+	drained []*request
 	// cuts counts final batches cut by the stepper, by why (linger.go).
 	cuts [len(cutReasons)]atomic.Uint64
 	// testBeforeDone (tests only) runs on the syncer after a final batch's
