@@ -423,16 +423,7 @@ func (r *Region) tick(now time.Time) {
 // they name (escrow.Node.Prefetch): with a large catalogue their cache
 // misses then overlap instead of stalling one step each.
 func (r *Region) stepDrained(first *request, now time.Time, stepped int) int {
-	reqs := append(r.drained[:0], first)
-drain:
-	for stepped+len(reqs) < r.cfg.MaxBatch {
-		select {
-		case req := <-r.queue:
-			reqs = append(reqs, req)
-		default:
-			break drain
-		}
-	}
+	reqs := r.drainQueue(r.drained, first, stepped)
 	if len(reqs) > 1 {
 		for _, req := range reqs {
 			r.node.Prefetch(req.cmd.Lines)
@@ -444,6 +435,21 @@ drain:
 	clear(reqs)
 	r.drained = reqs[:0]
 	return stepped + len(reqs)
+}
+
+// drainQueue returns first and whatever waits in the stepper's queue, up
+// to MaxBatch inputs since the cut (stepped so far), in buf's array.
+func (r *Region) drainQueue(buf []*request, first *request, stepped int) []*request {
+	reqs := append(buf[:0], first)
+	for stepped+len(reqs) < r.cfg.MaxBatch {
+		select {
+		case req := <-r.queue:
+			reqs = append(reqs, req)
+		default:
+			return reqs
+		}
+	}
+	return reqs
 }
 
 func (r *Region) stepRequest(req *request, now time.Time) {

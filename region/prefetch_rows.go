@@ -168,16 +168,7 @@ func (r *Region) prefetchLoop() {
 // to MaxBatch inputs since the cut), reads ahead the rows of their SKUs in
 // one pass, then steps them; it returns the new stepped count.
 func (r *Region) stepQueuedAhead(first *request, now time.Time, stepped int) int {
-	reqs := append(r.ahead.buf[:0], first)
-drain:
-	for stepped+len(reqs) < r.cfg.MaxBatch {
-		select {
-		case req := <-r.queue:
-			reqs = append(reqs, req)
-		default:
-			break drain
-		}
-	}
+	reqs := r.drainQueue(r.ahead.buf, first, stepped)
 	if st := r.ahead.st.Load(); st != nil && len(reqs) > 1 {
 		skus := r.ahead.skus[:0]
 		for _, req := range reqs {
