@@ -405,19 +405,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		}
 		defer f.Close()
 		// Profile the measured window, not the set-up and warm-up.
+		open := cfg.WindowOpen
 		cfg.WindowOpen = func() {
-			cpuStart = loadgen.ProcessCPU()
-			if inlineCommits != nil {
-				inlineStart = inlineCommits()
-			}
-			if syncs != nil {
-				syncsStart, syncSecondsStart = syncs()
-				cutsStart = cuts()
-				walStart = walStats()
-			}
-			if relay != nil {
-				relay.setMeasuring(true)
-			}
+			open()
 			profiling = true
 			profErr = pprof.StartCPUProfile(f)
 		}
