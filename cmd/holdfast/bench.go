@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -221,11 +219,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	var reopen func() error   // --reopen
 	var activeHolds func() uint64
 	var prefetchStats func() region.PrefetchStats
-	var inlineCommits func() float64   // --inline-commit: holdfast_inline_commits_total
-	var syncs func() (uint64, float64) // in-process: holdfast_fsync_seconds (count, sum)
-	var cuts func() map[string]float64 // in-process: holdfast_commit_cuts_total by reason
-	var walStats func() [3]float64     // in-process, own WAL: bytes, syncs and their seconds
-	var drain func() error             // in process: wait for the store's flushes and compactions
+	var inlineCommits func() float64 // --inline-commit: holdfast_inline_commits_total
+	var commits func() commitStats   // in-process: the group commit's metrics
+	var drain func() error           // in process: wait for the store's flushes and compactions
 	if o.url != "" {
 		c, err := loadgen.NewHTTPClient(o.url, o.token, o.concurrency, 30*time.Second)
 		if err != nil {
@@ -275,13 +271,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		if o.inline {
 			inlineCommits = func() float64 { return counterValue(r.Registry(), "holdfast_inline_commits_total") }
 		}
-		syncs = func() (uint64, float64) { return histogramValue(r.Registry(), "holdfast_fsync_seconds") }
-		cuts = func() map[string]float64 { return counterByLabel(r.Registry(), "holdfast_commit_cuts_total", "reason") }
-		walStats = func() [3]float64 {
-			reg := r.Registry()
-			return [3]float64{counterValue(reg, "holdfast_wal_bytes_total"), counterValue(reg, "holdfast_wal_syncs_total"),
-				counterValue(reg, "holdfast_wal_sync_seconds_total")}
-		}
+		commits = func() commitStats { return readCommitStats(r.Registry()) }
 		drain = func() error { return settle(ctx, r, 60*time.Second) }
 		if o.reopen {
 			reopen = func() error {
@@ -378,19 +368,14 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	// throughput, and it is far less noisy than holds/s on a shared one.
 	var cpuStart time.Duration
 	var inlineStart float64
-	var syncsStart uint64
-	var syncSecondsStart float64
-	var cutsStart map[string]float64
-	var walStart [3]float64
+	var commitsStart commitStats
 	cfg.WindowOpen = func() {
 		cpuStart = loadgen.ProcessCPU()
 		if inlineCommits != nil {
 			inlineStart = inlineCommits()
 		}
-		if syncs != nil {
-			syncsStart, syncSecondsStart = syncs()
-			cutsStart = cuts()
-			walStart = walStats()
+		if commits != nil {
+			commitsStart = commits()
 		}
 		if relay != nil {
 			relay.setMeasuring(true)
@@ -427,21 +412,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 	if inlineCommits != nil {
 		inlineRun = inlineCommits() - inlineStart
 	}
-	var syncsRun uint64
-	var syncSecondsRun float64
-	var cutsRun map[string]float64
-	var walRun [3]float64
-	if syncs != nil {
-		n, sec := syncs()
-		syncsRun, syncSecondsRun = n-syncsStart, sec-syncSecondsStart
-		cutsRun = cuts()
-		for k, v := range cutsStart {
-			cutsRun[k] -= v
-		}
-		w := walStats()
-		for i := range w {
-			walRun[i] = w[i] - walStart[i]
-		}
+	var commitsRun commitStats
+	if commits != nil {
+		commitsRun = commits().minus(commitsStart)
 	}
 	if profiling {
 		pprof.StopCPUProfile()
@@ -483,33 +456,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer) error 
 		// Commits of the window made on their caller's goroutine, per granted hold.
 		s.Labels = append(s.Labels, loadgen.Label{Key: "inline_per_hold", Value: strconv.FormatFloat(inlineRun/float64(s.OK), 'f', 3, 64)})
 	}
-	if syncsRun > 0 && s.OK > 0 {
-		// The group commit's shape over the window: synced batches per
-		// second, granted holds per synced batch, and the mean time from a
-		// synced batch's write to its fsync's completion.
-		s.Labels = append(s.Labels,
-			loadgen.Label{Key: "syncs_per_s", Value: strconv.FormatFloat(float64(syncsRun)/s.Elapsed.Seconds(), 'f', 0, 64)},
-			loadgen.Label{Key: "holds_per_sync", Value: strconv.FormatFloat(float64(s.OK)/float64(syncsRun), 'f', 1, 64)},
-			loadgen.Label{Key: "sync_ms", Value: strconv.FormatFloat(1000*syncSecondsRun/float64(syncsRun), 'f', 3, 64)})
-		if walRun[1] > 0 {
-			// The own WAL: bytes per granted hold, and the mean time of
-			// one group commit's write and fdatasync alone.
-			s.Labels = append(s.Labels,
-				loadgen.Label{Key: "wal_bytes_per_hold", Value: strconv.FormatFloat(walRun[0]/float64(s.OK), 'f', 0, 64)},
-				loadgen.Label{Key: "wal_sync_ms", Value: strconv.FormatFloat(1000*walRun[2]/walRun[1], 'f', 3, 64)})
-		}
-		var all float64
-		for _, v := range cutsRun {
-			all += v
-		}
-		if all > 0 {
-			// Why the synced batches were cut (holdfast_commit_cuts_total):
-			// each reason's share.
-			for _, k := range slices.Sorted(maps.Keys(cutsRun)) {
-				s.Labels = append(s.Labels, loadgen.Label{Key: "cuts_" + k, Value: strconv.FormatFloat(cutsRun[k]/all, 'f', 3, 64)})
-			}
-		}
-	}
+	s.Labels = append(s.Labels, commitsRun.labels(s.OK, s.Elapsed)...)
 	if o.target == "http" {
 		s.Labels = append(s.Labels, loadgen.Label{Key: "client", Value: o.client})
 		if o.url == "" {
