@@ -30,14 +30,7 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 	cfg := Config{Region: "eu", DigestInterval: -1, HoldRetain: time.Millisecond}
 	n := newNodeWithBugs(t, cfg, bugs)
 	now := t0
-	req := uint64(0)
-	step := func(c Command) {
-		req++
-		c.ReqID = req
-		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step := stepCommands(t, n, &now)
 	step(Command{Kind: CmdRestock, SKU: "apple", Qty: 100})
 	advanced(n)
 	hold := Command{Kind: CmdHold, Lines: []Line{{SKU: "apple", Qty: 1}}}
@@ -98,6 +91,20 @@ func persistHoldsOnePerHold(t *testing.T, bugs plantedbugs.Bugs) string {
 		t.Fatalf("deleted %v, want %s among them", rd.Persist.DeletedHolds, id)
 	}
 	return persistedOnce(rd.Persist.Holds, map[string]HoldState{rd.Reply[1].Hold.ID: Held})
+}
+
+// stepCommands returns a step of n that gives each command the next
+// ReqID and steps it at *now (which the caller may move).
+func stepCommands(t *testing.T, n *Node, now *time.Time) func(Command) {
+	req := uint64(0)
+	return func(c Command) {
+		t.Helper()
+		req++
+		c.ReqID = req
+		if err := n.Step(Input{Now: *now, Cmd: &c}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // persistedOnce checks that holds are exactly want's, once each, in the
@@ -272,15 +279,7 @@ func pipelinedHoldCopies(t *testing.T, bugs plantedbugs.Bugs) error {
 func TestHoldCopiesInBlocks(t *testing.T) {
 	n := newNodeWithBugs(t, Config{Region: "eu", DigestInterval: -1}, plantedbugs.Bugs{})
 	now := t0
-	req := uint64(0)
-	step := func(c Command) {
-		t.Helper()
-		req++
-		c.ReqID = req
-		if err := n.Step(Input{Now: now, Cmd: &c}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step := stepCommands(t, n, &now)
 	step(Command{Kind: CmdRestock, SKU: "apple", Qty: 1000})
 	advanced(n)
 	hold := Command{Kind: CmdHold, Lines: []Line{{SKU: "apple", Qty: 1}}}
